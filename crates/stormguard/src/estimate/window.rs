@@ -1,0 +1,399 @@
+//! A sliding-window latency quantile estimator.
+
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// How many sub-windows the window is cut into: data ages out within one window, and a quantile
+/// always sees at least three quarters of a window.
+const SUB_WINDOWS: u64 = 4;
+/// The largest latency kept apart from others, in microseconds (one hour); longer ones are
+/// recorded as one hour, which is already past any sane timeout.
+const HIGHEST_MICROS: u64 = 3_600_000_000;
+/// Three significant figures: quantiles are within 0.1% of a recorded value.
+const SIGNIFICANT_FIGURES: u8 = 3;
+/// The shortest window accepted; shorter ones are raised to it.
+const MIN_WINDOW: Duration = Duration::from_millis(1);
+/// Below this many samples a p99.9 is a guess, so quantiles are withheld.
+const DEFAULT_MIN_SAMPLES: u64 = 100;
+
+/// Estimates latency quantiles of one target over a sliding window of time.
+///
+/// Why: a timeout set from a fixed number is wrong the day the downstream changes; Brooker's rule
+/// sets it at the downstream's measured p99.9, and hedging after the p95 needs the p95 now, not
+/// last month's. This keeps the last `window` of latencies in an HDR histogram (microseconds,
+/// three significant figures, 1 us to 1 hour; zero is recorded as 1 us and longer values as
+/// 1 hour) so any quantile is within 0.1% of a recorded latency.
+///
+/// The window is a ring of 4 sub-windows of `window / 4` each. Recording goes into the current
+/// one; when time passes a sub-window it is emptied and reused. So a latency stops counting at
+/// most `window` after it was recorded, and a quantile always covers at least 3/4 of a window.
+///
+/// Time: the first `now` passed to any method fixes the start of sub-window 0. A `now` earlier
+/// than the latest seen (clocks read on different threads race) counts as the current
+/// sub-window; nothing panics.
+///
+/// Concurrency: all methods take `&self`; one `Mutex` guards the ring. `record` is O(1) under
+/// the lock; `quantile` scans one histogram (about 23 000 counters); a sub-window expiry
+/// subtracts one histogram. Keep one estimator per target and share it (e.g. in an `Arc`).
+/// Memory is about 1 MB per estimator (five histograms, one per sub-window plus their sum).
+///
+/// ```rust
+/// use std::time::{Duration, Instant};
+/// use stormguard::estimate::LatencyEstimator;
+///
+/// let estimator = LatencyEstimator::new(Duration::from_secs(60)).with_min_samples(10);
+/// let t0 = Instant::now();
+/// for ms in 1..=100 {
+///     estimator.record(t0, Duration::from_millis(ms));
+/// }
+/// let p50 = estimator.quantile(t0, 0.5).unwrap();
+/// assert!(p50 >= Duration::from_millis(50) && p50 <= Duration::from_micros(50_050));
+/// // A window and a bit later everything has aged out.
+/// assert_eq!(estimator.count(t0 + Duration::from_secs(61)), 0);
+/// ```
+pub struct LatencyEstimator {
+    window: Duration,
+    sub_window: Duration,
+    min_samples: u64,
+    ring: Mutex<Ring>,
+}
+
+struct Ring {
+    /// Start of sub-window 0, fixed by the first `now` seen.
+    epoch: Option<Instant>,
+    /// The latest sub-window seen, counted from `epoch`.
+    current: u64,
+    /// Slot `i % SUB_WINDOWS` holds sub-window `i`; `holds` says which `i` it last held.
+    slots: Vec<Slot>,
+    /// The sum of the slots still inside the window, so a quantile needs no merge.
+    live: Histogram<u64>,
+}
+
+struct Slot {
+    holds: u64,
+    histogram: Histogram<u64>,
+}
+
+fn empty_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_MICROS, SIGNIFICANT_FIGURES)
+        .expect("1 us .. 1 h at 3 significant figures are valid histogram bounds")
+}
+
+impl LatencyEstimator {
+    /// An empty estimator over `window` (60 s is a good default: long enough for a p99.9 at
+    /// modest traffic, short enough to follow a deploy). Windows shorter than 1 ms are raised
+    /// to 1 ms. Quantiles need at least 100 samples; see [`with_min_samples`](Self::with_min_samples).
+    pub fn new(window: Duration) -> Self {
+        let window = window.max(MIN_WINDOW);
+        let sub_window = window / SUB_WINDOWS as u32;
+        let slots = (0..SUB_WINDOWS)
+            .map(|_| Slot {
+                holds: 0,
+                histogram: empty_histogram(),
+            })
+            .collect();
+        LatencyEstimator {
+            window,
+            sub_window,
+            min_samples: DEFAULT_MIN_SAMPLES,
+            ring: Mutex::new(Ring {
+                epoch: None,
+                current: 0,
+                slots,
+                live: empty_histogram(),
+            }),
+        }
+    }
+
+    /// Sets how many samples the live window needs before [`quantile`](Self::quantile) answers.
+    ///
+    /// A p99.9 from 50 samples is the maximum of 50 samples; 100 (the default) is the least
+    /// that makes a p99 mean anything, and 1000 makes a p99.9 trustworthy. Zero is treated as one:
+    /// an empty window never has a quantile.
+    pub fn with_min_samples(mut self, min_samples: u64) -> Self {
+        self.min_samples = min_samples;
+        self
+    }
+
+    /// Records one observed latency at `now`.
+    ///
+    /// O(1) under the lock, plus one histogram subtraction when `now` starts a new sub-window.
+    pub fn record(&self, now: Instant, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, HIGHEST_MICROS);
+        let mut ring = self.lock();
+        let current = self.advance(&mut ring, now);
+        let slot = &mut ring.slots[(current % SUB_WINDOWS) as usize];
+        slot.holds = current;
+        slot.histogram.saturating_record(micros);
+        ring.live.saturating_record(micros);
+    }
+
+    /// The latency below which a fraction `q` of the live window's samples fall, within 0.1%.
+    ///
+    /// `None` while the live window has fewer than the minimum samples (100 unless set with
+    /// [`with_min_samples`](Self::with_min_samples)), so callers fall back to a safe default
+    /// rather than trust noise. `q` is clamped to `[0, 1]`; NaN counts as 1, the conservative end.
+    pub fn quantile(&self, now: Instant, q: f64) -> Option<Duration> {
+        let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
+        let mut ring = self.lock();
+        self.advance(&mut ring, now);
+        if ring.live.len() < self.min_samples.max(1) {
+            return None;
+        }
+        let micros = ring.live.value_at_quantile(q).min(HIGHEST_MICROS);
+        Some(Duration::from_micros(micros))
+    }
+
+    /// How many samples the live window holds at `now`.
+    pub fn count(&self, now: Instant) -> u64 {
+        let mut ring = self.lock();
+        self.advance(&mut ring, now);
+        ring.live.len()
+    }
+
+    /// The window length: no sample older than this counts.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// How many samples a quantile needs, as set by [`with_min_samples`](Self::with_min_samples).
+    pub fn min_samples(&self) -> u64 {
+        self.min_samples
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        // Every update leaves the ring consistent before it can panic, so a poisoned lock is
+        // still a good ring.
+        self.ring
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Moves the ring to the sub-window of `now`, emptying the slots that fell out of the
+    /// window, and returns the current sub-window.
+    fn advance(&self, ring: &mut Ring, now: Instant) -> u64 {
+        let epoch = *ring.epoch.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(epoch).as_nanos();
+        let index = u64::try_from(elapsed / self.sub_window.as_nanos()).unwrap_or(u64::MAX);
+        if index <= ring.current {
+            return ring.current;
+        }
+        let Ring { slots, live, .. } = ring;
+        let mut consistent = true;
+        for slot in slots.iter_mut() {
+            if slot.holds.saturating_add(SUB_WINDOWS) <= index && !slot.histogram.is_empty() {
+                consistent &= live.subtract(&slot.histogram).is_ok();
+                slot.histogram.reset();
+            }
+        }
+        if !consistent {
+            // Unreachable with equal bounds and exact counts; rebuilding keeps `live` the sum
+            // of the slots even so.
+            live.reset();
+            for slot in slots.iter() {
+                let _ = live.add(&slot.histogram);
+            }
+        }
+        ring.current = index;
+        index
+    }
+}
+
+impl fmt::Debug for LatencyEstimator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ring = self.lock();
+        f.debug_struct("LatencyEstimator")
+            .field("window", &self.window)
+            .field("min_samples", &self.min_samples)
+            .field("live_samples", &ring.live.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estimate::LogNormal;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_pcg::Pcg64Mcg;
+    use std::sync::Arc;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn within(actual: Duration, expected: Duration, rel: f64) -> bool {
+        let (a, e) = (actual.as_secs_f64(), expected.as_secs_f64());
+        ((a - e) / e).abs() <= rel
+    }
+
+    #[test]
+    fn quantiles_match_exact_sample_quantiles() {
+        let model = LogNormal::fit(4 * MS, 40 * MS).unwrap();
+        let mut rng = Pcg64Mcg::seed_from_u64(42);
+        let estimator = LatencyEstimator::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let mut samples: Vec<Duration> = (0..100_000).map(|_| model.sample(&mut rng)).collect();
+        for (i, &latency) in samples.iter().enumerate() {
+            estimator.record(t0 + Duration::from_micros(i as u64), latency);
+        }
+        samples.sort();
+        assert_eq!(estimator.count(t0 + Duration::from_secs(1)), 100_000);
+        for q in [0.5, 0.99, 0.999] {
+            let exact = samples[(q * samples.len() as f64).ceil() as usize - 1];
+            let estimated = estimator.quantile(t0 + Duration::from_secs(1), q).unwrap();
+            assert!(
+                within(estimated, exact, 0.01),
+                "q {q}: {estimated:?} vs {exact:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn old_latencies_age_out() {
+        let window = Duration::from_secs(60);
+        let estimator = LatencyEstimator::new(window);
+        let t0 = Instant::now();
+        let step = Duration::from_millis(100);
+        let mut t = t0;
+        while t < t0 + window {
+            estimator.record(t, 10 * MS);
+            t += step;
+        }
+        let p50 = estimator.quantile(t - step, 0.5).unwrap();
+        assert!(within(p50, 10 * MS, 0.001), "{p50:?}");
+        while t < t0 + 2 * window {
+            estimator.record(t, 100 * MS);
+            t += step;
+        }
+        let p50 = estimator.quantile(t - step, 0.5).unwrap();
+        assert!(within(p50, 100 * MS, 0.001), "{p50:?}");
+        assert_eq!(estimator.count(t - step), 600);
+        let later = t0 + 4 * window;
+        assert_eq!(estimator.count(later), 0);
+        assert_eq!(estimator.quantile(later, 0.5), None);
+    }
+
+    #[test]
+    fn a_quantile_keeps_three_quarters_of_a_window() {
+        let estimator = LatencyEstimator::new(Duration::from_secs(4)).with_min_samples(1);
+        let t0 = Instant::now();
+        for s in 0..4u64 {
+            estimator.record(t0 + Duration::from_secs(s), Duration::from_millis(s + 1));
+        }
+        assert_eq!(estimator.count(t0 + Duration::from_millis(3_999)), 4);
+        // Sub-window 0 leaves at 4 s; the others stay.
+        assert_eq!(estimator.count(t0 + Duration::from_secs(4)), 3);
+        assert_eq!(estimator.count(t0 + Duration::from_millis(6_999)), 1);
+        assert_eq!(estimator.count(t0 + Duration::from_secs(7)), 0);
+    }
+
+    #[test]
+    fn time_going_backwards_counts_as_now() {
+        let estimator = LatencyEstimator::new(Duration::from_secs(4)).with_min_samples(1);
+        let t0 = Instant::now() + Duration::from_secs(10);
+        estimator.record(t0 + Duration::from_secs(3), MS);
+        estimator.record(t0, 2 * MS);
+        estimator.record(t0 - Duration::from_secs(10), 3 * MS);
+        assert_eq!(estimator.count(t0), 3);
+        assert_eq!(estimator.count(t0 + Duration::from_secs(3)), 3);
+        assert_eq!(estimator.count(t0 + Duration::from_secs(4)), 3);
+        assert_eq!(estimator.count(t0 + Duration::from_secs(7)), 0);
+    }
+
+    #[test]
+    fn extremes_are_clamped_and_min_samples_respected() {
+        let estimator = LatencyEstimator::new(Duration::ZERO).with_min_samples(3);
+        assert_eq!(estimator.window(), MIN_WINDOW);
+        assert_eq!(estimator.min_samples(), 3);
+        let t0 = Instant::now();
+        estimator.record(t0, Duration::ZERO);
+        estimator.record(t0, Duration::MAX);
+        assert_eq!(estimator.quantile(t0, 0.5), None);
+        estimator.record(t0, Duration::from_nanos(10));
+        assert_eq!(estimator.quantile(t0, 0.0), Some(Duration::from_micros(1)));
+        assert_eq!(estimator.quantile(t0, 0.5), Some(Duration::from_micros(1)));
+        let top = estimator.quantile(t0, 2.0).unwrap();
+        assert_eq!(top, Duration::from_secs(3_600));
+        assert_eq!(estimator.quantile(t0, f64::NAN), Some(top));
+        let empty = LatencyEstimator::new(Duration::from_secs(1)).with_min_samples(0);
+        assert_eq!(empty.quantile(t0, 0.5), None);
+        assert!(format!("{empty:?}").contains("live_samples: 0"));
+    }
+
+    #[test]
+    fn concurrent_records_are_all_counted() {
+        let estimator = Arc::new(LatencyEstimator::new(Duration::from_secs(3_600)));
+        let t0 = Instant::now();
+        let threads: Vec<_> = (0..8u64)
+            .map(|thread| {
+                let estimator = Arc::clone(&estimator);
+                std::thread::spawn(move || {
+                    for i in 0..10_000u64 {
+                        let now = t0 + Duration::from_millis(i % 1_000);
+                        estimator.record(now, Duration::from_micros(1 + thread * 10_000 + i));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(estimator.count(t0 + Duration::from_secs(1)), 80_000);
+        let max = estimator.quantile(t0, 1.0).unwrap();
+        assert!(within(max, Duration::from_micros(80_000), 0.001), "{max:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn quantiles_are_ordered_and_bounded(
+            latencies in prop::collection::vec(1u64..10_000_000, 1..300),
+            offsets in prop::collection::vec(0u64..200_000, 1..300),
+            a in 0.0f64..=1.0,
+            b in 0.0f64..=1.0,
+        ) {
+            let estimator = LatencyEstimator::new(Duration::from_secs(60)).with_min_samples(1);
+            let t0 = Instant::now();
+            let mut latest = t0;
+            for (i, &micros) in latencies.iter().enumerate() {
+                let now = t0 + Duration::from_millis(offsets[i % offsets.len()]);
+                latest = latest.max(now);
+                estimator.record(now, Duration::from_micros(micros));
+            }
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            let count = estimator.count(latest);
+            prop_assert!(count >= 1 && count <= latencies.len() as u64);
+            let q_lo = estimator.quantile(latest, lo).unwrap();
+            let q_hi = estimator.quantile(latest, hi).unwrap();
+            prop_assert!(q_lo <= q_hi);
+            let smallest = *latencies.iter().min().unwrap();
+            let largest = *latencies.iter().max().unwrap();
+            prop_assert!(q_lo.as_micros() as f64 >= smallest as f64 * 0.999);
+            prop_assert!(q_hi.as_micros() as f64 <= largest as f64 * 1.001);
+        }
+
+        #[test]
+        fn count_is_exactly_the_samples_within_the_window(
+            seconds in prop::collection::vec(0u64..40, 0..200),
+            query in 0u64..60,
+        ) {
+            let estimator = LatencyEstimator::new(Duration::from_secs(8));
+            let t0 = Instant::now();
+            let mut sorted = seconds.clone();
+            sorted.sort();
+            // The epoch is fixed at t0 so that sub-windows are whole pairs of seconds.
+            estimator.count(t0);
+            for &s in &sorted {
+                estimator.record(t0 + Duration::from_secs(s), MS);
+            }
+            let latest = sorted.last().copied().unwrap_or(0).max(query);
+            let current = latest / 2;
+            let expected = sorted.iter().filter(|&&s| s / 2 + SUB_WINDOWS > current).count();
+            prop_assert_eq!(estimator.count(t0 + Duration::from_secs(query)), expected as u64);
+        }
+    }
+}

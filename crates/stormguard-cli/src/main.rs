@@ -1,1 +1,52 @@
-fn main() {}
+//! `stormguard`: timeouts, retries, backoff and jitter you can see before you deploy them.
+
+mod backoff_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Timeouts, retries, backoff with jitter, retry budgets and deadlines: see what a policy does
+/// before it is deployed.
+#[derive(Parser, Debug)]
+#[command(name = "stormguard", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Sample a backoff policy: the delay before each retry and the worst-case time spent waiting.
+    Backoff(backoff_cmd::Args),
+}
+
+/// An error in what the user gave us (exit 2), as opposed to a failure while running (exit 1).
+#[derive(Debug)]
+pub(crate) struct InputError(pub(crate) String);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Backoff(args) => backoff_cmd::run(args, &mut std::io::stdout().lock()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("stormguard: {error:#}");
+            if error.downcast_ref::<InputError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

@@ -20,7 +20,7 @@
 //! dependent test runs on paused time.
 //!
 //! ## Quick start
-//! ```ignore
+//! ```
 //! use stormguard::backoff::Backoff;
 //! use stormguard::policy::RetryPolicy;
 //!

@@ -45,7 +45,17 @@ pub fn seeded(seed: u64) -> JitterRng {
 /// assert_ne!(for_host("web-1").next_u64(), for_host("web-2").next_u64());
 /// ```
 pub fn for_host(host_id: &str) -> JitterRng {
-    seeded(fnv1a_64(host_id.as_bytes()))
+    seeded(host_seed(host_id))
+}
+
+/// The seed [`for_host`] uses, for mechanisms that derive one generator per request from it
+/// (seed mixed with a request counter) rather than share one generator behind a lock.
+///
+/// ```rust
+/// assert_eq!(stormguard::backoff::host_seed("web-1"), stormguard::backoff::host_seed("web-1"));
+/// ```
+pub fn host_seed(host_id: &str) -> u64 {
+    fnv1a_64(host_id.as_bytes())
 }
 
 /// A non-deterministic RNG, the default when no host identity or seed is wanted.
@@ -60,10 +70,20 @@ pub fn for_host(host_id: &str) -> JitterRng {
 /// assert_ne!(from_process_entropy().next_u64(), from_process_entropy().next_u64());
 /// ```
 pub fn from_process_entropy() -> JitterRng {
+    seeded(process_entropy_seed())
+}
+
+/// The seed [`from_process_entropy`] uses: different on every call and in every process.
+///
+/// ```rust
+/// use stormguard::backoff::process_entropy_seed;
+/// assert_ne!(process_entropy_seed(), process_entropy_seed());
+/// ```
+pub fn process_entropy_seed() -> u64 {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
-    seeded(hasher.finish())
+    hasher.finish()
 }
 
 /// This host's identity for [`for_host`] and [`jittered_period`], if one can be found.

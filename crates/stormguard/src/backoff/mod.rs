@@ -47,7 +47,8 @@ mod jitter;
 mod text;
 
 pub use jitter::{
-    for_host, from_process_entropy, host_identity, jittered_period, seeded, JitterRng,
+    for_host, from_process_entropy, host_identity, host_seed, jittered_period,
+    process_entropy_seed, seeded, JitterRng,
 };
 pub use text::BackoffParseError;
 

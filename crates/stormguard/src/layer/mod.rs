@@ -1,1 +1,47 @@
-//! Placeholder: being written.
+//! Tower layers that run the policy core on real HTTP requests.
+//!
+//! ## Why layers
+//! The policy core decides; these layers do: they read the clock (tokio's, so tests run on paused
+//! time), sleep the backoff, enforce timeouts, buffer a body so it can be sent again, and report
+//! every decision to an [`Observer`](crate::metrics::Observer). They are ordinary
+//! [`tower::Layer`](tower_layer::Layer)s over `http::Request<B>`, so they stack onto hyper-util's
+//! client, reqwest (through its tower service) and tonic channels alike.
+//!
+//! | layer | what it does |
+//! |---|---|
+//! | [`RetryLayer`] | classification, backoff, retry budget or token bucket, per-try timeouts within the deadline, a different instance on retry |
+//! | [`HedgeLayer`] | one extra copy of a slow idempotent request to another instance, within a hedge budget; the first answer wins |
+//! | [`DeadlineLayer`] | reads the incoming budget (`stormguard-budget-ms`, `grpc-timeout`, `x-envoy-expected-rq-timeout-ms`), times the call out at the deadline, writes the decremented budget downstream |
+//! | [`Balance`] | least loaded of two among instances not yet tried by this request |
+//!
+//! A typical client stack, outermost first: `DeadlineLayer`, `RetryLayer`, `HedgeLayer`, then a
+//! `Balance` over the instances.
+//!
+//! ## Bodies
+//! A request can be sent again only if its body can be: the retry and hedge layers buffer a body
+//! up to a limit (64 KiB by default, as linkerd) and replay it. A larger (or streaming) body is
+//! sent once, as it arrives, and never half-replayed. The inner service sees a [`ReplayBody`].
+//!
+//! ## Cancel safety
+//! Dropping a response future cancels the attempt in flight and any pending backoff; no further
+//! attempt is sent. A hedge's losing attempt is dropped (cancelled) as soon as the other answers.
+
+mod balance;
+mod body;
+mod clock;
+mod deadline;
+mod error;
+mod hedge;
+mod retry;
+#[cfg(test)]
+mod test_support;
+
+pub use self::balance::{Balance, Instance, InstanceError, TriedInstances};
+pub use self::body::ReplayBody;
+pub use self::deadline::{DeadlineLayer, DeadlineService};
+pub use self::error::{classify_error, BoxError, Error, ErrorKind, NotSent};
+pub use self::hedge::{Hedge, HedgeLayer};
+pub use self::retry::{Attempts, Retry, RetryLayer};
+
+/// The default limit on a body buffered for replay: 64 KiB, as linkerd2-proxy.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;

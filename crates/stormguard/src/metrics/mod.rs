@@ -1,1 +1,119 @@
-//! Placeholder: being written.
+//! Every decision counted: the observer that the layers, the proxy and the simulator report to.
+//!
+//! ## Why count every retry and timeout
+//! Retries hide failures; that is their job and their danger. A dependency that needs one retry
+//! in ten looks healthy from above until the day the budget runs out. So every decision the
+//! policy takes is an [`Event`] given to an [`Observer`]: attempts, retries and why, retries
+//! refused by the budget or the token bucket, hedges sent and won, timeouts split into connect and
+//! request, and requests given up for lack of deadline. [`NoMetrics`] drops them; the
+//! `prometheus` feature adds [`PrometheusMetrics`], whose help texts say what to do about each
+//! number.
+
+use crate::classify::RetryKind;
+use crate::policy::{Denied, GiveUp};
+
+#[cfg(feature = "prometheus")]
+mod prometheus;
+#[cfg(feature = "prometheus")]
+pub use self::prometheus::PrometheusMetrics;
+
+/// Which timeout fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TimeoutKind {
+    /// The connection was not established in time: the request never reached the server.
+    Connect,
+    /// The request was sent but no response came within the per-try timeout.
+    Request,
+}
+
+/// One decision or outcome, reported to an [`Observer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A request (not an attempt) began.
+    Request,
+    /// An attempt was sent: first tries, retries and hedges alike.
+    Attempt,
+    /// A retry was granted after an attempt that came to `kind`.
+    Retry(RetryKind),
+    /// A retry was refused by a limiter.
+    RetryDenied(Denied),
+    /// A hedge was sent.
+    HedgeSent,
+    /// The hedge answered first.
+    HedgeWon,
+    /// An attempt timed out.
+    Timeout(TimeoutKind),
+    /// A request was refused (or not retried) because too little of its deadline was left.
+    DeadlineGiveUp,
+    /// A request ended successfully.
+    Succeeded,
+    /// A request ended without success.
+    Failed(GiveUp),
+}
+
+/// Receives the events of a target (a route, an upstream, a call in the graph).
+///
+/// Implementations must be cheap and must not block: they are called on the request path.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use stormguard::metrics::{Event, Observer};
+///
+/// #[derive(Default)]
+/// struct CountRetries(AtomicU64);
+///
+/// impl Observer for CountRetries {
+///     fn observe(&self, _target: &str, event: Event) {
+///         if let Event::Retry(_) = event {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+///
+/// let counter = CountRetries::default();
+/// counter.observe("api", Event::Retry(stormguard::classify::RetryKind::Refused));
+/// assert_eq!(counter.0.load(Ordering::Relaxed), 1);
+/// ```
+pub trait Observer: Send + Sync + 'static {
+    /// Records one event of `target`.
+    fn observe(&self, target: &str, event: Event);
+}
+
+/// Drops every event: for users who do not want metrics, at no cost.
+///
+/// ```
+/// use stormguard::metrics::{Event, NoMetrics, Observer};
+/// NoMetrics.observe("api", Event::Attempt);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoMetrics;
+
+impl Observer for NoMetrics {
+    #[inline]
+    fn observe(&self, _target: &str, _event: Event) {}
+}
+
+impl<O: Observer + ?Sized> Observer for std::sync::Arc<O> {
+    #[inline]
+    fn observe(&self, target: &str, event: Event) {
+        (**self).observe(target, event)
+    }
+}
+
+/// A stable label for the kind of failure that called for a retry.
+pub fn retry_kind_label(kind: RetryKind) -> &'static str {
+    match kind {
+        RetryKind::Refused => "connect-refused",
+        RetryKind::ConnectTimeout => "connect-timeout",
+        RetryKind::Reset => "reset",
+        RetryKind::Timeout => "timeout",
+        RetryKind::Error => "error",
+        RetryKind::Status(429) => "429",
+        RetryKind::Status(408) => "408",
+        RetryKind::Status(500) => "500",
+        RetryKind::Status(502) => "502",
+        RetryKind::Status(503) => "503",
+        RetryKind::Status(504) => "504",
+        RetryKind::Status(_) => "status",
+    }
+}

@@ -1,0 +1,266 @@
+//! [`Balance`]: sends each request to one of several instances, avoiding those it already tried.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use rand::SeedableRng;
+use tower_service::Service;
+
+use super::error::{BoxError, Error, ErrorKind};
+use crate::backoff::JitterRng;
+use crate::instance::choose;
+
+/// Request extension: the instances this request already went to, oldest first.
+///
+/// The retry layer adds it from the second attempt on, and the hedge layer to both copies of a
+/// hedged request; a balancer reads it to send the attempt elsewhere and records where it sent
+/// it. Clones share one list, so an inner balancer's choice is seen by the outer layers.
+///
+/// ```
+/// use stormguard::layer::TriedInstances;
+///
+/// let tried = TriedInstances::default();
+/// tried.record(2);
+/// assert_eq!(tried.to_vec(), vec![2]);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct TriedInstances(Arc<Mutex<Vec<usize>>>);
+
+impl TriedInstances {
+    /// Records that the request went to `instance`.
+    pub fn record(&self, instance: usize) {
+        let mut tried = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if tried.last() != Some(&instance) {
+            tried.push(instance);
+        }
+    }
+
+    /// The instances tried so far, oldest first.
+    pub fn to_vec(&self) -> Vec<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Response extension set by [`Balance`]: which instance answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Instance(pub usize);
+
+/// An error from one instance of a [`Balance`], with the instance it came from, so that the retry
+/// layer can avoid that instance.
+#[derive(Debug)]
+pub struct InstanceError {
+    /// The instance the error came from.
+    pub instance: usize,
+    source: BoxError,
+}
+
+impl fmt::Display for InstanceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "instance {}: {}", self.instance, self.source)
+    }
+}
+
+impl StdError for InstanceError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// The instance an error came from, if a [`Balance`] said.
+pub(crate) fn instance_of(err: &(dyn StdError + Send + Sync + 'static)) -> Option<usize> {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<InstanceError>() {
+            return Some(found.instance);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// Spreads requests over instances: the less loaded (fewer requests in flight) of two random
+/// instances not yet tried by this request, through [`crate::instance::choose`].
+///
+/// Each instance is a service (for example a hyper-util client bound to one address). Responses
+/// carry an [`Instance`] extension and errors an [`InstanceError`], so that a retry avoids the
+/// instance that failed.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use stormguard::layer::Balance;
+///
+/// // One service per instance; here each answers with its own name.
+/// let instance = |name: &'static str| {
+///     tower::service_fn(move |_req: http::Request<()>| async move {
+///         Ok::<_, Infallible>(http::Response::new(name))
+///     })
+/// };
+/// let balance = Balance::new(vec![instance("a"), instance("b")]).seed(1);
+/// assert_eq!(balance.len(), 2);
+/// assert_eq!(balance.in_flight(), vec![0, 0]);
+/// ```
+pub struct Balance<S> {
+    instances: Vec<S>,
+    in_flight: Arc<[AtomicU64]>,
+    seed: u64,
+    counter: Arc<AtomicU64>,
+}
+
+impl<S: Clone> Clone for Balance<S> {
+    fn clone(&self) -> Self {
+        Balance {
+            instances: self.instances.clone(),
+            in_flight: self.in_flight.clone(),
+            seed: self.seed,
+            counter: self.counter.clone(),
+        }
+    }
+}
+
+impl<S> Balance<S> {
+    /// A balancer over `instances`.
+    pub fn new(instances: Vec<S>) -> Self {
+        let in_flight = instances.iter().map(|_| AtomicU64::new(0)).collect();
+        Balance {
+            instances,
+            in_flight,
+            seed: crate::backoff::process_entropy_seed(),
+            counter: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Seeds the random picks (tests, simulations).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// How many instances there are.
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+
+    /// Requests in flight at each instance.
+    pub fn in_flight(&self) -> Vec<u64> {
+        self.in_flight
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// Decrements an instance's in-flight count when its request ends, however it ends.
+struct InFlight {
+    counts: Arc<[AtomicU64]>,
+    index: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counts[self.index].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Balance<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = Response<RB>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Readiness is that of the chosen instance, awaited in the call: the choice depends on
+        // the request (its tried instances).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let tried = req.extensions().get::<TriedInstances>().cloned();
+        let loads = self.in_flight();
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut rng = JitterRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let already = tried.as_ref().map(|t| t.to_vec()).unwrap_or_default();
+        let Some(index) = choose(&loads, &already, &mut rng) else {
+            return Box::pin(async { Err(Error::new(ErrorKind::NoInstance, 0, None).into()) });
+        };
+        if let Some(tried) = &tried {
+            tried.record(index);
+        }
+        self.in_flight[index].fetch_add(1, Ordering::Relaxed);
+        let guard = InFlight {
+            counts: self.in_flight.clone(),
+            index,
+        };
+        let mut service = self.instances[index].clone();
+        Box::pin(async move {
+            let _guard = guard;
+            let wrap = |e: S::Error| -> BoxError {
+                Box::new(InstanceError {
+                    instance: index,
+                    source: e.into(),
+                })
+            };
+            poll_fn(|cx| service.poll_ready(cx)).await.map_err(wrap)?;
+            let mut response = service.call(req).await.map_err(wrap)?;
+            response.extensions_mut().insert(Instance(index));
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+
+    #[tokio::test]
+    async fn requests_avoid_tried_instances() {
+        let make = |i: usize| {
+            tower::service_fn(move |_req: Request<()>| async move {
+                Ok::<_, Infallible>(Response::new(i))
+            })
+        };
+        let mut balance = Balance::new(vec![make(0), make(1), make(2)]).seed(9);
+        for _ in 0..50 {
+            let tried = TriedInstances::default();
+            tried.record(1);
+            let mut req = Request::new(());
+            req.extensions_mut().insert(tried.clone());
+            let response = balance.call(req).await.unwrap();
+            let went = *response.body();
+            assert_ne!(went, 1);
+            assert_eq!(
+                response.extensions().get::<Instance>(),
+                Some(&Instance(went))
+            );
+            assert_eq!(tried.to_vec(), vec![1, went]);
+        }
+        assert_eq!(balance.in_flight(), vec![0, 0, 0]);
+    }
+
+    #[tokio::test]
+    async fn errors_name_their_instance() {
+        let failing = tower::service_fn(|_req: Request<()>| async {
+            Err::<Response<()>, BoxError>("boom".into())
+        });
+        let mut balance = Balance::new(vec![failing]);
+        let err = balance.call(Request::new(())).await.unwrap_err();
+        assert_eq!(instance_of(&*err), Some(0));
+    }
+}

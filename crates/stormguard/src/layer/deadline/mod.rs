@@ -1,0 +1,151 @@
+//! [`DeadlineService`]: the incoming budget in, a timeout on the call, the decremented budget out.
+
+mod layer;
+
+pub use self::layer::DeadlineLayer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::clock;
+use super::error::{BoxError, Error, ErrorKind};
+use super::retry::{incoming_deadline, is_grpc};
+use crate::deadline::{write_budget, Deadline, DeadlinePolicy};
+use crate::metrics::{Event, Observer};
+use crate::policy::GiveUp;
+
+/// A service that bounds a call by the request's deadline and passes the rest downstream.
+///
+/// Made by [`DeadlineLayer`]. The deadline is the earliest of a [`Deadline`] request extension,
+/// the incoming budget headers (`stormguard-budget-ms`, `grpc-timeout`,
+/// `x-envoy-expected-rq-timeout-ms`; the smallest wins) and the layer's own timeout. With less
+/// than the reserve left the request is answered at once ([`ErrorKind::Deadline`]); otherwise the
+/// call gets `min(timeout, remaining - reserve)`, the request carries the deadline as an
+/// extension (so an inner retry layer keeps to it) and, when propagating, the decremented
+/// budget in its headers. A call that runs out of time ends with [`ErrorKind::Timeout`].
+#[derive(Clone)]
+pub struct DeadlineService<S, O> {
+    inner: S,
+    policy: DeadlinePolicy,
+    timeout: Option<Duration>,
+    propagate: bool,
+    observer: O,
+    target: std::sync::Arc<str>,
+}
+
+impl<S, B, RB, O> Service<Request<B>> for DeadlineService<S, O>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    O: Observer + Clone,
+{
+    type Response = Response<RB>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let now = clock::now();
+        let incoming = incoming_deadline(req.extensions(), req.headers(), now);
+        let own = self.timeout.map(|t| Deadline::after(now, t));
+        let deadline = match (incoming, own) {
+            (Some(a), Some(b)) => Some(a.earliest(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(timeout) = self.policy.attempt_timeout(deadline, now) else {
+            self.observer.observe(&self.target, Event::DeadlineGiveUp);
+            self.observer
+                .observe(&self.target, Event::Failed(GiveUp::Deadline));
+            return Box::pin(async { Err(Error::new(ErrorKind::Deadline, 0, None).into()) });
+        };
+        let call_deadline = Deadline::after(now, timeout);
+        req.extensions_mut().insert(call_deadline);
+        if self.propagate {
+            let grpc = is_grpc(req.headers());
+            write_budget(req.headers_mut(), timeout, grpc);
+        }
+        let observer = self.observer.clone();
+        let target = self.target.clone();
+        let call = self.inner.call(req);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, call).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => {
+                    observer.observe(
+                        &target,
+                        Event::Timeout(crate::metrics::TimeoutKind::Request),
+                    );
+                    Err(Error::new(ErrorKind::Timeout, 1, None).into())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deadline::BUDGET_HEADER;
+    use std::convert::Infallible;
+    use tower_layer::Layer;
+
+    fn echo_budget() -> impl Service<
+        Request<()>,
+        Response = Response<Option<String>>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response<Option<String>>, Infallible>> + Send,
+    > + Clone {
+        tower::service_fn(|req: Request<()>| async move {
+            let budget = req
+                .headers()
+                .get(BUDGET_HEADER)
+                .map(|v| v.to_str().unwrap().to_string());
+            Ok::<_, Infallible>(Response::new(budget))
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_is_decremented_by_the_reserve() {
+        let layer = DeadlineLayer::new(Duration::from_secs(10)).reserve(Duration::from_millis(5));
+        let mut svc = layer.layer(echo_budget());
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert(BUDGET_HEADER, "300".parse().unwrap());
+        let response = svc.call(req).await.unwrap();
+        assert_eq!(response.body().as_deref(), Some("295"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_budget_is_answered_at_once() {
+        let layer = DeadlineLayer::new(Duration::from_secs(10)).reserve(Duration::from_millis(5));
+        let mut svc = layer.layer(echo_budget());
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert(BUDGET_HEADER, "3".parse().unwrap());
+        let err = svc.call(req).await.unwrap_err();
+        let err = err.downcast::<Error>().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Deadline);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_call_times_out_at_the_deadline() {
+        let slow = tower::service_fn(|_req: Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, Infallible>(Response::new(()))
+        });
+        let mut svc = DeadlineLayer::new(Duration::from_secs(1)).layer(slow);
+        let start = tokio::time::Instant::now();
+        let err = svc.call(Request::new(())).await.unwrap_err();
+        assert_eq!(err.downcast::<Error>().unwrap().kind(), ErrorKind::Timeout);
+        assert_eq!(start.elapsed(), Duration::from_millis(995));
+    }
+}

@@ -1,0 +1,124 @@
+//! The hedge layer on paused time.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::Full;
+use tower::ServiceExt;
+use tower_layer::Layer;
+
+use super::super::test_support::{Calls, Recorder};
+use super::super::{Balance, Instance, ReplayBody};
+use super::HedgeLayer;
+use crate::hedge::{HedgeDelay, HedgePolicy};
+use crate::metrics::Event;
+
+type Body = Full<Bytes>;
+
+fn get() -> Request<Body> {
+    Request::builder()
+        .method(Method::GET)
+        .uri("http://catalog.test/")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// Two instances: the first request anywhere takes 1 s (the tail), every other 10 ms.
+fn tail_once() -> (
+    Balance<
+        impl tower::Service<
+                Request<ReplayBody<Body>>,
+                Response = Response<()>,
+                Error = Infallible,
+                Future = impl std::future::Future<Output = Result<Response<()>, Infallible>> + Send,
+            > + Clone,
+    >,
+    Calls,
+) {
+    let calls = Calls::default();
+    let instances = (0..2)
+        .map(|_| {
+            let calls = calls.clone();
+            tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+                let n = calls.next();
+                async move {
+                    let took = if n == 0 { 1000 } else { 10 };
+                    tokio::time::sleep(Duration::from_millis(took)).await;
+                    Ok::<_, Infallible>(Response::new(()))
+                }
+            })
+        })
+        .collect();
+    (Balance::new(instances).seed(4), calls)
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_cuts_a_one_second_tail_to_the_hedge_delay() {
+    let (balance, calls) = tail_once();
+    let policy = HedgePolicy::new(HedgeDelay::Fixed(Duration::from_millis(50)), 1.0).unwrap();
+    let recorder = Recorder::default();
+    let svc = HedgeLayer::new(policy)
+        .observer(recorder.clone())
+        .layer(balance);
+    let start = tokio::time::Instant::now();
+    let response = svc.oneshot(get()).await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(60),
+        "50 ms delay + 10 ms hedge"
+    );
+    assert_eq!(calls.get(), 2);
+    assert_eq!(recorder.count(|e| *e == Event::HedgeSent), 1);
+    assert_eq!(recorder.count(|e| *e == Event::HedgeWon), 1);
+    // The hedge went to the other instance.
+    let first = response.extensions().get::<Instance>().unwrap().0;
+    assert!(first < 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_is_never_hedged() {
+    let (balance, calls) = tail_once();
+    let policy = HedgePolicy::new(HedgeDelay::Fixed(Duration::from_millis(50)), 1.0).unwrap();
+    let svc = HedgeLayer::new(policy).layer(balance);
+    let mut req = get();
+    *req.method_mut() = Method::POST;
+    let start = tokio::time::Instant::now();
+    svc.oneshot(req).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_hedge_without_budget() {
+    let (balance, calls) = tail_once();
+    // 5%: the first request has earned only a twentieth of a hedge.
+    let policy = HedgePolicy::new(HedgeDelay::Fixed(Duration::from_millis(50)), 0.05).unwrap();
+    let svc = HedgeLayer::new(policy).layer(balance);
+    let start = tokio::time::Instant::now();
+    svc.oneshot(get()).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_answer_sends_no_hedge() {
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let fast = tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+        seen.next();
+        async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok::<_, Infallible>(Response::new(()))
+        }
+    });
+    let policy = HedgePolicy::new(HedgeDelay::Fixed(Duration::from_millis(50)), 1.0).unwrap();
+    let layer = HedgeLayer::new(policy);
+    let estimator = layer.latency_estimator();
+    let svc = layer.layer(fast);
+    svc.oneshot(get()).await.unwrap();
+    assert_eq!(calls.get(), 1);
+    let now = tokio::time::Instant::now().into_std();
+    assert_eq!(estimator.count(now), 1);
+}

@@ -1,0 +1,124 @@
+//! [`RetryLayer`]: the settings of a [`Retry`] service, applied to any inner service.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::{Retry, Shared};
+use crate::backoff;
+use crate::estimate::LatencyEstimator;
+use crate::metrics::{NoMetrics, Observer};
+use crate::policy::RetryPolicy;
+
+/// Wraps a service in [`Retry`] with one [`RetryPolicy`] for one target.
+///
+/// The layer holds the policy's shared state (its retry budget or token bucket, the latency
+/// estimator), so every service it makes shares them: build one layer per dependency.
+///
+/// ```
+/// use std::time::Duration;
+/// use stormguard::layer::RetryLayer;
+/// use stormguard::policy::RetryPolicy;
+///
+/// let layer = RetryLayer::new(RetryPolicy::recommended().with_per_try_timeout(Duration::from_secs(1)))
+///     .target("api")
+///     .host_id("web-1");
+/// let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct RetryLayer<O = NoMetrics> {
+    shared: Arc<Shared<O>>,
+}
+
+impl RetryLayer<NoMetrics> {
+    /// A layer for `policy`, with no metrics, a random jitter seed, and the default 64 KiB body
+    /// limit.
+    pub fn new(policy: RetryPolicy) -> Self {
+        let estimator = policy
+            .adaptive_timeout
+            .map(|_| Arc::new(LatencyEstimator::new(std::time::Duration::from_secs(60))));
+        RetryLayer {
+            shared: Arc::new(Shared {
+                policy,
+                observer: NoMetrics,
+                target: Arc::from("default"),
+                estimator,
+                body_limit: super::super::DEFAULT_BODY_LIMIT,
+                seed: backoff::process_entropy_seed(),
+                counter: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl<O: Observer + Clone> RetryLayer<O> {
+    fn map(self, f: impl FnOnce(&mut Shared<O>)) -> Self {
+        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|arc| (*arc).clone());
+        f(&mut shared);
+        RetryLayer {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The name the metrics carry (`target` label): a route or upstream name.
+    pub fn target(self, target: &str) -> Self {
+        self.map(|s| s.target = Arc::from(target))
+    }
+
+    /// Reports every decision to `observer`.
+    pub fn observer<O2: Observer>(self, observer: O2) -> RetryLayer<O2> {
+        let s = Arc::try_unwrap(self.shared).unwrap_or_else(|arc| (*arc).clone());
+        RetryLayer {
+            shared: Arc::new(Shared {
+                policy: s.policy,
+                observer,
+                target: s.target,
+                estimator: s.estimator,
+                body_limit: s.body_limit,
+                seed: s.seed,
+                counter: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Derives jitter from a stable host identity, so that one host always produces the same
+    /// sequence of delays (Brooker: easier to debug), while hosts differ from each other.
+    pub fn host_id(self, host_id: &str) -> Self {
+        let seed = backoff::host_seed(host_id);
+        self.map(|s| s.seed = seed)
+    }
+
+    /// Seeds the jitter with `seed` (tests, simulations).
+    pub fn seed(self, seed: u64) -> Self {
+        self.map(|s| s.seed = seed)
+    }
+
+    /// Records attempt latencies in `estimator` and takes the expected latency (its p50) and the
+    /// adaptive timeout from it. Share the estimator with a [`HedgeLayer`](super::super::HedgeLayer)
+    /// of the same target.
+    pub fn estimator(self, estimator: Arc<LatencyEstimator>) -> Self {
+        self.map(|s| s.estimator = Some(estimator))
+    }
+
+    /// Bodies up to `limit` bytes are buffered for replay; larger ones are sent once.
+    pub fn body_limit(self, limit: usize) -> Self {
+        self.map(|s| s.body_limit = limit)
+    }
+
+    /// The policy this layer applies.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.shared.policy
+    }
+}
+
+impl<S, O: Observer> Layer<S> for RetryLayer<O> {
+    type Service = Retry<S, O>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}

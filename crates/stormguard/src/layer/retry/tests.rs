@@ -1,0 +1,323 @@
+//! The retry layer on paused time against mock services: the behaviours the policy promises.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::ServiceExt;
+use tower_layer::Layer;
+
+use super::super::test_support::{Calls, Recorder};
+use super::super::{Balance, ErrorKind, Instance, ReplayBody};
+use super::{Attempts, RetryLayer};
+use crate::backoff::Backoff;
+use crate::budget::RetryBudget;
+use crate::deadline::BUDGET_HEADER;
+use crate::metrics::Event;
+use crate::policy::{Denied, Limiter, RetryPolicy};
+
+type Body = Full<Bytes>;
+
+fn request(method: Method) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri("http://api.test/items")
+        .body(Full::new(Bytes::from_static(b"payload")))
+        .unwrap()
+}
+
+fn status(code: u16) -> Response<()> {
+    Response::builder().status(code).body(()).unwrap()
+}
+
+fn unlimited() -> RetryPolicy {
+    RetryPolicy::recommended()
+        .with_limiter(Limiter::Unlimited)
+        .with_per_try_timeout(Duration::from_millis(100))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flaky_service_succeeds_through_one_retry() {
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let flaky = tower::service_fn(move |req: Request<ReplayBody<Body>>| {
+        let n = seen.next();
+        async move {
+            // Every attempt carries the whole body, the retry included.
+            use http_body_util::BodyExt;
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"payload");
+            Ok::<_, Infallible>(status(if n == 0 { 503 } else { 200 }))
+        }
+    });
+    let recorder = Recorder::default();
+    let svc = RetryLayer::new(unlimited())
+        .seed(1)
+        .observer(recorder.clone())
+        .layer(flaky);
+    let response = svc.oneshot(request(Method::POST)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(2)));
+    assert_eq!(calls.get(), 2);
+    assert_eq!(recorder.count(|e| matches!(e, Event::Retry(_))), 1);
+    assert_eq!(recorder.count(|e| *e == Event::Attempt), 2);
+    assert_eq!(recorder.count(|e| *e == Event::Succeeded), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_error_is_not_retried() {
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let not_found = tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+        seen.next();
+        async { Ok::<_, Infallible>(status(404)) }
+    });
+    let svc = RetryLayer::new(unlimited().with_max_attempts(3)).layer(not_found);
+    let response = svc.oneshot(request(Method::GET)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(1)));
+    assert_eq!(calls.get(), 1);
+}
+
+fn hanging(
+    calls: Calls,
+) -> impl tower::Service<
+    Request<ReplayBody<Body>>,
+    Response = Response<()>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Response<()>, Infallible>> + Send,
+> + Clone {
+    tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+        calls.next();
+        async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, Infallible>(status(200))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_written_post_is_not_retried_after_a_timeout() {
+    let calls = Calls::default();
+    let svc = RetryLayer::new(unlimited()).layer(hanging(calls.clone()));
+    let err = svc.oneshot(request(Method::POST)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(err.attempts(), 1);
+    assert_eq!(
+        calls.get(),
+        1,
+        "the POST may have been applied: never send it twice"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_is_retried_after_a_timeout() {
+    let calls = Calls::default();
+    let svc = RetryLayer::new(unlimited()).layer(hanging(calls.clone()));
+    let err = svc.oneshot(request(Method::GET)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_is_retried_after_a_refused_connection() {
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let refusing_once = tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+        let n = seen.next();
+        async move {
+            if n == 0 {
+                Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+            } else {
+                Ok(status(201))
+            }
+        }
+    });
+    let svc = RetryLayer::new(unlimited()).layer(refusing_once);
+    let response = svc.oneshot(request(Method::POST)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_lands_on_a_different_instance() {
+    for seed in 0..20 {
+        let hits: Vec<Calls> = (0..3).map(|_| Calls::default()).collect();
+        // Whichever instance the first attempt reaches is broken: it answers 503 every time.
+        let broken = Arc::new(std::sync::OnceLock::<usize>::new());
+        let instances: Vec<_> = hits
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, calls)| {
+                let broken = broken.clone();
+                tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+                    calls.next();
+                    let code = if *broken.get_or_init(|| i) == i {
+                        503
+                    } else {
+                        200
+                    };
+                    async move { Ok::<_, Infallible>(status(code)) }
+                })
+            })
+            .collect();
+        let balance = Balance::new(instances).seed(seed);
+        let svc = RetryLayer::new(unlimited()).seed(seed).layer(balance);
+        let response = svc.oneshot(request(Method::GET)).await.unwrap();
+        // The broken instance failed; the retry went to another one, which succeeded.
+        assert_eq!(response.status(), StatusCode::OK, "seed {seed}");
+        let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
+        assert_eq!(counts.iter().sum::<u32>(), 2, "seed {seed}");
+        assert!(counts.iter().all(|&c| c <= 1), "seed {seed}: {counts:?}");
+        let answered = response.extensions().get::<Instance>().unwrap().0;
+        assert_eq!(counts[answered], 1);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_the_budget_spent_no_retry_is_sent() {
+    let budget = Arc::new(RetryBudget::new(Duration::from_secs(10), 0, 0.0).unwrap());
+    let policy = unlimited().with_limiter(Limiter::Budget(budget));
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let failing = tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+        seen.next();
+        async { Ok::<_, Infallible>(status(503)) }
+    });
+    let recorder = Recorder::default();
+    let svc = RetryLayer::new(policy)
+        .observer(recorder.clone())
+        .layer(failing);
+    let response = svc.oneshot(request(Method::GET)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(calls.get(), 1);
+    assert_eq!(
+        recorder.count(|e| *e == Event::RetryDenied(Denied::Budget)),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_300ms_deadline_stops_three_attempts_after_the_first() {
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let slow_failure = tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+        seen.next();
+        async {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            Ok::<_, Infallible>(status(503))
+        }
+    });
+    let policy = RetryPolicy::recommended()
+        .with_limiter(Limiter::Unlimited)
+        .with_max_attempts(3)
+        .with_backoff(Backoff::None)
+        .with_expected_latency(Duration::from_millis(250));
+    let recorder = Recorder::default();
+    let svc = RetryLayer::new(policy)
+        .observer(recorder.clone())
+        .layer(slow_failure);
+    let mut req = request(Method::GET);
+    req.headers_mut()
+        .insert(BUDGET_HEADER, "300".parse().unwrap());
+    let start = tokio::time::Instant::now();
+    let response = svc.oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(calls.get(), 1);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(250),
+        "gave up at once, in time to report"
+    );
+    assert_eq!(recorder.count(|e| *e == Event::DeadlineGiveUp), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_attempt_starts_when_the_budget_cannot_cover_it() {
+    let calls = Calls::default();
+    let svc = RetryLayer::new(unlimited().with_expected_latency(Duration::from_millis(250)))
+        .layer(hanging(calls.clone()));
+    let mut req = request(Method::GET);
+    req.headers_mut()
+        .insert(BUDGET_HEADER, "100".parse().unwrap());
+    let err = svc.oneshot(req).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Deadline);
+    assert_eq!(err.attempts(), 0);
+    assert_eq!(calls.get(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_attempt_carries_its_decremented_budget() {
+    let budgets = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = budgets.clone();
+    let calls = Calls::default();
+    let svc = tower::service_fn(move |req: Request<ReplayBody<Body>>| {
+        let n = calls.next();
+        seen.lock()
+            .unwrap()
+            .push(req.headers()[BUDGET_HEADER].to_str().unwrap().to_string());
+        async move {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            Ok::<_, Infallible>(status(if n == 0 { 502 } else { 200 }))
+        }
+    });
+    let policy = unlimited().with_backoff(Backoff::Constant(Duration::from_millis(10)));
+    let svc = RetryLayer::new(policy).layer(svc);
+    let mut req = request(Method::GET);
+    req.headers_mut()
+        .insert(BUDGET_HEADER, "1000".parse().unwrap());
+    svc.oneshot(req).await.unwrap();
+    // The per-try timeout (100 ms) is below what is left of the budget, so each attempt gets it.
+    assert_eq!(*budgets.lock().unwrap(), vec!["100", "100"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_too_large_to_buffer_is_sent_once() {
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let refusing = tower::service_fn(move |req: Request<ReplayBody<Body>>| {
+        seen.next();
+        assert!(!req.body().is_replayable());
+        async {
+            Err::<Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+        }
+    });
+    let svc = RetryLayer::new(unlimited()).body_limit(4).layer(refusing);
+    let err = svc.oneshot(request(Method::PUT)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectRefused);
+    assert_eq!(
+        calls.get(),
+        1,
+        "a body that streamed once is never half-replayed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_sleeps_between_attempts() {
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let failing = tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+        seen.next();
+        async { Ok::<_, Infallible>(status(503)) }
+    });
+    let policy = unlimited()
+        .with_max_attempts(3)
+        .with_backoff(Backoff::Exponential {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        });
+    let svc = RetryLayer::new(policy).layer(failing);
+    let start = tokio::time::Instant::now();
+    let response = svc.oneshot(request(Method::GET)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(calls.get(), 3);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(300),
+        "100 ms then 200 ms"
+    );
+}

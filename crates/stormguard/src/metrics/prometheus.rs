@@ -1,0 +1,205 @@
+//! [`Observer`] counters in a `prometheus-client` registry.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use super::{retry_kind_label, Event, Observer, TimeoutKind};
+use crate::policy::Denied;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    target: String,
+    reason: &'static str,
+}
+
+/// Prometheus counters for every [`Event`], registered with help texts that say what to do.
+///
+/// Metric names (all counters, labelled by `target`): `stormguard_requests`,
+/// `stormguard_attempts`, `stormguard_retries` (`reason`), `stormguard_retries_denied`
+/// (`reason` = `retry-budget` | `token-bucket`), `stormguard_hedges`, `stormguard_hedges_won`,
+/// `stormguard_timeouts` (`reason` = `connect` | `request`), `stormguard_deadline_giveups`,
+/// `stormguard_succeeded`, `stormguard_failed` (`reason`).
+///
+/// ```
+/// use prometheus_client::registry::Registry;
+/// use stormguard::metrics::{Event, Observer, PrometheusMetrics};
+///
+/// let mut registry = Registry::default();
+/// let metrics = PrometheusMetrics::register(&mut registry);
+/// metrics.observe("api", Event::Attempt);
+/// let mut text = String::new();
+/// prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+/// assert!(text.contains("stormguard_attempts_total{target=\"api\"} 1"));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct PrometheusMetrics {
+    requests: Family<TargetLabels, Counter>,
+    attempts: Family<TargetLabels, Counter>,
+    retries: Family<ReasonLabels, Counter>,
+    retries_denied: Family<ReasonLabels, Counter>,
+    hedges: Family<TargetLabels, Counter>,
+    hedges_won: Family<TargetLabels, Counter>,
+    timeouts: Family<ReasonLabels, Counter>,
+    deadline_giveups: Family<TargetLabels, Counter>,
+    succeeded: Family<TargetLabels, Counter>,
+    failed: Family<ReasonLabels, Counter>,
+}
+
+impl PrometheusMetrics {
+    /// Creates the counters and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "stormguard_requests",
+            "Requests received, before any retry. Divide stormguard_attempts by this for the load your retries and hedges add; above 1.2 the dependency is failing often enough to look at.",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "stormguard_attempts",
+            "Attempts sent: first tries, retries and hedges. This is the load the dependency sees.",
+            metrics.attempts.clone(),
+        );
+        registry.register(
+            "stormguard_retries",
+            "Retries sent, by what the failed attempt came to. A steady rate means a failure that retries are hiding: fix its cause, do not raise max_attempts.",
+            metrics.retries.clone(),
+        );
+        registry.register(
+            "stormguard_retries_denied",
+            "Retries not sent because the retry budget or token bucket was spent. Rising means the dependency is failing broadly: the limiter is protecting it; do not raise the budget, find the failure.",
+            metrics.retries_denied.clone(),
+        );
+        registry.register(
+            "stormguard_hedges",
+            "Hedged requests sent after the hedge delay. Near max_extra of requests means the delay is too short or the tail too long.",
+            metrics.hedges.clone(),
+        );
+        registry.register(
+            "stormguard_hedges_won",
+            "Hedges that answered before the original. Few wins for many hedges: raise the hedge delay.",
+            metrics.hedges_won.clone(),
+        );
+        registry.register(
+            "stormguard_timeouts",
+            "Attempts that timed out, by kind. Connect timeouts point at the network or a dead instance; request timeouts at a slow dependency or a timeout below its p99.9 (run stormguard recommend).",
+            metrics.timeouts.clone(),
+        );
+        registry.register(
+            "stormguard_deadline_giveups",
+            "Requests answered at once, or not retried, because too little of the caller's deadline was left. Rising means callers upstream wait less than this path needs: check timeouts telescope (stormguard check).",
+            metrics.deadline_giveups.clone(),
+        );
+        registry.register(
+            "stormguard_succeeded",
+            "Requests that ended in success, after any retries.",
+            metrics.succeeded.clone(),
+        );
+        registry.register(
+            "stormguard_failed",
+            "Requests that ended in failure, by why no further attempt was made (final, attempts, retry-budget, token-bucket, deadline).",
+            metrics.failed.clone(),
+        );
+        metrics
+    }
+}
+
+fn target(target: &str) -> TargetLabels {
+    TargetLabels {
+        target: target.to_string(),
+    }
+}
+
+fn reason(target: &str, reason: &'static str) -> ReasonLabels {
+    ReasonLabels {
+        target: target.to_string(),
+        reason,
+    }
+}
+
+impl Observer for PrometheusMetrics {
+    fn observe(&self, t: &str, event: Event) {
+        match event {
+            Event::Request => self.requests.get_or_create(&target(t)).inc(),
+            Event::Attempt => self.attempts.get_or_create(&target(t)).inc(),
+            Event::Retry(kind) => self
+                .retries
+                .get_or_create(&reason(t, retry_kind_label(kind)))
+                .inc(),
+            Event::RetryDenied(by) => {
+                let label = match by {
+                    Denied::Budget => "retry-budget",
+                    Denied::TokenBucket => "token-bucket",
+                };
+                self.retries_denied.get_or_create(&reason(t, label)).inc()
+            }
+            Event::HedgeSent => self.hedges.get_or_create(&target(t)).inc(),
+            Event::HedgeWon => self.hedges_won.get_or_create(&target(t)).inc(),
+            Event::Timeout(kind) => {
+                let label = match kind {
+                    TimeoutKind::Connect => "connect",
+                    TimeoutKind::Request => "request",
+                };
+                self.timeouts.get_or_create(&reason(t, label)).inc()
+            }
+            Event::DeadlineGiveUp => self.deadline_giveups.get_or_create(&target(t)).inc(),
+            Event::Succeeded => self.succeeded.get_or_create(&target(t)).inc(),
+            Event::Failed(give_up) => self
+                .failed
+                .get_or_create(&reason(t, give_up.reason()))
+                .inc(),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::RetryKind;
+    use crate::policy::GiveUp;
+
+    #[test]
+    fn every_event_lands_in_its_counter_with_help() {
+        let mut registry = Registry::default();
+        let metrics = PrometheusMetrics::register(&mut registry);
+        let events = [
+            Event::Request,
+            Event::Attempt,
+            Event::Attempt,
+            Event::Retry(RetryKind::Status(503)),
+            Event::RetryDenied(Denied::Budget),
+            Event::HedgeSent,
+            Event::HedgeWon,
+            Event::Timeout(TimeoutKind::Connect),
+            Event::DeadlineGiveUp,
+            Event::Succeeded,
+            Event::Failed(GiveUp::Deadline),
+        ];
+        for event in events {
+            metrics.observe("api", event);
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "stormguard_requests_total{target=\"api\"} 1",
+            "stormguard_attempts_total{target=\"api\"} 2",
+            "stormguard_retries_total{target=\"api\",reason=\"503\"} 1",
+            "stormguard_retries_denied_total{target=\"api\",reason=\"retry-budget\"} 1",
+            "stormguard_hedges_total{target=\"api\"} 1",
+            "stormguard_hedges_won_total{target=\"api\"} 1",
+            "stormguard_timeouts_total{target=\"api\",reason=\"connect\"} 1",
+            "stormguard_deadline_giveups_total{target=\"api\"} 1",
+            "stormguard_succeeded_total{target=\"api\"} 1",
+            "stormguard_failed_total{target=\"api\",reason=\"deadline\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(text.contains("# HELP stormguard_retries_denied"));
+    }
+}

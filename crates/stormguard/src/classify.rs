@@ -516,7 +516,7 @@ mod tests {
                 let declined = matches!(kind, RetryKind::Status(408 | 429 | 503));
                 prop_assert!(idempotent || !kind.reached_server() || declined);
                 if let Some(wait) = not_before {
-                    prop_assert!(wait <= secs(max) && remaining.map_or(true, |r| wait <= secs(r)));
+                    prop_assert!(wait <= secs(max) && remaining.is_none_or(|r| wait <= secs(r)));
                 }
             }
         }

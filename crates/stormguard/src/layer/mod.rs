@@ -13,6 +13,7 @@
 //! | [`HedgeLayer`] | one extra copy of a slow idempotent request to another instance, within a hedge budget; the first answer wins |
 //! | [`DeadlineLayer`] | reads the incoming budget (`stormguard-budget-ms`, `grpc-timeout`, `x-envoy-expected-rq-timeout-ms`), times the call out at the deadline, writes the decremented budget downstream |
 //! | [`Balance`] | least loaded of two among instances not yet tried by this request |
+//! | [`SetAuthority`] | one instance as an address on a shared, pooled client |
 //!
 //! A typical client stack, outermost first: `DeadlineLayer`, `RetryLayer`, `HedgeLayer`, then a
 //! `Balance` over the instances.
@@ -26,6 +27,7 @@
 //! Dropping a response future cancels the attempt in flight and any pending backoff; no further
 //! attempt is sent. A hedge's losing attempt is dropped (cancelled) as soon as the other answers.
 
+mod authority;
 mod balance;
 mod body;
 mod clock;
@@ -36,6 +38,7 @@ mod retry;
 #[cfg(test)]
 mod test_support;
 
+pub use self::authority::SetAuthority;
 pub use self::balance::{Balance, Instance, InstanceError, TriedInstances};
 pub use self::body::ReplayBody;
 pub use self::deadline::{DeadlineLayer, DeadlineService};

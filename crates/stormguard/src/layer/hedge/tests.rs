@@ -25,30 +25,23 @@ fn get() -> Request<Body> {
         .unwrap()
 }
 
+/// A mock instance: answers `()` after a delay.
+type Mock = tower::util::BoxCloneSyncService<Request<ReplayBody<Body>>, Response<()>, Infallible>;
+
 /// Two instances: the first request anywhere takes 1 s (the tail), every other 10 ms.
-fn tail_once() -> (
-    Balance<
-        impl tower::Service<
-                Request<ReplayBody<Body>>,
-                Response = Response<()>,
-                Error = Infallible,
-                Future = impl std::future::Future<Output = Result<Response<()>, Infallible>> + Send,
-            > + Clone,
-    >,
-    Calls,
-) {
+fn tail_once() -> (Balance<Mock>, Calls) {
     let calls = Calls::default();
     let instances = (0..2)
         .map(|_| {
             let calls = calls.clone();
-            tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+            Mock::new(tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
                 let n = calls.next();
                 async move {
                     let took = if n == 0 { 1000 } else { 10 };
                     tokio::time::sleep(Duration::from_millis(took)).await;
                     Ok::<_, Infallible>(Response::new(()))
                 }
-            })
+            }))
         })
         .collect();
     (Balance::new(instances).seed(4), calls)

@@ -1,0 +1,155 @@
+//! The layers over hyper-util's real client, against servers on 127.0.0.1.
+//!
+//! What only real sockets show: hyper-util's connect errors are classified as "not sent" (so a
+//! POST is retried after a refused connection), and a real timeout after the request was written
+//! is not retried for a POST.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use stormguard::layer::{
+    Attempts, Balance, ErrorKind, Instance, ReplayBody, RetryLayer, SetAuthority,
+};
+use stormguard::policy::{Limiter, RetryPolicy};
+use tokio::net::TcpListener;
+use tower::{Layer, ServiceExt};
+
+/// A server that counts requests and answers each as `answer(n)` says (a status, and a delay).
+async fn server(
+    answer: impl Fn(u32) -> (u16, Duration) + Send + Sync + 'static,
+) -> (SocketAddr, Arc<AtomicU32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicU32::new(0));
+    let counted = hits.clone();
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (hits, answer) = (counted.clone(), answer.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let n = hits.fetch_add(1, Ordering::SeqCst);
+                        let (status, delay) = answer(n);
+                        async move {
+                            // Read the whole body, as a real handler would before acting on it.
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            tokio::time::sleep(delay).await;
+                            let mut response = Response::new(Full::new(body));
+                            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, hits)
+}
+
+async fn refusing_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+type Body = ReplayBody<Full<Bytes>>;
+
+fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Body> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn post(body: &'static [u8]) -> Request<Full<Bytes>> {
+    Request::post("/orders")
+        .body(Full::new(Bytes::from_static(body)))
+        .unwrap()
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy::recommended()
+        .with_limiter(Limiter::Unlimited)
+        .with_per_try_timeout(Duration::from_millis(300))
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_on_the_other_instance_even_for_a_post() {
+    let refusing = refusing_address().await;
+    let (healthy, hits) = server(|_| (201, Duration::ZERO)).await;
+    let instances = vec![
+        SetAuthority::new(client(), refusing.to_string().parse().unwrap()),
+        SetAuthority::new(client(), healthy.to_string().parse().unwrap()),
+    ];
+    for seed in 0..10 {
+        let service = RetryLayer::new(policy())
+            .seed(seed)
+            .layer(Balance::new(instances.clone()).seed(seed));
+        let response = service.oneshot(post(b"order-1")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.extensions().get::<Instance>(), Some(&Instance(1)));
+        let attempts = response.extensions().get::<Attempts>().unwrap().0;
+        assert!(attempts <= 2, "at most one refused attempt first");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"order-1", "the replayed body arrived whole");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        10,
+        "each order reached the server once"
+    );
+}
+
+#[tokio::test]
+async fn a_post_that_timed_out_after_it_was_sent_is_not_sent_again() {
+    let (slow, hits) = server(|_| (200, Duration::from_secs(2))).await;
+    let service = RetryLayer::new(policy()).layer(SetAuthority::new(
+        client(),
+        slow.to_string().parse().unwrap(),
+    ));
+    let error = service.oneshot(post(b"pay")).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert_eq!(error.attempts(), 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_503_is_retried_and_the_second_attempt_succeeds() {
+    let (flaky, hits) = server(|n| (if n == 0 { 503 } else { 200 }, Duration::ZERO)).await;
+    let service = RetryLayer::new(policy()).seed(1).layer(SetAuthority::new(
+        client(),
+        flaky.to_string().parse().unwrap(),
+    ));
+    let request = Request::get("/items")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(2)));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn all_instances_refusing_ends_with_connect_refused() {
+    let a = refusing_address().await;
+    let b = refusing_address().await;
+    let instances = vec![
+        SetAuthority::new(client(), a.to_string().parse().unwrap()),
+        SetAuthority::new(client(), b.to_string().parse().unwrap()),
+    ];
+    let service = RetryLayer::new(policy().with_max_attempts(3)).layer(Balance::new(instances));
+    let error = service.oneshot(post(b"x")).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ConnectRefused);
+    assert_eq!(error.attempts(), 3);
+    assert_eq!(error.kind().reason(), "connect-refused");
+}

@@ -99,7 +99,7 @@ async fn main() {
             .unwrap();
         match service.clone().oneshot(request).await {
             Ok(response) => {
-                let attempts = response.extensions().get::<Attempts>().map_or(1, |a| a.0);
+                let attempts = Attempts::of(&response);
                 println!(
                     "request {i:>2}: {} after {attempts} attempt(s)",
                     response.status()

@@ -240,6 +240,9 @@ impl Classifier {
     }
 }
 
+/// `Idempotency-Key`, as a constant: a lookup by `&str` would parse the name on every request.
+const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+
 /// Whether a request may be sent twice without changing the outcome, and so may be retried after
 /// it reached the server.
 ///
@@ -262,7 +265,7 @@ pub fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    ) || headers.contains_key("idempotency-key")
+    ) || headers.contains_key(IDEMPOTENCY_KEY)
 }
 
 /// Parses a `Retry-After` value: delta-seconds (`"120"`) or an HTTP-date, measured from `now`.

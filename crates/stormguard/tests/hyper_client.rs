@@ -98,7 +98,7 @@ async fn a_refused_connection_is_retried_on_the_other_instance_even_for_a_post()
         let response = service.oneshot(post(b"order-1")).await.unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
         assert_eq!(response.extensions().get::<Instance>(), Some(&Instance(1)));
-        let attempts = response.extensions().get::<Attempts>().unwrap().0;
+        let attempts = Attempts::of(&response);
         assert!(attempts <= 2, "at most one refused attempt first");
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"order-1", "the replayed body arrived whole");
@@ -135,7 +135,7 @@ async fn a_503_is_retried_and_the_second_attempt_succeeds() {
         .unwrap();
     let response = service.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(2)));
+    assert_eq!(Attempts::of(&response), 2);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
 

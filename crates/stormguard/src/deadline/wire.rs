@@ -25,6 +25,11 @@ pub const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
 /// value forwarded downstream would promise time that no longer exists.
 pub const ENVOY_EXPECTED_TIMEOUT_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
 
+const BUDGET_NAME: HeaderName = HeaderName::from_static(BUDGET_HEADER);
+const GRPC_TIMEOUT_NAME: HeaderName = HeaderName::from_static(GRPC_TIMEOUT_HEADER);
+const ENVOY_EXPECTED_TIMEOUT_NAME: HeaderName =
+    HeaderName::from_static(ENVOY_EXPECTED_TIMEOUT_HEADER);
+
 /// The most digits a `grpc-timeout` value may have, per the gRPC specification.
 const GRPC_MAX_DIGITS: usize = 8;
 const GRPC_MAX_VALUE: u128 = 99_999_999;
@@ -164,15 +169,20 @@ pub fn format_grpc_timeout(d: Duration) -> String {
 /// ```
 pub fn budget_from_headers(headers: &HeaderMap) -> Result<Option<Duration>, DeadlineError> {
     let mut smallest: Option<Duration> = None;
-    for header in [
-        BUDGET_HEADER,
-        GRPC_TIMEOUT_HEADER,
-        ENVOY_EXPECTED_TIMEOUT_HEADER,
-    ] {
-        for value in headers.get_all(header) {
-            let budget = parse_header_value(header, value)?;
-            smallest = Some(smallest.map_or(budget, |s| s.min(budget)));
-        }
+    // One pass over the headers, comparing names: a request carries few headers, and hashing
+    // three custom names for a lookup each costs more than that on every request.
+    for (name, value) in headers {
+        let header = if *name == BUDGET_NAME {
+            BUDGET_HEADER
+        } else if *name == GRPC_TIMEOUT_NAME {
+            GRPC_TIMEOUT_HEADER
+        } else if *name == ENVOY_EXPECTED_TIMEOUT_NAME {
+            ENVOY_EXPECTED_TIMEOUT_HEADER
+        } else {
+            continue;
+        };
+        let budget = parse_header_value(header, value)?;
+        smallest = Some(smallest.map_or(budget, |s| s.min(budget)));
     }
     Ok(smallest)
 }
@@ -229,21 +239,46 @@ fn parse_header_value(
 /// assert!(!headers.contains_key("x-envoy-expected-rq-timeout-ms"));
 /// ```
 pub fn write_budget(headers: &mut HeaderMap, budget: Duration, grpc: bool) {
-    // Clamped so that every value written can be read back by `budget_from_headers`.
+    write_budget_value(headers, budget, budget_value(budget), grpc);
+}
+
+/// The [`BUDGET_HEADER`] value for `budget`: whole milliseconds, rounded down, clamped so that
+/// every value written can be read back by [`budget_from_headers`]. Made once, it can be written
+/// on many requests with [`write_budget_value`] without formatting it again.
+///
+/// ```rust
+/// use std::time::Duration;
+/// assert_eq!(stormguard::deadline::budget_value(Duration::from_micros(1999)), "1");
+/// ```
+pub fn budget_value(budget: Duration) -> HeaderValue {
     let millis = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
-    headers.insert(
-        HeaderName::from_static(BUDGET_HEADER),
-        HeaderValue::from(millis),
-    );
-    let grpc_name = HeaderName::from_static(GRPC_TIMEOUT_HEADER);
+    HeaderValue::from(millis)
+}
+
+/// [`write_budget`] with the [`BUDGET_HEADER`] value already made by [`budget_value`]`(budget)`.
+pub fn write_budget_value(
+    headers: &mut HeaderMap,
+    budget: Duration,
+    value: HeaderValue,
+    grpc: bool,
+) {
+    headers.insert(BUDGET_NAME, value);
     if grpc {
         let value = HeaderValue::try_from(format_grpc_timeout(budget))
             .expect("digits and a unit letter are a valid header value");
-        headers.insert(grpc_name, value);
-    } else {
-        headers.remove(grpc_name);
+        headers.insert(GRPC_TIMEOUT_NAME, value);
     }
-    headers.remove(ENVOY_EXPECTED_TIMEOUT_HEADER);
+    // Removing an absent header still hashes its name; a scan of the few headers a request
+    // carries is cheaper, and nearly always finds nothing to remove.
+    let stale = |name: &HeaderName| {
+        (!grpc && *name == GRPC_TIMEOUT_NAME) || *name == ENVOY_EXPECTED_TIMEOUT_NAME
+    };
+    if headers.keys().any(stale) {
+        if !grpc {
+            headers.remove(GRPC_TIMEOUT_NAME);
+        }
+        headers.remove(ENVOY_EXPECTED_TIMEOUT_NAME);
+    }
 }
 
 #[cfg(test)]

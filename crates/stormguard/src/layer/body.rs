@@ -62,7 +62,8 @@ impl<B> ReplayBody<B> {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Buffered {
     data: Bytes,
-    trailers: Option<HeaderMap>,
+    // Boxed: trailers are rare, and this keeps the retry context small.
+    trailers: Option<Box<HeaderMap>>,
 }
 
 impl Buffered {
@@ -70,7 +71,7 @@ impl Buffered {
         ReplayBody {
             inner: Inner::Replay {
                 data: (!self.data.is_empty()).then(|| self.data.clone()),
-                trailers: self.trailers.clone(),
+                trailers: self.trailers.as_deref().cloned(),
             },
         }
     }
@@ -138,7 +139,10 @@ where
             all.freeze()
         }
     };
-    Ok(Prepared::Replayable(Buffered { data, trailers }))
+    Ok(Prepared::Replayable(Buffered {
+        data,
+        trailers: trailers.map(Box::new),
+    }))
 }
 
 fn once<B>(prefix: VecDeque<Bytes>, rest: B) -> ReplayBody<B> {

@@ -38,8 +38,10 @@ impl RetryLayer<NoMetrics> {
         let estimator = policy
             .adaptive_timeout
             .map(|_| Arc::new(LatencyEstimator::new(std::time::Duration::from_secs(60))));
+        let per_try_budget = crate::deadline::budget_value(policy.deadline.per_try_timeout);
         RetryLayer {
             shared: Arc::new(Shared {
+                per_try_budget,
                 policy,
                 observer: NoMetrics,
                 target: Arc::from("default"),
@@ -78,6 +80,7 @@ impl<O: Observer + Clone> RetryLayer<O> {
                 body_limit: s.body_limit,
                 seed: s.seed,
                 counter: AtomicU64::new(0),
+                per_try_budget: s.per_try_budget,
             }),
         }
     }

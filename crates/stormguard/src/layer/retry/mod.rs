@@ -1,11 +1,13 @@
 //! [`Retry`]: sends a request, and again when the policy says so, within its deadline.
 
+mod future;
 mod layer;
 
+pub use self::future::ResponseFuture;
 pub use self::layer::RetryLayer;
 
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
+use std::future::poll_fn;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,19 +20,40 @@ use rand::SeedableRng;
 use tower_service::Service;
 
 use super::balance::{instance_of, Instance, TriedInstances};
-use super::body::{prepare, Prepared, ReplayBody};
+use super::body::{prepare, Buffered, Prepared, ReplayBody};
 use super::clock;
 use super::error::{classify_error, BoxError, Error, ErrorKind};
 use crate::backoff::JitterRng;
-use crate::classify::{is_idempotent, parse_retry_after, AttemptResult};
-use crate::deadline::{budget_from_headers, write_budget, Deadline};
+use crate::classify::{is_idempotent, parse_retry_after, AttemptResult, Class};
+use crate::deadline::{
+    budget_from_headers, budget_value, write_budget, write_budget_value, Deadline,
+};
 use crate::estimate::LatencyEstimator;
 use crate::metrics::{Event, Observer, TimeoutKind};
-use crate::policy::{Decision, GiveUp, RetryPolicy};
+use crate::policy::{Decision, GiveUp, RetryPolicy, RetryState};
 
-/// Response extension: how many attempts the request took (1 when the first succeeded).
+/// Response extension: how many attempts the request took, when more than one.
+///
+/// Absent when the first attempt answered, so that the path nearly every request takes pays for
+/// no extension; read it with [`Attempts::of`].
+///
+/// ```
+/// use stormguard::layer::Attempts;
+///
+/// let mut response = http::Response::new(());
+/// assert_eq!(Attempts::of(&response), 1);
+/// response.extensions_mut().insert(Attempts(3));
+/// assert_eq!(Attempts::of(&response), 3);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attempts(pub u32);
+
+impl Attempts {
+    /// Attempts the request behind `response` took: 1 unless the extension says more.
+    pub fn of<B>(response: &Response<B>) -> u32 {
+        response.extensions().get::<Attempts>().map_or(1, |a| a.0)
+    }
+}
 
 /// The state a [`RetryLayer`] shares with every service it makes.
 pub(crate) struct Shared<O> {
@@ -41,6 +64,8 @@ pub(crate) struct Shared<O> {
     pub(crate) body_limit: usize,
     pub(crate) seed: u64,
     pub(crate) counter: AtomicU64,
+    /// The budget header value of the per-try timeout, made once.
+    pub(crate) per_try_budget: http::HeaderValue,
 }
 
 impl<O: Clone> Clone for Shared<O> {
@@ -53,6 +78,7 @@ impl<O: Clone> Clone for Shared<O> {
             body_limit: self.body_limit,
             seed: self.seed,
             counter: AtomicU64::new(self.counter.load(Ordering::Relaxed)),
+            per_try_budget: self.per_try_budget.clone(),
         }
     }
 }
@@ -97,7 +123,7 @@ where
 {
     type Response = Response<RB>;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, S, B, RB, O>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner
@@ -109,7 +135,41 @@ where
         // The ready service goes with this request; `self` keeps a fresh clone (tower's rule).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(run(inner, self.shared.clone(), req))
+        let shared = self.shared.clone();
+        if !req.body().is_end_stream() {
+            // A body must be read (and buffered) before the first attempt: that takes awaiting.
+            return ResponseFuture::boxed(Box::pin(run(inner, shared, req)));
+        }
+        // No body to read: the first attempt is sent from here, and its future is polled
+        // without a generator. Nearly every request ends with it. The request head is moved
+        // once, into the boxed retry context, and everything else is filled in place: moving
+        // that context (some 500 bytes) through a few functions cost more than the box.
+        let start = clock::now();
+        let (parts, _empty) = req.into_parts();
+        let mut rest = Box::new(future::Rest {
+            inner,
+            at: Attempting::new(shared.clone(), parts, Some(Buffered::default())),
+            state: None,
+            tried: None,
+        });
+        let timeout = match prologue(&mut rest.at, start) {
+            Ok((timeout, state)) => {
+                rest.state = Some(state);
+                timeout
+            }
+            Err(e) => return ResponseFuture::ready(Err(e)),
+        };
+        rest.tried = rest.at.parts.extensions.get::<TriedInstances>().cloned();
+        let request = rest.at.request(
+            Buffered::default().replay(),
+            timeout,
+            start,
+            rest.tried.as_ref(),
+        );
+        shared.observer.observe(&shared.target, Event::Attempt);
+        let call = rest.inner.call(request);
+        let until = tokio::time::Instant::from_std(start + timeout);
+        ResponseFuture::first(tokio::time::timeout_at(until, call), rest, start)
     }
 }
 
@@ -163,10 +223,262 @@ fn wall_offset() -> Duration {
         .unwrap_or_default()
 }
 
+/// What every attempt of one request shares.
+pub(crate) struct Attempting<O> {
+    shared: Arc<Shared<O>>,
+    parts: http::request::Parts,
+    buffered: Option<Buffered>,
+    deadline: Option<Deadline>,
+    idempotent: bool,
+    grpc: bool,
+    /// The budget already in `parts.headers`, if any.
+    written_budget: Option<Duration>,
+}
+
+impl<O: Observer> Attempting<O> {
+    /// A context for `parts`, to be filled in by the prologue.
+    fn new(
+        shared: Arc<Shared<O>>,
+        parts: http::request::Parts,
+        buffered: Option<Buffered>,
+    ) -> Self {
+        Attempting {
+            shared,
+            parts,
+            buffered,
+            deadline: None,
+            idempotent: false,
+            grpc: false,
+            written_budget: None,
+        }
+    }
+
+    /// The expected latency of an attempt: the estimator's p50 when it has one.
+    fn expected(&self, now: Instant) -> Duration {
+        let policy = &self.shared.policy;
+        self.shared
+            .estimator
+            .as_ref()
+            .and_then(|e| e.quantile(now, 0.5))
+            .unwrap_or(policy.expected_latency)
+    }
+
+    /// The timeout of an attempt starting at `now`; `None` when no time is left.
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        let policy = &self.shared.policy;
+        let adaptive = policy
+            .adaptive_timeout
+            .zip(self.shared.estimator.as_ref())
+            .map(|(a, e)| a.timeout(e, now));
+        policy.attempt_timeout(self.deadline, now, adaptive)
+    }
+
+    /// The request of one attempt: the head again, the body (replayed), the budget downstream.
+    /// Writes the budget of an attempt of `timeout` into the head every attempt is cloned from,
+    /// so that an attempt with that timeout (nearly always the first) needs no header work.
+    fn write_budget(&mut self, timeout: Duration) {
+        let shared = &self.shared;
+        if !shared.policy.propagate_deadline {
+            return;
+        }
+        let value = if timeout == shared.policy.deadline.per_try_timeout {
+            // The common case: the per-try timeout, whose header value is made once.
+            shared.per_try_budget.clone()
+        } else {
+            budget_value(timeout)
+        };
+        write_budget_value(&mut self.parts.headers, timeout, value, self.grpc);
+        self.written_budget = Some(timeout);
+    }
+
+    /// The request of one attempt: the head again, the body (replayed), the budget downstream.
+    fn request<B>(
+        &self,
+        body: ReplayBody<B>,
+        timeout: Duration,
+        now: Instant,
+        tried: Option<&TriedInstances>,
+    ) -> Request<ReplayBody<B>> {
+        let mut attempt = Request::from_parts(self.parts.clone(), body);
+        if self.shared.policy.propagate_deadline {
+            if self.written_budget != Some(timeout) {
+                write_budget(attempt.headers_mut(), timeout, self.grpc);
+            }
+        } else if self.deadline.is_some() {
+            // Without the header, an inner layer learns the deadline from the extension.
+            attempt
+                .extensions_mut()
+                .insert(Deadline::after(now, timeout));
+        }
+        if let Some(tried) = tried {
+            attempt.extensions_mut().insert(tried.clone());
+        }
+        attempt
+    }
+}
+
+/// One attempt's outcome: the response, or the error (`None` for our own per-try timeout).
+pub(crate) type Outcome<RB> = Result<Response<RB>, Option<BoxError>>;
+
+/// Sends one attempt with its timeout and classifies what came back.
+async fn attempt<S, B, RB, O>(
+    inner: &mut S,
+    at: &Attempting<O>,
+    request: Request<ReplayBody<B>>,
+    sent: Instant,
+    timeout: Duration,
+) -> (AttemptResult, Outcome<RB>)
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    O: Observer,
+{
+    let shared = &*at.shared;
+    shared.observer.observe(&shared.target, Event::Attempt);
+    let ready: Result<(), BoxError> = poll_fn(|cx| inner.poll_ready(cx)).await.map_err(Into::into);
+    let outcome = match ready {
+        Ok(()) => {
+            let call = inner.call(request);
+            // Timed from the attempt's start, without reading the clock again.
+            let until = tokio::time::Instant::from_std(sent + timeout);
+            tokio::time::timeout_at(until, async move { call.await.map_err(Into::into) }).await
+        }
+        Err(e) => Ok(Err(e)),
+    };
+    settle(shared, outcome, sent)
+}
+
+/// Classifies what one attempt came to, records its latency, and counts its timeouts.
+pub(crate) fn settle<RB, O: Observer>(
+    shared: &Shared<O>,
+    outcome: Result<Result<Response<RB>, BoxError>, tokio::time::error::Elapsed>,
+    sent: Instant,
+) -> (AttemptResult, Outcome<RB>) {
+    match outcome {
+        Ok(Ok(response)) => {
+            if let Some(estimator) = &shared.estimator {
+                let now = clock::now();
+                estimator.record(now, now.saturating_duration_since(sent));
+            }
+            (response_result(&response), Ok(response))
+        }
+        Ok(Err(e)) => {
+            let result = classify_error(&*e);
+            if result == AttemptResult::ConnectTimeout {
+                shared
+                    .observer
+                    .observe(&shared.target, Event::Timeout(TimeoutKind::Connect));
+            }
+            (result, Err(Some(e)))
+        }
+        Err(_elapsed) => {
+            shared
+                .observer
+                .observe(&shared.target, Event::Timeout(TimeoutKind::Request));
+            (AttemptResult::TimeoutAfterWritten, Err(None))
+        }
+    }
+}
+
+/// The start of a request, before any body is read: the deadline, idempotency, whether there is
+/// time for an attempt at all (if not: [`ErrorKind::Deadline`] at once), the budget header, and
+/// the limiter's count. Fills `at` in place; returns the first attempt's timeout and the state.
+fn prologue<O: Observer>(
+    at: &mut Attempting<O>,
+    start: Instant,
+) -> Result<(Duration, RetryState), Error> {
+    let shared = &*at.shared;
+    let policy = &shared.policy;
+    shared.observer.observe(&shared.target, Event::Request);
+    let parts = &at.parts;
+    at.deadline = policy.request_deadline(
+        incoming_deadline(&parts.extensions, &parts.headers, start),
+        start,
+    );
+    at.idempotent = policy
+        .idempotent
+        .unwrap_or_else(|| is_idempotent(&parts.method, &parts.headers));
+    at.grpc = is_grpc(&parts.headers);
+    match at.timeout(start) {
+        Some(timeout) if policy.should_start(at.deadline, start, at.expected(start)) => {
+            let state = policy.begin(start);
+            at.write_budget(timeout);
+            Ok((timeout, state))
+        }
+        _ => {
+            shared
+                .observer
+                .observe(&shared.target, Event::DeadlineGiveUp);
+            shared
+                .observer
+                .observe(&shared.target, Event::Failed(GiveUp::Deadline));
+            Err(Error::new(ErrorKind::Deadline, 0, None))
+        }
+    }
+}
+
+/// Whether the first attempt simply succeeded; if so, the limiter and observer are told.
+pub(crate) fn first_succeeded<RB, O: Observer>(
+    shared: &Shared<O>,
+    result: AttemptResult,
+    outcome: &Outcome<RB>,
+    idempotent: bool,
+) -> bool {
+    let policy = &shared.policy;
+    if outcome.is_ok() && policy.classifier.classify(result, idempotent, None) == Class::Success {
+        policy.limiter.on_success(None);
+        shared.observer.observe(&shared.target, Event::Succeeded);
+        true
+    } else {
+        false
+    }
+}
+
 async fn run<S, B, RB, O>(
     mut inner: S,
     shared: Arc<Shared<O>>,
     req: Request<B>,
+) -> Result<Response<RB>, Error>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    RB: Send + 'static,
+    O: Observer,
+{
+    let start = clock::now();
+    let (parts, body) = req.into_parts();
+    let mut at = Attempting::new(shared.clone(), parts, None);
+    let (timeout, state) = prologue(&mut at, start)?;
+    let tried = at.parts.extensions.get::<TriedInstances>().cloned();
+    let body = match prepare(body, shared.body_limit).await {
+        Ok(Prepared::Replayable(buffered)) => {
+            let body = buffered.replay();
+            at.buffered = Some(buffered);
+            body
+        }
+        Ok(Prepared::Once(body)) => body,
+        Err(e) => return Err(Error::new(ErrorKind::Body, 0, Some(e))),
+    };
+    let request = at.request(body, timeout, start, tried.as_ref());
+    let (result, outcome) = attempt(&mut inner, &at, request, start, timeout).await;
+
+    if first_succeeded(&shared, result, &outcome, at.idempotent) {
+        return outcome.map_err(|_| unreachable!("a success is a response"));
+    }
+    retry_loop(inner, at, state, tried, result, outcome).await
+}
+
+/// Decides on an attempt that did not simply succeed, and goes on attempting as the policy says.
+pub(crate) async fn retry_loop<S, B, RB, O>(
+    mut inner: S,
+    at: Attempting<O>,
+    mut state: RetryState,
+    mut tried: Option<TriedInstances>,
+    mut result: AttemptResult,
+    mut outcome: Outcome<RB>,
 ) -> Result<Response<RB>, Error>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
@@ -175,129 +487,34 @@ where
     B::Error: Into<BoxError>,
     O: Observer,
 {
+    let shared = at.shared.clone();
     let policy = &shared.policy;
     let observer = &shared.observer;
     let target = &*shared.target;
-    let start = clock::now();
-    observer.observe(target, Event::Request);
-
-    let (parts, body) = req.into_parts();
-    let deadline = policy.request_deadline(
-        incoming_deadline(&parts.extensions, &parts.headers, start),
-        start,
-    );
-    let idempotent = policy
-        .idempotent
-        .unwrap_or_else(|| is_idempotent(&parts.method, &parts.headers));
-    let expected = |now| {
-        shared
-            .estimator
-            .as_ref()
-            .and_then(|e| e.quantile(now, 0.5))
-            .unwrap_or(policy.expected_latency)
-    };
-    if !policy.should_start(deadline, start, expected(start)) {
-        observer.observe(target, Event::DeadlineGiveUp);
-        observer.observe(target, Event::Failed(GiveUp::Deadline));
-        return Err(Error::new(ErrorKind::Deadline, 0, None));
-    }
-    let mut state = policy.begin(start);
-    let (buffered, mut once) = match prepare(body, shared.body_limit).await {
-        Ok(Prepared::Replayable(buffered)) => (Some(buffered), None),
-        Ok(Prepared::Once(body)) => (None, Some(body)),
-        Err(e) => return Err(Error::new(ErrorKind::Body, 0, Some(e))),
-    };
-    let grpc = is_grpc(&parts.headers);
-    let mut tried: Option<TriedInstances> = parts.extensions.get::<TriedInstances>().cloned();
-    let mut rng: Option<JitterRng> = None;
-
+    let mut rng = shared.rng();
     loop {
         let now = clock::now();
-        let adaptive = policy
-            .adaptive_timeout
-            .zip(shared.estimator.as_ref())
-            .map(|(a, e)| a.timeout(e, now));
-        let Some(timeout) = policy.attempt_timeout(deadline, now, adaptive) else {
-            observer.observe(target, Event::DeadlineGiveUp);
-            observer.observe(target, Event::Failed(GiveUp::Deadline));
-            return Err(Error::new(ErrorKind::Deadline, state.attempts() - 1, None));
-        };
-        let body = match (&buffered, once.take()) {
-            (Some(buffered), _) => buffered.replay(),
-            (None, Some(body)) => body,
-            (None, None) => unreachable!("a body sent once is never asked for again"),
-        };
-        let mut attempt = Request::from_parts(parts.clone(), body);
-        if policy.propagate_deadline {
-            write_budget(attempt.headers_mut(), timeout, grpc);
-        }
-        if deadline.is_some() || policy.propagate_deadline {
-            attempt
-                .extensions_mut()
-                .insert(Deadline::after(now, timeout));
-        }
-        if let Some(tried) = &tried {
-            attempt.extensions_mut().insert(tried.clone());
-        }
-
-        observer.observe(target, Event::Attempt);
-        let sent = clock::now();
-        let ready: Result<(), BoxError> =
-            poll_fn(|cx| inner.poll_ready(cx)).await.map_err(Into::into);
-        let outcome = match ready {
-            Ok(()) => {
-                let call = inner.call(attempt);
-                tokio::time::timeout(timeout, async move { call.await.map_err(Into::into) }).await
-            }
-            Err(e) => Ok(Err(e)),
-        };
-        let now = clock::now();
-        let (result, outcome): (AttemptResult, Result<Response<RB>, Option<BoxError>>) =
-            match outcome {
-                Ok(Ok(response)) => {
-                    if let Some(estimator) = &shared.estimator {
-                        estimator.record(now, now.saturating_duration_since(sent));
-                    }
-                    (response_result(&response), Ok(response))
-                }
-                Ok(Err(e)) => {
-                    let result = classify_error(&*e);
-                    if result == AttemptResult::ConnectTimeout {
-                        observer.observe(target, Event::Timeout(TimeoutKind::Connect));
-                    }
-                    (result, Err(Some(e)))
-                }
-                Err(_elapsed) => {
-                    observer.observe(target, Event::Timeout(TimeoutKind::Request));
-                    (AttemptResult::TimeoutAfterWritten, Err(None))
-                }
-            };
-
-        let decision = if buffered.is_none() {
+        let decision = if at.buffered.is_none() {
             // A body that streamed once cannot be sent again: the outcome is final either way.
-            match policy.classifier.classify(result, idempotent, None) {
-                crate::classify::Class::Success => {
+            match policy.classifier.classify(result, at.idempotent, None) {
+                Class::Success => {
                     policy.limiter.on_success(None);
                     Decision::Success
                 }
-                crate::classify::Class::Final(reason) => Decision::GiveUp(GiveUp::Final(reason)),
-                crate::classify::Class::Retryable { kind, .. } => {
-                    Decision::GiveUp(GiveUp::AttemptsExhausted(kind))
-                }
+                Class::Final(reason) => Decision::GiveUp(GiveUp::Final(reason)),
+                Class::Retryable { kind, .. } => Decision::GiveUp(GiveUp::AttemptsExhausted(kind)),
             }
         } else {
-            let rng = rng.get_or_insert_with(|| shared.rng());
             policy.decide_expecting(
                 &mut state,
                 result,
-                idempotent,
-                deadline,
+                at.idempotent,
+                at.deadline,
                 now,
-                expected(now),
-                rng,
+                at.expected(now),
+                &mut rng,
             )
         };
-
         match decision {
             Decision::Success => {
                 observer.observe(target, Event::Succeeded);
@@ -327,20 +544,35 @@ where
                 if !after.is_zero() {
                     tokio::time::sleep(after).await;
                 }
+                let now = clock::now();
+                let Some(timeout) = at.timeout(now) else {
+                    observer.observe(target, Event::DeadlineGiveUp);
+                    observer.observe(target, Event::Failed(GiveUp::Deadline));
+                    return Err(Error::new(ErrorKind::Deadline, state.attempts() - 1, None));
+                };
+                let body = at
+                    .buffered
+                    .as_ref()
+                    .expect("only buffered bodies retry")
+                    .replay();
+                let request = at.request(body, timeout, now, Some(tried));
+                (result, outcome) = attempt(&mut inner, &at, request, now, timeout).await;
             }
         }
     }
 }
 
 fn finish<RB>(
-    outcome: Result<Response<RB>, Option<BoxError>>,
+    outcome: Outcome<RB>,
     attempts: u32,
     last: AttemptResult,
     give_up: Option<GiveUp>,
 ) -> Result<Response<RB>, Error> {
     match outcome {
         Ok(mut response) => {
-            response.extensions_mut().insert(Attempts(attempts));
+            if attempts > 1 {
+                response.extensions_mut().insert(Attempts(attempts));
+            }
             Ok(response)
         }
         Err(source) => {

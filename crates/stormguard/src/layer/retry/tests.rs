@@ -60,7 +60,7 @@ async fn a_flaky_service_succeeds_through_one_retry() {
         .layer(flaky);
     let response = svc.oneshot(request(Method::POST)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(2)));
+    assert_eq!(Attempts::of(&response), 2);
     assert_eq!(calls.get(), 2);
     assert_eq!(recorder.count(|e| matches!(e, Event::Retry(_))), 1);
     assert_eq!(recorder.count(|e| *e == Event::Attempt), 2);
@@ -78,7 +78,7 @@ async fn a_client_error_is_not_retried() {
     let svc = RetryLayer::new(unlimited().with_max_attempts(3)).layer(not_found);
     let response = svc.oneshot(request(Method::GET)).await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(1)));
+    assert_eq!(Attempts::of(&response), 1);
     assert_eq!(calls.get(), 1);
 }
 

@@ -1,0 +1,140 @@
+//! [`ResponseFuture`]: the first attempt polled in place; retries in a boxed loop.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::{first_succeeded, retry_loop, settle, Attempting};
+use crate::layer::balance::TriedInstances;
+use crate::layer::body::ReplayBody;
+use crate::layer::error::{BoxError, Error};
+use crate::metrics::Observer;
+use crate::policy::RetryState;
+
+type Boxed<RB> = Pin<Box<dyn Future<Output = Result<Response<RB>, Error>> + Send>>;
+
+/// What the retry loop needs, kept while the first attempt is in flight.
+pub(crate) struct Rest<S, O> {
+    pub(crate) inner: S,
+    pub(crate) at: Attempting<O>,
+    pub(crate) state: Option<RetryState>,
+    pub(crate) tried: Option<TriedInstances>,
+}
+
+pin_project! {
+    /// The response future of [`Retry`](super::Retry).
+    ///
+    /// A request without a body to read has its first attempt polled in place: no allocation,
+    /// no generator, one clock read, and the layer costs little more than the clone of the
+    /// request head that a retry needs. A failure, or a body to buffer first, continues in a
+    /// boxed async loop, where the cost of a retry (a backoff of milliseconds) dwarfs a box.
+    pub struct ResponseFuture<F, S, B, RB, O> {
+        #[pin]
+        state: State<F, S, RB, O>,
+        _body: PhantomData<fn(B)>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, RB, O> {
+        First {
+            #[pin]
+            call: tokio::time::Timeout<F>,
+            rest: Option<Box<Rest<S, O>>>,
+            sent: Instant,
+        },
+        Boxed { future: Boxed<RB> },
+        Ready { result: Option<Result<Response<RB>, Error>> },
+    }
+}
+
+impl<F, S, B, RB, O> ResponseFuture<F, S, B, RB, O> {
+    pub(crate) fn first(
+        call: tokio::time::Timeout<F>,
+        rest: Box<Rest<S, O>>,
+        sent: Instant,
+    ) -> Self {
+        ResponseFuture {
+            state: State::First {
+                call,
+                rest: Some(rest),
+                sent,
+            },
+            _body: PhantomData,
+        }
+    }
+
+    pub(crate) fn boxed(future: Boxed<RB>) -> Self {
+        ResponseFuture {
+            state: State::Boxed { future },
+            _body: PhantomData,
+        }
+    }
+
+    pub(crate) fn ready(result: Result<Response<RB>, Error>) -> Self {
+        ResponseFuture {
+            state: State::Ready {
+                result: Some(result),
+            },
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<F, S, B, RB, O, E> Future for ResponseFuture<F, S, B, RB, O>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    E: Into<BoxError>,
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>, Error = E, Future = F>
+        + Send
+        + 'static,
+    F: Send,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    RB: Send + 'static,
+    O: Observer,
+{
+    type Output = Result<Response<RB>, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            let next = match this.state.as_mut().project() {
+                StateProj::First { call, rest, sent } => {
+                    let output = ready!(call.poll(cx)).map(|r| r.map_err(Into::into));
+                    let rest = rest.take().expect("polled after completion");
+                    let (result, outcome) = settle(&rest.at.shared, output, *sent);
+                    if first_succeeded(&rest.at.shared, result, &outcome, rest.at.idempotent) {
+                        return Poll::Ready(
+                            outcome.map_err(|_| unreachable!("a success is a response")),
+                        );
+                    }
+                    let Rest {
+                        inner,
+                        at,
+                        state,
+                        tried,
+                    } = *rest;
+                    let state = state.expect("set before the first attempt");
+                    let future: Boxed<RB> =
+                        Box::pin(retry_loop(inner, at, state, tried, result, outcome));
+                    State::Boxed { future }
+                }
+                StateProj::Boxed { future } => return future.as_mut().poll(cx),
+                StateProj::Ready { result } => {
+                    return Poll::Ready(result.take().expect("polled after completion"))
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}

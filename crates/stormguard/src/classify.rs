@@ -240,8 +240,18 @@ impl Classifier {
     }
 }
 
-/// `Idempotency-Key`, as a constant: a lookup by `&str` would parse the name on every request.
-const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+/// `Idempotency-Key`: a client that sends it says the request may be applied more than once.
+/// A constant, because a lookup by `&str` would parse the name on every request.
+pub const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+
+/// Whether `method` is idempotent by RFC 9110 (GET, HEAD, OPTIONS, PUT, DELETE, TRACE); a request
+/// of another method may still be, with an [`IDEMPOTENCY_KEY`] (see [`is_idempotent`]).
+pub fn is_idempotent_method(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
 
 /// Whether a request may be sent twice without changing the outcome, and so may be retried after
 /// it reached the server.
@@ -262,10 +272,7 @@ const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempot
 /// assert!(is_idempotent(&Method::POST, &headers));
 /// ```
 pub fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    ) || headers.contains_key(IDEMPOTENCY_KEY)
+    is_idempotent_method(method) || headers.contains_key(IDEMPOTENCY_KEY)
 }
 
 /// Parses a `Retry-After` value: delta-seconds (`"120"`) or an HTTP-date, measured from `now`.

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 mod wire;
 
 pub use wire::{
-    budget_from_headers, budget_value, format_grpc_timeout, parse_grpc_timeout, write_budget,
-    write_budget_value, DeadlineError, BUDGET_HEADER, ENVOY_EXPECTED_TIMEOUT_HEADER,
+    budget_from_headers, budget_of, budget_value, format_grpc_timeout, parse_grpc_timeout,
+    write_budget, write_budget_value, DeadlineError, BUDGET_HEADER, ENVOY_EXPECTED_TIMEOUT_HEADER,
     GRPC_TIMEOUT_HEADER,
 };
 

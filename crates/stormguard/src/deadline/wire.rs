@@ -172,19 +172,41 @@ pub fn budget_from_headers(headers: &HeaderMap) -> Result<Option<Duration>, Dead
     // One pass over the headers, comparing names: a request carries few headers, and hashing
     // three custom names for a lookup each costs more than that on every request.
     for (name, value) in headers {
-        let header = if *name == BUDGET_NAME {
-            BUDGET_HEADER
-        } else if *name == GRPC_TIMEOUT_NAME {
-            GRPC_TIMEOUT_HEADER
-        } else if *name == ENVOY_EXPECTED_TIMEOUT_NAME {
-            ENVOY_EXPECTED_TIMEOUT_HEADER
-        } else {
-            continue;
-        };
-        let budget = parse_header_value(header, value)?;
-        smallest = Some(smallest.map_or(budget, |s| s.min(budget)));
+        if let Some(budget) = budget_of(name, value) {
+            let budget = budget?;
+            smallest = Some(smallest.map_or(budget, |s| s.min(budget)));
+        }
     }
     Ok(smallest)
+}
+
+/// The budget one header carries: `None` when `name` is not a deadline header, else its value
+/// parsed (or why it could not be). For mechanisms that already walk the headers once for other
+/// reasons; [`budget_from_headers`] is this over every header, keeping the smallest.
+///
+/// ```rust
+/// use http::{HeaderName, HeaderValue};
+/// use std::time::Duration;
+/// use stormguard::deadline::budget_of;
+///
+/// let grpc = HeaderName::from_static("grpc-timeout");
+/// assert_eq!(budget_of(&grpc, &HeaderValue::from_static("2S")).unwrap().unwrap(), Duration::from_secs(2));
+/// assert!(budget_of(&http::header::ACCEPT, &HeaderValue::from_static("*/*")).is_none());
+/// ```
+pub fn budget_of(
+    name: &HeaderName,
+    value: &HeaderValue,
+) -> Option<Result<Duration, DeadlineError>> {
+    let header = if *name == BUDGET_NAME {
+        BUDGET_HEADER
+    } else if *name == GRPC_TIMEOUT_NAME {
+        GRPC_TIMEOUT_HEADER
+    } else if *name == ENVOY_EXPECTED_TIMEOUT_NAME {
+        ENVOY_EXPECTED_TIMEOUT_HEADER
+    } else {
+        return None;
+    };
+    Some(parse_header_value(header, value))
 }
 
 fn parse_header_value(

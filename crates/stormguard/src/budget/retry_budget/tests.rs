@@ -266,7 +266,7 @@ proptest! {
         let ratio_units = ratio_millis * 1000;
         prop_assert_eq!(budget.deposit_units(), ratio_units);
         let reserve_units = i64::from(min_per_sec) * ttl_millis as i64 * 1000;
-        let slot_nanos = ttl.as_nanos() / SLOTS as u128;
+        let slot_nanos = (ttl.as_nanos() / SLOTS as u128) as u64;
         prop_assert_eq!(budget.slot_nanos(), slot_nanos);
 
         let t0 = Instant::now();
@@ -278,7 +278,7 @@ proptest! {
             elapsed += Duration::from_millis(advance_millis);
             let now = t0 + elapsed;
             let epoch = *epoch.get_or_insert(elapsed);
-            let index = ((elapsed - epoch).as_nanos() / slot_nanos) as u64;
+            let index = ((elapsed - epoch).as_nanos() / u128::from(slot_nanos)) as u64;
             let live = |log: &[(u64, Op)]| {
                 let live = log.iter().filter(|(i, _)| i + SLOTS as u64 > index);
                 let d = live.clone().filter(|(_, o)| matches!(o, Op::Deposit)).count() as i64;

@@ -24,9 +24,11 @@ use super::body::{prepare, Buffered, Prepared, ReplayBody};
 use super::clock;
 use super::error::{classify_error, BoxError, Error, ErrorKind};
 use crate::backoff::JitterRng;
-use crate::classify::{is_idempotent, parse_retry_after, AttemptResult, Class};
+use crate::classify::{
+    is_idempotent_method, parse_retry_after, AttemptResult, Class, IDEMPOTENCY_KEY,
+};
 use crate::deadline::{
-    budget_from_headers, budget_value, write_budget, write_budget_value, Deadline,
+    budget_from_headers, budget_of, budget_value, write_budget, write_budget_value, Deadline,
 };
 use crate::estimate::LatencyEstimator;
 use crate::metrics::{Event, Observer, TimeoutKind};
@@ -170,6 +172,42 @@ where
         let call = rest.inner.call(request);
         let until = tokio::time::Instant::from_std(start + timeout);
         ResponseFuture::first(tokio::time::timeout_at(until, call), rest, start)
+    }
+}
+
+/// What the retry layer needs to know of a request head, read in one pass over its headers.
+struct RequestFacts {
+    deadline: Option<Deadline>,
+    idempotent: bool,
+    grpc: bool,
+}
+
+impl RequestFacts {
+    fn read(parts: &http::request::Parts, now: Instant) -> Self {
+        let mut budget: Option<Duration> = None;
+        let mut keyed = false;
+        let mut grpc = false;
+        for (name, value) in &parts.headers {
+            if *name == http::header::CONTENT_TYPE {
+                grpc = value.as_bytes().starts_with(b"application/grpc");
+            } else if *name == IDEMPOTENCY_KEY {
+                keyed = true;
+            } else if let Some(parsed) = budget_of(name, value) {
+                match parsed {
+                    Ok(b) => budget = Some(budget.map_or(b, |s| s.min(b))),
+                    Err(error) => tracing::debug!(%error, "ignoring a malformed deadline header"),
+                }
+            }
+        }
+        let deadline = match parts.extensions.get::<Deadline>() {
+            Some(deadline) => Some(*deadline),
+            None => budget.map(|b| Deadline::after(now, b)),
+        };
+        RequestFacts {
+            deadline,
+            idempotent: keyed || is_idempotent_method(&parts.method),
+            grpc,
+        }
     }
 }
 
@@ -390,15 +428,10 @@ fn prologue<O: Observer>(
     let shared = &*at.shared;
     let policy = &shared.policy;
     shared.observer.observe(&shared.target, Event::Request);
-    let parts = &at.parts;
-    at.deadline = policy.request_deadline(
-        incoming_deadline(&parts.extensions, &parts.headers, start),
-        start,
-    );
-    at.idempotent = policy
-        .idempotent
-        .unwrap_or_else(|| is_idempotent(&parts.method, &parts.headers));
-    at.grpc = is_grpc(&parts.headers);
+    let facts = RequestFacts::read(&at.parts, start);
+    at.deadline = policy.request_deadline(facts.deadline, start);
+    at.idempotent = policy.idempotent.unwrap_or(facts.idempotent);
+    at.grpc = facts.grpc;
     match at.timeout(start) {
         Some(timeout) if policy.should_start(at.deadline, start, at.expected(start)) => {
             let state = policy.begin(start);

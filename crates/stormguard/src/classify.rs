@@ -307,6 +307,53 @@ pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duratio
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// The HTTP status a gRPC status stands for, so that one classifier serves both.
+///
+/// gRPC reports failures as HTTP 200 with a `grpc-status`; a failure before any message comes as
+/// a "trailers-only" response whose headers carry it. The mapping follows what each code means
+/// for a retry (gRPC A6 retries `UNAVAILABLE` by default): `OK` is 200; `UNAVAILABLE` (14) is
+/// 503, retryable for any method, since the server did not process the call; `RESOURCE_EXHAUSTED`
+/// (8) is 429, throttling; `DEADLINE_EXCEEDED` (4) is 504; `INTERNAL` (13) and `UNKNOWN` (2) are
+/// 500, retried only when 500 is; `CANCELLED` (1) is 499 and every other code (invalid argument,
+/// not found, permission denied, ...) is 400: final, a retry cannot change the answer.
+///
+/// ```
+/// use stormguard::classify::grpc_status_as_http;
+/// assert_eq!(grpc_status_as_http(14), 503);
+/// assert_eq!(grpc_status_as_http(3), 400);
+/// ```
+pub fn grpc_status_as_http(code: u32) -> u16 {
+    match code {
+        0 => 200,
+        1 => 499,
+        2 | 13 => 500,
+        4 => 504,
+        8 => 429,
+        14 => 503,
+        _ => 400,
+    }
+}
+
+/// The wait a gRPC server asks for in `grpc-retry-pushback-ms` (gRPC A6): `Some(delay)`, or
+/// `Some(Duration::MAX)` when the value is negative or malformed, which A6 defines as "do not
+/// retry" (a wait longer than any deadline makes the classifier final). `None` without the header.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::HeaderValue;
+/// use stormguard::classify::parse_grpc_pushback;
+/// assert_eq!(parse_grpc_pushback(Some(&HeaderValue::from_static("250"))), Some(Duration::from_millis(250)));
+/// assert_eq!(parse_grpc_pushback(Some(&HeaderValue::from_static("-1"))), Some(Duration::MAX));
+/// ```
+pub fn parse_grpc_pushback(value: Option<&HeaderValue>) -> Option<Duration> {
+    let value = value?;
+    let millis = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Some(millis.map_or(Duration::MAX, Duration::from_millis))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,5 +577,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn grpc_unavailable_retries_like_503_and_invalid_argument_is_final() {
+        let c = Classifier::default();
+        let response = |code| AttemptResult::Response {
+            status: grpc_status_as_http(code),
+            retry_after: None,
+        };
+        assert_eq!(
+            c.classify(response(14), false, None),
+            Class::Retryable {
+                kind: RetryKind::Status(503),
+                not_before: None
+            }
+        );
+        assert_eq!(c.classify(response(0), true, None), Class::Success);
+        assert!(matches!(
+            c.classify(response(3), true, None),
+            Class::Final(_)
+        ));
+        assert!(matches!(
+            c.classify(response(13), true, None),
+            Class::Final(_)
+        ));
+        assert_eq!(parse_grpc_pushback(None), None);
+        assert_eq!(
+            parse_grpc_pushback(Some(&HeaderValue::from_static("x"))),
+            Some(Duration::MAX)
+        );
     }
 }

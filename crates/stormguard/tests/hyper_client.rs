@@ -4,66 +4,22 @@
 //! POST is retried after a refused connection), and a real timeout after the request was written
 //! is not retried for a POST.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use stormguard::layer::{
     Attempts, Balance, ErrorKind, Instance, ReplayBody, RetryLayer, SetAuthority,
 };
 use stormguard::policy::{Limiter, RetryPolicy};
-use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
 
-/// A server that counts requests and answers each as `answer(n)` says (a status, and a delay).
-async fn server(
-    answer: impl Fn(u32) -> (u16, Duration) + Send + Sync + 'static,
-) -> (SocketAddr, Arc<AtomicU32>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(AtomicU32::new(0));
-    let counted = hits.clone();
-    let answer = Arc::new(answer);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (hits, answer) = (counted.clone(), answer.clone());
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let n = hits.fetch_add(1, Ordering::SeqCst);
-                        let (status, delay) = answer(n);
-                        async move {
-                            // Read the whole body, as a real handler would before acting on it.
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            tokio::time::sleep(delay).await;
-                            let mut response = Response::new(Full::new(body));
-                            *response.status_mut() = StatusCode::from_u16(status).unwrap();
-                            Ok::<_, Infallible>(response)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, hits)
-}
-
-async fn refusing_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+mod support;
+use support::{refusing_address, server};
 
 type Body = ReplayBody<Full<Bytes>>;
 

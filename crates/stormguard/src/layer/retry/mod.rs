@@ -25,7 +25,8 @@ use super::clock;
 use super::error::{classify_error, BoxError, Error, ErrorKind};
 use crate::backoff::JitterRng;
 use crate::classify::{
-    is_idempotent_method, parse_retry_after, AttemptResult, Class, IDEMPOTENCY_KEY,
+    grpc_status_as_http, is_idempotent_method, parse_grpc_pushback, parse_retry_after,
+    AttemptResult, Class, IDEMPOTENCY_KEY,
 };
 use crate::deadline::{
     budget_from_headers, budget_of, budget_value, write_budget, write_budget_value, Deadline,
@@ -237,10 +238,27 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 pub(crate) fn response_result<RB>(response: &Response<RB>) -> AttemptResult {
-    let status = response.status().as_u16();
+    let mut status = response.status().as_u16();
+    let headers = response.headers();
+    if status == 200 {
+        // A gRPC failure before any message is a "trailers-only" response: HTTP 200 with the
+        // grpc-status in its headers. Classified as the HTTP status it stands for.
+        if let Some(code) = headers
+            .get(GRPC_STATUS)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+        {
+            status = grpc_status_as_http(code);
+            if status != 200 {
+                let pushback = parse_grpc_pushback(headers.get(GRPC_RETRY_PUSHBACK));
+                return AttemptResult::Response {
+                    status,
+                    retry_after: pushback,
+                };
+            }
+        }
+    }
     let retry_after = if status == 429 || status == 503 {
-        response
-            .headers()
+        headers
             .get(http::header::RETRY_AFTER)
             .and_then(|v| parse_retry_after(v, std::time::SystemTime::UNIX_EPOCH + wall_offset()))
     } else {
@@ -251,6 +269,10 @@ pub(crate) fn response_result<RB>(response: &Response<RB>) -> AttemptResult {
         retry_after,
     }
 }
+
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+const GRPC_RETRY_PUSHBACK: http::HeaderName =
+    http::HeaderName::from_static("grpc-retry-pushback-ms");
 
 /// Wall-clock time for HTTP dates in `Retry-After`. The one place the layers read the wall
 /// clock: an HTTP date cannot be read against anything else.

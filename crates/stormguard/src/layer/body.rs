@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 
 use super::error::BoxError;
 
@@ -52,6 +51,11 @@ impl<B> ReplayBody<B> {
         }
     }
 
+    /// `body`, streamed once as it arrives: never buffered, never replayed.
+    pub(crate) fn once(body: B) -> Self {
+        once(VecDeque::new(), body)
+    }
+
     /// Whether this body is a replayable copy (true) or streams once (false).
     pub fn is_replayable(&self) -> bool {
         matches!(self.inner, Inner::Replay { .. })
@@ -83,10 +87,29 @@ pub(crate) enum Prepared<B> {
     Once(ReplayBody<B>),
 }
 
+/// How long [`prepare`] waits for a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Until the body ends or passes the limit: a request body arriving from a client is read
+    /// before the first attempt, so that it can be replayed (bound it by the deadline).
+    UntilEnd,
+    /// Only while frames are ready at once. A gRPC client-streaming or bidirectional call may
+    /// wait for a reply before it sends more; waiting for its end would hang it. Unary calls
+    /// (one message, already encoded) are still buffered whole.
+    WhileReady,
+}
+
+/// One step of reading a body.
+enum Step<T> {
+    Frame(T),
+    End,
+    Stalled,
+}
+
 /// Reads `body` up to `limit` bytes. A body that ends within the limit is buffered; a larger one
-/// (or one whose size hint says it will be larger) is returned to stream once, with what was read
-/// put back in front.
-pub(crate) async fn prepare<B>(body: B, limit: usize) -> Result<Prepared<B>, BoxError>
+/// (or one whose size hint says it will be larger, or, with [`Wait::WhileReady`], one that is
+/// not ready) is returned to stream once, with what was read put back in front.
+pub(crate) async fn prepare<B>(body: B, limit: usize, wait: Wait) -> Result<Prepared<B>, BoxError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -101,8 +124,27 @@ where
     let mut chunks: VecDeque<Bytes> = VecDeque::new();
     let mut len = 0usize;
     let mut trailers: Option<HeaderMap> = None;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(Into::into)?;
+    loop {
+        let step = std::future::poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(frame)) => Poll::Ready(Step::Frame(frame)),
+            Poll::Ready(None) => Poll::Ready(Step::End),
+            Poll::Pending if wait == Wait::WhileReady => Poll::Ready(Step::Stalled),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        let frame = match step {
+            Step::Frame(frame) => frame.map_err(Into::into)?,
+            Step::End => break,
+            // Trailers end a body, so none were read before a stall: only data goes back in front.
+            Step::Stalled => {
+                return Ok(Prepared::Once(ReplayBody {
+                    inner: Inner::Once {
+                        prefix: chunks,
+                        rest: Some(body),
+                    },
+                }));
+            }
+        };
         match frame.into_data() {
             Ok(data) => {
                 len += data.len();
@@ -209,12 +251,15 @@ where
             }
             Inner::Once { prefix, rest } => {
                 let buffered: u64 = prefix.iter().map(|b| b.len() as u64).sum();
-                let mut hint = rest
+                let rest = rest
                     .as_ref()
                     .map_or(SizeHint::with_exact(0), |b| b.size_hint());
-                hint.set_lower(hint.lower() + buffered);
-                if let Some(upper) = hint.upper() {
-                    hint.set_upper(upper + buffered);
+                // A fresh hint: setting the lower bound of the rest's hint first could put it
+                // above the rest's upper bound, which http-body asserts against.
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower().saturating_add(buffered));
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(buffered));
                 }
                 hint
             }
@@ -233,7 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn small_bodies_replay_identically() {
-        let prepared = prepare(Full::new(Bytes::from_static(b"hello")), 64)
+        let prepared = prepare(Full::new(Bytes::from_static(b"hello")), 64, Wait::UntilEnd)
             .await
             .unwrap();
         let Prepared::Replayable(buffered) = prepared else {
@@ -262,7 +307,8 @@ mod tests {
     #[tokio::test]
     async fn large_bodies_stream_once_without_losing_the_prefix() {
         let chunks = (0..10u8).map(|i| Bytes::from(vec![b'a' + i; 10])).collect();
-        let Prepared::Once(once) = prepare(Chunked(chunks), 25).await.unwrap() else {
+        let Prepared::Once(once) = prepare(Chunked(chunks), 25, Wait::UntilEnd).await.unwrap()
+        else {
             panic!("should stream once")
         };
         assert!(!once.is_replayable());
@@ -276,8 +322,78 @@ mod tests {
     async fn a_size_hint_over_the_limit_skips_buffering() {
         let body = Full::new(Bytes::from(vec![0u8; 100]));
         assert!(matches!(
-            prepare(body, 10).await.unwrap(),
+            prepare(body, 10, Wait::UntilEnd).await.unwrap(),
             Prepared::Once(_)
         ));
+    }
+
+    /// A body that yields one chunk, then is not ready (a client waiting for a reply).
+    struct Stalls(Option<Bytes>);
+
+    impl Body for Stalls {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            match self.0.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => Poll::Pending,
+            }
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            // Like http_body_util::Limited: at most 100 bytes, no lower bound.
+            let mut hint = SizeHint::new();
+            hint.set_upper(100);
+            hint
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_stream_is_sent_once_with_what_was_read() {
+        let prepared = prepare(
+            Stalls(Some(Bytes::from_static(b"first"))),
+            64,
+            Wait::WhileReady,
+        )
+        .await
+        .unwrap();
+        let Prepared::Once(once) = prepared else {
+            panic!("a stalled stream must not be waited for")
+        };
+        assert!(!once.is_replayable());
+        let hint = once.size_hint();
+        assert_eq!((hint.lower(), hint.upper()), (5, Some(105)));
+    }
+
+    #[test]
+    fn the_size_hint_of_a_streamed_body_never_has_lower_above_upper() {
+        // The rest may promise at most 30 more bytes after 70 were buffered.
+        let mut hint = SizeHint::new();
+        hint.set_upper(30);
+        struct Rest(SizeHint);
+        impl Body for Rest {
+            type Data = Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+                Poll::Ready(None)
+            }
+            fn size_hint(&self) -> SizeHint {
+                self.0
+            }
+        }
+        let body = ReplayBody {
+            inner: Inner::Once {
+                prefix: VecDeque::from([Bytes::from(vec![0u8; 70])]),
+                rest: Some(Box::pin(Rest(hint))),
+            },
+        };
+        let hint = body.size_hint();
+        assert_eq!((hint.lower(), hint.upper()), (70, Some(100)));
     }
 }

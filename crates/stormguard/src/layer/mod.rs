@@ -20,9 +20,21 @@
 //!
 //! ## Bodies
 //! A request can be sent again only if its body can be: the retry and hedge layers buffer a body
-//! up to a limit (64 KiB by default, as linkerd) and replay it. A larger (or streaming) body is
-//! sent once, as it arrives, and never half-replayed. The inner service sees a [`ReplayBody`].
+//! up to a limit (64 KiB by default, as linkerd) and replay it. A larger body is sent once, what
+//! was read first and then the rest as it arrives, and never half-replayed. The body is read
+//! before the first attempt, within the request's deadline (a client that stalls mid-upload gets
+//! [`ErrorKind::Deadline`], not a hang), and the first attempt gets the time left after it. A
+//! gRPC body is buffered only while its frames are ready at once: a unary call's one message is,
+//! while a streaming call that waits for a reply before sending more streams once instead. The
+//! inner service sees a [`ReplayBody`].
 //!
+//! ## Instances
+//! A retry goes to an instance the request has not tried. A [`Balance`] below says which instance
+//! answered (an [`Instance`] response extension, an [`InstanceError`]); once the retry layer has
+//! seen that, it gives each request a [`TriedInstances`] list from its first attempt, so that even
+//! a retry after a per-try timeout, which says nothing of where it went, goes elsewhere. Without a
+//! balancer below, nothing is attached and nothing is paid.
+
 //! ## Cancel safety
 //! Dropping a response future cancels the attempt in flight and any pending backoff; no further
 //! attempt is sent. A hedge's losing attempt is dropped (cancelled) as soon as the other answers.

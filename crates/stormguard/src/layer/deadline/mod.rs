@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::clock;
 use super::error::{BoxError, Error, ErrorKind};
-use super::retry::{incoming_deadline, is_grpc};
+use super::retry::{incoming_deadline, is_grpc, until};
 use crate::deadline::{write_budget, Deadline, DeadlinePolicy};
 use crate::metrics::{Event, Observer};
 use crate::policy::GiveUp;
@@ -75,9 +75,10 @@ where
         }
         let observer = self.observer.clone();
         let target = self.target.clone();
-        let call = self.inner.call(req);
+        // Timed from now, not from the first poll of the returned future.
+        let call = tokio::time::timeout_at(until(now, timeout), self.inner.call(req));
         Box::pin(async move {
-            match tokio::time::timeout(timeout, call).await {
+            match call.await {
                 Ok(result) => result.map_err(Into::into),
                 Err(_) => {
                     observer.observe(
@@ -134,6 +135,34 @@ mod tests {
         let err = svc.call(req).await.unwrap_err();
         let err = err.downcast::<Error>().unwrap();
         assert_eq!(err.kind(), ErrorKind::Deadline);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_malformed_header_does_not_drop_the_deadline() {
+        let layer = DeadlineLayer::new(Duration::from_secs(2)).reserve(Duration::from_millis(5));
+        let mut svc = layer.layer(echo_budget());
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert(BUDGET_HEADER, "100".parse().unwrap());
+        req.headers_mut()
+            .insert("grpc-timeout", "100".parse().unwrap());
+        let response = svc.call(req).await.unwrap();
+        assert_eq!(response.body().as_deref(), Some("95"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_runs_from_the_call_not_the_first_poll() {
+        let slow = tower::service_fn(|_req: Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, Infallible>(Response::new(()))
+        });
+        let mut svc = DeadlineLayer::new(Duration::from_secs(1)).layer(slow);
+        let start = tokio::time::Instant::now();
+        let future = svc.call(Request::new(()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let err = future.await.unwrap_err();
+        assert_eq!(err.downcast::<Error>().unwrap().kind(), ErrorKind::Timeout);
+        assert_eq!(start.elapsed(), Duration::from_millis(995));
     }
 
     #[tokio::test(start_paused = true)]

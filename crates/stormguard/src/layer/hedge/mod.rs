@@ -16,10 +16,12 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::balance::TriedInstances;
-use super::body::{prepare, Prepared, ReplayBody};
+use super::body::{prepare, Prepared, ReplayBody, Wait};
 use super::clock;
 use super::error::BoxError;
+use super::retry::{incoming_deadline, is_grpc};
 use crate::classify::is_idempotent;
+use crate::deadline::{budget_of, write_budget};
 use crate::estimate::LatencyEstimator;
 use crate::hedge::HedgePolicy;
 use crate::metrics::{Event, Observer};
@@ -35,12 +37,13 @@ pub(crate) struct Shared<O> {
 
 /// A service that hedges slow idempotent requests, as a [`HedgePolicy`] says.
 ///
-/// Made by [`HedgeLayer`]. Every request's latency is recorded in the estimator (a quantile
-/// delay needs it). A request that is idempotent and whose body fits the buffer is sent; if no
-/// answer came after the hedge delay and the hedge budget allows, a second copy is sent with the
-/// same [`TriedInstances`], so a balancer sends it to another instance. The first successful
-/// response wins and the other attempt is dropped (cancelled); an error from one copy waits for
-/// the other. Errors pass through unchanged, so an outer retry layer classifies them.
+/// Made by [`HedgeLayer`]. Every response's latency is recorded in the estimator (a quantile
+/// delay needs it). A request that is idempotent, whose body fits the buffer and whose deadline
+/// (if any) outlasts the hedge delay is sent; if no answer came after the hedge delay and the
+/// hedge budget allows, a second copy is sent with the same [`TriedInstances`], so a balancer
+/// sends it to another instance, carrying the budget left at that moment. The first response
+/// below 500 wins and the other copy is dropped (cancelled); an error or a 5xx from one copy
+/// waits for the other. Errors pass through unchanged, so an outer retry layer classifies them.
 #[derive(Clone)]
 pub struct Hedge<S, O> {
     inner: S,
@@ -92,6 +95,12 @@ enum First<A, B> {
     Right(B),
 }
 
+/// Whether an outcome is one to return at once: a response below 500. An error or a 5xx from
+/// one copy waits for the other, which may still succeed.
+fn is_good<RB>(outcome: &Result<Response<RB>, BoxError>) -> bool {
+    matches!(outcome, Ok(response) if !response.status().is_server_error())
+}
+
 async fn run<S, B, RB, O>(
     inner: S,
     shared: Arc<Shared<O>>,
@@ -105,32 +114,49 @@ where
     O: Observer,
 {
     let estimator = &*shared.estimator;
-    let record = |started: Instant| {
-        let now = clock::now();
-        estimator.record(now, now.saturating_duration_since(started));
+    // Responses only, as the retry layer records: an error's time says nothing of latency.
+    let record = |started: Instant, outcome: &Result<Response<RB>, BoxError>| {
+        if outcome.is_ok() {
+            let now = clock::now();
+            estimator.record(now, now.saturating_duration_since(started));
+        }
     };
     let start = clock::now();
     shared.policy.on_request(start);
     let (mut parts, body) = req.into_parts();
     let idempotent = is_idempotent(&parts.method, &parts.headers);
-    let delay = shared.policy.delay(Some(estimator), start);
-    let buffered = match prepare(body, shared.body_limit).await? {
-        Prepared::Replayable(buffered) if idempotent && delay.is_some() => buffered,
-        Prepared::Replayable(buffered) => {
-            let result = send(inner, Request::from_parts(parts, buffered.replay())).await;
-            record(start);
-            return result;
-        }
+    let grpc = is_grpc(&parts.headers);
+    let deadline = incoming_deadline(&parts.extensions, &parts.headers, start);
+    let delay = shared
+        .policy
+        .delay(Some(estimator), start)
+        .filter(|delay| deadline.is_none_or(|d| d.remaining(start) > *delay));
+    let Some(delay) = delay.filter(|_| idempotent) else {
+        // Not hedged: sent as it is, with no buffering.
+        let outcome = send(inner, Request::from_parts(parts, ReplayBody::once(body))).await;
+        record(start, &outcome);
+        return outcome;
+    };
+    let wait = if grpc {
+        Wait::WhileReady
+    } else {
+        Wait::UntilEnd
+    };
+    let buffered = match prepare(body, shared.body_limit, wait).await? {
+        Prepared::Replayable(buffered) => buffered,
         Prepared::Once(body) => {
-            let result = send(inner, Request::from_parts(parts, body)).await;
-            record(start);
-            return result;
+            let outcome = send(inner, Request::from_parts(parts, body)).await;
+            record(start, &outcome);
+            return outcome;
         }
     };
-    let delay = delay.expect("checked above");
     if parts.extensions.get::<TriedInstances>().is_none() {
         parts.extensions.insert(TriedInstances::default());
     }
+    let carries_budget = parts
+        .headers
+        .iter()
+        .any(|(name, value)| budget_of(name, value).is_some());
 
     let mut original = pin!(send(
         inner.clone(),
@@ -138,66 +164,78 @@ where
     ));
     let mut timer = pin!(tokio::time::sleep(delay));
     let first = poll_fn(|cx| {
-        if let Poll::Ready(result) = original.as_mut().poll(cx) {
-            return Poll::Ready(First::Left(result));
+        if let Poll::Ready(outcome) = original.as_mut().poll(cx) {
+            return Poll::Ready(First::Left(outcome));
         }
         timer.as_mut().poll(cx).map(First::Right)
     })
     .await;
-    if let First::Left(result) = first {
-        record(start);
-        return result;
+    if let First::Left(outcome) = first {
+        record(start, &outcome);
+        return outcome;
     }
     let hedge_start = clock::now();
-    if !shared.policy.try_hedge(hedge_start, idempotent) {
-        let result = original.await;
-        record(start);
-        return result;
+    let remaining = deadline.map(|d| d.remaining(hedge_start));
+    if remaining.is_some_and(|r| r.is_zero()) || !shared.policy.try_hedge(hedge_start, idempotent) {
+        let outcome = original.await;
+        record(start, &outcome);
+        return outcome;
+    }
+    if let (true, Some(remaining)) = (carries_budget, remaining) {
+        // The hedge leaves later than the original: it carries what is left now.
+        write_budget(&mut parts.headers, remaining, grpc);
     }
     shared.observer.observe(&shared.target, Event::HedgeSent);
     shared.observer.observe(&shared.target, Event::Attempt);
     let mut hedge = pin!(send(inner, Request::from_parts(parts, buffered.replay())));
 
-    // Race the two. A success wins at once; an error waits for the other copy.
-    let mut original_error: Option<BoxError> = None;
-    let mut hedge_error: Option<BoxError> = None;
+    // Race the two. A good answer wins at once; an error or a 5xx waits for the other copy.
+    let mut original_done: Option<Result<Response<RB>, BoxError>> = None;
+    let mut hedge_done: Option<Result<Response<RB>, BoxError>> = None;
     let winner = poll_fn(|cx| {
-        if original_error.is_none() {
-            if let Poll::Ready(result) = original.as_mut().poll(cx) {
-                match result {
-                    Ok(response) => return Poll::Ready(Ok(First::Left(response))),
-                    Err(e) => original_error = Some(e),
+        if original_done.is_none() {
+            if let Poll::Ready(outcome) = original.as_mut().poll(cx) {
+                if is_good(&outcome) {
+                    return Poll::Ready(First::Left(outcome));
                 }
+                original_done = Some(outcome);
             }
         }
-        if hedge_error.is_none() {
-            if let Poll::Ready(result) = hedge.as_mut().poll(cx) {
-                match result {
-                    Ok(response) => return Poll::Ready(Ok(First::Right(response))),
-                    Err(e) => hedge_error = Some(e),
+        if hedge_done.is_none() {
+            if let Poll::Ready(outcome) = hedge.as_mut().poll(cx) {
+                if is_good(&outcome) {
+                    return Poll::Ready(First::Right(outcome));
                 }
+                hedge_done = Some(outcome);
             }
         }
-        if original_error.is_some() && hedge_error.is_some() {
-            return Poll::Ready(Err(original_error.take().expect("both failed")));
+        match (original_done.take(), hedge_done.take()) {
+            // Both failed: the original's answer, unless only the hedge got a response at all.
+            (Some(Err(_)), Some(Ok(response))) => Poll::Ready(First::Right(Ok(response))),
+            (Some(outcome), Some(_)) => Poll::Ready(First::Left(outcome)),
+            (original, hedge) => {
+                original_done = original;
+                hedge_done = hedge;
+                Poll::Pending
+            }
         }
-        Poll::Pending
     })
     .await;
-    // The loser is cancelled when its future is dropped at the end of this function. Its time
-    // so far is recorded too: a lower bound on its latency that keeps the tail in the estimate.
+    // The loser is cancelled when its future is dropped at the end of this function.
     match winner {
-        Ok(First::Left(response)) => {
-            record(start);
-            Ok(response)
+        First::Left(outcome) => {
+            record(start, &outcome);
+            outcome
         }
-        Ok(First::Right(response)) => {
+        First::Right(outcome) => {
             shared.observer.observe(&shared.target, Event::HedgeWon);
-            record(hedge_start);
-            record(start);
-            Ok(response)
+            record(hedge_start, &outcome);
+            // The original took at least this long: a lower bound that keeps the tail in the
+            // estimate the hedge delay is taken from.
+            let now = clock::now();
+            estimator.record(now, now.saturating_duration_since(start));
+            outcome
         }
-        Err(e) => Err(e),
     }
 }
 

@@ -115,3 +115,68 @@ async fn a_fast_answer_sends_no_hedge() {
     let now = tokio::time::Instant::now().into_std();
     assert_eq!(estimator.count(now), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_original_waits_for_the_hedge() {
+    // The original takes 100 ms and fails with 503; the hedge answers 200.
+    let calls = Calls::default();
+    let instances = (0..2)
+        .map(|_| {
+            let calls = calls.clone();
+            Mock::new(tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+                let n = calls.next();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let status = if n == 0 { 503 } else { 200 };
+                    Ok::<_, Infallible>(Response::builder().status(status).body(()).unwrap())
+                }
+            }))
+        })
+        .collect();
+    let policy = HedgePolicy::new(HedgeDelay::Fixed(Duration::from_millis(50)), 1.0).unwrap();
+    let svc = HedgeLayer::new(policy).layer(Balance::new(instances).seed(1));
+    let start = tokio::time::Instant::now();
+    let response = svc.oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(start.elapsed(), Duration::from_millis(150));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_hedge_carries_the_budget_left_when_it_leaves() {
+    let budgets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = budgets.clone();
+    let calls = Calls::default();
+    let svc = tower::service_fn(move |req: Request<ReplayBody<Body>>| {
+        let n = calls.next();
+        seen.lock().unwrap().push(
+            req.headers()["stormguard-budget-ms"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+        async move {
+            let took = if n == 0 { 1000 } else { 10 };
+            tokio::time::sleep(Duration::from_millis(took)).await;
+            Ok::<_, Infallible>(Response::new(()))
+        }
+    });
+    let policy = HedgePolicy::new(HedgeDelay::Fixed(Duration::from_millis(50)), 1.0).unwrap();
+    let svc = HedgeLayer::new(policy).layer(svc);
+    let mut req = get();
+    req.headers_mut()
+        .insert("stormguard-budget-ms", "500".parse().unwrap());
+    svc.oneshot(req).await.unwrap();
+    assert_eq!(*budgets.lock().unwrap(), vec!["500", "450"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_hedge_when_the_deadline_ends_before_the_delay() {
+    let (balance, calls) = tail_once();
+    let policy = HedgePolicy::new(HedgeDelay::Fixed(Duration::from_millis(50)), 1.0).unwrap();
+    let svc = HedgeLayer::new(policy).layer(balance);
+    let mut req = get();
+    req.headers_mut()
+        .insert("stormguard-budget-ms", "40".parse().unwrap());
+    svc.oneshot(req).await.unwrap();
+    assert_eq!(calls.get(), 1);
+}

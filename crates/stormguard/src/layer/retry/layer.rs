@@ -48,7 +48,8 @@ impl RetryLayer<NoMetrics> {
                 estimator,
                 body_limit: super::super::DEFAULT_BODY_LIMIT,
                 seed: backoff::process_entropy_seed(),
-                counter: AtomicU64::new(0),
+                counter: Arc::new(AtomicU64::new(0)),
+                balanced: Default::default(),
             }),
         }
     }
@@ -79,7 +80,8 @@ impl<O: Observer + Clone> RetryLayer<O> {
                 estimator: s.estimator,
                 body_limit: s.body_limit,
                 seed: s.seed,
-                counter: AtomicU64::new(0),
+                counter: Arc::new(AtomicU64::new(0)),
+                balanced: Default::default(),
                 per_try_budget: s.per_try_budget,
             }),
         }

@@ -20,16 +20,17 @@ use rand::SeedableRng;
 use tower_service::Service;
 
 use super::balance::{instance_of, Instance, TriedInstances};
-use super::body::{prepare, Buffered, Prepared, ReplayBody};
+use super::body::{prepare, Buffered, Prepared, ReplayBody, Wait};
 use super::clock;
-use super::error::{classify_error, BoxError, Error, ErrorKind};
+use super::error::{classify_error, BoxError, Error, ErrorKind, NotSent};
 use crate::backoff::JitterRng;
 use crate::classify::{
     grpc_status_as_http, is_idempotent_method, parse_grpc_pushback, parse_retry_after,
     AttemptResult, Class, IDEMPOTENCY_KEY,
 };
 use crate::deadline::{
-    budget_from_headers, budget_of, budget_value, write_budget, write_budget_value, Deadline,
+    budget_of, budget_value, write_budget, write_budget_value, Deadline, BUDGET_HEADER,
+    ENVOY_EXPECTED_TIMEOUT_HEADER, GRPC_TIMEOUT_HEADER,
 };
 use crate::estimate::LatencyEstimator;
 use crate::metrics::{Event, Observer, TimeoutKind};
@@ -66,7 +67,13 @@ pub(crate) struct Shared<O> {
     pub(crate) estimator: Option<Arc<LatencyEstimator>>,
     pub(crate) body_limit: usize,
     pub(crate) seed: u64,
-    pub(crate) counter: AtomicU64,
+    /// Shared by every layer derived from one another, so they draw different jitter.
+    pub(crate) counter: Arc<AtomicU64>,
+    /// Set once a response or error said which instance it came from (a [`Balance`] is below):
+    /// from then on, requests carry [`TriedInstances`] from their first attempt.
+    ///
+    /// [`Balance`]: super::Balance
+    pub(crate) balanced: std::sync::atomic::AtomicBool,
     /// The budget header value of the per-try timeout, made once.
     pub(crate) per_try_budget: http::HeaderValue,
 }
@@ -80,7 +87,8 @@ impl<O: Clone> Clone for Shared<O> {
             estimator: self.estimator.clone(),
             body_limit: self.body_limit,
             seed: self.seed,
-            counter: AtomicU64::new(self.counter.load(Ordering::Relaxed)),
+            counter: self.counter.clone(),
+            balanced: std::sync::atomic::AtomicBool::new(self.balanced.load(Ordering::Relaxed)),
             per_try_budget: self.per_try_budget.clone(),
         }
     }
@@ -162,7 +170,7 @@ where
             }
             Err(e) => return ResponseFuture::ready(Err(e)),
         };
-        rest.tried = rest.at.parts.extensions.get::<TriedInstances>().cloned();
+        rest.tried = rest.at.tried_instances();
         let request = rest.at.request(
             Buffered::default().replay(),
             timeout,
@@ -171,8 +179,11 @@ where
         );
         shared.observer.observe(&shared.target, Event::Attempt);
         let call = rest.inner.call(request);
-        let until = tokio::time::Instant::from_std(start + timeout);
-        ResponseFuture::first(tokio::time::timeout_at(until, call), rest, start)
+        ResponseFuture::first(
+            tokio::time::timeout_at(until(start, timeout), call),
+            rest,
+            start,
+        )
     }
 }
 
@@ -181,6 +192,8 @@ struct RequestFacts {
     deadline: Option<Deadline>,
     idempotent: bool,
     grpc: bool,
+    /// Whether a deadline header (well-formed or not) came with the request.
+    budget_headers: bool,
 }
 
 impl RequestFacts {
@@ -188,12 +201,14 @@ impl RequestFacts {
         let mut budget: Option<Duration> = None;
         let mut keyed = false;
         let mut grpc = false;
+        let mut budget_headers = false;
         for (name, value) in &parts.headers {
             if *name == http::header::CONTENT_TYPE {
                 grpc = value.as_bytes().starts_with(b"application/grpc");
             } else if *name == IDEMPOTENCY_KEY {
                 keyed = true;
             } else if let Some(parsed) = budget_of(name, value) {
+                budget_headers = true;
                 match parsed {
                     Ok(b) => budget = Some(budget.map_or(b, |s| s.min(b))),
                     Err(error) => tracing::debug!(%error, "ignoring a malformed deadline header"),
@@ -208,6 +223,7 @@ impl RequestFacts {
             deadline,
             idempotent: keyed || is_idempotent_method(&parts.method),
             grpc,
+            budget_headers,
         }
     }
 }
@@ -221,13 +237,23 @@ pub(crate) fn incoming_deadline(
     if let Some(deadline) = extensions.get::<Deadline>() {
         return Some(*deadline);
     }
-    match budget_from_headers(headers) {
-        Ok(budget) => budget.map(|b| Deadline::after(now, b)),
-        Err(error) => {
-            tracing::debug!(%error, "ignoring a malformed deadline header");
-            None
+    // The smallest of the well-formed budgets: one malformed header must not drop the deadline
+    // the others carry, or the callee would work on for a caller that is gone.
+    let mut budget: Option<Duration> = None;
+    for (name, value) in headers {
+        match budget_of(name, value) {
+            Some(Ok(b)) => budget = Some(budget.map_or(b, |s| s.min(b))),
+            Some(Err(error)) => tracing::debug!(%error, "ignoring a malformed deadline header"),
+            None => {}
         }
     }
+    budget.map(|b| Deadline::after(now, b))
+}
+
+/// `start + timeout` as a tokio instant, saturating instead of overflowing: a per-try timeout
+/// of `Duration::MAX` means "none".
+pub(crate) fn until(start: Instant, timeout: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(Deadline::after(start, timeout).instant())
 }
 
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
@@ -313,6 +339,19 @@ impl<O: Observer> Attempting<O> {
         }
     }
 
+    /// The instances list the attempts share: the one the request came with, else a new one for
+    /// a request whose retry may follow a timeout (the only outcome that does not say which
+    /// instance it came from), once a balancer below has shown itself. Other requests learn the
+    /// instance from the response or error, for free; without a balancer, nothing is attached.
+    fn tried_instances(&self) -> Option<TriedInstances> {
+        let carried = self.parts.extensions.get::<TriedInstances>().cloned();
+        let shared = &self.shared;
+        let needed = self.idempotent
+            && shared.policy.max_attempts > 1
+            && shared.balanced.load(Ordering::Relaxed);
+        carried.or_else(|| needed.then(TriedInstances::default))
+    }
+
     /// The expected latency of an attempt: the estimator's p50 when it has one.
     fn expected(&self, now: Instant) -> Duration {
         let policy = &self.shared.policy;
@@ -395,16 +434,15 @@ where
 {
     let shared = &*at.shared;
     shared.observer.observe(&shared.target, Event::Attempt);
-    let ready: Result<(), BoxError> = poll_fn(|cx| inner.poll_ready(cx)).await.map_err(Into::into);
-    let outcome = match ready {
-        Ok(()) => {
-            let call = inner.call(request);
-            // Timed from the attempt's start, without reading the clock again.
-            let until = tokio::time::Instant::from_std(sent + timeout);
-            tokio::time::timeout_at(until, async move { call.await.map_err(Into::into) }).await
-        }
-        Err(e) => Ok(Err(e)),
-    };
+    // Waiting for the service to be ready counts against the attempt's time, and an error there
+    // means the request was never sent.
+    let outcome = tokio::time::timeout_at(until(sent, timeout), async {
+        poll_fn(|cx| inner.poll_ready(cx))
+            .await
+            .map_err(|e| Box::new(NotSent::new(e)) as BoxError)?;
+        inner.call(request).await.map_err(Into::into)
+    })
+    .await;
     settle(shared, outcome, sent)
 }
 
@@ -416,6 +454,9 @@ pub(crate) fn settle<RB, O: Observer>(
 ) -> (AttemptResult, Outcome<RB>) {
     match outcome {
         Ok(Ok(response)) => {
+            if response.extensions().get::<Instance>().is_some() {
+                shared.balanced.store(true, Ordering::Relaxed);
+            }
             if let Some(estimator) = &shared.estimator {
                 let now = clock::now();
                 estimator.record(now, now.saturating_duration_since(sent));
@@ -423,6 +464,9 @@ pub(crate) fn settle<RB, O: Observer>(
             (response_result(&response), Ok(response))
         }
         Ok(Err(e)) => {
+            if instance_of(&*e).is_some() {
+                shared.balanced.store(true, Ordering::Relaxed);
+            }
             let result = classify_error(&*e);
             if result == AttemptResult::ConnectTimeout {
                 shared
@@ -454,6 +498,22 @@ fn prologue<O: Observer>(
     at.deadline = policy.request_deadline(facts.deadline, start);
     at.idempotent = policy.idempotent.unwrap_or(facts.idempotent);
     at.grpc = facts.grpc;
+    if policy.propagate_deadline {
+        // Each attempt carries its own budget in the headers; an outer deadline left in the
+        // extensions would tell inner layers the whole request's time instead.
+        if at.deadline.is_some() {
+            at.parts.extensions.remove::<Deadline>();
+        }
+    } else if facts.budget_headers {
+        // Not propagating: a budget that arrived would reach the callee unchanged, and stale.
+        for name in [
+            BUDGET_HEADER,
+            GRPC_TIMEOUT_HEADER,
+            ENVOY_EXPECTED_TIMEOUT_HEADER,
+        ] {
+            at.parts.headers.remove(name);
+        }
+    }
     match at.timeout(start) {
         Some(timeout) if policy.should_start(at.deadline, start, at.expected(start)) => {
             let state = policy.begin(start);
@@ -503,20 +563,71 @@ where
     RB: Send + 'static,
     O: Observer,
 {
+    let policy = &shared.policy;
     let start = clock::now();
     let (parts, body) = req.into_parts();
     let mut at = Attempting::new(shared.clone(), parts, None);
-    let (timeout, state) = prologue(&mut at, start)?;
-    let tried = at.parts.extensions.get::<TriedInstances>().cloned();
-    let body = match prepare(body, shared.body_limit).await {
+    let (_, state) = prologue(&mut at, start)?;
+    let tried = at.tried_instances();
+    // A gRPC stream may wait for a reply before it sends more: only what is ready is buffered.
+    // Any other body is read before the first attempt, within the deadline.
+    let wait = if at.grpc {
+        Wait::WhileReady
+    } else {
+        Wait::UntilEnd
+    };
+    let read = prepare(body, shared.body_limit, wait);
+    let read = match at.deadline {
+        Some(deadline) => {
+            let give_up = deadline
+                .instant()
+                .checked_sub(policy.deadline.reserve)
+                .unwrap_or(start);
+            tokio::time::timeout_at(tokio::time::Instant::from_std(give_up), read)
+                .await
+                .unwrap_or_else(|_| Err(Box::new(Error::new(ErrorKind::Deadline, 0, None))))
+        }
+        None => read.await,
+    };
+    let body = match read {
         Ok(Prepared::Replayable(buffered)) => {
             let body = buffered.replay();
             at.buffered = Some(buffered);
             body
         }
         Ok(Prepared::Once(body)) => body,
-        Err(e) => return Err(Error::new(ErrorKind::Body, 0, Some(e))),
+        Err(e) => {
+            let (kind, give_up) = match e.downcast::<Error>() {
+                Ok(own) => (own.kind(), GiveUp::Deadline),
+                Err(e) => {
+                    shared.observer.observe(
+                        &shared.target,
+                        Event::Failed(GiveUp::Final(crate::classify::FinalReason::Status(400))),
+                    );
+                    return Err(Error::new(ErrorKind::Body, 0, Some(e)));
+                }
+            };
+            shared
+                .observer
+                .observe(&shared.target, Event::DeadlineGiveUp);
+            shared
+                .observer
+                .observe(&shared.target, Event::Failed(give_up));
+            return Err(Error::new(kind, 0, None));
+        }
     };
+    // Reading the body took time: the first attempt gets what is left now.
+    let start = clock::now();
+    let Some(timeout) = at.timeout(start) else {
+        shared
+            .observer
+            .observe(&shared.target, Event::DeadlineGiveUp);
+        shared
+            .observer
+            .observe(&shared.target, Event::Failed(GiveUp::Deadline));
+        return Err(Error::new(ErrorKind::Deadline, 0, None));
+    };
+    at.write_budget(timeout);
     let request = at.request(body, timeout, start, tried.as_ref());
     let (result, outcome) = attempt(&mut inner, &at, request, start, timeout).await;
 
@@ -585,7 +696,6 @@ where
                 return finish(outcome, state.attempts(), result, Some(give_up));
             }
             Decision::Retry { after, kind } => {
-                observer.observe(target, Event::Retry(kind));
                 let went_to = match &outcome {
                     Ok(response) => response.extensions().get::<Instance>().map(|i| i.0),
                     Err(Some(e)) => instance_of(&**e),
@@ -595,6 +705,10 @@ where
                 if let Some(instance) = went_to {
                     tried.record(instance);
                 }
+                // The failed response goes now, not after the backoff: holding it would hold its
+                // connection through every backoff. The decision already checked that the retry
+                // fits the deadline after `after`; if the sleep overran it, the request ends with
+                // a deadline error rather than that response.
                 drop(outcome);
                 if !after.is_zero() {
                     tokio::time::sleep(after).await;
@@ -605,6 +719,8 @@ where
                     observer.observe(target, Event::Failed(GiveUp::Deadline));
                     return Err(Error::new(ErrorKind::Deadline, state.attempts() - 1, None));
                 };
+                // Counted when sent, so that the retries metric is retries sent.
+                observer.observe(target, Event::Retry(kind));
                 let body = at
                     .buffered
                     .as_ref()

@@ -321,3 +321,135 @@ async fn backoff_sleeps_between_attempts() {
         "100 ms then 200 ms"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_a_timeout_goes_to_another_instance() {
+    for seed in 0..20 {
+        let hits: Vec<Calls> = (0..2).map(|_| Calls::default()).collect();
+        // A first request answers wherever it lands (the layer learns a balancer is below);
+        // then whichever instance the next request's first attempt reaches hangs.
+        let hanging = Arc::new(std::sync::OnceLock::<usize>::new());
+        let total = Calls::default();
+        let instances: Vec<_> = hits
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, calls)| {
+                let (hanging, total) = (hanging.clone(), total.clone());
+                tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+                    let warm_up = total.next() == 0;
+                    if !warm_up {
+                        calls.next();
+                    }
+                    let hangs = !warm_up && *hanging.get_or_init(|| i) == i;
+                    async move {
+                        if hangs {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
+                        Ok::<_, Infallible>(status(200))
+                    }
+                })
+            })
+            .collect();
+        let svc = RetryLayer::new(unlimited())
+            .seed(seed)
+            .layer(Balance::new(instances).seed(seed));
+        svc.clone().oneshot(request(Method::GET)).await.unwrap();
+        let response = svc.oneshot(request(Method::GET)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "seed {seed}");
+        let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
+        assert_eq!(
+            counts,
+            vec![1, 1],
+            "seed {seed}: the retry avoided the hanging instance"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_per_try_timeout_of_duration_max_means_none() {
+    let ok = tower::service_fn(|_req: Request<ReplayBody<Body>>| async {
+        Ok::<_, Infallible>(status(200))
+    });
+    let svc = RetryLayer::new(unlimited().with_per_try_timeout(Duration::MAX)).layer(ok);
+    let response = svc.oneshot(request(Method::GET)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_propagation_a_stale_incoming_budget_is_not_forwarded() {
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let record = seen.clone();
+    let svc = tower::service_fn(move |req: Request<ReplayBody<Body>>| {
+        *record.lock().unwrap() = Some(req.headers().contains_key(BUDGET_HEADER));
+        async { Ok::<_, Infallible>(status(200)) }
+    });
+    let mut policy = unlimited();
+    policy.propagate_deadline = false;
+    let svc = RetryLayer::new(policy).layer(svc);
+    let mut req = request(Method::GET);
+    req.headers_mut()
+        .insert(BUDGET_HEADER, "900".parse().unwrap());
+    svc.oneshot(req).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), Some(false));
+}
+
+/// A body that never ends: a client that stalls mid-upload.
+struct Stalled;
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn reading_a_stalled_body_is_bounded_by_the_deadline() {
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let svc = tower::service_fn(move |_req: Request<ReplayBody<Stalled>>| {
+        seen.next();
+        async { Ok::<_, Infallible>(status(200)) }
+    });
+    let recorder = Recorder::default();
+    let svc = RetryLayer::new(unlimited())
+        .observer(recorder.clone())
+        .layer(svc);
+    let req = Request::post("/upload")
+        .header(BUDGET_HEADER, "100")
+        .body(Stalled)
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let err = svc.oneshot(req).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Deadline);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(95),
+        "the reserve is kept to report"
+    );
+    assert_eq!(calls.get(), 0);
+    assert_eq!(recorder.count(|e| matches!(e, Event::Failed(_))), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_stream_is_not_waited_for() {
+    let svc = tower::service_fn(|req: Request<ReplayBody<Stalled>>| {
+        assert!(
+            !req.body().is_replayable(),
+            "a stalled gRPC stream streams once"
+        );
+        async { Ok::<_, Infallible>(status(200)) }
+    });
+    let svc = RetryLayer::new(unlimited()).layer(svc);
+    let req = Request::post("/chat.Chat/Talk")
+        .header("content-type", "application/grpc")
+        .body(Stalled)
+        .unwrap();
+    let response = svc.oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

@@ -94,6 +94,16 @@ impl<O: Observer + Clone> RetryLayer<O> {
         self.map(|s| s.seed = seed)
     }
 
+    /// Deterministic jitter from this host's identity ([`backoff::host_identity`]: the
+    /// `STORMGUARD_HOST_ID` variable, else the hostname), so that one host always produces the
+    /// same sequence of delays. Keeps the random seed when no identity can be found.
+    pub fn deterministic(self) -> Self {
+        match backoff::host_identity() {
+            Some(id) => self.host_id(&id),
+            None => self,
+        }
+    }
+
     /// Seeds the jitter with `seed` (tests, simulations).
     pub fn seed(self, seed: u64) -> Self {
         self.map(|s| s.seed = seed)

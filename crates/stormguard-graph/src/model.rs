@@ -1,0 +1,217 @@
+//! The graph as data: services, the calls they make, and the settings of each call.
+//!
+//! Every field has its default already applied by [`crate::parse`]; `Option` marks what the file
+//! may leave out *and* what a rule needs to know was left out (a call without a timeout).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use stormguard::backoff::Backoff;
+use stormguard::hedge::HedgeDelay;
+
+/// Where something is defined in the graph file, for error messages and SARIF locations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+/// A whole graph file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Graph {
+    /// Where users come in.
+    pub entry: Entry,
+    /// Services by name (sorted, so every output is in a stable order).
+    pub services: BTreeMap<String, Service>,
+    /// Thresholds of the checks.
+    pub check: CheckConfig,
+    /// Fault scenarios for the simulator, by name.
+    pub scenarios: BTreeMap<String, Scenario>,
+}
+
+/// Where users come in, and how long they wait.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The service users call.
+    pub service: String,
+    /// How long a user waits (default 10 s).
+    pub timeout: Duration,
+    /// User requests per second (for the simulator; default 100).
+    pub rate: f64,
+    /// Where `[entry]` is.
+    pub span: Span,
+}
+
+/// One service: its instances, capacity, own latency, and the calls it makes for each request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    /// Its name (the key under `[services]`).
+    pub name: String,
+    /// Instances (default 1).
+    pub instances: u32,
+    /// Requests one instance works on at once (default 16).
+    pub concurrency: u32,
+    /// Requests waiting per instance before it rejects (default 64).
+    pub queue: u32,
+    /// Its own work, without its calls.
+    pub latency: Latency,
+    /// Extra work per other request in flight on the instance (simulator; default 0).
+    pub contention: Duration,
+    /// The calls it makes for each request, in order.
+    pub calls: Vec<Call>,
+    /// Where `[services.NAME]` is.
+    pub span: Span,
+}
+
+/// A service's own latency, as two quantiles a lognormal is fitted to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Latency {
+    /// Median (default 1 ms).
+    pub p50: Duration,
+    /// 99th percentile (default 10 ms).
+    pub p99: Duration,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            p50: Duration::from_millis(1),
+            p99: Duration::from_millis(10),
+        }
+    }
+}
+
+/// One call from a service to another, with its policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// The service called.
+    pub to: String,
+    /// Per attempt, from sending the request. `None`: the file gave none (a finding).
+    pub timeout: Option<Duration>,
+    /// Connection establishment. `None`: the file gave none (a finding).
+    pub connect_timeout: Option<Duration>,
+    /// Network round trip (default 1 ms).
+    pub rtt: Duration,
+    /// Attempts, the first included (default 1).
+    pub max_attempts: u32,
+    /// Wait between attempts (default none).
+    pub backoff: Backoff,
+    /// Retry budget or token bucket, if any.
+    pub limiter: Option<LimiterSpec>,
+    /// Whether a request may be applied twice (default true).
+    pub idempotent: bool,
+    /// Sequential calls per request, e.g. a loop over items (default 1).
+    pub count: u32,
+    /// Whether it runs at once with the calls next to it that are also parallel (default false).
+    pub parallel: bool,
+    /// Whether the caller fails when this call fails (default true; false: an expediting call).
+    pub required: bool,
+    /// Hedging, if any.
+    pub hedge: Option<HedgeSpec>,
+    /// Whether the remaining budget is passed downstream (default false).
+    pub propagate_deadline: bool,
+    /// Where this `[[services.NAME.calls]]` is.
+    pub span: Span,
+}
+
+/// A call's retry limiter, as the file gives it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LimiterSpec {
+    /// `retry_budget = { ratio, min_per_sec }`.
+    Budget {
+        /// Share of requests that may be retried.
+        ratio: f64,
+        /// Retries a second always allowed.
+        min_per_sec: u32,
+    },
+    /// `token_bucket = { capacity, retry_cost, timeout_cost }`.
+    TokenBucket {
+        /// Tokens when full.
+        capacity: u32,
+        /// Cost of a retry.
+        retry_cost: u32,
+        /// Cost of a retry after a timeout.
+        timeout_cost: u32,
+    },
+}
+
+/// A call's hedging, as the file gives it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HedgeSpec {
+    /// When to send the hedge.
+    pub delay: HedgeDelay,
+    /// Largest share of extra requests; `None` when the file gave none (a finding).
+    pub max_extra: Option<f64>,
+}
+
+/// Thresholds of the checks (`[check]`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CheckConfig {
+    /// Worst-case attempts at a service per user request above which `retry-amplification`
+    /// fires (default 10).
+    pub max_amplification: f64,
+    /// Connect timeout above this multiple of the round trip: `connect-timeout-too-long`
+    /// (default 10).
+    pub connect_timeout_rtt_multiple: f64,
+    /// The false-timeout rate a timeout should keep to (default 0.001, the p99.9).
+    pub false_timeout_rate: f64,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig {
+            max_amplification: 10.0,
+            connect_timeout_rtt_multiple: 10.0,
+            false_timeout_rate: 0.001,
+        }
+    }
+}
+
+/// A fault scenario for the simulator (`[scenarios.NAME]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// How long it runs.
+    pub duration: Duration,
+    /// User rate, instead of `entry.rate`.
+    pub rate: Option<f64>,
+    /// Faults injected.
+    pub faults: Vec<Fault>,
+    /// Load steps (spikes).
+    pub load: Vec<LoadStep>,
+    /// Where it is defined.
+    pub span: Span,
+}
+
+/// A fault on one service for a time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    /// The service.
+    pub service: String,
+    /// Start.
+    pub from: Duration,
+    /// End.
+    pub to: Duration,
+    /// Own work multiplied by this (default 1).
+    pub slowdown: f64,
+    /// Share of attempts failing fast with 503 (default 0).
+    pub error_rate: f64,
+    /// Connections refused (default false).
+    pub down: bool,
+    /// Connections never answered (default false).
+    pub blackhole: bool,
+    /// How many instances (default all).
+    pub instances: Option<u32>,
+}
+
+/// A step in user load.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadStep {
+    /// Start.
+    pub from: Duration,
+    /// End.
+    pub to: Duration,
+    /// User requests per second meanwhile.
+    pub rate: f64,
+}

@@ -1,6 +1,7 @@
 //! `stormguard`: timeouts, retries, backoff and jitter you can see before you deploy them.
 
 mod backoff_cmd;
+mod check_cmd;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,9 @@ struct Cli {
 enum Command {
     /// Sample a backoff policy: the delay before each retry and the worst-case time spent waiting.
     Backoff(backoff_cmd::Args),
+    /// Check a service graph file: timeouts that do not telescope, retry amplification, edge
+    /// budgets blown and the rest. Exit 1 on findings at or above --fail-on, 2 on bad input.
+    Check(check_cmd::Args),
 }
 
 /// An error in what the user gave us (exit 2), as opposed to a failure while running (exit 1).
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Backoff(args) => backoff_cmd::run(args, &mut std::io::stdout().lock()),
+        Command::Check(args) => check_cmd::run(args, &mut std::io::stdout().lock()),
     };
     match result {
         Ok(code) => code,

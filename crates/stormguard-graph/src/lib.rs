@@ -17,6 +17,7 @@
 pub mod check;
 pub mod model;
 pub mod parse;
+pub mod render;
 pub mod report;
 
 pub use model::Graph;

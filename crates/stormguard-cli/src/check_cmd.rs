@@ -1,0 +1,292 @@
+//! `stormguard check`: what will break in a service graph's timeouts and retries, found before
+//! an outage does, with an exit code CI can gate on.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use stormguard_graph::report::{Report, Severity};
+use stormguard_graph::{check, render, Graph};
+
+use crate::InputError;
+
+/// Arguments of `stormguard check`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// The graph file (TOML).
+    file: PathBuf,
+    /// Output format: a report to read, JSON for scripts, SARIF for code scanning, or a Mermaid
+    /// flowchart for a README or pull request.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Exit 1 when a finding is at or above this severity (`never`: always exit 0 on valid input).
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    fail_on: FailOn,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+    Sarif,
+    Mermaid,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum FailOn {
+    Error,
+    Warning,
+    Never,
+}
+
+impl FailOn {
+    /// Whether `report` should fail the run: any finding at or above the threshold.
+    fn fails(self, report: &Report) -> bool {
+        let threshold = match self {
+            FailOn::Error => Severity::Error,
+            FailOn::Warning => Severity::Warning,
+            FailOn::Never => return false,
+        };
+        report.findings.iter().any(|f| f.severity >= threshold)
+    }
+}
+
+/// Colour only for a person at a terminal, and never when they asked for none
+/// (<https://no-color.org>: `NO_COLOR` set to anything but the empty string).
+fn colour_wanted() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let colour = colour_wanted();
+    run_with_colour(args, out, colour)
+}
+
+fn run_with_colour(args: Args, out: &mut dyn Write, colour: bool) -> anyhow::Result<ExitCode> {
+    let file = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| InputError(format!("{file}: cannot read: {e}")))?;
+    // The error already says file:line:column, the key and what would be valid.
+    let graph = stormguard_graph::parse(&file, &text).map_err(|e| InputError(e.to_string()))?;
+    let report = check::check(&graph);
+    write_report(&graph, &report, &file, &args, out, colour)
+}
+
+/// Renders `report` in the chosen format and says, by the exit code, whether it fails the run;
+/// apart from [`run`] so it can be tested on reports the rules are not needed to produce.
+fn write_report(
+    graph: &Graph,
+    report: &Report,
+    file: &str,
+    args: &Args,
+    out: &mut dyn Write,
+    colour: bool,
+) -> anyhow::Result<ExitCode> {
+    let rendered = match args.format {
+        Format::Text => render::text(graph, report, colour),
+        Format::Json => render::json(report),
+        Format::Sarif => render::sarif(report, file),
+        Format::Mermaid => render::mermaid(graph, report),
+    };
+    out.write_all(rendered.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the report")?;
+    Ok(if args.fail_on.fails(report) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use clap::Parser;
+    use stormguard_graph::model::{CheckConfig, Entry, Latency, Service, Span};
+    use stormguard_graph::report::{Finding, Summary};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(argv: &[&str]) -> Args {
+        let mut full = vec!["check"];
+        full.extend_from_slice(argv);
+        Cmd::try_parse_from(full).unwrap().args
+    }
+
+    fn graph() -> Graph {
+        let web = Service {
+            name: "web".to_string(),
+            instances: 1,
+            concurrency: 16,
+            queue: 64,
+            latency: Latency::default(),
+            contention: Duration::ZERO,
+            calls: Vec::new(),
+            span: Span { line: 4, column: 1 },
+        };
+        Graph {
+            entry: Entry {
+                service: "web".to_string(),
+                timeout: Duration::from_secs(10),
+                rate: 100.0,
+                span: Span { line: 1, column: 1 },
+            },
+            services: BTreeMap::from([("web".to_string(), web)]),
+            check: CheckConfig::default(),
+            scenarios: BTreeMap::new(),
+        }
+    }
+
+    /// A report with one finding of each given severity, on the service `web`.
+    fn report(severities: &[Severity]) -> Report {
+        let findings: Vec<Finding> = severities
+            .iter()
+            .map(|&severity| Finding {
+                rule: "entry-budget",
+                severity,
+                from: None,
+                to: None,
+                service: Some("web".to_string()),
+                message: "web may take 12s, users wait 10s.".to_string(),
+                fix: "timeout = \"12s\" in [entry]".to_string(),
+                value: Some(12_000.0),
+                limit: Some(10_000.0),
+                span: Some(Span { line: 4, column: 1 }),
+            })
+            .collect();
+        let count = |s| severities.iter().filter(|&&x| x == s).count();
+        Report {
+            summary: Summary {
+                errors: count(Severity::Error),
+                warnings: count(Severity::Warning),
+                infos: count(Severity::Info),
+            },
+            findings,
+            services: BTreeMap::new(),
+        }
+    }
+
+    fn outcome(argv: &[&str], report: &Report) -> (String, ExitCode) {
+        let mut full = vec!["g.toml"];
+        full.extend_from_slice(argv);
+        let mut out = Vec::new();
+        let code = write_report(&graph(), report, "g.toml", &args(&full), &mut out, false).unwrap();
+        (String::from_utf8(out).unwrap(), code)
+    }
+
+    #[test]
+    fn fail_on_error_is_the_default_and_ignores_warnings() {
+        let parsed = args(&["g.toml"]);
+        assert_eq!(
+            (parsed.format, parsed.fail_on),
+            (Format::Text, FailOn::Error)
+        );
+        assert!(!FailOn::Error.fails(&report(&[])));
+        assert!(!FailOn::Error.fails(&report(&[Severity::Info, Severity::Warning])));
+        assert!(FailOn::Error.fails(&report(&[Severity::Warning, Severity::Error])));
+    }
+
+    #[test]
+    fn fail_on_warning_counts_warnings_and_errors_but_not_infos() {
+        assert!(!FailOn::Warning.fails(&report(&[Severity::Info])));
+        assert!(FailOn::Warning.fails(&report(&[Severity::Warning])));
+        assert!(FailOn::Warning.fails(&report(&[Severity::Error])));
+    }
+
+    #[test]
+    fn fail_on_never_passes_anything() {
+        assert!(!FailOn::Never.fails(&report(&[Severity::Error, Severity::Warning])));
+    }
+
+    #[test]
+    fn the_exit_code_follows_fail_on() {
+        let warning = report(&[Severity::Warning]);
+        assert_eq!(outcome(&[], &warning).1, ExitCode::SUCCESS);
+        assert_eq!(
+            outcome(&["--fail-on", "warning"], &warning).1,
+            ExitCode::from(1)
+        );
+        let error = report(&[Severity::Error]);
+        assert_eq!(outcome(&[], &error).1, ExitCode::from(1));
+        assert_eq!(
+            outcome(&["--fail-on", "never"], &error).1,
+            ExitCode::SUCCESS
+        );
+        assert_eq!(outcome(&[], &report(&[])).1, ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn each_format_writes_its_renderer() {
+        let error = report(&[Severity::Error]);
+        let (text, _) = outcome(&[], &error);
+        assert!(
+            text.contains("error[entry-budget] web: web may take 12s"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'), "{text}");
+        let (json, _) = outcome(&["--format", "json"], &error);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["summary"]["errors"], 1);
+        let (sarif, _) = outcome(&["--format", "sarif"], &error);
+        let v: serde_json::Value = serde_json::from_str(&sarif).unwrap();
+        let location = &v["runs"][0]["results"][0]["locations"][0]["physicalLocation"];
+        assert_eq!(location["artifactLocation"]["uri"], "g.toml");
+        assert_eq!(location["region"]["startLine"], 4);
+        let (chart, code) = outcome(&["--format", "mermaid"], &error);
+        assert!(chart.starts_with("flowchart LR\n"), "{chart}");
+        assert!(chart.contains("class web bad"), "{chart}");
+        assert_eq!(code, ExitCode::from(1));
+    }
+
+    #[test]
+    fn an_unknown_format_or_threshold_is_refused() {
+        for argv in [
+            ["g.toml", "--format", "yaml"],
+            ["g.toml", "--fail-on", "info"],
+        ] {
+            let mut full = vec!["check"];
+            full.extend_from_slice(&argv);
+            assert!(Cmd::try_parse_from(full).is_err(), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_input_error_naming_it() {
+        let missing = std::env::temp_dir().join("stormguard-check-no-such-graph.toml");
+        let path = missing.display().to_string();
+        let mut out = Vec::new();
+        let err = run_with_colour(args(&[&path]), &mut out, false).unwrap_err();
+        let input = err.downcast_ref::<InputError>().expect("exit 2, not 1");
+        assert!(
+            input.0.starts_with(&format!("{path}: cannot read: ")),
+            "{input}"
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_an_input_error_at_its_place() {
+        let file = std::env::temp_dir().join(format!(
+            "stormguard-check-bad-graph-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&file, "[entry\nservice = \"web\"\n").unwrap();
+        let path = file.display().to_string();
+        let mut out = Vec::new();
+        let result = run_with_colour(args(&[&path]), &mut out, false);
+        std::fs::remove_file(&file).unwrap();
+        let err = result.unwrap_err();
+        let input = err.downcast_ref::<InputError>().expect("exit 2, not 1");
+        assert!(input.0.starts_with(&format!("{path}:1:")), "{input}");
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,189 @@
+//! The report for a person at a terminal: what is wrong, service by service, then the figures.
+
+use std::fmt::Write;
+
+use super::{figure, millis, place};
+use crate::model::Graph;
+use crate::report::{Finding, Report, ServiceFigures, Severity};
+
+const RED: &str = "\x1b[31m";
+const YELLOW: &str = "\x1b[33m";
+const DIM: &str = "\x1b[2m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// The report as text: findings grouped by service (a call's under its caller), each with its
+/// severity, rule, place, message and fix; then every service's figures in depth order, so the
+/// numbers the findings quote can be seen along the graph; then the counts.
+///
+/// `color` adds ANSI colour (red errors, yellow warnings, dim infos); the caller decides, because
+/// only it knows whether the text goes to a terminal.
+pub fn text(graph: &Graph, report: &Report, color: bool) -> String {
+    let paint = Paint(color);
+    let mut out = String::new();
+    if report.findings.is_empty() {
+        out.push_str("no findings\n");
+    }
+    for (service, findings) in grouped(&report.findings) {
+        let header = match service {
+            Some(name) if name == graph.entry.service => format!("{name} (entry)"),
+            Some(name) => name.to_string(),
+            None => "the graph".to_string(),
+        };
+        let _ = writeln!(out, "{}", paint.apply(BOLD, &header));
+        for finding in findings {
+            write_finding(&mut out, finding, paint);
+        }
+        out.push('\n');
+    }
+    write_figures(&mut out, graph, report);
+    write_unreachable(&mut out, graph, report);
+    let summary = report.summary;
+    let _ = writeln!(
+        out,
+        "\n{}, {}, {}",
+        paint.apply_if(summary.errors > 0, RED, &count(summary.errors, "error")),
+        paint.apply_if(
+            summary.warnings > 0,
+            YELLOW,
+            &count(summary.warnings, "warning")
+        ),
+        count(summary.infos, "info"),
+    );
+    out
+}
+
+/// Whether to emit ANSI codes; a type so every colouring site goes through one switch.
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn apply(self, code: &str, text: &str) -> String {
+        self.apply_if(true, code, text)
+    }
+
+    fn apply_if(self, wanted: bool, code: &str, text: &str) -> String {
+        if self.0 && wanted {
+            format!("{code}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// Findings by service, in the order each service first appears (the report's own order), with
+/// findings on the graph as a whole last.
+fn grouped(findings: &[Finding]) -> Vec<(Option<&str>, Vec<&Finding>)> {
+    let mut groups: Vec<(Option<&str>, Vec<&Finding>)> = Vec::new();
+    for finding in findings {
+        let key = place(finding);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(finding),
+            None => groups.push((key, vec![finding])),
+        }
+    }
+    groups.sort_by_key(|(key, _)| key.is_none());
+    groups
+}
+
+fn write_finding(out: &mut String, finding: &Finding, paint: Paint) {
+    let (label, code) = match finding.severity {
+        Severity::Error => ("error", RED),
+        Severity::Warning => ("warning", YELLOW),
+        Severity::Info => ("info", DIM),
+    };
+    let subject = match (&finding.from, &finding.to, &finding.service) {
+        (Some(from), Some(to), _) => format!(" {from} -> {to}"),
+        (Some(from), None, _) => format!(" {from}"),
+        (None, _, Some(service)) => format!(" {service}"),
+        _ => String::new(),
+    };
+    let head = format!("{label}[{}]", finding.rule);
+    let fix = format!("fix: {}", finding.fix);
+    if finding.severity == Severity::Info {
+        // An info is context, not a problem: the whole of it recedes.
+        let line = format!("{head}{subject}: {}", finding.message);
+        let _ = writeln!(out, "  {}", paint.apply(DIM, &line));
+        let _ = writeln!(out, "    {}", paint.apply(DIM, &fix));
+    } else {
+        let _ = writeln!(
+            out,
+            "  {}{subject}: {}",
+            paint.apply(code, &head),
+            finding.message
+        );
+        let _ = writeln!(out, "    {fix}");
+    }
+}
+
+fn write_figures(out: &mut String, graph: &Graph, report: &Report) {
+    let mut rows: Vec<(&String, &ServiceFigures)> = report.services.iter().collect();
+    rows.sort_by(|a, b| a.1.depth.cmp(&b.1.depth).then_with(|| a.0.cmp(b.0)));
+    let header = [
+        "service",
+        "depth",
+        "worst case",
+        "amplification",
+        "sustained",
+    ];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|(name, f)| {
+            let name = if **name == graph.entry.service {
+                format!("{name} (entry)")
+            } else {
+                name.to_string()
+            };
+            [
+                name,
+                f.depth.to_string(),
+                millis(f.worst_case_ms),
+                format!("x{}", figure(f.amplification)),
+                format!("x{}", figure(f.sustained_amplification)),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut String, row: [&str; 5]| {
+        let mut text = format!("{:<w$}", row[0], w = widths[0]);
+        for (cell, width) in row.iter().zip(widths).skip(1) {
+            let _ = write!(text, "  {cell:>width$}");
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    line(out, header);
+    for row in &cells {
+        line(out, [&row[0], &row[1], &row[2], &row[3], &row[4]]);
+    }
+}
+
+/// Services no request reaches have no figures; naming them says the table is not incomplete
+/// by accident, and a service nobody calls is often a typo in a `to`.
+fn write_unreachable(out: &mut String, graph: &Graph, report: &Report) {
+    let unreachable: Vec<&str> = graph
+        .services
+        .keys()
+        .filter(|name| !report.services.contains_key(*name))
+        .map(String::as_str)
+        .collect();
+    if !unreachable.is_empty() {
+        let _ = writeln!(
+            out,
+            "not reached from the entry: {}",
+            unreachable.join(", ")
+        );
+    }
+}
+
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

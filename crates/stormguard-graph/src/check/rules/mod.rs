@@ -1,0 +1,215 @@
+//! The rules: each reads the model's figures or one call's settings and reports what is wrong,
+//! why it matters, and the value to set. Split by theme (timeouts, retries, the graph's shape),
+//! with the plumbing they share here: where a finding sits, and how numbers are written.
+
+use std::cmp::Reverse;
+use std::time::Duration;
+
+use stormguard::duration::format;
+
+use super::figures::Model;
+use crate::model::{Call, CheckConfig};
+use crate::report::{Finding, Severity};
+
+mod retries;
+mod shape;
+mod timeouts;
+
+/// Runs every rule over `model`; findings ordered by service name, then call index (a service's
+/// own findings before its calls'), then severity (errors first), then rule id.
+pub(super) fn run(model: &Model<'_>) -> Vec<Finding> {
+    let mut out = Findings::default();
+    for s in 0..model.services.len() {
+        for i in 0..model.services[s].calls.len() {
+            let at = CallAt::new(model, s, i);
+            timeouts::on_call(&at, &mut out);
+            retries::on_call(&at, &mut out);
+        }
+        timeouts::on_service(model, s, &mut out);
+        retries::on_service(model, s, &mut out);
+    }
+    timeouts::on_graph(model, &mut out);
+    shape::on_graph(model, &mut out);
+    out.sorted()
+}
+
+/// One call, with what the rules look up about it.
+pub(super) struct CallAt<'m, 'g> {
+    /// The model.
+    pub model: &'m Model<'g>,
+    /// The calling service's index.
+    pub service: usize,
+    /// The call's index among its service's calls.
+    pub index: usize,
+    /// The call.
+    pub call: &'g Call,
+    /// The called service's index, if it is in the graph.
+    pub callee: Option<usize>,
+}
+
+impl<'m, 'g> CallAt<'m, 'g> {
+    fn new(model: &'m Model<'g>, service: usize, index: usize) -> Self {
+        CallAt {
+            model,
+            service,
+            index,
+            call: &model.services[service].calls[index],
+            callee: model.callee[service][index],
+        }
+    }
+
+    /// The thresholds.
+    pub fn config(&self) -> &CheckConfig {
+        &self.model.graph.check
+    }
+
+    /// The caller's name.
+    pub fn from(&self) -> &'g str {
+        &self.model.services[self.service].name
+    }
+
+    /// `from -> to`, as messages name a call.
+    pub fn edge(&self) -> String {
+        format!("{} -> {}", self.from(), self.call.to)
+    }
+}
+
+/// What a finding says, before it is placed.
+pub(super) struct Said {
+    /// The rule's id.
+    pub rule: &'static str,
+    /// How bad.
+    pub severity: Severity,
+    /// What is wrong, in numbers, and why it matters.
+    pub message: String,
+    /// The value to set.
+    pub fix: String,
+    /// The figure measured.
+    pub value: Option<f64>,
+    /// The limit it was measured against.
+    pub limit: Option<f64>,
+}
+
+type SortKey = (usize, Option<usize>, Reverse<Severity>, &'static str);
+
+/// Findings as the rules report them, each with the place it sorts by.
+#[derive(Default)]
+pub(super) struct Findings {
+    items: Vec<(SortKey, Finding)>,
+}
+
+impl Findings {
+    /// A finding on a call.
+    pub fn on_call(&mut self, at: &CallAt<'_, '_>, said: Said) {
+        self.on_call_of(at.model, at.service, at.index, said);
+    }
+
+    /// A finding on call `index` of service `service`.
+    pub fn on_call_of(&mut self, model: &Model<'_>, service: usize, index: usize, said: Said) {
+        let from = model.services[service];
+        let call = &from.calls[index];
+        let key = (service, Some(index), Reverse(said.severity), said.rule);
+        self.items.push((
+            key,
+            Finding {
+                rule: said.rule,
+                severity: said.severity,
+                from: Some(from.name.clone()),
+                to: Some(call.to.clone()),
+                service: None,
+                message: said.message,
+                fix: said.fix,
+                value: said.value,
+                limit: said.limit,
+                span: Some(call.span),
+            },
+        ));
+    }
+
+    /// A finding on a service.
+    pub fn on_service(&mut self, model: &Model<'_>, service: usize, said: Said) {
+        let svc = model.services[service];
+        let key = (service, None, Reverse(said.severity), said.rule);
+        self.items.push((
+            key,
+            Finding {
+                rule: said.rule,
+                severity: said.severity,
+                from: None,
+                to: None,
+                service: Some(svc.name.clone()),
+                message: said.message,
+                fix: said.fix,
+                value: said.value,
+                limit: said.limit,
+                span: Some(svc.span),
+            },
+        ));
+    }
+
+    fn sorted(self) -> Vec<Finding> {
+        // Sorting the keys alone moves a few bytes per finding instead of a whole finding;
+        // stable, so two findings of one rule at one place keep the order they were found in.
+        let mut order: Vec<(SortKey, usize)> = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _))| (*key, i))
+            .collect();
+        order.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut findings: Vec<Option<Finding>> =
+            self.items.into_iter().map(|(_, f)| Some(f)).collect();
+        order
+            .into_iter()
+            .filter_map(|(_, i)| findings[i].take())
+            .collect()
+    }
+}
+
+/// A figure in ms as a duration text, rounded up to a whole ms so that a limit printed from it
+/// is never below the figure; "unbounded" when it overflowed.
+pub(super) fn ms_text(ms: f64) -> String {
+    if !ms.is_finite() || ms >= u64::MAX as f64 {
+        return "unbounded".to_string();
+    }
+    format(Duration::from_millis(ms.ceil() as u64))
+}
+
+/// A duration rounded up to a whole ms, the precision a fix is given in.
+pub(super) fn ceil_ms(ms: f64) -> Duration {
+    if !ms.is_finite() || ms >= u64::MAX as f64 {
+        return Duration::MAX;
+    }
+    Duration::from_millis(ms.ceil().max(0.0) as u64)
+}
+
+/// A count or factor: whole numbers without decimals (243), others with two (1.61), and
+/// numbers past a billion in scientific notation (1.000e300), which says as much and does not
+/// print three hundred digits.
+pub(super) fn num_text(x: f64) -> String {
+    if !x.is_finite() {
+        "unbounded".to_string()
+    } else if x.abs() >= 1e9 {
+        format!("{x:.3e}")
+    } else if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// A rate as a percentage with enough digits to tell 0.1% from 0.12%.
+pub(super) fn percent_text(rate: f64) -> String {
+    let percent = rate * 100.0;
+    if percent >= 10.0 {
+        format!("{percent:.0}%")
+    } else if percent >= 1.0 {
+        format!("{percent:.1}%")
+    } else {
+        format!("{percent:.2}%")
+    }
+}
+
+/// The retry budget every fix recommends: one retry per ten requests, so that a failing
+/// dependency gets at most 10% more load, with a floor so that a quiet service can still retry.
+pub(super) const BUDGET_FIX: &str = "retry_budget = { ratio = 0.1, min_per_sec = 10 }";

@@ -1,0 +1,315 @@
+//! Rules on retries and hedges: how many attempts, where in the stack, with what backoff and
+//! budget, and on which calls retrying is safe at all. A retry helps against a one-off failure
+//! and hurts against overload; these rules keep retries on the helpful side.
+
+use stormguard::backoff::Backoff;
+
+use super::{num_text, CallAt, Findings, Said, BUDGET_FIX};
+use crate::check::figures::{attempts, retries, Model};
+use crate::report::Severity;
+
+/// Every per-call retry and hedge rule.
+pub(super) fn on_call(at: &CallAt<'_, '_>, out: &mut Findings) {
+    layered_retries(at, out);
+    too_many_attempts(at, out);
+    retry_without_backoff(at, out);
+    backoff_without_jitter(at, out);
+    retry_without_budget(at, out);
+    non_idempotent_retry(at, out);
+    single_instance_retry(at, out);
+    hedge_without_budget(at, out);
+}
+
+/// Every per-service retry rule.
+pub(super) fn on_service(model: &Model<'_>, s: usize, out: &mut Findings) {
+    retry_amplification(model, s, out);
+}
+
+/// `retry-amplification` (error): the worst-case attempts a service receives per user request
+/// when everything below the entry fails exceed `max_amplification`. The figure is the product
+/// of `max_attempts * count` along every path, summed over paths (243 at the bottom of five
+/// layers of three attempts); the sustained figure, with budgets holding, is quoted beside it
+/// when budgets or buckets bring it down.
+fn retry_amplification(model: &Model<'_>, s: usize, out: &mut Findings) {
+    if !model.reachable[s] {
+        return;
+    }
+    let amplification = model.amplification[s];
+    let limit = model.graph.check.max_amplification;
+    if amplification <= limit {
+        return;
+    }
+    let name = &model.services[s].name;
+    let sustained = model.sustained[s];
+    let with_budgets = if sustained < amplification {
+        format!(" ({} while the retry budgets hold)", num_text(sustained))
+    } else {
+        String::new()
+    };
+    out.on_service(
+        model,
+        s,
+        Said {
+            rule: "retry-amplification",
+            severity: Severity::Error,
+            message: format!(
+                "{name} receives up to {} attempts per user request when everything below {} \
+                 fails{with_budgets}, limit {}: retries multiply at every layer, so a struggling \
+                 service gets a multiple of its load exactly when it can least take it (Brooker)",
+                num_text(amplification),
+                model.graph.entry.service,
+                num_text(limit)
+            ),
+            fix: format!(
+                "max_attempts = 1 on all but one layer above {name}, or {BUDGET_FIX} on every \
+                 retrying call"
+            ),
+            value: Some(amplification),
+            limit: Some(limit),
+        },
+    );
+}
+
+/// `layered-retries` (warning): this call retries, and so does another call above it on some
+/// path from the entry. Fires on every retrying call but the topmost of each path: the most
+/// retrying calls on any path to the caller (a dynamic programme, not a walk of the paths) is
+/// at least one. Calls from services the entry does not reach are not judged.
+fn layered_retries(at: &CallAt<'_, '_>, out: &mut Findings) {
+    let above = at.model.retry_layers[at.service];
+    if !retries(at.call) || !at.model.reachable[at.service] || above == 0 {
+        return;
+    }
+    let layers = if above == 1 {
+        "another retrying layer".to_string()
+    } else {
+        format!("{above} other retrying layers")
+    };
+    out.on_call(
+        at,
+        Said {
+            rule: "layered-retries",
+            severity: Severity::Warning,
+            message: format!(
+                "{} retries ({} attempts) below {layers} on a path from {}: a failure at the \
+                 bottom is retried at every layer, and the attempts multiply (retry at one point \
+                 in the stack)",
+                at.edge(),
+                at.call.max_attempts,
+                at.model.graph.entry.service
+            ),
+            fix: "max_attempts = 1 here, leaving the retries to one layer".to_string(),
+            value: Some(f64::from(above + 1)),
+            limit: Some(1.0),
+        },
+    );
+}
+
+/// `too-many-attempts` (warning): `max_attempts > 2`. One retry rides out a one-off failure;
+/// when it fails too, the callee is most likely down or overloaded, and more attempts add load
+/// exactly then.
+fn too_many_attempts(at: &CallAt<'_, '_>, out: &mut Findings) {
+    if at.call.max_attempts <= 2 {
+        return;
+    }
+    out.on_call(
+        at,
+        Said {
+            rule: "too-many-attempts",
+            severity: Severity::Warning,
+            message: format!(
+                "{} makes up to {} attempts: when a retry fails too, {} is most likely down or \
+                 overloaded, and each further attempt adds load exactly then",
+                at.edge(),
+                at.call.max_attempts,
+                at.call.to
+            ),
+            fix: "max_attempts = 2".to_string(),
+            value: Some(f64::from(at.call.max_attempts)),
+            limit: Some(2.0),
+        },
+    );
+}
+
+/// `retry-without-backoff` (warning): the call retries with `backoff = none`, so the retry
+/// arrives at once, while the callee is still failing.
+fn retry_without_backoff(at: &CallAt<'_, '_>, out: &mut Findings) {
+    if !retries(at.call) || at.call.backoff != Backoff::None {
+        return;
+    }
+    out.on_call(
+        at,
+        Said {
+            rule: "retry-without-backoff",
+            severity: Severity::Warning,
+            message: format!(
+                "{} retries ({} attempts) with no backoff: each retry arrives at once, adding \
+                 load while {} is still failing",
+                at.edge(),
+                at.call.max_attempts,
+                at.call.to
+            ),
+            fix: format!("backoff = \"{}\"", Backoff::default()),
+            value: None,
+            limit: None,
+        },
+    );
+}
+
+/// `backoff-without-jitter` (warning): `constant` or `exponential` backoff on a call that
+/// retries (a backoff that never runs does no harm). Clients that failed together wait the same
+/// delay and return together, in lockstep (Brooker). The fix keeps the same largest wait, with
+/// full jitter.
+fn backoff_without_jitter(at: &CallAt<'_, '_>, out: &mut Findings) {
+    let jittered = match at.call.backoff {
+        Backoff::Constant(delay) => Backoff::FullJitter {
+            base: delay,
+            cap: delay,
+        },
+        Backoff::Exponential { base, cap } => Backoff::FullJitter { base, cap },
+        _ => return,
+    };
+    if !retries(at.call) {
+        return;
+    }
+    out.on_call(
+        at,
+        Said {
+            rule: "backoff-without-jitter",
+            severity: Severity::Warning,
+            message: format!(
+                "{} backs off with {}, the same delays in every client: clients that failed \
+                 together retry together, in lockstep, and fail again (Brooker)",
+                at.edge(),
+                at.call.backoff
+            ),
+            fix: format!("backoff = \"{jittered}\""),
+            value: None,
+            limit: None,
+        },
+    );
+}
+
+/// `retry-without-budget` (warning): the call retries with neither `retry_budget` nor
+/// `token_bucket`, so when the callee fails for everyone every request is retried and the
+/// callee gets `max_attempts` times its load.
+fn retry_without_budget(at: &CallAt<'_, '_>, out: &mut Findings) {
+    if !retries(at.call) || at.call.limiter.is_some() {
+        return;
+    }
+    out.on_call(
+        at,
+        Said {
+            rule: "retry-without-budget",
+            severity: Severity::Warning,
+            message: format!(
+                "{} retries ({} attempts) with neither retry_budget nor token_bucket: when {} \
+                 fails for everyone, every request is retried and it gets {}x its load exactly \
+                 when it is struggling",
+                at.edge(),
+                at.call.max_attempts,
+                at.call.to,
+                at.call.max_attempts
+            ),
+            fix: BUDGET_FIX.to_string(),
+            value: None,
+            limit: None,
+        },
+    );
+}
+
+/// `non-idempotent-retry` (error): `max_attempts > 1` or a hedge on a call with
+/// `idempotent = false`. An attempt that timed out may still have been applied, so a second one
+/// can apply the request twice (a double charge).
+fn non_idempotent_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
+    let hedged = at.call.hedge.is_some();
+    if at.call.idempotent || !(retries(at.call) || hedged) {
+        return;
+    }
+    let how = match (retries(at.call), hedged) {
+        (true, true) => format!("retried ({} attempts) and hedged", at.call.max_attempts),
+        (true, false) => format!("retried ({} attempts)", at.call.max_attempts),
+        _ => "hedged".to_string(),
+    };
+    out.on_call(
+        at,
+        Said {
+            rule: "non-idempotent-retry",
+            severity: Severity::Error,
+            message: format!(
+                "{} is not idempotent but is {how}: an attempt that timed out may still have \
+                 been applied, so the request can be applied twice (a double charge)",
+                at.edge()
+            ),
+            fix: "max_attempts = 1 and no hedge; or make the call idempotent (e.g. with an \
+                  idempotency key) and set idempotent = true"
+                .to_string(),
+            value: None,
+            limit: None,
+        },
+    );
+}
+
+/// `single-instance-retry` (warning): the call retries to a service with one instance, so the
+/// retry goes to the instance that just failed.
+fn single_instance_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
+    let Some(callee) = at.callee else {
+        return;
+    };
+    let instances = at.model.services[callee].instances;
+    if !retries(at.call) || instances > 1 {
+        return;
+    }
+    out.on_call(
+        at,
+        Said {
+            rule: "single-instance-retry",
+            severity: Severity::Warning,
+            message: format!(
+                "{} retries ({} attempts) to {}, which has {instances} instance{}: the retry \
+                 goes to the instance that just failed",
+                at.edge(),
+                attempts(at.call),
+                at.call.to,
+                if instances == 1 { "" } else { "s" }
+            ),
+            fix: format!(
+                "instances = 2 or more on {}, or max_attempts = 1",
+                at.call.to
+            ),
+            value: Some(f64::from(instances)),
+            limit: Some(2.0),
+        },
+    );
+}
+
+/// `hedge-without-budget` (warning): a hedge without `max_extra`. When the callee slows down
+/// for everyone, every request passes the hedge delay and is sent twice, doubling its load
+/// exactly when it is slow.
+fn hedge_without_budget(at: &CallAt<'_, '_>, out: &mut Findings) {
+    let Some(hedge) = at.call.hedge else {
+        return;
+    };
+    if hedge.max_extra.is_some() {
+        return;
+    }
+    out.on_call(
+        at,
+        Said {
+            rule: "hedge-without-budget",
+            severity: Severity::Warning,
+            message: format!(
+                "{} hedges after {} with no max_extra: when {} slows down for everyone, every \
+                 request is hedged and it gets twice its load exactly when it is slow",
+                at.edge(),
+                hedge.delay,
+                at.call.to
+            ),
+            fix: format!(
+                "hedge = {{ delay = \"{}\", max_extra = 0.05 }}",
+                hedge.delay
+            ),
+            value: None,
+            limit: None,
+        },
+    );
+}

@@ -1,0 +1,245 @@
+//! The model's figures on small graphs, computed by hand.
+
+use stormguard::backoff::Backoff;
+use stormguard::estimate::LogNormal;
+
+use super::*;
+
+#[test]
+fn parallel_runs_cost_their_slowest_and_sequential_calls_add() {
+    // a's own 10 ms + max(10 + 100, 200) + 50 + max(30, 40) = 300 ms.
+    let report = Builder::new("a")
+        .service("a", |s| s.latency = fixed_latency(10))
+        .call("a", "b", |c| {
+            timed(100)(c);
+            c.connect_timeout = Some(ms(10));
+            c.parallel = true;
+        })
+        .call("a", "c", |c| {
+            c.timeout = Some(ms(200));
+            c.parallel = true;
+        })
+        .call("a", "d", |c| c.timeout = Some(ms(50)))
+        .call("a", "e", |c| {
+            c.timeout = Some(ms(30));
+            c.parallel = true;
+        })
+        .call("a", "f", |c| {
+            c.timeout = Some(ms(40));
+            c.parallel = true;
+        })
+        .check();
+    assert!(approx(report.services["a"].worst_case_ms, 300.0));
+}
+
+#[test]
+fn a_call_costs_count_times_its_attempts_and_backoff_caps() {
+    // 3 * (4 * (10 + 100) + (10 + 20 + 25)) = 1485 ms, plus a's own 10 ms.
+    let report = Builder::new("a")
+        .service("a", |s| s.latency = fixed_latency(10))
+        .call("a", "b", |c| {
+            c.timeout = Some(ms(100));
+            c.connect_timeout = Some(ms(10));
+            c.count = 3;
+            c.max_attempts = 4;
+            c.backoff = Backoff::Exponential {
+                base: ms(10),
+                cap: ms(25),
+            };
+        })
+        .check();
+    assert!(approx(report.services["a"].worst_case_ms, 1495.0));
+}
+
+#[test]
+fn without_a_timeout_an_attempt_waits_the_round_trip_plus_the_callee() {
+    // b: 7 + 20 = 27 ms. a: 10 + 2 * (3 connect + 2 rtt + 27) = 74 ms.
+    let report = Builder::new("a")
+        .service("a", |s| s.latency = fixed_latency(10))
+        .service("b", |s| s.latency = fixed_latency(7))
+        .service("c", |s| s.latency = fixed_latency(1))
+        .call("a", "b", |c| {
+            c.connect_timeout = Some(ms(3));
+            c.rtt = ms(2);
+            c.max_attempts = 2;
+        })
+        .call("b", "c", |c| c.timeout = Some(ms(20)))
+        .check();
+    assert!(approx(report.services["b"].worst_case_ms, 27.0));
+    assert!(approx(report.services["a"].worst_case_ms, 74.0));
+    assert!(approx(report.services["c"].worst_case_ms, 1.0));
+}
+
+#[test]
+fn own_latency_counts_at_the_p999_of_its_fit() {
+    let report = Builder::new("a")
+        .service("a", |s| {
+            s.latency = Latency {
+                p50: ms(4),
+                p99: ms(40),
+            }
+        })
+        .check();
+    let expected = LogNormal::fit(ms(4), ms(40)).unwrap().quantile(0.999);
+    let worst = report.services["a"].worst_case_ms;
+    assert!(approx(worst, expected.as_secs_f64() * 1000.0));
+    // 4 ms * 10^(3.0902 / 2.3263), by hand.
+    assert!((85.0..85.4).contains(&worst), "{worst}");
+}
+
+fn brooker(set: impl Fn(usize, &mut Call) + Copy) -> Report {
+    let names = ["l0", "l1", "l2", "l3", "l4", "l5"];
+    let mut builder = Builder::new("l0");
+    for (k, pair) in names.windows(2).enumerate() {
+        builder = builder.call(pair[0], pair[1], move |c| {
+            timed(100)(c);
+            c.max_attempts = 3;
+            set(k, c);
+        });
+    }
+    builder.check()
+}
+
+#[test]
+fn five_layers_of_three_attempts_give_243_at_the_bottom() {
+    let report = brooker(|_, _| {});
+    let amplification: Vec<f64> = ["l0", "l1", "l2", "l3", "l4", "l5"]
+        .iter()
+        .map(|s| report.services[*s].amplification)
+        .collect();
+    assert_eq!(amplification, [1.0, 3.0, 9.0, 27.0, 81.0, 243.0]);
+    assert_eq!(report.services["l5"].sustained_amplification, 243.0);
+    assert_eq!(report.services["l5"].depth, 5);
+    assert_eq!(fired(&report, "retry-amplification"), ["l3", "l4", "l5"]);
+    let bottom = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "retry-amplification" && place(f) == "l5")
+        .unwrap();
+    assert_eq!(bottom.value, Some(243.0));
+    assert_eq!(bottom.limit, Some(10.0));
+    assert!(
+        bottom.message.contains("243 attempts"),
+        "{}",
+        bottom.message
+    );
+}
+
+#[test]
+fn budgets_bring_the_sustained_figure_down_and_buckets_to_one() {
+    let budgeted = brooker(|_, c| c.limiter = Some(budget(0.1)));
+    let bottom = budgeted.services["l5"];
+    assert_eq!(bottom.amplification, 243.0);
+    assert!(approx(bottom.sustained_amplification, 1.1f64.powi(5)));
+    let at_bottom = budgeted
+        .findings
+        .iter()
+        .find(|f| f.rule == "retry-amplification" && place(f) == "l5")
+        .unwrap();
+    assert!(at_bottom.message.contains("243 attempts"));
+    assert!(at_bottom
+        .message
+        .contains("(1.61 while the retry budgets hold)"));
+
+    let bucketed = brooker(|_, c| {
+        c.limiter = Some(LimiterSpec::TokenBucket {
+            capacity: 500,
+            retry_cost: 5,
+            timeout_cost: 10,
+        })
+    });
+    assert_eq!(bucketed.services["l5"].sustained_amplification, 1.0);
+
+    // Budgets on the top two layers only: 1.1^2 * 3^3.
+    let mixed = brooker(|k, c| {
+        if k < 2 {
+            c.limiter = Some(budget(0.1));
+        }
+    });
+    assert!(approx(
+        mixed.services["l5"].sustained_amplification,
+        1.21 * 27.0
+    ));
+}
+
+#[test]
+fn a_budget_never_counts_more_than_the_attempts_allowed() {
+    let report = Builder::new("a")
+        .call("a", "b", |c| {
+            c.max_attempts = 2;
+            c.limiter = Some(budget(5.0));
+            c.count = 3;
+        })
+        .check();
+    assert_eq!(report.services["b"].sustained_amplification, 6.0);
+}
+
+#[test]
+fn a_diamond_sums_amplification_over_its_paths() {
+    // a -> b -> d: 2 * (2 * 2 calls) = 8; a -> c -> d: 3 * 1 = 3; a -> d: 1. Total 12.
+    let report = Builder::new("a")
+        .call("a", "b", |c| c.max_attempts = 2)
+        .call("a", "c", |c| c.max_attempts = 3)
+        .call("a", "d", |_| {})
+        .call("b", "d", |c| {
+            c.max_attempts = 2;
+            c.count = 2;
+        })
+        .call("c", "d", |_| {})
+        .check();
+    assert_eq!(report.services["d"].amplification, 12.0);
+    assert_eq!(report.services["d"].sustained_amplification, 12.0);
+    assert_eq!(report.services["d"].depth, 2);
+    assert_eq!(report.services["b"].depth, 1);
+    assert!(fired(&report, "call-cycle").is_empty());
+}
+
+#[test]
+fn services_the_entry_does_not_reach_get_no_figures_but_are_still_judged() {
+    let report = Builder::new("a")
+        .call("a", "b", timed(100))
+        .call("x", "y", |_| {})
+        .check();
+    let names: Vec<&str> = report.services.keys().map(String::as_str).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(fired(&report, "missing-timeout"), ["x->y"]);
+}
+
+#[test]
+fn a_missing_entry_service_gives_no_figures_and_no_panic() {
+    let mut graph = Builder::new("a").call("a", "b", timed(100)).build();
+    graph.entry.service = "nowhere".to_string();
+    let report = check(&graph);
+    assert!(report.services.is_empty());
+    assert!(report.findings.is_empty());
+}
+
+#[test]
+fn findings_are_ordered_by_service_then_call_then_severity_and_counted() {
+    let report = Builder::new("b")
+        .call("b", "c", |c| {
+            c.timeout = Some(ms(100));
+            c.max_attempts = 2;
+            c.idempotent = false;
+            c.backoff = Backoff::default();
+            c.limiter = Some(budget(0.1));
+        })
+        .call("b", "a", |_| {})
+        .call("a", "c", |_| {})
+        .service("c", |s| s.instances = 2)
+        .check();
+    assert_eq!(
+        found(&report),
+        [
+            ("missing-timeout", "a->c".to_string()),
+            ("missing-connect-timeout", "a->c".to_string()),
+            ("non-idempotent-retry", "b->c".to_string()),
+            ("missing-connect-timeout", "b->c".to_string()),
+            ("missing-timeout", "b->a".to_string()),
+            ("missing-connect-timeout", "b->a".to_string()),
+        ]
+    );
+    assert_eq!(report.summary.errors, 3);
+    assert_eq!(report.summary.warnings, 3);
+    assert_eq!(report.summary.infos, 0);
+}

@@ -1,0 +1,170 @@
+//! Each retry and hedge rule, firing and not.
+
+use stormguard::backoff::Backoff;
+use stormguard::hedge::HedgeDelay;
+
+use super::*;
+use crate::model::HedgeSpec;
+use crate::report::Severity;
+
+/// a -> b with `set` applied to a call that is otherwise clean; b has two instances.
+fn one_call(set: impl FnOnce(&mut Call)) -> Report {
+    Builder::new("a")
+        .service("b", |s| s.instances = 2)
+        .call("a", "b", |c| {
+            retrying(100)(c);
+            set(c);
+        })
+        .check()
+}
+
+#[test]
+fn a_clean_retrying_call_fires_nothing() {
+    let report = one_call(|_| {});
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+}
+
+#[test]
+fn retry_amplification_fires_above_the_limit_only() {
+    let chain = |layers: usize| {
+        let mut builder = Builder::new("s0");
+        for k in 0..layers {
+            builder = builder.call(&format!("s{k}"), &format!("s{}", k + 1), |c| {
+                c.max_attempts = 3
+            });
+        }
+        builder.check()
+    };
+    let report = chain(3);
+    let finding = only(&report, "retry-amplification");
+    assert_eq!(place(finding), "s3");
+    assert_eq!((finding.value, finding.limit), (Some(27.0), Some(10.0)));
+    assert!(fired(&chain(2), "retry-amplification").is_empty());
+}
+
+#[test]
+fn layered_retries_fires_below_the_first_retrying_layer_even_across_a_plain_one() {
+    let report = Builder::new("a")
+        .call("a", "b", retrying(100))
+        .call("b", "c", timed(100))
+        .call("c", "d", retrying(100))
+        .call("a", "e", timed(100))
+        .call("e", "f", retrying(100))
+        .instances_everywhere(2)
+        .check();
+    assert_eq!(fired(&report, "layered-retries"), ["c->d"]);
+    assert_eq!(only(&report, "layered-retries").value, Some(2.0));
+}
+
+#[test]
+fn too_many_attempts_fires_above_two() {
+    let report = one_call(|c| c.max_attempts = 3);
+    assert_eq!(only(&report, "too-many-attempts").fix, "max_attempts = 2");
+    assert!(fired(&one_call(|c| c.max_attempts = 2), "too-many-attempts").is_empty());
+}
+
+#[test]
+fn retry_without_backoff_fires_only_when_retrying() {
+    let report = one_call(|c| c.backoff = Backoff::None);
+    assert_eq!(
+        only(&report, "retry-without-backoff").fix,
+        "backoff = \"full-jitter(base=25ms, cap=250ms)\""
+    );
+    let single = one_call(|c| {
+        c.backoff = Backoff::None;
+        c.max_attempts = 1;
+    });
+    assert!(single.findings.is_empty());
+}
+
+#[test]
+fn backoff_without_jitter_fires_on_constant_and_exponential_when_retrying() {
+    let exponential = Backoff::Exponential {
+        base: ms(25),
+        cap: ms(1000),
+    };
+    let report = one_call(|c| c.backoff = exponential);
+    assert_eq!(
+        only(&report, "backoff-without-jitter").fix,
+        "backoff = \"full-jitter(base=25ms, cap=1s)\""
+    );
+    let constant = one_call(|c| c.backoff = Backoff::Constant(ms(100)));
+    assert_eq!(
+        only(&constant, "backoff-without-jitter").fix,
+        "backoff = \"full-jitter(base=100ms, cap=100ms)\""
+    );
+    let never_runs = one_call(|c| {
+        c.backoff = exponential;
+        c.max_attempts = 1;
+    });
+    assert!(never_runs.findings.is_empty());
+}
+
+#[test]
+fn retry_without_budget_fires_without_a_budget_or_a_bucket() {
+    let report = one_call(|c| c.limiter = None);
+    assert_eq!(place(only(&report, "retry-without-budget")), "a->b");
+    let bucket = one_call(|c| {
+        c.limiter = Some(LimiterSpec::TokenBucket {
+            capacity: 500,
+            retry_cost: 5,
+            timeout_cost: 10,
+        })
+    });
+    assert!(bucket.findings.is_empty());
+}
+
+#[test]
+fn non_idempotent_retry_fires_on_retries_and_hedges_of_non_idempotent_calls() {
+    let retried = one_call(|c| c.idempotent = false);
+    assert_eq!(
+        only(&retried, "non-idempotent-retry").severity,
+        Severity::Error
+    );
+    let hedged = one_call(|c| {
+        c.idempotent = false;
+        c.max_attempts = 1;
+        c.hedge = Some(HedgeSpec {
+            delay: HedgeDelay::Fixed(ms(50)),
+            max_extra: Some(0.05),
+        });
+    });
+    assert!(only(&hedged, "non-idempotent-retry")
+        .message
+        .contains("hedged"));
+    let once = one_call(|c| {
+        c.idempotent = false;
+        c.max_attempts = 1;
+    });
+    assert!(once.findings.is_empty());
+}
+
+#[test]
+fn single_instance_retry_fires_on_retries_to_one_instance() {
+    let report = one_call(|_| {});
+    assert!(report.findings.is_empty());
+    let single = Builder::new("a").call("a", "b", retrying(100)).check();
+    let finding = only(&single, "single-instance-retry");
+    assert_eq!(
+        finding.fix,
+        "instances = 2 or more on b, or max_attempts = 1"
+    );
+}
+
+#[test]
+fn hedge_without_budget_fires_without_max_extra() {
+    let hedge = |max_extra| {
+        one_call(move |c| {
+            c.hedge = Some(HedgeSpec {
+                delay: HedgeDelay::Quantile(0.95),
+                max_extra,
+            })
+        })
+    };
+    let report = hedge(None);
+    assert_eq!(
+        only(&report, "hedge-without-budget").fix,
+        "hedge = { delay = \"p95\", max_extra = 0.05 }"
+    );
+    assert!(hedge(Some(0.05)).findings.is_empty());
+}

@@ -1,8 +1,8 @@
 //! # stormguard-graph
 //!
 //! A service graph: which service calls which, with what timeout, attempts, backoff, budget,
-//! hedge and deadline propagation. One file describes it (see [`parse`]); `stormguard check`
-//! finds what will break in it ([`check`]) and `stormguard sim` runs it under faults.
+//! hedge and deadline propagation. One file describes it (see [`parse()`]); `stormguard check`
+//! finds what will break in it ([`check::check`]) and `stormguard sim` runs it under faults.
 //!
 //! ## Why a graph, not a list of settings
 //! Timeouts and retries go wrong between services, not within one: a timeout is too long only

@@ -1,6 +1,6 @@
 //! The graph as data: services, the calls they make, and the settings of each call.
 //!
-//! Every field has its default already applied by [`crate::parse`]; `Option` marks what the file
+//! Every field has its default already applied by [`crate::parse()`]; `Option` marks what the file
 //! may leave out *and* what a rule needs to know was left out (a call without a timeout).
 
 use std::collections::BTreeMap;

@@ -1,0 +1,80 @@
+//! Reading a graph file: TOML in, a [`Graph`] with every default applied out, or an error that
+//! names the file, line, column and key, and says what would be valid.
+//!
+//! ## Why errors get this much care
+//! A graph file is written by hand and read by `check` in CI: the error is all its author sees.
+//! So every refusal carries `file:line:column` of the offending key or value (columns count
+//! characters), the dotted key (`services.web.calls[0].timeout`), and the valid alternatives:
+//! the valid keys of the table, the known services, the duration or backoff syntax (the policy
+//! core's own messages, so the file and the library never disagree on syntax).
+//!
+//! Two steps: serde reads the shape into `raw` structs (unknown keys and wrong types are
+//! refused there, with `deny_unknown_fields`), then `convert` checks meaning and applies the
+//! defaults. A missing `timeout` or `connect_timeout` on a call is not an input error: the model
+//! keeps it as `None` and the checks report it.
+//!
+//! ## Spans
+//! `Entry`, `Service`, `Call` and `Scenario` get the position of their table header (`[entry]`,
+//! `[services.web]`, `[[services.web.calls]]`, `[scenarios.x]`): the `[` of the header line.
+//! When the table is written inline (`entry = { ... }`) it is the `{`; when a service has no
+//! header of its own (only `[[services.web.calls]]`), it is the service's name in the first
+//! header that names it.
+
+mod call;
+mod convert;
+mod locate;
+mod raw;
+mod scenario;
+
+use crate::model::Graph;
+
+/// A graph file that cannot be used: where, which key, and what would be valid.
+///
+/// Displayed as `FILE:LINE:COLUMN: `KEY`: MESSAGE` (the key part is left out when the error is
+/// not about a key, e.g. a TOML syntax error), the form editors and CI logs turn into links.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {}{message}", key.as_deref().map(|k| format!("`{k}`: ")).unwrap_or_default())]
+pub struct ParseError {
+    /// The file, as given.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The key at fault, dotted (`services.web.calls[0].timeout`), when there is one.
+    pub key: Option<String>,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+/// Parses the graph file `text`; `file` names it in errors.
+///
+/// Returns the first error found: serde's (syntax, unknown keys, types) before any of meaning,
+/// then meaning in a fixed order (entry, services by name, check, scenarios by name), so the
+/// same file always gives the same error.
+pub fn parse(file: &str, text: &str) -> Result<Graph, ParseError> {
+    let lines = locate::Lines::new(text);
+    let raw: raw::RawGraph = toml::from_str(text).map_err(|error| {
+        let offset = error.span().map_or(0, |span| span.start);
+        let position = lines.position(offset);
+        ParseError {
+            file: file.to_string(),
+            line: position.line,
+            column: position.column,
+            key: locate::key_at(text, offset).map(|path| path.to_string()),
+            message: convert::serde_message(error.message()),
+        }
+    })?;
+    convert::Converter::new(file, &lines).graph(raw)
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_errors;
+#[cfg(test)]
+mod tests_ranges;
+#[cfg(test)]
+mod tests_roundtrip;
+#[cfg(test)]
+mod tests_writer;

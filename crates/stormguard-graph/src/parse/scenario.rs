@@ -1,0 +1,204 @@
+//! Fault scenarios for the simulator: when which service is slow, failing or gone, and when
+//! users come in faster.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::convert::Converter;
+use super::locate::KeyPath;
+use super::raw::{DurationText, RawFault, RawLoad, RawScenario};
+use super::ParseError;
+use crate::model::{Fault, LoadStep, Scenario, Service};
+
+impl Converter<'_> {
+    pub(super) fn scenario(
+        &self,
+        raw: Spanned<RawScenario>,
+        path: &KeyPath,
+        services: &BTreeMap<String, Service>,
+    ) -> Result<Scenario, ParseError> {
+        let offset = raw.span().start;
+        let raw = raw.into_inner();
+        let Some(duration_value) = &raw.duration else {
+            return Err(self.error(
+                offset,
+                &path.key("duration"),
+                "missing: say how long the scenario runs, e.g. duration = \"120s\"",
+            ));
+        };
+        let duration = self.duration(duration_value, path, "duration")?;
+        if duration.is_zero() {
+            return Err(self.error(
+                duration_value.span().start,
+                &path.key("duration"),
+                "0s is not valid: a scenario runs for some time; use e.g. \"120s\"",
+            ));
+        }
+        let rate = raw
+            .rate
+            .as_ref()
+            .map(|rate| self.rate(rate, path, "rate"))
+            .transpose()?;
+        let faults_path = path.key("faults");
+        let faults = raw
+            .faults
+            .into_iter()
+            .enumerate()
+            .map(|(i, fault)| self.fault(fault, &faults_path.index(i), services))
+            .collect::<Result<Vec<_>, _>>()?;
+        let load_path = path.key("load");
+        let load = raw
+            .load
+            .into_iter()
+            .enumerate()
+            .map(|(i, step)| self.load_step(step, &load_path.index(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Scenario {
+            duration,
+            rate,
+            faults,
+            load,
+            span: self.span(offset),
+        })
+    }
+
+    fn fault(
+        &self,
+        raw: Spanned<RawFault>,
+        path: &KeyPath,
+        services: &BTreeMap<String, Service>,
+    ) -> Result<Fault, ParseError> {
+        let offset = raw.span().start;
+        let raw = raw.into_inner();
+        let service = match &raw.service {
+            Some(service) => self.known_service(service, path, "service")?,
+            None => {
+                return Err(self.error(
+                    offset,
+                    &path.key("service"),
+                    format!(
+                        "missing: name the service the fault hits; {}",
+                        self.known_services()
+                    ),
+                ))
+            }
+        };
+        let (from, to) = self.window(offset, &raw.from, &raw.to, path, "a fault")?;
+        let slowdown = match &raw.slowdown {
+            Some(value) if !(value.get_ref().is_finite() && *value.get_ref() > 0.0) => {
+                return Err(self.error(
+                    value.span().start,
+                    &path.key("slowdown"),
+                    format!(
+                        "{} is not valid: use a finite factor above 0 on the service's own work \
+                         (1 is normal speed, 10 ten times slower)",
+                        value.get_ref()
+                    ),
+                ))
+            }
+            Some(value) => *value.get_ref(),
+            None => 1.0,
+        };
+        let error_rate = match &raw.error_rate {
+            Some(value) if !(0.0..=1.0).contains(value.get_ref()) => {
+                return Err(self.error(
+                    value.span().start,
+                    &path.key("error_rate"),
+                    format!(
+                        "{} is not valid: use the share of attempts that fail, from 0 to 1 \
+                         (0.1 for 10%)",
+                        value.get_ref()
+                    ),
+                ))
+            }
+            Some(value) => *value.get_ref(),
+            None => 0.0,
+        };
+        let instances = match &raw.instances {
+            Some(value) => {
+                let available = services[&service].instances;
+                let count = *value.get_ref();
+                if count == 0 || count > available {
+                    return Err(self.error(
+                        value.span().start,
+                        &path.key("instances"),
+                        format!(
+                            "{count} is not valid: {service} has {available} instance(s); use 1 \
+                             to {available}, or leave instances out to hit them all"
+                        ),
+                    ));
+                }
+                Some(count)
+            }
+            None => None,
+        };
+        Ok(Fault {
+            service,
+            from,
+            to,
+            slowdown,
+            error_rate,
+            down: raw.down.unwrap_or(false),
+            blackhole: raw.blackhole.unwrap_or(false),
+            instances,
+        })
+    }
+
+    fn load_step(&self, raw: Spanned<RawLoad>, path: &KeyPath) -> Result<LoadStep, ParseError> {
+        let offset = raw.span().start;
+        let raw = raw.into_inner();
+        let (from, to) = self.window(offset, &raw.from, &raw.to, path, "a load step")?;
+        let Some(rate) = &raw.rate else {
+            return Err(self.error(
+                offset,
+                &path.key("rate"),
+                "missing: give the user requests per second during the step, e.g. rate = 600",
+            ));
+        };
+        Ok(LoadStep {
+            from,
+            to,
+            rate: self.rate(rate, path, "rate")?,
+        })
+    }
+
+    /// `from` and `to` of a fault or load step: both required, `from < to`.
+    fn window(
+        &self,
+        offset: usize,
+        from: &Option<Spanned<DurationText>>,
+        to: &Option<Spanned<DurationText>>,
+        path: &KeyPath,
+        what: &str,
+    ) -> Result<(Duration, Duration), ParseError> {
+        let required = |value: &Option<Spanned<DurationText>>, key: &str| match value {
+            Some(value) => self
+                .duration(value, path, key)
+                .map(|d| (d, value.span().start)),
+            None => Err(self.error(
+                offset,
+                &path.key(key),
+                format!(
+                    "missing: {what} needs from and to, times since the scenario's start, e.g. \
+                     from = \"30s\", to = \"45s\""
+                ),
+            )),
+        };
+        let (from, _) = required(from, "from")?;
+        let (to, to_offset) = required(to, "to")?;
+        if from >= to {
+            return Err(self.error(
+                to_offset,
+                &path.key("to"),
+                format!(
+                    "{} is not after from {}: {what} ends after it starts; use to > from",
+                    stormguard::duration::format(to),
+                    stormguard::duration::format(from)
+                ),
+            ));
+        }
+        Ok((from, to))
+    }
+}

@@ -1,0 +1,350 @@
+//! Input errors of shape and names: unknown keys and services, texts the policy core refuses,
+//! wrong types, missing keys; each with its exact `line:column`, its dotted key and what its
+//! message offers as valid.
+
+use super::*;
+
+/// Lines 1-6; what a test appends starts on line 7, inside the call `services.web.calls[0]`.
+pub(super) const CALL: &str = "[entry]\nservice = \"web\"\n[services.web]\n[services.db]\n\
+                    [[services.web.calls]]\nto = \"db\"\n";
+/// Lines 1-4; what a test appends starts on line 5, inside `[services.web]`.
+pub(super) const SERVICE: &str = "[entry]\nservice = \"web\"\n[services.db]\n[services.web]\n";
+/// Lines 1-6; what a test appends starts on line 7, inside `scenarios.s.faults[0]`.
+pub(super) const FAULT: &str = "[entry]\nservice = \"web\"\n[services.web]\ninstances = 2\n\
+                     [scenarios.s]\nduration = \"60s\"\n[[scenarios.s.faults]]\n";
+
+/// The error for `text`, as (line, column, key, message).
+fn error(text: &str) -> (usize, usize, String, String) {
+    let error = parse("g.toml", text).expect_err("the file should be refused");
+    (
+        error.line,
+        error.column,
+        error.key.unwrap_or_default(),
+        error.message,
+    )
+}
+
+/// Asserts where the error is, its key, and that the message holds each of `says`.
+#[track_caller]
+pub(super) fn assert_error(text: &str, line: usize, column: usize, key: &str, says: &[&str]) {
+    let (l, c, k, message) = error(text);
+    assert_eq!(
+        (l, c, k.as_str()),
+        (line, column, key),
+        "message: {message}"
+    );
+    for part in says {
+        assert!(
+            message.contains(part),
+            "{message:?} should contain {part:?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_list_the_valid_keys_of_their_table() {
+    let (line, column, key, message) = error(&format!("{CALL}timout = \"1s\"\n"));
+    assert_eq!(
+        (line, column, key.as_str()),
+        (7, 1, "services.web.calls[0].timout")
+    );
+    assert_eq!(
+        message,
+        "unknown key `timout`; valid keys here: `to`, `timeout`, `connect_timeout`, `rtt`, \
+         `max_attempts`, `backoff`, `retry_budget`, `token_bucket`, `idempotent`, `count`, \
+         `parallel`, `required`, `hedge`, `propagate_deadline`"
+    );
+    assert_error(
+        "[entyr]\n",
+        1,
+        2,
+        "entyr",
+        &["unknown key `entyr`; valid keys here: `entry`, `services`, `check`, `scenarios`"],
+    );
+    assert_error(
+        &format!("{SERVICE}latency = {{ p50 = \"1ms\", p98 = \"2ms\" }}\n"),
+        5,
+        26,
+        "services.web.latency.p98",
+        &["valid keys here: `p50`, `p99`"],
+    );
+    assert_error(
+        &format!("{CALL}retry_budget = {{ ratio = 0.1, min = 1 }}\n"),
+        7,
+        31,
+        "services.web.calls[0].retry_budget.min",
+        &["valid keys here: `ratio`, `min_per_sec`"],
+    );
+    assert_error(
+        &format!("{FAULT}service = \"web\"\nfrom = \"1s\"\nto = \"2s\"\nslow = 2\n"),
+        11,
+        1,
+        "scenarios.s.faults[0].slow",
+        &["`slowdown`", "`instances`"],
+    );
+}
+
+#[test]
+fn unknown_services_list_the_known_ones() {
+    let (line, column, key, message) = error(&CALL.replace("to = \"db\"", "to = \"dbb\""));
+    assert_eq!(
+        (line, column, key.as_str()),
+        (6, 6, "services.web.calls[0].to")
+    );
+    assert_eq!(
+        message,
+        "unknown service \"dbb\": there is no [services.dbb]; known services: db, web"
+    );
+    assert_error(
+        &CALL.replace("service = \"web\"", "service = \"www\""),
+        2,
+        11,
+        "entry.service",
+        &["unknown service \"www\"", "known services: db, web"],
+    );
+    assert_error(
+        &format!("{FAULT}service = \"dbb\"\n"),
+        8,
+        11,
+        "scenarios.s.faults[0].service",
+        &["unknown service \"dbb\"", "known services: web"],
+    );
+}
+
+#[test]
+fn long_service_lists_are_cut() {
+    let mut text = String::from("[entry]\nservice = \"nope\"\n");
+    for i in 0..25 {
+        text.push_str(&format!("[services.s{i:02}]\n"));
+    }
+    assert_error(
+        &text,
+        2,
+        11,
+        "entry.service",
+        &["s00, s01", "s19 and 5 more"],
+    );
+}
+
+#[test]
+fn bad_durations_carry_the_policy_cores_message() {
+    let expected = stormguard::duration::parse("10").unwrap_err().to_string();
+    assert_error(
+        &format!("{CALL}timeout = \"10\"\n"),
+        7,
+        11,
+        "services.web.calls[0].timeout",
+        &[&expected, "missing unit"],
+    );
+    assert_error(
+        &format!("{CALL}connect_timeout = \"1 s\"\n"),
+        7,
+        19,
+        "services.web.calls[0].connect_timeout",
+        &["space between number and unit"],
+    );
+    assert_error(
+        "[entry]\nservice = \"web\"\ntimeout = \"-1s\"\n[services.web]\n",
+        3,
+        11,
+        "entry.timeout",
+        &["negative"],
+    );
+    assert_error(
+        &format!("{SERVICE}contention = \"fast\"\n"),
+        5,
+        14,
+        "services.web.contention",
+        &["invalid duration \"fast\""],
+    );
+}
+
+#[test]
+fn bad_backoff_and_hedge_texts_carry_the_policy_cores_message() {
+    let expected = "linear(base=1s, cap=2s)"
+        .parse::<stormguard::backoff::Backoff>()
+        .unwrap_err()
+        .to_string();
+    assert_error(
+        &format!("{CALL}backoff = \"linear(base=1s, cap=2s)\"\n"),
+        7,
+        11,
+        "services.web.calls[0].backoff",
+        &[&expected],
+    );
+    assert_error(
+        &format!("{CALL}backoff = \"exponential(base=25ms)\"\n"),
+        7,
+        11,
+        "services.web.calls[0].backoff",
+        &["no cap"],
+    );
+    assert_error(
+        &format!("{CALL}hedge = {{ delay = \"soon\" }}\n"),
+        7,
+        19,
+        "services.web.calls[0].hedge.delay",
+        &["invalid hedge delay \"soon\"", "\"p95\""],
+    );
+    assert_error(
+        &format!("{CALL}hedge = {{ delay = \"p100\" }}\n"),
+        7,
+        19,
+        "services.web.calls[0].hedge.delay",
+        &["invalid hedge delay"],
+    );
+    assert_error(
+        &format!("{CALL}hedge = {{ delay = \"5ms\", max_extra = 2.0 }}\n"),
+        7,
+        38,
+        "services.web.calls[0].hedge.max_extra",
+        &["between 0 and 1"],
+    );
+    assert_error(
+        &format!("{CALL}hedge = {{ max_extra = 0.1 }}\n"),
+        7,
+        9,
+        "services.web.calls[0].hedge.delay",
+        &["missing", "\"50ms\""],
+    );
+}
+
+#[test]
+fn missing_required_keys() {
+    assert_error(
+        "[services.web]\n",
+        1,
+        1,
+        "entry",
+        &["missing [entry] table", "known services: web"],
+    );
+    assert_error(
+        "[entry]\ntimeout = \"1s\"\n[services.web]\n",
+        1,
+        1,
+        "entry.service",
+        &["missing", "known services: web"],
+    );
+    assert_error(
+        &format!("{CALL}[[services.web.calls]]\ntimeout = \"1s\"\n"),
+        7,
+        1,
+        "services.web.calls[1].to",
+        &["missing", "known services: db, web"],
+    );
+    assert_error(
+        "[entry]\nservice = \"web\"\n[services.web]\n[scenarios.s]\n",
+        4,
+        1,
+        "scenarios.s.duration",
+        &["missing", "\"120s\""],
+    );
+    assert_error(
+        "[entry]\nservice = \"web\"\n[services.web]\n[scenarios.s]\nduration = \"0s\"\n",
+        5,
+        12,
+        "scenarios.s.duration",
+        &["0s is not valid"],
+    );
+    assert_error(
+        &format!("{FAULT}from = \"1s\"\n"),
+        7,
+        1,
+        "scenarios.s.faults[0].service",
+        &["missing", "known services: web"],
+    );
+}
+
+#[test]
+fn wrong_types_say_what_was_expected() {
+    assert_error(
+        &format!("{CALL}timeout = 5\n"),
+        7,
+        11,
+        "services.web.calls[0].timeout",
+        &["the bare number 5 is not a duration", "\"5s\" or \"5ms\""],
+    );
+    assert_error(
+        &format!("{CALL}rtt = 0.5\n"),
+        7,
+        7,
+        "services.web.calls[0].rtt",
+        &["bare number 0.5"],
+    );
+    assert_error(
+        &format!("{SERVICE}instances = \"3\"\n"),
+        5,
+        13,
+        "services.web.instances",
+        &["invalid type: string \"3\", expected a whole number"],
+    );
+    assert_error(
+        &format!("{SERVICE}instances = -1\n"),
+        5,
+        13,
+        "services.web.instances",
+        &["from 0 to 4294967295"],
+    );
+    assert_error(
+        &format!("{CALL}idempotent = \"yes\"\n"),
+        7,
+        14,
+        "services.web.calls[0].idempotent",
+        &["expected a boolean"],
+    );
+    assert_error(
+        &format!("{SERVICE}calls = 5\n"),
+        5,
+        9,
+        "services.web.calls",
+        &["expected an array"],
+    );
+    assert_error(
+        &format!("{SERVICE}calls = [5]\n"),
+        5,
+        10,
+        "services.web.calls[0]",
+        &["expected a table"],
+    );
+    assert_error(
+        &format!("{CALL}to2 = 1\n").replace("to = \"db\"", "to = 1"),
+        6,
+        6,
+        "services.web.calls[0].to",
+        &["expected a string"],
+    );
+    assert_error(
+        "[entry]\nservice = \"web\"\n[services.web]\n[check]\nmax_amplification = \"ten\"\n",
+        5,
+        21,
+        "check.max_amplification",
+        &["expected a number"],
+    );
+}
+
+#[test]
+fn toml_syntax_errors_have_a_position_and_no_key() {
+    let error = parse("g.toml", "[entry]\nservice = web\n").unwrap_err();
+    assert_eq!((error.line, error.column, error.key), (2, 11, None));
+    let error = parse("g.toml", "[entry]\nservice = \"a\"\nservice = \"b\"\n").unwrap_err();
+    assert_eq!(
+        (error.line, error.column, error.key.as_deref()),
+        (3, 1, None)
+    );
+    assert!(error.message.contains("duplicate key"), "{}", error.message);
+}
+
+#[test]
+fn the_error_display_examples_of_the_report() {
+    let shown = |text: String| parse("graph.toml", &text).unwrap_err().to_string();
+    assert_eq!(
+        shown(CALL.replace("to = \"db\"", "to = \"dbb\"")),
+        "graph.toml:6:6: `services.web.calls[0].to`: unknown service \"dbb\": there is no \
+         [services.dbb]; known services: db, web"
+    );
+    assert_eq!(
+        shown(format!("{CALL}timeout = 5\n")),
+        "graph.toml:7:11: `services.web.calls[0].timeout`: the bare number 5 is not a duration: \
+         it has no unit; write a string with a unit, e.g. \"5s\" or \"5ms\""
+    );
+}

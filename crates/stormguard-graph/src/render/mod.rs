@@ -52,6 +52,9 @@ fn rounded(value: f64, decimals: usize) -> String {
 
 /// A duration in milliseconds as people read it: `40ms`, `12.5ms`, `3.26s`.
 fn millis(ms: f64) -> String {
+    // Rounded up to a whole ms, as the findings' messages are, so a figure and a message about
+    // it say the same number.
+    let ms = ms.ceil();
     if ms.is_finite() && ms >= 1000.0 {
         // Milliseconds matter next to a one-second timeout: 2.098s, not 2.1s.
         format!("{}s", rounded(ms / 1000.0, 3))

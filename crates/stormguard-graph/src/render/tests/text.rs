@@ -18,9 +18,9 @@ db
     fix: max_attempts = 1 on api -> db, so only web -> api retries
 
 service      depth  worst case  amplification  sustained
-web (entry)      0      2.098s             x1         x1
+web (entry)      0      2.099s             x1         x1
 api              1       1.61s             x2       x1.1
-db               2      31.6ms             x6       x3.3
+db               2        32ms             x6       x3.3
 
 2 errors, 2 warnings, 0 infos
 "#;
@@ -150,10 +150,10 @@ fn the_table_goes_by_depth_and_names_services_not_reached() {
         table,
         [
             "service      depth  worst case  amplification  sustained",
-            "web (entry)      0      2.098s             x1         x1",
+            "web (entry)      0      2.099s             x1         x1",
             "aaa              1   unbounded       x2.50e20         x1",
             "api              1       1.61s             x2       x1.1",
-            "db               2      31.6ms             x6       x3.3",
+            "db               2        32ms             x6       x3.3",
         ]
     );
     assert!(

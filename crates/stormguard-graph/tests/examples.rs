@@ -1,0 +1,127 @@
+//! The example graphs under `examples/graphs/`, parsed from their files and checked: the exact
+//! findings each one is there to show.
+
+use stormguard_graph::{check::check, parse, Finding, Report, Severity};
+
+fn run(name: &str) -> Report {
+    let path = format!(
+        "{}/../../examples/graphs/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let graph = parse(name, &text).unwrap_or_else(|e| panic!("{e}"));
+    check(&graph)
+}
+
+/// A finding as `rule place`, where place is `from->to` or the service.
+fn place(f: &Finding) -> String {
+    match (&f.from, &f.to, &f.service) {
+        (Some(from), Some(to), _) => format!("{} {from}->{to}", f.rule),
+        (_, _, Some(service)) => format!("{} {service}", f.rule),
+        _ => f.rule.to_string(),
+    }
+}
+
+fn places(report: &Report) -> Vec<String> {
+    report.findings.iter().map(place).collect()
+}
+
+#[test]
+fn healthy_has_no_findings() {
+    let report = run("healthy.toml");
+    assert_eq!(places(&report), Vec::<String>::new());
+    assert_eq!(report.services["db"].amplification, 2.0);
+    assert!((report.services["db"].sustained_amplification - 1.1).abs() < 1e-9);
+    assert!(report.services["web"].worst_case_ms < 2000.0);
+}
+
+#[test]
+fn brooker_five_layers_gives_243_at_the_bottom() {
+    let report = run("brooker-five-layers.toml");
+    assert_eq!(
+        places(&report),
+        [
+            "retry-amplification db",
+            "timeout-inversion gateway->orders",
+            "layered-retries gateway->orders",
+            "retry-without-budget gateway->orders",
+            "too-many-attempts gateway->orders",
+            "retry-amplification inventory",
+            "timeout-inversion inventory->storage",
+            "layered-retries inventory->storage",
+            "retry-without-budget inventory->storage",
+            "too-many-attempts inventory->storage",
+            "timeout-inversion orders->inventory",
+            "layered-retries orders->inventory",
+            "retry-without-budget orders->inventory",
+            "too-many-attempts orders->inventory",
+            "retry-amplification storage",
+            "layered-retries storage->db",
+            "retry-without-budget storage->db",
+            "too-many-attempts storage->db",
+            "timeout-inversion web->gateway",
+            "retry-without-budget web->gateway",
+            "too-many-attempts web->gateway",
+        ]
+    );
+    let db = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "retry-amplification" && f.service.as_deref() == Some("db"))
+        .unwrap();
+    assert_eq!(db.value, Some(243.0));
+    assert_eq!(db.limit, Some(10.0));
+    assert_eq!(report.services["db"].amplification, 243.0);
+    assert_eq!((report.summary.errors, report.summary.warnings), (7, 14));
+}
+
+#[test]
+fn cockcroft_edge_gives_up_first() {
+    let report = run("cockcroft-edge.toml");
+    assert_eq!(
+        places(&report),
+        [
+            "timeout-inversion edge->api",
+            "timeout-inversion edge->search"
+        ]
+    );
+    assert_eq!(report.findings[0].severity, Severity::Error);
+    // The edge propagates its deadline to search: search can stop when the edge gives up.
+    assert_eq!(report.findings[1].severity, Severity::Info);
+    assert_eq!(report.findings[0].limit, Some(1000.0));
+}
+
+#[test]
+fn mux_misses_its_budget_by_its_connect_timeouts_and_own_work() {
+    let report = run("mux-expediting.toml");
+    assert_eq!(places(&report), ["entry-budget mux"]);
+    let finding = &report.findings[0];
+    assert_eq!(finding.limit, Some(2000.0));
+    assert!(
+        (finding.value.unwrap() - 2217.0).abs() < 1.0,
+        "{:?}",
+        finding.value
+    );
+}
+
+#[test]
+fn findings_point_at_their_line_in_the_file() {
+    let report = run("brooker-five-layers.toml");
+    let text = std::fs::read_to_string(format!(
+        "{}/../../examples/graphs/brooker-five-layers.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for finding in &report.findings {
+        let span = finding.span.expect("every finding has a place in the file");
+        let line = lines[span.line - 1];
+        if let Some(from) = &finding.from {
+            assert_eq!(
+                line.trim(),
+                format!("[[services.{from}.calls]]"),
+                "{finding:?}"
+            );
+        }
+    }
+}

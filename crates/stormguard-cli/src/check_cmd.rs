@@ -70,7 +70,28 @@ fn run_with_colour(args: Args, out: &mut dyn Write, colour: bool) -> anyhow::Res
     // The error already says file:line:column, the key and what would be valid.
     let graph = stormguard_graph::parse(&file, &text).map_err(|e| InputError(e.to_string()))?;
     let report = check::check(&graph);
-    write_report(&graph, &report, &file, &args, out, colour)
+    write_report(
+        &graph,
+        &report,
+        &repository_path(&args.file),
+        &args,
+        out,
+        colour,
+    )
+}
+
+/// The file as code scanning wants it in SARIF: relative to where `check` runs (the checkout),
+/// when it lies below it; otherwise as given.
+fn repository_path(file: &std::path::Path) -> String {
+    let relative = std::env::current_dir().ok().and_then(|cwd| {
+        file.strip_prefix(cwd)
+            .ok()
+            .map(std::path::Path::to_path_buf)
+    });
+    relative
+        .unwrap_or_else(|| file.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// Renders `report` in the chosen format and says, by the exit code, whether it fails the run;

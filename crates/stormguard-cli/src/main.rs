@@ -25,7 +25,8 @@ enum Command {
     Check(check_cmd::Args),
 }
 
-/// An error in what the user gave us (exit 2), as opposed to a failure while running (exit 1).
+/// An error in what the user gave us (exit 2), as opposed to a failure while running (exit 3;
+/// exit 1 is `check`'s "a finding at or above --fail-on").
 #[derive(Debug)]
 pub(crate) struct InputError(pub(crate) String);
 
@@ -47,10 +48,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("stormguard: {error:#}");
+            // 1 is `check`'s "findings at or above --fail-on"; a failure to run (say, a full
+            // disk under the report) must not read as that, nor as a clean 0.
             if error.downcast_ref::<InputError>().is_some() {
                 ExitCode::from(2)
             } else {
-                ExitCode::from(1)
+                ExitCode::from(3)
             }
         }
     }

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use stormguard::duration;
 
-use crate::model::{Call, Graph, Service};
+use crate::model::{Call, Graph, Service, Span};
 use crate::report::{Report, Severity};
 
 /// Words Mermaid reads as syntax; a node with one of them as its id breaks the whole chart.
@@ -89,7 +89,7 @@ pub fn mermaid(graph: &Graph, report: &Report) -> String {
                 edge_label(call),
                 ids.by_name[call.to.as_str()]
             );
-            if bad_edges.contains(&(from.as_str(), call.to.as_str())) {
+            if bad_edges.contains(&call.span) {
                 red_links.push(index);
             }
             index += 1;
@@ -121,8 +121,9 @@ pub fn mermaid(graph: &Graph, report: &Report) -> String {
 }
 
 /// The calls and services with an error or warning: what the chart draws red. Infos are left
-/// alone, as they ask for nothing to change.
-fn offenders(report: &Report) -> (BTreeSet<(&str, &str)>, BTreeSet<&str>) {
+/// alone, as they ask for nothing to change. A call is known by its place in the file, not by
+/// its two ends: a service may call another twice, and only the call at fault is drawn red.
+fn offenders(report: &Report) -> (BTreeSet<Span>, BTreeSet<&str>) {
     let mut edges = BTreeSet::new();
     let mut services = BTreeSet::new();
     for finding in report
@@ -130,8 +131,8 @@ fn offenders(report: &Report) -> (BTreeSet<(&str, &str)>, BTreeSet<&str>) {
         .iter()
         .filter(|f| f.severity >= Severity::Warning)
     {
-        if let (Some(from), Some(to)) = (&finding.from, &finding.to) {
-            edges.insert((from.as_str(), to.as_str()));
+        if let (Some(_), Some(_), Some(span)) = (&finding.from, &finding.to, finding.span) {
+            edges.insert(span);
         }
         if let Some(service) = &finding.service {
             services.insert(service.as_str());

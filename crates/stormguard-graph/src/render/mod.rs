@@ -55,7 +55,11 @@ fn millis(ms: f64) -> String {
     // Rounded up to a whole ms, as the findings' messages are, so a figure and a message about
     // it say the same number.
     let ms = ms.ceil();
-    if ms.is_finite() && ms >= 1000.0 {
+    // Past a thousand years a figure says only that nothing bounds it, as the messages say.
+    if !ms.is_finite() || ms >= 3.2e13 {
+        return "unbounded".to_string();
+    }
+    if ms >= 1000.0 {
         // Milliseconds matter next to a one-second timeout: 2.098s, not 2.1s.
         format!("{}s", rounded(ms / 1000.0, 3))
     } else if ms.is_finite() {

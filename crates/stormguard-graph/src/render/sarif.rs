@@ -5,9 +5,6 @@ use serde_json::{json, Value};
 
 use crate::report::{Finding, Report, Severity};
 
-/// Where people learn what a rule means; SARIF viewers link to it from every result.
-const INFORMATION_URI: &str = "https://example.invalid/stormguard";
-
 /// Every rule of `check`, with its default severity and what it catches. SARIF wants the rules
 /// declared up front (viewers show the description and let users filter by rule), and listing
 /// all of them, not only those that fired, lets code scanning close an alert once it is fixed.
@@ -44,7 +41,6 @@ pub fn sarif(report: &Report, file: &str) -> String {
                 "id": id,
                 "shortDescription": { "text": description },
                 "defaultConfiguration": { "level": level(*severity) },
-                "helpUri": INFORMATION_URI,
             })
         })
         .collect();
@@ -57,7 +53,6 @@ pub fn sarif(report: &Report, file: &str) -> String {
                 "driver": {
                     "name": "stormguard",
                     "version": env!("CARGO_PKG_VERSION"),
-                    "informationUri": INFORMATION_URI,
                     "rules": rules,
                 }
             },
@@ -78,7 +73,7 @@ fn result(finding: &Finding, file: &str) -> Value {
         "message": { "text": format!("{} Fix: {}", finding.message, finding.fix) },
         "locations": [{
             "physicalLocation": {
-                "artifactLocation": { "uri": file },
+                "artifactLocation": artifact(file),
                 "region": {
                     "startLine": span.line.max(1),
                     "startColumn": span.column.max(1),
@@ -106,4 +101,22 @@ fn level(severity: Severity) -> &'static str {
 #[cfg(test)]
 pub(super) fn rule_ids() -> Vec<&'static str> {
     RULES.iter().map(|(id, _, _)| *id).collect()
+}
+
+/// Where the graph file is, as SARIF wants it: a relative path resolves against the checkout
+/// (`%SRCROOT%`), which is how code scanning maps a result to a file in the repository; an
+/// absolute one becomes a `file://` URI. The caller makes the path relative when it can.
+fn artifact(file: &str) -> Value {
+    let path = file.replace('\\', "/");
+    if path.starts_with('/') {
+        json!({ "uri": format!("file://{path}") })
+    } else {
+        let relative = path.trim_start_matches("./");
+        json!({ "uri": relative, "uriBaseId": "%SRCROOT%" })
+    }
+}
+
+#[cfg(test)]
+pub(super) fn artifact_for_test(file: &str) -> Value {
+    artifact(file)
 }

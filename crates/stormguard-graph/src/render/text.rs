@@ -24,7 +24,7 @@ pub fn text(graph: &Graph, report: &Report, color: bool) -> String {
     if report.findings.is_empty() {
         out.push_str("no findings\n");
     }
-    for (service, findings) in grouped(&report.findings) {
+    for (service, findings) in grouped(&report.findings, report) {
         let header = match service {
             Some(name) if name == graph.entry.service => format!("{name} (entry)"),
             Some(name) => name.to_string(),
@@ -71,9 +71,13 @@ impl Paint {
     }
 }
 
-/// Findings by service, in the order each service first appears (the report's own order), with
-/// findings on the graph as a whole last.
-fn grouped(findings: &[Finding]) -> Vec<(Option<&str>, Vec<&Finding>)> {
+/// Findings by service, in the order a reader walks the graph: by depth from the entry (the entry
+/// first, as in the figures table), then by name; services the entry does not reach, and findings
+/// on the graph as a whole, last.
+fn grouped<'a>(
+    findings: &'a [Finding],
+    report: &Report,
+) -> Vec<(Option<&'a str>, Vec<&'a Finding>)> {
     let mut groups: Vec<(Option<&str>, Vec<&Finding>)> = Vec::new();
     for finding in findings {
         let key = place(finding);
@@ -82,7 +86,12 @@ fn grouped(findings: &[Finding]) -> Vec<(Option<&str>, Vec<&Finding>)> {
             None => groups.push((key, vec![finding])),
         }
     }
-    groups.sort_by_key(|(key, _)| key.is_none());
+    groups.sort_by_key(|(key, _)| {
+        let depth = key
+            .and_then(|name| report.services.get(name))
+            .map_or(u32::MAX, |f| f.depth);
+        (key.is_none(), depth, key.map(str::to_string))
+    });
     groups
 }
 

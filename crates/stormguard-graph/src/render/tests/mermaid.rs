@@ -179,3 +179,34 @@ fn ids_are_safe_and_unique_while_labels_keep_the_names() {
         );
     }
 }
+
+#[test]
+fn only_the_call_at_fault_is_red_when_a_service_calls_another_twice() {
+    let graph = graph_of(
+        "a",
+        vec![
+            service(
+                "a",
+                vec![
+                    call("b", Some(ms(1000)), 1, 3),
+                    call("b", Some(ms(100)), 3, 7),
+                ],
+                1,
+            ),
+            service("b", vec![], 10),
+        ],
+    );
+    let findings = vec![finding(
+        "too-many-attempts",
+        Severity::Warning,
+        Place::Call("a", "b", 7),
+    )];
+    let report = Report {
+        summary: summary_of(&findings),
+        findings,
+        ..Report::default()
+    };
+    let chart = mermaid(&graph, &report);
+    assert!(chart.contains("  linkStyle 1 stroke:red"), "{chart}");
+    assert!(!chart.contains("  linkStyle 0 stroke:red"), "{chart}");
+}

@@ -2,6 +2,7 @@
 
 mod backoff_cmd;
 mod check_cmd;
+mod sim_cmd;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,9 @@ enum Command {
     /// Check a service graph file: timeouts that do not telescope, retry amplification, edge
     /// budgets blown and the rest. Exit 1 on findings at or above --fail-on, 2 on bad input.
     Check(check_cmd::Args),
+    /// Simulate retries in virtual time. For now only the published experiments run
+    /// (`--experiment brooker-jitter`), to check the simulator against them.
+    Sim(sim_cmd::Args),
 }
 
 /// An error in what the user gave us (exit 2), as opposed to a failure while running (exit 3;
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Backoff(args) => backoff_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Check(args) => check_cmd::run(args, &mut std::io::stdout().lock()),
+        Command::Sim(args) => sim_cmd::run(args, &mut std::io::stdout().lock()),
     };
     match result {
         Ok(code) => code,

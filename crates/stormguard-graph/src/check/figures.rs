@@ -65,6 +65,19 @@ pub(super) struct Model<'g> {
     pub depth: Vec<u32>,
     /// Per service: the most retrying calls on any path from the entry to it.
     pub retry_layers: Vec<u32>,
+    /// Per service: whether it, or anything it calls, retries a call, so that a caller giving up
+    /// on it leaves retries running, not only work.
+    pub retries_below: Vec<bool>,
+    /// Per service: its callers' calls that are not closing a cycle, as (caller, call index),
+    /// so that a rule can name the calls above a service without searching every service.
+    pub callers: Vec<Vec<(usize, usize)>>,
+    /// Per service: worst-case attempts per user request once every retrying call with another
+    /// retrying layer above it makes one attempt, and the topmost layer at most two: what
+    /// `retry-amplification`'s first fix leaves.
+    pub one_layer_amplification: Vec<f64>,
+    /// Per service: the same with one attempt on every call, i.e. the fan-out from `count` and
+    /// from paths that meet; no retry setting brings a service below it.
+    pub fan_out: Vec<f64>,
 }
 
 impl<'g> Model<'g> {
@@ -110,6 +123,10 @@ impl<'g> Model<'g> {
             sustained: vec![0.0; n],
             depth: vec![0; n],
             retry_layers: vec![0; n],
+            retries_below: vec![false; n],
+            callers: vec![Vec::new(); n],
+            one_layer_amplification: vec![0.0; n],
+            fan_out: vec![0.0; n],
         };
         let postorder = model.search();
         model.compute_worst_cases(&postorder);
@@ -177,12 +194,17 @@ impl<'g> Model<'g> {
         postorder
     }
 
-    /// Worst-case time of every service, callees before callers (postorder).
+    /// Worst-case time of every service, and whether retries run below it, callees before
+    /// callers (postorder).
     fn compute_worst_cases(&mut self, postorder: &[usize]) {
         for &s in postorder {
             let own = self.own_worst_ms(s);
             let calls_ms = self.calls_cost_ms(s);
             self.worst_case_ms[s] = own + calls_ms;
+            self.retries_below[s] = self.services[s].calls.iter().enumerate().any(|(i, call)| {
+                !self.in_cycle[s][i]
+                    && (retries(call) || self.callee[s][i].is_some_and(|c| self.retries_below[c]))
+            });
         }
     }
 
@@ -198,25 +220,76 @@ impl<'g> Model<'g> {
         }
     }
 
-    /// The calls' part of a service's worst case: groups in order, a run of parallel calls
-    /// costing its slowest, any other call its own cost. A call that closes a cycle is left out,
-    /// as if the file did not have it, so that no figure depends on itself.
+    /// The calls' part of a service's worst case: groups in order, each costing its slowest
+    /// call.
     fn calls_cost_ms(&self, s: usize) -> f64 {
-        let mut total = 0.0;
-        let mut group_max: f64 = 0.0;
+        self.groups(s)
+            .iter()
+            .map(|group| self.group_cost_ms(s, group))
+            .sum()
+    }
+
+    /// The calls of service `s` as they run, by index: each run of parallel calls one group, any
+    /// other call a group of its own. A call that closes a cycle is left out, as if the file did
+    /// not have it, so that no figure depends on itself. The one definition of grouping, so the
+    /// figures and the fixes that cut them agree.
+    pub fn groups(&self, s: usize) -> Vec<Vec<usize>> {
+        let mut groups = Vec::new();
+        let mut run: Vec<usize> = Vec::new();
         for (i, call) in self.services[s].calls.iter().enumerate() {
             if self.in_cycle[s][i] {
                 continue;
             }
-            let cost = self.call_cost_ms(s, i);
             if call.parallel {
-                group_max = group_max.max(cost);
+                run.push(i);
             } else {
-                total += group_max + cost;
-                group_max = 0.0;
+                if !run.is_empty() {
+                    groups.push(std::mem::take(&mut run));
+                }
+                groups.push(vec![i]);
             }
         }
-        total + group_max
+        if !run.is_empty() {
+            groups.push(run);
+        }
+        groups
+    }
+
+    /// A group's cost: its slowest call.
+    pub fn group_cost_ms(&self, s: usize, group: &[usize]) -> f64 {
+        group
+            .iter()
+            .map(|&i| self.call_cost_ms(s, i))
+            .fold(0.0, f64::max)
+    }
+
+    /// A group's cost with the timeouts of some of its calls replaced, so that a fix can say
+    /// what it leaves.
+    pub fn group_cost_ms_with(
+        &self,
+        s: usize,
+        group: &[usize],
+        timeouts: &[(usize, std::time::Duration)],
+    ) -> f64 {
+        group
+            .iter()
+            .map(|&i| match timeouts.iter().find(|&&(j, _)| j == i) {
+                Some(&(_, timeout)) => cost_with_wait_ms(&self.services[s].calls[i], ms(timeout)),
+                None => self.call_cost_ms(s, i),
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// Service `s`'s worst case with the timeouts of some of its calls replaced, summed as
+    /// [`Model::new`] sums it, so that a fix checked with it holds when the graph is checked
+    /// again.
+    pub fn worst_case_ms_with(&self, s: usize, timeouts: &[(usize, std::time::Duration)]) -> f64 {
+        let calls_ms: f64 = self
+            .groups(s)
+            .iter()
+            .map(|group| self.group_cost_ms_with(s, group, timeouts))
+            .sum();
+        self.own_worst_ms(s) + calls_ms
     }
 
     /// The longest call `i` of service `s` can take:
@@ -227,29 +300,28 @@ impl<'g> Model<'g> {
     /// connect timeout nothing is added: the request timeout is taken to cover connecting.
     pub fn call_cost_ms(&self, s: usize, i: usize) -> f64 {
         let call = &self.services[s].calls[i];
-        let per_attempt = ms_opt(call.connect_timeout)
-            + match call.timeout {
-                Some(timeout) => ms(timeout),
-                None => {
-                    let callee = self.callee[s][i].map_or(0.0, |c| self.worst_case_ms[c]);
-                    ms(call.rtt) + callee
-                }
-            };
-        let attempts = attempts(call);
-        let backoff = ms(call
-            .backoff
-            .worst_case_total(call.max_attempts.saturating_sub(1)));
-        f64::from(call.count) * (f64::from(attempts) * per_attempt + backoff)
+        let waited = match call.timeout {
+            Some(timeout) => ms(timeout),
+            None => {
+                let callee = self.callee[s][i].map_or(0.0, |c| self.worst_case_ms[c]);
+                ms(call.rtt) + callee
+            }
+        };
+        cost_with_wait_ms(call, waited)
     }
 
-    /// Amplification, sustained amplification, depth and retrying layers of every service the
-    /// entry reaches, callers before callees (reverse postorder).
+    /// Amplification (as set, with one retrying layer, and with no retries), sustained
+    /// amplification, depth, retrying layers and callers of every service the entry reaches,
+    /// callers before callees (reverse postorder), so that a caller's figures are final before
+    /// they are passed down.
     fn compute_path_figures(&mut self, postorder: &[usize]) {
         let Some(entry) = self.entry else {
             return;
         };
         self.amplification[entry] = 1.0;
         self.sustained[entry] = 1.0;
+        self.one_layer_amplification[entry] = 1.0;
+        self.fan_out[entry] = 1.0;
         for &s in postorder.iter().rev() {
             if !self.reachable[s] {
                 continue;
@@ -262,14 +334,37 @@ impl<'g> Model<'g> {
                     continue;
                 }
                 let count = f64::from(call.count);
+                self.callers[to].push((s, i));
                 self.amplification[to] += self.amplification[s] * f64::from(attempts(call)) * count;
                 self.sustained[to] += self.sustained[s] * sustained_attempts(call) * count;
+                let one_layer = match (retries(call), self.retry_layers[s]) {
+                    (false, _) | (true, 1..) => 1,
+                    (true, 0) => attempts(call).min(2),
+                };
+                self.one_layer_amplification[to] +=
+                    self.one_layer_amplification[s] * f64::from(one_layer) * count;
+                self.fan_out[to] += self.fan_out[s] * count;
                 self.depth[to] = self.depth[to].max(self.depth[s] + 1);
                 let layers = self.retry_layers[s] + u32::from(retries(call));
                 self.retry_layers[to] = self.retry_layers[to].max(layers);
             }
         }
     }
+}
+
+/// The longest a call can take when each attempt waits `waited_ms` after connecting:
+/// `count * (max_attempts * (connect_timeout + waited) + backoff caps between attempts)`. Its
+/// own function so that a fix can ask what a call would cost with another timeout.
+pub(super) fn cost_with_wait_ms(call: &Call, waited_ms: f64) -> f64 {
+    let per_attempt = ms_opt(call.connect_timeout) + waited_ms;
+    f64::from(call.count) * (f64::from(attempts(call)) * per_attempt + backoff_ms(call))
+}
+
+/// The longest a call waits between its attempts, in ms.
+pub(super) fn backoff_ms(call: &Call) -> f64 {
+    ms(call
+        .backoff
+        .worst_case_total(call.max_attempts.saturating_sub(1)))
 }
 
 /// Attempts of a call; zero attempts (which the parser refuses) count as one, since the call is
@@ -311,11 +406,13 @@ fn cut_path(on_cycle: &[(usize, usize)]) -> Vec<usize> {
         .collect()
 }
 
-/// Milliseconds, the unit every figure is reported in.
+/// Milliseconds, the unit every figure is reported in. Whole seconds and nanoseconds are
+/// converted apart, so that a whole number of ms comes out exact (`as_secs_f64() * 1000` turns
+/// 1612 ms into 1612.0000000000002, and a fix of exactly the figure would then not meet it).
 pub(super) fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    d.as_secs() as f64 * 1000.0 + f64::from(d.subsec_nanos()) / 1e6
 }
 
-fn ms_opt(d: Option<std::time::Duration>) -> f64 {
+pub(super) fn ms_opt(d: Option<std::time::Duration>) -> f64 {
     d.map_or(0.0, ms)
 }

@@ -8,7 +8,9 @@
 
 use crate::model::Graph;
 use crate::report::{Report, ServiceFigures, Severity, Summary};
+use figure::Figure;
 
+mod figure;
 mod figures;
 mod rules;
 #[cfg(test)]
@@ -19,7 +21,9 @@ mod tests;
 ///
 /// Never fails and never hangs: a cycle is a `call-cycle` finding and its closing calls are left
 /// out of the figures; a call to a service not in the graph (which the parser refuses) is judged
-/// on its own settings only. Runs in time linear in services plus calls, so a graph of 10,000
+/// on its own settings only. Figures are rounded to the precision they are reported at (a time
+/// to the microsecond, anything else to nine significant digits), so they carry no float noise;
+/// the rules judge the unrounded figures. Runs in time linear in services plus calls, so a graph of 10,000
 /// services and 50,000 calls is checked in milliseconds.
 pub fn check(graph: &Graph) -> Report {
     let model = figures::Model::new(graph);
@@ -28,9 +32,9 @@ pub fn check(graph: &Graph) -> Report {
         .filter(|&s| model.reachable[s])
         .map(|s| {
             let figures = ServiceFigures {
-                worst_case_ms: model.worst_case_ms[s],
-                amplification: model.amplification[s],
-                sustained_amplification: model.sustained[s],
+                worst_case_ms: Figure::Ms(model.worst_case_ms[s]).reported(),
+                amplification: Figure::Number(model.amplification[s]).reported(),
+                sustained_amplification: Figure::Number(model.sustained[s]).reported(),
                 depth: model.depth[s],
             };
             (model.services[s].name.clone(), figures)

@@ -86,7 +86,14 @@ impl Converter<'_> {
                 path,
                 "connect_timeout",
             )?,
-            rtt: self.duration_or(raw.rtt.as_ref(), path, "rtt", 1)?,
+            rtt: self.nonzero_duration_or(
+                raw.rtt.as_ref(),
+                path,
+                "rtt",
+                1,
+                "a round trip over a network takes some time, and every check of a connect \
+                 timeout is a multiple of it; use the measured round trip, e.g. \"1ms\"",
+            )?,
             max_attempts,
             backoff,
             limiter,

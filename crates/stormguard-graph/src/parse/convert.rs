@@ -2,8 +2,9 @@
 //! every refusal located.
 //!
 //! The defaults live here and nowhere else, so the file format has one definition; the checks
-//! here are only those that make a value meaningless (zero instances, `p99 < p50`), never those
-//! that make it unwise, which are findings of `check` and must not stop the file from loading.
+//! here are only those that make a value meaningless (zero instances, attempts or counts,
+//! `p99 < p50`, a zero `rtt` or `entry.timeout`), never those that make it unwise, which are
+//! findings of `check` and must not stop the file from loading.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -93,7 +94,14 @@ impl<'a> Converter<'a> {
         };
         Ok(Entry {
             service,
-            timeout: self.duration_or(raw.timeout.as_ref(), path, "timeout", 10_000)?,
+            timeout: self.nonzero_duration_or(
+                raw.timeout.as_ref(),
+                path,
+                "timeout",
+                10_000,
+                "a user who waits no time gets no answer, and every graph would miss its \
+                 budget; use how long a user waits, e.g. \"10s\"",
+            )?,
             rate: match &raw.rate {
                 Some(rate) => self.rate(rate, path, "rate")?,
                 None => 100.0,
@@ -308,6 +316,27 @@ impl<'a> Converter<'a> {
             .unwrap_or(Duration::from_millis(default_millis)))
     }
 
+    /// A duration that is meaningless at zero (a round trip, what a user waits); `why` says
+    /// why, for the error.
+    pub(super) fn nonzero_duration_or(
+        &self,
+        value: Option<&Spanned<DurationText>>,
+        parent: &KeyPath,
+        key: &str,
+        default_millis: u64,
+        why: &str,
+    ) -> Result<Duration, ParseError> {
+        let duration = self.duration_or(value, parent, key, default_millis)?;
+        match value {
+            Some(value) if duration.is_zero() => Err(self.error(
+                value.span().start,
+                &parent.key(key),
+                format!("0s is not valid: {why}"),
+            )),
+            _ => Ok(duration),
+        }
+    }
+
     /// A count that is meaningless at zero; `why` says why, for the error.
     pub(super) fn at_least_one(
         &self,
@@ -350,9 +379,20 @@ impl<'a> Converter<'a> {
     }
 }
 
+/// The keys whose whole number is refused at 0 after serde reads it, so that serde's own type
+/// error for them (a negative number, a fraction) names the range that is valid, from 1.
+const FROM_ONE: [&str; 5] = [
+    "instances",
+    "concurrency",
+    "max_attempts",
+    "count",
+    "capacity",
+];
+
 /// Rewords serde's messages in the file's terms: "key" and "table" instead of "field" and
-/// "struct RawCall", and number types as a person would say them.
-pub(super) fn serde_message(message: &str) -> String {
+/// "struct RawCall", and number types as a person would say them; `key` is the last key of
+/// the path at fault, if known, for the range a whole number takes there.
+pub(super) fn serde_message(message: &str, key: Option<&str>) -> String {
     if let Some(rest) = message.strip_prefix("unknown field ") {
         // serde lists the valid fields as "one of `a`, `b`", "`a` or `b`" or "`a`".
         return match rest.split_once(", expected ") {
@@ -368,7 +408,11 @@ pub(super) fn serde_message(message: &str) -> String {
     let mut message = message
         .replace(
             "expected u32",
-            "expected a whole number from 0 to 4294967295",
+            if key.is_some_and(|key| FROM_ONE.contains(&key)) {
+                "expected a whole number from 1 to 4294967295"
+            } else {
+                "expected a whole number from 0 to 4294967295"
+            },
         )
         .replace("expected f64", "expected a number")
         .replace("expected a sequence", "expected an array")

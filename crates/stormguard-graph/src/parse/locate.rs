@@ -69,6 +69,15 @@ impl KeyPath {
         path
     }
 
+    /// The last table key of the path (`max_attempts` of `services.web.calls[0].max_attempts`),
+    /// which decides what values are valid there.
+    pub(super) fn last_key(&self) -> Option<&str> {
+        self.0.iter().rev().find_map(|segment| match segment {
+            Segment::Key(key) => Some(key.as_str()),
+            Segment::Index(_) => None,
+        })
+    }
+
     fn depth(&self) -> usize {
         self.0.len()
     }

@@ -8,6 +8,12 @@
 //! the valid keys of the table, the known services, the duration or backoff syntax (the policy
 //! core's own messages, so the file and the library never disagree on syntax).
 //!
+//! Zero is refused wherever it makes the graph meaningless rather than merely unwise: a zero
+//! `rtt` (every connect-timeout check is a multiple of it, and no network answers in no time),
+//! a zero `entry.timeout` (users who wait for nothing), zero instances, concurrency, attempts,
+//! counts or token-bucket capacity. Whole numbers out of range are refused with the range that
+//! is valid for the key (from 1 where 0 is refused).
+//!
 //! Two steps: serde reads the shape into `raw` structs (unknown keys and wrong types are
 //! refused there, with `deny_unknown_fields`), then `convert` checks meaning and applies the
 //! defaults. A missing `timeout` or `connect_timeout` on a call is not an input error: the model
@@ -57,12 +63,16 @@ pub fn parse(file: &str, text: &str) -> Result<Graph, ParseError> {
     let raw: raw::RawGraph = toml::from_str(text).map_err(|error| {
         let offset = error.span().map_or(0, |span| span.start);
         let position = lines.position(offset);
+        let key = locate::key_at(text, offset);
         ParseError {
             file: file.to_string(),
             line: position.line,
             column: position.column,
-            key: locate::key_at(text, offset).map(|path| path.to_string()),
-            message: convert::serde_message(error.message()),
+            message: convert::serde_message(
+                error.message(),
+                key.as_ref().and_then(locate::KeyPath::last_key),
+            ),
+            key: key.map(|path| path.to_string()),
         }
     })?;
     convert::Converter::new(file, &lines).graph(raw)

@@ -283,7 +283,7 @@ fn wrong_types_say_what_was_expected() {
         5,
         13,
         "services.web.instances",
-        &["from 0 to 4294967295"],
+        &["from 1 to 4294967295"],
     );
     assert_error(
         &format!("{CALL}idempotent = \"yes\"\n"),

@@ -62,6 +62,77 @@ fn counts_that_cannot_be_zero() {
 }
 
 #[test]
+fn whole_numbers_out_of_range_say_the_range_valid_for_the_key() {
+    // Where 0 is refused, the range starts at 1.
+    for (key, column) in [("max_attempts", 16), ("count", 9)] {
+        assert_error(
+            &format!("{CALL}{key} = -1\n"),
+            7,
+            column,
+            &format!("services.web.calls[0].{key}"),
+            &["expected a whole number from 1 to 4294967295"],
+        );
+    }
+    assert_error(
+        &format!("{SERVICE}concurrency = 4294967296\n"),
+        5,
+        15,
+        "services.web.concurrency",
+        &["from 1 to 4294967295"],
+    );
+    assert_error(
+        &format!("{CALL}token_bucket = {{ capacity = -3 }}\n"),
+        7,
+        29,
+        "services.web.calls[0].token_bucket.capacity",
+        &["from 1 to 4294967295"],
+    );
+    // Where 0 is valid (no queue, no retry cost), from 0.
+    assert_error(
+        &format!("{SERVICE}queue = -1\n"),
+        5,
+        9,
+        "services.web.queue",
+        &["expected a whole number from 0 to 4294967295"],
+    );
+    assert_error(
+        &format!("{CALL}token_bucket = {{ capacity = 10, retry_cost = -1 }}\n"),
+        7,
+        46,
+        "services.web.calls[0].token_bucket.retry_cost",
+        &["from 0 to 4294967295"],
+    );
+}
+
+#[test]
+fn durations_that_cannot_be_zero() {
+    assert_error(
+        &format!("{CALL}rtt = \"0s\"\n"),
+        7,
+        7,
+        "services.web.calls[0].rtt",
+        &["0s is not valid", "round trip", "e.g. \"1ms\""],
+    );
+    assert_error(
+        "[entry]\nservice = \"web\"\ntimeout = \"0ms\"\n[services.web]\n",
+        3,
+        11,
+        "entry.timeout",
+        &[
+            "0s is not valid",
+            "a user who waits no time",
+            "e.g. \"10s\"",
+        ],
+    );
+    // A tiny but nonzero round trip is a value, not a mistake.
+    let graph = parse("g.toml", &format!("{CALL}rtt = \"1ns\"\n")).unwrap();
+    assert_eq!(
+        graph.services["web"].calls[0].rtt,
+        std::time::Duration::from_nanos(1)
+    );
+}
+
+#[test]
 fn token_bucket_costs_fit_the_capacity() {
     assert_error(
         &format!("{CALL}token_bucket = {{ capacity = 10, retry_cost = 11 }}\n"),

@@ -209,7 +209,11 @@ fn graph() -> impl Strategy<Value = Graph> {
             (
                 services,
                 0..count,
-                or_default(Duration::from_secs(10), ms()),
+                // From 1 ms: a user who waits 0s is refused.
+                or_default(
+                    Duration::from_secs(10),
+                    (1u64..5_000).prop_map(Duration::from_millis),
+                ),
                 or_default(100.0, quarter(1000)),
                 prop::option::of((quarter(40), quarter(40), 1u32..999)),
             )

@@ -3,14 +3,18 @@
 //! with the plumbing they share here: where a finding sits, and how numbers are written.
 
 use std::cmp::Reverse;
+use std::fmt::Write;
 use std::time::Duration;
 
 use stormguard::duration::format;
 
+use super::figure::Figure;
 use super::figures::Model;
 use crate::model::{Call, CheckConfig};
 use crate::report::{Finding, Severity};
 
+mod amplification;
+mod deadlines;
 mod retries;
 mod shape;
 mod timeouts;
@@ -19,14 +23,16 @@ mod timeouts;
 /// own findings before its calls'), then severity (errors first), then rule id.
 pub(super) fn run(model: &Model<'_>) -> Vec<Finding> {
     let mut out = Findings::default();
+    let mut walker = amplification::Walker::new(model);
     for s in 0..model.services.len() {
         for i in 0..model.services[s].calls.len() {
             let at = CallAt::new(model, s, i);
             timeouts::on_call(&at, &mut out);
+            deadlines::on_call(&at, &mut out);
             retries::on_call(&at, &mut out);
         }
-        timeouts::on_service(model, s, &mut out);
-        retries::on_service(model, s, &mut out);
+        deadlines::on_service(model, s, &mut out);
+        amplification::on_service(model, s, &mut walker, &mut out);
     }
     timeouts::on_graph(model, &mut out);
     shape::on_graph(model, &mut out);
@@ -70,7 +76,50 @@ impl<'m, 'g> CallAt<'m, 'g> {
 
     /// `from -> to`, as messages name a call.
     pub fn edge(&self) -> String {
-        format!("{} -> {}", self.from(), self.call.to)
+        call_name(self.model, self.service, self.index)
+    }
+
+    /// Whether the call closes a cycle: then `call-cycle` says what is wrong, and the rules that
+    /// weigh it against its callee's figures, which leave it out, stay silent.
+    pub fn closes_cycle(&self) -> bool {
+        self.model.in_cycle[self.service][self.index]
+    }
+}
+
+/// Call `i` of service `s` as messages name it: `from -> to`, with the call's number among
+/// the caller's calls (`from -> to (call 2)`) when the caller calls `to` more than once, so
+/// that a fix never leaves the reader to guess which one.
+pub(super) fn call_name(model: &Model<'_>, s: usize, i: usize) -> String {
+    let mut name = String::new();
+    push_call_name(&mut name, model, s, i);
+    name
+}
+
+/// [`call_name`], appended to `out`: the amplification rule names many calls per finding, in
+/// graphs with a finding per service, so it writes them without a string each.
+pub(super) fn push_call_name(out: &mut String, model: &Model<'_>, s: usize, i: usize) {
+    let service = model.services[s];
+    let to = &service.calls[i].to;
+    out.push_str(&service.name);
+    out.push_str(" -> ");
+    out.push_str(to);
+    if service
+        .calls
+        .iter()
+        .filter(|c| &c.to == to)
+        .nth(1)
+        .is_some()
+    {
+        let _ = write!(out, " (call {})", i + 1);
+    }
+}
+
+/// Items joined as a person lists them: `a`, `a and b`, `a, b and c`.
+pub(super) fn listed(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 
@@ -85,9 +134,9 @@ pub(super) struct Said {
     /// The value to set.
     pub fix: String,
     /// The figure measured.
-    pub value: Option<f64>,
+    pub value: Option<Figure>,
     /// The limit it was measured against.
-    pub limit: Option<f64>,
+    pub limit: Option<Figure>,
 }
 
 type SortKey = (usize, Option<usize>, Reverse<Severity>, &'static str);
@@ -119,8 +168,8 @@ impl Findings {
                 service: None,
                 message: said.message,
                 fix: said.fix,
-                value: said.value,
-                limit: said.limit,
+                value: said.value.map(Figure::reported),
+                limit: said.limit.map(Figure::reported),
                 span: Some(call.span),
             },
         ));
@@ -140,8 +189,8 @@ impl Findings {
                 service: Some(svc.name.clone()),
                 message: said.message,
                 fix: said.fix,
-                value: said.value,
-                limit: said.limit,
+                value: said.value.map(Figure::reported),
+                limit: said.limit.map(Figure::reported),
                 span: Some(svc.span),
             },
         ));

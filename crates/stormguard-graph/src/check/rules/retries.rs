@@ -4,8 +4,9 @@
 
 use stormguard::backoff::Backoff;
 
-use super::{num_text, CallAt, Findings, Said, BUDGET_FIX};
-use crate::check::figures::{attempts, retries, Model};
+use super::{CallAt, Findings, Said, BUDGET_FIX};
+use crate::check::figure::Figure;
+use crate::check::figures::{attempts, retries};
 use crate::report::Severity;
 
 /// Every per-call retry and hedge rule.
@@ -18,56 +19,6 @@ pub(super) fn on_call(at: &CallAt<'_, '_>, out: &mut Findings) {
     non_idempotent_retry(at, out);
     single_instance_retry(at, out);
     hedge_without_budget(at, out);
-}
-
-/// Every per-service retry rule.
-pub(super) fn on_service(model: &Model<'_>, s: usize, out: &mut Findings) {
-    retry_amplification(model, s, out);
-}
-
-/// `retry-amplification` (error): the worst-case attempts a service receives per user request
-/// when everything below the entry fails exceed `max_amplification`. The figure is the product
-/// of `max_attempts * count` along every path, summed over paths (243 at the bottom of five
-/// layers of three attempts); the sustained figure, with budgets holding, is quoted beside it
-/// when budgets or buckets bring it down.
-fn retry_amplification(model: &Model<'_>, s: usize, out: &mut Findings) {
-    if !model.reachable[s] {
-        return;
-    }
-    let amplification = model.amplification[s];
-    let limit = model.graph.check.max_amplification;
-    if amplification <= limit {
-        return;
-    }
-    let name = &model.services[s].name;
-    let sustained = model.sustained[s];
-    let with_budgets = if sustained < amplification {
-        format!(" ({} while the retry budgets hold)", num_text(sustained))
-    } else {
-        String::new()
-    };
-    out.on_service(
-        model,
-        s,
-        Said {
-            rule: "retry-amplification",
-            severity: Severity::Error,
-            message: format!(
-                "{name} receives up to {} attempts per user request when everything below {} \
-                 fails{with_budgets}, limit {}: retries multiply at every layer, so a struggling \
-                 service gets a multiple of its load exactly when it can least take it (Brooker)",
-                num_text(amplification),
-                model.graph.entry.service,
-                num_text(limit)
-            ),
-            fix: format!(
-                "max_attempts = 1 on all but one layer above {name}, or {BUDGET_FIX} on every \
-                 retrying call"
-            ),
-            value: Some(amplification),
-            limit: Some(limit),
-        },
-    );
 }
 
 /// `layered-retries` (warning): this call retries, and so does another call above it on some
@@ -98,8 +49,8 @@ fn layered_retries(at: &CallAt<'_, '_>, out: &mut Findings) {
                 at.model.graph.entry.service
             ),
             fix: "max_attempts = 1 here, leaving the retries to one layer".to_string(),
-            value: Some(f64::from(above + 1)),
-            limit: Some(1.0),
+            value: Some(Figure::Number(f64::from(above + 1))),
+            limit: Some(Figure::Number(1.0)),
         },
     );
 }
@@ -124,26 +75,38 @@ fn too_many_attempts(at: &CallAt<'_, '_>, out: &mut Findings) {
                 at.call.to
             ),
             fix: "max_attempts = 2".to_string(),
-            value: Some(f64::from(at.call.max_attempts)),
-            limit: Some(2.0),
+            value: Some(Figure::Number(f64::from(at.call.max_attempts))),
+            limit: Some(Figure::Number(2.0)),
         },
     );
 }
 
-/// `retry-without-backoff` (warning): the call retries with `backoff = none`, so the retry
-/// arrives at once, while the callee is still failing.
+/// Whether a backoff never waits: `none`, or a kind whose every delay is zero
+/// (`constant(0s)`, or a zero base or cap built in code). A retry behind it arrives at once.
+fn waits_nothing(backoff: &Backoff) -> bool {
+    // Delays never decrease with the retry number, so the last one is the largest.
+    backoff.max_delay(u32::MAX).is_zero()
+}
+
+/// `retry-without-backoff` (warning): the call retries with a backoff that never waits
+/// (`none`, or `constant(0s)`), so the retry arrives at once, while the callee is still failing.
 fn retry_without_backoff(at: &CallAt<'_, '_>, out: &mut Findings) {
-    if !retries(at.call) || at.call.backoff != Backoff::None {
+    if !retries(at.call) || !waits_nothing(&at.call.backoff) {
         return;
     }
+    let how = if at.call.backoff == Backoff::None {
+        "with no backoff".to_string()
+    } else {
+        format!("with backoff {}, which never waits", at.call.backoff)
+    };
     out.on_call(
         at,
         Said {
             rule: "retry-without-backoff",
             severity: Severity::Warning,
             message: format!(
-                "{} retries ({} attempts) with no backoff: each retry arrives at once, adding \
-                 load while {} is still failing",
+                "{} retries ({} attempts) {how}: each retry arrives at once, adding load while {} \
+                 is still failing",
                 at.edge(),
                 at.call.max_attempts,
                 at.call.to
@@ -155,32 +118,37 @@ fn retry_without_backoff(at: &CallAt<'_, '_>, out: &mut Findings) {
     );
 }
 
-/// `backoff-without-jitter` (warning): `constant` or `exponential` backoff on a call that
-/// retries (a backoff that never runs does no harm). Clients that failed together wait the same
-/// delay and return together, in lockstep (Brooker). The fix keeps the same largest wait, with
-/// full jitter.
+/// `backoff-without-jitter` (warning): `constant` or `exponential` backoff that waits, on a call
+/// that retries. Only retrying calls are judged, since a backoff that never runs does no harm;
+/// one that never waits is `retry-without-backoff`'s. Clients that failed together wait the same
+/// delay and return together, in lockstep (Brooker). The fix keeps the same delays as the
+/// largest of a full jitter (`full-jitter(base=d, cap=d)` for `constant(d)`), so it never adds
+/// waiting, and is always a text the parser accepts (a base above zero, at most the cap).
 fn backoff_without_jitter(at: &CallAt<'_, '_>, out: &mut Findings) {
-    let jittered = match at.call.backoff {
+    let backoff = at.call.backoff;
+    if !retries(at.call) || backoff.is_jittered() || waits_nothing(&backoff) {
+        return;
+    }
+    let jittered = match backoff {
         Backoff::Constant(delay) => Backoff::FullJitter {
             base: delay,
             cap: delay,
         },
-        Backoff::Exponential { base, cap } => Backoff::FullJitter { base, cap },
-        _ => return,
+        Backoff::Exponential { base, cap } if !base.is_zero() => Backoff::FullJitter {
+            base: base.min(cap),
+            cap,
+        },
+        _ => Backoff::default(),
     };
-    if !retries(at.call) {
-        return;
-    }
     out.on_call(
         at,
         Said {
             rule: "backoff-without-jitter",
             severity: Severity::Warning,
             message: format!(
-                "{} backs off with {}, the same delays in every client: clients that failed \
-                 together retry together, in lockstep, and fail again (Brooker)",
+                "{} backs off with {backoff}, the same delays in every client: clients that \
+                 failed together retry together, in lockstep, and fail again (Brooker)",
                 at.edge(),
-                at.call.backoff
             ),
             fix: format!("backoff = \"{jittered}\""),
             value: None,
@@ -276,8 +244,8 @@ fn single_instance_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
                 "instances = 2 or more on {}, or max_attempts = 1",
                 at.call.to
             ),
-            value: Some(f64::from(instances)),
-            limit: Some(2.0),
+            value: Some(Figure::Number(f64::from(instances))),
+            limit: Some(Figure::Number(2.0)),
         },
     );
 }

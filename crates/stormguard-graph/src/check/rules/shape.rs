@@ -1,6 +1,7 @@
 //! Rules on the graph's shape rather than on any one setting.
 
 use super::{Findings, Said};
+use crate::check::figure::Figure;
 use crate::check::figures::Model;
 use crate::report::Severity;
 
@@ -40,7 +41,7 @@ fn call_cycle(model: &Model<'_>, out: &mut Findings) {
                     if cycle.len == 1 { "" } else { "s" }
                 ),
                 fix: format!("remove the call from {from} to {to}, or break the cycle elsewhere"),
-                value: Some(cycle.len as f64),
+                value: Some(Figure::Number(cycle.len as f64)),
                 limit: None,
             },
         );

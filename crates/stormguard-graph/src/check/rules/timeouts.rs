@@ -7,6 +7,7 @@ use std::time::Duration;
 use stormguard::duration::format;
 
 use super::{ceil_ms, ms_text, percent_text, CallAt, Findings, Said};
+use crate::check::figure::Figure;
 use crate::check::figures::{ms, Model};
 use crate::report::Severity;
 
@@ -16,13 +17,7 @@ pub(super) fn on_call(at: &CallAt<'_, '_>, out: &mut Findings) {
     missing_connect_timeout(at, out);
     connect_timeout_below_rtt(at, out);
     connect_timeout_too_long(at, out);
-    timeout_inversion(at, out);
     timeout_below_latency(at, out);
-}
-
-/// Every per-service timeout rule.
-pub(super) fn on_service(model: &Model<'_>, s: usize, out: &mut Findings) {
-    entry_budget(model, s, out);
 }
 
 /// Every timeout rule over the whole graph.
@@ -68,7 +63,7 @@ fn missing_timeout(at: &CallAt<'_, '_>, out: &mut Findings) {
 /// The timeout a fix recommends for a call to `callee`: at least the callee's worst case (so the
 /// caller never gives up on work still running) and its latency at `1 - false_timeout_rate`
 /// plus the round trip (so good calls are not cut), rounded up to a whole ms.
-fn suggested_timeout(at: &CallAt<'_, '_>, callee: usize) -> Duration {
+pub(super) fn suggested_timeout(at: &CallAt<'_, '_>, callee: usize) -> Duration {
     let worst = at.model.worst_case_ms[callee];
     let tail = latency_quantile_ms(at, callee).map_or(0.0, |q| q + ms(at.call.rtt));
     ceil_ms(worst.max(tail))
@@ -127,10 +122,25 @@ fn connect_timeout_below_rtt(at: &CallAt<'_, '_>, out: &mut Findings) {
                 format(at.call.rtt)
             ),
             fix: connect_timeout_fix(at),
-            value: Some(ms(connect)),
-            limit: Some(ms(at.call.rtt)),
+            value: Some(Figure::Ms(ms(connect))),
+            limit: Some(Figure::Ms(ms(at.call.rtt))),
         },
     );
+}
+
+/// The longest connect timeout `connect-timeout-too-long` allows: the configured multiple of the
+/// round trip, to the ns below. A duration, so that the rule and the fix compare durations and
+/// a fix of exactly the limit never fires the rule.
+fn connect_limit(at: &CallAt<'_, '_>) -> Duration {
+    let multiple = at.config().connect_timeout_rtt_multiple;
+    let nanos = (at.call.rtt.as_nanos() as f64 * multiple).floor();
+    if nanos.is_nan() || nanos <= 0.0 {
+        Duration::ZERO
+    } else if nanos >= u64::MAX as f64 {
+        Duration::MAX
+    } else {
+        Duration::from_nanos(nanos as u64)
+    }
 }
 
 /// `connect-timeout-too-long` (warning): above `connect_timeout_rtt_multiple` round trips, a
@@ -140,9 +150,8 @@ fn connect_timeout_too_long(at: &CallAt<'_, '_>, out: &mut Findings) {
     let Some(connect) = at.call.connect_timeout else {
         return;
     };
-    let multiple = at.config().connect_timeout_rtt_multiple;
-    let limit_ms = ms(at.call.rtt) * multiple;
-    if ms(connect) <= limit_ms {
+    let limit = connect_limit(at);
+    if connect <= limit {
         return;
     }
     out.on_call(
@@ -151,101 +160,49 @@ fn connect_timeout_too_long(at: &CallAt<'_, '_>, out: &mut Findings) {
             rule: "connect-timeout-too-long",
             severity: Severity::Warning,
             message: format!(
-                "{} connect_timeout {} is more than {multiple} round trips of {}: a connection \
-                 not made by then is to a dead host, and waiting longer delays the attempt on a \
-                 live one",
+                "{} connect_timeout {} is more than {} round trips of {}: a connection not made \
+                 by then is to a dead host, and waiting longer delays the attempt on a live one",
                 at.edge(),
                 format(connect),
+                at.config().connect_timeout_rtt_multiple,
                 format(at.call.rtt)
             ),
             fix: connect_timeout_fix(at),
-            value: Some(ms(connect)),
-            limit: Some(limit_ms),
+            value: Some(Figure::Ms(ms(connect))),
+            limit: Some(Figure::Ms(ms(limit))),
         },
     );
 }
 
-/// The connect timeout a fix recommends: three round trips (a handshake and two losses), never
-/// more than the configured multiple allows, and above one round trip even when the multiple is
-/// set at or below 1 (then `connect-timeout-too-long` cannot be met, and an error is worse).
+/// The connect timeout a fix recommends: three round trips (a handshake and two losses), or the
+/// longest the configured multiple allows when that is less. In exact duration arithmetic, so
+/// it fires neither connect rule: it is within the limit, and above one round trip whenever the
+/// multiple leaves room for that; when it does not (a multiple of 1), two round trips, since
+/// failing every connection is worse than a warning.
 fn connect_timeout_fix(at: &CallAt<'_, '_>) -> String {
-    let mut multiple = at.config().connect_timeout_rtt_multiple.min(3.0);
-    if multiple.is_nan() || multiple <= 1.0 {
-        multiple = 2.0;
-    }
-    let micros = (at.call.rtt.as_secs_f64() * multiple * 1e6).ceil();
-    let suggested = Duration::from_micros(micros as u64).max(Duration::from_micros(1));
+    let rtt = at.call.rtt;
+    let three = rtt.saturating_mul(3);
+    let limit = connect_limit(at);
+    let suggested = if limit > rtt {
+        three.min(limit)
+    } else {
+        rtt.saturating_mul(2)
+    };
+    // A zero round trip (which the parser refuses) must still not get "0s", which fails every
+    // connection.
+    let suggested = suggested.max(Duration::from_nanos(1));
     format!("connect_timeout = \"{}\"", format(suggested))
 }
 
-/// `timeout-inversion` (error; info when the call propagates its deadline): the callee may keep
-/// working longer than this call waits (its worst case above the timeout), so the caller gives
-/// up while the back end still works and retries (Cockcroft). With `propagate_deadline` the
-/// callee can stop when the caller does, if it honours the deadline, so it is only worth knowing.
-fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
-    let (Some(timeout), Some(callee)) = (at.call.timeout, at.callee) else {
-        return;
-    };
-    let worst = at.model.worst_case_ms[callee];
-    if worst <= ms(timeout) {
-        return;
-    }
-    let to = &at.call.to;
-    let (severity, message, fix) = if at.call.propagate_deadline {
-        (
-            Severity::Info,
-            format!(
-                "{to} may keep working {} on one request, longer than the {} {} waits for it; \
-                 the deadline is propagated, so {to} can stop when {} gives up, if it honours it",
-                ms_text(worst),
-                format(timeout),
-                at.from(),
-                at.from()
-            ),
-            format!(
-                "nothing to set if {to} stops at the propagated deadline; otherwise timeouts or \
-                 attempts on the calls of {to} that bring its worst case under {}",
-                format(timeout)
-            ),
-        )
-    } else {
-        (
-            Severity::Error,
-            format!(
-                "{to} may keep working {} on one request, but {} gives up on it after {}: the \
-                 edge gives up while the back end still works and retries, spending capacity on \
-                 answers no one reads (Cockcroft)",
-                ms_text(worst),
-                at.from(),
-                format(timeout)
-            ),
-            format!(
-                "timeouts or attempts on the calls of {to} that bring its worst case under {}, or \
-                 propagate_deadline = true",
-                format(timeout)
-            ),
-        )
-    };
-    out.on_call(
-        at,
-        Said {
-            rule: "timeout-inversion",
-            severity,
-            message,
-            fix,
-            value: Some(worst),
-            limit: Some(ms(timeout)),
-        },
-    );
-}
-
 /// `timeout-below-latency` (warning): the share of attempts that would have succeeded but time
-/// out exceeds `false_timeout_rate`. The callee's latency is approximated by the lognormal fit
-/// of its own work, without its calls: a callee that calls others is slower than that, so the
-/// rule understates the rate and fires only when even the callee's own work is cut. An attempt
-/// has `timeout - rtt` for the callee's work. The fix is the fit's quantile at
-/// `1 - false_timeout_rate` plus the round trip, rounded up to a whole ms, so that the fixed
-/// timeout no longer fires the rule.
+/// out exceeds `false_timeout_rate`. The timeout runs from sending the request, so it covers the
+/// round trip too: an attempt leaves `timeout - rtt` for the callee's work, and that is what is
+/// weighed against the callee's latency. The latency is approximated by the lognormal fit of
+/// the callee's own work, without its calls: a callee that calls others is slower than that, so
+/// the rule understates the rate and fires only when even the callee's own work is cut. The fix
+/// is the fit's quantile at `1 - false_timeout_rate` plus the round trip, rounded up to a whole
+/// ms, so that the fixed timeout no longer fires the rule. A call that closes a cycle is
+/// `call-cycle`'s alone.
 fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
     let (Some(timeout), Some(callee)) = (at.call.timeout, at.callee) else {
         return;
@@ -253,8 +210,12 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
     let Some(fit) = at.model.fits[callee] else {
         return;
     };
+    if at.closes_cycle() {
+        return;
+    }
     let allowed = at.config().false_timeout_rate;
-    let rate = fit.exceedance(timeout.saturating_sub(at.call.rtt));
+    let left = timeout.saturating_sub(at.call.rtt);
+    let rate = fit.exceedance(left);
     if rate <= allowed {
         return;
     }
@@ -266,79 +227,40 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
             rule: "timeout-below-latency",
             severity: Severity::Warning,
             message: format!(
-                "{} timeout {} cuts into {}'s latency (p50 {}, p99 {}): about {} of attempts \
-                 that would succeed time out (limit {}), each one retried or failed for nothing",
+                "{} timeout {} leaves {} for {}'s work after the {} round trip, which cuts into \
+                 its latency (p50 {}, p99 {}): about {} of attempts that would succeed time out \
+                 (limit {}), each one retried or failed for nothing",
                 at.edge(),
                 format(timeout),
+                format(left),
                 at.call.to,
+                format(at.call.rtt),
                 format(latency.p50),
                 format(latency.p99),
                 percent_text(rate),
                 percent_text(allowed)
             ),
             fix: format!("timeout = \"{}\"", format(fixed)),
-            value: Some(rate),
-            limit: Some(allowed),
+            value: Some(Figure::Number(rate)),
+            limit: Some(Figure::Number(allowed)),
         },
     );
 }
 
-/// `entry-budget` (error): the entry's worst case exceeds `entry.timeout`, so users give up (and
-/// often retry) while the graph still works for them. The fix names the entry's costliest call,
-/// where cutting does the most.
-fn entry_budget(model: &Model<'_>, s: usize, out: &mut Findings) {
-    if model.entry != Some(s) {
-        return;
-    }
-    let budget = model.graph.entry.timeout;
-    let worst = model.worst_case_ms[s];
-    if worst <= ms(budget) {
-        return;
-    }
-    let name = &model.services[s].name;
-    let costliest = (0..model.services[s].calls.len())
-        .filter(|&i| !model.in_cycle[s][i])
-        .map(|i| (i, model.call_cost_ms(s, i)))
-        .fold(None, |best: Option<(usize, f64)>, (i, cost)| match best {
-            Some((_, b)) if b >= cost => best,
-            _ => Some((i, cost)),
-        });
-    let mut fix = format!(
-        "cut timeouts or attempts below {name} until its worst case fits in {}",
-        format(budget)
-    );
-    if let Some((i, cost)) = costliest {
-        let to = &model.services[s].calls[i].to;
-        fix.push_str(&format!(
-            "; its costliest call is {name} -> {to} ({})",
-            ms_text(cost)
-        ));
-    }
-    out.on_service(
-        model,
-        s,
-        Said {
-            rule: "entry-budget",
-            severity: Severity::Error,
-            message: format!(
-                "{name} may work {} on one request, more than the {} a user waits \
-                 (entry.timeout): users give up, and often retry, while the graph still works \
-                 for them",
-                ms_text(worst),
-                format(budget)
-            ),
-            fix,
-            value: Some(worst),
-            limit: Some(ms(budget)),
-        },
-    );
-}
+/// How many depths the fix of `same-timeout-everywhere` spells out before it says "and so on".
+const DEPTHS_SPELLED: usize = 4;
 
-/// `same-timeout-everywhere` (warning): three or more calls share one timeout value and their
-/// callers sit at two or more depths, so timeouts cannot telescope: a caller gives up exactly
-/// when its callee does, with no time left for the callee's retries. Calls from services the
-/// entry does not reach have no depth and are not counted. Reported once per value, on the first
-/// call (by service name, then call order) that has it; `value` is the number of calls.
+/// `same-timeout-everywhere` (warning): three or more calls share one timeout value and sit at
+/// two or more different depths (a call's depth is its caller's: the most calls on a path from
+/// the entry to it), so timeouts cannot telescope: a caller gives up exactly when its callee
+/// does, with no time left for the callee's retries. Calls at one depth sharing a value are
+/// siblings, not layers, and are fine. Calls from services the entry does not reach have no
+/// depth and are not counted. Reported once per value, on the first call (by service name, then
+/// call order) that has it; `value` is the number of calls.
+///
+/// The fix is timeouts that halve with each depth, from the value at the shallowest one: set,
+/// no two depths share a value, so the group no longer fires. Propagating the deadline is not
+/// offered: it does not change the values this rule weighs.
 fn same_timeout_everywhere(model: &Model<'_>, out: &mut Findings) {
     let mut by_timeout: BTreeMap<Duration, Vec<(usize, usize)>> = BTreeMap::new();
     for s in (0..model.services.len()).filter(|&s| model.reachable[s]) {
@@ -359,15 +281,18 @@ fn same_timeout_everywhere(model: &Model<'_>, out: &mut Findings) {
         if depths.len() > 5 {
             listed.push("...".to_string());
         }
-        let example: Vec<String> = depths
+        let mut example: Vec<String> = depths
             .iter()
-            .take(3)
+            .take(DEPTHS_SPELLED)
             .enumerate()
             .map(|(k, d)| {
                 let shrunk = timeout / 2u32.saturating_pow(k as u32).max(1);
                 format!("{} from depth {d}", format(shrunk))
             })
             .collect();
+        if depths.len() > DEPTHS_SPELLED {
+            example.push("halving again for each depth below".to_string());
+        }
         let (s, i) = calls[0];
         out.on_call_of(
             model,
@@ -386,11 +311,10 @@ fn same_timeout_everywhere(model: &Model<'_>, out: &mut Findings) {
                     format(timeout)
                 ),
                 fix: format!(
-                    "timeouts that shrink with depth, each under its caller's, e.g. {}; or \
-                     propagate_deadline = true",
+                    "timeouts that shrink with depth, each under its caller's: {}",
                     example.join(", ")
                 ),
-                value: Some(calls.len() as f64),
+                value: Some(Figure::Number(calls.len() as f64)),
                 limit: None,
             },
         );

@@ -138,6 +138,36 @@ fn brooker_gives_243_at_the_bottom() {
     assert_eq!((report.summary.errors, report.summary.warnings), (7, 14));
 }
 
+#[test]
+fn brooker_amplification_fix_names_the_calls_and_stops_the_rule() {
+    let report = check(&brooker());
+    let db = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "retry-amplification" && place(f) == "db")
+        .unwrap();
+    assert_eq!(
+        db.fix,
+        "max_attempts = 1 on gateway -> orders, orders -> inventory, inventory -> storage and \
+         storage -> db, and max_attempts = 2 on web -> gateway: retries at one layer, so db \
+         receives at most 2"
+    );
+    let mut fixed = brooker();
+    for (service, attempts) in [
+        ("gateway", 1),
+        ("orders", 1),
+        ("inventory", 1),
+        ("storage", 1),
+        ("web", 2),
+    ] {
+        fixed.services.get_mut(service).unwrap().calls[0].max_attempts = attempts;
+    }
+    let report = check(&fixed);
+    assert!(fired(&report, "retry-amplification").is_empty());
+    assert!(fired(&report, "layered-retries").is_empty());
+    assert_eq!(report.services["db"].amplification, 2.0);
+}
+
 /// examples/graphs/cockcroft-edge.toml
 pub(crate) fn cockcroft() -> Graph {
     Builder::new("edge")
@@ -185,6 +215,18 @@ fn cockcroft_edge_gives_up_first() {
     );
     assert_eq!(report.summary.errors, 1);
     assert_eq!(report.summary.infos, 1);
+    // The timeout the fix names for edge -> api stops the error.
+    let fix = &report.findings[0].fix;
+    assert!(
+        fix.starts_with("timeout = \"4167ms\" on edge -> api"),
+        "{fix}"
+    );
+    let mut fixed = cockcroft();
+    fixed.services.get_mut("edge").unwrap().calls[0].timeout = Some(ms(4167));
+    assert_eq!(
+        pairs(&check(&fixed)),
+        expect(&[("timeout-inversion", "edge->search")])
+    );
 }
 
 /// examples/graphs/mux-expediting.toml
@@ -220,9 +262,13 @@ fn mux_misses_its_budget_by_its_connect_timeouts_and_own_work() {
     let report = check(&mux());
     assert_eq!(pairs(&report), expect(&[("entry-budget", "mux")]));
     let finding = only(&report, "entry-budget");
-    assert!(
-        finding.fix.contains("mux -> items (1600ms)"),
-        "{}",
-        finding.fix
+    assert_eq!(
+        finding.fix,
+        "timeout = \"128ms\" on mux -> items: the call may take 1600ms now, and mux then works \
+         at most 1997ms, within the 2s a user waits"
     );
+    let mut fixed = mux();
+    let mux = fixed.services.get_mut("mux").unwrap();
+    mux.calls[2].timeout = Some(ms(128));
+    assert!(check(&fixed).findings.is_empty());
 }

@@ -82,7 +82,9 @@ fn own_latency_counts_at_the_p999_of_its_fit() {
         .check();
     let expected = LogNormal::fit(ms(4), ms(40)).unwrap().quantile(0.999);
     let worst = report.services["a"].worst_case_ms;
-    assert!(approx(worst, expected.as_secs_f64() * 1000.0));
+    // Reported to the µs.
+    assert!((worst - expected.as_secs_f64() * 1000.0).abs() <= 0.0005);
+    assert_eq!(worst, (worst * 1000.0).round() / 1000.0);
     // 4 ms * 10^(3.0902 / 2.3263), by hand.
     assert!((85.0..85.4).contains(&worst), "{worst}");
 }
@@ -137,9 +139,13 @@ fn budgets_bring_the_sustained_figure_down_and_buckets_to_one() {
         .find(|f| f.rule == "retry-amplification" && place(f) == "l5")
         .unwrap();
     assert!(at_bottom.message.contains("243 attempts"));
-    assert!(at_bottom
-        .message
-        .contains("(1.61 while the retry budgets hold)"));
+    assert!(
+        at_bottom
+            .message
+            .contains("1.61 sustained while the retry budgets hold"),
+        "{}",
+        at_bottom.message
+    );
 
     let bucketed = brooker(|_, c| {
         c.limiter = Some(LimiterSpec::TokenBucket {
@@ -242,4 +248,27 @@ fn findings_are_ordered_by_service_then_call_then_severity_and_counted() {
     assert_eq!(report.summary.errors, 3);
     assert_eq!(report.summary.warnings, 3);
     assert_eq!(report.summary.infos, 0);
+}
+
+#[test]
+fn figures_are_reported_without_float_noise() {
+    // 1.1 * 3 is 3.3000000000000003 in floats; the report says 3.3.
+    let report = Builder::new("a")
+        .service("a", |s| s.latency = fixed_latency(1))
+        .call("a", "b", |c| {
+            c.max_attempts = 3;
+            c.limiter = Some(budget(0.1));
+        })
+        .call("b", "c", |c| {
+            c.count = 3;
+            c.timeout = Some(Duration::from_nanos(212_991_407));
+        })
+        .service("b", |s| s.latency = fixed_latency(1))
+        .check();
+    assert_eq!(report.services["c"].sustained_amplification, 3.3);
+    assert_eq!(report.services["c"].amplification, 9.0);
+    // b: 1 ms + 3 * 212.991407 ms = 639.974221 ms, to the µs.
+    assert_eq!(report.services["b"].worst_case_ms, 639.974);
+    let json = serde_json::to_string(&report.services["c"]).unwrap();
+    assert!(json.contains("\"sustained_amplification\":3.3,"), "{json}");
 }

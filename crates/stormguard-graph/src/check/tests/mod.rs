@@ -9,6 +9,7 @@ use super::check;
 use crate::model::{Call, CheckConfig, Entry, Graph, Latency, LimiterSpec, Service, Span};
 use crate::report::{Finding, Report};
 
+mod amplification;
 mod examples;
 mod figures;
 mod retries;

@@ -25,24 +25,6 @@ fn a_clean_retrying_call_fires_nothing() {
 }
 
 #[test]
-fn retry_amplification_fires_above_the_limit_only() {
-    let chain = |layers: usize| {
-        let mut builder = Builder::new("s0");
-        for k in 0..layers {
-            builder = builder.call(&format!("s{k}"), &format!("s{}", k + 1), |c| {
-                c.max_attempts = 3
-            });
-        }
-        builder.check()
-    };
-    let report = chain(3);
-    let finding = only(&report, "retry-amplification");
-    assert_eq!(place(finding), "s3");
-    assert_eq!((finding.value, finding.limit), (Some(27.0), Some(10.0)));
-    assert!(fired(&chain(2), "retry-amplification").is_empty());
-}
-
-#[test]
 fn layered_retries_fires_below_the_first_retrying_layer_even_across_a_plain_one() {
     let report = Builder::new("a")
         .call("a", "b", retrying(100))
@@ -54,6 +36,14 @@ fn layered_retries_fires_below_the_first_retrying_layer_even_across_a_plain_one(
         .check();
     assert_eq!(fired(&report, "layered-retries"), ["c->d"]);
     assert_eq!(only(&report, "layered-retries").value, Some(2.0));
+    // Its fix, one attempt on c -> d, stops it.
+    let fixed = Builder::new("a")
+        .call("a", "b", retrying(100))
+        .call("b", "c", timed(100))
+        .call("c", "d", timed(100))
+        .instances_everywhere(2)
+        .check();
+    assert!(fired(&fixed, "layered-retries").is_empty());
 }
 
 #[test]
@@ -75,6 +65,63 @@ fn retry_without_backoff_fires_only_when_retrying() {
         c.max_attempts = 1;
     });
     assert!(single.findings.is_empty());
+}
+
+#[test]
+fn a_zero_constant_backoff_is_no_backoff() {
+    let report = one_call(|c| c.backoff = Backoff::Constant(ms(0)));
+    let finding = only(&report, "retry-without-backoff");
+    assert_eq!(
+        finding.fix,
+        "backoff = \"full-jitter(base=25ms, cap=250ms)\""
+    );
+    assert!(
+        finding.message.contains("constant(0s), which never waits"),
+        "{}",
+        finding.message
+    );
+    assert!(fired(&report, "backoff-without-jitter").is_empty());
+    // The same for a growing kind with a zero base, which only code can build.
+    let zero_base = one_call(|c| {
+        c.backoff = Backoff::Exponential {
+            base: ms(0),
+            cap: ms(100),
+        }
+    });
+    assert_eq!(
+        found(&zero_base),
+        [("retry-without-backoff", "a->b".to_string())]
+    );
+    // The fix, set, fires neither backoff rule.
+    assert!(one_call(|c| c.backoff = Backoff::default())
+        .findings
+        .is_empty());
+}
+
+#[test]
+fn backoff_without_jitter_fixes_fire_nothing_when_set() {
+    for backoff in [
+        Backoff::Constant(ms(100)),
+        Backoff::Exponential {
+            base: ms(25),
+            cap: ms(1000),
+        },
+        // Built in code with the base above the cap, which the parser refuses: the fix must
+        // still be a text the parser accepts.
+        Backoff::Exponential {
+            base: ms(500),
+            cap: ms(100),
+        },
+    ] {
+        let report = one_call(|c| c.backoff = backoff);
+        let fix = &only(&report, "backoff-without-jitter").fix;
+        let text = fix
+            .strip_prefix("backoff = \"")
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap();
+        let fixed: Backoff = text.parse().unwrap_or_else(|e| panic!("{fix}: {e}"));
+        assert!(one_call(|c| c.backoff = fixed).findings.is_empty(), "{fix}");
+    }
 }
 
 #[test]

@@ -70,3 +70,32 @@ fn a_long_cycle_is_cut_short_in_its_message() {
         .contains("s00000 -> s00001 -> s00002 -> s00003 -> ... -> s09996 -> s09997 -> s09998 -> s09999 -> s00000"));
     assert_eq!(finding.value, Some(10_000.0));
 }
+
+#[test]
+fn a_call_closing_a_cycle_gets_call_cycle_only() {
+    // a works 200 ms and calls itself with 100: were the call weighed against a's figures, it
+    // would be an inversion and cut into a's latency.
+    let report = Builder::new("a")
+        .service("a", |s| {
+            s.latency = fixed_latency(200);
+            s.instances = 2;
+        })
+        .call("a", "a", timed(100))
+        .entry(|e| e.timeout = ms(150))
+        .check();
+    assert_eq!(
+        found(&report),
+        [
+            ("entry-budget", "a".to_string()),
+            ("call-cycle", "a->a".to_string())
+        ]
+    );
+    // The entry's own work is over budget; the cycle's call is never named as the place to cut.
+    let finding = only(&report, "entry-budget");
+    assert!(
+        finding.fix.starts_with("a's own work alone"),
+        "{}",
+        finding.fix
+    );
+    assert!(!finding.fix.contains("a -> a"), "{}", finding.fix);
+}

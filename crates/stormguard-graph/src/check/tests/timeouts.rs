@@ -1,5 +1,7 @@
 //! Each timeout rule, firing and not.
 
+use std::time::Duration;
+
 use stormguard::estimate::LogNormal;
 
 use super::*;
@@ -17,6 +19,12 @@ fn missing_timeout_fires_without_one_and_names_a_timeout_covering_the_callee() {
     assert_eq!(finding.severity, Severity::Error);
     // max(b's worst case 7 ms, its p99.9 7 ms + 1 ms round trip).
     assert_eq!(finding.fix, "timeout = \"8ms\"");
+    let fixed = Builder::new("a")
+        .service("b", |s| s.latency = fixed_latency(7))
+        .call("a", "b", timed(8))
+        .call("a", "c", timed(100))
+        .check();
+    assert!(fixed.findings.is_empty(), "{:#?}", fixed.findings);
 }
 
 #[test]
@@ -29,6 +37,13 @@ fn missing_connect_timeout_fires_without_one_only() {
     assert_eq!(place(finding), "a->b");
     assert_eq!(finding.severity, Severity::Warning);
     assert_eq!(finding.fix, "connect_timeout = \"3ms\"");
+    let fixed = Builder::new("a")
+        .call("a", "b", |c| {
+            c.timeout = Some(ms(100));
+            c.connect_timeout = Some(ms(3));
+        })
+        .check();
+    assert!(fixed.findings.is_empty(), "{:#?}", fixed.findings);
 }
 
 #[test]
@@ -92,36 +107,204 @@ fn timeout_inversion_fires_when_the_callee_outlasts_the_timeout() {
     assert!(approx(finding.value.unwrap(), 106.0));
     assert_eq!(finding.limit, Some(50.0));
     assert!(finding.message.contains("106ms"), "{}", finding.message);
-    assert!(finding.fix.contains("propagate_deadline = true"));
+    // b calls c, so cutting its calls and propagating the deadline are the alternatives.
+    assert_eq!(
+        finding.fix,
+        "timeout = \"106ms\" on a -> b, which covers b's worst case; or cut the timeouts or \
+         attempts of b's calls until its worst case is under 50ms; or propagate_deadline = true, \
+         so that b can stop when a gives up"
+    );
+    // Nothing below b retries: b only still works.
+    assert!(
+        finding.message.contains("while b still works,"),
+        "{}",
+        finding.message
+    );
     assert!(fired(&inversion(200, false), "timeout-inversion").is_empty());
+    // The value the fix names stops the rule.
+    assert!(fired(&inversion(106, false), "timeout-inversion").is_empty());
+}
+
+#[test]
+fn timeout_inversion_says_retries_only_when_something_below_retries() {
+    let report = Builder::new("a")
+        .service("b", |s| s.latency = fixed_latency(1))
+        .call("a", "b", timed(50))
+        .call("b", "c", timed(500))
+        .call("c", "d", retrying(100))
+        .instances_everywhere(2)
+        .check();
+    let finding = only(&report, "timeout-inversion");
+    assert!(
+        finding.message.contains("while b still works and retries"),
+        "{}",
+        finding.message
+    );
+}
+
+fn leaf_inversion(timeout: u64) -> Report {
+    Builder::new("a")
+        .service("b", |s| s.latency = fixed_latency(200))
+        .call("a", "b", timed(timeout))
+        .check()
+}
+
+#[test]
+fn timeout_inversion_on_a_callee_without_calls_names_only_the_timeout() {
+    let report = leaf_inversion(100);
+    let finding = only(&report, "timeout-inversion");
+    // b's own 200 ms, plus the round trip so that its p99.9 is not cut either.
+    assert_eq!(
+        finding.fix,
+        "timeout = \"201ms\" on a -> b, which covers b's worst case"
+    );
+    assert!(!finding.message.contains("retries"), "{}", finding.message);
+    let fixed = leaf_inversion(201);
+    assert!(fired(&fixed, "timeout-inversion").is_empty());
+    assert!(fired(&fixed, "timeout-below-latency").is_empty());
 }
 
 #[test]
 fn timeout_inversion_is_info_when_the_deadline_is_propagated() {
     let report = inversion(50, true);
-    assert_eq!(only(&report, "timeout-inversion").severity, Severity::Info);
+    let finding = only(&report, "timeout-inversion");
+    assert_eq!(finding.severity, Severity::Info);
     assert_eq!(report.summary.infos, 1);
-}
-
-#[test]
-fn entry_budget_fires_when_the_entry_outlasts_the_user() {
-    let graph = |budget: u64| {
-        Builder::new("web")
-            .call("web", "api", timed(200))
-            .entry(|e| e.timeout = ms(budget))
-            .check()
-    };
-    let report = graph(100);
-    let finding = only(&report, "entry-budget");
-    assert_eq!(place(finding), "web");
-    assert_eq!(finding.limit, Some(100.0));
-    assert!(finding.value.unwrap() > 205.0);
     assert!(
-        finding.fix.contains("web -> api (205ms)"),
+        finding.fix.starts_with(
+            "nothing to set if b stops at the propagated deadline; otherwise timeout = \"106ms\""
+        ),
         "{}",
         finding.fix
     );
-    assert!(fired(&graph(1000), "entry-budget").is_empty());
+    assert!(fired(&inversion(106, true), "timeout-inversion").is_empty());
+}
+
+fn over_budget(budget: u64, timeout: u64) -> Report {
+    Builder::new("web")
+        .service("web", |s| s.latency = fixed_latency(20))
+        .call("web", "api", timed(timeout))
+        .entry(|e| e.timeout = ms(budget))
+        .check()
+}
+
+#[test]
+fn entry_budget_fires_when_the_entry_outlasts_the_user_and_names_the_timeout_that_fits() {
+    // web: 20 ms own + 5 connect + 200 = 225 ms; 100 ms leave 80 for the call, 75 to wait.
+    let report = over_budget(100, 200);
+    let finding = only(&report, "entry-budget");
+    assert_eq!(place(finding), "web");
+    assert_eq!((finding.value, finding.limit), (Some(225.0), Some(100.0)));
+    assert_eq!(
+        finding.fix,
+        "timeout = \"75ms\" on web -> api: the call may take 205ms now, and web then works at \
+         most 100ms, within the 100ms a user waits"
+    );
+    assert!(fired(&over_budget(100, 75), "entry-budget").is_empty());
+    assert_eq!(fired(&over_budget(100, 76), "entry-budget"), ["web"]);
+    assert!(fired(&over_budget(1000, 200), "entry-budget").is_empty());
+}
+
+fn mux_like(set: impl Fn(&str, &mut Call)) -> Report {
+    // mux: 10 ms own + max(10 + 300, 10 + 500) + 10 * (10 + 150) = 2120 ms, 120 ms over 2 s.
+    Builder::new("mux")
+        .service("mux", |s| s.latency = fixed_latency(10))
+        .call("mux", "users", |c| {
+            timed(300)(c);
+            c.connect_timeout = Some(ms(10));
+            c.parallel = true;
+            set("users", c);
+        })
+        .call("mux", "recs", |c| {
+            timed(500)(c);
+            c.connect_timeout = Some(ms(10));
+            c.parallel = true;
+            set("recs", c);
+        })
+        .call("mux", "items", |c| {
+            timed(150)(c);
+            c.connect_timeout = Some(ms(10));
+            c.count = 10;
+            set("items", c);
+        })
+        .entry(|e| e.timeout = ms(2000))
+        .check()
+}
+
+#[test]
+fn entry_budget_cuts_the_costliest_call_by_its_count_and_attempts() {
+    let report = mux_like(|_, _| {});
+    let finding = only(&report, "entry-budget");
+    // 10 calls of at most 1600 - 120 = 1480 ms in all: 148 ms each, 138 ms after connecting.
+    assert!(
+        finding
+            .fix
+            .starts_with("timeout = \"138ms\" on mux -> items:"),
+        "{}",
+        finding.fix
+    );
+    let fixed = mux_like(|to, c| {
+        if to == "items" {
+            c.timeout = Some(ms(138));
+        }
+    });
+    assert!(fired(&fixed, "entry-budget").is_empty());
+}
+
+#[test]
+fn entry_budget_cuts_every_call_of_a_parallel_run_above_the_target() {
+    // 10 + max(1600, 1605) + 410 = 2025 ms: the run must come down by 25 ms, to 1580 ms.
+    let costly_run = |to: &str, c: &mut Call| match to {
+        "items" => {
+            c.count = 1;
+            c.timeout = Some(ms(400));
+        }
+        "users" => c.timeout = Some(ms(1590)),
+        _ => c.timeout = Some(ms(1595)),
+    };
+    let report = mux_like(costly_run);
+    let finding = only(&report, "entry-budget");
+    assert_eq!(
+        finding.fix,
+        "timeout = \"1570ms\" on mux -> users and timeout = \"1570ms\" on mux -> recs: the \
+         parallel run may take 1605ms now, and mux then works at most 2s, within the 2s a user \
+         waits"
+    );
+    let fixed = mux_like(|to, c| {
+        costly_run(to, c);
+        if to != "items" {
+            c.timeout = Some(ms(1570));
+        }
+    });
+    assert!(fired(&fixed, "entry-budget").is_empty());
+}
+
+#[test]
+fn entry_budget_says_how_much_to_cut_when_no_one_call_can() {
+    // 10 ms own + two calls of 5 + 100 ms, budget 100 ms: 120 ms to cut, each call has 100.
+    let report = Builder::new("web")
+        .service("web", |s| s.latency = fixed_latency(10))
+        .call("web", "a", timed(100))
+        .call("web", "b", timed(100))
+        .entry(|e| e.timeout = ms(100))
+        .check();
+    assert_eq!(
+        only(&report, "entry-budget").fix,
+        "no one call can absorb it: cut 120ms in total from the timeouts or attempts of web's \
+         calls, costliest first: web -> a (105ms), web -> b (105ms); or entry.timeout = \"220ms\""
+    );
+    let own = Builder::new("web")
+        .service("web", |s| s.latency = fixed_latency(150))
+        .call("web", "a", timed(100))
+        .entry(|e| e.timeout = ms(100))
+        .check();
+    assert!(
+        only(&own, "entry-budget")
+            .fix
+            .starts_with("web's own work alone may take 150ms (its p99.9)"),
+        "{:?}",
+        own.findings
+    );
 }
 
 fn below_latency(timeout: u64) -> Report {
@@ -149,6 +332,14 @@ fn timeout_below_latency_reports_the_false_timeout_rate_and_a_timeout_that_keeps
     let fixed = (fit.quantile(0.999).as_secs_f64() * 1000.0 + 1.0).ceil() as u64;
     assert_eq!(fixed, 87);
     assert_eq!(finding.fix, "timeout = \"87ms\"");
+    // The round trip is part of what the timeout covers, and the message says so.
+    assert!(
+        finding
+            .message
+            .contains("timeout 40ms leaves 39ms for b's work after the 1ms round trip"),
+        "{}",
+        finding.message
+    );
     assert!(fired(&below_latency(fixed), "timeout-below-latency").is_empty());
     assert_eq!(
         fired(&below_latency(fixed - 1), "timeout-below-latency"),
@@ -168,9 +359,33 @@ fn same_timeout_everywhere_fires_once_per_value_shared_across_depths() {
     assert_eq!(place(finding), "a->b");
     assert_eq!(finding.value, Some(3.0));
     assert!(finding.message.contains("(0, 2, 3)"), "{}", finding.message);
-    assert!(finding
-        .fix
-        .contains("1s from depth 0, 500ms from depth 2, 250ms from depth 3"));
+    assert_eq!(
+        finding.fix,
+        "timeouts that shrink with depth, each under its caller's: 1s from depth 0, 500ms from \
+         depth 2, 250ms from depth 3"
+    );
+    // The fix, set, stops the rule (b -> c keeps its own 500 ms, now unshared at depth 1).
+    let fixed = Builder::new("a")
+        .call("a", "b", timed(1000))
+        .call("b", "c", timed(500))
+        .call("c", "d", timed(500))
+        .call("d", "e", timed(250))
+        .check();
+    assert!(fired(&fixed, "same-timeout-everywhere").is_empty());
+}
+
+#[test]
+fn same_timeout_everywhere_spells_out_four_depths_then_says_halve() {
+    let mut builder = Builder::new("s0");
+    for k in 0..6 {
+        builder = builder.call(&format!("s{k}"), &format!("s{}", k + 1), timed(800));
+    }
+    let report = builder.check();
+    assert_eq!(
+        only(&report, "same-timeout-everywhere").fix,
+        "timeouts that shrink with depth, each under its caller's: 800ms from depth 0, 400ms \
+         from depth 1, 200ms from depth 2, 100ms from depth 3, halving again for each depth below"
+    );
 }
 
 #[test]
@@ -186,4 +401,76 @@ fn same_timeout_everywhere_needs_three_calls_and_two_depths() {
         .call("b", "c", timed(1000))
         .check();
     assert!(fired(&two_calls, "same-timeout-everywhere").is_empty());
+}
+
+#[test]
+fn connect_timeout_fixes_are_exact_and_fire_neither_connect_rule() {
+    let with = |rtt: Duration, multiple: f64, connect: Duration| {
+        Builder::new("a")
+            .call("a", "b", |c| {
+                timed(100)(c);
+                c.rtt = rtt;
+                c.connect_timeout = Some(connect);
+            })
+            .config(|k| k.connect_timeout_rtt_multiple = multiple)
+            .check()
+    };
+    let fix_of = |report: &Report| {
+        let finding = report
+            .findings
+            .iter()
+            .find(|f| f.rule.starts_with("connect-timeout"))
+            .unwrap();
+        let text = finding.fix.strip_prefix("connect_timeout = \"").unwrap();
+        stormguard::duration::parse(text.strip_suffix('"').unwrap()).unwrap()
+    };
+    // Three round trips of 3 ms is 9 ms, not 9001 us.
+    let report = with(ms(3), 10.0, ms(3));
+    assert_eq!(
+        only(&report, "connect-timeout-below-rtt").fix,
+        "connect_timeout = \"9ms\""
+    );
+    let rtts = [
+        Duration::from_micros(1),
+        Duration::from_micros(333),
+        ms(3),
+        Duration::from_nanos(1_234_567),
+        ms(70),
+    ];
+    for rtt in rtts {
+        for multiple in [1.5, 2.5, 3.0, 7.3, 10.0] {
+            for connect in [rtt, rtt * 100] {
+                let report = with(rtt, multiple, connect);
+                let fixed = with(rtt, multiple, fix_of(&report));
+                assert!(
+                    fixed.findings.is_empty(),
+                    "rtt {rtt:?}, multiple {multiple}: {:#?}",
+                    fixed.findings
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn connect_timeout_too_long_compares_durations_at_the_exact_limit() {
+    // 0.3 ms * 10 is 3 ms; in float ms it is 3.0000000000000004 and 3 ms would pass by noise
+    // only; 3 ms + 1 ns must fire.
+    let graph = |connect: Duration| {
+        Builder::new("a")
+            .call("a", "b", |c| {
+                timed(100)(c);
+                c.rtt = Duration::from_micros(300);
+                c.connect_timeout = Some(connect);
+            })
+            .check()
+    };
+    assert!(fired(&graph(ms(3)), "connect-timeout-too-long").is_empty());
+    assert_eq!(
+        fired(
+            &graph(ms(3) + Duration::from_nanos(1)),
+            "connect-timeout-too-long"
+        ),
+        ["a->b"]
+    );
 }

@@ -17,4 +17,5 @@
 //! a whole service graph builds on the same event loop once those agree.
 #![deny(missing_docs)]
 
+pub mod engine;
 pub mod experiment;

@@ -1,0 +1,172 @@
+//! What a caller does: its calls in order, each attempt's instance and timeout, and every retry
+//! decision, all taken by the policy core exactly as the proxy takes them.
+
+use std::time::Duration;
+
+use stormguard::classify::AttemptResult;
+use stormguard::deadline::Deadline;
+use stormguard::instance::choose;
+use stormguard::policy::{Decision, GiveUp};
+
+use super::events::Event;
+use super::model::{nanos, NO_TIMEOUT};
+use super::slab::Key;
+use super::state::{Attempt, CallRun, Caller, Sim};
+
+impl Sim<'_> {
+    fn deadline(&self, at: Option<u64>) -> Option<Deadline> {
+        at.map(|t| Deadline::at(self.instant(t)))
+    }
+
+    /// Starts the job's current run of calls, or answers when none is left.
+    pub(crate) fn run_calls(&mut self, key: Key) {
+        let job = self.jobs.get(key).expect("a calling job is alive");
+        let runs = &self.model.services[job.service].runs;
+        let Some(run) = runs.get(job.step) else {
+            self.respond(key, true);
+            return;
+        };
+        let deadline = job.deadline;
+        // Set before any call starts: a call that ends at once must not see the run finished.
+        self.jobs.get_mut(key).expect("alive").outstanding = run.len();
+        for &edge in run {
+            let call = self.runs.insert(CallRun {
+                job: key,
+                edge,
+                reps_left: self.model.edges[edge].count.max(1),
+                retry: None,
+                tried: Vec::new(),
+                deadline,
+            });
+            self.start_repetition(call);
+        }
+    }
+
+    /// One repetition of a call: a fresh retry state, unless the deadline leaves no time.
+    fn start_repetition(&mut self, key: Key) {
+        let run = self.runs.get(key).expect("a started call is alive");
+        let policy = &self.model.edges[run.edge].policy;
+        let now = self.instant(self.now);
+        let deadline = self.deadline(run.deadline);
+        if deadline.is_some() && !policy.should_start(deadline, now, Duration::ZERO) {
+            self.finish_call(key, false);
+            return;
+        }
+        let state = policy.begin(now);
+        let run = self.runs.get_mut(key).expect("alive");
+        run.retry = Some(state);
+        run.tried.clear();
+        self.send_attempt(key);
+    }
+
+    /// Sends one attempt to the instance `choose` picks, with the timeout the policy gives it.
+    pub(crate) fn send_attempt(&mut self, key: Key) {
+        let run = self.runs.get(key).expect("a retrying call is alive");
+        let edge = &self.model.edges[run.edge];
+        let deadline = self.deadline(run.deadline);
+        let Some(timeout) = edge
+            .policy
+            .attempt_timeout(deadline, self.instant(self.now), None)
+        else {
+            self.finish_call(key, false);
+            return;
+        };
+        let timeout = nanos(timeout);
+        let instance = choose(&self.loads[edge.to], &run.tried, &mut self.policy_rng)
+            .expect("every service has an instance");
+        let attempt = Attempt {
+            caller: Caller::Run(key),
+            service: edge.to,
+            instance,
+            half_rtt: edge.half_rtt,
+            sent_at: self.now,
+            connect_timeout: edge.connect_timeout,
+            deadline: edge
+                .propagate_deadline
+                .then(|| self.now.saturating_add(timeout)),
+            caller_done: false,
+            callee_done: false,
+            abandoned: false,
+            blackholed: false,
+        };
+        let (edge_index, half_rtt) = (run.edge, edge.half_rtt);
+        self.runs.get_mut(key).expect("alive").tried.push(instance);
+        self.calls[edge_index].attempts += 1;
+        let attempt = self.attempts.insert(attempt);
+        self.agenda
+            .schedule(self.now + half_rtt, Event::Arrive(attempt));
+        // A call without a timeout waits as long as it takes; its event would only sit in the
+        // heap for the whole run.
+        if timeout < nanos(NO_TIMEOUT) {
+            self.agenda.schedule(
+                self.now.saturating_add(timeout),
+                Event::AttemptTimeout(attempt),
+            );
+        }
+    }
+
+    /// An attempt's outcome reached the caller: the policy decides what comes next.
+    pub(crate) fn run_result(&mut self, key: Key, result: AttemptResult) {
+        let now = self.instant(self.now);
+        let run = self.runs.get(key).expect("a call outlives its attempts");
+        let deadline = self.deadline(run.deadline);
+        let edge_index = run.edge;
+        let edge = &self.model.edges[edge_index];
+        let run = self.runs.get_mut(key).expect("alive");
+        let state = run.retry.as_mut().expect("begun before any attempt");
+        let decision = edge.policy.decide(
+            state,
+            result,
+            edge.idempotent,
+            deadline,
+            now,
+            &mut self.policy_rng,
+        );
+        match decision {
+            Decision::Success => {
+                if run.reps_left > 1 {
+                    run.reps_left -= 1;
+                    self.start_repetition(key);
+                } else {
+                    self.finish_call(key, true);
+                }
+            }
+            Decision::Retry { after, .. } => {
+                self.calls[edge_index].retries += 1;
+                if after.is_zero() {
+                    self.send_attempt(key);
+                } else {
+                    let at = self.now.saturating_add(nanos(after));
+                    self.agenda.schedule(at, Event::Retry(key));
+                }
+            }
+            Decision::GiveUp(reason) => {
+                if matches!(reason, GiveUp::Denied(..)) {
+                    self.calls[edge_index].retries_denied += 1;
+                }
+                self.finish_call(key, false);
+            }
+        }
+    }
+
+    /// A call is over; when it was the last of its run, the request moves on or fails.
+    fn finish_call(&mut self, key: Key, success: bool) {
+        let run = self.runs.remove(key).expect("a call finishes once");
+        let required = self.model.edges[run.edge].required;
+        let job = self
+            .jobs
+            .get_mut(run.job)
+            .expect("a job waits for its calls");
+        job.failed |= !success && required;
+        job.outstanding -= 1;
+        if job.outstanding > 0 {
+            return;
+        }
+        if job.failed {
+            self.respond(run.job, false);
+        } else {
+            job.step += 1;
+            self.run_calls(run.job);
+        }
+    }
+}

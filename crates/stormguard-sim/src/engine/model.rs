@@ -1,0 +1,313 @@
+//! The graph turned into what the event loop needs: indices instead of names, nanoseconds
+//! instead of durations, one retry policy per call edge, and faults and load per service.
+//!
+//! Everything that can be wrong with the input is found here, before the first event, so the
+//! loop itself cannot fail.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stormguard::budget::{RetryBudget, TokenBucket, TokenBucketConfig};
+use stormguard::classify::Classifier;
+use stormguard::deadline::DeadlinePolicy;
+use stormguard::estimate::LogNormal;
+use stormguard::policy::{Limiter, RetryPolicy};
+use stormguard_graph::model::{Call, Graph, LimiterSpec};
+
+use super::SimError;
+
+/// The per-try timeout of a call the file gave none: a year, long enough never to fire in a run,
+/// which is what no timeout means.
+pub(crate) const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// How long a run lasts when neither the caller nor a scenario says.
+pub(crate) const DEFAULT_DURATION: Duration = Duration::from_secs(60);
+
+/// The window a retry budget counts requests over: Finagle's and linkerd's 10 s.
+const BUDGET_TTL: Duration = Duration::from_secs(10);
+
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A service as the loop sees it.
+pub(crate) struct ServiceModel {
+    pub(crate) name: String,
+    pub(crate) instances: usize,
+    pub(crate) concurrency: u32,
+    pub(crate) queue: usize,
+    pub(crate) work: LogNormal,
+    pub(crate) contention: u64,
+    /// Its calls as runs: each run's edges start together, the runs one after another.
+    pub(crate) runs: Vec<Vec<usize>>,
+    pub(crate) faults: Vec<FaultWindow>,
+}
+
+/// One call edge with its policy, shared by every instance of the caller, as in the proxy.
+pub(crate) struct EdgeModel {
+    pub(crate) from: usize,
+    pub(crate) to: usize,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) half_rtt: u64,
+    pub(crate) connect_timeout: Option<u64>,
+    pub(crate) idempotent: bool,
+    pub(crate) required: bool,
+    pub(crate) count: u32,
+    pub(crate) propagate_deadline: bool,
+}
+
+/// A fault on some of a service's instances for a window of virtual time.
+pub(crate) struct FaultWindow {
+    from: u64,
+    to: u64,
+    slowdown: f64,
+    error_rate: f64,
+    down: bool,
+    blackhole: bool,
+    instances: usize,
+}
+
+/// The state an instance is in at one instant, all active faults combined.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Condition {
+    pub(crate) slowdown: f64,
+    pub(crate) error_rate: f64,
+    pub(crate) down: bool,
+    pub(crate) blackhole: bool,
+}
+
+impl ServiceModel {
+    pub(crate) fn condition(&self, instance: usize, t: u64) -> Condition {
+        let mut c = Condition {
+            slowdown: 1.0,
+            error_rate: 0.0,
+            down: false,
+            blackhole: false,
+        };
+        for f in &self.faults {
+            if instance < f.instances && f.from <= t && t < f.to {
+                c.slowdown *= f.slowdown;
+                // Independent faults: an attempt survives only if it survives each.
+                c.error_rate = 1.0 - (1.0 - c.error_rate) * (1.0 - f.error_rate);
+                c.down |= f.down;
+                c.blackhole |= f.blackhole;
+            }
+        }
+        c
+    }
+}
+
+/// User load over time: a base rate, overridden by load steps while they last (the last step
+/// listed wins where steps overlap).
+pub(crate) struct Load {
+    pub(crate) base: f64,
+    pub(crate) steps: Vec<(u64, u64, f64)>,
+    pub(crate) end: u64,
+}
+
+impl Load {
+    fn rate_at(&self, t: u64) -> f64 {
+        self.steps
+            .iter()
+            .rev()
+            .find(|(from, to, _)| *from <= t && t < *to)
+            .map_or(self.base, |step| step.2)
+    }
+
+    fn next_change(&self, t: u64) -> u64 {
+        self.steps
+            .iter()
+            .flat_map(|&(from, to, _)| [from, to])
+            .filter(|&b| b > t)
+            .fold(self.end, u64::min)
+    }
+
+    /// The next arrival after `t` of a Poisson process whose rate follows the steps, or `None`
+    /// once users stop arriving. At a change of rate the draw starts afresh, which is exact for
+    /// a memoryless process.
+    pub(crate) fn next_arrival(
+        &self,
+        mut t: u64,
+        uniform: &mut impl FnMut() -> f64,
+    ) -> Option<u64> {
+        while t < self.end {
+            let rate = self.rate_at(t);
+            let change = self.next_change(t);
+            if rate > 0.0 && rate.is_finite() {
+                let gap = -(1.0 - uniform()).ln() / rate * 1e9;
+                let at = t.saturating_add(gap as u64);
+                if at < change {
+                    return Some(at);
+                }
+            }
+            t = change;
+        }
+        None
+    }
+}
+
+/// The whole run as the loop needs it.
+pub(crate) struct Model {
+    pub(crate) services: Vec<ServiceModel>,
+    pub(crate) edges: Vec<EdgeModel>,
+    pub(crate) entry: usize,
+    pub(crate) user_timeout: u64,
+    pub(crate) load: Load,
+    pub(crate) duration: Duration,
+}
+
+fn index_of(graph: &Graph, name: &str, context: &str) -> Result<usize, SimError> {
+    graph
+        .services
+        .keys()
+        .position(|n| n == name)
+        .ok_or_else(|| SimError::UnknownService {
+            service: name.to_string(),
+            context: context.to_string(),
+        })
+}
+
+fn limiter(from: &str, call: &Call) -> Result<Limiter, SimError> {
+    let error = |source| SimError::Limiter {
+        edge: format!("{from}->{}", call.to),
+        source,
+    };
+    Ok(match call.limiter {
+        None => Limiter::Unlimited,
+        Some(LimiterSpec::Budget { ratio, min_per_sec }) => Limiter::Budget(Arc::new(
+            RetryBudget::new(BUDGET_TTL, min_per_sec, ratio).map_err(error)?,
+        )),
+        Some(LimiterSpec::TokenBucket {
+            capacity,
+            retry_cost,
+            timeout_cost,
+        }) => Limiter::Bucket(Arc::new(
+            TokenBucket::new(TokenBucketConfig {
+                capacity,
+                retry_cost,
+                timeout_retry_cost: timeout_cost,
+                ..TokenBucketConfig::default()
+            })
+            .map_err(error)?,
+        )),
+    })
+}
+
+fn policy(from: &str, call: &Call) -> Result<RetryPolicy, SimError> {
+    Ok(RetryPolicy {
+        max_attempts: call.max_attempts.max(1),
+        backoff: call.backoff,
+        classifier: Classifier::default(),
+        limiter: limiter(from, call)?,
+        deadline: DeadlinePolicy {
+            per_try_timeout: call.timeout.unwrap_or(NO_TIMEOUT),
+            ..DeadlinePolicy::default()
+        },
+        overall_timeout: None,
+        expected_latency: Duration::ZERO,
+        idempotent: Some(call.idempotent),
+        adaptive_timeout: None,
+        propagate_deadline: call.propagate_deadline,
+    })
+}
+
+pub(crate) fn build(
+    graph: &Graph,
+    scenario: Option<&str>,
+    duration: Option<Duration>,
+) -> Result<Model, SimError> {
+    let scenario = match scenario {
+        None => None,
+        Some(name) => Some(graph.scenarios.get(name).ok_or_else(|| {
+            SimError::UnknownScenario {
+                name: name.to_string(),
+                known: graph
+                    .scenarios
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        })?),
+    };
+    let duration = duration
+        .or(scenario.map(|s| s.duration))
+        .unwrap_or(DEFAULT_DURATION);
+    let mut services = Vec::with_capacity(graph.services.len());
+    let mut edges = Vec::new();
+    for (name, service) in &graph.services {
+        let from = services.len();
+        let work = LogNormal::fit(service.latency.p50, service.latency.p99).map_err(|source| {
+            SimError::Latency {
+                service: name.clone(),
+                source,
+            }
+        })?;
+        let mut runs: Vec<Vec<usize>> = Vec::new();
+        let mut last_parallel = false;
+        for call in &service.calls {
+            let edge = edges.len();
+            edges.push(EdgeModel {
+                from,
+                to: index_of(graph, &call.to, &format!("called by {name}"))?,
+                policy: policy(name, call)?,
+                half_rtt: nanos(call.rtt) / 2,
+                connect_timeout: call.connect_timeout.map(nanos),
+                idempotent: call.idempotent,
+                required: call.required,
+                count: call.count,
+                propagate_deadline: call.propagate_deadline,
+            });
+            match runs.last_mut() {
+                Some(run) if call.parallel && last_parallel => run.push(edge),
+                _ => runs.push(vec![edge]),
+            }
+            last_parallel = call.parallel;
+        }
+        services.push(ServiceModel {
+            name: name.clone(),
+            instances: service.instances.max(1) as usize,
+            concurrency: service.concurrency.max(1),
+            queue: service.queue as usize,
+            work,
+            contention: nanos(service.contention),
+            runs,
+            faults: Vec::new(),
+        });
+    }
+    let mut base = graph.entry.rate;
+    let mut steps = Vec::new();
+    if let Some(scenario) = scenario {
+        base = scenario.rate.unwrap_or(base);
+        for fault in &scenario.faults {
+            let s = index_of(graph, &fault.service, "named by a fault")?;
+            let instances = services[s].instances;
+            services[s].faults.push(FaultWindow {
+                from: nanos(fault.from),
+                to: nanos(fault.to),
+                slowdown: fault.slowdown,
+                error_rate: fault.error_rate,
+                down: fault.down,
+                blackhole: fault.blackhole,
+                instances: fault.instances.map_or(instances, |n| n as usize),
+            });
+        }
+        steps = scenario
+            .load
+            .iter()
+            .map(|step| (nanos(step.from), nanos(step.to), step.rate))
+            .collect();
+    }
+    Ok(Model {
+        entry: index_of(graph, &graph.entry.service, "the entry service")?,
+        user_timeout: nanos(graph.entry.timeout),
+        load: Load {
+            base,
+            steps,
+            end: nanos(duration),
+        },
+        services,
+        edges,
+        duration,
+    })
+}

@@ -1,0 +1,92 @@
+//! What a run measured: the figures a report or a test reads.
+//!
+//! Counts are kept as integers and times as seconds computed once at the end from integer
+//! nanoseconds, so two runs of the same seed compare equal bit for bit.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The figures of one run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The seed the run used, so that a figure can be replayed.
+    pub seed: u64,
+    /// How long users kept arriving.
+    pub duration: Duration,
+    /// When the last event happened: after `duration`, the run drains the requests still in
+    /// flight so that every user request is counted whole.
+    pub drained_at: Duration,
+    /// What the users saw.
+    pub users: UserStats,
+    /// Per service, by name.
+    pub services: BTreeMap<String, ServiceStats>,
+    /// Per call edge, in the graph's order (services by name, then their calls in order).
+    pub calls: Vec<CallStats>,
+}
+
+impl Outcome {
+    /// Attempts at `service` per user request: the load one user request puts on it, the figure
+    /// that shows retry amplification. `None` for an unknown service or a run without users.
+    pub fn amplification(&self, service: &str) -> Option<f64> {
+        let stats = self.services.get(service)?;
+        (self.users.requests > 0).then(|| stats.attempts as f64 / self.users.requests as f64)
+    }
+}
+
+/// What the users saw.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UserStats {
+    /// User requests that arrived.
+    pub requests: u64,
+    /// Those answered with success within the user's timeout.
+    pub succeeded: u64,
+    /// Latency of each successful user request, in nanoseconds, sorted, for any percentile.
+    pub latency_ns: Vec<u64>,
+}
+
+/// One service's figures, summed over its instances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceStats {
+    /// Attempts sent to it, whatever became of them.
+    pub attempts: u64,
+    /// Attempts it answered with success.
+    pub succeeded: u64,
+    /// Attempts it answered with a failure: an injected error, or a required call that failed.
+    pub failed: u64,
+    /// Attempts turned away at once because workers and queue were full (a fast 503).
+    pub rejected: u64,
+    /// Attempts that found the instance down (refused) or blackholed (never answered).
+    pub unreachable: u64,
+    /// Attempts whose caller gave up before the answer came back.
+    pub timed_out: u64,
+    /// Queued attempts dropped because their propagated deadline had passed.
+    pub dropped: u64,
+    /// Seconds of own work finished for callers that had already given up (at any level above).
+    pub wasted_work_s: f64,
+    /// Seconds of own work done, over all instances: utilisation is this over duration times
+    /// instances times concurrency.
+    pub work_s: f64,
+    /// Attempts that left the queue to start work.
+    pub started: u64,
+    /// Seconds those attempts waited in the queue, summed; divided by `started`, the mean wait.
+    pub queue_wait_s: f64,
+    /// The longest queue any one instance had.
+    pub max_queue: u64,
+}
+
+/// One call edge's figures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallStats {
+    /// The calling service.
+    pub from: String,
+    /// The service called.
+    pub to: String,
+    /// Attempts sent, first tries and retries.
+    pub attempts: u64,
+    /// Retries the policy allowed.
+    pub retries: u64,
+    /// Retries the budget or token bucket refused.
+    pub retries_denied: u64,
+    /// Attempts ended by the per-attempt or connect timeout.
+    pub timeouts: u64,
+}

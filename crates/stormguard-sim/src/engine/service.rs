@@ -1,0 +1,183 @@
+//! What happens on an instance: admission (fault, worker, queue or a fast 503), own work, the
+//! answer, and the next request taken from the queue.
+
+use super::events::{Answer, Event};
+use super::slab::Key;
+use super::state::{Caller, Job, Sim};
+use rand::Rng;
+
+impl Sim<'_> {
+    /// An attempt reaches its instance.
+    pub(crate) fn arrive(&mut self, key: Key) {
+        let Some(attempt) = self.attempts.get_mut(key) else {
+            return;
+        };
+        let (s, i, half_rtt) = (attempt.service, attempt.instance, attempt.half_rtt);
+        let service = &self.model.services[s];
+        self.tallies[s].attempts += 1;
+        let condition = service.condition(i, self.now);
+        if condition.down || condition.blackhole {
+            attempt.callee_done = true;
+            self.tallies[s].unreachable += 1;
+            if condition.down {
+                self.agenda
+                    .schedule(self.now + half_rtt, Event::Response(key, Answer::Refused));
+            } else {
+                attempt.blackholed = true;
+                if let Some(timeout) = attempt.connect_timeout {
+                    let at = attempt.sent_at.saturating_add(timeout).max(self.now);
+                    self.agenda.schedule(at, Event::ConnectTimeout(key));
+                }
+            }
+            return;
+        }
+        if condition.error_rate > 0.0 && self.work_rng.random::<f64>() < condition.error_rate {
+            self.tallies[s].failed += 1;
+            self.answer_at_once(key, half_rtt);
+            return;
+        }
+        let instance = &self.instances[s][i];
+        let has_worker = instance.busy < service.concurrency;
+        if !has_worker && instance.queue.len() >= service.queue {
+            self.tallies[s].rejected += 1;
+            self.answer_at_once(key, half_rtt);
+            return;
+        }
+        let deadline = attempt.deadline;
+        let job = self.jobs.insert(Job {
+            service: s,
+            instance: i,
+            parent: key,
+            deadline,
+            queued_at: self.now,
+            work: 0,
+            step: 0,
+            outstanding: 0,
+            failed: false,
+        });
+        self.loads[s][i] += 1;
+        if has_worker {
+            self.start(job);
+        } else {
+            let queue = &mut self.instances[s][i].queue;
+            queue.push_back(job);
+            let len = queue.len() as u64;
+            let tally = &mut self.tallies[s];
+            tally.max_queue = tally.max_queue.max(len);
+        }
+    }
+
+    /// A 503 without work: an injected error or a full queue.
+    fn answer_at_once(&mut self, key: Key, half_rtt: u64) {
+        if let Some(attempt) = self.attempts.get_mut(key) {
+            attempt.callee_done = true;
+        }
+        self.agenda.schedule(
+            self.now + half_rtt,
+            Event::Response(key, Answer::Unavailable),
+        );
+    }
+
+    /// A worker takes the request: its own work begins.
+    fn start(&mut self, key: Key) {
+        let job = self.jobs.get(key).expect("a job being started is alive");
+        let (s, i, queued_at) = (job.service, job.instance, job.queued_at);
+        let service = &self.model.services[s];
+        let instance = &mut self.instances[s][i];
+        let others = u64::from(instance.busy);
+        instance.busy += 1;
+        let condition = service.condition(i, self.now);
+        let own = service.work.sample(&mut self.work_rng).as_nanos() as f64;
+        let contended = own + (service.contention * others) as f64;
+        let work = (contended * condition.slowdown).min(u64::MAX as f64) as u64;
+        let tally = &mut self.tallies[s];
+        tally.started += 1;
+        tally.queue_wait_ns += u128::from(self.now - queued_at);
+        tally.work_ns += u128::from(work);
+        self.jobs.get_mut(key).expect("alive").work = work;
+        self.agenda
+            .schedule(self.now.saturating_add(work), Event::WorkDone(key));
+    }
+
+    /// Own work is done: count it as wasted if someone above gave up, then make the calls.
+    pub(crate) fn work_done(&mut self, key: Key) {
+        let job = self.jobs.get(key).expect("a working job is alive");
+        let (s, work) = (job.service, job.work);
+        if self.abandoned_above(key) {
+            self.tallies[s].wasted_ns += u128::from(work);
+        }
+        self.run_calls(key);
+    }
+
+    /// Whether the attempt this job serves, or any attempt above it, was given up by its caller.
+    ///
+    /// The walk only passes attempts not abandoned, whose callers therefore still wait and are
+    /// alive, so it never meets a freed slot.
+    fn abandoned_above(&self, mut job: Key) -> bool {
+        loop {
+            let parent = self.jobs.get(job).expect("walk meets live jobs").parent;
+            let attempt = self.attempts.get(parent).expect("a job's attempt is alive");
+            if attempt.abandoned {
+                return true;
+            }
+            match attempt.caller {
+                Caller::User => return false,
+                Caller::Run(run) => job = self.runs.get(run).expect("caller waits").job,
+            }
+        }
+    }
+
+    /// The request answers its caller and frees its worker for the next in the queue.
+    pub(crate) fn respond(&mut self, key: Key, success: bool) {
+        let job = self.jobs.remove(key).expect("a job answers once");
+        let (s, i) = (job.service, job.instance);
+        let tally = &mut self.tallies[s];
+        if success {
+            tally.succeeded += 1;
+        } else {
+            tally.failed += 1;
+        }
+        self.instances[s][i].busy -= 1;
+        self.loads[s][i] -= 1;
+        self.finish_for_callee(
+            job.parent,
+            Some(if success {
+                Answer::Ok
+            } else {
+                Answer::Unavailable
+            }),
+        );
+        self.take_next(s, i);
+    }
+
+    /// The callee is done with an attempt; the answer travels back unless the caller left.
+    fn finish_for_callee(&mut self, key: Key, answer: Option<Answer>) {
+        let attempt = self
+            .attempts
+            .get_mut(key)
+            .expect("a job's attempt is alive");
+        attempt.callee_done = true;
+        if let (false, Some(answer)) = (attempt.caller_done, answer) {
+            let at = self.now + attempt.half_rtt;
+            self.agenda.schedule(at, Event::Response(key, answer));
+        }
+        self.release(key);
+    }
+
+    /// Starts the next queued request, dropping those whose propagated deadline has passed:
+    /// their caller has given up, so the work could only be wasted.
+    fn take_next(&mut self, s: usize, i: usize) {
+        while let Some(next) = self.instances[s][i].queue.pop_front() {
+            let deadline = self.jobs.get(next).expect("queued jobs are alive").deadline;
+            if deadline.is_some_and(|d| self.now >= d) {
+                let job = self.jobs.remove(next).expect("alive");
+                self.tallies[s].dropped += 1;
+                self.loads[s][i] -= 1;
+                self.finish_for_callee(job.parent, None);
+                continue;
+            }
+            self.start(next);
+            return;
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The state of a run and its event loop: what is alive, who waits for whom, and the tallies.
+//!
+//! The handlers live beside it: [`super::service`] for what happens on an instance, [`super::call`]
+//! for what a caller does with each attempt's outcome.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use stormguard::backoff::{seeded, JitterRng};
+use stormguard::classify::AttemptResult;
+use stormguard::policy::RetryState;
+
+use super::events::{Agenda, Event};
+use super::model::Model;
+use super::outcome::{CallStats, Outcome, ServiceStats, UserStats};
+use super::slab::{Key, Slab};
+
+/// Who waits for an attempt's answer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Caller {
+    /// A user, at the entry service.
+    User,
+    /// A call of a request on another service.
+    Run(Key),
+}
+
+/// One attempt, alive until both its caller is done with it (answer or timeout) and the callee
+/// is (answered, dropped, or never took it).
+pub(crate) struct Attempt {
+    pub(crate) caller: Caller,
+    pub(crate) service: usize,
+    pub(crate) instance: usize,
+    pub(crate) half_rtt: u64,
+    pub(crate) sent_at: u64,
+    pub(crate) connect_timeout: Option<u64>,
+    /// When the callee may drop it: set only when the edge propagates its deadline.
+    pub(crate) deadline: Option<u64>,
+    pub(crate) caller_done: bool,
+    pub(crate) callee_done: bool,
+    /// The caller gave up on it: work done for it from now on is wasted.
+    pub(crate) abandoned: bool,
+    pub(crate) blackholed: bool,
+}
+
+/// A request an instance accepted: queued, working, or waiting for its calls.
+pub(crate) struct Job {
+    pub(crate) service: usize,
+    pub(crate) instance: usize,
+    pub(crate) parent: Key,
+    pub(crate) deadline: Option<u64>,
+    pub(crate) queued_at: u64,
+    pub(crate) work: u64,
+    /// The run of calls in progress.
+    pub(crate) step: usize,
+    /// Calls of that run not finished yet.
+    pub(crate) outstanding: usize,
+    pub(crate) failed: bool,
+}
+
+/// One call of a request along an edge, through its repetitions and retries.
+pub(crate) struct CallRun {
+    pub(crate) job: Key,
+    pub(crate) edge: usize,
+    pub(crate) reps_left: u32,
+    pub(crate) retry: Option<RetryState>,
+    pub(crate) tried: Vec<usize>,
+    pub(crate) deadline: Option<u64>,
+}
+
+#[derive(Default)]
+pub(crate) struct InstanceState {
+    pub(crate) busy: u32,
+    pub(crate) queue: VecDeque<Key>,
+}
+
+/// A service's counts in integer nanoseconds, turned into [`ServiceStats`] at the end.
+#[derive(Default)]
+pub(crate) struct Tally {
+    pub(crate) attempts: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) rejected: u64,
+    pub(crate) unreachable: u64,
+    pub(crate) timed_out: u64,
+    pub(crate) dropped: u64,
+    pub(crate) wasted_ns: u128,
+    pub(crate) work_ns: u128,
+    pub(crate) started: u64,
+    pub(crate) queue_wait_ns: u128,
+    pub(crate) max_queue: u64,
+}
+
+pub(crate) struct Sim<'m> {
+    pub(crate) model: &'m Model,
+    seed: u64,
+    pub(crate) origin: Instant,
+    pub(crate) now: u64,
+    pub(crate) agenda: Agenda,
+    /// Separate streams, so that a change of policy does not change when users arrive nor how
+    /// long work takes: two graphs run on the same seed see the same traffic.
+    arrivals_rng: JitterRng,
+    pub(crate) work_rng: JitterRng,
+    pub(crate) policy_rng: JitterRng,
+    pub(crate) instances: Vec<Vec<InstanceState>>,
+    /// Requests in flight (queued or holding a worker) per instance, the load `choose` compares.
+    pub(crate) loads: Vec<Vec<u64>>,
+    pub(crate) attempts: Slab<Attempt>,
+    pub(crate) jobs: Slab<Job>,
+    pub(crate) runs: Slab<CallRun>,
+    pub(crate) tallies: Vec<Tally>,
+    pub(crate) calls: Vec<CallStats>,
+    pub(crate) users: UserStats,
+}
+
+impl<'m> Sim<'m> {
+    pub(crate) fn new(model: &'m Model, seed: u64, origin: Instant) -> Self {
+        let calls = model
+            .edges
+            .iter()
+            .map(|e| CallStats {
+                from: model.services[e.from].name.clone(),
+                to: model.services[e.to].name.clone(),
+                ..CallStats::default()
+            })
+            .collect();
+        Sim {
+            model,
+            seed,
+            origin,
+            now: 0,
+            agenda: Agenda::new(),
+            arrivals_rng: seeded(seed),
+            work_rng: seeded(seed ^ 0x9e37_79b9_7f4a_7c15),
+            policy_rng: seeded(seed ^ 0xc2b2_ae3d_27d4_eb4f),
+            instances: model
+                .services
+                .iter()
+                .map(|s| (0..s.instances).map(|_| InstanceState::default()).collect())
+                .collect(),
+            loads: model
+                .services
+                .iter()
+                .map(|s| vec![0; s.instances])
+                .collect(),
+            attempts: Slab::new(),
+            jobs: Slab::new(),
+            runs: Slab::new(),
+            tallies: model.services.iter().map(|_| Tally::default()).collect(),
+            calls,
+            users: UserStats::default(),
+        }
+    }
+
+    /// The policy core's view of the current virtual time.
+    pub(crate) fn instant(&self, t: u64) -> Instant {
+        self.origin + Duration::from_nanos(t)
+    }
+
+    pub(crate) fn run(mut self) -> Outcome {
+        self.schedule_next_user(0);
+        while let Some((at, event)) = self.agenda.pop() {
+            self.now = at;
+            match event {
+                Event::UserArrival => self.user_arrival(),
+                Event::Arrive(a) => self.arrive(a),
+                Event::AttemptTimeout(a) => self.attempt_timeout(a, false),
+                Event::ConnectTimeout(a) => self.attempt_timeout(a, true),
+                Event::Response(a, answer) => self.response(a, answer.result()),
+                Event::WorkDone(j) => self.work_done(j),
+                Event::Retry(r) => self.send_attempt(r),
+            }
+        }
+        self.into_outcome()
+    }
+
+    fn schedule_next_user(&mut self, after: u64) {
+        let rng = &mut self.arrivals_rng;
+        if let Some(at) = self
+            .model
+            .load
+            .next_arrival(after, &mut || rng.random::<f64>())
+        {
+            self.agenda.schedule(at, Event::UserArrival);
+        }
+    }
+
+    fn user_arrival(&mut self) {
+        self.users.requests += 1;
+        let entry = self.model.entry;
+        let instance = stormguard::instance::choose(&self.loads[entry], &[], &mut self.policy_rng)
+            .expect("every service has an instance");
+        let attempt = self.attempts.insert(Attempt {
+            caller: Caller::User,
+            service: entry,
+            instance,
+            half_rtt: 0,
+            sent_at: self.now,
+            connect_timeout: None,
+            deadline: None,
+            caller_done: false,
+            callee_done: false,
+            abandoned: false,
+            blackholed: false,
+        });
+        self.agenda.schedule(
+            self.now.saturating_add(self.model.user_timeout),
+            Event::AttemptTimeout(attempt),
+        );
+        self.schedule_next_user(self.now);
+        self.arrive(attempt);
+    }
+
+    /// The caller stops waiting: the attempt is abandoned, and its callee may still be working.
+    fn attempt_timeout(&mut self, key: Key, connect: bool) {
+        let Some(attempt) = self.attempts.get_mut(key) else {
+            return;
+        };
+        if attempt.caller_done {
+            return;
+        }
+        attempt.caller_done = true;
+        attempt.abandoned = true;
+        let (caller, service, blackholed) = (attempt.caller, attempt.service, attempt.blackholed);
+        self.tallies[service].timed_out += 1;
+        self.release(key);
+        let result = if connect || blackholed {
+            AttemptResult::ConnectTimeout
+        } else {
+            AttemptResult::TimeoutAfterWritten
+        };
+        if let Caller::Run(run) = caller {
+            let edge = self
+                .runs
+                .get(run)
+                .expect("a run outlives its attempts")
+                .edge;
+            self.calls[edge].timeouts += 1;
+            self.run_result(run, result);
+        }
+    }
+
+    fn response(&mut self, key: Key, result: AttemptResult) {
+        let Some(attempt) = self.attempts.get_mut(key) else {
+            return;
+        };
+        if attempt.caller_done {
+            return;
+        }
+        attempt.caller_done = true;
+        let (caller, sent_at) = (attempt.caller, attempt.sent_at);
+        self.release(key);
+        match caller {
+            Caller::User => {
+                if matches!(result, AttemptResult::Response { status, .. } if status < 400) {
+                    self.users.succeeded += 1;
+                    self.users.latency_ns.push(self.now - sent_at);
+                }
+            }
+            Caller::Run(run) => self.run_result(run, result),
+        }
+    }
+
+    /// Frees an attempt once neither side needs it.
+    pub(crate) fn release(&mut self, key: Key) {
+        if self
+            .attempts
+            .get(key)
+            .is_some_and(|a| a.caller_done && a.callee_done)
+        {
+            self.attempts.remove(key);
+        }
+    }
+
+    fn into_outcome(mut self) -> Outcome {
+        self.users.latency_ns.sort_unstable();
+        let secs = |ns: u128| ns as f64 / 1e9;
+        let services = self
+            .model
+            .services
+            .iter()
+            .zip(&self.tallies)
+            .map(|(s, t)| {
+                let stats = ServiceStats {
+                    attempts: t.attempts,
+                    succeeded: t.succeeded,
+                    failed: t.failed,
+                    rejected: t.rejected,
+                    unreachable: t.unreachable,
+                    timed_out: t.timed_out,
+                    dropped: t.dropped,
+                    wasted_work_s: secs(t.wasted_ns),
+                    work_s: secs(t.work_ns),
+                    started: t.started,
+                    queue_wait_s: secs(t.queue_wait_ns),
+                    max_queue: t.max_queue,
+                };
+                (s.name.clone(), stats)
+            })
+            .collect::<BTreeMap<_, _>>();
+        Outcome {
+            seed: self.seed,
+            duration: self.model.duration,
+            drained_at: Duration::from_nanos(self.now),
+            users: self.users,
+            services,
+            calls: self.calls,
+        }
+    }
+}

@@ -17,6 +17,7 @@
 pub mod check;
 pub mod model;
 pub mod parse;
+pub mod policy;
 pub mod render;
 pub mod report;
 

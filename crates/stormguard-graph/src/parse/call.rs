@@ -22,19 +22,7 @@ impl Converter<'_> {
     pub(super) fn call(&self, raw: Spanned<RawCall>, path: &KeyPath) -> Result<Call, ParseError> {
         let offset = raw.span().start;
         let raw = raw.into_inner();
-        let to = match &raw.to {
-            Some(to) => self.known_service(to, path, "to")?,
-            None => {
-                return Err(self.error(
-                    offset,
-                    &path.key("to"),
-                    format!(
-                        "missing: name the service this call goes to; {}",
-                        self.known_services()
-                    ),
-                ))
-            }
-        };
+        let to = self.required_service(raw.to.as_ref(), offset, path, "to", "this call goes to")?;
         let max_attempts = self.at_least_one(
             raw.max_attempts.as_ref(),
             path,

@@ -79,19 +79,8 @@ impl<'a> Converter<'a> {
         };
         let offset = raw.span().start;
         let raw = raw.into_inner();
-        let service = match &raw.service {
-            Some(service) => self.known_service(service, path, "service")?,
-            None => {
-                return Err(self.error(
-                    offset,
-                    &path.key("service"),
-                    format!(
-                        "missing: name the service users call; {}",
-                        self.known_services()
-                    ),
-                ))
-            }
-        };
+        let service =
+            self.required_service(raw.service.as_ref(), offset, path, "service", "users call")?;
         Ok(Entry {
             service,
             timeout: self.nonzero_duration_or(
@@ -259,6 +248,30 @@ impl<'a> Converter<'a> {
         match self.known.len().checked_sub(LISTED_SERVICES) {
             Some(more) if more > 0 => format!("known services: {listed} and {more} more"),
             _ => format!("known services: {listed}"),
+        }
+    }
+
+    /// A service key the file must give (`to`, `service`): its name checked against the known
+    /// services, or, when it is missing, an error at `offset` saying which service it should
+    /// name (`what`) and listing the known ones.
+    pub(super) fn required_service(
+        &self,
+        name: Option<&Spanned<String>>,
+        offset: usize,
+        parent: &KeyPath,
+        key: &str,
+        what: &str,
+    ) -> Result<String, ParseError> {
+        match name {
+            Some(name) => self.known_service(name, parent, key),
+            None => Err(self.error(
+                offset,
+                &parent.key(key),
+                format!(
+                    "missing: name the service {what}; {}",
+                    self.known_services()
+                ),
+            )),
         }
     }
 

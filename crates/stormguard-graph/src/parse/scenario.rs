@@ -72,19 +72,13 @@ impl Converter<'_> {
     ) -> Result<Fault, ParseError> {
         let offset = raw.span().start;
         let raw = raw.into_inner();
-        let service = match &raw.service {
-            Some(service) => self.known_service(service, path, "service")?,
-            None => {
-                return Err(self.error(
-                    offset,
-                    &path.key("service"),
-                    format!(
-                        "missing: name the service the fault hits; {}",
-                        self.known_services()
-                    ),
-                ))
-            }
-        };
+        let service = self.required_service(
+            raw.service.as_ref(),
+            offset,
+            path,
+            "service",
+            "the fault hits",
+        )?;
         let (from, to) = self.window(offset, &raw.from, &raw.to, path, "a fault")?;
         let slowdown = match &raw.slowdown {
             Some(value) if !(value.get_ref().is_finite() && *value.get_ref() > 0.0) => {

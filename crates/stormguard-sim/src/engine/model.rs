@@ -4,27 +4,20 @@
 //! Everything that can be wrong with the input is found here, before the first event, so the
 //! loop itself cannot fail.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use stormguard::budget::{RetryBudget, TokenBucket, TokenBucketConfig};
-use stormguard::classify::Classifier;
-use stormguard::deadline::DeadlinePolicy;
 use stormguard::estimate::LogNormal;
-use stormguard::policy::{Limiter, RetryPolicy};
-use stormguard_graph::model::{Call, Graph, LimiterSpec};
+use stormguard::policy::RetryPolicy;
+use stormguard_graph::model::{Call, Graph};
 
 use super::SimError;
 
 /// The per-try timeout of a call the file gave none: a year, long enough never to fire in a run,
 /// which is what no timeout means.
-pub(crate) const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) use stormguard_graph::policy::NO_TIMEOUT;
 
 /// How long a run lasts when neither the caller nor a scenario says.
 pub(crate) const DEFAULT_DURATION: Duration = Duration::from_secs(60);
-
-/// The window a retry budget counts requests over: Finagle's and linkerd's 10 s.
-const BUDGET_TTL: Duration = Duration::from_secs(10);
 
 pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -167,47 +160,11 @@ fn index_of(graph: &Graph, name: &str, context: &str) -> Result<usize, SimError>
         })
 }
 
-fn limiter(from: &str, call: &Call) -> Result<Limiter, SimError> {
-    let error = |source| SimError::Limiter {
+/// The call's policy, from the one conversion the proxy uses too.
+fn policy(from: &str, call: &Call) -> Result<RetryPolicy, SimError> {
+    stormguard_graph::policy::retry_policy(call).map_err(|source| SimError::Limiter {
         edge: format!("{from}->{}", call.to),
         source,
-    };
-    Ok(match call.limiter {
-        None => Limiter::Unlimited,
-        Some(LimiterSpec::Budget { ratio, min_per_sec }) => Limiter::Budget(Arc::new(
-            RetryBudget::new(BUDGET_TTL, min_per_sec, ratio).map_err(error)?,
-        )),
-        Some(LimiterSpec::TokenBucket {
-            capacity,
-            retry_cost,
-            timeout_cost,
-        }) => Limiter::Bucket(Arc::new(
-            TokenBucket::new(TokenBucketConfig {
-                capacity,
-                retry_cost,
-                timeout_retry_cost: timeout_cost,
-                ..TokenBucketConfig::default()
-            })
-            .map_err(error)?,
-        )),
-    })
-}
-
-fn policy(from: &str, call: &Call) -> Result<RetryPolicy, SimError> {
-    Ok(RetryPolicy {
-        max_attempts: call.max_attempts.max(1),
-        backoff: call.backoff,
-        classifier: Classifier::default(),
-        limiter: limiter(from, call)?,
-        deadline: DeadlinePolicy {
-            per_try_timeout: call.timeout.unwrap_or(NO_TIMEOUT),
-            ..DeadlinePolicy::default()
-        },
-        overall_timeout: None,
-        expected_latency: Duration::ZERO,
-        idempotent: Some(call.idempotent),
-        adaptive_timeout: None,
-        propagate_deadline: call.propagate_deadline,
     })
 }
 

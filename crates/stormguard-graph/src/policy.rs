@@ -1,0 +1,78 @@
+//! A call's settings as the policy core's [`RetryPolicy`]: the one conversion that the simulator
+//! and the proxy both use, so that what `sim` predicts for a call is what `proxy` does with it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stormguard::budget::{BudgetError, RetryBudget, TokenBucket, TokenBucketConfig};
+use stormguard::classify::Classifier;
+use stormguard::deadline::DeadlinePolicy;
+use stormguard::policy::{Limiter, RetryPolicy};
+
+use crate::model::{Call, LimiterSpec};
+
+/// The window of a retry budget built from a call: Finagle's and linkerd's 10 s.
+pub const BUDGET_TTL: Duration = Duration::from_secs(10);
+
+/// The per-try timeout of a call that has none: a year, which no run or request reaches, so the
+/// call waits for its callee as a client without a timeout does.
+pub const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The policy `call` runs with: its attempts, backoff, limiter (a fresh budget or bucket, to be
+/// shared by every request on this call), per-try timeout, idempotency and deadline propagation.
+/// Fails only for a limiter the core refuses (the parser already refuses those).
+///
+/// ```
+/// use stormguard_graph::{parse, policy::retry_policy};
+///
+/// let graph = parse("g.toml", r#"
+/// [entry]
+/// service = "web"
+/// [services.web]
+/// [[services.web.calls]]
+/// to = "api"
+/// timeout = "1s"
+/// max_attempts = 2
+/// retry_budget = { ratio = 0.1, min_per_sec = 10 }
+/// [services.api]
+/// "#).unwrap();
+/// let policy = retry_policy(&graph.services["web"].calls[0]).unwrap();
+/// assert_eq!(policy.max_attempts, 2);
+/// assert_eq!(policy.deadline.per_try_timeout, std::time::Duration::from_secs(1));
+/// ```
+pub fn retry_policy(call: &Call) -> Result<RetryPolicy, BudgetError> {
+    Ok(RetryPolicy {
+        max_attempts: call.max_attempts.max(1),
+        backoff: call.backoff,
+        classifier: Classifier::default(),
+        limiter: limiter(call)?,
+        deadline: DeadlinePolicy {
+            per_try_timeout: call.timeout.unwrap_or(NO_TIMEOUT),
+            ..DeadlinePolicy::default()
+        },
+        overall_timeout: None,
+        expected_latency: Duration::ZERO,
+        idempotent: Some(call.idempotent),
+        adaptive_timeout: None,
+        propagate_deadline: call.propagate_deadline,
+    })
+}
+
+fn limiter(call: &Call) -> Result<Limiter, BudgetError> {
+    Ok(match call.limiter {
+        None => Limiter::Unlimited,
+        Some(LimiterSpec::Budget { ratio, min_per_sec }) => {
+            Limiter::Budget(Arc::new(RetryBudget::new(BUDGET_TTL, min_per_sec, ratio)?))
+        }
+        Some(LimiterSpec::TokenBucket {
+            capacity,
+            retry_cost,
+            timeout_cost,
+        }) => Limiter::Bucket(Arc::new(TokenBucket::new(TokenBucketConfig {
+            capacity,
+            retry_cost,
+            timeout_retry_cost: timeout_cost,
+            ..TokenBucketConfig::default()
+        })?)),
+    })
+}

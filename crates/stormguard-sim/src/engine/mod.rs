@@ -41,9 +41,9 @@ use std::time::{Duration, Instant};
 
 use stormguard::budget::BudgetError;
 use stormguard::estimate::EstimateError;
-use stormguard_graph::model::Graph;
+use stormguard_graph::model::{Graph, Scenario};
 
-pub use outcome::{CallStats, Outcome, ServiceStats, UserStats};
+pub use outcome::{CallStats, Outcome, ServiceStats, Step, Trigger, UserStats};
 
 /// Why a graph cannot be simulated.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +99,97 @@ pub fn simulate(
     duration: Option<Duration>,
     origin: Instant,
 ) -> Result<Outcome, SimError> {
-    let model = model::build(graph, scenario, duration)?;
-    Ok(state::Sim::new(&model, seed, origin).run())
+    let setup = Setup {
+        scenario: scenario
+            .map(|name| find_scenario(graph, name))
+            .transpose()?,
+        rate: None,
+        seed,
+        duration,
+        origin,
+    };
+    run(graph, &setup, &mut |_| {})
+}
+
+/// What a run puts a graph through, apart from the graph itself.
+///
+/// Separate from the graph so that two graphs (today's settings and the fixed ones) can be put
+/// through the very same scenario and arrivals: same seed, same scenario, same rate.
+///
+/// ```
+/// use std::time::Instant;
+/// use stormguard_sim::engine::{run, Setup};
+///
+/// let graph = stormguard_graph::parse::parse("g.toml", r#"
+/// [entry]
+/// service = "api"
+/// rate = 50
+/// timeout = "2s"
+/// [services.api]
+/// latency = { p50 = "10ms", p99 = "40ms" }
+/// "#).unwrap();
+/// let setup = Setup { duration: Some(std::time::Duration::from_secs(10)), ..Setup::new(7, Instant::now()) };
+/// let outcome = run(&graph, &setup, &mut |_| {}).unwrap();
+/// assert!(outcome.users.requests > 400);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Setup<'s> {
+    /// Faults, load steps and duration; `None`: the graph as it is.
+    pub scenario: Option<&'s Scenario>,
+    /// User rate, overriding both the scenario's and the graph's `entry.rate`.
+    pub rate: Option<f64>,
+    /// Seed of every random draw: arrivals, work, errors and jitter have streams of their own.
+    pub seed: u64,
+    /// How long users arrive; default the scenario's duration, else 60 s.
+    pub duration: Option<Duration>,
+    /// The instant virtual time 0 maps to for the policy core (see [`simulate`]).
+    pub origin: Instant,
+}
+
+impl Setup<'_> {
+    /// The graph as it is, for the default duration.
+    pub fn new(seed: u64, origin: Instant) -> Self {
+        Setup {
+            scenario: None,
+            rate: None,
+            seed,
+            duration: None,
+            origin,
+        }
+    }
+}
+
+/// The scenario named `name` in `graph`.
+///
+/// # Errors
+/// [`SimError::UnknownScenario`], listing the names the file defines.
+pub fn find_scenario<'g>(graph: &'g Graph, name: &str) -> Result<&'g Scenario, SimError> {
+    graph
+        .scenarios
+        .get(name)
+        .ok_or_else(|| SimError::UnknownScenario {
+            name: name.to_string(),
+            known: graph
+                .scenarios
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Runs `graph` through `setup`, calling `progress` with the virtual time reached at each
+/// simulated second (and once with the end of the run), so a terminal can show a progress bar
+/// on long runs; the outcome does not depend on it.
+///
+/// # Errors
+/// [`SimError`] when the scenario names a service the graph lacks, or the graph holds a latency
+/// or limiter the policy core refuses.
+pub fn run(
+    graph: &Graph,
+    setup: &Setup<'_>,
+    progress: &mut dyn FnMut(Duration),
+) -> Result<Outcome, SimError> {
+    let model = model::build(graph, setup.scenario, setup.rate, setup.duration)?;
+    Ok(state::Sim::new(&model, setup.seed, setup.origin).run(progress))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use stormguard::estimate::LogNormal;
 use stormguard::policy::RetryPolicy;
-use stormguard_graph::model::{Call, Graph};
+use stormguard_graph::model::{Call, Graph, Scenario};
 
 use super::SimError;
 
@@ -170,23 +170,10 @@ fn policy(from: &str, call: &Call) -> Result<RetryPolicy, SimError> {
 
 pub(crate) fn build(
     graph: &Graph,
-    scenario: Option<&str>,
+    scenario: Option<&Scenario>,
+    rate: Option<f64>,
     duration: Option<Duration>,
 ) -> Result<Model, SimError> {
-    let scenario = match scenario {
-        None => None,
-        Some(name) => Some(graph.scenarios.get(name).ok_or_else(|| {
-            SimError::UnknownScenario {
-                name: name.to_string(),
-                known: graph
-                    .scenarios
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }
-        })?),
-    };
     let duration = duration
         .or(scenario.map(|s| s.duration))
         .unwrap_or(DEFAULT_DURATION);
@@ -255,6 +242,7 @@ pub(crate) fn build(
             .map(|step| (nanos(step.from), nanos(step.to), step.rate))
             .collect();
     }
+    base = rate.unwrap_or(base);
     Ok(Model {
         entry: index_of(graph, &graph.entry.service, "the entry service")?,
         user_timeout: nanos(graph.entry.timeout),

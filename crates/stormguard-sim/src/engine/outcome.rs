@@ -22,6 +22,17 @@ pub struct Outcome {
     pub services: BTreeMap<String, ServiceStats>,
     /// Per call edge, in the graph's order (services by name, then their calls in order).
     pub calls: Vec<CallStats>,
+    /// The run in 1 s steps from t = 0 to `duration`, for plots and for telling a storm that
+    /// outlives its trigger from one that ends with it.
+    pub timeline: Vec<Step>,
+    /// What was done to the system and when: every fault and load step, in the file's order,
+    /// so a report can shade them and a reader see cause beside effect.
+    pub triggers: Vec<Trigger>,
+    /// When the system recovered: the first second after the last trigger ends from which
+    /// goodput (the share of a second's user requests answered in time) stays at or above 95% of
+    /// its level before the first trigger for 5 s. `None` when it never did within the run, or
+    /// when nothing was triggered (see [`Outcome::triggers`]).
+    pub recovered_at: Option<Duration>,
 }
 
 impl Outcome {
@@ -72,6 +83,13 @@ pub struct ServiceStats {
     pub queue_wait_s: f64,
     /// The longest queue any one instance had.
     pub max_queue: u64,
+    /// How many instances it has, to read the per-instance figures by.
+    pub instances: u32,
+    /// Workers per instance.
+    pub concurrency: u32,
+    /// Share of its workers' time spent on own work over the run (until the last event):
+    /// `work_s / (drained_at * instances * concurrency)`. Near 1 it cannot absorb a retry.
+    pub utilization: f64,
 }
 
 /// One call edge's figures.
@@ -89,4 +107,41 @@ pub struct CallStats {
     pub retries_denied: u64,
     /// Attempts ended by the per-attempt or connect timeout.
     pub timeouts: u64,
+    /// Hedged attempts sent (extra attempts while the first was still outstanding).
+    pub hedges: u64,
+}
+
+/// One second of a run, counted by when user requests arrived and attempts reached a service.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Step {
+    /// Start of the step, whole seconds from the start of the run.
+    pub at_s: u64,
+    /// User requests that arrived in this second: the offered load.
+    pub users: u64,
+    /// Of those, the ones answered with success within the user's timeout.
+    pub succeeded: u64,
+    /// Latencies of those successes, in nanoseconds, sorted.
+    pub latency_ns: Vec<u64>,
+    /// Per service by name: attempts that reached it in this second.
+    pub attempts: BTreeMap<String, u64>,
+    /// Per service by name: the longest queue any of its instances had in this second.
+    pub max_queue: BTreeMap<String, u64>,
+}
+
+impl Step {
+    /// Share of this second's user requests answered in time; `None` when none arrived.
+    pub fn goodput(&self) -> Option<f64> {
+        (self.users > 0).then(|| self.succeeded as f64 / self.users as f64)
+    }
+}
+
+/// A fault or a load step of the scenario, with its window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trigger {
+    /// When it starts.
+    pub from: Duration,
+    /// When it ends.
+    pub to: Duration,
+    /// What it is, for a legend: `db: slowdown x10 on 1 instance`, `load: 600/s`.
+    pub label: String,
 }

@@ -157,10 +157,16 @@ impl<'m> Sim<'m> {
         self.origin + Duration::from_nanos(t)
     }
 
-    pub(crate) fn run(mut self) -> Outcome {
+    pub(crate) fn run(mut self, progress: &mut dyn FnMut(Duration)) -> Outcome {
+        const SECOND: u64 = 1_000_000_000;
         self.schedule_next_user(0);
+        let mut next_tick = SECOND;
         while let Some((at, event)) = self.agenda.pop() {
             self.now = at;
+            if at >= next_tick {
+                progress(Duration::from_nanos(at));
+                next_tick = (at / SECOND + 1) * SECOND;
+            }
             match event {
                 Event::UserArrival => self.user_arrival(),
                 Event::Arrive(a) => self.arrive(a),
@@ -171,6 +177,7 @@ impl<'m> Sim<'m> {
                 Event::Retry(r) => self.send_attempt(r),
             }
         }
+        progress(Duration::from_nanos(self.now));
         self.into_outcome()
     }
 
@@ -294,6 +301,9 @@ impl<'m> Sim<'m> {
                     started: t.started,
                     queue_wait_s: secs(t.queue_wait_ns),
                     max_queue: t.max_queue,
+                    instances: s.instances as u32,
+                    concurrency: s.concurrency,
+                    utilization: 0.0,
                 };
                 (s.name.clone(), stats)
             })
@@ -305,6 +315,9 @@ impl<'m> Sim<'m> {
             users: self.users,
             services,
             calls: self.calls,
+            timeline: Vec::new(),
+            triggers: Vec::new(),
+            recovered_at: None,
         }
     }
 }

@@ -29,18 +29,27 @@
 
 mod call;
 mod events;
+mod hedge;
 mod model;
 mod outcome;
+mod recovery;
 mod service;
 mod slab;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hedge;
+#[cfg(test)]
+mod tests_timeline;
+mod timeline;
+mod triggers;
 
 use std::time::{Duration, Instant};
 
 use stormguard::budget::BudgetError;
 use stormguard::estimate::EstimateError;
+use stormguard::hedge::HedgeError;
 use stormguard_graph::model::{Graph, Scenario};
 
 pub use outcome::{CallStats, Outcome, ServiceStats, Step, Trigger, UserStats};
@@ -79,6 +88,14 @@ pub enum SimError {
         edge: String,
         /// What is wrong with it.
         source: BudgetError,
+    },
+    /// A call's hedge is invalid (a graph built in code; the parser refuses these).
+    #[error("call {edge}: {source}")]
+    Hedge {
+        /// `FROM->TO`.
+        edge: String,
+        /// What is wrong with it.
+        source: HedgeError,
     },
 }
 

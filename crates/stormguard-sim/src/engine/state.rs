@@ -12,9 +12,12 @@ use stormguard::classify::AttemptResult;
 use stormguard::policy::RetryState;
 
 use super::events::{Agenda, Event};
-use super::model::Model;
+use super::hedge::{CachedDelay, Unit};
+use super::model::{nanos, Model};
 use super::outcome::{CallStats, Outcome, ServiceStats, UserStats};
+use super::recovery::recovered_at;
 use super::slab::{Key, Slab};
+use super::timeline::{Timeline, SECOND};
 
 /// Who waits for an attempt's answer.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +69,8 @@ pub(crate) struct CallRun {
     pub(crate) retry: Option<RetryState>,
     pub(crate) tried: Vec<usize>,
     pub(crate) deadline: Option<u64>,
+    /// The attempt in flight, with its hedge.
+    pub(crate) unit: Unit,
 }
 
 #[derive(Default)]
@@ -111,6 +116,9 @@ pub(crate) struct Sim<'m> {
     pub(crate) tallies: Vec<Tally>,
     pub(crate) calls: Vec<CallStats>,
     pub(crate) users: UserStats,
+    pub(crate) timeline: Timeline,
+    /// Per edge: its quantile hedge delay as last read.
+    pub(crate) hedge_delays: Vec<CachedDelay>,
 }
 
 impl<'m> Sim<'m> {
@@ -149,6 +157,8 @@ impl<'m> Sim<'m> {
             tallies: model.services.iter().map(|_| Tally::default()).collect(),
             calls,
             users: UserStats::default(),
+            timeline: Timeline::new(model.services.len(), nanos(model.duration)),
+            hedge_delays: vec![CachedDelay::default(); model.edges.len()],
         }
     }
 
@@ -158,7 +168,6 @@ impl<'m> Sim<'m> {
     }
 
     pub(crate) fn run(mut self, progress: &mut dyn FnMut(Duration)) -> Outcome {
-        const SECOND: u64 = 1_000_000_000;
         self.schedule_next_user(0);
         let mut next_tick = SECOND;
         while let Some((at, event)) = self.agenda.pop() {
@@ -166,6 +175,7 @@ impl<'m> Sim<'m> {
             if at >= next_tick {
                 progress(Duration::from_nanos(at));
                 next_tick = (at / SECOND + 1) * SECOND;
+                self.timeline.enter(at, &self.instances);
             }
             match event {
                 Event::UserArrival => self.user_arrival(),
@@ -175,6 +185,7 @@ impl<'m> Sim<'m> {
                 Event::Response(a, answer) => self.response(a, answer.result()),
                 Event::WorkDone(j) => self.work_done(j),
                 Event::Retry(r) => self.send_attempt(r),
+                Event::Hedge(a) => self.hedge(a),
             }
         }
         progress(Duration::from_nanos(self.now));
@@ -194,6 +205,7 @@ impl<'m> Sim<'m> {
 
     fn user_arrival(&mut self) {
         self.users.requests += 1;
+        self.timeline.user_arrived();
         let entry = self.model.entry;
         let instance = stormguard::instance::choose(&self.loads[entry], &[], &mut self.policy_rng)
             .expect("every service has an instance");
@@ -243,7 +255,7 @@ impl<'m> Sim<'m> {
                 .expect("a run outlives its attempts")
                 .edge;
             self.calls[edge].timeouts += 1;
-            self.run_result(run, result);
+            self.copy_done(run, key, result, !connect);
         }
     }
 
@@ -260,11 +272,13 @@ impl<'m> Sim<'m> {
         match caller {
             Caller::User => {
                 if matches!(result, AttemptResult::Response { status, .. } if status < 400) {
+                    let latency = self.now - sent_at;
                     self.users.succeeded += 1;
-                    self.users.latency_ns.push(self.now - sent_at);
+                    self.users.latency_ns.push(latency);
+                    self.timeline.user_succeeded(sent_at, latency);
                 }
             }
-            Caller::Run(run) => self.run_result(run, result),
+            Caller::Run(run) => self.copy_done(run, key, result, false),
         }
     }
 
@@ -282,6 +296,7 @@ impl<'m> Sim<'m> {
     fn into_outcome(mut self) -> Outcome {
         self.users.latency_ns.sort_unstable();
         let secs = |ns: u128| ns as f64 / 1e9;
+        let drained_s = secs(u128::from(self.now));
         let services = self
             .model
             .services
@@ -303,11 +318,14 @@ impl<'m> Sim<'m> {
                     max_queue: t.max_queue,
                     instances: s.instances as u32,
                     concurrency: s.concurrency,
-                    utilization: 0.0,
+                    utilization: utilization(t.work_ns, drained_s, s.instances, s.concurrency),
                 };
                 (s.name.clone(), stats)
             })
             .collect::<BTreeMap<_, _>>();
+        let names: Vec<&str> = self.model.services.iter().map(|s| &*s.name).collect();
+        let timeline = self.timeline.into_steps(&names);
+        let triggers = self.model.triggers.clone();
         Outcome {
             seed: self.seed,
             duration: self.model.duration,
@@ -315,9 +333,19 @@ impl<'m> Sim<'m> {
             users: self.users,
             services,
             calls: self.calls,
-            timeline: Vec::new(),
-            triggers: Vec::new(),
-            recovered_at: None,
+            recovered_at: recovered_at(&timeline, &triggers),
+            timeline,
+            triggers,
         }
+    }
+}
+
+/// The share of a service's worker time spent on own work from the start to the last event.
+fn utilization(work_ns: u128, drained_s: f64, instances: usize, concurrency: u32) -> f64 {
+    let capacity = drained_s * instances as f64 * f64::from(concurrency);
+    if capacity > 0.0 {
+        work_ns as f64 / 1e9 / capacity
+    } else {
+        0.0
     }
 }

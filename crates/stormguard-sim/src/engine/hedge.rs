@@ -102,15 +102,16 @@ impl Sim<'_> {
 
     /// The hedge delay of `primary` is over: unless it answered, and if the budget allows, a
     /// copy goes to an instance the call has not tried, with what is left of the unit's time.
-    pub(crate) fn hedge(&mut self, primary: Key) {
+    /// False when `primary` had answered: nothing happened.
+    pub(crate) fn hedge(&mut self, primary: Key) -> bool {
         let Some(first) = self.attempts.get(primary) else {
-            return;
+            return false;
         };
         let Caller::Run(run) = first.caller else {
-            return;
+            return false;
         };
         if first.caller_done {
-            return;
+            return false;
         }
         // The copy carries the first one's deadline: what is left of the unit's time.
         let (half_rtt, connect_timeout, deadline) =
@@ -121,7 +122,7 @@ impl Sim<'_> {
         let edge = &model.edges[edge_index];
         let policy = &edge.hedge.as_ref().expect("only hedged edges hedge").policy;
         if !policy.try_hedge(self.instant(self.now), edge.idempotent) {
-            return;
+            return true;
         }
         let instance = choose(&self.loads[edge.to], &call.tried, &mut self.policy_rng)
             .expect("every service has an instance");
@@ -146,16 +147,21 @@ impl Sim<'_> {
         let stats = &mut self.calls[edge_index];
         stats.attempts += 1;
         stats.hedges += 1;
-        self.agenda.schedule(self.now + half_rtt, Event::Arrive(key));
+        self.agenda
+            .schedule(self.now + half_rtt, Event::Arrive(key));
         if let Some(end) = ends {
             self.agenda.schedule(end, Event::AttemptTimeout(key));
         }
+        true
     }
 
     /// The caller is done with copy `key` of call `run`'s unit, with `result`; `timeout` when
     /// the per-attempt timeout ended it. The retry policy hears of the unit once it is decided.
     pub(crate) fn copy_done(&mut self, run: Key, key: Key, result: AttemptResult, timeout: bool) {
-        let call = self.runs.get_mut(run).expect("a call outlives its attempts");
+        let call = self
+            .runs
+            .get_mut(run)
+            .expect("a call outlives its attempts");
         let unit = call.unit;
         let edge = call.edge;
         let Some(hedge) = unit.hedge else {

@@ -194,11 +194,12 @@ fn hedge(from: &str, call: &Call) -> Result<Option<EdgeHedge>, SimError> {
     let Some(spec) = call.hedge else {
         return Ok(None);
     };
-    let policy = HedgePolicy::new(spec.delay, spec.max_extra.unwrap_or(UNBOUNDED_HEDGES))
-        .map_err(|source| SimError::Hedge {
+    let policy = HedgePolicy::new(spec.delay, spec.max_extra.unwrap_or(UNBOUNDED_HEDGES)).map_err(
+        |source| SimError::Hedge {
             edge: format!("{from}->{}", call.to),
             source,
-        })?;
+        },
+    )?;
     let estimator = matches!(spec.delay, HedgeDelay::Quantile(_))
         .then(|| LatencyEstimator::new(HEDGE_ESTIMATOR_WINDOW));
     Ok(Some(EdgeHedge { policy, estimator }))

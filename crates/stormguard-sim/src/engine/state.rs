@@ -101,6 +101,10 @@ pub(crate) struct Sim<'m> {
     seed: u64,
     pub(crate) origin: Instant,
     pub(crate) now: u64,
+    /// When the last event that changed anything happened: the end of the drain. Timeouts of
+    /// attempts answered long ago stay in the agenda (a user's for its whole patience) and
+    /// change nothing, so they must not stretch the run.
+    settled_at: u64,
     pub(crate) agenda: Agenda,
     /// Separate streams, so that a change of policy does not change when users arrive nor how
     /// long work takes: two graphs run on the same seed see the same traffic.
@@ -137,6 +141,7 @@ impl<'m> Sim<'m> {
             seed,
             origin,
             now: 0,
+            settled_at: 0,
             agenda: Agenda::new(),
             arrivals_rng: seeded(seed),
             work_rng: seeded(seed ^ 0x9e37_79b9_7f4a_7c15),
@@ -177,18 +182,33 @@ impl<'m> Sim<'m> {
                 next_tick = (at / SECOND + 1) * SECOND;
                 self.timeline.enter(at, &self.instances);
             }
-            match event {
-                Event::UserArrival => self.user_arrival(),
-                Event::Arrive(a) => self.arrive(a),
+            let acted = match event {
+                Event::UserArrival => {
+                    self.user_arrival();
+                    true
+                }
+                Event::Arrive(a) => {
+                    self.arrive(a);
+                    true
+                }
                 Event::AttemptTimeout(a) => self.attempt_timeout(a, false),
                 Event::ConnectTimeout(a) => self.attempt_timeout(a, true),
                 Event::Response(a, answer) => self.response(a, answer.result()),
-                Event::WorkDone(j) => self.work_done(j),
-                Event::Retry(r) => self.send_attempt(r),
+                Event::WorkDone(j) => {
+                    self.work_done(j);
+                    true
+                }
+                Event::Retry(r) => {
+                    self.send_attempt(r);
+                    true
+                }
                 Event::Hedge(a) => self.hedge(a),
+            };
+            if acted {
+                self.settled_at = at;
             }
         }
-        progress(Duration::from_nanos(self.now));
+        progress(Duration::from_nanos(self.settled_at));
         self.into_outcome()
     }
 
@@ -231,12 +251,13 @@ impl<'m> Sim<'m> {
     }
 
     /// The caller stops waiting: the attempt is abandoned, and its callee may still be working.
-    fn attempt_timeout(&mut self, key: Key, connect: bool) {
+    /// False when the attempt was over already: nothing happened.
+    fn attempt_timeout(&mut self, key: Key, connect: bool) -> bool {
         let Some(attempt) = self.attempts.get_mut(key) else {
-            return;
+            return false;
         };
         if attempt.caller_done {
-            return;
+            return false;
         }
         attempt.caller_done = true;
         attempt.abandoned = true;
@@ -257,14 +278,16 @@ impl<'m> Sim<'m> {
             self.calls[edge].timeouts += 1;
             self.copy_done(run, key, result, !connect);
         }
+        true
     }
 
-    fn response(&mut self, key: Key, result: AttemptResult) {
+    /// An answer reaches the caller; false when the caller had stopped waiting.
+    fn response(&mut self, key: Key, result: AttemptResult) -> bool {
         let Some(attempt) = self.attempts.get_mut(key) else {
-            return;
+            return false;
         };
         if attempt.caller_done {
-            return;
+            return false;
         }
         attempt.caller_done = true;
         let (caller, sent_at) = (attempt.caller, attempt.sent_at);
@@ -280,6 +303,7 @@ impl<'m> Sim<'m> {
             }
             Caller::Run(run) => self.copy_done(run, key, result, false),
         }
+        true
     }
 
     /// Frees an attempt once neither side needs it.
@@ -296,7 +320,7 @@ impl<'m> Sim<'m> {
     fn into_outcome(mut self) -> Outcome {
         self.users.latency_ns.sort_unstable();
         let secs = |ns: u128| ns as f64 / 1e9;
-        let drained_s = secs(u128::from(self.now));
+        let drained_s = secs(u128::from(self.settled_at));
         let services = self
             .model
             .services
@@ -329,7 +353,7 @@ impl<'m> Sim<'m> {
         Outcome {
             seed: self.seed,
             duration: self.model.duration,
-            drained_at: Duration::from_nanos(self.now),
+            drained_at: Duration::from_nanos(self.settled_at),
             users: self.users,
             services,
             calls: self.calls,

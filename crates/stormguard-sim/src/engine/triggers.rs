@@ -25,7 +25,11 @@ pub(crate) fn fault(fault: &Fault, instances: usize) -> Trigger {
         parts.push("no effect".to_string());
     }
     let mut label = format!("{}: {}", fault.service, parts.join(", "));
-    if let Some(n) = fault.instances.map(|n| n as usize).filter(|&n| n < instances) {
+    if let Some(n) = fault
+        .instances
+        .map(|n| n as usize)
+        .filter(|&n| n < instances)
+    {
         label += &format!(" on {n} of {instances} instances");
     }
     Trigger {

@@ -208,7 +208,7 @@ impl<'m> Sim<'m> {
                 self.settled_at = at;
             }
         }
-        progress(Duration::from_nanos(self.settled_at));
+        progress(Duration::from_nanos(self.now));
         self.into_outcome()
     }
 

@@ -3,6 +3,9 @@
 //!
 //! serde errors come with a byte range but no key path, and conversion errors come with a key
 //! path built as the tree is walked; both end up here so every error reads the same way.
+//!
+//! Public so that every TOML file of the project (the graph file, the proxy's settings) points
+//! at its errors the same way, with one implementation of columns and key paths.
 
 use std::fmt;
 use std::ops::Range;
@@ -14,13 +17,14 @@ use crate::model::Span;
 
 /// The byte offset where each line starts, so that an offset becomes a line by binary search
 /// instead of a rescan of the text for every span.
-pub(super) struct Lines<'a> {
+pub struct Lines<'a> {
     text: &'a str,
     starts: Vec<usize>,
 }
 
 impl<'a> Lines<'a> {
-    pub(super) fn new(text: &'a str) -> Self {
+    /// Indexes the line starts of `text` once, for every position asked of it later.
+    pub fn new(text: &'a str) -> Self {
         let starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
@@ -30,7 +34,7 @@ impl<'a> Lines<'a> {
     /// The 1-based line and column of a byte offset. The column counts characters, not bytes,
     /// because that is what editors show; offsets past the end or inside a character are
     /// clamped rather than trusted, since they come from another crate.
-    pub(super) fn position(&self, offset: usize) -> Span {
+    pub fn position(&self, offset: usize) -> Span {
         let mut offset = offset.min(self.text.len());
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
@@ -53,17 +57,30 @@ enum Segment {
 
 /// A dotted key such as `services.web.calls[0].timeout`, written the way a TOML reader would
 /// find it again (keys that are not bare are quoted).
+///
+/// Built as a file is walked, one step at a time, so that an error deep in a table names the
+/// whole key a person has to look for:
+///
+/// ```
+/// use stormguard_graph::parse::locate::KeyPath;
+///
+/// let path = KeyPath::default().key("routes").index(0).key("timeout");
+/// assert_eq!(path.to_string(), "routes[0].timeout");
+/// assert_eq!(KeyPath::default().key("upstreams").key("a b").to_string(), "upstreams.\"a b\"");
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct KeyPath(Vec<Segment>);
+pub struct KeyPath(Vec<Segment>);
 
 impl KeyPath {
-    pub(super) fn key(&self, key: &str) -> KeyPath {
+    /// This path followed by the table key `key`.
+    pub fn key(&self, key: &str) -> KeyPath {
         let mut path = self.clone();
         path.0.push(Segment::Key(key.to_string()));
         path
     }
 
-    pub(super) fn index(&self, index: usize) -> KeyPath {
+    /// This path followed by element `index` of an array (of tables).
+    pub fn index(&self, index: usize) -> KeyPath {
         let mut path = self.clone();
         path.0.push(Segment::Index(index));
         path
@@ -71,7 +88,7 @@ impl KeyPath {
 
     /// The last table key of the path (`max_attempts` of `services.web.calls[0].max_attempts`),
     /// which decides what values are valid there.
-    pub(super) fn last_key(&self) -> Option<&str> {
+    pub fn last_key(&self) -> Option<&str> {
         self.0.iter().rev().find_map(|segment| match segment {
             Segment::Key(key) => Some(key.as_str()),
             Segment::Index(_) => None,
@@ -115,7 +132,7 @@ impl fmt::Display for KeyPath {
 /// because a table's span (its header) can contain its keys' spans; on a tie the deeper path
 /// wins, because an array of tables shares its first element's header span. Only called on the
 /// error path, so the second parse costs nothing in the common case.
-pub(super) fn key_at(text: &str, offset: usize) -> Option<KeyPath> {
+pub fn key_at(text: &str, offset: usize) -> Option<KeyPath> {
     let document = DeTable::parse(text).ok()?;
     let mut best = None;
     visit_table(document.get_ref(), &KeyPath::default(), offset, &mut best);

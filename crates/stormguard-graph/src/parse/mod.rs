@@ -28,13 +28,14 @@
 
 mod call;
 mod convert;
-mod locate;
+pub mod locate;
 mod raw;
 mod scenario;
 
 use crate::model::Graph;
 
-/// A graph file that cannot be used: where, which key, and what would be valid.
+/// A graph file (or another of the project's TOML files, such as the proxy's settings) that
+/// cannot be used: where, which key, and what would be valid.
 ///
 /// Displayed as `FILE:LINE:COLUMN: `KEY`: MESSAGE` (the key part is left out when the error is
 /// not about a key, e.g. a TOML syntax error), the form editors and CI logs turn into links.
@@ -60,22 +61,50 @@ pub struct ParseError {
 /// same file always gives the same error.
 pub fn parse(file: &str, text: &str) -> Result<Graph, ParseError> {
     let lines = locate::Lines::new(text);
-    let raw: raw::RawGraph = toml::from_str(text).map_err(|error| {
-        let offset = error.span().map_or(0, |span| span.start);
-        let position = lines.position(offset);
-        let key = locate::key_at(text, offset);
-        ParseError {
-            file: file.to_string(),
-            line: position.line,
-            column: position.column,
-            message: convert::serde_message(
-                error.message(),
-                key.as_ref().and_then(locate::KeyPath::last_key),
-            ),
-            key: key.map(|path| path.to_string()),
-        }
-    })?;
+    let raw: raw::RawGraph =
+        toml::from_str(text).map_err(|error| serde_error(file, text, &lines, &error))?;
     convert::Converter::new(file, &lines).graph(raw)
+}
+
+/// A `toml`/serde error in `text` (indexed by `lines`) as a [`ParseError`]: its position, the
+/// dotted key found again at that position, and serde's message in the file's terms ("unknown
+/// key `x`; valid keys here: ...", "expected a whole number from 1 to ...").
+///
+/// Public so that every TOML file of the project reports shape errors (syntax, unknown keys,
+/// wrong types) in the same words; the raw structs a caller deserializes into should be named
+/// `Raw...` so that serde's "struct RawX" reads as "a table".
+///
+/// ```
+/// use stormguard_graph::parse::{locate::Lines, serde_error};
+///
+/// #[derive(serde::Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct RawListen { address: Option<String> }
+///
+/// let text = "adress = \"x\"\n";
+/// let error = toml::from_str::<RawListen>(text).err().unwrap();
+/// let error = serde_error("p.toml", text, &Lines::new(text), &error);
+/// assert_eq!(error.to_string(), "p.toml:1:1: `adress`: unknown key `adress`; valid keys here: `address`");
+/// ```
+pub fn serde_error(
+    file: &str,
+    text: &str,
+    lines: &locate::Lines<'_>,
+    error: &toml::de::Error,
+) -> ParseError {
+    let offset = error.span().map_or(0, |span| span.start);
+    let position = lines.position(offset);
+    let key = locate::key_at(text, offset);
+    ParseError {
+        file: file.to_string(),
+        line: position.line,
+        column: position.column,
+        message: convert::serde_message(
+            error.message(),
+            key.as_ref().and_then(locate::KeyPath::last_key),
+        ),
+        key: key.map(|path| path.to_string()),
+    }
 }
 
 #[cfg(test)]

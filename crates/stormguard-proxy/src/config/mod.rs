@@ -3,10 +3,174 @@
 //! A route's policy uses the same keys and meanings as a call in a graph file, so that what
 //! `check` and `sim` say of a call is what the proxy does with the same settings; the route's
 //! policy is converted to the core's `RetryPolicy` by the one conversion the simulator uses
-//! (`stormguard_graph::policy::retry_policy`).
+//! (`stormguard_graph::policy::retry_policy`, see [`route_policy`]).
+//!
+//! ## The file
+//! ```toml
+//! [listen]
+//! address = "127.0.0.1:8080"      # default; an IP address and port
+//! header_read_timeout = "5s"      # default; the whole request head must arrive within it
+//! max_request_body = "8MiB"       # default; a size ("512B", "64KiB", "1GiB") or bytes
+//! max_headers = 100               # default; more request headers get 431
+//! max_header_bytes = "64KiB"      # default, at least "8KiB"; a larger head gets 431
+//! shutdown_grace = "30s"          # default; how long SIGTERM waits for requests in flight
+//!
+//! [admin]
+//! address = "127.0.0.1:9901"      # default; a non-loopback address needs a token
+//! # token = "..."
+//!
+//! [upstreams.api]
+//! instances = ["127.0.0.1:9001"]  # required, "host:port" each
+//! max_in_flight = 1024            # default
+//!
+//! [[routes]]                      # at least one; the first that matches takes a request
+//! name = "api"                    # required, unique
+//! upstream = "api"                # required
+//! # match = { path_prefix = "/", host = "api.internal" }, both optional
+//! # timeout, connect_timeout, max_attempts, backoff, retry_budget | token_bucket, hedge,
+//! # adaptive_timeout, propagate_deadline, deadline_reserve, retry_body_limit, idempotent,
+//! # fault: see below
+//!
+//! [faults]
+//! enabled = false                 # default
+//! ```
+//!
+//! A route's defaults are the library's recommended policy
+//! ([`RetryPolicy::recommended`](stormguard::policy::RetryPolicy::recommended)): `max_attempts
+//! = 2`, backoff `full-jitter(base=25ms, cap=250ms)`, a retry budget of ratio 0.2 with 10/s
+//! minimum (over 10 s), `timeout = "10s"` per attempt, `deadline_reserve = "5ms"`,
+//! `propagate_deadline = true`, requests replayed only when idempotent by method or
+//! `Idempotency-Key`. It adds what the recommended policy has no field for:
+//! `connect_timeout = "1s"` (or the timeout, if shorter) and `retry_body_limit = "64KiB"`
+//! (the layers' `DEFAULT_BODY_LIMIT`). A `hedge` without `max_extra` gets 5%, an
+//! `adaptive_timeout` without bounds gets `min = "10ms"` and `max` = the route's timeout, and
+//! `false_timeout_rate = 0.001`. A route cannot turn its limiter off: with `max_attempts = 1`
+//! it does not retry, and with more it retries within a budget.
+//!
+//! Where the proxy reads a key differently from a graph file, and why:
+//! - the defaults above, where a graph call defaults to no retry, no limiter and no deadline
+//!   propagation (a graph file describes what is; a route says what should be);
+//! - `timeout` includes connecting (in the graph, connecting comes on top), because the
+//!   attempt's timer starts before the connection is made; so `connect_timeout` above
+//!   `timeout` is refused;
+//! - `idempotent = true` (the default) means "decide per request by method and
+//!   `Idempotency-Key`", never "replay a written POST"; `false` means "never replay once
+//!   written", and such a route takes no hedge (see [`route_policy`]).
+//!
+//! ## What is refused
+//! Everything the proxy could not run as written, each error at `file:line:column` of the
+//! offending value (or of its table when a key is missing) with the dotted key and what would
+//! be valid: unknown keys and wrong types; no route; a route without name or upstream, or with
+//! a name used before, or an upstream the file does not define (the error lists the known
+//! ones); durations, backoffs, hedge delays, budgets and adaptive timeouts the policy core
+//! refuses, in its own words; zero timeouts, attempts, `max_in_flight` or `max_headers`;
+//! `connect_timeout` above `timeout`; an adaptive `max` above `timeout`; both `retry_budget`
+//! and `token_bucket`; percentages outside 0 to 100; an `abort_status` outside 200 to 599;
+//! instances that are not `host:port`, or listed twice; an admin address that is not
+//! loopback without a token; listen and admin on the same address.
+//!
+//! A route's `fault` is accepted while `[faults] enabled = false`, and does nothing (`/config`
+//! shows it with `"active": false`): `enabled` is the kill switch, and a kill switch that made
+//! the file invalid would leave the faults running when a reload is refused.
 
+mod convert;
+mod json;
 mod model;
+mod policy;
+mod raw;
+mod route;
+mod route_tables;
+pub mod size;
+mod upstream;
 
+use std::path::{Path, PathBuf};
+
+pub use json::{to_json, REDACTED};
 pub use model::{
     AdaptiveTimeoutSpec, Admin, Config, FaultSpec, Faults, Listen, Route, RouteMatch, Upstream,
 };
+pub use policy::{hedge_policy, per_try_timeout, route_policy, worst_case_total, PolicyError};
+pub use stormguard_graph::parse::ParseError;
+
+/// Parses the settings file `text`; `file` names it in errors.
+///
+/// Returns the first error found: serde's (syntax, unknown keys, types) before any of meaning,
+/// then meaning in a fixed order (listen, admin, upstreams by name, routes in file order, then
+/// what relates two tables), so the same file always gives the same error.
+///
+/// ```
+/// use stormguard_proxy::config;
+///
+/// let config = config::parse("stormguard.toml", r#"
+/// [upstreams.api]
+/// instances = ["127.0.0.1:9001", "127.0.0.1:9002"]
+/// [[routes]]
+/// name = "api"
+/// upstream = "api"
+/// "#).unwrap();
+/// assert_eq!(config.routes[0].call.max_attempts, 2);
+///
+/// let error = config::parse("stormguard.toml", "[[routes]]\nname = \"api\"\nupstream = \"apu\"\n")
+///     .unwrap_err();
+/// assert_eq!(error.to_string(), "stormguard.toml:3:12: `routes[0].upstream`: unknown upstream \
+///     \"apu\": there is no [upstreams.apu]; the file defines no upstreams yet: add \
+///     [upstreams.NAME] with instances = [\"host:port\", ...]");
+/// ```
+pub fn parse(file: &str, text: &str) -> Result<Config, ParseError> {
+    let lines = stormguard_graph::parse::locate::Lines::new(text);
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|error| {
+        let mut error = stormguard_graph::parse::serde_error(file, text, &lines, &error);
+        // The shared wording knows the graph's keys refused at 0; these are the proxy's.
+        let from_one = ["max_in_flight", "max_headers"];
+        if error
+            .key
+            .as_deref()
+            .and_then(|k| k.rsplit('.').next())
+            .is_some_and(|k| from_one.contains(&k))
+        {
+            error.message = error
+                .message
+                .replace("whole number from 0 to", "whole number from 1 to");
+        }
+        error
+    })?;
+    convert::Converter::new(file, &lines).config(raw)
+}
+
+/// A settings file that could not be loaded: unreadable, or refused by [`parse`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read (missing, no permission, not UTF-8).
+    #[error("{}: cannot read the settings file: {source}", path.display())]
+    Read {
+        /// The path, as given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read and refused.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+}
+
+/// Reads and parses the settings file at `path`; errors name the path as given.
+///
+/// Blocking: call it from a blocking context (or `spawn_blocking`) in an async program.
+///
+/// ```
+/// use stormguard_proxy::config::{self, LoadError};
+///
+/// let error = config::load("/nonexistent/stormguard.toml".as_ref()).unwrap_err();
+/// assert!(matches!(error, LoadError::Read { .. }));
+/// assert!(error.to_string().starts_with("/nonexistent/stormguard.toml: cannot read"));
+/// ```
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(parse(&path.display().to_string(), &text)?)
+}
+
+#[cfg(test)]
+mod tests;

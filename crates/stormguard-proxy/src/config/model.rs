@@ -7,6 +7,27 @@ use std::time::Duration;
 use stormguard_graph::model::Call;
 
 /// Everything the proxy runs with; one value per generation of the file.
+///
+/// Built by [`parse`](super::parse) or [`load`](super::load), which apply every default and
+/// refuse what the proxy could not run as written:
+///
+/// ```
+/// use std::time::Duration;
+/// use stormguard_proxy::config;
+///
+/// let config = config::parse("stormguard.toml", r#"
+/// [upstreams.api]
+/// instances = ["127.0.0.1:9001", "127.0.0.1:9002"]
+/// [[routes]]
+/// name = "api"
+/// match = { path_prefix = "/api/" }
+/// upstream = "api"
+/// timeout = "2s"
+/// "#).unwrap();
+/// assert_eq!(config.listen.address.to_string(), "127.0.0.1:8080");
+/// assert_eq!(config.routes[0].call.timeout, Some(Duration::from_secs(2)));
+/// assert_eq!(config.routes[0].call.connect_timeout, Some(Duration::from_secs(1)));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Where requests come in.
@@ -69,7 +90,11 @@ pub struct Route {
     pub upstream: String,
     /// The policy as a graph call (`to` is the upstream): timeout, connect timeout, attempts,
     /// backoff, limiter, hedge, idempotency override and deadline propagation, with the
-    /// recommended values where the file gave none.
+    /// recommended values where the file gave none. `timeout` and `connect_timeout` are always
+    /// `Some`, `limiter` is always `Some` and a hedge's `max_extra` is always `Some`.
+    /// `idempotent` is `true` unless the file says `idempotent = false`: `true` means
+    /// "decide per request by method and `Idempotency-Key`" (see
+    /// [`route_policy`](super::route_policy)), `false` "never replay once written".
     pub call: Call,
     /// Per-attempt timeout from observed latency, within bounds, when set.
     pub adaptive_timeout: Option<AdaptiveTimeoutSpec>,
@@ -77,7 +102,7 @@ pub struct Route {
     pub deadline_reserve: Duration,
     /// Largest body buffered for replay (default 64 KiB); larger bodies are sent once.
     pub retry_body_limit: u64,
-    /// Faults injected on this route (only when [`Faults::enabled`]).
+    /// Faults injected on this route (only when [`Faults::enabled`]; kept, inert, otherwise).
     pub fault: Option<FaultSpec>,
 }
 
@@ -95,22 +120,24 @@ pub struct RouteMatch {
 pub struct AdaptiveTimeoutSpec {
     /// Share of attempts that would have succeeded and are timed out anyway (default 0.001).
     pub false_timeout_rate: f64,
-    /// Lower bound of the timeout.
+    /// Lower bound of the timeout (default 10 ms, or `max` if that is lower).
     pub min: Duration,
-    /// Upper bound of the timeout.
+    /// Upper bound of the timeout, and the timeout until enough latencies are measured
+    /// (default, and at most, the route's `timeout`).
     pub max: Duration,
 }
 
 /// `fault = { delay, delay_percent, abort_status, abort_percent }`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FaultSpec {
-    /// Delay added before the request is forwarded.
+    /// Delay added before the request is forwarded (default 0).
     pub delay: Duration,
-    /// Share of requests delayed, in percent.
+    /// Share of requests delayed, in percent (default 100 when `delay` is given, else 0).
     pub delay_percent: f64,
-    /// Status of an aborted request.
+    /// Status of an aborted request, 200 to 599 (default 503).
     pub abort_status: u16,
-    /// Share of requests aborted, in percent.
+    /// Share of requests aborted, in percent (default 100 when `abort_status` is given, else
+    /// 0).
     pub abort_percent: f64,
 }
 

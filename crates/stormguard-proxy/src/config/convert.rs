@@ -1,0 +1,376 @@
+//! From the raw file to [`Config`]: every default applied, every value checked for meaning,
+//! every refusal located.
+//!
+//! The defaults live here (and, for a route, in `route.rs`, `route_tables.rs` and
+//! `upstream.rs`) and nowhere else, so the file format has one definition. Unlike the graph file, whose unwise values are findings of
+//! `check`, everything refused here is refused because the proxy could not run it as written,
+//! or would silently run something else: a file that loads is a file the proxy obeys.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use stormguard_graph::parse::locate::{KeyPath, Lines};
+use stormguard_graph::parse::ParseError;
+use toml::Spanned;
+
+use super::model::{Admin, Config, Faults, Listen};
+use super::raw::{RawAdmin, RawConfig, RawListen, Scalar};
+use super::size;
+
+/// Where the proxy listens when the file does not say: loopback, so that a proxy started
+/// without thinking is not open to the network.
+pub(super) const LISTEN_ADDRESS: &str = "127.0.0.1:8080";
+/// Where the admin server listens when the file does not say (Envoy's admin port).
+pub(super) const ADMIN_ADDRESS: &str = "127.0.0.1:9901";
+/// hyper refuses (panics on) a read buffer below 8 KiB, and the request head must fit in it.
+const MIN_HEADER_BYTES: u64 = 8 * 1024;
+
+/// Walks the raw file, knowing where each value is.
+pub(super) struct Converter<'a> {
+    file: &'a str,
+    lines: &'a Lines<'a>,
+    /// The upstreams' names, sorted, for `routes[i].upstream` and its error.
+    pub(super) upstreams: Vec<String>,
+}
+
+impl<'a> Converter<'a> {
+    pub(super) fn new(file: &'a str, lines: &'a Lines<'a>) -> Self {
+        Converter {
+            file,
+            lines,
+            upstreams: Vec::new(),
+        }
+    }
+
+    /// The whole file, in a fixed order (listen, admin, upstreams by name, routes in file
+    /// order, faults, then what relates two tables), so the same file always gives the same
+    /// error.
+    pub(super) fn config(mut self, raw: RawConfig) -> Result<Config, ParseError> {
+        self.upstreams = raw.upstreams.keys().cloned().collect();
+        let root = KeyPath::default();
+        let (listen, listen_offset) = self.listen(raw.listen)?;
+        let admin_offset = raw.admin.as_ref().map(|admin| {
+            admin
+                .get_ref()
+                .address
+                .as_ref()
+                .map_or(admin.span().start, |address| address.span().start)
+        });
+        let admin = self.admin(raw.admin)?;
+        let upstreams = raw
+            .upstreams
+            .into_iter()
+            .map(|(name, upstream)| {
+                let path = root.key("upstreams").key(&name);
+                Ok((name, self.upstream(upstream, &path)?))
+            })
+            .collect::<Result<BTreeMap<_, _>, ParseError>>()?;
+        if raw.routes.is_empty() {
+            return Err(self.error(
+                0,
+                &root.key("routes"),
+                "no routes: add at least one [[routes]] table with name and upstream (and \
+                 optionally match = { path_prefix, host }); a proxy without routes could only \
+                 answer 404",
+            ));
+        }
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, route) in raw.routes.into_iter().enumerate() {
+            let path = root.key("routes").index(i);
+            let name_offset = route.get_ref().name.as_ref().map(|n| n.span().start);
+            let route = self.route(route, &path)?;
+            if let Some(first) = names.insert(route.name.clone(), i) {
+                return Err(self.error(
+                    name_offset.unwrap_or(0),
+                    &path.key("name"),
+                    format!(
+                        "route name {:?} is already used by routes[{first}]: names label \
+                         metrics and logs, so each route needs its own; rename one",
+                        route.name
+                    ),
+                ));
+            }
+            routes.push(route);
+        }
+        let faults = Faults {
+            enabled: raw
+                .faults
+                .and_then(|faults| faults.into_inner().enabled)
+                .unwrap_or(false),
+        };
+        if listen.address == admin.address && listen.address.port() != 0 {
+            let (offset, key) = match admin_offset {
+                Some(offset) => (offset, "admin"),
+                None => (listen_offset, "listen"),
+            };
+            return Err(self.error(
+                offset,
+                &root.key(key).key("address"),
+                format!(
+                    "listen.address and admin.address are both {}: one socket cannot serve \
+                     both; give the admin server its own port, e.g. {ADMIN_ADDRESS}",
+                    listen.address
+                ),
+            ));
+        }
+        Ok(Config {
+            listen,
+            admin,
+            upstreams,
+            routes,
+            faults,
+        })
+    }
+
+    /// `[listen]`, and the offset of its address (or of the table, or the file's start), for
+    /// an error that relates it to the admin address.
+    fn listen(&self, raw: Option<Spanned<RawListen>>) -> Result<(Listen, usize), ParseError> {
+        let path = &KeyPath::default().key("listen");
+        // A missing table is an empty one, so that each default is written once.
+        let (offset, raw) = match raw {
+            Some(raw) => (raw.span().start, raw.into_inner()),
+            None => (0, RawListen::default()),
+        };
+        let address_offset = raw.address.as_ref().map_or(offset, |a| a.span().start);
+        let max_header_bytes = self.size_or(
+            raw.max_header_bytes.as_ref(),
+            path,
+            "max_header_bytes",
+            64 * 1024,
+        )?;
+        if max_header_bytes < MIN_HEADER_BYTES {
+            let value = raw
+                .max_header_bytes
+                .as_ref()
+                .map_or(offset, |v| v.span().start);
+            return Err(self.error(
+                value,
+                &path.key("max_header_bytes"),
+                format!(
+                    "{} is below the smallest request head the HTTP server can read, 8KiB: \
+                     use at least \"8KiB\" (the default is \"64KiB\")",
+                    size::format(max_header_bytes)
+                ),
+            ));
+        }
+        let listen = Listen {
+            address: match &raw.address {
+                Some(address) => self.socket_address(address, path)?,
+                None => parse_default(LISTEN_ADDRESS),
+            },
+            header_read_timeout: self.nonzero_duration_or(
+                raw.header_read_timeout.as_ref(),
+                path,
+                "header_read_timeout",
+                Duration::from_secs(5),
+                "it would cut off every client before its first header; use e.g. \"5s\"",
+            )?,
+            max_request_body: self.size_or(
+                raw.max_request_body.as_ref(),
+                path,
+                "max_request_body",
+                8 << 20,
+            )?,
+            max_headers: self.at_least_one(
+                raw.max_headers.as_ref(),
+                path,
+                "max_headers",
+                100,
+                "every HTTP/1.1 request carries a Host header; use e.g. 100",
+            )? as usize,
+            max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+            shutdown_grace: self.duration_or(
+                raw.shutdown_grace.as_ref(),
+                path,
+                "shutdown_grace",
+                Duration::from_secs(30),
+            )?,
+        };
+        Ok((listen, address_offset))
+    }
+
+    fn admin(&self, raw: Option<Spanned<RawAdmin>>) -> Result<Admin, ParseError> {
+        let path = &KeyPath::default().key("admin");
+        let (offset, raw) = match raw {
+            Some(raw) => (raw.span().start, raw.into_inner()),
+            None => (0, RawAdmin::default()),
+        };
+        let address = match &raw.address {
+            Some(address) => self.socket_address(address, path)?,
+            None => parse_default(ADMIN_ADDRESS),
+        };
+        if let Some(token) = &raw.token {
+            if token.get_ref().trim().is_empty() {
+                return Err(self.error(
+                    token.span().start,
+                    &path.key("token"),
+                    "an empty token would let anyone in: use a long random string, e.g. the \
+                     output of `openssl rand -hex 32`, or remove the key on a loopback address",
+                ));
+            }
+        }
+        if raw.token.is_none() && !address.ip().is_loopback() {
+            return Err(self.error(
+                raw.address.as_ref().map_or(offset, |a| a.span().start),
+                &path.key("address"),
+                format!(
+                    "{address} is not a loopback address and there is no token: anyone who \
+                     can reach it could reload the settings; set admin.token or bind the admin \
+                     address to 127.0.0.1"
+                ),
+            ));
+        }
+        Ok(Admin {
+            address,
+            token: raw.token.map(Spanned::into_inner),
+        })
+    }
+
+    fn socket_address(
+        &self,
+        value: &Spanned<String>,
+        parent: &KeyPath,
+    ) -> Result<SocketAddr, ParseError> {
+        value.get_ref().trim().parse().map_err(|_| {
+            self.error(
+                value.span().start,
+                &parent.key("address"),
+                format!(
+                    "{:?} is not an IP address and port: a listener binds an address, not a \
+                     name; use e.g. \"127.0.0.1:8080\", \"0.0.0.0:8080\" or \"[::1]:8080\"",
+                    value.get_ref()
+                ),
+            )
+        })
+    }
+
+    pub(super) fn error(
+        &self,
+        offset: usize,
+        path: &KeyPath,
+        message: impl Into<String>,
+    ) -> ParseError {
+        let position = self.lines.position(offset);
+        ParseError {
+            file: self.file.to_string(),
+            line: position.line,
+            column: position.column,
+            key: Some(path.to_string()),
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn position(&self, offset: usize) -> stormguard_graph::model::Span {
+        self.lines.position(offset)
+    }
+
+    pub(super) fn duration(
+        &self,
+        value: &Spanned<Scalar>,
+        parent: &KeyPath,
+        key: &str,
+    ) -> Result<Duration, ParseError> {
+        let error = |message: String| self.error(value.span().start, &parent.key(key), message);
+        match value.get_ref() {
+            Scalar::Text(text) => {
+                stormguard::duration::parse(text).map_err(|e| error(e.to_string()))
+            }
+            Scalar::Integer(n) => Err(error(bare_number(n))),
+            Scalar::Float(n) => Err(error(bare_number(n))),
+        }
+    }
+
+    pub(super) fn duration_or(
+        &self,
+        value: Option<&Spanned<Scalar>>,
+        parent: &KeyPath,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ParseError> {
+        value.map_or(Ok(default), |value| self.duration(value, parent, key))
+    }
+
+    /// A duration that is meaningless at zero; `why` says why, for the error.
+    pub(super) fn nonzero_duration_or(
+        &self,
+        value: Option<&Spanned<Scalar>>,
+        parent: &KeyPath,
+        key: &str,
+        default: Duration,
+        why: &str,
+    ) -> Result<Duration, ParseError> {
+        let duration = self.duration_or(value, parent, key, default)?;
+        match value {
+            Some(value) if duration.is_zero() => Err(self.error(
+                value.span().start,
+                &parent.key(key),
+                format!("0s is not valid: {why}"),
+            )),
+            _ => Ok(duration),
+        }
+    }
+
+    /// A size: text with a binary unit, or a whole number of bytes.
+    pub(super) fn size_or(
+        &self,
+        value: Option<&Spanned<Scalar>>,
+        parent: &KeyPath,
+        key: &str,
+        default: u64,
+    ) -> Result<u64, ParseError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let error = |message: String| self.error(value.span().start, &parent.key(key), message);
+        match value.get_ref() {
+            Scalar::Text(text) => size::parse(text).map_err(|e| error(e.to_string())),
+            Scalar::Integer(n) => u64::try_from(*n).map_err(|_| {
+                error(format!(
+                    "{n} is not a size: use a whole number of bytes from 0, or a string with a \
+                     unit, e.g. \"64KiB\""
+                ))
+            }),
+            Scalar::Float(n) => Err(error(format!(
+                "{n} is not a whole number of bytes: use e.g. 65536 or \"64KiB\""
+            ))),
+        }
+    }
+
+    /// A count that is meaningless at zero; `why` says why, for the error.
+    pub(super) fn at_least_one(
+        &self,
+        value: Option<&Spanned<u32>>,
+        parent: &KeyPath,
+        key: &str,
+        default: u32,
+        why: &str,
+    ) -> Result<u32, ParseError> {
+        match value {
+            Some(value) if *value.get_ref() == 0 => Err(self.error(
+                value.span().start,
+                &parent.key(key),
+                format!("0 is not valid: {why}"),
+            )),
+            Some(value) => Ok(*value.get_ref()),
+            None => Ok(default),
+        }
+    }
+}
+
+/// The message for a duration written as a bare number: the ten-seconds-or-ten-milliseconds
+/// mistake, worded as the graph file words it.
+fn bare_number(number: impl std::fmt::Display) -> String {
+    format!(
+        "the bare number {number} is not a duration: it has no unit; write a string with a \
+         unit, e.g. \"{number}s\" or \"{number}ms\""
+    )
+}
+
+/// A default address, which is valid by construction.
+fn parse_default(address: &str) -> SocketAddr {
+    address
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}

@@ -1,0 +1,186 @@
+//! The effective settings as JSON, for `GET /config` and `stormguard proxy --validate`: every
+//! default filled in, so that anyone can discover what a timeout really is without reading the
+//! source, and each route's derived policy, so that nobody has to multiply attempts by
+//! timeouts in their head.
+//!
+//! The keys are the file's keys with the same meanings; durations are written as the file
+//! writes them (`"2s"`, `"250ms"`, by `stormguard::duration::format`), the backoff and hedge
+//! delay in the policy core's text forms, and sizes both in bytes and in the file's form. Keys
+//! are sorted (serde_json's map), so two dumps of the same settings are byte for byte equal
+//! and a diff of two generations shows only what changed. The admin token is never shown.
+
+use serde_json::{json, Value};
+use stormguard::duration::format as duration;
+use stormguard::policy::Limiter;
+use stormguard_graph::model::LimiterSpec;
+
+use super::model::{Config, Listen, Route, Upstream};
+use super::policy::{per_try_timeout, route_policy, worst_case_total};
+use super::size;
+
+/// What `/config` shows instead of the admin token.
+pub const REDACTED: &str = "[redacted]";
+
+/// The effective settings of `config` as JSON.
+///
+/// ```
+/// use stormguard_proxy::config;
+///
+/// let config = config::parse("p.toml", r#"
+/// [upstreams.api]
+/// instances = ["127.0.0.1:9001"]
+/// [[routes]]
+/// name = "api"
+/// upstream = "api"
+/// "#).unwrap();
+/// let json = config::to_json(&config);
+/// assert_eq!(json["routes"][0]["timeout"], "10s");
+/// assert_eq!(json["routes"][0]["policy"]["worst_case_total"], "20025ms");
+/// assert_eq!(json["listen"]["max_request_body"]["human"], "8MiB");
+/// ```
+pub fn to_json(config: &Config) -> Value {
+    json!({
+        "listen": listen(&config.listen),
+        "admin": {
+            "address": config.admin.address.to_string(),
+            "token": config.admin.token.as_ref().map(|_| REDACTED),
+        },
+        "upstreams": config
+            .upstreams
+            .iter()
+            .map(|(name, upstream)| (name.clone(), self::upstream(upstream)))
+            .collect::<serde_json::Map<_, _>>(),
+        "routes": config
+            .routes
+            .iter()
+            .map(|r| route(r, config.faults.enabled))
+            .collect::<Vec<_>>(),
+        "faults": { "enabled": config.faults.enabled },
+    })
+}
+
+fn listen(listen: &Listen) -> Value {
+    json!({
+        "address": listen.address.to_string(),
+        "header_read_timeout": duration(listen.header_read_timeout),
+        "max_request_body": bytes(listen.max_request_body),
+        "max_headers": listen.max_headers,
+        "max_header_bytes": bytes(listen.max_header_bytes as u64),
+        "shutdown_grace": duration(listen.shutdown_grace),
+    })
+}
+
+fn upstream(upstream: &Upstream) -> Value {
+    json!({
+        "instances": upstream.instances,
+        "max_in_flight": upstream.max_in_flight,
+    })
+}
+
+fn bytes(bytes: u64) -> Value {
+    json!({ "bytes": bytes, "human": size::format(bytes) })
+}
+
+fn route(route: &Route, faults_enabled: bool) -> Value {
+    let call = &route.call;
+    let (retry_budget, token_bucket) = match call.limiter {
+        Some(LimiterSpec::Budget { ratio, min_per_sec }) => (
+            json!({ "ratio": ratio, "min_per_sec": min_per_sec }),
+            Value::Null,
+        ),
+        Some(LimiterSpec::TokenBucket {
+            capacity,
+            retry_cost,
+            timeout_cost,
+        }) => (
+            Value::Null,
+            json!({
+                "capacity": capacity,
+                "retry_cost": retry_cost,
+                "timeout_cost": timeout_cost,
+            }),
+        ),
+        None => (Value::Null, Value::Null),
+    };
+    json!({
+        "name": route.name,
+        "match": {
+            "path_prefix": route.matcher.path_prefix,
+            "host": route.matcher.host,
+        },
+        "upstream": route.upstream,
+        "timeout": call.timeout.map(duration),
+        "connect_timeout": call.connect_timeout.map(duration),
+        "max_attempts": call.max_attempts,
+        "backoff": call.backoff.to_string(),
+        "retry_budget": retry_budget,
+        "token_bucket": token_bucket,
+        "hedge": call.hedge.map(|hedge| json!({
+            "delay": hedge.delay.to_string(),
+            "max_extra": hedge.max_extra,
+        })),
+        "adaptive_timeout": route.adaptive_timeout.map(|adaptive| json!({
+            "false_timeout_rate": adaptive.false_timeout_rate,
+            "min": duration(adaptive.min),
+            "max": duration(adaptive.max),
+        })),
+        "propagate_deadline": call.propagate_deadline,
+        "deadline_reserve": duration(route.deadline_reserve),
+        "retry_body_limit": bytes(route.retry_body_limit),
+        "idempotent": call.idempotent,
+        "fault": route.fault.map(|fault| json!({
+            "delay": duration(fault.delay),
+            "delay_percent": fault.delay_percent,
+            "abort_status": fault.abort_status,
+            "abort_percent": fault.abort_percent,
+            "active": faults_enabled,
+        })),
+        "policy": derived(route),
+    })
+}
+
+/// What the route's settings come to, as the policy core will run them.
+fn derived(route: &Route) -> Value {
+    let policy = match route_policy(route) {
+        Ok(policy) => policy,
+        Err(error) => return json!({ "error": error.to_string() }),
+    };
+    let limiter = match &policy.limiter {
+        Limiter::Unlimited => json!({ "kind": "unlimited" }),
+        Limiter::Budget(budget) => json!({
+            "kind": "retry-budget",
+            "ratio": budget.ratio(),
+            "min_per_sec": budget.min_per_sec(),
+            "window": duration(budget.ttl()),
+        }),
+        Limiter::Bucket(bucket) => {
+            let config = bucket.config();
+            json!({
+                "kind": "token-bucket",
+                "capacity": config.capacity,
+                "retry_cost": config.retry_cost,
+                "timeout_cost": config.timeout_retry_cost,
+                "success_refund": config.success_refund,
+            })
+        }
+    };
+    let replay = match policy.idempotent {
+        Some(false) => "never once the request was written; refused connections only".to_string(),
+        _ => format!(
+            "after a failure that may have reached the upstream, only requests idempotent by \
+             method or Idempotency-Key, with bodies up to {}; refused connections always",
+            size::format(route.retry_body_limit)
+        ),
+    };
+    json!({
+        "per_try_timeout": duration(per_try_timeout(route)),
+        "per_try_timeout_kind": if policy.adaptive_timeout.is_some() { "adaptive" } else { "fixed" },
+        "retries": policy.max_attempts - 1,
+        "worst_case_total": duration(worst_case_total(route)),
+        "retry_limiter": limiter,
+        "deadline_propagation": policy.propagate_deadline,
+        "deadline_reserve": duration(policy.deadline.reserve),
+        "max_retry_after": duration(policy.classifier.max_retry_after),
+        "replay": replay,
+    })
+}

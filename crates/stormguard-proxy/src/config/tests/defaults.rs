@@ -1,0 +1,162 @@
+//! Every key a file leaves out gets the documented default, and a route's policy defaults are
+//! the library's recommended policy, read from the library.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use stormguard::backoff::Backoff;
+use stormguard::policy::RetryPolicy;
+use stormguard_graph::model::LimiterSpec;
+
+use super::*;
+
+#[test]
+fn listen_admin_and_faults_defaults() {
+    let config = config(MINIMAL);
+    assert_eq!(
+        config.listen,
+        Listen {
+            address: "127.0.0.1:8080".parse().unwrap(),
+            header_read_timeout: Duration::from_secs(5),
+            max_request_body: 8 * 1024 * 1024,
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    );
+    assert_eq!(
+        config.admin,
+        Admin {
+            address: "127.0.0.1:9901".parse().unwrap(),
+            token: None,
+        }
+    );
+    assert_eq!(config.faults, Faults { enabled: false });
+    assert_eq!(config.upstreams["api"].max_in_flight, 1024);
+}
+
+#[test]
+fn empty_tables_take_the_same_defaults_as_missing_ones() {
+    let with_tables = config(&format!("[listen]\n[admin]\n[faults]\n{MINIMAL}"));
+    let without = config(MINIMAL);
+    assert_eq!(with_tables.listen, without.listen);
+    assert_eq!(with_tables.admin, without.admin);
+    assert_eq!(with_tables.faults, without.faults);
+}
+
+#[test]
+fn a_route_that_says_nothing_gets_the_recommended_policy() {
+    let route = &config(MINIMAL).routes[0];
+    let recommended = RetryPolicy::recommended();
+    let call = &route.call;
+    assert_eq!(call.max_attempts, recommended.max_attempts);
+    assert_eq!(call.max_attempts, 2);
+    assert_eq!(call.backoff, recommended.backoff);
+    assert_eq!(
+        call.backoff,
+        Backoff::FullJitter {
+            base: Duration::from_millis(25),
+            cap: Duration::from_millis(250)
+        }
+    );
+    assert_eq!(
+        call.limiter,
+        Some(LimiterSpec::Budget {
+            ratio: 0.2,
+            min_per_sec: 10
+        })
+    );
+    assert_eq!(call.timeout, Some(recommended.deadline.per_try_timeout));
+    assert_eq!(call.timeout, Some(Duration::from_secs(10)));
+    assert_eq!(call.connect_timeout, Some(Duration::from_secs(1)));
+    assert!(call.propagate_deadline);
+    assert!(call.idempotent);
+    assert_eq!(call.hedge, None);
+    assert_eq!((call.count, call.parallel, call.required), (1, false, true));
+    assert_eq!(route.matcher, RouteMatch::default());
+    assert_eq!(route.adaptive_timeout, None);
+    assert_eq!(route.deadline_reserve, recommended.deadline.reserve);
+    assert_eq!(route.deadline_reserve, Duration::from_millis(5));
+    assert_eq!(route.retry_body_limit, 64 * 1024);
+    assert_eq!(route.fault, None);
+}
+
+#[test]
+fn a_short_timeout_shortens_the_default_connect_timeout() {
+    let route = &config(&format!("{MINIMAL}timeout = \"300ms\"\n")).routes[0];
+    assert_eq!(route.call.connect_timeout, Some(Duration::from_millis(300)));
+}
+
+#[test]
+fn partial_limiter_tables_take_the_rest_from_the_library() {
+    let route = &config(&format!("{MINIMAL}retry_budget = {{ ratio = 0.1 }}\n")).routes[0];
+    assert_eq!(
+        route.call.limiter,
+        Some(LimiterSpec::Budget {
+            ratio: 0.1,
+            min_per_sec: 10
+        })
+    );
+    let route = &config(&format!("{MINIMAL}retry_budget = {{ min_per_sec = 0 }}\n")).routes[0];
+    assert_eq!(
+        route.call.limiter,
+        Some(LimiterSpec::Budget {
+            ratio: 0.2,
+            min_per_sec: 0
+        })
+    );
+    // The AWS SDKs' standard mode, as stormguard::budget::TokenBucketConfig::default().
+    let route = &config(&format!("{MINIMAL}token_bucket = {{}}\n")).routes[0];
+    assert_eq!(
+        route.call.limiter,
+        Some(LimiterSpec::TokenBucket {
+            capacity: 500,
+            retry_cost: 5,
+            timeout_cost: 10
+        })
+    );
+}
+
+#[test]
+fn listen_on_port_zero_is_valid_for_both_listeners() {
+    // Port 0 lets the OS choose, as tests do; two port-0 addresses never collide.
+    let config = config(&format!(
+        "[listen]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n{MINIMAL}"
+    ));
+    assert_eq!(config.listen.address, SocketAddr::from(([127, 0, 0, 1], 0)));
+    assert_eq!(config.admin.address, config.listen.address);
+}
+
+#[test]
+fn load_reads_a_file_and_names_it_in_errors() {
+    let dir = std::env::temp_dir().join(format!("stormguard-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, MINIMAL).unwrap();
+    assert_eq!(load(&good).unwrap(), config(MINIMAL));
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, format!("{MINIMAL}timeout = \"2\"\n")).unwrap();
+    let error = load(&bad).unwrap_err();
+    let LoadError::Parse(parse_error) = &error else {
+        panic!("expected a parse error, got {error}");
+    };
+    assert_eq!(parse_error.file, bad.display().to_string());
+    assert!(
+        error.to_string().starts_with(&format!(
+            "{}:6:11: `routes[0].timeout`: invalid duration",
+            bad.display()
+        )),
+        "{error}"
+    );
+    let missing = dir.join("missing.toml");
+    let error = load(&missing).unwrap_err();
+    assert!(matches!(error, LoadError::Read { .. }));
+    assert!(
+        error.to_string().starts_with(&format!(
+            "{}: cannot read the settings file: ",
+            missing.display()
+        )),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,271 @@
+//! Refusals of shape and of the tables around routes (listen, admin, upstreams, the file as a
+//! whole): each at its exact `line:column`, with its dotted key and what would be valid.
+
+use super::*;
+
+#[test]
+fn unknown_keys_list_the_valid_keys_of_their_table() {
+    assert_error(
+        &format!("[lisen]\n{MINIMAL}"),
+        1,
+        2,
+        "lisen",
+        &[
+            "unknown key `lisen`; valid keys here: `listen`, `admin`, `upstreams`, `routes`, \
+           `faults`",
+        ],
+    );
+    assert_error(
+        &format!("{MINIMAL}timout = \"1s\"\n"),
+        6,
+        1,
+        "routes[0].timout",
+        &[
+            "unknown key `timout`; valid keys here: `name`, `match`, `upstream`, `timeout`, \
+           `connect_timeout`, `max_attempts`, `backoff`, `retry_budget`, `token_bucket`, \
+           `hedge`, `adaptive_timeout`, `propagate_deadline`, `deadline_reserve`, \
+           `retry_body_limit`, `idempotent`, `fault`",
+        ],
+    );
+    assert_error(
+        &format!("{MINIMAL}match = {{ prefix = \"/\" }}\n"),
+        6,
+        11,
+        "routes[0].match.prefix",
+        &["valid keys here: `path_prefix`, `host`"],
+    );
+    assert_error(
+        &format!("[listen]\nmax_body = 1\n{MINIMAL}"),
+        2,
+        1,
+        "listen.max_body",
+        &["`max_request_body`", "`shutdown_grace`"],
+    );
+}
+
+#[test]
+fn wrong_types_say_what_the_key_takes() {
+    assert_error(
+        &format!("[listen]\nmax_headers = \"100\"\n{MINIMAL}"),
+        2,
+        15,
+        "listen.max_headers",
+        &["expected a whole number"],
+    );
+    assert_error(
+        &format!("[listen]\nmax_headers = -5\n{MINIMAL}"),
+        2,
+        15,
+        "listen.max_headers",
+        &["expected a whole number from 1 to 4294967295"],
+    );
+    assert_error(
+        &format!("{MINIMAL}timeout = 2\n"),
+        6,
+        11,
+        "routes[0].timeout",
+        &["the bare number 2 is not a duration", "\"2s\" or \"2ms\""],
+    );
+    assert_error(
+        &format!("{MINIMAL}timeout = true\n"),
+        6,
+        11,
+        "routes[0].timeout",
+        &["expected a string with a unit, e.g. \"250ms\""],
+    );
+    assert_error(
+        &format!("{MINIMAL}timeout = \"2\"\n"),
+        6,
+        11,
+        "routes[0].timeout",
+        &["invalid duration \"2\": missing unit", "e.g. \"250ms\""],
+    );
+    assert_error(
+        "[upstreams.api]\ninstances = \"127.0.0.1:9001\"\n",
+        2,
+        13,
+        "upstreams.api.instances",
+        &["expected an array"],
+    );
+}
+
+#[test]
+fn a_syntax_error_has_a_position() {
+    let error = parse("p.toml", &format!("{MINIMAL}timeout = \"2s\n")).unwrap_err();
+    assert_eq!((error.file.as_str(), error.line), ("p.toml", 6));
+}
+
+#[test]
+fn a_file_needs_a_route() {
+    assert_error(
+        "[upstreams.api]\ninstances = [\"127.0.0.1:9001\"]\n",
+        1,
+        1,
+        "routes",
+        &["no routes: add at least one [[routes]] table with name and upstream"],
+    );
+    assert_error("", 1, 1, "routes", &["no routes"]);
+}
+
+#[test]
+fn listen_values_are_checked() {
+    assert_error(
+        &format!("[listen]\naddress = \"localhost:8080\"\n{MINIMAL}"),
+        2,
+        11,
+        "listen.address",
+        &[
+            "\"localhost:8080\" is not an IP address and port",
+            "\"127.0.0.1:8080\"",
+        ],
+    );
+    assert_error(
+        &format!("[listen]\nheader_read_timeout = \"0s\"\n{MINIMAL}"),
+        2,
+        23,
+        "listen.header_read_timeout",
+        &["0s is not valid", "e.g. \"5s\""],
+    );
+    assert_error(
+        &format!("[listen]\nmax_request_body = \"8MB\"\n{MINIMAL}"),
+        2,
+        20,
+        "listen.max_request_body",
+        &["invalid size \"8MB\": unknown unit \"MB\": use MiB"],
+    );
+    assert_error(
+        &format!("[listen]\nmax_request_body = -1\n{MINIMAL}"),
+        2,
+        20,
+        "listen.max_request_body",
+        &["-1 is not a size"],
+    );
+    assert_error(
+        &format!("[listen]\nmax_request_body = 1.5\n{MINIMAL}"),
+        2,
+        20,
+        "listen.max_request_body",
+        &["1.5 is not a whole number of bytes"],
+    );
+    assert_error(
+        &format!("[listen]\nmax_headers = 0\n{MINIMAL}"),
+        2,
+        15,
+        "listen.max_headers",
+        &["0 is not valid", "Host header"],
+    );
+    assert_error(
+        &format!("[listen]\nmax_header_bytes = \"4KiB\"\n{MINIMAL}"),
+        2,
+        20,
+        "listen.max_header_bytes",
+        &["4KiB is below", "use at least \"8KiB\""],
+    );
+    assert_error(
+        &format!("[listen]\nshutdown_grace = \"soon\"\n{MINIMAL}"),
+        2,
+        18,
+        "listen.shutdown_grace",
+        &["invalid duration \"soon\""],
+    );
+}
+
+#[test]
+fn a_public_admin_address_needs_a_token() {
+    assert_error(
+        &format!("[admin]\naddress = \"0.0.0.0:9901\"\n{MINIMAL}"),
+        2,
+        11,
+        "admin.address",
+        &[
+            "0.0.0.0:9901 is not a loopback address and there is no token",
+            "set admin.token or bind the admin address to 127.0.0.1",
+        ],
+    );
+    assert_error(
+        &format!("[admin]\naddress = \"10.0.0.1:9901\"\ntoken = \" \"\n{MINIMAL}"),
+        3,
+        9,
+        "admin.token",
+        &["an empty token would let anyone in"],
+    );
+    // Loopback in IPv6 needs no token either.
+    let config = config(&format!("[admin]\naddress = \"[::1]:9901\"\n{MINIMAL}"));
+    assert_eq!(config.admin.token, None);
+}
+
+#[test]
+fn listen_and_admin_cannot_share_an_address() {
+    assert_error(
+        &format!("[listen]\naddress = \"127.0.0.1:9901\"\n{MINIMAL}"),
+        2,
+        11,
+        "listen.address",
+        &["listen.address and admin.address are both 127.0.0.1:9901"],
+    );
+    assert_error(
+        &format!("[admin]\naddress = \"127.0.0.1:8080\"\n{MINIMAL}"),
+        2,
+        11,
+        "admin.address",
+        &["both 127.0.0.1:8080", "its own port"],
+    );
+    // With no address given, the error points at the table that brought the collision.
+    assert_error(
+        &format!("[listen]\naddress = \"127.0.0.1:9901\"\n[admin]\ntoken = \"t\"\n{MINIMAL}"),
+        3,
+        1,
+        "admin.address",
+        &["both 127.0.0.1:9901"],
+    );
+}
+
+#[test]
+fn upstreams_need_valid_distinct_instances() {
+    const ROUTE: &str = "[[routes]]\nname = \"api\"\nupstream = \"api\"\n";
+    assert_error(
+        &format!("[upstreams.api]\nmax_in_flight = 1\n{ROUTE}"),
+        1,
+        1,
+        "upstreams.api.instances",
+        &["missing: list the upstream's instances as \"host:port\" strings"],
+    );
+    assert_error(
+        &format!("[upstreams.api]\ninstances = []\n{ROUTE}"),
+        2,
+        13,
+        "upstreams.api.instances",
+        &["an upstream with no instance can serve nothing"],
+    );
+    assert_error(
+        &format!("[upstreams.api]\ninstances = [\"a:1\", \"b\"]\n{ROUTE}"),
+        2,
+        21,
+        "upstreams.api.instances[1]",
+        &[
+            "\"b\" is not a valid instance: it has no port",
+            "use \"host:port\"",
+        ],
+    );
+    assert_error(
+        &format!("[upstreams.api]\ninstances = [\"a:1\", \"b:2\", \"a:1\"]\n{ROUTE}"),
+        2,
+        28,
+        "upstreams.api.instances[2]",
+        &["\"a:1\" is listed twice (also at index 0)"],
+    );
+    assert_error(
+        &format!("[upstreams.api]\ninstances = [\"a:1\"]\nmax_in_flight = 0\n{ROUTE}"),
+        3,
+        17,
+        "upstreams.api.max_in_flight",
+        &["0 is not valid", "would shed every request"],
+    );
+    assert_error(
+        &format!("[upstreams.\"my api\"]\ninstances = [\"a\"]\n{ROUTE}"),
+        2,
+        14,
+        "upstreams.\"my api\".instances[0]",
+        &["it has no port"],
+    );
+}

@@ -1,0 +1,296 @@
+//! Refusals inside `[[routes]]`: names, upstreams, timeouts and the policy core's values, each
+//! at its exact `line:column` (MINIMAL's lines 1-5, so the appended key is on line 6).
+
+use super::*;
+
+#[test]
+fn a_route_needs_a_unique_name() {
+    assert_error(
+        "[upstreams.api]\ninstances = [\"a:1\"]\n[[routes]]\nupstream = \"api\"\n",
+        3,
+        1,
+        "routes[0].name",
+        &["missing: name the route"],
+    );
+    assert_error(
+        "[upstreams.api]\ninstances = [\"a:1\"]\n[[routes]]\nname = \"\"\nupstream = \"api\"\n",
+        4,
+        8,
+        "routes[0].name",
+        &["an empty name cannot label metrics"],
+    );
+    assert_error(
+        &format!("{MINIMAL}[[routes]]\nupstream = \"api\"\nname = \"api\"\n"),
+        8,
+        8,
+        "routes[1].name",
+        &["route name \"api\" is already used by routes[0]"],
+    );
+}
+
+#[test]
+fn a_route_names_a_known_upstream() {
+    const UPSTREAMS: &str = "[upstreams.api]\ninstances = [\"a:1\"]\n\
+                             [upstreams.web]\ninstances = [\"b:1\"]\n";
+    assert_error(
+        &format!("{UPSTREAMS}[[routes]]\nname = \"x\"\n"),
+        5,
+        1,
+        "routes[0].upstream",
+        &["missing: name the upstream this route sends to; known upstreams: api, web"],
+    );
+    assert_error(
+        &format!("{UPSTREAMS}[[routes]]\nname = \"x\"\nupstream = \"apu\"\n"),
+        7,
+        12,
+        "routes[0].upstream",
+        &["unknown upstream \"apu\": there is no [upstreams.apu]; known upstreams: api, web"],
+    );
+}
+
+#[test]
+fn timeouts_are_nonzero_and_connecting_fits_in_an_attempt() {
+    assert_error(
+        &format!("{MINIMAL}timeout = \"0s\"\n"),
+        6,
+        11,
+        "routes[0].timeout",
+        &["0s is not valid"],
+    );
+    assert_error(
+        &format!("{MINIMAL}connect_timeout = \"0ms\"\n"),
+        6,
+        19,
+        "routes[0].connect_timeout",
+        &["0s is not valid"],
+    );
+    assert_error(
+        &format!("{MINIMAL}timeout = \"1s\"\nconnect_timeout = \"2s\"\n"),
+        7,
+        19,
+        "routes[0].connect_timeout",
+        &["connect_timeout 2s is above timeout 1s", "use at most 1s"],
+    );
+    assert_error(
+        &format!("{MINIMAL}deadline_reserve = 5\n"),
+        6,
+        20,
+        "routes[0].deadline_reserve",
+        &["the bare number 5 is not a duration"],
+    );
+    assert_error(
+        &format!("{MINIMAL}retry_body_limit = \"1.5MiB\"\n"),
+        6,
+        20,
+        "routes[0].retry_body_limit",
+        &["fractions are not accepted"],
+    );
+}
+
+#[test]
+fn attempts_and_backoff_use_the_core_rules() {
+    assert_error(
+        &format!("{MINIMAL}max_attempts = 0\n"),
+        6,
+        16,
+        "routes[0].max_attempts",
+        &["0 is not valid", "use 1 for no retries"],
+    );
+    assert_error(
+        &format!("{MINIMAL}max_attempts = -1\n"),
+        6,
+        16,
+        "routes[0].max_attempts",
+        &["expected a whole number from 1 to 4294967295"],
+    );
+    assert_error(
+        &format!("{MINIMAL}backoff = \"jitter\"\n"),
+        6,
+        11,
+        "routes[0].backoff",
+        &["unknown backoff kind \"jitter\"; valid forms: none,"],
+    );
+}
+
+#[test]
+fn limiters_use_the_core_rules() {
+    assert_error(
+        &format!("{MINIMAL}retry_budget = {{}}\ntoken_bucket = {{}}\n"),
+        7,
+        16,
+        "routes[0].token_bucket",
+        &["a route takes retry_budget or token_bucket, not both: keep one"],
+    );
+    assert_error(
+        &format!("{MINIMAL}retry_budget = {{ ratio = -0.5 }}\n"),
+        6,
+        26,
+        "routes[0].retry_budget.ratio",
+        &["retry budget ratio must be a finite number between 0 and 1000, got -0.5"],
+    );
+    assert_error(
+        &format!("{MINIMAL}token_bucket = {{ capacity = 0 }}\n"),
+        6,
+        29,
+        "routes[0].token_bucket.capacity",
+        &["token bucket capacity must be at least 1"],
+    );
+    assert_error(
+        &format!("{MINIMAL}token_bucket = {{ capacity = 10, retry_cost = 11 }}\n"),
+        6,
+        46,
+        "routes[0].token_bucket.retry_cost",
+        &["retry_cost must be at most the capacity 10, got 11"],
+    );
+    // The default timeout cost (10) does not fit a capacity of 8: the capacity is at fault.
+    assert_error(
+        &format!("{MINIMAL}token_bucket = {{ capacity = 8, retry_cost = 1 }}\n"),
+        6,
+        29,
+        "routes[0].token_bucket.capacity",
+        &["timeout_retry_cost must be at most the capacity 8, got 10"],
+    );
+}
+
+#[test]
+fn hedges_use_the_core_rules() {
+    assert_error(
+        &format!("{MINIMAL}hedge = {{ max_extra = 0.1 }}\n"),
+        6,
+        9,
+        "routes[0].hedge.delay",
+        &["missing: say when to send the hedge"],
+    );
+    assert_error(
+        &format!("{MINIMAL}hedge = {{ delay = \"p100\" }}\n"),
+        6,
+        19,
+        "routes[0].hedge.delay",
+        &["invalid hedge delay \"p100\""],
+    );
+    assert_error(
+        &format!("{MINIMAL}hedge = {{ delay = \"p95\", max_extra = 2.0 }}\n"),
+        6,
+        38,
+        "routes[0].hedge.max_extra",
+        &["invalid hedge max_extra 2"],
+    );
+    assert_error(
+        &format!("{MINIMAL}idempotent = false\nhedge = {{ delay = \"p95\" }}\n"),
+        6,
+        14,
+        "routes[0].idempotent",
+        &["a route with idempotent = false takes no hedge"],
+    );
+}
+
+#[test]
+fn adaptive_timeouts_use_the_core_rules_within_the_timeout() {
+    assert_error(
+        &format!("{MINIMAL}adaptive_timeout = {{ false_timeout_rate = 0.9 }}\n"),
+        6,
+        43,
+        "routes[0].adaptive_timeout.false_timeout_rate",
+        &["false timeout rate 0.9 is outside (0, 0.5]"],
+    );
+    assert_error(
+        &format!("{MINIMAL}adaptive_timeout = {{ min = \"0s\" }}\n"),
+        6,
+        28,
+        "routes[0].adaptive_timeout.min",
+        &["minimum timeout is zero"],
+    );
+    assert_error(
+        &format!("{MINIMAL}adaptive_timeout = {{ min = \"3s\", max = \"2s\" }}\n"),
+        6,
+        28,
+        "routes[0].adaptive_timeout.min",
+        &["minimum timeout 3s is above maximum 2s"],
+    );
+    assert_error(
+        &format!("{MINIMAL}timeout = \"1s\"\nadaptive_timeout = {{ max = \"2s\" }}\n"),
+        7,
+        28,
+        "routes[0].adaptive_timeout.max",
+        &[
+            "max 2s is above the route's timeout 1s",
+            "use a max of at most 1s",
+        ],
+    );
+}
+
+#[test]
+fn matches_are_paths_and_host_names() {
+    assert_error(
+        &format!("{MINIMAL}match = {{ path_prefix = \"api\" }}\n"),
+        6,
+        25,
+        "routes[0].match.path_prefix",
+        &["\"api\" does not start with '/'"],
+    );
+    assert_error(
+        &format!("{MINIMAL}match = {{ host = \"api.internal:8080\" }}\n"),
+        6,
+        18,
+        "routes[0].match.host",
+        &["is not a host name", "compared without port and case"],
+    );
+}
+
+#[test]
+fn faults_are_shares_and_final_statuses() {
+    assert_error(
+        &format!("{MINIMAL}fault = {{}}\n"),
+        6,
+        9,
+        "routes[0].fault",
+        &["a fault with neither delay nor abort_status does nothing"],
+    );
+    assert_error(
+        &format!("{MINIMAL}fault = {{ delay_percent = 5.0, abort_status = 500 }}\n"),
+        6,
+        27,
+        "routes[0].fault.delay_percent",
+        &["delay_percent without delay"],
+    );
+    assert_error(
+        &format!("{MINIMAL}fault = {{ delay = \"1s\", delay_percent = 150.0 }}\n"),
+        6,
+        41,
+        "routes[0].fault.delay_percent",
+        &["150 is not a percentage: use a share of requests from 0 to 100"],
+    );
+    assert_error(
+        &format!("{MINIMAL}fault = {{ abort_status = 503, abort_percent = -1.0 }}\n"),
+        6,
+        47,
+        "routes[0].fault.abort_percent",
+        &["-1 is not a percentage"],
+    );
+    for status in ["100", "199", "600", "-503"] {
+        assert_error(
+            &format!("{MINIMAL}fault = {{ abort_status = {status} }}\n"),
+            6,
+            26,
+            "routes[0].fault.abort_status",
+            &[&format!(
+                "{status} is not a status a response can end with: use 200 to 599"
+            )],
+        );
+    }
+    assert_error(
+        &format!("{MINIMAL}fault = {{ delay = 200 }}\n"),
+        6,
+        19,
+        "routes[0].fault.delay",
+        &["the bare number 200 is not a duration"],
+    );
+}
+
+#[test]
+fn a_fault_while_faults_are_off_is_kept_and_inert() {
+    // `[faults] enabled = false` is the kill switch: flipping it must never make a file invalid.
+    let config = config(&format!("{MINIMAL}fault = {{ abort_status = 503 }}\n"));
+    assert!(!config.faults.enabled);
+    assert!(config.routes[0].fault.is_some());
+}

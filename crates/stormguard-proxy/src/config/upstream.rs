@@ -1,0 +1,150 @@
+//! `[upstreams.NAME]`: the instances a route may send to, and how much at once.
+//!
+//! Instances are checked for shape only (`host:port`, each once); names are resolved when the
+//! proxy connects, so that a reload does not depend on DNS being up.
+
+use stormguard_graph::parse::locate::KeyPath;
+use stormguard_graph::parse::ParseError;
+use toml::Spanned;
+
+use super::convert::Converter;
+use super::model::Upstream;
+use super::raw::RawUpstream;
+
+impl Converter<'_> {
+    pub(super) fn upstream(
+        &self,
+        raw: Spanned<RawUpstream>,
+        path: &KeyPath,
+    ) -> Result<Upstream, ParseError> {
+        let offset = raw.span().start;
+        let raw = raw.into_inner();
+        let Some(instances) = raw.instances else {
+            return Err(self.error(
+                offset,
+                &path.key("instances"),
+                "missing: list the upstream's instances as \"host:port\" strings, e.g. \
+                 instances = [\"127.0.0.1:9001\", \"127.0.0.1:9002\"]",
+            ));
+        };
+        let instances_offset = instances.span().start;
+        let instances = instances.into_inner();
+        if instances.is_empty() {
+            return Err(self.error(
+                instances_offset,
+                &path.key("instances"),
+                "an upstream with no instance can serve nothing: list at least one \
+                 \"host:port\", e.g. [\"127.0.0.1:9001\"]",
+            ));
+        }
+        let mut seen = Vec::with_capacity(instances.len());
+        for (i, instance) in instances.iter().enumerate() {
+            let key = path.key("instances").index(i);
+            if let Err(problem) = check_instance(instance.get_ref()) {
+                return Err(self.error(
+                    instance.span().start,
+                    &key,
+                    format!(
+                        "{:?} is not a valid instance: {problem}; use \"host:port\", e.g. \
+                         \"127.0.0.1:9001\", \"api-1.internal:80\" or \"[::1]:9001\"",
+                        instance.get_ref()
+                    ),
+                ));
+            }
+            if let Some(first) = seen.iter().position(|s| s == instance.get_ref()) {
+                return Err(self.error(
+                    instance.span().start,
+                    &key,
+                    format!(
+                        "{:?} is listed twice (also at index {first}): it would get twice the \
+                         share of requests and a retry could go back to it; list it once",
+                        instance.get_ref()
+                    ),
+                ));
+            }
+            seen.push(instance.get_ref().clone());
+        }
+        Ok(Upstream {
+            instances: seen,
+            max_in_flight: self.at_least_one(
+                raw.max_in_flight.as_ref(),
+                path,
+                "max_in_flight",
+                1024,
+                "an upstream that may have no request in flight would shed every request; \
+                 use e.g. 1024",
+            )?,
+        })
+    }
+}
+
+/// Why `instance` is not `host:port`, if it is not. The host is not resolved here: names are
+/// resolved when connecting, so that a reload does not depend on DNS being up.
+fn check_instance(instance: &str) -> Result<(), &'static str> {
+    if instance.contains("://") {
+        return Err("it has a scheme: write only the host and port, without \"http://\"");
+    }
+    let Some((host, port)) = instance.rsplit_once(':') else {
+        return Err("it has no port");
+    };
+    match port.parse::<u16>() {
+        Ok(0) => return Err("port 0 cannot be connected to"),
+        Ok(_) => {}
+        Err(_) if port.is_empty() => return Err("it has no port"),
+        Err(_) => return Err("the port is not a number from 1 to 65535"),
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| "the part in brackets is not an IPv6 address");
+    }
+    if host.is_empty() {
+        return Err("it has no host");
+    }
+    if host.contains(':') {
+        return Err("an IPv6 address must be in brackets");
+    }
+    let valid = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
+    if !valid {
+        return Err("the host may hold only letters, digits, '.', '-' and '_' (no scheme or path)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_instance;
+
+    #[test]
+    fn instances_are_host_and_port() {
+        for good in [
+            "127.0.0.1:9001",
+            "api-1.internal:80",
+            "[::1]:9001",
+            "localhost:65535",
+            "my_host:1",
+        ] {
+            assert_eq!(check_instance(good), Ok(()), "{good}");
+        }
+        for (bad, problem) in [
+            ("127.0.0.1", "no port"),
+            ("host:", "no port"),
+            (":80", "no host"),
+            ("host:0", "port 0"),
+            ("host:65536", "1 to 65535"),
+            ("host:http", "1 to 65535"),
+            ("::1:80", "brackets"),
+            ("[zz]:80", "not an IPv6"),
+            ("http://host:80", "without \"http://\""),
+            ("user@host:80", "no scheme"),
+            ("host/path:80", "no scheme"),
+            ("ho st:80", "no scheme"),
+        ] {
+            let error = check_instance(bad).expect_err(bad);
+            assert!(error.contains(problem), "{bad}: {error}");
+        }
+    }
+}

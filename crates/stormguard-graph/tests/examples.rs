@@ -152,7 +152,10 @@ fn retry_storm_lacks_the_budget_its_fixed_twin_has() {
     assert_eq!(places(&fixed), ["too-many-attempts api->db"]);
     assert_eq!(fixed.services["db"].amplification, 4.0);
     assert!((fixed.services["db"].sustained_amplification - 1.1).abs() < 1e-9);
-    assert_eq!(run("retry-storm.toml").services["db"].sustained_amplification, 4.0);
+    assert_eq!(
+        run("retry-storm.toml").services["db"].sustained_amplification,
+        4.0
+    );
 }
 
 #[test]

@@ -90,9 +90,15 @@ fn deadlines_stop_the_bottom_working_for_callers_that_gave_up() {
         assert!(saved < 0.1, "with deadlines {saved}");
         // Measured 1442 s of work against 603 s: the work not started is capacity left over.
         let (work, less) = (plain.services["db"].work_s, deadlines.services["db"].work_s);
-        assert!(less < 0.5 * work, "db worked {less}s with deadlines, {work}s without");
+        assert!(
+            less < 0.5 * work,
+            "db worked {less}s with deadlines, {work}s without"
+        );
         // The same users are answered either way: nothing can finish in time while db is slow.
         let (a, b) = (plain.users.succeeded, deadlines.users.succeeded);
-        assert!(a.abs_diff(b) <= a / 50, "answered {a} without deadlines, {b} with");
+        assert!(
+            a.abs_diff(b) <= a / 50,
+            "answered {a} without deadlines, {b} with"
+        );
     }
 }

@@ -177,12 +177,24 @@ fn deep_slowdown_inverts_timeouts_that_deadlines_make_harmless() {
 }
 
 #[test]
+fn tail_latency_is_clean_with_its_hedge_and_without() {
+    // A tail is no misconfiguration; a hedge with max_extra is the fix check would accept.
+    assert_eq!(places(&run("tail-latency.toml")), Vec::<String>::new());
+    assert_eq!(
+        places(&run("tail-latency-hedged.toml")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn scenario_examples_name_the_scenario_their_header_runs() {
     for (file, scenario) in [
         ("retry-storm.toml", "db-hiccup"),
         ("retry-storm-budget.toml", "db-hiccup"),
         ("deep-slowdown.toml", "db-slow"),
         ("deep-slowdown-deadlines.toml", "db-slow"),
+        ("tail-latency.toml", "steady"),
+        ("tail-latency-hedged.toml", "steady"),
     ] {
         let text = source(file);
         let graph = parse(file, &text).unwrap();

@@ -271,7 +271,10 @@ fn out_writes_the_summary_the_timeline_and_the_report() {
 
 #[test]
 fn bad_input_exits_2_and_says_where() {
-    let bad = graph("bad", &TODAY.replace("timeout = \"1s\"", "timeout = \"1 s\""));
+    let bad = graph(
+        "bad",
+        &TODAY.replace("timeout = \"1s\"", "timeout = \"1 s\""),
+    );
     let (code, _, err) = stormguard(&["sim", &bad]);
     assert_eq!(code, 2, "{err}");
     assert!(err.starts_with(&format!("stormguard: {bad}:5:")), "{err}");

@@ -40,6 +40,9 @@ pub(crate) struct Series {
     pub(crate) colour: RGBColor,
     /// Dashed: the second file's run, over the first file's solid line.
     pub(crate) dashed: bool,
+    /// Stroke width in px: a line drawn over another of the same values is drawn narrower, so
+    /// both stay visible.
+    pub(crate) width: u32,
     pub(crate) points: Vec<(f64, f64)>,
 }
 
@@ -105,7 +108,7 @@ pub(crate) fn render(chart: &Chart, x_max: f64, triggers: &[Trigger]) -> anyhow:
             )))?;
         }
         for series in &chart.series {
-            let style = series.colour.stroke_width(2);
+            let style = series.colour.stroke_width(series.width);
             let points = series.points.iter().copied();
             if series.dashed {
                 plot.draw_series(DashedLineSeries::new(points, 7, 4, style))?;
@@ -133,6 +136,7 @@ mod tests {
                 label: "api".to_string(),
                 colour: PALETTE[0],
                 dashed: false,
+                width: 2,
                 points: vec![(0.0, 1.0), (1.0, 5.0), (2.0, 3.0)],
             }],
             y_max: None,

@@ -55,14 +55,10 @@ fn charts(runs: &[&Run]) -> Vec<Chart> {
             label,
             colour,
             dashed,
+            width: 2,
             points,
         };
         let at = |s: &stormguard_sim::engine::Step| s.at_s as f64;
-        load.push(line(
-            format!("user requests{}", suffix(i)),
-            BLACK,
-            steps.iter().map(|s| (at(s), s.users as f64)).collect(),
-        ));
         goodput.push(line(
             format!("goodput share{}", suffix(i)),
             BLACK,
@@ -92,17 +88,27 @@ fn charts(runs: &[&Run]) -> Vec<Chart> {
                     })
                     .collect()
             };
-            load.push(line(
-                format!("attempts at {name}{}", suffix(i)),
-                colour,
-                series(|s| &s.attempts),
-            ));
+            load.push(Series {
+                width: 3,
+                ..line(
+                    format!("attempts at {name}{}", suffix(i)),
+                    colour,
+                    series(|s| &s.attempts),
+                )
+            });
             queue.push(line(
                 format!("{name}{}", suffix(i)),
                 colour,
                 series(|s| &s.max_queue),
             ));
         }
+        // Last and narrower: the entry service's attempts equal the users until it retries, and
+        // the offered load must stay visible over them.
+        load.push(line(
+            format!("user requests{}", suffix(i)),
+            BLACK,
+            steps.iter().map(|s| (at(s), s.users as f64)).collect(),
+        ));
     }
     let chart = |title: &str, y_desc: &str, series, y_max| Chart {
         title: title.to_string(),
@@ -145,8 +151,9 @@ fn legend(out: &mut String, chart: &Chart, run: &Run) {
         let _ = write!(
             out,
             "<span><svg width=\"28\" height=\"10\"><line x1=\"0\" y1=\"5\" x2=\"28\" y2=\"5\" \
-             stroke=\"{}\" stroke-width=\"2\"{dash}/></svg>{}</span>",
+             stroke=\"{}\" stroke-width=\"{}\"{dash}/></svg>{}</span>",
             hex(s.colour),
+            s.width,
             escape(&s.label)
         );
     }

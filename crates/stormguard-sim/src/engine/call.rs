@@ -9,6 +9,7 @@ use stormguard::instance::choose;
 use stormguard::policy::{Decision, GiveUp};
 
 use super::events::Event;
+use super::hedge::Unit;
 use super::model::{nanos, NO_TIMEOUT};
 use super::slab::Key;
 use super::state::{Attempt, CallRun, Caller, Sim};
@@ -37,6 +38,7 @@ impl Sim<'_> {
                 retry: None,
                 tried: Vec::new(),
                 deadline,
+                unit: Unit::default(),
             });
             self.start_repetition(call);
         }
@@ -97,12 +99,11 @@ impl Sim<'_> {
             .schedule(self.now + half_rtt, Event::Arrive(attempt));
         // A call without a timeout waits as long as it takes; its event would only sit in the
         // heap for the whole run.
-        if timeout < nanos(NO_TIMEOUT) {
-            self.agenda.schedule(
-                self.now.saturating_add(timeout),
-                Event::AttemptTimeout(attempt),
-            );
+        let ends = (timeout < nanos(NO_TIMEOUT)).then(|| self.now.saturating_add(timeout));
+        if let Some(end) = ends {
+            self.agenda.schedule(end, Event::AttemptTimeout(attempt));
         }
+        self.begin_unit(key, attempt, ends);
     }
 
     /// An attempt's outcome reached the caller: the policy decides what comes next.

@@ -56,6 +56,8 @@ pub(crate) enum Event {
     WorkDone(Key),
     /// A call's backoff is over: its next attempt goes out.
     Retry(Key),
+    /// An attempt's hedge delay is over: a copy may go to another instance.
+    Hedge(Key),
 }
 
 /// `at` in the high 64 bits and the sequence number in the low ones: one integer comparison

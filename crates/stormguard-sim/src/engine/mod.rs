@@ -24,23 +24,52 @@
 //!   waits for all of its calls before the next run, and fails the request if a required one
 //!   failed.
 //! - Users call the entry service without network delay; after `duration` no user arrives and
-//!   the run drains what is in flight, so every user request is counted whole.
-//! - Hedging is not simulated yet.
+//!   the run drains what is in flight, so every user request is counted whole. The drain ends
+//!   with the last event that changed anything (`drained_at`, which utilisation divides by): a
+//!   timeout of an attempt answered long ago is no work.
+//! - Hedging follows the proxy's stack, the retry layer outside the hedge layer: what the retry
+//!   policy calls one attempt is the attempt sent plus, if it has not answered after the hedge
+//!   delay and the edge's `HedgePolicy` allows, one copy to an instance the call has not tried.
+//!   Every such attempt (so every retry) earns the hedge budget its share, and only an
+//!   idempotent call whose delay ends before the attempt's timeout is hedged. A response below
+//!   500 from either copy wins at once and the other is abandoned: its work goes on and counts
+//!   as wasted (a cancelled request is not unsent), unless a propagated deadline lets the
+//!   callee drop it from the queue; it is not counted as timed out. A 5xx or a connection error
+//!   waits for the other copy; when both failed, the retry policy hears the first copy's
+//!   answer, or the hedge's if only the hedge got a response. The per-attempt timeout ends
+//!   both copies (each counted as timed out); a connect timeout ends only its own copy.
+//! - A quantile hedge delay is read from one latency estimator per edge, fed as the layer feeds
+//!   it (responses only, from the first copy's send, and for a winning hedge its own time plus
+//!   the first copy's as a lower bound), and re-read every 10 ms of virtual time rather than
+//!   per call. A hedge without `max_extra` may copy every request (`max_extra` 1).
+//! - Hedges count in the edge's `attempts` and `hedges` and as attempts at the callee.
+//! - The timeline counts a user request in the second it arrived and an attempt in the second
+//!   it reached its service; attempts of the drain after `duration` are in the totals only.
+//!   Recovery is measured from the end of the last trigger, load steps included.
 
 mod call;
 mod events;
+mod hedge;
 mod model;
 mod outcome;
+mod recovery;
 mod service;
 mod slab;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hedge;
+#[cfg(test)]
+mod tests_timeline;
+mod timeline;
+mod triggers;
 
 use std::time::{Duration, Instant};
 
 use stormguard::budget::BudgetError;
 use stormguard::estimate::EstimateError;
+use stormguard::hedge::HedgeError;
 use stormguard_graph::model::{Graph, Scenario};
 
 pub use outcome::{CallStats, Outcome, ServiceStats, Step, Trigger, UserStats};
@@ -79,6 +108,14 @@ pub enum SimError {
         edge: String,
         /// What is wrong with it.
         source: BudgetError,
+    },
+    /// A call's hedge is invalid (a graph built in code; the parser refuses these).
+    #[error("call {edge}: {source}")]
+    Hedge {
+        /// `FROM->TO`.
+        edge: String,
+        /// What is wrong with it.
+        source: HedgeError,
     },
 }
 

@@ -6,15 +6,25 @@
 
 use std::time::Duration;
 
-use stormguard::estimate::LogNormal;
+use stormguard::estimate::{LatencyEstimator, LogNormal};
+use stormguard::hedge::{HedgeDelay, HedgePolicy};
 use stormguard::policy::RetryPolicy;
 use stormguard_graph::model::{Call, Graph, Scenario};
 
-use super::SimError;
+use super::outcome::Trigger;
+use super::{triggers, SimError};
 
 /// The per-try timeout of a call the file gave none: a year, long enough never to fire in a run,
 /// which is what no timeout means.
 pub(crate) use stormguard_graph::policy::NO_TIMEOUT;
+
+/// The window of a hedged edge's latency estimator: the one the library's `HedgeLayer` gives
+/// its own, so that a quantile delay follows the same latencies as in the proxy.
+const HEDGE_ESTIMATOR_WINDOW: Duration = Duration::from_secs(60);
+
+/// A hedge without `max_extra`: every request may be hedged (the `hedge-without-budget`
+/// finding of `check`), which is the policy core's share 1.
+const UNBOUNDED_HEDGES: f64 = 1.0;
 
 /// How long a run lasts when neither the caller nor a scenario says.
 pub(crate) const DEFAULT_DURATION: Duration = Duration::from_secs(60);
@@ -47,6 +57,15 @@ pub(crate) struct EdgeModel {
     pub(crate) required: bool,
     pub(crate) count: u32,
     pub(crate) propagate_deadline: bool,
+    pub(crate) hedge: Option<EdgeHedge>,
+}
+
+/// A hedged edge: one policy (and hedge budget) shared by every instance of the caller, as the
+/// proxy keeps one per route, and for a quantile delay the latencies it is taken from. The
+/// estimator is about 1 MB, so only an edge hedged at a quantile has one.
+pub(crate) struct EdgeHedge {
+    pub(crate) policy: HedgePolicy,
+    pub(crate) estimator: Option<LatencyEstimator>,
 }
 
 /// A fault on some of a service's instances for a window of virtual time.
@@ -147,6 +166,8 @@ pub(crate) struct Model {
     pub(crate) user_timeout: u64,
     pub(crate) load: Load,
     pub(crate) duration: Duration,
+    /// The scenario's faults and load steps, in the file's order.
+    pub(crate) triggers: Vec<Trigger>,
 }
 
 fn index_of(graph: &Graph, name: &str, context: &str) -> Result<usize, SimError> {
@@ -166,6 +187,22 @@ fn policy(from: &str, call: &Call) -> Result<RetryPolicy, SimError> {
         edge: format!("{from}->{}", call.to),
         source,
     })
+}
+
+/// The call's hedge, from the policy core.
+fn hedge(from: &str, call: &Call) -> Result<Option<EdgeHedge>, SimError> {
+    let Some(spec) = call.hedge else {
+        return Ok(None);
+    };
+    let policy = HedgePolicy::new(spec.delay, spec.max_extra.unwrap_or(UNBOUNDED_HEDGES)).map_err(
+        |source| SimError::Hedge {
+            edge: format!("{from}->{}", call.to),
+            source,
+        },
+    )?;
+    let estimator = matches!(spec.delay, HedgeDelay::Quantile(_))
+        .then(|| LatencyEstimator::new(HEDGE_ESTIMATOR_WINDOW));
+    Ok(Some(EdgeHedge { policy, estimator }))
 }
 
 pub(crate) fn build(
@@ -201,6 +238,7 @@ pub(crate) fn build(
                 required: call.required,
                 count: call.count,
                 propagate_deadline: call.propagate_deadline,
+                hedge: hedge(name, call)?,
             });
             match runs.last_mut() {
                 Some(run) if call.parallel && last_parallel => run.push(edge),
@@ -221,11 +259,13 @@ pub(crate) fn build(
     }
     let mut base = graph.entry.rate;
     let mut steps = Vec::new();
+    let mut triggers = Vec::new();
     if let Some(scenario) = scenario {
         base = scenario.rate.unwrap_or(base);
         for fault in &scenario.faults {
             let s = index_of(graph, &fault.service, "named by a fault")?;
             let instances = services[s].instances;
+            triggers.push(triggers::fault(fault, instances));
             services[s].faults.push(FaultWindow {
                 from: nanos(fault.from),
                 to: nanos(fault.to),
@@ -236,6 +276,7 @@ pub(crate) fn build(
                 instances: fault.instances.map_or(instances, |n| n as usize),
             });
         }
+        triggers.extend(scenario.load.iter().map(triggers::load));
         steps = scenario
             .load
             .iter()
@@ -254,5 +295,6 @@ pub(crate) fn build(
         services,
         edges,
         duration,
+        triggers,
     })
 }

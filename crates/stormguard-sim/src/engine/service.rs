@@ -15,6 +15,7 @@ impl Sim<'_> {
         let (s, i, half_rtt) = (attempt.service, attempt.instance, attempt.half_rtt);
         let service = &self.model.services[s];
         self.tallies[s].attempts += 1;
+        self.timeline.attempt(s);
         let condition = service.condition(i, self.now);
         if condition.down || condition.blackhole {
             attempt.callee_done = true;
@@ -64,6 +65,7 @@ impl Sim<'_> {
             let len = queue.len() as u64;
             let tally = &mut self.tallies[s];
             tally.max_queue = tally.max_queue.max(len);
+            self.timeline.queued(s, len);
         }
     }
 

@@ -12,9 +12,12 @@ use stormguard::classify::AttemptResult;
 use stormguard::policy::RetryState;
 
 use super::events::{Agenda, Event};
-use super::model::Model;
+use super::hedge::{CachedDelay, Unit};
+use super::model::{nanos, Model};
 use super::outcome::{CallStats, Outcome, ServiceStats, UserStats};
+use super::recovery::recovered_at;
 use super::slab::{Key, Slab};
+use super::timeline::{Timeline, SECOND};
 
 /// Who waits for an attempt's answer.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +69,8 @@ pub(crate) struct CallRun {
     pub(crate) retry: Option<RetryState>,
     pub(crate) tried: Vec<usize>,
     pub(crate) deadline: Option<u64>,
+    /// The attempt in flight, with its hedge.
+    pub(crate) unit: Unit,
 }
 
 #[derive(Default)]
@@ -96,6 +101,10 @@ pub(crate) struct Sim<'m> {
     seed: u64,
     pub(crate) origin: Instant,
     pub(crate) now: u64,
+    /// When the last event that changed anything happened: the end of the drain. Timeouts of
+    /// attempts answered long ago stay in the agenda (a user's for its whole patience) and
+    /// change nothing, so they must not stretch the run.
+    settled_at: u64,
     pub(crate) agenda: Agenda,
     /// Separate streams, so that a change of policy does not change when users arrive nor how
     /// long work takes: two graphs run on the same seed see the same traffic.
@@ -111,6 +120,9 @@ pub(crate) struct Sim<'m> {
     pub(crate) tallies: Vec<Tally>,
     pub(crate) calls: Vec<CallStats>,
     pub(crate) users: UserStats,
+    pub(crate) timeline: Timeline,
+    /// Per edge: its quantile hedge delay as last read.
+    pub(crate) hedge_delays: Vec<CachedDelay>,
 }
 
 impl<'m> Sim<'m> {
@@ -129,6 +141,7 @@ impl<'m> Sim<'m> {
             seed,
             origin,
             now: 0,
+            settled_at: 0,
             agenda: Agenda::new(),
             arrivals_rng: seeded(seed),
             work_rng: seeded(seed ^ 0x9e37_79b9_7f4a_7c15),
@@ -149,6 +162,8 @@ impl<'m> Sim<'m> {
             tallies: model.services.iter().map(|_| Tally::default()).collect(),
             calls,
             users: UserStats::default(),
+            timeline: Timeline::new(model.services.len(), nanos(model.duration)),
+            hedge_delays: vec![CachedDelay::default(); model.edges.len()],
         }
     }
 
@@ -158,7 +173,6 @@ impl<'m> Sim<'m> {
     }
 
     pub(crate) fn run(mut self, progress: &mut dyn FnMut(Duration)) -> Outcome {
-        const SECOND: u64 = 1_000_000_000;
         self.schedule_next_user(0);
         let mut next_tick = SECOND;
         while let Some((at, event)) = self.agenda.pop() {
@@ -166,15 +180,32 @@ impl<'m> Sim<'m> {
             if at >= next_tick {
                 progress(Duration::from_nanos(at));
                 next_tick = (at / SECOND + 1) * SECOND;
+                self.timeline.enter(at, &self.instances);
             }
-            match event {
-                Event::UserArrival => self.user_arrival(),
-                Event::Arrive(a) => self.arrive(a),
+            let acted = match event {
+                Event::UserArrival => {
+                    self.user_arrival();
+                    true
+                }
+                Event::Arrive(a) => {
+                    self.arrive(a);
+                    true
+                }
                 Event::AttemptTimeout(a) => self.attempt_timeout(a, false),
                 Event::ConnectTimeout(a) => self.attempt_timeout(a, true),
                 Event::Response(a, answer) => self.response(a, answer.result()),
-                Event::WorkDone(j) => self.work_done(j),
-                Event::Retry(r) => self.send_attempt(r),
+                Event::WorkDone(j) => {
+                    self.work_done(j);
+                    true
+                }
+                Event::Retry(r) => {
+                    self.send_attempt(r);
+                    true
+                }
+                Event::Hedge(a) => self.hedge(a),
+            };
+            if acted {
+                self.settled_at = at;
             }
         }
         progress(Duration::from_nanos(self.now));
@@ -194,6 +225,7 @@ impl<'m> Sim<'m> {
 
     fn user_arrival(&mut self) {
         self.users.requests += 1;
+        self.timeline.user_arrived();
         let entry = self.model.entry;
         let instance = stormguard::instance::choose(&self.loads[entry], &[], &mut self.policy_rng)
             .expect("every service has an instance");
@@ -219,12 +251,13 @@ impl<'m> Sim<'m> {
     }
 
     /// The caller stops waiting: the attempt is abandoned, and its callee may still be working.
-    fn attempt_timeout(&mut self, key: Key, connect: bool) {
+    /// False when the attempt was over already: nothing happened.
+    fn attempt_timeout(&mut self, key: Key, connect: bool) -> bool {
         let Some(attempt) = self.attempts.get_mut(key) else {
-            return;
+            return false;
         };
         if attempt.caller_done {
-            return;
+            return false;
         }
         attempt.caller_done = true;
         attempt.abandoned = true;
@@ -243,16 +276,18 @@ impl<'m> Sim<'m> {
                 .expect("a run outlives its attempts")
                 .edge;
             self.calls[edge].timeouts += 1;
-            self.run_result(run, result);
+            self.copy_done(run, key, result, !connect);
         }
+        true
     }
 
-    fn response(&mut self, key: Key, result: AttemptResult) {
+    /// An answer reaches the caller; false when the caller had stopped waiting.
+    fn response(&mut self, key: Key, result: AttemptResult) -> bool {
         let Some(attempt) = self.attempts.get_mut(key) else {
-            return;
+            return false;
         };
         if attempt.caller_done {
-            return;
+            return false;
         }
         attempt.caller_done = true;
         let (caller, sent_at) = (attempt.caller, attempt.sent_at);
@@ -260,12 +295,15 @@ impl<'m> Sim<'m> {
         match caller {
             Caller::User => {
                 if matches!(result, AttemptResult::Response { status, .. } if status < 400) {
+                    let latency = self.now - sent_at;
                     self.users.succeeded += 1;
-                    self.users.latency_ns.push(self.now - sent_at);
+                    self.users.latency_ns.push(latency);
+                    self.timeline.user_succeeded(sent_at, latency);
                 }
             }
-            Caller::Run(run) => self.run_result(run, result),
+            Caller::Run(run) => self.copy_done(run, key, result, false),
         }
+        true
     }
 
     /// Frees an attempt once neither side needs it.
@@ -282,6 +320,7 @@ impl<'m> Sim<'m> {
     fn into_outcome(mut self) -> Outcome {
         self.users.latency_ns.sort_unstable();
         let secs = |ns: u128| ns as f64 / 1e9;
+        let drained_s = secs(u128::from(self.settled_at));
         let services = self
             .model
             .services
@@ -303,21 +342,34 @@ impl<'m> Sim<'m> {
                     max_queue: t.max_queue,
                     instances: s.instances as u32,
                     concurrency: s.concurrency,
-                    utilization: 0.0,
+                    utilization: utilization(t.work_ns, drained_s, s.instances, s.concurrency),
                 };
                 (s.name.clone(), stats)
             })
             .collect::<BTreeMap<_, _>>();
+        let names: Vec<&str> = self.model.services.iter().map(|s| &*s.name).collect();
+        let timeline = self.timeline.into_steps(&names);
+        let triggers = self.model.triggers.clone();
         Outcome {
             seed: self.seed,
             duration: self.model.duration,
-            drained_at: Duration::from_nanos(self.now),
+            drained_at: Duration::from_nanos(self.settled_at),
             users: self.users,
             services,
             calls: self.calls,
-            timeline: Vec::new(),
-            triggers: Vec::new(),
-            recovered_at: None,
+            recovered_at: recovered_at(&timeline, &triggers),
+            timeline,
+            triggers,
         }
+    }
+}
+
+/// The share of a service's worker time spent on own work from the start to the last event.
+fn utilization(work_ns: u128, drained_s: f64, instances: usize, concurrency: u32) -> f64 {
+    let capacity = drained_s * instances as f64 * f64::from(concurrency);
+    if capacity > 0.0 {
+        work_ns as f64 / 1e9 / capacity
+    } else {
+        0.0
     }
 }

@@ -8,11 +8,11 @@ use super::{simulate, Outcome};
 
 /// Any instant will do as virtual time's origin: the outcome depends only on differences.
 #[allow(clippy::disallowed_methods)]
-fn origin() -> Instant {
+pub(super) fn origin() -> Instant {
     Instant::now()
 }
 
-fn run(toml: &str, scenario: Option<&str>, seed: u64) -> Outcome {
+pub(super) fn run(toml: &str, scenario: Option<&str>, seed: u64) -> Outcome {
     let graph = stormguard_graph::parse("test.toml", toml).expect("test graphs parse");
     simulate(&graph, scenario, seed, None, origin()).expect("test graphs simulate")
 }
@@ -131,6 +131,11 @@ fn one_worker_at_utilisation_0_8_waits_as_pollaczek_khinchine_says() {
     assert!(
         within(measured, expected, 0.05),
         "mean wait {measured}, Pollaczek-Khinchine {expected}"
+    );
+    assert!(
+        within(server.utilization, rho, 0.05),
+        "utilisation {}",
+        server.utilization
     );
 }
 

@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# stormguard proxy against nginx and HAProxy, with equivalent settings (bench/proxy/*: two
+# instances, one retry on the other instance, connect timeout 1 s, request timeout 10 s,
+# keep-alive to the upstream, one worker thread or process each), driven by wrk on loopback.
+# Prints one table with all instances up (requests/s, p50, p99, CPU seconds of the proxy, ratios
+# to stormguard) and one with one of the two instances down (success rate, requests/s, p99).
+#
+# Cores: the proxy under test runs on core 0 alone; wrk and the upstream (two tiny nginx
+# processes answering 200 "ok") share core 1. stormguard is held to one worker by `taskset -c 0`
+# and TOKIO_WORKER_THREADS=1, which tokio's multi-thread runtime reads for its worker count.
+#
+# Environment: DURATION (wrk run, default 10s), WARMUP (default 2s, 0 for none), CONNECTIONS
+# (default 50), BACKOFF (stormguard's backoff between attempts: "none" by default, as nginx and
+# HAProxy retry at once; "recommended" for the library's default; or any backoff text),
+# STORMGUARD_BIN (use this binary instead of building), KEEP_TMP=1 (keep configs and logs).
+# Needs Debian's nginx, haproxy and wrk, which it installs when missing, and cargo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+here=$repo/bench/proxy
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CONNECTIONS=${CONNECTIONS:-50}
+BACKOFF=${BACKOFF:-none}
+
+say() { printf '%s\n' "$*" >&2; }
+
+# --- tools -------------------------------------------------------------------------------------
+# Debian puts nginx and haproxy in /usr/sbin, which a non-root PATH often lacks.
+find_tool() { command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; }; }
+
+missing=()
+for pkg in nginx haproxy wrk; do
+  find_tool "$pkg" >/dev/null || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  say "installing from Debian: ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+fi
+nginx_bin=$(find_tool nginx)
+haproxy_bin=$(find_tool haproxy)
+wrk_bin=$(find_tool wrk)
+
+# A proxy holds two descriptors per request in flight; lift the soft limit as far as allowed.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/proxy-bench.XXXXXX")
+# nginx workers drop to nobody when started as root, and must still reach their temp paths.
+chmod 755 "$tmp"
+
+# --- processes ---------------------------------------------------------------------------------
+pids=()
+# The pids whose parent is $1, from the fourth field of /proc/PID/stat.
+children_of() {
+  local parent=$1 stat rest
+  for stat in /proc/[0-9]*/stat; do
+    rest=$(cat "$stat" 2>/dev/null) || continue
+    rest=${rest##*) } # after the command name, which may hold spaces
+    # shellcheck disable=SC2086 # numeric fields, split on purpose
+    set -- $rest
+    [ "$2" = "$parent" ] && echo "${stat//[^0-9]/}"
+  done
+  return 0
+}
+# Every pid of a process and its descendants (nginx's master forwards work to its worker).
+tree_of() {
+  local pid=$1 child
+  echo "$pid"
+  for child in $(children_of "$pid"); do tree_of "$child"; done
+}
+# Waits up to 5 s for every pid given to exit.
+wait_gone() {
+  local pid
+  for _ in $(seq 50); do
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && break; done
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+}
+stop_all() {
+  local pid all=()
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null && mapfile -t -O "${#all[@]}" all < <(tree_of "$pid")
+  done
+  [ ${#all[@]} -gt 0 ] || return 0
+  kill -TERM "${all[@]}" 2>/dev/null || true
+  wait_gone "${all[@]}"
+  kill -KILL "${all[@]}" 2>/dev/null || true
+}
+cleanup() {
+  stop_all
+  if [ "${KEEP_TMP:-0}" = 1 ]; then say "configs and logs kept in $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A port below the kernel's ephemeral range (so no outgoing connection can hold it) that
+# nothing listens on.
+read -r ephemeral_low _ </proc/sys/net/ipv4/ip_local_port_range
+taken=" "
+free_port() {
+  local port
+  while :; do
+    port=$((10000 + RANDOM % (ephemeral_low - 10000)))
+    case $taken in *" $port "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      taken="$taken$port "
+      echo "$port"
+      return
+    fi
+  done
+}
+
+wait_listening() {
+  local pid=$1 port=$2
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# The status code of one GET through a proxy, to check it works before measuring it.
+http_status() {
+  # shellcheck disable=SC2016 # expanded by the inner bash, whose $1 is the port
+  timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit
+    printf "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" >&3
+    read -r _ status _ <&3 && echo "$status"' _ "$1" 2>/dev/null || true
+}
+
+# CPU time of a process and its descendants, in clock ticks (utime + stime of /proc/PID/stat).
+cpu_ticks() {
+  local pid total=0 rest
+  for pid in $(tree_of "$1"); do
+    rest=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    rest=${rest##*) }
+    # shellcheck disable=SC2086 # numeric fields, split on purpose
+    set -- $rest
+    total=$((total + ${12} + ${13}))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+
+fill() { # template output key=value...
+  local template=$1 out=$2 script="" pair
+  shift 2
+  for pair in "$@"; do script="${script}s|@${pair%%=*}@|${pair#*=}|g;"; done
+  sed "$script" "$template" >"$out"
+}
+
+# --- cores -------------------------------------------------------------------------------------
+cores=$(nproc)
+proxy_core=0
+load_core=1
+if [ "$cores" -lt 2 ]; then
+  load_core=0
+  say "warning: $cores core: proxy, wrk and upstream share core 0; figures are not comparable"
+fi
+
+# --- upstream ----------------------------------------------------------------------------------
+up_ports=()
+up_pids=()
+for n in 1 2; do
+  port=$(free_port)
+  mkdir -p "$tmp/upstream-$n-tmp"
+  fill "$here/upstream.nginx.conf" "$tmp/upstream-$n.conf" DIR="$tmp" NAME="upstream-$n" PORT="$port"
+  taskset -c "$load_core" "$nginx_bin" -p "$tmp" -e "$tmp/upstream-$n.error.log" \
+    -c "$tmp/upstream-$n.conf" >"$tmp/upstream-$n.out" 2>&1 &
+  pids+=($!)
+  up_pids+=($!)
+  up_ports+=("$port")
+  wait_listening "$!" "$port" || { say "upstream $n did not start:"; cat "$tmp/upstream-$n.out" >&2; exit 3; }
+done
+
+# --- proxies -----------------------------------------------------------------------------------
+names=()
+declare -A proxy_pid proxy_port not_runnable
+
+start_proxy() { # name port command...
+  local name=$1 port=$2
+  shift 2
+  taskset -c "$proxy_core" "$@" >"$tmp/$name.out" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  names+=("$name")
+  if ! wait_listening "$pid" "$port"; then
+    not_runnable[$name]="did not listen on $port: $(tail -n 3 "$tmp/$name.out" | tr '\n' ' ')"
+    return
+  fi
+  local status
+  status=$(http_status "$port")
+  if [ "$status" != 200 ]; then
+    not_runnable[$name]="a GET through it answered '${status:-nothing}', not 200"
+    return
+  fi
+  proxy_pid[$name]=$pid
+  proxy_port[$name]=$port
+}
+
+# stormguard first: it is the row the ratios divide by.
+sg_bin=${STORMGUARD_BIN:-}
+sg_why=""
+if [ -z "$sg_bin" ]; then
+  if ! command -v cargo >/dev/null; then
+    sg_why="cargo not found"
+  else
+    say "building: cargo build --release -p stormguard-cli"
+    if cargo build --release -p stormguard-cli >"$tmp/cargo.log" 2>&1; then
+      sg_bin=${CARGO_TARGET_DIR:-$repo/target}/release/stormguard
+    else
+      sg_why="cargo build failed: $(grep -m1 '^error' "$tmp/cargo.log" || tail -n 1 "$tmp/cargo.log")"
+    fi
+  fi
+fi
+if [ -z "$sg_why" ] && ! "$sg_bin" proxy --help >/dev/null 2>&1; then
+  sg_why="$sg_bin has no \`proxy\` subcommand yet"
+fi
+case $BACKOFF in
+  recommended) backoff_line="# backoff: the library's recommended one" ;;
+  *) backoff_line="backoff = \"$BACKOFF\"" ;;
+esac
+if [ -z "$sg_why" ]; then
+  port=$(free_port)
+  fill "$here/stormguard.toml" "$tmp/stormguard.toml" PORT="$port" ADMIN_PORT="$(free_port)" \
+    UP1="${up_ports[0]}" UP2="${up_ports[1]}" BACKOFF="$backoff_line"
+  start_proxy stormguard "$port" env TOKIO_WORKER_THREADS=1 "$sg_bin" proxy --config "$tmp/stormguard.toml"
+else
+  names+=(stormguard)
+  not_runnable[stormguard]=$sg_why
+fi
+
+port=$(free_port)
+mkdir -p "$tmp/nginx-tmp"
+fill "$here/nginx.conf" "$tmp/nginx.conf" DIR="$tmp" PORT="$port" UP1="${up_ports[0]}" UP2="${up_ports[1]}"
+start_proxy nginx "$port" "$nginx_bin" -p "$tmp" -e "$tmp/nginx.error.log" -c "$tmp/nginx.conf"
+
+# HAProxy refuses to start when maxconn needs more descriptors (two per connection) than the
+# limit allows, so it gets what the limit allows, which is far more than wrk opens anyway.
+maxconn=$(( ($(ulimit -n) - 100) / 2 ))
+[ "$maxconn" -le 4096 ] || maxconn=4096
+port=$(free_port)
+fill "$here/haproxy.cfg" "$tmp/haproxy.cfg" PORT="$port" UP1="${up_ports[0]}" UP2="${up_ports[1]}" \
+  MAXCONN="$maxconn"
+start_proxy haproxy "$port" "$haproxy_bin" -db -f "$tmp/haproxy.cfg"
+
+for name in "${names[@]}"; do
+  [ -n "${not_runnable[$name]:-}" ] && say "$name: not runnable: ${not_runnable[$name]}"
+done
+
+# --- load --------------------------------------------------------------------------------------
+wrk_args=(-t1 "-c$CONNECTIONS" "-d$DURATION" --latency --timeout 11s -s "$here/report.lua")
+say "upstream: 2 x nginx 'return 200' on 127.0.0.1:${up_ports[0]} and :${up_ports[1]}, core $load_core"
+say "proxies:  $(for n in "${names[@]}"; do [ -n "${proxy_pid[$n]:-}" ] && printf '%s ' "$n"; done)on core $proxy_core, one worker each"
+say "load:     taskset -c $load_core wrk ${wrk_args[*]} (warm-up $WARMUP first)"
+say "machine:  $cores cores, $(uname -r), $("$nginx_bin" -v 2>&1 | sed 's/.*: //'), haproxy $("$haproxy_bin" -v | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p'), stormguard backoff: $BACKOFF, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on these cores skews every row)"
+
+declare -A rps p50 p99 cpu ok
+measure() { # name phase
+  local name=$1 phase=$2 url="http://127.0.0.1:${proxy_port[$1]}/" before after line
+  if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
+    taskset -c "$load_core" "$wrk_bin" -t1 "-c$CONNECTIONS" "-d$WARMUP" "$url" >/dev/null 2>&1 || true
+  fi
+  before=$(cpu_ticks "${proxy_pid[$name]}")
+  taskset -c "$load_core" "$wrk_bin" "${wrk_args[@]}" "$url" >"$tmp/wrk-$name-$phase.out" 2>&1 || true
+  after=$(cpu_ticks "${proxy_pid[$name]}")
+  if ! kill -0 "${proxy_pid[$name]}" 2>/dev/null; then
+    local code=0
+    wait "${proxy_pid[$name]}" || code=$?
+    not_runnable[$name]="died (exit $code) during the $phase run: $(tail -n 3 "$tmp/$name.out" | tr '\n' ' ')"
+    return 1
+  fi
+  line=$(grep '^RESULT ' "$tmp/wrk-$name-$phase.out") || {
+    not_runnable[$name]="wrk gave no result: $(tail -n 3 "$tmp/wrk-$name-$phase.out" | tr '\n' ' ')"
+    return 1
+  }
+  local requests duration_us p50_us p99_us status connect read write timeout
+  eval "${line#RESULT }" # wrk's own counts, written by report.lua as key=number pairs
+  local key=$name/$phase
+  rps[$key]=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
+  p50[$key]=$(awk -v u="$p50_us" 'BEGIN { printf "%.2f", u / 1000 }')
+  p99[$key]=$(awk -v u="$p99_us" 'BEGIN { printf "%.2f", u / 1000 }')
+  cpu[$key]=$(awk -v t="$((after - before))" -v hz="$hz" -v r="$requests" \
+    'BEGIN { printf "%.2f %.1f", t / hz, r ? t / hz / r * 1e6 : 0 }')
+  # A success is a completed 2xx/3xx answer within wrk's timeout; connections wrk could not
+  # make, or that broke mid-request, are failed requests that wrk does not count as requests.
+  ok[$key]=$(awk -v r="$requests" -v s="$status" -v t="$timeout" -v e="$((connect + read + write))" \
+    'BEGIN { n = r + e; printf "%.3f", n ? (r - s - t) / n * 100 : 0 }')
+}
+ratio() { # value stormguard-value
+  if [ -z "$2" ]; then echo "-"; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b ? a / b : 0 }'; fi
+}
+
+run_phase() { # phase
+  local name
+  for name in "${names[@]}"; do
+    [ -n "${proxy_pid[$name]:-}" ] || continue
+    say "running: $name ($1)"
+    if ! measure "$name" "$1"; then
+      say "$name: ${not_runnable[$name]}"
+      unset "proxy_pid[$name]"
+    fi
+  done
+}
+
+run_phase up
+# One instance down for good: its master and worker both go, so connections to it are refused.
+mapfile -t down < <(tree_of "${up_pids[1]}")
+kill -TERM "${down[@]}"
+wait_gone "${down[@]}"
+run_phase down
+
+echo
+echo "All instances up: wrk -t1 -c$CONNECTIONS -d$DURATION, proxy on core $proxy_core, wrk + upstream on core $load_core"
+printf '%-11s %10s %8s %8s %7s %9s %8s %8s\n' proxy "req/s" "p50 ms" "p99 ms" "cpu s" "cpu us/rq" "rps/sg" "p99/sg"
+for name in "${names[@]}"; do
+  k=$name/up
+  if [ -z "${rps[$k]:-}" ]; then
+    printf '%-11s not runnable: %s\n' "$name" "${not_runnable[$name]}"
+    continue
+  fi
+  read -r cpu_s cpu_us <<<"${cpu[$k]}"
+  printf '%-11s %10s %8s %8s %7s %9s %8s %8s\n' "$name" "${rps[$k]}" "${p50[$k]}" "${p99[$k]}" \
+    "$cpu_s" "$cpu_us" "$(ratio "${rps[$k]}" "${rps[stormguard/up]:-}")" \
+    "$(ratio "${p99[$k]}" "${p99[stormguard/up]:-}")"
+done
+echo
+echo "One of two instances down (connections to it refused), same load"
+printf '%-11s %10s %10s %8s %8s %8s\n' proxy "success %" "req/s" "p99 ms" "rps/sg" "p99/sg"
+for name in "${names[@]}"; do
+  k=$name/down
+  if [ -z "${rps[$k]:-}" ]; then
+    printf '%-11s not runnable: %s\n' "$name" "${not_runnable[$name]}"
+    continue
+  fi
+  printf '%-11s %10s %10s %8s %8s %8s\n' "$name" "${ok[$k]}" "${rps[$k]}" "${p99[$k]}" \
+    "$(ratio "${rps[$k]}" "${rps[stormguard/down]:-}")" \
+    "$(ratio "${p99[$k]}" "${p99[stormguard/down]:-}")"
+done

@@ -1,0 +1,123 @@
+//! The settings as the proxy runs them, every default applied: the shape `/config` shows.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use stormguard_graph::model::Call;
+
+/// Everything the proxy runs with; one value per generation of the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Where requests come in.
+    pub listen: Listen,
+    /// Where operators look and act.
+    pub admin: Admin,
+    /// Upstream services by name.
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// Routes in file order: the first that matches a request takes it.
+    pub routes: Vec<Route>,
+    /// Whether fault injection (route `fault` keys and the fault headers) is on.
+    pub faults: Faults,
+}
+
+/// The proxy's listener. Changing it needs a restart (a reload keeps the bound socket and says
+/// so), since a socket cannot move without dropping connections.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listen {
+    /// Address to bind (HTTP/1.1 and HTTP/2 with prior knowledge on the same port).
+    pub address: SocketAddr,
+    /// A client must send its whole request head within this (slowloris defence; default 5 s).
+    pub header_read_timeout: Duration,
+    /// Largest request body accepted, in bytes (default 8 MiB); larger gets 413.
+    pub max_request_body: u64,
+    /// Most request headers accepted (default 100); more gets 431.
+    pub max_headers: usize,
+    /// Largest request head in bytes (default 64 KiB); larger gets 431.
+    pub max_header_bytes: usize,
+    /// How long SIGTERM waits for requests in flight before exiting (default 30 s).
+    pub shutdown_grace: Duration,
+}
+
+/// The admin listener: `/metrics`, `/config`, `/healthz`, `POST /reload`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Admin {
+    /// Address to bind (default 127.0.0.1:9901).
+    pub address: SocketAddr,
+    /// Bearer token every admin request must carry; required when `address` is not loopback.
+    pub token: Option<String>,
+}
+
+/// One upstream service: its instances and how much it may be sent at once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upstream {
+    /// `host:port` of each instance, in file order.
+    pub instances: Vec<String>,
+    /// Requests in flight to this upstream beyond which the proxy answers 503 at once with
+    /// `Retry-After` (default 1024): load shedding that keeps memory bounded.
+    pub max_in_flight: u32,
+}
+
+/// One route: which requests it takes, where they go and under which policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// Name in metrics and logs.
+    pub name: String,
+    /// Which requests it takes.
+    pub matcher: RouteMatch,
+    /// The upstream's name (a key of [`Config::upstreams`]).
+    pub upstream: String,
+    /// The policy as a graph call (`to` is the upstream): timeout, connect timeout, attempts,
+    /// backoff, limiter, hedge, idempotency override and deadline propagation, with the
+    /// recommended values where the file gave none.
+    pub call: Call,
+    /// Per-attempt timeout from observed latency, within bounds, when set.
+    pub adaptive_timeout: Option<AdaptiveTimeoutSpec>,
+    /// Time kept back from the inbound budget to report a failure cleanly (default 5 ms).
+    pub deadline_reserve: Duration,
+    /// Largest body buffered for replay (default 64 KiB); larger bodies are sent once.
+    pub retry_body_limit: u64,
+    /// Faults injected on this route (only when [`Faults::enabled`]).
+    pub fault: Option<FaultSpec>,
+}
+
+/// Which requests a route takes; an empty matcher takes all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteMatch {
+    /// The path starts with this.
+    pub path_prefix: Option<String>,
+    /// The `Host` (or `:authority`) is this, compared without port and case.
+    pub host: Option<String>,
+}
+
+/// `adaptive_timeout = { false_timeout_rate, min, max }`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdaptiveTimeoutSpec {
+    /// Share of attempts that would have succeeded and are timed out anyway (default 0.001).
+    pub false_timeout_rate: f64,
+    /// Lower bound of the timeout.
+    pub min: Duration,
+    /// Upper bound of the timeout.
+    pub max: Duration,
+}
+
+/// `fault = { delay, delay_percent, abort_status, abort_percent }`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FaultSpec {
+    /// Delay added before the request is forwarded.
+    pub delay: Duration,
+    /// Share of requests delayed, in percent.
+    pub delay_percent: f64,
+    /// Status of an aborted request.
+    pub abort_status: u16,
+    /// Share of requests aborted, in percent.
+    pub abort_percent: f64,
+}
+
+/// `[faults]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Route faults and the headers `stormguard-fault-delay-ms` / `stormguard-fault-abort` act
+    /// only when this is on, so a production proxy cannot be made to fail by a request header.
+    pub enabled: bool,
+}

@@ -74,7 +74,7 @@ instances = 2
 concurrency = 4
 latency = { p50 = "5ms", p99 = "20ms" }
 [scenarios.db-slow]
-duration = "10s"
+duration = "15s"
 [[scenarios.db-slow.faults]]
 service = "db"
 from = "3s"
@@ -141,7 +141,7 @@ fn a_graph_s_json_has_exactly_the_issue_s_keys_and_the_same_bytes_every_run() {
     );
     assert_eq!(
         (json["seed"].as_u64(), json["duration_s"].as_f64()),
-        (Some(5), Some(10.0))
+        (Some(5), Some(15.0))
     );
     assert_eq!(
         sorted(keys(&json["user"])),
@@ -179,18 +179,34 @@ fn a_graph_s_json_has_exactly_the_issue_s_keys_and_the_same_bytes_every_run() {
         ]
     );
     let requests = json["user"]["requests"].as_u64().unwrap();
-    assert!((800..1200).contains(&requests), "100/s for 10s: {requests}");
+    assert!(
+        (1300..1700).contains(&requests),
+        "100/s for 15s: {requests}"
+    );
     let retries = json["calls"]["api->db"]["retries"].as_u64().unwrap();
     assert!(
         retries > 0,
         "db ten times slower than its caller's timeout: {out}"
     );
-    for point in json["timeline"].as_array().unwrap() {
+    let timeline = json["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 15, "one point per second");
+    for (t, point) in timeline.iter().enumerate() {
         assert_eq!(
             sorted(keys(point)),
             ["attempt_rate", "goodput_rate", "t", "user_rate"]
         );
+        assert_eq!(point["t"], t);
     }
+    let at_db = |t: usize| timeline[t]["attempt_rate"]["db"].as_u64().unwrap();
+    let users = |t: usize| timeline[t]["user_rate"].as_u64().unwrap();
+    assert!(
+        at_db(4) > users(4) && at_db(1) <= users(1) + 5,
+        "retries while db is slow: {out}"
+    );
+    let recovered = json["recovered_at_s"]
+        .as_f64()
+        .expect("recovers once db is fast again");
+    assert!((6.0..10.0).contains(&recovered), "{recovered}");
     assert_eq!(
         stormguard(&argv).1,
         out,

@@ -70,6 +70,22 @@ fn tick(v: &f64) -> String {
     }
 }
 
+/// The runs of consecutive seconds in `points`: a second without a figure (no user answered, so
+/// no latency) is a gap in the line, not a straight line across it that no data supports.
+fn segments(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=points.len() {
+        if i == points.len() || points[i].0 - points[i - 1].0 > 1.0 + 1e-9 {
+            if i > start {
+                out.push(&points[start..i]);
+            }
+            start = i;
+        }
+    }
+    out
+}
+
 /// The chart as an `<svg>` element, `x_max` seconds wide.
 pub(crate) fn render(chart: &Chart, x_max: f64, triggers: &[Trigger]) -> anyhow::Result<String> {
     let data_max = chart
@@ -109,11 +125,15 @@ pub(crate) fn render(chart: &Chart, x_max: f64, triggers: &[Trigger]) -> anyhow:
         }
         for series in &chart.series {
             let style = series.colour.stroke_width(series.width);
-            let points = series.points.iter().copied();
-            if series.dashed {
-                plot.draw_series(DashedLineSeries::new(points, 7, 4, style))?;
-            } else {
-                plot.draw_series(LineSeries::new(points, style))?;
+            for segment in segments(&series.points) {
+                let points = segment.iter().copied();
+                if let [only] = segment {
+                    plot.draw_series(std::iter::once(Circle::new(*only, 2, style.filled())))?;
+                } else if series.dashed {
+                    plot.draw_series(DashedLineSeries::new(points, 7, 4, style))?;
+                } else {
+                    plot.draw_series(LineSeries::new(points, style))?;
+                }
             }
         }
         root.present()?;
@@ -161,6 +181,14 @@ mod tests {
             svg.contains(">\nseconds\n<") || svg.contains(">seconds<"),
             "{svg}"
         );
+    }
+
+    #[test]
+    fn a_second_without_a_figure_breaks_the_line() {
+        let points = [(0.0, 1.0), (1.0, 2.0), (4.0, 3.0), (6.0, 1.0), (7.0, 1.0)];
+        let parts = segments(&points);
+        assert_eq!(parts, [&points[..2], &points[2..3], &points[3..]]);
+        assert!(segments(&[]).is_empty());
     }
 
     #[test]

@@ -77,21 +77,12 @@ pub(crate) fn timeline(runs: &[&Run]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::summary::tests::outcome;
-    use super::super::summary::Summary;
+    use super::super::summary::tests::{outcome, run};
     use super::*;
-
-    fn run(outcome: stormguard_sim::engine::Outcome) -> Run {
-        Run {
-            summary: Summary::new("g.toml", None, &outcome),
-            outcome,
-            known_scenarios: Vec::new(),
-        }
-    }
 
     #[test]
     fn one_row_per_second_with_the_charted_figures() {
-        let csv = timeline(&[&run(outcome())]);
+        let csv = timeline(&[&run("g.toml", outcome())]);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(
             lines[0],
@@ -109,7 +100,7 @@ mod tests {
         for step in &mut other.timeline {
             step.attempts.remove("db");
         }
-        let csv = timeline(&[&run(outcome()), &run(other)]);
+        let csv = timeline(&[&run("g.toml", outcome()), &run("g.toml", other)]);
         let lines: Vec<&str> = csv.lines().collect();
         assert!(lines[0].starts_with("run,t,"), "{csv}");
         assert_eq!(lines.len(), 25);

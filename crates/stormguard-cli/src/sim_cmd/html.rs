@@ -33,6 +33,8 @@ fn hex(c: RGBColor) -> String {
 }
 
 const BLACK: RGBColor = RGBColor(20, 20, 20);
+/// B's offered load and goodput: apart from black and from every colour of the palette.
+const MAGENTA: RGBColor = RGBColor(170, 0, 120);
 const RUN_NAMES: [&str; 2] = ["A", "B"];
 
 /// The four charts of the issue, each with every run.
@@ -51,6 +53,9 @@ fn charts(runs: &[&Run]) -> Vec<Chart> {
     for (i, run) in runs.iter().enumerate() {
         let steps = &run.outcome.timeline;
         let dashed = i > 0;
+        // B's black lines in a colour of their own, so a dashed line over an equal solid one
+        // still shows.
+        let ink = if dashed { MAGENTA } else { BLACK };
         let line = |label: String, colour, points: Vec<(f64, f64)>| Series {
             label,
             colour,
@@ -61,7 +66,7 @@ fn charts(runs: &[&Run]) -> Vec<Chart> {
         let at = |s: &stormguard_sim::engine::Step| s.at_s as f64;
         goodput.push(line(
             format!("goodput share{}", suffix(i)),
-            BLACK,
+            ink,
             steps
                 .iter()
                 .filter_map(|s| Some((at(s), step_goodput(s)?)))
@@ -106,7 +111,7 @@ fn charts(runs: &[&Run]) -> Vec<Chart> {
         // the offered load must stay visible over them.
         load.push(line(
             format!("user requests{}", suffix(i)),
-            BLACK,
+            ink,
             steps.iter().map(|s| (at(s), s.users as f64)).collect(),
         ));
     }
@@ -299,22 +304,12 @@ pub(crate) fn page(runs: &[&Run], verdict: Option<&str>) -> anyhow::Result<Strin
 
 #[cfg(test)]
 mod tests {
-    use super::super::summary::tests::outcome;
-    use super::super::summary::Summary;
+    use super::super::summary::tests::{outcome, run};
     use super::*;
-
-    fn run(file: &str) -> Run {
-        let outcome = outcome();
-        Run {
-            summary: Summary::new(file, Some("db-slow"), &outcome),
-            outcome,
-            known_scenarios: Vec::new(),
-        }
-    }
 
     #[test]
     fn one_page_with_four_charts_shaded_and_nothing_fetched() {
-        let page = page(&[&run("a<b>.toml")], None).unwrap();
+        let page = page(&[&run("a<b>.toml", outcome())], None).unwrap();
         assert_eq!(page.matches("<svg class=\"chart\"").count(), 4);
         assert_eq!(page.matches("<figure>").count(), 4);
         assert!(page
@@ -331,7 +326,7 @@ mod tests {
 
     #[test]
     fn two_runs_share_each_chart_the_second_dashed() {
-        let (a, b) = (run("today.toml"), run("fixed.toml"));
+        let (a, b) = (run("today.toml", outcome()), run("fixed.toml", outcome()));
         let page = page(&[&a, &b], Some("verdict:\n  goodput ...")).unwrap();
         assert_eq!(page.matches("<svg class=\"chart\"").count(), 4);
         assert!(page.contains("A = today.toml against B = fixed.toml"));

@@ -6,6 +6,7 @@
 
 mod brooker;
 mod chart;
+mod compare;
 mod csv;
 mod html;
 mod progress;
@@ -201,7 +202,7 @@ fn write_views(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let text = match runs {
-        [a, b] => text::side_by_side(a, b),
+        [a, b] => compare::side_by_side(a, b),
         [one, ..] => text::single(one),
         [] => String::new(),
     };

@@ -183,7 +183,17 @@ pub(crate) mod tests {
 
     use stormguard_sim::engine::{CallStats, ServiceStats, Trigger, UserStats};
 
+    use super::super::Run;
     use super::*;
+
+    /// `outcome` as a run of `file` under the scenario `db-slow`, the only one its file defines.
+    pub(crate) fn run(file: &str, outcome: Outcome) -> Run {
+        Run {
+            summary: Summary::new(file, Some("db-slow"), &outcome),
+            outcome,
+            known_scenarios: vec!["db-slow".to_string()],
+        }
+    }
 
     /// A small run with every field filled, as the engine fills them: two services, a fault on
     /// the bottom one from 3 s to 6 s, a storm in attempts meanwhile and recovery at 8 s.

@@ -227,10 +227,15 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
         ),
     };
     let _ = writeln!(out, "  {:<14} {recovered}", "recovery");
-    // The bottom of a storm is where A's load per user request is highest: name it.
+    // The bottom of a storm is where the load per user request is highest in either run: name
+    // it (a fix that adds load, such as hedging, must show where it lands too).
+    let peak = |name: &String, a: Option<f64>| {
+        let b = sb.services.get(name).and_then(|s| s.amplification);
+        a.unwrap_or(0.0).max(b.unwrap_or(0.0))
+    };
     if let Some((name, x)) = sa.services.iter().max_by(|p, q| {
-        p.1.amplification
-            .partial_cmp(&q.1.amplification)
+        peak(p.0, p.1.amplification)
+            .partial_cmp(&peak(q.0, q.1.amplification))
             .unwrap_or(std::cmp::Ordering::Equal)
     }) {
         let y = sb.services.get(name).and_then(|s| s.amplification);

@@ -106,13 +106,15 @@ pub(crate) fn instance_of(err: &(dyn StdError + Send + Sync + 'static)) -> Optio
 /// assert_eq!(balance.in_flight(), vec![0, 0]);
 /// ```
 pub struct Balance<S> {
-    instances: Vec<S>,
+    // Shared: the retry layer clones its inner service for every request (tower's rule), and a
+    // proxy clones its route's stack; neither should copy the instance list each time.
+    instances: Arc<[S]>,
     in_flight: Arc<[AtomicU64]>,
     seed: u64,
     counter: Arc<AtomicU64>,
 }
 
-impl<S: Clone> Clone for Balance<S> {
+impl<S> Clone for Balance<S> {
     fn clone(&self) -> Self {
         Balance {
             instances: self.instances.clone(),
@@ -128,7 +130,7 @@ impl<S> Balance<S> {
     pub fn new(instances: Vec<S>) -> Self {
         let in_flight = instances.iter().map(|_| AtomicU64::new(0)).collect();
         Balance {
-            instances,
+            instances: instances.into(),
             in_flight,
             seed: crate::backoff::process_entropy_seed(),
             counter: Arc::new(AtomicU64::new(0)),

@@ -81,6 +81,11 @@ pub enum BuildError {
     },
 }
 
+/// How long an instance that failed to connect gets no new requests: short enough that an
+/// instance back up is used within a second, long enough that a dead one costs one retry a
+/// second rather than most first attempts (the balancer favours whatever fails fast).
+const EJECTION: Duration = Duration::from_secs(1);
+
 /// The hedge budget of a route whose `hedge` gave no `max_extra`: the library's 5%.
 const DEFAULT_HEDGE_MAX_EXTRA: f64 = 0.05;
 
@@ -193,6 +198,7 @@ pub(crate) fn routes(
                 upstream: UpstreamSlot::new(&route.upstream, upstream.max_in_flight, metrics),
                 service,
                 fault: route.fault,
+                resends: route.call.max_attempts > 1 || route.call.hedge.is_some(),
                 latency,
                 built_from,
             })
@@ -234,7 +240,7 @@ fn stack(
             ))
         })
         .collect::<Result<Vec<_>, BuildError>>()?;
-    let balance = Balance::new(instances);
+    let balance = Balance::new(instances).eject_on_connect_failure(EJECTION);
     let body_limit = usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX);
     let retry = RetryLayer::new(route_policy(route)?)
         .target(name)

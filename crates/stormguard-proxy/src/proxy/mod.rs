@@ -89,6 +89,8 @@ pub(crate) struct RouteEntry {
     pub(crate) upstream: UpstreamSlot,
     pub(crate) service: RouteService,
     pub(crate) fault: Option<FaultSpec>,
+    /// Whether a request may be sent more than once (retries or a hedge).
+    pub(crate) resends: bool,
     latency: LatencyHistogram,
     built_from: BuiltFrom,
 }

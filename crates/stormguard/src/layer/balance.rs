@@ -5,15 +5,18 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use rand::SeedableRng;
 use tower_service::Service;
 
-use super::error::{BoxError, Error, ErrorKind};
+use super::clock;
+use super::error::{classify_error, BoxError, Error, ErrorKind};
 use crate::backoff::JitterRng;
+use crate::classify::AttemptResult;
 use crate::instance::choose;
 
 /// Request extension: the instances this request already went to, oldest first.
@@ -101,7 +104,9 @@ pub(crate) fn instance_of(err: &(dyn StdError + Send + Sync + 'static)) -> Optio
 ///         Ok::<_, Infallible>(http::Response::new(name))
 ///     })
 /// };
-/// let balance = Balance::new(vec![instance("a"), instance("b")]).seed(1);
+/// let balance = Balance::new(vec![instance("a"), instance("b")])
+///     .seed(1)
+///     .eject_on_connect_failure(std::time::Duration::from_secs(1));
 /// assert_eq!(balance.len(), 2);
 /// assert_eq!(balance.in_flight(), vec![0, 0]);
 /// ```
@@ -112,6 +117,7 @@ pub struct Balance<S> {
     in_flight: Arc<[AtomicU64]>,
     seed: u64,
     counter: Arc<AtomicU64>,
+    ejection: Option<Arc<Ejection>>,
 }
 
 impl<S> Clone for Balance<S> {
@@ -121,6 +127,46 @@ impl<S> Clone for Balance<S> {
             in_flight: self.in_flight.clone(),
             seed: self.seed,
             counter: self.counter.clone(),
+            ejection: self.ejection.clone(),
+        }
+    }
+}
+
+/// Instances that failed to connect, skipped by new requests for a while.
+struct Ejection {
+    cooldown: Duration,
+    epoch: OnceLock<Instant>,
+    /// Per instance: until when it is skipped, in nanoseconds after `epoch`; 0 when it is not.
+    until: Box<[AtomicU64]>,
+}
+
+impl Ejection {
+    fn nanos(&self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_init(|| now);
+        u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Puts the instances skipped at `now` in front of `avoid`, as if tried before the rest, so
+    /// that the request's own last failure stays the one a retry avoids above all.
+    fn add_skipped(&self, now: Instant, avoid: &mut Vec<usize>) {
+        let now = self.nanos(now);
+        let skipped: Vec<usize> = (0..self.until.len())
+            .filter(|i| self.until[*i].load(Ordering::Relaxed) > now && !avoid.contains(i))
+            .collect();
+        if !skipped.is_empty() {
+            avoid.splice(0..0, skipped);
+        }
+    }
+
+    fn eject(&self, index: usize, now: Instant) {
+        let cooldown = u64::try_from(self.cooldown.as_nanos()).unwrap_or(u64::MAX);
+        let until = self.nanos(now).saturating_add(cooldown).max(1);
+        self.until[index].store(until, Ordering::Relaxed);
+    }
+
+    fn restore(&self, index: usize) {
+        if self.until[index].load(Ordering::Relaxed) != 0 {
+            self.until[index].store(0, Ordering::Relaxed);
         }
     }
 }
@@ -134,7 +180,25 @@ impl<S> Balance<S> {
             in_flight,
             seed: crate::backoff::process_entropy_seed(),
             counter: Arc::new(AtomicU64::new(0)),
+            ejection: None,
         }
+    }
+
+    /// Skips an instance that failed to connect (refused, connect timeout, or shed the
+    /// request unsent) for `cooldown`, unless every other instance is skipped or tried too.
+    ///
+    /// Why: least-loaded choice favours an instance that fails fast, since it never has
+    /// requests in flight; with one of three instances down, most first attempts would go to it
+    /// and their retries would drain the retry budget meant for real failures (Envoy's outlier
+    /// detection and linkerd's failure accrual answer the same problem). After the cooldown the
+    /// instance gets requests again, and one that answers is used as before. Off by default.
+    pub fn eject_on_connect_failure(mut self, cooldown: Duration) -> Self {
+        self.ejection = Some(Arc::new(Ejection {
+            cooldown,
+            epoch: OnceLock::new(),
+            until: self.instances.iter().map(|_| AtomicU64::new(0)).collect(),
+        }));
+        self
     }
 
     /// Seeds the random picks (tests, simulations).
@@ -197,8 +261,12 @@ where
         let loads = self.in_flight();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut rng = JitterRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let already = tried.as_ref().map(|t| t.to_vec()).unwrap_or_default();
-        let Some(index) = choose(&loads, &already, &mut rng) else {
+        let mut avoid = tried.as_ref().map(|t| t.to_vec()).unwrap_or_default();
+        let ejection = self.ejection.clone();
+        if let Some(ejection) = &ejection {
+            ejection.add_skipped(clock::now(), &mut avoid);
+        }
+        let Some(index) = choose(&loads, &avoid, &mut rng) else {
             return Box::pin(async { Err(Error::new(ErrorKind::NoInstance, 0, None).into()) });
         };
         if let Some(tried) = &tried {
@@ -213,13 +281,26 @@ where
         Box::pin(async move {
             let _guard = guard;
             let wrap = |e: S::Error| -> BoxError {
+                let source: BoxError = e.into();
+                if let Some(ejection) = &ejection {
+                    let result = classify_error(&*source);
+                    if matches!(
+                        result,
+                        AttemptResult::ConnectRefused | AttemptResult::ConnectTimeout
+                    ) {
+                        ejection.eject(index, clock::now());
+                    }
+                }
                 Box::new(InstanceError {
                     instance: index,
-                    source: e.into(),
+                    source,
                 })
             };
             poll_fn(|cx| service.poll_ready(cx)).await.map_err(wrap)?;
             let mut response = service.call(req).await.map_err(wrap)?;
+            if let Some(ejection) = &ejection {
+                ejection.restore(index);
+            }
             response.extensions_mut().insert(Instance(index));
             Ok(response)
         })
@@ -254,6 +335,63 @@ mod tests {
             assert_eq!(tried.to_vec(), vec![1, went]);
         }
         assert_eq!(balance.in_flight(), vec![0, 0, 0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_that_refused_is_skipped_until_its_cooldown_passes() {
+        let make = |i: usize| {
+            tower::service_fn(move |_req: Request<()>| async move {
+                if i == 0 {
+                    Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+                } else {
+                    Ok(Response::new(i))
+                }
+            })
+        };
+        let mut balance = Balance::new(vec![make(0), make(1), make(2)])
+            .seed(4)
+            .eject_on_connect_failure(Duration::from_secs(1));
+        assert_eq!(refusals(&mut balance).await, 1, "refused once, then skipped");
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(refusals(&mut balance).await, 0);
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert_eq!(refusals(&mut balance).await, 1, "tried again after the cooldown");
+    }
+
+    /// Errors among 60 requests.
+    async fn refusals<S>(balance: &mut Balance<S>) -> usize
+    where
+        S: Service<Request<()>, Response = Response<usize>> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send,
+    {
+        let mut refused = 0;
+        for _ in 0..60 {
+            refused += usize::from(balance.call(Request::new(())).await.is_err());
+        }
+        refused
+    }
+
+    #[tokio::test]
+    async fn a_skipped_instance_still_takes_a_request_when_all_others_were_tried() {
+        let make = |i: usize| {
+            tower::service_fn(move |_req: Request<()>| async move {
+                if i == 0 {
+                    Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+                } else {
+                    Ok(Response::new(i))
+                }
+            })
+        };
+        let mut balance = Balance::new(vec![make(0), make(1)])
+            .seed(2)
+            .eject_on_connect_failure(Duration::from_secs(60));
+        assert_eq!(refusals(&mut balance).await, 1, "instance 0 is skipped once it refused");
+        let tried = TriedInstances::default();
+        tried.record(1);
+        let mut req = Request::new(());
+        req.extensions_mut().insert(tried);
+        assert_eq!(instance_of(&*balance.call(req).await.unwrap_err()), Some(0));
     }
 
     #[tokio::test]

@@ -103,19 +103,79 @@ macro_rules! reason {
 }
 
 impl Reason {
-    reason!(CONNECT_REFUSED, "connect-refused", BAD_GATEWAY, "the upstream's instances refused the connection");
-    reason!(CONNECT_TIMEOUT, "connect-timeout", BAD_GATEWAY, "no instance accepted a connection within the route's connect_timeout");
-    reason!(RESET, "reset", BAD_GATEWAY, "the connection to the upstream failed before a complete response head");
-    reason!(TIMEOUT, "timeout", GATEWAY_TIMEOUT, "the upstream did not answer within the route's timeout");
-    reason!(DEADLINE, "deadline", GATEWAY_TIMEOUT, "too little of the request's deadline was left to expect an answer");
-    reason!(RETRY_BUDGET, "retry-budget", SERVICE_UNAVAILABLE, "a retry was needed but the route's retry budget is spent");
-    reason!(OVERLOADED, "overloaded", SERVICE_UNAVAILABLE, "the upstream has max_in_flight requests in flight; retry later");
-    reason!(NO_INSTANCE, "no-instance", SERVICE_UNAVAILABLE, "the upstream has no instance to send to");
-    reason!(NO_ROUTE, "no-route", NOT_FOUND, "no route takes this host and path");
-    reason!(BODY_TOO_LARGE, "body-too-large", PAYLOAD_TOO_LARGE, "the request body is larger than max_request_body");
-    reason!(BAD_BODY, "bad-body", BAD_REQUEST, "the request body could not be read");
+    reason!(
+        CONNECT_REFUSED,
+        "connect-refused",
+        BAD_GATEWAY,
+        "the upstream's instances refused the connection"
+    );
+    reason!(
+        CONNECT_TIMEOUT,
+        "connect-timeout",
+        BAD_GATEWAY,
+        "no instance accepted a connection within the route's connect_timeout"
+    );
+    reason!(
+        RESET,
+        "reset",
+        BAD_GATEWAY,
+        "the connection to the upstream failed before a complete response head"
+    );
+    reason!(
+        TIMEOUT,
+        "timeout",
+        GATEWAY_TIMEOUT,
+        "the upstream did not answer within the route's timeout"
+    );
+    reason!(
+        DEADLINE,
+        "deadline",
+        GATEWAY_TIMEOUT,
+        "too little of the request's deadline was left to expect an answer"
+    );
+    reason!(
+        RETRY_BUDGET,
+        "retry-budget",
+        SERVICE_UNAVAILABLE,
+        "a retry was needed but the route's retry budget is spent"
+    );
+    reason!(
+        OVERLOADED,
+        "overloaded",
+        SERVICE_UNAVAILABLE,
+        "the upstream has max_in_flight requests in flight; retry later"
+    );
+    reason!(
+        NO_INSTANCE,
+        "no-instance",
+        SERVICE_UNAVAILABLE,
+        "the upstream has no instance to send to"
+    );
+    reason!(
+        NO_ROUTE,
+        "no-route",
+        NOT_FOUND,
+        "no route takes this host and path"
+    );
+    reason!(
+        BODY_TOO_LARGE,
+        "body-too-large",
+        PAYLOAD_TOO_LARGE,
+        "the request body is larger than max_request_body"
+    );
+    reason!(
+        BAD_BODY,
+        "bad-body",
+        BAD_REQUEST,
+        "the request body could not be read"
+    );
     reason!(FORBIDDEN_TARGET, "forbidden-target", FORBIDDEN, "this proxy forwards only to its routes, not to any host (no CONNECT, no absolute-form for other hosts)");
-    reason!(FAULT, "fault", SERVICE_UNAVAILABLE, "answer injected by fault injection ([faults] enabled)");
+    reason!(
+        FAULT,
+        "fault",
+        SERVICE_UNAVAILABLE,
+        "answer injected by fault injection ([faults] enabled)"
+    );
 
     /// The same reason with another status (an injected fault's).
     pub(crate) fn with_status(self, status: StatusCode) -> Reason {

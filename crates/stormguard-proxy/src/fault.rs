@@ -54,7 +54,11 @@ pub(crate) fn decide<R: Rng>(
         }
     }
     if let Some(value) = headers.remove(DELAY_HEADER) {
-        match value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+        match value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
             Some(ms) => injected.delay = Some(Duration::from_millis(ms).min(LONGEST_DELAY)),
             None => tracing::debug!(?value, "ignoring {DELAY_HEADER}: not a number of ms"),
         }

@@ -115,10 +115,9 @@ impl ProxyMetrics {
     /// The in-flight gauge of `upstream`: the same gauge in every generation, so requests that
     /// started under old settings still count against the new limit.
     pub(crate) fn in_flight(&self, upstream: &str) -> Gauge {
-        self.in_flight
-            .get_or_create_owned(&UpstreamLabels {
-                upstream: upstream.to_string(),
-            })
+        self.in_flight.get_or_create_owned(&UpstreamLabels {
+            upstream: upstream.to_string(),
+        })
     }
 
     /// The shed counter of `upstream`.
@@ -224,7 +223,10 @@ mod tests {
         let web = metrics.latency("web", Duration::from_secs(1));
         api.1.observe(0.2);
         web.1.observe(2.0);
-        assert!(!text(&registry).contains("route=\"api\""), "published only when running");
+        assert!(
+            !text(&registry).contains("route=\"api\""),
+            "published only when running"
+        );
         metrics.publish_latency([("api", &api), ("web", &web)]);
         let text = text(&registry);
         assert!(
@@ -248,10 +250,15 @@ mod tests {
         metrics.publish_latency([("api", &first)]);
         let again = metrics.latency("api", Duration::from_millis(300));
         again.1.observe(0.1);
-        let count = |n: u32| format!("stormguard_proxy_upstream_latency_seconds_count{{route=\"api\"}} {n}");
+        let count = |n: u32| {
+            format!("stormguard_proxy_upstream_latency_seconds_count{{route=\"api\"}} {n}")
+        };
         assert!(text(&registry).contains(&count(2)));
         let changed = metrics.latency("api", Duration::from_millis(400));
-        assert!(text(&registry).contains(&count(2)), "not replaced before publishing");
+        assert!(
+            text(&registry).contains(&count(2)),
+            "not replaced before publishing"
+        );
         metrics.publish_latency([("api", &changed)]);
         assert!(text(&registry).contains(&count(0)));
         metrics.publish_latency([]);
@@ -276,7 +283,10 @@ mod tests {
 
     #[test]
     fn no_bucket_for_no_timeout() {
-        assert_eq!(buckets(Duration::from_secs(365 * 24 * 3600)), LADDER.to_vec());
+        assert_eq!(
+            buckets(Duration::from_secs(365 * 24 * 3600)),
+            LADDER.to_vec()
+        );
         assert_eq!(buckets(Duration::from_secs(1)), LADDER.to_vec());
         assert_eq!(buckets(Duration::from_millis(300)).len(), LADDER.len() + 1);
     }

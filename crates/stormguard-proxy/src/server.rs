@@ -22,8 +22,8 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -36,9 +36,6 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Pause after a failed accept (out of file descriptors, say), so the loop does not spin.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
-
-/// Hyper's smallest allowed HTTP/1 read buffer.
-const MIN_HEAD_BUFFER: usize = 8192;
 
 /// Serves `proxy` on `listener` until `shutdown` resolves, then drains for at most `grace`.
 ///
@@ -101,11 +98,15 @@ pub async fn serve(
 }
 
 /// The HTTP/1.1 and HTTP/2 connection builders of one generation's listener settings.
+///
+/// hyper's own builders rather than hyper-util's `auto` one: the protocol is already known from
+/// the sniffed preface, and only hyper's HTTP/1 builder bounds the head's size strictly
+/// (`max_header_size`; a read buffer limit lets a head through that arrives in large reads).
 struct Builders {
     generation: u64,
     header_read_timeout: Duration,
-    http1: auto::Builder<TokioExecutor>,
-    http2: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
 impl Builders {
@@ -114,20 +115,21 @@ impl Builders {
         let generation = proxy.generation();
         let config = proxy.config();
         let listen: &Listen = &config.listen;
-        let mut base = auto::Builder::new(TokioExecutor::new());
-        base.http1()
+        let mut http1 = http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(listen.header_read_timeout)
             .max_headers(listen.max_headers)
-            .max_buf_size(listen.max_header_bytes.max(MIN_HEAD_BUFFER));
-        base.http2()
+            .max_header_size(listen.max_header_bytes);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(listen.max_header_bytes).unwrap_or(u32::MAX));
         Builders {
             generation,
             header_read_timeout: listen.header_read_timeout,
-            http1: base.clone().http1_only(),
-            http2: base.http2_only(),
+            http1,
+            http2,
         }
     }
 }
@@ -147,13 +149,15 @@ async fn connection(proxy: Proxy, stream: TcpStream, builders: Arc<Builders>, wa
         let proxy = proxy.clone();
         async move { Ok::<_, Infallible>(crate::forward::handle(proxy, local, req).await) }
     });
-    let builder = if http2 {
-        &builders.http2
+    let io = TokioIo::new(stream);
+    let ended = if http2 {
+        let served = builders.http2.serve_connection(io, service);
+        watcher.watch(served).await
     } else {
-        &builders.http1
+        let served = builders.http1.serve_connection(io, service);
+        watcher.watch(served).await
     };
-    let served = builder.serve_connection(TokioIo::new(stream), service);
-    if let Err(error) = watcher.watch(served).await {
+    if let Err(error) = ended {
         tracing::debug!(%error, "connection ended with an error");
     }
 }

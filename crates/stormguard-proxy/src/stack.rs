@@ -32,8 +32,7 @@ pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The body an attempt sends: as the retry layer replays it, or as the hedge layer (under the
 /// retry layer) replays that. One type, so one pool serves hedged and plain routes alike.
-pub(crate) type UpstreamBody =
-    Either<ReplayBody<RequestBody>, ReplayBody<ReplayBody<RequestBody>>>;
+pub(crate) type UpstreamBody = Either<ReplayBody<RequestBody>, ReplayBody<ReplayBody<RequestBody>>>;
 
 /// The shared, pooled client: one per distinct connect timeout.
 pub(crate) type HttpClient = Client<HttpConnector, UpstreamBody>;
@@ -135,8 +134,10 @@ impl<B: IntoUpstream> Service<Request<B>> for Timed {
 pub(crate) type Instances = Balance<SetAuthority<Timed>>;
 
 type Plain = DeadlineService<Retry<Instances, PrometheusMetrics>, PrometheusMetrics>;
-type Hedged =
-    DeadlineService<Retry<Hedge<Instances, PrometheusMetrics>, PrometheusMetrics>, PrometheusMetrics>;
+type Hedged = DeadlineService<
+    Retry<Hedge<Instances, PrometheusMetrics>, PrometheusMetrics>,
+    PrometheusMetrics,
+>;
 
 /// What a route's stack answers: the upstream's response, or the library's error.
 pub(crate) type RouteFuture =

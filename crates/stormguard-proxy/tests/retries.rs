@@ -58,7 +58,10 @@ async fn a_retry_goes_to_an_instance_the_request_has_not_tried() {
             .body(Full::default())
             .unwrap();
         let reply = send(&client, req).await.unwrap();
-        assert_eq!(reply.status, 503, "the upstream's own answer passes through");
+        assert_eq!(
+            reply.status, 503,
+            "the upstream's own answer passes through"
+        );
         assert_eq!(reply.header("stormguard-reason"), None);
         assert_eq!(reply.header("stormguard-attempts"), Some("3"));
     }
@@ -106,7 +109,11 @@ async fn a_written_post_that_timed_out_reaches_the_upstream_once() {
     let reply = get(&client, &proxy.url("/orders/1")).await;
     assert_eq!(reply.status, 504);
     assert_eq!(reply.header("stormguard-attempts"), Some("2"));
-    assert_eq!(a.hits() - a_before, 1, "the GET's retry went to the other instance");
+    assert_eq!(
+        a.hits() - a_before,
+        1,
+        "the GET's retry went to the other instance"
+    );
     assert_eq!(b.hits() - b_before, 1);
 }
 
@@ -125,8 +132,15 @@ async fn a_post_refused_at_connect_goes_to_another_instance_once() {
         assert_eq!(reply.status, 200, "{reply:?}");
         second_attempts += usize::from(reply.header("stormguard-attempts") == Some("2"));
     }
-    assert_eq!(up.hits(), 40, "every POST reached the upstream exactly once");
-    assert!(second_attempts > 0, "some POSTs were refused first and retried");
+    assert_eq!(
+        up.hits(),
+        40,
+        "every POST reached the upstream exactly once"
+    );
+    assert!(
+        second_attempts > 0,
+        "some POSTs were refused first and retried"
+    );
 }
 
 /// With every instance failing, retries stay within the budget: at most `ratio` of requests
@@ -152,7 +166,9 @@ async fn under_a_full_outage_retries_stay_within_the_budget() {
         Request::get(&url).body(Full::default()).unwrap()
     })
     .await;
-    assert!(outcomes.iter().all(|o| matches!(o, Ok(r) if r.status == 503)));
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Ok(r) if r.status == 503)));
     let hits: usize = instances.iter().map(Instance::hits).sum();
     let bound = requests + requests / 5 + 10;
     println!("{requests} requests, {hits} upstream attempts, bound {bound}");
@@ -182,9 +198,15 @@ async fn a_slow_instance_is_hedged_to_a_fast_one() {
         assert_eq!(reply.status, 200);
         assert!(started.elapsed() < ms(400), "answered by the fast copy");
     }
-    assert!(slow.hits() > 0, "some requests went to the slow instance first");
+    assert!(
+        slow.hits() > 0,
+        "some requests went to the slow instance first"
+    );
     let metrics = proxy.metrics();
-    assert!(metrics.contains("stormguard_hedges_won_total{target=\"api\"}"), "{metrics}");
+    assert!(
+        metrics.contains("stormguard_hedges_won_total{target=\"api\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -104,11 +104,12 @@ pub(crate) fn route_policy(route: &Route) -> Result<RetryPolicy, BuildError> {
     policy.deadline.reserve = route.deadline_reserve;
     policy.idempotent = (!route.call.idempotent).then_some(false);
     if let Some(spec) = route.adaptive_timeout {
-        let adaptive = AdaptiveTimeout::new(spec.false_timeout_rate, spec.min, spec.max)
-            .map_err(|source| BuildError::AdaptiveTimeout {
+        let adaptive = AdaptiveTimeout::new(spec.false_timeout_rate, spec.min, spec.max).map_err(
+            |source| BuildError::AdaptiveTimeout {
                 route: route.name.clone(),
                 source,
-            })?;
+            },
+        )?;
         policy.adaptive_timeout = Some(adaptive);
     }
     Ok(policy)

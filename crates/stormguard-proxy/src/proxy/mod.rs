@@ -218,7 +218,12 @@ impl Proxy {
             );
             config.listen.address = running;
         }
-        let routes = build::routes(&config, &old.routes, &self.inner.metrics, &self.inner.clients)?;
+        let routes = build::routes(
+            &config,
+            &old.routes,
+            &self.inner.metrics,
+            &self.inner.clients,
+        )?;
         let generation = Arc::new(Generation {
             number: old.number + 1,
             config: Arc::new(config),

@@ -327,7 +327,12 @@ pub async fn get(client: &TestClient, url: &str) -> Reply {
 
 /// Sends `n` requests made by `make(i)` over `concurrency` workers; returns every outcome, or
 /// panics after `limit`.
-pub async fn drive<F>(n: usize, concurrency: usize, limit: Duration, make: F) -> Vec<Result<Reply, String>>
+pub async fn drive<F>(
+    n: usize,
+    concurrency: usize,
+    limit: Duration,
+    make: F,
+) -> Vec<Result<Reply, String>>
 where
     F: Fn(usize) -> Request<Full<Bytes>> + Send + Sync + 'static,
 {

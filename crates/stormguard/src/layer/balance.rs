@@ -351,11 +351,19 @@ mod tests {
         let mut balance = Balance::new(vec![make(0), make(1), make(2)])
             .seed(4)
             .eject_on_connect_failure(Duration::from_secs(1));
-        assert_eq!(refusals(&mut balance).await, 1, "refused once, then skipped");
+        assert_eq!(
+            refusals(&mut balance).await,
+            1,
+            "refused once, then skipped"
+        );
         tokio::time::advance(Duration::from_millis(999)).await;
         assert_eq!(refusals(&mut balance).await, 0);
         tokio::time::advance(Duration::from_millis(2)).await;
-        assert_eq!(refusals(&mut balance).await, 1, "tried again after the cooldown");
+        assert_eq!(
+            refusals(&mut balance).await,
+            1,
+            "tried again after the cooldown"
+        );
     }
 
     /// Errors among 60 requests.
@@ -386,7 +394,11 @@ mod tests {
         let mut balance = Balance::new(vec![make(0), make(1)])
             .seed(2)
             .eject_on_connect_failure(Duration::from_secs(60));
-        assert_eq!(refusals(&mut balance).await, 1, "instance 0 is skipped once it refused");
+        assert_eq!(
+            refusals(&mut balance).await,
+            1,
+            "instance 0 is skipped once it refused"
+        );
         let tried = TriedInstances::default();
         tried.record(1);
         let mut req = Request::new(());

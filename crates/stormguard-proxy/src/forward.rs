@@ -36,7 +36,7 @@ pub(crate) async fn handle(
         match generation.route(request_host(&req), path) {
             Some(route) => {
                 let (response, reason) = forward(&proxy, &generation.config, route, req).await;
-                metrics.answered(&route.name, response.status().as_u16(), reason);
+                route.answered(metrics, response.status().as_u16(), reason);
                 return response;
             }
             None => Reason::NO_ROUTE,

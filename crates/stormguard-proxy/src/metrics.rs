@@ -91,6 +91,12 @@ impl ProxyMetrics {
 
     /// Counts one answer to a client.
     pub(crate) fn answered(&self, route: &Arc<str>, status: u16, reason: &'static str) {
+        self.answers(route, status, reason).inc();
+    }
+
+    /// The counter of answers of `status`'s class with `reason` on `route`, for a route to keep
+    /// the one nearly every request takes (a 2xx from the upstream) without a lookup.
+    pub(crate) fn answers(&self, route: &Arc<str>, status: u16, reason: &'static str) -> Counter {
         let class = match status {
             100..=199 => "1xx",
             200..=299 => "2xx",
@@ -98,13 +104,11 @@ impl ProxyMetrics {
             400..=499 => "4xx",
             _ => "5xx",
         };
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.clone(),
-                class,
-                reason,
-            })
-            .inc();
+        self.requests.get_or_create_owned(&RequestLabels {
+            route: route.clone(),
+            class,
+            reason,
+        })
     }
 
     /// Counts one answer to a request that no route took (`route=""`).

@@ -166,6 +166,23 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
         assert!(!seen.contains_key(gone), "{gone} reached the upstream");
     }
     assert_eq!(seen["x-request-id"], "7");
+    let metrics = proxy.metrics();
+    for line in [
+        "stormguard_proxy_requests_total{route=\"api\",class=\"2xx\",reason=\"\"} 1",
+        "stormguard_proxy_upstream_latency_seconds_count{route=\"api\"} 1",
+        "stormguard_attempts_total{target=\"api\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    // The place in flight is given back once the body is sent, a moment after the client has it.
+    let back = "stormguard_proxy_in_flight{upstream=\"api\"} 0";
+    for _ in 0..100 {
+        if proxy.metrics().contains(back) {
+            return;
+        }
+        tokio::time::sleep(ms(10)).await;
+    }
+    panic!("in-flight count not back to 0");
 }
 
 #[tokio::test]

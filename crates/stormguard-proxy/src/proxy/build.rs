@@ -192,8 +192,10 @@ pub(crate) fn routes(
                 Some(old) => (old.service.clone(), old.latency.clone()),
                 None => stack(route, upstream, metrics, clients)?,
             };
+            let name: Arc<str> = Arc::from(route.name.as_str());
             Ok(RouteEntry {
-                name: Arc::from(route.name.as_str()),
+                upstream_2xx: metrics.answers(&name, 200, ""),
+                name,
                 path_prefix: route.matcher.path_prefix.clone(),
                 host: route.matcher.host.as_deref().map(super::host_key),
                 upstream: UpstreamSlot::new(&route.upstream, upstream.max_in_flight, metrics),

@@ -91,11 +91,22 @@ pub(crate) struct RouteEntry {
     pub(crate) fault: Option<FaultSpec>,
     /// Whether a request may be sent more than once (retries or a hedge).
     pub(crate) resends: bool,
+    /// Answers that were the upstream's 2xx: counted without a lookup.
+    pub(crate) upstream_2xx: Counter,
     latency: LatencyHistogram,
     built_from: BuiltFrom,
 }
 
 impl RouteEntry {
+    /// Counts one answer on this route.
+    pub(crate) fn answered(&self, metrics: &ProxyMetrics, status: u16, reason: &'static str) {
+        if reason.is_empty() && (200..300).contains(&status) {
+            self.upstream_2xx.inc();
+        } else {
+            metrics.answered(&self.name, status, reason);
+        }
+    }
+
     fn takes(&self, host: Option<&str>, path: &str) -> bool {
         let path_ok = self
             .path_prefix

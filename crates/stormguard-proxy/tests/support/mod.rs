@@ -105,6 +105,17 @@ pub async fn slow_upstream(delay: Duration) -> Instance {
     .await
 }
 
+/// Three instances that answer `status` to everything, and their addresses.
+pub async fn three(status: u16) -> ([Instance; 3], Vec<SocketAddr>) {
+    let instances = [
+        status_upstream(status).await,
+        status_upstream(status).await,
+        status_upstream(status).await,
+    ];
+    let addrs = instances.iter().map(|i| i.addr).collect();
+    (instances, addrs)
+}
+
 /// How a raw TCP instance misbehaves after reading a request head.
 #[derive(Clone, Copy)]
 pub enum Misbehave {
@@ -365,6 +376,16 @@ where
     tokio::time::timeout(limit, all)
         .await
         .expect("the load finished within its time limit")
+}
+
+/// Panics, showing the first few, unless every outcome is a 200.
+pub fn assert_all_ok(outcomes: &[Result<Reply, String>]) {
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| !matches!(o, Ok(r) if r.status == 200))
+        .take(5)
+        .collect();
+    assert!(failed.is_empty(), "failures, first few: {failed:?}");
 }
 
 /// Writes `bytes` on a fresh connection and reads what comes back until the proxy closes it or

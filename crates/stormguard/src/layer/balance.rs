@@ -339,16 +339,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_instance_that_refused_is_skipped_until_its_cooldown_passes() {
-        let make = |i: usize| {
-            tower::service_fn(move |_req: Request<()>| async move {
-                if i == 0 {
-                    Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
-                } else {
-                    Ok(Response::new(i))
-                }
-            })
-        };
-        let mut balance = Balance::new(vec![make(0), make(1), make(2)])
+        let mut balance = Balance::new(first_refuses(3))
             .seed(4)
             .eject_on_connect_failure(Duration::from_secs(1));
         assert_eq!(
@@ -364,6 +355,28 @@ mod tests {
             1,
             "tried again after the cooldown"
         );
+    }
+
+    /// `n` instances that answer with their index, but instance 0, which refuses connections.
+    fn first_refuses(
+        n: usize,
+    ) -> Vec<
+        impl Service<Request<()>, Response = Response<usize>, Error = std::io::Error, Future: Send>
+            + Clone
+            + Send
+            + 'static,
+    > {
+        (0..n)
+            .map(|i| {
+                tower::service_fn(move |_req: Request<()>| async move {
+                    if i == 0 {
+                        Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+                    } else {
+                        Ok(Response::new(i))
+                    }
+                })
+            })
+            .collect()
     }
 
     /// Errors among 60 requests.
@@ -382,16 +395,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_skipped_instance_still_takes_a_request_when_all_others_were_tried() {
-        let make = |i: usize| {
-            tower::service_fn(move |_req: Request<()>| async move {
-                if i == 0 {
-                    Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
-                } else {
-                    Ok(Response::new(i))
-                }
-            })
-        };
-        let mut balance = Balance::new(vec![make(0), make(1)])
+        let mut balance = Balance::new(first_refuses(2))
             .seed(2)
             .eject_on_connect_failure(Duration::from_secs(60));
         assert_eq!(

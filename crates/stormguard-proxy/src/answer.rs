@@ -37,7 +37,13 @@ use crate::proxy::InFlight;
 
 /// `stormguard-attempts`: attempts sent upstream for this request.
 pub const ATTEMPTS_HEADER: &str = "stormguard-attempts";
-/// `stormguard-reason`: why the proxy answered itself.
+/// `stormguard-reason`: why the proxy answered itself (absent when the upstream answered).
+///
+/// 502 `connect-refused`, `connect-timeout`, `reset` (the upstream could not be reached or broke
+/// the exchange); 504 `timeout`, `deadline` (no answer in the time the route or the caller
+/// allowed); 503 `retry-budget`, `overloaded` (with `Retry-After: 1`), `no-instance`; 404
+/// `no-route`; the injected status with `fault`; and for requests refused before any attempt,
+/// 413 `body-too-large`, 400 `bad-body`, 403 `forbidden-target`.
 pub const REASON_HEADER: &str = "stormguard-reason";
 
 /// The body of every response the proxy sends: the upstream's, streamed, or a short text of the

@@ -115,7 +115,11 @@ pub(crate) fn route_policy(route: &Route) -> Result<RetryPolicy, BuildError> {
     Ok(policy)
 }
 
-/// The route timeout: the cap on a request's deadline, and a bucket of its latency histogram.
+/// The route timeout. It is the per-try timeout (a graph call's meaning, through
+/// `retry_policy`) and also caps the request's deadline (the issue: "the route timeout caps" the
+/// inbound budget), so a retry after an attempt that used the whole timeout does not fit, while
+/// retries after fast failures do; an `adaptive_timeout` gives attempts a shorter per-try timeout
+/// and room to retry within the cap. It is also a bucket of the route's latency histogram.
 fn route_timeout(route: &Route) -> Duration {
     route.call.timeout.unwrap_or(NO_TIMEOUT)
 }

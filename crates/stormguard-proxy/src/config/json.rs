@@ -35,7 +35,7 @@ pub const REDACTED: &str = "[redacted]";
 /// "#).unwrap();
 /// let json = config::to_json(&config);
 /// assert_eq!(json["routes"][0]["timeout"], "10s");
-/// assert_eq!(json["routes"][0]["policy"]["worst_case_total"], "20025ms");
+/// assert_eq!(json["routes"][0]["policy"]["worst_case_total"], "10s");
 /// assert_eq!(json["listen"]["max_request_body"]["human"], "8MiB");
 /// ```
 pub fn to_json(config: &Config) -> Value {

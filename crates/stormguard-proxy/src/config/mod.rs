@@ -40,7 +40,8 @@
 //! A route's defaults are the library's recommended policy
 //! ([`RetryPolicy::recommended`](stormguard::policy::RetryPolicy::recommended)): `max_attempts
 //! = 2`, backoff `full-jitter(base=25ms, cap=250ms)`, a retry budget of ratio 0.2 with 10/s
-//! minimum (over 10 s), `timeout = "10s"` per attempt, `deadline_reserve = "5ms"`,
+//! minimum (over 10 s), `timeout = "10s"` (per attempt, and the cap of the request's deadline
+//! at this hop, as Envoy's route timeout), `deadline_reserve = "5ms"`,
 //! `propagate_deadline = true`, requests replayed only when idempotent by method or
 //! `Idempotency-Key`. It adds what the recommended policy has no field for:
 //! `connect_timeout = "1s"` (or the timeout, if shorter) and `retry_body_limit = "64KiB"`
@@ -52,6 +53,9 @@
 //! Where the proxy reads a key differently from a graph file, and why:
 //! - the defaults above, where a graph call defaults to no retry, no limiter and no deadline
 //!   propagation (a graph file describes what is; a route says what should be);
+//! - `timeout` also caps the request's whole time at this hop (the inbound budget, retries
+//!   included), where a graph call's is per attempt only: so a route retries fast failures
+//!   within its timeout, and slow attempts only under an `adaptive_timeout`;
 //! - `timeout` includes connecting (in the graph, connecting comes on top), because the
 //!   attempt's timer starts before the connection is made; so `connect_timeout` above
 //!   `timeout` is refused;

@@ -155,11 +155,15 @@ pub fn per_try_timeout(route: &Route) -> Duration {
         .map_or(timeout, |adaptive| adaptive.max.min(timeout))
 }
 
-/// The longest a request on `route` can take when no deadline binds it:
-/// `max_attempts x per-try timeout + the backoff's longest waits between attempts`. The
-/// per-try timeout includes connecting, so `connect_timeout` adds nothing. A `Retry-After` on a
-/// 429 or 503 may stretch a wait beyond the backoff, but only within the request's deadline and
-/// the classifier's `max_retry_after`.
+/// The longest a request on `route` can take: the route's `timeout`, which caps the request's
+/// deadline at this hop (as Envoy's route timeout does), or less when every attempt with its
+/// waits fits in less: `max_attempts x per-try timeout + the backoff's longest waits`. An
+/// inbound budget shorter than that binds first. The per-try timeout includes connecting, so
+/// `connect_timeout` adds nothing.
+///
+/// So a retry after an attempt that used the whole timeout never fits; retries after fast
+/// failures (refused, 503) do, and an `adaptive_timeout` leaves room for retries of slow
+/// attempts inside the cap.
 ///
 /// ```
 /// use std::time::Duration;
@@ -172,15 +176,21 @@ pub fn per_try_timeout(route: &Route) -> Duration {
 /// name = "api"
 /// upstream = "api"
 /// timeout = "2s"
+/// adaptive_timeout = { max = "500ms" }
 /// "#).unwrap();
-/// // Two attempts of 2 s and a full-jitter wait of at most 25 ms between them.
-/// assert_eq!(worst_case_total(&config.routes[0]), Duration::from_millis(4025));
+/// // Two attempts of at most 500 ms and a full-jitter wait of at most 25 ms between them.
+/// assert_eq!(worst_case_total(&config.routes[0]), Duration::from_millis(1025));
 /// ```
 pub fn worst_case_total(route: &Route) -> Duration {
     let attempts = route.call.max_attempts.max(1);
-    per_try_timeout(route)
+    let every_attempt = per_try_timeout(route)
         .saturating_mul(attempts)
-        .saturating_add(route.call.backoff.worst_case_total(attempts - 1))
+        .saturating_add(route.call.backoff.worst_case_total(attempts - 1));
+    let cap = route
+        .call
+        .timeout
+        .unwrap_or(stormguard_graph::policy::NO_TIMEOUT);
+    every_attempt.min(cap)
 }
 
 #[cfg(test)]
@@ -296,10 +306,11 @@ mod tests {
     }
 
     #[test]
-    fn the_worst_case_counts_every_attempt_and_wait() {
-        // 3 attempts of 1 s, waits of at most 25 ms and 50 ms.
+    fn the_worst_case_is_the_timeout_or_every_attempt_and_wait_when_less() {
+        // The timeout caps the deadline: 3 attempts of 1 s cannot all run.
         let three = route("timeout = \"1s\"\nmax_attempts = 3\n");
-        assert_eq!(worst_case_total(&three), Duration::from_millis(3075));
+        assert_eq!(worst_case_total(&three), Duration::from_secs(1));
+        // 2 adaptive attempts of at most 300 ms, a wait of at most 25 ms.
         let adaptive = route("timeout = \"1s\"\nadaptive_timeout = { max = \"300ms\" }\n");
         assert_eq!(per_try_timeout(&adaptive), Duration::from_millis(300));
         assert_eq!(worst_case_total(&adaptive), Duration::from_millis(625));

@@ -15,17 +15,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::histogram::Histogram;
-use stormguard::budget::BudgetError;
-use stormguard::estimate::{AdaptiveTimeout, EstimateError};
-use stormguard::hedge::{HedgeError, HedgePolicy};
 use stormguard::layer::{Balance, DeadlineLayer, HedgeLayer, RetryLayer, SetAuthority};
-use stormguard::policy::RetryPolicy;
 use stormguard_graph::model::Span;
-use stormguard_graph::policy::{retry_policy, NO_TIMEOUT};
+use stormguard_graph::policy::NO_TIMEOUT;
 use tower_layer::Layer;
 
 use super::{RouteEntry, UpstreamSlot};
-use crate::config::{Config, Route, Upstream};
+use crate::config::{hedge_policy, route_policy, Config, PolicyError, Route, Upstream};
 use crate::metrics::ProxyMetrics;
 use crate::stack::{HttpClient, RouteService, Timed};
 
@@ -55,59 +51,9 @@ pub enum BuildError {
         /// The instance as given.
         instance: String,
     },
-    /// The route's retry budget or token bucket is not valid.
-    #[error("route `{route}`: {source}")]
-    Limiter {
-        /// The route.
-        route: String,
-        /// What the core said.
-        source: BudgetError,
-    },
-    /// The route's hedge is not valid.
-    #[error("route `{route}`: {source}")]
-    Hedge {
-        /// The route.
-        route: String,
-        /// What the core said.
-        source: HedgeError,
-    },
-    /// The route's adaptive timeout is not valid.
-    #[error("route `{route}`: adaptive_timeout: {source}")]
-    AdaptiveTimeout {
-        /// The route.
-        route: String,
-        /// What the core said.
-        source: EstimateError,
-    },
-}
-
-/// The hedge budget of a route whose `hedge` gave no `max_extra`: the library's 5%.
-const DEFAULT_HEDGE_MAX_EXTRA: f64 = 0.05;
-
-/// A route's policy: the one conversion of a call's settings to the core's policy
-/// (`stormguard_graph::policy::retry_policy`), plus what only a route has: the deadline reserve,
-/// the adaptive per-try timeout, and idempotency read from each request.
-///
-/// A graph call's `idempotent` is a property of the call; a route carries every method, so
-/// `idempotent = true` (the default) means "as the request says" (its method, or an
-/// `Idempotency-Key`), and `false` means "never send a written request twice".
-pub(crate) fn route_policy(route: &Route) -> Result<RetryPolicy, BuildError> {
-    let mut policy = retry_policy(&route.call).map_err(|source| BuildError::Limiter {
-        route: route.name.clone(),
-        source,
-    })?;
-    policy.deadline.reserve = route.deadline_reserve;
-    policy.idempotent = (!route.call.idempotent).then_some(false);
-    if let Some(spec) = route.adaptive_timeout {
-        let adaptive = AdaptiveTimeout::new(spec.false_timeout_rate, spec.min, spec.max).map_err(
-            |source| BuildError::AdaptiveTimeout {
-                route: route.name.clone(),
-                source,
-            },
-        )?;
-        policy.adaptive_timeout = Some(adaptive);
-    }
-    Ok(policy)
+    /// The route's retry budget, token bucket, hedge or adaptive timeout is not valid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// The route timeout. It is the per-try timeout (a graph call's meaning, through
@@ -258,15 +204,9 @@ fn stack(
         .propagate(route.call.propagate_deadline)
         .target(name)
         .observer(metrics.observer.clone());
-    let service = match route.call.hedge {
+    let service = match hedge_policy(route)? {
         None => RouteService::Plain(deadline.layer(retry.layer(balance))),
-        Some(spec) => {
-            let max_extra = spec.max_extra.unwrap_or(DEFAULT_HEDGE_MAX_EXTRA);
-            let policy =
-                HedgePolicy::new(spec.delay, max_extra).map_err(|source| BuildError::Hedge {
-                    route: name.to_string(),
-                    source,
-                })?;
+        Some(policy) => {
             let hedge = HedgeLayer::new(policy)
                 .target(name)
                 .observer(metrics.observer.clone())

@@ -11,4 +11,7 @@
 //! a retry that always goes to another instance, and settings anyone can read at `/config`.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod config;
+pub mod reload;
+pub mod signals;

@@ -24,8 +24,9 @@ enum Command {
     /// Check a service graph file: timeouts that do not telescope, retry amplification, edge
     /// budgets blown and the rest. Exit 1 on findings at or above --fail-on, 2 on bad input.
     Check(check_cmd::Args),
-    /// Simulate retries in virtual time. For now only the published experiments run
-    /// (`--experiment brooker-jitter`), to check the simulator against them.
+    /// Simulate a graph file's scenario in virtual time: retry storms, wasted work, recovery;
+    /// two files side by side on the same arrivals and faults. Also the published experiments
+    /// (`--experiment brooker-jitter`) that check the simulator.
     Sim(sim_cmd::Args),
 }
 

@@ -56,15 +56,256 @@ fn brooker_jitter_json_has_the_documented_shape() {
     assert_eq!(stormguard(&argv).1, out, "same arguments, same bytes");
 }
 
+/// Today's settings: three attempts at db, no budget, db slowed from 3s to 6s.
+const TODAY: &str = r#"
+[entry]
+service = "api"
+rate = 100
+timeout = "1s"
+[services.api]
+instances = 2
+latency = { p50 = "2ms", p99 = "10ms" }
+[[services.api.calls]]
+to = "db"
+timeout = "50ms"
+max_attempts = 3
+[services.db]
+instances = 2
+concurrency = 4
+latency = { p50 = "5ms", p99 = "20ms" }
+[scenarios.db-slow]
+duration = "15s"
+[[scenarios.db-slow.faults]]
+service = "db"
+from = "3s"
+to = "6s"
+slowdown = 10.0
+"#;
+
+/// A graph file written once per test under the test target's temp dir.
+fn graph(name: &str, toml: &str) -> String {
+    let path =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sim-cli-{name}.toml"));
+    std::fs::write(&path, toml).unwrap();
+    path.display().to_string()
+}
+
+fn keys(value: &serde_json::Value) -> Vec<&str> {
+    value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn sorted(mut names: Vec<&str>) -> Vec<&str> {
+    names.sort_unstable();
+    names
+}
+
 #[test]
-fn a_graph_file_exits_2_and_says_what_is_available() {
-    let (code, out, err) = stormguard(&["sim", "somefile.toml"]);
-    assert_eq!(code, 2, "{out}");
+fn a_graph_s_json_has_exactly_the_issue_s_keys_and_the_same_bytes_every_run() {
+    let file = graph("json", TODAY);
+    let argv = [
+        "sim",
+        &file,
+        "--scenario",
+        "db-slow",
+        "--seed",
+        "5",
+        "--format",
+        "json",
+    ];
+    let (code, out, err) = stormguard(&argv);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "no progress bar off a terminal: {err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        sorted(keys(&json)),
+        sorted(vec![
+            "file",
+            "scenario",
+            "seed",
+            "duration_s",
+            "user",
+            "services",
+            "calls",
+            "timeline",
+            "recovered_at_s"
+        ])
+    );
+    assert_eq!(
+        (json["file"].as_str(), json["scenario"].as_str()),
+        (Some(file.as_str()), Some("db-slow"))
+    );
+    assert_eq!(
+        (json["seed"].as_u64(), json["duration_s"].as_f64()),
+        (Some(5), Some(15.0))
+    );
+    assert_eq!(
+        sorted(keys(&json["user"])),
+        ["goodput", "latency_ms", "requests", "succeeded"]
+    );
+    assert_eq!(
+        sorted(keys(&json["user"]["latency_ms"])),
+        ["max", "p50", "p90", "p99", "p999"]
+    );
+    assert_eq!(keys(&json["services"]), ["api", "db"]);
+    for service in json["services"].as_object().unwrap().values() {
+        assert_eq!(
+            sorted(keys(service)),
+            [
+                "amplification",
+                "attempts",
+                "max_queue",
+                "rejected",
+                "succeeded",
+                "timed_out",
+                "utilization",
+                "wasted_work_s"
+            ]
+        );
+    }
+    assert_eq!(keys(&json["calls"]), ["api->db"]);
+    assert_eq!(
+        sorted(keys(&json["calls"]["api->db"])),
+        [
+            "attempts",
+            "hedges",
+            "retries",
+            "retries_denied",
+            "timeouts"
+        ]
+    );
+    let requests = json["user"]["requests"].as_u64().unwrap();
     assert!(
-        err.contains(
-            "sim somefile.toml: the graph simulator is not built yet; \
-             available: --experiment brooker-jitter"
+        (1300..1700).contains(&requests),
+        "100/s for 15s: {requests}"
+    );
+    let retries = json["calls"]["api->db"]["retries"].as_u64().unwrap();
+    assert!(
+        retries > 0,
+        "db ten times slower than its caller's timeout: {out}"
+    );
+    let timeline = json["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 15, "one point per second");
+    for (t, point) in timeline.iter().enumerate() {
+        assert_eq!(
+            sorted(keys(point)),
+            ["attempt_rate", "goodput_rate", "t", "user_rate"]
+        );
+        assert_eq!(point["t"], t);
+    }
+    let at_db = |t: usize| timeline[t]["attempt_rate"]["db"].as_u64().unwrap();
+    let users = |t: usize| timeline[t]["user_rate"].as_u64().unwrap();
+    assert!(
+        at_db(4) > users(4) && at_db(1) <= users(1) + 5,
+        "retries while db is slow: {out}"
+    );
+    let recovered = json["recovered_at_s"]
+        .as_f64()
+        .expect("recovers once db is fast again");
+    assert!((6.0..10.0).contains(&recovered), "{recovered}");
+    assert_eq!(
+        stormguard(&argv).1,
+        out,
+        "same files, scenario and seed, same bytes"
+    );
+}
+
+#[test]
+fn two_files_run_side_by_side_on_the_same_arrivals() {
+    let today = graph("today", TODAY);
+    let fixed = graph(
+        "fixed",
+        &TODAY.replace(
+            "max_attempts = 3",
+            "max_attempts = 2\nretry_budget = { ratio = 0.1, min_per_sec = 5 }",
         ),
+    );
+    let (code, out, err) = stormguard(&["sim", &today, &fixed, "--scenario", "db-slow"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!(
+            "sim A = {today} against B = {fixed}: scenario db-slow"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("\nverdict:\n  goodput "), "{out}");
+    let (code, out, err) = stormguard(&[
+        "sim",
+        &today,
+        &fixed,
+        "--scenario",
+        "db-slow",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(keys(&json), ["runs"]);
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        runs[0]["user"]["requests"], runs[1]["user"]["requests"],
+        "same arrivals"
+    );
+    assert_eq!(runs[1]["file"].as_str(), Some(fixed.as_str()));
+    let retries = |i: usize| runs[i]["calls"]["api->db"]["retries"].as_u64().unwrap();
+    assert!(
+        retries(1) < retries(0),
+        "one retry under a budget against two: {out}"
+    );
+}
+
+#[test]
+fn out_writes_the_summary_the_timeline_and_the_report() {
+    let file = graph("out", TODAY);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sim-cli-out/nested");
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_text = dir.display().to_string();
+    let (code, out, err) = stormguard(&[
+        "sim",
+        &file,
+        "--scenario",
+        "db-slow",
+        "--out",
+        &dir_text,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    assert_eq!(summary, out, "summary.json is --format json");
+    let csv = std::fs::read_to_string(dir.join("timeline.csv")).unwrap();
+    assert!(csv.starts_with("t,user_rate,goodput_rate,goodput_share,p50_ms,p99_ms,attempts:api,attempts:db,max_queue:api,max_queue:db\n"), "{csv}");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_eq!(html.matches("<svg class=\"chart\"").count(), 4);
+}
+
+#[test]
+fn bad_input_exits_2_and_says_where() {
+    let bad = graph(
+        "bad",
+        &TODAY.replace("timeout = \"1s\"", "timeout = \"1 s\""),
+    );
+    let (code, _, err) = stormguard(&["sim", &bad]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with(&format!("stormguard: {bad}:5:")), "{err}");
+    let file = graph("unknown-scenario", TODAY);
+    let (code, _, err) = stormguard(&["sim", &file, "--scenario", "db-down"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{file}: no scenario named \"db-down\"; the file defines: db-slow"
+        )),
         "{err}"
     );
+    let (code, _, err) = stormguard(&["sim", &file, "--clients", "10"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = stormguard(&["sim", "no-such-graph.toml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no-such-graph.toml: cannot read"), "{err}");
 }

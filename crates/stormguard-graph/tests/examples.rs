@@ -3,13 +3,16 @@
 
 use stormguard_graph::{check::check, parse, Finding, Report, Severity};
 
-fn run(name: &str) -> Report {
+fn source(name: &str) -> String {
     let path = format!(
         "{}/../../examples/graphs/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
-    let text = std::fs::read_to_string(&path).unwrap();
-    let graph = parse(name, &text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::read_to_string(&path).unwrap()
+}
+
+fn run(name: &str) -> Report {
+    let graph = parse(name, &source(name)).unwrap_or_else(|e| panic!("{e}"));
     check(&graph)
 }
 
@@ -123,5 +126,79 @@ fn findings_point_at_their_line_in_the_file() {
                 "{finding:?}"
             );
         }
+    }
+}
+
+/// The findings of `file` with their severities, as `rule place severity`.
+fn graded(file: &str) -> Vec<String> {
+    run(file)
+        .findings
+        .iter()
+        .map(|f| format!("{} {:?}", place(f), f.severity))
+        .collect()
+}
+
+#[test]
+fn retry_storm_lacks_the_budget_its_fixed_twin_has() {
+    assert_eq!(
+        graded("retry-storm.toml"),
+        [
+            "retry-without-budget api->db Warning",
+            "too-many-attempts api->db Warning"
+        ]
+    );
+    // The budget leaves the worst case alone and bounds what is sustained.
+    let fixed = run("retry-storm-budget.toml");
+    assert_eq!(places(&fixed), ["too-many-attempts api->db"]);
+    assert_eq!(fixed.services["db"].amplification, 4.0);
+    assert!((fixed.services["db"].sustained_amplification - 1.1).abs() < 1e-9);
+    assert_eq!(
+        run("retry-storm.toml").services["db"].sustained_amplification,
+        4.0
+    );
+}
+
+#[test]
+fn deep_slowdown_inverts_timeouts_that_deadlines_make_harmless() {
+    assert_eq!(
+        graded("deep-slowdown.toml"),
+        [
+            "timeout-inversion api->svc Error",
+            "timeout-inversion web->api Error"
+        ]
+    );
+    assert_eq!(
+        graded("deep-slowdown-deadlines.toml"),
+        [
+            "timeout-inversion api->svc Info",
+            "timeout-inversion web->api Info"
+        ]
+    );
+}
+
+#[test]
+fn tail_latency_is_clean_with_its_hedge_and_without() {
+    // A tail is no misconfiguration; a hedge with max_extra is the fix check would accept.
+    assert_eq!(places(&run("tail-latency.toml")), Vec::<String>::new());
+    assert_eq!(
+        places(&run("tail-latency-hedged.toml")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn scenario_examples_name_the_scenario_their_header_runs() {
+    for (file, scenario) in [
+        ("retry-storm.toml", "db-hiccup"),
+        ("retry-storm-budget.toml", "db-hiccup"),
+        ("deep-slowdown.toml", "db-slow"),
+        ("deep-slowdown-deadlines.toml", "db-slow"),
+        ("tail-latency.toml", "steady"),
+        ("tail-latency-hedged.toml", "steady"),
+    ] {
+        let text = source(file);
+        let graph = parse(file, &text).unwrap();
+        assert!(graph.scenarios.contains_key(scenario), "{file}");
+        assert!(text.contains(&format!("--scenario {scenario}")), "{file}");
     }
 }

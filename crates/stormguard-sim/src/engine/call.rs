@@ -31,12 +31,13 @@ impl Sim<'_> {
         // Set before any call starts: a call that ends at once must not see the run finished.
         self.jobs.get_mut(key).expect("alive").outstanding = run.len();
         for &edge in run {
+            let tried = self.tried_pool.pop().unwrap_or_default();
             let call = self.runs.insert(CallRun {
                 job: key,
                 edge,
                 reps_left: self.model.edges[edge].count.max(1),
                 retry: None,
-                tried: Vec::new(),
+                tried,
                 deadline,
                 unit: Unit::default(),
             });
@@ -152,7 +153,10 @@ impl Sim<'_> {
 
     /// A call is over; when it was the last of its run, the request moves on or fails.
     fn finish_call(&mut self, key: Key, success: bool) {
-        let run = self.runs.remove(key).expect("a call finishes once");
+        let mut run = self.runs.remove(key).expect("a call finishes once");
+        let mut tried = std::mem::take(&mut run.tried);
+        tried.clear();
+        self.tried_pool.push(tried);
         let required = self.model.edges[run.edge].required;
         let job = self
             .jobs

@@ -12,7 +12,7 @@
 //! | [`RetryLayer`] | classification, backoff, retry budget or token bucket, per-try timeouts within the deadline, a different instance on retry |
 //! | [`HedgeLayer`] | one extra copy of a slow idempotent request to another instance, within a hedge budget; the first answer wins |
 //! | [`DeadlineLayer`] | reads the incoming budget (`stormguard-budget-ms`, `grpc-timeout`, `x-envoy-expected-rq-timeout-ms`), times the call out at the deadline, writes the decremented budget downstream |
-//! | [`Balance`] | least loaded of two among instances not yet tried by this request |
+//! | [`Balance`] | least loaded of two among instances not yet tried by this request, leaving out those ejected for failing in a row (passive health checking) |
 //! | [`SetAuthority`] | one instance as an address on a shared, pooled client |
 //!
 //! A typical client stack, outermost first: `DeadlineLayer`, `RetryLayer`, `HedgeLayer`, then a
@@ -34,6 +34,11 @@
 //! seen that, it gives each request a [`TriedInstances`] list from its first attempt, so that even
 //! a retry after a per-try timeout, which says nothing of where it went, goes elsewhere. Without a
 //! balancer below, nothing is attached and nothing is paid.
+//!
+//! The balancer also records what each attempt came to: an instance that refuses a connection,
+//! or answers five 5xx in a row, is ejected (left out of the choice) for 1 s, doubling while it
+//! keeps failing, so that a dead instance costs a retry now and then rather than a share of every
+//! first attempt ([`crate::instance::ejection`]).
 
 //! ## Cancel safety
 //! Dropping a response future cancels the attempt in flight and any pending backoff; no further

@@ -5,9 +5,11 @@
 //! in ten looks healthy from above until the day the budget runs out. So every decision the
 //! policy takes is an [`Event`] given to an [`Observer`]: attempts, retries and why, retries
 //! refused by the budget or the token bucket, hedges sent and won, timeouts split into connect and
-//! request, and requests given up for lack of deadline. [`NoMetrics`] drops them; the
+//! request, requests given up for lack of deadline, and instances ejected for failing. [`NoMetrics`] drops them; the
 //! `prometheus` feature adds [`PrometheusMetrics`], whose help texts say what to do about each
 //! number.
+
+use std::time::Duration;
 
 use crate::classify::RetryKind;
 use crate::policy::{Denied, GiveUp};
@@ -49,6 +51,14 @@ pub enum Event {
     Succeeded,
     /// A request ended without success.
     Failed(GiveUp),
+    /// A balancer left `instance` out of its choice for `duration`, after it failed several
+    /// times in a row ([`crate::instance::ejection`]).
+    Ejected {
+        /// The instance's index in the balancer.
+        instance: usize,
+        /// How long it is left out.
+        duration: Duration,
+    },
 }
 
 /// Receives the events of a target (a route, an upstream, a call in the graph).

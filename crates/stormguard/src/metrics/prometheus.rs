@@ -25,7 +25,7 @@ struct ReasonLabels {
 /// `stormguard_attempts`, `stormguard_retries` (`reason`), `stormguard_retries_denied`
 /// (`reason` = `retry-budget` | `token-bucket`), `stormguard_hedges`, `stormguard_hedges_won`,
 /// `stormguard_timeouts` (`reason` = `connect` | `request`), `stormguard_deadline_giveups`,
-/// `stormguard_succeeded`, `stormguard_failed` (`reason`).
+/// `stormguard_succeeded`, `stormguard_failed` (`reason`), `stormguard_ejections`.
 ///
 /// ```
 /// use prometheus_client::registry::Registry;
@@ -50,6 +50,7 @@ pub struct PrometheusMetrics {
     deadline_giveups: Family<TargetLabels, Counter>,
     succeeded: Family<TargetLabels, Counter>,
     failed: Family<ReasonLabels, Counter>,
+    ejections: Family<TargetLabels, Counter>,
 }
 
 impl PrometheusMetrics {
@@ -106,6 +107,11 @@ impl PrometheusMetrics {
             "Requests that ended in failure, by why no further attempt was made (final, attempts, retry-budget, token-bucket, deadline).",
             metrics.failed.clone(),
         );
+        registry.register(
+            "stormguard_ejections",
+            "Instances left out of load balancing for a while after failing several times in a row (refused connections, 5xx). A steady rate means one instance keeps failing: look at it, or take it out of the list of instances.",
+            metrics.ejections.clone(),
+        );
         metrics
     }
 }
@@ -154,6 +160,7 @@ impl Observer for PrometheusMetrics {
                 .failed
                 .get_or_create(&reason(t, give_up.reason()))
                 .inc(),
+            Event::Ejected { .. } => self.ejections.get_or_create(&target(t)).inc(),
         };
     }
 }
@@ -180,6 +187,10 @@ mod tests {
             Event::DeadlineGiveUp,
             Event::Succeeded,
             Event::Failed(GiveUp::Deadline),
+            Event::Ejected {
+                instance: 2,
+                duration: std::time::Duration::from_secs(1),
+            },
         ];
         for event in events {
             metrics.observe("api", event);
@@ -197,6 +208,7 @@ mod tests {
             "stormguard_deadline_giveups_total{target=\"api\"} 1",
             "stormguard_succeeded_total{target=\"api\"} 1",
             "stormguard_failed_total{target=\"api\",reason=\"deadline\"} 1",
+            "stormguard_ejections_total{target=\"api\"} 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

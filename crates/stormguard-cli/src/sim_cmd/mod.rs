@@ -1,0 +1,239 @@
+//! `stormguard sim`: what a graph's timeouts and retries do under a fault, in virtual time,
+//! before production finds out; and the published experiments that check the simulator.
+//!
+//! This module reads the files and runs them; the submodules each write one view of the
+//! outcome: the JSON summary, the text tables, the CSV timeline and the HTML report.
+
+mod brooker;
+mod chart;
+mod compare;
+mod csv;
+mod html;
+mod progress;
+mod summary;
+mod text;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use stormguard_graph::Graph;
+use stormguard_sim::engine::{self, Outcome, Setup};
+
+use crate::InputError;
+use progress::Progress;
+use summary::{Comparison, Summary};
+
+const TWO_FILES: &str = "\
+With FILE2, both files run through FILE's scenario (its faults, load steps, rate and duration; \
+FILE's entry.rate without one) with the same seed, so both see the same arrivals and the same \
+faults; every service a fault names must exist in both. The text output puts the runs side by \
+side (A = FILE, B = FILE2) with a verdict per key figure; the JSON is {\"runs\": [A, B]}.
+
+Exit status: 0 when the simulation ran, 2 on bad input (a file that does not parse, an unknown \
+scenario), 3 when the output cannot be written.";
+
+/// Arguments of `stormguard sim`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["file", "experiment"])))]
+#[command(after_help = TWO_FILES)]
+pub(crate) struct Args {
+    /// The graph file (TOML) to simulate: the file of `stormguard check`, with [scenarios.NAME].
+    file: Option<PathBuf>,
+    /// A second graph file (say, the fixed settings) run through FILE's scenario and arrivals.
+    #[arg(requires = "file")]
+    file2: Option<PathBuf>,
+    /// The scenario of FILE to run: its faults, load steps, rate and duration. Without it, the
+    /// graph runs as it is.
+    #[arg(long)]
+    scenario: Option<String>,
+    /// How long users arrive (e.g. `120s`, `5m`); default the scenario's, else 60s.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Also write summary.json, timeline.csv and report.html (charts) into this directory.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Run a published experiment instead of a graph, to compare the simulator with it.
+    #[arg(long, value_enum, conflicts_with_all = ["file", "scenario", "duration", "out"])]
+    experiment: Option<Experiment>,
+    /// Clients contending for the row (brooker-jitter).
+    // `conflicts_with` rather than `requires = "experiment"`: clap waives a requirement that
+    // conflicts with an argument given, and --experiment conflicts with FILE.
+    #[arg(long, default_value_t = 100, conflicts_with = "file",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    clients: u32,
+    /// Runs averaged per strategy (brooker-jitter).
+    #[arg(long, default_value_t = 100, conflicts_with = "file",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    runs: u32,
+    /// Seed of every random draw: the same files, scenario and seed give byte-identical JSON.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    stormguard::duration::parse(text).map_err(|e| e.to_string())
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Experiment {
+    /// Brooker 2015, "Exponential Backoff And Jitter": clients racing to write one row.
+    BrookerJitter,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Text,
+    Json,
+}
+
+/// One simulated file: what the views are written from.
+pub(crate) struct Run {
+    pub(crate) summary: Summary,
+    pub(crate) outcome: Outcome,
+    /// The scenarios the file defines, to point at them when none was asked for.
+    pub(crate) known_scenarios: Vec<String>,
+}
+
+/// How long users arrive when neither --duration nor a scenario says: the engine's default,
+/// needed here only to size the progress bar.
+const DEFAULT_DURATION: Duration = Duration::from_secs(60);
+
+/// Virtual time 0 for the policy core. Any instant will do: the outcome depends only on
+/// differences from it, so reading the clock here cannot make a run differ from another.
+#[allow(clippy::disallowed_methods)]
+fn origin() -> Instant {
+    Instant::now()
+}
+
+pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if let Some(Experiment::BrookerJitter) = args.experiment {
+        return brooker::run(args.clients, args.runs, args.seed, args.format, out);
+    }
+    let file = args
+        .file
+        .as_deref()
+        .context("a graph file or --experiment is needed")?;
+    let first = read(file)?;
+    let second = args.file2.as_deref().map(read).transpose()?;
+    let scenario = args
+        .scenario
+        .as_deref()
+        .map(|name| engine::find_scenario(&first.1, name))
+        .transpose()
+        .map_err(|e| InputError(format!("{}: {e}", first.0)))?;
+    if let (Some(scenario), Some((name2, graph2))) = (scenario, &second) {
+        if let Some(fault) = scenario
+            .faults
+            .iter()
+            .find(|f| !graph2.services.contains_key(&f.service))
+        {
+            return Err(InputError(format!(
+                "{name2}: has no service {:?}, which scenario {} of {} puts a fault on; both \
+                 files run the same faults, so add the service to {name2} or pick another scenario",
+                fault.service,
+                args.scenario.as_deref().unwrap_or_default(),
+                first.0
+            ))
+            .into());
+        }
+    }
+    let setup = Setup {
+        scenario,
+        // FILE's rate for both files: the same arrivals, whatever FILE2's entry.rate says.
+        rate: Some(scenario.and_then(|s| s.rate).unwrap_or(first.1.entry.rate)),
+        seed: args.seed,
+        duration: args.duration,
+        origin: origin(),
+    };
+    let total = args
+        .duration
+        .or(scenario.map(|s| s.duration))
+        .unwrap_or(DEFAULT_DURATION);
+    let mut runs = Vec::new();
+    for (name, graph) in std::iter::once(&first).chain(&second) {
+        let mut bar = Progress::new(name, total);
+        let outcome = engine::run(graph, &setup, &mut |t| bar.update(t))
+            .map_err(|e| InputError(format!("{name}: {e}")))?;
+        bar.finish();
+        runs.push(Run {
+            summary: Summary::new(name, args.scenario.as_deref(), &outcome),
+            outcome,
+            known_scenarios: first.1.scenarios.keys().cloned().collect(),
+        });
+    }
+    write_views(&runs, args.format, args.out.as_deref(), out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The file's name as given and its graph; an unreadable or invalid file is an input error
+/// that names file:line:column.
+fn read(path: &Path) -> anyhow::Result<(String, Graph)> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
+    let graph = stormguard_graph::parse(&name, &text).map_err(|e| InputError(e.to_string()))?;
+    Ok((name, graph))
+}
+
+/// The JSON of `--format json` and `summary.json`: one summary, or both runs.
+fn json(runs: &[Run]) -> anyhow::Result<String> {
+    let mut text = match runs {
+        [one] => serde_json::to_string_pretty(&one.summary)?,
+        [a, b] => serde_json::to_string_pretty(&Comparison {
+            runs: [&a.summary, &b.summary],
+        })?,
+        _ => anyhow::bail!("sim compares at most two files"),
+    };
+    text.push('\n');
+    Ok(text)
+}
+
+/// Prints the chosen format and writes the files of `--out`.
+fn write_views(
+    runs: &[Run],
+    format: Format,
+    dir: Option<&Path>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let text = match runs {
+        [a, b] => compare::side_by_side(a, b),
+        [one, ..] => text::single(one),
+        [] => String::new(),
+    };
+    let mut printed = match format {
+        Format::Json => json(runs)?,
+        Format::Text => text.clone(),
+    };
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let all: Vec<&Run> = runs.iter().collect();
+        let verdict = text.find("\nverdict:\n").map(|i| &text[i + 1..]);
+        for (name, contents) in [
+            ("summary.json", json(runs)?),
+            ("timeline.csv", csv::timeline(&all)),
+            ("report.html", html::page(&all, verdict)?),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, contents)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if format == Format::Text {
+            printed.push_str(&format!(
+                "\nwrote {0}/summary.json, {0}/timeline.csv and {0}/report.html\n",
+                dir.display()
+            ));
+        }
+    }
+    out.write_all(printed.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the report")
+}
+
+#[cfg(test)]
+mod tests;

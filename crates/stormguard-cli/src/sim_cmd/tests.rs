@@ -1,0 +1,184 @@
+//! `sim`'s arguments and the runs they start, through the parsed command line.
+
+use clap::Parser;
+
+use super::*;
+
+#[derive(Parser)]
+struct Cmd {
+    #[command(flatten)]
+    args: Args,
+}
+
+fn run_args(argv: &[&str]) -> anyhow::Result<String> {
+    let mut full = vec!["sim"];
+    full.extend_from_slice(argv);
+    let cmd = Cmd::try_parse_from(full)?;
+    let mut out = Vec::new();
+    run(cmd.args, &mut out)?;
+    Ok(String::from_utf8(out)?)
+}
+
+/// A graph file under the system's temp dir, named after the test so tests run in parallel.
+fn graph_file(test: &str, toml: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "stormguard-sim-cmd-{}-{test}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+const GRAPH: &str = r#"
+[entry]
+service = "api"
+rate = 50
+timeout = "1s"
+[services.api]
+latency = { p50 = "5ms", p99 = "20ms" }
+[[services.api.calls]]
+to = "db"
+timeout = "100ms"
+max_attempts = 3
+[services.db]
+latency = { p50 = "2ms", p99 = "10ms" }
+[scenarios.db-errors]
+duration = "5s"
+[[scenarios.db-errors.faults]]
+service = "db"
+from = "1s"
+to = "3s"
+error_rate = 0.5
+"#;
+
+#[test]
+fn text_compares_with_the_published_figures_where_they_exist() {
+    let args = ["--experiment", "brooker-jitter", "--runs", "2", "--clients"];
+    let text = run_args(&[&args[..], &["50"]].concat()).unwrap();
+    assert!(text.contains("pub calls"), "{text}");
+    let full = text.lines().find(|l| l.starts_with("full-jitter")).unwrap();
+    assert!(full.contains(" 333 "), "{text}");
+    let text = run_args(&[&args[..], &["20"]].concat()).unwrap();
+    assert!(!text.contains("pub calls"), "{text}");
+    assert!(text.contains("exist for 50, 100 and 190"), "{text}");
+    assert_eq!(text.lines().count(), 8, "{text}");
+}
+
+#[test]
+fn the_same_arguments_give_the_same_bytes() {
+    let argv = [
+        "--experiment",
+        "brooker-jitter",
+        "--clients",
+        "15",
+        "--runs",
+        "3",
+        "--seed",
+        "4",
+        "--format",
+        "json",
+    ];
+    assert_eq!(run_args(&argv).unwrap(), run_args(&argv).unwrap());
+}
+
+#[test]
+fn a_file_or_an_experiment_is_needed_and_experiment_flags_need_the_experiment() {
+    let parses = |argv: &[&str]| {
+        let mut full = vec!["sim"];
+        full.extend_from_slice(argv);
+        Cmd::try_parse_from(full).is_ok()
+    };
+    assert!(!parses(&["graph.toml", "--experiment", "brooker-jitter"]));
+    assert!(!parses(&[]));
+    assert!(!parses(&["--experiment", "brooker-jitter", "--runs", "0"]));
+    assert!(!parses(&["graph.toml", "--clients", "10"]));
+    assert!(!parses(&["graph.toml", "--runs", "10"]));
+    assert!(!parses(&["--experiment", "brooker-jitter", "--out", "dir"]));
+    assert!(
+        !parses(&["graph.toml", "--duration", "10"]),
+        "a duration has a unit"
+    );
+    assert!(parses(&["graph.toml", "--duration", "10s", "--seed", "3"]));
+    assert!(parses(&[
+        "a.toml",
+        "b.toml",
+        "--scenario",
+        "x",
+        "--format",
+        "json"
+    ]));
+    assert!(parses(&[
+        "--experiment",
+        "brooker-jitter",
+        "--clients",
+        "10"
+    ]));
+}
+
+#[test]
+fn a_graph_runs_its_scenario_and_prints_the_tables() {
+    let file = graph_file("tables", GRAPH);
+    let path = file.display().to_string();
+    let text = run_args(&[&path, "--scenario", "db-errors", "--seed", "3"]).unwrap();
+    assert!(
+        text.starts_with(&format!("sim {path}: scenario db-errors, seed 3, 5s")),
+        "{text}"
+    );
+    assert!(text.contains("\napi->db "), "{text}");
+    let json = run_args(&[&path, "--scenario", "db-errors", "--format", "json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["scenario"], "db-errors");
+    let retries = v["calls"]["api->db"]["retries"].as_u64().unwrap();
+    assert!(retries > 10, "half of db's attempts fail for 2s: {json}");
+    let plain = run_args(&[&path, "--duration", "2s"]).unwrap();
+    assert!(
+        plain.contains("no scenario (the file defines db-errors; pick one with --scenario)"),
+        "{plain}"
+    );
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn an_unknown_scenario_names_the_file_and_the_known_ones() {
+    let file = graph_file("unknown", GRAPH);
+    let path = file.display().to_string();
+    let err = run_args(&[&path, "--scenario", "nope"]).unwrap_err();
+    std::fs::remove_file(file).unwrap();
+    let input = err.downcast_ref::<InputError>().expect("exit 2");
+    assert!(input.0.starts_with(&format!("{path}: ")), "{input}");
+    assert!(
+        input.0.contains("\"nope\"") && input.0.contains("db-errors"),
+        "{input}"
+    );
+}
+
+#[test]
+fn a_fault_on_a_service_the_second_file_lacks_is_refused() {
+    let first = graph_file("lacks-a", GRAPH);
+    let alone = GRAPH
+        .replace(
+            "[[services.api.calls]]\nto = \"db\"",
+            "[[services.api.calls]]\nto = \"cache\"",
+        )
+        .replace("[services.db]", "[services.cache]");
+    let second = graph_file("lacks-b", &alone[..alone.find("[scenarios").unwrap()]);
+    let (a, b) = (first.display().to_string(), second.display().to_string());
+    let err = run_args(&[&a, &b, "--scenario", "db-errors"]).unwrap_err();
+    std::fs::remove_file(first).unwrap();
+    std::fs::remove_file(second).unwrap();
+    let input = err.downcast_ref::<InputError>().expect("exit 2");
+    assert!(
+        input.0.starts_with(&format!("{b}: has no service \"db\"")),
+        "{input}"
+    );
+}
+
+#[test]
+fn a_file_that_does_not_parse_is_an_input_error_at_its_place() {
+    let file = graph_file("bad", "[entry\nservice = \"web\"\n");
+    let path = file.display().to_string();
+    let err = run_args(&[&path]).unwrap_err();
+    std::fs::remove_file(file).unwrap();
+    let input = err.downcast_ref::<InputError>().expect("exit 2");
+    assert!(input.0.starts_with(&format!("{path}:1:")), "{input}");
+}

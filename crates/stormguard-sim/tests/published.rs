@@ -1,0 +1,385 @@
+//! The engine against published results on retries (`/work/shared/REFERENCES.md`, "Published
+//! results the simulator should reproduce"), as far as a graph file can express the published
+//! models.
+//!
+//! Where our model differs from a published one, the test says how, and its tolerance is widened
+//! by what that difference can move, never tuned to the number: the engine is not changed to
+//! fit any figure here. Where a published figure is a matter of chance (simple_collapse_sim), a
+//! transcription of the published simulator was run with many seeds beside ours, to tell a
+//! difference of model from one of chance.
+//!
+//! - Brooker 2022, "Fixing retries with token buckets and circuit breakers" (retry_sim): see
+//!   [`retry_sim_graph`].
+//! - Brooker's simple_collapse_sim: see [`collapse_graph`].
+//! - Bronson et al., HotOS'21, "Metastable failures in distributed systems": see
+//!   [`bronson_graph`].
+
+use std::time::Instant;
+
+use stormguard_sim::engine::{find_scenario, run, Outcome, Setup};
+
+/// Any instant will do as virtual time's origin: the outcome depends only on differences.
+#[allow(clippy::disallowed_methods)]
+fn origin() -> Instant {
+    Instant::now()
+}
+
+/// Runs the graph `toml` through its scenario `scenario`.
+fn simulate(toml: &str, scenario: &str, seed: u64) -> Outcome {
+    let graph = stormguard_graph::parse("published.toml", toml).unwrap_or_else(|e| panic!("{e}"));
+    let setup = Setup {
+        scenario: Some(find_scenario(&graph, scenario).expect("the graph's scenario")),
+        ..Setup::new(seed, origin())
+    };
+    run(&graph, &setup, &mut |_| {}).expect("published models simulate")
+}
+
+/// Share of the user requests answered in time.
+fn success(outcome: &Outcome) -> f64 {
+    outcome.users.succeeded as f64 / outcome.users.requests as f64
+}
+
+/// `|measured - expected| <= tolerance * expected`.
+fn within(measured: f64, expected: f64, tolerance: f64) -> bool {
+    (measured - expected).abs() <= tolerance * expected
+}
+
+/// Brooker's retry_sim: 1000 calls a second (100 clients of 10/s: one Poisson stream of 1000/s,
+/// since his clients share nothing but the server), 10 s, a server that fails each attempt with
+/// probability `p`, and up to 4 tries. His network delay is Exp(10 ms) each way, ours a fixed
+/// 10 ms: neither load nor success depends on it. His server answers at once; ours works 1 us.
+/// `limiter` is the call's `retry_budget` or `token_bucket` line, or empty.
+fn retry_sim_graph(p: f64, limiter: &str) -> String {
+    format!(
+        r#"
+        [entry]
+        service = "client"
+        timeout = "10s"
+        rate = 1000
+        [services.client]
+        concurrency = 100000
+        latency = {{ p50 = "1us", p99 = "1us" }}
+        [[services.client.calls]]
+        to = "server"
+        timeout = "1s"
+        rtt = "20ms"
+        max_attempts = 4
+        {limiter}
+        [services.server]
+        concurrency = 100000
+        latency = {{ p50 = "1us", p99 = "1us" }}
+        [scenarios.failing]
+        duration = "10s"
+        # Past the run, so that the retries of the last requests fail as often as the others.
+        [[scenarios.failing.faults]]
+        service = "server"
+        from = "0s"
+        to = "60s"
+        error_rate = {p}
+        "#
+    )
+}
+
+/// The published (load, success) of Brooker's token bucket at each failure rate.
+const BROOKER_BUCKET: [(f64, f64, f64); 3] = [
+    (0.1, 1.096, 0.992),
+    (0.2, 1.134, 0.905),
+    (0.5, 1.143, 0.570),
+];
+
+/// Without a limiter, load and success are the closed forms Brooker's "three_retries" curve
+/// follows: 1 + p + p^2 + p^3 attempts per call and 1 - p^4 successes, within 2% over 10 000
+/// calls (measured: 1.110, 1.253, 1.872 attempts; 0.9998, 0.9986, 0.9379 success).
+#[test]
+fn four_tries_without_a_limiter_give_the_geometric_sums() {
+    for p in [0.1_f64, 0.2, 0.5] {
+        let outcome = simulate(&retry_sim_graph(p, ""), "failing", 1);
+        let load = outcome.amplification("server").unwrap();
+        let expected = 1.0 + p + p * p + p * p * p;
+        assert!(
+            within(load, expected, 0.02),
+            "p={p}: load {load}, expected {expected}"
+        );
+        let expected = 1.0 - p.powi(4);
+        let success = success(&outcome);
+        assert!(
+            within(success, expected, 0.02),
+            "p={p}: success {success}, expected {expected}"
+        );
+    }
+}
+
+/// A retry budget of ratio r bounds the load at 1 + r, whatever fails: it is its guarantee,
+/// and at p = 0.5 the demand (0.875 retries a call) uses all of it (measured: 1.0998, 1.0999,
+/// 1.0999).
+#[test]
+fn a_retry_budget_bounds_load_at_one_plus_its_ratio() {
+    for p in [0.1, 0.2, 0.5] {
+        let outcome = simulate(
+            &retry_sim_graph(p, "retry_budget = { ratio = 0.1, min_per_sec = 0 }"),
+            "failing",
+            2,
+        );
+        let load = outcome.amplification("server").unwrap();
+        assert!(load <= 1.1 + 1e-3, "p={p}: load {load}");
+        if p == 0.5 {
+            assert!(load > 1.09, "the budget was not used: load {load}");
+        }
+    }
+}
+
+/// Brooker's bucket, per client: size 5 and full at start, +0.1 token per call, a retry costs 1.
+/// Summed over his 100 clients that is 0.1 retry earned per call plus 500 tokens to start with,
+/// which over his 10 s run is exactly a Finagle retry budget of ratio 0.1 with a reserve of
+/// `min_per_sec * ttl` = 50/s * 10 s = 500 retries. What remains different: his per-client cap
+/// of 5 throws away tokens a client earns beyond it, which only binds when few calls fail.
+///
+/// Measured (load, success), published in brackets: p=0.1 1.111, 99.98% (1.096, 99.2%); p=0.2
+/// 1.150, 91.7% (1.134, 90.5%); p=0.5 1.152, 57.3% (1.143, 57.0%). Load within 2% and success
+/// within 2.5 points at every p.
+#[test]
+fn brookers_bucket_summed_over_his_clients_is_a_budget_with_a_reserve() {
+    for (p, load_published, success_published) in BROOKER_BUCKET {
+        let outcome = simulate(
+            &retry_sim_graph(p, "retry_budget = { ratio = 0.1, min_per_sec = 50 }"),
+            "failing",
+            1,
+        );
+        let load = outcome.amplification("server").unwrap();
+        let success = success(&outcome);
+        assert!(within(load, load_published, 0.02), "p={p}: load {load}");
+        assert!(
+            (success - success_published).abs() <= 0.025,
+            "p={p}: success {success}"
+        );
+    }
+}
+
+/// `token_bucket = { capacity, retry_cost, timeout_cost }` is the core's `TokenBucket`, in the
+/// AWS SDKs' standard mode: one bucket for every caller of the edge, a retry costs `retry_cost`,
+/// a success at the first try refunds 1 token, and a success after retries refunds what its last
+/// retry cost. Capacity 50 and cost 10 give Brooker's sizes in retries (5 in the bucket, 0.1
+/// earned per first-try success), but not his rule: he earns 0.1 per call whatever its outcome,
+/// and a retry is never refunded.
+///
+/// So the two agree where retries mostly fail, and part where they mostly succeed: a retry that
+/// succeeds costs AWS nothing, so at p = 0.2 the bucket drains at 2 tokens per retry (10 times
+/// the 20% that fail) and refills at 0.8 per call, and allows far more retries than Brooker's.
+/// Measured (load, success), published in brackets: p=0.1 1.110, 99.75% (1.096, 99.2%); p=0.2
+/// 1.217, 97.3% (1.134, 90.5%) — not reproduced, by the refund; p=0.5 1.100, 54.7% (1.143,
+/// 57.0%), within 4% of load and 2.5 points of success, the gap being Brooker's 500 starting
+/// tokens, which our one bucket of 50 does not have.
+#[test]
+fn the_aws_token_bucket_matches_brookers_where_retries_fail_and_allows_more_where_they_succeed() {
+    let bucket = "token_bucket = { capacity = 50, retry_cost = 10, timeout_cost = 10 }";
+    for (p, load_published, success_published) in BROOKER_BUCKET {
+        let outcome = simulate(&retry_sim_graph(p, bucket), "failing", 1);
+        let load = outcome.amplification("server").unwrap();
+        let success = success(&outcome);
+        let unlimited = 1.0 + p + p * p + p * p * p;
+        assert!(load <= unlimited * 1.02, "p={p}: load {load}");
+        match p {
+            0.1 => {
+                assert!(within(load, load_published, 0.02), "p={p}: load {load}");
+                assert!(
+                    (success - success_published).abs() <= 0.01,
+                    "p={p}: {success}"
+                );
+            }
+            0.2 => {
+                // Between Brooker's bucket and no limiter at all, by the refunds.
+                assert!(load > load_published * 1.03, "p={p}: load {load}");
+                assert!(
+                    success > success_published + 0.03,
+                    "p={p}: success {success}"
+                );
+            }
+            _ => {
+                assert!(within(load, load_published, 0.05), "p={p}: load {load}");
+                assert!(
+                    (success - success_published).abs() <= 0.03,
+                    "p={p}: {success}"
+                );
+            }
+        }
+    }
+}
+
+/// Brooker's simple_collapse_sim: a server whose work is 1.0 s + 0.01 s per request in flight
+/// (its own included), no cancellation, clients that time out after 3 s and try 3 times, 40
+/// calls a second with a spike to 80 for t in [20 s, 25 s], 80 s. `backoff` is the call's.
+///
+/// Ours counts the *other* requests in flight (`contention`), so the request's own 0.01 s is in
+/// its own work, 1.01 s. His network delay is Exp(0.1 s) each way, ours a fixed 0.1 s: a tail of
+/// network delay tips a few more attempts over the timeout at the peak. His clients wait for
+/// ever; our users give up after 200 s, longer than three attempts and both backoffs.
+fn collapse_graph(backoff: &str) -> String {
+    format!(
+        r#"
+        [entry]
+        service = "client"
+        timeout = "200s"
+        rate = 40
+        [services.client]
+        concurrency = 100000
+        latency = {{ p50 = "1us", p99 = "1us" }}
+        [[services.client.calls]]
+        to = "server"
+        timeout = "3s"
+        rtt = "200ms"
+        max_attempts = 3
+        backoff = "{backoff}"
+        [services.server]
+        concurrency = 100000
+        queue = 0
+        latency = {{ p50 = "1010ms", p99 = "1010ms" }}
+        contention = "10ms"
+        [scenarios.spike]
+        duration = "80s"
+        [[scenarios.spike.load]]
+        from = "20s"
+        to = "25s"
+        rate = 80
+        "#
+    )
+}
+
+/// Users answered per second over whole seconds `from..to` of the timeline.
+fn answered_per_second(outcome: &Outcome, from: usize, to: usize) -> f64 {
+    let steps = &outcome.timeline[from..to];
+    steps.iter().map(|s| s.succeeded).sum::<u64>() as f64 / steps.len() as f64
+}
+
+/// Published: without backoff goodput does not recover (a mean over 10 runs of ~16/s after the
+/// spike against 39/s before); with backoff and jitter it recovers by ~35 s.
+///
+/// The spike sits on a knife edge: at its peak a new attempt takes just about the 3 s timeout,
+/// so whether the retries tip the server into collapse is chance, and the published mean of
+/// 16/s is a mix of runs that collapsed (0/s) and runs that did not (~40/s). A transcription of
+/// his simulator, run with 20 seeds, collapsed in 15 (Exp network) and 13 (fixed network); ours
+/// collapses in 15 of seeds 1 to 20, and in 7 of the 10 seeds here: a mean of 12.0/s from 40 s
+/// to 80 s. Each run that tips the other way moves a mean of 10 by 4/s, so the tolerance on the
+/// mean is two runs, 8/s.
+///
+/// With backoff (U(0, 20 s), then U(0, 40 s): full jitter of base 20 s and cap 40 s) no seed
+/// collapses and every user is answered. His goodput counts answers by the second they arrive
+/// in and is back by ~35 s; ours counts users by the second they arrived in, and since every
+/// one is answered in the end, each second's goodput is whole and the run counts as recovered
+/// when the spike ends, at 25 s.
+#[test]
+fn without_backoff_a_spike_collapses_most_runs_and_with_backoff_none() {
+    let runs = 1..=10;
+    let mut after_spike = Vec::new();
+    for seed in runs.clone() {
+        let outcome = simulate(&collapse_graph("none"), "spike", seed);
+        let (before, after) = (
+            answered_per_second(&outcome, 5, 20),
+            answered_per_second(&outcome, 40, 80),
+        );
+        assert!(
+            (35.0..45.0).contains(&before),
+            "seed {seed}: {before}/s before"
+        );
+        // Bimodal: collapsed for good, or back to the load.
+        assert!(
+            !(1.0..=35.0).contains(&after),
+            "seed {seed}: {after}/s after"
+        );
+        assert_eq!(after < 1.0, outcome.recovered_at.is_none(), "seed {seed}");
+        after_spike.push(after);
+    }
+    let collapses = after_spike.iter().filter(|&&a| a < 1.0).count();
+    assert!((5..=9).contains(&collapses), "{collapses} of 10 collapsed");
+    let mean = after_spike.iter().sum::<f64>() / after_spike.len() as f64;
+    assert!((mean - 16.0).abs() <= 8.0, "{mean}/s after the spike");
+
+    for seed in runs {
+        let outcome = simulate(
+            &collapse_graph("full-jitter(base=20s, cap=40s)"),
+            "spike",
+            seed,
+        );
+        assert!(
+            success(&outcome) > 0.99,
+            "seed {seed}: {}",
+            success(&outcome)
+        );
+        let recovered = outcome.recovered_at.expect("backoff recovers");
+        assert!(recovered.as_secs() <= 35, "seed {seed}: {recovered:?}");
+    }
+}
+
+/// Bronson et al.: a database that answers in under 100 ms below 300 queries a second and far
+/// worse above, clients that retry once after a 1 s timeout; at 280 QPS a 10 s outage leaves it
+/// stuck at 560 QPS with no goodput, while below 150 QPS (where even a retry of every query
+/// fits in 300 QPS) it recovers.
+///
+/// Ours: 15 workers of 50 ms (300 QPS), an unbounded queue, no backoff; the outage is a 20x
+/// slowdown from 10 s to 20 s, so that queries pile up behind it as they do behind a stalled
+/// database. The paper gives no latency distribution; ours is constant.
+fn bronson_graph(rate: f64, duration: &str) -> String {
+    format!(
+        r#"
+        [entry]
+        service = "web"
+        timeout = "10s"
+        rate = {rate}
+        [services.web]
+        concurrency = 100000
+        latency = {{ p50 = "1us", p99 = "1us" }}
+        [[services.web.calls]]
+        to = "db"
+        timeout = "1s"
+        rtt = "1ms"
+        max_attempts = 2
+        [services.db]
+        concurrency = 15
+        queue = 1000000
+        latency = {{ p50 = "50ms", p99 = "50ms" }}
+        [scenarios.outage]
+        duration = "{duration}"
+        [[scenarios.outage.faults]]
+        service = "db"
+        from = "10s"
+        to = "20s"
+        slowdown = 20.0
+        "#
+    )
+}
+
+/// Attempts at `service` per user request over whole seconds `from..to` of the timeline.
+fn amplification_over(outcome: &Outcome, service: &str, from: usize, to: usize) -> f64 {
+    let steps = &outcome.timeline[from..to];
+    let attempts: u64 = steps.iter().map(|s| s.attempts[service]).sum();
+    attempts as f64 / steps.iter().map(|s| s.users).sum::<u64>() as f64
+}
+
+/// Measured at 280 QPS: before the outage the slowest query of a second takes ~85 ms; from the
+/// outage on no query is answered, and from 20 s to 60 s db gets 2.00 attempts per query (560
+/// QPS) while its queue keeps growing. At 160 QPS the same (2.00). At 120 QPS db drains the
+/// outage's backlog at 60 QPS and answers again from 50 s, at 1.00 attempt per query.
+#[test]
+fn a_10s_outage_leaves_the_database_stuck_at_twice_its_load_above_150_qps() {
+    for (rate, duration, stuck) in [
+        (280.0, "60s", true),
+        (160.0, "80s", true),
+        (120.0, "80s", false),
+    ] {
+        let outcome = simulate(&bronson_graph(rate, duration), "outage", 1);
+        let end = outcome.timeline.len();
+        if stuck {
+            assert_eq!(outcome.recovered_at, None, "{rate} QPS");
+            assert!(
+                outcome.timeline[11..].iter().all(|s| s.succeeded == 0),
+                "{rate} QPS"
+            );
+            let load = amplification_over(&outcome, "db", 20, end);
+            assert!(within(load, 2.0, 0.02), "{rate} QPS: x{load}");
+        } else {
+            let recovered = outcome.recovered_at.expect("below 150 QPS db recovers");
+            assert!(recovered.as_secs() <= 60, "{rate} QPS: {recovered:?}");
+            let load = amplification_over(&outcome, "db", end - 10, end);
+            assert!(within(load, 1.0, 0.02), "{rate} QPS: x{load} at the end");
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Which instance an attempt goes to: least loaded of two random picks, never one already tried,
+//! and not one that keeps failing.
+//!
+//! ## Why a retry goes elsewhere
+//! An instance that just failed a request is the likeliest to fail it again: it is overloaded,
+//! draining, or broken. Envoy's `previous_hosts` predicate sends a retry elsewhere; linkerd does
+//! not, and its retries can hit the same failing pod (linkerd2#11669). A refused connection never
+//! reached the server, so its retry is always safe, but only useful on a *different* instance.
+//!
+//! Among the instances not yet tried we take the less loaded of two random picks ("power of two
+//! choices", Mitzenmacher): almost as good as least-loaded, without herding every client onto the
+//! one instance that looks idle.
+//!
+//! ## Why skip ejected instances, and when not to
+//! Load alone cannot see an instance that fails at once: it never has anything in flight. The
+//! [`OutlierDetector`] ejects such an instance for a while ([`ejection`] says when and why), and
+//! [`choose_healthy`] leaves it out, but only while that leaves a choice: an ejected instance is
+//! merely suspected, while one this request already tried has failed it for certain. So a retry
+//! still goes to an instance not yet tried whenever one exists, ejected or not.
+
+pub mod ejection;
+
+pub use self::ejection::{EjectionConfig, Outcome, OutlierDetector};
+
+use rand::Rng;
+
+/// Chooses the instance for the next attempt of one request.
+///
+/// `loads[i]` is instance `i`'s load (requests in flight); `tried` lists the instances this
+/// request already went to, oldest first. Returns `None` only when `loads` is empty. When every
+/// instance was tried, the choice avoids the most recently tried one (the one that just failed)
+/// if there is another. The same as [`choose_healthy`] with no instance ejected.
+///
+/// ```
+/// use stormguard::instance::choose;
+///
+/// let mut rng = stormguard::backoff::seeded(3);
+/// let loads = [0, 5, 0];
+/// // Instance 0 just failed: the retry goes to 2, the idle one of the others.
+/// assert_eq!(choose(&loads, &[0], &mut rng), Some(2));
+/// ```
+pub fn choose<R: Rng + ?Sized>(loads: &[u64], tried: &[usize], rng: &mut R) -> Option<usize> {
+    choose_healthy(loads, tried, &[], rng)
+}
+
+/// Chooses the instance for the next attempt of one request, leaving out ejected instances
+/// while another choice remains.
+///
+/// `ejected[i]` says whether instance `i` is ejected ([`OutlierDetector::ejected`]); a shorter
+/// slice leaves the rest in. Preferences, first that has a candidate wins, the less loaded of two
+/// random candidates taken within it:
+/// 1. not tried and not ejected;
+/// 2. not tried (all of those are ejected): a suspected instance may still answer, while a tried
+///    one has failed this request, so "a retry goes to an instance not yet tried" keeps holding;
+/// 3. every instance tried: not the one that just failed, and not ejected;
+/// 4. not the one that just failed.
+///
+/// Returns `None` only when `loads` is empty; with one instance, that one.
+///
+/// ```
+/// use stormguard::instance::choose_healthy;
+///
+/// let mut rng = stormguard::backoff::seeded(3);
+/// // Instance 1 refuses connections and is ejected: never chosen while 0 or 2 is left.
+/// for _ in 0..20 {
+///     assert_ne!(choose_healthy(&[4, 0, 4], &[], &[false, true, false], &mut rng), Some(1));
+/// }
+/// // Both others tried: the ejected one is still worth a try.
+/// assert_eq!(choose_healthy(&[4, 0, 4], &[0, 2], &[false, true, false], &mut rng), Some(1));
+/// ```
+pub fn choose_healthy<R: Rng + ?Sized>(
+    loads: &[u64],
+    tried: &[usize],
+    ejected: &[bool],
+    rng: &mut R,
+) -> Option<usize> {
+    let n = loads.len();
+    if n == 0 {
+        return None;
+    }
+    if n == 1 {
+        return Some(0);
+    }
+    let healthy = |i: usize| !ejected.get(i).copied().unwrap_or(false);
+    let untried = |i: usize| !tried.contains(&i);
+    let last_failed = tried.last().copied();
+    let not_last = |i: usize| Some(i) != last_failed;
+    if let Some(i) = least_loaded_of_two(loads, |i| untried(i) && healthy(i), rng) {
+        return Some(i);
+    }
+    if let Some(i) = least_loaded_of_two(loads, untried, rng) {
+        return Some(i);
+    }
+    if let Some(i) = least_loaded_of_two(loads, |i| not_last(i) && healthy(i), rng) {
+        return Some(i);
+    }
+    least_loaded_of_two(loads, not_last, rng)
+}
+
+/// The less loaded of two distinct random instances among those `allowed`; the one allowed
+/// instance if there is only one; `None` if there is none. Draws nothing from `rng` unless there
+/// are two candidates, so that a choice is reproducible from a seed.
+fn least_loaded_of_two<R: Rng + ?Sized>(
+    loads: &[u64],
+    allowed: impl Fn(usize) -> bool,
+    rng: &mut R,
+) -> Option<usize> {
+    let n = loads.len();
+    let candidates = (0..n).filter(|&i| allowed(i)).count();
+    let nth = |k: usize| {
+        (0..n)
+            .filter(|&i| allowed(i))
+            .nth(k)
+            .expect("k < candidates")
+    };
+    match candidates {
+        0 => None,
+        1 => Some(nth(0)),
+        _ => {
+            let a = rng.random_range(0..candidates);
+            let mut b = rng.random_range(0..candidates - 1);
+            if b >= a {
+                b += 1;
+            }
+            let (a, b) = (nth(a), nth(b));
+            Some(if loads[b] < loads[a] { b } else { a })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn one_instance_is_always_chosen() {
+        let mut rng = crate::backoff::seeded(1);
+        assert_eq!(choose(&[9], &[0, 0], &mut rng), Some(0));
+        assert_eq!(choose(&[], &[], &mut rng), None);
+    }
+
+    #[test]
+    fn picks_the_less_loaded_of_two() {
+        let mut rng = crate::backoff::seeded(1);
+        for _ in 0..100 {
+            assert_eq!(choose(&[7, 1], &[], &mut rng), Some(1));
+        }
+    }
+
+    #[test]
+    fn spreads_load_when_equal() {
+        let mut rng = crate::backoff::seeded(5);
+        let mut hits = [0u32; 4];
+        for _ in 0..4000 {
+            hits[choose(&[0, 0, 0, 0], &[], &mut rng).unwrap()] += 1;
+        }
+        // Ties keep the first pick, which is uniform.
+        assert!(hits.iter().all(|&h| (850..=1150).contains(&h)), "{hits:?}");
+    }
+
+    #[test]
+    fn an_untried_ejected_instance_beats_a_tried_one() {
+        let mut rng = crate::backoff::seeded(2);
+        for _ in 0..50 {
+            // 0 failed this request; 1 and 2 are ejected: one of them still gets the retry.
+            let chosen = choose_healthy(&[0, 0, 0], &[0], &[false, true, true], &mut rng);
+            assert!(matches!(chosen, Some(1 | 2)), "{chosen:?}");
+        }
+    }
+
+    #[test]
+    fn every_instance_tried_prefers_one_not_ejected() {
+        let mut rng = crate::backoff::seeded(4);
+        for _ in 0..50 {
+            let chosen = choose_healthy(&[0, 0, 0], &[1, 0, 2], &[true, false, false], &mut rng);
+            assert_eq!(chosen, Some(1));
+        }
+    }
+
+    /// `choose` as it was before ejection, kept to show that its choices did not change.
+    fn choose_before_ejection<R: rand::Rng + ?Sized>(
+        loads: &[u64],
+        tried: &[usize],
+        rng: &mut R,
+    ) -> Option<usize> {
+        let n = loads.len();
+        if n == 0 {
+            return None;
+        }
+        if n == 1 {
+            return Some(0);
+        }
+        let fresh = (0..n).filter(|i| !tried.contains(i)).count();
+        let last_failed = tried.last().copied();
+        let allowed = |i: usize| {
+            if fresh > 0 {
+                !tried.contains(&i)
+            } else {
+                Some(i) != last_failed
+            }
+        };
+        let candidates = if fresh > 0 { fresh } else { n - 1 };
+        let nth = |k: usize| (0..n).filter(|&i| allowed(i)).nth(k).unwrap();
+        if candidates == 1 {
+            return Some(nth(0));
+        }
+        let a = rng.random_range(0..candidates);
+        let mut b = rng.random_range(0..candidates - 1);
+        if b >= a {
+            b += 1;
+        }
+        let (a, b) = (nth(a), nth(b));
+        Some(if loads[b] < loads[a] { b } else { a })
+    }
+
+    proptest! {
+        #[test]
+        fn never_repeats_the_instance_that_just_failed(
+            loads in proptest::collection::vec(0u64..10, 2..8),
+            tried_raw in proptest::collection::vec(0usize..8, 1..10),
+            seed in any::<u64>(),
+        ) {
+            let n = loads.len();
+            let tried: Vec<usize> = tried_raw.into_iter().map(|i| i % n).collect();
+            let mut rng = crate::backoff::seeded(seed);
+            let chosen = choose(&loads, &tried, &mut rng).unwrap();
+            prop_assert!(chosen < n);
+            prop_assert_ne!(Some(chosen), tried.last().copied());
+            if (0..n).any(|i| !tried.contains(&i)) {
+                prop_assert!(!tried.contains(&chosen));
+            }
+        }
+
+        #[test]
+        fn ejected_instances_are_left_out_while_an_untried_healthy_one_remains(
+            loads in proptest::collection::vec(0u64..10, 1..8),
+            tried_raw in proptest::collection::vec(0usize..8, 0..10),
+            ejected_raw in proptest::collection::vec(any::<bool>(), 8),
+            seed in any::<u64>(),
+        ) {
+            let n = loads.len();
+            let tried: Vec<usize> = tried_raw.into_iter().map(|i| i % n).collect();
+            let ejected = &ejected_raw[..n];
+            let mut rng = crate::backoff::seeded(seed);
+            let chosen = choose_healthy(&loads, &tried, ejected, &mut rng).unwrap();
+            prop_assert!(chosen < n);
+            let untried = |i: usize| !tried.contains(&i);
+            if (0..n).any(|i| untried(i) && !ejected[i]) {
+                prop_assert!(untried(chosen) && !ejected[chosen]);
+            }
+            if (0..n).any(untried) {
+                prop_assert!(untried(chosen), "a tried instance while an untried one remained");
+            }
+            if n > 1 {
+                prop_assert_ne!(Some(chosen), tried.last().copied());
+            }
+            if n > 1 && !(0..n).any(untried) && (0..n).any(|i| !ejected[i] && Some(i) != tried.last().copied()) {
+                prop_assert!(!ejected[chosen]);
+            }
+        }
+
+        #[test]
+        fn with_nothing_ejected_the_choices_are_those_from_before_ejection(
+            loads in proptest::collection::vec(0u64..10, 0..8),
+            tried_raw in proptest::collection::vec(0usize..8, 0..10),
+            seed in any::<u64>(),
+        ) {
+            // The simulator's runs are reproducible from a seed: the same draws, the same picks.
+            let n = loads.len().max(1);
+            let tried: Vec<usize> = tried_raw.into_iter().map(|i| i % n).collect();
+            let none = vec![false; loads.len()];
+            let (mut a, mut b, mut c) = (
+                crate::backoff::seeded(seed),
+                crate::backoff::seeded(seed),
+                crate::backoff::seeded(seed),
+            );
+            for _ in 0..3 {
+                let before = choose_before_ejection(&loads, &tried, &mut a);
+                prop_assert_eq!(before, choose_healthy(&loads, &tried, &none, &mut b));
+                prop_assert_eq!(before, choose(&loads, &tried, &mut c));
+            }
+        }
+    }
+}

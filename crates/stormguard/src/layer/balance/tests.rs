@@ -1,0 +1,275 @@
+//! The balancer on paused time against mock instances: the choice, and passive health checking
+//! under the retry layer with the recommended retry budget.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::*;
+use crate::layer::test_support::{Calls, Recorder};
+use crate::layer::RetryLayer;
+use crate::metrics::Event;
+use crate::policy::RetryPolicy;
+
+#[tokio::test]
+async fn requests_avoid_tried_instances() {
+    let make = |i: usize| {
+        tower::service_fn(
+            move |_req: Request<()>| async move { Ok::<_, Infallible>(Response::new(i)) },
+        )
+    };
+    let mut balance = Balance::new(vec![make(0), make(1), make(2)]).seed(9);
+    for _ in 0..50 {
+        let tried = TriedInstances::default();
+        tried.record(1);
+        let mut req = Request::new(());
+        req.extensions_mut().insert(tried.clone());
+        let response = balance.call(req).await.unwrap();
+        let went = *response.body();
+        assert_ne!(went, 1);
+        assert_eq!(
+            response.extensions().get::<Instance>(),
+            Some(&Instance(went))
+        );
+        assert_eq!(tried.to_vec(), vec![1, went]);
+    }
+    assert_eq!(balance.in_flight(), vec![0, 0, 0]);
+}
+
+#[tokio::test]
+async fn errors_name_their_instance() {
+    let failing = tower::service_fn(|_req: Request<()>| async {
+        Err::<Response<()>, BoxError>("boom".into())
+    });
+    let mut balance = Balance::new(vec![failing]);
+    let err = balance.call(Request::new(())).await.unwrap_err();
+    assert_eq!(instance_of(&*err), Some(0));
+}
+
+/// What a mock instance does with every request.
+const HEALTHY: u8 = 0;
+const REFUSING: u8 = 1;
+const UNAVAILABLE: u8 = 2;
+const HANGING: u8 = 3;
+
+/// A mock instance whose behaviour the test can switch, counting the attempts it receives.
+/// A refusal is the `io::Error` a connector returns, as the retry layer's tests simulate it.
+#[derive(Clone)]
+struct Mock {
+    behaviour: Arc<AtomicU8>,
+    calls: Calls,
+}
+
+impl<B> Service<Request<B>> for Mock {
+    type Response = Response<()>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<()>, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<B>) -> Self::Future {
+        self.calls.next();
+        let now = self.behaviour.load(Ordering::SeqCst);
+        Box::pin(async move {
+            match now {
+                REFUSING => Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+                UNAVAILABLE => Ok(Response::builder().status(503).body(()).unwrap()),
+                HANGING => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(Response::new(()))
+                }
+                _ => Ok(Response::new(())),
+            }
+        })
+    }
+}
+
+/// Instances behaving as `behaviours` says, their switches and their attempt counters.
+fn instances(behaviours: &[u8]) -> (Vec<Mock>, Vec<Arc<AtomicU8>>, Vec<Calls>) {
+    let switches: Vec<_> = behaviours
+        .iter()
+        .map(|&b| Arc::new(AtomicU8::new(b)))
+        .collect();
+    let calls: Vec<Calls> = behaviours.iter().map(|_| Calls::default()).collect();
+    let mocks = switches
+        .iter()
+        .zip(&calls)
+        .map(|(s, c)| Mock {
+            behaviour: s.clone(),
+            calls: c.clone(),
+        })
+        .collect();
+    (mocks, switches, calls)
+}
+
+fn get() -> Request<Full<Bytes>> {
+    Request::get("http://api.test/items")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// Sends `count` GETs through `svc`, one every millisecond whatever the earlier ones are doing
+/// (an open loop, as real clients are), and returns how many did not end in a 200.
+async fn open_loop<S>(svc: S, count: usize) -> usize
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<()>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+{
+    let mut answers = Vec::with_capacity(count);
+    for _ in 0..count {
+        answers.push(tokio::spawn(svc.clone().oneshot(get())));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut failed = 0;
+    for answer in answers {
+        match answer.await.unwrap() {
+            Ok(response) if response.status() == StatusCode::OK => {}
+            _ => failed += 1,
+        }
+    }
+    failed
+}
+
+/// 10,000 requests over 10 s through the recommended policy (one retry, retry budget 0.2 with
+/// 10/s minimum) to three instances, the second of which refuses every connection. Returns the
+/// failed requests, the attempts the refusing instance received, and the events.
+async fn one_of_three_refusing(outlier_detection: bool) -> (usize, u32, Recorder) {
+    let (services, _, calls) = instances(&[HEALTHY, REFUSING, HEALTHY]);
+    let recorder = Recorder::default();
+    let mut balance = Balance::new(services)
+        .seed(11)
+        .observer(recorder.clone())
+        .target("api");
+    if !outlier_detection {
+        balance = balance.without_outlier_detection();
+    }
+    let svc = RetryLayer::new(RetryPolicy::recommended())
+        .seed(11)
+        .observer(recorder.clone())
+        .target("api")
+        .layer(balance);
+    let failed = open_loop(svc, 10_000).await;
+    (failed, calls[1].get(), recorder)
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_one_of_three_instances_refusing_10_000_requests_all_succeed() {
+    let (failed, refused, recorder) = one_of_three_refusing(true).await;
+    assert_eq!(failed, 0);
+    // Ejected at its first refusal for 1 s, then 2 s, 4 s, 8 s: one probe each time.
+    assert!(refused <= 6, "the refusing instance got {refused} attempts");
+    let ejections = recorder.count(|e| matches!(e, Event::Ejected { instance: 1, .. }));
+    assert_eq!(ejections as u32, refused);
+    assert_eq!(
+        recorder.count(|e| matches!(e, Event::Retry(_))),
+        refused as usize
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_outlier_detection_the_budget_runs_out() {
+    // The same load without ejection: a third of first attempts need a retry, more than a 20%
+    // budget allows, so requests fail. This is what ejection is for.
+    let (failed, refused, recorder) = one_of_three_refusing(false).await;
+    assert!(refused > 3_000, "{refused}");
+    assert!(failed > 500, "{failed}");
+    assert!(recorder.count(|e| matches!(e, Event::RetryDenied(_))) > 500);
+    assert_eq!(recorder.count(|e| matches!(e, Event::Ejected { .. })), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ejected_instance_takes_traffic_again_once_it_recovered() {
+    let (services, switches, calls) = instances(&[REFUSING, HEALTHY, HEALTHY]);
+    let balance = Balance::new(services).seed(3);
+    let svc = RetryLayer::new(RetryPolicy::recommended())
+        .seed(3)
+        .layer(balance.clone());
+    // Down for half a second: ejected at its first refusal, for 1 s.
+    let failed = open_loop(svc.clone(), 500).await;
+    assert_eq!(failed, 0);
+    assert_eq!(calls[0].get(), 1);
+    assert_eq!(balance.ejected(), vec![true, false, false]);
+    // Back up: once the ejection ends, it takes its share again.
+    switches[0].store(HEALTHY, Ordering::SeqCst);
+    let failed = open_loop(svc, 3_000).await;
+    assert_eq!(failed, 0);
+    assert_eq!(balance.ejected(), vec![false, false, false]);
+    let after = calls[0].get() - 1;
+    // Out for the first ~500 ms of these 3 s, then a third of the rest: about 830.
+    assert!((600..=1_100).contains(&after), "{after}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_503s_in_a_row_eject_an_instance() {
+    let (services, _, calls) = instances(&[UNAVAILABLE, HEALTHY, HEALTHY]);
+    let recorder = Recorder::default();
+    let mut balance = Balance::new(services).seed(5).observer(recorder.clone());
+    while calls[0].get() < 5 {
+        balance.call(Request::new(())).await.unwrap();
+    }
+    assert_eq!(balance.ejected(), vec![true, false, false]);
+    assert_eq!(
+        recorder.count(|e| *e
+            == Event::Ejected {
+                instance: 0,
+                duration: Duration::from_secs(1)
+            }),
+        1
+    );
+    for _ in 0..300 {
+        balance.call(Request::new(())).await.unwrap();
+    }
+    assert_eq!(calls[0].get(), 5, "no request while ejected");
+}
+
+#[tokio::test(start_paused = true)]
+async fn of_two_refusing_instances_only_one_is_ejected() {
+    let (services, _, calls) = instances(&[REFUSING, REFUSING]);
+    let mut balance = Balance::new(services).seed(1);
+    for _ in 0..20 {
+        balance.call(Request::new(())).await.unwrap_err();
+    }
+    let ejected = balance.ejected();
+    assert_eq!(ejected.iter().filter(|&&e| e).count(), 1, "{ejected:?}");
+    let (out, kept) = if ejected[0] { (0, 1) } else { (1, 0) };
+    assert_eq!(calls[out].get(), 1);
+    assert_eq!(calls[kept].get(), 19);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_cut_short_is_not_counted() {
+    // A per-try timeout or a hedge that lost drops the attempt: that says nothing of the instance.
+    let (services, _, calls) = instances(&[HANGING, HANGING]);
+    let mut balance = Balance::new(services).seed(1);
+    for _ in 0..20 {
+        let attempt = balance.call(Request::new(()));
+        tokio::time::timeout(Duration::from_millis(10), attempt)
+            .await
+            .unwrap_err();
+    }
+    assert_eq!(calls[0].get() + calls[1].get(), 20);
+    assert_eq!(balance.ejected(), vec![false, false]);
+    assert_eq!(balance.in_flight(), vec![0, 0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_outlier_detection_nothing_is_ejected() {
+    let (services, _, calls) = instances(&[REFUSING, HEALTHY]);
+    let mut balance = Balance::new(services).seed(2).without_outlier_detection();
+    for _ in 0..100 {
+        let _ = balance.call(Request::new(())).await;
+    }
+    assert!(calls[0].get() > 20, "{}", calls[0].get());
+    assert_eq!(balance.ejected(), vec![false, false]);
+}

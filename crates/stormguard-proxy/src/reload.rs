@@ -271,24 +271,8 @@ impl Reloader {
     /// Cancel safety: dropping the future before it ends may leave the file read but not
     /// applied; the running settings are then those before, or the new ones in full.
     pub async fn reload(&self, trigger: Trigger) -> Result<u64, ReloadError> {
-        let mut state = self.state.lock().await;
-        let path = self.path.clone();
-        let snapshot = tokio::task::spawn_blocking(move || read(&path))
-            .await
-            .map_err(|_| ReloadError::Interrupted)?;
-        match snapshot {
-            Ok(snapshot) => {
-                state.seen = Some(snapshot.fingerprint);
-                let applied = self
-                    .parse_and_apply(&mut state, snapshot.text, trigger, true)
-                    .await?;
-                Ok(applied.unwrap_or_else(|| self.target.generation()))
-            }
-            Err(error) => {
-                state.seen = None;
-                Err(self.failed(trigger, error.into()))
-            }
-        }
+        let applied = self.read_and_apply(trigger, true).await?;
+        Ok(applied.unwrap_or_else(|| self.target.generation()))
     }
 
     /// Looks at the file once and applies it if it changed since it was last looked at and its
@@ -296,22 +280,32 @@ impl Reloader {
     ///
     /// A file that cannot be read or parsed is reported once per change, not at every look.
     pub async fn reload_if_changed(&self) -> Result<Option<u64>, ReloadError> {
+        self.read_and_apply(Trigger::FileChange, false).await
+    }
+
+    /// One reload, under the lock: with `always` false, only if the file changed since it was
+    /// last looked at (and reading it failing again is not news).
+    async fn read_and_apply(
+        &self,
+        trigger: Trigger,
+        always: bool,
+    ) -> Result<Option<u64>, ReloadError> {
         let mut state = self.state.lock().await;
         let path = self.path.clone();
         let snapshot = tokio::task::spawn_blocking(move || read(&path))
             .await
             .map_err(|_| ReloadError::Interrupted)?;
         match snapshot {
-            Ok(snapshot) if state.seen == Some(snapshot.fingerprint) => Ok(None),
+            Ok(snapshot) if !always && state.seen == Some(snapshot.fingerprint) => Ok(None),
             Ok(snapshot) => {
                 state.seen = Some(snapshot.fingerprint);
-                self.parse_and_apply(&mut state, snapshot.text, Trigger::FileChange, false)
+                self.parse_and_apply(&mut state, snapshot.text, trigger, always)
                     .await
             }
-            Err(_) if state.seen.is_none() => Ok(None),
+            Err(_) if !always && state.seen.is_none() => Ok(None),
             Err(error) => {
                 state.seen = None;
-                Err(self.failed(Trigger::FileChange, error.into()))
+                Err(self.failed(trigger, error.into()))
             }
         }
     }

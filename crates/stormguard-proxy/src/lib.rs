@@ -9,9 +9,34 @@
 //! linkerd2-proxy showed that a local proxy can carry a fleet's resilience settings; this one
 //! carries the opinions they lack: a retry budget by default, deadlines that travel across hops,
 //! a retry that always goes to another instance, and settings anyone can read at `/config`.
+//!
+//! ## The data path
+//! [`serve`] accepts connections and hands each request to a [`Proxy`], which holds the running
+//! generation of routes. A request is checked (target, route, body size, the upstream's
+//! `max_in_flight`), may get an injected fault, and goes through its route's stack of library
+//! layers to a pooled client. Every answer carries `stormguard-attempts`; an answer the proxy
+//! made itself carries `stormguard-reason` (see [`REASON_HEADER`] for the statuses).
+//!
+//! ## Around it
+//! [`reload`] reads the settings file again on SIGHUP, `POST /reload` or an edit, and applies it
+//! without failing a request; [`admin`] serves `/metrics`, `/config`, `/healthz` and
+//! `/reload`; [`signals`] catches SIGHUP and SIGTERM before the proxy says it is ready.
 #![deny(missing_docs)]
 
 pub mod admin;
+mod answer;
 pub mod config;
+mod fault;
+mod forward;
+mod headers;
+mod metrics;
+mod proxy;
 pub mod reload;
+mod server;
 pub mod signals;
+mod stack;
+
+pub use answer::{ATTEMPTS_HEADER, REASON_HEADER};
+pub use fault::{ABORT_HEADER as FAULT_ABORT_HEADER, DELAY_HEADER as FAULT_DELAY_HEADER};
+pub use proxy::{BuildError, Proxy};
+pub use server::serve;

@@ -83,6 +83,22 @@ pub enum ReloadError {
     Interrupted,
 }
 
+/// The running proxy: a reload builds its routes in full and swaps them in; requests in flight
+/// finish on the routes they started with.
+impl Reloadable for crate::Proxy {
+    fn apply(&self, config: Config) -> Result<u64, ApplyError> {
+        crate::Proxy::apply(self, config).map_err(Into::into)
+    }
+
+    fn generation(&self) -> u64 {
+        crate::Proxy::generation(self)
+    }
+
+    fn config(&self) -> Arc<Config> {
+        crate::Proxy::config(self)
+    }
+}
+
 /// What asked for a reload; it names the trigger in the log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
@@ -376,21 +392,29 @@ impl Reloader {
     fn pin_addresses(&self, mut config: Config, file: &str) -> Config {
         let running = self.target.config();
         let (listen, admin) = self.started;
-        if config.listen.address != listen {
-            tracing::warn!(
-                file,
-                running = %running.listen.address,
-                requested = %config.listen.address,
-                "listen.address changed: it needs a restart; the rest of the file is applied"
-            );
-        }
-        if config.admin.address != admin {
-            tracing::warn!(
-                file,
-                running = %running.admin.address,
-                requested = %config.admin.address,
-                "admin.address changed: it needs a restart; the rest of the file is applied"
-            );
+        let moved = [
+            (
+                "listen.address",
+                listen,
+                config.listen.address,
+                running.listen.address,
+            ),
+            (
+                "admin.address",
+                admin,
+                config.admin.address,
+                running.admin.address,
+            ),
+        ];
+        for (key, started, requested, running) in moved {
+            if requested != started {
+                tracing::warn!(
+                    file,
+                    %running,
+                    %requested,
+                    "{key} changed: it needs a restart; the rest of the file is applied"
+                );
+            }
         }
         config.listen.address = running.listen.address;
         config.admin.address = running.admin.address;

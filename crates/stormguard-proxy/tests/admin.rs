@@ -160,3 +160,45 @@ async fn wrong_methods_and_paths_are_told_what_exists() {
     assert_eq!(status, 404);
     assert!(body.contains("GET /metrics"), "{body}");
 }
+
+#[tokio::test]
+async fn over_the_real_proxy_one_registry_shows_every_metric_and_a_reload_takes() {
+    use stormguard_proxy::config;
+    use stormguard_proxy::reload::ReloadMetrics;
+    use stormguard_proxy::Proxy;
+
+    let path = fake_proxy::file("real-proxy", &settings(""));
+    let config = config::load(&path).unwrap();
+    let mut registry = Registry::default();
+    let proxy = Proxy::new(config.clone(), &mut registry).unwrap();
+    let metrics = ReloadMetrics::register(&mut registry);
+    let reloader = Arc::new(Reloader::new(
+        path.clone(),
+        Arc::new(proxy.clone()),
+        metrics,
+        config,
+    ));
+    let addr = serve(reloader, registry, Arc::default()).await;
+
+    std::fs::write(&path, settings("timeout = \"3s\"")).unwrap();
+    let (status, _, body) = request(addr, &post("/reload", "")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(proxy.generation(), 2);
+    assert_eq!(
+        proxy.config().routes[0].call.timeout,
+        Some(std::time::Duration::from_secs(3))
+    );
+    let (_, _, shown) = request(addr, &get("/config", "")).await;
+    let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        (json["generation"].as_u64(), &json["routes"][0]["timeout"]),
+        (Some(2), &serde_json::json!("3s"))
+    );
+    let (_, _, text) = request(addr, &get("/metrics", "")).await;
+    assert!(
+        text.contains("stormguard_proxy_in_flight{upstream=\"api\"} 0"),
+        "{text}"
+    );
+    assert!(text.contains("stormguard_config_generation 2"), "{text}");
+    std::fs::remove_file(&path).unwrap();
+}

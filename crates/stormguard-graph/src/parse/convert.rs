@@ -7,31 +7,42 @@
 //! findings of `check` and must not stop the file from loading.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::locate::{KeyPath, Lines};
-use super::raw::{DurationText, RawCheck, RawEntry, RawGraph, RawLatency, RawService};
+use super::raw::{RawCheck, RawEntry, RawGraph, RawLatency, RawService};
+use super::values::ValueReader;
 use super::ParseError;
-use crate::model::{CheckConfig, Entry, Graph, Latency, Service, Span};
+use crate::model::{CheckConfig, Entry, Graph, Latency, Service};
 
 /// How many service names an error lists before it says how many more there are: a graph of
 /// thousands of services must not print them all to say one name is wrong.
 const LISTED_SERVICES: usize = 20;
 
 /// Walks the raw graph, knowing where each value is and which services exist.
+///
+/// Reads values through the shared [`ValueReader`] (as the proxy's settings do), so the
+/// methods of both are called on it alike; what it adds is the service names.
 pub(super) struct Converter<'a> {
-    file: &'a str,
-    lines: &'a Lines<'a>,
+    values: ValueReader<'a>,
     known: Vec<String>,
+}
+
+impl<'a> Deref for Converter<'a> {
+    type Target = ValueReader<'a>;
+
+    fn deref(&self) -> &ValueReader<'a> {
+        &self.values
+    }
 }
 
 impl<'a> Converter<'a> {
     pub(super) fn new(file: &'a str, lines: &'a Lines<'a>) -> Self {
         Converter {
-            file,
-            lines,
+            values: ValueReader::new(file, lines),
             known: Vec::new(),
         }
     }
@@ -87,7 +98,7 @@ impl<'a> Converter<'a> {
                 raw.timeout.as_ref(),
                 path,
                 "timeout",
-                10_000,
+                Duration::from_secs(10),
                 "a user who waits no time gets no answer, and every graph would miss its \
                  budget; use how long a user waits, e.g. \"10s\"",
             )?,
@@ -134,7 +145,12 @@ impl<'a> Converter<'a> {
             concurrency,
             queue: raw.queue.map_or(64, Spanned::into_inner),
             latency,
-            contention: self.duration_or(raw.contention.as_ref(), path, "contention", 0)?,
+            contention: self.duration_or(
+                raw.contention.as_ref(),
+                path,
+                "contention",
+                Duration::ZERO,
+            )?,
             calls,
             span: self.span(offset),
         })
@@ -219,26 +235,6 @@ impl<'a> Converter<'a> {
         })
     }
 
-    pub(super) fn span(&self, offset: usize) -> Span {
-        self.lines.position(offset)
-    }
-
-    pub(super) fn error(
-        &self,
-        offset: usize,
-        path: &KeyPath,
-        message: impl Into<String>,
-    ) -> ParseError {
-        let position = self.span(offset);
-        ParseError {
-            file: self.file.to_string(),
-            line: position.line,
-            column: position.column,
-            key: Some(path.to_string()),
-            message: message.into(),
-        }
-    }
-
     /// "known services: a, b, c" (or "... and N more"), the valid values of a service name.
     pub(super) fn known_services(&self) -> String {
         if self.known.is_empty() {
@@ -294,80 +290,6 @@ impl<'a> Converter<'a> {
                 self.known_services()
             ),
         ))
-    }
-
-    pub(super) fn duration(
-        &self,
-        value: &Spanned<DurationText>,
-        parent: &KeyPath,
-        key: &str,
-    ) -> Result<Duration, ParseError> {
-        stormguard::duration::parse(&value.get_ref().0)
-            .map_err(|error| self.error(value.span().start, &parent.key(key), error.to_string()))
-    }
-
-    pub(super) fn optional_duration(
-        &self,
-        value: Option<&Spanned<DurationText>>,
-        parent: &KeyPath,
-        key: &str,
-    ) -> Result<Option<Duration>, ParseError> {
-        value
-            .map(|value| self.duration(value, parent, key))
-            .transpose()
-    }
-
-    pub(super) fn duration_or(
-        &self,
-        value: Option<&Spanned<DurationText>>,
-        parent: &KeyPath,
-        key: &str,
-        default_millis: u64,
-    ) -> Result<Duration, ParseError> {
-        Ok(self
-            .optional_duration(value, parent, key)?
-            .unwrap_or(Duration::from_millis(default_millis)))
-    }
-
-    /// A duration that is meaningless at zero (a round trip, what a user waits); `why` says
-    /// why, for the error.
-    pub(super) fn nonzero_duration_or(
-        &self,
-        value: Option<&Spanned<DurationText>>,
-        parent: &KeyPath,
-        key: &str,
-        default_millis: u64,
-        why: &str,
-    ) -> Result<Duration, ParseError> {
-        let duration = self.duration_or(value, parent, key, default_millis)?;
-        match value {
-            Some(value) if duration.is_zero() => Err(self.error(
-                value.span().start,
-                &parent.key(key),
-                format!("0s is not valid: {why}"),
-            )),
-            _ => Ok(duration),
-        }
-    }
-
-    /// A count that is meaningless at zero; `why` says why, for the error.
-    pub(super) fn at_least_one(
-        &self,
-        value: Option<&Spanned<u32>>,
-        parent: &KeyPath,
-        key: &str,
-        default: u32,
-        why: &str,
-    ) -> Result<u32, ParseError> {
-        match value {
-            Some(value) if *value.get_ref() == 0 => Err(self.error(
-                value.span().start,
-                &parent.key(key),
-                format!("0 is not valid: {why}"),
-            )),
-            Some(value) => Ok(*value.get_ref()),
-            None => Ok(default),
-        }
     }
 
     /// A request rate: finite and not negative (0 is allowed: no load, e.g. a step that stops

@@ -19,6 +19,12 @@
 //! defaults. A missing `timeout` or `connect_timeout` on a call is not an input error: the model
 //! keeps it as `None` and the checks report it.
 //!
+//! ## Shared with the proxy's settings
+//! The proxy's settings file is read the same way, with the pieces made public here: [`locate`]
+//! (positions and dotted keys), [`serde_error`] (serde's errors in the file's terms),
+//! [`values`] (located durations and counts) and [`keys`] (a call's policy keys, which a proxy
+//! route shares), so that both files refuse the same mistake in the same words.
+//!
 //! ## Spans
 //! `Entry`, `Service`, `Call` and `Scenario` get the position of their table header (`[entry]`,
 //! `[services.web]`, `[[services.web.calls]]`, `[scenarios.x]`): the `[` of the header line.
@@ -28,9 +34,11 @@
 
 mod call;
 mod convert;
+pub mod keys;
 pub mod locate;
 mod raw;
 mod scenario;
+pub mod values;
 
 use crate::model::Graph;
 

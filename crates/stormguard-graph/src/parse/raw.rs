@@ -14,6 +14,9 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::keys::{RawBucket, RawBudget, RawHedge};
+use super::values::{bare_number_message, DurationValue};
+
 /// The whole file.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,31 +79,6 @@ pub(super) struct RawCall {
     pub propagate_deadline: Option<bool>,
 }
 
-/// `retry_budget = { ratio, min_per_sec }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawBudget {
-    pub ratio: Option<Spanned<f64>>,
-    pub min_per_sec: Option<u32>,
-}
-
-/// `token_bucket = { capacity, retry_cost, timeout_cost }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawBucket {
-    pub capacity: Option<Spanned<u32>>,
-    pub retry_cost: Option<Spanned<u32>>,
-    pub timeout_cost: Option<Spanned<u32>>,
-}
-
-/// `hedge = { delay, max_extra }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawHedge {
-    pub delay: Option<Spanned<String>>,
-    pub max_extra: Option<Spanned<f64>>,
-}
-
 /// `[check]`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,6 +130,12 @@ pub(super) struct RawLoad {
 /// "expected a string".
 pub(super) struct DurationText(pub String);
 
+impl DurationValue for DurationText {
+    fn duration(&self) -> Result<std::time::Duration, String> {
+        stormguard::duration::parse(&self.0).map_err(|error| error.to_string())
+    }
+}
+
 impl<'de> Deserialize<'de> for DurationText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(DurationTextVisitor)
@@ -162,10 +146,7 @@ struct DurationTextVisitor;
 
 impl DurationTextVisitor {
     fn bare_number<E: de::Error>(number: impl fmt::Display) -> E {
-        E::custom(format!(
-            "the bare number {number} is not a duration: it has no unit; write a string with \
-             a unit, e.g. \"{number}s\" or \"{number}ms\""
-        ))
+        E::custom(bare_number_message(number))
     }
 }
 

@@ -8,9 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::time::Duration;
 
 use stormguard_graph::parse::locate::{KeyPath, Lines};
+use stormguard_graph::parse::values::ValueReader;
 use stormguard_graph::parse::ParseError;
 use toml::Spanned;
 
@@ -27,18 +29,27 @@ pub(super) const ADMIN_ADDRESS: &str = "127.0.0.1:9901";
 const MIN_HEADER_BYTES: u64 = 8 * 1024;
 
 /// Walks the raw file, knowing where each value is.
+///
+/// Reads values through the graph file's [`ValueReader`], so that a duration, a count or a
+/// policy key is read and refused as it is in a graph file; what it adds is the upstreams.
 pub(super) struct Converter<'a> {
-    file: &'a str,
-    lines: &'a Lines<'a>,
+    values: ValueReader<'a>,
     /// The upstreams' names, sorted, for `routes[i].upstream` and its error.
     pub(super) upstreams: Vec<String>,
+}
+
+impl<'a> Deref for Converter<'a> {
+    type Target = ValueReader<'a>;
+
+    fn deref(&self) -> &ValueReader<'a> {
+        &self.values
+    }
 }
 
 impl<'a> Converter<'a> {
     pub(super) fn new(file: &'a str, lines: &'a Lines<'a>) -> Self {
         Converter {
-            file,
-            lines,
+            values: ValueReader::new(file, lines),
             upstreams: Vec::new(),
         }
     }
@@ -246,72 +257,6 @@ impl<'a> Converter<'a> {
         })
     }
 
-    pub(super) fn error(
-        &self,
-        offset: usize,
-        path: &KeyPath,
-        message: impl Into<String>,
-    ) -> ParseError {
-        let position = self.lines.position(offset);
-        ParseError {
-            file: self.file.to_string(),
-            line: position.line,
-            column: position.column,
-            key: Some(path.to_string()),
-            message: message.into(),
-        }
-    }
-
-    pub(super) fn position(&self, offset: usize) -> stormguard_graph::model::Span {
-        self.lines.position(offset)
-    }
-
-    pub(super) fn duration(
-        &self,
-        value: &Spanned<Scalar>,
-        parent: &KeyPath,
-        key: &str,
-    ) -> Result<Duration, ParseError> {
-        let error = |message: String| self.error(value.span().start, &parent.key(key), message);
-        match value.get_ref() {
-            Scalar::Text(text) => {
-                stormguard::duration::parse(text).map_err(|e| error(e.to_string()))
-            }
-            Scalar::Integer(n) => Err(error(bare_number(n))),
-            Scalar::Float(n) => Err(error(bare_number(n))),
-        }
-    }
-
-    pub(super) fn duration_or(
-        &self,
-        value: Option<&Spanned<Scalar>>,
-        parent: &KeyPath,
-        key: &str,
-        default: Duration,
-    ) -> Result<Duration, ParseError> {
-        value.map_or(Ok(default), |value| self.duration(value, parent, key))
-    }
-
-    /// A duration that is meaningless at zero; `why` says why, for the error.
-    pub(super) fn nonzero_duration_or(
-        &self,
-        value: Option<&Spanned<Scalar>>,
-        parent: &KeyPath,
-        key: &str,
-        default: Duration,
-        why: &str,
-    ) -> Result<Duration, ParseError> {
-        let duration = self.duration_or(value, parent, key, default)?;
-        match value {
-            Some(value) if duration.is_zero() => Err(self.error(
-                value.span().start,
-                &parent.key(key),
-                format!("0s is not valid: {why}"),
-            )),
-            _ => Ok(duration),
-        }
-    }
-
     /// A size: text with a binary unit, or a whole number of bytes.
     pub(super) fn size_or(
         &self,
@@ -337,35 +282,6 @@ impl<'a> Converter<'a> {
             ))),
         }
     }
-
-    /// A count that is meaningless at zero; `why` says why, for the error.
-    pub(super) fn at_least_one(
-        &self,
-        value: Option<&Spanned<u32>>,
-        parent: &KeyPath,
-        key: &str,
-        default: u32,
-        why: &str,
-    ) -> Result<u32, ParseError> {
-        match value {
-            Some(value) if *value.get_ref() == 0 => Err(self.error(
-                value.span().start,
-                &parent.key(key),
-                format!("0 is not valid: {why}"),
-            )),
-            Some(value) => Ok(*value.get_ref()),
-            None => Ok(default),
-        }
-    }
-}
-
-/// The message for a duration written as a bare number: the ten-seconds-or-ten-milliseconds
-/// mistake, worded as the graph file words it.
-fn bare_number(number: impl std::fmt::Display) -> String {
-    format!(
-        "the bare number {number} is not a duration: it has no unit; write a string with a \
-         unit, e.g. \"{number}s\" or \"{number}ms\""
-    )
 }
 
 /// A default address, which is valid by construction.

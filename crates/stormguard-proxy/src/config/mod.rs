@@ -1,8 +1,10 @@
 //! The proxy's settings: what the file says, with every default filled in.
 //!
 //! A route's policy uses the same keys and meanings as a call in a graph file, so that what
-//! `check` and `sim` say of a call is what the proxy does with the same settings; the route's
-//! policy is converted to the core's `RetryPolicy` by the one conversion the simulator uses
+//! `check` and `sim` say of a call is what the proxy does with the same settings: its
+//! `max_attempts`, `backoff`, `retry_budget`, `token_bucket` and `hedge` are read by the graph
+//! file's own code ([`stormguard_graph::parse::keys`]), and the route's policy is converted to
+//! the core's `RetryPolicy` by the one conversion the simulator uses
 //! (`stormguard_graph::policy::retry_policy`, see [`route_policy`]).
 //!
 //! ## The file

@@ -133,8 +133,7 @@ pub fn hedge_policy(route: &Route) -> Result<Option<HedgePolicy>, PolicyError> {
         .map(|spec| {
             HedgePolicy::new(
                 spec.delay,
-                spec.max_extra
-                    .unwrap_or(super::route_tables::HEDGE_MAX_EXTRA),
+                spec.max_extra.unwrap_or(super::route::HEDGE_MAX_EXTRA),
             )
         })
         .transpose()

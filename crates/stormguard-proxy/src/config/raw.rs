@@ -9,9 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use stormguard_graph::parse::keys::{RawBucket, RawBudget, RawHedge};
+use stormguard_graph::parse::values::{bare_number_message, DurationValue};
 use toml::Spanned;
 
 /// The whole file.
@@ -55,7 +58,8 @@ pub(super) struct RawUpstream {
     pub max_in_flight: Option<Spanned<u32>>,
 }
 
-/// `[[routes]]`: a graph call's policy keys plus the proxy's own.
+/// `[[routes]]`: a graph call's policy keys (the tables read by `stormguard_graph::parse::keys`)
+/// plus the proxy's own.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
@@ -84,31 +88,6 @@ pub(super) struct RawRoute {
 pub(super) struct RawMatch {
     pub path_prefix: Option<Spanned<String>>,
     pub host: Option<Spanned<String>>,
-}
-
-/// `retry_budget = { ratio, min_per_sec }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawBudget {
-    pub ratio: Option<Spanned<f64>>,
-    pub min_per_sec: Option<u32>,
-}
-
-/// `token_bucket = { capacity, retry_cost, timeout_cost }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawBucket {
-    pub capacity: Option<Spanned<u32>>,
-    pub retry_cost: Option<Spanned<u32>>,
-    pub timeout_cost: Option<Spanned<u32>>,
-}
-
-/// `hedge = { delay, max_extra }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawHedge {
-    pub delay: Option<Spanned<String>>,
-    pub max_extra: Option<Spanned<f64>>,
 }
 
 /// `adaptive_timeout = { false_timeout_rate, min, max }`.
@@ -147,6 +126,16 @@ pub(super) enum Scalar {
     Text(String),
     Integer(i64),
     Float(f64),
+}
+
+impl DurationValue for Scalar {
+    fn duration(&self) -> Result<Duration, String> {
+        match self {
+            Scalar::Text(text) => stormguard::duration::parse(text).map_err(|e| e.to_string()),
+            Scalar::Integer(n) => Err(bare_number_message(n)),
+            Scalar::Float(n) => Err(bare_number_message(n)),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Scalar {

@@ -6,12 +6,11 @@
 //! "nothing": a graph file describes what a service does today, a proxy route says what it
 //! should do, and a route that says nothing should get the safe behaviour.
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use stormguard::backoff::Backoff;
+use stormguard::budget::RetryBudget;
 use stormguard::policy::RetryPolicy;
-use stormguard_graph::model::Call;
+use stormguard_graph::model::{Call, LimiterSpec};
 use stormguard_graph::parse::locate::KeyPath;
 use stormguard_graph::parse::ParseError;
 use toml::Spanned;
@@ -23,6 +22,11 @@ use super::raw::{RawMatch, RawRoute};
 /// The connect timeout of a route that gives none (capped by its `timeout`): a second is ten
 /// round trips on the worst links and still lets a retry go elsewhere when a SYN is dropped.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The hedge budget of a `hedge` that gives no `max_extra`: the library's 5% (see
+/// `stormguard::hedge`). The graph file leaves it out and `check` warns; a proxy must not
+/// double a slow upstream's load, so it fills it in.
+pub(super) const HEDGE_MAX_EXTRA: f64 = 0.05;
 
 /// How many upstream names an error lists before it says how many more there are.
 const LISTED_UPSTREAMS: usize = 20;
@@ -89,20 +93,20 @@ impl Converter<'_> {
                 ),
             ));
         }
-        let max_attempts = self.at_least_one(
-            raw.max_attempts.as_ref(),
-            path,
-            "max_attempts",
-            recommended.max_attempts,
-            "max_attempts counts the first attempt too; use 1 for no retries, 2 for one retry",
-        )?;
-        let backoff = match &raw.backoff {
-            Some(text) => Backoff::from_str(text.get_ref()).map_err(|error| {
-                self.error(text.span().start, &path.key("backoff"), error.to_string())
-            })?,
-            None => recommended.backoff,
+        let max_attempts =
+            self.max_attempts(raw.max_attempts.as_ref(), path, recommended.max_attempts)?;
+        let backoff = self.backoff(raw.backoff.as_ref(), path, recommended.backoff)?;
+        // A route cannot turn its limiter off: without one it gets the recommended budget.
+        let limiter = match self.limiter(raw.retry_budget, raw.token_bucket, path, "route")? {
+            Some(limiter) => limiter,
+            None => {
+                let budget = RetryBudget::recommended();
+                LimiterSpec::Budget {
+                    ratio: budget.ratio(),
+                    min_per_sec: budget.min_per_sec(),
+                }
+            }
         };
-        let limiter = self.limiter(raw.retry_budget, raw.token_bucket, path)?;
         let idempotent = raw.idempotent.as_ref().is_none_or(|value| *value.get_ref());
         let hedge = match raw.hedge {
             Some(hedge) => {
@@ -114,7 +118,9 @@ impl Converter<'_> {
                          hedged request may run; remove hedge, or idempotent = false",
                     ));
                 }
-                Some(self.hedge(hedge, &path.key("hedge"))?)
+                let mut hedge = self.hedge(hedge, path)?;
+                hedge.max_extra.get_or_insert(HEDGE_MAX_EXTRA);
+                Some(hedge)
             }
             None => None,
         };
@@ -143,7 +149,7 @@ impl Converter<'_> {
             propagate_deadline: raw
                 .propagate_deadline
                 .unwrap_or(recommended.propagate_deadline),
-            span: self.position(offset),
+            span: self.span(offset),
         };
         Ok(Route {
             name,

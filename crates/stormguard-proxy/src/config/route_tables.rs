@@ -1,167 +1,26 @@
-//! A route's inline tables: `retry_budget` or `token_bucket`, `hedge`, `adaptive_timeout` and
-//! `fault`.
+//! A route's own inline tables: `adaptive_timeout` and `fault`. (Its `retry_budget`,
+//! `token_bucket` and `hedge` are a graph call's, read by `stormguard_graph::parse::keys`.)
 //!
-//! Each value is checked by the policy core's own constructor (`RetryBudget::new`,
-//! `TokenBucket::new`, `HedgePolicy::new`, `AdaptiveTimeout::new`) and its message passed on, so
-//! that the proxy accepts exactly what the library runs; only the position and the key are
-//! added here.
+//! An adaptive timeout is checked by the policy core's own constructor
+//! (`AdaptiveTimeout::new`) and its message passed on, so that the proxy accepts exactly what
+//! the library runs; only the position and the key are added here.
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use stormguard::budget::{BudgetError, RetryBudget, TokenBucket, TokenBucketConfig};
 use stormguard::estimate::{AdaptiveTimeout, EstimateError};
-use stormguard::hedge::{HedgeDelay, HedgeError, HedgePolicy};
-use stormguard_graph::model::{HedgeSpec, LimiterSpec};
 use stormguard_graph::parse::locate::KeyPath;
 use stormguard_graph::parse::ParseError;
-use stormguard_graph::policy::BUDGET_TTL;
 use toml::Spanned;
 
 use super::convert::Converter;
 use super::model::{AdaptiveTimeoutSpec, FaultSpec};
-use super::raw::{RawAdaptive, RawBucket, RawBudget, RawFault, RawHedge};
-
-/// The hedge budget of a `hedge` that gives no `max_extra`: the library's 5% (see
-/// `stormguard::hedge`). The graph file leaves it out and `check` warns; a proxy must not
-/// double a slow upstream's load, so it fills it in.
-pub(super) const HEDGE_MAX_EXTRA: f64 = 0.05;
+use super::raw::{RawAdaptive, RawFault};
 
 /// The status of a fault that gives `abort_percent` but no `abort_status`: what an overloaded
 /// upstream answers, so that clients' retry paths are exercised.
 const ABORT_STATUS: u16 = 503;
 
 impl Converter<'_> {
-    /// The route's limiter: the one it names, or the library's recommended retry budget.
-    pub(super) fn limiter(
-        &self,
-        budget: Option<Spanned<RawBudget>>,
-        bucket: Option<Spanned<RawBucket>>,
-        path: &KeyPath,
-    ) -> Result<LimiterSpec, ParseError> {
-        match (budget, bucket) {
-            (Some(budget), Some(bucket)) => {
-                // Point at the one written second: it is the likelier edit to undo.
-                let (key, second) = if budget.span().start > bucket.span().start {
-                    ("retry_budget", budget.span().start)
-                } else {
-                    ("token_bucket", bucket.span().start)
-                };
-                Err(self.error(
-                    second,
-                    &path.key(key),
-                    "a route takes retry_budget or token_bucket, not both: keep one",
-                ))
-            }
-            (Some(budget), None) => self.budget(budget.into_inner(), &path.key("retry_budget")),
-            (None, Some(bucket)) => self.bucket(bucket, &path.key("token_bucket")),
-            (None, None) => {
-                let recommended = RetryBudget::recommended();
-                Ok(LimiterSpec::Budget {
-                    ratio: recommended.ratio(),
-                    min_per_sec: recommended.min_per_sec(),
-                })
-            }
-        }
-    }
-
-    fn budget(&self, raw: RawBudget, path: &KeyPath) -> Result<LimiterSpec, ParseError> {
-        let recommended = RetryBudget::recommended();
-        let min_per_sec = raw.min_per_sec.unwrap_or(recommended.min_per_sec());
-        let ratio = raw
-            .ratio
-            .as_ref()
-            .map_or(recommended.ratio(), |r| *r.get_ref());
-        if let (Some(value), Err(error)) =
-            (&raw.ratio, RetryBudget::new(BUDGET_TTL, min_per_sec, ratio))
-        {
-            return Err(self.error(value.span().start, &path.key("ratio"), error.to_string()));
-        }
-        Ok(LimiterSpec::Budget { ratio, min_per_sec })
-    }
-
-    fn bucket(&self, raw: Spanned<RawBucket>, path: &KeyPath) -> Result<LimiterSpec, ParseError> {
-        let offset = raw.span().start;
-        let raw = raw.into_inner();
-        // The AWS SDKs' standard mode, as the policy core's default.
-        let defaults = TokenBucketConfig::default();
-        let value =
-            |v: &Option<Spanned<u32>>, default: u32| v.as_ref().map_or(default, |v| *v.get_ref());
-        let config = TokenBucketConfig {
-            capacity: value(&raw.capacity, defaults.capacity),
-            retry_cost: value(&raw.retry_cost, defaults.retry_cost),
-            timeout_retry_cost: value(&raw.timeout_cost, defaults.timeout_retry_cost),
-            ..defaults
-        };
-        if let Err(error) = TokenBucket::new(config) {
-            // Blame the cost when the file gave it; a default cost the bucket cannot pay is
-            // the capacity's mistake.
-            let key = match error {
-                BudgetError::CostExceedsCapacity {
-                    name: "retry_cost", ..
-                } if raw.retry_cost.is_some() => "retry_cost",
-                BudgetError::CostExceedsCapacity {
-                    name: "timeout_retry_cost",
-                    ..
-                } if raw.timeout_cost.is_some() => "timeout_cost",
-                _ => "capacity",
-            };
-            let at = match key {
-                "retry_cost" => &raw.retry_cost,
-                "timeout_cost" => &raw.timeout_cost,
-                _ => &raw.capacity,
-            };
-            return Err(self.error(
-                at.as_ref().map_or(offset, |v| v.span().start),
-                &path.key(key),
-                format!("{error}; set a capacity of at least each cost"),
-            ));
-        }
-        Ok(LimiterSpec::TokenBucket {
-            capacity: config.capacity,
-            retry_cost: config.retry_cost,
-            timeout_cost: config.timeout_retry_cost,
-        })
-    }
-
-    pub(super) fn hedge(
-        &self,
-        raw: Spanned<RawHedge>,
-        path: &KeyPath,
-    ) -> Result<HedgeSpec, ParseError> {
-        let offset = raw.span().start;
-        let raw = raw.into_inner();
-        let Some(text) = &raw.delay else {
-            return Err(self.error(
-                offset,
-                &path.key("delay"),
-                "missing: say when to send the hedge, a duration such as \"50ms\" or a latency \
-                 quantile such as \"p95\"",
-            ));
-        };
-        let delay = HedgeDelay::from_str(text.get_ref()).map_err(|error| {
-            self.error(text.span().start, &path.key("delay"), error.to_string())
-        })?;
-        let max_extra = raw
-            .max_extra
-            .as_ref()
-            .map_or(HEDGE_MAX_EXTRA, |m| *m.get_ref());
-        if let Err(error) = HedgePolicy::new(delay, max_extra) {
-            let (at, key) = match error {
-                HedgeError::MaxExtra(_) => (
-                    raw.max_extra.as_ref().map_or(offset, |m| m.span().start),
-                    "max_extra",
-                ),
-                HedgeError::Delay { .. } => (text.span().start, "delay"),
-            };
-            return Err(self.error(at, &path.key(key), error.to_string()));
-        }
-        Ok(HedgeSpec {
-            delay,
-            max_extra: Some(max_extra),
-        })
-    }
-
     /// `adaptive_timeout`, bounded above by the route's `timeout` so that `timeout` stays the
     /// longest any attempt takes (what `/config` shows and the worst case is computed from).
     pub(super) fn adaptive(

@@ -81,6 +81,11 @@ pub fn choose_healthy<R: Rng + ?Sized>(
     if n == 1 {
         return Some(0);
     }
+    if tried.is_empty() && !ejected.contains(&true) {
+        // Every first attempt with no instance ejected: the same draws as the general case over
+        // all instances, without its filtering passes (a fifth of a simulated attempt's cost).
+        return Some(least_loaded_of_all(loads, rng));
+    }
     let healthy = |i: usize| !ejected.get(i).copied().unwrap_or(false);
     let untried = |i: usize| !tried.contains(&i);
     let last_failed = tried.last().copied();
@@ -100,6 +105,21 @@ pub fn choose_healthy<R: Rng + ?Sized>(
 /// The less loaded of two distinct random instances among those `allowed`; the one allowed
 /// instance if there is only one; `None` if there is none. Draws nothing from `rng` unless there
 /// are two candidates, so that a choice is reproducible from a seed.
+/// [`least_loaded_of_two`] with every instance allowed, drawing the same two numbers.
+fn least_loaded_of_all<R: Rng + ?Sized>(loads: &[u64], rng: &mut R) -> usize {
+    let n = loads.len();
+    let a = rng.random_range(0..n);
+    let mut b = rng.random_range(0..n - 1);
+    if b >= a {
+        b += 1;
+    }
+    if loads[b] < loads[a] {
+        b
+    } else {
+        a
+    }
+}
+
 fn least_loaded_of_two<R: Rng + ?Sized>(
     loads: &[u64],
     allowed: impl Fn(usize) -> bool,

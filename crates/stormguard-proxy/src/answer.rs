@@ -1,0 +1,276 @@
+//! What the client is answered: the upstream's response, or one the proxy made itself.
+//!
+//! ## Why every answer says who made it
+//! A 503 from the proxy and a 503 from the service behind it call for different fixes, and a
+//! client cannot tell them apart by status. So every response carries `stormguard-attempts: N`
+//! (attempts sent upstream; 0 when none was), and every answer the proxy made itself carries
+//! `stormguard-reason` and a one-line body saying the same. An upstream's own answer, 5xx
+//! included, passes through unchanged but for that header and the hop-by-hop headers.
+//!
+//! ## Statuses
+//! | reason | status | why |
+//! |---|---|---|
+//! | `connect-refused`, `connect-timeout`, `reset` | 502 | the upstream could not be reached or broke the exchange |
+//! | `timeout`, `deadline` | 504 | no answer in the time the route or the caller allowed |
+//! | `retry-budget` | 503 | a retry was needed but the route's budget is spent: the upstream is failing broadly, back off |
+//! | `overloaded` | 503 + `Retry-After: 1` | the upstream has `max_in_flight` requests in flight: shed at once |
+//! | `no-instance` | 503 | no instance to send to |
+//! | `no-route` | 404 | no route takes this host and path |
+//! | `fault` | as injected | fault injection |
+//! | `body-too-large` | 413 | the body passes `max_request_body` |
+//! | `bad-body` | 400 | the client's body could not be read |
+//! | `forbidden-target` | 403 | CONNECT, or an absolute-form target for a host no route names |
+
+use std::error::Error as StdError;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, RETRY_AFTER};
+use http::{Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Full, LengthLimitError};
+use hyper::body::Incoming;
+use stormguard::layer::{BoxError, Error, ErrorKind};
+
+use crate::proxy::InFlight;
+
+/// `stormguard-attempts`: attempts sent upstream for this request.
+pub const ATTEMPTS_HEADER: &str = "stormguard-attempts";
+/// `stormguard-reason`: why the proxy answered itself (absent when the upstream answered).
+///
+/// 502 `connect-refused`, `connect-timeout`, `reset` (the upstream could not be reached or broke
+/// the exchange); 504 `timeout`, `deadline` (no answer in the time the route or the caller
+/// allowed); 503 `retry-budget`, `overloaded` (with `Retry-After: 1`), `no-instance`; 404
+/// `no-route`; the injected status with `fault`; and for requests refused before any attempt,
+/// 413 `body-too-large`, 400 `bad-body`, 403 `forbidden-target`.
+pub const REASON_HEADER: &str = "stormguard-reason";
+
+/// The body of every response the proxy sends: the upstream's, streamed, or a short text of the
+/// proxy's own. It holds the request's place in its upstream's in-flight count until the last
+/// byte is sent, so that shedding counts requests whose answers are still streaming.
+pub(crate) struct ResponseBody {
+    inner: Either<Incoming, Full<Bytes>>,
+    _in_flight: Option<InFlight>,
+}
+
+impl ResponseBody {
+    pub(crate) fn upstream(body: Incoming, in_flight: InFlight) -> Self {
+        ResponseBody {
+            inner: Either::Left(body),
+            _in_flight: Some(in_flight),
+        }
+    }
+
+    fn text(text: &'static str) -> Self {
+        ResponseBody {
+            inner: Either::Right(Full::new(Bytes::from_static(text.as_bytes()))),
+            _in_flight: None,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Why the proxy answered itself: the `stormguard-reason` value, status and body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reason {
+    pub(crate) name: &'static str,
+    pub(crate) status: StatusCode,
+    body: &'static str,
+}
+
+macro_rules! reason {
+    ($const:ident, $name:literal, $status:ident, $body:literal) => {
+        pub(crate) const $const: Reason = Reason {
+            name: $name,
+            status: StatusCode::$status,
+            body: concat!($name, ": ", $body, "\n"),
+        };
+    };
+}
+
+impl Reason {
+    reason!(
+        CONNECT_REFUSED,
+        "connect-refused",
+        BAD_GATEWAY,
+        "the upstream's instances refused the connection"
+    );
+    reason!(
+        CONNECT_TIMEOUT,
+        "connect-timeout",
+        BAD_GATEWAY,
+        "no instance accepted a connection within the route's connect_timeout"
+    );
+    reason!(
+        RESET,
+        "reset",
+        BAD_GATEWAY,
+        "the connection to the upstream failed before a complete response head"
+    );
+    reason!(
+        TIMEOUT,
+        "timeout",
+        GATEWAY_TIMEOUT,
+        "the upstream did not answer within the route's timeout"
+    );
+    reason!(
+        DEADLINE,
+        "deadline",
+        GATEWAY_TIMEOUT,
+        "too little of the request's deadline was left to expect an answer"
+    );
+    reason!(
+        RETRY_BUDGET,
+        "retry-budget",
+        SERVICE_UNAVAILABLE,
+        "a retry was needed but the route's retry budget is spent"
+    );
+    reason!(
+        OVERLOADED,
+        "overloaded",
+        SERVICE_UNAVAILABLE,
+        "the upstream has max_in_flight requests in flight; retry later"
+    );
+    reason!(
+        NO_INSTANCE,
+        "no-instance",
+        SERVICE_UNAVAILABLE,
+        "the upstream has no instance to send to"
+    );
+    reason!(
+        NO_ROUTE,
+        "no-route",
+        NOT_FOUND,
+        "no route takes this host and path"
+    );
+    reason!(
+        BODY_TOO_LARGE,
+        "body-too-large",
+        PAYLOAD_TOO_LARGE,
+        "the request body is larger than max_request_body"
+    );
+    reason!(
+        BAD_BODY,
+        "bad-body",
+        BAD_REQUEST,
+        "the request body could not be read"
+    );
+    reason!(FORBIDDEN_TARGET, "forbidden-target", FORBIDDEN, "this proxy forwards only to its routes, not to any host (no CONNECT, no absolute-form for other hosts)");
+    reason!(
+        FAULT,
+        "fault",
+        SERVICE_UNAVAILABLE,
+        "answer injected by fault injection ([faults] enabled)"
+    );
+
+    /// The same reason with another status (an injected fault's).
+    pub(crate) fn with_status(self, status: StatusCode) -> Reason {
+        Reason { status, ..self }
+    }
+
+    /// Why a route's stack ended without a response, from the library's error.
+    pub(crate) fn of_error(error: &BoxError) -> (Reason, u32) {
+        let own = error.downcast_ref::<Error>();
+        let attempts = own.map_or(0, Error::attempts);
+        if is_body_limit(&**error) {
+            return (Reason::BODY_TOO_LARGE, attempts);
+        }
+        let reason = match own.map(Error::kind) {
+            Some(ErrorKind::ConnectRefused) => Reason::CONNECT_REFUSED,
+            Some(ErrorKind::ConnectTimeout) => Reason::CONNECT_TIMEOUT,
+            Some(ErrorKind::Timeout) => Reason::TIMEOUT,
+            Some(ErrorKind::Deadline) => Reason::DEADLINE,
+            Some(ErrorKind::RetryBudget) => Reason::RETRY_BUDGET,
+            Some(ErrorKind::Overloaded) => Reason::OVERLOADED,
+            Some(ErrorKind::NoInstance) => Reason::NO_INSTANCE,
+            Some(ErrorKind::Body) => Reason::BAD_BODY,
+            Some(ErrorKind::Reset) | None => Reason::RESET,
+        };
+        (reason, attempts)
+    }
+
+    /// The answer: status, `stormguard-reason`, `stormguard-attempts`, and `Retry-After: 1`
+    /// when shedding (the client should come back soon, not at once).
+    pub(crate) fn answer(self, attempts: u32) -> Response<ResponseBody> {
+        let mut response = Response::new(ResponseBody::text(self.body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(REASON_HEADER, HeaderValue::from_static(self.name));
+        headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if self == Reason::OVERLOADED {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// Whether the client's body passed `max_request_body` somewhere below this error: read by the
+/// retry layer (buffered), or by the client while streaming it once.
+fn is_body_limit(error: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<LengthLimitError>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_body_names_its_reason() {
+        for reason in [
+            Reason::CONNECT_REFUSED,
+            Reason::TIMEOUT,
+            Reason::OVERLOADED,
+            Reason::NO_ROUTE,
+            Reason::FAULT,
+        ] {
+            assert!(reason.body.starts_with(reason.name));
+            let response = reason.answer(2);
+            assert_eq!(response.headers()[REASON_HEADER], reason.name);
+            assert_eq!(response.headers()[ATTEMPTS_HEADER], "2");
+        }
+        let shed = Reason::OVERLOADED.answer(0);
+        assert_eq!(shed.status(), 503);
+        assert_eq!(shed.headers()[RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413_wherever_it_was_found() {
+        use http_body_util::{BodyExt, Limited};
+        let body = Limited::new(Full::new(Bytes::from_static(b"too long")), 3);
+        let limit: BoxError = body.collect().await.unwrap_err();
+        assert_eq!(Reason::of_error(&limit).0, Reason::BODY_TOO_LARGE);
+        let plain: BoxError = "boom".into();
+        assert_eq!(Reason::of_error(&plain), (Reason::RESET, 0));
+    }
+}

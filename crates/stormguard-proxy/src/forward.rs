@@ -1,0 +1,194 @@
+//! One request through the proxy: checks that cost nothing first, then the route's stack.
+//!
+//! The order is chosen so that refusing is cheap and bounded: a target the proxy must not reach,
+//! a request no route takes, a body announced too large and an upstream already at
+//! `max_in_flight` are all answered before any body is read or any state is kept. Only then are
+//! faults injected and the request handed to the route's stack, which takes every retry, hedge,
+//! backoff and deadline decision.
+
+use std::net::SocketAddr;
+
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
+use http::{request, Request, Response, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use stormguard::deadline::{budget_of, Deadline};
+use stormguard::layer::{Attempts, TriedInstances};
+
+use crate::answer::{Reason, ResponseBody, ATTEMPTS_HEADER};
+use crate::fault;
+use crate::headers::{request_host, strip_hop_by_hop, target_allowed};
+use crate::proxy::{Proxy, RouteEntry};
+
+/// Answers one request. Never fails: every outcome is a response, counted by route, status
+/// class and reason. `local` is the address the client connected to.
+pub(crate) async fn handle(
+    proxy: Proxy,
+    local: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let generation = proxy.current();
+    let metrics = proxy.metrics();
+    let refused = if !target_allowed(&req, &generation, local) {
+        Reason::FORBIDDEN_TARGET
+    } else {
+        let path = req.uri().path();
+        match generation.route(request_host(&req), path) {
+            Some(route) => {
+                let (response, reason) = forward(&proxy, &generation.config, route, req).await;
+                route.answered(metrics, response.status().as_u16(), reason);
+                return response;
+            }
+            None => Reason::NO_ROUTE,
+        }
+    };
+    metrics.answered_unrouted(refused.status.as_u16(), refused.name);
+    refused.answer(0)
+}
+
+/// Sends `req` through `route`; returns the answer and its `stormguard-reason` ("" when the
+/// upstream answered).
+async fn forward(
+    proxy: &Proxy,
+    config: &crate::config::Config,
+    route: &RouteEntry,
+    req: Request<Incoming>,
+) -> (Response<ResponseBody>, &'static str) {
+    let limit = config.listen.max_request_body;
+    if announced_length(&req).is_some_and(|length| length > limit) {
+        return own(Reason::BODY_TOO_LARGE, 0);
+    }
+    let Some(in_flight) = route.upstream.try_acquire() else {
+        return own(Reason::OVERLOADED, 0);
+    };
+    let (mut parts, body) = req.into_parts();
+    if config.faults.enabled {
+        let injected = fault::decide(route.fault.as_ref(), &mut parts.headers, || {
+            proxy.fault_rng()
+        });
+        if let Some(delay) = injected.delay {
+            keep_arrival_deadline(&mut parts);
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(status) = injected.abort {
+            return own(Reason::FAULT.with_status(status), 0);
+        }
+    }
+    prepare_head(&mut parts);
+    if route.resends {
+        // The retry layer learns that a balancer is below from the first answer that names an
+        // instance; until then a retry after a timeout (which names none) could go back to the
+        // same instance. The proxy knows there is one: every request carries the list.
+        parts.extensions.insert(TriedInstances::default());
+    }
+    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
+    match route.service.call(Request::from_parts(parts, body)).await {
+        Ok(response) => {
+            let attempts = Attempts::of(&response);
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            parts
+                .headers
+                .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+            let body = ResponseBody::upstream(body, in_flight);
+            (Response::from_parts(parts, body), "")
+        }
+        Err(error) => {
+            let (reason, attempts) = Reason::of_error(&error);
+            tracing::debug!(route = %route.name, %error, reason = reason.name, "answered by the proxy");
+            own(reason, attempts)
+        }
+    }
+}
+
+fn own(reason: Reason, attempts: u32) -> (Response<ResponseBody>, &'static str) {
+    (reason.answer(attempts), reason.name)
+}
+
+/// The body length the client announced, if it did.
+fn announced_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The request head as the upstream gets it: no hop-by-hop headers, HTTP/1.1 (the pool speaks
+/// it to every instance, whatever the client spoke), and the client's host kept in `Host`
+/// (the balancer rewrites the target to the instance's address).
+fn prepare_head(parts: &mut request::Parts) {
+    strip_hop_by_hop(&mut parts.headers);
+    if !parts.headers.contains_key(HOST) {
+        let host = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        if let Some(host) = host {
+            parts.headers.insert(HOST, host);
+        }
+    }
+    parts.version = Version::HTTP_11;
+}
+
+/// Fixes the request's deadline at its arrival, from its budget headers, so that time spent
+/// before the stack (an injected delay) is spent from the caller's budget.
+fn keep_arrival_deadline(parts: &mut request::Parts) {
+    let now = tokio::time::Instant::now().into_std();
+    let budget = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| budget_of(name, value)?.ok())
+        .min();
+    if let Some(budget) = budget {
+        parts.extensions.insert(Deadline::after(now, budget));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_gets_http_1_1_and_the_clients_host() {
+        let req = Request::get("http://api.internal:8080/x")
+            .version(Version::HTTP_2)
+            .header("connection", "close")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = req.into_parts();
+        prepare_head(&mut parts);
+        assert_eq!(parts.version, Version::HTTP_11);
+        assert_eq!(parts.headers[HOST], "api.internal:8080");
+        assert!(!parts.headers.contains_key("connection"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_injected_delay_is_spent_from_the_budget() {
+        let req = Request::get("/")
+            .header("stormguard-budget-ms", "300")
+            .header("grpc-timeout", "200m")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = req.into_parts();
+        let start = tokio::time::Instant::now().into_std();
+        keep_arrival_deadline(&mut parts);
+        let deadline = parts.extensions.get::<Deadline>().unwrap();
+        assert_eq!(
+            deadline.remaining(start),
+            std::time::Duration::from_millis(200)
+        );
+    }
+
+    #[test]
+    fn an_announced_length_is_read() {
+        let req = Request::post("/")
+            .header(CONTENT_LENGTH, "12")
+            .body(())
+            .unwrap();
+        assert_eq!(announced_length(&req), Some(12));
+        assert_eq!(announced_length(&Request::new(())), None);
+    }
+}

@@ -1,0 +1,187 @@
+//! A route's tower stack, built from the library's layers over one shared, pooled client.
+//!
+//! ## Why this shape
+//! Every decision a route takes is the library's: the stack is, outermost first,
+//! `DeadlineLayer` (the inbound budget capped by the route timeout, the decremented budget
+//! downstream), `RetryLayer` (the route's policy), `HedgeLayer` when the route hedges, and a
+//! `Balance` over one `SetAuthority` per instance. What this module adds is plumbing only:
+//! [`Timed`] measures each attempt for the latency histogram and hands the body to hyper-util's
+//! client, and [`RouteService`] gives a hedged and a plain stack one type, so that routes of both
+//! kinds share one connection pool.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use prometheus_client::metrics::histogram::Histogram;
+use stormguard::layer::{
+    Balance, BoxError, DeadlineService, Hedge, ReplayBody, Retry, SetAuthority,
+};
+use stormguard::metrics::PrometheusMetrics;
+use tower_service::Service;
+
+/// A client's request body as the stack takes it: size-limited, type-erased.
+pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The body an attempt sends: as the retry layer replays it, or as the hedge layer (under the
+/// retry layer) replays that. One type, so one pool serves hedged and plain routes alike.
+pub(crate) type UpstreamBody = Either<ReplayBody<RequestBody>, ReplayBody<ReplayBody<RequestBody>>>;
+
+/// The shared, pooled client: one per distinct connect timeout.
+pub(crate) type HttpClient = Client<HttpConnector, UpstreamBody>;
+
+/// A body the layers hand down, made into the one body type the client sends.
+pub(crate) trait IntoUpstream: Send + 'static {
+    /// The same bytes as an [`UpstreamBody`].
+    fn into_upstream(self) -> UpstreamBody;
+}
+
+impl IntoUpstream for ReplayBody<RequestBody> {
+    fn into_upstream(self) -> UpstreamBody {
+        Either::Left(self)
+    }
+}
+
+impl IntoUpstream for ReplayBody<ReplayBody<RequestBody>> {
+    fn into_upstream(self) -> UpstreamBody {
+        Either::Right(self)
+    }
+}
+
+/// Sends attempts through the shared client and records each one's latency in its route's
+/// histogram: a response at its arrival, an attempt abandoned (a per-try timeout, a losing
+/// hedge) at the moment it was dropped. Errors are not recorded: a refused connection's
+/// microseconds say nothing of the upstream's latency.
+#[derive(Clone)]
+pub(crate) struct Timed {
+    client: HttpClient,
+    latency: Histogram,
+}
+
+impl Timed {
+    pub(crate) fn new(client: HttpClient, latency: Histogram) -> Self {
+        Timed { client, latency }
+    }
+}
+
+/// Records an attempt's latency once: on its response, or on drop if it never finished.
+struct Timing {
+    latency: Histogram,
+    start: tokio::time::Instant,
+    armed: bool,
+}
+
+impl Timing {
+    fn record(&mut self) {
+        if std::mem::take(&mut self.armed) {
+            self.latency.observe(self.start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl Timing {
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Timing {
+    fn drop(&mut self) {
+        self.record();
+    }
+}
+
+type ClientFuture = Pin<
+    Box<dyn Future<Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>> + Send>,
+>;
+
+impl<B: IntoUpstream> Service<Request<B>> for Timed {
+    type Response = Response<Incoming>;
+    // hyper-util's own error: the library's classifier reads `is_connect` from it.
+    type Error = hyper_util::client::legacy::Error;
+    type Future = ClientFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<Request<UpstreamBody>>::poll_ready(&mut self.client, cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let sent = self.client.request(req.map(IntoUpstream::into_upstream));
+        let mut timing = Timing {
+            latency: self.latency.clone(),
+            start: tokio::time::Instant::now(),
+            armed: true,
+        };
+        Box::pin(async move {
+            let result = sent.await;
+            match result {
+                Ok(_) => timing.record(),
+                Err(_) => timing.disarm(),
+            }
+            result
+        })
+    }
+}
+
+/// The instances of a route's upstream, spread by the library's balancer.
+pub(crate) type Instances = Balance<SetAuthority<Timed>>;
+
+type Plain = DeadlineService<Retry<Instances, PrometheusMetrics>, PrometheusMetrics>;
+type Hedged = DeadlineService<
+    Retry<Hedge<Instances, PrometheusMetrics>, PrometheusMetrics>,
+    PrometheusMetrics,
+>;
+
+/// What a route's stack answers: the upstream's response, or the library's error.
+pub(crate) type RouteFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+
+/// A route's stack, hedged or not. Cheap to clone: every layer holds its shared state (budget,
+/// estimator, hedge budget, balancer counts) behind an `Arc`.
+#[derive(Clone)]
+pub(crate) enum RouteService {
+    /// Deadline, retry, balance.
+    Plain(Plain),
+    /// Deadline, retry, hedge, balance.
+    Hedged(Hedged),
+}
+
+impl RouteService {
+    /// Sends `req` through the stack.
+    pub(crate) fn call(&self, req: Request<RequestBody>) -> RouteFuture {
+        match self.clone() {
+            RouteService::Plain(service) => ready_and_call(service, req),
+            RouteService::Hedged(service) => ready_and_call(service, req),
+        }
+    }
+}
+
+fn ready_and_call<S>(mut service: S, req: Request<RequestBody>) -> RouteFuture
+where
+    S: Service<
+            Request<RequestBody>,
+            Response = Response<Incoming>,
+            Error = BoxError,
+            Future = RouteFuture,
+        > + Send
+        + 'static,
+{
+    // The library's layers are always ready (a balancer picks per request, in the call): ask
+    // once without a waker and call at once; only a layer that is not ready costs a future.
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match service.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => service.call(req),
+        Poll::Ready(Err(error)) => Box::pin(std::future::ready(Err(error))),
+        Poll::Pending => Box::pin(async move {
+            std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+            service.call(req).await
+        }),
+    }
+}

@@ -1,0 +1,215 @@
+//! Retries through the proxy against real sockets: another instance each time, never a written
+//! non-idempotent request twice, and never more than the retry budget allows.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use stormguard::hedge::HedgeDelay;
+use stormguard_graph::model::{HedgeSpec, LimiterSpec};
+use stormguard_proxy::config::AdaptiveTimeoutSpec;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_of_three_instances_refusing_every_request_succeeds() {
+    let (a, b) = (ok_upstream().await, ok_upstream().await);
+    let down = refusing_address().await;
+    let proxy = start(single(&[down, a.addr, b.addr])).await;
+    let url = proxy.url("/items");
+    let started = tokio::time::Instant::now();
+    let outcomes = drive(10_000, 32, Duration::from_secs(120), move |_| {
+        Request::get(&url).body(Full::default()).unwrap()
+    })
+    .await;
+    let elapsed = started.elapsed();
+    assert_all_ok(&outcomes);
+    let retried = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(r) if r.header("stormguard-attempts") == Some("2")))
+        .count();
+    println!("10000 requests in {elapsed:?}, {retried} needed a second attempt");
+    assert_eq!(a.hits() + b.hits(), 10_000);
+}
+
+#[tokio::test]
+async fn a_retry_goes_to_an_instance_the_request_has_not_tried() {
+    let (instances, addrs) = three(503).await;
+    let mut config = single(&addrs);
+    config.routes[0].call.max_attempts = 3;
+    config.routes[0].call.limiter = None;
+    let proxy = start(config).await;
+    let client = client();
+    for i in 0..30 {
+        let req = Request::get(proxy.url("/"))
+            .header("x-request-id", i.to_string())
+            .body(Full::default())
+            .unwrap();
+        let reply = send(&client, req).await.unwrap();
+        assert_eq!(
+            reply.status, 503,
+            "the upstream's own answer passes through"
+        );
+        assert_eq!(reply.header("stormguard-reason"), None);
+        assert_eq!(reply.header("stormguard-attempts"), Some("3"));
+    }
+    for instance in &instances {
+        let mut ids: Vec<String> = instance
+            .heads()
+            .iter()
+            .map(|h| h["x-request-id"].to_str().unwrap().to_string())
+            .collect();
+        let seen = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), seen, "an instance saw one request twice");
+    }
+    let total: usize = instances.iter().map(Instance::hits).sum();
+    assert_eq!(total, 90);
+}
+
+/// A POST that was written and then timed out is not sent again; a GET in the same place is.
+#[tokio::test]
+async fn a_written_post_that_timed_out_reaches_the_upstream_once() {
+    let (a, b) = (slow_upstream(ms(1500)).await, slow_upstream(ms(1500)).await);
+    let mut config = single(&[a.addr, b.addr]);
+    // Per-try timeout 200 ms (no samples yet: the adaptive maximum) inside a 1 s route timeout,
+    // so a retry after a timeout fits: only idempotency can stop it.
+    config.routes[0].call.timeout = Some(Duration::from_secs(1));
+    config.routes[0].adaptive_timeout = Some(AdaptiveTimeoutSpec {
+        false_timeout_rate: 0.001,
+        min: ms(50),
+        max: ms(200),
+    });
+    let proxy = start(config).await;
+    let client = client();
+    let post = Request::post(proxy.url("/orders"))
+        .body(Full::new(Bytes::from_static(b"{\"item\":1}")))
+        .unwrap();
+    let reply = send(&client, post).await.unwrap();
+    assert_eq!(reply.status, 504);
+    assert_eq!(reply.header("stormguard-reason"), Some("timeout"));
+    assert_eq!(reply.header("stormguard-attempts"), Some("1"));
+    tokio::time::sleep(ms(400)).await;
+    assert_eq!(a.hits() + b.hits(), 1, "the POST reached the upstream once");
+
+    let (a_before, b_before) = (a.hits(), b.hits());
+    let reply = get(&client, &proxy.url("/orders/1")).await;
+    assert_eq!(reply.status, 504);
+    assert_eq!(reply.header("stormguard-attempts"), Some("2"));
+    assert_eq!(
+        a.hits() - a_before,
+        1,
+        "the GET's retry went to the other instance"
+    );
+    assert_eq!(b.hits() - b_before, 1);
+}
+
+#[tokio::test]
+async fn a_post_refused_at_connect_goes_to_another_instance_once() {
+    let up = ok_upstream().await;
+    let down = refusing_address().await;
+    let proxy = start(single(&[down, up.addr])).await;
+    let client = client();
+    let mut second_attempts = 0;
+    for i in 0..40 {
+        let post = Request::post(proxy.url("/orders"))
+            .body(Full::new(Bytes::from(format!("order {i}"))))
+            .unwrap();
+        let reply = send(&client, post).await.unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        second_attempts += usize::from(reply.header("stormguard-attempts") == Some("2"));
+    }
+    assert_eq!(
+        up.hits(),
+        40,
+        "every POST reached the upstream exactly once"
+    );
+    assert!(
+        second_attempts > 0,
+        "some POSTs were refused first and retried"
+    );
+}
+
+/// With every instance failing, retries stay within the budget: at most `ratio` of requests
+/// plus the reserve of `min_per_sec * ttl` (10 s; the run is shorter than one ttl).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_full_outage_retries_stay_within_the_budget() {
+    let (instances, addrs) = three(503).await;
+    let mut config = single(&addrs);
+    config.routes[0].call.max_attempts = 3;
+    config.routes[0].call.limiter = Some(LimiterSpec::Budget {
+        ratio: 0.2,
+        min_per_sec: 1,
+    });
+    let proxy = start(config).await;
+    let url = proxy.url("/");
+    let requests = 1000;
+    let outcomes = drive(requests, 16, Duration::from_secs(60), move |_| {
+        Request::get(&url).body(Full::default()).unwrap()
+    })
+    .await;
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Ok(r) if r.status == 503)));
+    let hits: usize = instances.iter().map(Instance::hits).sum();
+    let bound = requests + requests / 5 + 10;
+    println!("{requests} requests, {hits} upstream attempts, bound {bound}");
+    assert!(hits <= bound, "{hits} attempts > {bound}");
+    assert!(hits > requests + requests / 10, "retries were sent: {hits}");
+    let metrics = proxy.metrics();
+    assert!(
+        metrics.contains("stormguard_retries_denied_total{target=\"api\",reason=\"retry-budget\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_instance_is_hedged_to_a_fast_one() {
+    let slow = slow_upstream(ms(600)).await;
+    let fast = ok_upstream().await;
+    let mut config = single(&[slow.addr, fast.addr]);
+    config.routes[0].call.hedge = Some(HedgeSpec {
+        delay: HedgeDelay::Fixed(ms(30)),
+        max_extra: Some(1.0),
+    });
+    let proxy = start(config).await;
+    let client = client();
+    for _ in 0..10 {
+        let started = tokio::time::Instant::now();
+        let reply = get(&client, &proxy.url("/")).await;
+        assert_eq!(reply.status, 200);
+        assert!(started.elapsed() < ms(400), "answered by the fast copy");
+    }
+    assert!(
+        slow.hits() > 0,
+        "some requests went to the slow instance first"
+    );
+    let metrics = proxy.metrics();
+    assert!(
+        metrics.contains("stormguard_hedges_won_total{target=\"api\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_closed_before_the_answer_is_retried_for_a_get_not_a_post() {
+    let closing = misbehaving_upstream(Misbehave::Close).await;
+    let up = ok_upstream().await;
+    let proxy = start(single(&[closing.addr, up.addr])).await;
+    let client = client();
+    for _ in 0..20 {
+        assert_eq!(get(&client, &proxy.url("/")).await.status, 200);
+    }
+    let only_closing = start(single(&[closing.addr])).await;
+    let before = closing.hits();
+    let post = Request::post(only_closing.url("/"))
+        .body(Full::new(Bytes::from_static(b"x")))
+        .unwrap();
+    let reply = send(&client, post).await.unwrap();
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.header("stormguard-reason"), Some("reset"));
+    assert_eq!(closing.hits() - before, 1);
+}

@@ -2,6 +2,7 @@
 
 mod backoff_cmd;
 mod check_cmd;
+mod proxy_cmd;
 mod sim_cmd;
 
 use std::process::ExitCode;
@@ -28,6 +29,10 @@ enum Command {
     /// two files side by side on the same arrivals and faults. Also the published experiments
     /// (`--experiment brooker-jitter`) that check the simulator.
     Sim(sim_cmd::Args),
+    /// Run the sidecar proxy from its settings file (`--validate`: check the file, exit 0 or 2
+    /// with file:line:column). SIGHUP, POST /reload on the admin address, or an edit reloads it;
+    /// SIGTERM drains and exits 0.
+    Proxy(proxy_cmd::Args),
 }
 
 /// An error in what the user gave us (exit 2), as opposed to a failure while running (exit 3;
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Command::Backoff(args) => backoff_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Check(args) => check_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Sim(args) => sim_cmd::run(args, &mut std::io::stdout().lock()),
+        Command::Proxy(args) => proxy_cmd::run(args, &mut std::io::stdout().lock()),
     };
     match result {
         Ok(code) => code,

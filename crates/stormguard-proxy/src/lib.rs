@@ -16,8 +16,14 @@
 //! `max_in_flight`), may get an injected fault, and goes through its route's stack of library
 //! layers to a pooled client. Every answer carries `stormguard-attempts`; an answer the proxy
 //! made itself carries `stormguard-reason` (see [`REASON_HEADER`] for the statuses).
+//!
+//! ## Around it
+//! [`reload`] reads the settings file again on SIGHUP, `POST /reload` or an edit, and applies it
+//! without failing a request; [`admin`] serves `/metrics`, `/config`, `/healthz` and
+//! `/reload`; [`signals`] catches SIGHUP and SIGTERM before the proxy says it is ready.
 #![deny(missing_docs)]
 
+pub mod admin;
 mod answer;
 pub mod config;
 mod fault;
@@ -25,7 +31,9 @@ mod forward;
 mod headers;
 mod metrics;
 mod proxy;
+pub mod reload;
 mod server;
+pub mod signals;
 mod stack;
 
 pub use answer::{ATTEMPTS_HEADER, REASON_HEADER};

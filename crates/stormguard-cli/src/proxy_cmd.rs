@@ -1,0 +1,308 @@
+//! `stormguard proxy`: the sidecar, run from its settings file, or the file checked with
+//! `--validate` the way `check` checks a graph (exit 0, or 2 at `file:line:column`).
+//!
+//! ## What running it does
+//! Binds the listen and admin addresses (port 0 takes a free port), prints one line with the
+//! addresses actually bound, and serves until SIGTERM or SIGINT. Meanwhile SIGHUP, `POST
+//! /reload` and an edit of the file reload it. At SIGTERM the drain starts: `/healthz` answers
+//! 503, no new connection is accepted, requests in flight get up to `listen.shutdown_grace` (as
+//! the running settings say at that moment) to finish, and the process exits 0.
+//!
+//! ## Log lines
+//! The library logs through `tracing`; here a subscriber of a few lines writes each event as one
+//! line on stderr (`STORMGUARD_LOG` = error, warn, info (default), debug or trace). No
+//! timestamps: a sidecar's output goes to a collector (journald, the container runtime) that
+//! stamps every line, and the clock is read in one place only.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use stormguard_proxy::admin::{AdminServer, Health};
+use stormguard_proxy::config::{self, Config};
+use stormguard_proxy::reload::{ReloadMetrics, Reloader};
+use stormguard_proxy::signals::{Hangups, Termination};
+use stormguard_proxy::Proxy;
+use tokio::net::TcpListener;
+
+use crate::InputError;
+
+/// Arguments of `stormguard proxy`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// The settings file (TOML); see examples/proxy/stormguard.toml.
+    #[arg(long)]
+    config: PathBuf,
+    /// Check the file and exit: 0 when it is valid, 2 with file:line:column when it is not.
+    #[arg(long)]
+    validate: bool,
+}
+
+pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let file = args.config.display().to_string();
+    // The error already says file:line:column, the key and what would be valid.
+    let config = config::load(&args.config).map_err(|e| InputError(e.to_string()))?;
+    if args.validate {
+        writeln!(out, "{file}: ok ({})", counts(&config)).context("writing the verdict")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    install_logger();
+    // Honours TOKIO_WORKER_THREADS; one worker per core otherwise.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let result = runtime.block_on(serve(args.config, config, out));
+    // Whatever is still running (admin connections, the watcher) ends with the process.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// "2 routes, 1 upstream".
+fn counts(config: &Config) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "{}, {}",
+        plural(config.routes.len(), "route"),
+        plural(config.upstreams.len(), "upstream")
+    )
+}
+
+async fn serve(path: PathBuf, config: Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    // Before anything can announce the proxy: a SIGHUP or SIGTERM from then on is ours.
+    let termination = Termination::install().context("installing the SIGTERM handler")?;
+    let hangups = Hangups::install().context("installing the SIGHUP handler")?;
+    let file = path.display().to_string();
+    let listener = bind("listen", config.listen.address).await?;
+    let admin_listener = bind("admin", config.admin.address).await?;
+
+    // The proxy runs with the addresses as bound, so /config shows the real ports; the reloader
+    // keeps the addresses as the file wrote them, to tell a moved address from port 0.
+    let mut running = config.clone();
+    running.listen.address = listener.local_addr().context("the listen address")?;
+    running.admin.address = admin_listener.local_addr().context("the admin address")?;
+    let (listen, admin) = (running.listen.address, running.admin.address);
+    let mut registry = Registry::default();
+    let proxy =
+        Proxy::new(running, &mut registry).map_err(|e| InputError(format!("{file}: {e}")))?;
+    let metrics = ReloadMetrics::register(&mut registry);
+    let reloader = Arc::new(Reloader::new(
+        path,
+        Arc::new(proxy.clone()),
+        metrics,
+        config.clone(),
+    ));
+    let health = Arc::new(Health::default());
+    let admin_server = AdminServer::new(reloader.clone(), Arc::new(registry), health.clone());
+    tokio::spawn(admin_server.serve(admin_listener, std::future::pending()));
+    tokio::spawn(hangups.reload_each(reloader.clone()));
+    tokio::spawn(reloader.watch());
+
+    writeln!(
+        out,
+        "stormguard proxy: listening on http://{listen}, admin on http://{admin} ({file}: {})",
+        counts(&config)
+    )
+    .and_then(|()| out.flush())
+    .context("writing the start line")?;
+
+    let (drain_started, drain) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let signal = termination.wait().await;
+        health.drain();
+        tracing::info!(
+            signal,
+            "draining: no new connections, requests in flight may finish"
+        );
+        let _ = drain_started.send(());
+    };
+    // The grace is read when the drain starts, so a reload that changed it counts.
+    let grace_proxy = proxy.clone();
+    let grace_over = async move {
+        if drain.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        let grace = grace_proxy.config().listen.shutdown_grace;
+        tokio::time::sleep(grace).await;
+        grace
+    };
+    tokio::select! {
+        () = stormguard_proxy::serve(proxy, listener, shutdown, UNBOUNDED_GRACE) => {
+            tracing::info!("stopped");
+        }
+        grace = grace_over => tracing::warn!(
+            ?grace,
+            "stopped: the grace period is over, connections still open were dropped"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `serve` is given as its own grace: the drain is bounded by the live setting above.
+const UNBOUNDED_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+async fn bind(what: &str, address: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| {
+        format!("cannot bind {what}.address {address}: is another process on it? change {what}.address or stop it")
+    })
+}
+
+/// Sends `tracing` events to stderr, one line each, at the level `STORMGUARD_LOG` asks.
+fn install_logger() {
+    let max = std::env::var("STORMGUARD_LOG")
+        .ok()
+        .and_then(|level| level.parse().ok())
+        .unwrap_or(tracing::Level::INFO);
+    // One write per line, so lines from several threads never interleave.
+    let log = LineLog {
+        max,
+        write: Box::new(|line| eprintln!("{line}")),
+    };
+    // Already set (a second run in one process): the first logger stays, which is as good.
+    let _ = tracing::subscriber::set_global_default(log);
+}
+
+/// A `tracing` subscriber that writes each event as one line and ignores spans: the proxy
+/// logs events only.
+struct LineLog {
+    max: tracing::Level,
+    write: Box<dyn Fn(String) + Send + Sync>,
+}
+
+impl tracing::Subscriber for LineLog {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= self.max
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::from_level(self.max))
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = Line::default();
+        event.record(&mut line);
+        let level = event.metadata().level();
+        (self.write)(format!(
+            "stormguard proxy: {level} {}{}",
+            line.message, line.fields
+        ));
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// One event as text: its message, then ` key=value` for each other field.
+#[derive(Default)]
+struct Line {
+    message: String,
+    fields: String,
+}
+
+impl tracing::field::Visit for Line {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else if value.contains(char::is_whitespace) || value.is_empty() {
+            let _ = write!(self.fields, " {}={value:?}", field.name());
+        } else {
+            let _ = write!(self.fields, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.fields, " {}={value:?}", field.name());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn validate(text: &str, name: &str) -> (anyhow::Result<ExitCode>, String, String) {
+        let file = std::env::temp_dir().join(format!(
+            "stormguard-proxy-cmd-{}-{name}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&file, text).unwrap();
+        let path = file.display().to_string();
+        let args = Cmd::try_parse_from(["proxy", "--config", &path, "--validate"])
+            .unwrap()
+            .args;
+        let mut out = Vec::new();
+        let result = run(args, &mut out);
+        std::fs::remove_file(&file).unwrap();
+        (result, String::from_utf8(out).unwrap(), path)
+    }
+
+    #[test]
+    fn a_valid_file_is_counted() {
+        let text = "[upstreams.a]\ninstances = [\"127.0.0.1:9001\"]\n[upstreams.b]\ninstances = [\"127.0.0.1:9002\"]\n[[routes]]\nname = \"a\"\nupstream = \"a\"\n";
+        let (result, out, path) = validate(text, "valid");
+        assert_eq!(result.unwrap(), ExitCode::SUCCESS);
+        assert_eq!(out, format!("{path}: ok (1 route, 2 upstreams)\n"));
+    }
+
+    #[test]
+    fn an_invalid_file_is_an_input_error_at_its_place() {
+        let (result, out, path) = validate("[[routes]]\nname = \"a\"\n", "invalid");
+        let error = result.unwrap_err();
+        let input = error.downcast_ref::<InputError>().expect("exit 2");
+        assert!(input.0.starts_with(&format!("{path}:1:1: ")), "{input}");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn config_is_required() {
+        assert!(Cmd::try_parse_from(["proxy", "--validate"]).is_err());
+    }
+
+    #[test]
+    fn a_log_line_has_the_level_the_message_then_the_fields() {
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        let log = LineLog {
+            max: tracing::Level::INFO,
+            write: Box::new(move |line| seen.lock().unwrap().push(line)),
+        };
+        tracing::subscriber::with_default(log, || {
+            tracing::info!(
+                file = "p.toml",
+                generation = 2,
+                trigger = "POST /reload",
+                "settings reloaded"
+            );
+            tracing::debug!("below the level: not written");
+        });
+        assert_eq!(
+            *lines.lock().unwrap(),
+            ["stormguard proxy: INFO settings reloaded file=p.toml generation=2 trigger=\"POST /reload\""]
+        );
+    }
+}

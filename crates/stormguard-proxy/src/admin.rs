@@ -1,0 +1,320 @@
+//! The admin endpoint: where operators read what the proxy runs and how it does, and ask for a
+//! reload.
+//!
+//! ## Why these four
+//! - `GET /metrics`: the data path's and the reloads' metrics, in the Prometheus text format
+//!   prometheus-client writes (OpenMetrics), from the one registry they all share.
+//! - `GET /config`: the running settings as JSON with every default filled in
+//!   ([`config::to_json`](crate::config::to_json)), plus `"generation"` and `"file"`, so that
+//!   anyone can discover what a timeout really is and which edit is live.
+//! - `GET /healthz`: `200 ok` while serving, `503 draining` once SIGTERM started the drain, so a
+//!   load balancer stops sending before the listener closes.
+//! - `POST /reload`: reload the file now; `200 {"generation": N}`, or `422` with the error
+//!   (`file:line:column: key: message`) and the generation that stays.
+//!
+//! ## Access
+//! When the running settings have an `admin.token`, every request must carry
+//! `Authorization: Bearer TOKEN` (401 otherwise; compared in constant time). The settings refuse
+//! a non-loopback admin address without a token, so the endpoint is never open beyond the host.
+//! The token is read from the running settings at each request: a reload that changes it takes
+//! effect at once, like the rest of the file.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::reload::{ReloadError, Reloader, Trigger};
+
+/// What `/metrics` answers with: the OpenMetrics text prometheus-client encodes.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How long an admin client may take to send its request head: the endpoint is small and
+/// local, and a stuck client must not hold a connection forever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pause after a failed accept (out of file descriptors, say), so the loop does not spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
+/// Whether the proxy is serving or draining, as `/healthz` reports it.
+///
+/// Shared between the code that starts the drain and the admin endpoint:
+///
+/// ```
+/// use stormguard_proxy::admin::Health;
+///
+/// let health = Health::default();
+/// assert!(!health.is_draining());
+/// health.drain();
+/// assert!(health.is_draining());
+/// ```
+#[derive(Debug, Default)]
+pub struct Health {
+    draining: AtomicBool,
+}
+
+impl Health {
+    /// Marks the proxy as draining: `/healthz` answers 503 from now on. There is no way back;
+    /// a drain ends with the process.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Health::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// The admin endpoint's state: the reloader (and through it the running settings), the metrics
+/// registry and the health. Cheap to clone.
+///
+/// ```no_run
+/// # async fn run(reloader: std::sync::Arc<stormguard_proxy::reload::Reloader>,
+/// #     registry: prometheus_client::registry::Registry) -> std::io::Result<()> {
+/// use std::sync::Arc;
+/// use stormguard_proxy::admin::{AdminServer, Health};
+///
+/// let health = Arc::new(Health::default());
+/// let admin = AdminServer::new(reloader, Arc::new(registry), health.clone());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9901").await?;
+/// tokio::spawn(admin.serve(listener, std::future::pending()));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AdminServer {
+    reloader: Arc<Reloader>,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+}
+
+impl AdminServer {
+    /// The endpoint over `reloader`'s proxy, showing `registry` at `/metrics` and `health` at
+    /// `/healthz`.
+    pub fn new(reloader: Arc<Reloader>, registry: Arc<Registry>, health: Arc<Health>) -> Self {
+        AdminServer {
+            reloader,
+            registry,
+            health,
+        }
+    }
+
+    /// Serves HTTP/1.1 on `listener` until `shutdown` resolves; then accepts no more
+    /// connections (those open finish on their own).
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                () = &mut shutdown => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "admin: accept failed");
+                        tokio::time::sleep(ACCEPT_PAUSE).await;
+                        continue;
+                    }
+                },
+            };
+            let admin = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(admin.handle(request).await) }
+                });
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(error) = served.await {
+                    tracing::debug!(%error, "admin: connection ended with an error");
+                }
+            });
+        }
+    }
+
+    /// Answers one admin request (the body, if any, is not read).
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>> {
+        let running = self.reloader.target().config();
+        if let Some(token) = running.admin.token.as_deref() {
+            if !authorized(request.headers(), token) {
+                let mut answer = text(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized: send Authorization: Bearer <admin.token>\n",
+                );
+                answer.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"stormguard-admin\""),
+                );
+                return answer;
+            }
+        }
+        let method = request.method();
+        let read = method == Method::GET || method == Method::HEAD;
+        match request.uri().path() {
+            "/metrics" if read => self.metrics(),
+            "/config" if read => self.config(),
+            "/healthz" if read => self.healthz(),
+            "/reload" if method == Method::POST => self.reload().await,
+            "/metrics" | "/config" | "/healthz" => not_allowed("GET, HEAD"),
+            "/reload" => not_allowed("POST"),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: the admin endpoint has GET /metrics, GET /config, GET /healthz and POST /reload\n",
+            ),
+        }
+    }
+
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        let mut body = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut body, &self.registry) {
+            tracing::error!(%error, "admin: encoding the metrics failed");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding the metrics failed\n",
+            );
+        }
+        answer(StatusCode::OK, METRICS_CONTENT_TYPE, body)
+    }
+
+    fn config(&self) -> Response<Full<Bytes>> {
+        let target = self.reloader.target();
+        // The generation is read first: if a reload lands in between, the settings shown are
+        // at least as new as the number says, never older.
+        let generation = target.generation();
+        let mut json = crate::config::to_json(&target.config());
+        if let Some(object) = json.as_object_mut() {
+            object.insert("generation".to_string(), json!(generation));
+            object.insert(
+                "file".to_string(),
+                json!(self.reloader.path().display().to_string()),
+            );
+        }
+        json_answer(StatusCode::OK, &json)
+    }
+
+    fn healthz(&self) -> Response<Full<Bytes>> {
+        if self.health.is_draining() {
+            text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        } else {
+            text(StatusCode::OK, "ok\n")
+        }
+    }
+
+    async fn reload(&self) -> Response<Full<Bytes>> {
+        match self.reloader.reload(Trigger::Admin).await {
+            Ok(generation) => json_answer(StatusCode::OK, &json!({ "generation": generation })),
+            Err(error) => {
+                let status = match error {
+                    ReloadError::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
+                    ReloadError::Load(_) | ReloadError::Apply { .. } => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
+                };
+                let generation = self.reloader.target().generation();
+                json_answer(
+                    status,
+                    &json!({ "error": error.to_string(), "generation": generation }),
+                )
+            }
+        }
+    }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` (the scheme in any case, RFC 9110
+/// §11.1), compared without an early exit so that the time taken says nothing of the token.
+fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+    else {
+        return false;
+    };
+    let Some((scheme, given)) = value.split_first_chunk::<7>() else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return false;
+    }
+    let want = token.as_bytes();
+    let differ = given.len() != want.len();
+    let diff = given
+        .iter()
+        .zip(want.iter().cycle())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    !differ && diff == 0 && !want.is_empty()
+}
+
+fn answer(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // What the admin endpoint shows is live; a cache in between would show old settings.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    answer(status, "text/plain; charset=utf-8", body.to_string())
+}
+
+fn json_answer(status: StatusCode, json: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_string_pretty(json).unwrap_or_else(|_| "{}".to_string());
+    body.push('\n');
+    answer(status, "application/json", body)
+}
+
+fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_is_authorized() {
+        assert!(authorized(&headers("Bearer s3cret"), "s3cret"));
+        assert!(authorized(&headers("bearer s3cret"), "s3cret"));
+        for wrong in [
+            "Bearer s3cre",
+            "Bearer s3crett",
+            "Bearer S3cret",
+            "Basic s3cret",
+            "Bearer",
+            "s3cret",
+            "Bearer  s3cret",
+        ] {
+            assert!(!authorized(&headers(wrong), "s3cret"), "{wrong}");
+        }
+        assert!(!authorized(&HeaderMap::new(), "s3cret"));
+    }
+
+    #[test]
+    fn an_empty_token_authorizes_nobody() {
+        assert!(!authorized(&headers("Bearer "), ""));
+    }
+}

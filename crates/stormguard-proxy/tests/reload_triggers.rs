@@ -1,0 +1,201 @@
+//! Reloads from every trigger: a broken file keeps the running settings and says where it is
+//! broken, a good file takes effect within 2 s of being written, reloads never overlap, and
+//! the addresses the process holds stay where they are.
+
+mod fake_proxy;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use fake_proxy::{metrics_text, settings, settings_with, start, FakeProxy};
+use stormguard_proxy::reload::{ReloadError, Reloadable, Trigger};
+
+/// Polls until the generation passes `from`; `None` if it did not within 5 s.
+async fn generation_after(proxy: &FakeProxy, from: u64) -> Option<(u64, Duration)> {
+    let started = tokio::time::Instant::now();
+    for _ in 0..500 {
+        let generation = proxy.generation();
+        if generation > from {
+            return Some((generation, started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_broken_file_keeps_the_old_generation_and_says_where_it_is_broken() {
+    let (proxy, reloader, registry, path) = start("broken", &settings(""));
+    std::fs::write(&path, settings("max_attempts = 0")).unwrap();
+    let error = reloader.reload(Trigger::Signal).await.unwrap_err();
+    assert!(matches!(error, ReloadError::Load(_)), "{error:?}");
+    let place = format!("{}:8:16: `routes[0].max_attempts`: ", path.display());
+    assert!(error.to_string().starts_with(&place), "{error}");
+    assert_eq!(proxy.generation(), 1);
+    assert_eq!(
+        proxy.applies.load(Ordering::SeqCst),
+        0,
+        "nothing was applied"
+    );
+    let text = metrics_text(&registry);
+    assert!(
+        text.contains("stormguard_config_reloads_total{result=\"failed\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("stormguard_config_generation 1"), "{text}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_file_and_a_refused_apply_keep_the_running_settings() {
+    let (proxy, reloader, registry, path) = start("refused", &settings(""));
+    std::fs::write(&path, settings("timeout = \"4s\"")).unwrap();
+    proxy.refuse.store(true, Ordering::SeqCst);
+    let error = reloader.reload(Trigger::Admin).await.unwrap_err();
+    assert!(matches!(error, ReloadError::Apply { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("an instance is not host:port"),
+        "{error}"
+    );
+    std::fs::remove_file(&path).unwrap();
+    let error = reloader.reload(Trigger::Admin).await.unwrap_err();
+    assert!(
+        error.to_string().contains("cannot read the settings file"),
+        "{error}"
+    );
+    assert_eq!(proxy.generation(), 1);
+    assert_eq!(
+        proxy.config().routes[0].call.timeout,
+        Some(Duration::from_secs(10))
+    );
+    let text = metrics_text(&registry);
+    assert!(
+        text.contains("stormguard_config_reloads_total{result=\"failed\"} 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_file_takes_effect_within_two_seconds_of_being_written() {
+    let (proxy, reloader, registry, path) = start("watch", &settings(""));
+    let watcher = tokio::spawn(reloader.clone().watch());
+    // Let the watcher take the file's fingerprint first: the file as started applies nothing.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        proxy.generation(),
+        1,
+        "the file as started is not applied again"
+    );
+
+    std::fs::write(&path, settings("timeout = \"3s\"")).unwrap();
+    let (generation, took) = generation_after(&proxy, 1)
+        .await
+        .expect("applied within 5 s");
+    assert_eq!(generation, 2);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(
+        proxy.config().routes[0].call.timeout,
+        Some(Duration::from_secs(3))
+    );
+
+    // Same length, same second: only the content's hash tells this edit apart.
+    std::fs::write(&path, settings("timeout = \"4s\"")).unwrap();
+    let (generation, took) = generation_after(&proxy, 2)
+        .await
+        .expect("applied within 5 s");
+    assert_eq!(generation, 3);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+
+    // Broken, then fixed: reported once, the running settings kept, then the fix applied.
+    std::fs::write(&path, settings("timeout = \"-1s\"")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(proxy.generation(), 3);
+    let text = metrics_text(&registry);
+    assert!(
+        text.contains("stormguard_config_reloads_total{result=\"failed\"} 1"),
+        "{text}"
+    );
+    std::fs::write(&path, settings("timeout = \"5s\"")).unwrap();
+    assert_eq!(generation_after(&proxy, 3).await.map(|(g, _)| g), Some(4));
+    let text = metrics_text(&registry);
+    assert!(
+        text.contains("stormguard_config_reloads_total{result=\"ok\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("stormguard_config_generation 4"), "{text}");
+    watcher.abort();
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_that_leaves_the_settings_as_they_run_applies_nothing() {
+    let (proxy, reloader, _registry, path) = start("comment", &settings(""));
+    assert_eq!(reloader.reload_if_changed().await.unwrap(), None);
+    std::fs::write(
+        &path,
+        settings("# a comment changes the file, not the settings"),
+    )
+    .unwrap();
+    assert_eq!(reloader.reload_if_changed().await.unwrap(), None);
+    assert_eq!(proxy.applies.load(Ordering::SeqCst), 0);
+    // An explicit reload applies whatever is there: it was asked for.
+    assert_eq!(reloader.reload(Trigger::Admin).await.unwrap(), 2);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_from_every_trigger_run_one_at_a_time() {
+    let (proxy, reloader, _registry, path) = start("serial", &settings(""));
+    *proxy.apply_time.lock().unwrap() = Duration::from_millis(20);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let reloader = reloader.clone();
+        let trigger = [Trigger::Signal, Trigger::Admin][i % 2];
+        tasks.push(tokio::spawn(async move { reloader.reload(trigger).await }));
+    }
+    let mut generations = Vec::new();
+    for task in tasks {
+        // FakeProxy panics (and the task fails) if two applies overlap.
+        generations.push(task.await.unwrap().unwrap());
+    }
+    generations.sort_unstable();
+    assert_eq!(generations, (2..=9).collect::<Vec<u64>>());
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[tokio::test]
+async fn moved_addresses_need_a_restart_and_the_rest_is_applied() {
+    let head = "[listen]\naddress = \"127.0.0.1:18080\"\n[admin]\naddress = \"127.0.0.1:19901\"\n";
+    let (proxy, reloader, _registry, path) = start("addresses", &settings_with(head, ""));
+    let moved = "[listen]\naddress = \"127.0.0.1:28080\"\n[admin]\naddress = \"127.0.0.1:29901\"\n";
+    std::fs::write(&path, settings_with(moved, "timeout = \"3s\"")).unwrap();
+    assert_eq!(reloader.reload(Trigger::Signal).await.unwrap(), 2);
+    let running = proxy.config();
+    assert_eq!(running.listen.address.to_string(), "127.0.0.1:18080");
+    assert_eq!(running.admin.address.to_string(), "127.0.0.1:19901");
+    assert_eq!(running.routes[0].call.timeout, Some(Duration::from_secs(3)));
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads() {
+    use stormguard_proxy::signals::Hangups;
+
+    let (proxy, reloader, _registry, path) = start("sighup", &settings(""));
+    // Installed before the signal is sent, so SIGHUP cannot end this test process.
+    let hangups = Hangups::install().unwrap();
+    tokio::spawn(hangups.reload_each(reloader.clone()));
+    std::fs::write(&path, settings("timeout = \"7s\"")).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(generation_after(&proxy, 1).await.map(|(g, _)| g), Some(2));
+    assert_eq!(
+        proxy.config().routes[0].call.timeout,
+        Some(Duration::from_secs(7))
+    );
+    std::fs::remove_file(&path).unwrap();
+}

@@ -3,6 +3,7 @@
 mod backoff_cmd;
 mod check_cmd;
 mod proxy_cmd;
+mod recommend_cmd;
 mod sim_cmd;
 
 use std::process::ExitCode;
@@ -33,6 +34,9 @@ enum Command {
     /// with file:line:column). SIGHUP, POST /reload on the admin address, or an edit reloads it;
     /// SIGTERM drains and exits 0.
     Proxy(proxy_cmd::Args),
+    /// Timeouts from measured latency: p50, p99, p99.9 of Prometheus histograms (a server or a
+    /// /metrics page) and the timeout at --false-timeout-rate; with --graph, per call, checked.
+    Recommend(recommend_cmd::Args),
 }
 
 /// An error in what the user gave us (exit 2), as opposed to a failure while running (exit 3;
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Sim(args) => sim_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Proxy(args) => proxy_cmd::run(args, &mut std::io::stdout().lock()),
+        Command::Recommend(args) => recommend_cmd::run(args, &mut std::io::stdout().lock()),
     };
     match result {
         Ok(code) => code,

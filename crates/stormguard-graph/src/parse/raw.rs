@@ -77,6 +77,10 @@ pub(super) struct RawCall {
     pub required: Option<bool>,
     pub hedge: Option<Spanned<RawHedge>>,
     pub propagate_deadline: Option<bool>,
+    /// `metrics = { job = "...", route = "..." }`: the labels of the latency histogram measured
+    /// for this call, which `stormguard recommend` reads from the file it rewrites. Checked
+    /// here (so a typo is an error at its line) but not modelled, since no rule reads it.
+    pub metrics: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
 /// `[check]`.

@@ -52,7 +52,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
         message,
         "unknown key `timout`; valid keys here: `to`, `timeout`, `connect_timeout`, `rtt`, \
          `max_attempts`, `backoff`, `retry_budget`, `token_bucket`, `idempotent`, `count`, \
-         `parallel`, `required`, `hedge`, `propagate_deadline`"
+         `parallel`, `required`, `hedge`, `propagate_deadline`, `metrics`"
     );
     assert_error(
         "[entyr]\n",

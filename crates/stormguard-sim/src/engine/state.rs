@@ -329,6 +329,9 @@ impl<'m> Sim<'m> {
 
     /// Tells call `run`'s balancer what its copy to `instance` came to.
     fn record(&mut self, run: Key, instance: usize, result: AttemptResult) {
+        if !self.balancers.heeds(result) {
+            return;
+        }
         let balancer = self
             .runs
             .get(run)

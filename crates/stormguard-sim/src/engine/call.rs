@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use stormguard::classify::AttemptResult;
 use stormguard::deadline::Deadline;
-use stormguard::instance::choose;
 use stormguard::policy::{Decision, GiveUp};
 
 use super::events::Event;
@@ -27,7 +26,7 @@ impl Sim<'_> {
             self.respond(key, true);
             return;
         };
-        let deadline = job.deadline;
+        let (deadline, caller) = (job.deadline, job.instance);
         // Set before any call starts: a call that ends at once must not see the run finished.
         self.jobs.get_mut(key).expect("alive").outstanding = run.len();
         for &edge in run {
@@ -35,6 +34,7 @@ impl Sim<'_> {
             let call = self.runs.insert(CallRun {
                 job: key,
                 edge,
+                balancer: self.balancers.of(edge, caller),
                 reps_left: self.model.edges[edge].count.max(1),
                 retry: None,
                 tried,
@@ -62,7 +62,8 @@ impl Sim<'_> {
         self.send_attempt(key);
     }
 
-    /// Sends one attempt to the instance `choose` picks, with the timeout the policy gives it.
+    /// Sends one attempt to the instance the caller's balancer picks, with the timeout the
+    /// policy gives it.
     pub(crate) fn send_attempt(&mut self, key: Key) {
         let run = self.runs.get(key).expect("a retrying call is alive");
         let edge = &self.model.edges[run.edge];
@@ -75,8 +76,13 @@ impl Sim<'_> {
             return;
         };
         let timeout = nanos(timeout);
-        let instance = choose(&self.loads[edge.to], &run.tried, &mut self.policy_rng)
-            .expect("every service has an instance");
+        let instance = self.balancers.choose(
+            run.balancer,
+            &self.loads[edge.to],
+            &run.tried,
+            self.now,
+            &mut self.policy_rng,
+        );
         let attempt = Attempt {
             caller: Caller::Run(key),
             service: edge.to,

@@ -7,7 +7,6 @@
 //! timeout ends the unit as a whole, as the retry layer's timeout drops both copies.
 
 use stormguard::classify::AttemptResult;
-use stormguard::instance::choose;
 
 use super::events::Event;
 use super::model::nanos;
@@ -124,8 +123,13 @@ impl Sim<'_> {
         if !policy.try_hedge(self.instant(self.now), edge.idempotent) {
             return true;
         }
-        let instance = choose(&self.loads[edge.to], &call.tried, &mut self.policy_rng)
-            .expect("every service has an instance");
+        let instance = self.balancers.choose(
+            call.balancer,
+            &self.loads[edge.to],
+            &call.tried,
+            self.now,
+            &mut self.policy_rng,
+        );
         let key = self.attempts.insert(Attempt {
             caller: Caller::Run(run),
             service: edge.to,

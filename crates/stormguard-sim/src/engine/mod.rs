@@ -43,10 +43,22 @@
 //!   the first copy's as a lower bound), and re-read every 10 ms of virtual time rather than
 //!   per call. A hedge without `max_extra` may copy every request (`max_extra` 1).
 //! - Hedges count in the edge's `attempts` and `hedges` and as attempts at the callee.
+//! - Every attempt and hedge goes where the proxy's `Balance` layer would send it: the less
+//!   loaded of two instances the call has not tried, leaving out those ejected by the outlier
+//!   detector (`stormguard::instance::choose_healthy`), on the library's default
+//!   `EjectionConfig`, which the graph has no key for. Each instance of the caller has its own
+//!   detector per edge, as each sidecar has its own balancer per route; it hears each copy's
+//!   outcome when the caller does: a response by its status (5xx a failure), a refusal or a
+//!   connect timeout as a connection failure, and nothing for a copy ended by the per-attempt
+//!   timeout or abandoned by a hedge race, whose future the proxy drops. So a down instance
+//!   costs each caller instance one refused attempt per ejection (after 1, 2, 4 .. 30 s), and a
+//!   blackholed one only where the edge has a connect timeout. Users pick an entry instance by
+//!   load alone: they are not behind a stormguard balancer, and they never retry.
 //! - The timeline counts a user request in the second it arrived and an attempt in the second
 //!   it reached its service; attempts of the drain after `duration` are in the totals only.
 //!   Recovery is measured from the end of the last trigger, load steps included.
 
+mod balance;
 mod call;
 mod events;
 mod hedge;
@@ -58,6 +70,8 @@ mod slab;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ejection;
 #[cfg(test)]
 mod tests_hedge;
 #[cfg(test)]

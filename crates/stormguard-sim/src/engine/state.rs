@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use stormguard::backoff::{seeded, JitterRng};
 use stormguard::classify::AttemptResult;
+use stormguard::instance::EjectionConfig;
 use stormguard::policy::RetryState;
 
+use super::balance::Balancers;
 use super::events::{Agenda, Event};
 use super::hedge::{CachedDelay, Unit};
 use super::model::{nanos, Model};
@@ -65,6 +67,8 @@ pub(crate) struct Job {
 pub(crate) struct CallRun {
     pub(crate) job: Key,
     pub(crate) edge: usize,
+    /// The calling instance's balancer for the edge (see [`Balancers::of`]).
+    pub(crate) balancer: usize,
     pub(crate) reps_left: u32,
     pub(crate) retry: Option<RetryState>,
     pub(crate) tried: Vec<usize>,
@@ -114,6 +118,8 @@ pub(crate) struct Sim<'m> {
     pub(crate) instances: Vec<Vec<InstanceState>>,
     /// Requests in flight (queued or holding a worker) per instance, the load `choose` compares.
     pub(crate) loads: Vec<Vec<u64>>,
+    /// Each calling instance's balancer per edge, which picks its attempts' instances.
+    pub(crate) balancers: Balancers,
     pub(crate) attempts: Slab<Attempt>,
     pub(crate) jobs: Slab<Job>,
     pub(crate) runs: Slab<CallRun>,
@@ -158,6 +164,8 @@ impl<'m> Sim<'m> {
                 .iter()
                 .map(|s| vec![0; s.instances])
                 .collect(),
+            // The proxy's balancer ejects on its defaults, and the graph has no setting for it.
+            balancers: Balancers::new(model, origin, Some(EjectionConfig::default())),
             attempts: Slab::new(),
             jobs: Slab::new(),
             runs: Slab::new(),
@@ -230,6 +238,7 @@ impl<'m> Sim<'m> {
         self.users.requests += 1;
         self.timeline.user_arrived();
         let entry = self.model.entry;
+        // Users are behind no stormguard balancer and never retry: load alone picks.
         let instance = stormguard::instance::choose(&self.loads[entry], &[], &mut self.policy_rng)
             .expect("every service has an instance");
         let attempt = self.attempts.insert(Attempt {
@@ -265,6 +274,7 @@ impl<'m> Sim<'m> {
         attempt.caller_done = true;
         attempt.abandoned = true;
         let (caller, service, blackholed) = (attempt.caller, attempt.service, attempt.blackholed);
+        let instance = attempt.instance;
         self.tallies[service].timed_out += 1;
         self.release(key);
         let result = if connect || blackholed {
@@ -279,6 +289,11 @@ impl<'m> Sim<'m> {
                 .expect("a run outlives its attempts")
                 .edge;
             self.calls[edge].timeouts += 1;
+            if connect {
+                // The client's connect timeout is an error the balancer sees; a per-attempt
+                // timeout drops the attempt before it ends, and the balancer records nothing.
+                self.record(run, instance, result);
+            }
             self.copy_done(run, key, result, !connect);
         }
         true
@@ -293,7 +308,7 @@ impl<'m> Sim<'m> {
             return false;
         }
         attempt.caller_done = true;
-        let (caller, sent_at) = (attempt.caller, attempt.sent_at);
+        let (caller, sent_at, instance) = (attempt.caller, attempt.sent_at, attempt.instance);
         self.release(key);
         match caller {
             Caller::User => {
@@ -304,9 +319,25 @@ impl<'m> Sim<'m> {
                     self.timeline.user_succeeded(sent_at, latency);
                 }
             }
-            Caller::Run(run) => self.copy_done(run, key, result, false),
+            Caller::Run(run) => {
+                self.record(run, instance, result);
+                self.copy_done(run, key, result, false);
+            }
         }
         true
+    }
+
+    /// Tells call `run`'s balancer what its copy to `instance` came to.
+    fn record(&mut self, run: Key, instance: usize, result: AttemptResult) {
+        if !self.balancers.heeds(result) {
+            return;
+        }
+        let balancer = self
+            .runs
+            .get(run)
+            .expect("a run outlives its attempts")
+            .balancer;
+        self.balancers.record(balancer, instance, result, self.now);
     }
 
     /// Frees an attempt once neither side needs it.

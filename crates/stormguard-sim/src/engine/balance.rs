@@ -1,0 +1,278 @@
+//! Which instance a caller's attempt goes to: as the proxy's `Balance` layer picks it, with the
+//! passive outlier ejection that layer does by default.
+//!
+//! ## Why the simulator ejects
+//! An instance that refuses connections has nothing in flight, so a choice by load alone keeps
+//! picking it, and each pick costs a retry. The proxy's balancer ejects such an instance for a
+//! while; a simulator that did not would predict retries, denied retries and failed requests the
+//! proxy never makes. So each call's attempts are picked by
+//! [`choose_healthy`](stormguard::instance::choose_healthy) with the mask of an
+//! [`OutlierDetector`], fed every copy's outcome as the layer records it: a response by its
+//! status, a refused connection or a connect timeout as a connection failure, and nothing for an
+//! attempt its caller stopped waiting for (a per-attempt timeout, the loser of a hedge race),
+//! whose future the proxy drops before it ends.
+//!
+//! ## Why one detector per edge and calling instance
+//! The proxy runs beside each instance of a service, with one balancer per route, so each caller
+//! instance learns on its own which callee instances fail: a dead instance costs one probe per
+//! caller instance per ejection, not one for the whole service. The records take under 50 bytes
+//! per callee instance, per caller instance, per edge: a hundred callers over a hundred callees
+//! is half a megabyte, and real graphs are far smaller, so one detector for a whole edge (which
+//! would make every caller instance learn from the others' failures) buys nothing worth that.
+//!
+//! ## Why it costs nothing while all is well
+//! A choice after the end of its balancer's latest ejection skips the mask: none can be ejected.
+//! As in the layer, a success at an instance with no failure nor ejection unforgiven changes
+//! nothing, so it is not recorded; and while no balancer suspects any instance, a success is not
+//! even traced to its balancer. A healthy attempt pays a few comparisons (under 2% of its cost,
+//! counted in instructions on the benchmark's healthy graph).
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use stormguard::classify::AttemptResult;
+use stormguard::instance::{choose_healthy, EjectionConfig, Outcome, OutlierDetector};
+
+use super::model::{nanos, Model};
+
+/// One calling instance's balancer for one edge: its detector, and until when it may have an
+/// instance ejected.
+struct Health {
+    detector: OutlierDetector,
+    /// The end of its latest ejection, in virtual nanoseconds: from then on none is ejected,
+    /// and a choice needs no mask. Most failures eject nothing, so this is rarely ahead.
+    ejected_until: u64,
+}
+
+/// Every calling instance's balancer for every edge.
+pub(crate) struct Balancers {
+    origin: Instant,
+    /// `None`: no ejection, as a `Balance` built `without_outlier_detection`.
+    config: Option<EjectionConfig>,
+    /// Per edge, the place of its first calling instance in `health`.
+    first: Vec<usize>,
+    health: Vec<Health>,
+    /// The ejected mask of the choice being made, kept so that a choice allocates nothing.
+    ejected: Vec<bool>,
+    /// Suspect instances over every balancer: with none, no success anywhere changes anything.
+    suspects: usize,
+}
+
+impl Balancers {
+    /// A balancer per edge and calling instance, ejecting as `config` says (`None`: never).
+    pub(crate) fn new(model: &Model, origin: Instant, config: Option<EjectionConfig>) -> Self {
+        let mut first = Vec::with_capacity(model.edges.len());
+        let mut health = Vec::new();
+        for edge in &model.edges {
+            first.push(health.len());
+            if let Some(config) = config {
+                let callees = model.services[edge.to].instances;
+                health.extend((0..model.services[edge.from].instances).map(|_| Health {
+                    detector: OutlierDetector::new(config, callees),
+                    ejected_until: 0,
+                }));
+            }
+        }
+        Balancers {
+            origin,
+            config,
+            first,
+            health,
+            ejected: Vec::new(),
+            suspects: 0,
+        }
+    }
+
+    /// The balancer of `edge` on its calling instance `caller`.
+    pub(crate) fn of(&self, edge: usize, caller: usize) -> usize {
+        self.first[edge] + caller
+    }
+
+    /// The instance for the next attempt of a call through `balancer` at virtual time `t`:
+    /// `loads` are the callee's, `tried` the call's instances so far.
+    pub(crate) fn choose<R: Rng + ?Sized>(
+        &mut self,
+        balancer: usize,
+        loads: &[u64],
+        tried: &[usize],
+        t: u64,
+        rng: &mut R,
+    ) -> usize {
+        let ejected: &[bool] = match self.health.get(balancer) {
+            Some(health) if t < health.ejected_until => {
+                let now = self.origin + Duration::from_nanos(t);
+                self.ejected.clear();
+                self.ejected
+                    .extend((0..loads.len()).map(|i| health.detector.is_ejected(i, now)));
+                &self.ejected
+            }
+            _ => &[],
+        };
+        choose_healthy(loads, tried, ejected, rng).expect("every service has an instance")
+    }
+
+    /// Whether recording `result` anywhere may change anything: a caller that hears a success
+    /// while no balancer suspects any instance need not even look up its balancer.
+    pub(crate) fn heeds(&self, result: AttemptResult) -> bool {
+        self.config.is_some()
+            && match Outcome::of(result) {
+                None => false,
+                Some(Outcome::Success) => self.suspects > 0,
+                Some(_) => true,
+            }
+    }
+
+    /// Records what an attempt through `balancer` to `instance` came to, when its caller heard
+    /// of it at virtual time `t`.
+    pub(crate) fn record(
+        &mut self,
+        balancer: usize,
+        instance: usize,
+        result: AttemptResult,
+        t: u64,
+    ) {
+        if self.config.is_none() {
+            return;
+        }
+        let Some(outcome) = Outcome::of(result) else {
+            return;
+        };
+        let health = &mut self.health[balancer];
+        let was = health.detector.is_suspect(instance);
+        if outcome == Outcome::Success && !was {
+            return;
+        }
+        let now = self.origin + Duration::from_nanos(t);
+        if let Some(length) = health.detector.record(instance, outcome, now) {
+            let until = t.saturating_add(nanos(length));
+            health.ejected_until = health.ejected_until.max(until);
+        }
+        match (was, health.detector.is_suspect(instance)) {
+            (false, true) => self.suspects += 1,
+            (true, false) => self.suspects -= 1,
+            _ => {}
+        }
+    }
+
+    /// Whether `instance` is ejected by `balancer` at virtual time `t`.
+    #[cfg(test)]
+    pub(crate) fn is_ejected(&self, balancer: usize, instance: usize, t: u64) -> bool {
+        self.health.get(balancer).is_some_and(|h| {
+            h.detector
+                .is_ejected(instance, self.origin + Duration::from_nanos(t))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stormguard::backoff::seeded;
+
+    use super::*;
+    use crate::engine::model::build;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    /// `web` (two instances) calls `api` (three).
+    fn balancers(config: Option<EjectionConfig>) -> Balancers {
+        let graph = stormguard_graph::parse(
+            "t.toml",
+            r#"
+            [entry]
+            service = "web"
+            [services.web]
+            instances = 2
+            [[services.web.calls]]
+            to = "api"
+            [services.api]
+            instances = 3
+            "#,
+        )
+        .unwrap();
+        let model = build(&graph, None, None, None).unwrap();
+        Balancers::new(&model, crate::engine::tests::origin(), config)
+    }
+
+    const REFUSED: AttemptResult = AttemptResult::ConnectRefused;
+    const OK: AttemptResult = AttemptResult::Response {
+        status: 200,
+        retry_after: None,
+    };
+
+    #[test]
+    fn a_refused_connection_ejects_the_instance_for_that_caller_only() {
+        let mut b = balancers(Some(EjectionConfig::default()));
+        let (first, second) = (b.of(0, 0), b.of(0, 1));
+        b.record(first, 1, REFUSED, 0);
+        assert!(b.is_ejected(first, 1, 0));
+        assert!(
+            !b.is_ejected(second, 1, 0),
+            "the other caller has not seen it"
+        );
+        let mut rng = seeded(1);
+        for _ in 0..50 {
+            assert_ne!(b.choose(first, &[5, 0, 5], &[], 10, &mut rng), 1);
+        }
+        // The ejection is over after a second: the idle instance is picked again.
+        let picks = (0..50)
+            .filter(|_| b.choose(first, &[5, 0, 5], &[], SECOND, &mut rng) == 1)
+            .count();
+        assert!(picks > 20, "{picks} of 50");
+    }
+
+    #[test]
+    fn timeouts_are_not_counted_and_connect_timeouts_are() {
+        let mut b = balancers(Some(EjectionConfig::default()));
+        let web = b.of(0, 0);
+        b.record(web, 2, AttemptResult::TimeoutAfterWritten, 0);
+        assert!(!b.is_ejected(web, 2, 0));
+        b.record(web, 2, AttemptResult::ConnectTimeout, 0);
+        assert!(b.is_ejected(web, 2, 0));
+    }
+
+    #[test]
+    fn five_5xx_in_a_row_eject_and_a_success_forgives() {
+        let mut b = balancers(Some(EjectionConfig::default()));
+        let web = b.of(0, 1);
+        let unavailable = AttemptResult::Response {
+            status: 503,
+            retry_after: None,
+        };
+        for _ in 0..4 {
+            b.record(web, 0, unavailable, 0);
+        }
+        b.record(web, 0, OK, 0);
+        assert_eq!(b.suspects, 0, "forgiven");
+        for _ in 0..5 {
+            b.record(web, 0, unavailable, 0);
+        }
+        assert!(b.is_ejected(web, 0, 0));
+        assert_eq!((b.suspects, b.health[web].ejected_until), (1, SECOND));
+    }
+
+    #[test]
+    fn a_success_is_heeded_only_while_some_instance_is_suspect() {
+        let mut b = balancers(Some(EjectionConfig::default()));
+        assert!(!b.heeds(OK));
+        assert!(!b.heeds(AttemptResult::TimeoutAfterWritten));
+        assert!(b.heeds(REFUSED));
+        b.record(b.of(0, 1), 2, REFUSED, 0);
+        assert!(b.heeds(OK));
+        // Back after its ejection, a success forgives it: nothing is suspect any more.
+        b.record(b.of(0, 1), 2, OK, SECOND);
+        assert!(!b.heeds(OK));
+        assert!(!balancers(None).heeds(REFUSED));
+    }
+
+    #[test]
+    fn without_ejection_nothing_is_recorded_and_the_choice_is_by_load() {
+        let mut b = balancers(None);
+        let web = b.of(0, 0);
+        b.record(web, 1, REFUSED, 0);
+        let mut rng = seeded(1);
+        let picks = (0..50)
+            .filter(|_| b.choose(web, &[5, 0, 5], &[], 10, &mut rng) == 1)
+            .count();
+        assert!(picks > 20, "{picks} of 50");
+    }
+}

@@ -1,11 +1,14 @@
 //! `stormguard check`: what will break in a service graph's timeouts and retries, found before
-//! an outage does, with an exit code CI can gate on.
+//! an outage does, with an exit code CI can gate on; and `--fix`, which writes the graph with
+//! every value the findings propose, so the fix is a diff to review rather than a list to copy.
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use stormguard_graph::fix::{Change, FixError, Fixed, Stop};
 use stormguard_graph::report::{Report, Severity};
 use stormguard_graph::{check, render, Graph};
 
@@ -21,8 +24,17 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Exit 1 when a finding is at or above this severity (`never`: always exit 0 on valid input).
+    /// With --fix, of the findings left in the fixed graph.
     #[arg(long, value_enum, default_value_t = FailOn::Error)]
     fail_on: FailOn,
+    /// Write the graph with every value the findings propose (timeouts, attempts, backoff,
+    /// budgets), keeping the file's comments and layout, and say what changed and what no value
+    /// fixes. The graph goes to stdout (what changed to stderr), or to --out.
+    #[arg(long, conflicts_with = "format")]
+    fix: bool,
+    /// With --fix: write the fixed graph to this file instead of stdout (it may be FILE itself).
+    #[arg(long, value_name = "FILE", requires = "fix")]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,19 +66,164 @@ impl FailOn {
 
 /// Colour only for a person at a terminal, and never when they asked for none
 /// (<https://no-color.org>: `NO_COLOR` set to anything but the empty string).
-fn colour_wanted() -> bool {
+pub(crate) fn colour_wanted() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if args.fix {
+        return run_fix(&args, out, &mut std::io::stderr().lock());
+    }
     let colour = colour_wanted();
     run_with_colour(args, out, colour)
 }
 
+fn read(file: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
+    Ok((name, text))
+}
+
+/// `--fix`: the fixed graph to `--out` or `out`, and what changed to `out` when the graph went
+/// to a file, else to `err`, so that `check --fix g.toml > fixed.toml` writes a clean file.
+fn run_fix(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let (file, text) = read(&args.file)?;
+    let fixed = stormguard_graph::fix(&file, &text).map_err(|e| match e {
+        // The error already says file:line:column, the key and what would be valid.
+        FixError::Parse(parse) => anyhow::Error::new(InputError(parse.to_string())),
+        other => anyhow::Error::new(other),
+    })?;
+    let said = fix_summary(&fixed);
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &fixed.text)
+                .with_context(|| format!("writing {}", path.display()))?;
+            writeln!(out, "{said}wrote {}", path.display())
+                .and_then(|()| out.flush())
+                .context("writing the summary")?;
+        }
+        None => {
+            out.write_all(fixed.text.as_bytes())
+                .and_then(|()| out.flush())
+                .context("writing the fixed graph")?;
+            // What changed is for the person; a closed stderr must not fail the fix.
+            let _ = err.write_all(said.as_bytes());
+        }
+    }
+    Ok(if args.fail_on.fails(&fixed.report) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What `--fix` did, for a person: each setting changed with its old value and the rules that
+/// asked for it, then each finding left with why no value fixed it, then the fixed graph's
+/// counts. The demo prints it too.
+pub(crate) fn fix_summary(fixed: &Fixed) -> String {
+    let mut out = String::new();
+    let rounds = match fixed.rounds {
+        1 => "1 round".to_string(),
+        n => format!("{n} rounds"),
+    };
+    let _ = writeln!(
+        out,
+        "check --fix: {} setting{} changed in {rounds}",
+        fixed.changes.len(),
+        if fixed.changes.len() == 1 { "" } else { "s" }
+    );
+    for change in &fixed.changes {
+        let _ = writeln!(out, "  {}", change_line(&fixed.graph, change));
+    }
+    let (unsettled, structural): (Vec<_>, Vec<_>) = fixed
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.severity > Severity::Info)
+        .partition(|f| !f.edits.is_empty());
+    if !structural.is_empty() {
+        let _ = writeln!(out, "not fixed, since no value fixes it:");
+        for f in structural {
+            let _ = writeln!(out, "  {}", finding_line(f));
+        }
+    }
+    if !unsettled.is_empty() {
+        let why = match fixed.stop {
+            Stop::Cycle => "their fixes undo each other: choose between them by hand",
+            Stop::Rounds => "the fixes did not settle within the rounds allowed",
+            Stop::Fixpoint | Stop::Done => "their edits change nothing",
+        };
+        let _ = writeln!(out, "not fixed, since {why}:");
+        for f in unsettled {
+            let _ = writeln!(out, "  {}", finding_line(f));
+        }
+    }
+    let summary = fixed.report.summary;
+    let _ = writeln!(
+        out,
+        "the fixed graph: {} error{}, {} warning{}, {} info{}",
+        summary.errors,
+        plural(summary.errors),
+        summary.warnings,
+        plural(summary.warnings),
+        summary.infos,
+        plural(summary.infos)
+    );
+    out
+}
+
+/// `warning[rule] place: fix`, one line.
+fn finding_line(f: &stormguard_graph::Finding) -> String {
+    let place = match (&f.from, &f.to, &f.service) {
+        (Some(from), Some(to), _) => format!("{from} -> {to}"),
+        (_, _, Some(service)) => service.clone(),
+        _ => "the graph".to_string(),
+    };
+    let severity = match f.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    };
+    format!("{severity}[{}] {place}: {}", f.rule, f.fix)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `web -> api: max_attempts = 2, was 3 (too-many-attempts)`; the call's number is added when
+/// its caller calls the same service more than once.
+fn change_line(graph: &Graph, change: &Change) -> String {
+    let same_callee = graph
+        .services
+        .get(&change.from)
+        .map_or(0, |s| s.calls.iter().filter(|c| c.to == change.to).count());
+    let call = if same_callee > 1 {
+        format!(
+            "{} -> {} (call {})",
+            change.from,
+            change.to,
+            change.index + 1
+        )
+    } else {
+        format!("{} -> {}", change.from, change.to)
+    };
+    let what = match (&change.before, &change.after) {
+        (Some(before), Some(after)) => format!("{} = {after}, was {before}", change.key),
+        (None, Some(after)) => format!("{} = {after}, added", change.key),
+        (Some(before), None) => format!("{} = {before} removed", change.key),
+        (None, None) => format!("{} unchanged", change.key),
+    };
+    format!("{call}: {what} ({})", change.rules.join(", "))
+}
+
 fn run_with_colour(args: Args, out: &mut dyn Write, colour: bool) -> anyhow::Result<ExitCode> {
-    let file = args.file.display().to_string();
-    let text = std::fs::read_to_string(&args.file)
-        .map_err(|e| InputError(format!("{file}: cannot read: {e}")))?;
+    let (file, text) = read(&args.file)?;
     // The error already says file:line:column, the key and what would be valid.
     let graph = stormguard_graph::parse(&file, &text).map_err(|e| InputError(e.to_string()))?;
     let report = check::check(&graph);
@@ -182,6 +339,7 @@ mod tests {
                 value: Some(12_000.0),
                 limit: Some(10_000.0),
                 span: Some(Span { line: 4, column: 1 }),
+                edits: Vec::new(),
             })
             .collect();
         let count = |s| severities.iter().filter(|&&x| x == s).count();

@@ -2,6 +2,7 @@
 
 mod backoff_cmd;
 mod check_cmd;
+mod demo;
 mod proxy_cmd;
 mod recommend_cmd;
 mod sim_cmd;
@@ -21,10 +22,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Start here: a storefront graph with the settings sample code ships, what check finds in
+    /// it, what check --fix makes of it, and both simulated under the same fault side by side;
+    /// writes the two graphs and an HTML report (--out DIR). --live also runs the proxy in front
+    /// of local upstreams and prints what it did.
+    Demo(demo::Args),
     /// Sample a backoff policy: the delay before each retry and the worst-case time spent waiting.
     Backoff(backoff_cmd::Args),
     /// Check a service graph file: timeouts that do not telescope, retry amplification, edge
     /// budgets blown and the rest. Exit 1 on findings at or above --fail-on, 2 on bad input.
+    /// --fix writes the graph with every value the findings propose.
     Check(check_cmd::Args),
     /// Simulate a graph file's scenario in virtual time: retry storms, wasted work, recovery;
     /// two files side by side on the same arrivals and faults. Also the published experiments
@@ -55,6 +62,7 @@ impl std::error::Error for InputError {}
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args, &mut std::io::stdout().lock()),
         Command::Backoff(args) => backoff_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Check(args) => check_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Sim(args) => sim_cmd::run(args, &mut std::io::stdout().lock()),

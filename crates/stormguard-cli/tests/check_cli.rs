@@ -77,3 +77,84 @@ fn bad_input_exits_2_with_file_line_column_and_key() {
     assert_eq!(code, 2);
     assert!(err.contains("no/such/file.toml"), "{err}");
 }
+
+fn committed(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../../examples/graphs/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn fix_prints_the_fixed_graph_and_says_what_changed_on_stderr() {
+    let (code, out, err) =
+        stormguard(&["check", "--fix", "examples/graphs/storefront-as-found.toml"]);
+    assert_eq!(code, 0, "{err}");
+    // The committed "with stormguard" file is exactly what --fix makes of "as found".
+    assert_eq!(out, committed("storefront-with-stormguard.toml"));
+    assert!(
+        err.starts_with("check --fix: 17 settings changed in "),
+        "{err}"
+    );
+    assert!(
+        err.contains("  web -> api: max_attempts = 2, was 3 (retry-amplification)\n"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("the fixed graph: 0 errors, 0 warnings, 0 infos\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fix_out_writes_the_file_and_the_summary_to_stdout() {
+    let dir = std::env::temp_dir().join(format!("stormguard-check-fix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fixed.toml");
+    let path_arg = path.to_str().unwrap();
+    let file = "examples/graphs/storefront-with-stormguard.toml";
+    let (code, out, err) = stormguard(&["check", "--fix", file, "--out", path_arg]);
+    assert_eq!(code, 0, "{err}");
+    // A fixed file is its own fix: nothing changes, and it still has no finding.
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        committed("storefront-with-stormguard.toml")
+    );
+    assert_eq!(
+        out,
+        format!("check --fix: 0 settings changed in 0 rounds\nthe fixed graph: 0 errors, 0 warnings, 0 infos\nwrote {path_arg}\n")
+    );
+    assert!(err.is_empty(), "{err}");
+    let (code, _, _) = stormguard(&["check", file]);
+    assert_eq!(code, 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn fix_says_what_it_could_not_fix_and_fails_on_what_is_left() {
+    let (code, _, err) = stormguard(&["check", "--fix", "examples/graphs/deep-slowdown.toml"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("not fixed, since their fixes undo each other: choose between them by hand:\n  error[timeout-inversion] "),
+        "{err}"
+    );
+    let (code, _, _) = stormguard(&[
+        "check",
+        "--fix",
+        "examples/graphs/deep-slowdown.toml",
+        "--fail-on",
+        "never",
+    ]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn out_needs_fix_and_fix_takes_no_format() {
+    let file = "examples/graphs/healthy.toml";
+    assert_eq!(stormguard(&["check", file, "--out", "x.toml"]).0, 2);
+    assert_eq!(
+        stormguard(&["check", file, "--fix", "--format", "json"]).0,
+        2
+    );
+}

@@ -15,12 +15,14 @@
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod fix;
 pub mod model;
 pub mod parse;
 pub mod policy;
 pub mod render;
 pub mod report;
 
+pub use fix::{fix, Fixed};
 pub use model::Graph;
 pub use parse::{parse, ParseError};
 pub use report::{Finding, Report, Severity};

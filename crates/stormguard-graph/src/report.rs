@@ -47,6 +47,75 @@ pub struct Finding {
     /// Where in the file (the call's or service's table).
     #[serde(skip)]
     pub span: Option<Span>,
+    /// The fix as settings `check --fix` can write, when it is values (a timeout, attempts, a
+    /// backoff); empty when it is a change of structure no value makes (break a cycle, batch
+    /// calls) or a choice only the owner can make (raise what users wait). Several when the fix
+    /// is several settings (a timeout per depth; attempts on every layer). Left out of the JSON:
+    /// `fix` says the same for a person, and the edits are the fixer's input, not an interface.
+    #[serde(skip)]
+    pub edits: Vec<Edit>,
+}
+
+/// One setting of one call as `check --fix` writes it: the call (its caller, its callee and its
+/// place among the caller's calls, as `[[services.FROM.calls]]` number `index`), the key, and
+/// the value in the file's own syntax.
+///
+/// The value is TOML text (`"250ms"`, `2`, `{ ratio = 0.1, min_per_sec = 10 }`) rather than a
+/// typed value so that the edit writes exactly what `fix` tells a person to write, and a
+/// format-preserving editor can insert it as written.
+///
+/// ```
+/// use stormguard_graph::report::Edit;
+///
+/// let edit = Edit::set("api", "db", 0, "max_attempts", "2");
+/// assert_eq!(edit.to_string(), "services.api.calls[0].max_attempts = 2 (api -> db)");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Edit {
+    /// The calling service.
+    pub from: String,
+    /// The called service: checked against the file, so an edit never lands on another call.
+    pub to: String,
+    /// The call's index among `from`'s calls, from 0.
+    pub index: usize,
+    /// The key in the call's table, e.g. `timeout`.
+    pub key: &'static str,
+    /// The new value as TOML text; `None` removes the key.
+    pub value: Option<String>,
+}
+
+impl Edit {
+    /// Sets `key` of call `index` of `from` (a call to `to`) to the TOML text `value`.
+    pub fn set(from: &str, to: &str, index: usize, key: &'static str, value: &str) -> Edit {
+        Edit {
+            from: from.to_string(),
+            to: to.to_string(),
+            index,
+            key,
+            value: Some(value.to_string()),
+        }
+    }
+
+    /// Removes `key` from call `index` of `from` (a call to `to`).
+    pub fn remove(from: &str, to: &str, index: usize, key: &'static str) -> Edit {
+        Edit {
+            from: from.to_string(),
+            to: to.to_string(),
+            index,
+            key,
+            value: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Edit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = format!("services.{}.calls[{}].{}", self.from, self.index, self.key);
+        match &self.value {
+            Some(value) => write!(f, "{key} = {value} ({} -> {})", self.from, self.to),
+            None => write!(f, "{key} removed ({} -> {})", self.from, self.to),
+        }
+    }
 }
 
 /// The figures of one service.

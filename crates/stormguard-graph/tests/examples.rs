@@ -202,3 +202,22 @@ fn scenario_examples_name_the_scenario_their_header_runs() {
         assert!(text.contains(&format!("--scenario {scenario}")), "{file}");
     }
 }
+
+#[test]
+fn storefront_with_stormguard_is_what_fix_makes_of_it_as_found() {
+    let as_found = source("storefront-as-found.toml");
+    let fixed = stormguard_graph::fix("storefront-as-found.toml", &as_found).unwrap();
+    assert_eq!(fixed.text, source("storefront-with-stormguard.toml"));
+    let report = run("storefront-with-stormguard.toml");
+    assert_eq!(report.summary.errors, 0, "{:#?}", report.findings);
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    // One retrying layer, on top: db gets at most 2 attempts per path, 4 in all.
+    assert_eq!(report.services["db"].amplification, 4.0);
+    let before = run("storefront-as-found.toml");
+    assert_eq!(before.services["db"].amplification, 54.0);
+    assert_eq!((before.summary.errors, before.summary.warnings), (5, 25));
+    assert!(before
+        .findings
+        .iter()
+        .any(|f| f.rule == "retry-amplification" && f.severity == Severity::Error));
+}

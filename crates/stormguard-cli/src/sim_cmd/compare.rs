@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use super::summary::{CallSummary, ServiceSummary};
 use super::text::{ms, number, percent, recovery, scenario_line};
@@ -127,6 +128,50 @@ const CALL_ROWS: [CallRow; 5] = [
     ("  timeouts", |c| c.timeouts as f64, Better::Lower),
 ];
 
+/// When the scenario acted on the run: from the start of its first fault or load step to the end
+/// of its last; `None` when it has none.
+pub(crate) fn fault_window(run: &Run) -> Option<(Duration, Duration)> {
+    let triggers = &run.outcome.triggers;
+    let from = triggers.iter().map(|t| t.from).min()?;
+    let to = triggers.iter().map(|t| t.to).max()?;
+    Some((from, to))
+}
+
+/// Share of the user requests that arrived in `[from, to)` answered in time, from the 1 s
+/// timeline (a second is counted in the window it starts in); `None` when none arrived then.
+///
+/// Goodput over the whole run dilutes a fault with the calm around it; over the fault, it says
+/// what users saw while it lasted, and after it, whether the system came back or the storm
+/// outlived its trigger.
+pub(crate) fn goodput_between(run: &Run, from: Duration, to: Duration) -> Option<f64> {
+    let (mut users, mut succeeded) = (0u64, 0u64);
+    for step in &run.outcome.timeline {
+        let at = Duration::from_secs(step.at_s);
+        if at >= from && at < to {
+            users += step.users;
+            succeeded += step.succeeded;
+        }
+    }
+    (users > 0).then(|| succeeded as f64 / users as f64)
+}
+
+/// Goodput during the fault window and after it (to the end of arrivals), for one run;
+/// `None`s when the scenario has no fault or load step.
+pub(crate) fn goodput_around_fault(run: &Run) -> (Option<f64>, Option<f64>) {
+    match fault_window(run) {
+        Some((from, to)) => (
+            goodput_between(run, from, to),
+            goodput_between(run, to, run.outcome.duration),
+        ),
+        None => (None, None),
+    }
+}
+
+/// `15s-30s`.
+fn window_text((from, to): (Duration, Duration)) -> String {
+    format!("{}s-{}s", from.as_secs_f64(), to.as_secs_f64())
+}
+
 /// Two runs of the same arrivals and faults, side by side: A is FILE, B is FILE2.
 pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     let (sa, sb) = (&a.summary, &b.summary);
@@ -155,6 +200,26 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
         percent(sb.user.goodput),
         change(sa.user.goodput, sb.user.goodput, Better::Higher, true),
     );
+    let window = fault_window(a);
+    let (during_a, after_a) = goodput_around_fault(a);
+    let (during_b, after_b) = goodput_around_fault(b);
+    if let Some((from, to)) = window {
+        for (label, x, y) in [
+            (
+                format!("  during {}", window_text((from, to))),
+                during_a,
+                during_b,
+            ),
+            (format!("  after {}s", to.as_secs_f64()), after_a, after_b),
+        ] {
+            t.row(
+                &label,
+                percent(x),
+                percent(y),
+                change(x, y, Better::Higher, true),
+            );
+        }
+    }
     let (la, lb) = (&sa.user.latency_ms, &sb.user.latency_ms);
     for (label, x, y) in [
         ("latency p50", la.p50, lb.p50),
@@ -199,6 +264,14 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
         percent,
         "",
     );
+    if window.is_some() {
+        for (figure, pair) in [
+            ("  in the fault", (during_a, during_b)),
+            ("  after it", (after_a, after_b)),
+        ] {
+            verdict(&mut out, figure, pair, Better::Higher, percent, "");
+        }
+    }
     verdict(
         &mut out,
         "latency p99",
@@ -273,6 +346,9 @@ mod tests {
         let today = outcome();
         let mut fixed = outcome();
         fixed.users.succeeded = fixed.users.requests;
+        for step in &mut fixed.timeline {
+            step.succeeded = step.users;
+        }
         fixed.services.get_mut("db").unwrap().attempts = today.users.requests;
         fixed.services.get_mut("db").unwrap().wasted_work_s = 0.0;
         fixed.recovered_at = Some(std::time::Duration::from_secs(6));
@@ -302,6 +378,36 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  latency p99    about the same"), "{text}");
+        // The fault is from 3 s to 6 s: 40 of about 100 users a second answered meanwhile,
+        // against all of them with B; after it, 99 of about 100 in A.
+        let during = text
+            .lines()
+            .find(|l| l.starts_with("  during 3s-6s "))
+            .unwrap();
+        assert!(during.ends_with("pts better"), "{during}");
+        let after = text.lines().find(|l| l.starts_with("  after 6s ")).unwrap();
+        assert!(after.contains(" 99.0% "), "{after}");
+        assert!(
+            text.contains("    in the fault better with B: B 100.0%, A 39.6%"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn goodput_is_counted_by_the_second_users_arrived_in() {
+        let run = run("g.toml", outcome());
+        assert_eq!(
+            fault_window(&run),
+            Some((Duration::from_secs(3), Duration::from_secs(6)))
+        );
+        let between =
+            |from, to| goodput_between(&run, Duration::from_secs(from), Duration::from_secs(to));
+        // Seconds 3, 4 and 5: 40 answered of 100, 101 and 102.
+        assert_eq!(between(3, 6), Some(120.0 / 303.0));
+        assert_eq!(between(20, 30), None);
+        let (during, after) = goodput_around_fault(&run);
+        assert_eq!(during, between(3, 6));
+        assert_eq!(after, between(6, 12));
     }
 
     #[test]

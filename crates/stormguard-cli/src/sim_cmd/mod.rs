@@ -6,10 +6,10 @@
 
 mod brooker;
 mod chart;
-mod compare;
+pub(crate) mod compare;
 mod csv;
 mod html;
-mod progress;
+pub(crate) mod progress;
 mod summary;
 mod text;
 
@@ -76,7 +76,9 @@ pub(crate) struct Args {
     format: Format,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A duration argument (`--duration 90s`) in the policy core's syntax, so the command line and the
+/// files never disagree on units.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     stormguard::duration::parse(text).map_err(|e| e.to_string())
 }
 
@@ -86,6 +88,7 @@ enum Experiment {
     BrookerJitter,
 }
 
+/// What `sim` prints: the text tables, or the JSON summary.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
     Text,
@@ -121,13 +124,32 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         .context("a graph file or --experiment is needed")?;
     let first = read(file)?;
     let second = args.file2.as_deref().map(read).transpose()?;
-    let scenario = args
-        .scenario
-        .as_deref()
+    let runs = simulate(
+        &first,
+        second.as_ref(),
+        args.scenario.as_deref(),
+        args.seed,
+        args.duration,
+    )?;
+    write_views(&runs, args.format, args.out.as_deref(), out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `first` (its name and graph), and `second` if given, through `first`'s scenario named
+/// `scenario` with the same seed and arrivals, a progress bar on a terminal for each; what `sim
+/// FILE [FILE2]` does before it writes anything, and what `demo` runs its two graphs with.
+pub(crate) fn simulate(
+    first: &(String, Graph),
+    second: Option<&(String, Graph)>,
+    scenario_name: Option<&str>,
+    seed: u64,
+    duration: Option<Duration>,
+) -> anyhow::Result<Vec<Run>> {
+    let scenario = scenario_name
         .map(|name| engine::find_scenario(&first.1, name))
         .transpose()
         .map_err(|e| InputError(format!("{}: {e}", first.0)))?;
-    if let (Some(scenario), Some((name2, graph2))) = (scenario, &second) {
+    if let (Some(scenario), Some((name2, graph2))) = (scenario, second) {
         if let Some(fault) = scenario
             .faults
             .iter()
@@ -137,7 +159,7 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 "{name2}: has no service {:?}, which scenario {} of {} puts a fault on; both \
                  files run the same faults, so add the service to {name2} or pick another scenario",
                 fault.service,
-                args.scenario.as_deref().unwrap_or_default(),
+                scenario_name.unwrap_or_default(),
                 first.0
             ))
             .into());
@@ -147,28 +169,26 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         scenario,
         // FILE's rate for both files: the same arrivals, whatever FILE2's entry.rate says.
         rate: Some(scenario.and_then(|s| s.rate).unwrap_or(first.1.entry.rate)),
-        seed: args.seed,
-        duration: args.duration,
+        seed,
+        duration,
         origin: origin(),
     };
-    let total = args
-        .duration
+    let total = duration
         .or(scenario.map(|s| s.duration))
         .unwrap_or(DEFAULT_DURATION);
     let mut runs = Vec::new();
-    for (name, graph) in std::iter::once(&first).chain(&second) {
+    for (name, graph) in std::iter::once(first).chain(second) {
         let mut bar = Progress::new(name, total);
         let outcome = engine::run(graph, &setup, &mut |t| bar.update(t))
             .map_err(|e| InputError(format!("{name}: {e}")))?;
         bar.finish();
         runs.push(Run {
-            summary: Summary::new(name, args.scenario.as_deref(), &outcome),
+            summary: Summary::new(name, scenario_name, &outcome),
             outcome,
             known_scenarios: first.1.scenarios.keys().cloned().collect(),
         });
     }
-    write_views(&runs, args.format, args.out.as_deref(), out)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(runs)
 }
 
 /// The file's name as given and its graph; an unreadable or invalid file is an input error
@@ -195,7 +215,7 @@ fn json(runs: &[Run]) -> anyhow::Result<String> {
 }
 
 /// Prints the chosen format and writes the files of `--out`.
-fn write_views(
+pub(crate) fn write_views(
     runs: &[Run],
     format: Format,
     dir: Option<&Path>,

@@ -20,6 +20,10 @@ pub use mermaid::mermaid;
 pub use sarif::sarif;
 pub use text::text;
 
+/// Every rule id, for tests that must cover them all.
+#[cfg(test)]
+pub(crate) use sarif::rule_ids;
+
 use crate::report::Finding;
 
 /// The service a finding belongs to in a report grouped by service: a call's caller, or the

@@ -99,7 +99,7 @@ fn level(severity: Severity) -> &'static str {
 }
 
 #[cfg(test)]
-pub(super) fn rule_ids() -> Vec<&'static str> {
+pub(crate) fn rule_ids() -> Vec<&'static str> {
     RULES.iter().map(|(id, _, _)| *id).collect()
 }
 

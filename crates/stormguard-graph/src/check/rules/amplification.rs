@@ -5,11 +5,11 @@
 //! every path, so the fix names the calls on those paths, found by a bounded walk up the
 //! callers, and checks against the model's what-if figures that the change it names is enough.
 
-use super::{num_text, push_call_name, Findings, Said};
+use super::{num_text, push_call_name, set, Findings, Said};
 use crate::check::figure::Figure;
 use crate::check::figures::{attempts, retries, Model};
 use crate::model::Call;
-use crate::report::Severity;
+use crate::report::{Edit, Severity};
 
 /// How many calls a fix names before it says there are more: enough for any hand-written
 /// graph, and a message that stays one line in a generated one.
@@ -34,6 +34,15 @@ struct Named {
 }
 
 impl Named {
+    /// `max_attempts = attempts` on every call found: the fix's edits. A list cut at [`NAMED`]
+    /// is completed by the next `check --fix` round, which finds the rest.
+    fn attempts_edits(&self, model: &Model<'_>, attempts: &str) -> Vec<Edit> {
+        self.calls
+            .iter()
+            .map(|&(s, i)| set(model, s, i, "max_attempts", attempts))
+            .collect()
+    }
+
     /// The calls as a list a person reads (`a, b and c`), topmost first, each followed by
     /// `detail` of it; when the list is cut, it ends with "other `rest`" (or is "the `rest`"
     /// when nothing was found).
@@ -159,8 +168,10 @@ fn retry_amplification(model: &Model<'_>, s: usize, walker: &mut Walker, out: &m
     if amplification <= limit {
         return;
     }
-    let (message, fix) = if model.retry_layers[s] == 0 {
-        fan_out_only(model, s, walker, amplification, limit)
+    let (message, fix, edits) = if model.retry_layers[s] == 0 {
+        // Batching calls is a change to the code, and raising the threshold the owner's choice.
+        let (message, fix) = fan_out_only(model, s, walker, amplification, limit);
+        (message, fix, Vec::new())
     } else {
         retried(model, s, walker, amplification, limit)
     };
@@ -174,6 +185,7 @@ fn retry_amplification(model: &Model<'_>, s: usize, walker: &mut Walker, out: &m
             fix,
             value: Some(Figure::Number(amplification)),
             limit: Some(Figure::Number(limit)),
+            edits,
         },
     );
 }
@@ -223,14 +235,15 @@ fn fan_out_only(
     (message, fix)
 }
 
-/// Message and fix when calls on the paths to `s` retry.
+/// Message, fix and its edits when calls on the paths to `s` retry; the edits are the attempts
+/// the fix names, not the fan-out, which no setting lowers.
 fn retried(
     model: &Model<'_>,
     s: usize,
     walker: &mut Walker,
     amplification: f64,
     limit: f64,
-) -> (String, String) {
+) -> (String, String, Vec<Edit>) {
     let name = &model.services[s].name;
     let call = |u: usize, i: usize| &model.services[u].calls[i];
     let sustained = model.sustained[s];
@@ -253,6 +266,7 @@ fn retried(
     );
     let one_layer = model.one_layer_amplification[s];
     let fan_out = model.fan_out[s];
+    let mut edits = Vec::new();
     let fix = if one_layer <= limit {
         let layered = walker.calls_above(model, s, |u, i| {
             retries(call(u, i)) && model.retry_layers[u] >= 1
@@ -260,6 +274,8 @@ fn retried(
         let topmost = walker.calls_above(model, s, |u, i| {
             attempts(call(u, i)) > 2 && model.retry_layers[u] == 0
         });
+        edits.extend(layered.attempts_edits(model, "1"));
+        edits.extend(topmost.attempts_edits(model, "2"));
         let mut changes = Vec::new();
         if !layered.calls.is_empty() || layered.more {
             changes.push(format!(
@@ -288,6 +304,7 @@ fn retried(
         )
     } else {
         let retrying = walker.calls_above(model, s, |u, i| retries(call(u, i)));
+        edits.extend(retrying.attempts_edits(model, "1"));
         let no_retries = format!(
             "max_attempts = 1 on {}",
             retrying.text(model, &format!("retrying calls above {name}"), plain)
@@ -311,5 +328,5 @@ fn retried(
             )
         }
     };
-    (message, fix)
+    (message, fix, edits)
 }

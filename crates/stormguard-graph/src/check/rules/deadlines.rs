@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use stormguard::duration::format;
 
-use super::timeouts::suggested_timeout;
-use super::{call_name, ceil_ms, listed, ms_text, CallAt, Findings, Said};
+use super::fit;
+use super::timeouts::{latency_floor, suggested_timeout};
+use super::{call_name, ceil_ms, duration_value, listed, ms_text, CallAt, Findings, Said};
 use crate::check::figure::Figure;
-use crate::check::figures::{backoff_ms, ms, Model};
-use crate::model::Call;
+use crate::check::figures::{ms, Model};
 use crate::report::Severity;
 
 /// Every per-call deadline rule.
@@ -31,9 +31,13 @@ pub(super) fn on_service(model: &Model<'_>, s: usize, out: &mut Findings) {
 /// deadline, so it is only worth knowing. A call that closes a cycle is `call-cycle`'s: the
 /// callee's worst case leaves that call out, so weighing the two says nothing.
 ///
-/// The fix is the timeout that covers the callee's worst case (and its latency at
-/// `1 - false_timeout_rate`), which stops the rule; when the callee has calls of its own,
-/// cutting their timeouts or attempts, or propagating the deadline, are the alternatives.
+/// The fix, when the callee has calls of its own, is first to cut their timeouts until its
+/// worst case fits in this timeout (as `entry-budget` fits the entry in what a user waits), if
+/// that cuts no timeout below its callee's latency at `1 - false_timeout_rate`: timeouts then
+/// telescope from the top down, and what the user waits never grows. Otherwise it is the timeout
+/// on this call that covers the callee's worst case (and its latency at `1 -
+/// false_timeout_rate`), which stops the rule. Propagating the deadline is the other way out.
+/// The edits are the first of these that applies.
 fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
     let (Some(timeout), Some(callee)) = (at.call.timeout, at.callee) else {
         return;
@@ -42,19 +46,21 @@ fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
     if at.closes_cycle() || worst <= ms(timeout) {
         return;
     }
+    let model = at.model;
     let (to, from) = (&at.call.to, at.from());
+    let covering_value = duration_value(suggested_timeout(at, callee));
     let covering = format!(
-        "timeout = \"{}\" on {}, which covers {to}'s worst case",
-        format(suggested_timeout(at, callee)),
+        "timeout = {covering_value} on {}, which covers {to}'s worst case",
         at.edge()
     );
-    let has_calls =
-        (0..at.model.services[callee].calls.len()).any(|i| !at.model.in_cycle[callee][i]);
+    let has_calls = (0..model.services[callee].calls.len()).any(|i| !model.in_cycle[callee][i]);
     let cut = format!(
         "cut the timeouts or attempts of {to}'s calls until its worst case is under {}",
         format(timeout)
     );
-    let (severity, message, fix) = if at.call.propagate_deadline {
+    let propagate =
+        format!("propagate_deadline = true, so that {to} can stop when {from} gives up");
+    let (severity, message, fix, edits) = if at.call.propagate_deadline {
         let otherwise = if has_calls {
             format!("{covering}, or {cut}")
         } else {
@@ -72,20 +78,36 @@ fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
             format!(
                 "nothing to set if {to} stops at the propagated deadline; otherwise {otherwise}"
             ),
+            Vec::new(),
         )
     } else {
-        let still = if at.model.retries_below[callee] {
+        let still = if model.retries_below[callee] {
             "still works and retries"
         } else {
             "still works"
         };
-        let fix = if has_calls {
-            format!(
-                "{covering}; or {cut}; or propagate_deadline = true, so that {to} can stop when \
-                 {from} gives up"
-            )
-        } else {
-            covering
+        let groups = fit::costly_groups(model, callee);
+        let viable = |i: usize, t: Duration| t >= latency_floor(model, callee, i);
+        let fitted = fit::within(model, callee, &groups, ms(timeout), viable);
+        let (fix, edits) = match fitted {
+            Some(fit) => {
+                let settings = fit.settings(model, callee);
+                (
+                    format!(
+                        "{}: {to} then works at most {}, within the {} {from} waits; or \
+                         {covering}; or {propagate}",
+                        listed(&settings),
+                        ms_text(fit.worst_ms),
+                        format(timeout)
+                    ),
+                    fit.edits(model, callee),
+                )
+            }
+            None if has_calls => (
+                format!("{covering}; or {cut}; or {propagate}"),
+                vec![at.set("timeout", &covering_value)],
+            ),
+            None => (covering, vec![at.set("timeout", &covering_value)]),
         };
         (
             Severity::Error,
@@ -97,6 +119,7 @@ fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
                 format(timeout)
             ),
             fix,
+            edits,
         )
     };
     out.on_call(
@@ -108,6 +131,7 @@ fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
             fix,
             value: Some(Figure::Ms(worst)),
             limit: Some(Figure::Ms(ms(timeout))),
+            edits,
         },
     );
 }
@@ -132,48 +156,22 @@ fn entry_budget(model: &Model<'_>, s: usize, out: &mut Findings) {
     }
     let name = &model.services[s].name;
     let excess = worst - ms(budget);
-    let mut groups: Vec<(Vec<usize>, f64)> = model
-        .groups(s)
-        .into_iter()
-        .map(|group| {
-            let cost = model.group_cost_ms(s, &group);
-            (group, cost)
-        })
-        .collect();
-    // Stable: of two runs that cost the same, the earlier in the file is named first.
-    groups.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let one_cut = groups.iter().find_map(|(group, cost)| {
-        let cuts = cut_group(model, s, group, cost - excess)?;
-        Some((group, *cost, cuts))
-    });
-    let fix = match one_cut {
-        Some((group, cost, cuts)) => {
-            let settings: Vec<String> = cuts
-                .iter()
-                .map(|&(i, timeout)| {
-                    format!(
-                        "timeout = \"{}\" on {}",
-                        format(timeout),
-                        call_name(model, s, i)
-                    )
-                })
-                .collect();
-            let new_cost = model.group_cost_ms_with(s, group, &cuts);
-            let what = if group.len() == 1 {
-                "the call"
-            } else {
-                "the parallel run"
-            };
+    let groups = fit::costly_groups(model, s);
+    let (fix, edits) = match fit::within(model, s, &groups, ms(budget), |_, _| true) {
+        Some(fit) => (
             format!(
-                "{}: {what} may take {} now, and {name} then works at most {}, within the {} a \
-                 user waits",
-                listed(&settings),
-                ms_text(cost),
-                ms_text(worst - cost + new_cost),
+                "{}: {} may take {} now, and {name} then works at most {}, within the {} a user \
+                 waits",
+                listed(&fit.settings(model, s)),
+                fit.what,
+                ms_text(fit.cost_ms),
+                ms_text(fit.worst_ms),
                 format(budget)
-            )
-        }
-        None => spread_fix(model, s, &groups, excess),
+            ),
+            fit.edits(model, s),
+        ),
+        // Raising what users wait is the owner's choice, not a setting to write for them.
+        None => (spread_fix(model, s, &groups, excess), Vec::new()),
     };
     out.on_service(
         model,
@@ -191,61 +189,9 @@ fn entry_budget(model: &Model<'_>, s: usize, out: &mut Findings) {
             fix,
             value: Some(Figure::Ms(worst)),
             limit: Some(Figure::Ms(ms(budget))),
+            edits,
         },
     );
-}
-
-/// The timeouts that bring every call of `group` (of service `s`) to cost at most `target`
-/// ms, for the calls above it, checked against the entry's worst case as the model computes it
-/// (one unit lower when float noise puts the exact value a hair over); `None` when one of them
-/// cannot get there with a timeout of at least a µs.
-fn cut_group(
-    model: &Model<'_>,
-    s: usize,
-    group: &[usize],
-    target: f64,
-) -> Option<Vec<(usize, Duration)>> {
-    if target <= 0.0 {
-        return None;
-    }
-    let mut cuts: Vec<(usize, Duration)> = group
-        .iter()
-        .filter(|&&i| model.call_cost_ms(s, i) > target)
-        .map(|&i| Some((i, timeout_within(&model.services[s].calls[i], target)?)))
-        .collect::<Option<_>>()?;
-    let budget = ms(model.graph.entry.timeout);
-    if model.worst_case_ms_with(s, &cuts) <= budget {
-        return Some(cuts);
-    }
-    for cut in &mut cuts {
-        cut.1 = step_down(cut.1)?;
-    }
-    (model.worst_case_ms_with(s, &cuts) <= budget).then_some(cuts)
-}
-
-/// The longest timeout, a whole ms (or µs below 1 ms), with which `call` costs at most
-/// `target` ms; `None` when even a µs is too long.
-fn timeout_within(call: &Call, target: f64) -> Option<Duration> {
-    let attempts = f64::from(call.max_attempts.max(1));
-    let connect = call.connect_timeout.map_or(0.0, ms);
-    let waited = (target / f64::from(call.count) - backoff_ms(call)) / attempts - connect;
-    // A whole value computed as 74.99999999999999 is still 75.
-    let whole_ms = (waited + 1e-9).floor();
-    if whole_ms >= 1.0 {
-        return Some(Duration::from_millis(whole_ms as u64));
-    }
-    let micros = (waited * 1000.0 + 1e-6).floor();
-    (micros >= 1.0).then(|| Duration::from_micros(micros as u64))
-}
-
-/// One unit (a ms, or a µs below 2 ms) shorter, the precision [`timeout_within`] gives.
-fn step_down(timeout: Duration) -> Option<Duration> {
-    let unit = if timeout >= Duration::from_millis(2) && timeout.subsec_micros() % 1000 == 0 {
-        Duration::from_millis(1)
-    } else {
-        Duration::from_micros(1)
-    };
-    timeout.checked_sub(unit).filter(|t| !t.is_zero())
 }
 
 /// The fix when no one call or run can absorb the excess: the total to cut and the costliest

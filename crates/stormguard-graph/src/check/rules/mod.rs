@@ -11,10 +11,11 @@ use stormguard::duration::format;
 use super::figure::Figure;
 use super::figures::Model;
 use crate::model::{Call, CheckConfig};
-use crate::report::{Finding, Severity};
+use crate::report::{Edit, Finding, Severity};
 
 mod amplification;
 mod deadlines;
+mod fit;
 mod retries;
 mod shape;
 mod timeouts;
@@ -79,6 +80,11 @@ impl<'m, 'g> CallAt<'m, 'g> {
         call_name(self.model, self.service, self.index)
     }
 
+    /// An edit setting `key` of this call to the TOML text `value`.
+    pub fn set(&self, key: &'static str, value: &str) -> Edit {
+        set(self.model, self.service, self.index, key, value)
+    }
+
     /// Whether the call closes a cycle: then `call-cycle` says what is wrong, and the rules that
     /// weigh it against its callee's figures, which leave it out, stay silent.
     pub fn closes_cycle(&self) -> bool {
@@ -114,6 +120,17 @@ pub(super) fn push_call_name(out: &mut String, model: &Model<'_>, s: usize, i: u
     }
 }
 
+/// An edit setting `key` of call `i` of service `s` to the TOML text `value`.
+pub(super) fn set(model: &Model<'_>, s: usize, i: usize, key: &'static str, value: &str) -> Edit {
+    let service = model.services[s];
+    Edit::set(&service.name, &service.calls[i].to, i, key, value)
+}
+
+/// A duration as a TOML value: `"250ms"`.
+pub(super) fn duration_value(duration: Duration) -> String {
+    format!("\"{}\"", format(duration))
+}
+
 /// Items joined as a person lists them: `a`, `a and b`, `a, b and c`.
 pub(super) fn listed(items: &[String]) -> String {
     match items {
@@ -137,6 +154,8 @@ pub(super) struct Said {
     pub value: Option<Figure>,
     /// The limit it was measured against.
     pub limit: Option<Figure>,
+    /// The fix as settings `check --fix` writes; empty when no value makes it.
+    pub edits: Vec<Edit>,
 }
 
 type SortKey = (usize, Option<usize>, Reverse<Severity>, &'static str);
@@ -171,6 +190,7 @@ impl Findings {
                 value: said.value.map(Figure::reported),
                 limit: said.limit.map(Figure::reported),
                 span: Some(call.span),
+                edits: said.edits,
             },
         ));
     }
@@ -192,6 +212,7 @@ impl Findings {
                 value: said.value.map(Figure::reported),
                 limit: said.limit.map(Figure::reported),
                 span: Some(svc.span),
+                edits: said.edits,
             },
         ));
     }
@@ -261,4 +282,4 @@ pub(super) fn percent_text(rate: f64) -> String {
 
 /// The retry budget every fix recommends: one retry per ten requests, so that a failing
 /// dependency gets at most 10% more load, with a floor so that a quiet service can still retry.
-pub(super) const BUDGET_FIX: &str = "retry_budget = { ratio = 0.1, min_per_sec = 10 }";
+pub(super) const BUDGET_VALUE: &str = "{ ratio = 0.1, min_per_sec = 10 }";

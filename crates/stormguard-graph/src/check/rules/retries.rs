@@ -4,10 +4,10 @@
 
 use stormguard::backoff::Backoff;
 
-use super::{CallAt, Findings, Said, BUDGET_FIX};
+use super::{CallAt, Findings, Said, BUDGET_VALUE};
 use crate::check::figure::Figure;
 use crate::check::figures::{attempts, retries};
-use crate::report::Severity;
+use crate::report::{Edit, Severity};
 
 /// Every per-call retry and hedge rule.
 pub(super) fn on_call(at: &CallAt<'_, '_>, out: &mut Findings) {
@@ -51,6 +51,7 @@ fn layered_retries(at: &CallAt<'_, '_>, out: &mut Findings) {
             fix: "max_attempts = 1 here, leaving the retries to one layer".to_string(),
             value: Some(Figure::Number(f64::from(above + 1))),
             limit: Some(Figure::Number(1.0)),
+            edits: vec![at.set("max_attempts", "1")],
         },
     );
 }
@@ -77,6 +78,7 @@ fn too_many_attempts(at: &CallAt<'_, '_>, out: &mut Findings) {
             fix: "max_attempts = 2".to_string(),
             value: Some(Figure::Number(f64::from(at.call.max_attempts))),
             limit: Some(Figure::Number(2.0)),
+            edits: vec![at.set("max_attempts", "2")],
         },
     );
 }
@@ -99,6 +101,7 @@ fn retry_without_backoff(at: &CallAt<'_, '_>, out: &mut Findings) {
     } else {
         format!("with backoff {}, which never waits", at.call.backoff)
     };
+    let backoff = format!("\"{}\"", Backoff::default());
     out.on_call(
         at,
         Said {
@@ -111,9 +114,10 @@ fn retry_without_backoff(at: &CallAt<'_, '_>, out: &mut Findings) {
                 at.call.max_attempts,
                 at.call.to
             ),
-            fix: format!("backoff = \"{}\"", Backoff::default()),
+            fix: format!("backoff = {backoff}"),
             value: None,
             limit: None,
+            edits: vec![at.set("backoff", &backoff)],
         },
     );
 }
@@ -140,6 +144,7 @@ fn backoff_without_jitter(at: &CallAt<'_, '_>, out: &mut Findings) {
         },
         _ => Backoff::default(),
     };
+    let jittered = format!("\"{jittered}\"");
     out.on_call(
         at,
         Said {
@@ -150,9 +155,10 @@ fn backoff_without_jitter(at: &CallAt<'_, '_>, out: &mut Findings) {
                  failed together retry together, in lockstep, and fail again (Brooker)",
                 at.edge(),
             ),
-            fix: format!("backoff = \"{jittered}\""),
+            fix: format!("backoff = {jittered}"),
             value: None,
             limit: None,
+            edits: vec![at.set("backoff", &jittered)],
         },
     );
 }
@@ -178,9 +184,10 @@ fn retry_without_budget(at: &CallAt<'_, '_>, out: &mut Findings) {
                 at.call.to,
                 at.call.max_attempts
             ),
-            fix: BUDGET_FIX.to_string(),
+            fix: format!("retry_budget = {BUDGET_VALUE}"),
             value: None,
             limit: None,
+            edits: vec![at.set("retry_budget", BUDGET_VALUE)],
         },
     );
 }
@@ -198,6 +205,15 @@ fn non_idempotent_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
         (true, false) => format!("retried ({} attempts)", at.call.max_attempts),
         _ => "hedged".to_string(),
     };
+    // The edits take the fix's first branch: no second attempt. Making the call idempotent is a
+    // change to the service, which no setting makes.
+    let mut edits = Vec::new();
+    if retries(at.call) {
+        edits.push(at.set("max_attempts", "1"));
+    }
+    if hedged {
+        edits.push(Edit::remove(at.from(), &at.call.to, at.index, "hedge"));
+    }
     out.on_call(
         at,
         Said {
@@ -213,6 +229,7 @@ fn non_idempotent_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
                 .to_string(),
             value: None,
             limit: None,
+            edits,
         },
     );
 }
@@ -241,11 +258,14 @@ fn single_instance_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
                 if instances == 1 { "" } else { "s" }
             ),
             fix: format!(
-                "instances = 2 or more on {}, or max_attempts = 1",
+                "max_attempts = 1, or instances = 2 or more on {}",
                 at.call.to
             ),
             value: Some(Figure::Number(f64::from(instances))),
             limit: Some(Figure::Number(2.0)),
+            // The edit is the call's own setting: how many instances run is the deployment's
+            // capacity, which the file describes rather than decides.
+            edits: vec![at.set("max_attempts", "1")],
         },
     );
 }
@@ -260,6 +280,7 @@ fn hedge_without_budget(at: &CallAt<'_, '_>, out: &mut Findings) {
     if hedge.max_extra.is_some() {
         return;
     }
+    let budgeted = format!("{{ delay = \"{}\", max_extra = 0.05 }}", hedge.delay);
     out.on_call(
         at,
         Said {
@@ -272,12 +293,10 @@ fn hedge_without_budget(at: &CallAt<'_, '_>, out: &mut Findings) {
                 hedge.delay,
                 at.call.to
             ),
-            fix: format!(
-                "hedge = {{ delay = \"{}\", max_extra = 0.05 }}",
-                hedge.delay
-            ),
+            fix: format!("hedge = {budgeted}"),
             value: None,
             limit: None,
+            edits: vec![at.set("hedge", &budgeted)],
         },
     );
 }

@@ -43,6 +43,8 @@ fn call_cycle(model: &Model<'_>, out: &mut Findings) {
                 fix: format!("remove the call from {from} to {to}, or break the cycle elsewhere"),
                 value: Some(Figure::Number(cycle.len as f64)),
                 limit: None,
+                // Which call to remove is a question of design, not a value to write.
+                edits: Vec::new(),
             },
         );
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use stormguard::duration::format;
 
-use super::{ceil_ms, ms_text, percent_text, CallAt, Findings, Said};
+use super::{ceil_ms, duration_value, ms_text, percent_text, set, CallAt, Findings, Said};
 use crate::check::figure::Figure;
 use crate::check::figures::{ms, Model};
 use crate::report::Severity;
@@ -33,9 +33,18 @@ fn missing_timeout(at: &CallAt<'_, '_>, out: &mut Findings) {
     if at.call.timeout.is_some() {
         return;
     }
-    let fix = match at.callee {
-        Some(c) => format!("timeout = \"{}\"", format(suggested_timeout(at, c))),
-        None => format!("a timeout above {}'s worst-case latency", at.call.to),
+    let (fix, edits) = match at.callee {
+        Some(c) => {
+            let value = duration_value(suggested_timeout(at, c));
+            (
+                format!("timeout = {value}"),
+                vec![at.set("timeout", &value)],
+            )
+        }
+        None => (
+            format!("a timeout above {}'s worst-case latency", at.call.to),
+            Vec::new(),
+        ),
     };
     let waits = at.callee.map_or_else(
         || "unbounded".to_string(),
@@ -56,6 +65,7 @@ fn missing_timeout(at: &CallAt<'_, '_>, out: &mut Findings) {
             fix,
             value: None,
             limit: None,
+            edits,
         },
     );
 }
@@ -67,6 +77,19 @@ pub(super) fn suggested_timeout(at: &CallAt<'_, '_>, callee: usize) -> Duration 
     let worst = at.model.worst_case_ms[callee];
     let tail = latency_quantile_ms(at, callee).map_or(0.0, |q| q + ms(at.call.rtt));
     ceil_ms(worst.max(tail))
+}
+
+/// The shortest timeout call `i` of service `s` can have without `timeout-below-latency`: its
+/// callee's own latency at `1 - false_timeout_rate` plus the round trip, rounded up to a whole
+/// ms; zero when the callee is not in the graph or its latency cannot be fitted. A fix that cuts
+/// timeouts keeps above it, so that it never trades one finding for another.
+pub(super) fn latency_floor(model: &Model<'_>, s: usize, i: usize) -> Duration {
+    let call = &model.services[s].calls[i];
+    let Some(fit) = model.callee[s][i].and_then(|c| model.fits[c]) else {
+        return Duration::ZERO;
+    };
+    let quantile = fit.quantile(1.0 - model.graph.check.false_timeout_rate);
+    ceil_ms(ms(quantile) + ms(call.rtt))
 }
 
 /// The callee's own latency at `1 - false_timeout_rate`, in ms.
@@ -96,6 +119,7 @@ fn missing_connect_timeout(at: &CallAt<'_, '_>, out: &mut Findings) {
             fix: connect_timeout_fix(at),
             value: None,
             limit: None,
+            edits: vec![connect_timeout_edit(at)],
         },
     );
 }
@@ -124,6 +148,7 @@ fn connect_timeout_below_rtt(at: &CallAt<'_, '_>, out: &mut Findings) {
             fix: connect_timeout_fix(at),
             value: Some(Figure::Ms(ms(connect))),
             limit: Some(Figure::Ms(ms(at.call.rtt))),
+            edits: vec![connect_timeout_edit(at)],
         },
     );
 }
@@ -170,6 +195,7 @@ fn connect_timeout_too_long(at: &CallAt<'_, '_>, out: &mut Findings) {
             fix: connect_timeout_fix(at),
             value: Some(Figure::Ms(ms(connect))),
             limit: Some(Figure::Ms(ms(limit))),
+            edits: vec![connect_timeout_edit(at)],
         },
     );
 }
@@ -180,6 +206,22 @@ fn connect_timeout_too_long(at: &CallAt<'_, '_>, out: &mut Findings) {
 /// multiple leaves room for that; when it does not (a multiple of 1), two round trips, since
 /// failing every connection is worse than a warning.
 fn connect_timeout_fix(at: &CallAt<'_, '_>) -> String {
+    format!(
+        "connect_timeout = {}",
+        duration_value(suggested_connect_timeout(at))
+    )
+}
+
+/// [`connect_timeout_fix`] as the setting `check --fix` writes.
+fn connect_timeout_edit(at: &CallAt<'_, '_>) -> crate::report::Edit {
+    at.set(
+        "connect_timeout",
+        &duration_value(suggested_connect_timeout(at)),
+    )
+}
+
+/// The connect timeout of [`connect_timeout_fix`].
+fn suggested_connect_timeout(at: &CallAt<'_, '_>) -> Duration {
     let rtt = at.call.rtt;
     let three = rtt.saturating_mul(3);
     let limit = connect_limit(at);
@@ -190,8 +232,7 @@ fn connect_timeout_fix(at: &CallAt<'_, '_>) -> String {
     };
     // A zero round trip (which the parser refuses) must still not get "0s", which fails every
     // connection.
-    let suggested = suggested.max(Duration::from_nanos(1));
-    format!("connect_timeout = \"{}\"", format(suggested))
+    suggested.max(Duration::from_nanos(1))
 }
 
 /// `timeout-below-latency` (warning): the share of attempts that would have succeeded but time
@@ -220,7 +261,7 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
         return;
     }
     let latency = at.model.services[callee].latency;
-    let fixed = ceil_ms(ms(fit.quantile(1.0 - allowed)) + ms(at.call.rtt));
+    let fixed = duration_value(latency_floor(at.model, at.service, at.index));
     out.on_call(
         at,
         Said {
@@ -240,9 +281,10 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
                 percent_text(rate),
                 percent_text(allowed)
             ),
-            fix: format!("timeout = \"{}\"", format(fixed)),
+            fix: format!("timeout = {fixed}"),
             value: Some(Figure::Number(rate)),
             limit: Some(Figure::Number(allowed)),
+            edits: vec![at.set("timeout", &fixed)],
         },
     );
 }
@@ -285,14 +327,18 @@ fn same_timeout_everywhere(model: &Model<'_>, out: &mut Findings) {
             .iter()
             .take(DEPTHS_SPELLED)
             .enumerate()
-            .map(|(k, d)| {
-                let shrunk = timeout / 2u32.saturating_pow(k as u32).max(1);
-                format!("{} from depth {d}", format(shrunk))
-            })
+            .map(|(k, d)| format!("{} from depth {d}", format(halved(timeout, k))))
             .collect();
         if depths.len() > DEPTHS_SPELLED {
             example.push("halving again for each depth below".to_string());
         }
+        let edits = calls
+            .iter()
+            .filter_map(|&(s, i)| {
+                let k = depths.binary_search(&model.depth[s]).ok()?;
+                (k > 0).then(|| set(model, s, i, "timeout", &duration_value(halved(timeout, k))))
+            })
+            .collect();
         let (s, i) = calls[0];
         out.on_call_of(
             model,
@@ -316,7 +362,15 @@ fn same_timeout_everywhere(model: &Model<'_>, out: &mut Findings) {
                 ),
                 value: Some(Figure::Number(calls.len() as f64)),
                 limit: None,
+                edits,
             },
         );
     }
+}
+
+/// `timeout` halved `k` times, for the `k`-th depth of a group below the shallowest; never
+/// under a millisecond, since a timeout of nothing fails every call.
+fn halved(timeout: Duration, k: usize) -> Duration {
+    let divisor = 2u32.saturating_pow(u32::try_from(k).unwrap_or(u32::MAX));
+    (timeout / divisor).max(Duration::from_millis(1).min(timeout))
 }

@@ -194,7 +194,11 @@ fn single_instance_retry_fires_on_retries_to_one_instance() {
     let finding = only(&single, "single-instance-retry");
     assert_eq!(
         finding.fix,
-        "instances = 2 or more on b, or max_attempts = 1"
+        "max_attempts = 1, or instances = 2 or more on b"
+    );
+    assert_eq!(
+        finding.edits,
+        [crate::report::Edit::set("a", "b", 0, "max_attempts", "1")]
     );
 }
 

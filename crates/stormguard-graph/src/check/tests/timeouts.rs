@@ -107,12 +107,17 @@ fn timeout_inversion_fires_when_the_callee_outlasts_the_timeout() {
     assert!(approx(finding.value.unwrap(), 106.0));
     assert_eq!(finding.limit, Some(50.0));
     assert!(finding.message.contains("106ms"), "{}", finding.message);
-    // b calls c, so cutting its calls and propagating the deadline are the alternatives.
+    // b calls c, and cutting that call to 44 ms (c's p99.9 is about 17 ms) fits b in the 50 ms
+    // a waits: that comes first, and is the edit; covering and propagating are the alternatives.
     assert_eq!(
         finding.fix,
-        "timeout = \"106ms\" on a -> b, which covers b's worst case; or cut the timeouts or \
-         attempts of b's calls until its worst case is under 50ms; or propagate_deadline = true, \
-         so that b can stop when a gives up"
+        "timeout = \"44ms\" on b -> c: b then works at most 50ms, within the 50ms a waits; or \
+         timeout = \"106ms\" on a -> b, which covers b's worst case; or propagate_deadline = \
+         true, so that b can stop when a gives up"
+    );
+    assert_eq!(
+        finding.edits,
+        [crate::report::Edit::set("b", "c", 0, "timeout", "\"44ms\"")]
     );
     // Nothing below b retries: b only still works.
     assert!(
@@ -121,8 +126,44 @@ fn timeout_inversion_fires_when_the_callee_outlasts_the_timeout() {
         finding.message
     );
     assert!(fired(&inversion(200, false), "timeout-inversion").is_empty());
-    // The value the fix names stops the rule.
+    // Either value the fix names stops the rule.
     assert!(fired(&inversion(106, false), "timeout-inversion").is_empty());
+    let cut = Builder::new("a")
+        .service("b", |s| s.latency = fixed_latency(1))
+        .call("a", "b", timed(50))
+        .call("b", "c", timed(44))
+        .check();
+    assert!(fired(&cut, "timeout-inversion").is_empty(), "{cut:#?}");
+}
+
+#[test]
+fn timeout_inversion_covers_the_callee_when_a_cut_would_go_below_latency() {
+    // Fitting b in 50 ms would cut b -> c to 44 ms, below c's p99.9 of 60 ms: the fix raises the
+    // timeout of a -> b instead, so that it never trades one finding for another.
+    let report = Builder::new("a")
+        .service("b", |s| s.latency = fixed_latency(1))
+        .service("c", |s| s.latency = fixed_latency(60))
+        .call("a", "b", timed(50))
+        .call("b", "c", timed(100))
+        .check();
+    let finding = only(&report, "timeout-inversion");
+    assert!(
+        finding
+            .fix
+            .starts_with("timeout = \"106ms\" on a -> b, which covers"),
+        "{}",
+        finding.fix
+    );
+    assert_eq!(
+        finding.edits,
+        [crate::report::Edit::set(
+            "a",
+            "b",
+            0,
+            "timeout",
+            "\"106ms\""
+        )]
+    );
 }
 
 #[test]
@@ -280,19 +321,52 @@ fn entry_budget_cuts_every_call_of_a_parallel_run_above_the_target() {
 }
 
 #[test]
-fn entry_budget_says_how_much_to_cut_when_no_one_call_can() {
-    // 10 ms own + two calls of 5 + 100 ms, budget 100 ms: 120 ms to cut, each call has 100.
+fn entry_budget_cuts_every_call_in_proportion_when_no_one_call_can() {
+    // 10 ms own + two calls of 5 + 100 ms, budget 100 ms: 120 ms to cut, each call has 100, so
+    // both are cut to 45 ms (5 connect + 40), which leaves 90 for them.
+    let two_calls = |timeout: u64| {
+        Builder::new("web")
+            .service("web", |s| s.latency = fixed_latency(10))
+            .call("web", "a", timed(timeout))
+            .call("web", "b", timed(timeout))
+            .entry(|e| e.timeout = ms(100))
+            .check()
+    };
+    let report = two_calls(100);
+    let finding = only(&report, "entry-budget");
+    assert_eq!(
+        finding.fix,
+        "timeout = \"40ms\" on web -> a and timeout = \"40ms\" on web -> b: its calls may take \
+         210ms now, and web then works at most 100ms, within the 100ms a user waits"
+    );
+    assert_eq!(finding.edits.len(), 2);
+    assert!(fired(&two_calls(40), "entry-budget").is_empty());
+}
+
+#[test]
+fn entry_budget_says_how_much_to_cut_when_no_timeout_can() {
+    // Each call waits 100 ms between its two attempts whatever its timeout, so the two calls'
+    // backoff alone is twice the 100 ms budget.
+    let slow_retries = |c: &mut Call| {
+        timed(100)(c);
+        c.max_attempts = 2;
+        c.backoff = Backoff::Constant(ms(100));
+    };
     let report = Builder::new("web")
         .service("web", |s| s.latency = fixed_latency(10))
-        .call("web", "a", timed(100))
-        .call("web", "b", timed(100))
+        .call("web", "a", slow_retries)
+        .call("web", "b", slow_retries)
         .entry(|e| e.timeout = ms(100))
         .check();
-    assert_eq!(
-        only(&report, "entry-budget").fix,
-        "no one call can absorb it: cut 120ms in total from the timeouts or attempts of web's \
-         calls, costliest first: web -> a (105ms), web -> b (105ms); or entry.timeout = \"220ms\""
+    let finding = only(&report, "entry-budget");
+    assert!(
+        finding
+            .fix
+            .starts_with("no one call can absorb it: cut 530ms in total"),
+        "{}",
+        finding.fix
     );
+    assert!(finding.edits.is_empty());
     let own = Builder::new("web")
         .service("web", |s| s.latency = fixed_latency(150))
         .call("web", "a", timed(100))

@@ -110,6 +110,7 @@ pub(super) fn finding(rule: &'static str, severity: Severity, place: Place<'_>) 
         value: None,
         limit: None,
         span,
+        edits: Vec::new(),
     }
 }
 

@@ -1,0 +1,219 @@
+//! Edits written into the file's text with `toml_edit`, which keeps every comment, blank line
+//! and key order it is not asked to change; and the note beside each changed value.
+
+use std::collections::BTreeMap;
+
+use toml_edit::{DocumentMut, Item, TableLike, Value};
+
+use super::{Change, FixError};
+use crate::report::Edit;
+
+/// Writes `edits` into the graph file `text` (`file` names it in errors), each as one key of
+/// one call's table: a value replaced keeps its place and the comment after it, a key added
+/// goes after the call's other keys, a key removed takes its line with it.
+///
+/// Nothing is checked but that each call is where the edit says (its caller's calls at
+/// `index`, calling `to`); [`fix`](super::fix) checks the result parses.
+///
+/// ```
+/// use stormguard_graph::fix::apply;
+/// use stormguard_graph::report::Edit;
+///
+/// let text = "[[services.api.calls]]\nto = \"db\"\ntimeout = \"5s\" # why 5 s\n";
+/// let edits = [
+///     Edit::set("api", "db", 0, "timeout", "\"250ms\""),
+///     Edit::set("api", "db", 0, "max_attempts", "2"),
+/// ];
+/// assert_eq!(
+///     apply("g.toml", text, &edits).unwrap(),
+///     "[[services.api.calls]]\nto = \"db\"\ntimeout = \"250ms\" # why 5 s\nmax_attempts = 2\n"
+/// );
+/// ```
+///
+/// # Errors
+/// [`FixError::Toml`] when `text` is not TOML, [`FixError::NoCall`] when a call is not where an
+/// edit says, and [`FixError::Toml`] when an edit's value is not a TOML value.
+pub fn apply(file: &str, text: &str, edits: &[Edit]) -> Result<String, FixError> {
+    let mut doc = document(file, text)?;
+    for edit in edits {
+        let (table, _) = call_table(&mut doc, &edit.from, edit.index, &edit.to)
+            .map_err(|reason| no_call(file, edit, reason))?;
+        match &edit.value {
+            None => {
+                table.remove(edit.key);
+            }
+            Some(text) => {
+                let mut value: Value = text.parse().map_err(|e: toml_edit::TomlError| {
+                    toml_error(file, format!("the value {text} of {edit}: {e}"))
+                })?;
+                match table.get_mut(edit.key) {
+                    Some(Item::Value(old)) => {
+                        // The old value's spacing and trailing comment stay with the new one.
+                        *value.decor_mut() = old.decor().clone();
+                        *old = value;
+                    }
+                    Some(old) => *old = Item::Value(value),
+                    None => {
+                        value.decor_mut().clear();
+                        table.insert(edit.key, Item::Value(value));
+                    }
+                }
+            }
+        }
+    }
+    Ok(doc.to_string())
+}
+
+/// The settings `touched` (by caller, call index and key, with the callee) whose value in
+/// `fixed` differs from that in `original`, each with the rules that wrote it.
+pub(super) fn changes(
+    file: &str,
+    original: &str,
+    fixed: &str,
+    touched: &BTreeMap<(String, usize, &'static str), String>,
+    rules_of: &BTreeMap<(String, usize, &'static str), Vec<&'static str>>,
+) -> Result<Vec<Change>, FixError> {
+    let mut before_doc = document(file, original)?;
+    let mut after_doc = document(file, fixed)?;
+    let mut changes = Vec::new();
+    for ((from, index, key), to) in touched {
+        let read = |doc: &mut DocumentMut| -> Option<String> {
+            let (table, _) = call_table(doc, from, *index, to).ok()?;
+            table.get(key).map(value_text)
+        };
+        let (before, after) = (read(&mut before_doc), read(&mut after_doc));
+        if before != after {
+            changes.push(Change {
+                from: from.clone(),
+                to: to.clone(),
+                index: *index,
+                key,
+                before,
+                after,
+                rules: rules_of
+                    .get(&(from.clone(), *index, *key))
+                    .cloned()
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// `fixed` with a comment after each changed value saying what it was and which rules changed
+/// it (`# was "5s" (check --fix: same-timeout-everywhere)`), before any comment the user had
+/// there; a removed key is noted after the call's `to`. Calls written as inline tables get no
+/// note, since a comment cannot go inside one.
+pub(super) fn annotate(file: &str, fixed: &str, changes: &[Change]) -> Result<String, FixError> {
+    let mut doc = document(file, fixed)?;
+    for change in changes {
+        let Ok((table, false)) = call_table(&mut doc, &change.from, change.index, &change.to)
+        else {
+            continue;
+        };
+        let rules = change.rules.join(", ");
+        let (key, note) = match (&change.before, &change.after) {
+            (Some(before), Some(_)) => (change.key, format!("was {before} (check --fix: {rules})")),
+            (None, _) => (change.key, format!("added by check --fix ({rules})")),
+            (Some(before), None) => (
+                "to",
+                format!("{} = {before} removed (check --fix: {rules})", change.key),
+            ),
+        };
+        let Some(value) = table.get_mut(key).and_then(Item::as_value_mut) else {
+            continue;
+        };
+        let user = value
+            .decor()
+            .suffix()
+            .and_then(|s| s.as_str())
+            .map(str::trim)
+            .and_then(|s| s.strip_prefix('#'))
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let suffix = match user {
+            Some(user) => format!("  # {note}; {user}"),
+            None => format!("  # {note}"),
+        };
+        value.decor_mut().set_suffix(suffix);
+    }
+    Ok(doc.to_string())
+}
+
+/// The TOML text of a value, without the spacing and comment around it.
+fn value_text(item: &Item) -> String {
+    match item {
+        Item::Value(value) => {
+            let mut bare = value.clone();
+            bare.decor_mut().clear();
+            bare.to_string()
+        }
+        Item::Table(table) => table.clone().into_inline_table().to_string(),
+        other => other.to_string().trim().to_string(),
+    }
+}
+
+fn document(file: &str, text: &str) -> Result<DocumentMut, FixError> {
+    text.parse()
+        .map_err(|e: toml_edit::TomlError| toml_error(file, e.to_string()))
+}
+
+fn toml_error(file: &str, message: String) -> FixError {
+    FixError::Toml {
+        file: file.to_string(),
+        message,
+    }
+}
+
+fn no_call(file: &str, edit: &Edit, reason: String) -> FixError {
+    FixError::NoCall {
+        file: file.to_string(),
+        edit: Box::new(edit.clone()),
+        reason,
+    }
+}
+
+/// Call `index` of service `from` as an editable table, and whether it is an inline table (a
+/// call in `calls = [{ ... }]`); an error saying what is missing when it is not there or does
+/// not call `to`.
+fn call_table<'d>(
+    doc: &'d mut DocumentMut,
+    from: &str,
+    index: usize,
+    to: &str,
+) -> Result<(&'d mut dyn TableLike, bool), String> {
+    let calls = doc
+        .get_mut("services")
+        .and_then(Item::as_table_like_mut)
+        .and_then(|services| services.get_mut(from))
+        .and_then(Item::as_table_like_mut)
+        .and_then(|service| service.get_mut("calls"))
+        .ok_or_else(|| format!("the file has no calls of service {from:?}"))?;
+    let (table, inline): (&mut dyn TableLike, bool) = match calls {
+        Item::ArrayOfTables(tables) => (
+            tables
+                .get_mut(index)
+                .ok_or_else(|| format!("service {from:?} has no call {index}"))?,
+            false,
+        ),
+        Item::Value(Value::Array(array)) => (
+            array
+                .get_mut(index)
+                .and_then(Value::as_inline_table_mut)
+                .ok_or_else(|| format!("service {from:?} has no call {index}"))?,
+            true,
+        ),
+        _ => {
+            return Err(format!(
+                "the calls of service {from:?} are not a list of tables"
+            ))
+        }
+    };
+    match table.get("to").and_then(Item::as_str) {
+        Some(callee) if callee == to => Ok((table, inline)),
+        Some(callee) => Err(format!(
+            "call {index} of {from:?} calls {callee:?}, not {to:?}"
+        )),
+        None => Err(format!("call {index} of {from:?} has no `to`")),
+    }
+}

@@ -1,0 +1,83 @@
+//! Which edits a round writes: the findings' edits of the earliest stage that has any, one
+//! value per setting.
+//!
+//! A setting two findings disagree on (three attempts: `layered-retries` says 1,
+//! `too-many-attempts` 2) takes the value of the more severe finding, then of the rule listed
+//! first in its stage: the lists are in order of precedence, the rule that asks for the safer
+//! value first.
+
+use std::collections::BTreeMap;
+
+use crate::report::{Edit, Finding};
+
+/// The rules with edits, by stage, each stage in order of precedence.
+///
+/// 1. Attempts: every other retry setting is judged only on calls that still retry, so a call
+///    cut to one attempt gets no budget or backoff it does not need.
+/// 2. A call's own settings, which no figure of the graph depends on except through costs.
+/// 3. The shape of the timeouts: one on every call, above the callee's latency, shrinking with
+///    depth.
+/// 4. Timeouts against worst cases: what the user waits first (`entry-budget` cuts from the
+///    top), then each caller against its callee (`timeout-inversion` cuts the callee's calls to
+///    fit, or covers the callee).
+pub(super) const STAGES: [&[&str]; 4] = [
+    &[
+        "non-idempotent-retry",
+        "retry-amplification",
+        "layered-retries",
+        "single-instance-retry",
+        "too-many-attempts",
+    ],
+    &[
+        "retry-without-budget",
+        "retry-without-backoff",
+        "backoff-without-jitter",
+        "hedge-without-budget",
+        "connect-timeout-below-rtt",
+        "connect-timeout-too-long",
+        "missing-connect-timeout",
+    ],
+    &[
+        "missing-timeout",
+        "timeout-below-latency",
+        "same-timeout-everywhere",
+    ],
+    &["entry-budget", "timeout-inversion"],
+];
+
+/// A rule's stage and its place in it; a rule in no stage (one added without updating the
+/// list) comes last, after every listed rule.
+fn rank(rule: &str) -> (usize, usize) {
+    STAGES
+        .iter()
+        .enumerate()
+        .find_map(|(stage, rules)| Some((stage, rules.iter().position(|r| *r == rule)?)))
+        .unwrap_or((STAGES.len(), 0))
+}
+
+/// The edits to write this round, each with the rule that proposed it, in a stable order (by
+/// call and key): those of the earliest stage with any, one per setting. Empty when no
+/// finding has an edit.
+pub(super) fn chosen(findings: &[Finding]) -> Vec<(&Edit, &'static str)> {
+    let with_edits = findings.iter().filter(|f| !f.edits.is_empty());
+    let Some(stage) = with_edits.clone().map(|f| rank(f.rule).0).min() else {
+        return Vec::new();
+    };
+    let mut by_setting: BTreeMap<(&str, usize, &str), (&Finding, &Edit)> = BTreeMap::new();
+    for finding in with_edits.filter(|f| rank(f.rule).0 == stage) {
+        for edit in &finding.edits {
+            let setting = (edit.from.as_str(), edit.index, edit.key);
+            let wins = by_setting.get(&setting).is_none_or(|(held, _)| {
+                (std::cmp::Reverse(finding.severity), rank(finding.rule).1)
+                    < (std::cmp::Reverse(held.severity), rank(held.rule).1)
+            });
+            if wins {
+                by_setting.insert(setting, (finding, edit));
+            }
+        }
+    }
+    by_setting
+        .into_values()
+        .map(|(finding, edit)| (edit, finding.rule))
+        .collect()
+}

@@ -1,0 +1,401 @@
+//! Tests of the fixer: edits applied as written, rounds until nothing is left, comments kept.
+
+use super::*;
+use crate::report::Severity;
+
+fn example(name: &str) -> String {
+    let path = format!(
+        "{}/../../examples/graphs/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn fixed(text: &str) -> Fixed {
+    fix("g.toml", text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The value of `key` on call `index` of `from` in the fixed graph, as the model reads it.
+fn call<'g>(fixed: &'g Fixed, from: &str, index: usize) -> &'g crate::model::Call {
+    &fixed.graph.services[from].calls[index]
+}
+
+const ONE_CALL: &str = "\
+# The caller.
+[services.api]
+instances = 2
+
+[[services.api.calls]]
+to = \"db\"
+timeout = \"5s\"    # the sample code's
+max_attempts = 3
+
+[services.db]
+instances = 2
+";
+
+#[test]
+fn a_replaced_value_keeps_its_place_and_comment_and_a_new_key_goes_last() {
+    let edits = [
+        Edit::set("api", "db", 0, "timeout", "\"250ms\""),
+        Edit::set(
+            "api",
+            "db",
+            0,
+            "retry_budget",
+            "{ ratio = 0.1, min_per_sec = 10 }",
+        ),
+        Edit::remove("api", "db", 0, "max_attempts"),
+    ];
+    let text = apply("g.toml", ONE_CALL, &edits).unwrap();
+    assert_eq!(
+        text,
+        ONE_CALL.replace("\"5s\"    #", "\"250ms\"    #").replace(
+            "max_attempts = 3\n",
+            "retry_budget = { ratio = 0.1, min_per_sec = 10 }\n"
+        )
+    );
+}
+
+#[test]
+fn calls_written_as_inline_tables_are_edited_too() {
+    let text = "[services.api]\ncalls = [{ to = \"db\", timeout = \"5s\" }, { to = \"db\" }]\n";
+    let edited = apply(
+        "g.toml",
+        text,
+        &[Edit::set("api", "db", 1, "max_attempts", "2")],
+    )
+    .unwrap();
+    assert_eq!(
+        edited,
+        "[services.api]\ncalls = [{ to = \"db\", timeout = \"5s\" }, { to = \"db\" , max_attempts = 2 }]\n"
+    );
+    let graph = crate::parse(
+        "g.toml",
+        &format!("[entry]\nservice = \"api\"\n{edited}[services.db]\n"),
+    )
+    .unwrap();
+    assert_eq!(graph.services["api"].calls[1].max_attempts, 2);
+}
+
+#[test]
+fn an_edit_for_a_call_the_file_does_not_have_there_is_refused() {
+    for (edit, reason) in [
+        (
+            Edit::set("api", "cache", 0, "timeout", "\"1s\""),
+            "call 0 of \"api\" calls \"db\", not \"cache\"",
+        ),
+        (
+            Edit::set("api", "db", 1, "timeout", "\"1s\""),
+            "service \"api\" has no call 1",
+        ),
+        (
+            Edit::set("web", "api", 0, "timeout", "\"1s\""),
+            "the file has no calls of service \"web\"",
+        ),
+    ] {
+        let error = apply("g.toml", ONE_CALL, &[edit]).unwrap_err();
+        assert!(
+            matches!(&error, FixError::NoCall { reason: r, .. } if r == reason),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("g.toml: cannot apply services."),
+            "{error}"
+        );
+    }
+    let error = apply(
+        "g.toml",
+        ONE_CALL,
+        &[Edit::set("api", "db", 0, "timeout", "5 s")],
+    )
+    .unwrap_err();
+    assert!(matches!(error, FixError::Toml { .. }), "{error}");
+}
+
+#[test]
+fn brooker_five_layers_keeps_one_retrying_layer_and_every_comment() {
+    let text = example("brooker-five-layers.toml");
+    let fixed = fixed(&text);
+    assert_eq!(fixed.stop, Stop::Done);
+    assert_eq!(
+        fixed.report.summary.errors, 0,
+        "{:#?}",
+        fixed.report.findings
+    );
+    assert_eq!(fixed.report.services["db"].amplification, 2.0);
+    assert_eq!(call(&fixed, "web", 0).max_attempts, 2);
+    for service in ["gateway", "orders", "inventory", "storage"] {
+        assert_eq!(call(&fixed, service, 0).max_attempts, 1, "{service}");
+        // A call that no longer retries gets no budget or backoff it would never use.
+        assert_eq!(call(&fixed, service, 0).limiter, None, "{service}");
+    }
+    for comment in text.lines().filter(|l| l.trim_start().starts_with('#')) {
+        assert!(fixed.text.contains(comment), "lost {comment:?}");
+    }
+    assert!(
+        fixed
+            .text
+            .contains("max_attempts = 2  # was 3 (check --fix: retry-amplification)"),
+        "{}",
+        fixed.text
+    );
+    assert!(fixed
+        .text
+        .contains("retry_budget = { ratio = 0.1, min_per_sec = 10 }  # added by check --fix"));
+    // Only the lines the fix changed differ: five attempts replaced, one budget added.
+    let lines = |t: &str| {
+        t.lines()
+            .map(str::to_string)
+            .collect::<std::collections::HashSet<_>>()
+    };
+    let (before, after) = (lines(&text), lines(&fixed.text));
+    assert_eq!(before.difference(&after).count(), 1, "{}", fixed.text);
+    assert_eq!(after.difference(&before).count(), 3, "{}", fixed.text);
+}
+
+#[test]
+fn layered_attempts_take_the_safer_value_of_two_rules() {
+    // 3 x 3 attempts is 9 at c, under the limit of 10, so only layered-retries (1) and
+    // too-many-attempts (2) speak about b -> c: the first in the stage wins.
+    let text = "\
+[entry]
+service = \"a\"
+[services.a]
+instances = 2
+[[services.a.calls]]
+to = \"b\"
+timeout = \"1s\"
+connect_timeout = \"3ms\"
+max_attempts = 3
+backoff = \"full-jitter(base=25ms, cap=250ms)\"
+retry_budget = { ratio = 0.1, min_per_sec = 10 }
+[services.b]
+instances = 2
+[[services.b.calls]]
+to = \"c\"
+timeout = \"100ms\"
+connect_timeout = \"3ms\"
+max_attempts = 3
+backoff = \"full-jitter(base=25ms, cap=250ms)\"
+retry_budget = { ratio = 0.1, min_per_sec = 10 }
+[services.c]
+instances = 2
+";
+    let fixed = fixed(text);
+    assert_eq!(call(&fixed, "a", 0).max_attempts, 2);
+    assert_eq!(call(&fixed, "b", 0).max_attempts, 1);
+    let rules: Vec<_> = fixed
+        .changes
+        .iter()
+        .map(|c| (c.from.as_str(), c.rules.clone()))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("a", vec!["too-many-attempts"]),
+            ("b", vec!["layered-retries"])
+        ]
+    );
+    assert!(
+        fixed.report.findings.is_empty(),
+        "{:#?}",
+        fixed.report.findings
+    );
+}
+
+/// Four layers with 5 s everywhere and users who wait 5 s, as sample code has them.
+const FIVE_SECONDS: &str = "\
+[entry]
+service = \"web\"
+timeout = \"5s\"
+
+[services.web]
+instances = 2
+[[services.web.calls]]
+to = \"api\"
+timeout = \"5s\"
+connect_timeout = \"3ms\"
+
+[services.api]
+instances = 2
+[[services.api.calls]]
+to = \"catalog\"
+timeout = \"5s\"
+connect_timeout = \"3ms\"
+[[services.api.calls]]
+to = \"cart\"
+timeout = \"5s\"
+connect_timeout = \"3ms\"
+
+[services.catalog]
+instances = 2
+[[services.catalog.calls]]
+to = \"db\"
+timeout = \"5s\"
+connect_timeout = \"3ms\"
+
+[services.cart]
+instances = 2
+[[services.cart.calls]]
+to = \"db\"
+timeout = \"5s\"
+connect_timeout = \"3ms\"
+
+[services.db]
+instances = 2
+";
+
+#[test]
+fn timeouts_telescope_from_what_the_user_waits_down_over_several_rounds() {
+    let fixed = fixed(FIVE_SECONDS);
+    assert_eq!(fixed.stop, Stop::Done);
+    assert!(
+        fixed.report.findings.is_empty(),
+        "{:#?}",
+        fixed.report.findings
+    );
+    // Halved by depth, then api cut to fit under web, then catalog and cart under api: one
+    // layer further down per round.
+    assert!(fixed.rounds >= 3, "{}", fixed.rounds);
+    let timeout = |from: &str, i: usize| call(&fixed, from, i).timeout.unwrap();
+    let api = timeout("web", 0);
+    assert!(api <= std::time::Duration::from_secs(5));
+    for (i, below) in [(0, "catalog"), (1, "cart")] {
+        assert!(timeout("api", i) < api, "api -> {below}");
+        assert!(timeout(below, 0) < timeout("api", i), "{below} -> db");
+    }
+    let figures = &fixed.report.services;
+    assert!(figures["web"].worst_case_ms <= 5000.0);
+    assert!(figures["api"].worst_case_ms <= api.as_secs_f64() * 1000.0);
+}
+
+#[test]
+fn a_fixed_file_is_its_own_fix() {
+    for name in [
+        "brooker-five-layers.toml",
+        "cockcroft-edge.toml",
+        "retry-storm.toml",
+    ] {
+        let once = fixed(&example(name));
+        let twice = fixed(&once.text);
+        assert_eq!(twice.text, once.text, "{name}");
+        assert_eq!((twice.rounds, twice.changes.len()), (0, 0), "{name}");
+    }
+}
+
+#[test]
+fn a_cycle_is_left_for_its_owner_and_said() {
+    let text = "\
+[entry]
+service = \"a\"
+[services.a]
+instances = 2
+[[services.a.calls]]
+to = \"b\"
+timeout = \"100ms\"
+connect_timeout = \"3ms\"
+[services.b]
+instances = 2
+[[services.b.calls]]
+to = \"a\"
+timeout = \"100ms\"
+connect_timeout = \"3ms\"
+";
+    let fixed = fixed(text);
+    assert_eq!((fixed.stop, fixed.rounds), (Stop::Done, 0));
+    assert_eq!(fixed.text, text);
+    let cycle = &fixed.report.findings[0];
+    assert_eq!((cycle.rule, cycle.edits.len()), ("call-cycle", 0));
+}
+
+#[test]
+fn fixes_that_undo_each_other_stop_at_the_best_state_seen() {
+    // deep-slowdown: 5 x 8 sequential queries under a 1 s timeout cannot all fit above db's
+    // latency, so fitting api under web and covering svc under api take turns.
+    let original = fixed(&example("deep-slowdown.toml"));
+    assert_eq!(original.stop, Stop::Cycle);
+    let before = check(&parse("g.toml", &example("deep-slowdown.toml")).unwrap());
+    assert!(original.report.summary.errors < before.summary.errors);
+    let left = &original.report.findings[0];
+    assert_eq!(
+        (left.rule, left.severity),
+        ("timeout-inversion", Severity::Error)
+    );
+}
+
+#[test]
+fn a_hedge_on_a_call_that_must_not_be_repeated_is_removed_and_noted() {
+    let text = "\
+[entry]
+service = \"a\"
+[services.a]
+instances = 2
+[[services.a.calls]]
+to = \"b\"
+timeout = \"100ms\"
+connect_timeout = \"3ms\"
+idempotent = false
+hedge = { delay = \"10ms\", max_extra = 0.05 }
+[services.b]
+instances = 2
+";
+    let fixed = fixed(text);
+    assert_eq!(call(&fixed, "a", 0).hedge, None);
+    assert!(
+        fixed.report.findings.is_empty(),
+        "{:#?}",
+        fixed.report.findings
+    );
+    assert!(
+        fixed.text.contains(
+            "to = \"b\"  # hedge = { delay = \"10ms\", max_extra = 0.05 } removed (check --fix: \
+             non-idempotent-retry)"
+        ),
+        "{}",
+        fixed.text
+    );
+}
+
+#[test]
+fn every_example_fixes_to_a_file_that_parses_with_no_more_errors_than_before() {
+    let dir = format!("{}/../../examples/graphs", env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let before = check(&parse(&name, &text).unwrap()).summary;
+        let fixed = fix(&name, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        parse(&name, &fixed.text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(fixed.report.summary.errors <= before.errors, "{name}");
+        // What is left either has no edit, or the fixer says why it stopped.
+        if fixed.stop == Stop::Done {
+            assert!(
+                fixed.report.findings.iter().all(|f| f.edits.is_empty()),
+                "{name}: {:#?}",
+                fixed.report.findings
+            );
+        }
+    }
+}
+
+#[test]
+fn every_rule_with_edits_has_a_stage() {
+    let staged: Vec<&str> = stages::STAGES
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .collect();
+    let mut all: Vec<&str> = staged.clone();
+    // The one rule whose fix is always a change of structure.
+    all.push("call-cycle");
+    all.sort_unstable();
+    let mut known = crate::render::rule_ids();
+    known.sort_unstable();
+    assert_eq!(all, known);
+    let mut unique = staged.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), staged.len());
+}

@@ -216,9 +216,9 @@ impl AdminServer {
             Err(error) => {
                 let status = match error {
                     ReloadError::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
-                    ReloadError::Load(_) | ReloadError::Apply { .. } => {
-                        StatusCode::UNPROCESSABLE_ENTITY
-                    }
+                    ReloadError::Load(_)
+                    | ReloadError::Apply { .. }
+                    | ReloadError::AdminWithoutToken { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 let generation = self.reloader.target().generation();
                 json_answer(

@@ -78,6 +78,20 @@ pub enum ReloadError {
         /// Why the data path refused them.
         source: ApplyError,
     },
+    /// The file drops the admin token while the admin address actually bound (which a reload
+    /// cannot move) is not loopback: applied, it would open `/config`, `/metrics` and
+    /// `/reload` to the network.
+    #[error(
+        "{file}: `admin.token` is required while the admin endpoint is bound to {bound}, which is \
+         not loopback (a reload cannot move it): keep the token, or restart with a loopback \
+         admin.address"
+    )]
+    AdminWithoutToken {
+        /// The settings file.
+        file: String,
+        /// The address the admin endpoint is bound to.
+        bound: std::net::SocketAddr,
+    },
     /// The runtime is shutting down and the reload did not finish.
     #[error("the reload was interrupted: the proxy is shutting down")]
     Interrupted,
@@ -367,6 +381,11 @@ impl Reloader {
             return Ok(None);
         }
         let pinned = self.pin_addresses(config.clone(), &file);
+        // The file's own check of this rule saw the address it asks for, not the one kept.
+        if pinned.admin.token.is_none() && !pinned.admin.address.ip().is_loopback() {
+            let bound = pinned.admin.address;
+            return Err(self.failed(trigger, ReloadError::AdminWithoutToken { file, bound }));
+        }
         let target = self.target.clone();
         let applied = tokio::task::spawn_blocking(move || target.apply(pinned))
             .await

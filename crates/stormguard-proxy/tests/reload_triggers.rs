@@ -177,6 +177,26 @@ async fn moved_addresses_need_a_restart_and_the_rest_is_applied() {
     std::fs::remove_file(&path).unwrap();
 }
 
+#[tokio::test]
+async fn a_reload_cannot_drop_the_token_of_an_admin_bound_beyond_loopback() {
+    let head = "[admin]\naddress = \"0.0.0.0:19902\"\ntoken = \"s3cret\"\n";
+    let (proxy, reloader, registry, path) = start("admin-token", &settings_with(head, ""));
+    // Valid on its own (loopback, no token), but the admin stays bound to 0.0.0.0.
+    let dropped = "[admin]\naddress = \"127.0.0.1:19902\"\n";
+    std::fs::write(&path, settings_with(dropped, "")).unwrap();
+    let error = reloader.reload(Trigger::Admin).await.unwrap_err();
+    assert!(
+        matches!(error, ReloadError::AdminWithoutToken { .. }),
+        "{error:?}"
+    );
+    assert_eq!(proxy.generation(), 1);
+    assert_eq!(proxy.config().admin.token.as_deref(), Some("s3cret"));
+    assert!(
+        metrics_text(&registry).contains("stormguard_config_reloads_total{result=\"failed\"} 1")
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads() {

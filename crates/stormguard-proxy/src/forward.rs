@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use http::{request, Request, Response, Version};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::Limited;
 use hyper::body::Incoming;
 use stormguard::deadline::{budget_of, Deadline};
 use stormguard::layer::{Attempts, TriedInstances};
@@ -81,7 +81,7 @@ async fn forward(
         // same instance. The proxy knows there is one: every request carries the list.
         parts.extensions.insert(TriedInstances::default());
     }
-    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
+    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     match route.service.call(Request::from_parts(parts, body)).await {
         Ok(response) => {
             let attempts = Attempts::of(&response);

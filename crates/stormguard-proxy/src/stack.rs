@@ -13,10 +13,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::Either;
+use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -27,8 +25,10 @@ use stormguard::layer::{
 use stormguard::metrics::PrometheusMetrics;
 use tower_service::Service;
 
-/// A client's request body as the stack takes it: size-limited, type-erased.
-pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+/// A client's request body as the stack takes it: size-limited. Not boxed: a box for every
+/// request, nearly all of them with an empty body, bought nothing (the retry layer boxes a body
+/// it streams once anyway).
+pub(crate) type RequestBody = Limited<Incoming>;
 
 /// The body an attempt sends: as the retry layer replays it, or as the hedge layer (under the
 /// retry layer) replays that. One type, so one pool serves hedged and plain routes alike.
@@ -98,35 +98,45 @@ impl Drop for Timing {
     }
 }
 
-type ClientFuture = Pin<
-    Box<dyn Future<Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>> + Send>,
->;
+/// An attempt in flight: the client's future and its timing. Not boxed: hyper-util's future is
+/// already one box, and a second for every attempt bought nothing.
+pub(crate) struct TimedFuture {
+    sent: hyper_util::client::legacy::ResponseFuture,
+    timing: Timing,
+}
+
+impl Future for TimedFuture {
+    type Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = std::task::ready!(Pin::new(&mut self.sent).poll(cx));
+        match result {
+            Ok(_) => self.timing.record(),
+            Err(_) => self.timing.disarm(),
+        }
+        Poll::Ready(result)
+    }
+}
 
 impl<B: IntoUpstream> Service<Request<B>> for Timed {
     type Response = Response<Incoming>;
     // hyper-util's own error: the library's classifier reads `is_connect` from it.
     type Error = hyper_util::client::legacy::Error;
-    type Future = ClientFuture;
+    type Future = TimedFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Service::<Request<UpstreamBody>>::poll_ready(&mut self.client, cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let sent = self.client.request(req.map(IntoUpstream::into_upstream));
-        let mut timing = Timing {
-            latency: self.latency.clone(),
-            start: tokio::time::Instant::now(),
-            armed: true,
-        };
-        Box::pin(async move {
-            let result = sent.await;
-            match result {
-                Ok(_) => timing.record(),
-                Err(_) => timing.disarm(),
-            }
-            result
-        })
+        TimedFuture {
+            sent: self.client.request(req.map(IntoUpstream::into_upstream)),
+            timing: Timing {
+                latency: self.latency.clone(),
+                start: tokio::time::Instant::now(),
+                armed: true,
+            },
+        }
     }
 }
 

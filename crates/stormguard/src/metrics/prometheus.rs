@@ -1,5 +1,9 @@
 //! [`Observer`] counters in a `prometheus-client` registry.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, RwLock};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -51,7 +55,50 @@ pub struct PrometheusMetrics {
     succeeded: Family<TargetLabels, Counter>,
     failed: Family<ReasonLabels, Counter>,
     ejections: Family<TargetLabels, Counter>,
+    /// The counters labelled by target alone, found by the target's name without making a
+    /// label set: the events every request reports (request, attempt, success) cost a lookup
+    /// and an atomic add, not an allocation, a hash of the label set and the family's lock.
+    by_target: Arc<RwLock<HashMap<Box<str>, TargetCounters, FnvBuild>>>,
 }
+
+/// One target's counters of the families labelled by target alone: the same counters the
+/// families export.
+#[derive(Clone, Debug)]
+struct TargetCounters {
+    requests: Counter,
+    attempts: Counter,
+    hedges: Counter,
+    hedges_won: Counter,
+    deadline_giveups: Counter,
+    succeeded: Counter,
+    ejections: Counter,
+}
+
+/// FNV-1a: target names are few, short and come from the settings, not from requests, so a
+/// hash that is cheap on short keys is enough.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type FnvBuild = BuildHasherDefault<Fnv>;
 
 impl PrometheusMetrics {
     /// Creates the counters and registers them in `registry`.
@@ -116,6 +163,35 @@ impl PrometheusMetrics {
     }
 }
 
+impl PrometheusMetrics {
+    /// Runs `f` on the counters of target `t`, made on first use.
+    fn with_target<R>(&self, t: &str, f: impl FnOnce(&TargetCounters) -> R) {
+        {
+            let map = self.by_target.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(counters) = map.get(t) {
+                f(counters);
+                return;
+            }
+        }
+        let labels = target(t);
+        let counters = TargetCounters {
+            requests: self.requests.get_or_create_owned(&labels),
+            attempts: self.attempts.get_or_create_owned(&labels),
+            hedges: self.hedges.get_or_create_owned(&labels),
+            hedges_won: self.hedges_won.get_or_create_owned(&labels),
+            deadline_giveups: self.deadline_giveups.get_or_create_owned(&labels),
+            succeeded: self.succeeded.get_or_create_owned(&labels),
+            ejections: self.ejections.get_or_create_owned(&labels),
+        };
+        f(&counters);
+        self.by_target
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(t.into())
+            .or_insert(counters);
+    }
+}
+
 fn target(target: &str) -> TargetLabels {
     TargetLabels {
         target: target.to_string(),
@@ -132,36 +208,38 @@ fn reason(target: &str, reason: &'static str) -> ReasonLabels {
 impl Observer for PrometheusMetrics {
     fn observe(&self, t: &str, event: Event) {
         match event {
-            Event::Request => self.requests.get_or_create(&target(t)).inc(),
-            Event::Attempt => self.attempts.get_or_create(&target(t)).inc(),
-            Event::Retry(kind) => self
-                .retries
-                .get_or_create(&reason(t, retry_kind_label(kind)))
-                .inc(),
+            Event::Request => self.with_target(t, |c| c.requests.inc()),
+            Event::Attempt => self.with_target(t, |c| c.attempts.inc()),
+            Event::Retry(kind) => {
+                self.retries
+                    .get_or_create(&reason(t, retry_kind_label(kind)))
+                    .inc();
+            }
             Event::RetryDenied(by) => {
                 let label = match by {
                     Denied::Budget => "retry-budget",
                     Denied::TokenBucket => "token-bucket",
                 };
-                self.retries_denied.get_or_create(&reason(t, label)).inc()
+                self.retries_denied.get_or_create(&reason(t, label)).inc();
             }
-            Event::HedgeSent => self.hedges.get_or_create(&target(t)).inc(),
-            Event::HedgeWon => self.hedges_won.get_or_create(&target(t)).inc(),
+            Event::HedgeSent => self.with_target(t, |c| c.hedges.inc()),
+            Event::HedgeWon => self.with_target(t, |c| c.hedges_won.inc()),
             Event::Timeout(kind) => {
                 let label = match kind {
                     TimeoutKind::Connect => "connect",
                     TimeoutKind::Request => "request",
                 };
-                self.timeouts.get_or_create(&reason(t, label)).inc()
+                self.timeouts.get_or_create(&reason(t, label)).inc();
             }
-            Event::DeadlineGiveUp => self.deadline_giveups.get_or_create(&target(t)).inc(),
-            Event::Succeeded => self.succeeded.get_or_create(&target(t)).inc(),
-            Event::Failed(give_up) => self
-                .failed
-                .get_or_create(&reason(t, give_up.reason()))
-                .inc(),
-            Event::Ejected { .. } => self.ejections.get_or_create(&target(t)).inc(),
-        };
+            Event::DeadlineGiveUp => self.with_target(t, |c| c.deadline_giveups.inc()),
+            Event::Succeeded => self.with_target(t, |c| c.succeeded.inc()),
+            Event::Failed(give_up) => {
+                self.failed
+                    .get_or_create(&reason(t, give_up.reason()))
+                    .inc();
+            }
+            Event::Ejected { .. } => self.with_target(t, |c| c.ejections.inc()),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use stormguard::deadline::{budget_of, Deadline};
 use stormguard::layer::{Attempts, TriedInstances};
 
-use crate::answer::{Reason, ResponseBody, ATTEMPTS_HEADER};
+use crate::answer::{attempts_value, Reason, ResponseBody, ATTEMPTS_NAME};
 use crate::fault;
 use crate::headers::{request_host, strip_hop_by_hop, target_allowed};
 use crate::proxy::{Proxy, RouteEntry};
@@ -87,9 +87,7 @@ async fn forward(
             let attempts = Attempts::of(&response);
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            parts
-                .headers
-                .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+            parts.headers.insert(ATTEMPTS_NAME, attempts_value(attempts));
             let body = ResponseBody::upstream(body, in_flight);
             (Response::from_parts(parts, body), "")
         }

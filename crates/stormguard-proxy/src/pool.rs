@@ -158,7 +158,9 @@ impl InstancePool {
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+                // Boxed: a connect future is large and rarely needed, and kept inline it would
+                // make every request's future too large for the allocator's fast path.
+                None => (Box::pin(self.connect()).await?, false),
             };
             match sender.try_send_request(req).await {
                 Ok(response) => {

@@ -44,6 +44,14 @@ struct ReasonLabels {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct PrometheusMetrics {
+    // One pointer: the layers clone their observer on the request path (a deadline layer for
+    // every call), and a clone of eleven families and a map was twelve reference counts.
+    inner: Arc<Families>,
+}
+
+/// The counters of a [`PrometheusMetrics`] and its clones.
+#[derive(Debug, Default)]
+struct Families {
     requests: Family<TargetLabels, Counter>,
     attempts: Family<TargetLabels, Counter>,
     retries: Family<ReasonLabels, Counter>,
@@ -58,7 +66,7 @@ pub struct PrometheusMetrics {
     /// The counters labelled by target alone, found by the target's name without making a
     /// label set: the events every request reports (request, attempt, success) cost a lookup
     /// and an atomic add, not an allocation, a hash of the label set and the family's lock.
-    by_target: Arc<RwLock<HashMap<Box<str>, TargetCounters, FnvBuild>>>,
+    by_target: RwLock<HashMap<Box<str>, TargetCounters, FnvBuild>>,
 }
 
 /// One target's counters of the families labelled by target alone: the same counters the
@@ -107,57 +115,57 @@ impl PrometheusMetrics {
         registry.register(
             "stormguard_requests",
             "Requests received, before any retry. Divide stormguard_attempts by this for the load your retries and hedges add; above 1.2 the dependency is failing often enough to look at.",
-            metrics.requests.clone(),
+            metrics.inner.requests.clone(),
         );
         registry.register(
             "stormguard_attempts",
             "Attempts sent: first tries, retries and hedges. This is the load the dependency sees.",
-            metrics.attempts.clone(),
+            metrics.inner.attempts.clone(),
         );
         registry.register(
             "stormguard_retries",
             "Retries sent, by what the failed attempt came to. A steady rate means a failure that retries are hiding: fix its cause, do not raise max_attempts.",
-            metrics.retries.clone(),
+            metrics.inner.retries.clone(),
         );
         registry.register(
             "stormguard_retries_denied",
             "Retries not sent because the retry budget or token bucket was spent. Rising means the dependency is failing broadly: the limiter is protecting it; do not raise the budget, find the failure.",
-            metrics.retries_denied.clone(),
+            metrics.inner.retries_denied.clone(),
         );
         registry.register(
             "stormguard_hedges",
             "Hedged requests sent after the hedge delay. Near max_extra of requests means the delay is too short or the tail too long.",
-            metrics.hedges.clone(),
+            metrics.inner.hedges.clone(),
         );
         registry.register(
             "stormguard_hedges_won",
             "Hedges that answered before the original. Few wins for many hedges: raise the hedge delay.",
-            metrics.hedges_won.clone(),
+            metrics.inner.hedges_won.clone(),
         );
         registry.register(
             "stormguard_timeouts",
             "Attempts that timed out, by kind. Connect timeouts point at the network or a dead instance; request timeouts at a slow dependency or a timeout below its p99.9 (run stormguard recommend).",
-            metrics.timeouts.clone(),
+            metrics.inner.timeouts.clone(),
         );
         registry.register(
             "stormguard_deadline_giveups",
             "Requests answered at once, or not retried, because too little of the caller's deadline was left. Rising means callers upstream wait less than this path needs: check timeouts telescope (stormguard check).",
-            metrics.deadline_giveups.clone(),
+            metrics.inner.deadline_giveups.clone(),
         );
         registry.register(
             "stormguard_succeeded",
             "Requests that ended in success, after any retries.",
-            metrics.succeeded.clone(),
+            metrics.inner.succeeded.clone(),
         );
         registry.register(
             "stormguard_failed",
             "Requests that ended in failure, by why no further attempt was made (final, attempts, retry-budget, token-bucket, deadline).",
-            metrics.failed.clone(),
+            metrics.inner.failed.clone(),
         );
         registry.register(
             "stormguard_ejections",
             "Instances left out of load balancing for a while after failing several times in a row (refused connections, 5xx). A steady rate means one instance keeps failing: look at it, or take it out of the list of instances.",
-            metrics.ejections.clone(),
+            metrics.inner.ejections.clone(),
         );
         metrics
     }
@@ -167,7 +175,7 @@ impl PrometheusMetrics {
     /// Runs `f` on the counters of target `t`, made on first use.
     fn with_target<R>(&self, t: &str, f: impl FnOnce(&TargetCounters) -> R) {
         {
-            let map = self.by_target.read().unwrap_or_else(|e| e.into_inner());
+            let map = self.inner.by_target.read().unwrap_or_else(|e| e.into_inner());
             if let Some(counters) = map.get(t) {
                 f(counters);
                 return;
@@ -175,16 +183,16 @@ impl PrometheusMetrics {
         }
         let labels = target(t);
         let counters = TargetCounters {
-            requests: self.requests.get_or_create_owned(&labels),
-            attempts: self.attempts.get_or_create_owned(&labels),
-            hedges: self.hedges.get_or_create_owned(&labels),
-            hedges_won: self.hedges_won.get_or_create_owned(&labels),
-            deadline_giveups: self.deadline_giveups.get_or_create_owned(&labels),
-            succeeded: self.succeeded.get_or_create_owned(&labels),
-            ejections: self.ejections.get_or_create_owned(&labels),
+            requests: self.inner.requests.get_or_create_owned(&labels),
+            attempts: self.inner.attempts.get_or_create_owned(&labels),
+            hedges: self.inner.hedges.get_or_create_owned(&labels),
+            hedges_won: self.inner.hedges_won.get_or_create_owned(&labels),
+            deadline_giveups: self.inner.deadline_giveups.get_or_create_owned(&labels),
+            succeeded: self.inner.succeeded.get_or_create_owned(&labels),
+            ejections: self.inner.ejections.get_or_create_owned(&labels),
         };
         f(&counters);
-        self.by_target
+        self.inner.by_target
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(t.into())
@@ -211,7 +219,7 @@ impl Observer for PrometheusMetrics {
             Event::Request => self.with_target(t, |c| c.requests.inc()),
             Event::Attempt => self.with_target(t, |c| c.attempts.inc()),
             Event::Retry(kind) => {
-                self.retries
+                self.inner.retries
                     .get_or_create(&reason(t, retry_kind_label(kind)))
                     .inc();
             }
@@ -220,7 +228,7 @@ impl Observer for PrometheusMetrics {
                     Denied::Budget => "retry-budget",
                     Denied::TokenBucket => "token-bucket",
                 };
-                self.retries_denied.get_or_create(&reason(t, label)).inc();
+                self.inner.retries_denied.get_or_create(&reason(t, label)).inc();
             }
             Event::HedgeSent => self.with_target(t, |c| c.hedges.inc()),
             Event::HedgeWon => self.with_target(t, |c| c.hedges_won.inc()),
@@ -229,12 +237,12 @@ impl Observer for PrometheusMetrics {
                     TimeoutKind::Connect => "connect",
                     TimeoutKind::Request => "request",
                 };
-                self.timeouts.get_or_create(&reason(t, label)).inc();
+                self.inner.timeouts.get_or_create(&reason(t, label)).inc();
             }
             Event::DeadlineGiveUp => self.with_target(t, |c| c.deadline_giveups.inc()),
             Event::Succeeded => self.with_target(t, |c| c.succeeded.inc()),
             Event::Failed(give_up) => {
-                self.failed
+                self.inner.failed
                     .get_or_create(&reason(t, give_up.reason()))
                     .inc();
             }

@@ -87,7 +87,9 @@ async fn forward(
             let attempts = Attempts::of(&response);
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            parts.headers.insert(ATTEMPTS_NAME, attempts_value(attempts));
+            parts
+                .headers
+                .insert(ATTEMPTS_NAME, attempts_value(attempts));
             let body = ResponseBody::upstream(body, in_flight);
             (Response::from_parts(parts, body), "")
         }

@@ -184,9 +184,8 @@ mod tests {
 
     #[test]
     fn a_request_without_host_gets_the_instances_address() {
-        let pool = |a: &str| {
-            InstancePool::new(a.parse().unwrap(), HttpConnector::new(), Duration::ZERO)
-        };
+        let pool =
+            |a: &str| InstancePool::new(a.parse().unwrap(), HttpConnector::new(), Duration::ZERO);
         assert_eq!(pool("127.0.0.1:9001").host, "127.0.0.1:9001");
         assert_eq!(pool("api.internal:80").host, "api.internal");
         assert_eq!(pool("127.0.0.1:9001").target, "http://127.0.0.1:9001/");

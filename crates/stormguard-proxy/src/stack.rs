@@ -128,11 +128,7 @@ impl<B: IntoUpstream> Service<Request<B>> for Timed {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         TimedFuture {
-            sent: Box::pin(
-                self.pool
-                    .clone()
-                    .send(req.map(IntoUpstream::into_upstream)),
-            ),
+            sent: Box::pin(self.pool.clone().send(req.map(IntoUpstream::into_upstream))),
             timing: Timing {
                 latency: self.latency.clone(),
                 start: tokio::time::Instant::now(),

@@ -68,8 +68,11 @@ fn route_timeout(route: &Route) -> Duration {
 /// connections stay warm through a reload, and routes to one instance share its connections.
 #[derive(Default)]
 pub(crate) struct Clients {
-    pools: Mutex<HashMap<(Option<Duration>, Authority), Arc<InstancePool>>>,
+    pools: Mutex<HashMap<PoolKey, Arc<InstancePool>>>,
 }
+
+/// A pool's connect timeout and instance.
+type PoolKey = (Option<Duration>, Authority);
 
 impl Clients {
     fn get(&self, connect_timeout: Option<Duration>, authority: &Authority) -> Arc<InstancePool> {

@@ -175,7 +175,11 @@ impl PrometheusMetrics {
     /// Runs `f` on the counters of target `t`, made on first use.
     fn with_target<R>(&self, t: &str, f: impl FnOnce(&TargetCounters) -> R) {
         {
-            let map = self.inner.by_target.read().unwrap_or_else(|e| e.into_inner());
+            let map = self
+                .inner
+                .by_target
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some(counters) = map.get(t) {
                 f(counters);
                 return;
@@ -192,7 +196,8 @@ impl PrometheusMetrics {
             ejections: self.inner.ejections.get_or_create_owned(&labels),
         };
         f(&counters);
-        self.inner.by_target
+        self.inner
+            .by_target
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(t.into())
@@ -219,7 +224,8 @@ impl Observer for PrometheusMetrics {
             Event::Request => self.with_target(t, |c| c.requests.inc()),
             Event::Attempt => self.with_target(t, |c| c.attempts.inc()),
             Event::Retry(kind) => {
-                self.inner.retries
+                self.inner
+                    .retries
                     .get_or_create(&reason(t, retry_kind_label(kind)))
                     .inc();
             }
@@ -228,7 +234,10 @@ impl Observer for PrometheusMetrics {
                     Denied::Budget => "retry-budget",
                     Denied::TokenBucket => "token-bucket",
                 };
-                self.inner.retries_denied.get_or_create(&reason(t, label)).inc();
+                self.inner
+                    .retries_denied
+                    .get_or_create(&reason(t, label))
+                    .inc();
             }
             Event::HedgeSent => self.with_target(t, |c| c.hedges.inc()),
             Event::HedgeWon => self.with_target(t, |c| c.hedges_won.inc()),
@@ -242,7 +251,8 @@ impl Observer for PrometheusMetrics {
             Event::DeadlineGiveUp => self.with_target(t, |c| c.deadline_giveups.inc()),
             Event::Succeeded => self.with_target(t, |c| c.succeeded.inc()),
             Event::Failed(give_up) => {
-                self.inner.failed
+                self.inner
+                    .failed
                     .get_or_create(&reason(t, give_up.reason()))
                     .inc();
             }

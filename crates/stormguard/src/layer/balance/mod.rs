@@ -336,9 +336,9 @@ where
         let ejected = ejected.as_deref().unwrap_or(&[]);
         let chosen = match tried {
             // Chosen and recorded under one lock, with the list read in place.
-            Some(tried) => tried.choose_and_record(|already| {
-                choose_healthy(loads, already, ejected, &mut rng)
-            }),
+            Some(tried) => {
+                tried.choose_and_record(|already| choose_healthy(loads, already, ejected, &mut rng))
+            }
             None => choose_healthy(loads, &[], ejected, &mut rng),
         };
         let Some(index) = chosen else {

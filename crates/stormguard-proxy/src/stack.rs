@@ -4,10 +4,10 @@
 //! Every decision a route takes is the library's: the stack is, outermost first,
 //! `DeadlineLayer` (the inbound budget capped by the route timeout, the decremented budget
 //! downstream), `RetryLayer` (the route's policy), `HedgeLayer` when the route hedges, and a
-//! `Balance` over one `SetAuthority` per instance. What this module adds is plumbing only:
-//! [`Timed`] measures each attempt for the latency histogram and hands it to the instance's
-//! [`InstancePool`], and [`RouteService`] gives a hedged and a plain stack one type, so that routes of both
-//! kinds share one connection pool per instance.
+//! `Balance` over the instances. What this module adds is plumbing only: [`Timed`] measures
+//! each attempt for the latency histogram and hands it to its instance's [`InstancePool`], and
+//! [`RouteService`] gives a hedged and a plain stack one type, so that routes of both kinds
+//! share each instance's connections.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,9 +18,7 @@ use http::{Request, Response};
 use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
 use prometheus_client::metrics::histogram::Histogram;
-use stormguard::layer::{
-    Balance, BoxError, DeadlineService, Hedge, ReplayBody, Retry, SetAuthority,
-};
+use stormguard::layer::{Balance, BoxError, DeadlineService, Hedge, ReplayBody, Retry};
 use stormguard::metrics::PrometheusMetrics;
 use tower_service::Service;
 
@@ -139,7 +137,10 @@ impl<B: IntoUpstream> Service<Request<B>> for Timed {
 }
 
 /// The instances of a route's upstream, spread by the library's balancer.
-pub(crate) type Instances = Balance<SetAuthority<Timed>>;
+/// No `SetAuthority` per instance: each instance's [`Timed`] sends through that instance's own
+/// pool, which sends the origin-form target, so an absolute URI made per attempt would only be
+/// taken apart again.
+pub(crate) type Instances = Balance<Timed>;
 
 type Plain = DeadlineService<Retry<Instances, PrometheusMetrics>, PrometheusMetrics>;
 type Hedged = DeadlineService<

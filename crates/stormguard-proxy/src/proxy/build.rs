@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::uri::Authority;
 use hyper_util::client::legacy::connect::HttpConnector;
 use prometheus_client::metrics::histogram::Histogram;
-use stormguard::layer::{Balance, DeadlineLayer, HedgeLayer, RetryLayer, SetAuthority};
+use stormguard::layer::{Balance, DeadlineLayer, HedgeLayer, RetryLayer};
 use stormguard_graph::model::Span;
 use stormguard_graph::policy::NO_TIMEOUT;
 use tower_layer::Layer;
@@ -186,10 +186,7 @@ fn stack(
                     instance: instance.clone(),
                 })?;
             let pool = clients.get(route.call.connect_timeout, &authority);
-            Ok(SetAuthority::new(
-                Timed::new(pool, latency.1.clone()),
-                authority,
-            ))
+            Ok(Timed::new(pool, latency.1.clone()))
         })
         .collect::<Result<Vec<_>, BuildError>>()?;
     // Outlier ejection is the balancer's default: an instance that refuses connections gets no

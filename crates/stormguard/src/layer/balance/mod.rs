@@ -350,32 +350,51 @@ where
             index,
         };
         let mut service = self.instances[index].clone();
-        Box::pin(async move {
-            let health = guard.state.health.as_ref();
-            let answer = async {
-                poll_fn(|cx| service.poll_ready(cx)).await?;
-                service.call(req).await
+        // An instance is nearly always ready at once (a pooled client): then the call is made
+        // here, and the boxed future holds the call in flight, not the service and the request
+        // as well.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => {
+                let call = service.call(req);
+                Box::pin(async move { answered(guard, call.await.map_err(Into::into)) })
             }
-            .await;
-            match answer {
-                Ok(mut response) => {
-                    if let Some(health) = health {
-                        health.record(index, Outcome::of(response_result(&response)));
-                    }
-                    response.extensions_mut().insert(Instance(index));
-                    Ok(response)
+            Poll::Ready(Err(e)) => Box::pin(std::future::ready(answered(guard, Err(e.into())))),
+            Poll::Pending => Box::pin(async move {
+                let answer = async {
+                    poll_fn(|cx| service.poll_ready(cx)).await?;
+                    service.call(req).await
                 }
-                Err(e) => {
-                    let source: BoxError = e.into();
-                    if let Some(health) = health {
-                        health.record(index, Outcome::of(classify_error(&*source)));
-                    }
-                    Err(Box::new(InstanceError {
-                        instance: index,
-                        source,
-                    }) as BoxError)
-                }
+                .await;
+                answered(guard, answer.map_err(Into::into))
+            }),
+        }
+    }
+}
+
+/// What an instance answered, recorded in its health and marked with the instance.
+fn answered<RB>(
+    guard: InFlight,
+    answer: Result<Response<RB>, BoxError>,
+) -> Result<Response<RB>, BoxError> {
+    let index = guard.index;
+    let health = guard.state.health.as_ref();
+    match answer {
+        Ok(mut response) => {
+            if let Some(health) = health {
+                health.record(index, Outcome::of(response_result(&response)));
             }
-        })
+            response.extensions_mut().insert(Instance(index));
+            Ok(response)
+        }
+        Err(source) => {
+            if let Some(health) = health {
+                health.record(index, Outcome::of(classify_error(&*source)));
+            }
+            Err(Box::new(InstanceError {
+                instance: index,
+                source,
+            }) as BoxError)
+        }
     }
 }

@@ -26,7 +26,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, RETRY_AFTER};
+use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full, LengthLimitError};
@@ -37,6 +37,25 @@ use crate::proxy::InFlight;
 
 /// `stormguard-attempts`: attempts sent upstream for this request.
 pub const ATTEMPTS_HEADER: &str = "stormguard-attempts";
+/// [`ATTEMPTS_HEADER`] as a name made once: a `&str` key is parsed again on every insert.
+pub(crate) const ATTEMPTS_NAME: HeaderName = HeaderName::from_static(ATTEMPTS_HEADER);
+
+/// The value of [`ATTEMPTS_HEADER`]: the counts nearly every response carries are static, so
+/// they cost no allocation.
+pub(crate) fn attempts_value(attempts: u32) -> HeaderValue {
+    const COMMON: [HeaderValue; 5] = [
+        HeaderValue::from_static("0"),
+        HeaderValue::from_static("1"),
+        HeaderValue::from_static("2"),
+        HeaderValue::from_static("3"),
+        HeaderValue::from_static("4"),
+    ];
+    match COMMON.get(attempts as usize) {
+        Some(value) => value.clone(),
+        None => HeaderValue::from(attempts),
+    }
+}
+
 /// `stormguard-reason`: why the proxy answered itself (absent when the upstream answered).
 ///
 /// 502 `connect-refused`, `connect-timeout`, `reset` (the upstream could not be reached or broke
@@ -216,7 +235,7 @@ impl Reason {
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(REASON_HEADER, HeaderValue::from_static(self.name));
-        headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+        headers.insert(ATTEMPTS_NAME, attempts_value(attempts));
         headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -258,6 +277,9 @@ mod tests {
             let response = reason.answer(2);
             assert_eq!(response.headers()[REASON_HEADER], reason.name);
             assert_eq!(response.headers()[ATTEMPTS_HEADER], "2");
+        }
+        for n in [0, 1, 4, 5, 12] {
+            assert_eq!(attempts_value(n), n.to_string().as_str());
         }
         let shed = Reason::OVERLOADED.answer(0);
         assert_eq!(shed.status(), 503);

@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use http::{request, Request, Response, Version};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::Limited;
 use hyper::body::Incoming;
 use stormguard::deadline::{budget_of, Deadline};
 use stormguard::layer::{Attempts, TriedInstances};
 
-use crate::answer::{Reason, ResponseBody, ATTEMPTS_HEADER};
+use crate::answer::{attempts_value, Reason, ResponseBody, ATTEMPTS_NAME};
 use crate::fault;
 use crate::headers::{request_host, strip_hop_by_hop, target_allowed};
 use crate::proxy::{Proxy, RouteEntry};
@@ -81,7 +81,7 @@ async fn forward(
         // same instance. The proxy knows there is one: every request carries the list.
         parts.extensions.insert(TriedInstances::default());
     }
-    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
+    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     match route.service.call(Request::from_parts(parts, body)).await {
         Ok(response) => {
             let attempts = Attempts::of(&response);
@@ -89,7 +89,7 @@ async fn forward(
             strip_hop_by_hop(&mut parts.headers);
             parts
                 .headers
-                .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+                .insert(ATTEMPTS_NAME, attempts_value(attempts));
             let body = ResponseBody::upstream(body, in_flight);
             (Response::from_parts(parts, body), "")
         }

@@ -30,6 +30,7 @@ mod fault;
 mod forward;
 mod headers;
 mod metrics;
+mod pool;
 mod proxy;
 pub mod reload;
 mod server;

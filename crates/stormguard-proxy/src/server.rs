@@ -34,6 +34,9 @@ use crate::proxy::Proxy;
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// The number of headers hyper's HTTP/1 server takes when no limit is set.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// Pause after a failed accept (out of file descriptors, say), so the loop does not spin.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
@@ -119,8 +122,12 @@ impl Builders {
         http1
             .timer(TokioTimer::new())
             .header_read_timeout(listen.header_read_timeout)
-            .max_headers(listen.max_headers)
             .max_header_size(listen.max_header_bytes);
+        // hyper parses up to its default number of headers into arrays on the stack; any other
+        // limit, even the same number, fills arrays of that size for every request head.
+        if listen.max_headers != HYPER_MAX_HEADERS {
+            http1.max_headers(listen.max_headers);
+        }
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())

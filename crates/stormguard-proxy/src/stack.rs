@@ -1,41 +1,37 @@
-//! A route's tower stack, built from the library's layers over one shared, pooled client.
+//! A route's tower stack, built from the library's layers over pooled connections to each instance.
 //!
 //! ## Why this shape
 //! Every decision a route takes is the library's: the stack is, outermost first,
 //! `DeadlineLayer` (the inbound budget capped by the route timeout, the decremented budget
 //! downstream), `RetryLayer` (the route's policy), `HedgeLayer` when the route hedges, and a
-//! `Balance` over one `SetAuthority` per instance. What this module adds is plumbing only:
-//! [`Timed`] measures each attempt for the latency histogram and hands the body to hyper-util's
-//! client, and [`RouteService`] gives a hedged and a plain stack one type, so that routes of both
-//! kinds share one connection pool.
+//! `Balance` over the instances. What this module adds is plumbing only: [`Timed`] measures
+//! each attempt for the latency histogram and hands it to its instance's [`InstancePool`], and
+//! [`RouteService`] gives a hedged and a plain stack one type, so that routes of both kinds
+//! share each instance's connections.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::Either;
+use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use prometheus_client::metrics::histogram::Histogram;
-use stormguard::layer::{
-    Balance, BoxError, DeadlineService, Hedge, ReplayBody, Retry, SetAuthority,
-};
+use stormguard::layer::{Balance, BoxError, DeadlineService, Hedge, ReplayBody, Retry};
 use stormguard::metrics::PrometheusMetrics;
 use tower_service::Service;
 
-/// A client's request body as the stack takes it: size-limited, type-erased.
-pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+use crate::pool::InstancePool;
+
+/// A client's request body as the stack takes it: size-limited. Not boxed: a box for every
+/// request, nearly all of them with an empty body, bought nothing (the retry layer boxes a body
+/// it streams once anyway).
+pub(crate) type RequestBody = Limited<Incoming>;
 
 /// The body an attempt sends: as the retry layer replays it, or as the hedge layer (under the
 /// retry layer) replays that. One type, so one pool serves hedged and plain routes alike.
 pub(crate) type UpstreamBody = Either<ReplayBody<RequestBody>, ReplayBody<ReplayBody<RequestBody>>>;
-
-/// The shared, pooled client: one per distinct connect timeout.
-pub(crate) type HttpClient = Client<HttpConnector, UpstreamBody>;
 
 /// A body the layers hand down, made into the one body type the client sends.
 pub(crate) trait IntoUpstream: Send + 'static {
@@ -55,19 +51,19 @@ impl IntoUpstream for ReplayBody<ReplayBody<RequestBody>> {
     }
 }
 
-/// Sends attempts through the shared client and records each one's latency in its route's
-/// histogram: a response at its arrival, an attempt abandoned (a per-try timeout, a losing
-/// hedge) at the moment it was dropped. Errors are not recorded: a refused connection's
+/// Sends attempts to one instance through its pool and records each one's latency in its
+/// route's histogram: a response at its arrival, an attempt abandoned (a per-try timeout, a
+/// losing hedge) at the moment it was dropped. Errors are not recorded: a refused connection's
 /// microseconds say nothing of the upstream's latency.
 #[derive(Clone)]
 pub(crate) struct Timed {
-    client: HttpClient,
+    pool: Arc<InstancePool>,
     latency: Histogram,
 }
 
 impl Timed {
-    pub(crate) fn new(client: HttpClient, latency: Histogram) -> Self {
-        Timed { client, latency }
+    pub(crate) fn new(pool: Arc<InstancePool>, latency: Histogram) -> Self {
+        Timed { pool, latency }
     }
 }
 
@@ -98,40 +94,53 @@ impl Drop for Timing {
     }
 }
 
-type ClientFuture = Pin<
-    Box<dyn Future<Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>> + Send>,
->;
+/// An attempt in flight: the pool's future and its timing.
+pub(crate) struct TimedFuture {
+    sent: Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>,
+    timing: Timing,
+}
+
+impl Future for TimedFuture {
+    type Output = Result<Response<Incoming>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = std::task::ready!(self.sent.as_mut().poll(cx));
+        match result {
+            Ok(_) => self.timing.record(),
+            Err(_) => self.timing.disarm(),
+        }
+        Poll::Ready(result)
+    }
+}
 
 impl<B: IntoUpstream> Service<Request<B>> for Timed {
     type Response = Response<Incoming>;
-    // hyper-util's own error: the library's classifier reads `is_connect` from it.
-    type Error = hyper_util::client::legacy::Error;
-    type Future = ClientFuture;
+    // A connect failure is the library's `NotSent`, so the classifier knows it was not sent.
+    type Error = BoxError;
+    type Future = TimedFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<Request<UpstreamBody>>::poll_ready(&mut self.client, cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // A connection is taken or made in the call.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let sent = self.client.request(req.map(IntoUpstream::into_upstream));
-        let mut timing = Timing {
-            latency: self.latency.clone(),
-            start: tokio::time::Instant::now(),
-            armed: true,
-        };
-        Box::pin(async move {
-            let result = sent.await;
-            match result {
-                Ok(_) => timing.record(),
-                Err(_) => timing.disarm(),
-            }
-            result
-        })
+        TimedFuture {
+            sent: Box::pin(self.pool.clone().send(req.map(IntoUpstream::into_upstream))),
+            timing: Timing {
+                latency: self.latency.clone(),
+                start: tokio::time::Instant::now(),
+                armed: true,
+            },
+        }
     }
 }
 
 /// The instances of a route's upstream, spread by the library's balancer.
-pub(crate) type Instances = Balance<SetAuthority<Timed>>;
+/// No `SetAuthority` per instance: each instance's [`Timed`] sends through that instance's own
+/// pool, which sends the origin-form target, so an absolute URI made per attempt would only be
+/// taken apart again.
+pub(crate) type Instances = Balance<Timed>;
 
 type Plain = DeadlineService<Retry<Instances, PrometheusMetrics>, PrometheusMetrics>;
 type Hedged = DeadlineService<

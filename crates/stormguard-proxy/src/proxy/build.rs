@@ -2,7 +2,7 @@
 //!
 //! A generation of routes is built from a [`Config`] without touching the running one, so that a
 //! settings file that cannot be built changes nothing. What is cheap to keep is kept across
-//! generations: one pooled client per connect timeout (connections stay warm through a reload),
+//! generations: each instance's connection pool (connections stay warm through a reload),
 //! and a route's whole stack, with its retry budget, latency estimator, hedge budget and
 //! balancer counts, when neither the route nor its upstream changed.
 
@@ -12,10 +12,8 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::histogram::Histogram;
-use stormguard::layer::{Balance, DeadlineLayer, HedgeLayer, RetryLayer, SetAuthority};
+use stormguard::layer::{Balance, DeadlineLayer, HedgeLayer, RetryLayer};
 use stormguard_graph::model::Span;
 use stormguard_graph::policy::NO_TIMEOUT;
 use tower_layer::Layer;
@@ -23,7 +21,8 @@ use tower_layer::Layer;
 use super::{RouteEntry, UpstreamSlot};
 use crate::config::{hedge_policy, route_policy, Config, PolicyError, Route, Upstream};
 use crate::metrics::ProxyMetrics;
-use crate::stack::{HttpClient, RouteService, Timed};
+use crate::pool::InstancePool;
+use crate::stack::{RouteService, Timed};
 
 /// Why a set of routes could not be built. The running routes are untouched when this is
 /// returned.
@@ -65,33 +64,38 @@ fn route_timeout(route: &Route) -> Duration {
     route.call.timeout.unwrap_or(NO_TIMEOUT)
 }
 
-/// One pooled client per connect timeout, kept for the life of the proxy.
+/// The connection pool of each instance, per connect timeout, kept for the life of the proxy:
+/// connections stay warm through a reload, and routes to one instance share its connections.
 #[derive(Default)]
 pub(crate) struct Clients {
-    by_connect_timeout: Mutex<HashMap<Option<Duration>, HttpClient>>,
+    pools: Mutex<HashMap<PoolKey, Arc<InstancePool>>>,
 }
 
+/// A pool's connect timeout and instance.
+type PoolKey = (Option<Duration>, Authority);
+
 impl Clients {
-    fn get(&self, connect_timeout: Option<Duration>) -> HttpClient {
-        let mut clients = self
-            .by_connect_timeout
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        clients
-            .entry(connect_timeout)
+    fn get(&self, connect_timeout: Option<Duration>, authority: &Authority) -> Arc<InstancePool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .entry((connect_timeout, authority.clone()))
             .or_insert_with(|| {
                 let mut connector = HttpConnector::new();
                 connector.set_connect_timeout(connect_timeout);
                 connector.set_nodelay(true);
                 connector.set_keepalive(Some(Duration::from_secs(30)));
-                Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .build(connector)
+                Arc::new(InstancePool::new(
+                    authority.clone(),
+                    connector,
+                    IDLE_TIMEOUT,
+                ))
             })
             .clone()
     }
 }
+
+/// How long an upstream connection is kept unused before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a route's stack was built from: equal means the stack can be reused as it is.
 #[derive(Clone, Debug, PartialEq)]
@@ -169,7 +173,6 @@ fn stack(
     }
     let timeout = route_timeout(route);
     let latency = metrics.latency(name, timeout);
-    let client = clients.get(route.call.connect_timeout);
     let instances = upstream
         .instances
         .iter()
@@ -182,10 +185,8 @@ fn stack(
                     upstream: route.upstream.clone(),
                     instance: instance.clone(),
                 })?;
-            Ok(SetAuthority::new(
-                Timed::new(client.clone(), latency.1.clone()),
-                authority,
-            ))
+            let pool = clients.get(route.call.connect_timeout, &authority);
+            Ok(Timed::new(pool, latency.1.clone()))
         })
         .collect::<Result<Vec<_>, BuildError>>()?;
     // Outlier ejection is the balancer's default: an instance that refuses connections gets no

@@ -274,8 +274,31 @@ pub fn write_budget(headers: &mut HeaderMap, budget: Duration, grpc: bool) {
 /// ```
 pub fn budget_value(budget: Duration) -> HeaderValue {
     let millis = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
-    HeaderValue::from(millis)
+    // Under steady load the budgets written are a few values (a route's timeout less the
+    // reserve, and that less a millisecond or so): each thread keeps the last few made, so that
+    // most requests take a shared copy instead of formatting and allocating one.
+    thread_local! {
+        static RECENT: std::cell::RefCell<[Option<(u64, HeaderValue)>; RECENT_BUDGETS]> =
+            const { std::cell::RefCell::new([const { None }; RECENT_BUDGETS]) };
+    }
+    let slot = (millis % RECENT_BUDGETS as u64) as usize;
+    RECENT
+        .try_with(|recent| {
+            let mut recent = recent.borrow_mut();
+            match &recent[slot] {
+                Some((made, value)) if *made == millis => value.clone(),
+                _ => {
+                    let value = HeaderValue::from(millis);
+                    recent[slot] = Some((millis, value.clone()));
+                    value
+                }
+            }
+        })
+        .unwrap_or_else(|_| HeaderValue::from(millis))
 }
+
+/// How many budget header values [`budget_value`] keeps per thread.
+const RECENT_BUDGETS: usize = 4;
 
 /// [`write_budget`] with the [`BUDGET_HEADER`] value already made by [`budget_value`]`(budget)`.
 pub fn write_budget_value(

@@ -1,5 +1,9 @@
 //! [`Observer`] counters in a `prometheus-client` registry.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, RwLock};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -40,6 +44,14 @@ struct ReasonLabels {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct PrometheusMetrics {
+    // One pointer: the layers clone their observer on the request path (a deadline layer for
+    // every call), and a clone of eleven families and a map was twelve reference counts.
+    inner: Arc<Families>,
+}
+
+/// The counters of a [`PrometheusMetrics`] and its clones.
+#[derive(Debug, Default)]
+struct Families {
     requests: Family<TargetLabels, Counter>,
     attempts: Family<TargetLabels, Counter>,
     retries: Family<ReasonLabels, Counter>,
@@ -51,7 +63,50 @@ pub struct PrometheusMetrics {
     succeeded: Family<TargetLabels, Counter>,
     failed: Family<ReasonLabels, Counter>,
     ejections: Family<TargetLabels, Counter>,
+    /// The counters labelled by target alone, found by the target's name without making a
+    /// label set: the events every request reports (request, attempt, success) cost a lookup
+    /// and an atomic add, not an allocation, a hash of the label set and the family's lock.
+    by_target: RwLock<HashMap<Box<str>, TargetCounters, FnvBuild>>,
 }
+
+/// One target's counters of the families labelled by target alone: the same counters the
+/// families export.
+#[derive(Clone, Debug)]
+struct TargetCounters {
+    requests: Counter,
+    attempts: Counter,
+    hedges: Counter,
+    hedges_won: Counter,
+    deadline_giveups: Counter,
+    succeeded: Counter,
+    ejections: Counter,
+}
+
+/// FNV-1a: target names are few, short and come from the settings, not from requests, so a
+/// hash that is cheap on short keys is enough.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type FnvBuild = BuildHasherDefault<Fnv>;
 
 impl PrometheusMetrics {
     /// Creates the counters and registers them in `registry`.
@@ -60,59 +115,93 @@ impl PrometheusMetrics {
         registry.register(
             "stormguard_requests",
             "Requests received, before any retry. Divide stormguard_attempts by this for the load your retries and hedges add; above 1.2 the dependency is failing often enough to look at.",
-            metrics.requests.clone(),
+            metrics.inner.requests.clone(),
         );
         registry.register(
             "stormguard_attempts",
             "Attempts sent: first tries, retries and hedges. This is the load the dependency sees.",
-            metrics.attempts.clone(),
+            metrics.inner.attempts.clone(),
         );
         registry.register(
             "stormguard_retries",
             "Retries sent, by what the failed attempt came to. A steady rate means a failure that retries are hiding: fix its cause, do not raise max_attempts.",
-            metrics.retries.clone(),
+            metrics.inner.retries.clone(),
         );
         registry.register(
             "stormguard_retries_denied",
             "Retries not sent because the retry budget or token bucket was spent. Rising means the dependency is failing broadly: the limiter is protecting it; do not raise the budget, find the failure.",
-            metrics.retries_denied.clone(),
+            metrics.inner.retries_denied.clone(),
         );
         registry.register(
             "stormguard_hedges",
             "Hedged requests sent after the hedge delay. Near max_extra of requests means the delay is too short or the tail too long.",
-            metrics.hedges.clone(),
+            metrics.inner.hedges.clone(),
         );
         registry.register(
             "stormguard_hedges_won",
             "Hedges that answered before the original. Few wins for many hedges: raise the hedge delay.",
-            metrics.hedges_won.clone(),
+            metrics.inner.hedges_won.clone(),
         );
         registry.register(
             "stormguard_timeouts",
             "Attempts that timed out, by kind. Connect timeouts point at the network or a dead instance; request timeouts at a slow dependency or a timeout below its p99.9 (run stormguard recommend).",
-            metrics.timeouts.clone(),
+            metrics.inner.timeouts.clone(),
         );
         registry.register(
             "stormguard_deadline_giveups",
             "Requests answered at once, or not retried, because too little of the caller's deadline was left. Rising means callers upstream wait less than this path needs: check timeouts telescope (stormguard check).",
-            metrics.deadline_giveups.clone(),
+            metrics.inner.deadline_giveups.clone(),
         );
         registry.register(
             "stormguard_succeeded",
             "Requests that ended in success, after any retries.",
-            metrics.succeeded.clone(),
+            metrics.inner.succeeded.clone(),
         );
         registry.register(
             "stormguard_failed",
             "Requests that ended in failure, by why no further attempt was made (final, attempts, retry-budget, token-bucket, deadline).",
-            metrics.failed.clone(),
+            metrics.inner.failed.clone(),
         );
         registry.register(
             "stormguard_ejections",
             "Instances left out of load balancing for a while after failing several times in a row (refused connections, 5xx). A steady rate means one instance keeps failing: look at it, or take it out of the list of instances.",
-            metrics.ejections.clone(),
+            metrics.inner.ejections.clone(),
         );
         metrics
+    }
+}
+
+impl PrometheusMetrics {
+    /// Runs `f` on the counters of target `t`, made on first use.
+    fn with_target<R>(&self, t: &str, f: impl FnOnce(&TargetCounters) -> R) {
+        {
+            let map = self
+                .inner
+                .by_target
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(counters) = map.get(t) {
+                f(counters);
+                return;
+            }
+        }
+        let labels = target(t);
+        let counters = TargetCounters {
+            requests: self.inner.requests.get_or_create_owned(&labels),
+            attempts: self.inner.attempts.get_or_create_owned(&labels),
+            hedges: self.inner.hedges.get_or_create_owned(&labels),
+            hedges_won: self.inner.hedges_won.get_or_create_owned(&labels),
+            deadline_giveups: self.inner.deadline_giveups.get_or_create_owned(&labels),
+            succeeded: self.inner.succeeded.get_or_create_owned(&labels),
+            ejections: self.inner.ejections.get_or_create_owned(&labels),
+        };
+        f(&counters);
+        self.inner
+            .by_target
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(t.into())
+            .or_insert(counters);
     }
 }
 
@@ -132,36 +221,43 @@ fn reason(target: &str, reason: &'static str) -> ReasonLabels {
 impl Observer for PrometheusMetrics {
     fn observe(&self, t: &str, event: Event) {
         match event {
-            Event::Request => self.requests.get_or_create(&target(t)).inc(),
-            Event::Attempt => self.attempts.get_or_create(&target(t)).inc(),
-            Event::Retry(kind) => self
-                .retries
-                .get_or_create(&reason(t, retry_kind_label(kind)))
-                .inc(),
+            Event::Request => self.with_target(t, |c| c.requests.inc()),
+            Event::Attempt => self.with_target(t, |c| c.attempts.inc()),
+            Event::Retry(kind) => {
+                self.inner
+                    .retries
+                    .get_or_create(&reason(t, retry_kind_label(kind)))
+                    .inc();
+            }
             Event::RetryDenied(by) => {
                 let label = match by {
                     Denied::Budget => "retry-budget",
                     Denied::TokenBucket => "token-bucket",
                 };
-                self.retries_denied.get_or_create(&reason(t, label)).inc()
+                self.inner
+                    .retries_denied
+                    .get_or_create(&reason(t, label))
+                    .inc();
             }
-            Event::HedgeSent => self.hedges.get_or_create(&target(t)).inc(),
-            Event::HedgeWon => self.hedges_won.get_or_create(&target(t)).inc(),
+            Event::HedgeSent => self.with_target(t, |c| c.hedges.inc()),
+            Event::HedgeWon => self.with_target(t, |c| c.hedges_won.inc()),
             Event::Timeout(kind) => {
                 let label = match kind {
                     TimeoutKind::Connect => "connect",
                     TimeoutKind::Request => "request",
                 };
-                self.timeouts.get_or_create(&reason(t, label)).inc()
+                self.inner.timeouts.get_or_create(&reason(t, label)).inc();
             }
-            Event::DeadlineGiveUp => self.deadline_giveups.get_or_create(&target(t)).inc(),
-            Event::Succeeded => self.succeeded.get_or_create(&target(t)).inc(),
-            Event::Failed(give_up) => self
-                .failed
-                .get_or_create(&reason(t, give_up.reason()))
-                .inc(),
-            Event::Ejected { .. } => self.ejections.get_or_create(&target(t)).inc(),
-        };
+            Event::DeadlineGiveUp => self.with_target(t, |c| c.deadline_giveups.inc()),
+            Event::Succeeded => self.with_target(t, |c| c.succeeded.inc()),
+            Event::Failed(give_up) => {
+                self.inner
+                    .failed
+                    .get_or_create(&reason(t, give_up.reason()))
+                    .inc();
+            }
+            Event::Ejected { .. } => self.with_target(t, |c| c.ejections.inc()),
+        }
     }
 }
 

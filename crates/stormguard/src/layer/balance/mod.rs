@@ -49,6 +49,17 @@ impl TriedInstances {
         }
     }
 
+    /// Runs `choose` on the instances tried so far and records the one it chose, under one
+    /// lock.
+    fn choose_and_record(&self, choose: impl FnOnce(&[usize]) -> Option<usize>) -> Option<usize> {
+        let mut tried = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let chosen = choose(&tried)?;
+        if tried.last() != Some(&chosen) {
+            tried.push(chosen);
+        }
+        Some(chosen)
+    }
+
     /// The instances tried so far, oldest first.
     pub fn to_vec(&self) -> Vec<usize> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -270,6 +281,9 @@ impl<S> Balance<S> {
     }
 }
 
+/// Up to this many instances, a choice reads their loads into an array on the stack.
+const FEW_INSTANCES: usize = 16;
+
 /// Decrements an instance's in-flight count when its request ends, however it ends.
 struct InFlight {
     state: Arc<State>,
@@ -301,52 +315,86 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let tried = req.extensions().get::<TriedInstances>().cloned();
-        let loads = self.in_flight();
+        let tried = req.extensions().get::<TriedInstances>();
         let state = &self.state;
+        // The loads of a few instances are copied to the stack: a list on the heap for every
+        // request cost more than the choice itself.
+        let mut few = [0u64; FEW_INSTANCES];
+        let many: Vec<u64>;
+        let loads: &[u64] = if state.in_flight.len() <= FEW_INSTANCES {
+            for (load, count) in few.iter_mut().zip(state.in_flight.iter()) {
+                *load = count.load(Ordering::Relaxed);
+            }
+            &few[..state.in_flight.len()]
+        } else {
+            many = self.in_flight();
+            &many
+        };
         let n = state.counter.fetch_add(1, Ordering::Relaxed);
         let mut rng = JitterRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let already = tried.as_ref().map(|t| t.to_vec()).unwrap_or_default();
         let ejected = state.health.as_ref().and_then(Health::ejected);
         let ejected = ejected.as_deref().unwrap_or(&[]);
-        let Some(index) = choose_healthy(&loads, &already, ejected, &mut rng) else {
+        let chosen = match tried {
+            // Chosen and recorded under one lock, with the list read in place.
+            Some(tried) => {
+                tried.choose_and_record(|already| choose_healthy(loads, already, ejected, &mut rng))
+            }
+            None => choose_healthy(loads, &[], ejected, &mut rng),
+        };
+        let Some(index) = chosen else {
             return Box::pin(async { Err(Error::new(ErrorKind::NoInstance, 0, None).into()) });
         };
-        if let Some(tried) = &tried {
-            tried.record(index);
-        }
         state.in_flight[index].fetch_add(1, Ordering::Relaxed);
         let guard = InFlight {
             state: state.clone(),
             index,
         };
         let mut service = self.instances[index].clone();
-        Box::pin(async move {
-            let health = guard.state.health.as_ref();
-            let answer = async {
-                poll_fn(|cx| service.poll_ready(cx)).await?;
-                service.call(req).await
+        // An instance is nearly always ready at once (a pooled client): then the call is made
+        // here, and the boxed future holds the call in flight, not the service and the request
+        // as well.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => {
+                let call = service.call(req);
+                Box::pin(async move { answered(guard, call.await.map_err(Into::into)) })
             }
-            .await;
-            match answer {
-                Ok(mut response) => {
-                    if let Some(health) = health {
-                        health.record(index, Outcome::of(response_result(&response)));
-                    }
-                    response.extensions_mut().insert(Instance(index));
-                    Ok(response)
+            Poll::Ready(Err(e)) => Box::pin(std::future::ready(answered(guard, Err(e.into())))),
+            Poll::Pending => Box::pin(async move {
+                let answer = async {
+                    poll_fn(|cx| service.poll_ready(cx)).await?;
+                    service.call(req).await
                 }
-                Err(e) => {
-                    let source: BoxError = e.into();
-                    if let Some(health) = health {
-                        health.record(index, Outcome::of(classify_error(&*source)));
-                    }
-                    Err(Box::new(InstanceError {
-                        instance: index,
-                        source,
-                    }) as BoxError)
-                }
+                .await;
+                answered(guard, answer.map_err(Into::into))
+            }),
+        }
+    }
+}
+
+/// What an instance answered, recorded in its health and marked with the instance.
+fn answered<RB>(
+    guard: InFlight,
+    answer: Result<Response<RB>, BoxError>,
+) -> Result<Response<RB>, BoxError> {
+    let index = guard.index;
+    let health = guard.state.health.as_ref();
+    match answer {
+        Ok(mut response) => {
+            if let Some(health) = health {
+                health.record(index, Outcome::of(response_result(&response)));
             }
-        })
+            response.extensions_mut().insert(Instance(index));
+            Ok(response)
+        }
+        Err(source) => {
+            if let Some(health) = health {
+                health.record(index, Outcome::of(classify_error(&*source)));
+            }
+            Err(Box::new(InstanceError {
+                instance: index,
+                source,
+            }) as BoxError)
+        }
     }
 }

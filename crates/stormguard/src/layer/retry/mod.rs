@@ -198,6 +198,9 @@ struct RequestFacts {
 
 impl RequestFacts {
     fn read(parts: &http::request::Parts, now: Instant) -> Self {
+        // A deadline set by an outer layer wins over the headers, whose values then need no
+        // parsing (the outer layer wrote them from that deadline).
+        let outer = parts.extensions.get::<Deadline>().copied();
         let mut budget: Option<Duration> = None;
         let mut keyed = false;
         let mut grpc = false;
@@ -207,6 +210,8 @@ impl RequestFacts {
                 grpc = value.as_bytes().starts_with(b"application/grpc");
             } else if *name == IDEMPOTENCY_KEY {
                 keyed = true;
+            } else if outer.is_some() {
+                budget_headers |= is_budget_header(name);
             } else if let Some(parsed) = budget_of(name, value) {
                 budget_headers = true;
                 match parsed {
@@ -215,10 +220,7 @@ impl RequestFacts {
                 }
             }
         }
-        let deadline = match parts.extensions.get::<Deadline>() {
-            Some(deadline) => Some(*deadline),
-            None => budget.map(|b| Deadline::after(now, b)),
-        };
+        let deadline = outer.or_else(|| budget.map(|b| Deadline::after(now, b)));
         RequestFacts {
             deadline,
             idempotent: keyed || is_idempotent_method(&parts.method),
@@ -226,6 +228,14 @@ impl RequestFacts {
             budget_headers,
         }
     }
+}
+
+/// Whether `name` is one of the deadline headers [`budget_of`] reads.
+fn is_budget_header(name: &http::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        BUDGET_HEADER | GRPC_TIMEOUT_HEADER | ENVOY_EXPECTED_TIMEOUT_HEADER
+    )
 }
 
 /// The deadline a request carries: an extension set by an outer layer, else its budget headers.

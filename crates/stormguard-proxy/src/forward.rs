@@ -119,16 +119,19 @@ fn announced_length<B>(req: &Request<B>) -> Option<u64> {
 /// The request head as the upstream gets it: no hop-by-hop headers, HTTP/1.1 (the pool speaks
 /// it to every instance, whatever the client spoke), and the client's host kept in `Host`
 /// (the balancer rewrites the target to the instance's address).
+///
+/// A target with an authority (absolute-form, or HTTP/2's `:authority`) names the host the
+/// request was routed by, and RFC 9112 section 3.2.2 has it replace any `Host` sent beside
+/// it: otherwise a request routed as `api.internal` would reach the virtual host its `Host`
+/// names, one no route admits.
 fn prepare_head(parts: &mut request::Parts) {
     strip_hop_by_hop(&mut parts.headers);
-    if !parts.headers.contains_key(HOST) {
-        let host = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-        if let Some(host) = host {
-            parts.headers.insert(HOST, host);
-        }
+    let host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    if let Some(host) = host {
+        parts.headers.insert(HOST, host);
     }
     parts.version = Version::HTTP_11;
 }
@@ -163,6 +166,18 @@ mod tests {
         assert_eq!(parts.version, Version::HTTP_11);
         assert_eq!(parts.headers[HOST], "api.internal:8080");
         assert!(!parts.headers.contains_key("connection"));
+    }
+
+    #[test]
+    fn an_absolute_target_replaces_the_host_header() {
+        let req = Request::get("http://api.internal/x")
+            .header(HOST, "admin.internal")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = req.into_parts();
+        prepare_head(&mut parts);
+        assert_eq!(parts.headers[HOST], "api.internal");
+        assert_eq!(parts.headers.get_all(HOST).iter().count(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -196,7 +196,11 @@ fn stack(
         .observer(metrics.observer.clone())
         .target(name);
     let body_limit = usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX);
-    let retry = RetryLayer::new(route_policy(route)?)
+    let mut policy = route_policy(route)?;
+    // The deadline layer above keeps the reserve back from the deadline it hands down; the
+    // retry layer kept it back again, so the upstream saw the budget less twice the reserve.
+    policy.deadline.reserve = Duration::ZERO;
+    let retry = RetryLayer::new(policy)
         .target(name)
         .observer(metrics.observer.clone())
         .body_limit(body_limit);

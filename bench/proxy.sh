@@ -7,7 +7,8 @@
 #
 # Cores: the proxy under test runs on core 0 alone; wrk and the upstream (two tiny nginx
 # processes answering 200 "ok") share core 1. stormguard is held to one worker by `taskset -c 0`
-# and TOKIO_WORKER_THREADS=1, which tokio's multi-thread runtime reads for its worker count.
+# and TOKIO_WORKER_THREADS=1, with which `stormguard proxy` runs one thread (tokio's
+# current-thread runtime), as nginx and HAProxy run one worker.
 #
 # Environment: DURATION (wrk run, default 10s), WARMUP (default 2s, 0 for none), CONNECTIONS
 # (default 50), BACKOFF (stormguard's backoff between attempts: "none" by default, as nginx and

@@ -294,6 +294,21 @@ mod tests {
     }
 
     #[test]
+    fn one_worker_is_one_thread() {
+        let flavor = |threads| {
+            runtime_builder(threads)
+                .build()
+                .unwrap()
+                .handle()
+                .runtime_flavor()
+        };
+        use tokio::runtime::RuntimeFlavor;
+        assert_eq!(flavor(Some("1")), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(Some("2")), RuntimeFlavor::MultiThread);
+        assert_eq!(flavor(None), RuntimeFlavor::MultiThread);
+    }
+
+    #[test]
     fn config_is_required() {
         assert!(Cmd::try_parse_from(["proxy", "--validate"]).is_err());
     }

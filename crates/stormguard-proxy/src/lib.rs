@@ -14,8 +14,9 @@
 //! [`serve`] accepts connections and hands each request to a [`Proxy`], which holds the running
 //! generation of routes. A request is checked (target, route, body size, the upstream's
 //! `max_in_flight`), may get an injected fault, and goes through its route's stack of library
-//! layers to a pooled client. Every answer carries `stormguard-attempts`; an answer the proxy
-//! made itself carries `stormguard-reason` (see [`REASON_HEADER`] for the statuses).
+//! layers to a kept-alive connection to one of the upstream's instances. Every answer carries
+//! `stormguard-attempts`; an answer the proxy made itself carries `stormguard-reason` (see
+//! [`REASON_HEADER`] for the statuses).
 //!
 //! ## Around it
 //! [`reload`] reads the settings file again on SIGHUP, `POST /reload` or an edit, and applies it

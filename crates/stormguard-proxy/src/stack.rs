@@ -22,7 +22,7 @@ use stormguard::layer::{Balance, BoxError, DeadlineService, Hedge, ReplayBody, R
 use stormguard::metrics::PrometheusMetrics;
 use tower_service::Service;
 
-use crate::pool::InstancePool;
+use crate::pool::{InstancePool, Sending};
 
 /// A client's request body as the stack takes it: size-limited. Not boxed: a box for every
 /// request, nearly all of them with an empty body, bought nothing (the retry layer boxes a body
@@ -96,7 +96,7 @@ impl Drop for Timing {
 
 /// An attempt in flight: the pool's future and its timing.
 pub(crate) struct TimedFuture {
-    sent: Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>,
+    sent: Sending,
     timing: Timing,
 }
 
@@ -104,7 +104,7 @@ impl Future for TimedFuture {
     type Output = Result<Response<Incoming>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let result = std::task::ready!(self.sent.as_mut().poll(cx));
+        let result = std::task::ready!(Pin::new(&mut self.sent).poll(cx));
         match result {
             Ok(_) => self.timing.record(),
             Err(_) => self.timing.disarm(),
@@ -126,7 +126,7 @@ impl<B: IntoUpstream> Service<Request<B>> for Timed {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         TimedFuture {
-            sent: Box::pin(self.pool.clone().send(req.map(IntoUpstream::into_upstream))),
+            sent: self.pool.clone().send(req.map(IntoUpstream::into_upstream)),
             timing: Timing {
                 latency: self.latency.clone(),
                 start: tokio::time::Instant::now(),

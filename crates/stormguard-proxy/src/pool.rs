@@ -300,30 +300,26 @@ mod tests {
         ))
     }
 
+    /// Sends five GETs through a pool to `instance`, each answered 200; returns the
+    /// connections the instance accepted.
+    async fn five_gets(instance: (Authority, Arc<std::sync::atomic::AtomicUsize>)) -> usize {
+        let (authority, accepted) = instance;
+        let pool = Arc::new(InstancePool::new(authority, HttpConnector::new(), IDLE));
+        for _ in 0..5 {
+            let response = pool.clone().send(get()).await.unwrap();
+            assert_eq!(response.status(), 200);
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap();
+        }
+        accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     #[tokio::test]
     async fn connections_are_kept_and_a_closed_one_is_replaced() {
-        let (kept, accepted) = upstream(usize::MAX).await;
-        let pool = Arc::new(InstancePool::new(kept, HttpConnector::new(), IDLE));
-        for _ in 0..5 {
-            let response = pool.clone().send(get()).await.unwrap();
-            assert_eq!(response.status(), 200);
-            http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .unwrap();
-        }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
-
+        assert_eq!(five_gets(upstream(usize::MAX).await).await, 1);
         // One request per connection: each kept connection is closed by the upstream.
-        let (closing, accepted) = upstream(1).await;
-        let pool = Arc::new(InstancePool::new(closing, HttpConnector::new(), IDLE));
-        for _ in 0..5 {
-            let response = pool.clone().send(get()).await.unwrap();
-            assert_eq!(response.status(), 200);
-            http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .unwrap();
-        }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+        assert_eq!(five_gets(upstream(1).await).await, 5);
     }
 
     #[tokio::test]

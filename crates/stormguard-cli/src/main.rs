@@ -11,6 +11,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator. `stormguard proxy` allocates a few dozen small
+/// objects per request (request heads, header maps, futures) and frees them within
+/// microseconds, on one thread or a few; glibc's malloc spent 7% of a profiled proxy core on
+/// that, and mimalloc's per-thread free lists serve it with less work and better locality.
+/// Measured with bench/proxy.sh: see the commit that made this choice.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Timeouts, retries, backoff with jitter, retry budgets and deadlines: see what a policy does
 /// before it is deployed.
 #[derive(Parser, Debug)]

@@ -74,6 +74,7 @@ fn upstream(upstream: &Upstream) -> Value {
     json!({
         "instances": upstream.instances,
         "max_in_flight": upstream.max_in_flight,
+        "protocol": upstream.protocol.as_str(),
     })
 }
 

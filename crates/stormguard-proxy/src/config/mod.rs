@@ -24,6 +24,7 @@
 //! [upstreams.api]
 //! instances = ["127.0.0.1:9001"]  # required, "host:port" each
 //! max_in_flight = 1024            # default
+//! protocol = "http1"              # default; "http2" for h2c services (gRPC always goes over HTTP/2)
 //!
 //! [[routes]]                      # at least one; the first that matches takes a request
 //! name = "api"                    # required, unique
@@ -93,7 +94,8 @@ use std::path::{Path, PathBuf};
 
 pub use json::{to_json, REDACTED};
 pub use model::{
-    AdaptiveTimeoutSpec, Admin, Config, FaultSpec, Faults, Listen, Route, RouteMatch, Upstream,
+    AdaptiveTimeoutSpec, Admin, Config, FaultSpec, Faults, Listen, Protocol, Route, RouteMatch,
+    Upstream,
 };
 pub use policy::{hedge_policy, per_try_timeout, route_policy, worst_case_total, PolicyError};
 pub use stormguard_graph::parse::ParseError;

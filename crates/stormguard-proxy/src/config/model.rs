@@ -77,6 +77,50 @@ pub struct Upstream {
     /// Requests in flight to this upstream beyond which the proxy answers 503 at once with
     /// `Retry-After` (default 1024): load shedding that keeps memory bounded.
     pub max_in_flight: u32,
+    /// How requests reach the instances (default HTTP/1.1). A gRPC request goes over HTTP/2
+    /// whatever this says, since gRPC cannot work without it.
+    pub protocol: Protocol,
+}
+
+/// `protocol = "http1" | "http2"`: what the proxy speaks to an upstream's instances.
+///
+/// HTTP/1.1 is the default because every HTTP server speaks it and the proxy's HTTP/1.1 pool is
+/// its fastest path; `"http2"` is for services that serve HTTP/2 without TLS (h2c, prior
+/// knowledge), which then get one multiplexed connection per instance. A gRPC request
+/// (`content-type: application/grpc...`) always goes over HTTP/2, so an upstream that serves
+/// both gRPC and plain HTTP/1.1 keeps the default.
+///
+/// ```
+/// use stormguard_proxy::config::{self, Protocol};
+///
+/// let config = config::parse("stormguard.toml", r#"
+/// [upstreams.api]
+/// instances = ["127.0.0.1:9001"]
+/// protocol = "http2"
+/// [[routes]]
+/// name = "api"
+/// upstream = "api"
+/// "#).unwrap();
+/// assert_eq!(config.upstreams["api"].protocol, Protocol::Http2);
+/// assert_eq!(Protocol::default().as_str(), "http1");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 on kept-alive connections, one request at a time each.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c): one multiplexed connection per instance.
+    Http2,
+}
+
+impl Protocol {
+    /// The value as the file writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::Http2 => "http2",
+        }
+    }
 }
 
 /// One route: which requests it takes, where they go and under which policy.

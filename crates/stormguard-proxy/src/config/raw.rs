@@ -56,6 +56,7 @@ pub(super) struct RawAdmin {
 pub(super) struct RawUpstream {
     pub instances: Option<Spanned<Vec<Spanned<String>>>>,
     pub max_in_flight: Option<Spanned<u32>>,
+    pub protocol: Option<Spanned<String>>,
 }
 
 /// `[[routes]]`: a graph call's policy keys (the tables read by `stormguard_graph::parse::keys`)

@@ -19,7 +19,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::registry::Registry;
 use stormguard_graph::model::{Call, LimiterSpec, Span};
-use stormguard_proxy::config::{Admin, Config, Faults, Listen, Route, RouteMatch, Upstream};
+use stormguard_proxy::config::{
+    Admin, Config, Faults, Listen, Protocol, Route, RouteMatch, Upstream,
+};
 use stormguard_proxy::{serve, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -72,6 +74,40 @@ where
             });
             tokio::spawn(
                 hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    instance
+}
+
+/// Serves HTTP/2 with prior knowledge (h2c) only, with `handler`, counting and recording every
+/// request head: a request that reached it came over HTTP/2.
+pub async fn h2_upstream<F, Fut, B>(handler: F) -> Instance
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let instance = Instance {
+        addr: listener.local_addr().unwrap(),
+        hits: Arc::default(),
+        heads: Arc::default(),
+    };
+    let seen = instance.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (handler, seen) = (handler.clone(), seen.clone());
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                seen.hits.fetch_add(1, Ordering::SeqCst);
+                seen.heads.lock().unwrap().push(req.headers().clone());
+                let answer = handler(req);
+                async move { Ok::<_, Infallible>(answer.await) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service),
             );
         }
@@ -220,6 +256,7 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
             let upstream = Upstream {
                 instances: instances.iter().map(|a| a.to_string()).collect(),
                 max_in_flight: 1024,
+                protocol: Protocol::Http1,
             };
             (name.to_string(), upstream)
         })

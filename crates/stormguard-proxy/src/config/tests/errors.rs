@@ -262,6 +262,13 @@ fn upstreams_need_valid_distinct_instances() {
         &["0 is not valid", "would shed every request"],
     );
     assert_error(
+        &format!("[upstreams.api]\ninstances = [\"a:1\"]\nprotocol = \"h2c\"\n{ROUTE}"),
+        3,
+        12,
+        "upstreams.api.protocol",
+        &["\"h2c\" is not a protocol", "use \"http1\"", "\"http2\""],
+    );
+    assert_error(
         &format!("[upstreams.\"my api\"]\ninstances = [\"a\"]\n{ROUTE}"),
         2,
         14,

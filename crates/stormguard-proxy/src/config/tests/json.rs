@@ -27,6 +27,7 @@ fn the_issue_sample_as_json() {
         json!({ "api": {
             "instances": ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"],
             "max_in_flight": 1024,
+            "protocol": "http1",
         }})
     );
     assert_eq!(json["faults"], json!({ "enabled": false }));

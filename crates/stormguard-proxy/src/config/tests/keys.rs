@@ -38,6 +38,7 @@ fn the_issue_sample_loads_with_every_value_it_gives() {
                 "127.0.0.1:9003".into()
             ],
             max_in_flight: 1024,
+            protocol: Protocol::Http1,
         }
     );
     assert_eq!(config.routes.len(), 1);

@@ -40,6 +40,11 @@ pub(super) struct RawListen {
     pub max_headers: Option<Spanned<u32>>,
     pub max_header_bytes: Option<Spanned<Scalar>>,
     pub shutdown_grace: Option<Spanned<Scalar>>,
+    pub max_connections: Option<Spanned<u32>>,
+    pub http2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub http2_keep_alive_interval: Option<Spanned<Scalar>>,
+    pub http2_keep_alive_timeout: Option<Spanned<Scalar>>,
+    pub http2_idle_timeout: Option<Spanned<Scalar>>,
 }
 
 /// `[admin]`.

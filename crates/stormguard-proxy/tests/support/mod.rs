@@ -269,6 +269,11 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
             max_headers: 100,
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(5),
+            max_connections: 10_000,
+            http2_max_concurrent_streams: 100,
+            http2_keep_alive_interval: Duration::from_secs(30),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            http2_idle_timeout: Duration::from_secs(75),
         },
         admin: Admin {
             address: "127.0.0.1:0".parse().unwrap(),

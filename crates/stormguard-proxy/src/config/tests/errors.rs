@@ -162,6 +162,41 @@ fn listen_values_are_checked() {
         &["4KiB is below", "use at least \"8KiB\""],
     );
     assert_error(
+        &format!("[listen]\nmax_connections = 0\n{MINIMAL}"),
+        2,
+        19,
+        "listen.max_connections",
+        &["0 is not valid", "would serve no one"],
+    );
+    assert_error(
+        &format!("[listen]\nmax_connections = -1\n{MINIMAL}"),
+        2,
+        19,
+        "listen.max_connections",
+        &["whole number from 1 to"],
+    );
+    assert_error(
+        &format!("[listen]\nhttp2_max_concurrent_streams = 0\n{MINIMAL}"),
+        2,
+        32,
+        "listen.http2_max_concurrent_streams",
+        &["0 is not valid", "no request at all"],
+    );
+    assert_error(
+        &format!("[listen]\nhttp2_idle_timeout = \"0s\"\n{MINIMAL}"),
+        2,
+        22,
+        "listen.http2_idle_timeout",
+        &["0s is not valid", "e.g. \"75s\""],
+    );
+    assert_error(
+        &format!("[listen]\nhttp2_keep_alive_interval = 30\n{MINIMAL}"),
+        2,
+        29,
+        "listen.http2_keep_alive_interval",
+        &["the bare number 30 is not a duration", "\"30s\""],
+    );
+    assert_error(
         &format!("[listen]\nshutdown_grace = \"soon\"\n{MINIMAL}"),
         2,
         18,

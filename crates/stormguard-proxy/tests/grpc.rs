@@ -4,17 +4,13 @@
 
 mod support;
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Request, Response, Version};
-use http_body::Frame;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use stormguard::deadline::parse_grpc_timeout;
@@ -39,54 +35,33 @@ fn unframe(framed: &[u8]) -> &[u8] {
     &framed[5..]
 }
 
-/// A response body of frames, in order: data, then trailers.
-struct Frames(VecDeque<Frame<Bytes>>);
-
-impl http_body::Body for Frames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(Ok))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-fn grpc_head(response: &mut Response<Frames>) {
+fn grpc<B>(body: B) -> Response<B> {
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         "application/grpc".parse().unwrap(),
     );
+    response
 }
 
 /// A gRPC server's answer to `Echo/Say`: the message back with "hello, ", then `grpc-status:
 /// 0` and a `grpc-message` in the trailers.
-async fn echo(req: Request<Incoming>) -> Response<Frames> {
+async fn echo(
+    req: Request<Incoming>,
+) -> Response<impl http_body::Body<Data = Bytes, Error = Infallible>> {
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let mut said = b"hello, ".to_vec();
     said.extend_from_slice(unframe(&body));
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", "0".parse().unwrap());
     trailers.insert("grpc-message", "all%20good".parse().unwrap());
-    let mut response = Response::new(Frames(VecDeque::from([
-        Frame::data(message(&said)),
-        Frame::trailers(trailers),
-    ])));
-    grpc_head(&mut response);
-    response
+    grpc(Full::new(message(&said)).with_trailers(async { Some(Ok(trailers)) }))
 }
 
 /// A gRPC server that is down: trailers-only, HTTP 200 with `grpc-status: 14` (UNAVAILABLE)
 /// in the headers and no body.
-async fn unavailable(_req: Request<Incoming>) -> Response<Frames> {
-    let mut response = Response::new(Frames(VecDeque::new()));
-    grpc_head(&mut response);
+async fn unavailable(_req: Request<Incoming>) -> Response<Empty<Bytes>> {
+    let mut response = grpc(Empty::new());
     let headers = response.headers_mut();
     headers.insert("grpc-status", "14".parse().unwrap());
     headers.insert("grpc-message", "draining".parse().unwrap());
@@ -104,6 +79,17 @@ struct Answer {
 impl Answer {
     fn attempts(&self) -> &str {
         self.headers["stormguard-attempts"].to_str().unwrap()
+    }
+
+    /// Asserts the upstream's OK came back whole; returns whether it took a retry.
+    #[track_caller]
+    fn assert_ok(&self) -> bool {
+        assert_eq!(self.status, 200);
+        let trailers_only = self.headers.get("grpc-status");
+        assert_eq!(trailers_only, None, "not a trailers-only answer");
+        assert_eq!(&self.message[..], b"hello, proxy");
+        assert_eq!(self.trailers.as_ref().unwrap()["grpc-status"], "0");
+        self.attempts() == "2"
     }
 }
 
@@ -146,6 +132,15 @@ async fn say(proxy: SocketAddr) -> Answer {
     }
 }
 
+/// Twenty calls, each answered OK; returns how many took a retry.
+async fn twenty_calls(proxy: SocketAddr) -> usize {
+    let mut retried = 0;
+    for _ in 0..20 {
+        retried += usize::from(say(proxy).await.assert_ok());
+    }
+    retried
+}
+
 #[tokio::test]
 async fn a_unary_call_gets_its_message_and_trailers_and_a_smaller_grpc_timeout_upstream() {
     let upstream = h2_upstream(echo).await;
@@ -175,19 +170,7 @@ async fn a_trailers_only_unavailable_is_retried_on_the_other_instance() {
     let down = h2_upstream(unavailable).await;
     let up = h2_upstream(echo).await;
     let proxy = start(single(&[down.addr, up.addr])).await;
-    let mut retried = 0;
-    for _ in 0..20 {
-        let answer = say(proxy.addr).await;
-        assert_eq!(answer.status, 200);
-        assert_eq!(
-            answer.headers.get("grpc-status"),
-            None,
-            "not the trailers-only answer"
-        );
-        assert_eq!(&answer.message[..], b"hello, proxy");
-        assert_eq!(answer.trailers.as_ref().unwrap()["grpc-status"], "0");
-        retried += usize::from(answer.attempts() == "2");
-    }
+    let retried = twenty_calls(proxy.addr).await;
     assert_eq!(
         up.hits(),
         20,
@@ -209,13 +192,7 @@ async fn a_call_to_a_refused_instance_is_retried_elsewhere() {
     let up = h2_upstream(echo).await;
     let refused = refusing_address().await;
     let proxy = start(single(&[refused, up.addr])).await;
-    let mut retried = 0;
-    for _ in 0..20 {
-        let answer = say(proxy.addr).await;
-        assert_eq!(answer.status, 200);
-        assert_eq!(answer.trailers.as_ref().unwrap()["grpc-status"], "0");
-        retried += usize::from(answer.attempts() == "2");
-    }
+    let retried = twenty_calls(proxy.addr).await;
     assert_eq!(
         up.hits(),
         20,

@@ -200,69 +200,81 @@ async fn connection(
         // Closed, failed, or too slow to say even which protocol it speaks.
         Ok(Err(_)) | Err(_) => return,
     };
+    let serving = Serving {
+        proxy,
+        local,
+        builders: &builders,
+        draining,
+    };
     let ended = if http2 {
-        serve_http2(proxy, local, stream, &builders, draining).await
+        serving.http2(stream).await
     } else {
-        serve_http1(proxy, local, stream, &builders, draining).await
+        serving.http1(stream).await
     };
     if let Err(error) = ended {
         tracing::debug!(%error, "connection ended with an error");
     }
 }
 
-async fn serve_http1(
+/// What serving one connection takes besides the connection.
+struct Serving<'a> {
     proxy: Proxy,
+    /// The address the client connected to.
     local: SocketAddr,
-    stream: TcpStream,
-    builders: &Builders,
-    mut draining: watch::Receiver<bool>,
-) -> hyper::Result<()> {
-    let service = hyper::service::service_fn(move |req| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(crate::forward::handle(proxy, local, req).await) }
-    });
-    let served = builders
-        .http1
-        .serve_connection(TokioIo::new(stream), service);
-    let mut served = pin!(served);
-    tokio::select! {
-        ended = served.as_mut() => return ended,
-        _ = draining.wait_for(|draining| *draining) => served.as_mut().graceful_shutdown(),
-    }
-    served.await
+    builders: &'a Builders,
+    /// Turns true when the drain starts.
+    draining: watch::Receiver<bool>,
 }
 
-async fn serve_http2(
-    proxy: Proxy,
-    local: SocketAddr,
-    stream: TcpStream,
-    builders: &Builders,
-    mut draining: watch::Receiver<bool>,
-) -> hyper::Result<()> {
-    let streams = OpenStreams::new();
-    let counting = streams.clone();
-    let service = hyper::service::service_fn(move |req| {
-        let proxy = proxy.clone();
-        // Counted from the request's arrival, so that a slow upstream is not an idle client.
-        let open = counting.open();
-        async move {
-            let response = crate::forward::handle(proxy, local, req).await;
-            Ok::<_, Infallible>(response.map(|body| Counted::new(body, open)))
+impl Serving<'_> {
+    async fn http1(mut self, stream: TcpStream) -> hyper::Result<()> {
+        let (proxy, local) = (self.proxy.clone(), self.local);
+        let service = hyper::service::service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(crate::forward::handle(proxy, local, req).await) }
+        });
+        let served = self
+            .builders
+            .http1
+            .serve_connection(TokioIo::new(stream), service);
+        let mut served = pin!(served);
+        tokio::select! {
+            ended = served.as_mut() => return ended,
+            _ = self.draining.wait_for(|draining| *draining) => served.as_mut().graceful_shutdown(),
         }
-    });
-    let io = HeaderClock::new(stream, builders.header_read_timeout);
-    let served = builders.http2.serve_connection(TokioIo::new(io), service);
-    let mut served = pin!(served);
-    tokio::select! {
-        ended = served.as_mut() => return ended,
-        _ = draining.wait_for(|draining| *draining) => {}
-        () = streams.idle_for(builders.http2_idle_timeout) => {
-            tracing::debug!("closing an HTTP/2 connection with no stream open (http2_idle_timeout)");
-        }
+        served.await
     }
-    // GOAWAY: streams already open finish, the client opens new ones on a new connection.
-    served.as_mut().graceful_shutdown();
-    served.await
+
+    async fn http2(mut self, stream: TcpStream) -> hyper::Result<()> {
+        let (proxy, local) = (self.proxy.clone(), self.local);
+        let streams = OpenStreams::new();
+        let counting = streams.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let proxy = proxy.clone();
+            // Counted from the request's arrival, so that a slow upstream is not an idle client.
+            let open = counting.open();
+            async move {
+                let response = crate::forward::handle(proxy, local, req).await;
+                Ok::<_, Infallible>(response.map(|body| Counted::new(body, open)))
+            }
+        });
+        let io = HeaderClock::new(stream, self.builders.header_read_timeout);
+        let served = self
+            .builders
+            .http2
+            .serve_connection(TokioIo::new(io), service);
+        let mut served = pin!(served);
+        tokio::select! {
+            ended = served.as_mut() => return ended,
+            _ = self.draining.wait_for(|draining| *draining) => {}
+            () = streams.idle_for(self.builders.http2_idle_timeout) => {
+                tracing::debug!("closing an HTTP/2 connection with no stream open (http2_idle_timeout)");
+            }
+        }
+        // GOAWAY: streams already open finish, the client opens new ones on a new connection.
+        served.as_mut().graceful_shutdown();
+        served.await
+    }
 }
 
 /// Whether the client opens with the HTTP/2 preface; waits only as long as its first bytes

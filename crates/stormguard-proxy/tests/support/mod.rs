@@ -51,39 +51,29 @@ impl Instance {
 }
 
 /// Serves HTTP/1.1 with `handler`, counting and recording every request head.
-pub async fn upstream<F, Fut>(handler: F) -> Instance
+pub async fn upstream<F, Fut, B>(handler: F) -> Instance
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let instance = Instance {
-        addr: listener.local_addr().unwrap(),
-        hits: Arc::default(),
-        heads: Arc::default(),
-    };
-    let seen = instance.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (handler, seen) = (handler.clone(), seen.clone());
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                seen.hits.fetch_add(1, Ordering::SeqCst);
-                seen.heads.lock().unwrap().push(req.headers().clone());
-                let answer = handler(req);
-                async move { Ok::<_, Infallible>(answer.await) }
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        }
-    });
-    instance
+    serve_upstream(handler, false).await
 }
 
 /// Serves HTTP/2 with prior knowledge (h2c) only, with `handler`, counting and recording every
 /// request head: a request that reached it came over HTTP/2.
 pub async fn h2_upstream<F, Fut, B>(handler: F) -> Instance
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_upstream(handler, true).await
+}
+
+async fn serve_upstream<F, Fut, B>(handler: F, http2: bool) -> Instance
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
@@ -106,10 +96,17 @@ where
                 let answer = handler(req);
                 async move { Ok::<_, Infallible>(answer.await) }
             });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
+            let io = TokioIo::new(stream);
+            if http2 {
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service),
+                );
+            } else {
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service),
+                );
+            }
         }
     });
     instance

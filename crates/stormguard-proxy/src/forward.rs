@@ -116,9 +116,9 @@ fn announced_length<B>(req: &Request<B>) -> Option<u64> {
         .ok()
 }
 
-/// The request head as the upstream gets it: no hop-by-hop headers, HTTP/1.1 (the pool speaks
-/// it to every instance, whatever the client spoke), and the client's host kept in `Host`
-/// (the balancer rewrites the target to the instance's address).
+/// The request head as the upstream gets it: no hop-by-hop headers, HTTP/1.1 (the HTTP/1.1
+/// pool speaks it whatever the client spoke; the HTTP/2 connection sets its own), and the
+/// client's host kept in `Host` (the balancer rewrites the target to the instance's address).
 ///
 /// A target with an authority (absolute-form, or HTTP/2's `:authority`) names the host the
 /// request was routed by, and RFC 9112 section 3.2.2 has it replace any `Host` sent beside

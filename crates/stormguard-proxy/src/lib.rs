@@ -29,6 +29,7 @@ mod answer;
 pub mod config;
 mod fault;
 mod forward;
+mod h2_pool;
 mod headers;
 mod metrics;
 mod pool;

@@ -57,6 +57,10 @@ pub(crate) struct ProxyMetrics {
     latency: Arc<LatencyHistograms>,
     /// The `route` label of requests no route took.
     unrouted: Arc<str>,
+    /// Client connections open.
+    pub(crate) connections: Gauge,
+    /// Times the listener stopped accepting at `max_connections`.
+    pub(crate) connections_limited: Counter,
 }
 
 impl ProxyMetrics {
@@ -69,6 +73,8 @@ impl ProxyMetrics {
             shed: Family::default(),
             latency: Arc::default(),
             unrouted: Arc::from(""),
+            connections: Gauge::default(),
+            connections_limited: Counter::default(),
         };
         registry.register(
             "stormguard_proxy_requests",
@@ -84,6 +90,16 @@ impl ProxyMetrics {
             "stormguard_proxy_shed",
             "Requests answered 503 overloaded at once because their upstream had max_in_flight requests in flight. Any rate is a capacity problem: add instances; raise max_in_flight only if the upstream has headroom.",
             metrics.shed.clone(),
+        );
+        registry.register(
+            "stormguard_proxy_connections",
+            "Client connections open. At listen.max_connections the proxy stops accepting and new clients wait in the kernel's accept queue: raise the limit (and the file descriptor limit) if clients are many, or find what holds connections open.",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "stormguard_proxy_connections_limited",
+            "Times the listener stopped accepting because listen.max_connections connections were open (clients then wait in the accept queue). Any rate means clients wait for a connection: raise max_connections if memory allows, or look for idle or stuck clients.",
+            metrics.connections_limited.clone(),
         );
         registry.register_collector(Box::new(metrics.latency.clone()));
         metrics

@@ -5,9 +5,18 @@
 //! `DeadlineLayer` (the inbound budget capped by the route timeout, the decremented budget
 //! downstream), `RetryLayer` (the route's policy), `HedgeLayer` when the route hedges, and a
 //! `Balance` over the instances. What this module adds is plumbing only: [`Timed`] measures
-//! each attempt for the latency histogram and hands it to its instance's [`InstancePool`], and
-//! [`RouteService`] gives a hedged and a plain stack one type, so that routes of both kinds
-//! share each instance's connections.
+//! each attempt for the latency histogram and hands it to its instance's [`InstancePool`]
+//! (HTTP/1.1) or [`H2Instance`] (HTTP/2), and [`RouteService`] gives a hedged and a plain
+//! stack one type, so that routes of both kinds share each instance's connections.
+//!
+//! ## Which protocol
+//! A gRPC request (`content-type: application/grpc`, `application/grpc+proto`, ...) goes over
+//! HTTP/2, which gRPC needs for its trailers; every request of an upstream with `protocol =
+//! "http2"` does too; the rest go over HTTP/1.1. Both are one instance's services under one
+//! balancer, so a gRPC retry goes to another instance, and a retry budget, estimator and
+//! in-flight counts are shared, whichever protocol each request took. gRPC-Web
+//! (`application/grpc-web`) is made for HTTP/1.1 and carries its status in the body: it
+//! follows the upstream's protocol. The HTTP/1.1 path pays one header lookup for the choice.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +31,8 @@ use stormguard::layer::{Balance, BoxError, DeadlineService, Hedge, ReplayBody, R
 use stormguard::metrics::PrometheusMetrics;
 use tower_service::Service;
 
+use crate::config::Protocol;
+use crate::h2_pool::{H2Instance, H2Sending};
 use crate::pool::{InstancePool, Sending};
 
 /// A client's request body as the stack takes it: size-limited. Not boxed: a box for every
@@ -51,20 +62,45 @@ impl IntoUpstream for ReplayBody<ReplayBody<RequestBody>> {
     }
 }
 
-/// Sends attempts to one instance through its pool and records each one's latency in its
-/// route's histogram: a response at its arrival, an attempt abandoned (a per-try timeout, a
-/// losing hedge) at the moment it was dropped. Errors are not recorded: a refused connection's
-/// microseconds say nothing of the upstream's latency.
+/// Sends attempts to one instance through its HTTP/1.1 pool or its HTTP/2 connection (see
+/// the module docs) and records each one's latency in its route's histogram: a response at
+/// its arrival, an attempt abandoned (a per-try timeout, a losing hedge) at the moment it was
+/// dropped. Errors are not recorded: a refused connection's microseconds say nothing of the
+/// upstream's latency.
 #[derive(Clone)]
 pub(crate) struct Timed {
     pool: Arc<InstancePool>,
+    h2: Arc<H2Instance>,
+    /// Every request over HTTP/2 (`protocol = "http2"`), not only gRPC.
+    all_h2: bool,
     latency: Histogram,
 }
 
 impl Timed {
-    pub(crate) fn new(pool: Arc<InstancePool>, latency: Histogram) -> Self {
-        Timed { pool, latency }
+    pub(crate) fn new(
+        pool: Arc<InstancePool>,
+        h2: Arc<H2Instance>,
+        protocol: Protocol,
+        latency: Histogram,
+    ) -> Self {
+        Timed {
+            pool,
+            h2,
+            all_h2: protocol == Protocol::Http2,
+            latency,
+        }
     }
+}
+
+/// Whether a request is gRPC, which needs HTTP/2: `application/grpc` and its `+proto`,
+/// `+json`, `;charset` forms, not gRPC-Web.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|value| {
+            let value = value.as_bytes();
+            value.starts_with(b"application/grpc") && !value[16..].starts_with(b"-web")
+        })
 }
 
 /// Records an attempt's latency once: on its response, or on drop if it never finished.
@@ -94,17 +130,26 @@ impl Drop for Timing {
     }
 }
 
-/// An attempt in flight: the pool's future and its timing.
+/// An attempt in flight: the pool's or the HTTP/2 connection's future, and its timing.
 pub(crate) struct TimedFuture {
-    sent: Sending,
+    sent: Sent,
     timing: Timing,
+}
+
+enum Sent {
+    Http1(Sending),
+    Http2(H2Sending),
 }
 
 impl Future for TimedFuture {
     type Output = Result<Response<Incoming>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let result = std::task::ready!(Pin::new(&mut self.sent).poll(cx));
+        let polled = match &mut self.sent {
+            Sent::Http1(sent) => Pin::new(sent).poll(cx),
+            Sent::Http2(sent) => sent.as_mut().poll(cx),
+        };
+        let result = std::task::ready!(polled);
         match result {
             Ok(_) => self.timing.record(),
             Err(_) => self.timing.disarm(),
@@ -125,8 +170,14 @@ impl<B: IntoUpstream> Service<Request<B>> for Timed {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        let req = req.map(IntoUpstream::into_upstream);
+        let sent = if self.all_h2 || is_grpc(req.headers()) {
+            Sent::Http2(self.h2.clone().send(req))
+        } else {
+            Sent::Http1(self.pool.clone().send(req))
+        };
         TimedFuture {
-            sent: self.pool.clone().send(req.map(IntoUpstream::into_upstream)),
+            sent,
             timing: Timing {
                 latency: self.latency.clone(),
                 start: tokio::time::Instant::now(),
@@ -192,5 +243,39 @@ where
             std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
             service.call(req).await
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_is_told_by_its_content_type_grpc_web_is_not() {
+        let headers = |content_type: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
+            headers
+        };
+        for grpc in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc+json",
+            "application/grpc; charset=utf-8",
+        ] {
+            assert!(is_grpc(&headers(grpc)), "{grpc}");
+        }
+        for other in [
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/json",
+            "text/plain",
+        ] {
+            assert!(!is_grpc(&headers(other)), "{other}");
+        }
+        assert!(!is_grpc(&http::HeaderMap::new()));
     }
 }

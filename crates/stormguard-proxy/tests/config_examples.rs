@@ -39,6 +39,10 @@ fn the_example_file_states_the_defaults_it_shows() {
     assert_eq!(written.listen, minimal.listen);
     assert_eq!(written.admin, minimal.admin);
     assert_eq!(written.faults, minimal.faults);
+    assert_eq!(
+        written.upstreams["api"].protocol,
+        minimal.upstreams["api"].protocol
+    );
     let json = config::to_json(&written);
     assert_eq!(json["routes"][0]["policy"]["worst_case_total"], "2s");
     assert_eq!(json["routes"][0]["fault"]["active"], false);

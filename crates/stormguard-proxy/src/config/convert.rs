@@ -27,6 +27,18 @@ pub(super) const LISTEN_ADDRESS: &str = "127.0.0.1:8080";
 pub(super) const ADMIN_ADDRESS: &str = "127.0.0.1:9901";
 /// hyper refuses (panics on) a read buffer below 8 KiB, and the request head must fit in it.
 const MIN_HEADER_BYTES: u64 = 8 * 1024;
+/// Client connections at once. A sidecar serves one service's callers, rarely more than a few
+/// hundred connections; 10,000 leaves room for any of them while bounding memory (a connection
+/// holds some tens of KiB of buffers) to a few hundred MiB, where an unbounded listener is
+/// bounded only by the file descriptor limit.
+const MAX_CONNECTIONS: u32 = 10_000;
+/// RFC 9113 recommends advertising no fewer than 100 concurrent streams; HAProxy's default.
+const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
+const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// hyper's default ping timeout.
+const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// nginx's `keepalive_timeout`, which it applies to HTTP/2 connections too.
+const HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Walks the raw file, knowing where each value is.
 ///
@@ -197,6 +209,41 @@ impl<'a> Converter<'a> {
                 path,
                 "shutdown_grace",
                 Duration::from_secs(30),
+            )?,
+            max_connections: self.at_least_one(
+                raw.max_connections.as_ref(),
+                path,
+                "max_connections",
+                MAX_CONNECTIONS,
+                "a listener that may have no connection open would serve no one; use e.g. 10000",
+            )?,
+            http2_max_concurrent_streams: self.at_least_one(
+                raw.http2_max_concurrent_streams.as_ref(),
+                path,
+                "http2_max_concurrent_streams",
+                HTTP2_MAX_CONCURRENT_STREAMS,
+                "an HTTP/2 client could send no request at all; use e.g. 100",
+            )?,
+            http2_keep_alive_interval: self.nonzero_duration_or(
+                raw.http2_keep_alive_interval.as_ref(),
+                path,
+                "http2_keep_alive_interval",
+                HTTP2_KEEP_ALIVE_INTERVAL,
+                "the proxy would ping without pause; use e.g. \"30s\"",
+            )?,
+            http2_keep_alive_timeout: self.nonzero_duration_or(
+                raw.http2_keep_alive_timeout.as_ref(),
+                path,
+                "http2_keep_alive_timeout",
+                HTTP2_KEEP_ALIVE_TIMEOUT,
+                "no client could answer a ping in time; use e.g. \"20s\"",
+            )?,
+            http2_idle_timeout: self.nonzero_duration_or(
+                raw.http2_idle_timeout.as_ref(),
+                path,
+                "http2_idle_timeout",
+                HTTP2_IDLE_TIMEOUT,
+                "every HTTP/2 connection would close before its first request; use e.g. \"75s\"",
             )?,
         };
         Ok((listen, address_offset))

@@ -67,6 +67,11 @@ fn listen(listen: &Listen) -> Value {
         "max_headers": listen.max_headers,
         "max_header_bytes": bytes(listen.max_header_bytes as u64),
         "shutdown_grace": duration(listen.shutdown_grace),
+        "max_connections": listen.max_connections,
+        "http2_max_concurrent_streams": listen.http2_max_concurrent_streams,
+        "http2_keep_alive_interval": duration(listen.http2_keep_alive_interval),
+        "http2_keep_alive_timeout": duration(listen.http2_keep_alive_timeout),
+        "http2_idle_timeout": duration(listen.http2_idle_timeout),
     })
 }
 
@@ -74,6 +79,7 @@ fn upstream(upstream: &Upstream) -> Value {
     json!({
         "instances": upstream.instances,
         "max_in_flight": upstream.max_in_flight,
+        "protocol": upstream.protocol.as_str(),
     })
 }
 

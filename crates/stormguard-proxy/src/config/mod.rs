@@ -16,6 +16,11 @@
 //! max_headers = 100               # default; more request headers get 431
 //! max_header_bytes = "64KiB"      # default, at least "8KiB"; a larger head gets 431
 //! shutdown_grace = "30s"          # default; how long SIGTERM waits for requests in flight
+//! max_connections = 10000         # default; at the limit the proxy stops accepting until one ends
+//! http2_max_concurrent_streams = 100   # default; streams an HTTP/2 client may have open at once
+//! http2_keep_alive_interval = "30s"    # default; ping an HTTP/2 client silent this long
+//! http2_keep_alive_timeout = "20s"     # default; an unanswered ping closes the connection
+//! http2_idle_timeout = "75s"      # default; close an HTTP/2 connection with no stream this long
 //!
 //! [admin]
 //! address = "127.0.0.1:9901"      # default; a non-loopback address needs a token
@@ -24,6 +29,7 @@
 //! [upstreams.api]
 //! instances = ["127.0.0.1:9001"]  # required, "host:port" each
 //! max_in_flight = 1024            # default
+//! protocol = "http1"              # default; "http2" for h2c services (gRPC always goes over HTTP/2)
 //!
 //! [[routes]]                      # at least one; the first that matches takes a request
 //! name = "api"                    # required, unique
@@ -69,7 +75,8 @@
 //! be valid: unknown keys and wrong types; no route; a route without name or upstream, or with
 //! a name used before, or an upstream the file does not define (the error lists the known
 //! ones); durations, backoffs, hedge delays, budgets and adaptive timeouts the policy core
-//! refuses, in its own words; zero timeouts, attempts, `max_in_flight` or `max_headers`;
+//! refuses, in its own words; zero timeouts, attempts, `max_in_flight`, `max_headers`,
+//! `max_connections` or `http2_max_concurrent_streams`;
 //! `connect_timeout` above `timeout`; an adaptive `max` above `timeout`; both `retry_budget`
 //! and `token_bucket`; percentages outside 0 to 100; an `abort_status` outside 200 to 599;
 //! instances that are not `host:port`, or listed twice; an admin address that is not
@@ -93,7 +100,8 @@ use std::path::{Path, PathBuf};
 
 pub use json::{to_json, REDACTED};
 pub use model::{
-    AdaptiveTimeoutSpec, Admin, Config, FaultSpec, Faults, Listen, Route, RouteMatch, Upstream,
+    AdaptiveTimeoutSpec, Admin, Config, FaultSpec, Faults, Listen, Protocol, Route, RouteMatch,
+    Upstream,
 };
 pub use policy::{hedge_policy, per_try_timeout, route_policy, worst_case_total, PolicyError};
 pub use stormguard_graph::parse::ParseError;
@@ -127,7 +135,12 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ParseError> {
     let raw: raw::RawConfig = toml::from_str(text).map_err(|error| {
         let mut error = stormguard_graph::parse::serde_error(file, text, &lines, &error);
         // The shared wording knows the graph's keys refused at 0; these are the proxy's.
-        let from_one = ["max_in_flight", "max_headers"];
+        let from_one = [
+            "max_in_flight",
+            "max_headers",
+            "max_connections",
+            "http2_max_concurrent_streams",
+        ];
         if error
             .key
             .as_deref()

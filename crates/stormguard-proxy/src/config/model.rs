@@ -48,7 +48,8 @@ pub struct Config {
 pub struct Listen {
     /// Address to bind (HTTP/1.1 and HTTP/2 with prior knowledge on the same port).
     pub address: SocketAddr,
-    /// A client must send its whole request head within this (slowloris defence; default 5 s).
+    /// A client must send its whole request head within this (slowloris defence; default 5 s):
+    /// an HTTP/1.1 head, and an HTTP/2 header block from its first byte to its last.
     pub header_read_timeout: Duration,
     /// Largest request body accepted, in bytes (default 8 MiB); larger gets 413.
     pub max_request_body: u64,
@@ -58,6 +59,27 @@ pub struct Listen {
     pub max_header_bytes: usize,
     /// How long SIGTERM waits for requests in flight before exiting (default 30 s).
     pub shutdown_grace: Duration,
+    /// Client connections open at once (default 10,000). At the limit the proxy stops
+    /// accepting until one ends, as HAProxy's `maxconn`: a client waits in the kernel's accept
+    /// queue and is served as soon as there is room, rather than being reset, and the queue
+    /// (the listen backlog) bounds what waits. So memory is bounded by this, not by the file
+    /// descriptor limit (which should be above twice this, for the upstream connections).
+    pub max_connections: u32,
+    /// Streams an HTTP/2 client may have open at once on one connection (default 100, the
+    /// least RFC 9113 recommends and HAProxy's default); a client queues the rest.
+    pub http2_max_concurrent_streams: u32,
+    /// An HTTP/2 client connection that sent nothing for this long is pinged (default 30 s),
+    /// so that a client gone without a word (a host down, a NAT that forgot) is found.
+    pub http2_keep_alive_interval: Duration,
+    /// A ping unanswered for this long closes the connection (default 20 s).
+    pub http2_keep_alive_timeout: Duration,
+    /// An HTTP/2 client connection with no stream open for this long is closed, with GOAWAY so
+    /// that the client reconnects cleanly (default 75 s, nginx's `keepalive_timeout`). An
+    /// HTTP/1.1 connection needs no such key: hyper times the wait for its next request head
+    /// with `header_read_timeout` from the moment the previous response is sent, so an idle
+    /// keep-alive connection is closed after that (HAProxy's default too, whose
+    /// `http-keep-alive` falls back to `http-request`).
+    pub http2_idle_timeout: Duration,
 }
 
 /// The admin listener: `/metrics`, `/config`, `/healthz`, `POST /reload`.
@@ -77,6 +99,50 @@ pub struct Upstream {
     /// Requests in flight to this upstream beyond which the proxy answers 503 at once with
     /// `Retry-After` (default 1024): load shedding that keeps memory bounded.
     pub max_in_flight: u32,
+    /// How requests reach the instances (default HTTP/1.1). A gRPC request goes over HTTP/2
+    /// whatever this says, since gRPC cannot work without it.
+    pub protocol: Protocol,
+}
+
+/// `protocol = "http1" | "http2"`: what the proxy speaks to an upstream's instances.
+///
+/// HTTP/1.1 is the default because every HTTP server speaks it and the proxy's HTTP/1.1 pool is
+/// its fastest path; `"http2"` is for services that serve HTTP/2 without TLS (h2c, prior
+/// knowledge), which then get one multiplexed connection per instance. A gRPC request
+/// (`content-type: application/grpc...`) always goes over HTTP/2, so an upstream that serves
+/// both gRPC and plain HTTP/1.1 keeps the default.
+///
+/// ```
+/// use stormguard_proxy::config::{self, Protocol};
+///
+/// let config = config::parse("stormguard.toml", r#"
+/// [upstreams.api]
+/// instances = ["127.0.0.1:9001"]
+/// protocol = "http2"
+/// [[routes]]
+/// name = "api"
+/// upstream = "api"
+/// "#).unwrap();
+/// assert_eq!(config.upstreams["api"].protocol, Protocol::Http2);
+/// assert_eq!(Protocol::default().as_str(), "http1");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 on kept-alive connections, one request at a time each.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c): one multiplexed connection per instance.
+    Http2,
+}
+
+impl Protocol {
+    /// The value as the file writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::Http2 => "http2",
+        }
+    }
 }
 
 /// One route: which requests it takes, where they go and under which policy.

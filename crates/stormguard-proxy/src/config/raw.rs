@@ -40,6 +40,11 @@ pub(super) struct RawListen {
     pub max_headers: Option<Spanned<u32>>,
     pub max_header_bytes: Option<Spanned<Scalar>>,
     pub shutdown_grace: Option<Spanned<Scalar>>,
+    pub max_connections: Option<Spanned<u32>>,
+    pub http2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub http2_keep_alive_interval: Option<Spanned<Scalar>>,
+    pub http2_keep_alive_timeout: Option<Spanned<Scalar>>,
+    pub http2_idle_timeout: Option<Spanned<Scalar>>,
 }
 
 /// `[admin]`.
@@ -56,6 +61,7 @@ pub(super) struct RawAdmin {
 pub(super) struct RawUpstream {
     pub instances: Option<Spanned<Vec<Spanned<String>>>>,
     pub max_in_flight: Option<Spanned<u32>>,
+    pub protocol: Option<Spanned<String>>,
 }
 
 /// `[[routes]]`: a graph call's policy keys (the tables read by `stormguard_graph::parse::keys`)

@@ -8,7 +8,7 @@ use stormguard_graph::parse::ParseError;
 use toml::Spanned;
 
 use super::convert::Converter;
-use super::model::Upstream;
+use super::model::{Protocol, Upstream};
 use super::raw::RawUpstream;
 
 impl Converter<'_> {
@@ -74,7 +74,27 @@ impl Converter<'_> {
                 "an upstream that may have no request in flight would shed every request; \
                  use e.g. 1024",
             )?,
+            protocol: match &raw.protocol {
+                Some(protocol) => self.protocol(protocol, path)?,
+                None => Protocol::default(),
+            },
         })
+    }
+
+    fn protocol(&self, value: &Spanned<String>, path: &KeyPath) -> Result<Protocol, ParseError> {
+        match value.get_ref().as_str() {
+            "http1" => Ok(Protocol::Http1),
+            "http2" => Ok(Protocol::Http2),
+            other => Err(self.error(
+                value.span().start,
+                &path.key("protocol"),
+                format!(
+                    "{other:?} is not a protocol: use \"http1\" (HTTP/1.1, the default) or \
+                     \"http2\" (HTTP/2 with prior knowledge, for h2c services); gRPC requests \
+                     go over HTTP/2 either way"
+                ),
+            )),
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use tower_layer::Layer;
 
 use super::{RouteEntry, UpstreamSlot};
 use crate::config::{hedge_policy, route_policy, Config, PolicyError, Route, Upstream};
+use crate::h2_pool::H2Instance;
 use crate::metrics::ProxyMetrics;
 use crate::pool::InstancePool;
 use crate::stack::{RouteService, Timed};
@@ -66,16 +67,20 @@ fn route_timeout(route: &Route) -> Duration {
 
 /// The connection pool of each instance, per connect timeout, kept for the life of the proxy:
 /// connections stay warm through a reload, and routes to one instance share its connections.
+/// Each instance has an HTTP/1.1 pool and an HTTP/2 connection, made when first used.
 #[derive(Default)]
 pub(crate) struct Clients {
-    pools: Mutex<HashMap<PoolKey, Arc<InstancePool>>>,
+    pools: Mutex<HashMap<PoolKey, InstanceClients>>,
 }
 
 /// A pool's connect timeout and instance.
 type PoolKey = (Option<Duration>, Authority);
 
+/// An instance's HTTP/1.1 pool and HTTP/2 connection.
+type InstanceClients = (Arc<InstancePool>, Arc<H2Instance>);
+
 impl Clients {
-    fn get(&self, connect_timeout: Option<Duration>, authority: &Authority) -> Arc<InstancePool> {
+    fn get(&self, connect_timeout: Option<Duration>, authority: &Authority) -> InstanceClients {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         pools
             .entry((connect_timeout, authority.clone()))
@@ -84,11 +89,9 @@ impl Clients {
                 connector.set_connect_timeout(connect_timeout);
                 connector.set_nodelay(true);
                 connector.set_keepalive(Some(Duration::from_secs(30)));
-                Arc::new(InstancePool::new(
-                    authority.clone(),
-                    connector,
-                    IDLE_TIMEOUT,
-                ))
+                let http1 = InstancePool::new(authority.clone(), connector.clone(), IDLE_TIMEOUT);
+                let http2 = H2Instance::new(authority.clone(), connector);
+                (Arc::new(http1), Arc::new(http2))
             })
             .clone()
     }
@@ -185,8 +188,13 @@ fn stack(
                     upstream: route.upstream.clone(),
                     instance: instance.clone(),
                 })?;
-            let pool = clients.get(route.call.connect_timeout, &authority);
-            Ok(Timed::new(pool, latency.1.clone()))
+            let (http1, http2) = clients.get(route.call.connect_timeout, &authority);
+            Ok(Timed::new(
+                http1,
+                http2,
+                upstream.protocol,
+                latency.1.clone(),
+            ))
         })
         .collect::<Result<Vec<_>, BuildError>>()?;
     // Outlier ejection is the balancer's default: an instance that refuses connections gets no

@@ -19,7 +19,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::registry::Registry;
 use stormguard_graph::model::{Call, LimiterSpec, Span};
-use stormguard_proxy::config::{Admin, Config, Faults, Listen, Route, RouteMatch, Upstream};
+use stormguard_proxy::config::{
+    Admin, Config, Faults, Listen, Protocol, Route, RouteMatch, Upstream,
+};
 use stormguard_proxy::{serve, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,10 +51,34 @@ impl Instance {
 }
 
 /// Serves HTTP/1.1 with `handler`, counting and recording every request head.
-pub async fn upstream<F, Fut>(handler: F) -> Instance
+pub async fn upstream<F, Fut, B>(handler: F) -> Instance
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_upstream(handler, false).await
+}
+
+/// Serves HTTP/2 with prior knowledge (h2c) only, with `handler`, counting and recording every
+/// request head: a request that reached it came over HTTP/2.
+pub async fn h2_upstream<F, Fut, B>(handler: F) -> Instance
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_upstream(handler, true).await
+}
+
+async fn serve_upstream<F, Fut, B>(handler: F, http2: bool) -> Instance
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let instance = Instance {
@@ -70,10 +96,17 @@ where
                 let answer = handler(req);
                 async move { Ok::<_, Infallible>(answer.await) }
             });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service),
-            );
+            let io = TokioIo::new(stream);
+            if http2 {
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service),
+                );
+            } else {
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service),
+                );
+            }
         }
     });
     instance
@@ -220,6 +253,7 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
             let upstream = Upstream {
                 instances: instances.iter().map(|a| a.to_string()).collect(),
                 max_in_flight: 1024,
+                protocol: Protocol::Http1,
             };
             (name.to_string(), upstream)
         })
@@ -232,6 +266,11 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
             max_headers: 100,
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(5),
+            max_connections: 10_000,
+            http2_max_concurrent_streams: 100,
+            http2_keep_alive_interval: Duration::from_secs(30),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            http2_idle_timeout: Duration::from_secs(75),
         },
         admin: Admin {
             address: "127.0.0.1:0".parse().unwrap(),

@@ -93,11 +93,22 @@ pub(crate) enum Wait {
     /// Until the body ends or passes the limit: a request body arriving from a client is read
     /// before the first attempt, so that it can be replayed (bound it by the deadline).
     UntilEnd,
-    /// Only while frames are ready at once. A gRPC client-streaming or bidirectional call may
-    /// wait for a reply before it sends more; waiting for its end would hang it. Unary calls
-    /// (one message, already encoded) are still buffered whole.
+    /// Only while frames come without a pause longer than [`STALL_GRACE`]. A gRPC
+    /// client-streaming or bidirectional call may wait for a reply before it sends more;
+    /// waiting for its end would hang it. Unary calls (one message, already encoded) are still
+    /// buffered whole, though their message often arrives a moment after their head: an HTTP/2
+    /// client (hyper's, so tonic's) writes the DATA frame after the HEADERS frame, once the
+    /// connection has given the stream window, and a server may take the request as soon as its
+    /// head is in.
     WhileReady,
 }
+
+/// How long [`Wait::WhileReady`] waits for a body's next frame before it streams the body once.
+///
+/// Long enough for a frame sent right behind the one before it, on a busy proxy (scheduling,
+/// not the network, is what separates them); short enough that a streaming call whose client
+/// waits for the server's first message is held up once by no more than this.
+pub(crate) const STALL_GRACE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// One step of reading a body.
 enum Step<T> {
@@ -125,15 +136,15 @@ where
     let mut len = 0usize;
     let mut trailers: Option<HeaderMap> = None;
     loop {
-        let step = std::future::poll_fn(|cx| match body.as_mut().poll_frame(cx) {
-            Poll::Ready(Some(frame)) => Poll::Ready(Step::Frame(frame)),
-            Poll::Ready(None) => Poll::Ready(Step::End),
-            Poll::Pending if wait == Wait::WhileReady => Poll::Ready(Step::Stalled),
-            Poll::Pending => Poll::Pending,
-        })
-        .await;
+        // A frame that is ready costs no timer; only a pause starts the grace.
+        let step = match next_frame(&mut body, wait == Wait::WhileReady).await {
+            Step::Stalled => tokio::time::timeout(STALL_GRACE, next_frame(&mut body, false))
+                .await
+                .unwrap_or(Step::Stalled),
+            step => step,
+        };
         let frame = match step {
-            Step::Frame(frame) => frame.map_err(Into::into)?,
+            Step::Frame(frame) => frame?,
             Step::End => break,
             // Trailers end a body, so none were read before a stall: only data goes back in front.
             Step::Stalled => {
@@ -185,6 +196,25 @@ where
         data,
         trailers: trailers.map(Box::new),
     }))
+}
+
+/// The body's next frame, its end, or, when `stall` is set and none is ready, `Stalled`.
+/// The error is boxed here, so that what waits across the grace is `Send` whatever the body.
+async fn next_frame<B>(
+    body: &mut Pin<Box<B>>,
+    stall: bool,
+) -> Step<Result<Frame<B::Data>, BoxError>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    std::future::poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+        Poll::Ready(Some(frame)) => Poll::Ready(Step::Frame(frame.map_err(Into::into))),
+        Poll::Ready(None) => Poll::Ready(Step::End),
+        Poll::Pending if stall => Poll::Ready(Step::Stalled),
+        Poll::Pending => Poll::Pending,
+    })
+    .await
 }
 
 fn once<B>(prefix: VecDeque<Bytes>, rest: B) -> ReplayBody<B> {
@@ -351,7 +381,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_stalled_stream_is_sent_once_with_what_was_read() {
         let prepared = prepare(
             Stalls(Some(Bytes::from_static(b"first"))),
@@ -366,6 +396,52 @@ mod tests {
         assert!(!once.is_replayable());
         let hint = once.size_hint();
         assert_eq!((hint.lower(), hint.upper()), (5, Some(105)));
+    }
+
+    /// A body whose message arrives `after` its head, then ends.
+    struct Late {
+        arrives: Pin<Box<tokio::time::Sleep>>,
+        message: Option<Bytes>,
+    }
+
+    fn late(after: std::time::Duration) -> Late {
+        Late {
+            arrives: Box::pin(tokio::time::sleep(after)),
+            message: Some(Bytes::from_static(b"message")),
+        }
+    }
+
+    impl Body for Late {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.message.is_none() {
+                return Poll::Ready(None);
+            }
+            std::task::ready!(std::future::Future::poll(self.arrives.as_mut(), cx));
+            Poll::Ready(self.message.take().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_right_behind_its_head_is_buffered_a_longer_pause_is_not() {
+        let soon = prepare(late(STALL_GRACE / 2), 64, Wait::WhileReady);
+        let Prepared::Replayable(buffered) = soon.await.unwrap() else {
+            panic!("a message within the grace is waited for")
+        };
+        let body: ReplayBody<Late> = buffered.replay();
+        assert_eq!(collect(body).await, Bytes::from_static(b"message"));
+        let started = tokio::time::Instant::now();
+        let later = prepare(late(STALL_GRACE * 3), 64, Wait::WhileReady);
+        assert!(matches!(later.await.unwrap(), Prepared::Once(_)));
+        assert_eq!(
+            started.elapsed(),
+            STALL_GRACE,
+            "waited the grace, no longer"
+        );
     }
 
     #[test]

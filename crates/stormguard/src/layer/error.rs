@@ -194,7 +194,12 @@ fn io_kind(err: &(dyn StdError + 'static)) -> Option<std::io::ErrorKind> {
 ///
 /// Only what is known not to have reached the server is classified as such: a refused
 /// connection, a connect error from hyper-util's client (`is_connect`), or an error wrapped in
-/// [`NotSent`]. Everything else is taken as an error after the request was written, so a
+/// [`NotSent`]. With the `h2` feature, an HTTP/2 stream the server refused is
+/// [`AttemptResult::ResetBeforeWritten`]: reset with `REFUSED_STREAM`, or refused by the
+/// server's `GOAWAY` (a stream above its last stream id, or one opened after it). RFC 9113
+/// (sections 8.7 and 6.8) guarantees that neither was processed, so either may be sent again
+/// for any method; a server shedding streams or shutting down gracefully costs no failed
+/// request. Everything else is taken as an error after the request was written, so a
 /// non-idempotent request is not sent twice on a guess.
 pub fn classify_error(err: &(dyn StdError + Send + Sync + 'static)) -> AttemptResult {
     let err: &(dyn StdError + 'static) = err;
@@ -217,10 +222,31 @@ pub fn classify_error(err: &(dyn StdError + Send + Sync + 'static)) -> AttemptRe
             AttemptResult::ConnectRefused
         };
     }
+    if is_refused_stream(err) {
+        return AttemptResult::ResetBeforeWritten;
+    }
     match io_kind(err) {
         Some(std::io::ErrorKind::ConnectionRefused) => AttemptResult::ConnectRefused,
         _ => AttemptResult::ErrorAfterWritten,
     }
+}
+
+/// Whether an HTTP/2 server refused the stream: the server itself (`is_remote`) reset it with
+/// `REFUSED_STREAM`, or sent a `GOAWAY` that the stream falls under. h2 hands a stream the
+/// server's `GOAWAY` error only when the stream is above the frame's last stream id or was
+/// opened after it; a stream the server took and then lost to a closed connection gets an I/O
+/// error instead, which stays "sent".
+#[cfg(feature = "h2")]
+fn is_refused_stream(err: &(dyn StdError + 'static)) -> bool {
+    find::<h2::Error>(err).is_some_and(|e| {
+        e.is_remote()
+            && (e.is_go_away() || (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)))
+    })
+}
+
+#[cfg(not(feature = "h2"))]
+fn is_refused_stream(_err: &(dyn StdError + 'static)) -> bool {
+    false
 }
 
 #[cfg(feature = "hyper-util")]
@@ -232,6 +258,9 @@ fn is_hyper_util_connect(err: &(dyn StdError + 'static)) -> bool {
 fn is_hyper_util_connect(_err: &(dyn StdError + 'static)) -> bool {
     false
 }
+
+#[cfg(all(test, feature = "h2"))]
+mod refused_stream_tests;
 
 #[cfg(test)]
 mod tests {

@@ -24,8 +24,9 @@
 //! was read first and then the rest as it arrives, and never half-replayed. The body is read
 //! before the first attempt, within the request's deadline (a client that stalls mid-upload gets
 //! [`ErrorKind::Deadline`], not a hang), and the first attempt gets the time left after it. A
-//! gRPC body is buffered only while its frames are ready at once: a unary call's one message is,
-//! while a streaming call that waits for a reply before sending more streams once instead. The
+//! gRPC body is buffered only while its frames come without a pause of more than 10 ms: a unary
+//! call's one message does (even when it arrives just after the head), while a streaming call
+//! that waits for a reply before sending more streams once instead. The
 //! inner service sees a [`ReplayBody`].
 //!
 //! ## Instances

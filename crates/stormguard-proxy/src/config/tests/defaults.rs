@@ -22,6 +22,11 @@ fn listen_admin_and_faults_defaults() {
             max_headers: 100,
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            max_connections: 10_000,
+            http2_max_concurrent_streams: 100,
+            http2_keep_alive_interval: Duration::from_secs(30),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            http2_idle_timeout: Duration::from_secs(75),
         }
     );
     assert_eq!(

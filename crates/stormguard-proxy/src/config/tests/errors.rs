@@ -162,6 +162,41 @@ fn listen_values_are_checked() {
         &["4KiB is below", "use at least \"8KiB\""],
     );
     assert_error(
+        &format!("[listen]\nmax_connections = 0\n{MINIMAL}"),
+        2,
+        19,
+        "listen.max_connections",
+        &["0 is not valid", "would serve no one"],
+    );
+    assert_error(
+        &format!("[listen]\nmax_connections = -1\n{MINIMAL}"),
+        2,
+        19,
+        "listen.max_connections",
+        &["whole number from 1 to"],
+    );
+    assert_error(
+        &format!("[listen]\nhttp2_max_concurrent_streams = 0\n{MINIMAL}"),
+        2,
+        32,
+        "listen.http2_max_concurrent_streams",
+        &["0 is not valid", "no request at all"],
+    );
+    assert_error(
+        &format!("[listen]\nhttp2_idle_timeout = \"0s\"\n{MINIMAL}"),
+        2,
+        22,
+        "listen.http2_idle_timeout",
+        &["0s is not valid", "e.g. \"75s\""],
+    );
+    assert_error(
+        &format!("[listen]\nhttp2_keep_alive_interval = 30\n{MINIMAL}"),
+        2,
+        29,
+        "listen.http2_keep_alive_interval",
+        &["the bare number 30 is not a duration", "\"30s\""],
+    );
+    assert_error(
         &format!("[listen]\nshutdown_grace = \"soon\"\n{MINIMAL}"),
         2,
         18,
@@ -260,6 +295,13 @@ fn upstreams_need_valid_distinct_instances() {
         17,
         "upstreams.api.max_in_flight",
         &["0 is not valid", "would shed every request"],
+    );
+    assert_error(
+        &format!("[upstreams.api]\ninstances = [\"a:1\"]\nprotocol = \"h2c\"\n{ROUTE}"),
+        3,
+        12,
+        "upstreams.api.protocol",
+        &["\"h2c\" is not a protocol", "use \"http1\"", "\"http2\""],
     );
     assert_error(
         &format!("[upstreams.\"my api\"]\ninstances = [\"a\"]\n{ROUTE}"),

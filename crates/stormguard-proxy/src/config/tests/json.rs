@@ -16,6 +16,11 @@ fn the_issue_sample_as_json() {
             "max_headers": 100,
             "max_header_bytes": { "bytes": 65_536, "human": "64KiB" },
             "shutdown_grace": "30s",
+            "max_connections": 10_000,
+            "http2_max_concurrent_streams": 100,
+            "http2_keep_alive_interval": "30s",
+            "http2_keep_alive_timeout": "20s",
+            "http2_idle_timeout": "75s",
         })
     );
     assert_eq!(
@@ -27,6 +32,7 @@ fn the_issue_sample_as_json() {
         json!({ "api": {
             "instances": ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"],
             "max_in_flight": 1024,
+            "protocol": "http1",
         }})
     );
     assert_eq!(json["faults"], json!({ "enabled": false }));

@@ -38,6 +38,7 @@ fn the_issue_sample_loads_with_every_value_it_gives() {
                 "127.0.0.1:9003".into()
             ],
             max_in_flight: 1024,
+            protocol: Protocol::Http1,
         }
     );
     assert_eq!(config.routes.len(), 1);
@@ -113,7 +114,9 @@ fn every_listen_and_admin_key_is_read() {
     let config = config(&format!(
         "[listen]\naddress = \"[::1]:18080\"\nheader_read_timeout = \"750ms\"\n\
          max_request_body = 1048576\nmax_headers = 32\nmax_header_bytes = \"16KiB\"\n\
-         shutdown_grace = \"0s\"\n[admin]\naddress = \"0.0.0.0:19901\"\ntoken = \"s3cret\"\n\
+         shutdown_grace = \"0s\"\nmax_connections = 64\nhttp2_max_concurrent_streams = 8\n\
+         http2_keep_alive_interval = \"5s\"\nhttp2_keep_alive_timeout = \"2s\"\n\
+         http2_idle_timeout = \"200ms\"\n[admin]\naddress = \"0.0.0.0:19901\"\ntoken = \"s3cret\"\n\
          [faults]\nenabled = true\n{MINIMAL}"
     ));
     let listen = &config.listen;
@@ -124,6 +127,11 @@ fn every_listen_and_admin_key_is_read() {
     assert_eq!(listen.max_header_bytes, 16 * 1024);
     // Zero grace is valid: exit as soon as SIGTERM comes.
     assert_eq!(listen.shutdown_grace, Duration::ZERO);
+    assert_eq!(listen.max_connections, 64);
+    assert_eq!(listen.http2_max_concurrent_streams, 8);
+    assert_eq!(listen.http2_keep_alive_interval, Duration::from_secs(5));
+    assert_eq!(listen.http2_keep_alive_timeout, Duration::from_secs(2));
+    assert_eq!(listen.http2_idle_timeout, ms(200));
     assert_eq!(
         config.admin.address,
         "0.0.0.0:19901".parse::<SocketAddr>().unwrap()

@@ -1,4 +1,5 @@
-//! [`serve`]: HTTP/1.1 and HTTP/2 on one port, bounds on what a client may send, and a drain.
+//! [`serve`]: HTTP/1.1 and HTTP/2 on one port, bounds on what a client may send and hold, and a
+//! drain.
 //!
 //! ## Why these bounds
 //! A proxy in front of every service is the first thing a slow or broken client reaches. A client
@@ -9,25 +10,43 @@
 //! knowledge, anything else HTTP/1.1. That first read is bounded by the same timeout, so a client
 //! that connects and sends nothing, or dribbles a preface, is cut off too.
 //!
+//! What a client may hold is bounded as well, so that memory is bounded by the settings rather
+//! than by the file descriptor limit: at most `max_connections` connections ([`limit`]: at the
+//! limit the listener waits, it does not refuse); on HTTP/2, at most
+//! `http2_max_concurrent_streams` streams per connection, each header block within
+//! `header_read_timeout` ([`header_clock`]), a ping after `http2_keep_alive_interval` of
+//! silence that must be answered within `http2_keep_alive_timeout`, and a GOAWAY after
+//! `http2_idle_timeout` with no stream open ([`streams`]). An idle HTTP/1.1 keep-alive
+//! connection is closed by hyper after `header_read_timeout`, which it starts as soon as it
+//! waits for the next request head.
+//!
 //! ## Drain
 //! When `shutdown` resolves the listener is closed at once, every connection is told to finish
 //! (HTTP/1.1 closes after its response in flight, HTTP/2 sends GOAWAY), and `serve` returns when
 //! all have ended or `grace` has passed, whichever is first; connections still open then are
 //! dropped.
 
+mod header_clock;
+mod limit;
+mod streams;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use self::header_clock::HeaderClock;
+use self::limit::{Admitted, ConnectionLimit};
+use self::streams::{Counted, OpenStreams};
 use crate::config::Listen;
 use crate::proxy::Proxy;
 
@@ -63,16 +82,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
+    let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     let mut builders = Arc::new(Builders::new(&proxy));
+    let limit = ConnectionLimit::new(proxy.metrics().clone());
     loop {
+        let max = proxy.config().listen.max_connections as usize;
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
+            accepted = accept(&listener, &limit, max) => {
+                let (stream, admitted) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(error) => {
                         tracing::warn!(%error, "accept failed");
                         tokio::time::sleep(ACCEPT_PAUSE).await;
@@ -82,15 +103,18 @@ pub async fn serve(
                 if builders.generation != proxy.generation() {
                     builders = Arc::new(Builders::new(&proxy));
                 }
-                let task = connection(proxy.clone(), stream, builders.clone(), graceful.watcher());
+                let draining = draining.clone();
+                let task = connection(proxy.clone(), stream, builders.clone(), draining, admitted);
                 connections.spawn(task);
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
     drop(listener);
+    drain.send_replace(true);
+    let ended = async { while connections.join_next().await.is_some() {} };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("drained: every connection ended"),
+        () = ended => tracing::info!("drained: every connection ended"),
         () = tokio::time::sleep(grace) => tracing::warn!(
             open = connections.len(),
             ?grace,
@@ -98,6 +122,17 @@ pub async fn serve(
         ),
     }
     connections.abort_all();
+}
+
+/// The next client connection, once there is room for it under `max`.
+async fn accept(
+    listener: &TcpListener,
+    limit: &Arc<ConnectionLimit>,
+    max: usize,
+) -> io::Result<(TcpStream, Admitted)> {
+    let admitted = limit.admit(max).await;
+    let (stream, _peer) = listener.accept().await?;
+    Ok((stream, admitted))
 }
 
 /// The HTTP/1.1 and HTTP/2 connection builders of one generation's listener settings.
@@ -108,6 +143,7 @@ pub async fn serve(
 struct Builders {
     generation: u64,
     header_read_timeout: Duration,
+    http2_idle_timeout: Duration,
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
 }
@@ -131,18 +167,30 @@ impl Builders {
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(listen.max_header_bytes).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(listen.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(listen.http2_max_concurrent_streams)
+            .keep_alive_interval(listen.http2_keep_alive_interval)
+            .keep_alive_timeout(listen.http2_keep_alive_timeout);
         Builders {
             generation,
             header_read_timeout: listen.header_read_timeout,
+            http2_idle_timeout: listen.http2_idle_timeout,
             http1,
             http2,
         }
     }
 }
 
-/// Serves one connection to its end (or the drain's).
-async fn connection(proxy: Proxy, stream: TcpStream, builders: Arc<Builders>, watcher: Watcher) {
+/// Serves one connection to its end (or the drain's); `admitted` is its place under
+/// `max_connections`, given back when it ends.
+async fn connection(
+    proxy: Proxy,
+    stream: TcpStream,
+    builders: Arc<Builders>,
+    draining: watch::Receiver<bool>,
+    admitted: Admitted,
+) {
+    let _admitted = admitted;
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else {
         return;
@@ -152,20 +200,80 @@ async fn connection(proxy: Proxy, stream: TcpStream, builders: Arc<Builders>, wa
         // Closed, failed, or too slow to say even which protocol it speaks.
         Ok(Err(_)) | Err(_) => return,
     };
-    let service = hyper::service::service_fn(move |req| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(crate::forward::handle(proxy, local, req).await) }
-    });
-    let io = TokioIo::new(stream);
+    let serving = Serving {
+        proxy,
+        local,
+        builders: &builders,
+        draining,
+    };
     let ended = if http2 {
-        let served = builders.http2.serve_connection(io, service);
-        watcher.watch(served).await
+        serving.http2(stream).await
     } else {
-        let served = builders.http1.serve_connection(io, service);
-        watcher.watch(served).await
+        serving.http1(stream).await
     };
     if let Err(error) = ended {
         tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// What serving one connection takes besides the connection.
+struct Serving<'a> {
+    proxy: Proxy,
+    /// The address the client connected to.
+    local: SocketAddr,
+    builders: &'a Builders,
+    /// Turns true when the drain starts.
+    draining: watch::Receiver<bool>,
+}
+
+impl Serving<'_> {
+    async fn http1(mut self, stream: TcpStream) -> hyper::Result<()> {
+        let (proxy, local) = (self.proxy.clone(), self.local);
+        let service = hyper::service::service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(crate::forward::handle(proxy, local, req).await) }
+        });
+        let served = self
+            .builders
+            .http1
+            .serve_connection(TokioIo::new(stream), service);
+        let mut served = pin!(served);
+        tokio::select! {
+            ended = served.as_mut() => return ended,
+            _ = self.draining.wait_for(|draining| *draining) => served.as_mut().graceful_shutdown(),
+        }
+        served.await
+    }
+
+    async fn http2(mut self, stream: TcpStream) -> hyper::Result<()> {
+        let (proxy, local) = (self.proxy.clone(), self.local);
+        let streams = OpenStreams::new();
+        let counting = streams.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let proxy = proxy.clone();
+            // Counted from the request's arrival, so that a slow upstream is not an idle client.
+            let open = counting.open();
+            async move {
+                let response = crate::forward::handle(proxy, local, req).await;
+                Ok::<_, Infallible>(response.map(|body| Counted::new(body, open)))
+            }
+        });
+        let io = HeaderClock::new(stream, self.builders.header_read_timeout);
+        let served = self
+            .builders
+            .http2
+            .serve_connection(TokioIo::new(io), service);
+        let mut served = pin!(served);
+        tokio::select! {
+            ended = served.as_mut() => return ended,
+            _ = self.draining.wait_for(|draining| *draining) => {}
+            () = streams.idle_for(self.builders.http2_idle_timeout) => {
+                tracing::debug!("closing an HTTP/2 connection with no stream open (http2_idle_timeout)");
+            }
+        }
+        // GOAWAY: streams already open finish, the client opens new ones on a new connection.
+        served.as_mut().graceful_shutdown();
+        served.await
     }
 }
 

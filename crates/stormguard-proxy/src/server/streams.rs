@@ -1,0 +1,126 @@
+//! [`OpenStreams`]: whether an HTTP/2 client connection has a stream open, and since when not.
+//!
+//! hyper's HTTP/2 server closes no connection for being idle, and an idle client connection
+//! holds its buffers and a descriptor for as long as the client keeps it. The proxy counts a
+//! connection's streams from the request's arrival to the end of its response body, and closes
+//! the connection (GOAWAY) once none has been open for `http2_idle_timeout`.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Instant;
+
+/// The streams of one connection.
+pub(super) struct OpenStreams {
+    open: AtomicUsize,
+    /// When the last stream ended (or the connection began), in milliseconds since `epoch`.
+    last_end: AtomicU64,
+    epoch: Instant,
+}
+
+/// One stream's place in its connection's count, given back when dropped.
+pub(super) struct StreamOpen(Arc<OpenStreams>);
+
+impl OpenStreams {
+    pub(super) fn new() -> Arc<Self> {
+        Arc::new(OpenStreams {
+            open: AtomicUsize::new(0),
+            last_end: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Counts a stream open until the returned place is dropped.
+    pub(super) fn open(self: &Arc<Self>) -> StreamOpen {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        StreamOpen(self.clone())
+    }
+
+    /// Since when no stream has been open; `None` while one is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.open.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(self.epoch + Duration::from_millis(self.last_end.load(Ordering::Acquire)))
+    }
+
+    /// Resolves once no stream has been open for `idle`. Cancel safe.
+    pub(super) async fn idle_for(&self, idle: Duration) {
+        loop {
+            let now = Instant::now();
+            let wake = match self.idle_since() {
+                Some(since) if now >= since + idle => return,
+                Some(since) => since + idle,
+                None => now + idle,
+            };
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+}
+
+impl Drop for StreamOpen {
+    fn drop(&mut self) {
+        let streams = &self.0;
+        let now = Instant::now().saturating_duration_since(streams.epoch);
+        let millis = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        // Written before the count drops, so that whoever sees no stream open sees this end.
+        streams.last_end.fetch_max(millis, Ordering::AcqRel);
+        streams.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that holds its stream's place until it is dropped (sent, or reset).
+pub(super) struct Counted<B> {
+    body: B,
+    _open: StreamOpen,
+}
+
+impl<B> Counted<B> {
+    pub(super) fn new(body: B, open: StreamOpen) -> Self {
+        Counted { body, _open: open }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_only_after_its_last_stream_ended_plus_the_timeout() {
+        let streams = OpenStreams::new();
+        let idle = Duration::from_secs(10);
+        let start = Instant::now();
+        let open = streams.open();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        // 30 s with a stream open is not idle.
+        assert!(streams.idle_since().is_none());
+        drop(open);
+        streams.idle_for(idle).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(40));
+    }
+}

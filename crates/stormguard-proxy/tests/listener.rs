@@ -1,0 +1,202 @@
+//! What a client may hold open, against real sockets on 127.0.0.1: a cap on connections, and
+//! HTTP/2 connections that are closed when idle, cut off when a header block stalls, and told
+//! how many streams they may open. Every wait is bounded; bounds are generous.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+
+/// How long a test waits for what should happen; failures show long before.
+const BOUND: Duration = Duration::from_secs(5);
+
+const GET: &[u8] = b"GET /items HTTP/1.1\r\nhost: api.internal\r\n\r\n";
+
+/// Reads until a whole `200 ... ok` answer has come (the upstream answers "ok").
+async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !(answer.starts_with(b"HTTP/1.1 200") && answer.ends_with(b"\r\n\r\nok")) {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed before the answer: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(answer).unwrap()
+}
+
+/// A kept-alive HTTP/1.1 connection that has been served one request.
+async fn served_connection(proxy: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    stream.write_all(GET).await.unwrap();
+    timeout(BOUND, read_answer(&mut stream))
+        .await
+        .expect("served in time");
+    stream
+}
+
+/// Reads and drops what comes until the proxy closes the connection; returns how long that took.
+async fn until_closed(stream: &mut TcpStream) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    timeout(BOUND, async {
+        while matches!(stream.read(&mut buf).await, Ok(1..)) {}
+    })
+    .await
+    .expect("the proxy closed the connection in time");
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn beyond_max_connections_a_client_waits_until_a_connection_ends() {
+    let upstream = ok_upstream().await;
+    let mut config = single(&[upstream.addr]);
+    config.listen.max_connections = 2;
+    let proxy = start(config).await;
+    let first = served_connection(proxy.addr).await;
+    let _second = served_connection(proxy.addr).await;
+    // The kernel completes the handshake (the accept queue), but the proxy does not accept.
+    let mut third = TcpStream::connect(proxy.addr).await.unwrap();
+    third.write_all(GET).await.unwrap();
+    let mut buf = [0u8; 64];
+    let early = timeout(Duration::from_millis(300), third.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "the third connection was served at once: {early:?}"
+    );
+    assert!(proxy
+        .metrics()
+        .contains("stormguard_proxy_connections_limited_total 1"));
+    drop(first);
+    let answer = timeout(BOUND, read_answer(&mut third))
+        .await
+        .expect("served once the first connection ended");
+    assert!(answer.contains("stormguard-attempts: 1"), "{answer}");
+    assert_eq!(upstream.hits(), 3);
+    assert!(proxy.metrics().contains("stormguard_proxy_connections 2"));
+}
+
+/// An HTTP/2 client connection (prior knowledge) to `proxy`, and its connection task, which
+/// ends when the proxy closes the connection.
+async fn h2_client(
+    proxy: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let stream = TcpStream::connect(proxy).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    (sender, tokio::spawn(connection))
+}
+
+async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    proxy: SocketAddr,
+) -> u16 {
+    let req = Request::get(format!("http://{proxy}/items"))
+        .body(Empty::new())
+        .unwrap();
+    let response = timeout(BOUND, sender.send_request(req))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let status = response.status().as_u16();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let slow = slow_upstream(ms(600)).await;
+    let mut config = single(&[slow.addr]);
+    config.listen.http2_idle_timeout = ms(200);
+    let proxy = start(config).await;
+    let (mut sender, connection) = h2_client(proxy.addr).await;
+    // A stream open three times the idle timeout is not idleness.
+    assert_eq!(h2_get(&mut sender, proxy.addr).await, 200);
+    let answered = Instant::now();
+    let ended = timeout(BOUND, connection)
+        .await
+        .expect("the idle connection was closed in time");
+    let idle = answered.elapsed();
+    println!("closed {idle:?} after its last answer (http2_idle_timeout 200ms)");
+    assert!(ended.unwrap().is_ok(), "closed cleanly, with GOAWAY");
+    assert!(idle >= ms(150), "closed before the idle timeout: {idle:?}");
+    assert!(sender.is_closed());
+}
+
+#[tokio::test]
+async fn an_http2_header_block_left_open_is_cut_off_after_header_read_timeout() {
+    let upstream = ok_upstream().await;
+    let mut config = single(&[upstream.addr]);
+    config.listen.header_read_timeout = ms(300);
+    let proxy = start(config).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS
+                                                             // HEADERS on stream 1, END_STREAM but not END_HEADERS: the block goes on in a
+                                                             // CONTINUATION that never comes.
+    bytes.extend_from_slice(&[0, 0, 1, 0x1, 0x1, 0, 0, 0, 1, 0x82]);
+    stream.write_all(&bytes).await.unwrap();
+    let cut = until_closed(&mut stream).await;
+    println!("cut off {cut:?} after its header block stalled (header_read_timeout 300ms)");
+    assert!(cut >= ms(250), "cut off before the timeout: {cut:?}");
+    assert_eq!(upstream.hits(), 0);
+    // The proxy still serves.
+    let reply = get(&client(), &proxy.url("/")).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn an_idle_http1_keep_alive_connection_is_closed_after_header_read_timeout() {
+    let upstream = ok_upstream().await;
+    let mut config = single(&[upstream.addr]);
+    config.listen.header_read_timeout = ms(300);
+    let proxy = start(config).await;
+    let mut stream = served_connection(proxy.addr).await;
+    let idle = until_closed(&mut stream).await;
+    println!("an idle HTTP/1.1 connection closed after {idle:?} (header_read_timeout 300ms)");
+    assert!(idle >= ms(250), "closed before the timeout: {idle:?}");
+}
+
+#[tokio::test]
+async fn http2_clients_are_told_the_stream_limit() {
+    let upstream = ok_upstream().await;
+    let mut config = single(&[upstream.addr]);
+    config.listen.http2_max_concurrent_streams = 7;
+    let proxy = start(config).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS
+    stream.write_all(&hello).await.unwrap();
+    // The server's first frame is its SETTINGS: 6-byte entries of an id and a value.
+    let mut head = [0u8; 9];
+    timeout(BOUND, stream.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head[3], 0x4, "SETTINGS first");
+    let mut settings = vec![0u8; u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize];
+    stream.read_exact(&mut settings).await.unwrap();
+    let max_concurrent_streams = settings
+        .chunks(6)
+        .find(|entry| entry[..2] == [0, 0x3])
+        .map(|entry| u32::from_be_bytes(entry[2..].try_into().unwrap()));
+    assert_eq!(max_concurrent_streams, Some(7));
+}

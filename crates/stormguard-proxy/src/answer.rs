@@ -35,7 +35,7 @@ use stormguard::layer::{BoxError, Error, ErrorKind};
 
 use crate::proxy::InFlight;
 
-/// `stormguard-attempts`: attempts sent upstream for this request.
+/// `stormguard-attempts`: attempts sent upstream for this request, a hedge's copy included.
 pub const ATTEMPTS_HEADER: &str = "stormguard-attempts";
 /// [`ATTEMPTS_HEADER`] as a name made once: a `&str` key is parsed again on every insert.
 pub(crate) const ATTEMPTS_NAME: HeaderName = HeaderName::from_static(ATTEMPTS_HEADER);

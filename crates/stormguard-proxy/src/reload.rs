@@ -19,19 +19,26 @@
 //!   is logged as needing a restart, the addresses stay where they are and the rest is applied.
 //!
 //! ## Watching the file
-//! [`Reloader::watch`] looks at the file every [`WATCH_PERIOD`] (500 ms, so a change takes
-//! effect well within 2 s). It compares modification time, length and a hash of the content:
-//! the hash catches two edits within the same second of a coarse modification time, and the
-//! text that was hashed is the text parsed, so a write landing between the two is seen at the
-//! next look. A change that leaves the settings as they run (a `touch`, a comment) applies
-//! nothing.
+//! [`Reloader::watch`] looks at the file every [`WATCH_PERIOD`] (500 ms) and compares the length
+//! and a hash of its content with the last look; the text hashed is the text parsed. Nothing
+//! else is compared: a modification time read beside the content could come from before a
+//! write whose text it was read with, and the same text would then look changed at the next
+//! look and be reported (or applied) twice.
+//!
+//! A change is acted on once the file has stayed the same for one look, so within 0.5 to 1 s
+//! of the last write (well within the 2 s the issue allows). A writer that truncates and then
+//! writes (`>`, `std::fs::write`, most tools) leaves the file empty or half written for a
+//! moment, longer on a loaded machine; acted on at once, that moment was a failed reload and
+//! an error in the log, or worse, a shorter file that parses (routes missing) applied until
+//! the next look. Nothing on disk is ever missed: a content that stays is applied at the
+//! next look. A change that leaves the settings as they run (a comment) applies nothing.
 
 use std::error::Error;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -192,10 +199,9 @@ impl ReloadMetrics {
     }
 }
 
-/// What the file looked like when last read: a change of any part is a change of the file.
+/// What the file held when read: a change of either part is a change of the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Fingerprint {
-    modified: Option<SystemTime>,
     len: u64,
     hash: u64,
 }
@@ -211,12 +217,10 @@ fn read(path: &Path) -> Result<Snapshot, LoadError> {
         path: path.to_path_buf(),
         source,
     };
-    let modified = std::fs::metadata(path).map_err(failed)?.modified().ok();
     let text = std::fs::read_to_string(path).map_err(failed)?;
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
     let fingerprint = Fingerprint {
-        modified,
         len: text.len() as u64,
         hash: hasher.finish(),
     };
@@ -226,8 +230,10 @@ fn read(path: &Path) -> Result<Snapshot, LoadError> {
 /// What the reloader remembers between reloads; behind one lock, which is also what makes
 /// reloads one at a time.
 struct State {
-    /// The file as last looked at, whatever came of it; `None` when it could not be read.
+    /// The file as last acted on, whatever came of it; `None` when it could not be read.
     seen: Option<Fingerprint>,
+    /// A content the watcher saw once and acts on if the next look finds it unchanged.
+    pending: Option<Fingerprint>,
     /// The settings as the file last gave them and they were applied (the addresses as the
     /// file wrote them, not as bound).
     applied: Config,
@@ -279,6 +285,7 @@ impl Reloader {
             started: (started_from.listen.address, started_from.admin.address),
             state: tokio::sync::Mutex::new(State {
                 seen: None,
+                pending: None,
                 applied: started_from,
             }),
         }
@@ -305,8 +312,9 @@ impl Reloader {
         Ok(applied.unwrap_or_else(|| self.target.generation()))
     }
 
-    /// Looks at the file once and applies it if it changed since it was last looked at and its
-    /// settings differ from those running. `Ok(None)`: nothing to do.
+    /// Looks at the file once and applies it if it changed since it was last acted on, the
+    /// previous look found the same content (a write still in progress is not acted on), and
+    /// its settings differ from those running. `Ok(None)`: nothing to do yet.
     ///
     /// A file that cannot be read or parsed is reported once per change, not at every look.
     pub async fn reload_if_changed(&self) -> Result<Option<u64>, ReloadError> {
@@ -326,9 +334,18 @@ impl Reloader {
             .await
             .map_err(|_| ReloadError::Interrupted)?;
         match snapshot {
-            Ok(snapshot) if !always && state.seen == Some(snapshot.fingerprint) => Ok(None),
+            Ok(snapshot) if !always && state.seen == Some(snapshot.fingerprint) => {
+                state.pending = None;
+                Ok(None)
+            }
+            Ok(snapshot) if !always && state.pending != Some(snapshot.fingerprint) => {
+                // New since the last look: acted on if it is still there at the next.
+                state.pending = Some(snapshot.fingerprint);
+                Ok(None)
+            }
             Ok(snapshot) => {
                 state.seen = Some(snapshot.fingerprint);
+                state.pending = None;
                 self.parse_and_apply(&mut state, snapshot.text, trigger, always)
                     .await
             }
@@ -343,8 +360,8 @@ impl Reloader {
     /// Watches the file every [`WATCH_PERIOD`] and applies each change; runs until dropped.
     /// Errors are logged and counted by the reload itself.
     ///
-    /// The first look only takes the file's fingerprint, unless its settings already differ
-    /// from those the proxy started with.
+    /// The first two looks only take the file's fingerprint, unless its settings already
+    /// differ from those the proxy started with.
     pub async fn watch(self: Arc<Self>) {
         let mut ticks = tokio::time::interval(WATCH_PERIOD);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

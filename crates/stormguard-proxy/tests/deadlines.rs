@@ -126,3 +126,34 @@ async fn without_propagation_no_budget_is_passed_on() {
     assert_eq!(send(&client, req).await.unwrap().status, 200);
     assert!(budget_seen(&up).is_empty());
 }
+
+/// Every route measures its upstream, hedged or not: after a warm-up against a 100 ms upstream,
+/// a 30 ms budget cannot cover an attempt and is answered at once, without sending it.
+#[tokio::test]
+async fn a_budget_below_the_measured_latency_is_answered_at_once_without_an_attempt() {
+    let slow = slow_upstream(ms(100)).await;
+    let proxy = start(single(&[slow.addr])).await;
+    let url = proxy.url("/");
+    // The estimator answers from 100 samples on.
+    let outcomes = drive(110, 20, Duration::from_secs(30), move |_| {
+        Request::get(&url).body(Full::default()).unwrap()
+    })
+    .await;
+    assert_all_ok(&outcomes);
+    let before = slow.hits();
+    let req = Request::get(proxy.url("/"))
+        .header("stormguard-budget-ms", "30")
+        .body(Full::default())
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let reply = send(&client(), req).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(reply.status, 504);
+    assert_eq!(reply.header("stormguard-reason"), Some("deadline"));
+    assert_eq!(reply.header("stormguard-attempts"), Some("0"));
+    assert!(
+        took < ms(25),
+        "answered at once, not after the budget: {took:?}"
+    );
+    assert_eq!(slow.hits(), before, "the upstream did not receive it");
+}

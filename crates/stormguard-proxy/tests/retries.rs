@@ -213,3 +213,47 @@ async fn a_connection_closed_before_the_answer_is_retried_for_a_get_not_a_post()
     assert_eq!(reply.header("stormguard-reason"), Some("reset"));
     assert_eq!(closing.hits() - before, 1);
 }
+
+/// A body above `retry_body_limit` is sent once, never twice; but a refused connection sent
+/// none of it, so it goes to another instance.
+#[tokio::test]
+async fn a_post_too_large_to_buffer_refused_at_connect_reaches_another_instance_once() {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Bytes>::new()));
+    let kept = received.clone();
+    let up = upstream(move |req: http::Request<hyper::body::Incoming>| {
+        let kept = kept.clone();
+        async move {
+            use http_body_util::BodyExt;
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            kept.lock().unwrap().push(body);
+            reply(200, "stored")
+        }
+    })
+    .await;
+    let down = refusing_address().await;
+    let mut config = single(&[down, up.addr]);
+    config.routes[0].retry_body_limit = 1024;
+    let proxy = start(config).await;
+    let client = client();
+    let mut second_attempts = 0;
+    for i in 0..20u8 {
+        // 64 KiB, different for each request: far above the 1 KiB limit.
+        let body: Vec<u8> = (0..64 * 1024)
+            .map(|n| (n as u8).wrapping_mul(i + 1))
+            .collect();
+        let post = Request::post(proxy.url("/uploads"))
+            .body(Full::new(Bytes::from(body.clone())))
+            .unwrap();
+        let reply = send(&client, post).await.unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        second_attempts += usize::from(reply.header("stormguard-attempts") == Some("2"));
+        let received = received.lock().unwrap();
+        assert_eq!(
+            received.len(),
+            usize::from(i) + 1,
+            "reached the upstreams exactly once"
+        );
+        assert!(received.last().unwrap()[..] == body[..], "identical bytes");
+    }
+    assert!(second_attempts > 0, "some were refused first and sent on");
+}

@@ -58,6 +58,18 @@ pub enum AttemptResult {
     ErrorAfterWritten,
 }
 
+impl AttemptResult {
+    /// Whether nothing of the request was written: the connection was refused, not made in
+    /// time, or reset before the request went out. Such an attempt may be made again with any
+    /// body the caller still has, streamed or not, since the server saw none of it.
+    pub fn is_not_sent(&self) -> bool {
+        matches!(
+            self,
+            Self::ConnectRefused | Self::ConnectTimeout | Self::ResetBeforeWritten
+        )
+    }
+}
+
 /// Why an attempt is worth retrying (or, inside [`FinalReason::NotIdempotent`], would have been).
 ///
 /// Kept apart from [`AttemptResult`] so that budgets and metrics can count retries by cause.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use http::uri::Authority;
 use hyper_util::client::legacy::connect::HttpConnector;
 use prometheus_client::metrics::histogram::Histogram;
+use stormguard::estimate::LatencyEstimator;
 use stormguard::layer::{Balance, DeadlineLayer, HedgeLayer, RetryLayer};
 use stormguard_graph::model::Span;
 use stormguard_graph::policy::NO_TIMEOUT;
@@ -96,6 +97,10 @@ impl Clients {
             .clone()
     }
 }
+
+/// The window of a route's latency estimator: long enough for a p99.9 at modest traffic, short
+/// enough to follow a deploy (the library's recommendation).
+const ESTIMATOR_WINDOW: Duration = Duration::from_secs(60);
 
 /// How long an upstream connection is kept unused before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -208,10 +213,17 @@ fn stack(
     // The deadline layer above keeps the reserve back from the deadline it hands down; the
     // retry layer kept it back again, so the upstream saw the budget less twice the reserve.
     policy.deadline.reserve = Duration::ZERO;
+    // One estimator for the route, whatever its policy: the retry layer takes the expected
+    // latency (its p50) from it, so that a request with less budget left than an attempt takes
+    // is answered at once instead of sent; with only the policy's expected latency (zero), that
+    // check was "no budget left". Shared with the hedge layer below, when there is one, so that
+    // the hedge delay and the adaptive timeout read the same measurements.
+    let estimator = Arc::new(LatencyEstimator::new(ESTIMATOR_WINDOW));
     let retry = RetryLayer::new(policy)
         .target(name)
         .observer(metrics.observer.clone())
-        .body_limit(body_limit);
+        .body_limit(body_limit)
+        .estimator(estimator.clone());
     let deadline = DeadlineLayer::new(timeout)
         .reserve(route.deadline_reserve)
         .propagate(route.call.propagate_deadline)
@@ -223,10 +235,8 @@ fn stack(
             let hedge = HedgeLayer::new(policy)
                 .target(name)
                 .observer(metrics.observer.clone())
-                .body_limit(body_limit);
-            // One estimator for the route: the hedge's quantile delay and the retry layer's
-            // expected latency and adaptive timeout read the same measurements.
-            let retry = retry.estimator(hedge.latency_estimator());
+                .body_limit(body_limit)
+                .estimator(estimator);
             RouteService::Hedged(deadline.layer(retry.layer(hedge.layer(balance))))
         }
     };

@@ -149,6 +149,20 @@ impl LatencyEstimator {
         Some(Duration::from_micros(micros))
     }
 
+    /// The longest latency in the live window, within 0.1%: an upper bound of every quantile,
+    /// read in O(1) (the histogram keeps it), where a quantile scans the histogram.
+    ///
+    /// `None` exactly when [`quantile`](Self::quantile) is, so that a caller can ask "does every
+    /// quantile fit in this much time?" first and scan only when the answer is no.
+    pub fn max(&self, now: Instant) -> Option<Duration> {
+        let mut ring = self.lock();
+        self.advance(&mut ring, now);
+        if ring.live.len() < self.min_samples.max(1) {
+            return None;
+        }
+        Some(Duration::from_micros(ring.live.max().min(HIGHEST_MICROS)))
+    }
+
     /// How many samples the live window holds at `now`.
     pub fn count(&self, now: Instant) -> u64 {
         let mut ring = self.lock();
@@ -322,12 +336,14 @@ mod tests {
         estimator.record(t0, Duration::ZERO);
         estimator.record(t0, Duration::MAX);
         assert_eq!(estimator.quantile(t0, 0.5), None);
+        assert_eq!(estimator.max(t0), None, "withheld like a quantile");
         estimator.record(t0, Duration::from_nanos(10));
         assert_eq!(estimator.quantile(t0, 0.0), Some(Duration::from_micros(1)));
         assert_eq!(estimator.quantile(t0, 0.5), Some(Duration::from_micros(1)));
         let top = estimator.quantile(t0, 2.0).unwrap();
         assert_eq!(top, Duration::from_secs(3_600));
         assert_eq!(estimator.quantile(t0, f64::NAN), Some(top));
+        assert_eq!(estimator.max(t0), Some(top));
         let empty = LatencyEstimator::new(Duration::from_secs(1)).with_min_samples(0);
         assert_eq!(empty.quantile(t0, 0.5), None);
         assert!(format!("{empty:?}").contains("live_samples: 0"));
@@ -382,6 +398,10 @@ mod tests {
             let largest = *latencies.iter().max().unwrap();
             prop_assert!(q_lo.as_micros() as f64 >= smallest as f64 * 0.999);
             prop_assert!(q_hi.as_micros() as f64 <= largest as f64 * 1.001);
+            // The maximum bounds every quantile, and is one: the top one.
+            let max = estimator.max(latest).unwrap();
+            prop_assert!(q_hi <= max);
+            prop_assert_eq!(estimator.quantile(latest, 1.0), Some(max));
         }
 
         #[test]

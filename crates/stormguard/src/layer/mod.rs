@@ -21,7 +21,8 @@
 //! ## Bodies
 //! A request can be sent again only if its body can be: the retry and hedge layers buffer a body
 //! up to a limit (64 KiB by default, as linkerd) and replay it. A larger body is sent once, what
-//! was read first and then the rest as it arrives, and never half-replayed. The body is read
+//! was read first and then the rest as it arrives, and never half-replayed; an attempt refused
+//! before reading any of it (a refused connection) hands it to the next attempt whole. The body is read
 //! before the first attempt, within the request's deadline (a client that stalls mid-upload gets
 //! [`ErrorKind::Deadline`], not a hang), and the first attempt gets the time left after it. A
 //! gRPC body is buffered only while its frames come without a pause of more than 10 ms: a unary

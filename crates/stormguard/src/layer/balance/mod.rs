@@ -9,7 +9,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -24,11 +24,18 @@ use crate::backoff::JitterRng;
 use crate::instance::{choose_healthy, EjectionConfig, Outcome};
 use crate::metrics::{NoMetrics, Observer};
 
-/// Request extension: the instances this request already went to, oldest first.
+/// Request extension: the instances this request already went to, oldest first, and how many
+/// attempts a balancer sent with it.
 ///
 /// The retry layer adds it from the second attempt on, and the hedge layer to both copies of a
 /// hedged request; a balancer reads it to send the attempt elsewhere and records where it sent
 /// it. Clones share one list, so an inner balancer's choice is seen by the outer layers.
+///
+/// The count is what makes `stormguard-attempts` exact: every attempt a [`Balance`] sends with
+/// the list counts, a hedge's copy included, and the count survives an outer layer's timeout
+/// that drops the attempts in flight. Attach one to a request before the outermost layer (as
+/// `stormguard proxy` does for every route that can send a request more than once) and every
+/// layer reports the same figure.
 ///
 /// ```
 /// use stormguard::layer::TriedInstances;
@@ -36,33 +43,51 @@ use crate::metrics::{NoMetrics, Observer};
 /// let tried = TriedInstances::default();
 /// tried.record(2);
 /// assert_eq!(tried.to_vec(), vec![2]);
+/// assert_eq!(tried.attempts(), 0, "recorded after the fact, not sent by a balancer");
 /// ```
 #[derive(Clone, Debug, Default)]
-pub struct TriedInstances(Arc<Mutex<Vec<usize>>>);
+pub struct TriedInstances(Arc<Tried>);
+
+/// What the clones of one [`TriedInstances`] share: one allocation for the list and the count.
+#[derive(Debug, Default)]
+struct Tried {
+    instances: Mutex<Vec<usize>>,
+    sent: AtomicU32,
+}
 
 impl TriedInstances {
     /// Records that the request went to `instance`.
     pub fn record(&self, instance: usize) {
-        let mut tried = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tried = self.lock();
         if tried.last() != Some(&instance) {
             tried.push(instance);
         }
     }
 
     /// Runs `choose` on the instances tried so far and records the one it chose, under one
-    /// lock.
+    /// lock; counts the attempt when one was chosen.
     fn choose_and_record(&self, choose: impl FnOnce(&[usize]) -> Option<usize>) -> Option<usize> {
-        let mut tried = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tried = self.lock();
         let chosen = choose(&tried)?;
         if tried.last() != Some(&chosen) {
             tried.push(chosen);
         }
+        self.0.sent.fetch_add(1, Ordering::Relaxed);
         Some(chosen)
+    }
+
+    /// Attempts a [`Balance`] sent with this list (or a clone of it): 0 before the first.
+    pub fn attempts(&self) -> u32 {
+        self.0.sent.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        self.0.instances.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The instances tried so far, oldest first.
     pub fn to_vec(&self) -> Vec<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().clone()
     }
 }
 

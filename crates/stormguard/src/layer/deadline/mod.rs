@@ -12,6 +12,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use tower_service::Service;
 
+use super::balance::TriedInstances;
 use super::clock;
 use super::error::{BoxError, Error, ErrorKind};
 use super::retry::{incoming_deadline, is_grpc, until};
@@ -27,7 +28,8 @@ use crate::policy::GiveUp;
 /// than the reserve left the request is answered at once ([`ErrorKind::Deadline`]); otherwise the
 /// call gets `min(timeout, remaining - reserve)`, the request carries the deadline as an
 /// extension (so an inner retry layer keeps to it) and, when propagating, the decremented
-/// budget in its headers. A call that runs out of time ends with [`ErrorKind::Timeout`].
+/// budget in its headers. A call that runs out of time ends with [`ErrorKind::Timeout`], which
+/// counts the attempts sent below when the request carries a [`TriedInstances`] (one otherwise).
 #[derive(Clone)]
 pub struct DeadlineService<S, O> {
     inner: S,
@@ -67,6 +69,9 @@ where
                 .observe(&self.target, Event::Failed(GiveUp::Deadline));
             return Box::pin(async { Err(Error::new(ErrorKind::Deadline, 0, None).into()) });
         };
+        // Attempts made below are counted in the request's list, when it carries one: the count
+        // outlives the attempts this layer's timeout drops. An `Arc` clone, only when present.
+        let tried = req.extensions().get::<TriedInstances>().cloned();
         let call_deadline = Deadline::after(now, timeout);
         req.extensions_mut().insert(call_deadline);
         if self.propagate {
@@ -85,7 +90,9 @@ where
                         &target,
                         Event::Timeout(crate::metrics::TimeoutKind::Request),
                     );
-                    Err(Error::new(ErrorKind::Timeout, 1, None).into())
+                    // Without a list, the one call this layer made is all it knows of.
+                    let attempts = tried.map_or(1, |tried| tried.attempts());
+                    Err(Error::new(ErrorKind::Timeout, attempts, None).into())
                 }
             }
         })

@@ -19,7 +19,7 @@ use super::balance::TriedInstances;
 use super::body::{prepare, Prepared, ReplayBody, Wait};
 use super::clock;
 use super::error::BoxError;
-use super::retry::{incoming_deadline, is_grpc};
+use super::retry::{incoming_deadline, is_grpc, Attempts};
 use crate::classify::is_idempotent;
 use crate::deadline::{budget_of, write_budget};
 use crate::estimate::LatencyEstimator;
@@ -225,7 +225,7 @@ where
     match winner {
         First::Left(outcome) => {
             record(start, &outcome);
-            outcome
+            two_attempts(outcome)
         }
         First::Right(outcome) => {
             shared.observer.observe(&shared.target, Event::HedgeWon);
@@ -234,9 +234,19 @@ where
             // estimate the hedge delay is taken from.
             let now = clock::now();
             estimator.record(now, now.saturating_duration_since(start));
-            outcome
+            two_attempts(outcome)
         }
     }
+}
+
+/// The answer of a hedged request says that two attempts were sent, so that a caller with no
+/// [`TriedInstances`] to count them (or no retry layer above) still learns it. Only hedged
+/// requests pay for the extension; a [`TriedInstances`] passed down counts the same two.
+fn two_attempts<RB>(outcome: Result<Response<RB>, BoxError>) -> Result<Response<RB>, BoxError> {
+    outcome.map(|mut response| {
+        response.extensions_mut().insert(Attempts(2));
+        response
+    })
 }
 
 #[cfg(test)]

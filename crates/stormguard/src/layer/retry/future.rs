@@ -12,7 +12,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{first_succeeded, retry_loop, settle, Attempting};
+use super::{first_succeeded, retry_loop, settle, Attempting, Tried};
 use crate::layer::balance::TriedInstances;
 use crate::layer::body::ReplayBody;
 use crate::layer::error::{BoxError, Error};
@@ -124,9 +124,15 @@ where
                         state,
                         tried,
                     } = *rest;
-                    let state = state.expect("set before the first attempt");
+                    let first = Tried {
+                        state: state.expect("set before the first attempt"),
+                        tried,
+                        result,
+                        outcome,
+                    };
+                    // No body to read, so none held for another attempt.
                     let future: Boxed<RB> =
-                        Box::pin(retry_loop(inner, at, state, tried, result, outcome));
+                        Box::pin(retry_loop::<S, B, RB, O>(inner, at, first, None));
                     State::Boxed { future }
                 }
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),

@@ -19,6 +19,10 @@ use crate::deadline::BUDGET_HEADER;
 use crate::metrics::Event;
 use crate::policy::{Denied, Limiter, RetryPolicy};
 
+mod counting;
+mod expected;
+mod once_body;
+
 type Body = Full<Bytes>;
 
 fn request(method: Method) -> Request<Body> {
@@ -273,27 +277,6 @@ async fn each_attempt_carries_its_decremented_budget() {
     svc.oneshot(req).await.unwrap();
     // The per-try timeout (100 ms) is below what is left of the budget, so each attempt gets it.
     assert_eq!(*budgets.lock().unwrap(), vec!["100", "100"]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_body_too_large_to_buffer_is_sent_once() {
-    let calls = Calls::default();
-    let seen = calls.clone();
-    let refusing = tower::service_fn(move |req: Request<ReplayBody<Body>>| {
-        seen.next();
-        assert!(!req.body().is_replayable());
-        async {
-            Err::<Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
-        }
-    });
-    let svc = RetryLayer::new(unlimited()).body_limit(4).layer(refusing);
-    let err = svc.oneshot(request(Method::PUT)).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ConnectRefused);
-    assert_eq!(
-        calls.get(),
-        1,
-        "a body that streamed once is never half-replayed"
-    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -10,6 +10,11 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::error::BoxError;
 
+mod unsent;
+
+use self::unsent::Claim;
+pub(crate) use self::unsent::Unsent;
+
 /// The body the retry and hedge layers hand to the inner service.
 ///
 /// Either a buffered copy, which every attempt replays, or a body larger than the buffer limit,
@@ -34,10 +39,17 @@ enum Inner<B> {
         data: Option<Bytes>,
         trailers: Option<HeaderMap>,
     },
-    Once {
-        prefix: VecDeque<Bytes>,
-        rest: Option<Pin<Box<B>>>,
-    },
+    Once(Streaming<B>),
+    /// A body that streams once, kept in a slot the retry loop can take it back from while
+    /// no attempt has polled it ([`Unsent`]); this attempt's first poll takes it out.
+    Unpolled(Claim<B>),
+}
+
+/// A body streamed once: what was read while deciding, then the rest as it arrives.
+#[derive(Debug)]
+struct Streaming<B> {
+    prefix: VecDeque<Bytes>,
+    rest: Option<Pin<Box<B>>>,
 }
 
 impl<B> ReplayBody<B> {
@@ -149,10 +161,10 @@ where
             // Trailers end a body, so none were read before a stall: only data goes back in front.
             Step::Stalled => {
                 return Ok(Prepared::Once(ReplayBody {
-                    inner: Inner::Once {
+                    inner: Inner::Once(Streaming {
                         prefix: chunks,
                         rest: Some(body),
-                    },
+                    }),
                 }));
             }
         };
@@ -164,10 +176,10 @@ where
                 }
                 if len > limit {
                     return Ok(Prepared::Once(ReplayBody {
-                        inner: Inner::Once {
+                        inner: Inner::Once(Streaming {
                             prefix: chunks,
                             rest: Some(body),
-                        },
+                        }),
                     }));
                 }
             }
@@ -219,10 +231,10 @@ where
 
 fn once<B>(prefix: VecDeque<Bytes>, rest: B) -> ReplayBody<B> {
     ReplayBody {
-        inner: Inner::Once {
+        inner: Inner::Once(Streaming {
             prefix,
             rest: Some(Box::pin(rest)),
-        },
+        }),
     }
 }
 
@@ -239,38 +251,34 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         // `Inner` holds the streaming body pinned in a box, so `ReplayBody` is `Unpin`.
-        match &mut self.get_mut().inner {
+        let inner = &mut self.get_mut().inner;
+        if let Inner::Unpolled(claim) = inner {
+            // The first poll: from here on this attempt owns the body, and it can never be
+            // taken back for another.
+            match claim.take() {
+                Ok(streaming) => *inner = Inner::Once(streaming),
+                Err(error) => return Poll::Ready(Some(Err(error))),
+            }
+        }
+        match inner {
             Inner::Replay { data, trailers } => {
                 if let Some(data) = data.take() {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
             }
-            Inner::Once { prefix, rest } => {
-                if let Some(data) = prefix.pop_front() {
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                let Some(body) = rest else {
-                    return Poll::Ready(None);
-                };
-                match body.as_mut().poll_frame(cx) {
-                    Poll::Ready(None) => {
-                        *rest = None;
-                        Poll::Ready(None)
-                    }
-                    Poll::Ready(Some(frame)) => Poll::Ready(Some(frame.map_err(Into::into))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Inner::Once(streaming) => streaming.poll_frame(cx),
+            Inner::Unpolled(_) => unreachable!("taken out above"),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Replay { data, trailers } => data.is_none() && trailers.is_none(),
-            Inner::Once { prefix, rest } => {
-                prefix.is_empty() && rest.as_ref().is_none_or(|b| b.is_end_stream())
-            }
+            Inner::Once(streaming) => streaming.is_end_stream(),
+            // A claim another attempt took over: not ended, so that the poll reports the error
+            // rather than the client sending an empty body.
+            Inner::Unpolled(claim) => claim.peek(Streaming::is_end_stream).unwrap_or(false),
         }
     }
 
@@ -279,197 +287,54 @@ where
             Inner::Replay { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Inner::Once { prefix, rest } => {
-                let buffered: u64 = prefix.iter().map(|b| b.len() as u64).sum();
-                let rest = rest
-                    .as_ref()
-                    .map_or(SizeHint::with_exact(0), |b| b.size_hint());
-                // A fresh hint: setting the lower bound of the rest's hint first could put it
-                // above the rest's upper bound, which http-body asserts against.
-                let mut hint = SizeHint::new();
-                hint.set_lower(rest.lower().saturating_add(buffered));
-                if let Some(upper) = rest.upper() {
-                    hint.set_upper(upper.saturating_add(buffered));
-                }
-                hint
-            }
+            Inner::Once(streaming) => streaming.size_hint(),
+            Inner::Unpolled(claim) => claim.peek(Streaming::size_hint).unwrap_or_default(),
         }
+    }
+}
+
+impl<B> Streaming<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(data) = self.prefix.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        let Some(body) = &mut self.rest else {
+            return Poll::Ready(None);
+        };
+        match body.as_mut().poll_frame(cx) {
+            Poll::Ready(None) => {
+                self.rest = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(frame)) => Poll::Ready(Some(frame.map_err(Into::into))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_empty() && self.rest.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let buffered: u64 = self.prefix.iter().map(|b| b.len() as u64).sum();
+        let rest = self
+            .rest
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), |b| b.size_hint());
+        // A fresh hint: setting the lower bound of the rest's hint first could put it above the
+        // rest's upper bound, which http-body asserts against.
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(buffered));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(buffered));
+        }
+        hint
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::{BodyExt, Full};
-
-    async fn collect<B: Body<Data = Bytes, Error = BoxError>>(body: B) -> Bytes {
-        body.collect().await.unwrap().to_bytes()
-    }
-
-    #[tokio::test]
-    async fn small_bodies_replay_identically() {
-        let prepared = prepare(Full::new(Bytes::from_static(b"hello")), 64, Wait::UntilEnd)
-            .await
-            .unwrap();
-        let Prepared::Replayable(buffered) = prepared else {
-            panic!("should be buffered")
-        };
-        for _ in 0..3 {
-            let body: ReplayBody<Full<Bytes>> = buffered.replay();
-            assert_eq!(collect(body).await, Bytes::from_static(b"hello"));
-        }
-    }
-
-    /// A body that yields its chunks one at a time, with no size hint.
-    struct Chunked(VecDeque<Bytes>);
-
-    impl Body for Chunked {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-        }
-    }
-
-    #[tokio::test]
-    async fn large_bodies_stream_once_without_losing_the_prefix() {
-        let chunks = (0..10u8).map(|i| Bytes::from(vec![b'a' + i; 10])).collect();
-        let Prepared::Once(once) = prepare(Chunked(chunks), 25, Wait::UntilEnd).await.unwrap()
-        else {
-            panic!("should stream once")
-        };
-        assert!(!once.is_replayable());
-        let all = collect(once).await;
-        assert_eq!(all.len(), 100);
-        assert_eq!(&all[..10], &[b'a'; 10]);
-        assert_eq!(&all[90..], &[b'j'; 10]);
-    }
-
-    #[tokio::test]
-    async fn a_size_hint_over_the_limit_skips_buffering() {
-        let body = Full::new(Bytes::from(vec![0u8; 100]));
-        assert!(matches!(
-            prepare(body, 10, Wait::UntilEnd).await.unwrap(),
-            Prepared::Once(_)
-        ));
-    }
-
-    /// A body that yields one chunk, then is not ready (a client waiting for a reply).
-    struct Stalls(Option<Bytes>);
-
-    impl Body for Stalls {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            match self.0.take() {
-                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
-                None => Poll::Pending,
-            }
-        }
-
-        fn size_hint(&self) -> SizeHint {
-            // Like http_body_util::Limited: at most 100 bytes, no lower bound.
-            let mut hint = SizeHint::new();
-            hint.set_upper(100);
-            hint
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_stalled_stream_is_sent_once_with_what_was_read() {
-        let prepared = prepare(
-            Stalls(Some(Bytes::from_static(b"first"))),
-            64,
-            Wait::WhileReady,
-        )
-        .await
-        .unwrap();
-        let Prepared::Once(once) = prepared else {
-            panic!("a stalled stream must not be waited for")
-        };
-        assert!(!once.is_replayable());
-        let hint = once.size_hint();
-        assert_eq!((hint.lower(), hint.upper()), (5, Some(105)));
-    }
-
-    /// A body whose message arrives `after` its head, then ends.
-    struct Late {
-        arrives: Pin<Box<tokio::time::Sleep>>,
-        message: Option<Bytes>,
-    }
-
-    fn late(after: std::time::Duration) -> Late {
-        Late {
-            arrives: Box::pin(tokio::time::sleep(after)),
-            message: Some(Bytes::from_static(b"message")),
-        }
-    }
-
-    impl Body for Late {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            if self.message.is_none() {
-                return Poll::Ready(None);
-            }
-            std::task::ready!(std::future::Future::poll(self.arrives.as_mut(), cx));
-            Poll::Ready(self.message.take().map(|b| Ok(Frame::data(b))))
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_message_right_behind_its_head_is_buffered_a_longer_pause_is_not() {
-        let soon = prepare(late(STALL_GRACE / 2), 64, Wait::WhileReady);
-        let Prepared::Replayable(buffered) = soon.await.unwrap() else {
-            panic!("a message within the grace is waited for")
-        };
-        let body: ReplayBody<Late> = buffered.replay();
-        assert_eq!(collect(body).await, Bytes::from_static(b"message"));
-        let started = tokio::time::Instant::now();
-        let later = prepare(late(STALL_GRACE * 3), 64, Wait::WhileReady);
-        assert!(matches!(later.await.unwrap(), Prepared::Once(_)));
-        assert_eq!(
-            started.elapsed(),
-            STALL_GRACE,
-            "waited the grace, no longer"
-        );
-    }
-
-    #[test]
-    fn the_size_hint_of_a_streamed_body_never_has_lower_above_upper() {
-        // The rest may promise at most 30 more bytes after 70 were buffered.
-        let mut hint = SizeHint::new();
-        hint.set_upper(30);
-        struct Rest(SizeHint);
-        impl Body for Rest {
-            type Data = Bytes;
-            type Error = std::convert::Infallible;
-            fn poll_frame(
-                self: Pin<&mut Self>,
-                _cx: &mut Context<'_>,
-            ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-                Poll::Ready(None)
-            }
-            fn size_hint(&self) -> SizeHint {
-                self.0
-            }
-        }
-        let body = ReplayBody {
-            inner: Inner::Once {
-                prefix: VecDeque::from([Bytes::from(vec![0u8; 70])]),
-                rest: Some(Box::pin(Rest(hint))),
-            },
-        };
-        let hint = body.size_hint();
-        assert_eq!((hint.lower(), hint.upper()), (70, Some(100)));
-    }
-}
+mod tests;

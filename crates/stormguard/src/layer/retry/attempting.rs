@@ -1,0 +1,201 @@
+//! [`Attempting`]: what every attempt of one request shares, and one attempt sent and settled.
+
+use super::*;
+
+/// What every attempt of one request shares.
+pub(crate) struct Attempting<O> {
+    pub(super) shared: Arc<Shared<O>>,
+    pub(super) parts: http::request::Parts,
+    pub(super) buffered: Option<Buffered>,
+    pub(super) deadline: Option<Deadline>,
+    pub(super) idempotent: bool,
+    pub(super) grpc: bool,
+    /// The budget already in `parts.headers`, if any.
+    pub(super) written_budget: Option<Duration>,
+}
+
+impl<O: Observer> Attempting<O> {
+    /// A context for `parts`, to be filled in by the prologue.
+    pub(super) fn new(
+        shared: Arc<Shared<O>>,
+        parts: http::request::Parts,
+        buffered: Option<Buffered>,
+    ) -> Self {
+        Attempting {
+            shared,
+            parts,
+            buffered,
+            deadline: None,
+            idempotent: false,
+            grpc: false,
+            written_budget: None,
+        }
+    }
+
+    /// The instances list the attempts share: the one the request came with, else a new one for
+    /// a request whose retry may follow a timeout (the only outcome that does not say which
+    /// instance it came from), once a balancer below has shown itself. Other requests learn the
+    /// instance from the response or error, for free; without a balancer, nothing is attached.
+    pub(super) fn tried_instances(&self) -> Option<TriedInstances> {
+        let carried = self.parts.extensions.get::<TriedInstances>().cloned();
+        let shared = &self.shared;
+        let needed = self.idempotent
+            && shared.policy.max_attempts > 1
+            && shared.balanced.load(Ordering::Relaxed);
+        carried.or_else(|| needed.then(TriedInstances::default))
+    }
+
+    /// The expected latency of an attempt: the estimator's p50 when it has one.
+    pub(super) fn expected(&self, now: Instant) -> Duration {
+        let policy = &self.shared.policy;
+        self.shared
+            .estimator
+            .as_ref()
+            .and_then(|e| e.quantile(now, 0.5))
+            .unwrap_or(policy.expected_latency)
+    }
+
+    /// The expected latency as far as [`RetryPolicy::should_start`] needs it at `now`: the same
+    /// answer as [`expected`](Self::expected), without the p50's scan of the histogram (a
+    /// thousand instructions, on the path of every request) when the deadline leaves more time
+    /// than the longest latency measured. Every quantile is below that maximum, so it fits too,
+    /// and the maximum stands in for the p50 in a check that only compares it with the time left.
+    pub(super) fn expected_to_start(&self, now: Instant) -> Duration {
+        let shared = &self.shared;
+        let fallback = shared.policy.expected_latency;
+        let (Some(estimator), Some(left)) = (
+            shared.estimator.as_ref(),
+            shared.policy.deadline.downstream_budget(self.deadline, now),
+        ) else {
+            // No estimator: the policy's figure; no deadline: any figure fits.
+            return fallback;
+        };
+        match estimator.max(now) {
+            Some(longest) if longest <= left => longest,
+            Some(_) => estimator.quantile(now, 0.5).unwrap_or(fallback),
+            // Too few samples for a quantile.
+            None => fallback,
+        }
+    }
+
+    /// The timeout of an attempt starting at `now`; `None` when no time is left.
+    pub(super) fn timeout(&self, now: Instant) -> Option<Duration> {
+        let policy = &self.shared.policy;
+        let adaptive = policy
+            .adaptive_timeout
+            .zip(self.shared.estimator.as_ref())
+            .map(|(a, e)| a.timeout(e, now));
+        policy.attempt_timeout(self.deadline, now, adaptive)
+    }
+
+    /// The request of one attempt: the head again, the body (replayed), the budget downstream.
+    /// Writes the budget of an attempt of `timeout` into the head every attempt is cloned from,
+    /// so that an attempt with that timeout (nearly always the first) needs no header work.
+    pub(super) fn write_budget(&mut self, timeout: Duration) {
+        let shared = &self.shared;
+        if !shared.policy.propagate_deadline {
+            return;
+        }
+        let value = if timeout == shared.policy.deadline.per_try_timeout {
+            // The common case: the per-try timeout, whose header value is made once.
+            shared.per_try_budget.clone()
+        } else {
+            budget_value(timeout)
+        };
+        write_budget_value(&mut self.parts.headers, timeout, value, self.grpc);
+        self.written_budget = Some(timeout);
+    }
+
+    /// The request of one attempt: the head again, the body (replayed), the budget downstream.
+    pub(super) fn request<B>(
+        &self,
+        body: ReplayBody<B>,
+        timeout: Duration,
+        now: Instant,
+        tried: Option<&TriedInstances>,
+    ) -> Request<ReplayBody<B>> {
+        let mut attempt = Request::from_parts(self.parts.clone(), body);
+        if self.shared.policy.propagate_deadline {
+            if self.written_budget != Some(timeout) {
+                write_budget(attempt.headers_mut(), timeout, self.grpc);
+            }
+        } else if self.deadline.is_some() {
+            // Without the header, an inner layer learns the deadline from the extension.
+            attempt
+                .extensions_mut()
+                .insert(Deadline::after(now, timeout));
+        }
+        if let Some(tried) = tried {
+            attempt.extensions_mut().insert(tried.clone());
+        }
+        attempt
+    }
+}
+
+/// One attempt's outcome: the response, or the error (`None` for our own per-try timeout).
+pub(crate) type Outcome<RB> = Result<Response<RB>, Option<BoxError>>;
+
+/// Sends one attempt with its timeout and classifies what came back.
+pub(super) async fn attempt<S, B, RB, O>(
+    inner: &mut S,
+    at: &Attempting<O>,
+    request: Request<ReplayBody<B>>,
+    sent: Instant,
+    timeout: Duration,
+) -> (AttemptResult, Outcome<RB>)
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    O: Observer,
+{
+    let shared = &*at.shared;
+    shared.observer.observe(&shared.target, Event::Attempt);
+    // Waiting for the service to be ready counts against the attempt's time, and an error there
+    // means the request was never sent.
+    let outcome = tokio::time::timeout_at(until(sent, timeout), async {
+        poll_fn(|cx| inner.poll_ready(cx))
+            .await
+            .map_err(|e| Box::new(NotSent::new(e)) as BoxError)?;
+        inner.call(request).await.map_err(Into::into)
+    })
+    .await;
+    settle(shared, outcome, sent)
+}
+
+/// Classifies what one attempt came to, records its latency, and counts its timeouts.
+pub(crate) fn settle<RB, O: Observer>(
+    shared: &Shared<O>,
+    outcome: Result<Result<Response<RB>, BoxError>, tokio::time::error::Elapsed>,
+    sent: Instant,
+) -> (AttemptResult, Outcome<RB>) {
+    match outcome {
+        Ok(Ok(response)) => {
+            if response.extensions().get::<Instance>().is_some() {
+                shared.balanced.store(true, Ordering::Relaxed);
+            }
+            if let Some(estimator) = &shared.estimator {
+                let now = clock::now();
+                estimator.record(now, now.saturating_duration_since(sent));
+            }
+            (response_result(&response), Ok(response))
+        }
+        Ok(Err(e)) => {
+            if instance_of(&*e).is_some() {
+                shared.balanced.store(true, Ordering::Relaxed);
+            }
+            let result = classify_error(&*e);
+            if result == AttemptResult::ConnectTimeout {
+                shared
+                    .observer
+                    .observe(&shared.target, Event::Timeout(TimeoutKind::Connect));
+            }
+            (result, Err(Some(e)))
+        }
+        Err(_elapsed) => {
+            shared
+                .observer
+                .observe(&shared.target, Event::Timeout(TimeoutKind::Request));
+            (AttemptResult::TimeoutAfterWritten, Err(None))
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! What the retry layer reads of a request head and of a response: deadline, idempotency, gRPC,
+//! and how an attempt's answer classifies.
+
+use super::*;
+
+/// What the retry layer needs to know of a request head, read in one pass over its headers.
+pub(super) struct RequestFacts {
+    pub(super) deadline: Option<Deadline>,
+    pub(super) idempotent: bool,
+    pub(super) grpc: bool,
+    /// Whether a deadline header (well-formed or not) came with the request.
+    pub(super) budget_headers: bool,
+}
+
+impl RequestFacts {
+    pub(super) fn read(parts: &http::request::Parts, now: Instant) -> Self {
+        // A deadline set by an outer layer wins over the headers, whose values then need no
+        // parsing (the outer layer wrote them from that deadline).
+        let outer = parts.extensions.get::<Deadline>().copied();
+        let mut budget: Option<Duration> = None;
+        let mut keyed = false;
+        let mut grpc = false;
+        let mut budget_headers = false;
+        for (name, value) in &parts.headers {
+            if *name == http::header::CONTENT_TYPE {
+                grpc = value.as_bytes().starts_with(b"application/grpc");
+            } else if *name == IDEMPOTENCY_KEY {
+                keyed = true;
+            } else if outer.is_some() {
+                budget_headers |= is_budget_header(name);
+            } else if let Some(parsed) = budget_of(name, value) {
+                budget_headers = true;
+                match parsed {
+                    Ok(b) => budget = Some(budget.map_or(b, |s| s.min(b))),
+                    Err(error) => tracing::debug!(%error, "ignoring a malformed deadline header"),
+                }
+            }
+        }
+        let deadline = outer.or_else(|| budget.map(|b| Deadline::after(now, b)));
+        RequestFacts {
+            deadline,
+            idempotent: keyed || is_idempotent_method(&parts.method),
+            grpc,
+            budget_headers,
+        }
+    }
+}
+
+/// Whether `name` is one of the deadline headers [`budget_of`] reads.
+fn is_budget_header(name: &http::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        BUDGET_HEADER | GRPC_TIMEOUT_HEADER | ENVOY_EXPECTED_TIMEOUT_HEADER
+    )
+}
+
+/// The deadline a request carries: an extension set by an outer layer, else its budget headers.
+pub(crate) fn incoming_deadline(
+    extensions: &http::Extensions,
+    headers: &HeaderMap,
+    now: Instant,
+) -> Option<Deadline> {
+    if let Some(deadline) = extensions.get::<Deadline>() {
+        return Some(*deadline);
+    }
+    // The smallest of the well-formed budgets: one malformed header must not drop the deadline
+    // the others carry, or the callee would work on for a caller that is gone.
+    let mut budget: Option<Duration> = None;
+    for (name, value) in headers {
+        match budget_of(name, value) {
+            Some(Ok(b)) => budget = Some(budget.map_or(b, |s| s.min(b))),
+            Some(Err(error)) => tracing::debug!(%error, "ignoring a malformed deadline header"),
+            None => {}
+        }
+    }
+    budget.map(|b| Deadline::after(now, b))
+}
+
+/// `start + timeout` as a tokio instant, saturating instead of overflowing: a per-try timeout
+/// of `Duration::MAX` means "none".
+pub(crate) fn until(start: Instant, timeout: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(Deadline::after(start, timeout).instant())
+}
+
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+pub(crate) fn response_result<RB>(response: &Response<RB>) -> AttemptResult {
+    let mut status = response.status().as_u16();
+    let headers = response.headers();
+    if status == 200 {
+        // A gRPC failure before any message is a "trailers-only" response: HTTP 200 with the
+        // grpc-status in its headers. Classified as the HTTP status it stands for.
+        if let Some(code) = headers
+            .get(GRPC_STATUS)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+        {
+            status = grpc_status_as_http(code);
+            if status != 200 {
+                let pushback = parse_grpc_pushback(headers.get(GRPC_RETRY_PUSHBACK));
+                return AttemptResult::Response {
+                    status,
+                    retry_after: pushback,
+                };
+            }
+        }
+    }
+    let retry_after = if status == 429 || status == 503 {
+        headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::UNIX_EPOCH + wall_offset()))
+    } else {
+        None
+    };
+    AttemptResult::Response {
+        status,
+        retry_after,
+    }
+}
+
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+const GRPC_RETRY_PUSHBACK: http::HeaderName =
+    http::HeaderName::from_static("grpc-retry-pushback-ms");
+
+/// Wall-clock time for HTTP dates in `Retry-After`. The one place the layers read the wall
+/// clock: an HTTP date cannot be read against anything else.
+fn wall_offset() -> Duration {
+    #[allow(clippy::disallowed_methods)]
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+}

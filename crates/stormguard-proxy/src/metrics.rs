@@ -78,27 +78,27 @@ impl ProxyMetrics {
         };
         registry.register(
             "stormguard_proxy_requests",
-            "Requests answered, by route, status class and stormguard-reason (empty when the upstream answered). A rising reason says where to look: connect-refused/connect-timeout at dead instances, timeout/deadline at slow upstreams or short caller budgets, retry-budget/overloaded at capacity, no-route at the routes.",
+            "Requests answered, by route, status class and stormguard-reason (empty when the upstream answered). A rising reason says where to look: connect-refused/connect-timeout at dead instances, timeout/deadline at slow upstreams or short caller budgets, retry-budget/overloaded at capacity, no-route at the routes",
             metrics.requests.clone(),
         );
         registry.register(
             "stormguard_proxy_in_flight",
-            "Requests in flight to each upstream, until their response body ends. Near the upstream's max_in_flight the proxy is about to shed: add instances or find what makes responses slow.",
+            "Requests in flight to each upstream, until their response body ends. Near the upstream's max_in_flight the proxy is about to shed: add instances or find what makes responses slow",
             metrics.in_flight.clone(),
         );
         registry.register(
             "stormguard_proxy_shed",
-            "Requests answered 503 overloaded at once because their upstream had max_in_flight requests in flight. Any rate is a capacity problem: add instances; raise max_in_flight only if the upstream has headroom.",
+            "Requests answered 503 overloaded at once because their upstream had max_in_flight requests in flight. Any rate is a capacity problem: add instances; raise max_in_flight only if the upstream has headroom",
             metrics.shed.clone(),
         );
         registry.register(
             "stormguard_proxy_connections",
-            "Client connections open. At listen.max_connections the proxy stops accepting and new clients wait in the kernel's accept queue: raise the limit (and the file descriptor limit) if clients are many, or find what holds connections open.",
+            "Client connections open. At listen.max_connections the proxy stops accepting and new clients wait in the kernel's accept queue: raise the limit (and the file descriptor limit) if clients are many, or find what holds connections open",
             metrics.connections.clone(),
         );
         registry.register(
             "stormguard_proxy_connections_limited",
-            "Times the listener stopped accepting because listen.max_connections connections were open (clients then wait in the accept queue). Any rate means clients wait for a connection: raise max_connections if memory allows, or look for idle or stuck clients.",
+            "Times the listener stopped accepting because listen.max_connections connections were open (clients then wait in the accept queue). Any rate means clients wait for a connection: raise max_connections if memory allows, or look for idle or stuck clients",
             metrics.connections_limited.clone(),
         );
         registry.register_collector(Box::new(metrics.latency.clone()));
@@ -259,6 +259,10 @@ mod tests {
             "stormguard_proxy_upstream_latency_seconds_bucket{le=\"1.0\",route=\"web\"} 0"
         ));
         assert!(text.contains("# HELP stormguard_proxy_upstream_latency_seconds"));
+        // prometheus-client ends a registered metric's help with a period of its own.
+        for help in text.lines().filter(|l| l.starts_with("# HELP")) {
+            assert!(help.ends_with('.') && !help.ends_with(".."), "{help}");
+        }
     }
 
     #[test]

@@ -114,57 +114,57 @@ impl PrometheusMetrics {
         let metrics = Self::default();
         registry.register(
             "stormguard_requests",
-            "Requests received, before any retry. Divide stormguard_attempts by this for the load your retries and hedges add; above 1.2 the dependency is failing often enough to look at.",
+            "Requests received, before any retry. Divide stormguard_attempts by this for the load your retries and hedges add; above 1.2 the dependency is failing often enough to look at",
             metrics.inner.requests.clone(),
         );
         registry.register(
             "stormguard_attempts",
-            "Attempts sent: first tries, retries and hedges. This is the load the dependency sees.",
+            "Attempts sent: first tries, retries and hedges. This is the load the dependency sees",
             metrics.inner.attempts.clone(),
         );
         registry.register(
             "stormguard_retries",
-            "Retries sent, by what the failed attempt came to. A steady rate means a failure that retries are hiding: fix its cause, do not raise max_attempts.",
+            "Retries sent, by what the failed attempt came to. A steady rate means a failure that retries are hiding: fix its cause, do not raise max_attempts",
             metrics.inner.retries.clone(),
         );
         registry.register(
             "stormguard_retries_denied",
-            "Retries not sent because the retry budget or token bucket was spent. Rising means the dependency is failing broadly: the limiter is protecting it; do not raise the budget, find the failure.",
+            "Retries not sent because the retry budget or token bucket was spent. Rising means the dependency is failing broadly: the limiter is protecting it; do not raise the budget, find the failure",
             metrics.inner.retries_denied.clone(),
         );
         registry.register(
             "stormguard_hedges",
-            "Hedged requests sent after the hedge delay. Near max_extra of requests means the delay is too short or the tail too long.",
+            "Hedged requests sent after the hedge delay. Near max_extra of requests means the delay is too short or the tail too long",
             metrics.inner.hedges.clone(),
         );
         registry.register(
             "stormguard_hedges_won",
-            "Hedges that answered before the original. Few wins for many hedges: raise the hedge delay.",
+            "Hedges that answered before the original. Few wins for many hedges: raise the hedge delay",
             metrics.inner.hedges_won.clone(),
         );
         registry.register(
             "stormguard_timeouts",
-            "Attempts that timed out, by kind. Connect timeouts point at the network or a dead instance; request timeouts at a slow dependency or a timeout below its p99.9 (run stormguard recommend).",
+            "Attempts that timed out, by kind. Connect timeouts point at the network or a dead instance; request timeouts at a slow dependency or a timeout below its p99.9 (run stormguard recommend)",
             metrics.inner.timeouts.clone(),
         );
         registry.register(
             "stormguard_deadline_giveups",
-            "Requests answered at once, or not retried, because too little of the caller's deadline was left. Rising means callers upstream wait less than this path needs: check timeouts telescope (stormguard check).",
+            "Requests answered at once, or not retried, because too little of the caller's deadline was left. Rising means callers upstream wait less than this path needs: check timeouts telescope (stormguard check)",
             metrics.inner.deadline_giveups.clone(),
         );
         registry.register(
             "stormguard_succeeded",
-            "Requests that ended in success, after any retries.",
+            "Requests that ended in success, after any retries",
             metrics.inner.succeeded.clone(),
         );
         registry.register(
             "stormguard_failed",
-            "Requests that ended in failure, by why no further attempt was made (final, attempts, retry-budget, token-bucket, deadline).",
+            "Requests that ended in failure, by why no further attempt was made (final, attempts, retry-budget, token-bucket, deadline)",
             metrics.inner.failed.clone(),
         );
         registry.register(
             "stormguard_ejections",
-            "Instances left out of load balancing for a while after failing several times in a row (refused connections, 5xx). A steady rate means one instance keeps failing: look at it, or take it out of the list of instances.",
+            "Instances left out of load balancing for a while after failing several times in a row (refused connections, 5xx). A steady rate means one instance keeps failing: look at it, or take it out of the list of instances",
             metrics.inner.ejections.clone(),
         );
         metrics
@@ -293,6 +293,10 @@ mod tests {
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        // prometheus-client ends every help text with a period of its own.
+        for help in text.lines().filter(|l| l.starts_with("# HELP")) {
+            assert!(help.ends_with('.') && !help.ends_with(".."), "{help}");
+        }
         for line in [
             "stormguard_requests_total{target=\"api\"} 1",
             "stormguard_attempts_total{target=\"api\"} 2",

@@ -224,7 +224,10 @@ fn stack(
         .observer(metrics.observer.clone())
         .body_limit(body_limit)
         .estimator(estimator.clone());
+    // The retry layer right below bounds each attempt, backoff and body read by the deadline
+    // this layer hands it, at the same instant: a second timer per request only cost.
     let deadline = DeadlineLayer::new(timeout)
+        .enforced_below()
         .reserve(route.deadline_reserve)
         .propagate(route.call.propagate_deadline)
         .target(name)

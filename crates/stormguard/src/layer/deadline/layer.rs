@@ -24,6 +24,8 @@ pub struct DeadlineLayer<O = NoMetrics> {
     policy: DeadlinePolicy,
     timeout: Option<Duration>,
     propagate: bool,
+    /// Whether this layer times the call out itself (see [`DeadlineLayer::enforced_below`]).
+    timer: bool,
     observer: O,
     target: Arc<str>,
 }
@@ -39,6 +41,7 @@ impl DeadlineLayer<NoMetrics> {
             },
             timeout: Some(timeout),
             propagate: true,
+            timer: true,
             observer: NoMetrics,
             target: Arc::from("default"),
         }
@@ -58,6 +61,33 @@ impl<O> DeadlineLayer<O> {
         self
     }
 
+    /// Says that the layers below already bound everything they do by the deadline this layer
+    /// hands them, so that this layer's own timer is left out: a [`RetryLayer`] right below
+    /// bounds each attempt, backoff and body read by that deadline, and its per-try timer is
+    /// set for the same instant as this layer's (and polled first when both fire). A second
+    /// timer per request only costs: arming, polling and cancelling a tokio timer is about a
+    /// thousand instructions, a good share of a proxy's work for a small request. The deadline
+    /// is still worked out, answered at once when spent, handed down and propagated as before.
+    ///
+    /// Off by default: a stack without such a layer below needs this layer's timer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stormguard::layer::{DeadlineLayer, RetryLayer};
+    /// use stormguard::policy::RetryPolicy;
+    ///
+    /// // Stacked as deadline.layer(retry.layer(service)): the retry layer keeps the deadline.
+    /// let deadline = DeadlineLayer::new(Duration::from_secs(2)).enforced_below();
+    /// let retry = RetryLayer::new(RetryPolicy::recommended());
+    /// let _ = (deadline, retry);
+    /// ```
+    ///
+    /// [`RetryLayer`]: super::super::RetryLayer
+    pub fn enforced_below(mut self) -> Self {
+        self.timer = false;
+        self
+    }
+
     /// The name the metrics carry.
     pub fn target(mut self, target: &str) -> Self {
         self.target = Arc::from(target);
@@ -70,6 +100,7 @@ impl<O> DeadlineLayer<O> {
             policy: self.policy,
             timeout: self.timeout,
             propagate: self.propagate,
+            timer: self.timer,
             observer,
             target: self.target,
         }
@@ -85,6 +116,7 @@ impl<S, O: Clone> Layer<S> for DeadlineLayer<O> {
             policy: self.policy,
             timeout: self.timeout,
             propagate: self.propagate,
+            timer: self.timer,
             observer: self.observer.clone(),
             target: self.target.clone(),
         }

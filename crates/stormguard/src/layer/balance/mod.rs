@@ -91,7 +91,8 @@ impl TriedInstances {
     }
 }
 
-/// Response extension set by [`Balance`]: which instance answered.
+/// Response extension set by [`Balance`]: which instance answered (unless built
+/// [`without_instance_extension`](Balance::without_instance_extension)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Instance(pub usize);
 
@@ -191,6 +192,8 @@ struct Settings {
     ejection: Option<EjectionConfig>,
     observer: Arc<dyn Observer>,
     target: Arc<str>,
+    /// Whether responses carry an [`Instance`] extension.
+    mark: bool,
 }
 
 impl State {
@@ -228,6 +231,7 @@ impl<S> Balance<S> {
             ejection: Some(EjectionConfig::default()),
             observer: Arc::new(NoMetrics),
             target: Arc::from("default"),
+            mark: true,
         };
         Balance {
             state: Arc::new(State::new(instances.len(), settings)),
@@ -263,6 +267,26 @@ impl<S> Balance<S> {
     /// checks that remove them from the list).
     pub fn without_outlier_detection(self) -> Self {
         self.map(|s| s.ejection = None)
+    }
+
+    /// Responses carry no [`Instance`] extension (errors still carry their [`InstanceError`]).
+    ///
+    /// For a balancer whose requests all carry a [`TriedInstances`] list, as under a
+    /// [`RetryLayer::balanced`](super::RetryLayer::balanced): the balancer records each choice in
+    /// the list, where the retry layer reads it, so the extension only costs a map allocated and
+    /// filled on every response.
+    ///
+    /// ```
+    /// use stormguard::layer::Balance;
+    ///
+    /// let instance = tower::service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// });
+    /// let balance = Balance::new(vec![instance]).without_instance_extension();
+    /// assert_eq!(balance.len(), 1);
+    /// ```
+    pub fn without_instance_extension(self) -> Self {
+        self.map(|s| s.mark = false)
     }
 
     /// Reports ejections to `observer`, as [`Event::Ejected`](crate::metrics::Event::Ejected).
@@ -409,7 +433,9 @@ fn answered<RB>(
             if let Some(health) = health {
                 health.record(index, Outcome::of(response_result(&response)));
             }
-            response.extensions_mut().insert(Instance(index));
+            if guard.state.settings.mark {
+                response.extensions_mut().insert(Instance(index));
+            }
             Ok(response)
         }
         Err(source) => {

@@ -234,9 +234,10 @@ fn stack(
     let resends = route.call.max_attempts > 1 || route.call.hedge.is_some();
     let retry = if resends { retry.balanced() } else { retry };
     // The retry layer right below bounds each attempt, backoff and body read by the deadline
-    // this layer hands it, at the same instant: a second timer per request only cost.
+    // this layer hands it, at the same instant, and writes each attempt's budget header: a
+    // second timer and a second header write per request only cost.
     let deadline = DeadlineLayer::new(timeout)
-        .enforced_below()
+        .retry_below()
         .reserve(route.deadline_reserve)
         .propagate(route.call.propagate_deadline)
         .target(name)

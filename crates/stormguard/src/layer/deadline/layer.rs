@@ -24,8 +24,9 @@ pub struct DeadlineLayer<O = NoMetrics> {
     policy: DeadlinePolicy,
     timeout: Option<Duration>,
     propagate: bool,
-    /// Whether this layer times the call out itself (see [`DeadlineLayer::enforced_below`]).
-    timer: bool,
+    /// Whether a retry layer right below enforces and writes the deadline
+    /// (see [`DeadlineLayer::retry_below`]).
+    retry_below: bool,
     observer: O,
     target: Arc<str>,
 }
@@ -41,7 +42,7 @@ impl DeadlineLayer<NoMetrics> {
             },
             timeout: Some(timeout),
             propagate: true,
-            timer: true,
+            retry_below: false,
             observer: NoMetrics,
             target: Arc::from("default"),
         }
@@ -61,30 +62,35 @@ impl<O> DeadlineLayer<O> {
         self
     }
 
-    /// Says that the layers below already bound everything they do by the deadline this layer
-    /// hands them, so that this layer's own timer is left out: a [`RetryLayer`] right below
-    /// bounds each attempt, backoff and body read by that deadline, and its per-try timer is
-    /// set for the same instant as this layer's (and polled first when both fire). A second
-    /// timer per request only costs: arming, polling and cancelling a tokio timer is about a
-    /// thousand instructions, a good share of a proxy's work for a small request. The deadline
-    /// is still worked out, answered at once when spent, handed down and propagated as before.
+    /// Says that a [`RetryLayer`] is right below, which does this layer's work downstream: it
+    /// bounds each attempt, backoff and body read by the deadline this layer hands it (its
+    /// per-try timer is set for the same instant as this layer's, and polled first when both
+    /// fire), and it writes the budget each attempt carries (or, not propagating, removes the
+    /// budget headers), replacing whatever this layer wrote. So this layer neither times the
+    /// call nor writes the budget headers: a second tokio timer (armed, polled and cancelled)
+    /// and a header written twice cost over a thousand instructions per request, a good share
+    /// of a proxy's work for a small request. The deadline is still worked out from the
+    /// request, answered at once when spent, and handed down as the [`Deadline`] extension the
+    /// retry layer keeps to.
     ///
-    /// Off by default: a stack without such a layer below needs this layer's timer.
+    /// Off by default: without a retry layer right below, this layer's timer and headers are
+    /// what enforce and propagate the deadline.
     ///
     /// ```
     /// use std::time::Duration;
     /// use stormguard::layer::{DeadlineLayer, RetryLayer};
     /// use stormguard::policy::RetryPolicy;
     ///
-    /// // Stacked as deadline.layer(retry.layer(service)): the retry layer keeps the deadline.
-    /// let deadline = DeadlineLayer::new(Duration::from_secs(2)).enforced_below();
+    /// // Stacked as deadline.layer(retry.layer(service)).
+    /// let deadline = DeadlineLayer::new(Duration::from_secs(2)).retry_below();
     /// let retry = RetryLayer::new(RetryPolicy::recommended());
     /// let _ = (deadline, retry);
     /// ```
     ///
     /// [`RetryLayer`]: super::super::RetryLayer
-    pub fn enforced_below(mut self) -> Self {
-        self.timer = false;
+    /// [`Deadline`]: crate::deadline::Deadline
+    pub fn retry_below(mut self) -> Self {
+        self.retry_below = true;
         self
     }
 
@@ -100,7 +106,7 @@ impl<O> DeadlineLayer<O> {
             policy: self.policy,
             timeout: self.timeout,
             propagate: self.propagate,
-            timer: self.timer,
+            retry_below: self.retry_below,
             observer,
             target: self.target,
         }
@@ -116,7 +122,7 @@ impl<S, O: Clone> Layer<S> for DeadlineLayer<O> {
             policy: self.policy,
             timeout: self.timeout,
             propagate: self.propagate,
-            timer: self.timer,
+            retry_below: self.retry_below,
             observer: self.observer.clone(),
             target: self.target.clone(),
         }

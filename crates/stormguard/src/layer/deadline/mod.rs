@@ -37,9 +37,9 @@ pub struct DeadlineService<S, O> {
     policy: DeadlinePolicy,
     timeout: Option<Duration>,
     propagate: bool,
-    /// Whether the call is timed out here; off when the layers below keep the deadline
-    /// ([`DeadlineLayer::enforced_below`]).
-    timer: bool,
+    /// Whether a retry layer right below times the call out and writes the budget headers
+    /// ([`DeadlineLayer::retry_below`]).
+    retry_below: bool,
     observer: O,
     target: std::sync::Arc<str>,
 }
@@ -66,7 +66,7 @@ pin_project! {
             target: std::sync::Arc<str>,
             tried: Option<TriedInstances>,
         },
-        /// The layers below keep the deadline.
+        /// The retry layer below keeps the deadline.
         Untimed {
             #[pin]
             call: F,
@@ -140,16 +140,16 @@ where
         };
         let call_deadline = Deadline::after(now, timeout);
         req.extensions_mut().insert(call_deadline);
-        if self.propagate {
-            let grpc = is_grpc(req.headers());
-            write_budget(req.headers_mut(), timeout, grpc);
-        }
-        if !self.timer {
+        if self.retry_below {
             return ResponseFuture {
                 state: State::Untimed {
                     call: self.inner.call(req),
                 },
             };
+        }
+        if self.propagate {
+            let grpc = is_grpc(req.headers());
+            write_budget(req.headers_mut(), timeout, grpc);
         }
         // Attempts made below are counted in the request's list, when it carries one: the count
         // outlives the attempts this layer's timeout drops. An `Arc` clone, only when present.

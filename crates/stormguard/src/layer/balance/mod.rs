@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use pin_project_lite::pin_project;
 use rand::SeedableRng;
 use tower_service::Service;
 
@@ -355,7 +356,7 @@ where
 {
     type Response = Response<RB>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, BoxError>> + Send>>;
+    type Future = ResponseFuture<S::Future, RB>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // Readiness is that of the chosen instance, awaited in the call: the choice depends on
@@ -391,7 +392,7 @@ where
             None => choose_healthy(loads, &[], ejected, &mut rng),
         };
         let Some(index) = chosen else {
-            return Box::pin(async { Err(Error::new(ErrorKind::NoInstance, 0, None).into()) });
+            return ResponseFuture::ready(Err(Error::new(ErrorKind::NoInstance, 0, None).into()));
         };
         state.in_flight[index].fetch_add(1, Ordering::Relaxed);
         let guard = InFlight {
@@ -400,23 +401,92 @@ where
         };
         let mut service = self.instances[index].clone();
         // An instance is nearly always ready at once (a pooled client): then the call is made
-        // here, and the boxed future holds the call in flight, not the service and the request
-        // as well.
+        // here, and the future holds the call in flight, unboxed; only an instance not ready
+        // costs a box that holds the service and the request as well.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match service.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => {
-                let call = service.call(req);
-                Box::pin(async move { answered(guard, call.await.map_err(Into::into)) })
-            }
-            Poll::Ready(Err(e)) => Box::pin(std::future::ready(answered(guard, Err(e.into())))),
-            Poll::Pending => Box::pin(async move {
+            Poll::Ready(Ok(())) => ResponseFuture {
+                state: Step::Called {
+                    call: service.call(req),
+                    guard: Some(guard),
+                },
+            },
+            Poll::Ready(Err(e)) => ResponseFuture::ready(answered(guard, Err(e.into()))),
+            Poll::Pending => ResponseFuture::boxed(Box::pin(async move {
                 let answer = async {
                     poll_fn(|cx| service.poll_ready(cx)).await?;
                     service.call(req).await
                 }
                 .await;
                 answered(guard, answer.map_err(Into::into))
-            }),
+            })),
+        }
+    }
+}
+
+type Boxed<RB> = Pin<Box<dyn Future<Output = Result<Response<RB>, BoxError>> + Send>>;
+
+pin_project! {
+    /// The response future of [`Balance`].
+    ///
+    /// The call in flight, unboxed: nearly every instance is ready at once, and a box per
+    /// attempt (allocated, called through a pointer, freed) cost more than the choice itself.
+    pub struct ResponseFuture<F, RB> {
+        #[pin]
+        state: Step<F, RB>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step<F, RB> {
+        /// Called at once: the instance was ready.
+        Called {
+            #[pin]
+            call: F,
+            guard: Option<InFlight>,
+        },
+        /// Waiting for the instance to be ready, then calling it.
+        Boxed { future: Boxed<RB> },
+        /// Answered without a call.
+        Ready { result: Option<Result<Response<RB>, BoxError>> },
+    }
+}
+
+impl<F, RB> ResponseFuture<F, RB> {
+    fn ready(result: Result<Response<RB>, BoxError>) -> Self {
+        ResponseFuture {
+            state: Step::Ready {
+                result: Some(result),
+            },
+        }
+    }
+
+    fn boxed(future: Boxed<RB>) -> Self {
+        ResponseFuture {
+            state: Step::Boxed { future },
+        }
+    }
+}
+
+impl<F, RB, E> Future for ResponseFuture<F, RB>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<RB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StepProj::Called { call, guard } => {
+                let answer = std::task::ready!(call.poll(cx)).map_err(Into::into);
+                let guard = guard.take().expect("polled after completion");
+                Poll::Ready(answered(guard, answer))
+            }
+            StepProj::Boxed { future } => future.as_mut().poll(cx),
+            StepProj::Ready { result } => {
+                Poll::Ready(result.take().expect("polled after completion"))
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use http::{request, Request, Response, Version};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use stormguard::deadline::{budget_of, Deadline};
-use stormguard::layer::{Attempts, TriedInstances};
+use stormguard::layer::Attempts;
 
 use crate::answer::{attempts_value, Reason, ResponseBody, ATTEMPTS_NAME};
 use crate::fault;
@@ -75,12 +75,6 @@ async fn forward(
         }
     }
     prepare_head(&mut parts);
-    if route.resends {
-        // The retry layer learns that a balancer is below from the first answer that names an
-        // instance; until then a retry after a timeout (which names none) could go back to the
-        // same instance. The proxy knows there is one: every request carries the list.
-        parts.extensions.insert(TriedInstances::default());
-    }
     let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     match route.service.call(Request::from_parts(parts, body)).await {
         Ok(response) => {

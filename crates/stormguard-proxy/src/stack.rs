@@ -225,19 +225,17 @@ impl RouteService {
 
 fn ready_and_call<S>(mut service: S, req: Request<RequestBody>) -> RouteFuture
 where
-    S: Service<
-            Request<RequestBody>,
-            Response = Response<Incoming>,
-            Error = BoxError,
-            Future = RouteFuture,
-        > + Send
+    S: Service<Request<RequestBody>, Response = Response<Incoming>, Error = BoxError>
+        + Send
         + 'static,
+    S::Future: Send + 'static,
 {
     // The library's layers are always ready (a balancer picks per request, in the call): ask
     // once without a waker and call at once; only a layer that is not ready costs a future.
     let mut cx = Context::from_waker(std::task::Waker::noop());
     match service.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => service.call(req),
+        // The one box of the stack's future: its layers name their futures' types.
+        Poll::Ready(Ok(())) => Box::pin(service.call(req)),
         Poll::Ready(Err(error)) => Box::pin(std::future::ready(Err(error))),
         Poll::Pending => Box::pin(async move {
             std::future::poll_fn(|cx| service.poll_ready(cx)).await?;

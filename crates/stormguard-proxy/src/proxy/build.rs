@@ -158,7 +158,6 @@ pub(crate) fn routes(
                 upstream: UpstreamSlot::new(&route.upstream, upstream.max_in_flight, metrics),
                 service,
                 fault: route.fault,
-                resends: route.call.max_attempts > 1 || route.call.hedge.is_some(),
                 latency,
                 built_from,
             })
@@ -205,9 +204,13 @@ fn stack(
     // Outlier ejection is the balancer's default: an instance that refuses connections gets no
     // first attempts for a second, doubling while it stays dead, so it costs a retry a second
     // rather than most first attempts (a refusing instance has nothing in flight and looks idle).
+    // Responses go without an `Instance` extension: on a route that resends, every request
+    // carries the list the balancer records its choice in (`balanced` below), which is where the
+    // retry layer looks; on the others, nothing reads it. The extension was a map per response.
     let balance = Balance::new(instances)
         .observer(metrics.observer.clone())
-        .target(name);
+        .target(name)
+        .without_instance_extension();
     let body_limit = usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX);
     let mut policy = route_policy(route)?;
     // The deadline layer above keeps the reserve back from the deadline it hands down; the
@@ -224,7 +227,17 @@ fn stack(
         .observer(metrics.observer.clone())
         .body_limit(body_limit)
         .estimator(estimator.clone());
+    // On a route that can send a request more than once, every request carries the list of the
+    // instances it went to from its first attempt: a retry after a timeout goes to another
+    // instance from the very first request, and `stormguard-attempts` counts every attempt sent,
+    // a hedge's copy that an outer timeout dropped included.
+    let resends = route.call.max_attempts > 1 || route.call.hedge.is_some();
+    let retry = if resends { retry.balanced() } else { retry };
+    // The retry layer right below bounds each attempt, backoff and body read by the deadline
+    // this layer hands it, at the same instant, and writes each attempt's budget header: a
+    // second timer and a second header write per request only cost.
     let deadline = DeadlineLayer::new(timeout)
+        .retry_below()
         .reserve(route.deadline_reserve)
         .propagate(route.call.propagate_deadline)
         .target(name)

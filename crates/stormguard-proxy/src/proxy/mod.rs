@@ -89,8 +89,6 @@ pub(crate) struct RouteEntry {
     pub(crate) upstream: UpstreamSlot,
     pub(crate) service: RouteService,
     pub(crate) fault: Option<FaultSpec>,
-    /// Whether a request may be sent more than once (retries or a hedge).
-    pub(crate) resends: bool,
     /// Answers that were the upstream's 2xx: counted without a lookup.
     pub(crate) upstream_2xx: Counter,
     latency: LatencyHistogram,

@@ -1,14 +1,14 @@
 //! [`Balance`]: sends each request to one of several instances, avoiding those it already tried
 //! and those that keep failing.
 
+mod future;
 mod health;
 #[cfg(test)]
 mod tests;
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -17,6 +17,7 @@ use http::{Request, Response};
 use rand::SeedableRng;
 use tower_service::Service;
 
+use self::future::{ResponseFuture, Step};
 use self::health::Health;
 use super::error::{classify_error, BoxError, Error, ErrorKind};
 use super::retry::response_result;
@@ -91,7 +92,8 @@ impl TriedInstances {
     }
 }
 
-/// Response extension set by [`Balance`]: which instance answered.
+/// Response extension set by [`Balance`]: which instance answered (unless built
+/// [`without_instance_extension`](Balance::without_instance_extension)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Instance(pub usize);
 
@@ -191,6 +193,8 @@ struct Settings {
     ejection: Option<EjectionConfig>,
     observer: Arc<dyn Observer>,
     target: Arc<str>,
+    /// Whether responses carry an [`Instance`] extension.
+    mark: bool,
 }
 
 impl State {
@@ -228,6 +232,7 @@ impl<S> Balance<S> {
             ejection: Some(EjectionConfig::default()),
             observer: Arc::new(NoMetrics),
             target: Arc::from("default"),
+            mark: true,
         };
         Balance {
             state: Arc::new(State::new(instances.len(), settings)),
@@ -263,6 +268,26 @@ impl<S> Balance<S> {
     /// checks that remove them from the list).
     pub fn without_outlier_detection(self) -> Self {
         self.map(|s| s.ejection = None)
+    }
+
+    /// Responses carry no [`Instance`] extension (errors still carry their [`InstanceError`]).
+    ///
+    /// For a balancer whose requests all carry a [`TriedInstances`] list, as under a
+    /// [`RetryLayer::balanced`](super::RetryLayer::balanced): the balancer records each choice in
+    /// the list, where the retry layer reads it, so the extension only costs a map allocated and
+    /// filled on every response.
+    ///
+    /// ```
+    /// use stormguard::layer::Balance;
+    ///
+    /// let instance = tower::service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// });
+    /// let balance = Balance::new(vec![instance]).without_instance_extension();
+    /// assert_eq!(balance.len(), 1);
+    /// ```
+    pub fn without_instance_extension(self) -> Self {
+        self.map(|s| s.mark = false)
     }
 
     /// Reports ejections to `observer`, as [`Event::Ejected`](crate::metrics::Event::Ejected).
@@ -331,7 +356,7 @@ where
 {
     type Response = Response<RB>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, BoxError>> + Send>>;
+    type Future = ResponseFuture<S::Future, RB>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // Readiness is that of the chosen instance, awaited in the call: the choice depends on
@@ -367,7 +392,7 @@ where
             None => choose_healthy(loads, &[], ejected, &mut rng),
         };
         let Some(index) = chosen else {
-            return Box::pin(async { Err(Error::new(ErrorKind::NoInstance, 0, None).into()) });
+            return ResponseFuture::ready(Err(Error::new(ErrorKind::NoInstance, 0, None).into()));
         };
         state.in_flight[index].fetch_add(1, Ordering::Relaxed);
         let guard = InFlight {
@@ -376,23 +401,25 @@ where
         };
         let mut service = self.instances[index].clone();
         // An instance is nearly always ready at once (a pooled client): then the call is made
-        // here, and the boxed future holds the call in flight, not the service and the request
-        // as well.
+        // here, and the future holds the call in flight, unboxed; only an instance not ready
+        // costs a box that holds the service and the request as well.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match service.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => {
-                let call = service.call(req);
-                Box::pin(async move { answered(guard, call.await.map_err(Into::into)) })
-            }
-            Poll::Ready(Err(e)) => Box::pin(std::future::ready(answered(guard, Err(e.into())))),
-            Poll::Pending => Box::pin(async move {
+            Poll::Ready(Ok(())) => ResponseFuture {
+                state: Step::Called {
+                    call: service.call(req),
+                    guard: Some(guard),
+                },
+            },
+            Poll::Ready(Err(e)) => ResponseFuture::ready(answered(guard, Err(e.into()))),
+            Poll::Pending => ResponseFuture::boxed(Box::pin(async move {
                 let answer = async {
                     poll_fn(|cx| service.poll_ready(cx)).await?;
                     service.call(req).await
                 }
                 .await;
                 answered(guard, answer.map_err(Into::into))
-            }),
+            })),
         }
     }
 }
@@ -409,7 +436,9 @@ fn answered<RB>(
             if let Some(health) = health {
                 health.record(index, Outcome::of(response_result(&response)));
             }
-            response.extensions_mut().insert(Instance(index));
+            if guard.state.settings.mark {
+                response.extensions_mut().insert(Instance(index));
+            }
             Ok(response)
         }
         Err(source) => {

@@ -24,6 +24,9 @@ pub struct DeadlineLayer<O = NoMetrics> {
     policy: DeadlinePolicy,
     timeout: Option<Duration>,
     propagate: bool,
+    /// Whether a retry layer right below enforces and writes the deadline
+    /// (see [`DeadlineLayer::retry_below`]).
+    retry_below: bool,
     observer: O,
     target: Arc<str>,
 }
@@ -39,6 +42,7 @@ impl DeadlineLayer<NoMetrics> {
             },
             timeout: Some(timeout),
             propagate: true,
+            retry_below: false,
             observer: NoMetrics,
             target: Arc::from("default"),
         }
@@ -58,6 +62,38 @@ impl<O> DeadlineLayer<O> {
         self
     }
 
+    /// Says that a [`RetryLayer`] is right below, which does this layer's work downstream: it
+    /// bounds each attempt, backoff and body read by the deadline this layer hands it (its
+    /// per-try timer is set for the same instant as this layer's, and polled first when both
+    /// fire), and it writes the budget each attempt carries (or, not propagating, removes the
+    /// budget headers), replacing whatever this layer wrote. So this layer neither times the
+    /// call nor writes the budget headers: a second tokio timer (armed, polled and cancelled)
+    /// and a header written twice cost over a thousand instructions per request, a good share
+    /// of a proxy's work for a small request. The deadline is still worked out from the
+    /// request, answered at once when spent, and handed down as the [`Deadline`] extension the
+    /// retry layer keeps to.
+    ///
+    /// Off by default: without a retry layer right below, this layer's timer and headers are
+    /// what enforce and propagate the deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stormguard::layer::{DeadlineLayer, RetryLayer};
+    /// use stormguard::policy::RetryPolicy;
+    ///
+    /// // Stacked as deadline.layer(retry.layer(service)).
+    /// let deadline = DeadlineLayer::new(Duration::from_secs(2)).retry_below();
+    /// let retry = RetryLayer::new(RetryPolicy::recommended());
+    /// let _ = (deadline, retry);
+    /// ```
+    ///
+    /// [`RetryLayer`]: super::super::RetryLayer
+    /// [`Deadline`]: crate::deadline::Deadline
+    pub fn retry_below(mut self) -> Self {
+        self.retry_below = true;
+        self
+    }
+
     /// The name the metrics carry.
     pub fn target(mut self, target: &str) -> Self {
         self.target = Arc::from(target);
@@ -70,6 +106,7 @@ impl<O> DeadlineLayer<O> {
             policy: self.policy,
             timeout: self.timeout,
             propagate: self.propagate,
+            retry_below: self.retry_below,
             observer,
             target: self.target,
         }
@@ -85,6 +122,7 @@ impl<S, O: Clone> Layer<S> for DeadlineLayer<O> {
             policy: self.policy,
             timeout: self.timeout,
             propagate: self.propagate,
+            retry_below: self.retry_below,
             observer: self.observer.clone(),
             target: self.target.clone(),
         }

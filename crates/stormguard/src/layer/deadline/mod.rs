@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
+use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::balance::TriedInstances;
@@ -36,20 +37,84 @@ pub struct DeadlineService<S, O> {
     policy: DeadlinePolicy,
     timeout: Option<Duration>,
     propagate: bool,
+    /// Whether a retry layer right below times the call out and writes the budget headers
+    /// ([`DeadlineLayer::retry_below`]).
+    retry_below: bool,
     observer: O,
     target: std::sync::Arc<str>,
+}
+
+pin_project! {
+    /// The response future of [`DeadlineService`].
+    ///
+    /// A named type rather than a box: the caller boxes the whole stack's future once if it
+    /// needs to, instead of this layer boxing an async block around the call on every request.
+    pub struct ResponseFuture<F, O> {
+        #[pin]
+        state: State<F, O>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, O> {
+        /// Timed out here at the deadline.
+        Timed {
+            #[pin]
+            call: tokio::time::Timeout<F>,
+            observer: O,
+            target: std::sync::Arc<str>,
+            tried: Option<TriedInstances>,
+        },
+        /// The retry layer below keeps the deadline.
+        Untimed {
+            #[pin]
+            call: F,
+        },
+        /// Answered at once: the deadline was spent.
+        Spent { kind: ErrorKind },
+    }
+}
+
+impl<F, RB, E, O> Future for ResponseFuture<F, O>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    E: Into<BoxError>,
+    O: Observer,
+{
+    type Output = Result<Response<RB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Timed {
+                call,
+                observer,
+                target,
+                tried,
+            } => match std::task::ready!(call.poll(cx)) {
+                Ok(result) => Poll::Ready(result.map_err(Into::into)),
+                Err(_) => {
+                    observer.observe(target, Event::Timeout(crate::metrics::TimeoutKind::Request));
+                    // Without a list, the one call this layer made is all it knows of.
+                    let attempts = tried.as_ref().map_or(1, TriedInstances::attempts);
+                    Poll::Ready(Err(Error::new(ErrorKind::Timeout, attempts, None).into()))
+                }
+            },
+            StateProj::Untimed { call } => call.poll(cx).map_err(Into::into),
+            StateProj::Spent { kind } => Poll::Ready(Err(Error::new(*kind, 0, None).into())),
+        }
+    }
 }
 
 impl<S, B, RB, O> Service<Request<B>> for DeadlineService<S, O>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
     O: Observer + Clone,
 {
     type Response = Response<RB>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, BoxError>> + Send>>;
+    type Future = ResponseFuture<S::Future, O>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -67,35 +132,38 @@ where
             self.observer.observe(&self.target, Event::DeadlineGiveUp);
             self.observer
                 .observe(&self.target, Event::Failed(GiveUp::Deadline));
-            return Box::pin(async { Err(Error::new(ErrorKind::Deadline, 0, None).into()) });
+            return ResponseFuture {
+                state: State::Spent {
+                    kind: ErrorKind::Deadline,
+                },
+            };
         };
-        // Attempts made below are counted in the request's list, when it carries one: the count
-        // outlives the attempts this layer's timeout drops. An `Arc` clone, only when present.
-        let tried = req.extensions().get::<TriedInstances>().cloned();
         let call_deadline = Deadline::after(now, timeout);
         req.extensions_mut().insert(call_deadline);
+        if self.retry_below {
+            return ResponseFuture {
+                state: State::Untimed {
+                    call: self.inner.call(req),
+                },
+            };
+        }
         if self.propagate {
             let grpc = is_grpc(req.headers());
             write_budget(req.headers_mut(), timeout, grpc);
         }
-        let observer = self.observer.clone();
-        let target = self.target.clone();
+        // Attempts made below are counted in the request's list, when it carries one: the count
+        // outlives the attempts this layer's timeout drops. An `Arc` clone, only when present.
+        let tried = req.extensions().get::<TriedInstances>().cloned();
         // Timed from now, not from the first poll of the returned future.
         let call = tokio::time::timeout_at(until(now, timeout), self.inner.call(req));
-        Box::pin(async move {
-            match call.await {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => {
-                    observer.observe(
-                        &target,
-                        Event::Timeout(crate::metrics::TimeoutKind::Request),
-                    );
-                    // Without a list, the one call this layer made is all it knows of.
-                    let attempts = tried.map_or(1, |tried| tried.attempts());
-                    Err(Error::new(ErrorKind::Timeout, attempts, None).into())
-                }
-            }
-        })
+        ResponseFuture {
+            state: State::Timed {
+                call,
+                observer: self.observer.clone(),
+                target: self.target.clone(),
+                tried,
+            },
+        }
     }
 }
 

@@ -34,14 +34,24 @@ impl<O: Observer> Attempting<O> {
 
     /// The instances list the attempts share: the one the request came with, else a new one for
     /// a request whose retry may follow a timeout (the only outcome that does not say which
-    /// instance it came from), once a balancer below has shown itself. Other requests learn the
+    /// instance it came from), once a balancer below has shown itself, and for every request
+    /// when the layer was told of one ([`RetryLayer::balanced`](super::RetryLayer::balanced)). Other requests learn the
     /// instance from the response or error, for free; without a balancer, nothing is attached.
-    pub(super) fn tried_instances(&self) -> Option<TriedInstances> {
-        let carried = self.parts.extensions.get::<TriedInstances>().cloned();
+    ///
+    /// The list is taken out of the head the attempts are cloned from, as each attempt gets it
+    /// anyway; a map left empty (the list and an outer deadline taken out of it) is dropped, so
+    /// that cloning the head allocates no map, where it cloned the map and then replaced the
+    /// list in it, per attempt.
+    pub(super) fn take_tried_instances(&mut self) -> Option<TriedInstances> {
+        let carried = self.parts.extensions.remove::<TriedInstances>();
+        if self.parts.extensions.is_empty() {
+            self.parts.extensions = http::Extensions::new();
+        }
         let shared = &self.shared;
-        let needed = self.idempotent
-            && shared.policy.max_attempts > 1
-            && shared.balanced.load(Ordering::Relaxed);
+        let needed = shared.track
+            || (self.idempotent
+                && shared.policy.max_attempts > 1
+                && shared.balanced.load(Ordering::Relaxed));
         carried.or_else(|| needed.then(TriedInstances::default))
     }
 

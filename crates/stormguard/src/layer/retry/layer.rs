@@ -1,6 +1,6 @@
 //! [`RetryLayer`]: the settings of a [`Retry`] service, applied to any inner service.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tower_layer::Layer;
@@ -50,6 +50,7 @@ impl RetryLayer<NoMetrics> {
                 seed: backoff::process_entropy_seed(),
                 counter: Arc::new(AtomicU64::new(0)),
                 balanced: Default::default(),
+                track: false,
             }),
         }
     }
@@ -81,7 +82,9 @@ impl<O: Observer + Clone> RetryLayer<O> {
                 body_limit: s.body_limit,
                 seed: s.seed,
                 counter: Arc::new(AtomicU64::new(0)),
-                balanced: Default::default(),
+                // What `balanced` said holds whatever the observer.
+                balanced: std::sync::atomic::AtomicBool::new(s.track),
+                track: s.track,
                 per_try_budget: s.per_try_budget,
             }),
         }
@@ -114,6 +117,30 @@ impl<O: Observer + Clone> RetryLayer<O> {
     /// of the same target.
     pub fn estimator(self, estimator: Arc<LatencyEstimator>) -> Self {
         self.map(|s| s.estimator = Some(estimator))
+    }
+
+    /// Says that a [`Balance`](super::super::Balance) is below (under any
+    /// [`HedgeLayer`](super::super::HedgeLayer)): every request then carries a
+    /// [`TriedInstances`](super::super::TriedInstances) list from its first attempt, whatever its
+    /// method. A retry after a timeout (the one outcome that names no instance) goes to another
+    /// instance from the very first request, where the layer would otherwise learn of the
+    /// balancer from the first answer that names an instance; and the attempts the balancer sends
+    /// are counted exactly, a hedge's copy dropped by a per-try timeout included, without the
+    /// caller attaching a list to every request (an extension inserted and cloned, per request).
+    /// A list that comes with the request is used as it is.
+    ///
+    /// ```
+    /// use stormguard::layer::RetryLayer;
+    /// use stormguard::policy::RetryPolicy;
+    ///
+    /// let layer = RetryLayer::new(RetryPolicy::recommended()).balanced();
+    /// let _ = layer;
+    /// ```
+    pub fn balanced(self) -> Self {
+        self.map(|s| {
+            s.track = true;
+            s.balanced.store(true, Ordering::Relaxed);
+        })
     }
 
     /// Bodies up to `limit` bytes are buffered for replay; larger ones are sent once.

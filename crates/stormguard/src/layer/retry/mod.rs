@@ -85,6 +85,9 @@ pub(crate) struct Shared<O> {
     ///
     /// [`Balance`]: super::Balance
     pub(crate) balanced: std::sync::atomic::AtomicBool,
+    /// Set by [`RetryLayer::balanced`]: every request carries a [`TriedInstances`] from its first
+    /// attempt, whatever its method and whatever answers have said so far.
+    pub(crate) track: bool,
     /// The budget header value of the per-try timeout, made once.
     pub(crate) per_try_budget: http::HeaderValue,
 }
@@ -100,6 +103,7 @@ impl<O: Clone> Clone for Shared<O> {
             seed: self.seed,
             counter: self.counter.clone(),
             balanced: std::sync::atomic::AtomicBool::new(self.balanced.load(Ordering::Relaxed)),
+            track: self.track,
             per_try_budget: self.per_try_budget.clone(),
         }
     }
@@ -181,7 +185,7 @@ where
             }
             Err(e) => return ResponseFuture::ready(Err(e)),
         };
-        rest.tried = rest.at.tried_instances();
+        rest.tried = rest.at.take_tried_instances();
         let request = rest.at.request(
             Buffered::default().replay(),
             timeout,
@@ -282,7 +286,7 @@ where
     let (parts, body) = req.into_parts();
     let mut at = Attempting::new(shared.clone(), parts, None);
     let (_, state) = prologue(&mut at, start)?;
-    let tried = at.tried_instances();
+    let tried = at.take_tried_instances();
     // A gRPC stream may wait for a reply before it sends more: only what is ready is buffered.
     // Any other body is read before the first attempt, within the deadline.
     let wait = if at.grpc {

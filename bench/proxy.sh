@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # stormguard proxy against nginx and HAProxy, with equivalent settings (bench/proxy/*: two
 # instances, one retry on the other instance, connect timeout 1 s, request timeout 10 s,
-# keep-alive to the upstream, one worker thread or process each), driven by wrk on loopback.
+# keep-alive to the upstream, an instance whose connection fails taken out for about a second,
+# one worker thread or process each), driven by wrk on loopback.
 # Prints one table with all instances up (requests/s, p50, p99, CPU seconds of the proxy, ratios
 # to stormguard) and one with one of the two instances down (success rate, requests/s, p99).
 #

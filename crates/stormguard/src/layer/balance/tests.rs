@@ -17,7 +17,7 @@ use tower_service::Service;
 
 use super::*;
 use crate::layer::test_support::{Calls, Recorder};
-use crate::layer::RetryLayer;
+use crate::layer::{Attempts, RetryLayer};
 use crate::metrics::Event;
 use crate::policy::RetryPolicy;
 
@@ -274,4 +274,74 @@ async fn without_outlier_detection_nothing_is_ejected() {
     }
     assert!(calls[0].get() > 20, "{}", calls[0].get());
     assert_eq!(balance.ejected(), vec![false, false]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_extension_the_choice_is_recorded_in_the_list_only() {
+    let (services, _, calls) = instances(&[HEALTHY, HEALTHY]);
+    let mut balance = Balance::new(services).seed(6).without_instance_extension();
+    let tried = TriedInstances::default();
+    let mut req = Request::new(());
+    req.extensions_mut().insert(tried.clone());
+    let response = balance.call(req).await.unwrap();
+    assert!(response.extensions().get::<Instance>().is_none());
+    let went = tried.to_vec();
+    assert_eq!(went.len(), 1);
+    assert_eq!(calls[went[0]].get(), 1);
+    assert_eq!(tried.attempts(), 1);
+    // An error still names its instance: the retry layer learns of the balancer from it.
+    let (services, _, _) = instances(&[REFUSING]);
+    let mut balance = Balance::new(services).without_instance_extension();
+    let err = balance.call(Request::new(())).await.unwrap_err();
+    assert_eq!(instance_of(&*err), Some(0));
+}
+
+/// One GET through a retry layer (told of the balancer or not) over a balancer that marks no
+/// response, to two instances of which the first answers 503: its status, the attempts the
+/// response reports, and the attempts the failing instance received.
+async fn one_get_without_the_extension(seed: u64, balanced: bool) -> (StatusCode, u32, u32) {
+    let (services, _, calls) = instances(&[UNAVAILABLE, HEALTHY]);
+    let balance = Balance::new(services)
+        .seed(seed)
+        .without_instance_extension();
+    let retry = RetryLayer::new(RetryPolicy::recommended()).seed(seed);
+    let retry = if balanced { retry.balanced() } else { retry };
+    let response = retry.layer(balance).oneshot(get()).await.unwrap();
+    assert!(response.extensions().get::<Instance>().is_none());
+    (response.status(), Attempts::of(&response), calls[0].get())
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_extension_a_balanced_retry_still_goes_to_another_instance() {
+    let mut retried = 0;
+    for seed in 0..20 {
+        let (status, attempts, failed) = one_get_without_the_extension(seed, true).await;
+        assert_eq!(status, StatusCode::OK, "seed {seed}");
+        assert!(
+            failed <= 1,
+            "seed {seed}: the retry went back to the failing instance"
+        );
+        assert_eq!(attempts, 1 + failed, "seed {seed}");
+        retried += failed;
+    }
+    assert!(
+        retried > 0,
+        "no seed of 20 reached the failing instance first"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_extension_an_unbalanced_retry_may_go_back() {
+    // Why the option goes with `RetryLayer::balanced`: a retry layer not told of the balancer
+    // learns nothing from a response that names no instance, and sends the retry anywhere.
+    let mut went_back = 0;
+    for seed in 0..20 {
+        let (status, attempts, failed) = one_get_without_the_extension(seed, false).await;
+        if failed == 2 {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(attempts, 2);
+            went_back += 1;
+        }
+    }
+    assert!(went_back > 0, "no seed of 20 sent the retry back");
 }

@@ -1,6 +1,8 @@
 //! [`DeadlineService`]: the incoming budget in, a timeout on the call, the decremented budget out.
 
 mod layer;
+#[cfg(test)]
+mod retry_below_tests;
 
 pub use self::layer::DeadlineLayer;
 

@@ -100,3 +100,23 @@ async fn a_first_attempt_that_answered_carries_no_count() {
     );
     assert_eq!(Attempts::of(&response), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn balanced_counts_a_hedged_copy_cut_by_the_per_try_timeout_without_a_callers_list() {
+    // The proxy's stack: the retry layer makes the list, the balancer records in it and marks
+    // no response with its instance.
+    let policy = unlimited()
+        .with_max_attempts(1)
+        .with_per_try_timeout(Duration::from_millis(200));
+    for (balanced, counted) in [(true, 2), (false, 1)] {
+        let calls = Calls::default();
+        let balance = instances(calls.clone(), |_| 1000).without_instance_extension();
+        let retry = RetryLayer::new(policy.clone());
+        let retry = if balanced { retry.balanced() } else { retry };
+        let svc = retry.layer(hedge_after_50ms().layer(balance));
+        let err = svc.oneshot(get_with(None)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert_eq!(calls.get(), 2, "both copies were sent");
+        assert_eq!(err.attempts(), counted, "balanced: {balanced}");
+    }
+}

@@ -19,6 +19,7 @@ use crate::deadline::BUDGET_HEADER;
 use crate::metrics::Event;
 use crate::policy::{Denied, Limiter, RetryPolicy};
 
+mod balanced;
 mod counting;
 mod expected;
 mod once_body;

@@ -35,7 +35,7 @@
 //! }
 //! let now = t0 + Duration::from_secs(20);
 //! let timeout = policy.timeout(&estimator, now);
-//! assert!(timeout >= Duration::from_millis(300) && timeout < Duration::from_millis(301));
+//! assert!(timeout >= Duration::from_millis(300) && timeout <= Duration::from_millis(303));
 //!
 //! // After a quiet window the measurements are gone and the timeout is large again.
 //! assert_eq!(policy.timeout(&estimator, now + Duration::from_secs(60)), Duration::from_secs(10));

@@ -12,8 +12,10 @@ const SUB_WINDOWS: u64 = 4;
 /// The largest latency kept apart from others, in microseconds (one hour); longer ones are
 /// recorded as one hour, which is already past any sane timeout.
 const HIGHEST_MICROS: u64 = 3_600_000_000;
-/// Three significant figures: quantiles are within 0.1% of a recorded value.
-const SIGNIFICANT_FIGURES: u8 = 3;
+/// Two significant figures: quantiles are within 1% of a recorded value, ample for a timeout or
+/// a hedge delay, in 130 KiB per estimator where three figures (0.1%) took 920 KiB: every
+/// route of the proxy keeps one.
+const SIGNIFICANT_FIGURES: u8 = 2;
 /// The shortest window accepted; shorter ones are raised to it.
 const MIN_WINDOW: Duration = Duration::from_millis(1);
 /// Below this many samples a p99.9 is a guess, so quantiles are withheld.
@@ -24,8 +26,8 @@ const DEFAULT_MIN_SAMPLES: u64 = 100;
 /// Why: a timeout set from a fixed number is wrong the day the downstream changes; Brooker's rule
 /// sets it at the downstream's measured p99.9, and hedging after the p95 needs the p95 now, not
 /// last month's. This keeps the last `window` of latencies in an HDR histogram (microseconds,
-/// three significant figures, 1 us to 1 hour; zero is recorded as 1 us and longer values as
-/// 1 hour) so any quantile is within 0.1% of a recorded latency.
+/// two significant figures, 1 us to 1 hour; zero is recorded as 1 us and longer values as
+/// 1 hour) so any quantile is within 1% of a recorded latency.
 ///
 /// The window is a ring of 4 sub-windows of `window / 4` each. Recording goes into the current
 /// one; when time passes a sub-window it is emptied and reused. So a latency stops counting at
@@ -36,9 +38,9 @@ const DEFAULT_MIN_SAMPLES: u64 = 100;
 /// sub-window; nothing panics.
 ///
 /// Concurrency: all methods take `&self`; one `Mutex` guards the ring. `record` is O(1) under
-/// the lock; `quantile` scans one histogram (about 23 000 counters); a sub-window expiry
+/// the lock; `quantile` scans one histogram (about 3 300 counters); a sub-window expiry
 /// subtracts one histogram. Keep one estimator per target and share it (e.g. in an `Arc`).
-/// Memory is about 1 MB per estimator (five histograms, one per sub-window plus their sum).
+/// Memory is about 130 KiB per estimator (five histograms, one per sub-window plus their sum).
 ///
 /// ```rust
 /// use std::time::{Duration, Instant};
@@ -50,7 +52,7 @@ const DEFAULT_MIN_SAMPLES: u64 = 100;
 ///     estimator.record(t0, Duration::from_millis(ms));
 /// }
 /// let p50 = estimator.quantile(t0, 0.5).unwrap();
-/// assert!(p50 >= Duration::from_millis(50) && p50 <= Duration::from_micros(50_050));
+/// assert!(p50 >= Duration::from_millis(50) && p50 <= Duration::from_micros(50_500));
 /// // A window and a bit later everything has aged out.
 /// assert_eq!(estimator.count(t0 + Duration::from_secs(61)), 0);
 /// ```
@@ -133,7 +135,7 @@ impl LatencyEstimator {
         ring.live.saturating_record(micros);
     }
 
-    /// The latency below which a fraction `q` of the live window's samples fall, within 0.1%.
+    /// The latency below which a fraction `q` of the live window's samples fall, within 1%.
     ///
     /// `None` while the live window has fewer than the minimum samples (100 unless set with
     /// [`with_min_samples`](Self::with_min_samples)), so callers fall back to a safe default
@@ -149,7 +151,7 @@ impl LatencyEstimator {
         Some(Duration::from_micros(micros))
     }
 
-    /// The longest latency in the live window, within 0.1%: an upper bound of every quantile,
+    /// The longest latency in the live window, within 1%: an upper bound of every quantile,
     /// read in O(1) (the histogram keeps it), where a quantile scans the histogram.
     ///
     /// `None` exactly when [`quantile`](Self::quantile) is, so that a caller can ask "does every
@@ -287,13 +289,13 @@ mod tests {
             t += step;
         }
         let p50 = estimator.quantile(t - step, 0.5).unwrap();
-        assert!(within(p50, 10 * MS, 0.001), "{p50:?}");
+        assert!(within(p50, 10 * MS, 0.01), "{p50:?}");
         while t < t0 + 2 * window {
             estimator.record(t, 100 * MS);
             t += step;
         }
         let p50 = estimator.quantile(t - step, 0.5).unwrap();
-        assert!(within(p50, 100 * MS, 0.001), "{p50:?}");
+        assert!(within(p50, 100 * MS, 0.01), "{p50:?}");
         assert_eq!(estimator.count(t - step), 600);
         let later = t0 + 4 * window;
         assert_eq!(estimator.count(later), 0);
@@ -369,7 +371,7 @@ mod tests {
         }
         assert_eq!(estimator.count(t0 + Duration::from_secs(1)), 80_000);
         let max = estimator.quantile(t0, 1.0).unwrap();
-        assert!(within(max, Duration::from_micros(80_000), 0.001), "{max:?}");
+        assert!(within(max, Duration::from_micros(80_000), 0.01), "{max:?}");
     }
 
     proptest! {
@@ -396,8 +398,8 @@ mod tests {
             prop_assert!(q_lo <= q_hi);
             let smallest = *latencies.iter().min().unwrap();
             let largest = *latencies.iter().max().unwrap();
-            prop_assert!(q_lo.as_micros() as f64 >= smallest as f64 * 0.999);
-            prop_assert!(q_hi.as_micros() as f64 <= largest as f64 * 1.001);
+            prop_assert!(q_lo.as_micros() as f64 >= smallest as f64 * 0.99);
+            prop_assert!(q_hi.as_micros() as f64 <= largest as f64 * 1.01);
             // The maximum bounds every quantile, and is one: the top one.
             let max = estimator.max(latest).unwrap();
             prop_assert!(q_hi <= max);

@@ -247,7 +247,9 @@ impl Proxy {
         self.inner
             .metrics
             .publish_latency(generation.routes.iter().map(|r| (&*r.name, &r.latency)));
-        tracing::info!(generation = number, "settings applied");
+        // Debug, not info: the reloader that called this logs the reload with its file and
+        // trigger, and one line per reload is what an operator wants to read.
+        tracing::debug!(generation = number, "settings applied");
         Ok(number)
     }
 

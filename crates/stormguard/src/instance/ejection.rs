@@ -277,6 +277,15 @@ impl OutlierDetector {
         self.records.iter().map(|r| r.is_ejected(now)).collect()
     }
 
+    /// [`ejected`](Self::ejected) written into `out` (one flag per instance, as many as both
+    /// have): a balancer choosing while an instance is suspect calls this for every request,
+    /// and a list on the stack costs it no allocation.
+    pub fn ejected_into(&self, now: Instant, out: &mut [bool]) {
+        for (flag, record) in out.iter_mut().zip(&self.records) {
+            *flag = record.is_ejected(now);
+        }
+    }
+
     /// Whether `instance` has a failure or an ejection not yet forgiven: whether a success there
     /// would change anything. Lets a caller skip recording (and locking) on the common path.
     pub fn is_suspect(&self, instance: usize) -> bool {
@@ -307,6 +316,18 @@ mod tests {
         assert!(d.is_ejected(1, t0 + S - Duration::from_nanos(1)));
         assert!(!d.is_ejected(1, t0 + S));
         assert_eq!(d.ejected(t0), vec![false, true, false]);
+    }
+
+    #[test]
+    fn ejected_into_writes_what_ejected_returns() {
+        let (mut d, t0) = detector(3);
+        d.record(1, Outcome::ConnectFailure, t0);
+        let mut flags = [true; 3];
+        d.ejected_into(t0, &mut flags);
+        assert_eq!(flags.to_vec(), d.ejected(t0));
+        assert_eq!(flags, [false, true, false]);
+        d.ejected_into(t0 + 2 * S, &mut flags);
+        assert_eq!(flags, [false; 3]);
     }
 
     #[test]

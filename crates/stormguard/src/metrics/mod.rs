@@ -29,7 +29,11 @@ pub enum TimeoutKind {
 }
 
 /// One decision or outcome, reported to an [`Observer`].
+///
+/// Non-exhaustive: the layers will report more kinds of decision as they learn to take them, and
+/// an observer written today should keep compiling then, so match it with a `_ =>` arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A request (not an attempt) began.
     Request,

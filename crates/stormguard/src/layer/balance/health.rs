@@ -53,6 +53,17 @@ impl Health {
         Some(self.lock().ejected(now))
     }
 
+    /// [`ejected`](Self::ejected) into `out` (one flag per instance); false when no instance
+    /// can be ejected, and `out` is then untouched.
+    pub(super) fn ejected_into(&self, out: &mut [bool]) -> bool {
+        if self.suspects.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let now = clock::now();
+        self.lock().ejected_into(now, out);
+        true
+    }
+
     /// Records what an attempt to `instance` came to (`None`: nothing to record), and reports an
     /// ejection to the observer.
     pub(super) fn record(&self, instance: usize, outcome: Option<Outcome>) {

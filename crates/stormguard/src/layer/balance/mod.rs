@@ -382,8 +382,24 @@ where
         };
         let n = state.counter.fetch_add(1, Ordering::Relaxed);
         let mut rng = JitterRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let ejected = state.health.as_ref().and_then(Health::ejected);
-        let ejected = ejected.as_deref().unwrap_or(&[]);
+        // While an instance is suspect every choice reads the ejections: on the stack too.
+        let mut few_ejected = [false; FEW_INSTANCES];
+        let many_ejected: Option<Vec<bool>>;
+        let ejected: &[bool] = match &state.health {
+            None => &[],
+            Some(health) if loads.len() <= FEW_INSTANCES => {
+                let flags = &mut few_ejected[..loads.len()];
+                if health.ejected_into(flags) {
+                    flags
+                } else {
+                    &[]
+                }
+            }
+            Some(health) => {
+                many_ejected = health.ejected();
+                many_ejected.as_deref().unwrap_or(&[])
+            }
+        };
         let chosen = match tried {
             // Chosen and recorded under one lock, with the list read in place.
             Some(tried) => {

@@ -1,6 +1,7 @@
-//! What a client may hold open, against real sockets on 127.0.0.1: a cap on connections, and
-//! HTTP/2 connections that are closed when idle, cut off when a header block stalls, and told
-//! how many streams they may open. Every wait is bounded; bounds are generous.
+//! What a client may hold open, against real sockets on 127.0.0.1: a cap on connections,
+//! HTTP/1.1 connections whose idle wait and head each have their own clock, and HTTP/2
+//! connections that are closed when idle, cut off when a header block stalls, and told how
+//! many streams they may open. Every wait is bounded; bounds are generous.
 
 mod support;
 
@@ -37,13 +38,18 @@ async fn read_answer(stream: &mut TcpStream) -> String {
     String::from_utf8(answer).unwrap()
 }
 
+/// Sends `GET` on a kept-alive HTTP/1.1 connection and reads its answer.
+async fn ask(stream: &mut TcpStream) {
+    stream.write_all(GET).await.unwrap();
+    timeout(BOUND, read_answer(stream))
+        .await
+        .expect("served in time");
+}
+
 /// A kept-alive HTTP/1.1 connection that has been served one request.
 async fn served_connection(proxy: SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(proxy).await.unwrap();
-    stream.write_all(GET).await.unwrap();
-    timeout(BOUND, read_answer(&mut stream))
-        .await
-        .expect("served in time");
+    ask(&mut stream).await;
     stream
 }
 
@@ -125,7 +131,7 @@ async fn h2_get(
 async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     let slow = slow_upstream(ms(600)).await;
     let mut config = single(&[slow.addr]);
-    config.listen.http2_idle_timeout = ms(200);
+    config.listen.idle_timeout = ms(200);
     let proxy = start(config).await;
     let (mut sender, connection) = h2_client(proxy.addr).await;
     // A stream open three times the idle timeout is not idleness.
@@ -135,7 +141,7 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
         .await
         .expect("the idle connection was closed in time");
     let idle = answered.elapsed();
-    println!("closed {idle:?} after its last answer (http2_idle_timeout 200ms)");
+    println!("closed {idle:?} after its last answer (idle_timeout 200ms)");
     assert!(ended.unwrap().is_ok(), "closed cleanly, with GOAWAY");
     assert!(idle >= ms(150), "closed before the idle timeout: {idle:?}");
     assert!(sender.is_closed());
@@ -163,16 +169,86 @@ async fn an_http2_header_block_left_open_is_cut_off_after_header_read_timeout() 
     assert_eq!(reply.status, 200);
 }
 
-#[tokio::test]
-async fn an_idle_http1_keep_alive_connection_is_closed_after_header_read_timeout() {
-    let upstream = ok_upstream().await;
+/// A proxy to `upstream` with HTTP/1.1 timeouts short enough for a test: a head within 200 ms,
+/// idle for 1 s.
+async fn with_http1_timeouts(upstream: &Instance) -> Running {
     let mut config = single(&[upstream.addr]);
-    config.listen.header_read_timeout = ms(300);
-    let proxy = start(config).await;
+    config.listen.header_read_timeout = ms(200);
+    config.listen.idle_timeout = ms(1000);
+    start(config).await
+}
+
+#[tokio::test]
+async fn an_idle_http1_keep_alive_connection_outlives_header_read_timeout_until_idle_timeout() {
+    let upstream = ok_upstream().await;
+    let proxy = with_http1_timeouts(&upstream).await;
     let mut stream = served_connection(proxy.addr).await;
+    // Idle for more than twice header_read_timeout: a pool's next request is still served.
+    tokio::time::sleep(ms(500)).await;
+    ask(&mut stream).await;
     let idle = until_closed(&mut stream).await;
-    println!("an idle HTTP/1.1 connection closed after {idle:?} (header_read_timeout 300ms)");
-    assert!(idle >= ms(250), "closed before the timeout: {idle:?}");
+    println!("an idle HTTP/1.1 connection closed after {idle:?} (idle_timeout 1s)");
+    assert!(idle >= ms(900), "closed before idle_timeout: {idle:?}");
+    assert_eq!(upstream.hits(), 2);
+    // A connection that never sends a byte waits for idle_timeout too (a pool may open one
+    // ahead of its first request).
+    let mut silent = TcpStream::connect(proxy.addr).await.unwrap();
+    let idle = until_closed(&mut silent).await;
+    println!("a silent connection closed after {idle:?} (idle_timeout 1s)");
+    assert!(idle >= ms(900), "closed before idle_timeout: {idle:?}");
+}
+
+#[tokio::test]
+async fn an_http1_head_after_a_long_idle_gets_the_whole_header_read_timeout() {
+    let upstream = ok_upstream().await;
+    let proxy = with_http1_timeouts(&upstream).await;
+    let mut stream = served_connection(proxy.addr).await;
+    // The head starts 100 ms before the idle deadline and ends 50 ms after it.
+    tokio::time::sleep(ms(900)).await;
+    let (start, rest) = GET.split_at(10);
+    stream.write_all(start).await.unwrap();
+    tokio::time::sleep(ms(150)).await;
+    stream.write_all(rest).await.unwrap();
+    timeout(BOUND, read_answer(&mut stream))
+        .await
+        .expect("served in time");
+    // A head that stalls after a long idle is cut a whole header_read_timeout after its first
+    // byte.
+    tokio::time::sleep(ms(900)).await;
+    stream.write_all(start).await.unwrap();
+    let cut = until_closed(&mut stream).await;
+    println!("a stalled head was cut off {cut:?} after its first byte (header_read_timeout 200ms)");
+    assert!(
+        cut >= ms(150),
+        "cut off before header_read_timeout: {cut:?}"
+    );
+    assert_eq!(upstream.hits(), 2);
+}
+
+#[tokio::test]
+async fn an_http1_request_slower_than_both_timeouts_is_not_cut() {
+    let upstream = slow_upstream(ms(1500)).await;
+    let proxy = with_http1_timeouts(&upstream).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST /items HTTP/1.1\r\nhost: api.internal\r\ncontent-length: 4\r\n\r\n")
+        .await
+        .unwrap();
+    // The body comes after the head has reached the proxy: no clock runs on it either.
+    tokio::time::sleep(ms(300)).await;
+    stream.write_all(b"body").await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    timeout(BOUND, async {
+        while !answer.ends_with(b"slow") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "cut off: {:?}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("answered in time");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
 }
 
 #[tokio::test]

@@ -51,6 +51,8 @@ async fn a_client_sending_headers_one_byte_a_second_is_cut_off() {
     let up = ok_upstream().await;
     let mut config = single(&[up.addr]);
     config.listen.header_read_timeout = ms(300);
+    // Far beyond the test's bound, so that only the head's clock can cut these clients off.
+    config.listen.idle_timeout = Duration::from_secs(60);
     let proxy = start(config).await;
     let head = b"GET / HTTP/1.1\r\nHost: api\r\nX-Slow: 1\r\n\r\n";
     let cut_off = trickle(proxy.addr, head).await;
@@ -59,12 +61,11 @@ async fn a_client_sending_headers_one_byte_a_second_is_cut_off() {
         cut_off < Duration::from_secs(3),
         "cut off after {cut_off:?}"
     );
-    // One dribbling the HTTP/2 preface, and one sending nothing at all, are cut off too.
+    // One dribbling the HTTP/2 preface is cut off too. (One sending nothing is idle, not slow:
+    // tests/listener.rs shows it closed after idle_timeout.)
     assert!(
         trickle(proxy.addr, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await < Duration::from_secs(3)
     );
-    let silent = raw(proxy.addr, b"", Duration::from_secs(3)).await;
-    assert!(silent.is_empty());
     assert_eq!(up.hits(), 0);
     assert_eq!(get(&client(), &proxy.url("/")).await.status, 200);
 }

@@ -37,8 +37,8 @@ const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// hyper's default ping timeout.
 const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-/// nginx's `keepalive_timeout`, which it applies to HTTP/2 connections too.
-const HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// nginx's `keepalive_timeout`: client pools keep idle connections long (Go's 90 s).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Walks the raw file, knowing where each value is.
 ///
@@ -238,12 +238,12 @@ impl<'a> Converter<'a> {
                 HTTP2_KEEP_ALIVE_TIMEOUT,
                 "no client could answer a ping in time; use e.g. \"20s\"",
             )?,
-            http2_idle_timeout: self.nonzero_duration_or(
-                raw.http2_idle_timeout.as_ref(),
+            idle_timeout: self.nonzero_duration_or(
+                raw.idle_timeout.as_ref(),
                 path,
-                "http2_idle_timeout",
-                HTTP2_IDLE_TIMEOUT,
-                "every HTTP/2 connection would close before its first request; use e.g. \"75s\"",
+                "idle_timeout",
+                IDLE_TIMEOUT,
+                "every connection would close before its first request; use e.g. \"75s\"",
             )?,
         };
         Ok((listen, address_offset))

@@ -71,7 +71,7 @@ fn listen(listen: &Listen) -> Value {
         "http2_max_concurrent_streams": listen.http2_max_concurrent_streams,
         "http2_keep_alive_interval": duration(listen.http2_keep_alive_interval),
         "http2_keep_alive_timeout": duration(listen.http2_keep_alive_timeout),
-        "http2_idle_timeout": duration(listen.http2_idle_timeout),
+        "idle_timeout": duration(listen.idle_timeout),
     })
 }
 

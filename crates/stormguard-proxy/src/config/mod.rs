@@ -11,7 +11,7 @@
 //! ```toml
 //! [listen]
 //! address = "127.0.0.1:8080"      # default; an IP address and port
-//! header_read_timeout = "5s"      # default; the whole request head must arrive within it
+//! header_read_timeout = "5s"      # default; a request head must arrive within it of its first byte
 //! max_request_body = "8MiB"       # default; a size ("512B", "64KiB", "1GiB") or bytes
 //! max_headers = 100               # default; more request headers get 431
 //! max_header_bytes = "64KiB"      # default, at least "8KiB"; a larger head gets 431
@@ -20,7 +20,7 @@
 //! http2_max_concurrent_streams = 100   # default; streams an HTTP/2 client may have open at once
 //! http2_keep_alive_interval = "30s"    # default; ping an HTTP/2 client silent this long
 //! http2_keep_alive_timeout = "20s"     # default; an unanswered ping closes the connection
-//! http2_idle_timeout = "75s"      # default; close an HTTP/2 connection with no stream this long
+//! idle_timeout = "75s"            # default; close a connection with no request in flight this long
 //!
 //! [admin]
 //! address = "127.0.0.1:9901"      # default; a non-loopback address needs a token

@@ -49,7 +49,8 @@ pub struct Listen {
     /// Address to bind (HTTP/1.1 and HTTP/2 with prior knowledge on the same port).
     pub address: SocketAddr,
     /// A client must send its whole request head within this (slowloris defence; default 5 s):
-    /// an HTTP/1.1 head, and an HTTP/2 header block from its first byte to its last.
+    /// an HTTP/1.1 head, and an HTTP/2 header block, from its first byte to its last. The wait
+    /// for that first byte is `idle_timeout`'s, not this.
     pub header_read_timeout: Duration,
     /// Largest request body accepted, in bytes (default 8 MiB); larger gets 413.
     pub max_request_body: u64,
@@ -73,13 +74,13 @@ pub struct Listen {
     pub http2_keep_alive_interval: Duration,
     /// A ping unanswered for this long closes the connection (default 20 s).
     pub http2_keep_alive_timeout: Duration,
-    /// An HTTP/2 client connection with no stream open for this long is closed, with GOAWAY so
-    /// that the client reconnects cleanly (default 75 s, nginx's `keepalive_timeout`). An
-    /// HTTP/1.1 connection needs no such key: hyper times the wait for its next request head
-    /// with `header_read_timeout` from the moment the previous response is sent, so an idle
-    /// keep-alive connection is closed after that (HAProxy's default too, whose
-    /// `http-keep-alive` falls back to `http-request`).
-    pub http2_idle_timeout: Duration,
+    /// A client connection with no request in flight for this long is closed (default 75 s,
+    /// nginx's `keepalive_timeout`; HTTP/2 with GOAWAY, so that the client reconnects cleanly).
+    /// It is apart from `header_read_timeout` and longer, because client pools keep idle
+    /// connections long (Go's 90 s, urllib3's without end): a proxy that closes sooner races
+    /// the client's next request on the connection, and a POST lost in that race cannot safely
+    /// be retried.
+    pub idle_timeout: Duration,
 }
 
 /// The admin listener: `/metrics`, `/config`, `/healthz`, `POST /reload`.

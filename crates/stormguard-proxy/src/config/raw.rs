@@ -44,7 +44,7 @@ pub(super) struct RawListen {
     pub http2_max_concurrent_streams: Option<Spanned<u32>>,
     pub http2_keep_alive_interval: Option<Spanned<Scalar>>,
     pub http2_keep_alive_timeout: Option<Spanned<Scalar>>,
-    pub http2_idle_timeout: Option<Spanned<Scalar>>,
+    pub idle_timeout: Option<Spanned<Scalar>>,
 }
 
 /// `[admin]`.

@@ -1,8 +1,8 @@
 //! [`HeaderClock`]: an HTTP/2 client must send each header block within `header_read_timeout`.
 //!
 //! ## Why at the byte level
-//! hyper bounds the time an HTTP/1.1 client takes to send a request head (its
-//! `header_read_timeout`), but neither its HTTP/2 server nor h2 has an equivalent: a client may
+//! An HTTP/1.1 head has its clock on the reads ([`super::h1_clock`]), but neither hyper's
+//! HTTP/2 server nor h2 has an equivalent of one for a header block: a client may
 //! open a HEADERS frame and send the rest a byte a second, or never send the CONTINUATION that
 //! ends the block, and h2 keeps the connection and the partial block for as long as it lasts.
 //! Nothing above h2 can see such a block (no request exists until it ends), so the clock reads
@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Sleep;
 
 const PREFACE_LEN: usize = 24;
@@ -84,35 +84,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeaderClock<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for HeaderClock<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
+write_through!(HeaderClock);
 
 /// Where the client's byte stream is, frame by frame: only lengths, types and flags are read.
 #[derive(Default)]

@@ -3,22 +3,23 @@
 //!
 //! ## Why these bounds
 //! A proxy in front of every service is the first thing a slow or broken client reaches. A client
-//! must send its request head within `header_read_timeout` (slowloris: one byte a second would
-//! otherwise hold a connection forever), in at most `max_header_bytes` and `max_headers` headers
-//! (431 past them); a malformed head gets hyper's 400 and the connection ends, never the proxy.
-//! The protocol is told by the first bytes: the HTTP/2 preface means HTTP/2 with prior
-//! knowledge, anything else HTTP/1.1. That first read is bounded by the same timeout, so a client
-//! that connects and sends nothing, or dribbles a preface, is cut off too.
+//! must send each request head within `header_read_timeout` of its first byte (slowloris: one
+//! byte a second would otherwise hold a connection forever), in at most `max_header_bytes` and
+//! `max_headers` headers (431 past them); a malformed head gets hyper's 400 and the connection
+//! ends, never the proxy. The protocol is told by the first bytes: the HTTP/2 preface means
+//! HTTP/2 with prior knowledge, anything else HTTP/1.1. The wait for the first byte is an idle
+//! wait (`idle_timeout`), the rest of the preface a head's (`header_read_timeout`), so a client
+//! that dribbles a preface is cut off too.
 //!
 //! What a client may hold is bounded as well, so that memory is bounded by the settings rather
 //! than by the file descriptor limit: at most `max_connections` connections ([`limit`]: at the
 //! limit the listener waits, it does not refuse); on HTTP/2, at most
 //! `http2_max_concurrent_streams` streams per connection, each header block within
-//! `header_read_timeout` ([`header_clock`]), a ping after `http2_keep_alive_interval` of
-//! silence that must be answered within `http2_keep_alive_timeout`, and a GOAWAY after
-//! `http2_idle_timeout` with no stream open ([`streams`]). An idle HTTP/1.1 keep-alive
-//! connection is closed by hyper after `header_read_timeout`, which it starts as soon as it
-//! waits for the next request head.
+//! `header_read_timeout` ([`header_clock`]), and a ping after `http2_keep_alive_interval` of
+//! silence that must be answered within `http2_keep_alive_timeout`. A connection of either
+//! protocol with no request in flight for `idle_timeout` is closed ([`streams`]; HTTP/2 with a
+//! GOAWAY, HTTP/1.1 by [`h1_clock`], which also times its heads in place of hyper's
+//! `header_read_timeout`: hyper's also cuts off idle keep-alive connections after it).
 //!
 //! ## Drain
 //! When `shutdown` resolves the listener is closed at once, every connection is told to finish
@@ -26,6 +27,43 @@
 //! all have ended or `grace` has passed, whichever is first; connections still open then are
 //! dropped.
 
+/// `AsyncWrite` for a wrapper that only watches a client's reads: writes go straight to its
+/// `io`, so that the clocks cost the responses nothing.
+macro_rules! write_through {
+    ($wrapper:ident) => {
+        impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for $wrapper<T> {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.io.is_write_vectored()
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().io).poll_flush(cx)
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
+mod h1_clock;
 mod header_clock;
 mod limit;
 mod streams;
@@ -43,7 +81,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
+use self::h1_clock::H1Clock;
 use self::header_clock::HeaderClock;
 use self::limit::{Admitted, ConnectionLimit};
 use self::streams::{Counted, OpenStreams};
@@ -62,7 +102,8 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// Serves `proxy` on `listener` until `shutdown` resolves, then drains for at most `grace`.
 ///
 /// Each connection is served with the listener settings of the generation running when it was
-/// accepted (`header_read_timeout`, `max_headers`, `max_header_bytes`); each request with the
+/// accepted (`header_read_timeout`, `idle_timeout`, `max_headers`, `max_header_bytes`); each
+/// request with the
 /// routes running when it arrived. Returns once the drain is over.
 ///
 /// ```no_run
@@ -143,7 +184,7 @@ async fn accept(
 struct Builders {
     generation: u64,
     header_read_timeout: Duration,
-    http2_idle_timeout: Duration,
+    idle_timeout: Duration,
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
 }
@@ -155,9 +196,10 @@ impl Builders {
         let config = proxy.config();
         let listen: &Listen = &config.listen;
         let mut http1 = http1::Builder::new();
+        // The head's and the idle wait's clocks are H1Clock's: hyper's header_read_timeout
+        // would also close idle keep-alive connections after it.
         http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(listen.header_read_timeout)
+            .header_read_timeout(None)
             .max_header_size(listen.max_header_bytes);
         // hyper parses up to its default number of headers into arrays on the stack; any other
         // limit, even the same number, fills arrays of that size for every request head.
@@ -174,7 +216,7 @@ impl Builders {
         Builders {
             generation,
             header_read_timeout: listen.header_read_timeout,
-            http2_idle_timeout: listen.http2_idle_timeout,
+            idle_timeout: listen.idle_timeout,
             http1,
             http2,
         }
@@ -195,7 +237,14 @@ async fn connection(
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    let http2 = match tokio::time::timeout(builders.header_read_timeout, sniff(&stream)).await {
+    // A pool may open a connection well before its first request: that wait is an idle one.
+    let first_byte = match tokio::time::timeout(builders.idle_timeout, first_byte(&stream)).await {
+        Ok(Ok(at)) => at,
+        Ok(Err(_)) | Err(_) => return,
+    };
+    let sniffed =
+        tokio::time::timeout_at(first_byte + builders.header_read_timeout, sniff(&stream));
+    let http2 = match sniffed.await {
         Ok(Ok(http2)) => http2,
         // Closed, failed, or too slow to say even which protocol it speaks.
         Ok(Err(_)) | Err(_) => return,
@@ -209,7 +258,7 @@ async fn connection(
     let ended = if http2 {
         serving.http2(stream).await
     } else {
-        serving.http1(stream).await
+        serving.http1(stream, first_byte).await
     };
     if let Err(error) = ended {
         tracing::debug!(%error, "connection ended with an error");
@@ -227,21 +276,37 @@ struct Serving<'a> {
 }
 
 impl Serving<'_> {
-    async fn http1(mut self, stream: TcpStream) -> hyper::Result<()> {
+    async fn http1(mut self, stream: TcpStream, first_byte: Instant) -> hyper::Result<()> {
         let (proxy, local) = (self.proxy.clone(), self.local);
+        let requests = OpenStreams::new();
+        let counting = requests.clone();
         let service = hyper::service::service_fn(move |req| {
             let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(crate::forward::handle(proxy, local, req).await) }
+            // Counted from the head's arrival, which stops its clock, to the response's end.
+            let open = counting.open();
+            async move {
+                let response = crate::forward::handle(proxy, local, req).await;
+                Ok::<_, Infallible>(response.map(|body| Counted::new(body, open)))
+            }
         });
-        let served = self
-            .builders
-            .http1
-            .serve_connection(TokioIo::new(stream), service);
+        let builders = self.builders;
+        let io = H1Clock::new(
+            stream,
+            requests.clone(),
+            builders.header_read_timeout,
+            first_byte,
+        );
+        let served = builders.http1.serve_connection(TokioIo::new(io), service);
         let mut served = pin!(served);
         tokio::select! {
             ended = served.as_mut() => return ended,
-            _ = self.draining.wait_for(|draining| *draining) => served.as_mut().graceful_shutdown(),
+            _ = self.draining.wait_for(|draining| *draining) => {}
+            () = requests.idle_for(builders.idle_timeout) => {
+                tracing::debug!("closing an HTTP/1.1 connection with no request in flight (idle_timeout)");
+            }
         }
+        // Closes at once when idle, or after the response in flight.
+        served.as_mut().graceful_shutdown();
         served.await
     }
 
@@ -267,14 +332,23 @@ impl Serving<'_> {
         tokio::select! {
             ended = served.as_mut() => return ended,
             _ = self.draining.wait_for(|draining| *draining) => {}
-            () = streams.idle_for(self.builders.http2_idle_timeout) => {
-                tracing::debug!("closing an HTTP/2 connection with no stream open (http2_idle_timeout)");
+            () = streams.idle_for(self.builders.idle_timeout) => {
+                tracing::debug!("closing an HTTP/2 connection with no stream open (idle_timeout)");
             }
         }
         // GOAWAY: streams already open finish, the client opens new ones on a new connection.
         served.as_mut().graceful_shutdown();
         served.await
     }
+}
+
+/// When the client's first byte arrived (now, or when it is already there).
+async fn first_byte(stream: &TcpStream) -> io::Result<Instant> {
+    let n = stream.peek(&mut [0u8; 1]).await?;
+    if n == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(Instant::now())
 }
 
 /// Whether the client opens with the HTTP/2 preface; waits only as long as its first bytes

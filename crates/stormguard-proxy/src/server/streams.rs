@@ -1,12 +1,18 @@
-//! [`OpenStreams`]: whether an HTTP/2 client connection has a stream open, and since when not.
+//! [`OpenStreams`]: whether a client connection has a request in flight, and since when not.
 //!
-//! hyper's HTTP/2 server closes no connection for being idle, and an idle client connection
-//! holds its buffers and a descriptor for as long as the client keeps it. The proxy counts a
-//! connection's streams from the request's arrival to the end of its response body, and closes
-//! the connection (GOAWAY) once none has been open for `http2_idle_timeout`.
+//! An idle client connection holds its buffers and a descriptor for as long as the client keeps
+//! it, and neither of hyper's servers closes one on a clock the proxy can use (HTTP/2 has none,
+//! HTTP/1's `header_read_timeout` also cuts off idle keep-alive connections, see [`h1_clock`]).
+//! The proxy counts a connection's requests (HTTP/2: streams) from their arrival at the service
+//! to the end of their response body, and closes the connection once none has been in flight
+//! for `idle_timeout`: one count for both protocols, so that both mean the same by idle. An
+//! HTTP/1.1 head that has begun to arrive is not idle either: it has its own clock
+//! (`header_read_timeout`), and closing under it would lose a request the client has sent.
+//!
+//! [`h1_clock`]: super::h1_clock
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -21,6 +27,8 @@ pub(super) struct OpenStreams {
     /// When the last stream ended (or the connection began), in milliseconds since `epoch`.
     last_end: AtomicU64,
     epoch: Instant,
+    /// An HTTP/1.1 head has begun to arrive and has not reached the service.
+    head_begun: AtomicBool,
 }
 
 /// One stream's place in its connection's count, given back when dropped.
@@ -32,24 +40,41 @@ impl OpenStreams {
             open: AtomicUsize::new(0),
             last_end: AtomicU64::new(0),
             epoch: Instant::now(),
+            head_begun: AtomicBool::new(false),
         })
     }
 
     /// Counts a stream open until the returned place is dropped.
     pub(super) fn open(self: &Arc<Self>) -> StreamOpen {
         self.open.fetch_add(1, Ordering::AcqRel);
+        self.head_begun.store(false, Ordering::Release);
         StreamOpen(self.clone())
     }
 
-    /// Since when no stream has been open; `None` while one is.
+    /// Whether a request is in flight (from its arrival at the service to its response's end).
+    pub(super) fn in_flight(&self) -> bool {
+        self.open.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether an HTTP/1.1 head has begun to arrive since the last request reached the service.
+    pub(super) fn head_begun(&self) -> bool {
+        self.head_begun.load(Ordering::Acquire)
+    }
+
+    /// Marks the first bytes of an HTTP/1.1 head, until its request reaches the service.
+    pub(super) fn begin_head(&self) {
+        self.head_begun.store(true, Ordering::Release);
+    }
+
+    /// Since when no stream has been open (nor a head begun); `None` while one is.
     fn idle_since(&self) -> Option<Instant> {
-        if self.open.load(Ordering::Acquire) > 0 {
+        if self.in_flight() || self.head_begun() {
             return None;
         }
         Some(self.epoch + Duration::from_millis(self.last_end.load(Ordering::Acquire)))
     }
 
-    /// Resolves once no stream has been open for `idle`. Cancel safe.
+    /// Resolves once no stream has been open (nor a head begun) for `idle`. Cancel safe.
     pub(super) async fn idle_for(&self, idle: Duration) {
         loop {
             let now = Instant::now();

@@ -270,7 +270,7 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
             http2_max_concurrent_streams: 100,
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
-            http2_idle_timeout: Duration::from_secs(75),
+            idle_timeout: Duration::from_secs(75),
         },
         admin: Admin {
             address: "127.0.0.1:0".parse().unwrap(),

@@ -26,7 +26,7 @@ fn listen_admin_and_faults_defaults() {
             http2_max_concurrent_streams: 100,
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
-            http2_idle_timeout: Duration::from_secs(75),
+            idle_timeout: Duration::from_secs(75),
         }
     );
     assert_eq!(

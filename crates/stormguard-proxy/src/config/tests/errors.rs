@@ -183,10 +183,10 @@ fn listen_values_are_checked() {
         &["0 is not valid", "no request at all"],
     );
     assert_error(
-        &format!("[listen]\nhttp2_idle_timeout = \"0s\"\n{MINIMAL}"),
+        &format!("[listen]\nidle_timeout = \"0s\"\n{MINIMAL}"),
         2,
-        22,
-        "listen.http2_idle_timeout",
+        16,
+        "listen.idle_timeout",
         &["0s is not valid", "e.g. \"75s\""],
     );
     assert_error(

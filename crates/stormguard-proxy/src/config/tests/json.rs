@@ -20,7 +20,7 @@ fn the_issue_sample_as_json() {
             "http2_max_concurrent_streams": 100,
             "http2_keep_alive_interval": "30s",
             "http2_keep_alive_timeout": "20s",
-            "http2_idle_timeout": "75s",
+            "idle_timeout": "75s",
         })
     );
     assert_eq!(

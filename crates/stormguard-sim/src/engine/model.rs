@@ -62,7 +62,7 @@ pub(crate) struct EdgeModel {
 
 /// A hedged edge: one policy (and hedge budget) shared by every instance of the caller, as the
 /// proxy keeps one per route, and for a quantile delay the latencies it is taken from. The
-/// estimator is about 1 MB, so only an edge hedged at a quantile has one.
+/// estimator is about 130 KiB, so only an edge hedged at a quantile has one.
 pub(crate) struct EdgeHedge {
     pub(crate) policy: HedgePolicy,
     pub(crate) estimator: Option<LatencyEstimator>,

@@ -26,9 +26,11 @@
 //! ## Errors
 //! A failure to connect is the library's [`NotSent`], as in the HTTP/1.1 pool. A request that
 //! a kept connection closed before it went out is sent again here, once, on a new connection.
-//! A stream the server refused (`REFUSED_STREAM`, or above the last stream id of its `GOAWAY`)
-//! fails with hyper's error around h2's, which the library classifies as not sent (feature
-//! `h2`), so the retry layer may send it to another instance whatever its method.
+//! A stream the server refused (`REFUSED_STREAM`) fails with hyper's error around h2's, which
+//! the library classifies as not sent (feature `h2`), so the retry layer may send it to another
+//! instance whatever its method. A stream failed by a `GOAWAY` counts as sent: its error does
+//! not say whether the stream was under the frame's last stream id (see the library's
+//! `is_refused_stream`), so only an idempotent request is retried after one.
 
 use std::error::Error as StdError;
 use std::fmt;

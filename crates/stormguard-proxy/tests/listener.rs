@@ -276,3 +276,36 @@ async fn http2_clients_are_told_the_stream_limit() {
         .map(|entry| u32::from_be_bytes(entry[2..].try_into().unwrap()));
     assert_eq!(max_concurrent_streams, Some(7));
 }
+
+/// Reads until a whole answer from `slow_upstream` ("slow") has come.
+async fn read_slow_answer(stream: &mut TcpStream) {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    timeout(BOUND, async {
+        while !answer.ends_with(b"slow") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "cut off: {:?}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("answered in time");
+}
+
+#[tokio::test]
+async fn an_http1_head_pipelined_behind_a_request_and_left_unfinished_is_cut_off() {
+    let upstream = slow_upstream(ms(400)).await;
+    let proxy = with_http1_timeouts(&upstream).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(GET).await.unwrap();
+    // While the first request is in flight, the start of the next head, which never ends.
+    tokio::time::sleep(ms(100)).await;
+    stream.write_all(&GET[..10]).await.unwrap();
+    read_slow_answer(&mut stream).await;
+    let cut = until_closed(&mut stream).await;
+    println!("an unfinished pipelined head was cut off {cut:?} after the answer before it");
+    assert!(
+        cut < ms(800),
+        "held until idle_timeout (1s), not header_read_timeout (200ms): {cut:?}"
+    );
+}

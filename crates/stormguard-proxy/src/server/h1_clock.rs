@@ -96,7 +96,19 @@ impl<T: AsyncRead + Unpin> AsyncRead for H1Clock<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.streams.in_flight() {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
+            // hyper reads while a request is in flight (to see a client hang up, or its body).
+            // Bytes behind a request without a body are the next head, pipelined: its clock
+            // starts, so a client cannot stall that head until idle_timeout (a request with a
+            // body cannot tell its last bytes from the next head's here; clients do not
+            // pipeline behind those).
+            let before = buf.filled().len();
+            let read = Pin::new(&mut this.io).poll_read(cx, buf);
+            if buf.filled().len() > before && this.streams.bodiless() && !this.streams.head_begun()
+            {
+                this.streams.begin_head();
+                this.head_began = None;
+            }
+            return read;
         }
         let before = buf.filled().len();
         let head_begun = this.streams.head_begun();

@@ -284,6 +284,7 @@ impl Serving<'_> {
             let proxy = proxy.clone();
             // Counted from the head's arrival, which stops its clock, to the response's end.
             let open = counting.open();
+            counting.set_bodiless(hyper::body::Body::is_end_stream(req.body()));
             async move {
                 let response = crate::forward::handle(proxy, local, req).await;
                 Ok::<_, Infallible>(response.map(|body| Counted::new(body, open)))

@@ -29,6 +29,9 @@ pub(super) struct OpenStreams {
     epoch: Instant,
     /// An HTTP/1.1 head has begun to arrive and has not reached the service.
     head_begun: AtomicBool,
+    /// The HTTP/1.1 request in flight came without a body, so bytes that arrive while it is in
+    /// flight are the next request's head (pipelined), not its body.
+    bodiless: AtomicBool,
 }
 
 /// One stream's place in its connection's count, given back when dropped.
@@ -41,7 +44,18 @@ impl OpenStreams {
             last_end: AtomicU64::new(0),
             epoch: Instant::now(),
             head_begun: AtomicBool::new(false),
+            bodiless: AtomicBool::new(false),
         })
+    }
+
+    /// Says whether the HTTP/1.1 request that just reached the service has a body.
+    pub(super) fn set_bodiless(&self, bodiless: bool) {
+        self.bodiless.store(bodiless, Ordering::Release);
+    }
+
+    /// Whether the HTTP/1.1 request in flight came without a body.
+    pub(super) fn bodiless(&self) -> bool {
+        self.bodiless.load(Ordering::Acquire)
     }
 
     /// Counts a stream open until the returned place is dropped.

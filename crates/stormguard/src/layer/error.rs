@@ -232,15 +232,18 @@ pub fn classify_error(err: &(dyn StdError + Send + Sync + 'static)) -> AttemptRe
 }
 
 /// Whether an HTTP/2 server refused the stream: the server itself (`is_remote`) reset it with
-/// `REFUSED_STREAM`, or sent a `GOAWAY` that the stream falls under. h2 hands a stream the
-/// server's `GOAWAY` error only when the stream is above the frame's last stream id or was
-/// opened after it; a stream the server took and then lost to a closed connection gets an I/O
-/// error instead, which stays "sent".
+/// `REFUSED_STREAM`, which RFC 9113 (8.7) defines as "not processed".
+///
+/// A `GOAWAY` error is not taken as a refusal, though a stream above the frame's last stream
+/// id was not processed either: the error carries no stream id, and hyper's client can hand a
+/// request the connection's `GOAWAY` error after its HEADERS (with END_STREAM, for a request
+/// without a body) were already queued below that last id (`poll_pending_open` reports the
+/// connection's error). Taking that as "not sent" could run a POST twice; taking it as sent
+/// costs a retry only where the method or an `Idempotency-Key` allows one anyway.
 #[cfg(feature = "h2")]
 fn is_refused_stream(err: &(dyn StdError + 'static)) -> bool {
     find::<h2::Error>(err).is_some_and(|e| {
-        e.is_remote()
-            && (e.is_go_away() || (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)))
+        e.is_remote() && e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)
     })
 }
 

@@ -173,8 +173,11 @@ impl H2Instance {
             let mut slot = self.slot();
             match &*slot {
                 Slot::Ready(sender) if !sender.is_closed() => return Ok((sender.clone(), false)),
-                Slot::Connecting(outcome) => outcome.clone(),
-                Slot::Empty | Slot::Ready(_) => {
+                // A connect still under way. One whose task ended without telling (a panic, or
+                // the runtime shutting down) left its sender dropped: connect anew, or every
+                // later request to this instance would fail until a reload.
+                Slot::Connecting(outcome) if outcome.has_changed().is_ok() => outcome.clone(),
+                Slot::Empty | Slot::Ready(_) | Slot::Connecting(_) => {
                     let (tell, outcome) = watch::channel(None);
                     *slot = Slot::Connecting(outcome.clone());
                     tokio::spawn(self.clone().connect(tell));

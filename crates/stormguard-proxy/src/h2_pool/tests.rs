@@ -97,6 +97,18 @@ async fn a_connection_the_server_ended_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_connect_that_ended_without_an_outcome_is_made_again() {
+    let (authority, accepted) = server(usize::MAX).await;
+    let instance = instance(authority);
+    // What a connect task that panicked leaves: the slot waits on a sender that is gone.
+    let (gone, outcome) = watch::channel(None);
+    drop(gone);
+    *instance.slot() = Slot::Connecting(outcome);
+    text(instance.clone().send(get(None)).await.unwrap()).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn the_clients_host_becomes_the_authority() {
     let (authority, _) = server(usize::MAX).await;
     let instance = instance(authority.clone());

@@ -237,17 +237,7 @@ async fn an_http1_request_slower_than_both_timeouts_is_not_cut() {
     // The body comes after the head has reached the proxy: no clock runs on it either.
     tokio::time::sleep(ms(300)).await;
     stream.write_all(b"body").await.unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    timeout(BOUND, async {
-        while !answer.ends_with(b"slow") {
-            let n = stream.read(&mut buf).await.unwrap();
-            assert!(n > 0, "cut off: {:?}", String::from_utf8_lossy(&answer));
-            answer.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .expect("answered in time");
+    let answer = read_slow_answer(&mut stream).await;
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
 }
 
@@ -277,8 +267,8 @@ async fn http2_clients_are_told_the_stream_limit() {
     assert_eq!(max_concurrent_streams, Some(7));
 }
 
-/// Reads until a whole answer from `slow_upstream` ("slow") has come.
-async fn read_slow_answer(stream: &mut TcpStream) {
+/// Reads until a whole answer from `slow_upstream` ("slow") has come; returns it.
+async fn read_slow_answer(stream: &mut TcpStream) -> Vec<u8> {
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     timeout(BOUND, async {
@@ -290,6 +280,7 @@ async fn read_slow_answer(stream: &mut TcpStream) {
     })
     .await
     .expect("answered in time");
+    answer
 }
 
 #[tokio::test]

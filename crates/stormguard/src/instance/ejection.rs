@@ -137,14 +137,18 @@ impl Outcome {
     /// ```
     pub fn of(result: AttemptResult) -> Option<Outcome> {
         match result {
-            AttemptResult::Response { status, .. } if status >= 500 => Some(Outcome::Failure),
-            AttemptResult::Response { .. } => Some(Outcome::Success),
+            AttemptResult::Response { .. } | AttemptResult::Grpc { .. } => {
+                match result.http_status() {
+                    Some(status) if status >= 500 => Some(Outcome::Failure),
+                    _ => Some(Outcome::Success),
+                }
+            }
             AttemptResult::ConnectRefused | AttemptResult::ConnectTimeout => {
                 Some(Outcome::ConnectFailure)
             }
-            AttemptResult::ResetBeforeWritten | AttemptResult::ErrorAfterWritten => {
-                Some(Outcome::Failure)
-            }
+            AttemptResult::ResetBeforeWritten
+            | AttemptResult::RefusedStream
+            | AttemptResult::ErrorAfterWritten => Some(Outcome::Failure),
             AttemptResult::TimeoutAfterWritten => None,
         }
     }

@@ -108,8 +108,10 @@ fn kind_of(
         AttemptResult::ConnectRefused => ErrorKind::ConnectRefused,
         AttemptResult::ConnectTimeout => ErrorKind::ConnectTimeout,
         AttemptResult::TimeoutAfterWritten => ErrorKind::Timeout,
-        AttemptResult::ResetBeforeWritten | AttemptResult::ErrorAfterWritten => ErrorKind::Reset,
-        AttemptResult::Response { .. } => ErrorKind::Reset,
+        AttemptResult::ResetBeforeWritten
+        | AttemptResult::RefusedStream
+        | AttemptResult::ErrorAfterWritten => ErrorKind::Reset,
+        AttemptResult::Response { .. } | AttemptResult::Grpc { .. } => ErrorKind::Reset,
     }
 }
 
@@ -195,7 +197,7 @@ fn io_kind(err: &(dyn StdError + 'static)) -> Option<std::io::ErrorKind> {
 /// Only what is known not to have reached the server is classified as such: a refused
 /// connection, a connect error from hyper-util's client (`is_connect`), or an error wrapped in
 /// [`NotSent`]. With the `h2` feature, an HTTP/2 stream the server refused is
-/// [`AttemptResult::ResetBeforeWritten`]: reset with `REFUSED_STREAM`, or refused by the
+/// [`AttemptResult::RefusedStream`]: reset with `REFUSED_STREAM`, or refused by the
 /// server's `GOAWAY` (a stream above its last stream id, or one opened after it). RFC 9113
 /// (sections 8.7 and 6.8) guarantees that neither was processed, so either may be sent again
 /// for any method; a server shedding streams or shutting down gracefully costs no failed
@@ -223,7 +225,7 @@ pub fn classify_error(err: &(dyn StdError + Send + Sync + 'static)) -> AttemptRe
         };
     }
     if is_refused_stream(err) {
-        return AttemptResult::ResetBeforeWritten;
+        return AttemptResult::RefusedStream;
     }
     match io_kind(err) {
         Some(std::io::ErrorKind::ConnectionRefused) => AttemptResult::ConnectRefused,

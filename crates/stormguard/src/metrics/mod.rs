@@ -120,6 +120,7 @@ pub fn retry_kind_label(kind: RetryKind) -> &'static str {
         RetryKind::Refused => "connect-refused",
         RetryKind::ConnectTimeout => "connect-timeout",
         RetryKind::Reset => "reset",
+        RetryKind::RefusedStream => "refused-stream",
         RetryKind::Timeout => "timeout",
         RetryKind::Error => "error",
         RetryKind::Status(429) => "429",
@@ -128,6 +129,8 @@ pub fn retry_kind_label(kind: RetryKind) -> &'static str {
         RetryKind::Status(502) => "502",
         RetryKind::Status(503) => "503",
         RetryKind::Status(504) => "504",
+        RetryKind::Status(409) => "409",
         RetryKind::Status(_) => "status",
+        RetryKind::Grpc(code) => crate::classify::grpc_name(code.into()).unwrap_or("grpc"),
     }
 }

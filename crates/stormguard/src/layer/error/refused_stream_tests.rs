@@ -86,10 +86,7 @@ async fn error_of(answer: fn(u32) -> Vec<u8>, close: bool) -> AttemptResult {
 #[tokio::test]
 async fn a_stream_reset_with_refused_stream_was_not_sent() {
     let refused = |id| frame(RST_STREAM, id, &REFUSED_STREAM.to_be_bytes());
-    assert_eq!(
-        error_of(refused, false).await,
-        AttemptResult::ResetBeforeWritten
-    );
+    assert_eq!(error_of(refused, false).await, AttemptResult::RefusedStream);
 }
 
 #[tokio::test]

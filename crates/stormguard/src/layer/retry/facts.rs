@@ -90,23 +90,21 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 pub(crate) fn response_result<RB>(response: &Response<RB>) -> AttemptResult {
-    let mut status = response.status().as_u16();
+    let status = response.status().as_u16();
     let headers = response.headers();
     if status == 200 {
         // A gRPC failure before any message is a "trailers-only" response: HTTP 200 with the
-        // grpc-status in its headers. Classified as the HTTP status it stands for.
+        // grpc-status in its headers, classified by its gRPC code (`retry_on` names them).
+        // A code past 16 is UNKNOWN (2), as gRPC's own clients read it.
         if let Some(code) = headers
             .get(GRPC_STATUS)
-            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
+            .filter(|code| *code != 0)
         {
-            status = grpc_status_as_http(code);
-            if status != 200 {
-                let pushback = parse_grpc_pushback(headers.get(GRPC_RETRY_PUSHBACK));
-                return AttemptResult::Response {
-                    status,
-                    retry_after: pushback,
-                };
-            }
+            return AttemptResult::Grpc {
+                code: u8::try_from(code).ok().filter(|c| *c <= 16).unwrap_or(2),
+                pushback: parse_grpc_pushback(headers.get(GRPC_RETRY_PUSHBACK)),
+            };
         }
     }
     let retry_after = if status == 429 || status == 503 {

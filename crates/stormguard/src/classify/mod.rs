@@ -21,9 +21,15 @@
 //! decision ([`crate::deadline::DeadlinePolicy`]); the classifier only uses the remaining time to
 //! refuse a `Retry-After` that cannot be honoured in time.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue, Method};
+
+mod retry_on;
+
+pub use retry_on::{grpc_name, Condition, RetryOn, RetryOnError};
 
 /// What one attempt came to, as the mechanism saw it.
 ///
@@ -52,6 +58,18 @@ pub enum AttemptResult {
     ConnectTimeout,
     /// The connection was reset before the request was written.
     ResetBeforeWritten,
+    /// An HTTP/2 stream the server refused (`REFUSED_STREAM`, or above a `GOAWAY`'s last
+    /// stream id): RFC 9113 guarantees it was not processed.
+    RefusedStream,
+    /// A gRPC call failed with `code` (1 to 16) before any message: a "trailers-only" answer,
+    /// HTTP 200 with the `grpc-status` in its headers. `pushback` is the wait the server asked
+    /// for in `grpc-retry-pushback-ms` (`Duration::MAX`: "do not retry").
+    Grpc {
+        /// The gRPC status code.
+        code: u8,
+        /// The server's `grpc-retry-pushback-ms`, if any.
+        pushback: Option<Duration>,
+    },
     /// The per-try timeout fired after the request was written: the server may have acted.
     TimeoutAfterWritten,
     /// A reset or I/O error after the request was written: the server may have acted.
@@ -65,8 +83,22 @@ impl AttemptResult {
     pub fn is_not_sent(&self) -> bool {
         matches!(
             self,
-            Self::ConnectRefused | Self::ConnectTimeout | Self::ResetBeforeWritten
+            Self::ConnectRefused
+                | Self::ConnectTimeout
+                | Self::ResetBeforeWritten
+                | Self::RefusedStream
         )
+    }
+
+    /// The HTTP status this outcome stands for when it is an answer: the status itself, or
+    /// for a gRPC failure the status of the same meaning ([`grpc_status_as_http`]). Ejection
+    /// and metrics read answers through this, so a gRPC `UNAVAILABLE` counts as a 503.
+    pub fn http_status(&self) -> Option<u16> {
+        match *self {
+            Self::Response { status, .. } => Some(status),
+            Self::Grpc { code, .. } => Some(grpc_status_as_http(code.into())),
+            _ => None,
+        }
     }
 }
 
@@ -81,12 +113,16 @@ pub enum RetryKind {
     ConnectTimeout,
     /// The connection was reset before the request was written.
     Reset,
+    /// The server refused the HTTP/2 stream; it was not processed.
+    RefusedStream,
     /// The per-try timeout fired after the request was written.
     Timeout,
     /// An I/O error after the request was written.
     Error,
     /// The server answered with this status.
     Status(u16),
+    /// A gRPC call failed with this status code.
+    Grpc(u8),
 }
 
 impl RetryKind {
@@ -100,10 +136,25 @@ impl RetryKind {
 
     /// Whether the request may have reached the server (and so may have taken effect).
     ///
-    /// False only for [`Refused`](Self::Refused), [`ConnectTimeout`](Self::ConnectTimeout) and
-    /// [`Reset`](Self::Reset), which all happened before the request was written.
+    /// False only for [`Refused`](Self::Refused), [`ConnectTimeout`](Self::ConnectTimeout),
+    /// [`Reset`](Self::Reset) and [`RefusedStream`](Self::RefusedStream), which all happened
+    /// before the request was processed.
     pub fn reached_server(&self) -> bool {
-        !matches!(self, Self::Refused | Self::ConnectTimeout | Self::Reset)
+        !matches!(
+            self,
+            Self::Refused | Self::ConnectTimeout | Self::Reset | Self::RefusedStream
+        )
+    }
+
+    /// Whether the failure says the server did not do the work although it got the request:
+    /// 408, 429, 503 and every other 4xx, and gRPC `RESOURCE_EXHAUSTED`, `ABORTED` and
+    /// `UNAVAILABLE`. Such an answer may be retried for any method.
+    pub fn declined(&self) -> bool {
+        match *self {
+            Self::Status(status) => (400..=499).contains(&status) || status == 503,
+            Self::Grpc(code) => matches!(code, 8 | 10 | 14),
+            _ => false,
+        }
     }
 }
 
@@ -112,6 +163,8 @@ impl RetryKind {
 pub enum FinalReason {
     /// A status that another try cannot change (most 4xx), or one not configured as retryable.
     Status(u16),
+    /// A failure that `retry_on` does not list (statuses are [`FinalReason::Status`]).
+    NotListed(RetryKind),
     /// The failure is transient, but the request was not idempotent and may have taken effect,
     /// so repeating it could do the work twice.
     NotIdempotent(RetryKind),
@@ -142,9 +195,12 @@ pub enum Class {
 
 /// Sorts attempt outcomes into success, retryable and final.
 ///
+/// Two questions decide: is the failure one that [`retry_on`](Self::retry_on) lists, and may
+/// the request be repeated? A user [`Rule`] may answer first, to extend or replace the list.
+///
 /// ```rust
 /// use std::time::Duration;
-/// use stormguard::classify::{AttemptResult, Class, Classifier, FinalReason, RetryKind};
+/// use stormguard::classify::{AttemptResult, Class, Classifier, FinalReason, RetryKind, RetryOn};
 ///
 /// let classifier = Classifier::default();
 /// let bad_gateway = AttemptResult::Response { status: 502, retry_after: None };
@@ -160,94 +216,223 @@ pub enum Class {
 ///     classifier.classify(throttled, false, Some(Duration::from_secs(1))),
 ///     Class::Final(FinalReason::RetryAfterTooLong { .. }),
 /// ));
+/// // `retry_on = ["409"]`: a 409 (a lost race, not done) is retried for any method, and a 503
+/// // no longer is.
+/// let only_409 = Classifier::default().retry_on(RetryOn::parse_list(["409"]).unwrap());
+/// let conflict = AttemptResult::Response { status: 409, retry_after: None };
+/// assert!(matches!(only_409.classify(conflict, false, None), Class::Retryable { .. }));
+/// let unavailable = AttemptResult::Response { status: 503, retry_after: None };
+/// assert_eq!(only_409.classify(unavailable, true, None), Class::Final(FinalReason::Status(503)));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Classifier {
-    /// Retry 500 Internal Server Error (idempotent requests only). Off by default: a 500 is more
-    /// often a bug that fails every time than a transient fault, and retrying it multiplies load.
-    pub retry_500: bool,
+    /// The failures that may be retried (default: [`RetryOn::default`], what stormguard has
+    /// always retried). 500 is not in it: a 500 is more often a bug that fails every time than
+    /// a transient fault, and retrying it multiplies load; list `"500"` or `"5xx"` to retry it.
+    pub retry_on: RetryOn,
     /// The longest `Retry-After` honoured; longer ones make the outcome final.
     pub max_retry_after: Duration,
+    /// A user's rule, asked before the list: `Some(class)` decides, `None` leaves the outcome
+    /// to `retry_on`.
+    pub rule: Option<Rule>,
 }
 
 impl Default for Classifier {
-    /// `retry_500` off; `max_retry_after` 300 s, Envoy's default `rate_limited_retry_back_off`
-    /// maximum.
+    /// `retry_on` the default list; `max_retry_after` 300 s, Envoy's default
+    /// `rate_limited_retry_back_off` maximum; no rule.
     fn default() -> Self {
         Self {
-            retry_500: false,
+            retry_on: RetryOn::default(),
             max_retry_after: Duration::from_secs(300),
+            rule: None,
         }
     }
 }
 
+/// A user's own classification, asked before `retry_on`, as tower's `Policy::retry` lets a user
+/// decide: it sees the outcome and whether the request may be repeated, and returns the class
+/// it wants (`Some`) or leaves the outcome to the list (`None`).
+///
+/// A rule that answers `Retryable` for a request that is not idempotent and reached the server
+/// is taken at its word: that is the user allowing the request to run twice.
+///
+/// ```
+/// use stormguard::classify::{AttemptResult, Class, Classifier, RetryKind, RetryOn, Rule};
+///
+/// // Replace the list: retry nothing but a 425 Too Early.
+/// let classifier = Classifier::default()
+///     .retry_on(RetryOn::none())
+///     .rule(Rule::new(|result, _idempotent| match result {
+///         AttemptResult::Response { status: 425, .. } => Some(Class::Retryable {
+///             kind: RetryKind::Status(425),
+///             not_before: None,
+///         }),
+///         _ => None,
+///     }));
+/// let too_early = AttemptResult::Response { status: 425, retry_after: None };
+/// assert!(matches!(classifier.classify(too_early, false, None), Class::Retryable { .. }));
+/// assert!(matches!(
+///     classifier.classify(AttemptResult::ConnectRefused, true, None),
+///     Class::Final(_)
+/// ));
+/// ```
+#[derive(Clone)]
+pub struct Rule(Arc<dyn Fn(&AttemptResult, bool) -> Option<Class> + Send + Sync>);
+
+impl Rule {
+    /// A rule from a closure of the outcome and the request's idempotency.
+    pub fn new(
+        rule: impl Fn(&AttemptResult, bool) -> Option<Class> + Send + Sync + 'static,
+    ) -> Self {
+        Rule(Arc::new(rule))
+    }
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Rule(..)")
+    }
+}
+
+impl PartialEq for Rule {
+    /// The same rule: one closure, shared.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Rule {}
+
 impl Classifier {
+    /// This classifier with `retry_on` replaced.
+    pub fn retry_on(mut self, retry_on: RetryOn) -> Self {
+        self.retry_on = retry_on;
+        self
+    }
+
+    /// This classifier with `rule` asked first.
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rule = Some(rule);
+        self
+    }
+
     /// Classifies one attempt's outcome.
     ///
     /// `idempotent` says whether the request may safely be repeated ([`is_idempotent`]);
     /// `remaining` is the time left before the deadline, when there is one, and bounds only how
-    /// long a `Retry-After` may be. The rules:
-    /// - status below 400: [`Class::Success`];
-    /// - 408, and 429 and 503 (which honour `retry_after`): retryable for any method, because the
-    ///   server says it did not do the work; but [`FinalReason::RetryAfterTooLong`] when the wait
-    ///   exceeds `remaining` or [`max_retry_after`](Self::max_retry_after);
-    /// - other 4xx: final;
-    /// - 502, 504, and 500 when [`retry_500`](Self::retry_500): retryable if idempotent, else
-    ///   [`FinalReason::NotIdempotent`]; other 5xx and beyond: final;
-    /// - refused, connect timeout, reset before written: retryable, whatever the method;
-    /// - timeout or error after written: retryable if idempotent, else `NotIdempotent`.
+    /// long a `Retry-After` may be. After the [`Rule`], if any:
+    /// - status below 400 (gRPC `OK`): [`Class::Success`];
+    /// - a failure that `retry_on` does not list: final ([`FinalReason::Status`] for an
+    ///   answer, [`FinalReason::NotListed`] for the rest);
+    /// - a listed answer the server declined to work on (408, 429, 503, other 4xx; gRPC
+    ///   `RESOURCE_EXHAUSTED`, `ABORTED`, `UNAVAILABLE`): retryable for any method, after its
+    ///   `Retry-After` or `grpc-retry-pushback-ms`; but [`FinalReason::RetryAfterTooLong`] when
+    ///   the wait exceeds `remaining` or [`max_retry_after`](Self::max_retry_after);
+    /// - another listed answer (502, 504, 500, other gRPC codes): retryable if idempotent,
+    ///   else [`FinalReason::NotIdempotent`];
+    /// - refused, connect timeout, refused stream, reset before written: retryable whatever
+    ///   the method, when listed;
+    /// - timeout or error after written: retryable if idempotent and listed.
     pub fn classify(
         &self,
         result: AttemptResult,
         idempotent: bool,
         remaining: Option<Duration>,
     ) -> Class {
-        let retryable = |kind| Class::Retryable {
-            kind,
-            not_before: None,
-        };
-        let if_idempotent = |kind| {
-            if idempotent {
-                retryable(kind)
+        if let Some(class) = self
+            .rule
+            .as_ref()
+            .and_then(|rule| (rule.0)(&result, idempotent))
+        {
+            return class;
+        }
+        let on = &self.retry_on;
+        let retryable = |listed: bool, kind| {
+            if listed {
+                Class::Retryable {
+                    kind,
+                    not_before: None,
+                }
             } else {
-                Class::Final(FinalReason::NotIdempotent(kind))
+                Class::Final(FinalReason::NotListed(kind))
             }
         };
+        let if_idempotent = |listed: bool, kind| match retryable(listed, kind) {
+            Class::Retryable { .. } if !idempotent => {
+                Class::Final(FinalReason::NotIdempotent(kind))
+            }
+            class => class,
+        };
         match result {
-            AttemptResult::ConnectRefused => retryable(RetryKind::Refused),
-            AttemptResult::ConnectTimeout => retryable(RetryKind::ConnectTimeout),
-            AttemptResult::ResetBeforeWritten => retryable(RetryKind::Reset),
-            AttemptResult::TimeoutAfterWritten => if_idempotent(RetryKind::Timeout),
-            AttemptResult::ErrorAfterWritten => if_idempotent(RetryKind::Error),
+            AttemptResult::ConnectRefused => retryable(on.connect_failure(), RetryKind::Refused),
+            AttemptResult::ConnectTimeout => {
+                retryable(on.connect_failure(), RetryKind::ConnectTimeout)
+            }
+            AttemptResult::ResetBeforeWritten => {
+                retryable(on.reset_before_request(), RetryKind::Reset)
+            }
+            AttemptResult::RefusedStream => {
+                retryable(on.refused_stream(), RetryKind::RefusedStream)
+            }
+            AttemptResult::TimeoutAfterWritten => if_idempotent(on.timeout(), RetryKind::Timeout),
+            AttemptResult::ErrorAfterWritten => {
+                if_idempotent(on.reset_after_request(), RetryKind::Error)
+            }
             AttemptResult::Response {
                 status,
                 retry_after,
-            } => match status {
-                0..=399 => Class::Success,
-                408 => retryable(RetryKind::Status(status)),
-                429 | 503 => self.honour_retry_after(status, retry_after, remaining),
-                502 | 504 => if_idempotent(RetryKind::Status(status)),
-                500 if self.retry_500 => if_idempotent(RetryKind::Status(status)),
-                _ => Class::Final(FinalReason::Status(status)),
-            },
+            } => {
+                if status < 400 {
+                    return Class::Success;
+                }
+                if !on.status(status) {
+                    return Class::Final(FinalReason::Status(status));
+                }
+                self.answer(
+                    RetryKind::Status(status),
+                    idempotent,
+                    retry_after,
+                    remaining,
+                )
+            }
+            AttemptResult::Grpc { code, pushback } => {
+                if code == 0 {
+                    return Class::Success;
+                }
+                if !on.grpc(code.into()) {
+                    return Class::Final(FinalReason::NotListed(RetryKind::Grpc(code)));
+                }
+                self.answer(RetryKind::Grpc(code), idempotent, pushback, remaining)
+            }
         }
     }
 
-    fn honour_retry_after(
+    /// A listed failed answer: declined ones for any method after the wait the server asked
+    /// for (HTTP `Retry-After` is honoured on 429 and 503 only, as RFC 9110 defines it there);
+    /// the rest when idempotent.
+    fn answer(
         &self,
-        status: u16,
-        retry_after: Option<Duration>,
+        kind: RetryKind,
+        idempotent: bool,
+        wait: Option<Duration>,
         remaining: Option<Duration>,
     ) -> Class {
-        if let Some(wait) = retry_after {
+        let honoured = match kind {
+            RetryKind::Status(429 | 503) | RetryKind::Grpc(_) => wait,
+            _ => None,
+        };
+        if !kind.declined() && !idempotent {
+            return Class::Final(FinalReason::NotIdempotent(kind));
+        }
+        if let Some(wait) = honoured {
             let past_deadline = remaining.is_some_and(|remaining| wait > remaining);
             if past_deadline || wait > self.max_retry_after {
                 return Class::Final(FinalReason::RetryAfterTooLong { retry_after: wait });
             }
         }
         Class::Retryable {
-            kind: RetryKind::Status(status),
-            not_before: retry_after,
+            kind,
+            not_before: honoured,
         }
     }
 }
@@ -367,257 +552,4 @@ pub fn parse_grpc_pushback(value: Option<&HeaderValue>) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use AttemptResult::*;
-    use Class::{Final, Retryable, Success};
-
-    fn secs(n: u64) -> Duration {
-        Duration::from_secs(n)
-    }
-    fn status(status: u16) -> AttemptResult {
-        Response {
-            status,
-            retry_after: None,
-        }
-    }
-    fn after(status: u16, wait: u64) -> AttemptResult {
-        Response {
-            status,
-            retry_after: Some(secs(wait)),
-        }
-    }
-    fn retry(kind: RetryKind) -> Class {
-        Retryable {
-            kind,
-            not_before: None,
-        }
-    }
-    fn not_idempotent(kind: RetryKind) -> Class {
-        Final(FinalReason::NotIdempotent(kind))
-    }
-    fn too_long(wait: u64) -> Class {
-        Final(FinalReason::RetryAfterTooLong {
-            retry_after: secs(wait),
-        })
-    }
-
-    #[test]
-    fn every_status_rule_for_both_kinds_of_method() {
-        use RetryKind::Status as S;
-        let d = Classifier::default();
-        let d500 = Classifier {
-            retry_500: true,
-            ..Classifier::default()
-        };
-        let f = |n| Final(FinalReason::Status(n));
-        let w = |n, w| Retryable {
-            kind: S(n),
-            not_before: Some(secs(w)),
-        };
-        let (r, ni, tl) = (retry, not_idempotent, too_long);
-        // (classifier, result, remaining, class when idempotent, class when not)
-        let table: Vec<(&Classifier, AttemptResult, Option<u64>, Class, Class)> = vec![
-            (&d, status(100), None, Success, Success),
-            (&d, status(200), None, Success, Success),
-            (&d, status(304), None, Success, Success),
-            (&d, status(399), None, Success, Success),
-            (&d, status(400), None, f(400), f(400)),
-            (&d, status(404), None, f(404), f(404)),
-            (&d, after(409, 1), None, f(409), f(409)),
-            (&d, status(408), None, r(S(408)), r(S(408))),
-            (&d, status(429), None, r(S(429)), r(S(429))),
-            (&d, status(503), None, r(S(503)), r(S(503))),
-            (&d, after(429, 2), Some(5), w(429, 2), w(429, 2)),
-            (&d, after(503, 5), Some(5), w(503, 5), w(503, 5)),
-            (&d, after(503, 6), Some(5), tl(6), tl(6)),
-            (&d, after(429, 300), None, w(429, 300), w(429, 300)),
-            (&d, after(429, 301), None, tl(301), tl(301)),
-            (&d, after(503, 301), Some(999), tl(301), tl(301)),
-            (&d, status(502), None, r(S(502)), ni(S(502))),
-            (&d, status(504), None, r(S(504)), ni(S(504))),
-            (&d, after(502, 1), None, r(S(502)), ni(S(502))),
-            (&d, status(500), None, f(500), f(500)),
-            (&d500, status(500), None, r(S(500)), ni(S(500))),
-            (&d, status(501), None, f(501), f(501)),
-            (&d, status(505), None, f(505), f(505)),
-            (&d, status(599), None, f(599), f(599)),
-            (&d, status(600), None, f(600), f(600)),
-        ];
-        for (classifier, result, remaining, idempotent, not) in table {
-            let remaining = remaining.map(secs);
-            let got = |idem| classifier.classify(result, idem, remaining);
-            assert_eq!(got(true), idempotent, "{result:?} idempotent");
-            assert_eq!(got(false), not, "{result:?} not idempotent");
-        }
-    }
-
-    #[test]
-    fn transport_failures_are_retried_unless_the_request_was_written() {
-        use RetryKind as K;
-        // (result, kind, safe for any method because the request never arrived)
-        let table = [
-            (ConnectRefused, K::Refused, true),
-            (ConnectTimeout, K::ConnectTimeout, true),
-            (ResetBeforeWritten, K::Reset, true),
-            (TimeoutAfterWritten, K::Timeout, false),
-            (ErrorAfterWritten, K::Error, false),
-        ];
-        let classifier = Classifier::default();
-        for (result, kind, never_arrived) in table {
-            // An exhausted deadline is the deadline policy's business, not the classifier's.
-            for remaining in [None, Some(Duration::ZERO)] {
-                let got = |idem| classifier.classify(result, idem, remaining);
-                assert_eq!(got(true), retry(kind), "{result:?}");
-                let want = if never_arrived {
-                    retry(kind)
-                } else {
-                    not_idempotent(kind)
-                };
-                assert_eq!(got(false), want, "{result:?}");
-                assert_eq!(kind.reached_server(), !never_arrived);
-            }
-        }
-    }
-
-    #[test]
-    fn retry_kinds_know_timeouts_and_whether_the_server_was_reached() {
-        use RetryKind::*;
-        let table = [
-            (Refused, false, false),
-            (ConnectTimeout, true, false),
-            (Reset, false, false),
-            (Timeout, true, true),
-            (Error, false, true),
-            (Status(503), false, true),
-        ];
-        for (kind, timeout, reached) in table {
-            assert_eq!(kind.is_timeout(), timeout, "{kind:?}");
-            assert_eq!(kind.reached_server(), reached, "{kind:?}");
-        }
-    }
-
-    #[test]
-    fn idempotent_methods_and_idempotency_key() {
-        let none = HeaderMap::new();
-        let mut keyed = HeaderMap::new();
-        keyed.insert("Idempotency-Key", HeaderValue::from_static("k1"));
-        for m in [
-            Method::GET,
-            Method::HEAD,
-            Method::OPTIONS,
-            Method::PUT,
-            Method::DELETE,
-            Method::TRACE,
-        ] {
-            assert!(is_idempotent(&m, &none), "{m}");
-        }
-        let custom = Method::from_bytes(b"PURGE").unwrap();
-        for m in [Method::POST, Method::PATCH, Method::CONNECT, custom] {
-            assert!(!is_idempotent(&m, &none), "{m}");
-            assert!(is_idempotent(&m, &keyed), "{m} with key");
-        }
-    }
-
-    #[test]
-    fn retry_after_accepts_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        let table: [(&'static str, Option<Duration>); 12] = [
-            ("0", Some(Duration::ZERO)),
-            ("120", Some(secs(120))),
-            (" 7\t", Some(secs(7))),
-            ("99999999999999999999999", Some(secs(u64::MAX))),
-            ("Sun, 06 Nov 1994 08:49:47 GMT", Some(secs(10))),
-            ("Sunday, 06-Nov-94 08:49:47 GMT", Some(secs(10))),
-            ("Sun Nov  6 08:49:47 1994", Some(secs(10))),
-            ("Sun, 06 Nov 1994 08:49:00 GMT", Some(Duration::ZERO)),
-            ("", None),
-            ("-5", None),
-            ("1.5", None),
-            ("tomorrow", None),
-        ];
-        for (text, want) in table {
-            assert_eq!(
-                parse_retry_after(&HeaderValue::from_static(text), now),
-                want,
-                "{text:?}"
-            );
-        }
-        let bytes = HeaderValue::from_bytes(b"\xff").unwrap();
-        assert_eq!(parse_retry_after(&bytes, now), None);
-    }
-
-    fn any_result() -> impl Strategy<Value = AttemptResult> {
-        prop_oneof![
-            (any::<u16>(), proptest::option::of(0u64..1000)).prop_map(|(s, w)| Response {
-                status: s,
-                retry_after: w.map(secs)
-            }),
-            Just(ConnectRefused),
-            Just(ConnectTimeout),
-            Just(ResetBeforeWritten),
-            Just(TimeoutAfterWritten),
-            Just(ErrorAfterWritten),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn classification_invariants(
-            result in any_result(), idempotent in any::<bool>(), retry_500 in any::<bool>(),
-            max in 0u64..1000, remaining in proptest::option::of(0u64..1000),
-        ) {
-            let classifier = Classifier { retry_500, max_retry_after: secs(max) };
-            let class = classifier.classify(result, idempotent, remaining.map(secs));
-            if let Response { status, .. } = result {
-                prop_assert_eq!(class == Success, status < 400);
-                if (400..500).contains(&status) && status != 408 && status != 429 {
-                    prop_assert_eq!(class, Final(FinalReason::Status(status)));
-                }
-            }
-            if !idempotent && matches!(result, TimeoutAfterWritten | ErrorAfterWritten) {
-                prop_assert!(matches!(class, Final(FinalReason::NotIdempotent(_))));
-            }
-            if let Retryable { kind, not_before } = class {
-                // Whatever reached the server is retried only when idempotent or when the
-                // server said it did not do the work.
-                let declined = matches!(kind, RetryKind::Status(408 | 429 | 503));
-                prop_assert!(idempotent || !kind.reached_server() || declined);
-                if let Some(wait) = not_before {
-                    prop_assert!(wait <= secs(max) && remaining.is_none_or(|r| wait <= secs(r)));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn grpc_unavailable_retries_like_503_and_invalid_argument_is_final() {
-        let c = Classifier::default();
-        let response = |code| AttemptResult::Response {
-            status: grpc_status_as_http(code),
-            retry_after: None,
-        };
-        assert_eq!(
-            c.classify(response(14), false, None),
-            Class::Retryable {
-                kind: RetryKind::Status(503),
-                not_before: None
-            }
-        );
-        assert_eq!(c.classify(response(0), true, None), Class::Success);
-        assert!(matches!(
-            c.classify(response(3), true, None),
-            Class::Final(_)
-        ));
-        assert!(matches!(
-            c.classify(response(13), true, None),
-            Class::Final(_)
-        ));
-        assert_eq!(parse_grpc_pushback(None), None);
-        assert_eq!(
-            parse_grpc_pushback(Some(&HeaderValue::from_static("x"))),
-            Some(Duration::MAX)
-        );
-    }
-}
+mod tests;

@@ -277,7 +277,10 @@ impl Default for Classifier {
 /// ));
 /// ```
 #[derive(Clone)]
-pub struct Rule(Arc<dyn Fn(&AttemptResult, bool) -> Option<Class> + Send + Sync>);
+pub struct Rule(Arc<RuleFn>);
+
+/// The closure behind a [`Rule`].
+type RuleFn = dyn Fn(&AttemptResult, bool) -> Option<Class> + Send + Sync;
 
 impl Rule {
     /// A rule from a closure of the outcome and the request's idempotency.

@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn a_valid_file_is_counted() {
-        let text = "[upstreams.a]\ninstances = [\"127.0.0.1:9001\"]\n[upstreams.b]\ninstances = [\"127.0.0.1:9002\"]\n[[routes]]\nname = \"a\"\nupstream = \"a\"\n";
+        let text = "[upstreams.a]\ninstances = [\"127.0.0.1:9001\"]\n[upstreams.b]\ninstances = [\"127.0.0.1:9002\"]\n[[routes]]\nname = \"a\"\nupstream = \"a\"\ntimeout = \"1s\"\n";
         let (result, out, path) = validate(text, "valid");
         assert_eq!(result.unwrap(), ExitCode::SUCCESS);
         assert_eq!(out, format!("{path}: ok (1 route, 2 upstreams)\n"));

@@ -200,7 +200,7 @@ fn it_proxies_reloads_on_sighup_and_drains_on_sigterm() {
     );
     assert_eq!(json["routes"][0]["timeout"], "2s");
     assert_eq!(
-        json["routes"][0]["max_attempts"], 2,
+        json["routes"][0]["max_attempts"], 1,
         "the default, filled in"
     );
 

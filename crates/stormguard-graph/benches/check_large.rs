@@ -12,11 +12,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use stormguard::backoff::Backoff;
+use stormguard::classify::RetryOn;
 use stormguard::duration;
 use stormguard::hedge::HedgeDelay;
 use stormguard_graph::model::{
-    Call, CheckConfig, Entry, HedgeSpec, Latency, LimiterSpec, Service, Span,
+    Call, CheckConfig, Entry, HedgeSpec, Idempotent, Latency, LimiterSpec, Service, Span,
 };
 use stormguard_graph::{check, parse, Graph};
 
@@ -113,17 +113,24 @@ fn call(to: String, rng: &mut Rng) -> Call {
         } else {
             HedgeDelay::Quantile(0.95)
         },
-        max_extra: rng.chance(0.8).then_some(0.05),
+        max_extra: if rng.chance(0.8) { 0.05 } else { 1.0 },
     });
     Call {
         to,
         timeout: rng.chance(0.98).then(|| ms(*rng.pick(&TIMEOUTS))),
+        request_timeout: None,
         connect_timeout: rng.chance(0.9).then(|| ms(*rng.pick(&[5, 10, 30]))),
         rtt: ms(1),
         max_attempts: 1 + rng.below(3) as u32,
         backoff: rng.pick(&BACKOFFS).parse().expect("a valid backoff text"),
         limiter,
-        idempotent: rng.chance(0.95),
+        idempotent: if rng.chance(0.95) {
+            Idempotent::ByMethod
+        } else {
+            Idempotent::No
+        },
+        method: "GET".to_string(),
+        retry_on: RetryOn::default(),
         count: if rng.chance(0.85) {
             1
         } else {
@@ -291,9 +298,7 @@ fn write_call(out: &mut String, table: &str, c: &Call) {
         quoted(&duration::format(c.rtt)),
         c.max_attempts
     );
-    if c.backoff != Backoff::None {
-        let _ = writeln!(out, "backoff = {}", quoted(&c.backoff.to_string()));
-    }
+    let _ = writeln!(out, "backoff = {}", quoted(&c.backoff.to_string()));
     match c.limiter {
         Some(LimiterSpec::Budget { ratio, min_per_sec }) => {
             let _ = writeln!(
@@ -308,7 +313,9 @@ fn write_call(out: &mut String, table: &str, c: &Call) {
         }) => {
             let _ = writeln!(out, "token_bucket = {{ capacity = {capacity}, retry_cost = {retry_cost}, timeout_cost = {timeout_cost} }}");
         }
-        None => {}
+        None => {
+            let _ = writeln!(out, "retry_budget = \"none\"");
+        }
     }
     let _ = write!(
         out,
@@ -317,14 +324,8 @@ fn write_call(out: &mut String, table: &str, c: &Call) {
     );
     if let Some(hedge) = c.hedge {
         let delay = quoted(&hedge.delay.to_string());
-        match hedge.max_extra {
-            Some(extra) => {
-                let _ = writeln!(out, "hedge = {{ delay = {delay}, max_extra = {extra:?} }}");
-            }
-            None => {
-                let _ = writeln!(out, "hedge = {{ delay = {delay} }}");
-            }
-        }
+        let extra = hedge.max_extra;
+        let _ = writeln!(out, "hedge = {{ delay = {delay}, max_extra = {extra:?} }}");
     }
 }
 

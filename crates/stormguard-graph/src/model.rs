@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use stormguard::backoff::Backoff;
+use stormguard::classify::RetryOn;
 use stormguard::hedge::HedgeDelay;
 
 /// Where something is defined in the graph file, for error messages and SARIF locations.
@@ -84,24 +85,41 @@ impl Default for Latency {
 }
 
 /// One call from a service to another, with its policy.
+///
+/// The policy keys (`timeout` to `propagate_deadline`) are the ones a proxy route has, with the
+/// same meaning and the same defaults: both files read them with
+/// [`crate::parse::policy_keys`], and `docs/reference.md` lists them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Call {
     /// The service called.
     pub to: String,
-    /// Per attempt, from sending the request. `None`: the file gave none (a finding).
+    /// Each attempt, from its start (connecting included) to its answer. `None`: the file gave
+    /// none (a finding; a proxy route refuses it).
     pub timeout: Option<Duration>,
-    /// Connection establishment. `None`: the file gave none (a finding).
+    /// The whole call: every attempt and every wait between them (Envoy's route timeout, gRPC's
+    /// deadline, Gateway API's `timeouts.request`). `None`: only the caller's deadline bounds
+    /// it.
+    pub request_timeout: Option<Duration>,
+    /// Connecting, within the attempt's `timeout`. `None`: the file gave none, and only the
+    /// attempt's `timeout` bounds connecting (a finding).
     pub connect_timeout: Option<Duration>,
     /// Network round trip (default 1 ms).
     pub rtt: Duration,
     /// Attempts, the first included (default 1).
     pub max_attempts: u32,
-    /// Wait between attempts (default none).
+    /// Wait between attempts (default: the policy core's recommended full jitter, 25 ms base,
+    /// 250 ms cap; `"none"` for no wait).
     pub backoff: Backoff,
-    /// Retry budget or token bucket, if any.
+    /// Retry budget or token bucket (default: the recommended 20% budget with 10 retries a
+    /// second); `None` only when the file says `retry_budget = "none"`.
     pub limiter: Option<LimiterSpec>,
-    /// Whether a request may be applied twice (default true).
-    pub idempotent: bool,
+    /// Whether a request may be applied twice (default [`Idempotent::ByMethod`]).
+    pub idempotent: Idempotent,
+    /// The HTTP method of the call's requests (default GET), which `idempotent = "by-method"`
+    /// reads.
+    pub method: String,
+    /// The failures that may be retried (default: [`RetryOn::default`]).
+    pub retry_on: RetryOn,
     /// Sequential calls per request, e.g. a loop over items (default 1).
     pub count: u32,
     /// Whether it runs at once with the calls next to it that are also parallel (default false).
@@ -110,10 +128,61 @@ pub struct Call {
     pub required: bool,
     /// Hedging, if any.
     pub hedge: Option<HedgeSpec>,
-    /// Whether the remaining budget is passed downstream (default false).
+    /// Whether the remaining budget is passed downstream (default true).
     pub propagate_deadline: bool,
     /// Where this `[[services.NAME.calls]]` is.
     pub span: Span,
+}
+
+impl Call {
+    /// Whether this call's requests may be applied twice: `idempotent`, with "by-method" read
+    /// from `method` as RFC 9110 defines it (GET, HEAD, OPTIONS, PUT, DELETE, TRACE).
+    pub fn is_idempotent(&self) -> bool {
+        match self.idempotent {
+            Idempotent::Yes => true,
+            Idempotent::No => false,
+            Idempotent::ByMethod => http_method_is_idempotent(&self.method),
+        }
+    }
+}
+
+/// Whether `method` is idempotent by RFC 9110 (the policy core's list, by name).
+pub fn http_method_is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+    )
+}
+
+/// `idempotent = true | false | "by-method"`: whether a request that reached the server may be
+/// sent again.
+///
+/// ```
+/// use stormguard_graph::model::Idempotent;
+/// assert_eq!(Idempotent::default(), Idempotent::ByMethod);
+/// assert_eq!(Idempotent::ByMethod.to_string(), "\"by-method\"");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Idempotent {
+    /// `true`: every request may be applied twice, whatever its method.
+    Yes,
+    /// `false`: no request is sent again once it may have reached the server.
+    No,
+    /// `"by-method"` (the default): by the request's method, and in the proxy also by an
+    /// `Idempotency-Key` header.
+    #[default]
+    ByMethod,
+}
+
+impl std::fmt::Display for Idempotent {
+    /// As a file writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Idempotent::Yes => "true",
+            Idempotent::No => "false",
+            Idempotent::ByMethod => "\"by-method\"",
+        })
+    }
 }
 
 /// A call's retry limiter, as the file gives it.
@@ -142,8 +211,9 @@ pub enum LimiterSpec {
 pub struct HedgeSpec {
     /// When to send the hedge.
     pub delay: HedgeDelay,
-    /// Largest share of extra requests; `None` when the file gave none (a finding).
-    pub max_extra: Option<f64>,
+    /// Largest share of extra requests (default 0.05, see
+    /// [`crate::parse::policy_keys::HEDGE_MAX_EXTRA`]).
+    pub max_extra: f64,
 }
 
 /// Thresholds of the checks (`[check]`).

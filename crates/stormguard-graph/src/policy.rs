@@ -9,7 +9,7 @@ use stormguard::classify::Classifier;
 use stormguard::deadline::DeadlinePolicy;
 use stormguard::policy::{Limiter, RetryPolicy};
 
-use crate::model::{Call, LimiterSpec};
+use crate::model::{Call, Idempotent, LimiterSpec};
 
 /// The window of a retry budget built from a call: Finagle's and linkerd's 10 s.
 pub const BUDGET_TTL: Duration = Duration::from_secs(10);
@@ -18,8 +18,11 @@ pub const BUDGET_TTL: Duration = Duration::from_secs(10);
 /// call waits for its callee as a client without a timeout does.
 pub const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// The policy `call` runs with: its attempts, backoff, limiter (a fresh budget or bucket, to be
-/// shared by every request on this call), per-try timeout, idempotency and deadline propagation.
+/// The policy `call` runs with: its attempts, backoff, `retry_on`, limiter (a fresh budget or
+/// bucket, to be shared by every request on this call), per-try timeout, request timeout,
+/// idempotency and deadline propagation. `idempotent = "by-method"` is `None`: the mechanism
+/// passes each request's own idempotency ([`Call::is_idempotent`] in the simulator, the method
+/// and `Idempotency-Key` in the proxy).
 /// Fails only for a limiter the core refuses (the parser already refuses those).
 ///
 /// ```
@@ -44,15 +47,19 @@ pub fn retry_policy(call: &Call) -> Result<RetryPolicy, BudgetError> {
     Ok(RetryPolicy {
         max_attempts: call.max_attempts.max(1),
         backoff: call.backoff,
-        classifier: Classifier::default(),
+        classifier: Classifier::default().retry_on(call.retry_on),
         limiter: limiter(call)?,
         deadline: DeadlinePolicy {
             per_try_timeout: call.timeout.unwrap_or(NO_TIMEOUT),
             ..DeadlinePolicy::default()
         },
-        overall_timeout: None,
+        overall_timeout: call.request_timeout,
         expected_latency: Duration::ZERO,
-        idempotent: Some(call.idempotent),
+        idempotent: match call.idempotent {
+            Idempotent::Yes => Some(true),
+            Idempotent::No => Some(false),
+            Idempotent::ByMethod => None,
+        },
         adaptive_timeout: None,
         propagate_deadline: call.propagate_deadline,
     })

@@ -95,13 +95,13 @@ fn cockcroft_edge_gives_up_first() {
 }
 
 #[test]
-fn mux_misses_its_budget_by_its_connect_timeouts_and_own_work() {
+fn mux_misses_its_budget_by_its_own_work() {
     let report = run("mux-expediting.toml");
     assert_eq!(places(&report), ["entry-budget mux"]);
     let finding = &report.findings[0];
     assert_eq!(finding.limit, Some(2000.0));
     assert!(
-        (finding.value.unwrap() - 2217.0).abs() < 1.0,
+        (finding.value.unwrap() - 2106.5).abs() < 1.0,
         "{:?}",
         finding.value
     );

@@ -54,9 +54,9 @@ async fn config_shows_every_default_with_the_generation_and_the_file() {
     assert_eq!(json["file"], path.display().to_string());
     let route = &json["routes"][0];
     assert_eq!(route["timeout"], "2s");
-    // Left out of the file, filled in: the library's recommended policy.
-    assert_eq!(route["connect_timeout"], "1s");
-    assert_eq!(route["max_attempts"], 2);
+    // Left out of the file, filled in: a graph call's defaults.
+    assert_eq!(route["connect_timeout"], serde_json::Value::Null);
+    assert_eq!(route["max_attempts"], 1);
     assert_eq!(route["backoff"], "full-jitter(base=25ms, cap=250ms)");
     assert_eq!(json["listen"]["shutdown_grace"], "30s");
 }

@@ -69,7 +69,7 @@ fn assert_counted(replies: &[Reply], instances: &[&Instance]) {
 fn hedged_after_30ms(config: &mut stormguard_proxy::config::Config) {
     config.routes[0].call.hedge = Some(HedgeSpec {
         delay: HedgeDelay::Fixed(ms(30)),
-        max_extra: Some(1.0),
+        max_extra: 1.0,
     });
 }
 
@@ -100,6 +100,7 @@ async fn attempts_in_flight_when_the_deadline_ran_out_are_counted() {
     ];
     let mut config = single(&[hanging[0].addr, hanging[1].addr]);
     config.routes[0].call.timeout = Some(ms(300));
+    config.routes[0].call.request_timeout = Some(ms(300));
     hedged_after_30ms(&mut config);
     let proxy = start(config).await;
     let replies = send_ids(&proxy, 10).await;
@@ -113,6 +114,7 @@ async fn attempts_in_flight_when_the_deadline_ran_out_are_counted() {
     let hanging = slow_upstream(Duration::from_secs(2)).await;
     let mut config = single(&[failing.addr, hanging.addr]);
     config.routes[0].call.timeout = Some(ms(300));
+    config.routes[0].call.request_timeout = Some(ms(300));
     config.routes[0].call.limiter = None;
     let proxy = start(config).await;
     let replies = send_ids(&proxy, 20).await;

@@ -33,7 +33,7 @@ fn the_example_file_states_the_defaults_it_shows() {
     let minimal = config::parse(
         "minimal.toml",
         "[upstreams.api]\ninstances = [\"127.0.0.1:9001\"]\n[[routes]]\nname = \"api\"\n\
-         upstream = \"api\"\n",
+         upstream = \"api\"\ntimeout = \"1s\"\n",
     )
     .unwrap();
     assert_eq!(written.listen, minimal.listen);
@@ -44,6 +44,6 @@ fn the_example_file_states_the_defaults_it_shows() {
         minimal.upstreams["api"].protocol
     );
     let json = config::to_json(&written);
-    assert_eq!(json["routes"][0]["policy"]["worst_case_total"], "2s");
+    assert_eq!(json["routes"][0]["policy"]["worst_case_total"], "3s");
     assert_eq!(json["routes"][0]["fault"]["active"], false);
 }

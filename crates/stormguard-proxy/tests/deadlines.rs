@@ -79,10 +79,10 @@ async fn grpc_and_envoy_budgets_are_read_too() {
 }
 
 #[tokio::test]
-async fn the_route_timeout_caps_a_longer_budget() {
+async fn the_request_timeout_caps_a_longer_budget() {
     let slow = slow_upstream(Duration::from_secs(1)).await;
     let mut config = single(&[slow.addr]);
-    config.routes[0].call.timeout = Some(ms(300));
+    config.routes[0].call.request_timeout = Some(ms(300));
     let proxy = start(config).await;
     let client = client();
     let req = Request::get(proxy.url("/"))

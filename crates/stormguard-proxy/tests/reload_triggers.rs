@@ -29,7 +29,7 @@ async fn a_broken_file_keeps_the_old_generation_and_says_where_it_is_broken() {
     std::fs::write(&path, settings("max_attempts = 0")).unwrap();
     let error = reloader.reload(Trigger::Signal).await.unwrap_err();
     assert!(matches!(error, ReloadError::Load(_)), "{error:?}");
-    let place = format!("{}:8:16: `routes[0].max_attempts`: ", path.display());
+    let place = format!("{}:9:16: `routes[0].max_attempts`: ", path.display());
     assert!(error.to_string().starts_with(&place), "{error}");
     assert_eq!(proxy.generation(), 1);
     assert_eq!(
@@ -66,7 +66,7 @@ async fn a_missing_file_and_a_refused_apply_keep_the_running_settings() {
     assert_eq!(proxy.generation(), 1);
     assert_eq!(
         proxy.config().routes[0].call.timeout,
-        Some(Duration::from_secs(10))
+        Some(Duration::from_secs(2))
     );
     let text = metrics_text(&registry);
     assert!(

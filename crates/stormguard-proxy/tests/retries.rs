@@ -173,7 +173,7 @@ async fn a_slow_instance_is_hedged_to_a_fast_one() {
     let mut config = single(&[slow.addr, fast.addr]);
     config.routes[0].call.hedge = Some(HedgeSpec {
         delay: HedgeDelay::Fixed(ms(30)),
-        max_extra: Some(1.0),
+        max_extra: 1.0,
     });
     let proxy = start(config).await;
     let client = client();

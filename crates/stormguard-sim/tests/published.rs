@@ -48,8 +48,13 @@ fn within(measured: f64, expected: f64, tolerance: f64) -> bool {
 /// since his clients share nothing but the server), 10 s, a server that fails each attempt with
 /// probability `p`, and up to 4 tries. His network delay is Exp(10 ms) each way, ours a fixed
 /// 10 ms: neither load nor success depends on it. His server answers at once; ours works 1 us.
-/// `limiter` is the call's `retry_budget` or `token_bucket` line, or empty.
+/// `limiter` is the call's `retry_budget` or `token_bucket` line, or empty for none.
 fn retry_sim_graph(p: f64, limiter: &str) -> String {
+    let limiter = if limiter.is_empty() {
+        "retry_budget = \"none\""
+    } else {
+        limiter
+    };
     format!(
         r#"
         [entry]
@@ -64,6 +69,8 @@ fn retry_sim_graph(p: f64, limiter: &str) -> String {
         timeout = "1s"
         rtt = "20ms"
         max_attempts = 4
+        backoff = "none"
+        propagate_deadline = false
         {limiter}
         [services.server]
         concurrency = 100000
@@ -229,6 +236,8 @@ fn collapse_graph(backoff: &str) -> String {
         rtt = "200ms"
         max_attempts = 3
         backoff = "{backoff}"
+        retry_budget = "none"
+        propagate_deadline = false
         [services.server]
         concurrency = 100000
         queue = 0
@@ -332,6 +341,9 @@ fn bronson_graph(rate: f64, duration: &str) -> String {
         timeout = "1s"
         rtt = "1ms"
         max_attempts = 2
+        backoff = "none"
+        retry_budget = "none"
+        propagate_deadline = false
         [services.db]
         concurrency = 15
         queue = 1000000

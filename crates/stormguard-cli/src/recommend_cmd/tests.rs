@@ -83,11 +83,13 @@ timeout = "3s"
 to = "api"
 timeout = "1s"        # agreed with the api team
 connect_timeout = "100ms"
+propagate_deadline = false
 
 [[services.api.calls]]
 to = "db"
 timeout = "500ms"
 connect_timeout = "100ms"
+propagate_deadline = false
 
 [services.db]
 latency = { p50 = "20ms", p99 = "900ms" }

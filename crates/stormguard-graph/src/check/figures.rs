@@ -293,11 +293,12 @@ impl<'g> Model<'g> {
     }
 
     /// The longest call `i` of service `s` can take:
-    /// `count * (max_attempts * (connect_timeout + timeout) + backoff caps between attempts)`.
+    /// `count * min(request_timeout, max_attempts * timeout + backoff caps between attempts)`.
     ///
-    /// Without a timeout the caller waits as long as the callee works, so an attempt costs the
-    /// round trip plus the callee's worst case (nothing for a callee not in the graph). Without a
-    /// connect timeout nothing is added: the request timeout is taken to cover connecting.
+    /// `timeout` covers each attempt from its start, connecting included, as in the proxy and
+    /// the simulator. Without a timeout the caller waits as long as the callee works, so an
+    /// attempt costs the round trip plus the callee's worst case (nothing for a callee not in
+    /// the graph), or its connect timeout when that is longer (a blackholed connect).
     pub fn call_cost_ms(&self, s: usize, i: usize) -> f64 {
         let call = &self.services[s].calls[i];
         let waited = match call.timeout {
@@ -352,12 +353,20 @@ impl<'g> Model<'g> {
     }
 }
 
-/// The longest a call can take when each attempt waits `waited_ms` after connecting:
-/// `count * (max_attempts * (connect_timeout + waited) + backoff caps between attempts)`. Its
+/// The longest a call can take when each attempt lasts at most `attempt_ms`:
+/// `count * min(request_timeout, max_attempts * attempt + backoff caps between attempts)`. Its
 /// own function so that a fix can ask what a call would cost with another timeout.
-pub(super) fn cost_with_wait_ms(call: &Call, waited_ms: f64) -> f64 {
-    let per_attempt = ms_opt(call.connect_timeout) + waited_ms;
-    f64::from(call.count) * (f64::from(attempts(call)) * per_attempt + backoff_ms(call))
+pub(super) fn cost_with_wait_ms(call: &Call, attempt_ms: f64) -> f64 {
+    let attempt_ms = match call.timeout {
+        Some(_) => attempt_ms,
+        // No timeout: a connect that never completes waits its own timeout.
+        None => attempt_ms.max(ms_opt(call.connect_timeout)),
+    };
+    let every_attempt = f64::from(attempts(call)) * attempt_ms + backoff_ms(call);
+    let one = call
+        .request_timeout
+        .map_or(every_attempt, |cap| every_attempt.min(ms(cap)));
+    f64::from(call.count) * one
 }
 
 /// The longest a call waits between its attempts, in ms.

@@ -39,6 +39,7 @@
 //! timeout = "5s"
 //! connect_timeout = "3ms"
 //! max_attempts = 3
+//! retry_budget = "none"
 //!
 //! [services.db]
 //! instances = 2

@@ -142,9 +142,14 @@ fn brooker_five_layers_keeps_one_retrying_layer_and_every_comment() {
         "{}",
         fixed.text
     );
-    assert!(fixed
-        .text
-        .contains("retry_budget = { ratio = 0.1, min_per_sec = 10 }  # added by check --fix"));
+    assert!(
+        fixed.text.contains(
+            "retry_budget = { ratio = 0.1, min_per_sec = 10 }  # was \"none\" (check --fix: \
+             retry-without-budget)"
+        ),
+        "{}",
+        fixed.text
+    );
     // Only the lines the fix changed differ: five attempts replaced, one budget added.
     let lines = |t: &str| {
         t.lines()
@@ -218,6 +223,7 @@ instances = 2
 to = \"api\"
 timeout = \"5s\"
 connect_timeout = \"3ms\"
+propagate_deadline = false
 
 [services.api]
 instances = 2
@@ -225,10 +231,12 @@ instances = 2
 to = \"catalog\"
 timeout = \"5s\"
 connect_timeout = \"3ms\"
+propagate_deadline = false
 [[services.api.calls]]
 to = \"cart\"
 timeout = \"5s\"
 connect_timeout = \"3ms\"
+propagate_deadline = false
 
 [services.catalog]
 instances = 2
@@ -236,6 +244,7 @@ instances = 2
 to = \"db\"
 timeout = \"5s\"
 connect_timeout = \"3ms\"
+propagate_deadline = false
 
 [services.cart]
 instances = 2
@@ -243,6 +252,7 @@ instances = 2
 to = \"db\"
 timeout = \"5s\"
 connect_timeout = \"3ms\"
+propagate_deadline = false
 
 [services.db]
 instances = 2
@@ -313,11 +323,12 @@ connect_timeout = \"3ms\"
 
 #[test]
 fn fixes_that_undo_each_other_stop_at_the_best_state_seen() {
-    // deep-slowdown: 5 x 8 sequential queries under a 1 s timeout cannot all fit above db's
-    // latency, so fitting api under web and covering svc under api take turns.
-    let original = fixed(&example("deep-slowdown.toml"));
+    // deep-slowdown with 5 x 16 sequential queries under a 1 s timeout: they cannot all fit
+    // above db's latency, so fitting api under web and covering svc under api take turns.
+    let text = example("deep-slowdown.toml").replace("count = 8", "count = 16");
+    let original = fixed(&text);
     assert_eq!(original.stop, Stop::Cycle);
-    let before = check(&parse("g.toml", &example("deep-slowdown.toml")).unwrap());
+    let before = check(&parse("g.toml", &text).unwrap());
     assert!(original.report.summary.errors < before.summary.errors);
     let left = &original.report.findings[0];
     assert_eq!(

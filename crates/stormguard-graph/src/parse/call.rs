@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use stormguard::backoff::Backoff;
 use toml::Spanned;
 
 use super::convert::Converter;
 use super::locate::KeyPath;
+use super::policy_keys::{PolicyKeys, DEFAULT_METHOD};
 use super::raw::RawCall;
 use super::ParseError;
 use crate::model::Call;
@@ -17,7 +17,6 @@ impl Converter<'_> {
         let offset = raw.span().start;
         let raw = raw.into_inner();
         let to = self.required_service(raw.to.as_ref(), offset, path, "to", "this call goes to")?;
-        let max_attempts = self.max_attempts(raw.max_attempts.as_ref(), path, 1)?;
         let count = self.at_least_one(
             raw.count.as_ref(),
             path,
@@ -25,20 +24,31 @@ impl Converter<'_> {
             1,
             "a call made 0 times per request is no call; use 1 or more, or remove the call",
         )?;
-        let backoff = self.backoff(raw.backoff.as_ref(), path, Backoff::None)?;
-        // A call without a limiter retries without one: the graph describes what is, and
-        // `check` reports a retry that nothing limits.
-        let limiter = self.limiter(raw.retry_budget, raw.token_bucket, path, "call")?;
-        let hedge = raw.hedge.map(|hedge| self.hedge(hedge, path)).transpose()?;
+        let method = self.method(raw.method.as_ref(), path)?;
+        let policy = self.policy(
+            PolicyKeys {
+                offset,
+                timeout: raw.timeout.as_ref(),
+                request_timeout: raw.request_timeout.as_ref(),
+                connect_timeout: raw.connect_timeout.as_ref(),
+                max_attempts: raw.max_attempts.as_ref(),
+                backoff: raw.backoff.as_ref(),
+                retry_budget: raw.retry_budget,
+                token_bucket: raw.token_bucket,
+                retry_on: raw.retry_on.as_ref(),
+                idempotent: raw.idempotent.as_ref(),
+                hedge: raw.hedge,
+                propagate_deadline: raw.propagate_deadline,
+            },
+            path,
+            "call",
+        )?;
         self.metrics_key(raw.metrics.as_ref(), path)?;
         Ok(Call {
             to,
-            timeout: self.optional_duration(raw.timeout.as_ref(), path, "timeout")?,
-            connect_timeout: self.optional_duration(
-                raw.connect_timeout.as_ref(),
-                path,
-                "connect_timeout",
-            )?,
+            timeout: policy.timeout,
+            request_timeout: policy.request_timeout,
+            connect_timeout: policy.connect_timeout,
             rtt: self.nonzero_duration_or(
                 raw.rtt.as_ref(),
                 path,
@@ -47,17 +57,45 @@ impl Converter<'_> {
                 "a round trip over a network takes some time, and every check of a connect \
                  timeout is a multiple of it; use the measured round trip, e.g. \"1ms\"",
             )?,
-            max_attempts,
-            backoff,
-            limiter,
-            idempotent: raw.idempotent.unwrap_or(true),
+            max_attempts: policy.max_attempts,
+            backoff: policy.backoff,
+            limiter: policy.limiter,
+            idempotent: policy.idempotent,
+            method,
+            retry_on: policy.retry_on,
             count,
             parallel: raw.parallel.unwrap_or(false),
             required: raw.required.unwrap_or(true),
-            hedge,
-            propagate_deadline: raw.propagate_deadline.unwrap_or(false),
+            hedge: policy.hedge,
+            propagate_deadline: policy.propagate_deadline,
             span: self.span(offset),
         })
+    }
+
+    /// `method`: an HTTP method in capitals (default GET), read by `idempotent = "by-method"`.
+    fn method(
+        &self,
+        value: Option<&Spanned<String>>,
+        path: &KeyPath,
+    ) -> Result<String, ParseError> {
+        let Some(value) = value else {
+            return Ok(DEFAULT_METHOD.to_string());
+        };
+        let method = value.get_ref();
+        let valid = !method.is_empty()
+            && method.len() <= 32
+            && method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-');
+        if !valid {
+            return Err(self.error(
+                value.span().start,
+                &path.key("method"),
+                format!(
+                    "{method:?} is not an HTTP method: write it in capitals, e.g. \"GET\" or \
+                     \"POST\""
+                ),
+            ));
+        }
+        Ok(method.clone())
     }
 
     /// Checks a call's `metrics` key: label names as Prometheus spells them (`__name__` for the

@@ -9,10 +9,8 @@
 //! them with the [`ValueReader`] methods here, which check each value with the policy core's
 //! own constructor and pass its message on.
 //!
-//! What a file does when a key is absent altogether is its own: a graph call without
-//! `retry_budget` has no limiter and a route gets the recommended budget; a `hedge` without
-//! `max_extra` stays `None` in a graph (and `check` warns) where a route fills in 5%. So these
-//! functions take the default from the caller, or return `None` for it to fill in. The keys
+//! What an absent key means is decided once, in [`super::policy_keys`], for both files; these
+//! functions take that default from their caller, or return `None` for it to fill in. The keys
 //! left out *inside* a `retry_budget` or `token_bucket` table get the policy core's defaults in
 //! both files.
 //!
@@ -248,8 +246,8 @@ impl ValueReader<'_> {
         Err(self.error(at, &path.key(key), message))
     }
 
-    /// `parent.hedge`: its delay is required; its `max_extra` stays `None` when the file leaves
-    /// it out, for the caller to fill in or not.
+    /// `parent.hedge`: its delay is required; its `max_extra` is
+    /// [`super::policy_keys::HEDGE_MAX_EXTRA`] when the file leaves it out.
     pub fn hedge(&self, raw: Spanned<RawHedge>, parent: &KeyPath) -> Result<HedgeSpec, ParseError> {
         let path = &parent.key("hedge");
         let offset = raw.span().start;
@@ -268,7 +266,7 @@ impl ValueReader<'_> {
         let Some(max_extra) = &raw.max_extra else {
             return Ok(HedgeSpec {
                 delay,
-                max_extra: None,
+                max_extra: super::policy_keys::HEDGE_MAX_EXTRA,
             });
         };
         // The policy core decides what a valid hedge is.
@@ -281,7 +279,7 @@ impl ValueReader<'_> {
         })?;
         Ok(HedgeSpec {
             delay,
-            max_extra: Some(*max_extra.get_ref()),
+            max_extra: *max_extra.get_ref(),
         })
     }
 }

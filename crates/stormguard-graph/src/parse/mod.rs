@@ -22,8 +22,9 @@
 //! ## Shared with the proxy's settings
 //! The proxy's settings file is read the same way, with the pieces made public here: [`locate`]
 //! (positions and dotted keys), [`serde_error`] (serde's errors in the file's terms),
-//! [`values`] (located durations and counts) and [`keys`] (a call's policy keys, which a proxy
-//! route shares), so that both files refuse the same mistake in the same words.
+//! [`values`] (located durations and counts), [`keys`] (the tables of a call's policy) and
+//! [`policy_keys`] (every policy key a proxy route shares with a call, with the one set of
+//! defaults), so that both files refuse the same mistake in the same words and mean the same.
 //!
 //! ## Spans
 //! `Entry`, `Service`, `Call` and `Scenario` get the position of their table header (`[entry]`,
@@ -36,6 +37,7 @@ mod call;
 mod convert;
 pub mod keys;
 pub mod locate;
+pub mod policy_keys;
 mod raw;
 mod scenario;
 pub mod values;

@@ -14,7 +14,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::keys::{RawBucket, RawBudget, RawHedge};
+use super::keys::{RawBucket, RawHedge};
+use super::policy_keys::{RawIdempotent, RawLimiter};
 use super::values::{bare_number_message, DurationValue};
 
 /// The whole file.
@@ -65,13 +66,16 @@ pub(super) struct RawLatency {
 pub(super) struct RawCall {
     pub to: Option<Spanned<String>>,
     pub timeout: Option<Spanned<DurationText>>,
+    pub request_timeout: Option<Spanned<DurationText>>,
     pub connect_timeout: Option<Spanned<DurationText>>,
     pub rtt: Option<Spanned<DurationText>>,
     pub max_attempts: Option<Spanned<u32>>,
     pub backoff: Option<Spanned<String>>,
-    pub retry_budget: Option<Spanned<RawBudget>>,
+    pub retry_budget: Option<Spanned<RawLimiter>>,
     pub token_bucket: Option<Spanned<RawBucket>>,
-    pub idempotent: Option<bool>,
+    pub retry_on: Option<Spanned<Vec<Spanned<String>>>>,
+    pub idempotent: Option<Spanned<RawIdempotent>>,
+    pub method: Option<Spanned<String>>,
     pub count: Option<Spanned<u32>>,
     pub parallel: Option<bool>,
     pub required: Option<bool>,

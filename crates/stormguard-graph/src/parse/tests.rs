@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use stormguard::backoff::Backoff;
+use stormguard::classify::{Condition, RetryOn};
 use stormguard::hedge::HedgeDelay;
 
 use super::locate::{KeyPath, Lines};
 use super::*;
 use crate::model::{
-    Call, CheckConfig, Fault, HedgeSpec, Latency, LimiterSpec, LoadStep, Scenario, Span,
+    Call, CheckConfig, Fault, HedgeSpec, Idempotent, Latency, LimiterSpec, LoadStep, Scenario, Span,
 };
 
 /// The graph file of issue 3 as written there (comments included), with the `api` service it
@@ -26,18 +27,21 @@ latency = { p50 = "4ms", p99 = "40ms" }   # its own work, without its calls (log
 
 [[services.web.calls]]       # calls run in order; a run of calls with parallel = true runs at once
 to = "api"
-timeout = "1s"               # per attempt, from sending the request
+timeout = "1s"               # each attempt, from its start, connecting included
+request_timeout = "2s"       # the whole call, every attempt and wait (default none)
 connect_timeout = "30ms"
 rtt = "1ms"                  # network round trip (default 1ms)
 max_attempts = 2             # including the first (default 1)
-backoff = "full-jitter(base=25ms, cap=250ms)"   # default none; the library's text form
+backoff = "full-jitter(base=25ms, cap=250ms)"   # the default; the library's text form
 retry_budget = { ratio = 0.1, min_per_sec = 10 }   # or token_bucket = { capacity = 500, retry_cost = 5, timeout_cost = 10 }
-idempotent = true            # default true
+retry_on = ["default", "409"]   # the failures retried (default list: connect-failure, ...)
+idempotent = "by-method"     # true, false or "by-method" (the default)
+method = "PUT"               # the call's HTTP method (default GET)
 count = 1                    # sequential calls per request, e.g. a loop over items (default 1)
 parallel = false             # default false
 required = true              # false: failure is tolerated (an "expediting" call; default true)
 hedge = { delay = "50ms", max_extra = 0.05 }
-propagate_deadline = false   # pass the remaining budget downstream (default false)
+propagate_deadline = false   # pass the remaining budget downstream (default true)
 
 [services.api]
 instances = 2
@@ -100,6 +104,7 @@ fn the_issue_example_reads_every_field_as_written() {
         vec![Call {
             to: "api".to_string(),
             timeout: Some(ms(1000)),
+            request_timeout: Some(ms(2000)),
             connect_timeout: Some(ms(30)),
             rtt: ms(1),
             max_attempts: 2,
@@ -111,13 +116,15 @@ fn the_issue_example_reads_every_field_as_written() {
                 ratio: 0.1,
                 min_per_sec: 10
             }),
-            idempotent: true,
+            idempotent: Idempotent::ByMethod,
+            method: "PUT".to_string(),
+            retry_on: RetryOn::default().with(Condition::Status(409)),
             count: 1,
             parallel: false,
             required: true,
             hedge: Some(HedgeSpec {
                 delay: HedgeDelay::Fixed(ms(50)),
-                max_extra: Some(0.05)
+                max_extra: 0.05
             }),
             propagate_deadline: false,
             span: at(12, 1),
@@ -125,7 +132,7 @@ fn the_issue_example_reads_every_field_as_written() {
     );
 
     assert_eq!(graph.services["api"].instances, 2);
-    assert_eq!(graph.services["api"].span, at(27, 1));
+    assert_eq!(graph.services["api"].span, at(30, 1));
     assert_eq!(graph.services["db"].contention, ms(10));
     assert_eq!(
         graph.services.keys().collect::<Vec<_>>(),
@@ -160,7 +167,7 @@ fn the_issue_example_reads_every_field_as_written() {
                 to: ms(25_000),
                 rate: 600.0
             }],
-            span: at(37, 1),
+            span: at(40, 1),
         }
     );
 }
@@ -189,17 +196,26 @@ fn every_default_is_applied() {
         Call {
             to: "b".to_string(),
             timeout: None,
+            request_timeout: None,
             connect_timeout: None,
             rtt: ms(1),
             max_attempts: 1,
-            backoff: Backoff::None,
-            limiter: None,
-            idempotent: true,
+            backoff: Backoff::FullJitter {
+                base: ms(25),
+                cap: ms(250)
+            },
+            limiter: Some(LimiterSpec::Budget {
+                ratio: 0.2,
+                min_per_sec: 10
+            }),
+            idempotent: Idempotent::ByMethod,
+            method: "GET".to_string(),
+            retry_on: RetryOn::default(),
             count: 1,
             parallel: false,
             required: true,
             hedge: None,
-            propagate_deadline: false,
+            propagate_deadline: true,
             span: at(4, 1),
         }
     );
@@ -232,7 +248,7 @@ fn limiter_and_hedge_sub_keys_have_defaults() {
         calls[0].hedge,
         Some(HedgeSpec {
             delay: HedgeDelay::Quantile(0.95),
-            max_extra: None
+            max_extra: 0.05
         })
     );
     assert_eq!(

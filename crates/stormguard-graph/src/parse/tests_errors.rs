@@ -50,9 +50,10 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
     );
     assert_eq!(
         message,
-        "unknown key `timout`; valid keys here: `to`, `timeout`, `connect_timeout`, `rtt`, \
-         `max_attempts`, `backoff`, `retry_budget`, `token_bucket`, `idempotent`, `count`, \
-         `parallel`, `required`, `hedge`, `propagate_deadline`, `metrics`"
+        "unknown key `timout`; valid keys here: `to`, `timeout`, `request_timeout`, \
+         `connect_timeout`, `rtt`, `max_attempts`, `backoff`, `retry_budget`, `token_bucket`, \
+         `retry_on`, `idempotent`, `method`, `count`, `parallel`, `required`, `hedge`, \
+         `propagate_deadline`, `metrics`"
     );
     assert_error(
         "[entyr]\n",
@@ -290,7 +291,7 @@ fn wrong_types_say_what_was_expected() {
         7,
         14,
         "services.web.calls[0].idempotent",
-        &["expected a boolean"],
+        &["\"yes\" is not a choice: use true", "or \"by-method\""],
     );
     assert_error(
         &format!("{SERVICE}calls = 5\n"),

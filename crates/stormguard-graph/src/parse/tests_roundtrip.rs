@@ -6,13 +6,14 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use stormguard::backoff::Backoff;
+use stormguard::classify::RetryOn;
 use stormguard::hedge::HedgeDelay;
 
 use super::parse;
 use super::tests_writer::{without_spans, write};
 use crate::model::{
-    Call, CheckConfig, Entry, Fault, Graph, HedgeSpec, Latency, LimiterSpec, LoadStep, Scenario,
-    Service, Span,
+    Call, CheckConfig, Entry, Fault, Graph, HedgeSpec, Idempotent, Latency, LimiterSpec, LoadStep,
+    Scenario, Service, Span,
 };
 
 /// Names that need no quoting and names that do, so headers are written and read with quotes.
@@ -88,7 +89,7 @@ fn hedge() -> impl Strategy<Value = Option<HedgeSpec>> {
         prop::sample::select(vec!["p50", "p90", "p95", "p99", "p99.9"])
             .prop_map(|text| text.parse::<HedgeDelay>().unwrap()),
     ];
-    let max_extra = prop::option::of((0u32..=100).prop_map(|n| f64::from(n) / 100.0));
+    let max_extra = (0u32..=100).prop_map(|n| f64::from(n) / 100.0);
     prop::option::of(
         (delay, max_extra).prop_map(|(delay, max_extra)| HedgeSpec { delay, max_extra }),
     )
@@ -98,23 +99,39 @@ fn call(services: usize) -> impl Strategy<Value = Call> {
     (
         (
             0..services,
-            prop::option::of(ms()),
+            prop::option::of(ms().prop_map(|d| d.max(Duration::from_millis(1)))),
             prop::option::of(micros()),
             or_default(Duration::from_millis(1), micros()),
         ),
         (
             or_default(1, 1u32..6),
-            or_default(Backoff::None, backoff()),
+            or_default(Backoff::default(), backoff()),
             limiter(),
-            any::<bool>(),
+            prop::sample::select(vec![Idempotent::Yes, Idempotent::No, Idempotent::ByMethod]),
             or_default(1, 1u32..10),
         ),
         (any::<bool>(), any::<bool>(), hedge(), any::<bool>()),
+        (
+            prop::option::of(ms()),
+            prop::sample::select(vec!["GET", "POST", "PUT"]),
+            prop::sample::select(vec![
+                RetryOn::default(),
+                RetryOn::none(),
+                RetryOn::parse_list(["409", "unavailable", "5xx"]).unwrap(),
+            ]),
+        ),
     )
-        .prop_map(move |(a, b, c)| Call {
+        .prop_map(move |(a, b, c, d)| Call {
             to: NAMES[a.0].to_string(),
             timeout: a.1,
-            connect_timeout: a.2,
+            request_timeout: d.0.map(|extra| a.1.unwrap_or_default() + extra),
+            method: d.1.to_string(),
+            retry_on: d.2,
+            // The parser refuses a connect timeout above the attempt's.
+            connect_timeout: match (a.2, a.1) {
+                (Some(connect), Some(timeout)) => Some(connect.min(timeout)),
+                (connect, _) => connect,
+            },
             rtt: a.3,
             max_attempts: b.0,
             backoff: b.1,

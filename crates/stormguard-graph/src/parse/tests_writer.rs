@@ -5,10 +5,14 @@
 use std::time::Duration;
 
 use stormguard::backoff::Backoff;
+use stormguard::classify::RetryOn;
 use stormguard::duration::format;
 
 use super::locate::KeyPath;
-use crate::model::{Call, CheckConfig, Graph, Latency, LimiterSpec, Scenario, Service, Span};
+use super::policy_keys::HEDGE_MAX_EXTRA;
+use crate::model::{
+    Call, CheckConfig, Graph, Idempotent, Latency, LimiterSpec, Scenario, Service, Span,
+};
 
 /// Text being written; with `terse`, values equal to their default are left out.
 struct Writer {
@@ -57,6 +61,7 @@ impl Writer {
     fn call(&mut self, c: &Call) {
         self.key("to", format!("{:?}", c.to));
         self.optional("timeout", c.timeout.map(duration));
+        self.optional("request_timeout", c.request_timeout.map(duration));
         self.optional("connect_timeout", c.connect_timeout.map(duration));
         self.unless_default("rtt", c.rtt, Duration::from_millis(1), duration(c.rtt));
         self.unless_default(
@@ -66,7 +71,7 @@ impl Writer {
             c.max_attempts.to_string(),
         );
         let backoff = format!("\"{}\"", c.backoff);
-        self.unless_default("backoff", c.backoff, Backoff::None, backoff);
+        self.unless_default("backoff", c.backoff, Backoff::default(), backoff);
         match c.limiter {
             Some(LimiterSpec::Budget { ratio, min_per_sec }) => self.key(
                 "retry_budget",
@@ -83,21 +88,34 @@ impl Writer {
                      timeout_cost = {timeout_cost} }}"
                 ),
             ),
-            None => {}
+            None => self.key("retry_budget", "\"none\"".to_string()),
         }
-        self.unless_default("idempotent", c.idempotent, true, c.idempotent.to_string());
+        let retry_on: Vec<String> = c
+            .retry_on
+            .conditions()
+            .iter()
+            .map(|condition| format!("\"{condition}\""))
+            .collect();
+        let retry_on = format!("[{}]", retry_on.join(", "));
+        self.unless_default("retry_on", c.retry_on, RetryOn::default(), retry_on);
+        let idempotent = c.idempotent.to_string();
+        self.unless_default("idempotent", c.idempotent, Idempotent::ByMethod, idempotent);
+        let method = format!("{:?}", c.method);
+        self.unless_default("method", c.method.as_str(), "GET", method);
         self.unless_default("count", c.count, 1, c.count.to_string());
         self.unless_default("parallel", c.parallel, false, c.parallel.to_string());
         self.unless_default("required", c.required, true, c.required.to_string());
         self.optional(
             "hedge",
             c.hedge.map(|h| match h.max_extra {
-                Some(extra) => format!("{{ delay = \"{}\", max_extra = {extra:?} }}", h.delay),
-                None => format!("{{ delay = \"{}\" }}", h.delay),
+                extra if self.terse && extra == HEDGE_MAX_EXTRA => {
+                    format!("{{ delay = \"{}\" }}", h.delay)
+                }
+                extra => format!("{{ delay = \"{}\", max_extra = {extra:?} }}", h.delay),
             }),
         );
         let propagate = c.propagate_deadline.to_string();
-        self.unless_default("propagate_deadline", c.propagate_deadline, false, propagate);
+        self.unless_default("propagate_deadline", c.propagate_deadline, true, propagate);
     }
 
     fn check(&mut self, check: &CheckConfig) {

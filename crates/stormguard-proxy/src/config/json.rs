@@ -12,7 +12,7 @@
 use serde_json::{json, Value};
 use stormguard::duration::format as duration;
 use stormguard::policy::Limiter;
-use stormguard_graph::model::LimiterSpec;
+use stormguard_graph::model::{Idempotent, LimiterSpec};
 
 use super::model::{Config, Listen, Route, Upstream};
 use super::policy::{per_try_timeout, route_policy, worst_case_total};
@@ -32,10 +32,11 @@ pub const REDACTED: &str = "[redacted]";
 /// [[routes]]
 /// name = "api"
 /// upstream = "api"
+/// timeout = "2s"
 /// "#).unwrap();
 /// let json = config::to_json(&config);
-/// assert_eq!(json["routes"][0]["timeout"], "10s");
-/// assert_eq!(json["routes"][0]["policy"]["worst_case_total"], "10s");
+/// assert_eq!(json["routes"][0]["timeout"], "2s");
+/// assert_eq!(json["routes"][0]["policy"]["worst_case_total"], "2s");
 /// assert_eq!(json["listen"]["max_request_body"]["human"], "8MiB");
 /// ```
 pub fn to_json(config: &Config) -> Value {
@@ -116,11 +117,13 @@ fn route(route: &Route, faults_enabled: bool) -> Value {
         },
         "upstream": route.upstream,
         "timeout": call.timeout.map(duration),
+        "request_timeout": call.request_timeout.map(duration),
         "connect_timeout": call.connect_timeout.map(duration),
         "max_attempts": call.max_attempts,
         "backoff": call.backoff.to_string(),
         "retry_budget": retry_budget,
         "token_bucket": token_bucket,
+        "retry_on": call.retry_on.conditions().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "hedge": call.hedge.map(|hedge| json!({
             "delay": hedge.delay.to_string(),
             "max_extra": hedge.max_extra,
@@ -133,7 +136,11 @@ fn route(route: &Route, faults_enabled: bool) -> Value {
         "propagate_deadline": call.propagate_deadline,
         "deadline_reserve": duration(route.deadline_reserve),
         "retry_body_limit": bytes(route.retry_body_limit),
-        "idempotent": call.idempotent,
+        "idempotent": match call.idempotent {
+            Idempotent::Yes => json!(true),
+            Idempotent::No => json!(false),
+            Idempotent::ByMethod => json!("by-method"),
+        },
         "fault": route.fault.map(|fault| json!({
             "delay": duration(fault.delay),
             "delay_percent": fault.delay_percent,
@@ -172,7 +179,11 @@ fn derived(route: &Route) -> Value {
     };
     let replay = match policy.idempotent {
         Some(false) => "never once the request was written; refused connections only".to_string(),
-        _ => format!(
+        Some(true) => format!(
+            "every request, whatever its method, with bodies up to {}",
+            size::format(route.retry_body_limit)
+        ),
+        None => format!(
             "after a failure that may have reached the upstream, only requests idempotent by \
              method or Idempotency-Key, with bodies up to {}; refused connections always",
             size::format(route.retry_body_limit)

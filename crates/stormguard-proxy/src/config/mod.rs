@@ -35,39 +35,34 @@
 //! name = "api"                    # required, unique
 //! upstream = "api"                # required
 //! # match = { path_prefix = "/", host = "api.internal" }, both optional
-//! # timeout, connect_timeout, max_attempts, backoff, retry_budget | token_bucket, hedge,
-//! # adaptive_timeout, propagate_deadline, deadline_reserve, retry_body_limit, idempotent,
-//! # fault: see below
+//! timeout = "2s"                  # required: each attempt, connecting included
+//! # request_timeout, connect_timeout, max_attempts, backoff, retry_budget | token_bucket,
+//! # retry_on, hedge, adaptive_timeout, propagate_deadline, deadline_reserve, retry_body_limit,
+//! # idempotent, fault: see below
 //!
 //! [faults]
 //! enabled = false                 # default
 //! ```
 //!
-//! A route's defaults are the library's recommended policy
-//! ([`RetryPolicy::recommended`](stormguard::policy::RetryPolicy::recommended)): `max_attempts
-//! = 2`, backoff `full-jitter(base=25ms, cap=250ms)`, a retry budget of ratio 0.2 with 10/s
-//! minimum (over 10 s), `timeout = "10s"` (per attempt, and the cap of the request's deadline
-//! at this hop, as Envoy's route timeout), `deadline_reserve = "5ms"`,
-//! `propagate_deadline = true`, requests replayed only when idempotent by method or
-//! `Idempotency-Key`. It adds what the recommended policy has no field for:
-//! `connect_timeout = "1s"` (or the timeout, if shorter) and `retry_body_limit = "64KiB"`
-//! (the layers' `DEFAULT_BODY_LIMIT`). A `hedge` without `max_extra` gets 5%, an
-//! `adaptive_timeout` without bounds gets `min = "10ms"` and `max` = the route's timeout, and
-//! `false_timeout_rate = 0.001`. A route cannot turn its limiter off: with `max_attempts = 1`
-//! it does not retry, and with more it retries within a budget.
+//! A route's policy keys are a graph call's, read by the same code with the same defaults
+//! ([`stormguard_graph::parse::policy_keys`], listed in `docs/reference.md`): `timeout` is each
+//! attempt, connecting included; `request_timeout` the whole request, retries and waits
+//! included (none by default: only the caller's propagated deadline bounds it);
+//! `connect_timeout` is within `timeout` (by default the timeout bounds connecting);
+//! `max_attempts = 1`; backoff `full-jitter(base=25ms, cap=250ms)`; a retry budget of ratio
+//! 0.2 with 10/s minimum (over 10 s), `retry_budget = "none"` for none; `retry_on` the default
+//! list; `idempotent = "by-method"` (by method and `Idempotency-Key`; `true` replays every
+//! request, `false` none once written, and takes no hedge); a `hedge` without `max_extra` gets
+//! 5%; `propagate_deadline = true`. The proxy's own keys: `deadline_reserve = "5ms"`,
+//! `retry_body_limit = "64KiB"` (the layers' `DEFAULT_BODY_LIMIT`), an `adaptive_timeout`
+//! without bounds gets `min = "10ms"`, `max` = the route's timeout and
+//! `false_timeout_rate = 0.001`.
 //!
-//! Where the proxy reads a key differently from a graph file, and why:
-//! - the defaults above, where a graph call defaults to no retry, no limiter and no deadline
-//!   propagation (a graph file describes what is; a route says what should be);
-//! - `timeout` also caps the request's whole time at this hop (the inbound budget, retries
-//!   included), where a graph call's is per attempt only: so a route retries fast failures
-//!   within its timeout, and slow attempts only under an `adaptive_timeout`;
-//! - `timeout` includes connecting (in the graph, connecting comes on top), because the
-//!   attempt's timer starts before the connection is made; so `connect_timeout` above
-//!   `timeout` is refused;
-//! - `idempotent = true` (the default) means "decide per request by method and
-//!   `Idempotency-Key`", never "replay a written POST"; `false` means "never replay once
-//!   written", and such a route takes no hedge (see [`route_policy`]).
+//! Where a proxy refuses what a graph file may describe: a route without `timeout` (it would
+//! hold a client and an upstream slot for as long as the upstream hangs), and a route that
+//! retries without `request_timeout` (until `request_timeout` existed, a route's `timeout` also
+//! capped the whole request; an old file must say which it meant, never silently lose that
+//! cap).
 //!
 //! ## What is refused
 //! Everything the proxy could not run as written, each error at `file:line:column` of the
@@ -121,8 +116,9 @@ pub use stormguard_graph::parse::ParseError;
 /// [[routes]]
 /// name = "api"
 /// upstream = "api"
+/// timeout = "2s"
 /// "#).unwrap();
-/// assert_eq!(config.routes[0].call.max_attempts, 2);
+/// assert_eq!(config.routes[0].call.max_attempts, 1);
 ///
 /// let error = config::parse("stormguard.toml", "[[routes]]\nname = \"api\"\nupstream = \"apu\"\n")
 ///     .unwrap_err();

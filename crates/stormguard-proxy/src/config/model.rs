@@ -26,7 +26,8 @@ use stormguard_graph::model::Call;
 /// "#).unwrap();
 /// assert_eq!(config.listen.address.to_string(), "127.0.0.1:8080");
 /// assert_eq!(config.routes[0].call.timeout, Some(Duration::from_secs(2)));
-/// assert_eq!(config.routes[0].call.connect_timeout, Some(Duration::from_secs(1)));
+/// // No connect_timeout: the attempt's timeout bounds connecting.
+/// assert_eq!(config.routes[0].call.connect_timeout, None);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -123,6 +124,7 @@ pub struct Upstream {
 /// [[routes]]
 /// name = "api"
 /// upstream = "api"
+/// timeout = "2s"
 /// "#).unwrap();
 /// assert_eq!(config.upstreams["api"].protocol, Protocol::Http2);
 /// assert_eq!(Protocol::default().as_str(), "http1");
@@ -155,13 +157,10 @@ pub struct Route {
     pub matcher: RouteMatch,
     /// The upstream's name (a key of [`Config::upstreams`]).
     pub upstream: String,
-    /// The policy as a graph call (`to` is the upstream): timeout, connect timeout, attempts,
-    /// backoff, limiter, hedge, idempotency override and deadline propagation, with the
-    /// recommended values where the file gave none. `timeout` and `connect_timeout` are always
-    /// `Some`, `limiter` is always `Some` and a hedge's `max_extra` is always `Some`.
-    /// `idempotent` is `true` unless the file says `idempotent = false`: `true` means
-    /// "decide per request by method and `Idempotency-Key`" (see
-    /// [`route_policy`](super::route_policy)), `false` "never replay once written".
+    /// The policy as a graph call (`to` is the upstream), read by the same code with the same
+    /// defaults as a call in a graph file. `timeout` is always `Some` (a route without one is
+    /// refused); `idempotent = "by-method"` is decided per request by method and
+    /// `Idempotency-Key` (see [`route_policy`](super::route_policy)).
     pub call: Call,
     /// Per-attempt timeout from observed latency, within bounds, when set.
     pub adaptive_timeout: Option<AdaptiveTimeoutSpec>,

@@ -7,21 +7,20 @@
 //! | route key | core value |
 //! |---|---|
 //! | `timeout` | `RetryPolicy::deadline.per_try_timeout` (per attempt, connecting included) |
+//! | `request_timeout` | `RetryPolicy::overall_timeout`, and the `DeadlineLayer`'s cap on the whole request |
 //! | `max_attempts`, `backoff` | `RetryPolicy::max_attempts`, `RetryPolicy::backoff` |
+//! | `retry_on` | `RetryPolicy::classifier.retry_on` |
 //! | `retry_budget` / `token_bucket` | `RetryPolicy::limiter` (a fresh budget or bucket) |
 //! | `propagate_deadline` | `RetryPolicy::propagate_deadline` |
 //! | `deadline_reserve` | `RetryPolicy::deadline.reserve` |
 //! | `adaptive_timeout` | `RetryPolicy::adaptive_timeout` (factor 1) |
-//! | `idempotent` | `RetryPolicy::idempotent`: `true` (the default) is `None`, by method and `Idempotency-Key`; `false` is `Some(false)` |
+//! | `idempotent` | `RetryPolicy::idempotent` and `HedgeLayer::idempotent`: `"by-method"` (the default) is `None`, by method and `Idempotency-Key`; `true` is `Some(true)`; `false` is `Some(false)` |
 //! | `hedge` | [`hedge_policy`]: a `HedgePolicy` for the `HedgeLayer` |
-//! | `connect_timeout` | not a policy value: the connector's timeout |
+//! | `connect_timeout` | not a policy value: the connector's timeout (the attempt's `timeout` when absent) |
 //! | `retry_body_limit` | `RetryLayer::body_limit` and `HedgeLayer::body_limit` |
 //!
-//! `idempotent = true` never makes a written POST replayable: the issue's rule is that a request
-//! whose body was written and is not idempotent by method or `Idempotency-Key` is never
-//! replayed, and the hedge layer decides by method alone, so `Some(true)` would make the two
-//! layers disagree. A route that may replay everything should ask its clients to send
-//! `Idempotency-Key`.
+//! Both layers get the same idempotency, so a request the retry layer would not replay is never
+//! hedged either.
 
 use std::time::Duration;
 
@@ -82,7 +81,7 @@ pub enum PolicyError {
 /// "#).unwrap();
 /// let policy = route_policy(&config.routes[0]).unwrap();
 /// assert_eq!(policy.deadline.per_try_timeout, Duration::from_secs(2));
-/// assert_eq!(policy.max_attempts, 2); // the recommended one retry
+/// assert_eq!(policy.max_attempts, 1); // no retry unless the route asks, as a graph call
 /// assert_eq!(policy.idempotent, None); // decided per request, by method
 /// ```
 pub fn route_policy(route: &Route) -> Result<RetryPolicy, PolicyError> {
@@ -93,11 +92,6 @@ pub fn route_policy(route: &Route) -> Result<RetryPolicy, PolicyError> {
         }
     })?;
     policy.deadline.reserve = route.deadline_reserve;
-    policy.idempotent = if route.call.idempotent {
-        None
-    } else {
-        Some(false)
-    };
     policy.adaptive_timeout = route
         .adaptive_timeout
         .map(|spec| AdaptiveTimeout::new(spec.false_timeout_rate, spec.min, spec.max))
@@ -121,6 +115,7 @@ pub fn route_policy(route: &Route) -> Result<RetryPolicy, PolicyError> {
 /// [[routes]]
 /// name = "api"
 /// upstream = "api"
+/// timeout = "2s"
 /// hedge = { delay = "p95" }
 /// "#).unwrap();
 /// let hedge = hedge_policy(&config.routes[0]).unwrap().unwrap();
@@ -130,12 +125,7 @@ pub fn hedge_policy(route: &Route) -> Result<Option<HedgePolicy>, PolicyError> {
     route
         .call
         .hedge
-        .map(|spec| {
-            HedgePolicy::new(
-                spec.delay,
-                spec.max_extra.unwrap_or(super::route::HEDGE_MAX_EXTRA),
-            )
-        })
+        .map(|spec| HedgePolicy::new(spec.delay, spec.max_extra))
         .transpose()
         .map_err(|source| PolicyError::Hedge {
             route: route.name.clone(),
@@ -155,15 +145,10 @@ pub fn per_try_timeout(route: &Route) -> Duration {
         .map_or(timeout, |adaptive| adaptive.max.min(timeout))
 }
 
-/// The longest a request on `route` can take: the route's `timeout`, which caps the request's
-/// deadline at this hop (as Envoy's route timeout does), or less when every attempt with its
-/// waits fits in less: `max_attempts x per-try timeout + the backoff's longest waits`. An
-/// inbound budget shorter than that binds first. The per-try timeout includes connecting, so
-/// `connect_timeout` adds nothing.
-///
-/// So a retry after an attempt that used the whole timeout never fits; retries after fast
-/// failures (refused, 503) do, and an `adaptive_timeout` leaves room for retries of slow
-/// attempts inside the cap.
+/// The longest a request on `route` can take: every attempt (of at most the per-try timeout)
+/// and the backoff's longest waits between them, `max_attempts x per-try timeout + waits`, cut
+/// by `request_timeout` when the route has one. An inbound budget shorter than that binds
+/// first. The per-try timeout includes connecting, so `connect_timeout` adds nothing.
 ///
 /// ```
 /// use std::time::Duration;
@@ -176,6 +161,8 @@ pub fn per_try_timeout(route: &Route) -> Duration {
 /// name = "api"
 /// upstream = "api"
 /// timeout = "2s"
+/// max_attempts = 2
+/// request_timeout = "3s"
 /// adaptive_timeout = { max = "500ms" }
 /// "#).unwrap();
 /// // Two attempts of at most 500 ms and a full-jitter wait of at most 25 ms between them.
@@ -186,11 +173,10 @@ pub fn worst_case_total(route: &Route) -> Duration {
     let every_attempt = per_try_timeout(route)
         .saturating_mul(attempts)
         .saturating_add(route.call.backoff.worst_case_total(attempts - 1));
-    let cap = route
+    route
         .call
-        .timeout
-        .unwrap_or(stormguard_graph::policy::NO_TIMEOUT);
-    every_attempt.min(cap)
+        .request_timeout
+        .map_or(every_attempt, |cap| every_attempt.min(cap))
 }
 
 #[cfg(test)]
@@ -205,18 +191,30 @@ mod tests {
     const BASE: &str = "[upstreams.api]\ninstances = [\"127.0.0.1:9001\"]\n[[routes]]\n\
                         name = \"api\"\nupstream = \"api\"\n";
 
+    /// [`BASE`] with a timeout, the least a route needs.
+    const TIMED: &str = "[upstreams.api]\ninstances = [\"127.0.0.1:9001\"]\n[[routes]]\n\
+                         name = \"api\"\nupstream = \"api\"\ntimeout = \"10s\"\n";
+
+    /// The route of [`TIMED`] and `extra`, or of [`BASE`] when `extra` gives the timeout.
     fn route(extra: &str) -> Route {
-        parse("p.toml", &format!("{BASE}{extra}"))
+        let base = if extra.starts_with("timeout = ") {
+            BASE
+        } else {
+            TIMED
+        };
+        parse("p.toml", &format!("{base}{extra}"))
             .unwrap()
             .routes
             .remove(0)
     }
 
     #[test]
-    fn a_route_that_says_nothing_gets_the_recommended_policy() {
+    fn a_route_that_says_nothing_gets_the_recommended_policy_but_no_retry() {
         let policy = route_policy(&route("")).unwrap();
         let recommended = RetryPolicy::recommended();
-        assert_eq!(policy.max_attempts, recommended.max_attempts);
+        // One attempt, as a graph call that says nothing; how to retry is recommended.
+        assert_eq!(policy.max_attempts, 1);
+        assert_eq!(policy.classifier, recommended.classifier);
         assert_eq!(policy.backoff, recommended.backoff);
         assert_eq!(policy.deadline, recommended.deadline);
         assert_eq!(policy.idempotent, recommended.idempotent);
@@ -306,12 +304,18 @@ mod tests {
     }
 
     #[test]
-    fn the_worst_case_is_the_timeout_or_every_attempt_and_wait_when_less() {
-        // The timeout caps the deadline: 3 attempts of 1 s cannot all run.
-        let three = route("timeout = \"1s\"\nmax_attempts = 3\n");
-        assert_eq!(worst_case_total(&three), Duration::from_secs(1));
+    fn the_worst_case_is_every_attempt_and_wait_or_the_request_timeout_when_less() {
+        // request_timeout caps the request: 3 attempts of 1 s cannot all run in 1.5 s.
+        let three = route("timeout = \"1s\"\nmax_attempts = 3\nrequest_timeout = \"1500ms\"\n");
+        assert_eq!(worst_case_total(&three), Duration::from_millis(1500));
+        // 3 attempts of 1 s and two waits of at most 25 and 50 ms, when that is less.
+        let all = route("timeout = \"1s\"\nmax_attempts = 3\nrequest_timeout = \"9s\"\n");
+        assert_eq!(worst_case_total(&all), Duration::from_millis(3075));
         // 2 adaptive attempts of at most 300 ms, a wait of at most 25 ms.
-        let adaptive = route("timeout = \"1s\"\nadaptive_timeout = { max = \"300ms\" }\n");
+        let adaptive = route(
+            "timeout = \"1s\"\nmax_attempts = 2\nrequest_timeout = \"2s\"\n\
+             adaptive_timeout = { max = \"300ms\" }\n",
+        );
         assert_eq!(per_try_timeout(&adaptive), Duration::from_millis(300));
         assert_eq!(worst_case_total(&adaptive), Duration::from_millis(625));
         let once = route("timeout = \"1s\"\nmax_attempts = 1\n");

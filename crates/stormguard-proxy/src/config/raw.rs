@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
-use stormguard_graph::parse::keys::{RawBucket, RawBudget, RawHedge};
+use stormguard_graph::parse::keys::{RawBucket, RawHedge};
+use stormguard_graph::parse::policy_keys::{RawIdempotent, RawLimiter};
 use stormguard_graph::parse::values::{bare_number_message, DurationValue};
 use toml::Spanned;
 
@@ -74,17 +75,19 @@ pub(super) struct RawRoute {
     pub matcher: Option<Spanned<RawMatch>>,
     pub upstream: Option<Spanned<String>>,
     pub timeout: Option<Spanned<Scalar>>,
+    pub request_timeout: Option<Spanned<Scalar>>,
     pub connect_timeout: Option<Spanned<Scalar>>,
     pub max_attempts: Option<Spanned<u32>>,
     pub backoff: Option<Spanned<String>>,
-    pub retry_budget: Option<Spanned<RawBudget>>,
+    pub retry_budget: Option<Spanned<RawLimiter>>,
     pub token_bucket: Option<Spanned<RawBucket>>,
+    pub retry_on: Option<Spanned<Vec<Spanned<String>>>>,
     pub hedge: Option<Spanned<RawHedge>>,
     pub adaptive_timeout: Option<Spanned<RawAdaptive>>,
     pub propagate_deadline: Option<bool>,
     pub deadline_reserve: Option<Spanned<Scalar>>,
     pub retry_body_limit: Option<Spanned<Scalar>>,
-    pub idempotent: Option<Spanned<bool>>,
+    pub idempotent: Option<Spanned<RawIdempotent>>,
     pub fault: Option<Spanned<RawFault>>,
 }
 

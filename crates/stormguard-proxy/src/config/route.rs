@@ -1,17 +1,19 @@
 //! One `[[routes]]` table: which requests, which upstream, and the policy as a graph call.
 //!
-//! The keys a graph call has mean what they mean there (`timeout` is per attempt, `max_attempts`
-//! counts the first, `backoff` and `hedge` use the policy core's text forms), but the defaults
-//! are the library's recommended policy ([`RetryPolicy::recommended`]) rather than the graph's
-//! "nothing": a graph file describes what a service does today, a proxy route says what it
-//! should do, and a route that says nothing should get the safe behaviour.
+//! The policy keys are a graph call's, read by the same code with the same defaults
+//! ([`stormguard_graph::parse::policy_keys`]): `timeout` is each attempt, connecting included;
+//! `request_timeout` the whole request; `max_attempts` counts the first; and so on. What a
+//! route adds is what only a proxy has (a match, an upstream, an adaptive timeout, a deadline
+//! reserve, a replay limit, faults), and two refusals where the proxy cannot run what a graph
+//! may describe: a route without `timeout`, and one that resends without `request_timeout`.
 
 use std::time::Duration;
 
-use stormguard::budget::RetryBudget;
+use stormguard::backoff::Backoff;
 use stormguard::policy::RetryPolicy;
-use stormguard_graph::model::{Call, LimiterSpec};
+use stormguard_graph::model::{Call, Idempotent};
 use stormguard_graph::parse::locate::KeyPath;
+use stormguard_graph::parse::policy_keys::{PolicyKeys, DEFAULT_METHOD};
 use stormguard_graph::parse::ParseError;
 use toml::Spanned;
 
@@ -19,17 +21,16 @@ use super::convert::Converter;
 use super::model::{Route, RouteMatch};
 use super::raw::{RawMatch, RawRoute};
 
-/// The connect timeout of a route that gives none (capped by its `timeout`): a second is ten
-/// round trips on the worst links and still lets a retry go elsewhere when a SYN is dropped.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The hedge budget of a `hedge` that gives no `max_extra`: the library's 5% (see
-/// `stormguard::hedge`). The graph file leaves it out and `check` warns; a proxy must not
-/// double a slow upstream's load, so it fills it in.
-pub(super) const HEDGE_MAX_EXTRA: f64 = 0.05;
-
 /// How many upstream names an error lists before it says how many more there are.
 const LISTED_UPSTREAMS: usize = 20;
+
+/// The longest every attempt of a route and the waits between them take: `attempts x timeout
+/// + the backoff's longest waits`.
+fn worst_case(timeout: Duration, attempts: u32, backoff: &Backoff) -> Duration {
+    timeout
+        .saturating_mul(attempts.max(1))
+        .saturating_add(backoff.worst_case_total(attempts.saturating_sub(1)))
+}
 
 impl Converter<'_> {
     pub(super) fn route(
@@ -62,68 +63,71 @@ impl Converter<'_> {
             None => RouteMatch::default(),
         };
         let upstream = self.known_upstream(raw.upstream.as_ref(), offset, path)?;
-        let timeout = self.nonzero_duration_or(
-            raw.timeout.as_ref(),
+        let raw_hedge_at = raw.hedge.as_ref().map(|hedge| hedge.span().start);
+        let policy = self.policy(
+            PolicyKeys {
+                offset,
+                timeout: raw.timeout.as_ref(),
+                request_timeout: raw.request_timeout.as_ref(),
+                connect_timeout: raw.connect_timeout.as_ref(),
+                max_attempts: raw.max_attempts.as_ref(),
+                backoff: raw.backoff.as_ref(),
+                retry_budget: raw.retry_budget,
+                token_bucket: raw.token_bucket,
+                retry_on: raw.retry_on.as_ref(),
+                idempotent: raw.idempotent.as_ref(),
+                hedge: raw.hedge,
+                propagate_deadline: raw.propagate_deadline,
+            },
             path,
-            "timeout",
-            recommended.deadline.per_try_timeout,
-            "every attempt would time out before it started; use e.g. \"2s\"",
+            "route",
         )?;
-        let connect_timeout = self.nonzero_duration_or(
-            raw.connect_timeout.as_ref(),
-            path,
-            "connect_timeout",
-            CONNECT_TIMEOUT.min(timeout),
-            "no connection is made in no time; use e.g. \"100ms\"",
-        )?;
-        if let Some(value) = raw
-            .connect_timeout
-            .as_ref()
-            .filter(|_| connect_timeout > timeout)
-        {
+        // Every remote call has a timeout: a graph call without one is a finding of `check`, a
+        // route without one would hold a client and an upstream slot for as long as the upstream
+        // hangs, so the proxy does not run it.
+        let Some(timeout) = policy.timeout else {
+            return Err(self.error(
+                offset,
+                &path.key("timeout"),
+                "missing: every route needs a timeout for each attempt, e.g. timeout = \"2s\" \
+                 (connecting included); request_timeout bounds the whole request",
+            ));
+        };
+        // A hedge runs within its attempt's timeout, so only retries can outlast it.
+        let retries = policy.max_attempts > 1;
+        if let (true, None, Some(value)) = (retries, policy.request_timeout, raw.timeout.as_ref()) {
+            // Until this release a route's `timeout` also capped the whole request; it now bounds
+            // each attempt, as in a graph call. A route that sends more than once must say how
+            // long the whole request may take, so that no old file silently loses its cap.
+            let every = stormguard::duration::format(worst_case(
+                timeout,
+                policy.max_attempts,
+                &policy.backoff,
+            ));
             return Err(self.error(
                 value.span().start,
-                &path.key("connect_timeout"),
+                &path.key("request_timeout"),
                 format!(
-                    "connect_timeout {} is above timeout {}: an attempt's timeout includes \
-                     connecting, so it would never fire; use at most {}",
-                    stormguard::duration::format(connect_timeout),
-                    stormguard::duration::format(timeout),
+                    "missing: this route retries, and `timeout` bounds \
+                     each attempt only (it no longer caps the whole request, as it did before \
+                     request_timeout existed); add request_timeout = \"{}\" to keep that cap, \
+                     or request_timeout = \"{every}\" to let every attempt and wait run",
                     stormguard::duration::format(timeout),
                 ),
             ));
         }
-        let max_attempts =
-            self.max_attempts(raw.max_attempts.as_ref(), path, recommended.max_attempts)?;
-        let backoff = self.backoff(raw.backoff.as_ref(), path, recommended.backoff)?;
-        // A route cannot turn its limiter off: without one it gets the recommended budget.
-        let limiter = match self.limiter(raw.retry_budget, raw.token_bucket, path, "route")? {
-            Some(limiter) => limiter,
-            None => {
-                let budget = RetryBudget::recommended();
-                LimiterSpec::Budget {
-                    ratio: budget.ratio(),
-                    min_per_sec: budget.min_per_sec(),
-                }
-            }
-        };
-        let idempotent = raw.idempotent.as_ref().is_none_or(|value| *value.get_ref());
-        let hedge = match raw.hedge {
-            Some(hedge) => {
-                if let Some(value) = raw.idempotent.as_ref().filter(|_| !idempotent) {
-                    return Err(self.error(
-                        value.span().start,
-                        &path.key("idempotent"),
-                        "a route with idempotent = false takes no hedge: both copies of a \
-                         hedged request may run; remove hedge, or idempotent = false",
-                    ));
-                }
-                let mut hedge = self.hedge(hedge, path)?;
-                hedge.max_extra.get_or_insert(HEDGE_MAX_EXTRA);
-                Some(hedge)
-            }
-            None => None,
-        };
+        if let (Some(hedge), Idempotent::No) = (&raw_hedge_at, policy.idempotent) {
+            let at = raw
+                .idempotent
+                .as_ref()
+                .map_or(*hedge, |value| value.span().start);
+            return Err(self.error(
+                at,
+                &path.key("idempotent"),
+                "a route with idempotent = false takes no hedge: both copies of a hedged request \
+                 may run; remove hedge, or idempotent = false",
+            ));
+        }
         let adaptive_timeout = raw
             .adaptive_timeout
             .map(|adaptive| self.adaptive(adaptive, timeout, &path.key("adaptive_timeout")))
@@ -135,20 +139,24 @@ impl Converter<'_> {
         let call = Call {
             to: upstream.clone(),
             timeout: Some(timeout),
-            connect_timeout: Some(connect_timeout),
-            // The graph's default: only `check` reads it, and a proxy does not measure it.
+            request_timeout: policy.request_timeout,
+            connect_timeout: policy.connect_timeout,
+            // The graph's default: `check` reads it as an assumed round trip, which its
+            // connect-timeout findings name; a proxy does not measure it.
             rtt: Duration::from_millis(1),
-            max_attempts,
-            backoff,
-            limiter: Some(limiter),
-            idempotent,
+            max_attempts: policy.max_attempts,
+            backoff: policy.backoff,
+            limiter: policy.limiter,
+            idempotent: policy.idempotent,
+            // A route takes every method: "by-method" is decided per request. A graph reading
+            // of the route (`check`, `sim`) takes the commonest, GET.
+            method: DEFAULT_METHOD.to_string(),
+            retry_on: policy.retry_on,
             count: 1,
             parallel: false,
             required: true,
-            hedge,
-            propagate_deadline: raw
-                .propagate_deadline
-                .unwrap_or(recommended.propagate_deadline),
+            hedge: policy.hedge,
+            propagate_deadline: policy.propagate_deadline,
             span: self.span(offset),
         };
         Ok(Route {

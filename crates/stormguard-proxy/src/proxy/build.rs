@@ -57,13 +57,16 @@ pub enum BuildError {
     Policy(#[from] PolicyError),
 }
 
-/// The route timeout. It is the per-try timeout (a graph call's meaning, through
-/// `retry_policy`) and also caps the request's deadline (the issue: "the route timeout caps" the
-/// inbound budget), so a retry after an attempt that used the whole timeout does not fit, while
-/// retries after fast failures do; an `adaptive_timeout` gives attempts a shorter per-try timeout
-/// and room to retry within the cap. It is also a bucket of the route's latency histogram.
+/// The route's per-attempt timeout (`timeout`, connecting included): a bucket of the route's
+/// latency histogram, and the connect bound of a route without `connect_timeout`.
 fn route_timeout(route: &Route) -> Duration {
     route.call.timeout.unwrap_or(NO_TIMEOUT)
+}
+
+/// The cap on a whole request, retries and waits included: `request_timeout`, or none beyond
+/// the caller's propagated deadline (Envoy's route timeout, gRPC's deadline).
+fn request_timeout(route: &Route) -> Duration {
+    route.call.request_timeout.unwrap_or(NO_TIMEOUT)
 }
 
 /// The connection pool of each instance, per connect timeout, kept for the life of the proxy:
@@ -192,7 +195,9 @@ fn stack(
                     upstream: route.upstream.clone(),
                     instance: instance.clone(),
                 })?;
-            let (http1, http2) = clients.get(route.call.connect_timeout, &authority);
+            // Without `connect_timeout`, connecting is bounded by the attempt's timeout.
+            let connect = route.call.connect_timeout.or(route.call.timeout);
+            let (http1, http2) = clients.get(connect, &authority);
             Ok(Timed::new(
                 http1,
                 http2,
@@ -213,6 +218,7 @@ fn stack(
         .without_instance_extension();
     let body_limit = usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX);
     let mut policy = route_policy(route)?;
+    let idempotent = policy.idempotent;
     // The deadline layer above keeps the reserve back from the deadline it hands down; the
     // retry layer kept it back again, so the upstream saw the budget less twice the reserve.
     policy.deadline.reserve = Duration::ZERO;
@@ -236,7 +242,7 @@ fn stack(
     // The retry layer right below bounds each attempt, backoff and body read by the deadline
     // this layer hands it, at the same instant, and writes each attempt's budget header: a
     // second timer and a second header write per request only cost.
-    let deadline = DeadlineLayer::new(timeout)
+    let deadline = DeadlineLayer::new(request_timeout(route))
         .retry_below()
         .reserve(route.deadline_reserve)
         .propagate(route.call.propagate_deadline)
@@ -246,6 +252,7 @@ fn stack(
         None => RouteService::Plain(deadline.layer(retry.layer(balance))),
         Some(policy) => {
             let hedge = HedgeLayer::new(policy)
+                .idempotent(idempotent)
                 .target(name)
                 .observer(metrics.observer.clone())
                 .body_limit(body_limit)

@@ -71,10 +71,16 @@ pub fn settings(route_extra: &str) -> String {
     settings_with("", route_extra)
 }
 
-/// A settings file with `head` before the upstream and `route_extra` in the route.
+/// A settings file with `head` before the upstream and `route_extra` in the route, which has a
+/// 2 s timeout unless `route_extra` gives one.
 pub fn settings_with(head: &str, route_extra: &str) -> String {
+    let timeout = if route_extra.lines().any(|l| l.starts_with("timeout =")) {
+        ""
+    } else {
+        "timeout = \"2s\"\n"
+    };
     format!(
-        "{head}\n[upstreams.api]\ninstances = [\"127.0.0.1:9\"]\n\n[[routes]]\nname = \"api\"\nupstream = \"api\"\n{route_extra}\n"
+        "{head}\n[upstreams.api]\ninstances = [\"127.0.0.1:9\"]\n\n[[routes]]\nname = \"api\"\nupstream = \"api\"\n{timeout}{route_extra}\n"
     )
 }
 

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::registry::Registry;
-use stormguard_graph::model::{Call, LimiterSpec, Span};
+use stormguard_graph::model::{Call, Idempotent, LimiterSpec, Span};
 use stormguard_proxy::config::{
     Admin, Config, Faults, Listen, Protocol, Route, RouteMatch, Upstream,
 };
@@ -208,11 +208,13 @@ pub async fn refusing_address() -> SocketAddr {
         .unwrap()
 }
 
-/// A call with the library's recommended policy and a 2 s timeout.
+/// A call with the library's recommended policy, one retry, a 2 s timeout per attempt and no
+/// cap on the whole request beyond the caller's deadline.
 pub fn call(upstream: &str) -> Call {
     Call {
         to: upstream.to_string(),
         timeout: Some(Duration::from_secs(2)),
+        request_timeout: None,
         connect_timeout: Some(ms(500)),
         rtt: ms(1),
         max_attempts: 2,
@@ -221,7 +223,9 @@ pub fn call(upstream: &str) -> Call {
             ratio: 0.2,
             min_per_sec: 10,
         }),
-        idempotent: true,
+        idempotent: Idempotent::ByMethod,
+        method: "GET".to_string(),
+        retry_on: stormguard::classify::RetryOn::default(),
         count: 1,
         parallel: false,
         required: true,

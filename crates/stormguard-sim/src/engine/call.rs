@@ -38,6 +38,7 @@ impl Sim<'_> {
                 reps_left: self.model.edges[edge].count.max(1),
                 retry: None,
                 tried,
+                job_deadline: deadline,
                 deadline,
                 unit: Unit::default(),
             });
@@ -45,12 +46,24 @@ impl Sim<'_> {
         }
     }
 
-    /// One repetition of a call: a fresh retry state, unless the deadline leaves no time.
+    /// One repetition of a call: a fresh retry state, unless the deadline leaves no time. Its
+    /// deadline is the job's, cut by the call's `request_timeout` (the policy's overall
+    /// timeout), as the proxy's deadline layer cuts a request's.
     fn start_repetition(&mut self, key: Key) {
         let run = self.runs.get(key).expect("a started call is alive");
         let policy = &self.model.edges[run.edge].policy;
+        let own = policy
+            .overall_timeout
+            .map(|timeout| self.now.saturating_add(nanos(timeout)));
+        let rep_deadline = match (run.job_deadline, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let now = self.instant(self.now);
-        let deadline = self.deadline(run.deadline);
+        let deadline = self.deadline(rep_deadline);
+        self.runs.get_mut(key).expect("alive").deadline = rep_deadline;
+        let run = self.runs.get(key).expect("alive");
+        let policy = &self.model.edges[run.edge].policy;
         if deadline.is_some() && !policy.should_start(deadline, now, Duration::ZERO) {
             self.finish_call(key, false);
             return;

@@ -22,10 +22,6 @@ pub(crate) use stormguard_graph::policy::NO_TIMEOUT;
 /// its own, so that a quantile delay follows the same latencies as in the proxy.
 const HEDGE_ESTIMATOR_WINDOW: Duration = Duration::from_secs(60);
 
-/// A hedge without `max_extra`: every request may be hedged (the `hedge-without-budget`
-/// finding of `check`), which is the policy core's share 1.
-const UNBOUNDED_HEDGES: f64 = 1.0;
-
 /// How long a run lasts when neither the caller nor a scenario says.
 pub(crate) const DEFAULT_DURATION: Duration = Duration::from_secs(60);
 
@@ -194,12 +190,11 @@ fn hedge(from: &str, call: &Call) -> Result<Option<EdgeHedge>, SimError> {
     let Some(spec) = call.hedge else {
         return Ok(None);
     };
-    let policy = HedgePolicy::new(spec.delay, spec.max_extra.unwrap_or(UNBOUNDED_HEDGES)).map_err(
-        |source| SimError::Hedge {
+    let policy =
+        HedgePolicy::new(spec.delay, spec.max_extra).map_err(|source| SimError::Hedge {
             edge: format!("{from}->{}", call.to),
             source,
-        },
-    )?;
+        })?;
     let estimator = matches!(spec.delay, HedgeDelay::Quantile(_))
         .then(|| LatencyEstimator::new(HEDGE_ESTIMATOR_WINDOW));
     Ok(Some(EdgeHedge { policy, estimator }))
@@ -234,7 +229,7 @@ pub(crate) fn build(
                 policy: policy(name, call)?,
                 half_rtt: nanos(call.rtt) / 2,
                 connect_timeout: call.connect_timeout.map(nanos),
-                idempotent: call.idempotent,
+                idempotent: call.is_idempotent(),
                 required: call.required,
                 count: call.count,
                 propagate_deadline: call.propagate_deadline,

@@ -72,6 +72,9 @@ pub(crate) struct CallRun {
     pub(crate) reps_left: u32,
     pub(crate) retry: Option<RetryState>,
     pub(crate) tried: Vec<usize>,
+    /// The calling job's deadline (what its caller propagated), for every repetition.
+    pub(crate) job_deadline: Option<u64>,
+    /// The current repetition's deadline: the job's, cut by the call's `request_timeout`.
     pub(crate) deadline: Option<u64>,
     /// The attempt in flight, with its hedge.
     pub(crate) unit: Unit,

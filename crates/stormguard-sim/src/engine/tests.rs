@@ -35,6 +35,8 @@ fn error_rate_p_with_four_attempts_gives_the_geometric_sums() {
         to = "leaf"
         timeout = "10s"
         max_attempts = 4
+        backoff = "none"
+        retry_budget = "none"
         [services.leaf]
         [scenarios.errors]
         duration = "100s"
@@ -75,7 +77,7 @@ fn five_layers_of_three_attempts_over_a_down_service_make_243_attempts() {
     );
     for pair in layers.windows(2) {
         toml += &format!(
-            "[services.{0}]\n[[services.{0}.calls]]\nto = \"{1}\"\ntimeout = \"60s\"\nmax_attempts = 3\n",
+            "[services.{0}]\n[[services.{0}.calls]]\nto = \"{1}\"\ntimeout = \"60s\"\nmax_attempts = 3\nbackoff = \"none\"\nretry_budget = \"none\"\n",
             pair[0], pair[1]
         );
     }
@@ -167,6 +169,8 @@ const STORMY: &str = r#"
     parallel = true
     count = 2
     max_attempts = 2
+    backoff = "none"
+    retry_budget = "none"
     propagate_deadline = true
     [services.api]
     instances = 3

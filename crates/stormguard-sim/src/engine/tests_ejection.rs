@@ -44,6 +44,7 @@ const ONE_OF_THREE: &str = r#"
     CONNECT_TIMEOUT
     rtt = "2ms"
     max_attempts = 3
+    retry_budget = "none"
     backoff = "full-jitter(base=10ms, cap=100ms)"
     [services.api]
     instances = 3

@@ -86,6 +86,8 @@ const BLACKHOLE: &str = r#"
     to = "db"
     timeout = "300ms"
     max_attempts = 2
+    backoff = "none"
+    retry_budget = "none"
     HEDGE
     [services.db]
     instances = 2
@@ -103,7 +105,7 @@ const BLACKHOLE: &str = r#"
 fn a_hedge_to_another_instance_wins_over_one_that_never_answers() {
     let run_with = |hedge: &str| run(&BLACKHOLE.replace("HEDGE", hedge), Some("half"), 9);
     let plain = run_with("");
-    let hedged = run_with(r#"hedge = { delay = "20ms" }"#);
+    let hedged = run_with(r#"hedge = { delay = "20ms", max_extra = 1.0 }"#);
     assert_eq!(plain.users.succeeded, plain.users.requests);
     assert_eq!(hedged.users.succeeded, hedged.users.requests);
     // Without the hedge, about half the requests wait out the timeout before their retry.
@@ -128,7 +130,7 @@ fn a_hedge_the_policy_core_refuses_is_an_error_naming_the_call() {
         .replace("IDEMPOTENT", "true");
     let mut graph = stormguard_graph::parse("t.toml", &toml).unwrap();
     let call = &mut graph.services.get_mut("web").unwrap().calls[0];
-    call.hedge.as_mut().unwrap().max_extra = Some(1.5);
+    call.hedge.as_mut().unwrap().max_extra = 1.5;
     let error = simulate(&graph, None, 1, None, origin()).unwrap_err();
     assert!(
         error

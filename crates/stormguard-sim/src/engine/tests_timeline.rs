@@ -17,6 +17,8 @@ const FAULTY: &str = r#"
     to = "db"
     timeout = "1s"
     max_attempts = 3
+    backoff = "none"
+    retry_budget = "none"
     [services.db]
     instances = 2
     concurrency = 4

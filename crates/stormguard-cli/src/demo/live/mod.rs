@@ -51,9 +51,9 @@ const ROUTE: &str = "storefront";
 /// answer, a hedge that fires well before it, and an adaptive per-try timeout for what the
 /// hedge budget leaves.
 ///
-/// The route timeout is the per-try timeout and caps the request's deadline (the issue's
-/// semantics), so an attempt left to run into it leaves no time to retry: with the timeout
-/// alone, the slow instance's requests past the 5% hedge budget failed (22 of 3000, `deadline`).
+/// `timeout` bounds each attempt and `request_timeout` the whole request, both 250 ms, so an
+/// attempt left to run into its timeout leaves no time to retry: with the timeout alone, the
+/// slow instance's requests past the 5% hedge budget failed (22 of 3000, `deadline`).
 /// The adaptive timeout cuts such an attempt at 80-100 ms (the p99.9 of what the route measures,
 /// kept above the hedge delay so that a hedge has 30 ms to answer), which leaves more than
 /// half of the 250 ms for a retry on another instance.
@@ -72,7 +72,8 @@ fn settings(upstreams: &Upstreams) -> String {
          # refusing, slow ({slow}ms), healthy, healthy\n\
          instances = [{}]\n\n\
          [[routes]]\nname = \"{ROUTE}\"\nupstream = \"storefront\"\n\
-         timeout = \"250ms\"\nconnect_timeout = \"50ms\"\nmax_attempts = 2\n\
+         timeout = \"250ms\"\nrequest_timeout = \"250ms\"\nconnect_timeout = \"50ms\"\n\
+         max_attempts = 2\n\
          retry_budget = {{ ratio = 0.2, min_per_sec = 10 }}\n\
          hedge = {{ delay = \"50ms\", max_extra = 0.05 }}\n\
          adaptive_timeout = {{ false_timeout_rate = 0.001, min = \"80ms\", max = \"100ms\" }}\n",

@@ -175,11 +175,14 @@ fn settled(
 }
 
 /// The longest timeout, a whole ms (or µs below 1 ms), with which `call` costs at most
-/// `target` ms; `None` when even a µs is too long.
+/// `target` ms; `None` when even a µs is too long, or when it would be below the call's
+/// connect timeout (which is inside it, so the file would be refused).
 fn timeout_within(call: &Call, target: f64) -> Option<Duration> {
     let attempts = f64::from(call.max_attempts.max(1));
-    let connect = call.connect_timeout.map_or(0.0, ms);
-    let waited = (target / f64::from(call.count) - backoff_ms(call)) / attempts - connect;
+    let waited = (target / f64::from(call.count) - backoff_ms(call)) / attempts;
+    if waited < call.connect_timeout.map_or(0.0, ms) {
+        return None;
+    }
     // A whole value computed as 74.99999999999999 is still 75.
     let whole_ms = (waited + 1e-9).floor();
     if whole_ms >= 1.0 {

@@ -197,7 +197,7 @@ fn retry_without_budget(at: &CallAt<'_, '_>, out: &mut Findings) {
 /// can apply the request twice (a double charge).
 fn non_idempotent_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
     let hedged = at.call.hedge.is_some();
-    if at.call.idempotent || !(retries(at.call) || hedged) {
+    if at.call.is_idempotent() || !(retries(at.call) || hedged) {
         return;
     }
     let how = match (retries(at.call), hedged) {
@@ -270,14 +270,18 @@ fn single_instance_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
     );
 }
 
-/// `hedge-without-budget` (warning): a hedge without `max_extra`. When the callee slows down
-/// for everyone, every request passes the hedge delay and is sent twice, doubling its load
-/// exactly when it is slow.
+/// The hedge budget from which `hedge-without-budget` fires.
+const HEDGE_BUDGET_LIMIT: f64 = 0.5;
+
+/// `hedge-without-budget` (warning): a hedge whose `max_extra` is half the requests or more
+/// (a hedge without `max_extra` gets 0.05). When the callee slows down for everyone, every
+/// request passes the hedge delay and is sent twice, so such a budget lets the load nearly
+/// double exactly when the callee is slow.
 fn hedge_without_budget(at: &CallAt<'_, '_>, out: &mut Findings) {
     let Some(hedge) = at.call.hedge else {
         return;
     };
-    if hedge.max_extra.is_some() {
+    if hedge.max_extra < HEDGE_BUDGET_LIMIT {
         return;
     }
     let budgeted = format!("{{ delay = \"{}\", max_extra = 0.05 }}", hedge.delay);
@@ -287,11 +291,13 @@ fn hedge_without_budget(at: &CallAt<'_, '_>, out: &mut Findings) {
             rule: "hedge-without-budget",
             severity: Severity::Warning,
             message: format!(
-                "{} hedges after {} with no max_extra: when {} slows down for everyone, every \
-                 request is hedged and it gets twice its load exactly when it is slow",
+                "{} hedges after {} with max_extra = {}: when {} slows down for everyone, every \
+                 request is hedged and it gets up to {:.0}% more load exactly when it is slow",
                 at.edge(),
                 hedge.delay,
-                at.call.to
+                hedge.max_extra,
+                at.call.to,
+                hedge.max_extra * 100.0
             ),
             fix: format!("hedge = {budgeted}"),
             value: None,

@@ -6,7 +6,9 @@ use std::time::Duration;
 use stormguard::backoff::Backoff;
 
 use super::check;
-use crate::model::{Call, CheckConfig, Entry, Graph, Latency, LimiterSpec, Service, Span};
+use crate::model::{
+    Call, CheckConfig, Entry, Graph, Idempotent, Latency, LimiterSpec, Service, Span,
+};
 use crate::report::{Finding, Report};
 
 mod amplification;
@@ -84,12 +86,15 @@ impl Builder {
         let mut call = Call {
             to: to.to_string(),
             timeout: None,
+            request_timeout: None,
             connect_timeout: None,
             rtt: ms(1),
             max_attempts: 1,
             backoff: Backoff::None,
             limiter: None,
-            idempotent: true,
+            idempotent: Idempotent::ByMethod,
+            method: "GET".to_string(),
+            retry_on: stormguard::classify::RetryOn::default(),
             count: 1,
             parallel: false,
             required: true,

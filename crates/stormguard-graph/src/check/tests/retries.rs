@@ -163,24 +163,24 @@ fn retry_without_budget_fires_without_a_budget_or_a_bucket() {
 
 #[test]
 fn non_idempotent_retry_fires_on_retries_and_hedges_of_non_idempotent_calls() {
-    let retried = one_call(|c| c.idempotent = false);
+    let retried = one_call(|c| c.idempotent = Idempotent::No);
     assert_eq!(
         only(&retried, "non-idempotent-retry").severity,
         Severity::Error
     );
     let hedged = one_call(|c| {
-        c.idempotent = false;
+        c.idempotent = Idempotent::No;
         c.max_attempts = 1;
         c.hedge = Some(HedgeSpec {
             delay: HedgeDelay::Fixed(ms(50)),
-            max_extra: Some(0.05),
+            max_extra: 0.05,
         });
     });
     assert!(only(&hedged, "non-idempotent-retry")
         .message
         .contains("hedged"));
     let once = one_call(|c| {
-        c.idempotent = false;
+        c.idempotent = Idempotent::No;
         c.max_attempts = 1;
     });
     assert!(once.findings.is_empty());
@@ -203,7 +203,7 @@ fn single_instance_retry_fires_on_retries_to_one_instance() {
 }
 
 #[test]
-fn hedge_without_budget_fires_without_max_extra() {
+fn hedge_without_budget_fires_from_half_the_requests() {
     let hedge = |max_extra| {
         one_call(move |c| {
             c.hedge = Some(HedgeSpec {
@@ -212,10 +212,16 @@ fn hedge_without_budget_fires_without_max_extra() {
             })
         })
     };
-    let report = hedge(None);
+    let report = hedge(1.0);
     assert_eq!(
         only(&report, "hedge-without-budget").fix,
         "hedge = { delay = \"p95\", max_extra = 0.05 }"
     );
-    assert!(hedge(Some(0.05)).findings.is_empty());
+    assert!(hedge(0.5)
+        .findings
+        .iter()
+        .any(|f| f.rule == "hedge-without-budget"));
+    // The default (a hedge without max_extra) and anything below half are budgets.
+    assert!(hedge(0.05).findings.is_empty());
+    assert!(hedge(0.49).findings.is_empty());
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use stormguard::backoff::Backoff;
 
-use crate::model::{Call, CheckConfig, Entry, Graph, Latency, Service, Span};
+use crate::model::{Call, CheckConfig, Entry, Graph, Idempotent, Latency, Service, Span};
 use crate::report::{Finding, Report, ServiceFigures, Severity, Summary};
 
 fn ms(n: u64) -> Duration {
@@ -22,12 +22,15 @@ pub(super) fn call(to: &str, timeout: Option<Duration>, max_attempts: u32, line:
     Call {
         to: to.to_string(),
         timeout,
+        request_timeout: None,
         connect_timeout: Some(ms(30)),
         rtt: ms(1),
         max_attempts,
         backoff: Backoff::None,
         limiter: None,
-        idempotent: true,
+        idempotent: Idempotent::ByMethod,
+        method: "GET".to_string(),
+        retry_on: stormguard::classify::RetryOn::default(),
         count: 1,
         parallel: false,
         required: true,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use stormguard::backoff::Backoff;
 use stormguard::policy::RetryPolicy;
-use stormguard_graph::model::LimiterSpec;
+use stormguard_graph::model::{Idempotent, LimiterSpec};
 
 use super::*;
 
@@ -50,12 +50,46 @@ fn empty_tables_take_the_same_defaults_as_missing_ones() {
 }
 
 #[test]
-fn a_route_that_says_nothing_gets_the_recommended_policy() {
+fn a_route_gets_the_graph_calls_defaults() {
     let route = &config(MINIMAL).routes[0];
     let recommended = RetryPolicy::recommended();
     let call = &route.call;
-    assert_eq!(call.max_attempts, recommended.max_attempts);
-    assert_eq!(call.max_attempts, 2);
+    // One set of defaults for a route and a graph call: the same parse of the same keys.
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"a\"\n[services.a]\n[[services.a.calls]]\nto = \"api\"\n\
+         timeout = \"1s\"\n[services.api]\n",
+    )
+    .unwrap();
+    let graph_call = &graph.services["a"].calls[0];
+    assert_eq!(
+        (
+            call.timeout,
+            call.request_timeout,
+            call.connect_timeout,
+            call.max_attempts,
+            call.backoff,
+            call.limiter,
+            call.retry_on,
+            call.idempotent,
+            call.hedge,
+            call.propagate_deadline,
+        ),
+        (
+            graph_call.timeout,
+            graph_call.request_timeout,
+            graph_call.connect_timeout,
+            graph_call.max_attempts,
+            graph_call.backoff,
+            graph_call.limiter,
+            graph_call.retry_on,
+            graph_call.idempotent,
+            graph_call.hedge,
+            graph_call.propagate_deadline,
+        )
+    );
+    // No retry unless the route asks; how to retry is the library's recommendation.
+    assert_eq!(call.max_attempts, 1);
     assert_eq!(call.backoff, recommended.backoff);
     assert_eq!(
         call.backoff,
@@ -71,11 +105,12 @@ fn a_route_that_says_nothing_gets_the_recommended_policy() {
             min_per_sec: 10
         })
     );
-    assert_eq!(call.timeout, Some(recommended.deadline.per_try_timeout));
-    assert_eq!(call.timeout, Some(Duration::from_secs(10)));
-    assert_eq!(call.connect_timeout, Some(Duration::from_secs(1)));
+    assert_eq!(call.timeout, Some(Duration::from_secs(1)));
+    assert_eq!(call.request_timeout, None);
+    assert_eq!(call.connect_timeout, None);
+    assert_eq!(call.retry_on, stormguard::classify::RetryOn::default());
     assert!(call.propagate_deadline);
-    assert!(call.idempotent);
+    assert_eq!(call.idempotent, Idempotent::ByMethod);
     assert_eq!(call.hedge, None);
     assert_eq!((call.count, call.parallel, call.required), (1, false, true));
     assert_eq!(route.matcher, RouteMatch::default());
@@ -87,9 +122,58 @@ fn a_route_that_says_nothing_gets_the_recommended_policy() {
 }
 
 #[test]
-fn a_short_timeout_shortens_the_default_connect_timeout() {
-    let route = &config(&format!("{MINIMAL}timeout = \"300ms\"\n")).routes[0];
-    assert_eq!(route.call.connect_timeout, Some(Duration::from_millis(300)));
+fn a_route_without_timeout_is_refused_at_its_table() {
+    let error = parse("p.toml", UNTIMED).unwrap_err();
+    assert_eq!((error.line, error.column), (3, 1));
+    assert_eq!(error.key.as_deref(), Some("routes[0].timeout"));
+    assert!(
+        error
+            .message
+            .starts_with("missing: every route needs a timeout"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_route_that_resends_without_request_timeout_is_refused_with_both_choices() {
+    // `timeout` used to cap the whole request too: an old file that retries must say which it
+    // meant, never silently lose the cap.
+    let error = parse(
+        "p.toml",
+        &format!("{MINIMAL}max_attempts = 3\nbackoff = \"constant(100ms)\"\n"),
+    )
+    .unwrap_err();
+    assert_eq!(error.key.as_deref(), Some("routes[0].request_timeout"));
+    assert_eq!((error.line, error.column), (6, 11), "{error}");
+    assert!(
+        error
+            .message
+            .contains("add request_timeout = \"1s\" to keep that cap")
+            && error
+                .message
+                .contains("request_timeout = \"3200ms\" to let every attempt"),
+        "{error}"
+    );
+    // A hedge runs within its attempt's timeout: it needs no request_timeout.
+    let hedged = config(&format!("{MINIMAL}hedge = {{ delay = \"p95\" }}\n"));
+    assert_eq!(hedged.routes[0].call.request_timeout, None);
+    let fine = config(&format!(
+        "{MINIMAL}max_attempts = 3\nrequest_timeout = \"2s\"\n"
+    ));
+    assert_eq!(
+        fine.routes[0].call.request_timeout,
+        Some(Duration::from_secs(2))
+    );
+}
+
+#[test]
+fn without_a_connect_timeout_the_attempts_timeout_bounds_connecting() {
+    let route = &config(&format!("{UNTIMED}timeout = \"300ms\"\n")).routes[0];
+    assert_eq!(route.call.connect_timeout, None);
+    assert_eq!(
+        crate::config::per_try_timeout(route),
+        Duration::from_millis(300)
+    );
 }
 
 #[test]
@@ -140,7 +224,7 @@ fn load_reads_a_file_and_names_it_in_errors() {
     std::fs::write(&good, MINIMAL).unwrap();
     assert_eq!(load(&good).unwrap(), config(MINIMAL));
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, format!("{MINIMAL}timeout = \"2\"\n")).unwrap();
+    std::fs::write(&bad, format!("{UNTIMED}timeout = \"2\"\n")).unwrap();
     let error = load(&bad).unwrap_err();
     let LoadError::Parse(parse_error) = &error else {
         panic!("expected a parse error, got {error}");

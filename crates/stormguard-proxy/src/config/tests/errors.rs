@@ -17,19 +17,19 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
     );
     assert_error(
         &format!("{MINIMAL}timout = \"1s\"\n"),
-        6,
+        7,
         1,
         "routes[0].timout",
         &[
             "unknown key `timout`; valid keys here: `name`, `match`, `upstream`, `timeout`, \
-           `connect_timeout`, `max_attempts`, `backoff`, `retry_budget`, `token_bucket`, \
-           `hedge`, `adaptive_timeout`, `propagate_deadline`, `deadline_reserve`, \
-           `retry_body_limit`, `idempotent`, `fault`",
+           `request_timeout`, `connect_timeout`, `max_attempts`, `backoff`, `retry_budget`, \
+           `token_bucket`, `retry_on`, `hedge`, `adaptive_timeout`, `propagate_deadline`, \
+           `deadline_reserve`, `retry_body_limit`, `idempotent`, `fault`",
         ],
     );
     assert_error(
         &format!("{MINIMAL}match = {{ prefix = \"/\" }}\n"),
-        6,
+        7,
         11,
         "routes[0].match.prefix",
         &["valid keys here: `path_prefix`, `host`"],
@@ -60,21 +60,21 @@ fn wrong_types_say_what_the_key_takes() {
         &["expected a whole number from 1 to 4294967295"],
     );
     assert_error(
-        &format!("{MINIMAL}timeout = 2\n"),
+        &format!("{UNTIMED}timeout = 2\n"),
         6,
         11,
         "routes[0].timeout",
         &["the bare number 2 is not a duration", "\"2s\" or \"2ms\""],
     );
     assert_error(
-        &format!("{MINIMAL}timeout = true\n"),
+        &format!("{UNTIMED}timeout = true\n"),
         6,
         11,
         "routes[0].timeout",
         &["expected a string with a unit, e.g. \"250ms\""],
     );
     assert_error(
-        &format!("{MINIMAL}timeout = \"2\"\n"),
+        &format!("{UNTIMED}timeout = \"2\"\n"),
         6,
         11,
         "routes[0].timeout",
@@ -91,7 +91,7 @@ fn wrong_types_say_what_the_key_takes() {
 
 #[test]
 fn a_syntax_error_has_a_position() {
-    let error = parse("p.toml", &format!("{MINIMAL}timeout = \"2s\n")).unwrap_err();
+    let error = parse("p.toml", &format!("{UNTIMED}timeout = \"2s\n")).unwrap_err();
     assert_eq!((error.file.as_str(), error.line), ("p.toml", 6));
 }
 

@@ -1,5 +1,5 @@
 //! Refusals inside `[[routes]]`: names, upstreams, timeouts and the policy core's values, each
-//! at its exact `line:column` (MINIMAL's lines 1-5, so the appended key is on line 6).
+//! at its exact `line:column` (MINIMAL's lines 1-6, so the appended key is on line 7).
 
 use super::*;
 
@@ -20,8 +20,8 @@ fn a_route_needs_a_unique_name() {
         &["an empty name cannot label metrics"],
     );
     assert_error(
-        &format!("{MINIMAL}[[routes]]\nupstream = \"api\"\nname = \"api\"\n"),
-        8,
+        &format!("{MINIMAL}[[routes]]\nupstream = \"api\"\ntimeout = \"1s\"\nname = \"api\"\n"),
+        10,
         8,
         "routes[1].name",
         &["route name \"api\" is already used by routes[0]"],
@@ -51,7 +51,7 @@ fn a_route_names_a_known_upstream() {
 #[test]
 fn timeouts_are_nonzero_and_connecting_fits_in_an_attempt() {
     assert_error(
-        &format!("{MINIMAL}timeout = \"0s\"\n"),
+        &format!("{UNTIMED}timeout = \"0s\"\n"),
         6,
         11,
         "routes[0].timeout",
@@ -59,13 +59,13 @@ fn timeouts_are_nonzero_and_connecting_fits_in_an_attempt() {
     );
     assert_error(
         &format!("{MINIMAL}connect_timeout = \"0ms\"\n"),
-        6,
+        7,
         19,
         "routes[0].connect_timeout",
         &["0s is not valid"],
     );
     assert_error(
-        &format!("{MINIMAL}timeout = \"1s\"\nconnect_timeout = \"2s\"\n"),
+        &format!("{UNTIMED}timeout = \"1s\"\nconnect_timeout = \"2s\"\n"),
         7,
         19,
         "routes[0].connect_timeout",
@@ -73,14 +73,14 @@ fn timeouts_are_nonzero_and_connecting_fits_in_an_attempt() {
     );
     assert_error(
         &format!("{MINIMAL}deadline_reserve = 5\n"),
-        6,
+        7,
         20,
         "routes[0].deadline_reserve",
         &["the bare number 5 is not a duration"],
     );
     assert_error(
         &format!("{MINIMAL}retry_body_limit = \"1.5MiB\"\n"),
-        6,
+        7,
         20,
         "routes[0].retry_body_limit",
         &["fractions are not accepted"],
@@ -91,21 +91,21 @@ fn timeouts_are_nonzero_and_connecting_fits_in_an_attempt() {
 fn attempts_and_backoff_use_the_core_rules() {
     assert_error(
         &format!("{MINIMAL}max_attempts = 0\n"),
-        6,
+        7,
         16,
         "routes[0].max_attempts",
         &["0 is not valid", "use 1 for no retries"],
     );
     assert_error(
         &format!("{MINIMAL}max_attempts = -1\n"),
-        6,
+        7,
         16,
         "routes[0].max_attempts",
         &["expected a whole number from 1 to 4294967295"],
     );
     assert_error(
         &format!("{MINIMAL}backoff = \"jitter\"\n"),
-        6,
+        7,
         11,
         "routes[0].backoff",
         &["unknown backoff kind \"jitter\"; valid forms: none,"],
@@ -116,28 +116,28 @@ fn attempts_and_backoff_use_the_core_rules() {
 fn limiters_use_the_core_rules() {
     assert_error(
         &format!("{MINIMAL}retry_budget = {{}}\ntoken_bucket = {{}}\n"),
-        7,
+        8,
         16,
         "routes[0].token_bucket",
         &["a route takes retry_budget or token_bucket, not both: keep one"],
     );
     assert_error(
         &format!("{MINIMAL}retry_budget = {{ ratio = -0.5 }}\n"),
-        6,
+        7,
         26,
         "routes[0].retry_budget.ratio",
         &["retry budget ratio must be a finite number between 0 and 1000, got -0.5"],
     );
     assert_error(
         &format!("{MINIMAL}token_bucket = {{ capacity = 0 }}\n"),
-        6,
+        7,
         29,
         "routes[0].token_bucket.capacity",
         &["token bucket capacity must be at least 1"],
     );
     assert_error(
         &format!("{MINIMAL}token_bucket = {{ capacity = 10, retry_cost = 11 }}\n"),
-        6,
+        7,
         46,
         "routes[0].token_bucket.retry_cost",
         &["retry_cost must be at most the capacity 10, got 11"],
@@ -145,7 +145,7 @@ fn limiters_use_the_core_rules() {
     // The default timeout cost (10) does not fit a capacity of 8: the capacity is at fault.
     assert_error(
         &format!("{MINIMAL}token_bucket = {{ capacity = 8, retry_cost = 1 }}\n"),
-        6,
+        7,
         29,
         "routes[0].token_bucket.capacity",
         &["timeout_retry_cost must be at most the capacity 8, got 10"],
@@ -156,28 +156,28 @@ fn limiters_use_the_core_rules() {
 fn hedges_use_the_core_rules() {
     assert_error(
         &format!("{MINIMAL}hedge = {{ max_extra = 0.1 }}\n"),
-        6,
+        7,
         9,
         "routes[0].hedge.delay",
         &["missing: say when to send the hedge"],
     );
     assert_error(
         &format!("{MINIMAL}hedge = {{ delay = \"p100\" }}\n"),
-        6,
+        7,
         19,
         "routes[0].hedge.delay",
         &["invalid hedge delay \"p100\""],
     );
     assert_error(
         &format!("{MINIMAL}hedge = {{ delay = \"p95\", max_extra = 2.0 }}\n"),
-        6,
+        7,
         38,
         "routes[0].hedge.max_extra",
         &["invalid hedge max_extra 2"],
     );
     assert_error(
         &format!("{MINIMAL}idempotent = false\nhedge = {{ delay = \"p95\" }}\n"),
-        6,
+        7,
         14,
         "routes[0].idempotent",
         &["a route with idempotent = false takes no hedge"],
@@ -188,27 +188,27 @@ fn hedges_use_the_core_rules() {
 fn adaptive_timeouts_use_the_core_rules_within_the_timeout() {
     assert_error(
         &format!("{MINIMAL}adaptive_timeout = {{ false_timeout_rate = 0.9 }}\n"),
-        6,
+        7,
         43,
         "routes[0].adaptive_timeout.false_timeout_rate",
         &["false timeout rate 0.9 is outside (0, 0.5]"],
     );
     assert_error(
         &format!("{MINIMAL}adaptive_timeout = {{ min = \"0s\" }}\n"),
-        6,
+        7,
         28,
         "routes[0].adaptive_timeout.min",
         &["minimum timeout is zero"],
     );
     assert_error(
         &format!("{MINIMAL}adaptive_timeout = {{ min = \"3s\", max = \"2s\" }}\n"),
-        6,
+        7,
         28,
         "routes[0].adaptive_timeout.min",
         &["minimum timeout 3s is above maximum 2s"],
     );
     assert_error(
-        &format!("{MINIMAL}timeout = \"1s\"\nadaptive_timeout = {{ max = \"2s\" }}\n"),
+        &format!("{UNTIMED}timeout = \"1s\"\nadaptive_timeout = {{ max = \"2s\" }}\n"),
         7,
         28,
         "routes[0].adaptive_timeout.max",
@@ -223,14 +223,14 @@ fn adaptive_timeouts_use_the_core_rules_within_the_timeout() {
 fn matches_are_paths_and_host_names() {
     assert_error(
         &format!("{MINIMAL}match = {{ path_prefix = \"api\" }}\n"),
-        6,
+        7,
         25,
         "routes[0].match.path_prefix",
         &["\"api\" does not start with '/'"],
     );
     assert_error(
         &format!("{MINIMAL}match = {{ host = \"api.internal:8080\" }}\n"),
-        6,
+        7,
         18,
         "routes[0].match.host",
         &["is not a host name", "compared without port and case"],
@@ -241,28 +241,28 @@ fn matches_are_paths_and_host_names() {
 fn faults_are_shares_and_final_statuses() {
     assert_error(
         &format!("{MINIMAL}fault = {{}}\n"),
-        6,
+        7,
         9,
         "routes[0].fault",
         &["a fault with neither delay nor abort_status does nothing"],
     );
     assert_error(
         &format!("{MINIMAL}fault = {{ delay_percent = 5.0, abort_status = 500 }}\n"),
-        6,
+        7,
         27,
         "routes[0].fault.delay_percent",
         &["delay_percent without delay"],
     );
     assert_error(
         &format!("{MINIMAL}fault = {{ delay = \"1s\", delay_percent = 150.0 }}\n"),
-        6,
+        7,
         41,
         "routes[0].fault.delay_percent",
         &["150 is not a percentage: use a share of requests from 0 to 100"],
     );
     assert_error(
         &format!("{MINIMAL}fault = {{ abort_status = 503, abort_percent = -1.0 }}\n"),
-        6,
+        7,
         47,
         "routes[0].fault.abort_percent",
         &["-1 is not a percentage"],
@@ -270,7 +270,7 @@ fn faults_are_shares_and_final_statuses() {
     for status in ["100", "199", "600", "-503"] {
         assert_error(
             &format!("{MINIMAL}fault = {{ abort_status = {status} }}\n"),
-            6,
+            7,
             26,
             "routes[0].fault.abort_status",
             &[&format!(
@@ -280,7 +280,7 @@ fn faults_are_shares_and_final_statuses() {
     }
     assert_error(
         &format!("{MINIMAL}fault = {{ delay = 200 }}\n"),
-        6,
+        7,
         19,
         "routes[0].fault.delay",
         &["the bare number 200 is not a duration"],

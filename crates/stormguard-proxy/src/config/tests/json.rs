@@ -44,17 +44,22 @@ fn the_issue_sample_as_json() {
             "match": { "path_prefix": "/", "host": "api.internal" },
             "upstream": "api",
             "timeout": "2s",
+            "request_timeout": "3s",
             "connect_timeout": "100ms",
             "max_attempts": 2,
             "backoff": "full-jitter(base=25ms, cap=250ms)",
             "retry_budget": { "ratio": 0.2, "min_per_sec": 10 },
             "token_bucket": null,
+            "retry_on": [
+                "connect-failure", "refused-stream", "reset", "timeout", "gateway-error", "408",
+                "429", "deadline-exceeded", "resource-exhausted", "unavailable"
+            ],
             "hedge": { "delay": "p95", "max_extra": 0.05 },
             "adaptive_timeout": { "false_timeout_rate": 0.001, "min": "50ms", "max": "2s" },
             "propagate_deadline": true,
             "deadline_reserve": "5ms",
             "retry_body_limit": { "bytes": 65_536, "human": "64KiB" },
-            "idempotent": true,
+            "idempotent": "by-method",
             "fault": {
                 "delay": "200ms",
                 "delay_percent": 10.0,
@@ -66,7 +71,7 @@ fn the_issue_sample_as_json() {
                 "per_try_timeout": "2s",
                 "per_try_timeout_kind": "adaptive",
                 "retries": 1,
-                "worst_case_total": "2s",
+                "worst_case_total": "3s",
                 "retry_limiter": {
                     "kind": "retry-budget",
                     "ratio": 0.2,
@@ -89,9 +94,26 @@ fn defaults_are_shown_filled_in() {
     let json = to_json(&config(MINIMAL));
     let route = &json["routes"][0];
     assert_eq!(route["match"], json!({ "path_prefix": null, "host": null }));
-    assert_eq!(route["timeout"], "10s");
-    assert_eq!(route["connect_timeout"], "1s");
-    assert_eq!(route["max_attempts"], 2);
+    assert_eq!(route["timeout"], "1s");
+    assert_eq!(route["request_timeout"], json!(null));
+    assert_eq!(route["connect_timeout"], json!(null));
+    assert_eq!(route["max_attempts"], 1);
+    assert_eq!(route["idempotent"], "by-method");
+    assert_eq!(
+        route["retry_on"],
+        json!([
+            "connect-failure",
+            "refused-stream",
+            "reset",
+            "timeout",
+            "gateway-error",
+            "408",
+            "429",
+            "deadline-exceeded",
+            "resource-exhausted",
+            "unavailable"
+        ])
+    );
     assert_eq!(route["backoff"], "full-jitter(base=25ms, cap=250ms)");
     assert_eq!(
         route["retry_budget"],
@@ -101,9 +123,9 @@ fn defaults_are_shown_filled_in() {
     assert_eq!(route["adaptive_timeout"], json!(null));
     assert_eq!(route["fault"], json!(null));
     assert_eq!(route["propagate_deadline"], true);
-    assert_eq!(route["policy"]["per_try_timeout"], "10s");
+    assert_eq!(route["policy"]["per_try_timeout"], "1s");
     assert_eq!(route["policy"]["per_try_timeout_kind"], "fixed");
-    assert_eq!(route["policy"]["worst_case_total"], "10s");
+    assert_eq!(route["policy"]["worst_case_total"], "1s");
 }
 
 #[test]
@@ -135,7 +157,7 @@ fn token_buckets_tokens_and_active_faults_are_shown() {
         })
     );
     assert_eq!(route["policy"]["retries"], 0);
-    assert_eq!(route["policy"]["worst_case_total"], "10s");
+    assert_eq!(route["policy"]["worst_case_total"], "1s");
     assert_eq!(
         route["policy"]["replay"],
         "never once the request was written; refused connections only"

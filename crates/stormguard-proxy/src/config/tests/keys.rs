@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use stormguard::backoff::Backoff;
 use stormguard::hedge::HedgeDelay;
-use stormguard_graph::model::{HedgeSpec, LimiterSpec, Span};
+use stormguard_graph::model::{HedgeSpec, Idempotent, LimiterSpec, Span};
 
 use super::*;
 
@@ -75,11 +75,11 @@ fn the_issue_sample_loads_with_every_value_it_gives() {
         call.hedge,
         Some(HedgeSpec {
             delay: HedgeDelay::Quantile(0.95),
-            max_extra: Some(0.05)
+            max_extra: 0.05
         })
     );
     assert!(call.propagate_deadline);
-    assert!(call.idempotent);
+    assert_eq!(call.idempotent, Idempotent::ByMethod);
     assert_eq!(
         call.span,
         Span {
@@ -143,8 +143,9 @@ fn every_listen_and_admin_key_is_read() {
 #[test]
 fn every_route_key_is_read() {
     let config = config(&format!(
-        "{MINIMAL}match = {{ path_prefix = \"/v1/\", host = \"API.Internal\" }}\n\
-         timeout = \"3s\"\nconnect_timeout = \"3s\"\nmax_attempts = 3\n\
+        "{UNTIMED}match = {{ path_prefix = \"/v1/\", host = \"API.Internal\" }}\n\
+         timeout = \"3s\"\nrequest_timeout = \"7s\"\nconnect_timeout = \"3s\"\nmax_attempts = 3\n\
+         retry_on = [\"connect-failure\", \"409\", \"resource-exhausted\"]\n\
          backoff = \"constant(40ms)\"\ntoken_bucket = {{ capacity = 50, retry_cost = 2, \
          timeout_cost = 4 }}\nhedge = {{ delay = \"30ms\" }}\nidempotent = true\n\
          propagate_deadline = false\ndeadline_reserve = \"0s\"\nretry_body_limit = 0\n\
@@ -156,8 +157,13 @@ fn every_route_key_is_read() {
     assert_eq!(route.matcher.path_prefix.as_deref(), Some("/v1/"));
     let call = &route.call;
     assert_eq!(call.timeout, Some(Duration::from_secs(3)));
+    assert_eq!(call.request_timeout, Some(Duration::from_secs(7)));
     assert_eq!(call.connect_timeout, Some(Duration::from_secs(3)));
     assert_eq!(call.max_attempts, 3);
+    assert_eq!(
+        call.retry_on.to_string(),
+        "connect-failure, 409, resource-exhausted"
+    );
     assert_eq!(call.backoff, Backoff::Constant(ms(40)));
     assert_eq!(
         call.limiter,
@@ -172,10 +178,10 @@ fn every_route_key_is_read() {
         call.hedge,
         Some(HedgeSpec {
             delay: HedgeDelay::Fixed(ms(30)),
-            max_extra: Some(0.05)
+            max_extra: 0.05
         })
     );
-    assert!(call.idempotent);
+    assert_eq!(call.idempotent, Idempotent::Yes);
     assert!(!call.propagate_deadline);
     assert_eq!(route.deadline_reserve, Duration::ZERO);
     assert_eq!(route.retry_body_limit, 0);
@@ -194,13 +200,13 @@ fn every_route_key_is_read() {
 #[test]
 fn routes_keep_file_order_and_their_own_spans() {
     let config = config(&format!(
-        "{MINIMAL}\n[[routes]]\nname = \"all\"\nupstream = \"api\"\nidempotent = false\n\
+        "{MINIMAL}\n[[routes]]\nname = \"all\"\nupstream = \"api\"\ntimeout = \"1s\"\nidempotent = false\n\
          fault = {{ delay = \"1s\", abort_percent = 2.5 }}\n"
     ));
     let names: Vec<_> = config.routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["api", "all"]);
-    assert_eq!(config.routes[1].call.span, Span { line: 7, column: 1 });
-    assert!(!config.routes[1].call.idempotent);
+    assert_eq!(config.routes[1].call.span, Span { line: 8, column: 1 });
+    assert_eq!(config.routes[1].call.idempotent, Idempotent::No);
     assert_eq!(
         config.routes[1].fault,
         Some(FaultSpec {
@@ -230,7 +236,7 @@ fn upstreams_are_sorted_by_name_and_keep_instance_order() {
 #[test]
 fn adaptive_bounds_default_to_10ms_and_the_route_timeout() {
     let route = &config(&format!(
-        "{MINIMAL}timeout = \"800ms\"\nadaptive_timeout = {{}}\n"
+        "{UNTIMED}timeout = \"800ms\"\nadaptive_timeout = {{}}\n"
     ))
     .routes[0];
     assert_eq!(
@@ -243,7 +249,7 @@ fn adaptive_bounds_default_to_10ms_and_the_route_timeout() {
     );
     // Below 10 ms the minimum follows the maximum down rather than refusing the file.
     let route = &config(&format!(
-        "{MINIMAL}timeout = \"4ms\"\nadaptive_timeout = {{ false_timeout_rate = 0.01 }}\n"
+        "{UNTIMED}timeout = \"4ms\"\nadaptive_timeout = {{ false_timeout_rate = 0.01 }}\n"
     ))
     .routes[0];
     let adaptive = route.adaptive_timeout.unwrap();

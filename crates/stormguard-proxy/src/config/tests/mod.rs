@@ -27,7 +27,8 @@ max_in_flight = 1024               # per upstream; beyond it the proxy sheds loa
 name = "api"
 match = { path_prefix = "/", host = "api.internal" }   # both optional
 upstream = "api"
-timeout = "2s"
+timeout = "2s"                     # each attempt, connecting included
+request_timeout = "3s"             # the whole request, retries and waits included
 connect_timeout = "100ms"
 max_attempts = 2
 backoff = "full-jitter(base=25ms, cap=250ms)"
@@ -46,6 +47,11 @@ enabled = false                    # also enables the headers stormguard-fault-d
 /// The smallest valid file: lines 1-5; what a test appends starts on line 6, inside
 /// `routes[0]`.
 pub(super) const MINIMAL: &str = "[upstreams.api]\ninstances = [\"127.0.0.1:9001\"]\n\
+                                  [[routes]]\nname = \"api\"\nupstream = \"api\"\n\
+                                  timeout = \"1s\"\n";
+
+/// [`MINIMAL`] without its `timeout`, for tests that give their own (or none).
+pub(super) const UNTIMED: &str = "[upstreams.api]\ninstances = [\"127.0.0.1:9001\"]\n\
                                   [[routes]]\nname = \"api\"\nupstream = \"api\"\n";
 
 /// Parses `text`, which must be valid.

@@ -36,6 +36,7 @@ impl HedgeLayer<NoMetrics> {
                 observer: NoMetrics,
                 target: Arc::from("default"),
                 body_limit: crate::layer::DEFAULT_BODY_LIMIT,
+                idempotent: None,
             }),
         }
     }
@@ -50,6 +51,7 @@ impl<O: Observer + Clone> HedgeLayer<O> {
             observer,
             target: s.target.clone(),
             body_limit: s.body_limit,
+            idempotent: s.idempotent,
         };
         f(&mut shared);
         HedgeLayer {
@@ -78,6 +80,15 @@ impl<O: Observer + Clone> HedgeLayer<O> {
     pub fn body_limit(self, limit: usize) -> Self {
         let observer = self.shared.observer.clone();
         self.rebuild(observer, |s| s.body_limit = limit)
+    }
+
+    /// Which requests may be hedged: `None` (the default) each by its method and
+    /// `Idempotency-Key`, `Some(true)` every one, `Some(false)` none. Give it the value of the
+    /// retry policy's `idempotent`, so that the two layers never disagree on whether a request
+    /// may run twice.
+    pub fn idempotent(self, idempotent: Option<bool>) -> Self {
+        let observer = self.shared.observer.clone();
+        self.rebuild(observer, |s| s.idempotent = idempotent)
     }
 
     /// The estimator this layer records latencies in.

@@ -33,6 +33,10 @@ pub(crate) struct Shared<O> {
     pub(crate) observer: O,
     pub(crate) target: Arc<str>,
     pub(crate) body_limit: usize,
+    /// Whether every request may be hedged (`Some(true)`), none (`Some(false)`), or each by
+    /// its method and `Idempotency-Key` (`None`, the default), as the retry policy's
+    /// `idempotent` says.
+    pub(crate) idempotent: Option<bool>,
 }
 
 /// A service that hedges slow idempotent requests, as a [`HedgePolicy`] says.
@@ -124,7 +128,9 @@ where
     let start = clock::now();
     shared.policy.on_request(start);
     let (mut parts, body) = req.into_parts();
-    let idempotent = is_idempotent(&parts.method, &parts.headers);
+    let idempotent = shared
+        .idempotent
+        .unwrap_or_else(|| is_idempotent(&parts.method, &parts.headers));
     let grpc = is_grpc(&parts.headers);
     let deadline = incoming_deadline(&parts.extensions, &parts.headers, start);
     let delay = shared

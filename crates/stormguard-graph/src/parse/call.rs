@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::convert::Converter;
 use super::locate::KeyPath;
-use super::policy_keys::{PolicyKeys, DEFAULT_METHOD};
+use super::policy_keys::DEFAULT_METHOD;
 use super::raw::RawCall;
 use super::ParseError;
 use crate::model::Call;
@@ -25,24 +25,7 @@ impl Converter<'_> {
             "a call made 0 times per request is no call; use 1 or more, or remove the call",
         )?;
         let method = self.method(raw.method.as_ref(), path)?;
-        let policy = self.policy(
-            PolicyKeys {
-                offset,
-                timeout: raw.timeout.as_ref(),
-                request_timeout: raw.request_timeout.as_ref(),
-                connect_timeout: raw.connect_timeout.as_ref(),
-                max_attempts: raw.max_attempts.as_ref(),
-                backoff: raw.backoff.as_ref(),
-                retry_budget: raw.retry_budget,
-                token_bucket: raw.token_bucket,
-                retry_on: raw.retry_on.as_ref(),
-                idempotent: raw.idempotent.as_ref(),
-                hedge: raw.hedge,
-                propagate_deadline: raw.propagate_deadline,
-            },
-            path,
-            "call",
-        )?;
+        let policy = self.policy(crate::policy_keys!(raw, offset), path, "call")?;
         self.metrics_key(raw.metrics.as_ref(), path)?;
         Ok(Call {
             to,

@@ -177,6 +177,29 @@ pub struct PolicyKeys<'a, D> {
     pub propagate_deadline: Option<bool>,
 }
 
+/// The [`PolicyKeys`] of a raw call or route `$raw` (a struct with the policy keys as fields of
+/// the same names) whose table starts at `$offset`: one list of fields, so that a key added to
+/// the policy reaches both files.
+#[macro_export]
+macro_rules! policy_keys {
+    ($raw:ident, $offset:expr) => {
+        $crate::parse::policy_keys::PolicyKeys {
+            offset: $offset,
+            timeout: $raw.timeout.as_ref(),
+            request_timeout: $raw.request_timeout.as_ref(),
+            connect_timeout: $raw.connect_timeout.as_ref(),
+            max_attempts: $raw.max_attempts.as_ref(),
+            backoff: $raw.backoff.as_ref(),
+            retry_budget: $raw.retry_budget,
+            token_bucket: $raw.token_bucket,
+            retry_on: $raw.retry_on.as_ref(),
+            idempotent: $raw.idempotent.as_ref(),
+            hedge: $raw.hedge,
+            propagate_deadline: $raw.propagate_deadline,
+        }
+    };
+}
+
 /// A call's policy with every default applied: the fields of a [`crate::model::Call`] that a
 /// proxy route shares.
 #[derive(Clone, Debug, PartialEq)]

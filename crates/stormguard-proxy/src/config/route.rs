@@ -13,7 +13,7 @@ use stormguard::backoff::Backoff;
 use stormguard::policy::RetryPolicy;
 use stormguard_graph::model::{Call, Idempotent};
 use stormguard_graph::parse::locate::KeyPath;
-use stormguard_graph::parse::policy_keys::{PolicyKeys, DEFAULT_METHOD};
+use stormguard_graph::parse::policy_keys::DEFAULT_METHOD;
 use stormguard_graph::parse::ParseError;
 use toml::Spanned;
 
@@ -64,24 +64,7 @@ impl Converter<'_> {
         };
         let upstream = self.known_upstream(raw.upstream.as_ref(), offset, path)?;
         let raw_hedge_at = raw.hedge.as_ref().map(|hedge| hedge.span().start);
-        let policy = self.policy(
-            PolicyKeys {
-                offset,
-                timeout: raw.timeout.as_ref(),
-                request_timeout: raw.request_timeout.as_ref(),
-                connect_timeout: raw.connect_timeout.as_ref(),
-                max_attempts: raw.max_attempts.as_ref(),
-                backoff: raw.backoff.as_ref(),
-                retry_budget: raw.retry_budget,
-                token_bucket: raw.token_bucket,
-                retry_on: raw.retry_on.as_ref(),
-                idempotent: raw.idempotent.as_ref(),
-                hedge: raw.hedge,
-                propagate_deadline: raw.propagate_deadline,
-            },
-            path,
-            "route",
-        )?;
+        let policy = self.policy(stormguard_graph::policy_keys!(raw, offset), path, "route")?;
         // Every remote call has a timeout: a graph call without one is a finding of `check`, a
         // route without one would hold a client and an upstream slot for as long as the upstream
         // hangs, so the proxy does not run it.

@@ -10,6 +10,7 @@ use crate::model::{Call, CheckConfig, Entry, Graph, Latency, LimiterSpec, Servic
 use crate::report::{Finding, Report};
 
 mod amplification;
+mod docs;
 mod examples;
 mod figures;
 mod retries;

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,13 +12,14 @@ use stormguard_graph::fix::{Change, FixError, Fixed, Stop};
 use stormguard_graph::report::{Report, Severity};
 use stormguard_graph::{check, render, Graph};
 
-use crate::InputError;
+use crate::{explain_cmd, InputError};
 
 /// Arguments of `stormguard check`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// The graph file (TOML).
-    file: PathBuf,
+    #[arg(required_unless_present = "rules")]
+    file: Option<PathBuf>,
     /// Output format: a report to read, JSON for scripts, SARIF for code scanning, or a Mermaid
     /// flowchart for a README or pull request.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -35,6 +36,10 @@ pub(crate) struct Args {
     /// With --fix: write the fixed graph to this file instead of stdout (it may be FILE itself).
     #[arg(long, value_name = "FILE", requires = "fix")]
     out: Option<PathBuf>,
+    /// List every rule with a one-line summary instead of checking a file (`stormguard explain
+    /// RULE` for what one computes, why it matters and how to fix it).
+    #[arg(long, conflicts_with_all = ["file", "fix"])]
+    rules: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +75,19 @@ pub(crate) fn colour_wanted() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+impl Args {
+    /// The graph file: clap asks for it unless --rules, which [`run`] answers first.
+    fn file(&self) -> &Path {
+        self.file
+            .as_deref()
+            .expect("clap requires FILE without --rules")
+    }
+}
+
 pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if args.rules {
+        return explain_cmd::run(explain_cmd::Args::default(), out);
+    }
     if args.fix {
         return run_fix(&args, out, &mut std::io::stderr().lock());
     }
@@ -78,7 +95,7 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     run_with_colour(args, out, colour)
 }
 
-fn read(file: &std::path::Path) -> anyhow::Result<(String, String)> {
+fn read(file: &Path) -> anyhow::Result<(String, String)> {
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file)
         .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
@@ -88,7 +105,7 @@ fn read(file: &std::path::Path) -> anyhow::Result<(String, String)> {
 /// `--fix`: the fixed graph to `--out` or `out`, and what changed to `out` when the graph went
 /// to a file, else to `err`, so that `check --fix g.toml > fixed.toml` writes a clean file.
 fn run_fix(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let (file, text) = read(&args.file)?;
+    let (file, text) = read(args.file())?;
     let fixed = stormguard_graph::fix(&file, &text).map_err(|e| match e {
         // The error already says file:line:column, the key and what would be valid.
         FixError::Parse(parse) => anyhow::Error::new(InputError(parse.to_string())),
@@ -223,14 +240,14 @@ fn change_line(graph: &Graph, change: &Change) -> String {
 }
 
 fn run_with_colour(args: Args, out: &mut dyn Write, colour: bool) -> anyhow::Result<ExitCode> {
-    let (file, text) = read(&args.file)?;
+    let (file, text) = read(args.file())?;
     // The error already says file:line:column, the key and what would be valid.
     let graph = stormguard_graph::parse(&file, &text).map_err(|e| InputError(e.to_string()))?;
     let report = check::check(&graph);
     write_report(
         &graph,
         &report,
-        &repository_path(&args.file),
+        &repository_path(args.file()),
         &args,
         out,
         colour,

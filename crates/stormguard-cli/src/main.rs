@@ -3,6 +3,7 @@
 mod backoff_cmd;
 mod check_cmd;
 mod demo;
+mod explain_cmd;
 mod proxy_cmd;
 mod recommend_cmd;
 mod sim_cmd;
@@ -39,8 +40,13 @@ enum Command {
     Backoff(backoff_cmd::Args),
     /// Check a service graph file: timeouts that do not telescope, retry amplification, edge
     /// budgets blown and the rest. Exit 1 on findings at or above --fail-on, 2 on bad input.
-    /// --fix writes the graph with every value the findings propose.
+    /// --fix writes the graph with every value the findings propose; --rules lists the rules,
+    /// and `stormguard explain RULE` says what one computes and how to fix it.
     Check(check_cmd::Args),
+    /// Explain a rule of check (`stormguard explain timeout-inversion`): what it computes, the
+    /// [check] thresholds it reads, why it matters and how to fix it. Without RULE, every rule
+    /// with a one-line summary.
+    Explain(explain_cmd::Args),
     /// Simulate a graph file's scenario in virtual time: retry storms, wasted work, recovery;
     /// two files side by side on the same arrivals and faults. Also the published experiments
     /// (`--experiment brooker-jitter`) that check the simulator.
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args, &mut std::io::stdout().lock()),
         Command::Backoff(args) => backoff_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Check(args) => check_cmd::run(args, &mut std::io::stdout().lock()),
+        Command::Explain(args) => explain_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Sim(args) => sim_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Proxy(args) => proxy_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Recommend(args) => recommend_cmd::run(args, &mut std::io::stdout().lock()),

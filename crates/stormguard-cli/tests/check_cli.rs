@@ -167,3 +167,33 @@ fn out_needs_fix_and_fix_takes_no_format() {
         2
     );
 }
+
+#[test]
+fn explain_says_what_a_rule_computes_and_check_rules_lists_them_as_explain_does() {
+    let (code, list, _) = stormguard(&["explain"]);
+    assert_eq!(code, 0);
+    assert!(list.contains("\ncall-cycle  "), "{list}");
+    let (code, rules, _) = stormguard(&["check", "--rules"]);
+    assert_eq!(code, 0);
+    assert_eq!(rules, list);
+    // As copied from a finding of the report.
+    let (code, one, _) = stormguard(&["explain", "error[retry-amplification]"]);
+    assert_eq!(code, 0);
+    assert!(one.starts_with("retry-amplification (error): "), "{one}");
+    assert!(
+        one.contains("max_amplification = 10 (the default)"),
+        "{one}"
+    );
+    // --rules checks no file, and takes none.
+    let file = "examples/graphs/healthy.toml";
+    assert_eq!(stormguard(&["check", "--rules", file]).0, 2);
+}
+
+#[test]
+fn explain_of_an_unknown_rule_exits_2_listing_the_rules() {
+    let (code, out, err) = stormguard(&["explain", "retry-storm"]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("no rule `retry-storm`"), "{err}");
+    assert!(err.contains("timeout-inversion"), "{err}");
+}

@@ -21,6 +21,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::path::Path;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::config::Config;
 use crate::reload::{ReloadError, Reloader, Trigger};
 
 /// What `/metrics` answers with: the OpenMetrics text prometheus-client encodes.
@@ -191,14 +193,7 @@ impl AdminServer {
         // The generation is read first: if a reload lands in between, the settings shown are
         // at least as new as the number says, never older.
         let generation = target.generation();
-        let mut json = crate::config::to_json(&target.config());
-        if let Some(object) = json.as_object_mut() {
-            object.insert("generation".to_string(), json!(generation));
-            object.insert(
-                "file".to_string(),
-                json!(self.reloader.path().display().to_string()),
-            );
-        }
+        let json = config_json(&target.config(), generation, self.reloader.path());
         json_answer(StatusCode::OK, &json)
     }
 
@@ -269,6 +264,19 @@ fn answer(status: StatusCode, content_type: &'static str, body: String) -> Respo
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     answer(status, "text/plain; charset=utf-8", body.to_string())
+}
+
+/// What `GET /config` shows for `config`, read from `file` as its `generation`-th load: the
+/// settings as [`config::to_json`](crate::config::to_json) writes them, with `"generation"` and
+/// `"file"` added. Public so that a copy of it elsewhere (the README's excerpt, which a test
+/// checks) can be compared with what the endpoint serves without starting a proxy.
+pub fn config_json(config: &Config, generation: u64, file: &Path) -> serde_json::Value {
+    let mut json = crate::config::to_json(config);
+    if let Some(object) = json.as_object_mut() {
+        object.insert("generation".to_string(), json!(generation));
+        object.insert("file".to_string(), json!(file.display().to_string()));
+    }
+    json
 }
 
 fn json_answer(status: StatusCode, json: &serde_json::Value) -> Response<Full<Bytes>> {

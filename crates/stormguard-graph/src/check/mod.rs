@@ -4,11 +4,14 @@
 //! (a timeout against its callee's worst case, attempts against the product along every path):
 //! `figures` computes those once, in time linear in services plus calls, and `rules` reads
 //! them. The rule ids and severities are part of the interface (issue 3's table); the text of
-//! messages and fixes is not.
+//! messages and fixes is not. [`RULES`] says what each rule computes, why it matters and how to
+//! fix it, for `stormguard explain`.
 
 use crate::model::Graph;
 use crate::report::{Report, ServiceFigures, Severity, Summary};
 use figure::Figure;
+
+pub use rules::docs::{rule_doc, RuleDoc, Threshold, RULES};
 
 mod figure;
 mod figures;

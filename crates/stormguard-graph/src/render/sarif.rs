@@ -3,44 +3,24 @@
 
 use serde_json::{json, Value};
 
+use crate::check::RULES;
 use crate::report::{Finding, Report, Severity};
-
-/// Every rule of `check`, with its default severity and what it catches. SARIF wants the rules
-/// declared up front (viewers show the description and let users filter by rule), and listing
-/// all of them, not only those that fired, lets code scanning close an alert once it is fixed.
-const RULES: [(&str, Severity, &str); 18] = [
-    ("missing-timeout", Severity::Error, "A call has no timeout: a hung callee holds the caller forever."),
-    ("missing-connect-timeout", Severity::Warning, "A call has no connect timeout: an unreachable host costs the whole request timeout."),
-    ("timeout-inversion", Severity::Error, "The callee may keep working longer than the caller waits for it: the edge gives up while the back end still retries."),
-    ("entry-budget", Severity::Error, "The entry service's worst case exceeds how long a user waits."),
-    ("retry-amplification", Severity::Error, "Worst-case attempts at a service per user request exceed the limit: retries multiply down the stack."),
-    ("layered-retries", Severity::Warning, "More than one layer on a path retries: retry at one point in the stack."),
-    ("too-many-attempts", Severity::Warning, "More than two attempts on a call: zero or one retry is enough."),
-    ("retry-without-backoff", Severity::Warning, "Retries without backoff hit a struggling service at once."),
-    ("backoff-without-jitter", Severity::Warning, "Constant or exponential backoff without jitter: clients that fail together retry together."),
-    ("retry-without-budget", Severity::Warning, "Retries with neither a retry budget nor a token bucket: an outage multiplies the load."),
-    ("non-idempotent-retry", Severity::Error, "A call that is not idempotent is retried or hedged: the request may be applied twice."),
-    ("same-timeout-everywhere", Severity::Warning, "Calls at different depths share one timeout: timeouts do not telescope."),
-    ("connect-timeout-below-rtt", Severity::Error, "The connect timeout is at or below the round trip: every connection fails."),
-    ("connect-timeout-too-long", Severity::Warning, "The connect timeout is far above the round trip: an unreachable host is detected late."),
-    ("timeout-below-latency", Severity::Warning, "The per-attempt timeout is below the callee's tail latency: healthy requests time out."),
-    ("single-instance-retry", Severity::Warning, "Retries to a service with one instance hit the instance that just failed."),
-    ("hedge-without-budget", Severity::Warning, "A hedge without max_extra can double the load when the callee slows down."),
-    ("call-cycle", Severity::Error, "The calls form a cycle: a request can call itself until every timeout runs out."),
-];
 
 /// The report as a SARIF 2.1.0 log for `file` (the path as given, which code scanning resolves
 /// against the repository root): one run of the `stormguard` tool, every rule declared, and each
 /// finding located at the line and column of its call or service table (line 1 when the finding
 /// has no place in the file).
 pub fn sarif(report: &Report, file: &str) -> String {
+    // SARIF wants the rules declared up front (viewers show the description and let users
+    // filter by rule), and listing all of them, not only those that fired, lets code scanning
+    // close an alert once it is fixed.
     let rules: Vec<Value> = RULES
         .iter()
-        .map(|(id, severity, description)| {
+        .map(|rule| {
             json!({
-                "id": id,
-                "shortDescription": { "text": description },
-                "defaultConfiguration": { "level": level(*severity) },
+                "id": rule.id,
+                "shortDescription": { "text": rule.summary },
+                "defaultConfiguration": { "level": level(rule.severity) },
             })
         })
         .collect();
@@ -81,7 +61,7 @@ fn result(finding: &Finding, file: &str) -> Value {
             },
         }],
     });
-    if let Some(index) = RULES.iter().position(|(id, _, _)| *id == finding.rule) {
+    if let Some(index) = RULES.iter().position(|rule| rule.id == finding.rule) {
         // Lets viewers find the rule without matching ids; left out for a rule this table lacks,
         // since a wrong index is worse than none.
         result["ruleIndex"] = json!(index);
@@ -100,7 +80,7 @@ fn level(severity: Severity) -> &'static str {
 
 #[cfg(test)]
 pub(crate) fn rule_ids() -> Vec<&'static str> {
-    RULES.iter().map(|(id, _, _)| *id).collect()
+    RULES.iter().map(|rule| rule.id).collect()
 }
 
 /// Where the graph file is, as SARIF wants it: a relative path resolves against the checkout

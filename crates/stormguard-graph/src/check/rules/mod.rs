@@ -15,6 +15,7 @@ use crate::report::{Edit, Finding, Severity};
 
 mod amplification;
 mod deadlines;
+pub(super) mod docs;
 mod fit;
 mod retries;
 mod shape;

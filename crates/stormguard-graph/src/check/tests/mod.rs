@@ -12,6 +12,7 @@ use crate::model::{
 use crate::report::{Finding, Report};
 
 mod amplification;
+mod docs;
 mod examples;
 mod figures;
 mod retries;

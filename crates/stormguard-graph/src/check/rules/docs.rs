@@ -1,0 +1,373 @@
+//! What each rule is, in words: the one table that `stormguard explain`, `check --rules` and the
+//! SARIF log's rule declarations read, kept beside the rules so that a rule and its explanation
+//! change in the same place. A test (`check/tests/docs.rs`) holds it to the rules: every id the
+//! rules can emit has an entry here, and every entry is an id they emit.
+//!
+//! A finding says what is wrong with one call in numbers; an entry says what the rule computes
+//! for every call, which thresholds it reads, why that matters and what the fix is, for a reader
+//! who meets the rule for the first time.
+
+use crate::model::CheckConfig;
+use crate::report::Severity;
+
+/// A rule of `check`, explained.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RuleDoc {
+    /// The id its findings carry (`error[retry-amplification]`); part of the interface.
+    pub id: &'static str,
+    /// The severity of its findings (only `timeout-inversion` has another, `info`, when the
+    /// call propagates its deadline; `computes` says so).
+    pub severity: Severity,
+    /// What it catches, in one sentence: the list's line and SARIF's short description.
+    pub summary: &'static str,
+    /// What it computes and when it fires, in words, with the thresholds it compares against.
+    pub computes: &'static str,
+    /// The `[check]` thresholds it reads, in the firing condition or in the fix's value.
+    pub thresholds: &'static [Threshold],
+    /// Why it matters: what goes wrong in production when it fires.
+    pub why: &'static str,
+    /// How to fix it, and what `check --fix` writes.
+    pub fix: &'static str,
+}
+
+/// A threshold of the `[check]` table of a graph file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threshold {
+    /// `max_amplification`.
+    MaxAmplification,
+    /// `connect_timeout_rtt_multiple`.
+    ConnectTimeoutRttMultiple,
+    /// `false_timeout_rate`.
+    FalseTimeoutRate,
+}
+
+impl Threshold {
+    /// Its key in `[check]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Threshold::MaxAmplification => "max_amplification",
+            Threshold::ConnectTimeoutRttMultiple => "connect_timeout_rtt_multiple",
+            Threshold::FalseTimeoutRate => "false_timeout_rate",
+        }
+    }
+
+    /// Its value in `config`; [`CheckConfig::default`] gives the default a file can change.
+    pub fn value(self, config: &CheckConfig) -> f64 {
+        match self {
+            Threshold::MaxAmplification => config.max_amplification,
+            Threshold::ConnectTimeoutRttMultiple => config.connect_timeout_rtt_multiple,
+            Threshold::FalseTimeoutRate => config.false_timeout_rate,
+        }
+    }
+
+    /// What it bounds, in a few words.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Threshold::MaxAmplification => {
+                "the most attempts a service may receive per user request when everything below \
+                 the entry fails"
+            }
+            Threshold::ConnectTimeoutRttMultiple => {
+                "the longest connect timeout, in round trips of the call"
+            }
+            Threshold::FalseTimeoutRate => {
+                "the share of attempts that would succeed that a timeout may cut (0.001: a \
+                 timeout at the callee's p99.9)"
+            }
+        }
+    }
+}
+
+/// The entry of rule `id`, if there is such a rule.
+///
+/// ```
+/// use stormguard_graph::check::rule_doc;
+///
+/// assert_eq!(rule_doc("call-cycle").unwrap().id, "call-cycle");
+/// assert!(rule_doc("no-such-rule").is_none());
+/// ```
+pub fn rule_doc(id: &str) -> Option<&'static RuleDoc> {
+    RULES.iter().find(|rule| rule.id == id)
+}
+
+/// How the model sizes the longest a service may keep working on one request, which several
+/// rules weigh: said once here and spliced into their texts.
+macro_rules! worst_case {
+    () => {
+        "The worst case, the longest a service may keep working on one request, is its own \
+         latency at p99.9 (of a lognormal fitted to its p50 and p99) plus, for each of its calls \
+         in order, count x (max_attempts x (connect_timeout + timeout) + the backoff's longest \
+         waits between the attempts), a run of parallel calls counting as its slowest; a call \
+         without a timeout waits the round trip plus its callee's worst case."
+    };
+}
+
+/// Every rule of `check`, in the order of issue 3's table (which is also SARIF's rule index).
+pub const RULES: &[RuleDoc] = &[
+    RuleDoc {
+        id: "missing-timeout",
+        severity: Severity::Error,
+        summary: "A call has no timeout: a hung callee holds the caller forever.",
+        computes: concat!(
+            "Fires on every call without a timeout. The caller then waits as long as the callee \
+             works: the model counts each attempt as the round trip plus the callee's worst case, \
+             which the finding quotes, and a callee that hangs is waited for forever. ",
+            worst_case!()
+        ),
+        thresholds: &[Threshold::FalseTimeoutRate],
+        why: "One stuck dependency holds every request of its callers, with their connections, \
+              threads and memory, until they run out: a slow database becomes an outage of \
+              everything above it. A timeout bounds what a failure below can cost.",
+        fix: "Set timeout on the call. check --fix writes the longer of the callee's worst case \
+              and its latency at the quantile false_timeout_rate leaves (the p99.9 by default) \
+              plus the round trip, rounded up to a whole ms, so that the new value fires neither \
+              timeout-inversion nor timeout-below-latency.",
+    },
+    RuleDoc {
+        id: "missing-connect-timeout",
+        severity: Severity::Warning,
+        summary: "A call has no connect timeout: an unreachable host costs the whole request timeout.",
+        computes: "Fires on every call without a connect_timeout. The model then takes the \
+                   request timeout to cover connecting, and adds nothing for it.",
+        thresholds: &[Threshold::ConnectTimeoutRttMultiple],
+        why: "Connecting to a host that is down or blackholed then takes the whole request \
+              timeout (or the operating system's, often minutes) instead of a few round trips, \
+              and the attempt on a live instance starts that much later.",
+        fix: "Set connect_timeout to a few round trips of the call (rtt). check --fix writes \
+              three round trips, or the longest connect_timeout_rtt_multiple allows when that is \
+              less.",
+    },
+    RuleDoc {
+        id: "timeout-inversion",
+        severity: Severity::Error,
+        summary: "The callee may keep working longer than the caller waits for it: the edge gives up while the back end still retries.",
+        computes: concat!(
+            "For each call with a timeout, compares the callee's worst case with the call's \
+             timeout, and fires when the worst case is longer: an error, or only an info when the \
+             call has propagate_deadline = true, since the callee can then stop when the caller \
+             gives up, if it honours the deadline. A call that closes a cycle is left to \
+             call-cycle. ",
+            worst_case!()
+        ),
+        thresholds: &[Threshold::FalseTimeoutRate],
+        why: "The caller gives up while the callee, and any retries below it, keep working on an \
+              answer no one will read: capacity spent for nothing exactly when the system is \
+              slow, as in Cockcroft's edge that gives up at 2 s while the back end retries for \
+              6 s.",
+        fix: "Make the timeouts telescope from the top down: cut the timeouts of the callee's own \
+              calls until its worst case fits in this call's timeout, never below a callee's \
+              latency at the quantile false_timeout_rate leaves plus the round trip (what check \
+              --fix writes, when it can); or raise this call's timeout to cover the callee's worst case; or \
+              set propagate_deadline = true, so that the callee can stop when the caller gives \
+              up.",
+    },
+    RuleDoc {
+        id: "entry-budget",
+        severity: Severity::Error,
+        summary: "The entry service's worst case exceeds how long a user waits.",
+        computes: concat!(
+            "Compares the entry service's worst case with entry.timeout, how long a user waits, \
+             and fires when it is longer. ",
+            worst_case!()
+        ),
+        thresholds: &[],
+        why: "Users give up, and often retry, while the graph still works for them: the work is \
+              wasted, and the retries add load when the graph is already slow.",
+        fix: "Cut timeouts below the entry. check --fix writes, for the costliest call (or run of \
+              parallel calls) that can absorb the whole excess alone, the timeout each of its \
+              calls needs for the worst case to fit, rounded down to a whole ms. When no one \
+              call can, the finding says how much to cut in total and where the time goes; \
+              raising entry.timeout is the owner's choice, which check --fix does not make.",
+    },
+    RuleDoc {
+        id: "retry-amplification",
+        severity: Severity::Error,
+        summary: "Worst-case attempts at a service per user request exceed the limit: retries multiply down the stack.",
+        computes: "For every service the entry reaches, the attempts it receives per user \
+                   request when everything below the entry fails: the product of max_attempts x \
+                   count along each path from the entry, summed over the paths (by dynamic \
+                   programming over the graph, never path by path). Fires when that exceeds \
+                   max_amplification. The sustained figure, with retry budgets and token buckets \
+                   holding, is quoted beside it, but a budget does not lower this worst case: it \
+                   caps retries once it has drained, not the burst before.",
+        thresholds: &[Threshold::MaxAmplification],
+        why: "Retries multiply at every layer: three attempts at each of five layers is 3^5 = 243 \
+              attempts at the bottom for one user request, so a struggling service gets a \
+              multiple of its load exactly when it can least take it (Brooker).",
+        fix: "Retry at one layer: max_attempts = 1 on every retrying call below another retrying \
+              layer and at most 2 on the topmost, which check --fix writes when the model shows \
+              it is enough; else one attempt on every call. When no call on the paths retries, \
+              the figure is fan-out (count, and paths that meet): batch the calls, or raise \
+              max_amplification if the fan-out is meant.",
+    },
+    RuleDoc {
+        id: "layered-retries",
+        severity: Severity::Warning,
+        summary: "More than one layer on a path retries: retry at one point in the stack.",
+        computes: "Fires on a call that retries (max_attempts above 1) from a service that a \
+                   path from the entry reaches through another retrying call: the most retrying \
+                   calls on any path to the caller, by dynamic programming, is at least one. \
+                   Services the entry does not reach are not judged.",
+        thresholds: &[],
+        why: "A failure at the bottom is retried at every layer, and the attempts multiply \
+              (retry-amplification counts them). One retrying layer rides out a one-off failure \
+              as well as several do.",
+        fix: "max_attempts = 1 on this call, leaving the retries to the layer above; check --fix \
+              writes it.",
+    },
+    RuleDoc {
+        id: "too-many-attempts",
+        severity: Severity::Warning,
+        summary: "More than two attempts on a call: zero or one retry is enough.",
+        computes: "Fires on a call with max_attempts above 2.",
+        thresholds: &[],
+        why: "One retry rides out a one-off failure. When the retry fails too, the callee is most \
+              likely down or overloaded, and each further attempt adds load exactly then.",
+        fix: "max_attempts = 2; check --fix writes it.",
+    },
+    RuleDoc {
+        id: "retry-without-backoff",
+        severity: Severity::Warning,
+        summary: "Retries without backoff hit a struggling service at once.",
+        computes: "Fires on a call that retries (max_attempts above 1) with a backoff that never \
+                   waits: none, or one whose every delay is zero, such as constant(0s).",
+        thresholds: &[],
+        why: "Each retry arrives at once, while the callee is still failing, adding load when it \
+              can least take it.",
+        fix: "A jittered backoff: check --fix writes the library's default, \
+              full-jitter(base=25ms, cap=250ms).",
+    },
+    RuleDoc {
+        id: "backoff-without-jitter",
+        severity: Severity::Warning,
+        summary: "Constant or exponential backoff without jitter: clients that fail together retry together.",
+        computes: "Fires on a call that retries with a constant or exponential backoff that \
+                   waits: every client waits the same delays.",
+        thresholds: &[],
+        why: "Clients that failed together wait the same delays, come back together, in \
+              lockstep, and fail together again (Brooker, \"Exponential Backoff And Jitter\").",
+        fix: "A full jitter with the same largest delays, which never waits longer: \
+              full-jitter(base=d, cap=d) for constant(d), full-jitter(base=b, cap=c) for \
+              exponential(base=b, cap=c); check --fix writes it.",
+    },
+    RuleDoc {
+        id: "retry-without-budget",
+        severity: Severity::Warning,
+        summary: "Retries with neither a retry budget nor a token bucket: an outage multiplies the load.",
+        computes: "Fires on a call that retries (max_attempts above 1) with neither retry_budget \
+                   nor token_bucket.",
+        thresholds: &[],
+        why: "When the callee fails for everyone, every request is retried, and it gets \
+              max_attempts times its load exactly when it is struggling. A budget lets retries \
+              through while failures are rare and stops them when they are not.",
+        fix: "retry_budget = { ratio = 0.1, min_per_sec = 10 }: at most one retry per ten \
+              requests, with a floor so that a quiet service can still retry; check --fix writes \
+              it.",
+    },
+    RuleDoc {
+        id: "non-idempotent-retry",
+        severity: Severity::Error,
+        summary: "A call that is not idempotent is retried or hedged: the request may be applied twice.",
+        computes: "Fires on a call with idempotent = false that retries (max_attempts above 1) \
+                   or has a hedge.",
+        thresholds: &[],
+        why: "An attempt that timed out may still have been applied, so a second attempt can \
+              apply the request twice: a double charge, a duplicate order.",
+        fix: "max_attempts = 1 and no hedge, which check --fix writes; or make the call \
+              idempotent (an idempotency key the callee honours) and set idempotent = true.",
+    },
+    RuleDoc {
+        id: "same-timeout-everywhere",
+        severity: Severity::Warning,
+        summary: "Calls at different depths share one timeout: timeouts do not telescope.",
+        computes: "Groups the calls of the services the entry reaches by timeout, and fires once \
+                   per value that three or more calls share from two or more depths (a call's \
+                   depth is its caller's: the most calls on a path from the entry to it), on the \
+                   first of them by service name, then call order. Calls at one depth that share \
+                   a value are siblings, not layers, and are fine.",
+        thresholds: &[],
+        why: "Timeouts that do not shrink with depth cannot telescope: a caller gives up exactly \
+              when its callee does, with no time left for the callee's retries or its answer.",
+        fix: "Timeouts that halve with each depth below the shallowest, each under its caller's; \
+              check --fix writes them.",
+    },
+    RuleDoc {
+        id: "connect-timeout-below-rtt",
+        severity: Severity::Error,
+        summary: "The connect timeout is at or below the round trip: every connection fails.",
+        computes: "Fires on a call whose connect_timeout is at or below its round trip (rtt).",
+        thresholds: &[Threshold::ConnectTimeoutRttMultiple],
+        why: "A handshake takes at least one round trip, so every connection fails, and every \
+              attempt with it.",
+        fix: "connect_timeout = three round trips, or the longest connect_timeout_rtt_multiple \
+              allows when that is less (two round trips when it leaves no room above one); \
+              check --fix writes it.",
+    },
+    RuleDoc {
+        id: "connect-timeout-too-long",
+        severity: Severity::Warning,
+        summary: "The connect timeout is far above the round trip: an unreachable host is detected late.",
+        computes: "Fires on a call whose connect_timeout is above connect_timeout_rtt_multiple \
+                   times its round trip (rtt).",
+        thresholds: &[Threshold::ConnectTimeoutRttMultiple],
+        why: "A connection not made within a few round trips is to a host that is down or \
+              unreachable; waiting longer only delays the attempt on a live one.",
+        fix: "connect_timeout = three round trips, or the longest connect_timeout_rtt_multiple \
+              allows when that is less; check --fix writes it.",
+    },
+    RuleDoc {
+        id: "timeout-below-latency",
+        severity: Severity::Warning,
+        summary: "The per-attempt timeout is below the callee's tail latency: healthy requests time out.",
+        computes: "For a call with a timeout, the share of attempts that would succeed but time \
+                   out: the chance that the callee's own work (a lognormal fitted to its latency \
+                   p50 and p99, without its calls) takes longer than the timeout less the round \
+                   trip. Fires when that share is above false_timeout_rate. The callee's calls \
+                   make it slower than its own work, so the rule understates the share and fires \
+                   only when even the callee's own work is cut. A call that closes a cycle is \
+                   left to call-cycle.",
+        thresholds: &[Threshold::FalseTimeoutRate],
+        why: "Requests that would have succeeded time out, and are retried or failed for \
+              nothing; under load, those retries add to the load that slows the callee.",
+        fix: "timeout = the callee's latency at the quantile false_timeout_rate leaves (the \
+              p99.9 by default) plus the round trip, rounded up to a whole ms; check --fix writes \
+              it.",
+    },
+    RuleDoc {
+        id: "single-instance-retry",
+        severity: Severity::Warning,
+        summary: "Retries to a service with one instance hit the instance that just failed.",
+        computes: "Fires on a call that retries (max_attempts above 1) to a service with one \
+                   instance.",
+        thresholds: &[],
+        why: "The retry goes to the instance that just failed: it helps only against a one-off \
+              error, and adds load to the one instance there is.",
+        fix: "max_attempts = 1, which check --fix writes; or run two or more instances of the \
+              callee (instances = 2), which is the deployment's choice.",
+    },
+    RuleDoc {
+        id: "hedge-without-budget",
+        severity: Severity::Warning,
+        summary: "A hedge without max_extra can double the load when the callee slows down.",
+        computes: "Fires on a call with a hedge that has no max_extra.",
+        thresholds: &[],
+        why: "When the callee slows down for everyone, every request passes the hedge delay and \
+              is sent twice, doubling its load exactly when it is slow.",
+        fix: "hedge = { delay = ..., max_extra = 0.05 }: at most 5% more requests; check --fix \
+              writes it with the hedge's delay.",
+    },
+    RuleDoc {
+        id: "call-cycle",
+        severity: Severity::Error,
+        summary: "The calls form a cycle: a request can call itself until every timeout runs out.",
+        computes: "A depth-first search from the entry (then from the other services, by name) \
+                   finds each call that closes a cycle, and the finding is on that call. Removing \
+                   those calls leaves no cycle; every figure (worst cases, amplification) leaves \
+                   them out.",
+        thresholds: &[],
+        why: "One request can circle until every timeout on the way expires, its retries \
+              multiplying on each lap.",
+        fix: "Remove the call, or break the cycle elsewhere. Which call to remove is a question \
+              of design, so check --fix writes nothing for it.",
+    },
+];

@@ -96,9 +96,10 @@ macro_rules! worst_case {
     () => {
         "The worst case, the longest a service may keep working on one request, is its own \
          latency at p99.9 (of a lognormal fitted to its p50 and p99) plus, for each of its calls \
-         in order, count x (max_attempts x (connect_timeout + timeout) + the backoff's longest \
-         waits between the attempts), a run of parallel calls counting as its slowest; a call \
-         without a timeout waits the round trip plus its callee's worst case."
+         in order, count x min(request_timeout, max_attempts x timeout + the backoff's longest \
+         waits between the attempts), a run of parallel calls counting as its slowest. A timeout \
+         covers its attempt from the start, connecting included; a call without a timeout waits \
+         the round trip plus its callee's worst case, or its connect timeout when longer."
     };
 }
 
@@ -127,8 +128,8 @@ pub const RULES: &[RuleDoc] = &[
         id: "missing-connect-timeout",
         severity: Severity::Warning,
         summary: "A call has no connect timeout: an unreachable host costs the whole request timeout.",
-        computes: "Fires on every call without a connect_timeout. The model then takes the \
-                   request timeout to cover connecting, and adds nothing for it.",
+        computes: "Fires on every call without a connect_timeout. Connecting is then bounded \
+                   only by the attempt's timeout, which covers it.",
         thresholds: &[Threshold::ConnectTimeoutRttMultiple],
         why: "Connecting to a host that is down or blackholed then takes the whole request \
               timeout (or the operating system's, often minutes) instead of a few round trips, \
@@ -348,8 +349,10 @@ pub const RULES: &[RuleDoc] = &[
     RuleDoc {
         id: "hedge-without-budget",
         severity: Severity::Warning,
-        summary: "A hedge without max_extra can double the load when the callee slows down.",
-        computes: "Fires on a call with a hedge that has no max_extra.",
+        summary: "A hedge budget of half the requests or more can nearly double the load when the \
+                  callee slows down.",
+        computes: "Fires on a call whose hedge has max_extra of 0.5 or more (a hedge without \
+                   max_extra gets 0.05).",
         thresholds: &[],
         why: "When the callee slows down for everyone, every request passes the hedge delay and \
               is sent twice, doubling its load exactly when it is slow.",

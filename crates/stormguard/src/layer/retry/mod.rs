@@ -233,7 +233,9 @@ fn prologue<O: Observer>(
         }
     }
     match at.timeout(start) {
-        Some(timeout) if policy.should_start(at.deadline, start, at.expected_to_start(start)) => {
+        Some(timeout)
+            if policy.should_start_estimated(at.deadline, start, shared.estimator.as_deref()) =>
+        {
             let state = policy.begin(start);
             at.write_budget(timeout);
             Ok((timeout, state))

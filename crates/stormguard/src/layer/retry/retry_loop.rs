@@ -62,13 +62,13 @@ where
                 Class::Retryable { kind, .. } => Decision::GiveUp(GiveUp::AttemptsExhausted(kind)),
             }
         } else {
-            policy.decide_expecting(
+            policy.decide_estimated(
                 &mut state,
                 result,
                 at.idempotent,
                 at.deadline,
                 now,
-                at.expected(now),
+                shared.estimator.as_deref(),
                 &mut rng,
             )
         };

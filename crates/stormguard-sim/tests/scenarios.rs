@@ -105,20 +105,25 @@ fn deadlines_stop_the_bottom_working_for_callers_that_gave_up() {
             "db-slow",
             seed,
         );
-        // Measured 0.61 against 0.07.
+        // Measured 0.61 against 0.04.
         let (wasted, saved) = (wasted_share(&plain, "db"), wasted_share(&deadlines, "db"));
         assert!(wasted > 0.5, "without deadlines {wasted}");
         assert!(saved < 0.1, "with deadlines {saved}");
-        // Measured 1442 s of work against 603 s: the work not started is capacity left over.
+        // Measured 1442 s of work against 570 s: the work not started is capacity left over.
         let (work, less) = (plain.services["db"].work_s, deadlines.services["db"].work_s);
         assert!(
             less < 0.5 * work,
             "db worked {less}s with deadlines, {work}s without"
         );
-        // The same users are answered either way: nothing can finish in time while db is slow.
+        // Nearly the same users are answered either way: nothing can finish in time while db is
+        // slow. With deadlines, a caller starts no call with less time left than the call's p50,
+        // as the proxy does, and for a while after db recovers the estimators still hold the
+        // slow half minute: a request that spent most of its budget before the recovery is
+        // refused calls it could by then have finished. Measured 240 against 234 (seed 1) and
+        // 198 against 192 (seed 2), all of the difference in the second before the recovery.
         let (a, b) = (plain.users.succeeded, deadlines.users.succeeded);
         assert!(
-            a.abs_diff(b) <= a / 50,
+            b <= a && a - b <= a / 25,
             "answered {a} without deadlines, {b} with"
         );
     }

@@ -8,6 +8,14 @@
 //! the day it is needed. Two rules keep it safe: only idempotent requests are hedged (both copies
 //! may run), and a budget caps the extra load (`max_extra`, 5% by default), so that a slow
 //! dependency is not sent twice its traffic exactly when it is struggling.
+//!
+//! [`HedgePolicy`] says whether and when to hedge and holds the budget; [`HedgeRace`] says, for
+//! one attempt, who wins, what is cancelled and what a late answer counts as. The hedge layer
+//! and the simulator both run that race, so they cannot disagree on its rules.
+
+mod race;
+
+pub use race::{CopyAnswer, HedgeRace, Leg, Loser, RaceStart, Step, Won};
 
 use std::fmt;
 use std::str::FromStr;
@@ -150,9 +158,16 @@ impl HedgePolicy {
         }
     }
 
-    /// A request began: it earns `max_extra` of a hedge.
+    /// A caller's request began: it earns `max_extra` of a hedge. Once per request, not per
+    /// attempt: [`HedgeRace::start`] calls it for a first attempt and not for a retry.
     pub fn on_request(&self, now: Instant) {
         self.budget.deposit(now);
+    }
+
+    /// Hedges the budget holds at `now`, fractions included: what requests have earned in the
+    /// last 10 s less the hedges sent. For metrics and tests; zero or less means no hedge now.
+    pub fn balance(&self, now: Instant) -> f64 {
+        self.budget.balance(now)
     }
 
     /// Asks to send a hedge now. Never for a request that is not idempotent (both copies may run).

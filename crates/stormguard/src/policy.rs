@@ -25,7 +25,7 @@ use crate::backoff::{Backoff, Schedule};
 use crate::budget::{RetryBudget, TokenBucket};
 use crate::classify::{AttemptResult, Class, Classifier, FinalReason, RetryKind};
 use crate::deadline::{Deadline, DeadlinePolicy};
-use crate::estimate::AdaptiveTimeout;
+use crate::estimate::{AdaptiveTimeout, LatencyEstimator};
 
 /// What keeps retries from multiplying load when a dependency is overloaded.
 ///
@@ -158,6 +158,17 @@ pub enum Decision {
     },
     /// Stop: return the last response or error.
     GiveUp(GiveUp),
+}
+
+/// How long the next attempt is expected to take: a figure, or a live estimate read at `now`
+/// only when a deadline check needs it.
+#[derive(Clone, Copy)]
+enum Expected<'e> {
+    Fixed(Duration),
+    Estimated {
+        estimator: &'e LatencyEstimator,
+        now: Instant,
+    },
 }
 
 /// The state of one request across its attempts. Made by [`RetryPolicy::begin`].
@@ -325,8 +336,76 @@ impl RetryPolicy {
         now: Instant,
         expected: Duration,
     ) -> bool {
-        self.deadline.should_attempt(deadline, now, expected)
-            && self.deadline.attempt_timeout(deadline, now).is_some()
+        self.fits(deadline, now, Expected::Fixed(expected))
+    }
+
+    /// [`should_start`](Self::should_start) with the expected latency taken from `estimator`, the
+    /// target's live latencies: its p50 once it has enough samples, else `expected_latency`.
+    ///
+    /// The one check of "too little budget left" that the retry layer and the simulator both
+    /// make, each with its estimator (the layer's on tokio's clock, the simulator's in virtual
+    /// time), so that a request the proxy answers at once is one the simulator answers at once.
+    /// The p50 is read only when it matters: with no deadline any figure fits, and when the
+    /// longest latency measured fits (an O(1) read), so does the p50, without scanning the
+    /// histogram.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use stormguard::deadline::Deadline;
+    /// use stormguard::estimate::LatencyEstimator;
+    /// use stormguard::policy::RetryPolicy;
+    ///
+    /// let mut policy = RetryPolicy::recommended();
+    /// policy.deadline.reserve = Duration::ZERO;
+    /// let estimator = LatencyEstimator::new(Duration::from_secs(60));
+    /// let t0 = Instant::now();
+    /// let deadline = Some(Deadline::after(t0, Duration::from_millis(30)));
+    /// // Nothing measured yet: the policy's expected latency (zero) fits.
+    /// assert!(policy.should_start_estimated(deadline, t0, Some(&estimator)));
+    /// for _ in 0..100 {
+    ///     estimator.record(t0, Duration::from_millis(40));
+    /// }
+    /// // Attempts take 40 ms: 30 ms left is too little to start one.
+    /// assert!(!policy.should_start_estimated(deadline, t0, Some(&estimator)));
+    /// ```
+    pub fn should_start_estimated(
+        &self,
+        deadline: Option<Deadline>,
+        now: Instant,
+        estimator: Option<&LatencyEstimator>,
+    ) -> bool {
+        self.fits(deadline, now, self.expected(estimator, now))
+    }
+
+    /// Where the expected latency comes from: `estimator` read at `now`, else the policy's.
+    fn expected<'e>(&self, estimator: Option<&'e LatencyEstimator>, now: Instant) -> Expected<'e> {
+        match estimator {
+            Some(estimator) => Expected::Estimated { estimator, now },
+            None => Expected::Fixed(self.expected_latency),
+        }
+    }
+
+    /// Whether an attempt that starts at `at` is expected to finish within the deadline, and has
+    /// any time at all.
+    fn fits(&self, deadline: Option<Deadline>, at: Instant, expected: Expected<'_>) -> bool {
+        if self.deadline.attempt_timeout(deadline, at).is_none() {
+            return false;
+        }
+        let expected = match (expected, self.deadline.downstream_budget(deadline, at)) {
+            (Expected::Fixed(expected), _) => expected,
+            // No deadline: any figure fits.
+            (Expected::Estimated { .. }, None) => return true,
+            (Expected::Estimated { estimator, now }, Some(left)) => match estimator.max(now) {
+                // Every quantile is at most the maximum: the p50 fits too.
+                Some(longest) if longest <= left => longest,
+                Some(_) => estimator
+                    .quantile(now, 0.5)
+                    .unwrap_or(self.expected_latency),
+                // Too few samples for a quantile.
+                None => self.expected_latency,
+            },
+        };
+        self.deadline.should_attempt(deadline, at, expected)
     }
 
     /// The timeout of the attempt about to start: the per-try timeout (or the adaptive one, from
@@ -350,9 +429,9 @@ impl RetryPolicy {
     /// Decides what follows an attempt that came to `result`, at `now`.
     ///
     /// On [`Decision::Retry`] the limiter has already granted the retry, so the mechanism must
-    /// send it (or, if it cannot, accept that one retry's worth of budget is spent). `expected`
-    /// latency is `self.expected_latency`; call [`RetryPolicy::decide_expecting`] to pass a live
-    /// estimate.
+    /// send it (or, if it cannot, accept that one retry's worth of budget is spent). The expected
+    /// latency of the next attempt is `self.expected_latency`; call
+    /// [`RetryPolicy::decide_estimated`] to take it from a live estimate.
     pub fn decide<R: rand::Rng + ?Sized>(
         &self,
         state: &mut RetryState,
@@ -362,29 +441,25 @@ impl RetryPolicy {
         now: Instant,
         rng: &mut R,
     ) -> Decision {
-        self.decide_expecting(
-            state,
-            result,
-            idempotent,
-            deadline,
-            now,
-            self.expected_latency,
-            rng,
-        )
+        self.decide_estimated(state, result, idempotent, deadline, now, None, rng)
     }
 
-    /// [`RetryPolicy::decide`] with the expected latency of the next attempt given.
+    /// [`RetryPolicy::decide`] with the expected latency of the next attempt taken from
+    /// `estimator` at `now`, as [`should_start_estimated`](Self::should_start_estimated) takes it
+    /// (`None`: `self.expected_latency`): the decision the retry layer and the simulator both
+    /// take after an attempt, each with its estimator.
     #[allow(clippy::too_many_arguments)]
-    pub fn decide_expecting<R: rand::Rng + ?Sized>(
+    pub fn decide_estimated<R: rand::Rng + ?Sized>(
         &self,
         state: &mut RetryState,
         result: AttemptResult,
         idempotent: bool,
         deadline: Option<Deadline>,
         now: Instant,
-        expected: Duration,
+        estimator: Option<&LatencyEstimator>,
         rng: &mut R,
     ) -> Decision {
+        let expected = self.expected(estimator, now);
         let idempotent = self.idempotent.unwrap_or(idempotent);
         let remaining = deadline.map(|d| d.remaining(now).saturating_sub(self.deadline.reserve));
         let (kind, not_before) = match self.classifier.classify(result, idempotent, remaining) {
@@ -400,14 +475,7 @@ impl RetryPolicy {
         }
         let backoff = state.schedule.next_delay(rng);
         let after = not_before.map_or(backoff, |server| server.max(backoff));
-        if !self
-            .deadline
-            .should_attempt(deadline, now + after, expected)
-            || self
-                .deadline
-                .attempt_timeout(deadline, now + after)
-                .is_none()
-        {
+        if !self.fits(deadline, now + after, expected) {
             return Decision::GiveUp(GiveUp::Deadline);
         }
         match self.limiter.try_retry(now, kind) {
@@ -513,6 +581,48 @@ mod tests {
             &mut rng,
         );
         assert_eq!(decision, Decision::GiveUp(GiveUp::Deadline));
+    }
+
+    /// The same case with the expected latency measured: 100 ms per attempt. A retry with 145 ms
+    /// left after the reserve goes; one with 95 ms does not, where the policy's figure (zero)
+    /// would have sent it.
+    #[test]
+    fn a_measured_latency_stops_a_retry_that_cannot_finish() {
+        let policy = RetryPolicy::recommended()
+            .with_max_attempts(3)
+            .with_limiter(Limiter::Unlimited)
+            .with_backoff(Backoff::None);
+        let estimator = LatencyEstimator::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            estimator.record(t0, ms(100));
+        }
+        let deadline = Some(Deadline::after(t0, ms(300)));
+        let mut rng = crate::backoff::seeded(1);
+        let mut decide = |at: u64, estimator: Option<&LatencyEstimator>| {
+            let mut state = policy.begin(t0);
+            let now = t0 + ms(at);
+            policy.decide_estimated(
+                &mut state,
+                fail503(),
+                true,
+                deadline,
+                now,
+                estimator,
+                &mut rng,
+            )
+        };
+        assert!(matches!(
+            decide(150, Some(&estimator)),
+            Decision::Retry { .. }
+        ));
+        assert_eq!(
+            decide(200, Some(&estimator)),
+            Decision::GiveUp(GiveUp::Deadline)
+        );
+        assert!(matches!(decide(200, None), Decision::Retry { .. }));
+        assert!(policy.should_start_estimated(deadline, t0 + ms(150), Some(&estimator)));
+        assert!(!policy.should_start_estimated(deadline, t0 + ms(200), Some(&estimator)));
     }
 
     #[test]

@@ -226,7 +226,8 @@ fn stack(
     // latency (its p50) from it, so that a request with less budget left than an attempt takes
     // is answered at once instead of sent; with only the policy's expected latency (zero), that
     // check was "no budget left". Shared with the hedge layer below, when there is one, so that
-    // the hedge delay and the adaptive timeout read the same measurements.
+    // the hedge delay and the adaptive timeout read the same measurements; the retry layer alone
+    // records in it, one latency per attempt (`HedgeLayer::estimator`).
     let estimator = Arc::new(LatencyEstimator::new(ESTIMATOR_WINDOW));
     let retry = RetryLayer::new(policy)
         .target(name)

@@ -1,5 +1,6 @@
 //! What a caller does: its calls in order, each attempt's instance and timeout, and every retry
-//! decision, all taken by the policy core exactly as the proxy takes them.
+//! decision, all taken by the policy core exactly as the proxy takes them, with the call's
+//! latency estimator where the proxy uses its route's.
 
 use std::time::Duration;
 
@@ -63,8 +64,11 @@ impl Sim<'_> {
         let deadline = self.deadline(rep_deadline);
         self.runs.get_mut(key).expect("alive").deadline = rep_deadline;
         let run = self.runs.get(key).expect("alive");
-        let policy = &self.model.edges[run.edge].policy;
-        if deadline.is_some() && !policy.should_start(deadline, now, Duration::ZERO) {
+        let edge = &self.model.edges[run.edge];
+        let policy = &edge.policy;
+        if deadline.is_some()
+            && !policy.should_start_estimated(deadline, now, Some(&edge.estimator))
+        {
             self.finish_call(key, false);
             return;
         }
@@ -126,8 +130,26 @@ impl Sim<'_> {
         self.begin_unit(key, attempt, ends);
     }
 
+    /// Attempt (unit) of call `key` on `edge`, sent at `sent_at`, came to `result`: its latency
+    /// is recorded as the proxy's retry layer records it, for a response only (an error's or a
+    /// timeout's time says nothing of latency), and the retry policy decides what comes next.
+    pub(crate) fn attempt_done(
+        &mut self,
+        key: Key,
+        edge: usize,
+        sent_at: u64,
+        result: AttemptResult,
+    ) {
+        if let AttemptResult::Response { .. } = result {
+            let latency = Duration::from_nanos(self.now - sent_at);
+            let estimator = &self.model.edges[edge].estimator;
+            estimator.record(self.instant(self.now), latency);
+        }
+        self.run_result(key, result);
+    }
+
     /// An attempt's outcome reached the caller: the policy decides what comes next.
-    pub(crate) fn run_result(&mut self, key: Key, result: AttemptResult) {
+    fn run_result(&mut self, key: Key, result: AttemptResult) {
         let now = self.instant(self.now);
         let run = self.runs.get(key).expect("a call outlives its attempts");
         let deadline = self.deadline(run.deadline);
@@ -135,12 +157,13 @@ impl Sim<'_> {
         let edge = &self.model.edges[edge_index];
         let run = self.runs.get_mut(key).expect("alive");
         let state = run.retry.as_mut().expect("begun before any attempt");
-        let decision = edge.policy.decide(
+        let decision = edge.policy.decide_estimated(
             state,
             result,
             edge.idempotent,
             deadline,
             now,
+            Some(&edge.estimator),
             &mut self.policy_rng,
         );
         match decision {

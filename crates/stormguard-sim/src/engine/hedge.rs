@@ -1,12 +1,18 @@
 //! Hedging: a second copy of a slow attempt to another instance, as the library's `HedgeLayer`
-//! sends it, every decision taken by the edge's [`stormguard::hedge::HedgePolicy`].
+//! sends it: the edge's [`stormguard::hedge::HedgePolicy`] says when and holds the budget, and
+//! the policy core's [`HedgeRace`], the one the layer runs, says who wins, what is cancelled and
+//! whether a retry earns hedge budget (it does not).
 //!
 //! The proxy stacks the retry layer outside the hedge layer, so what the retry policy calls an
 //! attempt is a [`Unit`] here: the attempt sent and, when it is slow, its hedge. The unit answers
 //! the retry policy once: with the first good answer, or when every copy failed; the per-attempt
 //! timeout ends the unit as a whole, as the retry layer's timeout drops both copies.
 
+use std::time::Duration;
+
 use stormguard::classify::AttemptResult;
+use stormguard::deadline::Deadline;
+use stormguard::hedge::{HedgeDelay, HedgeRace, Leg, Loser, RaceStart, Step};
 
 use super::events::Event;
 use super::model::nanos;
@@ -14,19 +20,18 @@ use super::slab::Key;
 use super::state::{Attempt, Caller, Sim};
 
 /// How long a quantile hedge delay is reused before the estimator is asked again. A quantile
-/// scans the whole histogram (some 23 000 counters), and a 60 s window barely moves in 10 ms,
+/// scans the whole histogram (some 3 300 counters), and a 60 s window barely moves in 10 ms,
 /// so asking once per 10 ms of virtual time keeps a hedged edge's cost per call small.
 const DELAY_REFRESH: u64 = 10_000_000;
 
 /// One attempt as the retry policy sees it: the copy sent first and, once sent, its hedge.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Unit {
     pub(crate) primary: Option<Key>,
     pub(crate) hedge: Option<Key>,
-    /// The failure of the copy that answered first, while the other is still out.
-    pub(crate) failure: Option<AttemptResult>,
+    /// The policy core's race of the two copies, on a hedged edge.
+    pub(crate) race: Option<HedgeRace<AttemptResult>>,
     pub(crate) sent_at: u64,
-    pub(crate) hedge_sent_at: u64,
     /// When the per-attempt timeout ends the unit; `None` without a timeout.
     pub(crate) ends: Option<u64>,
 }
@@ -38,26 +43,17 @@ pub(crate) struct CachedDelay {
     delay: Option<u64>,
 }
 
-/// Which copy's latencies the estimator learns from a unit's end, as the layer records them.
-enum Learn {
-    Nothing,
-    /// The first copy's latency, if it got a response at all.
-    Primary,
-    /// The hedge's latency and, as a lower bound of the first copy's, the whole unit's.
-    Hedge,
-}
-
-/// A response below 500: one copy's answer the caller takes at once, as the layer does.
-fn is_good(result: AttemptResult) -> bool {
-    matches!(result, AttemptResult::Response { status, .. } if status < 500)
-}
-
 impl Sim<'_> {
-    /// A unit starts with `attempt` sent by call `run`: the hedge budget earns its share, and
-    /// for an idempotent call whose delay falls within the attempt's timeout the hedge is due.
+    /// A unit starts with `attempt` sent by call `run`. On a hedged edge its race starts: a
+    /// caller's request earns the hedge budget its share (a retry earns nothing), and for an
+    /// idempotent call whose delay falls within the attempt's timeout the hedge is due.
     pub(crate) fn begin_unit(&mut self, run: Key, attempt: Key, ends: Option<u64>) {
         let now = self.now;
         let call = self.runs.get_mut(run).expect("a sending call is alive");
+        let retry = call
+            .retry
+            .as_ref()
+            .is_some_and(|state| state.attempts() > 1);
         call.unit = Unit {
             primary: Some(attempt),
             sent_at: now,
@@ -67,33 +63,42 @@ impl Sim<'_> {
         let edge_index = call.edge;
         let model = self.model;
         let edge = &model.edges[edge_index];
-        let Some(hedge) = &edge.hedge else {
+        let Some(policy) = &edge.hedge else {
             return;
         };
-        hedge.policy.on_request(self.instant(now));
-        if !edge.idempotent {
-            return;
-        }
-        let Some(delay) = self.hedge_delay(edge_index) else {
-            return;
+        // A call that is never hedged spares reading the estimator.
+        let delay = if edge.idempotent {
+            self.hedge_delay(edge_index)
+        } else {
+            None
         };
-        let at = now.saturating_add(delay);
-        if ends.is_none_or(|end| at < end) {
+        let start = RaceStart {
+            now: self.instant(now),
+            delay: delay.map(Duration::from_nanos),
+            idempotent: edge.idempotent,
+            deadline: ends.map(|end| Deadline::at(self.instant(end))),
+            retry,
+        };
+        let race = HedgeRace::start(policy, start);
+        if let Some(delay) = race.hedge_delay() {
+            let at = now.saturating_add(nanos(delay));
             self.agenda.schedule(at, Event::Hedge(attempt));
         }
+        self.runs.get_mut(run).expect("alive").unit.race = Some(race);
     }
 
     /// The edge's hedge delay now, in nanoseconds; `None` while a quantile has too few samples.
     fn hedge_delay(&mut self, edge: usize) -> Option<u64> {
         let model = self.model;
-        let hedge = model.edges[edge].hedge.as_ref()?;
-        let Some(estimator) = &hedge.estimator else {
-            return hedge.policy.delay(None, self.instant(self.now)).map(nanos);
-        };
+        let edge_model = &model.edges[edge];
+        let policy = edge_model.hedge.as_ref()?;
         let now = self.instant(self.now);
+        if let HedgeDelay::Fixed(_) = policy.delay_setting() {
+            return policy.delay(None, now).map(nanos);
+        }
         let cached = &mut self.hedge_delays[edge];
         if self.now >= cached.until {
-            cached.delay = hedge.policy.delay(Some(estimator), now).map(nanos);
+            cached.delay = policy.delay(Some(&edge_model.estimator), now).map(nanos);
             cached.until = self.now.saturating_add(DELAY_REFRESH);
         }
         cached.delay
@@ -116,12 +121,23 @@ impl Sim<'_> {
         let (half_rtt, connect_timeout, deadline) =
             (first.half_rtt, first.connect_timeout, first.deadline);
         let model = self.model;
-        let call = self.runs.get(run).expect("a call waits for its attempt");
+        let now = self.instant(self.now);
+        let call = self
+            .runs
+            .get_mut(run)
+            .expect("a call waits for its attempt");
+        if call.unit.primary != Some(primary) {
+            return false;
+        }
         let edge_index = call.edge;
         let edge = &model.edges[edge_index];
-        let policy = &edge.hedge.as_ref().expect("only hedged edges hedge").policy;
-        if !policy.try_hedge(self.instant(self.now), edge.idempotent) {
-            return true;
+        let policy = edge.hedge.as_ref().expect("only hedged edges hedge");
+        let race = call.unit.race.as_mut().expect("a hedged edge's unit races");
+        match race.on_timer(policy, now) {
+            Step::SendHedge => {}
+            // No budget, or no time left: the first copy goes on alone.
+            Step::Wait | Step::Return(_) => return true,
+            Step::Late => return false,
         }
         let instance = self.balancers.choose(
             call.balancer,
@@ -146,7 +162,6 @@ impl Sim<'_> {
         let call = self.runs.get_mut(run).expect("alive");
         call.tried.push(instance);
         call.unit.hedge = Some(key);
-        call.unit.hedge_sent_at = self.now;
         let ends = call.unit.ends;
         let stats = &mut self.calls[edge_index];
         stats.attempts += 1;
@@ -160,59 +175,48 @@ impl Sim<'_> {
     }
 
     /// The caller is done with copy `key` of call `run`'s unit, with `result`; `timeout` when
-    /// the per-attempt timeout ended it. The retry policy hears of the unit once it is decided.
+    /// the per-attempt timeout ended it. The retry policy hears of the unit once its race is
+    /// decided, and the copy still out, if any, is abandoned as the race says.
     pub(crate) fn copy_done(&mut self, run: Key, key: Key, result: AttemptResult, timeout: bool) {
         let call = self
             .runs
             .get_mut(run)
             .expect("a call outlives its attempts");
-        let unit = call.unit;
         let edge = call.edge;
-        let Some(hedge) = unit.hedge else {
-            if !timeout {
-                self.learn(edge, &unit, Learn::Primary, result);
-            }
-            self.run_result(run, result);
+        let unit = &mut call.unit;
+        let sent_at = unit.sent_at;
+        let Some(race) = unit.race.as_mut() else {
+            self.attempt_done(run, edge, sent_at, result);
             return;
         };
-        let from_primary = unit.primary == Some(key);
-        let (result, learn) = if timeout {
-            (result, Learn::Nothing)
-        } else if is_good(result) {
-            let learn = if from_primary {
-                Learn::Primary
-            } else {
-                Learn::Hedge
-            };
-            (result, learn)
-        } else if let Some(earlier) = unit.failure {
-            let (first, second) = if from_primary {
-                (result, earlier)
-            } else {
-                (earlier, result)
-            };
-            // Both failed: the first copy's answer, unless only the hedge got a response.
-            match (first, second) {
-                (AttemptResult::Response { .. }, _) => (first, Learn::Primary),
-                (_, AttemptResult::Response { .. }) => (second, Learn::Hedge),
-                _ => (first, Learn::Primary),
-            }
+        let leg = if unit.primary == Some(key) {
+            Leg::Primary
         } else {
-            call.unit.failure = Some(result);
+            Leg::Hedge
+        };
+        let step = if timeout {
+            race.on_timeout(leg, result)
+        } else {
+            race.on_answer(leg, result)
+        };
+        // `Wait`: the other copy is still out. `Late` cannot come: a copy the caller stopped
+        // waiting for delivers nothing.
+        let Step::Return(won) = step else {
             return;
         };
-        call.unit.hedge = None;
-        call.unit.failure = None;
-        let other = if from_primary {
-            Some(hedge)
-        } else {
-            unit.primary
-        };
-        if let Some(other) = other {
-            self.abandon(other, edge, timeout);
+        let cancel = won.cancel.and_then(|(leg, loser)| {
+            let key = match leg {
+                Leg::Primary => unit.primary,
+                Leg::Hedge => unit.hedge,
+            };
+            key.map(|key| (key, loser))
+        });
+        unit.race = None;
+        unit.hedge = None;
+        if let Some((other, loser)) = cancel {
+            self.abandon(other, edge, loser == Loser::TimedOut);
         }
-        self.learn(edge, &unit, learn, result);
-        self.run_result(run, result);
+        self.attempt_done(run, edge, sent_at, won.answer);
     }
 
     /// The caller stops waiting for a copy the unit no longer needs: the loser of a race, or
@@ -231,34 +235,5 @@ impl Sim<'_> {
             self.calls[edge].timeouts += 1;
         }
         self.release(key);
-    }
-
-    /// Feeds the edge's estimator (when its delay is a quantile) what the layer records: a
-    /// copy's latency only when it got a response, for an error's time says nothing of latency.
-    fn learn(&self, edge: usize, unit: &Unit, learn: Learn, result: AttemptResult) {
-        let Some(estimator) = self.model.edges[edge]
-            .hedge
-            .as_ref()
-            .and_then(|h| h.estimator.as_ref())
-        else {
-            return;
-        };
-        let now = self.instant(self.now);
-        let since = |t: u64| std::time::Duration::from_nanos(self.now - t);
-        let responded = matches!(result, AttemptResult::Response { .. });
-        match learn {
-            Learn::Nothing => {}
-            Learn::Primary => {
-                if responded {
-                    estimator.record(now, since(unit.sent_at));
-                }
-            }
-            Learn::Hedge => {
-                if responded {
-                    estimator.record(now, since(unit.hedge_sent_at));
-                }
-                estimator.record(now, since(unit.sent_at));
-            }
-        }
     }
 }

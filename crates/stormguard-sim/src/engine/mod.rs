@@ -27,21 +27,31 @@
 //!   the run drains what is in flight, so every user request is counted whole. The drain ends
 //!   with the last event that changed anything (`drained_at`, which utilisation divides by): a
 //!   timeout of an attempt answered long ago is no work.
+//! - Each call edge keeps one latency estimator (`stormguard::estimate::LatencyEstimator`, the
+//!   proxy's, in virtual time), shared by every instance of the caller like the edge's budgets,
+//!   and fed as the proxy's retry layer feeds its route's: one latency per attempt that got a
+//!   response, from its send to its answer, a hedge included; errors and timeouts teach it
+//!   nothing. The retry policy reads its p50 as the expected latency of an attempt, through the
+//!   same core functions as the proxy (`RetryPolicy::should_start_estimated`,
+//!   `RetryPolicy::decide_estimated`): with a deadline, no attempt starts with less time left
+//!   than an attempt is expected to take. Until the estimator holds 100 samples, the expected
+//!   latency is the policy's, zero.
 //! - Hedging follows the proxy's stack, the retry layer outside the hedge layer: what the retry
 //!   policy calls one attempt is the attempt sent plus, if it has not answered after the hedge
 //!   delay and the edge's `HedgePolicy` allows, one copy to an instance the call has not tried.
-//!   Every such attempt (so every retry) earns the hedge budget its share, and only an
-//!   idempotent call whose delay ends before the attempt's timeout is hedged. A response below
-//!   500 from either copy wins at once and the other is abandoned: its work goes on and counts
-//!   as wasted (a cancelled request is not unsent), unless a propagated deadline lets the
-//!   callee drop it from the queue; it is not counted as timed out. A 5xx or a connection error
-//!   waits for the other copy; when both failed, the retry policy hears the first copy's
-//!   answer, or the hedge's if only the hedge got a response. The per-attempt timeout ends
-//!   both copies (each counted as timed out); a connect timeout ends only its own copy.
-//! - A quantile hedge delay is read from one latency estimator per edge, fed as the layer feeds
-//!   it (responses only, from the first copy's send, and for a winning hedge its own time plus
-//!   the first copy's as a lower bound), and re-read every 10 ms of virtual time rather than
-//!   per call. A hedge without `max_extra` may copy every request (`max_extra` 1).
+//!   The race of the two is the policy core's `HedgeRace`, the one the hedge layer runs. Only a
+//!   caller's request (each repetition of a call) earns the hedge budget its share, never a
+//!   retry, and only an idempotent call whose delay ends before the attempt's timeout is
+//!   hedged. A response below 500 from either copy wins at once and the other is abandoned: its
+//!   work goes on and counts as wasted (a cancelled request is not unsent), unless a propagated
+//!   deadline lets the callee drop it from the queue; it is not counted as timed out. A 5xx or
+//!   a connection error waits for the other copy; when both failed, the retry policy hears the
+//!   first copy's answer, or the hedge's if only the hedge got a response. The per-attempt
+//!   timeout ends both copies (each counted as timed out); a connect timeout ends only its own
+//!   copy.
+//! - A quantile hedge delay is read from the edge's estimator, re-read every 10 ms of virtual
+//!   time rather than per call. A hedge without `max_extra` may copy every request
+//!   (`max_extra` 1).
 //! - Hedges count in the edge's `attempts` and `hedges` and as attempts at the callee.
 //! - Every attempt and hedge goes where the proxy's `Balance` layer would send it: the less
 //!   loaded of two instances the call has not tried, leaving out those ejected by the outlier
@@ -72,6 +82,8 @@ mod state;
 mod tests;
 #[cfg(test)]
 mod tests_ejection;
+#[cfg(test)]
+mod tests_expected;
 #[cfg(test)]
 mod tests_hedge;
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use stormguard::estimate::{LatencyEstimator, LogNormal};
-use stormguard::hedge::{HedgeDelay, HedgePolicy};
+use stormguard::hedge::HedgePolicy;
 use stormguard::policy::RetryPolicy;
 use stormguard_graph::model::{Call, Graph, Scenario};
 
@@ -18,9 +18,9 @@ use super::{triggers, SimError};
 /// which is what no timeout means.
 pub(crate) use stormguard_graph::policy::NO_TIMEOUT;
 
-/// The window of a hedged edge's latency estimator: the one the library's `HedgeLayer` gives
-/// its own, so that a quantile delay follows the same latencies as in the proxy.
-const HEDGE_ESTIMATOR_WINDOW: Duration = Duration::from_secs(60);
+/// The window of an edge's latency estimator: the proxy's for a route's, so that the expected
+/// latency and a quantile hedge delay follow the same latencies as in the proxy.
+const ESTIMATOR_WINDOW: Duration = Duration::from_secs(60);
 
 /// How long a run lasts when neither the caller nor a scenario says.
 pub(crate) const DEFAULT_DURATION: Duration = Duration::from_secs(60);
@@ -53,15 +53,16 @@ pub(crate) struct EdgeModel {
     pub(crate) required: bool,
     pub(crate) count: u32,
     pub(crate) propagate_deadline: bool,
-    pub(crate) hedge: Option<EdgeHedge>,
-}
-
-/// A hedged edge: one policy (and hedge budget) shared by every instance of the caller, as the
-/// proxy keeps one per route, and for a quantile delay the latencies it is taken from. The
-/// estimator is about 130 KiB, so only an edge hedged at a quantile has one.
-pub(crate) struct EdgeHedge {
-    pub(crate) policy: HedgePolicy,
-    pub(crate) estimator: Option<LatencyEstimator>,
+    pub(crate) hedge: Option<HedgePolicy>,
+    /// The call's latencies, as the proxy's retry layer records a route's: one per attempt that
+    /// got a response, from its send to its answer, a hedge included. The retry policy takes
+    /// its expected latency (the p50) from it, and a quantile hedge delay its quantile.
+    ///
+    /// One per edge, shared by every instance of the caller like the edge's retry and hedge
+    /// budgets, where each sidecar of the proxy keeps its own: the latencies of one call follow
+    /// one distribution whichever instance calls, and one estimator per instance (130 KiB each)
+    /// would only wait as many times longer for the 100 samples a quantile needs.
+    pub(crate) estimator: LatencyEstimator,
 }
 
 /// A fault on some of a service's instances for a window of virtual time.
@@ -185,19 +186,17 @@ fn policy(from: &str, call: &Call) -> Result<RetryPolicy, SimError> {
     })
 }
 
-/// The call's hedge, from the policy core.
-fn hedge(from: &str, call: &Call) -> Result<Option<EdgeHedge>, SimError> {
+/// The call's hedge policy (and budget), from the policy core.
+fn hedge(from: &str, call: &Call) -> Result<Option<HedgePolicy>, SimError> {
     let Some(spec) = call.hedge else {
         return Ok(None);
     };
-    let policy =
-        HedgePolicy::new(spec.delay, spec.max_extra).map_err(|source| SimError::Hedge {
+    HedgePolicy::new(spec.delay, spec.max_extra)
+        .map(Some)
+        .map_err(|source| SimError::Hedge {
             edge: format!("{from}->{}", call.to),
             source,
-        })?;
-    let estimator = matches!(spec.delay, HedgeDelay::Quantile(_))
-        .then(|| LatencyEstimator::new(HEDGE_ESTIMATOR_WINDOW));
-    Ok(Some(EdgeHedge { policy, estimator }))
+        })
 }
 
 pub(crate) fn build(
@@ -234,6 +233,7 @@ pub(crate) fn build(
                 count: call.count,
                 propagate_deadline: call.propagate_deadline,
                 hedge: hedge(name, call)?,
+                estimator: LatencyEstimator::new(ESTIMATOR_WINDOW),
             });
             match runs.last_mut() {
                 Some(run) if call.parallel && last_parallel => run.push(edge),

@@ -139,3 +139,33 @@ fn a_hedge_the_policy_core_refuses_is_an_error_naming_the_call() {
         "{error}"
     );
 }
+
+#[test]
+fn retries_earn_no_hedge_budget() {
+    // `db` fails half its attempts at once with a 503, so nearly half the attempts are retries,
+    // and answers the others after some 10 ms, past the 1 ms hedge delay: every attempt asks
+    // for a hedge, and the budget alone decides.
+    let hedge = r#"max_attempts = 3
+    retry_budget = "none"
+    hedge = { delay = "1ms", max_extra = 0.1 }"#;
+    let failing = r#"
+    [[scenarios.steady.faults]]
+    service = "db"
+    from = "0s"
+    to = "60s"
+    error_rate = 0.5"#;
+    let toml = TAIL.replace("HEDGE", hedge).replace("IDEMPOTENT", "true") + failing;
+    let outcome = run(&toml, Some("steady"), 5);
+    let requests = outcome.users.requests;
+    let call = &outcome.calls[0];
+    assert!(call.retries > requests / 2, "{call:?} for {requests} users");
+    // Each user request is one caller request on web->db, earning a tenth of a hedge; its
+    // retries earn nothing, as in the proxy, so hedges stay within a tenth of the requests
+    // (where counting every attempt allowed a tenth of the attempts).
+    let share = call.hedges as f64 / requests as f64;
+    assert!(
+        (0.09..=0.1).contains(&share),
+        "{} hedges for {requests} requests",
+        call.hedges
+    );
+}

@@ -63,7 +63,7 @@ pub use self::body::ReplayBody;
 pub use self::deadline::{DeadlineLayer, DeadlineService};
 pub use self::error::{classify_error, BoxError, Error, ErrorKind, NotSent};
 pub use self::hedge::{Hedge, HedgeLayer};
-pub use self::retry::{Attempts, Retry, RetryLayer};
+pub use self::retry::{AttemptNumber, Attempts, Retry, RetryLayer};
 
 /// The default limit on a body buffered for replay: 64 KiB, as linkerd2-proxy.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;

@@ -27,12 +27,14 @@ pub struct HedgeLayer<O = NoMetrics> {
 }
 
 impl HedgeLayer<NoMetrics> {
-    /// A layer for `policy`, with its own latency estimator over a 60 s window.
+    /// A layer for `policy`, with its own latency estimator over a 60 s window, which it records
+    /// each request's latency in.
     pub fn new(policy: HedgePolicy) -> Self {
         HedgeLayer {
             shared: Arc::new(Shared {
                 policy: Arc::new(policy),
                 estimator: Arc::new(LatencyEstimator::new(Duration::from_secs(60))),
+                records: true,
                 observer: NoMetrics,
                 target: Arc::from("default"),
                 body_limit: crate::layer::DEFAULT_BODY_LIMIT,
@@ -48,6 +50,7 @@ impl<O: Observer + Clone> HedgeLayer<O> {
         let mut shared = Shared {
             policy: s.policy.clone(),
             estimator: s.estimator.clone(),
+            records: s.records,
             observer,
             target: s.target.clone(),
             body_limit: s.body_limit,
@@ -70,10 +73,39 @@ impl<O: Observer + Clone> HedgeLayer<O> {
         self.rebuild(observer, |_| {})
     }
 
-    /// Uses `estimator` for the quantile delay (share it with the target's retry layer).
+    /// Reads the quantile delay from `estimator`, the one the target's
+    /// [`RetryLayer`](super::super::RetryLayer) above records in
+    /// ([`RetryLayer::estimator`](super::super::RetryLayer::estimator)); this layer then records
+    /// nothing in it.
+    ///
+    /// Why the retry layer and not this one: it sees every attempt of every route, hedged or
+    /// not, and measures each from its send to its answer, hedge included, which is the figure
+    /// every reader wants: the expected latency and the adaptive timeout bound an attempt as a
+    /// whole, and for a hedged attempt it is the first copy's latency or, when the hedge won, a
+    /// lower bound of it, which keeps the tail the hedge delay is read from. Both layers
+    /// recording counted every request twice.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use stormguard::estimate::LatencyEstimator;
+    /// use stormguard::hedge::{HedgeDelay, HedgePolicy};
+    /// use stormguard::layer::{HedgeLayer, RetryLayer};
+    /// use stormguard::policy::RetryPolicy;
+    ///
+    /// let estimator = Arc::new(LatencyEstimator::new(Duration::from_secs(60)));
+    /// let retry = RetryLayer::new(RetryPolicy::recommended()).estimator(estimator.clone());
+    /// let policy = HedgePolicy::new(HedgeDelay::Quantile(0.95), 0.05).unwrap();
+    /// let hedge = HedgeLayer::new(policy).estimator(estimator);
+    /// // Stacked as `retry.layer(hedge.layer(balance))`: one latency per request.
+    /// let _ = (retry, hedge);
+    /// ```
     pub fn estimator(self, estimator: Arc<LatencyEstimator>) -> Self {
         let observer = self.shared.observer.clone();
-        self.rebuild(observer, |s| s.estimator = estimator)
+        self.rebuild(observer, |s| {
+            s.estimator = estimator;
+            s.records = false;
+        })
     }
 
     /// Bodies up to `limit` bytes are buffered so they can be hedged; larger ones are sent once.
@@ -91,9 +123,15 @@ impl<O: Observer + Clone> HedgeLayer<O> {
         self.rebuild(observer, |s| s.idempotent = idempotent)
     }
 
-    /// The estimator this layer records latencies in.
+    /// The estimator this layer reads its quantile delay from (and records in, when it is its
+    /// own).
     pub fn latency_estimator(&self) -> Arc<LatencyEstimator> {
         self.shared.estimator.clone()
+    }
+
+    /// The policy this layer applies, with its hedge budget.
+    pub fn policy(&self) -> &HedgePolicy {
+        &self.shared.policy
     }
 }
 

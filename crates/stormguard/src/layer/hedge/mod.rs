@@ -19,17 +19,20 @@ use super::balance::TriedInstances;
 use super::body::{prepare, Prepared, ReplayBody, Wait};
 use super::clock;
 use super::error::BoxError;
-use super::retry::{incoming_deadline, is_grpc, Attempts};
+use super::retry::{incoming_deadline, is_grpc, AttemptNumber, Attempts};
 use crate::classify::is_idempotent;
 use crate::deadline::{budget_of, write_budget};
 use crate::estimate::LatencyEstimator;
-use crate::hedge::HedgePolicy;
+use crate::hedge::{CopyAnswer, HedgePolicy, HedgeRace, Leg, RaceStart, Step, Won};
 use crate::metrics::{Event, Observer};
 
 /// The state a [`HedgeLayer`] shares with every service it makes.
 pub(crate) struct Shared<O> {
     pub(crate) policy: Arc<HedgePolicy>,
     pub(crate) estimator: Arc<LatencyEstimator>,
+    /// Whether this layer records latencies in `estimator`: only in one it made itself, for a
+    /// shared one is recorded in by the retry layer above (see [`HedgeLayer::estimator`]).
+    pub(crate) records: bool,
     pub(crate) observer: O,
     pub(crate) target: Arc<str>,
     pub(crate) body_limit: usize,
@@ -41,13 +44,19 @@ pub(crate) struct Shared<O> {
 
 /// A service that hedges slow idempotent requests, as a [`HedgePolicy`] says.
 ///
-/// Made by [`HedgeLayer`]. Every response's latency is recorded in the estimator (a quantile
-/// delay needs it). A request that is idempotent, whose body fits the buffer and whose deadline
-/// (if any) outlasts the hedge delay is sent; if no answer came after the hedge delay and the
-/// hedge budget allows, a second copy is sent with the same [`TriedInstances`], so a balancer
-/// sends it to another instance, carrying the budget left at that moment. The first response
-/// below 500 wins and the other copy is dropped (cancelled); an error or a 5xx from one copy
-/// waits for the other. Errors pass through unchanged, so an outer retry layer classifies them.
+/// Made by [`HedgeLayer`]. Every decision is the policy core's [`HedgeRace`]: a caller's request
+/// earns the hedge budget its share, a retry (an [`AttemptNumber`] above 1) earns nothing. A
+/// request that is idempotent, whose body fits the buffer and whose deadline (if any) outlasts
+/// the hedge delay is sent; if no answer came after the hedge delay and the hedge budget allows,
+/// a second copy is sent with the same [`TriedInstances`], so a balancer sends it to another
+/// instance, carrying the budget left at that moment. The first response below 500 wins and the
+/// other copy is dropped (cancelled); an error or a 5xx from one copy waits for the other.
+/// Errors pass through unchanged, so an outer retry layer classifies them.
+///
+/// Latencies: with an estimator of its own ([`HedgeLayer::new`]) the layer records each
+/// request's latency, responses only, from the first copy's send to the answer, hedge included;
+/// an estimator shared with [`HedgeLayer::estimator`] is the retry layer's to record in, which
+/// records the same figure for every attempt it sends, so each request counts once.
 #[derive(Clone)]
 pub struct Hedge<S, O> {
     inner: S,
@@ -99,10 +108,13 @@ enum First<A, B> {
     Right(B),
 }
 
-/// Whether an outcome is one to return at once: a response below 500. An error or a 5xx from
-/// one copy waits for the other, which may still succeed.
-fn is_good<RB>(outcome: &Result<Response<RB>, BoxError>) -> bool {
-    matches!(outcome, Ok(response) if !response.status().is_server_error())
+/// An answer of the layer as the race reads it: a response and its status, or an error.
+impl<RB> CopyAnswer for Result<Response<RB>, BoxError> {
+    fn status(&self) -> Option<u16> {
+        self.as_ref()
+            .ok()
+            .map(|response| response.status().as_u16())
+    }
 }
 
 async fn run<S, B, RB, O>(
@@ -118,26 +130,38 @@ where
     O: Observer,
 {
     let estimator = &*shared.estimator;
+    // Only into an estimator of its own: a shared one is the retry layer's to record in.
     // Responses only, as the retry layer records: an error's time says nothing of latency.
     let record = |started: Instant, outcome: &Result<Response<RB>, BoxError>| {
-        if outcome.is_ok() {
+        if shared.records && outcome.is_ok() {
             let now = clock::now();
             estimator.record(now, now.saturating_duration_since(started));
         }
     };
     let start = clock::now();
-    shared.policy.on_request(start);
     let (mut parts, body) = req.into_parts();
     let idempotent = shared
         .idempotent
         .unwrap_or_else(|| is_idempotent(&parts.method, &parts.headers));
     let grpc = is_grpc(&parts.headers);
     let deadline = incoming_deadline(&parts.extensions, &parts.headers, start);
-    let delay = shared
-        .policy
-        .delay(Some(estimator), start)
-        .filter(|delay| deadline.is_none_or(|d| d.remaining(start) > *delay));
-    let Some(delay) = delay.filter(|_| idempotent) else {
+    let mut race = HedgeRace::start(
+        &shared.policy,
+        RaceStart {
+            now: start,
+            // A request that is never hedged spares the quantile's scan of the histogram.
+            delay: idempotent
+                .then(|| shared.policy.delay(Some(estimator), start))
+                .flatten(),
+            idempotent,
+            deadline,
+            retry: parts
+                .extensions
+                .get::<AttemptNumber>()
+                .is_some_and(|n| n.0 > 1),
+        },
+    );
+    let Some(delay) = race.hedge_delay() else {
         // Not hedged: sent as it is, with no buffering.
         let outcome = send(inner, Request::from_parts(parts, ReplayBody::once(body))).await;
         record(start, &outcome);
@@ -176,73 +200,71 @@ where
         timer.as_mut().poll(cx).map(First::Right)
     })
     .await;
-    if let First::Left(outcome) = first {
-        record(start, &outcome);
-        return outcome;
+    let step = match first {
+        First::Left(outcome) => race.on_answer(Leg::Primary, outcome),
+        First::Right(()) => race.on_timer(&shared.policy, clock::now()),
+    };
+    let won = match step {
+        Step::Return(won) => won,
+        Step::SendHedge => {
+            if let (true, Some(deadline)) = (carries_budget, deadline) {
+                // The hedge leaves later than the original: it carries what is left now.
+                write_budget(&mut parts.headers, deadline.remaining(clock::now()), grpc);
+            }
+            shared.observer.observe(&shared.target, Event::HedgeSent);
+            shared.observer.observe(&shared.target, Event::Attempt);
+            let hedge = send(inner, Request::from_parts(parts, buffered.replay()));
+            race_both(&mut race, original, pin!(hedge)).await
+        }
+        // No hedge after all (no budget, no time left): the original alone.
+        Step::Wait | Step::Late => match race.on_answer(Leg::Primary, original.await) {
+            Step::Return(won) => won,
+            _ => unreachable!("before a hedge, the original's answer ends the race"),
+        },
+    };
+    // The loser, if any, is cancelled when its future is dropped at the end of this function.
+    if won.from == Leg::Hedge {
+        shared.observer.observe(&shared.target, Event::HedgeWon);
     }
-    let hedge_start = clock::now();
-    let remaining = deadline.map(|d| d.remaining(hedge_start));
-    if remaining.is_some_and(|r| r.is_zero()) || !shared.policy.try_hedge(hedge_start, idempotent) {
-        let outcome = original.await;
-        record(start, &outcome);
-        return outcome;
+    record(start, &won.answer);
+    if won.hedged {
+        two_attempts(won.answer)
+    } else {
+        won.answer
     }
-    if let (true, Some(remaining)) = (carries_budget, remaining) {
-        // The hedge leaves later than the original: it carries what is left now.
-        write_budget(&mut parts.headers, remaining, grpc);
-    }
-    shared.observer.observe(&shared.target, Event::HedgeSent);
-    shared.observer.observe(&shared.target, Event::Attempt);
-    let mut hedge = pin!(send(inner, Request::from_parts(parts, buffered.replay())));
+}
 
-    // Race the two. A good answer wins at once; an error or a 5xx waits for the other copy.
-    let mut original_done: Option<Result<Response<RB>, BoxError>> = None;
-    let mut hedge_done: Option<Result<Response<RB>, BoxError>> = None;
-    let winner = poll_fn(|cx| {
-        if original_done.is_none() {
-            if let Poll::Ready(outcome) = original.as_mut().poll(cx) {
-                if is_good(&outcome) {
-                    return Poll::Ready(First::Left(outcome));
+/// Polls both copies, telling `race` of each answer, until it says which answer to return.
+async fn race_both<RB, F1, F2>(
+    race: &mut HedgeRace<Result<Response<RB>, BoxError>>,
+    mut original: Pin<&mut F1>,
+    mut hedge: Pin<&mut F2>,
+) -> Won<Result<Response<RB>, BoxError>>
+where
+    F1: Future<Output = Result<Response<RB>, BoxError>>,
+    F2: Future<Output = Result<Response<RB>, BoxError>>,
+{
+    // A copy that answered is not polled again; the race holds its answer while it waits.
+    let mut answered = [false, false];
+    poll_fn(|cx| {
+        for (leg, done) in [Leg::Primary, Leg::Hedge].into_iter().zip(&mut answered) {
+            if *done {
+                continue;
+            }
+            let polled = match leg {
+                Leg::Primary => original.as_mut().poll(cx),
+                Leg::Hedge => hedge.as_mut().poll(cx),
+            };
+            if let Poll::Ready(outcome) = polled {
+                *done = true;
+                if let Step::Return(won) = race.on_answer(leg, outcome) {
+                    return Poll::Ready(won);
                 }
-                original_done = Some(outcome);
             }
         }
-        if hedge_done.is_none() {
-            if let Poll::Ready(outcome) = hedge.as_mut().poll(cx) {
-                if is_good(&outcome) {
-                    return Poll::Ready(First::Right(outcome));
-                }
-                hedge_done = Some(outcome);
-            }
-        }
-        match (original_done.take(), hedge_done.take()) {
-            // Both failed: the original's answer, unless only the hedge got a response at all.
-            (Some(Err(_)), Some(Ok(response))) => Poll::Ready(First::Right(Ok(response))),
-            (Some(outcome), Some(_)) => Poll::Ready(First::Left(outcome)),
-            (original, hedge) => {
-                original_done = original;
-                hedge_done = hedge;
-                Poll::Pending
-            }
-        }
+        Poll::Pending
     })
-    .await;
-    // The loser is cancelled when its future is dropped at the end of this function.
-    match winner {
-        First::Left(outcome) => {
-            record(start, &outcome);
-            two_attempts(outcome)
-        }
-        First::Right(outcome) => {
-            shared.observer.observe(&shared.target, Event::HedgeWon);
-            record(hedge_start, &outcome);
-            // The original took at least this long: a lower bound that keeps the tail in the
-            // estimate the hedge delay is taken from.
-            let now = clock::now();
-            estimator.record(now, now.saturating_duration_since(start));
-            two_attempts(outcome)
-        }
-    }
+    .await
 }
 
 /// The answer of a hedged request says that two attempts were sent, so that a caller with no
@@ -257,3 +279,5 @@ fn two_attempts<RB>(outcome: Result<Response<RB>, BoxError>) -> Result<Response<
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod under_retry_tests;

@@ -55,39 +55,6 @@ impl<O: Observer> Attempting<O> {
         carried.or_else(|| needed.then(TriedInstances::default))
     }
 
-    /// The expected latency of an attempt: the estimator's p50 when it has one.
-    pub(super) fn expected(&self, now: Instant) -> Duration {
-        let policy = &self.shared.policy;
-        self.shared
-            .estimator
-            .as_ref()
-            .and_then(|e| e.quantile(now, 0.5))
-            .unwrap_or(policy.expected_latency)
-    }
-
-    /// The expected latency as far as [`RetryPolicy::should_start`] needs it at `now`: the same
-    /// answer as [`expected`](Self::expected), without the p50's scan of the histogram (a
-    /// thousand instructions, on the path of every request) when the deadline leaves more time
-    /// than the longest latency measured. Every quantile is below that maximum, so it fits too,
-    /// and the maximum stands in for the p50 in a check that only compares it with the time left.
-    pub(super) fn expected_to_start(&self, now: Instant) -> Duration {
-        let shared = &self.shared;
-        let fallback = shared.policy.expected_latency;
-        let (Some(estimator), Some(left)) = (
-            shared.estimator.as_ref(),
-            shared.policy.deadline.downstream_budget(self.deadline, now),
-        ) else {
-            // No estimator: the policy's figure; no deadline: any figure fits.
-            return fallback;
-        };
-        match estimator.max(now) {
-            Some(longest) if longest <= left => longest,
-            Some(_) => estimator.quantile(now, 0.5).unwrap_or(fallback),
-            // Too few samples for a quantile.
-            None => fallback,
-        }
-    }
-
     /// The timeout of an attempt starting at `now`; `None` when no time is left.
     pub(super) fn timeout(&self, now: Instant) -> Option<Duration> {
         let policy = &self.shared.policy;

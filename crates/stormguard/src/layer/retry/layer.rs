@@ -114,7 +114,9 @@ impl<O: Observer + Clone> RetryLayer<O> {
 
     /// Records attempt latencies in `estimator` and takes the expected latency (its p50) and the
     /// adaptive timeout from it. Share the estimator with a [`HedgeLayer`](super::super::HedgeLayer)
-    /// of the same target.
+    /// of the same target ([`HedgeLayer::estimator`](super::super::HedgeLayer::estimator)): this
+    /// layer alone records in it, one latency per attempt that got a response, from the
+    /// attempt's send to its answer (a hedged attempt's two copies are one attempt here).
     pub fn estimator(self, estimator: Arc<LatencyEstimator>) -> Self {
         self.map(|s| s.estimator = Some(estimator))
     }

@@ -70,6 +70,36 @@ impl Attempts {
     }
 }
 
+/// Request extension: which attempt of a caller's request this is, set by the retry layer on
+/// each retry (2 for the first retry) and absent on a first attempt, so that the path nearly
+/// every request takes pays for no extension; read it with [`AttemptNumber::of`].
+///
+/// Why: a layer below the retry layer sees each attempt as a request of its own. One that
+/// counts caller requests must not count retries: the [`HedgeLayer`](super::HedgeLayer) earns
+/// hedge budget only from a request without it, or retries would earn hedges exactly when a
+/// dependency fails.
+///
+/// ```
+/// use stormguard::layer::AttemptNumber;
+///
+/// let mut request = http::Request::new(());
+/// assert_eq!(AttemptNumber::of(&request), 1);
+/// request.extensions_mut().insert(AttemptNumber(2));
+/// assert_eq!(AttemptNumber::of(&request), 2);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptNumber(pub u32);
+
+impl AttemptNumber {
+    /// The attempt `request` is: 1 unless the extension says more.
+    pub fn of<B>(request: &Request<B>) -> u32 {
+        request
+            .extensions()
+            .get::<AttemptNumber>()
+            .map_or(1, |n| n.0)
+    }
+}
+
 /// The state a [`RetryLayer`] shares with every service it makes.
 pub(crate) struct Shared<O> {
     pub(crate) policy: RetryPolicy,
@@ -233,7 +263,9 @@ fn prologue<O: Observer>(
         }
     }
     match at.timeout(start) {
-        Some(timeout) if policy.should_start(at.deadline, start, at.expected_to_start(start)) => {
+        Some(timeout)
+            if policy.should_start_estimated(at.deadline, start, shared.estimator.as_deref()) =>
+        {
             let state = policy.begin(start);
             at.write_budget(timeout);
             Ok((timeout, state))

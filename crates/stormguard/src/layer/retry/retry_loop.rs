@@ -62,13 +62,13 @@ where
                 Class::Retryable { kind, .. } => Decision::GiveUp(GiveUp::AttemptsExhausted(kind)),
             }
         } else {
-            policy.decide_expecting(
+            policy.decide_estimated(
                 &mut state,
                 result,
                 at.idempotent,
                 at.deadline,
                 now,
-                at.expected(now),
+                shared.estimator.as_deref(),
                 &mut rng,
             )
         };
@@ -117,7 +117,10 @@ where
                 // Counted when sent, so that the retries metric is retries sent.
                 observer.observe(target, Event::Retry(kind));
                 let body = next_body.take().expect("decided on with a body to send");
-                let request = at.request(body, timeout, now, Some(tried));
+                let mut request = at.request(body, timeout, now, Some(tried));
+                request
+                    .extensions_mut()
+                    .insert(AttemptNumber(state.attempts()));
                 (result, outcome) = attempt(&mut inner, &at, request, now, timeout).await;
                 sent += sent_by(&outcome);
             }

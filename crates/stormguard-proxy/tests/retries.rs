@@ -257,3 +257,57 @@ async fn a_post_too_large_to_buffer_refused_at_connect_reaches_another_instance_
     }
     assert!(second_attempts > 0, "some were refused first and sent on");
 }
+
+/// The issue's case: `timeout` bounds each attempt and nothing more, so a GET whose first attempt
+/// went to an instance that hangs is retried on the one that answers; `request_timeout` is what
+/// caps the whole request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_instance_costs_one_timeout_and_request_timeout_caps_the_whole() {
+    let hanging = slow_upstream(Duration::from_secs(30)).await;
+    let answering = ok_upstream().await;
+    // The settings as a user writes them; only the limiter is off, so that the budget does not
+    // decide which GETs are retried.
+    let settings = |extra: &str| {
+        let text = format!(
+            "[upstreams.api]\ninstances = [\"{}\", \"{}\"]\n[[routes]]\nname = \"api\"\n\
+             upstream = \"api\"\ntimeout = \"200ms\"\nmax_attempts = 2\n\
+             retry_budget = \"none\"\n{extra}",
+            hanging.addr, answering.addr
+        );
+        stormguard_proxy::config::parse("p.toml", &text).unwrap()
+    };
+    let per_attempt = start(settings("request_timeout = \"10s\"\n")).await;
+    let capped = start(settings("request_timeout = \"150ms\"\n")).await;
+    let client = client();
+    // Sequential GETs: the balancer sends some first to the hanging instance (it has nothing in
+    // flight once the previous attempt there was abandoned).
+    let (mut retried, mut capped_504) = (0, 0);
+    for _ in 0..12 {
+        let started = tokio::time::Instant::now();
+        let reply = get(&client, &per_attempt.url("/")).await;
+        let took = started.elapsed();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        if reply.header("stormguard-attempts") == Some("2") {
+            retried += 1;
+            assert!(took >= ms(195) && took < ms(600), "retried after {took:?}");
+        } else {
+            assert!(took < ms(150), "a first attempt that answered took {took:?}");
+        }
+
+        let started = tokio::time::Instant::now();
+        let reply = get(&client, &capped.url("/")).await;
+        let took = started.elapsed();
+        if reply.status == 504 {
+            capped_504 += 1;
+            assert!(took >= ms(140) && took < ms(400), "capped after {took:?}");
+            assert_eq!(reply.header("stormguard-attempts"), Some("1"), "{reply:?}");
+        } else {
+            assert_eq!(reply.status, 200, "{reply:?}");
+            assert!(took < ms(140), "{took:?}");
+        }
+    }
+    println!("of 12 GETs: {retried} retried after the timeout, {capped_504} capped with 504");
+    assert!(retried > 0, "no GET went to the hanging instance first");
+    assert!(capped_504 > 0, "no capped GET went to the hanging instance first");
+    assert!(hanging.hits() >= retried + capped_504);
+}

@@ -260,24 +260,8 @@ impl ValueReader<'_> {
                 ));
             }
         }
-        if let (Some(value), Some(request), Some(timeout)) =
-            (keys.request_timeout, request_timeout, timeout)
-        {
-            if request < timeout {
-                return Err(self.error(
-                    value.span().start,
-                    &path.key("request_timeout"),
-                    format!(
-                        "request_timeout {} is below timeout {}: the first attempt could never \
-                         use its timeout; use at least {} (request_timeout covers every attempt \
-                         and the waits between them)",
-                        stormguard::duration::format(request),
-                        stormguard::duration::format(timeout),
-                        stormguard::duration::format(timeout),
-                    ),
-                ));
-            }
-        }
+        // A request_timeout below timeout is valid: the whole request ends first, so the
+        // attempt's timeout never fires (the issue's "timeout 200ms, request_timeout 150ms").
         let max_attempts = self.max_attempts(keys.max_attempts, path, 1)?;
         if let Some(value) = keys.max_attempts.filter(|_| max_attempts > MAX_ATTEMPTS) {
             return Err(self.error(

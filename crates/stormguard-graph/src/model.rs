@@ -267,6 +267,9 @@ pub struct Fault {
     pub slowdown: f64,
     /// Share of attempts failing fast with 503 (default 0).
     pub error_rate: f64,
+    /// The status those attempts get (default 503; 400 to 599), e.g. 409 for a service that
+    /// loses optimistic-lock races, which a call retries only with `retry_on = ["409"]`.
+    pub error_status: u16,
     /// Connections refused (default false).
     pub down: bool,
     /// Connections never answered (default false).

@@ -291,7 +291,10 @@ async fn a_hanging_instance_costs_one_timeout_and_request_timeout_caps_the_whole
             retried += 1;
             assert!(took >= ms(195) && took < ms(600), "retried after {took:?}");
         } else {
-            assert!(took < ms(150), "a first attempt that answered took {took:?}");
+            assert!(
+                took < ms(150),
+                "a first attempt that answered took {took:?}"
+            );
         }
 
         let started = tokio::time::Instant::now();
@@ -308,6 +311,69 @@ async fn a_hanging_instance_costs_one_timeout_and_request_timeout_caps_the_whole
     }
     println!("of 12 GETs: {retried} retried after the timeout, {capped_504} capped with 504");
     assert!(retried > 0, "no GET went to the hanging instance first");
-    assert!(capped_504 > 0, "no capped GET went to the hanging instance first");
+    assert!(
+        capped_504 > 0,
+        "no capped GET went to the hanging instance first"
+    );
     assert!(hanging.hits() >= retried + capped_504);
+}
+
+/// `retry_on = ["409"]`: the proxy retries a 409 (for a POST too: the server did not apply a
+/// conflicting request) on another instance, and nothing the list does not name, not even the
+/// 503 the default would retry.
+#[tokio::test]
+async fn retry_on_409_retries_a_409_and_nothing_else() {
+    let conflict = status_upstream(409).await;
+    let unavailable = status_upstream(503).await;
+    let answering = ok_upstream().await;
+    let settings = |instances: &[std::net::SocketAddr], retry_on: &str| {
+        let list: Vec<String> = instances.iter().map(|a| format!("\"{a}\"")).collect();
+        let text = format!(
+            "[upstreams.api]\ninstances = [{}]\n[[routes]]\nname = \"api\"\nupstream = \"api\"\n\
+             timeout = \"2s\"\nrequest_timeout = \"4s\"\nmax_attempts = 2\n\
+             retry_budget = \"none\"\n{retry_on}",
+            list.join(", ")
+        );
+        stormguard_proxy::config::parse("p.toml", &text).unwrap()
+    };
+    let client = client();
+    let post = |url: String| {
+        Request::post(url)
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    };
+    let listed = start(settings(
+        &[conflict.addr, answering.addr],
+        "retry_on = [\"409\"]\n",
+    ))
+    .await;
+    let default = start(settings(&[conflict.addr, answering.addr], "")).await;
+    let only_409 = start(settings(
+        &[unavailable.addr, answering.addr],
+        "retry_on = [\"409\"]\n",
+    ))
+    .await;
+    let (mut saw_409, mut saw_503) = (false, false);
+    for _ in 0..20 {
+        // Listed: every POST ends 200, one that met the 409 after a second attempt.
+        let reply = send(&client, post(listed.url("/"))).await.unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        // The default list does not name 409: it passes through, never retried.
+        let reply = send(&client, post(default.url("/"))).await.unwrap();
+        if reply.status == 409 {
+            saw_409 = true;
+            assert_eq!(reply.header("stormguard-attempts"), Some("1"));
+        }
+        // A list of 409 alone does not retry the 503 the default would.
+        let reply = send(&client, post(only_409.url("/"))).await.unwrap();
+        if reply.status == 503 {
+            saw_503 = true;
+            assert_eq!(reply.header("stormguard-attempts"), Some("1"));
+        }
+    }
+    assert!(
+        saw_409 && saw_503,
+        "each conflicting instance was tried first at least once"
+    );
+    assert!(conflict.hits() > 0 && unavailable.hits() > 0);
 }

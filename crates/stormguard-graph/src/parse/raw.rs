@@ -117,6 +117,7 @@ pub(super) struct RawFault {
     pub to: Option<Spanned<DurationText>>,
     pub slowdown: Option<Spanned<f64>>,
     pub error_rate: Option<Spanned<f64>>,
+    pub error_status: Option<Spanned<i64>>,
     pub down: Option<bool>,
     pub blackhole: Option<bool>,
     pub instances: Option<Spanned<u32>>,

@@ -110,6 +110,21 @@ impl Converter<'_> {
             Some(value) => *value.get_ref(),
             None => 0.0,
         };
+        let error_status = match &raw.error_status {
+            Some(value) if !(400..=599).contains(value.get_ref()) => {
+                return Err(self.error(
+                    value.span().start,
+                    &path.key("error_status"),
+                    format!(
+                        "{} is not valid: an injected error is a failure, a status from 400 to \
+                         599 (503 by default)",
+                        value.get_ref()
+                    ),
+                ))
+            }
+            Some(value) => *value.get_ref() as u16,
+            None => 503,
+        };
         let instances = match &raw.instances {
             Some(value) => {
                 let available = services[&service].instances;
@@ -134,6 +149,7 @@ impl Converter<'_> {
             to,
             slowdown,
             error_rate,
+            error_status,
             down: raw.down.unwrap_or(false),
             blackhole: raw.blackhole.unwrap_or(false),
             instances,

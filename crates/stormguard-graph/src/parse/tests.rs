@@ -158,6 +158,7 @@ fn the_issue_example_reads_every_field_as_written() {
                 to: ms(45_000),
                 slowdown: 10.0,
                 error_rate: 0.0,
+                error_status: 503,
                 down: false,
                 blackhole: false,
                 instances: Some(1),

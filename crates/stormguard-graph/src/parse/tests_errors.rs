@@ -349,3 +349,22 @@ fn the_error_display_examples_of_the_report() {
          it has no unit; write a string with a unit, e.g. \"5s\" or \"5ms\""
     );
 }
+
+#[test]
+fn an_injected_error_status_is_a_failure() {
+    let text = "[entry]\nservice = \"a\"\n[services.a]\n[scenarios.s]\nduration = \"1s\"\n\
+                [[scenarios.s.faults]]\nservice = \"a\"\nfrom = \"0s\"\nto = \"1s\"\n\
+                error_status = 200\n";
+    let error = crate::parse("g.toml", text).unwrap_err();
+    assert_eq!((error.line, error.column), (10, 16));
+    assert_eq!(
+        error.key.as_deref(),
+        Some("scenarios.s.faults[0].error_status")
+    );
+    assert!(
+        error.message.contains("a status from 400 to 599"),
+        "{error}"
+    );
+    let ok = crate::parse("g.toml", &text.replace("= 200", "= 409")).unwrap();
+    assert_eq!(ok.scenarios["s"].faults[0].error_status, 409);
+}

@@ -188,16 +188,27 @@ fn scenario(services: Vec<Service>) -> impl Strategy<Value = Scenario> {
         window(),
         or_default(1.0, (1u32..40).prop_map(|n| f64::from(n) / 4.0)),
         or_default(0.0, (0u32..=10).prop_map(|n| f64::from(n) / 10.0)),
-        any::<(bool, bool)>(),
+        (
+            any::<(bool, bool)>(),
+            prop::sample::select(vec![503u16, 409, 429]),
+        ),
         any::<Option<u32>>(),
     )
         .prop_map(
-            move |(i, (from, to), slowdown, error_rate, (down, blackhole), instances)| Fault {
+            move |(
+                i,
+                (from, to),
+                slowdown,
+                error_rate,
+                ((down, blackhole), error_status),
+                instances,
+            )| Fault {
                 service: services[i].name.clone(),
                 from,
                 to,
                 slowdown,
                 error_rate,
+                error_status,
                 down,
                 blackhole,
                 instances: instances.map(|n| 1 + n % services[i].instances),

@@ -162,6 +162,8 @@ impl Writer {
                 0.0,
                 format!("{:?}", f.error_rate),
             );
+            let status = f.error_status.to_string();
+            self.unless_default("error_status", f.error_status, 503, status);
             self.unless_default("down", f.down, false, f.down.to_string());
             self.unless_default("blackhole", f.blackhole, false, f.blackhole.to_string());
             self.optional("instances", f.instances.map(|n| n.to_string()));

@@ -38,6 +38,8 @@ pub(crate) enum Answer {
     Unavailable,
     /// The connection was refused: the instance is down.
     Refused,
+    /// An injected error with a status of its own (a fault's `error_status` other than 503).
+    Status(u16),
 }
 
 impl Answer {
@@ -52,6 +54,10 @@ impl Answer {
                 retry_after: None,
             },
             Answer::Refused => AttemptResult::ConnectRefused,
+            Answer::Status(status) => AttemptResult::Response {
+                status,
+                retry_after: None,
+            },
         }
     }
 }

@@ -71,6 +71,7 @@ pub(crate) struct FaultWindow {
     to: u64,
     slowdown: f64,
     error_rate: f64,
+    error_status: u16,
     down: bool,
     blackhole: bool,
     instances: usize,
@@ -81,6 +82,8 @@ pub(crate) struct FaultWindow {
 pub(crate) struct Condition {
     pub(crate) slowdown: f64,
     pub(crate) error_rate: f64,
+    /// The status of an injected error: that of the last active fault that injects errors.
+    pub(crate) error_status: u16,
     pub(crate) down: bool,
     pub(crate) blackhole: bool,
 }
@@ -90,6 +93,7 @@ impl ServiceModel {
         let mut c = Condition {
             slowdown: 1.0,
             error_rate: 0.0,
+            error_status: 503,
             down: false,
             blackhole: false,
         };
@@ -98,6 +102,9 @@ impl ServiceModel {
                 c.slowdown *= f.slowdown;
                 // Independent faults: an attempt survives only if it survives each.
                 c.error_rate = 1.0 - (1.0 - c.error_rate) * (1.0 - f.error_rate);
+                if f.error_rate > 0.0 {
+                    c.error_status = f.error_status;
+                }
                 c.down |= f.down;
                 c.blackhole |= f.blackhole;
             }
@@ -266,6 +273,7 @@ pub(crate) fn build(
                 to: nanos(fault.to),
                 slowdown: fault.slowdown,
                 error_rate: fault.error_rate,
+                error_status: fault.error_status,
                 down: fault.down,
                 blackhole: fault.blackhole,
                 instances: fault.instances.map_or(instances, |n| n as usize),

@@ -34,14 +34,18 @@ impl Sim<'_> {
         }
         if condition.error_rate > 0.0 && self.work_rng.random::<f64>() < condition.error_rate {
             self.tallies[s].failed += 1;
-            self.answer_at_once(key, half_rtt);
+            let answer = match condition.error_status {
+                503 => Answer::Unavailable,
+                status => Answer::Status(status),
+            };
+            self.answer_at_once(key, half_rtt, answer);
             return;
         }
         let instance = &self.instances[s][i];
         let has_worker = instance.busy < service.concurrency;
         if !has_worker && instance.queue.len() >= service.queue {
             self.tallies[s].rejected += 1;
-            self.answer_at_once(key, half_rtt);
+            self.answer_at_once(key, half_rtt, Answer::Unavailable);
             return;
         }
         let deadline = attempt.deadline;
@@ -69,15 +73,13 @@ impl Sim<'_> {
         }
     }
 
-    /// A 503 without work: an injected error or a full queue.
-    fn answer_at_once(&mut self, key: Key, half_rtt: u64) {
+    /// An answer without work: an injected error or a full queue (503).
+    fn answer_at_once(&mut self, key: Key, half_rtt: u64, answer: Answer) {
         if let Some(attempt) = self.attempts.get_mut(key) {
             attempt.callee_done = true;
         }
-        self.agenda.schedule(
-            self.now + half_rtt,
-            Event::Response(key, Answer::Unavailable),
-        );
+        self.agenda
+            .schedule(self.now + half_rtt, Event::Response(key, answer));
     }
 
     /// A worker takes the request: its own work begins.

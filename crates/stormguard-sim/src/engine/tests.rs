@@ -264,3 +264,57 @@ fn an_unknown_scenario_names_the_ones_there_are() {
         "no scenario named \"nope\"; the file defines: storm"
     );
 }
+
+/// `retry_on` reaches the simulator through the policy core: a 409 is retried only where the
+/// call lists it, and a call that lists only 409 no longer retries a 503.
+#[test]
+fn retry_on_decides_which_injected_errors_are_retried() {
+    let graph = |retry_on: &str, status: u16| {
+        format!(
+            r#"
+            [entry]
+            service = "api"
+            timeout = "60s"
+            rate = 200
+            [services.api]
+            [[services.api.calls]]
+            to = "leaf"
+            timeout = "10s"
+            max_attempts = 2
+            backoff = "none"
+            retry_budget = "none"
+            {retry_on}
+            [services.leaf]
+            [scenarios.errors]
+            duration = "50s"
+            [[scenarios.errors.faults]]
+            service = "leaf"
+            from = "0s"
+            to = "1000s"
+            error_rate = 0.3
+            error_status = {status}
+            "#
+        )
+    };
+    let figures = |retry_on: &str, status: u16| {
+        let outcome = run(&graph(retry_on, status), Some("errors"), 11);
+        let users = outcome.users.requests as f64;
+        (
+            outcome.amplification("leaf").unwrap(),
+            outcome.users.succeeded as f64 / users,
+        )
+    };
+    // By default a 409 is final: one attempt, 70% success.
+    let (attempts, success) = figures("", 409);
+    assert!(within(attempts, 1.0, 0.001), "{attempts}");
+    assert!(within(success, 0.7, 0.03), "{success}");
+    // Listed, it is retried: 1 + 0.3 attempts, 1 - 0.3^2 success.
+    let (attempts, success) = figures(r#"retry_on = ["409"]"#, 409);
+    assert!(within(attempts, 1.3, 0.03), "{attempts}");
+    assert!(within(success, 0.91, 0.02), "{success}");
+    // The list replaces the default: a 503 is no longer retried.
+    let (attempts, _) = figures(r#"retry_on = ["409"]"#, 503);
+    assert!(within(attempts, 1.0, 0.001), "{attempts}");
+    let (attempts, _) = figures("", 503);
+    assert!(within(attempts, 1.3, 0.03), "{attempts}");
+}

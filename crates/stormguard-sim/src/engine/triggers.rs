@@ -14,6 +14,9 @@ pub(crate) fn fault(fault: &Fault, instances: usize) -> Trigger {
     }
     if fault.error_rate > 0.0 {
         parts.push(format!("error_rate {}", fault.error_rate));
+        if fault.error_status != 503 {
+            parts.push(format!("status {}", fault.error_status));
+        }
     }
     if fault.down {
         parts.push("down".to_string());
@@ -61,6 +64,7 @@ mod tests {
             to: Duration::from_secs(45),
             slowdown: 1.0,
             error_rate: 0.0,
+            error_status: 503,
             down: false,
             blackhole: false,
             instances: None,

@@ -21,10 +21,10 @@ fn within(measured: f64, expected: f64, tolerance: f64) -> bool {
     ((measured - expected) / expected).abs() <= tolerance
 }
 
-#[test]
-fn error_rate_p_with_four_attempts_gives_the_geometric_sums() {
-    let p: f64 = 0.2;
-    let toml = format!(
+/// `api` calls `leaf` with `max_attempts`, no backoff, no limiter and `call_extra`, under a
+/// scenario `errors` of 100 s whose fault on `leaf` (for the whole run) is `fault`.
+fn leaf_errors(max_attempts: u32, call_extra: &str, fault: &str) -> String {
+    format!(
         r#"
         [entry]
         service = "api"
@@ -34,9 +34,10 @@ fn error_rate_p_with_four_attempts_gives_the_geometric_sums() {
         [[services.api.calls]]
         to = "leaf"
         timeout = "10s"
-        max_attempts = 4
+        max_attempts = {max_attempts}
         backoff = "none"
         retry_budget = "none"
+        {call_extra}
         [services.leaf]
         [scenarios.errors]
         duration = "100s"
@@ -44,9 +45,15 @@ fn error_rate_p_with_four_attempts_gives_the_geometric_sums() {
         service = "leaf"
         from = "0s"
         to = "1000s"
-        error_rate = {p}
+        {fault}
         "#
-    );
+    )
+}
+
+#[test]
+fn error_rate_p_with_four_attempts_gives_the_geometric_sums() {
+    let p: f64 = 0.2;
+    let toml = leaf_errors(4, "", &format!("error_rate = {p}"));
     let outcome = run(&toml, Some("errors"), 7);
     let users = outcome.users.requests as f64;
     assert!(users > 19_000.0, "{users} user requests");
@@ -270,30 +277,10 @@ fn an_unknown_scenario_names_the_ones_there_are() {
 #[test]
 fn retry_on_decides_which_injected_errors_are_retried() {
     let graph = |retry_on: &str, status: u16| {
-        format!(
-            r#"
-            [entry]
-            service = "api"
-            timeout = "60s"
-            rate = 200
-            [services.api]
-            [[services.api.calls]]
-            to = "leaf"
-            timeout = "10s"
-            max_attempts = 2
-            backoff = "none"
-            retry_budget = "none"
-            {retry_on}
-            [services.leaf]
-            [scenarios.errors]
-            duration = "50s"
-            [[scenarios.errors.faults]]
-            service = "leaf"
-            from = "0s"
-            to = "1000s"
-            error_rate = 0.3
-            error_status = {status}
-            "#
+        leaf_errors(
+            2,
+            retry_on,
+            &format!("error_rate = 0.3\nerror_status = {status}"),
         )
     };
     let figures = |retry_on: &str, status: u16| {

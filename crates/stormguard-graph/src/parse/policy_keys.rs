@@ -5,8 +5,8 @@
 //! stormguard's promise is that what `check` computes and `sim` predicts for a call is what
 //! `stormguard proxy` does with the same lines. That holds only if a key means the same in both
 //! files and an absent key gets the same value in both; so both files hand their keys to
-//! [`ValueReader::policy`], and every default is a constant here (listed, with units, in
-//! `docs/reference.md`, which a test checks against [`POLICY_KEYS`]).
+//! [`ValueReader::policy`], and every default is a constant here (described in [`POLICY_KEYS`],
+//! which `docs/reference.md` prints as its table of a call's and a route's policy).
 //!
 //! The defaults are stormguard's recommended policy where a file is silent about *how* to retry
 //! (`backoff`, the limiter, `retry_on`, `propagate_deadline`, a hedge's `max_extra`), and
@@ -62,88 +62,92 @@ pub const HEDGE_MAX_EXTRA: f64 = 0.05;
 pub const DEFAULT_METHOD: &str = "GET";
 
 /// One key of a call's policy, for the reference and for `stormguard explain`: its name, unit,
-/// default, and meaning, in the words the reference prints.
+/// default, and meaning, in the words the reference prints (Markdown: values in backticks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyDoc {
     /// The key as a file writes it.
     pub key: &'static str,
-    /// Its unit or type.
+    /// Its unit or type, and the values it accepts.
     pub unit: &'static str,
-    /// What an absent key means.
+    /// What an absent key means: a value in backticks (as a file would write it, and what the
+    /// parser applies), or `none` and what happens instead.
     pub default: &'static str,
     /// What it means.
     pub meaning: &'static str,
 }
 
 /// Every policy key that a graph call and a proxy route share, in the order the reference lists
-/// them. A test checks that `docs/reference.md` says the same.
+/// them. `docs/reference.md` prints this table as is (its test regenerates it with
+/// `UPDATE_REFERENCE=1`), and checks every default given as a value against the parser.
 pub const POLICY_KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "timeout",
-        unit: "duration",
-        default: "none (a call: `missing-timeout`; a route: refused)",
+        unit: "duration, above 0",
+        default: "none (a call: the finding `missing-timeout`; a route: refused)",
         meaning: "each attempt, from its start, connecting included, to its answer",
     },
     KeyDoc {
         key: "request_timeout",
-        unit: "duration",
+        unit: "duration, above 0, at least `timeout`",
         default: "none: only the caller's deadline",
         meaning: "the whole call: every attempt and every wait between them",
     },
     KeyDoc {
         key: "connect_timeout",
-        unit: "duration",
+        unit: "duration, above 0, at most `timeout`",
         default: "none: connecting is bounded by `timeout` only",
         meaning: "making the connection, inside the attempt's `timeout`",
     },
     KeyDoc {
         key: "max_attempts",
         unit: "count, 1 to 100",
-        default: "1",
+        default: "`1`",
         meaning: "tries in all, the first included",
     },
     KeyDoc {
         key: "backoff",
         unit: "backoff text",
-        default: "\"full-jitter(base=25ms, cap=250ms)\"",
-        meaning: "the wait before each retry; \"none\" for no wait",
+        default: "`\"full-jitter(base=25ms, cap=250ms)\"`",
+        meaning: "the wait before each retry; `\"none\"` for no wait",
     },
     KeyDoc {
         key: "retry_budget",
-        unit: "{ ratio, min_per_sec } or \"none\"",
-        default: "{ ratio = 0.2, min_per_sec = 10 } over 10 s",
-        meaning: "retries at most `ratio` of requests plus `min_per_sec`; \"none\": no limiter",
+        unit: "`{ ratio, min_per_sec }` or `\"none\"`",
+        default: "`{ ratio = 0.2, min_per_sec = 10 }` over 10 s",
+        meaning: "retries at most `ratio` of requests plus `min_per_sec` a second; `\"none\"`: \
+                  no limiter",
     },
     KeyDoc {
         key: "token_bucket",
-        unit: "{ capacity, retry_cost, timeout_cost }",
+        unit: "`{ capacity, retry_cost, timeout_cost }`",
         default: "none (the retry budget applies)",
         meaning: "instead of a retry budget: failures drain tokens, successes refill them",
     },
     KeyDoc {
         key: "retry_on",
         unit: "list of conditions",
-        default: "[\"connect-failure\", \"refused-stream\", \"reset\", \"timeout\", \
+        default: "`[\"connect-failure\", \"refused-stream\", \"reset\", \"timeout\", \
                   \"gateway-error\", \"408\", \"429\", \"deadline-exceeded\", \
-                  \"resource-exhausted\", \"unavailable\"]",
-        meaning: "the failures that may be retried; \"default\" in the list stands for the default",
+                  \"resource-exhausted\", \"unavailable\"]`",
+        meaning: "the failures that may be retried; `\"default\"` in the list stands for the \
+                  default",
     },
     KeyDoc {
         key: "idempotent",
-        unit: "true, false or \"by-method\"",
-        default: "\"by-method\"",
+        unit: "`true`, `false` or `\"by-method\"`",
+        default: "`\"by-method\"`",
         meaning: "whether a request that may have reached the server may be sent again",
     },
     KeyDoc {
         key: "hedge",
-        unit: "{ delay, max_extra }",
-        default: "none; `max_extra` 0.05",
-        meaning: "a second copy after `delay` (a duration or \"p95\"), at most `max_extra` more",
+        unit: "`{ delay, max_extra }`",
+        default: "none: no hedge",
+        meaning: "a second copy after `delay` (a duration or `\"p95\"`), at most `max_extra` more",
     },
     KeyDoc {
         key: "propagate_deadline",
         unit: "bool",
-        default: "true",
+        default: "`true`",
         meaning: "pass the remaining budget downstream in `stormguard-budget-ms`",
     },
 ];

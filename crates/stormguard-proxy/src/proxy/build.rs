@@ -218,6 +218,16 @@ fn stack(
         .without_instance_extension();
     let body_limit = usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX);
     let mut policy = route_policy(route)?;
+    if policy.idempotent == Some(true) {
+        // Until idempotent took "by-method", a route's `true` meant "by method"; it now means
+        // what it means in a graph file. Say so at every build rather than replay POSTs quietly.
+        tracing::warn!(
+            route = %route.name,
+            "idempotent = true: every request on this route, POST and PATCH included, may be \
+             sent again after a failure that may have reached the upstream; write \
+             idempotent = \"by-method\" (the default) to decide by method and Idempotency-Key"
+        );
+    }
     let idempotent = policy.idempotent;
     // The deadline layer above keeps the reserve back from the deadline it hands down; the
     // retry layer kept it back again, so the upstream saw the budget less twice the reserve.

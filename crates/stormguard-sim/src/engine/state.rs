@@ -267,6 +267,12 @@ impl<'m> Sim<'m> {
 
     /// The caller stops waiting: the attempt is abandoned, and its callee may still be working.
     /// False when the attempt was over already: nothing happened.
+    ///
+    /// A connection never answered whose connect bound runs out with the attempt's timeout (a
+    /// call without `connect_timeout`, whose bound is its `timeout`) ends as a connect timeout
+    /// that the balancer hears, as in the proxy, where the connector's timer is inside the
+    /// attempt and heard first. One cut short by a shorter attempt timeout (a deadline) is
+    /// dropped before the connector gives up, and the balancer hears nothing.
     fn attempt_timeout(&mut self, key: Key, connect: bool) -> bool {
         let Some(attempt) = self.attempts.get_mut(key) else {
             return false;
@@ -276,6 +282,11 @@ impl<'m> Sim<'m> {
         }
         attempt.caller_done = true;
         attempt.abandoned = true;
+        let connect = connect
+            || (attempt.blackholed
+                && attempt
+                    .connect_timeout
+                    .is_some_and(|bound| attempt.sent_at.saturating_add(bound) <= self.now));
         let (caller, service, blackholed) = (attempt.caller, attempt.service, attempt.blackholed);
         let instance = attempt.instance;
         self.tallies[service].timed_out += 1;

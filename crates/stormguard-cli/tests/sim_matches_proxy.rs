@@ -28,6 +28,13 @@
 //! - Noise: the proxy's run is one sample of some 1 200 requests; the sim's figures are summed
 //!   over a few seeds of the same length, so that its own sampling noise is small beside it.
 //!
+//! The table's other columns (retries, denied retries and attempts at the dead instances per
+//! request, the p50 of the successes) are printed, not checked: a few dozen attempts at the dead
+//! instances in a run are too few for a 10% bound. They showed the two mechanisms the sim had
+//! wrong: a dark instance never ejected without `connect_timeout`, and a balancer comparing the
+//! callee's work instead of the caller's attempts in flight (the sim sent 2.5 times the proxy's
+//! attempts to the dark instance).
+//!
 //! Run with `--nocapture` to see the figures side by side.
 
 use std::convert::Infallible;

@@ -55,9 +55,11 @@
 //!   time rather than per call. A hedge without `max_extra` may copy every request
 //!   (`max_extra` 1).
 //! - Hedges count in the edge's `attempts` and `hedges` and as attempts at the callee.
-//! - Every attempt and hedge goes where the proxy's `Balance` layer would send it: the less
-//!   loaded of two instances the call has not tried, leaving out those ejected by the outlier
-//!   detector (`stormguard::instance::choose_healthy`), on the library's default
+//! - Every attempt and hedge goes where the proxy's `Balance` layer would send it: of two
+//!   instances the call has not tried, the one where the caller's balancer has fewer attempts
+//!   in flight (sent and neither answered nor given up, as the layer counts them, whatever the
+//!   callee still works on), leaving out those ejected by the outlier detector
+//!   (`stormguard::instance::choose_healthy`), on the library's default
 //!   `EjectionConfig`, which the graph has no key for. Each instance of the caller has its own
 //!   detector per edge, as each sidecar has its own balancer per route; it hears each copy's
 //!   outcome when the caller does: a response by its status (5xx a failure), a refusal or a

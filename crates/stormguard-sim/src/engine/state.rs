@@ -119,7 +119,8 @@ pub(crate) struct Sim<'m> {
     pub(crate) work_rng: JitterRng,
     pub(crate) policy_rng: JitterRng,
     pub(crate) instances: Vec<Vec<InstanceState>>,
-    /// Requests in flight (queued or holding a worker) per instance, the load `choose` compares.
+    /// Requests in flight (queued or holding a worker) per instance: the load users' choice of
+    /// an entry instance compares. A caller's balancer compares its own attempts in flight.
     pub(crate) loads: Vec<Vec<u64>>,
     /// Each calling instance's balancer per edge, which picks its attempts' instances.
     pub(crate) balancers: Balancers,
@@ -291,6 +292,7 @@ impl<'m> Sim<'m> {
         let instance = attempt.instance;
         self.tallies[service].timed_out += 1;
         self.release(key);
+        self.caller_done(caller, instance);
         let result = if connect || blackholed {
             AttemptResult::ConnectTimeout
         } else {
@@ -324,6 +326,7 @@ impl<'m> Sim<'m> {
         attempt.caller_done = true;
         let (caller, sent_at, instance) = (attempt.caller, attempt.sent_at, attempt.instance);
         self.release(key);
+        self.caller_done(caller, instance);
         match caller {
             Caller::User => {
                 if matches!(result, AttemptResult::Response { status, .. } if status < 400) {
@@ -339,6 +342,19 @@ impl<'m> Sim<'m> {
             }
         }
         true
+    }
+
+    /// A caller stopped waiting for its attempt to `instance`: its balancer no longer counts it
+    /// in flight, as the proxy's `Balance` stops counting an attempt when its future ends.
+    pub(crate) fn caller_done(&mut self, caller: Caller, instance: usize) {
+        if let Caller::Run(run) = caller {
+            let balancer = self
+                .runs
+                .get(run)
+                .expect("a run outlives its attempts")
+                .balancer;
+            self.balancers.done(balancer, instance);
+        }
     }
 
     /// Tells call `run`'s balancer what its copy to `instance` came to.

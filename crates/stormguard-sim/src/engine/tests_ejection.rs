@@ -97,12 +97,14 @@ fn a_blackholed_instance_is_ejected_after_its_connect_timeout() {
     let users = ejecting.users.requests;
     assert_eq!(ejecting.users.succeeded, users);
     // Each probe lets in, beside itself, what the caller sends there before its connect timeout
-    // fires: the dark instance has nothing in flight and looks idle.
+    // fires; the attempts waiting there count as in flight, so the instance draws few.
+    // Measured 16 (seed 5) and 20 (seed 3). Without ejection, 2 188 of 12 047: a share held
+    // down only by the attempts waiting there.
     let dark = ejecting.services["api"].timed_out;
     assert!((8..=60).contains(&dark), "{dark} connect timeouts");
     assert_eq!(ejecting.calls[0].timeouts, dark);
     assert!(
-        plain.services["api"].timed_out > users / 4,
+        plain.services["api"].timed_out > users / 8,
         "{:?}",
         plain.calls
     );
@@ -125,8 +127,8 @@ fn without_a_connect_timeout_a_dark_instance_is_ejected_after_the_attempts_timeo
         plain.services["api"].timed_out,
     );
     assert_eq!(ejecting.users.succeeded, ejecting.users.requests);
-    // Measured: 176 against 5 780 of 12 047 requests.
-    assert!(dark_plain > 1_000, "{dark_plain} timeouts without ejection");
+    // Measured: 22 against 675 of 12 047 requests.
+    assert!(dark_plain > 300, "{dark_plain} timeouts without ejection");
     assert!(dark < dark_plain / 10, "{dark} timeouts with ejection");
     assert_eq!(ejecting.calls[0].timeouts, dark);
 }

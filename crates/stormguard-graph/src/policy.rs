@@ -65,6 +65,40 @@ pub fn retry_policy(call: &Call) -> Result<RetryPolicy, BudgetError> {
     })
 }
 
+/// How long connecting to an instance may take on `call`: its `connect_timeout`, else its
+/// per-attempt `timeout` (connecting is part of an attempt), else no bound.
+///
+/// The proxy's connector and the simulator's connections both take it from here, so that a
+/// connection never answered ends the same way in both: as a connect timeout, which the
+/// balancer counts against the instance, even on a call without `connect_timeout` (there the
+/// connector's bound and the attempt's timeout run out together, and the connector, inside the
+/// attempt, is heard first).
+///
+/// ```
+/// use std::time::Duration;
+/// use stormguard_graph::{parse, policy::connect_timeout};
+///
+/// let graph = parse("g.toml", r#"
+/// [entry]
+/// service = "web"
+/// [services.web]
+/// [[services.web.calls]]
+/// to = "api"
+/// timeout = "1s"
+/// [[services.web.calls]]
+/// to = "api"
+/// timeout = "1s"
+/// connect_timeout = "50ms"
+/// [services.api]
+/// "#).unwrap();
+/// let calls = &graph.services["web"].calls;
+/// assert_eq!(connect_timeout(&calls[0]), Some(Duration::from_secs(1)));
+/// assert_eq!(connect_timeout(&calls[1]), Some(Duration::from_millis(50)));
+/// ```
+pub fn connect_timeout(call: &Call) -> Option<Duration> {
+    call.connect_timeout.or(call.timeout)
+}
+
 fn limiter(call: &Call) -> Result<Limiter, BudgetError> {
     Ok(match call.limiter {
         None => Limiter::Unlimited,

@@ -195,8 +195,9 @@ fn stack(
                     upstream: route.upstream.clone(),
                     instance: instance.clone(),
                 })?;
-            // Without `connect_timeout`, connecting is bounded by the attempt's timeout.
-            let connect = route.call.connect_timeout.or(route.call.timeout);
+            // Without `connect_timeout`, connecting is bounded by the attempt's timeout: the
+            // simulator's bound too, from the same function.
+            let connect = stormguard_graph::policy::connect_timeout(&route.call);
             let (http1, http2) = clients.get(connect, &authority);
             Ok(Timed::new(
                 http1,

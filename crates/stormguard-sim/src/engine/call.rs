@@ -93,13 +93,9 @@ impl Sim<'_> {
             return;
         };
         let timeout = nanos(timeout);
-        let instance = self.balancers.choose(
-            run.balancer,
-            &self.loads[edge.to],
-            &run.tried,
-            self.now,
-            &mut self.policy_rng,
-        );
+        let instance =
+            self.balancers
+                .choose(run.balancer, &run.tried, self.now, &mut self.policy_rng);
         let attempt = Attempt {
             caller: Caller::Run(key),
             service: edge.to,

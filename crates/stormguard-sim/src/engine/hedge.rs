@@ -139,13 +139,9 @@ impl Sim<'_> {
             Step::Wait | Step::Return(_) => return true,
             Step::Late => return false,
         }
-        let instance = self.balancers.choose(
-            call.balancer,
-            &self.loads[edge.to],
-            &call.tried,
-            self.now,
-            &mut self.policy_rng,
-        );
+        let instance =
+            self.balancers
+                .choose(call.balancer, &call.tried, self.now, &mut self.policy_rng);
         let key = self.attempts.insert(Attempt {
             caller: Caller::Run(run),
             service: edge.to,
@@ -234,6 +230,8 @@ impl Sim<'_> {
             self.tallies[attempt.service].timed_out += 1;
             self.calls[edge].timeouts += 1;
         }
+        let (caller, instance) = (attempt.caller, attempt.instance);
         self.release(key);
+        self.caller_done(caller, instance);
     }
 }

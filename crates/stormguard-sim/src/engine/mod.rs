@@ -15,8 +15,10 @@
 //! - `contention` counts the other requests holding a worker on the instance when the work starts;
 //!   a fault's slowdown multiplies own work and contention alike.
 //! - An injected error (`error_rate`) answers 503 at once, before the queue; a down instance
-//!   refuses after one round trip; a blackholed one is ended by the caller's connect timeout, or
-//!   by its per-attempt timeout when it has none, and both count as a connect timeout.
+//!   refuses after one round trip; a blackholed one is ended by the caller's connect bound (its
+//!   `connect_timeout`, else its `timeout`, as the proxy's connector is bounded:
+//!   `stormguard_graph::policy::connect_timeout`), or by its attempt's timeout when a deadline
+//!   cut that shorter, and both count as a connect timeout.
 //! - With `propagate_deadline`, the callee's deadline is when its caller gives up on the attempt
 //!   (`send + attempt timeout`); queued work past it is dropped when a worker would take it, and
 //!   the policy's `should_start` refuses calls with no time left.
@@ -53,17 +55,20 @@
 //!   time rather than per call. A hedge without `max_extra` may copy every request
 //!   (`max_extra` 1).
 //! - Hedges count in the edge's `attempts` and `hedges` and as attempts at the callee.
-//! - Every attempt and hedge goes where the proxy's `Balance` layer would send it: the less
-//!   loaded of two instances the call has not tried, leaving out those ejected by the outlier
-//!   detector (`stormguard::instance::choose_healthy`), on the library's default
+//! - Every attempt and hedge goes where the proxy's `Balance` layer would send it: of two
+//!   instances the call has not tried, the one where the caller's balancer has fewer attempts
+//!   in flight (sent and neither answered nor given up, as the layer counts them, whatever the
+//!   callee still works on), leaving out those ejected by the outlier detector
+//!   (`stormguard::instance::choose_healthy`), on the library's default
 //!   `EjectionConfig`, which the graph has no key for. Each instance of the caller has its own
 //!   detector per edge, as each sidecar has its own balancer per route; it hears each copy's
 //!   outcome when the caller does: a response by its status (5xx a failure), a refusal or a
 //!   connect timeout as a connection failure, and nothing for a copy ended by the per-attempt
 //!   timeout or abandoned by a hedge race, whose future the proxy drops. So a down instance
 //!   costs each caller instance one refused attempt per ejection (after 1, 2, 4 .. 30 s), and a
-//!   blackholed one only where the edge has a connect timeout. Users pick an entry instance by
-//!   load alone: they are not behind a stormguard balancer, and they never retry.
+//!   blackholed one what is sent to it, per ejection, until its connect bound runs out. Users
+//!   pick an entry instance by load alone: they are not behind a stormguard balancer, and they
+//!   never retry.
 //! - The timeline counts a user request in the second it arrived and an attempt in the second
 //!   it reached its service; attempts of the drain after `duration` are in the totals only.
 //!   Recovery is measured from the end of the last trigger, load steps included.

@@ -48,6 +48,8 @@ pub(crate) struct EdgeModel {
     pub(crate) to: usize,
     pub(crate) policy: RetryPolicy,
     pub(crate) half_rtt: u64,
+    /// How long connecting may take: `connect_timeout`, else the call's `timeout`, as the
+    /// proxy's connector is bounded.
     pub(crate) connect_timeout: Option<u64>,
     pub(crate) idempotent: bool,
     pub(crate) required: bool,
@@ -234,7 +236,7 @@ pub(crate) fn build(
                 to: index_of(graph, &call.to, &format!("called by {name}"))?,
                 policy: policy(name, call)?,
                 half_rtt: nanos(call.rtt) / 2,
-                connect_timeout: call.connect_timeout.map(nanos),
+                connect_timeout: stormguard_graph::policy::connect_timeout(call).map(nanos),
                 idempotent: call.is_idempotent(),
                 required: call.required,
                 count: call.count,

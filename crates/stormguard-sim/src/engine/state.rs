@@ -119,7 +119,8 @@ pub(crate) struct Sim<'m> {
     pub(crate) work_rng: JitterRng,
     pub(crate) policy_rng: JitterRng,
     pub(crate) instances: Vec<Vec<InstanceState>>,
-    /// Requests in flight (queued or holding a worker) per instance, the load `choose` compares.
+    /// Requests in flight (queued or holding a worker) per instance: the load users' choice of
+    /// an entry instance compares. A caller's balancer compares its own attempts in flight.
     pub(crate) loads: Vec<Vec<u64>>,
     /// Each calling instance's balancer per edge, which picks its attempts' instances.
     pub(crate) balancers: Balancers,
@@ -267,6 +268,12 @@ impl<'m> Sim<'m> {
 
     /// The caller stops waiting: the attempt is abandoned, and its callee may still be working.
     /// False when the attempt was over already: nothing happened.
+    ///
+    /// A connection never answered whose connect bound runs out with the attempt's timeout (a
+    /// call without `connect_timeout`, whose bound is its `timeout`) ends as a connect timeout
+    /// that the balancer hears, as in the proxy, where the connector's timer is inside the
+    /// attempt and heard first. One cut short by a shorter attempt timeout (a deadline) is
+    /// dropped before the connector gives up, and the balancer hears nothing.
     fn attempt_timeout(&mut self, key: Key, connect: bool) -> bool {
         let Some(attempt) = self.attempts.get_mut(key) else {
             return false;
@@ -276,10 +283,16 @@ impl<'m> Sim<'m> {
         }
         attempt.caller_done = true;
         attempt.abandoned = true;
+        let connect = connect
+            || (attempt.blackholed
+                && attempt
+                    .connect_timeout
+                    .is_some_and(|bound| attempt.sent_at.saturating_add(bound) <= self.now));
         let (caller, service, blackholed) = (attempt.caller, attempt.service, attempt.blackholed);
         let instance = attempt.instance;
         self.tallies[service].timed_out += 1;
         self.release(key);
+        self.caller_done(caller, instance);
         let result = if connect || blackholed {
             AttemptResult::ConnectTimeout
         } else {
@@ -313,6 +326,7 @@ impl<'m> Sim<'m> {
         attempt.caller_done = true;
         let (caller, sent_at, instance) = (attempt.caller, attempt.sent_at, attempt.instance);
         self.release(key);
+        self.caller_done(caller, instance);
         match caller {
             Caller::User => {
                 if matches!(result, AttemptResult::Response { status, .. } if status < 400) {
@@ -328,6 +342,19 @@ impl<'m> Sim<'m> {
             }
         }
         true
+    }
+
+    /// A caller stopped waiting for its attempt to `instance`: its balancer no longer counts it
+    /// in flight, as the proxy's `Balance` stops counting an attempt when its future ends.
+    pub(crate) fn caller_done(&mut self, caller: Caller, instance: usize) {
+        if let Caller::Run(run) = caller {
+            let balancer = self
+                .runs
+                .get(run)
+                .expect("a run outlives its attempts")
+                .balancer;
+            self.balancers.done(balancer, instance);
+        }
     }
 
     /// Tells call `run`'s balancer what its copy to `instance` came to.

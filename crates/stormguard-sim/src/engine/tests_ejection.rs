@@ -97,12 +97,14 @@ fn a_blackholed_instance_is_ejected_after_its_connect_timeout() {
     let users = ejecting.users.requests;
     assert_eq!(ejecting.users.succeeded, users);
     // Each probe lets in, beside itself, what the caller sends there before its connect timeout
-    // fires: the dark instance has nothing in flight and looks idle.
+    // fires; the attempts waiting there count as in flight, so the instance draws few.
+    // Measured 16 (seed 5) and 20 (seed 3). Without ejection, 2 188 of 12 047: a share held
+    // down only by the attempts waiting there.
     let dark = ejecting.services["api"].timed_out;
     assert!((8..=60).contains(&dark), "{dark} connect timeouts");
     assert_eq!(ejecting.calls[0].timeouts, dark);
     assert!(
-        plain.services["api"].timed_out > users / 4,
+        plain.services["api"].timed_out > users / 8,
         "{:?}",
         plain.calls
     );
@@ -113,13 +115,22 @@ fn a_blackholed_instance_is_ejected_after_its_connect_timeout() {
 }
 
 #[test]
-fn without_a_connect_timeout_a_dark_instance_is_never_ejected() {
-    // Only the per-attempt timeout ends such an attempt, and the balancer does not count a
-    // timeout: the run is the very one of a balancer that never ejects.
+fn without_a_connect_timeout_a_dark_instance_is_ejected_after_the_attempts_timeout() {
+    // Connecting is then bounded by the attempt's 300 ms timeout, as the proxy's connector is,
+    // and the connector is heard before the attempt's own timer: each probe ends as a connect
+    // timeout, which ejects, only later than a 50 ms connect timeout would.
     let graph = one_of_three("blackhole", "");
     let ejecting = run_ejecting(&graph, "one-out", 5, on());
-    assert!(ejecting.services["api"].timed_out > 1_000);
-    assert_eq!(ejecting, run_ejecting(&graph, "one-out", 5, None));
+    let plain = run_ejecting(&graph, "one-out", 5, None);
+    let (dark, dark_plain) = (
+        ejecting.services["api"].timed_out,
+        plain.services["api"].timed_out,
+    );
+    assert_eq!(ejecting.users.succeeded, ejecting.users.requests);
+    // Measured: 22 against 675 of 12 047 requests.
+    assert!(dark_plain > 300, "{dark_plain} timeouts without ejection");
+    assert!(dark < dark_plain / 10, "{dark} timeouts with ejection");
+    assert_eq!(ejecting.calls[0].timeouts, dark);
 }
 
 #[test]

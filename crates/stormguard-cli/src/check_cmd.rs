@@ -213,22 +213,26 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-/// `web -> api: max_attempts = 2, was 3 (too-many-attempts)`; the call's number is added when
-/// its caller calls the same service more than once.
+/// `web -> api: max_attempts = 2, was 3 (too-many-attempts)`; the caller's endpoint is named
+/// for an endpoint's call (`gateway/checkout -> orders`), and the call's number is added when its
+/// caller calls the same service more than once.
 fn change_line(graph: &Graph, change: &Change) -> String {
     let same_callee = graph
         .services
         .get(&change.from)
-        .map_or(0, |s| s.calls.iter().filter(|c| c.to == change.to).count());
+        .and_then(|s| {
+            s.each_endpoint()
+                .find(|e| e.name == change.endpoint.as_deref())
+        })
+        .map_or(0, |e| e.calls.iter().filter(|c| c.to == change.to).count());
+    let from = match &change.endpoint {
+        Some(endpoint) => format!("{}/{endpoint}", change.from),
+        None => change.from.clone(),
+    };
     let call = if same_callee > 1 {
-        format!(
-            "{} -> {} (call {})",
-            change.from,
-            change.to,
-            change.index + 1
-        )
+        format!("{from} -> {} (call {})", change.to, change.index + 1)
     } else {
-        format!("{} -> {}", change.from, change.to)
+        format!("{from} -> {}", change.to)
     };
     let what = match (&change.before, &change.after) {
         (Some(before), Some(after)) => format!("{} = {after}, was {before}", change.key),
@@ -326,6 +330,7 @@ mod tests {
             latency: Latency::default(),
             contention: Duration::ZERO,
             calls: Vec::new(),
+            endpoints: Vec::new(),
             span: Span { line: 4, column: 1 },
         };
         Graph {
@@ -368,6 +373,7 @@ mod tests {
             },
             findings,
             services: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
         }
     }
 

@@ -35,6 +35,7 @@
 
 mod call;
 mod convert;
+mod endpoint;
 pub mod keys;
 pub mod locate;
 pub mod policy_keys;

@@ -12,12 +12,15 @@ use stormguard_graph::fix::{Change, FixError, Fixed, Stop};
 use stormguard_graph::report::{Report, Severity};
 use stormguard_graph::{check, render, Graph};
 
-use crate::{explain_cmd, InputError};
+use stormguard_proxy::config;
+
+use crate::{explain_cmd, graph_file, InputError};
 
 /// Arguments of `stormguard check`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// The graph file (TOML).
+    /// The graph file (TOML), or a proxy settings file: its routes are checked as the calls of
+    /// the application beside the proxy (`app`), one endpoint per route.
     #[arg(required_unless_present = "rules")]
     file: Option<PathBuf>,
     /// Output format: a report to read, JSON for scripts, SARIF for code scanning, or a Mermaid
@@ -106,6 +109,14 @@ fn read(file: &Path) -> anyhow::Result<(String, String)> {
 /// to a file, else to `err`, so that `check --fix g.toml > fixed.toml` writes a clean file.
 fn run_fix(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let (file, text) = read(args.file())?;
+    if config::is_settings_file(&text) {
+        // The fixer edits graph files; a route's keys are a call's, but where they live differs.
+        return Err(InputError(format!(
+            "{file}: is a proxy settings file: --fix writes graph files only; \
+             `stormguard check {file}` names the value to set on each route, to write by hand"
+        ))
+        .into());
+    }
     let fixed = stormguard_graph::fix(&file, &text).map_err(|e| match e {
         // The error already says file:line:column, the key and what would be valid.
         FixError::Parse(parse) => anyhow::Error::new(InputError(parse.to_string())),
@@ -246,7 +257,7 @@ fn change_line(graph: &Graph, change: &Change) -> String {
 fn run_with_colour(args: Args, out: &mut dyn Write, colour: bool) -> anyhow::Result<ExitCode> {
     let (file, text) = read(args.file())?;
     // The error already says file:line:column, the key and what would be valid.
-    let graph = stormguard_graph::parse(&file, &text).map_err(|e| InputError(e.to_string()))?;
+    let (graph, _) = graph_file::parse(&file, &text)?;
     let report = check::check(&graph);
     write_report(
         &graph,

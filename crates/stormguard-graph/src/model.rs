@@ -221,7 +221,8 @@ pub struct Call {
     pub hedge: Option<HedgeSpec>,
     /// Whether the remaining budget is passed downstream (default true).
     pub propagate_deadline: bool,
-    /// Where this `[[services.NAME.calls]]` is.
+    /// Where this `[[services.NAME.calls]]` (or `[[services.NAME.endpoints.EP.calls]]`) is; a
+    /// proxy route's `[[routes]]`.
     pub span: Span,
 }
 

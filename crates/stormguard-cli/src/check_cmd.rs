@@ -12,12 +12,15 @@ use stormguard_graph::fix::{Change, FixError, Fixed, Stop};
 use stormguard_graph::report::{Report, Severity};
 use stormguard_graph::{check, render, Graph};
 
-use crate::{explain_cmd, InputError};
+use stormguard_proxy::config;
+
+use crate::{explain_cmd, graph_file, InputError};
 
 /// Arguments of `stormguard check`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// The graph file (TOML).
+    /// The graph file (TOML), or a proxy settings file: its routes are checked as the calls of
+    /// the application beside the proxy (`app`), one endpoint per route.
     #[arg(required_unless_present = "rules")]
     file: Option<PathBuf>,
     /// Output format: a report to read, JSON for scripts, SARIF for code scanning, or a Mermaid
@@ -106,6 +109,14 @@ fn read(file: &Path) -> anyhow::Result<(String, String)> {
 /// to a file, else to `err`, so that `check --fix g.toml > fixed.toml` writes a clean file.
 fn run_fix(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let (file, text) = read(args.file())?;
+    if config::is_settings_file(&text) {
+        // The fixer edits graph files; a route's keys are a call's, but where they live differs.
+        return Err(InputError(format!(
+            "{file}: is a proxy settings file: --fix writes graph files only; \
+             `stormguard check {file}` names the value to set on each route, to write by hand"
+        ))
+        .into());
+    }
     let fixed = stormguard_graph::fix(&file, &text).map_err(|e| match e {
         // The error already says file:line:column, the key and what would be valid.
         FixError::Parse(parse) => anyhow::Error::new(InputError(parse.to_string())),
@@ -213,22 +224,26 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-/// `web -> api: max_attempts = 2, was 3 (too-many-attempts)`; the call's number is added when
-/// its caller calls the same service more than once.
+/// `web -> api: max_attempts = 2, was 3 (too-many-attempts)`; the caller's endpoint is named
+/// for an endpoint's call (`gateway/checkout -> orders`), and the call's number is added when its
+/// caller calls the same service more than once.
 fn change_line(graph: &Graph, change: &Change) -> String {
     let same_callee = graph
         .services
         .get(&change.from)
-        .map_or(0, |s| s.calls.iter().filter(|c| c.to == change.to).count());
+        .and_then(|s| {
+            s.each_endpoint()
+                .find(|e| e.name == change.endpoint.as_deref())
+        })
+        .map_or(0, |e| e.calls.iter().filter(|c| c.to == change.to).count());
+    let from = match &change.endpoint {
+        Some(endpoint) => format!("{}/{endpoint}", change.from),
+        None => change.from.clone(),
+    };
     let call = if same_callee > 1 {
-        format!(
-            "{} -> {} (call {})",
-            change.from,
-            change.to,
-            change.index + 1
-        )
+        format!("{from} -> {} (call {})", change.to, change.index + 1)
     } else {
-        format!("{} -> {}", change.from, change.to)
+        format!("{from} -> {}", change.to)
     };
     let what = match (&change.before, &change.after) {
         (Some(before), Some(after)) => format!("{} = {after}, was {before}", change.key),
@@ -242,7 +257,7 @@ fn change_line(graph: &Graph, change: &Change) -> String {
 fn run_with_colour(args: Args, out: &mut dyn Write, colour: bool) -> anyhow::Result<ExitCode> {
     let (file, text) = read(args.file())?;
     // The error already says file:line:column, the key and what would be valid.
-    let graph = stormguard_graph::parse(&file, &text).map_err(|e| InputError(e.to_string()))?;
+    let (graph, _) = graph_file::parse(&file, &text)?;
     let report = check::check(&graph);
     write_report(
         &graph,
@@ -326,6 +341,7 @@ mod tests {
             latency: Latency::default(),
             contention: Duration::ZERO,
             calls: Vec::new(),
+            endpoints: Vec::new(),
             span: Span { line: 4, column: 1 },
         };
         Graph {
@@ -368,6 +384,7 @@ mod tests {
             },
             findings,
             services: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
         }
     }
 

@@ -4,6 +4,7 @@ mod backoff_cmd;
 mod check_cmd;
 mod demo;
 mod explain_cmd;
+mod graph_file;
 mod proxy_cmd;
 mod recommend_cmd;
 mod sim_cmd;

@@ -197,3 +197,95 @@ fn explain_of_an_unknown_rule_exits_2_listing_the_rules() {
     assert!(err.contains("no rule `retry-storm`"), "{err}");
     assert!(err.contains("timeout-inversion"), "{err}");
 }
+
+/// A settings or graph file written once per test under the test target's temp dir.
+fn written(name: &str, toml: &str) -> String {
+    let path =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("check-cli-{name}.toml"));
+    std::fs::write(&path, toml).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn check_reads_the_example_settings_file_as_its_routes() {
+    let (code, out, err) = stormguard(&["check", "examples/proxy/stormguard.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("app/api -> api"), "{out}");
+    assert!(out.contains("\napp (entry) "), "{out}");
+    let (code, json, _) = stormguard(&[
+        "check",
+        "examples/proxy/stormguard.toml",
+        "--format",
+        "sarif",
+    ]);
+    assert_eq!(code, 0);
+    let sarif: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let region = &sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"];
+    // The route's `[[routes]]` line in the settings file.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/proxy/stormguard.toml"
+    ))
+    .unwrap();
+    let line = text.lines().position(|l| l == "[[routes]]").unwrap() + 1;
+    assert_eq!(region["startLine"], line, "{json}");
+}
+
+#[test]
+fn a_route_whose_retries_multiply_gets_its_findings() {
+    let settings = written(
+        "storm",
+        r#"[upstreams.orders]
+instances = ["127.0.0.1:9001", "127.0.0.1:9002"]
+
+[[routes]]
+name = "orders"
+upstream = "orders"
+timeout = "1s"
+request_timeout = "15s"
+connect_timeout = "3ms"
+max_attempts = 12
+"#,
+    );
+    let (code, out, err) = stormguard(&["check", &settings, "--format", "json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    let of = |rule: &str| {
+        findings
+            .iter()
+            .find(|f| f["rule"] == rule)
+            .unwrap_or_else(|| panic!("no {rule} in {out}"))
+    };
+    let amplification = of("retry-amplification");
+    assert_eq!(amplification["service"], "orders");
+    assert_eq!(amplification["value"], 12.0);
+    let attempts = of("too-many-attempts");
+    assert_eq!(
+        (&attempts["from"], &attempts["to"]),
+        (&"app/orders".into(), &"orders".into())
+    );
+    assert_eq!(report["services"]["orders"]["amplification"], 12.0);
+}
+
+#[test]
+fn an_invalid_settings_file_is_refused_at_its_place_and_fix_is_refused() {
+    let settings = written(
+        "invalid",
+        "[upstreams.api]\ninstances = [\"127.0.0.1:9001\"]\n\n[[routes]]\nname = \"api\"\nupstream = \"api\"\n",
+    );
+    let (code, _, err) = stormguard(&["check", &settings]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("{}:4:1: `routes[0].timeout`: missing", &settings)),
+        "{err}"
+    );
+    let (code, _, err) = stormguard(&["sim", &settings]);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = stormguard(&["check", "--fix", "examples/proxy/stormguard.toml"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        err.contains("is a proxy settings file: --fix writes graph files only"),
+        "{err}"
+    );
+}

@@ -309,3 +309,59 @@ fn bad_input_exits_2_and_says_where() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no-such-graph.toml: cannot read"), "{err}");
 }
+
+#[test]
+fn sim_runs_the_example_settings_file() {
+    let (code, out, err) = stormguard(&[
+        "sim",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/proxy/stormguard.toml"
+        ),
+        "--duration",
+        "5s",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let requests = summary["user"]["requests"].as_u64().unwrap();
+    assert!(requests > 300, "{out}");
+    assert_eq!(summary["services"]["app"]["endpoints"]["api"], requests);
+    assert!(summary["services"]["api"]["attempts"].as_u64().unwrap() >= requests);
+}
+
+#[test]
+fn a_graph_with_endpoints_is_checked_and_simulated_per_endpoint() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/graphs/gateway-endpoints.toml"
+    );
+    let (code, out, _) = stormguard(&["check", file]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error[entry-budget] gateway/checkout:"),
+        "{out}"
+    );
+    assert!(out.contains("\ngateway/browse "), "{out}");
+    let (code, out, err) = stormguard(&[
+        "sim",
+        file,
+        "--duration",
+        "20s",
+        "--seed",
+        "7",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let count = |service: &str| summary["services"][service]["attempts"].as_f64().unwrap();
+    let share = count("catalog") / (count("catalog") + count("orders"));
+    assert!((share - 0.9).abs() <= 0.02, "catalog took {share}");
+    // Each request to the gateway took one endpoint; browse's retried some of theirs.
+    let endpoints = &summary["services"]["gateway"]["endpoints"];
+    let endpoint = |name: &str| endpoints[name].as_f64().unwrap();
+    assert_eq!(endpoint("browse") + endpoint("checkout"), count("gateway"));
+    assert!(endpoint("browse") <= count("catalog"));
+}

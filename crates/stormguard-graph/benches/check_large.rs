@@ -81,6 +81,7 @@ fn service(name: String, rng: &mut Rng) -> Service {
         latency: Latency { p50, p99: p50 * 10 },
         contention: Duration::ZERO,
         calls: Vec::new(),
+        endpoints: Vec::new(),
         span: Span::default(),
     }
 }
@@ -117,6 +118,7 @@ fn call(to: String, rng: &mut Rng) -> Call {
     });
     Call {
         to,
+        endpoint: None,
         timeout: rng.chance(0.98).then(|| ms(*rng.pick(&TIMEOUTS))),
         request_timeout: None,
         connect_timeout: rng.chance(0.9).then(|| ms(*rng.pick(&[5, 10, 30]))),

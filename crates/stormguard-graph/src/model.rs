@@ -46,6 +46,12 @@ pub struct Entry {
 }
 
 /// One service: its instances, capacity, own latency, and the calls it makes for each request.
+///
+/// A service either makes the same `calls` on every request, or serves several kinds of request
+/// (`endpoints`), each with its own calls and share of the requests: a gateway that sends
+/// browsing to one service and checkout to another makes one or the other per request, never
+/// both, and a model that charged it both would overstate its worst case and its load.
+/// [`Service::each_endpoint`] walks both kinds alike.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Service {
     /// Its name (the key under `[services]`).
@@ -60,9 +66,91 @@ pub struct Service {
     pub latency: Latency,
     /// Extra work per other request in flight on the instance (simulator; default 0).
     pub contention: Duration,
-    /// The calls it makes for each request, in order.
+    /// The calls it makes for each request, in order, when it has no named endpoints (its one
+    /// implicit endpoint); empty when it has (the parser refuses both).
     pub calls: Vec<Call>,
+    /// Its named endpoints (`[services.NAME.endpoints.EP]`), in file order; empty when every
+    /// request makes `calls`.
+    pub endpoints: Vec<Endpoint>,
     /// Where `[services.NAME]` is.
+    pub span: Span,
+}
+
+impl Service {
+    /// Every kind of request the service serves, with its calls and share of the requests: its
+    /// named endpoints in file order, or, without any, one implicit endpoint of its `calls` and
+    /// the whole share. The one way to walk a service's calls that is right for both.
+    ///
+    /// ```
+    /// let graph = stormguard_graph::parse("g.toml", r#"
+    /// [entry]
+    /// service = "gateway"
+    /// [services.gateway.endpoints.browse]
+    /// weight = 9
+    /// [[services.gateway.endpoints.browse.calls]]
+    /// to = "catalog"
+    /// [services.gateway.endpoints.checkout]
+    /// [[services.gateway.endpoints.checkout.calls]]
+    /// to = "orders"
+    /// [services.catalog]
+    /// [services.orders]
+    /// "#).unwrap();
+    /// let shares: Vec<(Option<&str>, f64)> = graph.services["gateway"]
+    ///     .each_endpoint()
+    ///     .map(|e| (e.name, e.share))
+    ///     .collect();
+    /// assert_eq!(shares, [(Some("browse"), 0.9), (Some("checkout"), 0.1)]);
+    /// assert_eq!(graph.services["catalog"].each_endpoint().next().unwrap().name, None);
+    /// ```
+    pub fn each_endpoint(&self) -> impl Iterator<Item = EndpointRef<'_>> + '_ {
+        let total: f64 = self.endpoints.iter().map(|e| e.weight).sum();
+        let implicit = self.endpoints.is_empty().then(|| EndpointRef {
+            name: None,
+            share: 1.0,
+            calls: &self.calls,
+            span: self.span,
+        });
+        let named = self.endpoints.iter().map(move |e| EndpointRef {
+            name: Some(&e.name),
+            share: e.weight / total,
+            calls: &e.calls,
+            span: e.span,
+        });
+        implicit.into_iter().chain(named)
+    }
+
+    /// The named endpoint `name`, if the service has it.
+    pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.name == name)
+    }
+}
+
+/// One kind of request a service serves (`[services.NAME.endpoints.EP]`): its share of the
+/// service's requests and the calls each such request makes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    /// Its name (the key under `endpoints`).
+    pub name: String,
+    /// Its share of the service's requests, relative to the other endpoints' (default 1; above
+    /// 0): `weight = 9` beside `weight = 1` is 90% of the requests.
+    pub weight: f64,
+    /// The calls each of its requests makes, in order.
+    pub calls: Vec<Call>,
+    /// Where `[services.NAME.endpoints.EP]` is.
+    pub span: Span,
+}
+
+/// An endpoint as [`Service::each_endpoint`] yields it: a named one, or the implicit one of a
+/// service without endpoints.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EndpointRef<'a> {
+    /// Its name; `None` for the implicit endpoint.
+    pub name: Option<&'a str>,
+    /// Its share of the service's requests, from 0 to 1 (the shares of a service sum to 1).
+    pub share: f64,
+    /// The calls each of its requests makes.
+    pub calls: &'a [Call],
+    /// Where it is defined (the service's table for the implicit endpoint).
     pub span: Span,
 }
 
@@ -93,6 +181,9 @@ impl Default for Latency {
 pub struct Call {
     /// The service called.
     pub to: String,
+    /// The endpoint of `to` called (`endpoint = "EP"`); `None`: any of its endpoints, in their
+    /// shares (or its only, implicit one). A graph key only: a proxy route has none.
+    pub endpoint: Option<String>,
     /// Each attempt, from its start (connecting included) to its answer. `None`: the file gave
     /// none (a finding; a proxy route refuses it).
     pub timeout: Option<Duration>,
@@ -130,7 +221,8 @@ pub struct Call {
     pub hedge: Option<HedgeSpec>,
     /// Whether the remaining budget is passed downstream (default true).
     pub propagate_deadline: bool,
-    /// Where this `[[services.NAME.calls]]` is.
+    /// Where this `[[services.NAME.calls]]` (or `[[services.NAME.endpoints.EP.calls]]`) is; a
+    /// proxy route's `[[routes]]`.
     pub span: Span,
 }
 

@@ -25,13 +25,16 @@ pub struct Finding {
     pub rule: &'static str,
     /// How bad.
     pub severity: Severity,
-    /// The calling service, for a finding on a call.
+    /// The calling service, for a finding on a call; `SERVICE/ENDPOINT` when the call is one
+    /// of a named endpoint's (`gateway/checkout`), so that a finding names the kind of request
+    /// that makes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// The called service, for a finding on a call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
-    /// The service, for a finding on a service.
+    /// The service, for a finding on a service; `SERVICE/ENDPOINT` for a finding on one of its
+    /// endpoints (`entry-budget` on `gateway/checkout`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     /// What is wrong, in numbers, and why it matters, in one sentence.
@@ -57,8 +60,9 @@ pub struct Finding {
 }
 
 /// One setting of one call as `check --fix` writes it: the call (its caller, its callee and its
-/// place among the caller's calls, as `[[services.FROM.calls]]` number `index`), the key, and
-/// the value in the file's own syntax.
+/// place among the caller's calls, as `[[services.FROM.calls]]` number `index`, or
+/// `[[services.FROM.endpoints.ENDPOINT.calls]]` for an endpoint's call), the key, and the value
+/// in the file's own syntax.
 ///
 /// The value is TOML text (`"250ms"`, `2`, `{ ratio = 0.1, min_per_sec = 10 }`) rather than a
 /// typed value so that the edit writes exactly what `fix` tells a person to write, and a
@@ -69,14 +73,21 @@ pub struct Finding {
 ///
 /// let edit = Edit::set("api", "db", 0, "max_attempts", "2");
 /// assert_eq!(edit.to_string(), "services.api.calls[0].max_attempts = 2 (api -> db)");
+/// let edit = Edit::set("gateway", "orders", 0, "timeout", "\"1s\"").in_endpoint(Some("checkout"));
+/// assert_eq!(
+///     edit.to_string(),
+///     "services.gateway.endpoints.checkout.calls[0].timeout = \"1s\" (gateway/checkout -> orders)"
+/// );
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Edit {
     /// The calling service.
     pub from: String,
+    /// The caller's endpoint whose call it is; `None` for a call of `from`'s own `calls`.
+    pub endpoint: Option<String>,
     /// The called service: checked against the file, so an edit never lands on another call.
     pub to: String,
-    /// The call's index among `from`'s calls, from 0.
+    /// The call's index among the calls of `from` (or of its `endpoint`), from 0.
     pub index: usize,
     /// The key in the call's table, e.g. `timeout`.
     pub key: &'static str,
@@ -89,6 +100,7 @@ impl Edit {
     pub fn set(from: &str, to: &str, index: usize, key: &'static str, value: &str) -> Edit {
         Edit {
             from: from.to_string(),
+            endpoint: None,
             to: to.to_string(),
             index,
             key,
@@ -96,10 +108,25 @@ impl Edit {
         }
     }
 
+    /// The same edit on a call of `from`'s endpoint `endpoint` (`None`: of its own `calls`).
+    pub fn in_endpoint(mut self, endpoint: Option<&str>) -> Edit {
+        self.endpoint = endpoint.map(str::to_string);
+        self
+    }
+
+    /// The caller as messages name it: `from`, or `from/endpoint`.
+    pub fn caller(&self) -> String {
+        match &self.endpoint {
+            Some(endpoint) => format!("{}/{endpoint}", self.from),
+            None => self.from.clone(),
+        }
+    }
+
     /// Removes `key` from call `index` of `from` (a call to `to`).
     pub fn remove(from: &str, to: &str, index: usize, key: &'static str) -> Edit {
         Edit {
             from: from.to_string(),
+            endpoint: None,
             to: to.to_string(),
             index,
             key,
@@ -110,10 +137,17 @@ impl Edit {
 
 impl std::fmt::Display for Edit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let key = format!("services.{}.calls[{}].{}", self.from, self.index, self.key);
+        let mut path = crate::parse::locate::KeyPath::default()
+            .key("services")
+            .key(&self.from);
+        if let Some(endpoint) = &self.endpoint {
+            path = path.key("endpoints").key(endpoint);
+        }
+        let key = path.key("calls").index(self.index).key(self.key);
+        let caller = self.caller();
         match &self.value {
-            Some(value) => write!(f, "{key} = {value} ({} -> {})", self.from, self.to),
-            None => write!(f, "{key} removed ({} -> {})", self.from, self.to),
+            Some(value) => write!(f, "{key} = {value} ({caller} -> {})", self.to),
+            None => write!(f, "{key} removed ({caller} -> {})", self.to),
         }
     }
 }
@@ -147,8 +181,15 @@ pub struct Summary {
 pub struct Report {
     /// Findings, grouped by service then call order, errors first within a place.
     pub findings: Vec<Finding>,
-    /// Figures by service (services unreachable from the entry are absent).
+    /// Figures by service (services unreachable from the entry are absent). A service with
+    /// endpoints has the worst case and depth of its worst and deepest endpoint, and the attempts
+    /// all of them receive.
     pub services: BTreeMap<String, ServiceFigures>,
+    /// Figures by endpoint, `SERVICE/ENDPOINT`, of the services that have named endpoints
+    /// (left out of the JSON when none has), since their endpoints' figures differ: a gateway's
+    /// checkout may take seconds where its browse takes milliseconds.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, ServiceFigures>,
     /// Counts by severity.
     pub summary: Summary,
 }

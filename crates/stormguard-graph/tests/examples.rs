@@ -221,3 +221,22 @@ fn storefront_with_stormguard_is_what_fix_makes_of_it_as_found() {
         .iter()
         .any(|f| f.rule == "retry-amplification" && f.severity == Severity::Error));
 }
+
+#[test]
+fn gateway_endpoints_charges_each_request_its_own_endpoint() {
+    let report = run("gateway-endpoints.toml");
+    assert_eq!(places(&report), ["entry-budget gateway/checkout"]);
+    let (browse, checkout) = (
+        report.endpoints["gateway/browse"],
+        report.endpoints["gateway/checkout"],
+    );
+    assert!(browse.worst_case_ms < 700.0, "{browse:?}");
+    assert_eq!(
+        report.services["gateway"].worst_case_ms,
+        checkout.worst_case_ms
+    );
+    assert!(checkout.worst_case_ms < browse.worst_case_ms + checkout.worst_case_ms - 600.0);
+    assert_eq!(report.services["catalog"].amplification, 1.8);
+    assert_eq!(report.services["orders"].amplification, 0.1);
+    assert!(!report.services.contains_key("db"), "status is not called");
+}

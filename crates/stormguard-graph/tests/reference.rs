@@ -54,6 +54,12 @@ const TABLES: &[Table] = &[
         policy: false,
     },
     Table {
+        heading: "[services.NAME.endpoints.EP]",
+        base: "[entry]\nservice = \"a\"\n[services.a.endpoints.e]\nweight = 2\n",
+        path: &["services", "a", "endpoints", "e"],
+        policy: false,
+    },
+    Table {
         heading: "latency",
         base:
             "[entry]\nservice = \"a\"\n[services.a]\nlatency = { p50 = \"2ms\", p99 = \"20ms\" }\n",

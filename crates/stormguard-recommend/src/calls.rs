@@ -76,6 +76,10 @@ pub struct CallPlan {
 /// Every call of `graph`, in service then file order, matched to `series` (units it states
 /// none for taken as `fallback`) and given the timeout at `false_timeout_rate`.
 ///
+/// The calls of a service's named endpoints (`[services.NAME.endpoints.EP]`) are not planned
+/// yet: a plan and its rewrite place a call by its service and index, which an endpoint's call
+/// does not have; `check` judges their timeouts, and `check --fix` writes them.
+///
 /// ```
 /// use stormguard_recommend::calls::{plan, MetricsKeys};
 /// use stormguard_recommend::exposition;

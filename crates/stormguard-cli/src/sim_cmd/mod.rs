@@ -40,7 +40,8 @@ scenario), 3 when the output cannot be written.";
 #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "experiment"])))]
 #[command(after_help = TWO_FILES)]
 pub(crate) struct Args {
-    /// The graph file (TOML) to simulate: the file of `stormguard check`, with [scenarios.NAME].
+    /// The graph file (TOML) to simulate: the file of `stormguard check`, with [scenarios.NAME];
+    /// or a proxy settings file, its routes run as the calls of the application beside it.
     file: Option<PathBuf>,
     /// A second graph file (say, the fixed settings) run through FILE's scenario and arrivals.
     #[arg(requires = "file")]
@@ -191,13 +192,13 @@ pub(crate) fn simulate(
     Ok(runs)
 }
 
-/// The file's name as given and its graph; an unreadable or invalid file is an input error
-/// that names file:line:column.
+/// The file's name as given and its graph (a proxy settings file's read as the graph of its
+/// routes); an unreadable or invalid file is an input error that names file:line:column.
 fn read(path: &Path) -> anyhow::Result<(String, Graph)> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
-    let graph = stormguard_graph::parse(&name, &text).map_err(|e| InputError(e.to_string()))?;
+    let (graph, _) = crate::graph_file::parse(&name, &text)?;
     Ok((name, graph))
 }
 

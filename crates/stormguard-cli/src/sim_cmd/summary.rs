@@ -53,6 +53,10 @@ pub(crate) struct ServiceSummary {
     pub(crate) wasted_work_s: f64,
     pub(crate) max_queue: u64,
     pub(crate) utilization: f64,
+    /// Attempts per named endpoint, for a service with endpoints (left out otherwise): how its
+    /// requests split between the kinds of request it serves.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) endpoints: BTreeMap<String, u64>,
 }
 
 /// One call edge, keyed `FROM->TO`.
@@ -122,6 +126,7 @@ impl Summary {
                     wasted_work_s: round(s.wasted_work_s),
                     max_queue: s.max_queue,
                     utilization: round(s.utilization),
+                    endpoints: s.endpoints.clone(),
                 };
                 (name.clone(), summary)
             })

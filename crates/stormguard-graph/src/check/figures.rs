@@ -1,18 +1,27 @@
-//! The model's figures, per service: the worst-case time it may keep working on one request, the
-//! worst-case attempts it receives per user request, the sustained attempts with budgets holding,
-//! and its depth.
+//! The model's figures, per endpoint: the worst-case time it may keep working on one request,
+//! the worst-case attempts it receives per user request, the sustained attempts with budgets
+//! holding, and its depth.
+//!
+//! The unit of every figure is an endpoint (a [`Node`]), not a service: a gateway whose browse
+//! endpoint calls the catalog and whose checkout endpoint calls orders makes one or the other per
+//! request, so its worst case is the worse of the two, never their sum, and the catalog receives
+//! browse's share of the gateway's requests, not all of them. A service without endpoints is one
+//! node, its implicit endpoint, so its figures are what they always were. A call to a service with
+//! endpoints that names none reaches each of them in its share (for load) and costs the worst of
+//! them (for time).
 //!
 //! Every figure is a dynamic programme over one depth-first search: a path-by-path sum would be
 //! exact too, but a graph of a few dozen layers has more paths than there are atoms, while the
-//! search is linear in services plus calls. The search is iterative, because a chain of 10,000
+//! search is linear in nodes plus calls. The search is iterative, because a chain of 10,000
 //! services must not overflow the stack, and it finds the cycles first: the calls that close one
 //! are reported and left out of every figure, so the rest is a DAG and nothing hangs.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use stormguard::estimate::LogNormal;
 
-use crate::model::{Call, Graph, LimiterSpec, Service};
+use crate::model::{Call, Graph, LimiterSpec, Service, Span};
 
 /// The quantile of a service's own latency taken as its worst case: the p99.9, the tail a
 /// timeout is usually set to cover (Brooker), since a lognormal's p100 is unbounded.
@@ -21,61 +30,102 @@ const OWN_WORST_QUANTILE: f64 = 0.999;
 /// A call that closes a cycle: reported as `call-cycle`, and left out of every figure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct CycleCall {
-    /// The calling service's index.
+    /// The calling node's index.
     pub service: usize,
-    /// The call's index in its service's calls.
+    /// The call's index in its node's calls.
     pub call: usize,
-    /// The services around the cycle, from the called one back to the caller (indices); long
+    /// The nodes around the cycle, from the called one back to the caller (indices); long
     /// cycles are cut to their ends so that a message stays readable.
     pub path: Vec<usize>,
-    /// How many services the cycle has (the path may be cut).
+    /// How many nodes the cycle has (the path may be cut).
     pub len: usize,
+}
+
+/// One endpoint of one service: what every figure is computed for.
+pub(super) struct Node<'g> {
+    /// Its service's index.
+    pub service: usize,
+    /// Its name; `None` for the implicit endpoint of a service without endpoints.
+    pub endpoint: Option<&'g str>,
+    /// Its share of its service's requests.
+    pub share: f64,
+    /// The calls each of its requests makes.
+    pub calls: &'g [Call],
+    /// Where it is defined.
+    pub span: Span,
+    /// As findings name it: the service's name, with `/ENDPOINT` for a named endpoint
+    /// (`gateway/checkout`).
+    pub name: String,
+}
+
+/// Where a call goes: one endpoint of `service` (the one it names, or its only one), or all of
+/// them, each in its share; the nodes of a service are consecutive, so a range holds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Target {
+    /// The called service's index.
+    pub service: usize,
+    /// The first node called.
+    pub first: usize,
+    /// One past the last node called.
+    pub end: usize,
+}
+
+impl Target {
+    /// The nodes called.
+    pub fn nodes(self) -> Range<usize> {
+        self.first..self.end
+    }
 }
 
 /// The graph indexed for the rules, and every figure of the model.
 ///
-/// Services are indexed in name order (the order of [`Graph::services`]), so iterating indices is
-/// iterating names and every output is deterministic.
+/// Services are indexed in name order (the order of [`Graph::services`]), and their nodes in
+/// that order, each service's endpoints in file order, so iterating indices is iterating names
+/// and every output is deterministic.
 pub(super) struct Model<'g> {
     /// The graph the figures are of.
     pub graph: &'g Graph,
     /// Services by index.
     pub services: Vec<&'g Service>,
-    /// Per service, per call: the called service's index, `None` when it is not in the graph
+    /// Endpoints by index, every service's in turn.
+    pub nodes: Vec<Node<'g>>,
+    /// Per service: its nodes.
+    pub service_nodes: Vec<Range<usize>>,
+    /// Per node, per call: where it goes, `None` when the called service is not in the graph
     /// (the parser refuses that; a graph built in code may still hold it).
-    pub callee: Vec<Vec<Option<usize>>>,
-    /// Per service, per call: whether the call closes a cycle, and so is left out of the figures.
+    pub callee: Vec<Vec<Option<Target>>>,
+    /// Per node, per call: whether the call closes a cycle, and so is left out of the figures.
     pub in_cycle: Vec<Vec<bool>>,
     /// The calls that close a cycle, in the order the search found them.
     pub cycles: Vec<CycleCall>,
     /// The entry service's index, if it is in the graph.
     pub entry: Option<usize>,
-    /// Whether a service is reachable from the entry; only those get figures.
+    /// Whether a node is reachable from the entry; only those get figures.
     pub reachable: Vec<bool>,
     /// Per service: its own latency fitted as a lognormal, `None` when the quantiles cannot be
     /// fitted (`p50` zero or above `p99`).
     pub fits: Vec<Option<LogNormal>>,
-    /// Per service: the longest it may keep working on one request, in ms (every service).
+    /// Per node: the longest it may keep working on one request, in ms (every node).
     pub worst_case_ms: Vec<f64>,
-    /// Per service: worst-case attempts per user request (0 when unreachable).
+    /// Per node: worst-case attempts per user request (0 when unreachable).
     pub amplification: Vec<f64>,
-    /// Per service: the same with retry budgets and token buckets holding.
+    /// Per node: the same with retry budgets and token buckets holding.
     pub sustained: Vec<f64>,
-    /// Per service: calls on the longest path from the entry.
+    /// Per node: calls on the longest path from the entry.
     pub depth: Vec<u32>,
-    /// Per service: the most retrying calls on any path from the entry to it.
+    /// Per node: the most retrying calls on any path from the entry to it.
     pub retry_layers: Vec<u32>,
-    /// Per service: whether it, or anything it calls, retries a call, so that a caller giving up
+    /// Per node: whether it, or anything it calls, retries a call, so that a caller giving up
     /// on it leaves retries running, not only work.
     pub retries_below: Vec<bool>,
-    /// Per service: its callers' calls that are not closing a cycle, as (caller, call index),
-    /// so that a rule can name the calls above a service without searching every service.
+    /// Per node: its callers' calls that are not closing a cycle, as (caller, call index), so
+    /// that a rule can name the calls above a node without searching every node.
     pub callers: Vec<Vec<(usize, usize)>>,
-    /// Per service: worst-case attempts per user request once every retrying call with another
+    /// Per node: worst-case attempts per user request once every retrying call with another
     /// retrying layer above it makes one attempt, and the topmost layer at most two: what
     /// `retry-amplification`'s first fix leaves.
     pub one_layer_amplification: Vec<f64>,
-    /// Per service: the same with one attempt on every call, i.e. the fan-out from `count` and
+    /// Per node: the same with one attempt on every call, i.e. the fan-out from `count` and
     /// from paths that meet; no retry setting brings a service below it.
     pub fan_out: Vec<f64>,
 }
@@ -84,17 +134,52 @@ impl<'g> Model<'g> {
     /// Indexes `graph` and computes every figure.
     pub fn new(graph: &'g Graph) -> Model<'g> {
         let services: Vec<&Service> = graph.services.values().collect();
+        let mut nodes = Vec::new();
+        let mut service_nodes = Vec::with_capacity(services.len());
+        for (s, service) in services.iter().enumerate() {
+            let first = nodes.len();
+            nodes.extend(service.each_endpoint().map(|endpoint| Node {
+                service: s,
+                endpoint: endpoint.name,
+                share: endpoint.share,
+                calls: endpoint.calls,
+                span: endpoint.span,
+                name: match endpoint.name {
+                    Some(name) => format!("{}/{name}", service.name),
+                    None => service.name.clone(),
+                },
+            }));
+            service_nodes.push(first..nodes.len());
+        }
         let index: HashMap<&str, usize> = services
             .iter()
             .enumerate()
             .map(|(i, s)| (s.name.as_str(), i))
             .collect();
-        let callee = services
+        let callee = nodes
             .iter()
-            .map(|s| {
-                s.calls
+            .map(|node| {
+                node.calls
                     .iter()
-                    .map(|c| index.get(c.to.as_str()).copied())
+                    .map(|c| {
+                        let service = *index.get(c.to.as_str())?;
+                        let all = service_nodes[service].clone();
+                        let named = c.endpoint.as_deref().and_then(|name| {
+                            all.clone().find(|&n| nodes[n].endpoint == Some(name))
+                        });
+                        Some(match named {
+                            Some(n) => Target {
+                                service,
+                                first: n,
+                                end: n + 1,
+                            },
+                            None => Target {
+                                service,
+                                first: all.start,
+                                end: all.end,
+                            },
+                        })
+                    })
                     .collect()
             })
             .collect();
@@ -102,18 +187,17 @@ impl<'g> Model<'g> {
             .iter()
             .map(|s| LogNormal::fit(s.latency.p50, s.latency.p99).ok())
             .collect();
-        let n = services.len();
+        let n = nodes.len();
         let mut model = Model {
             graph,
             entry: graph
                 .services
                 .get(&graph.entry.service)
                 .and_then(|s| index.get(s.name.as_str()).copied()),
-            in_cycle: services
-                .iter()
-                .map(|s| vec![false; s.calls.len()])
-                .collect(),
+            in_cycle: nodes.iter().map(|n| vec![false; n.calls.len()]).collect(),
             services,
+            nodes,
+            service_nodes,
             callee,
             cycles: Vec::new(),
             reachable: vec![false; n],
@@ -134,55 +218,93 @@ impl<'g> Model<'g> {
         model
     }
 
-    /// Depth-first search from the entry, then from every service not yet seen (so cycles away
-    /// from the entry are found too). Marks what the entry reaches and the calls that close a
-    /// cycle; returns every service in postorder, whose reverse is a topological order of the
+    /// The entry service's nodes: where user requests go, each in its share.
+    pub fn entry_nodes(&self) -> Range<usize> {
+        self.entry
+            .map_or(0..0, |entry| self.service_nodes[entry].clone())
+    }
+
+    /// The nodes call `i` of node `s` reaches, each with its share of the call's requests: the
+    /// one it names (or the only one) with all of them, else every endpoint in its share.
+    pub fn targets(&self, s: usize, i: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let target = self.callee[s][i];
+        target.into_iter().flat_map(move |t| {
+            let single = t.end - t.first == 1;
+            t.nodes()
+                .map(move |n| (n, if single { 1.0 } else { self.nodes[n].share }))
+        })
+    }
+
+    /// The longest a call to `target` may wait for it: the worst case of the endpoint it names,
+    /// or the worst of its endpoints.
+    pub fn target_worst_ms(&self, target: Target) -> f64 {
+        target
+            .nodes()
+            .map(|n| self.worst_case_ms[n])
+            .fold(0.0, f64::max)
+    }
+
+    /// A per-node figure summed over service `svc`'s nodes: what the service as a whole receives.
+    pub fn service_sum(&self, svc: usize, figure: &[f64]) -> f64 {
+        self.service_nodes[svc].clone().map(|n| figure[n]).sum()
+    }
+
+    /// Depth-first search from the entry's nodes, then from every node not yet seen (so cycles
+    /// away from the entry are found too). Marks what the entry reaches and the calls that close
+    /// a cycle; returns every node in postorder, whose reverse is a topological order of the
     /// graph without those calls.
     fn search(&mut self) -> Vec<usize> {
         const NEW: u8 = 0;
         const ON_STACK: u8 = 1;
         const DONE: u8 = 2;
-        let n = self.services.len();
+        let n = self.nodes.len();
+        // Each node's edges, a call to a service with endpoints one per endpoint it reaches.
+        let edges: Vec<Vec<(usize, usize)>> = (0..n)
+            .map(|s| {
+                (0..self.nodes[s].calls.len())
+                    .flat_map(|i| self.targets(s, i).map(move |(to, _)| (i, to)))
+                    .collect()
+            })
+            .collect();
         let mut state = vec![NEW; n];
         let mut stack_pos = vec![0usize; n];
         let mut stack: Vec<(usize, usize)> = Vec::new();
         let mut postorder = Vec::with_capacity(n);
-        let roots = self.entry.into_iter().chain(0..n);
-        for (nth_root, root) in roots.enumerate() {
+        let entry = self.entry_nodes();
+        let roots = entry.clone().chain(0..n);
+        for root in roots {
             if state[root] != NEW {
                 continue;
             }
-            let from_entry = nth_root == 0 && self.entry.is_some();
+            let from_entry = entry.contains(&root);
             state[root] = ON_STACK;
             stack_pos[root] = 0;
             stack.push((root, 0));
             while let Some(top) = stack.last_mut() {
-                let (service, next) = *top;
+                let (node, next) = *top;
                 if from_entry {
-                    self.reachable[service] = true;
+                    self.reachable[node] = true;
                 }
-                if next == self.callee[service].len() {
+                if next == edges[node].len() {
                     stack.pop();
-                    state[service] = DONE;
-                    postorder.push(service);
+                    state[node] = DONE;
+                    postorder.push(node);
                     continue;
                 }
                 top.1 += 1;
-                let Some(to) = self.callee[service][next] else {
-                    continue;
-                };
+                let (call, to) = edges[node][next];
                 match state[to] {
                     NEW => {
                         state[to] = ON_STACK;
                         stack_pos[to] = stack.len();
                         stack.push((to, 0));
                     }
-                    ON_STACK => {
-                        self.in_cycle[service][next] = true;
+                    ON_STACK if !self.in_cycle[node][call] => {
+                        self.in_cycle[node][call] = true;
                         let on_cycle = &stack[stack_pos[to]..];
                         self.cycles.push(CycleCall {
-                            service,
-                            call: next,
+                            service: node,
+                            call,
                             path: cut_path(on_cycle),
                             len: on_cycle.len(),
                         });
@@ -194,33 +316,35 @@ impl<'g> Model<'g> {
         postorder
     }
 
-    /// Worst-case time of every service, and whether retries run below it, callees before
-    /// callers (postorder).
+    /// Worst-case time of every node, and whether retries run below it, callees before callers
+    /// (postorder).
     fn compute_worst_cases(&mut self, postorder: &[usize]) {
         for &s in postorder {
             let own = self.own_worst_ms(s);
             let calls_ms = self.calls_cost_ms(s);
             self.worst_case_ms[s] = own + calls_ms;
-            self.retries_below[s] = self.services[s].calls.iter().enumerate().any(|(i, call)| {
+            self.retries_below[s] = self.nodes[s].calls.iter().enumerate().any(|(i, call)| {
                 !self.in_cycle[s][i]
-                    && (retries(call) || self.callee[s][i].is_some_and(|c| self.retries_below[c]))
+                    && (retries(call) || self.targets(s, i).any(|(c, _)| self.retries_below[c]))
             });
         }
     }
 
-    /// A service's own latency at its worst: the p99.9 of its fit. An unfittable pair (which the
-    /// parser refuses) counts as the larger of its two quantiles, rather than failing the check.
+    /// A node's own latency at its worst, its service's: the p99.9 of its fit. An unfittable
+    /// pair (which the parser refuses) counts as the larger of its two quantiles, rather than
+    /// failing the check.
     pub fn own_worst_ms(&self, s: usize) -> f64 {
-        match self.fits[s] {
+        let service = self.nodes[s].service;
+        match self.fits[service] {
             Some(fit) => ms(fit.quantile(OWN_WORST_QUANTILE)),
             None => {
-                let latency = self.services[s].latency;
+                let latency = self.services[service].latency;
                 ms(latency.p50.max(latency.p99))
             }
         }
     }
 
-    /// The calls' part of a service's worst case: groups in order, each costing its slowest
+    /// The calls' part of a node's worst case: groups in order, each costing its slowest
     /// call.
     fn calls_cost_ms(&self, s: usize) -> f64 {
         self.groups(s)
@@ -229,14 +353,14 @@ impl<'g> Model<'g> {
             .sum()
     }
 
-    /// The calls of service `s` as they run, by index: each run of parallel calls one group, any
+    /// The calls of node `s` as they run, by index: each run of parallel calls one group, any
     /// other call a group of its own. A call that closes a cycle is left out, as if the file did
     /// not have it, so that no figure depends on itself. The one definition of grouping, so the
     /// figures and the fixes that cut them agree.
     pub fn groups(&self, s: usize) -> Vec<Vec<usize>> {
         let mut groups = Vec::new();
         let mut run: Vec<usize> = Vec::new();
-        for (i, call) in self.services[s].calls.iter().enumerate() {
+        for (i, call) in self.nodes[s].calls.iter().enumerate() {
             if self.in_cycle[s][i] {
                 continue;
             }
@@ -274,13 +398,13 @@ impl<'g> Model<'g> {
         group
             .iter()
             .map(|&i| match timeouts.iter().find(|&&(j, _)| j == i) {
-                Some(&(_, timeout)) => cost_with_wait_ms(&self.services[s].calls[i], ms(timeout)),
+                Some(&(_, timeout)) => cost_with_wait_ms(&self.nodes[s].calls[i], ms(timeout)),
                 None => self.call_cost_ms(s, i),
             })
             .fold(0.0, f64::max)
     }
 
-    /// Service `s`'s worst case with the timeouts of some of its calls replaced, summed as
+    /// Node `s`'s worst case with the timeouts of some of its calls replaced, summed as
     /// [`Model::new`] sums it, so that a fix checked with it holds when the graph is checked
     /// again.
     pub fn worst_case_ms_with(&self, s: usize, timeouts: &[(usize, std::time::Duration)]) -> f64 {
@@ -292,19 +416,20 @@ impl<'g> Model<'g> {
         self.own_worst_ms(s) + calls_ms
     }
 
-    /// The longest call `i` of service `s` can take:
+    /// The longest call `i` of node `s` can take:
     /// `count * min(request_timeout, max_attempts * timeout + backoff caps between attempts)`.
     ///
     /// `timeout` covers each attempt from its start, connecting included, as in the proxy and
     /// the simulator. Without a timeout the caller waits as long as the callee works, so an
-    /// attempt costs the round trip plus the callee's worst case (nothing for a callee not in
-    /// the graph), or its connect timeout when that is longer (a blackholed connect).
+    /// attempt costs the round trip plus the callee's worst case (the worst of the endpoints
+    /// it reaches; nothing for a callee not in the graph), or its connect timeout when that is
+    /// longer (a blackholed connect).
     pub fn call_cost_ms(&self, s: usize, i: usize) -> f64 {
-        let call = &self.services[s].calls[i];
+        let call = &self.nodes[s].calls[i];
         let waited = match call.timeout {
             Some(timeout) => ms(timeout),
             None => {
-                let callee = self.callee[s][i].map_or(0.0, |c| self.worst_case_ms[c]);
+                let callee = self.callee[s][i].map_or(0.0, |t| self.target_worst_ms(t));
                 ms(call.rtt) + callee
             }
         };
@@ -312,42 +437,45 @@ impl<'g> Model<'g> {
     }
 
     /// Amplification (as set, with one retrying layer, and with no retries), sustained
-    /// amplification, depth, retrying layers and callers of every service the entry reaches,
+    /// amplification, depth, retrying layers and callers of every node the entry reaches,
     /// callers before callees (reverse postorder), so that a caller's figures are final before
-    /// they are passed down.
+    /// they are passed down. Users' requests reach the entry's endpoints in their shares, and a
+    /// call each endpoint it reaches in its share of the call's requests.
     fn compute_path_figures(&mut self, postorder: &[usize]) {
-        let Some(entry) = self.entry else {
-            return;
-        };
-        self.amplification[entry] = 1.0;
-        self.sustained[entry] = 1.0;
-        self.one_layer_amplification[entry] = 1.0;
-        self.fan_out[entry] = 1.0;
+        for entry in self.entry_nodes() {
+            let share = self.nodes[entry].share;
+            self.amplification[entry] = share;
+            self.sustained[entry] = share;
+            self.one_layer_amplification[entry] = share;
+            self.fan_out[entry] = share;
+        }
         for &s in postorder.iter().rev() {
             if !self.reachable[s] {
                 continue;
             }
-            for (i, call) in self.services[s].calls.iter().enumerate() {
-                let Some(to) = self.callee[s][i] else {
-                    continue;
-                };
+            for (i, call) in self.nodes[s].calls.iter().enumerate() {
                 if self.in_cycle[s][i] {
                     continue;
                 }
                 let count = f64::from(call.count);
-                self.callers[to].push((s, i));
-                self.amplification[to] += self.amplification[s] * f64::from(attempts(call)) * count;
-                self.sustained[to] += self.sustained[s] * sustained_attempts(call) * count;
                 let one_layer = match (retries(call), self.retry_layers[s]) {
                     (false, _) | (true, 1..) => 1,
                     (true, 0) => attempts(call).min(2),
                 };
-                self.one_layer_amplification[to] +=
-                    self.one_layer_amplification[s] * f64::from(one_layer) * count;
-                self.fan_out[to] += self.fan_out[s] * count;
-                self.depth[to] = self.depth[to].max(self.depth[s] + 1);
                 let layers = self.retry_layers[s] + u32::from(retries(call));
-                self.retry_layers[to] = self.retry_layers[to].max(layers);
+                let targets: Vec<(usize, f64)> = self.targets(s, i).collect();
+                for (to, share) in targets {
+                    let count = count * share;
+                    self.callers[to].push((s, i));
+                    self.amplification[to] +=
+                        self.amplification[s] * f64::from(attempts(call)) * count;
+                    self.sustained[to] += self.sustained[s] * sustained_attempts(call) * count;
+                    self.one_layer_amplification[to] +=
+                        self.one_layer_amplification[s] * f64::from(one_layer) * count;
+                    self.fan_out[to] += self.fan_out[s] * count;
+                    self.depth[to] = self.depth[to].max(self.depth[s] + 1);
+                    self.retry_layers[to] = self.retry_layers[to].max(layers);
+                }
             }
         }
     }

@@ -19,8 +19,9 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
-/// Checks `graph`: the figures of every service the entry reaches, and every finding, ordered by
-/// service name, then call order (a service's own findings first), then severity (errors first).
+/// Checks `graph`: the figures of every service the entry reaches (and of each endpoint of those
+/// that have endpoints), and every finding, ordered by service name, then endpoint (in file
+/// order), then call order (a service's own findings first), then severity (errors first).
 ///
 /// Never fails and never hangs: a cycle is a `call-cycle` finding and its closing calls are left
 /// out of the figures; a call to a service not in the graph (which the parser refuses) is judged
@@ -32,15 +33,18 @@ pub fn check(graph: &Graph) -> Report {
     let model = figures::Model::new(graph);
     let findings = rules::run(&model);
     let services = (0..model.services.len())
-        .filter(|&s| model.reachable[s])
-        .map(|s| {
+        .filter_map(|s| Some((model.services[s].name.clone(), service_figures(&model, s)?)))
+        .collect();
+    let endpoints = (0..model.nodes.len())
+        .filter(|&n| model.reachable[n] && model.nodes[n].endpoint.is_some())
+        .map(|n| {
             let figures = ServiceFigures {
-                worst_case_ms: Figure::Ms(model.worst_case_ms[s]).reported(),
-                amplification: Figure::Number(model.amplification[s]).reported(),
-                sustained_amplification: Figure::Number(model.sustained[s]).reported(),
-                depth: model.depth[s],
+                worst_case_ms: Figure::Ms(model.worst_case_ms[n]).reported(),
+                amplification: Figure::Number(model.amplification[n]).reported(),
+                sustained_amplification: Figure::Number(model.sustained[n]).reported(),
+                depth: model.depth[n],
             };
-            (model.services[s].name.clone(), figures)
+            (model.nodes[n].name.clone(), figures)
         })
         .collect();
     let mut summary = Summary::default();
@@ -54,6 +58,30 @@ pub fn check(graph: &Graph) -> Report {
     Report {
         findings,
         services,
+        endpoints,
         summary,
     }
+}
+
+/// The figures of service `s` as a whole, `None` when the entry reaches none of its endpoints:
+/// the worst case and depth of its worst and deepest endpoint, and the attempts all of them
+/// receive. For a service without endpoints, those of its one implicit endpoint.
+fn service_figures(model: &figures::Model<'_>, s: usize) -> Option<ServiceFigures> {
+    let reached: Vec<usize> = model.service_nodes[s]
+        .clone()
+        .filter(|&n| model.reachable[n])
+        .collect();
+    if reached.is_empty() {
+        return None;
+    }
+    let worst = reached
+        .iter()
+        .map(|&n| model.worst_case_ms[n])
+        .fold(0.0, f64::max);
+    Some(ServiceFigures {
+        worst_case_ms: Figure::Ms(worst).reported(),
+        amplification: Figure::Number(model.service_sum(s, &model.amplification)).reported(),
+        sustained_amplification: Figure::Number(model.service_sum(s, &model.sustained)).reported(),
+        depth: reached.iter().map(|&n| model.depth[n]).max().unwrap_or(0),
+    })
 }

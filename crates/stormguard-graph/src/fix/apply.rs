@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
-use super::{Change, FixError};
+use super::{Change, FixError, Setting};
 use crate::report::Edit;
 
 /// Writes `edits` into the graph file `text` (`file` names it in errors), each as one key of
@@ -36,8 +36,14 @@ use crate::report::Edit;
 pub fn apply(file: &str, text: &str, edits: &[Edit]) -> Result<String, FixError> {
     let mut doc = document(file, text)?;
     for edit in edits {
-        let (table, _) = call_table(&mut doc, &edit.from, edit.index, &edit.to)
-            .map_err(|reason| no_call(file, edit, reason))?;
+        let place = Place {
+            from: &edit.from,
+            endpoint: edit.endpoint.as_deref(),
+            index: edit.index,
+            to: &edit.to,
+        };
+        let (table, _) =
+            call_table(&mut doc, &place).map_err(|reason| no_call(file, edit, reason))?;
         match &edit.value {
             None => {
                 table.remove(edit.key);
@@ -64,36 +70,41 @@ pub fn apply(file: &str, text: &str, edits: &[Edit]) -> Result<String, FixError>
     Ok(doc.to_string())
 }
 
-/// The settings `touched` (by caller, call index and key, with the callee) whose value in
-/// `fixed` differs from that in `original`, each with the rules that wrote it.
+/// The settings `touched` (by caller, endpoint, call index and key, with the callee) whose
+/// value in `fixed` differs from that in `original`, each with the rules that wrote it.
 pub(super) fn changes(
     file: &str,
     original: &str,
     fixed: &str,
-    touched: &BTreeMap<(String, usize, &'static str), String>,
-    rules_of: &BTreeMap<(String, usize, &'static str), Vec<&'static str>>,
+    touched: &BTreeMap<Setting, String>,
+    rules_of: &BTreeMap<Setting, Vec<&'static str>>,
 ) -> Result<Vec<Change>, FixError> {
     let mut before_doc = document(file, original)?;
     let mut after_doc = document(file, fixed)?;
     let mut changes = Vec::new();
-    for ((from, index, key), to) in touched {
+    for (setting, to) in touched {
+        let (from, endpoint, index, key) = setting;
+        let place = Place {
+            from,
+            endpoint: endpoint.as_deref(),
+            index: *index,
+            to,
+        };
         let read = |doc: &mut DocumentMut| -> Option<String> {
-            let (table, _) = call_table(doc, from, *index, to).ok()?;
+            let (table, _) = call_table(doc, &place).ok()?;
             table.get(key).map(value_text)
         };
         let (before, after) = (read(&mut before_doc), read(&mut after_doc));
         if before != after {
             changes.push(Change {
                 from: from.clone(),
+                endpoint: endpoint.clone(),
                 to: to.clone(),
                 index: *index,
                 key,
                 before,
                 after,
-                rules: rules_of
-                    .get(&(from.clone(), *index, *key))
-                    .cloned()
-                    .unwrap_or_default(),
+                rules: rules_of.get(setting).cloned().unwrap_or_default(),
             });
         }
     }
@@ -107,8 +118,13 @@ pub(super) fn changes(
 pub(super) fn annotate(file: &str, fixed: &str, changes: &[Change]) -> Result<String, FixError> {
     let mut doc = document(file, fixed)?;
     for change in changes {
-        let Ok((table, false)) = call_table(&mut doc, &change.from, change.index, &change.to)
-        else {
+        let place = Place {
+            from: &change.from,
+            endpoint: change.endpoint.as_deref(),
+            index: change.index,
+            to: &change.to,
+        };
+        let Ok((table, false)) = call_table(&mut doc, &place) else {
             continue;
         };
         let rules = change.rules.join(", ");
@@ -173,21 +189,48 @@ fn no_call(file: &str, edit: &Edit, reason: String) -> FixError {
     }
 }
 
-/// Call `index` of service `from` as an editable table, and whether it is an inline table (a
-/// call in `calls = [{ ... }]`); an error saying what is missing when it is not there or does
-/// not call `to`.
+/// Where a call is in the file: the `index`-th call of service `from` (of its endpoint
+/// `endpoint`, when it has one), which calls `to`.
+struct Place<'a> {
+    from: &'a str,
+    endpoint: Option<&'a str>,
+    index: usize,
+    to: &'a str,
+}
+
+impl Place<'_> {
+    /// The caller as errors name it: `from`, or `from/endpoint`.
+    fn caller(&self) -> String {
+        match self.endpoint {
+            Some(endpoint) => format!("{}/{endpoint}", self.from),
+            None => self.from.to_string(),
+        }
+    }
+}
+
+/// The call at `place` as an editable table, and whether it is an inline table (a call in
+/// `calls = [{ ... }]`); an error saying what is missing when it is not there or does not call
+/// `to`.
 fn call_table<'d>(
     doc: &'d mut DocumentMut,
-    from: &str,
-    index: usize,
-    to: &str,
+    place: &Place<'_>,
 ) -> Result<(&'d mut dyn TableLike, bool), String> {
-    let calls = doc
+    let (from, index, to) = (&place.caller(), place.index, place.to);
+    let service = doc
         .get_mut("services")
         .and_then(Item::as_table_like_mut)
-        .and_then(|services| services.get_mut(from))
-        .and_then(Item::as_table_like_mut)
-        .and_then(|service| service.get_mut("calls"))
+        .and_then(|services| services.get_mut(place.from))
+        .and_then(Item::as_table_like_mut);
+    let holder = match place.endpoint {
+        Some(endpoint) => service
+            .and_then(|service| service.get_mut("endpoints"))
+            .and_then(Item::as_table_like_mut)
+            .and_then(|endpoints| endpoints.get_mut(endpoint))
+            .and_then(Item::as_table_like_mut),
+        None => service,
+    };
+    let calls = holder
+        .and_then(|holder| holder.get_mut("calls"))
         .ok_or_else(|| format!("the file has no calls of service {from:?}"))?;
     let (table, inline): (&mut dyn TableLike, bool) = match calls {
         Item::ArrayOfTables(tables) => (

@@ -88,9 +88,11 @@ pub enum Stop {
 pub struct Change {
     /// The calling service.
     pub from: String,
+    /// The caller's endpoint whose call it is; `None` for a call of `from`'s own `calls`.
+    pub endpoint: Option<String>,
     /// The called service.
     pub to: String,
-    /// The call's index among `from`'s calls, from 0.
+    /// The call's index among the calls of `from` (or of its `endpoint`), from 0.
     pub index: usize,
     /// The key.
     pub key: &'static str,
@@ -113,7 +115,7 @@ pub struct Fixed {
     /// empty: a change of structure, or an owner's choice), and, when the fixer stopped before
     /// [`Stop::Done`], those whose edits it could not settle.
     pub report: Report,
-    /// Every setting changed, in file order (service, call, key).
+    /// Every setting changed, in file order (service, endpoint, call, key).
     pub changes: Vec<Change>,
     /// How many rounds applied edits.
     pub rounds: usize,
@@ -194,7 +196,12 @@ pub fn fix(file: &str, text: &str) -> Result<Fixed, FixError> {
             error: Box::new(error),
         })?;
         for (edit, rule) in &chosen {
-            let setting = (edit.from.clone(), edit.index, edit.key);
+            let setting = (
+                edit.from.clone(),
+                edit.endpoint.clone(),
+                edit.index,
+                edit.key,
+            );
             let rules = rules_of.entry(setting.clone()).or_default();
             if !rules.contains(rule) {
                 rules.push(rule);
@@ -238,8 +245,8 @@ pub fn fix(file: &str, text: &str) -> Result<Fixed, FixError> {
     })
 }
 
-/// A setting: the caller, the call's index, the key.
-type Setting = (String, usize, &'static str);
+/// A setting: the caller, its endpoint, the call's index, the key.
+type Setting = (String, Option<String>, usize, &'static str);
 
 /// The file between rounds, with its graph and what `check` finds in it.
 struct State {

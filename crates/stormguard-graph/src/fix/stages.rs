@@ -63,10 +63,16 @@ pub(super) fn chosen(findings: &[Finding]) -> Vec<(&Edit, &'static str)> {
     let Some(stage) = with_edits.clone().map(|f| rank(f.rule).0).min() else {
         return Vec::new();
     };
-    let mut by_setting: BTreeMap<(&str, usize, &str), (&Finding, &Edit)> = BTreeMap::new();
+    type Setting<'a> = (&'a str, Option<&'a str>, usize, &'a str);
+    let mut by_setting: BTreeMap<Setting<'_>, (&Finding, &Edit)> = BTreeMap::new();
     for finding in with_edits.filter(|f| rank(f.rule).0 == stage) {
         for edit in &finding.edits {
-            let setting = (edit.from.as_str(), edit.index, edit.key);
+            let setting = (
+                edit.from.as_str(),
+                edit.endpoint.as_deref(),
+                edit.index,
+                edit.key,
+            );
             let wins = by_setting.get(&setting).is_none_or(|(held, _)| {
                 (std::cmp::Reverse(finding.severity), rank(finding.rule).1)
                     < (std::cmp::Reverse(held.severity), rank(held.rule).1)

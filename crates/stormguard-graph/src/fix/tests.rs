@@ -410,3 +410,37 @@ fn every_rule_with_edits_has_a_stage() {
     unique.dedup();
     assert_eq!(unique.len(), staged.len());
 }
+
+#[test]
+fn an_endpoints_call_is_fixed_in_its_endpoints_table() {
+    let text = example("gateway-endpoints.toml");
+    let fixed = fixed(&text);
+    assert_eq!(fixed.report.summary.errors, 0, "{:#?}", fixed.report);
+    assert_eq!(fixed.changes.len(), 1, "{:#?}", fixed.changes);
+    let change = &fixed.changes[0];
+    assert_eq!(
+        (
+            change.from.as_str(),
+            change.endpoint.as_deref(),
+            change.to.as_str(),
+            change.index,
+            change.key
+        ),
+        ("gateway", Some("checkout"), "orders", 0, "timeout")
+    );
+    assert_eq!(change.rules, ["entry-budget"]);
+    let checkout = &fixed.graph.services["gateway"].endpoints[1];
+    assert_eq!(checkout.name, "checkout");
+    assert_eq!(
+        checkout.calls[0].timeout,
+        Some(std::time::Duration::from_millis(1983))
+    );
+    // Browse's call, and the text around the edit, are as they were.
+    assert_eq!(
+        fixed.graph.services["gateway"].endpoints[0].calls[0].timeout,
+        Some(std::time::Duration::from_millis(300))
+    );
+    assert!(fixed
+        .text
+        .contains("[[services.gateway.endpoints.checkout.calls]]\nto = \"orders\"\nendpoint = \"place\"\ntimeout = \"1983ms\"  # was \"2s\" (check --fix: entry-budget)\n"));
+}

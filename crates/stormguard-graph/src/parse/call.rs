@@ -17,6 +17,7 @@ impl Converter<'_> {
         let offset = raw.span().start;
         let raw = raw.into_inner();
         let to = self.required_service(raw.to.as_ref(), offset, path, "to", "this call goes to")?;
+        let endpoint = self.called_endpoint(raw.endpoint.as_ref(), &to, path)?;
         let count = self.at_least_one(
             raw.count.as_ref(),
             path,
@@ -29,6 +30,7 @@ impl Converter<'_> {
         self.metrics_key(raw.metrics.as_ref(), path)?;
         Ok(Call {
             to,
+            endpoint,
             timeout: policy.timeout,
             request_timeout: policy.request_timeout,
             connect_timeout: policy.connect_timeout,

@@ -29,6 +29,8 @@ const LISTED_SERVICES: usize = 20;
 pub(super) struct Converter<'a> {
     values: ValueReader<'a>,
     known: Vec<String>,
+    /// The named endpoints of each service, in file order, for a call's `endpoint`.
+    pub(super) endpoints: BTreeMap<String, Vec<String>>,
 }
 
 impl<'a> Deref for Converter<'a> {
@@ -44,11 +46,17 @@ impl<'a> Converter<'a> {
         Converter {
             values: ValueReader::new(file, lines),
             known: Vec::new(),
+            endpoints: BTreeMap::new(),
         }
     }
 
     pub(super) fn graph(mut self, raw: RawGraph) -> Result<Graph, ParseError> {
         self.known = raw.services.keys().cloned().collect();
+        self.endpoints = raw
+            .services
+            .iter()
+            .map(|(name, service)| (name.clone(), super::endpoint::names(service.get_ref())))
+            .collect();
         let entry = self.entry(raw.entry)?;
         let services = raw
             .services
@@ -132,13 +140,7 @@ impl<'a> Converter<'a> {
             Some(latency) => self.latency(latency, &path.key("latency"))?,
             None => Latency::default(),
         };
-        let calls_path = path.key("calls");
-        let calls = raw
-            .calls
-            .into_iter()
-            .enumerate()
-            .map(|(i, call)| self.call(call, &calls_path.index(i)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (calls, endpoints) = self.service_calls(raw.calls, raw.endpoints, path)?;
         Ok(Service {
             name,
             instances,
@@ -152,6 +154,7 @@ impl<'a> Converter<'a> {
                 Duration::ZERO,
             )?,
             calls,
+            endpoints,
             span: self.span(offset),
         })
     }

@@ -27,14 +27,16 @@
 //! defaults), so that both files refuse the same mistake in the same words and mean the same.
 //!
 //! ## Spans
-//! `Entry`, `Service`, `Call` and `Scenario` get the position of their table header (`[entry]`,
-//! `[services.web]`, `[[services.web.calls]]`, `[scenarios.x]`): the `[` of the header line.
+//! `Entry`, `Service`, `Endpoint`, `Call` and `Scenario` get the position of their table header
+//! (`[entry]`, `[services.web]`, `[services.web.endpoints.browse]`, `[[services.web.calls]]`,
+//! `[scenarios.x]`): the `[` of the header line.
 //! When the table is written inline (`entry = { ... }`) it is the `{`; when a service has no
 //! header of its own (only `[[services.web.calls]]`), it is the service's name in the first
 //! header that names it.
 
 mod call;
 mod convert;
+mod endpoint;
 pub mod keys;
 pub mod locate;
 pub mod policy_keys;

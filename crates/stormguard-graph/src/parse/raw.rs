@@ -50,6 +50,17 @@ pub(super) struct RawService {
     pub contention: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub calls: Vec<Spanned<RawCall>>,
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, Spanned<RawEndpoint>>,
+}
+
+/// `[services.NAME.endpoints.EP]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEndpoint {
+    pub weight: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub calls: Vec<Spanned<RawCall>>,
 }
 
 /// `latency = { p50, p99 }`.
@@ -65,6 +76,7 @@ pub(super) struct RawLatency {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCall {
     pub to: Option<Spanned<String>>,
+    pub endpoint: Option<Spanned<String>>,
     pub timeout: Option<Spanned<DurationText>>,
     pub request_timeout: Option<Spanned<DurationText>>,
     pub connect_timeout: Option<Spanned<DurationText>>,

@@ -103,6 +103,7 @@ fn the_issue_example_reads_every_field_as_written() {
         web.calls,
         vec![Call {
             to: "api".to_string(),
+            endpoint: None,
             timeout: Some(ms(1000)),
             request_timeout: Some(ms(2000)),
             connect_timeout: Some(ms(30)),
@@ -196,6 +197,7 @@ fn every_default_is_applied() {
         a.calls[0],
         Call {
             to: "b".to_string(),
+            endpoint: None,
             timeout: None,
             request_timeout: None,
             connect_timeout: None,

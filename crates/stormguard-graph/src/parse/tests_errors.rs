@@ -50,7 +50,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
     );
     assert_eq!(
         message,
-        "unknown key `timout`; valid keys here: `to`, `timeout`, `request_timeout`, \
+        "unknown key `timout`; valid keys here: `to`, `endpoint`, `timeout`, `request_timeout`, \
          `connect_timeout`, `rtt`, `max_attempts`, `backoff`, `retry_budget`, `token_bucket`, \
          `retry_on`, `idempotent`, `method`, `count`, `parallel`, `required`, `hedge`, \
          `propagate_deadline`, `metrics`"

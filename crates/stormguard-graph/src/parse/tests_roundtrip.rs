@@ -123,6 +123,7 @@ fn call(services: usize) -> impl Strategy<Value = Call> {
     )
         .prop_map(move |(a, b, c, d)| Call {
             to: NAMES[a.0].to_string(),
+            endpoint: None,
             timeout: a.1,
             request_timeout: d.0.map(|extra| a.1.unwrap_or_default() + extra),
             method: d.1.to_string(),
@@ -172,6 +173,7 @@ fn service(index: usize, services: usize) -> impl Strategy<Value = Service> {
                 },
                 contention: contention.unwrap_or_default(),
                 calls,
+                endpoints: Vec::new(),
                 span: Span::default(),
             },
         )

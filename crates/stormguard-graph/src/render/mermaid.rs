@@ -48,7 +48,8 @@ pub fn mermaid(graph: &Graph, report: &Report) -> String {
     let undeclared = graph
         .services
         .values()
-        .flat_map(|s| s.calls.iter().map(|c| c.to.as_str()))
+        .flat_map(|s| s.each_endpoint())
+        .flat_map(|e| e.calls.iter().map(|c| c.to.as_str()))
         .chain(std::iter::once(graph.entry.service.as_str()))
         .filter(|name| !declared.contains(name));
     for name in undeclared {
@@ -75,18 +76,21 @@ pub fn mermaid(graph: &Graph, report: &Report) -> String {
         }
     }
 
-    let (bad_edges, bad_services) = offenders(report);
+    let (bad_edges, bad_services) = offenders(graph, report);
     let mut red_links = Vec::new();
     let mut index = 0;
     for service in &services {
         let from = &service.name;
-        for call in &service.calls {
+        let calls = service
+            .each_endpoint()
+            .flat_map(|e| e.calls.iter().map(move |call| (e.name, call)));
+        for (endpoint, call) in calls {
             let arrow = if call.required { "-->" } else { "-.->" };
             let _ = writeln!(
                 out,
                 "  {} {arrow}|\"{}\"| {}",
                 ids.by_name[from.as_str()],
-                edge_label(call),
+                edge_label(endpoint, call),
                 ids.by_name[call.to.as_str()]
             );
             if bad_edges.contains(&call.span) {
@@ -123,7 +127,8 @@ pub fn mermaid(graph: &Graph, report: &Report) -> String {
 /// The calls and services with an error or warning: what the chart draws red. Infos are left
 /// alone, as they ask for nothing to change. A call is known by its place in the file, not by
 /// its two ends: a service may call another twice, and only the call at fault is drawn red.
-fn offenders(report: &Report) -> (BTreeSet<Span>, BTreeSet<&str>) {
+/// A finding on one endpoint (`gateway/checkout`) reddens its service, the node the chart has.
+fn offenders<'r>(graph: &Graph, report: &'r Report) -> (BTreeSet<Span>, BTreeSet<&'r str>) {
     let mut edges = BTreeSet::new();
     let mut services = BTreeSet::new();
     for finding in report
@@ -135,17 +140,24 @@ fn offenders(report: &Report) -> (BTreeSet<Span>, BTreeSet<&str>) {
             edges.insert(span);
         }
         if let Some(service) = &finding.service {
-            services.insert(service.as_str());
+            let endpoint_of = service.rsplit_once('/').filter(|(name, _)| {
+                !graph.services.contains_key(service.as_str()) && graph.services.contains_key(*name)
+            });
+            services.insert(endpoint_of.map_or(service.as_str(), |(name, _)| name));
         }
     }
     (edges, services)
 }
 
-fn edge_label(call: &Call) -> String {
+/// `1s x2`, and `checkout: 1s x2` for a call of the caller's endpoint `checkout`.
+fn edge_label(endpoint: Option<&str>, call: &Call) -> String {
     let timeout = call
         .timeout
         .map_or_else(|| "no timeout".to_string(), duration::format);
     let mut label = format!("{timeout} x{}", call.max_attempts);
+    if let Some(endpoint) = endpoint {
+        label.insert_str(0, &format!("{}: ", self::label(endpoint)));
+    }
     if call.count > 1 {
         let _ = write!(label, ", count {}", call.count);
     }

@@ -26,7 +26,7 @@ pub fn text(graph: &Graph, report: &Report, color: bool) -> String {
     }
     for (service, findings) in grouped(&report.findings, report) {
         let header = match service {
-            Some(name) if name == graph.entry.service => format!("{name} (entry)"),
+            Some(name) if is_entry(graph, name) => format!("{name} (entry)"),
             Some(name) => name.to_string(),
             None => "the graph".to_string(),
         };
@@ -88,7 +88,7 @@ fn grouped<'a>(
     }
     groups.sort_by_key(|(key, _)| {
         let depth = key
-            .and_then(|name| report.services.get(name))
+            .and_then(|name| report.services.get(name).or(report.endpoints.get(name)))
             .map_or(u32::MAX, |f| f.depth);
         (key.is_none(), depth, key.map(str::to_string))
     });
@@ -125,9 +125,34 @@ fn write_finding(out: &mut String, finding: &Finding, paint: Paint) {
     }
 }
 
+/// Whether `name` (a service, or `service/endpoint`) is where users come in.
+fn is_entry(graph: &Graph, name: &str) -> bool {
+    let entry = &graph.entry.service;
+    name == entry
+        || name.strip_prefix(entry.as_str()).is_some_and(|rest| {
+            rest.strip_prefix('/')
+                .zip(graph.services.get(entry))
+                .is_some_and(|(endpoint, service)| service.endpoint(endpoint).is_some())
+        })
+}
+
+/// The figures table: services by depth, then name, each service with endpoints followed by
+/// its endpoints' rows (`gateway/browse`), whose figures differ from the service's.
 fn write_figures(out: &mut String, graph: &Graph, report: &Report) {
-    let mut rows: Vec<(&String, &ServiceFigures)> = report.services.iter().collect();
-    rows.sort_by(|a, b| a.1.depth.cmp(&b.1.depth).then_with(|| a.0.cmp(b.0)));
+    let mut services: Vec<(&String, &ServiceFigures)> = report.services.iter().collect();
+    services.sort_by(|a, b| a.1.depth.cmp(&b.1.depth).then_with(|| a.0.cmp(b.0)));
+    let mut rows: Vec<(&String, &ServiceFigures)> = Vec::new();
+    for (name, figures) in services {
+        rows.push((name, figures));
+        if let Some(service) = graph.services.get(name) {
+            let endpoints = service.endpoints.iter().filter_map(|e| {
+                report
+                    .endpoints
+                    .get_key_value(&format!("{name}/{}", e.name))
+            });
+            rows.extend(endpoints);
+        }
+    }
     let header = [
         "service",
         "depth",

@@ -64,6 +64,12 @@
 //! capped the whole request; an old file must say which it meant, never silently lose that
 //! cap).
 //!
+//! ## Read as a service graph
+//! [`to_graph`] turns the settings into the graph `stormguard check` and `stormguard sim` read:
+//! the application beside the sidecar ([`APP`]) calling each route's upstream from an endpoint
+//! per route, so that `check examples/proxy/stormguard.toml` judges the routes' policies with
+//! the graph's rules (see its module for the defaults it assumes).
+//!
 //! ## What is refused
 //! Everything the proxy could not run as written, each error at `file:line:column` of the
 //! offending value (or of its table when a key is missing) with the dotted key and what would
@@ -82,6 +88,7 @@
 //! the file invalid would leave the faults running when a reload is refused.
 
 mod convert;
+mod graph;
 mod json;
 mod model;
 mod policy;
@@ -93,6 +100,7 @@ mod upstream;
 
 use std::path::{Path, PathBuf};
 
+pub use graph::{is_settings_file, to_graph, APP};
 pub use json::{to_json, REDACTED};
 pub use model::{
     AdaptiveTimeoutSpec, Admin, Config, FaultSpec, Faults, Listen, Protocol, Route, RouteMatch,

@@ -121,6 +121,8 @@ impl Converter<'_> {
             .transpose()?;
         let call = Call {
             to: upstream.clone(),
+            // A route goes to an upstream, which has no endpoints.
+            endpoint: None,
             timeout: Some(timeout),
             request_timeout: policy.request_timeout,
             connect_timeout: policy.connect_timeout,

@@ -213,6 +213,7 @@ pub async fn refusing_address() -> SocketAddr {
 pub fn call(upstream: &str) -> Call {
     Call {
         to: upstream.to_string(),
+        endpoint: None,
         timeout: Some(Duration::from_secs(2)),
         request_timeout: None,
         connect_timeout: Some(ms(500)),

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use rand::Rng;
 use stormguard::classify::AttemptResult;
 use stormguard::deadline::Deadline;
 use stormguard::policy::{Decision, GiveUp};
@@ -22,7 +23,7 @@ impl Sim<'_> {
     /// Starts the job's current run of calls, or answers when none is left.
     pub(crate) fn run_calls(&mut self, key: Key) {
         let job = self.jobs.get(key).expect("a calling job is alive");
-        let runs = &self.model.services[job.service].runs;
+        let runs = &self.model.services[job.service].endpoints[job.endpoint].runs;
         let Some(run) = runs.get(job.step) else {
             self.respond(key, true);
             return;
@@ -35,6 +36,7 @@ impl Sim<'_> {
             let call = self.runs.insert(CallRun {
                 job: key,
                 edge,
+                endpoint: 0,
                 balancer: self.balancers.of(edge, caller),
                 reps_left: self.model.edges[edge].count.max(1),
                 retry: None,
@@ -73,7 +75,15 @@ impl Sim<'_> {
             return;
         }
         let state = policy.begin(now);
+        let endpoint = match edge.to_endpoint {
+            Some(endpoint) => endpoint,
+            None => {
+                let rng = &mut self.endpoint_rng;
+                self.model.services[edge.to].endpoint_for(|| rng.random::<f64>())
+            }
+        };
         let run = self.runs.get_mut(key).expect("alive");
+        run.endpoint = endpoint;
         run.retry = Some(state);
         run.tried.clear();
         self.send_attempt(key);
@@ -99,6 +109,7 @@ impl Sim<'_> {
         let attempt = Attempt {
             caller: Caller::Run(key),
             service: edge.to,
+            endpoint: run.endpoint,
             instance,
             half_rtt: edge.half_rtt,
             sent_at: self.now,

@@ -145,6 +145,7 @@ impl Sim<'_> {
         let key = self.attempts.insert(Attempt {
             caller: Caller::Run(run),
             service: edge.to,
+            endpoint: call.endpoint,
             instance,
             half_rtt,
             sent_at: self.now,

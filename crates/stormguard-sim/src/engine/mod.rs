@@ -69,6 +69,11 @@
 //!   blackholed one what is sent to it, per ejection, until its connect bound runs out. Users
 //!   pick an entry instance by load alone: they are not behind a stormguard balancer, and they
 //!   never retry.
+//! - A request to a service with endpoints takes one of them, drawn by weight from a seeded
+//!   stream of its own (a service with one endpoint draws nothing, so a graph without endpoints
+//!   runs as it did before they existed); a call that names an endpoint takes that one. The draw
+//!   is made once per repetition of a call, so its retries and hedges go to the same endpoint,
+//!   as a retried request is the same request. Attempts are counted per endpoint as well.
 //! - The timeline counts a user request in the second it arrived and an attempt in the second
 //!   it reached its service; attempts of the drain after `duration` are in the totals only.
 //!   Recovery is measured from the end of the last trigger, load steps included.
@@ -87,6 +92,8 @@ mod state;
 mod tests;
 #[cfg(test)]
 mod tests_ejection;
+#[cfg(test)]
+mod tests_endpoints;
 #[cfg(test)]
 mod tests_expected;
 #[cfg(test)]

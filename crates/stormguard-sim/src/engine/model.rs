@@ -37,15 +37,46 @@ pub(crate) struct ServiceModel {
     pub(crate) queue: usize,
     pub(crate) work: LogNormal,
     pub(crate) contention: u64,
+    /// Its endpoints, in file order (one, unnamed, for a service without endpoints).
+    pub(crate) endpoints: Vec<EndpointModel>,
+    pub(crate) faults: Vec<FaultWindow>,
+}
+
+/// One endpoint of a service: its share of the requests and its calls.
+pub(crate) struct EndpointModel {
+    /// Its name; `None` for the implicit endpoint of a service without endpoints.
+    pub(crate) name: Option<String>,
+    /// The shares of it and the endpoints before it, summed: a request draws a uniform number
+    /// and takes the first endpoint whose sum is above it.
+    pub(crate) up_to: f64,
     /// Its calls as runs: each run's edges start together, the runs one after another.
     pub(crate) runs: Vec<Vec<usize>>,
-    pub(crate) faults: Vec<FaultWindow>,
+}
+
+impl ServiceModel {
+    /// The endpoint a request that names none takes, for a uniform draw `u` in [0, 1): by
+    /// share. A service with one endpoint needs no draw, so its requests draw nothing and a
+    /// graph without endpoints runs exactly as it did before endpoints existed.
+    pub(crate) fn endpoint_for(&self, u: impl FnOnce() -> f64) -> usize {
+        if self.endpoints.len() == 1 {
+            return 0;
+        }
+        let u = u();
+        self.endpoints
+            .iter()
+            .position(|e| u < e.up_to)
+            .unwrap_or(self.endpoints.len() - 1)
+    }
 }
 
 /// One call edge with its policy, shared by every instance of the caller, as in the proxy.
 pub(crate) struct EdgeModel {
     pub(crate) from: usize,
+    /// The caller's endpoint whose call this is.
+    pub(crate) from_endpoint: usize,
     pub(crate) to: usize,
+    /// The callee's endpoint the call names; `None`: drawn by share for each repetition.
+    pub(crate) to_endpoint: Option<usize>,
     pub(crate) policy: RetryPolicy,
     pub(crate) half_rtt: u64,
     /// How long connecting may take: `connect_timeout`, else the call's `timeout`, as the
@@ -176,6 +207,18 @@ pub(crate) struct Model {
     pub(crate) triggers: Vec<Trigger>,
 }
 
+impl Model {
+    /// The caller of `edge` as the outcome names it: its service, with `/ENDPOINT` for a call of
+    /// a named endpoint (`gateway/checkout`).
+    pub(crate) fn caller_name(&self, edge: &EdgeModel) -> String {
+        let service = &self.services[edge.from];
+        match &service.endpoints[edge.from_endpoint].name {
+            Some(endpoint) => format!("{}/{endpoint}", service.name),
+            None => service.name.clone(),
+        }
+    }
+}
+
 fn index_of(graph: &Graph, name: &str, context: &str) -> Result<usize, SimError> {
     graph
         .services
@@ -185,6 +228,18 @@ fn index_of(graph: &Graph, name: &str, context: &str) -> Result<usize, SimError>
             service: name.to_string(),
             context: context.to_string(),
         })
+}
+
+/// The index of the callee's endpoint `call` names, among the callee's endpoints in file order;
+/// `None` when it names none (or one the callee lacks, which the parser refuses).
+fn called_endpoint(graph: &Graph, call: &Call) -> Option<usize> {
+    let name = call.endpoint.as_deref()?;
+    graph
+        .services
+        .get(&call.to)?
+        .endpoints
+        .iter()
+        .position(|e| e.name == name)
 }
 
 /// The call's policy, from the one conversion the proxy uses too.
@@ -227,28 +282,46 @@ pub(crate) fn build(
                 source,
             }
         })?;
-        let mut runs: Vec<Vec<usize>> = Vec::new();
-        let mut last_parallel = false;
-        for call in &service.calls {
-            let edge = edges.len();
-            edges.push(EdgeModel {
-                from,
-                to: index_of(graph, &call.to, &format!("called by {name}"))?,
-                policy: policy(name, call)?,
-                half_rtt: nanos(call.rtt) / 2,
-                connect_timeout: stormguard_graph::policy::connect_timeout(call).map(nanos),
-                idempotent: call.is_idempotent(),
-                required: call.required,
-                count: call.count,
-                propagate_deadline: call.propagate_deadline,
-                hedge: hedge(name, call)?,
-                estimator: LatencyEstimator::new(ESTIMATOR_WINDOW),
-            });
-            match runs.last_mut() {
-                Some(run) if call.parallel && last_parallel => run.push(edge),
-                _ => runs.push(vec![edge]),
+        let mut endpoints = Vec::new();
+        let mut up_to = 0.0;
+        for endpoint in service.each_endpoint() {
+            let from_endpoint = endpoints.len();
+            let caller = match endpoint.name {
+                Some(endpoint) => format!("{name}/{endpoint}"),
+                None => name.clone(),
+            };
+            let mut runs: Vec<Vec<usize>> = Vec::new();
+            let mut last_parallel = false;
+            for call in endpoint.calls {
+                let edge = edges.len();
+                let to = index_of(graph, &call.to, &format!("called by {caller}"))?;
+                edges.push(EdgeModel {
+                    from,
+                    from_endpoint,
+                    to,
+                    to_endpoint: called_endpoint(graph, call),
+                    policy: policy(&caller, call)?,
+                    half_rtt: nanos(call.rtt) / 2,
+                    connect_timeout: stormguard_graph::policy::connect_timeout(call).map(nanos),
+                    idempotent: call.is_idempotent(),
+                    required: call.required,
+                    count: call.count,
+                    propagate_deadline: call.propagate_deadline,
+                    hedge: hedge(&caller, call)?,
+                    estimator: LatencyEstimator::new(ESTIMATOR_WINDOW),
+                });
+                match runs.last_mut() {
+                    Some(run) if call.parallel && last_parallel => run.push(edge),
+                    _ => runs.push(vec![edge]),
+                }
+                last_parallel = call.parallel;
             }
-            last_parallel = call.parallel;
+            up_to += endpoint.share;
+            endpoints.push(EndpointModel {
+                name: endpoint.name.map(str::to_string),
+                up_to,
+                runs,
+            });
         }
         services.push(ServiceModel {
             name: name.clone(),
@@ -257,7 +330,7 @@ pub(crate) fn build(
             queue: service.queue as usize,
             work,
             contention: nanos(service.contention),
-            runs,
+            endpoints,
             faults: Vec::new(),
         });
     }

@@ -90,12 +90,15 @@ pub struct ServiceStats {
     /// Share of its workers' time spent on own work over the run (until the last event):
     /// `work_s / (drained_at * instances * concurrency)`. Near 1 it cannot absorb a retry.
     pub utilization: f64,
+    /// Attempts per named endpoint (empty for a service without endpoints): how its requests
+    /// split between the kinds of request it serves.
+    pub endpoints: BTreeMap<String, u64>,
 }
 
 /// One call edge's figures.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CallStats {
-    /// The calling service.
+    /// The calling service; `SERVICE/ENDPOINT` for a call of a named endpoint.
     pub from: String,
     /// The service called.
     pub to: String,

@@ -13,8 +13,10 @@ impl Sim<'_> {
             return;
         };
         let (s, i, half_rtt) = (attempt.service, attempt.instance, attempt.half_rtt);
+        let endpoint = attempt.endpoint;
         let service = &self.model.services[s];
         self.tallies[s].attempts += 1;
+        self.tallies[s].endpoint_attempts[endpoint] += 1;
         self.timeline.attempt(s);
         let condition = service.condition(i, self.now);
         if condition.down || condition.blackhole {
@@ -51,6 +53,7 @@ impl Sim<'_> {
         let deadline = attempt.deadline;
         let job = self.jobs.insert(Job {
             service: s,
+            endpoint,
             instance: i,
             parent: key,
             deadline,

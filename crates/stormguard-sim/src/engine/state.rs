@@ -35,6 +35,8 @@ pub(crate) enum Caller {
 pub(crate) struct Attempt {
     pub(crate) caller: Caller,
     pub(crate) service: usize,
+    /// The callee's endpoint the request is for: a retry or hedge of a request is for the same.
+    pub(crate) endpoint: usize,
     pub(crate) instance: usize,
     pub(crate) half_rtt: u64,
     pub(crate) sent_at: u64,
@@ -51,6 +53,8 @@ pub(crate) struct Attempt {
 /// A request an instance accepted: queued, working, or waiting for its calls.
 pub(crate) struct Job {
     pub(crate) service: usize,
+    /// The endpoint whose calls it makes.
+    pub(crate) endpoint: usize,
     pub(crate) instance: usize,
     pub(crate) parent: Key,
     pub(crate) deadline: Option<u64>,
@@ -67,6 +71,9 @@ pub(crate) struct Job {
 pub(crate) struct CallRun {
     pub(crate) job: Key,
     pub(crate) edge: usize,
+    /// The callee's endpoint of the current repetition, drawn when it starts unless the edge
+    /// names one, so that its retries and hedges go to the same endpoint.
+    pub(crate) endpoint: usize,
     /// The calling instance's balancer for the edge (see [`Balancers::of`]).
     pub(crate) balancer: usize,
     pub(crate) reps_left: u32,
@@ -101,6 +108,8 @@ pub(crate) struct Tally {
     pub(crate) started: u64,
     pub(crate) queue_wait_ns: u128,
     pub(crate) max_queue: u64,
+    /// Attempts per endpoint, in the service's endpoint order.
+    pub(crate) endpoint_attempts: Vec<u64>,
 }
 
 pub(crate) struct Sim<'m> {
@@ -118,6 +127,9 @@ pub(crate) struct Sim<'m> {
     arrivals_rng: JitterRng,
     pub(crate) work_rng: JitterRng,
     pub(crate) policy_rng: JitterRng,
+    /// Which endpoint a request takes, apart from every other draw, so that a graph without
+    /// endpoints (which draws none) runs exactly as it did before they existed.
+    pub(crate) endpoint_rng: JitterRng,
     pub(crate) instances: Vec<Vec<InstanceState>>,
     /// Requests in flight (queued or holding a worker) per instance: the load users' choice of
     /// an entry instance compares. A caller's balancer compares its own attempts in flight.
@@ -143,7 +155,7 @@ impl<'m> Sim<'m> {
             .edges
             .iter()
             .map(|e| CallStats {
-                from: model.services[e.from].name.clone(),
+                from: model.caller_name(e),
                 to: model.services[e.to].name.clone(),
                 ..CallStats::default()
             })
@@ -158,6 +170,7 @@ impl<'m> Sim<'m> {
             arrivals_rng: seeded(seed),
             work_rng: seeded(seed ^ 0x9e37_79b9_7f4a_7c15),
             policy_rng: seeded(seed ^ 0xc2b2_ae3d_27d4_eb4f),
+            endpoint_rng: seeded(seed ^ 0x1656_67b1_9e37_79f9),
             instances: model
                 .services
                 .iter()
@@ -173,7 +186,14 @@ impl<'m> Sim<'m> {
             attempts: Slab::new(),
             jobs: Slab::new(),
             runs: Slab::new(),
-            tallies: model.services.iter().map(|_| Tally::default()).collect(),
+            tallies: model
+                .services
+                .iter()
+                .map(|s| Tally {
+                    endpoint_attempts: vec![0; s.endpoints.len()],
+                    ..Tally::default()
+                })
+                .collect(),
             calls,
             users: UserStats::default(),
             timeline: Timeline::new(model.services.len(), nanos(model.duration)),
@@ -242,12 +262,15 @@ impl<'m> Sim<'m> {
         self.users.requests += 1;
         self.timeline.user_arrived();
         let entry = self.model.entry;
+        let rng = &mut self.endpoint_rng;
+        let endpoint = self.model.services[entry].endpoint_for(|| rng.random::<f64>());
         // Users are behind no stormguard balancer and never retry: load alone picks.
         let instance = stormguard::instance::choose(&self.loads[entry], &[], &mut self.policy_rng)
             .expect("every service has an instance");
         let attempt = self.attempts.insert(Attempt {
             caller: Caller::User,
             service: entry,
+            endpoint,
             instance,
             half_rtt: 0,
             sent_at: self.now,
@@ -407,6 +430,12 @@ impl<'m> Sim<'m> {
                     instances: s.instances as u32,
                     concurrency: s.concurrency,
                     utilization: utilization(t.work_ns, drained_s, s.instances, s.concurrency),
+                    endpoints: s
+                        .endpoints
+                        .iter()
+                        .zip(&t.endpoint_attempts)
+                        .filter_map(|(e, &n)| Some((e.name.clone()?, n)))
+                        .collect(),
                 };
                 (s.name.clone(), stats)
             })

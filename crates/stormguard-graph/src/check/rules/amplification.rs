@@ -20,7 +20,8 @@ const NAMED: usize = 6;
 /// the rule stays linear in the graph, and a fix that hits the bound says there are more.
 const WALK: usize = 64;
 
-/// Every per-service amplification rule.
+/// Every per-service amplification rule: judged on a service as a whole, since its endpoints
+/// share its instances, and the load that overwhelms them is every endpoint's together.
 pub(super) fn on_service(model: &Model<'_>, s: usize, walker: &mut Walker, out: &mut Findings) {
     retry_amplification(model, s, walker, out);
 }
@@ -54,7 +55,7 @@ impl Named {
         for (k, &(s, i)) in calls.iter().enumerate() {
             out.push_str(separator(k, items));
             push_call_name(&mut out, model, s, i);
-            out.push_str(&detail(&model.services[s].calls[i]));
+            out.push_str(&detail(&model.nodes[s].calls[i]));
         }
         if self.more {
             out.push_str(separator(calls.len(), items));
@@ -96,21 +97,22 @@ pub(super) struct Walker {
 }
 
 impl Walker {
-    /// A walker for `model`'s services.
+    /// A walker for `model`'s nodes.
     pub(super) fn new(model: &Model<'_>) -> Walker {
         Walker {
-            seen_in: vec![0; model.services.len()],
+            seen_in: vec![0; model.nodes.len()],
             walk: 0,
             queue: Vec::new(),
         }
     }
 
-    /// The calls on paths from the entry to `s` for which `wanted(caller, index)` holds, found
-    /// breadth first up the callers from `s`, so the nearest first.
+    /// The calls on paths from the entry to service `svc` (any of its endpoints) for which
+    /// `wanted(caller, index)` holds, found breadth first up the callers from it, so the nearest
+    /// first.
     fn calls_above(
         &mut self,
         model: &Model<'_>,
-        s: usize,
+        svc: usize,
         wanted: impl Fn(usize, usize) -> bool,
     ) -> Named {
         self.walk += 1;
@@ -119,13 +121,20 @@ impl Walker {
             self.walk = 1;
         }
         self.queue.clear();
-        self.queue.push(s);
-        self.seen_in[s] = self.walk;
+        for s in model.service_nodes[svc].clone() {
+            self.queue.push(s);
+            self.seen_in[s] = self.walk;
+        }
         let mut calls = Vec::new();
         let mut next = 0;
         while let Some(&service) = self.queue.get(next) {
             next += 1;
             for &(caller, i) in &model.callers[service] {
+                // A call that reaches several endpoints of the service is found once per
+                // endpoint; it is one call to change.
+                if calls.contains(&(caller, i)) {
+                    continue;
+                }
                 if wanted(caller, i) {
                     calls.push((caller, i));
                     if calls.len() > NAMED {
@@ -160,15 +169,20 @@ impl Walker {
 /// the figure is all fan-out (`count`, and paths that meet), and so is the fix: fewer calls per
 /// request, or a `max_amplification` that allows the fan-out if it is meant.
 fn retry_amplification(model: &Model<'_>, s: usize, walker: &mut Walker, out: &mut Findings) {
-    if !model.reachable[s] {
+    if !model.service_nodes[s].clone().any(|n| model.reachable[n]) {
         return;
     }
-    let amplification = model.amplification[s];
+    let amplification = model.service_sum(s, &model.amplification);
     let limit = model.graph.check.max_amplification;
     if amplification <= limit {
         return;
     }
-    let (message, fix, edits) = if model.retry_layers[s] == 0 {
+    let retry_layers = model.service_nodes[s]
+        .clone()
+        .map(|n| model.retry_layers[n])
+        .max()
+        .unwrap_or(0);
+    let (message, fix, edits) = if retry_layers == 0 {
         // Batching calls is a change to the code, and raising the threshold the owner's choice.
         let (message, fix) = fan_out_only(model, s, walker, amplification, limit);
         (message, fix, Vec::new())
@@ -205,7 +219,7 @@ fn fan_out_only(
 ) -> (String, String) {
     let name = &model.services[s].name;
     let entry = &model.graph.entry.service;
-    let counted = walker.calls_above(model, s, |u, i| model.services[u].calls[i].count > 1);
+    let counted = walker.calls_above(model, s, |u, i| model.nodes[u].calls[i].count > 1);
     let rest = format!("calls with a count above {name}");
     let none_counted = counted.calls.is_empty() && !counted.more;
     let cause = if none_counted {
@@ -245,8 +259,8 @@ fn retried(
     limit: f64,
 ) -> (String, String, Vec<Edit>) {
     let name = &model.services[s].name;
-    let call = |u: usize, i: usize| &model.services[u].calls[i];
-    let sustained = model.sustained[s];
+    let call = |u: usize, i: usize| &model.nodes[u].calls[i];
+    let sustained = model.service_sum(s, &model.sustained);
     let with_budgets = if sustained < amplification {
         format!(
             "; {} sustained while the retry budgets hold, but a budget does not lower this worst \
@@ -264,8 +278,8 @@ fn retried(
         model.graph.entry.service,
         num_text(limit)
     );
-    let one_layer = model.one_layer_amplification[s];
-    let fan_out = model.fan_out[s];
+    let one_layer = model.service_sum(s, &model.one_layer_amplification);
+    let fan_out = model.service_sum(s, &model.fan_out);
     let mut edits = Vec::new();
     let fix = if one_layer <= limit {
         let layered = walker.calls_above(model, s, |u, i| {

@@ -11,7 +11,7 @@ use super::fit;
 use super::timeouts::{latency_floor, suggested_timeout};
 use super::{call_name, ceil_ms, duration_value, listed, ms_text, CallAt, Findings, Said};
 use crate::check::figure::Figure;
-use crate::check::figures::{ms, Model};
+use crate::check::figures::{ms, Model, Target};
 use crate::report::Severity;
 
 /// Every per-call deadline rule.
@@ -19,8 +19,8 @@ pub(super) fn on_call(at: &CallAt<'_, '_>, out: &mut Findings) {
     timeout_inversion(at, out);
 }
 
-/// Every per-service deadline rule.
-pub(super) fn on_service(model: &Model<'_>, s: usize, out: &mut Findings) {
+/// Every deadline rule on a node (a service without endpoints, or one endpoint).
+pub(super) fn on_node(model: &Model<'_>, s: usize, out: &mut Findings) {
     entry_budget(model, s, out);
 }
 
@@ -42,7 +42,7 @@ fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
     let (Some(timeout), Some(callee)) = (at.call.timeout, at.callee) else {
         return;
     };
-    let worst = at.model.worst_case_ms[callee];
+    let worst = at.model.target_worst_ms(callee);
     if at.closes_cycle() || worst <= ms(timeout) {
         return;
     }
@@ -53,7 +53,9 @@ fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
         "timeout = {covering_value} on {}, which covers {to}'s worst case",
         at.edge()
     );
-    let has_calls = (0..model.services[callee].calls.len()).any(|i| !model.in_cycle[callee][i]);
+    let has_calls = callee
+        .nodes()
+        .any(|c| (0..model.nodes[c].calls.len()).any(|i| !model.in_cycle[c][i]));
     let cut = format!(
         "cut the timeouts or attempts of {to}'s calls until its worst case is under {}",
         format(timeout)
@@ -81,28 +83,22 @@ fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
             Vec::new(),
         )
     } else {
-        let still = if model.retries_below[callee] {
+        let still = if callee.nodes().any(|c| model.retries_below[c]) {
             "still works and retries"
         } else {
             "still works"
         };
-        let groups = fit::costly_groups(model, callee);
-        let viable = |i: usize, t: Duration| t >= latency_floor(model, callee, i);
-        let fitted = fit::within(model, callee, &groups, ms(timeout), viable);
-        let (fix, edits) = match fitted {
-            Some(fit) => {
-                let settings = fit.settings(model, callee);
-                (
-                    format!(
-                        "{}: {to} then works at most {}, within the {} {from} waits; or \
-                         {covering}; or {propagate}",
-                        listed(&settings),
-                        ms_text(fit.worst_ms),
-                        format(timeout)
-                    ),
-                    fit.edits(model, callee),
-                )
-            }
+        let (fix, edits) = match fit_endpoints(model, callee, ms(timeout)) {
+            Some((settings, edits, worst_ms)) => (
+                format!(
+                    "{}: {to} then works at most {}, within the {} {from} waits; or \
+                     {covering}; or {propagate}",
+                    listed(&settings),
+                    ms_text(worst_ms),
+                    format(timeout)
+                ),
+                edits,
+            ),
             None if has_calls => (
                 format!("{covering}; or {cut}; or {propagate}"),
                 vec![at.set("timeout", &covering_value)],
@@ -136,9 +132,37 @@ fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
     );
 }
 
+/// The timeouts that bring each endpoint `callee` reaches within `budget_ms` by cutting its own
+/// calls (none below their callee's latency floor): the settings a fix names, their edits, and
+/// the worst case they leave. `None` when one of those endpoints cannot be fitted.
+fn fit_endpoints(
+    model: &Model<'_>,
+    callee: Target,
+    budget_ms: f64,
+) -> Option<(Vec<String>, Vec<crate::report::Edit>, f64)> {
+    let mut settings = Vec::new();
+    let mut edits = Vec::new();
+    let mut worst_ms: f64 = 0.0;
+    for c in callee.nodes() {
+        if model.worst_case_ms[c] <= budget_ms {
+            worst_ms = worst_ms.max(model.worst_case_ms[c]);
+            continue;
+        }
+        let groups = fit::costly_groups(model, c);
+        let viable = |i: usize, t: Duration| t >= latency_floor(model, c, i);
+        let fit = fit::within(model, c, &groups, budget_ms, viable)?;
+        settings.extend(fit.settings(model, c));
+        edits.extend(fit.edits(model, c));
+        worst_ms = worst_ms.max(fit.worst_ms);
+    }
+    Some((settings, edits, worst_ms))
+}
+
 /// `entry-budget` (error): the entry's worst case exceeds `entry.timeout`, so users give up (and
 /// often retry) while the graph still works for them. Calls that close a cycle add nothing to
-/// the worst case, so they are never named.
+/// the worst case, so they are never named. Judged on each endpoint of an entry that has them,
+/// since a user's request takes one: a slow checkout is reported as `gateway/checkout`, and its
+/// fix cuts checkout's calls, not browse's.
 ///
 /// The fix names timeouts: for the costliest call, or parallel run of calls, that can absorb the
 /// whole excess alone, the timeout each of its calls needs (given its count, attempts, connect
@@ -146,7 +170,7 @@ fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
 /// below 1 ms) and checked against the model's own sum, so setting it stops the rule. When no one call or run can, it says how much to cut in total and where the
 /// time goes.
 fn entry_budget(model: &Model<'_>, s: usize, out: &mut Findings) {
-    if model.entry != Some(s) {
+    if !model.entry_nodes().contains(&s) {
         return;
     }
     let budget = model.graph.entry.timeout;
@@ -154,7 +178,7 @@ fn entry_budget(model: &Model<'_>, s: usize, out: &mut Findings) {
     if worst <= ms(budget) {
         return;
     }
-    let name = &model.services[s].name;
+    let name = &model.nodes[s].name;
     let excess = worst - ms(budget);
     let groups = fit::costly_groups(model, s);
     let (fix, edits) = match fit::within(model, s, &groups, ms(budget), |_, _| true) {
@@ -173,7 +197,7 @@ fn entry_budget(model: &Model<'_>, s: usize, out: &mut Findings) {
         // Raising what users wait is the owner's choice, not a setting to write for them.
         None => (spread_fix(model, s, &groups, excess), Vec::new()),
     };
-    out.on_service(
+    out.on_node(
         model,
         s,
         Said {
@@ -197,7 +221,7 @@ fn entry_budget(model: &Model<'_>, s: usize, out: &mut Findings) {
 /// The fix when no one call or run can absorb the excess: the total to cut and the costliest
 /// places, or, when the service's own work alone is over the budget, that.
 fn spread_fix(model: &Model<'_>, s: usize, groups: &[(Vec<usize>, f64)], excess: f64) -> String {
-    let name = &model.services[s].name;
+    let name = &model.nodes[s].name;
     let budget = model.graph.entry.timeout;
     let raise = format!(
         "entry.timeout = \"{}\"",

@@ -10,7 +10,7 @@ use crate::check::figures::{backoff_ms, ms, Model};
 use crate::model::Call;
 use crate::report::Edit;
 
-/// Service `s`'s calls as they run (see [`Model::groups`]), each with its cost, costliest first;
+/// Node `s`'s calls as they run (see [`Model::groups`]), each with its cost, costliest first;
 /// of two that cost the same, the earlier in the file first (a stable sort).
 pub(super) fn costly_groups(model: &Model<'_>, s: usize) -> Vec<(Vec<usize>, f64)> {
     let mut groups: Vec<(Vec<usize>, f64)> = model
@@ -153,7 +153,7 @@ fn cuts_to(
     group
         .iter()
         .filter(|&&i| model.call_cost_ms(s, i) > target)
-        .map(|&i| Some((i, timeout_within(&model.services[s].calls[i], target)?)))
+        .map(|&i| Some((i, timeout_within(&model.nodes[s].calls[i], target)?)))
         .collect()
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use stormguard::duration::format;
 
 use super::figure::Figure;
-use super::figures::Model;
+use super::figures::{Model, Target};
 use crate::model::{Call, CheckConfig};
 use crate::report::{Edit, Finding, Severity};
 
@@ -21,20 +21,23 @@ mod retries;
 mod shape;
 mod timeouts;
 
-/// Runs every rule over `model`; findings ordered by service name, then call index (a service's
-/// own findings before its calls'), then severity (errors first), then rule id.
+/// Runs every rule over `model`; findings ordered by service name, then endpoint, then call
+/// index (a service's own findings before its calls'), then severity (errors first), then rule
+/// id.
 pub(super) fn run(model: &Model<'_>) -> Vec<Finding> {
     let mut out = Findings::default();
     let mut walker = amplification::Walker::new(model);
-    for s in 0..model.services.len() {
-        for i in 0..model.services[s].calls.len() {
-            let at = CallAt::new(model, s, i);
-            timeouts::on_call(&at, &mut out);
-            deadlines::on_call(&at, &mut out);
-            retries::on_call(&at, &mut out);
+    for svc in 0..model.services.len() {
+        for s in model.service_nodes[svc].clone() {
+            for i in 0..model.nodes[s].calls.len() {
+                let at = CallAt::new(model, s, i);
+                timeouts::on_call(&at, &mut out);
+                deadlines::on_call(&at, &mut out);
+                retries::on_call(&at, &mut out);
+            }
+            deadlines::on_node(model, s, &mut out);
         }
-        deadlines::on_service(model, s, &mut out);
-        amplification::on_service(model, s, &mut walker, &mut out);
+        amplification::on_service(model, svc, &mut walker, &mut out);
     }
     timeouts::on_graph(model, &mut out);
     shape::on_graph(model, &mut out);
@@ -45,14 +48,14 @@ pub(super) fn run(model: &Model<'_>) -> Vec<Finding> {
 pub(super) struct CallAt<'m, 'g> {
     /// The model.
     pub model: &'m Model<'g>,
-    /// The calling service's index.
+    /// The calling node's index.
     pub service: usize,
-    /// The call's index among its service's calls.
+    /// The call's index among its node's calls.
     pub index: usize,
     /// The call.
     pub call: &'g Call,
-    /// The called service's index, if it is in the graph.
-    pub callee: Option<usize>,
+    /// Where it goes, if the called service is in the graph.
+    pub callee: Option<Target>,
 }
 
 impl<'m, 'g> CallAt<'m, 'g> {
@@ -61,7 +64,7 @@ impl<'m, 'g> CallAt<'m, 'g> {
             model,
             service,
             index,
-            call: &model.services[service].calls[index],
+            call: &model.nodes[service].calls[index],
             callee: model.callee[service][index],
         }
     }
@@ -71,9 +74,14 @@ impl<'m, 'g> CallAt<'m, 'g> {
         &self.model.graph.check
     }
 
-    /// The caller's name.
-    pub fn from(&self) -> &'g str {
-        &self.model.services[self.service].name
+    /// The caller's name (`gateway`, or `gateway/checkout` for an endpoint's call).
+    pub fn from(&self) -> &'m str {
+        &self.model.nodes[self.service].name
+    }
+
+    /// The called service's own settings (instances, latency), if it is in the graph.
+    pub fn callee_service(&self) -> Option<&'g crate::model::Service> {
+        self.callee.map(|t| self.model.services[t.service])
     }
 
     /// `from -> to`, as messages name a call.
@@ -86,6 +94,18 @@ impl<'m, 'g> CallAt<'m, 'g> {
         set(self.model, self.service, self.index, key, value)
     }
 
+    /// An edit removing `key` from this call.
+    pub fn remove(&self, key: &'static str) -> Edit {
+        let node = &self.model.nodes[self.service];
+        Edit::remove(
+            &self.model.services[node.service].name,
+            &self.call.to,
+            self.index,
+            key,
+        )
+        .in_endpoint(node.endpoint)
+    }
+
     /// Whether the call closes a cycle: then `call-cycle` says what is wrong, and the rules that
     /// weigh it against its callee's figures, which leave it out, stay silent.
     pub fn closes_cycle(&self) -> bool {
@@ -93,9 +113,10 @@ impl<'m, 'g> CallAt<'m, 'g> {
     }
 }
 
-/// Call `i` of service `s` as messages name it: `from -> to`, with the call's number among
-/// the caller's calls (`from -> to (call 2)`) when the caller calls `to` more than once, so
-/// that a fix never leaves the reader to guess which one.
+/// Call `i` of node `s` as messages name it: `from -> to`, with the caller's endpoint
+/// (`gateway/checkout -> orders`) and the callee's when the call names one (`-> orders/place`),
+/// and the call's number among the caller's calls (`from -> to (call 2)`) when the caller calls
+/// `to` more than once, so that a fix never leaves the reader to guess which one.
 pub(super) fn call_name(model: &Model<'_>, s: usize, i: usize) -> String {
     let mut name = String::new();
     push_call_name(&mut name, model, s, i);
@@ -105,26 +126,26 @@ pub(super) fn call_name(model: &Model<'_>, s: usize, i: usize) -> String {
 /// [`call_name`], appended to `out`: the amplification rule names many calls per finding, in
 /// graphs with a finding per service, so it writes them without a string each.
 pub(super) fn push_call_name(out: &mut String, model: &Model<'_>, s: usize, i: usize) {
-    let service = model.services[s];
-    let to = &service.calls[i].to;
-    out.push_str(&service.name);
+    let node = &model.nodes[s];
+    let call = &node.calls[i];
+    let to = &call.to;
+    out.push_str(&node.name);
     out.push_str(" -> ");
     out.push_str(to);
-    if service
-        .calls
-        .iter()
-        .filter(|c| &c.to == to)
-        .nth(1)
-        .is_some()
-    {
+    if let Some(endpoint) = &call.endpoint {
+        out.push('/');
+        out.push_str(endpoint);
+    }
+    if node.calls.iter().filter(|c| &c.to == to).nth(1).is_some() {
         let _ = write!(out, " (call {})", i + 1);
     }
 }
 
-/// An edit setting `key` of call `i` of service `s` to the TOML text `value`.
+/// An edit setting `key` of call `i` of node `s` to the TOML text `value`.
 pub(super) fn set(model: &Model<'_>, s: usize, i: usize, key: &'static str, value: &str) -> Edit {
-    let service = model.services[s];
-    Edit::set(&service.name, &service.calls[i].to, i, key, value)
+    let node = &model.nodes[s];
+    let service = model.services[node.service];
+    Edit::set(&service.name, &node.calls[i].to, i, key, value).in_endpoint(node.endpoint)
 }
 
 /// A duration as a TOML value: `"250ms"`.
@@ -173,9 +194,9 @@ impl Findings {
         self.on_call_of(at.model, at.service, at.index, said);
     }
 
-    /// A finding on call `index` of service `service`.
+    /// A finding on call `index` of node `service`.
     pub fn on_call_of(&mut self, model: &Model<'_>, service: usize, index: usize, said: Said) {
-        let from = model.services[service];
+        let from = &model.nodes[service];
         let call = &from.calls[index];
         let key = (service, Some(index), Reverse(said.severity), said.rule);
         self.items.push((
@@ -196,10 +217,21 @@ impl Findings {
         ));
     }
 
-    /// A finding on a service.
+    /// A finding on a node: a service without endpoints, or one endpoint of one.
+    pub fn on_node(&mut self, model: &Model<'_>, node: usize, said: Said) {
+        let place = &model.nodes[node];
+        self.on_place(node, place.name.clone(), place.span, said);
+    }
+
+    /// A finding on a service as a whole, every endpoint of it.
     pub fn on_service(&mut self, model: &Model<'_>, service: usize, said: Said) {
         let svc = model.services[service];
-        let key = (service, None, Reverse(said.severity), said.rule);
+        let first = model.service_nodes[service].start;
+        self.on_place(first, svc.name.clone(), svc.span, said);
+    }
+
+    fn on_place(&mut self, node: usize, name: String, span: crate::model::Span, said: Said) {
+        let key = (node, None, Reverse(said.severity), said.rule);
         self.items.push((
             key,
             Finding {
@@ -207,12 +239,12 @@ impl Findings {
                 severity: said.severity,
                 from: None,
                 to: None,
-                service: Some(svc.name.clone()),
+                service: Some(name),
                 message: said.message,
                 fix: said.fix,
                 value: said.value.map(Figure::reported),
                 limit: said.limit.map(Figure::reported),
-                span: Some(svc.span),
+                span: Some(span),
                 edits: said.edits,
             },
         ));

@@ -7,7 +7,7 @@ use stormguard::backoff::Backoff;
 use super::{CallAt, Findings, Said, BUDGET_VALUE};
 use crate::check::figure::Figure;
 use crate::check::figures::{attempts, retries};
-use crate::report::{Edit, Severity};
+use crate::report::Severity;
 
 /// Every per-call retry and hedge rule.
 pub(super) fn on_call(at: &CallAt<'_, '_>, out: &mut Findings) {
@@ -212,7 +212,7 @@ fn non_idempotent_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
         edits.push(at.set("max_attempts", "1"));
     }
     if hedged {
-        edits.push(Edit::remove(at.from(), &at.call.to, at.index, "hedge"));
+        edits.push(at.remove("hedge"));
     }
     out.on_call(
         at,
@@ -237,10 +237,10 @@ fn non_idempotent_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
 /// `single-instance-retry` (warning): the call retries to a service with one instance, so the
 /// retry goes to the instance that just failed.
 fn single_instance_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
-    let Some(callee) = at.callee else {
+    let Some(callee) = at.callee_service() else {
         return;
     };
-    let instances = at.model.services[callee].instances;
+    let instances = callee.instances;
     if !retries(at.call) || instances > 1 {
         return;
     }

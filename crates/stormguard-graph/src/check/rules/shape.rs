@@ -17,7 +17,7 @@ pub(super) fn on_graph(model: &Model<'_>, out: &mut Findings) {
 /// them.
 fn call_cycle(model: &Model<'_>, out: &mut Findings) {
     for cycle in &model.cycles {
-        let name = |s: usize| model.services[s].name.as_str();
+        let name = |s: usize| model.nodes[s].name.as_str();
         let mut names: Vec<&str> = cycle.path.iter().map(|&s| name(s)).collect();
         if cycle.len > cycle.path.len() {
             names.insert(cycle.path.len() / 2, "...");

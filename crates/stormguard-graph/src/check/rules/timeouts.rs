@@ -8,7 +8,7 @@ use stormguard::duration::format;
 
 use super::{ceil_ms, duration_value, ms_text, percent_text, set, CallAt, Findings, Said};
 use crate::check::figure::Figure;
-use crate::check::figures::{ms, Model};
+use crate::check::figures::{ms, Model, Target};
 use crate::report::Severity;
 
 /// Every per-call timeout rule.
@@ -34,8 +34,8 @@ fn missing_timeout(at: &CallAt<'_, '_>, out: &mut Findings) {
         return;
     }
     let (fix, edits) = match at.callee {
-        Some(c) => {
-            let value = duration_value(suggested_timeout(at, c));
+        Some(callee) => {
+            let value = duration_value(suggested_timeout(at, callee));
             (
                 format!("timeout = {value}"),
                 vec![at.set("timeout", &value)],
@@ -48,7 +48,7 @@ fn missing_timeout(at: &CallAt<'_, '_>, out: &mut Findings) {
     };
     let waits = at.callee.map_or_else(
         || "unbounded".to_string(),
-        |c| ms_text(at.model.worst_case_ms[c]),
+        |callee| ms_text(at.model.target_worst_ms(callee)),
     );
     out.on_call(
         at,
@@ -70,22 +70,23 @@ fn missing_timeout(at: &CallAt<'_, '_>, out: &mut Findings) {
     );
 }
 
-/// The timeout a fix recommends for a call to `callee`: at least the callee's worst case (so the
-/// caller never gives up on work still running) and its latency at `1 - false_timeout_rate`
-/// plus the round trip (so good calls are not cut), rounded up to a whole ms.
-pub(super) fn suggested_timeout(at: &CallAt<'_, '_>, callee: usize) -> Duration {
-    let worst = at.model.worst_case_ms[callee];
+/// The timeout a fix recommends for a call to `callee`: at least the callee's worst case (the
+/// worst of the endpoints it reaches, so the caller never gives up on work still running) and its
+/// latency at `1 - false_timeout_rate` plus the round trip (so good calls are not cut), rounded
+/// up to a whole ms.
+pub(super) fn suggested_timeout(at: &CallAt<'_, '_>, callee: Target) -> Duration {
+    let worst = at.model.target_worst_ms(callee);
     let tail = latency_quantile_ms(at, callee).map_or(0.0, |q| q + ms(at.call.rtt));
     ceil_ms(worst.max(tail))
 }
 
-/// The shortest timeout call `i` of service `s` can have without `timeout-below-latency`: its
+/// The shortest timeout call `i` of node `s` can have without `timeout-below-latency`: its
 /// callee's own latency at `1 - false_timeout_rate` plus the round trip, rounded up to a whole
 /// ms; zero when the callee is not in the graph or its latency cannot be fitted. A fix that cuts
 /// timeouts keeps above it, so that it never trades one finding for another.
 pub(super) fn latency_floor(model: &Model<'_>, s: usize, i: usize) -> Duration {
-    let call = &model.services[s].calls[i];
-    let Some(fit) = model.callee[s][i].and_then(|c| model.fits[c]) else {
+    let call = &model.nodes[s].calls[i];
+    let Some(fit) = model.callee[s][i].and_then(|c| model.fits[c.service]) else {
         return Duration::ZERO;
     };
     let quantile = fit.quantile(1.0 - model.graph.check.false_timeout_rate);
@@ -93,8 +94,8 @@ pub(super) fn latency_floor(model: &Model<'_>, s: usize, i: usize) -> Duration {
 }
 
 /// The callee's own latency at `1 - false_timeout_rate`, in ms.
-fn latency_quantile_ms(at: &CallAt<'_, '_>, callee: usize) -> Option<f64> {
-    let fit = at.model.fits[callee]?;
+fn latency_quantile_ms(at: &CallAt<'_, '_>, callee: Target) -> Option<f64> {
+    let fit = at.model.fits[callee.service]?;
     Some(ms(fit.quantile(1.0 - at.config().false_timeout_rate)))
 }
 
@@ -248,7 +249,7 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
     let (Some(timeout), Some(callee)) = (at.call.timeout, at.callee) else {
         return;
     };
-    let Some(fit) = at.model.fits[callee] else {
+    let Some(fit) = at.model.fits[callee.service] else {
         return;
     };
     if at.closes_cycle() {
@@ -260,7 +261,7 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
     if rate <= allowed {
         return;
     }
-    let latency = at.model.services[callee].latency;
+    let latency = at.model.services[callee.service].latency;
     let fixed = duration_value(latency_floor(at.model, at.service, at.index));
     out.on_call(
         at,
@@ -305,8 +306,8 @@ const DEPTHS_SPELLED: usize = 4;
 /// offered: it does not change the values this rule weighs.
 fn same_timeout_everywhere(model: &Model<'_>, out: &mut Findings) {
     let mut by_timeout: BTreeMap<Duration, Vec<(usize, usize)>> = BTreeMap::new();
-    for s in (0..model.services.len()).filter(|&s| model.reachable[s]) {
-        for (i, call) in model.services[s].calls.iter().enumerate() {
+    for s in (0..model.nodes.len()).filter(|&s| model.reachable[s]) {
+        for (i, call) in model.nodes[s].calls.iter().enumerate() {
             if let Some(timeout) = call.timeout {
                 by_timeout.entry(timeout).or_default().push((s, i));
             }

@@ -7,12 +7,13 @@ use stormguard::backoff::Backoff;
 
 use super::check;
 use crate::model::{
-    Call, CheckConfig, Entry, Graph, Idempotent, Latency, LimiterSpec, Service, Span,
+    Call, CheckConfig, Endpoint, Entry, Graph, Idempotent, Latency, LimiterSpec, Service, Span,
 };
 use crate::report::{Finding, Report};
 
 mod amplification;
 mod docs;
+mod endpoints;
 mod examples;
 mod figures;
 mod retries;
@@ -62,6 +63,7 @@ impl Builder {
                 latency: Latency::default(),
                 contention: Duration::ZERO,
                 calls: Vec::new(),
+                endpoints: Vec::new(),
                 span: Span { line, column: 1 },
             })
     }
@@ -83,9 +85,41 @@ impl Builder {
     /// Adds a call from `from` to `to` with the file's defaults, then `set` applied; both
     /// services are added if new.
     pub fn call(mut self, from: &str, to: &str, set: impl FnOnce(&mut Call)) -> Builder {
+        let call = self.new_call(to, set);
+        self.service_mut(from).calls.push(call);
+        self
+    }
+
+    /// Adds a call to `to` to endpoint `endpoint` of `from`, as [`Builder::call`] does; the
+    /// endpoint is added with `weight` if new.
+    pub fn endpoint_call(
+        mut self,
+        (from, endpoint, weight): (&str, &str, f64),
+        to: &str,
+        set: impl FnOnce(&mut Call),
+    ) -> Builder {
+        let call = self.new_call(to, set);
+        let service = self.service_mut(from);
+        let line = service.span.line * 100 + service.endpoints.len();
+        if service.endpoint(endpoint).is_none() {
+            service.endpoints.push(Endpoint {
+                name: endpoint.to_string(),
+                weight,
+                calls: Vec::new(),
+                span: Span { line, column: 1 },
+            });
+        }
+        let endpoints = &mut service.endpoints;
+        let at = endpoints.iter().position(|e| e.name == endpoint).unwrap();
+        endpoints[at].calls.push(call);
+        self
+    }
+
+    fn new_call(&mut self, to: &str, set: impl FnOnce(&mut Call)) -> Call {
         self.service_mut(to);
         let mut call = Call {
             to: to.to_string(),
+            endpoint: None,
             timeout: None,
             request_timeout: None,
             connect_timeout: None,
@@ -104,8 +138,7 @@ impl Builder {
             span: Span::default(),
         };
         set(&mut call);
-        self.service_mut(from).calls.push(call);
-        self
+        call
     }
 
     /// Changes the entry.

@@ -70,6 +70,7 @@ fn infos_are_not_red_and_red_edges_are_counted_in_file_order() {
         summary: summary_of(&findings),
         findings,
         services: BTreeMap::new(),
+        endpoints: BTreeMap::new(),
     };
     let out = mermaid(&graph, &report);
     let edges: Vec<&str> = out.lines().filter(|l| l.contains("-->")).collect();
@@ -142,6 +143,7 @@ fn ids_are_safe_and_unique_while_labels_keep_the_names() {
         summary: summary_of(&findings),
         findings,
         services: BTreeMap::new(),
+        endpoints: BTreeMap::new(),
     };
     let out = mermaid(&graph, &report);
     let nodes: Vec<&str> = out.lines().skip(1).take(6).collect();

@@ -21,6 +21,7 @@ fn ms(n: u64) -> Duration {
 pub(super) fn call(to: &str, timeout: Option<Duration>, max_attempts: u32, line: usize) -> Call {
     Call {
         to: to.to_string(),
+        endpoint: None,
         timeout,
         request_timeout: None,
         connect_timeout: Some(ms(30)),
@@ -49,6 +50,7 @@ pub(super) fn service(name: &str, calls: Vec<Call>, line: usize) -> Service {
         latency: Latency::default(),
         contention: Duration::ZERO,
         calls,
+        endpoints: Vec::new(),
         span: Span { line, column: 1 },
     }
 }
@@ -188,5 +190,6 @@ pub(super) fn three_services_report() -> Report {
         ]
         .into_iter()
         .collect(),
+        endpoints: Default::default(),
     }
 }

@@ -97,6 +97,7 @@ fn findings_group_under_their_service_in_first_seen_order_and_graph_findings_las
         summary: summary_of(&findings),
         findings,
         services: BTreeMap::new(),
+        endpoints: BTreeMap::new(),
     };
     let out = text(&graph, &report, false);
     let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with("    ")).collect();

@@ -13,7 +13,7 @@
 //! one attempt, who wins, what is cancelled and what a late answer counts as. The hedge layer
 //! and the simulator both run that race, so they cannot disagree on its rules.
 
-mod race;
+pub mod race;
 
 pub use race::{CopyAnswer, HedgeRace, Leg, Loser, RaceStart, Step, Won};
 

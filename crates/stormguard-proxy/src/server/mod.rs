@@ -242,8 +242,10 @@ async fn connection(
         Ok(Ok(at)) => at,
         Ok(Err(_)) | Err(_) => return,
     };
-    let sniffed =
-        tokio::time::timeout_at(first_byte + builders.header_read_timeout, sniff(&stream));
+    let sniffed = tokio::time::timeout_at(
+        crate::timer::later(first_byte, builders.header_read_timeout),
+        sniff(&stream),
+    );
     let http2 = match sniffed.await {
         Ok(Ok(http2)) => http2,
         // Closed, failed, or too slow to say even which protocol it speaks.

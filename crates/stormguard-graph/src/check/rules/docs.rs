@@ -231,7 +231,8 @@ pub const RULES: &[RuleDoc] = &[
         severity: Severity::Warning,
         summary: "Retries without backoff hit a struggling service at once.",
         computes: "Fires on a call that retries (max_attempts above 1) with a backoff that never \
-                   waits: none, or one whose every delay is zero, such as constant(0s).",
+                   waits: none, or one built in code whose every delay is zero (a file's \
+                   backoff text writes no wait as none).",
         thresholds: &[],
         why: "Each retry arrives at once, while the callee is still failing, adding load when it \
               can least take it.",

@@ -358,37 +358,36 @@ pub const COUNT: ValueRange = ValueRange {
     keys: &[at("[[services.NAME.calls]]", "count")],
 };
 
-/// Why `sim`'s state per instance bounds a service's size.
-const FLEET: &str = "the simulator keeps state per instance and worker; model a larger fleet as \
-                     fewer, larger instances";
-
 /// A service's instances.
 pub const INSTANCES: ValueRange = ValueRange {
     subject: "a service's instances",
-    bounds: Bounds::Whole(1, 10_000),
+    bounds: Bounds::Whole(1, 1000),
     below: "a service with no instance serves nothing",
-    above: FLEET,
+    above: "the simulator keeps a balancer per calling instance over every instance called, a \
+            million per call at a thousand each; model a larger fleet as fewer, larger instances",
     keys: &[
         at("[services.NAME]", "instances"),
         at("[[scenarios.NAME.faults]]", "instances"),
     ],
 };
 
-/// The requests one instance works on at once.
+/// The requests one instance works on at once (`sim` keeps a count, not a worker, so a large
+/// one costs nothing).
 pub const CONCURRENCY: ValueRange = ValueRange {
     subject: "an instance's concurrency",
-    bounds: Bounds::Whole(1, 10_000),
+    bounds: Bounds::Whole(1, 100_000),
     below: "an instance that works on no request serves nothing",
-    above: FLEET,
+    above: "no instance works on more requests at once; 100000 already says \"no limit\"",
     keys: &[at("[services.NAME]", "concurrency")],
 };
 
 /// The requests waiting per instance.
 pub const QUEUE: ValueRange = ValueRange {
     subject: "a queue",
-    bounds: Bounds::Whole(0, 100_000),
+    bounds: Bounds::Whole(0, 1_000_000),
     below: "a queue is never negative",
-    above: "over 100000 requests waiting on one instance is a backlog no caller waits for",
+    above: "over a million requests waiting on one instance is a backlog no caller waits for; \
+            1000000 already says \"no limit\"",
     keys: &[at("[services.NAME]", "queue")],
 };
 
@@ -666,7 +665,7 @@ mod tests {
     #[test]
     fn ranges_read_as_the_reference_writes_them() {
         assert_eq!(TIMEOUT.bounds.to_string(), "1ms to 1h");
-        assert_eq!(QUEUE.bounds.to_string(), "0 to 100000");
+        assert_eq!(QUEUE.bounds.to_string(), "0 to 1000000");
         assert_eq!(SHARE.bounds.to_string(), "0 to 1");
         assert_eq!(SLOWDOWN.bounds.to_string(), "above 0, at most 1000");
         assert_eq!(FALSE_TIMEOUT_RATE.bounds.to_string(), "above 0, below 1");

@@ -284,7 +284,7 @@ fn wrong_types_say_what_was_expected() {
         5,
         13,
         "services.web.instances",
-        &["expected a whole number from 1 to 10000"],
+        &["expected a whole number from 1 to 1000"],
     );
     assert_error(
         &format!("{CALL}idempotent = \"yes\"\n"),

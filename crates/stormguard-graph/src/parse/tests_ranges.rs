@@ -52,14 +52,14 @@ fn counts_that_cannot_be_zero() {
         5,
         13,
         "services.web.instances",
-        &["serves nothing", "a service's instances is 1 to 10000"],
+        &["serves nothing", "a service's instances is 1 to 1000"],
     );
     assert_error(
         &format!("{SERVICE}concurrency = 0\n"),
         5,
         15,
         "services.web.concurrency",
-        &["an instance's concurrency is 1 to 10000"],
+        &["an instance's concurrency is 1 to 100000"],
     );
     assert_error(
         &format!("{CALL}token_bucket = {{ capacity = 0 }}\n"),
@@ -88,7 +88,7 @@ fn whole_numbers_out_of_range_say_the_range_valid_for_the_key() {
         5,
         15,
         "services.web.concurrency",
-        &["from 1 to 10000"],
+        &["from 1 to 100000"],
     );
     assert_error(
         &format!("{CALL}token_bucket = {{ capacity = -3 }}\n"),
@@ -103,7 +103,7 @@ fn whole_numbers_out_of_range_say_the_range_valid_for_the_key() {
         5,
         9,
         "services.web.queue",
-        &["expected a whole number from 0 to 100000"],
+        &["expected a whole number from 0 to 1000000"],
     );
     assert_error(
         &format!("{CALL}token_bucket = {{ capacity = 10, retry_cost = -1 }}\n"),
@@ -125,11 +125,11 @@ fn whole_numbers_out_of_range_say_the_range_valid_for_the_key() {
         ],
     );
     assert_error(
-        &format!("{SERVICE}queue = 100001\n"),
+        &format!("{SERVICE}queue = 1000001\n"),
         5,
         9,
         "services.web.queue",
-        &["100001 is out of range", "a queue is 0 to 100000"],
+        &["1000001 is out of range", "a queue is 0 to 1000000"],
     );
     assert_error(
         &format!("{CALL}retry_budget = {{ min_per_sec = 10001 }}\n"),
@@ -386,7 +386,7 @@ fn fault_values_out_of_range() {
         11,
         13,
         "scenarios.s.faults[0].instances",
-        &["0 is out of range", "1 to 10000"],
+        &["0 is out of range", "1 to 1000"],
     );
     assert_error(
         &fault("instances = 3"),

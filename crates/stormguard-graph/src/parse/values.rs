@@ -46,7 +46,7 @@ use crate::model::Span;
 /// assert_eq!(
 ///     error.to_string(),
 ///     "s.toml:1:11: `workers`: 0 is out of range: an instance that works on no request serves \
-///      nothing; an instance's concurrency is 1 to 10000"
+///      nothing; an instance's concurrency is 1 to 100000"
 /// );
 /// ```
 pub struct ValueReader<'a> {

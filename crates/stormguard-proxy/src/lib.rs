@@ -44,3 +44,5 @@ pub use answer::{ATTEMPTS_HEADER, REASON_HEADER};
 pub use fault::{ABORT_HEADER as FAULT_ABORT_HEADER, DELAY_HEADER as FAULT_DELAY_HEADER};
 pub use proxy::{BuildError, Proxy};
 pub use server::serve;
+#[doc(hidden)]
+pub use server::serve_connection;

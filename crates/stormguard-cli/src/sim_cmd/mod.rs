@@ -208,7 +208,7 @@ pub(crate) fn simulate(
 /// routes); an unreadable or invalid file is an input error that names file:line:column.
 fn read(path: &Path) -> anyhow::Result<(String, Graph)> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
+    let text = stormguard_graph::input::read_text(path)
         .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
     let (graph, _) = crate::graph_file::parse(&name, &text)?;
     Ok((name, graph))

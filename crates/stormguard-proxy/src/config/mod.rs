@@ -144,7 +144,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ParseError> {
 /// A settings file that could not be loaded: unreadable, or refused by [`parse`].
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The file could not be read (missing, no permission, not UTF-8).
+    /// The file could not be read (missing, no permission, not UTF-8), or is not one the proxy
+    /// reads: not a regular file, or larger than 4 MiB ([`stormguard_graph::input`]).
     #[error("{}: cannot read the settings file: {source}", path.display())]
     Read {
         /// The path, as given.
@@ -169,7 +170,7 @@ pub enum LoadError {
 /// assert!(error.to_string().starts_with("/nonexistent/stormguard.toml: cannot read"));
 /// ```
 pub fn load(path: &Path) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let text = stormguard_graph::input::read_text(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;

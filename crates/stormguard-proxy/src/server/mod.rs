@@ -66,6 +66,7 @@ macro_rules! write_through {
 mod h1_clock;
 mod header_clock;
 mod limit;
+mod rewind;
 mod streams;
 
 use std::convert::Infallible;
@@ -78,6 +79,7 @@ use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -86,6 +88,7 @@ use tokio::time::Instant;
 use self::h1_clock::H1Clock;
 use self::header_clock::HeaderClock;
 use self::limit::{Admitted, ConnectionLimit};
+use self::rewind::Rewind;
 use self::streams::{Counted, OpenStreams};
 use crate::config::Listen;
 use crate::proxy::Proxy;
@@ -237,34 +240,64 @@ async fn connection(
     let Ok(local) = stream.local_addr() else {
         return;
     };
+    serve_io(proxy, stream, local, &builders, draining).await;
+}
+
+/// Serves one connection over any byte stream: what [`connection`] does once the socket is
+/// set up. `local` is the address the client connected to.
+async fn serve_io<I>(
+    proxy: Proxy,
+    mut io: I,
+    local: SocketAddr,
+    builders: &Builders,
+    draining: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut prefix = [0u8; H2_PREFACE.len()];
     // A pool may open a connection well before its first request: that wait is an idle one.
-    let first_byte = match tokio::time::timeout(builders.idle_timeout, first_byte(&stream)).await {
-        Ok(Ok(at)) => at,
-        Ok(Err(_)) | Err(_) => return,
+    let first = match tokio::time::timeout(builders.idle_timeout, io.read(&mut prefix)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        Ok(_) | Err(_) => return,
     };
+    let first_byte = Instant::now();
     let sniffed = tokio::time::timeout_at(
         crate::timer::later(first_byte, builders.header_read_timeout),
-        sniff(&stream),
+        sniff(&mut io, &mut prefix, first),
     );
-    let http2 = match sniffed.await {
-        Ok(Ok(http2)) => http2,
+    let (http2, read) = match sniffed.await {
+        Ok(Ok(sniffed)) => sniffed,
         // Closed, failed, or too slow to say even which protocol it speaks.
         Ok(Err(_)) | Err(_) => return,
     };
+    let io = Rewind::new(io, &prefix[..read]);
     let serving = Serving {
         proxy,
         local,
-        builders: &builders,
+        builders,
         draining,
     };
     let ended = if http2 {
-        serving.http2(stream).await
+        serving.http2(io).await
     } else {
-        serving.http1(stream, first_byte).await
+        serving.http1(io, first_byte).await
     };
     if let Err(error) = ended {
         tracing::debug!(%error, "connection ended with an error");
     }
+}
+
+/// Serves one connection over an in-memory or other byte stream, with the running listener
+/// settings, until the client or the server ends it. For fuzzing and tests of the request path
+/// without sockets: the accept limit and the drain are [`serve`]'s, not this function's.
+#[doc(hidden)]
+pub async fn serve_connection<I>(proxy: Proxy, io: I, local: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let builders = Builders::new(&proxy);
+    let (_never, draining) = watch::channel(false);
+    serve_io(proxy, io, local, &builders, draining).await;
 }
 
 /// What serving one connection takes besides the connection.
@@ -278,7 +311,10 @@ struct Serving<'a> {
 }
 
 impl Serving<'_> {
-    async fn http1(mut self, stream: TcpStream, first_byte: Instant) -> hyper::Result<()> {
+    async fn http1<I>(mut self, stream: Rewind<I>, first_byte: Instant) -> hyper::Result<()>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (proxy, local) = (self.proxy.clone(), self.local);
         let requests = OpenStreams::new();
         let counting = requests.clone();
@@ -313,7 +349,10 @@ impl Serving<'_> {
         served.await
     }
 
-    async fn http2(mut self, stream: TcpStream) -> hyper::Result<()> {
+    async fn http2<I>(mut self, stream: Rewind<I>) -> hyper::Result<()>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (proxy, local) = (self.proxy.clone(), self.local);
         let streams = OpenStreams::new();
         let counting = streams.clone();
@@ -345,31 +384,66 @@ impl Serving<'_> {
     }
 }
 
-/// When the client's first byte arrived (now, or when it is already there).
-async fn first_byte(stream: &TcpStream) -> io::Result<Instant> {
-    let n = stream.peek(&mut [0u8; 1]).await?;
-    if n == 0 {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(Instant::now())
-}
-
-/// Whether the client opens with the HTTP/2 preface; waits only as long as its first bytes
-/// could still be one.
-async fn sniff(stream: &TcpStream) -> io::Result<bool> {
-    let mut buf = [0u8; H2_PREFACE.len()];
+/// Reads on while the bytes read so far (`read` of them, in `buf`) could still begin the
+/// HTTP/2 preface; returns whether they are the preface, and how many bytes were read.
+async fn sniff<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut [u8; H2_PREFACE.len()],
+    mut read: usize,
+) -> io::Result<(bool, usize)> {
     loop {
-        let n = stream.peek(&mut buf).await?;
+        if buf[..read] != H2_PREFACE[..read] {
+            return Ok((false, read));
+        }
+        if read == H2_PREFACE.len() {
+            return Ok((true, read));
+        }
+        let n = io.read(&mut buf[read..]).await?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        if buf[..n] != H2_PREFACE[..n] {
-            return Ok(false);
-        }
-        if n == H2_PREFACE.len() {
-            return Ok(true);
-        }
-        // Part of the preface: peek returns at once while those bytes wait, so pause briefly.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        read += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn proxy() -> Proxy {
+        let text = r#"
+            [listen]
+            address = "127.0.0.1:0"
+
+            [upstreams.api]
+            instances = ["127.0.0.1:9"]
+
+            [[routes]]
+            name = "api"
+            match = { path_prefix = "/api" }
+            upstream = "api"
+            timeout = "1s"
+        "#;
+        let config = crate::config::parse("test.toml", text).unwrap();
+        let mut registry = prometheus_client::registry::Registry::default();
+        Proxy::new(config, &mut registry).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_served_over_any_byte_stream() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let served = tokio::spawn(serve_connection(proxy(), server, local));
+        client
+            .write_all(b"GET /nowhere HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        assert!(answer.contains("stormguard-reason: no-route"), "{answer}");
+        served.await.unwrap();
     }
 }

@@ -1,7 +1,12 @@
 //! `stormguard sim` as a user runs it: the built binary.
 
+#[path = "support/bounded.rs"]
+mod bounded;
+
 use std::process::Command;
 use std::time::Duration;
+
+use bounded::within as stormguard_within;
 
 fn stormguard(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_stormguard"))
@@ -365,48 +370,6 @@ fn a_graph_with_endpoints_is_checked_and_simulated_per_endpoint() {
     let endpoint = |name: &str| endpoints[name].as_f64().unwrap();
     assert_eq!(endpoint("browse") + endpoint("checkout"), count("gateway"));
     assert!(endpoint("browse") <= count("catalog"));
-}
-
-/// `stormguard ARGS`, killed and failed if it is still running after `limit`: a test of a run
-/// that once never ended must not hang the suite when it regresses.
-fn stormguard_within(args: &[&str], limit: std::time::Duration) -> (i32, String, String) {
-    use std::io::Read;
-    use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stormguard"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let step = std::time::Duration::from_millis(20);
-    let mut waited = std::time::Duration::ZERO;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if waited >= limit {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("stormguard {args:?} still ran after {limit:?}");
-        }
-        std::thread::sleep(step);
-        waited += step;
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code().unwrap_or(-1), out, err)
 }
 
 /// A graph whose calls form a cycle, with workers enough to keep a request circling: `sim` once

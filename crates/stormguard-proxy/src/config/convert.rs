@@ -39,6 +39,16 @@ const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// nginx's `keepalive_timeout`: client pools keep idle connections long (Go's 90 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// HAProxy's usual `timeout http-request`: long enough for any client that opened a
+/// connection to use it, short enough that a bare connect holds a place for seconds, not
+/// `idle_timeout`.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// 512 unfinished heads of the default 64 KiB: room for many slow clients, and a bound on what
+/// they hold that does not grow with `max_connections`.
+const MAX_UNFINISHED_HEADER_BYTES: u64 = 32 << 20;
+/// The longest of the listener's own timeouts: longer is a unit mistake, and would let a
+/// connection hold its place for hours.
+const LONGEST_LISTEN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Walks the raw file, knowing where each value is.
 ///
@@ -245,8 +255,74 @@ impl<'a> Converter<'a> {
                 IDLE_TIMEOUT,
                 "every connection would close before its first request; use e.g. \"75s\"",
             )?,
+            first_byte_timeout: self.listen_timeout(
+                raw.first_byte_timeout.as_ref(),
+                path,
+                "first_byte_timeout",
+                FIRST_BYTE_TIMEOUT,
+                "every new connection would close before its first byte; use e.g. \"10s\"",
+            )?,
+            max_unfinished_header_bytes: self.unfinished_header_bytes(
+                raw.max_unfinished_header_bytes.as_ref(),
+                path,
+                max_header_bytes,
+            )?,
         };
         Ok((listen, address_offset))
+    }
+
+    /// A timeout of the listener's own: above zero (`why` says why) and at most an hour.
+    fn listen_timeout(
+        &self,
+        value: Option<&Spanned<Scalar>>,
+        path: &KeyPath,
+        key: &str,
+        default: Duration,
+        why: &str,
+    ) -> Result<Duration, ParseError> {
+        let duration = self.nonzero_duration_or(value, path, key, default, why)?;
+        match value {
+            Some(value) if duration > LONGEST_LISTEN_TIMEOUT => Err(self.error(
+                value.span().start,
+                &path.key(key),
+                format!(
+                    "{} is over an hour: a connection would hold its place that long; use at \
+                     most \"1h\" (the default is \"{}\")",
+                    stormguard::duration::format(duration),
+                    stormguard::duration::format(default)
+                ),
+            )),
+            _ => Ok(duration),
+        }
+    }
+
+    /// `max_unfinished_header_bytes`: at least one whole head of `max_header_bytes`, which it
+    /// also is by default when that is larger than the default budget.
+    fn unfinished_header_bytes(
+        &self,
+        value: Option<&Spanned<Scalar>>,
+        path: &KeyPath,
+        max_header_bytes: u64,
+    ) -> Result<usize, ParseError> {
+        let key = "max_unfinished_header_bytes";
+        let default = MAX_UNFINISHED_HEADER_BYTES.max(max_header_bytes);
+        let budget = self.size_or(value, path, key, default)?;
+        if let Some(value) = value {
+            if budget < max_header_bytes {
+                return Err(self.error(
+                    value.span().start,
+                    &path.key(key),
+                    format!(
+                        "{} is below max_header_bytes ({}): one slow client with a large \
+                         head could not be served; use at least max_header_bytes, e.g. \
+                         \"32MiB\"",
+                        size::format(budget),
+                        size::format(max_header_bytes)
+                    ),
+                ));
+            }
+        }
+        Ok(usize::try_from(budget).unwrap_or(usize::MAX))
     }
 
     fn admin(&self, raw: Option<Spanned<RawAdmin>>) -> Result<Admin, ParseError> {

@@ -190,6 +190,34 @@ fn listen_values_are_checked() {
         &["0s is not valid", "e.g. \"75s\""],
     );
     assert_error(
+        &format!("[listen]\nfirst_byte_timeout = \"0s\"\n{MINIMAL}"),
+        2,
+        22,
+        "listen.first_byte_timeout",
+        &["0s is not valid", "e.g. \"10s\""],
+    );
+    assert_error(
+        &format!("[listen]\nfirst_byte_timeout = \"2h\"\n{MINIMAL}"),
+        2,
+        22,
+        "listen.first_byte_timeout",
+        &["2h is over an hour", "at most \"1h\""],
+    );
+    assert_error(
+        &format!("[listen]\nmax_unfinished_header_bytes = \"16KiB\"\n{MINIMAL}"),
+        2,
+        31,
+        "listen.max_unfinished_header_bytes",
+        &["16KiB is below max_header_bytes (64KiB)", "\"32MiB\""],
+    );
+    assert_error(
+        &format!("[listen]\nmax_unfinished_header_bytes = 0\n{MINIMAL}"),
+        2,
+        31,
+        "listen.max_unfinished_header_bytes",
+        &["0B is below max_header_bytes"],
+    );
+    assert_error(
         &format!("[listen]\nhttp2_keep_alive_interval = 30\n{MINIMAL}"),
         2,
         29,

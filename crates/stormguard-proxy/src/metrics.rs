@@ -46,6 +46,38 @@ struct UpstreamLabels {
     upstream: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    reason: &'static str,
+}
+
+/// Client connections the proxy closed to protect the others, by why: one counter per reason,
+/// made when the metrics are registered so that each shows from the start (at 0).
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionsClosed {
+    /// A new connection sent no byte within `first_byte_timeout`.
+    pub(crate) first_byte_timeout: Counter,
+    /// A connection that had sent no byte was closed to admit a new one at `max_connections`.
+    pub(crate) silent_at_limit: Counter,
+    /// An HTTP/2 client reset most of the streams it opened before their answer (GOAWAY).
+    pub(crate) stream_resets: Counter,
+    /// An unfinished request head would have taken all of them past
+    /// `max_unfinished_header_bytes`.
+    pub(crate) header_budget: Counter,
+}
+
+impl ConnectionsClosed {
+    fn new(family: &Family<ClosedLabels, Counter>) -> Self {
+        let counter = |reason| family.get_or_create_owned(&ClosedLabels { reason });
+        ConnectionsClosed {
+            first_byte_timeout: counter("first-byte-timeout"),
+            silent_at_limit: counter("silent-at-limit"),
+            stream_resets: counter("stream-resets"),
+            header_budget: counter("header-budget"),
+        }
+    }
+}
+
 /// Every metric the data path writes; registered once, shared by every generation of routes.
 #[derive(Clone, Debug)]
 pub(crate) struct ProxyMetrics {
@@ -61,11 +93,14 @@ pub(crate) struct ProxyMetrics {
     pub(crate) connections: Gauge,
     /// Times the listener stopped accepting at `max_connections`.
     pub(crate) connections_limited: Counter,
+    /// Client connections closed to protect the others.
+    pub(crate) connections_closed: ConnectionsClosed,
 }
 
 impl ProxyMetrics {
     /// Creates the metrics and registers them in `registry`.
     pub(crate) fn register(registry: &mut Registry) -> Self {
+        let closed = Family::<ClosedLabels, Counter>::default();
         let metrics = ProxyMetrics {
             observer: PrometheusMetrics::register(registry),
             requests: Family::default(),
@@ -75,6 +110,7 @@ impl ProxyMetrics {
             unrouted: Arc::from(""),
             connections: Gauge::default(),
             connections_limited: Counter::default(),
+            connections_closed: ConnectionsClosed::new(&closed),
         };
         registry.register(
             "stormguard_proxy_requests",
@@ -100,6 +136,11 @@ impl ProxyMetrics {
             "stormguard_proxy_connections_limited",
             "Times the listener stopped accepting because listen.max_connections connections were open (clients then wait in the accept queue). Any rate means clients wait for a connection: raise max_connections if memory allows, or look for idle or stuck clients",
             metrics.connections_limited.clone(),
+        );
+        registry.register(
+            "stormguard_proxy_connections_closed",
+            "Client connections the proxy closed to protect the others, by reason: first-byte-timeout (a connection sent nothing within listen.first_byte_timeout), silent-at-limit (one that had sent nothing was closed to admit a new one at listen.max_connections), stream-resets (an HTTP/2 client reset most streams it opened before their answer and was sent GOAWAY), header-budget (an unfinished request head would have taken all of them past listen.max_unfinished_header_bytes). A steady rate of any is a client that misbehaves or an attack: find the clients in the logs; header-budget under normal traffic means the budget is too small for the clients' heads",
+            closed,
         );
         registry.register_collector(Box::new(metrics.latency.clone()));
         metrics

@@ -15,6 +15,20 @@
 //! moment; that request was never sent, so it goes out on another connection). An idle
 //! connection is dropped after the idle timeout, or as soon as its upstream closes it.
 //!
+//! ## Cancelled requests
+//! A request is dropped before its answer when its client goes away (an HTTP/2 stream reset),
+//! its attempt times out or loses a hedge. Left alone, hyper would close the connection of a
+//! request sent and not answered, and drop a connect under way: a burst of cancellations
+//! became a burst of new upstream connections, one per request (each leaving a socket in
+//! `TIME_WAIT` on the proxy; enough of them exhaust its ephemeral ports). So a connect runs in a
+//! task of its own, and a connection made for a request that is gone is kept for the next; and
+//! a request sent and then dropped is an orphan whose connection is finished in the background:
+//! its response head awaited for at most [`ORPHAN_WAIT`], its body discarded, and the
+//! connection kept. At most [`MAX_ORPHANS`] per instance at once; beyond either bound the
+//! connection is closed as before, which is also how HTTP/1.1 tells an upstream to stop work
+//! nobody waits for (a cancelled request is usually answered within the upstream's usual
+//! latency, milliseconds; one that takes longer is likely the slow request a timeout cut).
+//!
 //! ## Errors
 //! A failure to connect is wrapped in the library's [`NotSent`], so the classifier knows the
 //! request never left (a refused or timed-out connection may always be retried elsewhere); any
@@ -22,6 +36,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -33,9 +48,15 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, TrySendError};
 use hyper_util::client::legacy::connect::HttpConnector;
 use stormguard::layer::{BoxError, NotSent};
+use tokio::sync::oneshot;
 use tower_service::Service;
 
 use crate::stack::UpstreamBody;
+
+/// How long an orphaned request's connection waits for its response head before it is closed.
+pub(crate) const ORPHAN_WAIT: Duration = Duration::from_millis(500);
+/// Orphaned requests finished in the background at once, per instance.
+pub(crate) const MAX_ORPHANS: usize = 128;
 
 /// The kept-alive connections to one instance, shared by every route that sends to it with the
 /// same connect timeout, across generations of settings.
@@ -49,10 +70,14 @@ pub(crate) struct InstancePool {
     /// Ready connections, the most recently used last: it is taken first, while the upstream
     /// still holds it open, and the oldest are dropped first.
     idle: Mutex<Vec<Idle>>,
+    /// Orphaned requests being finished in the background.
+    orphans: AtomicUsize,
 }
 
+type Sender = http1::SendRequest<UpstreamBody>;
+
 struct Idle {
-    sender: http1::SendRequest<UpstreamBody>,
+    sender: Sender,
     since: tokio::time::Instant,
 }
 
@@ -81,6 +106,7 @@ impl InstancePool {
             host,
             idle_timeout,
             idle: Mutex::new(Vec::new()),
+            orphans: AtomicUsize::new(0),
         }
     }
 
@@ -90,7 +116,7 @@ impl InstancePool {
     }
 
     /// A ready kept-alive connection, if there is one.
-    fn checkout(&self) -> Option<http1::SendRequest<UpstreamBody>> {
+    fn checkout(&self) -> Option<Sender> {
         let mut idle = self.idle();
         while let Some(Idle { sender, since }) = idle.pop() {
             if sender.is_ready() && since.elapsed() < self.idle_timeout {
@@ -102,7 +128,7 @@ impl InstancePool {
 
     /// Keeps `sender` for the next request once it is ready again (at once, unless the response
     /// body is still streaming).
-    fn give_back(self: &Arc<Self>, mut sender: http1::SendRequest<UpstreamBody>) {
+    fn give_back(self: &Arc<Self>, mut sender: Sender) {
         if sender.is_ready() {
             self.keep(sender);
         } else if !sender.is_closed() {
@@ -115,7 +141,7 @@ impl InstancePool {
         }
     }
 
-    fn keep(&self, sender: http1::SendRequest<UpstreamBody>) {
+    fn keep(&self, sender: Sender) {
         let now = tokio::time::Instant::now();
         let mut idle = self.idle();
         // The oldest go first: closed by the upstream, or idle too long.
@@ -127,8 +153,22 @@ impl InstancePool {
         idle.push(Idle { sender, since: now });
     }
 
-    /// A new connection, its task spawned.
-    async fn connect(&self) -> Result<http1::SendRequest<UpstreamBody>, BoxError> {
+    /// A new connection, made in a task of its own: if the request that asked for it is gone
+    /// when it is ready, it is kept for the next.
+    fn connect(self: &Arc<Self>) -> oneshot::Receiver<Result<Sender, BoxError>> {
+        let (tell, connected) = oneshot::channel();
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let made = pool.handshake().await;
+            if let Err(Ok(sender)) = tell.send(made) {
+                pool.keep(sender);
+            }
+        });
+        connected
+    }
+
+    /// Connects and spawns the connection's task.
+    async fn handshake(&self) -> Result<Sender, BoxError> {
         let io = self
             .connector
             .clone()
@@ -155,39 +195,46 @@ impl InstancePool {
         if !req.headers().contains_key(HOST) {
             req.headers_mut().insert(HOST, self.host.clone());
         }
-        let state = match self.checkout() {
-            Some(mut sender) => State::Kept {
-                sent: Box::pin(sender.try_send_request(req)),
-                sender: Some(sender),
-            },
-            None => State::Other(Box::pin(self.clone().send_anyhow(req))),
-        };
+        let state = self.start(req);
         Sending { pool: self, state }
     }
 
-    /// Sends `req` on a kept-alive connection or a new one, and again on another when a
-    /// kept-alive one closes before sending it.
-    async fn send_anyhow(
-        self: Arc<Self>,
-        mut req: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, BoxError> {
-        loop {
-            let (mut sender, reused) = match self.checkout() {
-                Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
-            };
-            match sender.try_send_request(req).await {
-                Ok(response) => {
-                    self.give_back(sender);
-                    return Ok(response);
-                }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if reused => req = unsent,
-                    Some(_) => return Err(NotSent::new(error.into_error()).into()),
-                    None => return Err(error.into_error().into()),
-                },
-            }
+    /// Sends `req` on a kept-alive connection, or asks for a new one.
+    fn start(self: &Arc<Self>, req: Request<UpstreamBody>) -> State {
+        match self.checkout() {
+            Some(sender) => State::sent(sender, req, true),
+            None => State::Connecting(Box::new(Connecting {
+                connected: self.connect(),
+                req: Some(req),
+            })),
         }
+    }
+
+    /// Finishes a request whose caller is gone in the background, so that its connection is
+    /// kept rather than closed: see the module docs.
+    fn orphan(self: &Arc<Self>, sender: Sender, sent: SentOnConnection) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.orphans.fetch_add(1, Ordering::AcqRel) >= MAX_ORPHANS {
+            self.orphans.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let pool = self.clone();
+        runtime.spawn(async move {
+            let mut sender = sender;
+            let finished = tokio::time::timeout(ORPHAN_WAIT, async {
+                // The body is dropped unread: hyper reads what has already come and closes the
+                // connection if more was to come.
+                drop(sent.await.ok()?);
+                sender.ready().await.ok()
+            })
+            .await;
+            pool.orphans.fetch_sub(1, Ordering::AcqRel);
+            if let Ok(Some(())) = finished {
+                pool.keep(sender);
+            }
+        });
     }
 }
 
@@ -196,28 +243,48 @@ impl InstancePool {
 /// Written out rather than an `async fn`: the path nearly every request takes (a kept-alive
 /// connection takes it) then holds only hyper's send in a box of its own, small enough for the
 /// allocator's per-thread cache, where a generator also laid out room for the connecting and
-/// resending paths (1.9 KB).
+/// resending paths (1.9 KB). Dropped before its answer, it leaves its connection to the pool
+/// (see the module docs).
 pub(crate) struct Sending {
     pool: Arc<InstancePool>,
     state: State,
 }
 
-type SentOnKept = Pin<
+type SentOnConnection = Pin<
     Box<
         dyn Future<Output = Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>>> + Send,
     >,
 >;
 
-type Sent = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
-
 enum State {
-    /// On a kept-alive connection, given back when the response comes.
-    Kept {
-        sender: Option<http1::SendRequest<UpstreamBody>>,
-        sent: SentOnKept,
+    /// Sent on a connection, waiting for the response head; the connection is given back
+    /// when it comes.
+    Sent {
+        sender: Option<Sender>,
+        sent: SentOnConnection,
+        /// A kept-alive connection, which may have closed before sending: then the request
+        /// goes out on another. A new one that does is not tried again.
+        reused: bool,
     },
-    /// Connecting, or sending again after a kept-alive connection closed before sending.
-    Other(Sent),
+    /// Waiting for a new connection. Boxed: the path is rare, and the request is large.
+    Connecting(Box<Connecting>),
+    /// Answered, or failed.
+    Done,
+}
+
+struct Connecting {
+    connected: oneshot::Receiver<Result<Sender, BoxError>>,
+    req: Option<Request<UpstreamBody>>,
+}
+
+impl State {
+    fn sent(mut sender: Sender, req: Request<UpstreamBody>, reused: bool) -> Self {
+        State::Sent {
+            sent: Box::pin(sender.try_send_request(req)),
+            sender: Some(sender),
+            reused,
+        }
+    }
 }
 
 impl Future for Sending {
@@ -225,26 +292,69 @@ impl Future for Sending {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        match &mut this.state {
-            State::Other(sent) => sent.as_mut().poll(cx),
-            State::Kept { sender, sent } => match ready!(sent.as_mut().poll(cx)) {
-                Ok(response) => {
-                    if let Some(sender) = sender.take() {
-                        this.pool.give_back(sender);
+        loop {
+            match &mut this.state {
+                State::Sent {
+                    sender,
+                    sent,
+                    reused,
+                } => match ready!(sent.as_mut().poll(cx)) {
+                    Ok(response) => {
+                        if let Some(sender) = sender.take() {
+                            this.pool.give_back(sender);
+                        }
+                        this.state = State::Done;
+                        return Poll::Ready(Ok(response));
                     }
-                    Poll::Ready(Ok(response))
-                }
-                Err(mut error) => match error.take_message() {
-                    // Closed before the request went out: it was never sent.
-                    Some(unsent) => {
-                        let mut again = Box::pin(this.pool.clone().send_anyhow(unsent));
-                        let polled = again.as_mut().poll(cx);
-                        this.state = State::Other(again);
-                        polled
+                    Err(mut error) => {
+                        let reused = *reused;
+                        this.state = State::Done;
+                        match error.take_message() {
+                            // Closed before the request went out: it was never sent.
+                            Some(unsent) if reused => this.state = this.pool.start(unsent),
+                            Some(_) => {
+                                return Poll::Ready(Err(NotSent::new(error.into_error()).into()))
+                            }
+                            None => return Poll::Ready(Err(error.into_error().into())),
+                        }
                     }
-                    None => Poll::Ready(Err(error.into_error().into())),
                 },
-            },
+                State::Connecting(connecting) => {
+                    let connected = ready!(Pin::new(&mut connecting.connected).poll(cx));
+                    let req = connecting.req.take();
+                    this.state = State::Done;
+                    match (connected, req) {
+                        (Ok(Ok(sender)), Some(req)) => this.state = State::sent(sender, req, false),
+                        (Ok(Err(error)), _) => return Poll::Ready(Err(error)),
+                        (Ok(Ok(_)), None) | (Err(_), _) => {
+                            return Poll::Ready(Err(NotSent::new(
+                                "the connection attempt ended without an outcome",
+                            )
+                            .into()))
+                        }
+                    }
+                }
+                State::Done => panic!("Sending polled after it was done"),
+            }
+        }
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Sent {
+                sender: Some(sender),
+                sent,
+                ..
+            } => self.pool.orphan(sender, sent),
+            // A connection made in the moment between its task's send and this drop.
+            State::Connecting(mut connecting) => {
+                if let Ok(Ok(sender)) = connecting.connected.try_recv() {
+                    self.pool.keep(sender);
+                }
+            }
+            State::Sent { sender: None, .. } | State::Done => {}
         }
     }
 }
@@ -265,6 +375,14 @@ mod tests {
     /// An upstream that answers `per_connection` requests on each connection it accepts, then
     /// closes it; returns its address and a count of connections accepted.
     async fn upstream(per_connection: usize) -> (Authority, Arc<std::sync::atomic::AtomicUsize>) {
+        upstream_after(per_connection, Duration::ZERO).await
+    }
+
+    /// [`upstream`], answering each request `delay` after its head.
+    async fn upstream_after(
+        per_connection: usize,
+        delay: Duration,
+    ) -> (Authority, Arc<std::sync::atomic::AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
@@ -283,6 +401,7 @@ mod tests {
                             };
                             head.extend_from_slice(&buf[..n]);
                         }
+                        tokio::time::sleep(delay).await;
                         let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                         if stream.write_all(answer).await.is_err() {
                             return;
@@ -337,6 +456,75 @@ mod tests {
             stormguard::layer::classify_error(&*error),
             stormguard::classify::AttemptResult::ConnectRefused
         );
+    }
+
+    #[tokio::test]
+    async fn requests_cancelled_after_sending_leave_their_connections_to_the_pool() {
+        let (authority, accepted) = upstream_after(usize::MAX, Duration::from_millis(20)).await;
+        let pool = Arc::new(InstancePool::new(authority, HttpConnector::new(), IDLE));
+        // Six rounds of five requests at once, each given up 5 ms after it was sent (a client
+        // reset, a per-try timeout), long before its answer.
+        for _ in 0..6 {
+            let cancelled = (0..5).map(|_| {
+                let sent = pool.clone().send(get());
+                tokio::time::timeout(Duration::from_millis(5), sent)
+            });
+            for outcome in futures_join(cancelled).await {
+                assert!(outcome.is_err(), "answered before it was cancelled");
+            }
+            // The answers come, unread, and the connections go back to the pool.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        let response = pool.clone().send(get()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            connections, 5,
+            "one connection per request at once, not per request"
+        );
+        assert_eq!(pool.orphans.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_made_for_a_cancelled_request_is_kept_for_the_next() {
+        let (authority, accepted) = upstream(usize::MAX).await;
+        let pool = Arc::new(InstancePool::new(authority, HttpConnector::new(), IDLE));
+        let mut sending = pool.clone().send(get());
+        let waker = std::task::Waker::noop();
+        let polled = Pin::new(&mut sending).poll(&mut Context::from_waker(waker));
+        assert!(polled.is_pending(), "connecting");
+        drop(sending);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let response = pool.clone().send(get()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Runs `futures` concurrently; their outputs in order.
+    async fn futures_join<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+        let mut set = Vec::new();
+        for future in futures {
+            set.push(Box::pin(future));
+        }
+        let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (future, output) in set.iter_mut().zip(outputs.iter_mut()) {
+                if output.is_none() {
+                    match future.as_mut().poll(cx) {
+                        Poll::Ready(value) => *output = Some(value),
+                        Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+        outputs.into_iter().map(Option::unwrap).collect()
     }
 
     const IDLE: Duration = Duration::from_secs(30);

@@ -22,22 +22,6 @@ const BOUND: Duration = Duration::from_secs(5);
 
 const GET: &[u8] = b"GET /items HTTP/1.1\r\nhost: api.internal\r\n\r\n";
 
-/// Reads until a whole `200 ... ok` answer has come (the upstream answers "ok").
-async fn read_answer(stream: &mut TcpStream) -> String {
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !(answer.starts_with(b"HTTP/1.1 200") && answer.ends_with(b"\r\n\r\nok")) {
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(
-            n > 0,
-            "closed before the answer: {:?}",
-            String::from_utf8_lossy(&answer)
-        );
-        answer.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8(answer).unwrap()
-}
-
 /// Sends `GET` on a kept-alive HTTP/1.1 connection and reads its answer.
 async fn ask(stream: &mut TcpStream) {
     stream.write_all(GET).await.unwrap();
@@ -51,18 +35,6 @@ async fn served_connection(proxy: SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(proxy).await.unwrap();
     ask(&mut stream).await;
     stream
-}
-
-/// Reads and drops what comes until the proxy closes the connection; returns how long that took.
-async fn until_closed(stream: &mut TcpStream) -> Duration {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    timeout(BOUND, async {
-        while matches!(stream.read(&mut buf).await, Ok(1..)) {}
-    })
-    .await
-    .expect("the proxy closed the connection in time");
-    start.elapsed()
 }
 
 #[tokio::test]
@@ -160,7 +132,7 @@ async fn an_http2_header_block_left_open_is_cut_off_after_header_read_timeout() 
                                                              // CONTINUATION that never comes.
     bytes.extend_from_slice(&[0, 0, 1, 0x1, 0x1, 0, 0, 0, 1, 0x82]);
     stream.write_all(&bytes).await.unwrap();
-    let cut = until_closed(&mut stream).await;
+    let cut = until_closed(&mut stream, BOUND).await;
     println!("cut off {cut:?} after its header block stalled (header_read_timeout 300ms)");
     assert!(cut >= ms(250), "cut off before the timeout: {cut:?}");
     assert_eq!(upstream.hits(), 0);
@@ -186,14 +158,14 @@ async fn an_idle_http1_keep_alive_connection_outlives_header_read_timeout_until_
     // Idle for more than twice header_read_timeout: a pool's next request is still served.
     tokio::time::sleep(ms(500)).await;
     ask(&mut stream).await;
-    let idle = until_closed(&mut stream).await;
+    let idle = until_closed(&mut stream, BOUND).await;
     println!("an idle HTTP/1.1 connection closed after {idle:?} (idle_timeout 1s)");
     assert!(idle >= ms(900), "closed before idle_timeout: {idle:?}");
     assert_eq!(upstream.hits(), 2);
-    // A connection that never sends a byte waits for idle_timeout too (a pool may open one
-    // ahead of its first request).
+    // A connection that never sends a byte waits for idle_timeout too, when that is shorter
+    // than first_byte_timeout (10 s here).
     let mut silent = TcpStream::connect(proxy.addr).await.unwrap();
-    let idle = until_closed(&mut silent).await;
+    let idle = until_closed(&mut silent, BOUND).await;
     println!("a silent connection closed after {idle:?} (idle_timeout 1s)");
     assert!(idle >= ms(900), "closed before idle_timeout: {idle:?}");
 }
@@ -216,7 +188,7 @@ async fn an_http1_head_after_a_long_idle_gets_the_whole_header_read_timeout() {
     // byte.
     tokio::time::sleep(ms(900)).await;
     stream.write_all(start).await.unwrap();
-    let cut = until_closed(&mut stream).await;
+    let cut = until_closed(&mut stream, BOUND).await;
     println!("a stalled head was cut off {cut:?} after its first byte (header_read_timeout 200ms)");
     assert!(
         cut >= ms(150),
@@ -293,7 +265,7 @@ async fn an_http1_head_pipelined_behind_a_request_and_left_unfinished_is_cut_off
     tokio::time::sleep(ms(100)).await;
     stream.write_all(&GET[..10]).await.unwrap();
     read_slow_answer(&mut stream).await;
-    let cut = until_closed(&mut stream).await;
+    let cut = until_closed(&mut stream, BOUND).await;
     println!("an unfinished pipelined head was cut off {cut:?} after the answer before it");
     assert!(
         cut < ms(800),

@@ -290,6 +290,7 @@ pub const CONNECTION_TIMER: ValueRange = ValueRange {
         at("[listen]", "http2_keep_alive_interval"),
         at("[listen]", "http2_keep_alive_timeout"),
         at("[listen]", "idle_timeout"),
+        at("[listen]", "first_byte_timeout"),
     ],
 };
 
@@ -597,6 +598,16 @@ pub const HEAD: ValueRange = ValueRange {
     keys: &[at("[listen]", "max_header_bytes")],
 };
 
+/// What unfinished request heads may hold, all connections together (and at least one whole
+/// head of `max_header_bytes`, which the proxy's parser checks beside this range).
+pub const HEAD_BUDGET: ValueRange = ValueRange {
+    subject: "max_unfinished_header_bytes",
+    bounds: Bounds::Size(8 * 1024, 1 << 30),
+    below: "the HTTP server cannot read a request head into less than 8KiB",
+    above: "over 1GiB of unfinished heads is no bound on a sidecar's memory",
+    keys: &[at("[listen]", "max_unfinished_header_bytes")],
+};
+
 /// A token bucket's costs (each also at most the bucket's capacity).
 pub const BUCKET_COST: ValueRange = ValueRange {
     subject: "a retry's cost",
@@ -656,6 +667,7 @@ pub const RANGES: &[&ValueRange] = &[
     &RTT_MULTIPLE,
     &BODY,
     &HEAD,
+    &HEAD_BUDGET,
 ];
 
 #[cfg(test)]

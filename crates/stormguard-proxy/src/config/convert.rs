@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use stormguard_graph::parse::locate::{KeyPath, Lines};
 use stormguard_graph::parse::ranges::{
-    ValueRange, ADDED, BODY, CONNECTIONS, CONNECTION_TIMER, HEAD, HEADERS, STREAMS,
+    ValueRange, ADDED, BODY, CONNECTIONS, CONNECTION_TIMER, HEAD, HEADERS, HEAD_BUDGET, STREAMS,
 };
 use stormguard_graph::parse::values::ValueReader;
 use stormguard_graph::parse::ParseError;
@@ -40,6 +40,13 @@ const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// nginx's `keepalive_timeout`: client pools keep idle connections long (Go's 90 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// HAProxy's usual `timeout http-request`: long enough for any client that opened a
+/// connection to use it, short enough that a bare connect holds a place for seconds, not
+/// `idle_timeout`.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// 512 unfinished heads of the default 64 KiB: room for many slow clients, and a bound on what
+/// they hold that does not grow with `max_connections`.
+const MAX_UNFINISHED_HEADER_BYTES: u64 = 32 << 20;
 
 /// Walks the raw file, knowing where each value is.
 ///
@@ -234,8 +241,49 @@ impl<'a> Converter<'a> {
                 &CONNECTION_TIMER,
                 IDLE_TIMEOUT,
             )?,
+            first_byte_timeout: self.duration_or(
+                raw.first_byte_timeout.as_ref(),
+                path,
+                "first_byte_timeout",
+                &CONNECTION_TIMER,
+                FIRST_BYTE_TIMEOUT,
+            )?,
+            max_unfinished_header_bytes: self.unfinished_header_bytes(
+                raw.max_unfinished_header_bytes.as_ref(),
+                path,
+                max_header_bytes,
+            )?,
         };
         Ok((listen, address_offset))
+    }
+
+    /// `max_unfinished_header_bytes`: at least one whole head of `max_header_bytes` (the
+    /// default holds 32 of the largest heads a file may allow).
+    fn unfinished_header_bytes(
+        &self,
+        value: Option<&Spanned<Scalar>>,
+        path: &KeyPath,
+        max_header_bytes: u64,
+    ) -> Result<usize, ParseError> {
+        let key = "max_unfinished_header_bytes";
+        let default = MAX_UNFINISHED_HEADER_BYTES;
+        let budget = self.size_or(value, path, key, &HEAD_BUDGET, default)?;
+        if let Some(value) = value {
+            if budget < max_header_bytes {
+                return Err(self.error(
+                    value.span().start,
+                    &path.key(key),
+                    format!(
+                        "{} is below max_header_bytes ({}): one slow client with a large \
+                         head could not be served; use at least max_header_bytes, e.g. \
+                         \"32MiB\"",
+                        size::format(budget),
+                        size::format(max_header_bytes)
+                    ),
+                ));
+            }
+        }
+        Ok(usize::try_from(budget).unwrap_or(usize::MAX))
     }
 
     fn admin(&self, raw: Option<Spanned<RawAdmin>>) -> Result<Admin, ParseError> {

@@ -73,6 +73,8 @@ fn listen(listen: &Listen) -> Value {
         "http2_keep_alive_interval": duration(listen.http2_keep_alive_interval),
         "http2_keep_alive_timeout": duration(listen.http2_keep_alive_timeout),
         "idle_timeout": duration(listen.idle_timeout),
+        "first_byte_timeout": duration(listen.first_byte_timeout),
+        "max_unfinished_header_bytes": bytes(listen.max_unfinished_header_bytes as u64),
     })
 }
 

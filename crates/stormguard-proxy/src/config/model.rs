@@ -82,6 +82,22 @@ pub struct Listen {
     /// the client's next request on the connection, and a POST lost in that race cannot safely
     /// be retried.
     pub idle_timeout: Duration,
+    /// A new connection must send its first byte within this (default 10 s, HAProxy's usual
+    /// `timeout http-request`), or within `idle_timeout` when that is shorter: a bare connect
+    /// costs a client nothing and would otherwise hold a place under `max_connections` for
+    /// `idle_timeout`. A pool opens a connection ahead of a request to use it within moments;
+    /// one it leaves unused longer is closed as an idle one would be. At `max_connections`,
+    /// the oldest connection that has not sent a byte is closed to admit a new one, so silent
+    /// connections cannot lock clients out.
+    pub first_byte_timeout: Duration,
+    /// Bytes of request heads (HTTP/1.1) and header blocks (HTTP/2) that have begun to arrive
+    /// and are not complete, summed over every connection (default 32 MiB, and at least
+    /// `max_header_bytes`). A connection whose head would take the sum past this is closed.
+    /// Without it, the memory that slow heads hold is `max_connections` times
+    /// `max_header_bytes` (10,000 x 64 KiB = 625 MiB by default, more with buffer slack); with
+    /// it, that part is at most this. A head of at most 8 KiB, the read buffer every connection
+    /// holds anyway, is never counted.
+    pub max_unfinished_header_bytes: usize,
 }
 
 /// The admin listener: `/metrics`, `/config`, `/healthz`, `POST /reload`.

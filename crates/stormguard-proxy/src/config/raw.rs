@@ -46,6 +46,8 @@ pub(super) struct RawListen {
     pub http2_keep_alive_interval: Option<Spanned<Scalar>>,
     pub http2_keep_alive_timeout: Option<Spanned<Scalar>>,
     pub idle_timeout: Option<Spanned<Scalar>>,
+    pub first_byte_timeout: Option<Spanned<Scalar>>,
+    pub max_unfinished_header_bytes: Option<Spanned<Scalar>>,
 }
 
 /// `[admin]`.

@@ -27,6 +27,11 @@
 //!
 //! The clock costs the hot path almost nothing: a head that arrives in one read never looks at
 //! the time; the timer is made once per connection and moved only for a head that spans reads.
+//!
+//! A head longer than hyper's first read buffer is also charged, with the bytes read of it so
+//! far, against the budget of all unfinished heads ([`super::head_budget`]) as it grows and
+//! when it stalls; the service gives the charge back when the request arrives, and a charge
+//! that does not fit fails the read.
 
 use std::future::Future;
 use std::io;
@@ -40,6 +45,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::timer::later;
 
+use super::head_budget::HeadCharge;
 use super::streams::OpenStreams;
 
 /// A client's byte stream with the head's clock on its reads.
@@ -51,6 +57,10 @@ pub(super) struct H1Clock<T> {
     head_began: Option<Instant>,
     /// Made once per connection, moved for each head that spans reads.
     timer: Pin<Box<Sleep>>,
+    /// The bytes read of the head under way.
+    head_read: usize,
+    /// The unfinished head's share of the budget, given back by the service.
+    charge: Arc<HeadCharge>,
 }
 
 impl<T> H1Clock<T> {
@@ -61,6 +71,7 @@ impl<T> H1Clock<T> {
         streams: Arc<OpenStreams>,
         limit: Duration,
         first_byte: Instant,
+        charge: Arc<HeadCharge>,
     ) -> Self {
         streams.begin_head();
         H1Clock {
@@ -69,7 +80,16 @@ impl<T> H1Clock<T> {
             limit,
             head_began: Some(first_byte),
             timer: Box::pin(tokio::time::sleep_until(later(first_byte, limit))),
+            head_read: 0,
+            charge,
         }
+    }
+
+    /// Marks the first `read` bytes of a new head.
+    fn begin_head(&mut self, read: usize) {
+        self.streams.begin_head();
+        self.head_began = None;
+        self.head_read = read;
     }
 
     /// Polled when a read in the middle of a head would wait: `Ready` with the read's error
@@ -105,10 +125,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for H1Clock<T> {
             // pipeline behind those).
             let before = buf.filled().len();
             let read = Pin::new(&mut this.io).poll_read(cx, buf);
-            if buf.filled().len() > before && this.streams.bodiless() && !this.streams.head_begun()
-            {
-                this.streams.begin_head();
-                this.head_began = None;
+            let n = buf.filled().len() - before;
+            if this.streams.head_begun() {
+                this.head_read += n;
+            } else if n > 0 && this.streams.bodiless() {
+                this.begin_head(n);
             }
             return read;
         }
@@ -116,13 +137,25 @@ impl<T: AsyncRead + Unpin> AsyncRead for H1Clock<T> {
         let head_begun = this.streams.head_begun();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if !head_begun && buf.filled().len() > before {
-                    this.streams.begin_head();
-                    this.head_began = None;
+                let n = buf.filled().len() - before;
+                if head_begun {
+                    // A long head: what it holds counts against the budget.
+                    this.head_read += n;
+                    if let Err(error) = this.charge.hold(this.head_read) {
+                        return Poll::Ready(Err(error));
+                    }
+                } else if n > 0 {
+                    this.begin_head(n);
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending if head_begun => this.poll_clock(cx),
+            Poll::Pending if head_begun => {
+                // The head stalled: what it holds counts against the budget.
+                if let Err(error) = this.charge.hold(this.head_read) {
+                    return Poll::Ready(Err(error));
+                }
+                this.poll_clock(cx)
+            }
             other => other,
         }
     }
@@ -133,9 +166,16 @@ write_through!(H1Clock);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::head_budget::HeaderBudget;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     const LIMIT: Duration = Duration::from_secs(5);
+
+    /// A charge against a budget of its own, of `limit` bytes.
+    fn charge(limit: usize) -> Arc<HeadCharge> {
+        let budget = HeaderBudget::new(prometheus_client::metrics::counter::Counter::default());
+        Arc::new(HeadCharge::new(budget, limit))
+    }
 
     /// Reads until the clock fails the read: how long that took.
     async fn until_timed_out(clock: &mut H1Clock<DuplexStream>) -> Duration {
@@ -157,7 +197,13 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         let first_byte = Instant::now();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let mut clock = H1Clock::new(server, OpenStreams::new(), LIMIT, first_byte);
+        let mut clock = H1Clock::new(
+            server,
+            OpenStreams::new(),
+            LIMIT,
+            first_byte,
+            charge(1 << 20),
+        );
         client.write_all(b"GET / HT").await.unwrap();
         assert_eq!(
             until_timed_out(&mut clock).await,
@@ -169,7 +215,13 @@ mod tests {
     async fn a_request_in_flight_has_no_clock_and_a_head_after_a_long_idle_gets_its_own() {
         let (mut client, server) = tokio::io::duplex(1024);
         let streams = OpenStreams::new();
-        let mut clock = H1Clock::new(server, streams.clone(), LIMIT, Instant::now());
+        let mut clock = H1Clock::new(
+            server,
+            streams.clone(),
+            LIMIT,
+            Instant::now(),
+            charge(1 << 20),
+        );
         let mut buf = [0u8; 64];
         let head = b"POST / HTTP/1.1\r\n\r\n";
         client.write_all(head).await.unwrap();
@@ -194,12 +246,73 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_limit_of_duration_max_never_fires_and_never_panics() {
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut clock = H1Clock::new(server, OpenStreams::new(), Duration::MAX, Instant::now());
+        let charge = Arc::new(HeadCharge::new(
+            HeaderBudget::new(prometheus_client::metrics::counter::Counter::default()),
+            40_000,
+        ));
+        let mut clock = H1Clock::new(
+            server,
+            OpenStreams::new(),
+            Duration::MAX,
+            Instant::now(),
+            charge,
+        );
         client.write_all(b"GET / HT").await.unwrap();
         let mut buf = [0u8; 64];
         let read = clock.read(&mut buf).await.unwrap();
         assert_eq!(read, 8);
         let stalled = tokio::time::timeout(Duration::from_secs(3600), clock.read(&mut buf));
         assert!(stalled.await.is_err(), "an hour later, still waiting");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_head_is_charged_until_its_request_arrives_and_one_that_does_not_fit_fails() {
+        let budget = HeaderBudget::new(prometheus_client::metrics::counter::Counter::default());
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let streams = OpenStreams::new();
+        let charge = Arc::new(HeadCharge::new(budget.clone(), 40_000));
+        let mut clock = H1Clock::new(
+            server,
+            streams.clone(),
+            LIMIT,
+            Instant::now(),
+            charge.clone(),
+        );
+        let mut buf = [0u8; 4096];
+        client.write_all(&[b'a'; 20_000]).await.unwrap();
+        let mut read = 0;
+        while read < 20_000 {
+            read += clock.read(&mut buf).await.unwrap();
+        }
+        let stalled = tokio::time::timeout(Duration::from_secs(1), clock.read(&mut buf)).await;
+        assert!(stalled.is_err(), "waits for the rest of the head");
+        assert_eq!(budget.held(), 20_000);
+        // The service gives it back when the request arrives.
+        let open = streams.open();
+        charge.release();
+        assert_eq!(budget.held(), 0);
+        drop(open);
+        // The next head grows past what another connection's leaves of the budget.
+        let other = HeadCharge::new(budget.clone(), 40_000);
+        other.hold(25_000).unwrap();
+        client.write_all(&[b'b'; 20_000]).await.unwrap();
+        let mut read = 0;
+        let error = loop {
+            match clock.read(&mut buf).await {
+                Ok(n) => read += n,
+                Err(error) => break error,
+            }
+        };
+        assert!(
+            (8 * 1024..20_000).contains(&read),
+            "failed after {read} bytes"
+        );
+        assert!(
+            error.to_string().contains("max_unfinished_header_bytes"),
+            "{error}"
+        );
+        // What the head held until then is given back when the connection ends.
+        drop((clock, charge));
+        assert_eq!(budget.held(), 25_000);
     }
 }

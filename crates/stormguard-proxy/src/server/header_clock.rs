@@ -11,6 +11,10 @@
 //! arrives in pieces) until the block is complete, and a block not complete in time ends the
 //! connection with a read error. Frames are only measured, never changed or buffered; a
 //! body's DATA frames may take as long as flow control and the deadline allow.
+//!
+//! A block longer than 8 KiB is also charged, with its bytes so far, against the budget of all
+//! unfinished heads ([`super::head_budget`]) until it is complete; a charge that
+//! does not fit fails the read.
 
 use std::future::Future;
 use std::io;
@@ -20,6 +24,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Sleep;
+
+use super::head_budget::HeadCharge;
 
 const PREFACE_LEN: usize = 24;
 const FRAME_HEADER_LEN: usize = 9;
@@ -35,17 +41,20 @@ pub(super) struct HeaderClock<T> {
     /// Made once per connection, reset for each header block that spans reads.
     deadline: Pin<Box<Sleep>>,
     running: bool,
+    /// The unfinished block's share of the budget.
+    charge: HeadCharge,
 }
 
 impl<T> HeaderClock<T> {
     /// `io`, from the start of the connection (the client preface is skipped).
-    pub(super) fn new(io: T, limit: Duration) -> Self {
+    pub(super) fn new(io: T, limit: Duration, charge: HeadCharge) -> Self {
         HeaderClock {
             io,
             frames: Frames::default(),
             limit,
             deadline: Box::pin(tokio::time::sleep(limit)),
             running: false,
+            charge,
         }
     }
 }
@@ -67,18 +76,33 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeaderClock<T> {
                         this.deadline.as_mut().reset(deadline);
                         this.running = true;
                     }
-                    (false, true) => this.running = false,
-                    _ => {}
+                    (false, true) => {
+                        this.running = false;
+                        this.charge.release();
+                    }
+                    // A long block: what it holds counts against the budget.
+                    (true, true) => {
+                        if let Err(error) = this.charge.hold(this.frames.block_bytes) {
+                            return Poll::Ready(Err(error));
+                        }
+                    }
+                    (false, false) => {}
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending if this.running => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "an HTTP/2 header block was not complete within header_read_timeout",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if this.running => {
+                // The block stalled: what it holds counts against the budget.
+                if let Err(error) = this.charge.hold(this.frames.block_bytes) {
+                    return Poll::Ready(Err(error));
+                }
+                match this.deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "an HTTP/2 header block was not complete within header_read_timeout",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
             other => other,
         }
     }
@@ -97,6 +121,8 @@ struct Frames {
     in_block_frame: bool,
     /// A header block has begun and its `END_HEADERS` has not come.
     block_open: bool,
+    /// The bytes read of the last header block to begin, frame headers included.
+    block_bytes: usize,
 }
 
 impl Frames {
@@ -108,6 +134,9 @@ impl Frames {
             if self.payload_left > 0 {
                 let n = self.payload_left.min(bytes.len());
                 self.payload_left -= n;
+                if self.in_block_frame {
+                    self.block_bytes += n;
+                }
                 bytes = &bytes[n..];
                 continue;
             }
@@ -120,8 +149,12 @@ impl Frames {
                 let [a, b, c, kind, flags, ..] = self.header;
                 self.payload_left = u32::from_be_bytes([0, a, b, c]) as usize;
                 self.in_block_frame = kind == HEADERS || kind == CONTINUATION;
+                if kind == HEADERS {
+                    self.block_bytes = 0;
+                }
                 if self.in_block_frame {
                     self.block_open = flags & END_HEADERS == 0;
+                    self.block_bytes += FRAME_HEADER_LEN;
                 }
             }
         }
@@ -136,6 +169,7 @@ impl Frames {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::head_budget::HeaderBudget;
 
     fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
         let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
@@ -175,7 +209,9 @@ mod tests {
     async fn a_header_block_left_open_ends_the_connection_after_the_limit() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut clock = HeaderClock::new(server, Duration::from_secs(5));
+        let budget = HeaderBudget::new(prometheus_client::metrics::counter::Counter::default());
+        let charge = HeadCharge::new(budget.clone(), 1 << 20);
+        let mut clock = HeaderClock::new(server, Duration::from_secs(5), charge);
         client.write_all(PREFACE).await.unwrap();
         client
             .write_all(&frame(HEADERS, END_HEADERS, b"whole"))
@@ -192,5 +228,49 @@ mod tests {
         }
         assert_eq!(error.unwrap().kind(), io::ErrorKind::TimedOut);
         assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert_eq!(budget.held(), 0, "a small block is not charged");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_header_block_is_charged_until_it_ends() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let budget = HeaderBudget::new(prometheus_client::metrics::counter::Counter::default());
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let charge = HeadCharge::new(budget.clone(), 40_000);
+        let mut clock = HeaderClock::new(server, Duration::from_secs(5), charge);
+        let mut buf = [0u8; 1 << 16];
+        let mut sent = PREFACE.to_vec();
+        sent.extend(frame(HEADERS, 0, &[1; 10_000]));
+        client.write_all(&sent).await.unwrap();
+        let mut read = 0;
+        while read < sent.len() {
+            read += clock.read(&mut buf).await.unwrap();
+        }
+        let stalled = tokio::time::timeout(Duration::from_secs(1), clock.read(&mut buf)).await;
+        assert!(stalled.is_err());
+        assert_eq!(budget.held(), 10_009);
+        client
+            .write_all(&frame(CONTINUATION, END_HEADERS, &[2; 10]))
+            .await
+            .unwrap();
+        let n = clock.read(&mut buf).await.unwrap();
+        assert_eq!(n, 19);
+        assert_eq!(budget.held(), 0, "given back at END_HEADERS");
+        // A block that outgrows the budget ends the connection.
+        client
+            .write_all(&frame(HEADERS, 0, &[3; 16_000]))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let more = frame(CONTINUATION, 0, &[4; 16_000]);
+            client.write_all(&more).await.unwrap();
+        }
+        let error = loop {
+            if let Err(error) = clock.read(&mut buf).await {
+                break error;
+            }
+        };
+        assert!(error.to_string().contains("max_unfinished_header_bytes"));
+        assert_eq!(budget.held(), 0);
     }
 }

@@ -7,19 +7,22 @@
 //! byte a second would otherwise hold a connection forever), in at most `max_header_bytes` and
 //! `max_headers` headers (431 past them); a malformed head gets hyper's 400 and the connection
 //! ends, never the proxy. The protocol is told by the first bytes: the HTTP/2 preface means
-//! HTTP/2 with prior knowledge, anything else HTTP/1.1. The wait for the first byte is an idle
-//! wait (`idle_timeout`), the rest of the preface a head's (`header_read_timeout`), so a client
-//! that dribbles a preface is cut off too.
+//! HTTP/2 with prior knowledge, anything else HTTP/1.1. The wait for the first byte is
+//! `first_byte_timeout` (at most `idle_timeout`), the rest of the preface a head's
+//! (`header_read_timeout`), so a client that dribbles a preface is cut off too.
 //!
 //! What a client may hold is bounded as well, so that memory is bounded by the settings rather
 //! than by the file descriptor limit: at most `max_connections` connections ([`limit`]: at the
-//! limit the listener waits, it does not refuse); on HTTP/2, at most
+//! limit the listener closes the oldest connection that has sent nothing, or else waits; it
+//! does not refuse); unfinished heads, all connections together, at most
+//! `max_unfinished_header_bytes` ([`head_budget`]); on HTTP/2, at most
 //! `http2_max_concurrent_streams` streams per connection, each header block within
-//! `header_read_timeout` ([`header_clock`]), and a ping after `http2_keep_alive_interval` of
-//! silence that must be answered within `http2_keep_alive_timeout`. A connection of either
-//! protocol with no request in flight for `idle_timeout` is closed ([`streams`]; HTTP/2 with a
-//! GOAWAY, HTTP/1.1 by [`h1_clock`], which also times its heads in place of hyper's
-//! `header_read_timeout`: hyper's also cuts off idle keep-alive connections after it).
+//! `header_read_timeout` ([`header_clock`]), a GOAWAY for a client that resets most of the
+//! requests it starts ([`resets`]), and a ping after `http2_keep_alive_interval` of silence that
+//! must be answered within `http2_keep_alive_timeout`. A connection of either protocol with no
+//! request in flight for `idle_timeout` is closed ([`streams`]; HTTP/2 with a GOAWAY, HTTP/1.1
+//! by [`h1_clock`], which also times its heads in place of hyper's `header_read_timeout`:
+//! hyper's also cuts off idle keep-alive connections after it).
 //!
 //! ## Drain
 //! When `shutdown` resolves the listener is closed at once, every connection is told to finish
@@ -64,8 +67,10 @@ macro_rules! write_through {
 }
 
 mod h1_clock;
+mod head_budget;
 mod header_clock;
 mod limit;
+mod resets;
 mod rewind;
 mod streams;
 
@@ -86,8 +91,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use self::h1_clock::H1Clock;
+use self::head_budget::{HeadCharge, HeaderBudget};
 use self::header_clock::HeaderClock;
 use self::limit::{Admitted, ConnectionLimit};
+use self::resets::StreamResets;
 use self::rewind::Rewind;
 use self::streams::{Counted, OpenStreams};
 use crate::config::Listen;
@@ -102,12 +109,16 @@ const HYPER_MAX_HEADERS: usize = 100;
 /// Pause after a failed accept (out of file descriptors, say), so the loop does not spin.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
+/// How long an HTTP/2 connection sent GOAWAY for its resets may take to finish the streams it
+/// has open: a client that cancels most of what it asks for has little in flight worth waiting
+/// for, and one that ignores the GOAWAY should not keep its place.
+const RESETS_GRACE: Duration = Duration::from_secs(1);
+
 /// Serves `proxy` on `listener` until `shutdown` resolves, then drains for at most `grace`.
 ///
 /// Each connection is served with the listener settings of the generation running when it was
-/// accepted (`header_read_timeout`, `idle_timeout`, `max_headers`, `max_header_bytes`); each
-/// request with the
-/// routes running when it arrived. Returns once the drain is over.
+/// accepted (`header_read_timeout`, `idle_timeout`, `max_headers`, `max_header_bytes`, ...);
+/// each request with the routes running when it arrived. Returns once the drain is over.
 ///
 /// ```no_run
 /// # async fn run(proxy: stormguard_proxy::Proxy) -> std::io::Result<()> {
@@ -131,11 +142,14 @@ pub async fn serve(
     let mut shutdown = pin!(shutdown);
     let mut builders = Arc::new(Builders::new(&proxy));
     let limit = ConnectionLimit::new(proxy.metrics().clone());
+    let heads = HeaderBudget::new(proxy.metrics().connections_closed.header_budget.clone());
+    // A client taken from the queue at the limit, waiting for a place.
+    let mut held = None;
     loop {
         let max = proxy.config().listen.max_connections as usize;
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = accept(&listener, &limit, max) => {
+            accepted = accept(&listener, &limit, max, &mut held) => {
                 let (stream, admitted) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -147,9 +161,8 @@ pub async fn serve(
                 if builders.generation != proxy.generation() {
                     builders = Arc::new(Builders::new(&proxy));
                 }
-                let draining = draining.clone();
-                let task = connection(proxy.clone(), stream, builders.clone(), draining, admitted);
-                connections.spawn(task);
+                let serving = Serving::new(proxy.clone(), builders.clone(), draining.clone(), heads.clone());
+                connections.spawn(connection(serving, stream, admitted));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -169,13 +182,29 @@ pub async fn serve(
 }
 
 /// The next client connection, once there is room for it under `max`.
+///
+/// Under the limit a place is taken first, then the connection. At the limit the next client
+/// is taken from the queue and kept in `held` until a place frees: the limit closes an old
+/// silent connection for it, or it waits for one to end ([`limit`]). Cancel safe: a client
+/// held stays in `held` for the next call.
 async fn accept(
     listener: &TcpListener,
     limit: &Arc<ConnectionLimit>,
     max: usize,
+    held: &mut Option<TcpStream>,
 ) -> io::Result<(TcpStream, Admitted)> {
+    if held.is_none() {
+        if let Some(admitted) = limit.try_admit(max) {
+            let (stream, _peer) = listener.accept().await?;
+            admitted.accepted(max);
+            return Ok((stream, admitted));
+        }
+        let (stream, _peer) = listener.accept().await?;
+        *held = Some(stream);
+    }
     let admitted = limit.admit(max).await;
-    let (stream, _peer) = listener.accept().await?;
+    let stream = held.take().expect("a client is held");
+    admitted.accepted(max);
     Ok((stream, admitted))
 }
 
@@ -188,6 +217,10 @@ struct Builders {
     generation: u64,
     header_read_timeout: Duration,
     idle_timeout: Duration,
+    /// `first_byte_timeout`, or `idle_timeout` when shorter.
+    first_byte_wait: Duration,
+    http2_max_concurrent_streams: u32,
+    max_unfinished_header_bytes: usize,
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
 }
@@ -220,6 +253,9 @@ impl Builders {
             generation,
             header_read_timeout: listen.header_read_timeout,
             idle_timeout: listen.idle_timeout,
+            first_byte_wait: listen.first_byte_timeout.min(listen.idle_timeout),
+            http2_max_concurrent_streams: listen.http2_max_concurrent_streams,
+            max_unfinished_header_bytes: listen.max_unfinished_header_bytes,
             http1,
             http2,
         }
@@ -228,63 +264,37 @@ impl Builders {
 
 /// Serves one connection to its end (or the drain's); `admitted` is its place under
 /// `max_connections`, given back when it ends.
-async fn connection(
-    proxy: Proxy,
-    stream: TcpStream,
-    builders: Arc<Builders>,
-    draining: watch::Receiver<bool>,
-    admitted: Admitted,
-) {
-    let _admitted = admitted;
+///
+/// A connection that says nothing holds a place for nothing: it must send its first byte within
+/// `first_byte_timeout`, and is closed at once when the limit evicts it to admit another
+/// ([`limit`]). The byte is peeked, so that it is still there for [`Serving::serve`]; a
+/// connection closed without a word counts as one that spoke, and ends there.
+async fn connection(mut serving: Serving, stream: TcpStream, admitted: Admitted) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    serve_io(proxy, stream, local, &builders, draining).await;
-}
-
-/// Serves one connection over any byte stream: what [`connection`] does once the socket is
-/// set up. `local` is the address the client connected to.
-async fn serve_io<I>(
-    proxy: Proxy,
-    mut io: I,
-    local: SocketAddr,
-    builders: &Builders,
-    draining: watch::Receiver<bool>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let mut prefix = [0u8; H2_PREFACE.len()];
-    // A pool may open a connection well before its first request: that wait is an idle one.
-    let first = match tokio::time::timeout(builders.idle_timeout, io.read(&mut prefix)).await {
-        Ok(Ok(n)) if n > 0 => n,
-        Ok(_) | Err(_) => return,
-    };
-    let first_byte = Instant::now();
-    let sniffed = tokio::time::timeout_at(
-        crate::timer::later(first_byte, builders.header_read_timeout),
-        sniff(&mut io, &mut prefix, first),
-    );
-    let (http2, read) = match sniffed.await {
-        Ok(Ok(sniffed)) => sniffed,
-        // Closed, failed, or too slow to say even which protocol it speaks.
-        Ok(Err(_)) | Err(_) => return,
-    };
-    let io = Rewind::new(io, &prefix[..read]);
-    let serving = Serving {
-        proxy,
-        local,
-        builders,
-        draining,
-    };
-    let ended = if http2 {
-        serving.http2(io).await
-    } else {
-        serving.http1(io, first_byte).await
-    };
-    if let Err(error) = ended {
-        tracing::debug!(%error, "connection ended with an error");
+    serving.local = local;
+    let wait = serving.builders.first_byte_wait;
+    // A peek, not readiness, which may be reported before any byte has come.
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        peeked = tokio::time::timeout(wait, stream.peek(&mut byte)) => match peeked {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                serving.proxy.metrics().connections_closed.first_byte_timeout.inc();
+                tracing::debug!(?wait, "closing a connection that sent nothing (first_byte_timeout)");
+                return;
+            }
+        },
+        () = admitted.evicted() => return,
     }
+    if !admitted.spoke() {
+        return;
+    }
+    serving.serve(stream).await;
+    drop(admitted);
 }
 
 /// Serves one connection over an in-memory or other byte stream, with the running listener
@@ -295,22 +305,85 @@ pub async fn serve_connection<I>(proxy: Proxy, io: I, local: SocketAddr)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let builders = Builders::new(&proxy);
+    let builders = Arc::new(Builders::new(&proxy));
     let (_never, draining) = watch::channel(false);
-    serve_io(proxy, io, local, &builders, draining).await;
+    let heads = HeaderBudget::new(proxy.metrics().connections_closed.header_budget.clone());
+    let mut serving = Serving::new(proxy, builders, draining, heads);
+    serving.local = local;
+    serving.serve(io).await;
 }
 
 /// What serving one connection takes besides the connection.
-struct Serving<'a> {
+struct Serving {
     proxy: Proxy,
-    /// The address the client connected to.
+    /// The address the client connected to, once known.
     local: SocketAddr,
-    builders: &'a Builders,
+    builders: Arc<Builders>,
     /// Turns true when the drain starts.
     draining: watch::Receiver<bool>,
+    /// The bytes unfinished heads hold, across every connection.
+    heads: Arc<HeaderBudget>,
 }
 
-impl Serving<'_> {
+impl Serving {
+    fn new(
+        proxy: Proxy,
+        builders: Arc<Builders>,
+        draining: watch::Receiver<bool>,
+        heads: Arc<HeaderBudget>,
+    ) -> Self {
+        Serving {
+            proxy,
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            builders,
+            draining,
+            heads,
+        }
+    }
+
+    /// Serves one connection over any byte stream: what [`connection`] does once the socket
+    /// is set up and has spoken.
+    async fn serve<I>(self, mut io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let builders = self.builders.clone();
+        let mut prefix = [0u8; H2_PREFACE.len()];
+        // A pool may open a connection ahead of its first request, but uses it within moments.
+        let first = match tokio::time::timeout(builders.first_byte_wait, io.read(&mut prefix)).await
+        {
+            Ok(Ok(n)) if n > 0 => n,
+            Ok(_) | Err(_) => return,
+        };
+        let first_byte = Instant::now();
+        let sniffed = tokio::time::timeout_at(
+            crate::timer::later(first_byte, builders.header_read_timeout),
+            sniff(&mut io, &mut prefix, first),
+        );
+        let (http2, read) = match sniffed.await {
+            Ok(Ok(sniffed)) => sniffed,
+            // Closed, failed, or too slow to say even which protocol it speaks.
+            Ok(Err(_)) | Err(_) => return,
+        };
+        let io = Rewind::new(io, &prefix[..read]);
+        let ended = if http2 {
+            self.http2(io).await
+        } else {
+            self.http1(io, first_byte).await
+        };
+        if let Err(error) = ended {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    }
+
+    /// A charge of this connection's unfinished heads against the budget.
+    fn head_charge(&self) -> HeadCharge {
+        HeadCharge::new(
+            self.heads.clone(),
+            self.builders.max_unfinished_header_bytes,
+        )
+    }
+
     async fn http1<I>(mut self, stream: Rewind<I>, first_byte: Instant) -> hyper::Result<()>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -318,22 +391,26 @@ impl Serving<'_> {
         let (proxy, local) = (self.proxy.clone(), self.local);
         let requests = OpenStreams::new();
         let counting = requests.clone();
+        let charge = Arc::new(self.head_charge());
+        let arrived = charge.clone();
         let service = hyper::service::service_fn(move |req| {
             let proxy = proxy.clone();
             // Counted from the head's arrival, which stops its clock, to the response's end.
             let open = counting.open();
             counting.set_bodiless(hyper::body::Body::is_end_stream(req.body()));
+            arrived.release();
             async move {
                 let response = crate::forward::handle(proxy, local, req).await;
                 Ok::<_, Infallible>(response.map(|body| Counted::new(body, open)))
             }
         });
-        let builders = self.builders;
+        let builders = self.builders.clone();
         let io = H1Clock::new(
             stream,
             requests.clone(),
             builders.header_read_timeout,
             first_byte,
+            charge,
         );
         let served = builders.http1.serve_connection(TokioIo::new(io), service);
         let mut served = pin!(served);
@@ -356,31 +433,49 @@ impl Serving<'_> {
         let (proxy, local) = (self.proxy.clone(), self.local);
         let streams = OpenStreams::new();
         let counting = streams.clone();
+        let resets = StreamResets::new(self.builders.http2_max_concurrent_streams);
+        let starting = resets.clone();
         let service = hyper::service::service_fn(move |req| {
             let proxy = proxy.clone();
+            let refused = starting.is_exceeded();
             // Counted from the request's arrival, so that a slow upstream is not an idle client.
-            let open = counting.open();
+            let open = (!refused).then(|| counting.open());
+            // Dropped unanswered when the client resets the stream.
+            let started = (!refused).then(|| starting.start());
             async move {
+                let (Some(open), Some(started)) = (open, started) else {
+                    return Err(h2::Error::from(h2::Reason::REFUSED_STREAM));
+                };
                 let response = crate::forward::handle(proxy, local, req).await;
-                Ok::<_, Infallible>(response.map(|body| Counted::new(body, open)))
+                started.answered();
+                Ok(response.map(|body| Counted::new(body, open)))
             }
         });
-        let io = HeaderClock::new(stream, self.builders.header_read_timeout);
-        let served = self
-            .builders
-            .http2
-            .serve_connection(TokioIo::new(io), service);
+        let builders = self.builders.clone();
+        let io = HeaderClock::new(stream, builders.header_read_timeout, self.head_charge());
+        let served = builders.http2.serve_connection(TokioIo::new(io), service);
         let mut served = pin!(served);
-        tokio::select! {
+        let grace = tokio::select! {
             ended = served.as_mut() => return ended,
-            _ = self.draining.wait_for(|draining| *draining) => {}
-            () = streams.idle_for(self.builders.idle_timeout) => {
+            _ = self.draining.wait_for(|draining| *draining) => None,
+            () = streams.idle_for(builders.idle_timeout) => {
                 tracing::debug!("closing an HTTP/2 connection with no stream open (idle_timeout)");
+                None
             }
-        }
+            () = resets.exceeded() => {
+                self.proxy.metrics().connections_closed.stream_resets.inc();
+                tracing::warn!(
+                    "sending GOAWAY to an HTTP/2 client that reset most of the requests it started"
+                );
+                Some(RESETS_GRACE)
+            }
+        };
         // GOAWAY: streams already open finish, the client opens new ones on a new connection.
         served.as_mut().graceful_shutdown();
-        served.await
+        match grace {
+            None => served.await,
+            Some(grace) => tokio::time::timeout(grace, served).await.unwrap_or(Ok(())),
+        }
     }
 }
 

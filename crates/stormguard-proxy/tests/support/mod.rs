@@ -276,6 +276,8 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(75),
+            first_byte_timeout: Duration::from_secs(10),
+            max_unfinished_header_bytes: 32 << 20,
         },
         admin: Admin {
             address: "127.0.0.1:0".parse().unwrap(),
@@ -430,6 +432,35 @@ pub fn assert_all_ok(outcomes: &[Result<Reply, String>]) {
         .take(5)
         .collect();
     assert!(failed.is_empty(), "failures, first few: {failed:?}");
+}
+
+/// Reads until a whole `200 ... ok` answer has come (the upstream answers "ok").
+pub async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !(answer.starts_with(b"HTTP/1.1 200") && answer.ends_with(b"\r\n\r\nok")) {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed before the answer: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(answer).unwrap()
+}
+
+/// Reads and drops what comes until the proxy closes the connection, or panics after `limit`;
+/// returns how long that took.
+pub async fn until_closed(stream: &mut TcpStream, limit: Duration) -> Duration {
+    let start = tokio::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        while matches!(stream.read(&mut buf).await, Ok(1..)) {}
+    })
+    .await
+    .expect("the proxy closed the connection in time");
+    start.elapsed()
 }
 
 /// Writes `bytes` on a fresh connection and reads what comes back until the proxy closes it or

@@ -27,6 +27,8 @@ fn listen_admin_and_faults_defaults() {
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(75),
+            first_byte_timeout: Duration::from_secs(10),
+            max_unfinished_header_bytes: 32 << 20,
         }
     );
     assert_eq!(
@@ -38,6 +40,14 @@ fn listen_admin_and_faults_defaults() {
     );
     assert_eq!(config.faults, Faults { enabled: false });
     assert_eq!(config.upstreams["api"].max_in_flight, 1024);
+}
+
+#[test]
+fn the_unfinished_header_budget_holds_many_of_the_largest_heads() {
+    // The default budget is 32 of the largest heads a file may allow (1MiB), so no setting of
+    // max_header_bytes leaves it unable to hold one.
+    let listen = config(&format!("[listen]\nmax_header_bytes = \"1MiB\"\n{MINIMAL}")).listen;
+    assert_eq!(listen.max_unfinished_header_bytes, 32 << 20);
 }
 
 #[test]

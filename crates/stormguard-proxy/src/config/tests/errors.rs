@@ -198,6 +198,37 @@ fn listen_values_are_checked() {
         &["0s is out of range", "a connection timer is 1ms to 1h"],
     );
     assert_error(
+        &format!("[listen]\nfirst_byte_timeout = \"0s\"\n{MINIMAL}"),
+        2,
+        22,
+        "listen.first_byte_timeout",
+        &["0s is out of range", "a connection timer is 1ms to 1h"],
+    );
+    assert_error(
+        &format!("[listen]\nfirst_byte_timeout = \"2h\"\n{MINIMAL}"),
+        2,
+        22,
+        "listen.first_byte_timeout",
+        &["2h is out of range", "a connection timer is 1ms to 1h"],
+    );
+    assert_error(
+        &format!("[listen]\nmax_unfinished_header_bytes = \"16KiB\"\n{MINIMAL}"),
+        2,
+        31,
+        "listen.max_unfinished_header_bytes",
+        &["16KiB is below max_header_bytes (64KiB)", "\"32MiB\""],
+    );
+    assert_error(
+        &format!("[listen]\nmax_unfinished_header_bytes = 0\n{MINIMAL}"),
+        2,
+        31,
+        "listen.max_unfinished_header_bytes",
+        &[
+            "0B is out of range",
+            "max_unfinished_header_bytes is 8KiB to 1GiB",
+        ],
+    );
+    assert_error(
         &format!("[listen]\nhttp2_keep_alive_interval = 30\n{MINIMAL}"),
         2,
         29,

@@ -21,6 +21,8 @@ fn the_issue_sample_as_json() {
             "http2_keep_alive_interval": "30s",
             "http2_keep_alive_timeout": "20s",
             "idle_timeout": "75s",
+            "first_byte_timeout": "10s",
+            "max_unfinished_header_bytes": { "bytes": 33_554_432, "human": "32MiB" },
         })
     );
     assert_eq!(

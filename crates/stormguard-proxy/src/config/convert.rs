@@ -39,6 +39,17 @@ const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// nginx's `keepalive_timeout`: client pools keep idle connections long (Go's 90 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// nginx's `send_timeout`, `client_body_timeout` and `proxy_read_timeout`: a body that has not
+/// moved for a minute belongs to a client or an upstream that is gone or stalling on purpose.
+/// Envoy's 5 minutes suits long quiet streams; a file that carries them raises this.
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The body read before forwarding is at most `retry_body_limit` (64 KiB by default): in 30 s
+/// it arrives at 17 kbit/s, slower than any link a service's caller uses.
+const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The bounds of the body timeouts: under a millisecond a body could not arrive even on
+/// loopback, and a body clock over an hour no longer protects anything.
+const BODY_TIMEOUTS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(3600);
 
 /// Walks the raw file, knowing where each value is.
 ///
@@ -245,8 +256,44 @@ impl<'a> Converter<'a> {
                 IDLE_TIMEOUT,
                 "every connection would close before its first request; use e.g. \"75s\"",
             )?,
+            stream_idle_timeout: self.body_timeout(
+                raw.stream_idle_timeout.as_ref(),
+                path,
+                "stream_idle_timeout",
+                STREAM_IDLE_TIMEOUT,
+            )?,
+            request_body_timeout: self.body_timeout(
+                raw.request_body_timeout.as_ref(),
+                path,
+                "request_body_timeout",
+                REQUEST_BODY_TIMEOUT,
+            )?,
         };
         Ok((listen, address_offset))
+    }
+
+    /// `stream_idle_timeout` or `request_body_timeout`: within [`BODY_TIMEOUTS`].
+    fn body_timeout(
+        &self,
+        value: Option<&Spanned<Scalar>>,
+        parent: &KeyPath,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ParseError> {
+        let duration = self.duration_or(value, parent, key, default)?;
+        match value {
+            Some(value) if !BODY_TIMEOUTS.contains(&duration) => Err(self.error(
+                value.span().start,
+                &parent.key(key),
+                format!(
+                    "{} is outside 1ms to 1h: at 0 no body could arrive, and a body that may \
+                     stall for hours holds its upstream slot as long; use e.g. \"{}\"",
+                    stormguard::duration::format(duration),
+                    stormguard::duration::format(default)
+                ),
+            )),
+            _ => Ok(duration),
+        }
     }
 
     fn admin(&self, raw: Option<Spanned<RawAdmin>>) -> Result<Admin, ParseError> {

@@ -73,6 +73,8 @@ fn listen(listen: &Listen) -> Value {
         "http2_keep_alive_interval": duration(listen.http2_keep_alive_interval),
         "http2_keep_alive_timeout": duration(listen.http2_keep_alive_timeout),
         "idle_timeout": duration(listen.idle_timeout),
+        "stream_idle_timeout": duration(listen.stream_idle_timeout),
+        "request_body_timeout": duration(listen.request_body_timeout),
     })
 }
 

@@ -46,6 +46,9 @@ pub(super) struct RawListen {
     pub http2_keep_alive_interval: Option<Spanned<Scalar>>,
     pub http2_keep_alive_timeout: Option<Spanned<Scalar>>,
     pub idle_timeout: Option<Spanned<Scalar>>,
+    // What a request's bodies may take (issue 12): one block, apart from the connection keys.
+    pub stream_idle_timeout: Option<Spanned<Scalar>>,
+    pub request_body_timeout: Option<Spanned<Scalar>>,
 }
 
 /// `[admin]`.

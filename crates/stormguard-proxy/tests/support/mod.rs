@@ -276,6 +276,8 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(75),
+            stream_idle_timeout: Duration::from_secs(60),
+            request_body_timeout: Duration::from_secs(30),
         },
         admin: Admin {
             address: "127.0.0.1:0".parse().unwrap(),

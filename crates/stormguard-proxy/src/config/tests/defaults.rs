@@ -27,6 +27,8 @@ fn listen_admin_and_faults_defaults() {
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(75),
+            stream_idle_timeout: Duration::from_secs(60),
+            request_body_timeout: Duration::from_secs(30),
         }
     );
     assert_eq!(

@@ -189,6 +189,19 @@ fn listen_values_are_checked() {
         "listen.idle_timeout",
         &["0s is not valid", "e.g. \"75s\""],
     );
+    for (key, value) in [
+        ("stream_idle_timeout", "\"0s\""),
+        ("stream_idle_timeout", "\"2h\""),
+        ("request_body_timeout", "\"500us\""),
+    ] {
+        assert_error(
+            &format!("[listen]\n{key} = {value}\n{MINIMAL}"),
+            2,
+            key.len() + 4,
+            &format!("listen.{key}"),
+            &["is outside 1ms to 1h", "use e.g."],
+        );
+    }
     assert_error(
         &format!("[listen]\nhttp2_keep_alive_interval = 30\n{MINIMAL}"),
         2,

@@ -21,6 +21,8 @@ fn the_issue_sample_as_json() {
             "http2_keep_alive_interval": "30s",
             "http2_keep_alive_timeout": "20s",
             "idle_timeout": "75s",
+            "stream_idle_timeout": "1m",
+            "request_body_timeout": "30s",
         })
     );
     assert_eq!(

@@ -88,7 +88,9 @@ pub struct Listen {
     /// its upstream slot and upstream connection are freed. It runs while a body is under way:
     /// the client's, as it streams to the upstream, and the response's, from its head to its
     /// end; a client that does not read holds nothing past it. Waiting for the response head is
-    /// the route's `timeout`'s to bound, not this.
+    /// the route's `timeout`'s to bound, not this. A body moves when the proxy takes a chunk of
+    /// it: with at most 64 KiB of a response buffered for a client, one that reads under about
+    /// 1 KiB/s is taken, at the default, for one that does not read.
     pub stream_idle_timeout: Duration,
     /// A request body the proxy reads before forwarding (all of it up to the route's
     /// `retry_body_limit`, which the retry layer keeps for a retry) must arrive within this of

@@ -100,7 +100,7 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
 
 fn read(file: &Path) -> anyhow::Result<(String, String)> {
     let name = file.display().to_string();
-    let text = std::fs::read_to_string(file)
+    let text = stormguard_graph::input::read_text(file)
         .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
     Ok((name, text))
 }

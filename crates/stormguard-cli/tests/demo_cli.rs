@@ -1,43 +1,18 @@
 //! `stormguard demo` as a newcomer runs it: the built binary, into a directory of its own.
 
+#[path = "support/bounded.rs"]
+mod bounded;
+
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use bounded::within as stormguard;
 
 /// A directory under the system's temp dir for one test, emptied first.
 fn out_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("stormguard-demo-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
-}
-
-/// Runs the binary with `args`, killed if it takes longer than `limit`: the demo must end on its
-/// own, and a test must not hang when it does not.
-fn stormguard(args: &[&str], limit: Duration) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stormguard"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Counted sleeps rather than the clock, which the workspace reads only through tokio.
-    let step = Duration::from_millis(50);
-    let mut waited = Duration::ZERO;
-    while child.try_wait().unwrap().is_none() {
-        if waited > limit {
-            let _ = child.kill();
-            panic!("stormguard {args:?} still running after {limit:?}");
-        }
-        std::thread::sleep(step);
-        waited += step;
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 /// The A and B columns of the comparison's row that starts with `label`, under `after` (a

@@ -139,7 +139,7 @@ fn addresses(line: &str) -> (SocketAddr, SocketAddr) {
 }
 
 fn generation(admin: SocketAddr) -> u64 {
-    let (_, _, body) = http(admin, &get("/config", "admin"));
+    let (_, _, body) = http(admin, &get("/config", "localhost"));
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     json["generation"].as_u64().unwrap()
 }
@@ -190,7 +190,7 @@ fn it_proxies_reloads_on_sighup_and_drains_on_sigterm() {
     assert_eq!(status, 404, "{head}");
     assert!(head.contains("stormguard-reason: no-route"), "{head}");
 
-    let (_, _, body) = http(admin, &get("/config", "admin"));
+    let (_, _, body) = http(admin, &get("/config", "localhost"));
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["generation"], 1);
     assert_eq!(
@@ -219,9 +219,9 @@ fn it_proxies_reloads_on_sighup_and_drains_on_sigterm() {
         "SIGHUP reloaded within 5 s: {:?}",
         log.lock().unwrap()
     );
-    let (_, _, body) = http(admin, &get("/config", "admin"));
+    let (_, _, body) = http(admin, &get("/config", "localhost"));
     assert!(body.contains("\"timeout\": \"3s\""), "{body}");
-    let (_, _, metrics) = http(admin, &get("/metrics", "admin"));
+    let (_, _, metrics) = http(admin, &get("/metrics", "localhost"));
     assert!(
         metrics.contains("stormguard_config_reloads_total{result=\"ok\"}"),
         "{metrics}"
@@ -232,7 +232,7 @@ fn it_proxies_reloads_on_sighup_and_drains_on_sigterm() {
     std::thread::sleep(Duration::from_millis(300));
     kill(&proxy.0, "-TERM");
     std::thread::sleep(Duration::from_millis(200));
-    let (status, _, body) = http(admin, &get("/healthz", "admin"));
+    let (status, _, body) = http(admin, &get("/healthz", "localhost"));
     assert_eq!((status, body.as_str()), (503, "draining\n"));
     let (status, _, body) = slow.join().unwrap();
     assert_eq!((status, body.as_str()), (200, "hello"));

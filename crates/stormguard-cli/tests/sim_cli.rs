@@ -1,6 +1,12 @@
 //! `stormguard sim` as a user runs it: the built binary.
 
+#[path = "support/bounded.rs"]
+mod bounded;
+
 use std::process::Command;
+use std::time::Duration;
+
+use bounded::within as stormguard_within;
 
 fn stormguard(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_stormguard"))
@@ -364,4 +370,68 @@ fn a_graph_with_endpoints_is_checked_and_simulated_per_endpoint() {
     let endpoint = |name: &str| endpoints[name].as_f64().unwrap();
     assert_eq!(endpoint("browse") + endpoint("checkout"), count("gateway"));
     assert!(endpoint("browse") <= count("catalog"));
+}
+
+/// A graph whose calls form a cycle, with workers enough to keep a request circling: `sim` once
+/// ran it until it was killed (and grew by megabytes a second); it is refused at once, exit 2,
+/// at the call that closes the cycle, in check's words.
+#[test]
+fn a_call_cycle_is_refused_with_exit_2_not_run_forever() {
+    let file = graph(
+        "cycle",
+        "[entry]\nservice = \"a\"\n[services.a]\ninstances = 1000\nconcurrency = 1000\n\
+         [[services.a.calls]]\nto = \"a\"\ncount = 3\nparallel = true\ntimeout = \"1h\"\n\
+         propagate_deadline = false\n",
+    );
+    let (code, out, err) =
+        stormguard_within(&["sim", &file, "--duration", "2s"], Duration::from_secs(60));
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains(&format!(
+            "{file}:6:1: call a -> a: the calls a -> a form a cycle"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("error[call-cycle]"), "{err}");
+}
+
+/// Rates and durations that once made `sim` grow to gigabytes with no output: out of the
+/// file's range (refused at its line, as `check` refuses it), or in range but over what one run
+/// may do (refused before the first event).
+#[test]
+fn unbounded_runs_are_refused_with_exit_2_and_what_to_lower() {
+    let limit = Duration::from_secs(60);
+    let absurd = graph(
+        "rate-1e300",
+        "[entry]\nservice = \"a\"\nrate = 1e300\n[services.a]\n",
+    );
+    let (code, _, err) = stormguard_within(&["sim", &absurd], limit);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{absurd}:3:8: `entry.rate`: 1e300 is out of range"
+        )) && err.contains("a rate is 0 to 1000000"),
+        "{err}"
+    );
+    let fast = graph(
+        "rate-1e6",
+        "[entry]\nservice = \"a\"\nrate = 1e6\n[services.a]\n",
+    );
+    let (code, _, err) = stormguard_within(&["sim", &fast], limit);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "60,000,000 user requests over 1m (1000000 a second) are more than the \
+             10,000,000 one run may bring"
+        ),
+        "{err}"
+    );
+    let small = graph("small", "[entry]\nservice = \"a\"\n[services.a]\n");
+    let (code, _, err) = stormguard_within(&["sim", &small, "--duration", "1000000h"], limit);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("1000000h is out of range") && err.contains("a simulated run is 1s to 24h"),
+        "{err}"
+    );
 }

@@ -16,6 +16,7 @@
 
 pub mod check;
 pub mod fix;
+pub mod input;
 pub mod model;
 pub mod parse;
 pub mod policy;

@@ -1,12 +1,13 @@
 //! `docs/reference.md` against the graph file's parser and the policy core: every key each table
 //! accepts is documented in its section and every documented key is accepted; every default
 //! written as a value is what the parser applies; the table of a call's and a route's policy is
-//! [`POLICY_KEYS`] as is; the `retry_on` conditions, backoff forms and `[check]` thresholds are
-//! the code's. The proxy's sections are held to its parser by `stormguard-proxy/tests/
+//! [`POLICY_KEYS`] as is, and the table of ranges [`RANGES`]; every value's row states its range,
+//! and a value just outside it is refused; the `retry_on` conditions, backoff forms and
+//! `[check]` thresholds are the code's. The proxy's sections are held to its parser by `stormguard-proxy/tests/
 //! reference.rs`, with the same support code.
 //!
-//! When [`POLICY_KEYS`] changes, `UPDATE_REFERENCE=1 cargo test -p stormguard-graph --test
-//! reference` rewrites the reference's policy table from it; review the diff.
+//! When [`POLICY_KEYS`] or [`RANGES`] changes, `UPDATE_REFERENCE=1 cargo test -p
+//! stormguard-graph --test reference` rewrites the reference's tables from them; review the diff.
 
 #[path = "support/reference.rs"]
 mod reference;
@@ -15,13 +16,14 @@ use std::collections::BTreeSet;
 
 use reference::{
     assert_none, code_spans, default_problems, key_problems, only_code_span, probe_problems,
-    section, sections, table_rows, Refusal, Table,
+    range_problems, section, sections, table_rows, Refusal, Table,
 };
 use stormguard::backoff::Backoff;
 use stormguard::classify::{AttemptResult, Class, Classifier, Condition, RetryOn, RetryOnError};
 use stormguard::hedge::HedgeDelay;
 use stormguard_graph::check::RULES;
 use stormguard_graph::parse::policy_keys::{KeyDoc, POLICY_KEYS};
+use stormguard_graph::parse::ranges::{ValueRange, POLICY, RANGES};
 
 /// The smallest graph: an entry and its service.
 const GRAPH: &str = "[entry]\nservice = \"a\"\n[services.a]\n";
@@ -147,13 +149,18 @@ fn every_default_of_the_graph_file_is_what_the_parser_applies() {
 }
 
 #[test]
+fn every_value_of_the_graph_file_states_its_range_and_is_refused_outside_it() {
+    assert_none("the graph file's ranges", range_problems(TABLES, parse));
+}
+
+#[test]
 fn every_section_with_keys_is_probed() {
     let parts = ["The graph file", reference::POLICY_HEADING];
     assert_none("the graph file's sections", probe_problems(&parts, TABLES));
 }
 
 /// The key table of the policy every call and route takes, as the reference prints it between
-/// [`BEGIN`] and [`END`].
+/// its markers.
 fn policy_table() -> String {
     let escape = |text: &str| text.replace('|', "\\|");
     let mut table = format!("{}\n|---|---|---|---|\n", reference::KEY_TABLE_HEADER);
@@ -174,22 +181,65 @@ fn policy_table() -> String {
     table
 }
 
-const BEGIN: &str = "<!-- BEGIN POLICY_KEYS";
-const END: &str = "<!-- END POLICY_KEYS -->";
+/// The table of every range, as the reference prints it between its markers.
+fn ranges_table() -> String {
+    let escape = |text: &str| text.replace('|', "\\|");
+    let mut table = String::from("| Values | Range | Keys | Why no less; why no more |\n");
+    table.push_str("|---|---|---|---|\n");
+    for ValueRange {
+        subject,
+        bounds,
+        below,
+        above,
+        keys,
+    } in RANGES.iter().copied()
+    {
+        // The keys of one section together: `timeout`, `request_timeout` (of a call or route).
+        let mut groups: Vec<(&str, Vec<String>)> = Vec::new();
+        for key in keys.iter() {
+            let name = format!("`{}`", key.key);
+            match groups.last_mut() {
+                Some((section, names)) if *section == key.section => names.push(name),
+                _ => groups.push((key.section, vec![name])),
+            }
+        }
+        let keys = groups
+            .iter()
+            .map(|(section, names)| {
+                let place = if *section == POLICY {
+                    "a call or route".to_string()
+                } else {
+                    format!("`{section}`")
+                };
+                format!("{} of {place}", names.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        table.push_str(&format!(
+            "| {} | {bounds} | {} | {}; {} |\n",
+            escape(subject),
+            escape(&keys),
+            escape(below),
+            escape(above)
+        ));
+    }
+    table
+}
 
-#[test]
-fn the_policy_table_is_policy_keys() {
+/// Checks that the text between the line starting `begin` and the line `end` of the reference
+/// is `generated`, or writes it there under `UPDATE_REFERENCE=1`; `source` names where it is
+/// printed from, for the failure.
+fn generated_part(begin: &str, end: &str, generated: &str, source: &str) {
     let doc = reference::read();
     let start = doc
-        .find(BEGIN)
-        .expect("docs/reference.md: no `<!-- BEGIN POLICY_KEYS` line");
+        .find(begin)
+        .unwrap_or_else(|| panic!("docs/reference.md: no `{begin}` line"));
     let start = start + doc[start..].find('\n').expect("a line after it") + 1;
     let end = start
         + doc[start..]
-            .find(END)
-            .expect("docs/reference.md: no END POLICY_KEYS line");
-    let generated = policy_table();
-    if doc[start..end] == generated {
+            .find(end)
+            .unwrap_or_else(|| panic!("docs/reference.md: no `{end}` line"));
+    if doc[start..end] == *generated {
         return;
     }
     if std::env::var_os("UPDATE_REFERENCE").is_some() {
@@ -198,12 +248,69 @@ fn the_policy_table_is_policy_keys() {
         return;
     }
     panic!(
-        "docs/reference.md: the table of a call's and a route's policy is not POLICY_KEYS \
-         (crates/stormguard-graph/src/parse/policy_keys.rs). Edit POLICY_KEYS, not the table, \
-         then run `UPDATE_REFERENCE=1 cargo test -p stormguard-graph --test reference` and \
-         review the diff.\nwritten:\n{}\nPOLICY_KEYS:\n{generated}",
+        "docs/reference.md: the table is not {source}. Edit it there, not the table, then run \
+         `UPDATE_REFERENCE=1 cargo test -p stormguard-graph --test reference` and review the \
+         diff.\nwritten:\n{}\nprinted:\n{generated}",
         &doc[start..end]
     );
+}
+
+#[test]
+fn the_policy_table_is_policy_keys() {
+    generated_part(
+        "<!-- BEGIN POLICY_KEYS",
+        "<!-- END POLICY_KEYS -->",
+        &policy_table(),
+        "POLICY_KEYS (crates/stormguard-graph/src/parse/policy_keys.rs)",
+    );
+}
+
+#[test]
+fn the_table_of_ranges_is_ranges() {
+    generated_part(
+        "<!-- BEGIN RANGES",
+        "<!-- END RANGES -->",
+        &ranges_table(),
+        "RANGES (crates/stormguard-graph/src/parse/ranges.rs)",
+    );
+}
+
+/// Every key a range names has its row, which states the range (the proxy's keys included: this
+/// test reads every section; each file's test probes its own parser).
+#[test]
+fn every_key_a_range_names_states_it_in_its_row() {
+    let doc = reference::read();
+    let sections = sections(&doc);
+    let mut problems = Vec::new();
+    for range in RANGES {
+        let stated = range.bounds.to_string();
+        for key in range.keys {
+            let unit = if key.section == POLICY {
+                POLICY_KEYS
+                    .iter()
+                    .find(|doc| doc.key == key.key)
+                    .map(|doc| doc.unit.to_string())
+            } else {
+                section(&sections, key.section)
+                    .and_then(reference::key_rows)
+                    .and_then(Result::ok)
+                    .and_then(|rows| rows.into_iter().find(|row| row.key == key.key))
+                    .map(|row| row.unit)
+            };
+            match unit {
+                None => problems.push(format!(
+                    "`{}`, `{}`: RANGES names it, but it has no row",
+                    key.section, key.key
+                )),
+                Some(unit) if !unit.contains(&stated) => problems.push(format!(
+                    "`{}`, `{}`: its type {unit:?} does not state its range `{stated}`",
+                    key.section, key.key
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    assert_none("the ranges", problems);
 }
 
 #[test]

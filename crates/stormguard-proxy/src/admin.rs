@@ -18,9 +18,18 @@
 //! a non-loopback admin address without a token, so the endpoint is never open beyond the host.
 //! The token is read from the running settings at each request: a reload that changes it takes
 //! effect at once, like the rest of the file.
+//!
+//! Without a token, loopback is the only guard, and a web page the operator opens can get past
+//! it: DNS rebinding points the page's own host name at 127.0.0.1, and the browser then sends
+//! the page's requests, `POST /reload` included, to the admin endpoint with `Host: that.name`.
+//! So without a token a request is answered only when it names a loopback host (in its `Host`,
+//! or its absolute-form target): `localhost` or a loopback address (`127.0.0.1`, `[::1]`), with
+//! any port; 403 otherwise. A browser always sends the page's host, and no DNS name but
+//! `localhost` is taken. With a token, any host is answered: the token is the guard.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::Path;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -147,6 +156,14 @@ impl AdminServer {
     /// Answers one admin request (the body, if any, is not read).
     pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>> {
         let running = self.reloader.target().config();
+        if running.admin.token.is_none() && !names_loopback(&request) {
+            return text(
+                StatusCode::FORBIDDEN,
+                "forbidden: without admin.token, the admin endpoint answers only requests for \
+                 localhost or a loopback address (Host: 127.0.0.1:PORT), so that no web page can \
+                 reach it by DNS rebinding; set admin.token to be reached by other names\n",
+            );
+        }
         if let Some(token) = running.admin.token.as_deref() {
             if !authorized(request.headers(), token) {
                 let mut answer = text(
@@ -223,6 +240,34 @@ impl AdminServer {
             }
         }
     }
+}
+
+/// Whether `request` is for a loopback host (see the module docs): the authority of its target,
+/// or else its one `Host`, names `localhost` or a loopback address, without a user name.
+fn names_loopback<B>(request: &Request<B>) -> bool {
+    let authority = match request.uri().authority() {
+        Some(authority) => authority.clone(),
+        None => {
+            let mut hosts = request.headers().get_all(header::HOST).iter();
+            let (Some(host), None) = (hosts.next(), hosts.next()) else {
+                return false;
+            };
+            match http::uri::Authority::try_from(host.as_bytes()) {
+                Ok(authority) => authority,
+                Err(_) => return false,
+            }
+        }
+    };
+    if authority.as_str().contains('@') {
+        return false;
+    }
+    let host = authority.host();
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || literal.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether `headers` carry `Authorization: Bearer <token>` (the scheme in any case, RFC 9110
@@ -319,6 +364,44 @@ mod tests {
             assert!(!authorized(&headers(wrong), "s3cret"), "{wrong}");
         }
         assert!(!authorized(&HeaderMap::new(), "s3cret"));
+    }
+
+    #[test]
+    fn only_a_loopback_host_is_named_loopback() {
+        let named = |target: &str, hosts: &[&str]| {
+            let mut request = Request::get(target);
+            for host in hosts {
+                request = request.header(header::HOST, *host);
+            }
+            names_loopback(&request.body(()).unwrap())
+        };
+        for host in [
+            "localhost",
+            "LocalHost:9901",
+            "127.0.0.1",
+            "127.0.0.1:9901",
+            "127.0.0.2:80",
+            "[::1]",
+            "[::1]:9901",
+        ] {
+            assert!(named("/config", &[host]), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:9901",
+            "localhost.evil.example",
+            "10.0.0.1:9901",
+            "[::ffff:10.0.0.1]",
+            "user@localhost",
+            "",
+            "local host",
+        ] {
+            assert!(!named("/config", &[host]), "{host}");
+        }
+        assert!(!named("/config", &[]), "no Host");
+        assert!(!named("/config", &["localhost", "evil.example"]), "two");
+        assert!(named("http://localhost:9901/config", &["evil.example"]));
+        assert!(!named("http://evil.example/config", &["localhost"]));
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //! client cannot tell them apart by status. So every response carries `stormguard-attempts: N`
 //! (attempts sent upstream; 0 when none was), and every answer the proxy made itself carries
 //! `stormguard-reason` and a one-line body saying the same. An upstream's own answer, 5xx
-//! included, passes through unchanged but for that header and the hop-by-hop headers.
+//! included, passes through unchanged but for the hop-by-hop headers and the proxy's own two:
+//! `stormguard-attempts` is the proxy's count, and an upstream's `stormguard-reason` (its own,
+//! or that of a proxy behind it) is removed, so that the header always means "this proxy
+//! answered".
 //!
 //! ## Statuses
 //! | reason | status | why |
 //! |---|---|---|
 //! | `connect-refused`, `connect-timeout`, `reset` | 502 | the upstream could not be reached or broke the exchange |
+//! | `bad-upstream-response` | 502 | the upstream answered 101 Switching Protocols, though the proxy asks for no upgrade |
 //! | `timeout`, `deadline` | 504 | no answer in the time the route or the caller allowed |
 //! | `retry-budget` | 503 | a retry was needed but the route's budget is spent: the upstream is failing broadly, back off |
 //! | `overloaded` | 503 + `Retry-After: 1` | the upstream has `max_in_flight` requests in flight: shed at once |
@@ -21,6 +25,7 @@
 //! | `bad-body` | 400 | the client's body could not be read |
 //! | `body-timeout` | 408 | the body read before forwarding took longer than `request_body_timeout`, or paused longer than `stream_idle_timeout` |
 //! | `forbidden-target` | 403 | CONNECT, or an absolute-form target for a host no route names |
+//! | `bad-host` | 400 | two `Host` headers, none in HTTP/1.1, or a user name in the host (RFC 9112 §3.2) |
 
 use std::error::Error as StdError;
 use std::pin::Pin;
@@ -60,10 +65,11 @@ pub(crate) fn attempts_value(attempts: u32) -> HeaderValue {
 /// `stormguard-reason`: why the proxy answered itself (absent when the upstream answered).
 ///
 /// 502 `connect-refused`, `connect-timeout`, `reset` (the upstream could not be reached or broke
-/// the exchange); 504 `timeout`, `deadline` (no answer in the time the route or the caller
-/// allowed); 503 `retry-budget`, `overloaded` (with `Retry-After: 1`), `no-instance`; 404
-/// `no-route`; the injected status with `fault`; and for requests refused before any attempt,
-/// 413 `body-too-large`, 400 `bad-body`, 408 `body-timeout`, 403 `forbidden-target`.
+/// the exchange), `bad-upstream-response` (a 101 the proxy did not ask for); 504 `timeout`,
+/// `deadline` (no answer in the time the route or the caller allowed); 503 `retry-budget`,
+/// `overloaded` (with `Retry-After: 1`), `no-instance`; 404 `no-route`; the injected status with
+/// `fault`; and for requests refused before any attempt, 413 `body-too-large`, 400 `bad-body`,
+/// 408 `body-timeout`, 403 `forbidden-target`, 400 `bad-host`.
 pub const REASON_HEADER: &str = "stormguard-reason";
 
 /// The body of every response the proxy sends: the upstream's, streamed, or a short text of the
@@ -148,6 +154,12 @@ impl Reason {
         "the connection to the upstream failed before a complete response head"
     );
     reason!(
+        BAD_UPSTREAM_RESPONSE,
+        "bad-upstream-response",
+        BAD_GATEWAY,
+        "the upstream answered 101 Switching Protocols to a request that asked for no upgrade"
+    );
+    reason!(
         TIMEOUT,
         "timeout",
         GATEWAY_TIMEOUT,
@@ -203,11 +215,37 @@ impl Reason {
     );
     reason!(FORBIDDEN_TARGET, "forbidden-target", FORBIDDEN, "this proxy forwards only to its routes, not to any host (no CONNECT, no absolute-form for other hosts)");
     reason!(
+        BAD_HOST,
+        "bad-host",
+        BAD_REQUEST,
+        "send one Host (HTTP/1.1: exactly one) naming a host and port, without user@"
+    );
+    reason!(
         FAULT,
         "fault",
         SERVICE_UNAVAILABLE,
         "answer injected by fault injection ([faults] enabled)"
     );
+
+    /// Every reason, as the module docs and docs/reference.md list them.
+    #[cfg(test)]
+    const ALL: [Reason; 15] = [
+        Reason::CONNECT_REFUSED,
+        Reason::CONNECT_TIMEOUT,
+        Reason::RESET,
+        Reason::BAD_UPSTREAM_RESPONSE,
+        Reason::TIMEOUT,
+        Reason::DEADLINE,
+        Reason::RETRY_BUDGET,
+        Reason::OVERLOADED,
+        Reason::NO_INSTANCE,
+        Reason::NO_ROUTE,
+        Reason::BODY_TOO_LARGE,
+        Reason::BAD_BODY,
+        Reason::FORBIDDEN_TARGET,
+        Reason::BAD_HOST,
+        Reason::FAULT,
+    ];
 
     /// The same reason with another status (an injected fault's).
     pub(crate) fn with_status(self, status: StatusCode) -> Reason {
@@ -301,6 +339,52 @@ mod tests {
         let shed = Reason::OVERLOADED.answer(0);
         assert_eq!(shed.status(), 503);
         assert_eq!(shed.headers()[RETRY_AFTER], "1");
+    }
+
+    /// docs/reference.md lists every reason, once, with its status; and the module docs' table
+    /// names every reason.
+    #[test]
+    fn the_reference_and_the_module_docs_list_every_reason_with_its_status() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/reference.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let table = doc
+            .split("\n| Reason | Status | When |\n")
+            .nth(1)
+            .expect("docs/reference.md: a `| Reason | Status | When |` table");
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .skip(1)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| line.split('|').map(str::trim).collect())
+            .collect();
+        let documented: Vec<&str> = rows.iter().map(|row| row[1].trim_matches('`')).collect();
+        let names: Vec<&str> = Reason::ALL.iter().map(|reason| reason.name).collect();
+        assert_eq!(
+            documented, names,
+            "docs/reference.md's reasons, in this order"
+        );
+        for (row, reason) in rows.iter().zip(Reason::ALL) {
+            let status = reason.status.as_str();
+            let want = if reason == Reason::FAULT {
+                "as injected"
+            } else {
+                status
+            };
+            assert!(
+                row[2].starts_with(want),
+                "{}: {} in {row:?}",
+                reason.name,
+                want
+            );
+        }
+        let module = include_str!("answer.rs");
+        for name in names {
+            assert!(
+                module.contains(&format!("//! | `{name}`"))
+                    || module.contains(&format!(", `{name}`")),
+                "the module docs' table has no row for `{name}`"
+            );
+        }
     }
 
     #[tokio::test]

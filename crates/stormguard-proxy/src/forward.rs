@@ -1,26 +1,27 @@
 //! One request through the proxy: checks that cost nothing first, then the route's stack.
 //!
-//! The order is chosen so that refusing is cheap and bounded: a target the proxy must not reach,
-//! a request no route takes and a body announced too large are answered before any body is
-//! read or any state is kept. Then the body the retry layer would keep is read (see
-//! [`crate::request_body`]), before the request takes a place under its upstream's
-//! `max_in_flight`, so that a slow body holds no place; an upstream already at `max_in_flight`
-//! is answered at once. Only then are faults injected and the request handed to the route's
-//! stack, which takes every retry, hedge, backoff and deadline decision.
+//! The order is chosen so that refusing is cheap and bounded: a request that does not name one
+//! host, a target the proxy must not reach, a request no route takes and a body announced too
+//! large are answered before any body is read or any state is kept. Then the body the retry
+//! layer would keep is read (see [`crate::request_body`]), before the request takes a place
+//! under its upstream's `max_in_flight`, so that a slow body holds no place; an upstream
+//! already at `max_in_flight` is answered at once. Only then are faults injected and the
+//! request handed to the route's stack, which takes every retry, hedge, backoff and deadline
+//! decision.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
-use http::{request, Request, Response, Version};
+use http::{request, response, Request, Response, StatusCode, Version};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use stormguard::deadline::{budget_of, Deadline};
 use stormguard::layer::Attempts;
 
-use crate::answer::{attempts_value, Reason, ResponseBody, ATTEMPTS_NAME};
+use crate::answer::{attempts_value, Reason, ResponseBody, ATTEMPTS_NAME, REASON_HEADER};
 use crate::fault;
-use crate::headers::{request_host, strip_hop_by_hop, target_allowed};
+use crate::headers::{host_is_valid, request_host, strip_hop_by_hop, target_allowed};
 use crate::proxy::{Proxy, RouteEntry};
 use crate::request_body::{read_first, reads_while_ready, ReadFailed, RequestBody};
 use crate::server::BodyWatch;
@@ -36,7 +37,9 @@ pub(crate) async fn handle(
 ) -> Response<ResponseBody> {
     let generation = proxy.current();
     let metrics = proxy.metrics();
-    let refused = if !target_allowed(&req, &generation, local) {
+    let refused = if !host_is_valid(&req) {
+        Reason::BAD_HOST
+    } else if !target_allowed(&req, &generation, local) {
         Reason::FORBIDDEN_TARGET
     } else {
         let path = req.uri().path();
@@ -104,11 +107,14 @@ async fn forward(
     match route.service.call(Request::from_parts(parts, body)).await {
         Ok(response) => {
             let attempts = Attempts::of(&response);
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                // The proxy removes `Upgrade` (hop-by-hop) and carries no upgraded connection:
+                // a 101 answers a question it never asked, and the client's connection would
+                // be left switched to nothing.
+                return own(Reason::BAD_UPSTREAM_RESPONSE, attempts);
+            }
             let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            parts
-                .headers
-                .insert(ATTEMPTS_NAME, attempts_value(attempts));
+            prepare_response_head(&mut parts, attempts);
             let body = ResponseBody::upstream(body, in_flight);
             (Response::from_parts(parts, body), "")
         }
@@ -152,6 +158,23 @@ fn prepare_head(parts: &mut request::Parts) {
     if let Some(host) = host {
         parts.headers.insert(HOST, host);
     }
+    parts.version = Version::HTTP_11;
+}
+
+/// The upstream's response head as the client gets it: no hop-by-hop headers, no
+/// `stormguard-reason` of the upstream's (the header says this proxy answered), this proxy's
+/// `stormguard-attempts`, and HTTP/1.1 whatever the upstream spoke.
+///
+/// The version is that of the client's connection, not the upstream's: an HTTP/1.0 upstream's
+/// answer, passed on as HTTP/1.0, made hyper answer an HTTP/1.1 client in HTTP/1.0 and close
+/// its connection. hyper writes HTTP/1.0 itself to an HTTP/1.0 client, and HTTP/2 has no
+/// version in its head.
+fn prepare_response_head(parts: &mut response::Parts, attempts: u32) {
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(REASON_HEADER);
+    parts
+        .headers
+        .insert(ATTEMPTS_NAME, attempts_value(attempts));
     parts.version = Version::HTTP_11;
 }
 
@@ -201,6 +224,25 @@ mod tests {
         prepare_head(&mut parts);
         assert_eq!(parts.headers[HOST], "api.internal");
         assert_eq!(parts.headers.get_all(HOST).iter().count(), 1);
+    }
+
+    #[test]
+    fn the_client_gets_http_1_1_and_the_proxys_own_headers_only() {
+        let response = Response::builder()
+            .version(Version::HTTP_10)
+            .header(REASON_HEADER, "no-route")
+            .header(ATTEMPTS_NAME, "9")
+            .header(ATTEMPTS_NAME, "8")
+            .header("connection", "close")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = response.into_parts();
+        prepare_response_head(&mut parts, 2);
+        assert_eq!(parts.version, Version::HTTP_11);
+        assert!(!parts.headers.contains_key(REASON_HEADER));
+        let attempts: Vec<_> = parts.headers.get_all(ATTEMPTS_NAME).iter().collect();
+        assert_eq!(attempts, ["2"]);
+        assert!(!parts.headers.contains_key("connection"));
     }
 
     #[tokio::test(start_paused = true)]

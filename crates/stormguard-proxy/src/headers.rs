@@ -7,6 +7,25 @@
 //! upgrade a connection the proxy cannot follow, so they are removed both ways; hyper frames each
 //! side's body itself.
 //!
+//! `Connection` cannot remove what the message needs end to end (RFC 9110 §7.6.1 forbids
+//! sending such a field as a connection option, and it is ignored here): `Host`,
+//! `Content-Length`, `Content-Type` (the body's framing and type, and the gRPC choice), `TE`
+//! (RFC 9110 §10.1.4 asks for `Connection: TE` beside it; only `TE: trailers` stays anyway),
+//! the fields the proxy's decisions read (`Idempotency-Key`, `Retry-After`, the deadline's
+//! `x-envoy-expected-rq-timeout-ms`), and every `grpc-*` (gRPC's own, `grpc-timeout` and
+//! `grpc-status` among them) and `stormguard-*` field (the proxy's own, `stormguard-budget-ms`
+//! among them). Without this, `Connection: host` sent a request upstream without its `Host`.
+//!
+//! ## Hosts
+//! A request names one host, or the proxy cannot know which it is for: RFC 9112 §3.2 has a
+//! server answer 400 to a request with more than one `Host`, to an HTTP/1.1 request with none,
+//! and to a `Host` that is not a host and port. A user name (`user@host`) in the target's
+//! authority or in `Host` is refused too (RFC 9110 §4.2.4: userinfo is an error in an `http`
+//! URI): the upstream would have got it as its `Host`. An HTTP/1.0 request may come without
+//! `Host`, and an HTTP/2 request without `:authority` follows the same rules for its `Host`.
+//! Where a target has an authority (absolute-form, `:authority`) it is what the request is
+//! routed by and the `Host` the upstream gets, whatever `Host` said.
+//!
 //! ## Targets
 //! The proxy is not a forward proxy: it sends only to its routes' upstreams, never to the host a
 //! request names. `CONNECT` is refused (403), and so is an HTTP/1 absolute-form target
@@ -16,8 +35,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderName, Method, Request, Version};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
+};
+use http::uri::Authority;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Version};
+use stormguard::classify::IDEMPOTENCY_KEY;
+use stormguard::deadline::ENVOY_EXPECTED_TIMEOUT_HEADER;
 
 use crate::proxy::{strip_port, Generation};
 
@@ -52,8 +77,9 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             if token.eq_ignore_ascii_case("keep-alive") {
                 continue;
             }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                named.push(name);
+            match HeaderName::from_bytes(token.as_bytes()) {
+                Ok(name) if !is_end_to_end(&name) => named.push(name),
+                _ => {}
             }
         }
         for name in named {
@@ -82,6 +108,19 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether `name` is a field that `Connection` cannot remove (see the module docs).
+fn is_end_to_end(name: &HeaderName) -> bool {
+    *name == HOST
+        || *name == CONTENT_LENGTH
+        || *name == CONTENT_TYPE
+        || *name == TE
+        || *name == IDEMPOTENCY_KEY
+        || *name == RETRY_AFTER
+        || name.as_str() == ENVOY_EXPECTED_TIMEOUT_HEADER
+        || name.as_str().starts_with("grpc-")
+        || name.as_str().starts_with("stormguard-")
+}
+
 /// Whether `name` is hop-by-hop by itself (not by being named in `Connection`); `TE` counts,
 /// though `TE: trailers` stays.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -91,6 +130,50 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || *name == UPGRADE
         || *name == KEEP_ALIVE
         || name.as_str().starts_with("proxy-")
+}
+
+/// Whether the request names its host as the module docs require: at most one `Host` (exactly
+/// one in HTTP/1.1), a host and port in it, and no user name there or in the target.
+pub(crate) fn host_is_valid<B>(req: &Request<B>) -> bool {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return false;
+    }
+    if req.uri().authority().is_some_and(has_user) {
+        return false;
+    }
+    match host {
+        None => req.version() != Version::HTTP_11,
+        Some(host) => is_host_and_port(host),
+    }
+}
+
+fn has_user(authority: &Authority) -> bool {
+    authority.as_str().contains('@')
+}
+
+/// `uri-host [":" port]`, or empty (RFC 9112 §3.2: the `Host` of a target without authority).
+fn is_host_and_port(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() {
+        return true;
+    }
+    let Ok(authority) = Authority::try_from(bytes) else {
+        return false;
+    };
+    // `Authority` takes any text after the last `:` and reads no port from it.
+    let text = authority.as_str();
+    let after_host = match text.strip_prefix('[') {
+        Some(literal) => literal.find(']').map_or("", |end| &literal[end + 1..]),
+        None => text.rfind(':').map_or("", |colon| &text[colon..]),
+    };
+    let port_ok = after_host.is_empty()
+        || after_host.strip_prefix(':').is_some_and(|port| {
+            port.bytes().all(|b| b.is_ascii_digit())
+                && (port.is_empty() || port.parse::<u16>().is_ok())
+        });
+    !has_user(&authority) && port_ok
 }
 
 /// The host a request is for: its target's authority (absolute-form, HTTP/2), else `Host`.
@@ -178,6 +261,89 @@ mod tests {
         named.insert("x-close", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut named);
         assert!(named.is_empty(), "{named:?}");
+    }
+
+    #[test]
+    fn connection_cannot_remove_what_the_message_needs_end_to_end() {
+        let mut headers = HeaderMap::new();
+        let kept = [
+            "host",
+            "content-length",
+            "content-type",
+            "te",
+            "idempotency-key",
+            "retry-after",
+            "x-envoy-expected-rq-timeout-ms",
+            "grpc-timeout",
+            "grpc-status",
+            "stormguard-budget-ms",
+            "stormguard-reason",
+        ];
+        for name in kept {
+            let value = if name == "te" { "trailers" } else { "1" };
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        let named = kept.join(", ").to_uppercase() + ", x-hop";
+        headers.insert(CONNECTION, HeaderValue::from_str(&named).unwrap());
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        let mut want = kept.to_vec();
+        want.sort_unstable();
+        assert_eq!(left, want);
+    }
+
+    fn request(version: Version, target: &str, hosts: &[&'static str]) -> Request<()> {
+        let mut req = Request::get(target).version(version);
+        for host in hosts {
+            req = req.header(HOST, *host);
+        }
+        req.body(()).unwrap()
+    }
+
+    #[test]
+    fn a_request_names_one_host_without_a_user() {
+        const HTTP_10: Version = Version::HTTP_10;
+        const HTTP_11: Version = Version::HTTP_11;
+        const HTTP_2: Version = Version::HTTP_2;
+        for (version, target, hosts) in [
+            (HTTP_11, "/", &["api"][..]),
+            (HTTP_11, "/", &["api.internal:8080"]),
+            (HTTP_11, "/", &["[::1]:80"]),
+            (HTTP_11, "/", &[""]),
+            (HTTP_11, "http://api/", &["other"]),
+            (HTTP_10, "/", &[]),
+            (HTTP_2, "http://api/", &[]),
+            (HTTP_2, "/", &[]),
+            (HTTP_2, "/", &["api"]),
+        ] {
+            let req = request(version, target, hosts);
+            assert!(host_is_valid(&req), "{version:?} {target} {hosts:?}");
+        }
+        for (version, target, hosts) in [
+            (HTTP_11, "/", &["api", "other"][..]),
+            (HTTP_11, "/", &["api", "api"]),
+            (HTTP_11, "/", &[]),
+            (HTTP_11, "http://api/", &[]),
+            (HTTP_11, "/", &["user@api"]),
+            (HTTP_11, "/", &["user:pw@api:80"]),
+            (HTTP_11, "/", &["api:port"]),
+            (HTTP_11, "/", &["api:99999"]),
+            (HTTP_11, "/", &["[::1]:x"]),
+            (HTTP_11, "/", &["api/x"]),
+            (HTTP_11, "http://user@api/", &["api"]),
+            (HTTP_10, "/", &["a", "b"]),
+            (HTTP_2, "/", &["a", "b"]),
+            (HTTP_2, "http://api/", &["a", "b"]),
+            (HTTP_2, "http://user@api/", &[]),
+        ] {
+            let req = request(version, target, hosts);
+            assert!(!host_is_valid(&req), "{version:?} {target} {hosts:?}");
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@ mod request_body;
 mod server;
 pub mod signals;
 mod stack;
+mod timer;
 
 pub use answer::{ATTEMPTS_HEADER, REASON_HEADER};
 pub use fault::{ABORT_HEADER as FAULT_ABORT_HEADER, DELAY_HEADER as FAULT_DELAY_HEADER};

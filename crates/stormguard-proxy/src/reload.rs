@@ -9,7 +9,11 @@
 //!
 //! ## What a reload guarantees
 //! - The file is read and parsed off the async threads (`spawn_blocking`): a slow disk never
-//!   stalls requests.
+//!   stalls requests. Only a regular file of at most 4 MiB is read, opened without blocking
+//!   ([`stormguard_graph::input`]): a FIFO put at the path is refused at once, not waited on.
+//! - A read has [`READ_TIMEOUT`] (5 s) to return. One that does not (a hung network mount) fails
+//!   the reload and frees the next: until that read returns, every trigger is answered at once
+//!   with why, and no second read is started beside it.
 //! - A file that cannot be read or does not validate changes nothing: the running settings stay,
 //!   one log line says `file:line:column: key: message`, and
 //!   `stormguard_config_reloads_total{result="failed"}` counts it.
@@ -37,6 +41,7 @@ use std::error::Error;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +56,11 @@ use crate::config::{self, Config, LoadError};
 /// How often [`Reloader::watch`] looks at the file: four looks fit in the 2 s within which a
 /// change must take effect, and a look costs one small read.
 pub const WATCH_PERIOD: Duration = Duration::from_millis(500);
+
+/// How long one read of the settings file may take. A file on a local disk is read in
+/// microseconds; without a bound, a read stuck in a hung file system held the reloader's lock,
+/// and with it every later SIGHUP, `POST /reload` and look of the watcher, forever.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a reload error from [`Reloadable::apply`] carries: the data path's own error type,
 /// boxed so that the reloader and the admin endpoint need not know it.
@@ -212,12 +222,24 @@ struct Snapshot {
     fingerprint: Fingerprint,
 }
 
+/// How the reloader reads the file: [`read`], or a stand-in in tests.
+type ReadFn = Arc<dyn Fn(&Path) -> Result<Snapshot, LoadError> + Send + Sync>;
+
+/// Marks a read in progress; cleared when the read's thread is done with it, however it ends.
+struct Reading(Arc<AtomicBool>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 fn read(path: &Path) -> Result<Snapshot, LoadError> {
     let failed = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let text = std::fs::read_to_string(path).map_err(failed)?;
+    let text = stormguard_graph::input::read_text(path).map_err(failed)?;
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
     let fingerprint = Fingerprint {
@@ -265,6 +287,10 @@ pub struct Reloader {
     /// The addresses the process was started with, as the file wrote them: the sockets it holds.
     started: (SocketAddr, SocketAddr),
     state: tokio::sync::Mutex<State>,
+    read: ReadFn,
+    read_timeout: Duration,
+    /// Whether a read is still running on its thread, past its timeout or not.
+    reading: Arc<AtomicBool>,
 }
 
 impl Reloader {
@@ -288,7 +314,18 @@ impl Reloader {
                 pending: None,
                 applied: started_from,
             }),
+            read: Arc::new(read),
+            read_timeout: READ_TIMEOUT,
+            reading: Arc::default(),
         }
+    }
+
+    /// The same reloader, reading with `read` and waiting `timeout` for it.
+    #[cfg(test)]
+    fn reading_with(mut self, read: ReadFn, timeout: Duration) -> Self {
+        self.read = read;
+        self.read_timeout = timeout;
+        self
     }
 
     /// The settings file, as given.
@@ -329,10 +366,7 @@ impl Reloader {
         always: bool,
     ) -> Result<Option<u64>, ReloadError> {
         let mut state = self.state.lock().await;
-        let path = self.path.clone();
-        let snapshot = tokio::task::spawn_blocking(move || read(&path))
-            .await
-            .map_err(|_| ReloadError::Interrupted)?;
+        let snapshot = self.read_bounded().await?;
         match snapshot {
             Ok(snapshot) if !always && state.seen == Some(snapshot.fingerprint) => {
                 state.pending = None;
@@ -354,6 +388,38 @@ impl Reloader {
                 state.seen = None;
                 Err(self.failed(trigger, error.into()))
             }
+        }
+    }
+
+    /// Reads the file off the async threads, waiting at most `read_timeout`. A read still running
+    /// then is left to end on its thread (it cannot be cancelled), and no other starts until it
+    /// has: one stuck thread at most, and each trigger meanwhile fails at once, saying why.
+    async fn read_bounded(&self) -> Result<Result<Snapshot, LoadError>, ReloadError> {
+        let stuck = |message: String| {
+            Ok(Err(LoadError::Read {
+                path: self.path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, message),
+            }))
+        };
+        if self.reading.swap(true, Ordering::AcqRel) {
+            return stuck(format!(
+                "an earlier read of the file, given up after {:?}, has not returned yet (a hung \
+                 file system?): the running settings stay until it does",
+                self.read_timeout
+            ));
+        }
+        let reading = Reading(self.reading.clone());
+        let (read, path) = (self.read.clone(), self.path.clone());
+        let task = tokio::task::spawn_blocking(move || {
+            let _reading = reading;
+            read(&path)
+        });
+        match tokio::time::timeout(self.read_timeout, task).await {
+            Ok(joined) => joined.map_err(|_| ReloadError::Interrupted),
+            Err(_) => stuck(format!(
+                "no answer within {:?} (a hung file system?): the running settings stay",
+                self.read_timeout
+            )),
         }
     }
 
@@ -503,6 +569,79 @@ mod tests {
         assert!(error
             .to_string()
             .starts_with("/nonexistent/stormguard.toml: "));
+    }
+
+    /// Keeps whatever it is given.
+    struct Keeps(std::sync::Mutex<(u64, Arc<Config>)>);
+
+    impl Reloadable for Keeps {
+        fn apply(&self, config: Config) -> Result<u64, ApplyError> {
+            let mut running = self.0.lock().unwrap();
+            *running = (running.0 + 1, Arc::new(config));
+            Ok(running.0)
+        }
+
+        fn generation(&self) -> u64 {
+            self.0.lock().unwrap().0
+        }
+
+        fn config(&self) -> Arc<Config> {
+            self.0.lock().unwrap().1.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stuck_read_fails_its_reload_and_never_holds_the_next() {
+        const SETTINGS: &str = "[upstreams.api]\ninstances = [\"127.0.0.1:9001\"]\n[[routes]]\n\
+                                name = \"api\"\nupstream = \"api\"\ntimeout = \"2s\"\n";
+        let path = temp_file("stuck", SETTINGS);
+        let config = config::parse("p.toml", SETTINGS).unwrap();
+        let target = Arc::new(Keeps(std::sync::Mutex::new((1, Arc::new(config.clone())))));
+        let mut registry = Registry::default();
+        let metrics = ReloadMetrics::register(&mut registry);
+        // The first read hangs (as in a hung network mount) until released; the rest read.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = std::sync::Mutex::new(Some(released));
+        let reader: ReadFn = Arc::new(move |path| {
+            if let Some(wait) = released.lock().unwrap().take() {
+                let _ = wait.recv();
+            }
+            read(path)
+        });
+        let timeout = Duration::from_millis(50);
+        let reloader =
+            Reloader::new(path.clone(), target, metrics, config).reading_with(reader, timeout);
+        let bounded = |what| async move {
+            tokio::time::timeout(Duration::from_secs(10), what)
+                .await
+                .expect("the reload answered")
+        };
+        let stuck = bounded(reloader.reload(Trigger::Signal)).await.unwrap_err();
+        assert!(
+            stuck.to_string().contains("no answer within 50ms"),
+            "{stuck}"
+        );
+        // The stuck read still holds its thread: the next trigger is told so, at once.
+        let waiting = bounded(reloader.reload(Trigger::Admin)).await.unwrap_err();
+        assert!(
+            waiting.to_string().contains("has not returned yet"),
+            "{waiting}"
+        );
+        release.send(()).unwrap();
+        let mut outcome = Err(waiting);
+        for _ in 0..200 {
+            outcome = bounded(reloader.reload(Trigger::Admin)).await;
+            if outcome.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            outcome.unwrap(),
+            2,
+            "reloads work again once the read returned"
+        );
     }
 
     #[test]

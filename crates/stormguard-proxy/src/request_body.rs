@@ -30,6 +30,7 @@ use stormguard::layer::BoxError;
 use tokio::time::Instant;
 
 use crate::server::{BodyWatch, UnderWay};
+use crate::timer::later;
 
 /// A client's request body: what the proxy read before forwarding, then the rest (if any) as
 /// it arrives, within `max_request_body`. Generic only for the tests, which cannot make an
@@ -97,14 +98,14 @@ pub(crate) async fn read_first<B>(
 where
     B: Body<Data = Bytes, Error = BoxError> + Unpin,
 {
-    let give_up = Instant::now() + whole;
+    let give_up = later(Instant::now(), whole);
     let mut read = VecDeque::new();
     let mut len = 0usize;
     let mut trailers: Option<Box<HeaderMap>> = None;
     let mut last = Instant::now();
     loop {
         // A frame that is ready costs no timer: tokio registers one only when it must wait.
-        let next = tokio::time::timeout_at(give_up.min(last + pause), body.frame()).await;
+        let next = tokio::time::timeout_at(give_up.min(later(last, pause)), body.frame()).await;
         let frame = match next {
             Err(_) => return Err(ReadFailed::Timeout),
             Ok(None) => break,

@@ -22,12 +22,12 @@ async fn serve(reloader: Arc<Reloader>, registry: Registry, health: Arc<Health>)
 }
 
 fn get(path: &str, extra: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: admin\r\n{extra}Connection: close\r\n\r\n")
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n")
 }
 
 fn post(path: &str, extra: &str) -> String {
     format!(
-        "POST {path} HTTP/1.1\r\nHost: admin\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
 }
 
@@ -200,5 +200,52 @@ async fn over_the_real_proxy_one_registry_shows_every_metric_and_a_reload_takes(
         "{text}"
     );
     assert!(text.contains("stormguard_config_generation 2"), "{text}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// A request for `path` naming `host`, as a page reached by DNS rebinding would send it.
+fn for_host(method: &str, path: &str, host: &str, extra: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: 0\r\n\
+         Connection: close\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn without_a_token_only_requests_for_a_loopback_host_are_answered() {
+    let (proxy, reloader, registry, path) = start("rebinding", &settings(""));
+    let addr = serve(reloader, registry, Arc::default()).await;
+    std::fs::write(&path, settings("timeout = \"3s\"")).unwrap();
+    for host in ["rebind.example", "rebind.example:9901", "10.0.0.1:9901"] {
+        for (method, path) in [("GET", "/config"), ("GET", "/healthz"), ("POST", "/reload")] {
+            let (status, _, body) = request(addr, &for_host(method, path, host, "")).await;
+            assert_eq!(status, 403, "{method} {path} for {host}: {body}");
+            assert!(body.contains("admin.token"), "{body}");
+        }
+    }
+    assert_eq!(proxy.generation(), 1, "no reload was taken");
+    let port = addr.port();
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        "localhost".to_string(),
+    ] {
+        let (status, _, body) = request(addr, &for_host("GET", "/healthz", &host, "")).await;
+        assert_eq!((status, body.as_str()), (200, "ok\n"), "{host}");
+    }
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[tokio::test]
+async fn with_a_token_any_host_is_answered() {
+    let text = settings_with("[admin]\ntoken = \"s3cret\"\n", "");
+    let (_proxy, reloader, registry, path) = start("token-any-host", &text);
+    let addr = serve(reloader, registry, Arc::default()).await;
+    let auth = "Authorization: Bearer s3cret\r\n";
+    let (status, _, _) = request(addr, &for_host("GET", "/healthz", "proxy.internal", auth)).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = request(addr, &for_host("GET", "/healthz", "proxy.internal", "")).await;
+    assert_eq!(status, 401);
     std::fs::remove_file(&path).unwrap();
 }

@@ -9,8 +9,8 @@
 mod reference;
 
 use reference::{
-    assert_none, code_spans, default_problems, key_problems, probe_problems, section, sections,
-    table_rows, Refusal, Table,
+    assert_none, code_spans, default_problems, key_problems, probe_problems, range_problems,
+    section, sections, table_rows, Refusal, Table,
 };
 use stormguard_proxy::config;
 
@@ -141,6 +141,11 @@ fn every_default_of_the_settings_is_what_the_parser_applies() {
         "the proxy settings' defaults",
         default_problems(TABLES, parse),
     );
+}
+
+#[test]
+fn every_value_of_the_settings_states_its_range_and_is_refused_outside_it() {
+    assert_none("the proxy settings' ranges", range_problems(TABLES, parse));
 }
 
 #[test]

@@ -275,3 +275,84 @@ async fn sighup_reloads() {
     );
     std::fs::remove_file(&path).unwrap();
 }
+
+/// Makes a FIFO at `path`; false where `mkfifo` is missing.
+fn mkfifo(path: &std::path::Path) -> bool {
+    let _ = std::fs::remove_file(path);
+    std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+#[tokio::test]
+async fn a_fifo_at_the_path_is_refused_at_once_and_later_reloads_still_work() {
+    let (proxy, reloader, registry, path) = start("fifo", &settings(""));
+    if !mkfifo(&path) {
+        eprintln!("SKIPPED: mkfifo is not available");
+        return;
+    }
+    // Opening a FIFO with no writer used to wait forever, holding every later reload with it.
+    for trigger in [Trigger::Signal, Trigger::Admin] {
+        let reload = reloader.reload(trigger);
+        let Ok(outcome) = tokio::time::timeout(Duration::from_secs(5), reload).await else {
+            // Let the reader stuck in `open` go, so that the runtime can end, then fail.
+            let _ = std::fs::OpenOptions::new().write(true).open(&path);
+            panic!("{trigger:?}: a reload of a FIFO did not answer within 5 s");
+        };
+        let error = outcome.unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "{}: cannot read the settings file: is a FIFO",
+                path.display()
+            )),
+            "{error}"
+        );
+        assert!(error.contains("not a regular file"), "{error}");
+    }
+    let look = tokio::time::timeout(Duration::from_secs(5), reloader.reload_if_changed()).await;
+    assert!(look.is_ok(), "the watcher's look answered");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, settings("timeout = \"3s\"")).unwrap();
+    assert_eq!(reloader.reload(Trigger::Signal).await.unwrap(), 2);
+    assert_eq!(
+        proxy.config().routes[0].call.timeout,
+        Some(Duration::from_secs(3))
+    );
+    let text = metrics_text(&registry);
+    assert!(
+        text.contains("stormguard_config_reloads_total{result=\"failed\"} 2"),
+        "{text}"
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[tokio::test]
+async fn a_settings_file_over_4_mib_is_refused_naming_the_file_and_the_limit() {
+    let (proxy, reloader, _registry, path) = start("large", &settings(""));
+    // Valid settings, made large by a comment: accepted and hashed at every look before.
+    let mut text = settings("timeout = \"3s\"");
+    text.push('#');
+    text.push_str(&"x".repeat(4 * 1024 * 1024));
+    text.push('\n');
+    std::fs::write(&path, &text).unwrap();
+    let error = reloader
+        .reload(Trigger::Signal)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "{}: cannot read the settings file: is larger than 4 MiB, the limit for a graph or \
+             settings file",
+            path.display()
+        )
+    );
+    assert_eq!(proxy.generation(), 1);
+    let loaded = stormguard_proxy::config::load(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(loaded.contains("larger than 4 MiB"), "{loaded}");
+    std::fs::remove_file(&path).unwrap();
+}

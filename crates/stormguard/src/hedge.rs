@@ -26,7 +26,8 @@ use crate::estimate::LatencyEstimator;
 
 /// When to send the hedge: after a fixed delay, or after a quantile of the observed latency.
 ///
-/// Text form (as in config files): a duration such as `50ms`, or `p95`, `p99`, `p99.9`.
+/// Text form (as in config files): a duration such as `50ms` (1 ms to 1 h, [`MIN_DELAY`] to
+/// [`MAX_DELAY`]), or `p95`, `p99`, `p99.9`. A value built in code may hold any duration.
 ///
 /// ```
 /// use std::time::Duration;
@@ -57,7 +58,32 @@ pub enum HedgeError {
     /// `max_extra` out of range.
     #[error("invalid hedge max_extra {0}: use a share of requests between 0 and 1, e.g. 0.05 for at most 5% extra")]
     MaxExtra(f64),
+    /// A fixed delay text outside [`MIN_DELAY`] to [`MAX_DELAY`].
+    #[error(
+        "hedge delay {} is out of range: a fixed hedge delay is {} to {} ({}); or use a latency \
+         quantile such as \"p95\"",
+        crate::duration::format(*delay),
+        crate::duration::format(MIN_DELAY),
+        crate::duration::format(MAX_DELAY),
+        if *delay < MIN_DELAY {
+            "a hedge sooner than a millisecond copies every request, before any could answer"
+        } else {
+            "a hedge runs within its attempt's timeout, which is at most an hour"
+        }
+    )]
+    DelayOutOfRange {
+        /// The delay given.
+        delay: Duration,
+    },
 }
+
+/// The shortest fixed delay a hedge text may give: sooner than a millisecond, the hedge copies
+/// every request before the first copy could answer, which is twice the load, not a hedge.
+pub const MIN_DELAY: Duration = Duration::from_millis(1);
+
+/// The longest fixed delay a hedge text may give: a hedge runs within its attempt's timeout, and
+/// no timeout of a file is above an hour.
+pub const MAX_DELAY: Duration = Duration::from_secs(3600);
 
 impl FromStr for HedgeDelay {
     type Err = HedgeError;
@@ -74,9 +100,11 @@ impl FromStr for HedgeDelay {
             }
             return Ok(HedgeDelay::Quantile(percent / 100.0));
         }
-        crate::duration::parse(s)
-            .map(HedgeDelay::Fixed)
-            .map_err(|_| err())
+        let delay = crate::duration::parse(s).map_err(|_| err())?;
+        if !(MIN_DELAY..=MAX_DELAY).contains(&delay) {
+            return Err(HedgeError::DelayOutOfRange { delay });
+        }
+        Ok(HedgeDelay::Fixed(delay))
     }
 }
 
@@ -189,6 +217,26 @@ mod tests {
         for bad in ["", "p", "p100", "p0", "fast", "-5ms", "50"] {
             assert!(bad.parse::<HedgeDelay>().is_err(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn a_fixed_delay_text_is_one_millisecond_to_one_hour() {
+        for (bad, words) in [
+            ("0s", "copies every request"),
+            ("999us", "copies every request"),
+            ("3600001ms", "at most an hour"),
+            ("5000000000000000h", "at most an hour"),
+        ] {
+            let error = bad.parse::<HedgeDelay>().unwrap_err();
+            assert!(matches!(error, HedgeError::DelayOutOfRange { .. }), "{bad}");
+            let message = error.to_string();
+            assert!(
+                message.contains("1ms to 1h") && message.contains(words),
+                "{message}"
+            );
+        }
+        assert_eq!("1ms".parse(), Ok(HedgeDelay::Fixed(MIN_DELAY)));
+        assert_eq!("1h".parse(), Ok(HedgeDelay::Fixed(MAX_DELAY)));
     }
 
     #[test]

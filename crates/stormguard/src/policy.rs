@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::backoff::{Backoff, Schedule};
 use crate::budget::{RetryBudget, TokenBucket};
 use crate::classify::{AttemptResult, Class, Classifier, FinalReason, RetryKind};
-use crate::deadline::{Deadline, DeadlinePolicy};
+use crate::deadline::{later, Deadline, DeadlinePolicy};
 use crate::estimate::{AdaptiveTimeout, LatencyEstimator};
 
 /// What keeps retries from multiplying load when a dependency is overloaded.
@@ -475,7 +475,7 @@ impl RetryPolicy {
         }
         let backoff = state.schedule.next_delay(rng);
         let after = not_before.map_or(backoff, |server| server.max(backoff));
-        if !self.fits(deadline, now + after, expected) {
+        if !self.fits(deadline, later(now, after), expected) {
             return Decision::GiveUp(GiveUp::Deadline);
         }
         match self.limiter.try_retry(now, kind) {

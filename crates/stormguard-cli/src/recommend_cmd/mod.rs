@@ -205,7 +205,7 @@ struct GraphInput {
 
 fn load_graph(path: &std::path::Path) -> anyhow::Result<GraphInput> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
+    let text = stormguard_graph::input::read_text(path)
         .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
     // The error already says file:line:column, the key and what would be valid.
     let graph = stormguard_graph::parse(&name, &text).map_err(|e| InputError(e.to_string()))?;

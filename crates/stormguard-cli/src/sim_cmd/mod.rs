@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use stormguard_graph::Graph;
-use stormguard_sim::engine::{self, Outcome, Setup};
+use stormguard_sim::engine::{self, Outcome, Setup, SimError};
 
 use crate::InputError;
 use progress::Progress;
@@ -33,7 +33,9 @@ faults; every service a fault names must exist in both. The text output puts the
 side (A = FILE, B = FILE2) with a verdict per key figure; the JSON is {\"runs\": [A, B]}.
 
 Exit status: 0 when the simulation ran, 2 on bad input (a file that does not parse, an unknown \
-scenario), 3 when the output cannot be written.";
+scenario, a graph whose calls form a cycle, a run over sim's bounds on its work: more than \
+10,000,000 user requests, 200,000,000 attempts or 10,000,000 pending events), 3 when the output \
+cannot be written. On a terminal, a run that takes over a second shows its progress on stderr.";
 
 /// Arguments of `stormguard sim`.
 #[derive(clap::Args, Debug)]
@@ -50,7 +52,7 @@ pub(crate) struct Args {
     /// graph runs as it is.
     #[arg(long)]
     scenario: Option<String>,
-    /// How long users arrive (e.g. `120s`, `5m`); default the scenario's, else 60s.
+    /// How long users arrive (e.g. `120s`, `5m`), 1s to 24h; default the scenario's, else 60s.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
     /// Also write summary.json, timeline.csv and report.html (charts) into this directory.
@@ -77,10 +79,12 @@ pub(crate) struct Args {
     format: Format,
 }
 
-/// A duration argument (`--duration 90s`) in the policy core's syntax, so the command line and the
-/// files never disagree on units.
+/// A run's length (`--duration 90s`) in the policy core's syntax and a scenario's range (1s to
+/// 24h, `RUN_LENGTH`), so the command line and the files never disagree on units or bounds: a
+/// `--duration 1000000h` once grew the timeline to gigabytes before the first event.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    stormguard::duration::parse(text).map_err(|e| e.to_string())
+    let duration = stormguard::duration::parse(text).map_err(|e| e.to_string())?;
+    stormguard_graph::parse::ranges::RUN_LENGTH.duration(duration)
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,8 +184,16 @@ pub(crate) fn simulate(
     let mut runs = Vec::new();
     for (name, graph) in std::iter::once(first).chain(second) {
         let mut bar = Progress::new(name, total);
-        let outcome = engine::run(graph, &setup, &mut |t| bar.update(t))
-            .map_err(|e| InputError(format!("{name}: {e}")))?;
+        let outcome = engine::run(graph, &setup, &mut |t| bar.update(t)).map_err(|e| {
+            // A cycle is a place in the file, as check names it.
+            let at = match &e {
+                SimError::CallCycle {
+                    span: Some(span), ..
+                } => format!("{name}:{}:{}", span.line, span.column),
+                _ => name.clone(),
+            };
+            InputError(format!("{at}: {e}"))
+        })?;
         bar.finish();
         runs.push(Run {
             summary: Summary::new(name, scenario_name, &outcome),
@@ -196,7 +208,7 @@ pub(crate) fn simulate(
 /// routes); an unreadable or invalid file is an input error that names file:line:column.
 fn read(path: &Path) -> anyhow::Result<(String, Graph)> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
+    let text = stormguard_graph::input::read_text(path)
         .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
     let (graph, _) = crate::graph_file::parse(&name, &text)?;
     Ok((name, graph))

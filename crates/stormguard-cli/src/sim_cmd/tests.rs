@@ -99,6 +99,13 @@ fn a_file_or_an_experiment_is_needed_and_experiment_flags_need_the_experiment() 
         "a duration has a unit"
     );
     assert!(parses(&["graph.toml", "--duration", "10s", "--seed", "3"]));
+    for unbounded in ["1000000h", "25h", "0s", "999ms"] {
+        assert!(
+            !parses(&["graph.toml", "--duration", unbounded]),
+            "a run is 1s to 24h: {unbounded}"
+        );
+    }
+    assert!(parses(&["graph.toml", "--duration", "24h"]));
     assert!(parses(&[
         "a.toml",
         "b.toml",

@@ -282,6 +282,20 @@ fn timeouts_telescope_from_what_the_user_waits_down_over_several_rounds() {
     assert!(figures["api"].worst_case_ms <= api.as_secs_f64() * 1000.0);
 }
 
+/// A callee whose p99.9 is past an hour once got a fix of `timeout = "4520115ms"`, a file its
+/// own parser refused (check --fix exited 3): a fix writes at most the longest timeout a file
+/// may hold.
+#[test]
+fn a_fix_never_writes_a_value_out_of_its_range() {
+    let slow = "[entry]\nservice = \"a\"\ntimeout = \"1h\"\n[services.a]\n[[services.a.calls]]\n\
+                to = \"b\"\n[services.b]\nlatency = { p50 = \"30m\", p99 = \"1h\" }\n";
+    let fixed = fixed(slow);
+    assert_eq!(
+        call(&fixed, "a", 0).timeout,
+        Some(std::time::Duration::from_secs(3600))
+    );
+}
+
 #[test]
 fn a_fixed_file_is_its_own_fix() {
     for name in [

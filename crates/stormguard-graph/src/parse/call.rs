@@ -8,6 +8,7 @@ use toml::Spanned;
 use super::convert::Converter;
 use super::locate::KeyPath;
 use super::policy_keys::DEFAULT_METHOD;
+use super::ranges::{COUNT, LATENCY};
 use super::raw::RawCall;
 use super::ParseError;
 use crate::model::Call;
@@ -18,13 +19,7 @@ impl Converter<'_> {
         let raw = raw.into_inner();
         let to = self.required_service(raw.to.as_ref(), offset, path, "to", "this call goes to")?;
         let endpoint = self.called_endpoint(raw.endpoint.as_ref(), &to, path)?;
-        let count = self.at_least_one(
-            raw.count.as_ref(),
-            path,
-            "count",
-            1,
-            "a call made 0 times per request is no call; use 1 or more, or remove the call",
-        )?;
+        let count = self.whole_or(raw.count.as_ref(), path, "count", &COUNT, 1)?;
         let method = self.method(raw.method.as_ref(), path)?;
         let policy = self.policy(crate::policy_keys!(raw, offset), path, "call")?;
         self.metrics_key(raw.metrics.as_ref(), path)?;
@@ -34,13 +29,12 @@ impl Converter<'_> {
             timeout: policy.timeout,
             request_timeout: policy.request_timeout,
             connect_timeout: policy.connect_timeout,
-            rtt: self.nonzero_duration_or(
+            rtt: self.duration_or(
                 raw.rtt.as_ref(),
                 path,
                 "rtt",
+                &LATENCY,
                 Duration::from_millis(1),
-                "a round trip over a network takes some time, and every check of a connect \
-                 timeout is a multiple of it; use the measured round trip, e.g. \"1ms\"",
             )?,
             max_attempts: policy.max_attempts,
             backoff: policy.backoff,

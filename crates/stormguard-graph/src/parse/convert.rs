@@ -2,9 +2,9 @@
 //! every refusal located.
 //!
 //! The defaults live here and nowhere else, so the file format has one definition; the checks
-//! here are only those that make a value meaningless (zero instances, attempts or counts,
-//! `p99 < p50`, a zero `rtt` or `entry.timeout`), never those that make it unwise, which are
-//! findings of `check` and must not stop the file from loading.
+//! here are only those that make a value meaningless (a value outside its range of
+//! [`super::ranges`], `p99 < p50`), never those that make it unwise, which are findings of
+//! `check` and must not stop the file from loading.
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -13,6 +13,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::locate::{KeyPath, Lines};
+use super::ranges::{
+    ADDED, AMPLIFICATION, CONCURRENCY, FALSE_TIMEOUT_RATE, INSTANCES, LATENCY, QUEUE, RATE,
+    RTT_MULTIPLE, TIMEOUT,
+};
 use super::raw::{RawCheck, RawEntry, RawGraph, RawLatency, RawService};
 use super::values::ValueReader;
 use super::ParseError;
@@ -102,18 +106,14 @@ impl<'a> Converter<'a> {
             self.required_service(raw.service.as_ref(), offset, path, "service", "users call")?;
         Ok(Entry {
             service,
-            timeout: self.nonzero_duration_or(
+            timeout: self.duration_or(
                 raw.timeout.as_ref(),
                 path,
                 "timeout",
+                &TIMEOUT,
                 Duration::from_secs(10),
-                "a user who waits no time gets no answer, and every graph would miss its \
-                 budget; use how long a user waits, e.g. \"10s\"",
             )?,
-            rate: match &raw.rate {
-                Some(rate) => self.rate(rate, path, "rate")?,
-                None => 100.0,
-            },
+            rate: self.number_or(raw.rate.as_ref(), path, "rate", &RATE, 100.0)?,
             span: self.span(offset),
         })
     }
@@ -122,19 +122,13 @@ impl<'a> Converter<'a> {
         let path = &KeyPath::default().key("services").key(&name);
         let offset = raw.span().start;
         let raw = raw.into_inner();
-        let instances = self.at_least_one(
-            raw.instances.as_ref(),
-            path,
-            "instances",
-            1,
-            "a service needs at least 1 instance",
-        )?;
-        let concurrency = self.at_least_one(
+        let instances = self.whole_or(raw.instances.as_ref(), path, "instances", &INSTANCES, 1)?;
+        let concurrency = self.whole_or(
             raw.concurrency.as_ref(),
             path,
             "concurrency",
+            &CONCURRENCY,
             16,
-            "an instance that works on no request at once serves nothing; use 1 or more",
         )?;
         let latency = match raw.latency {
             Some(latency) => self.latency(latency, &path.key("latency"))?,
@@ -145,12 +139,13 @@ impl<'a> Converter<'a> {
             name,
             instances,
             concurrency,
-            queue: raw.queue.map_or(64, Spanned::into_inner),
+            queue: self.whole_or(raw.queue.as_ref(), path, "queue", &QUEUE, 64)?,
             latency,
             contention: self.duration_or(
                 raw.contention.as_ref(),
                 path,
                 "contention",
+                &ADDED,
                 Duration::ZERO,
             )?,
             calls,
@@ -172,15 +167,8 @@ impl<'a> Converter<'a> {
         };
         let p50_value = raw.p50.as_ref().ok_or_else(|| missing("p50"))?;
         let p99_value = raw.p99.as_ref().ok_or_else(|| missing("p99"))?;
-        let p50 = self.duration(p50_value, path, "p50")?;
-        let p99 = self.duration(p99_value, path, "p99")?;
-        if p50.is_zero() {
-            return Err(self.error(
-                p50_value.span().start,
-                &path.key("p50"),
-                "p50 is 0s: a service's own work takes some time; use a median above 0, e.g. \"1ms\"",
-            ));
-        }
+        let p50 = self.duration(p50_value, path, "p50", &LATENCY)?;
+        let p99 = self.duration(p99_value, path, "p99", &LATENCY)?;
         if p99 < p50 {
             return Err(self.error(
                 p99_value.span().start,
@@ -200,39 +188,26 @@ impl<'a> Converter<'a> {
         let path = &KeyPath::default().key("check");
         let raw = raw.into_inner();
         let defaults = CheckConfig::default();
-        let number = |value: &Option<Spanned<f64>>,
-                      key: &str,
-                      valid: fn(f64) -> bool,
-                      wanted: &str,
-                      default: f64| match value {
-            Some(value) if !valid(*value.get_ref()) => Err(self.error(
-                value.span().start,
-                &path.key(key),
-                format!("{} is not valid: use {wanted}", value.get_ref()),
-            )),
-            Some(value) => Ok(*value.get_ref()),
-            None => Ok(default),
-        };
         Ok(CheckConfig {
-            max_amplification: number(
-                &raw.max_amplification,
+            max_amplification: self.number_or(
+                raw.max_amplification.as_ref(),
+                path,
                 "max_amplification",
-                |v| v.is_finite() && v >= 1.0,
-                "a finite number of attempts per user request, at least 1, e.g. 10",
+                &AMPLIFICATION,
                 defaults.max_amplification,
             )?,
-            connect_timeout_rtt_multiple: number(
-                &raw.connect_timeout_rtt_multiple,
+            connect_timeout_rtt_multiple: self.number_or(
+                raw.connect_timeout_rtt_multiple.as_ref(),
+                path,
                 "connect_timeout_rtt_multiple",
-                |v| v.is_finite() && v >= 1.0,
-                "a finite multiple of the round trip, at least 1, e.g. 10",
+                &RTT_MULTIPLE,
                 defaults.connect_timeout_rtt_multiple,
             )?,
-            false_timeout_rate: number(
-                &raw.false_timeout_rate,
+            false_timeout_rate: self.number_or(
+                raw.false_timeout_rate.as_ref(),
+                path,
                 "false_timeout_rate",
-                |v| v > 0.0 && v < 1.0,
-                "a share of calls strictly between 0 and 1, e.g. 0.001 for the p99.9",
+                &FALSE_TIMEOUT_RATE,
                 defaults.false_timeout_rate,
             )?,
         })
@@ -294,42 +269,12 @@ impl<'a> Converter<'a> {
             ),
         ))
     }
-
-    /// A request rate: finite and not negative (0 is allowed: no load, e.g. a step that stops
-    /// users for a while).
-    pub(super) fn rate(
-        &self,
-        value: &Spanned<f64>,
-        parent: &KeyPath,
-        key: &str,
-    ) -> Result<f64, ParseError> {
-        let rate = *value.get_ref();
-        if rate.is_finite() && rate >= 0.0 {
-            return Ok(rate);
-        }
-        Err(self.error(
-            value.span().start,
-            &parent.key(key),
-            format!(
-                "rate {rate} is not valid: use requests per second, a finite number >= 0, e.g. 100"
-            ),
-        ))
-    }
 }
-
-/// The keys whose whole number is refused at 0 after serde reads it, so that serde's own type
-/// error for them (a negative number, a fraction) names the range that is valid, from 1.
-const FROM_ONE: [&str; 5] = [
-    "instances",
-    "concurrency",
-    "max_attempts",
-    "count",
-    "capacity",
-];
 
 /// Rewords serde's messages in the file's terms: "key" and "table" instead of "field" and
 /// "struct RawCall", and number types as a person would say them; `key` is the last key of
-/// the path at fault, if known, for the range a whole number takes there.
+/// the path at fault, if known, for the range a whole number takes there (its range of
+/// [`super::ranges`], or the type's when it has none).
 pub(super) fn serde_message(message: &str, key: Option<&str>) -> String {
     if let Some(rest) = message.strip_prefix("unknown field ") {
         // serde lists the valid fields as "one of `a`, `b`", "`a` or `b`" or "`a`".
@@ -343,14 +288,13 @@ pub(super) fn serde_message(message: &str, key: Option<&str>) -> String {
             None => format!("unknown key {rest}"),
         };
     }
+    let (min, max) = key
+        .and_then(super::ranges::whole_bounds)
+        .unwrap_or((0, u32::MAX.into()));
     let mut message = message
         .replace(
             "expected u32",
-            if key.is_some_and(|key| FROM_ONE.contains(&key)) {
-                "expected a whole number from 1 to 4294967295"
-            } else {
-                "expected a whole number from 0 to 4294967295"
-            },
+            &format!("expected a whole number from {min} to {max}"),
         )
         .replace("expected f64", "expected a number")
         .replace("expected a sequence", "expected an array")

@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use super::convert::Converter;
 use super::locate::KeyPath;
+use super::ranges::WEIGHT;
 use super::raw::{RawCall, RawEndpoint, RawService};
 use super::ParseError;
 use crate::model::{Call, Endpoint};
@@ -73,25 +74,7 @@ impl Converter<'_> {
         let path = service.key("endpoints").key(&name);
         let offset = raw.span().start;
         let raw = raw.into_inner();
-        let weight = match &raw.weight {
-            Some(value) => {
-                let weight = *value.get_ref();
-                if !(weight.is_finite() && weight > 0.0) {
-                    return Err(self.error(
-                        value.span().start,
-                        &path.key("weight"),
-                        format!(
-                            "weight {weight} is not valid: an endpoint's share of the service's \
-                             requests, relative to its other endpoints', is a finite number \
-                             above 0, e.g. 9 beside 1 for 90%; remove an endpoint that takes no \
-                             requests"
-                        ),
-                    ));
-                }
-                weight
-            }
-            None => 1.0,
-        };
+        let weight = self.number_or(raw.weight.as_ref(), &path, "weight", &WEIGHT, 1.0)?;
         Ok(Endpoint {
             calls: self.calls(raw.calls, &path.key("calls"))?,
             name,
@@ -236,17 +219,20 @@ endpoint = \"place\"
 
     #[test]
     fn a_weight_that_is_not_above_zero_is_refused_at_its_value() {
-        for weight in ["0", "-1", "nan", "inf"] {
+        for weight in ["0", "-1", "nan", "inf", "1000001"] {
             let text = gateway("").replace("weight = 9", &format!("weight = {weight}"));
             let message = error(&text);
             assert!(
                 message.starts_with(&format!(
-                    "g.toml:4:10: `services.gateway.endpoints.browse.weight`: weight {}",
-                    weight.replace("nan", "NaN")
+                    "g.toml:4:10: `services.gateway.endpoints.browse.weight`: {}",
+                    weight.replace("nan", "NaN (not a number)")
                 )),
                 "{message}"
             );
-            assert!(message.contains("a finite number above 0"), "{message}");
+            assert!(
+                message.contains("an endpoint's weight is above 0, at most 1000000"),
+                "{message}"
+            );
         }
     }
 

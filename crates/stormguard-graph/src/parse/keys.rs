@@ -52,6 +52,7 @@ use stormguard::hedge::{HedgeDelay, HedgeError, HedgePolicy};
 use toml::Spanned;
 
 use super::locate::KeyPath;
+use super::ranges::{ATTEMPTS, BUCKET_CAPACITY, HEDGE_SHARE, MIN_PER_SEC, RETRY_RATIO};
 use super::values::ValueReader;
 use super::ParseError;
 use crate::model::{HedgeSpec, LimiterSpec};
@@ -64,7 +65,7 @@ pub struct RawBudget {
     /// Retries allowed per request, checked by `RetryBudget::new`.
     pub ratio: Option<Spanned<f64>>,
     /// Retries a second allowed whatever the traffic.
-    pub min_per_sec: Option<u32>,
+    pub min_per_sec: Option<Spanned<u32>>,
 }
 
 /// `token_bucket = { capacity, retry_cost, timeout_cost }`, as serde reads it.
@@ -97,13 +98,7 @@ impl ValueReader<'_> {
         parent: &KeyPath,
         default: u32,
     ) -> Result<u32, ParseError> {
-        self.at_least_one(
-            value,
-            parent,
-            "max_attempts",
-            default,
-            "max_attempts counts the first attempt too; use 1 for no retries, 2 for one retry",
-        )
+        self.whole_or(value, parent, "max_attempts", &ATTEMPTS, default)
     }
 
     /// `parent.backoff` in the policy core's text form, or `default` when the file leaves it
@@ -159,13 +154,20 @@ impl ValueReader<'_> {
     /// (Finagle's and linkerd's: 20% of requests plus 10 retries a second).
     fn budget(&self, raw: RawBudget, path: &KeyPath) -> Result<LimiterSpec, ParseError> {
         let recommended = RetryBudget::recommended();
-        let min_per_sec = raw.min_per_sec.unwrap_or(recommended.min_per_sec());
+        let min_per_sec = self.whole_or(
+            raw.min_per_sec.as_ref(),
+            path,
+            "min_per_sec",
+            &MIN_PER_SEC,
+            recommended.min_per_sec(),
+        )?;
         let Some(ratio) = &raw.ratio else {
             return Ok(LimiterSpec::Budget {
                 ratio: recommended.ratio(),
                 min_per_sec,
             });
         };
+        self.number(ratio, path, "ratio", &RETRY_RATIO)?;
         // The policy core decides what a valid ratio is, with the ttl the budget will run with.
         RetryBudget::new(BUDGET_TTL, min_per_sec, *ratio.get_ref()).map_err(|error| {
             self.error(ratio.span().start, &path.key("ratio"), error.to_string())
@@ -186,6 +188,13 @@ impl ValueReader<'_> {
         let given = |value: &Option<Spanned<u32>>, default: u32| {
             value.as_ref().map_or(default, |value| *value.get_ref())
         };
+        self.whole_or(
+            raw.capacity.as_ref(),
+            path,
+            "capacity",
+            &BUCKET_CAPACITY,
+            defaults.capacity,
+        )?;
         let config = TokenBucketConfig {
             capacity: given(&raw.capacity, defaults.capacity),
             retry_cost: given(&raw.retry_cost, defaults.retry_cost),
@@ -269,10 +278,13 @@ impl ValueReader<'_> {
                 max_extra: super::policy_keys::HEDGE_MAX_EXTRA,
             });
         };
+        self.number(max_extra, path, "max_extra", &HEDGE_SHARE)?;
         // The policy core decides what a valid hedge is.
         HedgePolicy::new(delay, *max_extra.get_ref()).map_err(|error| {
             let (at, key) = match error {
-                HedgeError::Delay { .. } => (text.span().start, "delay"),
+                HedgeError::Delay { .. } | HedgeError::DelayOutOfRange { .. } => {
+                    (text.span().start, "delay")
+                }
                 HedgeError::MaxExtra(_) => (max_extra.span().start, "max_extra"),
             };
             self.error(at, &path.key(key), error.to_string())

@@ -8,11 +8,13 @@
 //! the valid keys of the table, the known services, the duration or backoff syntax (the policy
 //! core's own messages, so the file and the library never disagree on syntax).
 //!
-//! Zero is refused wherever it makes the graph meaningless rather than merely unwise: a zero
-//! `rtt` (every connect-timeout check is a multiple of it, and no network answers in no time),
-//! a zero `entry.timeout` (users who wait for nothing), zero instances, concurrency, attempts,
-//! counts or token-bucket capacity. Whole numbers out of range are refused with the range that
-//! is valid for the key (from 1 where 0 is refused).
+//! Every duration, count, number and size has one range, stated in [`ranges`] (and printed in
+//! `docs/reference.md`), and a value outside it is refused with the range and why: zero where it
+//! makes the graph meaningless rather than merely unwise (a zero `rtt`, a zero `entry.timeout`,
+//! zero instances, concurrency, attempts, counts or token-bucket capacity), and values so large
+//! that they mean nothing a system does, or would make `sim` run away (`rate = 1e300`, a
+//! timeout of a year). Whole numbers that do not fit the key's type are refused by serde with
+//! the range that is valid for the key.
 //!
 //! Two steps: serde reads the shape into `raw` structs (unknown keys and wrong types are
 //! refused there, with `deny_unknown_fields`), then `convert` checks meaning and applies the
@@ -22,7 +24,8 @@
 //! ## Shared with the proxy's settings
 //! The proxy's settings file is read the same way, with the pieces made public here: [`locate`]
 //! (positions and dotted keys), [`serde_error`] (serde's errors in the file's terms),
-//! [`values`] (located durations and counts), [`keys`] (the tables of a call's policy) and
+//! [`values`] (located durations, counts, numbers and sizes), [`ranges`] (the range of each),
+//! [`size`] (the syntax of sizes), [`keys`] (the tables of a call's policy) and
 //! [`policy_keys`] (every policy key a proxy route shares with a call, with the one set of
 //! defaults), so that both files refuse the same mistake in the same words and mean the same.
 //!
@@ -40,8 +43,10 @@ mod endpoint;
 pub mod keys;
 pub mod locate;
 pub mod policy_keys;
+pub mod ranges;
 mod raw;
 mod scenario;
+pub mod size;
 pub mod values;
 
 use crate::model::Graph;

@@ -50,6 +50,7 @@ use toml::Spanned;
 
 use super::keys::{RawBucket, RawBudget, RawHedge};
 use super::locate::KeyPath;
+use super::ranges::TIMEOUT;
 use super::values::{DurationValue, ValueReader};
 use super::ParseError;
 use crate::model::{HedgeSpec, Idempotent, LimiterSpec};
@@ -82,19 +83,19 @@ pub struct KeyDoc {
 pub const POLICY_KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "timeout",
-        unit: "duration, above 0",
+        unit: "duration, 1ms to 1h",
         default: "none (a call: the finding `missing-timeout`; a route: refused)",
         meaning: "each attempt, from its start, connecting included, to its answer",
     },
     KeyDoc {
         key: "request_timeout",
-        unit: "duration, above 0, at least `timeout`",
+        unit: "duration, 1ms to 1h, at least `timeout`",
         default: "none: only the caller's deadline",
         meaning: "the whole call: every attempt and every wait between them",
     },
     KeyDoc {
         key: "connect_timeout",
-        unit: "duration, above 0, at most `timeout`",
+        unit: "duration, 1ms to 1h, at most `timeout`",
         default: "none: connecting is bounded by `timeout` only",
         meaning: "making the connection, inside the attempt's `timeout`",
     },
@@ -106,7 +107,7 @@ pub const POLICY_KEYS: &[KeyDoc] = &[
     },
     KeyDoc {
         key: "backoff",
-        unit: "backoff text",
+        unit: "[backoff text](#backoff-texts), its delays 1ms to 1h",
         default: "`\"full-jitter(base=25ms, cap=250ms)\"`",
         meaning: "the wait before each retry; `\"none\"` for no wait",
     },
@@ -242,11 +243,11 @@ impl ValueReader<'_> {
         path: &KeyPath,
         holder: &str,
     ) -> Result<Policy, ParseError> {
-        let timeout = self.optional_nonzero(keys.timeout, path, "timeout")?;
+        let timeout = self.optional_duration(keys.timeout, path, "timeout", &TIMEOUT)?;
         let request_timeout =
-            self.optional_nonzero(keys.request_timeout, path, "request_timeout")?;
+            self.optional_duration(keys.request_timeout, path, "request_timeout", &TIMEOUT)?;
         let connect_timeout =
-            self.optional_nonzero(keys.connect_timeout, path, "connect_timeout")?;
+            self.optional_duration(keys.connect_timeout, path, "connect_timeout", &TIMEOUT)?;
         if let (Some(value), Some(connect), Some(timeout)) =
             (keys.connect_timeout, connect_timeout, timeout)
         {
@@ -267,16 +268,6 @@ impl ValueReader<'_> {
         // A request_timeout below timeout is valid: the whole request ends first, so the
         // attempt's timeout never fires (the issue's "timeout 200ms, request_timeout 150ms").
         let max_attempts = self.max_attempts(keys.max_attempts, path, 1)?;
-        if let Some(value) = keys.max_attempts.filter(|_| max_attempts > MAX_ATTEMPTS) {
-            return Err(self.error(
-                value.span().start,
-                &path.key("max_attempts"),
-                format!(
-                    "{max_attempts} attempts is a retry storm by construction: use at most \
-                     {MAX_ATTEMPTS} (stormguard recommends 2, one retry)"
-                ),
-            ));
-        }
         let backoff = self.backoff(keys.backoff, path, Backoff::default())?;
         let budget = match keys.retry_budget {
             Some(raw) => {
@@ -354,28 +345,6 @@ impl ValueReader<'_> {
             hedge,
             propagate_deadline: keys.propagate_deadline.unwrap_or(true),
         })
-    }
-
-    /// A duration that may be left out and, when given, is not zero: a zero timeout fires before
-    /// anything happens.
-    fn optional_nonzero<D: DurationValue>(
-        &self,
-        value: Option<&Spanned<D>>,
-        path: &KeyPath,
-        key: &str,
-    ) -> Result<Option<Duration>, ParseError> {
-        let duration = self.optional_duration(value, path, key)?;
-        if let (Some(value), Some(Duration::ZERO)) = (value, duration) {
-            return Err(self.error(
-                value.span().start,
-                &path.key(key),
-                format!(
-                    "0s is not valid: a {key} of 0 fires before anything happens; use e.g. \
-                     \"2s\""
-                ),
-            ));
-        }
-        Ok(duration)
     }
 
     /// `retry_on = [...]`: each item a condition, at its own position when it is not one.

@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use super::convert::Converter;
 use super::locate::KeyPath;
+use super::ranges::{ERROR_STATUS, INSTANCES, RATE, RUN_LENGTH, SCENARIO_TIME, SHARE, SLOWDOWN};
 use super::raw::{DurationText, RawFault, RawLoad, RawScenario};
 use super::ParseError;
 use crate::model::{Fault, LoadStep, Scenario, Service};
@@ -28,18 +29,11 @@ impl Converter<'_> {
                 "missing: say how long the scenario runs, e.g. duration = \"120s\"",
             ));
         };
-        let duration = self.duration(duration_value, path, "duration")?;
-        if duration.is_zero() {
-            return Err(self.error(
-                duration_value.span().start,
-                &path.key("duration"),
-                "0s is not valid: a scenario runs for some time; use e.g. \"120s\"",
-            ));
-        }
+        let duration = self.duration(duration_value, path, "duration", &RUN_LENGTH)?;
         let rate = raw
             .rate
             .as_ref()
-            .map(|rate| self.rate(rate, path, "rate"))
+            .map(|rate| self.number(rate, path, "rate", &RATE))
             .transpose()?;
         let faults_path = path.key("faults");
         let faults = raw
@@ -80,51 +74,17 @@ impl Converter<'_> {
             "the fault hits",
         )?;
         let (from, to) = self.window(offset, &raw.from, &raw.to, path, "a fault")?;
-        let slowdown = match &raw.slowdown {
-            Some(value) if !(value.get_ref().is_finite() && *value.get_ref() > 0.0) => {
-                return Err(self.error(
-                    value.span().start,
-                    &path.key("slowdown"),
-                    format!(
-                        "{} is not valid: use a finite factor above 0 on the service's own work \
-                         (1 is normal speed, 10 ten times slower)",
-                        value.get_ref()
-                    ),
-                ))
-            }
-            Some(value) => *value.get_ref(),
-            None => 1.0,
-        };
-        let error_rate = match &raw.error_rate {
-            Some(value) if !(0.0..=1.0).contains(value.get_ref()) => {
-                return Err(self.error(
-                    value.span().start,
-                    &path.key("error_rate"),
-                    format!(
-                        "{} is not valid: use the share of attempts that fail, from 0 to 1 \
-                         (0.1 for 10%)",
-                        value.get_ref()
-                    ),
-                ))
-            }
-            Some(value) => *value.get_ref(),
-            None => 0.0,
-        };
-        let error_status = match &raw.error_status {
-            Some(value) if !(400..=599).contains(value.get_ref()) => {
-                return Err(self.error(
-                    value.span().start,
-                    &path.key("error_status"),
-                    format!(
-                        "{} is not valid: an injected error is a failure, a status from 400 to \
-                         599 (503 by default)",
-                        value.get_ref()
-                    ),
-                ))
-            }
-            Some(value) => *value.get_ref() as u16,
-            None => 503,
-        };
+        let slowdown = self.number_or(raw.slowdown.as_ref(), path, "slowdown", &SLOWDOWN, 1.0)?;
+        let error_rate =
+            self.number_or(raw.error_rate.as_ref(), path, "error_rate", &SHARE, 0.0)?;
+        let error_status = self.whole_or(
+            raw.error_status.as_ref(),
+            path,
+            "error_status",
+            &ERROR_STATUS,
+            503,
+        )? as u16;
+        self.whole_or(raw.instances.as_ref(), path, "instances", &INSTANCES, 1)?;
         let instances = match &raw.instances {
             Some(value) => {
                 let available = services[&service].instances;
@@ -170,7 +130,7 @@ impl Converter<'_> {
         Ok(LoadStep {
             from,
             to,
-            rate: self.rate(rate, path, "rate")?,
+            rate: self.number(rate, path, "rate", &RATE)?,
         })
     }
 
@@ -185,7 +145,7 @@ impl Converter<'_> {
     ) -> Result<(Duration, Duration), ParseError> {
         let required = |value: &Option<Spanned<DurationText>>, key: &str| match value {
             Some(value) => self
-                .duration(value, path, key)
+                .duration(value, path, key, &SCENARIO_TIME)
                 .map(|d| (d, value.span().start)),
             None => Err(self.error(
                 offset,

@@ -199,7 +199,7 @@ fn bad_backoff_and_hedge_texts_carry_the_policy_cores_message() {
         7,
         38,
         "services.web.calls[0].hedge.max_extra",
-        &["between 0 and 1"],
+        &["2 is out of range", "a hedge's max_extra is 0 to 1"],
     );
     assert_error(
         &format!("{CALL}hedge = {{ max_extra = 0.1 }}\n"),
@@ -245,7 +245,7 @@ fn missing_required_keys() {
         5,
         12,
         "scenarios.s.duration",
-        &["0s is not valid"],
+        &["0s is out of range", "a simulated run is 1s to 24h"],
     );
     assert_error(
         &format!("{FAULT}from = \"1s\"\n"),
@@ -284,7 +284,7 @@ fn wrong_types_say_what_was_expected() {
         5,
         13,
         "services.web.instances",
-        &["from 1 to 4294967295"],
+        &["expected a whole number from 1 to 1000"],
     );
     assert_error(
         &format!("{CALL}idempotent = \"yes\"\n"),
@@ -362,7 +362,9 @@ fn an_injected_error_status_is_a_failure() {
         Some("scenarios.s.faults[0].error_status")
     );
     assert!(
-        error.message.contains("a status from 400 to 599"),
+        error
+            .message
+            .contains("an injected error's status is 400 to 599"),
         "{error}"
     );
     let ok = crate::parse("g.toml", &text.replace("= 200", "= 409")).unwrap();

@@ -40,6 +40,11 @@ fn ms() -> impl Strategy<Value = Duration> {
     (0u64..5_000).prop_map(Duration::from_millis)
 }
 
+/// A timeout, a hedge's delay: at least a millisecond, as every one of a file is.
+fn timeout() -> impl Strategy<Value = Duration> {
+    ms().prop_map(|d| d.max(Duration::from_millis(1)))
+}
+
 fn micros() -> impl Strategy<Value = Duration> {
     (1u64..2_000_000).prop_map(Duration::from_micros)
 }
@@ -70,7 +75,7 @@ fn backoff() -> impl Strategy<Value = Backoff> {
 fn limiter() -> impl Strategy<Value = Option<LimiterSpec>> {
     prop_oneof![
         Just(None),
-        (quarter(20), 0u32..100)
+        (quarter(1), 0u32..100)
             .prop_map(|(ratio, min_per_sec)| Some(LimiterSpec::Budget { ratio, min_per_sec })),
         (1u32..1000, any::<u32>(), any::<u32>()).prop_map(|(capacity, a, b)| {
             Some(LimiterSpec::TokenBucket {
@@ -84,7 +89,7 @@ fn limiter() -> impl Strategy<Value = Option<LimiterSpec>> {
 
 fn hedge() -> impl Strategy<Value = Option<HedgeSpec>> {
     let delay = prop_oneof![
-        ms().prop_map(HedgeDelay::Fixed),
+        timeout().prop_map(HedgeDelay::Fixed),
         // From the text, as a file would give it, so the quantile is the parser's own f64.
         prop::sample::select(vec!["p50", "p90", "p95", "p99", "p99.9"])
             .prop_map(|text| text.parse::<HedgeDelay>().unwrap()),
@@ -99,8 +104,8 @@ fn call(services: usize) -> impl Strategy<Value = Call> {
     (
         (
             0..services,
-            prop::option::of(ms().prop_map(|d| d.max(Duration::from_millis(1)))),
-            prop::option::of(micros()),
+            prop::option::of(timeout()),
+            prop::option::of(timeout()),
             or_default(Duration::from_millis(1), micros()),
         ),
         (
@@ -125,7 +130,9 @@ fn call(services: usize) -> impl Strategy<Value = Call> {
             to: NAMES[a.0].to_string(),
             endpoint: None,
             timeout: a.1,
-            request_timeout: d.0.map(|extra| a.1.unwrap_or_default() + extra),
+            request_timeout: d
+                .0
+                .map(|extra| (a.1.unwrap_or_default() + extra).max(Duration::from_millis(1))),
             method: d.1.to_string(),
             retry_on: d.2,
             // The parser refuses a connect timeout above the attempt's.
@@ -218,7 +225,7 @@ fn scenario(services: Vec<Service>) -> impl Strategy<Value = Scenario> {
         );
     let load = (window(), quarter(1000)).prop_map(|((from, to), rate)| LoadStep { from, to, rate });
     (
-        1u64..1_000_000,
+        1_000u64..1_000_000,
         prop::option::of(quarter(1000)),
         prop::collection::vec(fault, 0..3),
         prop::collection::vec(load, 0..3),

@@ -1,10 +1,11 @@
 //! Reading one value of a TOML file into what it means, or into an error located at it.
 //!
 //! Every TOML file of the project (the graph file, the proxy's settings) reads the same kinds
-//! of value the same way: a duration in the policy core's syntax, a count that is meaningless
-//! at zero, a key a table must have. A [`ValueReader`] knows the file's name and lines, so each
-//! refusal it makes already carries `file:line:column` and the dotted key; the converters of
-//! both files are built on it, so that the same mistake reads the same in either file.
+//! of value the same way: a duration in the policy core's syntax, a count, a number or a size,
+//! each within its range of [`super::ranges`]. A [`ValueReader`] knows the file's name and
+//! lines, so each refusal it makes already carries `file:line:column` and the dotted key; the
+//! converters of both files are built on it, so that the same mistake reads the same in either
+//! file. Every reading takes a range: no value of a file is read unbounded.
 //!
 //! Defaults are passed in by the caller, never chosen here: the same key may default
 //! differently in a file that describes what is (the graph) and one that says what should be
@@ -16,6 +17,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::locate::{KeyPath, Lines};
+use super::ranges::ValueRange;
 use super::ParseError;
 use crate::model::Span;
 
@@ -28,6 +30,7 @@ use crate::model::Span;
 /// ```
 /// use std::time::Duration;
 /// use stormguard_graph::parse::locate::{KeyPath, Lines};
+/// use stormguard_graph::parse::ranges::CONCURRENCY;
 /// use stormguard_graph::parse::values::ValueReader;
 ///
 /// #[derive(serde::Deserialize)]
@@ -38,9 +41,13 @@ use crate::model::Span;
 /// let values = ValueReader::new("s.toml", &lines);
 /// let raw: RawServer = toml::from_str(text).unwrap();
 /// let error = values
-///     .at_least_one(raw.workers.as_ref(), &KeyPath::default(), "workers", 4, "no worker serves")
+///     .whole_or(raw.workers.as_ref(), &KeyPath::default(), "workers", &CONCURRENCY, 4)
 ///     .unwrap_err();
-/// assert_eq!(error.to_string(), "s.toml:1:11: `workers`: 0 is not valid: no worker serves");
+/// assert_eq!(
+///     error.to_string(),
+///     "s.toml:1:11: `workers`: 0 is out of range: an instance that works on no request serves \
+///      nothing; an instance's concurrency is 1 to 100000"
+/// );
 /// ```
 pub struct ValueReader<'a> {
     file: &'a str,
@@ -95,84 +102,104 @@ impl<'a> ValueReader<'a> {
         }
     }
 
-    /// The duration `parent.key`, or its error at the value.
+    /// The duration `parent.key`, or its error at the value: not a duration, or outside
+    /// `range`.
     pub fn duration<T: DurationValue>(
         &self,
         value: &Spanned<T>,
         parent: &KeyPath,
         key: &str,
+        range: &ValueRange,
     ) -> Result<Duration, ParseError> {
         value
             .get_ref()
             .duration()
+            .and_then(|duration| range.duration(duration))
             .map_err(|message| self.error(value.span().start, &parent.key(key), message))
     }
 
-    /// The duration `parent.key` when the file gives it.
+    /// The duration `parent.key` when the file gives it, in `range`.
     pub fn optional_duration<T: DurationValue>(
         &self,
         value: Option<&Spanned<T>>,
         parent: &KeyPath,
         key: &str,
+        range: &ValueRange,
     ) -> Result<Option<Duration>, ParseError> {
         value
-            .map(|value| self.duration(value, parent, key))
+            .map(|value| self.duration(value, parent, key, range))
             .transpose()
     }
 
-    /// The duration `parent.key`, or `default` when the file leaves it out.
+    /// The duration `parent.key` in `range`, or `default` when the file leaves it out (the
+    /// caller's to keep in range).
     pub fn duration_or<T: DurationValue>(
         &self,
         value: Option<&Spanned<T>>,
         parent: &KeyPath,
         key: &str,
+        range: &ValueRange,
         default: Duration,
     ) -> Result<Duration, ParseError> {
         Ok(self
-            .optional_duration(value, parent, key)?
+            .optional_duration(value, parent, key, range)?
             .unwrap_or(default))
     }
 
-    /// A duration that is meaningless at zero (a round trip, what a user waits); `why` says
-    /// why, for the error. Only a zero the file wrote is refused: the caller's default is its
-    /// own to check.
-    pub fn nonzero_duration_or<T: DurationValue>(
+    /// The whole number `parent.key` in `range`, or `default` when the file leaves it out.
+    pub fn whole_or<T: Copy + Into<i64>>(
         &self,
         value: Option<&Spanned<T>>,
         parent: &KeyPath,
         key: &str,
-        default: Duration,
-        why: &str,
-    ) -> Result<Duration, ParseError> {
-        let duration = self.duration_or(value, parent, key, default)?;
-        match value {
-            Some(value) if duration.is_zero() => Err(self.error(
-                value.span().start,
-                &parent.key(key),
-                format!("0s is not valid: {why}"),
-            )),
-            _ => Ok(duration),
-        }
+        range: &ValueRange,
+        default: T,
+    ) -> Result<T, ParseError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        range
+            .whole((*value.get_ref()).into())
+            .map(|_| *value.get_ref())
+            .map_err(|message| self.error(value.span().start, &parent.key(key), message))
     }
 
-    /// A count that is meaningless at zero, or `default` when the file leaves it out; `why`
-    /// says why, for the error.
-    pub fn at_least_one(
+    /// The number `parent.key` in `range` (finite).
+    pub fn number(
         &self,
-        value: Option<&Spanned<u32>>,
+        value: &Spanned<f64>,
         parent: &KeyPath,
         key: &str,
-        default: u32,
-        why: &str,
-    ) -> Result<u32, ParseError> {
-        match value {
-            Some(value) if *value.get_ref() == 0 => Err(self.error(
-                value.span().start,
-                &parent.key(key),
-                format!("0 is not valid: {why}"),
-            )),
-            Some(value) => Ok(*value.get_ref()),
-            None => Ok(default),
-        }
+        range: &ValueRange,
+    ) -> Result<f64, ParseError> {
+        range
+            .number(*value.get_ref())
+            .map_err(|message| self.error(value.span().start, &parent.key(key), message))
+    }
+
+    /// The number `parent.key` in `range`, or `default` when the file leaves it out.
+    pub fn number_or(
+        &self,
+        value: Option<&Spanned<f64>>,
+        parent: &KeyPath,
+        key: &str,
+        range: &ValueRange,
+        default: f64,
+    ) -> Result<f64, ParseError> {
+        value.map_or(Ok(default), |value| self.number(value, parent, key, range))
+    }
+
+    /// A size of `bytes`, read at `offset` for `parent.key`, in `range`.
+    pub fn size(
+        &self,
+        offset: usize,
+        parent: &KeyPath,
+        key: &str,
+        range: &ValueRange,
+        bytes: u64,
+    ) -> Result<u64, ParseError> {
+        range
+            .size(bytes)
+            .map_err(|message| self.error(offset, &parent.key(key), message))
     }
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use stormguard_graph::parse::policy_keys::POLICY_KEYS;
+use stormguard_graph::parse::ranges::{Bounds, ValueRange, POLICY, RANGES};
 
 /// The header of every key table of the reference.
 pub const KEY_TABLE_HEADER: &str = "| Key | Type and valid values | Default | Meaning |";
@@ -131,6 +132,8 @@ pub fn only_code_span(text: &str) -> Option<&str> {
 pub struct Row {
     /// The key, as a file writes it.
     pub key: String,
+    /// What the "Type and valid values" cell says.
+    pub unit: String,
     /// What the Default cell says.
     pub default: String,
 }
@@ -145,6 +148,7 @@ pub fn key_rows(section: &Section) -> Option<Result<Vec<Row>, String>> {
                 |cells| match (cells.first().map(|c| only_code_span(c)), cells.len()) {
                     (Some(Some(key)), 4) => Ok(Row {
                         key: key.to_string(),
+                        unit: cells[1].clone(),
                         default: cells[2].clone(),
                     }),
                     _ => Err(format!(
@@ -281,6 +285,7 @@ fn documented_rows(sections: &[Section], table: &Table) -> Result<Vec<Row>, Stri
     if table.policy {
         rows.extend(POLICY_KEYS.iter().map(|doc| Row {
             key: doc.key.to_string(),
+            unit: doc.unit.to_string(),
             default: doc.default.to_string(),
         }));
     }
@@ -350,7 +355,7 @@ pub fn default_problems(tables: &[Table], parse: Parse) -> Vec<String> {
         let Ok(rows) = documented_rows(&sections, table) else {
             continue; // key_problems says why
         };
-        for Row { key, default } in rows {
+        for Row { key, default, .. } in rows {
             let without = table.edited(|t| {
                 t.remove(&key);
             });
@@ -392,6 +397,134 @@ pub fn default_problems(tables: &[Table], parse: Parse) -> Vec<String> {
                             refusal.message
                         )),
                     }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The kinds of value whose rows must state a range: a row whose type starts with one of these
+/// and that no range of [`RANGES`] names is a value read unbounded.
+const RANGED: &[&str] = &[
+    "duration",
+    "count",
+    "whole number",
+    "a number",
+    "requests a second",
+    "[size]",
+    "a status",
+];
+
+/// The range of [`RANGES`] that names `key` of the section headed `section`.
+fn range_of(section: &str, key: &str) -> Option<&'static ValueRange> {
+    RANGES.iter().copied().find(|range| {
+        range
+            .keys
+            .iter()
+            .any(|k| k.section == section && k.key == key)
+    })
+}
+
+/// Values just outside `bounds`, as a file writes them: one below (unless nothing of the type
+/// is, a duration or size below 0) and one above.
+fn outside(bounds: Bounds) -> Vec<toml::Value> {
+    let duration = |nanos: u128| toml::Value::String(format!("{nanos}ns"));
+    let size = |bytes: u64| toml::Value::String(format!("{bytes}B"));
+    let step = |v: f64| (v.abs() * 1e-6).max(1e-6);
+    match bounds {
+        Bounds::Duration(min, max) => {
+            let mut values = vec![duration(max.as_nanos() + 1)];
+            if !min.is_zero() {
+                values.push(duration(min.as_nanos() - 1));
+            }
+            values
+        }
+        Bounds::Whole(min, max) => {
+            vec![toml::Value::Integer(min - 1), toml::Value::Integer(max + 1)]
+        }
+        Bounds::Number {
+            min,
+            min_excluded,
+            max,
+            max_excluded,
+        } => vec![
+            toml::Value::Float(if min_excluded { min } else { min - step(min) }),
+            toml::Value::Float(if max_excluded { max } else { max + step(max) }),
+        ],
+        Bounds::Size(min, max) => {
+            let mut values = vec![size(max + 1)];
+            if min > 0 {
+                values.push(size(min - 1));
+            }
+            values
+        }
+    }
+}
+
+/// What is wrong between the ranges the sections of `tables` state and [`RANGES`] and the
+/// parser: each row of a value (a duration, a count, a number, a size) must be named by a range
+/// of [`RANGES`] and state it (`1ms to 1h`), and a file that writes a value just outside it must
+/// be refused for that key.
+pub fn range_problems(tables: &[Table], parse: Parse) -> Vec<String> {
+    let sections = sections(&read());
+    let mut problems = Vec::new();
+    for table in tables {
+        let Some(section) = section(&sections, table.heading) else {
+            continue; // key_problems says why
+        };
+        let Some(Ok(own)) = key_rows(section) else {
+            continue;
+        };
+        let policy = if table.policy {
+            POLICY_KEYS
+                .iter()
+                .map(|doc| (POLICY, doc.key.to_string(), doc.unit.to_string()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let rows = own
+            .into_iter()
+            .map(|row| (table.heading, row.key, row.unit))
+            .chain(policy);
+        for (heading, key, unit) in rows {
+            let Some(range) = range_of(heading, &key) else {
+                if RANGED.iter().any(|kind| unit.starts_with(kind)) {
+                    problems.push(format!(
+                        "`{heading}`, `{key}` is a value ({unit:?}) that no range of RANGES \
+                         (crates/stormguard-graph/src/parse/ranges.rs) names: give it one"
+                    ));
+                }
+                continue;
+            };
+            let stated = range.bounds.to_string();
+            if !unit.contains(&stated) {
+                problems.push(format!(
+                    "`{heading}`, `{key}`: its type {unit:?} does not state its range `{stated}` \
+                     ({})",
+                    range.subject
+                ));
+            }
+            if !RANGED.iter().any(|kind| unit.starts_with(kind)) {
+                continue; // a text (a backoff, a hedge delay) is probed by its parser's tests
+            }
+            for value in outside(range.bounds) {
+                let text = table.edited(|t| {
+                    t.insert(key.clone(), value.clone());
+                });
+                match parse(&text) {
+                    Err(Refusal { key: Some(at), .. })
+                        if at == key || at.ends_with(&format!(".{key}")) => {}
+                    Err(refusal) => problems.push(format!(
+                        "`{heading}`, `{key} = {value}` is out of its range `{stated}`, but is \
+                         refused for something else: {}",
+                        refusal.message
+                    )),
+                    Ok(_) => problems.push(format!(
+                        "`{heading}`, `{key} = {value}` is out of its range `{stated}`, but is \
+                         accepted"
+                    )),
                 }
             }
         }

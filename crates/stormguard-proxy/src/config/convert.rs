@@ -12,6 +12,9 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use stormguard_graph::parse::locate::{KeyPath, Lines};
+use stormguard_graph::parse::ranges::{
+    ValueRange, ADDED, BODY, BODY_TIMER, CONNECTIONS, CONNECTION_TIMER, HEAD, HEADERS, STREAMS,
+};
 use stormguard_graph::parse::values::ValueReader;
 use stormguard_graph::parse::ParseError;
 use toml::Spanned;
@@ -25,8 +28,6 @@ use super::size;
 pub(super) const LISTEN_ADDRESS: &str = "127.0.0.1:8080";
 /// Where the admin server listens when the file does not say (Envoy's admin port).
 pub(super) const ADMIN_ADDRESS: &str = "127.0.0.1:9901";
-/// hyper refuses (panics on) a read buffer below 8 KiB, and the request head must fit in it.
-const MIN_HEADER_BYTES: u64 = 8 * 1024;
 /// Client connections at once. A sidecar serves one service's callers, rarely more than a few
 /// hundred connections; 10,000 leaves room for any of them while bounding memory (a connection
 /// holds some tens of KiB of buffers) to a few hundred MiB, where an unbounded listener is
@@ -46,10 +47,6 @@ const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The body read before forwarding is at most `retry_body_limit` (64 KiB by default): in 30 s
 /// it arrives at 17 kbit/s, slower than any link a service's caller uses.
 const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// The bounds of the body timeouts: under a millisecond a body could not arrive even on
-/// loopback, and a body clock over an hour no longer protects anything.
-const BODY_TIMEOUTS: std::ops::RangeInclusive<Duration> =
-    Duration::from_millis(1)..=Duration::from_secs(3600);
 
 /// Walks the raw file, knowing where each value is.
 ///
@@ -172,128 +169,94 @@ impl<'a> Converter<'a> {
             raw.max_header_bytes.as_ref(),
             path,
             "max_header_bytes",
+            &HEAD,
             64 * 1024,
         )?;
-        if max_header_bytes < MIN_HEADER_BYTES {
-            let value = raw
-                .max_header_bytes
-                .as_ref()
-                .map_or(offset, |v| v.span().start);
-            return Err(self.error(
-                value,
-                &path.key("max_header_bytes"),
-                format!(
-                    "{} is below the smallest request head the HTTP server can read, 8KiB: \
-                     use at least \"8KiB\" (the default is \"64KiB\")",
-                    size::format(max_header_bytes)
-                ),
-            ));
-        }
         let listen = Listen {
             address: match &raw.address {
                 Some(address) => self.socket_address(address, path)?,
                 None => parse_default(LISTEN_ADDRESS),
             },
-            header_read_timeout: self.nonzero_duration_or(
+            header_read_timeout: self.duration_or(
                 raw.header_read_timeout.as_ref(),
                 path,
                 "header_read_timeout",
+                &CONNECTION_TIMER,
                 Duration::from_secs(5),
-                "it would cut off every client before its first header; use e.g. \"5s\"",
             )?,
             max_request_body: self.size_or(
                 raw.max_request_body.as_ref(),
                 path,
                 "max_request_body",
+                &BODY,
                 8 << 20,
             )?,
-            max_headers: self.at_least_one(
+            max_headers: self.whole_or(
                 raw.max_headers.as_ref(),
                 path,
                 "max_headers",
+                &HEADERS,
                 100,
-                "every HTTP/1.1 request carries a Host header; use e.g. 100",
             )? as usize,
             max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
             shutdown_grace: self.duration_or(
                 raw.shutdown_grace.as_ref(),
                 path,
                 "shutdown_grace",
+                &ADDED,
                 Duration::from_secs(30),
             )?,
-            max_connections: self.at_least_one(
+            max_connections: self.whole_or(
                 raw.max_connections.as_ref(),
                 path,
                 "max_connections",
+                &CONNECTIONS,
                 MAX_CONNECTIONS,
-                "a listener that may have no connection open would serve no one; use e.g. 10000",
             )?,
-            http2_max_concurrent_streams: self.at_least_one(
+            http2_max_concurrent_streams: self.whole_or(
                 raw.http2_max_concurrent_streams.as_ref(),
                 path,
                 "http2_max_concurrent_streams",
+                &STREAMS,
                 HTTP2_MAX_CONCURRENT_STREAMS,
-                "an HTTP/2 client could send no request at all; use e.g. 100",
             )?,
-            http2_keep_alive_interval: self.nonzero_duration_or(
+            http2_keep_alive_interval: self.duration_or(
                 raw.http2_keep_alive_interval.as_ref(),
                 path,
                 "http2_keep_alive_interval",
+                &CONNECTION_TIMER,
                 HTTP2_KEEP_ALIVE_INTERVAL,
-                "the proxy would ping without pause; use e.g. \"30s\"",
             )?,
-            http2_keep_alive_timeout: self.nonzero_duration_or(
+            http2_keep_alive_timeout: self.duration_or(
                 raw.http2_keep_alive_timeout.as_ref(),
                 path,
                 "http2_keep_alive_timeout",
+                &CONNECTION_TIMER,
                 HTTP2_KEEP_ALIVE_TIMEOUT,
-                "no client could answer a ping in time; use e.g. \"20s\"",
             )?,
-            idle_timeout: self.nonzero_duration_or(
+            idle_timeout: self.duration_or(
                 raw.idle_timeout.as_ref(),
                 path,
                 "idle_timeout",
+                &CONNECTION_TIMER,
                 IDLE_TIMEOUT,
-                "every connection would close before its first request; use e.g. \"75s\"",
             )?,
-            stream_idle_timeout: self.body_timeout(
+            stream_idle_timeout: self.duration_or(
                 raw.stream_idle_timeout.as_ref(),
                 path,
                 "stream_idle_timeout",
+                &BODY_TIMER,
                 STREAM_IDLE_TIMEOUT,
             )?,
-            request_body_timeout: self.body_timeout(
+            request_body_timeout: self.duration_or(
                 raw.request_body_timeout.as_ref(),
                 path,
                 "request_body_timeout",
+                &BODY_TIMER,
                 REQUEST_BODY_TIMEOUT,
             )?,
         };
         Ok((listen, address_offset))
-    }
-
-    /// `stream_idle_timeout` or `request_body_timeout`: within [`BODY_TIMEOUTS`].
-    fn body_timeout(
-        &self,
-        value: Option<&Spanned<Scalar>>,
-        parent: &KeyPath,
-        key: &str,
-        default: Duration,
-    ) -> Result<Duration, ParseError> {
-        let duration = self.duration_or(value, parent, key, default)?;
-        match value {
-            Some(value) if !BODY_TIMEOUTS.contains(&duration) => Err(self.error(
-                value.span().start,
-                &parent.key(key),
-                format!(
-                    "{} is outside 1ms to 1h: at 0 no body could arrive, and a body that may \
-                     stall for hours holds its upstream slot as long; use e.g. \"{}\"",
-                    stormguard::duration::format(duration),
-                    stormguard::duration::format(default)
-                ),
-            )),
-            _ => Ok(duration),
-        }
     }
 
     fn admin(&self, raw: Option<Spanned<RawAdmin>>) -> Result<Admin, ParseError> {
@@ -351,30 +314,34 @@ impl<'a> Converter<'a> {
         })
     }
 
-    /// A size: text with a binary unit, or a whole number of bytes.
+    /// A size in `range`: text with a binary unit, or a whole number of bytes.
     pub(super) fn size_or(
         &self,
         value: Option<&Spanned<Scalar>>,
         parent: &KeyPath,
         key: &str,
+        range: &ValueRange,
         default: u64,
     ) -> Result<u64, ParseError> {
         let Some(value) = value else {
             return Ok(default);
         };
         let error = |message: String| self.error(value.span().start, &parent.key(key), message);
-        match value.get_ref() {
-            Scalar::Text(text) => size::parse(text).map_err(|e| error(e.to_string())),
+        let bytes = match value.get_ref() {
+            Scalar::Text(text) => size::parse(text).map_err(|e| error(e.to_string()))?,
             Scalar::Integer(n) => u64::try_from(*n).map_err(|_| {
                 error(format!(
                     "{n} is not a size: use a whole number of bytes from 0, or a string with a \
                      unit, e.g. \"64KiB\""
                 ))
-            }),
-            Scalar::Float(n) => Err(error(format!(
-                "{n} is not a whole number of bytes: use e.g. 65536 or \"64KiB\""
-            ))),
-        }
+            })?,
+            Scalar::Float(n) => {
+                return Err(error(format!(
+                    "{n} is not a whole number of bytes: use e.g. 65536 or \"64KiB\""
+                )))
+            }
+        };
+        self.size(value.span().start, parent, key, range, bytes)
     }
 }
 

@@ -77,13 +77,14 @@
 //! offending value (or of its table when a key is missing) with the dotted key and what would
 //! be valid: unknown keys and wrong types; no route; a route without name or upstream, or with
 //! a name used before, or an upstream the file does not define (the error lists the known
-//! ones); durations, backoffs, hedge delays, budgets and adaptive timeouts the policy core
-//! refuses, in its own words; zero timeouts, attempts, `max_in_flight`, `max_headers`,
-//! `max_connections` or `http2_max_concurrent_streams`;
-//! `connect_timeout` above `timeout`; an adaptive `max` above `timeout`; both `retry_budget`
-//! and `token_bucket`; percentages outside 0 to 100; an `abort_status` outside 200 to 599;
-//! instances that are not `host:port`, or listed twice; an admin address that is not
-//! loopback without a token; listen and admin on the same address.
+//! ones); backoffs, hedge delays, budgets and adaptive timeouts the policy core refuses, in its
+//! own words; every duration, count, number and size outside its range
+//! (`stormguard_graph::parse::ranges`, the table of `docs/reference.md`: timeouts and connection
+//! timers 1 ms to 1 h, `max_request_body` at most 1 GiB, `max_connections` at most 100,000, and
+//! so on), with the range and why; `connect_timeout` above `timeout`; an adaptive `max` above
+//! `timeout`; both `retry_budget` and `token_bucket`; instances that are not `host:port`, or
+//! listed twice; an admin address that is not loopback without a token; listen and admin on the
+//! same address.
 //!
 //! A route's `fault` is accepted while `[faults] enabled = false`, and does nothing (`/config`
 //! shows it with `"active": false`): `enabled` is the kill switch, and a kill switch that made
@@ -97,7 +98,6 @@ mod policy;
 mod raw;
 mod route;
 mod route_tables;
-pub mod size;
 mod upstream;
 
 use std::path::{Path, PathBuf};
@@ -109,7 +109,7 @@ pub use model::{
     Upstream,
 };
 pub use policy::{hedge_policy, per_try_timeout, route_policy, worst_case_total, PolicyError};
-pub use stormguard_graph::parse::ParseError;
+pub use stormguard_graph::parse::{size, ParseError};
 
 /// Parses the settings file `text`; `file` names it in errors.
 ///
@@ -138,34 +138,16 @@ pub use stormguard_graph::parse::ParseError;
 /// ```
 pub fn parse(file: &str, text: &str) -> Result<Config, ParseError> {
     let lines = stormguard_graph::parse::locate::Lines::new(text);
-    let raw: raw::RawConfig = toml::from_str(text).map_err(|error| {
-        let mut error = stormguard_graph::parse::serde_error(file, text, &lines, &error);
-        // The shared wording knows the graph's keys refused at 0; these are the proxy's.
-        let from_one = [
-            "max_in_flight",
-            "max_headers",
-            "max_connections",
-            "http2_max_concurrent_streams",
-        ];
-        if error
-            .key
-            .as_deref()
-            .and_then(|k| k.rsplit('.').next())
-            .is_some_and(|k| from_one.contains(&k))
-        {
-            error.message = error
-                .message
-                .replace("whole number from 0 to", "whole number from 1 to");
-        }
-        error
-    })?;
+    let raw: raw::RawConfig = toml::from_str(text)
+        .map_err(|error| stormguard_graph::parse::serde_error(file, text, &lines, &error))?;
     convert::Converter::new(file, &lines).config(raw)
 }
 
 /// A settings file that could not be loaded: unreadable, or refused by [`parse`].
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The file could not be read (missing, no permission, not UTF-8).
+    /// The file could not be read (missing, no permission, not UTF-8), or is not one the proxy
+    /// reads: not a regular file, or larger than 4 MiB ([`stormguard_graph::input`]).
     #[error("{}: cannot read the settings file: {source}", path.display())]
     Read {
         /// The path, as given.
@@ -190,7 +172,7 @@ pub enum LoadError {
 /// assert!(error.to_string().starts_with("/nonexistent/stormguard.toml: cannot read"));
 /// ```
 pub fn load(path: &Path) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let text = stormguard_graph::input::read_text(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;

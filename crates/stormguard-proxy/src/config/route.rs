@@ -14,6 +14,7 @@ use stormguard::policy::RetryPolicy;
 use stormguard_graph::model::{Call, Idempotent};
 use stormguard_graph::parse::locate::KeyPath;
 use stormguard_graph::parse::policy_keys::DEFAULT_METHOD;
+use stormguard_graph::parse::ranges::{ADDED, BODY};
 use stormguard_graph::parse::ParseError;
 use toml::Spanned;
 
@@ -154,12 +155,14 @@ impl Converter<'_> {
                 raw.deadline_reserve.as_ref(),
                 path,
                 "deadline_reserve",
+                &ADDED,
                 recommended.deadline.reserve,
             )?,
             retry_body_limit: self.size_or(
                 raw.retry_body_limit.as_ref(),
                 path,
                 "retry_body_limit",
+                &BODY,
                 stormguard::layer::DEFAULT_BODY_LIMIT as u64,
             )?,
             fault,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use stormguard::estimate::{AdaptiveTimeout, EstimateError};
 use stormguard_graph::parse::locate::KeyPath;
+use stormguard_graph::parse::ranges::{ABORT_STATUS, ADAPTIVE_RATE, ADDED, PERCENT, TIMEOUT};
 use stormguard_graph::parse::ParseError;
 use toml::Spanned;
 
@@ -18,7 +19,7 @@ use super::raw::{RawAdaptive, RawFault};
 
 /// The status of a fault that gives `abort_percent` but no `abort_status`: what an overloaded
 /// upstream answers, so that clients' retry paths are exercised.
-const ABORT_STATUS: u16 = 503;
+const DEFAULT_ABORT_STATUS: u16 = 503;
 
 impl Converter<'_> {
     /// `adaptive_timeout`, bounded above by the route's `timeout` so that `timeout` stays the
@@ -32,12 +33,21 @@ impl Converter<'_> {
         let offset = raw.span().start;
         let raw = raw.into_inner();
         let defaults = AdaptiveTimeout::default();
-        let max = self.duration_or(raw.max.as_ref(), path, "max", timeout)?;
-        let min = self.duration_or(raw.min.as_ref(), path, "min", defaults.min.min(max))?;
-        let rate = raw
-            .false_timeout_rate
-            .as_ref()
-            .map_or(defaults.false_timeout_rate, |r| *r.get_ref());
+        let max = self.duration_or(raw.max.as_ref(), path, "max", &TIMEOUT, timeout)?;
+        let min = self.duration_or(
+            raw.min.as_ref(),
+            path,
+            "min",
+            &TIMEOUT,
+            defaults.min.min(max),
+        )?;
+        let rate = self.number_or(
+            raw.false_timeout_rate.as_ref(),
+            path,
+            "false_timeout_rate",
+            &ADAPTIVE_RATE,
+            defaults.false_timeout_rate,
+        )?;
         // Where each value is, or the table when the file left it out.
         let rate_at = raw
             .false_timeout_rate
@@ -99,37 +109,24 @@ impl Converter<'_> {
                  delay = \"200ms\"",
             ));
         }
-        let percent = |value: &Option<Spanned<f64>>, key: &str, given: bool| match value {
-            Some(value) if !(0.0..=100.0).contains(value.get_ref()) => Err(self.error(
-                value.span().start,
-                &path.key(key),
-                format!(
-                    "{} is not a percentage: use a share of requests from 0 to 100, e.g. 5.0",
-                    value.get_ref()
-                ),
-            )),
-            Some(value) => Ok(*value.get_ref()),
-            None => Ok(if given { 100.0 } else { 0.0 }),
+        let percent = |value: &Option<Spanned<f64>>, key: &str, given: bool| {
+            self.number_or(
+                value.as_ref(),
+                path,
+                key,
+                &PERCENT,
+                if given { 100.0 } else { 0.0 },
+            )
         };
-        let abort_status = match &raw.abort_status {
-            Some(status) => match u16::try_from(*status.get_ref()) {
-                Ok(code @ 200..=599) => code,
-                _ => {
-                    return Err(self.error(
-                        status.span().start,
-                        &path.key("abort_status"),
-                        format!(
-                            "{} is not a status a response can end with: use 200 to 599, \
-                             e.g. 503 (1xx statuses are interim, never final)",
-                            status.get_ref()
-                        ),
-                    ))
-                }
-            },
-            None => ABORT_STATUS,
-        };
+        let abort_status = self.whole_or(
+            raw.abort_status.as_ref(),
+            path,
+            "abort_status",
+            &ABORT_STATUS,
+            i64::from(DEFAULT_ABORT_STATUS),
+        )? as u16;
         Ok(FaultSpec {
-            delay: self.duration_or(raw.delay.as_ref(), path, "delay", Duration::ZERO)?,
+            delay: self.duration_or(raw.delay.as_ref(), path, "delay", &ADDED, Duration::ZERO)?,
             delay_percent: percent(&raw.delay_percent, "delay_percent", raw.delay.is_some())?,
             abort_status,
             abort_percent: percent(

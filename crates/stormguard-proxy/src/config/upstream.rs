@@ -4,6 +4,7 @@
 //! proxy connects, so that a reload does not depend on DNS being up.
 
 use stormguard_graph::parse::locate::KeyPath;
+use stormguard_graph::parse::ranges::IN_FLIGHT;
 use stormguard_graph::parse::ParseError;
 use toml::Spanned;
 
@@ -66,13 +67,12 @@ impl Converter<'_> {
         }
         Ok(Upstream {
             instances: seen,
-            max_in_flight: self.at_least_one(
+            max_in_flight: self.whole_or(
                 raw.max_in_flight.as_ref(),
                 path,
                 "max_in_flight",
+                &IN_FLIGHT,
                 1024,
-                "an upstream that may have no request in flight would shed every request; \
-                 use e.g. 1024",
             )?,
             protocol: match &raw.protocol {
                 Some(protocol) => self.protocol(protocol, path)?,

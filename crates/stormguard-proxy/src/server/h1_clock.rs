@@ -38,6 +38,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::timer::later;
+
 use super::streams::OpenStreams;
 
 /// A client's byte stream with the head's clock on its reads.
@@ -66,7 +68,7 @@ impl<T> H1Clock<T> {
             streams,
             limit,
             head_began: Some(first_byte),
-            timer: Box::pin(tokio::time::sleep_until(first_byte + limit)),
+            timer: Box::pin(tokio::time::sleep_until(later(first_byte, limit))),
         }
     }
 
@@ -74,7 +76,7 @@ impl<T> H1Clock<T> {
     /// once the head is over its limit.
     fn poll_clock(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let began = *self.head_began.get_or_insert_with(Instant::now);
-        let deadline = began + self.limit;
+        let deadline = later(began, self.limit);
         if self.timer.deadline() != deadline {
             self.timer.as_mut().reset(deadline);
         }
@@ -185,5 +187,19 @@ mod tests {
         client.write_all(b"GET").await.unwrap();
         assert_eq!(until_timed_out(&mut clock).await, LIMIT);
         assert!(streams.head_begun());
+    }
+
+    /// A limit past the end of the clock (a `Listen` built in code) is no limit, never a
+    /// panic: `first_byte + limit` once overflowed here.
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_of_duration_max_never_fires_and_never_panics() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut clock = H1Clock::new(server, OpenStreams::new(), Duration::MAX, Instant::now());
+        client.write_all(b"GET / HT").await.unwrap();
+        let mut buf = [0u8; 64];
+        let read = clock.read(&mut buf).await.unwrap();
+        assert_eq!(read, 8);
+        let stalled = tokio::time::timeout(Duration::from_secs(3600), clock.read(&mut buf));
+        assert!(stalled.await.is_err(), "an hour later, still waiting");
     }
 }

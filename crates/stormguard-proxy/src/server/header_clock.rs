@@ -63,7 +63,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeaderClock<T> {
                 this.frames.read(&buf.filled()[before..]);
                 match (this.frames.in_header_block(), this.running) {
                     (true, false) => {
-                        let deadline = tokio::time::Instant::now() + this.limit;
+                        let deadline = crate::timer::later(tokio::time::Instant::now(), this.limit);
                         this.deadline.as_mut().reset(deadline);
                         this.running = true;
                     }

@@ -282,7 +282,7 @@ async fn serve_io<I>(
     };
     let first_byte = Instant::now();
     let sniffed = tokio::time::timeout_at(
-        first_byte + builders.header_read_timeout,
+        crate::timer::later(first_byte, builders.header_read_timeout),
         sniff(&mut io, &mut prefix, first),
     );
     let (http2, read) = match sniffed.await {

@@ -22,6 +22,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
 use super::stream_idle::{BodyWatch, UnderWay};
+use crate::timer::later;
 
 /// The streams of one connection.
 pub(super) struct OpenStreams {
@@ -95,9 +96,9 @@ impl OpenStreams {
         loop {
             let now = Instant::now();
             let wake = match self.idle_since() {
-                Some(since) if now >= since + idle => return,
-                Some(since) => since + idle,
-                None => now + idle,
+                Some(since) if now >= later(since, idle) => return,
+                Some(since) => later(since, idle),
+                None => later(now, idle),
             };
             tokio::time::sleep_until(wake).await;
         }
@@ -180,5 +181,14 @@ mod tests {
         drop(open);
         streams.idle_for(idle).await;
         assert_eq!(start.elapsed(), Duration::from_secs(40));
+    }
+
+    /// An idle timeout past the end of the clock (a `Listen` built in code) waits, and never
+    /// panics: `since + idle` once overflowed here.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_timeout_of_duration_max_never_fires_and_never_panics() {
+        let streams = OpenStreams::new();
+        let idle = tokio::time::timeout(Duration::from_secs(3600), streams.idle_for(Duration::MAX));
+        assert!(idle.await.is_err());
     }
 }

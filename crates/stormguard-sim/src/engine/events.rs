@@ -148,6 +148,8 @@ pub(crate) struct Agenda {
     seq: u64,
     /// The time of the last event popped: no event may be scheduled before it.
     now: u64,
+    /// Events scheduled and not yet popped: what bounds a run's memory.
+    pending: usize,
 }
 
 impl Agenda {
@@ -163,7 +165,13 @@ impl Agenda {
             ),
             seq: 0,
             now: 0,
+            pending: 0,
         }
+    }
+
+    /// How many events wait.
+    pub(crate) fn len(&self) -> usize {
+        self.pending
     }
 
     /// Schedules `event` at `at`, which must not be before the last event popped: virtual time
@@ -175,6 +183,7 @@ impl Agenda {
             self.now
         );
         self.seq += 1;
+        self.pending += 1;
         let order = (Order::from(at) << 64) | Order::from(self.seq);
         let lane = self.lane_of(at - self.now);
         if lane == NO_LANE {
@@ -230,6 +239,7 @@ impl Agenda {
             PeekMut::pop(top);
         }
         self.now = (order >> 64) as u64;
+        self.pending -= 1;
         Some((self.now, event))
     }
 }

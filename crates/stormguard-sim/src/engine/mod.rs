@@ -82,6 +82,7 @@ mod balance;
 mod call;
 mod events;
 mod hedge;
+pub mod limits;
 mod model;
 mod outcome;
 mod recovery;
@@ -99,6 +100,8 @@ mod tests_expected;
 #[cfg(test)]
 mod tests_hedge;
 #[cfg(test)]
+mod tests_limits;
+#[cfg(test)]
 mod tests_timeline;
 mod timeline;
 mod triggers;
@@ -108,7 +111,7 @@ use std::time::{Duration, Instant};
 use stormguard::budget::BudgetError;
 use stormguard::estimate::EstimateError;
 use stormguard::hedge::HedgeError;
-use stormguard_graph::model::{Graph, Scenario};
+use stormguard_graph::model::{Graph, Scenario, Span};
 
 pub use outcome::{CallStats, Outcome, ServiceStats, Step, Trigger, UserStats};
 
@@ -155,6 +158,24 @@ pub enum SimError {
         /// What is wrong with it.
         source: HedgeError,
     },
+    /// The calls form a cycle (`check`'s `call-cycle`): one request would circle until every
+    /// timeout on the way expired, with nothing to bound its depth, so the run is refused.
+    #[error(
+        "call {call}: {message}; sim does not run a graph whose calls form a cycle (check \
+         reports it as error[call-cycle]): remove the call, or break the cycle elsewhere"
+    )]
+    CallCycle {
+        /// Where the call that closes the cycle is in the file, when known.
+        span: Option<Span>,
+        /// `FROM -> TO`, the call that closes it.
+        call: String,
+        /// `check`'s message, which names the services around the cycle.
+        message: String,
+    },
+    /// The run is over one of the bounds of [`limits`] (or its duration or rate is outside the
+    /// file's ranges): what, how much, and what to lower.
+    #[error("{0}")]
+    Bound(String),
 }
 
 /// Runs `graph` under `scenario` (its faults, rate and load steps; `None`: the graph as it is)
@@ -165,8 +186,8 @@ pub enum SimError {
 /// depends only on the graph, the scenario, the seed and the duration.
 ///
 /// # Errors
-/// [`SimError`] when the scenario is unknown, or the graph holds a latency or limiter the policy
-/// core refuses.
+/// [`SimError`] when the scenario is unknown, the graph holds a latency or limiter the policy
+/// core refuses, its calls form a cycle, or the run is over a bound of [`limits`].
 pub fn simulate(
     graph: &Graph,
     scenario: Option<&str>,
@@ -211,11 +232,13 @@ pub fn simulate(
 pub struct Setup<'s> {
     /// Faults, load steps and duration; `None`: the graph as it is.
     pub scenario: Option<&'s Scenario>,
-    /// User rate, overriding both the scenario's and the graph's `entry.rate`.
+    /// User rate, overriding both the scenario's and the graph's `entry.rate`; at most a
+    /// million a second (`stormguard_graph::parse::ranges::RATE`), as theirs.
     pub rate: Option<f64>,
     /// Seed of every random draw: arrivals, work, errors and jitter have streams of their own.
     pub seed: u64,
-    /// How long users arrive; default the scenario's duration, else 60 s.
+    /// How long users arrive; default the scenario's duration, else 60 s. From 1 s to 24 h
+    /// (`stormguard_graph::parse::ranges::RUN_LENGTH`), as a scenario's.
     pub duration: Option<Duration>,
     /// The instant virtual time 0 maps to for the policy core (see [`simulate`]).
     pub origin: Instant,
@@ -257,14 +280,20 @@ pub fn find_scenario<'g>(graph: &'g Graph, name: &str) -> Result<&'g Scenario, S
 /// simulated second (and once with the end of the run), so a terminal can show a progress bar
 /// on long runs; the outcome does not depend on it.
 ///
+/// Never runs away: a graph with a call cycle, and a run whose least work is over a bound of
+/// [`limits`], are refused before the first event; a run that grows past one while it runs is
+/// stopped with [`SimError::Bound`].
+///
 /// # Errors
-/// [`SimError`] when the scenario names a service the graph lacks, or the graph holds a latency
-/// or limiter the policy core refuses.
+/// [`SimError`] when the scenario names a service the graph lacks, the graph holds a latency or
+/// limiter the policy core refuses, its calls form a cycle, or the run is over a bound.
 pub fn run(
     graph: &Graph,
     setup: &Setup<'_>,
     progress: &mut dyn FnMut(Duration),
 ) -> Result<Outcome, SimError> {
+    limits::refuse_cycles(graph)?;
     let model = model::build(graph, setup.scenario, setup.rate, setup.duration)?;
-    Ok(state::Sim::new(&model, setup.seed, setup.origin).run(progress))
+    limits::refuse_unbounded(&model)?;
+    state::Sim::new(&model, setup.seed, setup.origin).run(progress)
 }

@@ -10,6 +10,7 @@ use stormguard::estimate::{LatencyEstimator, LogNormal};
 use stormguard::hedge::HedgePolicy;
 use stormguard::policy::RetryPolicy;
 use stormguard_graph::model::{Call, Graph, Scenario};
+use stormguard_graph::parse::ranges::{RATE, RUN_LENGTH};
 
 use super::outcome::Trigger;
 use super::{triggers, SimError};
@@ -171,6 +172,18 @@ impl Load {
             .fold(self.end, u64::min)
     }
 
+    /// The user requests expected from 0 to the end: each rate times how long it holds.
+    pub(crate) fn expected_requests(&self) -> f64 {
+        let mut t = 0;
+        let mut total = 0.0;
+        while t < self.end {
+            let next = self.next_change(t);
+            total += self.rate_at(t) * (next - t) as f64 / 1e9;
+            t = next;
+        }
+        total
+    }
+
     /// The next arrival after `t` of a Poisson process whose rate follows the steps, or `None`
     /// once users stop arriving. At a change of rate the draw starts afresh, which is exact for
     /// a memoryless process.
@@ -272,6 +285,14 @@ pub(crate) fn build(
     let duration = duration
         .or(scenario.map(|s| s.duration))
         .unwrap_or(DEFAULT_DURATION);
+    // The file's own ranges, for what a caller gives in code (`--duration`, a rate).
+    RUN_LENGTH
+        .duration(duration)
+        .map_err(|why| SimError::Bound(format!("duration: {why}")))?;
+    if let Some(rate) = rate {
+        RATE.number(rate)
+            .map_err(|why| SimError::Bound(format!("rate: {why}")))?;
+    }
     let mut services = Vec::with_capacity(graph.services.len());
     let mut edges = Vec::new();
     for (name, service) in &graph.services {

@@ -15,11 +15,13 @@ use stormguard::policy::RetryState;
 use super::balance::Balancers;
 use super::events::{Agenda, Event};
 use super::hedge::{CachedDelay, Unit};
+use super::limits;
 use super::model::{nanos, Model};
 use super::outcome::{CallStats, Outcome, ServiceStats, UserStats};
 use super::recovery::recovered_at;
 use super::slab::{Key, Slab};
 use super::timeline::{Timeline, SECOND};
+use super::SimError;
 
 /// Who waits for an attempt's answer.
 #[derive(Clone, Copy, Debug)]
@@ -207,11 +209,22 @@ impl<'m> Sim<'m> {
         self.origin + Duration::from_nanos(t)
     }
 
-    pub(crate) fn run(mut self, progress: &mut dyn FnMut(Duration)) -> Outcome {
+    /// Runs to the end of the drain, or stops with [`SimError::Bound`] once it is over a bound
+    /// of [`limits`] (checked every few thousand events, so that the check costs nothing).
+    pub(crate) fn run(mut self, progress: &mut dyn FnMut(Duration)) -> Result<Outcome, SimError> {
         self.schedule_next_user(0);
         let mut next_tick = SECOND;
+        let mut events: u64 = 0;
+        let mut arrived: u64 = 0;
         while let Some((at, event)) = self.agenda.pop() {
             self.now = at;
+            events += 1;
+            if let Event::Arrive(_) = event {
+                arrived += 1;
+            }
+            if events % 4096 == 0 {
+                limits::stop(self.model, arrived, self.agenda.len(), at)?;
+            }
             if at >= next_tick {
                 progress(Duration::from_nanos(at));
                 next_tick = (at / SECOND + 1) * SECOND;
@@ -244,7 +257,7 @@ impl<'m> Sim<'m> {
             }
         }
         progress(Duration::from_nanos(self.now));
-        self.into_outcome()
+        Ok(self.into_outcome())
     }
 
     fn schedule_next_user(&mut self, after: u64) {

@@ -122,11 +122,11 @@ fn one_worker_at_utilisation_0_8_waits_as_pollaczek_khinchine_says() {
         r#"
         [entry]
         service = "server"
-        timeout = "10000s"
+        timeout = "1h"
         rate = {rate}
         [services.server]
         concurrency = 1
-        queue = 10000000
+        queue = 100000
         latency = {{ p50 = "1ms", p99 = "3ms" }}
         [scenarios.steady]
         duration = "{seconds}s"

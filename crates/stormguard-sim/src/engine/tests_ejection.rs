@@ -22,7 +22,7 @@ fn run_ejecting(
     let model = build(&graph, Some(scenario), None, None).expect("test graphs simulate");
     let mut sim = Sim::new(&model, seed, origin());
     sim.balancers = Balancers::new(&model, sim.origin, ejection);
-    sim.run(&mut |_| {})
+    sim.run(&mut |_| {}).expect("test runs stay in bounds")
 }
 
 /// The proxy's balancer: ejecting on the defaults.

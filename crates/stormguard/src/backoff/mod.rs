@@ -21,6 +21,10 @@
 //! where c(n) = min(cap, base × 2^(n−1)), so the first retry's ceiling is `base`, as in Envoy and
 //! the AWS SDKs. All arithmetic saturates: no retry number, up to `u32::MAX`, overflows.
 //!
+//! A text's delays (`constant`'s, `base`, `cap`) are 1 ms to 1 h ([`MIN_DELAY`], [`MAX_DELAY`]):
+//! no wait is written `none`, never `constant(0s)` or `base=0s`, so that one spelling means "retry
+//! at once" and a zero cannot hide in a base, where it would make every delay zero.
+//!
 //! A [`Backoff`] is the plain-data policy; a [`Schedule`] is its state for one request. Randomness
 //! comes from a caller-supplied RNG, so tests and the simulator are deterministic; see [`seeded`],
 //! [`for_host`] and [`from_process_entropy`].
@@ -50,7 +54,7 @@ pub use jitter::{
     for_host, from_process_entropy, host_identity, host_seed, jittered_period,
     process_entropy_seed, seeded, JitterRng,
 };
-pub use text::BackoffParseError;
+pub use text::{BackoffParseError, MAX_DELAY, MIN_DELAY};
 
 /// A backoff policy: how the delay before retry n is chosen.
 ///
@@ -60,8 +64,9 @@ pub use text::BackoffParseError;
 /// accepts). Every delay is bounded by [`Backoff::max_delay`], which never exceeds `cap`, whatever
 /// the retry number or the RNG.
 ///
-/// Values built directly, without the parser, may hold `base > cap` or a zero base; they still
-/// never panic and never wait more than `cap`, but the parser refuses them as misconfigurations.
+/// Values built directly, without the parser, may hold `base > cap`, a zero base or any delay up
+/// to [`Duration::MAX`]; they still never panic and never wait more than `cap`, but the parser
+/// refuses them as misconfigurations: its delays are [`MIN_DELAY`] to [`MAX_DELAY`].
 ///
 /// ```rust
 /// use std::time::Duration;

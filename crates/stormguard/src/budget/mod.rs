@@ -57,7 +57,7 @@
 mod retry_budget;
 mod token_bucket;
 
-pub use retry_budget::RetryBudget;
+pub use retry_budget::{RetryBudget, MAX_RATIO};
 pub use token_bucket::{TokenBucket, TokenBucketConfig};
 
 use std::time::Duration;
@@ -75,7 +75,10 @@ pub enum BudgetError {
         ttl: Duration,
     },
     /// The retry budget's ratio is negative, above the maximum or not a finite number.
-    #[error("retry budget ratio must be a finite number between 0 and 1000, got {ratio}")]
+    #[error(
+        "retry budget ratio must be a finite number from 0 to 1 (retries per request; above 1, \
+         retries could outnumber requests and multiply the load), got {ratio}"
+    )]
     RatioOutOfRange {
         /// The ratio received.
         ratio: f64,

@@ -12,7 +12,10 @@ pub(crate) const UNITS_PER_RETRY: i64 = 1_000_000;
 pub(crate) const SLOTS: usize = 10;
 const MIN_TTL: Duration = Duration::from_secs(1);
 const MAX_TTL: Duration = Duration::from_secs(60);
-const MAX_RATIO: f64 = 1000.0;
+/// The largest ratio: one retry per request, which doubles the load in an outage. A budget
+/// that allowed more retries than requests would let retries multiply the load, the storm a
+/// budget exists to prevent; `max_attempts` alone says how many a request may make.
+pub const MAX_RATIO: f64 = 1.0;
 
 /// A retry budget with Finagle's semantics: retries are allowed as a share (`ratio`) of recent
 /// requests, plus a small reserve, per dependency.
@@ -90,7 +93,8 @@ impl RetryBudget {
     /// and `min_per_sec * ttl` retries are always available.
     ///
     /// `ttl` must be in [1 s, 60 s] (shorter windows see too few requests to estimate a share,
-    /// longer ones react too late to overload); `ratio` must be finite and in [0, 1000].
+    /// longer ones react too late to overload); `ratio` must be finite and in [0, 1]
+    /// ([`MAX_RATIO`]).
     /// A ratio of 0 with `min_per_sec` 0 allows no retries at all.
     pub fn new(ttl: Duration, min_per_sec: u32, ratio: f64) -> Result<Self, BudgetError> {
         if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
@@ -109,8 +113,8 @@ impl RetryBudget {
     }
 
     fn from_valid(ttl: Duration, min_per_sec: u32, ratio: f64) -> Self {
-        // `ratio <= 1000` so the product is at most 1e9: no overflow, and the rounding is exact
-        // to half a unit.
+        // `ratio <= 1` so the product is at most 1e6: no overflow, and the rounding is exact to
+        // half a unit.
         let deposit_units = (ratio * UNITS_PER_RETRY as f64).round() as i64;
         // min_per_sec * ttl_seconds * 1e6 = min_per_sec * ttl_nanos / 1000: at most
         // 4.3e9 * 6e10 / 1e3 = 2.6e17 units, well inside i64.

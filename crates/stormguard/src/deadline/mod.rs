@@ -93,6 +93,26 @@ impl Deadline {
     }
 }
 
+/// The instant `after` past `now`, never a panic: what every timer of stormguard is armed with.
+///
+/// `now + after` panics when the sum is past the end of the clock (`Duration::MAX`, a backoff of
+/// `Backoff::Constant(Duration::MAX)` built in code, a budget read off the wire): a value a user
+/// hands the library may make a wait long, never a process crash. The sum is clamped as
+/// [`Deadline::after`] clamps a budget, to [`MAX_BUDGET`] past `now`, which no timer outlives.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use stormguard::deadline::{later, MAX_BUDGET};
+///
+/// let now = Instant::now();
+/// assert_eq!(later(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+/// assert!(later(now, Duration::MAX) >= now + Duration::from_secs(3600));
+/// assert!(later(now, Duration::MAX) <= now + MAX_BUDGET);
+/// ```
+pub fn later(now: Instant, after: Duration) -> Instant {
+    Deadline::after(now, after).instant()
+}
+
 /// How an attempt is bounded by a per-try timeout and by the caller's deadline.
 ///
 /// `reserve` is time kept back from every budget: enough for this hop to notice the failure and

@@ -40,9 +40,9 @@
 //!   the load onto one survivor; 50% at most doubles the load on the rest. Envoy's 10% with "at
 //!   least one" allows one of two or three instances as well, but only one of ten.
 //!
-//! The detector is plain data: no clock (`now` is an argument) and no lock. The
-//! [`Balance`](crate::layer::Balance) layer holds one behind a mutex; the simulator can drive one
-//! on virtual time.
+//! The detector is plain data: no clock (`now` is an argument) and no lock. The `Balance` layer
+//! (feature `tower`) holds one behind a mutex; the simulator can drive one on virtual time.
+#![cfg_attr(feature = "tower", doc = "See [`Balance`](crate::layer::Balance).")]
 
 use std::time::{Duration, Instant};
 

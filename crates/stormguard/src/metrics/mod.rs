@@ -5,9 +5,12 @@
 //! in ten looks healthy from above until the day the budget runs out. So every decision the
 //! policy takes is an [`Event`] given to an [`Observer`]: attempts, retries and why, retries
 //! refused by the budget or the token bucket, hedges sent and won, timeouts split into connect and
-//! request, requests given up for lack of deadline, and instances ejected for failing. [`NoMetrics`] drops them; the
-//! `prometheus` feature adds [`PrometheusMetrics`], whose help texts say what to do about each
-//! number.
+//! request, requests given up for lack of deadline, and instances ejected for failing.
+//! [`NoMetrics`] drops them; the `prometheus` feature adds `PrometheusMetrics`, whose help texts
+//! say what to do about each number.
+// Docs built without the feature (docs.rs builds the default features) have no such item to
+// link to, so the link is made only where the item exists.
+#![cfg_attr(feature = "prometheus", doc = "See [`PrometheusMetrics`].")]
 
 use std::time::Duration;
 

@@ -231,7 +231,8 @@ pub const RULES: &[RuleDoc] = &[
         severity: Severity::Warning,
         summary: "Retries without backoff hit a struggling service at once.",
         computes: "Fires on a call that retries (max_attempts above 1) with a backoff that never \
-                   waits: none, or one whose every delay is zero, such as constant(0s).",
+                   waits: none, or one built in code whose every delay is zero (a file's \
+                   backoff text writes no wait as none).",
         thresholds: &[],
         why: "Each retry arrives at once, while the callee is still failing, adding load when it \
               can least take it.",
@@ -309,7 +310,8 @@ pub const RULES: &[RuleDoc] = &[
         severity: Severity::Warning,
         summary: "The connect timeout is far above the round trip: an unreachable host is detected late.",
         computes: "Fires on a call whose connect_timeout is above connect_timeout_rtt_multiple \
-                   times its round trip (rtt).",
+                   times its round trip (rtt), and above 1ms, the shortest timeout a file may \
+                   hold.",
         thresholds: &[Threshold::ConnectTimeoutRttMultiple],
         why: "A connection not made within a few round trips is to a host that is down or \
               unreachable; waiting longer only delays the attempt on a live one.",

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use stormguard::duration::format;
 
+use crate::parse::ranges::{Bounds, TIMEOUT};
+
 use super::figure::Figure;
 use super::figures::{Model, Target};
 use crate::model::{Call, CheckConfig};
@@ -148,9 +150,15 @@ pub(super) fn set(model: &Model<'_>, s: usize, i: usize, key: &'static str, valu
     Edit::set(&service.name, &node.calls[i].to, i, key, value).in_endpoint(node.endpoint)
 }
 
-/// A duration as a TOML value: `"250ms"`.
+/// A timeout as a TOML value: `"250ms"`, within a timeout's range (1 ms to 1 h, see
+/// [`crate::parse::ranges::TIMEOUT`]), so that a fix never writes a file its parser refuses: a
+/// callee whose p99.9 is past an hour gets the longest timeout a file may hold, and the finding
+/// that remains says the rest.
 pub(super) fn duration_value(duration: Duration) -> String {
-    format!("\"{}\"", format(duration))
+    let Bounds::Duration(min, max) = TIMEOUT.bounds else {
+        unreachable!("a timeout's range is of durations")
+    };
+    format!("\"{}\"", format(duration.clamp(min, max)))
 }
 
 /// Items joined as a person lists them: `a`, `a and b`, `a, b and c`.

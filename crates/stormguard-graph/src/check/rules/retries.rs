@@ -83,15 +83,17 @@ fn too_many_attempts(at: &CallAt<'_, '_>, out: &mut Findings) {
     );
 }
 
-/// Whether a backoff never waits: `none`, or a kind whose every delay is zero
-/// (`constant(0s)`, or a zero base or cap built in code). A retry behind it arrives at once.
+/// Whether a backoff never waits: `none`, or a kind whose every delay is zero (a
+/// `Constant(0)`, or a zero base or cap, built in code: a file's text is refused). A retry
+/// behind it arrives at once.
 fn waits_nothing(backoff: &Backoff) -> bool {
     // Delays never decrease with the retry number, so the last one is the largest.
     backoff.max_delay(u32::MAX).is_zero()
 }
 
 /// `retry-without-backoff` (warning): the call retries with a backoff that never waits
-/// (`none`, or `constant(0s)`), so the retry arrives at once, while the callee is still failing.
+/// (`none`, or a zero delay built in code), so the retry arrives at once, while the callee is
+/// still failing.
 fn retry_without_backoff(at: &CallAt<'_, '_>, out: &mut Findings) {
     if !retries(at.call) || !waits_nothing(&at.call.backoff) {
         return;

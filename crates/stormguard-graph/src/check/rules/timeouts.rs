@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use stormguard::duration::format;
 
+use crate::parse::ranges::{Bounds, TIMEOUT};
+
 use super::{ceil_ms, duration_value, ms_text, percent_text, set, CallAt, Findings, Said};
 use crate::check::figure::Figure;
 use crate::check::figures::{ms, Model, Target};
@@ -155,18 +157,24 @@ fn connect_timeout_below_rtt(at: &CallAt<'_, '_>, out: &mut Findings) {
 }
 
 /// The longest connect timeout `connect-timeout-too-long` allows: the configured multiple of the
-/// round trip, to the ns below. A duration, so that the rule and the fix compare durations and
-/// a fix of exactly the limit never fires the rule.
+/// round trip, to the ns below, and never below the shortest timeout a file may hold (1 ms,
+/// [`crate::parse::ranges::TIMEOUT`]), which a round trip of microseconds would otherwise make
+/// too long with no valid fix. A duration, so that the rule and the fix compare durations and a
+/// fix of exactly the limit never fires the rule.
 fn connect_limit(at: &CallAt<'_, '_>) -> Duration {
     let multiple = at.config().connect_timeout_rtt_multiple;
     let nanos = (at.call.rtt.as_nanos() as f64 * multiple).floor();
-    if nanos.is_nan() || nanos <= 0.0 {
+    let limit = if nanos.is_nan() || nanos <= 0.0 {
         Duration::ZERO
     } else if nanos >= u64::MAX as f64 {
         Duration::MAX
     } else {
         Duration::from_nanos(nanos as u64)
-    }
+    };
+    let Bounds::Duration(shortest, _) = TIMEOUT.bounds else {
+        unreachable!("a timeout's range is of durations")
+    };
+    limit.max(shortest)
 }
 
 /// `connect-timeout-too-long` (warning): above `connect_timeout_rtt_multiple` round trips, a

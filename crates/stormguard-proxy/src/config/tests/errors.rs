@@ -57,7 +57,7 @@ fn wrong_types_say_what_the_key_takes() {
         2,
         15,
         "listen.max_headers",
-        &["expected a whole number from 1 to 4294967295"],
+        &["expected a whole number from 1 to 10000"],
     );
     assert_error(
         &format!("{UNTIMED}timeout = 2\n"),
@@ -124,7 +124,7 @@ fn listen_values_are_checked() {
         2,
         23,
         "listen.header_read_timeout",
-        &["0s is not valid", "e.g. \"5s\""],
+        &["0s is out of range", "a connection timer is 1ms to 1h"],
     );
     assert_error(
         &format!("[listen]\nmax_request_body = \"8MB\"\n{MINIMAL}"),
@@ -152,21 +152,29 @@ fn listen_values_are_checked() {
         2,
         15,
         "listen.max_headers",
-        &["0 is not valid", "Host header"],
+        &[
+            "0 is out of range",
+            "Host header",
+            "max_headers is 1 to 10000",
+        ],
     );
     assert_error(
         &format!("[listen]\nmax_header_bytes = \"4KiB\"\n{MINIMAL}"),
         2,
         20,
         "listen.max_header_bytes",
-        &["4KiB is below", "use at least \"8KiB\""],
+        &[
+            "4KiB is out of range",
+            "less than 8KiB",
+            "max_header_bytes is 8KiB to 1MiB",
+        ],
     );
     assert_error(
         &format!("[listen]\nmax_connections = 0\n{MINIMAL}"),
         2,
         19,
         "listen.max_connections",
-        &["0 is not valid", "would serve no one"],
+        &["0 is out of range", "serves no one"],
     );
     assert_error(
         &format!("[listen]\nmax_connections = -1\n{MINIMAL}"),
@@ -180,14 +188,14 @@ fn listen_values_are_checked() {
         2,
         32,
         "listen.http2_max_concurrent_streams",
-        &["0 is not valid", "no request at all"],
+        &["0 is out of range", "no request at all"],
     );
     assert_error(
         &format!("[listen]\nidle_timeout = \"0s\"\n{MINIMAL}"),
         2,
         16,
         "listen.idle_timeout",
-        &["0s is not valid", "e.g. \"75s\""],
+        &["0s is out of range", "a connection timer is 1ms to 1h"],
     );
     for (key, value) in [
         ("stream_idle_timeout", "\"0s\""),
@@ -199,7 +207,7 @@ fn listen_values_are_checked() {
             2,
             key.len() + 4,
             &format!("listen.{key}"),
-            &["is outside 1ms to 1h", "use e.g."],
+            &["is out of range", "a body timer is 1ms to 1h"],
         );
     }
     assert_error(
@@ -307,7 +315,7 @@ fn upstreams_need_valid_distinct_instances() {
         3,
         17,
         "upstreams.api.max_in_flight",
-        &["0 is not valid", "would shed every request"],
+        &["0 is out of range", "sheds every request"],
     );
     assert_error(
         &format!("[upstreams.api]\ninstances = [\"a:1\"]\nprotocol = \"h2c\"\n{ROUTE}"),
@@ -322,5 +330,105 @@ fn upstreams_need_valid_distinct_instances() {
         14,
         "upstreams.\"my api\".instances[0]",
         &["it has no port"],
+    );
+}
+
+/// Values the proxy once took and then ran away with: a body limit of petabytes, timers that
+/// overflow the clock they are added to, more connections than memory.
+#[test]
+fn values_too_large_to_mean_anything_are_refused_with_their_range() {
+    for (line, key, says) in [
+        (
+            "max_request_body = \"99999TiB\"",
+            "max_request_body",
+            "99999TiB is out of range: a body over 1GiB held by a proxy is no limit on its \
+             memory; stream it elsewhere; a body limit is 0B to 1GiB",
+        ),
+        (
+            "max_request_body = 1073741825",
+            "max_request_body",
+            "0B to 1GiB",
+        ),
+        (
+            "header_read_timeout = \"5000000000000000h\"",
+            "header_read_timeout",
+            "5000000000000000h is out of range",
+        ),
+        (
+            "idle_timeout = \"2h\"",
+            "idle_timeout",
+            "a connection timer is 1ms to 1h",
+        ),
+        (
+            "http2_keep_alive_interval = \"61m\"",
+            "http2_keep_alive_interval",
+            "1ms to 1h",
+        ),
+        (
+            "shutdown_grace = \"2h\"",
+            "shutdown_grace",
+            "an added delay is 0s to 1h",
+        ),
+        (
+            "max_header_bytes = \"2MiB\"",
+            "max_header_bytes",
+            "8KiB to 1MiB",
+        ),
+        ("max_connections = 100001", "max_connections", "1 to 100000"),
+        ("max_headers = 10001", "max_headers", "1 to 10000"),
+        (
+            "http2_max_concurrent_streams = 10001",
+            "http2_max_concurrent_streams",
+            "1 to 10000",
+        ),
+    ] {
+        let column = line.find('=').unwrap() + 3;
+        assert_error(
+            &format!("[listen]\n{line}\n{MINIMAL}"),
+            2,
+            column,
+            &format!("listen.{key}"),
+            &[says],
+        );
+    }
+    assert_error(
+        "[upstreams.api]\ninstances = [\"a:1\"]\nmax_in_flight = 100001\n[[routes]]\n\
+         name = \"api\"\nupstream = \"api\"\ntimeout = \"2s\"\n",
+        3,
+        17,
+        "upstreams.api.max_in_flight",
+        &["max_in_flight is 1 to 100000"],
+    );
+    assert_error(
+        &format!("{MINIMAL}max_attempts = 1000\n"),
+        7,
+        16,
+        "routes[0].max_attempts",
+        &[
+            "1000 is out of range",
+            "retry storm",
+            "max_attempts is 1 to 100",
+        ],
+    );
+    assert_error(
+        &format!("{MINIMAL}backoff = \"constant(5000000000000000h)\"\n"),
+        7,
+        11,
+        "routes[0].backoff",
+        &["out of range: a backoff waits 1ms to 1h"],
+    );
+    assert_error(
+        &format!("{MINIMAL}retry_body_limit = \"2GiB\"\n"),
+        7,
+        20,
+        "routes[0].retry_body_limit",
+        &["a body limit is 0B to 1GiB"],
+    );
+    assert_error(
+        &format!("{MINIMAL}deadline_reserve = \"2h\"\n"),
+        7,
+        20,
+        "routes[0].deadline_reserve",
+        &["an added delay is 0s to 1h"],
     );
 }

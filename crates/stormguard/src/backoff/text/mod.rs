@@ -131,12 +131,46 @@ pub enum BackoffParseError {
         /// The cap that was given.
         cap: Duration,
     },
-    /// A zero base makes every delay of an exponential kind zero: a tight retry loop.
-    #[error("base is zero in `{kind}`: zero base makes every delay zero (0 × 2^n = 0), a tight retry loop; use a base such as 25ms; {VALID_FORMS}")]
-    ZeroBase {
+    /// A delay outside [`MIN_DELAY`] to [`MAX_DELAY`]: zero (a tight retry loop, which is
+    /// `none` when meant), below a millisecond (no wait at all for a callee), or above an hour
+    /// (a wait no caller outlives, and an instant past the end of time when added to a clock).
+    #[error(
+        "{key} {} in `{kind}` is out of range: a backoff waits {} to {}{}; {VALID_FORMS}",
+        duration::format(*delay),
+        duration::format(MIN_DELAY),
+        duration::format(MAX_DELAY),
+        delay_advice(*delay)
+    )]
+    DelayOutOfRange {
         /// The kind that was given.
         kind: &'static str,
+        /// Which argument: `delay`, `base` or `cap`.
+        key: &'static str,
+        /// The delay that was given.
+        delay: Duration,
     },
+}
+
+/// The shortest delay a backoff text may give: a wait below a millisecond is no wait for a
+/// callee (a network round trip is longer), so the text says `none` instead, and a zero that
+/// would make every growing delay zero (0 × 2^n = 0) cannot hide in a `base`.
+pub const MIN_DELAY: Duration = Duration::from_millis(1);
+
+/// The longest delay a backoff text may give: a retry an hour away has outlived every caller
+/// and deadline it was for, and a delay this bounded can be added to any clock's instant.
+pub const MAX_DELAY: Duration = Duration::from_secs(3600);
+
+/// What to write instead of an out-of-range delay.
+fn delay_advice(delay: Duration) -> &'static str {
+    if delay.is_zero() {
+        " (write `none` to retry at once: a zero wait in a backoff is a tight retry loop, \
+         0 × 2^n = 0)"
+    } else if delay < MIN_DELAY {
+        " (a wait below a millisecond is no wait for a callee: write `none` to retry at once, \
+         or at least 1ms)"
+    } else {
+        " (a retry an hour away has outlived every caller it was for; write at most 1h)"
+    }
 }
 
 /// The kinds whose delays grow from `base` to `cap`; kept apart so that building one from a base
@@ -241,8 +275,9 @@ impl fmt::Display for Backoff {
 }
 
 /// Reads the forms listed in the [module documentation](super): keys in any order, optional
-/// spaces around names, `=` and `,`, surrounding whitespace ignored. Refuses a missing cap, a zero
-/// base, `base > cap`, unknown or repeated keys and trailing text.
+/// spaces around names, `=` and `,`, surrounding whitespace ignored. Refuses a missing cap, a
+/// delay outside [`MIN_DELAY`] to [`MAX_DELAY`] (zero included: `none` says it), `base > cap`,
+/// unknown or repeated keys and trailing text.
 impl FromStr for Backoff {
     type Err = BackoffParseError;
 
@@ -309,16 +344,25 @@ fn split_arguments(arguments: &str) -> Vec<(Option<&str>, &str)> {
         .collect()
 }
 
+/// A delay of the text, in [`MIN_DELAY`] to [`MAX_DELAY`].
 fn parse_duration(
     kind: Kind,
     key: &'static str,
     value: &str,
 ) -> Result<Duration, BackoffParseError> {
-    duration::parse(value).map_err(|source| BackoffParseError::BadDuration {
+    let delay = duration::parse(value).map_err(|source| BackoffParseError::BadDuration {
         kind: kind.name(),
         key,
         source,
-    })
+    })?;
+    if !(MIN_DELAY..=MAX_DELAY).contains(&delay) {
+        return Err(BackoffParseError::DelayOutOfRange {
+            kind: kind.name(),
+            key,
+            delay,
+        });
+    }
+    Ok(delay)
 }
 
 fn parse_constant(arguments: &str) -> Result<Backoff, BackoffParseError> {
@@ -391,9 +435,6 @@ fn parse_growing(growing: Growing, arguments: &str) -> Result<Backoff, BackoffPa
         kind: kind.name(),
         example: kind.example(),
     })?;
-    if base.is_zero() {
-        return Err(BackoffParseError::ZeroBase { kind: kind.name() });
-    }
     if base > cap {
         return Err(BackoffParseError::BaseAboveCap {
             kind: kind.name(),

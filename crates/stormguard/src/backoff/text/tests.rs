@@ -12,7 +12,8 @@ fn parses_every_kind() {
         ("none", Backoff::None),
         ("constant(100ms)", Backoff::Constant(ms(100))),
         ("constant(delay=100ms)", Backoff::Constant(ms(100))),
-        ("constant(0s)", Backoff::Constant(Duration::ZERO)),
+        ("constant(1ms)", Backoff::Constant(ms(1))),
+        ("constant(1h)", Backoff::Constant(ms(3_600_000))),
         (
             "exponential(base=25ms, cap=1s)",
             Backoff::Exponential { base, cap },
@@ -149,11 +150,11 @@ fn refuses_mistakes_with_a_specific_error() {
     ));
     assert!(matches!(
         error("exponential(base=0s, cap=1s)"),
-        E::ZeroBase { .. }
+        E::DelayOutOfRange { key: "base", .. }
     ));
     assert!(matches!(
         error("decorrelated-jitter(base=0ms, cap=0ms)"),
-        E::ZeroBase { .. }
+        E::DelayOutOfRange { .. }
     ));
     assert!(
         matches!(error("full-jitter(base=1ms, cap=1s) x"), E::TrailingText { rest, .. } if rest == "x")
@@ -166,6 +167,49 @@ fn refuses_mistakes_with_a_specific_error() {
     assert!(matches!(error("none please"), E::TrailingText { .. }));
 }
 
+/// Zero is `none`'s to say, for every kind alike: `constant(0ms)` is refused as
+/// `full-jitter(base=0ms, ...)` is, and so is a delay below a millisecond or above an hour,
+/// which would once parse and then panic on the first `Instant` it was added to.
+#[test]
+fn every_delay_of_every_kind_is_one_millisecond_to_one_hour() {
+    use BackoffParseError as E;
+    for kind in Kind::ALL.into_iter().filter(|&k| k != Kind::None) {
+        for (delay, words) in [
+            ("0ms", "write `none` to retry at once"),
+            ("999us", "below a millisecond"),
+            ("3600000000001ns", "outlived every caller"),
+            ("5000000000000000h", "outlived every caller"),
+        ] {
+            let (text, key) = match kind {
+                Kind::Constant => (format!("constant({delay})"), "delay"),
+                _ => (format!("{}(base={delay}, cap=1h)", kind.name()), "base"),
+            };
+            let refused = error(&text);
+            assert!(
+                matches!(refused, E::DelayOutOfRange { key: k, .. } if k == key),
+                "{text}: {refused:?}"
+            );
+            let message = refused.to_string();
+            assert!(message.contains("a backoff waits 1ms to 1h"), "{message}");
+            assert!(message.contains(words), "{text}: {message}");
+        }
+        if let Kind::Growing(_) = kind {
+            let text = format!("{}(base=1ms, cap=2h)", kind.name());
+            assert!(
+                matches!(error(&text), E::DelayOutOfRange { key: "cap", .. }),
+                "{text}"
+            );
+        }
+    }
+    assert_eq!(
+        "exponential(base=1ms, cap=1h)".parse(),
+        Ok(Backoff::Exponential {
+            base: MIN_DELAY,
+            cap: MAX_DELAY
+        })
+    );
+}
+
 #[test]
 fn messages_say_what_was_wrong_and_what_is_valid() {
     let missing_cap = error("exponential(base=25ms)").to_string();
@@ -175,7 +219,7 @@ fn messages_say_what_was_wrong_and_what_is_valid() {
     );
     assert!(missing_cap.contains("add cap="), "{missing_cap}");
     let zero = error("full-jitter(base=0s, cap=1s)").to_string();
-    assert!(zero.contains("every delay zero"), "{zero}");
+    assert!(zero.contains("0 × 2^n = 0"), "{zero}");
     let above = error("full-jitter(base=2s, cap=1s)").to_string();
     assert!(above.contains("base 2s is above cap 1s"), "{above}");
     let unknown = error("linear(base=1s, cap=2s)").to_string();
@@ -198,21 +242,20 @@ fn duration_strategy() -> impl Strategy<Value = Duration> {
     ]
 }
 
-/// Every value the parser accepts: growing kinds need 0 < base <= cap.
+/// A delay a text may give: 1 ms to 1 h, at any precision.
+fn delay_strategy() -> impl Strategy<Value = Duration> {
+    duration_strategy().prop_map(|d| d.clamp(MIN_DELAY, MAX_DELAY))
+}
+
+/// Every value the parser accepts: delays in range, growing kinds with base <= cap.
 fn valid_backoff() -> impl Strategy<Value = Backoff> {
-    let growing = (0usize..4, duration_strategy(), duration_strategy()).prop_filter_map(
-        "needs 0 < base",
-        |(kind, a, b)| {
-            let (base, cap) = (a.min(b), a.max(b));
-            if base.is_zero() {
-                return None;
-            }
-            Some(Growing::ALL[kind].with(base, cap))
-        },
-    );
+    let growing = (0usize..4, delay_strategy(), delay_strategy()).prop_map(|(kind, a, b)| {
+        let (base, cap) = (a.min(b), a.max(b));
+        Growing::ALL[kind].with(base, cap)
+    });
     prop_oneof![
         Just(Backoff::None),
-        duration_strategy().prop_map(Backoff::Constant),
+        delay_strategy().prop_map(Backoff::Constant),
         growing,
     ]
 }

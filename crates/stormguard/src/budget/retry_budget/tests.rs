@@ -140,21 +140,21 @@ fn new_rejects_out_of_range_parameters_and_says_what_is_valid() {
     );
     assert!(too_short.to_string().contains("between 1s and 60s"));
     assert!(RetryBudget::new(61 * SECOND, 1, 0.2).is_err());
-    for ratio in [-0.1, 1000.5, f64::NAN, f64::INFINITY] {
+    for ratio in [-0.1, 1.000_001, 1000.0, f64::NAN, f64::INFINITY] {
         let err = RetryBudget::new(SECOND, 1, ratio).unwrap_err();
         assert!(matches!(err, BudgetError::RatioOutOfRange { .. }));
-        assert!(err.to_string().contains("finite number between 0 and 1000"));
+        assert!(err.to_string().contains("finite number from 0 to 1"));
     }
     assert!(RetryBudget::new(SECOND, 0, 0.0).is_ok());
-    assert!(RetryBudget::new(60 * SECOND, u32::MAX, 1000.0).is_ok());
+    assert!(RetryBudget::new(60 * SECOND, u32::MAX, 1.0).is_ok());
 }
 
 #[test]
 fn extreme_parameters_do_not_overflow() {
-    let budget = RetryBudget::new(60 * SECOND, u32::MAX, 1000.0).unwrap();
+    let budget = RetryBudget::new(60 * SECOND, u32::MAX, 1.0).unwrap();
     let t0 = Instant::now();
     (0..1000).for_each(|_| budget.deposit(t0));
-    let expected = f64::from(u32::MAX) * 60.0 + 1_000_000.0;
+    let expected = f64::from(u32::MAX) * 60.0 + 1000.0;
     assert!((budget.balance(t0) - expected).abs() / expected < 1e-12);
     assert!(budget.try_withdraw(t0 + Duration::from_secs(1 << 40)));
 }
@@ -257,7 +257,7 @@ proptest! {
     fn decisions_match_a_reference_log_and_respect_the_ratio(
         ttl_millis in 1000u64..=20_000,
         min_per_sec in 0u32..=3,
-        ratio_millis in 0i64..=2000,
+        ratio_millis in 0i64..=1000,
         events in proptest::collection::vec((0u64..3000, op()), 1..300),
     ) {
         let ttl = Duration::from_millis(ttl_millis);
@@ -320,7 +320,7 @@ proptest! {
     /// Any ratio in range is applied to within 1e-6 of a retry per request, and every whole
     /// retry earned can be spent.
     #[test]
-    fn any_ratio_is_exact_to_a_millionth(ratio in 0.0f64..=1000.0, requests in 1u32..200) {
+    fn any_ratio_is_exact_to_a_millionth(ratio in 0.0f64..=1.0, requests in 1u32..200) {
         let budget = RetryBudget::new(SECOND, 0, ratio).unwrap();
         let now = Instant::now();
         (0..requests).for_each(|_| budget.deposit(now));

@@ -1,4 +1,7 @@
-//! Byte sizes as the settings file writes them: `"8MiB"`, `"64KiB"`, `"512B"`, `"1GiB"`.
+//! Byte sizes as the proxy's settings file writes them: `"8MiB"`, `"64KiB"`, `"512B"`, `"1GiB"`.
+//!
+//! Here, beside durations' reading, because it is a value syntax of the project's files like a
+//! duration, and the table of ranges ([`super::ranges`]) states the sizes' ranges in it.
 //!
 //! ## Why binary units only
 //! `MB` means 10^6 to a disk vendor and 2^20 to most proxies' configs; a body limit that is off
@@ -45,7 +48,7 @@ impl SizeError {
 /// Sizes above `u64::MAX` bytes are refused, never wrapped.
 ///
 /// ```
-/// use stormguard_proxy::config::size;
+/// use stormguard_graph::parse::size;
 ///
 /// assert_eq!(size::parse("8MiB"), Ok(8 * 1024 * 1024));
 /// assert_eq!(size::parse("512B"), Ok(512));
@@ -107,7 +110,7 @@ fn unknown_unit(unit: &str) -> String {
 /// to the same number: `8388608` is `"8MiB"`, `1000` is `"1000B"`.
 ///
 /// ```
-/// use stormguard_proxy::config::size;
+/// use stormguard_graph::parse::size;
 ///
 /// assert_eq!(size::format(64 * 1024), "64KiB");
 /// assert_eq!(size::format(1000), "1000B");

@@ -23,6 +23,7 @@
 //! | `fault` | as injected | fault injection |
 //! | `body-too-large` | 413 | the body passes `max_request_body` |
 //! | `bad-body` | 400 | the client's body could not be read |
+//! | `body-timeout` | 408 | the body read before forwarding took longer than `request_body_timeout`, or paused longer than `stream_idle_timeout` |
 //! | `forbidden-target` | 403 | CONNECT, or an absolute-form target for a host no route names |
 //! | `bad-host` | 400 | two `Host` headers, none in HTTP/1.1, or a user name in the host (RFC 9112 §3.2) |
 
@@ -68,7 +69,7 @@ pub(crate) fn attempts_value(attempts: u32) -> HeaderValue {
 /// `deadline` (no answer in the time the route or the caller allowed); 503 `retry-budget`,
 /// `overloaded` (with `Retry-After: 1`), `no-instance`; 404 `no-route`; the injected status with
 /// `fault`; and for requests refused before any attempt, 413 `body-too-large`, 400 `bad-body`,
-/// 403 `forbidden-target`, 400 `bad-host`.
+/// 408 `body-timeout`, 403 `forbidden-target`, 400 `bad-host`.
 pub const REASON_HEADER: &str = "stormguard-reason";
 
 /// The body of every response the proxy sends: the upstream's, streamed, or a short text of the
@@ -206,6 +207,12 @@ impl Reason {
         BAD_REQUEST,
         "the request body could not be read"
     );
+    reason!(
+        BODY_TIMEOUT,
+        "body-timeout",
+        REQUEST_TIMEOUT,
+        "the request body did not arrive within request_body_timeout, or paused longer than stream_idle_timeout"
+    );
     reason!(FORBIDDEN_TARGET, "forbidden-target", FORBIDDEN, "this proxy forwards only to its routes, not to any host (no CONNECT, no absolute-form for other hosts)");
     reason!(
         BAD_HOST,
@@ -266,6 +273,15 @@ impl Reason {
         (reason, attempts)
     }
 
+    /// Why a client's body could not be read before forwarding: too large, or broken.
+    pub(crate) fn of_body_error(error: &(dyn StdError + 'static)) -> Reason {
+        if is_body_limit(error) {
+            Reason::BODY_TOO_LARGE
+        } else {
+            Reason::BAD_BODY
+        }
+    }
+
     /// The answer: status, `stormguard-reason`, `stormguard-attempts`, and `Retry-After: 1`
     /// when shedding (the client should come back soon, not at once).
     pub(crate) fn answer(self, attempts: u32) -> Response<ResponseBody> {
@@ -310,6 +326,7 @@ mod tests {
             Reason::OVERLOADED,
             Reason::NO_ROUTE,
             Reason::FAULT,
+            Reason::BODY_TIMEOUT,
         ] {
             assert!(reason.body.starts_with(reason.name));
             let response = reason.answer(2);

@@ -1,12 +1,16 @@
 //! One request through the proxy: checks that cost nothing first, then the route's stack.
 //!
 //! The order is chosen so that refusing is cheap and bounded: a request that does not name one
-//! host, a target the proxy must not reach, a request no route takes, a body announced too large and an upstream already at
-//! `max_in_flight` are all answered before any body is read or any state is kept. Only then are
-//! faults injected and the request handed to the route's stack, which takes every retry, hedge,
-//! backoff and deadline decision.
+//! host, a target the proxy must not reach, a request no route takes and a body announced too
+//! large are answered before any body is read or any state is kept. Then the body the retry
+//! layer would keep is read (see [`crate::request_body`]), before the request takes a place
+//! under its upstream's `max_in_flight`, so that a slow body holds no place; an upstream
+//! already at `max_in_flight` is answered at once. Only then are faults injected and the
+//! request handed to the route's stack, which takes every retry, hedge, backoff and deadline
+//! decision.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use http::{request, response, Request, Response, StatusCode, Version};
@@ -19,13 +23,17 @@ use crate::answer::{attempts_value, Reason, ResponseBody, ATTEMPTS_NAME, REASON_
 use crate::fault;
 use crate::headers::{host_is_valid, request_host, strip_hop_by_hop, target_allowed};
 use crate::proxy::{Proxy, RouteEntry};
+use crate::request_body::{read_first, reads_while_ready, ReadFailed, RequestBody};
+use crate::server::BodyWatch;
 
 /// Answers one request. Never fails: every outcome is a response, counted by route, status
-/// class and reason. `local` is the address the client connected to.
+/// class and reason. `local` is the address the client connected to; `watch` is the request's
+/// stream's, which its bodies tell when they move (`stream_idle_timeout`).
 pub(crate) async fn handle(
     proxy: Proxy,
     local: SocketAddr,
     req: Request<Incoming>,
+    watch: Arc<BodyWatch>,
 ) -> Response<ResponseBody> {
     let generation = proxy.current();
     let metrics = proxy.metrics();
@@ -37,7 +45,8 @@ pub(crate) async fn handle(
         let path = req.uri().path();
         match generation.route(request_host(&req), path) {
             Some(route) => {
-                let (response, reason) = forward(&proxy, &generation.config, route, req).await;
+                let (response, reason) =
+                    forward(&proxy, &generation.config, route, req, watch).await;
                 route.answered(metrics, response.status().as_u16(), reason);
                 return response;
             }
@@ -55,21 +64,39 @@ async fn forward(
     config: &crate::config::Config,
     route: &RouteEntry,
     req: Request<Incoming>,
+    watch: Arc<BodyWatch>,
 ) -> (Response<ResponseBody>, &'static str) {
     let limit = config.listen.max_request_body;
     if announced_length(&req).is_some_and(|length| length > limit) {
         return own(Reason::BODY_TOO_LARGE, 0);
     }
+    let (mut parts, body) = req.into_parts();
+    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    let body = if http_body::Body::is_end_stream(&body) || reads_while_ready(&parts.headers) {
+        RequestBody::streaming(body, watch)
+    } else {
+        let arrival = tokio::time::Instant::now();
+        let listen = &config.listen;
+        let timeouts = (listen.request_body_timeout, listen.stream_idle_timeout);
+        match read_first(body, route.body_limit, timeouts.0, timeouts.1).await {
+            Ok(body) => {
+                // The caller's budget was running while its body arrived.
+                keep_arrival_deadline(&mut parts, arrival);
+                body.watched_by(watch)
+            }
+            Err(ReadFailed::Timeout) => return own(Reason::BODY_TIMEOUT, 0),
+            Err(ReadFailed::Body(error)) => return own(Reason::of_body_error(&*error), 0),
+        }
+    };
     let Some(in_flight) = route.upstream.try_acquire() else {
         return own(Reason::OVERLOADED, 0);
     };
-    let (mut parts, body) = req.into_parts();
     if config.faults.enabled {
         let injected = fault::decide(route.fault.as_ref(), &mut parts.headers, || {
             proxy.fault_rng()
         });
         if let Some(delay) = injected.delay {
-            keep_arrival_deadline(&mut parts);
+            keep_arrival_deadline(&mut parts, tokio::time::Instant::now());
             tokio::time::sleep(delay).await;
         }
         if let Some(status) = injected.abort {
@@ -77,7 +104,6 @@ async fn forward(
         }
     }
     prepare_head(&mut parts);
-    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     match route.service.call(Request::from_parts(parts, body)).await {
         Ok(response) => {
             let attempts = Attempts::of(&response);
@@ -152,10 +178,14 @@ fn prepare_response_head(parts: &mut response::Parts, attempts: u32) {
     parts.version = Version::HTTP_11;
 }
 
-/// Fixes the request's deadline at its arrival, from its budget headers, so that time spent
-/// before the stack (an injected delay) is spent from the caller's budget.
-fn keep_arrival_deadline(parts: &mut request::Parts) {
-    let now = tokio::time::Instant::now().into_std();
+/// Fixes the request's deadline at its `arrival`, from its budget headers, so that time spent
+/// before the stack (reading the body, an injected delay) is spent from the caller's budget.
+/// A deadline fixed before is kept.
+fn keep_arrival_deadline(parts: &mut request::Parts, arrival: tokio::time::Instant) {
+    if parts.extensions.get::<Deadline>().is_some() {
+        return;
+    }
+    let now = arrival.into_std();
     let budget = parts
         .headers
         .iter()
@@ -223,8 +253,10 @@ mod tests {
             .body(())
             .unwrap();
         let (mut parts, ()) = req.into_parts();
-        let start = tokio::time::Instant::now().into_std();
-        keep_arrival_deadline(&mut parts);
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        keep_arrival_deadline(&mut parts, start);
+        let start = start.into_std();
         let deadline = parts.extensions.get::<Deadline>().unwrap();
         assert_eq!(
             deadline.remaining(start),

@@ -12,9 +12,11 @@
 //!
 //! ## The data path
 //! [`serve`] accepts connections and hands each request to a [`Proxy`], which holds the running
-//! generation of routes. A request is checked (target, route, body size, the upstream's
-//! `max_in_flight`), may get an injected fault, and goes through its route's stack of library
-//! layers to a kept-alive connection to one of the upstream's instances. Every answer carries
+//! generation of routes. A request is checked (target, route, body size), its body read as far
+//! as a retry would keep it (`request_body_timeout`), then checked against the upstream's
+//! `max_in_flight`; it may get an injected fault, and goes through its route's stack of library
+//! layers to a kept-alive connection to one of the upstream's instances. A request whose
+//! bodies stall for `stream_idle_timeout` is cut off, and gives back what it held upstream. Every answer carries
 //! `stormguard-attempts`; an answer the proxy made itself carries `stormguard-reason` (see
 //! [`REASON_HEADER`] for the statuses).
 //!
@@ -35,6 +37,7 @@ mod metrics;
 mod pool;
 mod proxy;
 pub mod reload;
+mod request_body;
 mod server;
 pub mod signals;
 mod stack;

@@ -175,7 +175,11 @@ impl InstancePool {
             .call(self.target.clone())
             .await
             .map_err(NotSent::new)?;
-        let (sender, connection) = http1::handshake(io).await.map_err(NotSent::new)?;
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(crate::server::BODY_BUFFER)
+            .handshake(io)
+            .await
+            .map_err(NotSent::new)?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "upstream connection ended with an error");

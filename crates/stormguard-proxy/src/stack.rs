@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use http_body_util::{Either, Limited};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use prometheus_client::metrics::histogram::Histogram;
 use stormguard::layer::{Balance, BoxError, DeadlineService, Hedge, ReplayBody, Retry};
@@ -35,10 +35,11 @@ use crate::config::Protocol;
 use crate::h2_pool::{H2Instance, H2Sending};
 use crate::pool::{InstancePool, Sending};
 
-/// A client's request body as the stack takes it: size-limited. Not boxed: a box for every
-/// request, nearly all of them with an empty body, bought nothing (the retry layer boxes a body
-/// it streams once anyway).
-pub(crate) type RequestBody = Limited<Incoming>;
+/// A client's request body as the stack takes it: what was read before forwarding, then the
+/// rest as it arrives, size-limited and watched ([`crate::request_body`]). Not boxed: a box
+/// for every request, nearly all of them with an empty body, bought nothing (the retry layer
+/// boxes a body it streams once anyway).
+pub(crate) type RequestBody = crate::request_body::RequestBody;
 
 /// The body an attempt sends: as the retry layer replays it, or as the hedge layer (under the
 /// retry layer) replays that. One type, so one pool serves hedged and plain routes alike.

@@ -294,6 +294,19 @@ pub const CONNECTION_TIMER: ValueRange = ValueRange {
     ],
 };
 
+/// The proxy's timers on a request's bodies.
+pub const BODY_TIMER: ValueRange = ValueRange {
+    subject: "a body timer",
+    bounds: Bounds::Duration(MS, HOUR),
+    below: "no body arrives, or moves, within less than a millisecond, even on loopback",
+    above: "a body allowed to stall for over an hour holds its upstream slot and connection as \
+            long: the slow client it stops would have won",
+    keys: &[
+        at("[listen]", "stream_idle_timeout"),
+        at("[listen]", "request_body_timeout"),
+    ],
+};
+
 /// The longest run of `sim`: a scenario's `duration`, and `--duration`.
 pub const RUN_LENGTH: ValueRange = ValueRange {
     subject: "a simulated run",
@@ -636,6 +649,7 @@ pub const RANGES: &[&ValueRange] = &[
     &LATENCY,
     &ADDED,
     &CONNECTION_TIMER,
+    &BODY_TIMER,
     &BACKOFF_DELAY,
     &HEDGE_DELAY,
     &RUN_LENGTH,

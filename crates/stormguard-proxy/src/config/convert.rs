@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use stormguard_graph::parse::locate::{KeyPath, Lines};
 use stormguard_graph::parse::ranges::{
-    ValueRange, ADDED, BODY, CONNECTIONS, CONNECTION_TIMER, HEAD, HEADERS, HEAD_BUDGET, STREAMS,
+    ValueRange, ADDED, BODY, BODY_TIMER, CONNECTIONS, CONNECTION_TIMER, HEAD, HEADERS, HEAD_BUDGET,
+    STREAMS,
 };
 use stormguard_graph::parse::values::ValueReader;
 use stormguard_graph::parse::ParseError;
@@ -47,6 +48,13 @@ const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
 /// 512 unfinished heads of the default 64 KiB: room for many slow clients, and a bound on what
 /// they hold that does not grow with `max_connections`.
 const MAX_UNFINISHED_HEADER_BYTES: u64 = 32 << 20;
+/// nginx's `send_timeout`, `client_body_timeout` and `proxy_read_timeout`: a body that has not
+/// moved for a minute belongs to a client or an upstream that is gone or stalling on purpose.
+/// Envoy's 5 minutes suits long quiet streams; a file that carries them raises this.
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The body read before forwarding is at most `retry_body_limit` (64 KiB by default): in 30 s
+/// it arrives at 17 kbit/s, slower than any link a service's caller uses.
+const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Walks the raw file, knowing where each value is.
 ///
@@ -252,6 +260,20 @@ impl<'a> Converter<'a> {
                 raw.max_unfinished_header_bytes.as_ref(),
                 path,
                 max_header_bytes,
+            )?,
+            stream_idle_timeout: self.duration_or(
+                raw.stream_idle_timeout.as_ref(),
+                path,
+                "stream_idle_timeout",
+                &BODY_TIMER,
+                STREAM_IDLE_TIMEOUT,
+            )?,
+            request_body_timeout: self.duration_or(
+                raw.request_body_timeout.as_ref(),
+                path,
+                "request_body_timeout",
+                &BODY_TIMER,
+                REQUEST_BODY_TIMEOUT,
             )?,
         };
         Ok((listen, address_offset))

@@ -75,6 +75,8 @@ fn listen(listen: &Listen) -> Value {
         "idle_timeout": duration(listen.idle_timeout),
         "first_byte_timeout": duration(listen.first_byte_timeout),
         "max_unfinished_header_bytes": bytes(listen.max_unfinished_header_bytes as u64),
+        "stream_idle_timeout": duration(listen.stream_idle_timeout),
+        "request_body_timeout": duration(listen.request_body_timeout),
     })
 }
 

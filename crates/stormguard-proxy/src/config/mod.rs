@@ -21,6 +21,8 @@
 //! http2_keep_alive_interval = "30s"    # default; ping an HTTP/2 client silent this long
 //! http2_keep_alive_timeout = "20s"     # default; an unanswered ping closes the connection
 //! idle_timeout = "75s"            # default; close a connection with no request in flight this long
+//! stream_idle_timeout = "60s"     # default; cut off a request whose bodies moved no byte this long
+//! request_body_timeout = "30s"    # default; 408 when the body read before forwarding takes longer
 //!
 //! [admin]
 //! address = "127.0.0.1:9901"      # default; a non-loopback address needs a token

@@ -98,6 +98,23 @@ pub struct Listen {
     /// it, that part is at most this. A head of at most 8 KiB, the read buffer every connection
     /// holds anyway, is never counted.
     pub max_unfinished_header_bytes: usize,
+    /// A request whose bodies have moved no byte in either direction for this long is cut off
+    /// (default 60 s, nginx's `send_timeout` and `proxy_read_timeout`; Envoy's
+    /// `stream_idle_timeout`): HTTP/2 resets the stream, HTTP/1.1 closes the connection, and
+    /// its upstream slot and upstream connection are freed. It runs while a body is under way:
+    /// the client's, as it streams to the upstream, and the response's, from its head to its
+    /// end; a client that does not read holds nothing past it. Waiting for the response head is
+    /// the route's `timeout`'s to bound, not this. A body moves when the proxy takes a chunk of
+    /// it: with at most 64 KiB of a response buffered for a client, one that reads under about
+    /// 1 KiB/s is taken, at the default, for one that does not read.
+    pub stream_idle_timeout: Duration,
+    /// A request body the proxy reads before forwarding (all of it up to the route's
+    /// `retry_body_limit`, which the retry layer keeps for a retry) must arrive within this of
+    /// the request head (default 30 s), else the answer is 408 `body-timeout`. It is read
+    /// before the request takes a place under the upstream's `max_in_flight`, so a slow body
+    /// costs the upstream nothing. A longer body streams to the upstream as it arrives, under
+    /// `stream_idle_timeout` and the route's `timeout`.
+    pub request_body_timeout: Duration,
 }
 
 /// The admin listener: `/metrics`, `/config`, `/healthz`, `POST /reload`.

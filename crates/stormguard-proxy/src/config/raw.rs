@@ -48,6 +48,9 @@ pub(super) struct RawListen {
     pub idle_timeout: Option<Spanned<Scalar>>,
     pub first_byte_timeout: Option<Spanned<Scalar>>,
     pub max_unfinished_header_bytes: Option<Spanned<Scalar>>,
+    // What a request's bodies may take (issue 12): one block, apart from the connection keys.
+    pub stream_idle_timeout: Option<Spanned<Scalar>>,
+    pub request_body_timeout: Option<Spanned<Scalar>>,
 }
 
 /// `[admin]`.

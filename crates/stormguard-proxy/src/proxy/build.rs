@@ -161,6 +161,7 @@ pub(crate) fn routes(
                 upstream: UpstreamSlot::new(&route.upstream, upstream.max_in_flight, metrics),
                 service,
                 fault: route.fault,
+                body_limit: usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX),
                 latency,
                 built_from,
             })

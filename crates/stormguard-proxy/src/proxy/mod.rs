@@ -89,6 +89,8 @@ pub(crate) struct RouteEntry {
     pub(crate) upstream: UpstreamSlot,
     pub(crate) service: RouteService,
     pub(crate) fault: Option<FaultSpec>,
+    /// `retry_body_limit`: the body read before forwarding, as the retry layer keeps it.
+    pub(crate) body_limit: usize,
     /// Answers that were the upstream's 2xx: counted without a lookup.
     pub(crate) upstream_2xx: Counter,
     latency: LatencyHistogram,

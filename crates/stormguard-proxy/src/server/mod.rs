@@ -24,6 +24,11 @@
 //! by [`h1_clock`], which also times its heads in place of hyper's `header_read_timeout`:
 //! hyper's also cuts off idle keep-alive connections after it).
 //!
+//! A request in flight is bounded too: one whose bodies moved no byte for
+//! `stream_idle_timeout` (a client that does not read, a body that stalls) is cut off and frees
+//! what it held upstream ([`stream_idle`]), and hyper keeps at most [`BODY_BUFFER`] of a
+//! response for a client that reads slower than the upstream sends.
+//!
 //! ## Drain
 //! When `shutdown` resolves the listener is closed at once, every connection is told to finish
 //! (HTTP/1.1 closes after its response in flight, HTTP/2 sends GOAWAY), and `serve` returns when
@@ -72,6 +77,7 @@ mod header_clock;
 mod limit;
 mod resets;
 mod rewind;
+mod stream_idle;
 mod streams;
 
 use std::convert::Infallible;
@@ -83,7 +89,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -96,6 +102,8 @@ use self::header_clock::HeaderClock;
 use self::limit::{Admitted, ConnectionLimit};
 use self::resets::StreamResets;
 use self::rewind::Rewind;
+use self::stream_idle::{stalled, H2Streams, StreamExecutor};
+pub(crate) use self::stream_idle::{BodyWatch, UnderWay};
 use self::streams::{Counted, OpenStreams};
 use crate::config::Listen;
 use crate::proxy::Proxy;
@@ -113,6 +121,12 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// has open: a client that cancels most of what it asks for has little in flight worth waiting
 /// for, and one that ignores the GOAWAY should not keep its place.
 const RESETS_GRACE: Duration = Duration::from_secs(1);
+/// The most of one response the proxy keeps in hyper's buffers for a client that reads slower
+/// than the upstream sends, and reads ahead from an HTTP/1.1 upstream: hyper's default is some
+/// 400 KB each way, and a body chunk read from the upstream pins the whole read buffer it was
+/// cut from. With that default, 300 clients that never read held 400 MiB until they left.
+/// 64 KiB still fills a socket's send buffer in one write.
+pub(crate) const BODY_BUFFER: usize = 64 * 1024;
 
 /// Serves `proxy` on `listener` until `shutdown` resolves, then drains for at most `grace`.
 ///
@@ -221,8 +235,9 @@ struct Builders {
     first_byte_wait: Duration,
     http2_max_concurrent_streams: u32,
     max_unfinished_header_bytes: usize,
+    stream_idle_timeout: Duration,
     http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
+    http2: http2::Builder<StreamExecutor>,
 }
 
 impl Builders {
@@ -236,17 +251,20 @@ impl Builders {
         // would also close idle keep-alive connections after it.
         http1
             .header_read_timeout(None)
-            .max_header_size(listen.max_header_bytes);
+            .max_header_size(listen.max_header_bytes)
+            // The same buffer reads the head: never below what a head may take.
+            .max_buf_size(BODY_BUFFER.max(listen.max_header_bytes));
         // hyper parses up to its default number of headers into arrays on the stack; any other
         // limit, even the same number, fills arrays of that size for every request head.
         if listen.max_headers != HYPER_MAX_HEADERS {
             http1.max_headers(listen.max_headers);
         }
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        let mut http2 = http2::Builder::new(StreamExecutor);
         http2
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(listen.max_header_bytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(listen.http2_max_concurrent_streams)
+            .max_send_buf_size(BODY_BUFFER)
             .keep_alive_interval(listen.http2_keep_alive_interval)
             .keep_alive_timeout(listen.http2_keep_alive_timeout);
         Builders {
@@ -256,6 +274,7 @@ impl Builders {
             first_byte_wait: listen.first_byte_timeout.min(listen.idle_timeout),
             http2_max_concurrent_streams: listen.http2_max_concurrent_streams,
             max_unfinished_header_bytes: listen.max_unfinished_header_bytes,
+            stream_idle_timeout: listen.stream_idle_timeout,
             http1,
             http2,
         }
@@ -393,15 +412,19 @@ impl Serving {
         let counting = requests.clone();
         let charge = Arc::new(self.head_charge());
         let arrived = charge.clone();
+        // One request at a time: one watch for the connection's bodies.
+        let bodies = BodyWatch::new();
+        let watching = bodies.clone();
         let service = hyper::service::service_fn(move |req| {
             let proxy = proxy.clone();
             // Counted from the head's arrival, which stops its clock, to the response's end.
             let open = counting.open();
             counting.set_bodiless(hyper::body::Body::is_end_stream(req.body()));
             arrived.release();
+            let watch = watching.clone();
             async move {
-                let response = crate::forward::handle(proxy, local, req).await;
-                Ok::<_, Infallible>(response.map(|body| Counted::new(body, open)))
+                let response = crate::forward::handle(proxy, local, req, watch.clone()).await;
+                Ok::<_, Infallible>(response.map(|body| Counted::new(body, open, &watch)))
             }
         });
         let builders = self.builders.clone();
@@ -420,10 +443,14 @@ impl Serving {
             () = requests.idle_for(builders.idle_timeout) => {
                 tracing::debug!("closing an HTTP/1.1 connection with no request in flight (idle_timeout)");
             }
+            () = stalled(&bodies, builders.stream_idle_timeout) => return cut_off(),
         }
-        // Closes at once when idle, or after the response in flight.
+        // Closes at once when idle, or after the response in flight (unless it stalls).
         served.as_mut().graceful_shutdown();
-        served.await
+        tokio::select! {
+            ended = served => ended,
+            () = stalled(&bodies, builders.stream_idle_timeout) => cut_off(),
+        }
     }
 
     async fn http2<I>(mut self, stream: Rewind<I>) -> hyper::Result<()>
@@ -435,6 +462,8 @@ impl Serving {
         let counting = streams.clone();
         let resets = StreamResets::new(self.builders.http2_max_concurrent_streams);
         let starting = resets.clone();
+        let watched = H2Streams::new();
+        let watching = watched.clone();
         let service = hyper::service::service_fn(move |req| {
             let proxy = proxy.clone();
             let refused = starting.is_exceeded();
@@ -442,41 +471,61 @@ impl Serving {
             let open = (!refused).then(|| counting.open());
             // Dropped unanswered when the client resets the stream.
             let started = (!refused).then(|| starting.start());
+            let watch = watching.arrived();
             async move {
                 let (Some(open), Some(started)) = (open, started) else {
                     return Err(h2::Error::from(h2::Reason::REFUSED_STREAM));
                 };
-                let response = crate::forward::handle(proxy, local, req).await;
+                let response = crate::forward::handle(proxy, local, req, watch.clone()).await;
                 started.answered();
-                Ok(response.map(|body| Counted::new(body, open)))
+                Ok(response.map(|body| Counted::new(body, open, &watch)))
             }
         });
         let builders = self.builders.clone();
         let io = HeaderClock::new(stream, builders.header_read_timeout, self.head_charge());
         let served = builders.http2.serve_connection(TokioIo::new(io), service);
-        let mut served = pin!(served);
-        let grace = tokio::select! {
-            ended = served.as_mut() => return ended,
-            _ = self.draining.wait_for(|draining| *draining) => None,
-            () = streams.idle_for(builders.idle_timeout) => {
-                tracing::debug!("closing an HTTP/2 connection with no stream open (idle_timeout)");
-                None
-            }
-            () = resets.exceeded() => {
-                self.proxy.metrics().connections_closed.stream_resets.inc();
-                tracing::warn!(
-                    "sending GOAWAY to an HTTP/2 client that reset most of the requests it started"
-                );
-                Some(RESETS_GRACE)
+        let stream_idle = builders.stream_idle_timeout;
+        // Stalled streams are reset for as long as the connection lives, its drain included.
+        let serving = async {
+            let mut served = pin!(served);
+            let grace = tokio::select! {
+                ended = served.as_mut() => return ended,
+                _ = self.draining.wait_for(|draining| *draining) => None,
+                () = streams.idle_for(builders.idle_timeout) => {
+                    tracing::debug!("closing an HTTP/2 connection with no stream open (idle_timeout)");
+                    None
+                }
+                () = resets.exceeded() => {
+                    self.proxy.metrics().connections_closed.stream_resets.inc();
+                    tracing::warn!(
+                        "sending GOAWAY to an HTTP/2 client that reset most of the requests it started"
+                    );
+                    Some(RESETS_GRACE)
+                }
+                never = watched.cut_stalled(stream_idle) => match never {},
+            };
+            // GOAWAY: streams already open finish, the client opens new ones on a new connection.
+            served.as_mut().graceful_shutdown();
+            let finished = async {
+                match grace {
+                    None => served.await,
+                    Some(grace) => tokio::time::timeout(grace, served).await.unwrap_or(Ok(())),
+                }
+            };
+            tokio::select! {
+                ended = finished => ended,
+                never = watched.cut_stalled(stream_idle) => match never {},
             }
         };
-        // GOAWAY: streams already open finish, the client opens new ones on a new connection.
-        served.as_mut().graceful_shutdown();
-        match grace {
-            None => served.await,
-            Some(grace) => tokio::time::timeout(grace, served).await.unwrap_or(Ok(())),
-        }
+        watched.clone().serve(serving).await
     }
+}
+
+/// Ends an HTTP/1.1 connection whose bodies stalled, as its task returns: dropping the
+/// connection drops the response body, and with it what the request held upstream.
+fn cut_off() -> hyper::Result<()> {
+    tracing::debug!("closing an HTTP/1.1 connection whose bodies stalled (stream_idle_timeout)");
+    Ok(())
 }
 
 /// Reads on while the bytes read so far (`read` of them, in `buf`) could still begin the

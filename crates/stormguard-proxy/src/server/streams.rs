@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
+use super::stream_idle::{BodyWatch, UnderWay};
 use crate::timer::later;
 
 /// The streams of one connection.
@@ -115,15 +116,21 @@ impl Drop for StreamOpen {
     }
 }
 
-/// A response body that holds its stream's place until it is dropped (sent, or reset).
+/// A response body that holds its stream's place until it is dropped (sent, or reset), and
+/// tells the stream's [`BodyWatch`] that it is under way, and when it moves, until its end.
 pub(super) struct Counted<B> {
     body: B,
+    under_way: Option<UnderWay>,
     _open: StreamOpen,
 }
 
-impl<B> Counted<B> {
-    pub(super) fn new(body: B, open: StreamOpen) -> Self {
-        Counted { body, _open: open }
+impl<B: Body> Counted<B> {
+    pub(super) fn new(body: B, open: StreamOpen, watch: &Arc<BodyWatch>) -> Self {
+        Counted {
+            under_way: (!body.is_end_stream()).then(|| watch.start()),
+            body,
+            _open: open,
+        }
     }
 }
 
@@ -135,7 +142,18 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(under_way) = &self.under_way {
+                    under_way.moved();
+                }
+            }
+            // Ended, or failed: no longer under way.
+            Poll::Ready(_) => self.under_way = None,
+            Poll::Pending => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

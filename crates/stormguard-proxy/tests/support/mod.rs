@@ -278,6 +278,8 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
             idle_timeout: Duration::from_secs(75),
             first_byte_timeout: Duration::from_secs(10),
             max_unfinished_header_bytes: 32 << 20,
+            stream_idle_timeout: Duration::from_secs(60),
+            request_body_timeout: Duration::from_secs(30),
         },
         admin: Admin {
             address: "127.0.0.1:0".parse().unwrap(),

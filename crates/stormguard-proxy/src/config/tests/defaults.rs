@@ -29,6 +29,8 @@ fn listen_admin_and_faults_defaults() {
             idle_timeout: Duration::from_secs(75),
             first_byte_timeout: Duration::from_secs(10),
             max_unfinished_header_bytes: 32 << 20,
+            stream_idle_timeout: Duration::from_secs(60),
+            request_body_timeout: Duration::from_secs(30),
         }
     );
     assert_eq!(

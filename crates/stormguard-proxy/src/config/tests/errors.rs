@@ -197,6 +197,19 @@ fn listen_values_are_checked() {
         "listen.idle_timeout",
         &["0s is out of range", "a connection timer is 1ms to 1h"],
     );
+    for (key, value) in [
+        ("stream_idle_timeout", "\"0s\""),
+        ("stream_idle_timeout", "\"2h\""),
+        ("request_body_timeout", "\"500us\""),
+    ] {
+        assert_error(
+            &format!("[listen]\n{key} = {value}\n{MINIMAL}"),
+            2,
+            key.len() + 4,
+            &format!("listen.{key}"),
+            &["is out of range", "a body timer is 1ms to 1h"],
+        );
+    }
     assert_error(
         &format!("[listen]\nfirst_byte_timeout = \"0s\"\n{MINIMAL}"),
         2,

@@ -23,6 +23,8 @@ fn the_issue_sample_as_json() {
             "idle_timeout": "75s",
             "first_byte_timeout": "10s",
             "max_unfinished_header_bytes": { "bytes": 33_554_432, "human": "32MiB" },
+            "stream_idle_timeout": "1m",
+            "request_body_timeout": "30s",
         })
     );
     assert_eq!(

@@ -117,7 +117,8 @@ fn every_listen_and_admin_key_is_read() {
          shutdown_grace = \"0s\"\nmax_connections = 64\nhttp2_max_concurrent_streams = 8\n\
          http2_keep_alive_interval = \"5s\"\nhttp2_keep_alive_timeout = \"2s\"\n\
          idle_timeout = \"200ms\"\nfirst_byte_timeout = \"150ms\"\n\
-         max_unfinished_header_bytes = \"1MiB\"\n[admin]\naddress = \"0.0.0.0:19901\"\ntoken = \"s3cret\"\n\
+         max_unfinished_header_bytes = \"1MiB\"\nstream_idle_timeout = \"1500ms\"\n\
+         request_body_timeout = \"2s\"\n[admin]\naddress = \"0.0.0.0:19901\"\ntoken = \"s3cret\"\n\
          [faults]\nenabled = true\n{MINIMAL}"
     ));
     let listen = &config.listen;
@@ -135,6 +136,8 @@ fn every_listen_and_admin_key_is_read() {
     assert_eq!(listen.idle_timeout, ms(200));
     assert_eq!(listen.first_byte_timeout, ms(150));
     assert_eq!(listen.max_unfinished_header_bytes, 1 << 20);
+    assert_eq!(listen.stream_idle_timeout, ms(1500));
+    assert_eq!(listen.request_body_timeout, Duration::from_secs(2));
     assert_eq!(
         config.admin.address,
         "0.0.0.0:19901".parse::<SocketAddr>().unwrap()

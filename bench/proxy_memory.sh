@@ -173,7 +173,7 @@ ADDR = ("127.0.0.1", port)
 def open_connections():
     """The proxy's stormguard_proxy_connections gauge, from its admin endpoint."""
     with socket.create_connection(("127.0.0.1", admin)) as sock:
-        sock.sendall(b"GET /metrics HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
         text = b""
         while chunk := sock.recv(65536):
             text += chunk

@@ -211,11 +211,16 @@ impl Harness {
         let answer = self.runtime.block_on(async {
             let metrics = tokio::runtime::Handle::current().metrics();
             let before = metrics.num_alive_tasks();
-            let answer = tokio::time::timeout(CONNECTION_BOUND, exchange(proxy, data))
+            let mut answer = Vec::new();
+            if tokio::time::timeout(CONNECTION_BOUND, exchange(proxy, data, &mut answer))
                 .await
-                .unwrap_or_else(|_| {
-                    panic!("the connection did not end within {CONNECTION_BOUND:?}")
-                });
+                .is_err()
+            {
+                panic!(
+                    "the connection did not end within {CONNECTION_BOUND:?}; answered so far: {:?}",
+                    String::from_utf8_lossy(&answer[..answer.len().min(512)])
+                );
+            }
             check_answer(data, &answer);
             let ended = async {
                 while metrics.num_alive_tasks() > before {
@@ -239,9 +244,9 @@ impl Harness {
     }
 }
 
-/// Sends `data` on a connection served by `proxy`, keeps the client's side open, and returns
-/// what the proxy answered until it ended the connection.
-async fn exchange(proxy: Proxy, data: &[u8]) -> Vec<u8> {
+/// Sends `data` on a connection served by `proxy`, keeps the client's side open, and puts in
+/// `answer` what the proxy answers until it ends the connection.
+async fn exchange(proxy: Proxy, data: &[u8], answer: &mut Vec<u8>) {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let served = tokio::spawn(stormguard_proxy::serve_connection(proxy, server, LOCAL));
     let (mut reading, mut writing) = tokio::io::split(client);
@@ -251,7 +256,6 @@ async fn exchange(proxy: Proxy, data: &[u8]) -> Vec<u8> {
         writing
     };
     let read = async {
-        let mut answer = Vec::new();
         let mut chunk = [0u8; 16 * 1024];
         while answer.len() < MAX_ANSWER {
             match reading.read(&mut chunk).await {
@@ -259,14 +263,12 @@ async fn exchange(proxy: Proxy, data: &[u8]) -> Vec<u8> {
                 Ok(n) => answer.extend_from_slice(&chunk[..n]),
             }
         }
-        answer
     };
-    let (writing, answer) = tokio::join!(write, read);
+    let (writing, ()) = tokio::join!(write, read);
     drop(writing);
     if let Err(error) = served.await {
         std::panic::resume_unwind(error.into_panic());
     }
-    answer
 }
 
 /// Panics unless `answer` is what an HTTP server of the input's protocol sends.

@@ -24,14 +24,20 @@ fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
 
 /// Runs every kept input of `target`; fails naming each input that panicked.
 fn replay(target: &str) {
+    let corpus = inputs("corpus", target);
+    assert!(!corpus.is_empty(), "fuzz/corpus/{target}/ has no seeds");
+    let regressions = inputs("regressions", target);
+    run_all(target, corpus.iter().chain(&regressions));
+}
+
+/// Runs `paths` through `target`; fails naming each input that panicked.
+fn run_all<'a>(target: &str, paths: impl Iterator<Item = &'a PathBuf>) {
     let (_, run) = stormguard_fuzz::TARGETS
         .iter()
         .find(|(name, _)| *name == target)
         .expect("a target of that name");
-    let corpus = inputs("corpus", target);
-    assert!(!corpus.is_empty(), "fuzz/corpus/{target}/ has no seeds");
     let mut failed = Vec::new();
-    for path in corpus.iter().chain(&inputs("regressions", target)) {
+    for path in paths {
         let data = std::fs::read(path).expect("a readable input");
         if std::panic::catch_unwind(|| run(&data)).is_err() {
             failed.push(path.display().to_string());
@@ -80,4 +86,18 @@ fn exposition() {
 #[test]
 fn proxy_request() {
     replay("proxy_request");
+}
+
+/// Findings not fixed yet, kept in `fuzz/regressions/TARGET/unfixed/` (which [`replay`] skips)
+/// and replayed here: un-ignore once fixed, then move the inputs up a folder.
+#[test]
+#[ignore = "an HTTP/1.1 request on a route without request_timeout whose body stops arriving \
+            (content-length 9, 3 bytes sent) holds its connection and an upstream \
+            max_in_flight slot forever: the retry layer reads the body before the first \
+            attempt, bounded only by a deadline (stormguard/src/layer/retry/mod.rs, run)"]
+fn proxy_request_unfixed() {
+    run_all(
+        "proxy_request",
+        inputs("regressions", "proxy_request/unfixed").iter(),
+    );
 }

@@ -229,8 +229,8 @@ impl<'a> Cursor<'a> {
             self.blanks();
         }
         let start = self.at;
-        while self.peek().is_some_and(|c| c != ' ' && c != '\t') {
-            self.at += 1;
+        while let Some(c) = self.peek().filter(|&c| c != ' ' && c != '\t') {
+            self.at += c.len_utf8();
         }
         let token = &self.text[start..self.at];
         if token.is_empty() {

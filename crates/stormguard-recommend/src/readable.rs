@@ -41,7 +41,10 @@ pub fn round_up(d: Duration) -> Duration {
         }
         decade *= 10.0;
         if decade > 1e12 {
-            return Duration::from_millis(1_000_000_000_000);
+            // Past every step (over 253 years): no one sets such a timeout, but it must still
+            // not be below `d`. Whole milliseconds, rounded up.
+            let millis = d.as_nanos().div_ceil(1_000_000);
+            return u64::try_from(millis).map_or(Duration::MAX, Duration::from_millis);
         }
     }
 }
@@ -130,6 +133,18 @@ mod tests {
             } else {
                 assert!(up <= d.max(Duration::from_millis(1)) + Duration::from_millis(2));
             }
+        }
+    }
+
+    #[test]
+    fn past_every_step_it_still_never_goes_down() {
+        // Found by fuzzing: above the last step (about 253 years) it answered 31 years.
+        for d in [
+            Duration::from_millis(8_000_008_000_000),
+            Duration::from_secs(6_371_555_158_481_727_488),
+            Duration::MAX,
+        ] {
+            assert!(round_up(d) >= d, "{d:?} -> {:?}", round_up(d));
         }
     }
 

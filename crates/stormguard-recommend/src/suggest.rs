@@ -143,8 +143,8 @@ impl fmt::Display for Warning {
                 show(highest),
                 quantile_name(quantile),
                 show(highest),
-                stormguard::duration::format(round_up(highest * 2)),
-                stormguard::duration::format(round_up(highest * 5)),
+                stormguard::duration::format(round_up(highest.saturating_mul(2))),
+                stormguard::duration::format(round_up(highest.saturating_mul(5))),
             ),
             Warning::FewRequests { quantile, requests } => write!(
                 f,
@@ -229,7 +229,8 @@ pub fn suggest(latency: &Latency, false_timeout_rate: f64) -> Result<Suggestion,
             warnings.push(Warning::AboveHighestBucket { quantile, highest });
         }
         (Some(upper), _)
-            if (lower.is_zero() || upper >= lower * 2) && !at_bound(estimate, upper) =>
+            if (lower.is_zero() || lower.checked_mul(2).is_some_and(|twice| upper >= twice))
+                && !at_bound(estimate, upper) =>
         {
             warnings.push(Warning::CoarseBucket {
                 quantile,

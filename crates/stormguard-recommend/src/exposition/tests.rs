@@ -179,3 +179,13 @@ fn columns_count_characters() {
     let text = "a_bucket{p=\"é\",le=\"x\"} 1\n";
     assert!(error(text).starts_with("1:19: "), "{}", error(text));
 }
+
+#[test]
+fn a_value_that_is_not_ascii_is_refused_at_its_column() {
+    // Found by fuzzing: the value was read a byte at a time, and sliced inside the "é".
+    assert_eq!(
+        error("a_bucket{le=\"1\"} 1é2\n"),
+        "1:18: `1é2` is not a number: a value is a float such as 12, 0.5, 1e3 or +Inf"
+    );
+    assert!(error("a é\n").starts_with("1:3: "), "{}", error("a é\n"));
+}

@@ -211,3 +211,20 @@ fn quantile_names() {
     assert_eq!(quantile_name(0.9995), "p99.95");
     assert_eq!(percent(0.001), "0.1%");
 }
+
+#[test]
+fn bounds_near_the_largest_duration_give_a_suggestion_not_a_panic() {
+    // Found by fuzzing: twice such a bound overflowed a Duration, in the coarse-bucket check
+    // and in the above-the-highest-bucket warning; and the timeout came out below the estimate.
+    for page in [
+        "x_seconds_bucket{le=\"1e10\"} 0\nx_seconds_bucket{le=\"1.7e19\"} 5\n\
+         x_seconds_bucket{le=\"1.8e19\"} 10\nx_seconds_bucket{le=\"+Inf\"} 10\n",
+        "x_seconds_bucket{le=\"1e19\"} 5\nx_seconds_bucket{le=\"+Inf\"} 10\n",
+    ] {
+        let s = suggest(&latency(page), 0.001).unwrap();
+        assert!(s.timeout >= s.estimate, "{s:?}");
+        for warning in &s.warnings {
+            assert!(!warning.to_string().is_empty());
+        }
+    }
+}

@@ -87,17 +87,3 @@ fn exposition() {
 fn proxy_request() {
     replay("proxy_request");
 }
-
-/// Findings not fixed yet, kept in `fuzz/regressions/TARGET/unfixed/` (which [`replay`] skips)
-/// and replayed here: un-ignore once fixed, then move the inputs up a folder.
-#[test]
-#[ignore = "an HTTP/1.1 request on a route without request_timeout whose body stops arriving \
-            (content-length 9, 3 bytes sent) holds its connection and an upstream \
-            max_in_flight slot forever: the retry layer reads the body before the first \
-            attempt, bounded only by a deadline (stormguard/src/layer/retry/mod.rs, run)"]
-fn proxy_request_unfixed() {
-    run_all(
-        "proxy_request",
-        inputs("regressions", "proxy_request/unfixed").iter(),
-    );
-}

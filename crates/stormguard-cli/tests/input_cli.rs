@@ -46,6 +46,24 @@ fn readers(file: &str) -> [Vec<&str>; 3] {
     ]
 }
 
+#[test]
+fn a_saved_metrics_page_is_read_from_a_regular_file_only() {
+    let path = temp("fifo.prom");
+    if !mkfifo(&path) {
+        eprintln!("SKIPPED: mkfifo is not available");
+        return;
+    }
+    let file = path.display().to_string();
+    let outcome = stormguard(&["recommend", "--metrics", &file]);
+    std::fs::remove_file(&path).unwrap();
+    let (code, err) = outcome.expect("recommend still waiting on the FIFO after 10 s");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("{file}: cannot read")) && err.contains("not a regular file"),
+        "{err}"
+    );
+}
+
 fn mkfifo(path: &Path) -> bool {
     let _ = std::fs::remove_file(path);
     Command::new("mkfifo")

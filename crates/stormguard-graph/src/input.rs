@@ -39,18 +39,39 @@ pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// assert!(error.to_string().contains("not a regular file"), "{error}");
 /// ```
 pub fn read_text(path: &Path) -> io::Result<String> {
-    read_at_most(path, MAX_FILE_BYTES)
+    read_limited(path, MAX_FILE_BYTES, "a graph or settings file")
 }
 
-fn read_at_most(path: &Path, limit: u64) -> io::Result<String> {
+/// [`read_text`] with another size limit, for inputs that are not graph or settings files but
+/// must be bounded all the same (a saved Prometheus page, which a big server makes some MB
+/// long).
+///
+/// # Errors
+/// As [`read_text`], with `limit` in place of [`MAX_FILE_BYTES`].
+///
+/// ```
+/// use stormguard_graph::input;
+///
+/// let path = std::env::temp_dir().join("stormguard-read-text-at-most.txt");
+/// std::fs::write(&path, "0123456789").unwrap();
+/// assert_eq!(input::read_text_at_most(&path, 10).unwrap(), "0123456789");
+/// let error = input::read_text_at_most(&path, 9).unwrap_err();
+/// assert_eq!(error.kind(), std::io::ErrorKind::FileTooLarge);
+/// ```
+pub fn read_text_at_most(path: &Path, limit: u64) -> io::Result<String> {
+    read_limited(path, limit, "this input")
+}
+
+/// Reads `path`, a regular file of at most `limit` bytes; `what` names the input in the error.
+fn read_limited(path: &Path, limit: u64, what: &str) -> io::Result<String> {
     let file = open(path)?;
     let metadata = file.metadata()?;
     if !metadata.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "is {}, not a regular file: graph and settings files are read from regular \
-                 files only (for standard input or a pipe, save the text to a file first)",
+                "is {}, not a regular file: {what} is read from a regular file only (for \
+                 standard input or a pipe, save the text to a file first)",
                 kind_of(&metadata.file_type())
             ),
         ));
@@ -58,10 +79,7 @@ fn read_at_most(path: &Path, limit: u64) -> io::Result<String> {
     let too_large = || {
         io::Error::new(
             io::ErrorKind::FileTooLarge,
-            format!(
-                "is larger than {}, the limit for a graph or settings file",
-                bytes_text(limit)
-            ),
+            format!("is larger than {}, the limit for {what}", bytes_text(limit)),
         )
     };
     if metadata.len() > limit {
@@ -143,8 +161,11 @@ mod tests {
     fn a_file_up_to_the_limit_is_read_and_one_byte_more_is_refused() {
         let path = temp("limit.toml");
         std::fs::write(&path, "a = 1\n").unwrap();
-        assert_eq!(read_at_most(&path, 6).unwrap(), "a = 1\n");
-        let error = read_at_most(&path, 5).unwrap_err();
+        assert_eq!(
+            read_limited(&path, 6, "a graph or settings file").unwrap(),
+            "a = 1\n"
+        );
+        let error = read_limited(&path, 5, "a graph or settings file").unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::FileTooLarge);
         assert_eq!(
             error.to_string(),

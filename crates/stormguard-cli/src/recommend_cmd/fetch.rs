@@ -24,7 +24,8 @@ use crate::InputError;
 /// answer, and the user should hear so rather than wait.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The largest answer read: a `/metrics` page or query answer of a big server is a few MB.
+/// The largest answer or saved page read: a `/metrics` page or query answer of a big server is
+/// a few MB.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// What Prometheus itself sends when it scrapes: OpenMetrics first, then the classic format.
@@ -74,12 +75,21 @@ pub(super) fn series(source: &Source, unit: Option<Unit>) -> anyhow::Result<Vec<
         Source::Page(page) if page == "-" => {
             let mut text = String::new();
             std::io::stdin()
+                .take(BODY_LIMIT as u64 + 1)
                 .read_to_string(&mut text)
                 .context("reading standard input")?;
+            if text.len() > BODY_LIMIT {
+                return Err(InputError(format!(
+                    "<stdin>: the page is larger than {} MiB, the limit for a metrics page",
+                    BODY_LIMIT >> 20
+                ))
+                .into());
+            }
             page_series("<stdin>", &text, unit)
         }
         Source::Page(page) => {
-            let text = std::fs::read_to_string(page)
+            // A saved page is bounded like a fetched one, and never read from a FIFO or device.
+            let text = stormguard_graph::input::read_text_at_most(page.as_ref(), BODY_LIMIT as u64)
                 .map_err(|e| InputError(format!("{page}: cannot read: {e}")))?;
             page_series(page, &text, unit)
         }

@@ -14,14 +14,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn status_of(answer: &str) -> u16 {
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
-}
-
 /// Sends one byte a second; returns how long until the proxy closed the connection.
 async fn trickle(addr: SocketAddr, bytes: &'static [u8]) -> Duration {
     let started = tokio::time::Instant::now();

@@ -89,7 +89,7 @@ pub const POLICY_KEYS: &[KeyDoc] = &[
     },
     KeyDoc {
         key: "request_timeout",
-        unit: "duration, 1ms to 1h, at least `timeout`",
+        unit: "duration, 1ms to 1h; one below `timeout` ends the attempt first",
         default: "none: only the caller's deadline",
         meaning: "the whole call: every attempt and every wait between them",
     },

@@ -1,0 +1,528 @@
+//! YAML and JSON documents as trees whose every node knows its line and column.
+//!
+//! ## Why our own tree
+//! An imported value is written with the `file:line` it came from, an error names the line of
+//! the bad field, and `check` points SARIF at the manifest the user keeps: the reader needs the
+//! position of every node, which the usual YAML-to-serde path throws away. The tree is built
+//! from yaml-rust2's events, which carry a marker each.
+//!
+//! Scalars stay text: YAML's core schema would turn `"2"` and `2` into different types, while
+//! every system read here means the same thing by both (Envoy's `/config_dump` even writes 64-bit
+//! integers as strings), so each reader asks for the type it wants ([`Node::as_u64`],
+//! [`Node::as_duration`]) and gets an error naming the line when the text is not one.
+//!
+//! ## Bounds
+//! Every file is a parser's garbage input some day. Nesting is limited to [`MAX_DEPTH`], and
+//! aliases are expanded by copying within a budget of [`MAX_NODES`] nodes per file, so that the
+//! "billion laughs" (an alias of an alias of ...) is an error, not 10^9 nodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::error::ImportError;
+
+/// Deepest nesting read: real manifests nest some 15 levels; a deeper one is garbage or an
+/// attack on the reader's stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// Most nodes in one file, aliases expanded: 1,000 large VirtualServices are some 200,000.
+pub const MAX_NODES: usize = 4_000_000;
+
+/// Where a node is in its file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+    /// Byte offset of the node's first character (a quoted scalar's quote), for writers that
+    /// replace a value in place.
+    pub offset: usize,
+}
+
+/// A node's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A scalar as written (without quotes); `plain` is false for a quoted or block scalar,
+    /// so that `"null"` is text and `null` is not.
+    Scalar {
+        /// The text.
+        text: String,
+        /// Whether it was written without quotes.
+        plain: bool,
+    },
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in file order.
+    Map(Vec<(Node, Node)>),
+}
+
+/// One node of a document, with its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// What it holds.
+    pub value: Value,
+    /// Where it starts.
+    pub pos: Pos,
+}
+
+/// One document of a file (a YAML stream holds several, separated by `---`).
+#[derive(Clone, Debug)]
+pub struct Document {
+    /// The file, as the user named it (or as found under a directory they named).
+    pub file: Arc<str>,
+    /// Which document of the file, from 0.
+    pub index: usize,
+    /// The whole text of the file, for writers that edit it in place.
+    pub text: Arc<str>,
+    /// The root node.
+    pub root: Node,
+}
+
+impl Document {
+    /// An error at `node` about `field` (a path such as `http[0].retries.attempts`).
+    pub fn error(&self, node: &Node, field: &str, message: impl Into<String>) -> ImportError {
+        ImportError::At {
+            file: self.file.to_string(),
+            line: node.pos.line,
+            column: node.pos.column,
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Node {
+    /// Whether it is YAML's null (`null`, `~`, or nothing).
+    pub fn is_null(&self) -> bool {
+        matches!(&self.value, Value::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+    }
+
+    /// The value of key `key` of a mapping; `None` for another kind of node or a missing key.
+    /// A key given as `snake_case` also finds its `lowerCamelCase` spelling, which proto3's JSON
+    /// (Envoy's `/config_dump`) uses for the same field: `get("per_try_timeout")` finds
+    /// `perTryTimeout`.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        let Value::Map(entries) = &self.value else {
+            return None;
+        };
+        let found = entries.iter().find(|(k, _)| k.as_str() == Some(key));
+        if found.is_some() || !key.contains('_') {
+            return found.map(|(_, v)| v).filter(|v| !v.is_null());
+        }
+        let camel = lower_camel(key);
+        entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(camel.as_str()))
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_null())
+    }
+
+    /// The entries of a mapping (empty for another kind of node).
+    pub fn entries(&self) -> &[(Node, Node)] {
+        match &self.value {
+            Value::Map(entries) => entries,
+            _ => &[],
+        }
+    }
+
+    /// The items of a sequence (empty for another kind of node).
+    pub fn items(&self) -> &[Node] {
+        match &self.value {
+            Value::Seq(items) => items,
+            _ => &[],
+        }
+    }
+
+    /// Whether it is a mapping.
+    pub fn is_map(&self) -> bool {
+        matches!(self.value, Value::Map(_))
+    }
+
+    /// A scalar's text; `None` for a mapping or sequence.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// A non-negative integer, written as a number or, as proto3's JSON writes 64-bit ones, as
+    /// a string; a protobuf wrapper (`{ value: 3 }`) is read through.
+    pub fn as_u64(&self) -> Option<u64> {
+        if let Some(inner) = self.get("value") {
+            return inner.as_u64();
+        }
+        self.as_str()?.trim().parse().ok()
+    }
+
+    /// A number, written as a number or a string; a protobuf wrapper is read through.
+    pub fn as_f64(&self) -> Option<f64> {
+        if let Some(inner) = self.get("value") {
+            return inner.as_f64();
+        }
+        let v: f64 = self.as_str()?.trim().parse().ok()?;
+        v.is_finite().then_some(v)
+    }
+
+    /// A boolean (`true`/`false`, any case; a protobuf wrapper is read through).
+    pub fn as_bool(&self) -> Option<bool> {
+        if let Some(inner) = self.get("value") {
+            return inner.as_bool();
+        }
+        match self.as_str()?.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// A duration, in any of the forms the systems read here write: Go's and Gateway API's
+    /// (`1h2m3.5s`, `250ms`, `10us`), proto3 JSON's (`"0.250s"`), or a protobuf `Duration`
+    /// mapping (`{ seconds: 1, nanos: 500000000 }`). See [`parse_duration`].
+    pub fn as_duration(&self) -> Option<Duration> {
+        if self.is_map() {
+            let seconds = self.get("seconds").map_or(Some(0), Node::as_u64)?;
+            let nanos = self.get("nanos").map_or(Some(0), Node::as_u64)?;
+            if nanos >= 1_000_000_000 || seconds > MAX_DURATION_SECS {
+                return None;
+            }
+            return Some(Duration::new(seconds, nanos as u32));
+        }
+        parse_duration(self.as_str()?)
+    }
+}
+
+/// The longest duration read: 10,000 years is longer than any timeout means and keeps every
+/// sum of a few of them far from overflow.
+const MAX_DURATION_SECS: u64 = 10_000 * 365 * 24 * 3600;
+
+/// Parses a Go-style duration: one or more `NUMBER UNIT` with units `h`, `m`, `s`, `ms`, `us`
+/// (or `µs`), `ns`; numbers may have a fraction (`1.5s`, proto3's `0.250s`). `0` alone is zero.
+/// `None` for anything else, a negative duration, or one over 10,000 years.
+///
+/// ```
+/// use std::time::Duration;
+/// use stormguard_mesh::doc::parse_duration;
+/// assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+/// assert_eq!(parse_duration("0.250s"), Some(Duration::from_millis(250)));
+/// assert_eq!(parse_duration("25ms"), Some(Duration::from_millis(25)));
+/// assert_eq!(parse_duration("-1s"), None);
+/// ```
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    if text.is_empty() || text.len() > 64 {
+        return None;
+    }
+    let mut total_nanos: u128 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if number_len == 0 {
+            return None;
+        }
+        let (number, tail) = rest.split_at(number_len);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let unit_nanos: u128 = match unit {
+            "h" => 3_600_000_000_000,
+            "m" => 60_000_000_000,
+            "s" => 1_000_000_000,
+            "ms" => 1_000_000,
+            "us" | "µs" | "μs" => 1_000,
+            "ns" => 1,
+            _ => return None,
+        };
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+            return None;
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let mut nanos = whole.checked_mul(unit_nanos)?;
+        let mut scale = unit_nanos;
+        for digit in fraction.chars().take(18) {
+            scale /= 10;
+            nanos += u128::from(digit.to_digit(10)?) * scale;
+        }
+        total_nanos = total_nanos.checked_add(nanos)?;
+        rest = tail;
+    }
+    let secs = total_nanos / 1_000_000_000;
+    if secs > u128::from(MAX_DURATION_SECS) {
+        return None;
+    }
+    Some(Duration::new(
+        secs as u64,
+        (total_nanos % 1_000_000_000) as u32,
+    ))
+}
+
+/// `per_try_timeout` → `perTryTimeout`.
+fn lower_camel(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Reads every document of a YAML or JSON text (JSON is read as YAML's flow style, so both get
+/// positions). Empty documents are skipped.
+///
+/// # Errors
+/// The first syntax error, at its line and column; nesting deeper than [`MAX_DEPTH`]; more than
+/// [`MAX_NODES`] nodes once aliases are expanded; an alias to an unknown anchor.
+///
+/// ```
+/// let docs = stormguard_mesh::doc::parse_documents("a.yaml", "kind: A\n---\nkind: B\n  \n").unwrap();
+/// assert_eq!(docs.len(), 2);
+/// assert_eq!(docs[1].root.get("kind").unwrap().pos.line, 3);
+/// ```
+pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, ImportError> {
+    let file: Arc<str> = Arc::from(file);
+    let shared_text: Arc<str> = Arc::from(text);
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    let loaded = parser.load(&mut builder, true);
+    if let Some(error) = builder.error.take() {
+        return Err(ImportError::At {
+            file: file.to_string(),
+            line: error.0.line,
+            column: error.0.column,
+            field: String::new(),
+            message: error.1,
+        });
+    }
+    if let Err(error) = loaded {
+        let marker = error.marker();
+        return Err(ImportError::At {
+            file: file.to_string(),
+            line: marker.line() as u32,
+            column: marker.col() as u32 + 1,
+            field: String::new(),
+            message: format!("not YAML or JSON: {}", error.info()),
+        });
+    }
+    Ok(builder
+        .documents
+        .into_iter()
+        .filter(|root| !root.is_null())
+        .enumerate()
+        .map(|(index, root)| Document {
+            file: file.clone(),
+            index,
+            text: shared_text.clone(),
+            root,
+        })
+        .collect())
+}
+
+/// Builds nodes from events; remembers the first error (the receiver cannot return one).
+#[derive(Default)]
+struct Builder {
+    /// Open sequences and mappings; a mapping's pending key rides along.
+    stack: Vec<(Node, Option<Node>, usize)>,
+    anchors: std::collections::HashMap<usize, Node>,
+    documents: Vec<Node>,
+    nodes: usize,
+    error: Option<(Pos, String)>,
+}
+
+fn pos_of(mark: Marker) -> Pos {
+    Pos {
+        line: mark.line() as u32,
+        column: mark.col() as u32 + 1,
+        offset: mark.index(),
+    }
+}
+
+fn count(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Scalar { .. } => 0,
+        Value::Seq(items) => items.iter().map(count).sum(),
+        Value::Map(entries) => entries.iter().map(|(k, v)| count(k) + count(v)).sum(),
+    }
+}
+
+impl Builder {
+    fn fail(&mut self, pos: Pos, message: String) {
+        if self.error.is_none() {
+            self.error = Some((pos, message));
+        }
+    }
+
+    /// Puts a finished node into its parent (or makes it a document).
+    fn add(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.documents.push(node),
+            Some((parent, key, _)) => match &mut parent.value {
+                Value::Seq(items) => items.push(node),
+                Value::Map(entries) => match key.take() {
+                    None => *key = Some(node),
+                    Some(k) => entries.push((k, node)),
+                },
+                Value::Scalar { .. } => unreachable!("scalars are never open"),
+            },
+        }
+    }
+
+    fn open(&mut self, value: Value, pos: Pos, anchor: usize) {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(pos, format!("nested deeper than {MAX_DEPTH} levels"));
+            return;
+        }
+        self.stack.push((Node { value, pos }, None, anchor));
+    }
+
+    fn close(&mut self) {
+        if let Some((node, _, anchor)) = self.stack.pop() {
+            self.add(node, anchor);
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, event: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        let pos = pos_of(mark);
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            self.fail(pos, format!("more than {MAX_NODES} nodes"));
+            return;
+        }
+        match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let plain = style == TScalarStyle::Plain && !is_string_tag(tag.as_ref());
+                self.add(
+                    Node {
+                        value: Value::Scalar { text, plain },
+                        pos,
+                    },
+                    anchor,
+                );
+            }
+            Event::SequenceStart(anchor, _) => self.open(Value::Seq(Vec::new()), pos, anchor),
+            Event::MappingStart(anchor, _) => self.open(Value::Map(Vec::new()), pos, anchor),
+            Event::SequenceEnd | Event::MappingEnd => self.close(),
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some(mut node) => {
+                    self.nodes += count(&node);
+                    if self.nodes > MAX_NODES {
+                        self.fail(
+                            pos,
+                            format!("more than {MAX_NODES} nodes once aliases are expanded"),
+                        );
+                        return;
+                    }
+                    node.pos = pos;
+                    self.add(node, 0);
+                }
+                None => self.fail(pos, "an alias to an anchor not defined before it".into()),
+            },
+            Event::DocumentEnd => {
+                // A document with only a stream of nothing leaves no node: keep one index per
+                // document anyway (filtered out later as null).
+                self.stack.clear();
+                self.anchors.clear();
+            }
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart => {}
+        }
+    }
+}
+
+fn is_string_tag(tag: Option<&Tag>) -> bool {
+    tag.is_some_and(|t| t.suffix == "str")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_and_camel_case() {
+        let text = "a:\n  perTryTimeout: \"0.250s\"\n  numRetries: '3'\n  list: [1, 2]\n";
+        let docs = parse_documents("f.yaml", text).unwrap();
+        let a = docs[0].root.get("a").unwrap();
+        let per_try = a.get("per_try_timeout").unwrap();
+        assert_eq!((per_try.pos.line, per_try.pos.column), (2, 18));
+        assert_eq!(per_try.as_duration(), Some(Duration::from_millis(250)));
+        assert_eq!(a.get("num_retries").unwrap().as_u64(), Some(3));
+        assert_eq!(a.get("list").unwrap().items().len(), 2);
+        assert_eq!(&text[per_try.pos.offset..per_try.pos.offset + 1], "\"");
+    }
+
+    #[test]
+    fn json_reads_with_lines() {
+        let text = "{\n  \"configs\": [\n    {\"@type\": \"x\", \"n\": \"5\"}\n  ]\n}";
+        let docs = parse_documents("dump.json", text).unwrap();
+        let first = &docs[0].root.get("configs").unwrap().items()[0];
+        assert_eq!(first.get("@type").unwrap().as_str(), Some("x"));
+        assert_eq!(first.get("n").unwrap().pos.line, 3);
+    }
+
+    #[test]
+    fn billion_laughs_is_refused() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        let mut previous = 'a';
+        for name in 'b'..='k' {
+            text.push_str(&format!(
+                "{name}: &{name} [*{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}]\n"
+            ));
+            previous = name;
+        }
+        let error = parse_documents("laughs.yaml", &text).unwrap_err();
+        assert!(error.to_string().contains("nodes"), "{error}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = "[".repeat(10_000);
+        let error = parse_documents("deep.yaml", &text).unwrap_err();
+        assert!(error.to_string().contains("deep.yaml:1"), "{error}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let error = parse_documents("bad.yaml", "a: 1\nb: [1, 2\nc: 3\n").unwrap_err();
+        assert!(error.to_string().starts_with("bad.yaml:"), "{error}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("10us"), Some(Duration::from_micros(10)));
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("1x"), None);
+        assert_eq!(parse_duration("99999999999999999999h"), None);
+        let node = &parse_documents("d.yaml", "{seconds: 2, nanos: 5}").unwrap()[0].root;
+        assert_eq!(node.as_duration(), Some(Duration::new(2, 5)));
+    }
+}

@@ -1,0 +1,1 @@
+//! `stormguard export`: a graph's policies written in one system's resources.

@@ -1,0 +1,186 @@
+//! # stormguard-mesh
+//!
+//! Reads the timeouts and retries a team already runs, where they live (Envoy, Istio, Linkerd,
+//! Gateway API routes, gRPC service configs, Kubernetes workloads), into a stormguard graph that
+//! `check`, `sim` and `recommend` read; and writes a graph's policies back in each system's own
+//! resources ([`export`]).
+//!
+//! ## Why
+//! Nobody types a graph of 200 services by hand, and the settings that multiply across hops are
+//! already written down, in manifests no tool reads across the graph: Istio retries twice per
+//! hop by default, so four hops of sidecars make 3^4 = 81 attempts at the bottom, and an
+//! application's own retries sit on top. Cockcroft's first step is the inventory.
+//!
+//! ## How
+//! [`read_paths`] reads files and directories into [`doc::Document`]s (YAML or JSON, every node
+//! with its line); [`inventory()`] hands each document to the reader of its kind (one module per
+//! system), which translates its fields into the graph's policy keys with the system's own
+//! meaning and defaults ([`inventory::Inventory`]); [`assemble`] puts those policies on calls
+//! (of a base graph, of Prometheus's edges, or of a placeholder caller) and writes the graph
+//! with a comment naming the source of every value. Each system's meaning, field by field, is
+//! in `docs/import-mapping.md`.
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+pub mod assemble;
+pub mod doc;
+pub mod envoy;
+pub mod error;
+pub mod export;
+pub mod gateway;
+pub mod grpc;
+pub mod inventory;
+pub mod istio;
+pub mod kubernetes;
+pub mod linkerd;
+pub mod names;
+pub mod rules;
+pub mod source;
+
+pub use assemble::{assemble, Imported, Options};
+pub use error::ImportError;
+pub use inventory::Inventory;
+
+use doc::{Document, Node};
+use source::Origin;
+
+/// The largest file read: an Envoy `/config_dump` of a large mesh is tens of MB.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The most files read from the paths given (a directory of a whole cluster's manifests is a
+/// few thousand).
+pub const MAX_FILES: usize = 100_000;
+
+/// Reads every file named, and every `.yaml`, `.yml` and `.json` file under every directory named
+/// (recursively, in name order, skipping hidden entries and not following symbolic links to
+/// directories), into documents.
+///
+/// # Errors
+/// A path that does not exist or cannot be read; a file that is not YAML or JSON, at its line;
+/// a file over [`MAX_FILE_BYTES`], or more than [`MAX_FILES`] files.
+pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Document>, ImportError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| file_error(path, &e.to_string()))?;
+        if meta.is_dir() {
+            walk(path, &mut files)?;
+        } else {
+            files.push(path.clone());
+        }
+        if files.len() > MAX_FILES {
+            return Err(file_error(path, &format!("more than {MAX_FILES} files")));
+        }
+    }
+    let mut documents = Vec::new();
+    for file in files {
+        let text = stormguard_graph::input::read_text_at_most(&file, MAX_FILE_BYTES)
+            .map_err(|e| file_error(&file, &e.to_string()))?;
+        documents.extend(doc::parse_documents(&file.display().to_string(), &text)?);
+    }
+    Ok(documents)
+}
+
+fn file_error(path: &Path, message: &str) -> ImportError {
+    ImportError::File {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ImportError> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| file_error(dir, &e.to_string()))?
+        .filter_map(Result::ok)
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let file_type = entry
+            .file_type()
+            .map_err(|e| file_error(&path, &e.to_string()))?;
+        if file_type.is_dir() {
+            walk(&path, files)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) && (file_type.is_file() || path.is_file())
+        {
+            files.push(path);
+        }
+        if files.len() > MAX_FILES {
+            return Err(file_error(dir, &format!("more than {MAX_FILES} files")));
+        }
+    }
+    Ok(())
+}
+
+/// Hands each document to the reader of its kind: Kubernetes resources by `apiVersion` and
+/// `kind` (a `List`'s items each), Envoy bootstraps and config dumps, gRPC service configs. A
+/// document of no kind read here is listed in [`Inventory::unread`].
+///
+/// # Errors
+/// A malformed field of a kind that is read, at its line.
+pub fn inventory(documents: &[Document]) -> Result<Inventory, ImportError> {
+    let mut inv = Inventory::default();
+    for document in documents {
+        read_document(document, &document.root, &mut inv, 0)?;
+    }
+    Ok(inv)
+}
+
+fn read_document(
+    doc: &Document,
+    node: &Node,
+    inv: &mut Inventory,
+    depth: usize,
+) -> Result<(), ImportError> {
+    let api_version = node.get("apiVersion").and_then(Node::as_str);
+    let kind = node.get("kind").and_then(Node::as_str);
+    match (api_version, kind) {
+        (Some(api_version), Some(kind)) => {
+            let group = api_version.split('/').next().unwrap_or_default();
+            let group = if api_version.contains('/') { group } else { "" };
+            match (group, kind) {
+                (_, "List") | (_, "ConfigMapList") if depth == 0 => {
+                    for item in node.get("items").map(Node::items).unwrap_or_default() {
+                        read_document(doc, item, inv, depth + 1)?;
+                    }
+                }
+                ("networking.istio.io", _) => istio::read(doc, node, kind, inv)?,
+                ("gateway.networking.k8s.io" | "policy.linkerd.io", "HTTPRoute" | "GRPCRoute") => {
+                    gateway::read(doc, node, kind, inv)?
+                }
+                ("linkerd.io", "ServiceProfile") => linkerd::read(doc, node, kind, inv)?,
+                ("", "Service") => {
+                    kubernetes::read(doc, node, kind, inv)?;
+                    linkerd::read(doc, node, kind, inv)?;
+                }
+                ("apps", "Deployment" | "StatefulSet") | ("", "Namespace") => {
+                    kubernetes::read(doc, node, kind, inv)?
+                }
+                _ => {
+                    inv.saw(kind);
+                    inv.unread(
+                        Origin::at(doc, node, format!("{kind} ({api_version})")),
+                        kind,
+                        "a kind stormguard does not read: it sets no timeout or retry",
+                    );
+                }
+            }
+        }
+        _ if envoy::detect(node) => envoy::read(doc, inv)?,
+        _ if grpc::detect(node) => grpc::read(doc, inv)?,
+        _ => inv.unread(
+            Origin::at(doc, node, ""),
+            "document",
+            "not a Kubernetes resource (no apiVersion and kind), an Envoy bootstrap or config \
+             dump, or a gRPC service config",
+        ),
+    }
+    Ok(())
+}

@@ -27,13 +27,10 @@ pub fn service_of(host: &Host) -> (String, Option<String>) {
     };
     let name = name.trim_end_matches('.');
     let parts: Vec<&str> = name.split('.').collect();
-    let cluster_local = match parts.as_slice() {
-        [_] => true,
-        [_, _] => true,
-        [_, _, "svc"] => true,
-        [_, _, "svc", "cluster", "local"] => true,
-        _ => false,
-    };
+    let cluster_local = matches!(
+        parts.as_slice(),
+        [_] | [_, _] | [_, _, "svc"] | [_, _, "svc", "cluster", "local"]
+    );
     if !cluster_local {
         return (name.to_string(), None);
     }

@@ -122,7 +122,10 @@ mod tests {
         let listed: BTreeSet<String> = RULES.iter().map(|r| r.id.to_string()).collect();
         assert_eq!(listed.len(), RULES.len(), "an id is listed twice");
         let unlisted: Vec<&String> = emitted.difference(&listed).collect();
-        assert!(unlisted.is_empty(), "ids without an entry in rules.rs: {unlisted:?}");
+        assert!(
+            unlisted.is_empty(),
+            "ids without an entry in rules.rs: {unlisted:?}"
+        );
         assert!(emitted.contains("mesh-retries-stacked"));
         assert!(emitted.contains("mesh-retries-non-idempotent"));
     }
@@ -130,16 +133,32 @@ mod tests {
     #[test]
     fn no_import_rule_shares_an_id_with_a_rule_of_check() {
         for rule in RULES {
-            assert!(stormguard_graph::check::rule_doc(rule.id).is_none(), "{}", rule.id);
+            assert!(
+                stormguard_graph::check::rule_doc(rule.id).is_none(),
+                "{}",
+                rule.id
+            );
         }
     }
 
     #[test]
     fn each_entry_is_complete_and_its_summary_one_sentence() {
         for rule in RULES {
-            for (part, text) in [("summary", rule.summary), ("why", rule.why), ("fix", rule.fix)] {
-                assert!(text.ends_with('.'), "{}: {part} ends without a period", rule.id);
-                assert!(!text.contains("  "), "{}: {part} has a double space", rule.id);
+            for (part, text) in [
+                ("summary", rule.summary),
+                ("why", rule.why),
+                ("fix", rule.fix),
+            ] {
+                assert!(
+                    text.ends_with('.'),
+                    "{}: {part} ends without a period",
+                    rule.id
+                );
+                assert!(
+                    !text.contains("  "),
+                    "{}: {part} has a double space",
+                    rule.id
+                );
             }
         }
     }

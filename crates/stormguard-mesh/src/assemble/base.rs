@@ -11,12 +11,11 @@ use stormguard_graph::model::Call;
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
 use super::calls::{comment, method, Planned};
-use super::placement::{self, Key};
+use super::placement;
 use super::stack::Sidecar;
 use super::{findings, Context, Table};
 use crate::error::ImportError;
 use crate::inventory::Unread;
-use crate::names::service_of;
 use crate::source::Origin;
 
 /// The base graph `text` (file `file`) with the imported policies, and how its calls were made.
@@ -39,7 +38,7 @@ pub(super) fn write(
                 message: e.to_string(),
             })?;
     let inv = cx.inv;
-    let mut reached: BTreeSet<Key> = BTreeSet::new();
+    let mut reached: BTreeSet<String> = BTreeSet::new();
     let mut sidecars: BTreeMap<String, Sidecar> = BTreeMap::new();
     let mut taken: BTreeSet<String> = graph.services.keys().cloned().collect();
     let mut given = 0;
@@ -47,7 +46,7 @@ pub(super) fn write(
     let mut instances: BTreeMap<String, u32> = BTreeMap::new();
     for (name, service) in &graph.services {
         let keys = cx.names.keys_of(name);
-        let found = placement::instances(inv, &keys);
+        let found = cx.names.workloads.instances(inv, &keys);
         let Some((replicas, origin)) = found else {
             instances.insert(name.clone(), service.instances);
             continue;
@@ -76,7 +75,7 @@ pub(super) fn write(
                 ) else {
                     continue;
                 };
-                reached.extend(keys.iter().cloned());
+                reached.extend(cx.names.graph_names(&keys).into_iter().map(str::to_string));
                 given += 1;
                 let table = Table::Call {
                     service: name.clone(),
@@ -194,14 +193,7 @@ pub(super) fn write(
         }
     }
     for route in &inv.routes {
-        if !reached.contains(&service_of(&route.host))
-            && !reached.iter().any(|k| {
-                cx.names.of(&route.host)
-                    == cx
-                        .names
-                        .of(&crate::inventory::Host::new(&k.0, k.1.as_deref()))
-            })
-        {
+        if !reached.contains(&cx.names.of(&route.host)) {
             cx.notes.push(Unread {
                 origin: route.origin.clone(),
                 what: format!("route to {}", route.host.name),

@@ -31,7 +31,12 @@ impl Context<'_> {
         method: Option<&str>,
     ) -> Chosen {
         let edge = format!("{caller} -> {to}");
-        clamp::clamp(&mut chosen.policy, &edge, &mut self.notes);
+        clamp::clamp(
+            &mut chosen.policy,
+            &edge,
+            &mut self.notes,
+            &mut self.accepted,
+        );
         let method = chosen.method.clone().or(method.map(str::to_string));
         if let Some(finding) = findings::non_idempotent(&edge, to, &chosen, method.as_deref()) {
             self.findings.push(finding);

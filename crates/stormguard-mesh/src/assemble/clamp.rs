@@ -8,6 +8,7 @@
 //! says what was there and why it changed. The parser itself is the judge: the policy is parsed
 //! as a one-call graph, and a key it still refuses is dropped with its message.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use stormguard::duration;
@@ -22,8 +23,14 @@ const MAX_ROUNDS: usize = 16;
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// `policy` made acceptable to the graph parser for the call `edge` (`web -> reviews`), each
-/// change noted in `notes`.
-pub(super) fn clamp(policy: &mut Policy, edge: &str, notes: &mut Vec<Unread>) {
+/// change noted in `notes`. `accepted` holds the policies the parser has accepted already (a
+/// mesh of a thousand routes has a handful of distinct policies), so each is parsed once.
+pub(super) fn clamp(
+    policy: &mut Policy,
+    edge: &str,
+    notes: &mut Vec<Unread>,
+    accepted: &mut HashSet<String>,
+) {
     for key in ["timeout", "request_timeout", "connect_timeout"] {
         let Some(setting) = policy.get(key).cloned() else {
             continue;
@@ -106,7 +113,12 @@ pub(super) fn clamp(policy: &mut Policy, edge: &str, notes: &mut Vec<Unread>) {
         }
     }
     for _ in 0..MAX_ROUNDS {
-        let Err(error) = stormguard_graph::parse("import", &one_call(policy)) else {
+        let text = one_call(policy);
+        if accepted.contains(&text) {
+            return;
+        }
+        let Err(error) = stormguard_graph::parse("import", &text) else {
+            accepted.insert(text);
             return;
         };
         let key = error
@@ -205,7 +217,7 @@ mod tests {
     fn a_connect_timeout_above_the_timeout_is_clamped_with_a_note() {
         let mut p = policy(&[("timeout", "\"1s\""), ("connect_timeout", "\"5s\"")]);
         let mut notes = Vec::new();
-        clamp(&mut p, "web -> db", &mut notes);
+        clamp(&mut p, "web -> db", &mut notes, &mut HashSet::new());
         assert_eq!(p.get("connect_timeout").unwrap().value, "\"1s\"");
         assert_eq!(notes.len(), 1);
         assert!(
@@ -227,7 +239,7 @@ mod tests {
             ("retry_budget", "{ ratio = 7.0 }"),
         ]);
         let mut notes = Vec::new();
-        clamp(&mut p, "a -> b", &mut notes);
+        clamp(&mut p, "a -> b", &mut notes, &mut HashSet::new());
         assert_eq!(p.get("timeout").unwrap().value, "\"1h\"");
         assert!(p.get("request_timeout").is_none());
         assert_eq!(p.get("max_attempts").unwrap().value, "100");

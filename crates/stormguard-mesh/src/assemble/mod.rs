@@ -120,6 +120,8 @@ struct Context<'i> {
     pub findings: Vec<ImportFinding>,
     /// Every imported value written.
     pub annotations: Vec<Annotation>,
+    /// The policies the graph parser accepted (see [`clamp::clamp`]).
+    pub accepted: std::collections::HashSet<String>,
 }
 
 /// Puts the inventory's policies on calls and writes the graph.
@@ -134,6 +136,7 @@ pub fn assemble(inv: &Inventory, options: &Options) -> Result<Imported, ImportEr
         notes: Vec::new(),
         findings: Vec::new(),
         annotations: Vec::new(),
+        accepted: std::collections::HashSet::new(),
     };
     let (how, body) = match &options.base {
         None => placeholder::write(&mut cx),

@@ -148,7 +148,7 @@ pub(super) fn write(cx: &mut Context<'_>) -> (String, String) {
     }
     for (to, keys) in &callees {
         out.push_str(&format!("[services.{to}]\n"));
-        if let Some((instances, origin)) = placement::instances(inv, keys) {
+        if let Some((instances, origin)) = cx.names.workloads.instances(inv, keys) {
             cx.write_instances(&mut out, to, instances, &origin);
         }
         out.push('\n');

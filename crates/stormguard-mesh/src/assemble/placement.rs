@@ -22,6 +22,12 @@ pub(super) type Key = (String, Option<String>);
 #[derive(Debug, Default)]
 pub(super) struct Names {
     by_key: BTreeMap<Key, String>,
+    /// The graph name of each route's host, by the route's index.
+    routes: Vec<String>,
+    /// The graph name of each destination policy's host, by its index.
+    destinations: Vec<String>,
+    /// The workloads, indexed.
+    pub workloads: Workloads,
 }
 
 impl Names {
@@ -71,7 +77,15 @@ impl Names {
             used.insert(chosen.clone());
             by_key.insert(key.clone(), chosen);
         }
-        Names { by_key }
+        let mut names = Names {
+            by_key,
+            routes: Vec::new(),
+            destinations: Vec::new(),
+            workloads: Workloads::new(inv),
+        };
+        names.routes = inv.routes.iter().map(|r| names.of(&r.host)).collect();
+        names.destinations = inv.destinations.iter().map(|d| names.of(&d.host)).collect();
+        names
     }
 
     /// The graph name of `host`.
@@ -103,71 +117,122 @@ impl Names {
             .collect()
     }
 
-    /// Whether `host` is one of `keys`.
-    pub(super) fn host_is(&self, host: &Host, keys: &[Key]) -> bool {
-        let key = service_of(host);
-        keys.contains(&key)
-            || (key.1.is_none() && keys.iter().any(|(name, _)| *name == key.0))
-            || keys
-                .iter()
-                .any(|k| self.by_key.get(k).is_some_and(|n| *n == self.of(host)))
+    /// The graph names of `keys`.
+    pub(super) fn graph_names(&self, keys: &[Key]) -> Vec<&str> {
+        keys.iter()
+            .filter_map(|k| self.by_key.get(k).map(String::as_str))
+            .collect()
     }
 }
 
-/// A service's instances: the replicas of the workloads a Kubernetes Service selects, else of a
-/// workload of the service's name, with where they are written.
-pub(super) fn instances(inv: &Inventory, keys: &[Key]) -> Option<(u32, Origin)> {
-    let in_key = |w: &Workload| {
-        keys.iter()
-            .any(|(name, ns)| *name == w.name && ns.as_deref().is_none_or(|ns| ns == w.namespace))
-    };
-    let service = inv
-        .workloads
-        .iter()
-        .find(|w| w.kind == "Service" && in_key(w));
-    if let Some(service) = service.filter(|s| !s.labels.is_empty()) {
-        let selected: Vec<&(u32, Origin)> = inv
-            .workloads
+/// The workloads of the inventory by name and by pod label, so that a thousand Services each
+/// find theirs without reading every workload.
+#[derive(Debug, Default)]
+pub(super) struct Workloads {
+    by_name: BTreeMap<String, Vec<usize>>,
+    by_label: BTreeMap<(String, String, String), Vec<usize>>,
+}
+
+impl Workloads {
+    /// The index of `inv`'s workloads.
+    pub(super) fn new(inv: &Inventory) -> Workloads {
+        let mut index = Workloads::default();
+        for (i, w) in inv.workloads.iter().enumerate() {
+            index.by_name.entry(w.name.clone()).or_default().push(i);
+            if w.kind != "Service" {
+                for (k, v) in &w.labels {
+                    let key = (w.namespace.clone(), k.clone(), v.clone());
+                    index.by_label.entry(key).or_default().push(i);
+                }
+            }
+        }
+        index
+    }
+
+    /// The workloads (Services included) that `keys` name.
+    fn named<'i>(&self, inv: &'i Inventory, keys: &[Key]) -> Vec<&'i Workload> {
+        let mut found: Vec<usize> = keys
             .iter()
-            .filter(|w| w.kind != "Service" && w.namespace == service.namespace)
+            .flat_map(|(name, ns)| {
+                self.by_name
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .filter(|&i| {
+                        ns.as_deref()
+                            .is_none_or(|ns| ns == inv.workloads[i].namespace)
+                    })
+            })
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found.into_iter().map(|i| &inv.workloads[i]).collect()
+    }
+
+    /// The workloads (not Services) whose pod labels a Service's selector matches.
+    fn selected<'i>(&self, inv: &'i Inventory, service: &Workload) -> Vec<&'i Workload> {
+        let Some((k, v)) = service.labels.iter().next() else {
+            return Vec::new();
+        };
+        let key = (service.namespace.clone(), k.clone(), v.clone());
+        self.by_label
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|&i| &inv.workloads[i])
             .filter(|w| {
                 service
                     .labels
                     .iter()
                     .all(|(k, v)| w.labels.get(k) == Some(v))
             })
-            .filter_map(|w| w.instances.as_ref())
-            .collect();
-        if let Some((_, origin)) = selected.first() {
-            let total = selected.iter().map(|(n, _)| *n).sum();
-            return Some((total, origin.clone()));
-        }
+            .collect()
     }
-    inv.workloads
-        .iter()
-        .find(|w| w.kind != "Service" && in_key(w))
-        .and_then(|w| w.instances.clone())
-}
 
-/// The mesh whose sidecars carry calls to `keys`: said by the callee's own workloads (or those
-/// its Service selects), else by evidence for its namespace or for every namespace.
-pub(super) fn mesh_of(inv: &Inventory, keys: &[Key]) -> Option<(System, Origin)> {
-    let own = inv.workloads.iter().find_map(|w| {
-        let named = keys
+    /// A service's instances: the replicas of the workloads a Kubernetes Service selects, else
+    /// of a workload of the service's name, with where they are written.
+    pub(super) fn instances(&self, inv: &Inventory, keys: &[Key]) -> Option<(u32, Origin)> {
+        let named = self.named(inv, keys);
+        if let Some(service) = named.iter().find(|w| w.kind == "Service") {
+            let selected: Vec<&(u32, Origin)> = self
+                .selected(inv, service)
+                .into_iter()
+                .filter_map(|w| w.instances.as_ref())
+                .collect();
+            if let Some((_, origin)) = selected.first() {
+                let total = selected.iter().map(|(n, _)| *n).sum();
+                return Some((total, origin.clone()));
+            }
+        }
+        named
             .iter()
-            .any(|(name, ns)| *name == w.name && ns.as_deref().is_none_or(|ns| ns == w.namespace));
-        named.then(|| w.mesh.clone()).flatten()
-    });
-    if own.is_some() {
-        return own;
+            .find(|w| w.kind != "Service")
+            .and_then(|w| w.instances.clone())
     }
-    inv.meshes
-        .iter()
-        .find(|m| match &m.namespace {
-            None => true,
-            Some(ns) => keys.iter().any(|(_, k)| k.as_deref() == Some(ns.as_str())),
-        })
-        .map(|m| (m.system, m.origin.clone()))
+
+    /// The mesh whose sidecars carry calls to `keys`: said by the callee's own workloads (or
+    /// those its Service selects), else by evidence for its namespace or for every namespace.
+    pub(super) fn mesh_of(&self, inv: &Inventory, keys: &[Key]) -> Option<(System, Origin)> {
+        let named = self.named(inv, keys);
+        let own = named.iter().find_map(|w| w.mesh.clone()).or_else(|| {
+            named
+                .iter()
+                .filter(|w| w.kind == "Service")
+                .flat_map(|s| self.selected(inv, s))
+                .find_map(|w| w.mesh.clone())
+        });
+        if own.is_some() {
+            return own;
+        }
+        inv.meshes
+            .iter()
+            .find(|m| match &m.namespace {
+                None => true,
+                Some(ns) => keys.iter().any(|(_, k)| k.as_deref() == Some(ns.as_str())),
+            })
+            .map(|m| (m.system, m.origin.clone()))
+    }
 }
 
 /// The policy one call gets, and where it comes from.
@@ -197,10 +262,13 @@ pub(super) fn choose(
     endpoint: Option<&str>,
     notes: &mut Vec<Unread>,
 ) -> Option<Chosen> {
+    let targets = names.graph_names(keys);
     let for_callee: Vec<&Route> = inv
         .routes
         .iter()
-        .filter(|r| names.host_is(&r.host, keys))
+        .zip(&names.routes)
+        .filter(|(_, name)| targets.contains(&name.as_str()))
+        .map(|(route, _)| route)
         .collect();
     let own: Vec<&Route> = for_callee
         .iter()
@@ -219,7 +287,7 @@ pub(super) fn choose(
     let mut chosen = match route {
         Some(route) => from_route(route),
         None => {
-            let (system, said) = mesh_of(inv, keys)?;
+            let (system, said) = names.workloads.mesh_of(inv, keys)?;
             let policy = match system {
                 System::Istio => istio::default_policy(),
                 System::Linkerd => linkerd::default_policy(),
@@ -258,9 +326,16 @@ pub(super) fn fill_destinations(
     caller: Option<&str>,
     chosen: &mut Chosen,
 ) {
-    for destination in inv.destinations.iter().filter(|d| {
-        names.host_is(&d.host, keys) && d.caller.as_deref().is_none_or(|c| Some(c) == caller)
-    }) {
+    let targets = names.graph_names(keys);
+    for (destination, _) in inv
+        .destinations
+        .iter()
+        .zip(&names.destinations)
+        .filter(|(d, name)| {
+            targets.contains(&name.as_str())
+                && d.caller.as_deref().is_none_or(|c| Some(c) == caller)
+        })
+    {
         fill(&mut chosen.policy, &destination.policy);
     }
 }

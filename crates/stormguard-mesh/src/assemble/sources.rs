@@ -12,7 +12,11 @@ pub(super) fn map(text: &str, annotations: &[Annotation]) -> SourceMap {
     let Ok(doc) = Document::parse(text) else {
         return sources;
     };
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+        .collect();
+    // The number of lines that start at or before `offset`.
+    let line_of = |offset: usize| starts.partition_point(|start| *start <= offset);
     for annotation in annotations {
         let Some(span) = span(doc.as_item(), &annotation.table, annotation.key.as_deref()) else {
             continue;

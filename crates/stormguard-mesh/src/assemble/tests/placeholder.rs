@@ -276,3 +276,26 @@ fn the_readers_unread_items_and_findings_are_listed_at_the_end() {
     assert_eq!(imported.unread.len(), 1);
     assert_eq!(imported.findings.len(), 1);
 }
+
+#[test]
+fn a_thousand_routes_and_services_are_a_thousand_calls_that_parse() {
+    let mut inv = Inventory::default();
+    for i in 0..1000 {
+        let name = format!("svc{i}");
+        inv.routes.push(
+            route(System::Istio, &name, "prod", "vs.yaml", i + 2)
+                .set("timeout", "\"1s\"", i + 3)
+                .default("max_attempts", "3", "Istio default")
+                .default("retry_budget", "\"none\"", "Istio default"),
+        );
+        inv.workloads
+            .push(deployment(&name, "prod", 2, "deploy.yaml", i + 5));
+        inv.workloads
+            .push(service(&name, "prod", &name, "svc.yaml", i + 2));
+    }
+    let imported = import(&inv);
+    let graph = parsed(&imported);
+    assert_eq!(graph.services["mesh-callers"].endpoints.len(), 1000);
+    assert_eq!(graph.services["svc999"].instances, 2);
+    assert_eq!(imported.sources.lines.len(), 1000 * 5);
+}

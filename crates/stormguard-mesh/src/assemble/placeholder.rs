@@ -126,10 +126,17 @@ pub(super) fn write(cx: &mut Context<'_>) -> (String, String) {
         out.push_str(&format!("[services.{PLACEHOLDER}.endpoints.{name}]\n"));
         if (share - 1.0).abs() > 1e-12 {
             match weight_origin {
-                Some(origin) => out.push_str(&format!(
-                    "weight = {share:?} # {}\n",
-                    super::calls::comment(&origin.to_string())
-                )),
+                Some(origin) => {
+                    out.push_str(&format!(
+                        "weight = {share:?} # {}\n",
+                        super::calls::comment(&origin.to_string())
+                    ));
+                    let table = Table::Endpoint {
+                        service: PLACEHOLDER.to_string(),
+                        endpoint: name.clone(),
+                    };
+                    cx.annotate(&table, Some("weight"), origin);
+                }
                 None => out.push_str(&format!("weight = {share:?}\n")),
             }
         }

@@ -96,11 +96,10 @@ pub(super) fn non_idempotent(
         message: format!(
             "{edge} sends {method} requests, which are not idempotent, and the mesh retries them \
              on {} ({}), conditions that fire after the request was sent: the mesh replays a \
-             {method} that may have been applied ({}: {})",
+             {method} that may have been applied (idempotent = true: {})",
             after.join(", "),
             retry_on.origin.short(),
             idempotent.origin,
-            "it retries any method"
         ),
         fix: format!(
             "retry_on = [{}] on the route ({}), or make the request idempotent (an idempotency \

@@ -195,3 +195,20 @@ fn a_call_written_inline_gets_the_values_without_comments() {
         Some(Duration::from_secs(2))
     );
 }
+
+#[test]
+fn a_value_the_base_had_is_replaced_and_said() {
+    let base = "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"reviews\"\nretry_on = [\"5xx\"] # ours\n[services.reviews]\n";
+    let inv = Inventory {
+        routes: vec![reviews(10).set("retry_on", "[\"connect-failure\"]", 13)],
+        ..Inventory::default()
+    };
+    let imported = import_onto(&inv, base);
+    assert!(
+        imported.toml.contains(
+            "retry_on = [\"connect-failure\"] # vs.yaml:13 (retry_on); the base had [\"5xx\"]\n"
+        ),
+        "{}",
+        imported.toml
+    );
+}

@@ -134,3 +134,53 @@ fn a_sidecar_name_taken_by_a_service_gets_a_number() {
         "web-sidecar-2"
     );
 }
+
+#[test]
+fn a_call_to_a_callees_endpoint_goes_through_a_sidecar_endpoint_that_keeps_it() {
+    let base = r#"[entry]
+service = "web"
+[services.web]
+[[services.web.calls]]
+to = "reviews"
+endpoint = "rate"
+max_attempts = 2
+[services.reviews.endpoints.rate]
+[services.reviews.endpoints.read]
+"#;
+    let inv = Inventory {
+        routes: vec![
+            route(System::Istio, "reviews", "prod", "vs.yaml", 10)
+                .named("rate")
+                .set("max_attempts", "2", 12),
+            route(System::Istio, "reviews", "prod", "vs.yaml", 20)
+                .named("read")
+                .set("max_attempts", "5", 22),
+        ],
+        ..Inventory::default()
+    };
+    let imported = import_onto(&inv, base);
+    let graph = parsed(&imported);
+    let app = &graph.services["web"].calls[0];
+    assert_eq!(
+        (app.to.as_str(), app.endpoint.as_deref()),
+        ("web-sidecar", Some("reviews-rate"))
+    );
+    let call = &graph.services["web-sidecar"]
+        .endpoint("reviews-rate")
+        .unwrap()
+        .calls[0];
+    assert_eq!(
+        (call.endpoint.as_deref(), call.max_attempts),
+        (Some("rate"), 2)
+    );
+    let finding = imported
+        .findings
+        .iter()
+        .find(|f| f.rule == "mesh-retries-stacked")
+        .unwrap();
+    assert!(
+        finding.message.contains("up to 4 at reviews"),
+        "{}",
+        finding.message
+    );
+}

@@ -121,7 +121,9 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ImportError> {
 
 /// Hands each document to the reader of its kind: Kubernetes resources by `apiVersion` and
 /// `kind` (a `List`'s items each), Envoy bootstraps and config dumps, gRPC service configs. A
-/// document of no kind read here is listed in [`Inventory::unread`].
+/// document of no kind read here is listed in [`Inventory::unread`]. Last, Istio's
+/// `DestinationRule`s are applied to the routes they govern, wherever each was read
+/// ([`istio::resolve`]).
 ///
 /// # Errors
 /// A malformed field of a kind that is read, at its line.
@@ -130,6 +132,7 @@ pub fn inventory(documents: &[Document]) -> Result<Inventory, ImportError> {
     for document in documents {
         read_document(document, &document.root, &mut inv, 0)?;
     }
+    istio::resolve(&mut inv);
     Ok(inv)
 }
 

@@ -250,11 +250,14 @@ fn bootstrap_clusters_connect_timeouts_and_circuit_breakers() {
     }
 }
 
+/// A route's host, name and settings, without origins.
+type RouteValues = (String, Option<String>, Vec<(String, String)>);
+
 #[test]
 fn the_same_bootstrap_as_json_gives_the_same_policies_at_its_own_lines() {
     let (_, yaml) = load(YAML);
     let (json_text, json) = load(JSON);
-    let values = |inv: &Inventory| -> Vec<(String, Option<String>, Vec<(String, String)>)> {
+    let values = |inv: &Inventory| -> Vec<RouteValues> {
         inv.routes
             .iter()
             .map(|r| {

@@ -481,3 +481,28 @@ fn per_try_timeout_above_the_route_timeout_is_clamped_with_a_note() {
     );
     assert_graph_accepts(p, "");
 }
+
+#[test]
+fn the_example_imports_with_its_bad_settings() {
+    let dir = format!("{}/../../examples/mesh/envoy", env!("CARGO_MANIFEST_DIR"));
+    let docs = crate::read_paths(&[dir.into()]).unwrap();
+    let inv = crate::inventory(&docs).unwrap();
+    let checkout = route(&inv, "checkout", Some("checkout"));
+    assert_eq!(checkout.caller.as_deref(), Some("edge"));
+    assert_eq!(checkout.method.as_deref(), Some("POST"));
+    // 4 attempts × 500ms cannot fit in the 1s route timeout.
+    assert_eq!(value(&checkout.policy, "max_attempts"), "4");
+    assert_eq!(value(&checkout.policy, "timeout"), "\"500ms\"");
+    assert_eq!(value(&checkout.policy, "request_timeout"), "\"1s\"");
+    let search = route(&inv, "search", Some("search"));
+    assert_eq!(value(&search.policy, "request_timeout"), "\"15s\"");
+    assert_eq!(value(&search.policy, "timeout"), "\"15s\"");
+    assert_eq!(
+        value(&destination(&inv, "checkout").policy, "retry_budget"),
+        "\"none\""
+    );
+    assert_eq!(
+        value(&destination(&inv, "checkout").policy, "connect_timeout"),
+        "\"5s\""
+    );
+}

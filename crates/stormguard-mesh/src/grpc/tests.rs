@@ -232,3 +232,18 @@ fn malformed_configs_are_errors_at_their_line_column_and_field() {
         assert!(error.starts_with(expected), "{error}\nexpected: {expected}");
     }
 }
+
+#[test]
+fn the_example_imports_with_its_capped_attempts() {
+    let dir = format!("{}/../../examples/mesh/grpc", env!("CARGO_MANIFEST_DIR"));
+    let docs = crate::read_paths(&[dir.into()]).unwrap();
+    let inv = crate::inventory(&docs).unwrap();
+    let charge = route(&inv, "paymentservice", Some("Charge"));
+    assert_eq!(value(&charge.policy, "max_attempts"), "5");
+    assert_eq!(value(&charge.policy, "retry_budget"), "\"none\"");
+    assert_eq!(inv.findings.len(), 1);
+    assert_eq!(inv.findings[0].rule, MAX_ATTEMPTS_CAPPED);
+    let catalog = route(&inv, "catalogservice", None);
+    assert!(catalog.policy.get("timeout").is_none());
+    assert_eq!(unread_about(&inv, "backoffMultiplier").len(), 1);
+}

@@ -261,3 +261,63 @@ fn a_gamma_route_in_a_linkerd_namespace_is_linkerds() {
         line_of("gateway-api/gamma-reviews.yaml", "retry:", "attempts: 3")
     );
 }
+
+/// The graph's own findings on a call from a placeholder caller with each route's policy, by
+/// route (`host` or `host/name`), for the examples under `examples/mesh/` (the findings only
+/// imported settings make, such as `attempts-cannot-fit`, are the assembler's).
+pub(crate) fn example_findings(dir: &str) -> Vec<(String, Vec<&'static str>)> {
+    let path = format!("{}/../../examples/mesh/{dir}", env!("CARGO_MANIFEST_DIR"));
+    let documents = crate::read_paths(&[path.into()]).unwrap();
+    let inv = crate::inventory(&documents).unwrap();
+    inv.routes
+        .iter()
+        .map(|route| {
+            let mut text = String::from(
+                "[entry]\nservice = \"a\"\n[services.b]\n[[services.a.calls]]\nto = \"b\"\n",
+            );
+            for setting in &route.policy.settings {
+                text.push_str(&format!("{} = {}\n", setting.key, setting.value));
+            }
+            if let Some(method) = &route.method {
+                text.push_str(&format!("method = \"{method}\"\n"));
+            }
+            let graph = stormguard_graph::parse::parse("example.toml", &text)
+                .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+            let mut rules: Vec<&'static str> = stormguard_graph::check::check(&graph)
+                .findings
+                .iter()
+                .map(|f| f.rule)
+                .collect();
+            rules.sort_unstable();
+            rules.dedup();
+            let name = match &route.name {
+                Some(name) => format!("{}/{name}", route.host.name),
+                None => route.host.name.clone(),
+            };
+            (name, rules)
+        })
+        .collect()
+}
+
+#[test]
+fn the_example_shows_the_findings_its_readme_lists() {
+    let findings = example_findings("gateway-api");
+    let of = |name: &str| {
+        findings
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} in {findings:?}"))
+            .1
+            .clone()
+    };
+    let order = of("checkout/place-order");
+    for rule in ["too-many-attempts", "retry-without-budget"] {
+        assert!(order.contains(&rule), "{rule}: {order:?}");
+    }
+    assert!(of("checkout/list-orders").contains(&"missing-timeout"));
+    let edge = of("frontend");
+    assert!(
+        edge.contains(&"retry-without-budget") && edge.contains(&"too-many-attempts"),
+        "{edge:?}"
+    );
+}

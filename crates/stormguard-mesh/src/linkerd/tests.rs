@@ -290,3 +290,65 @@ fn malformed_annotations_and_profiles_name_file_line_column_and_field() {
         "{e}"
     );
 }
+
+#[test]
+fn every_policy_read_is_one_the_graph_accepts() {
+    let files = [
+        ANNOTATED,
+        PROFILE,
+        "linkerd/default-budget-profile.yaml",
+        "gateway-api/gamma-reviews.yaml",
+        "gateway-api/gateway-store.yaml",
+        "gateway-api/grpc-echo.yaml",
+    ];
+    let inv = load(&files).unwrap();
+    let mut routes: Vec<&crate::inventory::Route> = inv.routes.iter().collect();
+    let mut default = inv.routes[0].clone();
+    default.policy = super::default_policy();
+    routes.push(&default);
+    for route in routes {
+        let mut text = String::from(
+            "[entry]\nservice = \"a\"\n[services.b]\n[[services.a.calls]]\nto = \"b\"\n",
+        );
+        for setting in &route.policy.settings {
+            text.push_str(&format!("{} = {}\n", setting.key, setting.value));
+        }
+        if let Err(e) = stormguard_graph::parse::parse("imported.toml", &text) {
+            panic!("{e:?}\n{text}");
+        }
+    }
+}
+
+#[test]
+fn the_example_shows_the_findings_its_readme_lists() {
+    let findings = crate::gateway::tests::example_findings("linkerd");
+    let of = |name: &str| {
+        findings
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} in {findings:?}"))
+            .1
+            .clone()
+    };
+    let voting = of("voting-svc");
+    for rule in ["too-many-attempts", "retry-without-budget"] {
+        assert!(voting.contains(&rule), "{rule}: {voting:?}");
+    }
+    let vote = of("web-svc");
+    for rule in [
+        "too-many-attempts",
+        "retry-without-budget",
+        "missing-timeout",
+    ] {
+        assert!(vote.contains(&rule), "{rule}: {vote:?}");
+    }
+    let list = of("emoji-svc.emojivoto.svc.cluster.local/GET /api/list");
+    for rule in [
+        "too-many-attempts",
+        "missing-timeout",
+        "retry-without-backoff",
+        "retry-amplification",
+    ] {
+        assert!(list.contains(&rule), "{rule}: {list:?}");
+    }
+}

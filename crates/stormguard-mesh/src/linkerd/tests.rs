@@ -352,3 +352,123 @@ fn the_example_shows_the_findings_its_readme_lists() {
         assert!(list.contains(&rule), "{rule}: {list:?}");
     }
 }
+
+#[test]
+fn a_grpc_route_takes_its_services_grpc_retries_and_keeps_its_own_timeouts() {
+    const F: &str = "linkerd/emoji-grpc.yaml";
+    let inv = load(&[F]).unwrap();
+    let list = routes_to(&inv, "emoji-svc");
+    assert_eq!(list.len(), 1, "{list:#?}");
+    let list = list[0];
+    assert_eq!(
+        (list.system, list.resource.kind.as_str()),
+        (System::Linkerd, "GRPCRoute")
+    );
+    let svc = |needle| line_of(F, "name: emoji-svc", needle);
+    assert_eq!(
+        setting(list, "retry_on"),
+        (
+            "[\"refused-stream\", \"unavailable\", \"resource-exhausted\"]".into(),
+            svc("retry.linkerd.io/grpc")
+        )
+    );
+    assert_eq!(
+        setting(list, "max_attempts"),
+        ("3".into(), svc("retry.linkerd.io/limit"))
+    );
+    assert_eq!(
+        setting(list, "request_timeout"),
+        (
+            "\"2s\"".into(),
+            line_of(F, "name: emoji-list", "timeout.linkerd.io/request")
+        )
+    );
+    assert!(
+        list.policy.get("timeout").is_none(),
+        "the route's timeouts replace the Service's"
+    );
+}
+
+#[test]
+fn grpc_retries_without_a_grpc_route_and_an_hour_long_timeout_are_listed() {
+    const F: &str = "linkerd/emoji-grpc.yaml";
+    let inv = load(&[F]).unwrap();
+    let voting = routes_to(&inv, "voting-svc")[0];
+    assert_eq!(setting(voting, "max_attempts"), ("1".into(), 0));
+    assert_eq!(setting(voting, "request_timeout").0, "\"3600s\"");
+    let grpc = inv
+        .unread
+        .iter()
+        .find(|u| u.what == "retry.linkerd.io/grpc")
+        .expect("listed");
+    assert!(grpc.why.contains("has none"), "{grpc:?}");
+    let clamp = inv
+        .unread
+        .iter()
+        .find(|u| u.what == "a duration over 1h")
+        .expect("listed");
+    assert_eq!(
+        clamp.origin.file_line().unwrap().1,
+        line_of(F, "name: voting-svc", "request: 2h")
+    );
+}
+
+#[test]
+fn a_linkerd_httproute_rule_reads_its_request_timeout_or_takes_its_services() {
+    const F: &str = "linkerd/policy-httproute.yaml";
+    let inv = load(&[F]).unwrap();
+    let books = routes_to(&inv, "books");
+    assert_eq!(books.len(), 2, "{books:#?}");
+    assert_eq!(
+        setting(books[0], "request_timeout"),
+        ("\"5s\"".into(), line_of(F, "timeouts:", "request: 5s"))
+    );
+    assert!(books[0].policy.get("timeout").is_none());
+    let backend = inv
+        .unread
+        .iter()
+        .find(|u| u.what == "timeouts.backendRequest")
+        .expect("listed");
+    assert!(backend.why.contains("not applied"), "{backend:?}");
+    // The second rule sets no timeout: the Service's, with its response timeout (10s) cut to
+    // the request timeout (8s) the graph requires it to fit in.
+    let svc = |needle| line_of(F, "name: books", needle);
+    assert_eq!(
+        setting(books[1], "request_timeout"),
+        ("\"8s\"".into(), svc("timeout.linkerd.io/request"))
+    );
+    assert_eq!(
+        setting(books[1], "timeout"),
+        ("\"8s\"".into(), svc("timeout.linkerd.io/request"))
+    );
+    let clamp = inv
+        .unread
+        .iter()
+        .find(|u| u.what == "a per-attempt timeout above the request timeout")
+        .expect("listed");
+    assert_eq!(
+        clamp.origin.file_line().unwrap().1,
+        svc("timeout.linkerd.io/response")
+    );
+}
+
+#[test]
+fn a_profile_with_only_dst_overrides_splits_every_request() {
+    let inv = load(&["linkerd/policy-httproute.yaml"]).unwrap();
+    let webapp = routes_to(&inv, "webapp.booksapp.svc.cluster.local");
+    assert_eq!(webapp.len(), 1);
+    let weights: Vec<(&str, f64)> = webapp[0]
+        .backends
+        .iter()
+        .map(|b| (b.host.name.as_str(), b.weight))
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            ("webapp-v1.booksapp.svc.cluster.local:7000", 0.75),
+            ("webapp-v2.booksapp.svc.cluster.local:7000", 0.25)
+        ]
+    );
+    assert_eq!(setting(webapp[0], "max_attempts"), ("1".into(), 0));
+    assert_eq!(webapp[0].name, None);
+}

@@ -73,9 +73,23 @@ pub(super) fn gateway_policy(
             "approximate: it starts when the request starts being sent, so connecting may not \
              count; stormguard's timeout includes connecting",
         );
+    } else if backend.is_none() {
+        note_once(
+            inv,
+            Origin::at(doc, rule, route.what(path)),
+            "timeouts.backendRequest unset",
+            "implementation-specific: no per-attempt timeout written",
+        );
     }
-    if let Some(retry) = rule.get("retry") {
-        retry_policy(route, retry, &format!("{path}.retry"), &mut policy, inv)?;
+    match rule.get("retry") {
+        Some(retry) => retry_policy(route, retry, &format!("{path}.retry"), &mut policy, inv)?,
+        None => note_once(
+            inv,
+            Origin::at(doc, rule, route.what(path)),
+            "no retry stanza",
+            "retries are the implementation's: none written (Istio's sidecars retry twice by \
+             default, Linkerd's not at all)",
+        ),
     }
     Ok(policy)
 }
@@ -187,6 +201,12 @@ fn retry_policy(
             "retry.backoff unset",
             "implementation-specific: stormguard's default backoff applies",
         ),
+    }
+    if policy.get("max_attempts").is_some_and(|m| m.value == "1") {
+        // `attempts: 0`: no retry, so no way of retrying to write.
+        policy.remove("retry_on");
+        policy.remove("backoff");
+        return Ok(());
     }
     policy.set(
         "retry_budget",

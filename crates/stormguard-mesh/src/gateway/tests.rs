@@ -122,6 +122,20 @@ fn gamma_route_reads_timeouts_retry_and_backends() {
         .iter()
         .any(|u| u.what == "HTTPRoute retry" && u.why.contains("GEP-1731")));
     assert!(inv.unread.iter().any(|u| u.what == "retry.backoff"));
+    let noted = |what: &str| {
+        inv.unread
+            .iter()
+            .find(|u| u.what == what)
+            .map(|u| u.origin.file_line().unwrap().1)
+    };
+    assert_eq!(
+        noted("no retry stanza"),
+        Some(line_of(F, "rules:", "- matches:"))
+    );
+    assert_eq!(
+        noted("timeouts.backendRequest unset"),
+        Some(line_of(F, "rules:", "- matches:"))
+    );
     assert_eq!(inv.kinds.get("HTTPRoute"), Some(&1));
     assert!(
         inv.meshes.is_empty(),
@@ -320,4 +334,16 @@ fn the_example_shows_the_findings_its_readme_lists() {
         edge.contains(&"retry-without-budget") && edge.contains(&"too-many-attempts"),
         "{edge:?}"
     );
+}
+
+#[test]
+fn zero_retries_write_one_attempt_and_no_way_of_retrying() {
+    let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\nspec:\n  parentRefs:\n  - {kind: Service, group: \"\", name: ratings}\n  rules:\n  - retry:\n      attempts: 0\n      codes: [503]\n";
+    let documents = crate::doc::parse_documents("zero.yaml", text).unwrap();
+    let inv = crate::inventory(&documents).unwrap();
+    let route = &inv.routes[0];
+    assert_eq!(setting(route, "max_attempts"), ("1".into(), 10));
+    for key in ["retry_on", "backoff", "retry_budget", "idempotent"] {
+        assert!(route.policy.get(key).is_none(), "{key}: {route:#?}");
+    }
 }

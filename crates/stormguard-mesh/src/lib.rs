@@ -136,6 +136,8 @@ pub fn inventory(documents: &[Document]) -> Result<Inventory, ImportError> {
         read_document(document, &document.root, &mut inv, 0)?;
     }
     istio::resolve(&mut inv);
+    // Linkerd's precedence needs every document: a route's Service, a ServiceProfile.
+    linkerd::resolve(&mut inv);
     Ok(inv)
 }
 

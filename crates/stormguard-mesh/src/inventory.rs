@@ -339,6 +339,14 @@ pub struct Inventory {
     pub meshes: Vec<MeshEvidence>,
     /// Documents read, by kind (`VirtualService` → 3), for the summary.
     pub kinds: BTreeMap<String, usize>,
+    /// What the Istio reader keeps until every document is read: a `DestinationRule` (and its
+    /// subsets) applies to the routes of `VirtualService`s in other files, in any order
+    /// ([`crate::istio::resolve`], which [`crate::inventory()`] calls last, empties it).
+    pub istio: crate::istio::Pending,
+    /// Linkerd annotations and routes whose policy depends on documents read later (a route's
+    /// Service, a `ServiceProfile`): [`crate::linkerd::resolve`] applies them, and
+    /// [`crate::inventory()`] runs it once every document is read.
+    pub linkerd: crate::linkerd::Pending,
 }
 
 impl Inventory {

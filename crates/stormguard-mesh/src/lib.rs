@@ -37,6 +37,9 @@ pub mod linkerd;
 pub mod names;
 pub mod rules;
 pub mod source;
+#[cfg(test)]
+mod testing;
+pub mod toml_text;
 
 pub use assemble::{assemble, Imported, Options};
 pub use error::ImportError;
@@ -121,7 +124,9 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ImportError> {
 
 /// Hands each document to the reader of its kind: Kubernetes resources by `apiVersion` and
 /// `kind` (a `List`'s items each), Envoy bootstraps and config dumps, gRPC service configs. A
-/// document of no kind read here is listed in [`Inventory::unread`].
+/// document of no kind read here is listed in [`Inventory::unread`]. Last, Istio's
+/// `DestinationRule`s are applied to the routes they govern, wherever each was read
+/// ([`istio::resolve`]).
 ///
 /// # Errors
 /// A malformed field of a kind that is read, at its line.
@@ -130,6 +135,9 @@ pub fn inventory(documents: &[Document]) -> Result<Inventory, ImportError> {
     for document in documents {
         read_document(document, &document.root, &mut inv, 0)?;
     }
+    istio::resolve(&mut inv);
+    // Linkerd's precedence needs every document: a route's Service, a ServiceProfile.
+    linkerd::resolve(&mut inv);
     Ok(inv)
 }
 

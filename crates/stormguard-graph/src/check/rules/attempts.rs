@@ -4,7 +4,9 @@
 //! time out, attempt n starts after n - 1 whole timeouts and the waits between them; once that is
 //! past the request timeout, attempt n and every later one never run. The setting then says more
 //! than the call does: a reader (or an Istio `attempts: 4` with `perTryTimeout: 4s` under a 10 s
-//! route timeout) believes in retries that cannot happen when they are most wanted.
+//! route timeout) believes in retries that cannot happen when they are most wanted. A `timeout`
+//! equal to the `request_timeout` (each attempt takes what is left, as Envoy without a per-try
+//! timeout and gRPC do) promises no retry after a timeout, and is not judged.
 
 use std::time::Duration;
 
@@ -60,7 +62,12 @@ fn attempts_cannot_fit(at: &CallAt<'_, '_>, out: &mut Findings) {
     let (Some(timeout), Some(request)) = (call.timeout, call.request_timeout) else {
         return;
     };
-    if call.max_attempts <= 1 {
+    // A per-attempt timeout as long as the whole call is "each attempt takes what is left"
+    // (Envoy's and Istio's route without `per_try_timeout`, gRPC's deadline): its retries
+    // follow fast failures (a refused connection, a 503), which still fit, and a timeout ends
+    // the call by design ("a request that times out will not be retried", Envoy's docs). Only
+    // a per-attempt timeout shorter than the call promises retries after timeouts.
+    if call.max_attempts <= 1 || timeout >= request {
         return;
     }
     let starts = starts(timeout, &call.backoff, call.max_attempts);

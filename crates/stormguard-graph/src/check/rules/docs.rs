@@ -379,7 +379,9 @@ pub const RULES: &[RuleDoc] = &[
         id: "attempts-cannot-fit",
         severity: Severity::Warning,
         summary: "More attempts than the request timeout leaves room for: the later attempts never run.",
-        computes: "For a call with a request_timeout, a timeout and max_attempts above 1, when \
+        computes: "For a call with a request_timeout, a shorter timeout (one as long as the \
+                   request_timeout means each attempt takes what is left, and promises no retry \
+                   after a timeout) and max_attempts above 1, when \
                    each attempt starts if every attempt before it runs its whole timeout and \
                    each wait between them is the backoff's shortest (none for full jitter, half \
                    the ceiling for equal jitter, the base for decorrelated jitter, the delay \

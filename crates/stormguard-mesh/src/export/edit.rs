@@ -1,0 +1,710 @@
+//! Writes values into a YAML or JSON file the user keeps, in place: a value that is there is
+//! replaced where it stands (in the same quoting), a key that is missing is added at the end of
+//! its mapping at the mapping's indentation, and every other byte of the file (comments, blank
+//! lines, key order, the other documents) stays as it was.
+//!
+//! ## Why text edits instead of rewriting the tree
+//! A fix is reviewed as a diff. Re-serialising a parsed manifest would reorder keys, drop every
+//! comment and restyle every scalar, and the diff would be the whole file. The parsed tree
+//! ([`crate::doc`]) knows where each node starts; the editor finds where it ends by reading the
+//! text from there (a quoted scalar to its closing quote, a plain one to the end of its line or
+//! comment, a flow collection to its closing bracket, a block collection to its last child's
+//! end), which is all a replacement or an insertion needs.
+
+use crate::doc::{Document, Node, Value};
+use crate::export::val::{json_string, yaml_string, Val};
+
+/// One step of a path into a document: a mapping's key or a sequence's index.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Seg {
+    /// A key (a snake_case key also finds its lowerCamelCase spelling, as [`Node::get`] does).
+    Key(String),
+    /// An index, from 0.
+    Index(usize),
+}
+
+/// A path from a document's root.
+pub type Path = Vec<Seg>;
+
+/// `spec.http[1]` → `[Key("spec"), Key("http"), Index(1)]`, as the readers write a resource's
+/// path (`Resource::path`). An empty text is the root.
+///
+/// ```
+/// use stormguard_mesh::export::edit::{parse_path, Seg};
+/// assert_eq!(parse_path("spec.http[1]"), vec![Seg::Key("spec".into()), Seg::Key("http".into()), Seg::Index(1)]);
+/// assert_eq!(parse_path(""), vec![]);
+/// ```
+pub fn parse_path(text: &str) -> Path {
+    let mut path = Vec::new();
+    for part in text.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(open) = rest.find('[') {
+            if open > 0 {
+                path.push(Seg::Key(rest[..open].to_string()));
+            }
+            rest = &rest[open..];
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let close = stripped.find(']').unwrap_or(stripped.len());
+                match stripped[..close].parse() {
+                    Ok(i) => path.push(Seg::Index(i)),
+                    Err(_) => path.push(Seg::Key(stripped[..close].to_string())),
+                }
+                rest = stripped.get(close + 1..).unwrap_or("");
+            }
+        } else {
+            path.push(Seg::Key(rest.to_string()));
+        }
+    }
+    path
+}
+
+/// Keys from `&str`s, for building paths in code.
+pub fn keys(keys: &[&str]) -> Path {
+    keys.iter().map(|k| Seg::Key(k.to_string())).collect()
+}
+
+/// A replacement of `start..end` of a file's text by `text` (an insertion when they are equal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextEdit {
+    /// First byte replaced.
+    pub start: usize,
+    /// One past the last byte replaced.
+    pub end: usize,
+    /// The new text.
+    pub text: String,
+}
+
+/// Why a value could not be written into a document.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: cannot write `{path}`: {why}")]
+pub struct EditError {
+    /// The file.
+    pub file: String,
+    /// The line of the node that stopped it.
+    pub line: u32,
+    /// The path written.
+    pub path: String,
+    /// Why.
+    pub why: String,
+}
+
+/// What to write under one node: values by path, merged so that two values under one missing
+/// mapping are inserted as one block.
+#[derive(Clone, Debug, PartialEq)]
+enum Want {
+    Leaf(Val),
+    Branch(Vec<(Seg, Want)>),
+}
+
+impl Want {
+    fn insert(&mut self, path: &[Seg], value: Val) {
+        let Some((first, rest)) = path.split_first() else {
+            *self = Want::Leaf(value);
+            return;
+        };
+        if !matches!(self, Want::Branch(_)) {
+            *self = Want::Branch(Vec::new());
+        }
+        let Want::Branch(children) = self else {
+            unreachable!()
+        };
+        let index = match children.iter().position(|(s, _)| s == first) {
+            Some(i) => i,
+            None => {
+                children.push((first.clone(), Want::Branch(Vec::new())));
+                children.len() - 1
+            }
+        };
+        children[index].1.insert(rest, value);
+    }
+
+    /// As a value, for writing a whole missing part at once (indexes become list items).
+    fn to_val(&self, camel: bool) -> Val {
+        match self {
+            Want::Leaf(v) => v.clone(),
+            Want::Branch(children) if children.iter().all(|(s, _)| matches!(s, Seg::Index(_))) => {
+                Val::List(children.iter().map(|(_, w)| w.to_val(camel)).collect())
+            }
+            Want::Branch(children) => Val::Map(
+                children
+                    .iter()
+                    .map(|(s, w)| (seg_name(s, camel), w.to_val(camel)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn seg_name(seg: &Seg, camel: bool) -> String {
+    match seg {
+        Seg::Key(k) if camel => lower_camel(k),
+        Seg::Key(k) => k.clone(),
+        Seg::Index(i) => i.to_string(),
+    }
+}
+
+fn path_text(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// The edits that write every `(path, value)` of `values` into `doc` (paths from its root).
+///
+/// # Errors
+/// A path through a scalar or past the end of a sequence, or a block scalar to replace.
+pub fn edits(doc: &Document, values: &[(Path, Val)]) -> Result<Vec<TextEdit>, EditError> {
+    let mut want = Want::Branch(Vec::new());
+    for (path, value) in values {
+        want.insert(path, value.clone());
+    }
+    let mut editor = Editor {
+        doc,
+        text: &doc.text,
+        json: doc.text.trim_start().starts_with(['{', '[']),
+        edits: Vec::new(),
+    };
+    let Want::Branch(children) = &want else {
+        unreachable!()
+    };
+    editor.under(&doc.root, children, &mut Vec::new())?;
+    Ok(editor.edits)
+}
+
+/// `text` with `edits` applied (edits must not overlap; insertions at one offset keep their
+/// order).
+///
+/// # Panics
+/// Never on edits from [`edits`] for this text; overlapping edits are a bug and panic.
+pub fn apply(text: &str, mut edits: Vec<TextEdit>) -> String {
+    // A stable sort keeps the order of insertions at one offset.
+    edits.sort_by_key(|e| (e.start, e.end));
+    let mut out = String::with_capacity(text.len() + 256);
+    let mut cursor = 0;
+    for edit in edits {
+        assert!(
+            edit.start >= cursor,
+            "overlapping edits at byte {}",
+            edit.start
+        );
+        out.push_str(&text[cursor..edit.start]);
+        out.push_str(&edit.text);
+        cursor = edit.end;
+    }
+    out.push_str(&text[cursor..]);
+    out
+}
+
+struct Editor<'a> {
+    doc: &'a Document,
+    text: &'a str,
+    /// A JSON file: values and keys are written as JSON; else flow collections in YAML style.
+    json: bool,
+    edits: Vec<TextEdit>,
+}
+
+impl Editor<'_> {
+    fn error(&self, node: &Node, path: &[Seg], why: impl Into<String>) -> EditError {
+        EditError {
+            file: self.doc.file.to_string(),
+            line: node.pos.line,
+            path: path_text(path),
+            why: why.into(),
+        }
+    }
+
+    fn is_flow(&self, node: &Node) -> bool {
+        matches!(self.text.as_bytes().get(node.pos.offset), Some(b'[' | b'{'))
+            && matches!(node.value, Value::Map(_) | Value::Seq(_))
+    }
+
+    /// Writes `children` under `node` (a mapping or a sequence).
+    fn under(
+        &mut self,
+        node: &Node,
+        children: &[(Seg, Want)],
+        path: &mut Vec<Seg>,
+    ) -> Result<(), EditError> {
+        let mut missing: Vec<(String, Val)> = Vec::new();
+        let camel = uses_camel_case(node);
+        for (seg, want) in children {
+            path.push(seg.clone());
+            match seg {
+                Seg::Key(key) => match find_entry(node, key) {
+                    Some((k, v)) if v.is_null() => self.fill_null(k, v, want, camel)?,
+                    Some((_, v)) => self.write(v, want, path)?,
+                    None if node.is_map() || node.is_null() => {
+                        missing.push((seg_name(seg, camel), want.to_val(camel)))
+                    }
+                    None => return Err(self.error(node, path, "not a mapping")),
+                },
+                Seg::Index(i) => match node.items().get(*i) {
+                    Some(item) => self.write(item, want, path)?,
+                    None => {
+                        return Err(self.error(node, path, format!("no item {i} in this list")))
+                    }
+                },
+            }
+            path.pop();
+        }
+        if !missing.is_empty() {
+            self.insert(node, missing, path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `want` at `node`: replaces it, or recurses into it.
+    fn write(&mut self, node: &Node, want: &Want, path: &mut Vec<Seg>) -> Result<(), EditError> {
+        match want {
+            Want::Branch(children) if node.is_map() || !node.items().is_empty() => {
+                self.under(node, children, path)
+            }
+            _ => {
+                let value = want.to_val(uses_camel_case(node));
+                self.replace(node, &value, path)
+            }
+        }
+    }
+
+    /// Replaces `node` with `value` where it stands.
+    fn replace(&mut self, node: &Node, value: &Val, path: &[Seg]) -> Result<(), EditError> {
+        let start = node.pos.offset;
+        let flow = self.in_flow(start);
+        let (end, text) = match &node.value {
+            Value::Scalar { .. } => {
+                let end = self.scalar_end(start, flow, path, node)?;
+                let original = &self.text[start..end];
+                (end, self.scalar_text(value, original, flow, start))
+            }
+            _ => {
+                let end = self.end_of(node, flow, path)?;
+                (end, self.inline(value, flow, start))
+            }
+        };
+        // A block sequence starts at its first item's value: the flow list that replaces it
+        // goes on its key's line (`codes: [502]`), where any indentation is right.
+        let (start, text) = match &node.value {
+            Value::Seq(_) if !self.is_flow(node) => {
+                let before = self.text[..start].trim_end_matches(' ');
+                let key_colon = before
+                    .strip_suffix('-')
+                    .map(|b| b.trim_end_matches([' ', '\n', '\r']))
+                    .filter(|b| b.ends_with(':'));
+                match key_colon {
+                    Some(b) => (b.len(), format!(" {text}")),
+                    None => (start, text),
+                }
+            }
+            _ => (start, text),
+        };
+        if &self.text[start..end] != text {
+            self.edits.push(TextEdit { start, end, text });
+        }
+        Ok(())
+    }
+
+    /// A value where a scalar written as `original` stood, in the same quoting.
+    fn scalar_text(&self, value: &Val, original: &str, flow: bool, at: usize) -> String {
+        let as_string = match value {
+            Val::Str(s) => Some(s.clone()),
+            Val::Int(i) => Some(i.to_string()),
+            Val::Float(f) => Some(crate::export::val::float_text(*f)),
+            Val::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        match (original.chars().next(), as_string) {
+            (Some('"'), Some(s)) => json_string(&s),
+            (Some('\''), Some(s)) => format!("'{}'", s.replace('\'', "''")),
+            _ => self.inline(value, flow, at),
+        }
+    }
+
+    /// A value on one line (a collection in flow style), as JSON when in a flow collection.
+    fn inline(&self, value: &Val, flow: bool, at: usize) -> String {
+        if flow && self.json {
+            value.to_json(line_indent(self.text, at))
+        } else {
+            value.to_yaml_inline()
+        }
+    }
+
+    /// Whether byte `at` is inside a flow collection (or a JSON file).
+    fn in_flow(&self, at: usize) -> bool {
+        let mut depth: i32 = 0;
+        let bytes = self.text.as_bytes();
+        // Scan from the start of the document's root (its own offset) to `at`.
+        let from = self.doc.root.pos.offset.min(at);
+        let mut i = from;
+        while i < at {
+            match bytes[i] {
+                b'"' | b'\''
+                    if i == from
+                        || matches!(
+                            bytes[i - 1],
+                            b' ' | b'\t' | b'\n' | b'[' | b'{' | b',' | b':'
+                        ) =>
+                {
+                    i = if bytes[i] == b'"' {
+                        skip_double(bytes, i)
+                    } else {
+                        skip_single(bytes, i)
+                    }
+                }
+                b'#' if i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n') => {
+                    while i < at && bytes[i] != b'\n' {
+                        i += 1;
+                    }
+                    continue;
+                }
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => depth -= 1,
+                _ => {}
+            }
+            i += 1;
+        }
+        depth > 0
+    }
+
+    fn scalar_end(
+        &self,
+        start: usize,
+        flow: bool,
+        path: &[Seg],
+        node: &Node,
+    ) -> Result<usize, EditError> {
+        let bytes = self.text.as_bytes();
+        Ok(match bytes.get(start) {
+            Some(b'"') => skip_double(bytes, start) + 1,
+            Some(b'\'') => skip_single(bytes, start) + 1,
+            Some(b'|' | b'>') => {
+                return Err(self.error(node, path, "a block scalar: edit it by hand"))
+            }
+            _ => {
+                let mut i = start;
+                while i < bytes.len() {
+                    let b = bytes[i];
+                    if b == b'\n'
+                        || b == b'\r'
+                        || (flow && matches!(b, b',' | b']' | b'}'))
+                        || (b == b'#' && i > start && matches!(bytes[i - 1], b' ' | b'\t'))
+                    {
+                        break;
+                    }
+                    i += 1;
+                }
+                while i > start && matches!(bytes[i - 1], b' ' | b'\t') {
+                    i -= 1;
+                }
+                i
+            }
+        })
+    }
+
+    /// One past the last byte of `node`'s text.
+    fn end_of(&self, node: &Node, flow: bool, path: &[Seg]) -> Result<usize, EditError> {
+        let bytes = self.text.as_bytes();
+        if self.is_flow(node) {
+            return Ok(matching_close(bytes, node.pos.offset));
+        }
+        match &node.value {
+            Value::Scalar { text, .. } if text.is_empty() => Ok(node.pos.offset),
+            Value::Scalar { .. } => self.scalar_end(node.pos.offset, flow, path, node),
+            Value::Seq(items) => match items.last() {
+                Some(last) => self.end_of(last, flow, path),
+                None => Ok(node.pos.offset),
+            },
+            Value::Map(entries) => match entries.last() {
+                Some((key, value)) if value.is_null() => {
+                    let key_end = self.end_of(key, flow, path)?;
+                    // `key: ~` or `key: null` ends after its value.
+                    Ok(
+                        if value.pos.offset >= key_end
+                            && self.text[key_end..value.pos.offset]
+                                .trim_start_matches([':', ' '])
+                                .is_empty()
+                            && !matches!(&value.value, Value::Scalar { text, .. } if text.is_empty())
+                        {
+                            self.scalar_end(value.pos.offset, flow, path, value)?
+                        } else {
+                            key_end
+                        },
+                    )
+                }
+                Some((_, value)) => self.end_of(value, flow, path),
+                None => Ok(node.pos.offset),
+            },
+        }
+    }
+
+    /// `key:` with no value (or `~`/`null`): the wanted value goes under it.
+    fn fill_null(
+        &mut self,
+        key: &Node,
+        value: &Node,
+        want: &Want,
+        camel: bool,
+    ) -> Result<(), EditError> {
+        let val = want.to_val(camel);
+        let key_end = self.end_of(key, false, &[])?;
+        let bytes = self.text.as_bytes();
+        let flow = self.in_flow(key.pos.offset);
+        // Where the null is written, if it is (`~`, `null`): replace it.
+        let written = !matches!(&value.value, Value::Scalar { text, .. } if text.is_empty())
+            && value.pos.offset >= key_end
+            && !self.text[key_end..value.pos.offset].contains('\n');
+        if flow || (written && !val.is_collection()) {
+            let start = if written {
+                value.pos.offset
+            } else {
+                key_end + 1
+            };
+            let end = if written {
+                self.scalar_end(value.pos.offset, flow, &[], value)?
+            } else {
+                start
+            };
+            let text = self.inline(&val, flow, start);
+            let text = if written { text } else { format!(" {text}") };
+            self.edits.push(TextEdit { start, end, text });
+            return Ok(());
+        }
+        if written {
+            let end = self.scalar_end(value.pos.offset, false, &[], value)?;
+            let mut start = value.pos.offset;
+            while start > key_end && bytes[start - 1] == b' ' {
+                start -= 1;
+            }
+            self.edits.push(TextEdit {
+                start,
+                end,
+                text: String::new(),
+            });
+        }
+        let indent = key.pos.column as usize - 1 + 2;
+        let at = line_end(bytes, key_end);
+        let block = if val.is_collection() {
+            val.to_yaml(indent)
+        } else {
+            format!("{}{}\n", " ".repeat(indent), val.to_yaml_inline())
+        };
+        self.edits.push(TextEdit {
+            start: at,
+            end: at,
+            text: ensure_newline_before(bytes, at, block),
+        });
+        Ok(())
+    }
+
+    /// Adds `missing` entries at the end of mapping `node`.
+    fn insert(
+        &mut self,
+        node: &Node,
+        missing: Vec<(String, Val)>,
+        path: &[Seg],
+    ) -> Result<(), EditError> {
+        let bytes = self.text.as_bytes();
+        let value = Val::Map(missing);
+        if self.is_flow(node) {
+            let close = matching_close(bytes, node.pos.offset) - 1;
+            let mut last = close;
+            while last > node.pos.offset && bytes[last - 1].is_ascii_whitespace() {
+                last -= 1;
+            }
+            let empty = last == node.pos.offset + 1;
+            let multiline = self.text[node.pos.offset..close].contains('\n');
+            let Val::Map(entries) = value else {
+                unreachable!()
+            };
+            let pad = match node.entries().first() {
+                Some((k, _)) if multiline => " ".repeat(k.pos.column as usize - 1),
+                _ if multiline => " ".repeat(line_indent(self.text, node.pos.offset) + 2),
+                _ => String::new(),
+            };
+            let parts: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| {
+                    if self.json {
+                        format!("{}: {}", json_string(k), v.to_json(pad.len()))
+                    } else {
+                        format!("{}: {}", yaml_string(k), v.to_yaml_inline())
+                    }
+                })
+                .collect();
+            let separator = if multiline {
+                format!(",\n{pad}")
+            } else {
+                ", ".to_string()
+            };
+            let mut text = String::new();
+            if !empty {
+                text.push(',');
+            }
+            if multiline {
+                text.push('\n');
+                text.push_str(&pad);
+            } else if !empty {
+                text.push(' ');
+            }
+            text.push_str(&parts.join(&separator));
+            if empty && multiline {
+                text.push('\n');
+                text.push_str(&" ".repeat(line_indent(self.text, close)));
+            }
+            self.edits.push(TextEdit {
+                start: last,
+                end: last,
+                text,
+            });
+            return Ok(());
+        }
+        let Some((first_key, _)) = node.entries().first() else {
+            return Err(self.error(node, path, "an empty block mapping"));
+        };
+        let indent = first_key.pos.column as usize - 1;
+        let end = self.end_of(node, false, path)?;
+        let at = line_end(bytes, end);
+        let block = value.to_yaml(indent);
+        self.edits.push(TextEdit {
+            start: at,
+            end: at,
+            text: ensure_newline_before(bytes, at, block),
+        });
+        Ok(())
+    }
+}
+
+/// The entry of `key` in mapping `node`: the key as given, or its lowerCamelCase spelling.
+fn find_entry<'n>(node: &'n Node, key: &str) -> Option<(&'n Node, &'n Node)> {
+    let entries = node.entries();
+    entries
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .or_else(|| {
+            let camel = lower_camel(key);
+            entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(camel.as_str()))
+        })
+        .map(|(k, v)| (k, v))
+}
+
+/// Whether a mapping spells its keys in lowerCamelCase (a `/config_dump`): new keys follow.
+fn uses_camel_case(node: &Node) -> bool {
+    let keys: Vec<&str> = node
+        .entries()
+        .iter()
+        .filter_map(|(k, _)| k.as_str())
+        .collect();
+    keys.iter()
+        .any(|k| k.chars().any(|c| c.is_ascii_uppercase()))
+        && !keys.iter().any(|k| k.contains('_'))
+}
+
+fn lower_camel(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The index of the closing quote of the double-quoted scalar at `start`.
+fn skip_double(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i,
+            _ => i += 1,
+        }
+    }
+    bytes.len().saturating_sub(1)
+}
+
+/// The index of the closing quote of the single-quoted scalar at `start` (`''` is a quote).
+fn skip_single(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        if bytes[i] == b'\'' {
+            if bytes.get(i + 1) == Some(&b'\'') {
+                i += 2;
+                continue;
+            }
+            return i;
+        }
+        i += 1;
+    }
+    bytes.len().saturating_sub(1)
+}
+
+/// One past the bracket that closes the one at `open`.
+fn matching_close(bytes: &[u8], open: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = open;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => i = skip_double(bytes, i),
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// One past the newline ending the line that holds byte `at` (the text's end on the last line).
+fn line_end(bytes: &[u8], at: usize) -> usize {
+    match bytes[at.min(bytes.len())..]
+        .iter()
+        .position(|&b| b == b'\n')
+    {
+        Some(n) => at + n + 1,
+        None => bytes.len(),
+    }
+}
+
+/// A block inserted at the very end of a file without a final newline starts on a line of its
+/// own.
+fn ensure_newline_before(bytes: &[u8], at: usize, block: String) -> String {
+    if at > 0 && at == bytes.len() && bytes[at - 1] != b'\n' {
+        format!("\n{block}")
+    } else {
+        block
+    }
+}
+
+/// The indentation (spaces) of the line that holds byte `at`.
+fn line_indent(text: &str, at: usize) -> usize {
+    let line_start = text[..at].rfind('\n').map_or(0, |n| n + 1);
+    text[line_start..]
+        .bytes()
+        .take_while(|&b| b == b' ')
+        .count()
+}
+
+#[cfg(test)]
+mod tests;

@@ -307,7 +307,7 @@ impl Editor<'_> {
             }
             _ => (start, text),
         };
-        if &self.text[start..end] != text {
+        if self.text[start..end] != text {
             self.edits.push(TextEdit { start, end, text });
         }
         Ok(())

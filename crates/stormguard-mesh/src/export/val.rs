@@ -68,6 +68,55 @@ impl Val {
         }
     }
 
+    /// Sets the value at `path` (keys and list indexes), creating mappings and lists on the way
+    /// (a list grows with empty mappings up to the index).
+    ///
+    /// ```
+    /// use stormguard_mesh::export::edit::parse_path;
+    /// use stormguard_mesh::export::val::Val;
+    /// let mut v = Val::map();
+    /// v.put(&parse_path("thresholds[0].retry_budget.min_retry_concurrency"), Val::Int(3));
+    /// assert_eq!(v.to_yaml(0), "thresholds:\n  - retry_budget:\n      min_retry_concurrency: 3\n");
+    /// ```
+    pub fn put(&mut self, path: &[crate::export::edit::Seg], value: Val) {
+        use crate::export::edit::Seg;
+        let Some((first, rest)) = path.split_first() else {
+            *self = value;
+            return;
+        };
+        let child = match first {
+            Seg::Key(key) => {
+                if !matches!(self, Val::Map(_)) {
+                    *self = Val::map();
+                }
+                let Val::Map(entries) = self else {
+                    unreachable!()
+                };
+                let index = match entries.iter().position(|(k, _)| k == key) {
+                    Some(i) => i,
+                    None => {
+                        entries.push((key.clone(), Val::map()));
+                        entries.len() - 1
+                    }
+                };
+                &mut entries[index].1
+            }
+            Seg::Index(i) => {
+                if !matches!(self, Val::List(_)) {
+                    *self = Val::List(Vec::new());
+                }
+                let Val::List(items) = self else {
+                    unreachable!()
+                };
+                while items.len() <= *i {
+                    items.push(Val::map());
+                }
+                &mut items[*i]
+            }
+        };
+        child.put(rest, value);
+    }
+
     /// The value at `key` of a mapping.
     pub fn get(&self, key: &str) -> Option<&Val> {
         match self {

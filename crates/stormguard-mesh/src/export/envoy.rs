@@ -111,10 +111,21 @@ impl Writer for Envoy {
                 ));
             }
         } else {
-            f.route.push(Assign {
-                only_to_replace: true,
-                ..at("route.retry_policy.num_retries", Val::Int(0))
-            });
+            match call.timeout {
+                // One attempt with a timeout of its own: a retry policy of no retries holds it.
+                Some(t) if call.request_timeout != Some(t) => {
+                    f.route
+                        .push(at("route.retry_policy.num_retries", Val::Int(0)));
+                    f.route.push(at(
+                        "route.retry_policy.per_try_timeout",
+                        Val::str(proto_duration(t)),
+                    ));
+                }
+                _ => f.route.push(Assign {
+                    only_to_replace: true,
+                    ..at("route.retry_policy.num_retries", Val::Int(0))
+                }),
+            }
         }
         if let Some(hedge) = call.hedge {
             match (hedge.delay, call.timeout) {

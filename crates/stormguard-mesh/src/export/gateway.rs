@@ -2,6 +2,8 @@
 //! of kind `Service`), a rule per endpoint with `timeouts.request` / `timeouts.backendRequest`
 //! and `retry` (`attempts`, `codes`, `backoff`).
 
+use std::time::Duration;
+
 use stormguard::backoff::Backoff;
 use stormguard::classify::Condition;
 use stormguard_graph::model::{Call, LimiterSpec};
@@ -74,32 +76,49 @@ impl Writer for GatewayApi {
                 }
             }
             match call.backoff {
-                Backoff::Constant(d) => f
+                // The reader's inverse: `backoff: X` is read as equal-jitter(base=2X,
+                // cap=20X), which never waits less than X.
+                Backoff::EqualJitter { base, cap }
+                    if cap == base * 10 && base.as_nanos() % 2_000_000 == 0 =>
+                {
+                    f.route.push(Assign::new(
+                        &["retry", "backoff"],
+                        Val::str(go_duration(base / 2)),
+                    ))
+                }
+                Backoff::None => f
                     .route
-                    .push(Assign::new(&["retry", "backoff"], Val::str(go_duration(d)))),
-                Backoff::None => f.cannot(
-                    "backoff",
-                    "Gateway API has no 'no backoff': the implementation's default wait applies",
-                ),
+                    .push(Assign::new(&["retry", "backoff"], Val::str("0s"))),
+                // Unset: the implementation's default, which the import reads as stormguard's.
+                Backoff::FullJitter { base, cap }
+                    if base == Duration::from_millis(25) && cap == Duration::from_millis(250) =>
+                {
+                    f.cannot(
+                        "backoff",
+                        "left to the implementation (Gateway API has no jitter or cap): its \
+                         default applies",
+                    )
+                }
                 other => {
-                    let base = match other {
+                    let floor = match other {
+                        Backoff::Constant(d) => d,
+                        Backoff::EqualJitter { base, .. } => base / 2,
                         Backoff::FullJitter { base, .. }
                         | Backoff::Exponential { base, .. }
-                        | Backoff::EqualJitter { base, .. }
                         | Backoff::DecorrelatedJitter { base, .. } => base,
-                        _ => unreachable!(),
+                        Backoff::None => Duration::ZERO,
                     };
                     f.cannot(
                         "backoff",
                         format!(
                             "Gateway API's backoff is a minimum wait: {other} is written as \
                              backoff {} (growth, jitter and cap are the implementation's)",
-                            go_duration(base)
+                            go_duration(floor)
                         ),
                     );
                     f.route.push(Assign::new(
                         &["retry", "backoff"],
-                        Val::str(go_duration(base)),
+                        Val::str(go_duration(floor)),
                     ));
                 }
             }

@@ -71,12 +71,12 @@ impl Writer for Istio {
             envoy_growth_note(call, "Istio", &mut f);
         }
         if let Some(t) = call.timeout {
-            if call.max_attempts <= 1 && call.request_timeout.is_none() {
+            if call.max_attempts <= 1 && call.request_timeout != Some(t) {
                 f.cannot(
                     "timeout",
                     format!(
                         "Istio has a per-try timeout only with retries: {} is not written for \
-                         this call of one attempt (set request_timeout to bound it)",
+                         this call of one attempt (its request_timeout bounds it)",
                         go_duration(t)
                     ),
                 );

@@ -12,10 +12,13 @@ use stormguard_graph::model::{Call, LimiterSpec};
 
 use super::gateway::{backend_ref, http_route};
 use super::key_of;
-use super::retry_names::ENVOY_GRPC;
 use super::val::{go_duration, Val};
 use super::{proxy_notes, Assign, DestinationPlan, Fields, NewFile, Path, Writer};
 use crate::inventory::Resource;
+
+/// The backoff Linkerd's proxy applies to annotation retries (25 ms doubling, jittered, at
+/// most 250 ms), as the import reads it.
+const LINKERD_BACKOFF: &str = "equal-jitter(base=50ms, cap=250ms)";
 
 /// The Linkerd writer.
 pub(super) struct Linkerd;
@@ -31,71 +34,69 @@ impl Writer for Linkerd {
             f.route
                 .push(annotation("timeout.linkerd.io/request", go_duration(d)));
         }
-        if call.max_attempts > 1 {
+        let retries = call.max_attempts > 1;
+        // An attempt's timeout is retried under retry.linkerd.io/timeout, and ends the call
+        // under timeout.linkerd.io/response.
+        if let Some(t) = call.timeout {
+            if retries && call.retry_on.timeout() {
+                f.route
+                    .push(annotation("retry.linkerd.io/timeout", go_duration(t)));
+            } else {
+                f.route
+                    .push(annotation("timeout.linkerd.io/response", go_duration(t)));
+            }
+        } else if retries && call.retry_on.timeout() {
+            f.cannot(
+                "retry_on",
+                "timeout: Linkerd retries an attempt's timeout only with \
+                 retry.linkerd.io/timeout, and the graph gives no timeout: not written",
+            );
+        }
+        if retries {
             let mut http = Vec::new();
-            let mut grpc = Vec::new();
             for c in call.retry_on.conditions() {
                 match c {
                     Condition::Status5xx => http.push("5xx".to_string()),
                     Condition::GatewayError => http.push("gateway-error".to_string()),
                     Condition::Status(s) => http.push(s.to_string()),
-                    Condition::Grpc(code) if ENVOY_GRPC.contains(&code) => grpc.push(c.to_string()),
-                    Condition::Timeout => {}
+                    Condition::Timeout | Condition::RefusedStream => {}
+                    Condition::Grpc(_) => f.cannot(
+                        "retry_on",
+                        format!(
+                            "{c}: Linkerd reads retry.linkerd.io/grpc on a GRPCRoute only, and \
+                             the graph does not say the call is gRPC: not written"
+                        ),
+                    ),
                     other => f.cannot(
                         "retry_on",
                         format!(
-                            "{other}: Linkerd's retry annotations name statuses only (the proxy \
-                             decides about connection errors itself): not written"
+                            "{other}: Linkerd does not retry connection errors (only refused \
+                             streams): not written"
                         ),
                     ),
                 }
             }
-            if http.is_empty() && grpc.is_empty() {
+            if !call.retry_on.refused_stream() {
                 f.cannot(
-                    "max_attempts",
-                    "no status to retry on: Linkerd retries nothing without \
-                     retry.linkerd.io/http or /grpc",
+                    "retry_on",
+                    "no refused-stream: Linkerd always retries a refused stream",
                 );
-            } else {
-                if !http.is_empty() {
-                    f.route
-                        .push(annotation("retry.linkerd.io/http", http.join(",")));
-                }
-                if !grpc.is_empty() {
-                    f.route
-                        .push(annotation("retry.linkerd.io/grpc", grpc.join(",")));
-                }
-                f.route.push(annotation(
-                    "retry.linkerd.io/limit",
-                    (call.max_attempts - 1).to_string(),
-                ));
-                if let Some(t) = call.timeout {
-                    f.route
-                        .push(annotation("retry.linkerd.io/timeout", go_duration(t)));
-                    if !call.retry_on.timeout() {
-                        f.cannot(
-                            "retry_on",
-                            "no timeout: Linkerd retries every attempt that reaches \
-                             retry.linkerd.io/timeout",
-                        );
-                    }
-                }
             }
-            f.cannot(
-                "backoff",
-                format!(
-                    "Linkerd has no backoff setting: {} is not written",
-                    call.backoff
-                ),
-            );
-        } else if let Some(t) = call.timeout {
-            if call.request_timeout.is_none() {
+            if !http.is_empty() {
+                f.route
+                    .push(annotation("retry.linkerd.io/http", http.join(",")));
+            }
+            f.route.push(annotation(
+                "retry.linkerd.io/limit",
+                (call.max_attempts - 1).to_string(),
+            ));
+            if call.backoff.to_string() != LINKERD_BACKOFF {
                 f.cannot(
-                    "timeout",
+                    "backoff",
                     format!(
-                        "Linkerd has a per-attempt timeout only with retries: {} is not written \
-                         (set request_timeout to bound this call of one attempt)",
-                        go_duration(t)
+                        "Linkerd has no backoff setting: its own {LINKERD_BACKOFF} applies, not \
+                         {}",
+                        call.backoff
                     ),
                 );
             }

@@ -43,9 +43,25 @@ pub fn envoy(retry_on: &RetryOn, per_try_timeout: bool) -> EnvoyRetryOn {
             Condition::Timeout => {}
         }
     }
-    let covers_timeout = retry_on.reset_after_request()
-        || retry_on.has(Condition::Status5xx)
-        || retry_on.has(Condition::GatewayError);
+    // Envoy's 5xx and gateway-error also retry every reset (connect failures, refused
+    // streams, disconnects): without all of those, the statuses are said one by one.
+    let resets =
+        retry_on.connect_failure() && retry_on.refused_stream() && retry_on.reset_after_request();
+    if !resets {
+        for (condition, range) in [
+            (Condition::Status5xx, 500..=599),
+            (Condition::GatewayError, 502..=504),
+        ] {
+            if retry_on.has(condition) {
+                let name = condition.to_string();
+                out.names.retain(|n| *n != name);
+                out.statuses.extend(range);
+            }
+        }
+        out.statuses.sort_unstable();
+        out.statuses.dedup();
+    }
+    let covers_timeout = retry_on.reset_after_request();
     if retry_on.timeout() && !covers_timeout {
         out.unexpressed.push(
             "timeout: Envoy retries an attempt's timeout only under reset, 5xx or \
@@ -58,15 +74,6 @@ pub fn envoy(retry_on: &RetryOn, per_try_timeout: bool) -> EnvoyRetryOn {
             "no timeout: Envoy's reset, 5xx and gateway-error also retry an attempt that \
              reached its per-try timeout"
                 .into(),
-        );
-    }
-    if retry_on.has(Condition::Status5xx)
-        && !(retry_on.connect_failure()
-            && retry_on.refused_stream()
-            && retry_on.reset_after_request())
-    {
-        out.unexpressed.push(
-            "5xx: Envoy's 5xx also retries connect failures, refused streams and resets".into(),
         );
     }
     out
@@ -132,6 +139,9 @@ mod tests {
         assert_eq!(e.statuses, [503]);
         assert_eq!(e.unexpressed.len(), 1, "{:?}", e.unexpressed);
         assert!(e.unexpressed[0].contains("data-loss"));
+        let gateway = envoy(&RetryOn::parse_list(["gateway-error"]).unwrap(), false);
+        assert!(gateway.names.is_empty());
+        assert_eq!(gateway.statuses, [502, 503, 504]);
         let only_timeout = envoy(&RetryOn::parse_list(["timeout"]).unwrap(), true);
         assert!(only_timeout.unexpressed[0].starts_with("timeout"));
     }

@@ -37,6 +37,9 @@ pub mod linkerd;
 pub mod names;
 pub mod rules;
 pub mod source;
+#[cfg(test)]
+mod testing;
+pub mod toml_text;
 
 pub use assemble::{assemble, Imported, Options};
 pub use error::ImportError;

@@ -1,0 +1,139 @@
+//! The graph's value texts as the readers write them: durations in whole milliseconds or
+//! seconds, quoted strings, lists of strings.
+//!
+//! ## Why one writer
+//! Every reader turns a foreign duration (`"0.250s"`, `{seconds: 1, nanos: 5e8}`, `1m30s`) into
+//! the graph's syntax, and the graph refuses a timeout outside 1ms to 1h: writing them in one
+//! place keeps `250ms` from coming out as `0.25s` in one system and `250ms` in another, and
+//! makes the rounding (sub-millisecond values up to 1ms) and the clamp (over an hour down to
+//! one, with a note) the same for all.
+
+use std::time::Duration;
+
+use crate::inventory::Inventory;
+use crate::source::Origin;
+
+/// The longest duration the graph takes for a timeout, a backoff delay or a hedge delay.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// The smallest non-zero duration the graph takes.
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+
+/// A non-zero duration as the graph writes it, quoted: whole seconds as `"2s"`, anything else
+/// in milliseconds (`"250ms"`, `"1500ms"`), a fraction of a millisecond rounded up (`"1ms"`
+/// for 100µs). No clamp: see [`duration_in_range`].
+///
+/// ```
+/// use std::time::Duration;
+/// use stormguard_mesh::toml_text::duration;
+/// assert_eq!(duration(Duration::from_millis(1500)), "\"1500ms\"");
+/// assert_eq!(duration(Duration::from_secs(15)), "\"15s\"");
+/// assert_eq!(duration(Duration::from_micros(100)), "\"1ms\"");
+/// ```
+pub fn duration(d: Duration) -> String {
+    format!("\"{}\"", bare_duration(d))
+}
+
+/// [`duration`] without the quotes, for texts that hold a duration (`full-jitter(base=25ms,
+/// cap=250ms)`).
+pub fn bare_duration(d: Duration) -> String {
+    let millis = d.as_nanos().div_ceil(1_000_000).max(1);
+    if millis % 1000 == 0 {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
+/// `d` within the graph's range for a delay (1ms to 1h): a longer one is clamped to an hour
+/// and an [`Inventory::unread`] note says so, at `origin`, about `what`.
+pub fn duration_in_range(
+    d: Duration,
+    inv: &mut Inventory,
+    origin: &Origin,
+    what: &str,
+) -> Duration {
+    if d > MAX_DURATION {
+        inv.unread(
+            origin.clone(),
+            what,
+            format!(
+                "{} is over the graph's limit of 1h: written as 1h (a call allowed that long \
+                 has outlived every caller)",
+                bare_duration(d)
+            ),
+        );
+        MAX_DURATION
+    } else {
+        d.max(MIN_DURATION)
+    }
+}
+
+/// A quoted TOML string (the readers' texts hold no quote or backslash, but a name from a file
+/// might).
+pub fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML list of strings: `["connect-failure", "503"]`.
+///
+/// ```
+/// assert_eq!(stormguard_mesh::toml_text::string_list(&["a", "b"]), "[\"a\", \"b\"]");
+/// ```
+pub fn string_list<S: AsRef<str>>(items: &[S]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| quoted(s.as_ref())).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// A share or ratio as the graph writes it: at most four decimals, no trailing zeros (`0.2`,
+/// `1.0`).
+pub fn number(value: f64) -> String {
+    let text = format!("{:.4}", value);
+    let text = text.trim_end_matches('0');
+    if text.ends_with('.') {
+        format!("{text}0")
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_and_clamp() {
+        assert_eq!(bare_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(bare_duration(Duration::from_nanos(1_000_001)), "2ms");
+        assert_eq!(bare_duration(Duration::from_secs(120)), "120s");
+        let mut inv = Inventory::default();
+        let origin = Origin::Default("test");
+        let long = duration_in_range(Duration::from_secs(7200), &mut inv, &origin, "x");
+        assert_eq!(long, MAX_DURATION);
+        assert_eq!(inv.unread.len(), 1);
+        assert_eq!(
+            duration_in_range(Duration::from_micros(3), &mut inv, &origin, "x"),
+            MIN_DURATION
+        );
+    }
+
+    #[test]
+    fn numbers_and_lists() {
+        assert_eq!(number(0.2), "0.2");
+        assert_eq!(number(1.0), "1.0");
+        assert_eq!(number(0.125), "0.125");
+        assert_eq!(string_list::<&str>(&[]), "[]");
+        assert_eq!(quoted("a\"b"), "\"a\\\"b\"");
+    }
+}

@@ -339,6 +339,10 @@ pub struct Inventory {
     pub meshes: Vec<MeshEvidence>,
     /// Documents read, by kind (`VirtualService` → 3), for the summary.
     pub kinds: BTreeMap<String, usize>,
+    /// Linkerd annotations and routes whose policy depends on documents read later (a route's
+    /// Service, a `ServiceProfile`): [`crate::linkerd::resolve`] applies them, and
+    /// [`crate::inventory()`] runs it once every document is read.
+    pub linkerd: crate::linkerd::Pending,
 }
 
 impl Inventory {

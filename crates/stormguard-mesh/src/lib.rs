@@ -133,6 +133,8 @@ pub fn inventory(documents: &[Document]) -> Result<Inventory, ImportError> {
     for document in documents {
         read_document(document, &document.root, &mut inv, 0)?;
     }
+    // Linkerd's precedence needs every document: a route's Service, a ServiceProfile.
+    linkerd::resolve(&mut inv);
     Ok(inv)
 }
 

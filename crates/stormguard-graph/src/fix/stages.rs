@@ -27,6 +27,7 @@ pub(super) const STAGES: [&[&str]; 4] = [
         "layered-retries",
         "single-instance-retry",
         "too-many-attempts",
+        "attempts-cannot-fit",
     ],
     &[
         "retry-without-budget",

@@ -375,4 +375,25 @@ pub const RULES: &[RuleDoc] = &[
         fix: "Remove the call, or break the cycle elsewhere. Which call to remove is a question \
               of design, so check --fix writes nothing for it.",
     },
+    RuleDoc {
+        id: "attempts-cannot-fit",
+        severity: Severity::Warning,
+        summary: "More attempts than the request timeout leaves room for: the later attempts never run.",
+        computes: "For a call with a request_timeout, a timeout and max_attempts above 1, when \
+                   each attempt starts if every attempt before it runs its whole timeout and \
+                   each wait between them is the backoff's shortest (none for full jitter, half \
+                   the ceiling for equal jitter, the base for decorrelated jitter, the delay \
+                   itself for constant and exponential). Fires when an attempt would start at or \
+                   after the request_timeout: when attempts time out, it and every later one \
+                   never run, so the call makes k attempts, not max_attempts.",
+        thresholds: &[],
+        why: "The setting promises retries that cannot happen when they are most wanted, when \
+              the callee is slow: a reader, or an Istio route with attempts 3 and a 4 s per-try \
+              timeout under a 10 s route timeout, believes in four attempts where three start. \
+              Imported mesh settings often have this shape, since the per-try and the route \
+              timeouts are set in different places.",
+        fix: "max_attempts = k, the attempts that can start, which check --fix writes; or a \
+              timeout short enough for every attempt to run whole (the request_timeout less \
+              the backoff's shortest waits, divided by max_attempts), which the finding names.",
+    },
 ];

@@ -16,6 +16,7 @@ use crate::model::{Call, CheckConfig};
 use crate::report::{Edit, Finding, Severity};
 
 mod amplification;
+mod attempts;
 mod deadlines;
 pub(super) mod docs;
 mod fit;
@@ -36,6 +37,7 @@ pub(super) fn run(model: &Model<'_>) -> Vec<Finding> {
                 timeouts::on_call(&at, &mut out);
                 deadlines::on_call(&at, &mut out);
                 retries::on_call(&at, &mut out);
+                attempts::on_call(&at, &mut out);
             }
             deadlines::on_node(model, s, &mut out);
         }

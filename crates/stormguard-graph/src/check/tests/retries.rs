@@ -225,3 +225,102 @@ fn hedge_without_budget_fires_from_half_the_requests() {
     assert!(hedge(0.05).findings.is_empty());
     assert!(hedge(0.49).findings.is_empty());
 }
+
+#[test]
+fn attempts_cannot_fit_fires_when_an_attempt_would_start_after_the_request_timeout() {
+    // Istio's shape: 4 attempts of 4 s under a 10 s route timeout. The third starts at 8 s, the
+    // fourth would at 12 s.
+    let report = one_call(|c| {
+        c.timeout = Some(ms(4000));
+        c.request_timeout = Some(ms(10_000));
+        c.max_attempts = 4;
+        c.backoff = Backoff::default();
+    });
+    let finding = only(&report, "attempts-cannot-fit");
+    assert_eq!(finding.severity, Severity::Warning);
+    assert_eq!(
+        finding.message,
+        "a -> b allows 4 attempts of 4s = 16s within a request_timeout of 10s: when attempts \
+         time out, attempt 4 would start at 12s, after the request has ended, so attempts after \
+         the 3rd never run (only 3 attempts can start)"
+    );
+    assert_eq!(
+        finding.fix,
+        "max_attempts = 3, or timeout = \"2500ms\" so that all 4 attempts run whole"
+    );
+    assert_eq!(
+        (finding.value, finding.limit),
+        (Some(16_000.0), Some(10_000.0))
+    );
+    assert_eq!(
+        finding.edits,
+        [crate::report::Edit::set("a", "b", 0, "max_attempts", "3")]
+    );
+}
+
+#[test]
+fn attempts_cannot_fit_counts_the_backoffs_smallest_waits() {
+    // 3 x 1 s fit in 2.5 s only if no wait: a constant 300 ms wait pushes the third to 2.6 s.
+    let with = |backoff: &str| {
+        one_call(|c| {
+            c.timeout = Some(ms(1000));
+            c.request_timeout = Some(ms(2500));
+            c.max_attempts = 3;
+            c.backoff = backoff.parse().unwrap();
+        })
+    };
+    let report = with("constant(300ms)");
+    let finding = only(&report, "attempts-cannot-fit");
+    assert!(
+        finding
+            .message
+            .contains("3 attempts of 1s + at least 600ms of backoff = 3600ms"),
+        "{}",
+        finding.message
+    );
+    assert!(finding.message.contains("attempt 3 would start at 2600ms"));
+    assert!(finding
+        .fix
+        .starts_with("max_attempts = 2, or timeout = \"633ms\""));
+    // Full jitter may wait nothing: the third attempt can start at 2 s.
+    assert!(fired(
+        &with("full-jitter(base=300ms, cap=1s)"),
+        "attempts-cannot-fit"
+    )
+    .is_empty());
+}
+
+#[test]
+fn attempts_cannot_fit_is_silent_without_retries_or_a_request_timeout_or_room_to_spare() {
+    let quiet = [
+        one_call(|c| {
+            c.timeout = Some(ms(4000));
+            c.request_timeout = Some(ms(10_000));
+            c.max_attempts = 1;
+        }),
+        one_call(|c| {
+            c.timeout = Some(ms(4000));
+            c.max_attempts = 4;
+        }),
+        // The third attempt starts at 8 s, within 10 s: cut short, but it runs.
+        one_call(|c| {
+            c.timeout = Some(ms(4000));
+            c.request_timeout = Some(ms(10_000));
+            c.max_attempts = 3;
+        }),
+    ];
+    for report in quiet {
+        assert!(fired(&report, "attempts-cannot-fit").is_empty());
+    }
+    // A request timeout below the attempt's: only the first attempt ever starts.
+    let report = one_call(|c| {
+        c.timeout = Some(ms(200));
+        c.request_timeout = Some(ms(150));
+        c.max_attempts = 2;
+    });
+    let finding = only(&report, "attempts-cannot-fit");
+    assert_eq!(
+        finding.fix,
+        "max_attempts = 1, or timeout = \"75ms\" so that all 2 attempts run whole"
+    );
+}

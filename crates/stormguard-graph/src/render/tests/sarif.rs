@@ -6,7 +6,7 @@ use super::*;
 use crate::render::sarif;
 
 /// The rule ids of the issue's table, which are part of the interface.
-const ISSUE_RULES: [&str; 18] = [
+const ISSUE_RULES: [&str; 19] = [
     "missing-timeout",
     "missing-connect-timeout",
     "timeout-inversion",
@@ -25,6 +25,7 @@ const ISSUE_RULES: [&str; 18] = [
     "single-instance-retry",
     "hedge-without-budget",
     "call-cycle",
+    "attempts-cannot-fit",
 ];
 
 fn log(report: &Report) -> Value {

@@ -1,0 +1,178 @@
+//! The findings only the assembled calls make possible: a mesh that replays a request that is
+//! not idempotent, and a mesh's retries on top of the application's.
+
+use std::str::FromStr;
+
+use stormguard::classify::Condition;
+use stormguard_graph::model::http_method_is_idempotent;
+use stormguard_graph::Severity;
+
+use super::placement::Chosen;
+use crate::inventory::{Host, ImportFinding};
+use crate::source::Origin;
+
+/// The retry conditions that never fire once the request may have reached the server: safe to
+/// retry for any method.
+pub(super) const BEFORE_SEND: [&str; 3] =
+    ["connect-failure", "refused-stream", "reset-before-request"];
+
+/// Whether retry condition `text` may fire after the server received the request (a reset or
+/// a timeout after it was sent, a 5xx other than 503, a gRPC status of a call that ran): then a
+/// retry may apply the request twice. `default` stands for the default list, which has them.
+fn fires_after_send(text: &str) -> bool {
+    if text == "default" {
+        return true;
+    }
+    match Condition::from_str(text) {
+        Ok(
+            Condition::Reset | Condition::Timeout | Condition::Status5xx | Condition::GatewayError,
+        ) => true,
+        Ok(Condition::Status(status)) => (500..=599).contains(&status) && status != 503,
+        // cancelled, unknown, deadline-exceeded, aborted, internal, data-loss.
+        Ok(Condition::Grpc(code)) => matches!(code, 1 | 2 | 4 | 10 | 13 | 15),
+        _ => false,
+    }
+}
+
+/// The items of a TOML list of strings.
+pub(super) fn items(list: &str) -> Vec<String> {
+    toml::from_str::<toml::Table>(&format!("v = {list}"))
+        .ok()
+        .and_then(|t| t.get("v").and_then(|v| v.as_array()).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| i.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Attempts a policy makes: its `max_attempts`, 1 when it has none.
+pub(super) fn attempts(chosen: &Chosen) -> u32 {
+    chosen
+        .policy
+        .get("max_attempts")
+        .and_then(|s| s.value.trim().parse().ok())
+        .unwrap_or(1)
+}
+
+/// `mesh-retries-non-idempotent` (error): the call's method is not idempotent, the mesh's
+/// default made it `idempotent = true` (the user never said so), and it retries on a condition
+/// that fires after the request was sent: the mesh replays a POST that may have been applied.
+pub(super) fn non_idempotent(
+    edge: &str,
+    to: &str,
+    chosen: &Chosen,
+    method: Option<&str>,
+) -> Option<ImportFinding> {
+    let method = method?;
+    let policy = &chosen.policy;
+    let idempotent = policy.get("idempotent")?;
+    let by_default = matches!(idempotent.origin, Origin::Default(_));
+    let retries = attempts(chosen) > 1 || policy.get("hedge").is_some();
+    if http_method_is_idempotent(method)
+        || idempotent.value.trim() != "true"
+        || !by_default
+        || !retries
+    {
+        return None;
+    }
+    let retry_on = policy.get("retry_on")?;
+    let conditions = items(&retry_on.value);
+    let after: Vec<&String> = conditions.iter().filter(|c| fires_after_send(c)).collect();
+    if after.is_empty() {
+        return None;
+    }
+    let mut safe: Vec<String> = BEFORE_SEND.iter().map(|s| format!("{s:?}")).collect();
+    for kept in conditions
+        .iter()
+        .filter(|c| !fires_after_send(c) && !BEFORE_SEND.contains(&c.as_str()))
+    {
+        safe.push(format!("{kept:?}"));
+    }
+    let after: Vec<&str> = after.iter().map(|s| s.as_str()).collect();
+    Some(ImportFinding {
+        rule: "mesh-retries-non-idempotent",
+        severity: Severity::Error,
+        host: Some(Host::new(to, None)),
+        message: format!(
+            "{edge} sends {method} requests, which are not idempotent, and the mesh retries them \
+             on {} ({}), conditions that fire after the request was sent: the mesh replays a \
+             {method} that may have been applied ({}: {})",
+            after.join(", "),
+            retry_on.origin.short(),
+            idempotent.origin,
+            "it retries any method"
+        ),
+        fix: format!(
+            "retry_on = [{}] on the route ({}), or make the request idempotent (an idempotency \
+             key the callee honours)",
+            safe.join(", "),
+            chosen.origin.short()
+        ),
+        origin: chosen.origin.clone(),
+    })
+}
+
+/// `mesh-retries-stacked` (warning): the application's own call makes up to `app` attempts, each
+/// through a sidecar that makes up to `mesh`: the callee gets up to `app × mesh`.
+pub(super) fn stacked(
+    caller: &str,
+    to: &str,
+    app: u32,
+    chosen: &Chosen,
+    at: Origin,
+) -> Option<ImportFinding> {
+    let mesh = attempts(chosen);
+    if app <= 1 || mesh <= 1 {
+        return None;
+    }
+    Some(ImportFinding {
+        rule: "mesh-retries-stacked",
+        severity: Severity::Warning,
+        host: Some(Host::new(to, None)),
+        message: format!(
+            "the application makes up to {app} attempts through a sidecar that makes up to \
+             {mesh}: up to {} at {to} ({caller}'s call; the sidecar's policy: {})",
+            u64::from(app) * u64::from(mesh),
+            chosen.origin
+        ),
+        fix: format!(
+            "retry in one layer: max_attempts = 1 on {caller}'s call ({}), or no retries in the \
+             mesh's route ({})",
+            at.short(),
+            chosen.origin.short()
+        ),
+        origin: at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_that_fire_after_the_request_was_sent() {
+        for after in [
+            "reset",
+            "timeout",
+            "5xx",
+            "gateway-error",
+            "500",
+            "504",
+            "cancelled",
+            "default",
+        ] {
+            assert!(fires_after_send(after), "{after}");
+        }
+        for before in [
+            "connect-failure",
+            "refused-stream",
+            "reset-before-request",
+            "503",
+            "unavailable",
+            "409",
+            "retriable-4xx",
+        ] {
+            assert!(!fires_after_send(before), "{before}");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `mesh-retries-non-idempotent`: the mesh replays a POST.
+
+use super::*;
+use crate::inventory::{ImportFinding, Inventory};
+
+fn post_route() -> Route {
+    route(System::Envoy, "orders", "prod", "envoy.yaml", 20)
+        .method("POST")
+        .set("max_attempts", "3", 22)
+        .set("retry_on", "[\"connect-failure\", \"reset\", \"503\"]", 23)
+        .default("idempotent", "true", "Envoy default: retries any method")
+}
+
+fn non_idempotent(inv: &Inventory) -> Vec<ImportFinding> {
+    import(inv)
+        .findings
+        .into_iter()
+        .filter(|f| f.rule == "mesh-retries-non-idempotent")
+        .collect()
+}
+
+#[test]
+fn a_mesh_that_retries_a_post_after_it_was_sent_is_an_error_at_the_route() {
+    let inv = Inventory {
+        routes: vec![post_route()],
+        ..Inventory::default()
+    };
+    let found = non_idempotent(&inv);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let finding = &found[0];
+    assert_eq!(finding.severity, stormguard_graph::Severity::Error);
+    assert_eq!(finding.origin, at("envoy.yaml", 20, "route to orders"));
+    assert!(
+        finding.message.contains("sends POST requests"),
+        "{}",
+        finding.message
+    );
+    assert!(
+        finding.message.contains("on reset (envoy.yaml:23)"),
+        "{}",
+        finding.message
+    );
+    assert!(
+        finding.fix.starts_with(
+            "retry_on = [\"connect-failure\", \"refused-stream\", \"reset-before-request\", \"503\"]"
+        ),
+        "{}",
+        finding.fix
+    );
+    // The graph says POST, so check's own rules see it too.
+    let imported = import(&inv);
+    assert_eq!(
+        parsed(&imported).services["mesh-callers"].endpoints[0].calls[0].method,
+        "POST"
+    );
+}
+
+#[test]
+fn no_finding_when_the_user_said_idempotent_or_only_before_send_conditions_or_a_get() {
+    let said = post_route().set("idempotent", "true", 24);
+    let before = post_route().set("retry_on", "[\"connect-failure\", \"refused-stream\"]", 23);
+    let get = post_route().method("GET");
+    let once = post_route().set("max_attempts", "1", 22);
+    for route in [said, before, get, once] {
+        let inv = Inventory {
+            routes: vec![route.clone()],
+            ..Inventory::default()
+        };
+        assert!(non_idempotent(&inv).is_empty(), "{route:#?}");
+    }
+}
+
+#[test]
+fn a_base_calls_method_counts_when_the_route_matches_every_method() {
+    let mut route = post_route();
+    route.method = None;
+    let inv = Inventory {
+        routes: vec![route],
+        ..Inventory::default()
+    };
+    let base = "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"orders\"\nmethod = \"POST\"\n[services.orders]\n";
+    let imported = import_onto(&inv, base);
+    assert!(imported
+        .findings
+        .iter()
+        .any(|f| f.rule == "mesh-retries-non-idempotent"));
+    let get = import_onto(&inv, &base.replace("POST", "PUT"));
+    assert!(get
+        .findings
+        .iter()
+        .all(|f| f.rule != "mesh-retries-non-idempotent"));
+}

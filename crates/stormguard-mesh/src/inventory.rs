@@ -343,6 +343,10 @@ pub struct Inventory {
     /// Service, a `ServiceProfile`): [`crate::linkerd::resolve`] applies them, and
     /// [`crate::inventory()`] runs it once every document is read.
     pub linkerd: crate::linkerd::Pending,
+    /// What the Istio reader keeps until every document is read: a `DestinationRule` (and its
+    /// subsets) applies to the routes of `VirtualService`s in other files, in any order
+    /// ([`crate::istio::resolve`], which [`crate::inventory()`] calls last, empties it).
+    pub istio: crate::istio::Pending,
 }
 
 impl Inventory {

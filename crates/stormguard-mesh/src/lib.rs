@@ -124,7 +124,9 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ImportError> {
 
 /// Hands each document to the reader of its kind: Kubernetes resources by `apiVersion` and
 /// `kind` (a `List`'s items each), Envoy bootstraps and config dumps, gRPC service configs. A
-/// document of no kind read here is listed in [`Inventory::unread`].
+/// document of no kind read here is listed in [`Inventory::unread`]. Last, Istio's
+/// `DestinationRule`s are applied to the routes they govern, wherever each was read
+/// ([`istio::resolve`]).
 ///
 /// # Errors
 /// A malformed field of a kind that is read, at its line.
@@ -135,6 +137,7 @@ pub fn inventory(documents: &[Document]) -> Result<Inventory, ImportError> {
     }
     // Linkerd's precedence needs every document: a route's Service, a ServiceProfile.
     linkerd::resolve(&mut inv);
+    istio::resolve(&mut inv);
     Ok(inv)
 }
 

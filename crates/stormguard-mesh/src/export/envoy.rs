@@ -22,6 +22,7 @@ fn at(path: &str, value: Val) -> Assign {
     Assign {
         path: parse_path(path),
         value,
+        from_root: false,
         only_to_replace: false,
     }
 }

@@ -188,24 +188,40 @@ impl Writer for Grpc {
             Some(LimiterSpec::TokenBucket {
                 capacity,
                 retry_cost,
-                ..
+                timeout_cost,
             }) => {
-                // In units of one retry: gRPC takes 1 per failure and gives tokenRatio per
-                // success; stormguard takes retry_cost per retry and gives 1 per success.
+                // The import's inverse: gRPC spends only the half of maxTokens above its
+                // threshold, and a success is worth tokenRatio failures, so in units of
+                // tokenRatio capacity = (maxTokens / 2) / tokenRatio and a retry costs
+                // 1 / tokenRatio.
                 let cost = retry_cost.max(1);
-                f.destination.push(Assign::new(
-                    &["retryThrottling", "maxTokens"],
-                    Val::Int(i64::from((capacity / cost).max(1))),
-                ));
-                f.destination.push(Assign::new(
-                    &["retryThrottling", "tokenRatio"],
-                    Val::Float(((1000.0 / f64::from(cost)).round() / 1000.0).max(0.001)),
-                ));
+                let ratio = ((1000.0 / f64::from(cost)).round() / 1000.0).max(0.001);
+                let max_tokens = (2.0 * f64::from(capacity) * ratio).round().max(1.0);
+                f.route.push(Assign {
+                    from_root: true,
+                    ..Assign::new(
+                        &["retryThrottling", "maxTokens"],
+                        Val::Int(max_tokens as i64),
+                    )
+                });
+                f.route.push(Assign {
+                    from_root: true,
+                    ..Assign::new(&["retryThrottling", "tokenRatio"], Val::Float(ratio))
+                });
                 f.cannot(
                     "token_bucket",
-                    "approximate: gRPC's retryThrottling charges failures, not retries, and \
-                     stops retries below half its tokens",
+                    "approximate: gRPC's retryThrottling charges every failure (not each \
+                     retry) for the whole channel, and stops retries at half its tokens",
                 );
+                if timeout_cost != retry_cost {
+                    f.cannot(
+                        "token_bucket",
+                        format!(
+                            "gRPC charges a timeout as any failure: timeout_cost {timeout_cost} \
+                             is written as retry_cost {retry_cost}"
+                        ),
+                    );
+                }
             }
             _ => {}
         }
@@ -232,20 +248,27 @@ impl Writer for Grpc {
                 }
                 let mut config = Val::Map(vec![("name".into(), Val::List(vec![name]))]);
                 for assign in &route.fields {
-                    config.put(&assign.path, assign.value.clone());
+                    if assign.from_root {
+                        // One retryThrottling per config: the first destination's.
+                        let mut v = Val::map();
+                        v.put(&assign.path, assign.value.clone());
+                        if let Some(Val::Map(entries)) = v.get("retryThrottling").cloned() {
+                            let t = throttling.get_or_insert_with(Val::map);
+                            for (k, value) in entries {
+                                if t.get(&k).is_none() {
+                                    t.set(&[&k], value);
+                                }
+                            }
+                        }
+                    } else {
+                        config.put(&assign.path, assign.value.clone());
+                    }
                 }
                 configs.push(config);
                 resources.push(match &route.endpoint {
                     Some(ep) => format!("methodConfig {}/{ep}", plan.to),
                     None => format!("methodConfig {}", plan.to),
                 });
-            }
-            if !plan.destination.is_empty() && throttling.is_none() {
-                let mut v = Val::map();
-                for assign in &plan.destination {
-                    v.put(&assign.path, assign.value.clone());
-                }
-                throttling = v.get("retryThrottling").cloned();
             }
         }
         let mut doc = Val::Map(vec![("methodConfig".into(), Val::List(configs))]);

@@ -110,6 +110,9 @@ pub struct Assign {
     pub path: Path,
     /// What.
     pub value: Val,
+    /// A path from the document's root rather than from the route's part (a gRPC
+    /// `retryThrottling`, which a service config holds once for all its methods).
+    pub from_root: bool,
     /// Written only over a value the file already has (to turn it off, e.g. Istio's
     /// `timeout: 0s`); a new resource leaves it out, where the system's default already says it.
     pub only_to_replace: bool,
@@ -120,6 +123,7 @@ impl Assign {
         Assign {
             path: edit::keys(path),
             value,
+            from_root: false,
             only_to_replace: false,
         }
     }
@@ -406,6 +410,22 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
             .or_default()
             .push((c.caller.to_string(), fields));
     }
+    // Values a resource holds once for every destination (a gRPC retryThrottling).
+    let shared: Vec<(String, Vec<Assign>)> = by_destination
+        .iter()
+        .flat_map(|((to, _), endpoints)| {
+            endpoints.values().flatten().map(move |(caller, f)| {
+                let root: Vec<Assign> = f.route.iter().filter(|a| a.from_root).cloned().collect();
+                (format!("{caller} -> {to}"), root)
+            })
+        })
+        .collect();
+    let groups = partition(&shared);
+    if groups.len() > 1 {
+        result
+            .conflicts
+            .push(conflict("every destination", "shared", &groups));
+    }
     for ((to, caller), endpoints) in by_destination {
         let mut routes = Vec::new();
         let mut destination_values = Vec::new();
@@ -561,7 +581,11 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                         .entry((resource.file.to_string(), resource.document))
                         .or_default();
                     for assign in &route.fields {
-                        let mut path = prefix.clone();
+                        let mut path = if assign.from_root {
+                            Vec::new()
+                        } else {
+                            prefix.clone()
+                        };
                         path.extend(assign.path.iter().cloned());
                         entry.push((path, assign.value.clone()));
                     }

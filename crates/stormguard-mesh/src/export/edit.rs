@@ -118,6 +118,14 @@ impl Want {
         children[index].1.insert(rest, value);
     }
 
+    /// Whether it only removes keys (so where nothing is, nothing is written).
+    fn only_removals(&self) -> bool {
+        match self {
+            Want::Leaf(v) => *v == Val::Remove,
+            Want::Branch(children) => children.iter().all(|(_, w)| w.only_removals()),
+        }
+    }
+
     /// As a value, for writing a whole missing part at once (indexes become list items).
     fn to_val(&self, camel: bool) -> Val {
         match self {
@@ -128,6 +136,7 @@ impl Want {
             Want::Branch(children) => Val::Map(
                 children
                     .iter()
+                    .filter(|(_, w)| !w.only_removals())
                     .map(|(s, w)| (seg_name(s, camel), w.to_val(camel)))
                     .collect(),
             ),
@@ -240,9 +249,15 @@ impl Editor<'_> {
         for (seg, want) in children {
             path.push(seg.clone());
             match seg {
+                Seg::Key(key) if *want == Want::Leaf(Val::Remove) => {
+                    if let Some((k, v)) = find_entry(node, key) {
+                        self.delete(node, k, v, path)?;
+                    }
+                }
                 Seg::Key(key) => match find_entry(node, key) {
                     Some((k, v)) if v.is_null() => self.fill_null(k, v, want, camel)?,
                     Some((_, v)) => self.write(v, want, path)?,
+                    None if want.only_removals() => {}
                     None if node.is_map() || node.is_null() => {
                         missing.push((seg_name(seg, camel), want.to_val(camel)))
                     }
@@ -444,6 +459,65 @@ impl Editor<'_> {
                 None => Ok(node.pos.offset),
             },
         }
+    }
+
+    /// Removes the entry `key: value` of mapping `map`, with its line(s) in a block mapping
+    /// and its comma in a flow one.
+    fn delete(
+        &mut self,
+        map: &Node,
+        key: &Node,
+        value: &Node,
+        path: &[Seg],
+    ) -> Result<(), EditError> {
+        let bytes = self.text.as_bytes();
+        let flow = self.is_flow(map);
+        let value_end = if value.is_null() {
+            self.end_of(key, flow, path)?
+        } else {
+            self.end_of(value, flow, path)?
+        };
+        if flow {
+            let mut start = key.pos.offset;
+            let mut end = value_end;
+            let mut after = end;
+            while after < bytes.len() && bytes[after].is_ascii_whitespace() {
+                after += 1;
+            }
+            if bytes.get(after) == Some(&b',') {
+                end = after + 1;
+                while end < bytes.len() && bytes[end].is_ascii_whitespace() {
+                    end += 1;
+                }
+            } else {
+                let mut before = start;
+                while before > 0 && bytes[before - 1].is_ascii_whitespace() {
+                    before -= 1;
+                }
+                if before > 0 && bytes[before - 1] == b',' {
+                    start = before - 1;
+                }
+            }
+            self.edits.push(TextEdit {
+                start,
+                end,
+                text: String::new(),
+            });
+            return Ok(());
+        }
+        let line_start = self.text[..key.pos.offset].rfind('\n').map_or(0, |n| n + 1);
+        if !self.text[line_start..key.pos.offset]
+            .bytes()
+            .all(|b| b == b' ')
+        {
+            return Err(self.error(key, path, "the first key of a list item: remove it by hand"));
+        }
+        self.edits.push(TextEdit {
+            start: line_start,
+            end: line_end(bytes, value_end),
+            text: String::new(),
+        });
+        Ok(())
     }
 
     /// `key:` with no value (or `~`/`null`): the wanted value goes under it.

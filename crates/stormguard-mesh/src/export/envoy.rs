@@ -27,6 +27,14 @@ fn at(path: &str, value: Val) -> Assign {
     }
 }
 
+/// Removes `path` where the user's file has it.
+fn remove(path: &str) -> Assign {
+    Assign {
+        only_to_replace: true,
+        ..at(path, Val::Remove)
+    }
+}
+
 impl Writer for Envoy {
     fn fields(&self, call: &Call) -> Fields {
         let mut f = Fields::default();
@@ -56,11 +64,12 @@ impl Writer for Envoy {
                 "route.retry_policy.num_retries",
                 Val::Int(i64::from(call.max_attempts - 1)),
             ));
-            if let Some(t) = call.timeout {
-                f.route.push(at(
+            match call.timeout {
+                Some(t) => f.route.push(at(
                     "route.retry_policy.per_try_timeout",
                     Val::str(proto_duration(t)),
-                ));
+                )),
+                None => f.route.push(remove("route.retry_policy.per_try_timeout")),
             }
             let backoff = match call.backoff {
                 Backoff::None => {
@@ -99,7 +108,10 @@ impl Writer for Envoy {
                 ));
             }
             envoy_growth_note(call, "Envoy", &mut f);
-            if !names.statuses.is_empty() {
+            if names.statuses.is_empty() {
+                f.route
+                    .push(remove("route.retry_policy.retriable_status_codes"));
+            } else {
                 f.route.push(at(
                     "route.retry_policy.retriable_status_codes",
                     Val::List(
@@ -127,6 +139,9 @@ impl Writer for Envoy {
                     ..at("route.retry_policy.num_retries", Val::Int(0))
                 }),
             }
+        }
+        if call.hedge.is_none() {
+            f.route.push(remove("route.hedge_policy"));
         }
         if let Some(hedge) = call.hedge {
             match (hedge.delay, call.timeout) {
@@ -183,12 +198,18 @@ impl Writer for Envoy {
             Some(LimiterSpec::TokenBucket { .. }) => {
                 f.cannot("token_bucket", "Envoy has no token bucket: not written")
             }
-            None if call.max_attempts > 1 => f.cannot(
-                "retry_budget",
-                "none: Envoy's max_retries circuit breaker (3 concurrent retries by default) \
+            None if call.max_attempts > 1 => {
+                f.destination
+                    .push(remove("circuit_breakers.thresholds[0].retry_budget"));
+                f.cannot(
+                    "retry_budget",
+                    "none: Envoy's max_retries circuit breaker (3 concurrent retries by default) \
                  still applies",
-            ),
-            None => {}
+                )
+            }
+            None => f
+                .destination
+                .push(remove("circuit_breakers.thresholds[0].retry_budget")),
         }
         f
     }
@@ -216,6 +237,18 @@ impl Writer for Envoy {
 
     fn destination_prefix(&self, resource: &Resource) -> Path {
         parse_path(&resource.path)
+    }
+
+    fn overridden(&self, route: &crate::doc::Node) -> Vec<String> {
+        route
+            .get("request_headers_to_add")
+            .map(crate::doc::Node::items)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|h| h.get("header").and_then(|h| h.get("key")).and_then(crate::doc::Node::as_str))
+            .filter(|key| key.starts_with("x-envoy-retr") || key.starts_with("x-envoy-upstream-rq") || *key == "x-envoy-max-retries" || *key == "x-envoy-hedge-on-per-try-timeout")
+            .map(|key| format!("its request header {key} overrides the route's policy for every request: remove it for the written values to apply"))
+            .collect()
     }
 
     fn new_files(&self, plans: &[DestinationPlan]) -> Vec<NewFile> {

@@ -46,7 +46,13 @@ impl Writer for GatewayApi {
                 Val::str(go_duration(t)),
             ));
         }
-        if call.max_attempts > 1 {
+        if call.timeout.is_none() {
+            f.route
+                .push(Assign::remove(&["timeouts", "backendRequest"]));
+        }
+        if call.max_attempts <= 1 {
+            f.route.push(Assign::remove(&["retry"]));
+        } else {
             f.route.push(Assign::new(
                 &["retry", "attempts"],
                 Val::Int(i64::from(call.max_attempts - 1)),

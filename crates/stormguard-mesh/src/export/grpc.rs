@@ -74,6 +74,15 @@ impl Writer for Grpc {
             }
         }
         let code_list = Val::List(codes.iter().map(Val::str).collect());
+        // gRPC refuses a method config with both policies: the one not written goes.
+        let hedging = call.hedge.is_some() && call.max_attempts > 1 && !codes.is_empty();
+        let retrying = call.hedge.is_none() && call.max_attempts > 1 && !codes.is_empty();
+        if !hedging {
+            f.route.push(Assign::remove(&["hedgingPolicy"]));
+        }
+        if !retrying {
+            f.route.push(Assign::remove(&["retryPolicy"]));
+        }
         match call.hedge {
             Some(hedge) if call.max_attempts > 1 && !codes.is_empty() => {
                 f.route.push(Assign::new(
@@ -223,7 +232,10 @@ impl Writer for Grpc {
                     );
                 }
             }
-            _ => {}
+            _ => f.route.push(Assign {
+                from_root: true,
+                ..Assign::remove(&["retryThrottling"])
+            }),
         }
         f
     }

@@ -42,7 +42,7 @@ impl Writer for Istio {
                     "timeout",
                     "none in the graph: Istio's per-try timeout is the route timeout",
                 ),
-                (None, None) => {}
+                (None, None) => f.route.push(Assign::remove(&["retries", "perTryTimeout"])),
             }
             let names = retry_names::envoy(&call.retry_on, call.timeout.is_some());
             for why in names.unexpressed {
@@ -116,10 +116,19 @@ impl Writer for Istio {
                 ],
                 Val::str(go_duration(d)),
             )),
-            None => f.cannot(
-                "connect_timeout",
-                "none in the graph: Istio's default 10s applies",
-            ),
+            None => {
+                f.destination.push(Assign::remove(&[
+                    "spec",
+                    "trafficPolicy",
+                    "connectionPool",
+                    "tcp",
+                    "connectTimeout",
+                ]));
+                f.cannot(
+                    "connect_timeout",
+                    "none in the graph: Istio's default 10s applies",
+                )
+            }
         }
         match call.limiter {
             Some(LimiterSpec::Budget { ratio, min_per_sec }) => {
@@ -146,12 +155,18 @@ impl Writer for Istio {
                     ),
                 );
             }
-            Some(LimiterSpec::TokenBucket { .. }) => f.cannot(
-                "token_bucket",
-                "Istio has no token bucket: not written (its retries are bounded only by \
-                 connectionPool.http.maxRetries)",
-            ),
+            Some(LimiterSpec::TokenBucket { .. }) => {
+                f.destination
+                    .push(Assign::remove(&["spec", "trafficPolicy", "retryBudget"]));
+                f.cannot(
+                    "token_bucket",
+                    "Istio has no token bucket: not written (its retries are bounded only by \
+                     connectionPool.http.maxRetries)",
+                )
+            }
             None => {
+                f.destination
+                    .push(Assign::remove(&["spec", "trafficPolicy", "retryBudget"]));
                 if call.max_attempts > 1 {
                     f.cannot(
                         "retry_budget",

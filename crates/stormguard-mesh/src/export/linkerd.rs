@@ -30,9 +30,12 @@ fn annotation(key: &str, value: String) -> Assign {
 impl Writer for Linkerd {
     fn fields(&self, call: &Call) -> Fields {
         let mut f = Fields::default();
-        if let Some(d) = call.request_timeout {
-            f.route
-                .push(annotation("timeout.linkerd.io/request", go_duration(d)));
+        let remove = |key: &str| Assign::remove(&["metadata", "annotations", key]);
+        match call.request_timeout {
+            Some(d) => f
+                .route
+                .push(annotation("timeout.linkerd.io/request", go_duration(d))),
+            None => f.route.push(remove("timeout.linkerd.io/request")),
         }
         let retries = call.max_attempts > 1;
         // An attempt's timeout is retried under retry.linkerd.io/timeout, and ends the call
@@ -41,16 +44,27 @@ impl Writer for Linkerd {
             if retries && call.retry_on.timeout() {
                 f.route
                     .push(annotation("retry.linkerd.io/timeout", go_duration(t)));
+                f.route.push(remove("timeout.linkerd.io/response"));
             } else {
                 f.route
                     .push(annotation("timeout.linkerd.io/response", go_duration(t)));
+                f.route.push(remove("retry.linkerd.io/timeout"));
             }
-        } else if retries && call.retry_on.timeout() {
+        } else {
+            f.route.push(remove("timeout.linkerd.io/response"));
+            f.route.push(remove("retry.linkerd.io/timeout"));
+        }
+        if call.timeout.is_none() && retries && call.retry_on.timeout() {
             f.cannot(
                 "retry_on",
                 "timeout: Linkerd retries an attempt's timeout only with \
                  retry.linkerd.io/timeout, and the graph gives no timeout: not written",
             );
+        }
+        if !retries {
+            for key in ["http", "grpc", "limit", "timeout"] {
+                f.route.push(remove(&format!("retry.linkerd.io/{key}")));
+            }
         }
         if retries {
             let mut http = Vec::new();
@@ -82,10 +96,13 @@ impl Writer for Linkerd {
                     "no refused-stream: Linkerd always retries a refused stream",
                 );
             }
-            if !http.is_empty() {
+            if http.is_empty() {
+                f.route.push(remove("retry.linkerd.io/http"));
+            } else {
                 f.route
                     .push(annotation("retry.linkerd.io/http", http.join(",")));
             }
+            f.route.push(remove("retry.linkerd.io/grpc"));
             f.route.push(annotation(
                 "retry.linkerd.io/limit",
                 (call.max_attempts - 1).to_string(),

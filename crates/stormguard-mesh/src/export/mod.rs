@@ -128,6 +128,12 @@ impl Assign {
         }
     }
 
+    /// Removes `path` from a user's file, if it is there (a setting the graph does not have
+    /// that would otherwise stay in force).
+    fn remove(path: &[&str]) -> Assign {
+        Assign::replacing(path, Val::Remove)
+    }
+
     fn replacing(path: &[&str], value: Val) -> Assign {
         Assign {
             only_to_replace: true,
@@ -194,6 +200,20 @@ trait Writer: Sync {
     }
     /// New resources for destinations that have none in the user's files.
     fn new_files(&self, plans: &[DestinationPlan]) -> Vec<NewFile>;
+    /// What, in an existing route's part, overrides the values written there (an Envoy
+    /// request header such as `x-envoy-max-retries`).
+    fn overridden(&self, route: &crate::doc::Node) -> Vec<String> {
+        let _ = route;
+        Vec::new()
+    }
+}
+
+/// The node at `path` from `node`.
+fn walk<'n>(node: &'n crate::doc::Node, path: &[Seg]) -> Option<&'n crate::doc::Node> {
+    path.iter().try_fold(node, |node, seg| match seg {
+        Seg::Key(k) => node.get(k),
+        Seg::Index(i) => node.items().get(*i),
+    })
 }
 
 /// A new file of resources (or one document of it), before it is written.
@@ -577,6 +597,17 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
             match find_route(writer, existing, &dest, route) {
                 Some(resource) if route.callers.is_none() => {
                     let prefix = writer.route_prefix(resource);
+                    let node = existing
+                        .documents
+                        .iter()
+                        .find(|d| d.file == resource.file && d.index == resource.document)
+                        .and_then(|d| walk(&d.root, &prefix));
+                    for why in node.map(|n| writer.overridden(n)).unwrap_or_default() {
+                        out.notes.push(format!(
+                            "{} {} {} in {}: {why}",
+                            resource.kind, resource.name, resource.path, resource.file
+                        ));
+                    }
                     let entry = values
                         .entry((resource.file.to_string(), resource.document))
                         .or_default();
@@ -703,7 +734,7 @@ fn find_route<'e>(
         .filter(|r| is_service(&r.host, &dest.to))
         .filter(|r| !writer.routes_by_endpoint() || r.name == route.endpoint)
         .find(|r| match (&dest.caller, &r.caller) {
-            (Some(caller), Some(route_caller)) => caller == route_caller,
+            (Some(caller), Some(route_caller)) => *caller == names::graph_name(route_caller),
             (Some(_), None) => false,
             (None, route_caller) => route_caller.is_none(),
         })
@@ -725,7 +756,7 @@ fn find_destination<'e>(
                 .contains(&d.resource.kind.as_str())
         })
         .filter(|d| is_service(&d.host, &dest.to))
-        .find(|d| d.caller == dest.caller)
+        .find(|d| d.caller.as_deref().map(names::graph_name) == dest.caller)
         .map(|d| &d.resource)
 }
 

@@ -25,6 +25,9 @@ pub enum Val {
     List(Vec<Val>),
     /// A mapping, in the order written.
     Map(Vec<(String, Val)>),
+    /// No value: the key is removed from a user's file (a retry stanza of a call that no
+    /// longer retries). Never part of a new resource.
+    Remove,
 }
 
 impl Val {
@@ -172,6 +175,7 @@ fn scalar_text(v: &Val) -> String {
         Val::Int(i) => i.to_string(),
         Val::Float(f) => float_text(*f),
         Val::Bool(b) => b.to_string(),
+        Val::Remove => "~".to_string(),
         other => other.to_yaml_inline(),
     }
 }

@@ -200,3 +200,32 @@ fn a_file_without_final_newline() {
     let out = edit(text, 0, &[("a.c", Val::Int(2))]);
     assert_eq!(out, "a:\n  b: 1\n  c: 2\n");
 }
+
+#[test]
+fn keys_are_removed_with_their_lines_or_commas() {
+    let out = edit(
+        VS,
+        0,
+        &[
+            ("spec.http[1].retries", Val::Remove),
+            ("spec.http[1].fault", Val::Remove),
+            ("spec.http[0].absent.deeper", Val::Remove),
+        ],
+    );
+    assert_eq!(
+        out,
+        VS.replace(
+            "    retries:\n      attempts: 3\n      retryOn: 'gateway-error,connect-failure'\n",
+            ""
+        )
+    );
+    let text = "{\n  \"a\": 1,\n  \"hedgingPolicy\": {\"maxAttempts\": 2},\n  \"c\": [3]\n}\n";
+    assert_eq!(
+        edit(text, 0, &[("hedgingPolicy", Val::Remove)]),
+        "{\n  \"a\": 1,\n  \"c\": [3]\n}\n"
+    );
+    assert_eq!(
+        edit(text, 0, &[("c", Val::Remove)]),
+        "{\n  \"a\": 1,\n  \"hedgingPolicy\": {\"maxAttempts\": 2}\n}\n"
+    );
+}

@@ -1,3 +1,4 @@
+use super::plan::path_text;
 use super::*;
 use crate::doc::parse_documents;
 use crate::inventory::{Host, Policy, Route, System};

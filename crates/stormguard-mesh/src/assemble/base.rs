@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use stormguard_graph::model::Call;
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
-use super::calls::{comment, method, Planned};
+use super::calls::{comment, method};
 use super::placement;
 use super::stack::Sidecar;
-use super::{findings, Context, Table};
+use super::{Context, Table};
 use crate::error::ImportError;
 use crate::inventory::Unread;
 use crate::source::Origin;
@@ -96,96 +96,21 @@ pub(super) fn write(
                     Some(ep) => format!("{name}/{ep}"),
                     None => name.clone(),
                 };
+                let base_call = BaseCall {
+                    caller,
+                    call,
+                    at,
+                    method: written_method,
+                };
                 match app_attempts(raw, call) {
-                    None => {
-                        let chosen =
-                            cx.prepare(&caller, &call.to, chosen, written_method.as_deref());
-                        if let Some(note) = &chosen.note {
-                            note_before(raw, inline, note);
-                        }
-                        cx.annotate(&table, None, &chosen.origin);
-                        if raw.get("method").is_none() {
-                            if let Some(m) = chosen.method.as_deref().and_then(method) {
-                                set_unless_inline(
-                                    raw,
-                                    inline,
-                                    "method",
-                                    Value::from(m),
-                                    &chosen.origin,
-                                );
-                                cx.annotate(&table, Some("method"), &chosen.origin);
-                            }
-                        }
-                        for setting in &chosen.policy.settings {
-                            let Ok(value) = setting.value.parse::<Value>() else {
-                                continue;
-                            };
-                            let old = raw.get(setting.key).map(|v| v.to_string());
-                            set_unless_inline(raw, inline, setting.key, value, &setting.origin);
-                            if let (Some(old), false) = (old, inline) {
-                                if let Some(v) =
-                                    raw.get_mut(setting.key).and_then(Item::as_value_mut)
-                                {
-                                    let suffix = format!(
-                                        " # {}; the base had {}",
-                                        comment(&setting.origin.to_string()),
-                                        comment(old.trim())
-                                    );
-                                    v.decor_mut().set_suffix(suffix);
-                                }
-                            }
-                            cx.annotate(&table, Some(setting.key), &setting.origin);
-                        }
-                        if inline {
-                            raw.fmt();
-                        }
-                    }
+                    None => give(cx, raw, inline, &table, chosen, &base_call),
                     Some(app) => {
                         let sidecar = sidecars.entry(name.clone()).or_insert_with(|| {
-                            Sidecar::new(
-                                name,
-                                &mut taken,
-                                instances.get(name).copied().unwrap_or(1),
-                            )
+                            let instances = instances.get(name).copied().unwrap_or(1);
+                            Sidecar::new(name, &mut taken, instances)
                         });
-                        let mut ep = call.to.clone();
-                        if let Some(callee_endpoint) = &call.endpoint {
-                            ep.push('-');
-                            ep.push_str(callee_endpoint);
-                        }
-                        let ep = crate::names::graph_name(&ep);
-                        let sidecar_name = sidecar.name.clone();
-                        if !sidecar.has(&ep) {
-                            let chosen = cx.prepare(
-                                &format!("{sidecar_name}/{ep}"),
-                                &call.to,
-                                chosen,
-                                written_method.as_deref(),
-                            );
-                            let method = chosen
-                                .method
-                                .as_deref()
-                                .and_then(method)
-                                .map(|m| (m, chosen.origin.clone()))
-                                .or_else(|| written_method.clone().map(|m| (m, at.clone())));
-                            let rtt = raw.get("rtt").map(|v| value_text(v));
-                            sidecar.add(
-                                ep.clone(),
-                                Planned {
-                                    to: call.to.clone(),
-                                    endpoint: call.endpoint.clone(),
-                                    method,
-                                    rtt,
-                                    chosen,
-                                },
-                            );
-                        }
-                        let planned = &sidecar.endpoint(&ep).expect("just added").chosen;
-                        if let Some(finding) =
-                            findings::stacked(&caller, &call.to, app, planned, at.clone())
-                        {
-                            cx.findings.push(finding);
-                        }
+                        let rtt = raw.get("rtt").map(value_text);
+                        let (sidecar_name, ep) = sidecar.carry(cx, chosen, &base_call, app, rtt);
                         through_sidecar(raw, inline, &sidecar_name, &ep, &call.to);
                     }
                 }
@@ -218,6 +143,63 @@ pub(super) fn write(
         ));
     }
     Ok((how, out))
+}
+
+/// A call of the base graph, as the writers need it.
+pub(super) struct BaseCall<'g> {
+    /// Its caller as messages name it (`web`, or `web/checkout`).
+    pub caller: String,
+    /// The call.
+    pub call: &'g Call,
+    /// Where it is in the base file.
+    pub at: Origin,
+    /// Its `method`, when the base writes one.
+    pub method: Option<String>,
+}
+
+/// Writes `chosen` into the base call `raw` (the table `table`): each value with its origin
+/// (and what the base had there, when it had a value), the route's method when the base gives
+/// none.
+fn give(
+    cx: &mut Context<'_>,
+    raw: &mut dyn TableLike,
+    inline: bool,
+    table: &Table,
+    chosen: super::placement::Chosen,
+    base: &BaseCall<'_>,
+) {
+    let chosen = cx.prepare(&base.caller, &base.call.to, chosen, base.method.as_deref());
+    if let Some(note) = &chosen.note {
+        note_before(raw, inline, note);
+    }
+    cx.annotate(table, None, &chosen.origin);
+    if raw.get("method").is_none() {
+        if let Some(m) = chosen.method.as_deref().and_then(method) {
+            set_unless_inline(raw, inline, "method", Value::from(m), &chosen.origin);
+            cx.annotate(table, Some("method"), &chosen.origin);
+        }
+    }
+    for setting in &chosen.policy.settings {
+        let Ok(value) = setting.value.parse::<Value>() else {
+            continue;
+        };
+        let old = raw.get(setting.key).map(value_text);
+        set_unless_inline(raw, inline, setting.key, value, &setting.origin);
+        if let (Some(old), false) = (old, inline) {
+            if let Some(v) = raw.get_mut(setting.key).and_then(Item::as_value_mut) {
+                let suffix = format!(
+                    " # {}; the base had {}",
+                    comment(&setting.origin.to_string()),
+                    comment(&old)
+                );
+                v.decor_mut().set_suffix(suffix);
+            }
+        }
+        cx.annotate(table, Some(setting.key), &setting.origin);
+    }
+    if inline {
+        raw.fmt();
+    }
 }
 
 /// The attempts of the application's own client policy on a base call, if the base writes one

@@ -35,6 +35,11 @@ fn table_of<'j>(json: &'j mut Value, table: &Table) -> Option<&'j mut Map<String
     let services = json.get_mut("services")?;
     match table {
         Table::Service(name) => services.get_mut(name)?.as_object_mut(),
+        Table::Endpoint { service, endpoint } => services
+            .get_mut(service)?
+            .get_mut("endpoints")?
+            .get_mut(endpoint)?
+            .as_object_mut(),
         Table::Call {
             service,
             endpoint,

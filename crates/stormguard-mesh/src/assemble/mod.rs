@@ -85,6 +85,13 @@ pub struct Imported {
 enum Table {
     /// `[services.NAME]`.
     Service(String),
+    /// `[services.NAME.endpoints.EP]`.
+    Endpoint {
+        /// The service.
+        service: String,
+        /// The endpoint.
+        endpoint: String,
+    },
     /// Call `index` of a service (of its endpoint `endpoint`, when it has one).
     Call {
         /// The caller.

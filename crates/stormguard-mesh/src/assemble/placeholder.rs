@@ -10,108 +10,155 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::calls::{method, Planned};
+use super::calls::{comment, method, Planned};
 use super::placement::{self, fill_destinations, from_route, Key};
 use super::{Context, Table, PLACEHOLDER};
+use crate::inventory::{Host, Route};
 use crate::names::{graph_name, service_of};
 use crate::source::Origin;
 
+/// One endpoint of the placeholder: its name, its share of the requests (and where the weight
+/// is written), and its one call.
+struct Endpoint {
+    name: String,
+    share: f64,
+    weight_origin: Option<Origin>,
+    call: Planned,
+}
+
+/// The endpoints written so far, their names, and each callee's destinations.
+#[derive(Default)]
+struct Endpoints {
+    list: Vec<Endpoint>,
+    names: BTreeSet<String>,
+    callees: BTreeMap<String, Vec<Key>>,
+}
+
 /// The placeholder graph's body, and how its calls were made (for the header).
 pub(super) fn write(cx: &mut Context<'_>) -> (String, String) {
-    let mut endpoints: Vec<(String, f64, Option<Origin>, Planned)> = Vec::new();
-    let mut used: BTreeSet<String> = BTreeSet::new();
-    let mut callees: BTreeMap<String, Vec<Key>> = BTreeMap::new();
-    let inv = cx.inv;
-    for route in &inv.routes {
-        let mut targets: Vec<(String, Key, f64, Option<Origin>)> = Vec::new();
-        let total: f64 = route.backends.iter().map(|b| b.weight.max(0.0)).sum();
-        if total > 0.0 && route.backends.len() > 1 {
-            for backend in route.backends.iter().filter(|b| b.weight > 0.0) {
-                let to = cx.names.of(&backend.host);
-                let share = backend.weight / total;
-                match targets.iter_mut().find(|t| t.0 == to) {
-                    Some(target) => target.2 += share,
-                    None => targets.push((
-                        to,
-                        service_of(&backend.host),
-                        share,
-                        Some(backend.origin.clone()),
-                    )),
-                }
-            }
-        } else {
-            let host = route.backends.first().map_or(&route.host, |b| &b.host);
-            targets.push((cx.names.of(host), service_of(host), 1.0, None));
-        }
-        for (to, key, share, weight_origin) in targets {
-            let mut chosen = from_route(route);
-            let keys = vec![key, service_of(&route.host)];
-            fill_destinations(inv, &cx.names, &keys, route.caller.as_deref(), &mut chosen);
-            let mut name = String::new();
-            if let Some(caller) = &route.caller {
-                name.push_str(caller);
-                name.push('-');
-            }
-            name.push_str(&to);
-            if let Some(route_name) = &route.name {
-                name.push('-');
-                name.push_str(route_name);
-            }
-            let name = unique(&graph_name(&name), &mut used);
-            let caller = format!("{PLACEHOLDER}/{name}");
-            let chosen = cx.prepare(&caller, &to, chosen, None);
-            let method = route
-                .method
-                .as_deref()
-                .and_then(method)
-                .map(|m| (m, route.origin.clone()));
-            callees.entry(to.clone()).or_default().extend(keys);
-            endpoints.push((
-                name,
-                share,
-                weight_origin,
-                Planned {
-                    to,
-                    endpoint: None,
-                    method,
-                    rtt: None,
-                    chosen,
-                },
-            ));
-        }
+    let mut endpoints = Endpoints::default();
+    for route in &cx.inv.routes {
+        of_route(cx, route, &mut endpoints);
     }
-    // Services in a mesh that no route covers get the mesh's defaults.
+    of_meshed_services(cx, &mut endpoints);
+    let out = render(cx, &endpoints);
+    let how = format!(
+        "each route is a call from the placeholder caller `{PLACEHOLDER}` (the entry), which \
+         stands for every client: who calls whom is in no manifest; give it with --base"
+    );
+    (how, out)
+}
+
+/// The destinations of `route` with their shares: its backends' by weight (those of one
+/// service summed), or its one backend or host.
+fn targets(cx: &Context<'_>, route: &Route) -> Vec<(String, Key, f64, Option<Origin>)> {
+    let mut targets: Vec<(String, Key, f64, Option<Origin>)> = Vec::new();
+    let total: f64 = route.backends.iter().map(|b| b.weight.max(0.0)).sum();
+    if total > 0.0 && route.backends.len() > 1 {
+        for backend in route.backends.iter().filter(|b| b.weight > 0.0) {
+            let to = cx.names.of(&backend.host);
+            let share = backend.weight / total;
+            match targets.iter_mut().find(|t| t.0 == to) {
+                Some(target) => target.2 += share,
+                None => targets.push((
+                    to,
+                    service_of(&backend.host),
+                    share,
+                    Some(backend.origin.clone()),
+                )),
+            }
+        }
+    } else {
+        let host = route.backends.first().map_or(&route.host, |b| &b.host);
+        targets.push((cx.names.of(host), service_of(host), 1.0, None));
+    }
+    targets
+}
+
+/// An endpoint per destination of `route` (`CALLER-` when the route is one caller's, then the
+/// destination, then `-ROUTE` when the route has a name), each calling it with the route's
+/// policy and the destination's.
+fn of_route(cx: &mut Context<'_>, route: &Route, endpoints: &mut Endpoints) {
+    for (to, key, share, weight_origin) in targets(cx, route) {
+        let mut chosen = from_route(route);
+        let keys = vec![key, service_of(&route.host)];
+        fill_destinations(
+            cx.inv,
+            &cx.names,
+            &keys,
+            route.caller.as_deref(),
+            &mut chosen,
+        );
+        let name = [route.caller.as_deref(), Some(&to), route.name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("-");
+        let name = unique(&graph_name(&name), &mut endpoints.names);
+        let chosen = cx.prepare(&format!("{PLACEHOLDER}/{name}"), &to, chosen, None);
+        let method = route
+            .method
+            .as_deref()
+            .and_then(method)
+            .map(|m| (m, route.origin.clone()));
+        endpoints
+            .callees
+            .entry(to.clone())
+            .or_default()
+            .extend(keys);
+        endpoints.list.push(Endpoint {
+            name,
+            share,
+            weight_origin,
+            call: Planned {
+                to,
+                endpoint: None,
+                method,
+                rtt: None,
+                chosen,
+            },
+        });
+    }
+}
+
+/// An endpoint per Service in a mesh that no route covers, with the mesh's defaults: the hop
+/// with no route resource still retries as the sidecars do.
+fn of_meshed_services(cx: &mut Context<'_>, endpoints: &mut Endpoints) {
+    let inv = cx.inv;
     for service in inv.workloads.iter().filter(|w| w.kind == "Service") {
-        let key: Key = (service.name.clone(), Some(service.namespace.clone()));
-        let to = cx.names.of(&crate::inventory::Host::new(
-            &service.name,
-            Some(&service.namespace),
-        ));
-        if callees.contains_key(&to) {
+        let to = cx
+            .names
+            .of(&Host::new(&service.name, Some(&service.namespace)));
+        if endpoints.callees.contains_key(&to) {
             continue;
         }
-        let keys = vec![key];
-        let mut ignored = Vec::new();
-        let Some(chosen) = placement::choose(inv, &cx.names, None, &keys, None, &mut ignored)
+        let keys: Vec<Key> = vec![(service.name.clone(), Some(service.namespace.clone()))];
+        let mut no_notes = Vec::new();
+        let Some(chosen) = placement::choose(inv, &cx.names, None, &keys, None, &mut no_notes)
         else {
             continue;
         };
-        let name = unique(&to, &mut used);
+        let name = unique(&to, &mut endpoints.names);
         let chosen = cx.prepare(&format!("{PLACEHOLDER}/{name}"), &to, chosen, None);
-        callees.insert(to.clone(), keys);
-        endpoints.push((
+        endpoints.callees.insert(to.clone(), keys);
+        endpoints.list.push(Endpoint {
             name,
-            1.0,
-            None,
-            Planned {
+            share: 1.0,
+            weight_origin: None,
+            call: Planned {
                 to,
                 endpoint: None,
                 method: None,
                 rtt: None,
                 chosen,
             },
-        ));
+        });
     }
+}
+
+/// The graph's text: the entry, the placeholder with its endpoints, each callee with its
+/// instances.
+fn render(cx: &mut Context<'_>, endpoints: &Endpoints) -> String {
     let mut out = String::new();
     out.push_str(&format!("[entry]\nservice = \"{PLACEHOLDER}\"\n\n"));
     out.push_str(&format!(
@@ -122,14 +169,23 @@ pub(super) fn write(cx: &mut Context<'_>) -> (String, String) {
     out.push_str(&format!(
         "[services.{PLACEHOLDER}]\nconcurrency = 100000\n\n"
     ));
-    for (name, share, weight_origin, call) in &endpoints {
+    for endpoint in &endpoints.list {
+        let name = &endpoint.name;
         out.push_str(&format!("[services.{PLACEHOLDER}.endpoints.{name}]\n"));
+        let share = endpoint.share;
         if (share - 1.0).abs() > 1e-12 {
-            match weight_origin {
-                Some(origin) => out.push_str(&format!(
-                    "weight = {share:?} # {}\n",
-                    super::calls::comment(&origin.to_string())
-                )),
+            match &endpoint.weight_origin {
+                Some(origin) => {
+                    out.push_str(&format!(
+                        "weight = {share:?} # {}\n",
+                        comment(&origin.to_string())
+                    ));
+                    let table = Table::Endpoint {
+                        service: PLACEHOLDER.to_string(),
+                        endpoint: name.clone(),
+                    };
+                    cx.annotate(&table, Some("weight"), origin);
+                }
                 None => out.push_str(&format!("weight = {share:?}\n")),
             }
         }
@@ -139,25 +195,17 @@ pub(super) fn write(cx: &mut Context<'_>) -> (String, String) {
             endpoint: Some(name.clone()),
             index: 0,
         };
-        cx.push_call(
-            &mut out,
-            &format!("services.{PLACEHOLDER}.endpoints.{name}.calls"),
-            table,
-            call,
-        );
+        let header = format!("services.{PLACEHOLDER}.endpoints.{name}.calls");
+        cx.push_call(&mut out, &header, table, &endpoint.call);
     }
-    for (to, keys) in &callees {
+    for (to, keys) in &endpoints.callees {
         out.push_str(&format!("[services.{to}]\n"));
-        if let Some((instances, origin)) = cx.names.workloads.instances(inv, keys) {
+        if let Some((instances, origin)) = cx.names.workloads.instances(cx.inv, keys) {
             cx.write_instances(&mut out, to, instances, &origin);
         }
         out.push('\n');
     }
-    let how = format!(
-        "each route is a call from the placeholder caller `{PLACEHOLDER}` (the entry), which \
-         stands for every client: who calls whom is in no manifest; give it with --base"
-    );
-    (how, out)
+    out
 }
 
 /// `wanted`, or `wanted-2`, `wanted-3`, ... if it is taken.
@@ -186,7 +234,7 @@ impl Context<'_> {
         let value = self.instances_value(service, instances, origin);
         out.push_str(&format!(
             "instances = {value} # {}\n",
-            super::calls::comment(&origin.to_string())
+            comment(&origin.to_string())
         ));
         self.annotate(
             &Table::Service(service.to_string()),

@@ -37,6 +37,11 @@ fn span(root: &Item, table: &Table, key: Option<&str>) -> Option<std::ops::Range
             let (k, _) = service.get_key_value(key?)?;
             k.span()
         }
+        Table::Endpoint { service, endpoint } => {
+            let table = services.get(service)?.get("endpoints")?.get(endpoint)?;
+            let (k, _) = table.as_table_like()?.get_key_value(key?)?;
+            k.span()
+        }
         Table::Call {
             service,
             endpoint,

@@ -11,8 +11,11 @@
 //! `timeout-inversion`) and what `sim` already runs, with no rule of their own. The sidecar
 //! itself is nearly free: a tenth of a millisecond of its own work, and room for any load.
 
-use super::calls::{comment, Planned};
-use super::{Context, Table};
+use super::base::BaseCall;
+use super::calls::{comment, method, Planned};
+use super::placement::Chosen;
+use super::{findings, Context, Table};
+use crate::names::graph_name;
 
 /// The sidecar's own work: a proxy adds well under a millisecond.
 const LATENCY: &str = "{ p50 = \"100us\", p99 = \"1ms\" }";
@@ -55,22 +58,59 @@ impl Sidecar {
         }
     }
 
-    /// Whether it has endpoint `name`.
-    pub(super) fn has(&self, name: &str) -> bool {
-        self.endpoint(name).is_some()
-    }
-
     /// Its endpoint `name`'s call.
-    pub(super) fn endpoint(&self, name: &str) -> Option<&Planned> {
+    fn endpoint(&self, name: &str) -> Option<&Planned> {
         self.endpoints
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, call)| call)
     }
 
-    /// Adds endpoint `name`, making `call`.
-    pub(super) fn add(&mut self, name: String, call: Planned) {
-        self.endpoints.push((name, call));
+    /// Carries the base call `base`, on which the application makes up to `app` attempts,
+    /// through this sidecar: the sidecar's endpoint for the callee (and the callee's endpoint)
+    /// makes the call with `chosen`, the mesh's policy, and the base's round trip `rtt`. Adds
+    /// the `mesh-retries-stacked` finding when both layers retry. Returns the sidecar's name and
+    /// the endpoint the application's call now goes to.
+    pub(super) fn carry(
+        &mut self,
+        cx: &mut Context<'_>,
+        chosen: Chosen,
+        base: &BaseCall<'_>,
+        app: u32,
+        rtt: Option<String>,
+    ) -> (String, String) {
+        let call = base.call;
+        let mut name = call.to.clone();
+        if let Some(callee_endpoint) = &call.endpoint {
+            name.push('-');
+            name.push_str(callee_endpoint);
+        }
+        let name = graph_name(&name);
+        if self.endpoint(&name).is_none() {
+            let edge = format!("{}/{name}", self.name);
+            let chosen = cx.prepare(&edge, &call.to, chosen, base.method.as_deref());
+            // The request keeps its method through the sidecar.
+            let method = chosen
+                .method
+                .as_deref()
+                .and_then(method)
+                .map(|m| (m, chosen.origin.clone()))
+                .or_else(|| base.method.clone().map(|m| (m, base.at.clone())));
+            let planned = Planned {
+                to: call.to.clone(),
+                endpoint: call.endpoint.clone(),
+                method,
+                rtt,
+                chosen,
+            };
+            self.endpoints.push((name.clone(), planned));
+        }
+        let mesh = &self.endpoint(&name).expect("added above").chosen;
+        if let Some(finding) = findings::stacked(&base.caller, &call.to, app, mesh, base.at.clone())
+        {
+            cx.findings.push(finding);
+        }
+        (self.name.clone(), name)
     }
 
     /// Appends the sidecar's tables to `out`.

@@ -32,7 +32,7 @@ pub(super) fn header(
             comment(&kinds.join(", "))
         ));
     }
-    out.push_str(&format!("# Calls: {}.\n", comment(how)));
+    out.push_str(&wrapped(&format!("Calls: {}.", comment(how))));
     out.push_str(
         "# Every imported value is followed by its source: file:line (the field), or the \
          system's default.\n",
@@ -40,6 +40,28 @@ pub(super) fn header(
     out.push_str(&format!(
         "# Not read: {unread} (listed at the end). Findings of the import: {findings}.\n\n"
     ));
+    out
+}
+
+/// The width a header line is wrapped at.
+const WIDTH: usize = 100;
+
+/// `text` as comment lines of at most [`WIDTH`] columns (a longer word is left whole), the
+/// lines after the first indented.
+fn wrapped(text: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::from("#");
+    for word in text.split_whitespace() {
+        if line.len() + 1 + word.len() > WIDTH && line.len() > 4 {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from("#  ");
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
     out
 }
 
@@ -82,5 +104,21 @@ fn severity(severity: stormguard_graph::Severity) -> &'static str {
         stormguard_graph::Severity::Info => "info",
         stormguard_graph::Severity::Warning => "warning",
         stormguard_graph::Severity::Error => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_header_line_is_wrapped_into_comment_lines() {
+        let text = "word ".repeat(40);
+        let out = super::wrapped(&text);
+        assert!(
+            out.lines()
+                .all(|l| l.len() <= super::WIDTH && l.starts_with('#')),
+            "{out}"
+        );
+        assert_eq!(out.lines().count(), 3);
+        assert!(out.lines().nth(1).unwrap().starts_with("#   word"));
     }
 }

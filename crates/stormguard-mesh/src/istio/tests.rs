@@ -380,3 +380,85 @@ fn malformed_destination_rule_in_a_file() {
     let error = crate::inventory(&documents).unwrap_err().to_string();
     assert!(error.contains("malformed/connect-timeout.yaml:11:25: `spec.trafficPolicy.connectionPool.tcp.connectTimeout`: \"ten seconds\" is not a duration"), "{error}");
 }
+
+/// The example's README says which import findings it shows: these.
+#[test]
+fn example_shows_the_findings_its_readme_lists() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh/istio");
+    let documents = crate::read_paths(&[example]).unwrap();
+    let inv = crate::inventory(&documents).unwrap();
+    let mut findings: Vec<String> = inv
+        .findings
+        .iter()
+        .map(|f| {
+            let host = f.host.as_ref().map_or("", |h| h.name.as_str());
+            let at = f
+                .origin
+                .file_line()
+                .map_or("Istio default".to_string(), |(file, line, _)| {
+                    format!("{}:{line}", file.rsplit('/').next().unwrap_or(file))
+                });
+            format!("{} {host} {at}", f.rule)
+        })
+        .collect();
+    findings.sort();
+    assert_eq!(
+        findings,
+        [
+            "istio-unbounded-retries checkout virtual-services.yaml:11",
+            "istio-unbounded-retries checkout virtual-services.yaml:25",
+            "istio-unbounded-retries frontend Istio default",
+            "istio-unbounded-retries inventory Istio default",
+        ]
+    );
+    let order = route(&inv, "checkout", Some("place-order"));
+    assert_eq!(order.method.as_deref(), Some("POST"));
+    assert_eq!(setting(order, "timeout"), ("\"2s\"".into(), 23));
+    assert_eq!(setting(order, "request_timeout"), ("\"3s\"".into(), 20));
+    assert_eq!(setting(order, "max_attempts"), ("4".into(), 22));
+    assert_eq!(setting(order, "connect_timeout"), ("\"2s\"".into(), 0));
+    let browse = route(&inv, "checkout", Some("browse"));
+    assert_eq!(setting(browse, "timeout"), ("\"5s\"".into(), 29));
+    assert_eq!(setting(browse, "max_attempts"), ("3".into(), 0));
+    let payments = route(&inv, "payments.shop.svc.cluster.local", None);
+    assert_eq!(setting(payments, "timeout"), ("\"1500ms\"".into(), 47));
+    assert_eq!(setting(payments, "max_attempts"), ("3".into(), 46));
+    assert_eq!(
+        setting(payments, "retry_on").0,
+        "[\"connect-failure\", \"gateway-error\", \"refused-stream\", \"reset\", \"timeout\"]"
+    );
+    assert_eq!(
+        setting(payments, "retry_budget"),
+        ("{ ratio = 0.2, min_per_sec = 3 }".into(), 13)
+    );
+    assert_eq!(
+        setting(payments, "connect_timeout"),
+        ("\"500ms\"".into(), 11)
+    );
+    assert_eq!(
+        inv.workloads
+            .iter()
+            .filter(|w| w.kind == "Deployment")
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn kubectl_list_of_istio_resources() {
+    let inv = import(&["kubectl-get-vs-dr.yaml"]);
+    let productpage = route(&inv, "productpage", None);
+    assert_eq!(setting(productpage, "timeout"), ("\"4s\"".into(), 23));
+    assert_eq!(
+        setting(productpage, "request_timeout"),
+        ("\"4s\"".into(), 23)
+    );
+    assert_eq!(productpage.resource.document, 0);
+    // Subset v1 caps concurrent retries: bounded, so no finding, but the cap is listed.
+    assert!(findings_at(&inv, "productpage").is_empty());
+    assert!(unread_mentions(
+        &inv,
+        "subsets[v1].trafficPolicy.connectionPool.http.maxRetries"
+    ));
+    assert_eq!(setting(productpage, "retry_budget"), ("\"none\"".into(), 0));
+}

@@ -144,7 +144,7 @@ fn edit_and_reimport(target: Target, files: &[&str]) {
         std::fs::write(dir.join(file.path.file_name().unwrap()), &file.text).unwrap();
     }
     // Imported again, every route written has the graph's policy.
-    let again = Existing::read(&[dir.clone()]).unwrap();
+    let again = Existing::read(std::slice::from_ref(&dir)).unwrap();
     let edited_files: BTreeSet<String> = edited
         .iter()
         .map(|f| f.path.file_name().unwrap().to_string_lossy().to_string())

@@ -413,7 +413,7 @@ fn round_trip(target: Target, specs: &[Spec], batch: &[Spec]) -> Result<(), Test
         std::fs::write(dir.join(&file.path), &file.text).unwrap();
     }
     let files: Vec<String> = exported.files.iter().map(|f| f.text.clone()).collect();
-    let documents = stormguard_mesh::read_paths(&[dir.clone()])
+    let documents = stormguard_mesh::read_paths(std::slice::from_ref(&dir))
         .map_err(|e| TestCaseError::fail(format!("{e}\n{}", files.join("\n---\n"))))?;
     let inventory = stormguard_mesh::inventory(&documents)
         .map_err(|e| TestCaseError::fail(format!("{e}\n{}", files.join("\n---\n"))))?;

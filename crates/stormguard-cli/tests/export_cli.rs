@@ -89,3 +89,60 @@ fn bad_input_exits_2_at_its_line() {
     assert_eq!(code, 2, "clap's own exit code for a bad value");
     assert!(err.contains("unknown target"), "{err}");
 }
+
+/// A Gateway API route the team keeps, with comments: `--in-place` edits it where it is.
+const ROUTE: &str = "\
+# checkout's route, reviewed by the payments team
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: checkout
+  namespace: shop
+spec:
+  parentRefs:
+  - group: \"\"
+    kind: Service
+    name: checkout   # GAMMA: the mesh route of the Service
+  rules:
+  - backendRefs:
+    - name: checkout
+      port: 8080
+    timeouts:
+      request: 10s   # agreed in the 2024 review
+    retry:
+      attempts: 4
+      codes: [503]
+";
+
+#[test]
+fn the_files_named_in_the_graphs_header_are_edited_in_place() {
+    let dir = scratch("in-place");
+    std::fs::create_dir_all(dir.join("k8s")).unwrap();
+    std::fs::write(dir.join("k8s/checkout.yaml"), ROUTE).unwrap();
+    let graph = "# Imported by `stormguard import` from k8s\n[entry]\nservice = \"web\"\n\
+                 [services.web]\n[[services.web.calls]]\nto = \"checkout\"\ntimeout = \"800ms\"\n\
+                 request_timeout = \"2s\"\nmax_attempts = 2\n\
+                 retry_on = [\"connect-failure\", \"reset\", \"timeout\", \"503\", \"504\"]\n\
+                 backoff = \"none\"\nretry_budget = \"none\"\nidempotent = true\n[services.checkout]\n";
+    std::fs::write(dir.join("g.toml"), graph).unwrap();
+    let (code, out, err) = stormguard(
+        &dir,
+        &["export", "g.toml", "--to", "gateway-api", "--in-place"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("edited k8s/checkout.yaml"), "{out}");
+    let edited = std::fs::read_to_string(dir.join("k8s/checkout.yaml")).unwrap();
+    let expected = ROUTE
+        .replace("request: 10s   # agreed", "request: 2s   # agreed")
+        .replace(
+            "      attempts: 4\n      codes: [503]\n",
+            "      attempts: 1\n      codes: [503, 504]\n      backoff: 0s\n",
+        )
+        .replace(
+            "      request: 2s   # agreed in the 2024 review\n",
+            "      request: 2s   # agreed in the 2024 review\n      backendRequest: 800ms\n",
+        );
+    assert_eq!(edited, expected);
+    // Nothing new: the one destination had its route.
+    assert!(!dir.join("stormguard-export").exists(), "{out}");
+}

@@ -264,3 +264,31 @@ fn a_header_names_the_inputs() {
     assert_eq!(paths, [dir.join("k8s")]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_destination_rule_holds_one_budget_for_every_caller() {
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"reviews\"\n\
+         timeout = \"1s\"\nretry_budget = { ratio = 0.1, min_per_sec = 5 }\n\
+         [services.batch]\n[[services.batch.calls]]\nto = \"reviews\"\ntimeout = \"1s\"\n\
+         [services.reviews]\n",
+    )
+    .unwrap();
+    let plan = plan(&graph, Target::Istio);
+    // The routes agree (same timeout and attempts): one catch-all route, no route conflict.
+    assert_eq!(plan.destinations[0].routes.len(), 1);
+    let conflict = plan
+        .conflicts
+        .iter()
+        .find(|c| c.part == "destination")
+        .unwrap();
+    assert_eq!(conflict.written, ["batch"]);
+    assert_eq!(conflict.not_written[0].0, "web");
+    assert!(
+        conflict.not_written[0]
+            .1
+            .contains("percent 10 instead of 20"),
+        "{conflict}"
+    );
+}

@@ -40,12 +40,13 @@ fn parse_target(text: &str) -> Result<Target, String> {
     })
 }
 
-pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    run_to(args, out, &mut std::io::stderr().lock())
+/// Writes the files; the summary of what was written and what could not be expressed goes to
+/// stderr (stdout stays empty: the output is files).
+pub(crate) fn run(args: Args, _out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    run_to(args, &mut std::io::stderr().lock())
 }
 
-/// The summary of what was written goes to `out`, what could not be said to `err`.
-fn run_to(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let name = args.graph.display().to_string();
     let text = stormguard_graph::input::read_text(&args.graph)
         .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
@@ -61,7 +62,7 @@ fn run_to(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         Existing::read(&from).map_err(|e| InputError(e.to_string()))?
     };
     let result = export::export(&graph, args.to, &existing);
-    write_files(&args, &result, out)?;
+    write_files(&args, &result, err)?;
     report(&args, &from, &result, err)?;
     Ok(ExitCode::SUCCESS)
 }

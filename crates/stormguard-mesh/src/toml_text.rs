@@ -128,6 +128,19 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// The text reads back as the duration rounded up to the millisecond, and the graph
+        /// accepts it as a timeout.
+        #[test]
+        fn durations_read_back_rounded_up(nanos in 1u64..3_600_000_000_000) {
+            let d = Duration::from_nanos(nanos);
+            let text = bare_duration(d);
+            let back = crate::doc::parse_duration(&text).unwrap();
+            proptest::prop_assert!(back >= d && back - d < Duration::from_millis(1), "{text}");
+            proptest::prop_assert!(back.as_nanos() % 1_000_000 == 0);
+        }
+    }
+
     #[test]
     fn numbers_and_lists() {
         assert_eq!(number(0.2), "0.2");

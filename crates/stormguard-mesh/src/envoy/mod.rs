@@ -152,6 +152,7 @@ fn read_dump(doc: &Document, inv: &mut Inventory) -> Result<(), ImportError> {
     for (i, config) in configs.iter().enumerate() {
         let path = format!("configs[{i}]");
         let kind = type_of(config);
+        // `RoutesConfigDump.DynamicRouteConfig` (a `?resource=` dump) is read by its last part.
         let short = kind.rsplit('.').next().unwrap_or(kind);
         match short {
             // Its static resources are in the listener and cluster dumps too.
@@ -183,6 +184,26 @@ fn read_dump(doc: &Document, inv: &mut Inventory) -> Result<(), ImportError> {
                         "a cluster still warming serves no request yet: its active version is \
                          read",
                     );
+                }
+            }
+            // `/config_dump?resource=...` lists the entries themselves.
+            "StaticRouteConfig" | "DynamicRouteConfig" => {
+                if let Some(rc) = config.get("route_config") {
+                    let path = format!("{path}.route_config");
+                    route::read_route_config(&mut reader, inv, rc, &path)?;
+                }
+            }
+            "StaticCluster" | "DynamicCluster" => {
+                if let Some(cluster) = config.get("cluster") {
+                    cluster::read(&reader, inv, cluster, &format!("{path}.cluster"))?;
+                }
+            }
+            "StaticListener" | "DynamicListener" => {
+                let listener = config
+                    .get("listener")
+                    .or_else(|| config.get("active_state").and_then(|s| s.get("listener")));
+                if let Some(listener) = listener {
+                    read_listener(&mut reader, inv, listener, &format!("{path}.listener"))?;
                 }
             }
             _ => {

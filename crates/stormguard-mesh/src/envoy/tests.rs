@@ -506,3 +506,23 @@ fn the_example_imports_with_its_bad_settings() {
         "\"5s\""
     );
 }
+
+#[test]
+fn a_resource_filtered_dump_lists_the_entries_themselves() {
+    // `curl 'localhost:15000/config_dump?resource=dynamic_route_configs'`.
+    let text = r#"{"configs": [
+ {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump.DynamicRouteConfig",
+  "route_config": {"name": "80", "virtual_hosts": [{"name": "a", "domains": ["*"], "routes": [
+   {"match": {"prefix": "/"}, "route": {"cluster": "outbound|80||a.shop.svc.cluster.local",
+    "timeout": "3s", "retry_policy": {"retry_on": "reset", "num_retries": "2"}}}]}]}},
+ {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump.DynamicCluster",
+  "cluster": {"name": "outbound|80||a.shop.svc.cluster.local", "connect_timeout": "1s"}}
+]}"#;
+    let inv = inventory_of("routes.json", text).unwrap();
+    let a = route(&inv, "outbound|80||a.shop.svc.cluster.local", None);
+    assert_eq!(value(&a.policy, "request_timeout"), "\"3s\"");
+    assert_eq!(value(&a.policy, "max_attempts"), "3");
+    assert_eq!(value(&a.policy, "retry_on"), "[\"reset\"]");
+    let cluster = destination(&inv, "outbound|80||a.shop.svc.cluster.local");
+    assert_eq!(value(&cluster.policy, "connect_timeout"), "\"1s\"");
+}

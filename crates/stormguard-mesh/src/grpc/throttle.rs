@@ -70,3 +70,27 @@ pub(super) fn read(
         origin,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::inventory_of;
+
+    proptest::proptest! {
+        /// Every throttle gRPC accepts (maxTokens up to 1000, tokenRatio with 3 decimals)
+        /// gives a bucket the graph accepts: cost from 1 to the capacity, capacity at most
+        /// 1000000.
+        #[test]
+        fn every_valid_throttle_is_a_valid_bucket(max_tokens in 1u32..=1000, ratio in 1u32..=3000) {
+            let ratio = f64::from(ratio) / 1000.0;
+            let text = format!(
+                "{{\"retryThrottling\": {{\"maxTokens\": {max_tokens}, \"tokenRatio\": {ratio}}},\
+                 \"methodConfig\": [{{\"name\": [{{\"service\": \"a.B\"}}], \"retryPolicy\": \
+                 {{\"maxAttempts\": 2, \"initialBackoff\": \"0.1s\", \"maxBackoff\": \"1s\", \
+                 \"backoffMultiplier\": 2, \"retryableStatusCodes\": [\"UNAVAILABLE\"]}}}}]}}"
+            );
+            let inv = inventory_of("t.json", &text).unwrap();
+            let policy = &inv.routes[0].policy;
+            crate::testing::assert_graph_accepts(policy, "");
+        }
+    }
+}

@@ -59,6 +59,8 @@ struct RouteDoc<'a> {
 impl RouteDoc<'_> {
     fn what(&self, path: &str) -> String {
         format!("{} {} {path}", self.kind, self.name)
+            .trim_end()
+            .to_string()
     }
 
     fn linkerd(&self) -> bool {
@@ -186,8 +188,24 @@ fn parents(
         let group = get("group").unwrap_or("gateway.networking.k8s.io");
         let namespace = get("namespace").unwrap_or(&route.namespace);
         match (group, kind) {
-            ("" | "core", "Service") => out.push(Parent::Service(Host::new(name, Some(namespace)))),
-            ("gateway.networking.k8s.io", "Gateway") => out.push(Parent::Gateway(name.to_string())),
+            // One route per parent: a second reference to it (another port) adds no call.
+            ("" | "core", "Service") => {
+                let host = Host::new(name, Some(namespace));
+                if !out
+                    .iter()
+                    .any(|p| matches!(p, Parent::Service(h) if *h == host))
+                {
+                    out.push(Parent::Service(host));
+                }
+            }
+            ("gateway.networking.k8s.io", "Gateway") => {
+                if !out
+                    .iter()
+                    .any(|p| matches!(p, Parent::Gateway(g) if g == name))
+                {
+                    out.push(Parent::Gateway(name.to_string()));
+                }
+            }
             _ => inv.unread(
                 Origin::at(doc, parent, route.what(&field)),
                 format!("parentRef {group}/{kind} {name}"),

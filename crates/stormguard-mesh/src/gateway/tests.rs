@@ -347,3 +347,16 @@ fn zero_retries_write_one_attempt_and_no_way_of_retrying() {
         assert!(route.policy.get(key).is_none(), "{key}: {route:#?}");
     }
 }
+
+#[test]
+fn a_service_referenced_on_two_ports_is_one_destination() {
+    let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\n  namespace: prod\n  annotations:\n    retry.linkerd.io/limit: \"1\"\nspec:\n  parentRefs:\n  - {kind: Service, group: core, name: ratings, port: 80}\n  - {kind: Service, group: core, name: ratings, port: 8080}\n";
+    let documents = crate::doc::parse_documents("ports.yaml", text).unwrap();
+    let inv = crate::inventory(&documents).unwrap();
+    assert_eq!(inv.routes.len(), 1, "{:#?}", inv.routes);
+    assert_eq!(setting(&inv.routes[0], "max_attempts"), ("2".into(), 7));
+    assert_eq!(
+        inv.meshes[0].origin.to_string(),
+        "ports.yaml:1 (HTTPRoute r)"
+    );
+}

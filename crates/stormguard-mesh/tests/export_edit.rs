@@ -107,12 +107,22 @@ fn edit_and_reimport(target: Target, files: &[&str]) {
     let text = graph(&routes);
     let graph = stormguard_graph::parse("g.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let out = export::export(&graph, target, &existing);
-    // The only notes: a file's own overrides of a written value (an Envoy retry header).
+    // The only notes: a file's own overrides of a written value (an Envoy retry header, an
+    // Istio subset's trafficPolicy).
     assert!(
-        out.notes.iter().all(|n| n.contains("overrides")),
+        out.notes
+            .iter()
+            .all(|n| n.contains("overrides") || n.contains("replaces")),
         "{target}: {:#?}",
         out.notes
     );
+    if target == Target::Istio {
+        assert!(
+            out.notes.iter().any(|n| n.contains("subset v2")),
+            "{:#?}",
+            out.notes
+        );
+    }
     let edited: Vec<_> = out.files.iter().filter(|f| f.edited).collect();
     assert!(
         !edited.is_empty(),

@@ -4,6 +4,8 @@
 
 use stormguard_graph::model::{Call, LimiterSpec};
 
+use crate::doc::Node;
+
 use super::val::{float_text, go_duration, Val};
 use super::{
     backoff_base, envoy_growth_note, proxy_notes, retry_names, Assign, DestinationPlan, Fields,
@@ -185,6 +187,33 @@ impl Writer for Istio {
 
     fn route_kinds(&self) -> &'static [&'static str] {
         &["VirtualService"]
+    }
+
+    /// A subset's own `trafficPolicy` replaces the host's for routes to that subset.
+    fn destination_overridden(&self, rule: &Node) -> Vec<String> {
+        let subsets = rule
+            .get("spec")
+            .and_then(|s| s.get("subsets"))
+            .map(Node::items)
+            .unwrap_or_default();
+        subsets
+            .iter()
+            .filter_map(|subset| {
+                let policy = subset.get("trafficPolicy")?;
+                let keys: Vec<&str> = ["retryBudget", "connectionPool"]
+                    .into_iter()
+                    .filter(|k| policy.get(k).is_some())
+                    .collect();
+                (!keys.is_empty()).then(|| {
+                    format!(
+                        "subset {}'s own trafficPolicy ({}) replaces the values written for \
+                         routes to that subset: edit it too",
+                        subset.get("name").and_then(Node::as_str).unwrap_or("?"),
+                        keys.join(", ")
+                    )
+                })
+            })
+            .collect()
     }
 
     fn destination_kinds(&self) -> &'static [&'static str] {

@@ -213,6 +213,11 @@ trait Writer: Sync {
         let _ = route;
         Vec::new()
     }
+    /// The same for an existing destination's part (an Istio subset's own `trafficPolicy`).
+    fn destination_overridden(&self, destination: &crate::doc::Node) -> Vec<String> {
+        let _ = destination;
+        Vec::new()
+    }
 }
 
 /// The node at `path` from `node`.
@@ -439,6 +444,20 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
         match find_destination(writer, existing, &dest) {
             Some(resource) if !dest.destination.is_empty() => {
                 let prefix = writer.destination_prefix(resource);
+                let node = existing
+                    .documents
+                    .iter()
+                    .find(|d| d.file == resource.file && d.index == resource.document)
+                    .and_then(|d| walk(&d.root, &prefix));
+                for why in node
+                    .map(|n| writer.destination_overridden(n))
+                    .unwrap_or_default()
+                {
+                    out.notes.push(format!(
+                        "{} {} in {}: {why}",
+                        resource.kind, resource.name, resource.file
+                    ));
+                }
                 let entry = values
                     .entry((resource.file.to_string(), resource.document))
                     .or_default();

@@ -4,6 +4,7 @@ mod backoff_cmd;
 mod check_cmd;
 mod demo;
 mod explain_cmd;
+mod export_cmd;
 mod graph_file;
 mod proxy_cmd;
 mod recommend_cmd;
@@ -59,6 +60,10 @@ enum Command {
     /// Timeouts from measured latency: p50, p99, p99.9 of Prometheus histograms (a server or a
     /// /metrics page) and the timeout at --false-timeout-rate; with --graph, per call, checked.
     Recommend(recommend_cmd::Args),
+    /// Write a graph's policies in Istio, Gateway API, Linkerd, Envoy or gRPC resources: into
+    /// the files it was imported from (--from; comments kept), new resources otherwise; what
+    /// the target cannot express is listed on stderr.
+    Export(export_cmd::Args),
 }
 
 /// An error in what the user gave us (exit 2), as opposed to a failure while running (exit 3;
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Proxy(args) => proxy_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Recommend(args) => recommend_cmd::run(args, &mut std::io::stdout().lock()),
+        Command::Export(args) => export_cmd::run(args, &mut std::io::stdout().lock()),
     };
     match result {
         Ok(code) => code,

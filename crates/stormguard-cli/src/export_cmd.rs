@@ -1,0 +1,173 @@
+//! `stormguard export`: a graph's policies (what `check --fix` changed, or an imported graph)
+//! written back in one system's own resources: into the files the graph was imported from,
+//! where the destination has a resource there, comments and layout kept; new resources
+//! otherwise. What the target cannot express is printed, never dropped.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+
+use stormguard_mesh::export::{self, Existing, Export, Target};
+
+use crate::{graph_file, InputError};
+
+/// Arguments of `stormguard export`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// The graph file (TOML): typically `stormguard import`'s output after `check --fix`.
+    graph: PathBuf,
+    /// The system to write: istio (VirtualService, DestinationRule), gateway-api (HTTPRoute),
+    /// linkerd (HTTPRoute annotations), envoy (a bootstrap per caller) or grpc (service config).
+    #[arg(long, value_parser = parse_target)]
+    to: Target,
+    /// The files the graph was imported from (files or directories): each destination that has
+    /// a resource there is edited in it. Default: the inputs the imported graph's header names.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    from: Vec<PathBuf>,
+    /// Where to write: edited files at their paths relative to it, new resources in
+    /// `stormguard-TARGET.yaml` (gRPC: `.json`; Envoy: one bootstrap per caller).
+    #[arg(long, value_name = "DIR", default_value = "stormguard-export")]
+    out: PathBuf,
+    /// Edit the files given to --from where they are (new resources still go to --out).
+    #[arg(long)]
+    in_place: bool,
+}
+
+fn parse_target(text: &str) -> Result<Target, String> {
+    Target::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+        format!("unknown target {text:?}: use one of {}", names.join(", "))
+    })
+}
+
+/// Writes the files; the summary of what was written and what could not be expressed goes to
+/// stderr (stdout stays empty: the output is files).
+pub(crate) fn run(args: Args, _out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    run_to(args, &mut std::io::stderr().lock())
+}
+
+fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let name = args.graph.display().to_string();
+    let text = stormguard_graph::input::read_text(&args.graph)
+        .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
+    let (graph, _) = graph_file::parse(&name, &text)?;
+    let from = if args.from.is_empty() {
+        export::inputs_from_header(&text, &args.graph)
+    } else {
+        args.from.clone()
+    };
+    let existing = if from.is_empty() {
+        Existing::default()
+    } else {
+        Existing::read(&from).map_err(|e| InputError(e.to_string()))?
+    };
+    let result = export::export(&graph, args.to, &existing);
+    write_files(&args, &result, err)?;
+    report(&args, &from, &result, err)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where an edited file goes under `--out`: its path relative to the current directory, with
+/// any root, `..` or drive left out, so that nothing is written outside the directory.
+fn under(dir: &Path, file: &Path) -> PathBuf {
+    let mut path = dir.to_path_buf();
+    for component in file.components() {
+        if let Component::Normal(part) = component {
+            path.push(part);
+        }
+    }
+    path
+}
+
+fn write_files(args: &Args, result: &Export, out: &mut dyn Write) -> anyhow::Result<()> {
+    for file in &result.files {
+        let target = if file.edited && args.in_place {
+            file.path.clone()
+        } else {
+            under(&args.out, &file.path)
+        };
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", parent.display()))?;
+        }
+        std::fs::write(&target, &file.text)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", target.display()))?;
+        let how = if file.edited {
+            format!("edited {}", file.path.display())
+        } else {
+            "new".to_string()
+        };
+        writeln!(
+            out,
+            "wrote {} ({how}): {}",
+            target.display(),
+            file.written.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+fn report(
+    args: &Args,
+    from: &[PathBuf],
+    result: &Export,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if from.is_empty() {
+        writeln!(
+            err,
+            "no --from files (and no inputs named in the graph's header): every resource is new"
+        )?;
+    }
+    if !result.unexpressed.is_empty() {
+        writeln!(
+            err,
+            "{} cannot express ({}):",
+            args.to,
+            result.unexpressed.len()
+        )?;
+        for item in &result.unexpressed {
+            writeln!(err, "  {item}")?;
+        }
+    }
+    if !result.conflicts.is_empty() {
+        writeln!(err, "one policy per resource ({}):", result.conflicts.len())?;
+        for conflict in &result.conflicts {
+            writeln!(err, "  {conflict}")?;
+        }
+    }
+    for note in &result.notes {
+        writeln!(err, "note: {note}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edited_files_stay_under_the_output_directory() {
+        let dir = Path::new("out");
+        assert_eq!(
+            under(dir, Path::new("/etc/k8s/a.yaml")),
+            Path::new("out/etc/k8s/a.yaml")
+        );
+        assert_eq!(
+            under(dir, Path::new("../k8s/a.yaml")),
+            Path::new("out/k8s/a.yaml")
+        );
+        assert_eq!(
+            under(dir, Path::new("k8s/./a.yaml")),
+            Path::new("out/k8s/a.yaml")
+        );
+    }
+
+    #[test]
+    fn targets_by_name() {
+        assert_eq!(parse_target("gateway-api"), Ok(Target::GatewayApi));
+        assert!(parse_target("consul")
+            .unwrap_err()
+            .contains("istio, gateway-api"));
+    }
+}

@@ -1,0 +1,155 @@
+//! `stormguard export` as a user runs it: new resources, edits of the files a graph was imported
+//! from, what the target cannot express on stderr, and exit 2 with file:line on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn stormguard(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_stormguard"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("export-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const GRAPH: &str = r#"[entry]
+service = "web"
+[services.web]
+[[services.web.calls]]
+to = "reviews"
+timeout = "500ms"
+request_timeout = "2s"
+max_attempts = 3
+retry_on = ["connect-failure", "503"]
+token_bucket = { capacity = 500, retry_cost = 5, timeout_cost = 10 }
+[services.reviews]
+"#;
+
+#[test]
+fn new_resources_and_what_the_target_cannot_express() {
+    let dir = scratch("new");
+    std::fs::write(dir.join("g.toml"), GRAPH).unwrap();
+    let (code, out, err) = stormguard(
+        &dir,
+        &["export", "g.toml", "--to", "istio", "--out", "mesh"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("wrote mesh/stormguard-istio.yaml (new): VirtualService reviews"),
+        "{err}"
+    );
+    let written = std::fs::read_to_string(dir.join("mesh/stormguard-istio.yaml")).unwrap();
+    assert!(written.contains("perTryTimeout: 500ms"), "{written}");
+    assert!(err.contains("istio cannot express"), "{err}");
+    assert!(
+        err.contains("web -> reviews: `token_bucket`: Istio has no token bucket"),
+        "{err}"
+    );
+    let (code, _, err) = stormguard(&dir, &["export", "g.toml", "--to", "grpc", "--out", "mesh"]);
+    assert_eq!(code, 0, "{err}");
+    let json = std::fs::read_to_string(dir.join("mesh/stormguard-grpc.json")).unwrap();
+    assert!(json.contains("\"retryThrottling\""), "{json}");
+    assert!(err.contains("gRPC has no per-attempt timeout"), "{err}");
+}
+
+#[test]
+fn bad_input_exits_2_at_its_line() {
+    let dir = scratch("bad");
+    std::fs::write(
+        dir.join("g.toml"),
+        "[entry]\nservice = \"web\"\n[services.web]\nrate = 1\n",
+    )
+    .unwrap();
+    let (code, _, err) = stormguard(&dir, &["export", "g.toml", "--to", "envoy"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("g.toml:4:1"), "{err}");
+    std::fs::write(dir.join("g.toml"), GRAPH).unwrap();
+    std::fs::write(dir.join("vs.yaml"), "spec:\n  http: [1, 2\n").unwrap();
+    let (code, _, err) = stormguard(
+        &dir,
+        &["export", "g.toml", "--to", "istio", "--from", "vs.yaml"],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("vs.yaml:"), "{err}");
+    let (code, _, err) = stormguard(&dir, &["export", "g.toml", "--to", "consul"]);
+    assert_eq!(code, 2, "clap's own exit code for a bad value");
+    assert!(err.contains("unknown target"), "{err}");
+}
+
+/// A Gateway API route the team keeps, with comments: `--in-place` edits it where it is.
+const ROUTE: &str = "\
+# checkout's route, reviewed by the payments team
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: checkout
+  namespace: shop
+spec:
+  parentRefs:
+  - group: \"\"
+    kind: Service
+    name: checkout   # GAMMA: the mesh route of the Service
+  rules:
+  - backendRefs:
+    - name: checkout
+      port: 8080
+    timeouts:
+      request: 10s   # agreed in the 2024 review
+    retry:
+      attempts: 4
+      codes: [503]
+";
+
+#[test]
+fn the_files_named_in_the_graphs_header_are_edited_in_place() {
+    let dir = scratch("in-place");
+    std::fs::create_dir_all(dir.join("k8s")).unwrap();
+    std::fs::write(dir.join("k8s/checkout.yaml"), ROUTE).unwrap();
+    let graph = "# Imported by `stormguard import` from k8s\n[entry]\nservice = \"web\"\n\
+                 [services.web]\n[[services.web.calls]]\nto = \"checkout\"\ntimeout = \"800ms\"\n\
+                 request_timeout = \"2s\"\nmax_attempts = 2\n\
+                 retry_on = [\"connect-failure\", \"reset\", \"timeout\", \"503\", \"504\"]\n\
+                 backoff = \"none\"\nretry_budget = \"none\"\nidempotent = true\n[services.checkout]\n";
+    std::fs::write(dir.join("g.toml"), graph).unwrap();
+    let (code, out, err) = stormguard(
+        &dir,
+        &["export", "g.toml", "--to", "gateway-api", "--in-place"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("(edited k8s/checkout.yaml): HTTPRoute checkout spec.rules[0]"),
+        "{err}"
+    );
+    let edited = std::fs::read_to_string(dir.join("k8s/checkout.yaml")).unwrap();
+    let expected = ROUTE
+        .replace("request: 10s   # agreed", "request: 2s   # agreed")
+        .replace(
+            "      attempts: 4\n      codes: [503]\n",
+            "      attempts: 1\n      codes: [503, 504]\n      backoff: 0s\n",
+        )
+        .replace(
+            "      request: 2s   # agreed in the 2024 review\n",
+            "      request: 2s   # agreed in the 2024 review\n      backendRequest: 800ms\n",
+        );
+    assert_eq!(edited, expected);
+    // Nothing new: the one destination had its route.
+    assert!(
+        out.is_empty() && !dir.join("stormguard-export").exists(),
+        "{out}{err}"
+    );
+}

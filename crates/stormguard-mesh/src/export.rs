@@ -1,1 +1,0 @@
-//! `stormguard export`: a graph's policies written in one system's resources.

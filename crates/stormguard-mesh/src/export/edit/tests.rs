@@ -1,0 +1,231 @@
+use super::*;
+use crate::doc::parse_documents;
+
+fn edit(text: &str, doc: usize, values: &[(&str, Val)]) -> String {
+    let docs = parse_documents("f.yaml", text).unwrap();
+    let values: Vec<(Path, Val)> = values
+        .iter()
+        .map(|(p, v)| (parse_path(p), v.clone()))
+        .collect();
+    let edits = edits(&docs[doc], &values).unwrap();
+    let out = apply(text, edits);
+    // Whatever was written, the file still parses.
+    parse_documents("out.yaml", &out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    out
+}
+
+const VS: &str = "\
+# reviews routing, owned by team books
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews # the name
+spec:
+  hosts:
+  - reviews
+  http:
+  - name: v2   # canary
+    match:
+    - headers:
+        end-user: {exact: jason}
+    route:
+    - destination: {host: reviews, subset: v2}
+  - route:
+    - destination:
+        host: reviews
+    timeout: 10s # agreed with SRE
+    retries:
+      attempts: 3
+      retryOn: 'gateway-error,connect-failure'
+
+      # trailing comment stays
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+";
+
+#[test]
+fn replaces_scalars_in_place_keeping_comments_and_quotes() {
+    let out = edit(
+        VS,
+        0,
+        &[
+            ("spec.http[1].timeout", Val::str("2s")),
+            ("spec.http[1].retries.attempts", Val::Int(1)),
+            ("spec.http[1].retries.retry_on", Val::str("connect-failure")),
+        ],
+    );
+    let expected = VS
+        .replace("timeout: 10s # agreed", "timeout: 2s # agreed")
+        .replace("attempts: 3", "attempts: 1")
+        .replace("'gateway-error,connect-failure'", "'connect-failure'");
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn inserts_missing_keys_at_the_mapping_indentation() {
+    let out = edit(
+        VS,
+        0,
+        &[
+            ("spec.http[1].retries.perTryTimeout", Val::str("500ms")),
+            ("spec.http[0].retries.attempts", Val::Int(2)),
+            (
+                "spec.http[0].retries.retryOn",
+                Val::str("connect-failure,503"),
+            ),
+            ("spec.http[0].timeout", Val::str("3s")),
+        ],
+    );
+    let expected = VS
+        .replace(
+            "    - destination: {host: reviews, subset: v2}\n",
+            "    - destination: {host: reviews, subset: v2}\n    retries:\n      attempts: 2\n      \
+             retryOn: connect-failure,503\n    timeout: 3s\n",
+        )
+        .replace(
+            "      retryOn: 'gateway-error,connect-failure'\n",
+            "      retryOn: 'gateway-error,connect-failure'\n      perTryTimeout: 500ms\n",
+        );
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn other_documents_and_flow_mappings() {
+    let out = edit(
+        VS,
+        1,
+        &[
+            ("metadata.namespace", Val::str("prod")),
+            (
+                "spec.trafficPolicy.connectionPool.tcp.connectTimeout",
+                Val::str("250ms"),
+            ),
+        ],
+    );
+    let expected = VS.replace(
+        "metadata: {name: reviews}",
+        "metadata: {name: reviews, namespace: prod}",
+    )
+        + "  trafficPolicy:\n    connectionPool:\n      tcp:\n        connectTimeout: 250ms\n";
+    // The DestinationRule is the last document: the VirtualService above is untouched.
+    assert_eq!(out, expected);
+    assert_eq!(
+        &out[..VS.find("---").unwrap()],
+        &VS[..VS.find("---").unwrap()]
+    );
+}
+
+#[test]
+fn json_keeps_its_layout_and_quotes() {
+    let text = "{\n  \"methodConfig\": [\n    {\n      \"name\": [{\"service\": \"reviews\"}],\n      \
+                \"timeout\": \"1s\",\n      \"retryPolicy\": {\"maxAttempts\": 3, \"initialBackoff\": \"0.1s\"}\n    }\n  ]\n}\n";
+    let out = edit(
+        text,
+        0,
+        &[
+            ("methodConfig[0].timeout", Val::str("2.5s")),
+            ("methodConfig[0].retryPolicy.maxAttempts", Val::Int(4)),
+            ("methodConfig[0].retryPolicy.maxBackoff", Val::str("1s")),
+            (
+                "methodConfig[0].retryPolicy.retryableStatusCodes",
+                Val::List(vec![Val::str("UNAVAILABLE")]),
+            ),
+            (
+                "retryThrottling",
+                Val::Map(vec![("maxTokens".into(), Val::Int(10))]),
+            ),
+        ],
+    );
+    let value: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(value["methodConfig"][0]["timeout"], "2.5s");
+    assert_eq!(value["methodConfig"][0]["retryPolicy"]["maxAttempts"], 4);
+    assert_eq!(value["methodConfig"][0]["retryPolicy"]["maxBackoff"], "1s");
+    assert_eq!(
+        value["methodConfig"][0]["retryPolicy"]["retryableStatusCodes"][0],
+        "UNAVAILABLE"
+    );
+    assert_eq!(value["retryThrottling"]["maxTokens"], 10);
+    assert!(out.starts_with("{\n  \"methodConfig\": [\n    {\n      \"name\": [{\"service\": \"reviews\"}],\n      \"timeout\": \"2.5s\",\n"), "{out}");
+}
+
+#[test]
+fn empty_keys_and_snake_case_paths_find_camel_keys() {
+    let text =
+        "route:\n  timeout: 15s\n  retryPolicy:\n    numRetries: \"2\"\n  hedge:\nafter: 1\n";
+    let out = edit(
+        text,
+        0,
+        &[
+            ("route.retry_policy.num_retries", Val::Int(4)),
+            ("route.retry_policy.per_try_timeout", Val::str("1s")),
+            ("route.hedge.hedge_on_per_try_timeout", Val::Bool(true)),
+        ],
+    );
+    assert_eq!(
+        out,
+        "route:\n  timeout: 15s\n  retryPolicy:\n    numRetries: \"4\"\n    perTryTimeout: 1s\n  \
+         hedge:\n    hedgeOnPerTryTimeout: true\nafter: 1\n"
+    );
+}
+
+#[test]
+fn lists_are_replaced_whole() {
+    let text = "r:\n  codes:\n  - 500 # a\n  - 503\n  attempts: 1\n";
+    let out = edit(
+        text,
+        0,
+        &[("r.codes", Val::List(vec![Val::Int(502), Val::Int(504)]))],
+    );
+    assert_eq!(out, "r:\n  codes: [502, 504]\n  attempts: 1\n");
+    let text = "r: {codes: [500, 503], attempts: 1}\n";
+    let out = edit(
+        text,
+        0,
+        &[
+            ("r.codes", Val::List(vec![Val::Int(502)])),
+            ("r.backoff", Val::str("1s")),
+        ],
+    );
+    assert_eq!(out, "r: {codes: [502], attempts: 1, backoff: 1s}\n");
+}
+
+#[test]
+fn a_file_without_final_newline() {
+    let text = "a:\n  b: 1";
+    let out = edit(text, 0, &[("a.c", Val::Int(2))]);
+    assert_eq!(out, "a:\n  b: 1\n  c: 2\n");
+}
+
+#[test]
+fn keys_are_removed_with_their_lines_or_commas() {
+    let out = edit(
+        VS,
+        0,
+        &[
+            ("spec.http[1].retries", Val::Remove),
+            ("spec.http[1].fault", Val::Remove),
+            ("spec.http[0].absent.deeper", Val::Remove),
+        ],
+    );
+    assert_eq!(
+        out,
+        VS.replace(
+            "    retries:\n      attempts: 3\n      retryOn: 'gateway-error,connect-failure'\n",
+            ""
+        )
+    );
+    let text = "{\n  \"a\": 1,\n  \"hedgingPolicy\": {\"maxAttempts\": 2},\n  \"c\": [3]\n}\n";
+    assert_eq!(
+        edit(text, 0, &[("hedgingPolicy", Val::Remove)]),
+        "{\n  \"a\": 1,\n  \"c\": [3]\n}\n"
+    );
+    assert_eq!(
+        edit(text, 0, &[("c", Val::Remove)]),
+        "{\n  \"a\": 1,\n  \"hedgingPolicy\": {\"maxAttempts\": 2}\n}\n"
+    );
+}

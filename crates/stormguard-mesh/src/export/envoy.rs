@@ -1,0 +1,399 @@
+//! Envoy: a bootstrap per caller (an Envoy is one sidecar's), its routes (`timeout`,
+//! `retry_policy`, `hedge_policy`) in a virtual host per destination and its clusters
+//! (`connect_timeout`, the `retry_budget` circuit breaker). Durations in proto3's JSON form
+//! (`0.25s`), as Envoy reads them.
+
+use stormguard::backoff::Backoff;
+use stormguard::hedge::HedgeDelay;
+use stormguard_graph::model::{Call, LimiterSpec};
+
+use super::edit::{parse_path, Seg};
+use super::val::{float_text, proto_duration, Val};
+use super::{
+    envoy_growth_note, proxy_notes, retry_names, Assign, DestinationPlan, Fields, NewFile, Path,
+    PerCaller, Writer,
+};
+use crate::inventory::Resource;
+
+/// The Envoy writer.
+pub(super) struct Envoy;
+
+fn at(path: &str, value: Val) -> Assign {
+    Assign {
+        path: parse_path(path),
+        value,
+        from_root: false,
+        only_to_replace: false,
+    }
+}
+
+/// Removes `path` where the user's file has it.
+fn remove(path: &str) -> Assign {
+    Assign {
+        only_to_replace: true,
+        ..at(path, Val::Remove)
+    }
+}
+
+impl Writer for Envoy {
+    fn fields(&self, call: &Call) -> Fields {
+        let mut f = Fields::default();
+        // Envoy's default route timeout is 15 s: "none" is written as 0s.
+        f.route.push(at(
+            "route.timeout",
+            Val::str(call.request_timeout.map_or("0s".into(), proto_duration)),
+        ));
+        if call.max_attempts > 1 {
+            let names = retry_names::envoy(&call.retry_on, call.timeout.is_some());
+            for why in names.unexpressed {
+                f.cannot("retry_on", why);
+            }
+            let mut words = names.names;
+            if !names.statuses.is_empty() {
+                words.push("retriable-status-codes".into());
+            }
+            if words.is_empty() {
+                f.cannot(
+                    "retry_on",
+                    "empty: Envoy retries nothing with an empty retry_on",
+                );
+            }
+            f.route
+                .push(at("route.retry_policy.retry_on", Val::str(words.join(","))));
+            f.route.push(at(
+                "route.retry_policy.num_retries",
+                Val::Int(i64::from(call.max_attempts - 1)),
+            ));
+            match call.timeout {
+                Some(t) => f.route.push(at(
+                    "route.retry_policy.per_try_timeout",
+                    Val::str(proto_duration(t)),
+                )),
+                None => f.route.push(remove("route.retry_policy.per_try_timeout")),
+            }
+            let backoff = match call.backoff {
+                Backoff::None => {
+                    f.cannot(
+                        "backoff",
+                        "Envoy always waits between retries: its default 25ms base applies",
+                    );
+                    None
+                }
+                Backoff::FullJitter { base, cap } => Some((base, cap)),
+                Backoff::Constant(d) => {
+                    f.cannot(
+                        "backoff",
+                        format!("Envoy has no choice of jitter: full jitter up to {} instead of constant", proto_duration(d)),
+                    );
+                    Some((d, d))
+                }
+                other @ (Backoff::Exponential { base, cap }
+                | Backoff::EqualJitter { base, cap }
+                | Backoff::DecorrelatedJitter { base, cap }) => {
+                    f.cannot(
+                        "backoff",
+                        format!("Envoy has no choice of jitter: full jitter with the same base and cap instead of {other}"),
+                    );
+                    Some((base, cap))
+                }
+            };
+            if let Some((base, cap)) = backoff {
+                f.route.push(at(
+                    "route.retry_policy.retry_back_off.base_interval",
+                    Val::str(proto_duration(base)),
+                ));
+                f.route.push(at(
+                    "route.retry_policy.retry_back_off.max_interval",
+                    Val::str(proto_duration(cap)),
+                ));
+            }
+            envoy_growth_note(call, "Envoy", &mut f);
+            if names.statuses.is_empty() {
+                f.route
+                    .push(remove("route.retry_policy.retriable_status_codes"));
+            } else {
+                f.route.push(at(
+                    "route.retry_policy.retriable_status_codes",
+                    Val::List(
+                        names
+                            .statuses
+                            .iter()
+                            .map(|s| Val::Int(i64::from(*s)))
+                            .collect(),
+                    ),
+                ));
+            }
+        } else {
+            match call.timeout {
+                // One attempt with a timeout of its own: a retry policy of no retries holds it.
+                Some(t) if call.request_timeout != Some(t) => {
+                    f.route
+                        .push(at("route.retry_policy.num_retries", Val::Int(0)));
+                    f.route.push(at(
+                        "route.retry_policy.per_try_timeout",
+                        Val::str(proto_duration(t)),
+                    ));
+                }
+                _ => f.route.push(Assign {
+                    only_to_replace: true,
+                    ..at("route.retry_policy.num_retries", Val::Int(0))
+                }),
+            }
+        }
+        if call.hedge.is_none() {
+            f.route.push(remove("route.hedge_policy"));
+        }
+        if let Some(hedge) = call.hedge {
+            match (hedge.delay, call.timeout) {
+                (HedgeDelay::Fixed(d), Some(t)) if d == t && call.max_attempts > 1 => {
+                    f.route.push(at(
+                        "route.hedge_policy.hedge_on_per_try_timeout",
+                        Val::Bool(true),
+                    ));
+                    f.cannot(
+                        "hedge",
+                        format!(
+                            "approximate: Envoy bounds hedges by num_retries, not by a share \
+                             (max_extra = {})",
+                            float_text(hedge.max_extra)
+                        ),
+                    );
+                }
+                _ => f.cannot(
+                    "hedge",
+                    format!(
+                        "Envoy hedges only on the per-try timeout, with retries: a hedge after \
+                         {} is not written",
+                        hedge.delay
+                    ),
+                ),
+            }
+        }
+        proxy_notes(call, "Envoy", &mut f);
+        match call.connect_timeout {
+            Some(d) => f
+                .destination
+                .push(at("connect_timeout", Val::str(proto_duration(d)))),
+            None => f.cannot(
+                "connect_timeout",
+                "none in the graph: Envoy's default 5s applies",
+            ),
+        }
+        match call.limiter {
+            Some(LimiterSpec::Budget { ratio, min_per_sec }) => {
+                f.destination.push(at(
+                    "circuit_breakers.thresholds[0].retry_budget.budget_percent.value",
+                    Val::Float(ratio * 100.0),
+                ));
+                f.destination.push(at(
+                    "circuit_breakers.thresholds[0].retry_budget.min_retry_concurrency",
+                    Val::Int(i64::from(min_per_sec)),
+                ));
+                f.cannot(
+                    "retry_budget",
+                    "approximate: Envoy's retry_budget caps concurrent retries (a share of \
+                     active requests), stormguard's caps retries per 10 s",
+                );
+            }
+            Some(LimiterSpec::TokenBucket { .. }) => {
+                f.cannot("token_bucket", "Envoy has no token bucket: not written")
+            }
+            None if call.max_attempts > 1 => {
+                f.destination
+                    .push(remove("circuit_breakers.thresholds[0].retry_budget"));
+                f.cannot(
+                    "retry_budget",
+                    "none: Envoy's max_retries circuit breaker (3 concurrent retries by default) \
+                 still applies",
+                )
+            }
+            None => f
+                .destination
+                .push(remove("circuit_breakers.thresholds[0].retry_budget")),
+        }
+        f
+    }
+
+    fn per_caller(&self) -> PerCaller {
+        PerCaller::Everything
+    }
+
+    fn route_kinds(&self) -> &'static [&'static str] {
+        &["bootstrap", "config_dump"]
+    }
+
+    fn destination_kinds(&self) -> &'static [&'static str] {
+        &["bootstrap", "config_dump"]
+    }
+
+    /// The route entry (`...routes[2]`), also when the reader pointed at its action.
+    fn route_prefix(&self, resource: &Resource) -> Path {
+        let mut path = parse_path(&resource.path);
+        if matches!(path.last(), Some(Seg::Key(k)) if k == "route") {
+            path.pop();
+        }
+        path
+    }
+
+    fn destination_prefix(&self, resource: &Resource) -> Path {
+        parse_path(&resource.path)
+    }
+
+    fn overridden(&self, route: &crate::doc::Node) -> Vec<String> {
+        route
+            .get("request_headers_to_add")
+            .map(crate::doc::Node::items)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|h| h.get("header").and_then(|h| h.get("key")).and_then(crate::doc::Node::as_str))
+            .filter(|key| key.starts_with("x-envoy-retr") || key.starts_with("x-envoy-upstream-rq") || *key == "x-envoy-max-retries" || *key == "x-envoy-hedge-on-per-try-timeout")
+            .map(|key| format!("its request header {key} overrides the route's policy for every request: remove it for the written values to apply"))
+            .collect()
+    }
+
+    fn new_files(&self, plans: &[DestinationPlan]) -> Vec<NewFile> {
+        let callers: std::collections::BTreeSet<&str> =
+            plans.iter().filter_map(|p| p.caller.as_deref()).collect();
+        callers
+            .into_iter()
+            .map(|caller| {
+                let mine: Vec<&DestinationPlan> = plans
+                    .iter()
+                    .filter(|p| p.caller.as_deref() == Some(caller))
+                    .collect();
+                bootstrap(caller, &mine)
+            })
+            .collect()
+    }
+}
+
+fn socket(address: &str, port: i64) -> Val {
+    Val::Map(vec![(
+        "socket_address".into(),
+        Val::Map(vec![
+            ("address".into(), Val::str(address)),
+            ("port_value".into(), Val::Int(port)),
+        ]),
+    )])
+}
+
+/// One caller's bootstrap: an outbound listener whose route configuration has a virtual host
+/// per destination, and a cluster per destination.
+fn bootstrap(caller: &str, plans: &[&DestinationPlan]) -> NewFile {
+    let mut resources = Vec::new();
+    let mut virtual_hosts = Vec::new();
+    let mut clusters = Vec::new();
+    for plan in plans {
+        let mut routes = Vec::new();
+        for route in &plan.routes {
+            let mut entry = Val::map();
+            if let Some(ep) = &route.endpoint {
+                entry.set(&["name"], Val::str(ep));
+            }
+            entry.set(&["match"], Val::Map(vec![("prefix".into(), Val::str("/"))]));
+            entry.set(&["route", "cluster"], Val::str(&plan.to));
+            for assign in &route.fields {
+                entry.put(&assign.path, assign.value.clone());
+            }
+            routes.push(entry);
+        }
+        if !routes.is_empty() {
+            virtual_hosts.push(Val::Map(vec![
+                ("name".into(), Val::str(&plan.to)),
+                ("domains".into(), Val::List(vec![Val::str(&plan.to)])),
+                ("routes".into(), Val::List(routes)),
+            ]));
+            resources.push(format!("route {caller} -> {}", plan.to));
+        }
+        let mut cluster = Val::Map(vec![
+            ("name".into(), Val::str(&plan.to)),
+            ("type".into(), Val::str("STRICT_DNS")),
+        ]);
+        for assign in &plan.destination {
+            cluster.put(&assign.path, assign.value.clone());
+        }
+        cluster.set(
+            &["load_assignment"],
+            Val::Map(vec![
+                ("cluster_name".into(), Val::str(&plan.to)),
+                (
+                    "endpoints".into(),
+                    Val::List(vec![Val::Map(vec![(
+                        "lb_endpoints".into(),
+                        Val::List(vec![Val::Map(vec![(
+                            "endpoint".into(),
+                            Val::Map(vec![("address".into(), socket(&plan.to, 80))]),
+                        )])]),
+                    )])]),
+                ),
+            ]),
+        );
+        clusters.push(cluster);
+        resources.push(format!("cluster {caller} -> {}", plan.to));
+    }
+    let hcm = Val::Map(vec![
+        (
+            "@type".into(),
+            Val::str("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"),
+        ),
+        ("stat_prefix".into(), Val::str("outbound")),
+        (
+            "route_config".into(),
+            Val::Map(vec![
+                ("name".into(), Val::str("outbound")),
+                ("virtual_hosts".into(), Val::List(virtual_hosts)),
+            ]),
+        ),
+        (
+            "http_filters".into(),
+            Val::List(vec![Val::Map(vec![
+                ("name".into(), Val::str("envoy.filters.http.router")),
+                (
+                    "typed_config".into(),
+                    Val::Map(vec![(
+                        "@type".into(),
+                        Val::str("type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"),
+                    )]),
+                ),
+            ])]),
+        ),
+    ]);
+    let listener = Val::Map(vec![
+        ("name".into(), Val::str("outbound")),
+        ("address".into(), socket("127.0.0.1", 15001)),
+        (
+            "filter_chains".into(),
+            Val::List(vec![Val::Map(vec![(
+                "filters".into(),
+                Val::List(vec![Val::Map(vec![
+                    (
+                        "name".into(),
+                        Val::str("envoy.filters.network.http_connection_manager"),
+                    ),
+                    ("typed_config".into(), hcm),
+                ])]),
+            )])]),
+        ),
+    ]);
+    let doc = Val::Map(vec![
+        (
+            "node".into(),
+            Val::Map(vec![
+                ("id".into(), Val::str(caller)),
+                ("cluster".into(), Val::str(caller)),
+            ]),
+        ),
+        (
+            "static_resources".into(),
+            Val::Map(vec![
+                ("listeners".into(), Val::List(vec![listener])),
+                ("clusters".into(), Val::List(clusters)),
+            ]),
+        ),
+    ]);
+    NewFile {
+        name: format!("stormguard-envoy-{caller}.yaml"),
+        text: doc.to_yaml(0),
+        resources,
+    }
+}

@@ -1,0 +1,302 @@
+//! Istio: a `VirtualService` per destination (its `http[]` routes: `timeout`, `retries`), and a
+//! `DestinationRule` (connect timeout, retry budget). Routes can match on the caller
+//! (`sourceLabels: {app: CALLER}`), so callers with different policies each get theirs.
+
+use stormguard_graph::model::{Call, LimiterSpec};
+
+use crate::doc::Node;
+
+use super::val::{float_text, go_duration, Val};
+use super::{
+    backoff_base, envoy_growth_note, proxy_notes, retry_names, Assign, DestinationPlan, Fields,
+    NewFile, PerCaller, Writer,
+};
+
+/// The Istio writer.
+pub(super) struct Istio;
+
+impl Writer for Istio {
+    fn fields(&self, call: &Call) -> Fields {
+        let mut f = Fields::default();
+        match call.request_timeout {
+            Some(d) => f
+                .route
+                .push(Assign::new(&["timeout"], Val::str(go_duration(d)))),
+            None => f
+                .route
+                .push(Assign::replacing(&["timeout"], Val::str("0s"))),
+        }
+        if call.max_attempts <= 1 {
+            // Without `retries`, Istio's default two retries apply: say zero.
+            f.route
+                .push(Assign::new(&["retries", "attempts"], Val::Int(0)));
+        } else {
+            f.route.push(Assign::new(
+                &["retries", "attempts"],
+                Val::Int(i64::from(call.max_attempts - 1)),
+            ));
+            match (call.timeout, call.request_timeout) {
+                (Some(t), _) => f.route.push(Assign::new(
+                    &["retries", "perTryTimeout"],
+                    Val::str(go_duration(t)),
+                )),
+                (None, Some(_)) => f.cannot(
+                    "timeout",
+                    "none in the graph: Istio's per-try timeout is the route timeout",
+                ),
+                (None, None) => f.route.push(Assign::remove(&["retries", "perTryTimeout"])),
+            }
+            let names = retry_names::envoy(&call.retry_on, call.timeout.is_some());
+            for why in names.unexpressed {
+                f.cannot("retry_on", why);
+            }
+            // As the import reads Istio's names: `reset` is any failed connection or stream,
+            // `reset-before-request` includes a failed connect.
+            let on = &call.retry_on;
+            if on.reset_after_request() && !(on.connect_failure() && on.refused_stream()) {
+                f.cannot(
+                    "retry_on",
+                    "reset: Istio's reset also retries connect failures and refused streams",
+                );
+            } else if on.has(stormguard::classify::Condition::ResetBeforeRequest)
+                && !on.connect_failure()
+            {
+                f.cannot(
+                    "retry_on",
+                    "reset-before-request: Istio's also retries connect failures",
+                );
+            }
+            let mut words = names.names;
+            words.extend(names.statuses.iter().map(u16::to_string));
+            if words.is_empty() {
+                f.cannot(
+                    "retry_on",
+                    "empty: Istio retries its default conditions (connect-failure, \
+                     refused-stream, unavailable, cancelled) when retryOn is empty",
+                );
+            } else {
+                f.route.push(Assign::new(
+                    &["retries", "retryOn"],
+                    Val::str(words.join(",")),
+                ));
+            }
+            if let Some(base) = backoff_base(&call.backoff, "Istio", Some(10), &mut f) {
+                f.route.push(Assign::new(
+                    &["retries", "backoff"],
+                    Val::str(go_duration(base)),
+                ));
+            }
+            envoy_growth_note(call, "Istio", &mut f);
+        }
+        if let Some(t) = call.timeout {
+            if call.max_attempts <= 1 && call.request_timeout != Some(t) {
+                f.cannot(
+                    "timeout",
+                    format!(
+                        "Istio has a per-try timeout only with retries: {} is not written for \
+                         this call of one attempt (its request_timeout bounds it)",
+                        go_duration(t)
+                    ),
+                );
+            }
+        }
+        if let Some(hedge) = call.hedge {
+            f.cannot(
+                "hedge",
+                format!("Istio cannot hedge (delay {}): not written", hedge.delay),
+            );
+        }
+        proxy_notes(call, "Istio", &mut f);
+        match call.connect_timeout {
+            Some(d) => f.destination.push(Assign::new(
+                &[
+                    "spec",
+                    "trafficPolicy",
+                    "connectionPool",
+                    "tcp",
+                    "connectTimeout",
+                ],
+                Val::str(go_duration(d)),
+            )),
+            None => {
+                f.destination.push(Assign::remove(&[
+                    "spec",
+                    "trafficPolicy",
+                    "connectionPool",
+                    "tcp",
+                    "connectTimeout",
+                ]));
+                f.cannot(
+                    "connect_timeout",
+                    "none in the graph: Istio's default 10s applies",
+                )
+            }
+        }
+        match call.limiter {
+            Some(LimiterSpec::Budget { ratio, min_per_sec }) => {
+                f.destination.push(Assign::new(
+                    &["spec", "trafficPolicy", "retryBudget", "percent"],
+                    Val::Float(ratio * 100.0),
+                ));
+                f.destination.push(Assign::new(
+                    &[
+                        "spec",
+                        "trafficPolicy",
+                        "retryBudget",
+                        "minRetryConcurrency",
+                    ],
+                    Val::Int(i64::from(min_per_sec)),
+                ));
+                f.cannot(
+                    "retry_budget",
+                    format!(
+                        "approximate: Istio's retryBudget caps concurrent retries at {}% of \
+                         active requests (at least {min_per_sec}), stormguard's caps retries \
+                         per 10 s",
+                        float_text(ratio * 100.0)
+                    ),
+                );
+            }
+            Some(LimiterSpec::TokenBucket { .. }) => {
+                f.destination
+                    .push(Assign::remove(&["spec", "trafficPolicy", "retryBudget"]));
+                f.cannot(
+                    "token_bucket",
+                    "Istio has no token bucket: not written (its retries are bounded only by \
+                     connectionPool.http.maxRetries)",
+                )
+            }
+            None => {
+                f.destination
+                    .push(Assign::remove(&["spec", "trafficPolicy", "retryBudget"]));
+                if call.max_attempts > 1 {
+                    f.cannot(
+                        "retry_budget",
+                        "none: Istio's default maxRetries (2^32-1 concurrent) leaves retries \
+                         unbounded",
+                    )
+                }
+            }
+        }
+        f
+    }
+
+    fn per_caller(&self) -> PerCaller {
+        PerCaller::Routes
+    }
+
+    fn route_kinds(&self) -> &'static [&'static str] {
+        &["VirtualService"]
+    }
+
+    /// A subset's own `trafficPolicy` replaces the host's for routes to that subset.
+    fn destination_overridden(&self, rule: &Node) -> Vec<String> {
+        let subsets = rule
+            .get("spec")
+            .and_then(|s| s.get("subsets"))
+            .map(Node::items)
+            .unwrap_or_default();
+        subsets
+            .iter()
+            .filter_map(|subset| {
+                let policy = subset.get("trafficPolicy")?;
+                let keys: Vec<&str> = ["retryBudget", "connectionPool"]
+                    .into_iter()
+                    .filter(|k| policy.get(k).is_some())
+                    .collect();
+                (!keys.is_empty()).then(|| {
+                    format!(
+                        "subset {}'s own trafficPolicy ({}) replaces the values written for \
+                         routes to that subset: edit it too",
+                        subset.get("name").and_then(Node::as_str).unwrap_or("?"),
+                        keys.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn destination_kinds(&self) -> &'static [&'static str] {
+        &["DestinationRule"]
+    }
+
+    fn new_files(&self, plans: &[DestinationPlan]) -> Vec<NewFile> {
+        let mut docs = Vec::new();
+        let mut resources = Vec::new();
+        for plan in plans {
+            if !plan.routes.is_empty() {
+                let mut http = Vec::new();
+                for route in &plan.routes {
+                    let mut entry = Val::map();
+                    if let Some(ep) = &route.endpoint {
+                        entry.set(&["name"], Val::str(ep));
+                    }
+                    if let Some(callers) = &route.callers {
+                        let matches = callers
+                            .iter()
+                            .map(|c| {
+                                Val::Map(vec![(
+                                    "sourceLabels".into(),
+                                    Val::Map(vec![("app".into(), Val::str(c))]),
+                                )])
+                            })
+                            .collect();
+                        entry.set(&["match"], Val::List(matches));
+                    }
+                    entry.set(
+                        &["route"],
+                        Val::List(vec![Val::Map(vec![(
+                            "destination".into(),
+                            Val::Map(vec![("host".into(), Val::str(&plan.to))]),
+                        )])]),
+                    );
+                    for assign in &route.fields {
+                        entry.put(&assign.path, assign.value.clone());
+                    }
+                    http.push(entry);
+                }
+                let doc = Val::Map(vec![
+                    ("apiVersion".into(), Val::str("networking.istio.io/v1")),
+                    ("kind".into(), Val::str("VirtualService")),
+                    (
+                        "metadata".into(),
+                        Val::Map(vec![("name".into(), Val::str(&plan.to))]),
+                    ),
+                    (
+                        "spec".into(),
+                        Val::Map(vec![
+                            ("hosts".into(), Val::List(vec![Val::str(&plan.to)])),
+                            ("http".into(), Val::List(http)),
+                        ]),
+                    ),
+                ]);
+                docs.push(doc.to_yaml(0));
+                resources.push(format!("VirtualService {}", plan.to));
+            }
+            if !plan.destination.is_empty() {
+                let mut doc = Val::Map(vec![
+                    ("apiVersion".into(), Val::str("networking.istio.io/v1")),
+                    ("kind".into(), Val::str("DestinationRule")),
+                    (
+                        "metadata".into(),
+                        Val::Map(vec![("name".into(), Val::str(&plan.to))]),
+                    ),
+                    (
+                        "spec".into(),
+                        Val::Map(vec![("host".into(), Val::str(&plan.to))]),
+                    ),
+                ]);
+                for assign in &plan.destination {
+                    doc.put(&assign.path, assign.value.clone());
+                }
+                docs.push(doc.to_yaml(0));
+                resources.push(format!("DestinationRule {}", plan.to));
+            }
+        }
+        vec![NewFile {
+            name: "stormguard-istio.yaml".into(),
+            text: docs.join("---\n"),
+            resources,
+        }]
+    }
+}

@@ -1,0 +1,187 @@
+//! Linkerd: an `HTTPRoute` per destination (attached to its Service), whose
+//! `retry.linkerd.io/*` and `timeout.linkerd.io/*` annotations carry the policy. Annotations
+//! are per route resource, so a destination's endpoints share one policy.
+//!
+//! No `ServiceProfile` is written, although it is where Linkerd keeps a retry budget: Linkerd
+//! turns a Service's annotation retries and timeouts off once a profile exists for it, so a
+//! profile written for the budget would silently drop the counts and timeouts. The budget is
+//! listed as not expressible instead.
+
+use stormguard::classify::Condition;
+use stormguard_graph::model::{Call, LimiterSpec};
+
+use super::gateway::{backend_ref, http_route};
+use super::key_of;
+use super::val::{go_duration, Val};
+use super::{proxy_notes, Assign, DestinationPlan, Fields, NewFile, Path, Writer};
+use crate::inventory::Resource;
+
+/// The backoff Linkerd's proxy applies to annotation retries (25 ms doubling, jittered, at
+/// most 250 ms), as the import reads it.
+const LINKERD_BACKOFF: &str = "equal-jitter(base=50ms, cap=250ms)";
+
+/// The Linkerd writer.
+pub(super) struct Linkerd;
+
+fn annotation(key: &str, value: String) -> Assign {
+    Assign::new(&["metadata", "annotations", key], Val::Str(value))
+}
+
+impl Writer for Linkerd {
+    fn fields(&self, call: &Call) -> Fields {
+        let mut f = Fields::default();
+        let remove = |key: &str| Assign::remove(&["metadata", "annotations", key]);
+        match call.request_timeout {
+            Some(d) => f
+                .route
+                .push(annotation("timeout.linkerd.io/request", go_duration(d))),
+            None => f.route.push(remove("timeout.linkerd.io/request")),
+        }
+        let retries = call.max_attempts > 1;
+        // An attempt's timeout is retried under retry.linkerd.io/timeout, and ends the call
+        // under timeout.linkerd.io/response.
+        if let Some(t) = call.timeout {
+            if retries && call.retry_on.timeout() {
+                f.route
+                    .push(annotation("retry.linkerd.io/timeout", go_duration(t)));
+                f.route.push(remove("timeout.linkerd.io/response"));
+            } else {
+                f.route
+                    .push(annotation("timeout.linkerd.io/response", go_duration(t)));
+                f.route.push(remove("retry.linkerd.io/timeout"));
+            }
+        } else {
+            f.route.push(remove("timeout.linkerd.io/response"));
+            f.route.push(remove("retry.linkerd.io/timeout"));
+        }
+        if call.timeout.is_none() && retries && call.retry_on.timeout() {
+            f.cannot(
+                "retry_on",
+                "timeout: Linkerd retries an attempt's timeout only with \
+                 retry.linkerd.io/timeout, and the graph gives no timeout: not written",
+            );
+        }
+        if !retries {
+            for key in ["http", "grpc", "limit", "timeout"] {
+                f.route.push(remove(&format!("retry.linkerd.io/{key}")));
+            }
+        }
+        if retries {
+            let mut http = Vec::new();
+            for c in call.retry_on.conditions() {
+                match c {
+                    Condition::Status5xx => http.push("5xx".to_string()),
+                    Condition::GatewayError => http.push("gateway-error".to_string()),
+                    Condition::Status(s) => http.push(s.to_string()),
+                    Condition::Timeout | Condition::RefusedStream => {}
+                    Condition::Grpc(_) => f.cannot(
+                        "retry_on",
+                        format!(
+                            "{c}: Linkerd reads retry.linkerd.io/grpc on a GRPCRoute only, and \
+                             the graph does not say the call is gRPC: not written"
+                        ),
+                    ),
+                    other => f.cannot(
+                        "retry_on",
+                        format!(
+                            "{other}: Linkerd does not retry connection errors (only refused \
+                             streams): not written"
+                        ),
+                    ),
+                }
+            }
+            if !call.retry_on.refused_stream() {
+                f.cannot(
+                    "retry_on",
+                    "no refused-stream: Linkerd always retries a refused stream",
+                );
+            }
+            if http.is_empty() {
+                f.route.push(remove("retry.linkerd.io/http"));
+            } else {
+                f.route
+                    .push(annotation("retry.linkerd.io/http", http.join(",")));
+            }
+            f.route.push(remove("retry.linkerd.io/grpc"));
+            f.route.push(annotation(
+                "retry.linkerd.io/limit",
+                (call.max_attempts - 1).to_string(),
+            ));
+            if call.backoff.to_string() != LINKERD_BACKOFF {
+                f.cannot(
+                    "backoff",
+                    format!(
+                        "Linkerd has no backoff setting: its own {LINKERD_BACKOFF} applies, not \
+                         {}",
+                        call.backoff
+                    ),
+                );
+            }
+        }
+        match call.limiter {
+            Some(LimiterSpec::Budget { .. }) if call.max_attempts > 1 => f.cannot(
+                "retry_budget",
+                "Linkerd's retry annotations have no budget (a ServiceProfile's retryBudget would \
+                 turn the annotations off): not written",
+            ),
+            Some(LimiterSpec::TokenBucket { .. }) => {
+                f.cannot("token_bucket", "Linkerd has no token bucket: not written")
+            }
+            _ => {}
+        }
+        if call.connect_timeout.is_some() {
+            f.cannot(
+                "connect_timeout",
+                "Linkerd has no connect timeout per route: not written",
+            );
+        }
+        if call.hedge.is_some() {
+            f.cannot("hedge", "Linkerd cannot hedge: not written");
+        }
+        proxy_notes(call, "Linkerd", &mut f);
+        f
+    }
+
+    fn routes_by_endpoint(&self) -> bool {
+        false
+    }
+
+    fn route_kinds(&self) -> &'static [&'static str] {
+        &["HTTPRoute", "GRPCRoute"]
+    }
+
+    fn destination_kinds(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Annotations are the resource's, whichever rule the reader pointed at.
+    fn route_prefix(&self, resource: &Resource) -> Path {
+        let _ = resource;
+        Vec::new()
+    }
+
+    fn new_files(&self, plans: &[DestinationPlan]) -> Vec<NewFile> {
+        let mut docs = Vec::new();
+        let mut resources = Vec::new();
+        for plan in plans.iter().filter(|p| !p.routes.is_empty()) {
+            let mut annotations = Val::map();
+            for assign in plan.routes.iter().flat_map(|r| &r.fields) {
+                let path: Vec<&str> = assign.path.iter().filter_map(key_of).collect();
+                if let Some(key) = path.get(2) {
+                    annotations.set(&[key], assign.value.clone());
+                }
+            }
+            let rules = Val::List(vec![Val::Map(vec![(
+                "backendRefs".into(),
+                backend_ref(&plan.to),
+            )])]);
+            docs.push(http_route(&plan.to, rules, Some(annotations)).to_yaml(0));
+            resources.push(format!("HTTPRoute {}", plan.to));
+        }
+        vec![NewFile {
+            name: "stormguard-linkerd.yaml".into(),
+            text: docs.join("---\n"),
+            resources,
+        }]
+    }
+}

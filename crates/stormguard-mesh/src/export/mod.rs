@@ -1,0 +1,582 @@
+//! `stormguard export`: a graph's policies written in one system's resources: Istio
+//! `VirtualService`s and `DestinationRule`s, Gateway API `HTTPRoute`s, Linkerd's annotations,
+//! Envoy bootstraps, gRPC service configs.
+//!
+//! ## What it guarantees
+//! - **Nothing is dropped silently.** Each target writes what it can say exactly; every
+//!   setting of a call it cannot say (Linkerd annotations have no budget, Envoy has no choice
+//!   of jitter, Istio no backoff cap, gRPC no per-attempt timeout) is an [`Unexpressed`] for
+//!   that call. A resource that holds one policy for several callers whose policies differ says
+//!   which caller's it holds and lists the others ([`Conflict`]); Istio routes by caller
+//!   (`sourceLabels`) and an Envoy bootstrap is one caller's, so those two write each caller's.
+//! - **The user's files stay theirs.** Given the files that were imported ([`Existing`]), a
+//!   destination that has a resource there is written into it in place ([`edit`]): only the
+//!   values change, comments and every other byte stay. Destinations without one get new
+//!   resources in one file per target.
+//! - **The round trip holds.** Importing what was exported gives back the policies of the
+//!   graph, for everything a target can express (`tests/roundtrip.rs`).
+//!
+//! ## Shape
+//! [`plan`] groups the graph's calls by destination and asks the target's writer
+//! ([`Writer`], one module per target) for each call's fields; [`export`] writes them into
+//! the existing resources found by [`crate::inventory()`] and new ones for the rest.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use stormguard_graph::model::Call;
+use stormguard_graph::Graph;
+
+use crate::doc::Document;
+use crate::inventory::{Inventory, Resource};
+use crate::names;
+
+pub mod edit;
+mod envoy;
+mod gateway;
+mod grpc;
+mod header;
+mod istio;
+mod linkerd;
+mod notes;
+mod plan;
+mod retry_names;
+pub mod val;
+
+pub use header::inputs_from_header;
+use notes::{backoff_base, envoy_growth_note, proxy_notes};
+pub use plan::{plan, Plan};
+
+use edit::{Path, Seg};
+use val::Val;
+
+/// A system to export to (`--to`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// `VirtualService` and `DestinationRule`.
+    Istio,
+    /// `HTTPRoute` attached to the Service (GAMMA).
+    GatewayApi,
+    /// `HTTPRoute`s with `retry.linkerd.io/*` and `timeout.linkerd.io/*` annotations.
+    Linkerd,
+    /// A bootstrap per caller: routes and clusters.
+    Envoy,
+    /// A service config: `methodConfig`, `retryThrottling`.
+    Grpc,
+}
+
+impl Target {
+    /// Every target, in the order `--help` lists them.
+    pub const ALL: [Target; 5] = [
+        Target::Istio,
+        Target::GatewayApi,
+        Target::Linkerd,
+        Target::Envoy,
+        Target::Grpc,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Istio => "istio",
+            Target::GatewayApi => "gateway-api",
+            Target::Linkerd => "linkerd",
+            Target::Envoy => "envoy",
+            Target::Grpc => "grpc",
+        }
+    }
+
+    /// The target named `name`.
+    pub fn from_name(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    fn writer(self) -> &'static dyn Writer {
+        match self {
+            Target::Istio => &istio::Istio,
+            Target::GatewayApi => &gateway::GatewayApi,
+            Target::Linkerd => &linkerd::Linkerd,
+            Target::Envoy => &envoy::Envoy,
+            Target::Grpc => &grpc::Grpc,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One value a writer sets, by path from the part of the resource it belongs to (a route, a
+/// destination resource).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assign {
+    /// Where, from the route's or the destination's part of its resource.
+    pub path: Path,
+    /// What.
+    pub value: Val,
+    /// A path from the document's root rather than from the route's part (a gRPC
+    /// `retryThrottling`, which a service config holds once for all its methods).
+    pub from_root: bool,
+    /// Written only over a value the file already has (to turn it off, e.g. Istio's
+    /// `timeout: 0s`); a new resource leaves it out, where the system's default already says it.
+    pub only_to_replace: bool,
+}
+
+impl Assign {
+    fn new(path: &[&str], value: Val) -> Assign {
+        Assign {
+            path: edit::keys(path),
+            value,
+            from_root: false,
+            only_to_replace: false,
+        }
+    }
+
+    /// Removes `path` from a user's file, if it is there (a setting the graph does not have
+    /// that would otherwise stay in force).
+    fn remove(path: &[&str]) -> Assign {
+        Assign::replacing(path, Val::Remove)
+    }
+
+    fn replacing(path: &[&str], value: Val) -> Assign {
+        Assign {
+            only_to_replace: true,
+            ..Assign::new(path, value)
+        }
+    }
+}
+
+/// What a target makes of one call's policy.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fields {
+    /// Values of the route (Istio `http[]`, Gateway API rule, Envoy route, gRPC
+    /// `methodConfig[]`, Linkerd: the route resource).
+    pub route: Vec<Assign>,
+    /// Values of the destination's own resource (Istio `DestinationRule`, Envoy cluster, gRPC
+    /// `retryThrottling`).
+    pub destination: Vec<Assign>,
+    /// Settings the target cannot express: the graph key and why.
+    pub unexpressed: Vec<(&'static str, String)>,
+}
+
+impl Fields {
+    fn cannot(&mut self, key: &'static str, why: impl Into<String>) {
+        self.unexpressed.push((key, why.into()));
+    }
+}
+
+/// How far a target can tell callers apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PerCaller {
+    /// One resource for every caller.
+    No,
+    /// Routes match on the caller (Istio `sourceLabels`); the destination resource is shared.
+    Routes,
+    /// Everything is one caller's (an Envoy bootstrap is one sidecar's).
+    Everything,
+}
+
+/// A target's writer: the fields of a call, and the resources to create.
+trait Writer: Sync {
+    /// The fields of one call.
+    fn fields(&self, call: &Call) -> Fields;
+    /// Whether its routes can tell callers apart.
+    fn per_caller(&self) -> PerCaller {
+        PerCaller::No
+    }
+    /// Whether a destination's endpoints (named routes) get routes of their own; Linkerd's
+    /// annotations are per route resource, so its endpoints share one.
+    fn routes_by_endpoint(&self) -> bool {
+        true
+    }
+    /// Kinds of existing resources whose routes it writes into.
+    fn route_kinds(&self) -> &'static [&'static str];
+    /// Kinds of existing resources whose destination policies it writes into.
+    fn destination_kinds(&self) -> &'static [&'static str];
+    /// The path of a route's part in its resource, from the reader's `Resource::path`.
+    fn route_prefix(&self, resource: &Resource) -> Path {
+        edit::parse_path(&resource.path)
+    }
+    /// The path of a destination's part in its resource.
+    fn destination_prefix(&self, resource: &Resource) -> Path {
+        let _ = resource;
+        Vec::new()
+    }
+    /// New resources for destinations that have none in the user's files.
+    fn new_files(&self, plans: &[DestinationPlan]) -> Vec<NewFile>;
+    /// What, in an existing route's part, overrides the values written there (an Envoy
+    /// request header such as `x-envoy-max-retries`).
+    fn overridden(&self, route: &crate::doc::Node) -> Vec<String> {
+        let _ = route;
+        Vec::new()
+    }
+    /// The same for an existing destination's part (an Istio subset's own `trafficPolicy`).
+    fn destination_overridden(&self, destination: &crate::doc::Node) -> Vec<String> {
+        let _ = destination;
+        Vec::new()
+    }
+}
+
+/// The node at `path` from `node`.
+fn walk<'n>(node: &'n crate::doc::Node, path: &[Seg]) -> Option<&'n crate::doc::Node> {
+    path.iter().try_fold(node, |node, seg| match seg {
+        Seg::Key(k) => node.get(k),
+        Seg::Index(i) => node.items().get(*i),
+    })
+}
+
+/// A new file of resources (or one document of it), before it is written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewFile {
+    /// Its name in the output directory.
+    pub name: String,
+    /// Its text.
+    pub text: String,
+    /// What it holds, for the summary (`VirtualService reviews`).
+    pub resources: Vec<String>,
+}
+
+/// One route to write: a destination's endpoint (or all of it), for some callers or all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutePlan {
+    /// The endpoint (`None`: every request to the destination).
+    pub endpoint: Option<String>,
+    /// The callers it is for (`None`: every caller).
+    pub callers: Option<Vec<String>>,
+    /// Its values.
+    pub fields: Vec<Assign>,
+}
+
+/// Everything written for one destination (and, for Envoy, one caller).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DestinationPlan {
+    /// The graph service called.
+    pub to: String,
+    /// The caller, when the target writes one resource per caller (Envoy).
+    pub caller: Option<String>,
+    /// Its routes, named endpoints first, caller-specific before catch-alls.
+    pub routes: Vec<RoutePlan>,
+    /// Its destination resource's values.
+    pub destination: Vec<Assign>,
+}
+
+/// A setting of a call that the target cannot express: not written, or written approximately.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Unexpressed {
+    /// The caller.
+    pub caller: String,
+    /// The service called.
+    pub to: String,
+    /// The endpoint called, if one.
+    pub endpoint: Option<String>,
+    /// The graph key.
+    pub key: &'static str,
+    /// What the target does instead.
+    pub why: String,
+}
+
+impl fmt::Display for Unexpressed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.caller, self.to)?;
+        if let Some(ep) = &self.endpoint {
+            write!(f, " ({ep})")?;
+        }
+        write!(f, ": `{}`: {}", self.key, self.why)
+    }
+}
+
+/// Callers of one destination whose policies one resource cannot all hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The destination (and endpoint).
+    pub to: String,
+    /// What is shared: "route" or "destination".
+    pub part: &'static str,
+    /// The callers whose policy was written.
+    pub written: Vec<String>,
+    /// The callers whose policy was not, with how theirs differs.
+    pub not_written: Vec<(String, String)>,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: one {} policy for every caller: wrote {}'s",
+            self.to,
+            self.part,
+            self.written.join(", ")
+        )?;
+        for (caller, diff) in &self.not_written {
+            write!(f, "; not {caller}'s ({diff})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The files the graph was imported from, read again: their text and the resources in them.
+#[derive(Clone, Debug, Default)]
+pub struct Existing {
+    /// Every document read.
+    pub documents: Vec<Document>,
+    /// What the readers found in them.
+    pub inventory: Inventory,
+}
+
+impl Existing {
+    /// Reads `paths` as `import` does.
+    ///
+    /// # Errors
+    /// A file that cannot be read or parsed, at its line.
+    pub fn read(paths: &[PathBuf]) -> Result<Existing, crate::ImportError> {
+        let documents = crate::read_paths(paths)?;
+        let inventory = crate::inventory(&documents)?;
+        Ok(Existing {
+            documents,
+            inventory,
+        })
+    }
+}
+
+/// A file to write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutFile {
+    /// Where: a user's file as it was named (to write under the output directory at that
+    /// relative path, or in place), or a new file's name.
+    pub path: PathBuf,
+    /// Its text.
+    pub text: String,
+    /// Whether it is a user's file edited in place (else a new one).
+    pub edited: bool,
+    /// What was written in it, for the summary.
+    pub written: Vec<String>,
+}
+
+/// What an export writes and what it could not.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Export {
+    /// Files: the user's, edited, then new ones.
+    pub files: Vec<OutFile>,
+    /// Settings the target cannot express, per call.
+    pub unexpressed: Vec<Unexpressed>,
+    /// Destinations whose callers' policies one resource could not all hold.
+    pub conflicts: Vec<Conflict>,
+    /// Values that could not be written into a user's file (written in a new resource instead,
+    /// or not at all), and why.
+    pub notes: Vec<String>,
+}
+
+/// Writes `graph`'s policies for `target`: into the resources of `existing` where a
+/// destination has one, and into new resources for the rest.
+pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
+    let writer = target.writer();
+    let plan = plan(graph, target);
+    let mut out = Export {
+        unexpressed: plan.unexpressed,
+        conflicts: plan.conflicts,
+        ..Export::default()
+    };
+    // Edits per document: (file, document index) → values by absolute path.
+    let mut values: BTreeMap<(String, usize), Vec<(Path, Val)>> = BTreeMap::new();
+    let mut written: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut new_plans = Vec::new();
+    for dest in plan.destinations {
+        let mut left = DestinationPlan {
+            routes: Vec::new(),
+            destination: Vec::new(),
+            ..dest.clone()
+        };
+        for route in &dest.routes {
+            match find_route(writer, existing, &dest, route) {
+                Some(resource) if route.callers.is_none() => {
+                    let prefix = writer.route_prefix(resource);
+                    let node = existing
+                        .documents
+                        .iter()
+                        .find(|d| d.file == resource.file && d.index == resource.document)
+                        .and_then(|d| walk(&d.root, &prefix));
+                    for why in node.map(|n| writer.overridden(n)).unwrap_or_default() {
+                        out.notes.push(format!(
+                            "{} {} {} in {}: {why}",
+                            resource.kind, resource.name, resource.path, resource.file
+                        ));
+                    }
+                    let entry = values
+                        .entry((resource.file.to_string(), resource.document))
+                        .or_default();
+                    for assign in &route.fields {
+                        let mut path = if assign.from_root {
+                            Vec::new()
+                        } else {
+                            prefix.clone()
+                        };
+                        path.extend(assign.path.iter().cloned());
+                        entry.push((path, assign.value.clone()));
+                    }
+                    written
+                        .entry(resource.file.to_string())
+                        .or_default()
+                        .push(format!(
+                            "{} {} {}",
+                            resource.kind, resource.name, resource.path
+                        ));
+                }
+                Some(resource) => {
+                    out.notes.push(format!(
+                        "{}: the route for caller(s) {} is not added to {} {} in {}: add an http \
+                         route matching sourceLabels app: {} before the others (the new file \
+                         has it)",
+                        dest.to,
+                        route.callers.as_deref().unwrap_or_default().join(", "),
+                        resource.kind,
+                        resource.name,
+                        resource.file,
+                        route.callers.as_deref().unwrap_or_default().join(", "),
+                    ));
+                    left.routes.push(route.clone());
+                }
+                None => left.routes.push(route.clone()),
+            }
+        }
+        match find_destination(writer, existing, &dest) {
+            Some(resource) if !dest.destination.is_empty() => {
+                let prefix = writer.destination_prefix(resource);
+                let node = existing
+                    .documents
+                    .iter()
+                    .find(|d| d.file == resource.file && d.index == resource.document)
+                    .and_then(|d| walk(&d.root, &prefix));
+                for why in node
+                    .map(|n| writer.destination_overridden(n))
+                    .unwrap_or_default()
+                {
+                    out.notes.push(format!(
+                        "{} {} in {}: {why}",
+                        resource.kind, resource.name, resource.file
+                    ));
+                }
+                let entry = values
+                    .entry((resource.file.to_string(), resource.document))
+                    .or_default();
+                for assign in &dest.destination {
+                    let mut path = prefix.clone();
+                    path.extend(assign.path.iter().cloned());
+                    entry.push((path, assign.value.clone()));
+                }
+                written
+                    .entry(resource.file.to_string())
+                    .or_default()
+                    .push(format!("{} {}", resource.kind, resource.name));
+            }
+            _ => left.destination = dest.destination.clone(),
+        }
+        if !left.routes.is_empty() || !left.destination.is_empty() {
+            new_plans.push(left);
+        }
+    }
+    let mut edited: BTreeMap<String, (String, Vec<edit::TextEdit>)> = BTreeMap::new();
+    for ((file, index), values) in values {
+        let Some(doc) = existing
+            .documents
+            .iter()
+            .find(|d| &*d.file == file.as_str() && d.index == index)
+        else {
+            out.notes
+                .push(format!("{file}: document {index} not found again"));
+            continue;
+        };
+        match edit::edits(doc, &values) {
+            Ok(edits) => edited
+                .entry(file.clone())
+                .or_insert_with(|| (doc.text.to_string(), Vec::new()))
+                .1
+                .extend(edits),
+            Err(error) => out.notes.push(error.to_string()),
+        }
+    }
+    for (file, (text, edits)) in edited {
+        out.files.push(OutFile {
+            path: PathBuf::from(&file),
+            text: edit::apply(&text, edits),
+            edited: true,
+            written: written.remove(&file).unwrap_or_default(),
+        });
+    }
+    // Values only to replace stay out of new resources (the system's default says them).
+    for plan in &mut new_plans {
+        for route in &mut plan.routes {
+            route.fields.retain(|a| !a.only_to_replace);
+        }
+        plan.destination.retain(|a| !a.only_to_replace);
+    }
+    if !new_plans.is_empty() {
+        for file in writer.new_files(&new_plans) {
+            out.files.push(OutFile {
+                path: PathBuf::from(file.name),
+                text: file.text,
+                edited: false,
+                written: file.resources,
+            });
+        }
+    }
+    out
+}
+
+/// Whether `host` (as a resource names it) is the graph service `to`.
+fn is_service(host: &crate::inventory::Host, to: &str) -> bool {
+    names::graph_name(&names::service_of(host).0) == to
+}
+
+fn find_route<'e>(
+    writer: &dyn Writer,
+    existing: &'e Existing,
+    dest: &DestinationPlan,
+    route: &RoutePlan,
+) -> Option<&'e Resource> {
+    existing
+        .inventory
+        .routes
+        .iter()
+        .filter(|r| writer.route_kinds().contains(&r.resource.kind.as_str()))
+        .filter(|r| is_service(&r.host, &dest.to))
+        .filter(|r| !writer.routes_by_endpoint() || r.name == route.endpoint)
+        .find(|r| match (&dest.caller, &r.caller) {
+            (Some(caller), Some(route_caller)) => *caller == names::graph_name(route_caller),
+            (Some(_), None) => false,
+            (None, route_caller) => route_caller.is_none(),
+        })
+        .map(|r| &r.resource)
+}
+
+fn find_destination<'e>(
+    writer: &dyn Writer,
+    existing: &'e Existing,
+    dest: &DestinationPlan,
+) -> Option<&'e Resource> {
+    existing
+        .inventory
+        .destinations
+        .iter()
+        .filter(|d| {
+            writer
+                .destination_kinds()
+                .contains(&d.resource.kind.as_str())
+        })
+        .filter(|d| is_service(&d.host, &dest.to))
+        .find(|d| d.caller.as_deref().map(names::graph_name) == dest.caller)
+        .map(|d| &d.resource)
+}
+
+/// A key step of a path (`None` for an index).
+fn key_of(seg: &Seg) -> Option<&str> {
+    match seg {
+        Seg::Key(k) => Some(k),
+        Seg::Index(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

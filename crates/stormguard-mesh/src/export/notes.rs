@@ -1,0 +1,98 @@
+//! What every mesh target shares about what it cannot express: proxies retry any method and
+//! pass no deadline downstream, and Envoy-based backoffs take a base only.
+
+use stormguard_graph::model::Call;
+
+use super::Fields;
+
+/// Notes every mesh proxy shares: it retries any method, and it does not pass the remaining
+/// budget downstream.
+pub(super) fn proxy_notes(call: &Call, system: &str, f: &mut Fields) {
+    if call.max_attempts > 1 && !call.is_idempotent() {
+        f.cannot(
+            "idempotent",
+            format!(
+                "{system} retries any method: this call's requests ({}, idempotent = {}) are \
+                 retried too",
+                call.method, call.idempotent
+            ),
+        );
+    }
+    if call.propagate_deadline {
+        f.cannot(
+            "propagate_deadline",
+            format!("{system} does not pass the remaining budget downstream: keep it in the application"),
+        );
+    }
+}
+
+/// The base delay of a backoff, and what a system that only takes a base (and applies its
+/// own full jitter) loses of it.
+pub(super) fn backoff_base(
+    backoff: &stormguard::backoff::Backoff,
+    system: &str,
+    default_cap_factor: Option<u32>,
+    f: &mut Fields,
+) -> Option<std::time::Duration> {
+    use stormguard::backoff::Backoff;
+    match *backoff {
+        Backoff::None => {
+            f.cannot(
+                "backoff",
+                format!("{system} always waits between retries: its default base applies"),
+            );
+            None
+        }
+        Backoff::FullJitter { base, cap } => {
+            if let Some(factor) = default_cap_factor {
+                if cap != base * factor {
+                    f.cannot(
+                        "backoff",
+                        format!(
+                            "{system} has no backoff cap: Envoy's {factor} × base = {} applies, \
+                             not {}",
+                            stormguard::duration::format(base * factor),
+                            stormguard::duration::format(cap)
+                        ),
+                    );
+                }
+            }
+            Some(base)
+        }
+        Backoff::Constant(delay) => {
+            f.cannot(
+                "backoff",
+                format!(
+                    "{system} has no constant backoff: full jitter from base {} instead",
+                    stormguard::duration::format(delay)
+                ),
+            );
+            Some(delay)
+        }
+        Backoff::Exponential { base, .. }
+        | Backoff::EqualJitter { base, .. }
+        | Backoff::DecorrelatedJitter { base, .. } => {
+            f.cannot(
+                "backoff",
+                format!("{system} has no choice of jitter: full jitter from the same base instead of {backoff}"),
+            );
+            Some(base)
+        }
+    }
+}
+
+/// Envoy's full jitter grows as (2^N − 1) × base, stormguard's as 2^(N−1) × base: from the
+/// third attempt on, Envoy's ceilings are higher (until the cap).
+pub(super) fn envoy_growth_note(call: &Call, system: &str, f: &mut Fields) {
+    if call.max_attempts > 2 {
+        if let stormguard::backoff::Backoff::FullJitter { .. } = call.backoff {
+            f.cannot(
+                "backoff",
+                format!(
+                    "approximate: {system}'s full jitter grows as (2^N-1) x base, stormguard's \
+                     as 2^(N-1) x base (same first wait, longer later ones up to the cap)"
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! From a graph's calls to what a target writes per destination: each call's fields, grouped
+//! by destination and endpoint, one policy chosen where a resource can hold only one.
+
+use std::collections::BTreeMap;
+
+use stormguard_graph::model::Call;
+use stormguard_graph::Graph;
+
+use super::{
+    Assign, Conflict, DestinationPlan, Fields, PerCaller, RoutePlan, Seg, Target, Unexpressed,
+};
+
+/// The graph's calls, with their policies, as the target writes them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Per destination (per caller for Envoy), in name order.
+    pub destinations: Vec<DestinationPlan>,
+    /// What each call's target cannot express.
+    pub unexpressed: Vec<Unexpressed>,
+    /// Policies one resource could not all hold.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// One call, from where.
+struct CallRef<'g> {
+    caller: &'g str,
+    to: &'g str,
+    endpoint: Option<&'g str>,
+    call: &'g Call,
+}
+
+fn calls(graph: &Graph) -> Vec<CallRef<'_>> {
+    let mut out = Vec::new();
+    for (name, service) in &graph.services {
+        for endpoint in service.each_endpoint() {
+            for call in endpoint.calls {
+                out.push(CallRef {
+                    caller: name,
+                    to: &call.to,
+                    endpoint: call.endpoint.as_deref(),
+                    call,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Groups `items` (caller, value) by equal values, largest group first (ties: first seen).
+fn partition<T: PartialEq + Clone>(items: &[(String, T)]) -> Vec<(Vec<String>, T)> {
+    let mut groups: Vec<(Vec<String>, T)> = Vec::new();
+    for (caller, value) in items {
+        match groups.iter_mut().find(|(_, v)| v == value) {
+            Some((callers, _)) => {
+                if !callers.contains(caller) {
+                    callers.push(caller.clone())
+                }
+            }
+            None => groups.push((vec![caller.clone()], value.clone())),
+        }
+    }
+    // Stable: among equal sizes the first seen stays first.
+    groups.sort_by_key(|(callers, _)| std::cmp::Reverse(callers.len()));
+    groups
+}
+
+/// How `other`'s values differ from `written`'s, for a person.
+fn difference(written: &[Assign], other: &[Assign]) -> String {
+    let text = |a: &Assign| format!("{} {}", path_text(&a.path), a.value.to_yaml_inline());
+    let mut parts = Vec::new();
+    for a in other {
+        match written.iter().find(|w| w.path == a.path) {
+            Some(w) if w.value == a.value => {}
+            Some(w) => parts.push(format!(
+                "{} {} instead of {}",
+                path_text(&a.path),
+                a.value.to_yaml_inline(),
+                w.value.to_yaml_inline()
+            )),
+            None => parts.push(text(a)),
+        }
+    }
+    for w in written {
+        if !other.iter().any(|a| a.path == w.path) {
+            parts.push(format!("no {}", path_text(&w.path)));
+        }
+    }
+    parts.join(", ")
+}
+
+pub(super) fn path_text(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Groups the graph's calls by destination and writes each call's fields for `target`,
+/// choosing one policy where a resource can hold only one.
+pub fn plan(graph: &Graph, target: Target) -> Plan {
+    let writer = target.writer();
+    let mut result = Plan::default();
+    // (to, caller for Envoy) → endpoint → [(caller, fields)]
+    type ByEndpoint = BTreeMap<Option<String>, Vec<(String, Fields)>>;
+    let mut by_destination: BTreeMap<(String, Option<String>), ByEndpoint> = BTreeMap::new();
+    for c in calls(graph) {
+        let fields = writer.fields(c.call);
+        for (key, why) in &fields.unexpressed {
+            result.unexpressed.push(Unexpressed {
+                caller: c.caller.to_string(),
+                to: c.to.to_string(),
+                endpoint: c.endpoint.map(str::to_string),
+                key,
+                why: why.clone(),
+            });
+        }
+        let caller = (writer.per_caller() == PerCaller::Everything).then(|| c.caller.to_string());
+        let endpoint = c
+            .endpoint
+            .filter(|_| writer.routes_by_endpoint())
+            .map(str::to_string);
+        by_destination
+            .entry((c.to.to_string(), caller))
+            .or_default()
+            .entry(endpoint)
+            .or_default()
+            .push((c.caller.to_string(), fields));
+    }
+    // Values a resource holds once for every destination (a gRPC retryThrottling).
+    let shared: Vec<(String, Vec<Assign>)> = by_destination
+        .iter()
+        .flat_map(|((to, _), endpoints)| {
+            endpoints.values().flatten().map(move |(caller, f)| {
+                let root: Vec<Assign> = f.route.iter().filter(|a| a.from_root).cloned().collect();
+                (format!("{caller} -> {to}"), root)
+            })
+        })
+        .collect();
+    let groups = partition(&shared);
+    if groups.len() > 1 {
+        result
+            .conflicts
+            .push(conflict("every destination", "shared", &groups));
+    }
+    for ((to, caller), endpoints) in by_destination {
+        let mut routes = Vec::new();
+        let mut destination_values = Vec::new();
+        // Named endpoints first: an unnamed route matches every request.
+        let mut ordered: Vec<_> = endpoints.into_iter().collect();
+        ordered.sort_by_key(|(ep, _)| ep.is_none());
+        for (endpoint, calls) in ordered {
+            let label = match &endpoint {
+                Some(ep) => format!("{to} ({ep})"),
+                None => to.clone(),
+            };
+            let route_values: Vec<(String, Vec<Assign>)> = calls
+                .iter()
+                .map(|(caller, f)| (caller.clone(), f.route.clone()))
+                .collect();
+            destination_values.extend(
+                calls
+                    .iter()
+                    .map(|(caller, f)| (caller.clone(), f.destination.clone())),
+            );
+            let groups = partition(&route_values);
+            if groups.len() > 1 && writer.per_caller() == PerCaller::Routes {
+                // Caller-specific routes first, the most common policy as the catch-all.
+                for (callers, fields) in groups.iter().skip(1) {
+                    routes.push(RoutePlan {
+                        endpoint: endpoint.clone(),
+                        callers: Some(callers.clone()),
+                        fields: fields.clone(),
+                    });
+                }
+                routes.push(RoutePlan {
+                    endpoint: endpoint.clone(),
+                    callers: None,
+                    fields: groups[0].1.clone(),
+                });
+                continue;
+            }
+            if groups.len() > 1 {
+                result.conflicts.push(conflict(&label, "route", &groups));
+            }
+            routes.push(RoutePlan {
+                endpoint,
+                callers: None,
+                fields: groups[0].1.clone(),
+            });
+        }
+        let groups = partition(&destination_values);
+        if groups.len() > 1 {
+            result.conflicts.push(conflict(&to, "destination", &groups));
+        }
+        result.destinations.push(DestinationPlan {
+            to,
+            caller,
+            routes,
+            destination: groups.into_iter().next().map(|g| g.1).unwrap_or_default(),
+        });
+    }
+    result
+}
+
+fn conflict(label: &str, part: &'static str, groups: &[(Vec<String>, Vec<Assign>)]) -> Conflict {
+    Conflict {
+        to: label.to_string(),
+        part,
+        written: groups[0].0.clone(),
+        not_written: groups[1..]
+            .iter()
+            .flat_map(|(callers, fields)| {
+                let diff = difference(&groups[0].1, fields);
+                callers.iter().map(move |c| (c.clone(), diff.clone()))
+            })
+            .collect(),
+    }
+}

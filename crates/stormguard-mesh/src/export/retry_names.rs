@@ -1,0 +1,158 @@
+//! stormguard's `retry_on` conditions in each system's own words: the inverse of the readers'
+//! mapping (docs/import-mapping.md), with what a system cannot say.
+
+use stormguard::classify::{grpc_name, Condition, RetryOn};
+
+/// The gRPC statuses Envoy's (and Istio's, Linkerd's) `retry_on` can name
+/// (`x-envoy-retry-grpc-on`): cancelled, deadline-exceeded, resource-exhausted, internal,
+/// unavailable.
+pub const ENVOY_GRPC: [u8; 5] = [1, 4, 8, 13, 14];
+
+/// A `retry_on` in Envoy's terms.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EnvoyRetryOn {
+    /// Condition names (`connect-failure`, `5xx`, `unavailable`).
+    pub names: Vec<String>,
+    /// Single statuses (Envoy's `retriable_status_codes`, Istio's integers in `retryOn`).
+    pub statuses: Vec<u16>,
+    /// What cannot be said, and what Envoy does instead.
+    pub unexpressed: Vec<String>,
+}
+
+/// `retry_on` in Envoy's (and Istio's) names. `per_try_timeout`: whether attempts have a
+/// timeout of their own (Envoy retries its expiry under `reset`, `5xx` and `gateway-error`).
+pub fn envoy(retry_on: &RetryOn, per_try_timeout: bool) -> EnvoyRetryOn {
+    let mut out = EnvoyRetryOn::default();
+    for condition in retry_on.conditions() {
+        match condition {
+            Condition::ConnectFailure => out.names.push("connect-failure".into()),
+            Condition::RefusedStream => out.names.push("refused-stream".into()),
+            Condition::Reset => out.names.push("reset".into()),
+            Condition::ResetBeforeRequest => out.names.push("reset-before-request".into()),
+            Condition::Status5xx => out.names.push("5xx".into()),
+            Condition::GatewayError => out.names.push("gateway-error".into()),
+            Condition::Status(status) => out.statuses.push(status),
+            Condition::Grpc(code) if ENVOY_GRPC.contains(&code) => out
+                .names
+                .push(grpc_name(u32::from(code)).unwrap_or("unknown").into()),
+            Condition::Grpc(code) => out.unexpressed.push(format!(
+                "gRPC status {} is not one Envoy retries on (only cancelled, deadline-exceeded, \
+                 internal, resource-exhausted, unavailable): not written",
+                grpc_name(u32::from(code)).unwrap_or("unknown")
+            )),
+            Condition::Timeout => {}
+        }
+    }
+    // Envoy's 5xx and gateway-error also retry every reset (connect failures, refused
+    // streams, disconnects): without all of those, the statuses are said one by one.
+    let resets =
+        retry_on.connect_failure() && retry_on.refused_stream() && retry_on.reset_after_request();
+    if !resets {
+        for (condition, range) in [
+            (Condition::Status5xx, 500..=599),
+            (Condition::GatewayError, 502..=504),
+        ] {
+            if retry_on.has(condition) {
+                let name = condition.to_string();
+                out.names.retain(|n| *n != name);
+                out.statuses.extend(range);
+            }
+        }
+        out.statuses.sort_unstable();
+        out.statuses.dedup();
+    }
+    let covers_timeout = retry_on.reset_after_request();
+    if retry_on.timeout() && !covers_timeout {
+        out.unexpressed.push(
+            "timeout: Envoy retries an attempt's timeout only under reset, 5xx or \
+             gateway-error, which would retry more: not written"
+                .into(),
+        );
+    }
+    if !retry_on.timeout() && covers_timeout && per_try_timeout {
+        out.unexpressed.push(
+            "no timeout: Envoy's reset, 5xx and gateway-error also retry an attempt that \
+             reached its per-try timeout"
+                .into(),
+        );
+    }
+    out
+}
+
+/// Every single status `retry_on` names, `5xx` and `gateway-error` spelled out (Gateway API's
+/// `codes`).
+pub fn statuses(retry_on: &RetryOn) -> Vec<u16> {
+    let mut out: Vec<u16> = Vec::new();
+    for condition in retry_on.conditions() {
+        match condition {
+            Condition::Status(s) => out.push(s),
+            Condition::Status5xx => out.extend(500..=599),
+            Condition::GatewayError => out.extend(502..=504),
+            _ => {}
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The gRPC status names `retry_on` lists, as a service config writes them (`UNAVAILABLE`).
+pub fn grpc_upper(retry_on: &RetryOn) -> Vec<String> {
+    retry_on
+        .conditions()
+        .into_iter()
+        .filter_map(|c| match c {
+            Condition::Grpc(code) => grpc_name(u32::from(code)),
+            _ => None,
+        })
+        .map(|name| name.to_ascii_uppercase().replace('-', "_"))
+        .collect()
+}
+
+/// The conditions of `retry_on` that are not gRPC statuses, as text.
+pub fn non_grpc(retry_on: &RetryOn) -> Vec<String> {
+    retry_on
+        .conditions()
+        .into_iter()
+        .filter(|c| !matches!(c, Condition::Grpc(_)))
+        .map(|c| c.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envoy_names_statuses_and_what_it_cannot_say() {
+        let on = RetryOn::parse_list([
+            "connect-failure",
+            "reset",
+            "timeout",
+            "503",
+            "unavailable",
+            "data-loss",
+        ])
+        .unwrap();
+        let e = envoy(&on, true);
+        assert_eq!(e.names, ["connect-failure", "reset", "unavailable"]);
+        assert_eq!(e.statuses, [503]);
+        assert_eq!(e.unexpressed.len(), 1, "{:?}", e.unexpressed);
+        assert!(e.unexpressed[0].contains("data-loss"));
+        let gateway = envoy(&RetryOn::parse_list(["gateway-error"]).unwrap(), false);
+        assert!(gateway.names.is_empty());
+        assert_eq!(gateway.statuses, [502, 503, 504]);
+        let only_timeout = envoy(&RetryOn::parse_list(["timeout"]).unwrap(), true);
+        assert!(only_timeout.unexpressed[0].starts_with("timeout"));
+    }
+
+    #[test]
+    fn statuses_spell_out_classes() {
+        let on = RetryOn::parse_list(["gateway-error", "409"]).unwrap();
+        assert_eq!(statuses(&on), [409, 502, 503, 504]);
+        assert_eq!(
+            grpc_upper(&RetryOn::parse_list(["deadline-exceeded"]).unwrap()),
+            ["DEADLINE_EXCEEDED"]
+        );
+    }
+}

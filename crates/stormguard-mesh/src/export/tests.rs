@@ -1,0 +1,294 @@
+use super::plan::path_text;
+use super::*;
+use crate::doc::parse_documents;
+use crate::inventory::{Host, Policy, Route, System};
+use crate::source::Origin;
+
+const GRAPH: &str = r#"
+[entry]
+service = "web"
+[services.web]
+[[services.web.calls]]
+to = "reviews"
+timeout = "500ms"
+request_timeout = "2s"
+max_attempts = 3
+retry_on = ["connect-failure", "refused-stream", "reset", "timeout", "503"]
+backoff = "full-jitter(base=25ms, cap=250ms)"
+connect_timeout = "100ms"
+[[services.web.calls]]
+to = "ratings"
+timeout = "300ms"
+max_attempts = 2
+token_bucket = { capacity = 500, retry_cost = 5, timeout_cost = 10 }
+hedge = { delay = "p95", max_extra = 0.05 }
+[services.batch]
+[[services.batch.calls]]
+to = "reviews"
+timeout = "5s"
+request_timeout = "5s"
+connect_timeout = "100ms"
+[services.reviews]
+[services.ratings]
+"#;
+
+fn graph() -> Graph {
+    stormguard_graph::parse("g.toml", GRAPH).unwrap()
+}
+
+fn assign<'p>(fields: &'p [Assign], path: &str) -> Option<&'p Val> {
+    fields
+        .iter()
+        .find(|a| path_text(&a.path) == path)
+        .map(|a| &a.value)
+}
+
+#[test]
+fn istio_routes_by_caller_and_writes_retries_and_the_destination_rule() {
+    let plan = plan(&graph(), Target::Istio);
+    let reviews = plan
+        .destinations
+        .iter()
+        .find(|d| d.to == "reviews")
+        .unwrap();
+    assert_eq!(reviews.routes.len(), 2, "{:#?}", reviews.routes);
+    // The two callers have the same size of group: the first seen (batch) is the catch-all.
+    let specific = &reviews.routes[0];
+    assert_eq!(specific.callers.as_deref(), Some(&["web".to_string()][..]));
+    assert_eq!(assign(&specific.fields, "timeout"), Some(&Val::str("2s")));
+    assert_eq!(
+        assign(&specific.fields, "retries.attempts"),
+        Some(&Val::Int(2))
+    );
+    assert_eq!(
+        assign(&specific.fields, "retries.perTryTimeout"),
+        Some(&Val::str("500ms"))
+    );
+    assert_eq!(
+        assign(&specific.fields, "retries.retryOn"),
+        Some(&Val::str("connect-failure,refused-stream,reset,503"))
+    );
+    assert_eq!(
+        assign(&specific.fields, "retries.backoff"),
+        Some(&Val::str("25ms"))
+    );
+    let catch_all = &reviews.routes[1];
+    assert_eq!(catch_all.callers, None);
+    assert_eq!(
+        assign(&catch_all.fields, "retries.attempts"),
+        Some(&Val::Int(0))
+    );
+    assert_eq!(
+        assign(
+            &reviews.destination,
+            "spec.trafficPolicy.retryBudget.percent"
+        ),
+        Some(&Val::Float(20.0))
+    );
+    assert!(plan.conflicts.is_empty(), "{:?}", plan.conflicts);
+    let ratings: Vec<&Unexpressed> = plan
+        .unexpressed
+        .iter()
+        .filter(|u| u.to == "ratings")
+        .collect();
+    for key in ["hedge", "token_bucket", "connect_timeout"] {
+        assert!(ratings.iter().any(|u| u.key == key), "{key}: {ratings:#?}");
+    }
+}
+
+#[test]
+fn targets_that_cannot_tell_callers_apart_say_whose_policy_they_wrote() {
+    for target in [Target::GatewayApi, Target::Linkerd, Target::Grpc] {
+        let plan = plan(&graph(), target);
+        let conflict = plan
+            .conflicts
+            .iter()
+            .find(|c| c.to == "reviews" && c.part == "route")
+            .unwrap_or_else(|| panic!("{target}: {:?}", plan.conflicts));
+        assert_eq!(conflict.written, ["batch"], "{target}");
+        assert_eq!(conflict.not_written[0].0, "web", "{target}");
+        assert!(conflict.to_string().contains("not web's"), "{conflict}");
+    }
+    // An Envoy bootstrap is one caller's: no conflict.
+    let plan = plan(&graph(), Target::Envoy);
+    assert!(plan.conflicts.is_empty());
+    assert_eq!(plan.destinations.len(), 3);
+}
+
+#[test]
+fn what_each_target_cannot_express_is_listed() {
+    let cases: [(Target, &str, &str); 6] = [
+        (Target::Linkerd, "reviews", "retry_budget"),
+        (Target::Envoy, "ratings", "hedge"),
+        (Target::Grpc, "reviews", "timeout"),
+        (Target::GatewayApi, "reviews", "connect_timeout"),
+        (Target::Istio, "ratings", "token_bucket"),
+        (Target::Envoy, "reviews", "backoff"),
+    ];
+    for (target, to, key) in cases {
+        let plan = plan(&graph(), target);
+        assert!(
+            plan.unexpressed.iter().any(|u| u.to == to && u.key == key),
+            "{target} {to} {key}: {:#?}",
+            plan.unexpressed
+        );
+    }
+}
+
+#[test]
+fn new_resources_parse_back_for_every_target() {
+    for target in Target::ALL {
+        let out = export(&graph(), target, &Existing::default());
+        assert!(!out.files.is_empty(), "{target}");
+        for file in &out.files {
+            assert!(!file.edited);
+            let docs = parse_documents(&file.path.display().to_string(), &file.text)
+                .unwrap_or_else(|e| panic!("{target}: {e}\n{}", file.text));
+            assert!(!docs.is_empty(), "{target}");
+            if target == Target::Grpc {
+                serde_json::from_str::<serde_json::Value>(&file.text).unwrap();
+            }
+        }
+    }
+    let istio = export(&graph(), Target::Istio, &Existing::default());
+    let text = &istio.files[0].text;
+    assert!(text.contains("sourceLabels:\n"), "{text}");
+    assert!(text.contains("perTryTimeout: 500ms"), "{text}");
+    assert!(text.contains("kind: DestinationRule"), "{text}");
+    let envoy = export(&graph(), Target::Envoy, &Existing::default());
+    let names: Vec<String> = envoy
+        .files
+        .iter()
+        .map(|f| f.path.display().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["stormguard-envoy-batch.yaml", "stormguard-envoy-web.yaml"]
+    );
+    assert!(
+        envoy.files[1].text.contains("timeout: 2s"),
+        "{}",
+        envoy.files[1].text
+    );
+}
+
+const USER_VS: &str = "\
+# Owned by the books team. Do not reorder.
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]   # short name
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1     # pinned until the v2 rollout
+    timeout: 10s       # from the 2023 incident
+    retries:
+      attempts: 5
+";
+
+fn istio_route(file: &str, path: &str, host: &str) -> Route {
+    Route {
+        system: System::Istio,
+        host: Host::new(host, Some("default")),
+        name: None,
+        caller: None,
+        method: None,
+        backends: Vec::new(),
+        policy: Policy::default(),
+        origin: Origin::Default("test"),
+        resource: Resource {
+            kind: "VirtualService".into(),
+            namespace: Some("default".into()),
+            name: host.into(),
+            file: file.into(),
+            document: 0,
+            path: path.into(),
+        },
+    }
+}
+
+#[test]
+fn an_existing_virtual_service_is_edited_in_place_and_the_rest_is_new() {
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"reviews\"\n\
+         timeout = \"500ms\"\nrequest_timeout = \"2s\"\nmax_attempts = 3\n\
+         retry_on = [\"connect-failure\", \"503\"]\n[[services.web.calls]]\nto = \"ratings\"\n\
+         timeout = \"1s\"\n[services.reviews]\n[services.ratings]\n",
+    )
+    .unwrap();
+    let documents = parse_documents("k8s/reviews.yaml", USER_VS).unwrap();
+    let mut inventory = Inventory::default();
+    inventory
+        .routes
+        .push(istio_route("k8s/reviews.yaml", "spec.http[0]", "reviews"));
+    let existing = Existing {
+        documents,
+        inventory,
+    };
+    let out = export(&graph, Target::Istio, &existing);
+    assert_eq!(out.files.len(), 2, "{:#?}", out.files);
+    let edited = &out.files[0];
+    assert!(edited.edited);
+    assert_eq!(edited.path, PathBuf::from("k8s/reviews.yaml"));
+    let expected = USER_VS
+        .replace("timeout: 10s       # from", "timeout: 2s       # from")
+        .replace(
+            "      attempts: 5\n",
+            "      attempts: 2\n      perTryTimeout: 500ms\n      retryOn: connect-failure,503\n      \
+             backoff: 25ms\n",
+        );
+    assert_eq!(edited.text, expected);
+    let new = &out.files[1];
+    assert!(!new.edited);
+    assert!(new.text.contains("host: ratings"), "{}", new.text);
+    // The DestinationRule of reviews (its budget) had no resource: it is new.
+    assert!(
+        new.text.contains("name: reviews\nspec:\n  host: reviews"),
+        "{}",
+        new.text
+    );
+}
+
+#[test]
+fn a_header_names_the_inputs() {
+    let dir = std::env::temp_dir().join(format!("sg-export-header-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("k8s")).unwrap();
+    let graph = dir.join("g.toml");
+    let text = "# Imported by `stormguard import k8s envoy.json` (2 files)\n# inputs: k8s, missing.yaml\n\n[entry]\n";
+    let paths = inputs_from_header(text, &graph);
+    assert_eq!(paths, [dir.join("k8s")]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_destination_rule_holds_one_budget_for_every_caller() {
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"reviews\"\n\
+         timeout = \"1s\"\nretry_budget = { ratio = 0.1, min_per_sec = 5 }\n\
+         [services.batch]\n[[services.batch.calls]]\nto = \"reviews\"\ntimeout = \"1s\"\n\
+         [services.reviews]\n",
+    )
+    .unwrap();
+    let plan = plan(&graph, Target::Istio);
+    // The routes agree (same timeout and attempts): one catch-all route, no route conflict.
+    assert_eq!(plan.destinations[0].routes.len(), 1);
+    let conflict = plan
+        .conflicts
+        .iter()
+        .find(|c| c.part == "destination")
+        .unwrap();
+    assert_eq!(conflict.written, ["batch"]);
+    assert_eq!(conflict.not_written[0].0, "web");
+    assert!(
+        conflict.not_written[0]
+            .1
+            .contains("percent 10 instead of 20"),
+        "{conflict}"
+    );
+}

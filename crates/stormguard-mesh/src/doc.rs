@@ -303,7 +303,10 @@ fn lower_camel(snake: &str) -> String {
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, ImportError> {
     let file: Arc<str> = Arc::from(file);
     let shared_text: Arc<str> = Arc::from(text);
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        offsets: ByteOffsets::new(shared_text.clone()),
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(text);
     let loaded = parser.load(&mut builder, true);
     if let Some(error) = builder.error.take() {
@@ -348,13 +351,56 @@ struct Builder {
     documents: Vec<Node>,
     nodes: usize,
     error: Option<(Pos, String)>,
+    offsets: ByteOffsets,
 }
 
-fn pos_of(mark: Marker) -> Pos {
-    Pos {
-        line: mark.line() as u32,
-        column: mark.col() as u32 + 1,
-        offset: mark.index(),
+/// Byte offsets from yaml-rust2's markers, whose index counts characters (its docs say bytes:
+/// true only of ASCII text), so that `Pos::offset` slices the text where the node starts.
+#[derive(Default)]
+struct ByteOffsets {
+    text: Arc<str>,
+    ascii: bool,
+    /// The last conversion, from which the next one walks on: markers come in file order.
+    chars: usize,
+    bytes: usize,
+}
+
+impl ByteOffsets {
+    fn new(text: Arc<str>) -> ByteOffsets {
+        ByteOffsets {
+            ascii: text.is_ascii(),
+            text,
+            chars: 0,
+            bytes: 0,
+        }
+    }
+
+    /// The byte offset of character `index` (the text's length past its end).
+    fn of(&mut self, index: usize) -> usize {
+        if self.ascii {
+            return index.min(self.text.len());
+        }
+        if index < self.chars {
+            (self.chars, self.bytes) = (0, 0);
+        }
+        for c in self.text[self.bytes..].chars() {
+            if self.chars >= index {
+                break;
+            }
+            self.chars += 1;
+            self.bytes += c.len_utf8();
+        }
+        self.bytes
+    }
+}
+
+impl Builder {
+    fn pos_of(&mut self, mark: Marker) -> Pos {
+        Pos {
+            line: mark.line() as u32,
+            column: mark.col() as u32 + 1,
+            offset: self.offsets.of(mark.index()),
+        }
     }
 }
 
@@ -411,7 +457,7 @@ impl MarkedEventReceiver for Builder {
         if self.error.is_some() {
             return;
         }
-        let pos = pos_of(mark);
+        let pos = self.pos_of(mark);
         self.nodes += 1;
         if self.nodes > MAX_NODES {
             self.fail(pos, format!("more than {MAX_NODES} nodes"));
@@ -476,6 +522,18 @@ mod tests {
         assert_eq!(a.get("num_retries").unwrap().as_u64(), Some(3));
         assert_eq!(a.get("list").unwrap().items().len(), 2);
         assert_eq!(&text[per_try.pos.offset..per_try.pos.offset + 1], "\"");
+    }
+
+    #[test]
+    fn offsets_are_bytes_after_non_ascii_text() {
+        let text = "note: \"été — 😀\"\nname: café\ntimeout: 2s\n";
+        let docs = parse_documents("u.yaml", text).unwrap();
+        for (key, value) in [("name", "café"), ("timeout", "2s")] {
+            let node = docs[0].root.get(key).unwrap();
+            assert_eq!(&text[node.pos.offset..][..value.len()], value, "{key}");
+        }
+        let timeout = docs[0].root.get("timeout").unwrap();
+        assert_eq!((timeout.pos.line, timeout.pos.column), (3, 10));
     }
 
     #[test]

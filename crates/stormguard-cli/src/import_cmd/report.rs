@@ -5,9 +5,10 @@
 //! A graph finding points at a call's or service's table of the generated graph; the source map
 //! says which manifest line each value of it came from. The line chosen is that of the key the
 //! fix changes (a timeout finding lands on the manifest's timeout), else the table's own line,
-//! else the first value of the table that came from a file. A finding none of those explain (a
-//! value that is a system's default, a call of the base graph) stays at the generated graph's
-//! line, in the file [`IMPORTED_GRAPH`] that `stormguard import --out` writes.
+//! else the first value of the table that came from a file, else the callee's workload (a hop
+//! no route covers has only a system's defaults). A finding none of those explain (a call of
+//! the base graph, say) stays at the generated graph's line, in the file [`IMPORTED_GRAPH`] that
+//! `stormguard import --out` writes.
 
 use serde::Serialize;
 use stormguard_graph::model::Span;
@@ -60,11 +61,20 @@ impl Located {
             .collect();
         let mut extra: Vec<ExtraRule> = Vec::new();
         for finding in &imported.findings {
+            let converted = to_graph_finding(finding);
             places.push(match finding.origin.file_line() {
                 Some(_) => Place::Manifest(finding.origin.clone()),
-                None => Place::Graph(None),
+                // A system's default: where its service is (a Deployment), if anywhere.
+                None => match converted
+                    .service
+                    .as_deref()
+                    .and_then(|service| toml.service_origin(graph, &imported.sources, service))
+                {
+                    Some(origin) => Place::Manifest(origin.clone()),
+                    None => Place::Graph(None),
+                },
             });
-            report.findings.push(to_graph_finding(finding));
+            report.findings.push(converted);
             if !extra.iter().any(|r| r.id == finding.rule) {
                 extra.push(ExtraRule {
                     id: finding.rule,
@@ -241,9 +251,29 @@ impl<'a> Table<'a> {
             from_file(self.key_line(call.span.line, edit.key)?)
         });
         let span = finding.span;
+        let callee = finding.to.as_deref().or(finding.service.as_deref());
         edited
             .or_else(|| span.and_then(|s| from_file(s.line)))
             .or_else(|| span.and_then(|s| self.table(s.line).find_map(from_file)))
+            // Every value of the call is a system's default (a hop with no route): the callee's
+            // workload is the manifest nearest to the fix.
+            .or_else(|| callee.and_then(|name| self.service_origin(graph, sources, name)))
+    }
+
+    /// The first value of service `name`'s table (or of `SERVICE/ENDPOINT`'s service) that came
+    /// from a file: its Deployment's replicas, say.
+    fn service_origin<'s>(
+        &self,
+        graph: &Graph,
+        sources: &'s SourceMap,
+        name: &str,
+    ) -> Option<&'s Origin> {
+        let service = graph
+            .services
+            .get(name)
+            .or_else(|| graph.services.get(name.split('/').next()?))?;
+        self.table(service.span.line)
+            .find_map(|n| sources.locate(n).filter(|o| o.file_line().is_some()))
     }
 }
 

@@ -83,7 +83,7 @@ pub(crate) fn loaded(unread: usize) -> Loaded {
         ImportFinding {
             rule: "istio-unbounded-retries",
             severity: Severity::Error,
-            host: None,
+            host: Some(Host::new("reviews", Some("prod"))),
             message: "Istio retries with no budget.".to_string(),
             fix: "retryBudget".to_string(),
             origin: Origin::Default("Istio default"),
@@ -196,10 +196,10 @@ fn the_imports_findings_join_the_report_at_their_lines_or_the_generated_graph() 
         place_of(&places, "grpc-max-attempts-capped"),
         ("grpc/service-config.json", 7)
     );
-    // A default has no line: the generated graph's first.
+    // A default has no line: its service's workload has one.
     assert_eq!(
         place_of(&places, "istio-unbounded-retries"),
-        (IMPORTED_GRAPH, 1)
+        ("k8s/deploy.yaml", 6)
     );
     let v: Value = serde_json::from_str(&sarif).unwrap();
     let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
@@ -219,6 +219,22 @@ fn the_imports_findings_join_the_report_at_their_lines_or_the_generated_graph() 
         report.summary.errors + report.summary.warnings + report.summary.infos,
         report.findings.len()
     );
+}
+
+#[test]
+fn a_call_of_defaults_only_is_placed_at_its_callees_workload() {
+    let mut loaded = loaded(0);
+    loaded.imported.sources.lines.remove(&9);
+    loaded.imported.sources.lines.remove(&10);
+    let graph = loaded.graph().unwrap();
+    let located = Located::new(&loaded, &graph, stormguard_graph::check::check(&graph));
+    let places = sarif_places(&located.sarif());
+    assert_eq!(
+        place_of(&places, "too-many-attempts"),
+        ("k8s/deploy.yaml", 6)
+    );
+    // The entry's own finding has no callee: it stays at the entry's table.
+    assert_eq!(place_of(&places, "entry-budget"), (IMPORTED_GRAPH, 5));
 }
 
 #[test]
@@ -266,7 +282,13 @@ fn json_gives_each_finding_its_source_and_text_says_where() {
         ),
         "{text}"
     );
-    assert!(text.contains("Istio retries with no budget.\n"), "{text}");
+    assert!(
+        text.contains(
+            "Istio retries with no budget. (from k8s/deploy.yaml:6: Deployment reviews \
+             spec.replicas)\n"
+        ),
+        "{text}"
+    );
 }
 
 #[test]

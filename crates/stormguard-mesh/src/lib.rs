@@ -37,6 +37,7 @@ pub mod linkerd;
 pub mod names;
 pub mod rules;
 pub mod source;
+pub mod traffic;
 
 pub use assemble::{assemble, Imported, Options};
 pub use error::ImportError;

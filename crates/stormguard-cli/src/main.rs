@@ -5,6 +5,7 @@ mod check_cmd;
 mod demo;
 mod explain_cmd;
 mod graph_file;
+mod import_cmd;
 mod proxy_cmd;
 mod recommend_cmd;
 mod sim_cmd;
@@ -59,6 +60,10 @@ enum Command {
     /// Timeouts from measured latency: p50, p99, p99.9 of Prometheus histograms (a server or a
     /// /metrics page) and the timeout at --false-timeout-rate; with --graph, per call, checked.
     Recommend(recommend_cmd::Args),
+    /// Read the timeouts and retries a mesh already runs (Kubernetes, Istio, Linkerd, Gateway
+    /// API, Envoy, gRPC service configs) into a graph; --prometheus builds who calls whom from
+    /// the mesh's own metrics.
+    Import(import_cmd::Args),
 }
 
 /// An error in what the user gave us (exit 2), as opposed to a failure while running (exit 3;
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Proxy(args) => proxy_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Recommend(args) => recommend_cmd::run(args, &mut std::io::stdout().lock()),
+        Command::Import(args) => import_cmd::run(args, &mut std::io::stdout().lock()),
     };
     match result {
         Ok(code) => code,

@@ -76,6 +76,10 @@ pub enum TrafficError {
     },
 }
 
+/// Linkerd's labels of a pod's workload, and of its destination's (see [`linkerd`]).
+const WORKLOADS: &str = "deployment, statefulset, daemonset";
+const DST_WORKLOADS: &str = "dst_deployment, dst_statefulset, dst_daemonset";
+
 /// The queries for `window`: Istio's then Linkerd's. Every one is run; a mesh that is not there
 /// answers empty vectors.
 ///
@@ -111,20 +115,20 @@ pub fn queries(window: Duration) -> Vec<Query> {
             linkerd::OUTBOUND,
             Mesh::Linkerd,
             format!(
-                "sum by (deployment, dst_deployment, dst_service) \
+                "sum by ({WORKLOADS}, {DST_WORKLOADS}, dst_service) \
                  (rate(request_total{{direction=\"outbound\"}}[{w}]))"
             ),
         ),
         query(
             linkerd::INBOUND,
             Mesh::Linkerd,
-            format!("sum by (deployment) (rate(request_total{{direction=\"inbound\"}}[{w}]))"),
+            format!("sum by ({WORKLOADS}) (rate(request_total{{direction=\"inbound\"}}[{w}]))"),
         ),
         query(
             linkerd::LATENCY,
             Mesh::Linkerd,
             format!(
-                "sum by (le, direction, deployment, dst_deployment, dst_service) \
+                "sum by (le, direction, {WORKLOADS}, {DST_WORKLOADS}, dst_service) \
                  (rate(response_latency_ms_bucket[{w}]))"
             ),
         ),

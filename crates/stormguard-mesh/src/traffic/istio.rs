@@ -13,7 +13,8 @@
 //!
 //! ## Names
 //! A callee is its Kubernetes Service (`destination_service_name`: the host its routes are
-//! written for, so the imported policies find the call), else its workload. A caller is known
+//! written for, so the imported policies find the call), else its workload; a call to
+//! Envoy's `PassthroughCluster` (hosts outside the registry) has neither and is not read. A caller is known
 //! by its workload only (`source_workload`); it becomes the Service that the same workload is
 //! seen serving as a destination, so that `reviews-v1`'s calls leave from `reviews`.
 //! Namespaces are not told apart.
@@ -58,13 +59,13 @@ pub(super) fn read(answers: &Answers<'_>) -> Result<Observed, TrafficError> {
             .filter_map(|(labels, rate)| {
                 Some((
                     known(labels, "destination_workload")?,
-                    known(labels, "destination_service_name")?,
+                    service_name(labels)?,
                     rate,
                 ))
             }),
     );
     let key = |labels: &BTreeMap<String, String>| -> Option<Key> {
-        let callee = known(labels, "destination_service_name")
+        let callee = service_name(labels)
             .map(crate::names::graph_name)
             .or_else(|| known(labels, "destination_workload").map(|w| node(&services, w)))?;
         let caller = known(labels, "source_workload").map(|w| node(&services, w));
@@ -125,6 +126,18 @@ pub(super) fn read(answers: &Answers<'_>) -> Result<Observed, TrafficError> {
         }
     }
     Ok(observed)
+}
+
+/// The Service a call went to: `destination_service_name`, unless it is one of the clusters
+/// Envoy sends to when no Service matched (`PassthroughCluster` for any host outside the mesh's
+/// registry, `BlackHoleCluster`, `InboundPassthroughCluster...` for a port no Service
+/// declares), which lump unrelated destinations together; then the workload names the callee,
+/// and with no workload either the call is not read.
+fn service_name(labels: &BTreeMap<String, String>) -> Option<&str> {
+    known(labels, "destination_service_name").filter(|name| {
+        !matches!(*name, "PassthroughCluster" | "BlackHoleCluster")
+            && !name.starts_with("InboundPassthroughCluster")
+    })
 }
 
 /// The graph service of a workload.

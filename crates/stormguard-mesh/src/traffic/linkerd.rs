@@ -1,8 +1,9 @@
 //! Linkerd's proxy metrics: `request_total` and `response_latency_ms`, with the labels
-//! linkerd-viz's Prometheus adds to every series of a meshed pod (`deployment`, `namespace`,
-//! from the pod's `linkerd.io/proxy-deployment` label) and the ones the proxy puts on an
-//! outbound series from the destination's metadata (`dst_deployment`, `dst_service`,
-//! `dst_namespace`) — the labels `linkerd viz stat` and `linkerd viz edges` group by.
+//! linkerd-viz's Prometheus adds to every series of a meshed pod (its workload, `deployment`,
+//! `statefulset` or `daemonset`, from the pod's `linkerd.io/proxy-<kind>` label, and
+//! `namespace`) and the ones the proxy puts on an outbound series from the destination's
+//! metadata (`dst_deployment`, ..., `dst_service`, `dst_namespace`): the labels `linkerd viz
+//! stat` and `linkerd viz edges` group by.
 //!
 //! ## Which direction
 //! A call between meshed pods is counted twice: by the caller's proxy (`direction="outbound"`,
@@ -36,7 +37,7 @@ pub(super) fn read(answers: &Answers<'_>) -> Result<Observed, TrafficError> {
     let latencies = answers.histograms(LATENCY)?;
     let services = services_of_workloads(outbound.iter().filter_map(|(labels, rate)| {
         Some((
-            known(labels, "dst_deployment")?,
+            workload(labels, "dst_")?,
             known(labels, "dst_service")?,
             *rate,
         ))
@@ -48,10 +49,10 @@ pub(super) fn read(answers: &Answers<'_>) -> Result<Observed, TrafficError> {
             .unwrap_or_else(|| crate::names::graph_name(workload))
     };
     let edge_of = |labels: &BTreeMap<String, String>| -> Option<(String, String)> {
-        let caller = node(known(labels, "deployment")?);
+        let caller = node(workload(labels, "")?);
         let callee = known(labels, "dst_service")
             .map(crate::names::graph_name)
-            .or_else(|| known(labels, "dst_deployment").map(node))?;
+            .or_else(|| workload(labels, "dst_").map(node))?;
         Some((caller, callee))
     };
 
@@ -73,7 +74,7 @@ pub(super) fn read(answers: &Answers<'_>) -> Result<Observed, TrafficError> {
     }
     let mut received_rate: BTreeMap<String, f64> = BTreeMap::new();
     for (labels, rate) in &inbound {
-        if let Some(workload) = known(labels, "deployment") {
+        if let Some(workload) = workload(labels, "") {
             *received_rate.entry(node(workload)).or_default() += rate;
         }
     }
@@ -102,7 +103,7 @@ pub(super) fn read(answers: &Answers<'_>) -> Result<Observed, TrafficError> {
         };
         match labels.get("direction").map(String::as_str) {
             Some("inbound") => {
-                if let Some(workload) = known(&labels, "deployment") {
+                if let Some(workload) = workload(&labels, "") {
                     let service = node(workload);
                     let mut slot = observed.received.remove(&service);
                     add_histogram(&mut slot, latency);
@@ -118,4 +119,15 @@ pub(super) fn read(answers: &Answers<'_>) -> Result<Observed, TrafficError> {
         }
     }
     Ok(observed)
+}
+
+/// The kinds of workload a meshed pod's series name, as linkerd-viz relabels them from the pod's
+/// `linkerd.io/proxy-<kind>` label (and the proxy names a destination's, with `dst_`).
+const WORKLOAD_KINDS: [&str; 3] = ["deployment", "statefulset", "daemonset"];
+
+/// The workload of a series (`prefix` "" for the pod's own, "dst_" for its destination's).
+fn workload<'a>(labels: &'a BTreeMap<String, String>, prefix: &str) -> Option<&'a str> {
+    WORKLOAD_KINDS
+        .iter()
+        .find_map(|kind| known(labels, &format!("{prefix}{kind}")))
 }

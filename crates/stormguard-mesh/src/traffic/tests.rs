@@ -378,3 +378,63 @@ fn refusals_and_silence_are_errors_that_say_so() {
         "{e}"
     );
 }
+
+#[test]
+fn envoy_passthrough_is_no_service_and_a_statefulset_is_a_workload() {
+    // Istio: calls to hosts outside the registry are lumped in PassthroughCluster: not read.
+    let web = istio_labels("destination", "unknown", "web-v1", "web");
+    let out = istio_labels("source", "web-v1", "unknown", "PassthroughCluster");
+    let rates = answer(&[rate(&web, 10.0), rate(&out, 5.0)]);
+    let text = base_graph(
+        "p",
+        Duration::from_secs(60),
+        &answers(Duration::from_secs(60), &[("istio-requests", rates)]),
+    )
+    .unwrap();
+    let graph = stormguard_graph::parse("base.toml", &text).unwrap();
+    assert_eq!(
+        graph.services.keys().collect::<Vec<_>>(),
+        vec!["web"],
+        "{text}"
+    );
+
+    // Linkerd: a StatefulSet callee, and a StatefulSet's own inbound.
+    let outbound = answer(&[rate(
+        &[
+            ("deployment", "api"),
+            ("dst_statefulset", "pg"),
+            ("dst_service", "postgres"),
+        ],
+        20.0,
+    )]);
+    let inbound = answer(&[
+        rate(&[("deployment", "api")], 10.0),
+        rate(&[("statefulset", "pg")], 20.0),
+    ]);
+    let buckets = answer(&histogram(
+        &[("direction", "inbound"), ("statefulset", "pg")],
+        20.0,
+        DB,
+    ));
+    let text = base_graph(
+        "p",
+        Duration::from_secs(60),
+        &answers(
+            Duration::from_secs(60),
+            &[
+                ("linkerd-outbound", outbound),
+                ("linkerd-inbound", inbound),
+                ("linkerd-latency", buckets),
+            ],
+        ),
+    )
+    .unwrap();
+    let graph = stormguard_graph::parse("base.toml", &text).unwrap();
+    assert_eq!(graph.entry.service, "api", "{text}");
+    let calls = &graph.services["api"].calls;
+    assert_eq!((calls[0].to.as_str(), calls[0].count), ("postgres", 2));
+    assert!(
+        close(ms(graph.services["postgres"].latency.p99), 45.0),
+        "{text}"
+    );
+}

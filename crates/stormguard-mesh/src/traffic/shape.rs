@@ -29,7 +29,7 @@
 //! below the measured one). A result below 1us (the calls measured longer than the requests
 //! around them: another reporter, another window edge) is written as 1us, with a comment.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use stormguard_recommend::histogram::Histogram;
 
@@ -141,26 +141,30 @@ pub(super) fn shape(observed: &Observed) -> Graph {
     names.extend(observed.outside.keys().cloned());
     names.extend(observed.received.keys().cloned());
 
-    let into = |name: &str| -> f64 {
-        observed
-            .edges
-            .iter()
-            .filter(|((_, callee), _)| callee == name)
-            .map(|(_, e)| e.rate.value)
-            .sum::<f64>()
-            + observed.outside.get(name).map_or(0.0, |o| o.value)
-    };
+    // Each service's requests received and latency, in one pass over the edges (a mesh of
+    // thousands of calls stays linear).
+    let mut into: BTreeMap<&str, f64> = BTreeMap::new();
+    for ((_, callee), edge) in &observed.edges {
+        *into.entry(callee).or_default() += edge.rate.value;
+    }
+    for (name, outside) in &observed.outside {
+        *into.entry(name).or_default() += outside.value;
+    }
+    let latencies = received_latencies(observed);
     fn out_of<'a>(
         observed: &'a Observed,
         name: &'a str,
     ) -> impl Iterator<Item = (&'a (String, String), &'a super::Edge)> {
-        observed.edges.iter().filter(move |((c, _), _)| c == name)
+        observed
+            .edges
+            .range((name.to_string(), String::new())..)
+            .take_while(move |((c, _), _)| c == name)
     }
 
     let mut services: Vec<Service> = names
         .iter()
         .map(|name| {
-            let mut received = into(name);
+            let mut received = into.get(name.as_str()).copied().unwrap_or(0.0);
             let root = received <= 0.0;
             if root {
                 received = out_of(observed, name).map(|(_, e)| e.rate.value).sum();
@@ -188,7 +192,7 @@ pub(super) fn shape(observed: &Observed) -> Graph {
                 received,
                 root,
                 placeholder: false,
-                latency: own_latency(observed, name, &calls),
+                latency: own_latency(observed, &latencies, name, &calls),
                 calls,
                 endpoints,
             }
@@ -379,8 +383,13 @@ pub(super) fn layout(shares: &[f64]) -> Vec<(f64, Vec<bool>)> {
 }
 
 /// `name`'s own latency (see the module's doc); `None` when no histogram measured it.
-fn own_latency(observed: &Observed, name: &str, calls: &[Call]) -> Option<Own> {
-    let (received, from_callers) = received_latency(observed, name)?;
+fn own_latency(
+    observed: &Observed,
+    latencies: &BTreeMap<String, (Measured<Histogram>, bool)>,
+    name: &str,
+    calls: &[Call],
+) -> Option<Own> {
+    let (received, from_callers) = latencies.get(name).cloned()?;
     let p50 = received.value.quantile(0.5)?;
     let p99 = received.value.quantile(0.99)?;
     let mut spent = (0.0, 0.0);
@@ -389,7 +398,7 @@ fn own_latency(observed: &Observed, name: &str, calls: &[Call]) -> Option<Own> {
             .edges
             .get(&(name.to_string(), call.to.clone()))
             .and_then(|e| e.latency.clone())
-            .or_else(|| received_latency(observed, &call.to).map(|(l, _)| l));
+            .or_else(|| latencies.get(&call.to).map(|(l, _)| l.clone()));
         if let Some(latency) = latency {
             spent.0 += call.per_request * latency.value.quantile(0.5).unwrap_or(0.0);
             spent.1 += call.per_request * latency.value.quantile(0.99).unwrap_or(0.0);
@@ -410,21 +419,28 @@ fn own_latency(observed: &Observed, name: &str, calls: &[Call]) -> Option<Own> {
     })
 }
 
-/// The latency of the requests `name` received: its own report, else its callers' reports of
-/// their calls to it (an unmeshed service), and whether it is the latter.
-fn received_latency(observed: &Observed, name: &str) -> Option<(Measured<Histogram>, bool)> {
-    if let Some(latency) = observed.received.get(name) {
-        return Some((latency.clone(), false));
-    }
-    let mut slot = None;
+/// The latency of the requests each service received: its own report, else its callers'
+/// reports of their calls to it (an unmeshed service), and whether it is the latter.
+fn received_latencies(observed: &Observed) -> BTreeMap<String, (Measured<Histogram>, bool)> {
+    let mut from_callers: BTreeMap<&str, Option<Measured<Histogram>>> = BTreeMap::new();
     for ((_, callee), edge) in &observed.edges {
-        if callee == name {
-            if let Some(latency) = &edge.latency {
-                add_histogram(&mut slot, latency.clone());
+        if let Some(latency) = &edge.latency {
+            if !observed.received.contains_key(callee) {
+                add_histogram(from_callers.entry(callee).or_default(), latency.clone());
             }
         }
     }
-    slot.map(|l| (l, true))
+    let mut out: BTreeMap<String, (Measured<Histogram>, bool)> = observed
+        .received
+        .iter()
+        .map(|(name, latency)| (name.clone(), (latency.clone(), false)))
+        .collect();
+    for (name, latency) in from_callers {
+        if let Some(latency) = latency {
+            out.insert(name.to_string(), (latency, true));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -438,3 +438,60 @@ fn envoy_passthrough_is_no_service_and_a_statefulset_is_a_workload() {
         "{text}"
     );
 }
+
+#[test]
+fn endpoints_keep_every_call_rate_and_a_cycle_still_has_an_entry() {
+    // web: 100/s from outside; x 0.6 per request, y 0.7, z 2.5.
+    let web = istio_labels("destination", "unknown", "web", "web");
+    let call = |to: &'static str| istio_labels("destination", "web", to, to);
+    let rates = answer(&[
+        rate(&web, 100.0),
+        rate(&call("x"), 60.0),
+        rate(&call("y"), 70.0),
+        rate(&call("z"), 250.0),
+    ]);
+    let text = base_graph(
+        "p",
+        Duration::from_secs(60),
+        &answers(Duration::from_secs(60), &[("istio-requests", rates)]),
+    )
+    .unwrap();
+    let graph =
+        stormguard_graph::parse("base.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let endpoints = &graph.services["web"].endpoints;
+    assert_eq!(endpoints.len(), 4, "{text}");
+    assert!(text.contains(
+        "[services.web.endpoints.to-y]\nweight = 0.2 # prometheus: istio-requests over 1m (the \
+         share of requests that call y once, z 2 times)"
+    ), "{text}");
+    let total: f64 = endpoints.iter().map(|e| e.weight).sum();
+    for (to, per_request) in [("x", 0.6), ("y", 0.7), ("z", 2.5)] {
+        let made: f64 = endpoints
+            .iter()
+            .flat_map(|e| e.calls.iter().map(move |c| (e.weight, c)))
+            .filter(|(_, c)| c.to == to)
+            .map(|(w, c)| w * f64::from(c.count))
+            .sum();
+        assert!(close(made / total, per_request), "{to}: {made}\n{text}");
+    }
+
+    // a and b call each other and nothing comes from outside: the busiest is the entry.
+    let ab = istio_labels("destination", "a", "b", "b");
+    let ba = istio_labels("destination", "b", "a", "a");
+    let rates = answer(&[rate(&ab, 10.0), rate(&ba, 20.0)]);
+    let text = base_graph(
+        "p",
+        Duration::from_secs(60),
+        &answers(Duration::from_secs(60), &[("istio-requests", rates)]),
+    )
+    .unwrap();
+    let graph = stormguard_graph::parse("base.toml", &text).unwrap();
+    assert_eq!(
+        (graph.entry.service.as_str(), graph.entry.rate),
+        ("a", 20.0)
+    );
+    assert!(
+        text.contains("every service is called by another"),
+        "{text}"
+    );
+}

@@ -136,13 +136,16 @@ fn write_service(out: &mut String, service: &Service, note: &dyn Fn(&str, &str) 
             .calls
             .iter()
             .zip(&endpoint.counts)
-            .filter(|(call, &n)| n > call.whole)
-            .map(|(call, _)| call.to.clone())
+            .filter(|(_, &n)| n > 0)
+            .map(|(call, &n)| match n {
+                1 => format!("{} once", call.to),
+                n => format!("{} {n} times", call.to),
+            })
             .collect();
         let what = if made.is_empty() {
-            "the requests that make none of the calls made by some requests only".to_string()
+            "the share of requests that call no one".to_string()
         } else {
-            format!("the share of requests that call {}", made.join(" and "))
+            format!("the share of requests that call {}", made.join(", "))
         };
         let query = service.calls.first().map_or("", |c| c.rate.query);
         let _ = writeln!(

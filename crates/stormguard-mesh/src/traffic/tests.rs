@@ -122,6 +122,15 @@ fn istio_shop() -> Vec<(Query, String)> {
     )
 }
 
+/// The graph of an Istio rate answer alone, over a minute: its text and what it parses to.
+fn istio_rates_graph(rates: String) -> (String, stormguard_graph::Graph) {
+    let window = Duration::from_secs(60);
+    let text = base_graph("p", window, &answers(window, &[("istio-requests", rates)])).unwrap();
+    let graph =
+        stormguard_graph::parse("base.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    (text, graph)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -197,13 +206,7 @@ fn an_ingress_gateway_no_one_calls_is_the_entry() {
     let a = istio_labels("source", "istio-ingressgateway", "web-v1", "web");
     let b = istio_labels("destination", "istio-ingressgateway", "web-v1", "web");
     let rates = answer(&[rate(&a, 30.0), rate(&b, 30.0)]);
-    let text = base_graph(
-        "p",
-        Duration::from_secs(60),
-        &answers(Duration::from_secs(60), &[("istio-requests", rates)]),
-    )
-    .unwrap();
-    let graph = stormguard_graph::parse("base.toml", &text).unwrap();
+    let (text, graph) = istio_rates_graph(rates);
     assert_eq!(graph.entry.service, "istio-ingressgateway");
     assert_eq!(graph.entry.rate, 30.0);
     let calls = &graph.services["istio-ingressgateway"].calls;
@@ -219,15 +222,8 @@ fn several_entries_get_a_placeholder_of_users() {
     let a = istio_labels("destination", "unknown", "web-v1", "web");
     let b = istio_labels("destination", "unknown", "api-v1", "api");
     let rates = answer(&[rate(&a, 75.0), rate(&b, 25.0)]);
-    let text = base_graph(
-        "p",
-        Duration::from_secs(60),
-        &answers(Duration::from_secs(60), &[("istio-requests", rates)]),
-    )
-    .unwrap();
-    let graph =
-        stormguard_graph::parse("base.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    assert_eq!(graph.entry.service, "users");
+    let (text, graph) = istio_rates_graph(rates);
+    assert_eq!(graph.entry.service, "users", "{text}");
     assert_eq!(graph.entry.rate, 100.0);
     let weights: Vec<(String, f64)> = graph.services["users"]
         .endpoints
@@ -385,13 +381,7 @@ fn envoy_passthrough_is_no_service_and_a_statefulset_is_a_workload() {
     let web = istio_labels("destination", "unknown", "web-v1", "web");
     let out = istio_labels("source", "web-v1", "unknown", "PassthroughCluster");
     let rates = answer(&[rate(&web, 10.0), rate(&out, 5.0)]);
-    let text = base_graph(
-        "p",
-        Duration::from_secs(60),
-        &answers(Duration::from_secs(60), &[("istio-requests", rates)]),
-    )
-    .unwrap();
-    let graph = stormguard_graph::parse("base.toml", &text).unwrap();
+    let (text, graph) = istio_rates_graph(rates);
     assert_eq!(
         graph.services.keys().collect::<Vec<_>>(),
         vec!["web"],
@@ -450,14 +440,7 @@ fn endpoints_keep_every_call_rate_and_a_cycle_still_has_an_entry() {
         rate(&call("y"), 70.0),
         rate(&call("z"), 250.0),
     ]);
-    let text = base_graph(
-        "p",
-        Duration::from_secs(60),
-        &answers(Duration::from_secs(60), &[("istio-requests", rates)]),
-    )
-    .unwrap();
-    let graph =
-        stormguard_graph::parse("base.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let (text, graph) = istio_rates_graph(rates);
     let endpoints = &graph.services["web"].endpoints;
     assert_eq!(endpoints.len(), 4, "{text}");
     assert!(text.contains(
@@ -479,13 +462,7 @@ fn endpoints_keep_every_call_rate_and_a_cycle_still_has_an_entry() {
     let ab = istio_labels("destination", "a", "b", "b");
     let ba = istio_labels("destination", "b", "a", "a");
     let rates = answer(&[rate(&ab, 10.0), rate(&ba, 20.0)]);
-    let text = base_graph(
-        "p",
-        Duration::from_secs(60),
-        &answers(Duration::from_secs(60), &[("istio-requests", rates)]),
-    )
-    .unwrap();
-    let graph = stormguard_graph::parse("base.toml", &text).unwrap();
+    let (text, graph) = istio_rates_graph(rates);
     assert_eq!(
         (graph.entry.service.as_str(), graph.entry.rate),
         ("a", 20.0)

@@ -1,10 +1,6 @@
 //! `stormguard import`, and `check` and `sim` on manifests, as a user runs them: the built binary
 //! on the manifests of `tests/data/import/` (Bookinfo's reviews service with an Istio
 //! VirtualService, a gRPC service config, a base graph of who calls whom).
-//!
-//! The tests marked `#[ignore = "needs the readers and assemble ..."]` need the Istio and gRPC
-//! readers and the assembler of issue 13 (other branches); they are written against the shared
-//! design and run once those land (`cargo test -p stormguard-cli --test import_cli -- --ignored`).
 
 use std::path::Path;
 use std::process::Command;
@@ -155,7 +151,6 @@ fn graph_files_are_checked_as_before_byte_for_byte() {
 }
 
 #[test]
-#[ignore = "needs the readers and assemble of issue 13 (mesh-istio, mesh-envoy, mesh-assemble)"]
 fn import_writes_a_graph_that_parses_with_a_source_per_value() {
     let mesh = data("mesh");
     let (code, toml, err) = stormguard(&["import", &mesh]);
@@ -176,7 +171,6 @@ fn import_writes_a_graph_that_parses_with_a_source_per_value() {
 }
 
 #[test]
-#[ignore = "needs the readers and assemble of issue 13 (mesh-istio, mesh-assemble)"]
 fn import_out_writes_the_file_and_says_so() {
     let dir = std::env::temp_dir().join(format!("stormguard-import-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -195,7 +189,6 @@ fn import_out_writes_the_file_and_says_so() {
 }
 
 #[test]
-#[ignore = "needs the readers and assemble of issue 13 (mesh-istio, mesh-envoy, mesh-assemble)"]
 fn check_on_a_directory_reports_at_the_yaml_and_json_lines() {
     let (code, sarif, err) = stormguard(&[
         "check",
@@ -247,7 +240,6 @@ fn check_on_a_directory_reports_at_the_yaml_and_json_lines() {
 }
 
 #[test]
-#[ignore = "needs the readers and assemble of issue 13 (mesh-istio, mesh-assemble)"]
 fn the_applications_retries_stack_on_the_sidecars_through_base() {
     let (_, json, err) = stormguard(&[
         "check",
@@ -266,7 +258,6 @@ fn the_applications_retries_stack_on_the_sidecars_through_base() {
 }
 
 #[test]
-#[ignore = "needs the readers and assemble of issue 13 (mesh-istio, mesh-assemble)"]
 fn sim_runs_the_imported_graph() {
     let (code, out, err) =
         stormguard(&["sim", &data("mesh"), "--duration", "2s", "--format", "json"]);
@@ -277,7 +268,6 @@ fn sim_runs_the_imported_graph() {
 }
 
 #[test]
-#[ignore = "needs the Istio reader of issue 13 (mesh-istio)"]
 fn a_malformed_field_exits_2_at_file_line_column_and_field() {
     let dir = std::env::temp_dir().join(format!("stormguard-import-field-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

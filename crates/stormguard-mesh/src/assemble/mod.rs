@@ -131,6 +131,32 @@ struct Context<'i> {
     pub accepted: std::collections::HashSet<String>,
 }
 
+/// The readers' findings about destinations that some call of the graph reaches: a base graph
+/// says who calls whom, and a finding on a destination no call goes to (Istio's default
+/// retries on calls to the entry service, which only users call) is about calls that do not
+/// happen. A finding on no destination, or a body that does not parse (reported later), keeps
+/// them all.
+fn called_only(cx: &Context<'_>, body: &str, findings: Vec<ImportFinding>) -> Vec<ImportFinding> {
+    let Ok(graph) = stormguard_graph::parse("imported graph", body) else {
+        return findings;
+    };
+    let called: std::collections::HashSet<&str> = graph
+        .services
+        .values()
+        .flat_map(|service| service.each_endpoint())
+        .flat_map(|endpoint| endpoint.calls.iter().map(|call| call.to.as_str()))
+        .collect();
+    findings
+        .into_iter()
+        .filter(|finding| {
+            finding
+                .host
+                .as_ref()
+                .is_none_or(|host| called.contains(cx.names.of(host).as_str()))
+        })
+        .collect()
+}
+
 /// Puts the inventory's policies on calls and writes the graph.
 ///
 /// # Errors
@@ -151,7 +177,7 @@ pub fn assemble(inv: &Inventory, options: &Options) -> Result<Imported, ImportEr
     };
     let mut unread = inv.unread.clone();
     unread.append(&mut cx.notes);
-    let mut findings = inv.findings.clone();
+    let mut findings = called_only(&cx, &body, inv.findings.clone());
     findings.append(&mut cx.findings);
     let mut toml = summary::header(inv, options, &how, unread.len(), findings.len());
     toml.push_str(&body);

@@ -2,14 +2,18 @@
 
 use std::path::PathBuf;
 
-/// Reads the inputs an imported graph's header names: its leading comment lines that mention
-/// the import, each word that is an existing path (relative to the current directory or to the
-/// graph's own directory). Lenient by design: a graph without such a header gives none.
+/// Reads the inputs an imported graph's header names: the words of its leading comment line
+/// `# Imported by \`stormguard import\` from A, B` that are existing paths (relative to the
+/// current directory or to the graph's own directory). Only that line: the header's other
+/// lines name the base graph (`--base`), which is not a manifest. A graph without such a
+/// header gives none.
 ///
 /// ```
-/// let text = "# stormguard import examples/mesh/istio\n# (2 VirtualServices)\n[entry]\n";
+/// let text = "# Imported by `stormguard import` from examples/mesh/istio\n\
+///             # Calls: the calls of the base graph examples/mesh/istio/calls.toml\n[entry]\n";
 /// let paths = stormguard_mesh::export::inputs_from_header(text, std::path::Path::new("g.toml"));
 /// assert!(paths.iter().all(|p| p.exists()));
+/// assert!(paths.iter().all(|p| p.extension().is_none_or(|e| e != "toml")));
 /// ```
 pub fn inputs_from_header(text: &str, graph_file: &std::path::Path) -> Vec<PathBuf> {
     let base = graph_file.parent().unwrap_or(std::path::Path::new(""));
@@ -22,13 +26,15 @@ pub fn inputs_from_header(text: &str, graph_file: &std::path::Path) -> Vec<PathB
         let Some(comment) = line.strip_prefix('#') else {
             break;
         };
-        let lower = comment.to_ascii_lowercase();
-        if !(lower.contains("import") || lower.contains("input") || lower.contains("from")) {
+        let Some(inputs) = comment
+            .trim()
+            .strip_prefix("Imported by `stormguard import` from ")
+        else {
             continue;
-        }
-        for word in comment.split(|c: char| c.is_whitespace() || c == ',' || c == '`') {
-            let word = word.trim_matches(|c: char| matches!(c, '"' | '\'' | '(' | ')' | ';' | ':'));
-            if word.is_empty() || word.starts_with('-') {
+        };
+        for word in inputs.split(", ") {
+            let word = word.trim();
+            if word.is_empty() || word.ends_with(".toml") {
                 continue;
             }
             for candidate in [PathBuf::from(word), base.join(word)] {
@@ -38,6 +44,7 @@ pub fn inputs_from_header(text: &str, graph_file: &std::path::Path) -> Vec<PathB
                 }
             }
         }
+        break;
     }
     out
 }

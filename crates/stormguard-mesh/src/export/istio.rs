@@ -18,7 +18,15 @@ pub(super) struct Istio;
 impl Writer for Istio {
     fn fields(&self, call: &Call) -> Fields {
         let mut f = Fields::default();
-        match call.request_timeout {
+        // The route timeout bounds the whole call. A call of one attempt is bounded by the
+        // earlier of its two timeouts, so that one is the route's: a fix that gives a call its
+        // first timeout reaches Istio even though Istio has a per-try timeout only with retries.
+        let whole = match (call.max_attempts <= 1, call.timeout, call.request_timeout) {
+            (true, Some(t), Some(r)) => Some(t.min(r)),
+            (true, Some(t), None) => Some(t),
+            (_, _, r) => r,
+        };
+        match whole {
             Some(d) => f
                 .route
                 .push(Assign::new(&["timeout"], Val::str(go_duration(d)))),
@@ -87,18 +95,6 @@ impl Writer for Istio {
                 ));
             }
             envoy_growth_note(call, "Istio", &mut f);
-        }
-        if let Some(t) = call.timeout {
-            if call.max_attempts <= 1 && call.request_timeout != Some(t) {
-                f.cannot(
-                    "timeout",
-                    format!(
-                        "Istio has a per-try timeout only with retries: {} is not written for \
-                         this call of one attempt (its request_timeout bounds it)",
-                        go_duration(t)
-                    ),
-                );
-            }
         }
         if let Some(hedge) = call.hedge {
             f.cannot(

@@ -29,13 +29,23 @@ struct CallRef<'g> {
     call: &'g Call,
 }
 
+/// Every call the target's resources hold: the mesh's. An imported graph makes a caller's
+/// sidecar explicit where the application has its own client settings (a service
+/// `CALLER-sidecar` that only CALLER calls, see [`crate::assemble`]): the application's calls to
+/// it are the application's own, which no mesh resource holds, and the sidecar's calls are the
+/// caller's calls through the mesh.
 fn calls(graph: &Graph) -> Vec<CallRef<'_>> {
+    let sidecars = sidecars(graph);
     let mut out = Vec::new();
     for (name, service) in &graph.services {
+        let caller = sidecars.get(name.as_str()).copied().unwrap_or(name);
         for endpoint in service.each_endpoint() {
             for call in endpoint.calls {
+                if sidecars.contains_key(call.to.as_str()) {
+                    continue;
+                }
                 out.push(CallRef {
-                    caller: name,
+                    caller,
                     to: &call.to,
                     endpoint: call.endpoint.as_deref(),
                     call,
@@ -44,6 +54,36 @@ fn calls(graph: &Graph) -> Vec<CallRef<'_>> {
         }
     }
     out
+}
+
+/// The explicit sidecars of a graph, with the caller each stands for: a service named
+/// `CALLER-sidecar` (or `CALLER-sidecar-N`) that CALLER alone calls.
+fn sidecars(graph: &Graph) -> std::collections::BTreeMap<&str, &str> {
+    let mut callers: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        std::collections::BTreeMap::new();
+    for (name, service) in &graph.services {
+        for endpoint in service.each_endpoint() {
+            for call in endpoint.calls {
+                callers
+                    .entry(call.to.as_str())
+                    .or_default()
+                    .insert(name.as_str());
+            }
+        }
+    }
+    callers
+        .into_iter()
+        .filter_map(|(to, from)| {
+            let [caller] = from.into_iter().collect::<Vec<_>>()[..] else {
+                return None;
+            };
+            let rest = to.strip_prefix(caller)?.strip_prefix("-sidecar")?;
+            let numbered = rest
+                .strip_prefix('-')
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+            (rest.is_empty() || numbered).then_some((to, caller))
+        })
+        .collect()
 }
 
 /// Groups `items` (caller, value) by equal values, largest group first (ties: first seen).

@@ -259,7 +259,10 @@ fn a_header_names_the_inputs() {
     let dir = std::env::temp_dir().join(format!("sg-export-header-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("k8s")).unwrap();
     let graph = dir.join("g.toml");
-    let text = "# Imported by `stormguard import k8s envoy.json` (2 files)\n# inputs: k8s, missing.yaml\n\n[entry]\n";
+    std::fs::write(dir.join("calls.toml"), "").unwrap();
+    let text = "# Imported by `stormguard import` from k8s, missing.yaml, calls.toml\n\
+                # Calls: the calls of the base graph calls.toml, each given its callee's imported \
+                policy\n\n[entry]\n";
     let paths = inputs_from_header(text, &graph);
     assert_eq!(paths, [dir.join("k8s")]);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -290,5 +293,43 @@ fn a_destination_rule_holds_one_budget_for_every_caller() {
             .1
             .contains("percent 10 instead of 20"),
         "{conflict}"
+    );
+}
+
+/// An imported graph with the application's own client settings has an explicit sidecar
+/// (`web-sidecar`): the application's call to it is no mesh resource's, and the sidecar's call
+/// is web's call through the mesh. A call of one attempt with only `timeout` (what `check --fix`
+/// adds to a call without one) still reaches Istio, as the route's timeout.
+#[test]
+fn an_explicit_sidecar_is_its_callers_mesh_and_one_attempts_timeout_is_the_routes() {
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        r#"
+[entry]
+service = "web"
+[services.web]
+[[services.web.calls]]
+to = "web-sidecar"
+endpoint = "reviews"
+timeout = "3s"
+max_attempts = 2
+[services.web-sidecar]
+[services.web-sidecar.endpoints.reviews]
+[[services.web-sidecar.endpoints.reviews.calls]]
+to = "reviews"
+timeout = "1s"
+[services.reviews]
+"#,
+    )
+    .unwrap();
+    let plan = plan(&graph, Target::Istio);
+    let tos: Vec<&str> = plan.destinations.iter().map(|d| d.to.as_str()).collect();
+    assert_eq!(tos, ["reviews"], "{:#?}", plan.destinations);
+    let route = &plan.destinations[0].routes[0];
+    assert_eq!(assign(&route.fields, "timeout"), Some(&Val::str("1s")));
+    assert!(
+        plan.unexpressed.iter().all(|u| u.caller == "web"),
+        "{:#?}",
+        plan.unexpressed
     );
 }

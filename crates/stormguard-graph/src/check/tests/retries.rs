@@ -321,6 +321,9 @@ fn attempts_cannot_fit_is_silent_without_retries_or_a_request_timeout_or_room_to
             c.request_timeout = Some(ms(request));
             c.max_attempts = 2;
         });
-        assert!(fired(&report, "attempts-cannot-fit").is_empty(), "{request}");
+        assert!(
+            fired(&report, "attempts-cannot-fit").is_empty(),
+            "{request}"
+        );
     }
 }

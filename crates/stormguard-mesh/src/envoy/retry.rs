@@ -2,10 +2,10 @@
 //! retries nothing, a policy without `retry_on` neither, `num_retries` counts retries (default
 //! 1), the backoff is fully jittered from 25 ms to 10 × its base.
 
-use super::retry_on::{meaning, Meaning};
 use super::route::{count_of, duration_of, AddedHeader, PerTry, DEFAULT_BASE_INTERVAL};
 use super::Reader;
 use crate::doc::Node;
+use crate::envoy_names::{meaning, Meaning};
 use crate::error::ImportError;
 use crate::inventory::Inventory;
 use crate::source::Origin;

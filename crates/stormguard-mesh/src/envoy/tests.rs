@@ -522,7 +522,12 @@ fn a_resource_filtered_dump_lists_the_entries_themselves() {
     let a = route(&inv, "outbound|80||a.shop.svc.cluster.local", None);
     assert_eq!(value(&a.policy, "request_timeout"), "\"3s\"");
     assert_eq!(value(&a.policy, "max_attempts"), "3");
-    assert_eq!(value(&a.policy, "retry_on"), "[\"reset\"]");
+    // Envoy's `reset` retries every reset, a failed connection and a refused stream included
+    // (`wouldRetryFromReset`); without a per-try timeout, no `timeout`.
+    assert_eq!(
+        value(&a.policy, "retry_on"),
+        "[\"reset\", \"connect-failure\", \"refused-stream\"]"
+    );
     let cluster = destination(&inv, "outbound|80||a.shop.svc.cluster.local");
     assert_eq!(value(&cluster.policy, "connect_timeout"), "\"1s\"");
 }

@@ -69,6 +69,23 @@ pub fn duration_in_range(
     }
 }
 
+/// A fully jittered backoff as the graph writes it, quoted: `"full-jitter(base=25ms,
+/// cap=250ms)"`. The Envoy, Istio and gRPC readers all map their backoff to it.
+///
+/// ```
+/// use std::time::Duration;
+/// use stormguard_mesh::toml_text::full_jitter;
+/// let text = full_jitter(Duration::from_millis(25), Duration::from_millis(250));
+/// assert_eq!(text, "\"full-jitter(base=25ms, cap=250ms)\"");
+/// ```
+pub fn full_jitter(base: Duration, cap: Duration) -> String {
+    format!(
+        "\"full-jitter(base={}, cap={})\"",
+        bare_duration(base),
+        bare_duration(cap)
+    )
+}
+
 /// A quoted TOML string (the readers' texts hold no quote or backslash, but a name from a file
 /// might).
 pub fn quoted(text: &str) -> String {

@@ -9,7 +9,7 @@ use crate::envoy_names::{meaning, Meaning};
 use crate::error::ImportError;
 use crate::inventory::Inventory;
 use crate::source::Origin;
-use crate::toml_text::{bare_duration, duration_in_range};
+use crate::toml_text::{bare_duration, duration_in_range, full_jitter};
 use std::time::Duration;
 
 /// The most attempts the graph takes.
@@ -305,12 +305,5 @@ fn backoff(
              max_interval",
         );
     }
-    Ok((
-        format!(
-            "\"full-jitter(base={}, cap={})\"",
-            bare_duration(base),
-            bare_duration(cap)
-        ),
-        origin,
-    ))
+    Ok((full_jitter(base, cap), origin))
 }

@@ -15,7 +15,9 @@ use crate::doc::{Document, Node};
 use crate::error::ImportError;
 use crate::inventory::{Host, ImportFinding, Inventory, Policy};
 use crate::source::Origin;
-use crate::toml_text::{bare_duration, duration, duration_in_range, number, string_list};
+use crate::toml_text::{
+    bare_duration, duration, duration_in_range, full_jitter, number, string_list,
+};
 
 /// The most attempts gRPC makes, whatever `maxAttempts` says (the channel's default maximum).
 const GRPC_MAX_ATTEMPTS: u64 = 5;
@@ -297,14 +299,6 @@ fn backoff(
         );
     }
     Ok((full_jitter(base, cap), origin))
-}
-
-fn full_jitter(base: Duration, cap: Duration) -> String {
-    format!(
-        "\"full-jitter(base={}, cap={})\"",
-        bare_duration(base),
-        bare_duration(cap)
-    )
 }
 
 /// `hedge`, `retry_on` and `backoff` of a hedging policy.

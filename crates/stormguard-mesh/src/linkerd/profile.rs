@@ -24,9 +24,10 @@
 
 use crate::doc::{Document, Node};
 use crate::error::ImportError;
-use crate::gateway::values::{duration_noting, list, note_once, push_unique};
+use crate::gateway::values::{duration_noting, note_once, push_unique};
 use crate::inventory::{Backend, Host, Inventory, MeshEvidence, Policy, Resource, Route, System};
 use crate::source::Origin;
+use crate::toml_text::string_list;
 
 /// The gRPC statuses Linkerd's proxy counts as failures when no response class matches.
 const GRPC_FAILURES: [&str; 6] = [
@@ -196,7 +197,7 @@ fn route_policy(
     let origin = Origin::at(doc, node, format!("{what} isRetryable"));
     policy.set("max_attempts", PROFILE_MAX_ATTEMPTS, Origin::Default("Linkerd: a retryable ServiceProfile route retries until its budget runs out (no count; 100 is the graph's most)"));
     policy.set("idempotent", "true", origin);
-    policy.set("retry_on", list(&retry_on.0), retry_on.1);
+    policy.set("retry_on", string_list(&retry_on.0), retry_on.1);
     policy.set(
         "backoff",
         "\"none\"",

@@ -271,8 +271,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     ))
 }
 
-/// `per_try_timeout` → `perTryTimeout`.
-fn lower_camel(snake: &str) -> String {
+/// `per_try_timeout` → `perTryTimeout`: how manifests and proto3 JSON spell a field the
+/// readers and the export name in snake case.
+pub(crate) fn lower_camel(snake: &str) -> String {
     let mut out = String::with_capacity(snake.len());
     let mut upper = false;
     for c in snake.chars() {

@@ -2,48 +2,16 @@
 //! `/config_dump` (camelCase, 64-bit integers as strings), shaped like Envoy's and Istio's own
 //! examples: settings, origins, defaults, unread entries and errors.
 
-use crate::inventory::{DestinationPolicy, Inventory, Route, System};
+use crate::inventory::{Inventory, System};
 use crate::source::Origin;
-use crate::testing::{assert_graph_accepts, data, inventory_of, line, line_of};
+use crate::testing::{
+    assert_graph_accepts, destination, inventory_of, line, line_of, load, origin, route,
+    unread_about, value,
+};
 
 const YAML: &str = "envoy/front-proxy.yaml";
 const JSON: &str = "envoy/front-proxy.json";
 const DUMP: &str = "envoy/productpage-config-dump.json";
-
-fn load(name: &str) -> (String, Inventory) {
-    let text = data(name);
-    let inv = inventory_of(name, &text).unwrap_or_else(|e| panic!("{e}"));
-    (text, inv)
-}
-
-fn route<'a>(inv: &'a Inventory, host: &str, name: Option<&str>) -> &'a Route {
-    inv.routes
-        .iter()
-        .find(|r| r.host.name == host && r.name.as_deref() == name)
-        .unwrap_or_else(|| panic!("no route {host} {name:?} in {:#?}", inv.routes))
-}
-
-fn destination<'a>(inv: &'a Inventory, host: &str) -> &'a DestinationPolicy {
-    inv.destinations
-        .iter()
-        .find(|d| d.host.name == host)
-        .unwrap_or_else(|| panic!("no destination {host}"))
-}
-
-fn value<'a>(policy: &'a crate::inventory::Policy, key: &str) -> &'a str {
-    &policy
-        .get(key)
-        .unwrap_or_else(|| panic!("no {key} in {policy:#?}"))
-        .value
-}
-
-fn origin<'a>(policy: &'a crate::inventory::Policy, key: &str) -> &'a Origin {
-    &policy.get(key).unwrap().origin
-}
-
-fn unread_about<'a>(inv: &'a Inventory, what: &str) -> Vec<&'a crate::inventory::Unread> {
-    inv.unread.iter().filter(|u| u.what == what).collect()
-}
 
 #[test]
 fn bootstrap_route_with_its_own_retry_policy() {

@@ -53,6 +53,16 @@ pub(crate) fn value<'a>(policy: &'a Policy, key: &str) -> &'a str {
         .value
 }
 
+/// The value of `key` in `route`'s policy and the line it came from (0 for a default).
+pub(crate) fn setting(route: &Route, key: &str) -> (String, u32) {
+    let s = route
+        .policy
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in {route:#?}"));
+    let line = s.origin.file_line().map_or(0, |(_, l, _)| l);
+    (s.value.clone(), line)
+}
+
 /// Where `key`'s value in `policy` comes from.
 pub(crate) fn origin<'a>(policy: &'a Policy, key: &str) -> &'a Origin {
     &policy.get(key).unwrap().origin

@@ -93,6 +93,22 @@ impl Document {
             message: message.into(),
         }
     }
+
+    /// `node` as a duration ([`Node::as_duration`]), or an error at its line naming `field`
+    /// and showing how the system writes one (`example`: `"500ms or 2s"`). Every reader reads
+    /// its durations so, for one form of the message.
+    ///
+    /// # Errors
+    /// `not a duration: write e.g. {example}`, at `node`.
+    pub fn duration(
+        &self,
+        node: &Node,
+        field: &str,
+        example: &str,
+    ) -> Result<Duration, ImportError> {
+        node.as_duration()
+            .ok_or_else(|| self.error(node, field, format!("not a duration: write e.g. {example}")))
+    }
 }
 
 impl Node {

@@ -25,13 +25,7 @@ pub(super) fn gateway_policy(
         let Some(node) = timeouts.and_then(|t| t.get(key)) else {
             return Ok(None);
         };
-        let d = node.as_duration().ok_or_else(|| {
-            doc.error(
-                node,
-                &format!("{path}.timeouts.{key}"),
-                "not a duration: write e.g. 500ms or 2s",
-            )
-        })?;
+        let d = doc.duration(node, &format!("{path}.timeouts.{key}"), "500ms or 2s")?;
         Ok(Some((d, node)))
     };
     let request = timeout("request")?;
@@ -176,13 +170,7 @@ fn retry_policy(
     policy.set("retry_on", string_list(&retry_on), origin);
     match retry.get("backoff") {
         Some(node) => {
-            let min = node.as_duration().ok_or_else(|| {
-                doc.error(
-                    node,
-                    &format!("{path}.backoff"),
-                    "not a duration: write e.g. 100ms",
-                )
-            })?;
+            let min = doc.duration(node, &format!("{path}.backoff"), "100ms")?;
             if min.is_zero() {
                 policy.set("backoff", "\"none\"", at(node, "backoff"));
             } else {

@@ -58,13 +58,7 @@ fn at(doc: &Document, node: &Node, path: &str) -> Origin {
 
 /// A proto3 JSON duration (`"1.5s"`), or the forms [`Node::as_duration`] reads.
 fn duration_of(doc: &Document, node: &Node, path: &str) -> Result<Duration, ImportError> {
-    node.as_duration().ok_or_else(|| {
-        doc.error(
-            node,
-            path,
-            "not a duration: write it as proto3 JSON does, e.g. \"0.5s\" or \"2s\"",
-        )
-    })
+    doc.duration(node, path, "\"0.5s\" or \"2s\", as proto3 JSON writes it")
 }
 
 fn required<'a>(

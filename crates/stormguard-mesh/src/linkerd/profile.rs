@@ -151,13 +151,7 @@ fn route_policy(
     let mut policy = Policy::default();
     match route.get("timeout") {
         Some(node) => {
-            let d = node.as_duration().ok_or_else(|| {
-                doc.error(
-                    node,
-                    &format!("{path}.timeout"),
-                    "not a duration: write e.g. 500ms or 2s",
-                )
-            })?;
+            let d = doc.duration(node, &format!("{path}.timeout"), "500ms or 2s")?;
             let origin = Origin::at(doc, node, format!("{what} timeout"));
             if !d.is_zero() {
                 let text = duration_noting(d, &origin, inv);
@@ -352,13 +346,7 @@ fn budget(
         None => 0,
     };
     if let Some(ttl) = node.get("ttl") {
-        let d = ttl.as_duration().ok_or_else(|| {
-            doc.error(
-                ttl,
-                "spec.retryBudget.ttl",
-                "not a duration: write e.g. 10s",
-            )
-        })?;
+        let d = doc.duration(ttl, "spec.retryBudget.ttl", "10s")?;
         if d != std::time::Duration::from_secs(10) {
             inv.unread(
                 Origin::at(doc, ttl, format!("{what} retryBudget.ttl")),

@@ -499,3 +499,37 @@ fn a_resource_filtered_dump_lists_the_entries_themselves() {
     let cluster = destination(&inv, "outbound|80||a.shop.svc.cluster.local");
     assert_eq!(value(&cluster.policy, "connect_timeout"), "\"1s\"");
 }
+
+/// The Envoy reader and the Istio reader give every Envoy retry name the same conditions (Istio
+/// hands `retryOn` to Envoy as it is), with a per-try timeout and without.
+#[test]
+fn envoy_and_istio_read_every_retry_name_alike() {
+    let names = "5xx gateway-error reset reset-before-request connect-failure refused-stream \
+                 retriable-4xx cancelled deadline-exceeded internal resource-exhausted unavailable";
+    for name in names.split(' ') {
+        for per_try in [true, false] {
+            let envoy_per_try = if per_try { ", per_try_timeout: 1s" } else { "" };
+            let envoy = format!(
+                "{HCM}                  timeout: 5s\n                  retry_policy: \
+                 {{retry_on: {name}{envoy_per_try}}}\n"
+            );
+            let envoy = inventory_of("envoy.yaml", &envoy).unwrap();
+            let istio_per_try = if per_try {
+                "\n      perTryTimeout: 1s"
+            } else {
+                ""
+            };
+            let istio = format!(
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: a\n\
+                 spec:\n  hosts: [a]\n  http:\n  - route:\n    - destination:\n        host: a\n    \
+                 timeout: 5s\n    retries:\n      attempts: 2\n      retryOn: {name}{istio_per_try}\n"
+            );
+            let istio = inventory_of("vs.yaml", &istio).unwrap();
+            assert_eq!(
+                value(&envoy.routes[0].policy, "retry_on"),
+                value(&istio.routes[0].policy, "retry_on"),
+                "{name}, per-try timeout {per_try}"
+            );
+        }
+    }
+}

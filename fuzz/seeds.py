@@ -296,6 +296,317 @@ def proxy_request():
         write("proxy_request", f"h2-{name}", data)
 
 
+# --- mesh: one manifest of each kind the import reads, and the YAML/JSON shapes that trip readers
+MESH = {
+    "istio-virtualservice": """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: bookinfo
+spec:
+  hosts:
+  - reviews
+  http:
+  - name: writes
+    match:
+    - method:
+        exact: POST
+    route:
+    - destination:
+        host: reviews
+        subset: v2
+    timeout: 500ms
+    retries:
+      attempts: 0
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+      weight: 75
+    - destination:
+        host: reviews
+        subset: v3
+      weight: 25
+    timeout: 2s
+    retries:
+      attempts: 3
+      perTryTimeout: 1s
+      retryOn: gateway-error,connect-failure,refused-stream,503
+""",
+    "istio-destinationrule": """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews.bookinfo.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        maxConnections: 100
+        connectTimeout: 30ms
+      http:
+        http1MaxPendingRequests: 64
+        maxRetries: 3
+    outlierDetection:
+      consecutive5xxErrors: 7
+      interval: 5m
+      baseEjectionTime: 15m
+""",
+    "kubernetes-workloads": """apiVersion: v1
+kind: Namespace
+metadata:
+  name: bookinfo
+  labels:
+    istio-injection: enabled
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ratings-v1
+  namespace: bookinfo
+  annotations:
+    config.linkerd.io/proxy-cpu-request: "0.1"
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: ratings, version: v1}
+  template:
+    metadata:
+      labels: {app: ratings, version: v1}
+      annotations:
+        linkerd.io/inject: enabled
+    spec:
+      containers:
+      - name: ratings
+        image: docker.io/istio/examples-bookinfo-ratings-v1:1.20.1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: ratings
+  namespace: bookinfo
+  annotations:
+    retry.linkerd.io/http: 5xx
+    retry.linkerd.io/limit: "2"
+    retry.linkerd.io/timeout: 300ms
+    timeout.linkerd.io/request: 1s
+spec:
+  selector: {app: ratings}
+  ports:
+  - {port: 9080, name: http}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec: {replicas: 2}
+""",
+    "kubernetes-list": """apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: a}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: b}
+  data: {x: "1"}
+""",
+    "gateway-httproute": """apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: store
+  namespace: shop
+spec:
+  parentRefs:
+  - name: store
+    kind: Service
+    group: ""
+    port: 8080
+  rules:
+  - name: checkout
+    matches:
+    - path: {type: PathPrefix, value: /checkout}
+      method: POST
+    backendRefs:
+    - {name: store-v2, port: 8080, weight: 10}
+    - {name: store-v1, port: 8080, weight: 90}
+    timeouts:
+      request: 10s
+      backendRequest: 2s
+    retry:
+      codes: [500, 502, 503, 504]
+      attempts: 2
+      backoff: 100ms
+""",
+    "gateway-grpcroute": """apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: echo}
+spec:
+  parentRefs: [{name: echo, kind: Service, group: ""}]
+  rules:
+  - matches:
+    - method: {service: echo.Echo, method: Ping}
+    backendRefs: [{name: echo, port: 50051}]
+""",
+    "linkerd-serviceprofile": """apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata:
+  name: books.booksapp.svc.cluster.local
+  namespace: booksapp
+spec:
+  routes:
+  - name: GET /books/{id}.json
+    condition:
+      method: GET
+      pathRegex: /books/[^/]*\\\\.json
+    isRetryable: true
+    timeout: 300ms
+    responseClasses:
+    - condition:
+        status: {min: 500, max: 599}
+      isFailure: true
+  retryBudget:
+    retryRatio: 0.2
+    minRetriesPerSecond: 10
+    ttl: 10s
+""",
+    "envoy-bootstrap": """node: {id: web-1, cluster: web}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {socket_address: {address: 0.0.0.0, port_value: 10000}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            name: local
+            virtual_hosts:
+            - name: api
+              domains: ["*"]
+              routes:
+              - match: {prefix: /}
+                route:
+                  cluster: api
+                  timeout: 3s
+                  retry_policy:
+                    retry_on: 5xx,reset,connect-failure,retriable-status-codes
+                    retriable_status_codes: [409]
+                    num_retries: 3
+                    per_try_timeout: 0.5s
+                    retry_back_off: {base_interval: 0.025s, max_interval: 0.25s}
+                  hedge_policy: {hedge_on_per_try_timeout: true}
+  clusters:
+  - name: api
+    connect_timeout: 0.25s
+    type: STRICT_DNS
+    circuit_breakers:
+      thresholds:
+      - retry_budget: {budget_percent: {value: 20.0}, min_retry_concurrency: 3}
+        max_retries: 3
+    load_assignment:
+      cluster_name: api
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: api, port_value: 8080}}}}]}]
+""",
+    "envoy-config-dump": """{
+ "configs": [
+  {
+   "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+   "dynamic_route_configs": [
+    {
+     "route_config": {
+      "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+      "name": "9080",
+      "virtualHosts": [
+       {
+        "name": "reviews.bookinfo.svc.cluster.local:9080",
+        "domains": ["reviews.bookinfo.svc.cluster.local"],
+        "routes": [
+         {
+          "match": {"prefix": "/"},
+          "route": {
+           "cluster": "outbound|9080||reviews.bookinfo.svc.cluster.local",
+           "timeout": "0s",
+           "retryPolicy": {
+            "retryOn": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+            "numRetries": 2,
+            "retryHostPredicate": [{"name": "envoy.retry_host_predicates.previous_hosts"}],
+            "hostSelectionRetryMaxAttempts": "5",
+            "retriableStatusCodes": [503]
+           },
+           "maxGrpcTimeout": "0s"
+          }
+         }
+        ]
+       }
+      ]
+     }
+    }
+   ]
+  },
+  {
+   "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+   "dynamicActiveClusters": [
+    {"cluster": {"name": "outbound|9080||reviews.bookinfo.svc.cluster.local",
+      "connectTimeout": "10s",
+      "circuitBreakers": {"thresholds": [{"maxRetries": 4294967295}]}}}
+   ]
+  }
+ ]
+}
+""",
+    "grpc-service-config": """{
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "methodConfig": [
+    {
+      "name": [{"service": "echo.Echo", "method": "Ping"}, {"service": "echo.Echo"}],
+      "timeout": "1.5s",
+      "retryPolicy": {
+        "maxAttempts": 6,
+        "initialBackoff": "0.1s",
+        "maxBackoff": "1s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
+      }
+    },
+    {
+      "name": [{}],
+      "hedgingPolicy": {"maxAttempts": 3, "hedgingDelay": "0.05s", "nonFatalStatusCodes": ["UNAVAILABLE"]}
+    }
+  ],
+  "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1}
+}
+""",
+    "anchors": """base: &retries
+  attempts: 2
+  perTryTimeout: 1s
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: a}
+spec:
+  hosts: [a]
+  http:
+  - route: [{destination: {host: a}}]
+    retries: *retries
+  - route: [{destination: {host: a}}]
+    retries: {<<: *retries, attempts: 5}
+""",
+    "unicode-crlf": "apiVersion: v1\r\nkind: Service\r\nmetadata:\r\n  name: caf\u00e9\r\n  annotations: {note: \"\u00e9t\u00e9 \u2014 \U0001F600\"}\r\n---\r\nkind: \"\u00fcber\"\r\n",
+    "empty-documents": "---\n---\n# only a comment\n---\n...\n",
+    "scalars-and-nulls": "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: ~\nspec:\n  hosts: null\n  http:\n  - timeout: \"\"\n    retries: {attempts: -1, perTryTimeout: 1x}\n",
+    "bad-unclosed": "apiVersion: v1\nkind: Service\nmetadata: {name: [a\n",
+    "bad-tab-indent": "a:\n\tb: 1\n",
+}
+
+
+def mesh():
+    clear("mesh")
+    for name, text in MESH.items():
+        write("mesh", name, text)
+
+
 if __name__ == "__main__":
     graph()
     proxy_settings()
@@ -303,5 +614,6 @@ if __name__ == "__main__":
     deadline_headers()
     exposition()
     proxy_request()
+    mesh()
     total = sum(p.stat().st_size for p in (FUZZ / "corpus").rglob("seed-*"))
     print(f"seeds written: {total} bytes in {len(list((FUZZ / 'corpus').rglob('seed-*')))} files")

@@ -14,15 +14,21 @@ use stormguard_graph::{check, render, Graph};
 
 use stormguard_proxy::config;
 
-use crate::{explain_cmd, graph_file, InputError};
+use crate::{explain_cmd, graph_file, import_cmd, InputError};
 
 /// Arguments of `stormguard check`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// The graph file (TOML), or a proxy settings file: its routes are checked as the calls of
-    /// the application beside the proxy (`app`), one endpoint per route.
-    #[arg(required_unless_present = "rules")]
-    file: Option<PathBuf>,
+    /// the application beside the proxy (`app`), one endpoint per route. Or manifests (YAML and
+    /// JSON files, directories), imported first as `stormguard import` does: the import's
+    /// findings join the graph's, each at the manifest line that set the value (a finding no
+    /// manifest line explains is placed in stormguard-imported.toml, the graph `stormguard
+    /// import PATH... --out stormguard-imported.toml` writes).
+    #[arg(required_unless_present = "rules", value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    calls: import_cmd::Calls,
     /// Output format: a report to read, JSON for scripts, SARIF for code scanning, or a Mermaid
     /// flowchart for a README or pull request.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -33,7 +39,9 @@ pub(crate) struct Args {
     fail_on: FailOn,
     /// Write the graph with every value the findings propose (timeouts, attempts, backoff,
     /// budgets), keeping the file's comments and layout, and say what changed and what no value
-    /// fixes. The graph goes to stdout (what changed to stderr), or to --out.
+    /// fixes. The graph goes to stdout (what changed to stderr), or to --out. On manifests: the
+    /// imported graph with the fixes (the manifests are left alone; `stormguard export` writes
+    /// the fixed graph back as their resources).
     #[arg(long, conflicts_with = "format")]
     fix: bool,
     /// With --fix: write the fixed graph to this file instead of stdout (it may be FILE itself).
@@ -41,7 +49,7 @@ pub(crate) struct Args {
     out: Option<PathBuf>,
     /// List every rule with a one-line summary instead of checking a file (`stormguard explain
     /// RULE` for what one computes, why it matters and how to fix it).
-    #[arg(long, conflicts_with_all = ["file", "fix"])]
+    #[arg(long, conflicts_with_all = ["paths", "fix"])]
     rules: bool,
 }
 
@@ -79,11 +87,18 @@ pub(crate) fn colour_wanted() -> bool {
 }
 
 impl Args {
-    /// The graph file: clap asks for it unless --rules, which [`run`] answers first.
-    fn file(&self) -> &Path {
-        self.file
-            .as_deref()
-            .expect("clap requires FILE without --rules")
+    /// The graph file: clap asks for a path unless --rules, which [`run`] answers first, and
+    /// [`run`] imports several paths or manifests.
+    fn file(&self) -> anyhow::Result<&Path> {
+        match self.paths.as_slice() {
+            [file] => Ok(file),
+            _ => Err(InputError(
+                "check reads one graph file (TOML); several paths are imported only when they \
+                 are manifests: YAML or JSON files, or directories"
+                    .to_string(),
+            )
+            .into()),
+        }
     }
 }
 
@@ -91,11 +106,80 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     if args.rules {
         return explain_cmd::run(explain_cmd::Args::default(), out);
     }
+    if import_cmd::wants_import(&args.paths, &args.calls)? {
+        let colour = colour_wanted();
+        return run_imported(&args, out, &mut std::io::stderr().lock(), colour);
+    }
     if args.fix {
         return run_fix(&args, out, &mut std::io::stderr().lock());
     }
     let colour = colour_wanted();
     run_with_colour(args, out, colour)
+}
+
+/// `check PATH...` on manifests: imports them (what was read to `err`), checks the graph, and
+/// reports the graph's findings and the import's at the manifests' lines; or, with --fix,
+/// writes the imported graph with the fixes.
+fn run_imported(
+    args: &Args,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    colour: bool,
+) -> anyhow::Result<ExitCode> {
+    if let Some(target) = &args.out {
+        // --fix writes a graph; on a manifest it would replace the user's YAML with TOML.
+        if import_cmd::is_manifest(target) || args.paths.contains(target) {
+            return Err(InputError(format!(
+                "--out {}: --fix on manifests writes the imported graph (TOML), not a manifest: \
+                 write it to a .toml file, and `stormguard export FILE --to SYSTEM` writes its \
+                 policies as the manifests' resources",
+                target.display()
+            ))
+            .into());
+        }
+    }
+    let loaded = import_cmd::load(&args.paths, &args.calls)?;
+    check_loaded(args, &loaded, out, err, colour)
+}
+
+/// [`run_imported`] once the manifests are imported; apart so that it can be tested on a graph
+/// and source map made by hand.
+fn check_loaded(
+    args: &Args,
+    loaded: &import_cmd::Loaded,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    colour: bool,
+) -> anyhow::Result<ExitCode> {
+    let detail = import_cmd::Detail {
+        verbose: false,
+        findings: args.fix,
+    };
+    // What was read is for the person; a closed stderr must not fail the check.
+    let _ = err.write_all(loaded.summary(detail).as_bytes());
+    if args.fix {
+        let fixed = stormguard_graph::fix(import_cmd::IMPORTED_GRAPH, &loaded.imported.toml)
+            .map_err(|e| match e {
+                FixError::Parse(parse) => anyhow::Error::new(loaded.refused(&parse)),
+                other => anyhow::Error::new(other),
+            })?;
+        let mut said = fix_summary(&fixed);
+        said.push_str(&format!(
+            "the manifests are unchanged: `stormguard export FILE --to SYSTEM` writes the fixed \
+             graph's policies as {}'s resources\n",
+            loaded.paths_text()
+        ));
+        return write_fixed(&fixed, &said, args, out, err);
+    }
+    let graph = loaded.graph()?;
+    let located = import_cmd::report::Located::new(loaded, &graph, check::check(&graph));
+    let rendered = match args.format {
+        Format::Text => located.text(&graph, colour),
+        Format::Json => located.json(),
+        Format::Sarif => located.sarif(),
+        Format::Mermaid => render::mermaid(&graph, &located.report),
+    };
+    emit(&rendered, &located.report, args.fail_on, out)
 }
 
 fn read(file: &Path) -> anyhow::Result<(String, String)> {
@@ -108,7 +192,7 @@ fn read(file: &Path) -> anyhow::Result<(String, String)> {
 /// `--fix`: the fixed graph to `--out` or `out`, and what changed to `out` when the graph went
 /// to a file, else to `err`, so that `check --fix g.toml > fixed.toml` writes a clean file.
 fn run_fix(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let (file, text) = read(args.file())?;
+    let (file, text) = read(args.file()?)?;
     if config::is_settings_file(&text) {
         // The fixer edits graph files; a route's keys are a call's, but where they live differs.
         return Err(InputError(format!(
@@ -123,6 +207,18 @@ fn run_fix(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         other => anyhow::Error::new(other),
     })?;
     let said = fix_summary(&fixed);
+    write_fixed(&fixed, &said, args, out, err)
+}
+
+/// The fixed graph to `--out` or `out`, and `said` (what changed) to `out` when the graph went
+/// to a file, else to `err`.
+fn write_fixed(
+    fixed: &Fixed,
+    said: &str,
+    args: &Args,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     match &args.out {
         Some(path) => {
             std::fs::write(path, &fixed.text)
@@ -255,14 +351,14 @@ fn change_line(graph: &Graph, change: &Change) -> String {
 }
 
 fn run_with_colour(args: Args, out: &mut dyn Write, colour: bool) -> anyhow::Result<ExitCode> {
-    let (file, text) = read(args.file())?;
+    let (file, text) = read(args.file()?)?;
     // The error already says file:line:column, the key and what would be valid.
     let (graph, _) = graph_file::parse(&file, &text)?;
     let report = check::check(&graph);
     write_report(
         &graph,
         &report,
-        &repository_path(args.file()),
+        &repository_path(args.file()?),
         &args,
         out,
         colour,
@@ -271,7 +367,7 @@ fn run_with_colour(args: Args, out: &mut dyn Write, colour: bool) -> anyhow::Res
 
 /// The file as code scanning wants it in SARIF: relative to where `check` runs (the checkout),
 /// when it lies below it; otherwise as given.
-fn repository_path(file: &std::path::Path) -> String {
+pub(crate) fn repository_path(file: &std::path::Path) -> String {
     let relative = std::env::current_dir().ok().and_then(|cwd| {
         file.strip_prefix(cwd)
             .ok()
@@ -299,10 +395,20 @@ fn write_report(
         Format::Sarif => render::sarif(report, file),
         Format::Mermaid => render::mermaid(graph, report),
     };
+    emit(&rendered, report, args.fail_on, out)
+}
+
+/// Writes a rendered report and says, by the exit code, whether `report` fails the run.
+fn emit(
+    rendered: &str,
+    report: &Report,
+    fail_on: FailOn,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     out.write_all(rendered.as_bytes())
         .and_then(|()| out.flush())
         .context("writing the report")?;
-    Ok(if args.fail_on.fails(report) {
+    Ok(if fail_on.fails(report) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -501,5 +607,101 @@ mod tests {
         let input = err.downcast_ref::<InputError>().expect("exit 2, not 1");
         assert!(input.0.starts_with(&format!("{path}:1:")), "{input}");
         assert!(out.is_empty());
+    }
+
+    /// `check` on an import made by hand (the readers are tested in stormguard-mesh).
+    fn imported(argv: &[&str]) -> (anyhow::Result<ExitCode>, String, String) {
+        let mut full = vec!["k8s", "grpc"];
+        full.extend_from_slice(argv);
+        let loaded = import_cmd::tests::loaded(2);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = check_loaded(&args(&full), &loaded, &mut out, &mut err, false);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn imported_findings_count_for_fail_on_and_what_was_read_goes_to_stderr() {
+        let (code, out, err) = imported(&[]);
+        assert_eq!(code.unwrap(), ExitCode::from(1));
+        assert!(out.contains("error[istio-unbounded-retries]"), "{out}");
+        assert!(out.contains("2 errors, "), "{out}");
+        assert!(
+            err.starts_with("imported 9 documents from 3 files"),
+            "{err}"
+        );
+        assert!(err.contains("not read (2):"), "{err}");
+        // The report has them: stderr does not list them twice.
+        assert!(!err.contains("grpc-max-attempts-capped"), "{err}");
+        let (code, ..) = imported(&["--fail-on", "never"]);
+        assert_eq!(code.unwrap(), ExitCode::SUCCESS);
+        let (code, sarif, _) = imported(&["--format", "sarif"]);
+        assert_eq!(code.unwrap(), ExitCode::from(1));
+        let v: serde_json::Value = serde_json::from_str(&sarif).unwrap();
+        let uris: Vec<&str> = v["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        assert!(uris.contains(&"k8s/reviews.yaml"), "{uris:?}");
+        assert!(uris.contains(&"grpc/service-config.json"), "{uris:?}");
+        let (_, chart, _) = imported(&["--format", "mermaid"]);
+        assert!(chart.starts_with("flowchart LR\n"), "{chart}");
+    }
+
+    #[test]
+    fn fix_on_manifests_writes_the_fixed_imported_graph_and_points_to_export() {
+        let dir = std::env::temp_dir().join(format!(
+            "stormguard-check-fix-imported-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("fixed.toml");
+        let (code, out, err) = imported(&["--fix", "--out", target.to_str().unwrap()]);
+        code.unwrap();
+        let fixed = std::fs::read_to_string(&target).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(fixed.contains("# k8s/reviews.yaml:12"), "{fixed}");
+        assert!(!fixed.contains("max_attempts = 4"), "{fixed}");
+        stormguard_graph::parse("fixed.toml", &fixed).unwrap();
+        assert!(
+            out.contains("the manifests are unchanged: `stormguard export"),
+            "{out}"
+        );
+        assert!(err.contains("grpc-max-attempts-capped"), "{err}");
+        // To stdout: the graph alone, what changed to stderr.
+        let (_, out, err) = imported(&["--fix"]);
+        stormguard_graph::parse("fixed.toml", &out).unwrap();
+        assert!(err.contains("check --fix: "), "{err}");
+    }
+
+    #[test]
+    fn fix_on_manifests_refuses_to_write_over_a_manifest() {
+        let dir =
+            std::env::temp_dir().join(format!("stormguard-check-fix-out-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.to_str().unwrap();
+        for target in ["k8s/reviews.yaml", path] {
+            let mut out = Vec::new();
+            let error = run_imported(
+                &args(&[path, "--fix", "--out", target]),
+                &mut out,
+                &mut Vec::new(),
+                false,
+            )
+            .unwrap_err();
+            let input = error.downcast_ref::<InputError>().expect("exit 2");
+            assert!(input.0.contains("stormguard export FILE"), "{input}");
+            assert!(out.is_empty());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

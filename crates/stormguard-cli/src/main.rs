@@ -6,6 +6,7 @@ mod demo;
 mod explain_cmd;
 mod export_cmd;
 mod graph_file;
+mod import_cmd;
 mod proxy_cmd;
 mod recommend_cmd;
 mod sim_cmd;
@@ -57,6 +58,11 @@ enum Command {
     /// with file:line:column). SIGHUP, POST /reload on the admin address, or an edit reloads it;
     /// SIGTERM drains and exits 0.
     Proxy(proxy_cmd::Args),
+    /// Read the timeouts and retries a mesh already runs (Kubernetes, Istio, Gateway API,
+    /// Linkerd, Envoy, gRPC service configs; files or directories) into a graph with the source
+    /// of every value; `check` and `sim` take the same paths. Exit 2 on a malformed manifest,
+    /// at file:line:column.
+    Import(import_cmd::Args),
     /// Timeouts from measured latency: p50, p99, p99.9 of Prometheus histograms (a server or a
     /// /metrics page) and the timeout at --false-timeout-rate; with --graph, per call, checked.
     Recommend(recommend_cmd::Args),
@@ -90,6 +96,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => proxy_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Recommend(args) => recommend_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Export(args) => export_cmd::run(args, &mut std::io::stdout().lock()),
+        Command::Import(args) => import_cmd::run(args, &mut std::io::stdout().lock()),
     };
     match result {
         Ok(code) => code,

@@ -11,25 +11,26 @@
 //! Without a `prometheus` binary, or when it does not start, the test says on standard error
 //! that it was skipped and why.
 
-use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Write};
+#[path = "support/prometheus.rs"]
+mod prometheus;
+
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::Full;
+use hyper::Response;
+use prometheus::{
+    get, log_tail, prometheus_binary, query, serve, start_prometheus, wait_until, HttpClient,
+    Running, TempDir,
+};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 const SAMPLES: usize = 10_000;
 const CONCURRENCY: usize = 64;
@@ -53,35 +54,7 @@ fn stormguard(args: &[&str]) -> (i32, String, String) {
 
 /// Said past the test harness's capture, so that a skip is seen in `cargo test`'s output.
 fn say(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "recommend_cli: {text}");
-}
-
-/// A directory of this test's own, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("stormguard-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process, killed when the test ends however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    prometheus::say("recommend_cli", text);
 }
 
 #[test]
@@ -137,30 +110,6 @@ fn bucket(ladder: &[f64], value: Duration) -> (f64, f64) {
     (if i == 0 { 0.0 } else { ladder[i - 1] }, ladder[i])
 }
 
-/// Serves HTTP/1.1 on 127.0.0.1 with `answer` until the test ends.
-async fn serve<F, Fut>(answer: F) -> SocketAddr
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let answer = answer.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let answer = answer.clone();
-                async move { Ok::<_, Infallible>(answer(req).await) }
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        }
-    });
-    addr
-}
-
 /// The 5 ms ladder of the page, in seconds: 5 ms to 400 ms, then 0.5, 1, 2.5 s.
 fn fine_ladder() -> Vec<f64> {
     let mut ladder: Vec<f64> = (1..=80).map(|i| f64::from(i) * 0.005).collect();
@@ -193,76 +142,6 @@ fn page(draws: &[Duration], fed: bool) -> String {
     text
 }
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
-async fn get(client: &HttpClient, url: &str) -> Option<(u16, String)> {
-    let response = tokio::time::timeout(Duration::from_secs(10), client.get(url.parse().unwrap()))
-        .await
-        .ok()?
-        .ok()?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.ok()?.to_bytes();
-    Some((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// The value of an instant query answering one sample (0 when it answers none).
-async fn query(client: &HttpClient, prometheus: &str, promql: &str) -> f64 {
-    let encoded: String = promql
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let url = format!("{prometheus}/api/v1/query?query={encoded}");
-    let Some((_, body)) = get(client, &url).await else {
-        return 0.0;
-    };
-    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    v["data"]["result"][0]["value"][1]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Polls `ready` every 200 ms for up to `limit`.
-async fn wait_until<F, Fut>(limit: Duration, mut ready: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let rounds = limit.as_millis() / 200;
-    for _ in 0..rounds {
-        if ready().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
-}
-
-/// Finds `prometheus`: on the PATH, or where Debian puts it.
-fn prometheus_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("prometheus"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| Some(PathBuf::from("/usr/bin/prometheus")).filter(|p| p.is_file()))
-}
-
-/// A free port on 127.0.0.1 for Prometheus to listen on (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts the proxy binary in front of `upstream`: the child and its listen and admin addresses.
 fn start_proxy(dir: &Path, upstream: SocketAddr) -> (Running, String, String) {
     let settings = dir.join("proxy.toml");
@@ -292,48 +171,6 @@ fn start_proxy(dir: &Path, upstream: SocketAddr) -> (Running, String, String) {
     };
     let (listen, admin) = (after("listening on http://"), after("admin on http://"));
     (Running(child), listen, admin)
-}
-
-fn start_prometheus(
-    binary: &Path,
-    dir: &Path,
-    targets: &[(&str, &str)],
-) -> Result<(Running, String), String> {
-    let jobs: String = targets
-        .iter()
-        .map(|(job, target)| {
-            format!("  - job_name: {job}\n    static_configs:\n      - targets: [\"{target}\"]\n")
-        })
-        .collect();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n{jobs}"
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("{} would not start: {e}", binary.display()))?;
-    Ok((Running(child), format!("http://127.0.0.1:{port}")))
-}
-
-fn log_tail(dir: &Path) -> String {
-    let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(5)..].join("\n")
 }
 
 fn series<'a>(report: &'a Value, metric: &str, job: &str) -> &'a Value {
@@ -396,7 +233,7 @@ async fn the_recommended_timeout_from_a_real_prometheus_is_the_known_p999() {
             return;
         }
     };
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client: HttpClient = prometheus::client();
     let ready = wait_until(Duration::from_secs(30), || async {
         get(&client, &format!("{url}/-/ready"))
             .await

@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod deadline;
 pub mod exposition;
 pub mod graph;
+pub mod mesh;
 pub mod proxy_request;
 pub mod proxy_settings;
 
@@ -31,13 +32,14 @@ pub type Target = fn(&[u8]);
 
 /// Every target by the name of its `fuzz/fuzz_targets/NAME.rs`, `fuzz/corpus/NAME/` and
 /// `fuzz/regressions/NAME/`, with its function.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("graph", graph::run),
     ("proxy_settings", proxy_settings::run),
     ("backoff", backoff::run),
     ("deadline_headers", deadline::run),
     ("exposition", exposition::run),
     ("proxy_request", proxy_request::run),
+    ("mesh", mesh::run),
 ];
 
 /// Panics unless `line` and `column` (1-based, columns in characters, as every error of the

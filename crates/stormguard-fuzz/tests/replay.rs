@@ -87,3 +87,8 @@ fn exposition() {
 fn proxy_request() {
     replay("proxy_request");
 }
+
+#[test]
+fn mesh() {
+    replay("mesh");
+}

@@ -318,9 +318,27 @@ pub(crate) fn lower_camel(snake: &str) -> String {
 /// assert_eq!(docs[1].root.get("kind").unwrap().pos.line, 3);
 /// ```
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, ImportError> {
+    if let Some((line, column, c)) = unprintable(text) {
+        // yaml-rust2 reads a NUL as the end of the text (and some controls as breaks), so that
+        // positions after it would be wrong; YAML allows none of them anyway.
+        return Err(ImportError::At {
+            file: file.to_string(),
+            line,
+            column,
+            field: String::new(),
+            message: format!(
+                "not YAML or JSON: the control character U+{:04X}, which YAML does not allow \
+                 (only tab, line breaks and printable characters)",
+                c as u32
+            ),
+        });
+    }
     let file: Arc<str> = Arc::from(file);
     let shared_text: Arc<str> = Arc::from(text);
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        offsets: ByteOffsets::new(shared_text.clone()),
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(text);
     let loaded = parser.load(&mut builder, true);
     if let Some(error) = builder.error.take() {
@@ -334,10 +352,12 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, ImportEr
     }
     if let Err(error) = loaded {
         let marker = error.marker();
+        // At the end of an unfinished text the scanner stands on a line after the last one.
+        let (line, column) = within(text, marker.line() as u32, marker.col() as u32 + 1);
         return Err(ImportError::At {
             file: file.to_string(),
-            line: marker.line() as u32,
-            column: marker.col() as u32 + 1,
+            line,
+            column,
             field: String::new(),
             message: format!("not YAML or JSON: {}", error.info()),
         });
@@ -356,6 +376,45 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, ImportEr
         .collect())
 }
 
+/// The first character YAML 1.2 does not allow in a text (c-printable: a C0 or C1 control
+/// other than tab, line feed, carriage return and NEL; DEL; U+FFFE and U+FFFF), with its line
+/// and column as YAML counts them.
+fn unprintable(text: &str) -> Option<(u32, u32, char)> {
+    let allowed = |c: char| {
+        let control = c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}');
+        !control && !matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    };
+    let at = text.find(|c: char| !allowed(c))?;
+    let (line, column) = line_column(&text[..at]);
+    Some((line, column, text[at..].chars().next()?))
+}
+
+/// The line and column (1-based, in characters) just after `before`, lines ending at `\n`,
+/// `\r\n` or a lone `\r` as YAML's.
+fn line_column(before: &str) -> (u32, u32) {
+    let mut line = 1;
+    let mut start = 0;
+    let bytes = before.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let ends = b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+        if ends {
+            line += 1;
+            start = i + 1;
+        }
+    }
+    (line, before[start..].chars().count() as u32 + 1)
+}
+
+/// `line`, `column` moved inside `text` when past its end: to just after its last character.
+fn within(text: &str, line: u32, column: u32) -> (u32, u32) {
+    let (last_line, end_column) = line_column(text);
+    if line > last_line || (line == last_line && column > end_column) {
+        (last_line, end_column)
+    } else {
+        (line, column)
+    }
+}
+
 /// Builds nodes from events; remembers the first error (the receiver cannot return one).
 #[derive(Default)]
 struct Builder {
@@ -365,13 +424,64 @@ struct Builder {
     documents: Vec<Node>,
     nodes: usize,
     error: Option<(Pos, String)>,
+    offsets: ByteOffsets,
 }
 
-fn pos_of(mark: Marker) -> Pos {
-    Pos {
-        line: mark.line() as u32,
-        column: mark.col() as u32 + 1,
-        offset: mark.index(),
+/// Byte offsets from yaml-rust2's markers, whose index counts characters (its docs say bytes:
+/// true only of ASCII text), so that `Pos::offset` slices the text where the node starts.
+#[derive(Default)]
+struct ByteOffsets {
+    text: Arc<str>,
+    ascii: bool,
+    /// The last conversion, from which the next one walks on: markers come in file order.
+    chars: usize,
+    bytes: usize,
+}
+
+impl ByteOffsets {
+    fn new(text: Arc<str>) -> ByteOffsets {
+        ByteOffsets {
+            ascii: text.is_ascii(),
+            text,
+            chars: 0,
+            bytes: 0,
+        }
+    }
+
+    /// The byte offset of character `index` (the text's length past its end).
+    fn of(&mut self, index: usize) -> usize {
+        if self.ascii {
+            return index.min(self.text.len());
+        }
+        if index < self.chars {
+            (self.chars, self.bytes) = (0, 0);
+        }
+        for c in self.text[self.bytes..].chars() {
+            if self.chars >= index {
+                break;
+            }
+            self.chars += 1;
+            self.bytes += c.len_utf8();
+        }
+        self.bytes
+    }
+}
+
+impl Builder {
+    fn pos_of(&mut self, mark: Marker) -> Pos {
+        let offset = self.offsets.of(mark.index());
+        let (line, column) = if offset >= self.offsets.text.len() {
+            // At the end of a text without a final line break, the scanner stands on a line
+            // after the last: the end is just after the last character.
+            line_column(&self.offsets.text)
+        } else {
+            (mark.line() as u32, mark.col() as u32 + 1)
+        };
+        Pos {
+            line,
+            column,
+            offset,
+        }
     }
 }
 
@@ -428,7 +538,7 @@ impl MarkedEventReceiver for Builder {
         if self.error.is_some() {
             return;
         }
-        let pos = pos_of(mark);
+        let pos = self.pos_of(mark);
         self.nodes += 1;
         if self.nodes > MAX_NODES {
             self.fail(pos, format!("more than {MAX_NODES} nodes"));
@@ -493,6 +603,51 @@ mod tests {
         assert_eq!(a.get("num_retries").unwrap().as_u64(), Some(3));
         assert_eq!(a.get("list").unwrap().items().len(), 2);
         assert_eq!(&text[per_try.pos.offset..per_try.pos.offset + 1], "\"");
+    }
+
+    #[test]
+    fn offsets_are_bytes_after_non_ascii_text() {
+        let text = "note: \"été — 😀\"\nname: café\ntimeout: 2s\n";
+        let docs = parse_documents("u.yaml", text).unwrap();
+        for (key, value) in [("name", "café"), ("timeout", "2s")] {
+            let node = docs[0].root.get(key).unwrap();
+            assert_eq!(&text[node.pos.offset..][..value.len()], value, "{key}");
+        }
+        let timeout = docs[0].root.get("timeout").unwrap();
+        assert_eq!((timeout.pos.line, timeout.pos.column), (3, 10));
+    }
+
+    #[test]
+    fn a_control_character_is_refused_at_its_place() {
+        // A NUL read as the end of the text by the scanner moved every later position.
+        let error = parse_documents("n.yaml", "a: 1\nb: x\0y\n").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("n.yaml:2:5: not YAML or JSON: the control character U+0000"),
+            "{error}"
+        );
+        assert!(parse_documents("t.yaml", "a: \"x\ty\"\r\nb: x\u{85}\n").is_ok());
+    }
+
+    #[test]
+    fn a_node_at_the_end_of_the_text_is_on_its_last_line() {
+        let text = "g\":\":";
+        let docs = parse_documents("e.yaml", text).unwrap();
+        let value = &docs[0].root.entries()[0].1;
+        assert_eq!(
+            (value.pos.line, value.pos.column, value.pos.offset),
+            (1, 6, 5)
+        );
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_an_unfinished_text_is_inside_it() {
+        // The scanner reports it on the line after the last.
+        for (text, at) in [("{\nlo=d&g", "u.yaml:2:7:"), ("{\n", "u.yaml:2:1:")] {
+            let error = parse_documents("u.yaml", text).unwrap_err();
+            assert!(error.to_string().starts_with(at), "{text:?}: {error}");
+        }
     }
 
     #[test]

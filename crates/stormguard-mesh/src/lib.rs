@@ -41,6 +41,7 @@ pub mod source;
 #[cfg(test)]
 mod testing;
 pub mod toml_text;
+pub mod traffic;
 
 pub use assemble::{assemble, Imported, Options};
 pub use error::ImportError;

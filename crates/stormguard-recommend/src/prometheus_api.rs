@@ -113,13 +113,26 @@ pub fn histogram_names(json: &str) -> Result<Vec<String>, ApiError> {
 /// );
 /// ```
 pub fn buckets_query(metric: &str, window: Duration) -> String {
-    // Whole seconds or milliseconds: the two units every Prometheus version reads.
-    let window = if window.subsec_millis() == 0 {
+    let window = range(window);
+    format!("sum without (instance) (increase({metric}_bucket[{window}]))")
+}
+
+/// `window` as a PromQL range (`[3600s]`'s inside): whole seconds, or else whole milliseconds,
+/// the two units every Prometheus version reads.
+///
+/// ```
+/// use std::time::Duration;
+/// use stormguard_recommend::prometheus_api::range;
+///
+/// assert_eq!(range(Duration::from_secs(600)), "600s");
+/// assert_eq!(range(Duration::from_millis(1500)), "1500ms");
+/// ```
+pub fn range(window: Duration) -> String {
+    if window.subsec_millis() == 0 {
         format!("{}s", window.as_secs())
     } else {
         format!("{}ms", window.as_millis())
-    };
-    format!("sum without (instance) (increase({metric}_bucket[{window}]))")
+    }
 }
 
 /// The path and query string of an instant query of `promql`.
@@ -165,6 +178,47 @@ pub fn series(metric: &str, json: &str, fallback: Option<Unit>) -> Result<Vec<Se
         grouper.add(metric, labels, upper, count);
     }
     Ok(grouper.finish(|m| Unit::from_metric_name(m).or(fallback)))
+}
+
+/// One sample of an instant vector: its labels (`__name__` dropped) and its value.
+pub type Sample = (BTreeMap<String, String>, f64);
+
+/// The samples of an instant query's answer, for a query whose values are plain numbers (a
+/// `sum by (...) (rate(...))`), such as the request rates `import --prometheus` reads. A NaN
+/// or an infinity (a series with too few points in the window) is dropped: it measured
+/// nothing.
+///
+/// ```
+/// use stormguard_recommend::prometheus_api::samples;
+///
+/// let json = r#"{"status":"success","data":{"resultType":"vector","result":[
+///   {"metric":{"destination_workload":"db"},"value":[1712345678.9,"12.5"]}]}}"#;
+/// let s = samples(json).unwrap();
+/// assert_eq!(s[0].0["destination_workload"], "db");
+/// assert_eq!(s[0].1, 12.5);
+/// ```
+pub fn samples(json: &str) -> Result<Vec<Sample>, ApiError> {
+    let vector: Vector = open(json)?;
+    if vector.result_type != "vector" {
+        return Err(ApiError::NotJson(format!(
+            "a {} where an instant vector was asked for",
+            vector.result_type
+        )));
+    }
+    let mut out = Vec::with_capacity(vector.result.len());
+    for sample in vector.result {
+        let mut labels = sample.metric;
+        let name = labels.remove("__name__").unwrap_or_default();
+        let value = parse_go_float(&sample.value.1).ok_or_else(|| ApiError::BadSample {
+            metric: name,
+            le: String::new(),
+            value: sample.value.1.clone(),
+        })?;
+        if value.is_finite() {
+            out.push((labels, value));
+        }
+    }
+    Ok(out)
 }
 
 fn parse_go_float(text: &str) -> Option<f64> {

@@ -54,6 +54,19 @@ impl Source {
     }
 }
 
+/// A `--window` as given ("1h", "30m"): how far back a Prometheus server is asked to look
+/// (`recommend` and `import` take the same option).
+pub(crate) fn window(text: &str) -> Result<Duration, InputError> {
+    stormguard::duration::parse(text)
+        .ok()
+        .filter(|w| !w.is_zero())
+        .ok_or_else(|| {
+            InputError(format!(
+                "--window {text}: give a duration with a unit, e.g. \"1h\" or \"30m\""
+            ))
+        })
+}
+
 /// Every histogram series of `source`, units it states none for taken as `unit`.
 pub(super) fn series(source: &Source, unit: Option<Unit>) -> anyhow::Result<Vec<Series>> {
     match source {
@@ -136,13 +149,15 @@ async fn prometheus(
     Ok(series)
 }
 
-fn client() -> Client<HttpConnector, Empty<Bytes>> {
+pub(crate) fn client() -> Client<HttpConnector, Empty<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// GETs `url`: its status and its body as text. A status is not an error here, since the
-/// Prometheus API explains a refusal in a JSON body that the caller reads.
-async fn get(
+/// Prometheus API explains a refusal in a JSON body that the caller reads. Bounded: no more
+/// than [`REQUEST_TIMEOUT`] and a body of at most [`BODY_LIMIT`]; `import --prometheus` asks
+/// through it too.
+pub(crate) async fn get(
     client: &Client<HttpConnector, Empty<Bytes>>,
     url: &str,
     accept: &str,
@@ -180,7 +195,9 @@ async fn get(
 
 /// Runs `future` on a runtime of its own: the command does a handful of requests, one after
 /// another, and nothing else.
-fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(crate) fn block_on<T>(
+    future: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

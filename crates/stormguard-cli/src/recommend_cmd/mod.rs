@@ -14,7 +14,7 @@
 //! find in the graph as given (the suggestion breaks something; errors already there are
 //! `check`'s to report); 2 on bad input; 3 when the server or page cannot be read.
 
-mod fetch;
+pub(crate) mod fetch;
 mod render;
 
 use std::io::Write;
@@ -141,15 +141,7 @@ fn run_with(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let source = match (&args.prometheus, &args.metrics) {
         (Some(url), _) => Source::Prometheus {
             url: url.clone(),
-            window: stormguard::duration::parse(&args.window)
-                .ok()
-                .filter(|w| !w.is_zero())
-                .ok_or_else(|| {
-                    InputError(format!(
-                        "--window {}: give a duration with a unit, e.g. \"1h\" or \"30m\"",
-                        args.window
-                    ))
-                })?,
+            window: fetch::window(&args.window)?,
         },
         (None, Some(page)) => Source::Page(page.clone()),
         (None, None) => unreachable!("clap requires one of --prometheus and --metrics"),

@@ -27,7 +27,7 @@ use progress::Progress;
 use summary::{Comparison, Summary};
 
 const TWO_FILES: &str = "\
-With FILE2, both files run through FILE's scenario (its faults, load steps, rate and duration; \
+With two graph files FILE FILE2, both run through FILE's scenario (its faults, load steps, rate and duration; \
 FILE's entry.rate without one) with the same seed, so both see the same arrivals and the same \
 faults; every service a fault names must exist in both. The text output puts the runs side by \
 side (A = FILE, B = FILE2) with a verdict per key figure; the JSON is {\"runs\": [A, B]}.
@@ -35,19 +35,25 @@ side (A = FILE, B = FILE2) with a verdict per key figure; the JSON is {\"runs\":
 Exit status: 0 when the simulation ran, 2 on bad input (a file that does not parse, an unknown \
 scenario, a graph whose calls form a cycle, a run over sim's bounds on its work: more than \
 10,000,000 user requests, 200,000,000 attempts or 10,000,000 pending events), 3 when the output \
-cannot be written. On a terminal, a run that takes over a second shows its progress on stderr.";
+cannot be written. On a terminal, a run that takes over a second shows its progress on stderr.
+
+Manifests (YAML or JSON files, directories) are imported first, as `stormguard import` does, \
+into one graph that runs alone (to compare it with another, write it with `stormguard import \
+PATH... --out FILE`); its scenarios are those of --base, if it has any.";
 
 /// Arguments of `stormguard sim`.
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["file", "experiment"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["paths", "experiment"])))]
 #[command(after_help = TWO_FILES)]
 pub(crate) struct Args {
     /// The graph file (TOML) to simulate: the file of `stormguard check`, with [scenarios.NAME];
-    /// or a proxy settings file, its routes run as the calls of the application beside it.
-    file: Option<PathBuf>,
-    /// A second graph file (say, the fixed settings) run through FILE's scenario and arrivals.
-    #[arg(requires = "file")]
-    file2: Option<PathBuf>,
+    /// or a proxy settings file, its routes run as the calls of the application beside it. A
+    /// second graph file (say, the fixed settings) runs through the first's scenario and
+    /// arrivals. Or manifests (YAML and JSON files, directories), imported first.
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    calls: crate::import_cmd::Calls,
     /// The scenario of FILE to run: its faults, load steps, rate and duration. Without it, the
     /// graph runs as it is.
     #[arg(long)]
@@ -59,16 +65,16 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Run a published experiment instead of a graph, to compare the simulator with it.
-    #[arg(long, value_enum, conflicts_with_all = ["file", "scenario", "duration", "out"])]
+    #[arg(long, value_enum, conflicts_with_all = ["paths", "scenario", "duration", "out"])]
     experiment: Option<Experiment>,
     /// Clients contending for the row (brooker-jitter).
     // `conflicts_with` rather than `requires = "experiment"`: clap waives a requirement that
     // conflicts with an argument given, and --experiment conflicts with FILE.
-    #[arg(long, default_value_t = 100, conflicts_with = "file",
+    #[arg(long, default_value_t = 100, conflicts_with = "paths",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     clients: u32,
     /// Runs averaged per strategy (brooker-jitter).
-    #[arg(long, default_value_t = 100, conflicts_with = "file",
+    #[arg(long, default_value_t = 100, conflicts_with = "paths",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     runs: u32,
     /// Seed of every random draw: the same files, scenario and seed give byte-identical JSON.
@@ -123,12 +129,22 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     if let Some(Experiment::BrookerJitter) = args.experiment {
         return brooker::run(args.clients, args.runs, args.seed, args.format, out);
     }
-    let file = args
-        .file
-        .as_deref()
-        .context("a graph file or --experiment is needed")?;
-    let first = read(file)?;
-    let second = args.file2.as_deref().map(read).transpose()?;
+    let (first, second) =
+        if crate::import_cmd::wants_import(&args.paths, &args.calls)? {
+            (imported(&args.paths, &args.calls)?, None)
+        } else {
+            match args.paths.as_slice() {
+                [] => anyhow::bail!("a graph file or --experiment is needed"),
+                [file] => (read(file)?, None),
+                [file, file2] => (read(file)?, Some(read(file2)?)),
+                _ => return Err(InputError(
+                    "sim runs one graph file, or compares two; several paths are imported into \
+                     one graph only when they are manifests: YAML or JSON files, or directories"
+                        .to_string(),
+                )
+                .into()),
+            }
+        };
     let runs = simulate(
         &first,
         second.as_ref(),
@@ -212,6 +228,23 @@ fn read(path: &Path) -> anyhow::Result<(String, Graph)> {
         .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
     let (graph, _) = crate::graph_file::parse(&name, &text)?;
     Ok((name, graph))
+}
+
+/// The graph imported from manifests, under the name of the file `stormguard import --out`
+/// would write; what was read goes to stderr.
+fn imported(
+    paths: &[PathBuf],
+    calls: &crate::import_cmd::Calls,
+) -> anyhow::Result<(String, Graph)> {
+    let loaded = crate::import_cmd::load(paths, calls)?;
+    let detail = crate::import_cmd::Detail {
+        verbose: false,
+        findings: false,
+    };
+    // For the person; a closed stderr must not fail the run.
+    let _ = std::io::stderr().write_all(loaded.summary(detail).as_bytes());
+    let graph = loaded.graph()?;
+    Ok((crate::import_cmd::IMPORTED_GRAPH.to_string(), graph))
 }
 
 /// The JSON of `--format json` and `summary.json`: one summary, or both runs.

@@ -17,7 +17,7 @@ mod tests;
 
 pub use json::json;
 pub use mermaid::mermaid;
-pub use sarif::sarif;
+pub use sarif::{sarif, sarif_located, ExtraRule, Location};
 pub use text::text;
 
 /// Every rule id, for tests that must cover them all.

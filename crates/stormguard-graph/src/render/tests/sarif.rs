@@ -153,3 +153,82 @@ fn a_relative_path_resolves_against_the_checkout_and_an_absolute_one_is_a_file_u
         serde_json::json!({ "uri": "file:///tmp/a.toml" })
     );
 }
+
+#[test]
+fn located_findings_are_shown_where_the_caller_says_and_extra_rules_are_declared() {
+    use crate::render::{sarif_located, ExtraRule, Location};
+    let mut report = three_services_report();
+    report.findings.truncate(2);
+    report
+        .findings
+        .push(finding("mesh-made-up", Severity::Warning, Place::Graph));
+    let locations = [
+        Location {
+            file: "k8s/reviews.yaml".to_string(),
+            line: 14,
+            column: 9,
+        },
+        Location {
+            file: "/abs/stormguard-imported.toml".to_string(),
+            line: 0,
+            column: 0,
+        },
+    ];
+    let extra = [
+        ExtraRule {
+            id: "mesh-made-up",
+            summary: "a rule of the import".to_string(),
+            severity: Severity::Warning,
+        },
+        // An id of check's own is declared once, as check's.
+        ExtraRule {
+            id: "retry-amplification",
+            summary: "twice".to_string(),
+            severity: Severity::Info,
+        },
+    ];
+    let v: Value = serde_json::from_str(&sarif_located(&report, &locations, &extra)).unwrap();
+    let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), ISSUE_RULES.len() + 1);
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    let at = |i: usize| {
+        let l = &results[i]["locations"][0]["physicalLocation"];
+        (
+            l["artifactLocation"]["uri"].as_str().unwrap().to_string(),
+            l["region"]["startLine"].as_u64().unwrap(),
+            l["region"]["startColumn"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(at(0), ("k8s/reviews.yaml".to_string(), 14, 9));
+    assert_eq!(
+        at(1),
+        ("file:///abs/stormguard-imported.toml".to_string(), 1, 1)
+    );
+    // No location given: line 1 of the first location's file.
+    assert_eq!(at(2), ("k8s/reviews.yaml".to_string(), 1, 1));
+    let index = results[2]["ruleIndex"].as_u64().unwrap() as usize;
+    assert_eq!(rules[index]["id"], "mesh-made-up");
+    assert_eq!(
+        rules[index]["shortDescription"]["text"],
+        "a rule of the import"
+    );
+}
+
+#[test]
+fn sarif_is_sarif_located_at_each_span_of_the_one_file() {
+    use crate::render::{sarif_located, Location};
+    let report = three_services_report();
+    let locations: Vec<Location> = report
+        .findings
+        .iter()
+        .map(|f| Location {
+            file: "examples/graphs/three.toml".to_string(),
+            line: f.span.map_or(1, |s| s.line),
+            column: f.span.map_or(1, |s| s.column),
+        })
+        .collect();
+    assert_eq!(
+        sarif(&report, "examples/graphs/three.toml"),
+        sarif_located(&report, &locations, &[])
+    );
+}

@@ -1,0 +1,288 @@
+//! `stormguard import`, and `check` and `sim` on manifests, as a user runs them: the built binary
+//! on the manifests of `tests/data/import/` (Bookinfo's reviews service with an Istio
+//! VirtualService, a gRPC service config, a base graph of who calls whom).
+
+use std::path::Path;
+use std::process::Command;
+
+const DATA: &str = "crates/stormguard-cli/tests/data/import";
+
+fn stormguard(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_stormguard"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn data(path: &str) -> String {
+    format!("{DATA}/{path}")
+}
+
+/// The 1-based line of `file` (under the data folder) that contains `text`.
+fn line_of(file: &str, text: &str) -> u64 {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(data(file));
+    let contents = std::fs::read_to_string(path).unwrap();
+    contents
+        .lines()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("{text:?} is not in {file}")) as u64
+        + 1
+}
+
+/// Each SARIF result: rule id, file, line.
+fn sarif_results(sarif: &str) -> Vec<(String, String, u64)> {
+    let v: serde_json::Value = serde_json::from_str(sarif).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    v["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let l = &r["locations"][0]["physicalLocation"];
+            (
+                r["ruleId"].as_str().unwrap().to_string(),
+                l["artifactLocation"]["uri"].as_str().unwrap().to_string(),
+                l["region"]["startLine"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_manifest_that_is_not_yaml_exits_2_at_its_line_for_every_command() {
+    let bad = data("bad");
+    for command in ["import", "check", "sim"] {
+        let (code, out, err) = stormguard(&[command, &bad]);
+        assert_eq!(code, 2, "{command}: {out}{err}");
+        assert!(
+            err.starts_with(&format!("stormguard: {bad}/syntax.yaml:7:")),
+            "{command}: {err}"
+        );
+        assert!(out.is_empty(), "{command}: {out}");
+    }
+}
+
+#[test]
+fn a_path_that_does_not_exist_exits_2_naming_it() {
+    let (code, _, err) = stormguard(&["import", "no/such/dir"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no/such/dir"), "{err}");
+    let (code, _, err) = stormguard(&["check", "no/such/manifest.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no/such/manifest.yaml"), "{err}");
+}
+
+#[test]
+fn base_and_prometheus_exclude_each_other_and_a_graph_among_manifests_belongs_in_base() {
+    let mesh = data("mesh");
+    let base = data("base.toml");
+    let (code, _, err) = stormguard(&[
+        "import",
+        &mesh,
+        "--base",
+        &base,
+        "--prometheus",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    for command in ["import", "check", "sim"] {
+        let (code, _, err) = stormguard(&[command, &mesh, &base]);
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(err.contains(&format!("give it as --base {base}")), "{err}");
+    }
+    let (code, _, err) = stormguard(&["import", &mesh, "--window", "1h"]);
+    assert_eq!(code, 2, "--window needs --prometheus: {err}");
+}
+
+/// `check` and `sim` on graph files print what they always have: the renderers' output on the
+/// graph, nothing about an import.
+#[test]
+fn graph_files_are_checked_as_before_byte_for_byte() {
+    for name in ["healthy", "brooker-five-layers", "cockcroft-edge"] {
+        let file = format!("examples/graphs/{name}.toml");
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(&file),
+        )
+        .unwrap();
+        let graph = stormguard_graph::parse(&file, &text).unwrap();
+        let report = stormguard_graph::check::check(&graph);
+        let expected = [
+            (
+                "text",
+                stormguard_graph::render::text(&graph, &report, false),
+            ),
+            ("json", stormguard_graph::render::json(&report)),
+            ("sarif", stormguard_graph::render::sarif(&report, &file)),
+            (
+                "mermaid",
+                stormguard_graph::render::mermaid(&graph, &report),
+            ),
+        ];
+        for (format, expected) in expected {
+            let (_, out, err) = stormguard(&["check", &file, "--format", format]);
+            assert_eq!(out, expected, "{file} --format {format}");
+            assert!(err.is_empty(), "{file}: {err}");
+        }
+    }
+    let (code, out, err) = stormguard(&[
+        "sim",
+        "examples/graphs/healthy.toml",
+        "--duration",
+        "2s",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["file"], "examples/graphs/healthy.toml");
+}
+
+#[test]
+fn import_writes_a_graph_that_parses_with_a_source_per_value() {
+    let mesh = data("mesh");
+    let (code, toml, err) = stormguard(&["import", &mesh]);
+    assert_eq!(code, 0, "{err}");
+    let graph = stormguard_graph::parse("imported.toml", &toml).unwrap();
+    assert!(graph.services.contains_key("reviews"), "{toml}");
+    assert_eq!(graph.services["reviews"].instances, 2, "{toml}");
+    let attempts = line_of("mesh/reviews.yaml", "attempts: 3");
+    assert!(
+        toml.contains(&format!("{mesh}/reviews.yaml:{attempts}")),
+        "the attempts' source: {toml}"
+    );
+    assert!(err.starts_with("imported 3 documents from 1 file"), "{err}");
+    let (code, json, _) = stormguard(&["import", &mesh, "--format", "json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(json.to_string().contains("\"source\""), "{json}");
+}
+
+#[test]
+fn import_out_writes_the_file_and_says_so() {
+    let dir = std::env::temp_dir().join(format!("stormguard-import-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("imported.toml");
+    let (code, out, err) =
+        stormguard(&["import", &data("mesh"), "--out", target.to_str().unwrap()]);
+    let written = std::fs::read_to_string(&target);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains(&format!("wrote {}", target.display())),
+        "{err}"
+    );
+    stormguard_graph::parse("imported.toml", &written.unwrap()).unwrap();
+}
+
+#[test]
+fn check_on_a_directory_reports_at_the_yaml_and_json_lines() {
+    let (code, sarif, err) = stormguard(&[
+        "check",
+        &data("mesh"),
+        &data("grpc"),
+        "--format",
+        "sarif",
+        "--fail-on",
+        "warning",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let results = sarif_results(&sarif);
+    let yaml = data("mesh/reviews.yaml");
+    let json = data("grpc/service-config.json");
+    // gRPC clamps maxAttempts at 5: the import's own finding, at the line of maxAttempts.
+    assert!(
+        results.contains(&(
+            "grpc-max-attempts-capped".to_string(),
+            json,
+            line_of("grpc/service-config.json", "maxAttempts")
+        )),
+        "{results:?}"
+    );
+    // 1s per try, 4 tries, in a 2s route timeout: at one of the route's lines.
+    let route =
+        line_of("mesh/reviews.yaml", "timeout: 2s")..=line_of("mesh/reviews.yaml", "retryOn");
+    let (_, file, line) = results
+        .iter()
+        .find(|(rule, ..)| rule == "attempts-cannot-fit")
+        .unwrap_or_else(|| panic!("{results:?}"));
+    assert_eq!(file, &yaml);
+    assert!(route.contains(line), "{line} in {route:?}");
+    // Every result is in a manifest or in the generated graph's file.
+    for (rule, file, _) in &results {
+        assert!(
+            file.starts_with(DATA) || file == "stormguard-imported.toml",
+            "{rule}: {file}"
+        );
+    }
+    let (code, text, _) = stormguard(&["check", &data("mesh"), "--fail-on", "never"]);
+    assert_eq!(code, 0);
+    assert!(text.contains(&format!("(from {yaml}:")), "{text}");
+    let (_, json, _) = stormguard(&["check", &data("mesh"), "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        json["findings"][0]["source"]["line"].as_u64().is_some(),
+        "{json}"
+    );
+}
+
+#[test]
+fn the_applications_retries_stack_on_the_sidecars_through_base() {
+    let (_, json, err) = stormguard(&[
+        "check",
+        &data("mesh"),
+        "--base",
+        &data("base.toml"),
+        "--format",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|_| panic!("{err}"));
+    // productpage tries 3 times, its sidecar 4 times each: 12 attempts at reviews.
+    let amplification = json["services"]["reviews"]["amplification"]
+        .as_f64()
+        .unwrap();
+    assert!(amplification >= 12.0, "{json}");
+}
+
+#[test]
+fn sim_runs_the_imported_graph() {
+    let (code, out, err) =
+        stormguard(&["sim", &data("mesh"), "--duration", "2s", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["file"], "stormguard-imported.toml");
+    assert!(err.starts_with("imported "), "{err}");
+}
+
+#[test]
+fn a_malformed_field_exits_2_at_file_line_column_and_field() {
+    let dir = std::env::temp_dir().join(format!("stormguard-import-field-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vs.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: r\n\
+         spec:\n  hosts: [reviews]\n  http:\n    - route:\n        - destination:\n            \
+         host: reviews\n      timeout: fast\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap().to_string();
+    let (code, _, err) = stormguard(&["import", &path]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("{path}:11:")), "{err}");
+    assert!(err.contains("timeout"), "{err}");
+}

@@ -93,6 +93,22 @@ impl Document {
             message: message.into(),
         }
     }
+
+    /// `node` as a duration ([`Node::as_duration`]), or an error at its line naming `field`
+    /// and showing how the system writes one (`example`: `"500ms or 2s"`). Every reader reads
+    /// its durations so, for one form of the message.
+    ///
+    /// # Errors
+    /// `not a duration: write e.g. {example}`, at `node`.
+    pub fn duration(
+        &self,
+        node: &Node,
+        field: &str,
+        example: &str,
+    ) -> Result<Duration, ImportError> {
+        node.as_duration()
+            .ok_or_else(|| self.error(node, field, format!("not a duration: write e.g. {example}")))
+    }
 }
 
 impl Node {
@@ -271,8 +287,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     ))
 }
 
-/// `per_try_timeout` → `perTryTimeout`.
-fn lower_camel(snake: &str) -> String {
+/// `per_try_timeout` → `perTryTimeout`: how manifests and proto3 JSON spell a field the
+/// readers and the export name in snake case.
+pub(crate) fn lower_camel(snake: &str) -> String {
     let mut out = String::with_capacity(snake.len());
     let mut upper = false;
     for c in snake.chars() {

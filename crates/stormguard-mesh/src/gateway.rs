@@ -405,13 +405,7 @@ fn linkerd_spec(
         let key = key.as_str().unwrap_or_default();
         let origin = Origin::at(doc, node, route.what(&format!("{path}.timeouts.{key}")));
         if key == "request" && route.linkerd_group && route.kind == "HTTPRoute" {
-            let d = node.as_duration().ok_or_else(|| {
-                doc.error(
-                    node,
-                    &format!("{path}.timeouts.request"),
-                    "not a duration: write e.g. 2s",
-                )
-            })?;
+            let d = doc.duration(node, &format!("{path}.timeouts.request"), "2s")?;
             if own.timeouts.request.is_none() && !d.is_zero() {
                 own.timeouts.request = Some((d, origin));
             }

@@ -159,7 +159,7 @@ pub fn default_policy() -> Policy {
     );
     policy.set(
         "retry_on",
-        values::toml_list(DEFAULT_RETRY_ON.iter().copied()),
+        crate::toml_text::string_list(&DEFAULT_RETRY_ON),
         ISTIO_DEFAULT,
     );
     policy.set(

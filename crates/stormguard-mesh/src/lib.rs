@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 pub mod assemble;
 pub mod doc;
 pub mod envoy;
+mod envoy_names;
 pub mod error;
 pub mod export;
 pub mod gateway;

@@ -69,6 +69,23 @@ pub fn duration_in_range(
     }
 }
 
+/// A fully jittered backoff as the graph writes it, quoted: `"full-jitter(base=25ms,
+/// cap=250ms)"`. The Envoy, Istio and gRPC readers all map their backoff to it.
+///
+/// ```
+/// use std::time::Duration;
+/// use stormguard_mesh::toml_text::full_jitter;
+/// let text = full_jitter(Duration::from_millis(25), Duration::from_millis(250));
+/// assert_eq!(text, "\"full-jitter(base=25ms, cap=250ms)\"");
+/// ```
+pub fn full_jitter(base: Duration, cap: Duration) -> String {
+    format!(
+        "\"full-jitter(base={}, cap={})\"",
+        bare_duration(base),
+        bare_duration(cap)
+    )
+}
+
 /// A quoted TOML string (the readers' texts hold no quote or backslash, but a name from a file
 /// might).
 pub fn quoted(text: &str) -> String {
@@ -99,12 +116,51 @@ pub fn string_list<S: AsRef<str>>(items: &[S]) -> String {
 /// A share or ratio as the graph writes it: at most four decimals, no trailing zeros (`0.2`,
 /// `1.0`).
 pub fn number(value: f64) -> String {
-    let text = format!("{:.4}", value);
+    decimal(value, 4)
+}
+
+/// A TOML float with at most `decimals` decimals, no trailing zeros and always a point (`0.2`,
+/// `1.0`, `12.5`): what [`number`] writes, with the precision the caller's figure has (a rate
+/// from Prometheus, a weight).
+///
+/// ```
+/// assert_eq!(stormguard_mesh::toml_text::decimal(12.3456, 3), "12.346");
+/// assert_eq!(stormguard_mesh::toml_text::decimal(3.0, 3), "3.0");
+/// ```
+pub fn decimal(value: f64, decimals: usize) -> String {
+    let text = format!("{value:.decimals$}");
     let text = text.trim_end_matches('0');
     if text.ends_with('.') {
         format!("{text}0")
     } else {
         text.to_string()
+    }
+}
+
+/// A measured latency (`ms` milliseconds, e.g. a p50 from Prometheus) as a duration text the
+/// graph reads, unquoted: whole microseconds, at least 1us and at most 1h, in ms (`6.5ms`), us
+/// (`250us`) or whole seconds (`2s`). Finer than [`bare_duration`], whose values are
+/// configured timeouts in whole milliseconds.
+///
+/// ```
+/// assert_eq!(stormguard_mesh::toml_text::latency(7.5), "7.5ms");
+/// assert_eq!(stormguard_mesh::toml_text::latency(0.25), "250us");
+/// ```
+pub fn latency(ms: f64) -> String {
+    let micros = (ms * 1000.0).round().clamp(1.0, 3_600_000_000.0) as u64;
+    if micros % 1_000_000 == 0 {
+        return format!("{}s", micros / 1_000_000);
+    }
+    if micros < 1000 {
+        return format!("{micros}us");
+    }
+    let whole = micros / 1000;
+    let fraction = micros % 1000;
+    if fraction == 0 {
+        format!("{whole}ms")
+    } else {
+        let fraction = format!("{fraction:03}");
+        format!("{whole}.{}ms", fraction.trim_end_matches('0'))
     }
 }
 
@@ -148,5 +204,18 @@ mod tests {
         assert_eq!(number(0.125), "0.125");
         assert_eq!(string_list::<&str>(&[]), "[]");
         assert_eq!(quoted("a\"b"), "\"a\\\"b\"");
+    }
+
+    #[test]
+    fn latencies_are_written_as_the_graph_reads_them() {
+        assert_eq!(latency(7.5), "7.5ms");
+        assert_eq!(latency(45.0), "45ms");
+        assert_eq!(latency(0.25), "250us");
+        assert_eq!(latency(0.0), "1us");
+        assert_eq!(latency(2000.0), "2s");
+        assert_eq!(latency(1234.5678), "1234.568ms");
+        for text in ["7.5ms", "250us", "1234.568ms"] {
+            assert!(stormguard::duration::parse(text).is_ok(), "{text}");
+        }
     }
 }

@@ -102,8 +102,9 @@ fn timeouts() -> impl Strategy<Value = (u64, u64, u64)> {
 }
 
 /// Envoy's and Istio's retry conditions that read back as written: `reset` comes with
-/// `timeout` (Envoy retries a per-try timeout under it), `5xx` and `gateway-error` with every
-/// reset (Envoy's include them), or alone (then written as statuses).
+/// `timeout` (Envoy retries a per-try timeout under it) and every failed connection and
+/// stream, `reset-before-request` with failed connections, `5xx` and `gateway-error` with
+/// every reset (Envoy's include them), or alone (then written as statuses).
 fn envoy_retry_on() -> impl Strategy<Value = Vec<String>> {
     (
         subset(&[
@@ -132,7 +133,12 @@ fn envoy_retry_on() -> impl Strategy<Value = Vec<String>> {
     )
         .prop_map(|(mut a, b)| {
             a.extend(b.into_iter().map(str::to_string));
-            if a.is_empty() {
+            // Envoy's reset is any failed connection or stream; its reset-before-request
+            // includes a failed connect.
+            if a.iter().any(|c| c == "reset") {
+                a.extend(["connect-failure", "refused-stream"].map(str::to_string));
+            }
+            if a.iter().any(|c| c == "reset-before-request") || a.is_empty() {
                 a.push("connect-failure".into());
             }
             a
@@ -151,15 +157,7 @@ fn budget() -> impl Strategy<Value = Option<String>> {
 
 fn istio() -> impl Strategy<Value = Spec> {
     (timeouts(), 1u32..=5, envoy_retry_on(), 1u64..100, budget()).prop_map(
-        |((r, t, c), n, mut retry_on, b, limiter)| {
-            // Istio's reset is any failed connection or stream; its reset-before-request includes a
-            // failed connect.
-            if retry_on.iter().any(|c| c == "reset") {
-                retry_on.extend(["connect-failure", "refused-stream"].map(str::to_string));
-            }
-            if retry_on.iter().any(|c| c == "reset-before-request") {
-                retry_on.push("connect-failure".into());
-            }
+        |((r, t, c), n, retry_on, b, limiter)| {
             Spec {
                 request_timeout: Some(r),
                 // Istio has a per-try timeout only with retries: one attempt has the route's.

@@ -156,8 +156,17 @@ pub(super) fn annotate(file: &str, fixed: &str, changes: &[Change]) -> Result<St
     Ok(doc.to_string())
 }
 
-/// The TOML text of a value, without the spacing and comment around it.
-fn value_text(item: &Item) -> String {
+/// The TOML text of a value, without the spacing and comment around it (a table as an inline
+/// table, so that it fits on one line): what a fix compares before and after, and what an
+/// import (stormguard-mesh) quotes in "the base had ..." when it replaces a value. One
+/// function, so that both quote a value alike.
+///
+/// ```
+/// let doc: toml_edit::DocumentMut = "a = 3 # note\n[b]\nx = 1\n".parse().unwrap();
+/// assert_eq!(stormguard_graph::fix::value_text(&doc["a"]), "3");
+/// assert_eq!(stormguard_graph::fix::value_text(&doc["b"]), "{ x = 1 }");
+/// ```
+pub fn value_text(item: &Item) -> String {
     match item {
         Item::Value(value) => {
             let mut bare = value.clone();

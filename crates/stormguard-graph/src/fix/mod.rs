@@ -58,7 +58,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 
-pub use apply::apply;
+pub use apply::{apply, value_text};
 
 use crate::check::check;
 use crate::model::Graph;

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use stormguard_graph::fix::value_text;
 use stormguard_graph::model::Call;
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
@@ -346,17 +347,5 @@ fn through_sidecar(
             }
             table.insert("endpoint", Item::Value(ep));
         }
-    }
-}
-
-/// A value's TOML text without its spacing and comment.
-fn value_text(item: &Item) -> String {
-    match item {
-        Item::Value(value) => {
-            let mut bare = value.clone();
-            bare.decor_mut().clear();
-            bare.to_string()
-        }
-        other => other.to_string().trim().to_string(),
     }
 }

@@ -5,6 +5,7 @@
 use super::placement::Chosen;
 use super::{clamp, findings, Annotation, Context, Table};
 use crate::source::Origin;
+use crate::toml_text::quoted;
 
 /// A call to write.
 pub(super) struct Planned {
@@ -67,14 +68,15 @@ impl Context<'_> {
         }
         out.push_str(&format!("[[{header}]]\n"));
         self.annotate(&table, None, &call.chosen.origin);
-        out.push_str(&format!("to = {:?}\n", call.to));
+        out.push_str(&format!("to = {}\n", quoted(&call.to)));
         if let Some(endpoint) = &call.endpoint {
-            out.push_str(&format!("endpoint = {endpoint:?}\n"));
+            out.push_str(&format!("endpoint = {}\n", quoted(endpoint)));
         }
         if call.chosen.policy.get("method").is_none() {
             if let Some((method, origin)) = &call.method {
                 out.push_str(&format!(
-                    "method = {method:?} # {}\n",
+                    "method = {} # {}\n",
+                    quoted(method),
                     comment(&origin.to_string())
                 ));
                 self.annotate(&table, Some("method"), origin);

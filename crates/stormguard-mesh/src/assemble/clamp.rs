@@ -15,6 +15,7 @@ use stormguard::duration;
 use stormguard_graph::parse::policy_keys::MAX_ATTEMPTS;
 
 use crate::inventory::{Policy, Unread};
+use crate::toml_text::string_list;
 
 /// The most times a policy is re-parsed after a key is dropped: one per key it can hold.
 const MAX_ROUNDS: usize = 16;
@@ -175,8 +176,7 @@ fn without_item(list: &str, index: usize) -> Option<String> {
     if items.is_empty() {
         return None;
     }
-    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
-    Some(format!("[{}]", quoted.join(", ")))
+    Some(string_list(&items))
 }
 
 /// A graph of one call with `policy`, for the parser to judge.

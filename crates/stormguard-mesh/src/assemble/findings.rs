@@ -10,6 +10,7 @@ use stormguard_graph::Severity;
 use super::placement::Chosen;
 use crate::inventory::{Host, ImportFinding};
 use crate::source::Origin;
+use crate::toml_text::quoted;
 
 /// The retry conditions that never fire once the request may have reached the server: safe to
 /// retry for any method.
@@ -81,12 +82,12 @@ pub(super) fn non_idempotent(
     if after.is_empty() {
         return None;
     }
-    let mut safe: Vec<String> = BEFORE_SEND.iter().map(|s| format!("{s:?}")).collect();
+    let mut safe: Vec<String> = BEFORE_SEND.iter().map(|s| quoted(s)).collect();
     for kept in conditions
         .iter()
         .filter(|c| !fires_after_send(c) && !BEFORE_SEND.contains(&c.as_str()))
     {
-        safe.push(format!("{kept:?}"));
+        safe.push(quoted(kept));
     }
     let after: Vec<&str> = after.iter().map(|s| s.as_str()).collect();
     Some(ImportFinding {

@@ -18,7 +18,6 @@
 mod cluster;
 mod hedge;
 mod retry;
-mod retry_on;
 mod route;
 #[cfg(test)]
 mod tests;

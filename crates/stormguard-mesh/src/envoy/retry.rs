@@ -2,14 +2,14 @@
 //! retries nothing, a policy without `retry_on` neither, `num_retries` counts retries (default
 //! 1), the backoff is fully jittered from 25 ms to 10 × its base.
 
-use super::retry_on::{meaning, Meaning};
 use super::route::{count_of, duration_of, AddedHeader, PerTry, DEFAULT_BASE_INTERVAL};
 use super::Reader;
 use crate::doc::Node;
+use crate::envoy_names::{meaning, Meaning};
 use crate::error::ImportError;
 use crate::inventory::Inventory;
 use crate::source::Origin;
-use crate::toml_text::{bare_duration, duration_in_range};
+use crate::toml_text::{bare_duration, duration_in_range, full_jitter};
 use std::time::Duration;
 
 /// The most attempts the graph takes.
@@ -305,12 +305,5 @@ fn backoff(
              max_interval",
         );
     }
-    Ok((
-        format!(
-            "\"full-jitter(base={}, cap={})\"",
-            bare_duration(base),
-            bare_duration(cap)
-        ),
-        origin,
-    ))
+    Ok((full_jitter(base, cap), origin))
 }

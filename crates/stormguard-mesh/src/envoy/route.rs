@@ -226,13 +226,9 @@ pub(super) fn duration_of(
     node: &Node,
     field: &str,
 ) -> Result<Duration, ImportError> {
-    node.as_duration().ok_or_else(|| {
-        reader.doc.error(
-            node,
-            field,
-            "not a duration: write e.g. \"0.250s\", 250ms or {seconds: 1, nanos: 0}",
-        )
-    })
+    reader
+        .doc
+        .duration(node, field, "\"0.250s\", 250ms or {seconds: 1, nanos: 0}")
 }
 
 /// A whole-number field that must be one.

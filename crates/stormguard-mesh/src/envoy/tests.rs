@@ -2,48 +2,16 @@
 //! `/config_dump` (camelCase, 64-bit integers as strings), shaped like Envoy's and Istio's own
 //! examples: settings, origins, defaults, unread entries and errors.
 
-use crate::inventory::{DestinationPolicy, Inventory, Route, System};
+use crate::inventory::{Inventory, System};
 use crate::source::Origin;
-use crate::testing::{assert_graph_accepts, data, inventory_of, line, line_of};
+use crate::testing::{
+    assert_graph_accepts, destination, inventory_of, line, line_of, load, origin, route,
+    unread_about, value,
+};
 
 const YAML: &str = "envoy/front-proxy.yaml";
 const JSON: &str = "envoy/front-proxy.json";
 const DUMP: &str = "envoy/productpage-config-dump.json";
-
-fn load(name: &str) -> (String, Inventory) {
-    let text = data(name);
-    let inv = inventory_of(name, &text).unwrap_or_else(|e| panic!("{e}"));
-    (text, inv)
-}
-
-fn route<'a>(inv: &'a Inventory, host: &str, name: Option<&str>) -> &'a Route {
-    inv.routes
-        .iter()
-        .find(|r| r.host.name == host && r.name.as_deref() == name)
-        .unwrap_or_else(|| panic!("no route {host} {name:?} in {:#?}", inv.routes))
-}
-
-fn destination<'a>(inv: &'a Inventory, host: &str) -> &'a DestinationPolicy {
-    inv.destinations
-        .iter()
-        .find(|d| d.host.name == host)
-        .unwrap_or_else(|| panic!("no destination {host}"))
-}
-
-fn value<'a>(policy: &'a crate::inventory::Policy, key: &str) -> &'a str {
-    &policy
-        .get(key)
-        .unwrap_or_else(|| panic!("no {key} in {policy:#?}"))
-        .value
-}
-
-fn origin<'a>(policy: &'a crate::inventory::Policy, key: &str) -> &'a Origin {
-    &policy.get(key).unwrap().origin
-}
-
-fn unread_about<'a>(inv: &'a Inventory, what: &str) -> Vec<&'a crate::inventory::Unread> {
-    inv.unread.iter().filter(|u| u.what == what).collect()
-}
 
 #[test]
 fn bootstrap_route_with_its_own_retry_policy() {
@@ -522,7 +490,46 @@ fn a_resource_filtered_dump_lists_the_entries_themselves() {
     let a = route(&inv, "outbound|80||a.shop.svc.cluster.local", None);
     assert_eq!(value(&a.policy, "request_timeout"), "\"3s\"");
     assert_eq!(value(&a.policy, "max_attempts"), "3");
-    assert_eq!(value(&a.policy, "retry_on"), "[\"reset\"]");
+    // Envoy's `reset` retries every reset, a failed connection and a refused stream included
+    // (`wouldRetryFromReset`); without a per-try timeout, no `timeout`.
+    assert_eq!(
+        value(&a.policy, "retry_on"),
+        "[\"reset\", \"connect-failure\", \"refused-stream\"]"
+    );
     let cluster = destination(&inv, "outbound|80||a.shop.svc.cluster.local");
     assert_eq!(value(&cluster.policy, "connect_timeout"), "\"1s\"");
+}
+
+/// The Envoy reader and the Istio reader give every Envoy retry name the same conditions (Istio
+/// hands `retryOn` to Envoy as it is), with a per-try timeout and without.
+#[test]
+fn envoy_and_istio_read_every_retry_name_alike() {
+    let names = "5xx gateway-error reset reset-before-request connect-failure refused-stream \
+                 retriable-4xx cancelled deadline-exceeded internal resource-exhausted unavailable";
+    for name in names.split(' ') {
+        for per_try in [true, false] {
+            let envoy_per_try = if per_try { ", per_try_timeout: 1s" } else { "" };
+            let envoy = format!(
+                "{HCM}                  timeout: 5s\n                  retry_policy: \
+                 {{retry_on: {name}{envoy_per_try}}}\n"
+            );
+            let envoy = inventory_of("envoy.yaml", &envoy).unwrap();
+            let istio_per_try = if per_try {
+                "\n      perTryTimeout: 1s"
+            } else {
+                ""
+            };
+            let istio = format!(
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: a\n\
+                 spec:\n  hosts: [a]\n  http:\n  - route:\n    - destination:\n        host: a\n    \
+                 timeout: 5s\n    retries:\n      attempts: 2\n      retryOn: {name}{istio_per_try}\n"
+            );
+            let istio = inventory_of("vs.yaml", &istio).unwrap();
+            assert_eq!(
+                value(&envoy.routes[0].policy, "retry_on"),
+                value(&istio.routes[0].policy, "retry_on"),
+                "{name}, per-try timeout {per_try}"
+            );
+        }
+    }
 }

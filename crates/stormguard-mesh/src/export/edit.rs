@@ -11,7 +11,8 @@
 //! comment, a flow collection to its closing bracket, a block collection to its last child's
 //! end), which is all a replacement or an insertion needs.
 
-use crate::doc::{Document, Node, Value};
+use crate::doc::{lower_camel, Document, Node, Value};
+use crate::export::plan::path_text;
 use crate::export::val::{json_string, yaml_string, Val};
 use extent::{ensure_newline_before, line_end, line_indent, matching_close};
 
@@ -151,22 +152,6 @@ fn seg_name(seg: &Seg, camel: bool) -> String {
         Seg::Key(k) => k.clone(),
         Seg::Index(i) => i.to_string(),
     }
-}
-
-fn path_text(path: &[Seg]) -> String {
-    let mut out = String::new();
-    for seg in path {
-        match seg {
-            Seg::Key(k) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(k);
-            }
-            Seg::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
 }
 
 /// The edits that write every `(path, value)` of `values` into `doc` (paths from its root).
@@ -575,22 +560,6 @@ fn uses_camel_case(node: &Node) -> bool {
     keys.iter()
         .any(|k| k.chars().any(|c| c.is_ascii_uppercase()))
         && !keys.iter().any(|k| k.contains('_'))
-}
-
-fn lower_camel(snake: &str) -> String {
-    let mut out = String::with_capacity(snake.len());
-    let mut upper = false;
-    for c in snake.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 mod extent;

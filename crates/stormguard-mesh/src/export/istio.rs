@@ -58,22 +58,6 @@ impl Writer for Istio {
             for why in names.unexpressed {
                 f.cannot("retry_on", why);
             }
-            // As the import reads Istio's names: `reset` is any failed connection or stream,
-            // `reset-before-request` includes a failed connect.
-            let on = &call.retry_on;
-            if on.reset_after_request() && !(on.connect_failure() && on.refused_stream()) {
-                f.cannot(
-                    "retry_on",
-                    "reset: Istio's reset also retries connect failures and refused streams",
-                );
-            } else if on.has(stormguard::classify::Condition::ResetBeforeRequest)
-                && !on.connect_failure()
-            {
-                f.cannot(
-                    "retry_on",
-                    "reset-before-request: Istio's also retries connect failures",
-                );
-            }
             let mut words = names.names;
             words.extend(names.statuses.iter().map(u16::to_string));
             if words.is_empty() {

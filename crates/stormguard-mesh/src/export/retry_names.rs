@@ -1,5 +1,6 @@
 //! stormguard's `retry_on` conditions in each system's own words: the inverse of the readers'
-//! mapping (docs/import-mapping.md), with what a system cannot say.
+//! mapping (docs/import-mapping.md; Envoy's and Istio's names in `crate::envoy_names`), with
+//! what a system cannot say.
 
 use stormguard::classify::{grpc_name, Condition, RetryOn};
 
@@ -60,6 +61,20 @@ pub fn envoy(retry_on: &RetryOn, per_try_timeout: bool) -> EnvoyRetryOn {
         }
         out.statuses.sort_unstable();
         out.statuses.dedup();
+    }
+    // Envoy's `reset` is any failed connection or stream, its `reset-before-request` includes
+    // a failed connect (`envoy_names`): said without those, they retry more.
+    if retry_on.reset_after_request() && !(retry_on.connect_failure() && retry_on.refused_stream())
+    {
+        out.unexpressed.push(
+            "reset: Envoy's (and Istio's) reset also retries connect failures and refused \
+             streams"
+                .into(),
+        );
+    } else if retry_on.has(Condition::ResetBeforeRequest) && !retry_on.connect_failure() {
+        out.unexpressed.push(
+            "reset-before-request: Envoy's (and Istio's) also retries connect failures".into(),
+        );
     }
     let covers_timeout = retry_on.reset_after_request();
     if retry_on.timeout() && !covers_timeout {
@@ -137,8 +152,18 @@ mod tests {
         let e = envoy(&on, true);
         assert_eq!(e.names, ["connect-failure", "reset", "unavailable"]);
         assert_eq!(e.statuses, [503]);
-        assert_eq!(e.unexpressed.len(), 1, "{:?}", e.unexpressed);
+        assert_eq!(e.unexpressed.len(), 2, "{:?}", e.unexpressed);
         assert!(e.unexpressed[0].contains("data-loss"));
+        // Envoy's reset would also retry refused streams.
+        assert!(
+            e.unexpressed[1].starts_with("reset:"),
+            "{:?}",
+            e.unexpressed
+        );
+        let all_resets = RetryOn::parse_list(["reset", "connect-failure", "refused-stream"]);
+        assert!(envoy(&all_resets.unwrap(), false).unexpressed.is_empty());
+        let before = RetryOn::parse_list(["reset-before-request"]).unwrap();
+        assert!(envoy(&before, false).unexpressed[0].starts_with("reset-before-request:"));
         let gateway = envoy(&RetryOn::parse_list(["gateway-error"]).unwrap(), false);
         assert!(gateway.names.is_empty());
         assert_eq!(gateway.statuses, [502, 503, 504]);

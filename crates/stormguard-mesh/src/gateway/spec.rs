@@ -7,8 +7,9 @@ use crate::error::ImportError;
 use crate::inventory::{Inventory, Policy};
 use crate::source::Origin;
 
-use super::values::{duration, duration_noting, list, note_once, push_unique};
+use super::values::{duration_noting, note_once, push_unique};
 use super::RouteDoc;
+use crate::toml_text::{bare_duration, string_list};
 
 /// A rule's policy as the Gateway API defines its fields.
 pub(super) fn gateway_policy(
@@ -24,13 +25,7 @@ pub(super) fn gateway_policy(
         let Some(node) = timeouts.and_then(|t| t.get(key)) else {
             return Ok(None);
         };
-        let d = node.as_duration().ok_or_else(|| {
-            doc.error(
-                node,
-                &format!("{path}.timeouts.{key}"),
-                "not a duration: write e.g. 500ms or 2s",
-            )
-        })?;
+        let d = doc.duration(node, &format!("{path}.timeouts.{key}"), "500ms or 2s")?;
         Ok(Some((d, node)))
     };
     let request = timeout("request")?;
@@ -172,16 +167,10 @@ fn retry_policy(
         ["connect-failure", "reset", "timeout"].map(str::to_string),
     );
     let origin = codes.map_or_else(|| at(retry, ""), |c| at(c, "codes"));
-    policy.set("retry_on", list(&retry_on), origin);
+    policy.set("retry_on", string_list(&retry_on), origin);
     match retry.get("backoff") {
         Some(node) => {
-            let min = node.as_duration().ok_or_else(|| {
-                doc.error(
-                    node,
-                    &format!("{path}.backoff"),
-                    "not a duration: write e.g. 100ms",
-                )
-            })?;
+            let min = doc.duration(node, &format!("{path}.backoff"), "100ms")?;
             if min.is_zero() {
                 policy.set("backoff", "\"none\"", at(node, "backoff"));
             } else {
@@ -225,9 +214,12 @@ fn retry_policy(
 /// base·2^(n−1), so a base of twice the minimum waits at least the minimum from the first retry
 /// on, jittered, and growing to 20× the minimum (about where Envoy-based gateways cap theirs).
 fn floor_backoff(min: std::time::Duration) -> String {
-    let bare = |d| duration(d).0.trim_matches('"').to_string();
     let hour = std::time::Duration::from_secs(3600);
     let base = (min * 2).min(hour);
     let cap = (min * 20).min(hour);
-    format!("\"equal-jitter(base={}, cap={})\"", bare(base), bare(cap))
+    format!(
+        "\"equal-jitter(base={}, cap={})\"",
+        bare_duration(base),
+        bare_duration(cap)
+    )
 }

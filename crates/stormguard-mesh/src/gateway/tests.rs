@@ -4,6 +4,7 @@
 use crate::error::ImportError;
 use crate::inventory::{Inventory, Route, System};
 use crate::source::Origin;
+use crate::testing::setting;
 
 /// The test data directory's file `name` (relative, as a user would name it).
 pub(crate) fn data(name: &str) -> (String, String) {
@@ -33,16 +34,6 @@ pub(crate) fn line_of(name: &str, after: &str, needle: &str) -> u32 {
         .position(|l| l.contains(needle))
         .expect(needle);
     (start + offset + 1) as u32
-}
-
-/// The value of `key` in `route`'s policy and the line it came from (0 for a default).
-pub(crate) fn setting(route: &Route, key: &str) -> (String, u32) {
-    let s = route
-        .policy
-        .get(key)
-        .unwrap_or_else(|| panic!("no {key} in {route:#?}"));
-    let line = s.origin.file_line().map_or(0, |(_, l, _)| l);
-    (s.value.clone(), line)
 }
 
 /// The routes to `host` (by name).

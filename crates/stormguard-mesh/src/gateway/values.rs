@@ -1,60 +1,17 @@
-//! Policy values as the graph file writes them (durations, lists, status conditions), shared by
-//! the Gateway API and Linkerd readers, and the notes written once per file.
+//! Policy values shared by the Gateway API and Linkerd readers (durations clamped with a note,
+//! status conditions), and the notes written once per file. The texts come from
+//! `crate::toml_text`, the one writer of graph values.
 
 use std::time::Duration;
 
 use crate::inventory::Inventory;
 use crate::source::Origin;
+use crate::toml_text::{self, duration_in_range};
 
-/// The longest timeout or wait the graph accepts (its range: 1ms to 1h).
-const MAX: Duration = Duration::from_secs(3600);
-
-/// A duration as the graph writes it: whole seconds as `"2s"`, anything else in whole
-/// milliseconds rounded up (`"1500ms"`, `"1ms"` for 10us: the graph has no sub-millisecond
-/// timeout), with the quotes. A duration over an hour is written as one hour and `true` is
-/// returned, so that the caller lists the clamp.
-///
-/// ```
-/// use std::time::Duration;
-/// use stormguard_mesh::gateway::values::duration;
-/// assert_eq!(duration(Duration::from_millis(1500)), ("\"1500ms\"".to_string(), false));
-/// assert_eq!(duration(Duration::from_secs(2)), ("\"2s\"".to_string(), false));
-/// assert_eq!(duration(Duration::from_micros(10)), ("\"1ms\"".to_string(), false));
-/// assert_eq!(duration(Duration::from_secs(7200)), ("\"3600s\"".to_string(), true));
-/// ```
-pub fn duration(d: Duration) -> (String, bool) {
-    if d > MAX {
-        return ("\"3600s\"".to_string(), true);
-    }
-    if d.subsec_nanos() == 0 && d.as_secs() > 0 {
-        return (format!("\"{}s\"", d.as_secs()), false);
-    }
-    let ms = d.as_nanos().div_ceil(1_000_000).max(1);
-    (format!("\"{ms}ms\""), false)
-}
-
-/// Writes `duration(d)`, and lists a clamp at `origin`.
+/// Writes `d` as the graph does (`toml_text::duration`), clamped to 1h with a note at
+/// `origin`: the Gateway API's and Linkerd's durations may be longer than the graph takes.
 pub(crate) fn duration_noting(d: Duration, origin: &Origin, inv: &mut Inventory) -> String {
-    let (text, clamped) = duration(d);
-    if clamped {
-        inv.unread(
-            origin.clone(),
-            "a duration over 1h",
-            "written as 1h: the graph's timeouts and waits are 1ms to 1h",
-        );
-    }
-    text
-}
-
-/// A TOML list of strings: `["5xx", "reset"]`.
-///
-/// ```
-/// let items = vec!["5xx".to_string(), "reset".to_string()];
-/// assert_eq!(stormguard_mesh::gateway::values::list(&items), "[\"5xx\", \"reset\"]");
-/// ```
-pub fn list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
-    format!("[{}]", quoted.join(", "))
+    toml_text::duration(duration_in_range(d, inv, origin, "a duration over 1h"))
 }
 
 /// The `retry_on` conditions of an inclusive HTTP status range, in the graph's names: the whole

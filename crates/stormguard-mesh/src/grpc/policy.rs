@@ -15,7 +15,9 @@ use crate::doc::{Document, Node};
 use crate::error::ImportError;
 use crate::inventory::{Host, ImportFinding, Inventory, Policy};
 use crate::source::Origin;
-use crate::toml_text::{bare_duration, duration, duration_in_range, number, string_list};
+use crate::toml_text::{
+    bare_duration, duration, duration_in_range, full_jitter, number, string_list,
+};
 
 /// The most attempts gRPC makes, whatever `maxAttempts` says (the channel's default maximum).
 const GRPC_MAX_ATTEMPTS: u64 = 5;
@@ -56,13 +58,7 @@ fn at(doc: &Document, node: &Node, path: &str) -> Origin {
 
 /// A proto3 JSON duration (`"1.5s"`), or the forms [`Node::as_duration`] reads.
 fn duration_of(doc: &Document, node: &Node, path: &str) -> Result<Duration, ImportError> {
-    node.as_duration().ok_or_else(|| {
-        doc.error(
-            node,
-            path,
-            "not a duration: write it as proto3 JSON does, e.g. \"0.5s\" or \"2s\"",
-        )
-    })
+    doc.duration(node, path, "\"0.5s\" or \"2s\", as proto3 JSON writes it")
 }
 
 fn required<'a>(
@@ -297,14 +293,6 @@ fn backoff(
         );
     }
     Ok((full_jitter(base, cap), origin))
-}
-
-fn full_jitter(base: Duration, cap: Duration) -> String {
-    format!(
-        "\"full-jitter(base={}, cap={})\"",
-        bare_duration(base),
-        bare_duration(cap)
-    )
 }
 
 /// `hedge`, `retry_on` and `backoff` of a hedging policy.

@@ -4,39 +4,17 @@
 use stormguard_graph::Severity;
 
 use super::{DEFAULT_HOST, MAX_ATTEMPTS_CAPPED};
-use crate::inventory::{Inventory, Policy, Route, System};
+use crate::inventory::{Inventory, System};
 use crate::source::Origin;
-use crate::testing::{assert_graph_accepts, data, inventory_of, line, line_of};
-
-const FILE: &str = "grpc/shop-service-config.json";
+use crate::testing::{
+    assert_graph_accepts, inventory_of, line, line_of, origin, route, unread_about, value,
+};
 
 fn load() -> (String, Inventory) {
-    let text = data(FILE);
-    let inv = inventory_of(FILE, &text).unwrap_or_else(|e| panic!("{e}"));
-    (text, inv)
+    crate::testing::load(FILE)
 }
 
-fn route<'a>(inv: &'a Inventory, host: &str, name: Option<&str>) -> &'a Route {
-    inv.routes
-        .iter()
-        .find(|r| r.host.name == host && r.name.as_deref() == name)
-        .unwrap_or_else(|| panic!("no route {host} {name:?} in {:#?}", inv.routes))
-}
-
-fn value<'a>(policy: &'a Policy, key: &str) -> &'a str {
-    &policy
-        .get(key)
-        .unwrap_or_else(|| panic!("no {key} in {policy:#?}"))
-        .value
-}
-
-fn origin<'a>(policy: &'a Policy, key: &str) -> &'a Origin {
-    &policy.get(key).unwrap().origin
-}
-
-fn unread_about<'a>(inv: &'a Inventory, what: &str) -> Vec<&'a crate::inventory::Unread> {
-    inv.unread.iter().filter(|u| u.what == what).collect()
-}
+const FILE: &str = "grpc/shop-service-config.json";
 
 #[test]
 fn timeout_only_is_the_deadline_and_no_retry() {

@@ -1,16 +1,12 @@
 //! `retries.retryOn`: Envoy's `x-envoy-retry-on` and `x-envoy-retry-grpc-on` names and bare
 //! HTTP statuses, as the graph's `retry_on` conditions.
 //!
-//! ## Why not one name for one name
-//! The graph's conditions are narrow (`5xx` is statuses 500-599 only; `reset` is a failed
-//! connection only), Envoy's are wide. Envoy's `wouldRetryFromReset`
-//! (`source/common/router/retry_state_impl.cc`) retries *any* reset, a failed connection
-//! included, under `reset`, `5xx` and `gateway-error` alike ("we count an upstream reset as a
-//! 5xx"), and a per-try timeout is such a reset (`onPerTryTimeoutCommon` calls
-//! `maybeRetryReset(LocalReset, ...)`), so each of those three maps to several graph
-//! conditions, `timeout` among them when a per-try timeout is set. The other names map one to
-//! one; the ones that depend on response headers stormguard does not model are listed as
-//! unread.
+//! Istio hands the names to Envoy as they are, so each name means what the Envoy reader reads
+//! (`crate::envoy_names`, which says why `reset`, `5xx` and `gateway-error` are several graph
+//! conditions); this module adds Istio's own part: integers are statuses, and a name Istio's
+//! validation refuses is an error.
+
+use crate::envoy_names::{meaning, Meaning, NAMES};
 
 /// What a `retryOn` text means in graph conditions.
 #[derive(Debug, Default, PartialEq)]
@@ -28,30 +24,6 @@ impl Mapped {
         }
     }
 }
-
-/// Envoy's wide conditions: each also retries every failed connection and stream (and a
-/// per-try timeout, see the module's doc).
-const RESETS: [&str; 3] = ["connect-failure", "refused-stream", "reset"];
-
-/// The names Istio's validation accepts (`pkg/config/validation`, `supportedRetryOnPolicies`).
-const KNOWN: [&str; 16] = [
-    "5xx",
-    "gateway-error",
-    "reset",
-    "reset-before-request",
-    "connect-failure",
-    "retriable-4xx",
-    "refused-stream",
-    "retriable-status-codes",
-    "retriable-headers",
-    "envoy-ratelimited",
-    "http3-post-connect-failure",
-    "cancelled",
-    "deadline-exceeded",
-    "internal",
-    "resource-exhausted",
-    "unavailable",
-];
 
 /// Maps a `retryOn` text (`"5xx,reset,503"`). `per_try_timeout`: whether the route sets
 /// `perTryTimeout`, whose expiry Envoy retries under `5xx`, `gateway-error` and `reset` (without
@@ -80,39 +52,26 @@ pub(super) fn map(text: &str, per_try_timeout: bool) -> Result<Mapped, String> {
             }
             continue;
         }
-        match part {
-            "5xx" | "gateway-error" | "reset" => {
-                out.push(part);
-                RESETS.iter().for_each(|c| out.push(c));
-                wide = true;
+        match meaning(part) {
+            Meaning::Conditions {
+                conditions,
+                retries_per_try_timeout,
+            } => {
+                conditions.iter().for_each(|c| out.push(c));
+                wide |= retries_per_try_timeout;
             }
-            // A failed connection is also "before the request" for Envoy.
-            "reset-before-request" => {
-                out.push("reset-before-request");
-                out.push("connect-failure");
-            }
-            "connect-failure" | "refused-stream" => out.push(part),
-            "retriable-4xx" => out.push("409"),
-            "retriable-status-codes" => codes_listed = true,
-            "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted"
-            | "unavailable" => out.push(part),
-            "retriable-headers" => out.unread.push((
+            Meaning::RetriableStatusCodes => codes_listed = true,
+            // Envoy's reason is its `retriable_headers`, which Istio does not expose.
+            Meaning::Unmapped(_) if part == "retriable-headers" => out.unread.push((
                 part.to_string(),
                 "retries responses whose headers match retriable_headers, which a \
                  VirtualService cannot set: it retries nothing here",
             )),
-            "envoy-ratelimited" => out.unread.push((
-                part.to_string(),
-                "retries responses carrying x-envoy-ratelimited, which the graph does not model",
-            )),
-            "http3-post-connect-failure" => out.unread.push((
-                part.to_string(),
-                "an HTTP/3 failure after connecting, which the graph does not model",
-            )),
-            _ => {
+            Meaning::Unmapped(why) => out.unread.push((part.to_string(), why)),
+            Meaning::Unknown => {
                 return Err(format!(
                     "{part:?} is not a retry condition Istio accepts: use {} or an HTTP status",
-                    KNOWN.join(", ")
+                    NAMES.join(", ")
                 ))
             }
         }
@@ -181,7 +140,7 @@ mod tests {
 
     #[test]
     fn every_condition_written_is_one_the_graph_accepts() {
-        let all = KNOWN.join(",") + ",429,503";
+        let all = NAMES.join(",") + ",429,503";
         for condition in conditions(&all, true) {
             condition
                 .parse::<Condition>()

@@ -8,9 +8,10 @@ use crate::doc::{Document, Node};
 use crate::error::ImportError;
 use crate::inventory::{Inventory, Policy};
 use crate::source::Origin;
+use crate::toml_text::string_list;
 
 use super::values::{
-    duration, duration_of, envoy_backoff, positive_duration, set_duration, toml_list, unread_fields,
+    duration, duration_of, envoy_backoff, positive_duration, set_duration, unread_fields,
 };
 use super::{
     retry_on, DEFAULT_BACKOFF_BASE_MS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_ON,
@@ -52,7 +53,7 @@ pub(super) fn read_policy(
         None => Retries {
             max_attempts: (DEFAULT_RETRIES + 1, ISTIO_DEFAULT),
             per_try: None,
-            retry_on: Some((toml_list(DEFAULT_RETRY_ON.iter().copied()), ISTIO_DEFAULT)),
+            retry_on: Some((string_list(&DEFAULT_RETRY_ON), ISTIO_DEFAULT)),
             backoff: Some((
                 envoy_backoff(Duration::from_millis(DEFAULT_BACKOFF_BASE_MS)),
                 ISTIO_DEFAULT,
@@ -187,12 +188,9 @@ fn read_retries(
             for (item, why) in &mapped.unread {
                 inv.unread(origin.clone(), format!("{here}.retryOn {item}"), *why);
             }
-            (
-                toml_list(mapped.conditions.iter().map(String::as_str)),
-                origin,
-            )
+            (string_list(&mapped.conditions), origin)
         }
-        None => (toml_list(DEFAULT_RETRY_ON.iter().copied()), ISTIO_DEFAULT),
+        None => (string_list(&DEFAULT_RETRY_ON), ISTIO_DEFAULT),
     };
     let backoff = match retries.get("backoff") {
         Some(node) => (

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::doc::parse_documents;
 use crate::inventory::{Inventory, Route};
+use crate::testing::{route, setting};
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -25,23 +26,6 @@ fn bookinfo() -> Inventory {
         "destination-rules.yaml",
         "kubectl-get.yaml",
     ])
-}
-
-fn route<'a>(inv: &'a Inventory, host: &str, name: Option<&str>) -> &'a Route {
-    inv.routes
-        .iter()
-        .find(|r| r.host.name == host && r.name.as_deref() == name)
-        .unwrap_or_else(|| panic!("no route {host} {name:?} in {:#?}", inv.routes))
-}
-
-/// A setting's value and the line it came from (0: a default).
-fn setting(route: &Route, key: &str) -> (String, u32) {
-    let setting = route
-        .policy
-        .get(key)
-        .unwrap_or_else(|| panic!("no {key} in {:#?}", route.policy));
-    let line = setting.origin.file_line().map_or(0, |(_, line, _)| line);
-    (setting.value.clone(), line)
 }
 
 fn origin_text(route: &Route, key: &str) -> String {

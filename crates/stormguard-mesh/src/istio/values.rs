@@ -1,5 +1,6 @@
-//! Istio's values as the graph file writes them: durations within the graph's range, Envoy's
-//! backoff, lists of conditions.
+//! Istio's values read and written: durations Istio accepts, within the graph's range, and
+//! Envoy's backoff. The texts themselves come from `crate::toml_text`, the one writer of graph
+//! values.
 
 use std::time::Duration;
 
@@ -7,23 +8,9 @@ use crate::doc::{parse_duration, Document, Node};
 use crate::error::ImportError;
 use crate::inventory::{Inventory, Policy};
 use crate::source::Origin;
+use crate::toml_text::{self, duration_in_range, full_jitter, MAX_DURATION, MIN_DURATION};
 
-/// The longest timeout or delay the graph accepts (its range: 1ms to 1h).
-const LONGEST: Duration = Duration::from_secs(3600);
-
-/// A duration as the graph writes it: whole seconds as `"2s"`, anything else in milliseconds
-/// (`"1500ms"`), a part of a millisecond rounded up (the graph's smallest timeout is 1ms, and
-/// rounding down could make it 0). With the quotes: it is TOML text.
-pub(super) fn duration_text(duration: Duration) -> String {
-    let ms = duration.as_nanos().div_ceil(1_000_000).max(1);
-    if ms % 1000 == 0 {
-        format!("\"{}s\"", ms / 1000)
-    } else {
-        format!("\"{ms}ms\"")
-    }
-}
-
-/// A duration written by [`duration_text`], back (for comparisons between settings).
+/// A duration written by `toml_text::duration`, back (for comparisons between settings).
 pub(super) fn duration_of(text: &str) -> Option<Duration> {
     parse_duration(text.trim().trim_matches('"'))
 }
@@ -74,15 +61,9 @@ pub(super) fn set_duration(
     origin: Origin,
     inv: &mut Inventory,
 ) {
-    if duration > LONGEST {
-        inv.unread(
-            origin.clone(),
-            format!("{key} of {}s", duration.as_secs()),
-            "longer than the graph's 1h: written as 1h (a call held for over an hour is a job, \
-             not a call)",
-        );
-    }
-    policy.set(key, duration_text(duration.min(LONGEST)), origin);
+    let what = format!("{key} of {}s", duration.as_secs());
+    let duration = duration_in_range(duration, inv, &origin, &what);
+    policy.set(key, toml_text::duration(duration), origin);
 }
 
 /// Envoy's backoff for base interval `base`, as the graph writes it: fully jittered, capped
@@ -90,19 +71,8 @@ pub(super) fn set_duration(
 /// differs (Envoy: [0, (2^N − 1)·base); the graph: [0, 2^(N−1)·base]); the reader lists that
 /// once per file.
 pub(super) fn envoy_backoff(base: Duration) -> String {
-    let base = base.clamp(Duration::from_millis(1), LONGEST);
-    let cap = (base * 10).min(LONGEST);
-    format!(
-        "\"full-jitter(base={}, cap={})\"",
-        duration_text(base).trim_matches('"'),
-        duration_text(cap).trim_matches('"')
-    )
-}
-
-/// A TOML array of texts: `["a", "b"]`.
-pub(super) fn toml_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
-    let quoted: Vec<String> = items.into_iter().map(|s| format!("{s:?}")).collect();
-    format!("[{}]", quoted.join(", "))
+    let base = base.clamp(MIN_DURATION, MAX_DURATION);
+    full_jitter(base, (base * 10).min(MAX_DURATION))
 }
 
 /// Lists each of `fields` (camelCase, as manifests write them) that `node` has, as
@@ -130,11 +100,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_in_graph_units() {
-        assert_eq!(duration_text(Duration::from_secs(2)), "\"2s\"");
-        assert_eq!(duration_text(Duration::from_millis(1500)), "\"1500ms\"");
-        assert_eq!(duration_text(Duration::from_micros(10)), "\"1ms\"");
-        assert_eq!(duration_text(Duration::from_micros(1001)), "\"2ms\"");
+    fn durations_read_back() {
         assert_eq!(duration_of("\"250ms\""), Some(Duration::from_millis(250)));
     }
 
@@ -152,11 +118,5 @@ mod tests {
             envoy_backoff(Duration::from_secs(600)),
             "\"full-jitter(base=600s, cap=3600s)\""
         );
-    }
-
-    #[test]
-    fn lists() {
-        assert_eq!(toml_list(["5xx", "503"]), "[\"5xx\", \"503\"]");
-        assert_eq!(toml_list([]), "[]");
     }
 }

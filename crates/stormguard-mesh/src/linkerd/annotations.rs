@@ -23,9 +23,10 @@ use std::time::Duration;
 
 use crate::doc::{parse_duration, Document, Node};
 use crate::error::ImportError;
-use crate::gateway::values::{duration_noting, list, note_once, push_unique, status_conditions};
+use crate::gateway::values::{duration_noting, note_once, push_unique, status_conditions};
 use crate::inventory::{Inventory, Policy};
 use crate::source::Origin;
+use crate::toml_text::string_list;
 
 /// A value read from an annotation, with where it is.
 pub type At<T> = (T, Origin);
@@ -339,7 +340,7 @@ pub fn apply(
         Origin::Default("Linkerd default: retries refused streams and retry timeouts"),
         |(_, o)| o.clone(),
     );
-    policy.set("retry_on", list(&retry_on), origin);
+    policy.set("retry_on", string_list(&retry_on), origin);
     let default = |why| Origin::Default(why);
     policy.set(
         "backoff",

@@ -24,9 +24,10 @@
 
 use crate::doc::{Document, Node};
 use crate::error::ImportError;
-use crate::gateway::values::{duration_noting, list, note_once, push_unique};
+use crate::gateway::values::{duration_noting, note_once, push_unique};
 use crate::inventory::{Backend, Host, Inventory, MeshEvidence, Policy, Resource, Route, System};
 use crate::source::Origin;
+use crate::toml_text::string_list;
 
 /// The gRPC statuses Linkerd's proxy counts as failures when no response class matches.
 const GRPC_FAILURES: [&str; 6] = [
@@ -150,13 +151,7 @@ fn route_policy(
     let mut policy = Policy::default();
     match route.get("timeout") {
         Some(node) => {
-            let d = node.as_duration().ok_or_else(|| {
-                doc.error(
-                    node,
-                    &format!("{path}.timeout"),
-                    "not a duration: write e.g. 500ms or 2s",
-                )
-            })?;
+            let d = doc.duration(node, &format!("{path}.timeout"), "500ms or 2s")?;
             let origin = Origin::at(doc, node, format!("{what} timeout"));
             if !d.is_zero() {
                 let text = duration_noting(d, &origin, inv);
@@ -196,7 +191,7 @@ fn route_policy(
     let origin = Origin::at(doc, node, format!("{what} isRetryable"));
     policy.set("max_attempts", PROFILE_MAX_ATTEMPTS, Origin::Default("Linkerd: a retryable ServiceProfile route retries until its budget runs out (no count; 100 is the graph's most)"));
     policy.set("idempotent", "true", origin);
-    policy.set("retry_on", list(&retry_on.0), retry_on.1);
+    policy.set("retry_on", string_list(&retry_on.0), retry_on.1);
     policy.set(
         "backoff",
         "\"none\"",
@@ -351,13 +346,7 @@ fn budget(
         None => 0,
     };
     if let Some(ttl) = node.get("ttl") {
-        let d = ttl.as_duration().ok_or_else(|| {
-            doc.error(
-                ttl,
-                "spec.retryBudget.ttl",
-                "not a duration: write e.g. 10s",
-            )
-        })?;
+        let d = doc.duration(ttl, "spec.retryBudget.ttl", "10s")?;
         if d != std::time::Duration::from_secs(10) {
             inv.unread(
                 Origin::at(doc, ttl, format!("{what} retryBudget.ttl")),

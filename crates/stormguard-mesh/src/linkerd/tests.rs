@@ -1,8 +1,9 @@
 //! Both Linkerd paths (annotations on a Service and its HTTPRoute; a ServiceProfile), read from
 //! files shaped like Linkerd's docs examples (`tests/data/linkerd/`).
 
-use crate::gateway::tests::{line_of, load, routes_to, setting};
+use crate::gateway::tests::{line_of, load, routes_to};
 use crate::inventory::System;
+use crate::testing::setting;
 
 const ANNOTATED: &str = "linkerd/emojivoto-annotations.yaml";
 const PROFILE: &str = "linkerd/booksapp-profile.yaml";

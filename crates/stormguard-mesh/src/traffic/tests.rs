@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use super::shape::{layout, split_for_tests as split};
-use super::write::duration;
 use super::*;
 
 /// Istio's default bucket ladder (ms), as its sidecars expose it.
@@ -333,19 +332,6 @@ fn shares_are_laid_out_with_exact_marginals() {
             assert!(close(covered, *share), "{shares:?} {i}: {covered}");
         }
         assert!(arcs.len() <= shares.len() + 1);
-    }
-}
-
-#[test]
-fn durations_are_written_as_the_graph_reads_them() {
-    assert_eq!(duration(7.5), "7.5ms");
-    assert_eq!(duration(45.0), "45ms");
-    assert_eq!(duration(0.25), "250us");
-    assert_eq!(duration(0.0), "1us");
-    assert_eq!(duration(2000.0), "2s");
-    assert_eq!(duration(1234.5678), "1234.568ms");
-    for text in ["7.5ms", "250us", "1234.568ms"] {
-        assert!(stormguard::duration::parse(text).is_ok(), "{text}");
     }
 }
 

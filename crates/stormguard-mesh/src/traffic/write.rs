@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::shape::{EntryWhy, Graph, Service};
 use super::Mesh;
+use crate::toml_text::{decimal, latency, quoted};
 
 pub(super) fn toml(graph: &Graph, source: &str, window: &str, meshes: &[Mesh]) -> String {
     let mut out = String::new();
@@ -39,7 +40,7 @@ pub(super) fn toml(graph: &Graph, source: &str, window: &str, meshes: &[Mesh]) -
         |query: &str, detail: &str| format!("# prometheus: {query} over {window} ({detail})");
     let q = entry.why.query();
     let _ = writeln!(out, "[entry]");
-    let _ = writeln!(out, "service = {} {}", quote(&entry.service), note(q, why));
+    let _ = writeln!(out, "service = {} {}", quoted(&entry.service), note(q, why));
     let _ = writeln!(
         out,
         "rate = {} {}",
@@ -66,8 +67,8 @@ fn write_service(out: &mut String, service: &Service, note: &dyn Fn(&str, &str) 
     } else if let Some(own) = &service.latency {
         let mut detail = format!(
             "received p50 {}, p99 {}",
-            duration(own.received.0),
-            duration(own.received.1)
+            latency(own.received.0),
+            latency(own.received.1)
         );
         if own.from_callers {
             detail.push_str(" as its callers measured it");
@@ -76,8 +77,8 @@ fn write_service(out: &mut String, service: &Service, note: &dyn Fn(&str, &str) 
             let _ = write!(
                 detail,
                 "; its calls p50 {}, p99 {}",
-                duration(own.calls.0),
-                duration(own.calls.1)
+                latency(own.calls.0),
+                latency(own.calls.1)
             );
         }
         if own.floored {
@@ -86,8 +87,8 @@ fn write_service(out: &mut String, service: &Service, note: &dyn Fn(&str, &str) 
         let _ = writeln!(
             out,
             "latency = {{ p50 = {}, p99 = {} }} {}",
-            quote(&duration(own.p50)),
-            quote(&duration(own.p99)),
+            quoted(&latency(own.p50)),
+            quoted(&latency(own.p99)),
             note(own.query, &detail)
         );
     } else {
@@ -122,7 +123,7 @@ fn write_service(out: &mut String, service: &Service, note: &dyn Fn(&str, &str) 
     if service.endpoints.is_empty() {
         for (i, call) in service.calls.iter().enumerate() {
             let _ = writeln!(out, "\n[[services.{}.calls]]", key(name));
-            let _ = writeln!(out, "to = {} {}", quote(&call.to), calls_note(i));
+            let _ = writeln!(out, "to = {} {}", quoted(&call.to), calls_note(i));
             if call.whole > 1 {
                 let _ = writeln!(out, "count = {} {}", call.whole, calls_note(i));
             }
@@ -159,7 +160,7 @@ fn write_service(out: &mut String, service: &Service, note: &dyn Fn(&str, &str) 
                 continue;
             }
             let _ = writeln!(out, "\n[[{table}.calls]]");
-            let _ = writeln!(out, "to = {} {}", quote(&call.to), calls_note(i));
+            let _ = writeln!(out, "to = {} {}", quoted(&call.to), calls_note(i));
             if count > 1 {
                 let _ = writeln!(out, "count = {count} {}", calls_note(i));
             }
@@ -176,51 +177,16 @@ fn key(name: &str) -> String {
     {
         name.to_string()
     } else {
-        quote(name)
+        quoted(name)
     }
-}
-
-/// A TOML basic string: JSON's escapes (`\"`, `\\`, `\n`, `\u0001`) are all TOML's too.
-fn quote(text: &str) -> String {
-    serde_json::Value::from(text).to_string()
 }
 
 /// A rate or ratio: at most three decimals, always with a point (a TOML float).
 fn number(value: f64) -> String {
-    number_with(value, 3)
+    decimal(value, 3)
 }
 
 /// An endpoint's weight: four decimals, never 0 (the graph takes weights above 0).
 fn weight(share: f64) -> String {
-    number_with(share.max(0.0001), 4)
-}
-
-fn number_with(value: f64, decimals: usize) -> String {
-    let text = format!("{value:.decimals$}");
-    let text = text.trim_end_matches('0');
-    if text.ends_with('.') {
-        format!("{text}0")
-    } else {
-        text.to_string()
-    }
-}
-
-/// Milliseconds as a duration text the graph reads: whole microseconds, at least 1us and at most
-/// 1h, in ms (`6.5ms`) or whole seconds (`2s`).
-pub(super) fn duration(ms: f64) -> String {
-    let micros = (ms * 1000.0).round().clamp(1.0, 3_600_000_000.0) as u64;
-    if micros % 1_000_000 == 0 {
-        return format!("{}s", micros / 1_000_000);
-    }
-    if micros < 1000 {
-        return format!("{micros}us");
-    }
-    let whole = micros / 1000;
-    let fraction = micros % 1000;
-    if fraction == 0 {
-        format!("{whole}ms")
-    } else {
-        let fraction = format!("{fraction:03}");
-        format!("{whole}.{}ms", fraction.trim_end_matches('0'))
-    }
+    decimal(share.max(0.0001), 4)
 }

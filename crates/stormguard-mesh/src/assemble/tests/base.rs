@@ -212,3 +212,24 @@ fn a_value_the_base_had_is_replaced_and_said() {
         imported.toml
     );
 }
+
+#[test]
+fn a_table_the_base_had_is_said_on_one_line() {
+    // A base's `retry_budget` written as its own table: "the base had" quotes it inline, as
+    // `stormguard fix` does.
+    let base = "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"reviews\"\n[services.web.calls.retry_budget]\nratio = 0.2\nmin_per_sec = 10\n[services.reviews]\n";
+    let inv = Inventory {
+        routes: vec![reviews(10).set("retry_budget", "\"none\"", 13)],
+        ..Inventory::default()
+    };
+    let imported = import_onto(&inv, base);
+    assert!(
+        imported.toml.contains(
+            "retry_budget = \"none\" # vs.yaml:13 (retry_budget); the base had { ratio = 0.2, \
+             min_per_sec = 10 }\n"
+        ),
+        "{}",
+        imported.toml
+    );
+    assert_eq!(parsed(&imported).services["web"].calls[0].limiter, None);
+}

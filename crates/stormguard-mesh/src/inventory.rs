@@ -4,7 +4,7 @@
 //! ## Why an inventory between the files and the graph
 //! Who calls whom is not in any of these files: an Istio `VirtualService` says how calls *to*
 //! `reviews` are retried, never who makes them. The readers (one module per system) only
-//! translate each system's resources into policies keyed by destination; [`crate::assemble`]
+//! translate each system's resources into policies keyed by destination; [`crate::assemble()`]
 //! then puts them on the calls of a base graph, of Prometheus's edges, or of a placeholder
 //! caller. Keeping the two apart lets every reader be tested on its own files, and every source
 //! of edges take the same policies.

@@ -15,7 +15,7 @@
 //! [`read_paths`] reads files and directories into [`doc::Document`]s (YAML or JSON, every node
 //! with its line); [`inventory()`] hands each document to the reader of its kind (one module per
 //! system), which translates its fields into the graph's policy keys with the system's own
-//! meaning and defaults ([`inventory::Inventory`]); [`assemble`] puts those policies on calls
+//! meaning and defaults ([`inventory::Inventory`]); [`assemble()`] puts those policies on calls
 //! (of a base graph, of Prometheus's edges, or of a placeholder caller) and writes the graph
 //! with a comment naming the source of every value. Each system's meaning, field by field, is
 //! in `docs/import-mapping.md`.

@@ -15,7 +15,7 @@
 //! a request makes it, the entry with its rate, and every value followed by a comment
 //! `# prometheus: QUERY over WINDOW` naming the query it comes from. The meanings (which
 //! reporter, what a service's own latency is, how a call made by some requests only is written)
-//! are in [`istio`], [`linkerd`] and [`shape`].
+//! are in `istio`, `linkerd` and `shape`.
 
 mod istio;
 mod linkerd;
@@ -76,7 +76,7 @@ pub enum TrafficError {
     },
 }
 
-/// Linkerd's labels of a pod's workload, and of its destination's (see [`linkerd`]).
+/// Linkerd's labels of a pod's workload, and of its destination's (see `linkerd`).
 const WORKLOADS: &str = "deployment, statefulset, daemonset";
 const DST_WORKLOADS: &str = "dst_deployment, dst_statefulset, dst_daemonset";
 

@@ -3,16 +3,16 @@
 //! JSON with a `source` per value.
 //!
 //! ## How
-//! [`placement`] names every destination and decides which route's policy each call gets;
-//! [`clamp`] brings a policy within what the graph parser accepts, noting each change; the
-//! calls come from a base graph ([`base`], edited in place with its comments kept, and a
-//! sidecar made explicit where the application retries on top of the mesh: [`stack`]) or from
-//! one placeholder caller ([`placeholder`]). [`summary`] writes the header and the trailing list
-//! of what was not read; [`sources`] maps each written line back to its origin, and [`json`]
+//! `placement` names every destination and decides which route's policy each call gets;
+//! `clamp` brings a policy within what the graph parser accepts, noting each change; the
+//! calls come from a base graph (`base`, edited in place with its comments kept, and a
+//! sidecar made explicit where the application retries on top of the mesh: `stack`) or from
+//! one placeholder caller (`placeholder`). `summary` writes the header and the trailing list
+//! of what was not read; `sources` maps each written line back to its origin, and `json`
 //! converts the same graph.
 //!
 //! ## The contract
-//! The text always parses with [`stormguard_graph::parse`]: a value the parser would refuse is
+//! The text always parses with [`stormguard_graph::parse()`]: a value the parser would refuse is
 //! clamped or left out with a note, never written; [`assemble`] checks the result and fails
 //! rather than hand `check` a graph that does not load.
 

@@ -3,11 +3,11 @@
 //! defaults (docs/import-mapping.md, section 1).
 //!
 //! ## What is read where
-//! - routes ([`route`]): every `RouteConfiguration` — inline in an HTTP connection manager of a
+//! - routes (`route`): every `RouteConfiguration` — inline in an HTTP connection manager of a
 //!   listener (a bootstrap's `static_resources.listeners`, a dump's `ListenersConfigDump`), or
-//!   in a dump's `RoutesConfigDump` — gives one [`Route`] per route that forwards to a cluster,
+//!   in a dump's `RoutesConfigDump` — gives one [`Route`](crate::inventory::Route) per route that forwards to a cluster,
 //!   with its timeout, retry policy (the route's, else its virtual host's) and hedge policy;
-//! - clusters ([`cluster`]): each cluster gives a [`DestinationPolicy`] with its connect timeout
+//! - clusters (`cluster`): each cluster gives a [`DestinationPolicy`](crate::inventory::DestinationPolicy) with its connect timeout
 //!   and retry circuit breaker;
 //! - the caller: the bootstrap's `node.cluster` (a dump's `BootstrapConfigDump`), since a
 //!   sidecar's configuration is the policy of one caller's calls.

@@ -18,7 +18,7 @@
 //!
 //! ## Shape
 //! [`plan`] groups the graph's calls by destination and asks the target's writer
-//! ([`Writer`], one module per target) for each call's fields; [`export`] writes them into
+//! (`Writer`, one module per target) for each call's fields; [`export`] writes them into
 //! the existing resources found by [`crate::inventory()`] and new ones for the rest.
 
 use std::collections::BTreeMap;

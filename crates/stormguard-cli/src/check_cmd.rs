@@ -158,12 +158,27 @@ fn check_loaded(
     // What was read is for the person; a closed stderr must not fail the check.
     let _ = err.write_all(loaded.summary(detail).as_bytes());
     if args.fix {
-        let fixed = stormguard_graph::fix(import_cmd::IMPORTED_GRAPH, &loaded.imported.toml)
-            .map_err(|e| match e {
-                FixError::Parse(parse) => anyhow::Error::new(loaded.refused(&parse)),
-                other => anyhow::Error::new(other),
-            })?;
-        let mut said = fix_summary(&fixed);
+        let refused = |e: FixError| match e {
+            FixError::Parse(parse) => anyhow::Error::new(loaded.refused(&parse)),
+            other => anyhow::Error::new(other),
+        };
+        let graph = loaded.graph()?;
+        let (remedied, remedy_lines) = remedies(&graph, &loaded.imported.findings);
+        let text = stormguard_graph::fix::apply(
+            import_cmd::IMPORTED_GRAPH,
+            &loaded.imported.toml,
+            &remedied,
+        )
+        .map_err(refused)?;
+        let fixed = stormguard_graph::fix(import_cmd::IMPORTED_GRAPH, &text).map_err(refused)?;
+        let mut said = String::new();
+        if !remedy_lines.is_empty() {
+            said.push_str(&format!(
+                "the import's findings: {} settings changed\n{remedy_lines}",
+                remedied.len()
+            ));
+        }
+        said.push_str(&fix_summary(&fixed));
         said.push_str(&format!(
             "the manifests are unchanged: `stormguard export FILE --to SYSTEM` writes the fixed \
              graph's policies as {}'s resources\n",
@@ -180,6 +195,56 @@ fn check_loaded(
         Format::Mermaid => render::mermaid(&graph, &located.report),
     };
     emit(&rendered, &located.report, args.fail_on, out)
+}
+
+/// The settings that fix the import's own findings where a value does (a mesh that replays
+/// POSTs: `retry_on` cut to the conditions before the request is sent), as edits of the
+/// imported graph's calls, and a line per edit for the person. `check --fix` applies them
+/// before its own rounds, so that `export` carries them to the manifests; the graph's own rules
+/// cannot see these findings (an imported `idempotent = true` is the mesh's, not the user's).
+fn remedies(
+    graph: &Graph,
+    findings: &[stormguard_mesh::inventory::ImportFinding],
+) -> (Vec<stormguard_graph::report::Edit>, String) {
+    let mut edits = Vec::new();
+    let mut lines = String::new();
+    for finding in findings {
+        let Some(remedy) = &finding.remedy else {
+            continue;
+        };
+        let (caller, endpoint) = remedy.caller_and_endpoint();
+        let Some(service) = graph.services.get(caller) else {
+            continue;
+        };
+        let calls = match endpoint {
+            Some(name) => match service.endpoint(name) {
+                Some(endpoint) => &endpoint.calls,
+                None => continue,
+            },
+            None => &service.calls,
+        };
+        for (index, call) in calls.iter().enumerate() {
+            if call.to != remedy.to {
+                continue;
+            }
+            edits.push(
+                stormguard_graph::report::Edit::set(
+                    caller,
+                    &remedy.to,
+                    index,
+                    remedy.key,
+                    &remedy.value,
+                )
+                .in_endpoint(endpoint),
+            );
+            let _ = writeln!(
+                lines,
+                "  {} -> {}: {} = {} ({})",
+                remedy.caller, remedy.to, remedy.key, remedy.value, finding.rule
+            );
+        }
+    }
+    (edits, lines)
 }
 
 fn read(file: &Path) -> anyhow::Result<(String, String)> {

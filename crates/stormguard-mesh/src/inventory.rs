@@ -307,6 +307,43 @@ pub struct ImportFinding {
     pub fix: String,
     /// Where.
     pub origin: Origin,
+    /// The setting that fixes it on the graph's calls, when a value does (`check --fix` on
+    /// manifests writes it, and `export` then carries it to the manifests).
+    pub remedy: Option<Remedy>,
+}
+
+/// A setting that fixes an import finding on the imported graph's calls from `caller` to `to`.
+///
+/// ```
+/// use stormguard_mesh::inventory::Remedy;
+/// let remedy = Remedy {
+///     caller: "web/checkout".into(),
+///     to: "orders".into(),
+///     key: "retry_on",
+///     value: r#"["connect-failure", "refused-stream", "reset-before-request"]"#.into(),
+/// };
+/// assert_eq!(remedy.caller_and_endpoint(), ("web", Some("checkout")));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Remedy {
+    /// The calling service, `SERVICE` or `SERVICE/ENDPOINT` for an endpoint's calls.
+    pub caller: String,
+    /// The called service.
+    pub to: String,
+    /// The policy key.
+    pub key: &'static str,
+    /// Its value, as TOML text.
+    pub value: String,
+}
+
+impl Remedy {
+    /// The calling service and its endpoint, if the caller names one.
+    pub fn caller_and_endpoint(&self) -> (&str, Option<&str>) {
+        match self.caller.split_once('/') {
+            Some((service, endpoint)) => (service, Some(endpoint)),
+            None => (&self.caller, None),
+        }
+    }
 }
 
 /// Evidence that a namespace (or everything) runs in a mesh: a namespace label, a sidecar

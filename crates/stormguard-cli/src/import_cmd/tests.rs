@@ -79,6 +79,7 @@ pub(crate) fn loaded(unread: usize) -> Loaded {
             message: "maxAttempts 6 is capped at 5 by gRPC.".to_string(),
             fix: "maxAttempts: 5".to_string(),
             origin: at("grpc/service-config.json", 7, "methodConfig[0].retryPolicy"),
+            remedy: None,
         },
         ImportFinding {
             rule: "istio-unbounded-retries",
@@ -87,6 +88,7 @@ pub(crate) fn loaded(unread: usize) -> Loaded {
             message: "Istio retries with no budget.".to_string(),
             fix: "retryBudget".to_string(),
             origin: Origin::Default("Istio default"),
+            remedy: None,
         },
     ];
     let unread = (0..unread)

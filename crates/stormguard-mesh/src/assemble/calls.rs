@@ -39,7 +39,7 @@ impl Context<'_> {
             &mut self.accepted,
         );
         let method = chosen.method.clone().or(method.map(str::to_string));
-        if let Some(finding) = findings::non_idempotent(&edge, to, &chosen, method.as_deref()) {
+        if let Some(finding) = findings::non_idempotent(caller, to, &chosen, method.as_deref()) {
             self.findings.push(finding);
         }
         chosen

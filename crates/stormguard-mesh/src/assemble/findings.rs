@@ -8,7 +8,7 @@ use stormguard_graph::model::http_method_is_idempotent;
 use stormguard_graph::Severity;
 
 use super::placement::Chosen;
-use crate::inventory::{Host, ImportFinding};
+use crate::inventory::{Host, ImportFinding, Remedy};
 use crate::source::Origin;
 use crate::toml_text::quoted;
 
@@ -59,12 +59,13 @@ pub(super) fn attempts(chosen: &Chosen) -> u32 {
 /// default made it `idempotent = true` (the user never said so), and it retries on a condition
 /// that fires after the request was sent: the mesh replays a POST that may have been applied.
 pub(super) fn non_idempotent(
-    edge: &str,
+    caller: &str,
     to: &str,
     chosen: &Chosen,
     method: Option<&str>,
 ) -> Option<ImportFinding> {
     let method = method?;
+    let edge = format!("{caller} -> {to}");
     let policy = &chosen.policy;
     let idempotent = policy.get("idempotent")?;
     let by_default = matches!(idempotent.origin, Origin::Default(_));
@@ -109,6 +110,12 @@ pub(super) fn non_idempotent(
             chosen.origin.short()
         ),
         origin: chosen.origin.clone(),
+        remedy: Some(Remedy {
+            caller: caller.to_string(),
+            to: to.to_string(),
+            key: "retry_on",
+            value: format!("[{}]", safe.join(", ")),
+        }),
     })
 }
 
@@ -142,6 +149,7 @@ pub(super) fn stacked(
             chosen.origin.short()
         ),
         origin: at,
+        remedy: None,
     })
 }
 

@@ -48,6 +48,7 @@ impl Capped {
             ),
             fix: format!("maxAttempts: {GRPC_MAX_ATTEMPTS}"),
             origin: self.origin.clone(),
+            remedy: None,
         }
     }
 }

@@ -206,6 +206,7 @@ fn unbounded_finding(host: &Host, described: &str, tries: u64, origin: Origin) -
             host.name
         ),
         origin,
+        remedy: None,
     }
 }
 

@@ -265,6 +265,7 @@ fn the_readers_unread_items_and_findings_are_listed_at_the_end() {
         message: "retries with no budget".into(),
         fix: "a retryBudget".into(),
         origin: at("vs.yaml", 15, "attempts"),
+        remedy: None,
     });
     let imported = import(&inv);
     assert!(imported

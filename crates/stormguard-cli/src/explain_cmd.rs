@@ -57,14 +57,37 @@ pub(crate) fn list() -> String {
             rule.summary
         );
     }
+    let imported = stormguard_mesh::rules::RULES;
+    let _ = writeln!(
+        out,
+        "\nOn manifests (`stormguard check PATH...` imports them first), the import adds {}:\n",
+        imported.len()
+    );
+    let id_width = imported.iter().map(|rule| rule.id.len()).max().unwrap_or(0);
+    for rule in imported {
+        let _ = writeln!(
+            out,
+            "{:<id_width$}  {:<7}  {}",
+            rule.id,
+            severity(rule.severity),
+            rule.summary
+        );
+    }
     out
 }
 
 /// The whole explanation of `rule`, or an input error that lists the rules there are.
 fn explain(rule: &str) -> Result<String, InputError> {
     let id = bare_id(rule);
+    if let Some(imported) = stormguard_mesh::rules::rule(id) {
+        return Ok(import_explanation(imported));
+    }
     let doc = rule_doc(id).ok_or_else(|| {
-        let ids: Vec<&str> = RULES.iter().map(|rule| rule.id).collect();
+        let ids: Vec<&str> = RULES
+            .iter()
+            .map(|rule| rule.id)
+            .chain(stormguard_mesh::rules::RULES.iter().map(|rule| rule.id))
+            .collect();
         InputError(format!(
             "explain: no rule `{rule}`; the rules are {} (`stormguard explain` lists them with \
              what each catches)",
@@ -106,6 +129,32 @@ fn explanation(doc: &RuleDoc) -> String {
     }
     section(&mut out, "Why it matters", doc.why);
     section(&mut out, "How to fix it", doc.fix);
+    out
+}
+
+/// An import rule's explanation: it is computed on the manifests' settings as the import reads
+/// them, so what it computes is its summary and where it is reported.
+fn import_explanation(rule: &stormguard_mesh::rules::ImportRule) -> String {
+    let mut out = wrapped(
+        &format!(
+            "{} ({}): {}",
+            rule.id,
+            severity(rule.severity),
+            rule.summary
+        ),
+        "",
+        "  ",
+    );
+    section(
+        &mut out,
+        "What it computes",
+        "A finding of `stormguard import` on the settings it reads from manifests (Istio, \
+         Linkerd, Gateway API, Envoy, gRPC), which the graph alone cannot show; `stormguard \
+         check PATH...` reports it beside the graph's findings, at the manifest line that set \
+         the value.",
+    );
+    section(&mut out, "Why it matters", rule.why);
+    section(&mut out, "How to fix it", rule.fix);
     out
 }
 
@@ -153,11 +202,24 @@ mod tests {
     #[test]
     fn the_list_has_a_line_per_rule_in_the_table_order() {
         let list = list();
-        let lines: Vec<&str> = list.lines().skip(2).collect();
+        let lines: Vec<&str> = list.lines().skip(2).take(RULES.len()).collect();
         assert_eq!(lines.len(), RULES.len());
         for (line, rule) in lines.iter().zip(RULES) {
             assert!(line.starts_with(rule.id), "{line}");
             assert!(line.ends_with(rule.summary), "{line}");
+        }
+        // Then the import's rules, which `check` reports on manifests.
+        let imported: Vec<&str> = list.lines().skip(RULES.len() + 5).collect();
+        assert_eq!(
+            imported.len(),
+            stormguard_mesh::rules::RULES.len(),
+            "{list}"
+        );
+        for (line, rule) in imported.iter().zip(stormguard_mesh::rules::RULES) {
+            assert!(line.starts_with(rule.id), "{line}");
+            assert!(line.ends_with(rule.summary), "{line}");
+            let text = explain(rule.id).unwrap();
+            assert!(text.contains("How to fix it:"), "{text}");
         }
     }
 

@@ -456,8 +456,9 @@ pub const RULES: &[RuleDoc] = &[
         thresholds: &[],
         why: "An overloaded service answers slowly or not at all, so its callers retry, which \
               adds load: without a budget that caps them, retries keep it overloaded long after \
-              whatever slowed it has gone (Bronson et al., HotOS'21: retries sustained more than \
-              half of such incidents in Huang et al.'s study).",
+              whatever slowed it has gone: a metastable failure (Bronson et al., HotOS'21); \
+              Huang et al. (OSDI'22) found retries sustaining more than half of those they \
+              studied.",
         fix: "A retry budget on the retrying calls above it (retry_budget = { ratio = 0.1, \
               min_per_sec = 10 }), or fewer attempts; or instances = N or concurrency = N that \
               carry the retried load at 70% utilisation, which the finding names. check --fix \

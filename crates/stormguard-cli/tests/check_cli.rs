@@ -40,16 +40,17 @@ fn json_sarif_and_mermaid_are_what_their_readers_expect() {
     let file = "examples/graphs/brooker-five-layers.toml";
     let (_, json, _) = stormguard(&["check", file, "--format", "json"]);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(json["summary"]["errors"], 7);
+    assert_eq!(json["summary"]["errors"], 9);
     assert_eq!(json["services"]["db"]["amplification"], 243.0);
-    assert_eq!(json["findings"][0]["rule"], "retry-amplification");
+    assert_eq!(json["findings"][0]["rule"], "retries-over-capacity");
+    assert_eq!(json["findings"][1]["rule"], "retry-amplification");
 
     let (_, sarif, _) = stormguard(&["check", file, "--format", "sarif"]);
     let sarif: serde_json::Value = serde_json::from_str(&sarif).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
     let results = sarif["runs"][0]["results"].as_array().unwrap();
-    assert_eq!(results.len(), 21);
-    let location = &results[1]["locations"][0]["physicalLocation"];
+    assert_eq!(results.len(), 23);
+    let location = &results[2]["locations"][0]["physicalLocation"];
     assert_eq!(location["artifactLocation"]["uri"], file);
     assert!(location["region"]["startLine"].as_u64().unwrap() > 1);
 

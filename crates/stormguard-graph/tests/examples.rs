@@ -44,6 +44,7 @@ fn brooker_five_layers_gives_243_at_the_bottom() {
     assert_eq!(
         places(&report),
         [
+            "retries-over-capacity db",
             "retry-amplification db",
             "timeout-inversion gateway->orders",
             "layered-retries gateway->orders",
@@ -58,6 +59,7 @@ fn brooker_five_layers_gives_243_at_the_bottom() {
             "layered-retries orders->inventory",
             "retry-without-budget orders->inventory",
             "too-many-attempts orders->inventory",
+            "retries-over-capacity storage",
             "retry-amplification storage",
             "layered-retries storage->db",
             "retry-without-budget storage->db",
@@ -75,7 +77,7 @@ fn brooker_five_layers_gives_243_at_the_bottom() {
     assert_eq!(db.value, Some(243.0));
     assert_eq!(db.limit, Some(10.0));
     assert_eq!(report.services["db"].amplification, 243.0);
-    assert_eq!((report.summary.errors, report.summary.warnings), (7, 14));
+    assert_eq!((report.summary.errors, report.summary.warnings), (9, 14));
 }
 
 #[test]
@@ -144,12 +146,22 @@ fn retry_storm_lacks_the_budget_its_fixed_twin_has() {
         graded("retry-storm.toml"),
         [
             "retry-without-budget api->db Warning",
-            "too-many-attempts api->db Warning"
+            "too-many-attempts api->db Warning",
+            // The retries that keep db down in sim after the fault ends: an error, so that
+            // `check` exits non-zero on the graph `sim` shows never recovering.
+            "retries-over-capacity db Error",
         ]
     );
     // The budget leaves the worst case alone and bounds what is sustained.
     let fixed = run("retry-storm-budget.toml");
-    assert_eq!(places(&fixed), ["too-many-attempts api->db"]);
+    // Only the burst before the budget drains is over db's capacity: a warning.
+    assert_eq!(
+        graded("retry-storm-budget.toml"),
+        [
+            "too-many-attempts api->db Warning",
+            "retries-over-capacity db Warning"
+        ]
+    );
     assert_eq!(fixed.services["db"].amplification, 4.0);
     assert!((fixed.services["db"].sustained_amplification - 1.1).abs() < 1e-9);
     assert_eq!(
@@ -215,7 +227,7 @@ fn storefront_with_stormguard_is_what_fix_makes_of_it_as_found() {
     assert_eq!(report.services["db"].amplification, 4.0);
     let before = run("storefront-as-found.toml");
     assert_eq!(before.services["db"].amplification, 54.0);
-    assert_eq!((before.summary.errors, before.summary.warnings), (5, 25));
+    assert_eq!((before.summary.errors, before.summary.warnings), (6, 25));
     assert!(before
         .findings
         .iter()

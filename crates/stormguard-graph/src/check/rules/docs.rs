@@ -16,7 +16,8 @@ pub struct RuleDoc {
     /// The id its findings carry (`error[retry-amplification]`); part of the interface.
     pub id: &'static str,
     /// The severity of its findings (only `timeout-inversion` has another, `info`, when the
-    /// call propagates its deadline; `computes` says so).
+    /// call propagates its deadline, and `retries-over-capacity` another, `error`, when the
+    /// retries a budget does not cap hold the service over capacity; `computes` says so).
     pub severity: Severity,
     /// What it catches, in one sentence: the list's line and SARIF's short description.
     pub summary: &'static str,
@@ -100,6 +101,19 @@ macro_rules! worst_case {
          waits between the attempts), a run of parallel calls counting as its slowest. A timeout \
          covers its attempt from the start, connecting included; a call without a timeout waits \
          the round trip plus its callee's worst case, or its connect timeout when longer."
+    };
+}
+
+/// How the capacity rules size the time a request holds a worker: said once here and spliced
+/// into both texts.
+macro_rules! hold {
+    () => {
+        "A request holds a worker, as in the simulator, from the start of its own work until it \
+         answers, its calls included: the mean of its own latency (the lognormal fitted to its \
+         p50 and p99; the mean, above the median), plus contention x (concurrency - 1) when \
+         every worker is busy, plus, for its calls in order, count x min(timeout, rtt + the \
+         callee's mean hold), a run of parallel calls counting as its slowest. A service with \
+         endpoints is judged on their mix in the shares of its load."
     };
 }
 
@@ -397,5 +411,58 @@ pub const RULES: &[RuleDoc] = &[
         fix: "max_attempts = k, the attempts that can start, which check --fix writes; or a \
               timeout short enough for every attempt to run whole (the request_timeout less \
               the backoff's shortest waits, divided by max_attempts), which the finding names.",
+    },
+    RuleDoc {
+        id: "over-capacity",
+        severity: Severity::Error,
+        summary: "A service's normal load is above what its workers can carry: requests queue and are rejected with no fault at all.",
+        computes: concat!(
+            "For every service the entry reaches, the requests a second it must carry with \
+             nothing failing: entry.rate x the attempts it receives per user request with one \
+             attempt on every call (its endpoints' shares and the calls' counts, no retry). \
+             Against what it can carry by Little's law: instances x concurrency / the mean time \
+             a request holds a worker. ",
+            hold!(),
+            " Fires when the load is above that."
+        ),
+        thresholds: &[],
+        why: "Work arrives faster than it is done: the queues fill, and from then on the excess \
+              is rejected, or waits past every timeout above, with no fault at all. The graph \
+              loses requests on a good day, and has nothing left for a retry on a bad one.",
+        fix: "instances = N, or concurrency = N where an instance can work on that many \
+              requests at once, that carries the load at 70% utilisation (the headroom a queue \
+              needs; its wait grows without bound as utilisation nears 1); the finding names \
+              both. Contention caps what concurrency can give, and the finding says when no \
+              concurrency would do. How many instances to run is the deployment's choice, so \
+              check --fix writes nothing.",
+    },
+    RuleDoc {
+        id: "retries-over-capacity",
+        severity: Severity::Warning,
+        summary: "Retries can carry a service over capacity; an error when the retries its callers \
+                  keep making with their budgets holding do, which keeps it down after a failure \
+                  ends.",
+        computes: concat!(
+            "For a service that carries its normal load (else over-capacity fires instead), the \
+             load with retries against its capacity, computed as over-capacity computes them. \
+             An error when the sustained amplification (retry budgets and token buckets \
+             holding) x entry.rate is above capacity: once a failure makes its callers retry, \
+             the retries alone hold it over capacity after the failure ends (a metastable \
+             failure, as examples/graphs/retry-storm.toml shows in sim). A warning when only \
+             the worst-case amplification (every attempt) x entry.rate is: the burst before \
+             the budgets drain queues and is rejected, and the service recovers. ",
+            hold!()
+        ),
+        thresholds: &[],
+        why: "An overloaded service answers slowly or not at all, so its callers retry, which \
+              adds load: without a budget that caps them, retries keep it overloaded long after \
+              whatever slowed it has gone: a metastable failure (Bronson et al., HotOS'21); \
+              Huang et al. (OSDI'22) found retries sustaining more than half of those they \
+              studied.",
+        fix: "A retry budget on the retrying calls above it (retry_budget = { ratio = 0.1, \
+              min_per_sec = 10 }), or fewer attempts; or instances = N or concurrency = N that \
+              carry the retried load at 70% utilisation, which the finding names. check --fix \
+              writes nothing for it: retry-without-budget and too-many-attempts write the \
+              calls' part.",
     },
 ];

@@ -17,6 +17,7 @@ use crate::report::{Edit, Finding, Severity};
 
 mod amplification;
 mod attempts;
+mod capacity;
 mod deadlines;
 pub(super) mod docs;
 mod fit;
@@ -42,6 +43,7 @@ pub(super) fn run(model: &Model<'_>) -> Vec<Finding> {
             deadlines::on_node(model, s, &mut out);
         }
         amplification::on_service(model, svc, &mut walker, &mut out);
+        capacity::on_service(model, svc, &mut out);
     }
     timeouts::on_graph(model, &mut out);
     shape::on_graph(model, &mut out);

@@ -56,9 +56,11 @@ fn the_findings_of_the_example_graphs_have_the_explained_id_and_severity() {
         for finding in crate::check::check(&graph).findings {
             let doc = rule_doc(finding.rule)
                 .unwrap_or_else(|| panic!("{name}: {} has no entry", finding.rule));
-            // The one rule with two severities: a propagated deadline makes it worth knowing.
-            let propagated =
-                finding.rule == "timeout-inversion" && finding.severity == Severity::Info;
+            // The rules with two severities: a propagated deadline makes an inversion worth
+            // knowing, and retries a budget does not cap make a capacity warning an error.
+            let propagated = (finding.rule == "timeout-inversion"
+                && finding.severity == Severity::Info)
+                || (finding.rule == "retries-over-capacity" && finding.severity == Severity::Error);
             assert!(
                 finding.severity == doc.severity || propagated,
                 "{name}: {} is {:?}, explained as {:?}",

@@ -110,6 +110,7 @@ fn brooker_gives_243_at_the_bottom() {
     assert_eq!(
         pairs(&report),
         expect(&[
+            ("retries-over-capacity", "db"),
             ("retry-amplification", "db"),
             ("timeout-inversion", "gateway->orders"),
             ("layered-retries", "gateway->orders"),
@@ -124,6 +125,7 @@ fn brooker_gives_243_at_the_bottom() {
             ("layered-retries", "orders->inventory"),
             ("retry-without-budget", "orders->inventory"),
             ("too-many-attempts", "orders->inventory"),
+            ("retries-over-capacity", "storage"),
             ("retry-amplification", "storage"),
             ("layered-retries", "storage->db"),
             ("retry-without-budget", "storage->db"),
@@ -135,7 +137,7 @@ fn brooker_gives_243_at_the_bottom() {
     );
     assert_eq!(report.services["db"].amplification, 243.0);
     assert_eq!(report.services["db"].depth, 5);
-    assert_eq!((report.summary.errors, report.summary.warnings), (7, 14));
+    assert_eq!((report.summary.errors, report.summary.warnings), (9, 14));
 }
 
 #[test]

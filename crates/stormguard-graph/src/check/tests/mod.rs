@@ -12,6 +12,7 @@ use crate::model::{
 use crate::report::{Finding, Report};
 
 mod amplification;
+mod capacity;
 mod docs;
 mod endpoints;
 mod examples;

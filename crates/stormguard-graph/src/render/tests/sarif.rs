@@ -6,7 +6,7 @@ use super::*;
 use crate::render::sarif;
 
 /// The rule ids of the issue's table, which are part of the interface.
-const ISSUE_RULES: [&str; 19] = [
+const ISSUE_RULES: [&str; 21] = [
     "missing-timeout",
     "missing-connect-timeout",
     "timeout-inversion",
@@ -26,6 +26,8 @@ const ISSUE_RULES: [&str; 19] = [
     "hedge-without-budget",
     "call-cycle",
     "attempts-cannot-fit",
+    "over-capacity",
+    "retries-over-capacity",
 ];
 
 fn log(report: &Report) -> Value {

@@ -433,6 +433,40 @@ instances = 2
     assert_eq!(call(&fixed(text), "a", 0).max_attempts, 1);
 }
 
+/// Issue 14, item 8: `--fix` wrote a 3ms connect timeout on calls it cut to one attempt, where
+/// one lost SYN (resent after 1s) fails the request; and a connect timeout sized for that must
+/// follow a timeout the fixer cuts below it, or the file no longer parses.
+#[test]
+fn a_call_of_one_attempt_gets_a_connect_timeout_that_survives_a_lost_syn() {
+    let text = "\
+[entry]
+service = \"a\"
+[services.a]
+instances = 2
+[[services.a.calls]]
+to = \"b\"
+timeout = \"5s\"
+[[services.a.calls]]
+to = \"c\"
+[services.b]
+instances = 2
+latency = { p50 = \"2ms\", p99 = \"8ms\" }
+[services.c]
+instances = 2
+latency = { p50 = \"2ms\", p99 = \"8ms\" }
+";
+    let fixed = fixed(text);
+    let connect = |i| call(&fixed, "a", i).connect_timeout.unwrap();
+    assert_eq!(connect(0), std::time::Duration::from_millis(1100));
+    let timeout = call(&fixed, "a", 1).timeout.unwrap();
+    assert!(
+        timeout < std::time::Duration::from_millis(1100),
+        "{timeout:?}"
+    );
+    assert_eq!(connect(1), timeout, "capped by the timeout the fixer wrote");
+    assert_eq!(fixed.stop, Stop::Done);
+}
+
 #[test]
 fn every_example_fixes_to_a_file_that_parses_with_no_more_errors_than_before() {
     let dir = format!("{}/../../examples/graphs", env!("CARGO_MANIFEST_DIR"));

@@ -157,6 +157,22 @@ fn a_graph_runs_its_scenario_and_prints_the_tables() {
 }
 
 #[test]
+fn two_files_run_the_only_scenario_of_the_first_by_default() {
+    let a = graph_file("only-a", GRAPH);
+    let b = graph_file("only-b", &GRAPH[..GRAPH.find("[scenarios").unwrap()]);
+    let (pa, pb) = (a.display().to_string(), b.display().to_string());
+    let text = run_args(&[&pa, &pb, "--duration", "2s"]).unwrap();
+    std::fs::remove_file(a).unwrap();
+    std::fs::remove_file(b).unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "sim A = {pa} against B = {pb}: scenario db-errors of A"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
 fn the_choice_of_scenario_is_said_on_stderr() {
     let graph = |toml: &str| {
         let (graph, _) = crate::graph_file::parse("g.toml", toml).unwrap();

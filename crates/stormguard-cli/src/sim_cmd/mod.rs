@@ -145,15 +145,42 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 .into()),
             }
         };
-    let runs = simulate(
-        &first,
-        second.as_ref(),
-        args.scenario.as_deref(),
-        args.seed,
-        args.duration,
-    )?;
+    let (scenario, note) = chosen_scenario(&first, args.scenario.as_deref());
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
+    let runs = simulate(&first, second.as_ref(), scenario, args.seed, args.duration)?;
     write_views(&runs, args.format, args.out.as_deref(), out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The scenario of `first` to run, and what to tell the user about the choice on stderr: the
+/// one asked for; else the file's only one (a file written for one experiment should not need
+/// `--scenario` to run it, but the user should know a fault ran); else none, saying which the
+/// file defines so that a run without faults is not mistaken for the experiment. A second file
+/// runs through the same scenario of `first`.
+fn chosen_scenario<'a>(
+    first: &'a (String, Graph),
+    asked: Option<&'a str>,
+) -> (Option<&'a str>, Option<String>) {
+    if asked.is_some() {
+        return (asked, None);
+    }
+    let file = &first.0;
+    if let Some((name, _)) = engine::only_scenario(&first.1) {
+        let note = format!("sim: {file}: no --scenario given; running its only scenario, {name}");
+        return (Some(name), Some(note));
+    }
+    if first.1.scenarios.is_empty() {
+        return (None, None);
+    }
+    let names: Vec<&str> = first.1.scenarios.keys().map(String::as_str).collect();
+    let note = format!(
+        "sim: {file} defines the scenarios {}; none ran (no faults, no load steps): pick one \
+         with --scenario",
+        names.join(", ")
+    );
+    (None, Some(note))
 }
 
 /// Runs `first` (its name and graph), and `second` if given, through `first`'s scenario named

@@ -139,10 +139,79 @@ fn a_graph_runs_its_scenario_and_prints_the_tables() {
     assert!(retries > 10, "half of db's attempts fail for 2s: {json}");
     let plain = run_args(&[&path, "--duration", "2s"]).unwrap();
     assert!(
-        plain.contains("no scenario (the file defines db-errors; pick one with --scenario)"),
+        plain.starts_with(&format!("sim {path}: scenario db-errors, seed 0, 2s")),
+        "the only scenario runs by default: {plain}"
+    );
+    let two = graph_file(
+        "tables-two",
+        &format!("{GRAPH}\n[scenarios.calm]\nduration = \"2s\"\n"),
+    );
+    let two_path = two.display().to_string();
+    let plain = run_args(&[&two_path, "--duration", "2s"]).unwrap();
+    assert!(
+        plain.contains("no scenario (the file defines calm, db-errors; pick one with --scenario)"),
         "{plain}"
     );
     std::fs::remove_file(file).unwrap();
+    std::fs::remove_file(two).unwrap();
+}
+
+#[test]
+fn two_files_run_the_only_scenario_of_the_first_by_default() {
+    let a = graph_file("only-a", GRAPH);
+    let b = graph_file("only-b", &GRAPH[..GRAPH.find("[scenarios").unwrap()]);
+    let (pa, pb) = (a.display().to_string(), b.display().to_string());
+    let text = run_args(&[&pa, &pb, "--duration", "2s"]).unwrap();
+    std::fs::remove_file(a).unwrap();
+    std::fs::remove_file(b).unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "sim A = {pa} against B = {pb}: scenario db-errors of A"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_choice_of_scenario_is_said_on_stderr() {
+    let graph = |toml: &str| {
+        let (graph, _) = crate::graph_file::parse("g.toml", toml).unwrap();
+        ("g.toml".to_string(), graph)
+    };
+    let one = graph(GRAPH);
+    assert_eq!(
+        chosen_scenario(&one, None),
+        (
+            Some("db-errors"),
+            Some("sim: g.toml: no --scenario given; running its only scenario, db-errors".into())
+        )
+    );
+    assert_eq!(chosen_scenario(&one, Some("x")), (Some("x"), None));
+    let two = graph(&format!("{GRAPH}\n[scenarios.calm]\nduration = \"2s\"\n"));
+    let (name, note) = chosen_scenario(&two, None);
+    assert_eq!(name, None);
+    assert_eq!(
+        note.unwrap(),
+        "sim: g.toml defines the scenarios calm, db-errors; none ran (no faults, no load \
+         steps): pick one with --scenario"
+    );
+    let none = graph(&GRAPH[..GRAPH.find("[scenarios").unwrap()]);
+    assert_eq!(chosen_scenario(&none, None), (None, None));
+}
+
+#[test]
+fn an_unknown_scenario_on_a_file_without_any_says_there_are_none() {
+    let file = graph_file("unknown-none", &GRAPH[..GRAPH.find("[scenarios").unwrap()]);
+    let path = file.display().to_string();
+    let err = run_args(&[&path, "--scenario", "nope"]).unwrap_err();
+    std::fs::remove_file(file).unwrap();
+    let input = err.downcast_ref::<InputError>().expect("exit 2");
+    assert!(
+        input.0.ends_with(
+            "the file defines no scenarios; add a [scenarios.NAME] table or run without --scenario"
+        ),
+        "{input}"
+    );
 }
 
 #[test]

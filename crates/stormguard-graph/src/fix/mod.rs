@@ -179,14 +179,15 @@ pub fn fix(file: &str, text: &str) -> Result<Fixed, FixError> {
     let mut touched: BTreeMap<Setting, String> = BTreeMap::new();
     let mut rounds = 0;
     let stop = loop {
-        let chosen = stages::chosen(&current.report.findings);
+        let chosen =
+            stages::with_connect_caps(&current.graph, stages::chosen(&current.report.findings));
         if chosen.is_empty() {
             break Stop::Done;
         }
         if rounds == MAX_ROUNDS {
             break Stop::Rounds;
         }
-        let edits: Vec<Edit> = chosen.iter().map(|(edit, _)| (*edit).clone()).collect();
+        let edits: Vec<Edit> = chosen.iter().map(|(edit, _)| edit.clone()).collect();
         let next = apply(file, &current.text, &edits)?;
         if next == current.text {
             break Stop::Fixpoint;
@@ -263,7 +264,7 @@ impl State {
 }
 
 /// The rules of a round's edits, as an error names them.
-fn rule_names(chosen: &[(&Edit, &'static str)]) -> String {
+fn rule_names(chosen: &[(Edit, &'static str)]) -> String {
     let mut names: Vec<&str> = chosen.iter().map(|(_, rule)| *rule).collect();
     names.sort_unstable();
     names.dedup();

@@ -7,6 +7,9 @@
 //! value first.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::model::{Call, Graph};
 
 use crate::report::{Edit, Finding};
 
@@ -87,4 +90,57 @@ pub(super) fn chosen(findings: &[Finding]) -> Vec<(&Edit, &'static str)> {
         .into_values()
         .map(|(finding, edit)| (edit, finding.rule))
         .collect()
+}
+
+/// `edits` with, for each that sets a call's `timeout` below the call's `connect_timeout`, the
+/// connect timeout lowered to it, under the same rule: an attempt's timeout covers connecting,
+/// so the file refuses a connect timeout above it, and a connect timeout sized to survive a
+/// lost SYN (1100ms on a call of one attempt) must follow a timeout cut below it.
+pub(super) fn with_connect_caps(
+    graph: &Graph,
+    edits: Vec<(&Edit, &'static str)>,
+) -> Vec<(Edit, &'static str)> {
+    let mut out: Vec<(Edit, &'static str)> = edits
+        .iter()
+        .map(|(edit, rule)| ((*edit).clone(), *rule))
+        .collect();
+    for (edit, rule) in edits {
+        if edit.key != "timeout" {
+            continue;
+        }
+        let Some(timeout) = edit.value.as_deref().and_then(duration_of) else {
+            continue;
+        };
+        let sets_connect = out.iter().any(|(other, _)| {
+            other.key == "connect_timeout"
+                && (&other.from, &other.endpoint, other.index)
+                    == (&edit.from, &edit.endpoint, edit.index)
+        });
+        let Some(call) = call_of(graph, edit) else {
+            continue;
+        };
+        if sets_connect || call.connect_timeout.is_none_or(|c| c <= timeout) {
+            continue;
+        }
+        let mut cap = edit.clone();
+        cap.key = "connect_timeout";
+        out.push((cap, rule));
+    }
+    out
+}
+
+/// A duration written as TOML text (`"39ms"`), as edits hold it.
+fn duration_of(value: &str) -> Option<Duration> {
+    let text = value.strip_prefix('"')?.strip_suffix('"')?;
+    stormguard::duration::parse(text).ok()
+}
+
+/// The call an edit is on, in the graph the edit was proposed from.
+fn call_of<'g>(graph: &'g Graph, edit: &Edit) -> Option<&'g Call> {
+    let service = graph.services.get(&edit.from)?;
+    let calls = match &edit.endpoint {
+        Some(name) => &service.endpoint(name)?.calls,
+        None => &service.calls,
+    };
+    calls.get(edit.index)
 }

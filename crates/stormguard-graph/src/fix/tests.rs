@@ -384,6 +384,89 @@ instances = 2
     );
 }
 
+/// Issue 14, item 8: `retry-amplification` proposed `max_attempts = 2` on the topmost call
+/// while `non-idempotent-retry` asked for 1 on the same call.
+#[test]
+fn a_call_that_must_not_be_repeated_gets_one_attempt_from_every_fix() {
+    let text = "\
+[entry]
+service = \"a\"
+[services.a]
+instances = 2
+[[services.a.calls]]
+to = \"b\"
+timeout = \"1s\"
+max_attempts = 4
+idempotent = false
+[services.b]
+instances = 2
+[[services.b.calls]]
+to = \"c\"
+timeout = \"100ms\"
+max_attempts = 4
+[services.c]
+instances = 2
+";
+    let report = check(&parse("g.toml", text).unwrap());
+    let fix_of = |rule: &str| {
+        let finding = report.findings.iter().find(|f| f.rule == rule);
+        finding.unwrap_or_else(|| panic!("{rule}: {:#?}", report.findings))
+    };
+    let amplification = fix_of("retry-amplification");
+    assert!(fix_of("non-idempotent-retry")
+        .fix
+        .starts_with("max_attempts = 1"));
+    assert!(
+        amplification.fix.contains("max_attempts = 1 on a -> b")
+            && !amplification.fix.contains("max_attempts = 2"),
+        "{}",
+        amplification.fix
+    );
+    let on_a = |f: &crate::report::Finding| {
+        f.edits
+            .iter()
+            .filter(|e| e.from == "a" && e.key == "max_attempts")
+            .map(|e| e.value.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(on_a(amplification), [Some("1".to_string())]);
+    assert_eq!(call(&fixed(text), "a", 0).max_attempts, 1);
+}
+
+/// Issue 14, item 8: `--fix` wrote a 3ms connect timeout on calls it cut to one attempt, where
+/// one lost SYN (resent after 1s) fails the request; and a connect timeout sized for that must
+/// follow a timeout the fixer cuts below it, or the file no longer parses.
+#[test]
+fn a_call_of_one_attempt_gets_a_connect_timeout_that_survives_a_lost_syn() {
+    let text = "\
+[entry]
+service = \"a\"
+[services.a]
+instances = 2
+[[services.a.calls]]
+to = \"b\"
+timeout = \"5s\"
+[[services.a.calls]]
+to = \"c\"
+[services.b]
+instances = 2
+latency = { p50 = \"2ms\", p99 = \"8ms\" }
+[services.c]
+instances = 2
+latency = { p50 = \"2ms\", p99 = \"8ms\" }
+";
+    let fixed = fixed(text);
+    let connect = |i| call(&fixed, "a", i).connect_timeout.unwrap();
+    assert_eq!(connect(0), std::time::Duration::from_millis(1100));
+    let timeout = call(&fixed, "a", 1).timeout.unwrap();
+    assert!(
+        timeout < std::time::Duration::from_millis(1100),
+        "{timeout:?}"
+    );
+    assert_eq!(connect(1), timeout, "capped by the timeout the fixer wrote");
+    assert_eq!(fixed.stop, Stop::Done);
+}
+
 #[test]
 fn every_example_fixes_to_a_file_that_parses_with_no_more_errors_than_before() {
     let dir = format!("{}/../../examples/graphs", env!("CARGO_MANIFEST_DIR"));

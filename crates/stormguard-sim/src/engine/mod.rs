@@ -119,7 +119,7 @@ pub use outcome::{CallStats, Outcome, ServiceStats, Step, Trigger, UserStats};
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     /// The scenario asked for is not in the file.
-    #[error("no scenario named {name:?}; the file defines: {known}")]
+    #[error("no scenario named {name:?}; {}", defines(known))]
     UnknownScenario {
         /// The name asked for.
         name: String,
@@ -274,6 +274,28 @@ pub fn find_scenario<'g>(graph: &'g Graph, name: &str) -> Result<&'g Scenario, S
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+}
+
+/// What a file defines, for [`SimError::UnknownScenario`]: the names, or that there are none
+/// (an empty list after "defines:" reads like a bug, not an answer).
+fn defines(known: &str) -> String {
+    if known.is_empty() {
+        "the file defines no scenarios; add a [scenarios.NAME] table or run without --scenario"
+            .to_string()
+    } else {
+        format!("the file defines: {known}")
+    }
+}
+
+/// The scenario to run when none was asked for: the file's only one, with its name, so that a
+/// file written for one experiment runs it without `--scenario`; `None` when the file defines
+/// none or several (choosing among several would be a guess).
+pub fn only_scenario(graph: &Graph) -> Option<(&str, &Scenario)> {
+    let mut all = graph.scenarios.iter();
+    match (all.next(), all.next()) {
+        (Some((name, scenario)), None) => Some((name.as_str(), scenario)),
+        _ => None,
+    }
 }
 
 /// Runs `graph` through `setup`, calling `progress` with the virtual time reached at each

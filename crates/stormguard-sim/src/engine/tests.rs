@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use stormguard::estimate::LogNormal;
 
-use super::{simulate, Outcome};
+use super::{only_scenario, simulate, Outcome};
 
 /// Any instant will do as virtual time's origin: the outcome depends only on differences.
 #[allow(clippy::disallowed_methods)]
@@ -270,6 +270,26 @@ fn an_unknown_scenario_names_the_ones_there_are() {
         error.to_string(),
         "no scenario named \"nope\"; the file defines: storm"
     );
+    let mut bare = graph.clone();
+    bare.scenarios.clear();
+    let error = simulate(&bare, Some("nope"), 1, None, origin()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "no scenario named \"nope\"; the file defines no scenarios; add a [scenarios.NAME] \
+         table or run without --scenario"
+    );
+}
+
+#[test]
+fn only_a_file_of_one_scenario_has_a_default_one() {
+    let graph = stormguard_graph::parse("t.toml", STORMY).unwrap();
+    assert_eq!(only_scenario(&graph).map(|(name, _)| name), Some("storm"));
+    let mut two = graph.clone();
+    let storm = two.scenarios["storm"].clone();
+    two.scenarios.insert("calm".to_string(), storm);
+    assert!(only_scenario(&two).is_none(), "several: no guess");
+    two.scenarios.clear();
+    assert!(only_scenario(&two).is_none());
 }
 
 /// `retry_on` reaches the simulator through the policy core: a 409 is retried only where the

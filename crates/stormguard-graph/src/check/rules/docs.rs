@@ -117,6 +117,22 @@ macro_rules! hold {
     };
 }
 
+/// What `check --fix` writes for a connect timeout, shared by the three connect rules' docs (a
+/// macro, since `concat!` takes only literals): when a short one is safe, and what instead.
+macro_rules! connect_timeout_rule {
+    () => {
+        "A short connect timeout is safe only where a connect that times out is tried again: \
+         Linux resends a lost SYN only after 1s (its initial RTO, RFC 6298), so on a call \
+         that does not retry connect-failure (one attempt, or a retry_on without it) a \
+         timeout of a few round trips turns one lost packet into a failed request. \
+         check --fix therefore writes, on a call with max_attempts above 1 and \
+         connect-failure in retry_on, three round trips of its rtt (default 1ms, which the \
+         fix names), or the longest connect_timeout_rtt_multiple allows when that is less; \
+         on any other call 1100ms (above the first SYN retransmission), capped by the \
+         attempt's timeout; it never adds a retry to make a short one safe."
+    };
+}
+
 /// Every rule of `check`, in the order of issue 3's table (which is also SARIF's rule index).
 pub const RULES: &[RuleDoc] = &[
     RuleDoc {
@@ -148,9 +164,7 @@ pub const RULES: &[RuleDoc] = &[
         why: "Connecting to a host that is down or blackholed then takes the whole request \
               timeout (or the operating system's, often minutes) instead of a few round trips, \
               and the attempt on a live instance starts that much later.",
-        fix: "Set connect_timeout to a few round trips of the call (rtt). check --fix writes \
-              three round trips, or the longest connect_timeout_rtt_multiple allows when that is \
-              less.",
+        fix: concat!("Set connect_timeout. ", connect_timeout_rule!()),
     },
     RuleDoc {
         id: "timeout-inversion",
@@ -315,9 +329,11 @@ pub const RULES: &[RuleDoc] = &[
         thresholds: &[Threshold::ConnectTimeoutRttMultiple],
         why: "A handshake takes at least one round trip, so every connection fails, and every \
               attempt with it.",
-        fix: "connect_timeout = three round trips, or the longest connect_timeout_rtt_multiple \
-              allows when that is less (two round trips when it leaves no room above one); \
-              check --fix writes it.",
+        fix: concat!(
+            "Raise connect_timeout (to two round trips when connect_timeout_rtt_multiple leaves \
+             no room above one). ",
+            connect_timeout_rule!()
+        ),
     },
     RuleDoc {
         id: "connect-timeout-too-long",
@@ -325,12 +341,12 @@ pub const RULES: &[RuleDoc] = &[
         summary: "The connect timeout is far above the round trip: an unreachable host is detected late.",
         computes: "Fires on a call whose connect_timeout is above connect_timeout_rtt_multiple \
                    times its round trip (rtt), and above 1ms, the shortest timeout a file may \
-                   hold.",
+                   hold; on a call that does not retry connect-failure, only above 1100ms (or \
+                   its attempt's timeout when less), which one lost SYN may need.",
         thresholds: &[Threshold::ConnectTimeoutRttMultiple],
         why: "A connection not made within a few round trips is to a host that is down or \
               unreachable; waiting longer only delays the attempt on a live one.",
-        fix: "connect_timeout = three round trips, or the longest connect_timeout_rtt_multiple \
-              allows when that is less; check --fix writes it.",
+        fix: concat!("Lower connect_timeout. ", connect_timeout_rule!()),
     },
     RuleDoc {
         id: "timeout-below-latency",

@@ -10,7 +10,7 @@ use crate::parse::ranges::{Bounds, TIMEOUT};
 
 use super::{ceil_ms, duration_value, ms_text, percent_text, set, CallAt, Findings, Said};
 use crate::check::figure::Figure;
-use crate::check::figures::{ms, Model, Target};
+use crate::check::figures::{ms, retries, Model, Target};
 use crate::report::Severity;
 
 /// Every per-call timeout rule.
@@ -162,6 +162,58 @@ fn connect_timeout_below_rtt(at: &CallAt<'_, '_>, out: &mut Findings) {
 /// too long with no valid fix. A duration, so that the rule and the fix compare durations and a
 /// fix of exactly the limit never fires the rule.
 fn connect_limit(at: &CallAt<'_, '_>) -> Duration {
+    let short = rtt_limit(at);
+    match lone_connect_timeout(at) {
+        Some(lone) => short.max(lone),
+        None => short,
+    }
+}
+
+/// Linux's initial retransmission timeout (RFC 6298's 1 s): a lost SYN is sent again only
+/// after it, so a connect timeout below it turns one lost packet into a failed connection.
+const SYN_RETRANSMIT: Duration = Duration::from_secs(1);
+
+/// The connect timeout of a call that cannot afford a failed connect: [`SYN_RETRANSMIT`] and a
+/// margin for the retransmitted SYN's round trip, so that one loss costs a second, not the
+/// request.
+const ONE_LOST_SYN: Duration = SYN_RETRANSMIT.saturating_add(Duration::from_millis(100));
+
+/// Whether a connect that timed out is tried again (`max_attempts` above 1 and `connect-failure`
+/// in `retry_on`): only then is a connect timeout of a few round trips safe, since the next
+/// attempt sends a new SYN, on another instance when there is one, instead of waiting for the
+/// kernel's retransmission.
+fn retries_connect_failure(at: &CallAt<'_, '_>) -> bool {
+    retries(at.call) && at.call.retry_on.connect_failure()
+}
+
+/// On a call that does not retry a connect failure, the shortest connect timeout that survives
+/// one lost SYN: [`ONE_LOST_SYN`], capped by the attempt's timeout, which bounds connecting
+/// anyway; `None` on a call that retries one, where a few round trips are safe.
+fn lone_connect_timeout(at: &CallAt<'_, '_>) -> Option<Duration> {
+    if retries_connect_failure(at) {
+        return None;
+    }
+    Some(
+        at.call
+            .timeout
+            .map_or(ONE_LOST_SYN, |t| t.min(ONE_LOST_SYN)),
+    )
+}
+
+/// The round trip the connect rules assume, as the finding says it: the call's `rtt`, which
+/// a file that does not set it leaves at the default 1ms, so a longer network is a setting away.
+fn rtt_words(at: &CallAt<'_, '_>) -> String {
+    let rtt = at.call.rtt;
+    if rtt == Duration::from_millis(1) {
+        "a round trip (rtt) of 1ms, the default: set the call's rtt if yours is longer".to_string()
+    } else {
+        format!("the call's round trip (rtt) of {}", format(rtt))
+    }
+}
+
+/// The configured multiple of the round trip, the longest connect timeout on a call that
+/// retries a connect failure.
+fn rtt_limit(at: &CallAt<'_, '_>) -> Duration {
     let multiple = at.config().connect_timeout_rtt_multiple;
     let nanos = (at.call.rtt.as_nanos() as f64 * multiple).floor();
     let limit = if nanos.is_nan() || nanos <= 0.0 {
@@ -194,12 +246,22 @@ fn connect_timeout_too_long(at: &CallAt<'_, '_>, out: &mut Findings) {
             rule: "connect-timeout-too-long",
             severity: Severity::Warning,
             message: format!(
-                "{} connect_timeout {} is more than {} round trips of {}: a connection not made \
-                 by then is to a dead host, and waiting longer delays the attempt on a live one",
+                "{} connect_timeout {} is more than {}: a connection not made by then is to a \
+                 dead host, and waiting longer delays the attempt on a live one",
                 at.edge(),
                 format(connect),
-                at.config().connect_timeout_rtt_multiple,
-                format(at.call.rtt)
+                match lone_connect_timeout(at) {
+                    Some(lone) if lone > rtt_limit(at) => format!(
+                        "{}, the most one lost SYN needs on a call that does not retry a \
+                         connect failure",
+                        format(lone)
+                    ),
+                    _ => format!(
+                        "{} round trips of {}",
+                        at.config().connect_timeout_rtt_multiple,
+                        format(at.call.rtt)
+                    ),
+                }
             ),
             fix: connect_timeout_fix(at),
             value: Some(Figure::Ms(ms(connect))),
@@ -209,16 +271,30 @@ fn connect_timeout_too_long(at: &CallAt<'_, '_>, out: &mut Findings) {
     );
 }
 
-/// The connect timeout a fix recommends: three round trips (a handshake and two losses), or the
-/// longest the configured multiple allows when that is less. In exact duration arithmetic, so
+/// The connect timeout a fix recommends. On a call that retries a connect failure, three round
+/// trips (a handshake and two losses), or the longest the configured multiple allows when that
+/// is less; on any other call, [`lone_connect_timeout`] (one lost SYN must not fail the
+/// request), or the short one when that is longer. In exact duration arithmetic, so
 /// it fires neither connect rule: it is within the limit, and above one round trip whenever the
 /// multiple leaves room for that; when it does not (a multiple of 1), two round trips, since
 /// failing every connection is worse than a warning.
 fn connect_timeout_fix(at: &CallAt<'_, '_>) -> String {
-    format!(
-        "connect_timeout = {}",
-        duration_value(suggested_connect_timeout(at))
-    )
+    let value = duration_value(suggested_connect_timeout(at));
+    match lone_connect_timeout(at) {
+        Some(lone) if lone > rtt_limit(at) => format!(
+            "connect_timeout = {value}: {} does not retry a connect failure, so a connect timeout \
+             of a few round trips would fail the request on one lost SYN, which Linux resends \
+             only after {}; or keep it short and retry connect failures on another instance \
+             (max_attempts = 2, retry_on with connect-failure)",
+            at.edge(),
+            format(SYN_RETRANSMIT)
+        ),
+        _ => format!(
+            "connect_timeout = {value}: a few round trips, from {}; a connect that times out is \
+             retried, with a new SYN",
+            rtt_words(at)
+        ),
+    }
 }
 
 /// [`connect_timeout_fix`] as the setting `check --fix` writes.
@@ -231,9 +307,20 @@ fn connect_timeout_edit(at: &CallAt<'_, '_>) -> crate::report::Edit {
 
 /// The connect timeout of [`connect_timeout_fix`].
 fn suggested_connect_timeout(at: &CallAt<'_, '_>) -> Duration {
+    let short = short_connect_timeout(at);
+    match lone_connect_timeout(at) {
+        Some(lone) => short.max(lone),
+        None => short,
+    }
+}
+
+/// Three round trips, or the longest the configured multiple allows when that is less (two
+/// round trips when it leaves no room above one): the connect timeout of a call that retries a
+/// connect failure.
+fn short_connect_timeout(at: &CallAt<'_, '_>) -> Duration {
     let rtt = at.call.rtt;
     let three = rtt.saturating_mul(3);
-    let limit = connect_limit(at);
+    let limit = rtt_limit(at);
     let suggested = if limit > rtt {
         three.min(limit)
     } else {

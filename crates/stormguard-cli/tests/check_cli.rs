@@ -1,20 +1,8 @@
 //! `stormguard check` as a user runs it: the built binary on the example graphs.
 
-use std::process::Command;
-
-fn stormguard(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_stormguard"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+#[path = "support/run.rs"]
+mod run;
+use run::stormguard;
 
 #[test]
 fn a_healthy_graph_exits_0_and_a_broken_one_1() {

@@ -3,23 +3,12 @@
 //! VirtualService, a gRPC service config, a base graph of who calls whom).
 
 use std::path::Path;
-use std::process::Command;
 
 const DATA: &str = "crates/stormguard-cli/tests/data/import";
 
-fn stormguard(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_stormguard"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+#[path = "support/run.rs"]
+mod run;
+use run::stormguard;
 
 fn data(path: &str) -> String {
     format!("{DATA}/{path}")

@@ -148,8 +148,8 @@ fn intro(graph: &Graph, as_found: &str) -> String {
     format!(
         "stormguard demo: a storefront ({}) with the timeouts and retries sample code ships, \
          then with the ones stormguard proposes, under the same fault.\n\n\
-         == 1. stormguard check {as_found}: three attempts at every layer, 5s timeouts \
-         everywhere, no backoff, no retry budget ==\n\n",
+         == 1. stormguard check {as_found}: three attempts at every layer, a 1s timeout on \
+         every call, no backoff, no retry budget ==\n\n",
         shape.join(", ")
     )
 }
@@ -195,7 +195,13 @@ fn load_during_fault(run: &Run, service: &str) -> Option<f64> {
     (users > 0).then(|| attempts as f64 / users as f64)
 }
 
-/// The comparison in words: load at the faulty service and goodput while the fault lasted.
+/// The comparison in words: whether each run came back after the fault, goodput after it, the
+/// work done for callers that had already left, and the load the faulty service met while it
+/// lasted.
+///
+/// The figures that tell a metastable failure from a fault that merely hurt: a system that
+/// stays down after its trigger has ended (recovery "never", goodput after it near zero) and
+/// keeps working for nobody (wasted work) against one that comes back within seconds.
 fn in_short(runs: &[Run], service: &str) -> String {
     let mut text = String::new();
     let Some((from, to)) = runs.first().and_then(compare::fault_window) else {
@@ -203,23 +209,36 @@ fn in_short(runs: &[Run], service: &str) -> String {
     };
     let _ = writeln!(
         text,
-        "\nIn short: while {service} was slow ({}s to {}s),",
+        "\nIn short: {service} was slow for {}s ({}s to {}s), then as fast as before.",
+        (to - from).as_secs_f64(),
         from.as_secs_f64(),
         to.as_secs_f64()
     );
     for (label, run) in ["as found", "with stormguard"].iter().zip(runs) {
         let load = load_during_fault(run, service).map_or("-".to_string(), |l| format!("{l:.2}"));
-        let (during, after) = compare::goodput_around_fault(run);
-        let percent = |g: Option<f64>| g.map_or("-".to_string(), |g| format!("{:.1}%", g * 100.0));
+        let (_, after) = compare::goodput_around_fault(run);
+        let after = after.map_or("-".to_string(), |g| format!("{:.1}%", g * 100.0));
+        let recovered = match run.summary.recovered_at_s {
+            Some(at) => format!(
+                "recovered at {at}s, {}s after the fault,",
+                round_tenths(at - to.as_secs_f64())
+            ),
+            None => "never recovered: the retries kept it down after the fault,".to_string(),
+        };
         let _ = writeln!(
             text,
-            "  {label:<16} {load:>6} attempts reached {service} per user request, and {} of users \
-             were answered in time ({} after it)",
-            percent(during),
-            percent(after)
+            "  {label:<16} {recovered} {after} of users answered in time after it; {load} \
+             attempts reached {service} per user request while it was slow, and {:.0}s of work \
+             went to callers that had given up",
+            run.summary.wasted_work_s()
         );
     }
     text
+}
+
+/// Seconds to a tenth, as the summary rounds them.
+fn round_tenths(seconds: f64) -> f64 {
+    (seconds * 10.0).round() / 10.0
 }
 
 /// Where the files are and what to run next, with the program as the user invoked it (so

@@ -28,7 +28,7 @@ fn the_scenario_is_said_in_words() {
     let graph = storefront();
     assert_eq!(
         scenario_words(&graph, &graph.scenarios[SCENARIO]),
-        "db slows down x10 from 15s to 30s, at 200 users a second"
+        "db slows down x10 from 15s to 20s, at 200 users a second"
     );
 }
 
@@ -56,13 +56,42 @@ fn the_load_during_the_fault_is_read_from_the_timeline() {
     assert!(during > whole && whole > 2.0, "{during} {whole}");
     let words = in_short(&runs, "db");
     assert!(
-        words.starts_with("\nIn short: while db was slow (15s to 30s),\n"),
+        words.starts_with("\nIn short: db was slow for 5s (15s to 20s), then as fast as before.\n"),
         "{words}"
     );
     assert!(
-        words.contains(&format!(
-            "  as found         {during:>6.2} attempts reached db"
-        )),
+        words.contains(&format!("{during:.2} attempts reached db per user request")),
         "{words}"
     );
+}
+
+/// The demo's point (issue 14): as found, a 5 s trigger leaves the storefront down for the rest
+/// of the run, a metastable failure; with stormguard's settings (what `check --fix` makes of
+/// it) the same trigger costs those 5 s. Several seeds, so the story is not one seed's luck.
+#[test]
+fn as_found_stays_down_after_the_trigger_and_with_stormguard_recovers() {
+    let as_found = ("as-found.toml".to_string(), storefront());
+    let fixed = stormguard_graph::fix("as-found.toml", AS_FOUND).unwrap();
+    let with = ("with-stormguard.toml".to_string(), fixed.graph);
+    for seed in 0..3 {
+        let runs = sim_cmd::simulate(&as_found, Some(&with), Some(SCENARIO), seed, None).unwrap();
+        let (found, fixed) = (&runs[0], &runs[1]);
+        let (_, found_after) = compare::goodput_around_fault(found);
+        let (_, fixed_after) = compare::goodput_around_fault(fixed);
+        assert_eq!(found.summary.recovered_at_s, None, "seed {seed}");
+        assert!(found_after.unwrap() < 0.05, "seed {seed}: {found_after:?}");
+        let recovered = fixed
+            .summary
+            .recovered_at_s
+            .expect("with stormguard recovers");
+        assert!(recovered <= 20.0 + 3.0, "seed {seed}: {recovered}");
+        assert!(fixed_after.unwrap() > 0.95, "seed {seed}: {fixed_after:?}");
+        // As found, db keeps working for callers that left; with stormguard far less so.
+        let (wasted_found, wasted_fixed) =
+            (found.summary.wasted_work_s(), fixed.summary.wasted_work_s());
+        assert!(
+            wasted_found > 5.0 * wasted_fixed,
+            "seed {seed}: {wasted_found} {wasted_fixed}"
+        );
+    }
 }

@@ -154,7 +154,7 @@ fn intro(graph: &Graph, as_found: &str) -> String {
     )
 }
 
-/// `db slows down x10 from 15s to 30s, at 200 users a second`.
+/// `db slows down x10 from 15s to 20s, at 200 users a second`.
 fn scenario_words(graph: &Graph, scenario: &Scenario) -> String {
     let faults: Vec<String> = scenario
         .faults

@@ -511,6 +511,8 @@ mod tests {
             queue: 64,
             latency: Latency::default(),
             contention: Duration::ZERO,
+            queue_discipline: Default::default(),
+            queue_timeout: None,
             calls: Vec::new(),
             endpoints: Vec::new(),
             span: Span { line: 4, column: 1 },

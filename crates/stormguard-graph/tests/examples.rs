@@ -252,3 +252,27 @@ fn gateway_endpoints_charges_each_request_its_own_endpoint() {
     assert_eq!(report.services["orders"].amplification, 0.1);
     assert!(!report.services.contains_key("db"), "status is not called");
 }
+
+#[test]
+fn queue_overload_warns_of_the_fifo_queue_its_scenario_collapses() {
+    // search's full queue: 200 x 22.4 ms (the mean of its 20 ms p50, 60 ms p99) / 4 workers.
+    assert_eq!(
+        graded("queue-overload.toml"),
+        ["queue-outlives-caller search Warning"]
+    );
+    let report = run("queue-overload.toml");
+    let finding = &report.findings[0];
+    assert_eq!(finding.limit, Some(500.0));
+    assert!((finding.value.unwrap() - 1118.0).abs() < 1.0, "{finding:?}");
+    // Each cure the header names silences it.
+    let text = source("queue-overload.toml");
+    for cure in [
+        "queue_discipline = \"lifo\"",
+        "queue_discipline = \"codel\"",
+        "queue_timeout = \"250ms\"",
+    ] {
+        let cured = text.replace("queue = 200\n", &format!("queue = 200\n{cure}\n"));
+        let graph = parse("queue-overload.toml", &cured).unwrap_or_else(|e| panic!("{e}"));
+        assert!(check(&graph).findings.is_empty(), "{cure}");
+    }
+}

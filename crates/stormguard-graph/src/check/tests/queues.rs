@@ -49,7 +49,8 @@ fn fires_where_a_full_fifo_queue_waits_past_the_callers_timeout() {
 
 #[test]
 fn is_silent_with_another_discipline_a_queue_timeout_or_a_queue_that_fits() {
-    let cures: [(&str, fn(&mut Service)); 5] = [
+    type Cure = (&'static str, fn(&mut Service));
+    let cures: [Cure; 5] = [
         ("lifo", |s| s.queue_discipline = QueueDiscipline::Lifo),
         ("codel", |s| {
             s.queue_discipline = QueueDiscipline::Codel(Codel::default());

@@ -504,7 +504,7 @@ pub const RULES: &[RuleDoc] = &[
               at Scale\"), which serves the newest first and answers 503 to what waited over 5 ms \
               once the queue has not emptied for 100 ms; or queue_timeout = half of what the \
               callers' timeout leaves after the work, which keeps FIFO and answers 503 to what \
-              waited longer; or queue_discipline = \"lifo\". A queue's discipline is the \
-              service's, not a call's setting, so check --fix writes nothing.",
+              waited longer; or queue_discipline = \"lifo\". check --fix writes \
+              queue_discipline = \"codel\", which needs no figure of the callers.",
     },
 ];

@@ -19,7 +19,7 @@ use super::{Findings, Said};
 use crate::check::figure::Figure;
 use crate::check::figures::{ms, Model};
 use crate::model::QueueDiscipline;
-use crate::report::Severity;
+use crate::report::{Edit, Severity};
 
 /// The callers' shortest wait, in ms, and who waits that long (`web -> search waits`, or
 /// `users wait`).
@@ -123,7 +123,11 @@ pub(super) fn on_service(model: &Model<'_>, svc: usize, out: &mut Findings) {
             ),
             value: Some(Figure::Ms(wait_ms)),
             limit: Some(Figure::Ms(caller_ms)),
-            edits: Vec::new(),
+            edits: vec![Edit::on_service(
+                &service.name,
+                "queue_discipline",
+                "\"codel\"",
+            )],
         },
     );
 }

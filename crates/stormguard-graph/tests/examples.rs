@@ -207,6 +207,8 @@ fn scenario_examples_name_the_scenario_their_header_runs() {
         ("deep-slowdown-deadlines.toml", "db-slow"),
         ("tail-latency.toml", "steady"),
         ("tail-latency-hedged.toml", "steady"),
+        ("queue-overload.toml", "sustained-overload"),
+        ("queue-overload-codel.toml", "sustained-overload"),
     ] {
         let text = source(file);
         let graph = parse(file, &text).unwrap();
@@ -264,6 +266,10 @@ fn queue_overload_warns_of_the_fifo_queue_its_scenario_collapses() {
     let finding = &report.findings[0];
     assert_eq!(finding.limit, Some(500.0));
     assert!((finding.value.unwrap() - 1118.0).abs() < 1.0, "{finding:?}");
+    // Its twin is what `check --fix` makes of it, and clean.
+    let fixed = stormguard_graph::fix("queue-overload.toml", &source("queue-overload.toml"));
+    assert_eq!(fixed.unwrap().text, source("queue-overload-codel.toml"));
+    assert!(run("queue-overload-codel.toml").findings.is_empty());
     // Each cure the header names silences it.
     let text = source("queue-overload.toml");
     for cure in [

@@ -1,4 +1,5 @@
-//! Queue disciplines under sustained overload (`examples/graphs/queue-overload.toml`).
+//! Queue disciplines under sustained overload (`examples/graphs/queue-overload.toml`, whose
+//! twin `queue-overload-codel.toml` is the codel case here, as `check --fix` writes it).
 
 use std::time::{Duration, Instant};
 

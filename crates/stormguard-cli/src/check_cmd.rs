@@ -385,7 +385,8 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-/// `web -> api: max_attempts = 2, was 3 (too-many-attempts)`; the caller's endpoint is named
+/// `web -> api: max_attempts = 2, was 3 (too-many-attempts)`, or `search: queue_discipline =
+/// "codel", added (queue-outlives-caller)` for a service's own key; the caller's endpoint is named
 /// for an endpoint's call (`gateway/checkout -> orders`), and the call's number is added when its
 /// caller calls the same service more than once.
 fn change_line(graph: &Graph, change: &Change) -> String {
@@ -401,10 +402,13 @@ fn change_line(graph: &Graph, change: &Change) -> String {
         Some(endpoint) => format!("{}/{endpoint}", change.from),
         None => change.from.clone(),
     };
-    let call = if same_callee > 1 {
-        format!("{from} -> {} (call {})", change.to, change.index + 1)
-    } else {
-        format!("{from} -> {}", change.to)
+    let call = match change.index {
+        // A key of the service's own table.
+        None => from,
+        Some(index) if same_callee > 1 => {
+            format!("{from} -> {} (call {})", change.to, index + 1)
+        }
+        Some(_) => format!("{from} -> {}", change.to),
     };
     let what = match (&change.before, &change.after) {
         (Some(before), Some(after)) => format!("{} = {after}, was {before}", change.key),
@@ -511,6 +515,8 @@ mod tests {
             queue: 64,
             latency: Latency::default(),
             contention: Duration::ZERO,
+            queue_discipline: Default::default(),
+            queue_timeout: None,
             calls: Vec::new(),
             endpoints: Vec::new(),
             span: Span { line: 4, column: 1 },

@@ -335,3 +335,58 @@ fn the_audit_fixes_a_replayed_post_in_the_users_virtual_service() {
     };
     assert_eq!(comments(&written), comments(&original));
 }
+
+/// A service's queue keys are the application's, which no mesh resource holds: `import` keeps
+/// them from the base as written, and `export` writes nothing of them (as of `queue` and
+/// `concurrency`).
+#[test]
+fn a_services_queue_keys_pass_through_import_and_stay_out_of_export() {
+    let dir = std::env::temp_dir().join(format!("stormguard-import-queue-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base_text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(data("base.toml")),
+    )
+    .unwrap();
+    let keys =
+        "queue_discipline = \"codel\"\ncodel = { target = \"10ms\" }\nqueue_timeout = \"1s\"\n";
+    let base = dir.join("base.toml");
+    std::fs::write(
+        &base,
+        base_text.replace(
+            "[services.reviews]\n",
+            &format!("[services.reviews]\n{keys}"),
+        ),
+    )
+    .unwrap();
+    let (code, toml, err) =
+        stormguard(&["import", &data("mesh"), "--base", base.to_str().unwrap()]);
+    let graph_file = dir.join("imported.toml");
+    std::fs::write(&graph_file, &toml).unwrap();
+    let exported = dir.join("out");
+    let (export_code, _, export_err) = stormguard(&[
+        "export",
+        graph_file.to_str().unwrap(),
+        "--to",
+        "istio",
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    let written: Vec<String> = std::fs::read_dir(&exported)
+        .map(|d| {
+            d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(toml.contains(keys), "{toml}");
+    let graph = stormguard_graph::parse("imported.toml", &toml).unwrap();
+    assert_eq!(graph.services["reviews"].queue_discipline.name(), "codel");
+    assert_eq!(export_code, 0, "{export_err}");
+    assert!(!written.is_empty(), "{export_err}");
+    for text in written {
+        assert!(!text.contains("codel") && !text.contains("queue"), "{text}");
+    }
+}

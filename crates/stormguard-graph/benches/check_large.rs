@@ -80,6 +80,8 @@ fn service(name: String, rng: &mut Rng) -> Service {
         queue: 64,
         latency: Latency { p50, p99: p50 * 10 },
         contention: Duration::ZERO,
+        queue_discipline: Default::default(),
+        queue_timeout: None,
         calls: Vec::new(),
         endpoints: Vec::new(),
         span: Span::default(),

@@ -66,6 +66,12 @@ pub struct Service {
     pub latency: Latency,
     /// Extra work per other request in flight on the instance (simulator; default 0).
     pub contention: Duration,
+    /// Which queued request a free worker takes next, and when a queued one is too old to
+    /// take (default [`QueueDiscipline::Fifo`]).
+    pub queue_discipline: QueueDiscipline,
+    /// The longest a request may wait in the queue: one that waited longer is answered 503
+    /// when a worker would take it, whatever the discipline. `None` (the default): no bound.
+    pub queue_timeout: Option<Duration>,
     /// The calls it makes for each request, in order, when it has no named endpoints (its one
     /// implicit endpoint); empty when it has (the parser refuses both).
     pub calls: Vec<Call>,
@@ -152,6 +158,84 @@ pub struct EndpointRef<'a> {
     pub calls: &'a [Call],
     /// Where it is defined (the service's table for the implicit endpoint).
     pub span: Span,
+}
+
+/// How an instance's free worker picks the next queued request (`queue_discipline`).
+///
+/// First in, first out is what most servers do and what a queue is usually taken to mean, but
+/// under sustained overload it is the worst order: the oldest request is the one whose caller
+/// has most likely given up, so the instance works only on requests nobody waits for any more
+/// and goodput collapses while every worker is busy (Cockcroft: processing the oldest first "is
+/// often a bad policy, as you may never get to do work that someone is still actually waiting
+/// for").
+///
+/// ```
+/// use stormguard_graph::model::{Codel, QueueDiscipline};
+/// let graph = stormguard_graph::parse("g.toml", r#"
+/// [entry]
+/// service = "api"
+/// [services.api]
+/// queue_discipline = "codel"
+/// codel = { target = "10ms" }
+/// "#).unwrap();
+/// let codel = Codel { target: std::time::Duration::from_millis(10), ..Codel::default() };
+/// assert_eq!(graph.services["api"].queue_discipline, QueueDiscipline::Codel(codel));
+/// assert_eq!(QueueDiscipline::default(), QueueDiscipline::Fifo);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QueueDiscipline {
+    /// `"fifo"` (the default): the oldest queued request first.
+    #[default]
+    Fifo,
+    /// `"lifo"`: the newest queued request first, whose caller is the likeliest still to wait;
+    /// the oldest wait until the queue empties (bound them with `queue_timeout`).
+    Lifo,
+    /// `"codel"`: Facebook's controlled delay with adaptive LIFO (Maurer, "Fail at Scale", ACM
+    /// Queue 2015); see [`Codel`] for the rule.
+    Codel(Codel),
+}
+
+impl QueueDiscipline {
+    /// Its name as a file writes it: `fifo`, `lifo` or `codel`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            QueueDiscipline::Fifo => "fifo",
+            QueueDiscipline::Lifo => "lifo",
+            QueueDiscipline::Codel(_) => "codel",
+        }
+    }
+}
+
+/// CoDel's two settings (`codel = { target, interval }`), as Facebook runs it in front of its
+/// servers' request queues (Maurer, "Fail at Scale", ACM Queue 2015, with `M = target` and
+/// `N = interval`).
+///
+/// The rule, per instance: the queue is *overloaded* when it has not been empty at any moment
+/// of the last `interval`. Then a free worker takes the newest request (adaptive LIFO) and drops,
+/// with a fast 503, every request it would take that has waited longer than `target`; when the
+/// queue has been empty within the last `interval`, it takes the oldest (FIFO) and drops those
+/// that waited longer than `interval`. The paper fixes a request's limit when it is queued;
+/// here it is read when a worker would take it, from the same two settings, which differs only
+/// for requests queued in the `interval` before the overload is declared (they get `target`
+/// instead of `interval`). When an arrival finds the queue full, requests past the limit at its
+/// old end are dropped first to make room: stale work is discarded before fresh work is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Codel {
+    /// The longest a request may wait while the queue is overloaded (default 5 ms, the
+    /// paper's `M`).
+    pub target: Duration,
+    /// How long the queue must stay non-empty to count as overloaded, and the longest a
+    /// request may wait while it is not (default 100 ms, the paper's `N`).
+    pub interval: Duration,
+}
+
+impl Default for Codel {
+    fn default() -> Self {
+        Codel {
+            target: Duration::from_millis(5),
+            interval: Duration::from_millis(100),
+        }
+    }
 }
 
 /// A service's own latency, as two quantiles a lognormal is fitted to.

@@ -86,9 +86,12 @@ pub struct Edit {
     /// The caller's endpoint whose call it is; `None` for a call of `from`'s own `calls`.
     pub endpoint: Option<String>,
     /// The called service: checked against the file, so an edit never lands on another call.
+    /// Empty for a key of the service's own table.
     pub to: String,
-    /// The call's index among the calls of `from` (or of its `endpoint`), from 0.
-    pub index: usize,
+    /// The call's index among the calls of `from` (or of its `endpoint`), from 0; `None` for a
+    /// key of the service's own table `[services.FROM]` (`queue_discipline`), which
+    /// [`Edit::on_service`] makes.
+    pub index: Option<usize>,
     /// The key in the call's table, e.g. `timeout`.
     pub key: &'static str,
     /// The new value as TOML text; `None` removes the key.
@@ -102,7 +105,25 @@ impl Edit {
             from: from.to_string(),
             endpoint: None,
             to: to.to_string(),
-            index,
+            index: Some(index),
+            key,
+            value: Some(value.to_string()),
+        }
+    }
+
+    /// Sets `key` of service `service`'s own table to the TOML text `value`.
+    ///
+    /// ```
+    /// use stormguard_graph::report::Edit;
+    /// let edit = Edit::on_service("search", "queue_discipline", "\"codel\"");
+    /// assert_eq!(edit.to_string(), "services.search.queue_discipline = \"codel\"");
+    /// ```
+    pub fn on_service(service: &str, key: &'static str, value: &str) -> Edit {
+        Edit {
+            from: service.to_string(),
+            endpoint: None,
+            to: String::new(),
+            index: None,
             key,
             value: Some(value.to_string()),
         }
@@ -128,7 +149,7 @@ impl Edit {
             from: from.to_string(),
             endpoint: None,
             to: to.to_string(),
-            index,
+            index: Some(index),
             key,
             value: None,
         }
@@ -140,10 +161,17 @@ impl std::fmt::Display for Edit {
         let mut path = crate::parse::locate::KeyPath::default()
             .key("services")
             .key(&self.from);
+        let Some(index) = self.index else {
+            let key = path.key(self.key);
+            return match &self.value {
+                Some(value) => write!(f, "{key} = {value}"),
+                None => write!(f, "{key} removed"),
+            };
+        };
         if let Some(endpoint) = &self.endpoint {
             path = path.key("endpoints").key(endpoint);
         }
-        let key = path.key("calls").index(self.index).key(self.key);
+        let key = path.key("calls").index(index).key(self.key);
         let caller = self.caller();
         match &self.value {
             Some(value) => write!(f, "{key} = {value} ({caller} -> {})", self.to),

@@ -207,6 +207,8 @@ fn scenario_examples_name_the_scenario_their_header_runs() {
         ("deep-slowdown-deadlines.toml", "db-slow"),
         ("tail-latency.toml", "steady"),
         ("tail-latency-hedged.toml", "steady"),
+        ("queue-overload.toml", "sustained-overload"),
+        ("queue-overload-codel.toml", "sustained-overload"),
     ] {
         let text = source(file);
         let graph = parse(file, &text).unwrap();
@@ -251,4 +253,32 @@ fn gateway_endpoints_charges_each_request_its_own_endpoint() {
     assert_eq!(report.services["catalog"].amplification, 1.8);
     assert_eq!(report.services["orders"].amplification, 0.1);
     assert!(!report.services.contains_key("db"), "status is not called");
+}
+
+#[test]
+fn queue_overload_warns_of_the_fifo_queue_its_scenario_collapses() {
+    // search's full queue: 200 x 22.4 ms (the mean of its 20 ms p50, 60 ms p99) / 4 workers.
+    assert_eq!(
+        graded("queue-overload.toml"),
+        ["queue-outlives-caller search Warning"]
+    );
+    let report = run("queue-overload.toml");
+    let finding = &report.findings[0];
+    assert_eq!(finding.limit, Some(500.0));
+    assert!((finding.value.unwrap() - 1118.0).abs() < 1.0, "{finding:?}");
+    // Its twin is what `check --fix` makes of it, and clean.
+    let fixed = stormguard_graph::fix("queue-overload.toml", &source("queue-overload.toml"));
+    assert_eq!(fixed.unwrap().text, source("queue-overload-codel.toml"));
+    assert!(run("queue-overload-codel.toml").findings.is_empty());
+    // Each cure the header names silences it.
+    let text = source("queue-overload.toml");
+    for cure in [
+        "queue_discipline = \"lifo\"",
+        "queue_discipline = \"codel\"",
+        "queue_timeout = \"250ms\"",
+    ] {
+        let cured = text.replace("queue = 200\n", &format!("queue = 200\n{cure}\n"));
+        let graph = parse("queue-overload.toml", &cured).unwrap_or_else(|e| panic!("{e}"));
+        assert!(check(&graph).findings.is_empty(), "{cure}");
+    }
 }

@@ -69,6 +69,15 @@ const TABLES: &[Table] = &[
         policy: false,
     },
     Table {
+        heading: "codel",
+        base: concat!(
+            "[entry]\nservice = \"a\"\n[services.a]\nqueue_discipline = \"codel\"\n",
+            "codel = {}\n"
+        ),
+        path: &["services", "a", "codel"],
+        policy: false,
+    },
+    Table {
         heading: "[[services.NAME.calls]]",
         base: CALL,
         path: CALL_PATH,

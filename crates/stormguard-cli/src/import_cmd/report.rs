@@ -247,7 +247,7 @@ impl<'a> Table<'a> {
                 Some(endpoint) => &service.endpoint(endpoint)?.calls,
                 None => &service.calls,
             };
-            let call = calls.get(edit.index).filter(|c| c.to == edit.to)?;
+            let call = calls.get(edit.index?).filter(|c| c.to == edit.to)?;
             from_file(self.key_line(call.span.line, edit.key)?)
         });
         let span = finding.span;

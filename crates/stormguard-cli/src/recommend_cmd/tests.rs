@@ -216,7 +216,11 @@ fn the_graph_sets_the_false_timeout_rate_unless_the_flag_does() {
     assert_eq!(v["calls"][0]["matched_by"], "label:upstream");
     assert_eq!(v["calls"][0]["share_within_current_kind"], "interpolated");
     assert_eq!(v["calls"][0]["suggestion"]["suggested_timeout"], "2s");
-    assert_eq!(v["check"]["new_findings"][0]["rule"], "timeout-inversion");
+    // The shorter timeout also makes db's full FIFO queue outlast it (queue-outlives-caller).
+    let rules: Vec<&str> = (v["check"]["new_findings"].as_array().unwrap().iter())
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"timeout-inversion"), "{rules:?}");
 }
 
 #[test]

@@ -241,6 +241,11 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
         for (label, figure, better) in SERVICE_ROWS {
             t.figure(label, x.and_then(figure), y.and_then(figure), better);
         }
+        // Only where a queue dropped stale work, so a comparison of plain queues is as before.
+        let dropped = |s: Option<&ServiceSummary>| s.map(|s| s.queue_dropped as f64);
+        if dropped(x).unwrap_or(0.0) + dropped(y).unwrap_or(0.0) > 0.0 {
+            t.figure("  queue dropped", dropped(x), dropped(y), Better::Neither);
+        }
         let (ux, uy) = (x.map(|s| s.utilization), y.map(|s| s.utilization));
         let shift = change(ux, uy, Better::Neither, true);
         t.row("  utilization", percent(ux), percent(uy), shift);
@@ -378,6 +383,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  latency p99    about the same"), "{text}");
+        assert!(!text.contains("queue dropped"), "{text}");
         // The fault is from 3 s to 6 s: 40 of about 100 users a second answered meanwhile,
         // against all of them with B; after it, 99 of about 100 in A.
         let during = text
@@ -432,5 +438,18 @@ mod tests {
         assert_eq!(change(None, Some(3.0), Better::Lower, false), "");
         assert_eq!(ms(Some(1940.0)), "1.94s");
         assert_eq!(ms(Some(12.34)), "12.3ms");
+    }
+
+    #[test]
+    fn queue_drops_are_a_row_only_where_a_queue_dropped() {
+        let today = outcome();
+        let mut codel = outcome();
+        codel.services.get_mut("db").unwrap().queue_dropped = 40;
+        let text = side_by_side(&run("today.toml", today), &run("codel.toml", codel));
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("  queue dropped"))
+            .unwrap();
+        assert!(row.contains(" 0 ") && row.contains(" 40 "), "{row}");
     }
 }

@@ -52,6 +52,10 @@ pub(crate) struct ServiceSummary {
     pub(crate) timed_out: u64,
     pub(crate) wasted_work_s: f64,
     pub(crate) max_queue: u64,
+    /// Queued requests answered 503 for waiting past the queue's limit (`queue_timeout`,
+    /// CoDel's); left out when none was, so a plain queue's summary is as before.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) queue_dropped: u64,
     pub(crate) utilization: f64,
     /// Attempts per named endpoint, for a service with endpoints (left out otherwise): how its
     /// requests split between the kinds of request it serves.
@@ -82,6 +86,10 @@ pub(crate) struct TimelinePoint {
 #[derive(Serialize, Debug)]
 pub(crate) struct Comparison<'a> {
     pub(crate) runs: [&'a Summary; 2],
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `x` to 6 significant digits: enough for any figure a person compares, few enough that the
@@ -125,6 +133,7 @@ impl Summary {
                     timed_out: s.timed_out,
                     wasted_work_s: round(s.wasted_work_s),
                     max_queue: s.max_queue,
+                    queue_dropped: s.queue_dropped,
                     utilization: round(s.utilization),
                     endpoints: s.endpoints.clone(),
                 };

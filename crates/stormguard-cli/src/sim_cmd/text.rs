@@ -106,6 +106,17 @@ pub(crate) fn single(run: &Run) -> String {
             percent(Some(v.utilization))
         );
     }
+    let dropped: Vec<String> = (s.services.iter())
+        .filter(|(_, v)| v.queue_dropped > 0)
+        .map(|(name, v)| format!("{name} {}", v.queue_dropped))
+        .collect();
+    if !dropped.is_empty() {
+        let _ = writeln!(
+            out,
+            "queue drops: {} (answered 503 for waiting past the queue's limit)",
+            dropped.join(", ")
+        );
+    }
     if !s.calls.is_empty() {
         let width = s.calls.keys().map(String::len).max().unwrap_or(0).max(4);
         let _ = writeln!(
@@ -127,6 +138,7 @@ pub(crate) fn single(run: &Run) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::summary::tests::{outcome, run};
+    use super::super::summary::Summary;
     use super::*;
 
     #[test]
@@ -146,5 +158,19 @@ mod tests {
         let db = lines.iter().find(|l| l.starts_with("db ")).unwrap();
         assert!(db.contains(" 0.33 ") && db.ends_with(" 12.3%"), "{db}");
         assert!(text.contains("api->db"), "{text}");
+    }
+
+    #[test]
+    fn queue_drops_show_only_where_a_queue_dropped() {
+        let mut outcome = outcome();
+        let plain = single(&run("today.toml", outcome.clone()));
+        assert!(!plain.contains("queue drops"), "{plain}");
+        let json = serde_json::to_string(&Summary::new("t.toml", None, &outcome)).unwrap();
+        assert!(!json.contains("queue_dropped"), "{json}");
+        outcome.services.get_mut("db").unwrap().queue_dropped = 12;
+        let text = single(&run("today.toml", outcome.clone()));
+        assert!(text.contains("queue drops: db 12 (answered 503"), "{text}");
+        let json = serde_json::to_string(&Summary::new("t.toml", None, &outcome)).unwrap();
+        assert!(json.contains("\"queue_dropped\":12"), "{json}");
     }
 }

@@ -199,11 +199,11 @@ fn no_call(file: &str, edit: &Edit, reason: String) -> FixError {
 }
 
 /// Where a call is in the file: the `index`-th call of service `from` (of its endpoint
-/// `endpoint`, when it has one), which calls `to`.
+/// `endpoint`, when it has one), which calls `to`; with no `index`, the service's own table.
 struct Place<'a> {
     from: &'a str,
     endpoint: Option<&'a str>,
-    index: usize,
+    index: Option<usize>,
     to: &'a str,
 }
 
@@ -219,12 +219,15 @@ impl Place<'_> {
 
 /// The call at `place` as an editable table, and whether it is an inline table (a call in
 /// `calls = [{ ... }]`); an error saying what is missing when it is not there or does not call
-/// `to`.
+/// `to`. A place without a call index is the service's own table ([`service_table`]).
 fn call_table<'d>(
     doc: &'d mut DocumentMut,
     place: &Place<'_>,
 ) -> Result<(&'d mut dyn TableLike, bool), String> {
-    let (from, index, to) = (&place.caller(), place.index, place.to);
+    let Some(index) = place.index else {
+        return service_table(doc, place.from);
+    };
+    let (from, to) = (&place.caller(), place.to);
     let service = doc
         .get_mut("services")
         .and_then(Item::as_table_like_mut)
@@ -267,5 +270,27 @@ fn call_table<'d>(
             "call {index} of {from:?} calls {callee:?}, not {to:?}"
         )),
         None => Err(format!("call {index} of {from:?} has no `to`")),
+    }
+}
+
+/// Service `name`'s own table (`[services.NAME]`), and whether it is inline. A service the file
+/// only names in `[[services.NAME.calls]]` headers has an implicit table, made explicit here so
+/// that a key set on it is written under a header of its own.
+fn service_table<'d>(
+    doc: &'d mut DocumentMut,
+    name: &str,
+) -> Result<(&'d mut dyn TableLike, bool), String> {
+    let service = doc
+        .get_mut("services")
+        .and_then(Item::as_table_like_mut)
+        .and_then(|services| services.get_mut(name))
+        .ok_or_else(|| format!("the file has no service {name:?}"))?;
+    match service {
+        Item::Table(table) => {
+            table.set_implicit(false);
+            Ok((table, false))
+        }
+        Item::Value(Value::InlineTable(table)) => Ok((table, true)),
+        _ => Err(format!("service {name:?} is not a table")),
     }
 }

@@ -90,10 +90,11 @@ pub struct Change {
     pub from: String,
     /// The caller's endpoint whose call it is; `None` for a call of `from`'s own `calls`.
     pub endpoint: Option<String>,
-    /// The called service.
+    /// The called service; empty for a key of the service's own table.
     pub to: String,
-    /// The call's index among the calls of `from` (or of its `endpoint`), from 0.
-    pub index: usize,
+    /// The call's index among the calls of `from` (or of its `endpoint`), from 0; `None` for a
+    /// key of the service's own table.
+    pub index: Option<usize>,
     /// The key.
     pub key: &'static str,
     /// The value in the file as given (TOML text), `None` when the key was not there.
@@ -246,8 +247,9 @@ pub fn fix(file: &str, text: &str) -> Result<Fixed, FixError> {
     })
 }
 
-/// A setting: the caller, its endpoint, the call's index, the key.
-type Setting = (String, Option<String>, usize, &'static str);
+/// A setting: the caller, its endpoint, the call's index (`None`: the service's own table),
+/// the key.
+type Setting = (String, Option<String>, Option<usize>, &'static str);
 
 /// The file between rounds, with its graph and what `check` finds in it.
 struct State {

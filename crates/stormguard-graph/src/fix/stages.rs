@@ -17,7 +17,8 @@ use crate::report::{Edit, Finding};
 ///
 /// 1. Attempts: every other retry setting is judged only on calls that still retry, so a call
 ///    cut to one attempt gets no budget or backoff it does not need.
-/// 2. A call's own settings, which no figure of the graph depends on except through costs.
+/// 2. A call's own settings, which no figure of the graph depends on except through costs, and
+///    a service's queue discipline, which none depends on.
 /// 3. The shape of the timeouts: one on every call, above the callee's latency, shrinking with
 ///    depth.
 /// 4. Timeouts against worst cases: what the user waits first (`entry-budget` cuts from the
@@ -40,6 +41,7 @@ pub(super) const STAGES: [&[&str]; 4] = [
         "connect-timeout-below-rtt",
         "connect-timeout-too-long",
         "missing-connect-timeout",
+        "queue-outlives-caller",
     ],
     &[
         "missing-timeout",
@@ -67,7 +69,7 @@ pub(super) fn chosen(findings: &[Finding]) -> Vec<(&Edit, &'static str)> {
     let Some(stage) = with_edits.clone().map(|f| rank(f.rule).0).min() else {
         return Vec::new();
     };
-    type Setting<'a> = (&'a str, Option<&'a str>, usize, &'a str);
+    type Setting<'a> = (&'a str, Option<&'a str>, Option<usize>, &'a str);
     let mut by_setting: BTreeMap<Setting<'_>, (&Finding, &Edit)> = BTreeMap::new();
     for finding in with_edits.filter(|f| rank(f.rule).0 == stage) {
         for edit in &finding.edits {
@@ -142,5 +144,5 @@ fn call_of<'g>(graph: &'g Graph, edit: &Edit) -> Option<&'g Call> {
         Some(name) => &service.endpoint(name)?.calls,
         None => &service.calls,
     };
-    calls.get(edit.index)
+    calls.get(edit.index?)
 }

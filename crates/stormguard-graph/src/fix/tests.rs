@@ -524,7 +524,7 @@ fn an_endpoints_call_is_fixed_in_its_endpoints_table() {
             change.index,
             change.key
         ),
-        ("gateway", Some("checkout"), "orders", 0, "timeout")
+        ("gateway", Some("checkout"), "orders", Some(0), "timeout")
     );
     assert_eq!(change.rules, ["entry-budget"]);
     let checkout = &fixed.graph.services["gateway"].endpoints[1];
@@ -541,4 +541,48 @@ fn an_endpoints_call_is_fixed_in_its_endpoints_table() {
     assert!(fixed
         .text
         .contains("[[services.gateway.endpoints.checkout.calls]]\nto = \"orders\"\nendpoint = \"place\"\ntimeout = \"1983ms\"  # was \"2s\" (check --fix: entry-budget)\n"));
+}
+
+#[test]
+fn queue_outlives_caller_is_fixed_with_codel_on_the_services_own_table() {
+    let text = "[entry]\nservice = \"web\"\n\n[[services.web.calls]]\nto = \"search\"\n\
+                timeout = \"500ms\"\nconnect_timeout = \"10ms\"\n\n[services.search]\n\
+                concurrency = 4\nqueue = 200 # a deep queue\nlatency = { p50 = \"20ms\", p99 = \"60ms\" }\n";
+    let before = check(&parse("g.toml", text).unwrap());
+    assert!(before
+        .findings
+        .iter()
+        .any(|f| f.rule == "queue-outlives-caller"));
+    let fixed = fix("g.toml", text).unwrap();
+    assert!(
+        fixed.text.contains(
+            "latency = { p50 = \"20ms\", p99 = \"60ms\" }\nqueue_discipline = \"codel\"  # added \
+             by check --fix (queue-outlives-caller)\n"
+        ),
+        "{}",
+        fixed.text
+    );
+    assert!(
+        fixed.report.findings.is_empty(),
+        "{:#?}",
+        fixed.report.findings
+    );
+    assert_eq!(fixed.stop, Stop::Done);
+    let change = &fixed.changes[0];
+    assert_eq!(
+        (change.from.as_str(), change.index, change.key),
+        ("search", None, "queue_discipline")
+    );
+    // A service the file names only in a call's header gets a table of its own for it.
+    let implicit =
+        "[entry]\nservice = \"search\"\ntimeout = \"10ms\"\n\n[[services.search.calls]]\n\
+                    to = \"db\"\ntimeout = \"20ms\"\nconnect_timeout = \"5ms\"\n\n[services.db]\n";
+    let fixed = fix("g.toml", implicit).unwrap();
+    let graph = parse("g.toml", &fixed.text).unwrap_or_else(|e| panic!("{e}\n{}", fixed.text));
+    assert_eq!(
+        graph.services["search"].queue_discipline.name(),
+        "codel",
+        "{}",
+        fixed.text
+    );
 }

@@ -135,6 +135,12 @@ impl<'a> Converter<'a> {
             None => Latency::default(),
         };
         let (calls, endpoints) = self.service_calls(raw.calls, raw.endpoints, path)?;
+        let (queue_discipline, queue_timeout) = self.queue_keys(
+            raw.queue_discipline.as_ref(),
+            raw.codel,
+            raw.queue_timeout.as_ref(),
+            path,
+        )?;
         Ok(Service {
             name,
             instances,
@@ -148,6 +154,8 @@ impl<'a> Converter<'a> {
                 &ADDED,
                 Duration::ZERO,
             )?,
+            queue_discipline,
+            queue_timeout,
             calls,
             endpoints,
             span: self.span(offset),

@@ -43,6 +43,7 @@ mod endpoint;
 pub mod keys;
 pub mod locate;
 pub mod policy_keys;
+mod queue;
 pub mod ranges;
 mod raw;
 mod scenario;

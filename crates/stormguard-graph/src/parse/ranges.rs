@@ -245,9 +245,21 @@ pub const TIMEOUT: ValueRange = ValueRange {
         at(POLICY, "request_timeout"),
         at(POLICY, "connect_timeout"),
         at("[entry]", "timeout"),
+        at("[services.NAME]", "queue_timeout"),
         at("adaptive_timeout", "min"),
         at("adaptive_timeout", "max"),
     ],
+};
+
+/// CoDel's target and interval (`codel = { target, interval }`).
+pub const CODEL_DELAY: ValueRange = ValueRange {
+    subject: "a CoDel delay",
+    bounds: Bounds::Duration(MS, Duration::from_secs(60)),
+    below: "a queue wait under a millisecond is below what a worker's hand-over takes, so every \
+            queued request would be dropped",
+    above: "a queue allowed to stay non-empty for over a minute, or a request to wait that \
+            long, controls no delay any caller notices",
+    keys: &[at("codel", "target"), at("codel", "interval")],
 };
 
 /// A service's latency quantiles and a call's round trip.
@@ -646,6 +658,7 @@ pub fn whole_bounds(key: &str) -> Option<(i64, i64)> {
 /// Every range, in the order the reference lists them.
 pub const RANGES: &[&ValueRange] = &[
     &TIMEOUT,
+    &CODEL_DELAY,
     &LATENCY,
     &ADDED,
     &CONNECTION_TIMER,

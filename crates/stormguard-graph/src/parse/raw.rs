@@ -48,6 +48,9 @@ pub(super) struct RawService {
     pub queue: Option<Spanned<u32>>,
     pub latency: Option<Spanned<RawLatency>>,
     pub contention: Option<Spanned<DurationText>>,
+    pub queue_discipline: Option<Spanned<String>>,
+    pub codel: Option<Spanned<RawCodel>>,
+    pub queue_timeout: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub calls: Vec<Spanned<RawCall>>,
     #[serde(default)]
@@ -69,6 +72,14 @@ pub(super) struct RawEndpoint {
 pub(super) struct RawLatency {
     pub p50: Option<Spanned<DurationText>>,
     pub p99: Option<Spanned<DurationText>>,
+}
+
+/// `codel = { target, interval }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCodel {
+    pub target: Option<Spanned<DurationText>>,
+    pub interval: Option<Spanned<DurationText>>,
 }
 
 /// `[[services.NAME.calls]]`.

@@ -370,3 +370,55 @@ fn an_injected_error_status_is_a_failure() {
     let ok = crate::parse("g.toml", &text.replace("= 200", "= 409")).unwrap();
     assert_eq!(ok.scenarios["s"].faults[0].error_status, 409);
 }
+
+#[test]
+fn queue_keys_are_strict_and_point_at_their_value() {
+    let text = format!("{SERVICE}queue_discipline = \"random\"\n");
+    assert_error(
+        &text,
+        5,
+        20,
+        "services.web.queue_discipline",
+        &[
+            "\"random\" is not a queue discipline",
+            "\"fifo\", \"lifo\" or \"codel\"",
+        ],
+    );
+    // codel settings beside another discipline would be ignored: refused.
+    let text = format!("{SERVICE}queue_discipline = \"lifo\"\ncodel = {{ target = \"5ms\" }}\n");
+    assert_error(
+        &text,
+        6,
+        9,
+        "services.web.codel",
+        &["do nothing", "queue_discipline = \"codel\""],
+    );
+    let text = format!("{SERVICE}codel = {{ target = \"5ms\" }}\n");
+    assert_error(&text, 5, 9, "services.web.codel", &["on a \"fifo\" queue"]);
+    let text = format!(
+        "{SERVICE}queue_discipline = \"codel\"\ncodel = {{ target = \"100ms\", interval = \"50ms\" }}\n"
+    );
+    assert_error(
+        &text,
+        6,
+        40,
+        "services.web.codel.interval",
+        &["target 100ms is not below interval 50ms"],
+    );
+    let text = format!("{SERVICE}queue_discipline = \"codel\"\ncodel = {{ target = \"0s\" }}\n");
+    assert_error(&text, 6, 20, "services.web.codel.target", &["out of range"]);
+    let text = format!("{SERVICE}queue_timeout = \"0s\"\n");
+    assert_error(
+        &text,
+        5,
+        17,
+        "services.web.queue_timeout",
+        &["out of range", "1ms to 1h"],
+    );
+    let text = format!("{SERVICE}queue_colour = \"red\"\n");
+    assert!(
+        error(&text).3.contains("queue_discipline"),
+        "{:?}",
+        error(&text)
+    );
+}

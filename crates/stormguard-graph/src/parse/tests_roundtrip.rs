@@ -12,8 +12,8 @@ use stormguard::hedge::HedgeDelay;
 use super::parse;
 use super::tests_writer::{without_spans, write};
 use crate::model::{
-    Call, CheckConfig, Entry, Fault, Graph, HedgeSpec, Idempotent, Latency, LimiterSpec, LoadStep,
-    Scenario, Service, Span,
+    Call, CheckConfig, Codel, Entry, Fault, Graph, HedgeSpec, Idempotent, Latency, LimiterSpec,
+    LoadStep, QueueDiscipline, Scenario, Service, Span,
 };
 
 /// Names that need no quoting and names that do, so headers are written and read with quotes.
@@ -167,9 +167,15 @@ fn service(index: usize, services: usize) -> impl Strategy<Value = Service> {
             prop::option::of(micros()),
         ),
         prop::collection::vec(call(services), 0..4),
+        (queue_discipline(), prop::option::of(timeout())),
     )
         .prop_map(
-            move |((instances, concurrency, queue), (p50, extra, contention), calls)| Service {
+            move |(
+                (instances, concurrency, queue),
+                (p50, extra, contention),
+                calls,
+                (queue_discipline, queue_timeout),
+            )| Service {
                 name: NAMES[index].to_string(),
                 instances,
                 concurrency,
@@ -179,11 +185,29 @@ fn service(index: usize, services: usize) -> impl Strategy<Value = Service> {
                     p99: p50 + extra - Duration::from_micros(1),
                 },
                 contention: contention.unwrap_or_default(),
+                queue_discipline,
+                queue_timeout,
                 calls,
                 endpoints: Vec::new(),
                 span: Span::default(),
             },
         )
+}
+
+/// Each discipline, CoDel with its defaults or with a target below its interval.
+fn queue_discipline() -> impl Strategy<Value = QueueDiscipline> {
+    let codel = (1u64..1_000, 1u64..1_000).prop_map(|(target, more)| {
+        QueueDiscipline::Codel(Codel {
+            target: Duration::from_millis(target),
+            interval: Duration::from_millis(target + more),
+        })
+    });
+    prop_oneof![
+        Just(QueueDiscipline::Fifo),
+        Just(QueueDiscipline::Lifo),
+        Just(QueueDiscipline::Codel(Codel::default())),
+        codel,
+    ]
 }
 
 fn window() -> impl Strategy<Value = (Duration, Duration)> {

@@ -11,7 +11,8 @@ use stormguard::duration::format;
 use super::locate::KeyPath;
 use super::policy_keys::HEDGE_MAX_EXTRA;
 use crate::model::{
-    Call, CheckConfig, Graph, Idempotent, Latency, LimiterSpec, Scenario, Service, Span,
+    Call, CheckConfig, Codel, Graph, Idempotent, Latency, LimiterSpec, QueueDiscipline, Scenario,
+    Service, Span,
 };
 
 /// Text being written; with `terse`, values equal to their default are left out.
@@ -52,6 +53,15 @@ impl Writer {
         self.unless_default("latency", s.latency, Latency::default(), latency);
         let contention = duration(s.contention);
         self.unless_default("contention", s.contention, Duration::ZERO, contention);
+        let discipline = format!("{:?}", s.queue_discipline.name());
+        let fifo = QueueDiscipline::Fifo;
+        self.unless_default("queue_discipline", s.queue_discipline, fifo, discipline);
+        if let QueueDiscipline::Codel(codel) = s.queue_discipline {
+            let (target, interval) = (duration(codel.target), duration(codel.interval));
+            let text = format!("{{ target = {target}, interval = {interval} }}");
+            self.unless_default("codel", codel, Codel::default(), text);
+        }
+        self.optional("queue_timeout", s.queue_timeout.map(duration));
         for call in &s.calls {
             self.line(format!("[[services.{}.calls]]", toml_key(name)));
             self.call(call);

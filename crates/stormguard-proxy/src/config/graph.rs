@@ -120,6 +120,8 @@ fn service(name: &str, span: Span) -> Service {
         queue: 64,
         latency: Latency::default(),
         contention: std::time::Duration::ZERO,
+        queue_discipline: Default::default(),
+        queue_timeout: None,
         calls: Vec::new(),
         endpoints: Vec::new(),
         span,

@@ -22,6 +22,10 @@
 //! - With `propagate_deadline`, the callee's deadline is when its caller gives up on the attempt
 //!   (`send + attempt timeout`); queued work past it is dropped when a worker would take it, and
 //!   the policy's `should_start` refuses calls with no time left.
+//! - A service's `queue_discipline` picks the queued request a free worker takes (the oldest,
+//!   the newest, or CoDel's adaptive choice, [`queue`]); a request that waited past its limit
+//!   (`queue_timeout`, CoDel's target or interval) is answered 503 when a worker would take it,
+//!   or when an arrival finds the queue full, and counted in `queue_dropped`.
 //! - Parallel calls with `count > 1` repeat each in sequence, alongside the others; a run of calls
 //!   waits for all of its calls before the next run, and fails the request if a required one
 //!   failed.
@@ -85,6 +89,7 @@ mod hedge;
 pub mod limits;
 mod model;
 mod outcome;
+mod queue;
 mod recovery;
 mod service;
 mod slab;

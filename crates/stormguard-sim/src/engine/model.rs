@@ -13,6 +13,7 @@ use stormguard_graph::model::{Call, Graph, Scenario};
 use stormguard_graph::parse::ranges::{RATE, RUN_LENGTH};
 
 use super::outcome::Trigger;
+use super::queue::QueuePolicy;
 use super::{triggers, SimError};
 
 /// The per-try timeout of a call the file gave none: a year, long enough never to fire in a run,
@@ -38,6 +39,8 @@ pub(crate) struct ServiceModel {
     pub(crate) queue: usize,
     pub(crate) work: LogNormal,
     pub(crate) contention: u64,
+    /// Its queue's discipline and timeout.
+    pub(crate) queue_policy: QueuePolicy,
     /// Its endpoints, in file order (one, unnamed, for a service without endpoints).
     pub(crate) endpoints: Vec<EndpointModel>,
     pub(crate) faults: Vec<FaultWindow>,
@@ -351,6 +354,7 @@ pub(crate) fn build(
             queue: service.queue as usize,
             work,
             contention: nanos(service.contention),
+            queue_policy: QueuePolicy::of(service),
             endpoints,
             faults: Vec::new(),
         });

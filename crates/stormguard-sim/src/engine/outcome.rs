@@ -72,6 +72,10 @@ pub struct ServiceStats {
     pub timed_out: u64,
     /// Queued attempts dropped because their propagated deadline had passed.
     pub dropped: u64,
+    /// Queued attempts answered 503 because they had waited past the service's queue limit
+    /// (`queue_timeout`, or CoDel's target or interval): stale work discarded so that fresh
+    /// work is done. Always 0 for a plain FIFO or LIFO queue.
+    pub queue_dropped: u64,
     /// Seconds of own work finished for callers that had already given up (at any level above).
     pub wasted_work_s: f64,
     /// Seconds of own work done, over all instances: utilisation is this over duration times

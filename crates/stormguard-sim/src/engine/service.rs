@@ -13,7 +13,7 @@ impl Sim<'_> {
             return;
         };
         let (s, i, half_rtt) = (attempt.service, attempt.instance, attempt.half_rtt);
-        let endpoint = attempt.endpoint;
+        let (endpoint, deadline) = (attempt.endpoint, attempt.deadline);
         let service = &self.model.services[s];
         self.tallies[s].attempts += 1;
         self.tallies[s].endpoint_attempts[endpoint] += 1;
@@ -43,14 +43,16 @@ impl Sim<'_> {
             self.answer_at_once(key, half_rtt, answer);
             return;
         }
-        let instance = &self.instances[s][i];
-        let has_worker = instance.busy < service.concurrency;
-        if !has_worker && instance.queue.len() >= service.queue {
+        let has_worker = self.instances[s][i].busy < service.concurrency;
+        let full = |this: &Self| this.instances[s][i].queue.len() >= service.queue;
+        if !has_worker && full(self) && service.queue_policy.expires() {
+            self.shed_stale(s, i);
+        }
+        if !has_worker && full(self) {
             self.tallies[s].rejected += 1;
             self.answer_at_once(key, half_rtt, Answer::Unavailable);
             return;
         }
-        let deadline = attempt.deadline;
         let job = self.jobs.insert(Job {
             service: s,
             endpoint,
@@ -67,7 +69,11 @@ impl Sim<'_> {
         if has_worker {
             self.start(job);
         } else {
-            let queue = &mut self.instances[s][i].queue;
+            let instance = &mut self.instances[s][i];
+            if instance.queue.is_empty() {
+                instance.nonempty_since = self.now;
+            }
+            let queue = &mut instance.queue;
             queue.push_back(job);
             let len = queue.len() as u64;
             let tally = &mut self.tallies[s];
@@ -171,20 +177,71 @@ impl Sim<'_> {
         self.release(key);
     }
 
-    /// Starts the next queued request, dropping those whose propagated deadline has passed:
-    /// their caller has given up, so the work could only be wasted.
+    /// Starts the next queued request, in the order of the service's discipline, dropping those
+    /// whose propagated deadline has passed (their caller has given up, so the work could only
+    /// be wasted) and answering 503 to those that waited past the queue's limit.
     fn take_next(&mut self, s: usize, i: usize) {
-        while let Some(next) = self.instances[s][i].queue.pop_front() {
-            let deadline = self.jobs.get(next).expect("queued jobs are alive").deadline;
-            if deadline.is_some_and(|d| self.now >= d) {
+        let instance = &self.instances[s][i];
+        if instance.queue.is_empty() {
+            return;
+        }
+        let take = self.model.services[s]
+            .queue_policy
+            .take(self.now, instance.nonempty_since);
+        loop {
+            let queue = &mut self.instances[s][i].queue;
+            let popped = if take.newest_first {
+                queue.pop_back()
+            } else {
+                queue.pop_front()
+            };
+            let Some(next) = popped else {
+                return;
+            };
+            let job = self.jobs.get(next).expect("queued jobs are alive");
+            if job.deadline.is_some_and(|d| self.now >= d) {
                 let job = self.jobs.remove(next).expect("alive");
                 self.tallies[s].dropped += 1;
                 self.loads[s][i] -= 1;
                 self.finish_for_callee(job.parent, None);
                 continue;
             }
+            if take.stale(self.now, job.queued_at) {
+                self.drop_stale(s, i, next);
+                continue;
+            }
             self.start(next);
             return;
         }
+    }
+
+    /// An arrival found the queue full: the requests at its old end that waited past the
+    /// queue's limit are answered 503 to make room, so that stale work is discarded before
+    /// fresh work is refused.
+    fn shed_stale(&mut self, s: usize, i: usize) {
+        let instance = &self.instances[s][i];
+        let take = self.model.services[s]
+            .queue_policy
+            .take(self.now, instance.nonempty_since);
+        while let Some(&oldest) = self.instances[s][i].queue.front() {
+            let queued_at = self
+                .jobs
+                .get(oldest)
+                .expect("queued jobs are alive")
+                .queued_at;
+            if !take.stale(self.now, queued_at) {
+                return;
+            }
+            self.instances[s][i].queue.pop_front();
+            self.drop_stale(s, i, oldest);
+        }
+    }
+
+    /// A queued request, out of the queue, waited too long: its caller gets a fast 503.
+    fn drop_stale(&mut self, s: usize, i: usize, key: Key) {
+        let job = self.jobs.remove(key).expect("a queued job is alive");
+        self.tallies[s].queue_dropped += 1;
+        self.loads[s][i] -= 1;
+        self.finish_for_callee(job.parent, Some(Answer::Unavailable));
     }
 }

@@ -93,6 +93,9 @@ pub(crate) struct CallRun {
 pub(crate) struct InstanceState {
     pub(crate) busy: u32,
     pub(crate) queue: VecDeque<Key>,
+    /// When the queue last went from empty to holding a request: CoDel's overload is a queue
+    /// that has not emptied for an interval.
+    pub(crate) nonempty_since: u64,
 }
 
 /// A service's counts in integer nanoseconds, turned into [`ServiceStats`] at the end.
@@ -105,6 +108,7 @@ pub(crate) struct Tally {
     pub(crate) unreachable: u64,
     pub(crate) timed_out: u64,
     pub(crate) dropped: u64,
+    pub(crate) queue_dropped: u64,
     pub(crate) wasted_ns: u128,
     pub(crate) work_ns: u128,
     pub(crate) started: u64,
@@ -435,6 +439,7 @@ impl<'m> Sim<'m> {
                     unreachable: t.unreachable,
                     timed_out: t.timed_out,
                     dropped: t.dropped,
+                    queue_dropped: t.queue_dropped,
                     wasted_work_s: secs(t.wasted_ns),
                     work_s: secs(t.work_ns),
                     started: t.started,

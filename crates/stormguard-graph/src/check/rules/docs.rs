@@ -481,4 +481,30 @@ pub const RULES: &[RuleDoc] = &[
               writes nothing for it: retry-without-budget and too-many-attempts write the \
               calls' part.",
     },
+    RuleDoc {
+        id: "queue-outlives-caller",
+        severity: Severity::Warning,
+        summary: "A FIFO queue can hold a request longer than its callers wait: under overload the service works only for callers that gave up.",
+        computes: concat!(
+            "For every service with queue_discipline = \"fifo\" (the default) and no \
+             queue_timeout, the longest a request can wait in a full queue: queue x the mean \
+             time a request holds a worker / concurrency. ",
+            hold!(),
+            " Against the shortest per-attempt timeout of the calls into the service (and \
+             entry.timeout for the entry service). Fires when the wait is longer."
+        ),
+        thresholds: &[],
+        why: "Under sustained overload a FIFO queue fills and stays full, and a free worker takes \
+              the request that has waited longest. Past the callers' timeout that is always a \
+              request nobody waits for: every worker is busy and goodput collapses (sim \
+              measures 9% on examples/graphs/queue-overload.toml). Cockcroft: processing the \
+              oldest first \"is often a bad policy, as you may never get to do work that someone \
+              is still actually waiting for\".",
+        fix: "queue_discipline = \"codel\": Facebook's adaptive LIFO with CoDel (Maurer, \"Fail \
+              at Scale\"), which serves the newest first and answers 503 to what waited over 5 ms \
+              once the queue has not emptied for 100 ms; or queue_timeout = half of what the \
+              callers' timeout leaves after the work, which keeps FIFO and answers 503 to what \
+              waited longer; or queue_discipline = \"lifo\". check --fix writes \
+              queue_discipline = \"codel\", which needs no figure of the callers.",
+    },
 ];

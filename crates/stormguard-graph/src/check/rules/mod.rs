@@ -21,6 +21,7 @@ mod capacity;
 mod deadlines;
 pub(super) mod docs;
 mod fit;
+mod queues;
 mod retries;
 mod shape;
 mod timeouts;
@@ -44,6 +45,7 @@ pub(super) fn run(model: &Model<'_>) -> Vec<Finding> {
         }
         amplification::on_service(model, svc, &mut walker, &mut out);
         capacity::on_service(model, svc, &mut out);
+        queues::on_service(model, svc, &mut out);
     }
     timeouts::on_graph(model, &mut out);
     shape::on_graph(model, &mut out);

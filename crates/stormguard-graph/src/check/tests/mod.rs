@@ -17,6 +17,7 @@ mod docs;
 mod endpoints;
 mod examples;
 mod figures;
+mod queues;
 mod retries;
 mod scale;
 mod shape;
@@ -63,6 +64,8 @@ impl Builder {
                 queue: 64,
                 latency: Latency::default(),
                 contention: Duration::ZERO,
+                queue_discipline: Default::default(),
+                queue_timeout: None,
                 calls: Vec::new(),
                 endpoints: Vec::new(),
                 span: Span { line, column: 1 },

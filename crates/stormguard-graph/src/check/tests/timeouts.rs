@@ -19,8 +19,13 @@ fn missing_timeout_fires_without_one_and_names_a_timeout_covering_the_callee() {
     assert_eq!(finding.severity, Severity::Error);
     // max(b's worst case 7 ms, its p99.9 7 ms + 1 ms round trip).
     assert_eq!(finding.fix, "timeout = \"8ms\"");
+    // b's own queue is another rule's (a full one waits 64 x 7 ms / 16 workers = 28 ms, past
+    // the 8 ms): bounded, so that this one is judged alone.
     let fixed = Builder::new("a")
-        .service("b", |s| s.latency = fixed_latency(7))
+        .service("b", |s| {
+            s.latency = fixed_latency(7);
+            s.queue_timeout = Some(ms(1));
+        })
         .call("a", "b", timed(8))
         .call("a", "c", timed(100))
         .check();

@@ -49,6 +49,8 @@ pub(super) fn service(name: &str, calls: Vec<Call>, line: usize) -> Service {
         queue: 64,
         latency: Latency::default(),
         contention: Duration::ZERO,
+        queue_discipline: Default::default(),
+        queue_timeout: None,
         calls,
         endpoints: Vec::new(),
         span: Span { line, column: 1 },

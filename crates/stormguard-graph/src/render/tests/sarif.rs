@@ -6,7 +6,7 @@ use super::*;
 use crate::render::sarif;
 
 /// The rule ids of the issue's table, which are part of the interface.
-const ISSUE_RULES: [&str; 21] = [
+const ISSUE_RULES: [&str; 22] = [
     "missing-timeout",
     "missing-connect-timeout",
     "timeout-inversion",
@@ -28,6 +28,7 @@ const ISSUE_RULES: [&str; 21] = [
     "attempts-cannot-fit",
     "over-capacity",
     "retries-over-capacity",
+    "queue-outlives-caller",
 ];
 
 fn log(report: &Report) -> Value {

@@ -3,6 +3,7 @@
 //! The handlers live beside it: [`super::service`] for what happens on an instance, [`super::call`]
 //! for what a caller does with each attempt's outcome.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -123,6 +124,10 @@ pub(crate) struct Sim<'m> {
     seed: u64,
     pub(crate) origin: Instant,
     pub(crate) now: u64,
+    /// The last virtual time converted to the policy core's `Instant`, and the result: an
+    /// attempt reads the present half a dozen times, and each conversion divides and
+    /// normalises.
+    last_instant: Cell<(u64, Instant)>,
     /// When the last event that changed anything happened: the end of the drain. Timeouts of
     /// attempts answered long ago stay in the agenda (a user's for its whole patience) and
     /// change nothing, so they must not stretch the run.
@@ -171,6 +176,7 @@ impl<'m> Sim<'m> {
             seed,
             origin,
             now: 0,
+            last_instant: Cell::new((0, origin)),
             settled_at: 0,
             agenda: Agenda::new(),
             arrivals_rng: seeded(seed),
@@ -210,7 +216,13 @@ impl<'m> Sim<'m> {
 
     /// The policy core's view of the current virtual time.
     pub(crate) fn instant(&self, t: u64) -> Instant {
-        self.origin + Duration::from_nanos(t)
+        let (last, instant) = self.last_instant.get();
+        if t == last {
+            return instant;
+        }
+        let instant = self.origin + Duration::from_nanos(t);
+        self.last_instant.set((t, instant));
+        instant
     }
 
     /// Runs to the end of the drain, or stops with [`SimError::Bound`] once it is over a bound

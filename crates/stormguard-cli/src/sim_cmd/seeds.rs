@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use super::summary::round;
 
-/// The most seeds one command runs: a thousand runs already narrow an interval thirty-fold from
-/// one; more only multiply the wait.
+/// The most seeds one command runs: a thousand give an interval about a tenth as wide as ten
+/// do (it narrows with the square root of their number); more only multiply the wait.
 pub(crate) const MAX_SEEDS: u32 = 1000;
 
 /// Which seeds ran, in the JSON summary with `--seeds N` for N >= 2. The figures outside

@@ -366,3 +366,34 @@ fn several_seeds_give_the_same_figures_on_one_thread_or_two() {
         a["intervals"]["user.requests"]
     );
 }
+
+#[test]
+fn with_several_seeds_the_timeline_and_charts_are_the_first_seed_s_and_say_so() {
+    let file = graph_file("seeds-out", GRAPH);
+    let path = file.display().to_string();
+    let dir = std::env::temp_dir().join(format!(
+        "stormguard-sim-cmd-{}-seeds-out",
+        std::process::id()
+    ));
+    let (one, several) = (dir.join("one"), dir.join("several"));
+    let argv = [path.as_str(), "--seed", "2", "--out"];
+    run_args(&[&argv[..], &[one.to_str().unwrap()]].concat()).unwrap();
+    let text =
+        run_args(&[&argv[..], &[several.to_str().unwrap(), "--seeds", "3"]].concat()).unwrap();
+    assert!(
+        text.ends_with("(timeline.csv and the charts: seed 2, the first of the 3 seeds)\n"),
+        "{text}"
+    );
+    let read = |dir: &Path, name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(read(&one, "timeline.csv"), read(&several, "timeline.csv"));
+    let page = read(&several, "report.html");
+    assert!(page.contains("; seeds 2 to 4</title>"), "{page}");
+    assert!(
+        page.contains("3 seeds (--seed 2 and the 2 after it)"),
+        "{page}"
+    );
+    assert!(page.contains("% ±"), "the tables give intervals");
+    assert!(!read(&one, "report.html").contains(" ±"));
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_file(file).unwrap();
+}

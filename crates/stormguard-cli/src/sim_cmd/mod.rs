@@ -157,7 +157,7 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     if let Some(note) = note {
         eprintln!("{note}");
     }
-    let Some(last) = args.seed.checked_add(u64::from(args.seeds) - 1) else {
+    if args.seed.checked_add(u64::from(args.seeds) - 1).is_none() {
         return Err(InputError(format!(
             "--seed {} with --seeds {}: the last seed is past {}; start lower",
             args.seed,
@@ -165,8 +165,7 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             u64::MAX
         ))
         .into());
-    };
-    debug_assert!(last >= args.seed);
+    }
     let seeds = Seeds {
         first: args.seed,
         count: args.seeds,

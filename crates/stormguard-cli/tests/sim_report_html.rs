@@ -1,6 +1,9 @@
 //! `report.html` as a person sees it: opened in headless Chromium, every chart must draw a line
-//! with an extent (a blank chart is the failure this catches, which no string test sees). Where
-//! no browser can start, the same check runs on the SVG text, and the test says which ran.
+//! with an extent (a blank chart is the failure this catches, which no string test sees), and
+//! read at a glance: at most nine legend entries per chart however many services, one colour
+//! per quantity in both runs (A solid, B dashed), a log axis where the values span more than
+//! 20x. Where no browser can start, the same checks run on the SVG text, and the test says
+//! which ran. Screenshots are left under target/tmp/sim-report-html/ for a person to look at.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -37,19 +40,45 @@ fn report(files: &[&Path], scenario: &str, dir: &Path) -> PathBuf {
     dir.join("report.html")
 }
 
-/// Counts, per chart, the drawn lines with an extent in both directions and a length (axes and
-/// ticks are straight, so they have none), and puts the counts in the title for --dump-dom.
+/// Per chart, what the checks need, put in the title as JSON for --dump-dom: the drawn lines
+/// with an extent in both directions and a length (axes and ticks are straight, so they have
+/// none), the legend's quantity entries, whether the y axis says "log scale", and the colours
+/// of the data lines (2 px and wider) drawn solid (many points) and dashed (a dash is a
+/// polyline of two or three points).
 const PROBE: &str = r#"<script>
 window.addEventListener('load', () => {
-  const counts = [...document.querySelectorAll('svg.chart')].map(svg =>
-    [...svg.querySelectorAll('path, polyline')].filter(e => {
+  const charts = [...document.querySelectorAll('figure')].map(fig => {
+    const svg = fig.querySelector('svg.chart');
+    const drawn = [...svg.querySelectorAll('path, polyline')];
+    const lines = drawn.filter(e => {
       const box = e.getBBox();
       // A flat line (a queue that stays empty) has no height but is drawn.
       return box.width > 0 && e.getTotalLength() > 0;
-    }).length);
-  document.title = 'charts:' + counts.join(',');
+    }).length;
+    const data = drawn.filter(e => e.tagName === 'polyline' && +e.getAttribute('stroke-width') >= 2);
+    const colours = keep => [...new Set(data.filter(keep).map(e =>
+      e.getAttribute('stroke').toLowerCase()))].sort();
+    return {
+      lines,
+      legend: fig.querySelectorAll('.legend .q').length,
+      log: [...svg.querySelectorAll('text')].some(t => t.textContent.includes('log scale')),
+      solid: colours(e => e.points.length > 3),
+      dashed: colours(e => e.points.length <= 3),
+    };
+  });
+  document.title = 'charts:' + JSON.stringify(charts);
 });
 </script>"#;
+
+/// What the probe reports of one chart.
+#[derive(Debug, serde::Deserialize, PartialEq)]
+struct Drawn {
+    lines: usize,
+    legend: usize,
+    log: bool,
+    solid: Vec<String>,
+    dashed: Vec<String>,
+}
 
 fn browser() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
@@ -107,8 +136,8 @@ fn chromium(browser: &Path, page: &Path, extra: &[&str]) -> Result<String, Strin
     Err("chromium did not finish within a minute".to_string())
 }
 
-/// Per chart, how many lines the browser drew with an extent; `Err` when it could not run.
-fn browser_counts(page: &Path, screenshot: &Path) -> Result<Vec<usize>, String> {
+/// Per chart, what the browser drew; `Err` when it could not run.
+fn browser_charts(page: &Path, screenshot: &Path) -> Result<Vec<Drawn>, String> {
     let browser = browser().ok_or("no chromium on PATH nor at /usr/bin/chromium")?;
     let html = std::fs::read_to_string(page).unwrap();
     let probed = page.with_file_name("report-probed.html");
@@ -132,7 +161,8 @@ fn browser_counts(page: &Path, screenshot: &Path) -> Result<Vec<usize>, String> 
                 &dom[..dom.len().min(200)]
             )
         })?;
-    let counts = title.split(',').map(|n| n.parse().unwrap_or(0)).collect();
+    let title = title.replace("&amp;", "&");
+    let charts = serde_json::from_str(&title).map_err(|e| format!("{e}: {title}"))?;
     let shot = format!("--screenshot={}", screenshot.display());
     chromium(
         &browser,
@@ -144,49 +174,73 @@ fn browser_counts(page: &Path, screenshot: &Path) -> Result<Vec<usize>, String> 
         "no screenshot at {}",
         screenshot.display()
     );
-    Ok(counts)
+    Ok(charts)
 }
 
-/// The fallback: per chart, the drawn lines (2 px and wider) of at least two distinct points.
-fn svg_counts(page: &Path) -> Vec<usize> {
+/// The fallback, from the SVG text: per chart, the drawn lines (2 px and wider) of at least two
+/// distinct points, and the rest as the probe sees it.
+fn svg_charts(page: &Path) -> Vec<Drawn> {
     let html = std::fs::read_to_string(page).unwrap();
     html.split("<svg class=\"chart\"")
         .skip(1)
-        .map(|chart| {
-            let chart = chart.split("</svg>").next().unwrap_or_default();
-            chart
-                .split("<polyline ")
-                .skip(1)
-                .filter(|line| !line.contains("stroke-width=\"1\""))
-                .filter(|line| {
-                    let points = line.split("points=\"").nth(1).unwrap_or_default();
-                    let points: Vec<&str> = points
-                        .split('"')
-                        .next()
-                        .unwrap_or_default()
-                        .split_whitespace()
-                        .collect();
-                    points.windows(2).any(|w| w[0] != w[1])
-                })
-                .count()
+        .map(|figure| {
+            let (chart, legend) = figure.split_once("</svg>").unwrap_or_default();
+            let legend = legend.split("</figure>").next().unwrap_or_default();
+            let mut drawn = Drawn {
+                lines: 0,
+                legend: legend.matches("<span class=\"q\">").count(),
+                log: chart.contains("log scale"),
+                solid: Vec::new(),
+                dashed: Vec::new(),
+            };
+            for line in chart.split("<polyline ").skip(1) {
+                let attr = |name: &str| {
+                    let rest = line.split(&format!("{name}=\"")).nth(1).unwrap_or_default();
+                    rest.split('"').next().unwrap_or_default().to_string()
+                };
+                if attr("stroke-width") == "1" {
+                    continue;
+                }
+                let points: Vec<String> = attr("points")
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+                if points.windows(2).any(|w| w[0] != w[1]) {
+                    drawn.lines += 1;
+                }
+                let colours = if points.len() > 3 {
+                    &mut drawn.solid
+                } else {
+                    &mut drawn.dashed
+                };
+                colours.push(attr("stroke").to_lowercase());
+            }
+            for colours in [&mut drawn.solid, &mut drawn.dashed] {
+                colours.sort();
+                colours.dedup();
+            }
+            drawn
         })
         .collect()
 }
 
-fn check(page: &Path, screenshot: &Path, runs: usize) {
-    let counts = match browser_counts(page, screenshot) {
-        Ok(counts) => {
+/// The charts of `page` as Chromium drew them (a screenshot at `screenshot`), else as the SVG
+/// says; every chart draws at least `runs` lines.
+fn check(page: &Path, screenshot: &Path, runs: usize) -> Vec<Drawn> {
+    let charts = match browser_charts(page, screenshot) {
+        Ok(charts) => {
             println!(
                 "checked in headless Chromium; screenshot {}",
                 screenshot.display()
             );
-            counts
+            charts
         }
         Err(why) => {
             println!("checked by parsing the SVG: Chromium could not run ({why})");
-            svg_counts(page)
+            svg_charts(page)
         }
     };
+    let counts: Vec<usize> = charts.iter().map(|c| c.lines).collect();
     println!("lines drawn per chart: {counts:?}");
     assert_eq!(counts.len(), 4, "four charts: {counts:?}");
     for (chart, count) in counts.iter().enumerate() {
@@ -195,6 +249,7 @@ fn check(page: &Path, screenshot: &Path, runs: usize) {
             "chart {chart} draws {count} lines: {counts:?}"
         );
     }
+    charts
 }
 
 #[test]
@@ -202,11 +257,8 @@ fn every_chart_of_one_run_draws_its_lines() {
     let file = example("retry-storm.toml");
     let dir = tmp().join("one");
     let page = report(&[&file], SCENARIO, &dir);
-    assert!(
-        svg_counts(&page).iter().all(|&n| n >= 1),
-        "{:?}",
-        svg_counts(&page)
-    );
+    let svg = svg_charts(&page);
+    assert!(svg.iter().all(|c| c.lines >= 1), "{svg:?}");
     check(&page, &dir.join("report.png"), 1);
 }
 
@@ -219,4 +271,71 @@ fn every_chart_of_two_runs_draws_both() {
     let dir = tmp().join("two");
     let page = report(&[&before, &after], SCENARIO, &dir);
     check(&page, &dir.join("report.png"), 2);
+}
+
+/// A graph of `services` leaves under api, each called once per user request in parallel but
+/// the last, called 30 times (30x the others' rate: a log axis), and a fault on the first;
+/// `max_attempts` on every call.
+fn wide_graph(services: usize, max_attempts: u32) -> String {
+    let mut toml = String::from(
+        "[entry]\nservice = \"api\"\ntimeout = \"2s\"\nrate = 100\n\n\
+         [services.api]\ninstances = 2\nconcurrency = 1000\nlatency = { p50 = \"1ms\", p99 = \"5ms\" }\n",
+    );
+    for k in 1..=services {
+        let count = if k == services { 30 } else { 1 };
+        toml.push_str(&format!(
+            "\n[[services.api.calls]]\nto = \"s{k}\"\ntimeout = \"200ms\"\nparallel = true\n\
+             count = {count}\nmax_attempts = {max_attempts}\n"
+        ));
+    }
+    for k in 1..=services {
+        toml.push_str(&format!(
+            "\n[services.s{k}]\nconcurrency = 1000\nlatency = {{ p50 = \"2ms\", p99 = \"10ms\" }}\n"
+        ));
+    }
+    toml.push_str(
+        "\n[scenarios.s1-errors]\nduration = \"12s\"\n\n[[scenarios.s1-errors.faults]]\n\
+         service = \"s1\"\nfrom = \"4s\"\nto = \"8s\"\nerror_rate = 0.8\n",
+    );
+    toml
+}
+
+#[test]
+fn ten_services_in_two_runs_read_at_a_glance() {
+    let dir = tmp().join("wide");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (dir.join("wide-a.toml"), dir.join("wide-b.toml"));
+    std::fs::write(&a, wide_graph(9, 4)).unwrap();
+    std::fs::write(&b, wide_graph(9, 2)).unwrap();
+    let out = dir.join("out");
+    let page = report(&[&a, &b], "s1-errors", &out);
+    let charts = check(&page, &out.join("report.png"), 2);
+    println!("{charts:#?}");
+    for (i, chart) in charts.iter().enumerate() {
+        // Ten services: seven by name, "others", and the offered load on the first chart.
+        assert!(
+            chart.legend <= 9,
+            "chart {i}: {} legend entries",
+            chart.legend
+        );
+        // Every quantity of A (solid) is drawn for B (dashed) in the same colour, and no other.
+        assert_eq!(chart.solid, chart.dashed, "chart {i}: colours of A and B");
+    }
+    assert_eq!(charts[0].legend, 9, "{:?}", charts[0]);
+    assert_eq!(charts[3].legend, 8, "{:?}", charts[3]);
+    // 3000 attempts a second at s9 against 100 at the others: a log axis; a share never.
+    assert!(charts[0].log, "{:?}", charts[0]);
+    assert!(!charts[1].log, "{:?}", charts[1]);
+    // The load chart's colours: seven services, the others' grey, the users' black.
+    assert_eq!(charts[0].solid.len(), 9, "{:?}", charts[0]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains(">attempts at 3 others</span>"),
+        "the three smallest summed"
+    );
+    assert_eq!(
+        svg_charts(&page)[0].solid,
+        charts[0].solid,
+        "the SVG says what Chromium drew"
+    );
 }

@@ -43,6 +43,9 @@ pub(crate) struct Series {
     /// Stroke width in px: a line drawn over another of the same values is drawn narrower, so
     /// both stay visible.
     pub(crate) width: u32,
+    /// 1 for a line on its own; less for A's solid line under B's dashed one of the same
+    /// colour, so that where the two are equal the dashes still show.
+    pub(crate) opacity: f64,
     pub(crate) points: Vec<(f64, f64)>,
 }
 
@@ -53,6 +56,37 @@ pub(crate) struct Chart {
     pub(crate) series: Vec<Series>,
     /// Fixed top of the y axis (a share is at most 1); `None`: from the data.
     pub(crate) y_max: Option<f64>,
+}
+
+/// How far the plotted values of a chart may spread before its y axis turns logarithmic: past
+/// 20x, a linear axis flattens the smaller lines against zero (a spike of 6,000/s over lines of
+/// 100/s).
+pub(crate) const LOG_SPAN: f64 = 20.0;
+
+/// The decades of a log y axis, `(lowest, highest)` powers of ten, when the chart's positive
+/// values span more than [`LOG_SPAN`] (zeros ignored, drawn at the bottom); `None`: linear. A
+/// share (fixed `y_max`) stays linear.
+pub(crate) fn log_decades(chart: &Chart) -> Option<(f64, f64)> {
+    if chart.y_max.is_some() {
+        return None;
+    }
+    let positive = chart
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|y| *y > 0.0 && y.is_finite());
+    let (lo, hi) = positive.fold((f64::INFINITY, 0.0_f64), |(lo, hi), y| {
+        (lo.min(y), hi.max(y))
+    });
+    (hi / lo > LOG_SPAN).then(|| (lo.log10().floor(), (hi * 1.1).log10().ceil()))
+}
+
+/// A label of a log axis, at whole decades only (`1`, `10`, `1000`, `0.1`).
+fn decade(v: &f64) -> String {
+    if (v - v.round()).abs() > 1e-6 {
+        return String::new();
+    }
+    tick(&10f64.powf(v.round()))
 }
 
 pub(crate) const WIDTH: u32 = 900;
@@ -86,14 +120,31 @@ fn segments(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
     out
 }
 
-/// The chart as an `<svg>` element, `x_max` seconds wide.
+/// The chart as an `<svg>` element, `x_max` seconds wide; its y axis logarithmic (drawn as
+/// log10 of the values, labelled in decades, the axis title saying so) where
+/// [`log_decades`] says.
 pub(crate) fn render(chart: &Chart, x_max: f64, triggers: &[Trigger]) -> anyhow::Result<String> {
     let data_max = chart
         .series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold(0.0_f64, f64::max);
-    let y_max = chart.y_max.unwrap_or((data_max * 1.1).max(1.0));
+    let log = log_decades(chart);
+    let (y_min, y_max) = match log {
+        Some((lo, hi)) => (lo, hi),
+        None => (0.0, chart.y_max.unwrap_or((data_max * 1.1).max(1.0))),
+    };
+    // A zero has no logarithm: it is drawn on the bottom of the axis.
+    let y = |v: f64| match log {
+        Some((lo, _)) if v > 0.0 => v.log10().max(lo),
+        Some((lo, _)) => lo,
+        None => v,
+    };
+    let y_desc = match log {
+        Some(_) => format!("{} (log scale)", chart.y_desc),
+        None => chart.y_desc.clone(),
+    };
+    let decades = log.map_or(0, |(lo, hi)| (hi - lo) as usize + 1);
     let x_max = x_max.max(1.0);
     let mut svg = String::new();
     {
@@ -104,31 +155,36 @@ pub(crate) fn render(chart: &Chart, x_max: f64, triggers: &[Trigger]) -> anyhow:
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
-        plot.configure_mesh()
-            .max_light_lines(0)
+            .build_cartesian_2d(0.0..x_max, y_min..y_max)?;
+        let mut mesh = plot.configure_mesh();
+        mesh.max_light_lines(0)
             .bold_line_style(BLACK.mix(0.08))
             .x_desc("seconds")
-            .y_desc(chart.y_desc.as_str())
+            .y_desc(y_desc.as_str())
             .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
             .label_style(("sans-serif", 13))
-            .axis_desc_style(("sans-serif", 14))
-            .draw()?;
+            .axis_desc_style(("sans-serif", 14));
+        if log.is_some() {
+            mesh.y_labels(decades).y_label_formatter(&decade);
+        } else {
+            mesh.y_label_formatter(&tick);
+        }
+        mesh.draw()?;
         for (i, trigger) in triggers.iter().enumerate() {
             let shade = SHADES[i % SHADES.len()].mix(SHADE_OPACITY).filled();
             let (from, to) = (trigger.from.as_secs_f64(), trigger.to.as_secs_f64());
             plot.draw_series(std::iter::once(Rectangle::new(
-                [(from.min(x_max), 0.0), (to.min(x_max), y_max)],
+                [(from.min(x_max), y_min), (to.min(x_max), y_max)],
                 shade,
             )))?;
         }
         for series in &chart.series {
-            let style = series.colour.stroke_width(series.width);
+            let style = series.colour.mix(series.opacity).stroke_width(series.width);
             for segment in segments(&series.points) {
-                let points = segment.iter().copied();
-                if let [only] = segment {
-                    plot.draw_series(std::iter::once(Circle::new(*only, 2, style.filled())))?;
+                let points = segment.iter().map(|&(x, v)| (x, y(v)));
+                if let [(x, v)] = segment {
+                    let only = (*x, y(*v));
+                    plot.draw_series(std::iter::once(Circle::new(only, 2, style.filled())))?;
                 } else if series.dashed {
                     plot.draw_series(DashedLineSeries::new(points, 7, 4, style))?;
                 } else {
@@ -157,6 +213,7 @@ mod tests {
                 colour: PALETTE[0],
                 dashed: false,
                 width: 2,
+                opacity: 1.0,
                 points: vec![(0.0, 1.0), (1.0, 5.0), (2.0, 3.0)],
             }],
             y_max: None,
@@ -181,6 +238,51 @@ mod tests {
             svg.contains(">\nseconds\n<") || svg.contains(">seconds<"),
             "{svg}"
         );
+    }
+
+    fn chart_of(values: &[&[f64]], y_max: Option<f64>) -> Chart {
+        Chart {
+            title: "t".to_string(),
+            y_desc: "per second".to_string(),
+            series: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Series {
+                    label: format!("s{i}"),
+                    colour: PALETTE[i],
+                    dashed: i > 0,
+                    width: 2,
+                    opacity: 1.0,
+                    points: v.iter().enumerate().map(|(t, y)| (t as f64, *y)).collect(),
+                })
+                .collect(),
+            y_max,
+        }
+    }
+
+    #[test]
+    fn the_y_axis_turns_logarithmic_past_a_twentyfold_span() {
+        // 6,000/s in one run over 100/s in the other: the spike would flatten the other line.
+        let spike = chart_of(&[&[100.0, 120.0, 90.0], &[100.0, 6000.0, 0.0]], None);
+        assert_eq!(log_decades(&spike), Some((1.0, 4.0)));
+        let svg = render(&spike, 3.0, &[]).unwrap();
+        assert!(svg.contains("per second (log scale)"), "{svg}");
+        for label in ["10", "100", "1000", "10000"] {
+            let text =
+                |l: &str| svg.contains(&format!(">{l}<")) || svg.contains(&format!(">\n{l}\n<"));
+            assert!(text(label), "{label}: {svg}");
+        }
+        // Zeros are left out of the span, and 20x exactly stays linear.
+        let calm = chart_of(&[&[0.0, 5.0, 100.0], &[0.0, 0.0, 0.0]], None);
+        assert_eq!(log_decades(&calm), None);
+        assert!(!render(&calm, 3.0, &[]).unwrap().contains("log scale"));
+        let wide = chart_of(&[&[0.0, 4.9, 100.0]], None);
+        assert_eq!(log_decades(&wide), Some((0.0, 3.0)));
+        // A share stays linear whatever its span.
+        let share = chart_of(&[&[0.01, 1.0]], Some(1.05));
+        assert_eq!(log_decades(&share), None);
+        assert_eq!(decade(&2.0), "100");
+        assert_eq!(decade(&2.5), "");
     }
 
     #[test]

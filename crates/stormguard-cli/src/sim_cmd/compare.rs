@@ -2,17 +2,18 @@
 //! with its change, then a verdict per key figure, so "did the fix help?" is answered in one
 //! glance.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::summary::{CallSummary, ServiceSummary};
+use super::seeds::{Interval, Unit};
+use super::summary::{CallSummary, ServiceSummary, Summary};
 use super::text::{ms, number, percent, recovery, scenario_line};
 use super::Run;
 
 /// Which way a figure should move for the change to be an improvement.
 #[derive(Clone, Copy)]
-enum Better {
+pub(crate) enum Better {
     Higher,
     Lower,
     Neither,
@@ -67,10 +68,6 @@ impl Table {
         self.row(label, String::new(), String::new(), String::new());
     }
 
-    fn figure(&mut self, label: &str, a: Option<f64>, b: Option<f64>, better: Better) {
-        self.row(label, number(a), number(b), change(a, b, better, false));
-    }
-
     fn render(&self, out: &mut String) {
         let width = |i: usize| self.rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
         let (w0, w1, w2) = (width(0), width(1).max(6), width(2).max(6));
@@ -81,52 +78,206 @@ impl Table {
     }
 }
 
-/// The verdict on one key figure: which run does better, with both values.
-fn verdict(
-    out: &mut String,
-    figure: &str,
-    (a, b): (Option<f64>, Option<f64>),
-    better: Better,
-    show: fn(Option<f64>) -> String,
-    unit: &str,
-) {
-    let word = match (a, b, better) {
+/// The word of a verdict with one seed: within 1% is about the same.
+fn one_seed_word(a: Option<f64>, b: Option<f64>, better: Better) -> &'static str {
+    match (a, b, better) {
         (Some(a), Some(b), _) if (b - a).abs() <= a.abs() * 0.01 => "about the same",
         (Some(a), Some(b), Better::Higher) if b > a => "better with B",
         (Some(a), Some(b), Better::Lower) if b < a => "better with B",
         (Some(_), Some(_), _) => "better with A",
         _ => "not comparable",
+    }
+}
+
+/// The word of a verdict over several seeds: better or worse only when the two 95% intervals
+/// do not overlap, since a difference inside them is one that another seed could make alone.
+fn seeds_word(a: Option<&Interval>, b: Option<&Interval>, better: Better) -> &'static str {
+    match (a, b) {
+        (Some(a), Some(b)) if a.overlaps(b) => "about the same",
+        (Some(a), Some(b)) => one_seed_word(Some(a.mean), Some(b.mean), better),
+        _ => "not comparable",
+    }
+}
+
+/// The verdict on one key figure, `key` of [`figures`] (with a `suffix` after the values):
+/// which run does better, with both values (means ± half-widths with several seeds).
+fn verdict(
+    out: &mut String,
+    (figure, suffix): (&str, &str),
+    (sa, sb): (&Summary, &Summary),
+    key: &str,
+    (a, b): (Option<f64>, Option<f64>),
+    better: Better,
+    (show, unit): (fn(Option<f64>) -> String, Unit),
+) {
+    let word = match sa.seeds {
+        None => one_seed_word(a, b, better),
+        Some(_) => seeds_word(sa.intervals.get(key), sb.intervals.get(key), better),
     };
     let _ = writeln!(
         out,
-        "  {figure:<14} {word}: B {}, A {}{unit}",
-        show(b),
-        show(a)
+        "  {figure:<14} {word}: B {}, A {}{suffix}",
+        sb.cell(key, show(b), unit),
+        sa.cell(key, show(a), unit)
     );
 }
 
-/// A service's figures in the table, with the way each should move.
-type ServiceRow = (&'static str, fn(&ServiceSummary) -> Option<f64>, Better);
+/// The change column of `key`: with several seeds, the change of the means, whose better or
+/// worse becomes "about the same" where the intervals overlap.
+fn change_of(
+    (sa, sb): (&Summary, &Summary),
+    key: &str,
+    (a, b): (Option<f64>, Option<f64>),
+    better: Better,
+    points: bool,
+) -> String {
+    if sa.seeds.is_none() {
+        return change(a, b, better, points);
+    }
+    let (Some(x), Some(y)) = (sa.intervals.get(key), sb.intervals.get(key)) else {
+        return String::new();
+    };
+    let text = change(Some(x.mean), Some(y.mean), better, points);
+    match text
+        .strip_suffix(" better")
+        .or_else(|| text.strip_suffix(" worse"))
+    {
+        Some(stem) if x.overlaps(y) => format!("{stem} about the same"),
+        _ => text,
+    }
+}
 
-const SERVICE_ROWS: [ServiceRow; 6] = [
-    ("  attempts", |s| Some(s.attempts as f64), Better::Lower),
-    ("  per user", |s| s.amplification, Better::Lower),
-    ("  rejected", |s| Some(s.rejected as f64), Better::Lower),
-    ("  timed out", |s| Some(s.timed_out as f64), Better::Lower),
-    ("  wasted work s", |s| Some(s.wasted_work_s), Better::Lower),
-    ("  max queue", |s| Some(s.max_queue as f64), Better::Lower),
+/// A service's figures in the table: label, key in [`figures`], value, the way it should move,
+/// and how its mean over seeds reads.
+pub(crate) type ServiceRow = (
+    &'static str,
+    &'static str,
+    fn(&ServiceSummary) -> Option<f64>,
+    Better,
+    Unit,
+);
+
+pub(crate) const SERVICE_ROWS: [ServiceRow; 6] = [
+    (
+        "  attempts",
+        "attempts",
+        |s| Some(s.attempts as f64),
+        Better::Lower,
+        Unit::Count,
+    ),
+    (
+        "  per user",
+        "amplification",
+        |s| s.amplification,
+        Better::Lower,
+        Unit::Decimal,
+    ),
+    (
+        "  rejected",
+        "rejected",
+        |s| Some(s.rejected as f64),
+        Better::Lower,
+        Unit::Count,
+    ),
+    (
+        "  timed out",
+        "timed_out",
+        |s| Some(s.timed_out as f64),
+        Better::Lower,
+        Unit::Count,
+    ),
+    (
+        "  wasted work s",
+        "wasted_work_s",
+        |s| Some(s.wasted_work_s),
+        Better::Lower,
+        Unit::Decimal,
+    ),
+    (
+        "  max queue",
+        "max_queue",
+        |s| Some(s.max_queue as f64),
+        Better::Lower,
+        Unit::Count,
+    ),
 ];
 
 /// A call's figures; retries, denials and hedges are means, not ends, so neither way is better.
-type CallRow = (&'static str, fn(&CallSummary) -> f64, Better);
+type CallRow = (&'static str, &'static str, fn(&CallSummary) -> f64, Better);
 
 const CALL_ROWS: [CallRow; 5] = [
-    ("  attempts", |c| c.attempts as f64, Better::Lower),
-    ("  retries", |c| c.retries as f64, Better::Neither),
-    ("  denied", |c| c.retries_denied as f64, Better::Neither),
-    ("  hedges", |c| c.hedges as f64, Better::Neither),
-    ("  timeouts", |c| c.timeouts as f64, Better::Lower),
+    (
+        "  attempts",
+        "attempts",
+        |c| c.attempts as f64,
+        Better::Lower,
+    ),
+    (
+        "  retries",
+        "retries",
+        |c| c.retries as f64,
+        Better::Neither,
+    ),
+    (
+        "  denied",
+        "retries_denied",
+        |c| c.retries_denied as f64,
+        Better::Neither,
+    ),
+    ("  hedges", "hedges", |c| c.hedges as f64, Better::Neither),
+    (
+        "  timeouts",
+        "timeouts",
+        |c| c.timeouts as f64,
+        Better::Lower,
+    ),
 ];
+
+/// Every figure of a run that the comparison shows, by a stable name (`user.goodput`,
+/// `services.db.attempts`, `calls.api->db.retries`): what `--seeds` reduces to intervals, and
+/// the keys of `intervals` in the JSON. `None`: the run has no such figure (no user answered,
+/// never recovered).
+pub(crate) fn figures(run: &Run) -> BTreeMap<String, Option<f64>> {
+    let s = &run.summary;
+    let l = &s.user.latency_ms;
+    let mut out = BTreeMap::new();
+    let mut put = |key: String, value: Option<f64>| {
+        out.insert(key, value);
+    };
+    put("user.requests".into(), Some(s.user.requests as f64));
+    put("user.goodput".into(), s.user.goodput);
+    if fault_window(run).is_some() {
+        let (during, after) = goodput_around_fault(run);
+        put("user.goodput_during_fault".into(), during);
+        put("user.goodput_after_fault".into(), after);
+    }
+    for (name, value) in [
+        ("p50", l.p50),
+        ("p90", l.p90),
+        ("p99", l.p99),
+        ("p999", l.p999),
+        ("max", l.max),
+    ] {
+        put(format!("user.latency_ms.{name}"), value);
+    }
+    put("recovered_at_s".into(), s.recovered_at_s);
+    put("wasted_work_s".into(), Some(s.wasted_work_s()));
+    for (name, service) in &s.services {
+        for (_, key, figure, _, _) in SERVICE_ROWS {
+            put(format!("services.{name}.{key}"), figure(service));
+        }
+        put(
+            format!("services.{name}.utilization"),
+            Some(service.utilization),
+        );
+    }
+    for (edge, call) in &s.calls {
+        for (_, key, figure, _) in CALL_ROWS {
+            put(format!("calls.{edge}.{key}"), Some(figure(call)));
+        }
+    }
+    out
+}
 
 /// When the scenario acted on the run: from the start of its first fault or load step to the end
 /// of its last; `None` when it has none.
@@ -172,74 +323,113 @@ fn window_text((from, to): (Duration, Duration)) -> String {
     format!("{}s-{}s", from.as_secs_f64(), to.as_secs_f64())
 }
 
-/// Two runs of the same arrivals and faults, side by side: A is FILE, B is FILE2.
+/// Two runs of the same arrivals and faults, side by side: A is FILE, B is FILE2. With several
+/// seeds, every figure is a mean ± its 95% half-width and the verdicts weigh the intervals.
 pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     let (sa, sb) = (&a.summary, &b.summary);
+    let both = (sa, sb);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "sim A = {} against B = {}: {} of A, seed {}, {}s of user arrivals, the same for both",
+        "sim A = {} against B = {}: {} of A, {}, {}s of user arrivals, the same for both",
         sa.file,
         sb.file,
         scenario_line(a),
-        sa.seed,
+        sa.seed_words(),
         sa.duration_s
     );
+    if let Some(note) = seeds_note(sa) {
+        let _ = writeln!(out, "{note}");
+    }
     let mut t = Table { rows: Vec::new() };
     t.row("", "A".to_string(), "B".to_string(), "change".to_string());
+    // A figure of both runs: its key, the one-seed values, how it reads and which way is better.
+    let figure = |t: &mut Table,
+                  label: &str,
+                  key: &str,
+                  (x, y): (Option<f64>, Option<f64>),
+                  (show, unit): (fn(Option<f64>) -> String, Unit),
+                  better: Better,
+                  points: bool| {
+        t.row(
+            label,
+            sa.cell(key, show(x), unit),
+            sb.cell(key, show(y), unit),
+            change_of(both, key, (x, y), better, points),
+        );
+    };
     let count = |v: u64| Some(v as f64);
-    t.figure(
+    let counted = (number as fn(Option<f64>) -> String, Unit::Count);
+    let shares = (percent as fn(Option<f64>) -> String, Unit::Percent);
+    figure(
+        &mut t,
         "user requests",
-        count(sa.user.requests),
-        count(sb.user.requests),
+        "user.requests",
+        (count(sa.user.requests), count(sb.user.requests)),
+        counted,
         Better::Neither,
+        false,
     );
-    t.row(
+    figure(
+        &mut t,
         "goodput",
-        percent(sa.user.goodput),
-        percent(sb.user.goodput),
-        change(sa.user.goodput, sb.user.goodput, Better::Higher, true),
+        "user.goodput",
+        (sa.user.goodput, sb.user.goodput),
+        shares,
+        Better::Higher,
+        true,
     );
     let window = fault_window(a);
     let (during_a, after_a) = goodput_around_fault(a);
     let (during_b, after_b) = goodput_around_fault(b);
     if let Some((from, to)) = window {
-        for (label, x, y) in [
+        for (label, key, x, y) in [
             (
                 format!("  during {}", window_text((from, to))),
+                "user.goodput_during_fault",
                 during_a,
                 during_b,
             ),
-            (format!("  after {}s", to.as_secs_f64()), after_a, after_b),
+            (
+                format!("  after {}s", to.as_secs_f64()),
+                "user.goodput_after_fault",
+                after_a,
+                after_b,
+            ),
         ] {
-            t.row(
-                &label,
-                percent(x),
-                percent(y),
-                change(x, y, Better::Higher, true),
-            );
+            figure(&mut t, &label, key, (x, y), shares, Better::Higher, true);
         }
     }
     let (la, lb) = (&sa.user.latency_ms, &sb.user.latency_ms);
-    for (label, x, y) in [
-        ("latency p50", la.p50, lb.p50),
-        ("latency p99", la.p99, lb.p99),
-        ("latency p99.9", la.p999, lb.p999),
+    for (label, key, x, y) in [
+        ("latency p50", "user.latency_ms.p50", la.p50, lb.p50),
+        ("latency p99", "user.latency_ms.p99", la.p99, lb.p99),
+        ("latency p99.9", "user.latency_ms.p999", la.p999, lb.p999),
     ] {
-        t.row(label, ms(x), ms(y), change(x, y, Better::Lower, false));
+        figure(
+            &mut t,
+            label,
+            key,
+            (x, y),
+            (ms, Unit::Ms),
+            Better::Lower,
+            false,
+        );
     }
     t.row(
         "recovered",
-        recovery(sa.recovered_at_s),
-        recovery(sb.recovered_at_s),
+        sa.cell("recovered_at_s", recovery(sa.recovered_at_s), Unit::At),
+        sb.cell("recovered_at_s", recovery(sb.recovered_at_s), Unit::At),
         String::new(),
     );
     let names: BTreeSet<&String> = sa.services.keys().chain(sb.services.keys()).collect();
     for name in names {
         let (x, y) = (sa.services.get(name), sb.services.get(name));
         t.heading(&format!("service {name}"));
-        for (label, figure, better) in SERVICE_ROWS {
-            t.figure(label, x.and_then(figure), y.and_then(figure), better);
+        for (label, key, value, better, unit) in SERVICE_ROWS {
+            let key = format!("services.{name}.{key}");
+            let pair = (x.and_then(value), y.and_then(value));
+            figure(&mut t, label, &key, pair, (number, unit), better, false);
         }
         // Only where a queue dropped stale work, so a comparison of plain queues is as before.
         let dropped = |s: Option<&ServiceSummary>| s.map(|s| s.queue_dropped as f64);
@@ -247,15 +437,25 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
             t.figure("  queue dropped", dropped(x), dropped(y), Better::Neither);
         }
         let (ux, uy) = (x.map(|s| s.utilization), y.map(|s| s.utilization));
-        let shift = change(ux, uy, Better::Neither, true);
-        t.row("  utilization", percent(ux), percent(uy), shift);
+        let key = format!("services.{name}.utilization");
+        figure(
+            &mut t,
+            "  utilization",
+            &key,
+            (ux, uy),
+            shares,
+            Better::Neither,
+            true,
+        );
     }
     let edges: BTreeSet<&String> = sa.calls.keys().chain(sb.calls.keys()).collect();
     for edge in edges {
         let (x, y) = (sa.calls.get(edge), sb.calls.get(edge));
         t.heading(&format!("call {edge}"));
-        for (label, figure, better) in CALL_ROWS {
-            t.figure(label, x.map(figure), y.map(figure), better);
+        for (label, key, value, better) in CALL_ROWS {
+            let key = format!("calls.{edge}.{key}");
+            let pair = (x.map(value), y.map(value));
+            figure(&mut t, label, &key, pair, counted, better, false);
         }
     }
     out.push('\n');
@@ -263,46 +463,62 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     out.push_str("\nverdict:\n");
     verdict(
         &mut out,
-        "goodput",
+        ("goodput", ""),
+        both,
+        "user.goodput",
         (sa.user.goodput, sb.user.goodput),
         Better::Higher,
-        percent,
-        "",
+        shares,
     );
     if window.is_some() {
-        for (figure, pair) in [
-            ("  in the fault", (during_a, during_b)),
-            ("  after it", (after_a, after_b)),
+        for (figure, key, pair) in [
+            (
+                "  in the fault",
+                "user.goodput_during_fault",
+                (during_a, during_b),
+            ),
+            ("  after it", "user.goodput_after_fault", (after_a, after_b)),
         ] {
-            verdict(&mut out, figure, pair, Better::Higher, percent, "");
+            verdict(
+                &mut out,
+                (figure, ""),
+                both,
+                key,
+                pair,
+                Better::Higher,
+                shares,
+            );
         }
     }
-    verdict(
-        &mut out,
-        "latency p99",
-        (la.p99, lb.p99),
-        Better::Lower,
-        ms,
-        "",
-    );
-    verdict(
-        &mut out,
-        "latency p99.9",
-        (la.p999, lb.p999),
-        Better::Lower,
-        ms,
-        "",
-    );
-    let recovered = match (sa.recovered_at_s, sb.recovered_at_s) {
-        (_, _) if a.outcome.triggers.is_empty() => "nothing to recover from".to_string(),
-        (None, None) => "neither recovered within the run".to_string(),
-        (None, Some(at)) => format!("better with B: B recovered at {at}s, A never did"),
-        (Some(at), None) => format!("better with A: A recovered at {at}s, B never did"),
-        (Some(x), Some(y)) if x == y => format!("the same: both at {x}s"),
-        (Some(x), Some(y)) => format!(
-            "better with {}: B at {y}s, A at {x}s",
-            if y < x { "B" } else { "A" }
-        ),
+    for (figure, key, pair) in [
+        ("latency p99", "user.latency_ms.p99", (la.p99, lb.p99)),
+        ("latency p99.9", "user.latency_ms.p999", (la.p999, lb.p999)),
+    ] {
+        verdict(
+            &mut out,
+            (figure, ""),
+            both,
+            key,
+            pair,
+            Better::Lower,
+            (ms, Unit::Ms),
+        );
+    }
+    let recovered = if a.outcome.triggers.is_empty() {
+        "nothing to recover from".to_string()
+    } else if sa.seeds.is_some() {
+        recovery_over_seeds(sa, sb)
+    } else {
+        match (sa.recovered_at_s, sb.recovered_at_s) {
+            (None, None) => "neither recovered within the run".to_string(),
+            (None, Some(at)) => format!("better with B: B recovered at {at}s, A never did"),
+            (Some(at), None) => format!("better with A: A recovered at {at}s, B never did"),
+            (Some(x), Some(y)) if x == y => format!("the same: both at {x}s"),
+            (Some(x), Some(y)) => format!(
+                "better with {}: B at {y}s, A at {x}s",
+                if y < x { "B" } else { "A" }
+            ),
+        }
     };
     let _ = writeln!(out, "  {:<14} {recovered}", "recovery");
     // The bottom of a storm is where the load per user request is highest in either run: name
@@ -319,26 +535,77 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
         let y = sb.services.get(name).and_then(|s| s.amplification);
         let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
         let figure = format!("load on {name}");
+        let key = format!("services.{name}.amplification");
         let unit = " attempts per user request";
         verdict(
             &mut out,
-            &figure,
+            (&figure, unit),
+            both,
+            &key,
             (x.amplification, y),
             Better::Lower,
-            show,
-            unit,
+            (show, Unit::Decimal),
         );
     }
     let seconds = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}s"));
     verdict(
         &mut out,
-        "wasted work",
+        ("wasted work", ""),
+        both,
+        "wasted_work_s",
         (Some(sa.wasted_work_s()), Some(sb.wasted_work_s())),
         Better::Lower,
-        seconds,
-        "",
+        (seconds, Unit::Seconds),
     );
     out
+}
+
+/// The line under a header of several seeds: which seeds, what ± means, what the charts show.
+pub(crate) fn seeds_note(s: &Summary) -> Option<String> {
+    let seeds = s.seeds.as_ref()?;
+    Some(format!(
+        "{} seeds (--seed {} and the {} after it): each figure is a mean ± the half-width of \
+         its 95% confidence interval (Student's t, {} degrees of freedom); the timeline and \
+         charts are seed {}'s",
+        seeds.count,
+        seeds.first,
+        seeds.count - 1,
+        seeds.count - 1,
+        seeds.first
+    ))
+}
+
+/// The recovery verdict over several seeds: the run that recovered with more seeds is better;
+/// with as many, the earlier where the intervals of the moments do not overlap.
+fn recovery_over_seeds(sa: &Summary, sb: &Summary) -> String {
+    let of = sa.seeds.as_ref().map_or(1, |s| s.count);
+    let (x, y) = (
+        sa.intervals.get("recovered_at_s"),
+        sb.intervals.get("recovered_at_s"),
+    );
+    let count = |i: Option<&Interval>| i.map_or(0, |i| i.seeds);
+    let at = |i: Option<&Interval>| {
+        i.map_or(String::new(), |i| {
+            format!(" ({})", i.text(Unit::At, i.seeds))
+        })
+    };
+    let (na, nb) = (count(x), count(y));
+    let word = if na == 0 && nb == 0 {
+        return format!("neither recovered within the run, with any of the {of} seeds");
+    } else if na != nb {
+        if nb > na {
+            "better with B"
+        } else {
+            "better with A"
+        }
+    } else {
+        seeds_word(x, y, Better::Lower)
+    };
+    format!(
+        "{word}: B recovered with {nb} of {of} seeds{}, A with {na} of {of}{}",
+        at(y),
+        at(x)
+    )
 }
 
 #[cfg(test)]
@@ -397,6 +664,87 @@ mod tests {
             text.contains("    in the fault better with B: B 100.0%, A 39.6%"),
             "{text}"
         );
+    }
+
+    /// The first of `runs` with the intervals over all of them, as `--seeds` makes it.
+    fn over_seeds(runs: Vec<Run>) -> Run {
+        let per_seed: Vec<_> = runs.iter().map(figures).collect();
+        let count = runs.len() as u32;
+        let mut first = runs.into_iter().next().unwrap();
+        first.summary.seeds = Some(super::super::seeds::SeedRange {
+            first: 7,
+            last: 7 + u64::from(count) - 1,
+            count,
+        });
+        first.summary.intervals = super::super::seeds::intervals(&per_seed);
+        first
+    }
+
+    /// A run whose db wasted `wasted` seconds and whose users lost `lost` answers a second.
+    fn seeded(file: &str, wasted: f64, lost: u64) -> Run {
+        let mut o = outcome();
+        o.services.get_mut("db").unwrap().wasted_work_s = wasted;
+        for step in &mut o.timeline {
+            step.succeeded = step.users - lost;
+        }
+        o.users.succeeded = o.timeline.iter().map(|s| s.succeeded).sum();
+        run(file, o)
+    }
+
+    #[test]
+    fn over_seeds_a_difference_inside_the_intervals_is_about_the_same() {
+        // db's wasted work: 10% less with B on average, but the seeds spread it far wider.
+        let a = over_seeds(vec![
+            seeded("a.toml", 0.2, 30),
+            seeded("a.toml", 0.8, 31),
+            seeded("a.toml", 1.4, 29),
+        ]);
+        let b = over_seeds(vec![
+            seeded("b.toml", 0.1, 0),
+            seeded("b.toml", 0.7, 1),
+            seeded("b.toml", 1.3, 0),
+        ]);
+        let text = side_by_side(&a, &b);
+        assert!(
+            text.contains(", seeds 7 to 9, 12s of user arrivals")
+                && text
+                    .contains("\n3 seeds (--seed 7 and the 2 after it): each figure is a mean ±"),
+            "{text}"
+        );
+        // Goodput: about 70% against about 100%, far apart: better with B, with the intervals.
+        let goodput = text.lines().find(|l| l.starts_with("  goodput ")).unwrap();
+        assert!(
+            goodput.starts_with("  goodput        better with B: B 99."),
+            "{goodput}"
+        );
+        assert!(goodput.ends_with("B 99.7% ±1.4, A 70.3% ±2.5"), "{goodput}");
+        let wasted = text
+            .lines()
+            .find(|l| l.starts_with("  wasted work    "))
+            .unwrap();
+        assert!(
+            wasted.starts_with("  wasted work    about the same: B "),
+            "{wasted}"
+        );
+        assert!(wasted.contains("s ±"), "{wasted}");
+        // The table: each cell a mean ± half-width, and the change says the same.
+        let row = text
+            .lines()
+            .skip_while(|l| *l != "service db")
+            .find(|l| l.starts_with("  wasted work s"))
+            .unwrap();
+        assert!(row.ends_with("% about the same"), "{row}\n{text}");
+        assert!(row.contains("0.80 ±1.49"), "{row}");
+        // Every seed recovered at 8 s in both.
+        assert!(
+            text.contains(
+                "recovery       about the same: B recovered with 3 of 3 seeds (at 8s ±0)"
+            ),
+            "{text}"
+        );
+        // With one seed, the same 10% is a verdict: the rule the intervals replace.
+        let one = side_by_side(&seeded("a.toml", 0.8, 30), &seeded("b.toml", 0.7, 0));
+        assert!(one.contains("  wasted work    better with B"), "{one}");
     }
 
     #[test]

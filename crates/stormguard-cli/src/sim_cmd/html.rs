@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use plotters::style::RGBColor;
 
 use super::chart::{self, Chart, Series, PALETTE, SHADES, SHADE_OPACITY};
+use super::seeds::Unit;
 use super::summary::{percentile_ms, step_goodput};
 use super::text::{ms, percent};
 use super::Run;
@@ -33,40 +34,77 @@ fn hex(c: RGBColor) -> String {
 }
 
 const BLACK: RGBColor = RGBColor(20, 20, 20);
-/// B's offered load and goodput: apart from black and from every colour of the palette.
-const MAGENTA: RGBColor = RGBColor(170, 0, 120);
 const RUN_NAMES: [&str; 2] = ["A", "B"];
+/// The grey of the palette: kept for "others", so no service is drawn in it.
+const GREY: RGBColor = PALETTE[7];
+/// How many quantities a chart draws per run before the smallest are summed into "others": the
+/// eye follows about seven lines, and a legend longer than a line is not read.
+pub(crate) const MAX_SERIES: usize = 8;
+/// How opaque a solid line is under a dashed one of the same colour: an equal B must not hide A.
+const UNDER: f64 = 0.45;
 
-/// The four charts of the issue, each with every run.
-fn charts(runs: &[&Run]) -> Vec<Chart> {
-    let suffix = |i: usize| {
-        if runs.len() > 1 {
-            format!(" ({})", RUN_NAMES[i.min(1)])
-        } else {
-            String::new()
+/// The services drawn by name, each with its colour, and the rest (drawn as "others", in grey):
+/// the same for every run and every chart, so a service has one colour throughout the page.
+/// With more than [`MAX_SERIES`] services, the seven with the most attempts over all runs are
+/// kept.
+pub(crate) struct Services {
+    pub(crate) kept: Vec<(String, RGBColor)>,
+    pub(crate) others: Vec<String>,
+}
+
+impl Services {
+    pub(crate) fn of(runs: &[&Run]) -> Services {
+        let mut total: std::collections::BTreeMap<&String, u64> = Default::default();
+        for run in runs {
+            for (name, s) in &run.outcome.services {
+                *total.entry(name).or_default() += s.attempts;
+            }
         }
-    };
+        let mut names: Vec<&String> = total.keys().copied().collect();
+        let mut others = Vec::new();
+        if names.len() > MAX_SERIES {
+            // Most attempts first, ties by name, so the choice is the same every run.
+            names.sort_by(|a, b| total[b].cmp(&total[a]).then(a.cmp(b)));
+            others = names.split_off(MAX_SERIES - 1);
+            names.sort();
+            others.sort();
+        }
+        let colours = PALETTE.iter().filter(|c| **c != GREY);
+        Services {
+            kept: names
+                .into_iter()
+                .zip(colours)
+                .map(|(n, c)| (n.clone(), *c))
+                .collect(),
+            others: others.into_iter().cloned().collect(),
+        }
+    }
+}
+
+/// The four charts of the issue, each with every run: a quantity keeps its colour in every run
+/// and chart, A's line solid and B's dashed over it.
+fn charts(runs: &[&Run]) -> Vec<Chart> {
+    let services = Services::of(runs);
     let mut load = Vec::new();
     let mut goodput = Vec::new();
     let mut latency = Vec::new();
     let mut queue = Vec::new();
+    let two = runs.len() > 1;
     for (i, run) in runs.iter().enumerate() {
         let steps = &run.outcome.timeline;
         let dashed = i > 0;
-        // B's black lines in a colour of their own, so a dashed line over an equal solid one
-        // still shows.
-        let ink = if dashed { MAGENTA } else { BLACK };
-        let line = |label: String, colour, points: Vec<(f64, f64)>| Series {
-            label,
+        let line = |label: &str, colour, points: Vec<(f64, f64)>| Series {
+            label: label.to_string(),
             colour,
             dashed,
             width: 2,
+            opacity: if two && !dashed { UNDER } else { 1.0 },
             points,
         };
         let at = |s: &stormguard_sim::engine::Step| s.at_s as f64;
         goodput.push(line(
-            format!("goodput share{}", suffix(i)),
-            ink,
+            "goodput share",
+            BLACK,
             steps
                 .iter()
                 .filter_map(|s| Some((at(s), step_goodput(s)?)))
@@ -74,7 +112,7 @@ fn charts(runs: &[&Run]) -> Vec<Chart> {
         ));
         for (p, name, colour) in [(0.5, "p50", PALETTE[0]), (0.99, "p99", PALETTE[3])] {
             latency.push(line(
-                format!("{name}{}", suffix(i)),
+                name,
                 colour,
                 steps
                     .iter()
@@ -82,36 +120,59 @@ fn charts(runs: &[&Run]) -> Vec<Chart> {
                     .collect(),
             ));
         }
-        for (k, name) in run.outcome.services.keys().enumerate() {
-            let colour = PALETTE[k % PALETTE.len()];
-            let series = |pick: fn(&stormguard_sim::engine::Step) -> &_| {
-                steps
-                    .iter()
-                    .map(|s| {
-                        let map: &std::collections::BTreeMap<String, u64> = pick(s);
-                        (at(s), map.get(name).copied().unwrap_or(0) as f64)
-                    })
-                    .collect()
-            };
+        type Map = std::collections::BTreeMap<String, u64>;
+        let per_second = |pick: fn(&stormguard_sim::engine::Step) -> &Map,
+                          names: &[&String],
+                          fold: fn(u64, u64) -> u64| {
+            steps
+                .iter()
+                .map(|s| {
+                    let value = names
+                        .iter()
+                        .map(|n| pick(s).get(*n).copied().unwrap_or(0))
+                        .fold(0, fold);
+                    (at(s), value as f64)
+                })
+                .collect::<Vec<_>>()
+        };
+        let has = |name: &String| run.outcome.services.contains_key(name);
+        for (name, colour) in services.kept.iter().filter(|(n, _)| has(n)) {
             load.push(Series {
                 width: 3,
                 ..line(
-                    format!("attempts at {name}{}", suffix(i)),
-                    colour,
-                    series(|s| &s.attempts),
+                    &format!("attempts at {name}"),
+                    *colour,
+                    per_second(|s| &s.attempts, &[name], u64::saturating_add),
                 )
             });
             queue.push(line(
-                format!("{name}{}", suffix(i)),
-                colour,
-                series(|s| &s.max_queue),
+                name,
+                *colour,
+                per_second(|s| &s.max_queue, &[name], u64::max),
+            ));
+        }
+        let rest: Vec<&String> = services.others.iter().filter(|n| has(n)).collect();
+        if !rest.is_empty() {
+            // Attempts add up; queues do not (each is one instance's), so the longest is shown.
+            load.push(Series {
+                width: 3,
+                ..line(
+                    &format!("attempts at {} others", rest.len()),
+                    GREY,
+                    per_second(|s| &s.attempts, &rest, u64::saturating_add),
+                )
+            });
+            queue.push(line(
+                &format!("longest of {} others", rest.len()),
+                GREY,
+                per_second(|s| &s.max_queue, &rest, u64::max),
             ));
         }
         // Last and narrower: the entry service's attempts equal the users until it retries, and
         // the offered load must stay visible over them.
         load.push(line(
-            format!("user requests{}", suffix(i)),
-            ink,
+            "user requests",
+            BLACK,
             steps.iter().map(|s| (at(s), s.users as f64)).collect(),
         ));
     }
@@ -144,29 +205,42 @@ fn charts(runs: &[&Run]) -> Vec<Chart> {
     ]
 }
 
-/// The legend under a chart: its lines, then the shaded windows.
-fn legend(out: &mut String, chart: &Chart, run: &Run) {
+/// The legend under a chart: one entry per quantity (its colour is the same in both runs), then
+/// which run is solid and which dashed, then the shaded windows.
+fn legend(out: &mut String, chart: &Chart, run: &Run, runs: usize) {
     out.push_str("<div class=\"legend\">");
-    for s in &chart.series {
-        let dash = if s.dashed {
-            " stroke-dasharray=\"7 4\""
-        } else {
-            ""
+    let swatch =
+        |out: &mut String, class: &str, colour: RGBColor, width, dashed: bool, label: &str| {
+            let dash = if dashed {
+                " stroke-dasharray=\"7 4\""
+            } else {
+                ""
+            };
+            let _ = write!(
+                out,
+                "<span class=\"{class}\"><svg width=\"28\" height=\"10\"><line x1=\"0\" y1=\"5\" \
+             x2=\"28\" y2=\"5\" stroke=\"{}\" stroke-width=\"{width}\"{dash}/></svg>{}</span>",
+                hex(colour),
+                escape(label)
+            );
         };
-        let _ = write!(
-            out,
-            "<span><svg width=\"28\" height=\"10\"><line x1=\"0\" y1=\"5\" x2=\"28\" y2=\"5\" \
-             stroke=\"{}\" stroke-width=\"{}\"{dash}/></svg>{}</span>",
-            hex(s.colour),
-            s.width,
-            escape(&s.label)
-        );
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &chart.series {
+        if seen.insert(&s.label) {
+            swatch(out, "q", s.colour, s.width, false, &s.label);
+        }
+    }
+    if runs > 1 {
+        for (i, name) in RUN_NAMES.iter().enumerate() {
+            let how = if i == 0 { "solid" } else { "dashed" };
+            swatch(out, "run", BLACK, 2, i > 0, &format!("{name} ({how})"));
+        }
     }
     for (i, t) in run.outcome.triggers.iter().enumerate() {
         let _ = write!(
             out,
-            "<span><svg width=\"16\" height=\"12\"><rect width=\"16\" height=\"12\" fill=\"{}\" \
-             fill-opacity=\"{SHADE_OPACITY}\"/></svg>{} ({}s to {}s)</span>",
+            "<span class=\"window\"><svg width=\"16\" height=\"12\"><rect width=\"16\" \
+             height=\"12\" fill=\"{}\" fill-opacity=\"{SHADE_OPACITY}\"/></svg>{} ({}s to {}s)</span>",
             hex(SHADES[i % SHADES.len()]),
             escape(&t.label),
             t.from.as_secs_f64(),
@@ -180,38 +254,57 @@ fn legend(out: &mut String, chart: &Chart, run: &Run) {
 fn tables(out: &mut String, name: &str, run: &Run) {
     let s = &run.summary;
     let l = &s.user.latency_ms;
+    let latency = |key: &str, v| s.cell(key, ms(v), Unit::Ms);
     let _ = write!(
         out,
         "<h3>{}</h3>\n<table><tr><th>user requests</th><th>goodput</th><th>p50</th><th>p99</th>\
          <th>p99.9</th><th>recovered</th></tr>\n<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
          <td>{}</td><td>{}</td></tr></table>\n",
         escape(name),
-        s.user.requests,
-        percent(s.user.goodput),
-        ms(l.p50),
-        ms(l.p99),
-        ms(l.p999),
-        s.recovered_at_s
-            .map_or("never".to_string(), |t| format!("at {t}s"))
+        s.cell("user.requests", s.user.requests.to_string(), Unit::Count),
+        s.cell("user.goodput", percent(s.user.goodput), Unit::Percent),
+        latency("user.latency_ms.p50", l.p50),
+        latency("user.latency_ms.p99", l.p99),
+        latency("user.latency_ms.p999", l.p999),
+        s.cell(
+            "recovered_at_s",
+            s.recovered_at_s
+                .map_or("never".to_string(), |t| format!("at {t}s")),
+            Unit::At
+        )
     );
     out.push_str(
         "<table><tr><th>service</th><th>attempts</th><th>per user</th><th>rejected</th>\
          <th>timed out</th><th>wasted work s</th><th>max queue</th><th>utilization</th></tr>\n",
     );
     for (service, v) in &s.services {
+        let key = |k: &str| format!("services.{service}.{k}");
+        let count = |k: &str, n: u64| s.cell(&key(k), n.to_string(), Unit::Count);
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td>\
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{}</td></tr>",
             escape(service),
-            v.attempts,
-            v.amplification
-                .map_or("-".to_string(), |a| format!("{a:.2}")),
-            v.rejected,
-            v.timed_out,
-            v.wasted_work_s,
-            v.max_queue,
-            percent(Some(v.utilization))
+            count("attempts", v.attempts),
+            s.cell(
+                &key("amplification"),
+                v.amplification
+                    .map_or("-".to_string(), |a| format!("{a:.2}")),
+                Unit::Decimal
+            ),
+            count("rejected", v.rejected),
+            count("timed_out", v.timed_out),
+            s.cell(
+                &key("wasted_work_s"),
+                format!("{:.2}", v.wasted_work_s),
+                Unit::Decimal
+            ),
+            count("max_queue", v.max_queue),
+            s.cell(
+                &key("utilization"),
+                percent(Some(v.utilization)),
+                Unit::Percent
+            )
         );
     }
     out.push_str("</table>\n");
@@ -223,15 +316,17 @@ fn tables(out: &mut String, name: &str, run: &Run) {
          <th>hedges</th><th>timeouts</th></tr>\n",
     );
     for (edge, c) in &s.calls {
+        let count =
+            |k: &str, n: u64| s.cell(&format!("calls.{edge}.{k}"), n.to_string(), Unit::Count);
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(edge),
-            c.attempts,
-            c.retries,
-            c.retries_denied,
-            c.hedges,
-            c.timeouts
+            count("attempts", c.attempts),
+            count("retries", c.retries),
+            count("retries_denied", c.retries_denied),
+            count("hedges", c.hedges),
+            count("timeouts", c.timeouts)
         );
     }
     out.push_str("</table>\n");
@@ -262,23 +357,26 @@ pub(crate) fn page(runs: &[&Run], verdict: Option<&str>) -> anyhow::Result<Strin
         })
         .collect();
     let title = format!(
-        "stormguard sim: {}; scenario {scenario}; seed {}",
+        "stormguard sim: {}; scenario {scenario}; {}",
         files.join(" against "),
-        first.summary.seed
+        first.summary.seed_words()
     );
     let mut out = String::new();
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <title>{0}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{0}</h1>\n<p>{1}s of user \
-         arrivals; shaded: the scenario's faults and load steps.{2}</p>\n",
+         arrivals; shaded: the scenario's faults and load steps.{2}{3}</p>\n",
         escape(&title),
         first.summary.duration_s,
         if runs.len() > 1 {
-            " Both runs saw the same arrivals and faults: A solid, B dashed."
+            " Both runs saw the same arrivals and faults: A solid, B dashed, a quantity in one \
+             colour in both."
         } else {
             ""
-        }
+        },
+        super::compare::seeds_note(&first.summary)
+            .map_or(String::new(), |note| format!(" {}.", escape(&note)))
     );
     let x_max = runs
         .iter()
@@ -288,7 +386,7 @@ pub(crate) fn page(runs: &[&Run], verdict: Option<&str>) -> anyhow::Result<Strin
         let svg = chart::render(&c, x_max, &first.outcome.triggers)?;
         out.push_str("<figure>\n");
         out.push_str(&svg.replacen("<svg ", "<svg class=\"chart\" ", 1));
-        legend(&mut out, &c, first);
+        legend(&mut out, &c, first, runs.len());
         out.push_str("</figure>\n");
     }
     out.push_str("<h2>Figures</h2>\n");
@@ -330,9 +428,104 @@ mod tests {
         let page = page(&[&a, &b], Some("verdict:\n  goodput ...")).unwrap();
         assert_eq!(page.matches("<svg class=\"chart\"").count(), 4);
         assert!(page.contains("A = today.toml against B = fixed.toml"));
-        assert!(page.contains("user requests (B)"));
+        // One legend entry per quantity, in one colour for both runs; the runs told apart by
+        // the dashes.
+        assert_eq!(page.matches(">user requests</span>").count(), 1);
+        assert!(page.contains(">B (dashed)</span>"));
         assert!(page.contains("stroke-dasharray"));
         assert!(page.contains("<pre>verdict:"));
         assert_eq!(page.matches("<h3>").count(), 2);
+    }
+
+    /// A run with `n` services `s0`, `s1`, ... below api, `s{k}` taking `k + 1` times the
+    /// users' attempts: the more services, the more lines.
+    fn wide(n: usize) -> Run {
+        let mut o = outcome();
+        let db = o.services["db"].clone();
+        for k in 0..n {
+            let name = format!("s{k}");
+            let mut stats = db.clone();
+            stats.attempts = (k as u64 + 1) * 1000;
+            o.services.insert(name.clone(), stats);
+            for step in &mut o.timeline {
+                step.attempts.insert(name.clone(), (k as u64 + 1) * 100);
+                step.max_queue.insert(name.clone(), k as u64);
+            }
+        }
+        run("wide.toml", o)
+    }
+
+    #[test]
+    fn many_services_keep_the_largest_and_sum_the_rest_into_others() {
+        let (a, b) = (wide(9), wide(9));
+        let services = Services::of(&[&a, &b]);
+        // 11 services: s0..s8, api and db; api and db have 1212 and 1812 attempts, s{k}
+        // (k+1)*1000: s8..s2 are the seven largest.
+        let kept: Vec<&str> = services.kept.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(kept, ["s2", "s3", "s4", "s5", "s6", "s7", "s8"]);
+        assert_eq!(services.others, ["api", "db", "s0", "s1"]);
+        let colours: std::collections::BTreeSet<String> =
+            services.kept.iter().map(|(_, c)| hex(*c)).collect();
+        assert_eq!(colours.len(), 7, "a colour each");
+        assert!(!colours.contains(&hex(GREY)), "grey is the others'");
+        let charts = charts(&[&a, &b]);
+        for chart in &charts {
+            let per_run = chart.series.iter().filter(|s| !s.dashed).count();
+            let labels: std::collections::BTreeSet<&String> =
+                chart.series.iter().map(|s| &s.label).collect();
+            // The load chart adds the offered load to its eight.
+            assert!(per_run <= MAX_SERIES + 1, "{}: {per_run}", chart.title);
+            assert_eq!(
+                labels.len(),
+                per_run,
+                "{}: the same quantities in A and B",
+                chart.title
+            );
+        }
+        let others = charts[0]
+            .series
+            .iter()
+            .find(|s| s.label == "attempts at 4 others")
+            .unwrap();
+        // Per second: api 100..102 users, db 100..306, s0 100 and s1 200.
+        assert_eq!(others.points[0], (0.0, 100.0 + 100.0 + 100.0 + 200.0));
+        let queue = charts[3]
+            .series
+            .iter()
+            .find(|s| s.label == "longest of 4 others")
+            .unwrap();
+        assert_eq!(
+            queue.points[4].1, 30.0,
+            "db's queue in the fault, the longest"
+        );
+    }
+
+    #[test]
+    fn a_quantity_has_one_colour_in_every_run_and_chart() {
+        let (a, b) = (wide(3), wide(3));
+        let charts = charts(&[&a, &b]);
+        let colour = |chart: &Chart, label: &str, dashed: bool| {
+            chart
+                .series
+                .iter()
+                .find(|s| s.label == label && s.dashed == dashed)
+                .map(|s| hex(s.colour))
+                .unwrap()
+        };
+        for service in ["api", "db", "s0", "s1", "s2"] {
+            let load = format!("attempts at {service}");
+            let c = colour(&charts[0], &load, false);
+            assert_eq!(c, colour(&charts[0], &load, true), "{service}: A and B");
+            assert_eq!(
+                c,
+                colour(&charts[3], service, false),
+                "{service}: load and queue"
+            );
+            assert_eq!(c, colour(&charts[3], service, true), "{service}: B's queue");
+        }
+        assert!(charts[0]
+            .series
+            .iter()
+            .all(|s| s.dashed == (s.opacity == 1.0)));
     }
 }

@@ -10,6 +10,7 @@ pub(crate) mod compare;
 mod csv;
 mod html;
 pub(crate) mod progress;
+mod seeds;
 mod summary;
 mod text;
 
@@ -80,6 +81,13 @@ pub(crate) struct Args {
     /// Seed of every random draw: the same files, scenario and seed give byte-identical JSON.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Runs the seeds SEED, SEED+1, ..., SEED+N-1 on all cores, 1 to 1000: with 2 or more,
+    /// every figure is a mean with its 95% confidence interval, and a verdict of two files says
+    /// "about the same" where the intervals overlap; the timeline and charts are the first
+    /// seed's.
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "experiment",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(seeds::MAX_SEEDS)))]
+    seeds: u32,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -149,7 +157,20 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     if let Some(note) = note {
         eprintln!("{note}");
     }
-    let runs = simulate(&first, second.as_ref(), scenario, args.seed, args.duration)?;
+    if args.seed.checked_add(u64::from(args.seeds) - 1).is_none() {
+        return Err(InputError(format!(
+            "--seed {} with --seeds {}: the last seed is past {}; start lower",
+            args.seed,
+            args.seeds,
+            u64::MAX
+        ))
+        .into());
+    }
+    let seeds = Seeds {
+        first: args.seed,
+        count: args.seeds,
+    };
+    let runs = simulate_seeds(&first, second.as_ref(), scenario, seeds, args.duration)?;
     write_views(&runs, args.format, args.out.as_deref(), out)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -193,6 +214,31 @@ pub(crate) fn simulate(
     seed: u64,
     duration: Option<Duration>,
 ) -> anyhow::Result<Vec<Run>> {
+    let seeds = Seeds {
+        first: seed,
+        count: 1,
+    };
+    simulate_seeds(first, second, scenario_name, seeds, duration)
+}
+
+/// The seeds of a command: `first`, `first+1`, ..., `first+count-1`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Seeds {
+    pub(crate) first: u64,
+    pub(crate) count: u32,
+}
+
+/// [`simulate`] for each of `seeds`, files and seeds on all cores: one [`Run`] per file, the
+/// first seed's, whose summary holds the intervals of every figure over the seeds when there
+/// are two or more. One seed runs as it always has, a file after the other with its progress
+/// bar, so that its output does not change.
+pub(crate) fn simulate_seeds(
+    first: &(String, Graph),
+    second: Option<&(String, Graph)>,
+    scenario_name: Option<&str>,
+    seeds: Seeds,
+    duration: Option<Duration>,
+) -> anyhow::Result<Vec<Run>> {
     let scenario = scenario_name
         .map(|name| engine::find_scenario(&first.1, name))
         .transpose()
@@ -213,7 +259,7 @@ pub(crate) fn simulate(
             .into());
         }
     }
-    let setup = Setup {
+    let setup = |seed| Setup {
         scenario,
         // FILE's rate for both files: the same arrivals, whatever FILE2's entry.rate says.
         rate: Some(scenario.and_then(|s| s.rate).unwrap_or(first.1.entry.rate)),
@@ -224,27 +270,85 @@ pub(crate) fn simulate(
     let total = duration
         .or(scenario.map(|s| s.duration))
         .unwrap_or(DEFAULT_DURATION);
+    let known_scenarios: Vec<String> = first.1.scenarios.keys().cloned().collect();
+    let files: Vec<&(String, Graph)> = std::iter::once(first).chain(second).collect();
+    let run_of = |name: &String, outcome: Outcome| Run {
+        summary: Summary::new(name, scenario_name, &outcome),
+        outcome,
+        known_scenarios: known_scenarios.clone(),
+    };
+    if seeds.count <= 1 {
+        let mut runs = Vec::new();
+        for (name, graph) in files {
+            let mut bar = Progress::new(name, total);
+            let outcome = run_one(name, graph, &setup(seeds.first), &mut |t| bar.update(t))?;
+            bar.finish();
+            runs.push(run_of(name, outcome));
+        }
+        return Ok(runs);
+    }
+    // Every (seed, file) pair is a task; the bar counts the finished ones.
+    let tasks = seeds.count as usize * files.len();
+    let label = format!("{} seeds of {} file(s)", seeds.count, files.len());
+    let bar = std::sync::Mutex::new((Progress::new(&label, Duration::from_secs(tasks as u64)), 0));
+    let done = seeds::in_parallel(tasks, |task| {
+        let (k, (name, graph)) = (task / files.len(), files[task % files.len()]);
+        let outcome = run_one(name, graph, &setup(seeds.first + k as u64), &mut |_| {})?;
+        let run = run_of(name, outcome);
+        let figures = compare::figures(&run);
+        if let Ok(mut bar) = bar.lock() {
+            bar.1 += 1;
+            let finished = Duration::from_secs(bar.1);
+            bar.0.update(finished);
+        }
+        // Only the first seed's run is kept whole (its timeline is charted); of the others,
+        // their figures.
+        Ok(((k == 0).then_some(run), figures))
+    })?;
+    if let Ok(mut bar) = bar.lock() {
+        bar.0.finish();
+    }
+    let range = seeds::SeedRange {
+        first: seeds.first,
+        last: seeds.first + u64::from(seeds.count) - 1,
+        count: seeds.count,
+    };
     let mut runs = Vec::new();
-    for (name, graph) in std::iter::once(first).chain(second) {
-        let mut bar = Progress::new(name, total);
-        let outcome = engine::run(graph, &setup, &mut |t| bar.update(t)).map_err(|e| {
-            // A cycle is a place in the file, as check names it.
-            let at = match &e {
-                SimError::CallCycle {
-                    span: Some(span), ..
-                } => format!("{name}:{}:{}", span.line, span.column),
-                _ => name.clone(),
-            };
-            InputError(format!("{at}: {e}"))
-        })?;
-        bar.finish();
-        runs.push(Run {
-            summary: Summary::new(name, scenario_name, &outcome),
-            outcome,
-            known_scenarios: first.1.scenarios.keys().cloned().collect(),
-        });
+    let mut per_file: Vec<(Option<Run>, Vec<_>)> =
+        files.iter().map(|_| (None, Vec::new())).collect();
+    for (task, (run, figures)) in done.into_iter().enumerate() {
+        let slot = &mut per_file[task % files.len()];
+        if run.is_some() {
+            slot.0 = run;
+        }
+        slot.1.push(figures);
+    }
+    for (run, figures) in per_file {
+        let mut run = run.context("the first seed's run is kept")?;
+        run.summary.seeds = Some(range.clone());
+        run.summary.intervals = seeds::intervals(&figures);
+        runs.push(run);
     }
     Ok(runs)
+}
+
+/// One run of `graph` (the file `name`) under `setup`; an error names the file, and a call
+/// cycle its place in the file, as check names it.
+fn run_one(
+    name: &str,
+    graph: &Graph,
+    setup: &Setup<'_>,
+    progress: &mut dyn FnMut(Duration),
+) -> anyhow::Result<Outcome> {
+    engine::run(graph, setup, progress).map_err(|e| {
+        let at = match &e {
+            SimError::CallCycle {
+                span: Some(span), ..
+            } => format!("{name}:{}:{}", span.line, span.column),
+            _ => name.to_string(),
+        };
+        InputError(format!("{at}: {e}")).into()
+    })
 }
 
 /// The file's name as given and its graph (a proxy settings file's read as the graph of its
@@ -321,6 +425,12 @@ pub(crate) fn write_views(
                 "\nwrote {0}/summary.json, {0}/timeline.csv and {0}/report.html\n",
                 dir.display()
             ));
+            if let Some(seeds) = runs.first().and_then(|r| r.summary.seeds.as_ref()) {
+                printed.push_str(&format!(
+                    "(timeline.csv and the charts: seed {}, the first of the {} seeds)\n",
+                    seeds.first, seeds.count
+                ));
+            }
         }
     }
     out.write_all(printed.as_bytes())

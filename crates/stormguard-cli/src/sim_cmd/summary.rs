@@ -7,18 +7,28 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use stormguard_sim::engine::{Outcome, Step};
 
+use super::seeds::{Interval, SeedRange, Unit};
+
 /// One run's summary. Field order is the JSON key order.
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub(crate) struct Summary {
     pub(crate) file: String,
     pub(crate) scenario: Option<String>,
     pub(crate) seed: u64,
+    /// With `--seeds N` for N >= 2: the seeds that ran; the other figures and the timeline are
+    /// the first seed's, `intervals` has every figure over all of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) seeds: Option<SeedRange>,
     pub(crate) duration_s: f64,
     pub(crate) user: UserSummary,
     pub(crate) services: BTreeMap<String, ServiceSummary>,
     pub(crate) calls: BTreeMap<String, CallSummary>,
     pub(crate) timeline: Vec<TimelinePoint>,
     pub(crate) recovered_at_s: Option<f64>,
+    /// With `--seeds N` for N >= 2: each figure of the comparison (`compare::figures`) as a mean
+    /// with its 95% confidence interval over the seeds; empty (and left out) with one seed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) intervals: BTreeMap<String, Interval>,
 }
 
 /// What the users saw.
@@ -164,6 +174,7 @@ impl Summary {
             file: file.to_string(),
             scenario: scenario.map(str::to_string),
             seed: outcome.seed,
+            seeds: None,
             duration_s: round(outcome.duration.as_secs_f64()),
             user: UserSummary {
                 requests: users.requests,
@@ -182,6 +193,31 @@ impl Summary {
             calls,
             timeline,
             recovered_at_s: outcome.recovered_at.map(|d| round(d.as_secs_f64())),
+            intervals: BTreeMap::new(),
+        }
+    }
+
+    /// `seed 7`, or with several seeds `seeds 0 to 4`: for the headers of every view.
+    pub(crate) fn seed_words(&self) -> String {
+        match &self.seeds {
+            Some(s) => format!("seeds {} to {}", s.first, s.last),
+            None => format!("seed {}", self.seed),
+        }
+    }
+
+    /// The figure `key` (a name of `compare::figures`) as a cell: `one`, the one-seed text,
+    /// when one seed ran; else its mean ± half-width in `unit`, `-` when no seed had it
+    /// (`never` for a moment: no seed recovered).
+    pub(crate) fn cell(&self, key: &str, one: String, unit: Unit) -> String {
+        match &self.seeds {
+            None => one,
+            Some(s) => self.intervals.get(key).map_or_else(
+                || match unit {
+                    Unit::At => "never".to_string(),
+                    _ => "-".to_string(),
+                },
+                |i| i.text(unit, s.count),
+            ),
         }
     }
 

@@ -258,3 +258,142 @@ fn a_file_that_does_not_parse_is_an_input_error_at_its_place() {
     let input = err.downcast_ref::<InputError>().expect("exit 2");
     assert!(input.0.starts_with(&format!("{path}:1:")), "{input}");
 }
+
+#[test]
+fn seeds_are_one_to_a_thousand_and_must_not_run_past_the_last_seed() {
+    let parse_error = |n: &str| match Cmd::try_parse_from(["sim", "g.toml", "--seeds", n]) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    };
+    for bad in ["0", "1001", "many"] {
+        let error = parse_error(bad);
+        assert!(error.contains("--seeds <N>"), "{bad}: {error}");
+    }
+    assert!(
+        parse_error("0").contains("0 is not in 1..=1000"),
+        "{}",
+        parse_error("0")
+    );
+    assert_eq!(parse_error("1000"), "");
+    assert!(
+        Cmd::try_parse_from(["sim", "--experiment", "brooker-jitter", "--seeds", "2"]).is_err()
+    );
+    let file = graph_file("seed-overflow", GRAPH);
+    let path = file.display().to_string();
+    let last = u64::MAX.to_string();
+    let err = run_args(&[&path, "--seed", &last, "--seeds", "2"]).unwrap_err();
+    let input = err.downcast_ref::<InputError>().expect("exit 2");
+    assert!(
+        input
+            .0
+            .starts_with(&format!("--seed {last} with --seeds 2: ")),
+        "{input}"
+    );
+    // One seed at the very end is fine.
+    run_args(&[&path, "--seed", &last, "--duration", "1s"]).unwrap();
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn one_seed_prints_what_no_seeds_flag_prints() {
+    let a = graph_file("one-seed-a", GRAPH);
+    let b = graph_file(
+        "one-seed-b",
+        &GRAPH.replace("max_attempts = 3", "max_attempts = 2"),
+    );
+    let (pa, pb) = (a.display().to_string(), b.display().to_string());
+    for files in [vec![pa.as_str()], vec![pa.as_str(), pb.as_str()]] {
+        for format in ["text", "json"] {
+            let argv = [&files[..], &["--seed", "5", "--format", format]].concat();
+            let with = [&argv[..], &["--seeds", "1"]].concat();
+            assert_eq!(run_args(&argv).unwrap(), run_args(&with).unwrap());
+        }
+    }
+    std::fs::remove_file(a).unwrap();
+    std::fs::remove_file(b).unwrap();
+}
+
+/// `sim A B --seeds 4` through [`simulate_seeds`] in a pool of `threads`, as JSON.
+fn seeds_json(threads: usize) -> String {
+    let graph = |name: &str, toml: &str| {
+        let (graph, _) = crate::graph_file::parse(name, toml).unwrap();
+        (name.to_string(), graph)
+    };
+    let a = graph("a.toml", GRAPH);
+    let b = graph(
+        "b.toml",
+        &GRAPH.replace("max_attempts = 3", "max_attempts = 2"),
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let seeds = Seeds { first: 3, count: 4 };
+    let runs = pool
+        .install(|| simulate_seeds(&a, Some(&b), Some("db-errors"), seeds, None))
+        .unwrap();
+    json(&runs).unwrap()
+}
+
+#[test]
+fn several_seeds_give_the_same_figures_on_one_thread_or_two() {
+    let one = seeds_json(1);
+    assert_eq!(one, seeds_json(2));
+    let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+    let a = &v["runs"][0];
+    assert_eq!(a["seed"], 3);
+    assert_eq!(
+        a["seeds"],
+        serde_json::json!({"first": 3, "last": 6, "count": 4})
+    );
+    let goodput = &a["intervals"]["user.goodput"];
+    let (mean, lower, upper) = (
+        goodput["mean"].as_f64().unwrap(),
+        goodput["lower"].as_f64().unwrap(),
+        goodput["upper"].as_f64().unwrap(),
+    );
+    assert!(
+        lower < mean && mean < upper && upper - lower < 0.2,
+        "{goodput}"
+    );
+    assert_eq!(goodput["seeds"], 4);
+    let retries = &a["intervals"]["calls.api->db.retries"];
+    assert!(retries["mean"].as_f64().unwrap() > 10.0, "{retries}");
+    // The seeds differ: four identical runs would have no spread.
+    assert!(
+        a["intervals"]["user.requests"]["upper"] != a["intervals"]["user.requests"]["lower"],
+        "{}",
+        a["intervals"]["user.requests"]
+    );
+}
+
+#[test]
+fn with_several_seeds_the_timeline_and_charts_are_the_first_seed_s_and_say_so() {
+    let file = graph_file("seeds-out", GRAPH);
+    let path = file.display().to_string();
+    let dir = std::env::temp_dir().join(format!(
+        "stormguard-sim-cmd-{}-seeds-out",
+        std::process::id()
+    ));
+    let (one, several) = (dir.join("one"), dir.join("several"));
+    let argv = [path.as_str(), "--seed", "2", "--out"];
+    run_args(&[&argv[..], &[one.to_str().unwrap()]].concat()).unwrap();
+    let text =
+        run_args(&[&argv[..], &[several.to_str().unwrap(), "--seeds", "3"]].concat()).unwrap();
+    assert!(
+        text.ends_with("(timeline.csv and the charts: seed 2, the first of the 3 seeds)\n"),
+        "{text}"
+    );
+    let read = |dir: &Path, name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(read(&one, "timeline.csv"), read(&several, "timeline.csv"));
+    let page = read(&several, "report.html");
+    assert!(page.contains("; seeds 2 to 4</title>"), "{page}");
+    assert!(
+        page.contains("3 seeds (--seed 2 and the 2 after it)"),
+        "{page}"
+    );
+    assert!(page.contains("% ±"), "the tables give intervals");
+    assert!(!read(&one, "report.html").contains(" ±"));
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_file(file).unwrap();
+}

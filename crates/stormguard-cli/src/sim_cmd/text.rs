@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::seeds::Unit;
 use super::Run;
 
 /// `12.3ms`, `1.94s`, `-` when there is no figure.
@@ -61,51 +62,97 @@ fn recovery_words(run: &Run) -> String {
     }
 }
 
-/// One run, as a summary and two tables.
+/// One run, as a summary and two tables; with several seeds, each figure a mean ± its 95%
+/// half-width.
 pub(crate) fn single(run: &Run) -> String {
     let s = &run.summary;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "sim {}: {}, seed {}, {}s of user arrivals",
+        "sim {}: {}, {}, {}s of user arrivals",
         s.file,
         scenario_line(run),
-        s.seed,
+        s.seed_words(),
         s.duration_s
     );
+    if let Some(note) = super::compare::seeds_note(s) {
+        let _ = writeln!(out, "{note}");
+    }
     let l = &s.user.latency_ms;
+    let latency = |key: &str, v: Option<f64>| s.cell(key, ms(v), Unit::Ms);
+    let recovery = match &s.seeds {
+        Some(seeds) if !run.outcome.triggers.is_empty() => {
+            match s.intervals.get("recovered_at_s") {
+                Some(at) => format!(
+                    "{}, with {} of the {} seeds",
+                    at.text(Unit::At, at.seeds),
+                    at.seeds,
+                    seeds.count
+                ),
+                None => format!(
+                    "never, with any of the {} seeds: {}",
+                    seeds.count,
+                    recovery_words(run)
+                ),
+            }
+        }
+        _ => recovery_words(run),
+    };
     let _ = writeln!(
         out,
         "users     {} requests, {} answered in time (goodput)\n\
          latency   p50 {}, p99 {}, p99.9 {} (of the answered ones)\n\
          recovery  {}\n",
-        s.user.requests,
-        percent(s.user.goodput),
-        ms(l.p50),
-        ms(l.p99),
-        ms(l.p999),
-        recovery_words(run)
+        s.cell("user.requests", s.user.requests.to_string(), Unit::Count),
+        s.cell("user.goodput", percent(s.user.goodput), Unit::Percent),
+        latency("user.latency_ms.p50", l.p50),
+        latency("user.latency_ms.p99", l.p99),
+        latency("user.latency_ms.p999", l.p999),
+        recovery
     );
-    let width = s.services.keys().map(String::len).max().unwrap_or(0).max(7);
-    let _ = writeln!(
-        out,
-        "{:<width$}  {:>9}  {:>8}  {:>8}  {:>9}  {:>8}  {:>9}  {:>6}",
-        "service", "attempts", "per user", "rejected", "timed out", "wasted s", "max queue", "util"
+    // One seed's tables keep their fixed columns, byte for byte as they always were.
+    let widen = s.seeds.is_some();
+    let mut services = Table::new(
+        [
+            "service",
+            "attempts",
+            "per user",
+            "rejected",
+            "timed out",
+            "wasted s",
+            "max queue",
+            "util",
+        ],
+        [7, 9, 8, 8, 9, 8, 9, 6],
+        widen,
     );
     for (name, v) in &s.services {
-        let _ = writeln!(
-            out,
-            "{name:<width$}  {:>9}  {:>8}  {:>8}  {:>9}  {:>8.2}  {:>9}  {:>6}",
-            v.attempts,
-            v.amplification
-                .map_or("-".to_string(), |a| format!("{a:.2}")),
-            v.rejected,
-            v.timed_out,
-            v.wasted_work_s,
-            v.max_queue,
-            percent(Some(v.utilization))
-        );
+        let key = |k: &str| format!("services.{name}.{k}");
+        services.row([
+            name.clone(),
+            s.cell(&key("attempts"), v.attempts.to_string(), Unit::Count),
+            s.cell(
+                &key("amplification"),
+                v.amplification
+                    .map_or("-".to_string(), |a| format!("{a:.2}")),
+                Unit::Decimal,
+            ),
+            s.cell(&key("rejected"), v.rejected.to_string(), Unit::Count),
+            s.cell(&key("timed_out"), v.timed_out.to_string(), Unit::Count),
+            s.cell(
+                &key("wasted_work_s"),
+                format!("{:.2}", v.wasted_work_s),
+                Unit::Decimal,
+            ),
+            s.cell(&key("max_queue"), v.max_queue.to_string(), Unit::Count),
+            s.cell(
+                &key("utilization"),
+                percent(Some(v.utilization)),
+                Unit::Percent,
+            ),
+        ]);
     }
+    services.render(&mut out);
     let dropped: Vec<String> = (s.services.iter())
         .filter(|(_, v)| v.queue_dropped > 0)
         .map(|(name, v)| format!("{name} {}", v.queue_dropped))
@@ -118,21 +165,76 @@ pub(crate) fn single(run: &Run) -> String {
         );
     }
     if !s.calls.is_empty() {
-        let width = s.calls.keys().map(String::len).max().unwrap_or(0).max(4);
-        let _ = writeln!(
-            out,
-            "\n{:<width$}  {:>9}  {:>8}  {:>7}  {:>7}  {:>8}",
-            "call", "attempts", "retries", "denied", "hedges", "timeouts"
+        out.push('\n');
+        let mut calls = Table::new(
+            [
+                "call", "attempts", "retries", "denied", "hedges", "timeouts",
+            ],
+            [4, 9, 8, 7, 7, 8],
+            widen,
         );
         for (edge, c) in &s.calls {
-            let _ = writeln!(
-                out,
-                "{edge:<width$}  {:>9}  {:>8}  {:>7}  {:>7}  {:>8}",
-                c.attempts, c.retries, c.retries_denied, c.hedges, c.timeouts
-            );
+            let key = |k: &str| format!("calls.{edge}.{k}");
+            calls.row([
+                edge.clone(),
+                s.cell(&key("attempts"), c.attempts.to_string(), Unit::Count),
+                s.cell(&key("retries"), c.retries.to_string(), Unit::Count),
+                s.cell(
+                    &key("retries_denied"),
+                    c.retries_denied.to_string(),
+                    Unit::Count,
+                ),
+                s.cell(&key("hedges"), c.hedges.to_string(), Unit::Count),
+                s.cell(&key("timeouts"), c.timeouts.to_string(), Unit::Count),
+            ]);
         }
+        calls.render(&mut out);
     }
     out
+}
+
+/// A table of `N` columns, the first left-aligned and the others right-aligned, each at least
+/// its minimum width; with `widen`, widened to its longest cell (a mean ± half-width is longer
+/// than a count). The first column always fits its longest cell.
+struct Table<const N: usize> {
+    rows: Vec<[String; N]>,
+    widths: [usize; N],
+    widen: bool,
+}
+
+impl<const N: usize> Table<N> {
+    fn new(header: [&str; N], widths: [usize; N], widen: bool) -> Self {
+        let mut table = Table {
+            rows: Vec::new(),
+            widths,
+            widen,
+        };
+        table.row(header.map(str::to_string));
+        table
+    }
+
+    fn row(&mut self, cells: [String; N]) {
+        for (i, (width, cell)) in self.widths.iter_mut().zip(&cells).enumerate() {
+            if i == 0 || self.widen {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        self.rows.push(cells);
+    }
+
+    fn render(&self, out: &mut String) {
+        for row in &self.rows {
+            let mut line = String::new();
+            for (i, (cell, width)) in row.iter().zip(self.widths).enumerate() {
+                if i == 0 {
+                    let _ = write!(line, "{cell:<width$}");
+                } else {
+                    let _ = write!(line, "  {cell:>width$}");
+                }
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -78,20 +78,47 @@ fn an_invalid_log_filter_is_refused_at_start() {
         ("bogus", "`bogus` is not a level"),
         ("info,stormguard::access=loud", "TARGET=LEVEL"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_stormguard"))
+        let child = Command::new(env!("CARGO_BIN_EXE_stormguard"))
             .args(["proxy", "--config", &path.display().to_string()])
             .env("STORMGUARD_LOG", filter)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(2), "{filter}: {err}");
+        // A proxy that took the filter would serve until killed: wait 10 s at most.
+        let mut proxy = Running(child);
+        let mut exited = None;
+        for _ in 0..400 {
+            exited = proxy.0.try_wait().unwrap();
+            if exited.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = proxy.0.kill();
+        let (mut err, mut out) = (String::new(), String::new());
+        proxy
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        proxy
+            .0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(exited.and_then(|s| s.code()), Some(2), "{filter}: {err}");
         assert!(
             err.starts_with(&format!("stormguard: STORMGUARD_LOG=\"{filter}\": ")),
             "{err}"
         );
         assert!(err.contains(why), "{err}");
-        assert!(out.stdout.is_empty(), "nothing listened: {:?}", out.stdout);
+        assert!(out.is_empty(), "nothing listened: {out}");
     }
     std::fs::remove_file(&path).unwrap();
 }

@@ -295,14 +295,14 @@ fn it_proxies_reloads_on_sighup_and_drains_on_sigterm() {
     );
     assert!(
         access[0].contains(
-            "route=\"api\" method=\"GET\" path=\"/hello\" status=200 attempts=1 reason=\"-\" duration_ms="
-        ) && access[0].contains(&format!("instance=\"{upstream}\" request_bytes=0 response_bytes=5")),
+            "route=api method=GET path=/hello status=200 attempts=1 reason=- duration_us="
+        ) && access[0].contains(&format!(
+            "instance={upstream} request_bytes=0 response_bytes=5"
+        )),
         "{access:?}"
     );
     assert!(
-        access[1].contains(
-            "route=\"-\" method=\"GET\" path=\"/hello\" status=404 attempts=0 reason=\"no-route\""
-        ),
+        access[1].contains("route=- method=GET path=/hello status=404 attempts=0 reason=no-route"),
         "{access:?}"
     );
     let (_, _, metrics) = http(admin, &get("/metrics", "localhost"));

@@ -170,16 +170,21 @@ impl Drop for Access {
     fn drop(&mut self) {
         let duration = self.start.elapsed();
         let status = if self.answered { self.status } else { 499 };
+        // Text as Display, not Debug (which escapes each character), and the duration as a whole
+        // number: counted with callgrind, Debug strings and an f64 made the line cost half again
+        // as much. Nothing here needs escaping in text: route names and addresses come from the
+        // settings, methods are tokens, and a path has no spaces or control characters
+        // (the parser refuses them); JSON escapes whatever it writes anyway.
         tracing::info!(
             target: ACCESS_LOG_TARGET,
-            route = self.route.as_deref().unwrap_or("-"),
-            method = self.method.as_str(),
-            path = self.path.as_ref().map_or("-", PathAndQuery::path),
+            route = %self.route.as_deref().unwrap_or("-"),
+            method = %self.method.as_str(),
+            path = %self.path.as_ref().map_or("-", PathAndQuery::path),
             status,
             attempts = self.attempts,
-            reason = self.reason(),
-            duration_ms = duration.as_micros() as f64 / 1000.0,
-            instance = self.instance.as_deref().unwrap_or("-"),
+            reason = %self.reason(),
+            duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+            instance = %self.instance.as_deref().unwrap_or("-"),
             request_bytes = self.watch.received(),
             response_bytes = self.response_bytes,
         );

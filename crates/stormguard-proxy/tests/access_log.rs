@@ -82,7 +82,7 @@ const FIELDS: [&str; 11] = [
     "status",
     "attempts",
     "reason",
-    "duration_ms",
+    "duration_us",
     "instance",
     "request_bytes",
     "response_bytes",
@@ -158,7 +158,7 @@ async fn each_request_is_one_line_with_every_field_and_none_when_off() {
     assert_eq!(line["instance"], ok.addr.to_string());
     assert_eq!(line["request_bytes"], 12);
     assert_eq!(line["response_bytes"], 2);
-    assert!(line["duration_ms"].as_f64().unwrap() > 0.0, "{line}");
+    assert!(line["duration_us"].as_u64().unwrap() > 0, "{line}");
     assert!(line["timestamp"].as_str().unwrap().ends_with('Z'), "{line}");
 
     // 2. Retried once, answered by the instance of the second attempt.

@@ -5,6 +5,10 @@
 # one worker thread or process each), driven by wrk on loopback.
 # Prints one table with all instances up (requests/s, p50, p99, CPU seconds of the proxy, ratios
 # to stormguard) and one with one of the two instances down (success rate, requests/s, p99).
+# stormguard runs twice: `stormguard` with its access log on (the default; one line per request
+# on stderr, which the script sends to a file, $tmp/stormguard.out, as a container runtime or
+# journald would take it) and `sg-nolog` with `listen.access_log = false`. nginx and HAProxy log
+# no requests (`access_log off`, no `log`), so compare them with `sg-nolog`.
 #
 # Cores: the proxy under test runs on core 0 alone; wrk and the upstream (two tiny nginx
 # processes answering 200 "ok") share core 1. stormguard is held to one worker by `taskset -c 0`
@@ -229,13 +233,18 @@ case $BACKOFF in
   *) backoff_line="backoff = \"$BACKOFF\"" ;;
 esac
 if [ -z "$sg_why" ]; then
-  port=$(free_port)
-  fill "$here/stormguard.toml" "$tmp/stormguard.toml" PORT="$port" ADMIN_PORT="$(free_port)" \
-    UP1="${up_ports[0]}" UP2="${up_ports[1]}" BACKOFF="$backoff_line"
-  start_proxy stormguard "$port" env TOKIO_WORKER_THREADS=1 "$sg_bin" proxy --config "$tmp/stormguard.toml"
+  for variant in stormguard:true sg-nolog:false; do
+    name=${variant%%:*}
+    port=$(free_port)
+    fill "$here/stormguard.toml" "$tmp/$name.toml" PORT="$port" ADMIN_PORT="$(free_port)" \
+      UP1="${up_ports[0]}" UP2="${up_ports[1]}" BACKOFF="$backoff_line" ACCESS_LOG="${variant#*:}"
+    start_proxy "$name" "$port" env TOKIO_WORKER_THREADS=1 "$sg_bin" proxy --config "$tmp/$name.toml"
+  done
 else
-  names+=(stormguard)
-  not_runnable[stormguard]=$sg_why
+  for name in stormguard sg-nolog; do
+    names+=("$name")
+    not_runnable[$name]=$sg_why
+  done
 fi
 
 port=$(free_port)
@@ -317,6 +326,9 @@ mapfile -t down < <(tree_of "${up_pids[1]}")
 kill -TERM "${down[@]}"
 wait_gone "${down[@]}"
 run_phase down
+if [ -f "$tmp/stormguard.out" ]; then
+  say "stormguard's access log: $(grep -c 'stormguard::access' "$tmp/stormguard.out" || true) lines written to $tmp/stormguard.out (sg-nolog: $(grep -c 'stormguard::access' "$tmp/sg-nolog.out" || true))"
+fi
 
 echo
 echo "All instances up: wrk -t1 -c$CONNECTIONS -d$DURATION, proxy on core $proxy_core, wrk + upstream on core $load_core"

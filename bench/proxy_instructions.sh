@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Instructions the proxy spends in user space per request, counted by callgrind: stormguard and
-# nginx with the settings of bench/proxy.sh (two instances, one retry on the other, keep-alive
+# Instructions the proxy spends in user space per request, counted by callgrind: stormguard
+# (with its access log and without) and nginx with the settings of bench/proxy.sh (two instances, one retry on the other, keep-alive
 # upstream), each under valgrind behind wrk -c10, twice (2 s and DURATION): the difference of the
 # two instruction counts over the difference of their requests, so start-up does not count.
 #
@@ -109,12 +109,17 @@ measure() { # name port command...
 }
 
 printf '%-12s %10s %12s %14s\n' proxy requests instructions "instr/request"
-port=$(free_port)
-fill "$here/stormguard.toml" "$tmp/stormguard.toml" PORT="$port" ADMIN_PORT="$(free_port)" \
-  UP1="${up[0]}" UP2="${up[1]}" BACKOFF='backoff = "none"'
 # One worker thread, as in bench/proxy.sh; set here, since valgrind does not follow `env`'s exec.
 export TOKIO_WORKER_THREADS=1
-measure stormguard "$port" "$sg_bin" proxy --config "$tmp/stormguard.toml"
+# With its access log (the default; its lines go to a file, $tmp/stormguard.out) and without
+# (sg-nolog), as bench/proxy.sh runs it: nginx here logs no requests.
+for variant in stormguard:true sg-nolog:false; do
+  name=${variant%%:*}
+  port=$(free_port)
+  fill "$here/stormguard.toml" "$tmp/$name.toml" PORT="$port" ADMIN_PORT="$(free_port)" \
+    UP1="${up[0]}" UP2="${up[1]}" BACKOFF='backoff = "none"' ACCESS_LOG="${variant#*:}"
+  measure "$name" "$port" "$sg_bin" proxy --config "$tmp/$name.toml"
+done
 port=$(free_port)
 mkdir -p "$tmp/nginx-tmp"
 fill "$here/nginx.conf" "$tmp/nginx.conf" DIR="$tmp" PORT="$port" UP1="${up[0]}" UP2="${up[1]}"

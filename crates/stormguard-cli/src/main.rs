@@ -7,6 +7,7 @@ mod explain_cmd;
 mod export_cmd;
 mod graph_file;
 mod import_cmd;
+mod logging;
 mod proxy_cmd;
 mod recommend_cmd;
 mod sim_cmd;
@@ -26,7 +27,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Timeouts, retries, backoff with jitter, retry budgets and deadlines: see what a policy does
 /// before it is deployed.
 #[derive(Parser, Debug)]
-#[command(name = "stormguard", version, about, long_about = None)]
+#[command(
+    name = "stormguard",
+    version,
+    about,
+    long_about = None,
+    after_help = "Every key of the graph file and of the proxy settings: `stormguard reference`.\n\
+                  Shell completions: `stormguard completions bash|zsh|fish`."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,6 +78,28 @@ enum Command {
     /// the files it was imported from (--from; comments kept), new resources otherwise; what
     /// the target cannot express is listed on stderr.
     Export(export_cmd::Args),
+    /// Print the file reference: every key of the graph file and of the proxy settings, with
+    /// its type, valid values, default and meaning, and the proxy's answers and access log
+    /// (Markdown, as built into this binary; `stormguard reference | less`).
+    Reference,
+    /// Print a completion script for SHELL on stdout: `stormguard completions bash >
+    /// ~/.local/share/bash-completion/completions/stormguard`, `... zsh > ~/.zfunc/_stormguard`,
+    /// `... fish > ~/.config/fish/completions/stormguard.fish`.
+    Completions {
+        /// The shell the script is for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// docs/reference.md, built in: an installed binary has no checkout to point at.
+const REFERENCE: &str = include_str!("../../../docs/reference.md");
+
+/// Writes `shell`'s completion script for every command and argument of [`Cli`].
+fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) -> ExitCode {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "stormguard", out);
+    ExitCode::SUCCESS
 }
 
 /// An error in what the user gave us (exit 2), as opposed to a failure while running (exit 3;
@@ -97,6 +127,15 @@ fn main() -> ExitCode {
         Command::Recommend(args) => recommend_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Export(args) => export_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Import(args) => import_cmd::run(args, &mut std::io::stdout().lock()),
+        Command::Reference => {
+            use std::io::Write;
+            std::io::stdout()
+                .lock()
+                .write_all(REFERENCE.as_bytes())
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
+        }
+        Command::Completions { shell } => Ok(completions(shell, &mut std::io::stdout().lock())),
     };
     match result {
         Ok(code) => code,
@@ -110,5 +149,41 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_shell_gets_a_script_that_completes_every_command() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            assert_eq!(completions(shell, &mut out), ExitCode::SUCCESS);
+            let script = String::from_utf8(out).unwrap();
+            for command in ["demo", "check", "sim", "proxy", "reference", "completions"] {
+                assert!(script.contains(command), "{shell}: no `{command}`");
+            }
+            assert!(script.contains("log-format"), "{shell}: no proxy arguments");
+        }
+    }
+
+    #[test]
+    fn the_reference_is_built_in_and_help_points_to_it() {
+        assert!(REFERENCE.starts_with("# File reference"));
+        assert!(REFERENCE.contains("### The access log"));
+        use clap::CommandFactory;
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("stormguard reference"), "{help}");
+        let mut proxy = Cli::command();
+        let proxy = proxy.find_subcommand_mut("proxy").unwrap();
+        let help = proxy.render_help().to_string();
+        assert!(help.contains("stormguard reference"), "{help}");
+        assert!(!help.contains("examples/"), "{help}");
     }
 }

@@ -9,12 +9,11 @@
 //! the running settings say at that moment) to finish, and the process exits 0.
 //!
 //! ## Log lines
-//! The library logs through `tracing`; here a subscriber of a few lines writes each event as one
-//! line on stderr (`STORMGUARD_LOG` = error, warn, info (default), debug or trace). No
-//! timestamps: a sidecar's output goes to a collector (journald, the container runtime) that
-//! stamps every line, and the clock is read in one place only.
+//! The library logs through `tracing`, the access log included (one line per request, target
+//! `stormguard::access`, `listen.access_log`); [`crate::logging`] writes each event as one
+//! timestamped line on stderr, text or JSON (`--log-format`), filtered by `STORMGUARD_LOG`
+//! (`info` by default; an invalid filter is refused with exit 2 before anything listens).
 
-use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,17 +29,22 @@ use stormguard_proxy::signals::{Hangups, Termination};
 use stormguard_proxy::Proxy;
 use tokio::net::TcpListener;
 
+use crate::logging::{self, LogFormat};
 use crate::InputError;
 
 /// Arguments of `stormguard proxy`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// The settings file (TOML); see examples/proxy/stormguard.toml.
+    /// The settings file (TOML); `stormguard reference` prints every key it takes.
     #[arg(long)]
     config: PathBuf,
     /// Check the file and exit: 0 when it is valid, 2 with file:line:column when it is not.
     #[arg(long)]
     validate: bool,
+    /// How log lines and the access log are written on stderr: text, or one JSON object per
+    /// line. STORMGUARD_LOG filters them (default info; e.g. info,stormguard::access=off).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -51,7 +55,8 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         writeln!(out, "{file}: ok ({})", counts(&config)).context("writing the verdict")?;
         return Ok(ExitCode::SUCCESS);
     }
-    install_logger();
+    let filter = logging::filter(std::env::var(logging::LOG_VARIABLE).ok().as_deref())?;
+    logging::install(filter, args.log_format);
     let runtime = runtime_builder(std::env::var("TOKIO_WORKER_THREADS").ok().as_deref())
         .enable_all()
         .build()
@@ -167,87 +172,6 @@ async fn bind(what: &str, address: std::net::SocketAddr) -> anyhow::Result<TcpLi
     })
 }
 
-/// Sends `tracing` events to stderr, one line each, at the level `STORMGUARD_LOG` asks.
-fn install_logger() {
-    let max = std::env::var("STORMGUARD_LOG")
-        .ok()
-        .and_then(|level| level.parse().ok())
-        .unwrap_or(tracing::Level::INFO);
-    // One write per line, so lines from several threads never interleave.
-    let log = LineLog {
-        max,
-        write: Box::new(|line| eprintln!("{line}")),
-    };
-    // Already set (a second run in one process): the first logger stays, which is as good.
-    let _ = tracing::subscriber::set_global_default(log);
-}
-
-/// A `tracing` subscriber that writes each event as one line and ignores spans: the proxy
-/// logs events only.
-struct LineLog {
-    max: tracing::Level,
-    write: Box<dyn Fn(String) + Send + Sync>,
-}
-
-impl tracing::Subscriber for LineLog {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        *metadata.level() <= self.max
-    }
-
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(tracing::level_filters::LevelFilter::from_level(self.max))
-    }
-
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut line = Line::default();
-        event.record(&mut line);
-        let level = event.metadata().level();
-        (self.write)(format!(
-            "stormguard proxy: {level} {}{}",
-            line.message, line.fields
-        ));
-    }
-
-    fn enter(&self, _: &tracing::span::Id) {}
-
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-/// One event as text: its message, then ` key=value` for each other field.
-#[derive(Default)]
-struct Line {
-    message: String,
-    fields: String,
-}
-
-impl tracing::field::Visit for Line {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "message" {
-            self.message.push_str(value);
-        } else if value.contains(char::is_whitespace) || value.is_empty() {
-            let _ = write!(self.fields, " {}={value:?}", field.name());
-        } else {
-            let _ = write!(self.fields, " {}={value}", field.name());
-        }
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
-        } else {
-            let _ = write!(self.fields, " {}={value:?}", field.name());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -311,28 +235,5 @@ mod tests {
     #[test]
     fn config_is_required() {
         assert!(Cmd::try_parse_from(["proxy", "--validate"]).is_err());
-    }
-
-    #[test]
-    fn a_log_line_has_the_level_the_message_then_the_fields() {
-        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = lines.clone();
-        let log = LineLog {
-            max: tracing::Level::INFO,
-            write: Box::new(move |line| seen.lock().unwrap().push(line)),
-        };
-        tracing::subscriber::with_default(log, || {
-            tracing::info!(
-                file = "p.toml",
-                generation = 2,
-                trigger = "POST /reload",
-                "settings reloaded"
-            );
-            tracing::debug!("below the level: not written");
-        });
-        assert_eq!(
-            *lines.lock().unwrap(),
-            ["stormguard proxy: INFO settings reloaded file=p.toml generation=2 trigger=\"POST /reload\""]
-        );
     }
 }

@@ -64,6 +64,65 @@ fn a_missing_file_exits_2_naming_it() {
     assert!(err.contains("/nonexistent/p.toml: cannot read"), "{err}");
 }
 
+/// `STORMGUARD_LOG` that is neither a level nor TARGET=LEVEL stops the proxy before it listens,
+/// with exit 2 and the variable named: it was once read as "info" without a word.
+#[test]
+fn an_invalid_log_filter_is_refused_at_start() {
+    let path = temp_file(
+        "log-filter",
+        "[listen]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n\
+         [upstreams.api]\ninstances = [\"127.0.0.1:9001\"]\n\
+         [[routes]]\nname = \"api\"\nupstream = \"api\"\ntimeout = \"2s\"\n",
+    );
+    for (filter, why) in [
+        ("bogus", "`bogus` is not a level"),
+        ("info,stormguard::access=loud", "TARGET=LEVEL"),
+    ] {
+        let child = Command::new(env!("CARGO_BIN_EXE_stormguard"))
+            .args(["proxy", "--config", &path.display().to_string()])
+            .env("STORMGUARD_LOG", filter)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A proxy that took the filter would serve until killed: wait 10 s at most.
+        let mut proxy = Running(child);
+        let mut exited = None;
+        for _ in 0..400 {
+            exited = proxy.0.try_wait().unwrap();
+            if exited.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = proxy.0.kill();
+        let (mut err, mut out) = (String::new(), String::new());
+        proxy
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        proxy
+            .0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(exited.and_then(|s| s.code()), Some(2), "{filter}: {err}");
+        assert!(
+            err.starts_with(&format!("stormguard: STORMGUARD_LOG=\"{filter}\": ")),
+            "{err}"
+        );
+        assert!(err.contains(why), "{err}");
+        assert!(out.is_empty(), "nothing listened: {out}");
+    }
+    std::fs::remove_file(&path).unwrap();
+}
+
 /// An upstream on an ephemeral port: answers `hello` at once, or after a second at `/slow`.
 fn upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -208,7 +267,7 @@ fn it_proxies_reloads_on_sighup_and_drains_on_sigterm() {
     kill(&proxy.0, "-HUP");
     let mut reloaded = false;
     for _ in 0..100 {
-        if generation(admin) >= 2 && logged("trigger=SIGHUP") {
+        if generation(admin) >= 2 && logged("trigger=\"SIGHUP\"") {
             reloaded = true;
             break;
         }
@@ -221,6 +280,31 @@ fn it_proxies_reloads_on_sighup_and_drains_on_sigterm() {
     );
     let (_, _, body) = http(admin, &get("/config", "localhost"));
     assert!(body.contains("\"timeout\": \"3s\""), "{body}");
+    // The access log: one timestamped line for each of the two requests so far.
+    let access: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.contains(" INFO stormguard::access: "))
+        .cloned()
+        .collect();
+    assert_eq!(access.len(), 2, "{access:?}");
+    assert!(
+        access[0].starts_with("20") && access[0].contains('T'),
+        "{access:?}"
+    );
+    assert!(
+        access[0].contains(
+            "route=api method=GET path=/hello status=200 attempts=1 reason=- duration_us="
+        ) && access[0].contains(&format!(
+            "instance={upstream} request_bytes=0 response_bytes=5"
+        )),
+        "{access:?}"
+    );
+    assert!(
+        access[1].contains("route=- method=GET path=/hello status=404 attempts=0 reason=no-route"),
+        "{access:?}"
+    );
     let (_, _, metrics) = http(admin, &get("/metrics", "localhost"));
     assert!(
         metrics.contains("stormguard_config_reloads_total{result=\"ok\"}"),
@@ -246,6 +330,6 @@ fn it_proxies_reloads_on_sighup_and_drains_on_sigterm() {
     }
     let status = exited.expect("exited within 5 s of the drain");
     assert_eq!(status.code(), Some(0));
-    assert!(logged("signal=SIGTERM"), "{:?}", log.lock().unwrap());
+    assert!(logged("signal=\"SIGTERM\""), "{:?}", log.lock().unwrap());
     std::fs::remove_file(&path).unwrap();
 }

@@ -39,6 +39,7 @@ use http_body_util::{Either, Full, LengthLimitError};
 use hyper::body::Incoming;
 use stormguard::layer::{BoxError, Error, ErrorKind};
 
+use crate::access_log::Access;
 use crate::proxy::InFlight;
 
 /// `stormguard-attempts`: attempts sent upstream for this request, a hedge's copy included.
@@ -74,10 +75,13 @@ pub const REASON_HEADER: &str = "stormguard-reason";
 
 /// The body of every response the proxy sends: the upstream's, streamed, or a short text of the
 /// proxy's own. It holds the request's place in its upstream's in-flight count until the last
-/// byte is sent, so that shedding counts requests whose answers are still streaming.
+/// byte is sent, so that shedding counts requests whose answers are still streaming, and the
+/// request's access-log record, which it counts the bytes of and writes at its end (or when
+/// dropped before it).
 pub(crate) struct ResponseBody {
     inner: Either<Incoming, Full<Bytes>>,
     _in_flight: Option<InFlight>,
+    access: Option<Access>,
 }
 
 impl ResponseBody {
@@ -85,13 +89,33 @@ impl ResponseBody {
         ResponseBody {
             inner: Either::Left(body),
             _in_flight: Some(in_flight),
+            access: None,
         }
+    }
+
+    /// The body, carrying the request's access-log record to its end.
+    pub(crate) fn logged(mut self, access: Option<Access>) -> Self {
+        self.access = access.map(|mut access| {
+            access.sending(self.inner.is_end_stream());
+            access
+        });
+        self
     }
 
     fn text(text: &'static str) -> Self {
         ResponseBody {
             inner: Either::Right(Full::new(Bytes::from_static(text.as_bytes()))),
             _in_flight: None,
+            access: None,
+        }
+    }
+}
+
+impl ResponseBody {
+    /// The body reached its end: the request's line is written now.
+    fn end(&mut self) {
+        if let Some(mut access) = self.access.take() {
+            access.complete();
         }
     }
 }
@@ -104,7 +128,25 @@ impl Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Some(access) = &mut self.access {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        access.sent(data.len());
+                    }
+                    // hyper stops polling a body that says it has ended.
+                    if self.inner.is_end_stream() {
+                        self.end();
+                    }
+                }
+                Poll::Ready(None) => self.end(),
+                // A failed body is not complete: dropped with the line saying so.
+                Poll::Ready(Some(Err(_))) => self.access = None,
+                Poll::Pending => {}
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

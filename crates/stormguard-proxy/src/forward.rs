@@ -19,16 +19,19 @@ use hyper::body::Incoming;
 use stormguard::deadline::{budget_of, Deadline};
 use stormguard::layer::Attempts;
 
+use crate::access_log::{self, Access};
 use crate::answer::{attempts_value, Reason, ResponseBody, ATTEMPTS_NAME, REASON_HEADER};
 use crate::fault;
 use crate::headers::{host_is_valid, request_host, strip_hop_by_hop, target_allowed};
-use crate::proxy::{Proxy, RouteEntry};
+use crate::proxy::{Generation, Proxy, RouteEntry};
 use crate::request_body::{read_first, reads_while_ready, ReadFailed, RequestBody};
 use crate::server::BodyWatch;
 
 /// Answers one request. Never fails: every outcome is a response, counted by route, status
-/// class and reason. `local` is the address the client connected to; `watch` is the request's
-/// stream's, which its bodies tell when they move (`stream_idle_timeout`).
+/// class and reason, and (when `listen.access_log` is on) written as one line of the access
+/// log when its body ends or the client goes away. `local` is the address the client connected
+/// to; `watch` is the request's stream's, which its bodies tell when they move
+/// (`stream_idle_timeout`).
 pub(crate) async fn handle(
     proxy: Proxy,
     local: SocketAddr,
@@ -36,36 +39,57 @@ pub(crate) async fn handle(
     watch: Arc<BodyWatch>,
 ) -> Response<ResponseBody> {
     let generation = proxy.current();
+    if !(generation.config.listen.access_log && access_log::enabled()) {
+        return answer(&proxy, &generation, local, req, watch).await;
+    }
+    let access = Access::start(&req, &watch);
+    let answering = answer(&proxy, &generation, local, req, watch);
+    let (response, access) = access_log::recording(access, answering).await;
+    response.map(|body| body.logged(access))
+}
+
+async fn answer(
+    proxy: &Proxy,
+    generation: &Generation,
+    local: SocketAddr,
+    req: Request<Incoming>,
+    watch: Arc<BodyWatch>,
+) -> Response<ResponseBody> {
     let metrics = proxy.metrics();
     let refused = if !host_is_valid(&req) {
         Reason::BAD_HOST
-    } else if !target_allowed(&req, &generation, local) {
+    } else if !target_allowed(&req, generation, local) {
         Reason::FORBIDDEN_TARGET
     } else {
         let path = req.uri().path();
         match generation.route(request_host(&req), path) {
             Some(route) => {
-                let (response, reason) =
-                    forward(&proxy, &generation.config, route, req, watch).await;
-                route.answered(metrics, response.status().as_u16(), reason);
+                access_log::routed(&route.name);
+                let (response, reason, attempts) =
+                    forward(proxy, &generation.config, route, req, watch).await;
+                let status = response.status().as_u16();
+                route.answered(metrics, status, reason);
+                access_log::answered(status, attempts, reason);
                 return response;
             }
             None => Reason::NO_ROUTE,
         }
     };
-    metrics.answered_unrouted(refused.status.as_u16(), refused.name);
+    let status = refused.status.as_u16();
+    metrics.answered_unrouted(status, refused.name);
+    access_log::answered(status, 0, refused.name);
     refused.answer(0)
 }
 
-/// Sends `req` through `route`; returns the answer and its `stormguard-reason` ("" when the
-/// upstream answered).
+/// Sends `req` through `route`; returns the answer, its `stormguard-reason` ("" when the
+/// upstream answered) and the attempts sent.
 async fn forward(
     proxy: &Proxy,
     config: &crate::config::Config,
     route: &RouteEntry,
     req: Request<Incoming>,
     watch: Arc<BodyWatch>,
-) -> (Response<ResponseBody>, &'static str) {
+) -> (Response<ResponseBody>, &'static str, u32) {
     let limit = config.listen.max_request_body;
     if announced_length(&req).is_some_and(|length| length > limit) {
         return own(Reason::BODY_TOO_LARGE, 0);
@@ -116,7 +140,7 @@ async fn forward(
             let (mut parts, body) = response.into_parts();
             prepare_response_head(&mut parts, attempts);
             let body = ResponseBody::upstream(body, in_flight);
-            (Response::from_parts(parts, body), "")
+            (Response::from_parts(parts, body), "", attempts)
         }
         Err(error) => {
             let (reason, attempts) = Reason::of_error(&error);
@@ -126,8 +150,8 @@ async fn forward(
     }
 }
 
-fn own(reason: Reason, attempts: u32) -> (Response<ResponseBody>, &'static str) {
-    (reason.answer(attempts), reason.name)
+fn own(reason: Reason, attempts: u32) -> (Response<ResponseBody>, &'static str, u32) {
+    (reason.answer(attempts), reason.name, attempts)
 }
 
 /// The body length the client announced, if it did.

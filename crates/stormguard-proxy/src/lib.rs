@@ -18,7 +18,8 @@
 //! layers to a kept-alive connection to one of the upstream's instances. A request whose
 //! bodies stall for `stream_idle_timeout` is cut off, and gives back what it held upstream. Every answer carries
 //! `stormguard-attempts`; an answer the proxy made itself carries `stormguard-reason` (see
-//! [`REASON_HEADER`] for the statuses).
+//! [`REASON_HEADER`] for the statuses). Each request is one line of the access log (target
+//! [`ACCESS_LOG_TARGET`], `listen.access_log`), written when its response ends.
 //!
 //! ## Around it
 //! [`reload`] reads the settings file again on SIGHUP, `POST /reload` or an edit, and applies it
@@ -26,6 +27,7 @@
 //! `/reload`; [`signals`] catches SIGHUP and SIGTERM before the proxy says it is ready.
 #![deny(missing_docs)]
 
+mod access_log;
 pub mod admin;
 mod answer;
 pub mod config;
@@ -43,6 +45,7 @@ pub mod signals;
 mod stack;
 mod timer;
 
+pub use access_log::ACCESS_LOG_TARGET;
 pub use answer::{ATTEMPTS_HEADER, REASON_HEADER};
 pub use fault::{ABORT_HEADER as FAULT_ABORT_HEADER, DELAY_HEADER as FAULT_DELAY_HEADER};
 pub use proxy::{BuildError, Proxy};

@@ -68,7 +68,9 @@ impl<B> RequestBody<B> {
     }
 
     /// Watches the rest of a body [`read_first`] returned, if it has one.
+    /// The bytes already read count as received.
     pub(crate) fn watched_by(mut self, watch: Arc<BodyWatch>) -> Self {
+        watch.received_more(self.read.iter().map(Bytes::len).sum());
         if self.rest.is_some() {
             self.watch = Some(watch);
         }
@@ -171,6 +173,9 @@ where
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(under_way) = &this.under_way {
                         under_way.moved();
+                        if let Some(data) = frame.data_ref() {
+                            under_way.watch().received_more(data.len());
+                        }
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }

@@ -75,6 +75,8 @@ pub(crate) struct Timed {
     /// Every request over HTTP/2 (`protocol = "http2"`), not only gRPC.
     all_h2: bool,
     latency: Histogram,
+    /// The instance's address, as the access log names it.
+    address: Arc<str>,
 }
 
 impl Timed {
@@ -83,12 +85,14 @@ impl Timed {
         h2: Arc<H2Instance>,
         protocol: Protocol,
         latency: Histogram,
+        address: Arc<str>,
     ) -> Self {
         Timed {
             pool,
             h2,
             all_h2: protocol == Protocol::Http2,
             latency,
+            address,
         }
     }
 }
@@ -171,6 +175,7 @@ impl<B: IntoUpstream> Service<Request<B>> for Timed {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        crate::access_log::attempt_to(&self.address);
         let req = req.map(IntoUpstream::into_upstream);
         let sent = if self.all_h2 || is_grpc(req.headers()) {
             Sent::Http2(self.h2.clone().send(req))

@@ -275,6 +275,7 @@ impl<'a> Converter<'a> {
                 &BODY_TIMER,
                 REQUEST_BODY_TIMEOUT,
             )?,
+            access_log: raw.access_log.unwrap_or(true),
         };
         Ok((listen, address_offset))
     }

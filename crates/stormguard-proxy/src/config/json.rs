@@ -77,6 +77,7 @@ fn listen(listen: &Listen) -> Value {
         "max_unfinished_header_bytes": bytes(listen.max_unfinished_header_bytes as u64),
         "stream_idle_timeout": duration(listen.stream_idle_timeout),
         "request_body_timeout": duration(listen.request_body_timeout),
+        "access_log": listen.access_log,
     })
 }
 

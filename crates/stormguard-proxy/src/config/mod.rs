@@ -23,6 +23,7 @@
 //! idle_timeout = "75s"            # default; close a connection with no request in flight this long
 //! stream_idle_timeout = "60s"     # default; cut off a request whose bodies moved no byte this long
 //! request_body_timeout = "30s"    # default; 408 when the body read before forwarding takes longer
+//! access_log = true               # default; one line per request (target stormguard::access)
 //!
 //! [admin]
 //! address = "127.0.0.1:9901"      # default; a non-loopback address needs a token

@@ -115,6 +115,12 @@ pub struct Listen {
     /// costs the upstream nothing. A longer body streams to the upstream as it arrives, under
     /// `stream_idle_timeout` and the route's `timeout`.
     pub request_body_timeout: Duration,
+    /// One line per request on the access log (default on; target
+    /// [`crate::ACCESS_LOG_TARGET`]): route, method, path, status, attempts, reason, duration,
+    /// instance, bytes. On by default because a proxy whose requests leave no trace cannot be
+    /// debugged after the fact; off for a proxy whose callers log every request themselves.
+    /// Reloadable: a request logs as the settings were when it arrived.
+    pub access_log: bool,
 }
 
 /// The admin listener: `/metrics`, `/config`, `/healthz`, `POST /reload`.

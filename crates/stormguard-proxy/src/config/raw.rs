@@ -51,6 +51,7 @@ pub(super) struct RawListen {
     // What a request's bodies may take (issue 12): one block, apart from the connection keys.
     pub stream_idle_timeout: Option<Spanned<Scalar>>,
     pub request_body_timeout: Option<Spanned<Scalar>>,
+    pub access_log: Option<bool>,
 }
 
 /// `[admin]`.

@@ -205,6 +205,7 @@ fn stack(
                 http2,
                 upstream.protocol,
                 latency.1.clone(),
+                Arc::from(authority.as_str()),
             ))
         })
         .collect::<Result<Vec<_>, BuildError>>()?;

@@ -25,7 +25,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +39,10 @@ pub(crate) struct BodyWatch {
     under_way: AtomicU32,
     /// A body under way yielded a frame since the watchdog last looked.
     moved: AtomicBool,
+    /// Bytes of the client's body taken since the request arrived, for the access log: the
+    /// watch is the one thing the request's record and its body share (HTTP/1.1: one request
+    /// at a time, so the count starts again with each).
+    received: AtomicU64,
 }
 
 impl BodyWatch {
@@ -46,7 +50,24 @@ impl BodyWatch {
         Arc::new(BodyWatch {
             under_way: AtomicU32::new(0),
             moved: AtomicBool::new(false),
+            received: AtomicU64::new(0),
         })
+    }
+
+    /// A new request: its client body has not sent a byte yet.
+    pub(crate) fn reset_received(&self) {
+        self.received.store(0, Ordering::Relaxed);
+    }
+
+    /// `n` more bytes of the client's body were taken.
+    #[inline]
+    pub(crate) fn received_more(&self, n: usize) {
+        self.received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes of the client's body taken since [`BodyWatch::reset_received`].
+    pub(crate) fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     /// Marks a body under way until the returned mark is dropped (at the body's end, or with
@@ -69,6 +90,13 @@ impl UnderWay {
         if !moved.load(Ordering::Relaxed) {
             moved.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+impl UnderWay {
+    /// The watch this body reports to.
+    pub(crate) fn watch(&self) -> &BodyWatch {
+        &self.0
     }
 }
 

@@ -280,6 +280,7 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
             max_unfinished_header_bytes: 32 << 20,
             stream_idle_timeout: Duration::from_secs(60),
             request_body_timeout: Duration::from_secs(30),
+            access_log: true,
         },
         admin: Admin {
             address: "127.0.0.1:0".parse().unwrap(),

@@ -25,6 +25,7 @@ fn the_issue_sample_as_json() {
             "max_unfinished_header_bytes": { "bytes": 33_554_432, "human": "32MiB" },
             "stream_idle_timeout": "1m",
             "request_body_timeout": "30s",
+            "access_log": true,
         })
     );
     assert_eq!(

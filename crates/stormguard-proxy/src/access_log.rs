@@ -1,0 +1,239 @@
+//! The access log: one line per request, written when the proxy is done with it.
+//!
+//! ## Why here, and when
+//! A request's outcome is known in pieces: the route and the reason in [`crate::forward`], the
+//! instance of each attempt in the route's stack ([`crate::stack`]), the bytes sent to the
+//! client only as its response body ends. So one [`Access`] record follows the request: it is
+//! made when the request arrives, filled in as each piece is known, carried in the response
+//! body, and written once, when it is dropped: at the body's end, or earlier when the client
+//! goes away. Every request gives exactly one line, whatever happens to it:
+//!
+//! - answered in full: the status, the `stormguard-reason` (`-` when the upstream answered);
+//! - the client went away (or was cut off) before its answer was ready: status 499 (nginx's
+//!   "client closed request") and reason `client-closed`;
+//! - the answer's body did not reach its end (the client left, `stream_idle_timeout` cut it,
+//!   the upstream's body broke): the status that was sent, and reason `incomplete`.
+//!
+//! A response that streams for a long time is logged when it ends, as nginx does; a response
+//! whose bodies stall is ended by `stream_idle_timeout`, so a line is never held longer than
+//! that after the last byte moved.
+//!
+//! ## Cost
+//! Off (`listen.access_log = false`, or `stormguard::access=off` in `STORMGUARD_LOG`), a
+//! request makes no record, and an attempt checks one task-local that is not set. On, the
+//! record holds what the request already has (reference-counted route name, instance address
+//! and path, a method that is a constant for the standard ones): no allocation, and the line is
+//! formatted by the subscriber into its own buffer. Measured with `bench/proxy.sh` (README).
+//!
+//! ## Instance addresses
+//! The instance is the address the latest attempt was sent to, as the upstream's instance
+//! list names it (`127.0.0.1:9001`), so that the line names the same instance as `/config` and
+//! the metrics. With a hedge, the latest attempt is the hedge's copy.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use http::uri::PathAndQuery;
+use http::{Method, Request};
+use tokio::time::Instant;
+
+use crate::server::BodyWatch;
+
+/// The `tracing` target of the access log's lines, apart from the proxy's other lines so that
+/// it can be filtered on its own (`STORMGUARD_LOG=info,stormguard::access=off`) or sent
+/// elsewhere by a subscriber.
+pub const ACCESS_LOG_TARGET: &str = "stormguard::access";
+
+/// Whether lines of the access log would be written at all by the process's subscriber.
+pub(crate) fn enabled() -> bool {
+    tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO)
+}
+
+tokio::task_local! {
+    /// The record of the request this task is answering, while its answer is being made.
+    static CURRENT: RefCell<Option<Access>>;
+}
+
+/// Runs `answer` with `access` as the request's record; returns the answer and the record, or
+/// writes the record (as `client-closed`) if the future is dropped before it answers.
+pub(crate) async fn recording<T>(
+    access: Access,
+    answer: impl std::future::Future<Output = T>,
+) -> (T, Option<Access>) {
+    CURRENT
+        .scope(RefCell::new(Some(access)), async {
+            let answer = answer.await;
+            (answer, CURRENT.with(|current| current.borrow_mut().take()))
+        })
+        .await
+}
+
+/// Notes the route that took the request being answered, if it is being recorded: known
+/// before the answer, so that a client that leaves before it still gets its route logged.
+pub(crate) fn routed(route: &Arc<str>) {
+    let _ = CURRENT.try_with(|current| {
+        if let Some(access) = current.borrow_mut().as_mut() {
+            access.route = Some(route.clone());
+        }
+    });
+}
+
+/// Notes the outcome of the request being answered, if it is being recorded.
+pub(crate) fn answered(status: u16, attempts: u32, reason: &'static str) {
+    let _ = CURRENT.try_with(|current| {
+        if let Some(access) = current.borrow_mut().as_mut() {
+            access.status = status;
+            access.attempts = attempts;
+            access.reason = reason;
+        }
+    });
+}
+
+/// Notes that an attempt of the request being answered goes to `instance`, if it is being
+/// recorded. Without a record: one look at a task-local.
+pub(crate) fn attempt_to(instance: &Arc<str>) {
+    let _ = CURRENT.try_with(|current| {
+        if let Some(access) = current.borrow_mut().as_mut() {
+            access.instance = Some(instance.clone());
+        }
+    });
+}
+
+/// One request's line of the access log, written when dropped.
+pub(crate) struct Access {
+    start: Instant,
+    method: Method,
+    path: Option<PathAndQuery>,
+    route: Option<Arc<str>>,
+    status: u16,
+    attempts: u32,
+    /// `stormguard-reason`, "" when the upstream answered.
+    reason: &'static str,
+    instance: Option<Arc<str>>,
+    /// The client's body as it arrived (counted by the stream's watch).
+    watch: Arc<BodyWatch>,
+    response_bytes: u64,
+    /// Whether an answer was made: dropped before, the client left first.
+    answered: bool,
+    /// Whether the response body reached its end.
+    complete: bool,
+}
+
+impl Access {
+    /// The record of `req`, arriving now, whose client body `watch` counts.
+    pub(crate) fn start<B>(req: &Request<B>, watch: &Arc<BodyWatch>) -> Self {
+        watch.reset_received();
+        Access {
+            start: Instant::now(),
+            method: req.method().clone(),
+            path: req.uri().path_and_query().cloned(),
+            route: None,
+            status: 499,
+            attempts: 0,
+            reason: "",
+            instance: None,
+            watch: watch.clone(),
+            response_bytes: 0,
+            answered: false,
+            complete: false,
+        }
+    }
+
+    /// The answer is made; its body is `empty` (nothing to send, or a HEAD request's).
+    pub(crate) fn sending(&mut self, empty: bool) {
+        self.answered = true;
+        self.complete = empty || self.method == Method::HEAD;
+    }
+
+    /// `n` more bytes of the response body went to the client.
+    pub(crate) fn sent(&mut self, n: usize) {
+        self.response_bytes += n as u64;
+    }
+
+    /// The response body reached its end.
+    pub(crate) fn complete(&mut self) {
+        self.complete = true;
+    }
+
+    /// The `reason` field: the proxy's reason, or why the exchange ended early.
+    fn reason(&self) -> &'static str {
+        match (self.answered, self.complete, self.reason) {
+            (false, _, _) => "client-closed",
+            (true, false, _) => "incomplete",
+            (true, true, "") => "-",
+            (true, true, reason) => reason,
+        }
+    }
+}
+
+impl Drop for Access {
+    fn drop(&mut self) {
+        let duration = self.start.elapsed();
+        let status = if self.answered { self.status } else { 499 };
+        // Text as Display, not Debug (which escapes each character), and the duration as a whole
+        // number: counted with callgrind, Debug strings and an f64 made the line cost half again
+        // as much. Nothing here needs escaping in text: route names and addresses come from the
+        // settings, methods are tokens, and a path has no spaces or control characters
+        // (the parser refuses them); JSON escapes whatever it writes anyway.
+        tracing::info!(
+            target: ACCESS_LOG_TARGET,
+            route = %self.route.as_deref().unwrap_or("-"),
+            method = %self.method.as_str(),
+            path = %self.path.as_ref().map_or("-", PathAndQuery::path),
+            status,
+            attempts = self.attempts,
+            reason = %self.reason(),
+            duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+            instance = %self.instance.as_deref().unwrap_or("-"),
+            request_bytes = self.watch.received(),
+            response_bytes = self.response_bytes,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Access {
+        let req = Request::get("/a/b?secret=1").body(()).unwrap();
+        Access::start(&req, &BodyWatch::new())
+    }
+
+    #[test]
+    fn the_reason_says_how_the_exchange_ended() {
+        let mut access = record();
+        assert_eq!(access.reason(), "client-closed");
+        access.reason = "timeout";
+        access.sending(false);
+        assert_eq!(access.reason(), "incomplete");
+        access.complete();
+        assert_eq!(access.reason(), "timeout");
+        access.reason = "";
+        assert_eq!(access.reason(), "-");
+        // An empty body is complete as soon as it is sent.
+        let mut empty = record();
+        empty.sending(true);
+        assert_eq!(empty.reason(), "-");
+    }
+
+    #[tokio::test]
+    async fn attempts_and_answers_are_noted_only_while_recording() {
+        let instance: Arc<str> = Arc::from("127.0.0.1:9001");
+        // Outside a recording: nothing to note, nothing fails.
+        attempt_to(&instance);
+        answered(200, 1, "");
+        let route: Arc<str> = Arc::from("api");
+        let ((), access) = recording(record(), async {
+            routed(&route);
+            attempt_to(&instance);
+            answered(504, 2, "timeout");
+        })
+        .await;
+        let access = access.unwrap();
+        assert_eq!(access.instance.as_deref(), Some("127.0.0.1:9001"));
+        assert_eq!(access.route.as_deref(), Some("api"));
+        assert_eq!((access.status, access.attempts), (504, 2));
+        assert_eq!(access.path.as_ref().unwrap().path(), "/a/b");
+    }
+}

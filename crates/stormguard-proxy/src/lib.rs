@@ -20,6 +20,12 @@
 //! `stormguard-attempts`; an answer the proxy made itself carries `stormguard-reason` (see
 //! [`REASON_HEADER`] for the statuses).
 //!
+//! ## TLS
+//! The proxy speaks TLS with rustls (never OpenSSL) to upstreams that ask for it (`tls = true`,
+//! `https://` instances), verifying each instance's certificate, and to clients when
+//! `listen.tls` is set. A handshake that fails is a connect failure: retried on another
+//! instance, counted with reason `tls`, never a fall back to plain text.
+//!
 //! ## Around it
 //! [`reload`] reads the settings file again on SIGHUP, `POST /reload` or an edit, and applies it
 //! without failing a request; [`admin`] serves `/metrics`, `/config`, `/healthz` and
@@ -42,6 +48,7 @@ mod server;
 pub mod signals;
 mod stack;
 mod timer;
+mod tls;
 
 pub use answer::{ATTEMPTS_HEADER, REASON_HEADER};
 pub use fault::{ABORT_HEADER as FAULT_ABORT_HEADER, DELAY_HEADER as FAULT_DELAY_HEADER};

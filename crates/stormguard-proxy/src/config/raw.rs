@@ -51,6 +51,15 @@ pub(super) struct RawListen {
     // What a request's bodies may take (issue 12): one block, apart from the connection keys.
     pub stream_idle_timeout: Option<Spanned<Scalar>>,
     pub request_body_timeout: Option<Spanned<Scalar>>,
+    pub tls: Option<Spanned<RawCertAndKey>>,
+}
+
+/// `listen.tls = { cert_file, key_file }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCertAndKey {
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
 }
 
 /// `[admin]`.
@@ -68,6 +77,12 @@ pub(super) struct RawUpstream {
     pub instances: Option<Spanned<Vec<Spanned<String>>>>,
     pub max_in_flight: Option<Spanned<u32>>,
     pub protocol: Option<Spanned<String>>,
+    // TLS to the instances (issue 15): src/config/tls.rs reads them.
+    pub tls: Option<Spanned<bool>>,
+    pub server_name: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
 }
 
 /// `[[routes]]`: a graph call's policy keys (the tables read by `stormguard_graph::parse::keys`)

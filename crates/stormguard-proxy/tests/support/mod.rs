@@ -259,6 +259,7 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
                 instances: instances.iter().map(|a| a.to_string()).collect(),
                 max_in_flight: 1024,
                 protocol: Protocol::Http1,
+                tls: None,
             };
             (name.to_string(), upstream)
         })
@@ -280,6 +281,7 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
             max_unfinished_header_bytes: 32 << 20,
             stream_idle_timeout: Duration::from_secs(60),
             request_body_timeout: Duration::from_secs(30),
+            tls: None,
         },
         admin: Admin {
             address: "127.0.0.1:0".parse().unwrap(),

@@ -31,6 +31,7 @@ fn listen_admin_and_faults_defaults() {
             max_unfinished_header_bytes: 32 << 20,
             stream_idle_timeout: Duration::from_secs(60),
             request_body_timeout: Duration::from_secs(30),
+            tls: None,
         }
     );
     assert_eq!(

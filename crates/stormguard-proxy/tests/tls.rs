@@ -454,3 +454,60 @@ async fn the_listener_serves_tls_and_reloads_its_certificate_when_the_files_chan
     proxy.shutdown().await.unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn connect_timeout_bounds_the_tcp_connect_and_the_handshake_together() {
+    // An instance that accepts the connection and never answers the ClientHello.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let dir = folder("handshake-timeout");
+    let upstream = format!(
+        "{}\ntls = true\nserver_name = \"api.test\"",
+        instances(&[addr])
+    );
+    let text = settings(&upstream, "").replace(
+        "timeout = \"2s\"\n",
+        "timeout = \"2s\"\nconnect_timeout = \"200ms\"\n",
+    );
+    let proxy = start(load(&dir, &text)).await;
+    let started = tokio::time::Instant::now();
+    let reply = get(&client(), &proxy.url("/")).await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert_eq!(reply.header("stormguard-reason"), Some("connect-timeout"));
+    // Two attempts of 200 ms and a backoff of at most 250 ms, far below the 2 s timeout.
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert!(counted(&proxy.metrics(), "timeout") >= 1);
+    proxy.shutdown().await.unwrap();
+    holding.abort();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn http2_over_tls_needs_the_upstream_to_agree_by_alpn() {
+    let ca = Ca::new("stormguard test CA");
+    let instance = https_upstream(&ca.server("api.test"), &[b"http/1.1"], None).await;
+    let dir = folder("no-h2");
+    write(&dir, "ca.pem", &ca.pem());
+    let upstream = format!(
+        "{}\ntls = true\nserver_name = \"api.test\"\nca_file = \"ca.pem\"\nprotocol = \"http2\"",
+        instances(&[instance.addr])
+    );
+    let proxy = start(load(&dir, &settings(&upstream, ""))).await;
+    let reply = get(&client(), &proxy.url("/")).await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert_eq!(
+        reply.header("stormguard-reason"),
+        Some("tls"),
+        "never downgraded"
+    );
+    assert_eq!(instance.hits.load(Ordering::SeqCst), 0);
+    proxy.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -14,6 +14,7 @@
 //! | reason | status | why |
 //! |---|---|---|
 //! | `connect-refused`, `connect-timeout`, `reset` | 502 | the upstream could not be reached or broke the exchange |
+//! | `tls` | 502 | the TLS handshake with the upstream's instances failed: a certificate that does not verify, or none the upstream takes |
 //! | `bad-upstream-response` | 502 | the upstream answered 101 Switching Protocols, though the proxy asks for no upgrade |
 //! | `timeout`, `deadline` | 504 | no answer in the time the route or the caller allowed |
 //! | `retry-budget` | 503 | a retry was needed but the route's budget is spent: the upstream is failing broadly, back off |
@@ -41,6 +42,7 @@ use stormguard::layer::{BoxError, Error, ErrorKind};
 
 use crate::access_log::Access;
 use crate::proxy::InFlight;
+use crate::tls::connect::TlsError;
 
 /// `stormguard-attempts`: attempts sent upstream for this request, a hedge's copy included.
 pub const ATTEMPTS_HEADER: &str = "stormguard-attempts";
@@ -65,8 +67,8 @@ pub(crate) fn attempts_value(attempts: u32) -> HeaderValue {
 
 /// `stormguard-reason`: why the proxy answered itself (absent when the upstream answered).
 ///
-/// 502 `connect-refused`, `connect-timeout`, `reset` (the upstream could not be reached or broke
-/// the exchange), `bad-upstream-response` (a 101 the proxy did not ask for); 504 `timeout`,
+/// 502 `connect-refused`, `connect-timeout`, `tls`, `reset` (the upstream could not be reached,
+/// could not be verified, or broke the exchange), `bad-upstream-response` (a 101 the proxy did not ask for); 504 `timeout`,
 /// `deadline` (no answer in the time the route or the caller allowed); 503 `retry-budget`,
 /// `overloaded` (with `Retry-After: 1`), `no-instance`; 404 `no-route`; the injected status with
 /// `fault`; and for requests refused before any attempt, 413 `body-too-large`, 400 `bad-body`,
@@ -190,6 +192,12 @@ impl Reason {
         "no instance accepted a connection within the route's connect_timeout"
     );
     reason!(
+        TLS,
+        "tls",
+        BAD_GATEWAY,
+        "the TLS handshake with the upstream's instances failed (a certificate that does not verify or name the upstream, a client certificate refused, or no protocol in common); the proxy's log says which"
+    );
+    reason!(
         RESET,
         "reset",
         BAD_GATEWAY,
@@ -271,9 +279,10 @@ impl Reason {
 
     /// Every reason, as the module docs and docs/reference.md list them.
     #[cfg(test)]
-    const ALL: [Reason; 15] = [
+    const ALL: [Reason; 16] = [
         Reason::CONNECT_REFUSED,
         Reason::CONNECT_TIMEOUT,
+        Reason::TLS,
         Reason::RESET,
         Reason::BAD_UPSTREAM_RESPONSE,
         Reason::TIMEOUT,
@@ -302,6 +311,8 @@ impl Reason {
             return (Reason::BODY_TOO_LARGE, attempts);
         }
         let reason = match own.map(Error::kind) {
+            // A handshake that failed is not sent, as a refused connection, with its own name.
+            Some(ErrorKind::ConnectRefused) if TlsError::is_beneath(&**error) => Reason::TLS,
             Some(ErrorKind::ConnectRefused) => Reason::CONNECT_REFUSED,
             Some(ErrorKind::ConnectTimeout) => Reason::CONNECT_TIMEOUT,
             Some(ErrorKind::Timeout) => Reason::TIMEOUT,

@@ -44,13 +44,12 @@ use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use stormguard::layer::{BoxError, NotSent};
 use tokio::sync::watch;
-use tower_service::Service;
 
 use crate::stack::UpstreamBody;
+use crate::tls::connect::Connector;
 
 /// A ping after this long without a frame from the server while a request is open: grpc-go's
 /// default `MinTime`, the most frequent pinging its servers accept.
@@ -64,7 +63,7 @@ const MAX_RESPONSE_HEAD: u32 = 64 * 1024;
 /// The connection to one instance, shared by every route that sends to it with the same connect
 /// timeout, across generations of settings.
 pub(crate) struct H2Instance {
-    connector: HttpConnector,
+    connector: Connector,
     /// `http://authority/`, what the connector connects to.
     target: Uri,
     /// The `:authority` of a request that came without `Host`: the instance's address.
@@ -94,7 +93,7 @@ pub(crate) type H2Sending =
 
 impl H2Instance {
     /// The connection to `authority`, made with `connector` when first needed.
-    pub(crate) fn new(authority: Authority, connector: HttpConnector) -> Self {
+    pub(crate) fn new(authority: Authority, connector: Connector) -> Self {
         let target = Uri::builder()
             .scheme("http")
             .authority(authority.clone())
@@ -160,7 +159,7 @@ impl H2Instance {
                         req = unsent;
                     }
                     Some(_) => return Err(NotSent::new(error.into_error()).into()),
-                    None => return Err(error.into_error().into()),
+                    None => return Err(crate::pool::sent_or_refused(error.into_error())),
                 },
             }
         }
@@ -200,7 +199,7 @@ impl H2Instance {
     /// Makes a connection, spawns its task, and tells every waiting request.
     async fn connect(self: Arc<Self>, tell: watch::Sender<Connected>) {
         let connected = async {
-            let io = self.connector.clone().call(self.target.clone()).await?;
+            let io = self.connector.connect(&self.target).await?;
             let (sender, connection) = self.builder.handshake(io).await?;
             tokio::spawn(async move {
                 if let Err(error) = connection.await {

@@ -21,6 +21,12 @@
 //! [`REASON_HEADER`] for the statuses). Each request is one line of the access log (target
 //! [`ACCESS_LOG_TARGET`], `listen.access_log`), written when its response ends.
 //!
+//! ## TLS
+//! The proxy speaks TLS with rustls (never OpenSSL) to upstreams that ask for it (`tls = true`,
+//! `https://` instances), verifying each instance's certificate, and to clients when
+//! `listen.tls` is set. A handshake that fails is a connect failure: retried on another
+//! instance, counted with reason `tls`, never a fall back to plain text.
+//!
 //! ## Around it
 //! [`reload`] reads the settings file again on SIGHUP, `POST /reload` or an edit, and applies it
 //! without failing a request; [`admin`] serves `/metrics`, `/config`, `/healthz` and
@@ -44,6 +50,7 @@ mod server;
 pub mod signals;
 mod stack;
 mod timer;
+mod tls;
 
 pub use access_log::ACCESS_LOG_TARGET;
 pub use answer::{ATTEMPTS_HEADER, REASON_HEADER};

@@ -47,6 +47,27 @@ struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectFailureLabels {
+    upstream: String,
+    reason: &'static str,
+}
+
+/// Connections to an upstream's instances that could not be made, by why: one counter per
+/// reason, made with the upstream's routes so that each shows from the start (at 0).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ConnectFailures {
+    /// The instance refused the TCP connection.
+    pub(crate) refused: Counter,
+    /// No connection (TCP and, with TLS, the handshake) within the connect timeout.
+    pub(crate) timeout: Counter,
+    /// The TLS handshake failed: a certificate that does not verify, a client certificate
+    /// refused, no protocol in common.
+    pub(crate) tls: Counter,
+    /// Anything else: a name that does not resolve, no route to the host.
+    pub(crate) other: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClosedLabels {
     reason: &'static str,
 }
@@ -64,6 +85,8 @@ pub(crate) struct ConnectionsClosed {
     /// An unfinished request head would have taken all of them past
     /// `max_unfinished_header_bytes`.
     pub(crate) header_budget: Counter,
+    /// A client's TLS handshake failed or took longer than `header_read_timeout`.
+    pub(crate) tls_handshake: Counter,
 }
 
 impl ConnectionsClosed {
@@ -74,6 +97,7 @@ impl ConnectionsClosed {
             silent_at_limit: counter("silent-at-limit"),
             stream_resets: counter("stream-resets"),
             header_budget: counter("header-budget"),
+            tls_handshake: counter("tls-handshake"),
         }
     }
 }
@@ -86,6 +110,7 @@ pub(crate) struct ProxyMetrics {
     requests: Family<RequestLabels, Counter>,
     in_flight: Family<UpstreamLabels, Gauge>,
     shed: Family<UpstreamLabels, Counter>,
+    connect_failures: Family<ConnectFailureLabels, Counter>,
     latency: Arc<LatencyHistograms>,
     /// The `route` label of requests no route took.
     unrouted: Arc<str>,
@@ -106,6 +131,7 @@ impl ProxyMetrics {
             requests: Family::default(),
             in_flight: Family::default(),
             shed: Family::default(),
+            connect_failures: Family::default(),
             latency: Arc::default(),
             unrouted: Arc::from(""),
             connections: Gauge::default(),
@@ -128,6 +154,11 @@ impl ProxyMetrics {
             metrics.shed.clone(),
         );
         registry.register(
+            "stormguard_proxy_connect_failures",
+            "Connections to an upstream's instances that could not be made, by upstream and reason: refused, timeout (TCP connect and TLS handshake within the connect timeout), tls (the handshake failed: the instance's certificate does not verify against ca_file or the system's roots, does not carry the upstream's name, refused the proxy's client certificate, or agreed to no protocol; the proxy's log says which), other (a name that does not resolve). Each failed attempt is retried on another instance. Any tls rate is a configuration or certificate problem, not load: check the certificates' names and expiry",
+            metrics.connect_failures.clone(),
+        );
+        registry.register(
             "stormguard_proxy_connections",
             "Client connections open. At listen.max_connections the proxy stops accepting and new clients wait in the kernel's accept queue: raise the limit (and the file descriptor limit) if clients are many, or find what holds connections open",
             metrics.connections.clone(),
@@ -139,7 +170,7 @@ impl ProxyMetrics {
         );
         registry.register(
             "stormguard_proxy_connections_closed",
-            "Client connections the proxy closed to protect the others, by reason: first-byte-timeout (a connection sent nothing within listen.first_byte_timeout), silent-at-limit (one that had sent nothing was closed to admit a new one at listen.max_connections), stream-resets (an HTTP/2 client reset most streams it opened before their answer and was sent GOAWAY), header-budget (an unfinished request head would have taken all of them past listen.max_unfinished_header_bytes). A steady rate of any is a client that misbehaves or an attack: find the clients in the logs; header-budget under normal traffic means the budget is too small for the clients' heads",
+            "Client connections the proxy closed to protect the others, by reason: first-byte-timeout (a connection sent nothing within listen.first_byte_timeout), silent-at-limit (one that had sent nothing was closed to admit a new one at listen.max_connections), stream-resets (an HTTP/2 client reset most streams it opened before their answer and was sent GOAWAY), header-budget (an unfinished request head would have taken all of them past listen.max_unfinished_header_bytes), tls-handshake (with listen.tls, a client's handshake failed or took longer than listen.header_read_timeout: a client that does not trust the certificate, or speaks plain text to the TLS port). A steady rate of any is a client that misbehaves or an attack: find the clients in the logs; header-budget under normal traffic means the budget is too small for the clients' heads",
             closed,
         );
         registry.register_collector(Box::new(metrics.latency.clone()));
@@ -185,6 +216,23 @@ impl ProxyMetrics {
     pub(crate) fn shed(&self, upstream: &str) -> Counter {
         self.shed.get_or_create_owned(&UpstreamLabels {
             upstream: upstream.to_string(),
+        })
+    }
+
+    /// The connect failure counters of `upstream`, each shown from now on.
+    pub(crate) fn connect_failures(&self, upstream: &str) -> Arc<ConnectFailures> {
+        let counter = |reason| {
+            self.connect_failures
+                .get_or_create_owned(&ConnectFailureLabels {
+                    upstream: upstream.to_string(),
+                    reason,
+                })
+        };
+        Arc::new(ConnectFailures {
+            refused: counter("refused"),
+            timeout: counter("timeout"),
+            tls: counter("tls"),
+            other: counter("other"),
         })
     }
 

@@ -9,7 +9,7 @@
 //! checkout is a lock and a pop, a return a lock and a push.
 //!
 //! ## What it keeps of hyper-util's
-//! The connector (connect timeout, `TCP_NODELAY`, keep-alive probes), hyper's HTTP/1.1 client
+//! The connector (connect timeout, `TCP_NODELAY`, keep-alive probes; TLS in [`crate::tls`]), hyper's HTTP/1.1 client
 //! connection, the origin-form target and a default `Host`, and its retry of a request that a
 //! reused connection closed before sending (an upstream may close an idle connection at any
 //! moment; that request was never sent, so it goes out on another connection). An idle
@@ -31,8 +31,9 @@
 //!
 //! ## Errors
 //! A failure to connect is wrapped in the library's [`NotSent`], so the classifier knows the
-//! request never left (a refused or timed-out connection may always be retried elsewhere); any
-//! later failure is hyper's own error, which the classifier takes as sent.
+//! request never left (a refused or timed-out connection may always be retried elsewhere), and
+//! so is a TLS session the upstream refused before answering ([`sent_or_refused`]); any later
+//! failure is hyper's own error, which the classifier takes as sent.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,12 +47,11 @@ use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, TrySendError};
-use hyper_util::client::legacy::connect::HttpConnector;
 use stormguard::layer::{BoxError, NotSent};
 use tokio::sync::oneshot;
-use tower_service::Service;
 
 use crate::stack::UpstreamBody;
+use crate::tls::connect::{Connector, TlsError};
 
 /// How long an orphaned request's connection waits for its response head before it is closed.
 pub(crate) const ORPHAN_WAIT: Duration = Duration::from_millis(500);
@@ -61,7 +61,7 @@ pub(crate) const MAX_ORPHANS: usize = 128;
 /// The kept-alive connections to one instance, shared by every route that sends to it with the
 /// same connect timeout, across generations of settings.
 pub(crate) struct InstancePool {
-    connector: HttpConnector,
+    connector: Connector,
     /// `http://authority/`, what the connector connects to.
     target: Uri,
     /// The `Host` of a request that came without one: the instance's address.
@@ -84,11 +84,7 @@ struct Idle {
 impl InstancePool {
     /// A pool for `authority`, connecting with `connector`, keeping idle connections for
     /// `idle_timeout`.
-    pub(crate) fn new(
-        authority: Authority,
-        connector: HttpConnector,
-        idle_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(authority: Authority, connector: Connector, idle_timeout: Duration) -> Self {
         let host = match authority.port_u16() {
             Some(80) => HeaderValue::from_str(authority.host()),
             _ => HeaderValue::from_str(authority.as_str()),
@@ -171,8 +167,7 @@ impl InstancePool {
     async fn handshake(&self) -> Result<Sender, BoxError> {
         let io = self
             .connector
-            .clone()
-            .call(self.target.clone())
+            .connect(&self.target)
             .await
             .map_err(NotSent::new)?;
         let (sender, connection) = http1::Builder::new()
@@ -319,7 +314,7 @@ impl Future for Sending {
                             Some(_) => {
                                 return Poll::Ready(Err(NotSent::new(error.into_error()).into()))
                             }
-                            None => return Poll::Ready(Err(error.into_error().into())),
+                            None => return Poll::Ready(Err(sent_or_refused(error.into_error()))),
                         }
                     }
                 },
@@ -363,14 +358,27 @@ impl Drop for Sending {
     }
 }
 
+/// A failure after the request went out: hyper's error, taken as sent, unless the upstream
+/// refused the TLS session before answering ([`crate::tls::connect::TlsIo`]), when the
+/// request never reached its application.
+pub(crate) fn sent_or_refused(error: hyper::Error) -> BoxError {
+    if TlsError::is_beneath(&error) {
+        return NotSent::new(error).into();
+    }
+    error.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn plain() -> Connector {
+        Connector::plain(hyper_util::client::legacy::connect::HttpConnector::new())
+    }
+
     #[test]
     fn a_request_without_host_gets_the_instances_address() {
-        let pool =
-            |a: &str| InstancePool::new(a.parse().unwrap(), HttpConnector::new(), Duration::ZERO);
+        let pool = |a: &str| InstancePool::new(a.parse().unwrap(), plain(), Duration::ZERO);
         assert_eq!(pool("127.0.0.1:9001").host, "127.0.0.1:9001");
         assert_eq!(pool("api.internal:80").host, "api.internal");
         assert_eq!(pool("127.0.0.1:9001").target, "http://127.0.0.1:9001/");
@@ -427,7 +435,7 @@ mod tests {
     /// connections the instance accepted.
     async fn five_gets(instance: (Authority, Arc<std::sync::atomic::AtomicUsize>)) -> usize {
         let (authority, accepted) = instance;
-        let pool = Arc::new(InstancePool::new(authority, HttpConnector::new(), IDLE));
+        let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
         for _ in 0..5 {
             let response = pool.clone().send(get()).await.unwrap();
             assert_eq!(response.status(), 200);
@@ -450,11 +458,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let pool = Arc::new(InstancePool::new(
-            address.parse().unwrap(),
-            HttpConnector::new(),
-            IDLE,
-        ));
+        let pool = Arc::new(InstancePool::new(address.parse().unwrap(), plain(), IDLE));
         let error = pool.send(get()).await.unwrap_err();
         assert_eq!(
             stormguard::layer::classify_error(&*error),
@@ -465,7 +469,7 @@ mod tests {
     #[tokio::test]
     async fn requests_cancelled_after_sending_leave_their_connections_to_the_pool() {
         let (authority, accepted) = upstream_after(usize::MAX, Duration::from_millis(20)).await;
-        let pool = Arc::new(InstancePool::new(authority, HttpConnector::new(), IDLE));
+        let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
         // Six rounds of five requests at once, each given up 5 ms after it was sent (a client
         // reset, a per-try timeout), long before its answer.
         for _ in 0..6 {
@@ -492,7 +496,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_made_for_a_cancelled_request_is_kept_for_the_next() {
         let (authority, accepted) = upstream(usize::MAX).await;
-        let pool = Arc::new(InstancePool::new(authority, HttpConnector::new(), IDLE));
+        let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
         let mut sending = pool.clone().send(get());
         let waker = std::task::Waker::noop();
         let polled = Pin::new(&mut sending).poll(&mut Context::from_waker(waker));

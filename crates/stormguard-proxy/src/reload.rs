@@ -29,6 +29,11 @@
 //! write whose text it was read with, and the same text would then look changed at the next
 //! look and be reported (or applied) twice.
 //!
+//! The files the settings name (`listen.tls`'s certificate and key, an upstream's `ca_file`,
+//! `cert_file` and `key_file`) are part of the look: a renewed certificate changes the
+//! fingerprint as an edit of the file would, and is applied the same way (a bad one is refused
+//! and counted, and the running certificate stays).
+//!
 //! A change is acted on once the file has stayed the same for one look, so within 0.5 to 1 s
 //! of the last write (well within the 2 s the issue allows). A writer that truncates and then
 //! writes (`>`, `std::fs::write`, most tools) leaves the file empty or half written for a
@@ -222,8 +227,8 @@ struct Snapshot {
     fingerprint: Fingerprint,
 }
 
-/// How the reloader reads the file: [`read`], or a stand-in in tests.
-type ReadFn = Arc<dyn Fn(&Path) -> Result<Snapshot, LoadError> + Send + Sync>;
+/// How the reloader reads the file and the files it names: [`read`], or a stand-in in tests.
+type ReadFn = Arc<dyn Fn(&Path, &[PathBuf]) -> Result<Snapshot, LoadError> + Send + Sync>;
 
 /// Marks a read in progress; cleared when the read's thread is done with it, however it ends.
 struct Reading(Arc<AtomicBool>);
@@ -234,7 +239,11 @@ impl Drop for Reading {
     }
 }
 
-fn read(path: &Path) -> Result<Snapshot, LoadError> {
+/// Reads the settings file at `path`, and fingerprints it with the files it named when last
+/// applied (`named`: its certificates and keys), so that a renewed certificate is a change.
+/// A named file that cannot be read is fingerprinted by its error: the parse that follows
+/// says what is wrong with it.
+fn read(path: &Path, named: &[PathBuf]) -> Result<Snapshot, LoadError> {
     let failed = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
@@ -242,6 +251,12 @@ fn read(path: &Path) -> Result<Snapshot, LoadError> {
     let text = stormguard_graph::input::read_text(path).map_err(failed)?;
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
+    for file in named {
+        match stormguard_graph::input::read_text(file) {
+            Ok(contents) => contents.hash(&mut hasher),
+            Err(error) => error.to_string().hash(&mut hasher),
+        }
+    }
     let fingerprint = Fingerprint {
         len: text.len() as u64,
         hash: hasher.finish(),
@@ -366,7 +381,7 @@ impl Reloader {
         always: bool,
     ) -> Result<Option<u64>, ReloadError> {
         let mut state = self.state.lock().await;
-        let snapshot = self.read_bounded().await?;
+        let snapshot = self.read_bounded(state.applied.pem_files()).await?;
         match snapshot {
             Ok(snapshot) if !always && state.seen == Some(snapshot.fingerprint) => {
                 state.pending = None;
@@ -394,7 +409,10 @@ impl Reloader {
     /// Reads the file off the async threads, waiting at most `read_timeout`. A read still running
     /// then is left to end on its thread (it cannot be cancelled), and no other starts until it
     /// has: one stuck thread at most, and each trigger meanwhile fails at once, saying why.
-    async fn read_bounded(&self) -> Result<Result<Snapshot, LoadError>, ReloadError> {
+    async fn read_bounded(
+        &self,
+        named: Vec<PathBuf>,
+    ) -> Result<Result<Snapshot, LoadError>, ReloadError> {
         let stuck = |message: String| {
             Ok(Err(LoadError::Read {
                 path: self.path.clone(),
@@ -412,7 +430,7 @@ impl Reloader {
         let (read, path) = (self.read.clone(), self.path.clone());
         let task = tokio::task::spawn_blocking(move || {
             let _reading = reading;
-            read(&path)
+            read(&path, &named)
         });
         match tokio::time::timeout(self.read_timeout, task).await {
             Ok(joined) => joined.map_err(|_| ReloadError::Interrupted),
@@ -550,10 +568,10 @@ mod tests {
     #[test]
     fn the_fingerprint_follows_the_content_even_at_the_same_length() {
         let path = temp_file("fingerprint", "a = 1\n");
-        let first = read(&path).unwrap();
-        assert_eq!(read(&path).unwrap().fingerprint, first.fingerprint);
+        let first = read(&path, &[]).unwrap();
+        assert_eq!(read(&path, &[]).unwrap().fingerprint, first.fingerprint);
         std::fs::write(&path, "a = 2\n").unwrap();
-        let second = read(&path).unwrap();
+        let second = read(&path, &[]).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(second.text, "a = 2\n");
         assert_eq!(second.fingerprint.len, first.fingerprint.len);
@@ -562,7 +580,7 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_a_read_error_naming_it() {
-        let error = read(Path::new("/nonexistent/stormguard.toml"))
+        let error = read(Path::new("/nonexistent/stormguard.toml"), &[])
             .err()
             .unwrap();
         assert!(matches!(error, LoadError::Read { .. }));
@@ -602,11 +620,11 @@ mod tests {
         // The first read hangs (as in a hung network mount) until released; the rest read.
         let (release, released) = std::sync::mpsc::channel::<()>();
         let released = std::sync::Mutex::new(Some(released));
-        let reader: ReadFn = Arc::new(move |path| {
+        let reader: ReadFn = Arc::new(move |path, named| {
             if let Some(wait) = released.lock().unwrap().take() {
                 let _ = wait.recv();
             }
-            read(path)
+            read(path, named)
         });
         let timeout = Duration::from_millis(50);
         let reloader =

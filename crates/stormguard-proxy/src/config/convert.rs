@@ -62,6 +62,8 @@ const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// policy key is read and refused as it is in a graph file; what it adds is the upstreams.
 pub(super) struct Converter<'a> {
     values: ValueReader<'a>,
+    /// The settings file as named in errors: the folder of relative paths in it.
+    pub(super) file: &'a str,
     /// The upstreams' names, sorted, for `routes[i].upstream` and its error.
     pub(super) upstreams: Vec<String>,
 }
@@ -78,6 +80,7 @@ impl<'a> Converter<'a> {
     pub(super) fn new(file: &'a str, lines: &'a Lines<'a>) -> Self {
         Converter {
             values: ValueReader::new(file, lines),
+            file,
             upstreams: Vec::new(),
         }
     }
@@ -168,7 +171,7 @@ impl<'a> Converter<'a> {
     fn listen(&self, raw: Option<Spanned<RawListen>>) -> Result<(Listen, usize), ParseError> {
         let path = &KeyPath::default().key("listen");
         // A missing table is an empty one, so that each default is written once.
-        let (offset, raw) = match raw {
+        let (offset, mut raw) = match raw {
             Some(raw) => (raw.span().start, raw.into_inner()),
             None => (0, RawListen::default()),
         };
@@ -276,6 +279,7 @@ impl<'a> Converter<'a> {
                 REQUEST_BODY_TIMEOUT,
             )?,
             access_log: raw.access_log.unwrap_or(true),
+            tls: self.listen_tls(raw.tls.take(), path)?,
         };
         Ok((listen, address_offset))
     }

@@ -14,7 +14,7 @@ use stormguard::duration::format as duration;
 use stormguard::policy::Limiter;
 use stormguard_graph::model::{Idempotent, LimiterSpec};
 
-use super::model::{Config, Listen, Route, Upstream};
+use super::model::{Config, Listen, PemFile, Route, Upstream};
 use super::policy::{per_try_timeout, route_policy, worst_case_total};
 use super::size;
 
@@ -78,15 +78,35 @@ fn listen(listen: &Listen) -> Value {
         "stream_idle_timeout": duration(listen.stream_idle_timeout),
         "request_body_timeout": duration(listen.request_body_timeout),
         "access_log": listen.access_log,
+        "tls": listen.tls.as_ref().map(|files| json!({
+            "cert_file": path(&files.cert_file),
+            "key_file": path(&files.key_file),
+        })),
     })
 }
 
 fn upstream(upstream: &Upstream) -> Value {
+    let tls = upstream.tls.as_ref();
+    let client = tls.and_then(|tls| tls.client_cert.as_ref());
     json!({
         "instances": upstream.instances,
         "max_in_flight": upstream.max_in_flight,
         "protocol": upstream.protocol.as_str(),
+        "tls": tls.is_some(),
+        "server_name": tls.and_then(|tls| tls.server_name.as_deref()),
+        // The roots an instance's certificate is checked against.
+        "ca_file": tls.map(|tls| tls.ca_file.as_ref().map_or(SYSTEM_ROOTS.into(), path)),
+        "cert_file": client.map(|files| path(&files.cert_file)),
+        "key_file": client.map(|files| path(&files.key_file)),
     })
+}
+
+/// What `/config` shows as an upstream's `ca_file` when it gives none.
+const SYSTEM_ROOTS: &str = "[system roots]";
+
+/// Where a PEM file is read from; its contents are never shown.
+fn path(pem: &PemFile) -> Value {
+    Value::String(pem.path.display().to_string())
 }
 
 fn bytes(bytes: u64) -> Value {

@@ -99,6 +99,7 @@ mod policy;
 mod raw;
 mod route;
 mod route_tables;
+mod tls;
 mod upstream;
 
 use std::path::{Path, PathBuf};
@@ -106,8 +107,8 @@ use std::path::{Path, PathBuf};
 pub use graph::{is_settings_file, to_graph, APP};
 pub use json::{to_json, REDACTED};
 pub use model::{
-    AdaptiveTimeoutSpec, Admin, Config, FaultSpec, Faults, Listen, Protocol, Route, RouteMatch,
-    Upstream,
+    AdaptiveTimeoutSpec, Admin, CertAndKey, Config, FaultSpec, Faults, Listen, PemFile, Protocol,
+    Route, RouteMatch, Upstream, UpstreamTls,
 };
 pub use policy::{hedge_policy, per_try_timeout, route_policy, worst_case_total, PolicyError};
 pub use stormguard_graph::parse::{size, ParseError};

@@ -1,7 +1,10 @@
 //! The settings as the proxy runs them, every default applied: the shape `/config` shows.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use stormguard_graph::model::Call;
@@ -41,6 +44,23 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Whether fault injection (route `fault` keys and the fault headers) is on.
     pub faults: Faults,
+}
+
+impl Config {
+    /// Every PEM file the settings name: the listener's certificate and key, each upstream's
+    /// CA, certificate and key. The reloader watches them with the settings file.
+    pub fn pem_files(&self) -> Vec<PathBuf> {
+        let listen = self.listen.tls.iter().flat_map(CertAndKey::files);
+        let upstreams = self.upstreams.values().filter_map(|u| u.tls.as_ref());
+        let upstreams = upstreams.flat_map(|tls| {
+            let ca = tls.ca_file.iter();
+            ca.chain(tls.client_cert.iter().flat_map(CertAndKey::files))
+        });
+        listen
+            .chain(upstreams)
+            .map(|pem| pem.path.clone())
+            .collect()
+    }
 }
 
 /// The proxy's listener. Changing it needs a restart (a reload keeps the bound socket and says
@@ -121,6 +141,11 @@ pub struct Listen {
     /// debugged after the fact; off for a proxy whose callers log every request themselves.
     /// Reloadable: a request logs as the settings were when it arrived.
     pub access_log: bool,
+    /// `tls = { cert_file, key_file }`: clients connect over TLS (HTTP/1.1 and HTTP/2 by ALPN)
+    /// with this certificate; `None` (the default) serves plain text. The files are read with
+    /// the settings and again whenever they change, so a renewed certificate is served to new
+    /// connections without a restart.
+    pub tls: Option<CertAndKey>,
 }
 
 /// The admin listener: `/metrics`, `/config`, `/healthz`, `POST /reload`.
@@ -143,6 +168,93 @@ pub struct Upstream {
     /// How requests reach the instances (default HTTP/1.1). A gRPC request goes over HTTP/2
     /// whatever this says, since gRPC cannot work without it.
     pub protocol: Protocol,
+    /// TLS to every instance (`tls = true`, or instances written `https://`); `None` (the
+    /// default) connects in plain text.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How the proxy speaks TLS to an upstream's instances: the certificate each must show and the
+/// one the proxy shows, if asked.
+///
+/// A certificate that does not verify fails the connection, which counts as a connect failure
+/// (reason `tls`) and is retried on another instance: the proxy never falls back to plain text
+/// or to an unverified peer.
+///
+/// ```
+/// use stormguard_proxy::config;
+///
+/// let config = config::parse("stormguard.toml", r#"
+/// [upstreams.api]
+/// instances = ["https://api.example.com"]
+/// [[routes]]
+/// name = "api"
+/// upstream = "api"
+/// timeout = "2s"
+/// "#).unwrap();
+/// let api = &config.upstreams["api"];
+/// assert_eq!(api.instances, ["api.example.com:443"]);
+/// let tls = api.tls.as_ref().unwrap();
+/// // No ca_file: the system's roots; no server_name: each instance's host name.
+/// assert!(tls.ca_file.is_none() && tls.server_name.is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamTls {
+    /// The name sent in SNI and checked against each instance's certificate; `None`: each
+    /// instance's host (an instance given by IP address needs this).
+    pub server_name: Option<String>,
+    /// The CA certificates an instance's certificate must chain to; `None`: the system's roots.
+    pub ca_file: Option<PemFile>,
+    /// The certificate and key shown to an instance that asks for one (mutual TLS).
+    pub client_cert: Option<CertAndKey>,
+}
+
+/// A certificate chain and its private key, as two PEM files.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CertAndKey {
+    /// The certificate, then any intermediates, in PEM.
+    pub cert_file: PemFile,
+    /// The private key (PKCS#8, PKCS#1 or SEC1), in PEM.
+    pub key_file: PemFile,
+}
+
+impl CertAndKey {
+    fn files(&self) -> [&PemFile; 2] {
+        [&self.cert_file, &self.key_file]
+    }
+}
+
+/// A PEM file the settings name, with its contents as read with them: settings whose files
+/// changed are different settings, so a reload applies a renewed certificate.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PemFile {
+    /// The path: as written, or joined to the settings file's folder when relative.
+    pub path: PathBuf,
+    contents: Arc<[u8]>,
+}
+
+impl PemFile {
+    /// `contents`, read from `path`.
+    pub(crate) fn new(path: PathBuf, contents: Vec<u8>) -> Self {
+        PemFile {
+            path,
+            contents: contents.into(),
+        }
+    }
+
+    /// The file's bytes when the settings were read.
+    pub fn contents(&self) -> &[u8] {
+        &self.contents
+    }
+}
+
+/// The path and size only: a key's bytes stay out of logs.
+impl fmt::Debug for PemFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PemFile")
+            .field("path", &self.path)
+            .field("bytes", &self.contents.len())
+            .finish()
+    }
 }
 
 /// `protocol = "http1" | "http2"`: what the proxy speaks to an upstream's instances.

@@ -52,6 +52,15 @@ pub(super) struct RawListen {
     pub stream_idle_timeout: Option<Spanned<Scalar>>,
     pub request_body_timeout: Option<Spanned<Scalar>>,
     pub access_log: Option<bool>,
+    pub tls: Option<Spanned<RawCertAndKey>>,
+}
+
+/// `listen.tls = { cert_file, key_file }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCertAndKey {
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
 }
 
 /// `[admin]`.
@@ -69,6 +78,12 @@ pub(super) struct RawUpstream {
     pub instances: Option<Spanned<Vec<Spanned<String>>>>,
     pub max_in_flight: Option<Spanned<u32>>,
     pub protocol: Option<Spanned<String>>,
+    // TLS to the instances (issue 15): src/config/tls.rs reads them.
+    pub tls: Option<Spanned<bool>>,
+    pub server_name: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
 }
 
 /// `[[routes]]`: a graph call's policy keys (the tables read by `stormguard_graph::parse::keys`)

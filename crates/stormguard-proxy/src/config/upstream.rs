@@ -19,8 +19,8 @@ impl Converter<'_> {
         path: &KeyPath,
     ) -> Result<Upstream, ParseError> {
         let offset = raw.span().start;
-        let raw = raw.into_inner();
-        let Some(instances) = raw.instances else {
+        let mut raw = raw.into_inner();
+        let Some(instances) = raw.instances.take() else {
             return Err(self.error(
                 offset,
                 &path.key("instances"),
@@ -39,20 +39,24 @@ impl Converter<'_> {
             ));
         }
         let mut seen = Vec::with_capacity(instances.len());
+        let mut schemes = Vec::with_capacity(instances.len());
         for (i, instance) in instances.iter().enumerate() {
             let key = path.key("instances").index(i);
-            if let Err(problem) = check_instance(instance.get_ref()) {
+            let https = super::tls::strip_https(instance.get_ref());
+            let address = https.clone().unwrap_or_else(|| instance.get_ref().clone());
+            if let Err(problem) = check_instance(&address) {
                 return Err(self.error(
                     instance.span().start,
                     &key,
                     format!(
                         "{:?} is not a valid instance: {problem}; use \"host:port\", e.g. \
-                         \"127.0.0.1:9001\", \"api-1.internal:80\" or \"[::1]:9001\"",
+                         \"127.0.0.1:9001\", \"api-1.internal:80\" or \"[::1]:9001\" (or \
+                         \"https://host:port\" for TLS)",
                         instance.get_ref()
                     ),
                 ));
             }
-            if let Some(first) = seen.iter().position(|s| s == instance.get_ref()) {
+            if let Some(first) = seen.iter().position(|s| *s == address) {
                 return Err(self.error(
                     instance.span().start,
                     &key,
@@ -63,9 +67,19 @@ impl Converter<'_> {
                     ),
                 ));
             }
-            seen.push(instance.get_ref().clone());
+            let host = address.rsplit_once(':').map_or("", |(host, _)| host);
+            schemes.push(super::tls::InstanceScheme {
+                offset: instance.span().start,
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+                https: https.is_some(),
+            });
+            seen.push(address);
         }
         Ok(Upstream {
+            tls: self.upstream_tls(&raw, &schemes, path)?,
             instances: seen,
             max_in_flight: self.whole_or(
                 raw.max_in_flight.as_ref(),
@@ -102,7 +116,10 @@ impl Converter<'_> {
 /// resolved when connecting, so that a reload does not depend on DNS being up.
 fn check_instance(instance: &str) -> Result<(), &'static str> {
     if instance.contains("://") {
-        return Err("it has a scheme: write only the host and port, without \"http://\"");
+        return Err(
+            "it has a scheme: write only the host and port, without \"http://\" \
+                    (\"https://\" is the one scheme taken: it means TLS)",
+        );
     }
     let Some((host, port)) = instance.rsplit_once(':') else {
         return Err("it has no port");

@@ -51,7 +51,12 @@ async fn server(per_connection: usize) -> (Authority, Arc<AtomicUsize>) {
 }
 
 fn instance(authority: Authority) -> Arc<H2Instance> {
-    Arc::new(H2Instance::new(authority, HttpConnector::new()))
+    Arc::new(H2Instance::new(
+        authority,
+        crate::tls::connect::Connector::plain(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        ),
+    ))
 }
 
 fn get(host: Option<&str>) -> Request<UpstreamBody> {

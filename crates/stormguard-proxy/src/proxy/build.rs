@@ -13,6 +13,7 @@ use std::time::Duration;
 use http::uri::Authority;
 use hyper_util::client::legacy::connect::HttpConnector;
 use prometheus_client::metrics::histogram::Histogram;
+use rustls_pki_types::ServerName;
 use stormguard::estimate::LatencyEstimator;
 use stormguard::layer::{Balance, DeadlineLayer, HedgeLayer, RetryLayer};
 use stormguard_graph::model::Span;
@@ -20,11 +21,15 @@ use stormguard_graph::policy::NO_TIMEOUT;
 use tower_layer::Layer;
 
 use super::{RouteEntry, UpstreamSlot};
-use crate::config::{hedge_policy, route_policy, Config, PolicyError, Route, Upstream};
+use crate::config::{
+    hedge_policy, route_policy, Config, PolicyError, Route, Upstream, UpstreamTls,
+};
 use crate::h2_pool::H2Instance;
-use crate::metrics::ProxyMetrics;
+use crate::metrics::{ConnectFailures, ProxyMetrics};
 use crate::pool::InstancePool;
 use crate::stack::{RouteService, Timed};
+use crate::tls::connect::Connector;
+use crate::tls::Alpn;
 
 /// Why a set of routes could not be built. The running routes are untouched when this is
 /// returned.
@@ -55,6 +60,17 @@ pub enum BuildError {
     /// The route's retry budget, token bucket, hedge or adaptive timeout is not valid.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// An upstream's TLS settings cannot make a client configuration (settings built by hand:
+    /// [`crate::config::parse`] refuses them first).
+    #[error("upstream `{upstream}`: instance `{instance}`: TLS: {problem}")]
+    Tls {
+        /// The upstream.
+        upstream: String,
+        /// The instance as given.
+        instance: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// The route's per-attempt timeout (`timeout`, connecting included): a bucket of the route's
@@ -69,35 +85,82 @@ fn request_timeout(route: &Route) -> Duration {
     route.call.request_timeout.unwrap_or(NO_TIMEOUT)
 }
 
-/// The connection pool of each instance, per connect timeout, kept for the life of the proxy:
-/// connections stay warm through a reload, and routes to one instance share its connections.
+/// The connection pool of each instance, per upstream, connect timeout and TLS settings, kept
+/// for the life of the proxy: connections stay warm through a reload, and routes to one
+/// instance share its connections.
 /// Each instance has an HTTP/1.1 pool and an HTTP/2 connection, made when first used.
 #[derive(Default)]
 pub(crate) struct Clients {
     pools: Mutex<HashMap<PoolKey, InstanceClients>>,
 }
 
-/// A pool's connect timeout and instance.
-type PoolKey = (Option<Duration>, Authority);
+/// A pool's upstream (whose connect failures it counts), connect timeout, instance and TLS
+/// settings (with the files' contents, so that a renewed client certificate or CA gets new
+/// connections).
+type PoolKey = (String, Option<Duration>, Authority, Option<UpstreamTls>);
 
 /// An instance's HTTP/1.1 pool and HTTP/2 connection.
 type InstanceClients = (Arc<InstancePool>, Arc<H2Instance>);
 
 impl Clients {
-    fn get(&self, connect_timeout: Option<Duration>, authority: &Authority) -> InstanceClients {
+    fn get(
+        &self,
+        upstream: &str,
+        connect_timeout: Option<Duration>,
+        authority: &Authority,
+        tls: Option<&UpstreamTls>,
+        failures: &Arc<ConnectFailures>,
+    ) -> Result<InstanceClients, String> {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        pools
-            .entry((connect_timeout, authority.clone()))
-            .or_insert_with(|| {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(connect_timeout);
-                connector.set_nodelay(true);
-                connector.set_keepalive(Some(Duration::from_secs(30)));
-                let http1 = InstancePool::new(authority.clone(), connector.clone(), IDLE_TIMEOUT);
-                let http2 = H2Instance::new(authority.clone(), connector);
-                (Arc::new(http1), Arc::new(http2))
-            })
-            .clone()
+        let key = (
+            upstream.to_string(),
+            connect_timeout,
+            authority.clone(),
+            tls.cloned(),
+        );
+        if let Some(clients) = pools.get(&key) {
+            return Ok(clients.clone());
+        }
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(connect_timeout);
+        tcp.set_nodelay(true);
+        tcp.set_keepalive(Some(Duration::from_secs(30)));
+        let (http1, http2) = match tls {
+            None => (Connector::plain(tcp.clone()), Connector::plain(tcp)),
+            Some(tls) => {
+                // The certificate names the upstream, not the address connected to.
+                let host = tls.server_name.clone().unwrap_or_else(|| {
+                    let host = authority.host();
+                    host.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string()
+                });
+                let name = ServerName::try_from(host)
+                    .map_err(|e| format!("not a name a certificate can carry: {e}"))?;
+                let connector = |alpn| {
+                    let config = crate::tls::client_config(tls, alpn)?;
+                    let name = name.clone();
+                    Ok::<_, String>(Connector::tls(
+                        tcp.clone(),
+                        config,
+                        name,
+                        alpn,
+                        connect_timeout,
+                    ))
+                };
+                (connector(Alpn::Http1)?, connector(Alpn::H2)?)
+            }
+        };
+        let (http1, http2) = (
+            http1.counting(failures.clone()),
+            http2.counting(failures.clone()),
+        );
+        let clients = (
+            Arc::new(InstancePool::new(authority.clone(), http1, IDLE_TIMEOUT)),
+            Arc::new(H2Instance::new(authority.clone(), http2)),
+        );
+        pools.insert(key, clients.clone());
+        Ok(clients)
     }
 }
 
@@ -184,6 +247,7 @@ fn stack(
     }
     let timeout = route_timeout(route);
     let latency = metrics.latency(name, timeout);
+    let failures = metrics.connect_failures(&route.upstream);
     let instances = upstream
         .instances
         .iter()
@@ -199,7 +263,19 @@ fn stack(
             // Without `connect_timeout`, connecting is bounded by the attempt's timeout: the
             // simulator's bound too, from the same function.
             let connect = stormguard_graph::policy::connect_timeout(&route.call);
-            let (http1, http2) = clients.get(connect, &authority);
+            let (http1, http2) = clients
+                .get(
+                    &route.upstream,
+                    connect,
+                    &authority,
+                    upstream.tls.as_ref(),
+                    &failures,
+                )
+                .map_err(|problem| BuildError::Tls {
+                    upstream: route.upstream.clone(),
+                    instance: instance.clone(),
+                    problem,
+                })?;
             Ok(Timed::new(
                 http1,
                 http2,

@@ -29,6 +29,13 @@
 //! what it held upstream ([`stream_idle`]), and hyper keeps at most [`BODY_BUFFER`] of a
 //! response for a client that reads slower than the upstream sends.
 //!
+//! ## TLS
+//! With `listen.tls`, a connection's first byte is followed by a TLS handshake, within
+//! `header_read_timeout`, before anything above; then the same protocol sniffing, bounds and
+//! clocks apply to the decrypted bytes (ALPN offers `h2` and `http/1.1`; the preface still
+//! tells them apart). A failed handshake closes the connection
+//! (`stormguard_proxy_connections_closed_total{reason="tls-handshake"}`).
+//!
 //! ## Drain
 //! When `shutdown` resolves the listener is closed at once, every connection is told to finish
 //! (HTTP/1.1 closes after its response in flight, HTTP/2 sends GOAWAY), and `serve` returns when
@@ -107,6 +114,7 @@ pub(crate) use self::stream_idle::{BodyWatch, UnderWay};
 use self::streams::{Counted, OpenStreams};
 use crate::config::Listen;
 use crate::proxy::Proxy;
+use crate::tls::accept::Acceptor;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -236,6 +244,10 @@ struct Builders {
     http2_max_concurrent_streams: u32,
     max_unfinished_header_bytes: usize,
     stream_idle_timeout: Duration,
+    /// `listen.tls`: `None` serves plain text; an error (settings built by hand, which
+    /// [`crate::config::parse`] refuses) closes every connection rather than serve it in
+    /// plain text.
+    tls: Option<Result<Acceptor, String>>,
     http1: http1::Builder,
     http2: http2::Builder<StreamExecutor>,
 }
@@ -275,6 +287,12 @@ impl Builders {
             http2_max_concurrent_streams: listen.http2_max_concurrent_streams,
             max_unfinished_header_bytes: listen.max_unfinished_header_bytes,
             stream_idle_timeout: listen.stream_idle_timeout,
+            // The handshake is the first thing a client sends, and as slow-client prone as
+            // a head: it gets a head's time.
+            tls: listen.tls.as_ref().map(|files| {
+                crate::tls::server_config(files)
+                    .map(|config| Acceptor::new(config, listen.header_read_timeout))
+            }),
             http1,
             http2,
         }
@@ -312,7 +330,20 @@ async fn connection(mut serving: Serving, stream: TcpStream, admitted: Admitted)
     if !admitted.spoke() {
         return;
     }
-    serving.serve(stream).await;
+    match serving.builders.tls.clone() {
+        None => serving.serve(stream).await,
+        Some(Ok(acceptor)) => match acceptor.accept(stream).await {
+            Ok(stream) => serving.serve(stream).await,
+            Err(error) => {
+                let closed = &serving.proxy.metrics().connections_closed;
+                closed.tls_handshake.inc();
+                tracing::debug!(%error, "closing a connection whose TLS handshake failed");
+            }
+        },
+        Some(Err(problem)) => {
+            tracing::error!(%problem, "listen.tls cannot be served: closing the connection");
+        }
+    }
     drop(admitted);
 }
 

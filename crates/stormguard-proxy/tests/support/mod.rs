@@ -259,6 +259,7 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
                 instances: instances.iter().map(|a| a.to_string()).collect(),
                 max_in_flight: 1024,
                 protocol: Protocol::Http1,
+                tls: None,
             };
             (name.to_string(), upstream)
         })
@@ -281,6 +282,7 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
             stream_idle_timeout: Duration::from_secs(60),
             request_body_timeout: Duration::from_secs(30),
             access_log: true,
+            tls: None,
         },
         admin: Admin {
             address: "127.0.0.1:0".parse().unwrap(),

@@ -32,6 +32,7 @@ fn listen_admin_and_faults_defaults() {
             stream_idle_timeout: Duration::from_secs(60),
             request_body_timeout: Duration::from_secs(30),
             access_log: true,
+            tls: None,
         }
     );
     assert_eq!(

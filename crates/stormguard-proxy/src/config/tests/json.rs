@@ -26,6 +26,7 @@ fn the_issue_sample_as_json() {
             "stream_idle_timeout": "1m",
             "request_body_timeout": "30s",
             "access_log": true,
+            "tls": null,
         })
     );
     assert_eq!(
@@ -38,6 +39,11 @@ fn the_issue_sample_as_json() {
             "instances": ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"],
             "max_in_flight": 1024,
             "protocol": "http1",
+            "tls": false,
+            "server_name": null,
+            "ca_file": null,
+            "cert_file": null,
+            "key_file": null,
         }})
     );
     assert_eq!(json["faults"], json!({ "enabled": false }));

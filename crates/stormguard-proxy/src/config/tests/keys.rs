@@ -39,6 +39,7 @@ fn the_issue_sample_loads_with_every_value_it_gives() {
             ],
             max_in_flight: 1024,
             protocol: Protocol::Http1,
+            tls: None,
         }
     );
     assert_eq!(config.routes.len(), 1);

@@ -6,6 +6,7 @@ mod errors;
 mod errors_routes;
 mod json;
 mod keys;
+mod tls;
 
 use super::*;
 

@@ -105,8 +105,8 @@ use std::path::{Path, PathBuf};
 pub use graph::{is_settings_file, to_graph, APP};
 pub use json::{to_json, REDACTED};
 pub use model::{
-    AdaptiveTimeoutSpec, Admin, Config, FaultSpec, Faults, Listen, Protocol, Route, RouteMatch,
-    Upstream,
+    AdaptiveTimeoutSpec, Admin, Config, Discovery, Dns, FaultSpec, Faults, Listen, Protocol, Route,
+    RouteMatch, Upstream,
 };
 pub use policy::{hedge_policy, per_try_timeout, route_policy, worst_case_total, PolicyError};
 pub use stormguard_graph::parse::{size, ParseError};

@@ -7,7 +7,8 @@
 //! balancer counts, when neither the route nor its upstream changed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::uri::Authority;
@@ -21,6 +22,7 @@ use tower_layer::Layer;
 
 use super::{RouteEntry, UpstreamSlot};
 use crate::config::{hedge_policy, route_policy, Config, PolicyError, Route, Upstream};
+use crate::discovery::{InstanceSet, RouteInstances};
 use crate::h2_pool::H2Instance;
 use crate::metrics::ProxyMetrics;
 use crate::pool::InstancePool;
@@ -69,13 +71,21 @@ fn request_timeout(route: &Route) -> Duration {
     route.call.request_timeout.unwrap_or(NO_TIMEOUT)
 }
 
-/// The connection pool of each instance, per connect timeout, kept for the life of the proxy:
-/// connections stay warm through a reload, and routes to one instance share its connections.
+/// The connection pool of each instance, per connect timeout, kept while a route's balancer
+/// holds the instance: connections stay warm through a reload, and routes to one instance share
+/// its connections. An instance that left every balancer (DNS no longer lists it) is forgotten
+/// once its last request ends, and its idle connections close with its pool.
 /// Each instance has an HTTP/1.1 pool and an HTTP/2 connection, made when first used.
 #[derive(Default)]
 pub(crate) struct Clients {
-    pools: Mutex<HashMap<PoolKey, InstanceClients>>,
+    pools: Mutex<HashMap<PoolKey, HeldClients>>,
 }
+
+/// An instance's clients, as long as a balancer holds them.
+type HeldClients = (Weak<InstancePool>, Weak<H2Instance>);
+
+/// What [`stack`] builds: the route's service, its latency histogram and its balancer.
+type Built = (RouteService, (Vec<f64>, Histogram), Arc<RouteInstances>);
 
 /// A pool's connect timeout and instance.
 type PoolKey = (Option<Duration>, Authority);
@@ -86,19 +96,54 @@ type InstanceClients = (Arc<InstancePool>, Arc<H2Instance>);
 impl Clients {
     fn get(&self, connect_timeout: Option<Duration>, authority: &Authority) -> InstanceClients {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        pools
-            .entry((connect_timeout, authority.clone()))
-            .or_insert_with(|| {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(connect_timeout);
-                connector.set_nodelay(true);
-                connector.set_keepalive(Some(Duration::from_secs(30)));
-                let http1 = InstancePool::new(authority.clone(), connector.clone(), IDLE_TIMEOUT);
-                let http2 = H2Instance::new(authority.clone(), connector);
-                (Arc::new(http1), Arc::new(http2))
-            })
-            .clone()
+        let key = (connect_timeout, authority.clone());
+        if let Some((http1, http2)) = pools.get(&key) {
+            if let (Some(http1), Some(http2)) = (http1.upgrade(), http2.upgrade()) {
+                return (http1, http2);
+            }
+        }
+        pools.retain(|_, (http1, _)| http1.strong_count() > 0);
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(connect_timeout);
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(30)));
+        let http1 = Arc::new(InstancePool::new(
+            authority.clone(),
+            connector.clone(),
+            IDLE_TIMEOUT,
+        ));
+        let http2 = Arc::new(H2Instance::new(authority.clone(), connector));
+        pools.insert(key, (Arc::downgrade(&http1), Arc::downgrade(&http2)));
+        (http1, http2)
     }
+
+    /// How many instances have pools now (tests: a vanished instance's pool is gone).
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> usize {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.values().filter(|(h, _)| h.strong_count() > 0).count()
+    }
+}
+
+/// Each upstream's [`InstanceSet`] for `config`: the running one where the upstream and `[dns]`
+/// say the same (its last answer and resolver kept), a new one otherwise.
+pub(crate) fn instance_sets(
+    config: &Config,
+    running: &HashMap<String, Arc<InstanceSet>>,
+    metrics: &ProxyMetrics,
+) -> HashMap<String, Arc<InstanceSet>> {
+    config
+        .upstreams
+        .iter()
+        .map(|(name, upstream)| {
+            let old = running.get(name);
+            let set = match old {
+                Some(old) if old.serves(upstream, &config.dns) => old.clone(),
+                _ => InstanceSet::start(name, upstream, &config.dns, old.map(|o| &**o), metrics),
+            };
+            (name.clone(), set)
+        })
+        .collect()
 }
 
 /// The window of a route's latency estimator: long enough for a p99.9 at modest traffic, short
@@ -132,7 +177,8 @@ pub(crate) fn routes(
     config: &Config,
     previous: &[RouteEntry],
     metrics: &ProxyMetrics,
-    clients: &Clients,
+    clients: &Arc<Clients>,
+    sets: &HashMap<String, Arc<InstanceSet>>,
 ) -> Result<Vec<RouteEntry>, BuildError> {
     config
         .routes
@@ -144,14 +190,47 @@ pub(crate) fn routes(
                     upstream: route.upstream.clone(),
                 }
             })?;
+            let set = sets
+                .get(&route.upstream)
+                .expect("a set for every upstream of the config");
             let built_from = BuiltFrom::new(route, upstream);
-            let reused = previous
-                .iter()
-                .find(|old| *old.name == *route.name && old.built_from == built_from);
-            let (service, latency) = match reused {
-                Some(old) => (old.service.clone(), old.latency.clone()),
-                None => stack(route, upstream, metrics, clients)?,
+            let same_name = previous.iter().find(|old| *old.name == *route.name);
+            let reused = same_name.filter(|old| old.built_from == built_from);
+            let (service, latency, instances) = match reused {
+                Some(old) => {
+                    // The upstream is the same; `[dns]` may not be, and the set with it.
+                    let members = set.current();
+                    let names: Vec<String> =
+                        members.iter().map(|m| m.address.to_string()).collect();
+                    let running = old.instances.balance.names();
+                    if running
+                        .iter()
+                        .map(|n| &**n)
+                        .ne(names.iter().map(String::as_str))
+                    {
+                        old.instances.balance.update(
+                            members
+                                .iter()
+                                .map(|m| (m.address.to_string(), old.instances.make(m.address)))
+                                .collect(),
+                        );
+                    }
+                    (
+                        old.service.clone(),
+                        old.latency.clone(),
+                        old.instances.clone(),
+                    )
+                }
+                None => stack(
+                    route,
+                    upstream,
+                    metrics,
+                    clients,
+                    set,
+                    same_name.map(|old| &old.instances.balance),
+                )?,
             };
+            set.follow(&instances);
             let name: Arc<str> = Arc::from(route.name.as_str());
             Ok(RouteEntry {
                 upstream_2xx: metrics.answers(&name, 200, ""),
@@ -159,65 +238,67 @@ pub(crate) fn routes(
                 path_prefix: route.matcher.path_prefix.clone(),
                 host: route.matcher.host.as_deref().map(super::host_key),
                 upstream: UpstreamSlot::new(&route.upstream, upstream.max_in_flight, metrics),
+                upstream_name: route.upstream.clone(),
                 service,
                 fault: route.fault,
                 body_limit: usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX),
                 latency,
                 built_from,
+                instances,
             })
         })
         .collect()
 }
 
-/// A route's stack, outermost first: deadline, retry, hedge (if any), balance over instances.
+/// A route's stack, outermost first: deadline, retry, hedge (if any), balance over the
+/// instances of `set`, following it. `previous` is the balancer of the route this one replaces
+/// (a reload changed the route or its upstream): its instances that stay keep their ejections.
 fn stack(
     route: &Route,
     upstream: &Upstream,
     metrics: &ProxyMetrics,
-    clients: &Clients,
-) -> Result<(RouteService, (Vec<f64>, Histogram)), BuildError> {
+    clients: &Arc<Clients>,
+    set: &InstanceSet,
+    previous: Option<&Balance<Timed>>,
+) -> Result<Built, BuildError> {
     let name = route.name.as_str();
-    if upstream.instances.is_empty() {
-        return Err(BuildError::NoInstances {
-            upstream: route.upstream.clone(),
-        });
-    }
     let timeout = route_timeout(route);
     let latency = metrics.latency(name, timeout);
-    let instances = upstream
-        .instances
-        .iter()
-        .map(|instance| {
-            let authority = instance
-                .parse::<Authority>()
-                .ok()
-                .filter(|a| a.port_u16().is_some())
-                .ok_or_else(|| BuildError::Instance {
-                    upstream: route.upstream.clone(),
-                    instance: instance.clone(),
-                })?;
-            // Without `connect_timeout`, connecting is bounded by the attempt's timeout: the
-            // simulator's bound too, from the same function.
-            let connect = stormguard_graph::policy::connect_timeout(&route.call);
+    // Without `connect_timeout`, connecting is bounded by the attempt's timeout: the
+    // simulator's bound too, from the same function.
+    let connect = stormguard_graph::policy::connect_timeout(&route.call);
+    let make = {
+        let clients = clients.clone();
+        let protocol = upstream.protocol;
+        let histogram = latency.1.clone();
+        move |address: SocketAddr| {
+            let authority = Authority::try_from(address.to_string().as_str())
+                .expect("an ip:port is an authority");
             let (http1, http2) = clients.get(connect, &authority);
-            Ok(Timed::new(
-                http1,
-                http2,
-                upstream.protocol,
-                latency.1.clone(),
-            ))
-        })
-        .collect::<Result<Vec<_>, BuildError>>()?;
+            Timed::new(http1, http2, protocol, histogram.clone())
+        }
+    };
     // Outlier ejection is the balancer's default: an instance that refuses connections gets no
     // first attempts for a second, doubling while it stays dead, so it costs a retry a second
     // rather than most first attempts (a refusing instance has nothing in flight and looks idle).
     // Responses go without an `Instance` extension: on a route that resends, every request
     // carries the list the balancer records its choice in (`balanced` below), which is where the
     // retry layer looks; on the others, nothing reads it. The extension was a map per response.
-    let balance = Balance::new(instances)
-        .observer(metrics.observer.clone())
-        .target(name)
-        .without_instance_extension();
+    let instances = Arc::new(RouteInstances::new(
+        &set.current(),
+        Box::new(make),
+        |named| {
+            let balance = Balance::named(named)
+                .observer(metrics.observer.clone())
+                .target(name)
+                .without_instance_extension();
+            match previous {
+                Some(previous) => balance.carry(previous),
+                None => balance,
+            }
+        },
+    ));
+    let balance = instances.balance.clone();
     let body_limit = usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX);
     let mut policy = route_policy(route)?;
     if policy.idempotent == Some(true) {
@@ -273,5 +354,23 @@ fn stack(
             RouteService::Hedged(deadline.layer(retry.layer(hedge.layer(balance))))
         }
     };
-    Ok((service, latency))
+    Ok((service, latency, instances))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instances_pool_lives_as_long_as_a_balancer_holds_it() {
+        let clients = Clients::default();
+        let authority: Authority = "127.0.0.1:9".parse().unwrap();
+        let held = clients.get(None, &authority);
+        let again = clients.get(None, &authority);
+        assert!(Arc::ptr_eq(&held.0, &again.0), "one pool, shared");
+        assert_eq!(clients.live(), 1);
+        drop((held, again));
+        // The instance left every balancer: its pool, and its idle connections, are gone.
+        assert_eq!(clients.live(), 0);
+    }
 }

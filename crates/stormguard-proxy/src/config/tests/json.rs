@@ -35,11 +35,13 @@ fn the_issue_sample_as_json() {
         json["upstreams"],
         json!({ "api": {
             "instances": ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"],
+            "discovery": null,
             "max_in_flight": 1024,
             "protocol": "http1",
         }})
     );
     assert_eq!(json["faults"], json!({ "enabled": false }));
+    assert_eq!(json["dns"], json!({ "servers": [], "refresh": "5s" }));
     let route = &json["routes"][0];
     assert_eq!(
         route,
@@ -182,5 +184,8 @@ fn the_same_settings_always_dump_to_the_same_text() {
         .keys()
         .cloned()
         .collect();
-    assert_eq!(top, ["admin", "faults", "listen", "routes", "upstreams"]);
+    assert_eq!(
+        top,
+        ["admin", "dns", "faults", "listen", "routes", "upstreams"]
+    );
 }

@@ -127,12 +127,35 @@ impl Clients {
 
 /// Each upstream's [`InstanceSet`] for `config`: the running one where the upstream and `[dns]`
 /// say the same (its last answer and resolver kept), a new one otherwise.
+///
+/// # Errors
+/// An upstream (built by hand, not parsed) with no instance and no discovery, or with an
+/// instance that is not `host:port`: refused before any set starts resolving.
 pub(crate) fn instance_sets(
     config: &Config,
     running: &HashMap<String, Arc<InstanceSet>>,
     metrics: &ProxyMetrics,
-) -> HashMap<String, Arc<InstanceSet>> {
-    config
+) -> Result<HashMap<String, Arc<InstanceSet>>, BuildError> {
+    for (name, upstream) in &config.upstreams {
+        if upstream.instances.is_empty() && upstream.discovery.is_none() {
+            return Err(BuildError::NoInstances {
+                upstream: name.clone(),
+            });
+        }
+        for instance in &upstream.instances {
+            let valid = instance
+                .parse::<Authority>()
+                .ok()
+                .is_some_and(|a| a.port_u16().is_some_and(|port| port != 0));
+            if !valid {
+                return Err(BuildError::Instance {
+                    upstream: name.clone(),
+                    instance: instance.clone(),
+                });
+            }
+        }
+    }
+    Ok(config
         .upstreams
         .iter()
         .map(|(name, upstream)| {
@@ -143,7 +166,7 @@ pub(crate) fn instance_sets(
             };
             (name.clone(), set)
         })
-        .collect()
+        .collect())
 }
 
 /// The window of a route's latency estimator: long enough for a p99.9 at modest traffic, short

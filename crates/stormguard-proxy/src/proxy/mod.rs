@@ -205,7 +205,7 @@ impl Proxy {
     pub fn new(config: Config, registry: &mut Registry) -> Result<Proxy, BuildError> {
         let metrics = ProxyMetrics::register(registry);
         let clients = Arc::new(Clients::default());
-        let sets = build::instance_sets(&config, &HashMap::new(), &metrics);
+        let sets = build::instance_sets(&config, &HashMap::new(), &metrics)?;
         let routes = build::routes(&config, &[], &metrics, &clients, &sets)?;
         let generation = Generation {
             number: 1,
@@ -254,7 +254,7 @@ impl Proxy {
         }
         let sets = {
             let running = self.inner.sets.lock().unwrap_or_else(|e| e.into_inner());
-            build::instance_sets(&config, &running, &self.inner.metrics)
+            build::instance_sets(&config, &running, &self.inner.metrics)?
         };
         let routes = build::routes(
             &config,

@@ -1,7 +1,7 @@
 //! The admin endpoint: where operators read what the proxy runs and how it does, and ask for a
 //! reload.
 //!
-//! ## Why these four
+//! ## Why these five
 //! - `GET /metrics`: the data path's and the reloads' metrics, in the Prometheus text format
 //!   prometheus-client writes (OpenMetrics), from the one registry they all share.
 //! - `GET /config`: the running settings as JSON with every default filled in
@@ -9,6 +9,9 @@
 //!   anyone can discover what a timeout really is and which edit is live.
 //! - `GET /healthz`: `200 ok` while serving, `503 draining` once SIGTERM started the drain, so a
 //!   load balancer stops sending before the listener closes.
+//! - `GET /instances`: each route's instances as its balancer has them now, by address (`ip:port`
+//!   and the host name it was resolved from), with whether each is ejected and its requests in
+//!   flight: what DNS discovery found, and which instances outlier detection left out.
 //! - `POST /reload`: reload the file now; `200 {"generation": N}`, or `422` with the error
 //!   (`file:line:column: key: message`) and the generation that stays.
 //!
@@ -183,12 +186,13 @@ impl AdminServer {
             "/metrics" if read => self.metrics(),
             "/config" if read => self.config(),
             "/healthz" if read => self.healthz(),
+            "/instances" if read => self.instances(),
             "/reload" if method == Method::POST => self.reload().await,
-            "/metrics" | "/config" | "/healthz" => not_allowed("GET, HEAD"),
+            "/metrics" | "/config" | "/healthz" | "/instances" => not_allowed("GET, HEAD"),
             "/reload" => not_allowed("POST"),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: the admin endpoint has GET /metrics, GET /config, GET /healthz and POST /reload\n",
+                "not found: the admin endpoint has GET /metrics, GET /config, GET /healthz, GET /instances and POST /reload\n",
             ),
         }
     }
@@ -212,6 +216,30 @@ impl AdminServer {
         let generation = target.generation();
         let json = config_json(&target.config(), generation, self.reloader.path());
         json_answer(StatusCode::OK, &json)
+    }
+
+    fn instances(&self) -> Response<Full<Bytes>> {
+        let routes: serde_json::Map<String, serde_json::Value> = self
+            .reloader
+            .target()
+            .instances()
+            .into_iter()
+            .map(|(route, instances)| {
+                let instances = instances
+                    .into_iter()
+                    .map(|i| {
+                        json!({
+                            "address": i.address,
+                            "host": i.host,
+                            "ejected": i.ejected,
+                            "in_flight": i.in_flight,
+                        })
+                    })
+                    .collect();
+                (route, serde_json::Value::Array(instances))
+            })
+            .collect();
+        json_answer(StatusCode::OK, &json!({ "routes": routes }))
     }
 
     fn healthz(&self) -> Response<Full<Bytes>> {

@@ -37,6 +37,7 @@ mod access_log;
 pub mod admin;
 mod answer;
 pub mod config;
+mod discovery;
 mod fault;
 mod forward;
 mod h2_pool;
@@ -55,7 +56,7 @@ mod tls;
 pub use access_log::ACCESS_LOG_TARGET;
 pub use answer::{ATTEMPTS_HEADER, REASON_HEADER};
 pub use fault::{ABORT_HEADER as FAULT_ABORT_HEADER, DELAY_HEADER as FAULT_DELAY_HEADER};
-pub use proxy::{BuildError, Proxy};
+pub use proxy::{BuildError, InstanceStatus, Proxy};
 pub use server::serve;
 #[doc(hidden)]
 pub use server::serve_connection;

@@ -120,6 +120,14 @@ pub(crate) struct ProxyMetrics {
     pub(crate) connections_limited: Counter,
     /// Client connections closed to protect the others.
     pub(crate) connections_closed: ConnectionsClosed,
+    /// DNS resolutions of upstream host names, by upstream and result.
+    dns: Family<DnsLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DnsLabels {
+    upstream: String,
+    result: &'static str,
 }
 
 impl ProxyMetrics {
@@ -137,6 +145,7 @@ impl ProxyMetrics {
             connections: Gauge::default(),
             connections_limited: Counter::default(),
             connections_closed: ConnectionsClosed::new(&closed),
+            dns: Family::default(),
         };
         registry.register(
             "stormguard_proxy_requests",
@@ -173,8 +182,21 @@ impl ProxyMetrics {
             "Client connections the proxy closed to protect the others, by reason: first-byte-timeout (a connection sent nothing within listen.first_byte_timeout), silent-at-limit (one that had sent nothing was closed to admit a new one at listen.max_connections), stream-resets (an HTTP/2 client reset most streams it opened before their answer and was sent GOAWAY), header-budget (an unfinished request head would have taken all of them past listen.max_unfinished_header_bytes), tls-handshake (with listen.tls, a client's handshake failed or took longer than listen.header_read_timeout: a client that does not trust the certificate, or speaks plain text to the TLS port). A steady rate of any is a client that misbehaves or an attack: find the clients in the logs; header-budget under normal traffic means the budget is too small for the clients' heads",
             closed,
         );
+        registry.register(
+            "stormguard_proxy_dns_resolutions",
+            "Resolutions of upstream host names (discovery, names in instances), by upstream and result: ok, or failed (no answer, no address, more than 256 addresses), when the proxy keeps the instances of the last good answer. A steady failed rate means the instances no longer follow DNS: check [dns] servers and the name",
+            metrics.dns.clone(),
+        );
         registry.register_collector(Box::new(metrics.latency.clone()));
         metrics
+    }
+
+    /// The counter of `upstream`'s DNS resolutions with `result` (`ok`, `failed`).
+    pub(crate) fn dns_resolutions(&self, upstream: &str, result: &'static str) -> Counter {
+        self.dns.get_or_create_owned(&DnsLabels {
+            upstream: upstream.to_string(),
+            result,
+        })
     }
 
     /// Counts one answer to a client.

@@ -84,6 +84,11 @@ pub trait Reloadable: Send + Sync + 'static {
     fn generation(&self) -> u64;
     /// The running settings.
     fn config(&self) -> Arc<Config>;
+    /// Each route's instances now, by address, for `GET /instances`; none by default (a
+    /// target without a data path).
+    fn instances(&self) -> Vec<(String, Vec<crate::InstanceStatus>)> {
+        Vec::new()
+    }
 }
 
 /// Why a reload changed nothing.
@@ -132,6 +137,15 @@ impl Reloadable for crate::Proxy {
 
     fn config(&self) -> Arc<Config> {
         crate::Proxy::config(self)
+    }
+
+    fn instances(&self) -> Vec<(String, Vec<crate::InstanceStatus>)> {
+        let config = crate::Proxy::config(self);
+        config
+            .routes
+            .iter()
+            .filter_map(|route| Some((route.name.clone(), self.instances(&route.name)?)))
+            .collect()
     }
 }
 

@@ -200,6 +200,14 @@ async fn over_the_real_proxy_one_registry_shows_every_metric_and_a_reload_takes(
         "{text}"
     );
     assert!(text.contains("stormguard_config_generation 2"), "{text}");
+    let (status, _, shown) = request(addr, &get("/instances", "")).await;
+    assert_eq!(status, 200, "{shown}");
+    let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let address = proxy.config().upstreams["api"].instances[0].clone();
+    assert_eq!(
+        json["routes"]["api"],
+        serde_json::json!([{ "address": address, "host": null, "ejected": false, "in_flight": 0 }])
+    );
     std::fs::remove_file(&path).unwrap();
 }
 

@@ -53,6 +53,24 @@ const TABLES: &[Table] = &[
         policy: false,
     },
     Table {
+        heading: "discovery",
+        base: concat!(
+            "[upstreams.api]\ndiscovery = { dns = \"api.internal:80\" }\n[[routes]]\n",
+            "name = \"api\"\nupstream = \"api\"\ntimeout = \"2s\"\n"
+        ),
+        path: &["upstreams", "api", "discovery"],
+        policy: false,
+    },
+    Table {
+        heading: "[dns]",
+        base: concat!(
+            "[upstreams.api]\ninstances = [\"127.0.0.1:9001\"]\n[[routes]]\nname = \"api\"\n",
+            "upstream = \"api\"\ntimeout = \"2s\"\n[dns]\n"
+        ),
+        path: &["dns"],
+        policy: false,
+    },
+    Table {
         heading: "[[routes]]",
         base: SETTINGS,
         path: &["routes", "0"],

@@ -319,6 +319,17 @@ pub const BODY_TIMER: ValueRange = ValueRange {
     ],
 };
 
+/// How often the proxy resolves an upstream's host names again.
+pub const DNS_REFRESH: ValueRange = ValueRange {
+    subject: "a DNS refresh",
+    bounds: Bounds::Duration(Duration::from_millis(100), HOUR),
+    below: "a name resolved more than ten times a second loads the DNS server for nothing: \
+            no deployment moves instances that fast",
+    above: "a set of instances an hour old sends requests to pods long gone and none to the \
+            new ones",
+    keys: &[at("[dns]", "refresh"), at("discovery", "refresh")],
+};
+
 /// The longest run of `sim`: a scenario's `duration`, and `--duration`.
 pub const RUN_LENGTH: ValueRange = ValueRange {
     subject: "a simulated run",
@@ -663,6 +674,7 @@ pub const RANGES: &[&ValueRange] = &[
     &ADDED,
     &CONNECTION_TIMER,
     &BODY_TIMER,
+    &DNS_REFRESH,
     &BACKOFF_DELAY,
     &HEDGE_DELAY,
     &RUN_LENGTH,

@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use stormguard_graph::parse::locate::{KeyPath, Lines};
 use stormguard_graph::parse::ranges::{
-    ValueRange, ADDED, BODY, BODY_TIMER, CONNECTIONS, CONNECTION_TIMER, HEAD, HEADERS, HEAD_BUDGET,
-    STREAMS,
+    ValueRange, ADDED, BODY, BODY_TIMER, CONNECTIONS, CONNECTION_TIMER, DNS_REFRESH, HEAD, HEADERS,
+    HEAD_BUDGET, STREAMS,
 };
 use stormguard_graph::parse::values::ValueReader;
 use stormguard_graph::parse::ParseError;
 use toml::Spanned;
 
-use super::model::{Admin, Config, Faults, Listen};
-use super::raw::{RawAdmin, RawConfig, RawListen, Scalar};
+use super::model::{Admin, Config, Dns, Faults, Listen};
+use super::raw::{RawAdmin, RawConfig, RawDns, RawListen, Scalar};
 use super::size;
 
 /// Where the proxy listens when the file does not say: loopback, so that a proxy started
@@ -29,6 +29,12 @@ use super::size;
 pub(super) const LISTEN_ADDRESS: &str = "127.0.0.1:8080";
 /// Where the admin server listens when the file does not say (Envoy's admin port).
 pub(super) const ADMIN_ADDRESS: &str = "127.0.0.1:9901";
+/// How often a host name is resolved again: Envoy's `dns_refresh_rate`. A Kubernetes pod that
+/// goes away is out of the balance within 5 s, and a DNS server sees one query per name per
+/// 5 s per proxy.
+const DNS_REFRESH_DEFAULT: Duration = Duration::from_secs(5);
+/// Name servers in `[dns] servers`: resolv.conf's `MAXNS`.
+const MAX_DNS_SERVERS: usize = 3;
 /// Client connections at once. A sidecar serves one service's callers, rarely more than a few
 /// hundred connections; 10,000 leaves room for any of them while bounding memory (a connection
 /// holds some tens of KiB of buffers) to a few hundred MiB, where an unbounded listener is
@@ -100,12 +106,13 @@ impl<'a> Converter<'a> {
                 .map_or(admin.span().start, |address| address.span().start)
         });
         let admin = self.admin(raw.admin)?;
+        let dns = self.dns(raw.dns)?;
         let upstreams = raw
             .upstreams
             .into_iter()
             .map(|(name, upstream)| {
                 let path = root.key("upstreams").key(&name);
-                Ok((name, self.upstream(upstream, &path)?))
+                Ok((name, self.upstream(upstream, &path, dns.refresh)?))
             })
             .collect::<Result<BTreeMap<_, _>, ParseError>>()?;
         if raw.routes.is_empty() {
@@ -163,6 +170,52 @@ impl<'a> Converter<'a> {
             upstreams,
             routes,
             faults,
+            dns,
+        })
+    }
+
+    /// `[dns]`: the name servers (each an `ip:port`, at most [`MAX_DNS_SERVERS`]) and the
+    /// refresh of host names in `instances`.
+    fn dns(&self, raw: Option<Spanned<RawDns>>) -> Result<Dns, ParseError> {
+        let path = &KeyPath::default().key("dns");
+        let raw = raw.map(Spanned::into_inner).unwrap_or_default();
+        let mut servers = Vec::new();
+        if let Some(list) = raw.servers {
+            if list.get_ref().len() > MAX_DNS_SERVERS {
+                return Err(self.error(
+                    list.span().start,
+                    &path.key("servers"),
+                    format!(
+                        "{} name servers: at most {MAX_DNS_SERVERS}, as resolv.conf allows; \
+                         a resolver asks them in turn, and more only slows a failure",
+                        list.get_ref().len()
+                    ),
+                ));
+            }
+            for (i, server) in list.into_inner().into_iter().enumerate() {
+                let address = server.get_ref().parse::<SocketAddr>().map_err(|_| {
+                    self.error(
+                        server.span().start,
+                        &path.key("servers").index(i),
+                        format!(
+                            "{:?} is not a name server address: write an IP address and \
+                             port, e.g. \"10.96.0.10:53\" or \"[::1]:53\"",
+                            server.get_ref()
+                        ),
+                    )
+                })?;
+                servers.push(address);
+            }
+        }
+        Ok(Dns {
+            servers,
+            refresh: self.duration_or(
+                raw.refresh.as_ref(),
+                path,
+                "refresh",
+                &DNS_REFRESH,
+                DNS_REFRESH_DEFAULT,
+            )?,
         })
     }
 

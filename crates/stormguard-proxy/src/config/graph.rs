@@ -69,7 +69,11 @@ pub fn to_graph(config: &Config) -> Graph {
             .entry(route.upstream.clone())
             .or_insert_with(|| Service {
                 name: route.upstream.clone(),
-                instances: u32::try_from(upstream.instances.len()).unwrap_or(u32::MAX),
+                // A discovered upstream has as many instances as DNS says when it runs: the
+                // graph judges it as one, the case where a retry has nowhere else to go.
+                instances: u32::try_from(upstream.instances.len())
+                    .unwrap_or(u32::MAX)
+                    .max(1),
                 ..service(&route.upstream, route.call.span)
             });
     }

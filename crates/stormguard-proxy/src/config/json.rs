@@ -57,6 +57,10 @@ pub fn to_json(config: &Config) -> Value {
             .map(|r| route(r, config.faults.enabled))
             .collect::<Vec<_>>(),
         "faults": { "enabled": config.faults.enabled },
+        "dns": {
+            "servers": config.dns.servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "refresh": duration(config.dns.refresh),
+        },
     })
 }
 
@@ -90,6 +94,10 @@ fn upstream(upstream: &Upstream) -> Value {
     let client = tls.and_then(|tls| tls.client_cert.as_ref());
     json!({
         "instances": upstream.instances,
+        "discovery": upstream.discovery.as_ref().map(|d| json!({
+            "dns": format!("{}:{}", d.host, d.port),
+            "refresh": duration(d.refresh),
+        })),
         "max_in_flight": upstream.max_in_flight,
         "protocol": upstream.protocol.as_str(),
         "tls": tls.is_some(),

@@ -29,8 +29,13 @@
 //! address = "127.0.0.1:9901"      # default; a non-loopback address needs a token
 //! # token = "..."
 //!
+//! [dns]
+//! # servers = ["10.96.0.10:53"]   # default: the system's (/etc/resolv.conf)
+//! refresh = "5s"                  # default; how often upstream host names are resolved again
+//!
 //! [upstreams.api]
-//! instances = ["127.0.0.1:9001"]  # required, "host:port" each
+//! instances = ["127.0.0.1:9001"]  # required, "host:port" each; a host name's every address is one
+//! # discovery = { dns = "api.default.svc.cluster.local:8080", refresh = "5s" }  # or this instead
 //! max_in_flight = 1024            # default
 //! protocol = "http1"              # default; "http2" for h2c services (gRPC always goes over HTTP/2)
 //!
@@ -84,8 +89,9 @@
 //! timers 1 ms to 1 h, `max_request_body` at most 1 GiB, `max_connections` at most 100,000, and
 //! so on), with the range and why; `connect_timeout` above `timeout`; an adaptive `max` above
 //! `timeout`; both `retry_budget` and `token_bucket`; instances that are not `host:port`, or
-//! listed twice; an admin address that is not loopback without a token; listen and admin on the
-//! same address.
+//! listed twice; both `instances` and `discovery`, a `discovery` name that is an address, a
+//! `[dns]` server that is not `ip:port` (or more than 3), a `refresh` outside 100 ms to 1 h; an
+//! admin address that is not loopback without a token; listen and admin on the same address.
 //!
 //! A route's `fault` is accepted while `[faults] enabled = false`, and does nothing (`/config`
 //! shows it with `"active": false`): `enabled` is the kill switch, and a kill switch that made
@@ -107,8 +113,8 @@ use std::path::{Path, PathBuf};
 pub use graph::{is_settings_file, to_graph, APP};
 pub use json::{to_json, REDACTED};
 pub use model::{
-    AdaptiveTimeoutSpec, Admin, CertAndKey, Config, FaultSpec, Faults, Listen, PemFile, Protocol,
-    Route, RouteMatch, Upstream, UpstreamTls,
+    AdaptiveTimeoutSpec, Admin, CertAndKey, Config, Discovery, Dns, FaultSpec, Faults, Listen,
+    PemFile, Protocol, Route, RouteMatch, Upstream, UpstreamTls,
 };
 pub use policy::{hedge_policy, per_try_timeout, route_policy, worst_case_total, PolicyError};
 pub use stormguard_graph::parse::{size, ParseError};

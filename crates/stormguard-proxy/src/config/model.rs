@@ -44,6 +44,36 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Whether fault injection (route `fault` keys and the fault headers) is on.
     pub faults: Faults,
+    /// How upstream host names are resolved.
+    pub dns: Dns,
+}
+
+/// `[dns]`: where and how often the proxy resolves the host names of upstreams (`discovery`,
+/// and names in `instances`).
+///
+/// Every A and AAAA record of a name is an instance, as Envoy's `STRICT_DNS` cluster does: a
+/// Kubernetes headless service or a round-robin name lists its pods, and the proxy balances
+/// over them and follows them as they change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dns {
+    /// The name servers to ask (`ip:port`); empty: the system's (`/etc/resolv.conf`). For a
+    /// sidecar whose pod resolves through a different server, and for tests.
+    pub servers: Vec<SocketAddr>,
+    /// How often a host name in `instances` is resolved again, and `discovery`'s default
+    /// (5 s, Envoy's `dns_refresh_rate`).
+    pub refresh: Duration,
+}
+
+/// `discovery = { dns = "host:port", refresh = "5s" }`: an upstream whose instances are every
+/// address a name resolves to, resolved again every `refresh`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Discovery {
+    /// The name, without port.
+    pub host: String,
+    /// The instances' port.
+    pub port: u16,
+    /// How often the name is resolved again.
+    pub refresh: Duration,
 }
 
 impl Config {
@@ -160,8 +190,11 @@ pub struct Admin {
 /// One upstream service: its instances and how much it may be sent at once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Upstream {
-    /// `host:port` of each instance, in file order.
+    /// `host:port` of each instance, in file order (empty with `discovery`). A host name is
+    /// resolved every `[dns] refresh`, each of its addresses an instance.
     pub instances: Vec<String>,
+    /// Instances found by DNS instead of listed; exclusive with `instances`.
+    pub discovery: Option<Discovery>,
     /// Requests in flight to this upstream beyond which the proxy answers 503 at once with
     /// `Retry-After` (default 1024): load shedding that keeps memory bounded.
     pub max_in_flight: u32,

@@ -29,6 +29,14 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
     pub faults: Option<Spanned<RawFaults>>,
+    pub dns: Option<Spanned<RawDns>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    pub servers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub refresh: Option<Spanned<Scalar>>,
 }
 
 /// `[listen]`.
@@ -76,6 +84,7 @@ pub(super) struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
     pub instances: Option<Spanned<Vec<Spanned<String>>>>,
+    pub discovery: Option<Spanned<RawDiscovery>>,
     pub max_in_flight: Option<Spanned<u32>>,
     pub protocol: Option<Spanned<String>>,
     // TLS to the instances (issue 15): src/config/tls.rs reads them.
@@ -88,6 +97,13 @@ pub(super) struct RawUpstream {
 
 /// `[[routes]]`: a graph call's policy keys (the tables read by `stormguard_graph::parse::keys`)
 /// plus the proxy's own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDiscovery {
+    pub dns: Option<Spanned<String>>,
+    pub refresh: Option<Spanned<Scalar>>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {

@@ -1,31 +1,73 @@
 //! `[upstreams.NAME]`: the instances a route may send to, and how much at once.
 //!
-//! Instances are checked for shape only (`host:port`, each once); names are resolved when the
-//! proxy connects, so that a reload does not depend on DNS being up.
+//! Instances are checked for shape only (`host:port`, each once); host names are resolved by
+//! the proxy as it runs, every `[dns] refresh`, so that a reload does not depend on DNS being
+//! up. `discovery = { dns = "host:port", refresh }` names the instances by one host name
+//! instead of a list; the two are exclusive, so a file says one thing about where requests go.
 
+use std::time::Duration;
 use stormguard_graph::parse::locate::KeyPath;
-use stormguard_graph::parse::ranges::IN_FLIGHT;
+
+use stormguard_graph::parse::ranges::{DNS_REFRESH, IN_FLIGHT};
 use stormguard_graph::parse::ParseError;
 use toml::Spanned;
 
 use super::convert::Converter;
-use super::model::{Protocol, Upstream};
-use super::raw::RawUpstream;
+use super::model::{Discovery, Protocol, Upstream};
+use super::raw::{RawDiscovery, RawUpstream};
 
 impl Converter<'_> {
     pub(super) fn upstream(
         &self,
         raw: Spanned<RawUpstream>,
         path: &KeyPath,
+        default_refresh: Duration,
     ) -> Result<Upstream, ParseError> {
         let offset = raw.span().start;
         let mut raw = raw.into_inner();
+        let discovery = match raw.discovery.take() {
+            Some(discovery) => {
+                if let Some(instances) = &raw.instances {
+                    return Err(self.error(
+                        instances.span().start,
+                        &path.key("instances"),
+                        "an upstream takes either instances or discovery, not both: discovery \
+                         finds every instance by DNS; list none, or drop discovery",
+                    ));
+                }
+                Some(self.discovery(discovery, &path.key("discovery"), default_refresh)?)
+            }
+            None => None,
+        };
+        let max_in_flight = self.whole_or(
+            raw.max_in_flight.as_ref(),
+            path,
+            "max_in_flight",
+            &IN_FLIGHT,
+            1024,
+        )?;
+        let protocol = match &raw.protocol {
+            Some(protocol) => self.protocol(protocol, path)?,
+            None => Protocol::default(),
+        };
+        if let Some(discovery) = discovery {
+            // With TLS, discovered instances' certificates are checked against the name they
+            // were found by (a host name, as the parser checked), or `server_name`.
+            return Ok(Upstream {
+                tls: self.upstream_tls(&raw, &[], path)?,
+                instances: Vec::new(),
+                discovery: Some(discovery),
+                max_in_flight,
+                protocol,
+            });
+        }
         let Some(instances) = raw.instances.take() else {
             return Err(self.error(
                 offset,
                 &path.key("instances"),
                 "missing: list the upstream's instances as \"host:port\" strings, e.g. \
-                 instances = [\"127.0.0.1:9001\", \"127.0.0.1:9002\"]",
+                 instances = [\"127.0.0.1:9001\", \"127.0.0.1:9002\"], or find them by DNS \
+                 with discovery = { dns = \"api.internal:8080\" }",
             ));
         };
         let instances_offset = instances.span().start;
@@ -81,17 +123,56 @@ impl Converter<'_> {
         Ok(Upstream {
             tls: self.upstream_tls(&raw, &schemes, path)?,
             instances: seen,
-            max_in_flight: self.whole_or(
-                raw.max_in_flight.as_ref(),
+            discovery: None,
+            max_in_flight,
+            protocol,
+        })
+    }
+
+    /// `discovery = { dns = "host:port", refresh = "5s" }`.
+    fn discovery(
+        &self,
+        raw: Spanned<RawDiscovery>,
+        path: &KeyPath,
+        default_refresh: Duration,
+    ) -> Result<Discovery, ParseError> {
+        let offset = raw.span().start;
+        let raw = raw.into_inner();
+        let Some(dns) = raw.dns else {
+            return Err(self.error(
+                offset,
+                &path.key("dns"),
+                "missing: name the host and port to resolve, e.g. discovery = { dns = \
+                 \"api.default.svc.cluster.local:8080\" }",
+            ));
+        };
+        let problem = check_instance(dns.get_ref()).err().or_else(|| {
+            let (host, _) = dns.get_ref().rsplit_once(':')?;
+            let literal = host.parse::<std::net::Ipv4Addr>().is_ok() || host.starts_with('[');
+            literal.then_some("it is an address, not a name: list it in instances instead")
+        });
+        if let Some(problem) = problem {
+            return Err(self.error(
+                dns.span().start,
+                &path.key("dns"),
+                format!(
+                    "{:?} is not a host name and port: {problem}; use \"host:port\", e.g. \
+                     \"api.default.svc.cluster.local:8080\"",
+                    dns.get_ref()
+                ),
+            ));
+        }
+        let (host, port) = dns.get_ref().rsplit_once(':').expect("checked: host:port");
+        Ok(Discovery {
+            host: host.to_string(),
+            port: port.parse().expect("checked: a port"),
+            refresh: self.duration_or(
+                raw.refresh.as_ref(),
                 path,
-                "max_in_flight",
-                &IN_FLIGHT,
-                1024,
+                "refresh",
+                &DNS_REFRESH,
+                default_refresh,
             )?,
-            protocol: match &raw.protocol {
-                Some(protocol) => self.protocol(protocol, path)?,
-                None => Protocol::default(),
-            },
         })
     }
 

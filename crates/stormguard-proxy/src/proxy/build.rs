@@ -7,7 +7,7 @@
 //! balancer counts, when neither the route nor its upstream changed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::uri::Authority;
@@ -24,6 +24,7 @@ use super::{RouteEntry, UpstreamSlot};
 use crate::config::{
     hedge_policy, route_policy, Config, PolicyError, Route, Upstream, UpstreamTls,
 };
+use crate::discovery::{InstanceSet, Member, RouteInstances};
 use crate::h2_pool::H2Instance;
 use crate::metrics::{ConnectFailures, ProxyMetrics};
 use crate::pool::InstancePool;
@@ -86,18 +87,69 @@ fn request_timeout(route: &Route) -> Duration {
 }
 
 /// The connection pool of each instance, per upstream, connect timeout and TLS settings, kept
-/// for the life of the proxy: connections stay warm through a reload, and routes to one
-/// instance share its connections.
+/// while a route's balancer holds the instance: connections stay warm through a reload, and
+/// routes to one instance share its connections. An instance that left every balancer (DNS no
+/// longer lists it) is forgotten once its last request ends, and its idle connections close with
+/// its pool.
 /// Each instance has an HTTP/1.1 pool and an HTTP/2 connection, made when first used.
 #[derive(Default)]
 pub(crate) struct Clients {
-    pools: Mutex<HashMap<PoolKey, InstanceClients>>,
+    pools: Mutex<HashMap<PoolKey, HeldClients>>,
 }
 
-/// A pool's upstream (whose connect failures it counts), connect timeout, instance and TLS
+/// An instance's clients, as long as a balancer holds them.
+type HeldClients = (Weak<InstancePool>, Weak<H2Instance>);
+
+/// What [`stack`] builds: the route's service, its latency histogram and its balancer.
+type Built = (RouteService, (Vec<f64>, Histogram), Arc<RouteInstances>);
+
+/// A pool's upstream (whose connect failures it counts), connect timeout, instance, TLS
 /// settings (with the files' contents, so that a renewed client certificate or CA gets new
-/// connections).
-type PoolKey = (String, Option<Duration>, Authority, Option<UpstreamTls>);
+/// connections) and the name its certificate is checked against.
+type PoolKey = (
+    String,
+    Option<Duration>,
+    Authority,
+    Option<UpstreamTls>,
+    Option<String>,
+);
+
+/// An upstream's TLS: its settings, and the client configurations made of them once per route
+/// build (so that an instance that joins by DNS needs nothing that can fail).
+pub(crate) struct TlsClient {
+    settings: UpstreamTls,
+    http1: Arc<rustls::ClientConfig>,
+    h2: Arc<rustls::ClientConfig>,
+}
+
+impl TlsClient {
+    /// The client configurations of `settings`.
+    ///
+    /// # Errors
+    /// A CA or client certificate that does not load (settings built by hand; the parser
+    /// refuses them first).
+    fn new(settings: &UpstreamTls) -> Result<Self, String> {
+        Ok(TlsClient {
+            settings: settings.clone(),
+            http1: crate::tls::client_config(settings, Alpn::Http1)?,
+            h2: crate::tls::client_config(settings, Alpn::H2)?,
+        })
+    }
+
+    /// The name an instance's certificate must carry: `server_name`, else the host name the
+    /// instance was listed or discovered by, else its address (which a certificate may carry
+    /// as an IP address; the parser asks for `server_name` there).
+    fn server_name(&self, member: &Member) -> ServerName<'static> {
+        let host = self
+            .settings
+            .server_name
+            .as_deref()
+            .or(member.host.as_deref())
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string());
+        host.and_then(|h| ServerName::try_from(h).ok())
+            .unwrap_or_else(|| ServerName::IpAddress(member.address.ip().into()))
+    }
+}
 
 /// An instance's HTTP/1.1 pool and HTTP/2 connection.
 type InstanceClients = (Arc<InstancePool>, Arc<H2Instance>);
@@ -107,61 +159,110 @@ impl Clients {
         &self,
         upstream: &str,
         connect_timeout: Option<Duration>,
-        authority: &Authority,
-        tls: Option<&UpstreamTls>,
+        member: &Member,
+        tls: Option<&TlsClient>,
         failures: &Arc<ConnectFailures>,
-    ) -> Result<InstanceClients, String> {
+    ) -> InstanceClients {
+        let authority = Authority::try_from(member.address.to_string().as_str())
+            .expect("an ip:port is an authority");
+        let name = tls.map(|tls| tls.server_name(member));
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let key = (
             upstream.to_string(),
             connect_timeout,
             authority.clone(),
-            tls.cloned(),
+            tls.map(|tls| tls.settings.clone()),
+            name.as_ref().map(|n| n.to_str().into_owned()),
         );
-        if let Some(clients) = pools.get(&key) {
-            return Ok(clients.clone());
+        if let Some((http1, http2)) = pools.get(&key) {
+            if let (Some(http1), Some(http2)) = (http1.upgrade(), http2.upgrade()) {
+                return (http1, http2);
+            }
         }
+        pools.retain(|_, (http1, _)| http1.strong_count() > 0);
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(connect_timeout);
         tcp.set_nodelay(true);
         tcp.set_keepalive(Some(Duration::from_secs(30)));
-        let (http1, http2) = match tls {
-            None => (Connector::plain(tcp.clone()), Connector::plain(tcp)),
-            Some(tls) => {
+        let (http1, http2) = match (tls, name) {
+            (Some(tls), Some(name)) => {
                 // The certificate names the upstream, not the address connected to.
-                let host = tls.server_name.clone().unwrap_or_else(|| {
-                    let host = authority.host();
-                    host.trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .to_string()
-                });
-                let name = ServerName::try_from(host)
-                    .map_err(|e| format!("not a name a certificate can carry: {e}"))?;
-                let connector = |alpn| {
-                    let config = crate::tls::client_config(tls, alpn)?;
-                    let name = name.clone();
-                    Ok::<_, String>(Connector::tls(
+                let connector = |config: &Arc<rustls::ClientConfig>, alpn| {
+                    Connector::tls(
                         tcp.clone(),
-                        config,
-                        name,
+                        config.clone(),
+                        name.clone(),
                         alpn,
                         connect_timeout,
-                    ))
+                    )
                 };
-                (connector(Alpn::Http1)?, connector(Alpn::H2)?)
+                (
+                    connector(&tls.http1, Alpn::Http1),
+                    connector(&tls.h2, Alpn::H2),
+                )
             }
+            _ => (Connector::plain(tcp.clone()), Connector::plain(tcp)),
         };
         let (http1, http2) = (
             http1.counting(failures.clone()),
             http2.counting(failures.clone()),
         );
-        let clients = (
-            Arc::new(InstancePool::new(authority.clone(), http1, IDLE_TIMEOUT)),
-            Arc::new(H2Instance::new(authority.clone(), http2)),
-        );
-        pools.insert(key, clients.clone());
-        Ok(clients)
+        let http1 = Arc::new(InstancePool::new(authority.clone(), http1, IDLE_TIMEOUT));
+        let http2 = Arc::new(H2Instance::new(authority, http2));
+        pools.insert(key, (Arc::downgrade(&http1), Arc::downgrade(&http2)));
+        (http1, http2)
     }
+
+    /// How many instances have pools now (tests: a vanished instance's pool is gone).
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> usize {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.values().filter(|(h, _)| h.strong_count() > 0).count()
+    }
+}
+
+/// Each upstream's [`InstanceSet`] for `config`: the running one where the upstream and `[dns]`
+/// say the same (its last answer and resolver kept), a new one otherwise.
+///
+/// # Errors
+/// An upstream (built by hand, not parsed) with no instance and no discovery, or with an
+/// instance that is not `host:port`: refused before any set starts resolving.
+pub(crate) fn instance_sets(
+    config: &Config,
+    running: &HashMap<String, Arc<InstanceSet>>,
+    metrics: &ProxyMetrics,
+) -> Result<HashMap<String, Arc<InstanceSet>>, BuildError> {
+    for (name, upstream) in &config.upstreams {
+        if upstream.instances.is_empty() && upstream.discovery.is_none() {
+            return Err(BuildError::NoInstances {
+                upstream: name.clone(),
+            });
+        }
+        for instance in &upstream.instances {
+            let valid = instance
+                .parse::<Authority>()
+                .ok()
+                .is_some_and(|a| a.port_u16().is_some_and(|port| port != 0));
+            if !valid {
+                return Err(BuildError::Instance {
+                    upstream: name.clone(),
+                    instance: instance.clone(),
+                });
+            }
+        }
+    }
+    Ok(config
+        .upstreams
+        .iter()
+        .map(|(name, upstream)| {
+            let old = running.get(name);
+            let set = match old {
+                Some(old) if old.serves(upstream, &config.dns) => old.clone(),
+                _ => InstanceSet::start(name, upstream, &config.dns, old.map(|o| &**o), metrics),
+            };
+            (name.clone(), set)
+        })
+        .collect())
 }
 
 /// The window of a route's latency estimator: long enough for a p99.9 at modest traffic, short
@@ -195,7 +296,8 @@ pub(crate) fn routes(
     config: &Config,
     previous: &[RouteEntry],
     metrics: &ProxyMetrics,
-    clients: &Clients,
+    clients: &Arc<Clients>,
+    sets: &HashMap<String, Arc<InstanceSet>>,
 ) -> Result<Vec<RouteEntry>, BuildError> {
     config
         .routes
@@ -207,14 +309,47 @@ pub(crate) fn routes(
                     upstream: route.upstream.clone(),
                 }
             })?;
+            let set = sets
+                .get(&route.upstream)
+                .expect("a set for every upstream of the config");
             let built_from = BuiltFrom::new(route, upstream);
-            let reused = previous
-                .iter()
-                .find(|old| *old.name == *route.name && old.built_from == built_from);
-            let (service, latency) = match reused {
-                Some(old) => (old.service.clone(), old.latency.clone()),
-                None => stack(route, upstream, metrics, clients)?,
+            let same_name = previous.iter().find(|old| *old.name == *route.name);
+            let reused = same_name.filter(|old| old.built_from == built_from);
+            let (service, latency, instances) = match reused {
+                Some(old) => {
+                    // The upstream is the same; `[dns]` may not be, and the set with it.
+                    let members = set.current();
+                    let names: Vec<String> =
+                        members.iter().map(|m| m.address.to_string()).collect();
+                    let running = old.instances.balance.names();
+                    if running
+                        .iter()
+                        .map(|n| &**n)
+                        .ne(names.iter().map(String::as_str))
+                    {
+                        old.instances.balance.update(
+                            members
+                                .iter()
+                                .map(|m| (m.address.to_string(), old.instances.make(m)))
+                                .collect(),
+                        );
+                    }
+                    (
+                        old.service.clone(),
+                        old.latency.clone(),
+                        old.instances.clone(),
+                    )
+                }
+                None => stack(
+                    route,
+                    upstream,
+                    metrics,
+                    clients,
+                    set,
+                    same_name.map(|old| &old.instances.balance),
+                )?,
             };
+            set.follow(&instances);
             let name: Arc<str> = Arc::from(route.name.as_str());
             Ok(RouteEntry {
                 upstream_2xx: metrics.answers(&name, 200, ""),
@@ -222,79 +357,87 @@ pub(crate) fn routes(
                 path_prefix: route.matcher.path_prefix.clone(),
                 host: route.matcher.host.as_deref().map(super::host_key),
                 upstream: UpstreamSlot::new(&route.upstream, upstream.max_in_flight, metrics),
+                upstream_name: route.upstream.clone(),
                 service,
                 fault: route.fault,
                 body_limit: usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX),
                 latency,
                 built_from,
+                instances,
             })
         })
         .collect()
 }
 
-/// A route's stack, outermost first: deadline, retry, hedge (if any), balance over instances.
+/// A route's stack, outermost first: deadline, retry, hedge (if any), balance over the
+/// instances of `set`, following it. `previous` is the balancer of the route this one replaces
+/// (a reload changed the route or its upstream): its instances that stay keep their ejections.
 fn stack(
     route: &Route,
     upstream: &Upstream,
     metrics: &ProxyMetrics,
-    clients: &Clients,
-) -> Result<(RouteService, (Vec<f64>, Histogram)), BuildError> {
+    clients: &Arc<Clients>,
+    set: &InstanceSet,
+    previous: Option<&Balance<Timed>>,
+) -> Result<Built, BuildError> {
     let name = route.name.as_str();
-    if upstream.instances.is_empty() {
-        return Err(BuildError::NoInstances {
-            upstream: route.upstream.clone(),
-        });
-    }
     let timeout = route_timeout(route);
     let latency = metrics.latency(name, timeout);
     let failures = metrics.connect_failures(&route.upstream);
-    let instances = upstream
-        .instances
-        .iter()
-        .map(|instance| {
-            let authority = instance
-                .parse::<Authority>()
-                .ok()
-                .filter(|a| a.port_u16().is_some())
-                .ok_or_else(|| BuildError::Instance {
-                    upstream: route.upstream.clone(),
-                    instance: instance.clone(),
-                })?;
-            // Without `connect_timeout`, connecting is bounded by the attempt's timeout: the
-            // simulator's bound too, from the same function.
-            let connect = stormguard_graph::policy::connect_timeout(&route.call);
-            let (http1, http2) = clients
-                .get(
-                    &route.upstream,
-                    connect,
-                    &authority,
-                    upstream.tls.as_ref(),
-                    &failures,
-                )
-                .map_err(|problem| BuildError::Tls {
-                    upstream: route.upstream.clone(),
-                    instance: instance.clone(),
-                    problem,
-                })?;
-            Ok(Timed::new(
+    let tls = match &upstream.tls {
+        Some(settings) => Some(TlsClient::new(settings).map_err(|problem| BuildError::Tls {
+            upstream: route.upstream.clone(),
+            instance: upstream.instances.first().cloned().unwrap_or_default(),
+            problem,
+        })?),
+        None => None,
+    };
+    // Without `connect_timeout`, connecting is bounded by the attempt's timeout: the
+    // simulator's bound too, from the same function.
+    let connect = stormguard_graph::policy::connect_timeout(&route.call);
+    let make = {
+        let clients = clients.clone();
+        let protocol = upstream.protocol;
+        let histogram = latency.1.clone();
+        let upstream_name = route.upstream.clone();
+        move |member: &Member| {
+            let (http1, http2) = clients.get(
+                &upstream_name,
+                connect,
+                member,
+                tls.as_ref(),
+                &failures,
+            );
+            Timed::new(
                 http1,
                 http2,
-                upstream.protocol,
-                latency.1.clone(),
-                Arc::from(authority.as_str()),
-            ))
-        })
-        .collect::<Result<Vec<_>, BuildError>>()?;
+                protocol,
+                histogram.clone(),
+                Arc::from(member.address.to_string()),
+            )
+        }
+    };
     // Outlier ejection is the balancer's default: an instance that refuses connections gets no
     // first attempts for a second, doubling while it stays dead, so it costs a retry a second
     // rather than most first attempts (a refusing instance has nothing in flight and looks idle).
     // Responses go without an `Instance` extension: on a route that resends, every request
     // carries the list the balancer records its choice in (`balanced` below), which is where the
     // retry layer looks; on the others, nothing reads it. The extension was a map per response.
-    let balance = Balance::new(instances)
-        .observer(metrics.observer.clone())
-        .target(name)
-        .without_instance_extension();
+    let instances = Arc::new(RouteInstances::new(
+        &set.current(),
+        Box::new(make),
+        |named| {
+            let balance = Balance::named(named)
+                .observer(metrics.observer.clone())
+                .target(name)
+                .without_instance_extension();
+            match previous {
+                Some(previous) => balance.carry(previous),
+                None => balance,
+            }
+        },
+    ));
+    let balance = instances.balance.clone();
     let body_limit = usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX);
     let mut policy = route_policy(route)?;
     if policy.idempotent == Some(true) {
@@ -350,5 +493,27 @@ fn stack(
             RouteService::Hedged(deadline.layer(retry.layer(hedge.layer(balance))))
         }
     };
-    Ok((service, latency))
+    Ok((service, latency, instances))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instances_pool_lives_as_long_as_a_balancer_holds_it() {
+        let clients = Clients::default();
+        let member = Member {
+            address: "127.0.0.1:9".parse().unwrap(),
+            host: None,
+        };
+        let failures = Arc::new(ConnectFailures::default());
+        let held = clients.get("api", None, &member, None, &failures);
+        let again = clients.get("api", None, &member, None, &failures);
+        assert!(Arc::ptr_eq(&held.0, &again.0), "one pool, shared");
+        assert_eq!(clients.live(), 1);
+        drop((held, again));
+        // The instance left every balancer: its pool, and its idle connections, are gone.
+        assert_eq!(clients.live(), 0);
+    }
 }

@@ -11,6 +11,7 @@
 
 mod build;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,6 +23,7 @@ use prometheus_client::registry::Registry;
 pub use self::build::BuildError;
 use self::build::{BuiltFrom, Clients};
 use crate::config::{Config, FaultSpec};
+use crate::discovery::InstanceSet;
 use crate::metrics::{LatencyHistogram, ProxyMetrics};
 use crate::stack::RouteService;
 
@@ -54,7 +56,9 @@ struct Inner {
     /// One reload at a time, so two cannot build from the same predecessor.
     applying: Mutex<()>,
     metrics: ProxyMetrics,
-    clients: Clients,
+    clients: Arc<Clients>,
+    /// Each upstream's instances, kept across generations while the upstream stays the same.
+    sets: Mutex<HashMap<String, Arc<InstanceSet>>>,
     fault_seed: u64,
     fault_counter: AtomicU64,
 }
@@ -80,6 +84,19 @@ impl Generation {
     }
 }
 
+/// One instance of a route's balancer, as [`Proxy::instances`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// `ip:port`: what the proxy connects to, and what it names the instance by everywhere.
+    pub address: String,
+    /// The host name it was resolved from (`discovery`, a name in `instances`), if any.
+    pub host: Option<String>,
+    /// Whether outlier detection leaves it out of first attempts now.
+    pub ejected: bool,
+    /// This route's requests in flight there.
+    pub in_flight: u64,
+}
+
 /// A route as requests use it.
 pub(crate) struct RouteEntry {
     pub(crate) name: Arc<str>,
@@ -87,6 +104,8 @@ pub(crate) struct RouteEntry {
     /// Lower case, without port.
     host: Option<String>,
     pub(crate) upstream: UpstreamSlot,
+    /// The upstream's name, whose instances the route follows.
+    upstream_name: String,
     pub(crate) service: RouteService,
     pub(crate) fault: Option<FaultSpec>,
     /// `retry_body_limit`: the body read before forwarding, as the retry layer keeps it.
@@ -95,6 +114,8 @@ pub(crate) struct RouteEntry {
     pub(crate) upstream_2xx: Counter,
     latency: LatencyHistogram,
     built_from: BuiltFrom,
+    /// The route's balancer, following its upstream's instances.
+    pub(crate) instances: Arc<crate::discovery::RouteInstances>,
 }
 
 impl RouteEntry {
@@ -183,8 +204,9 @@ impl Proxy {
     /// limiter, hedge or adaptive timeout the core refuses).
     pub fn new(config: Config, registry: &mut Registry) -> Result<Proxy, BuildError> {
         let metrics = ProxyMetrics::register(registry);
-        let clients = Clients::default();
-        let routes = build::routes(&config, &[], &metrics, &clients)?;
+        let clients = Arc::new(Clients::default());
+        let sets = build::instance_sets(&config, &HashMap::new(), &metrics)?;
+        let routes = build::routes(&config, &[], &metrics, &clients, &sets)?;
         let generation = Generation {
             number: 1,
             config: Arc::new(config),
@@ -197,6 +219,7 @@ impl Proxy {
                 applying: Mutex::new(()),
                 metrics,
                 clients,
+                sets: Mutex::new(sets),
                 fault_seed: stormguard::backoff::process_entropy_seed(),
                 fault_counter: AtomicU64::new(0),
             }),
@@ -229,12 +252,19 @@ impl Proxy {
             );
             config.listen.address = running;
         }
+        let sets = {
+            let running = self.inner.sets.lock().unwrap_or_else(|e| e.into_inner());
+            build::instance_sets(&config, &running, &self.inner.metrics)?
+        };
         let routes = build::routes(
             &config,
             &old.routes,
             &self.inner.metrics,
             &self.inner.clients,
+            &sets,
         )?;
+        // The sets that were replaced stop resolving when dropped here.
+        *self.inner.sets.lock().unwrap_or_else(|e| e.into_inner()) = sets;
         let generation = Arc::new(Generation {
             number: old.number + 1,
             config: Arc::new(config),
@@ -264,6 +294,42 @@ impl Proxy {
     /// The running settings (with the listen address the proxy actually listens on).
     pub fn config(&self) -> Arc<Config> {
         self.current().config.clone()
+    }
+
+    /// Each instance of `route`'s balancer now: its address, the host name it came from, and
+    /// whether it is ejected; `None` when no route has that name. What `/instances` on the
+    /// admin endpoint shows, and how a test sees the set follow DNS.
+    pub fn instances(&self, route: &str) -> Option<Vec<InstanceStatus>> {
+        let generation = self.current();
+        let entry = generation.routes.iter().find(|r| &*r.name == route)?;
+        let members = self
+            .inner
+            .sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&entry.upstream_name)
+            .map(|set| set.current())
+            .unwrap_or_default();
+        let balance = &entry.instances.balance;
+        let names = balance.names();
+        let ejected = balance.ejected();
+        let in_flight = balance.in_flight();
+        Some(
+            names
+                .iter()
+                .zip(ejected)
+                .zip(in_flight)
+                .map(|((address, ejected), in_flight)| InstanceStatus {
+                    address: address.to_string(),
+                    host: members
+                        .iter()
+                        .find(|m| m.address.to_string() == **address)
+                        .and_then(|m| m.host.as_deref().map(str::to_string)),
+                    ejected,
+                    in_flight,
+                })
+                .collect(),
+        )
     }
 
     /// The running generation, for one request from arrival to end.

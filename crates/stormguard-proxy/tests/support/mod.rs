@@ -81,6 +81,28 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(listener, handler, http2)
+}
+
+/// Serves HTTP/1.1 on `listener` with `handler`, as [`upstream`] does: for instances that must
+/// share a port on different loopback addresses (what one DNS name with a port resolves to).
+pub fn upstream_on<F, Fut, B>(listener: TcpListener, handler: F) -> Instance
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_on(listener, handler, false)
+}
+
+fn serve_on<F, Fut, B>(listener: TcpListener, handler: F, http2: bool) -> Instance
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let instance = Instance {
         addr: listener.local_addr().unwrap(),
         hits: Arc::default(),
@@ -257,6 +279,7 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
         .map(|(name, instances)| {
             let upstream = Upstream {
                 instances: instances.iter().map(|a| a.to_string()).collect(),
+                discovery: None,
                 max_in_flight: 1024,
                 protocol: Protocol::Http1,
                 tls: None,
@@ -291,6 +314,10 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
         upstreams,
         routes,
         faults: Faults::default(),
+        dns: stormguard_proxy::config::Dns {
+            servers: Vec::new(),
+            refresh: Duration::from_secs(5),
+        },
     }
 }
 

@@ -268,6 +268,36 @@ impl OutlierDetector {
         Some(length)
     }
 
+    /// A detector for a changed set of instances: new instance `i` keeps the record of old
+    /// instance `from[i]` (its failures in a row, its ejection and how often it was ejected),
+    /// and starts clean when `from[i]` is `None`. For a balancer whose instances come and go
+    /// (DNS discovery, a reload): an instance that stays keeps what it earned, so a failing
+    /// instance is not let back in by a refresh that found it again.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use stormguard::instance::{EjectionConfig, Outcome, OutlierDetector};
+    ///
+    /// let mut detector = OutlierDetector::new(EjectionConfig::default(), 3);
+    /// let now = Instant::now();
+    /// detector.record(2, Outcome::ConnectFailure, now);
+    /// // Instance 0 left, 2 is now at 0, and a new one came at 1.
+    /// let carried = detector.carried(&[Some(2), None]);
+    /// assert_eq!(carried.ejected(now), vec![true, false]);
+    /// ```
+    pub fn carried(&self, from: &[Option<usize>]) -> OutlierDetector {
+        OutlierDetector {
+            config: self.config,
+            records: from
+                .iter()
+                .map(|old| {
+                    old.and_then(|i| self.records.get(i).copied())
+                        .unwrap_or_default()
+                })
+                .collect(),
+        }
+    }
+
     /// Whether `instance` is ejected at `now`.
     pub fn is_ejected(&self, instance: usize, now: Instant) -> bool {
         self.records

@@ -61,7 +61,8 @@ pub enum Event {
     /// A balancer left `instance` out of its choice for `duration`, after it failed several
     /// times in a row ([`crate::instance::ejection`]).
     Ejected {
-        /// The instance's index in the balancer.
+        /// The instance's number in the balancer: its position until the set changes
+        /// (`Balance::update`), never reused.
         instance: usize,
         /// How long it is left out.
         duration: Duration,

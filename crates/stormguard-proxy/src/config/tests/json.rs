@@ -37,6 +37,7 @@ fn the_issue_sample_as_json() {
         json["upstreams"],
         json!({ "api": {
             "instances": ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"],
+            "discovery": null,
             "max_in_flight": 1024,
             "protocol": "http1",
             "tls": false,
@@ -47,6 +48,7 @@ fn the_issue_sample_as_json() {
         }})
     );
     assert_eq!(json["faults"], json!({ "enabled": false }));
+    assert_eq!(json["dns"], json!({ "servers": [], "refresh": "5s" }));
     let route = &json["routes"][0];
     assert_eq!(
         route,
@@ -189,5 +191,8 @@ fn the_same_settings_always_dump_to_the_same_text() {
         .keys()
         .cloned()
         .collect();
-    assert_eq!(top, ["admin", "faults", "listen", "routes", "upstreams"]);
+    assert_eq!(
+        top,
+        ["admin", "dns", "faults", "listen", "routes", "upstreams"]
+    );
 }

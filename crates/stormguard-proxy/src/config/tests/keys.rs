@@ -37,6 +37,7 @@ fn the_issue_sample_loads_with_every_value_it_gives() {
                 "127.0.0.1:9002".into(),
                 "127.0.0.1:9003".into()
             ],
+            discovery: None,
             max_in_flight: 1024,
             protocol: Protocol::Http1,
             tls: None,

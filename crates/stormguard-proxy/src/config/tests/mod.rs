@@ -2,6 +2,7 @@
 //! and the JSON `/config` shows.
 
 mod defaults;
+mod discovery;
 mod errors;
 mod errors_routes;
 mod json;

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::instance::{EjectionConfig, Outcome, OutlierDetector};
+use crate::instance::{Outcome, OutlierDetector};
 use crate::layer::clock;
 use crate::metrics::{Event, Observer};
 
@@ -21,22 +21,34 @@ pub(super) struct Health {
     suspects: AtomicUsize,
     observer: Arc<dyn Observer>,
     target: Arc<str>,
+    /// Each instance's name (its address), for the log line of an ejection.
+    names: Arc<[Arc<str>]>,
 }
 
 impl Health {
     pub(super) fn new(
-        config: EjectionConfig,
-        instances: usize,
+        detector: OutlierDetector,
+        names: Arc<[Arc<str>]>,
         observer: Arc<dyn Observer>,
         target: Arc<str>,
     ) -> Self {
+        let suspect: Box<[AtomicBool]> = (0..detector.len())
+            .map(|i| AtomicBool::new(detector.is_suspect(i)))
+            .collect();
+        let suspects = suspect.iter().filter(|s| s.load(Ordering::Relaxed)).count();
         Health {
-            detector: Mutex::new(OutlierDetector::new(config, instances)),
-            suspect: (0..instances).map(|_| AtomicBool::new(false)).collect(),
-            suspects: AtomicUsize::new(0),
+            detector: Mutex::new(detector),
+            suspect,
+            suspects: AtomicUsize::new(suspects),
             observer,
             target,
+            names,
         }
+    }
+
+    /// The detector as it is now, to carry into a changed set of instances.
+    pub(super) fn detector(&self) -> OutlierDetector {
+        self.lock().clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, OutlierDetector> {
@@ -66,7 +78,8 @@ impl Health {
 
     /// Records what an attempt to `instance` came to (`None`: nothing to record), and reports an
     /// ejection to the observer.
-    pub(super) fn record(&self, instance: usize, outcome: Option<Outcome>) {
+    /// `id` is the instance's stable number, which the observer is told.
+    pub(super) fn record(&self, instance: usize, id: usize, outcome: Option<Outcome>) {
         let Some(outcome) = outcome else {
             return;
         };
@@ -91,13 +104,18 @@ impl Health {
             tracing::info!(
                 target: "stormguard::balance",
                 balancer = %self.target,
-                instance,
+                instance = %self.names[instance],
                 ?duration,
                 ?outcome,
                 "instance ejected after failing in a row"
             );
-            self.observer
-                .observe(&self.target, Event::Ejected { instance, duration });
+            self.observer.observe(
+                &self.target,
+                Event::Ejected {
+                    instance: id,
+                    duration,
+                },
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -22,7 +22,7 @@ use self::health::Health;
 use super::error::{classify_error, BoxError, Error, ErrorKind};
 use super::retry::response_result;
 use crate::backoff::JitterRng;
-use crate::instance::{choose_healthy, EjectionConfig, Outcome};
+use crate::instance::{choose_healthy, EjectionConfig, Outcome, OutlierDetector};
 use crate::metrics::{NoMetrics, Observer};
 
 /// Request extension: the instances this request already went to, oldest first, and how many
@@ -171,15 +171,35 @@ pub(crate) fn instance_of(err: &(dyn StdError + Send + Sync + 'static)) -> Optio
 /// ```
 pub struct Balance<S> {
     // Shared: the retry layer clones its inner service for every request (tower's rule), and a
-    // proxy clones its route's stack; neither should copy the instance list each time.
-    instances: Arc<[S]>,
+    // proxy clones its route's stack; neither should copy the instance list each time. Behind a
+    // lock only so that [`update`](Balance::update) can change the set under the running
+    // stack: a request takes a read lock for its choice, which a writer holds only to swap.
+    current: Arc<RwLock<Members<S>>>,
     seed: u64,
+}
+
+/// One set of instances and what the balancer knows of them.
+struct Members<S> {
+    instances: Arc<[S]>,
     state: Arc<State>,
 }
 
 /// What the clones of a balancer share, behind one pointer so that a clone costs one count.
 struct State {
-    in_flight: Box<[AtomicU64]>,
+    /// Each instance's count, shared with the sets that follow while the instance stays, so
+    /// that a request sent before a change is still counted after it.
+    in_flight: Box<[Arc<AtomicU64>]>,
+    /// Each instance's name (an address), by which a changed set keeps an instance's state.
+    names: Arc<[Arc<str>]>,
+    /// Each instance's stable number: what [`TriedInstances`], [`Instance`], [`InstanceError`]
+    /// and [`Event::Ejected`](crate::metrics::Event::Ejected) carry, so that a retry after a
+    /// change still avoids the instance it tried. Never reused within a balancer.
+    ids: Box<[usize]>,
+    /// Whether `ids[i] == i` for every instance (a set never changed): the choice then reads
+    /// the tried list as positions, with no lookup.
+    ids_are_positions: bool,
+    /// The number the next new instance gets.
+    next_id: usize,
     /// Numbers the choices, so that each draws different random picks from one seed.
     counter: AtomicU64,
     /// `None` without outlier detection.
@@ -198,36 +218,106 @@ struct Settings {
 }
 
 impl State {
-    fn new(instances: usize, settings: Settings) -> Self {
+    /// A state for `names`, carrying what `previous` knew of each name it also had.
+    fn new(names: Arc<[Arc<str>]>, settings: Settings, previous: Option<&State>) -> Self {
+        let mut next_id = previous.map_or(0, |p| p.next_id);
+        let mut in_flight = Vec::with_capacity(names.len());
+        let mut ids = Vec::with_capacity(names.len());
+        let mut from = Vec::with_capacity(names.len());
+        for name in names.iter() {
+            let old = previous.and_then(|p| Some((p, p.names.iter().position(|n| n == name)?)));
+            match old {
+                Some((p, i)) => {
+                    in_flight.push(p.in_flight[i].clone());
+                    ids.push(p.ids[i]);
+                    from.push(Some(i));
+                }
+                None => {
+                    in_flight.push(Arc::new(AtomicU64::new(0)));
+                    ids.push(next_id);
+                    next_id += 1;
+                    from.push(None);
+                }
+            }
+        }
+        let health = settings.ejection.map(|config| {
+            let detector = match previous.and_then(|p| p.health.as_ref()) {
+                Some(health) => health.detector().carried(&from),
+                None => OutlierDetector::new(config, names.len()),
+            };
+            Health::new(
+                detector,
+                names.clone(),
+                settings.observer.clone(),
+                settings.target.clone(),
+            )
+        });
         State {
-            in_flight: (0..instances).map(|_| AtomicU64::new(0)).collect(),
+            in_flight: in_flight.into(),
+            ids_are_positions: ids.iter().enumerate().all(|(i, id)| i == *id),
+            ids: ids.into(),
+            names,
+            next_id,
             counter: AtomicU64::new(0),
-            health: settings.ejection.map(|config| {
-                Health::new(
-                    config,
-                    instances,
-                    settings.observer.clone(),
-                    settings.target.clone(),
-                )
-            }),
+            health,
             settings,
         }
+    }
+
+    /// Where the instance numbered `id` is in this set, if it is.
+    fn position(&self, id: usize) -> Option<usize> {
+        if self.ids_are_positions {
+            return (id < self.ids.len()).then_some(id);
+        }
+        self.ids.iter().position(|i| *i == id)
     }
 }
 
 impl<S> Clone for Balance<S> {
     fn clone(&self) -> Self {
         Balance {
-            instances: self.instances.clone(),
+            current: self.current.clone(),
             seed: self.seed,
-            state: self.state.clone(),
         }
     }
 }
 
+/// The names instances get when none is given: their positions.
+fn numbered(n: usize) -> Arc<[Arc<str>]> {
+    (0..n).map(|i| Arc::from(i.to_string())).collect()
+}
+
 impl<S> Balance<S> {
-    /// A balancer over `instances`, with outlier detection on its defaults.
+    /// A balancer over `instances`, with outlier detection on its defaults. The instances are
+    /// named by their positions; see [`named`](Balance::named).
     pub fn new(instances: Vec<S>) -> Self {
+        let names = numbered(instances.len());
+        Self::with_names(names, instances)
+    }
+
+    /// A balancer over `instances`, each with its name (an address, say): the name is what an
+    /// ejection's log line says, and what [`update`](Balance::update) and
+    /// [`carry`](Balance::carry) know an instance by.
+    ///
+    /// ```
+    /// use stormguard::layer::Balance;
+    ///
+    /// let instance = tower::service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// });
+    /// let balance = Balance::named(vec![("10.0.0.1:80", instance.clone())]);
+    /// balance.update(vec![("10.0.0.1:80", instance.clone()), ("10.0.0.2:80", instance)]);
+    /// assert_eq!(balance.names(), ["10.0.0.1:80", "10.0.0.2:80"]);
+    /// ```
+    pub fn named(instances: Vec<(impl Into<Arc<str>>, S)>) -> Self {
+        let (names, instances): (Vec<Arc<str>>, Vec<S>) = instances
+            .into_iter()
+            .map(|(name, service)| (name.into(), service))
+            .unzip();
+        Self::with_names(names.into(), instances)
+    }
+
+    fn with_names(names: Arc<[Arc<str>]>, instances: Vec<S>) -> Self {
         let settings = Settings {
             ejection: Some(EjectionConfig::default()),
             observer: Arc::new(NoMetrics),
@@ -235,19 +325,83 @@ impl<S> Balance<S> {
             mark: true,
         };
         Balance {
-            state: Arc::new(State::new(instances.len(), settings)),
-            instances: instances.into(),
+            current: Arc::new(RwLock::new(Members {
+                state: Arc::new(State::new(names, settings, None)),
+                instances: instances.into(),
+            })),
             seed: crate::backoff::process_entropy_seed(),
         }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Members<S>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Changes the settings. The state is built anew, with no request in flight and nothing
     /// recorded: a builder method configures a balancer before it is used, and a clone made
     /// before it keeps the old state.
-    fn map(mut self, f: impl FnOnce(&mut Settings)) -> Self {
-        let mut settings = self.state.settings.clone();
+    fn map(self, f: impl FnOnce(&mut Settings)) -> Self {
+        let (instances, state) = {
+            let members = self.read();
+            (members.instances.clone(), members.state.clone())
+        };
+        let mut settings = state.settings.clone();
         f(&mut settings);
-        self.state = Arc::new(State::new(self.instances.len(), settings));
+        Balance {
+            current: Arc::new(RwLock::new(Members {
+                state: Arc::new(State::new(state.names.clone(), settings, None)),
+                instances,
+            })),
+            seed: self.seed,
+        }
+    }
+
+    /// Replaces the instances, for this balancer and every clone of it (the stacks that hold
+    /// it): requests from now on choose among `instances`. An instance whose name was in the
+    /// set before keeps its in-flight count and its ejection record, so a refresh neither
+    /// forgets a failing instance nor loads an idle-looking busy one; a new one starts clean.
+    /// A request already sent to an instance that left finishes there (its service is held by
+    /// its future), and a retry after the change still avoids the instances it tried.
+    ///
+    /// An outcome that arrives after the change from a request sent before it is recorded in
+    /// the old set's detector, which no choice reads any more: a change loses at most the
+    /// outcomes of the requests in flight across it.
+    pub fn update(&self, instances: Vec<(impl Into<Arc<str>>, S)>) {
+        let (names, instances): (Vec<Arc<str>>, Vec<S>) = instances
+            .into_iter()
+            .map(|(name, service)| (name.into(), service))
+            .unzip();
+        let mut members = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let state = State::new(
+            names.into(),
+            members.state.settings.clone(),
+            Some(&members.state),
+        );
+        *members = Members {
+            instances: instances.into(),
+            state: Arc::new(state),
+        };
+    }
+
+    /// Takes over what `previous` knows of the instances both have by name: in-flight counts
+    /// and ejection records. For a balancer built to replace another (a reload that changed a
+    /// route), so that an instance ejected before the reload stays ejected after it. Call it
+    /// last, after the other builder methods.
+    pub fn carry<T>(self, previous: &Balance<T>) -> Self {
+        {
+            let old = previous.read();
+            let mut members = self.current.write().unwrap_or_else(|e| e.into_inner());
+            let mut state = State::new(
+                members.state.names.clone(),
+                members.state.settings.clone(),
+                Some(&old.state),
+            );
+            // Numbers are this balancer's own: its requests never carried the old ones.
+            state.ids = (0..state.ids.len()).collect();
+            state.ids_are_positions = true;
+            state.next_id = state.ids.len();
+            members.state = Arc::new(state);
+        }
         self
     }
 
@@ -303,17 +457,24 @@ impl<S> Balance<S> {
 
     /// How many instances there are.
     pub fn len(&self) -> usize {
-        self.instances.len()
+        self.read().instances.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.instances.is_empty()
+        self.len() == 0
+    }
+
+    /// Each instance's name, in order: as given to [`named`](Balance::named) or
+    /// [`update`](Balance::update), or its position.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.read().state.names.to_vec()
     }
 
     /// Requests in flight at each instance.
     pub fn in_flight(&self) -> Vec<u64> {
-        self.state
+        self.read()
+            .state
             .in_flight
             .iter()
             .map(|n| n.load(Ordering::Relaxed))
@@ -323,11 +484,13 @@ impl<S> Balance<S> {
     /// Which instances are ejected now (tokio's clock), for metrics and status pages: all
     /// `false` without outlier detection.
     pub fn ejected(&self) -> Vec<bool> {
-        self.state
+        let members = self.read();
+        members
+            .state
             .health
             .as_ref()
             .and_then(Health::ejected)
-            .unwrap_or_else(|| vec![false; self.instances.len()])
+            .unwrap_or_else(|| vec![false; members.instances.len()])
     }
 }
 
@@ -366,7 +529,8 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let tried = req.extensions().get::<TriedInstances>();
-        let state = &self.state;
+        let members = self.read();
+        let state = &members.state;
         // The loads of a few instances are copied to the stack: a list on the heap for every
         // request cost more than the choice itself.
         let mut few = [0u64; FEW_INSTANCES];
@@ -377,7 +541,11 @@ where
             }
             &few[..state.in_flight.len()]
         } else {
-            many = self.in_flight();
+            many = state
+                .in_flight
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .collect();
             &many
         };
         let n = state.counter.fetch_add(1, Ordering::Relaxed);
@@ -401,13 +569,23 @@ where
             }
         };
         let chosen = match tried {
-            // Chosen and recorded under one lock, with the list read in place.
-            Some(tried) => {
-                tried.choose_and_record(|already| choose_healthy(loads, already, ejected, &mut rng))
-            }
-            None => choose_healthy(loads, &[], ejected, &mut rng),
+            // Chosen and recorded under one lock, with the list read in place; the list holds
+            // instance numbers, which are positions until the set changes.
+            Some(tried) => tried.choose_and_record(|already| {
+                let index = if state.ids_are_positions {
+                    choose_healthy(loads, already, ejected, &mut rng)
+                } else {
+                    let here: Vec<usize> = already
+                        .iter()
+                        .filter_map(|id| state.position(*id))
+                        .collect();
+                    choose_healthy(loads, &here, ejected, &mut rng)
+                };
+                index.map(|i| state.ids[i])
+            }),
+            None => choose_healthy(loads, &[], ejected, &mut rng).map(|i| state.ids[i]),
         };
-        let Some(index) = chosen else {
+        let Some(index) = chosen.and_then(|id| state.position(id)) else {
             return ResponseFuture::ready(Err(Error::new(ErrorKind::NoInstance, 0, None).into()));
         };
         state.in_flight[index].fetch_add(1, Ordering::Relaxed);
@@ -415,7 +593,8 @@ where
             state: state.clone(),
             index,
         };
-        let mut service = self.instances[index].clone();
+        let mut service = members.instances[index].clone();
+        drop(members);
         // An instance is nearly always ready at once (a pooled client): then the call is made
         // here, and the future holds the call in flight, unboxed; only an instance not ready
         // costs a box that holds the service and the request as well.
@@ -446,23 +625,24 @@ fn answered<RB>(
     answer: Result<Response<RB>, BoxError>,
 ) -> Result<Response<RB>, BoxError> {
     let index = guard.index;
+    let id = guard.state.ids[index];
     let health = guard.state.health.as_ref();
     match answer {
         Ok(mut response) => {
             if let Some(health) = health {
-                health.record(index, Outcome::of(response_result(&response)));
+                health.record(index, id, Outcome::of(response_result(&response)));
             }
             if guard.state.settings.mark {
-                response.extensions_mut().insert(Instance(index));
+                response.extensions_mut().insert(Instance(id));
             }
             Ok(response)
         }
         Err(source) => {
             if let Some(health) = health {
-                health.record(index, Outcome::of(classify_error(&*source)));
+                health.record(index, id, Outcome::of(classify_error(&*source)));
             }
             Err(Box::new(InstanceError {
-                instance: index,
+                instance: id,
                 source,
             }) as BoxError)
         }

@@ -345,3 +345,84 @@ async fn without_the_extension_an_unbalanced_retry_may_go_back() {
     }
     assert!(went_back > 0, "no seed of 20 sent the retry back");
 }
+
+/// A mock instance answering its name.
+type Named = tower::util::BoxCloneSyncService<Request<()>, Response<&'static str>, BoxError>;
+
+/// Each instance answers with its name; `refusing` names refuse (a connect error).
+fn named_instances(
+    names: &[&'static str],
+    refusing: &'static [&'static str],
+) -> Vec<(&'static str, Named)> {
+    names
+        .iter()
+        .map(|&name| {
+            let service = tower::service_fn(move |_req: Request<()>| async move {
+                if refusing.contains(&name) {
+                    let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+                    Err::<Response<&'static str>, BoxError>(
+                        crate::layer::NotSent::new(refused).into(),
+                    )
+                } else {
+                    Ok(Response::new(name))
+                }
+            });
+            (name, tower::util::BoxCloneSyncService::new(service))
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_keeps_the_ejections_of_instances_that_stay_and_serves_the_new_set() {
+    let mut balance = Balance::named(named_instances(&["a", "b", "c"], &["b"])).seed(5);
+    // Until b is chosen once and ejected.
+    for _ in 0..20 {
+        let _ = balance.call(Request::new(())).await;
+    }
+    assert_eq!(balance.ejected(), vec![false, true, false]);
+    // a leaves, d comes; b stays, ejected, now second.
+    balance.update(named_instances(&["b", "d", "c"], &["b"]));
+    assert_eq!(balance.names(), ["b", "d", "c"].map(Arc::<str>::from));
+    assert_eq!(balance.ejected(), vec![true, false, false]);
+    for _ in 0..50 {
+        let response = balance.call(Request::new(())).await.unwrap();
+        assert!(["c", "d"].contains(response.body()), "{}", response.body());
+    }
+    // A rebuilt balancer (a reload) takes the record over by name.
+    let rebuilt = Balance::named(named_instances(&["c", "b"], &[]))
+        .seed(1)
+        .carry(&balance);
+    assert_eq!(rebuilt.ejected(), vec![false, true]);
+}
+
+#[tokio::test]
+async fn a_retry_after_an_update_still_avoids_the_instance_it_tried() {
+    let mut balance = Balance::named(named_instances(&["a", "b"], &[])).seed(3);
+    let tried = TriedInstances::default();
+    let mut req = Request::new(());
+    req.extensions_mut().insert(tried.clone());
+    let first = *balance.call(req).await.unwrap().body();
+    // The set changes: the tried instance moves and another comes before it.
+    let (other, _) = if first == "a" { ("b", 0) } else { ("a", 1) };
+    balance.update(named_instances(&["z", other, first], &[]));
+    for _ in 0..20 {
+        let mut req = Request::new(());
+        let again = TriedInstances::default();
+        for id in tried.to_vec() {
+            again.record(id);
+        }
+        req.extensions_mut().insert(again);
+        assert_ne!(*balance.call(req).await.unwrap().body(), first);
+    }
+}
+
+#[tokio::test]
+async fn an_empty_set_answers_no_instance() {
+    let mut balance = Balance::named(named_instances(&["a"], &[]));
+    balance.update(named_instances(&[], &[]));
+    let error = balance.call(Request::new(())).await.unwrap_err();
+    assert_eq!(
+        error.downcast_ref::<Error>().map(Error::kind),
+        Some(ErrorKind::NoInstance)
+    );
+}

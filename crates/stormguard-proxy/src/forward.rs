@@ -45,9 +45,11 @@ pub(crate) async fn handle(
         let path = req.uri().path();
         match generation.route(request_host(&req), path) {
             Some(route) => {
+                let arrival = tokio::time::Instant::now();
                 let (response, reason) =
                     forward(&proxy, &generation.config, route, req, watch).await;
-                route.answered(metrics, response.status().as_u16(), reason);
+                let waited = arrival.elapsed();
+                route.answered(metrics, response.status().as_u16(), reason, waited);
                 return response;
             }
             None => Reason::NO_ROUTE,

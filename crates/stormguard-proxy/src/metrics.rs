@@ -4,35 +4,35 @@
 //! The library's [`PrometheusMetrics`] counts every policy decision (attempts, retries and why,
 //! retries denied by the budget, hedges, timeouts split connect/request) by route. What only the
 //! proxy sees is added here: what each client was answered (route, status class and
-//! `stormguard-reason`), how long upstream attempts take against the route's timeout, how many
-//! requests are in flight per upstream, and how many were shed. Every help text says what to do
-//! about the number.
+//! `stormguard-reason`) and how long it waited for it, how long upstream attempts take against
+//! the route's timeout, what each instance's attempts came to and whether it is ejected, how
+//! many requests are in flight per upstream, and how many were shed. Every help text says what
+//! to do about the number.
 //!
-//! The latency histogram's buckets differ per route (a fixed ladder plus that route's timeout, so
-//! that the share of attempts under the timeout is read straight off a bucket, as Mux reads an
-//! Apdex), which one `Family` cannot express; a small [`Collector`] encodes them instead.
+//! Two latency histograms, because they answer two questions: the caller's
+//! (`stormguard_proxy_request_duration_seconds`, arrival to response head, retries, backoff and
+//! hedges included) is what a service level objective is about; the attempt's
+//! (`stormguard_proxy_upstream_latency_seconds`) is what the upstream does, and what a timeout
+//! should be set from. Each route's buckets are a fixed ladder plus that route's timeouts
+//! ([`histograms`]), so that an objective at a timeout is read exactly.
+
+mod histograms;
+mod instances;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 use stormguard::metrics::PrometheusMetrics;
 
-/// Seconds: from 1 ms to 10 s, the span of most request latencies; each route adds its timeout.
-const LADDER: [f64; 13] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// A timeout above this is "none" (the graph's `NO_TIMEOUT` is a year): no bucket for it.
-const LONGEST_BUCKET: Duration = Duration::from_secs(3600);
+use self::histograms::{RouteHistogram, RouteHistograms};
+pub(crate) use self::instances::InstanceMetrics;
+use self::instances::{InstanceKey, InstanceObserver, InstanceSeries};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -86,7 +86,11 @@ pub(crate) struct ProxyMetrics {
     requests: Family<RequestLabels, Counter>,
     in_flight: Family<UpstreamLabels, Gauge>,
     shed: Family<UpstreamLabels, Counter>,
-    latency: Arc<LatencyHistograms>,
+    /// Per attempt, by route.
+    latency: Arc<RouteHistograms>,
+    /// Per request as the caller saw it, by route.
+    duration: Arc<RouteHistograms>,
+    instances: Arc<InstanceSeries>,
     /// The `route` label of requests no route took.
     unrouted: Arc<str>,
     /// Client connections open.
@@ -95,6 +99,40 @@ pub(crate) struct ProxyMetrics {
     pub(crate) connections_limited: Counter,
     /// Client connections closed to protect the others.
     pub(crate) connections_closed: ConnectionsClosed,
+}
+
+/// A route's own series: its two histograms and its instances' counters, made with its stack and
+/// kept with it (a reload that keeps the stack keeps them).
+#[derive(Clone, Debug)]
+pub(crate) struct RouteMetrics {
+    upstream: String,
+    /// Each attempt, from sending to the response head.
+    pub(crate) attempt_latency: RouteHistogram,
+    /// Each request, from arrival to the response head the client gets.
+    pub(crate) request_duration: RouteHistogram,
+    /// Addresses and counters, in the order the balancer numbers the instances.
+    addrs: Arc<[String]>,
+    pub(crate) instances: Arc<[InstanceMetrics]>,
+}
+
+impl RouteMetrics {
+    /// The balancer's observer: the library's counters, and each ejection on its instance's
+    /// series.
+    pub(crate) fn balancer_observer(&self, metrics: &ProxyMetrics) -> InstanceObserver {
+        InstanceObserver {
+            inner: metrics.observer.clone(),
+            instances: self.instances.clone(),
+        }
+    }
+}
+
+/// The timeouts a route's histograms have a bucket at.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RouteTimeouts {
+    /// The per-attempt `timeout`.
+    pub(crate) attempt: Duration,
+    /// `request_timeout`: the whole request, retries included.
+    pub(crate) request: Duration,
 }
 
 impl ProxyMetrics {
@@ -106,7 +144,15 @@ impl ProxyMetrics {
             requests: Family::default(),
             in_flight: Family::default(),
             shed: Family::default(),
-            latency: Arc::default(),
+            latency: Arc::new(RouteHistograms::new(
+                "stormguard_proxy_upstream_latency",
+                "Time from sending an attempt upstream to its response head, by route; attempts cut off by a timeout count at the time they were abandoned. One bucket is the route's timeout: the share below it is the share that timeout lets through. Many attempts near the timeout: the timeout is below the upstream's tail (run stormguard recommend).",
+            )),
+            duration: Arc::new(RouteHistograms::new(
+                "stormguard_proxy_request_duration",
+                "Time from a request's arrival to the response head its client got, by route: what the caller waited, retries, backoff and hedges included, answers the proxy made itself too. Buckets include the route's timeout and request_timeout, so the share of requests within them reads exactly. A p99 far above stormguard_proxy_upstream_latency's: retries and backoff are what callers wait for; find the failures they hide.",
+            )),
+            instances: Arc::default(),
             unrouted: Arc::from(""),
             connections: Gauge::default(),
             connections_limited: Counter::default(),
@@ -143,6 +189,8 @@ impl ProxyMetrics {
             closed,
         );
         registry.register_collector(Box::new(metrics.latency.clone()));
+        registry.register_collector(Box::new(metrics.duration.clone()));
+        registry.register_collector(Box::new(metrics.instances.clone()));
         metrics
     }
 
@@ -188,87 +236,85 @@ impl ProxyMetrics {
         })
     }
 
-    /// The latency histogram of `route`, with a bucket at `timeout`: the running one when its
-    /// buckets are the same (a reload does not reset it), else a new one. Nothing is exported
-    /// until [`ProxyMetrics::publish_latency`], so a generation that fails to build changes
-    /// nothing.
-    pub(crate) fn latency(&self, route: &str, timeout: Duration) -> LatencyHistogram {
-        self.latency.for_route(route, timeout)
-    }
-
-    /// Exports exactly `routes`' histograms: those of the generation now running.
-    pub(crate) fn publish_latency<'a>(
+    /// The series of `route` to `upstream`'s instances at `addrs` (in the balancer's order),
+    /// with buckets at `timeouts`: the running ones where nothing they depend on changed (a
+    /// reload resets no counter it need not), else new ones. Nothing is exported until
+    /// [`ProxyMetrics::publish`], so a generation that fails to build changes nothing.
+    pub(crate) fn route(
         &self,
-        routes: impl IntoIterator<Item = (&'a str, &'a LatencyHistogram)>,
-    ) {
-        let map = routes
-            .into_iter()
-            .map(|(name, histogram)| (name.to_string(), histogram.clone()))
+        route: &str,
+        upstream: &str,
+        timeouts: RouteTimeouts,
+        addrs: &[String],
+    ) -> RouteMetrics {
+        let instances = addrs
+            .iter()
+            .map(|addr| self.instances.get(&key(route, upstream, addr)))
             .collect();
-        *self.latency.write() = map;
-    }
-}
-
-/// A route's latency histogram with its bucket bounds.
-pub(crate) type LatencyHistogram = (Vec<f64>, Histogram);
-
-/// The bucket bounds of a route with `timeout`: the ladder plus the timeout.
-fn buckets(timeout: Duration) -> Vec<f64> {
-    let mut bounds = LADDER.to_vec();
-    if timeout <= LONGEST_BUCKET {
-        let t = timeout.as_secs_f64();
-        if !bounds.iter().any(|b| (b - t).abs() < 1e-9) {
-            bounds.push(t);
-            bounds.sort_by(f64::total_cmp);
+        RouteMetrics {
+            upstream: upstream.to_string(),
+            attempt_latency: self.latency.for_route(route, &[timeouts.attempt]),
+            request_duration: self
+                .duration
+                .for_route(route, &[timeouts.attempt, timeouts.request]),
+            addrs: addrs.into(),
+            instances,
         }
     }
-    bounds
-}
 
-/// Upstream attempt latency per route, each route with its own buckets.
-#[derive(Debug, Default)]
-struct LatencyHistograms {
-    routes: RwLock<BTreeMap<String, LatencyHistogram>>,
-}
-
-impl LatencyHistograms {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, LatencyHistogram>> {
-        self.routes.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn for_route(&self, route: &str, timeout: Duration) -> LatencyHistogram {
-        let bounds = buckets(timeout);
-        let map = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        match map.get(route) {
-            Some((existing, histogram)) if *existing == bounds => (bounds, histogram.clone()),
-            _ => {
-                let histogram = Histogram::new(bounds.iter().copied());
-                (bounds, histogram)
+    /// Exports exactly `routes`' series: those of the generation now running. An instance
+    /// that is in no route any more takes its series with it.
+    pub(crate) fn publish<'a>(
+        &self,
+        routes: impl IntoIterator<Item = (&'a str, &'a RouteMetrics)>,
+    ) {
+        let routes: Vec<_> = routes.into_iter().collect();
+        self.latency
+            .publish(routes.iter().map(|(name, m)| (*name, &m.attempt_latency)));
+        self.duration
+            .publish(routes.iter().map(|(name, m)| (*name, &m.request_duration)));
+        let mut instances = BTreeMap::new();
+        for (name, metrics) in &routes {
+            for (addr, counters) in metrics.addrs.iter().zip(metrics.instances.iter()) {
+                instances.insert(key(name, &metrics.upstream, addr), counters.clone());
             }
         }
+        self.instances.publish(instances);
+    }
+
+    /// The series of an instance at `addr` that joined `upstream` on `route` without a reload
+    /// (discovery), exported at once: its attempts are counted with them.
+    #[allow(dead_code)] // for discovery, which adds instances between reloads
+    pub(crate) fn instance_joined(
+        &self,
+        route: &str,
+        upstream: &str,
+        addr: &str,
+    ) -> InstanceMetrics {
+        self.instances.join(key(route, upstream, addr))
+    }
+
+    /// An instance at `addr` left `upstream` (discovery no longer finds it): every route's
+    /// series of it stop being exported. A reload does this itself through
+    /// [`ProxyMetrics::publish`].
+    #[allow(dead_code)] // for discovery, which removes instances between reloads
+    pub(crate) fn instance_left(&self, upstream: &str, addr: &str) {
+        self.instances.leave(upstream, addr);
     }
 }
 
-impl Collector for LatencyHistograms {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let map = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        let mut family = encoder.encode_descriptor(
-            "stormguard_proxy_upstream_latency",
-            "Time from sending an attempt upstream to its response head, by route; attempts cut off by a timeout count at the time they were abandoned. One bucket is the route's timeout: the share below it is the share that timeout lets through. Many attempts near the timeout: the timeout is below the upstream's tail (run stormguard recommend).",
-            Some(&Unit::Seconds),
-            MetricType::Histogram,
-        )?;
-        for (route, (_, histogram)) in map.iter() {
-            let labels = [("route", route.as_str())];
-            histogram.encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+fn key(route: &str, upstream: &str, addr: &str) -> InstanceKey {
+    InstanceKey {
+        route: route.to_string(),
+        upstream: upstream.to_string(),
+        addr: addr.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stormguard::metrics::{Event, Observer};
 
     fn text(registry: &Registry) -> String {
         let mut text = String::new();
@@ -276,30 +322,45 @@ mod tests {
         text
     }
 
+    fn timeouts(attempt_ms: u64, request_ms: u64) -> RouteTimeouts {
+        RouteTimeouts {
+            attempt: Duration::from_millis(attempt_ms),
+            request: Duration::from_millis(request_ms),
+        }
+    }
+
+    fn addrs(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| a.to_string()).collect()
+    }
+
     #[test]
-    fn each_route_has_a_bucket_at_its_timeout() {
+    fn each_route_has_a_bucket_at_its_timeouts() {
         let mut registry = Registry::default();
         let metrics = ProxyMetrics::register(&mut registry);
-        let api = metrics.latency("api", Duration::from_millis(300));
-        let web = metrics.latency("web", Duration::from_secs(1));
-        api.1.observe(0.2);
-        web.1.observe(2.0);
+        let api = metrics.route("api", "api", timeouts(300, 1200), &addrs(&["a:1"]));
+        let web = metrics.route("web", "web", timeouts(1000, 1000), &addrs(&["b:1"]));
+        api.attempt_latency.observe(Duration::from_millis(200));
+        api.request_duration.observe(Duration::from_millis(1100));
+        web.attempt_latency.observe(Duration::from_secs(2));
         assert!(
             !text(&registry).contains("route=\"api\""),
             "published only when running"
         );
-        metrics.publish_latency([("api", &api), ("web", &web)]);
+        metrics.publish([("api", &api), ("web", &web)]);
         let text = text(&registry);
-        assert!(
-            text.contains(
-                "stormguard_proxy_upstream_latency_seconds_bucket{le=\"0.3\",route=\"api\"} 1"
-            ),
-            "{text}"
-        );
-        assert!(text.contains(
-            "stormguard_proxy_upstream_latency_seconds_bucket{le=\"1.0\",route=\"web\"} 0"
-        ));
-        assert!(text.contains("# HELP stormguard_proxy_upstream_latency_seconds"));
+        for line in [
+            "stormguard_proxy_upstream_latency_seconds_bucket{le=\"0.3\",route=\"api\"} 1",
+            "stormguard_proxy_upstream_latency_seconds_bucket{le=\"1.0\",route=\"web\"} 0",
+            // The caller's histogram has both timeouts: 1.1 s is above the attempt timeout and
+            // within the request timeout.
+            "stormguard_proxy_request_duration_seconds_bucket{le=\"0.3\",route=\"api\"} 0",
+            "stormguard_proxy_request_duration_seconds_bucket{le=\"1.2\",route=\"api\"} 1",
+            "stormguard_proxy_request_duration_seconds_count{route=\"web\"} 0",
+            "# HELP stormguard_proxy_upstream_latency_seconds",
+            "# HELP stormguard_proxy_request_duration_seconds",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
         // prometheus-client ends a registered metric's help with a period of its own.
         for help in text.lines().filter(|l| l.starts_with("# HELP")) {
             assert!(help.ends_with('.') && !help.ends_with(".."), "{help}");
@@ -310,23 +371,24 @@ mod tests {
     fn a_reload_with_the_same_timeout_keeps_the_histogram() {
         let mut registry = Registry::default();
         let metrics = ProxyMetrics::register(&mut registry);
-        let first = metrics.latency("api", Duration::from_millis(300));
-        first.1.observe(0.1);
-        metrics.publish_latency([("api", &first)]);
-        let again = metrics.latency("api", Duration::from_millis(300));
-        again.1.observe(0.1);
+        let route = |attempt_ms| metrics.route("api", "api", timeouts(attempt_ms, 5000), &[]);
+        let first = route(300);
+        first.attempt_latency.observe(Duration::from_millis(100));
+        metrics.publish([("api", &first)]);
+        let again = route(300);
+        again.attempt_latency.observe(Duration::from_millis(100));
         let count = |n: u32| {
             format!("stormguard_proxy_upstream_latency_seconds_count{{route=\"api\"}} {n}")
         };
         assert!(text(&registry).contains(&count(2)));
-        let changed = metrics.latency("api", Duration::from_millis(400));
+        let changed = route(400);
         assert!(
             text(&registry).contains(&count(2)),
             "not replaced before publishing"
         );
-        metrics.publish_latency([("api", &changed)]);
+        metrics.publish([("api", &changed)]);
         assert!(text(&registry).contains(&count(0)));
-        metrics.publish_latency([]);
+        metrics.publish([]);
         assert!(!text(&registry).contains("route=\"api\""));
     }
 
@@ -346,13 +408,86 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn no_bucket_for_no_timeout() {
-        assert_eq!(
-            buckets(Duration::from_secs(365 * 24 * 3600)),
-            LADDER.to_vec()
+    fn series(route: &str, addr: &str) -> String {
+        format!("route=\"{route}\",upstream=\"pool\",instance_addr=\"{addr}\"")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_instance_has_its_outcomes_and_ejection() {
+        let mut registry = Registry::default();
+        let metrics = ProxyMetrics::register(&mut registry);
+        let api = metrics.route("api", "pool", timeouts(300, 900), &addrs(&["a:1", "b:2"]));
+        metrics.publish([("api", &api)]);
+        api.instances[0].answered(200);
+        api.instances[0].answered(404);
+        api.instances[0].answered(503);
+        api.instances[1].abandoned();
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        api.instances[1].failed(&refused);
+        let observer = api.balancer_observer(&metrics);
+        observer.observe(
+            "api",
+            Event::Ejected {
+                instance: 1,
+                duration: Duration::from_secs(1),
+            },
         );
-        assert_eq!(buckets(Duration::from_secs(1)), LADDER.to_vec());
-        assert_eq!(buckets(Duration::from_millis(300)).len(), LADDER.len() + 1);
+        let (a, b) = (series("api", "a:1"), series("api", "b:2"));
+        let text_now = text(&registry);
+        for line in [
+            format!("stormguard_proxy_instance_attempts_total{{{a},outcome=\"ok\"}} 2"),
+            format!("stormguard_proxy_instance_attempts_total{{{a},outcome=\"5xx\"}} 1"),
+            format!("stormguard_proxy_instance_attempts_total{{{a},outcome=\"abandoned\"}} 0"),
+            format!("stormguard_proxy_instance_attempts_total{{{b},outcome=\"abandoned\"}} 1"),
+            format!(
+                "stormguard_proxy_instance_attempts_total{{{b},outcome=\"connect-failure\"}} 1"
+            ),
+            format!("stormguard_proxy_instance_ejections_total{{{b}}} 1"),
+            format!("stormguard_proxy_instance_ejected{{{a}}} 0"),
+            format!("stormguard_proxy_instance_ejected{{{b}}} 1"),
+            // The library's counter by route, as before.
+            "stormguard_ejections_total{target=\"api\"} 1".to_string(),
+        ] {
+            assert!(text_now.contains(&line), "missing {line} in\n{text_now}");
+        }
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(text(&registry).contains(&format!("stormguard_proxy_instance_ejected{{{b}}} 0")));
+    }
+
+    #[test]
+    fn an_instance_that_leaves_takes_its_series_and_one_that_stays_keeps_its_counts() {
+        let mut registry = Registry::default();
+        let metrics = ProxyMetrics::register(&mut registry);
+        let first = metrics.route("api", "pool", timeouts(300, 900), &addrs(&["a:1", "b:2"]));
+        metrics.publish([("api", &first)]);
+        first.instances[0].answered(200);
+        // A reload that drops b and adds c, with another timeout (a new stack).
+        let second = metrics.route("api", "pool", timeouts(400, 900), &addrs(&["a:1", "c:3"]));
+        assert!(
+            text(&registry).contains(&series("api", "b:2")),
+            "not before publishing"
+        );
+        metrics.publish([("api", &second)]);
+        let text_now = text(&registry);
+        assert!(!text_now.contains(&series("api", "b:2")), "{text_now}");
+        assert!(text_now.contains(&format!(
+            "stormguard_proxy_instance_attempts_total{{{},outcome=\"ok\"}} 1",
+            series("api", "a:1")
+        )));
+        assert!(text_now.contains(&series("api", "c:3")));
+        // Discovery: d joins, a leaves, without a reload.
+        metrics.instance_joined("api", "pool", "d:4").answered(200);
+        metrics.instance_left("pool", "a:1");
+        let text_now = text(&registry);
+        assert!(!text_now.contains(&series("api", "a:1")), "{text_now}");
+        assert!(text_now.contains(&format!(
+            "stormguard_proxy_instance_attempts_total{{{},outcome=\"ok\"}} 1",
+            series("api", "d:4")
+        )));
+        metrics.instance_left("other", "c:3");
+        assert!(
+            text(&registry).contains(&series("api", "c:3")),
+            "another upstream's c"
+        );
     }
 }

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use hyper_util::client::legacy::connect::HttpConnector;
-use prometheus_client::metrics::histogram::Histogram;
 use stormguard::estimate::LatencyEstimator;
 use stormguard::layer::{Balance, DeadlineLayer, HedgeLayer, RetryLayer};
 use stormguard_graph::model::Span;
@@ -22,7 +21,7 @@ use tower_layer::Layer;
 use super::{RouteEntry, UpstreamSlot};
 use crate::config::{hedge_policy, route_policy, Config, PolicyError, Route, Upstream};
 use crate::h2_pool::H2Instance;
-use crate::metrics::ProxyMetrics;
+use crate::metrics::{ProxyMetrics, RouteMetrics, RouteTimeouts};
 use crate::pool::InstancePool;
 use crate::stack::{RouteService, Timed};
 
@@ -148,8 +147,8 @@ pub(crate) fn routes(
             let reused = previous
                 .iter()
                 .find(|old| *old.name == *route.name && old.built_from == built_from);
-            let (service, latency) = match reused {
-                Some(old) => (old.service.clone(), old.latency.clone()),
+            let (service, route_metrics) = match reused {
+                Some(old) => (old.service.clone(), old.metrics.clone()),
                 None => stack(route, upstream, metrics, clients)?,
             };
             let name: Arc<str> = Arc::from(route.name.as_str());
@@ -162,7 +161,7 @@ pub(crate) fn routes(
                 service,
                 fault: route.fault,
                 body_limit: usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX),
-                latency,
+                metrics: route_metrics,
                 built_from,
             })
         })
@@ -175,19 +174,23 @@ fn stack(
     upstream: &Upstream,
     metrics: &ProxyMetrics,
     clients: &Clients,
-) -> Result<(RouteService, (Vec<f64>, Histogram)), BuildError> {
+) -> Result<(RouteService, RouteMetrics), BuildError> {
     let name = route.name.as_str();
     if upstream.instances.is_empty() {
         return Err(BuildError::NoInstances {
             upstream: route.upstream.clone(),
         });
     }
-    let timeout = route_timeout(route);
-    let latency = metrics.latency(name, timeout);
+    let timeouts = RouteTimeouts {
+        attempt: route_timeout(route),
+        request: request_timeout(route),
+    };
+    let route_metrics = metrics.route(name, &route.upstream, timeouts, &upstream.instances);
     let instances = upstream
         .instances
         .iter()
-        .map(|instance| {
+        .zip(route_metrics.instances.iter())
+        .map(|(instance, counters)| {
             let authority = instance
                 .parse::<Authority>()
                 .ok()
@@ -204,7 +207,8 @@ fn stack(
                 http1,
                 http2,
                 upstream.protocol,
-                latency.1.clone(),
+                route_metrics.attempt_latency.histogram().clone(),
+                counters.clone(),
             ))
         })
         .collect::<Result<Vec<_>, BuildError>>()?;
@@ -215,7 +219,7 @@ fn stack(
     // carries the list the balancer records its choice in (`balanced` below), which is where the
     // retry layer looks; on the others, nothing reads it. The extension was a map per response.
     let balance = Balance::new(instances)
-        .observer(metrics.observer.clone())
+        .observer(route_metrics.balancer_observer(metrics))
         .target(name)
         .without_instance_extension();
     let body_limit = usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX);
@@ -273,5 +277,5 @@ fn stack(
             RouteService::Hedged(deadline.layer(retry.layer(hedge.layer(balance))))
         }
     };
-    Ok((service, latency))
+    Ok((service, route_metrics))
 }

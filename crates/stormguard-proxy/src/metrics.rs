@@ -126,13 +126,15 @@ impl RouteMetrics {
     }
 }
 
-/// The timeouts a route's histograms have a bucket at.
+/// The durations a route's histograms have a bucket at, beside the ladder.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RouteTimeouts {
+pub(crate) struct RouteTimeouts<'a> {
     /// The per-attempt `timeout`.
     pub(crate) attempt: Duration,
     /// `request_timeout`: the whole request, retries included.
     pub(crate) request: Duration,
+    /// `latency_buckets`: the route's latency objectives, in both histograms.
+    pub(crate) objectives: &'a [Duration],
 }
 
 impl ProxyMetrics {
@@ -251,12 +253,14 @@ impl ProxyMetrics {
             .iter()
             .map(|addr| self.instances.get(&key(route, upstream, addr)))
             .collect();
+        let mut attempt = vec![timeouts.attempt];
+        attempt.extend_from_slice(timeouts.objectives);
+        let mut request = attempt.clone();
+        request.push(timeouts.request);
         RouteMetrics {
             upstream: upstream.to_string(),
-            attempt_latency: self.latency.for_route(route, &[timeouts.attempt]),
-            request_duration: self
-                .duration
-                .for_route(route, &[timeouts.attempt, timeouts.request]),
+            attempt_latency: self.latency.for_route(route, &attempt),
+            request_duration: self.duration.for_route(route, &request),
             addrs: addrs.into(),
             instances,
         }
@@ -322,10 +326,11 @@ mod tests {
         text
     }
 
-    fn timeouts(attempt_ms: u64, request_ms: u64) -> RouteTimeouts {
+    fn timeouts(attempt_ms: u64, request_ms: u64) -> RouteTimeouts<'static> {
         RouteTimeouts {
             attempt: Duration::from_millis(attempt_ms),
             request: Duration::from_millis(request_ms),
+            objectives: &[],
         }
     }
 
@@ -365,6 +370,30 @@ mod tests {
         for help in text.lines().filter(|l| l.starts_with("# HELP")) {
             assert!(help.ends_with('.') && !help.ends_with(".."), "{help}");
         }
+    }
+
+    #[test]
+    fn a_latency_objective_is_a_bucket_of_both_histograms() {
+        let mut registry = Registry::default();
+        let metrics = ProxyMetrics::register(&mut registry);
+        let objectives = [Duration::from_millis(300), Duration::from_millis(700)];
+        let timeouts = RouteTimeouts {
+            objectives: &objectives,
+            ..timeouts(2000, 4500)
+        };
+        let api = metrics.route("api", "api", timeouts, &[]);
+        metrics.publish([("api", &api)]);
+        let text = text(&registry);
+        for histogram in ["upstream_latency", "request_duration"] {
+            for le in ["0.3", "0.7", "2.0"] {
+                let bucket = format!(
+                    "stormguard_proxy_{histogram}_seconds_bucket{{le=\"{le}\",route=\"api\"}} 0"
+                );
+                assert!(text.contains(&bucket), "missing {bucket} in\n{text}");
+            }
+        }
+        assert!(!text.contains("upstream_latency_seconds_bucket{le=\"4.5\""));
+        assert!(text.contains("request_duration_seconds_bucket{le=\"4.5\""));
     }
 
     #[test]

@@ -206,6 +206,7 @@ retry_on = ["default", "5xx"]
 backoff = "full-jitter(base=1ms, cap=5ms)"
 retry_budget = {{ ratio = 0.1, min_per_sec = 1 }}
 hedge = {{ delay = "20ms", max_extra = 0.5 }}
+latency_buckets = ["30ms"]
 {extra}
 "#,
         down[0], down[1]

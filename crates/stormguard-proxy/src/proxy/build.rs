@@ -184,6 +184,7 @@ fn stack(
     let timeouts = RouteTimeouts {
         attempt: route_timeout(route),
         request: request_timeout(route),
+        objectives: &route.latency_buckets,
     };
     let route_metrics = metrics.route(name, &route.upstream, timeouts, &upstream.instances);
     let instances = upstream

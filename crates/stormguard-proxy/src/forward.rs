@@ -65,10 +65,12 @@ async fn answer(
         match generation.route(request_host(&req), path) {
             Some(route) => {
                 access_log::routed(&route.name);
+                let arrival = tokio::time::Instant::now();
                 let (response, reason, attempts) =
                     forward(proxy, &generation.config, route, req, watch).await;
+                let waited = arrival.elapsed();
                 let status = response.status().as_u16();
-                route.answered(metrics, status, reason);
+                route.answered(metrics, status, reason, waited);
                 access_log::answered(status, attempts, reason);
                 return response;
             }

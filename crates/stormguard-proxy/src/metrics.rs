@@ -4,35 +4,34 @@
 //! The library's [`PrometheusMetrics`] counts every policy decision (attempts, retries and why,
 //! retries denied by the budget, hedges, timeouts split connect/request) by route. What only the
 //! proxy sees is added here: what each client was answered (route, status class and
-//! `stormguard-reason`), how long upstream attempts take against the route's timeout, how many
-//! requests are in flight per upstream, and how many were shed. Every help text says what to do
-//! about the number.
+//! `stormguard-reason`) and how long it waited for it, how long upstream attempts take against
+//! the route's timeout, what each instance's attempts came to and whether it is ejected, how
+//! many requests are in flight per upstream, and how many were shed. Every help text says what
+//! to do about the number.
 //!
-//! The latency histogram's buckets differ per route (a fixed ladder plus that route's timeout, so
-//! that the share of attempts under the timeout is read straight off a bucket, as Mux reads an
-//! Apdex), which one `Family` cannot express; a small [`Collector`] encodes them instead.
+//! Two latency histograms, because they answer two questions: the caller's
+//! (`stormguard_proxy_request_duration_seconds`, arrival to response head, retries, backoff and
+//! hedges included) is what a service level objective is about; the attempt's
+//! (`stormguard_proxy_upstream_latency_seconds`) is what the upstream does, and what a timeout
+//! should be set from. Each route's buckets are a fixed ladder plus that route's timeouts
+//! ([`histograms`]), so that an objective at a timeout is read exactly.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+mod histograms;
+mod instances;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 use stormguard::metrics::PrometheusMetrics;
 
-/// Seconds: from 1 ms to 10 s, the span of most request latencies; each route adds its timeout.
-const LADDER: [f64; 13] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// A timeout above this is "none" (the graph's `NO_TIMEOUT` is a year): no bucket for it.
-const LONGEST_BUCKET: Duration = Duration::from_secs(3600);
+use self::histograms::{RouteHistogram, RouteHistograms};
+pub(crate) use self::instances::InstanceMetrics;
+use self::instances::{InstanceKey, InstanceObserver, InstanceSeries};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -111,7 +110,11 @@ pub(crate) struct ProxyMetrics {
     in_flight: Family<UpstreamLabels, Gauge>,
     shed: Family<UpstreamLabels, Counter>,
     connect_failures: Family<ConnectFailureLabels, Counter>,
-    latency: Arc<LatencyHistograms>,
+    /// Per attempt, by route.
+    latency: Arc<RouteHistograms>,
+    /// Per request as the caller saw it, by route.
+    duration: Arc<RouteHistograms>,
+    instances: Arc<InstanceSeries>,
     /// The `route` label of requests no route took.
     unrouted: Arc<str>,
     /// Client connections open.
@@ -130,6 +133,50 @@ struct DnsLabels {
     result: &'static str,
 }
 
+/// A route's own series: its two histograms and its instances' counters, made with its stack and
+/// kept with it (a reload that keeps the stack keeps them).
+#[derive(Clone, Debug)]
+pub(crate) struct RouteMetrics {
+    upstream: String,
+    /// Each attempt, from sending to the response head.
+    pub(crate) attempt_latency: RouteHistogram,
+    /// Each request, from arrival to the response head the client gets.
+    pub(crate) request_duration: RouteHistogram,
+    route: String,
+    /// Where each instance's series are found by address.
+    series: Arc<InstanceSeries>,
+}
+
+impl RouteMetrics {
+    /// The balancer's observer: the library's counters, and each ejection on its instance's
+    /// series.
+    pub(crate) fn balancer_observer(&self, metrics: &ProxyMetrics) -> InstanceObserver {
+        InstanceObserver {
+            inner: metrics.observer.clone(),
+            series: self.series.clone(),
+            route: self.route.clone(),
+            upstream: self.upstream.clone(),
+        }
+    }
+
+    /// The series of the instance at `addr` on this route: exported while the stack that
+    /// sends to it (or a request in flight there) holds them.
+    pub(crate) fn instance(&self, addr: &str) -> InstanceMetrics {
+        self.series.get(&key(&self.route, &self.upstream, addr))
+    }
+}
+
+/// The durations a route's histograms have a bucket at, beside the ladder.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RouteTimeouts<'a> {
+    /// The per-attempt `timeout`.
+    pub(crate) attempt: Duration,
+    /// `request_timeout`: the whole request, retries included.
+    pub(crate) request: Duration,
+    /// `latency_buckets`: the route's latency objectives, in both histograms.
+    pub(crate) objectives: &'a [Duration],
+}
+
 impl ProxyMetrics {
     /// Creates the metrics and registers them in `registry`.
     pub(crate) fn register(registry: &mut Registry) -> Self {
@@ -140,7 +187,15 @@ impl ProxyMetrics {
             in_flight: Family::default(),
             shed: Family::default(),
             connect_failures: Family::default(),
-            latency: Arc::default(),
+            latency: Arc::new(RouteHistograms::new(
+                "stormguard_proxy_upstream_latency",
+                "Time from sending an attempt upstream to its response head, by route; attempts cut off by a timeout count at the time they were abandoned. One bucket is the route's timeout: the share below it is the share that timeout lets through. Many attempts near the timeout: the timeout is below the upstream's tail (run stormguard recommend).",
+            )),
+            duration: Arc::new(RouteHistograms::new(
+                "stormguard_proxy_request_duration",
+                "Time from a request's arrival to the response head its client got, by route: what the caller waited, retries, backoff and hedges included, answers the proxy made itself too. Buckets include the route's timeout and request_timeout, so the share of requests within them reads exactly. A p99 far above stormguard_proxy_upstream_latency's: retries and backoff are what callers wait for; find the failures they hide.",
+            )),
+            instances: Arc::default(),
             unrouted: Arc::from(""),
             connections: Gauge::default(),
             connections_limited: Counter::default(),
@@ -188,6 +243,8 @@ impl ProxyMetrics {
             metrics.dns.clone(),
         );
         registry.register_collector(Box::new(metrics.latency.clone()));
+        registry.register_collector(Box::new(metrics.duration.clone()));
+        registry.register_collector(Box::new(metrics.instances.clone()));
         metrics
     }
 
@@ -258,87 +315,50 @@ impl ProxyMetrics {
         })
     }
 
-    /// The latency histogram of `route`, with a bucket at `timeout`: the running one when its
-    /// buckets are the same (a reload does not reset it), else a new one. Nothing is exported
-    /// until [`ProxyMetrics::publish_latency`], so a generation that fails to build changes
-    /// nothing.
-    pub(crate) fn latency(&self, route: &str, timeout: Duration) -> LatencyHistogram {
-        self.latency.for_route(route, timeout)
+    /// The series of `route` to `upstream`, with buckets at `timeouts`: the running ones where
+    /// nothing they depend on changed (a reload resets no counter it need not), else new ones.
+    /// The histograms are not exported until [`ProxyMetrics::publish`], so a generation that
+    /// fails to build changes nothing; an instance's series show while a stack holds them
+    /// ([`RouteMetrics::instance`]).
+    pub(crate) fn route(&self, route: &str, upstream: &str, timeouts: RouteTimeouts) -> RouteMetrics {
+        let mut attempt = vec![timeouts.attempt];
+        attempt.extend_from_slice(timeouts.objectives);
+        let mut request = attempt.clone();
+        request.push(timeouts.request);
+        RouteMetrics {
+            route: route.to_string(),
+            upstream: upstream.to_string(),
+            attempt_latency: self.latency.for_route(route, &attempt),
+            request_duration: self.duration.for_route(route, &request),
+            series: self.instances.clone(),
+        }
     }
 
     /// Exports exactly `routes`' histograms: those of the generation now running.
-    pub(crate) fn publish_latency<'a>(
+    pub(crate) fn publish<'a>(
         &self,
-        routes: impl IntoIterator<Item = (&'a str, &'a LatencyHistogram)>,
+        routes: impl IntoIterator<Item = (&'a str, &'a RouteMetrics)>,
     ) {
-        let map = routes
-            .into_iter()
-            .map(|(name, histogram)| (name.to_string(), histogram.clone()))
-            .collect();
-        *self.latency.write() = map;
+        let routes: Vec<_> = routes.into_iter().collect();
+        self.latency
+            .publish(routes.iter().map(|(name, m)| (*name, &m.attempt_latency)));
+        self.duration
+            .publish(routes.iter().map(|(name, m)| (*name, &m.request_duration)));
     }
 }
 
-/// A route's latency histogram with its bucket bounds.
-pub(crate) type LatencyHistogram = (Vec<f64>, Histogram);
-
-/// The bucket bounds of a route with `timeout`: the ladder plus the timeout.
-fn buckets(timeout: Duration) -> Vec<f64> {
-    let mut bounds = LADDER.to_vec();
-    if timeout <= LONGEST_BUCKET {
-        let t = timeout.as_secs_f64();
-        if !bounds.iter().any(|b| (b - t).abs() < 1e-9) {
-            bounds.push(t);
-            bounds.sort_by(f64::total_cmp);
-        }
-    }
-    bounds
-}
-
-/// Upstream attempt latency per route, each route with its own buckets.
-#[derive(Debug, Default)]
-struct LatencyHistograms {
-    routes: RwLock<BTreeMap<String, LatencyHistogram>>,
-}
-
-impl LatencyHistograms {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, LatencyHistogram>> {
-        self.routes.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn for_route(&self, route: &str, timeout: Duration) -> LatencyHistogram {
-        let bounds = buckets(timeout);
-        let map = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        match map.get(route) {
-            Some((existing, histogram)) if *existing == bounds => (bounds, histogram.clone()),
-            _ => {
-                let histogram = Histogram::new(bounds.iter().copied());
-                (bounds, histogram)
-            }
-        }
-    }
-}
-
-impl Collector for LatencyHistograms {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let map = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        let mut family = encoder.encode_descriptor(
-            "stormguard_proxy_upstream_latency",
-            "Time from sending an attempt upstream to its response head, by route; attempts cut off by a timeout count at the time they were abandoned. One bucket is the route's timeout: the share below it is the share that timeout lets through. Many attempts near the timeout: the timeout is below the upstream's tail (run stormguard recommend).",
-            Some(&Unit::Seconds),
-            MetricType::Histogram,
-        )?;
-        for (route, (_, histogram)) in map.iter() {
-            let labels = [("route", route.as_str())];
-            histogram.encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+fn key(route: &str, upstream: &str, addr: &str) -> InstanceKey {
+    InstanceKey {
+        route: route.to_string(),
+        upstream: upstream.to_string(),
+        addr: addr.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stormguard::metrics::{Event, Observer};
 
     fn text(registry: &Registry) -> String {
         let mut text = String::new();
@@ -346,30 +366,42 @@ mod tests {
         text
     }
 
+    fn timeouts(attempt_ms: u64, request_ms: u64) -> RouteTimeouts<'static> {
+        RouteTimeouts {
+            attempt: Duration::from_millis(attempt_ms),
+            request: Duration::from_millis(request_ms),
+            objectives: &[],
+        }
+    }
+
     #[test]
-    fn each_route_has_a_bucket_at_its_timeout() {
+    fn each_route_has_a_bucket_at_its_timeouts() {
         let mut registry = Registry::default();
         let metrics = ProxyMetrics::register(&mut registry);
-        let api = metrics.latency("api", Duration::from_millis(300));
-        let web = metrics.latency("web", Duration::from_secs(1));
-        api.1.observe(0.2);
-        web.1.observe(2.0);
+        let api = metrics.route("api", "api", timeouts(300, 1200));
+        let web = metrics.route("web", "web", timeouts(1000, 1000));
+        api.attempt_latency.observe(Duration::from_millis(200));
+        api.request_duration.observe(Duration::from_millis(1100));
+        web.attempt_latency.observe(Duration::from_secs(2));
         assert!(
             !text(&registry).contains("route=\"api\""),
             "published only when running"
         );
-        metrics.publish_latency([("api", &api), ("web", &web)]);
+        metrics.publish([("api", &api), ("web", &web)]);
         let text = text(&registry);
-        assert!(
-            text.contains(
-                "stormguard_proxy_upstream_latency_seconds_bucket{le=\"0.3\",route=\"api\"} 1"
-            ),
-            "{text}"
-        );
-        assert!(text.contains(
-            "stormguard_proxy_upstream_latency_seconds_bucket{le=\"1.0\",route=\"web\"} 0"
-        ));
-        assert!(text.contains("# HELP stormguard_proxy_upstream_latency_seconds"));
+        for line in [
+            "stormguard_proxy_upstream_latency_seconds_bucket{le=\"0.3\",route=\"api\"} 1",
+            "stormguard_proxy_upstream_latency_seconds_bucket{le=\"1.0\",route=\"web\"} 0",
+            // The caller's histogram has both timeouts: 1.1 s is above the attempt timeout and
+            // within the request timeout.
+            "stormguard_proxy_request_duration_seconds_bucket{le=\"0.3\",route=\"api\"} 0",
+            "stormguard_proxy_request_duration_seconds_bucket{le=\"1.2\",route=\"api\"} 1",
+            "stormguard_proxy_request_duration_seconds_count{route=\"web\"} 0",
+            "# HELP stormguard_proxy_upstream_latency_seconds",
+            "# HELP stormguard_proxy_request_duration_seconds",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
         // prometheus-client ends a registered metric's help with a period of its own.
         for help in text.lines().filter(|l| l.starts_with("# HELP")) {
             assert!(help.ends_with('.') && !help.ends_with(".."), "{help}");
@@ -377,26 +409,51 @@ mod tests {
     }
 
     #[test]
+    fn a_latency_objective_is_a_bucket_of_both_histograms() {
+        let mut registry = Registry::default();
+        let metrics = ProxyMetrics::register(&mut registry);
+        let objectives = [Duration::from_millis(300), Duration::from_millis(700)];
+        let timeouts = RouteTimeouts {
+            objectives: &objectives,
+            ..timeouts(2000, 4500)
+        };
+        let api = metrics.route("api", "api", timeouts);
+        metrics.publish([("api", &api)]);
+        let text = text(&registry);
+        for histogram in ["upstream_latency", "request_duration"] {
+            for le in ["0.3", "0.7", "2.0"] {
+                let bucket = format!(
+                    "stormguard_proxy_{histogram}_seconds_bucket{{le=\"{le}\",route=\"api\"}} 0"
+                );
+                assert!(text.contains(&bucket), "missing {bucket} in\n{text}");
+            }
+        }
+        assert!(!text.contains("upstream_latency_seconds_bucket{le=\"4.5\""));
+        assert!(text.contains("request_duration_seconds_bucket{le=\"4.5\""));
+    }
+
+    #[test]
     fn a_reload_with_the_same_timeout_keeps_the_histogram() {
         let mut registry = Registry::default();
         let metrics = ProxyMetrics::register(&mut registry);
-        let first = metrics.latency("api", Duration::from_millis(300));
-        first.1.observe(0.1);
-        metrics.publish_latency([("api", &first)]);
-        let again = metrics.latency("api", Duration::from_millis(300));
-        again.1.observe(0.1);
+        let route = |attempt_ms| metrics.route("api", "api", timeouts(attempt_ms, 5000));
+        let first = route(300);
+        first.attempt_latency.observe(Duration::from_millis(100));
+        metrics.publish([("api", &first)]);
+        let again = route(300);
+        again.attempt_latency.observe(Duration::from_millis(100));
         let count = |n: u32| {
             format!("stormguard_proxy_upstream_latency_seconds_count{{route=\"api\"}} {n}")
         };
         assert!(text(&registry).contains(&count(2)));
-        let changed = metrics.latency("api", Duration::from_millis(400));
+        let changed = route(400);
         assert!(
             text(&registry).contains(&count(2)),
             "not replaced before publishing"
         );
-        metrics.publish_latency([("api", &changed)]);
+        metrics.publish([("api", &changed)]);
         assert!(text(&registry).contains(&count(0)));
-        metrics.publish_latency([]);
+        metrics.publish([]);
         assert!(!text(&registry).contains("route=\"api\""));
     }
 
@@ -416,13 +473,84 @@ mod tests {
         ));
     }
 
+    fn series(route: &str, addr: &str) -> String {
+        format!("route=\"{route}\",upstream=\"pool\",instance_addr=\"{addr}\"")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_instance_has_its_outcomes_and_ejection() {
+        let mut registry = Registry::default();
+        let metrics = ProxyMetrics::register(&mut registry);
+        let api = metrics.route("api", "pool", timeouts(300, 900));
+        metrics.publish([("api", &api)]);
+        let (a1, b2) = (api.instance("a:1"), api.instance("b:2"));
+        a1.answered(200);
+        a1.answered(404);
+        a1.answered(503);
+        b2.abandoned();
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        b2.failed(&refused);
+        let observer = api.balancer_observer(&metrics);
+        let ejected = Event::Ejected {
+            instance: 1,
+            duration: Duration::from_secs(1),
+        };
+        observer.observe("api", ejected);
+        observer.instance_ejected("api", "b:2", Duration::from_secs(1));
+        let (a, b) = (series("api", "a:1"), series("api", "b:2"));
+        let text_now = text(&registry);
+        for line in [
+            format!("stormguard_proxy_instance_attempts_total{{{a},outcome=\"ok\"}} 2"),
+            format!("stormguard_proxy_instance_attempts_total{{{a},outcome=\"5xx\"}} 1"),
+            format!("stormguard_proxy_instance_attempts_total{{{a},outcome=\"abandoned\"}} 0"),
+            format!("stormguard_proxy_instance_attempts_total{{{b},outcome=\"abandoned\"}} 1"),
+            format!(
+                "stormguard_proxy_instance_attempts_total{{{b},outcome=\"connect-failure\"}} 1"
+            ),
+            format!("stormguard_proxy_instance_ejections_total{{{b}}} 1"),
+            format!("stormguard_proxy_instance_ejected{{{a}}} 0"),
+            format!("stormguard_proxy_instance_ejected{{{b}}} 1"),
+            // The library's counter by route, as before.
+            "stormguard_ejections_total{target=\"api\"} 1".to_string(),
+        ] {
+            assert!(text_now.contains(&line), "missing {line} in\n{text_now}");
+        }
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(text(&registry).contains(&format!("stormguard_proxy_instance_ejected{{{b}}} 0")));
+        drop((a1, b2));
+    }
+
     #[test]
-    fn no_bucket_for_no_timeout() {
-        assert_eq!(
-            buckets(Duration::from_secs(365 * 24 * 3600)),
-            LADDER.to_vec()
-        );
-        assert_eq!(buckets(Duration::from_secs(1)), LADDER.to_vec());
-        assert_eq!(buckets(Duration::from_millis(300)).len(), LADDER.len() + 1);
+    fn an_instance_that_leaves_takes_its_series_and_one_that_stays_keeps_its_counts() {
+        let mut registry = Registry::default();
+        let metrics = ProxyMetrics::register(&mut registry);
+        let first = metrics.route("api", "pool", timeouts(300, 900));
+        let (a1, b2) = (first.instance("a:1"), first.instance("b:2"));
+        a1.answered(200);
+        // A reload that drops b and adds c, with another timeout (a new stack).
+        let second = metrics.route("api", "pool", timeouts(400, 900));
+        let (a1_again, c3) = (second.instance("a:1"), second.instance("c:3"));
+        assert!(text(&registry).contains(&series("api", "b:2")), "b still held");
+        // The old stack goes, and with it the last hold on b (its last request ended).
+        drop((a1, b2, first));
+        let text_now = text(&registry);
+        assert!(!text_now.contains(&series("api", "b:2")), "{text_now}");
+        assert!(text_now.contains(&format!(
+            "stormguard_proxy_instance_attempts_total{{{},outcome=\"ok\"}} 1",
+            series("api", "a:1")
+        )));
+        assert!(text_now.contains(&series("api", "c:3")));
+        // Discovery: d joins, a leaves, without a reload.
+        let d4 = second.instance("d:4");
+        d4.answered(200);
+        drop(a1_again);
+        let text_now = text(&registry);
+        assert!(!text_now.contains(&series("api", "a:1")), "{text_now}");
+        assert!(text_now.contains(&format!(
+            "stormguard_proxy_instance_attempts_total{{{},outcome=\"ok\"}} 1",
+            series("api", "d:4")
+        )));
+        drop((c3, d4));
+        assert!(!text(&registry).contains("instance_addr"));
     }
 }

@@ -192,6 +192,8 @@ struct ResultLabel {
 pub struct ReloadMetrics {
     reloads: Family<ResultLabel, Counter>,
     generation: Gauge,
+    /// 1 when the last reload applied the file (or none was tried), 0 when it was refused.
+    last_ok: Gauge,
 }
 
 impl ReloadMetrics {
@@ -201,7 +203,9 @@ impl ReloadMetrics {
         let metrics = ReloadMetrics {
             reloads: Family::default(),
             generation: Gauge::default(),
+            last_ok: Gauge::default(),
         };
+        metrics.last_ok.set(1);
         for result in ["ok", "failed"] {
             let _ = metrics.reloads.get_or_create(&ResultLabel { result });
         }
@@ -215,11 +219,17 @@ impl ReloadMetrics {
             "Generation of the running settings: 1 at start, one more per applied reload. Proxies that should run the same file but show different generations did not all take the last change",
             metrics.generation.clone(),
         );
+        registry.register(
+            "stormguard_config_last_reload_successful",
+            "1 when the last reload of the settings file applied it (or none was tried), 0 when it was refused and the proxy runs older settings than the file holds. At 0, the proxy's log names the file, line, column and what is wrong: fix the file (a good reload sets it back to 1)",
+            metrics.last_ok.clone(),
+        );
         metrics
     }
 
     fn count(&self, result: &'static str) {
         self.reloads.get_or_create(&ResultLabel { result }).inc();
+        self.last_ok.set(i64::from(result == "ok"));
     }
 
     fn set_generation(&self, generation: u64) {
@@ -489,6 +499,8 @@ impl Reloader {
             Err(error) => return Err(self.failed(trigger, LoadError::Parse(error).into())),
         };
         if !always && config == state.applied {
+            // A file put back as it was after a refused edit: what runs is what it holds.
+            self.metrics.last_ok.set(1);
             tracing::debug!(
                 file,
                 "the file changed but its settings did not: nothing to apply"
@@ -693,5 +705,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("stormguard_config_generation 3"), "{text}");
+    }
+
+    #[test]
+    fn the_last_reload_says_whether_the_file_runs() {
+        let mut registry = Registry::default();
+        let metrics = ReloadMetrics::register(&mut registry);
+        let last = |registry: &Registry| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("stormguard_config_last_reload_successful "))
+                .map(str::to_string);
+            line.unwrap_or_else(|| panic!("no gauge in\n{text}"))
+        };
+        assert!(last(&registry).ends_with(" 1"), "none tried yet");
+        metrics.count("failed");
+        assert!(last(&registry).ends_with(" 0"));
+        metrics.count("ok");
+        assert!(last(&registry).ends_with(" 1"));
     }
 }

@@ -33,6 +33,7 @@ use tower_service::Service;
 
 use crate::config::Protocol;
 use crate::h2_pool::{H2Instance, H2Sending};
+use crate::metrics::InstanceMetrics;
 use crate::pool::{InstancePool, Sending};
 
 /// A client's request body as the stack takes it: what was read before forwarding, then the
@@ -67,7 +68,7 @@ impl IntoUpstream for ReplayBody<ReplayBody<RequestBody>> {
 /// the module docs) and records each one's latency in its route's histogram: a response at
 /// its arrival, an attempt abandoned (a per-try timeout, a losing hedge) at the moment it was
 /// dropped. Errors are not recorded: a refused connection's microseconds say nothing of the
-/// upstream's latency.
+/// upstream's latency. Every attempt's outcome is counted on its instance's series.
 #[derive(Clone)]
 pub(crate) struct Timed {
     pool: Arc<InstancePool>,
@@ -77,6 +78,7 @@ pub(crate) struct Timed {
     latency: Histogram,
     /// The instance's address, as the access log names it.
     address: Arc<str>,
+    instance: InstanceMetrics,
 }
 
 impl Timed {
@@ -86,6 +88,7 @@ impl Timed {
         protocol: Protocol,
         latency: Histogram,
         address: Arc<str>,
+        instance: InstanceMetrics,
     ) -> Self {
         Timed {
             pool,
@@ -93,6 +96,7 @@ impl Timed {
             all_h2: protocol == Protocol::Http2,
             latency,
             address,
+            instance,
         }
     }
 }
@@ -108,30 +112,42 @@ fn is_grpc(headers: &http::HeaderMap) -> bool {
         })
 }
 
-/// Records an attempt's latency once: on its response, or on drop if it never finished.
+/// Records an attempt's latency and outcome once: on its response, or on drop if it never
+/// finished (abandoned).
 struct Timing {
     latency: Histogram,
+    instance: InstanceMetrics,
     start: tokio::time::Instant,
     armed: bool,
 }
 
 impl Timing {
-    fn record(&mut self) {
-        if std::mem::take(&mut self.armed) {
+    fn record(&mut self) -> bool {
+        let armed = std::mem::take(&mut self.armed);
+        if armed {
             self.latency.observe(self.start.elapsed().as_secs_f64());
         }
+        armed
     }
-}
 
-impl Timing {
-    fn disarm(&mut self) {
-        self.armed = false;
+    fn answered(&mut self, status: u16) {
+        if self.record() {
+            self.instance.answered(status);
+        }
+    }
+
+    fn failed(&mut self, error: &BoxError) {
+        if std::mem::take(&mut self.armed) {
+            self.instance.failed(&**error);
+        }
     }
 }
 
 impl Drop for Timing {
     fn drop(&mut self) {
-        self.record();
+        if self.record() {
+            self.instance.abandoned();
+        }
     }
 }
 
@@ -155,9 +171,9 @@ impl Future for TimedFuture {
             Sent::Http2(sent) => sent.as_mut().poll(cx),
         };
         let result = std::task::ready!(polled);
-        match result {
-            Ok(_) => self.timing.record(),
-            Err(_) => self.timing.disarm(),
+        match &result {
+            Ok(response) => self.timing.answered(response.status().as_u16()),
+            Err(error) => self.timing.failed(error),
         }
         Poll::Ready(result)
     }
@@ -186,6 +202,7 @@ impl<B: IntoUpstream> Service<Request<B>> for Timed {
             sent,
             timing: Timing {
                 latency: self.latency.clone(),
+                instance: self.instance.clone(),
                 start: tokio::time::Instant::now(),
                 armed: true,
             },

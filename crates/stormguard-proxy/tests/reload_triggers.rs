@@ -356,3 +356,29 @@ async fn a_settings_file_over_4_mib_is_refused_naming_the_file_and_the_limit() {
     assert!(loaded.contains("larger than 4 MiB"), "{loaded}");
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A broken edit put back as it was leaves the settings that run those the file holds: the
+/// reload-failed alert (`stormguard_config_last_reload_successful == 0`) must clear then too,
+/// though nothing is applied.
+#[tokio::test]
+async fn a_broken_edit_put_back_clears_the_last_reload_failure() {
+    let (proxy, reloader, registry, path) = start("put-back", &settings(""));
+    let last = |registry: &prometheus_client::registry::Registry| {
+        let text = metrics_text(registry);
+        text.lines()
+            .find_map(|l| l.strip_prefix("stormguard_config_last_reload_successful "))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no gauge in\n{text}"))
+    };
+    look_twice(&reloader, None).await;
+    assert_eq!(last(&registry), "1");
+    std::fs::write(&path, settings("timeout = \"-1s\"")).unwrap();
+    assert_eq!(reloader.reload_if_changed().await.unwrap(), None);
+    assert!(reloader.reload_if_changed().await.is_err());
+    assert_eq!(last(&registry), "0");
+    std::fs::write(&path, settings("")).unwrap();
+    look_twice(&reloader, None).await;
+    assert_eq!(proxy.applies.load(Ordering::SeqCst), 0, "nothing to apply");
+    assert_eq!(last(&registry), "1");
+    std::fs::remove_file(&path).unwrap();
+}

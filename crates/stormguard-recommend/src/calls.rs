@@ -7,7 +7,11 @@
 //! user knows their labels best. Otherwise by the name of the service called: the series whose
 //! `upstream` label is that name, or failing any, whose `service`, then `route`, then `job`
 //! label is (the proxy labels its histogram by `route`; a server's own histogram is usually
-//! scraped under its `job`). Several series of one metric with the same buckets (instances,
+//! scraped under its `job`). A histogram of whole requests, retries included
+//! ([`WHOLE_REQUEST_METRICS`]: the proxy's `stormguard_proxy_request_duration_seconds`, beside
+//! its per-attempt one) is not matched by name: a timeout bounds one attempt, and set from
+//! what callers waited it would let every retry's wait through. A `metrics` key with
+//! `__name__` still takes it. Several series of one metric with the same buckets (instances,
 //! routes of one upstream) are added together, since the timeout covers them all; series of
 //! different metrics or buckets cannot be, and the call is reported instead of guessed at.
 
@@ -22,6 +26,10 @@ use crate::suggest::{suggest, Latency, Skip, Suggestion};
 
 /// The labels tried, in order, when a call has no `metrics` key.
 pub const NAME_LABELS: [&str; 4] = ["upstream", "service", "route", "job"];
+
+/// Histograms of what callers waited, retries and backoff included: a call finds them only by
+/// a `metrics` key that names them, never by the called service's name.
+pub const WHOLE_REQUEST_METRICS: [&str; 1] = ["stormguard_proxy_request_duration_seconds"];
 
 /// The `metrics` keys of a graph's calls: (calling service, index of the call) to labels.
 pub type MetricsKeys = BTreeMap<(String, usize), BTreeMap<String, String>>;
@@ -167,6 +175,7 @@ fn by_name(timed: &[usize], series: &[Series], to: &str) -> (Option<MatchedBy>, 
     for label in NAME_LABELS {
         let found = select(timed, series, |s| {
             s.labels.get(label).map(String::as_str) == Some(to)
+                && !WHOLE_REQUEST_METRICS.contains(&s.metric.as_str())
         });
         if !found.is_empty() {
             return (Some(MatchedBy::Label(label)), found);

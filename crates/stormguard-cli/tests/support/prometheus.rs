@@ -1,5 +1,6 @@
 //! A real Prometheus server for the tests of the commands that ask one (`recommend
-//! --prometheus`, `import --prometheus`): Debian's `prometheus`, started on 127.0.0.1 at a free
+//! --prometheus`, `import --prometheus`) and of the proxy's dashboard and alerts
+//! (`stormguard-proxy/tests/observability.rs` includes this file): Debian's `prometheus`, started on 127.0.0.1 at a free
 //! port with a generated config and a temporary storage dir, killed when the test ends; and the
 //! pieces around it (pages served over HTTP, bounded polling, instant queries).
 #![allow(dead_code)]
@@ -95,9 +96,9 @@ pub async fn get(client: &HttpClient, url: &str) -> Option<(u16, String)> {
     Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// The value of an instant query answering one sample (0 when it answers none).
-pub async fn query(client: &HttpClient, prometheus: &str, promql: &str) -> f64 {
-    let encoded: String = promql
+/// `promql` as a URL's query value: every byte but letters and digits percent-encoded.
+pub fn encode(promql: &str) -> String {
+    promql
         .bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {
@@ -106,8 +107,12 @@ pub async fn query(client: &HttpClient, prometheus: &str, promql: &str) -> f64 {
                 format!("%{b:02X}")
             }
         })
-        .collect();
-    let url = format!("{prometheus}/api/v1/query?query={encoded}");
+        .collect()
+}
+
+/// The value of an instant query answering one sample (0 when it answers none).
+pub async fn query(client: &HttpClient, prometheus: &str, promql: &str) -> f64 {
+    let url = format!("{prometheus}/api/v1/query?query={}", encode(promql));
     let Some((_, body)) = get(client, &url).await else {
         return 0.0;
     };
@@ -136,12 +141,17 @@ where
 
 /// Finds `prometheus`: on the PATH, or where Debian puts it.
 pub fn prometheus_binary() -> Option<PathBuf> {
+    binary("prometheus")
+}
+
+/// Finds `name` (`prometheus`, `promtool`): on the PATH, or where Debian puts it.
+pub fn binary(name: &str) -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|dir| dir.join("prometheus"))
+            .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     });
-    on_path.or_else(|| Some(PathBuf::from("/usr/bin/prometheus")).filter(|p| p.is_file()))
+    on_path.or_else(|| Some(Path::new("/usr/bin").join(name)).filter(|p| p.is_file()))
 }
 
 /// A free port on 127.0.0.1 for Prometheus to listen on (bound, then released).
@@ -165,19 +175,29 @@ pub fn start_prometheus(
             format!("  - job_name: {job}\n    static_configs:\n      - targets: [\"{target}\"]\n")
         })
         .collect();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
+    start_prometheus_with(
+        binary,
+        dir,
+        &format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n{jobs}"
         ),
     )
-    .unwrap();
+}
+
+/// Starts `binary` with `config` (prometheus.yml's text), listening on a free port, its data
+/// and log in `dir`: the child and its URL.
+pub fn start_prometheus_with(
+    binary: &Path,
+    dir: &Path,
+    config: &str,
+) -> Result<(Running, String), String> {
+    let config_file = dir.join("prometheus.yml");
+    std::fs::write(&config_file, config).unwrap();
     let port = free_port();
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--config.file={}", config_file.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
             dir.join("data").display()

@@ -169,6 +169,7 @@ fn route(route: &Route, faults_enabled: bool) -> Value {
         "propagate_deadline": call.propagate_deadline,
         "deadline_reserve": duration(route.deadline_reserve),
         "retry_body_limit": bytes(route.retry_body_limit),
+        "latency_buckets": route.latency_buckets.iter().map(|b| duration(*b)).collect::<Vec<_>>(),
         "idempotent": match call.idempotent {
             Idempotent::Yes => json!(true),
             Idempotent::No => json!(false),

@@ -46,7 +46,7 @@
 //! timeout = "2s"                  # required: each attempt, connecting included
 //! # request_timeout, connect_timeout, max_attempts, backoff, retry_budget | token_bucket,
 //! # retry_on, hedge, adaptive_timeout, propagate_deadline, deadline_reserve, retry_body_limit,
-//! # idempotent, fault: see below
+//! # latency_buckets, idempotent, fault: see below
 //!
 //! [faults]
 //! enabled = false                 # default
@@ -62,7 +62,8 @@
 //! list; `idempotent = "by-method"` (by method and `Idempotency-Key`; `true` replays every
 //! request, `false` none once written, and takes no hedge); a `hedge` without `max_extra` gets
 //! 5%; `propagate_deadline = true`. The proxy's own keys: `deadline_reserve = "5ms"`,
-//! `retry_body_limit = "64KiB"` (the layers' `DEFAULT_BODY_LIMIT`), an `adaptive_timeout`
+//! `retry_body_limit = "64KiB"` (the layers' `DEFAULT_BODY_LIMIT`), no `latency_buckets`
+//! (up to 16 bounds the route's latency histograms add to their ladder), an `adaptive_timeout`
 //! without bounds gets `min = "10ms"`, `max` = the route's timeout and
 //! `false_timeout_rate = 0.001`.
 //!

@@ -352,6 +352,9 @@ pub struct Route {
     pub deadline_reserve: Duration,
     /// Largest body buffered for replay (default 64 KiB); larger bodies are sent once.
     pub retry_body_limit: u64,
+    /// Bounds the route's latency histograms have beside the ladder and its timeouts (default
+    /// none): a latency objective here is read exactly off a bucket.
+    pub latency_buckets: Vec<Duration>,
     /// Faults injected on this route (only when [`Faults::enabled`]; kept, inert, otherwise).
     pub fault: Option<FaultSpec>,
 }

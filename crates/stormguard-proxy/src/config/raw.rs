@@ -124,6 +124,7 @@ pub(super) struct RawRoute {
     pub propagate_deadline: Option<bool>,
     pub deadline_reserve: Option<Spanned<Scalar>>,
     pub retry_body_limit: Option<Spanned<Scalar>>,
+    pub latency_buckets: Option<Spanned<Vec<Spanned<Scalar>>>>,
     pub idempotent: Option<Spanned<RawIdempotent>>,
     pub fault: Option<Spanned<RawFault>>,
 }

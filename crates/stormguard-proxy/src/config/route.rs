@@ -14,13 +14,16 @@ use stormguard::policy::RetryPolicy;
 use stormguard_graph::model::{Call, Idempotent};
 use stormguard_graph::parse::locate::KeyPath;
 use stormguard_graph::parse::policy_keys::DEFAULT_METHOD;
-use stormguard_graph::parse::ranges::{ADDED, BODY};
+use stormguard_graph::parse::ranges::{ADDED, BODY, LATENCY};
 use stormguard_graph::parse::ParseError;
 use toml::Spanned;
 
 use super::convert::Converter;
 use super::model::{Route, RouteMatch};
-use super::raw::{RawMatch, RawRoute};
+use super::raw::{RawMatch, RawRoute, Scalar};
+
+/// The most `latency_buckets` a route takes: each is a series of both of its histograms.
+pub(crate) const MAX_LATENCY_BUCKETS: usize = 16;
 
 /// How many upstream names an error lists before it says how many more there are.
 const LISTED_UPSTREAMS: usize = 20;
@@ -165,8 +168,43 @@ impl Converter<'_> {
                 &BODY,
                 stormguard::layer::DEFAULT_BODY_LIMIT as u64,
             )?,
+            latency_buckets: self.latency_buckets(raw.latency_buckets.as_ref(), path)?,
             fault,
         })
+    }
+
+    /// `latency_buckets`: durations in [`LATENCY`]'s range, at most [`MAX_LATENCY_BUCKETS`].
+    fn latency_buckets(
+        &self,
+        raw: Option<&Spanned<Vec<Spanned<Scalar>>>>,
+        path: &KeyPath,
+    ) -> Result<Vec<Duration>, ParseError> {
+        let Some(raw) = raw else {
+            return Ok(Vec::new());
+        };
+        if raw.get_ref().len() > MAX_LATENCY_BUCKETS {
+            return Err(self.error(
+                raw.span().start,
+                &path.key("latency_buckets"),
+                format!(
+                    "{} bounds, and at most {MAX_LATENCY_BUCKETS} are taken: each is a series of \
+                     both of the route's latency histograms; keep your objectives",
+                    raw.get_ref().len()
+                ),
+            ));
+        }
+        raw.get_ref()
+            .iter()
+            .map(|bound| {
+                self.duration_or(
+                    Some(bound),
+                    path,
+                    "latency_buckets",
+                    &LATENCY,
+                    Duration::ZERO,
+                )
+            })
+            .collect()
     }
 
     fn matcher(&self, raw: RawMatch, path: &KeyPath) -> Result<RouteMatch, ParseError> {

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use hyper_util::client::legacy::connect::HttpConnector;
-use prometheus_client::metrics::histogram::Histogram;
 use rustls_pki_types::ServerName;
 use stormguard::estimate::LatencyEstimator;
 use stormguard::layer::{Balance, DeadlineLayer, HedgeLayer, RetryLayer};
@@ -26,7 +25,7 @@ use crate::config::{
 };
 use crate::discovery::{InstanceSet, Member, RouteInstances};
 use crate::h2_pool::H2Instance;
-use crate::metrics::{ConnectFailures, ProxyMetrics};
+use crate::metrics::{ConnectFailures, ProxyMetrics, RouteMetrics, RouteTimeouts};
 use crate::pool::InstancePool;
 use crate::stack::{RouteService, Timed};
 use crate::tls::connect::Connector;
@@ -100,8 +99,8 @@ pub(crate) struct Clients {
 /// An instance's clients, as long as a balancer holds them.
 type HeldClients = (Weak<InstancePool>, Weak<H2Instance>);
 
-/// What [`stack`] builds: the route's service, its latency histogram and its balancer.
-type Built = (RouteService, (Vec<f64>, Histogram), Arc<RouteInstances>);
+/// What [`stack`] builds: the route's service, its series and its balancer.
+type Built = (RouteService, RouteMetrics, Arc<RouteInstances>);
 
 /// A pool's upstream (whose connect failures it counts), connect timeout, instance, TLS
 /// settings (with the files' contents, so that a renewed client certificate or CA gets new
@@ -315,7 +314,7 @@ pub(crate) fn routes(
             let built_from = BuiltFrom::new(route, upstream);
             let same_name = previous.iter().find(|old| *old.name == *route.name);
             let reused = same_name.filter(|old| old.built_from == built_from);
-            let (service, latency, instances) = match reused {
+            let (service, route_metrics, instances) = match reused {
                 Some(old) => {
                     // The upstream is the same; `[dns]` may not be, and the set with it.
                     let members = set.current();
@@ -336,7 +335,7 @@ pub(crate) fn routes(
                     }
                     (
                         old.service.clone(),
-                        old.latency.clone(),
+                        old.metrics.clone(),
                         old.instances.clone(),
                     )
                 }
@@ -361,7 +360,7 @@ pub(crate) fn routes(
                 service,
                 fault: route.fault,
                 body_limit: usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX),
-                latency,
+                metrics: route_metrics,
                 built_from,
                 instances,
             })
@@ -381,8 +380,12 @@ fn stack(
     previous: Option<&Balance<Timed>>,
 ) -> Result<Built, BuildError> {
     let name = route.name.as_str();
-    let timeout = route_timeout(route);
-    let latency = metrics.latency(name, timeout);
+    let timeouts = RouteTimeouts {
+        attempt: route_timeout(route),
+        request: request_timeout(route),
+        objectives: &route.latency_buckets,
+    };
+    let route_metrics = metrics.route(name, &route.upstream, timeouts);
     let failures = metrics.connect_failures(&route.upstream);
     let tls = match &upstream.tls {
         Some(settings) => Some(TlsClient::new(settings).map_err(|problem| BuildError::Tls {
@@ -398,7 +401,8 @@ fn stack(
     let make = {
         let clients = clients.clone();
         let protocol = upstream.protocol;
-        let histogram = latency.1.clone();
+        let histogram = route_metrics.attempt_latency.histogram().clone();
+        let series = route_metrics.clone();
         let upstream_name = route.upstream.clone();
         move |member: &Member| {
             let (http1, http2) = clients.get(
@@ -408,12 +412,15 @@ fn stack(
                 tls.as_ref(),
                 &failures,
             );
+            let address = member.address.to_string();
+            let instance = series.instance(&address);
             Timed::new(
                 http1,
                 http2,
                 protocol,
                 histogram.clone(),
-                Arc::from(member.address.to_string()),
+                Arc::from(address),
+                instance,
             )
         }
     };
@@ -428,7 +435,7 @@ fn stack(
         Box::new(make),
         |named| {
             let balance = Balance::named(named)
-                .observer(metrics.observer.clone())
+                .observer(route_metrics.balancer_observer(metrics))
                 .target(name)
                 .without_instance_extension();
             match previous {
@@ -493,7 +500,7 @@ fn stack(
             RouteService::Hedged(deadline.layer(retry.layer(hedge.layer(balance))))
         }
     };
-    Ok((service, latency, instances))
+    Ok((service, route_metrics, instances))
 }
 
 #[cfg(test)]

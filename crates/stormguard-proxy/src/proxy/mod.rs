@@ -24,7 +24,7 @@ pub use self::build::BuildError;
 use self::build::{BuiltFrom, Clients};
 use crate::config::{Config, FaultSpec};
 use crate::discovery::InstanceSet;
-use crate::metrics::{LatencyHistogram, ProxyMetrics};
+use crate::metrics::{ProxyMetrics, RouteMetrics};
 use crate::stack::RouteService;
 
 /// The proxy's data path: its settings, routes and metrics, shared by every connection.
@@ -112,15 +112,23 @@ pub(crate) struct RouteEntry {
     pub(crate) body_limit: usize,
     /// Answers that were the upstream's 2xx: counted without a lookup.
     pub(crate) upstream_2xx: Counter,
-    latency: LatencyHistogram,
+    /// Its histograms and instance series, kept with its stack.
+    pub(crate) metrics: RouteMetrics,
     built_from: BuiltFrom,
     /// The route's balancer, following its upstream's instances.
     pub(crate) instances: Arc<crate::discovery::RouteInstances>,
 }
 
 impl RouteEntry {
-    /// Counts one answer on this route.
-    pub(crate) fn answered(&self, metrics: &ProxyMetrics, status: u16, reason: &'static str) {
+    /// Counts one answer on this route, given `waited` after the request arrived.
+    pub(crate) fn answered(
+        &self,
+        metrics: &ProxyMetrics,
+        status: u16,
+        reason: &'static str,
+        waited: std::time::Duration,
+    ) {
+        self.metrics.request_duration.observe(waited);
         if reason.is_empty() && (200..300).contains(&status) {
             self.upstream_2xx.inc();
         } else {
@@ -212,7 +220,7 @@ impl Proxy {
             config: Arc::new(config),
             routes,
         };
-        metrics.publish_latency(generation.routes.iter().map(|r| (&*r.name, &r.latency)));
+        metrics.publish(generation.routes.iter().map(|r| (&*r.name, &r.metrics)));
         Ok(Proxy {
             inner: Arc::new(Inner {
                 current: RwLock::new(Arc::new(generation)),
@@ -278,7 +286,7 @@ impl Proxy {
             .unwrap_or_else(|e| e.into_inner()) = generation.clone();
         self.inner
             .metrics
-            .publish_latency(generation.routes.iter().map(|r| (&*r.name, &r.latency)));
+            .publish(generation.routes.iter().map(|r| (&*r.name, &r.metrics)));
         // Debug, not info: the reloader that called this logs the reload with its file and
         // trigger, and one line per reload is what an operator wants to read.
         tracing::debug!(generation = number, "settings applied");

@@ -268,6 +268,7 @@ pub fn route(name: &str, upstream: &str) -> Route {
         adaptive_timeout: None,
         deadline_reserve: ms(5),
         retry_body_limit: 64 * 1024,
+        latency_buckets: Vec::new(),
         fault: None,
     }
 }

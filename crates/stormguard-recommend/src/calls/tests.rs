@@ -166,3 +166,29 @@ fn a_stated_unit_lets_unitless_series_match() {
     let search = find(&plans, "api", "search");
     assert_eq!(search.matched_by, Some(MatchedBy::Label("upstream")));
 }
+
+/// The proxy's page has two histograms by route: what each attempt took and what the caller
+/// waited. A timeout bounds an attempt, so a call matched by name takes the first only.
+#[test]
+fn by_name_the_proxys_attempts_are_taken_not_what_callers_waited() {
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"web\"\n\n[[services.web.calls]]\nto = \"db\"\ntimeout = \"1s\"\n\n[services.db]\n",
+    )
+    .unwrap();
+    let page = "\
+        stormguard_proxy_upstream_latency_seconds_bucket{route=\"db\",le=\"0.1\"} 10\n\
+        stormguard_proxy_upstream_latency_seconds_bucket{route=\"db\",le=\"+Inf\"} 10\n\
+        stormguard_proxy_request_duration_seconds_bucket{route=\"db\",le=\"0.1\"} 9\n\
+        stormguard_proxy_request_duration_seconds_bucket{route=\"db\",le=\"+Inf\"} 10\n";
+    let series = parse(page).unwrap();
+    let plans = plan(&graph, &MetricsKeys::new(), &series, None, 0.001);
+    let db = find(&plans, "web", "db");
+    assert_eq!(db.matched_by, Some(MatchedBy::Label("route")));
+    assert_eq!(db.series.len(), 1);
+    assert_eq!(
+        series[db.series[0]].metric,
+        "stormguard_proxy_upstream_latency_seconds"
+    );
+    assert!(db.suggestion.is_ok(), "{:?}", db.suggestion);
+}

@@ -95,6 +95,14 @@ pub enum Event {
 pub trait Observer: Send + Sync + 'static {
     /// Records one event of `target`.
     fn observe(&self, target: &str, event: Event);
+
+    /// A balancer of `target` ejected the instance it names `instance` (an address, say) for
+    /// `duration`; called beside [`Event::Ejected`], whose number alone does not say which
+    /// instance it is once the set has changed. For per-instance series, which are kept by
+    /// name; nothing by default.
+    fn instance_ejected(&self, target: &str, instance: &str, duration: std::time::Duration) {
+        let _ = (target, instance, duration);
+    }
 }
 
 /// Drops every event: for users who do not want metrics, at no cost.
@@ -112,6 +120,10 @@ impl Observer for NoMetrics {
 }
 
 impl<O: Observer + ?Sized> Observer for std::sync::Arc<O> {
+    fn instance_ejected(&self, target: &str, instance: &str, duration: std::time::Duration) {
+        (**self).instance_ejected(target, instance, duration);
+    }
+
     #[inline]
     fn observe(&self, target: &str, event: Event) {
         (**self).observe(target, event)

@@ -295,3 +295,33 @@ fn a_fault_while_faults_are_off_is_kept_and_inert() {
     assert!(!config.faults.enabled);
     assert!(config.routes[0].fault.is_some());
 }
+
+#[test]
+fn latency_buckets_are_durations_in_range_and_few() {
+    let read = config(&format!(
+        "{MINIMAL}latency_buckets = [\"300ms\", \"1.5s\"]\n"
+    ));
+    assert_eq!(
+        read.routes[0].latency_buckets,
+        [
+            std::time::Duration::from_millis(300),
+            std::time::Duration::from_millis(1500)
+        ]
+    );
+    assert!(config(MINIMAL).routes[0].latency_buckets.is_empty());
+    assert_error(
+        &format!("{MINIMAL}latency_buckets = [\"300ms\", \"0s\"]\n"),
+        7,
+        29,
+        "routes[0].latency_buckets",
+        &["a latency or round trip"],
+    );
+    let many: Vec<String> = (1..=17).map(|ms| format!("\"{ms}ms\"")).collect();
+    assert_error(
+        &format!("{MINIMAL}latency_buckets = [{}]\n", many.join(", ")),
+        7,
+        19,
+        "routes[0].latency_buckets",
+        &["17 bounds, and at most 16 are taken"],
+    );
+}

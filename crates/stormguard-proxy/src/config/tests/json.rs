@@ -72,6 +72,7 @@ fn the_issue_sample_as_json() {
             "propagate_deadline": true,
             "deadline_reserve": "5ms",
             "retry_body_limit": { "bytes": 65_536, "human": "64KiB" },
+            "latency_buckets": [],
             "idempotent": "by-method",
             "fault": {
                 "delay": "200ms",

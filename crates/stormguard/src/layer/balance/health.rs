@@ -116,6 +116,8 @@ impl Health {
                     duration,
                 },
             );
+            self.observer
+                .instance_ejected(&self.target, &self.names[instance], duration);
         }
     }
 }

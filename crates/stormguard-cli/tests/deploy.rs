@@ -156,12 +156,23 @@ fn the_image_holds_the_binary_cargo_builds() {
     let parts: Vec<&str> = copied.1.split_whitespace().collect();
     assert_eq!(parts[1], format!("/src/target/release/{bin}"));
     assert_eq!(parts[2], image_binary(), "ENTRYPOINT runs what was copied");
-    assert!(
-        instructions
-            .iter()
-            .any(|(i, a)| i == "USER" && a != "root" && a != "0"),
-        "runs as a non-root user"
-    );
+    // A user by number (Kubernetes' runAsNonRoot refuses to start an image whose USER is a
+    // name: it cannot check it), not root, and the one the sidecar asks for.
+    let user = &instructions
+        .iter()
+        .find(|(i, _)| i == "USER")
+        .expect("a USER")
+        .1;
+    let uid: u64 = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a numeric USER");
+    assert_ne!(uid, 0, "runs as a non-root user");
+    let documents = manifests();
+    let (_, sidecar) = pod(&documents);
+    assert_eq!(at(sidecar, "securityContext.runAsUser").as_u64(), Some(uid));
 }
 
 #[test]
@@ -425,11 +436,12 @@ fn the_probe_passes_while_serving_and_fails_while_draining() {
     let (code, out) = health(admin);
     assert_eq!((code, out), (0, format!("{admin}/healthz: ok\n")));
 
-    // A request in flight (the upstream never answers: up to request_timeout, 1.5 s) keeps
-    // the proxy draining after SIGTERM.
+    // A request in flight keeps the proxy draining after SIGTERM for as long as this test
+    // holds back its body (the proxy waits for it up to request_body_timeout, 30 s), so the
+    // probe is seen failing however slow the machine.
     let mut client = TcpStream::connect(listen).unwrap();
     client
-        .write_all(b"GET / HTTP/1.1\r\nHost: storefront\r\nConnection: close\r\n\r\n")
+        .write_all(b"POST / HTTP/1.1\r\nHost: storefront\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let status = Command::new("kill")
@@ -438,7 +450,7 @@ fn the_probe_passes_while_serving_and_fails_while_draining() {
         .unwrap();
     assert!(status.success());
     let mut draining = None;
-    for _ in 0..20 {
+    for _ in 0..100 {
         let (code, out) = health(admin);
         if code != 0 {
             draining = Some((code, out));
@@ -450,7 +462,9 @@ fn the_probe_passes_while_serving_and_fails_while_draining() {
         draining,
         Some((1, format!("{admin}/healthz: unhealthy: 503 draining\n")))
     );
-    // The request in flight is answered (a timeout, 504) and the proxy exits.
+    // The body sent, the request goes on to the silent upstream and is answered when its
+    // timeouts end (a 5xx); then the proxy exits.
+    client.write_all(b"hello").unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

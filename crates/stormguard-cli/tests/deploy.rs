@@ -306,6 +306,23 @@ fn the_proxy_is_reached_from_the_pod_only_and_probed_there() {
     );
 }
 
+/// The example is what `check` recommends: settings a user copies should not start with a
+/// finding.
+#[test]
+fn check_finds_nothing_in_the_configmaps_settings() {
+    let (text, _) = settings(&manifests());
+    let path = std::env::temp_dir().join(format!(
+        "stormguard-deploy-check-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, &text).unwrap();
+    let (code, out, err) = stormguard(&["check", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("no findings\n"), "{out}");
+    assert!(out.contains("0 errors, 0 warnings, 0 infos"), "{out}");
+}
+
 /// What deployment.yaml budgets for the application's own drain, between its preStop and the
 /// sidecar's SIGTERM (its comment says so).
 const APPLICATION_DRAIN: u64 = 10;
@@ -400,11 +417,15 @@ fn health(admin: SocketAddr) -> (i32, String) {
 fn the_probe_passes_while_serving_and_fails_while_draining() {
     let documents = manifests();
     let (text, config) = settings(&documents);
-    let upstream = silent_upstream();
-    let text = text
+    let mut text = text
         .replace(&config.listen.address.to_string(), "127.0.0.1:0")
-        .replace(&config.admin.address.to_string(), "127.0.0.1:0")
-        .replace("\"api:80\"", &format!("\"{upstream}\""));
+        .replace(&config.admin.address.to_string(), "127.0.0.1:0");
+    for instance in &config.upstreams["api"].instances {
+        text = text.replace(
+            &format!("\"{instance}\""),
+            &format!("\"{}\"", silent_upstream()),
+        );
+    }
     let path =
         std::env::temp_dir().join(format!("stormguard-deploy-run-{}.toml", std::process::id()));
     std::fs::write(&path, &text).unwrap();

@@ -6,6 +6,7 @@ mod demo;
 mod explain_cmd;
 mod export_cmd;
 mod graph_file;
+mod health_cmd;
 mod import_cmd;
 mod logging;
 mod proxy_cmd;
@@ -66,6 +67,10 @@ enum Command {
     /// with file:line:column). SIGHUP, POST /reload on the admin address, or an edit reloads it;
     /// SIGTERM drains and exits 0.
     Proxy(proxy_cmd::Args),
+    /// Ask a running proxy's admin endpoint for /healthz: exit 0 when it answers 200, 1 when it
+    /// is draining or does not answer. For Kubernetes `exec` probes, where the admin endpoint
+    /// stays on the pod's loopback.
+    Health(health_cmd::Args),
     /// Read the timeouts and retries a mesh already runs (Kubernetes, Istio, Gateway API,
     /// Linkerd, Envoy, gRPC service configs; files or directories) into a graph with the source
     /// of every value; `check` and `sim` take the same paths. Exit 2 on a malformed manifest,
@@ -124,6 +129,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Sim(args) => sim_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Proxy(args) => proxy_cmd::run(args, &mut std::io::stdout().lock()),
+        Command::Health(args) => health_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Recommend(args) => recommend_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Export(args) => export_cmd::run(args, &mut std::io::stdout().lock()),
         Command::Import(args) => import_cmd::run(args, &mut std::io::stdout().lock()),

@@ -41,6 +41,12 @@
 //! an error in the log, or worse, a shorter file that parses (routes missing) applied until
 //! the next look. Nothing on disk is ever missed: a content that stays is applied at the
 //! next look. A change that leaves the settings as they run (a comment) applies nothing.
+//!
+//! The path is opened anew at each look, never resolved once and kept: a Kubernetes ConfigMap
+//! volume is updated by renaming a `..data` symlink to a new directory and deleting the old
+//! one, while the file given (`DIR/settings.toml -> ..data/settings.toml`) keeps its own inode
+//! and times throughout; only what is read through the symlinks changes (tests/configmap.rs
+//! runs kubelet's sequence).
 
 use std::error::Error;
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -7,21 +7,8 @@ mod fake_proxy;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use fake_proxy::{metrics_text, settings, settings_with, start, FakeProxy};
+use fake_proxy::{generation_after, metrics_text, settings, settings_with, start};
 use stormguard_proxy::reload::{ReloadError, Reloadable, Reloader, Trigger};
-
-/// Polls until the generation passes `from`; `None` if it did not within 5 s.
-async fn generation_after(proxy: &FakeProxy, from: u64) -> Option<(u64, Duration)> {
-    let started = tokio::time::Instant::now();
-    for _ in 0..500 {
-        let generation = proxy.generation();
-        if generation > from {
-            return Some((generation, started.elapsed()));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
-}
 
 #[tokio::test]
 async fn a_broken_file_keeps_the_old_generation_and_says_where_it_is_broken() {

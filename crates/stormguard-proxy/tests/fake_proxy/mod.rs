@@ -103,6 +103,19 @@ pub fn start(test: &str, text: &str) -> (Arc<FakeProxy>, Arc<Reloader>, Registry
     (proxy, reloader, registry, path)
 }
 
+/// Polls until the generation passes `from`; `None` if it did not within 5 s.
+pub async fn generation_after(proxy: &FakeProxy, from: u64) -> Option<(u64, Duration)> {
+    let started = tokio::time::Instant::now();
+    for _ in 0..500 {
+        let generation = proxy.generation();
+        if generation > from {
+            return Some((generation, started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
 /// The metrics of `registry` as `/metrics` shows them.
 pub fn metrics_text(registry: &Registry) -> String {
     let mut text = String::new();

@@ -350,8 +350,13 @@ fn resolver(source: &Source) -> Result<TokioResolver, String> {
     };
     let mut builder = builder;
     let options = builder.options_mut();
-    // A lookup that outlasts the refresh would delay the next one: bound it by the refresh.
-    options.timeout = source.refresh.min(options.timeout);
+    // A lookup that outlasts the refresh delays the next one, so it is bounded by the refresh;
+    // but not under a second, which a loaded name server (or machine) can take to answer, and
+    // a lookup cut short keeps the last good set for one more refresh.
+    options.timeout = source
+        .refresh
+        .max(Duration::from_secs(1))
+        .min(options.timeout);
     options.attempts = 1;
     // Every A and every AAAA record is an instance, not the AAAA only when there is no A.
     options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;

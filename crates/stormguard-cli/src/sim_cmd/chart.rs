@@ -63,30 +63,63 @@ pub(crate) struct Chart {
 /// 100/s).
 pub(crate) const LOG_SPAN: f64 = 20.0;
 
-/// The decades of a log y axis, `(lowest, highest)` powers of ten, when the chart's positive
-/// values span more than [`LOG_SPAN`] (zeros ignored, drawn at the bottom); `None`: linear. A
-/// share (fixed `y_max`) stays linear.
-pub(crate) fn log_decades(chart: &Chart) -> Option<(f64, f64)> {
+/// A log y axis: the powers of ten at its ends, and whether its bottom stands for zero.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct LogAxis {
+    pub(crate) lowest: f64,
+    pub(crate) highest: f64,
+    /// The chart has zeros: they are drawn on the bottom, a decade below the smallest positive
+    /// value, which is labelled `0` rather than a power of ten that no value has.
+    pub(crate) zero: bool,
+}
+
+/// The log y axis of a chart whose positive values span more than [`LOG_SPAN`] (zeros left out
+/// of the span); `None`: linear. A share (fixed `y_max`) stays linear.
+pub(crate) fn log_axis(chart: &Chart) -> Option<LogAxis> {
     if chart.y_max.is_some() {
         return None;
     }
-    let positive = chart
+    let values = chart
         .series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
-        .filter(|y| *y > 0.0 && y.is_finite());
-    let (lo, hi) = positive.fold((f64::INFINITY, 0.0_f64), |(lo, hi), y| {
-        (lo.min(y), hi.max(y))
-    });
-    (hi / lo > LOG_SPAN).then(|| (lo.log10().floor(), (hi * 1.1).log10().ceil()))
+        .filter(|y| y.is_finite());
+    let (mut lo, mut hi, mut zero) = (f64::INFINITY, 0.0_f64, false);
+    for y in values {
+        if y > 0.0 {
+            (lo, hi) = (lo.min(y), hi.max(y));
+        } else {
+            zero = true;
+        }
+    }
+    (hi / lo > LOG_SPAN).then(|| LogAxis {
+        lowest: lo.log10().floor() - if zero { 1.0 } else { 0.0 },
+        highest: (hi * 1.1).log10().ceil(),
+        zero,
+    })
 }
 
-/// A label of a log axis, at whole decades only (`1`, `10`, `1000`, `0.1`).
-fn decade(v: &f64) -> String {
-    if (v - v.round()).abs() > 1e-6 {
-        return String::new();
+impl LogAxis {
+    /// A label of the axis, at whole decades only (`1`, `10`, `1000`, `0.1`), `0` at the
+    /// bottom of an axis with zeros.
+    fn label(&self, v: f64) -> String {
+        if (v - v.round()).abs() > 1e-6 {
+            return String::new();
+        }
+        if self.zero && v.round() == self.lowest {
+            return "0".to_string();
+        }
+        tick(&10f64.powf(v.round()))
     }
-    tick(&10f64.powf(v.round()))
+
+    /// Where `v` is drawn: its log, or the bottom for zero.
+    fn at(&self, v: f64) -> f64 {
+        if v > 0.0 {
+            v.log10().max(self.lowest)
+        } else {
+            self.lowest
+        }
+    }
 }
 
 pub(crate) const WIDTH: u32 = 900;
@@ -122,29 +155,25 @@ fn segments(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
 
 /// The chart as an `<svg>` element, `x_max` seconds wide; its y axis logarithmic (drawn as
 /// log10 of the values, labelled in decades, the axis title saying so) where
-/// [`log_decades`] says.
+/// [`log_axis`] says.
 pub(crate) fn render(chart: &Chart, x_max: f64, triggers: &[Trigger]) -> anyhow::Result<String> {
     let data_max = chart
         .series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold(0.0_f64, f64::max);
-    let log = log_decades(chart);
+    let log = log_axis(chart);
     let (y_min, y_max) = match log {
-        Some((lo, hi)) => (lo, hi),
+        Some(axis) => (axis.lowest, axis.highest),
         None => (0.0, chart.y_max.unwrap_or((data_max * 1.1).max(1.0))),
     };
-    // A zero has no logarithm: it is drawn on the bottom of the axis.
-    let y = |v: f64| match log {
-        Some((lo, _)) if v > 0.0 => v.log10().max(lo),
-        Some((lo, _)) => lo,
-        None => v,
-    };
+    let y = |v: f64| log.map_or(v, |axis| axis.at(v));
     let y_desc = match log {
         Some(_) => format!("{} (log scale)", chart.y_desc),
         None => chart.y_desc.clone(),
     };
-    let decades = log.map_or(0, |(lo, hi)| (hi - lo) as usize + 1);
+    let decades = log.map_or(0, |axis| (axis.highest - axis.lowest) as usize + 1);
+    let decade = |v: &f64| log.map_or_else(String::new, |axis| axis.label(*v));
     let x_max = x_max.max(1.0);
     let mut svg = String::new();
     {
@@ -264,25 +293,35 @@ mod tests {
     fn the_y_axis_turns_logarithmic_past_a_twentyfold_span() {
         // 6,000/s in one run over 100/s in the other: the spike would flatten the other line.
         let spike = chart_of(&[&[100.0, 120.0, 90.0], &[100.0, 6000.0, 0.0]], None);
-        assert_eq!(log_decades(&spike), Some((1.0, 4.0)));
+        let axis = LogAxis {
+            lowest: 0.0,
+            highest: 4.0,
+            zero: true,
+        };
+        assert_eq!(log_axis(&spike), Some(axis));
         let svg = render(&spike, 3.0, &[]).unwrap();
         assert!(svg.contains("per second (log scale)"), "{svg}");
-        for label in ["10", "100", "1000", "10000"] {
+        // The zero a decade below 90/s, labelled as what it is.
+        assert_eq!((axis.at(0.0), axis.label(0.0)), (0.0, "0".to_string()));
+        for label in ["0", "10", "100", "1000", "10000"] {
             let text =
                 |l: &str| svg.contains(&format!(">{l}<")) || svg.contains(&format!(">\n{l}\n<"));
             assert!(text(label), "{label}: {svg}");
         }
         // Zeros are left out of the span, and 20x exactly stays linear.
         let calm = chart_of(&[&[0.0, 5.0, 100.0], &[0.0, 0.0, 0.0]], None);
-        assert_eq!(log_decades(&calm), None);
+        assert_eq!(log_axis(&calm), None);
         assert!(!render(&calm, 3.0, &[]).unwrap().contains("log scale"));
-        let wide = chart_of(&[&[0.0, 4.9, 100.0]], None);
-        assert_eq!(log_decades(&wide), Some((0.0, 3.0)));
+        let wide = chart_of(&[&[4.9, 100.0]], None);
+        let axis = log_axis(&wide).unwrap();
+        assert_eq!((axis.lowest, axis.highest, axis.zero), (0.0, 3.0, false));
+        assert_eq!(
+            (axis.label(0.0), axis.label(2.0), axis.label(2.5)),
+            ("1".to_string(), "100".to_string(), String::new())
+        );
         // A share stays linear whatever its span.
         let share = chart_of(&[&[0.01, 1.0]], Some(1.05));
-        assert_eq!(log_decades(&share), None);
-        assert_eq!(decade(&2.0), "100");
-        assert_eq!(decade(&2.5), "");
+        assert_eq!(log_axis(&share), None);
     }
 
     #[test]

@@ -270,6 +270,10 @@ pub(crate) fn figures(run: &Run) -> BTreeMap<String, Option<f64>> {
             format!("services.{name}.utilization"),
             Some(service.utilization),
         );
+        put(
+            format!("services.{name}.queue_dropped"),
+            Some(service.queue_dropped as f64),
+        );
     }
     for (edge, call) in &s.calls {
         for (_, key, figure, _) in CALL_ROWS {
@@ -434,7 +438,9 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
         // Only where a queue dropped stale work, so a comparison of plain queues is as before.
         let dropped = |s: Option<&ServiceSummary>| s.map(|s| s.queue_dropped as f64);
         if dropped(x).unwrap_or(0.0) + dropped(y).unwrap_or(0.0) > 0.0 {
-            t.figure("  queue dropped", dropped(x), dropped(y), Better::Neither);
+            let key = format!("services.{name}.queue_dropped");
+            let pair = (dropped(x), dropped(y));
+            figure(&mut t, "  queue dropped", &key, pair, counted, Better::Neither, false);
         }
         let (ux, uy) = (x.map(|s| s.utilization), y.map(|s| s.utilization));
         let key = format!("services.{name}.utilization");

@@ -320,7 +320,12 @@ impl ProxyMetrics {
     /// The histograms are not exported until [`ProxyMetrics::publish`], so a generation that
     /// fails to build changes nothing; an instance's series show while a stack holds them
     /// ([`RouteMetrics::instance`]).
-    pub(crate) fn route(&self, route: &str, upstream: &str, timeouts: RouteTimeouts) -> RouteMetrics {
+    pub(crate) fn route(
+        &self,
+        route: &str,
+        upstream: &str,
+        timeouts: RouteTimeouts,
+    ) -> RouteMetrics {
         let mut attempt = vec![timeouts.attempt];
         attempt.extend_from_slice(timeouts.objectives);
         let mut request = attempt.clone();
@@ -530,7 +535,10 @@ mod tests {
         // A reload that drops b and adds c, with another timeout (a new stack).
         let second = metrics.route("api", "pool", timeouts(400, 900));
         let (a1_again, c3) = (second.instance("a:1"), second.instance("c:3"));
-        assert!(text(&registry).contains(&series("api", "b:2")), "b still held");
+        assert!(
+            text(&registry).contains(&series("api", "b:2")),
+            "b still held"
+        );
         // The old stack goes, and with it the last hold on b (its last request ended).
         drop((a1, b2, first));
         let text_now = text(&registry);

@@ -440,7 +440,15 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
         if dropped(x).unwrap_or(0.0) + dropped(y).unwrap_or(0.0) > 0.0 {
             let key = format!("services.{name}.queue_dropped");
             let pair = (dropped(x), dropped(y));
-            figure(&mut t, "  queue dropped", &key, pair, counted, Better::Neither, false);
+            figure(
+                &mut t,
+                "  queue dropped",
+                &key,
+                pair,
+                counted,
+                Better::Neither,
+                false,
+            );
         }
         let (ux, uy) = (x.map(|s| s.utilization), y.map(|s| s.utilization));
         let key = format!("services.{name}.utilization");

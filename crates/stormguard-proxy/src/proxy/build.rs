@@ -405,13 +405,8 @@ fn stack(
         let series = route_metrics.clone();
         let upstream_name = route.upstream.clone();
         move |member: &Member| {
-            let (http1, http2) = clients.get(
-                &upstream_name,
-                connect,
-                member,
-                tls.as_ref(),
-                &failures,
-            );
+            let (http1, http2) =
+                clients.get(&upstream_name, connect, member, tls.as_ref(), &failures);
             let address = member.address.to_string();
             let instance = series.instance(&address);
             Timed::new(

@@ -308,7 +308,7 @@ impl<S> Balance<S> {
     /// let balance = Balance::named(vec![("10.0.0.1:80", instance.clone())]);
     /// balance.update(vec![("10.0.0.1:80", instance.clone()), ("10.0.0.2:80", instance)]);
     /// let names = balance.names();
-/// assert_eq!(names.iter().map(|n| &**n).collect::<Vec<_>>(), ["10.0.0.1:80", "10.0.0.2:80"]);
+    /// assert_eq!(names.iter().map(|n| &**n).collect::<Vec<_>>(), ["10.0.0.1:80", "10.0.0.2:80"]);
     /// ```
     pub fn named(instances: Vec<(impl Into<Arc<str>>, S)>) -> Self {
         let (names, instances): (Vec<Arc<str>>, Vec<S>) = instances

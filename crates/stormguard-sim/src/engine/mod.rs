@@ -23,7 +23,7 @@
 //!   (`send + attempt timeout`); queued work past it is dropped when a worker would take it, and
 //!   the policy's `should_start` refuses calls with no time left.
 //! - A service's `queue_discipline` picks the queued request a free worker takes (the oldest,
-//!   the newest, or CoDel's adaptive choice, [`queue`]); a request that waited past its limit
+//!   the newest, or CoDel's adaptive choice, in `queue`); a request that waited past its limit
 //!   (`queue_timeout`, CoDel's target or interval) is answered 503 when a worker would take it,
 //!   or when an arrival finds the queue full, and counted in `queue_dropped`.
 //! - Parallel calls with `count > 1` repeat each in sequence, alongside the others; a run of calls

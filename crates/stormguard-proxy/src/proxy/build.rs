@@ -135,19 +135,21 @@ impl TlsClient {
         })
     }
 
-    /// The name an instance's certificate must carry: `server_name`, else the host name the
-    /// instance was listed or discovered by, else its address (which a certificate may carry
-    /// as an IP address; the parser asks for `server_name` there).
+    /// The name an instance's certificate must carry.
     fn server_name(&self, member: &Member) -> ServerName<'static> {
-        let host = self
-            .settings
-            .server_name
-            .as_deref()
-            .or(member.host.as_deref())
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string());
-        host.and_then(|h| ServerName::try_from(h).ok())
-            .unwrap_or_else(|| ServerName::IpAddress(member.address.ip().into()))
+        tls_name(self.settings.server_name.as_deref(), member)
     }
+}
+
+/// The name an instance's certificate must carry: `server_name`, else the host name the instance
+/// was listed or discovered by, else its address (which a certificate may carry as an IP
+/// address; the parser asks for `server_name` there).
+fn tls_name(server_name: Option<&str>, member: &Member) -> ServerName<'static> {
+    let host = server_name
+        .or(member.host.as_deref())
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string());
+    host.and_then(|h| ServerName::try_from(h).ok())
+        .unwrap_or_else(|| ServerName::IpAddress(member.address.ip().into()))
 }
 
 /// An instance's HTTP/1.1 pool and HTTP/2 connection.
@@ -517,5 +519,23 @@ mod tests {
         drop((held, again));
         // The instance left every balancer: its pool, and its idle connections, are gone.
         assert_eq!(clients.live(), 0);
+    }
+
+    #[test]
+    fn a_certificate_is_checked_against_the_name_an_instance_was_found_by() {
+        let member = |host: Option<&str>| Member {
+            address: "10.0.0.7:443".parse().unwrap(),
+            host: host.map(Arc::from),
+        };
+        let name = |server_name, host| tls_name(server_name, &member(host)).to_str().into_owned();
+        // Discovered by DNS (or listed by name): the name, never the address it resolved to.
+        assert_eq!(name(None, Some("api.internal")), "api.internal");
+        // server_name overrides it, for every instance.
+        assert_eq!(
+            name(Some("api.example.com"), Some("api.internal")),
+            "api.example.com"
+        );
+        // A listed address with no server_name: the address (which the parser refuses).
+        assert_eq!(name(None, None), "10.0.0.7");
     }
 }

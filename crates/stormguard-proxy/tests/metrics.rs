@@ -62,8 +62,11 @@ async fn the_caller_waits_for_the_retry_and_the_attempt_histogram_does_not_say_s
         (0.0, 1.0, 1.0),
         "{text}"
     );
-    // The attempt cut off at its timeout counts just above it; the retry well within.
-    let attempts_within = (attempt("0.1"), attempt("0.25"));
+    // The attempt cut off at its timeout counts at about the timeout (its clock starts as the
+    // instance is called, a little after the retry layer's, so it may fall just inside the
+    // 100 ms bucket on a loaded machine); the retry well within: the attempts' histogram shows
+    // two quick-ish attempts where the caller waited over 100 ms.
+    let attempts_within = (attempt("0.05"), attempt("0.25"));
     assert_eq!(attempts_within, (1.0, 2.0), "{text}");
     let addr = format!(
         "route=\"api\",upstream=\"api\",instance_addr=\"{}\"",

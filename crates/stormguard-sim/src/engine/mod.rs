@@ -5,7 +5,7 @@
 //! A graph file says how each call is configured; whether those settings survive a slow database
 //! or a spike of users is a question of dynamics: queues that fill, retries that multiply down the
 //! layers, work done for callers that already gave up. This engine runs the graph in virtual time
-//! (integer nanoseconds, one event heap, no threads, no clock), so a minute of traffic takes a
+//! (integer nanoseconds, one agenda of events, no threads, no clock), so a minute of traffic takes a
 //! fraction of a second and the same seed replays the same run exactly.
 //!
 //! ## The model, where the issue leaves a choice

@@ -232,12 +232,13 @@ impl Agenda {
 
     /// Schedules `event` at `at`, which must not be before the last event popped: virtual time
     /// only moves forward, and an event in the past is a bug of the engine.
+    ///
+    /// Inlined, with the panic out of line: a push onto a bucket costs less than the call did.
+    #[inline(always)]
     pub(crate) fn schedule(&mut self, at: u64, event: Event) {
-        assert!(
-            at >= self.now,
-            "event {event:?} scheduled at {at} ns, before the current time {} ns",
-            self.now
-        );
+        if at < self.now {
+            in_the_past(at, event, self.now);
+        }
         self.seq += 1;
         self.pending += 1;
         let scheduled = Scheduled {
@@ -295,8 +296,33 @@ impl Agenda {
             }
             self.current.push(PeekMut::pop(top));
         }
-        self.current.sort_unstable();
+        sort_latest_first(&mut self.current);
         Some(())
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn in_the_past(at: u64, event: Event, now: u64) -> ! {
+    panic!("event {event:?} scheduled at {at} ns, before the current time {now} ns")
+}
+
+/// Sorts a bucket's events with the earliest last. A bucket holds a few events, which an
+/// insertion sort on the order alone puts in place in a few comparisons each, where the
+/// general sort's setup cost more than the sorting.
+fn sort_latest_first(events: &mut [Scheduled]) {
+    if events.len() > 16 {
+        events.sort_unstable();
+        return;
+    }
+    for i in 1..events.len() {
+        let next = events[i];
+        let mut j = i;
+        while j > 0 && events[j - 1].order < next.order {
+            events[j] = events[j - 1];
+            j -= 1;
+        }
+        events[j] = next;
     }
 }
 
@@ -442,6 +468,23 @@ mod tests {
         agrees_with_the_reference(7, 200_000, &edges);
         let many: Vec<u64> = (1..2_000).map(|n| n * 1_000_000).collect();
         agrees_with_the_reference(8, 200_000, &many);
+    }
+
+    #[test]
+    fn a_crowded_bucket_pops_in_order() {
+        for (seed, crowd) in [(1, 5), (2, 16), (3, 17), (4, 300)] {
+            let mut rng = seeded(seed);
+            let mut agenda = Agenda::new();
+            let mut reference = Reference::default();
+            let mut keys = Slab::new();
+            for _ in 0..crowd {
+                let at = BUCKET_NANOS + rng.random_range(0..BUCKET_NANOS / 1_000) * 1_000;
+                let key = keys.insert(());
+                agenda.schedule(at, Event::Retry(key));
+                reference.schedule(at, key);
+            }
+            while reference.pop_both(&mut agenda, seed).is_some() {}
+        }
     }
 
     #[test]

@@ -93,6 +93,7 @@ mod queue;
 mod recovery;
 mod service;
 mod slab;
+mod sort;
 mod state;
 #[cfg(test)]
 mod tests;

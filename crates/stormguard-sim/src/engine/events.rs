@@ -92,7 +92,7 @@ pub(crate) enum Event {
 type Order = u128;
 
 /// An event with its place in the order.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Scheduled {
     order: Order,
     event: Event,
@@ -200,7 +200,9 @@ pub(crate) struct Agenda {
     cursor: u64,
     /// Slot `b % SLOTS` holds, unsorted, the events of bucket `b`, for the buckets after
     /// `cursor` and less than [`SLOTS`] after it.
-    slots: Vec<Vec<Scheduled>>,
+    /// A boxed array rather than a `Vec`: its length is known, so a slot number masked below
+    /// [`SLOTS`] indexes it without a bounds check.
+    slots: Box<[Vec<Scheduled>; SLOTS]>,
     occupied: Occupied,
     /// Events [`SLOTS`] buckets or more after the cursor when they were scheduled.
     far: BinaryHeap<Scheduled>,
@@ -216,7 +218,10 @@ impl Agenda {
         Agenda {
             current: Vec::new(),
             cursor: 0,
-            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            slots: vec![Vec::new(); SLOTS]
+                .into_boxed_slice()
+                .try_into()
+                .expect("SLOTS slots"),
             occupied: Occupied::new(),
             far: BinaryHeap::new(),
             seq: 0,

@@ -25,7 +25,9 @@ use crate::backoff::{Backoff, Schedule};
 use crate::budget::{RetryBudget, TokenBucket};
 use crate::classify::{AttemptResult, Class, Classifier, FinalReason, RetryKind};
 use crate::deadline::{later, Deadline, DeadlinePolicy};
-use crate::estimate::{AdaptiveTimeout, LatencyEstimator};
+#[cfg(test)]
+use crate::estimate::LatencyEstimator;
+use crate::estimate::{AdaptiveTimeout, LatencyQuantiles};
 
 /// What keeps retries from multiplying load when a dependency is overloaded.
 ///
@@ -166,7 +168,7 @@ pub enum Decision {
 enum Expected<'e> {
     Fixed(Duration),
     Estimated {
-        estimator: &'e LatencyEstimator,
+        estimator: &'e dyn LatencyQuantiles,
         now: Instant,
     },
 }
@@ -372,13 +374,17 @@ impl RetryPolicy {
         &self,
         deadline: Option<Deadline>,
         now: Instant,
-        estimator: Option<&LatencyEstimator>,
+        estimator: Option<&dyn LatencyQuantiles>,
     ) -> bool {
         self.fits(deadline, now, self.expected(estimator, now))
     }
 
     /// Where the expected latency comes from: `estimator` read at `now`, else the policy's.
-    fn expected<'e>(&self, estimator: Option<&'e LatencyEstimator>, now: Instant) -> Expected<'e> {
+    fn expected<'e>(
+        &self,
+        estimator: Option<&'e dyn LatencyQuantiles>,
+        now: Instant,
+    ) -> Expected<'e> {
         match estimator {
             Some(estimator) => Expected::Estimated { estimator, now },
             None => Expected::Fixed(self.expected_latency),
@@ -462,7 +468,7 @@ impl RetryPolicy {
         idempotent: bool,
         deadline: Option<Deadline>,
         now: Instant,
-        estimator: Option<&LatencyEstimator>,
+        estimator: Option<&dyn LatencyQuantiles>,
         rng: &mut R,
     ) -> Decision {
         let expected = self.expected(estimator, now);
@@ -632,7 +638,7 @@ mod tests {
         }
         let deadline = Some(Deadline::after(t0, ms(300)));
         let mut rng = crate::backoff::seeded(1);
-        let mut decide = |at: u64, estimator: Option<&LatencyEstimator>| {
+        let mut decide = |at: u64, estimator: Option<&dyn LatencyQuantiles>| {
             let mut state = policy.begin(t0);
             let now = t0 + ms(at);
             policy.decide_estimated(

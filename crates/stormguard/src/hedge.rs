@@ -22,7 +22,9 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::budget::RetryBudget;
+#[cfg(test)]
 use crate::estimate::LatencyEstimator;
+use crate::estimate::LatencyQuantiles;
 
 /// When to send the hedge: after a fixed delay, or after a quantile of the observed latency.
 ///
@@ -179,7 +181,11 @@ impl HedgePolicy {
 
     /// How long to wait before hedging, or `None` for no hedge (a quantile delay without enough
     /// samples yet).
-    pub fn delay(&self, estimator: Option<&LatencyEstimator>, now: Instant) -> Option<Duration> {
+    pub fn delay(
+        &self,
+        estimator: Option<&dyn LatencyQuantiles>,
+        now: Instant,
+    ) -> Option<Duration> {
         match self.delay {
             HedgeDelay::Fixed(d) => Some(d),
             HedgeDelay::Quantile(q) => estimator.and_then(|e| e.quantile(now, q)),

@@ -25,7 +25,9 @@ use crate::backoff::{Backoff, Schedule};
 use crate::budget::{RetryBudget, TokenBucket};
 use crate::classify::{AttemptResult, Class, Classifier, FinalReason, RetryKind};
 use crate::deadline::{later, Deadline, DeadlinePolicy};
-use crate::estimate::{AdaptiveTimeout, LatencyEstimator};
+#[cfg(test)]
+use crate::estimate::LatencyEstimator;
+use crate::estimate::{AdaptiveTimeout, LatencyQuantiles};
 
 /// What keeps retries from multiplying load when a dependency is overloaded.
 ///
@@ -166,7 +168,7 @@ pub enum Decision {
 enum Expected<'e> {
     Fixed(Duration),
     Estimated {
-        estimator: &'e LatencyEstimator,
+        estimator: &'e dyn LatencyQuantiles,
         now: Instant,
     },
 }
@@ -372,13 +374,17 @@ impl RetryPolicy {
         &self,
         deadline: Option<Deadline>,
         now: Instant,
-        estimator: Option<&LatencyEstimator>,
+        estimator: Option<&dyn LatencyQuantiles>,
     ) -> bool {
         self.fits(deadline, now, self.expected(estimator, now))
     }
 
     /// Where the expected latency comes from: `estimator` read at `now`, else the policy's.
-    fn expected<'e>(&self, estimator: Option<&'e LatencyEstimator>, now: Instant) -> Expected<'e> {
+    fn expected<'e>(
+        &self,
+        estimator: Option<&'e dyn LatencyQuantiles>,
+        now: Instant,
+    ) -> Expected<'e> {
         match estimator {
             Some(estimator) => Expected::Estimated { estimator, now },
             None => Expected::Fixed(self.expected_latency),
@@ -387,17 +393,23 @@ impl RetryPolicy {
 
     /// Whether an attempt that starts at `at` is expected to finish within the deadline, and has
     /// any time at all.
+    ///
+    /// The checks of [`DeadlinePolicy::attempt_timeout`], [`DeadlinePolicy::downstream_budget`]
+    /// and [`DeadlinePolicy::should_attempt`], on one reading of the time remaining: each read
+    /// subtracts two `Instant`s, and the simulator asks this once or twice per attempt.
     fn fits(&self, deadline: Option<Deadline>, at: Instant, expected: Expected<'_>) -> bool {
-        if self.deadline.attempt_timeout(deadline, at).is_none() {
+        // No deadline: the per-try timeout bounds the attempt, and any figure fits.
+        let Some(deadline) = deadline else {
+            return true;
+        };
+        let Some(usable) = self.deadline.usable_of(deadline.remaining(at)) else {
             return false;
-        }
-        let expected = match (expected, self.deadline.downstream_budget(deadline, at)) {
-            (Expected::Fixed(expected), _) => expected,
-            // No deadline: any figure fits.
-            (Expected::Estimated { .. }, None) => return true,
-            (Expected::Estimated { estimator, now }, Some(left)) => match estimator.max(now) {
+        };
+        let expected = match expected {
+            Expected::Fixed(expected) => expected,
+            Expected::Estimated { estimator, now } => match estimator.max(now) {
                 // Every quantile is at most the maximum: the p50 fits too.
-                Some(longest) if longest <= left => longest,
+                Some(longest) if longest <= usable => longest,
                 Some(_) => estimator
                     .quantile(now, 0.5)
                     .unwrap_or(self.expected_latency),
@@ -405,7 +417,7 @@ impl RetryPolicy {
                 None => self.expected_latency,
             },
         };
-        self.deadline.should_attempt(deadline, at, expected)
+        usable >= expected
     }
 
     /// The timeout of the attempt about to start: the per-try timeout (or the adaptive one, from
@@ -456,7 +468,7 @@ impl RetryPolicy {
         idempotent: bool,
         deadline: Option<Deadline>,
         now: Instant,
-        estimator: Option<&LatencyEstimator>,
+        estimator: Option<&dyn LatencyQuantiles>,
         rng: &mut R,
     ) -> Decision {
         let expected = self.expected(estimator, now);
@@ -493,6 +505,33 @@ impl RetryPolicy {
 mod tests {
     use super::*;
     use crate::budget::TokenBucketConfig;
+
+    /// `fits` reads the time remaining once; it must agree with the deadline policy's three
+    /// checks made one after another, on every deadline, reserve and expected latency.
+    #[test]
+    fn should_start_agrees_with_the_deadline_policys_checks() {
+        let t0 = Instant::now();
+        let mut rng = crate::backoff::seeded(11);
+        for _ in 0..20_000 {
+            use rand::Rng;
+            let mut policy = RetryPolicy::recommended();
+            policy.deadline.reserve = Duration::from_micros(rng.random_range(0..3_000));
+            policy.deadline.per_try_timeout = Duration::from_micros(rng.random_range(0..20_000));
+            let now = t0 + Duration::from_micros(rng.random_range(0..10_000));
+            let deadline = rng
+                .random_bool(0.9)
+                .then(|| Deadline::at(t0 + Duration::from_micros(rng.random_range(0..20_000))));
+            let expected = Duration::from_micros(rng.random_range(0..10_000));
+            let separately = policy.deadline.attempt_timeout(deadline, now).is_some()
+                && policy.deadline.should_attempt(deadline, now, expected);
+            assert_eq!(
+                policy.should_start(deadline, now, expected),
+                separately,
+                "{deadline:?} {now:?} {expected:?} {:?}",
+                policy.deadline
+            );
+        }
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -599,7 +638,7 @@ mod tests {
         }
         let deadline = Some(Deadline::after(t0, ms(300)));
         let mut rng = crate::backoff::seeded(1);
-        let mut decide = |at: u64, estimator: Option<&LatencyEstimator>| {
+        let mut decide = |at: u64, estimator: Option<&dyn LatencyQuantiles>| {
             let mut state = policy.begin(t0);
             let now = t0 + ms(at);
             policy.decide_estimated(

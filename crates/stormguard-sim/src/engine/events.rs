@@ -4,25 +4,30 @@
 //! on how a data structure happens to order equal keys: that is what makes the same seed give
 //! the same outcome.
 //!
-//! ## Why lanes beside the heap
+//! ## Why a wheel of buckets
 //! With one `BinaryHeap` of every event, popping was a third of the work of a run: a few
 //! thousand events wait at once (every user's patience, every attempt's timeout) and each pop
-//! sifts through a dozen levels of them. Yet most events are scheduled a fixed delay after the
-//! present: a call's timeout, half its round trip, the user's patience. Time never goes back, so
-//! the events of one fixed delay are scheduled in the order they happen, and a FIFO queue (a
-//! lane) keeps them sorted for free. Only the head of each lane waits in the heap, beside the
-//! events of delays drawn at random (work, backoff, arrivals), so the heap holds dozens instead
-//! of thousands. A delay gets a lane the second time in a row it is seen in its slot of a small
-//! table; a delay that never repeats never gets one. Measured on the benchmark
-//! (`benches/sim_throughput.rs`), this took a fifth off a run's time; a radix heap and an exact
-//! hierarchical timer wheel took less, as each event still moved through two or three buckets.
+//! sifts through a dozen levels of them. Lanes of fixed delays beside a small heap halved that,
+//! but every event still paid a hash of its delay and a sift through the heap of lane heads and
+//! random delays (work, backoff, arrivals): some 200 instructions an event.
+//!
+//! Here virtual time is cut into buckets of 2^[`BUCKET_BITS`] ns, and a wheel of [`SLOTS`] of
+//! them (two seconds ahead) holds each event in the bucket of its time, unsorted: scheduling
+//! links it into the bucket's list, whose nodes come from one pool. A bucket is sorted only when
+//! the loop reaches it, and a run has a few events per bucket, so that sort is a handful of
+//! comparisons. Empty buckets are skipped with a bitmap of the occupied ones (and a summary word
+//! of that bitmap), so a quiet stretch of time costs a few word scans, not a visit per bucket.
+//! The rare event further ahead than the wheel (a call without a timeout waits a year) waits in
+//! a heap, and joins when its bucket is the next. Each event moves once into its bucket and
+//! once out of it.
 //!
 //! The order is exact: every event carries its time and its place in the scheduling order, and
-//! the heap compares both, so lanes change how fast the next event is found, never which.
+//! a bucket is sorted by both, so the wheel changes how fast the next event is found, never
+//! which.
 
 use std::cmp::Ordering;
 use std::collections::binary_heap::PeekMut;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 
 use stormguard::classify::AttemptResult;
 
@@ -87,14 +92,17 @@ pub(crate) enum Event {
 /// orders by time, then by scheduling order.
 type Order = u128;
 
-/// Marks an event of the heap that is no lane's head.
-const NO_LANE: u32 = u32::MAX;
-
-/// An event in the heap: any event whose delay has no lane, and the head of each lane.
+/// An event with its place in the order.
+#[derive(Clone, Copy)]
 struct Scheduled {
     order: Order,
-    lane: u32,
     event: Event,
+}
+
+impl Scheduled {
+    fn at(&self) -> u64 {
+        (self.order >> 64) as u64
+    }
 }
 
 impl PartialEq for Scheduled {
@@ -112,39 +120,114 @@ impl PartialOrd for Scheduled {
 }
 
 impl Ord for Scheduled {
-    // Reversed, so that the max-heap pops the earliest event.
+    // Reversed, so that the max-heap of far events pops the earliest, and a bucket sorted by it
+    // holds its earliest event last, where `Vec::pop` takes it.
     fn cmp(&self, other: &Self) -> Ordering {
         other.order.cmp(&self.order)
     }
 }
 
-/// The events of one delay after the lane's head (which waits in the heap), in order.
-#[derive(Default)]
-struct Lane {
-    rest: VecDeque<(Order, Event)>,
-    /// Whether its head is in the heap.
-    active: bool,
+/// Log2 of a bucket's width in nanoseconds: 262 µs, a few events of a busy run, so that sorting
+/// one is cheap, and the wheel spans two seconds, past every round trip, backoff and most
+/// timeouts.
+const BUCKET_BITS: u32 = 18;
+
+/// Buckets in the wheel: a power of two, so a bucket's slot is its number's low bits.
+const SLOTS: usize = 1 << 13;
+
+/// Words of the bitmap of occupied slots, and of its summary (a bit per non-zero word).
+const WORDS: usize = SLOTS / 64;
+const SUMMARY: usize = WORDS.div_ceil(64);
+
+/// Which slots hold events: one bit per slot, and one per word of those, so that the next
+/// occupied slot is found in a few word operations however far it is.
+struct Occupied {
+    words: Box<[u64; WORDS]>,
+    summary: [u64; SUMMARY],
 }
 
-/// Slots of the table of delays: more than the distinct fixed delays of a large graph.
-const DELAY_SLOTS: usize = 256;
+impl Occupied {
+    fn new() -> Self {
+        Occupied {
+            words: Box::new([0; WORDS]),
+            summary: [0; SUMMARY],
+        }
+    }
 
-/// Slots a delay may take, from the one its hash names: a delay whose slot is another's lane
-/// still finds one.
-const PROBES: usize = 4;
+    fn set(&mut self, slot: usize) {
+        let word = slot / 64;
+        self.words[word] |= 1 << (slot % 64);
+        self.summary[word / 64] |= 1 << (word % 64);
+    }
 
-/// A delay seen, and its lane once it was seen twice in a row in its slot.
+    fn clear(&mut self, slot: usize) {
+        let word = slot / 64;
+        self.words[word] &= !(1 << (slot % 64));
+        if self.words[word] == 0 {
+            self.summary[word / 64] &= !(1 << (word % 64));
+        }
+    }
+
+    /// The first occupied slot at or after `from` (not wrapping), if any.
+    fn first_from(&self, from: usize) -> Option<usize> {
+        let word = from / 64;
+        let bits = self.words[word] & (u64::MAX << (from % 64));
+        if bits != 0 {
+            return Some(word * 64 + bits.trailing_zeros() as usize);
+        }
+        let next = word + 1;
+        for at in next / 64..SUMMARY {
+            let mut words = self.summary[at];
+            if at == next / 64 {
+                // `next % 64` is below 64 here: `next` is at most `WORDS`, and `at` a summary
+                // word that exists.
+                words &= u64::MAX << (next % 64);
+            }
+            if words != 0 {
+                let word = at * 64 + words.trailing_zeros() as usize;
+                return Some(word * 64 + self.words[word].trailing_zeros() as usize);
+            }
+        }
+        None
+    }
+}
+
+/// An event in a slot's list.
 #[derive(Clone, Copy)]
-struct Delay {
-    delay: u64,
-    lane: u32,
+struct Node {
+    order: Order,
+    event: Event,
+    /// The next node of the list: of the same slot while it waits, of the free ones after.
+    next: u32,
 }
+
+/// The end of a list of nodes.
+const NIL: u32 = u32::MAX;
 
 /// Events waiting to happen, earliest first, and of equal times the first scheduled.
 pub(crate) struct Agenda {
-    heap: BinaryHeap<Scheduled>,
-    lanes: Vec<Lane>,
-    delays: Box<[Delay; DELAY_SLOTS]>,
+    /// The events of bucket `cursor`, sorted with the earliest last.
+    current: Vec<Scheduled>,
+    /// The bucket of the last event popped (`now >> BUCKET_BITS`): every event waiting is in
+    /// it or after it.
+    cursor: u64,
+    /// Slot `b % SLOTS` heads the list, in `nodes`, of the events of bucket `b`, unsorted, for
+    /// the buckets after `cursor` and less than [`SLOTS`] after it. A boxed array rather than a
+    /// `Vec`: its length is known, so a slot number masked below [`SLOTS`] indexes it without a
+    /// bounds check.
+    heads: Box<[u32; SLOTS]>,
+    /// The events of every slot, linked, and the free nodes.
+    ///
+    /// One pool rather than a `Vec` per slot: the events waiting stay in a few contiguous
+    /// pages, and a freed node, still in cache, is the next one taken. With a `Vec` per slot,
+    /// each schedule wrote to a buffer of its own among thousands: fewer instructions than the
+    /// heap it replaced, yet more CPU time, from cache and TLB misses.
+    nodes: Vec<Node>,
+    /// The first free node of `nodes`, [`NIL`] when none is.
+    free: u32,
+    occupied: Occupied,
+    /// Events [`SLOTS`] buckets or more after the cursor when they were scheduled.
+    far: BinaryHeap<Scheduled>,
     seq: u64,
     /// The time of the last event popped: no event may be scheduled before it.
     now: u64,
@@ -155,14 +238,13 @@ pub(crate) struct Agenda {
 impl Agenda {
     pub(crate) fn new() -> Self {
         Agenda {
-            heap: BinaryHeap::new(),
-            lanes: Vec::new(),
-            delays: Box::new(
-                [Delay {
-                    delay: u64::MAX,
-                    lane: NO_LANE,
-                }; DELAY_SLOTS],
-            ),
+            current: Vec::new(),
+            cursor: 0,
+            heads: Box::new([NIL; SLOTS]),
+            nodes: Vec::new(),
+            free: NIL,
+            occupied: Occupied::new(),
+            far: BinaryHeap::new(),
             seq: 0,
             now: 0,
             pending: 0,
@@ -176,71 +258,130 @@ impl Agenda {
 
     /// Schedules `event` at `at`, which must not be before the last event popped: virtual time
     /// only moves forward, and an event in the past is a bug of the engine.
+    ///
+    /// Inlined, with the panic out of line: a push onto a bucket costs less than the call did.
+    #[inline(always)]
     pub(crate) fn schedule(&mut self, at: u64, event: Event) {
-        assert!(
-            at >= self.now,
-            "event {event:?} scheduled at {at} ns, before the current time {} ns",
-            self.now
-        );
+        if at < self.now {
+            in_the_past(at, event, self.now);
+        }
         self.seq += 1;
         self.pending += 1;
-        let order = (Order::from(at) << 64) | Order::from(self.seq);
-        let lane = self.lane_of(at - self.now);
-        if lane == NO_LANE {
-            self.heap.push(Scheduled { order, lane, event });
-            return;
-        }
-        let queue = &mut self.lanes[lane as usize];
-        if queue.active {
-            queue.rest.push_back((order, event));
+        let scheduled = Scheduled {
+            order: (Order::from(at) << 64) | Order::from(self.seq),
+            event,
+        };
+        let bucket = at >> BUCKET_BITS;
+        let ahead = bucket - self.cursor;
+        if ahead == 0 {
+            // Later in the bucket being popped: into its place among the rest.
+            let place = self.current.partition_point(|e| e.order > scheduled.order);
+            self.current.insert(place, scheduled);
+        } else if ahead < SLOTS as u64 {
+            let slot = bucket as usize % SLOTS;
+            let node = Node {
+                order: scheduled.order,
+                event,
+                next: self.heads[slot],
+            };
+            self.heads[slot] = self.store(node);
+            self.occupied.set(slot);
         } else {
-            queue.active = true;
-            self.heap.push(Scheduled { order, lane, event });
+            self.far.push(scheduled);
         }
-    }
-
-    /// The lane of events `delay` after now, `NO_LANE` for a delay not seen just before in its
-    /// slot.
-    fn lane_of(&mut self, delay: u64) -> u32 {
-        // Round delays (400ms, 2s) share low bits, so they are mixed before they pick a slot.
-        let mut hash = (delay ^ (delay >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        let first = (hash >> 56) as usize;
-        for probe in 0..PROBES {
-            let entry = &mut self.delays[(first + probe) % DELAY_SLOTS];
-            if entry.delay == delay {
-                if entry.lane == NO_LANE {
-                    entry.lane = self.lanes.len() as u32;
-                    self.lanes.push(Lane::default());
-                }
-                return entry.lane;
-            }
-            if entry.lane == NO_LANE {
-                entry.delay = delay;
-                return NO_LANE;
-            }
-        }
-        NO_LANE
     }
 
     pub(crate) fn pop(&mut self) -> Option<(u64, Event)> {
-        let mut top = self.heap.peek_mut()?;
-        let (order, event) = (top.order, top.event);
-        if top.lane != NO_LANE {
-            let lane = &mut self.lanes[top.lane as usize];
-            if let Some((next, next_event)) = lane.rest.pop_front() {
-                top.order = next;
-                top.event = next_event;
-            } else {
-                lane.active = false;
-                PeekMut::pop(top);
-            }
-        } else {
-            PeekMut::pop(top);
+        if self.current.is_empty() {
+            self.advance()?;
         }
-        self.now = (order >> 64) as u64;
+        let next = self.current.pop()?;
+        self.now = next.at();
         self.pending -= 1;
-        Some((self.now, event))
+        Some((self.now, next.event))
+    }
+
+    /// Puts `node` in a free node of the pool, the one freed last, and returns its index.
+    fn store(&mut self, node: Node) -> u32 {
+        if self.free == NIL {
+            let index = u32::try_from(self.nodes.len())
+                .ok()
+                .filter(|&index| index != NIL)
+                .expect("fewer than 2^32 - 1 events wait at once");
+            self.nodes.push(node);
+            return index;
+        }
+        let index = self.free;
+        let slot = &mut self.nodes[index as usize];
+        self.free = slot.next;
+        *slot = node;
+        index
+    }
+
+    /// Moves the cursor to the next bucket that holds an event, from the wheel or the far
+    /// heap, and sorts that bucket's events into `current`; `None` when none waits.
+    fn advance(&mut self) -> Option<()> {
+        let base = self.cursor as usize % SLOTS;
+        let wheel = self
+            .occupied
+            .first_from((base + 1) % SLOTS)
+            .or_else(|| self.occupied.first_from(0))
+            .map(|slot| self.cursor + ((slot + SLOTS - base) % SLOTS) as u64);
+        let far = self.far.peek().map(|e| e.at() >> BUCKET_BITS);
+        let bucket = match (wheel, far) {
+            (Some(w), Some(f)) => w.min(f),
+            (w, f) => w.or(f)?,
+        };
+        self.cursor = bucket;
+        if wheel == Some(bucket) {
+            let slot = bucket as usize % SLOTS;
+            let mut index = std::mem::replace(&mut self.heads[slot], NIL);
+            while index != NIL {
+                let node = &mut self.nodes[index as usize];
+                self.current.push(Scheduled {
+                    order: node.order,
+                    event: node.event,
+                });
+                let next = node.next;
+                node.next = self.free;
+                self.free = index;
+                index = next;
+            }
+            self.occupied.clear(slot);
+        }
+        while let Some(top) = self.far.peek_mut() {
+            if top.at() >> BUCKET_BITS != bucket {
+                break;
+            }
+            self.current.push(PeekMut::pop(top));
+        }
+        sort_latest_first(&mut self.current);
+        Some(())
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn in_the_past(at: u64, event: Event, now: u64) -> ! {
+    panic!("event {event:?} scheduled at {at} ns, before the current time {now} ns")
+}
+
+/// Sorts a bucket's events with the earliest last. A bucket holds a few events, which an
+/// insertion sort on the order alone puts in place in a few comparisons each, where the
+/// general sort's setup cost more than the sorting.
+fn sort_latest_first(events: &mut [Scheduled]) {
+    if events.len() > 16 {
+        events.sort_unstable();
+        return;
+    }
+    for i in 1..events.len() {
+        let next = events[i];
+        let mut j = i;
+        while j > 0 && events[j - 1].order < next.order {
+            events[j] = events[j - 1];
+            j -= 1;
+        }
+        events[j] = next;
     }
 }
 
@@ -255,6 +396,8 @@ mod tests {
     use super::super::model::{nanos, NO_TIMEOUT};
     use super::super::slab::{Key, Slab};
     use super::*;
+
+    const BUCKET_NANOS: u64 = 1 << BUCKET_BITS;
 
     #[test]
     fn equal_times_keep_the_order_they_were_scheduled_in() {
@@ -319,9 +462,10 @@ mod tests {
     }
 
     /// Schedules and pops at random, in the engine's pattern (every event at or after the last
-    /// popped), and checks every pop against the reference. Delays mix the `fixed` ones (which
-    /// get lanes), zero (many events at one nanosecond), a few nanoseconds, random milliseconds
-    /// of work, a year's `NO_TIMEOUT` and a saturated `u64::MAX`.
+    /// popped), and checks every pop against the reference. Delays mix the `fixed` ones (many
+    /// events a fixed delay apart), zero (many events at one nanosecond, in the bucket being
+    /// popped), a few nanoseconds, random milliseconds of work, a year's `NO_TIMEOUT` (beyond
+    /// the wheel) and a saturated `u64::MAX`.
     fn agrees_with_the_reference(seed: u64, steps: usize, fixed: &[u64]) {
         let mut rng = seeded(seed);
         let mut agenda = Agenda::new();
@@ -374,29 +518,49 @@ mod tests {
     }
 
     #[test]
-    fn more_fixed_delays_than_the_table_holds_still_pop_in_order() {
+    fn delays_at_the_edges_of_buckets_and_of_the_wheel_pop_in_order() {
+        let span = BUCKET_NANOS * SLOTS as u64;
+        let edges: Vec<u64> = [BUCKET_NANOS, span, 2 * span, 3 * span / 2]
+            .iter()
+            .flat_map(|&d| [d - 1, d, d + 1])
+            .collect();
+        agrees_with_the_reference(7, 200_000, &edges);
         let many: Vec<u64> = (1..2_000).map(|n| n * 1_000_000).collect();
-        agrees_with_the_reference(7, 200_000, &many);
+        agrees_with_the_reference(8, 200_000, &many);
     }
 
     #[test]
-    fn lanes_form_for_repeated_delays_and_not_for_random_ones() {
+    fn a_crowded_bucket_pops_in_order() {
+        for (seed, crowd) in [(1, 5), (2, 16), (3, 17), (4, 300)] {
+            let mut rng = seeded(seed);
+            let mut agenda = Agenda::new();
+            let mut reference = Reference::default();
+            let mut keys = Slab::new();
+            for _ in 0..crowd {
+                let at = BUCKET_NANOS + rng.random_range(0..BUCKET_NANOS / 1_000) * 1_000;
+                let key = keys.insert(());
+                agenda.schedule(at, Event::Retry(key));
+                reference.schedule(at, key);
+            }
+            while reference.pop_both(&mut agenda, seed).is_some() {}
+        }
+    }
+
+    #[test]
+    fn an_event_beyond_the_wheel_and_one_scheduled_later_at_the_same_time_keep_their_order() {
         let mut agenda = Agenda::new();
-        for n in 0..100u64 {
-            agenda.schedule(n * 7_919 + 400_000_000, Event::UserArrival);
-        }
-        assert_eq!(
-            agenda.lanes.len(),
-            0,
-            "no time has passed: every delay differs"
-        );
-        agenda.pop();
-        let now = agenda.now;
-        for n in 0..100u64 {
-            agenda.schedule(now + 50_000_000, Event::UserArrival);
-            agenda.schedule(now + 50_000_000 + n, Event::UserArrival);
-        }
-        assert_eq!(agenda.lanes.len(), 1);
-        assert!(agenda.lanes[0].rest.len() >= 98);
+        let mut slab = Slab::new();
+        let (first, second) = (slab.insert(()), slab.insert(()));
+        let at = 3 * BUCKET_NANOS * SLOTS as u64 + 5;
+        agenda.schedule(at, Event::Retry(first));
+        assert_eq!(agenda.far.len(), 1, "beyond the wheel");
+        // Time passes until the same instant is within the wheel.
+        agenda.schedule(at - 10, Event::UserArrival);
+        assert!(matches!(agenda.pop(), Some((t, Event::UserArrival)) if t == at - 10));
+        agenda.schedule(at, Event::Retry(second));
+        assert!(matches!(agenda.pop(), Some((t, Event::Retry(k))) if t == at && k == first));
+        assert!(matches!(agenda.pop(), Some((t, Event::Retry(k))) if t == at && k == second));
+        assert!(agenda.pop().is_none());
+        assert_eq!(agenda.len(), 0);
     }
 }

@@ -5,7 +5,7 @@
 //! A graph file says how each call is configured; whether those settings survive a slow database
 //! or a spike of users is a question of dynamics: queues that fill, retries that multiply down the
 //! layers, work done for callers that already gave up. This engine runs the graph in virtual time
-//! (integer nanoseconds, one event heap, no threads, no clock), so a minute of traffic takes a
+//! (integer nanoseconds, one agenda of events, no threads, no clock), so a minute of traffic takes a
 //! fraction of a second and the same seed replays the same run exactly.
 //!
 //! ## The model, where the issue leaves a choice
@@ -33,11 +33,12 @@
 //!   the run drains what is in flight, so every user request is counted whole. The drain ends
 //!   with the last event that changed anything (`drained_at`, which utilisation divides by): a
 //!   timeout of an attempt answered long ago is no work.
-//! - Each call edge keeps one latency estimator (`stormguard::estimate::LatencyEstimator`, the
-//!   proxy's, in virtual time), shared by every instance of the caller like the edge's budgets,
-//!   and fed as the proxy's retry layer feeds its route's: one latency per attempt that got a
-//!   response, from its send to its answer, a hedge included; errors and timeouts teach it
-//!   nothing. The retry policy reads its p50 as the expected latency of an attempt, through the
+//! - Each call edge keeps one latency estimator (`stormguard::estimate::LocalLatencyEstimator`,
+//!   the proxy's for one thread, in virtual time), shared by every instance of the caller like
+//!   the edge's budgets, and fed as the proxy's retry layer feeds its route's: one latency per
+//!   attempt that got a response, from its send to its answer, a hedge included; errors and
+//!   timeouts teach it nothing. The retry policy reads its p50 as the expected latency of an
+//!   attempt, through the
 //!   same core functions as the proxy (`RetryPolicy::should_start_estimated`,
 //!   `RetryPolicy::decide_estimated`): with a deadline, no attempt starts with less time left
 //!   than an attempt is expected to take. Until the estimator holds 100 samples, the expected
@@ -93,6 +94,7 @@ mod queue;
 mod recovery;
 mod service;
 mod slab;
+mod sort;
 mod state;
 #[cfg(test)]
 mod tests;

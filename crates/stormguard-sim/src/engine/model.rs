@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use stormguard::estimate::{LatencyEstimator, LogNormal};
+use stormguard::estimate::{LocalLatencyEstimator, LogNormal};
 use stormguard::hedge::HedgePolicy;
 use stormguard::policy::RetryPolicy;
 use stormguard_graph::model::{Call, Graph, Scenario};
@@ -98,8 +98,9 @@ pub(crate) struct EdgeModel {
     /// One per edge, shared by every instance of the caller like the edge's retry and hedge
     /// budgets, where each sidecar of the proxy keeps its own: the latencies of one call follow
     /// one distribution whichever instance calls, and one estimator per instance (130 KiB each)
-    /// would only wait as many times longer for the 100 samples a quantile needs.
-    pub(crate) estimator: LatencyEstimator,
+    /// would only wait as many times longer for the 100 samples a quantile needs. The proxy's
+    /// estimator for one thread (no lock), since a run is one event loop.
+    pub(crate) estimator: LocalLatencyEstimator,
 }
 
 /// A fault on some of a service's instances for a window of virtual time.
@@ -332,7 +333,7 @@ pub(crate) fn build(
                     count: call.count,
                     propagate_deadline: call.propagate_deadline,
                     hedge: hedge(&caller, call)?,
-                    estimator: LatencyEstimator::new(ESTIMATOR_WINDOW),
+                    estimator: LocalLatencyEstimator::new(ESTIMATOR_WINDOW),
                 });
                 match runs.last_mut() {
                     Some(run) if call.parallel && last_parallel => run.push(edge),

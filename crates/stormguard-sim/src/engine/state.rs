@@ -434,7 +434,7 @@ impl<'m> Sim<'m> {
     }
 
     fn into_outcome(mut self) -> Outcome {
-        self.users.latency_ns.sort_unstable();
+        super::sort::sort_nanos(&mut self.users.latency_ns);
         let secs = |ns: u128| ns as f64 / 1e9;
         let drained_s = secs(u128::from(self.settled_at));
         let services = self

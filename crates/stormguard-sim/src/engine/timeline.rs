@@ -112,7 +112,7 @@ impl Timeline {
         (0..self.steps)
             .map(|k| {
                 let mut latency_ns = latencies.next().unwrap_or_default();
-                latency_ns.sort_unstable();
+                super::sort::sort_nanos(&mut latency_ns);
                 let row = |counts: &[u64]| {
                     names
                         .iter()

@@ -155,8 +155,13 @@ impl Default for DeadlinePolicy {
 impl DeadlinePolicy {
     /// The time left for work at `now`: remaining minus the reserve; `None` when nothing is left.
     fn usable(&self, deadline: Deadline, now: Instant) -> Option<Duration> {
-        deadline
-            .remaining(now)
+        self.usable_of(deadline.remaining(now))
+    }
+
+    /// The time left for work when `remaining` is left of the deadline: `None` when nothing is
+    /// left after the reserve. For a caller that has read the time remaining already.
+    pub(crate) fn usable_of(&self, remaining: Duration) -> Option<Duration> {
+        remaining
             .checked_sub(self.reserve)
             .filter(|usable| !usable.is_zero())
     }

@@ -49,7 +49,7 @@ mod window;
 
 pub use adaptive::{false_timeout_rate, AdaptiveConnectTimeout, AdaptiveTimeout};
 pub use lognormal::LogNormal;
-pub use window::LatencyEstimator;
+pub use window::{LatencyEstimator, LatencyQuantiles, LocalLatencyEstimator};
 
 /// Why an estimate or timeout policy could not be built; each message says what would be valid.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! A sliding-window latency quantile estimator.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -57,10 +58,63 @@ const DEFAULT_MIN_SAMPLES: u64 = 100;
 /// assert_eq!(estimator.count(t0 + Duration::from_secs(61)), 0);
 /// ```
 pub struct LatencyEstimator {
+    shape: Shape,
+    ring: Mutex<Ring>,
+}
+
+/// [`LatencyEstimator`] for one thread: the same window and the same answers, behind a
+/// `RefCell` instead of a `Mutex`.
+///
+/// Why: the simulator runs one event loop per thread and records a latency for most attempts,
+/// then reads the maximum for most decisions; a `Mutex` costs two atomic read-modify-writes per
+/// call there, with no other thread to guard against. The ring and every rule are the ones of
+/// [`LatencyEstimator`], so a simulated route estimates exactly as the proxy's does.
+///
+/// ```rust
+/// use std::time::{Duration, Instant};
+/// use stormguard::estimate::LocalLatencyEstimator;
+///
+/// let estimator = LocalLatencyEstimator::new(Duration::from_secs(60)).with_min_samples(1);
+/// let t0 = Instant::now();
+/// estimator.record(t0, Duration::from_millis(7));
+/// let max = estimator.max(t0).unwrap();
+/// // Within 1% of what was recorded, as the shared estimator's.
+/// assert!(max >= Duration::from_millis(7) && max <= Duration::from_micros(7_070));
+/// ```
+pub struct LocalLatencyEstimator {
+    shape: Shape,
+    ring: RefCell<Ring>,
+}
+
+/// What the retry and hedge policies read from a latency estimator, whichever its kind
+/// ([`LatencyEstimator`] shared between threads, [`LocalLatencyEstimator`] on one).
+pub trait LatencyQuantiles {
+    /// The latency below which a fraction `q` of the live window's samples fall, within 1%;
+    /// `None` below the minimum number of samples.
+    fn quantile(&self, now: Instant, q: f64) -> Option<Duration>;
+
+    /// The longest latency in the live window, within 1%, read in O(1); `None` exactly when
+    /// [`quantile`](Self::quantile) is.
+    fn max(&self, now: Instant) -> Option<Duration>;
+}
+
+/// The window's lengths and the samples a quantile needs: what both kinds of estimator share.
+#[derive(Clone, Copy)]
+struct Shape {
     window: Duration,
     sub_window: Duration,
     min_samples: u64,
-    ring: Mutex<Ring>,
+}
+
+impl Shape {
+    fn new(window: Duration) -> Self {
+        let window = window.max(MIN_WINDOW);
+        Shape {
+            window,
+            sub_window: window / SUB_WINDOWS as u32,
+            min_samples: DEFAULT_MIN_SAMPLES,
+        }
+    }
 }
 
 struct Ring {
@@ -72,6 +126,10 @@ struct Ring {
     /// instant, and a repeated instant needs no subtraction of `Instant`s (a hundred
     /// instructions) to find its sub-window again.
     last_now: Option<Instant>,
+    /// When sub-window `current + 1` starts (`None`: not known, or past the end of time): any
+    /// `now` before it is in the current sub-window or earlier, which counts as the current
+    /// one, so most calls need one comparison instead of a subtraction and a division.
+    next_start: Option<Instant>,
     /// Slot `i % SUB_WINDOWS` holds sub-window `i`; `holds` says which `i` it last held.
     slots: Vec<Slot>,
     /// The sum of the slots still inside the window, so a quantile needs no merge.
@@ -93,25 +151,9 @@ impl LatencyEstimator {
     /// modest traffic, short enough to follow a deploy). Windows shorter than 1 ms are raised
     /// to 1 ms. Quantiles need at least 100 samples; see [`with_min_samples`](Self::with_min_samples).
     pub fn new(window: Duration) -> Self {
-        let window = window.max(MIN_WINDOW);
-        let sub_window = window / SUB_WINDOWS as u32;
-        let slots = (0..SUB_WINDOWS)
-            .map(|_| Slot {
-                holds: 0,
-                histogram: empty_histogram(),
-            })
-            .collect();
         LatencyEstimator {
-            window,
-            sub_window,
-            min_samples: DEFAULT_MIN_SAMPLES,
-            ring: Mutex::new(Ring {
-                epoch: None,
-                current: 0,
-                last_now: None,
-                slots,
-                live: empty_histogram(),
-            }),
+            shape: Shape::new(window),
+            ring: Mutex::new(Ring::new()),
         }
     }
 
@@ -121,7 +163,7 @@ impl LatencyEstimator {
     /// that makes a p99 mean anything, and 1000 makes a p99.9 trustworthy. Zero is treated as one:
     /// an empty window never has a quantile.
     pub fn with_min_samples(mut self, min_samples: u64) -> Self {
-        self.min_samples = min_samples;
+        self.shape.min_samples = min_samples;
         self
     }
 
@@ -129,15 +171,7 @@ impl LatencyEstimator {
     ///
     /// O(1) under the lock, plus one histogram subtraction when `now` starts a new sub-window.
     pub fn record(&self, now: Instant, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros())
-            .unwrap_or(u64::MAX)
-            .clamp(1, HIGHEST_MICROS);
-        let mut ring = self.lock();
-        let current = self.advance(&mut ring, now);
-        let slot = &mut ring.slots[(current % SUB_WINDOWS) as usize];
-        slot.holds = current;
-        slot.histogram.saturating_record(micros);
-        ring.live.saturating_record(micros);
+        self.lock().record(&self.shape, now, latency);
     }
 
     /// The latency below which a fraction `q` of the live window's samples fall, within 1%.
@@ -146,14 +180,7 @@ impl LatencyEstimator {
     /// [`with_min_samples`](Self::with_min_samples)), so callers fall back to a safe default
     /// rather than trust noise. `q` is clamped to `[0, 1]`; NaN counts as 1, the conservative end.
     pub fn quantile(&self, now: Instant, q: f64) -> Option<Duration> {
-        let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
-        let mut ring = self.lock();
-        self.advance(&mut ring, now);
-        if ring.live.len() < self.min_samples.max(1) {
-            return None;
-        }
-        let micros = ring.live.value_at_quantile(q).min(HIGHEST_MICROS);
-        Some(Duration::from_micros(micros))
+        self.lock().quantile(&self.shape, now, q)
     }
 
     /// The longest latency in the live window, within 1%: an upper bound of every quantile,
@@ -162,29 +189,22 @@ impl LatencyEstimator {
     /// `None` exactly when [`quantile`](Self::quantile) is, so that a caller can ask "does every
     /// quantile fit in this much time?" first and scan only when the answer is no.
     pub fn max(&self, now: Instant) -> Option<Duration> {
-        let mut ring = self.lock();
-        self.advance(&mut ring, now);
-        if ring.live.len() < self.min_samples.max(1) {
-            return None;
-        }
-        Some(Duration::from_micros(ring.live.max().min(HIGHEST_MICROS)))
+        self.lock().max(&self.shape, now)
     }
 
     /// How many samples the live window holds at `now`.
     pub fn count(&self, now: Instant) -> u64 {
-        let mut ring = self.lock();
-        self.advance(&mut ring, now);
-        ring.live.len()
+        self.lock().count(&self.shape, now)
     }
 
     /// The window length: no sample older than this counts.
     pub fn window(&self) -> Duration {
-        self.window
+        self.shape.window
     }
 
     /// How many samples a quantile needs, as set by [`with_min_samples`](Self::with_min_samples).
     pub fn min_samples(&self) -> u64 {
-        self.min_samples
+        self.shape.min_samples
     }
 
     fn lock(&self) -> MutexGuard<'_, Ring> {
@@ -194,30 +214,152 @@ impl LatencyEstimator {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+impl LocalLatencyEstimator {
+    /// [`LatencyEstimator::new`] for one thread.
+    pub fn new(window: Duration) -> Self {
+        LocalLatencyEstimator {
+            shape: Shape::new(window),
+            ring: RefCell::new(Ring::new()),
+        }
+    }
+
+    /// [`LatencyEstimator::with_min_samples`].
+    pub fn with_min_samples(mut self, min_samples: u64) -> Self {
+        self.shape.min_samples = min_samples;
+        self
+    }
+
+    /// [`LatencyEstimator::record`].
+    pub fn record(&self, now: Instant, latency: Duration) {
+        self.ring.borrow_mut().record(&self.shape, now, latency);
+    }
+
+    /// [`LatencyEstimator::quantile`].
+    pub fn quantile(&self, now: Instant, q: f64) -> Option<Duration> {
+        self.ring.borrow_mut().quantile(&self.shape, now, q)
+    }
+
+    /// [`LatencyEstimator::max`].
+    pub fn max(&self, now: Instant) -> Option<Duration> {
+        self.ring.borrow_mut().max(&self.shape, now)
+    }
+
+    /// [`LatencyEstimator::count`].
+    pub fn count(&self, now: Instant) -> u64 {
+        self.ring.borrow_mut().count(&self.shape, now)
+    }
+
+    /// [`LatencyEstimator::window`].
+    pub fn window(&self) -> Duration {
+        self.shape.window
+    }
+
+    /// [`LatencyEstimator::min_samples`].
+    pub fn min_samples(&self) -> u64 {
+        self.shape.min_samples
+    }
+}
+
+impl LatencyQuantiles for LatencyEstimator {
+    fn quantile(&self, now: Instant, q: f64) -> Option<Duration> {
+        LatencyEstimator::quantile(self, now, q)
+    }
+
+    fn max(&self, now: Instant) -> Option<Duration> {
+        LatencyEstimator::max(self, now)
+    }
+}
+
+impl LatencyQuantiles for LocalLatencyEstimator {
+    fn quantile(&self, now: Instant, q: f64) -> Option<Duration> {
+        LocalLatencyEstimator::quantile(self, now, q)
+    }
+
+    fn max(&self, now: Instant) -> Option<Duration> {
+        LocalLatencyEstimator::max(self, now)
+    }
+}
+
+impl Ring {
+    fn new() -> Self {
+        Ring {
+            epoch: None,
+            current: 0,
+            last_now: None,
+            next_start: None,
+            slots: (0..SUB_WINDOWS)
+                .map(|_| Slot {
+                    holds: 0,
+                    histogram: empty_histogram(),
+                })
+                .collect(),
+            live: empty_histogram(),
+        }
+    }
+
+    fn record(&mut self, shape: &Shape, now: Instant, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, HIGHEST_MICROS);
+        let current = self.advance(shape, now);
+        let slot = &mut self.slots[(current % SUB_WINDOWS) as usize];
+        slot.holds = current;
+        slot.histogram.saturating_record(micros);
+        self.live.saturating_record(micros);
+    }
+
+    fn quantile(&mut self, shape: &Shape, now: Instant, q: f64) -> Option<Duration> {
+        let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
+        self.advance(shape, now);
+        if self.live.len() < shape.min_samples.max(1) {
+            return None;
+        }
+        let micros = self.live.value_at_quantile(q).min(HIGHEST_MICROS);
+        Some(Duration::from_micros(micros))
+    }
+
+    fn max(&mut self, shape: &Shape, now: Instant) -> Option<Duration> {
+        self.advance(shape, now);
+        if self.live.len() < shape.min_samples.max(1) {
+            return None;
+        }
+        Some(Duration::from_micros(self.live.max().min(HIGHEST_MICROS)))
+    }
+
+    fn count(&mut self, shape: &Shape, now: Instant) -> u64 {
+        self.advance(shape, now);
+        self.live.len()
+    }
 
     /// Moves the ring to the sub-window of `now`, emptying the slots that fell out of the
     /// window, and returns the current sub-window.
-    fn advance(&self, ring: &mut Ring, now: Instant) -> u64 {
+    fn advance(&mut self, shape: &Shape, now: Instant) -> u64 {
         // The same instant finds the same sub-window, and the ring has not moved since.
-        if ring.last_now == Some(now) {
-            return ring.current;
+        if self.last_now == Some(now) {
+            return self.current;
         }
-        ring.last_now = Some(now);
-        let epoch = *ring.epoch.get_or_insert(now);
+        self.last_now = Some(now);
+        if self.next_start.is_some_and(|next| now < next) {
+            return self.current;
+        }
+        let epoch = *self.epoch.get_or_insert(now);
         // u64 nanoseconds (585 years) and a u64 division: a u128 one costs far more, per record.
         let elapsed = now.saturating_duration_since(epoch);
         let nanos = elapsed
             .as_secs()
             .saturating_mul(1_000_000_000)
             .saturating_add(u64::from(elapsed.subsec_nanos()));
-        let sub_window = u64::try_from(self.sub_window.as_nanos())
+        let sub_window = u64::try_from(shape.sub_window.as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
         let index = nanos / sub_window;
-        if index <= ring.current {
-            return ring.current;
+        if index <= self.current {
+            self.next_start = sub_window_start(epoch, self.current + 1, sub_window);
+            return self.current;
         }
-        let Ring { slots, live, .. } = ring;
+        let Ring { slots, live, .. } = self;
         let mut consistent = true;
         for slot in slots.iter_mut() {
             if slot.holds.saturating_add(SUB_WINDOWS) <= index && !slot.histogram.is_empty() {
@@ -233,18 +375,35 @@ impl LatencyEstimator {
                 let _ = live.add(&slot.histogram);
             }
         }
-        ring.current = index;
+        self.current = index;
+        self.next_start = sub_window_start(epoch, index + 1, sub_window);
         index
     }
+}
+
+/// When sub-window `index` starts, `None` past the end of `Instant`'s range.
+fn sub_window_start(epoch: Instant, index: u64, sub_window: u64) -> Option<Instant> {
+    let nanos = index.checked_mul(sub_window)?;
+    epoch.checked_add(Duration::from_nanos(nanos))
 }
 
 impl fmt::Debug for LatencyEstimator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ring = self.lock();
         f.debug_struct("LatencyEstimator")
-            .field("window", &self.window)
-            .field("min_samples", &self.min_samples)
+            .field("window", &self.shape.window)
+            .field("min_samples", &self.shape.min_samples)
             .field("live_samples", &ring.live.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for LocalLatencyEstimator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalLatencyEstimator")
+            .field("window", &self.shape.window)
+            .field("min_samples", &self.shape.min_samples)
+            .field("live_samples", &self.ring.borrow().live.len())
             .finish()
     }
 }
@@ -285,6 +444,32 @@ mod tests {
                 "q {q}: {estimated:?} vs {exact:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_local_estimator_answers_as_the_shared_one() {
+        let model = LogNormal::fit(4 * MS, 40 * MS).unwrap();
+        let mut rng = Pcg64Mcg::seed_from_u64(9);
+        let shared = LatencyEstimator::new(Duration::from_secs(8));
+        let local = LocalLatencyEstimator::new(Duration::from_secs(8));
+        let t0 = Instant::now();
+        for i in 0..20_000u64 {
+            let now = t0 + Duration::from_millis(i);
+            let latency = model.sample(&mut rng);
+            shared.record(now, latency);
+            local.record(now, latency);
+            if i % 97 == 0 {
+                assert_eq!(shared.count(now), local.count(now));
+                assert_eq!(shared.max(now), local.max(now));
+                for q in [0.5, 0.99] {
+                    assert_eq!(shared.quantile(now, q), local.quantile(now, q));
+                }
+            }
+        }
+        assert_eq!(
+            (local.window(), local.min_samples()),
+            (shared.window(), 100)
+        );
     }
 
     #[test]

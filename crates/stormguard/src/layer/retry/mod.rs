@@ -41,7 +41,7 @@ use crate::deadline::{
     budget_of, budget_value, write_budget, write_budget_value, Deadline, BUDGET_HEADER,
     ENVOY_EXPECTED_TIMEOUT_HEADER, GRPC_TIMEOUT_HEADER,
 };
-use crate::estimate::LatencyEstimator;
+use crate::estimate::{LatencyEstimator, LatencyQuantiles};
 use crate::metrics::{Event, Observer, TimeoutKind};
 use crate::policy::{Decision, GiveUp, RetryPolicy, RetryState};
 
@@ -264,7 +264,11 @@ fn prologue<O: Observer>(
     }
     match at.timeout(start) {
         Some(timeout)
-            if policy.should_start_estimated(at.deadline, start, shared.estimator.as_deref()) =>
+            if policy.should_start_estimated(
+                at.deadline,
+                start,
+                shared.estimator.as_deref().map(as_quantiles),
+            ) =>
         {
             let state = policy.begin(start);
             at.write_budget(timeout);
@@ -398,6 +402,11 @@ where
         outcome,
     };
     retry_loop(inner, at, first, unsent).await
+}
+
+/// The route's estimator as the policy core reads it.
+pub(crate) fn as_quantiles(estimator: &LatencyEstimator) -> &dyn LatencyQuantiles {
+    estimator
 }
 
 #[cfg(test)]

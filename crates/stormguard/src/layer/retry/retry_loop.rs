@@ -68,7 +68,7 @@ where
                 at.idempotent,
                 at.deadline,
                 now,
-                shared.estimator.as_deref(),
+                shared.estimator.as_deref().map(as_quantiles),
                 &mut rng,
             )
         };

@@ -473,9 +473,12 @@ fn stack(
     // records in it, one latency per attempt (`HedgeLayer::estimator`).
     let estimator =
         Arc::new(LatencyEstimator::new(ESTIMATOR_WINDOW).with_quantile_refresh(ESTIMATOR_REFRESH));
+    // The route's counters, found once here: its layers report three or more events per
+    // request, each of which looked its counters up by the route's name.
+    let observer = metrics.observer.for_target(name);
     let retry = RetryLayer::new(policy)
         .target(name)
-        .observer(metrics.observer.clone())
+        .observer(observer.clone())
         .body_limit(body_limit)
         .estimator(estimator.clone());
     // On a route that can send a request more than once, every request carries the list of the
@@ -492,14 +495,14 @@ fn stack(
         .reserve(route.deadline_reserve)
         .propagate(route.call.propagate_deadline)
         .target(name)
-        .observer(metrics.observer.clone());
+        .observer(observer.clone());
     let service = match hedge_policy(route)? {
         None => RouteService::Plain(deadline.layer(retry.layer(balance))),
         Some(policy) => {
             let hedge = HedgeLayer::new(policy)
                 .idempotent(idempotent)
                 .target(name)
-                .observer(metrics.observer.clone())
+                .observer(observer)
                 .body_limit(body_limit)
                 .estimator(estimator);
             RouteService::Hedged(deadline.layer(retry.layer(hedge.layer(balance))))

@@ -28,7 +28,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use prometheus_client::metrics::histogram::Histogram;
 use stormguard::layer::{Balance, BoxError, DeadlineService, Hedge, ReplayBody, Retry};
-use stormguard::metrics::PrometheusMetrics;
+use stormguard::metrics::TargetMetrics;
 use tower_service::Service;
 
 use crate::config::Protocol;
@@ -216,11 +216,10 @@ impl<B: IntoUpstream> Service<Request<B>> for Timed {
 /// taken apart again.
 pub(crate) type Instances = Balance<Timed>;
 
-type Plain = DeadlineService<Retry<Instances, PrometheusMetrics>, PrometheusMetrics>;
-type Hedged = DeadlineService<
-    Retry<Hedge<Instances, PrometheusMetrics>, PrometheusMetrics>,
-    PrometheusMetrics,
->;
+// Each layer reports to the route's own counters, found when the stack is built: no lookup by
+// name per event (`PrometheusMetrics::for_target`).
+type Plain = DeadlineService<Retry<Instances, TargetMetrics>, TargetMetrics>;
+type Hedged = DeadlineService<Retry<Hedge<Instances, TargetMetrics>, TargetMetrics>, TargetMetrics>;
 
 /// What a route's stack answers: the upstream's response, or the library's error.
 pub(crate) type RouteFuture =

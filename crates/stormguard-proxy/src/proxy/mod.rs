@@ -14,7 +14,9 @@ mod build;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -52,7 +54,10 @@ pub struct Proxy {
 }
 
 struct Inner {
-    current: RwLock<Arc<Generation>>,
+    /// Read by every request, written by a reload: an `ArcSwap`, so that a read is a few atomic
+    /// operations without a lock, where an `RwLock`'s read lock was two read-modify-writes on
+    /// one shared counter (and a wait behind a reload's write).
+    current: ArcSwap<Generation>,
     /// One reload at a time, so two cannot build from the same predecessor.
     applying: Mutex<()>,
     metrics: ProxyMetrics,
@@ -223,7 +228,7 @@ impl Proxy {
         metrics.publish(generation.routes.iter().map(|r| (&*r.name, &r.metrics)));
         Ok(Proxy {
             inner: Arc::new(Inner {
-                current: RwLock::new(Arc::new(generation)),
+                current: ArcSwap::from_pointee(generation),
                 applying: Mutex::new(()),
                 metrics,
                 clients,
@@ -279,11 +284,7 @@ impl Proxy {
             routes,
         });
         let number = generation.number;
-        *self
-            .inner
-            .current
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = generation.clone();
+        self.inner.current.store(generation.clone());
         self.inner
             .metrics
             .publish(generation.routes.iter().map(|r| (&*r.name, &r.metrics)));
@@ -342,11 +343,7 @@ impl Proxy {
 
     /// The running generation, for one request from arrival to end.
     pub(crate) fn current(&self) -> Arc<Generation> {
-        self.inner
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.current.load_full()
     }
 
     pub(crate) fn metrics(&self) -> &ProxyMetrics {

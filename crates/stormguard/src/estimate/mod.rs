@@ -45,6 +45,7 @@ use std::time::Duration;
 
 mod adaptive;
 mod lognormal;
+mod quantile_cache;
 mod window;
 
 pub use adaptive::{false_timeout_rate, AdaptiveConnectTimeout, AdaptiveTimeout};

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::quantile_cache::QuantileCache;
+
 /// How many sub-windows the window is cut into: data ages out within one window, and a quantile
 /// always sees at least three quarters of a window.
 const SUB_WINDOWS: u64 = 4;
@@ -38,10 +40,13 @@ const DEFAULT_MIN_SAMPLES: u64 = 100;
 /// than the latest seen (clocks read on different threads race) counts as the current
 /// sub-window; nothing panics.
 ///
-/// Concurrency: all methods take `&self`; one `Mutex` guards the ring. `record` is O(1) under
-/// the lock; `quantile` scans one histogram (about 3 300 counters); a sub-window expiry
-/// subtracts one histogram. Keep one estimator per target and share it (e.g. in an `Arc`).
-/// Memory is about 130 KiB per estimator (five histograms, one per sub-window plus their sum).
+/// Concurrency: all methods take `&self`. One `Mutex` guards the ring: `record` is O(1) under
+/// it, a sub-window expiry subtracts one histogram. [`quantile`](Self::quantile) reads the value
+/// it last computed for the same `q` when no record has come since (or fewer than
+/// [`with_quantile_refresh`](Self::with_quantile_refresh) records) and the window has not moved;
+/// otherwise it scans the histogram (about 3 300 counters). Keep one estimator per target and
+/// share it (e.g. in an `Arc`). Memory is about 130 KiB per estimator (five histograms, one per
+/// sub-window plus their sum).
 ///
 /// ```rust
 /// use std::time::{Duration, Instant};
@@ -104,6 +109,8 @@ struct Shape {
     window: Duration,
     sub_window: Duration,
     min_samples: u64,
+    /// Records after which kept quantiles are computed again (1: after every record).
+    refresh: u64,
 }
 
 impl Shape {
@@ -113,6 +120,7 @@ impl Shape {
             window,
             sub_window: window / SUB_WINDOWS as u32,
             min_samples: DEFAULT_MIN_SAMPLES,
+            refresh: 1,
         }
     }
 }
@@ -134,6 +142,10 @@ struct Ring {
     slots: Vec<Slot>,
     /// The sum of the slots still inside the window, so a quantile needs no merge.
     live: Histogram<u64>,
+    /// Records since the kept quantiles were last made stale.
+    since_refresh: u64,
+    /// Quantiles computed since then, by `q`.
+    quantiles: QuantileCache,
 }
 
 struct Slot {
@@ -167,6 +179,37 @@ impl LatencyEstimator {
         self
     }
 
+    /// Lets [`quantile`](Self::quantile) answer with the value it computed for the same `q` up
+    /// to `records - 1` records ago, as long as the window has not moved since.
+    ///
+    /// Why: a quantile scans the whole histogram (about 3 300 counters, a few microseconds).
+    /// A proxy that reads a p50, a p99.9 timeout and a p95 hedge delay on every request spent
+    /// more on those scans than on the rest of its policy; with `records` at 64, it scans about
+    /// once per 64 requests and reads the kept value otherwise. The answer then leaves out at most
+    /// the last `records - 1` latencies: the same distribution, a little late. The default, 1,
+    /// counts every record in every quantile (a repeated read with no record between still
+    /// takes the kept value). Zero is treated as one. The sample minimum
+    /// ([`with_min_samples`](Self::with_min_samples)) is always checked on the live count.
+    ///
+    /// ```rust
+    /// use std::time::{Duration, Instant};
+    /// use stormguard::estimate::LatencyEstimator;
+    ///
+    /// let estimator = LatencyEstimator::new(Duration::from_secs(60))
+    ///     .with_min_samples(1)
+    ///     .with_quantile_refresh(64);
+    /// let t0 = Instant::now();
+    /// estimator.record(t0, Duration::from_millis(10));
+    /// let p99 = estimator.quantile(t0, 0.99).unwrap(); // computed: 10 ms
+    /// estimator.record(t0, Duration::from_millis(500));
+    /// assert_eq!(estimator.quantile(t0, 0.99), Some(p99)); // kept: one record since
+    /// assert!(estimator.max(t0).unwrap() >= Duration::from_millis(500)); // always live
+    /// ```
+    pub fn with_quantile_refresh(mut self, records: u64) -> Self {
+        self.shape.refresh = records.max(1);
+        self
+    }
+
     /// Records one observed latency at `now`.
     ///
     /// O(1) under the lock, plus one histogram subtraction when `now` starts a new sub-window.
@@ -179,6 +222,8 @@ impl LatencyEstimator {
     /// `None` while the live window has fewer than the minimum samples (100 unless set with
     /// [`with_min_samples`](Self::with_min_samples)), so callers fall back to a safe default
     /// rather than trust noise. `q` is clamped to `[0, 1]`; NaN counts as 1, the conservative end.
+    /// With [`with_quantile_refresh`](Self::with_quantile_refresh), the value may leave out the
+    /// latest few records.
     pub fn quantile(&self, now: Instant, q: f64) -> Option<Duration> {
         self.lock().quantile(&self.shape, now, q)
     }
@@ -296,6 +341,8 @@ impl Ring {
                 })
                 .collect(),
             live: empty_histogram(),
+            since_refresh: 0,
+            quantiles: QuantileCache::new(),
         }
     }
 
@@ -308,6 +355,11 @@ impl Ring {
         slot.holds = current;
         slot.histogram.saturating_record(micros);
         self.live.saturating_record(micros);
+        self.since_refresh += 1;
+        if self.since_refresh >= shape.refresh {
+            self.since_refresh = 0;
+            self.quantiles.invalidate();
+        }
     }
 
     fn quantile(&mut self, shape: &Shape, now: Instant, q: f64) -> Option<Duration> {
@@ -316,7 +368,12 @@ impl Ring {
         if self.live.len() < shape.min_samples.max(1) {
             return None;
         }
+        let key = q.to_bits();
+        if let Some(micros) = self.quantiles.get(key) {
+            return Some(Duration::from_micros(micros));
+        }
         let micros = self.live.value_at_quantile(q).min(HIGHEST_MICROS);
+        self.quantiles.put(key, micros);
         Some(Duration::from_micros(micros))
     }
 
@@ -377,6 +434,8 @@ impl Ring {
         }
         self.current = index;
         self.next_start = sub_window_start(epoch, index + 1, sub_window);
+        self.since_refresh = 0;
+        self.quantiles.invalidate();
         index
     }
 }
@@ -393,6 +452,7 @@ impl fmt::Debug for LatencyEstimator {
         f.debug_struct("LatencyEstimator")
             .field("window", &self.shape.window)
             .field("min_samples", &self.shape.min_samples)
+            .field("quantile_refresh", &self.shape.refresh)
             .field("live_samples", &ring.live.len())
             .finish()
     }
@@ -567,6 +627,97 @@ mod tests {
         assert_eq!(estimator.count(t0 + Duration::from_secs(1)), 80_000);
         let max = estimator.quantile(t0, 1.0).unwrap();
         assert!(within(max, Duration::from_micros(80_000), 0.01), "{max:?}");
+    }
+
+    #[test]
+    fn every_record_counts_by_default() {
+        let estimator = LatencyEstimator::new(Duration::from_secs(60)).with_min_samples(1);
+        let t0 = Instant::now();
+        estimator.record(t0, MS);
+        let top = estimator.quantile(t0, 1.0).unwrap();
+        assert!(within(top, MS, 0.01), "{top:?}");
+        assert_eq!(estimator.quantile(t0, 1.0), Some(top), "kept, the same");
+        estimator.record(t0, 100 * MS);
+        let top = estimator.quantile(t0, 1.0).unwrap();
+        assert!(within(top, 100 * MS, 0.01), "{top:?}");
+        assert_eq!(estimator.max(t0), Some(top));
+    }
+
+    #[test]
+    fn kept_quantiles_are_computed_again_after_refresh_records_or_a_move() {
+        let estimator = LatencyEstimator::new(Duration::from_secs(4))
+            .with_min_samples(1)
+            .with_quantile_refresh(3);
+        let t0 = Instant::now();
+        estimator.record(t0, MS);
+        let top = estimator.quantile(t0, 1.0).unwrap();
+        assert!(within(top, MS, 0.01), "{top:?}");
+        estimator.record(t0, 100 * MS);
+        assert_eq!(
+            estimator.quantile(t0, 1.0),
+            Some(top),
+            "kept: two records of three"
+        );
+        assert!(
+            estimator.max(t0).unwrap() >= 100 * MS,
+            "the maximum is always live"
+        );
+        assert_eq!(estimator.count(t0), 2);
+        // Another quantile is computed when first asked, from everything recorded.
+        assert!(estimator.quantile(t0, 0.99).unwrap() >= 100 * MS);
+        estimator.record(t0, 100 * MS);
+        assert!(
+            estimator.quantile(t0, 1.0).unwrap() >= 100 * MS,
+            "three records: again"
+        );
+        // The window moving makes them stale too: the first sub-window has aged out.
+        estimator.record(t0 + Duration::from_secs(1), 5 * MS);
+        let later = t0 + Duration::from_secs(4);
+        assert_eq!(estimator.count(later), 1);
+        let top = estimator.quantile(later, 1.0).unwrap();
+        assert!(within(top, 5 * MS, 0.01), "{top:?}");
+        // Below the sample minimum nothing is kept: the count decides at once.
+        let estimator = LatencyEstimator::new(Duration::from_secs(60))
+            .with_min_samples(2)
+            .with_quantile_refresh(100);
+        estimator.record(t0, MS);
+        assert_eq!(estimator.quantile(t0, 0.5), None);
+        estimator.record(t0, MS);
+        assert!(estimator.quantile(t0, 0.5).is_some());
+        assert!(format!("{estimator:?}").contains("quantile_refresh: 100"));
+    }
+
+    #[test]
+    fn reads_while_others_record_stay_in_range() {
+        let estimator = Arc::new(
+            LatencyEstimator::new(Duration::from_secs(3_600))
+                .with_min_samples(1)
+                .with_quantile_refresh(16),
+        );
+        let t0 = Instant::now();
+        estimator.record(t0, MS);
+        let threads: Vec<_> = (0..4u64)
+            .map(|thread| {
+                let estimator = Arc::clone(&estimator);
+                std::thread::spawn(move || {
+                    for i in 0..5_000u64 {
+                        let now = t0 + Duration::from_millis(i % 1_000);
+                        if thread % 2 == 0 {
+                            estimator.record(now, Duration::from_micros(1_000 + i));
+                        } else {
+                            let q = estimator.quantile(now, 0.5).unwrap();
+                            let max = estimator.max(now).unwrap();
+                            assert!(q >= Duration::from_micros(990) && q <= 7 * MS, "{q:?}");
+                            assert!(max <= 7 * MS, "{max:?}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(estimator.count(t0 + Duration::from_secs(1)), 10_001);
     }
 
     proptest! {

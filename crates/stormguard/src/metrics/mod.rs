@@ -10,7 +10,10 @@
 //! say what to do about each number.
 // Docs built without the feature (docs.rs builds the default features) have no such item to
 // link to, so the link is made only where the item exists.
-#![cfg_attr(feature = "prometheus", doc = "See [`PrometheusMetrics`].")]
+#![cfg_attr(
+    feature = "prometheus",
+    doc = "See [`PrometheusMetrics`], and [`TargetMetrics`] for the layers of one target."
+)]
 
 use std::time::Duration;
 
@@ -20,7 +23,7 @@ use crate::policy::{Denied, GiveUp};
 #[cfg(feature = "prometheus")]
 mod prometheus;
 #[cfg(feature = "prometheus")]
-pub use self::prometheus::PrometheusMetrics;
+pub use self::prometheus::{PrometheusMetrics, TargetMetrics};
 
 /// Which timeout fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -172,8 +172,46 @@ impl PrometheusMetrics {
 }
 
 impl PrometheusMetrics {
+    /// The counters of one target, found once: an [`Observer`] for a layer (or a route's whole
+    /// stack) that reports events of `target` only.
+    ///
+    /// Why: [`PrometheusMetrics::observe`] finds a target's counters by its name on every event,
+    /// behind a read lock on a map shared by every target. A route's layers report three or
+    /// more events per request, always under the same name; the handle returned here holds that
+    /// name's counters, so an event is a string comparison and an atomic add. It counts into
+    /// the same series as `self` (a clone of it sees the same numbers), and an event of another
+    /// target still goes through the lookup, so it is never wrong, only slower.
+    ///
+    /// ```
+    /// use prometheus_client::registry::Registry;
+    /// use stormguard::metrics::{Event, Observer, PrometheusMetrics};
+    ///
+    /// let mut registry = Registry::default();
+    /// let metrics = PrometheusMetrics::register(&mut registry);
+    /// let api = metrics.for_target("api");
+    /// api.observe("api", Event::Attempt);
+    /// metrics.observe("api", Event::Attempt);
+    /// let mut text = String::new();
+    /// prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    /// assert!(text.contains("stormguard_attempts_total{target=\"api\"} 2"));
+    /// ```
+    pub fn for_target(&self, target: &str) -> TargetMetrics {
+        TargetMetrics {
+            inner: Arc::new(Bound {
+                counters: self.counters(target),
+                target: target.into(),
+                metrics: self.clone(),
+            }),
+        }
+    }
+
+    /// The counters of target `t`, made (and kept for the next lookup) on first use.
+    fn counters(&self, t: &str) -> TargetCounters {
+        self.with_target(t, TargetCounters::clone)
+    }
+
     /// Runs `f` on the counters of target `t`, made on first use.
-    fn with_target<R>(&self, t: &str, f: impl FnOnce(&TargetCounters) -> R) {
+    fn with_target<R>(&self, t: &str, f: impl FnOnce(&TargetCounters) -> R) -> R {
         {
             let map = self
                 .inner
@@ -181,8 +219,7 @@ impl PrometheusMetrics {
                 .read()
                 .unwrap_or_else(|e| e.into_inner());
             if let Some(counters) = map.get(t) {
-                f(counters);
-                return;
+                return f(counters);
             }
         }
         let labels = target(t);
@@ -195,13 +232,130 @@ impl PrometheusMetrics {
             succeeded: self.inner.succeeded.get_or_create_owned(&labels),
             ejections: self.inner.ejections.get_or_create_owned(&labels),
         };
-        f(&counters);
+        let result = f(&counters);
         self.inner
             .by_target
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(t.into())
             .or_insert(counters);
+        result
+    }
+
+    /// Counts `event` of target `t`; `own` holds `t`'s counters when the caller has them, so
+    /// that the events labelled by target alone need no lookup.
+    fn count(&self, t: &str, own: Option<&TargetCounters>, event: Event) {
+        let by_target = |f: fn(&TargetCounters)| match own {
+            Some(counters) => f(counters),
+            None => self.with_target(t, f),
+        };
+        match event {
+            Event::Request => by_target(|c| {
+                c.requests.inc();
+            }),
+            Event::Attempt => by_target(|c| {
+                c.attempts.inc();
+            }),
+            Event::Retry(kind) => {
+                self.inner
+                    .retries
+                    .get_or_create(&reason(t, retry_kind_label(kind)))
+                    .inc();
+            }
+            Event::RetryDenied(by) => {
+                let label = match by {
+                    Denied::Budget => "retry-budget",
+                    Denied::TokenBucket => "token-bucket",
+                };
+                self.inner
+                    .retries_denied
+                    .get_or_create(&reason(t, label))
+                    .inc();
+            }
+            Event::HedgeSent => by_target(|c| {
+                c.hedges.inc();
+            }),
+            Event::HedgeWon => by_target(|c| {
+                c.hedges_won.inc();
+            }),
+            Event::Timeout(kind) => {
+                let label = match kind {
+                    TimeoutKind::Connect => "connect",
+                    TimeoutKind::Request => "request",
+                };
+                self.inner.timeouts.get_or_create(&reason(t, label)).inc();
+            }
+            Event::DeadlineGiveUp => by_target(|c| {
+                c.deadline_giveups.inc();
+            }),
+            Event::Succeeded => by_target(|c| {
+                c.succeeded.inc();
+            }),
+            Event::Failed(give_up) => {
+                self.inner
+                    .failed
+                    .get_or_create(&reason(t, give_up.reason()))
+                    .inc();
+            }
+            Event::Ejected { .. } => by_target(|c| {
+                c.ejections.inc();
+            }),
+        }
+    }
+}
+
+/// A [`PrometheusMetrics`] bound to one target, made by [`PrometheusMetrics::for_target`]: the
+/// observer of a layer that reports that target's events, without a lookup per event.
+///
+/// Cloning is one reference count. Events of the bound target go straight to its counters;
+/// events of any other target are counted as [`PrometheusMetrics`] counts them.
+///
+/// ```
+/// use prometheus_client::registry::Registry;
+/// use stormguard::metrics::{Event, Observer, PrometheusMetrics};
+///
+/// let mut registry = Registry::default();
+/// let metrics = PrometheusMetrics::register(&mut registry);
+/// // One handle per dependency, given to each of its layers.
+/// let payments = metrics.for_target("payments");
+/// assert_eq!(payments.target(), "payments");
+/// # #[cfg(feature = "tower")]
+/// # {
+/// use stormguard::layer::RetryLayer;
+/// use stormguard::policy::RetryPolicy;
+/// let layer = RetryLayer::new(RetryPolicy::recommended())
+///     .target("payments")
+///     .observer(payments.clone());
+/// # let _ = layer;
+/// # }
+/// payments.observe("payments", Event::Succeeded);
+/// ```
+#[derive(Clone, Debug)]
+pub struct TargetMetrics {
+    // One pointer, as `PrometheusMetrics`: a deadline layer clones its observer for every call.
+    inner: Arc<Bound>,
+}
+
+#[derive(Debug)]
+struct Bound {
+    target: Box<str>,
+    counters: TargetCounters,
+    /// For the events labelled by reason too, and for events of other targets.
+    metrics: PrometheusMetrics,
+}
+
+impl TargetMetrics {
+    /// The target this handle's counters are labelled with.
+    pub fn target(&self) -> &str {
+        &self.inner.target
+    }
+}
+
+impl Observer for TargetMetrics {
+    fn observe(&self, t: &str, event: Event) {
+        let bound = &*self.inner;
+        let own = (*bound.target == *t).then_some(&bound.counters);
+        bound.metrics.count(t, own, event);
     }
 }
 
@@ -220,44 +374,7 @@ fn reason(target: &str, reason: &'static str) -> ReasonLabels {
 
 impl Observer for PrometheusMetrics {
     fn observe(&self, t: &str, event: Event) {
-        match event {
-            Event::Request => self.with_target(t, |c| c.requests.inc()),
-            Event::Attempt => self.with_target(t, |c| c.attempts.inc()),
-            Event::Retry(kind) => {
-                self.inner
-                    .retries
-                    .get_or_create(&reason(t, retry_kind_label(kind)))
-                    .inc();
-            }
-            Event::RetryDenied(by) => {
-                let label = match by {
-                    Denied::Budget => "retry-budget",
-                    Denied::TokenBucket => "token-bucket",
-                };
-                self.inner
-                    .retries_denied
-                    .get_or_create(&reason(t, label))
-                    .inc();
-            }
-            Event::HedgeSent => self.with_target(t, |c| c.hedges.inc()),
-            Event::HedgeWon => self.with_target(t, |c| c.hedges_won.inc()),
-            Event::Timeout(kind) => {
-                let label = match kind {
-                    TimeoutKind::Connect => "connect",
-                    TimeoutKind::Request => "request",
-                };
-                self.inner.timeouts.get_or_create(&reason(t, label)).inc();
-            }
-            Event::DeadlineGiveUp => self.with_target(t, |c| c.deadline_giveups.inc()),
-            Event::Succeeded => self.with_target(t, |c| c.succeeded.inc()),
-            Event::Failed(give_up) => {
-                self.inner
-                    .failed
-                    .get_or_create(&reason(t, give_up.reason()))
-                    .inc();
-            }
-            Event::Ejected { .. } => self.with_target(t, |c| c.ejections.inc()),
-        }
+        self.count(t, None, event);
     }
 }
 
@@ -313,5 +430,35 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         assert!(text.contains("# HELP stormguard_retries_denied"));
+    }
+
+    #[test]
+    fn a_bound_handle_counts_into_the_same_series_and_others_by_name() {
+        let mut registry = Registry::default();
+        let metrics = PrometheusMetrics::register(&mut registry);
+        metrics.observe("api", Event::Request);
+        let api = metrics.for_target("api");
+        assert_eq!(api.target(), "api");
+        let copy = api.clone();
+        for event in [Event::Request, Event::Attempt, Event::Succeeded] {
+            copy.observe("api", event);
+        }
+        api.observe("api", Event::Timeout(TimeoutKind::Request));
+        // Another target's events, given to the handle, still land under that target.
+        api.observe("db", Event::Attempt);
+        api.observe("db", Event::Failed(GiveUp::Deadline));
+        metrics.observe("api", Event::Attempt);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "stormguard_requests_total{target=\"api\"} 2",
+            "stormguard_attempts_total{target=\"api\"} 2",
+            "stormguard_succeeded_total{target=\"api\"} 1",
+            "stormguard_timeouts_total{target=\"api\",reason=\"request\"} 1",
+            "stormguard_attempts_total{target=\"db\"} 1",
+            "stormguard_failed_total{target=\"db\",reason=\"deadline\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 }

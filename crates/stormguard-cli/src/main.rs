@@ -101,10 +101,16 @@ enum Command {
 const REFERENCE: &str = include_str!("../../../docs/reference.md");
 
 /// Writes `shell`'s completion script for every command and argument of [`Cli`].
-fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) -> ExitCode {
+fn completions(
+    shell: clap_complete::Shell,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<ExitCode> {
     use clap::CommandFactory;
-    clap_complete::generate(shell, &mut Cli::command(), "stormguard", out);
-    ExitCode::SUCCESS
+    // Made in memory first: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "stormguard", &mut script);
+    out.write_all(&script)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An error in what the user gave us (exit 2), as opposed to a failure while running (exit 3;
@@ -119,6 +125,16 @@ impl std::fmt::Display for InputError {
 }
 
 impl std::error::Error for InputError {}
+
+/// Whether `error` is a write to a pipe whose reader has gone (EPIPE; Rust ignores SIGPIPE, so
+/// the write fails instead of the process dying quietly, as a C tool would).
+fn closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -141,10 +157,13 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }
-        Command::Completions { shell } => Ok(completions(shell, &mut std::io::stdout().lock())),
+        Command::Completions { shell } => completions(shell, &mut std::io::stdout().lock()),
     };
     match result {
         Ok(code) => code,
+        // The reader of our output left (`stormguard reference | grep -q ...`, `| head`): what
+        // it wanted it had, and a tool in a pipe says nothing then, as those of the shell do.
+        Err(error) if closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("stormguard: {error:#}");
             // 1 is `check`'s "findings at or above --fail-on"; a failure to run (say, a full
@@ -170,7 +189,7 @@ mod tests {
             clap_complete::Shell::Fish,
         ] {
             let mut out = Vec::new();
-            assert_eq!(completions(shell, &mut out), ExitCode::SUCCESS);
+            assert_eq!(completions(shell, &mut out).unwrap(), ExitCode::SUCCESS);
             let script = String::from_utf8(out).unwrap();
             for command in ["demo", "check", "sim", "proxy", "reference", "completions"] {
                 assert!(script.contains(command), "{shell}: no `{command}`");

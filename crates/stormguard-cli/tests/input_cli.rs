@@ -116,3 +116,27 @@ fn a_file_over_4_mib_is_refused_by_every_command_naming_the_limit() {
     }
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A reader that left is no failure: `stormguard reference | grep -q ...` (as `.ci/run` does)
+/// or `| head` ends the reading, and the command exits 0 without a word, as the shell's tools do.
+#[test]
+fn a_pipe_whose_reader_left_ends_the_output_quietly() {
+    for args in [&["reference"][..], &["completions", "bash"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        // Closed before the command starts: its first write finds no reader, every time.
+        drop(reader);
+        let output = Command::new(env!("CARGO_BIN_EXE_stormguard"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            (output.status.code(), err.as_ref()),
+            (Some(0), ""),
+            "{args:?}"
+        );
+    }
+}

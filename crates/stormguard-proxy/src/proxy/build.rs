@@ -16,7 +16,7 @@ use rustls_pki_types::ServerName;
 use stormguard::estimate::LatencyEstimator;
 use stormguard::layer::{Balance, DeadlineLayer, HedgeLayer, RetryLayer};
 use stormguard_graph::model::Span;
-use stormguard_graph::policy::NO_TIMEOUT;
+use stormguard_graph::policy::{ESTIMATOR_REFRESH, ESTIMATOR_WINDOW, NO_TIMEOUT};
 use tower_layer::Layer;
 
 use super::{RouteEntry, UpstreamSlot};
@@ -265,17 +265,6 @@ pub(crate) fn instance_sets(
         })
         .collect())
 }
-
-/// The window of a route's latency estimator: long enough for a p99.9 at modest traffic, short
-/// enough to follow a deploy (the library's recommendation).
-const ESTIMATOR_WINDOW: Duration = Duration::from_secs(60);
-
-/// Records after which a route's estimator computes its quantiles again (and whenever its
-/// window moves, every 15 s): the p50, the adaptive timeout's quantile and the hedge delay were
-/// each a scan of about 3 300 counters per request under the estimator's lock; now one scan per
-/// 64 requests, and two atomic loads otherwise. A quantile may leave out the last 63 latencies,
-/// out of the thousands a window holds under any load where the scans mattered.
-const ESTIMATOR_REFRESH: u64 = 64;
 
 /// How long an upstream connection is kept unused before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -20,9 +20,7 @@ use super::{triggers, SimError};
 /// which is what no timeout means.
 pub(crate) use stormguard_graph::policy::NO_TIMEOUT;
 
-/// The window of an edge's latency estimator: the proxy's for a route's, so that the expected
-/// latency and a quantile hedge delay follow the same latencies as in the proxy.
-const ESTIMATOR_WINDOW: Duration = Duration::from_secs(60);
+use stormguard_graph::policy::{ESTIMATOR_REFRESH, ESTIMATOR_WINDOW};
 
 /// How long a run lasts when neither the caller nor a scenario says.
 pub(crate) const DEFAULT_DURATION: Duration = Duration::from_secs(60);
@@ -333,7 +331,8 @@ pub(crate) fn build(
                     count: call.count,
                     propagate_deadline: call.propagate_deadline,
                     hedge: hedge(&caller, call)?,
-                    estimator: LocalLatencyEstimator::new(ESTIMATOR_WINDOW),
+                    estimator: LocalLatencyEstimator::new(ESTIMATOR_WINDOW)
+                        .with_quantile_refresh(ESTIMATOR_REFRESH),
                 });
                 match runs.last_mut() {
                     Some(run) if call.parallel && last_parallel => run.push(edge),

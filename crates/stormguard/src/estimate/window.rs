@@ -276,6 +276,12 @@ impl LocalLatencyEstimator {
         self
     }
 
+    /// [`LatencyEstimator::with_quantile_refresh`].
+    pub fn with_quantile_refresh(mut self, records: u64) -> Self {
+        self.shape.refresh = records.max(1);
+        self
+    }
+
     /// [`LatencyEstimator::record`].
     pub fn record(&self, now: Instant, latency: Duration) {
         self.ring.borrow_mut().record(&self.shape, now, latency);

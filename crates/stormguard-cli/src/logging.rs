@@ -235,7 +235,23 @@ fn second_text(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    /// A writer the tests read back: what the subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Caught(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Caught {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 
     #[test]
     fn levels_and_targets_are_taken() {
@@ -271,18 +287,6 @@ mod tests {
     /// a JSON line is one object with the event's fields at the top.
     #[test]
     fn lines_have_a_timestamp_and_json_lines_parse() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Caught(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Caught {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let text = Caught::default();
         let writer = text.clone();
         let log = subscriber(filter(Some("info")).unwrap(), LogFormat::Text, move || {
@@ -351,18 +355,6 @@ mod tests {
 
     #[test]
     fn an_access_line_made_as_text_is_written_as_it_is() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Caught(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Caught {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let caught = Caught::default();
         let writer = caught.clone();
         let log = subscriber(filter(None).unwrap(), LogFormat::Text, move || {

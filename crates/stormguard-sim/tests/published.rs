@@ -143,19 +143,24 @@ fn a_retry_budget_bounds_load_at_one_plus_its_ratio() {
 /// `min_per_sec * ttl` = 50/s * 10 s = 500 retries. What remains different: his per-client cap
 /// of 5 throws away tokens a client earns beyond it, which only binds when few calls fail.
 ///
-/// Measured (load, success), published in brackets: p=0.1 1.111, 99.98% (1.096, 99.2%); p=0.2
-/// 1.150, 91.7% (1.134, 90.5%); p=0.5 1.152, 57.3% (1.143, 57.0%). Load within 2% and success
-/// within 2.5 points at every p.
+/// Measured (load, success; the mean of four seeds), published in brackets: p=0.1 1.114, 99.99%
+/// (1.096, 99.2%); p=0.2 1.150, 92.0% (1.134, 90.5%); p=0.5 1.152, 57.4% (1.143, 57.0%). Load
+/// within 2% and success within 2.5 points at every p.
 #[test]
 fn brookers_bucket_summed_over_his_clients_is_a_budget_with_a_reserve() {
+    const SEEDS: u64 = 4;
     for (p, load_published, success_published) in BROOKER_BUCKET {
-        let outcome = simulate(
-            &retry_sim_graph(p, "retry_budget = { ratio = 0.1, min_per_sec = 50 }"),
-            "failing",
-            1,
-        );
-        let load = outcome.amplification("server").unwrap();
-        let success = success(&outcome);
+        // Four seeds, averaged: at p = 0.1 the bucket never binds, the load is the closed form
+        // 1.111, 1.4% above Brooker's figure, and one seed's sampling noise (about 0.4%) would
+        // take half of what is left of the 2%.
+        let graph = retry_sim_graph(p, "retry_budget = { ratio = 0.1, min_per_sec = 50 }");
+        let outcomes: Vec<Outcome> = (1..=SEEDS)
+            .map(|seed| simulate(&graph, "failing", seed))
+            .collect();
+        let mean = |f: &dyn Fn(&Outcome) -> f64| outcomes.iter().map(f).sum::<f64>() / SEEDS as f64;
+        let load = mean(&|o| o.amplification("server").unwrap());
+        let success = mean(&|o| success(o));
+        println!("p={p}: load {load:.3}, success {success:.4}");
         assert!(within(load, load_published, 0.02), "p={p}: load {load}");
         assert!(
             (success - success_published).abs() <= 0.025,

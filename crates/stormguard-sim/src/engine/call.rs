@@ -9,7 +9,7 @@ use stormguard::classify::AttemptResult;
 use stormguard::deadline::Deadline;
 use stormguard::policy::{Decision, GiveUp};
 
-use super::events::Event;
+use super::events::{Event, Handle};
 use super::hedge::Unit;
 use super::model::{nanos, NO_TIMEOUT};
 use super::slab::Key;
@@ -121,6 +121,7 @@ impl Sim<'_> {
             callee_done: false,
             abandoned: false,
             blackholed: false,
+            timeout: Handle::NONE,
         };
         let (edge_index, half_rtt) = (run.edge, edge.half_rtt);
         self.runs.get_mut(key).expect("alive").tried.push(instance);
@@ -132,7 +133,11 @@ impl Sim<'_> {
         // heap for the whole run.
         let ends = (timeout < nanos(NO_TIMEOUT)).then(|| self.now.saturating_add(timeout));
         if let Some(end) = ends {
-            self.agenda.schedule(end, Event::AttemptTimeout(attempt));
+            let timeout = self.agenda.schedule(end, Event::AttemptTimeout(attempt));
+            self.attempts
+                .get_mut(attempt)
+                .expect("just inserted")
+                .timeout = timeout;
         }
         self.begin_unit(key, attempt, ends);
     }

@@ -68,7 +68,7 @@ impl Answer {
 }
 
 /// Something that happens at one instant of a run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Event {
     /// The next user request arrives at the entry service.
     UserArrival,
@@ -199,6 +199,20 @@ struct Node {
     event: Event,
     /// The next node of the list: of the same slot while it waits, of the free ones after.
     next: u32,
+    /// Whether the event still waits in its slot: false once it was cancelled, or moved out
+    /// of the wheel and the node freed.
+    waiting: bool,
+}
+
+/// Where an event waits, to cancel it with [`Agenda::cancel`]: its node in the wheel, or
+/// [`Handle::NONE`] for an event not in the wheel (in the bucket being popped, or in the far
+/// heap), which is never cancelled and fires, as any event may, after its subject is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Handle(u32);
+
+impl Handle {
+    /// An event that cannot be cancelled.
+    pub(crate) const NONE: Handle = Handle(NIL);
 }
 
 /// The end of a list of nodes.
@@ -261,7 +275,7 @@ impl Agenda {
     ///
     /// Inlined, with the panic out of line: a push onto a bucket costs less than the call did.
     #[inline(always)]
-    pub(crate) fn schedule(&mut self, at: u64, event: Event) {
+    pub(crate) fn schedule(&mut self, at: u64, event: Event) -> Handle {
         if at < self.now {
             in_the_past(at, event, self.now);
         }
@@ -277,22 +291,45 @@ impl Agenda {
             // Later in the bucket being popped: into its place among the rest.
             let place = self.current.partition_point(|e| e.order > scheduled.order);
             self.current.insert(place, scheduled);
+            Handle::NONE
         } else if ahead < SLOTS as u64 {
             let slot = bucket as usize % SLOTS;
             let node = Node {
                 order: scheduled.order,
                 event,
                 next: self.heads[slot],
+                waiting: true,
             };
-            self.heads[slot] = self.store(node);
+            let index = self.store(node);
+            self.heads[slot] = index;
             self.occupied.set(slot);
+            Handle(index)
         } else {
             self.far.push(scheduled);
+            Handle::NONE
+        }
+    }
+
+    /// Takes back `event`, scheduled at `handle`, if it still waits in the wheel: an attempt
+    /// answered before its timeout need not have the timeout popped, sorted and dispatched only
+    /// to find the attempt gone. A handle whose node has since been freed or reused for another
+    /// event holds a different event (or none waiting) and cancels nothing, so a late or
+    /// repeated cancel is harmless; an event that is not cancelled fires as before.
+    #[inline]
+    pub(crate) fn cancel(&mut self, handle: Handle, event: Event) {
+        if handle == Handle::NONE {
+            return;
+        }
+        let node = &mut self.nodes[handle.0 as usize];
+        if node.waiting && node.event == event {
+            node.waiting = false;
+            self.pending -= 1;
         }
     }
 
     pub(crate) fn pop(&mut self) -> Option<(u64, Event)> {
-        if self.current.is_empty() {
+        // A bucket whose events were all cancelled comes out empty: on to the next.
+        while self.current.is_empty() {
             self.advance()?;
         }
         let next = self.current.pop()?;
@@ -338,10 +375,13 @@ impl Agenda {
             let mut index = std::mem::replace(&mut self.heads[slot], NIL);
             while index != NIL {
                 let node = &mut self.nodes[index as usize];
-                self.current.push(Scheduled {
-                    order: node.order,
-                    event: node.event,
-                });
+                if node.waiting {
+                    self.current.push(Scheduled {
+                        order: node.order,
+                        event: node.event,
+                    });
+                    node.waiting = false;
+                }
                 let next = node.next;
                 node.next = self.free;
                 self.free = index;

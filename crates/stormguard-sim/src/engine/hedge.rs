@@ -14,7 +14,7 @@ use stormguard::classify::AttemptResult;
 use stormguard::deadline::Deadline;
 use stormguard::hedge::{HedgeDelay, HedgeRace, Leg, Loser, RaceStart, Step};
 
-use super::events::Event;
+use super::events::{Event, Handle};
 use super::model::nanos;
 use super::slab::Key;
 use super::state::{Attempt, Caller, Sim};
@@ -155,6 +155,7 @@ impl Sim<'_> {
             callee_done: false,
             abandoned: false,
             blackholed: false,
+            timeout: Handle::NONE,
         });
         let call = self.runs.get_mut(run).expect("alive");
         call.tried.push(instance);
@@ -166,7 +167,8 @@ impl Sim<'_> {
         self.agenda
             .schedule(self.now + half_rtt, Event::Arrive(key));
         if let Some(end) = ends {
-            self.agenda.schedule(end, Event::AttemptTimeout(key));
+            let timeout = self.agenda.schedule(end, Event::AttemptTimeout(key));
+            self.attempts.get_mut(key).expect("just inserted").timeout = timeout;
         }
         true
     }
@@ -227,6 +229,8 @@ impl Sim<'_> {
         }
         attempt.caller_done = true;
         attempt.abandoned = true;
+        self.agenda
+            .cancel(attempt.timeout, Event::AttemptTimeout(key));
         if timed_out {
             self.tallies[attempt.service].timed_out += 1;
             self.calls[edge].timeouts += 1;

@@ -189,16 +189,19 @@ impl Load {
     /// The next arrival after `t` of a Poisson process whose rate follows the steps, or `None`
     /// once users stop arriving. At a change of rate the draw starts afresh, which is exact for
     /// a memoryless process.
+    ///
+    /// `exponential` draws from the exponential distribution of mean 1 (the gap of a process of
+    /// rate 1, scaled here by the rate).
     pub(crate) fn next_arrival(
         &self,
         mut t: u64,
-        uniform: &mut impl FnMut() -> f64,
+        exponential: &mut impl FnMut() -> f64,
     ) -> Option<u64> {
         while t < self.end {
             let rate = self.rate_at(t);
             let change = self.next_change(t);
             if rate > 0.0 && rate.is_finite() {
-                let gap = -(1.0 - uniform()).ln() / rate * 1e9;
+                let gap = exponential() / rate * 1e9;
                 let at = t.saturating_add(gap as u64);
                 if at < change {
                     return Some(at);

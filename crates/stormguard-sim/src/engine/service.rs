@@ -1,8 +1,6 @@
 //! What happens on an instance: admission (fault, worker, queue or a fast 503), own work, the
 //! answer, and the next request taken from the queue.
 
-use std::time::Duration;
-
 use super::events::{Answer, Event};
 use super::slab::Key;
 use super::state::{Caller, Job, Sim};
@@ -102,7 +100,7 @@ impl Sim<'_> {
         let others = u64::from(instance.busy);
         instance.busy += 1;
         let condition = service.condition(i, self.now);
-        let own = nanos_f64(service.work.sample(&mut self.work_rng));
+        let own = service.work.sample_nanos(&mut self.work_rng);
         let contended = own + (service.contention * others) as f64;
         let work = (contended * condition.slowdown).min(u64::MAX as f64) as u64;
         let tally = &mut self.tallies[s];
@@ -245,32 +243,5 @@ impl Sim<'_> {
         self.tallies[s].queue_dropped += 1;
         self.loads[s][i] -= 1;
         self.finish_for_callee(job.parent, Some(Answer::Unavailable));
-    }
-}
-
-/// `d` in nanoseconds as a float: the float of `as_nanos`, through a u64 when it fits, since
-/// converting a u128 is a slow library call and both round the same integer the same way.
-fn nanos_f64(d: Duration) -> f64 {
-    d.as_secs()
-        .checked_mul(1_000_000_000)
-        .and_then(|n| n.checked_add(u64::from(d.subsec_nanos())))
-        .map_or_else(|| d.as_nanos() as f64, |n| n as f64)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    #[test]
-    fn nanos_as_a_float_are_those_of_as_nanos() {
-        for d in [
-            Duration::ZERO,
-            Duration::from_nanos(123_456_789_012),
-            Duration::from_nanos(u64::MAX),
-            Duration::new(u64::MAX / 1_000_000_000, 999_999_999),
-            Duration::MAX,
-        ] {
-            assert_eq!(super::nanos_f64(d), d.as_nanos() as f64, "{d:?}");
-        }
     }
 }

@@ -8,13 +8,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use rand_distr::Distribution;
 use stormguard::backoff::{seeded, JitterRng};
 use stormguard::classify::AttemptResult;
 use stormguard::instance::EjectionConfig;
 use stormguard::policy::RetryState;
 
 use super::balance::Balancers;
-use super::events::{Agenda, Event};
+use super::events::{Agenda, Event, Handle};
 use super::hedge::{CachedDelay, Unit};
 use super::limits;
 use super::model::{nanos, Model};
@@ -51,6 +52,8 @@ pub(crate) struct Attempt {
     /// The caller gave up on it: work done for it from now on is wasted.
     pub(crate) abandoned: bool,
     pub(crate) blackholed: bool,
+    /// The caller's timeout for it, cancelled when the caller is done with it otherwise.
+    pub(crate) timeout: Handle,
 }
 
 /// A request an instance accepted: queued, working, or waiting for its calls.
@@ -281,7 +284,7 @@ impl<'m> Sim<'m> {
         if let Some(at) = self
             .model
             .load
-            .next_arrival(after, &mut || rng.random::<f64>())
+            .next_arrival(after, &mut || rand_distr::Exp1.sample(rng))
         {
             self.agenda.schedule(at, Event::UserArrival);
         }
@@ -309,11 +312,16 @@ impl<'m> Sim<'m> {
             callee_done: false,
             abandoned: false,
             blackholed: false,
+            timeout: Handle::NONE,
         });
-        self.agenda.schedule(
+        let timeout = self.agenda.schedule(
             self.now.saturating_add(self.model.user_timeout),
             Event::AttemptTimeout(attempt),
         );
+        self.attempts
+            .get_mut(attempt)
+            .expect("just inserted")
+            .timeout = timeout;
         self.schedule_next_user(self.now);
         self.arrive(attempt);
     }
@@ -335,6 +343,10 @@ impl<'m> Sim<'m> {
         }
         attempt.caller_done = true;
         attempt.abandoned = true;
+        if connect {
+            self.agenda
+                .cancel(attempt.timeout, Event::AttemptTimeout(key));
+        }
         let connect = connect
             || (attempt.blackholed
                 && attempt
@@ -376,6 +388,8 @@ impl<'m> Sim<'m> {
             return false;
         }
         attempt.caller_done = true;
+        self.agenda
+            .cancel(attempt.timeout, Event::AttemptTimeout(key));
         let (caller, sent_at, instance) = (attempt.caller, attempt.sent_at, attempt.instance);
         self.release(key);
         self.caller_done(caller, instance);

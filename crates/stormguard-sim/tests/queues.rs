@@ -21,6 +21,10 @@ fn origin() -> Instant {
     Instant::now()
 }
 
+/// Seeds each discipline runs on: CoDel's goodput moves by 20 points from one seed to another
+/// (it drops a whole queue at once), so one or two seeds say little of it.
+const SEEDS: [u64; 4] = [1, 2, 3, 4];
+
 /// The example with search's queue set by `set`, through its scenario.
 fn overload(seed: u64, set: impl FnOnce(&mut stormguard_graph::model::Service)) -> Outcome {
     let mut graph = example();
@@ -49,16 +53,16 @@ fn wasted_share(outcome: &Outcome) -> f64 {
     search.wasted_work_s / search.work_s
 }
 
-/// search carries about 350/s and gets 500/s for 30 s. Measured on seeds 1 and 2, from 10 s to
+/// search carries about 350/s and gets 500/s for 30 s. Measured on seeds 1 to 4, from 10 s to
 /// 35 s (goodput; share of search's work wasted on callers that gave up; requests answered 503
 /// by the queue's limit):
 ///
-/// | search's queue          | goodput   | wasted    | queue_dropped |
-/// |-------------------------|-----------|-----------|---------------|
-/// | FIFO (the example)      | 8% to 9%  | 73%       | 0             |
-/// | `"lifo"`                | 67% to 68%| 0.1%      | 0             |
-/// | `"codel"` (5 ms, 100 ms)| 55% to 58%| 0%        | 6,800 to 7,100|
-/// | `queue_timeout = 250ms` | 63% to 64%| 0%        | 5,200 to 5,600|
+/// | search's queue          | goodput                 | wasted     | queue_dropped  |
+/// |-------------------------|-------------------------|------------|----------------|
+/// | FIFO (the example)      | 8% to 9%                | 74% to 75% | 0              |
+/// | `"lifo"`                | 66% to 70%              | 0.1%       | 0              |
+/// | `"codel"` (5 ms, 100 ms)| 40% to 62% (mean 53%)   | 0%         | 6,200 to 9,100 |
+/// | `queue_timeout = 250ms` | 58% to 66%              | 0%         | 4,900 to 5,900 |
 ///
 /// FIFO works all the time, but on requests whose caller has left: with its deadline propagated
 /// search drops those past it (4,000 of them), and the next it takes has waited almost as long
@@ -69,8 +73,18 @@ fn wasted_share(outcome: &Outcome) -> f64 {
 /// keeps FIFO's order but answers at 250 ms plus the work, under web's 500 ms.
 #[test]
 fn lifo_codel_and_a_queue_timeout_keep_goodput_where_fifo_collapses() {
-    for seed in [1, 2] {
+    let mut kept: Vec<(&str, Vec<f64>)> = vec![
+        ("lifo", vec![]),
+        ("codel", vec![]),
+        ("queue_timeout", vec![]),
+    ];
+    for seed in SEEDS {
         let fifo = overload(seed, |_| {});
+        println!(
+            "seed {seed}: fifo goodput {:.3} wasted {:.3}",
+            overloaded_goodput(&fifo),
+            wasted_share(&fifo)
+        );
         assert!(
             overloaded_goodput(&fifo) < 0.15,
             "fifo {}",
@@ -86,32 +100,43 @@ fn lifo_codel_and_a_queue_timeout_keep_goodput_where_fifo_collapses() {
             (
                 "lifo",
                 overload(seed, |s| s.queue_discipline = QueueDiscipline::Lifo),
-                0.6,
             ),
             (
                 "codel",
                 overload(seed, |s| {
                     s.queue_discipline = QueueDiscipline::Codel(Codel::default());
                 }),
-                0.5,
             ),
             (
                 "queue_timeout",
                 overload(seed, |s| s.queue_timeout = Some(Duration::from_millis(250))),
-                0.55,
             ),
         ];
-        for (name, cured, least) in cures {
+        for (i, (name, cured)) in cures.into_iter().enumerate() {
             let goodput = overloaded_goodput(&cured);
-            assert!(goodput > least, "seed {seed}: {name} keeps {goodput}");
             let wasted = wasted_share(&cured);
-            assert!(wasted < 0.01, "seed {seed}: {name} wastes {wasted}");
             let dropped = cured.services["search"].queue_dropped;
+            println!(
+                "seed {seed}: {name} goodput {goodput:.3} wasted {wasted:.4} dropped {dropped}"
+            );
+            // Three times FIFO's at the least, on every seed.
+            assert!(goodput > 0.3, "seed {seed}: {name} keeps {goodput}");
+            assert!(wasted < 0.01, "seed {seed}: {name} wastes {wasted}");
             assert_eq!(
                 dropped > 0,
                 name != "lifo",
                 "seed {seed}: {name} dropped {dropped}"
             );
+            kept[i].1.push(goodput);
         }
+    }
+    for (name, goodputs) in kept {
+        let mean = goodputs.iter().sum::<f64>() / goodputs.len() as f64;
+        let least = match name {
+            "lifo" => 0.6,
+            "codel" => 0.5,
+            _ => 0.55,
+        };
+        assert!(mean > least, "{name} keeps {mean} on average");
     }
 }

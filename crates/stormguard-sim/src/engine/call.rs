@@ -43,6 +43,7 @@ impl Sim<'_> {
                 tried,
                 job_deadline: deadline,
                 deadline,
+                deadline_at: None,
                 unit: Unit::default(),
             });
             self.start_repetition(call);
@@ -64,7 +65,9 @@ impl Sim<'_> {
         };
         let now = self.instant(self.now);
         let deadline = self.deadline(rep_deadline);
-        self.runs.get_mut(key).expect("alive").deadline = rep_deadline;
+        let run = self.runs.get_mut(key).expect("alive");
+        run.deadline = rep_deadline;
+        run.deadline_at = deadline;
         let run = self.runs.get(key).expect("alive");
         let edge = &self.model.edges[run.edge];
         let policy = &edge.policy;
@@ -94,7 +97,7 @@ impl Sim<'_> {
     pub(crate) fn send_attempt(&mut self, key: Key) {
         let run = self.runs.get(key).expect("a retrying call is alive");
         let edge = &self.model.edges[run.edge];
-        let deadline = self.deadline(run.deadline);
+        let deadline = run.deadline_at;
         let Some(timeout) = edge
             .policy
             .attempt_timeout(deadline, self.instant(self.now), None)
@@ -164,7 +167,7 @@ impl Sim<'_> {
     fn run_result(&mut self, key: Key, result: AttemptResult) {
         let now = self.instant(self.now);
         let run = self.runs.get(key).expect("a call outlives its attempts");
-        let deadline = self.deadline(run.deadline);
+        let deadline = run.deadline_at;
         let edge_index = run.edge;
         let edge = &self.model.edges[edge_index];
         let run = self.runs.get_mut(key).expect("alive");

@@ -315,7 +315,7 @@ impl Agenda {
     /// to find the attempt gone. A handle whose node has since been freed or reused for another
     /// event holds a different event (or none waiting) and cancels nothing, so a late or
     /// repeated cancel is harmless; an event that is not cancelled fires as before.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cancel(&mut self, handle: Handle, event: Event) {
         if handle == Handle::NONE {
             return;

@@ -11,6 +11,7 @@ use rand::Rng;
 use rand_distr::Distribution;
 use stormguard::backoff::{seeded, JitterRng};
 use stormguard::classify::AttemptResult;
+use stormguard::deadline::Deadline;
 use stormguard::instance::EjectionConfig;
 use stormguard::policy::RetryState;
 
@@ -89,6 +90,9 @@ pub(crate) struct CallRun {
     pub(crate) job_deadline: Option<u64>,
     /// The current repetition's deadline: the job's, cut by the call's `request_timeout`.
     pub(crate) deadline: Option<u64>,
+    /// `deadline` as the policy core reads it, converted once per repetition rather than at
+    /// every attempt and every decision.
+    pub(crate) deadline_at: Option<Deadline>,
     /// The attempt in flight, with its hedge.
     pub(crate) unit: Unit,
 }

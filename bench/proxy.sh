@@ -15,6 +15,14 @@
 # and TOKIO_WORKER_THREADS=1, with which `stormguard proxy` runs one thread (tokio's
 # current-thread runtime), as nginx and HAProxy run one worker.
 #
+# Scale (a third table, before the run with an instance down): the proxies without an access
+# log again, each with one worker pinned to core 0 and then with two workers (threads for
+# stormguard and HAProxy, processes for nginx) on both cores, under the same paced load: wrk
+# with SCALE_CONNECTIONS connections (default 16), each waiting 1 ms before every request, far
+# below what one worker can serve, so every row serves about the same rate and the CPU time per
+# request compares how efficiently each proxy spreads over two cores (wrk and the upstream share
+# the cores with the two-worker proxies, as in a pod). SCALE=0 skips it.
+#
 # Environment: DURATION (wrk run, default 10s), WARMUP (default 2s, 0 for none), CONNECTIONS
 # (default 50), BACKOFF (stormguard's backoff between attempts: "none" by default, as nginx and
 # HAProxy retry at once; "recommended" for the library's default; or any backoff text),
@@ -29,6 +37,8 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-50}
 BACKOFF=${BACKOFF:-none}
+SCALE=${SCALE:-1}
+SCALE_CONNECTIONS=${SCALE_CONNECTIONS:-16}
 
 say() { printf '%s\n' "$*" >&2; }
 
@@ -189,10 +199,11 @@ done
 names=()
 declare -A proxy_pid proxy_port not_runnable
 
-start_proxy() { # name port command...
+proxy_cpus=$proxy_core
+start_proxy() { # name port command... (pinned to $proxy_cpus)
   local name=$1 port=$2
   shift 2
-  taskset -c "$proxy_core" "$@" >"$tmp/$name.out" 2>&1 &
+  taskset -c "$proxy_cpus" "$@" >"$tmp/$name.out" 2>&1 &
   local pid=$!
   pids+=("$pid")
   names+=("$name")
@@ -232,14 +243,36 @@ case $BACKOFF in
   recommended) backoff_line="# backoff: the library's recommended one" ;;
   *) backoff_line="backoff = \"$BACKOFF\"" ;;
 esac
+start_stormguard() { # name access-log workers
+  local name=$1 port
+  port=$(free_port)
+  fill "$here/stormguard.toml" "$tmp/$name.toml" PORT="$port" ADMIN_PORT="$(free_port)" \
+    UP1="${up_ports[0]}" UP2="${up_ports[1]}" BACKOFF="$backoff_line" ACCESS_LOG="$2"
+  start_proxy "$name" "$port" env TOKIO_WORKER_THREADS="$3" "$sg_bin" proxy --config "$tmp/$name.toml"
+}
+start_nginx() { # name workers
+  local name=$1 port
+  port=$(free_port)
+  mkdir -p "$tmp/$name-tmp"
+  fill "$here/nginx.conf" "$tmp/$name.conf" DIR="$tmp" NAME="$name" \
+    PORT="$port" UP1="${up_ports[0]}" UP2="${up_ports[1]}" WORKERS="$2"
+  start_proxy "$name" "$port" "$nginx_bin" -p "$tmp" -e "$tmp/$name.error.log" -c "$tmp/$name.conf"
+}
+# HAProxy refuses to start when maxconn needs more descriptors (two per connection) than the
+# limit allows, so it gets what the limit allows, which is far more than wrk opens anyway.
+maxconn=$(( ($(ulimit -n) - 100) / 2 ))
+[ "$maxconn" -le 4096 ] || maxconn=4096
+start_haproxy() { # name threads
+  local name=$1 port
+  port=$(free_port)
+  fill "$here/haproxy.cfg" "$tmp/$name.cfg" PORT="$port" UP1="${up_ports[0]}" UP2="${up_ports[1]}" \
+    MAXCONN="$maxconn" WORKERS="$2"
+  start_proxy "$name" "$port" "$haproxy_bin" -db -f "$tmp/$name.cfg"
+}
+
 if [ -z "$sg_why" ]; then
-  for variant in stormguard:true sg-nolog:false; do
-    name=${variant%%:*}
-    port=$(free_port)
-    fill "$here/stormguard.toml" "$tmp/$name.toml" PORT="$port" ADMIN_PORT="$(free_port)" \
-      UP1="${up_ports[0]}" UP2="${up_ports[1]}" BACKOFF="$backoff_line" ACCESS_LOG="${variant#*:}"
-    start_proxy "$name" "$port" env TOKIO_WORKER_THREADS=1 "$sg_bin" proxy --config "$tmp/$name.toml"
-  done
+  start_stormguard stormguard true 1
+  start_stormguard sg-nolog false 1
 else
   for name in stormguard sg-nolog; do
     names+=("$name")
@@ -247,19 +280,8 @@ else
   done
 fi
 
-port=$(free_port)
-mkdir -p "$tmp/nginx-tmp"
-fill "$here/nginx.conf" "$tmp/nginx.conf" DIR="$tmp" PORT="$port" UP1="${up_ports[0]}" UP2="${up_ports[1]}"
-start_proxy nginx "$port" "$nginx_bin" -p "$tmp" -e "$tmp/nginx.error.log" -c "$tmp/nginx.conf"
-
-# HAProxy refuses to start when maxconn needs more descriptors (two per connection) than the
-# limit allows, so it gets what the limit allows, which is far more than wrk opens anyway.
-maxconn=$(( ($(ulimit -n) - 100) / 2 ))
-[ "$maxconn" -le 4096 ] || maxconn=4096
-port=$(free_port)
-fill "$here/haproxy.cfg" "$tmp/haproxy.cfg" PORT="$port" UP1="${up_ports[0]}" UP2="${up_ports[1]}" \
-  MAXCONN="$maxconn"
-start_proxy haproxy "$port" "$haproxy_bin" -db -f "$tmp/haproxy.cfg"
+start_nginx nginx 1
+start_haproxy haproxy 1
 
 for name in "${names[@]}"; do
   [ -n "${not_runnable[$name]:-}" ] && say "$name: not runnable: ${not_runnable[$name]}"
@@ -273,13 +295,16 @@ say "load:     taskset -c $load_core wrk ${wrk_args[*]} (warm-up $WARMUP first)"
 say "machine:  $cores cores, $(uname -r), $("$nginx_bin" -v 2>&1 | sed 's/.*: //'), haproxy $("$haproxy_bin" -v | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p'), stormguard backoff: $BACKOFF, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on these cores skews every row)"
 
 declare -A rps p50 p99 cpu ok
+# What measure runs wrk with, and on which cores: the tables set them before their runs.
+load_cpus=$load_core
+warm_args=(-t1 "-c$CONNECTIONS" "-d$WARMUP")
 measure() { # name phase
   local name=$1 phase=$2 url="http://127.0.0.1:${proxy_port[$1]}/" before after line
   if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
-    taskset -c "$load_core" "$wrk_bin" -t1 "-c$CONNECTIONS" "-d$WARMUP" "$url" >/dev/null 2>&1 || true
+    taskset -c "$load_cpus" "$wrk_bin" "${warm_args[@]}" "$url" >/dev/null 2>&1 || true
   fi
   before=$(cpu_ticks "${proxy_pid[$name]}")
-  taskset -c "$load_core" "$wrk_bin" "${wrk_args[@]}" "$url" >"$tmp/wrk-$name-$phase.out" 2>&1 || true
+  taskset -c "$load_cpus" "$wrk_bin" "${wrk_args[@]}" "$url" >"$tmp/wrk-$name-$phase.out" 2>&1 || true
   after=$(cpu_ticks "${proxy_pid[$name]}")
   if ! kill -0 "${proxy_pid[$name]}" 2>/dev/null; then
     local code=0
@@ -321,6 +346,48 @@ run_phase() { # phase
 }
 
 run_phase up
+
+# --- scale: one worker on one core, then two workers on both, at the same paced load ----------
+scale_rows=()
+if [ "$SCALE" != 0 ] && [ "$cores" -ge 2 ]; then
+  # report.lua, and a pause of 1 ms before every request of every connection.
+  { cat "$here/report.lua"; echo 'delay = function() return 1 end'; } >"$tmp/paced.lua"
+  saved_args=("${wrk_args[@]}")
+  wrk_args=(-t1 "-c$SCALE_CONNECTIONS" "-d$DURATION" --latency --timeout 11s -s "$tmp/paced.lua")
+  warm_args=(-t1 "-c$SCALE_CONNECTIONS" "-d$WARMUP" -s "$tmp/paced.lua")
+  say "scale:    taskset -c $load_core wrk ${wrk_args[*]} against one worker on core $proxy_core"
+  for name in sg-nolog nginx haproxy; do
+    [ -n "${proxy_pid[$name]:-}" ] || continue
+    say "running: $name (one worker, paced)"
+    measure "$name" paced1 && scale_rows+=("$name/paced1")
+  done
+  # Two workers on both cores, sharing them with wrk and the upstream.
+  proxy_cpus=0,1
+  load_cpus=0,1
+  [ -z "$sg_why" ] && start_stormguard sg-nolog-2w false 2
+  start_nginx nginx-2w 2
+  start_haproxy haproxy-2w 2
+  # Rows of this table only: the other tables list the one-worker proxies.
+  kept=()
+  for name in "${names[@]}"; do
+    case $name in *-2w) ;; *) kept+=("$name") ;; esac
+  done
+  names=("${kept[@]}")
+  say "scale:    taskset -c $load_cpus wrk ${wrk_args[*]} against two workers on cores $proxy_cpus"
+  for name in sg-nolog-2w nginx-2w haproxy-2w; do
+    if [ -z "${proxy_pid[$name]:-}" ]; then
+      say "$name: not runnable: ${not_runnable[$name]:-not started}"
+      continue
+    fi
+    say "running: $name (two workers, paced)"
+    measure "$name" paced2 && scale_rows+=("$name/paced2")
+  done
+  proxy_cpus=$proxy_core
+  load_cpus=$load_core
+  wrk_args=("${saved_args[@]}")
+  warm_args=(-t1 "-c$CONNECTIONS" "-d$WARMUP")
+fi
+
 # One instance down for good: its master and worker both go, so connections to it are refused.
 mapfile -t down < <(tree_of "${up_pids[1]}")
 kill -TERM "${down[@]}"
@@ -344,6 +411,23 @@ for name in "${names[@]}"; do
     "$cpu_s" "$cpu_us" "$(ratio "${rps[$k]}" "${rps[stormguard/up]:-}")" \
     "$(ratio "${p99[$k]}" "${p99[stormguard/up]:-}")"
 done
+if [ ${#scale_rows[@]} -gt 0 ]; then
+  echo
+  echo "Paced: wrk -c$SCALE_CONNECTIONS, 1 ms before each request; one worker on core $proxy_core (wrk + upstream on core $load_core), then two on cores 0,1 (shared with wrk + upstream)"
+  printf '%-13s %8s %10s %8s %8s %7s %9s %10s\n' proxy workers "req/s" "p50 ms" "p99 ms" "cpu s" "cpu us/rq" "us/rq x1w"
+  declare -A one_worker_us
+  for k in "${scale_rows[@]}"; do
+    read -r cpu_s cpu_us <<<"${cpu[$k]}"
+    name=${k%/*}
+    base=${name%-2w}
+    case $k in
+      */paced1) workers=1; one_worker_us[$base]=$cpu_us ;;
+      *) workers=2 ;;
+    esac
+    printf '%-13s %8s %10s %8s %8s %7s %9s %10s\n' "$name" "$workers" "${rps[$k]}" "${p50[$k]}" \
+      "${p99[$k]}" "$cpu_s" "$cpu_us" "$(ratio "$cpu_us" "${one_worker_us[$base]:-}")"
+  done
+fi
 echo
 echo "One of two instances down (connections to it refused), same load"
 printf '%-11s %10s %10s %8s %8s %8s\n' proxy "success %" "req/s" "p99 ms" "rps/sg" "p99/sg"

@@ -71,7 +71,7 @@ fn the_demo_shows_as_found_stuck_after_the_fault_and_stormguard_recovering() {
         "wasted work: A {wasted_a}, B {wasted_b}"
     );
     assert!(
-        out.contains("recovery       better with B: B recovered at 20s, A never did"),
+        out.contains("recovery        better with B: B recovered at 20s, A never did"),
         "{out}"
     );
     for figure in [

@@ -99,11 +99,12 @@ fn seeds_word(a: Option<&Interval>, b: Option<&Interval>, better: Better) -> &'s
     }
 }
 
-/// The verdict on one key figure, `key` of [`figures`] (with a `suffix` after the values):
-/// which run does better, with both values (means ± half-widths with several seeds).
+/// The verdict on one key figure, `key` of [`figures`] (with a `suffix` after the values), its
+/// name padded to `width`: which run does better, with both values (means ± half-widths with
+/// several seeds).
 fn verdict(
     out: &mut String,
-    (figure, suffix): (&str, &str),
+    (figure, suffix, width): (&str, &str, usize),
     (sa, sb): (&Summary, &Summary),
     key: &str,
     (a, b): (Option<f64>, Option<f64>),
@@ -116,7 +117,7 @@ fn verdict(
     };
     let _ = writeln!(
         out,
-        "  {figure:<14} {word}: B {}, A {}{suffix}",
+        "  {figure:<width$} {word}: B {}, A {}{suffix}",
         sb.cell(key, show(b), unit),
         sa.cell(key, show(a), unit)
     );
@@ -475,9 +476,24 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     out.push('\n');
     t.render(&mut out);
     out.push_str("\nverdict:\n");
+    // The bottom of a storm is where the load per user request is highest in either run: name
+    // it (a fix that adds load, such as hedging, must show where it lands too).
+    let peak_load = |name: &String, a: Option<f64>| {
+        let b = sb.services.get(name).and_then(|s| s.amplification);
+        a.unwrap_or(0.0).max(b.unwrap_or(0.0))
+    };
+    let peak = sa.services.iter().max_by(|p, q| {
+        peak_load(p.0, p.1.amplification)
+            .partial_cmp(&peak_load(q.0, q.1.amplification))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    // Every figure's name in one column, as wide as the longest ("load on" a long name).
+    let width = peak
+        .map_or(0, |(name, _)| "load on ".len() + name.chars().count())
+        .max(14);
     verdict(
         &mut out,
-        ("goodput", ""),
+        ("goodput", "", width),
         both,
         "user.goodput",
         (sa.user.goodput, sb.user.goodput),
@@ -495,7 +511,7 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
         ] {
             verdict(
                 &mut out,
-                (figure, ""),
+                (figure, "", width),
                 both,
                 key,
                 pair,
@@ -510,7 +526,7 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     ] {
         verdict(
             &mut out,
-            (figure, ""),
+            (figure, "", width),
             both,
             key,
             pair,
@@ -534,18 +550,8 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
             ),
         }
     };
-    let _ = writeln!(out, "  {:<14} {recovered}", "recovery");
-    // The bottom of a storm is where the load per user request is highest in either run: name
-    // it (a fix that adds load, such as hedging, must show where it lands too).
-    let peak = |name: &String, a: Option<f64>| {
-        let b = sb.services.get(name).and_then(|s| s.amplification);
-        a.unwrap_or(0.0).max(b.unwrap_or(0.0))
-    };
-    if let Some((name, x)) = sa.services.iter().max_by(|p, q| {
-        peak(p.0, p.1.amplification)
-            .partial_cmp(&peak(q.0, q.1.amplification))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    }) {
+    let _ = writeln!(out, "  {:<width$} {recovered}", "recovery");
+    if let Some((name, x)) = peak {
         let y = sb.services.get(name).and_then(|s| s.amplification);
         let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
         let figure = format!("load on {name}");
@@ -553,7 +559,7 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
         let unit = " attempts per user request";
         verdict(
             &mut out,
-            (&figure, unit),
+            (&figure, unit, width),
             both,
             &key,
             (x.amplification, y),
@@ -564,7 +570,7 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     let seconds = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}s"));
     verdict(
         &mut out,
-        ("wasted work", ""),
+        ("wasted work", "", width),
         both,
         "wasted_work_s",
         (Some(sa.wasted_work_s()), Some(sb.wasted_work_s())),

@@ -57,14 +57,30 @@ pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// few thousand).
 pub const MAX_FILES: usize = 100_000;
 
+/// The most bytes read from all the files together: every document stays in memory, parsed,
+/// until the graph is made, and a parsed document takes several times its text. A whole
+/// cluster's manifests and a config dump of a large mesh together are well under a tenth of it;
+/// without this bound, [`MAX_FILES`] files of [`MAX_FILE_BYTES`] each could be asked for.
+pub const MAX_TOTAL_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Reads every file named, and every `.yaml`, `.yml` and `.json` file under every directory named
 /// (recursively, in name order, skipping hidden entries and not following symbolic links to
 /// directories), into documents.
 ///
 /// # Errors
 /// A path that does not exist or cannot be read; a file that is not YAML or JSON, at its line;
-/// a file over [`MAX_FILE_BYTES`], or more than [`MAX_FILES`] files.
+/// a file over [`MAX_FILE_BYTES`], more than [`MAX_FILES`] files, or more than
+/// [`MAX_TOTAL_BYTES`] in all.
 pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Document>, ImportError> {
+    read_paths_within(paths, MAX_FILE_BYTES, MAX_TOTAL_BYTES)
+}
+
+/// [`read_paths`] with its byte limits as arguments, so that a test can reach them.
+fn read_paths_within(
+    paths: &[PathBuf],
+    max_file: u64,
+    max_total: u64,
+) -> Result<Vec<Document>, ImportError> {
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| file_error(path, &e.to_string()))?;
@@ -78,9 +94,25 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Document>, ImportError> {
         }
     }
     let mut documents = Vec::new();
+    let mut total = 0u64;
     for file in files {
-        let text = stormguard_graph::input::read_text_at_most(&file, MAX_FILE_BYTES)
+        let text = stormguard_graph::input::read_text_at_most(&file, max_file)
             .map_err(|e| file_error(&file, &e.to_string()))?;
+        total = total.saturating_add(text.len() as u64);
+        if total > max_total {
+            let limit = if max_total % (1 << 20) == 0 {
+                format!("{} MiB", max_total >> 20)
+            } else {
+                format!("{max_total} bytes")
+            };
+            return Err(file_error(
+                &file,
+                &format!(
+                    "the files read up to this one hold more than {limit} in all, the limit \
+                     of one import: import fewer files, or the namespaces that matter"
+                ),
+            ));
+        }
         documents.extend(doc::parse_documents(&file.display().to_string(), &text)?);
     }
     Ok(documents)
@@ -193,4 +225,31 @@ fn read_document(
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn the_files_together_are_bounded_as_well_as_each_one() {
+        let dir = std::env::temp_dir().join(format!("sg-read-bound-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let doc = "kind: ConfigMap\napiVersion: v1\nmetadata:\n  name: x\n";
+        for name in ["a.yaml", "b.yaml", "c.yaml"] {
+            std::fs::write(dir.join(name), doc).unwrap();
+        }
+        let paths = [dir.clone()];
+        let each = doc.len() as u64;
+        // Each file within the per-file limit; all three over the total: the error names the
+        // third, where the total passed.
+        let err = read_paths_within(&paths, each, 2 * each + 1).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("c.yaml"), "{text}");
+        assert!(text.contains("in all"), "{text}");
+        assert_eq!(read_paths_within(&paths, each, 3 * each).unwrap().len(), 3);
+        // One file over the per-file limit is refused as before.
+        assert!(read_paths_within(&paths, each - 1, u64::MAX).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -110,7 +110,8 @@ pub(super) struct Model<'g> {
     /// Per node: the mean time one of its requests holds a worker when nothing fails, in ms
     /// (every node): its own mean latency plus its calls' mean, as the simulator holds it.
     pub mean_hold_ms: Vec<f64>,
-    /// Per node: worst-case attempts per user request (0 when unreachable).
+    /// Per node: worst-case attempts per user request (0 when unreachable), hedges' copies
+    /// included (at most a call's `max_extra` per request).
     pub amplification: Vec<f64>,
     /// Per node: the same with retry budgets and token buckets holding.
     pub sustained: Vec<f64>,
@@ -514,11 +515,13 @@ impl<'g> Model<'g> {
                 for (to, share) in targets {
                     let count = count * share;
                     self.callers[to].push((s, i));
+                    let hedges = hedges(call);
                     self.amplification[to] +=
-                        self.amplification[s] * f64::from(attempts(call)) * count;
-                    self.sustained[to] += self.sustained[s] * sustained_attempts(call) * count;
+                        self.amplification[s] * (f64::from(attempts(call)) + hedges) * count;
+                    self.sustained[to] +=
+                        self.sustained[s] * (sustained_attempts(call) + hedges) * count;
                     self.one_layer_amplification[to] +=
-                        self.one_layer_amplification[s] * f64::from(one_layer) * count;
+                        self.one_layer_amplification[s] * (f64::from(one_layer) + hedges) * count;
                     self.fan_out[to] += self.fan_out[s] * count;
                     self.depth[to] = self.depth[to].max(self.depth[s] + 1);
                     self.retry_layers[to] = self.retry_layers[to].max(layers);
@@ -555,6 +558,14 @@ pub(super) fn backoff_ms(call: &Call) -> f64 {
 /// still in the file and a caller that makes it sends at least one request.
 pub(super) fn attempts(call: &Call) -> u32 {
     call.max_attempts.max(1)
+}
+
+/// Hedge copies a call may add per request: at most `max_extra`, since a request earns
+/// `max_extra` of a hedge when it begins and every copy spends one (`HedgePolicy::on_request`
+/// in the library, which the proxy and the simulator share), failing or not. Without hedging,
+/// none.
+pub(super) fn hedges(call: &Call) -> f64 {
+    call.hedge.as_ref().map_or(0.0, |hedge| hedge.max_extra)
 }
 
 /// Whether a call retries at all.

@@ -275,3 +275,28 @@ fn figures_are_reported_without_float_noise() {
     let json = serde_json::to_string(&report.services["c"]).unwrap();
     assert!(json.contains("\"sustained_amplification\":3.3,"), "{json}");
 }
+
+#[test]
+fn a_hedged_call_adds_at_most_its_max_extra_per_request() {
+    // Two attempts, hedged with at most 10% extra: a request earns a tenth of a copy when it
+    // begins, whichever attempt spends it, so b gets at most 2.1 per request to a, and c, one
+    // attempt below b, 2.1 as well; with a retry budget of 0.2 holding, 1.2 + 0.1.
+    let report = Builder::new("a")
+        .call("a", "b", |c| {
+            timed(100)(c);
+            c.max_attempts = 2;
+            c.hedge = Some(crate::model::HedgeSpec {
+                delay: stormguard::hedge::HedgeDelay::Fixed(ms(50)),
+                max_extra: 0.1,
+            });
+            c.limiter = Some(crate::model::LimiterSpec::Budget {
+                ratio: 0.2,
+                min_per_sec: 10,
+            });
+        })
+        .call("b", "c", timed(50))
+        .check();
+    assert!(approx(report.services["b"].amplification, 2.1));
+    assert!(approx(report.services["c"].amplification, 2.1));
+    assert!(approx(report.services["b"].sustained_amplification, 1.3));
+}

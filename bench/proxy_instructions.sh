@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Instructions the proxy spends in user space per request, counted by callgrind: stormguard
-# (with its access log and without) and nginx with the settings of bench/proxy.sh (two instances, one retry on the other, keep-alive
-# upstream), each under valgrind behind wrk -c10, twice (2 s and DURATION): the difference of the
-# two instruction counts over the difference of their requests, so start-up does not count.
+# (with its access log and without) and nginx with the settings of bench/proxy.sh (two
+# instances, one retry on the other, keep-alive upstream), each under valgrind behind wrk -c10:
+# after a warm-up, a run of 2 s and one of DURATION, each dumped on its own; the difference of
+# the two instruction counts over the difference of their requests, so that neither start-up nor
+# warm-up counts.
 #
 # Why a second proxy benchmark: bench/proxy.sh measures requests/s, which moves by 10-20%
 # between runs on a shared machine; instruction counts do not, so a change to the data path
@@ -81,31 +83,40 @@ for n in 1 2; do
   wait_listening "$port"
 done
 
-# Runs `$@` under callgrind listening on $port for a wrk run of $1 after a 1 s warm-up; prints
-# "requests instructions".
-run_once() { # duration name port command...
-  local duration=$1 name=$2 port=$3 out=$tmp/$2.callgrind
-  shift 3
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$tmp/$name.out" 2>&1 &
-  local pid=$!
-  wait_listening "$port" || { echo "$name did not listen: $(tail -n 3 "$tmp/$name.out")" >&2; exit 3; }
-  "$wrk_bin" -t1 -c10 -d1s "http://127.0.0.1:$port/" >/dev/null # connections and pools warm
-  local requests
-  requests=$("$wrk_bin" -t1 -c10 "-d$duration" "http://127.0.0.1:$port/" \
-    | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
-  kill -TERM "$pid"
-  wait "$pid" || true
-  echo "$requests $(callgrind_annotate "$out" 2>/dev/null \
-    | sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)"
+# The instructions of one callgrind dump (the events since the last dump or zeroing).
+dump_total() { sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$1" | head -n 1; }
+
+# The requests one wrk run of $1 against port $2 made.
+wrk_requests() { # duration port
+  "$wrk_bin" -t1 -c10 "-d$1" "http://127.0.0.1:$2/" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p'
 }
 
-# Two runs, short and long: the difference of their counts over the difference of their
-# requests leaves start-up, warm-up and shutdown out.
+# Runs `$@` under callgrind listening on $port: a 1 s warm-up (connections and pools), then
+# the counters zeroed, a wrk run of 2 s and a dump, a wrk run of DURATION and a dump. Each dump
+# holds what was done since the one before, so the difference of the two counts over the
+# difference of their requests leaves start-up, warm-up, shutdown and whatever a dump itself
+# costs out. (Counting from start-up, as this script did first, put the warm-up's requests in
+# the instructions but not in the requests: that moved the figure by some 3k between runs.)
 measure() { # name port command...
-  local r1 i1 r2 i2
-  read -r r1 i1 < <(run_once 2s "$@")
-  read -r r2 i2 < <(run_once "$DURATION" "$@")
-  printf '%-12s %10s %12s %14s\n' "$1" "$r2" "$i2" "$(((i2 - i1) / (r2 - r1)))"
+  local name=$1 port=$2 out=$tmp/$1.callgrind
+  shift 2
+  valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$out" "$@" \
+    >"$tmp/$name.out" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  wait_listening "$port" || { echo "$name did not listen: $(tail -n 3 "$tmp/$name.out")" >&2; exit 3; }
+  wrk_requests 1s "$port" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  local r1 r2 i1 i2
+  r1=$(wrk_requests 2s "$port")
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  r2=$(wrk_requests "$DURATION" "$port")
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  kill -TERM "$pid"
+  wait "$pid" || true
+  i1=$(dump_total "$out.1")
+  i2=$(dump_total "$out.2")
+  printf '%-12s %10s %12s %14s\n' "$name" "$r2" "$i2" "$(((i2 - i1) / (r2 - r1)))"
 }
 
 printf '%-12s %10s %12s %14s\n' proxy requests instructions "instr/request"
@@ -122,7 +133,8 @@ for variant in stormguard:true sg-nolog:false; do
 done
 port=$(free_port)
 mkdir -p "$tmp/nginx-tmp"
-fill "$here/nginx.conf" "$tmp/nginx.conf" DIR="$tmp" PORT="$port" UP1="${up[0]}" UP2="${up[1]}"
+fill "$here/nginx.conf" "$tmp/nginx.conf" DIR="$tmp" NAME=nginx PORT="$port" UP1="${up[0]}" \
+  UP2="${up[1]}" WORKERS=1
 # One process: the master would otherwise hand the work to a worker valgrind does not follow.
 sed -i 's/^worker_processes 1;/worker_processes 1;\nmaster_process off;/' "$tmp/nginx.conf"
 measure nginx "$port" "$nginx_bin" -p "$tmp" -e "$tmp/nginx.error.log" -c "$tmp/nginx.conf"

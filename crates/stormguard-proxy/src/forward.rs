@@ -62,7 +62,7 @@ async fn answer(
         Reason::FORBIDDEN_TARGET
     } else {
         let path = req.uri().path();
-        match generation.route(request_host(&req), path) {
+        match generation.route(|| request_host(&req), path) {
             Some(route) => {
                 access_log::routed(&route.name);
                 let arrival = tokio::time::Instant::now();

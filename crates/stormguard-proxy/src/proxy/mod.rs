@@ -76,9 +76,15 @@ pub(crate) struct Generation {
 }
 
 impl Generation {
-    /// The first route that takes a request for `host` (without port) and `path`.
-    pub(crate) fn route(&self, host: Option<&str>, path: &str) -> Option<&RouteEntry> {
-        self.routes.iter().find(|route| route.takes(host, path))
+    /// The first route that takes a request for `path` and the host `host` gives (without
+    /// port). `host` is asked only by a route that names a host: most sidecars route by path
+    /// alone, and finding the host in a request's headers was work on every request.
+    pub(crate) fn route<'h>(
+        &self,
+        host: impl Fn() -> Option<&'h str>,
+        path: &str,
+    ) -> Option<&RouteEntry> {
+        self.routes.iter().find(|route| route.takes(&host, path))
     }
 
     /// Whether `host` is one that a route names: an absolute-form target for it is ours.
@@ -141,15 +147,18 @@ impl RouteEntry {
         }
     }
 
-    fn takes(&self, host: Option<&str>, path: &str) -> bool {
+    /// Whether this route takes a request for `path` and the host `host` gives, without its
+    /// port (as [`crate::headers::request_host`] gives it).
+    fn takes<'h>(&self, host: &impl Fn() -> Option<&'h str>, path: &str) -> bool {
         let path_ok = self
             .path_prefix
             .as_deref()
             .is_none_or(|prefix| path.starts_with(prefix));
-        let host_ok = self.host.as_deref().is_none_or(|want| {
-            host.is_some_and(|have| strip_port(have).eq_ignore_ascii_case(want))
-        });
-        path_ok && host_ok
+        path_ok
+            && self
+                .host
+                .as_deref()
+                .is_none_or(|want| host().is_some_and(|have| have.eq_ignore_ascii_case(want)))
     }
 }
 

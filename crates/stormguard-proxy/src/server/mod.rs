@@ -434,7 +434,7 @@ impl Serving {
         )
     }
 
-    async fn http1<I>(mut self, stream: Rewind<I>, first_byte: Instant) -> hyper::Result<()>
+    async fn http1<I>(self, stream: Rewind<I>, first_byte: Instant) -> hyper::Result<()>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -468,13 +468,39 @@ impl Serving {
         );
         let served = builders.http1.serve_connection(TokioIo::new(io), service);
         let mut served = pin!(served);
-        tokio::select! {
-            ended = served.as_mut() => return ended,
-            _ = self.draining.wait_for(|draining| *draining) => {}
-            () = requests.idle_for(builders.idle_timeout) => {
-                tracing::debug!("closing an HTTP/1.1 connection with no request in flight (idle_timeout)");
+        // The watchdogs (drain, idle_timeout, stream_idle_timeout) run in a task of their own
+        // and send why they fired. In one `select!` with the connection, their futures were
+        // polled at every wake-up of the connection's task, twice a request: two timers and a
+        // watch, about a thousand instructions a request (a profile of issue 16). Apart, they
+        // wake only when a timer fires, and the connection polls one receiver.
+        let (tell, told) = tokio::sync::oneshot::channel();
+        let watchdog = tokio::spawn({
+            let mut draining = self.draining.clone();
+            let (requests, bodies) = (requests.clone(), bodies.clone());
+            let (idle, stall) = (builders.idle_timeout, builders.stream_idle_timeout);
+            async move {
+                let why = tokio::select! {
+                    _ = draining.wait_for(|draining| *draining) => Closing::Draining,
+                    () = requests.idle_for(idle) => Closing::Idle,
+                    () = stalled(&bodies, stall) => Closing::Stalled,
+                };
+                let _ = tell.send(why);
             }
-            () = stalled(&bodies, builders.stream_idle_timeout) => return cut_off(),
+        });
+        let _watchdog = AbortOnDrop(watchdog.abort_handle());
+        let why = tokio::select! {
+            biased;
+            ended = served.as_mut() => return ended,
+            Ok(why) = told => why,
+        };
+        match why {
+            Closing::Stalled => return cut_off(),
+            Closing::Idle => {
+                tracing::debug!(
+                    "closing an HTTP/1.1 connection with no request in flight (idle_timeout)"
+                );
+            }
+            Closing::Draining => {}
         }
         // Closes at once when idle, or after the response in flight (unless it stalls).
         served.as_mut().graceful_shutdown();
@@ -554,6 +580,25 @@ impl Serving {
 
 /// Ends an HTTP/1.1 connection whose bodies stalled, as its task returns: dropping the
 /// connection drops the response body, and with it what the request held upstream.
+/// Why an HTTP/1.1 connection's watchdog asks it to close.
+enum Closing {
+    /// The proxy is draining: close once the response in flight is sent.
+    Draining,
+    /// No request in flight for `idle_timeout`.
+    Idle,
+    /// A body under way did not move for `stream_idle_timeout`.
+    Stalled,
+}
+
+/// Aborts a task when dropped: a connection's watchdog ends with its connection.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn cut_off() -> hyper::Result<()> {
     tracing::debug!("closing an HTTP/1.1 connection whose bodies stalled (stream_idle_timeout)");
     Ok(())

@@ -12,7 +12,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{first_succeeded, retry_loop, settle, Attempting, Tried};
+use super::{first_succeeded, retry_loop, settle, Attempting, Resend, Tried};
 use crate::layer::balance::TriedInstances;
 use crate::layer::body::ReplayBody;
 use crate::layer::error::{BoxError, Error};
@@ -34,7 +34,7 @@ pin_project! {
     ///
     /// A request without a body to read has its first attempt polled in place: no allocation,
     /// no generator, one clock read, and the layer costs little more than the clone of the
-    /// request head that a retry needs. A failure, or a body to buffer first, continues in a
+    /// request head that a retry needs. A failure, or a body to record, continues in a
     /// boxed async loop, where the cost of a retry (a backoff of milliseconds) dwarfs a box.
     pub struct ResponseFuture<F, S, B, RB, O> {
         #[pin]
@@ -130,9 +130,9 @@ where
                         result,
                         outcome,
                     };
-                    // No body to read, so none held for another attempt.
+                    // An empty body, which every attempt sends.
                     let future: Boxed<RB> =
-                        Box::pin(retry_loop::<S, B, RB, O>(inner, at, first, None));
+                        Box::pin(retry_loop::<S, B, RB, O>(inner, at, first, Resend::Empty));
                     State::Boxed { future }
                 }
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),

@@ -296,3 +296,154 @@ fn the_size_hint_of_a_recorded_body_never_has_lower_above_upper() {
     let hint = second.size_hint();
     assert_eq!((hint.lower(), hint.upper()), (70, Some(100)));
 }
+
+/// The read-ahead waiting in a task of its own for the body to be complete.
+fn read_ahead(recording: Recording<Fed>) -> tokio::task::JoinHandle<(bool, Recording<Fed>)> {
+    tokio::spawn(async move {
+        let complete = std::future::poll_fn(|cx| recording.poll_complete(cx)).await;
+        (complete, recording)
+    })
+}
+
+/// Waits for `task`, failing rather than hanging if it is never woken (time is paused, so the
+/// timeout fires as soon as every task is idle).
+async fn woken<T>(task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(1), task)
+        .await
+        .expect("never woken")
+        .unwrap()
+}
+
+/// The read-ahead and the attempt take turns at a body that wakes only the last to poll it
+/// (tokio's channel does): each wakes the other, so neither waits for ever.
+#[tokio::test(start_paused = true)]
+async fn the_read_ahead_and_the_attempt_wake_each_other() {
+    let (client, body) = fed();
+    let (mut first, recording) = Recording::start(body, 64);
+    let ahead = read_ahead(recording);
+    tokio::task::yield_now().await;
+    // The attempt polls last: the body will wake the attempt only.
+    let attempt = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(frame) = first.frame().await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        got
+    });
+    tokio::task::yield_now().await;
+    client.send(data("ab")).unwrap();
+    tokio::task::yield_now().await;
+    client.send(data("cd")).unwrap();
+    drop(client);
+    let (complete, recording) = woken(ahead).await;
+    assert!(complete, "woken by the attempt's reads");
+    assert_eq!(woken(attempt).await, b"abcd");
+    assert_eq!(collect(recording.replay_complete().unwrap()).await, "abcd");
+}
+
+/// The attempt's read that passes the limit, while the body would wake the attempt alone, tells
+/// the read-ahead that no hedge can have the body, though the body has not ended.
+#[tokio::test(start_paused = true)]
+async fn a_copy_dropped_by_the_attempts_read_wakes_the_read_ahead() {
+    let (client, body) = fed();
+    let (mut first, recording) = Recording::start(body, 3);
+    let ahead = read_ahead(recording);
+    tokio::task::yield_now().await;
+    let attempt = tokio::spawn(async move {
+        let a = next_data(&mut first).await;
+        let b = next_data(&mut first).await;
+        (a, b, first)
+    });
+    tokio::task::yield_now().await;
+    client.send(data("ab")).unwrap();
+    tokio::task::yield_now().await;
+    client.send(data("cd")).unwrap();
+    let (complete, _recording) = woken(ahead).await;
+    assert!(!complete, "past the limit, the client still sending");
+    let (a, b, first) = woken(attempt).await;
+    assert_eq!((a, b), ("ab".into(), "cd".into()));
+    drop(client);
+    assert!(collect(first).await.is_empty());
+}
+
+/// An attempt waiting for the client when the body is handed on is woken, and ends in an error
+/// rather than waiting on a body that is no longer its own.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_waiting_when_the_body_is_handed_on_is_woken() {
+    let (_client, body) = fed();
+    let (mut first, recording) = Recording::start(body, 64);
+    let waiting = tokio::spawn(async move { first.frame().await.map(|f| f.is_err()) });
+    tokio::task::yield_now().await;
+    let _second = recording.hand_on(false).unwrap();
+    assert_eq!(woken(waiting).await, Some(true));
+}
+
+/// An attempt dropped while the body would wake it alone hands the wait back to the read-ahead.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_dropped_while_waiting_wakes_the_read_ahead() {
+    let (client, body) = fed();
+    let (mut first, recording) = Recording::start(body, 64);
+    let ahead = read_ahead(recording);
+    tokio::task::yield_now().await;
+    // The attempt polls last, then goes (a cancelled attempt).
+    assert!(futures_poll(&mut first.frame()).is_pending());
+    drop(first);
+    tokio::task::yield_now().await;
+    client.send(data("ab")).unwrap();
+    drop(client);
+    let (complete, recording) = woken(ahead).await;
+    assert!(complete);
+    assert_eq!(collect(recording.replay_complete().unwrap()).await, "ab");
+}
+
+/// The hold dropped (the hedge layer's race over) while the body would wake the read-ahead
+/// alone: the attempt waiting is woken, and reads the body itself.
+#[tokio::test(start_paused = true)]
+async fn the_hold_dropped_while_reading_ahead_wakes_the_attempt() {
+    let (client, body) = fed();
+    let (mut first, recording) = Recording::start(body, 64);
+    let attempt = tokio::spawn(async move { next_data(&mut first).await });
+    tokio::task::yield_now().await;
+    // The read-ahead polls last, then goes.
+    {
+        let mut complete = std::pin::pin!(std::future::poll_fn(|cx| recording.poll_complete(cx)));
+        assert!(futures_poll(&mut complete).is_pending());
+    }
+    drop(recording);
+    tokio::task::yield_now().await;
+    client.send(data("ab")).unwrap();
+    assert_eq!(woken(attempt).await, "ab");
+}
+
+/// Many bodies read by an attempt on one thread and ahead of it on another: every byte reaches
+/// the attempt once and in order, and the copy is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_and_the_read_ahead_on_two_threads_lose_nothing() {
+    for round in 0..200u32 {
+        let (client, body) = fed();
+        let (mut first, recording) = Recording::start(body, 1 << 20);
+        let attempt = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(frame) = first.frame().await {
+                got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+            }
+            got
+        });
+        let sender = tokio::spawn(async move {
+            for i in 0..50u8 {
+                client.send(Frame::data(Bytes::from(vec![i; 3]))).unwrap();
+                if i % 7 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        assert!(std::future::poll_fn(|cx| recording.poll_complete(cx)).await);
+        sender.await.unwrap();
+        let expected: Vec<u8> = (0..50u8).flat_map(|i| [i; 3]).collect();
+        assert_eq!(attempt.await.unwrap(), expected, "round {round}");
+        assert_eq!(
+            collect(recording.replay_complete().unwrap()).await,
+            expected
+        );
+    }
+}

@@ -193,21 +193,18 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        if !req.body().is_end_stream() {
-            // A body to record for another attempt: the first attempt streams it at once.
-            return ResponseFuture::boxed(Box::pin(run(inner, shared, req)));
-        }
-        // No body to read: the first attempt is sent from here, and its future is polled
-        // without a generator. Nearly every request ends with it. The request head is moved
-        // once, into the boxed retry context, and everything else is filled in place: moving
-        // that context (some 500 bytes) through a few functions cost more than the box.
+        // The first attempt is sent from here, and its future is polled without a generator.
+        // Nearly every request ends with it. The request head is moved once, into the boxed
+        // retry context, and everything else is filled in place: moving that context (some 500
+        // bytes) through a few functions cost more than the box.
         let start = clock::now();
-        let (parts, _empty) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let mut rest = Box::new(future::Rest {
             inner,
             at: Attempting::new(shared.clone(), parts),
             state: None,
             tried: None,
+            resend: Resend::Empty,
         });
         let timeout = match prologue(&mut rest.at, start) {
             Ok((timeout, state)) => {
@@ -217,9 +214,14 @@ where
             Err(e) => return ResponseFuture::ready(Err(e)),
         };
         rest.tried = rest.at.take_tried_instances();
-        let request = rest
-            .at
-            .request(ReplayBody::empty(), timeout, start, rest.tried.as_ref());
+        // No body (nearly every request), or the client's body streamed to this attempt as it
+        // arrives, copied only if another attempt may follow.
+        let body = if body.is_end_stream() {
+            ReplayBody::empty()
+        } else {
+            with_body(body, &shared, &mut rest.resend)
+        };
+        let request = rest.at.request(body, timeout, start, rest.tried.as_ref());
         shared.observer.observe(&shared.target, Event::Attempt);
         let call = rest.inner.call(request);
         ResponseFuture::first(
@@ -227,6 +229,24 @@ where
             rest,
             start,
         )
+    }
+}
+
+/// The first attempt's body, and where a later attempt's comes from, for a request with a body:
+/// streamed as it arrives, and copied only if another attempt may follow. Out of line, so that
+/// the path nearly every request takes (no body) carries none of it.
+#[inline(never)]
+fn with_body<B, O>(body: B, shared: &Shared<O>, resend: &mut Resend<B>) -> ReplayBody<B>
+where
+    B: Body,
+{
+    if shared.policy.max_attempts > 1 {
+        let (body, recording) = Recording::start(body, shared.body_limit);
+        *resend = Resend::Recorded(recording);
+        body
+    } else {
+        *resend = Resend::Never;
+        ReplayBody::once(body)
     }
 }
 
@@ -299,48 +319,6 @@ pub(crate) fn first_succeeded<RB, O: Observer>(
     } else {
         false
     }
-}
-
-async fn run<S, B, RB, O>(
-    mut inner: S,
-    shared: Arc<Shared<O>>,
-    req: Request<B>,
-) -> Result<Response<RB>, Error>
-where
-    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    RB: Send + 'static,
-    O: Observer,
-{
-    let start = clock::now();
-    let (parts, body) = req.into_parts();
-    let mut at = Attempting::new(shared.clone(), parts);
-    let (timeout, state) = prologue(&mut at, start)?;
-    let tried = at.take_tried_instances();
-    // The first attempt streams the body as it arrives; a copy is kept only if another attempt
-    // may follow.
-    let (body, resend) = if shared.policy.max_attempts > 1 {
-        let (body, recording) = Recording::start(body, shared.body_limit);
-        (body, Resend::Recorded(recording))
-    } else {
-        (ReplayBody::once(body), Resend::Never)
-    };
-    let request = at.request(body, timeout, start, tried.as_ref());
-    let (result, outcome) = attempt(&mut inner, &at, request, start, timeout).await;
-
-    if first_succeeded(&shared, result, &outcome, at.idempotent) {
-        return outcome.map_err(|_| unreachable!("a success is a response"));
-    }
-    let first = Tried {
-        state,
-        tried,
-        result,
-        outcome,
-    };
-    retry_loop(inner, at, first, resend).await
 }
 
 /// The route's estimator as the policy core reads it.

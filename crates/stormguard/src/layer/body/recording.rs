@@ -59,6 +59,9 @@ struct State<B> {
     rest: Option<Pin<Box<B>>>,
     /// Why the client's body failed, for the attempts that did not read the error themselves.
     failed: Option<String>,
+    /// The error itself, when the read-ahead read it: the owner's, which sends it on as it is
+    /// (a layer below may tell an error by its type, as the proxy tells a body too large).
+    failed_error: Option<BoxError>,
     /// Whether the client's body was ever polled.
     touched: bool,
     /// The attempt that may read the client's body.
@@ -151,7 +154,12 @@ where
                 self.rest = None;
                 self.drop_copy();
                 self.wake_other(owner);
-                return Poll::Ready(Some(Err(error)));
+                if owner {
+                    return Poll::Ready(Some(Err(error)));
+                }
+                let told = error.to_string().into();
+                self.failed_error = Some(error);
+                return Poll::Ready(Some(Err(told)));
             }
             Poll::Ready(Some(Ok(frame))) => frame,
         };
@@ -247,6 +255,7 @@ impl<B: Body> Recording<B> {
             trailers: None,
             rest: (!ended).then(|| Box::pin(body)),
             failed: None,
+            failed_error: None,
             touched: false,
             owner: 0,
             owner_next: 0,
@@ -392,6 +401,9 @@ where
         if state.ended() {
             if std::mem::replace(&mut self.done, true) {
                 return Poll::Ready(None);
+            }
+            if let Some(error) = state.failed_error.take().filter(|_| owner) {
+                return Poll::Ready(Some(Err(error)));
             }
             if let Some(failed) = &state.failed {
                 return Poll::Ready(Some(Err(failed.clone().into())));

@@ -297,6 +297,44 @@ fn the_size_hint_of_a_recorded_body_never_has_lower_above_upper() {
     assert_eq!((hint.lower(), hint.upper()), (70, Some(100)));
 }
 
+/// A client's error that the read-ahead read reaches the attempt as it was, type and all; a
+/// retry made later gets an error too, never a body that looks whole.
+#[tokio::test]
+async fn an_error_read_ahead_reaches_the_attempt_as_it_was() {
+    #[derive(Debug)]
+    struct TooLarge;
+    impl std::fmt::Display for TooLarge {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("too large")
+        }
+    }
+    impl std::error::Error for TooLarge {}
+    struct Fails(Option<Bytes>);
+    impl Body for Fails {
+        type Data = Bytes;
+        type Error = TooLarge;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, TooLarge>>> {
+            Poll::Ready(Some(match self.0.take() {
+                Some(data) => Ok(Frame::data(data)),
+                None => Err(TooLarge),
+            }))
+        }
+    }
+    let (mut first, recording) = Recording::start(Fails(Some(Bytes::from_static(b"ab"))), 64);
+    assert!(!std::future::poll_fn(|cx| recording.poll_complete(cx)).await);
+    assert_eq!(next_data(&mut first).await, "ab");
+    let error = first.frame().await.unwrap().unwrap_err();
+    assert!(error.is::<TooLarge>(), "{error}");
+    assert!(first.frame().await.is_none());
+    assert!(
+        recording.hand_on(false).is_none(),
+        "no attempt can have it whole"
+    );
+}
+
 /// The read-ahead waiting in a task of its own for the body to be complete.
 fn read_ahead(recording: Recording<Fed>) -> tokio::task::JoinHandle<(bool, Recording<Fed>)> {
     tokio::spawn(async move {

@@ -28,6 +28,8 @@ tower::retry + TpsBudget
 tower::retry + TpsBudget + Timeout
 stormguard RetryLayer (recommended)
 stormguard RetryLayer (no deadline header)
+bare service, 1 KiB body read
+stormguard RetryLayer, 1 KiB body read
 VARIANTS
 echo
 "$bin"

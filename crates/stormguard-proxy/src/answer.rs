@@ -355,7 +355,7 @@ impl Reason {
 }
 
 /// Whether the client's body passed `max_request_body` somewhere below this error: read by the
-/// retry layer (buffered), or by the client while streaming it once.
+/// proxy before forwarding, or by the upstream client while streaming it.
 fn is_body_limit(error: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {

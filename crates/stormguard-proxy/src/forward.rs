@@ -24,7 +24,7 @@ use crate::answer::{attempts_value, Reason, ResponseBody, ATTEMPTS_NAME, REASON_
 use crate::fault;
 use crate::headers::{host_is_valid, request_host, strip_hop_by_hop, target_allowed};
 use crate::proxy::{Generation, Proxy, RouteEntry};
-use crate::request_body::{read_first, reads_while_ready, ReadFailed, RequestBody};
+use crate::request_body::{read_first, streams_at_once, ReadFailed, RequestBody};
 use crate::server::BodyWatch;
 
 /// Answers one request. Never fails: every outcome is a response, counted by route, status
@@ -98,7 +98,7 @@ async fn forward(
     }
     let (mut parts, body) = req.into_parts();
     let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    let body = if http_body::Body::is_end_stream(&body) || reads_while_ready(&parts.headers) {
+    let body = if http_body::Body::is_end_stream(&body) || streams_at_once(&parts.headers) {
         RequestBody::streaming(body, watch)
     } else {
         let arrival = tokio::time::Instant::now();

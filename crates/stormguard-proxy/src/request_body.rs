@@ -2,13 +2,14 @@
 //! [`read_first`], which reads it before the request counts against its upstream.
 //!
 //! ## Why the body is read before the upstream's slot is taken
-//! The retry layer keeps a body up to the route's `retry_body_limit` to send it again, so it
-//! reads that much before the first attempt in any case. Read after the request took one of
-//! its upstream's `max_in_flight` places, a body sent a byte at a time held that place for as
-//! long as it took, and a hundred such clients shed every other request to the route while
-//! the upstream saw nothing. Read first, the same bytes cost the upstream nothing until they
-//! are all there; the time they may take is bounded by `request_body_timeout` (the whole) and
-//! `stream_idle_timeout` (each pause), past which the answer is 408 `body-timeout`.
+//! The retry layer streams a body to the first attempt as it arrives, keeping a copy up to the
+//! route's `retry_body_limit` to send it again. Forwarded at once, a body sent a byte at a time
+//! held its request's place among the upstream's `max_in_flight` for as long as it took, and a
+//! hundred such clients shed every other request to the route while the upstream saw nothing.
+//! Read first, up to the same limit, the same bytes cost the upstream nothing until they are
+//! all there; the time they may take is bounded
+//! by `request_body_timeout` (the whole) and `stream_idle_timeout` (each pause), past which the
+//! answer is 408 `body-timeout`.
 //!
 //! A body longer than the limit streams to the upstream as it arrives, what was read first in
 //! front: the upstream sees it, so it takes a place. So does a gRPC body, which is not read
@@ -78,10 +79,9 @@ impl<B> RequestBody<B> {
     }
 }
 
-/// Whether the retry layer reads this request's body only while it is ready (its
-/// `Wait::WhileReady`): gRPC's, whose streaming calls may wait for a reply before they send
-/// more. Such a body is not read first: it streams at once, as the retry layer sends it.
-pub(crate) fn reads_while_ready(headers: &HeaderMap) -> bool {
+/// Whether this request's body streams at once, never read first: gRPC's, whose streaming
+/// calls may wait for a reply before they send more. The retry layer copies it as it streams.
+pub(crate) fn streams_at_once(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
@@ -312,13 +312,13 @@ mod tests {
     }
 
     #[test]
-    fn grpc_bodies_are_read_while_ready() {
+    fn grpc_bodies_stream_at_once() {
         let mut headers = HeaderMap::new();
-        assert!(!reads_while_ready(&headers));
+        assert!(!streams_at_once(&headers));
         headers.insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/grpc+proto"),
         );
-        assert!(reads_while_ready(&headers));
+        assert!(streams_at_once(&headers));
     }
 }

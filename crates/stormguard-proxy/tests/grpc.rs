@@ -96,6 +96,50 @@ impl Answer {
 /// A unary call `test.Echo/Say("proxy")` from an h2c client (prior knowledge) through the proxy
 /// at `proxy`, with a `grpc-timeout` of one second.
 async fn say(proxy: SocketAddr) -> Answer {
+    say_with(proxy, Full::new(message(b"proxy"))).await
+}
+
+/// The message of [`say`] in two DATA frames, the second `after` the first, as a client that
+/// streams its request sends it.
+struct SplitMessage {
+    frames: Vec<Bytes>,
+    after: Duration,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+fn split_message(after: Duration) -> SplitMessage {
+    let whole = message(b"proxy");
+    SplitMessage {
+        // Popped from the end.
+        frames: vec![whole.slice(8..), whole.slice(..8)],
+        after,
+        pause: None,
+    }
+}
+
+impl http_body::Body for SplitMessage {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.frames.len() == 1 {
+            let after = self.after;
+            let pause = self
+                .pause
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+            std::task::ready!(std::future::Future::poll(pause.as_mut(), cx));
+        }
+        std::task::Poll::Ready(self.frames.pop().map(|f| Ok(http_body::Frame::data(f))))
+    }
+}
+
+/// [`say`] with its message sent as `body`.
+async fn say_with<B>(proxy: SocketAddr, body: B) -> Answer
+where
+    B: http_body::Body<Data = Bytes, Error = Infallible> + Send + Unpin + 'static,
+{
     let stream = TcpStream::connect(proxy).await.unwrap();
     // As gRPC clients do: without it, the message waits behind the head for a delayed ACK.
     stream.set_nodelay(true).unwrap();
@@ -108,7 +152,7 @@ async fn say(proxy: SocketAddr) -> Answer {
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .header("grpc-timeout", "1S")
-        .body(Full::new(message(b"proxy")))
+        .body(body)
         .unwrap();
     let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
         .await
@@ -217,4 +261,33 @@ async fn protocol_http2_sends_a_plain_get_over_h2c() {
     assert_eq!(&reply.body[..], b"HTTP/2.0 /items");
     assert_eq!(reply.header("stormguard-attempts"), Some("1"));
     assert_eq!(upstream.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_call_whose_client_is_still_sending_is_retried_from_its_copy_and_the_rest() {
+    // The client sends the second half of its message 50 ms after the first: the first attempt
+    // has the first half at once, and the instance that is down answers UNAVAILABLE before
+    // the rest is there. The retry sends the copy of the first half, then the rest as it comes.
+    let down = h2_upstream(unavailable).await;
+    let up = h2_upstream(echo).await;
+    let proxy = start(single(&[down.addr, up.addr])).await;
+    let mut retried = 0;
+    for _ in 0..20 {
+        let answer = say_with(proxy.addr, split_message(Duration::from_millis(50))).await;
+        retried += usize::from(answer.assert_ok());
+    }
+    assert_eq!(
+        up.hits(),
+        20,
+        "every call was answered by the instance that is up"
+    );
+    assert!(
+        down.hits() > 0,
+        "some calls went to the instance that is down first"
+    );
+    assert_eq!(
+        retried,
+        down.hits(),
+        "each of those was retried once, elsewhere"
+    );
 }

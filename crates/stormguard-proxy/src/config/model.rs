@@ -159,7 +159,7 @@ pub struct Listen {
     /// 1 KiB/s is taken, at the default, for one that does not read.
     pub stream_idle_timeout: Duration,
     /// A request body the proxy reads before forwarding (all of it up to the route's
-    /// `retry_body_limit`, which the retry layer keeps for a retry) must arrive within this of
+    /// `retry_body_limit`, the most the retry layer replays) must arrive within this of
     /// the request head (default 30 s), else the answer is 408 `body-timeout`. It is read
     /// before the request takes a place under the upstream's `max_in_flight`, so a slow body
     /// costs the upstream nothing. A longer body streams to the upstream as it arrives, under
@@ -350,7 +350,8 @@ pub struct Route {
     pub adaptive_timeout: Option<AdaptiveTimeoutSpec>,
     /// Time kept back from the inbound budget to report a failure cleanly (default 5 ms).
     pub deadline_reserve: Duration,
-    /// Largest body buffered for replay (default 64 KiB); larger bodies are sent once.
+    /// Largest body copied for replay as it streams to the first attempt (default 64 KiB);
+    /// larger bodies are sent once.
     pub retry_body_limit: u64,
     /// Bounds the route's latency histograms have beside the ladder and its timeouts (default
     /// none): a latency objective here is read exactly off a bucket.

@@ -36,6 +36,37 @@ impl<B> Service<Request<B>> for Ok200 {
     }
 }
 
+/// The inner service for a request with a body: reads the body to its end, as a client sending
+/// it upstream would, then answers 200. The bodies here are in memory, so every frame is ready.
+#[derive(Clone)]
+pub struct ReadsBody;
+
+impl<B: http_body::Body> Service<Request<B>> for ReadsBody {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let mut body = std::pin::pin!(req.into_body());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        while let std::task::Poll::Ready(Some(_)) = body.as_mut().poll_frame(&mut cx) {}
+        ready(Ok(Response::new(())))
+    }
+}
+
+/// A 1 KiB body in place of the request's own: a small POST or PUT.
+fn with_body(req: Req) -> Req {
+    static KIB: [u8; 1024] = [b'x'; 1024];
+    req.map(|_| Full::new(Bytes::from_static(&KIB)))
+}
+
 /// A fair tower policy: retries 5xx once within a `TpsBudget` (20%, 10/s, 10 s: the same budget
 /// as stormguard's recommended one), clones the request (as a retry needs), and deposits on every
 /// request, as tower's docs show.
@@ -108,6 +139,13 @@ pub fn variants() -> Vec<(&'static str, Variant)> {
     let mut plain = RetryPolicy::recommended();
     plain.propagate_deadline = false;
     let plain = RetryLayer::new(plain).seed(1).layer(Ok200);
+    let bare_body = tower::ServiceExt::<Req>::map_err(ReadsBody, |e: Infallible| match e {});
+    let bare_body = tower::ServiceExt::<Req>::map_request(bare_body, with_body);
+    let with_body_retry = RetryLayer::new(RetryPolicy::recommended())
+        .seed(1)
+        .layer(ReadsBody);
+    let with_body_retry = tower::ServiceExt::<Req>::map_err(with_body_retry, Into::into);
+    let with_body_retry = tower::ServiceExt::<Req>::map_request(with_body_retry, with_body);
     vec![
         ("bare service", bare),
         (
@@ -128,6 +166,11 @@ pub fn variants() -> Vec<(&'static str, Variant)> {
         (
             "stormguard RetryLayer (no deadline header)",
             Variant::new(tower::ServiceExt::<Req>::map_err(plain, Into::into)),
+        ),
+        ("bare service, 1 KiB body read", Variant::new(bare_body)),
+        (
+            "stormguard RetryLayer, 1 KiB body read",
+            Variant::new(with_body_retry),
         ),
     ]
 }

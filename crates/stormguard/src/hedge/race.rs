@@ -207,7 +207,7 @@ impl<A: CopyAnswer> HedgeRace<A> {
     }
 
     /// How long after the first copy the hedge is due; `None`: no hedge for this attempt, so it
-    /// may be sent as it is (unbuffered, no timer).
+    /// may be sent as it is (no copy of its body, no timer).
     pub fn hedge_delay(&self) -> Option<Duration> {
         self.delay
     }

@@ -2,7 +2,7 @@
 //!
 //! ## Why layers
 //! The policy core decides; these layers do: they read the clock (tokio's, so tests run on paused
-//! time), sleep the backoff, enforce timeouts, buffer a body so it can be sent again, and report
+//! time), sleep the backoff, enforce timeouts, keep a copy of a body so it can be sent again, and report
 //! every decision to an [`Observer`](crate::metrics::Observer). They are ordinary
 //! [`tower::Layer`](tower_layer::Layer)s over `http::Request<B>`, so they stack onto hyper-util's
 //! client, reqwest (through its tower service) and tonic channels alike.
@@ -19,16 +19,19 @@
 //! `Balance` over the instances.
 //!
 //! ## Bodies
-//! A request can be sent again only if its body can be: the retry and hedge layers buffer a body
-//! up to a limit (64 KiB by default, as linkerd) and replay it. A larger body is sent once, what
-//! was read first and then the rest as it arrives, and never half-replayed; an attempt refused
-//! before reading any of it (a refused connection) hands it to the next attempt whole. The body is read
-//! before the first attempt, within the request's deadline (a client that stalls mid-upload gets
-//! [`ErrorKind::Deadline`], not a hang), and the first attempt gets the time left after it. A
-//! gRPC body is buffered only while its frames come without a pause of more than 10 ms: a unary
-//! call's one message does (even when it arrives just after the head), while a streaming call
-//! that waits for a reply before sending more streams once instead. The
-//! inner service sees a [`ReplayBody`].
+//! A request can be sent again only if its body can be. The first attempt streams the client's
+//! body as it arrives, with no wait, and each frame it sends is copied, up to a limit (64 KiB by
+//! default, as linkerd); a retry replays the copy and then goes on from the client's body where
+//! the first attempt left it, so a retry needs no finished body, and a gRPC stream is
+//! replayable, like any other body, while its copy is within the limit. A body that passes the
+//! limit drops its copy: it streams on to the end through the attempt sending it and is never
+//! sent again, let alone half-replayed; an attempt refused before reading any of it (a refused
+//! connection) hands it to the next attempt whole. With one attempt allowed and no hedge, nothing
+//! is copied. A hedge is sent only once the body has ended within the limit (the hedge layer
+//! reads it ahead of the original into the copy), its delay counted from that end: a body
+//! still arriving is the client's slowness, which a hedge cannot help. A client that stalls
+//! mid-upload is bounded by the attempt's timeout within the request's deadline. The inner
+//! service sees a [`ReplayBody`].
 //!
 //! ## Instances
 //! A retry goes to an instance the request has not tried. A [`Balance`] below says which instance
@@ -65,5 +68,5 @@ pub use self::error::{classify_error, BoxError, Error, ErrorKind, NotSent};
 pub use self::hedge::{Hedge, HedgeLayer};
 pub use self::retry::{AttemptNumber, Attempts, Retry, RetryLayer};
 
-/// The default limit on a body buffered for replay: 64 KiB, as linkerd2-proxy.
+/// The default limit on the copy of a body kept for replay: 64 KiB, as linkerd2-proxy.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;

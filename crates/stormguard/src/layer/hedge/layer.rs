@@ -108,7 +108,8 @@ impl<O: Observer + Clone> HedgeLayer<O> {
         })
     }
 
-    /// Bodies up to `limit` bytes are buffered so they can be hedged; larger ones are sent once.
+    /// Bodies of up to `limit` bytes are copied, as they arrive, so that they can be hedged once
+    /// whole; larger ones are sent once, never hedged.
     pub fn body_limit(self, limit: usize) -> Self {
         let observer = self.shared.observer.clone();
         self.rebuild(observer, |s| s.body_limit = limit)

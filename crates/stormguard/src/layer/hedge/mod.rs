@@ -16,7 +16,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::balance::TriedInstances;
-use super::body::{prepare, Prepared, ReplayBody, Wait};
+use super::body::{Recording, ReplayBody};
 use super::clock;
 use super::error::BoxError;
 use super::retry::{incoming_deadline, is_grpc, AttemptNumber, Attempts};
@@ -46,8 +46,10 @@ pub(crate) struct Shared<O> {
 ///
 /// Made by [`HedgeLayer`]. Every decision is the policy core's [`HedgeRace`]: a caller's request
 /// earns the hedge budget its share, a retry (an [`AttemptNumber`] above 1) earns nothing. A
-/// request that is idempotent, whose body fits the buffer and whose deadline (if any) outlasts
-/// the hedge delay is sent; if no answer came after the hedge delay and the hedge budget allows,
+/// request that is idempotent and whose deadline (if any) outlasts the hedge delay is sent, its
+/// body streamed as it arrives with a copy kept up to the body limit; if no answer came within
+/// the hedge delay of the body's end (a body larger than the limit is never hedged), and the
+/// hedge budget allows,
 /// a second copy is sent with the same [`TriedInstances`], so a balancer sends it to another
 /// instance, carrying the budget left at that moment. The first response below 500 wins and the
 /// other copy is dropped (cancelled); an error or a 5xx from one copy waits for the other.
@@ -162,24 +164,19 @@ where
         },
     );
     let Some(delay) = race.hedge_delay() else {
-        // Not hedged: sent as it is, with no buffering.
+        // Not hedged: sent as it is, with no copy.
         let outcome = send(inner, Request::from_parts(parts, ReplayBody::once(body))).await;
         record(start, &outcome);
         return outcome;
     };
-    let wait = if grpc {
-        Wait::WhileReady
-    } else {
-        Wait::UntilEnd
-    };
-    let buffered = match prepare(body, shared.body_limit, wait).await? {
-        Prepared::Replayable(buffered) => buffered,
-        Prepared::Once(body) => {
-            let outcome = send(inner, Request::from_parts(parts, body)).await;
-            record(start, &outcome);
-            return outcome;
-        }
-    };
+    if body.size_hint().lower() > shared.body_limit as u64 {
+        // Too large to copy: sent once, as it is.
+        let outcome = send(inner, Request::from_parts(parts, ReplayBody::once(body))).await;
+        record(start, &outcome);
+        return outcome;
+    }
+    // The original streams the body as it arrives; a copy is kept for the hedge.
+    let (first_body, recording) = Recording::start(body, shared.body_limit);
     if parts.extensions.get::<TriedInstances>().is_none() {
         parts.extensions.insert(TriedInstances::default());
     }
@@ -190,19 +187,37 @@ where
 
     let mut original = pin!(send(
         inner.clone(),
-        Request::from_parts(parts.clone(), buffered.replay())
+        Request::from_parts(parts.clone(), first_body)
     ));
-    let mut timer = pin!(tokio::time::sleep(delay));
-    let first = poll_fn(|cx| {
+    // A hedge is sent only with the whole body: its delay runs from when the client's body has
+    // ended (at once for a body already there), since a body still arriving is the client's
+    // slowness, which a hedge cannot help, and a hedge reading the client's body beside the
+    // original could pass the limit first and cut the original's body short.
+    let complete = poll_fn(|cx| {
         if let Poll::Ready(outcome) = original.as_mut().poll(cx) {
             return Poll::Ready(First::Left(outcome));
         }
-        timer.as_mut().poll(cx).map(First::Right)
+        recording.poll_complete(cx).map(First::Right)
     })
     .await;
-    let step = match first {
+    let step = match complete {
         First::Left(outcome) => race.on_answer(Leg::Primary, outcome),
-        First::Right(()) => race.on_timer(&shared.policy, clock::now()),
+        // The body passed the limit: no hedge can have it whole.
+        First::Right(false) => Step::Wait,
+        First::Right(true) => {
+            let mut timer = pin!(tokio::time::sleep(delay));
+            let first = poll_fn(|cx| {
+                if let Poll::Ready(outcome) = original.as_mut().poll(cx) {
+                    return Poll::Ready(First::Left(outcome));
+                }
+                timer.as_mut().poll(cx).map(First::Right)
+            })
+            .await;
+            match first {
+                First::Left(outcome) => race.on_answer(Leg::Primary, outcome),
+                First::Right(()) => race.on_timer(&shared.policy, clock::now()),
+            }
+        }
     };
     let won = match step {
         Step::Return(won) => won,
@@ -213,7 +228,10 @@ where
             }
             shared.observer.observe(&shared.target, Event::HedgeSent);
             shared.observer.observe(&shared.target, Event::Attempt);
-            let hedge = send(inner, Request::from_parts(parts, buffered.replay()));
+            let body = recording
+                .replay_complete()
+                .expect("complete before the timer started");
+            let hedge = send(inner, Request::from_parts(parts, body));
             race_both(&mut race, original, pin!(hedge)).await
         }
         // No hedge after all (no budget, no time left): the original alone.
@@ -277,6 +295,8 @@ fn two_attempts<RB>(outcome: Result<Response<RB>, BoxError>) -> Result<Response<
     })
 }
 
+#[cfg(test)]
+mod body_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

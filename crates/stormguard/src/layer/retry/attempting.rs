@@ -6,7 +6,6 @@ use super::*;
 pub(crate) struct Attempting<O> {
     pub(super) shared: Arc<Shared<O>>,
     pub(super) parts: http::request::Parts,
-    pub(super) buffered: Option<Buffered>,
     pub(super) deadline: Option<Deadline>,
     pub(super) idempotent: bool,
     pub(super) grpc: bool,
@@ -16,15 +15,10 @@ pub(crate) struct Attempting<O> {
 
 impl<O: Observer> Attempting<O> {
     /// A context for `parts`, to be filled in by the prologue.
-    pub(super) fn new(
-        shared: Arc<Shared<O>>,
-        parts: http::request::Parts,
-        buffered: Option<Buffered>,
-    ) -> Self {
+    pub(super) fn new(shared: Arc<Shared<O>>, parts: http::request::Parts) -> Self {
         Attempting {
             shared,
             parts,
-            buffered,
             deadline: None,
             idempotent: false,
             grpc: false,
@@ -65,7 +59,6 @@ impl<O: Observer> Attempting<O> {
         policy.attempt_timeout(self.deadline, now, adaptive)
     }
 
-    /// The request of one attempt: the head again, the body (replayed), the budget downstream.
     /// Writes the budget of an attempt of `timeout` into the head every attempt is cloned from,
     /// so that an attempt with that timeout (nearly always the first) needs no header work.
     pub(super) fn write_budget(&mut self, timeout: Duration) {

@@ -1,7 +1,6 @@
 //! [`ResponseFuture`]: the first attempt polled in place; retries in a boxed loop.
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
@@ -12,7 +11,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{first_succeeded, retry_loop, settle, Attempting, Tried};
+use super::{first_succeeded, retry_loop, settle, Attempting, Resend, Tried};
 use crate::layer::balance::TriedInstances;
 use crate::layer::body::ReplayBody;
 use crate::layer::error::{BoxError, Error};
@@ -22,34 +21,35 @@ use crate::policy::RetryState;
 type Boxed<RB> = Pin<Box<dyn Future<Output = Result<Response<RB>, Error>> + Send>>;
 
 /// What the retry loop needs, kept while the first attempt is in flight.
-pub(crate) struct Rest<S, O> {
+pub(crate) struct Rest<S, O, B> {
     pub(crate) inner: S,
     pub(crate) at: Attempting<O>,
     pub(crate) state: Option<RetryState>,
     pub(crate) tried: Option<TriedInstances>,
+    /// Where a later attempt's body comes from.
+    pub(crate) resend: Resend<B>,
 }
 
 pin_project! {
     /// The response future of [`Retry`](super::Retry).
     ///
-    /// A request without a body to read has its first attempt polled in place: no allocation,
-    /// no generator, one clock read, and the layer costs little more than the clone of the
-    /// request head that a retry needs. A failure, or a body to buffer first, continues in a
-    /// boxed async loop, where the cost of a retry (a backoff of milliseconds) dwarfs a box.
+    /// The first attempt is polled in place: no generator, one clock read, and the layer costs
+    /// little more than the clone of the request head that a retry needs (and, for a request
+    /// with a body, the copy kept for a retry). A failure continues in a boxed async loop,
+    /// where the cost of a retry (a backoff of milliseconds) dwarfs a box.
     pub struct ResponseFuture<F, S, B, RB, O> {
         #[pin]
-        state: State<F, S, RB, O>,
-        _body: PhantomData<fn(B)>,
+        state: State<F, S, B, RB, O>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, S, RB, O> {
+    enum State<F, S, B, RB, O> {
         First {
             #[pin]
             call: tokio::time::Timeout<F>,
-            rest: Option<Box<Rest<S, O>>>,
+            rest: Option<Box<Rest<S, O, B>>>,
             sent: Instant,
         },
         Boxed { future: Boxed<RB> },
@@ -60,7 +60,7 @@ pin_project! {
 impl<F, S, B, RB, O> ResponseFuture<F, S, B, RB, O> {
     pub(crate) fn first(
         call: tokio::time::Timeout<F>,
-        rest: Box<Rest<S, O>>,
+        rest: Box<Rest<S, O, B>>,
         sent: Instant,
     ) -> Self {
         ResponseFuture {
@@ -69,14 +69,6 @@ impl<F, S, B, RB, O> ResponseFuture<F, S, B, RB, O> {
                 rest: Some(rest),
                 sent,
             },
-            _body: PhantomData,
-        }
-    }
-
-    pub(crate) fn boxed(future: Boxed<RB>) -> Self {
-        ResponseFuture {
-            state: State::Boxed { future },
-            _body: PhantomData,
         }
     }
 
@@ -85,7 +77,6 @@ impl<F, S, B, RB, O> ResponseFuture<F, S, B, RB, O> {
             state: State::Ready {
                 result: Some(result),
             },
-            _body: PhantomData,
         }
     }
 }
@@ -123,6 +114,7 @@ where
                         at,
                         state,
                         tried,
+                        resend,
                     } = *rest;
                     let first = Tried {
                         state: state.expect("set before the first attempt"),
@@ -130,9 +122,8 @@ where
                         result,
                         outcome,
                     };
-                    // No body to read, so none held for another attempt.
                     let future: Boxed<RB> =
-                        Box::pin(retry_loop::<S, B, RB, O>(inner, at, first, None));
+                        Box::pin(retry_loop::<S, B, RB, O>(inner, at, first, resend));
                     State::Boxed { future }
                 }
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),

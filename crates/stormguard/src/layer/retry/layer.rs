@@ -145,7 +145,8 @@ impl<O: Observer + Clone> RetryLayer<O> {
         })
     }
 
-    /// Bodies up to `limit` bytes are buffered for replay; larger ones are sent once.
+    /// A copy of up to `limit` bytes of each body is kept, as the first attempt streams it, so
+    /// that a retry can replay it; a larger body is sent once.
     pub fn body_limit(self, limit: usize) -> Self {
         self.map(|s| s.body_limit = limit)
     }

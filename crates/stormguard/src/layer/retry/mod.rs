@@ -13,7 +13,7 @@ pub(crate) use self::attempting::settle;
 use self::attempting::{attempt, Attempting, Outcome};
 use self::facts::RequestFacts;
 pub(crate) use self::facts::{incoming_deadline, is_grpc, response_result, until};
-pub(crate) use self::retry_loop::{retry_loop, Tried};
+pub(crate) use self::retry_loop::{retry_loop, Resend, Tried};
 
 use std::future::poll_fn;
 
@@ -29,7 +29,7 @@ use rand::SeedableRng;
 use tower_service::Service;
 
 use super::balance::{instance_of, Instance, TriedInstances};
-use super::body::{prepare, Buffered, Prepared, ReplayBody, Unsent, Wait};
+use super::body::{Recording, ReplayBody};
 use super::clock;
 use super::error::{classify_error, BoxError, Error, ErrorKind, NotSent};
 use crate::backoff::JitterRng;
@@ -154,7 +154,8 @@ impl<O> Shared<O> {
 /// 1. works out the deadline (a [`Deadline`] request extension, else the incoming budget headers,
 ///    capped by the policy's overall timeout) and answers at once with [`ErrorKind::Deadline`]
 ///    when too little is left to expect an answer;
-/// 2. buffers the body (up to the body limit) so that it can be sent again;
+/// 2. streams the body to the first attempt as it arrives, keeping a copy (up to the body limit)
+///    so that it can be sent again, unless the policy allows one attempt only;
 /// 3. sends each attempt with a per-try timeout cut to the deadline, the decremented budget in
 ///    `stormguard-budget-ms` when propagation is on, and, from the second attempt on, a
 ///    [`TriedInstances`] extension so a balancer sends it to another instance;
@@ -192,21 +193,18 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        if !req.body().is_end_stream() {
-            // A body must be read (and buffered) before the first attempt: that takes awaiting.
-            return ResponseFuture::boxed(Box::pin(run(inner, shared, req)));
-        }
-        // No body to read: the first attempt is sent from here, and its future is polled
-        // without a generator. Nearly every request ends with it. The request head is moved
-        // once, into the boxed retry context, and everything else is filled in place: moving
-        // that context (some 500 bytes) through a few functions cost more than the box.
+        // The first attempt is sent from here, and its future is polled without a generator.
+        // Nearly every request ends with it. The request head is moved once, into the boxed
+        // retry context, and everything else is filled in place: moving that context (some 500
+        // bytes) through a few functions cost more than the box.
         let start = clock::now();
-        let (parts, _empty) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let mut rest = Box::new(future::Rest {
             inner,
-            at: Attempting::new(shared.clone(), parts, Some(Buffered::default())),
+            at: Attempting::new(shared.clone(), parts),
             state: None,
             tried: None,
+            resend: Resend::Empty,
         });
         let timeout = match prologue(&mut rest.at, start) {
             Ok((timeout, state)) => {
@@ -216,12 +214,14 @@ where
             Err(e) => return ResponseFuture::ready(Err(e)),
         };
         rest.tried = rest.at.take_tried_instances();
-        let request = rest.at.request(
-            Buffered::default().replay(),
-            timeout,
-            start,
-            rest.tried.as_ref(),
-        );
+        // No body (nearly every request), or the client's body streamed to this attempt as it
+        // arrives, copied only if another attempt may follow.
+        let body = if body.is_end_stream() {
+            ReplayBody::empty()
+        } else {
+            with_body(body, &shared, &mut rest.resend)
+        };
+        let request = rest.at.request(body, timeout, start, rest.tried.as_ref());
         shared.observer.observe(&shared.target, Event::Attempt);
         let call = rest.inner.call(request);
         ResponseFuture::first(
@@ -229,6 +229,24 @@ where
             rest,
             start,
         )
+    }
+}
+
+/// The first attempt's body, and where a later attempt's comes from, for a request with a body:
+/// streamed as it arrives, and copied only if another attempt may follow. Out of line, so that
+/// the path nearly every request takes (no body) carries none of it.
+#[inline(never)]
+fn with_body<B, O>(body: B, shared: &Shared<O>, resend: &mut Resend<B>) -> ReplayBody<B>
+where
+    B: Body,
+{
+    if shared.policy.max_attempts > 1 {
+        let (body, recording) = Recording::start(body, shared.body_limit);
+        *resend = Resend::Recorded(recording);
+        body
+    } else {
+        *resend = Resend::Never;
+        ReplayBody::once(body)
     }
 }
 
@@ -301,107 +319,6 @@ pub(crate) fn first_succeeded<RB, O: Observer>(
     } else {
         false
     }
-}
-
-async fn run<S, B, RB, O>(
-    mut inner: S,
-    shared: Arc<Shared<O>>,
-    req: Request<B>,
-) -> Result<Response<RB>, Error>
-where
-    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    RB: Send + 'static,
-    O: Observer,
-{
-    let policy = &shared.policy;
-    let start = clock::now();
-    let (parts, body) = req.into_parts();
-    let mut at = Attempting::new(shared.clone(), parts, None);
-    let (_, state) = prologue(&mut at, start)?;
-    let tried = at.take_tried_instances();
-    // A gRPC stream may wait for a reply before it sends more: only what is ready is buffered.
-    // Any other body is read before the first attempt, within the deadline.
-    let wait = if at.grpc {
-        Wait::WhileReady
-    } else {
-        Wait::UntilEnd
-    };
-    let read = prepare(body, shared.body_limit, wait);
-    let mut unsent = None;
-    let read = match at.deadline {
-        Some(deadline) => {
-            let give_up = deadline
-                .instant()
-                .checked_sub(policy.deadline.reserve)
-                .unwrap_or(start);
-            tokio::time::timeout_at(tokio::time::Instant::from_std(give_up), read)
-                .await
-                .unwrap_or_else(|_| Err(Box::new(Error::new(ErrorKind::Deadline, 0, None))))
-        }
-        None => read.await,
-    };
-    let body = match read {
-        Ok(Prepared::Replayable(buffered)) => {
-            let body = buffered.replay();
-            at.buffered = Some(buffered);
-            body
-        }
-        Ok(Prepared::Once(body)) => {
-            // Too large to buffer: sent once, but held until an attempt reads it, so that an
-            // attempt refused before sending anything can hand it to another instance.
-            let (body, held) = Unsent::hold(body);
-            unsent = held;
-            body
-        }
-        Err(e) => {
-            let (kind, give_up) = match e.downcast::<Error>() {
-                Ok(own) => (own.kind(), GiveUp::Deadline),
-                Err(e) => {
-                    shared.observer.observe(
-                        &shared.target,
-                        Event::Failed(GiveUp::Final(crate::classify::FinalReason::Status(400))),
-                    );
-                    return Err(Error::new(ErrorKind::Body, 0, Some(e)));
-                }
-            };
-            shared
-                .observer
-                .observe(&shared.target, Event::DeadlineGiveUp);
-            shared
-                .observer
-                .observe(&shared.target, Event::Failed(give_up));
-            return Err(Error::new(kind, 0, None));
-        }
-    };
-    // Reading the body took time: the first attempt gets what is left now.
-    let start = clock::now();
-    let Some(timeout) = at.timeout(start) else {
-        shared
-            .observer
-            .observe(&shared.target, Event::DeadlineGiveUp);
-        shared
-            .observer
-            .observe(&shared.target, Event::Failed(GiveUp::Deadline));
-        return Err(Error::new(ErrorKind::Deadline, 0, None));
-    };
-    at.write_budget(timeout);
-    let request = at.request(body, timeout, start, tried.as_ref());
-    let (result, outcome) = attempt(&mut inner, &at, request, start, timeout).await;
-
-    if first_succeeded(&shared, result, &outcome, at.idempotent) {
-        return outcome.map_err(|_| unreachable!("a success is a response"));
-    }
-    let first = Tried {
-        state,
-        tried,
-        result,
-        outcome,
-    };
-    retry_loop(inner, at, first, unsent).await
 }
 
 /// The route's estimator as the policy core reads it.

@@ -11,16 +11,63 @@ pub(crate) struct Tried<RB> {
     pub(crate) outcome: Outcome<RB>,
 }
 
+/// Where the body of a later attempt comes from.
+pub(crate) enum Resend<B> {
+    /// An empty body, which every attempt sends.
+    Empty,
+    /// The client's body as it was recorded: the copy replayed, then the rest from the client,
+    /// while the copy is within the limit; a body too large to copy only while no attempt has
+    /// polled it, and only after an attempt that was not sent (refused, or no connection in
+    /// time), whatever the method: nothing of it reached a server.
+    Recorded(Recording<B>),
+    /// A body streamed once (one attempt allowed): never sent again.
+    Never,
+}
+
+impl<B: Body> Resend<B> {
+    /// Whether another attempt could be given the body after an attempt that came to `result`.
+    fn possible(&self, result: AttemptResult) -> bool {
+        match self {
+            Resend::Empty => true,
+            Resend::Recorded(recording) => recording.can_hand_on(result.is_not_sent()),
+            Resend::Never => false,
+        }
+    }
+
+    /// The body of the next attempt, which from now on alone reads the client's body; `None`
+    /// if the copy was dropped since [`Resend::possible`] said yes (the earlier attempt's body,
+    /// still being written, passed the limit).
+    fn hand_on(&self, result: AttemptResult) -> Option<ReplayBody<B>> {
+        match self {
+            Resend::Empty => Some(ReplayBody::empty()),
+            Resend::Recorded(recording) => recording.hand_on(result.is_not_sent()),
+            Resend::Never => None,
+        }
+    }
+}
+
+/// What the policy decides on an outcome when no further attempt can be sent: final either way.
+fn without_resend(policy: &RetryPolicy, result: AttemptResult, idempotent: bool) -> Decision {
+    match policy.classifier.classify(result, idempotent, None) {
+        Class::Success => {
+            policy.limiter.on_success(None);
+            Decision::Success
+        }
+        Class::Final(reason) => Decision::GiveUp(GiveUp::Final(reason)),
+        Class::Retryable { kind, .. } => Decision::GiveUp(GiveUp::AttemptsExhausted(kind)),
+    }
+}
+
 /// Decides on an attempt that did not simply succeed, and goes on attempting as the policy says.
 ///
-/// `unsent` holds a body too large to buffer: it goes to another attempt only while no attempt
-/// has polled it, and only after an attempt that was not sent (refused, or no connection in
-/// time), whatever the method: nothing of it reached a server.
+/// `resend` makes each later attempt's body (see [`Resend`]). The body is handed on only once
+/// a retry is decided: until then the earlier attempt keeps it, and an answer returned to the
+/// caller keeps a body that is still streaming.
 pub(crate) async fn retry_loop<S, B, RB, O>(
     mut inner: S,
     at: Attempting<O>,
     first: Tried<RB>,
-    unsent: Option<Unsent<B>>,
+    resend: Resend<B>,
 ) -> Result<Response<RB>, Error>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<RB>>,
@@ -44,24 +91,7 @@ where
     let mut sent = sent_by(&outcome);
     loop {
         let now = clock::now();
-        // The body of the next attempt, if one can be made: a buffered copy, or a body that
-        // streams once, taken back when nothing of it was sent.
-        let mut next_body = match &at.buffered {
-            Some(buffered) => Some(buffered.replay()),
-            None if result.is_not_sent() => unsent.as_ref().and_then(Unsent::hand_on),
-            None => None,
-        };
-        let decision = if next_body.is_none() {
-            // A body that streamed once cannot be sent again: the outcome is final either way.
-            match policy.classifier.classify(result, at.idempotent, None) {
-                Class::Success => {
-                    policy.limiter.on_success(None);
-                    Decision::Success
-                }
-                Class::Final(reason) => Decision::GiveUp(GiveUp::Final(reason)),
-                Class::Retryable { kind, .. } => Decision::GiveUp(GiveUp::AttemptsExhausted(kind)),
-            }
-        } else {
+        let decision = if resend.possible(result) {
             policy.decide_estimated(
                 &mut state,
                 result,
@@ -71,6 +101,23 @@ where
                 shared.estimator.as_deref().map(as_quantiles),
                 &mut rng,
             )
+        } else {
+            // A body that cannot be sent again: the outcome is final either way.
+            without_resend(policy, result, at.idempotent)
+        };
+        // The body is handed on now, before the failed outcome is dropped: that attempt is over.
+        let mut next_body = None;
+        let decision = match decision {
+            Decision::Retry { .. } => match resend.hand_on(result) {
+                Some(body) => {
+                    next_body = Some(body);
+                    decision
+                }
+                // The earlier attempt's body, still being written, passed the limit since:
+                // the retry the policy granted (and counted) cannot be sent.
+                None => without_resend(policy, result, at.idempotent),
+            },
+            decision => decision,
         };
         match decision {
             Decision::Success => {

@@ -1,4 +1,4 @@
-//! A body too large to buffer: sent to another instance after an attempt that sent nothing of
+//! A body too large to copy: sent to another instance after an attempt that sent nothing of
 //! it, and never after an attempt that read any of it.
 
 use http_body_util::BodyExt;

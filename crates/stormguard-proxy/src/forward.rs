@@ -44,7 +44,10 @@ pub(crate) async fn handle(
     }
     let access = Access::start(&req, &watch);
     let answering = answer(&proxy, &generation, local, req, watch);
-    let (response, access) = access_log::recording(access, answering).await;
+    // Boxed: the recording future holds the answer's twice over (4 KB more), and inline it made
+    // every request's future that size, with the access log off too, and moved it whole into
+    // hyper's slot for the request (a copy of 6.9 KB a request; 2.3 KB without it).
+    let (response, access) = Box::pin(access_log::recording(access, answering)).await;
     response.map(|body| body.logged(access))
 }
 

@@ -1,10 +1,10 @@
 //! A route's tower stack, built from the library's layers over pooled connections to each instance.
 //!
 //! ## Why this shape
-//! Every decision a route takes is the library's: the stack is, outermost first,
-//! `DeadlineLayer` (the inbound budget capped by the route timeout, the decremented budget
-//! downstream), `RetryLayer` (the route's policy), `HedgeLayer` when the route hedges, and a
-//! `Balance` over the instances. What this module adds is plumbing only: [`Timed`] measures
+//! Every decision a route takes is the library's: the stack is, outermost first, `RetryLayer`
+//! (the route's policy, with the request's deadline: the inbound budget capped by the route's
+//! `request_timeout`, the reserve kept back, the decremented budget downstream), `HedgeLayer`
+//! when the route hedges, and a `Balance` over the instances. What this module adds is plumbing only: [`Timed`] measures
 //! each attempt for the latency histogram and hands it to its instance's [`InstancePool`]
 //! (HTTP/1.1) or [`H2Instance`] (HTTP/2), and [`RouteService`] gives a hedged and a plain
 //! stack one type, so that routes of both kinds share each instance's connections.
@@ -27,7 +27,7 @@ use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use prometheus_client::metrics::histogram::Histogram;
-use stormguard::layer::{Balance, BoxError, DeadlineService, Hedge, ReplayBody, Retry};
+use stormguard::layer::{Balance, BoxError, Hedge, ReplayBody, Retry};
 use stormguard::metrics::TargetMetrics;
 use tower_service::Service;
 
@@ -218,8 +218,8 @@ pub(crate) type Instances = Balance<Timed>;
 
 // Each layer reports to the route's own counters, found when the stack is built: no lookup by
 // name per event (`PrometheusMetrics::for_target`).
-type Plain = DeadlineService<Retry<Instances, TargetMetrics>, TargetMetrics>;
-type Hedged = DeadlineService<Retry<Hedge<Instances, TargetMetrics>, TargetMetrics>, TargetMetrics>;
+type Plain = Retry<Instances, TargetMetrics>;
+type Hedged = Retry<Hedge<Instances, TargetMetrics>, TargetMetrics>;
 
 /// What a route's stack answers: the upstream's response, or the library's error.
 pub(crate) type RouteFuture =
@@ -229,9 +229,9 @@ pub(crate) type RouteFuture =
 /// estimator, hedge budget, balancer counts) behind an `Arc`.
 #[derive(Clone)]
 pub(crate) enum RouteService {
-    /// Deadline, retry, balance.
+    /// Retry (with the request's deadline), balance.
     Plain(Plain),
-    /// Deadline, retry, hedge, balance.
+    /// Retry (with the request's deadline), hedge, balance.
     Hedged(Hedged),
 }
 
@@ -247,21 +247,26 @@ impl RouteService {
 
 fn ready_and_call<S>(mut service: S, req: Request<RequestBody>) -> RouteFuture
 where
-    S: Service<Request<RequestBody>, Response = Response<Incoming>, Error = BoxError>
-        + Send
-        + 'static,
+    S: Service<Request<RequestBody>, Response = Response<Incoming>> + Send + 'static,
+    S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
     // The library's layers are always ready (a balancer picks per request, in the call): ask
     // once without a waker and call at once; only a layer that is not ready costs a future.
     let mut cx = Context::from_waker(std::task::Waker::noop());
     match service.poll_ready(&mut cx) {
-        // The one box of the stack's future: its layers name their futures' types.
-        Poll::Ready(Ok(())) => Box::pin(service.call(req)),
-        Poll::Ready(Err(error)) => Box::pin(std::future::ready(Err(error))),
+        // The one box of the stack's future: its layers name their futures' types. The error
+        // is boxed only when there is one.
+        Poll::Ready(Ok(())) => {
+            let call = service.call(req);
+            Box::pin(async move { call.await.map_err(Into::into) })
+        }
+        Poll::Ready(Err(error)) => Box::pin(std::future::ready(Err(error.into()))),
         Poll::Pending => Box::pin(async move {
-            std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
-            service.call(req).await
+            std::future::poll_fn(|cx| service.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            service.call(req).await.map_err(Into::into)
         }),
     }
 }

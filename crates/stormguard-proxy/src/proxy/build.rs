@@ -14,7 +14,7 @@ use http::uri::Authority;
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls_pki_types::ServerName;
 use stormguard::estimate::LatencyEstimator;
-use stormguard::layer::{Balance, DeadlineLayer, HedgeLayer, RetryLayer};
+use stormguard::layer::{Balance, HedgeLayer, RetryLayer};
 use stormguard_graph::model::Span;
 use stormguard_graph::policy::{ESTIMATOR_REFRESH, ESTIMATOR_WINDOW, NO_TIMEOUT};
 use tower_layer::Layer;
@@ -439,7 +439,7 @@ fn stack(
     ));
     let balance = instances.balance.clone();
     let body_limit = usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX);
-    let mut policy = route_policy(route)?;
+    let policy = route_policy(route)?;
     if policy.idempotent == Some(true) {
         // Until idempotent took "by-method", a route's `true` meant "by method"; it now means
         // what it means in a graph file. Say so at every build rather than replay POSTs quietly.
@@ -451,9 +451,6 @@ fn stack(
         );
     }
     let idempotent = policy.idempotent;
-    // The deadline layer above keeps the reserve back from the deadline it hands down; the
-    // retry layer kept it back again, so the upstream saw the budget less twice the reserve.
-    policy.deadline.reserve = Duration::ZERO;
     // One estimator for the route, whatever its policy: the retry layer takes the expected
     // latency (its p50) from it, so that a request with less budget left than an attempt takes
     // is answered at once instead of sent; with only the policy's expected latency (zero), that
@@ -476,17 +473,14 @@ fn stack(
     // a hedge's copy that an outer timeout dropped included.
     let resends = route.call.max_attempts > 1 || route.call.hedge.is_some();
     let retry = if resends { retry.balanced() } else { retry };
-    // The retry layer right below bounds each attempt, backoff and body read by the deadline
-    // this layer hands it, at the same instant, and writes each attempt's budget header: a
-    // second timer and a second header write per request only cost.
-    let deadline = DeadlineLayer::new(request_timeout(route))
-        .retry_below()
-        .reserve(route.deadline_reserve)
-        .propagate(route.call.propagate_deadline)
-        .target(name)
-        .observer(observer.clone());
+    // No deadline layer above the retry layer: the retry layer takes the request's deadline
+    // itself (the earliest of what came with the request, in its budget headers or from the
+    // body's read, and the route's `request_timeout`, the policy's overall timeout), keeps the
+    // reserve back, bounds each attempt and backoff by it and writes each attempt's budget. A
+    // deadline layer above it only handed it the same deadline through the request's
+    // extensions, which the retry layer then took out again: two allocations a request.
     let service = match hedge_policy(route)? {
-        None => RouteService::Plain(deadline.layer(retry.layer(balance))),
+        None => RouteService::Plain(retry.layer(balance)),
         Some(policy) => {
             let hedge = HedgeLayer::new(policy)
                 .idempotent(idempotent)
@@ -494,7 +488,7 @@ fn stack(
                 .observer(observer)
                 .body_limit(body_limit)
                 .estimator(estimator);
-            RouteService::Hedged(deadline.layer(retry.layer(hedge.layer(balance))))
+            RouteService::Hedged(retry.layer(hedge.layer(balance)))
         }
     };
     Ok((service, route_metrics, instances))

@@ -11,6 +11,12 @@ use crate::metrics::{NoMetrics, Observer};
 
 /// Bounds each call by its deadline and propagates what is left (see [`DeadlineService`]).
 ///
+/// For a service without retries. A [`RetryLayer`](super::super::RetryLayer) does all of this
+/// itself, for the whole request and for each attempt: it takes the deadline that came with the
+/// request, cuts it by its policy's `overall_timeout`, keeps the policy's reserve back and
+/// writes each attempt's budget, so a deadline layer above it would only hand it the same
+/// deadline again (the proxy's routes are a retry layer alone).
+///
 /// ```
 /// use std::time::Duration;
 /// use stormguard::layer::DeadlineLayer;
@@ -24,9 +30,6 @@ pub struct DeadlineLayer<O = NoMetrics> {
     policy: DeadlinePolicy,
     timeout: Option<Duration>,
     propagate: bool,
-    /// Whether a retry layer right below enforces and writes the deadline
-    /// (see [`DeadlineLayer::retry_below`]).
-    retry_below: bool,
     observer: O,
     target: Arc<str>,
 }
@@ -42,7 +45,6 @@ impl DeadlineLayer<NoMetrics> {
             },
             timeout: Some(timeout),
             propagate: true,
-            retry_below: false,
             observer: NoMetrics,
             target: Arc::from("default"),
         }
@@ -62,38 +64,6 @@ impl<O> DeadlineLayer<O> {
         self
     }
 
-    /// Says that a [`RetryLayer`] is right below, which does this layer's work downstream: it
-    /// bounds each attempt, backoff and body read by the deadline this layer hands it (its
-    /// per-try timer is set for the same instant as this layer's, and polled first when both
-    /// fire), and it writes the budget each attempt carries (or, not propagating, removes the
-    /// budget headers), replacing whatever this layer wrote. So this layer neither times the
-    /// call nor writes the budget headers: a second tokio timer (armed, polled and cancelled)
-    /// and a header written twice cost over a thousand instructions per request, a good share
-    /// of a proxy's work for a small request. The deadline is still worked out from the
-    /// request, answered at once when spent, and handed down as the [`Deadline`] extension the
-    /// retry layer keeps to.
-    ///
-    /// Off by default: without a retry layer right below, this layer's timer and headers are
-    /// what enforce and propagate the deadline.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use stormguard::layer::{DeadlineLayer, RetryLayer};
-    /// use stormguard::policy::RetryPolicy;
-    ///
-    /// // Stacked as deadline.layer(retry.layer(service)).
-    /// let deadline = DeadlineLayer::new(Duration::from_secs(2)).retry_below();
-    /// let retry = RetryLayer::new(RetryPolicy::recommended());
-    /// let _ = (deadline, retry);
-    /// ```
-    ///
-    /// [`RetryLayer`]: super::super::RetryLayer
-    /// [`Deadline`]: crate::deadline::Deadline
-    pub fn retry_below(mut self) -> Self {
-        self.retry_below = true;
-        self
-    }
-
     /// The name the metrics carry.
     pub fn target(mut self, target: &str) -> Self {
         self.target = Arc::from(target);
@@ -106,7 +76,6 @@ impl<O> DeadlineLayer<O> {
             policy: self.policy,
             timeout: self.timeout,
             propagate: self.propagate,
-            retry_below: self.retry_below,
             observer,
             target: self.target,
         }
@@ -122,7 +91,6 @@ impl<S, O: Clone> Layer<S> for DeadlineLayer<O> {
             policy: self.policy,
             timeout: self.timeout,
             propagate: self.propagate,
-            retry_below: self.retry_below,
             observer: self.observer.clone(),
             target: self.target.clone(),
         }

@@ -1,8 +1,6 @@
 //! [`DeadlineService`]: the incoming budget in, a timeout on the call, the decremented budget out.
 
 mod layer;
-#[cfg(test)]
-mod retry_below_tests;
 
 pub use self::layer::DeadlineLayer;
 
@@ -39,9 +37,6 @@ pub struct DeadlineService<S, O> {
     policy: DeadlinePolicy,
     timeout: Option<Duration>,
     propagate: bool,
-    /// Whether a retry layer right below times the call out and writes the budget headers
-    /// ([`DeadlineLayer::retry_below`]).
-    retry_below: bool,
     observer: O,
     target: std::sync::Arc<str>,
 }
@@ -67,11 +62,6 @@ pin_project! {
             observer: O,
             target: std::sync::Arc<str>,
             tried: Option<TriedInstances>,
-        },
-        /// The retry layer below keeps the deadline.
-        Untimed {
-            #[pin]
-            call: F,
         },
         /// Answered at once: the deadline was spent.
         Spent { kind: ErrorKind },
@@ -102,7 +92,6 @@ where
                     Poll::Ready(Err(Error::new(ErrorKind::Timeout, attempts, None).into()))
                 }
             },
-            StateProj::Untimed { call } => call.poll(cx).map_err(Into::into),
             StateProj::Spent { kind } => Poll::Ready(Err(Error::new(*kind, 0, None).into())),
         }
     }
@@ -142,13 +131,6 @@ where
         };
         let call_deadline = Deadline::after(now, timeout);
         req.extensions_mut().insert(call_deadline);
-        if self.retry_below {
-            return ResponseFuture {
-                state: State::Untimed {
-                    call: self.inner.call(req),
-                },
-            };
-        }
         if self.propagate {
             let grpc = is_grpc(req.headers());
             write_budget(req.headers_mut(), timeout, grpc);

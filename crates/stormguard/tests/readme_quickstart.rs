@@ -4,13 +4,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use stormguard::layer::{Balance, DeadlineLayer, ReplayBody, RetryLayer, SetAuthority};
+use stormguard::layer::{Balance, ReplayBody, RetryLayer, SetAuthority};
 use stormguard::policy::RetryPolicy;
 use tower::ServiceBuilder;
 
 #[test]
 fn the_quick_start_builds_a_service() {
-    let policy = RetryPolicy::recommended().with_per_try_timeout(Duration::from_secs(1));
+    let policy = RetryPolicy::recommended()
+        .with_per_try_timeout(Duration::from_secs(1))
+        .with_overall_timeout(Duration::from_secs(2));
 
     let client: hyper_util::client::legacy::Client<_, ReplayBody<Full<Bytes>>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -19,7 +21,6 @@ fn the_quick_start_builds_a_service() {
         .map(|addr| SetAuthority::new(client.clone(), addr.parse().unwrap()));
 
     let service = ServiceBuilder::new()
-        .layer(DeadlineLayer::new(Duration::from_secs(2)))
         .layer(RetryLayer::new(policy).target("api"))
         .service(Balance::new(instances.to_vec()));
 

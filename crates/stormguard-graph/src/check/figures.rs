@@ -562,10 +562,14 @@ pub(super) fn attempts(call: &Call) -> u32 {
 
 /// Hedge copies a call may add per request: at most `max_extra`, since a request earns
 /// `max_extra` of a hedge when it begins and every copy spends one (`HedgePolicy::on_request`
-/// in the library, which the proxy and the simulator share), failing or not. Without hedging,
-/// none.
+/// in the library, which the proxy and the simulator share), failing or not. None without
+/// hedging, and none for a call that is not idempotent, which is never hedged
+/// (`HedgePolicy::try_hedge`).
 pub(super) fn hedges(call: &Call) -> f64 {
-    call.hedge.as_ref().map_or(0.0, |hedge| hedge.max_extra)
+    match &call.hedge {
+        Some(hedge) if call.is_idempotent() => hedge.max_extra,
+        _ => 0.0,
+    }
 }
 
 /// Whether a call retries at all.

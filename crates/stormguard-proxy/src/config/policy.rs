@@ -7,7 +7,7 @@
 //! | route key | core value |
 //! |---|---|
 //! | `timeout` | `RetryPolicy::deadline.per_try_timeout` (per attempt, connecting included) |
-//! | `request_timeout` | `RetryPolicy::overall_timeout`, and the `DeadlineLayer`'s cap on the whole request |
+//! | `request_timeout` | `RetryPolicy::overall_timeout`: the retry layer's cap on the whole request |
 //! | `max_attempts`, `backoff` | `RetryPolicy::max_attempts`, `RetryPolicy::backoff` |
 //! | `retry_on` | `RetryPolicy::classifier.retry_on` |
 //! | `retry_budget` / `token_bucket` | `RetryPolicy::limiter` (a fresh budget or bucket) |

@@ -300,3 +300,20 @@ fn a_hedged_call_adds_at_most_its_max_extra_per_request() {
     assert!(approx(report.services["c"].amplification, 2.1));
     assert!(approx(report.services["b"].sustained_amplification, 1.3));
 }
+
+#[test]
+fn a_hedge_on_a_call_that_is_not_idempotent_adds_nothing() {
+    // Never sent (both copies could run): a POST's hedge setting is inert, and check says so
+    // elsewhere (non-idempotent-retry); the load figures count only what is sent.
+    let report = Builder::new("a")
+        .call("a", "b", |c| {
+            timed(100)(c);
+            c.idempotent = crate::model::Idempotent::No;
+            c.hedge = Some(crate::model::HedgeSpec {
+                delay: stormguard::hedge::HedgeDelay::Fixed(ms(50)),
+                max_extra: 0.1,
+            });
+        })
+        .check();
+    assert!(approx(report.services["b"].amplification, 1.0));
+}

@@ -578,8 +578,6 @@ impl Serving {
     }
 }
 
-/// Ends an HTTP/1.1 connection whose bodies stalled, as its task returns: dropping the
-/// connection drops the response body, and with it what the request held upstream.
 /// Why an HTTP/1.1 connection's watchdog asks it to close.
 enum Closing {
     /// The proxy is draining: close once the response in flight is sent.
@@ -599,6 +597,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Ends an HTTP/1.1 connection whose bodies stalled, as its task returns: dropping the
+/// connection drops the response body, and with it what the request held upstream.
 fn cut_off() -> hyper::Result<()> {
     tracing::debug!("closing an HTTP/1.1 connection whose bodies stalled (stream_idle_timeout)");
     Ok(())

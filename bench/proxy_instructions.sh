@@ -124,11 +124,13 @@ printf '%-12s %10s %12s %14s\n' proxy requests instructions "instr/request"
 export TOKIO_WORKER_THREADS=1
 # With its access log (the default; its lines go to a file, $tmp/stormguard.out) and without
 # (sg-nolog), as bench/proxy.sh runs it: nginx here logs no requests.
-for variant in stormguard:true sg-nolog:false; do
-  name=${variant%%:*}
+# sg-direct: sg-nolog with the direct HTTP/1.1 client (`http1_client = "direct"`).
+for variant in stormguard:true:hyper sg-nolog:false:hyper sg-direct:false:direct; do
+  IFS=: read -r name log client <<<"$variant"
   port=$(free_port)
   fill "$here/stormguard.toml" "$tmp/$name.toml" PORT="$port" ADMIN_PORT="$(free_port)" \
-    UP1="${up[0]}" UP2="${up[1]}" BACKOFF='backoff = "none"' ACCESS_LOG="${variant#*:}"
+    UP1="${up[0]}" UP2="${up[1]}" BACKOFF='backoff = "none"' ACCESS_LOG="$log" \
+    HTTP1_CLIENT="$client"
   measure "$name" "$port" "$sg_bin" proxy --config "$tmp/$name.toml"
 done
 port=$(free_port)

@@ -32,12 +32,12 @@ use std::error::Error as StdError;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::stack::UpstreamResponse;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full, LengthLimitError};
-use hyper::body::Incoming;
 use stormguard::layer::{BoxError, Error, ErrorKind};
 
 use crate::access_log::Access;
@@ -81,13 +81,13 @@ pub const REASON_HEADER: &str = "stormguard-reason";
 /// request's access-log record, which it counts the bytes of and writes at its end (or when
 /// dropped before it).
 pub(crate) struct ResponseBody {
-    inner: Either<Incoming, Full<Bytes>>,
+    inner: Either<UpstreamResponse, Full<Bytes>>,
     _in_flight: Option<InFlight>,
     access: Option<Access>,
 }
 
 impl ResponseBody {
-    pub(crate) fn upstream(body: Incoming, in_flight: InFlight) -> Self {
+    pub(crate) fn upstream(body: UpstreamResponse, in_flight: InFlight) -> Self {
         ResponseBody {
             inner: Either::Left(body),
             _in_flight: Some(in_flight),

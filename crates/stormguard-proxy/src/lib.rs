@@ -40,6 +40,7 @@ pub mod config;
 mod discovery;
 mod fault;
 mod forward;
+mod h1;
 mod h2_pool;
 mod headers;
 mod metrics;

@@ -50,6 +50,7 @@ use hyper::client::conn::{http1, TrySendError};
 use stormguard::layer::{BoxError, NotSent};
 use tokio::sync::oneshot;
 
+use crate::h1::{Conn, Exchange};
 use crate::stack::UpstreamBody;
 use crate::tls::connect::{Connector, TlsError};
 
@@ -70,6 +71,9 @@ pub(crate) struct InstancePool {
     /// Ready connections, the most recently used last: it is taken first, while the upstream
     /// still holds it open, and the oldest are dropped first.
     idle: Mutex<Vec<Idle>>,
+    /// Ready connections of the direct client (`http1_client = "direct"`, [`crate::h1`]),
+    /// kept as [`idle`](Self::idle) keeps hyper's.
+    direct_idle: Mutex<Vec<(Conn, tokio::time::Instant)>>,
     /// Orphaned requests being finished in the background.
     orphans: AtomicUsize,
 }
@@ -102,6 +106,7 @@ impl InstancePool {
             host,
             idle_timeout,
             idle: Mutex::new(Vec::new()),
+            direct_idle: Mutex::new(Vec::new()),
             orphans: AtomicUsize::new(0),
         }
     }
@@ -207,6 +212,78 @@ impl InstancePool {
                 req: Some(req),
             })),
         }
+    }
+
+    /// Sends `req` with the direct client ([`crate::h1`]) on a kept-alive connection, or a
+    /// new one.
+    pub(crate) fn send_direct(self: Arc<Self>, mut req: Request<UpstreamBody>) -> Exchange {
+        if !req.headers().contains_key(HOST) {
+            req.headers_mut().insert(HOST, self.host.clone());
+        }
+        let conn = self.checkout_direct();
+        Exchange::new(self, conn, req)
+    }
+
+    fn direct_idle(&self) -> std::sync::MutexGuard<'_, Vec<(Conn, tokio::time::Instant)>> {
+        // A list of connections stays valid after any panic.
+        self.direct_idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A kept-alive connection of the direct client that is still open, if there is one.
+    fn checkout_direct(&self) -> Option<Conn> {
+        let mut idle = self.direct_idle();
+        while let Some((mut conn, since)) = idle.pop() {
+            if since.elapsed() < self.idle_timeout && conn.is_usable() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps a direct client's connection for the next request.
+    pub(crate) fn keep_direct(&self, conn: Conn) {
+        let now = tokio::time::Instant::now();
+        let mut idle = self.direct_idle();
+        // The oldest go first. One closed by its upstream is found when it is next taken.
+        let stale = idle
+            .iter()
+            .take_while(|(_, since)| now - *since >= self.idle_timeout)
+            .count();
+        idle.drain(..stale);
+        idle.push((conn, now));
+    }
+
+    /// A new connection for the direct client, made in a task of its own: if the request that
+    /// asked for it is gone when it is ready, it is kept for the next.
+    pub(crate) fn connect_direct(self: &Arc<Self>) -> oneshot::Receiver<Result<Conn, BoxError>> {
+        let (tell, connected) = oneshot::channel();
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let made = match pool.connector.connect(&pool.target).await {
+                Ok(io) => Ok(Conn::new(io.into_inner())),
+                Err(error) => Err(NotSent::new(error).into()),
+            };
+            if let Err(Ok(conn)) = tell.send(made) {
+                pool.keep_direct(conn);
+            }
+        });
+        connected
+    }
+
+    /// Finishes a direct exchange whose caller is gone, in the background: see the module
+    /// docs and [`crate::h1`].
+    pub(crate) fn orphan_direct(self: Arc<Self>, exchange: Exchange) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.orphans.fetch_add(1, Ordering::AcqRel) >= MAX_ORPHANS {
+            self.orphans.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(ORPHAN_WAIT, crate::h1::finish_orphan(exchange)).await;
+            self.orphans.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Finishes a request whose caller is gone in the background, so that its connection is
@@ -431,81 +508,222 @@ mod tests {
         ))
     }
 
+    /// Which client a test sends with: every pool test runs with both.
+    #[derive(Clone, Copy, Debug)]
+    enum Via {
+        Hyper,
+        Direct,
+    }
+
+    const BOTH: [Via; 2] = [Via::Hyper, Via::Direct];
+
+    type Answer = Pin<Box<dyn Future<Output = Result<(u16, bytes::Bytes), BoxError>> + Send>>;
+
+    /// Sends `req` through `pool` by `via`; its status and body, read to the end.
+    fn send_via(pool: &Arc<InstancePool>, via: Via, req: Request<UpstreamBody>) -> Answer {
+        use http_body_util::BodyExt;
+        match via {
+            Via::Hyper => {
+                let sending = pool.clone().send(req);
+                Box::pin(async move {
+                    let response = sending.await?;
+                    let status = response.status().as_u16();
+                    Ok((status, response.into_body().collect().await?.to_bytes()))
+                })
+            }
+            Via::Direct => {
+                let sending = pool.clone().send_direct(req);
+                Box::pin(async move {
+                    let response = sending.await?;
+                    let status = response.status().as_u16();
+                    Ok((status, response.into_body().collect().await?.to_bytes()))
+                })
+            }
+        }
+    }
+
     /// Sends five GETs through a pool to `instance`, each answered 200; returns the
     /// connections the instance accepted.
-    async fn five_gets(instance: (Authority, Arc<std::sync::atomic::AtomicUsize>)) -> usize {
+    async fn five_gets(
+        instance: (Authority, Arc<std::sync::atomic::AtomicUsize>),
+        via: Via,
+    ) -> usize {
         let (authority, accepted) = instance;
         let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
         for _ in 0..5 {
-            let response = pool.clone().send(get()).await.unwrap();
-            assert_eq!(response.status(), 200);
-            http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .unwrap();
+            let (status, body) = send_via(&pool, via, get()).await.unwrap();
+            assert_eq!((status, &body[..]), (200, &b"ok"[..]), "{via:?}");
+            // The upstream's close reaches the proxy before the next request.
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     #[tokio::test]
     async fn connections_are_kept_and_a_closed_one_is_replaced() {
-        assert_eq!(five_gets(upstream(usize::MAX).await).await, 1);
-        // One request per connection: each kept connection is closed by the upstream.
-        assert_eq!(five_gets(upstream(1).await).await, 5);
+        for via in BOTH {
+            assert_eq!(
+                five_gets(upstream(usize::MAX).await, via).await,
+                1,
+                "{via:?}"
+            );
+            // One request per connection: each kept connection is closed by the upstream.
+            assert_eq!(five_gets(upstream(1).await, via).await, 5, "{via:?}");
+        }
     }
 
     #[tokio::test]
     async fn a_refused_connection_is_not_sent() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        drop(listener);
-        let pool = Arc::new(InstancePool::new(address.parse().unwrap(), plain(), IDLE));
-        let error = pool.send(get()).await.unwrap_err();
-        assert_eq!(
-            stormguard::layer::classify_error(&*error),
-            stormguard::classify::AttemptResult::ConnectRefused
-        );
+        for via in BOTH {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap().to_string();
+            drop(listener);
+            let pool = Arc::new(InstancePool::new(address.parse().unwrap(), plain(), IDLE));
+            let error = send_via(&pool, via, get()).await.unwrap_err();
+            assert_eq!(
+                stormguard::layer::classify_error(&*error),
+                stormguard::classify::AttemptResult::ConnectRefused,
+                "{via:?}"
+            );
+        }
     }
 
     #[tokio::test]
     async fn requests_cancelled_after_sending_leave_their_connections_to_the_pool() {
-        let (authority, accepted) = upstream_after(usize::MAX, Duration::from_millis(20)).await;
-        let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
-        // Six rounds of five requests at once, each given up 5 ms after it was sent (a client
-        // reset, a per-try timeout), long before its answer.
-        for _ in 0..6 {
-            let cancelled = (0..5).map(|_| {
-                let sent = pool.clone().send(get());
-                tokio::time::timeout(Duration::from_millis(5), sent)
-            });
-            for outcome in futures_join(cancelled).await {
-                assert!(outcome.is_err(), "answered before it was cancelled");
+        for via in BOTH {
+            let (authority, accepted) = upstream_after(usize::MAX, Duration::from_millis(20)).await;
+            let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
+            // Six rounds of five requests at once, each given up 5 ms after it was sent (a
+            // client reset, a per-try timeout), long before its answer.
+            for _ in 0..6 {
+                let cancelled = (0..5).map(|_| {
+                    let sent = send_via(&pool, via, get());
+                    tokio::time::timeout(Duration::from_millis(5), sent)
+                });
+                for outcome in futures_join(cancelled).await {
+                    assert!(outcome.is_err(), "answered before it was cancelled");
+                }
+                // The answers come, unread, and the connections go back to the pool.
+                tokio::time::sleep(Duration::from_millis(150)).await;
             }
-            // The answers come, unread, and the connections go back to the pool.
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            let (status, _) = send_via(&pool, via, get()).await.unwrap();
+            assert_eq!(status, 200);
+            let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(
+                connections, 5,
+                "{via:?}: one connection per request at once, not per request"
+            );
+            assert_eq!(pool.orphans.load(Ordering::SeqCst), 0);
         }
-        let response = pool.clone().send(get()).await.unwrap();
-        assert_eq!(response.status(), 200);
-        let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(
-            connections, 5,
-            "one connection per request at once, not per request"
-        );
-        assert_eq!(pool.orphans.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
     async fn a_connection_made_for_a_cancelled_request_is_kept_for_the_next() {
-        let (authority, accepted) = upstream(usize::MAX).await;
+        for via in BOTH {
+            let (authority, accepted) = upstream(usize::MAX).await;
+            let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
+            let mut sending = send_via(&pool, via, get());
+            let waker = std::task::Waker::noop();
+            let polled = sending.as_mut().poll(&mut Context::from_waker(waker));
+            assert!(polled.is_pending(), "connecting");
+            drop(sending);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let (status, _) = send_via(&pool, via, get()).await.unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(
+                accepted.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "{via:?}"
+            );
+        }
+    }
+
+    /// An upstream that answers every connection's first request with `answer` after reading
+    /// its head, then reads what else comes; returns its address and a count of connections
+    /// accepted.
+    async fn raw_upstream(
+        answer: &'static [u8],
+    ) -> (Authority, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let Ok(n @ 1..) = stream.read(&mut buf).await else {
+                            return;
+                        };
+                        head.extend_from_slice(&buf[..n]);
+                    }
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                    while let Ok(1..) = stream.read(&mut buf).await {}
+                });
+            }
+        });
+        (authority, accepted)
+    }
+
+    #[tokio::test]
+    async fn the_direct_client_reads_chunked_bodies_and_refuses_broken_responses() {
+        let chunked: &[u8] =
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let (authority, _) = raw_upstream(chunked).await;
         let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
-        let mut sending = pool.clone().send(get());
-        let waker = std::task::Waker::noop();
-        let polled = Pin::new(&mut sending).poll(&mut Context::from_waker(waker));
-        assert!(polled.is_pending(), "connecting");
-        drop(sending);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let response = pool.clone().send(get()).await.unwrap();
-        assert_eq!(response.status(), 200);
+        let (status, body) = send_via(&pool, Via::Direct, get()).await.unwrap();
+        assert_eq!((status, &body[..]), (200, &b"abcde"[..]));
+        for broken in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab"[..],
+            b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        ] {
+            let (authority, _) = raw_upstream(broken).await;
+            let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
+            let error = send_via(&pool, Via::Direct, get()).await.unwrap_err();
+            // Sent: the classifier may retry it only where the method allows.
+            assert_eq!(
+                stormguard::layer::classify_error(&*error),
+                stormguard::classify::AttemptResult::ErrorAfterWritten,
+                "{broken:?}: {error}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_an_error_and_its_connection_is_not_kept() {
+        let (authority, accepted) =
+            upstream_closing(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").await;
+        let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
+        assert!(send_via(&pool, Via::Direct, get()).await.is_err());
+        assert_eq!(pool.direct_idle().len(), 0);
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// An upstream that answers each connection's first request with `answer` and closes it.
+    async fn upstream_closing(
+        answer: &'static [u8],
+    ) -> (Authority, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(answer).await;
+            }
+        });
+        (authority, accepted)
     }
 
     /// Runs `futures` concurrently; their outputs in order.

@@ -32,6 +32,7 @@ use stormguard::metrics::TargetMetrics;
 use tower_service::Service;
 
 use crate::config::Protocol;
+use crate::h1::{DirectBody, Exchange};
 use crate::h2_pool::{H2Instance, H2Sending};
 use crate::metrics::InstanceMetrics;
 use crate::pool::{InstancePool, Sending};
@@ -64,6 +65,10 @@ impl IntoUpstream for ReplayBody<ReplayBody<RequestBody>> {
     }
 }
 
+/// A response body from an instance: hyper's (HTTP/2, and HTTP/1.1 with `http1_client =
+/// "hyper"`) or the direct client's ([`crate::h1`]).
+pub(crate) type UpstreamResponse = Either<Incoming, DirectBody>;
+
 /// Sends attempts to one instance through its HTTP/1.1 pool or its HTTP/2 connection (see
 /// the module docs) and records each one's latency in its route's histogram: a response at
 /// its arrival, an attempt abandoned (a per-try timeout, a losing hedge) at the moment it was
@@ -75,6 +80,8 @@ pub(crate) struct Timed {
     h2: Arc<H2Instance>,
     /// Every request over HTTP/2 (`protocol = "http2"`), not only gRPC.
     all_h2: bool,
+    /// HTTP/1.1 by the direct client (`http1_client = "direct"`), not hyper's.
+    direct: bool,
     latency: Histogram,
     /// The instance's address, as the access log names it.
     address: Arc<str>,
@@ -86,6 +93,7 @@ impl Timed {
         pool: Arc<InstancePool>,
         h2: Arc<H2Instance>,
         protocol: Protocol,
+        direct: bool,
         latency: Histogram,
         address: Arc<str>,
         instance: InstanceMetrics,
@@ -94,6 +102,7 @@ impl Timed {
             pool,
             h2,
             all_h2: protocol == Protocol::Http2,
+            direct,
             latency,
             address,
             instance,
@@ -159,16 +168,25 @@ pub(crate) struct TimedFuture {
 
 enum Sent {
     Http1(Sending),
+    Direct(Exchange),
     Http2(H2Sending),
 }
 
 impl Future for TimedFuture {
-    type Output = Result<Response<Incoming>, BoxError>;
+    type Output = Result<Response<UpstreamResponse>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let polled = match &mut self.sent {
-            Sent::Http1(sent) => Pin::new(sent).poll(cx),
-            Sent::Http2(sent) => sent.as_mut().poll(cx),
+            Sent::Http1(sent) => Pin::new(sent)
+                .poll(cx)
+                .map_ok(|response| response.map(Either::Left)),
+            Sent::Direct(sent) => Pin::new(sent)
+                .poll(cx)
+                .map_ok(|response| response.map(Either::Right)),
+            Sent::Http2(sent) => sent
+                .as_mut()
+                .poll(cx)
+                .map_ok(|response| response.map(Either::Left)),
         };
         let result = std::task::ready!(polled);
         match &result {
@@ -180,7 +198,7 @@ impl Future for TimedFuture {
 }
 
 impl<B: IntoUpstream> Service<Request<B>> for Timed {
-    type Response = Response<Incoming>;
+    type Response = Response<UpstreamResponse>;
     // A connect failure is the library's `NotSent`, so the classifier knows it was not sent.
     type Error = BoxError;
     type Future = TimedFuture;
@@ -195,6 +213,8 @@ impl<B: IntoUpstream> Service<Request<B>> for Timed {
         let req = req.map(IntoUpstream::into_upstream);
         let sent = if self.all_h2 || is_grpc(req.headers()) {
             Sent::Http2(self.h2.clone().send(req))
+        } else if self.direct {
+            Sent::Direct(self.pool.clone().send_direct(req))
         } else {
             Sent::Http1(self.pool.clone().send(req))
         };
@@ -223,7 +243,7 @@ type Hedged = Retry<Hedge<Instances, TargetMetrics>, TargetMetrics>;
 
 /// What a route's stack answers: the upstream's response, or the library's error.
 pub(crate) type RouteFuture =
-    Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<Response<UpstreamResponse>, BoxError>> + Send>>;
 
 /// A route's stack, hedged or not. Cheap to clone: every layer holds its shared state (budget,
 /// estimator, hedge budget, balancer counts) behind an `Arc`.
@@ -247,7 +267,7 @@ impl RouteService {
 
 fn ready_and_call<S>(mut service: S, req: Request<RequestBody>) -> RouteFuture
 where
-    S: Service<Request<RequestBody>, Response = Response<Incoming>> + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<UpstreamResponse>> + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {

@@ -100,6 +100,7 @@ fn upstream(upstream: &Upstream) -> Value {
         })),
         "max_in_flight": upstream.max_in_flight,
         "protocol": upstream.protocol.as_str(),
+        "http1_client": upstream.http1_client.as_str(),
         "tls": tls.is_some(),
         "server_name": tls.and_then(|tls| tls.server_name.as_deref()),
         // The roots an instance's certificate is checked against.

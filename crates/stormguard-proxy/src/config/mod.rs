@@ -38,6 +38,7 @@
 //! # discovery = { dns = "api.default.svc.cluster.local:8080", refresh = "5s" }  # or this instead
 //! max_in_flight = 1024            # default
 //! protocol = "http1"              # default; "http2" for h2c services (gRPC always goes over HTTP/2)
+//! http1_client = "hyper"          # default; "direct": the request's own task writes and reads it
 //!
 //! [[routes]]                      # at least one; the first that matches takes a request
 //! name = "api"                    # required, unique
@@ -114,8 +115,8 @@ use std::path::{Path, PathBuf};
 pub use graph::{is_settings_file, to_graph, APP};
 pub use json::{to_json, REDACTED};
 pub use model::{
-    AdaptiveTimeoutSpec, Admin, CertAndKey, Config, Discovery, Dns, FaultSpec, Faults, Listen,
-    PemFile, Protocol, Route, RouteMatch, Upstream, UpstreamTls,
+    AdaptiveTimeoutSpec, Admin, CertAndKey, Config, Discovery, Dns, FaultSpec, Faults, Http1Client,
+    Listen, PemFile, Protocol, Route, RouteMatch, Upstream, UpstreamTls,
 };
 pub use policy::{hedge_policy, per_try_timeout, route_policy, worst_case_total, PolicyError};
 pub use stormguard_graph::parse::{size, ParseError};

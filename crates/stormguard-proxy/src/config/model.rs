@@ -201,6 +201,8 @@ pub struct Upstream {
     /// How requests reach the instances (default HTTP/1.1). A gRPC request goes over HTTP/2
     /// whatever this says, since gRPC cannot work without it.
     pub protocol: Protocol,
+    /// Which HTTP/1.1 client sends to the instances (default hyper's).
+    pub http1_client: Http1Client,
     /// TLS to every instance (`tls = true`, or instances written `https://`); `None` (the
     /// default) connects in plain text.
     pub tls: Option<UpstreamTls>,
@@ -287,6 +289,49 @@ impl fmt::Debug for PemFile {
             .field("path", &self.path)
             .field("bytes", &self.contents.len())
             .finish()
+    }
+}
+
+/// `http1_client = "hyper" | "direct"`: which HTTP/1.1 client sends an upstream's requests.
+///
+/// hyper's client (the default) runs each connection in a task of its own and hands it every
+/// request through a channel. The direct client writes the request and reads the response in
+/// the request's own task (the same framing rules and bounds as hyper's; see the proxy's
+/// `h1` module), which saves that task's work on every request. It stays behind this setting
+/// until it has run in production as long as hyper's has. HTTP/2 and gRPC requests are hyper's
+/// either way.
+///
+/// ```
+/// use stormguard_proxy::config::{self, Http1Client};
+///
+/// let config = config::parse("stormguard.toml", r#"
+/// [upstreams.api]
+/// instances = ["127.0.0.1:9001"]
+/// http1_client = "direct"
+/// [[routes]]
+/// name = "api"
+/// upstream = "api"
+/// timeout = "2s"
+/// "#).unwrap();
+/// assert_eq!(config.upstreams["api"].http1_client, Http1Client::Direct);
+/// assert_eq!(Http1Client::default().as_str(), "hyper");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Http1Client {
+    /// hyper's HTTP/1.1 client connection, in a task of its own.
+    #[default]
+    Hyper,
+    /// The request's own task writes it and reads its response.
+    Direct,
+}
+
+impl Http1Client {
+    /// The value as the file writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Http1Client::Hyper => "hyper",
+            Http1Client::Direct => "direct",
+        }
     }
 }
 

@@ -87,6 +87,7 @@ pub(super) struct RawUpstream {
     pub discovery: Option<Spanned<RawDiscovery>>,
     pub max_in_flight: Option<Spanned<u32>>,
     pub protocol: Option<Spanned<String>>,
+    pub http1_client: Option<Spanned<String>>,
     // TLS to the instances (issue 15): src/config/tls.rs reads them.
     pub tls: Option<Spanned<bool>>,
     pub server_name: Option<Spanned<String>>,

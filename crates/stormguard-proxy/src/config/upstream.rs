@@ -13,7 +13,7 @@ use stormguard_graph::parse::ParseError;
 use toml::Spanned;
 
 use super::convert::Converter;
-use super::model::{Discovery, Protocol, Upstream};
+use super::model::{Discovery, Http1Client, Protocol, Upstream};
 use super::raw::{RawDiscovery, RawUpstream};
 
 impl Converter<'_> {
@@ -50,6 +50,10 @@ impl Converter<'_> {
             Some(protocol) => self.protocol(protocol, path)?,
             None => Protocol::default(),
         };
+        let http1_client = match &raw.http1_client {
+            Some(client) => self.http1_client(client, path)?,
+            None => Http1Client::default(),
+        };
         if let Some(discovery) = discovery {
             // With TLS, discovered instances' certificates are checked against the name they
             // were found by (a host name, as the parser checked), or `server_name`.
@@ -59,6 +63,7 @@ impl Converter<'_> {
                 discovery: Some(discovery),
                 max_in_flight,
                 protocol,
+                http1_client,
             });
         }
         let Some(instances) = raw.instances.take() else {
@@ -126,6 +131,7 @@ impl Converter<'_> {
             discovery: None,
             max_in_flight,
             protocol,
+            http1_client,
         })
     }
 
@@ -187,6 +193,27 @@ impl Converter<'_> {
                     "{other:?} is not a protocol: use \"http1\" (HTTP/1.1, the default) or \
                      \"http2\" (HTTP/2 with prior knowledge, for h2c services); gRPC requests \
                      go over HTTP/2 either way"
+                ),
+            )),
+        }
+    }
+}
+
+impl Converter<'_> {
+    fn http1_client(
+        &self,
+        value: &Spanned<String>,
+        path: &KeyPath,
+    ) -> Result<Http1Client, ParseError> {
+        match value.get_ref().as_str() {
+            "hyper" => Ok(Http1Client::Hyper),
+            "direct" => Ok(Http1Client::Direct),
+            other => Err(self.error(
+                value.span().start,
+                &path.key("http1_client"),
+                format!(
+                    "{other:?} is not an HTTP/1.1 client: use \"hyper\" (the default) or \
+                     \"direct\" (the request's own task writes it and reads the response)"
                 ),
             )),
         }

@@ -21,7 +21,7 @@ use tower_layer::Layer;
 
 use super::{RouteEntry, UpstreamSlot};
 use crate::config::{
-    hedge_policy, route_policy, Config, PolicyError, Route, Upstream, UpstreamTls,
+    hedge_policy, route_policy, Config, Http1Client, PolicyError, Route, Upstream, UpstreamTls,
 };
 use crate::discovery::{InstanceSet, Member, RouteInstances};
 use crate::h2_pool::H2Instance;
@@ -399,6 +399,7 @@ fn stack(
     let make = {
         let clients = clients.clone();
         let protocol = upstream.protocol;
+        let direct = upstream.http1_client == Http1Client::Direct;
         let histogram = route_metrics.attempt_latency.histogram().clone();
         let series = route_metrics.clone();
         let upstream_name = route.upstream.clone();
@@ -411,6 +412,7 @@ fn stack(
                 http1,
                 http2,
                 protocol,
+                direct,
                 histogram.clone(),
                 Arc::from(address),
                 instance,

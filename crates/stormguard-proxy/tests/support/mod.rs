@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::registry::Registry;
 use stormguard_graph::model::{Call, Idempotent, LimiterSpec, Span};
 use stormguard_proxy::config::{
-    Admin, Config, Faults, Listen, Protocol, Route, RouteMatch, Upstream,
+    Admin, Config, Faults, Http1Client, Listen, Protocol, Route, RouteMatch, Upstream,
 };
 use stormguard_proxy::{serve, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -273,6 +273,22 @@ pub fn route(name: &str, upstream: &str) -> Route {
     }
 }
 
+/// The HTTP/1.1 client every test's upstreams use: `STORMGUARD_TEST_HTTP1_CLIENT=direct` runs
+/// the whole suite with the direct client (`.ci/run` does, so that both clients pass every
+/// test); otherwise the settings' own.
+pub fn http1_client_override() -> Option<Http1Client> {
+    match std::env::var("STORMGUARD_TEST_HTTP1_CLIENT").ok()?.as_str() {
+        "direct" => Some(Http1Client::Direct),
+        "hyper" => Some(Http1Client::Hyper),
+        other => panic!("STORMGUARD_TEST_HTTP1_CLIENT={other:?}: use direct or hyper"),
+    }
+}
+
+/// The client for settings built here: the override's, else the default.
+fn http1_client() -> Http1Client {
+    http1_client_override().unwrap_or_default()
+}
+
 /// Settings with the given upstreams (max_in_flight 1024) and routes.
 pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config {
     let upstreams: BTreeMap<String, Upstream> = upstreams
@@ -283,6 +299,7 @@ pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: Vec<Route>) -> Config
                 discovery: None,
                 max_in_flight: 1024,
                 protocol: Protocol::Http1,
+                http1_client: http1_client(),
                 tls: None,
             };
             (name.to_string(), upstream)
@@ -337,6 +354,11 @@ pub struct Running {
 }
 
 pub async fn start(mut config: Config) -> Running {
+    if let Some(client) = http1_client_override() {
+        for upstream in config.upstreams.values_mut() {
+            upstream.http1_client = client;
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     config.listen.address = addr;

@@ -40,6 +40,7 @@ fn the_issue_sample_loads_with_every_value_it_gives() {
             discovery: None,
             max_in_flight: 1024,
             protocol: Protocol::Http1,
+            http1_client: Default::default(),
             tls: None,
         }
     );

@@ -1,0 +1,556 @@
+//! The direct HTTP/1.1 client (`http1_client = "direct"`): a request written and its response
+//! read in the request's own task, on a kept-alive connection of the instance's pool.
+//!
+//! ## Why
+//! hyper's HTTP/1.1 client runs each connection in a task of its own: a request goes to it
+//! through a channel, its response comes back through a oneshot, and each request costs three
+//! more task polls and wake-ups. Profiled under load, that connection task was a quarter of the
+//! proxy's instructions per request (9,961 of 39,564), the largest item left. Here the request's
+//! future writes the head and body itself and parses the response head (`httparse`, as hyper
+//! does); the response body reads from the connection as the server's task polls it, and the
+//! connection goes back to the pool when the body ends.
+//!
+//! ## The same rules as hyper's
+//! Framing by RFC 9112 ([`response`], [`request`], [`chunked`]), every bound hyper's client
+//! had ([`response::MAX_HEAD`], [`response::MAX_HEADERS`], chunk extensions and trailers), and
+//! the pool's promises kept:
+//! - A kept-alive connection is checked before use (a read that would block: still open, and
+//!   nothing unasked for on it). If its first write fails with nothing written, the request was
+//!   never sent and goes out on a new connection, as hyper-util resends a request a reused
+//!   connection closed before sending.
+//! - A failure to connect is the library's `NotSent`; any failure after a byte was written is
+//!   taken as sent, for the classifier to judge.
+//! - A response that comes before the request's body was all written is answered, and its
+//!   connection is not used again.
+//! - A request dropped after it was sent (a per-try timeout, a hedge that lost) is an orphan:
+//!   its response is read and discarded in a task of its own, within
+//!   [`ORPHAN_WAIT`](crate::pool::ORPHAN_WAIT) and [`MAX_ORPHANS`](crate::pool::MAX_ORPHANS),
+//!   so that its connection is kept rather than closed.
+//! - A response body dropped before its end keeps its connection when the rest is already in
+//!   the read buffer (a retried 503's short body), and closes it otherwise.
+
+pub(crate) mod chunked;
+pub(crate) mod request;
+pub(crate) mod response;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use stormguard::layer::{BoxError, NotSent};
+use tokio::io::AsyncWrite;
+use tokio::sync::oneshot;
+
+use crate::pool::InstancePool;
+use crate::stack::UpstreamBody;
+use crate::tls::connect::UpstreamIo;
+use chunked::{Chunked, ChunkedError, Decoded};
+use request::{BodyFraming, LengthMismatch};
+
+use response::{Framing, HeadError};
+
+/// How much the read buffer grows by when it is full.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// The most request bytes gathered before they are written: a streamed body is written in
+/// pieces of at most this, plus one frame.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// A connection to an instance, with what was read from it and not yet used.
+pub(crate) struct Conn {
+    io: UpstreamIo,
+    read: BytesMut,
+}
+
+impl Conn {
+    /// A new connection.
+    pub(crate) fn new(io: UpstreamIo) -> Self {
+        Conn {
+            io,
+            read: BytesMut::new(),
+        }
+    }
+
+    /// Reads what the connection has into the buffer: `Ok(0)` at its end.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_CHUNK / 8 {
+            self.read.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+
+    /// Whether a kept-alive connection can carry a request: its upstream has not closed it and
+    /// sent nothing since its last response (a read would block).
+    pub(crate) fn is_usable(&mut self) -> bool {
+        if !self.read.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.poll_read_more(&mut cx).is_pending()
+    }
+}
+
+/// Why an exchange with an instance failed after its connection was made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExchangeError {
+    /// The connection failed.
+    #[error("upstream connection error")]
+    Io(#[source] io::Error),
+    /// The upstream closed the connection before its response head ended.
+    #[error("upstream closed the connection before the response")]
+    Closed,
+    /// The response body ended early.
+    #[error("upstream closed the connection before the response body ended")]
+    IncompleteBody,
+    /// The response head was not HTTP/1.x, or broke a bound.
+    #[error("bad response head from upstream")]
+    Head(#[from] HeadError),
+    /// The chunked response body broke its framing.
+    #[error("bad chunked response body from upstream")]
+    Chunked(#[from] ChunkedError),
+    /// The request's body failed while it was sent.
+    #[error("request body error")]
+    Body(#[source] BoxError),
+    /// The request's body was not as long as its `Content-Length`.
+    #[error("request body")]
+    Length(#[from] LengthMismatch),
+}
+
+/// A request on its way to an instance: [`InstancePool::send_direct`]. Resolves to the
+/// response head, with a body that reads the rest from the connection.
+pub(crate) struct Exchange {
+    pool: Arc<InstancePool>,
+    active: Option<Box<Active>>,
+    /// An orphan's own exchange, which must not orphan itself again when its time is up.
+    orphan: bool,
+}
+
+/// The state of one exchange: boxed, so that the future moved through the layers stays small.
+struct Active {
+    /// The connection; `None` while one is made.
+    conn: Option<Conn>,
+    /// The connection being made for this request.
+    connecting: Option<oneshot::Receiver<Result<Conn, BoxError>>>,
+    /// Whether `conn` was kept alive from an earlier request.
+    reused: bool,
+    method: Method,
+    /// The request body still to send; `None` once it has all gone.
+    body: Option<UpstreamBody>,
+    framing: BodyFraming,
+    /// Body bytes framed so far.
+    sent: u64,
+    /// Bytes to write, from `written` on.
+    out: Vec<u8>,
+    written: usize,
+    /// Whether any byte of this request reached the connection.
+    wrote_any: bool,
+    /// Whether the written bytes still need a flush (TLS buffers them).
+    unflushed: bool,
+}
+
+impl Exchange {
+    /// Sends `req` (origin-form target, `Host` set) on `conn`, or on a new connection when
+    /// `conn` is `None`.
+    pub(crate) fn new(
+        pool: Arc<InstancePool>,
+        conn: Option<Conn>,
+        req: Request<UpstreamBody>,
+    ) -> Self {
+        let mut out = Vec::with_capacity(512);
+        let framing = request::encode_head(&req, &mut out);
+        let (parts, body) = req.into_parts();
+        // An empty body is done with at once, unless its head promised bytes: then it is polled
+        // like any other and refused at its end.
+        let mut out_end = out;
+        let empty = http_body::Body::is_end_stream(&body)
+            && request::encode_end(framing, 0, &mut out_end).is_ok();
+        let reused = conn.is_some();
+        let connecting = conn.is_none().then(|| pool.connect_direct());
+        let active = Box::new(Active {
+            conn,
+            connecting,
+            reused,
+            method: parts.method,
+            body: (!empty).then_some(body),
+            framing,
+            sent: 0,
+            out: out_end,
+            written: 0,
+            wrote_any: false,
+            unflushed: false,
+        });
+        Exchange {
+            pool,
+            active: Some(active),
+            orphan: false,
+        }
+    }
+}
+
+impl Future for Exchange {
+    type Output = Result<Response<DirectBody>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let active = this
+            .active
+            .as_mut()
+            .expect("Exchange polled after it was done");
+        let polled = active.poll_head(&this.pool, cx);
+        let head = match ready!(polled) {
+            Ok(head) => head,
+            Err(error) => {
+                this.active = None;
+                return Poll::Ready(Err(error));
+            }
+        };
+        let active = this.active.take().expect("polled above");
+        let Active { conn, body, .. } = *active;
+        let conn = conn.expect("a head was read from it");
+        // A response before the request's body had all gone: the connection is not used
+        // again, since the upstream may still be reading what was sent.
+        let keep = head.keep_alive && body.is_none();
+        let (parts, ()) = head.response.into_parts();
+        let body = DirectBody::new(this.pool.clone(), conn, head.framing, keep);
+        Poll::Ready(Ok(Response::from_parts(parts, body)))
+    }
+}
+
+impl Active {
+    /// Writes the request and reads until its response head.
+    fn poll_head(
+        &mut self,
+        pool: &Arc<InstancePool>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<response::Head, BoxError>> {
+        loop {
+            if self.conn.is_none() {
+                let connecting = self
+                    .connecting
+                    .as_mut()
+                    .expect("a connection is being made");
+                let connected = ready!(Pin::new(connecting).poll(cx));
+                self.connecting = None;
+                match connected {
+                    Ok(Ok(conn)) => self.conn = Some(conn),
+                    Ok(Err(error)) => return Poll::Ready(Err(error)),
+                    Err(_) => {
+                        return Poll::Ready(Err(NotSent::new(
+                            "the connection attempt ended without an outcome",
+                        )
+                        .into()))
+                    }
+                }
+            }
+            match self.poll_write(cx) {
+                Poll::Ready(Err(error)) if !self.wrote_any && self.reused => {
+                    // A kept-alive connection closed before the request went out: it was never
+                    // sent, and goes out on a new connection.
+                    tracing::debug!(%error, "kept-alive upstream connection closed; reconnecting");
+                    self.conn = None;
+                    self.reused = false;
+                    self.connecting = Some(pool.connect_direct());
+                    continue;
+                }
+                // Nothing of it was written: the request was never sent.
+                Poll::Ready(Err(error)) if !self.wrote_any => {
+                    return Poll::Ready(Err(NotSent::new(error).into()))
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(sent_or_refused(error))),
+                Poll::Ready(Ok(())) | Poll::Pending => {}
+            }
+            return self.poll_read_head(cx).map_err(sent_or_refused);
+        }
+    }
+
+    /// Writes what there is to write: the head, and the body's frames as they come.
+    /// `Ready(Ok)` once all is written, `Pending` while waiting for the socket or the body.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ExchangeError>> {
+        let conn = self.conn.as_mut().expect("connected");
+        loop {
+            while self.written < self.out.len() {
+                let wrote = Pin::new(&mut conn.io).poll_write(cx, &self.out[self.written..]);
+                match ready!(wrote) {
+                    Ok(0) => {
+                        return Poll::Ready(Err(ExchangeError::Io(io::ErrorKind::WriteZero.into())))
+                    }
+                    Ok(n) => {
+                        self.written += n;
+                        self.wrote_any = true;
+                        self.unflushed = true;
+                    }
+                    Err(error) => return Poll::Ready(Err(ExchangeError::Io(error))),
+                }
+            }
+            self.out.clear();
+            self.written = 0;
+            if self.unflushed {
+                ready!(Pin::new(&mut conn.io).poll_flush(cx)).map_err(ExchangeError::Io)?;
+                self.unflushed = false;
+            }
+            let Some(body) = self.body.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            // Gather the frames that are ready, up to a write's worth.
+            while self.out.len() < WRITE_CHUNK {
+                match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            request::encode_data(
+                                self.framing,
+                                &mut self.sent,
+                                &data,
+                                &mut self.out,
+                            )?;
+                        }
+                    }
+                    Poll::Ready(Some(Err(error))) => {
+                        return Poll::Ready(Err(ExchangeError::Body(error)))
+                    }
+                    Poll::Ready(None) => {
+                        request::encode_end(self.framing, self.sent, &mut self.out)?;
+                        self.body = None;
+                        break;
+                    }
+                    Poll::Pending if self.out.is_empty() => return Poll::Pending,
+                    Poll::Pending => break,
+                }
+            }
+        }
+    }
+
+    /// Reads until the response head is complete.
+    fn poll_read_head(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<response::Head, ExchangeError>> {
+        let conn = self.conn.as_mut().expect("connected");
+        loop {
+            if !conn.read.is_empty() {
+                match response::parse(&mut conn.read, &self.method) {
+                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    Ok(None) => {}
+                    Err(error) => return Poll::Ready(Err(ExchangeError::Head(error))),
+                }
+            }
+            match ready!(conn.poll_read_more(cx)) {
+                Ok(0) => return Poll::Ready(Err(ExchangeError::Closed)),
+                Ok(_) => {}
+                Err(error) => return Poll::Ready(Err(ExchangeError::Io(error))),
+            }
+        }
+    }
+
+    /// Whether the whole request went out: then its response can be awaited without it.
+    fn all_sent(&self) -> bool {
+        self.conn.is_some() && self.body.is_none() && self.out.is_empty() && !self.unflushed
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let Some(mut active) = self.active.take() else {
+            return;
+        };
+        if self.orphan {
+            return;
+        }
+        if active.conn.is_none() {
+            // A connection made in the moment between its task's send and this drop.
+            if let Some(Ok(Ok(conn))) = active.connecting.as_mut().map(|c| c.try_recv()) {
+                self.pool.keep_direct(conn);
+            }
+            return;
+        }
+        if active.all_sent() {
+            self.pool.clone().orphan_direct(Exchange {
+                pool: self.pool.clone(),
+                active: Some(active),
+                orphan: true,
+            });
+        }
+    }
+}
+
+/// A failure after the request went out: taken as sent, unless the upstream refused the TLS
+/// session before answering (TLS 1.3 tells of a refused client certificate after the
+/// handshake, at the first read), when the request never reached its application; as
+/// [`crate::pool::sent_or_refused`] judges hyper's errors.
+fn sent_or_refused(error: ExchangeError) -> BoxError {
+    if crate::tls::connect::TlsError::is_beneath(&error) {
+        return NotSent::new(error).into();
+    }
+    error.into()
+}
+
+/// Finishes an orphaned exchange: reads its response to the end and discards it, so that its
+/// connection goes back to the pool (the caller bounds the time).
+pub(crate) async fn finish_orphan(exchange: Exchange) {
+    let Ok(response) = exchange.await else {
+        return;
+    };
+    let mut body = response.into_body();
+    while let Some(Ok(_)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {}
+}
+
+/// How much of a response body is left.
+#[derive(Debug)]
+enum Left {
+    /// This many bytes.
+    Length(u64),
+    Chunked(Chunked),
+    /// Up to the connection's end.
+    Close,
+    /// None: the body has ended.
+    Done,
+}
+
+/// A response body read from its connection as it is polled; the connection goes back to the
+/// pool at its end (see the module docs).
+pub(crate) struct DirectBody {
+    pool: Arc<InstancePool>,
+    /// `None` once the body has ended or failed.
+    conn: Option<Conn>,
+    left: Left,
+    /// Whether the connection may carry another request after this body.
+    keep: bool,
+}
+
+impl DirectBody {
+    fn new(pool: Arc<InstancePool>, conn: Conn, framing: Framing, keep: bool) -> Self {
+        let left = match framing {
+            Framing::Empty | Framing::Length(0) => Left::Done,
+            Framing::Length(length) => Left::Length(length),
+            Framing::Chunked => Left::Chunked(Chunked::new()),
+            Framing::Close => Left::Close,
+        };
+        let mut body = DirectBody {
+            pool,
+            conn: Some(conn),
+            left,
+            keep,
+        };
+        if matches!(body.left, Left::Done) {
+            body.finish();
+        }
+        body
+    }
+
+    /// The body has ended: the connection goes back to the pool if it can carry another
+    /// request (nothing more was sent on it).
+    fn finish(&mut self) {
+        self.left = Left::Done;
+        if let Some(conn) = self.conn.take() {
+            if self.keep && conn.read.is_empty() {
+                self.pool.keep_direct(conn);
+            }
+        }
+    }
+
+    /// The next piece of the body from what was read.
+    fn next(&mut self) -> Result<Next, ExchangeError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(Next::End);
+        };
+        let (next, ended) = match &mut self.left {
+            Left::Done => (Next::End, true),
+            Left::Length(_) | Left::Close if conn.read.is_empty() => (Next::More, false),
+            Left::Length(left) => {
+                let take = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(conn.read.len());
+                *left -= take as u64;
+                let data = conn.read.split_to(take).freeze();
+                (Next::Frame(Frame::data(data)), *left == 0)
+            }
+            Left::Close => (Next::Frame(Frame::data(conn.read.split().freeze())), false),
+            Left::Chunked(chunked) => match chunked.decode(&mut conn.read)? {
+                Decoded::Data(data) => (Next::Frame(Frame::data(data)), false),
+                Decoded::Trailers(trailers) => (Next::Frame(Frame::trailers(trailers)), true),
+                Decoded::End => (Next::End, true),
+                Decoded::More => (Next::More, false),
+            },
+        };
+        if ended {
+            self.finish();
+        }
+        Ok(next)
+    }
+}
+
+/// What [`DirectBody::next`] found.
+enum Next {
+    Frame(Frame<Bytes>),
+    End,
+    /// More must be read.
+    More,
+}
+
+impl Body for DirectBody {
+    type Data = Bytes;
+    type Error = ExchangeError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        loop {
+            match self.next() {
+                Ok(Next::Frame(frame)) => return Poll::Ready(Some(Ok(frame))),
+                Ok(Next::End) => return Poll::Ready(None),
+                Ok(Next::More) => {}
+                Err(error) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(error)));
+                }
+            }
+            let conn = self.conn.as_mut().expect("more is read from a connection");
+            match ready!(conn.poll_read_more(cx)) {
+                Ok(0) if matches!(self.left, Left::Close) => {
+                    self.keep = false;
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(ExchangeError::IncompleteBody)));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(ExchangeError::Io(error))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.left, Left::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.left {
+            Left::Done => SizeHint::with_exact(0),
+            Left::Length(left) => SizeHint::with_exact(left),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for DirectBody {
+    fn drop(&mut self) {
+        // The rest may already be in the buffer (a short error body): then the connection is
+        // kept, with no read.
+        while self.conn.is_some() {
+            match self.next() {
+                Ok(Next::Frame(_)) => {}
+                Ok(Next::End | Next::More) | Err(_) => self.conn = None,
+            }
+        }
+    }
+}

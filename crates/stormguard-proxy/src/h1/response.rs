@@ -1,0 +1,374 @@
+//! An upstream's HTTP/1.x response head: parsed by `httparse`, framed by RFC 9112 section 6.3.
+//!
+//! ## The rules, as hyper's client applies them
+//! - Informational responses (1xx) other than 101 are read and dropped; a 101 is returned for
+//!   the caller to refuse (the proxy never asks for an upgrade).
+//! - No body: the answer to a `HEAD`, a 204 or a 304, whatever their `Content-Length` says.
+//! - `Transfer-Encoding` whose last coding is `chunked`: chunked. Any other: the body runs to
+//!   the connection's end. Either way a `Content-Length` beside it is ignored and the connection
+//!   is not used again (RFC 9112 6.3: a message with both may be an attempt at smuggling).
+//! - `Content-Length`: that many bytes; values that disagree or are not digits are an error.
+//! - Neither: the body runs to the connection's end.
+//! - Kept alive: HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `Connection:
+//!   keep-alive`.
+//!
+//! ## Bounds
+//! At most [`MAX_HEADERS`] fields (hyper's default) in at most [`MAX_HEAD`] bytes, and no
+//! obsolete line folding. The head's bytes become one shared buffer that every header value is
+//! a slice of: no copy per value.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, Response, StatusCode, Version};
+
+/// The most header fields in a response head, as hyper's default.
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// The most bytes in a response head (with its informational responses): the proxy's read
+/// buffer, as hyper's client was given (`max_buf_size`).
+pub(crate) const MAX_HEAD: usize = crate::server::BODY_BUFFER;
+
+/// How a response's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    Empty,
+    /// This many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Up to the connection's end.
+    Close,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(crate) struct Head {
+    /// The response, without its body.
+    pub(crate) response: Response<()>,
+    /// How its body is delimited.
+    pub(crate) framing: Framing,
+    /// Whether the connection may carry another request after this response.
+    pub(crate) keep_alive: bool,
+}
+
+/// Why a response head was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum HeadError {
+    /// Not HTTP/1.x, or a field that is not a field.
+    #[error("invalid response head: {0}")]
+    Parse(httparse::Error),
+    /// More than [`MAX_HEAD`] bytes with no end in sight.
+    #[error("response head larger than {MAX_HEAD} bytes")]
+    TooLarge,
+    /// A status below 100 or above 999.
+    #[error("invalid status code")]
+    Status,
+    /// A field name or value the `http` crate refuses.
+    #[error("invalid header field")]
+    Field,
+    /// `Content-Length` values that disagree, or are not a number.
+    #[error("invalid content-length")]
+    ContentLength,
+}
+
+/// Parses the response head at the front of `buf`, taking it (and any informational responses
+/// before it) off. `None`: the head is not complete yet.
+///
+/// # Errors
+/// A head that is not HTTP/1.x or breaks a bound: the connection cannot be used again.
+pub(crate) fn parse(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, HeadError> {
+    loop {
+        // Where each field lies in the head, so that the head can be cut off the buffer (which
+        // the parser's fields borrow) and its values sliced from it.
+        let mut spans = [Span::default(); MAX_HEADERS];
+        let (length, code, version, count) = {
+            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut fields);
+            let length = match parsed.parse(buf) {
+                Ok(httparse::Status::Complete(length)) => length,
+                Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+                    return Err(HeadError::TooLarge)
+                }
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(error) => return Err(HeadError::Parse(error)),
+            };
+            let count = spans_of(buf.as_ptr(), parsed.headers, &mut spans);
+            (
+                length,
+                parsed.code.unwrap_or_default(),
+                parsed.version,
+                count,
+            )
+        };
+        let status = StatusCode::from_u16(code).map_err(|_| HeadError::Status)?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            // 100 Continue, 103 Early Hints: the final response follows.
+            drop(buf.split_to(length));
+            continue;
+        }
+        let version = if version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        let head = buf.split_to(length).freeze();
+        let headers = header_map(&head, &spans[..count])?;
+        let (framing, framed_cleanly) = framing(request, status, &headers)?;
+        let keep_alive = framed_cleanly
+            && framing != Framing::Close
+            && match version {
+                Version::HTTP_10 => has_token(&headers, "keep-alive"),
+                _ => !has_token(&headers, "close"),
+            };
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        *response.version_mut() = version;
+        *response.headers_mut() = headers;
+        return Ok(Some(Head {
+            response,
+            framing,
+            keep_alive,
+        }));
+    }
+}
+
+/// Where a field's name and value lie in the block of bytes it was parsed from.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Records where each of `fields` (parsed from the bytes at `base`) lies; returns how many.
+pub(crate) fn spans_of(
+    base: *const u8,
+    fields: &[httparse::Header<'_>],
+    spans: &mut [Span],
+) -> usize {
+    let offset = |slice: &[u8]| slice.as_ptr() as usize - base as usize;
+    for (field, span) in fields.iter().zip(spans.iter_mut()) {
+        let name = offset(field.name.as_bytes());
+        let value = offset(field.value);
+        *span = Span {
+            name: (name, name + field.name.len()),
+            value: (value, value + field.value.len()),
+        };
+    }
+    fields.len()
+}
+
+/// The fields at `spans` of `block`, as a map whose values are slices of it (no copy).
+pub(crate) fn header_map(block: &Bytes, spans: &[Span]) -> Result<HeaderMap, HeadError> {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for span in spans {
+        let name = HeaderName::from_bytes(&block[span.name.0..span.name.1])
+            .map_err(|_| HeadError::Field)?;
+        let value = block.slice(span.value.0..span.value.1);
+        let value = HeaderValue::from_maybe_shared(value).map_err(|_| HeadError::Field)?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// How the body is delimited, and whether it is delimited cleanly enough to keep the
+/// connection (not both `Transfer-Encoding` and `Content-Length`).
+fn framing(
+    request: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Result<(Framing, bool), HeadError> {
+    let no_body = *request == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational();
+    if no_body {
+        return Ok((Framing::Empty, true));
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        let chunked = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.rsplit(',').next())
+            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        let clean = !headers.contains_key(CONTENT_LENGTH);
+        return Ok((
+            if chunked {
+                Framing::Chunked
+            } else {
+                Framing::Close
+            },
+            clean,
+        ));
+    }
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        let value = value.to_str().map_err(|_| HeadError::ContentLength)?;
+        for part in value.split(',') {
+            let part = part.trim();
+            if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HeadError::ContentLength);
+            }
+            let parsed: u64 = part.parse().map_err(|_| HeadError::ContentLength)?;
+            if length.is_some_and(|length| length != parsed) {
+                return Err(HeadError::ContentLength);
+            }
+            length = Some(parsed);
+        }
+    }
+    Ok(match length {
+        Some(0) => (Framing::Empty, true),
+        Some(length) => (Framing::Length(length), true),
+        None => (Framing::Close, true),
+    })
+}
+
+/// Whether a `Connection` field lists `token`.
+fn has_token(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(CONNECTION).iter().any(|value| {
+        value
+            .to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Result<Option<Head>, HeadError> {
+        parse(&mut BytesMut::from(text), &Method::GET)
+    }
+
+    #[test]
+    fn a_head_is_parsed_and_taken_off_the_buffer() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok");
+        let head = parse(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(head.response.status(), 200);
+        assert_eq!(head.response.headers()["x-a"], "b");
+        assert_eq!((head.framing, head.keep_alive), (Framing::Length(2), true));
+        assert_eq!(&buf[..], b"ok");
+    }
+
+    #[test]
+    fn a_head_in_pieces_waits_for_the_rest() {
+        assert!(head("HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
+        assert!(head("").unwrap().is_none());
+    }
+
+    #[test]
+    fn informational_responses_are_dropped_but_101() {
+        let got = head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nlink: x\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(got.unwrap().unwrap().response.status(), 204);
+        let got = head("HTTP/1.1 101 Switching\r\nupgrade: x\r\n\r\n");
+        assert_eq!(got.unwrap().unwrap().response.status(), 101);
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let framing = |text: &str, method: Method| {
+            let head = parse(&mut BytesMut::from(text), &method).unwrap().unwrap();
+            (head.framing, head.keep_alive)
+        };
+        let get = || Method::GET;
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD),
+            (Framing::Empty, true)
+        );
+        for status in ["204 No Content", "304 Not Modified"] {
+            let text = format!("HTTP/1.1 {status}\r\ncontent-length: 5\r\n\r\n");
+            assert_eq!(framing(&text, get()), (Framing::Empty, true));
+        }
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+                get()
+            ),
+            (Framing::Chunked, true)
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+                get()
+            ),
+            (Framing::Chunked, false),
+            "both: chunked, and the connection is not kept"
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", get()),
+            (Framing::Close, false)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\n", get()),
+            (Framing::Length(3), true)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\n\r\n", get()),
+            (Framing::Close, false)
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+                get()
+            ),
+            (Framing::Empty, false)
+        );
+        assert_eq!(
+            framing("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", get()),
+            (Framing::Length(1), false)
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.0 200 OK\r\nconnection: Keep-Alive\r\ncontent-length: 1\r\n\r\n",
+                get()
+            ),
+            (Framing::Length(1), true)
+        );
+    }
+
+    #[test]
+    fn bad_heads_are_refused() {
+        for (text, error) in [
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: +3\r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: \r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                "HTTP/1.1 99 Low\r\n\r\n",
+                HeadError::Parse(httparse::Error::Status),
+            ),
+        ] {
+            assert_eq!(head(text).unwrap_err(), error, "{text:?}");
+        }
+        assert!(matches!(
+            head("HTTP/2 200 OK\r\n\r\n"),
+            Err(HeadError::Parse(_))
+        ));
+        assert!(matches!(
+            head("HTTP/1.1 200 OK\r\nx: a\r\n b\r\n\r\n"),
+            Err(HeadError::Parse(_))
+        ));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: v\r\n")).collect();
+        let text = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
+        assert_eq!(
+            head(&text).unwrap_err(),
+            HeadError::Parse(httparse::Error::TooManyHeaders)
+        );
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
+        assert_eq!(head(&huge).unwrap_err(), HeadError::TooLarge);
+    }
+}

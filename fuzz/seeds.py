@@ -607,6 +607,36 @@ def mesh():
         write("mesh", name, text)
 
 
+# --- upstream_response: answers an upstream gives the direct HTTP/1.1 client ----------------------
+# The first byte: piece size (low 6 bits, plus one) and HEAD (bit 6); then the answer.
+UPSTREAM_RESPONSES = {
+    "length": b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: b\r\n\r\nhello",
+    "empty-204": b"HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n",
+    "chunked": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1 \r\n!\r\n0\r\n\r\n",
+    "chunked-trailers": b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 1\r\nx-b: 2\r\n\r\n",
+    "close-delimited": b"HTTP/1.0 200 OK\r\n\r\nuntil the end",
+    "keep-alive-10": b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 2\r\n\r\nok",
+    "continue-then-final": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    "switching": b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n\r\n",
+    "both-framings": b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    "lengths-disagree": b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd",
+    "length-list": b"HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\nabc",
+    "folded": b"HTTP/1.1 200 OK\r\nx-a: b\r\n c\r\ncontent-length: 0\r\n\r\n",
+    "bad-chunk": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
+    "cut-short": b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
+    "not-http": b"SSH-2.0-OpenSSH_9.6\r\n",
+}
+
+
+def upstream_response():
+    clear("upstream_response")
+    for name, answer in UPSTREAM_RESPONSES.items():
+        write("upstream_response", name, bytes([63]) + answer)
+        write("upstream_response", name + "-bytewise", bytes([0]) + answer)
+        write("upstream_response", name + "-pieces-of-7", bytes([6]) + answer)
+    write("upstream_response", "head-request", bytes([64 + 3]) + UPSTREAM_RESPONSES["length"])
+
+
 if __name__ == "__main__":
     graph()
     proxy_settings()
@@ -615,5 +645,6 @@ if __name__ == "__main__":
     exposition()
     proxy_request()
     mesh()
+    upstream_response()
     total = sum(p.stat().st_size for p in (FUZZ / "corpus").rglob("seed-*"))
     print(f"seeds written: {total} bytes in {len(list((FUZZ / 'corpus').rglob('seed-*')))} files")

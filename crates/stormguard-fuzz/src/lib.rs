@@ -26,13 +26,14 @@ pub mod graph;
 pub mod mesh;
 pub mod proxy_request;
 pub mod proxy_settings;
+pub mod upstream_response;
 
 /// What a target does with one input; it panics when a promise is broken.
 pub type Target = fn(&[u8]);
 
 /// Every target by the name of its `fuzz/fuzz_targets/NAME.rs`, `fuzz/corpus/NAME/` and
 /// `fuzz/regressions/NAME/`, with its function.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("graph", graph::run),
     ("proxy_settings", proxy_settings::run),
     ("backoff", backoff::run),
@@ -40,6 +41,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("exposition", exposition::run),
     ("proxy_request", proxy_request::run),
     ("mesh", mesh::run),
+    ("upstream_response", upstream_response::run),
 ];
 
 /// Panics unless `line` and `column` (1-based, columns in characters, as every error of the

@@ -92,3 +92,8 @@ fn proxy_request() {
 fn mesh() {
     replay("mesh");
 }
+
+#[test]
+fn upstream_response() {
+    replay("upstream_response");
+}

@@ -554,3 +554,101 @@ impl Drop for DirectBody {
         }
     }
 }
+
+/// What [`decode_response`] read: for the fuzz target that checks the direct client's parsing.
+#[doc(hidden)]
+#[derive(Debug, PartialEq, Eq)]
+pub struct DecodedResponse {
+    /// The final response's status.
+    pub status: u16,
+    /// Its body's bytes, as far as they came.
+    pub body: Vec<u8>,
+    /// Whether the body ended by its framing (or, framed by the connection's end, at the input's).
+    pub ended: bool,
+    /// Whether the connection could carry another request.
+    pub keep_alive: bool,
+}
+
+/// Reads `input` as an upstream's answer to a request (a `HEAD` if `head_request`), given to
+/// the parser in pieces of `piece` bytes as a socket might: the direct client's head parser and
+/// body decoders, without a socket. `Err`: the answer was refused, with why.
+#[doc(hidden)]
+pub fn decode_response(
+    input: &[u8],
+    piece: usize,
+    head_request: bool,
+) -> Result<DecodedResponse, String> {
+    let method = if head_request {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
+    let mut pieces = input.chunks(piece.max(1));
+    let mut buf = BytesMut::new();
+    let head = loop {
+        if let Some(head) = response::parse(&mut buf, &method).map_err(|e| e.to_string())? {
+            break head;
+        }
+        match pieces.next() {
+            Some(next) => buf.extend_from_slice(next),
+            None => return Err("no complete head".into()),
+        }
+    };
+    let mut decoded = DecodedResponse {
+        status: head.response.status().as_u16(),
+        body: Vec::new(),
+        ended: false,
+        keep_alive: head.keep_alive,
+    };
+    let mut left = match head.framing {
+        Framing::Empty | Framing::Length(0) => Left::Done,
+        Framing::Length(length) => Left::Length(length),
+        Framing::Chunked => Left::Chunked(Chunked::new()),
+        Framing::Close => Left::Close,
+    };
+    loop {
+        let more = match &mut left {
+            Left::Done => {
+                decoded.ended = true;
+                return Ok(decoded);
+            }
+            Left::Length(length) => {
+                let take = usize::try_from(*length)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
+                decoded.body.extend_from_slice(&buf.split_to(take));
+                *length -= take as u64;
+                if *length == 0 {
+                    left = Left::Done;
+                    continue;
+                }
+                true
+            }
+            Left::Close => {
+                decoded.body.extend_from_slice(&buf.split());
+                true
+            }
+            Left::Chunked(chunked) => match chunked.decode(&mut buf).map_err(|e| e.to_string())? {
+                Decoded::Data(data) => {
+                    decoded.body.extend_from_slice(&data);
+                    false
+                }
+                Decoded::Trailers(_) | Decoded::End => {
+                    left = Left::Done;
+                    continue;
+                }
+                Decoded::More => true,
+            },
+        };
+        if more {
+            match pieces.next() {
+                Some(next) => buf.extend_from_slice(next),
+                None if matches!(left, Left::Close) => {
+                    decoded.ended = true;
+                    return Ok(decoded);
+                }
+                None => return Ok(decoded),
+            }
+        }
+    }
+}

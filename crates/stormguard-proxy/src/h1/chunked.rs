@@ -12,7 +12,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 
-use super::response::{header_map, spans_of, HeadError, Span, MAX_HEADERS};
+use super::response::{header_map, spans_of, HeadError, MAX_HEADERS};
 
 /// The most bytes of chunk extensions (`;name=value`) in one body, all chunks together. They
 /// are read and dropped: HTTP gives them no meaning a proxy could use.
@@ -205,15 +205,11 @@ impl Chunked {
         }
         let block = buf.split_to(length).freeze();
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut spans = [Span::default(); MAX_HEADERS];
-        let count = match httparse::parse_headers(&block, &mut fields) {
-            Ok(httparse::Status::Complete((_, parsed))) => {
-                spans_of(block.as_ptr(), parsed, &mut spans)
-            }
+        let spans = match httparse::parse_headers(&block, &mut fields) {
+            Ok(httparse::Status::Complete((_, parsed))) => spans_of(block.as_ptr(), parsed),
             _ => return Err(ChunkedError::Trailers),
         };
-        let trailers =
-            header_map(&block, &spans[..count]).map_err(|_: HeadError| ChunkedError::Trailers)?;
+        let trailers = header_map(&block, &spans).map_err(|_: HeadError| ChunkedError::Trailers)?;
         self.state = State::Done;
         Ok(Decoded::Trailers(trailers))
     }

@@ -116,13 +116,14 @@ pub(crate) fn parse(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>
             Version::HTTP_11
         };
         let head = buf.split_to(length).freeze();
-        let headers = header_map(&head, &spans)?;
-        let (framing, framed_cleanly) = framing(request, status, &headers)?;
+        let mut facts = Facts::default();
+        let headers = header_map(&head, &spans, &mut facts)?;
+        let (framing, framed_cleanly) = framing(request, status, &facts)?;
         let keep_alive = framed_cleanly
             && framing != Framing::Close
             && match version {
-                Version::HTTP_10 => has_token(&headers, "keep-alive"),
-                _ => !has_token(&headers, "close"),
+                Version::HTTP_10 => facts.keep_alive,
+                _ => !facts.close,
             };
         let mut response = Response::new(());
         *response.status_mut() = status;
@@ -159,14 +160,74 @@ pub(crate) fn spans_of(base: *const u8, fields: &[httparse::Header<'_>]) -> Vec<
         .collect()
 }
 
-/// The fields at `spans` of `block`, as a map whose values are slices of it (no copy).
-pub(crate) fn header_map(block: &Bytes, spans: &[Span]) -> Result<HeaderMap, HeadError> {
+/// What the framing fields of a head say, noted as the map is built (no lookup after).
+#[derive(Default)]
+pub(crate) struct Facts {
+    /// Whether the last `Transfer-Encoding` field's last coding is `chunked`; `None`: no such
+    /// field.
+    chunked: Option<bool>,
+    /// The `Content-Length`, if every value given is the same number.
+    length: Option<u64>,
+    /// A `Content-Length` value that is not a number or disagrees with another.
+    bad_length: bool,
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
+}
+
+impl Facts {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if name == TRANSFER_ENCODING {
+            let last = value.to_str().ok().and_then(|v| v.rsplit(',').next());
+            self.chunked =
+                Some(last.is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked")));
+        } else if name == CONTENT_LENGTH {
+            self.note_length(value);
+        } else if name == CONNECTION {
+            for token in value.to_str().unwrap_or_default().split(',') {
+                let token = token.trim();
+                self.close |= token.eq_ignore_ascii_case("close");
+                self.keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        }
+    }
+
+    fn note_length(&mut self, value: &HeaderValue) {
+        let Ok(value) = value.to_str() else {
+            self.bad_length = true;
+            return;
+        };
+        for part in value.split(',') {
+            let part = part.trim();
+            let parsed =
+                (!part.is_empty() && part.len() <= 19 && part.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| part.parse::<u64>().ok())
+                    .flatten();
+            match parsed {
+                Some(parsed) if self.length.is_none_or(|length| length == parsed) => {
+                    self.length = Some(parsed)
+                }
+                _ => self.bad_length = true,
+            }
+        }
+    }
+}
+
+/// The fields at `spans` of `block`, as a map whose values are slices of it (no copy); what
+/// its framing fields say is noted in `facts`.
+pub(crate) fn header_map(
+    block: &Bytes,
+    spans: &[Span],
+    facts: &mut Facts,
+) -> Result<HeaderMap, HeadError> {
     let mut headers = HeaderMap::with_capacity(spans.len());
     for span in spans {
         let name = HeaderName::from_bytes(&block[span.name.0..span.name.1])
             .map_err(|_| HeadError::Field)?;
         let value = block.slice(span.value.0..span.value.1);
         let value = HeaderValue::from_maybe_shared(value).map_err(|_| HeadError::Field)?;
+        facts.note(&name, &value);
         headers.append(name, value);
     }
     Ok(headers)
@@ -177,7 +238,7 @@ pub(crate) fn header_map(block: &Bytes, spans: &[Span]) -> Result<HeaderMap, Hea
 fn framing(
     request: &Method,
     status: StatusCode,
-    headers: &HeaderMap,
+    facts: &Facts,
 ) -> Result<(Framing, bool), HeadError> {
     let no_body = *request == Method::HEAD
         || status == StatusCode::NO_CONTENT
@@ -186,15 +247,8 @@ fn framing(
     if no_body {
         return Ok((Framing::Empty, true));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let chunked = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.rsplit(',').next())
-            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-        let clean = !headers.contains_key(CONTENT_LENGTH);
+    if let Some(chunked) = facts.chunked {
+        let clean = facts.length.is_none() && !facts.bad_length;
         return Ok((
             if chunked {
                 Framing::Chunked
@@ -204,34 +258,13 @@ fn framing(
             clean,
         ));
     }
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        let value = value.to_str().map_err(|_| HeadError::ContentLength)?;
-        for part in value.split(',') {
-            let part = part.trim();
-            if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(HeadError::ContentLength);
-            }
-            let parsed: u64 = part.parse().map_err(|_| HeadError::ContentLength)?;
-            if length.is_some_and(|length| length != parsed) {
-                return Err(HeadError::ContentLength);
-            }
-            length = Some(parsed);
-        }
+    if facts.bad_length {
+        return Err(HeadError::ContentLength);
     }
-    Ok(match length {
+    Ok(match facts.length {
         Some(0) => (Framing::Empty, true),
         Some(length) => (Framing::Length(length), true),
         None => (Framing::Close, true),
-    })
-}
-
-/// Whether a `Connection` field lists `token`.
-fn has_token(headers: &HeaderMap, token: &str) -> bool {
-    headers.get_all(CONNECTION).iter().any(|value| {
-        value
-            .to_str()
-            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     })
 }
 

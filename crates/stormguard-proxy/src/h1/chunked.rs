@@ -209,7 +209,7 @@ impl Chunked {
             Ok(httparse::Status::Complete((_, parsed))) => spans_of(block.as_ptr(), parsed),
             _ => return Err(ChunkedError::Trailers),
         };
-        let trailers = header_map(&block, &spans, &mut Facts::default())
+        let trailers = header_map(&block, &spans, &mut Facts::default(), false)
             .map_err(|_: HeadError| ChunkedError::Trailers)?;
         self.state = State::Done;
         Ok(Decoded::Trailers(trailers))

@@ -117,7 +117,7 @@ pub(crate) fn parse(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>
         };
         let head = buf.split_to(length).freeze();
         let mut facts = Facts::default();
-        let headers = header_map(&head, &spans, &mut facts)?;
+        let headers = header_map(&head, &spans, &mut facts, true)?;
         let (framing, framed_cleanly) = framing(request, status, &facts)?;
         let keep_alive = framed_cleanly
             && framing != Framing::Close
@@ -177,19 +177,38 @@ pub(crate) struct Facts {
 }
 
 impl Facts {
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+    /// Notes what a field says of the framing; returns whether it is hop-by-hop and names no
+    /// other field (`Transfer-Encoding`, `Keep-Alive`, a `Connection` of `keep-alive` alone),
+    /// which a response's map leaves out: the proxy removes such fields before answering, and
+    /// inserting them only to remove them cost two hash lookups and a removal a response.
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> bool {
         if name == TRANSFER_ENCODING {
             let last = value.to_str().ok().and_then(|v| v.rsplit(',').next());
             self.chunked =
                 Some(last.is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked")));
+            true
         } else if name == CONTENT_LENGTH {
             self.note_length(value);
+            false
         } else if name == CONNECTION {
-            for token in value.to_str().unwrap_or_default().split(',') {
+            // A `Connection` that names a field stays, for the proxy's hop-by-hop pass to
+            // remove the fields it names.
+            let Ok(value) = value.to_str() else {
+                return false;
+            };
+            let mut names_fields = false;
+            for token in value.split(',') {
                 let token = token.trim();
-                self.close |= token.eq_ignore_ascii_case("close");
-                self.keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+                if token.eq_ignore_ascii_case("keep-alive") {
+                    self.keep_alive = true;
+                } else {
+                    self.close |= token.eq_ignore_ascii_case("close");
+                    names_fields = true;
+                }
             }
+            !names_fields
+        } else {
+            name.as_str() == "keep-alive"
         }
     }
 
@@ -215,11 +234,13 @@ impl Facts {
 }
 
 /// The fields at `spans` of `block`, as a map whose values are slices of it (no copy); what
-/// its framing fields say is noted in `facts`.
+/// its framing fields say is noted in `facts`. A response head (`hop_by_hop_dropped`) leaves
+/// out the hop-by-hop fields that name no other ([`Facts::note`]).
 pub(crate) fn header_map(
     block: &Bytes,
     spans: &[Span],
     facts: &mut Facts,
+    hop_by_hop_dropped: bool,
 ) -> Result<HeaderMap, HeadError> {
     let mut headers = HeaderMap::with_capacity(spans.len());
     for span in spans {
@@ -227,8 +248,9 @@ pub(crate) fn header_map(
             .map_err(|_| HeadError::Field)?;
         let value = block.slice(span.value.0..span.value.1);
         let value = HeaderValue::from_maybe_shared(value).map_err(|_| HeadError::Field)?;
-        facts.note(&name, &value);
-        headers.append(name, value);
+        if !(facts.note(&name, &value) && hop_by_hop_dropped) {
+            headers.append(name, value);
+        }
     }
     Ok(headers)
 }
@@ -360,6 +382,31 @@ mod tests {
             ),
             (Framing::Length(1), true)
         );
+    }
+
+    #[test]
+    fn hop_by_hop_fields_that_name_nothing_are_left_out() {
+        let head = head(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nkeep-alive: timeout=5\r\n\
+             connection: keep-alive\r\nx-a: b\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        let names: Vec<&str> = head.response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-a"]);
+        assert_eq!((head.framing, head.keep_alive), (Framing::Chunked, true));
+        // A `Connection` that names a field stays for the proxy's hop-by-hop pass.
+        let head = head_of(
+            "HTTP/1.1 200 OK\r\nconnection: close, x-a\r\nx-a: b\r\ncontent-length: 0\r\n\r\n",
+        );
+        assert_eq!(head.response.headers()["connection"], "close, x-a");
+        assert!(!head.keep_alive);
+    }
+
+    fn head_of(text: &str) -> Head {
+        parse(&mut BytesMut::from(text), &Method::GET)
+            .unwrap()
+            .unwrap()
     }
 
     #[test]

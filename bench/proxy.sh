@@ -8,8 +8,8 @@
 # stormguard runs three times: `stormguard` with its access log on (the default; one line per request
 # on stderr, which the script sends to a file, $tmp/stormguard.out, as a container runtime or
 # journald would take it) and `sg-nolog` with `listen.access_log = false`. nginx and HAProxy log
-# no requests (`access_log off`, no `log`), so compare them with `sg-nolog`, and `sg-direct`: sg-nolog
-# with the direct HTTP/1.1 client (`http1_client = "direct"`).
+# no requests (`access_log off`, no `log`), so compare them with `sg-nolog`. `sg-hyper` is sg-nolog
+# with hyper's HTTP/1.1 client (`http1_client = "hyper"`) instead of the direct one (the default).
 #
 # Cores: the proxy under test runs on core 0 alone; wrk and the upstream (two tiny nginx
 # processes answering 200 "ok") share core 1. stormguard is held to one worker by `taskset -c 0`
@@ -244,12 +244,12 @@ case $BACKOFF in
   recommended) backoff_line="# backoff: the library's recommended one" ;;
   *) backoff_line="backoff = \"$BACKOFF\"" ;;
 esac
-start_stormguard() { # name access-log workers [http1-client]
+start_stormguard() { # name access-log workers [http1-client, default direct]
   local name=$1 port
   port=$(free_port)
   fill "$here/stormguard.toml" "$tmp/$name.toml" PORT="$port" ADMIN_PORT="$(free_port)" \
     UP1="${up_ports[0]}" UP2="${up_ports[1]}" BACKOFF="$backoff_line" ACCESS_LOG="$2" \
-    HTTP1_CLIENT="${4:-hyper}"
+    HTTP1_CLIENT="${4:-direct}"
   start_proxy "$name" "$port" env TOKIO_WORKER_THREADS="$3" "$sg_bin" proxy --config "$tmp/$name.toml"
 }
 start_nginx() { # name workers
@@ -275,9 +275,9 @@ start_haproxy() { # name threads
 if [ -z "$sg_why" ]; then
   start_stormguard stormguard true 1
   start_stormguard sg-nolog false 1
-  start_stormguard sg-direct false 1 direct
+  start_stormguard sg-hyper false 1 hyper
 else
-  for name in stormguard sg-nolog sg-direct; do
+  for name in stormguard sg-nolog sg-hyper; do
     names+=("$name")
     not_runnable[$name]=$sg_why
   done
@@ -359,7 +359,7 @@ if [ "$SCALE" != 0 ] && [ "$cores" -ge 2 ]; then
   wrk_args=(-t1 "-c$SCALE_CONNECTIONS" "-d$DURATION" --latency --timeout 11s -s "$tmp/paced.lua")
   warm_args=(-t1 "-c$SCALE_CONNECTIONS" "-d$WARMUP" -s "$tmp/paced.lua")
   say "scale:    taskset -c $load_core wrk ${wrk_args[*]} against one worker on core $proxy_core"
-  for name in sg-nolog sg-direct nginx haproxy; do
+  for name in sg-nolog nginx haproxy; do
     [ -n "${proxy_pid[$name]:-}" ] || continue
     say "running: $name (one worker, paced)"
     measure "$name" paced1 && scale_rows+=("$name/paced1")
@@ -368,7 +368,6 @@ if [ "$SCALE" != 0 ] && [ "$cores" -ge 2 ]; then
   proxy_cpus=0,1
   load_cpus=0,1
   [ -z "$sg_why" ] && start_stormguard sg-nolog-2w false 2
-  [ -z "$sg_why" ] && start_stormguard sg-direct-2w false 2 direct
   start_nginx nginx-2w 2
   start_haproxy haproxy-2w 2
   # Rows of this table only: the other tables list the one-worker proxies.
@@ -378,7 +377,7 @@ if [ "$SCALE" != 0 ] && [ "$cores" -ge 2 ]; then
   done
   names=("${kept[@]}")
   say "scale:    taskset -c $load_cpus wrk ${wrk_args[*]} against two workers on cores $proxy_cpus"
-  for name in sg-nolog-2w sg-direct-2w nginx-2w haproxy-2w; do
+  for name in sg-nolog-2w nginx-2w haproxy-2w; do
     if [ -z "${proxy_pid[$name]:-}" ]; then
       say "$name: not runnable: ${not_runnable[$name]:-not started}"
       continue

@@ -124,8 +124,9 @@ printf '%-12s %10s %12s %14s\n' proxy requests instructions "instr/request"
 export TOKIO_WORKER_THREADS=1
 # With its access log (the default; its lines go to a file, $tmp/stormguard.out) and without
 # (sg-nolog), as bench/proxy.sh runs it: nginx here logs no requests.
-# sg-direct: sg-nolog with the direct HTTP/1.1 client (`http1_client = "direct"`).
-for variant in stormguard:true:hyper sg-nolog:false:hyper sg-direct:false:direct; do
+# sg-hyper: sg-nolog with hyper's HTTP/1.1 client (`http1_client = "hyper"`) instead of the
+# direct one (the default).
+for variant in stormguard:true:direct sg-nolog:false:direct sg-hyper:false:hyper; do
   IFS=: read -r name log client <<<"$variant"
   port=$(free_port)
   fill "$here/stormguard.toml" "$tmp/$name.toml" PORT="$port" ADMIN_PORT="$(free_port)" \

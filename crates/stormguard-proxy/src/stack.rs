@@ -66,7 +66,7 @@ impl IntoUpstream for ReplayBody<ReplayBody<RequestBody>> {
 }
 
 /// A response body from an instance: hyper's (HTTP/2, and HTTP/1.1 with `http1_client =
-/// "hyper"`) or the direct client's ([`crate::h1`]).
+/// "hyper"`) or the direct client's ([`crate::h1`], the default for HTTP/1.1).
 pub(crate) type UpstreamResponse = Either<Incoming, DirectBody>;
 
 /// Sends attempts to one instance through its HTTP/1.1 pool or its HTTP/2 connection (see

@@ -38,7 +38,7 @@
 //! # discovery = { dns = "api.default.svc.cluster.local:8080", refresh = "5s" }  # or this instead
 //! max_in_flight = 1024            # default
 //! protocol = "http1"              # default; "http2" for h2c services (gRPC always goes over HTTP/2)
-//! http1_client = "hyper"          # default; "direct": the request's own task writes and reads it
+//! http1_client = "direct"         # default: the request's own task writes and reads it; or "hyper"
 //!
 //! [[routes]]                      # at least one; the first that matches takes a request
 //! name = "api"                    # required, unique

@@ -212,8 +212,9 @@ impl Converter<'_> {
                 value.span().start,
                 &path.key("http1_client"),
                 format!(
-                    "{other:?} is not an HTTP/1.1 client: use \"hyper\" (the default) or \
-                     \"direct\" (the request's own task writes it and reads the response)"
+                    "{other:?} is not an HTTP/1.1 client: use \"direct\" (the default: the \
+                     request's own task writes it and reads the response) or \"hyper\" \
+                     (hyper's client, a task per connection)"
                 ),
             )),
         }

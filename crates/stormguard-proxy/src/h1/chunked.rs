@@ -206,7 +206,11 @@ impl Chunked {
         let block = buf.split_to(length).freeze();
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let spans = match httparse::parse_headers(&block, &mut fields) {
-            Ok(httparse::Status::Complete((_, parsed))) => spans_of(block.as_ptr(), parsed),
+            Ok(httparse::Status::Complete((_, parsed))) => {
+                let mut spans = Vec::with_capacity(parsed.len());
+                spans_of(block.as_ptr(), parsed, &mut spans);
+                spans
+            }
             _ => return Err(ChunkedError::Trailers),
         };
         let trailers = header_map(&block, &spans, &mut Facts::default(), false)

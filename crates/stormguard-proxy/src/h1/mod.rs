@@ -1,5 +1,6 @@
-//! The direct HTTP/1.1 client (`http1_client = "direct"`): a request written and its response
-//! read in the request's own task, on a kept-alive connection of the instance's pool.
+//! The direct HTTP/1.1 client (`http1_client = "direct"`, the default): a request written and
+//! its response read in the request's own task, on a kept-alive connection of the instance's
+//! pool. hyper's client stays as the fallback (`http1_client = "hyper"`).
 //!
 //! ## Why
 //! hyper's HTTP/1.1 client runs each connection in a task of its own: a request goes to it
@@ -54,8 +55,17 @@ use request::{BodyFraming, LengthMismatch};
 
 use response::{Framing, HeadError};
 
-/// How much the read buffer grows by when it is full.
-const READ_CHUNK: usize = 8 * 1024;
+/// How much the read buffer grows by at first when it is full: most answers fit, and an
+/// allocation this small is cheap (the buffer is allocated anew for most responses, since the
+/// last one's header values and body still share the old one).
+const READ_CHUNK: usize = 4 * 1024;
+
+/// The most the read buffer grows by at once: a read that fills the buffer doubles the next
+/// growth, up to this, so that a large body is read in large pieces.
+const MAX_READ_CHUNK: usize = 64 * 1024;
+
+/// The largest write buffer a connection keeps for its next request.
+const KEPT_WRITE_BUFFER: usize = 16 * 1024;
 
 /// The most request bytes gathered before they are written: a streamed body is written in
 /// pieces of at most this, plus one frame.
@@ -65,6 +75,12 @@ const WRITE_CHUNK: usize = 64 * 1024;
 pub(crate) struct Conn {
     io: UpstreamIo,
     read: BytesMut,
+    /// What the read buffer grows by next ([`READ_CHUNK`] to [`MAX_READ_CHUNK`]).
+    grow: usize,
+    /// The last request's write buffer and response head's field spans, kept so that the next
+    /// request allocates neither.
+    write: Vec<u8>,
+    spans: Vec<response::Span>,
 }
 
 impl Conn {
@@ -73,15 +89,27 @@ impl Conn {
         Conn {
             io,
             read: BytesMut::new(),
+            grow: READ_CHUNK,
+            write: Vec::new(),
+            spans: Vec::new(),
         }
     }
 
     /// Reads what the connection has into the buffer: `Ok(0)` at its end.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.read.capacity() - self.read.len() < READ_CHUNK / 8 {
-            self.read.reserve(READ_CHUNK);
+            self.read.reserve(self.grow);
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+        let room = self.read.capacity() - self.read.len();
+        let read = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.read
+        ))?;
+        if read == room {
+            self.grow = (self.grow * 2).min(MAX_READ_CHUNK);
+        }
+        Poll::Ready(Ok(read))
     }
 
     /// Whether a kept-alive connection can carry a request: its upstream has not closed it and
@@ -161,7 +189,11 @@ impl Exchange {
         conn: Option<Conn>,
         req: Request<UpstreamBody>,
     ) -> Self {
-        let mut out = Vec::with_capacity(512);
+        let mut conn = conn;
+        let mut out = match conn.as_mut() {
+            Some(conn) => std::mem::take(&mut conn.write),
+            None => Vec::with_capacity(512),
+        };
         let framing = request::encode_head(&req, &mut out);
         let (parts, body) = req.into_parts();
         // An empty body is done with at once, unless its head promised bytes: then it is polled
@@ -210,8 +242,17 @@ impl Future for Exchange {
             }
         };
         let active = this.active.take().expect("polled above");
-        let Active { conn, body, .. } = *active;
-        let conn = conn.expect("a head was read from it");
+        let Active {
+            conn,
+            body,
+            mut out,
+            ..
+        } = *active;
+        let mut conn = conn.expect("a head was read from it");
+        if out.capacity() <= KEPT_WRITE_BUFFER {
+            out.clear();
+            conn.write = out;
+        }
         // A response before the request's body had all gone: the connection is not used
         // again, since the upstream may still be reading what was sent.
         let keep = head.keep_alive && body.is_none();
@@ -332,7 +373,7 @@ impl Active {
         let conn = self.conn.as_mut().expect("connected");
         loop {
             if !conn.read.is_empty() {
-                match response::parse(&mut conn.read, &self.method) {
+                match response::parse(&mut conn.read, &self.method, &mut conn.spans) {
                     Ok(Some(head)) => return Poll::Ready(Ok(head)),
                     Ok(None) => {}
                     Err(error) => return Poll::Ready(Err(ExchangeError::Head(error))),
@@ -586,7 +627,9 @@ pub fn decode_response(
     let mut pieces = input.chunks(piece.max(1));
     let mut buf = BytesMut::new();
     let head = loop {
-        if let Some(head) = response::parse(&mut buf, &method).map_err(|e| e.to_string())? {
+        if let Some(head) =
+            response::parse(&mut buf, &method, &mut Vec::new()).map_err(|e| e.to_string())?
+        {
             break head;
         }
         match pieces.next() {

@@ -77,13 +77,17 @@ pub(crate) enum HeadError {
 ///
 /// # Errors
 /// A head that is not HTTP/1.x or breaks a bound: the connection cannot be used again.
-pub(crate) fn parse(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, HeadError> {
+pub(crate) fn parse(
+    buf: &mut BytesMut,
+    request: &Method,
+    spans: &mut Vec<Span>,
+) -> Result<Option<Head>, HeadError> {
     loop {
         // Where each field lies in the head, so that the head can be cut off the buffer (which
         // the parser's fields borrow) and its values sliced from it. The parser's slots are
-        // left uninitialised (zeroing 100 of them cost more than the parse), and the spans
-        // take one small allocation.
-        let (length, code, version, spans) = {
+        // left uninitialised (zeroing 100 of them cost more than the parse), and the spans go
+        // in the caller's vector (the connection keeps one).
+        let (length, code, version) = {
             let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
             let mut parsed = httparse::Response::new(&mut []);
             let config = httparse::ParserConfig::default();
@@ -96,13 +100,8 @@ pub(crate) fn parse(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>
                     Ok(httparse::Status::Partial) => return Ok(None),
                     Err(error) => return Err(HeadError::Parse(error)),
                 };
-            let spans = spans_of(buf.as_ptr(), parsed.headers);
-            (
-                length,
-                parsed.code.unwrap_or_default(),
-                parsed.version,
-                spans,
-            )
+            spans_of(buf.as_ptr(), parsed.headers, spans);
+            (length, parsed.code.unwrap_or_default(), parsed.version)
         };
         let status = StatusCode::from_u16(code).map_err(|_| HeadError::Status)?;
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
@@ -117,7 +116,7 @@ pub(crate) fn parse(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>
         };
         let head = buf.split_to(length).freeze();
         let mut facts = Facts::default();
-        let headers = header_map(&head, &spans, &mut facts, true)?;
+        let headers = header_map(&head, spans, &mut facts, true)?;
         let (framing, framed_cleanly) = framing(request, status, &facts)?;
         let keep_alive = framed_cleanly
             && framing != Framing::Close
@@ -144,20 +143,18 @@ pub(crate) struct Span {
     value: (usize, usize),
 }
 
-/// Where each of `fields` (parsed from the bytes at `base`) lies.
-pub(crate) fn spans_of(base: *const u8, fields: &[httparse::Header<'_>]) -> Vec<Span> {
+/// Puts in `spans` where each of `fields` (parsed from the bytes at `base`) lies.
+pub(crate) fn spans_of(base: *const u8, fields: &[httparse::Header<'_>], spans: &mut Vec<Span>) {
     let offset = |slice: &[u8]| slice.as_ptr() as usize - base as usize;
-    fields
-        .iter()
-        .map(|field| {
-            let name = offset(field.name.as_bytes());
-            let value = offset(field.value);
-            Span {
-                name: (name, name + field.name.len()),
-                value: (value, value + field.value.len()),
-            }
-        })
-        .collect()
+    spans.clear();
+    spans.extend(fields.iter().map(|field| {
+        let name = offset(field.name.as_bytes());
+        let value = offset(field.value);
+        Span {
+            name: (name, name + field.name.len()),
+            value: (value, value + field.value.len()),
+        }
+    }));
 }
 
 /// What the framing fields of a head say, noted as the map is built (no lookup after).
@@ -295,13 +292,15 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> Result<Option<Head>, HeadError> {
-        parse(&mut BytesMut::from(text), &Method::GET)
+        parse(&mut BytesMut::from(text), &Method::GET, &mut Vec::new())
     }
 
     #[test]
     fn a_head_is_parsed_and_taken_off_the_buffer() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok");
-        let head = parse(&mut buf, &Method::GET).unwrap().unwrap();
+        let head = parse(&mut buf, &Method::GET, &mut Vec::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(head.response.status(), 200);
         assert_eq!(head.response.headers()["x-a"], "b");
         assert_eq!((head.framing, head.keep_alive), (Framing::Length(2), true));
@@ -325,7 +324,9 @@ mod tests {
     #[test]
     fn framing_follows_rfc_9112() {
         let framing = |text: &str, method: Method| {
-            let head = parse(&mut BytesMut::from(text), &method).unwrap().unwrap();
+            let head = parse(&mut BytesMut::from(text), &method, &mut Vec::new())
+                .unwrap()
+                .unwrap();
             (head.framing, head.keep_alive)
         };
         let get = || Method::GET;
@@ -404,7 +405,7 @@ mod tests {
     }
 
     fn head_of(text: &str) -> Head {
-        parse(&mut BytesMut::from(text), &Method::GET)
+        parse(&mut BytesMut::from(text), &Method::GET, &mut Vec::new())
             .unwrap()
             .unwrap()
     }

@@ -273,9 +273,9 @@ pub fn route(name: &str, upstream: &str) -> Route {
     }
 }
 
-/// The HTTP/1.1 client every test's upstreams use: `STORMGUARD_TEST_HTTP1_CLIENT=direct` runs
-/// the whole suite with the direct client (`.ci/run` does, so that both clients pass every
-/// test); otherwise the settings' own.
+/// The HTTP/1.1 client every test's upstreams use: `STORMGUARD_TEST_HTTP1_CLIENT=hyper` runs
+/// the whole suite with hyper's client (`.ci/run` does, so that both clients pass every test);
+/// otherwise the settings' own (the direct client by default).
 pub fn http1_client_override() -> Option<Http1Client> {
     match std::env::var("STORMGUARD_TEST_HTTP1_CLIENT").ok()?.as_str() {
         "direct" => Some(Http1Client::Direct),

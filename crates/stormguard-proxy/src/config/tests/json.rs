@@ -40,7 +40,7 @@ fn the_issue_sample_as_json() {
             "discovery": null,
             "max_in_flight": 1024,
             "protocol": "http1",
-            "http1_client": "hyper",
+            "http1_client": "direct",
             "tls": false,
             "server_name": null,
             "ca_file": null,

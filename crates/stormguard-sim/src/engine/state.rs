@@ -402,7 +402,6 @@ impl<'m> Sim<'m> {
                 if matches!(result, AttemptResult::Response { status, .. } if status < 400) {
                     let latency = self.now - sent_at;
                     self.users.succeeded += 1;
-                    self.users.latency_ns.push(latency);
                     self.timeline.user_succeeded(sent_at, latency);
                 }
             }
@@ -452,7 +451,6 @@ impl<'m> Sim<'m> {
     }
 
     fn into_outcome(mut self) -> Outcome {
-        super::sort::sort_nanos(&mut self.users.latency_ns);
         let secs = |ns: u128| ns as f64 / 1e9;
         let drained_s = secs(u128::from(self.settled_at));
         let services = self
@@ -489,7 +487,8 @@ impl<'m> Sim<'m> {
             })
             .collect::<BTreeMap<_, _>>();
         let names: Vec<&str> = self.model.services.iter().map(|s| &*s.name).collect();
-        let timeline = self.timeline.into_steps(&names);
+        let (latency_ns, timeline) = self.timeline.into_steps(&names);
+        self.users.latency_ns = latency_ns;
         let triggers = self.model.triggers.clone();
         Outcome {
             seed: self.seed,

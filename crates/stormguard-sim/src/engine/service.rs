@@ -93,7 +93,10 @@ impl Sim<'_> {
 
     /// A worker takes the request: its own work begins.
     fn start(&mut self, key: Key) {
-        let job = self.jobs.get(key).expect("a job being started is alive");
+        let job = self
+            .jobs
+            .get_mut(key)
+            .expect("a job being started is alive");
         let (s, i, queued_at) = (job.service, job.instance, job.queued_at);
         let service = &self.model.services[s];
         let instance = &mut self.instances[s][i];
@@ -107,7 +110,7 @@ impl Sim<'_> {
         tally.started += 1;
         tally.queue_wait_ns += u128::from(self.now - queued_at);
         tally.work_ns += u128::from(work);
-        self.jobs.get_mut(key).expect("alive").work = work;
+        job.work = work;
         self.agenda
             .schedule(self.now.saturating_add(work), Event::WorkDone(key));
     }
@@ -135,14 +138,14 @@ impl Sim<'_> {
             }
             match attempt.caller {
                 Caller::User => return false,
-                Caller::Run(run) => job = self.runs.get(run).expect("caller waits").job,
+                Caller::Run(_) => job = attempt.caller_job,
             }
         }
     }
 
     /// The request answers its caller and frees its worker for the next in the queue.
     pub(crate) fn respond(&mut self, key: Key, success: bool) {
-        let job = self.jobs.remove(key).expect("a job answers once");
+        let job = *self.jobs.remove(key).expect("a job answers once");
         let (s, i) = (job.service, job.instance);
         let tally = &mut self.tallies[s];
         if success {
@@ -170,11 +173,13 @@ impl Sim<'_> {
             .get_mut(key)
             .expect("a job's attempt is alive");
         attempt.callee_done = true;
-        if let (false, Some(answer)) = (attempt.caller_done, answer) {
-            let at = self.now + attempt.half_rtt;
+        let (caller_done, half_rtt) = (attempt.caller_done, attempt.half_rtt);
+        if caller_done {
+            self.attempts.remove(key);
+        } else if let Some(answer) = answer {
+            let at = self.now + half_rtt;
             self.agenda.schedule(at, Event::Response(key, answer));
         }
-        self.release(key);
     }
 
     /// Starts the next queued request, in the order of the service's discipline, dropping those
@@ -200,7 +205,7 @@ impl Sim<'_> {
             };
             let job = self.jobs.get(next).expect("queued jobs are alive");
             if job.deadline.is_some_and(|d| self.now >= d) {
-                let job = self.jobs.remove(next).expect("alive");
+                let job = *self.jobs.remove(next).expect("alive");
                 self.tallies[s].dropped += 1;
                 self.loads[s][i] -= 1;
                 self.finish_for_callee(job.parent, None);
@@ -239,7 +244,7 @@ impl Sim<'_> {
 
     /// A queued request, out of the queue, waited too long: its caller gets a fast 503.
     fn drop_stale(&mut self, s: usize, i: usize, key: Key) {
-        let job = self.jobs.remove(key).expect("a queued job is alive");
+        let job = *self.jobs.remove(key).expect("a queued job is alive");
         self.tallies[s].queue_dropped += 1;
         self.loads[s][i] -= 1;
         self.finish_for_callee(job.parent, Some(Answer::Unavailable));

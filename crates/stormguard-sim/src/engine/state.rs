@@ -37,8 +37,18 @@ pub(crate) enum Caller {
 
 /// One attempt, alive until both its caller is done with it (answer or timeout) and the callee
 /// is (answered, dropped, or never took it).
+///
+/// `Copy`, and small: a handler copies it out of the slab once rather than looking it up
+/// again for each field it needs.
+#[derive(Clone, Copy)]
 pub(crate) struct Attempt {
     pub(crate) caller: Caller,
+    /// For a call's attempt, the call's edge, its caller's balancer and the calling job, copied
+    /// from the call when sent, so that an answer or a timeout, and the walk up to the users,
+    /// need no lookup of the call; unused for a user's.
+    pub(crate) edge: u32,
+    pub(crate) balancer: u32,
+    pub(crate) caller_job: Key,
     pub(crate) service: usize,
     /// The callee's endpoint the request is for: a retry or hedge of a request is for the same.
     pub(crate) endpoint: usize,
@@ -58,6 +68,7 @@ pub(crate) struct Attempt {
 }
 
 /// A request an instance accepted: queued, working, or waiting for its calls.
+#[derive(Clone, Copy)]
 pub(crate) struct Job {
     pub(crate) service: usize,
     /// The endpoint whose calls it makes.
@@ -126,15 +137,44 @@ pub(crate) struct Tally {
     pub(crate) endpoint_attempts: Vec<u64>,
 }
 
+/// Virtual time as the policy core reads it: `Instant`s from an origin.
+pub(crate) struct Clock {
+    /// The instant virtual time 0 maps to.
+    pub(crate) origin: Instant,
+    /// The last virtual time converted, and the result: an attempt reads the present half a
+    /// dozen times, and each conversion divides and normalises.
+    last: Cell<(u64, Instant)>,
+}
+
+impl Clock {
+    fn new(origin: Instant) -> Self {
+        Clock {
+            origin,
+            last: Cell::new((0, origin)),
+        }
+    }
+
+    /// The policy core's view of virtual time `t`.
+    ///
+    /// A field of its own rather than a method of [`Sim`], so that a handler can read the time
+    /// while it holds a call or an attempt borrowed from the engine's storage.
+    #[inline]
+    pub(crate) fn at(&self, t: u64) -> Instant {
+        let (last, instant) = self.last.get();
+        if t == last {
+            return instant;
+        }
+        let instant = self.origin + Duration::from_nanos(t);
+        self.last.set((t, instant));
+        instant
+    }
+}
+
 pub(crate) struct Sim<'m> {
     pub(crate) model: &'m Model,
     seed: u64,
-    pub(crate) origin: Instant,
     pub(crate) now: u64,
-    /// The last virtual time converted to the policy core's `Instant`, and the result: an
-    /// attempt reads the present half a dozen times, and each conversion divides and
-    /// normalises.
-    last_instant: Cell<(u64, Instant)>,
+    pub(crate) clock: Clock,
     /// When the last event that changed anything happened: the end of the drain. Timeouts of
     /// attempts answered long ago stay in the agenda (a user's for its whole patience) and
     /// change nothing, so they must not stretch the run.
@@ -181,9 +221,8 @@ impl<'m> Sim<'m> {
         Sim {
             model,
             seed,
-            origin,
             now: 0,
-            last_instant: Cell::new((0, origin)),
+            clock: Clock::new(origin),
             settled_at: 0,
             agenda: Agenda::new(),
             arrivals_rng: seeded(seed),
@@ -223,13 +262,7 @@ impl<'m> Sim<'m> {
 
     /// The policy core's view of the current virtual time.
     pub(crate) fn instant(&self, t: u64) -> Instant {
-        let (last, instant) = self.last_instant.get();
-        if t == last {
-            return instant;
-        }
-        let instant = self.origin + Duration::from_nanos(t);
-        self.last_instant.set((t, instant));
-        instant
+        self.clock.at(t)
     }
 
     /// Runs to the end of the drain, or stops with [`SimError::Bound`] once it is over a bound
@@ -303,8 +336,16 @@ impl<'m> Sim<'m> {
         // Users are behind no stormguard balancer and never retry: load alone picks.
         let instance = stormguard::instance::choose(&self.loads[entry], &[], &mut self.policy_rng)
             .expect("every service has an instance");
-        let attempt = self.attempts.insert(Attempt {
+        let attempt = self.attempts.next_key();
+        let timeout = self.agenda.schedule(
+            self.now.saturating_add(self.model.user_timeout),
+            Event::AttemptTimeout(attempt),
+        );
+        self.attempts.insert(Attempt {
             caller: Caller::User,
+            edge: 0,
+            balancer: 0,
+            caller_job: Key::NONE,
             service: entry,
             endpoint,
             instance,
@@ -316,16 +357,8 @@ impl<'m> Sim<'m> {
             callee_done: false,
             abandoned: false,
             blackholed: false,
-            timeout: Handle::NONE,
+            timeout,
         });
-        let timeout = self.agenda.schedule(
-            self.now.saturating_add(self.model.user_timeout),
-            Event::AttemptTimeout(attempt),
-        );
-        self.attempts
-            .get_mut(attempt)
-            .expect("just inserted")
-            .timeout = timeout;
         self.schedule_next_user(self.now);
         self.arrive(attempt);
     }
@@ -347,36 +380,28 @@ impl<'m> Sim<'m> {
         }
         attempt.caller_done = true;
         attempt.abandoned = true;
+        let a = *attempt;
         if connect {
-            self.agenda
-                .cancel(attempt.timeout, Event::AttemptTimeout(key));
+            self.agenda.cancel(a.timeout, Event::AttemptTimeout(key));
         }
         let connect = connect
-            || (attempt.blackholed
-                && attempt
-                    .connect_timeout
-                    .is_some_and(|bound| attempt.sent_at.saturating_add(bound) <= self.now));
-        let (caller, service, blackholed) = (attempt.caller, attempt.service, attempt.blackholed);
-        let instance = attempt.instance;
-        self.tallies[service].timed_out += 1;
-        self.release(key);
-        self.caller_done(caller, instance);
-        let result = if connect || blackholed {
+            || (a.blackholed
+                && a.connect_timeout
+                    .is_some_and(|bound| a.sent_at.saturating_add(bound) <= self.now));
+        self.tallies[a.service].timed_out += 1;
+        self.release(key, &a);
+        self.caller_done(&a);
+        let result = if connect || a.blackholed {
             AttemptResult::ConnectTimeout
         } else {
             AttemptResult::TimeoutAfterWritten
         };
-        if let Caller::Run(run) = caller {
-            let edge = self
-                .runs
-                .get(run)
-                .expect("a run outlives its attempts")
-                .edge;
-            self.calls[edge].timeouts += 1;
+        if let Caller::Run(run) = a.caller {
+            self.calls[a.edge as usize].timeouts += 1;
             if connect {
                 // The client's connect timeout is an error the balancer sees; a per-attempt
                 // timeout drops the attempt before it ends, and the balancer records nothing.
-                self.record(run, instance, result);
+                self.record(&a, result);
             }
             self.copy_done(run, key, result, !connect);
         }
@@ -392,21 +417,20 @@ impl<'m> Sim<'m> {
             return false;
         }
         attempt.caller_done = true;
-        self.agenda
-            .cancel(attempt.timeout, Event::AttemptTimeout(key));
-        let (caller, sent_at, instance) = (attempt.caller, attempt.sent_at, attempt.instance);
-        self.release(key);
-        self.caller_done(caller, instance);
-        match caller {
+        let a = *attempt;
+        self.agenda.cancel(a.timeout, Event::AttemptTimeout(key));
+        self.release(key, &a);
+        match a.caller {
             Caller::User => {
                 if matches!(result, AttemptResult::Response { status, .. } if status < 400) {
-                    let latency = self.now - sent_at;
+                    let latency = self.now - a.sent_at;
                     self.users.succeeded += 1;
-                    self.timeline.user_succeeded(sent_at, latency);
+                    self.timeline.user_succeeded(a.sent_at, latency);
                 }
             }
             Caller::Run(run) => {
-                self.record(run, instance, result);
+                self.caller_done(&a);
+                self.record(&a, result);
                 self.copy_done(run, key, result, false);
             }
         }
@@ -415,37 +439,30 @@ impl<'m> Sim<'m> {
 
     /// A caller stopped waiting for its attempt to `instance`: its balancer no longer counts it
     /// in flight, as the proxy's `Balance` stops counting an attempt when its future ends.
-    pub(crate) fn caller_done(&mut self, caller: Caller, instance: usize) {
-        if let Caller::Run(run) = caller {
-            let balancer = self
-                .runs
-                .get(run)
-                .expect("a run outlives its attempts")
-                .balancer;
-            self.balancers.done(balancer, instance);
+    pub(crate) fn caller_done(&mut self, attempt: &Attempt) {
+        if let Caller::Run(_) = attempt.caller {
+            self.balancers
+                .done(attempt.balancer as usize, attempt.instance);
         }
     }
 
-    /// Tells call `run`'s balancer what its copy to `instance` came to.
-    fn record(&mut self, run: Key, instance: usize, result: AttemptResult) {
+    /// Tells the balancer of a call's `attempt` what the copy came to.
+    fn record(&mut self, attempt: &Attempt, result: AttemptResult) {
         if !self.balancers.heeds(result) {
             return;
         }
-        let balancer = self
-            .runs
-            .get(run)
-            .expect("a run outlives its attempts")
-            .balancer;
-        self.balancers.record(balancer, instance, result, self.now);
+        self.balancers.record(
+            attempt.balancer as usize,
+            attempt.instance,
+            result,
+            self.now,
+        );
     }
 
-    /// Frees an attempt once neither side needs it.
-    pub(crate) fn release(&mut self, key: Key) {
-        if self
-            .attempts
-            .get(key)
-            .is_some_and(|a| a.caller_done && a.callee_done)
-        {
+    /// Frees attempt `key`, as it was when `attempt` was copied from it, once neither side
+    /// needs it.
+    pub(crate) fn release(&mut self, key: Key, attempt: &Attempt) {
+        if attempt.caller_done && attempt.callee_done {
             self.attempts.remove(key);
         }
     }

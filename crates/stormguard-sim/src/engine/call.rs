@@ -159,10 +159,10 @@ impl Sim<'_> {
         sent_at: u64,
         result: AttemptResult,
     ) {
-        if let AttemptResult::Response { .. } = result {
+        let edge = &self.model.edges[edge];
+        if let (AttemptResult::Response { .. }, true) = (result, edge.latency_read) {
             let latency = Duration::from_nanos(self.now - sent_at);
-            let estimator = &self.model.edges[edge].estimator;
-            estimator.record(self.clock.at(self.now), latency);
+            edge.estimator.record(self.clock.at(self.now), latency);
         }
         self.run_result(key, result);
     }

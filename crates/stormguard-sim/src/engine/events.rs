@@ -21,9 +21,15 @@
 //! a heap, and joins when its bucket is the next. Each event moves once into its bucket and
 //! once out of it.
 //!
-//! The order is exact: every event carries its time and its place in the scheduling order, and
-//! a bucket is sorted by both, so the wheel changes how fast the next event is found, never
-//! which.
+//! The order is exact, so the wheel changes how fast the next event is found, never which. A
+//! bucket is sorted by time with a stable sort, and its events enter it in the order they were
+//! scheduled, latest first: a slot's list is pushed at its head, so it holds them latest first;
+//! the far heap orders its events by time and a sequence number, and gives a bucket its events
+//! before any of the wheel's (an event goes to the heap only while its bucket is out of the
+//! wheel's reach, so before any event of that bucket goes to the wheel); an event scheduled
+//! into the bucket being popped is the latest of all, and goes before the events of its time.
+//! Only the heap's events carry a sequence number: the wheel's nodes and the bucket being
+//! popped hold a time and an event, and compare one integer.
 
 use std::cmp::Ordering;
 use std::collections::binary_heap::PeekMut;
@@ -92,7 +98,7 @@ pub(crate) enum Event {
 /// orders by time, then by scheduling order.
 type Order = u128;
 
-/// An event with its place in the order.
+/// An event in the far heap, with its place in the order.
 #[derive(Clone, Copy)]
 struct Scheduled {
     order: Order,
@@ -192,10 +198,17 @@ impl Occupied {
     }
 }
 
+/// An event due in the bucket being popped.
+#[derive(Clone, Copy)]
+struct Due {
+    at: u64,
+    event: Event,
+}
+
 /// An event in a slot's list.
 #[derive(Clone, Copy)]
 struct Node {
-    order: Order,
+    at: u64,
     event: Event,
     /// The next node of the list: of the same slot while it waits, of the free ones after.
     next: u32,
@@ -220,8 +233,9 @@ const NIL: u32 = u32::MAX;
 
 /// Events waiting to happen, earliest first, and of equal times the first scheduled.
 pub(crate) struct Agenda {
-    /// The events of bucket `cursor`, sorted with the earliest last.
-    current: Vec<Scheduled>,
+    /// The events of bucket `cursor`, sorted with the earliest last, and of equal times the
+    /// first scheduled last.
+    current: Vec<Due>,
     /// The bucket of the last event popped (`now >> BUCKET_BITS`): every event waiting is in
     /// it or after it.
     cursor: u64,
@@ -242,6 +256,7 @@ pub(crate) struct Agenda {
     occupied: Occupied,
     /// Events [`SLOTS`] buckets or more after the cursor when they were scheduled.
     far: BinaryHeap<Scheduled>,
+    /// Events sent to the far heap so far: their order among equal times.
     seq: u64,
     /// The time of the last event popped: no event may be scheduled before it.
     now: u64,
@@ -279,23 +294,19 @@ impl Agenda {
         if at < self.now {
             in_the_past(at, event, self.now);
         }
-        self.seq += 1;
         self.pending += 1;
-        let scheduled = Scheduled {
-            order: (Order::from(at) << 64) | Order::from(self.seq),
-            event,
-        };
         let bucket = at >> BUCKET_BITS;
         let ahead = bucket - self.cursor;
         if ahead == 0 {
-            // Later in the bucket being popped: into its place among the rest.
-            let place = self.current.partition_point(|e| e.order > scheduled.order);
-            self.current.insert(place, scheduled);
+            // Later in the bucket being popped, and scheduled after all of its events: before
+            // those of its time, which pop first.
+            let place = self.current.partition_point(|e| e.at > at);
+            self.current.insert(place, Due { at, event });
             Handle::NONE
         } else if ahead < SLOTS as u64 {
             let slot = bucket as usize % SLOTS;
             let node = Node {
-                order: scheduled.order,
+                at,
                 event,
                 next: self.heads[slot],
                 waiting: true,
@@ -305,7 +316,11 @@ impl Agenda {
             self.occupied.set(slot);
             Handle(index)
         } else {
-            self.far.push(scheduled);
+            self.seq += 1;
+            self.far.push(Scheduled {
+                order: (Order::from(at) << 64) | Order::from(self.seq),
+                event,
+            });
             Handle::NONE
         }
     }
@@ -333,7 +348,7 @@ impl Agenda {
             self.advance()?;
         }
         let next = self.current.pop()?;
-        self.now = next.at();
+        self.now = next.at;
         self.pending -= 1;
         Some((self.now, next.event))
     }
@@ -376,8 +391,8 @@ impl Agenda {
             while index != NIL {
                 let node = &mut self.nodes[index as usize];
                 if node.waiting {
-                    self.current.push(Scheduled {
-                        order: node.order,
+                    self.current.push(Due {
+                        at: node.at,
                         event: node.event,
                     });
                     node.waiting = false;
@@ -389,12 +404,20 @@ impl Agenda {
             }
             self.occupied.clear(slot);
         }
+        // The heap's events of the bucket were scheduled before the wheel's: after them, in
+        // the order they were scheduled reversed, as a slot's list holds its events.
+        let from_far = self.current.len();
         while let Some(top) = self.far.peek_mut() {
             if top.at() >> BUCKET_BITS != bucket {
                 break;
             }
-            self.current.push(PeekMut::pop(top));
+            let scheduled = PeekMut::pop(top);
+            self.current.push(Due {
+                at: scheduled.at(),
+                event: scheduled.event,
+            });
         }
+        self.current[from_far..].reverse();
         sort_latest_first(&mut self.current);
         Some(())
     }
@@ -406,18 +429,18 @@ fn in_the_past(at: u64, event: Event, now: u64) -> ! {
     panic!("event {event:?} scheduled at {at} ns, before the current time {now} ns")
 }
 
-/// Sorts a bucket's events with the earliest last. A bucket holds a few events, which an
-/// insertion sort on the order alone puts in place in a few comparisons each, where the
-/// general sort's setup cost more than the sorting.
-fn sort_latest_first(events: &mut [Scheduled]) {
+/// Sorts a bucket's events with the earliest last, keeping the order of events of equal times
+/// (stable). A bucket holds a few events, which an insertion sort puts in place in a few
+/// comparisons each, where the general sort's setup cost more than the sorting.
+fn sort_latest_first(events: &mut [Due]) {
     if events.len() > 16 {
-        events.sort_unstable();
+        events.sort_by_key(|e| std::cmp::Reverse(e.at));
         return;
     }
     for i in 1..events.len() {
         let next = events[i];
         let mut j = i;
-        while j > 0 && events[j - 1].order < next.order {
+        while j > 0 && events[j - 1].at < next.at {
             events[j] = events[j - 1];
             j -= 1;
         }

@@ -29,20 +29,37 @@ impl Sim<'_> {
         job.outstanding = run.len();
         let (deadline, caller) = (job.deadline, job.instance);
         for &edge in run {
-            let tried = self.tried_pool.pop().unwrap_or_default();
-            let call = self.runs.insert(CallRun {
-                job: key,
-                edge,
-                endpoint: 0,
-                balancer: self.balancers.of(edge, caller),
-                reps_left: model.edges[edge].count.max(1),
-                retry: None,
-                tried,
-                job_deadline: deadline,
-                deadline,
-                deadline_at: None,
-                unit: Unit::default(),
-            });
+            let balancer = self.balancers.of(edge, caller);
+            let reps_left = model.edges[edge].count.max(1);
+            // The deadlines, the endpoint, the retry state and the unit are set before they
+            // are read, by start_repetition and send_attempt; a reused call's `tried` was
+            // emptied when it finished, and keeps its buffer.
+            let call = self.runs.insert_with(
+                |call| {
+                    call.job = key;
+                    call.edge = edge;
+                    call.balancer = balancer;
+                    call.reps_left = reps_left;
+                    call.retry = None;
+                    call.job_deadline = deadline;
+                    call.unit.primary = None;
+                    call.unit.hedge = None;
+                    call.unit.race = None;
+                },
+                || CallRun {
+                    job: key,
+                    edge,
+                    endpoint: 0,
+                    balancer,
+                    reps_left,
+                    retry: None,
+                    tried: Vec::new(),
+                    job_deadline: deadline,
+                    deadline,
+                    deadline_at: None,
+                    unit: Unit::default(),
+                },
+            );
             self.start_repetition(call);
         }
     }
@@ -218,10 +235,9 @@ impl Sim<'_> {
     /// A call is over; when it was the last of its run, the request moves on or fails.
     fn finish_call(&mut self, key: Key, success: bool) {
         let run = self.runs.remove(key).expect("a call finishes once");
-        let mut tried = std::mem::take(&mut run.tried);
+        // Emptied in place: the next call stored in this slot reuses its buffer.
+        run.tried.clear();
         let (edge, job_key) = (run.edge, run.job);
-        tried.clear();
-        self.tried_pool.push(tried);
         let required = self.model.edges[edge].required;
         let job = self
             .jobs

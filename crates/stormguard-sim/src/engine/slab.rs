@@ -48,6 +48,7 @@ impl<T> Slab<T> {
 
     /// The key the next [`insert`](Self::insert) returns, so that events naming a value can be
     /// scheduled before it is stored with their handles.
+    #[inline]
     pub(crate) fn next_key(&self) -> Key {
         match self.free.last() {
             Some(&index) => Key {
@@ -61,6 +62,7 @@ impl<T> Slab<T> {
         }
     }
 
+    #[inline]
     pub(crate) fn insert(&mut self, value: T) -> Key {
         if let Some(index) = self.free.pop() {
             let entry = &mut self.entries[index as usize];
@@ -94,8 +96,31 @@ impl<T> Slab<T> {
         (entry.generation == key.generation).then_some(&mut entry.value)
     }
 
+    /// Stores a value made in place: `reuse` turns the value a free slot still holds (removed
+    /// earlier) into the new one, else `fresh` makes it. For a large value whose old one holds
+    /// what the new one can keep (a buffer, fields the new one sets later anyway), rewriting
+    /// the few fields that differ costs less than moving a whole value in.
+    #[inline]
+    pub(crate) fn insert_with(
+        &mut self,
+        reuse: impl FnOnce(&mut T),
+        fresh: impl FnOnce() -> T,
+    ) -> Key {
+        if let Some(index) = self.free.pop() {
+            let entry = &mut self.entries[index as usize];
+            entry.generation = entry.generation.wrapping_add(1);
+            reuse(&mut entry.value);
+            return Key {
+                index,
+                generation: entry.generation,
+            };
+        }
+        self.insert(fresh())
+    }
+
     /// Frees the value's slot and gives the value, left there until the slot is reused; `None`
     /// when the key is stale.
+    #[inline]
     pub(crate) fn remove(&mut self, key: Key) -> Option<&mut T> {
         let entry = self.entries.get_mut(key.index as usize)?;
         if entry.generation != key.generation {
@@ -124,5 +149,18 @@ mod tests {
         assert_eq!(slab.get(b), Some(&2));
         assert!(slab.remove(a).is_none());
         assert_eq!(slab.next_key(), slab.insert(3));
+    }
+
+    #[test]
+    fn insert_with_reuses_a_free_slot_s_value_or_makes_a_fresh_one() {
+        let mut slab = Slab::new();
+        let a = slab.insert(vec![1, 2]);
+        slab.remove(a).expect("live").clear();
+        // The freed slot's buffer is handed back to be reused.
+        let b = slab.insert_with(|v| v.push(3), || unreachable!("a slot is free"));
+        assert_eq!(slab.get(b), Some(&vec![3]));
+        assert_eq!(slab.get(a), None);
+        let c = slab.insert_with(|_| unreachable!("no slot is free"), || vec![4]);
+        assert_eq!(slab.get(c), Some(&vec![4]));
     }
 }

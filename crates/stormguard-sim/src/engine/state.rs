@@ -203,8 +203,6 @@ pub(crate) struct Sim<'m> {
     pub(crate) timeline: Timeline,
     /// Per edge: its quantile hedge delay as last read.
     pub(crate) hedge_delays: Vec<CachedDelay>,
-    /// Emptied `tried` lists of finished calls, reused so that a call allocates nothing.
-    pub(crate) tried_pool: Vec<Vec<usize>>,
 }
 
 impl<'m> Sim<'m> {
@@ -256,7 +254,6 @@ impl<'m> Sim<'m> {
             users: UserStats::default(),
             timeline: Timeline::new(model.services.len(), nanos(model.duration)),
             hedge_delays: vec![CachedDelay::default(); model.edges.len()],
-            tried_pool: Vec::new(),
         }
     }
 

@@ -33,6 +33,9 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 pub(crate) struct ServiceModel {
     pub(crate) name: String,
     pub(crate) instances: usize,
+    /// Where its instances start in the run's flat list of every service's instances (the
+    /// instances of the services before it, summed): one index reaches an instance's state.
+    pub(crate) first: usize,
     pub(crate) concurrency: u32,
     pub(crate) queue: usize,
     pub(crate) work: LogNormal,
@@ -357,9 +360,13 @@ pub(crate) fn build(
                 runs,
             });
         }
+        let first = services
+            .last()
+            .map_or(0, |s: &ServiceModel| s.first + s.instances);
         services.push(ServiceModel {
             name: name.clone(),
             instances: service.instances.max(1) as usize,
+            first,
             concurrency: service.concurrency.max(1),
             queue: service.queue as usize,
             work,

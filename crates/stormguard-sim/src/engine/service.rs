@@ -43,10 +43,11 @@ impl Sim<'_> {
             self.answer_at_once(key, half_rtt, answer);
             return;
         }
-        let has_worker = self.instances[s][i].busy < service.concurrency;
-        let full = |this: &Self| this.instances[s][i].queue.len() >= service.queue;
+        let k = service.first + i;
+        let has_worker = self.instances[k].busy < service.concurrency;
+        let full = |this: &Self| this.instances[k].queue.len() >= service.queue;
         if !has_worker && full(self) && service.queue_policy.expires() {
-            self.shed_stale(s, i);
+            self.shed_stale(s, k);
         }
         if !has_worker && full(self) {
             self.tallies[s].rejected += 1;
@@ -55,6 +56,7 @@ impl Sim<'_> {
         }
         let job = self.jobs.insert(Job {
             service: s,
+            slot: k,
             endpoint,
             instance: i,
             parent: key,
@@ -65,11 +67,11 @@ impl Sim<'_> {
             outstanding: 0,
             failed: false,
         });
-        self.loads[s][i] += 1;
+        self.loads[k] += 1;
         if has_worker {
             self.start(job);
         } else {
-            let instance = &mut self.instances[s][i];
+            let instance = &mut self.instances[k];
             if instance.queue.is_empty() {
                 instance.nonempty_since = self.now;
             }
@@ -99,7 +101,7 @@ impl Sim<'_> {
             .expect("a job being started is alive");
         let (s, i, queued_at) = (job.service, job.instance, job.queued_at);
         let service = &self.model.services[s];
-        let instance = &mut self.instances[s][i];
+        let instance = &mut self.instances[job.slot];
         let others = u64::from(instance.busy);
         instance.busy += 1;
         let condition = service.condition(i, self.now);
@@ -146,15 +148,15 @@ impl Sim<'_> {
     /// The request answers its caller and frees its worker for the next in the queue.
     pub(crate) fn respond(&mut self, key: Key, success: bool) {
         let job = *self.jobs.remove(key).expect("a job answers once");
-        let (s, i) = (job.service, job.instance);
+        let (s, k) = (job.service, job.slot);
         let tally = &mut self.tallies[s];
         if success {
             tally.succeeded += 1;
         } else {
             tally.failed += 1;
         }
-        self.instances[s][i].busy -= 1;
-        self.loads[s][i] -= 1;
+        self.instances[k].busy -= 1;
+        self.loads[k] -= 1;
         self.finish_for_callee(
             job.parent,
             Some(if success {
@@ -163,7 +165,7 @@ impl Sim<'_> {
                 Answer::Unavailable
             }),
         );
-        self.take_next(s, i);
+        self.take_next(s, k);
     }
 
     /// The callee is done with an attempt; the answer travels back unless the caller left.
@@ -185,8 +187,8 @@ impl Sim<'_> {
     /// Starts the next queued request, in the order of the service's discipline, dropping those
     /// whose propagated deadline has passed (their caller has given up, so the work could only
     /// be wasted) and answering 503 to those that waited past the queue's limit.
-    fn take_next(&mut self, s: usize, i: usize) {
-        let instance = &self.instances[s][i];
+    fn take_next(&mut self, s: usize, k: usize) {
+        let instance = &self.instances[k];
         if instance.queue.is_empty() {
             return;
         }
@@ -194,7 +196,7 @@ impl Sim<'_> {
             .queue_policy
             .take(self.now, instance.nonempty_since);
         loop {
-            let queue = &mut self.instances[s][i].queue;
+            let queue = &mut self.instances[k].queue;
             let popped = if take.newest_first {
                 queue.pop_back()
             } else {
@@ -207,12 +209,12 @@ impl Sim<'_> {
             if job.deadline.is_some_and(|d| self.now >= d) {
                 let job = *self.jobs.remove(next).expect("alive");
                 self.tallies[s].dropped += 1;
-                self.loads[s][i] -= 1;
+                self.loads[k] -= 1;
                 self.finish_for_callee(job.parent, None);
                 continue;
             }
             if take.stale(self.now, job.queued_at) {
-                self.drop_stale(s, i, next);
+                self.drop_stale(s, k, next);
                 continue;
             }
             self.start(next);
@@ -223,12 +225,12 @@ impl Sim<'_> {
     /// An arrival found the queue full: the requests at its old end that waited past the
     /// queue's limit are answered 503 to make room, so that stale work is discarded before
     /// fresh work is refused.
-    fn shed_stale(&mut self, s: usize, i: usize) {
-        let instance = &self.instances[s][i];
+    fn shed_stale(&mut self, s: usize, k: usize) {
+        let instance = &self.instances[k];
         let take = self.model.services[s]
             .queue_policy
             .take(self.now, instance.nonempty_since);
-        while let Some(&oldest) = self.instances[s][i].queue.front() {
+        while let Some(&oldest) = self.instances[k].queue.front() {
             let queued_at = self
                 .jobs
                 .get(oldest)
@@ -237,16 +239,16 @@ impl Sim<'_> {
             if !take.stale(self.now, queued_at) {
                 return;
             }
-            self.instances[s][i].queue.pop_front();
-            self.drop_stale(s, i, oldest);
+            self.instances[k].queue.pop_front();
+            self.drop_stale(s, k, oldest);
         }
     }
 
     /// A queued request, out of the queue, waited too long: its caller gets a fast 503.
-    fn drop_stale(&mut self, s: usize, i: usize, key: Key) {
+    fn drop_stale(&mut self, s: usize, k: usize, key: Key) {
         let job = *self.jobs.remove(key).expect("a queued job is alive");
         self.tallies[s].queue_dropped += 1;
-        self.loads[s][i] -= 1;
+        self.loads[k] -= 1;
         self.finish_for_callee(job.parent, Some(Answer::Unavailable));
     }
 }

@@ -71,6 +71,8 @@ pub(crate) struct Attempt {
 #[derive(Clone, Copy)]
 pub(crate) struct Job {
     pub(crate) service: usize,
+    /// Its instance's place in [`Sim::instances`] and [`Sim::loads`].
+    pub(crate) slot: usize,
     /// The endpoint whose calls it makes.
     pub(crate) endpoint: usize,
     pub(crate) instance: usize,
@@ -188,10 +190,14 @@ pub(crate) struct Sim<'m> {
     /// Which endpoint a request takes, apart from every other draw, so that a graph without
     /// endpoints (which draws none) runs exactly as it did before they existed.
     pub(crate) endpoint_rng: JitterRng,
-    pub(crate) instances: Vec<Vec<InstanceState>>,
-    /// Requests in flight (queued or holding a worker) per instance: the load users' choice of
-    /// an entry instance compares. A caller's balancer compares its own attempts in flight.
-    pub(crate) loads: Vec<Vec<u64>>,
+    /// Every service's instances, one service after another (see [`ServiceModel::first`]).
+    ///
+    /// [`ServiceModel::first`]: super::model::ServiceModel::first
+    pub(crate) instances: Vec<InstanceState>,
+    /// Requests in flight (queued or holding a worker) per instance, laid out as `instances`:
+    /// the load users' choice of an entry instance compares. A caller's balancer compares its
+    /// own attempts in flight.
+    pub(crate) loads: Vec<u64>,
     /// Each calling instance's balancer per edge, which picks its attempts' instances.
     pub(crate) balancers: Balancers,
     pub(crate) attempts: Slab<Attempt>,
@@ -207,6 +213,7 @@ pub(crate) struct Sim<'m> {
 
 impl<'m> Sim<'m> {
     pub(crate) fn new(model: &'m Model, seed: u64, origin: Instant) -> Self {
+        let all_instances = model.services.iter().map(|s| s.instances).sum();
         let calls = model
             .edges
             .iter()
@@ -227,16 +234,10 @@ impl<'m> Sim<'m> {
             work_rng: seeded(seed ^ 0x9e37_79b9_7f4a_7c15),
             policy_rng: seeded(seed ^ 0xc2b2_ae3d_27d4_eb4f),
             endpoint_rng: seeded(seed ^ 0x1656_67b1_9e37_79f9),
-            instances: model
-                .services
-                .iter()
-                .map(|s| (0..s.instances).map(|_| InstanceState::default()).collect())
+            instances: (0..all_instances)
+                .map(|_| InstanceState::default())
                 .collect(),
-            loads: model
-                .services
-                .iter()
-                .map(|s| vec![0; s.instances])
-                .collect(),
+            loads: vec![0; all_instances],
             // The proxy's balancer ejects on its defaults, and the graph has no setting for it.
             balancers: Balancers::new(model, origin, Some(EjectionConfig::default())),
             attempts: Slab::new(),
@@ -281,7 +282,8 @@ impl<'m> Sim<'m> {
             if at >= next_tick {
                 progress(Duration::from_nanos(at));
                 next_tick = (at / SECOND + 1) * SECOND;
-                self.timeline.enter(at, &self.instances);
+                let spans = self.model.services.iter().map(|s| (s.first, s.instances));
+                self.timeline.enter(at, &self.instances, spans);
             }
             let acted = match event {
                 Event::UserArrival => {
@@ -331,7 +333,9 @@ impl<'m> Sim<'m> {
         let rng = &mut self.endpoint_rng;
         let endpoint = self.model.services[entry].endpoint_for(|| rng.random::<f64>());
         // Users are behind no stormguard balancer and never retry: load alone picks.
-        let instance = stormguard::instance::choose(&self.loads[entry], &[], &mut self.policy_rng)
+        let service = &self.model.services[entry];
+        let loads = &self.loads[service.first..service.first + service.instances];
+        let instance = stormguard::instance::choose(loads, &[], &mut self.policy_rng)
             .expect("every service has an instance");
         let attempt = self.attempts.next_key();
         let timeout = self.agenda.schedule(

@@ -51,7 +51,15 @@ impl Timeline {
     /// The loop reached `at`, in a later second than the last event's: the seconds entered
     /// start with the queues as they are (nothing happened in between to change them), so a
     /// queue that stays long shows in every second it lasts, not only where it grew.
-    pub(crate) fn enter(&mut self, at: u64, instances: &[Vec<InstanceState>]) {
+    ///
+    /// `instances` holds every service's instances one after another, `spans` each service's
+    /// first one and how many.
+    pub(crate) fn enter(
+        &mut self,
+        at: u64,
+        instances: &[InstanceState],
+        spans: impl Iterator<Item = (usize, usize)>,
+    ) {
         let step = usize::try_from(at / SECOND).unwrap_or(usize::MAX);
         let first = self.current + 1;
         self.current = step;
@@ -59,8 +67,8 @@ impl Timeline {
         if first > last {
             return;
         }
-        for (s, service) in instances.iter().enumerate() {
-            let longest = service
+        for (s, (start, len)) in spans.enumerate() {
+            let longest = instances[start..start + len]
                 .iter()
                 .map(|i| i.queue.len() as u64)
                 .max()
@@ -145,8 +153,9 @@ impl Timeline {
 mod tests {
     use super::*;
 
-    fn queues(lengths: &[usize]) -> Vec<Vec<InstanceState>> {
-        vec![lengths
+    /// One service's instances, with queues of `lengths`.
+    fn queues(lengths: &[usize]) -> Vec<InstanceState> {
+        lengths
             .iter()
             .map(|&n| {
                 let mut instance = InstanceState::default();
@@ -156,7 +165,7 @@ mod tests {
                 }
                 instance
             })
-            .collect()]
+            .collect()
     }
 
     #[test]
@@ -164,7 +173,7 @@ mod tests {
         let mut timeline = Timeline::new(1, 4 * SECOND);
         timeline.queued(0, 3);
         // Nothing happens in seconds 1 and 2; the next event is in second 3, with 2 queued.
-        timeline.enter(3 * SECOND + 5, &queues(&[2, 1]));
+        timeline.enter(3 * SECOND + 5, &queues(&[2, 1]), [(0, 2)].into_iter());
         timeline.attempt(0);
         let (_, steps) = timeline.into_steps(&["db"]);
         let longest: Vec<u64> = steps.iter().map(|s| s.max_queue["db"]).collect();
@@ -178,7 +187,7 @@ mod tests {
         let mut timeline = Timeline::new(1, 2 * SECOND + 1);
         timeline.user_arrived();
         timeline.user_succeeded(SECOND / 2, 7);
-        timeline.enter(5 * SECOND, &queues(&[9]));
+        timeline.enter(5 * SECOND, &queues(&[9]), [(0, 1)].into_iter());
         timeline.attempt(0);
         timeline.queued(0, 10);
         timeline.user_arrived();

@@ -11,23 +11,27 @@ use stormguard::policy::{Decision, GiveUp};
 
 use super::events::{Event, Handle};
 use super::hedge::Unit;
-use super::model::{nanos, NO_TIMEOUT};
+use super::model::{nanos, Model, NO_TIMEOUT};
 use super::slab::Key;
-use super::state::{Attempt, CallRun, Caller, Sim};
+use super::state::{Attempt, CallRun, Caller, Job, Sim};
 
 impl Sim<'_> {
     /// Starts the job's current run of calls, or answers when none is left.
     pub(crate) fn run_calls(&mut self, key: Key) {
         let model = self.model;
         let job = self.jobs.get_mut(key).expect("a calling job is alive");
-        let runs = &model.services[job.service].endpoints[job.endpoint].runs;
-        let Some(run) = runs.get(job.step) else {
-            self.respond(key, true);
-            return;
-        };
-        // Set before any call starts: a call that ends at once must not see the run finished.
-        job.outstanding = run.len();
-        let (deadline, caller) = (job.deadline, job.instance);
+        match next_run(model, job) {
+            Some(run) => {
+                let (deadline, caller) = (job.deadline, job.instance);
+                self.start_calls(key, run, deadline, caller);
+            }
+            None => self.respond(key, true),
+        }
+    }
+
+    /// Starts the calls of `run`, job `key`'s current run, from its instance `caller`.
+    fn start_calls(&mut self, key: Key, run: &[usize], deadline: Option<u64>, caller: usize) {
+        let model = self.model;
         for &edge in run {
             let balancer = self.balancers.of(edge, caller);
             let reps_left = model.edges[edge].count.max(1);
@@ -250,9 +254,26 @@ impl Sim<'_> {
         }
         if job.failed {
             self.respond(job_key, false);
-        } else {
-            job.step += 1;
-            self.run_calls(job_key);
+            return;
+        }
+        // The next run, on the job already looked up (as run_calls does).
+        job.step += 1;
+        match next_run(self.model, job) {
+            Some(run) => {
+                let (deadline, caller) = (job.deadline, job.instance);
+                self.start_calls(job_key, run, deadline, caller);
+            }
+            None => self.respond(job_key, true),
         }
     }
+}
+
+/// `job`'s current run of calls, with its calls counted outstanding (before any starts: a call
+/// that ends at once must not see the run finished); `None` when none is left.
+fn next_run<'m>(model: &'m Model, job: &mut Job) -> Option<&'m [usize]> {
+    let run = model.services[job.service].endpoints[job.endpoint]
+        .runs
+        .get(job.step)?;
+    job.outstanding = run.len();
+    Some(run)
 }

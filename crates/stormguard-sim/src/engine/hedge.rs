@@ -162,7 +162,22 @@ impl Sim<'_> {
     /// The caller is done with copy `key` of call `run`'s unit, with `result`; `timeout` when
     /// the per-attempt timeout ended it. The retry policy hears of the unit once its race is
     /// decided, and the copy still out, if any, is abandoned as the race says.
-    pub(crate) fn copy_done(&mut self, run: Key, key: Key, result: AttemptResult, timeout: bool) {
+    ///
+    /// `copy` is the attempt as the caller last saw it.
+    pub(crate) fn copy_done(
+        &mut self,
+        run: Key,
+        copy: &Attempt,
+        key: Key,
+        result: AttemptResult,
+        timeout: bool,
+    ) {
+        // An edge without a hedge never races: its unit is this one copy, sent with the unit,
+        // and the call need not be looked up here.
+        if self.model.edges[copy.edge as usize].hedge.is_none() {
+            self.attempt_done(run, copy.edge as usize, copy.sent_at, result);
+            return;
+        }
         let call = self
             .runs
             .get_mut(run)

@@ -273,10 +273,9 @@ impl<'m> Sim<'m> {
         while let Some((at, event)) = self.agenda.pop() {
             self.now = at;
             events += 1;
-            if let Event::Arrive(_) = event {
-                arrived += 1;
-            }
             if events % 4096 == 0 {
+                // Arrivals so far, this event's included (counted below, in its arm).
+                let arrived = arrived + u64::from(matches!(event, Event::Arrive(_)));
                 limits::stop(self.model, arrived, self.agenda.len(), at)?;
             }
             if at >= next_tick {
@@ -291,6 +290,7 @@ impl<'m> Sim<'m> {
                     true
                 }
                 Event::Arrive(a) => {
+                    arrived += 1;
                     self.arrive(a);
                     true
                 }
@@ -404,7 +404,7 @@ impl<'m> Sim<'m> {
                 // timeout drops the attempt before it ends, and the balancer records nothing.
                 self.record(&a, result);
             }
-            self.copy_done(run, key, result, !connect);
+            self.copy_done(run, &a, key, result, !connect);
         }
         true
     }
@@ -432,7 +432,7 @@ impl<'m> Sim<'m> {
             Caller::Run(run) => {
                 self.caller_done(&a);
                 self.record(&a, result);
-                self.copy_done(run, key, result, false);
+                self.copy_done(run, &a, key, result, false);
             }
         }
         true
@@ -448,6 +448,7 @@ impl<'m> Sim<'m> {
     }
 
     /// Tells the balancer of a call's `attempt` what the copy came to.
+    #[inline]
     fn record(&mut self, attempt: &Attempt, result: AttemptResult) {
         if !self.balancers.heeds(result) {
             return;

@@ -306,11 +306,17 @@ impl Agenda {
         if ahead == 0 {
             // Later in the bucket being popped, and scheduled after all of its events: after
             // those of its time, which pop first.
-            let mut place = self.current.len();
-            while place > self.head && self.current[place - 1].at > at {
+            // Shifted into place from the end, usually by none or a few: cheaper than a
+            // search and `Vec::insert`, whose move of the rest is a call to `memmove`.
+            let due = Due { at, event };
+            let current = &mut self.current;
+            let mut place = current.len();
+            current.push(due);
+            while place > self.head && current[place - 1].at > at {
+                current[place] = current[place - 1];
                 place -= 1;
             }
-            self.current.insert(place, Due { at, event });
+            current[place] = due;
             Handle::NONE
         } else if ahead < SLOTS as u64 {
             let slot = bucket as usize % SLOTS;

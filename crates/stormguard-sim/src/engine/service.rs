@@ -94,6 +94,7 @@ impl Sim<'_> {
     }
 
     /// A worker takes the request: its own work begins.
+    #[inline(always)]
     fn start(&mut self, key: Key) {
         let job = self
             .jobs
@@ -169,6 +170,7 @@ impl Sim<'_> {
     }
 
     /// The callee is done with an attempt; the answer travels back unless the caller left.
+    #[inline(always)]
     fn finish_for_callee(&mut self, key: Key, answer: Option<Answer>) {
         let attempt = self
             .attempts
@@ -187,6 +189,7 @@ impl Sim<'_> {
     /// Starts the next queued request, in the order of the service's discipline, dropping those
     /// whose propagated deadline has passed (their caller has given up, so the work could only
     /// be wasted) and answering 503 to those that waited past the queue's limit.
+    #[inline(always)]
     fn take_next(&mut self, s: usize, k: usize) {
         let instance = &self.instances[k];
         if instance.queue.is_empty() {

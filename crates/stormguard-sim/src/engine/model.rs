@@ -206,6 +206,15 @@ impl Load {
         mut t: u64,
         exponential: &mut impl FnMut() -> f64,
     ) -> Option<u64> {
+        if self.steps.is_empty() {
+            // One rate until the end: the loop below, once, without looking for steps.
+            let rate = self.base;
+            if t < self.end && rate > 0.0 && rate.is_finite() {
+                let at = t.saturating_add((exponential() / rate * 1e9) as u64);
+                return (at < self.end).then_some(at);
+            }
+            return None;
+        }
         while t < self.end {
             let rate = self.rate_at(t);
             let change = self.next_change(t);

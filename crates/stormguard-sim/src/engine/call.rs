@@ -85,7 +85,7 @@ impl Sim<'_> {
             (a, b) => a.or(b),
         };
         let now = self.clock.at(t);
-        let deadline = rep_deadline.map(|at| Deadline::at(self.clock.at(at)));
+        let deadline = rep_deadline.map(|at| Deadline::at(self.clock.later(at)));
         run.deadline = rep_deadline;
         run.deadline_at = deadline;
         if deadline.is_some()

@@ -67,7 +67,7 @@ impl Sim<'_> {
             now: self.instant(now),
             delay: delay.map(Duration::from_nanos),
             idempotent: edge.idempotent,
-            deadline: ends.map(|end| Deadline::at(self.instant(end))),
+            deadline: ends.map(|end| Deadline::at(self.clock.later(end))),
             retry,
         };
         let race = HedgeRace::start(policy, start);

@@ -156,7 +156,7 @@ impl Clock {
         }
     }
 
-    /// The policy core's view of virtual time `t`.
+    /// The policy core's view of virtual time `t`, usually the present.
     ///
     /// A field of its own rather than a method of [`Sim`], so that a handler can read the time
     /// while it holds a call or an attempt borrowed from the engine's storage.
@@ -169,6 +169,14 @@ impl Clock {
         let instant = self.origin + Duration::from_nanos(t);
         self.last.set((t, instant));
         instant
+    }
+
+    /// [`at`](Self::at) for a time other than the present (a deadline, the end of a unit),
+    /// converted without displacing the present from the cache, where the next reading of
+    /// the present would miss it.
+    #[inline]
+    pub(crate) fn later(&self, t: u64) -> Instant {
+        self.origin + Duration::from_nanos(t)
     }
 }
 

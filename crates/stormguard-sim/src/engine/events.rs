@@ -370,19 +370,30 @@ impl Agenda {
     }
 
     /// Puts `node` in a free node of the pool, the one freed last, and returns its index.
+    ///
+    /// Inlined into [`schedule`](Self::schedule), with the pool's growth, which only the start
+    /// of a run needs, out of line.
+    #[inline(always)]
     fn store(&mut self, node: Node) -> u32 {
         if self.free == NIL {
-            let index = u32::try_from(self.nodes.len())
-                .ok()
-                .filter(|&index| index != NIL)
-                .expect("fewer than 2^32 - 1 events wait at once");
-            self.nodes.push(node);
-            return index;
+            return self.grow(node);
         }
         let index = self.free;
         let slot = &mut self.nodes[index as usize];
         self.free = slot.next;
         *slot = node;
+        index
+    }
+
+    /// Adds `node` to the pool, none being free, and returns its index.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, node: Node) -> u32 {
+        let index = u32::try_from(self.nodes.len())
+            .ok()
+            .filter(|&index| index != NIL)
+            .expect("fewer than 2^32 - 1 events wait at once");
+        self.nodes.push(node);
         index
     }
 

@@ -11,8 +11,9 @@
 //! but every event still paid a hash of its delay and a sift through the heap of lane heads and
 //! random delays (work, backoff, arrivals): some 200 instructions an event.
 //!
-//! Here virtual time is cut into buckets of 2^[`BUCKET_BITS`] ns, and a wheel of [`SLOTS`] of
-//! them (8.6 seconds ahead) holds each event in the bucket of its time, unsorted: scheduling
+//! Here virtual time is cut into buckets of 262 µs to 2.1 ms (as a run's rate chooses,
+//! [`Agenda::for_rate`]), and a wheel of [`SLOTS`] of them (2 to 17 seconds ahead) holds each
+//! event in the bucket of its time, unsorted: scheduling
 //! links it into the bucket's list, whose nodes come from one pool. A bucket is sorted only when
 //! the loop reaches it, and a run has a few events per bucket, so that sort is a handful of
 //! comparisons. Empty buckets are skipped with a bitmap of the occupied ones (and a summary word
@@ -133,12 +134,22 @@ impl Ord for Scheduled {
     }
 }
 
-/// Log2 of a bucket's width in nanoseconds: 1.05 ms, a few events of a busy run, so that
-/// sorting one is cheap, and the wheel spans 8.6 s, past every round trip, backoff and most
-/// timeouts. Narrower buckets (262 µs) held one or two events each, so that nearly every pop
-/// paid for finding and opening a bucket; at 1 ms the benchmark's storm costs 1.5% fewer
-/// instructions per attempt and its healthy graph the same (2 ms and 4 ms cost more).
-const BUCKET_BITS: u32 = 20;
+/// Log2 of the bucket width of the tests' agendas: 262 µs, the narrowest a run may choose.
+#[cfg(test)]
+const BUCKET_BITS: u32 = 18;
+
+/// The bucket widths a run's rate may choose ([`Agenda::for_rate`]), as log2 of nanoseconds:
+/// 262 µs (a wheel of 2.1 s, past every round trip, backoff and most timeouts) to 2.1 ms
+/// (17 s). Narrower, and a busy run's user timeouts would go to the far heap.
+const BITS: std::ops::RangeInclusive<u32> = 18..=21;
+
+/// The events a bucket is sized to hold, by the estimate of [`Agenda::for_rate`]'s caller. Too
+/// few, and nearly every pop pays for finding and opening a bucket; too many, and each is
+/// sorted, and shifted into when an event is scheduled into the bucket being popped, at length.
+/// Thirteen puts the benchmark's storm and healthy graph in 1 ms buckets, where they cost 1-2%
+/// fewer instructions per attempt than in 262 µs ones, and its storm side by side four and
+/// eight times in 262 µs buckets, where they cost 2% and 7% fewer than in 1 ms ones.
+const EVENTS_PER_BUCKET: f64 = 13.0;
 
 /// Buckets in the wheel: a power of two, so a bucket's slot is its number's low bits.
 const SLOTS: usize = 1 << 13;
@@ -241,7 +252,9 @@ pub(crate) struct Agenda {
     /// at or near the end.
     current: Vec<Due>,
     head: usize,
-    /// The bucket of the last event popped (`now >> BUCKET_BITS`): every event waiting is in
+    /// Log2 of a bucket's width in nanoseconds.
+    bits: u32,
+    /// The bucket of the last event popped (`now >> bits`): every event waiting is in
     /// it or after it.
     cursor: u64,
     /// Slot `b % SLOTS` heads the list, in `nodes`, of the events of bucket `b`, unsorted, for
@@ -270,8 +283,25 @@ pub(crate) struct Agenda {
 }
 
 impl Agenda {
+    /// An agenda of buckets of 2^[`BUCKET_BITS`] ns.
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
+        Self::with_bits(BUCKET_BITS)
+    }
+
+    /// An agenda for a run expected to handle `events_per_second`: buckets sized to hold
+    /// [`EVENTS_PER_BUCKET`] each, within [`BITS`]. The width changes how fast the next event
+    /// is found, never which.
+    pub(crate) fn for_rate(events_per_second: f64) -> Self {
+        let width = EVENTS_PER_BUCKET / events_per_second * 1e9;
+        // Saturating: an infinite width (no events) takes the widest, NaN the narrowest.
+        let bits = (width.log2().round() as u32).clamp(*BITS.start(), *BITS.end());
+        Self::with_bits(bits)
+    }
+
+    fn with_bits(bits: u32) -> Self {
         Agenda {
+            bits,
             current: Vec::new(),
             head: 0,
             cursor: 0,
@@ -301,7 +331,7 @@ impl Agenda {
             in_the_past(at, event, self.now);
         }
         self.pending += 1;
-        let bucket = at >> BUCKET_BITS;
+        let bucket = at >> self.bits;
         let ahead = bucket - self.cursor;
         if ahead == 0 {
             // Later in the bucket being popped, and scheduled after all of its events: after
@@ -406,7 +436,7 @@ impl Agenda {
             .first_from((base + 1) % SLOTS)
             .or_else(|| self.occupied.first_from(0))
             .map(|slot| self.cursor + ((slot + SLOTS - base) % SLOTS) as u64);
-        let far = self.far.peek().map(|e| e.at() >> BUCKET_BITS);
+        let far = self.far.peek().map(|e| e.at() >> self.bits);
         let bucket = match (wheel, far) {
             (Some(w), Some(f)) => w.min(f),
             (w, f) => w.or(f)?,
@@ -417,7 +447,7 @@ impl Agenda {
         // The heap's events of the bucket were all scheduled before the wheel's: first, in
         // the order the heap pops them (by time, then scheduling).
         while let Some(top) = self.far.peek_mut() {
-            if top.at() >> BUCKET_BITS != bucket {
+            if top.at() >> self.bits != bucket {
                 break;
             }
             let scheduled = PeekMut::pop(top);
@@ -560,8 +590,12 @@ mod tests {
     /// popped), a few nanoseconds, random milliseconds of work, a year's `NO_TIMEOUT` (beyond
     /// the wheel) and a saturated `u64::MAX`.
     fn agrees_with_the_reference(seed: u64, steps: usize, fixed: &[u64]) {
+        agrees_on(Agenda::new(), seed, steps, fixed);
+    }
+
+    /// [`agrees_with_the_reference`] on `agenda`, of any bucket width.
+    fn agrees_on(mut agenda: Agenda, seed: u64, steps: usize, fixed: &[u64]) {
         let mut rng = seeded(seed);
-        let mut agenda = Agenda::new();
         let mut reference = Reference::default();
         let mut keys = Slab::new();
         let mut now = 0u64;
@@ -603,6 +637,27 @@ mod tests {
         for seed in 0..200 {
             agrees_with_the_reference(seed, 2_000, &FIXED);
         }
+    }
+
+    #[test]
+    fn every_bucket_width_a_rate_may_choose_pops_in_order() {
+        for bits in BITS {
+            for seed in 0..20 {
+                agrees_on(Agenda::with_bits(bits), seed, 5_000, &FIXED);
+            }
+        }
+    }
+
+    #[test]
+    fn a_busier_run_gets_narrower_buckets_within_the_range() {
+        let bits = |rate: f64| Agenda::for_rate(rate).bits;
+        // The benchmark's storm, some 10,000 events a second: 1 ms buckets.
+        assert_eq!(bits(9_600.0), 20);
+        assert_eq!(bits(80_000.0), *BITS.start());
+        assert_eq!(bits(1e12), *BITS.start());
+        assert_eq!(bits(10.0), *BITS.end());
+        assert_eq!(bits(0.0), *BITS.end());
+        assert_eq!(bits(f64::NAN), *BITS.start());
     }
 
     #[test]

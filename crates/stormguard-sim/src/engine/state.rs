@@ -237,7 +237,7 @@ impl<'m> Sim<'m> {
             now: 0,
             clock: Clock::new(origin),
             settled_at: 0,
-            agenda: Agenda::new(),
+            agenda: Agenda::for_rate(events_per_second(model)),
             arrivals_rng: seeded(seed),
             work_rng: seeded(seed ^ 0x9e37_79b9_7f4a_7c15),
             policy_rng: seeded(seed ^ 0xc2b2_ae3d_27d4_eb4f),
@@ -529,6 +529,15 @@ impl<'m> Sim<'m> {
             triggers,
         }
     }
+}
+
+/// About how many events a second `model` makes its agenda handle, to size its buckets: four
+/// for each attempt (its arrival, work, answer and timeout), of the users' rate times the
+/// attempts a request makes at the least, without retries.
+fn events_per_second(model: &Model) -> f64 {
+    let seconds = model.duration.as_secs_f64().max(f64::MIN_POSITIVE);
+    let users = model.load.expected_requests() / seconds;
+    4.0 * users * limits::attempts_per_request(model)
 }
 
 /// The share of a service's worker time spent on own work from the start to the last event.

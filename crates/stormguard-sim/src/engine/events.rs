@@ -283,8 +283,10 @@ pub(crate) struct Agenda {
     seq: u64,
     /// The time of the last event popped: no event may be scheduled before it.
     now: u64,
-    /// Events scheduled and not yet popped: what bounds a run's memory.
-    pending: usize,
+    /// Events waiting in the wheel's slots, not cancelled: with those of the bucket being
+    /// popped and of the far heap, what [`len`](Self::len) counts. Kept for the wheel alone,
+    /// so that popping and scheduling into the bucket being popped count nothing.
+    in_wheel: usize,
 }
 
 impl Agenda {
@@ -317,13 +319,13 @@ impl Agenda {
             far: BinaryHeap::new(),
             seq: 0,
             now: 0,
-            pending: 0,
+            in_wheel: 0,
         }
     }
 
-    /// How many events wait.
+    /// How many events wait: what bounds a run's memory.
     pub(crate) fn len(&self) -> usize {
-        self.pending
+        (self.current.len() - self.head) + self.in_wheel + self.far.len()
     }
 
     /// Schedules `event` at `at`, which must not be before the last event popped: virtual time
@@ -335,7 +337,6 @@ impl Agenda {
         if at < self.now {
             in_the_past(at, event, self.now);
         }
-        self.pending += 1;
         let bucket = at >> self.bits;
         let ahead = bucket - self.cursor;
         if ahead == 0 {
@@ -364,6 +365,7 @@ impl Agenda {
             let index = self.store(node);
             self.heads[slot] = index;
             self.occupied.set(slot);
+            self.in_wheel += 1;
             Handle(index)
         } else {
             self.seq += 1;
@@ -388,7 +390,7 @@ impl Agenda {
         let node = &mut self.nodes[handle.0 as usize];
         if node.waiting && node.event == event {
             node.waiting = false;
-            self.pending -= 1;
+            self.in_wheel -= 1;
         }
     }
 
@@ -400,7 +402,6 @@ impl Agenda {
         let next = self.current[self.head];
         self.head += 1;
         self.now = next.at;
-        self.pending -= 1;
         Some((self.now, next.event))
     }
 
@@ -442,9 +443,16 @@ impl Agenda {
             .or_else(|| self.occupied.first_from(0))
             .map(|slot| self.cursor + ((slot + SLOTS - base) % SLOTS) as u64);
         let far = self.far.peek().map(|e| e.at() >> self.bits);
-        let bucket = match (wheel, far) {
-            (Some(w), Some(f)) => w.min(f),
-            (w, f) => w.or(f)?,
+        let next = match (wheel, far) {
+            (Some(w), Some(f)) => Some(w.min(f)),
+            (w, f) => w.or(f),
+        };
+        let Some(bucket) = next else {
+            // Nothing waits. The cursor may have moved past the present, to buckets whose
+            // events were all cancelled: back to the present's, so that an event scheduled
+            // after this (at or after the present) is never in a bucket before the cursor.
+            self.cursor = self.now >> self.bits;
+            return None;
         };
         self.cursor = bucket;
         self.current.clear();
@@ -480,6 +488,7 @@ impl Agenda {
                 index = next;
             }
             self.occupied.clear(slot);
+            self.in_wheel -= self.current.len() - from_wheel;
             // A slot's list holds its events latest scheduled first.
             self.current[from_wheel..].reverse();
         }
@@ -569,22 +578,37 @@ mod tests {
     struct Reference {
         heap: BinaryHeap<Reverse<(u64, usize)>>,
         keys: Vec<Key>,
+        /// Per event, whether it was cancelled: skipped when popped.
+        cancelled: Vec<bool>,
+        /// Events scheduled, neither popped nor cancelled.
+        live: usize,
     }
 
     impl Reference {
         fn schedule(&mut self, at: u64, key: Key) {
             self.heap.push(Reverse((at, self.keys.len())));
             self.keys.push(key);
+            self.cancelled.push(false);
+            self.live += 1;
         }
 
-        /// Pops both and checks they agree; the time popped, if any.
+        /// Pops both and checks they agree, and that the agenda counts what waits; the time
+        /// popped, if any.
         fn pop_both(&mut self, agenda: &mut Agenda, seed: u64) -> Option<u64> {
-            let expected = self.heap.pop().map(|Reverse((at, n))| (at, self.keys[n]));
+            let mut expected = None;
+            while let Some(Reverse((at, n))) = self.heap.pop() {
+                if !self.cancelled[n] {
+                    expected = Some((at, self.keys[n]));
+                    self.live -= 1;
+                    break;
+                }
+            }
             let popped = agenda.pop().map(|(at, event)| match event {
                 Event::Retry(key) => (at, key),
                 other => panic!("the test schedules only retries, popped {other:?}"),
             });
             assert_eq!(popped, expected, "seed {seed}");
+            assert_eq!(agenda.len(), self.live, "seed {seed}");
             popped.map(|(at, _)| at)
         }
     }
@@ -605,9 +629,25 @@ mod tests {
         let mut keys = Slab::new();
         let mut now = 0u64;
         let year = nanos(NO_TIMEOUT);
+        let mut handles: Vec<(Handle, usize, Key)> = Vec::new();
         for _ in 0..steps {
             if rng.random_bool(0.45) {
                 now = reference.pop_both(&mut agenda, seed).unwrap_or(now);
+                continue;
+            }
+            if !handles.is_empty() && rng.random_bool(0.1) {
+                // Cancel an event scheduled earlier: one still in the wheel goes (the agenda
+                // then counts one fewer), any other stays and fires.
+                let (handle, n, key) = handles[rng.random_range(0..handles.len())];
+                let before = agenda.len();
+                agenda.cancel(handle, Event::Retry(key));
+                if agenda.len() + 1 == before {
+                    assert!(!reference.cancelled[n], "seed {seed}: cancelled twice");
+                    reference.cancelled[n] = true;
+                    reference.live -= 1;
+                } else {
+                    assert_eq!(agenda.len(), before, "seed {seed}");
+                }
                 continue;
             }
             let delay = match rng.random_range(0..12) {
@@ -620,8 +660,10 @@ mod tests {
             };
             let at = now.saturating_add(delay);
             let key = keys.insert(());
-            agenda.schedule(at, Event::Retry(key));
+            let handle = agenda.schedule(at, Event::Retry(key));
+            handles.push((handle, reference.keys.len(), key));
             reference.schedule(at, key);
+            assert_eq!(agenda.len(), reference.live, "seed {seed}");
         }
         while reference.pop_both(&mut agenda, seed).is_some() {}
     }

@@ -458,7 +458,7 @@ impl<'m> Sim<'m> {
     /// Tells the balancer of a call's `attempt` what the copy came to.
     #[inline]
     fn record(&mut self, attempt: &Attempt, result: AttemptResult) {
-        if !self.balancers.heeds(result) {
+        if !self.balancers.heeds(attempt.balancer as usize, result) {
             return;
         }
         self.balancers.record(

@@ -69,7 +69,8 @@ impl Sim<'_> {
         });
         self.loads[k] += 1;
         if has_worker {
-            self.start(job);
+            // The instance's condition, read on arrival, holds: the work starts now.
+            self.start(job, Some(condition.slowdown));
         } else {
             let instance = &mut self.instances[k];
             if instance.queue.is_empty() {
@@ -93,9 +94,11 @@ impl Sim<'_> {
             .schedule(self.now + half_rtt, Event::Response(key, answer));
     }
 
-    /// A worker takes the request: its own work begins.
+    /// A worker takes the request: its own work begins, slowed down by the instance's faults
+    /// (`slowdown`, when the caller has just read the instance's condition, else read here:
+    /// the faults are scanned once per arrival, not twice).
     #[inline(always)]
-    fn start(&mut self, key: Key) {
+    fn start(&mut self, key: Key, slowdown: Option<f64>) {
         let job = self
             .jobs
             .get_mut(key)
@@ -105,10 +108,10 @@ impl Sim<'_> {
         let instance = &mut self.instances[job.slot];
         let others = u64::from(instance.busy);
         instance.busy += 1;
-        let condition = service.condition(i, self.now);
+        let slowdown = slowdown.unwrap_or_else(|| service.condition(i, self.now).slowdown);
         let own = service.work.sample_nanos(&mut self.work_rng);
         let contended = own + (service.contention * others) as f64;
-        let work = (contended * condition.slowdown).min(u64::MAX as f64) as u64;
+        let work = (contended * slowdown).min(u64::MAX as f64) as u64;
         let tally = &mut self.tallies[s];
         tally.started += 1;
         tally.queue_wait_ns += u128::from(self.now - queued_at);
@@ -220,7 +223,7 @@ impl Sim<'_> {
                 self.drop_stale(s, k, next);
                 continue;
             }
-            self.start(next);
+            self.start(next, None);
             return;
         }
     }

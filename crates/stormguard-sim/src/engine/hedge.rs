@@ -230,6 +230,7 @@ impl Sim<'_> {
         }
         attempt.caller_done = true;
         attempt.abandoned = true;
+        self.abandoned_stored += 1;
         let a = *attempt;
         self.agenda.cancel(a.timeout, Event::AttemptTimeout(key));
         if timed_out {

@@ -135,7 +135,12 @@ impl Sim<'_> {
     ///
     /// The walk only passes attempts not abandoned, whose callers therefore still wait and are
     /// alive, so it never meets a freed slot.
+    ///
+    /// With no abandoned attempt stored at all, none can be above: no walk.
     fn abandoned_above(&self, mut job: Key) -> bool {
+        if self.abandoned_stored == 0 {
+            return false;
+        }
         loop {
             let parent = self.jobs.get(job).expect("walk meets live jobs").parent;
             let attempt = self.attempts.get(parent).expect("a job's attempt is alive");
@@ -182,6 +187,9 @@ impl Sim<'_> {
         attempt.callee_done = true;
         let (caller_done, half_rtt) = (attempt.caller_done, attempt.half_rtt);
         if caller_done {
+            if attempt.abandoned {
+                self.abandoned_stored -= 1;
+            }
             self.attempts.remove(key);
         } else if let Some(answer) = answer {
             let at = self.now + half_rtt;

@@ -209,6 +209,9 @@ pub(crate) struct Sim<'m> {
     /// Each calling instance's balancer per edge, which picks its attempts' instances.
     pub(crate) balancers: Balancers,
     pub(crate) attempts: Slab<Attempt>,
+    /// Attempts stored whose caller gave up on them: while there are none, no work can be
+    /// wasted, and finished work need not walk up its callers to find out.
+    pub(crate) abandoned_stored: usize,
     pub(crate) jobs: Slab<Job>,
     pub(crate) runs: Slab<CallRun>,
     pub(crate) tallies: Vec<Tally>,
@@ -249,6 +252,7 @@ impl<'m> Sim<'m> {
             // The proxy's balancer ejects on its defaults, and the graph has no setting for it.
             balancers: Balancers::new(model, origin, Some(EjectionConfig::default())),
             attempts: Slab::new(),
+            abandoned_stored: 0,
             jobs: Slab::new(),
             runs: Slab::new(),
             tallies: model
@@ -389,6 +393,7 @@ impl<'m> Sim<'m> {
         }
         attempt.caller_done = true;
         attempt.abandoned = true;
+        self.abandoned_stored += 1;
         let a = *attempt;
         if connect {
             self.agenda.cancel(a.timeout, Event::AttemptTimeout(key));
@@ -473,6 +478,9 @@ impl<'m> Sim<'m> {
     /// needs it.
     pub(crate) fn release(&mut self, key: Key, attempt: &Attempt) {
         if attempt.caller_done && attempt.callee_done {
+            if attempt.abandoned {
+                self.abandoned_stored -= 1;
+            }
             self.attempts.remove(key);
         }
     }

@@ -32,6 +32,10 @@ impl Sim<'_> {
                     self.agenda.schedule(at, Event::ConnectTimeout(key));
                 }
             }
+            // A caller that gave up before it arrived is done with it too: freed (its events
+            // find nothing, as they found it over).
+            let a = *attempt;
+            self.release(key, &a);
             return;
         }
         if condition.error_rate > 0.0 && self.work_rng.random::<f64>() < condition.error_rate {
@@ -89,6 +93,10 @@ impl Sim<'_> {
     fn answer_at_once(&mut self, key: Key, half_rtt: u64, answer: Answer) {
         if let Some(attempt) = self.attempts.get_mut(key) {
             attempt.callee_done = true;
+            // Freed if its caller gave up before it arrived, as `arrive` frees an unreachable
+            // one; the answer then finds nothing, as it found the caller gone.
+            let a = *attempt;
+            self.release(key, &a);
         }
         self.agenda
             .schedule(self.now + half_rtt, Event::Response(key, answer));

@@ -52,6 +52,8 @@ struct Health {
     /// The end of its latest ejection, in virtual nanoseconds: from then on none is ejected,
     /// and a choice needs no mask. Most failures eject nothing, so this is rarely ahead.
     ejected_until: u64,
+    /// Its suspect instances: with none, a success it hears changes nothing.
+    suspects: u32,
 }
 
 /// Every calling instance's balancer for every edge.
@@ -94,6 +96,7 @@ impl Balancers {
                 health.extend((0..callers).map(|_| Health {
                     detector: OutlierDetector::new(config, callees),
                     ejected_until: 0,
+                    suspects: 0,
                 }));
             }
         }
@@ -147,13 +150,17 @@ impl Balancers {
         self.in_flight[self.spans[balancer].0 + instance] -= 1;
     }
 
-    /// Whether recording `result` anywhere may change anything: a caller that hears a success
-    /// while no balancer suspects any instance need not even look up its balancer.
-    pub(crate) fn heeds(&self, result: AttemptResult) -> bool {
+    /// Whether recording `result` at `balancer` may change anything: a success, only while
+    /// that balancer suspects an instance. While no balancer suspects any, a caller that hears
+    /// a success need not even look up its balancer; in a storm, where some always do, the
+    /// balancers that suspect none still skip the detector.
+    pub(crate) fn heeds(&self, balancer: usize, result: AttemptResult) -> bool {
         self.config.is_some()
             && match Outcome::of(result) {
                 None => false,
-                Some(Outcome::Success) => self.suspects > 0,
+                Some(Outcome::Success) => {
+                    self.suspects > 0 && self.health.get(balancer).is_some_and(|h| h.suspects > 0)
+                }
                 Some(_) => true,
             }
     }
@@ -184,8 +191,14 @@ impl Balancers {
             health.ejected_until = health.ejected_until.max(until);
         }
         match (was, health.detector.is_suspect(instance)) {
-            (false, true) => self.suspects += 1,
-            (true, false) => self.suspects -= 1,
+            (false, true) => {
+                self.suspects += 1;
+                health.suspects += 1;
+            }
+            (true, false) => {
+                self.suspects -= 1;
+                health.suspects -= 1;
+            }
             _ => {}
         }
     }
@@ -312,15 +325,17 @@ mod tests {
     #[test]
     fn a_success_is_heeded_only_while_some_instance_is_suspect() {
         let mut b = balancers(Some(EjectionConfig::default()));
-        assert!(!b.heeds(OK));
-        assert!(!b.heeds(AttemptResult::TimeoutAfterWritten));
-        assert!(b.heeds(REFUSED));
-        b.record(b.of(0, 1), 2, REFUSED, 0);
-        assert!(b.heeds(OK));
+        let (first, second) = (b.of(0, 0), b.of(0, 1));
+        assert!(!b.heeds(second, OK));
+        assert!(!b.heeds(second, AttemptResult::TimeoutAfterWritten));
+        assert!(b.heeds(second, REFUSED));
+        b.record(second, 2, REFUSED, 0);
+        assert!(b.heeds(second, OK));
+        assert!(!b.heeds(first, OK), "the other balancer suspects none");
         // Back after its ejection, a success forgives it: nothing is suspect any more.
-        b.record(b.of(0, 1), 2, OK, SECOND);
-        assert!(!b.heeds(OK));
-        assert!(!balancers(None).heeds(REFUSED));
+        b.record(second, 2, OK, SECOND);
+        assert!(!b.heeds(second, OK));
+        assert!(!balancers(None).heeds(second, REFUSED));
     }
 
     #[test]

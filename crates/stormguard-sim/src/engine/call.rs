@@ -11,41 +11,59 @@ use stormguard::policy::{Decision, GiveUp};
 
 use super::events::{Event, Handle};
 use super::hedge::Unit;
-use super::model::{nanos, NO_TIMEOUT};
+use super::model::{nanos, Model, NO_TIMEOUT};
 use super::slab::Key;
-use super::state::{Attempt, CallRun, Caller, Sim};
+use super::state::{Attempt, CallRun, Caller, Job, Sim};
 
 impl Sim<'_> {
-    fn deadline(&self, at: Option<u64>) -> Option<Deadline> {
-        at.map(|t| Deadline::at(self.instant(t)))
-    }
-
     /// Starts the job's current run of calls, or answers when none is left.
     pub(crate) fn run_calls(&mut self, key: Key) {
-        let job = self.jobs.get(key).expect("a calling job is alive");
-        let runs = &self.model.services[job.service].endpoints[job.endpoint].runs;
-        let Some(run) = runs.get(job.step) else {
-            self.respond(key, true);
-            return;
-        };
-        let (deadline, caller) = (job.deadline, job.instance);
-        // Set before any call starts: a call that ends at once must not see the run finished.
-        self.jobs.get_mut(key).expect("alive").outstanding = run.len();
+        let model = self.model;
+        let job = self.jobs.get_mut(key).expect("a calling job is alive");
+        match next_run(model, job) {
+            Some(run) => {
+                let (deadline, caller) = (job.deadline, job.instance);
+                self.start_calls(key, run, deadline, caller);
+            }
+            None => self.respond(key, true),
+        }
+    }
+
+    /// Starts the calls of `run`, job `key`'s current run, from its instance `caller`.
+    fn start_calls(&mut self, key: Key, run: &[usize], deadline: Option<u64>, caller: usize) {
+        let model = self.model;
         for &edge in run {
-            let tried = self.tried_pool.pop().unwrap_or_default();
-            let call = self.runs.insert(CallRun {
-                job: key,
-                edge,
-                endpoint: 0,
-                balancer: self.balancers.of(edge, caller),
-                reps_left: self.model.edges[edge].count.max(1),
-                retry: None,
-                tried,
-                job_deadline: deadline,
-                deadline,
-                deadline_at: None,
-                unit: Unit::default(),
-            });
+            let balancer = self.balancers.of(edge, caller);
+            let reps_left = model.edges[edge].count.max(1);
+            // The deadlines, the endpoint, the retry state and the unit are set before they
+            // are read, by start_repetition and send_attempt; a reused call's `tried` was
+            // emptied when it finished, and keeps its buffer.
+            let call = self.runs.insert_with(
+                |call| {
+                    call.job = key;
+                    call.edge = edge;
+                    call.balancer = balancer;
+                    call.reps_left = reps_left;
+                    call.retry = None;
+                    call.job_deadline = deadline;
+                    call.unit.primary = None;
+                    call.unit.hedge = None;
+                    call.unit.race = None;
+                },
+                || CallRun {
+                    job: key,
+                    edge,
+                    endpoint: 0,
+                    balancer,
+                    reps_left,
+                    retry: None,
+                    tried: Vec::new(),
+                    job_deadline: deadline,
+                    deadline,
+                    deadline_at: None,
+                    unit: Unit::default(),
+                },
+            );
             self.start_repetition(call);
         }
     }
@@ -54,23 +72,22 @@ impl Sim<'_> {
     /// deadline is the job's, cut by the call's `request_timeout` (the policy's overall
     /// timeout), as the proxy's deadline layer cuts a request's.
     fn start_repetition(&mut self, key: Key) {
-        let run = self.runs.get(key).expect("a started call is alive");
-        let policy = &self.model.edges[run.edge].policy;
+        let model = self.model;
+        let t = self.now;
+        let run = self.runs.get_mut(key).expect("a started call is alive");
+        let edge = &model.edges[run.edge];
+        let policy = &edge.policy;
         let own = policy
             .overall_timeout
-            .map(|timeout| self.now.saturating_add(nanos(timeout)));
+            .map(|timeout| t.saturating_add(nanos(timeout)));
         let rep_deadline = match (run.job_deadline, own) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let now = self.instant(self.now);
-        let deadline = self.deadline(rep_deadline);
-        let run = self.runs.get_mut(key).expect("alive");
+        let now = self.clock.at(t);
+        let deadline = rep_deadline.map(|at| Deadline::at(self.clock.later(at)));
         run.deadline = rep_deadline;
         run.deadline_at = deadline;
-        let run = self.runs.get(key).expect("alive");
-        let edge = &self.model.edges[run.edge];
-        let policy = &edge.policy;
         if deadline.is_some()
             && !policy.should_start_estimated(deadline, now, Some(&edge.estimator))
         {
@@ -82,10 +99,9 @@ impl Sim<'_> {
             Some(endpoint) => endpoint,
             None => {
                 let rng = &mut self.endpoint_rng;
-                self.model.services[edge.to].endpoint_for(|| rng.random::<f64>())
+                model.services[edge.to].endpoint_for(|| rng.random::<f64>())
             }
         };
-        let run = self.runs.get_mut(key).expect("alive");
         run.endpoint = endpoint;
         run.retry = Some(state);
         run.tried.clear();
@@ -93,56 +109,65 @@ impl Sim<'_> {
     }
 
     /// Sends one attempt to the instance the caller's balancer picks, with the timeout the
-    /// policy gives it.
+    /// policy gives it, and starts its unit: the attempt and, on a hedged edge, its race.
     pub(crate) fn send_attempt(&mut self, key: Key) {
-        let run = self.runs.get(key).expect("a retrying call is alive");
-        let edge = &self.model.edges[run.edge];
-        let deadline = run.deadline_at;
+        let model = self.model;
+        let t = self.now;
+        let run = self.runs.get_mut(key).expect("a retrying call is alive");
+        let edge_index = run.edge;
+        let edge = &model.edges[edge_index];
         let Some(timeout) = edge
             .policy
-            .attempt_timeout(deadline, self.instant(self.now), None)
+            .attempt_timeout(run.deadline_at, self.clock.at(t), None)
         else {
             self.finish_call(key, false);
             return;
         };
         let timeout = nanos(timeout);
-        let instance =
-            self.balancers
-                .choose(run.balancer, &run.tried, self.now, &mut self.policy_rng);
-        let attempt = Attempt {
+        let instance = self
+            .balancers
+            .choose(run.balancer, &run.tried, t, &mut self.policy_rng);
+        run.tried.push(instance);
+        self.calls[edge_index].attempts += 1;
+        let attempt = self.attempts.next_key();
+        self.agenda
+            .schedule(t + edge.half_rtt, Event::Arrive(attempt));
+        // A call without a timeout waits as long as it takes; its event would only sit in the
+        // heap for the whole run.
+        let ends = (timeout < nanos(NO_TIMEOUT)).then(|| t.saturating_add(timeout));
+        let timeout_handle = match ends {
+            Some(end) => self.agenda.schedule(end, Event::AttemptTimeout(attempt)),
+            None => Handle::NONE,
+        };
+        // The unit this attempt starts (see [`Sim::start_race`]).
+        let retry = run.retry.as_ref().is_some_and(|state| state.attempts() > 1);
+        let unit = &mut run.unit;
+        unit.primary = Some(attempt);
+        unit.hedge = None;
+        unit.race = None;
+        unit.sent_at = t;
+        unit.ends = ends;
+        self.attempts.insert(Attempt {
             caller: Caller::Run(key),
+            edge: edge_index as u32,
+            balancer: run.balancer as u32,
+            caller_job: run.job,
             service: edge.to,
             endpoint: run.endpoint,
             instance,
             half_rtt: edge.half_rtt,
-            sent_at: self.now,
+            sent_at: t,
             connect_timeout: edge.connect_timeout,
-            deadline: edge
-                .propagate_deadline
-                .then(|| self.now.saturating_add(timeout)),
+            deadline: edge.propagate_deadline.then(|| t.saturating_add(timeout)),
             caller_done: false,
             callee_done: false,
             abandoned: false,
             blackholed: false,
-            timeout: Handle::NONE,
-        };
-        let (edge_index, half_rtt) = (run.edge, edge.half_rtt);
-        self.runs.get_mut(key).expect("alive").tried.push(instance);
-        self.calls[edge_index].attempts += 1;
-        let attempt = self.attempts.insert(attempt);
-        self.agenda
-            .schedule(self.now + half_rtt, Event::Arrive(attempt));
-        // A call without a timeout waits as long as it takes; its event would only sit in the
-        // heap for the whole run.
-        let ends = (timeout < nanos(NO_TIMEOUT)).then(|| self.now.saturating_add(timeout));
-        if let Some(end) = ends {
-            let timeout = self.agenda.schedule(end, Event::AttemptTimeout(attempt));
-            self.attempts
-                .get_mut(attempt)
-                .expect("just inserted")
-                .timeout = timeout;
+            timeout: timeout_handle,
+        });
+        if edge.hedge.is_some() {
+            self.start_race(key, attempt, ends, retry);
         }
-        self.begin_unit(key, attempt, ends);
     }
 
     /// Attempt (unit) of call `key` on `edge`, sent at `sent_at`, came to `result`: its latency
@@ -155,22 +180,25 @@ impl Sim<'_> {
         sent_at: u64,
         result: AttemptResult,
     ) {
-        if let AttemptResult::Response { .. } = result {
+        let edge = &self.model.edges[edge];
+        if let (AttemptResult::Response { .. }, true) = (result, edge.latency_read) {
             let latency = Duration::from_nanos(self.now - sent_at);
-            let estimator = &self.model.edges[edge].estimator;
-            estimator.record(self.instant(self.now), latency);
+            edge.estimator.record(self.clock.at(self.now), latency);
         }
         self.run_result(key, result);
     }
 
     /// An attempt's outcome reached the caller: the policy decides what comes next.
     fn run_result(&mut self, key: Key, result: AttemptResult) {
-        let now = self.instant(self.now);
-        let run = self.runs.get(key).expect("a call outlives its attempts");
+        let model = self.model;
+        let now = self.clock.at(self.now);
+        let run = self
+            .runs
+            .get_mut(key)
+            .expect("a call outlives its attempts");
         let deadline = run.deadline_at;
         let edge_index = run.edge;
-        let edge = &self.model.edges[edge_index];
-        let run = self.runs.get_mut(key).expect("alive");
+        let edge = &model.edges[edge_index];
         let state = run.retry.as_mut().expect("begun before any attempt");
         let decision = edge.policy.decide_estimated(
             state,
@@ -210,14 +238,14 @@ impl Sim<'_> {
 
     /// A call is over; when it was the last of its run, the request moves on or fails.
     fn finish_call(&mut self, key: Key, success: bool) {
-        let mut run = self.runs.remove(key).expect("a call finishes once");
-        let mut tried = std::mem::take(&mut run.tried);
-        tried.clear();
-        self.tried_pool.push(tried);
-        let required = self.model.edges[run.edge].required;
+        let run = self.runs.remove(key).expect("a call finishes once");
+        // Emptied in place: the next call stored in this slot reuses its buffer.
+        run.tried.clear();
+        let (edge, job_key) = (run.edge, run.job);
+        let required = self.model.edges[edge].required;
         let job = self
             .jobs
-            .get_mut(run.job)
+            .get_mut(job_key)
             .expect("a job waits for its calls");
         job.failed |= !success && required;
         job.outstanding -= 1;
@@ -225,10 +253,27 @@ impl Sim<'_> {
             return;
         }
         if job.failed {
-            self.respond(run.job, false);
-        } else {
-            job.step += 1;
-            self.run_calls(run.job);
+            self.respond(job_key, false);
+            return;
+        }
+        // The next run, on the job already looked up (as run_calls does).
+        job.step += 1;
+        match next_run(self.model, job) {
+            Some(run) => {
+                let (deadline, caller) = (job.deadline, job.instance);
+                self.start_calls(job_key, run, deadline, caller);
+            }
+            None => self.respond(job_key, true),
         }
     }
+}
+
+/// `job`'s current run of calls, with its calls counted outstanding (before any starts: a call
+/// that ends at once must not see the run finished); `None` when none is left.
+fn next_run<'m>(model: &'m Model, job: &mut Job) -> Option<&'m [usize]> {
+    let run = model.services[job.service].endpoints[job.endpoint]
+        .runs
+        .get(job.step)?;
+    job.outstanding = run.len();
+    Some(run)
 }

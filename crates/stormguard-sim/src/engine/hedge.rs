@@ -44,22 +44,13 @@ pub(crate) struct CachedDelay {
 }
 
 impl Sim<'_> {
-    /// A unit starts with `attempt` sent by call `run`. On a hedged edge its race starts: a
-    /// caller's request earns the hedge budget its share (a retry earns nothing), and for an
-    /// idempotent call whose delay falls within the attempt's timeout the hedge is due.
-    pub(crate) fn begin_unit(&mut self, run: Key, attempt: Key, ends: Option<u64>) {
+    /// The unit `attempt` of call `run` starts on a hedged edge (`retry`: the call's retry sent
+    /// it): its race starts. A caller's request earns the hedge budget its share (a retry earns
+    /// nothing), and for an idempotent call whose delay falls within the attempt's timeout the
+    /// hedge is due.
+    pub(crate) fn start_race(&mut self, run: Key, attempt: Key, ends: Option<u64>, retry: bool) {
         let now = self.now;
-        let call = self.runs.get_mut(run).expect("a sending call is alive");
-        let retry = call
-            .retry
-            .as_ref()
-            .is_some_and(|state| state.attempts() > 1);
-        call.unit = Unit {
-            primary: Some(attempt),
-            sent_at: now,
-            ends,
-            ..Unit::default()
-        };
+        let call = self.runs.get(run).expect("a sending call is alive");
         let edge_index = call.edge;
         let model = self.model;
         let edge = &model.edges[edge_index];
@@ -76,7 +67,7 @@ impl Sim<'_> {
             now: self.instant(now),
             delay: delay.map(Duration::from_nanos),
             idempotent: edge.idempotent,
-            deadline: ends.map(|end| Deadline::at(self.instant(end))),
+            deadline: ends.map(|end| Deadline::at(self.clock.later(end))),
             retry,
         };
         let race = HedgeRace::start(policy, start);
@@ -118,8 +109,7 @@ impl Sim<'_> {
             return false;
         }
         // The copy carries the first one's deadline: what is left of the unit's time.
-        let (half_rtt, connect_timeout, deadline) =
-            (first.half_rtt, first.connect_timeout, first.deadline);
+        let first = *first;
         let model = self.model;
         let now = self.instant(self.now);
         let call = self
@@ -142,20 +132,16 @@ impl Sim<'_> {
         let instance =
             self.balancers
                 .choose(call.balancer, &call.tried, self.now, &mut self.policy_rng);
+        // Of the same call as the first copy: its caller, edge, balancer, callee and endpoint.
         let key = self.attempts.insert(Attempt {
-            caller: Caller::Run(run),
-            service: edge.to,
-            endpoint: call.endpoint,
             instance,
-            half_rtt,
             sent_at: self.now,
-            connect_timeout,
-            deadline,
             caller_done: false,
             callee_done: false,
             abandoned: false,
             blackholed: false,
             timeout: Handle::NONE,
+            ..first
         });
         let call = self.runs.get_mut(run).expect("alive");
         call.tried.push(instance);
@@ -165,7 +151,7 @@ impl Sim<'_> {
         stats.attempts += 1;
         stats.hedges += 1;
         self.agenda
-            .schedule(self.now + half_rtt, Event::Arrive(key));
+            .schedule(self.now + first.half_rtt, Event::Arrive(key));
         if let Some(end) = ends {
             let timeout = self.agenda.schedule(end, Event::AttemptTimeout(key));
             self.attempts.get_mut(key).expect("just inserted").timeout = timeout;
@@ -176,7 +162,22 @@ impl Sim<'_> {
     /// The caller is done with copy `key` of call `run`'s unit, with `result`; `timeout` when
     /// the per-attempt timeout ended it. The retry policy hears of the unit once its race is
     /// decided, and the copy still out, if any, is abandoned as the race says.
-    pub(crate) fn copy_done(&mut self, run: Key, key: Key, result: AttemptResult, timeout: bool) {
+    ///
+    /// `copy` is the attempt as the caller last saw it.
+    pub(crate) fn copy_done(
+        &mut self,
+        run: Key,
+        copy: &Attempt,
+        key: Key,
+        result: AttemptResult,
+        timeout: bool,
+    ) {
+        // An edge without a hedge never races: its unit is this one copy, sent with the unit,
+        // and the call need not be looked up here.
+        if self.model.edges[copy.edge as usize].hedge.is_none() {
+            self.attempt_done(run, copy.edge as usize, copy.sent_at, result);
+            return;
+        }
         let call = self
             .runs
             .get_mut(run)
@@ -229,14 +230,14 @@ impl Sim<'_> {
         }
         attempt.caller_done = true;
         attempt.abandoned = true;
-        self.agenda
-            .cancel(attempt.timeout, Event::AttemptTimeout(key));
+        self.abandoned_stored += 1;
+        let a = *attempt;
+        self.agenda.cancel(a.timeout, Event::AttemptTimeout(key));
         if timed_out {
-            self.tallies[attempt.service].timed_out += 1;
+            self.tallies[a.service].timed_out += 1;
             self.calls[edge].timeouts += 1;
         }
-        let (caller, instance) = (attempt.caller, attempt.instance);
-        self.release(key);
-        self.caller_done(caller, instance);
+        self.release(key, &a);
+        self.caller_done(&a);
     }
 }

@@ -179,7 +179,7 @@ fn rate_said(model: &Model, requests: f64) -> String {
 /// Computed callee first over the endpoints (a depth-first search without recursion, so a chain
 /// of ten thousand services does not overflow the stack); a call that closes a cycle (which
 /// [`refuse_cycles`] refuses first) counts as its one attempt.
-fn attempts_per_request(model: &Model) -> f64 {
+pub(crate) fn attempts_per_request(model: &Model) -> f64 {
     let first: Vec<usize> = model
         .services
         .iter()

@@ -42,7 +42,9 @@
 //!   same core functions as the proxy (`RetryPolicy::should_start_estimated`,
 //!   `RetryPolicy::decide_estimated`): with a deadline, no attempt starts with less time left
 //!   than an attempt is expected to take. Until the estimator holds 100 samples, the expected
-//!   latency is the policy's, zero.
+//!   latency is the policy's, zero. An edge whose estimator nothing can read (no quantile hedge
+//!   delay, and no deadline: neither its `request_timeout` nor one propagated to its caller)
+//!   is not fed, which changes nothing but the work.
 //! - Hedging follows the proxy's stack, the retry layer outside the hedge layer: what the retry
 //!   policy calls one attempt is the attempt sent plus, if it has not answered after the hedge
 //!   delay and the edge's `HedgePolicy` allows, one copy to an instance the call has not tried.

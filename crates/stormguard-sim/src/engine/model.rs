@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use stormguard::estimate::{LocalLatencyEstimator, LogNormal};
-use stormguard::hedge::HedgePolicy;
+use stormguard::hedge::{HedgeDelay, HedgePolicy};
 use stormguard::policy::RetryPolicy;
 use stormguard_graph::model::{Call, Graph, Scenario};
 use stormguard_graph::parse::ranges::{RATE, RUN_LENGTH};
@@ -33,6 +33,9 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 pub(crate) struct ServiceModel {
     pub(crate) name: String,
     pub(crate) instances: usize,
+    /// Where its instances start in the run's flat list of every service's instances (the
+    /// instances of the services before it, summed): one index reaches an instance's state.
+    pub(crate) first: usize,
     pub(crate) concurrency: u32,
     pub(crate) queue: usize,
     pub(crate) work: LogNormal,
@@ -99,6 +102,12 @@ pub(crate) struct EdgeModel {
     /// would only wait as many times longer for the 100 samples a quantile needs. The proxy's
     /// estimator for one thread (no lock), since a run is one event loop.
     pub(crate) estimator: LocalLatencyEstimator,
+    /// Whether anything in a run ever reads `estimator`: a quantile hedge delay, or a deadline
+    /// on the call (its `request_timeout`, or one propagated to its caller), without which the
+    /// retry policy never asks for an expected latency. An estimator nothing reads is not fed:
+    /// the two histogram records and the clock reads of each answer are saved, and the
+    /// outcome is the same (see [`latency_read`]).
+    pub(crate) latency_read: bool,
 }
 
 /// A fault on some of a service's instances for a window of virtual time.
@@ -197,6 +206,15 @@ impl Load {
         mut t: u64,
         exponential: &mut impl FnMut() -> f64,
     ) -> Option<u64> {
+        if self.steps.is_empty() {
+            // One rate until the end: the loop below, once, without looking for steps.
+            let rate = self.base;
+            if t < self.end && rate > 0.0 && rate.is_finite() {
+                let at = t.saturating_add((exponential() / rate * 1e9) as u64);
+                return (at < self.end).then_some(at);
+            }
+            return None;
+        }
         while t < self.end {
             let rate = self.rate_at(t);
             let change = self.next_change(t);
@@ -336,6 +354,7 @@ pub(crate) fn build(
                     hedge: hedge(&caller, call)?,
                     estimator: LocalLatencyEstimator::new(ESTIMATOR_WINDOW)
                         .with_quantile_refresh(ESTIMATOR_REFRESH),
+                    latency_read: true,
                 });
                 match runs.last_mut() {
                     Some(run) if call.parallel && last_parallel => run.push(edge),
@@ -350,9 +369,13 @@ pub(crate) fn build(
                 runs,
             });
         }
+        let first = services
+            .last()
+            .map_or(0, |s: &ServiceModel| s.first + s.instances);
         services.push(ServiceModel {
             name: name.clone(),
             instances: service.instances.max(1) as usize,
+            first,
             concurrency: service.concurrency.max(1),
             queue: service.queue as usize,
             work,
@@ -399,8 +422,88 @@ pub(crate) fn build(
             end: nanos(duration),
         },
         services,
-        edges,
+        edges: latency_read(edges),
         duration,
         triggers,
     })
+}
+
+/// `edges` with [`EdgeModel::latency_read`] set: an edge's estimator is read only by a quantile
+/// hedge delay, or by the retry policy's checks against a deadline (`should_start_estimated`
+/// and the deadline step of `decide_estimated`, which look at no estimate without one). A
+/// call's repetitions have a deadline only from its `request_timeout` or from the calling
+/// request's, which only a call into the caller with `propagate_deadline` gives (users give
+/// none).
+fn latency_read(mut edges: Vec<EdgeModel>) -> Vec<EdgeModel> {
+    let propagated_to: Vec<usize> = edges
+        .iter()
+        .filter(|e| e.propagate_deadline)
+        .map(|e| e.to)
+        .collect();
+    for edge in &mut edges {
+        let quantile_hedge = edge
+            .hedge
+            .as_ref()
+            .is_some_and(|h| !matches!(h.delay_setting(), HedgeDelay::Fixed(_)));
+        edge.latency_read = quantile_hedge
+            || edge.policy.overall_timeout.is_some()
+            || propagated_to.contains(&edge.from);
+    }
+    edges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which edges' estimators a run reads: `web -> api` propagates its deadline, so `api`'s
+    /// calls have one; `web`'s own calls have none unless a `request_timeout` or a quantile
+    /// hedge asks for latencies.
+    #[test]
+    fn only_an_edge_with_a_deadline_or_a_quantile_hedge_feeds_its_estimator() {
+        let graph = stormguard_graph::parse(
+            "g.toml",
+            r#"
+            [entry]
+            service = "web"
+            [services.web]
+            [[services.web.calls]]
+            to = "api"
+            propagate_deadline = true
+            [[services.web.calls]]
+            to = "db"
+            request_timeout = "1s"
+            [[services.web.calls]]
+            to = "db"
+            hedge = { delay = "p95" }
+            [[services.web.calls]]
+            to = "db"
+            hedge = { delay = "10ms" }
+            [services.api]
+            [[services.api.calls]]
+            to = "db"
+            [services.db]
+            "#,
+        )
+        .unwrap();
+        let model = build(&graph, None, None, None).unwrap();
+        let read: Vec<(&str, &str, bool)> = model
+            .edges
+            .iter()
+            .map(|e| {
+                let name = |s: usize| model.services[s].name.as_str();
+                (name(e.from), name(e.to), e.latency_read)
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("api", "db", true),
+                ("web", "api", false),
+                ("web", "db", true),
+                ("web", "db", true),
+                ("web", "db", false),
+            ]
+        );
+    }
 }

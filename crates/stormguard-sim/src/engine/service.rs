@@ -32,6 +32,10 @@ impl Sim<'_> {
                     self.agenda.schedule(at, Event::ConnectTimeout(key));
                 }
             }
+            // A caller that gave up before it arrived is done with it too: freed (its events
+            // find nothing, as they found it over).
+            let a = *attempt;
+            self.release(key, &a);
             return;
         }
         if condition.error_rate > 0.0 && self.work_rng.random::<f64>() < condition.error_rate {
@@ -43,10 +47,11 @@ impl Sim<'_> {
             self.answer_at_once(key, half_rtt, answer);
             return;
         }
-        let has_worker = self.instances[s][i].busy < service.concurrency;
-        let full = |this: &Self| this.instances[s][i].queue.len() >= service.queue;
+        let k = service.first + i;
+        let has_worker = self.instances[k].busy < service.concurrency;
+        let full = |this: &Self| this.instances[k].queue.len() >= service.queue;
         if !has_worker && full(self) && service.queue_policy.expires() {
-            self.shed_stale(s, i);
+            self.shed_stale(s, k);
         }
         if !has_worker && full(self) {
             self.tallies[s].rejected += 1;
@@ -55,6 +60,7 @@ impl Sim<'_> {
         }
         let job = self.jobs.insert(Job {
             service: s,
+            slot: k,
             endpoint,
             instance: i,
             parent: key,
@@ -65,11 +71,12 @@ impl Sim<'_> {
             outstanding: 0,
             failed: false,
         });
-        self.loads[s][i] += 1;
+        self.loads[k] += 1;
         if has_worker {
-            self.start(job);
+            // The instance's condition, read on arrival, holds: the work starts now.
+            self.start(job, Some(condition.slowdown));
         } else {
-            let instance = &mut self.instances[s][i];
+            let instance = &mut self.instances[k];
             if instance.queue.is_empty() {
                 instance.nonempty_since = self.now;
             }
@@ -86,28 +93,38 @@ impl Sim<'_> {
     fn answer_at_once(&mut self, key: Key, half_rtt: u64, answer: Answer) {
         if let Some(attempt) = self.attempts.get_mut(key) {
             attempt.callee_done = true;
+            // Freed if its caller gave up before it arrived, as `arrive` frees an unreachable
+            // one; the answer then finds nothing, as it found the caller gone.
+            let a = *attempt;
+            self.release(key, &a);
         }
         self.agenda
             .schedule(self.now + half_rtt, Event::Response(key, answer));
     }
 
-    /// A worker takes the request: its own work begins.
-    fn start(&mut self, key: Key) {
-        let job = self.jobs.get(key).expect("a job being started is alive");
+    /// A worker takes the request: its own work begins, slowed down by the instance's faults
+    /// (`slowdown`, when the caller has just read the instance's condition, else read here:
+    /// the faults are scanned once per arrival, not twice).
+    #[inline(always)]
+    fn start(&mut self, key: Key, slowdown: Option<f64>) {
+        let job = self
+            .jobs
+            .get_mut(key)
+            .expect("a job being started is alive");
         let (s, i, queued_at) = (job.service, job.instance, job.queued_at);
         let service = &self.model.services[s];
-        let instance = &mut self.instances[s][i];
+        let instance = &mut self.instances[job.slot];
         let others = u64::from(instance.busy);
         instance.busy += 1;
-        let condition = service.condition(i, self.now);
+        let slowdown = slowdown.unwrap_or_else(|| service.condition(i, self.now).slowdown);
         let own = service.work.sample_nanos(&mut self.work_rng);
         let contended = own + (service.contention * others) as f64;
-        let work = (contended * condition.slowdown).min(u64::MAX as f64) as u64;
+        let work = (contended * slowdown).min(u64::MAX as f64) as u64;
         let tally = &mut self.tallies[s];
         tally.started += 1;
         tally.queue_wait_ns += u128::from(self.now - queued_at);
         tally.work_ns += u128::from(work);
-        self.jobs.get_mut(key).expect("alive").work = work;
+        job.work = work;
         self.agenda
             .schedule(self.now.saturating_add(work), Event::WorkDone(key));
     }
@@ -126,7 +143,12 @@ impl Sim<'_> {
     ///
     /// The walk only passes attempts not abandoned, whose callers therefore still wait and are
     /// alive, so it never meets a freed slot.
+    ///
+    /// With no abandoned attempt stored at all, none can be above: no walk.
     fn abandoned_above(&self, mut job: Key) -> bool {
+        if self.abandoned_stored == 0 {
+            return false;
+        }
         loop {
             let parent = self.jobs.get(job).expect("walk meets live jobs").parent;
             let attempt = self.attempts.get(parent).expect("a job's attempt is alive");
@@ -135,23 +157,23 @@ impl Sim<'_> {
             }
             match attempt.caller {
                 Caller::User => return false,
-                Caller::Run(run) => job = self.runs.get(run).expect("caller waits").job,
+                Caller::Run(_) => job = attempt.caller_job,
             }
         }
     }
 
     /// The request answers its caller and frees its worker for the next in the queue.
     pub(crate) fn respond(&mut self, key: Key, success: bool) {
-        let job = self.jobs.remove(key).expect("a job answers once");
-        let (s, i) = (job.service, job.instance);
+        let job = *self.jobs.remove(key).expect("a job answers once");
+        let (s, k) = (job.service, job.slot);
         let tally = &mut self.tallies[s];
         if success {
             tally.succeeded += 1;
         } else {
             tally.failed += 1;
         }
-        self.instances[s][i].busy -= 1;
-        self.loads[s][i] -= 1;
+        self.instances[k].busy -= 1;
+        self.loads[k] -= 1;
         self.finish_for_callee(
             job.parent,
             Some(if success {
@@ -160,28 +182,35 @@ impl Sim<'_> {
                 Answer::Unavailable
             }),
         );
-        self.take_next(s, i);
+        self.take_next(s, k);
     }
 
     /// The callee is done with an attempt; the answer travels back unless the caller left.
+    #[inline(always)]
     fn finish_for_callee(&mut self, key: Key, answer: Option<Answer>) {
         let attempt = self
             .attempts
             .get_mut(key)
             .expect("a job's attempt is alive");
         attempt.callee_done = true;
-        if let (false, Some(answer)) = (attempt.caller_done, answer) {
-            let at = self.now + attempt.half_rtt;
+        let (caller_done, half_rtt) = (attempt.caller_done, attempt.half_rtt);
+        if caller_done {
+            if attempt.abandoned {
+                self.abandoned_stored -= 1;
+            }
+            self.attempts.remove(key);
+        } else if let Some(answer) = answer {
+            let at = self.now + half_rtt;
             self.agenda.schedule(at, Event::Response(key, answer));
         }
-        self.release(key);
     }
 
     /// Starts the next queued request, in the order of the service's discipline, dropping those
     /// whose propagated deadline has passed (their caller has given up, so the work could only
     /// be wasted) and answering 503 to those that waited past the queue's limit.
-    fn take_next(&mut self, s: usize, i: usize) {
-        let instance = &self.instances[s][i];
+    #[inline(always)]
+    fn take_next(&mut self, s: usize, k: usize) {
+        let instance = &self.instances[k];
         if instance.queue.is_empty() {
             return;
         }
@@ -189,7 +218,7 @@ impl Sim<'_> {
             .queue_policy
             .take(self.now, instance.nonempty_since);
         loop {
-            let queue = &mut self.instances[s][i].queue;
+            let queue = &mut self.instances[k].queue;
             let popped = if take.newest_first {
                 queue.pop_back()
             } else {
@@ -200,17 +229,17 @@ impl Sim<'_> {
             };
             let job = self.jobs.get(next).expect("queued jobs are alive");
             if job.deadline.is_some_and(|d| self.now >= d) {
-                let job = self.jobs.remove(next).expect("alive");
+                let job = *self.jobs.remove(next).expect("alive");
                 self.tallies[s].dropped += 1;
-                self.loads[s][i] -= 1;
+                self.loads[k] -= 1;
                 self.finish_for_callee(job.parent, None);
                 continue;
             }
             if take.stale(self.now, job.queued_at) {
-                self.drop_stale(s, i, next);
+                self.drop_stale(s, k, next);
                 continue;
             }
-            self.start(next);
+            self.start(next, None);
             return;
         }
     }
@@ -218,12 +247,12 @@ impl Sim<'_> {
     /// An arrival found the queue full: the requests at its old end that waited past the
     /// queue's limit are answered 503 to make room, so that stale work is discarded before
     /// fresh work is refused.
-    fn shed_stale(&mut self, s: usize, i: usize) {
-        let instance = &self.instances[s][i];
+    fn shed_stale(&mut self, s: usize, k: usize) {
+        let instance = &self.instances[k];
         let take = self.model.services[s]
             .queue_policy
             .take(self.now, instance.nonempty_since);
-        while let Some(&oldest) = self.instances[s][i].queue.front() {
+        while let Some(&oldest) = self.instances[k].queue.front() {
             let queued_at = self
                 .jobs
                 .get(oldest)
@@ -232,16 +261,16 @@ impl Sim<'_> {
             if !take.stale(self.now, queued_at) {
                 return;
             }
-            self.instances[s][i].queue.pop_front();
-            self.drop_stale(s, i, oldest);
+            self.instances[k].queue.pop_front();
+            self.drop_stale(s, k, oldest);
         }
     }
 
     /// A queued request, out of the queue, waited too long: its caller gets a fast 503.
-    fn drop_stale(&mut self, s: usize, i: usize, key: Key) {
-        let job = self.jobs.remove(key).expect("a queued job is alive");
+    fn drop_stale(&mut self, s: usize, k: usize, key: Key) {
+        let job = *self.jobs.remove(key).expect("a queued job is alive");
         self.tallies[s].queue_dropped += 1;
-        self.loads[s][i] -= 1;
+        self.loads[k] -= 1;
         self.finish_for_callee(job.parent, Some(Answer::Unavailable));
     }
 }

@@ -37,8 +37,18 @@ pub(crate) enum Caller {
 
 /// One attempt, alive until both its caller is done with it (answer or timeout) and the callee
 /// is (answered, dropped, or never took it).
+///
+/// `Copy`, and small: a handler copies it out of the slab once rather than looking it up
+/// again for each field it needs.
+#[derive(Clone, Copy)]
 pub(crate) struct Attempt {
     pub(crate) caller: Caller,
+    /// For a call's attempt, the call's edge, its caller's balancer and the calling job, copied
+    /// from the call when sent, so that an answer or a timeout, and the walk up to the users,
+    /// need no lookup of the call; unused for a user's.
+    pub(crate) edge: u32,
+    pub(crate) balancer: u32,
+    pub(crate) caller_job: Key,
     pub(crate) service: usize,
     /// The callee's endpoint the request is for: a retry or hedge of a request is for the same.
     pub(crate) endpoint: usize,
@@ -58,8 +68,11 @@ pub(crate) struct Attempt {
 }
 
 /// A request an instance accepted: queued, working, or waiting for its calls.
+#[derive(Clone, Copy)]
 pub(crate) struct Job {
     pub(crate) service: usize,
+    /// Its instance's place in [`Sim::instances`] and [`Sim::loads`].
+    pub(crate) slot: usize,
     /// The endpoint whose calls it makes.
     pub(crate) endpoint: usize,
     pub(crate) instance: usize,
@@ -126,15 +139,52 @@ pub(crate) struct Tally {
     pub(crate) endpoint_attempts: Vec<u64>,
 }
 
+/// Virtual time as the policy core reads it: `Instant`s from an origin.
+pub(crate) struct Clock {
+    /// The instant virtual time 0 maps to.
+    pub(crate) origin: Instant,
+    /// The last virtual time converted, and the result: an attempt reads the present half a
+    /// dozen times, and each conversion divides and normalises.
+    last: Cell<(u64, Instant)>,
+}
+
+impl Clock {
+    fn new(origin: Instant) -> Self {
+        Clock {
+            origin,
+            last: Cell::new((0, origin)),
+        }
+    }
+
+    /// The policy core's view of virtual time `t`, usually the present.
+    ///
+    /// A field of its own rather than a method of [`Sim`], so that a handler can read the time
+    /// while it holds a call or an attempt borrowed from the engine's storage.
+    #[inline]
+    pub(crate) fn at(&self, t: u64) -> Instant {
+        let (last, instant) = self.last.get();
+        if t == last {
+            return instant;
+        }
+        let instant = self.origin + Duration::from_nanos(t);
+        self.last.set((t, instant));
+        instant
+    }
+
+    /// [`at`](Self::at) for a time other than the present (a deadline, the end of a unit),
+    /// converted without displacing the present from the cache, where the next reading of
+    /// the present would miss it.
+    #[inline]
+    pub(crate) fn later(&self, t: u64) -> Instant {
+        self.origin + Duration::from_nanos(t)
+    }
+}
+
 pub(crate) struct Sim<'m> {
     pub(crate) model: &'m Model,
     seed: u64,
-    pub(crate) origin: Instant,
     pub(crate) now: u64,
-    /// The last virtual time converted to the policy core's `Instant`, and the result: an
-    /// attempt reads the present half a dozen times, and each conversion divides and
-    /// normalises.
-    last_instant: Cell<(u64, Instant)>,
+    pub(crate) clock: Clock,
     /// When the last event that changed anything happened: the end of the drain. Timeouts of
     /// attempts answered long ago stay in the agenda (a user's for its whole patience) and
     /// change nothing, so they must not stretch the run.
@@ -148,13 +198,20 @@ pub(crate) struct Sim<'m> {
     /// Which endpoint a request takes, apart from every other draw, so that a graph without
     /// endpoints (which draws none) runs exactly as it did before they existed.
     pub(crate) endpoint_rng: JitterRng,
-    pub(crate) instances: Vec<Vec<InstanceState>>,
-    /// Requests in flight (queued or holding a worker) per instance: the load users' choice of
-    /// an entry instance compares. A caller's balancer compares its own attempts in flight.
-    pub(crate) loads: Vec<Vec<u64>>,
+    /// Every service's instances, one service after another (see [`ServiceModel::first`]).
+    ///
+    /// [`ServiceModel::first`]: super::model::ServiceModel::first
+    pub(crate) instances: Vec<InstanceState>,
+    /// Requests in flight (queued or holding a worker) per instance, laid out as `instances`:
+    /// the load users' choice of an entry instance compares. A caller's balancer compares its
+    /// own attempts in flight.
+    pub(crate) loads: Vec<u64>,
     /// Each calling instance's balancer per edge, which picks its attempts' instances.
     pub(crate) balancers: Balancers,
     pub(crate) attempts: Slab<Attempt>,
+    /// Attempts stored whose caller gave up on them: while there are none, no work can be
+    /// wasted, and finished work need not walk up its callers to find out.
+    pub(crate) abandoned_stored: usize,
     pub(crate) jobs: Slab<Job>,
     pub(crate) runs: Slab<CallRun>,
     pub(crate) tallies: Vec<Tally>,
@@ -163,12 +220,11 @@ pub(crate) struct Sim<'m> {
     pub(crate) timeline: Timeline,
     /// Per edge: its quantile hedge delay as last read.
     pub(crate) hedge_delays: Vec<CachedDelay>,
-    /// Emptied `tried` lists of finished calls, reused so that a call allocates nothing.
-    pub(crate) tried_pool: Vec<Vec<usize>>,
 }
 
 impl<'m> Sim<'m> {
     pub(crate) fn new(model: &'m Model, seed: u64, origin: Instant) -> Self {
+        let all_instances = model.services.iter().map(|s| s.instances).sum();
         let calls = model
             .edges
             .iter()
@@ -181,28 +237,22 @@ impl<'m> Sim<'m> {
         Sim {
             model,
             seed,
-            origin,
             now: 0,
-            last_instant: Cell::new((0, origin)),
+            clock: Clock::new(origin),
             settled_at: 0,
-            agenda: Agenda::new(),
+            agenda: Agenda::for_rate(events_per_second(model)),
             arrivals_rng: seeded(seed),
             work_rng: seeded(seed ^ 0x9e37_79b9_7f4a_7c15),
             policy_rng: seeded(seed ^ 0xc2b2_ae3d_27d4_eb4f),
             endpoint_rng: seeded(seed ^ 0x1656_67b1_9e37_79f9),
-            instances: model
-                .services
-                .iter()
-                .map(|s| (0..s.instances).map(|_| InstanceState::default()).collect())
+            instances: (0..all_instances)
+                .map(|_| InstanceState::default())
                 .collect(),
-            loads: model
-                .services
-                .iter()
-                .map(|s| vec![0; s.instances])
-                .collect(),
+            loads: vec![0; all_instances],
             // The proxy's balancer ejects on its defaults, and the graph has no setting for it.
             balancers: Balancers::new(model, origin, Some(EjectionConfig::default())),
             attempts: Slab::new(),
+            abandoned_stored: 0,
             jobs: Slab::new(),
             runs: Slab::new(),
             tallies: model
@@ -217,19 +267,12 @@ impl<'m> Sim<'m> {
             users: UserStats::default(),
             timeline: Timeline::new(model.services.len(), nanos(model.duration)),
             hedge_delays: vec![CachedDelay::default(); model.edges.len()],
-            tried_pool: Vec::new(),
         }
     }
 
     /// The policy core's view of the current virtual time.
     pub(crate) fn instant(&self, t: u64) -> Instant {
-        let (last, instant) = self.last_instant.get();
-        if t == last {
-            return instant;
-        }
-        let instant = self.origin + Duration::from_nanos(t);
-        self.last_instant.set((t, instant));
-        instant
+        self.clock.at(t)
     }
 
     /// Runs to the end of the drain, or stops with [`SimError::Bound`] once it is over a bound
@@ -242,16 +285,16 @@ impl<'m> Sim<'m> {
         while let Some((at, event)) = self.agenda.pop() {
             self.now = at;
             events += 1;
-            if let Event::Arrive(_) = event {
-                arrived += 1;
-            }
             if events % 4096 == 0 {
+                // Arrivals so far, this event's included (counted below, in its arm).
+                let arrived = arrived + u64::from(matches!(event, Event::Arrive(_)));
                 limits::stop(self.model, arrived, self.agenda.len(), at)?;
             }
             if at >= next_tick {
                 progress(Duration::from_nanos(at));
                 next_tick = (at / SECOND + 1) * SECOND;
-                self.timeline.enter(at, &self.instances);
+                let spans = self.model.services.iter().map(|s| (s.first, s.instances));
+                self.timeline.enter(at, &self.instances, spans);
             }
             let acted = match event {
                 Event::UserArrival => {
@@ -259,6 +302,7 @@ impl<'m> Sim<'m> {
                     true
                 }
                 Event::Arrive(a) => {
+                    arrived += 1;
                     self.arrive(a);
                     true
                 }
@@ -301,10 +345,20 @@ impl<'m> Sim<'m> {
         let rng = &mut self.endpoint_rng;
         let endpoint = self.model.services[entry].endpoint_for(|| rng.random::<f64>());
         // Users are behind no stormguard balancer and never retry: load alone picks.
-        let instance = stormguard::instance::choose(&self.loads[entry], &[], &mut self.policy_rng)
+        let service = &self.model.services[entry];
+        let loads = &self.loads[service.first..service.first + service.instances];
+        let instance = stormguard::instance::choose(loads, &[], &mut self.policy_rng)
             .expect("every service has an instance");
-        let attempt = self.attempts.insert(Attempt {
+        let attempt = self.attempts.next_key();
+        let timeout = self.agenda.schedule(
+            self.now.saturating_add(self.model.user_timeout),
+            Event::AttemptTimeout(attempt),
+        );
+        self.attempts.insert(Attempt {
             caller: Caller::User,
+            edge: 0,
+            balancer: 0,
+            caller_job: Key::NONE,
             service: entry,
             endpoint,
             instance,
@@ -316,16 +370,8 @@ impl<'m> Sim<'m> {
             callee_done: false,
             abandoned: false,
             blackholed: false,
-            timeout: Handle::NONE,
+            timeout,
         });
-        let timeout = self.agenda.schedule(
-            self.now.saturating_add(self.model.user_timeout),
-            Event::AttemptTimeout(attempt),
-        );
-        self.attempts
-            .get_mut(attempt)
-            .expect("just inserted")
-            .timeout = timeout;
         self.schedule_next_user(self.now);
         self.arrive(attempt);
     }
@@ -347,38 +393,31 @@ impl<'m> Sim<'m> {
         }
         attempt.caller_done = true;
         attempt.abandoned = true;
+        self.abandoned_stored += 1;
+        let a = *attempt;
         if connect {
-            self.agenda
-                .cancel(attempt.timeout, Event::AttemptTimeout(key));
+            self.agenda.cancel(a.timeout, Event::AttemptTimeout(key));
         }
         let connect = connect
-            || (attempt.blackholed
-                && attempt
-                    .connect_timeout
-                    .is_some_and(|bound| attempt.sent_at.saturating_add(bound) <= self.now));
-        let (caller, service, blackholed) = (attempt.caller, attempt.service, attempt.blackholed);
-        let instance = attempt.instance;
-        self.tallies[service].timed_out += 1;
-        self.release(key);
-        self.caller_done(caller, instance);
-        let result = if connect || blackholed {
+            || (a.blackholed
+                && a.connect_timeout
+                    .is_some_and(|bound| a.sent_at.saturating_add(bound) <= self.now));
+        self.tallies[a.service].timed_out += 1;
+        self.release(key, &a);
+        self.caller_done(&a);
+        let result = if connect || a.blackholed {
             AttemptResult::ConnectTimeout
         } else {
             AttemptResult::TimeoutAfterWritten
         };
-        if let Caller::Run(run) = caller {
-            let edge = self
-                .runs
-                .get(run)
-                .expect("a run outlives its attempts")
-                .edge;
-            self.calls[edge].timeouts += 1;
+        if let Caller::Run(run) = a.caller {
+            self.calls[a.edge as usize].timeouts += 1;
             if connect {
                 // The client's connect timeout is an error the balancer sees; a per-attempt
                 // timeout drops the attempt before it ends, and the balancer records nothing.
-                self.record(run, instance, result);
+                self.record(&a, result);
             }
-            self.copy_done(run, key, result, !connect);
+            self.copy_done(run, &a, key, result, !connect);
         }
         true
     }
@@ -392,23 +431,21 @@ impl<'m> Sim<'m> {
             return false;
         }
         attempt.caller_done = true;
-        self.agenda
-            .cancel(attempt.timeout, Event::AttemptTimeout(key));
-        let (caller, sent_at, instance) = (attempt.caller, attempt.sent_at, attempt.instance);
-        self.release(key);
-        self.caller_done(caller, instance);
-        match caller {
+        let a = *attempt;
+        self.agenda.cancel(a.timeout, Event::AttemptTimeout(key));
+        self.release(key, &a);
+        match a.caller {
             Caller::User => {
                 if matches!(result, AttemptResult::Response { status, .. } if status < 400) {
-                    let latency = self.now - sent_at;
+                    let latency = self.now - a.sent_at;
                     self.users.succeeded += 1;
-                    self.users.latency_ns.push(latency);
-                    self.timeline.user_succeeded(sent_at, latency);
+                    self.timeline.user_succeeded(a.sent_at, latency);
                 }
             }
             Caller::Run(run) => {
-                self.record(run, instance, result);
-                self.copy_done(run, key, result, false);
+                self.caller_done(&a);
+                self.record(&a, result);
+                self.copy_done(run, &a, key, result, false);
             }
         }
         true
@@ -416,43 +453,39 @@ impl<'m> Sim<'m> {
 
     /// A caller stopped waiting for its attempt to `instance`: its balancer no longer counts it
     /// in flight, as the proxy's `Balance` stops counting an attempt when its future ends.
-    pub(crate) fn caller_done(&mut self, caller: Caller, instance: usize) {
-        if let Caller::Run(run) = caller {
-            let balancer = self
-                .runs
-                .get(run)
-                .expect("a run outlives its attempts")
-                .balancer;
-            self.balancers.done(balancer, instance);
+    pub(crate) fn caller_done(&mut self, attempt: &Attempt) {
+        if let Caller::Run(_) = attempt.caller {
+            self.balancers
+                .done(attempt.balancer as usize, attempt.instance);
         }
     }
 
-    /// Tells call `run`'s balancer what its copy to `instance` came to.
-    fn record(&mut self, run: Key, instance: usize, result: AttemptResult) {
-        if !self.balancers.heeds(result) {
+    /// Tells the balancer of a call's `attempt` what the copy came to.
+    #[inline]
+    fn record(&mut self, attempt: &Attempt, result: AttemptResult) {
+        if !self.balancers.heeds(attempt.balancer as usize, result) {
             return;
         }
-        let balancer = self
-            .runs
-            .get(run)
-            .expect("a run outlives its attempts")
-            .balancer;
-        self.balancers.record(balancer, instance, result, self.now);
+        self.balancers.record(
+            attempt.balancer as usize,
+            attempt.instance,
+            result,
+            self.now,
+        );
     }
 
-    /// Frees an attempt once neither side needs it.
-    pub(crate) fn release(&mut self, key: Key) {
-        if self
-            .attempts
-            .get(key)
-            .is_some_and(|a| a.caller_done && a.callee_done)
-        {
+    /// Frees attempt `key`, as it was when `attempt` was copied from it, once neither side
+    /// needs it.
+    pub(crate) fn release(&mut self, key: Key, attempt: &Attempt) {
+        if attempt.caller_done && attempt.callee_done {
+            if attempt.abandoned {
+                self.abandoned_stored -= 1;
+            }
             self.attempts.remove(key);
         }
     }
 
     fn into_outcome(mut self) -> Outcome {
-        super::sort::sort_nanos(&mut self.users.latency_ns);
         let secs = |ns: u128| ns as f64 / 1e9;
         let drained_s = secs(u128::from(self.settled_at));
         let services = self
@@ -489,7 +522,8 @@ impl<'m> Sim<'m> {
             })
             .collect::<BTreeMap<_, _>>();
         let names: Vec<&str> = self.model.services.iter().map(|s| &*s.name).collect();
-        let timeline = self.timeline.into_steps(&names);
+        let (latency_ns, timeline) = self.timeline.into_steps(&names);
+        self.users.latency_ns = latency_ns;
         let triggers = self.model.triggers.clone();
         Outcome {
             seed: self.seed,
@@ -503,6 +537,15 @@ impl<'m> Sim<'m> {
             triggers,
         }
     }
+}
+
+/// About how many events a second `model` makes its agenda handle, to size its buckets: four
+/// for each attempt (its arrival, work, answer and timeout), of the users' rate times the
+/// attempts a request makes at the least, without retries.
+fn events_per_second(model: &Model) -> f64 {
+    let seconds = model.duration.as_secs_f64().max(f64::MIN_POSITIVE);
+    let users = model.load.expected_requests() / seconds;
+    4.0 * users * limits::attempts_per_request(model)
 }
 
 /// The share of a service's worker time spent on own work from the start to the last event.

@@ -21,7 +21,7 @@ fn run_ejecting(
     let scenario = find_scenario(&graph, scenario).expect("the scenario is in the graph");
     let model = build(&graph, Some(scenario), None, None).expect("test graphs simulate");
     let mut sim = Sim::new(&model, seed, origin());
-    sim.balancers = Balancers::new(&model, sim.origin, ejection);
+    sim.balancers = Balancers::new(&model, sim.clock.origin, ejection);
     sim.run(&mut |_| {}).expect("test runs stay in bounds")
 }
 

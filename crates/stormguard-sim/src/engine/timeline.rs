@@ -21,7 +21,10 @@ pub(crate) struct Timeline {
     current: usize,
     users: Vec<u64>,
     succeeded: Vec<u64>,
-    latency_ns: Vec<Vec<u64>>,
+    /// Every successful user request's latency with the step it arrived in (`steps` when in
+    /// none): one list, sorted once at the end into the run's and each step's (see
+    /// [`super::sort::sort_by_step`]).
+    latencies: Vec<(u64, u32)>,
     /// `attempts[step * services + service]`.
     attempts: Vec<u64>,
     /// `max_queue[step * services + service]`.
@@ -39,7 +42,7 @@ impl Timeline {
             current: 0,
             users: vec![0; steps],
             succeeded: vec![0; steps],
-            latency_ns: vec![Vec::new(); steps],
+            latencies: Vec::new(),
             attempts: vec![0; steps * services],
             max_queue: vec![0; steps * services],
         }
@@ -48,7 +51,15 @@ impl Timeline {
     /// The loop reached `at`, in a later second than the last event's: the seconds entered
     /// start with the queues as they are (nothing happened in between to change them), so a
     /// queue that stays long shows in every second it lasts, not only where it grew.
-    pub(crate) fn enter(&mut self, at: u64, instances: &[Vec<InstanceState>]) {
+    ///
+    /// `instances` holds every service's instances one after another, `spans` each service's
+    /// first one and how many.
+    pub(crate) fn enter(
+        &mut self,
+        at: u64,
+        instances: &[InstanceState],
+        spans: impl Iterator<Item = (usize, usize)>,
+    ) {
         let step = usize::try_from(at / SECOND).unwrap_or(usize::MAX);
         let first = self.current + 1;
         self.current = step;
@@ -56,8 +67,8 @@ impl Timeline {
         if first > last {
             return;
         }
-        for (s, service) in instances.iter().enumerate() {
-            let longest = service
+        for (s, (start, len)) in spans.enumerate() {
+            let longest = instances[start..start + len]
                 .iter()
                 .map(|i| i.queue.len() as u64)
                 .max()
@@ -98,21 +109,25 @@ impl Timeline {
     /// `latency_ns`: counted in the second it arrived, where its load was offered.
     pub(crate) fn user_succeeded(&mut self, arrived_at: u64, latency_ns: u64) {
         let step = usize::try_from(arrived_at / SECOND).unwrap_or(usize::MAX);
-        if step < self.steps {
+        let in_step = if step < self.steps {
             self.succeeded[step] += 1;
-            self.latency_ns[step].push(latency_ns);
-        }
+            step
+        } else {
+            self.steps
+        };
+        let in_step = u32::try_from(in_step).unwrap_or(u32::MAX);
+        self.latencies.push((latency_ns, in_step));
     }
 
-    /// The steps, with each service present by name in every step, even at zero, so a plot
-    /// needs no gaps filled.
-    pub(crate) fn into_steps(self, names: &[&str]) -> Vec<Step> {
+    /// Every successful user request's latency, sorted, and the steps, with each service present
+    /// by name in every step, even at zero, so a plot needs no gaps filled.
+    pub(crate) fn into_steps(self, names: &[&str]) -> (Vec<u64>, Vec<Step>) {
         let services = self.services;
-        let mut latencies = self.latency_ns.into_iter();
-        (0..self.steps)
+        let (all, per_step) = super::sort::sort_by_step(&self.latencies, &self.succeeded);
+        let mut latencies = per_step.into_iter();
+        let steps = (0..self.steps)
             .map(|k| {
-                let mut latency_ns = latencies.next().unwrap_or_default();
-                super::sort::sort_nanos(&mut latency_ns);
+                let latency_ns = latencies.next().unwrap_or_default();
                 let row = |counts: &[u64]| {
                     names
                         .iter()
@@ -129,7 +144,8 @@ impl Timeline {
                     max_queue: row(&self.max_queue),
                 }
             })
-            .collect()
+            .collect();
+        (all, steps)
     }
 }
 
@@ -137,8 +153,9 @@ impl Timeline {
 mod tests {
     use super::*;
 
-    fn queues(lengths: &[usize]) -> Vec<Vec<InstanceState>> {
-        vec![lengths
+    /// One service's instances, with queues of `lengths`.
+    fn queues(lengths: &[usize]) -> Vec<InstanceState> {
+        lengths
             .iter()
             .map(|&n| {
                 let mut instance = InstanceState::default();
@@ -148,7 +165,7 @@ mod tests {
                 }
                 instance
             })
-            .collect()]
+            .collect()
     }
 
     #[test]
@@ -156,9 +173,9 @@ mod tests {
         let mut timeline = Timeline::new(1, 4 * SECOND);
         timeline.queued(0, 3);
         // Nothing happens in seconds 1 and 2; the next event is in second 3, with 2 queued.
-        timeline.enter(3 * SECOND + 5, &queues(&[2, 1]));
+        timeline.enter(3 * SECOND + 5, &queues(&[2, 1]), [(0, 2)].into_iter());
         timeline.attempt(0);
-        let steps = timeline.into_steps(&["db"]);
+        let (_, steps) = timeline.into_steps(&["db"]);
         let longest: Vec<u64> = steps.iter().map(|s| s.max_queue["db"]).collect();
         assert_eq!(longest, [3, 2, 2, 2]);
         let attempts: Vec<u64> = steps.iter().map(|s| s.attempts["db"]).collect();
@@ -170,11 +187,11 @@ mod tests {
         let mut timeline = Timeline::new(1, 2 * SECOND + 1);
         timeline.user_arrived();
         timeline.user_succeeded(SECOND / 2, 7);
-        timeline.enter(5 * SECOND, &queues(&[9]));
+        timeline.enter(5 * SECOND, &queues(&[9]), [(0, 1)].into_iter());
         timeline.attempt(0);
         timeline.queued(0, 10);
         timeline.user_arrived();
-        let steps = timeline.into_steps(&["db"]);
+        let (_, steps) = timeline.into_steps(&["db"]);
         assert_eq!(steps.len(), 3, "a partial last second is a step");
         assert_eq!((steps[0].users, steps[0].succeeded), (1, 1));
         assert_eq!(steps[0].latency_ns, [7]);

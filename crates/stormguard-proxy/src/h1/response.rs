@@ -2,7 +2,8 @@
 //!
 //! ## The rules, as hyper's client applies them
 //! - Informational responses (1xx) other than 101 are read and dropped; a 101 is returned for
-//!   the caller to refuse (the proxy never asks for an upgrade).
+//!   the caller to refuse (the proxy never asks for an upgrade), and its connection is not used
+//!   again.
 //! - No body: the answer to a `HEAD`, a 204 or a 304, whatever their `Content-Length` says.
 //! - `Transfer-Encoding` whose last coding is `chunked`: chunked. Any other: the body runs to
 //!   the connection's end. Either way a `Content-Length` beside it is ignored and the connection
@@ -118,7 +119,9 @@ pub(crate) fn parse(
         let mut facts = Facts::default();
         let headers = header_map(&head, spans, &mut facts, true)?;
         let (framing, framed_cleanly) = framing(request, status, &facts)?;
+        // After a 101 the connection speaks another protocol: never used again.
         let keep_alive = framed_cleanly
+            && status != StatusCode::SWITCHING_PROTOCOLS
             && framing != Framing::Close
             && match version {
                 Version::HTTP_10 => facts.keep_alive,
@@ -317,8 +320,11 @@ mod tests {
     fn informational_responses_are_dropped_but_101() {
         let got = head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nlink: x\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
         assert_eq!(got.unwrap().unwrap().response.status(), 204);
-        let got = head("HTTP/1.1 101 Switching\r\nupgrade: x\r\n\r\n");
-        assert_eq!(got.unwrap().unwrap().response.status(), 101);
+        let got = head("HTTP/1.1 101 Switching\r\nupgrade: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.response.status(), 101);
+        assert!(!got.keep_alive, "a switched connection is never used again");
     }
 
     #[test]

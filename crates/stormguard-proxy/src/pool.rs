@@ -697,6 +697,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_head_sent_a_byte_at_a_time_is_read_and_one_too_long_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let fields: String = (0..90)
+            .map(|i| format!("x-{i}: {}\r\n", "v".repeat(20)))
+            .collect();
+        let head = format!("HTTP/1.1 200 OK\r\n{fields}content-length: 2\r\n\r\nok");
+        let endless = format!("HTTP/1.1 200 OK\r\nx: {}", "v".repeat(70 * 1024));
+        for (answer, whole) in [(head, true), (endless, false)] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+            tokio::spawn(async move {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                for (i, byte) in answer.as_bytes().iter().enumerate() {
+                    if stream.write_all(&[*byte]).await.is_err() {
+                        return;
+                    }
+                    if i % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                let _ = stream.read(&mut buf).await;
+            });
+            let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
+            let answered = send_via(&pool, Via::Direct, get()).await;
+            match answered {
+                Ok((status, body)) => {
+                    assert!(whole);
+                    assert_eq!((status, &body[..]), (200, &b"ok"[..]));
+                }
+                Err(error) => {
+                    assert!(!whole, "{error}");
+                    assert!(error.to_string().contains("bad response head"), "{error}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn a_body_cut_short_is_an_error_and_its_connection_is_not_kept() {
         let (authority, accepted) =
             upstream_closing(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").await;

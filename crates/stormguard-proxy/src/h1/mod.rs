@@ -177,6 +177,9 @@ struct Active {
     written: usize,
     /// Whether any byte of this request reached the connection.
     wrote_any: bool,
+    /// How much of the read buffer was searched for the end of a response head after a parse
+    /// found it incomplete; `None` until then.
+    searched: Option<usize>,
     /// Whether the written bytes still need a flush (TLS buffers them).
     unflushed: bool,
 }
@@ -214,6 +217,7 @@ impl Exchange {
             out: out_end,
             written: 0,
             wrote_any: false,
+            searched: None,
             unflushed: false,
         });
         Exchange {
@@ -372,12 +376,35 @@ impl Active {
     ) -> Poll<Result<response::Head, ExchangeError>> {
         let conn = self.conn.as_mut().expect("connected");
         loop {
-            if !conn.read.is_empty() {
+            // A head that did not come whole is parsed again only once its blank line has
+            // come: an upstream that sends its head a byte at a time would otherwise have it
+            // parsed from the start on every read (quadratic in its length). Only the new
+            // bytes are searched; a head that comes whole in its first read is parsed at once.
+            let complete = match self.searched {
+                None => !conn.read.is_empty(),
+                Some(searched) => {
+                    let from = searched.saturating_sub(2).min(conn.read.len());
+                    response::has_end(&conn.read[from..])
+                }
+            };
+            if complete {
+                let before = conn.read.len();
                 match response::parse(&mut conn.read, &self.method, &mut conn.spans) {
                     Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    // An informational response was taken off: what follows is parsed anew.
+                    Ok(None) if conn.read.len() < before => {
+                        self.searched = None;
+                        continue;
+                    }
                     Ok(None) => {}
                     Err(error) => return Poll::Ready(Err(ExchangeError::Head(error))),
                 }
+            }
+            if !conn.read.is_empty() {
+                self.searched = Some(conn.read.len());
+            }
+            if conn.read.len() >= response::MAX_HEAD {
+                return Poll::Ready(Err(ExchangeError::Head(HeadError::TooLarge)));
             }
             match ready!(conn.poll_read_more(cx)) {
                 Ok(0) => return Poll::Ready(Err(ExchangeError::Closed)),

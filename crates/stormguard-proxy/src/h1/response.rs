@@ -139,6 +139,14 @@ pub(crate) fn parse(
     }
 }
 
+/// Whether `bytes` hold the blank line that ends a head (`\n\n` or `\n\r\n`, as the parser
+/// takes line ends), so that a head is parsed once it is complete: see [`parse`]'s callers.
+pub(crate) fn has_end(bytes: &[u8]) -> bool {
+    bytes.windows(2).enumerate().any(|(i, w)| {
+        w[0] == b'\n' && (w[1] == b'\n' || (w[1] == b'\r' && bytes.get(i + 2) == Some(&b'\n')))
+    })
+}
+
 /// Where a field's name and value lie in the block of bytes it was parsed from.
 #[derive(Clone, Copy)]
 pub(crate) struct Span {
@@ -414,6 +422,16 @@ mod tests {
         parse(&mut BytesMut::from(text), &Method::GET, &mut Vec::new())
             .unwrap()
             .unwrap()
+    }
+
+    #[test]
+    fn the_end_of_a_head_is_a_blank_line_with_either_line_end() {
+        assert!(has_end(b"HTTP/1.1 200 OK\r\n\r\n"));
+        assert!(has_end(b"HTTP/1.1 200 OK\n\n"));
+        assert!(has_end(b"\n\r\n"));
+        assert!(!has_end(b"HTTP/1.1 200 OK\r\nx: y\r\n"));
+        assert!(!has_end(b"\n\r"));
+        assert!(!has_end(b""));
     }
 
     #[test]

@@ -472,6 +472,19 @@ mod tests {
         per_connection: usize,
         delay: Duration,
     ) -> (Authority, Arc<std::sync::atomic::AtomicUsize>) {
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        scripted_upstream(ok, per_connection, delay, false).await
+    }
+
+    /// An upstream that answers `per_connection` requests on each connection it accepts with
+    /// `answer`, each `delay` after its head, then closes it, or reads what else comes when
+    /// `keep_open`; returns its address and a count of connections accepted.
+    async fn scripted_upstream(
+        answer: &'static [u8],
+        per_connection: usize,
+        delay: Duration,
+        keep_open: bool,
+    ) -> (Authority, Arc<std::sync::atomic::AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
@@ -481,21 +494,21 @@ mod tests {
             while let Ok((mut stream, _)) = listener.accept().await {
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
+                    let mut buf = [0u8; 4096];
                     for _ in 0..per_connection {
                         let mut head = Vec::new();
-                        while !head.ends_with(b"\r\n\r\n") {
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
                             let Ok(n @ 1..) = stream.read(&mut buf).await else {
                                 return;
                             };
                             head.extend_from_slice(&buf[..n]);
                         }
                         tokio::time::sleep(delay).await;
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                         if stream.write_all(answer).await.is_err() {
                             return;
                         }
                     }
+                    while keep_open && matches!(stream.read(&mut buf).await, Ok(1..)) {}
                 });
             }
         });
@@ -644,31 +657,7 @@ mod tests {
     async fn raw_upstream(
         answer: &'static [u8],
     ) -> (Authority, Arc<std::sync::atomic::AtomicUsize>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    let mut head = Vec::new();
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        let Ok(n @ 1..) = stream.read(&mut buf).await else {
-                            return;
-                        };
-                        head.extend_from_slice(&buf[..n]);
-                    }
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
-                    while let Ok(1..) = stream.read(&mut buf).await {}
-                });
-            }
-        });
-        (authority, accepted)
+        scripted_upstream(answer, 1, Duration::ZERO, true).await
     }
 
     #[tokio::test]
@@ -739,32 +728,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_cut_short_is_an_error_and_its_connection_is_not_kept() {
-        let (authority, accepted) =
-            upstream_closing(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").await;
+        let (authority, accepted) = scripted_upstream(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc",
+            1,
+            Duration::ZERO,
+            false,
+        )
+        .await;
         let pool = Arc::new(InstancePool::new(authority, plain(), IDLE));
         assert!(send_via(&pool, Via::Direct, get()).await.is_err());
         assert_eq!(pool.direct_idle().len(), 0);
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
-    }
-
-    /// An upstream that answers each connection's first request with `answer` and closes it.
-    async fn upstream_closing(
-        answer: &'static [u8],
-    ) -> (Authority, Arc<std::sync::atomic::AtomicUsize>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream.write_all(answer).await;
-            }
-        });
-        (authority, accepted)
     }
 
     /// Runs `futures` concurrently; their outputs in order.

@@ -73,7 +73,7 @@ pub(crate) struct InstancePool {
     idle: Mutex<Vec<Idle>>,
     /// Ready connections of the direct client (`http1_client = "direct"`, [`crate::h1`]),
     /// kept as [`idle`](Self::idle) keeps hyper's.
-    direct_idle: Mutex<Vec<(Conn, tokio::time::Instant)>>,
+    direct_idle: Mutex<Vec<(Box<Conn>, tokio::time::Instant)>>,
     /// Orphaned requests being finished in the background.
     orphans: AtomicUsize,
 }
@@ -224,13 +224,13 @@ impl InstancePool {
         Exchange::new(self, conn, req)
     }
 
-    fn direct_idle(&self) -> std::sync::MutexGuard<'_, Vec<(Conn, tokio::time::Instant)>> {
+    fn direct_idle(&self) -> std::sync::MutexGuard<'_, Vec<(Box<Conn>, tokio::time::Instant)>> {
         // A list of connections stays valid after any panic.
         self.direct_idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A kept-alive connection of the direct client that is still open, if there is one.
-    fn checkout_direct(&self) -> Option<Conn> {
+    fn checkout_direct(&self) -> Option<Box<Conn>> {
         let mut idle = self.direct_idle();
         while let Some((mut conn, since)) = idle.pop() {
             if since.elapsed() < self.idle_timeout && conn.is_usable() {
@@ -241,7 +241,7 @@ impl InstancePool {
     }
 
     /// Keeps a direct client's connection for the next request.
-    pub(crate) fn keep_direct(&self, conn: Conn) {
+    pub(crate) fn keep_direct(&self, conn: Box<Conn>) {
         let now = tokio::time::Instant::now();
         let mut idle = self.direct_idle();
         // The oldest go first. One closed by its upstream is found when it is next taken.
@@ -255,7 +255,9 @@ impl InstancePool {
 
     /// A new connection for the direct client, made in a task of its own: if the request that
     /// asked for it is gone when it is ready, it is kept for the next.
-    pub(crate) fn connect_direct(self: &Arc<Self>) -> oneshot::Receiver<Result<Conn, BoxError>> {
+    pub(crate) fn connect_direct(
+        self: &Arc<Self>,
+    ) -> oneshot::Receiver<Result<Box<Conn>, BoxError>> {
         let (tell, connected) = oneshot::channel();
         let pool = self.clone();
         tokio::spawn(async move {

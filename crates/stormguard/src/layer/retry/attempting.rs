@@ -11,6 +11,9 @@ pub(crate) struct Attempting<O> {
     pub(super) grpc: bool,
     /// The budget already in `parts.headers`, if any.
     pub(super) written_budget: Option<Duration>,
+    /// Whether a deadline header came with the request, so that writing the budget need look
+    /// for stale ones to remove only then (the prologue has read every header already).
+    pub(super) deadline_headers: bool,
 }
 
 impl<O: Observer> Attempting<O> {
@@ -23,6 +26,7 @@ impl<O: Observer> Attempting<O> {
             idempotent: false,
             grpc: false,
             written_budget: None,
+            deadline_headers: true,
         }
     }
 
@@ -72,7 +76,13 @@ impl<O: Observer> Attempting<O> {
         } else {
             budget_value(timeout)
         };
-        write_budget_value(&mut self.parts.headers, timeout, value, self.grpc);
+        insert_budget_value(
+            &mut self.parts.headers,
+            timeout,
+            value,
+            self.grpc,
+            self.deadline_headers,
+        );
         self.written_budget = Some(timeout);
     }
 

@@ -38,7 +38,7 @@ use crate::classify::{
     IDEMPOTENCY_KEY,
 };
 use crate::deadline::{
-    budget_of, budget_value, write_budget, write_budget_value, Deadline, BUDGET_HEADER,
+    budget_of, budget_value, insert_budget_value, write_budget, Deadline, BUDGET_HEADER,
     ENVOY_EXPECTED_TIMEOUT_HEADER, GRPC_TIMEOUT_HEADER,
 };
 use crate::estimate::{LatencyEstimator, LatencyQuantiles};
@@ -264,6 +264,7 @@ fn prologue<O: Observer>(
     at.deadline = policy.request_deadline(facts.deadline, start);
     at.idempotent = policy.idempotent.unwrap_or(facts.idempotent);
     at.grpc = facts.grpc;
+    at.deadline_headers = facts.budget_headers;
     if policy.propagate_deadline {
         // Each attempt carries its own budget in the headers; an outer deadline left in the
         // extensions would tell inner layers the whole request's time instead.
@@ -312,7 +313,7 @@ pub(crate) fn first_succeeded<RB, O: Observer>(
     idempotent: bool,
 ) -> bool {
     let policy = &shared.policy;
-    if outcome.is_ok() && policy.classifier.classify(result, idempotent, None) == Class::Success {
+    if outcome.is_ok() && policy.classifier.is_success(result, idempotent) {
         policy.limiter.on_success(None);
         shared.observer.observe(&shared.target, Event::Succeeded);
         true

@@ -444,3 +444,38 @@ async fn a_grpc_stream_is_not_waited_for_and_stays_replayable() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(start.elapsed(), Duration::ZERO, "no grace, no wait");
 }
+
+/// The budget written downstream replaces stale deadline headers that came with the request
+/// (the prologue's reading of the headers decides whether to look for them), and a request
+/// that came without any gets the budget alone.
+#[tokio::test(start_paused = true)]
+async fn propagation_removes_stale_deadline_headers_and_only_them() {
+    use crate::deadline::{ENVOY_EXPECTED_TIMEOUT_HEADER, GRPC_TIMEOUT_HEADER};
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let svc = tower::service_fn(move |req: Request<ReplayBody<Body>>| {
+        let mut names: Vec<String> = req.headers().keys().map(|k| k.to_string()).collect();
+        names.sort();
+        record.lock().unwrap().push(names);
+        async { Ok::<_, Infallible>(status(200)) }
+    });
+    let svc = RetryLayer::new(unlimited()).layer(svc);
+    let mut stale = request(Method::GET);
+    stale
+        .headers_mut()
+        .insert(ENVOY_EXPECTED_TIMEOUT_HEADER, "15000".parse().unwrap());
+    stale
+        .headers_mut()
+        .insert(GRPC_TIMEOUT_HEADER, "20S".parse().unwrap());
+    stale
+        .headers_mut()
+        .insert("accept", "text/plain".parse().unwrap());
+    svc.clone().oneshot(stale).await.unwrap();
+    let mut plain = request(Method::GET);
+    plain
+        .headers_mut()
+        .insert("accept", "text/plain".parse().unwrap());
+    svc.oneshot(plain).await.unwrap();
+    let expected = vec!["accept".to_string(), BUDGET_HEADER.to_string()];
+    assert_eq!(*seen.lock().unwrap(), vec![expected.clone(), expected]);
+}

@@ -56,6 +56,11 @@ impl<O: Observer> Attempting<O> {
     /// The timeout of an attempt starting at `now`; `None` when no time is left.
     pub(super) fn timeout(&self, now: Instant) -> Option<Duration> {
         let policy = &self.shared.policy;
+        if self.deadline.is_none() && policy.adaptive_timeout.is_none() {
+            // What `attempt_timeout` answers without a deadline or an adaptive timeout, for the
+            // request nearly every caller sends, without the call.
+            return Some(policy.deadline.per_try_timeout);
+        }
         let adaptive = policy
             .adaptive_timeout
             .zip(self.shared.estimator.as_ref())

@@ -206,11 +206,8 @@ where
             tried: None,
             resend: Resend::Empty,
         });
-        let timeout = match prologue(&mut rest.at, start) {
-            Ok((timeout, state)) => {
-                rest.state = Some(state);
-                timeout
-            }
+        let timeout = match prologue(&mut rest.at, &mut rest.state, start) {
+            Ok(timeout) => timeout,
             Err(e) => return ResponseFuture::ready(Err(e)),
         };
         rest.tried = rest.at.take_tried_instances();
@@ -252,11 +249,13 @@ where
 
 /// The start of a request, before any body is read: the deadline, idempotency, whether there is
 /// time for an attempt at all (if not: [`ErrorKind::Deadline`] at once), the budget header, and
-/// the limiter's count. Fills `at` in place; returns the first attempt's timeout and the state.
+/// the limiter's count. Fills `at` and `state` in place (moving them out and back cost more
+/// than the rest of the work here); returns the first attempt's timeout.
 fn prologue<O: Observer>(
     at: &mut Attempting<O>,
+    state: &mut Option<RetryState>,
     start: Instant,
-) -> Result<(Duration, RetryState), Error> {
+) -> Result<Duration, Error> {
     let shared = &*at.shared;
     let policy = &shared.policy;
     shared.observer.observe(&shared.target, Event::Request);
@@ -282,16 +281,19 @@ fn prologue<O: Observer>(
         }
     }
     match at.timeout(start) {
+        // Without a deadline any expected latency fits (`should_start_estimated` says so too):
+        // the request nearly every caller sends skips the call.
         Some(timeout)
-            if policy.should_start_estimated(
-                at.deadline,
-                start,
-                shared.estimator.as_deref().map(as_quantiles),
-            ) =>
+            if at.deadline.is_none()
+                || policy.should_start_estimated(
+                    at.deadline,
+                    start,
+                    shared.estimator.as_deref().map(as_quantiles),
+                ) =>
         {
-            let state = policy.begin(start);
+            *state = Some(policy.begin(start));
             at.write_budget(timeout);
-            Ok((timeout, state))
+            Ok(timeout)
         }
         _ => {
             shared

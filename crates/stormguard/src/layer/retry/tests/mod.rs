@@ -479,3 +479,31 @@ async fn propagation_removes_stale_deadline_headers_and_only_them() {
     let expected = vec!["accept".to_string(), BUDGET_HEADER.to_string()];
     assert_eq!(*seen.lock().unwrap(), vec![expected.clone(), expected]);
 }
+
+/// Without a deadline (and no adaptive timeout) an attempt gets the per-try timeout whole: the
+/// prologue's shortcut for that case answers as the policy does, in the budget written and in
+/// the time the attempt is given.
+#[tokio::test(start_paused = true)]
+async fn without_a_deadline_an_attempt_gets_the_per_try_timeout() {
+    let calls = Calls::default();
+    let svc = RetryLayer::new(unlimited()).layer(hanging(calls.clone()));
+    let start = tokio::time::Instant::now();
+    let err = svc.oneshot(request(Method::POST)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    let budgets = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = budgets.clone();
+    let svc = tower::service_fn(move |req: Request<ReplayBody<Body>>| {
+        record
+            .lock()
+            .unwrap()
+            .push(req.headers()[BUDGET_HEADER].to_str().unwrap().to_string());
+        async { Ok::<_, Infallible>(status(200)) }
+    });
+    RetryLayer::new(unlimited())
+        .layer(svc)
+        .oneshot(request(Method::GET))
+        .await
+        .unwrap();
+    assert_eq!(*budgets.lock().unwrap(), vec!["100".to_string()]);
+}

@@ -147,6 +147,24 @@ where
     settle(shared, outcome, sent)
 }
 
+/// [`settle`] for an attempt that came back with a response: notes a balancer below, records
+/// the latency, and classifies the response. Apart, so that the first attempt's future can
+/// settle a response without moving it in and out of an [`Outcome`].
+pub(crate) fn settle_response<RB, O>(
+    shared: &Shared<O>,
+    response: &Response<RB>,
+    sent: Instant,
+) -> AttemptResult {
+    if response.extensions().get::<Instance>().is_some() {
+        shared.balanced.store(true, Ordering::Relaxed);
+    }
+    if let Some(estimator) = &shared.estimator {
+        let now = clock::now();
+        estimator.record(now, now.saturating_duration_since(sent));
+    }
+    response_result(response)
+}
+
 /// Classifies what one attempt came to, records its latency, and counts its timeouts.
 pub(crate) fn settle<RB, O: Observer>(
     shared: &Shared<O>,
@@ -154,16 +172,7 @@ pub(crate) fn settle<RB, O: Observer>(
     sent: Instant,
 ) -> (AttemptResult, Outcome<RB>) {
     match outcome {
-        Ok(Ok(response)) => {
-            if response.extensions().get::<Instance>().is_some() {
-                shared.balanced.store(true, Ordering::Relaxed);
-            }
-            if let Some(estimator) = &shared.estimator {
-                let now = clock::now();
-                estimator.record(now, now.saturating_duration_since(sent));
-            }
-            (response_result(&response), Ok(response))
-        }
+        Ok(Ok(response)) => (settle_response(shared, &response, sent), Ok(response)),
         Ok(Err(e)) => {
             if instance_of(&*e).is_some() {
                 shared.balanced.store(true, Ordering::Relaxed);

@@ -11,7 +11,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{first_succeeded, retry_loop, settle, Attempting, Resend, Tried};
+use super::{first_succeeded, retry_loop, settle, settle_response, Attempting, Resend, Tried};
 use crate::layer::balance::TriedInstances;
 use crate::layer::body::ReplayBody;
 use crate::layer::error::{BoxError, Error};
@@ -101,14 +101,21 @@ where
             let mut this = self.as_mut().project();
             let next = match this.state.as_mut().project() {
                 StateProj::First { call, rest, sent } => {
-                    let output = ready!(call.poll(cx)).map(|r| r.map_err(Into::into));
+                    let output = ready!(call.poll(cx));
                     let rest = rest.take().expect("polled after completion");
-                    let (result, outcome) = settle(&rest.at.shared, output, *sent);
-                    if first_succeeded(&rest.at.shared, result, &outcome, rest.at.idempotent) {
-                        return Poll::Ready(
-                            outcome.map_err(|_| unreachable!("a success is a response")),
-                        );
-                    }
+                    let shared = &rest.at.shared;
+                    // A response (nearly always a success) is settled by reference and handed
+                    // on as it is; only a failure becomes an `Outcome` for the retry loop.
+                    let (result, outcome) = match output {
+                        Ok(Ok(response)) => {
+                            let result = settle_response(shared, &response, *sent);
+                            if first_succeeded(shared, result, rest.at.idempotent) {
+                                return Poll::Ready(Ok(response));
+                            }
+                            (result, Ok(response))
+                        }
+                        other => settle(shared, other.map(|r| r.map_err(Into::into)), *sent),
+                    };
                     let Rest {
                         inner,
                         at,

@@ -9,8 +9,8 @@ mod retry_loop;
 pub use self::future::ResponseFuture;
 pub use self::layer::RetryLayer;
 
-pub(crate) use self::attempting::settle;
 use self::attempting::{attempt, Attempting, Outcome};
+pub(crate) use self::attempting::{settle, settle_response};
 use self::facts::RequestFacts;
 pub(crate) use self::facts::{incoming_deadline, is_grpc, response_result, until};
 pub(crate) use self::retry_loop::{retry_loop, Resend, Tried};
@@ -307,15 +307,15 @@ fn prologue<O: Observer>(
     }
 }
 
-/// Whether the first attempt simply succeeded; if so, the limiter and observer are told.
-pub(crate) fn first_succeeded<RB, O: Observer>(
+/// Whether the first attempt, which came back with a response classified as `result`, simply
+/// succeeded; if so, the limiter and observer are told.
+pub(crate) fn first_succeeded<O: Observer>(
     shared: &Shared<O>,
     result: AttemptResult,
-    outcome: &Outcome<RB>,
     idempotent: bool,
 ) -> bool {
     let policy = &shared.policy;
-    if outcome.is_ok() && policy.classifier.is_success(result, idempotent) {
+    if policy.classifier.is_success(result, idempotent) {
         policy.limiter.on_success(None);
         shared.observer.observe(&shared.target, Event::Succeeded);
         true

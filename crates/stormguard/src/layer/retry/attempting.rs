@@ -143,7 +143,8 @@ where
             .map_err(|e| Box::new(NotSent::new(e)) as BoxError)?;
         inner.call(request).await.map_err(Into::into)
     })
-    .await;
+    .await
+    .ok();
     settle(shared, outcome, sent)
 }
 
@@ -168,12 +169,12 @@ pub(crate) fn settle_response<RB, O>(
 /// Classifies what one attempt came to, records its latency, and counts its timeouts.
 pub(crate) fn settle<RB, O: Observer>(
     shared: &Shared<O>,
-    outcome: Result<Result<Response<RB>, BoxError>, tokio::time::error::Elapsed>,
+    outcome: Option<Result<Response<RB>, BoxError>>,
     sent: Instant,
 ) -> (AttemptResult, Outcome<RB>) {
     match outcome {
-        Ok(Ok(response)) => (settle_response(shared, &response, sent), Ok(response)),
-        Ok(Err(e)) => {
+        Some(Ok(response)) => (settle_response(shared, &response, sent), Ok(response)),
+        Some(Err(e)) => {
             if instance_of(&*e).is_some() {
                 shared.balanced.store(true, Ordering::Relaxed);
             }
@@ -185,7 +186,7 @@ pub(crate) fn settle<RB, O: Observer>(
             }
             (result, Err(Some(e)))
         }
-        Err(_elapsed) => {
+        None => {
             shared
                 .observer
                 .observe(&shared.target, Event::Timeout(TimeoutKind::Request));

@@ -221,11 +221,7 @@ where
         let request = rest.at.request(body, timeout, start, rest.tried.as_ref());
         shared.observer.observe(&shared.target, Event::Attempt);
         let call = rest.inner.call(request);
-        ResponseFuture::first(
-            tokio::time::timeout_at(until(start, timeout), call),
-            rest,
-            start,
-        )
+        ResponseFuture::first(call, until(start, timeout), rest, start)
     }
 }
 

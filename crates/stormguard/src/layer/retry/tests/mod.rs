@@ -507,3 +507,37 @@ async fn without_a_deadline_an_attempt_gets_the_per_try_timeout() {
         .unwrap();
     assert_eq!(*budgets.lock().unwrap(), vec!["100".to_string()]);
 }
+
+/// An attempt that spends the task's whole coop budget on every poll (a fast upload, say) and
+/// so never answers: its per-try timeout still fires, as under tokio's `Timeout`, because the
+/// timer is then polled unconstrained. The attempt gives up after many polls, so that a timer
+/// starved of budget fails the test instead of hanging it.
+#[tokio::test(start_paused = true)]
+async fn a_first_attempt_that_spends_the_coop_budget_still_times_out() {
+    struct Spending(u32);
+    impl std::future::Future for Spending {
+        type Output = Result<Response<()>, Infallible>;
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            self.0 += 1;
+            assert!(self.0 < 100_000, "the per-try timeout never fired");
+            // Spends the budget until tokio says it is gone (and wakes the task to go on).
+            while let std::task::Poll::Ready(restore) = tokio::task::coop::poll_proceed(cx) {
+                restore.made_progress();
+            }
+            std::task::Poll::Pending
+        }
+    }
+    let svc = tower::service_fn(|_req: Request<ReplayBody<Body>>| Spending(0));
+    let svc = RetryLayer::new(unlimited().with_max_attempts(1)).layer(svc);
+    tokio::spawn(async {
+        loop {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            tokio::task::yield_now().await;
+        }
+    });
+    let err = svc.oneshot(request(Method::GET)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+}

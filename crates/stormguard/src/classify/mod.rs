@@ -319,6 +319,23 @@ impl Classifier {
         self
     }
 
+    /// Whether `result` classifies as [`Class::Success`] (`remaining` plays no part in that).
+    ///
+    /// A plain success (no rule, a status below 400 or gRPC OK: nearly every attempt) is
+    /// answered here, inline, without building the classification's closures and match; the
+    /// rest go to [`classify`](Self::classify).
+    #[inline]
+    pub(crate) fn is_success(&self, result: AttemptResult, idempotent: bool) -> bool {
+        if self.rule.is_none() {
+            match result {
+                AttemptResult::Response { status, .. } if status < 400 => return true,
+                AttemptResult::Grpc { code: 0, .. } => return true,
+                _ => {}
+            }
+        }
+        self.classify(result, idempotent, None) == Class::Success
+    }
+
     /// Classifies one attempt's outcome.
     ///
     /// `idempotent` says whether the request may safely be repeated ([`is_idempotent`]);

@@ -398,3 +398,48 @@ fn a_rule_answers_before_the_list() {
     assert_eq!(c, Classifier::default().rule(rule));
     assert_ne!(c, Classifier::default());
 }
+
+/// The fast path of `is_success` says what `classify` says, with and without a rule (a rule
+/// may call a 200 a failure, or a 503 a success).
+#[test]
+fn is_success_agrees_with_classify() {
+    let results = [
+        status(200),
+        status(204),
+        status(399),
+        status(400),
+        status(429),
+        after(503, 1),
+        status(500),
+        Grpc {
+            code: 0,
+            pushback: None,
+        },
+        Grpc {
+            code: 14,
+            pushback: None,
+        },
+        ConnectRefused,
+        ConnectTimeout,
+        ResetBeforeWritten,
+        RefusedStream,
+        TimeoutAfterWritten,
+        ErrorAfterWritten,
+    ];
+    let inverted = Classifier::default().rule(Rule::new(|result, _| match result {
+        Response { status: 200, .. } => Some(Final(FinalReason::Status(200))),
+        Response { status: 503, .. } => Some(Success),
+        _ => None,
+    }));
+    for classifier in [Classifier::default(), inverted] {
+        for result in results {
+            for idempotent in [false, true] {
+                assert_eq!(
+                    classifier.is_success(result, idempotent),
+                    classifier.classify(result, idempotent, None) == Success,
+                    "{result:?}, idempotent {idempotent}"
+                );
+            }
+        }
+    }
+}

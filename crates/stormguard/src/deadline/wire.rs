@@ -307,6 +307,20 @@ pub fn write_budget_value(
     value: HeaderValue,
     grpc: bool,
 ) {
+    insert_budget_value(headers, budget, value, grpc, true);
+}
+
+/// [`write_budget_value`] for a caller that has read every header already: `stale` says whether
+/// a [`GRPC_TIMEOUT_HEADER`] or [`ENVOY_EXPECTED_TIMEOUT_HEADER`] may be present. The retry
+/// layer's prologue walks the headers anyway, so that the request nearly every caller sends
+/// (no deadline header) is spared a second walk comparing each name with both.
+pub(crate) fn insert_budget_value(
+    headers: &mut HeaderMap,
+    budget: Duration,
+    value: HeaderValue,
+    grpc: bool,
+    stale: bool,
+) {
     headers.insert(BUDGET_NAME, value);
     if grpc {
         let value = HeaderValue::try_from(format_grpc_timeout(budget))
@@ -315,10 +329,10 @@ pub fn write_budget_value(
     }
     // Removing an absent header still hashes its name; a scan of the few headers a request
     // carries is cheaper, and nearly always finds nothing to remove.
-    let stale = |name: &HeaderName| {
+    let is_stale = |name: &HeaderName| {
         (!grpc && *name == GRPC_TIMEOUT_NAME) || *name == ENVOY_EXPECTED_TIMEOUT_NAME
     };
-    if headers.keys().any(stale) {
+    if stale && headers.keys().any(is_stale) {
         if !grpc {
             headers.remove(GRPC_TIMEOUT_NAME);
         }

@@ -11,6 +11,9 @@ pub(crate) struct Attempting<O> {
     pub(super) grpc: bool,
     /// The budget already in `parts.headers`, if any.
     pub(super) written_budget: Option<Duration>,
+    /// Whether a deadline header came with the request, so that writing the budget need look
+    /// for stale ones to remove only then (the prologue has read every header already).
+    pub(super) deadline_headers: bool,
 }
 
 impl<O: Observer> Attempting<O> {
@@ -23,6 +26,7 @@ impl<O: Observer> Attempting<O> {
             idempotent: false,
             grpc: false,
             written_budget: None,
+            deadline_headers: true,
         }
     }
 
@@ -52,6 +56,11 @@ impl<O: Observer> Attempting<O> {
     /// The timeout of an attempt starting at `now`; `None` when no time is left.
     pub(super) fn timeout(&self, now: Instant) -> Option<Duration> {
         let policy = &self.shared.policy;
+        if self.deadline.is_none() && policy.adaptive_timeout.is_none() {
+            // What `attempt_timeout` answers without a deadline or an adaptive timeout, for the
+            // request nearly every caller sends, without the call.
+            return Some(policy.deadline.per_try_timeout);
+        }
         let adaptive = policy
             .adaptive_timeout
             .zip(self.shared.estimator.as_ref())
@@ -72,7 +81,13 @@ impl<O: Observer> Attempting<O> {
         } else {
             budget_value(timeout)
         };
-        write_budget_value(&mut self.parts.headers, timeout, value, self.grpc);
+        insert_budget_value(
+            &mut self.parts.headers,
+            timeout,
+            value,
+            self.grpc,
+            self.deadline_headers,
+        );
         self.written_budget = Some(timeout);
     }
 
@@ -128,28 +143,38 @@ where
             .map_err(|e| Box::new(NotSent::new(e)) as BoxError)?;
         inner.call(request).await.map_err(Into::into)
     })
-    .await;
+    .await
+    .ok();
     settle(shared, outcome, sent)
+}
+
+/// [`settle`] for an attempt that came back with a response: notes a balancer below, records
+/// the latency, and classifies the response. Apart, so that the first attempt's future can
+/// settle a response without moving it in and out of an [`Outcome`].
+pub(crate) fn settle_response<RB, O>(
+    shared: &Shared<O>,
+    response: &Response<RB>,
+    sent: Instant,
+) -> AttemptResult {
+    if response.extensions().get::<Instance>().is_some() {
+        shared.balanced.store(true, Ordering::Relaxed);
+    }
+    if let Some(estimator) = &shared.estimator {
+        let now = clock::now();
+        estimator.record(now, now.saturating_duration_since(sent));
+    }
+    response_result(response)
 }
 
 /// Classifies what one attempt came to, records its latency, and counts its timeouts.
 pub(crate) fn settle<RB, O: Observer>(
     shared: &Shared<O>,
-    outcome: Result<Result<Response<RB>, BoxError>, tokio::time::error::Elapsed>,
+    outcome: Option<Result<Response<RB>, BoxError>>,
     sent: Instant,
 ) -> (AttemptResult, Outcome<RB>) {
     match outcome {
-        Ok(Ok(response)) => {
-            if response.extensions().get::<Instance>().is_some() {
-                shared.balanced.store(true, Ordering::Relaxed);
-            }
-            if let Some(estimator) = &shared.estimator {
-                let now = clock::now();
-                estimator.record(now, now.saturating_duration_since(sent));
-            }
-            (response_result(&response), Ok(response))
-        }
-        Ok(Err(e)) => {
+        Some(Ok(response)) => (settle_response(shared, &response, sent), Ok(response)),
+        Some(Err(e)) => {
             if instance_of(&*e).is_some() {
                 shared.balanced.store(true, Ordering::Relaxed);
             }
@@ -161,7 +186,7 @@ pub(crate) fn settle<RB, O: Observer>(
             }
             (result, Err(Some(e)))
         }
-        Err(_elapsed) => {
+        None => {
             shared
                 .observer
                 .observe(&shared.target, Event::Timeout(TimeoutKind::Request));

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{first_succeeded, retry_loop, settle, Attempting, Resend, Tried};
+use super::{first_succeeded, retry_loop, settle, settle_response, Attempting, Resend, Tried};
 use crate::layer::balance::TriedInstances;
 use crate::layer::body::ReplayBody;
 use crate::layer::error::{BoxError, Error};
@@ -48,7 +48,9 @@ pin_project! {
     enum State<F, S, B, RB, O> {
         First {
             #[pin]
-            call: tokio::time::Timeout<F>,
+            call: F,
+            #[pin]
+            timer: Timer,
             rest: Option<Box<Rest<S, O, B>>>,
             sent: Instant,
         },
@@ -57,15 +59,64 @@ pin_project! {
     }
 }
 
+pin_project! {
+    /// The first attempt's timeout: armed (a tokio `Sleep`, which takes the runtime's handle and
+    /// a timer entry) only once the attempt has to wait, so that an attempt answered at once
+    /// (a cache, a shed request, an in-process service) pays for no timer. The deadline is an
+    /// instant, so a timer armed later fires when one armed at the start would have; and, as
+    /// tokio's `Timeout`, the attempt is polled before the timer, so an answer that is ready
+    /// wins.
+    #[project = TimerProj]
+    enum Timer {
+        Unarmed { deadline: tokio::time::Instant },
+        Armed {
+            #[pin]
+            sleep: tokio::time::Sleep,
+        },
+    }
+}
+
+impl Timer {
+    /// Whether the deadline has passed, asked after the attempt returned `Pending`: arms the
+    /// timer first if need be, and registers the task to be woken at the deadline otherwise.
+    ///
+    /// `had_budget` is whether the task had coop budget before the attempt was polled. As in
+    /// tokio's `Timeout`, when the attempt spent the last of it the timer is polled
+    /// unconstrained: else an attempt that always spends the budget (a fast upload) would keep
+    /// its timeout from ever firing.
+    fn poll_expired(mut self: Pin<&mut Self>, had_budget: bool, cx: &mut Context<'_>) -> bool {
+        use tokio::task::coop;
+        let has_budget = coop::has_budget_remaining();
+        if let TimerProj::Unarmed { deadline } = self.as_mut().project() {
+            let deadline = *deadline;
+            self.set(Timer::Armed {
+                sleep: tokio::time::sleep_until(deadline),
+            });
+        }
+        let TimerProj::Armed { sleep } = self.project() else {
+            unreachable!("armed above")
+        };
+        if had_budget && !has_budget {
+            std::pin::pin!(coop::unconstrained(sleep))
+                .poll(cx)
+                .is_ready()
+        } else {
+            sleep.poll(cx).is_ready()
+        }
+    }
+}
+
 impl<F, S, B, RB, O> ResponseFuture<F, S, B, RB, O> {
     pub(crate) fn first(
-        call: tokio::time::Timeout<F>,
+        call: F,
+        deadline: tokio::time::Instant,
         rest: Box<Rest<S, O, B>>,
         sent: Instant,
     ) -> Self {
         ResponseFuture {
             state: State::First {
                 call,
+                timer: Timer::Unarmed { deadline },
                 rest: Some(rest),
                 sent,
             },
@@ -100,15 +151,32 @@ where
         loop {
             let mut this = self.as_mut().project();
             let next = match this.state.as_mut().project() {
-                StateProj::First { call, rest, sent } => {
-                    let output = ready!(call.poll(cx)).map(|r| r.map_err(Into::into));
+                StateProj::First {
+                    call,
+                    timer,
+                    rest,
+                    sent,
+                } => {
+                    let had_budget = tokio::task::coop::has_budget_remaining();
+                    let output = match call.poll(cx) {
+                        Poll::Ready(output) => Some(output),
+                        Poll::Pending if timer.poll_expired(had_budget, cx) => None,
+                        Poll::Pending => return Poll::Pending,
+                    };
                     let rest = rest.take().expect("polled after completion");
-                    let (result, outcome) = settle(&rest.at.shared, output, *sent);
-                    if first_succeeded(&rest.at.shared, result, &outcome, rest.at.idempotent) {
-                        return Poll::Ready(
-                            outcome.map_err(|_| unreachable!("a success is a response")),
-                        );
-                    }
+                    let shared = &rest.at.shared;
+                    // A response (nearly always a success) is settled by reference and handed
+                    // on as it is; only a failure becomes an `Outcome` for the retry loop.
+                    let (result, outcome) = match output {
+                        Some(Ok(response)) => {
+                            let result = settle_response(shared, &response, *sent);
+                            if first_succeeded(shared, result, rest.at.idempotent) {
+                                return Poll::Ready(Ok(response));
+                            }
+                            (result, Ok(response))
+                        }
+                        other => settle(shared, other.map(|r| r.map_err(Into::into)), *sent),
+                    };
                     let Rest {
                         inner,
                         at,

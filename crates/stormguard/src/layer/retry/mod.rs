@@ -9,8 +9,8 @@ mod retry_loop;
 pub use self::future::ResponseFuture;
 pub use self::layer::RetryLayer;
 
-pub(crate) use self::attempting::settle;
 use self::attempting::{attempt, Attempting, Outcome};
+pub(crate) use self::attempting::{settle, settle_response};
 use self::facts::RequestFacts;
 pub(crate) use self::facts::{incoming_deadline, is_grpc, response_result, until};
 pub(crate) use self::retry_loop::{retry_loop, Resend, Tried};
@@ -38,7 +38,7 @@ use crate::classify::{
     IDEMPOTENCY_KEY,
 };
 use crate::deadline::{
-    budget_of, budget_value, write_budget, write_budget_value, Deadline, BUDGET_HEADER,
+    budget_of, budget_value, insert_budget_value, write_budget, Deadline, BUDGET_HEADER,
     ENVOY_EXPECTED_TIMEOUT_HEADER, GRPC_TIMEOUT_HEADER,
 };
 use crate::estimate::{LatencyEstimator, LatencyQuantiles};
@@ -206,11 +206,8 @@ where
             tried: None,
             resend: Resend::Empty,
         });
-        let timeout = match prologue(&mut rest.at, start) {
-            Ok((timeout, state)) => {
-                rest.state = Some(state);
-                timeout
-            }
+        let timeout = match prologue(&mut rest.at, &mut rest.state, start) {
+            Ok(timeout) => timeout,
             Err(e) => return ResponseFuture::ready(Err(e)),
         };
         rest.tried = rest.at.take_tried_instances();
@@ -224,11 +221,7 @@ where
         let request = rest.at.request(body, timeout, start, rest.tried.as_ref());
         shared.observer.observe(&shared.target, Event::Attempt);
         let call = rest.inner.call(request);
-        ResponseFuture::first(
-            tokio::time::timeout_at(until(start, timeout), call),
-            rest,
-            start,
-        )
+        ResponseFuture::first(call, until(start, timeout), rest, start)
     }
 }
 
@@ -252,11 +245,13 @@ where
 
 /// The start of a request, before any body is read: the deadline, idempotency, whether there is
 /// time for an attempt at all (if not: [`ErrorKind::Deadline`] at once), the budget header, and
-/// the limiter's count. Fills `at` in place; returns the first attempt's timeout and the state.
+/// the limiter's count. Fills `at` and `state` in place (moving them out and back cost more
+/// than the rest of the work here); returns the first attempt's timeout.
 fn prologue<O: Observer>(
     at: &mut Attempting<O>,
+    state: &mut Option<RetryState>,
     start: Instant,
-) -> Result<(Duration, RetryState), Error> {
+) -> Result<Duration, Error> {
     let shared = &*at.shared;
     let policy = &shared.policy;
     shared.observer.observe(&shared.target, Event::Request);
@@ -264,6 +259,7 @@ fn prologue<O: Observer>(
     at.deadline = policy.request_deadline(facts.deadline, start);
     at.idempotent = policy.idempotent.unwrap_or(facts.idempotent);
     at.grpc = facts.grpc;
+    at.deadline_headers = facts.budget_headers;
     if policy.propagate_deadline {
         // Each attempt carries its own budget in the headers; an outer deadline left in the
         // extensions would tell inner layers the whole request's time instead.
@@ -281,16 +277,19 @@ fn prologue<O: Observer>(
         }
     }
     match at.timeout(start) {
+        // Without a deadline any expected latency fits (`should_start_estimated` says so too):
+        // the request nearly every caller sends skips the call.
         Some(timeout)
-            if policy.should_start_estimated(
-                at.deadline,
-                start,
-                shared.estimator.as_deref().map(as_quantiles),
-            ) =>
+            if at.deadline.is_none()
+                || policy.should_start_estimated(
+                    at.deadline,
+                    start,
+                    shared.estimator.as_deref().map(as_quantiles),
+                ) =>
         {
-            let state = policy.begin(start);
+            *state = Some(policy.begin(start));
             at.write_budget(timeout);
-            Ok((timeout, state))
+            Ok(timeout)
         }
         _ => {
             shared
@@ -304,15 +303,15 @@ fn prologue<O: Observer>(
     }
 }
 
-/// Whether the first attempt simply succeeded; if so, the limiter and observer are told.
-pub(crate) fn first_succeeded<RB, O: Observer>(
+/// Whether the first attempt, which came back with a response classified as `result`, simply
+/// succeeded; if so, the limiter and observer are told.
+pub(crate) fn first_succeeded<O: Observer>(
     shared: &Shared<O>,
     result: AttemptResult,
-    outcome: &Outcome<RB>,
     idempotent: bool,
 ) -> bool {
     let policy = &shared.policy;
-    if outcome.is_ok() && policy.classifier.classify(result, idempotent, None) == Class::Success {
+    if policy.classifier.is_success(result, idempotent) {
         policy.limiter.on_success(None);
         shared.observer.observe(&shared.target, Event::Succeeded);
         true

@@ -444,3 +444,100 @@ async fn a_grpc_stream_is_not_waited_for_and_stays_replayable() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(start.elapsed(), Duration::ZERO, "no grace, no wait");
 }
+
+/// The budget written downstream replaces stale deadline headers that came with the request
+/// (the prologue's reading of the headers decides whether to look for them), and a request
+/// that came without any gets the budget alone.
+#[tokio::test(start_paused = true)]
+async fn propagation_removes_stale_deadline_headers_and_only_them() {
+    use crate::deadline::{ENVOY_EXPECTED_TIMEOUT_HEADER, GRPC_TIMEOUT_HEADER};
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let svc = tower::service_fn(move |req: Request<ReplayBody<Body>>| {
+        let mut names: Vec<String> = req.headers().keys().map(|k| k.to_string()).collect();
+        names.sort();
+        record.lock().unwrap().push(names);
+        async { Ok::<_, Infallible>(status(200)) }
+    });
+    let svc = RetryLayer::new(unlimited()).layer(svc);
+    let mut stale = request(Method::GET);
+    stale
+        .headers_mut()
+        .insert(ENVOY_EXPECTED_TIMEOUT_HEADER, "15000".parse().unwrap());
+    stale
+        .headers_mut()
+        .insert(GRPC_TIMEOUT_HEADER, "20S".parse().unwrap());
+    stale
+        .headers_mut()
+        .insert("accept", "text/plain".parse().unwrap());
+    svc.clone().oneshot(stale).await.unwrap();
+    let mut plain = request(Method::GET);
+    plain
+        .headers_mut()
+        .insert("accept", "text/plain".parse().unwrap());
+    svc.oneshot(plain).await.unwrap();
+    let expected = vec!["accept".to_string(), BUDGET_HEADER.to_string()];
+    assert_eq!(*seen.lock().unwrap(), vec![expected.clone(), expected]);
+}
+
+/// Without a deadline (and no adaptive timeout) an attempt gets the per-try timeout whole: the
+/// prologue's shortcut for that case answers as the policy does, in the budget written and in
+/// the time the attempt is given.
+#[tokio::test(start_paused = true)]
+async fn without_a_deadline_an_attempt_gets_the_per_try_timeout() {
+    let calls = Calls::default();
+    let svc = RetryLayer::new(unlimited()).layer(hanging(calls.clone()));
+    let start = tokio::time::Instant::now();
+    let err = svc.oneshot(request(Method::POST)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    let budgets = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = budgets.clone();
+    let svc = tower::service_fn(move |req: Request<ReplayBody<Body>>| {
+        record
+            .lock()
+            .unwrap()
+            .push(req.headers()[BUDGET_HEADER].to_str().unwrap().to_string());
+        async { Ok::<_, Infallible>(status(200)) }
+    });
+    RetryLayer::new(unlimited())
+        .layer(svc)
+        .oneshot(request(Method::GET))
+        .await
+        .unwrap();
+    assert_eq!(*budgets.lock().unwrap(), vec!["100".to_string()]);
+}
+
+/// An attempt that spends the task's whole coop budget on every poll (a fast upload, say) and
+/// so never answers: its per-try timeout still fires, as under tokio's `Timeout`, because the
+/// timer is then polled unconstrained. The attempt gives up after many polls, so that a timer
+/// starved of budget fails the test instead of hanging it.
+#[tokio::test(start_paused = true)]
+async fn a_first_attempt_that_spends_the_coop_budget_still_times_out() {
+    struct Spending(u32);
+    impl std::future::Future for Spending {
+        type Output = Result<Response<()>, Infallible>;
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            self.0 += 1;
+            assert!(self.0 < 100_000, "the per-try timeout never fired");
+            // Spends the budget until tokio says it is gone (and wakes the task to go on).
+            while let std::task::Poll::Ready(restore) = tokio::task::coop::poll_proceed(cx) {
+                restore.made_progress();
+            }
+            std::task::Poll::Pending
+        }
+    }
+    let svc = tower::service_fn(|_req: Request<ReplayBody<Body>>| Spending(0));
+    let svc = RetryLayer::new(unlimited().with_max_attempts(1)).layer(svc);
+    tokio::spawn(async {
+        loop {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            tokio::task::yield_now().await;
+        }
+    });
+    let err = svc.oneshot(request(Method::GET)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+}

@@ -214,6 +214,11 @@ async fn the_watch_follows_the_configmap_swap_and_refuses_a_bad_update() {
         proxy.config().routes[0].call.timeout,
         Some(Duration::from_secs(5))
     );
+    // The generation is swapped before the reload is counted: wait for the count (bounded).
+    let counted = tokio::time::Instant::now() + Duration::from_secs(5);
+    while reloads(&registry, "ok") < 2 && tokio::time::Instant::now() < counted {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(reloads(&registry, "ok"), 2);
     watcher.abort();
     // Every update deleted the directory before it: only the newest is left.

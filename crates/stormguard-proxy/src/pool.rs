@@ -8,6 +8,10 @@
 //! instance of a route's upstream already has its own service, so it holds its own pool: a
 //! checkout is a lock and a pop, a return a lock and a push.
 //!
+//! Each pool serves both HTTP/1.1 clients: the direct one ([`crate::h1`], the default:
+//! [`InstancePool::send_direct`]) and hyper's ([`InstancePool::send`], `http1_client =
+//! "hyper"`), each with its own idle connections, under the same bounds.
+//!
 //! ## What it keeps of hyper-util's
 //! The connector (connect timeout, `TCP_NODELAY`, keep-alive probes; TLS in [`crate::tls`]), hyper's HTTP/1.1 client
 //! connection, the origin-form target and a default `Host`, and its retry of a request that a

@@ -29,6 +29,16 @@
 //!   so that its connection is kept rather than closed.
 //! - A response body dropped before its end keeps its connection when the rest is already in
 //!   the read buffer (a retried 503's short body), and closes it otherwise.
+//!
+//! ## Against a hostile upstream
+//! - A head that does not come whole in one read is parsed again only once its blank line has
+//!   come, so a head sent a byte at a time costs linear work; it is refused past 64 KiB.
+//! - Every count is bounded as hyper bounds it; an endless body or stream of informational
+//!   answers is bounded by the attempt's timeout (and an orphan's by its wait).
+//! - The connection of a 101, of an answer that came before the request was sent, of a body
+//!   delimited by the connection's end, of `Connection: close`, or one with bytes left over
+//!   after its answer is never used again.
+//! - `upstream_response` (`fuzz/`) fuzzes the head parser and body decoders, in pieces.
 
 pub(crate) mod chunked;
 pub(crate) mod request;

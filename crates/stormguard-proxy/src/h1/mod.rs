@@ -490,6 +490,45 @@ enum Left {
     Done,
 }
 
+impl Left {
+    /// What is left of a body framed as `framing`, before any of it is read.
+    fn of(framing: Framing) -> Self {
+        match framing {
+            Framing::Empty | Framing::Length(0) => Left::Done,
+            Framing::Length(length) => Left::Length(length),
+            Framing::Chunked => Left::Chunked(Chunked::new()),
+            Framing::Close => Left::Close,
+        }
+    }
+
+    /// The next piece of the body from what was read into `read`, and whether the body ended
+    /// with it (then `self` is [`Left::Done`]). The one body decoder of the direct client:
+    /// [`DirectBody`] and the fuzz target's [`decode_response`] both read through it.
+    fn next(&mut self, read: &mut BytesMut) -> Result<(Next, bool), ExchangeError> {
+        let (next, ended) = match self {
+            Left::Done => (Next::End, true),
+            Left::Length(_) | Left::Close if read.is_empty() => (Next::More, false),
+            Left::Length(left) => {
+                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(read.len());
+                *left -= take as u64;
+                let data = read.split_to(take).freeze();
+                (Next::Frame(Frame::data(data)), *left == 0)
+            }
+            Left::Close => (Next::Frame(Frame::data(read.split().freeze())), false),
+            Left::Chunked(chunked) => match chunked.decode(read)? {
+                Decoded::Data(data) => (Next::Frame(Frame::data(data)), false),
+                Decoded::Trailers(trailers) => (Next::Frame(Frame::trailers(trailers)), true),
+                Decoded::End => (Next::End, true),
+                Decoded::More => (Next::More, false),
+            },
+        };
+        if ended {
+            *self = Left::Done;
+        }
+        Ok((next, ended))
+    }
+}
+
 /// A response body read from its connection as it is polled; the connection goes back to the
 /// pool at its end (see the module docs).
 pub(crate) struct DirectBody {
@@ -503,12 +542,7 @@ pub(crate) struct DirectBody {
 
 impl DirectBody {
     fn new(pool: Arc<InstancePool>, conn: Box<Conn>, framing: Framing, keep: bool) -> Self {
-        let left = match framing {
-            Framing::Empty | Framing::Length(0) => Left::Done,
-            Framing::Length(length) => Left::Length(length),
-            Framing::Chunked => Left::Chunked(Chunked::new()),
-            Framing::Close => Left::Close,
-        };
+        let left = Left::of(framing);
         let mut body = DirectBody {
             pool,
             conn: Some(conn),
@@ -537,25 +571,7 @@ impl DirectBody {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(Next::End);
         };
-        let (next, ended) = match &mut self.left {
-            Left::Done => (Next::End, true),
-            Left::Length(_) | Left::Close if conn.read.is_empty() => (Next::More, false),
-            Left::Length(left) => {
-                let take = usize::try_from(*left)
-                    .unwrap_or(usize::MAX)
-                    .min(conn.read.len());
-                *left -= take as u64;
-                let data = conn.read.split_to(take).freeze();
-                (Next::Frame(Frame::data(data)), *left == 0)
-            }
-            Left::Close => (Next::Frame(Frame::data(conn.read.split().freeze())), false),
-            Left::Chunked(chunked) => match chunked.decode(&mut conn.read)? {
-                Decoded::Data(data) => (Next::Frame(Frame::data(data)), false),
-                Decoded::Trailers(trailers) => (Next::Frame(Frame::trailers(trailers)), true),
-                Decoded::End => (Next::End, true),
-                Decoded::More => (Next::More, false),
-            },
-        };
+        let (next, ended) = self.left.next(&mut conn.read)?;
         if ended {
             self.finish();
         }
@@ -682,55 +698,28 @@ pub fn decode_response(
         ended: false,
         keep_alive: head.keep_alive,
     };
-    let mut left = match head.framing {
-        Framing::Empty | Framing::Length(0) => Left::Done,
-        Framing::Length(length) => Left::Length(length),
-        Framing::Chunked => Left::Chunked(Chunked::new()),
-        Framing::Close => Left::Close,
-    };
+    let mut left = Left::of(head.framing);
     loop {
-        let more = match &mut left {
-            Left::Done => {
-                decoded.ended = true;
-                return Ok(decoded);
-            }
-            Left::Length(length) => {
-                let take = usize::try_from(*length)
-                    .unwrap_or(usize::MAX)
-                    .min(buf.len());
-                decoded.body.extend_from_slice(&buf.split_to(take));
-                *length -= take as u64;
-                if *length == 0 {
-                    left = Left::Done;
-                    continue;
-                }
-                true
-            }
-            Left::Close => {
-                decoded.body.extend_from_slice(&buf.split());
-                true
-            }
-            Left::Chunked(chunked) => match chunked.decode(&mut buf).map_err(|e| e.to_string())? {
-                Decoded::Data(data) => {
+        let (next, ended) = left.next(&mut buf).map_err(|e| e.to_string())?;
+        match next {
+            Next::Frame(frame) => {
+                if let Ok(data) = frame.into_data() {
                     decoded.body.extend_from_slice(&data);
-                    false
                 }
-                Decoded::Trailers(_) | Decoded::End => {
-                    left = Left::Done;
-                    continue;
-                }
-                Decoded::More => true,
-            },
-        };
-        if more {
-            match pieces.next() {
+            }
+            Next::End => {}
+            Next::More => match pieces.next() {
                 Some(next) => buf.extend_from_slice(next),
-                None if matches!(left, Left::Close) => {
-                    decoded.ended = true;
+                None => {
+                    // A body delimited by the connection's end ends with the input.
+                    decoded.ended = matches!(left, Left::Close);
                     return Ok(decoded);
                 }
-                None => return Ok(decoded),
-            }
+            },
+        }
+        if ended {
+            decoded.ended = true;
+            return Ok(decoded);
         }
     }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::backoff::{Backoff, Schedule};
 use crate::budget::{RetryBudget, TokenBucket};
 use crate::classify::{AttemptResult, Class, Classifier, FinalReason, RetryKind};
-use crate::deadline::{later, Deadline, DeadlinePolicy};
+use crate::deadline::{Deadline, DeadlinePolicy, MAX_BUDGET};
 #[cfg(test)]
 use crate::estimate::LatencyEstimator;
 use crate::estimate::{AdaptiveTimeout, LatencyQuantiles};
@@ -338,7 +338,10 @@ impl RetryPolicy {
         now: Instant,
         expected: Duration,
     ) -> bool {
-        self.fits(deadline, now, Expected::Fixed(expected))
+        self.fits(
+            deadline.map(|d| d.remaining(now)),
+            Expected::Fixed(expected),
+        )
     }
 
     /// [`should_start`](Self::should_start) with the expected latency taken from `estimator`, the
@@ -376,7 +379,33 @@ impl RetryPolicy {
         now: Instant,
         estimator: Option<&dyn LatencyQuantiles>,
     ) -> bool {
-        self.fits(deadline, now, self.expected(estimator, now))
+        self.should_start_within(deadline.map(|d| d.remaining(now)), now, estimator)
+    }
+
+    /// [`should_start_estimated`](Self::should_start_estimated) given the time `remaining` of the
+    /// deadline at `now` (`None`: no deadline) rather than the deadline itself.
+    ///
+    /// The decision depends on the time left, never on the instant: a caller that keeps its own
+    /// clock (the simulator counts virtual nanoseconds) passes what it knows, without turning it
+    /// into `Instant`s for the policy to subtract again. `now` is read only by `estimator`.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use stormguard::policy::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy::recommended(); // 5 ms of reserve
+    /// let now = Instant::now();
+    /// assert!(policy.should_start_within(Some(Duration::from_millis(30)), now, None));
+    /// assert!(!policy.should_start_within(Some(Duration::from_millis(5)), now, None));
+    /// assert!(policy.should_start_within(None, now, None));
+    /// ```
+    pub fn should_start_within(
+        &self,
+        remaining: Option<Duration>,
+        now: Instant,
+        estimator: Option<&dyn LatencyQuantiles>,
+    ) -> bool {
+        self.fits(remaining, self.expected(estimator, now))
     }
 
     /// Where the expected latency comes from: `estimator` read at `now`, else the policy's.
@@ -391,18 +420,18 @@ impl RetryPolicy {
         }
     }
 
-    /// Whether an attempt that starts at `at` is expected to finish within the deadline, and has
-    /// any time at all.
+    /// Whether an attempt that starts when `remaining` is left of the deadline (`None`: there is
+    /// none) is expected to finish within it, and has any time at all.
     ///
     /// The checks of [`DeadlinePolicy::attempt_timeout`], [`DeadlinePolicy::downstream_budget`]
     /// and [`DeadlinePolicy::should_attempt`], on one reading of the time remaining: each read
     /// subtracts two `Instant`s, and the simulator asks this once or twice per attempt.
-    fn fits(&self, deadline: Option<Deadline>, at: Instant, expected: Expected<'_>) -> bool {
+    fn fits(&self, remaining: Option<Duration>, expected: Expected<'_>) -> bool {
         // No deadline: the per-try timeout bounds the attempt, and any figure fits.
-        let Some(deadline) = deadline else {
+        let Some(remaining) = remaining else {
             return true;
         };
-        let Some(usable) = self.deadline.usable_of(deadline.remaining(at)) else {
+        let Some(usable) = self.deadline.usable_of(remaining) else {
             return false;
         };
         let expected = match expected {
@@ -428,14 +457,37 @@ impl RetryPolicy {
         now: Instant,
         adaptive: Option<Duration>,
     ) -> Option<Duration> {
-        let policy = match adaptive {
-            Some(per_try) => DeadlinePolicy {
-                per_try_timeout: per_try,
-                ..self.deadline
-            },
-            None => self.deadline,
-        };
-        policy.attempt_timeout(deadline, now)
+        self.attempt_timeout_within(deadline.map(|d| d.remaining(now)), adaptive)
+    }
+
+    /// [`attempt_timeout`](Self::attempt_timeout) given the time `remaining` of the deadline
+    /// (`None`: no deadline), for a caller that knows it without `Instant`s, as
+    /// [`should_start_within`](Self::should_start_within).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stormguard::policy::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy::recommended(); // 10 s per try, 5 ms of reserve
+    /// let ms = Duration::from_millis;
+    /// assert_eq!(policy.attempt_timeout_within(Some(ms(300)), None), Some(ms(295)));
+    /// assert_eq!(policy.attempt_timeout_within(Some(ms(300)), Some(ms(50))), Some(ms(50)));
+    /// assert_eq!(policy.attempt_timeout_within(Some(ms(5)), None), None);
+    /// assert_eq!(policy.attempt_timeout_within(None, None), Some(Duration::from_secs(10)));
+    /// ```
+    pub fn attempt_timeout_within(
+        &self,
+        remaining: Option<Duration>,
+        adaptive: Option<Duration>,
+    ) -> Option<Duration> {
+        let per_try = adaptive.unwrap_or(self.deadline.per_try_timeout);
+        match remaining {
+            None => Some(per_try),
+            Some(remaining) => self
+                .deadline
+                .usable_of(remaining)
+                .map(|usable| usable.min(per_try)),
+        }
     }
 
     /// Decides what follows an attempt that came to `result`, at `now`.
@@ -471,10 +523,50 @@ impl RetryPolicy {
         estimator: Option<&dyn LatencyQuantiles>,
         rng: &mut R,
     ) -> Decision {
+        let remaining = deadline.map(|d| d.remaining(now));
+        self.decide_within(state, result, idempotent, remaining, now, estimator, rng)
+    }
+
+    /// [`decide_estimated`](Self::decide_estimated) given the time `remaining` of the deadline at
+    /// `now` (`None`: no deadline), for a caller that knows it without `Instant`s, as
+    /// [`should_start_within`](Self::should_start_within). `now` is read by the limiter (a
+    /// retry budget's window) and `estimator` only.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use stormguard::classify::AttemptResult;
+    /// use stormguard::policy::{Decision, GiveUp, RetryPolicy};
+    ///
+    /// let policy = RetryPolicy::recommended(); // backoff of at most 250 ms
+    /// let mut rng = stormguard::backoff::seeded(1);
+    /// let now = Instant::now();
+    /// let failed = AttemptResult::Response { status: 503, retry_after: None };
+    /// let mut state = policy.begin(now);
+    /// // Far from the deadline: the 503 is retried.
+    /// let left = Some(Duration::from_secs(5));
+    /// let decision = policy.decide_within(&mut state, failed, true, left, now, None, &mut rng);
+    /// assert!(matches!(decision, Decision::Retry { .. }));
+    /// // With 3 ms left, less than the reserve: no retry can finish.
+    /// let mut state = policy.begin(now);
+    /// let left = Some(Duration::from_millis(3));
+    /// let decision = policy.decide_within(&mut state, failed, true, left, now, None, &mut rng);
+    /// assert!(matches!(decision, Decision::GiveUp(_)));
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide_within<R: rand::Rng + ?Sized>(
+        &self,
+        state: &mut RetryState,
+        result: AttemptResult,
+        idempotent: bool,
+        remaining: Option<Duration>,
+        now: Instant,
+        estimator: Option<&dyn LatencyQuantiles>,
+        rng: &mut R,
+    ) -> Decision {
         let expected = self.expected(estimator, now);
         let idempotent = self.idempotent.unwrap_or(idempotent);
-        let remaining = deadline.map(|d| d.remaining(now).saturating_sub(self.deadline.reserve));
-        let (kind, not_before) = match self.classifier.classify(result, idempotent, remaining) {
+        let usable = remaining.map(|r| r.saturating_sub(self.deadline.reserve));
+        let (kind, not_before) = match self.classifier.classify(result, idempotent, usable) {
             Class::Success => {
                 self.limiter.on_success(state.last_cost);
                 return Decision::Success;
@@ -487,7 +579,10 @@ impl RetryPolicy {
         }
         let backoff = state.schedule.next_delay(rng);
         let after = not_before.map_or(backoff, |server| server.max(backoff));
-        if !self.fits(deadline, later(now, after), expected) {
+        // What is left when the retry starts: the deadline less the wait, as `later` bounds a
+        // wait (to `MAX_BUDGET`) when it arms the timer.
+        let left_then = remaining.map(|r| r.saturating_sub(after.min(MAX_BUDGET)));
+        if !self.fits(left_then, expected) {
             return Decision::GiveUp(GiveUp::Deadline);
         }
         match self.limiter.try_retry(now, kind) {
@@ -529,6 +624,21 @@ mod tests {
                 separately,
                 "{deadline:?} {now:?} {expected:?} {:?}",
                 policy.deadline
+            );
+            // The attempt's timeout from the time remaining is the deadline policy's, with
+            // the adaptive timeout in place of the per-try one when there is one.
+            let adaptive = Duration::from_micros(rng.random_range(0..20_000));
+            assert_eq!(
+                policy.attempt_timeout(deadline, now, None),
+                policy.deadline.attempt_timeout(deadline, now)
+            );
+            let adapted = DeadlinePolicy {
+                per_try_timeout: adaptive,
+                ..policy.deadline
+            };
+            assert_eq!(
+                policy.attempt_timeout(deadline, now, Some(adaptive)),
+                adapted.attempt_timeout(deadline, now)
             );
         }
     }

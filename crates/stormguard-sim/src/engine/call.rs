@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use rand::Rng;
 use stormguard::classify::AttemptResult;
-use stormguard::deadline::Deadline;
 use stormguard::policy::{Decision, GiveUp};
 
 use super::events::{Event, Handle};
@@ -60,7 +59,6 @@ impl Sim<'_> {
                     tried: Vec::new(),
                     job_deadline: deadline,
                     deadline,
-                    deadline_at: None,
                     unit: Unit::default(),
                 },
             );
@@ -85,14 +83,13 @@ impl Sim<'_> {
             (a, b) => a.or(b),
         };
         let now = self.clock.at(t);
-        let deadline = rep_deadline.map(|at| Deadline::at(self.clock.later(at)));
         run.deadline = rep_deadline;
-        run.deadline_at = deadline;
-        if deadline.is_some()
-            && !policy.should_start_estimated(deadline, now, Some(&edge.estimator))
-        {
-            self.finish_call(key, false);
-            return;
+        if let Some(at) = rep_deadline {
+            let remaining = Some(left(at, t));
+            if !policy.should_start_within(remaining, now, Some(&edge.estimator)) {
+                self.finish_call(key, false);
+                return;
+            }
         }
         let state = policy.begin(now);
         let endpoint = match edge.to_endpoint {
@@ -116,10 +113,8 @@ impl Sim<'_> {
         let run = self.runs.get_mut(key).expect("a retrying call is alive");
         let edge_index = run.edge;
         let edge = &model.edges[edge_index];
-        let Some(timeout) = edge
-            .policy
-            .attempt_timeout(run.deadline_at, self.clock.at(t), None)
-        else {
+        let remaining = run.deadline.map(|at| left(at, t));
+        let Some(timeout) = edge.policy.attempt_timeout_within(remaining, None) else {
             self.finish_call(key, false);
             return;
         };
@@ -196,15 +191,15 @@ impl Sim<'_> {
             .runs
             .get_mut(key)
             .expect("a call outlives its attempts");
-        let deadline = run.deadline_at;
+        let remaining = run.deadline.map(|at| left(at, self.now));
         let edge_index = run.edge;
         let edge = &model.edges[edge_index];
         let state = run.retry.as_mut().expect("begun before any attempt");
-        let decision = edge.policy.decide_estimated(
+        let decision = edge.policy.decide_within(
             state,
             result,
             edge.idempotent,
-            deadline,
+            remaining,
             now,
             Some(&edge.estimator),
             &mut self.policy_rng,
@@ -276,4 +271,11 @@ fn next_run<'m>(model: &'m Model, job: &mut Job) -> Option<&'m [usize]> {
         .get(job.step)?;
     job.outstanding = run.len();
     Some(run)
+}
+
+/// The time left at virtual time `t` of a deadline at virtual time `at`, none once it passed:
+/// what the policy core reads of a deadline (`Deadline::remaining`), in the engine's nanoseconds.
+#[inline]
+fn left(at: u64, t: u64) -> Duration {
+    Duration::from_nanos(at.saturating_sub(t))
 }

@@ -11,7 +11,6 @@ use rand::Rng;
 use rand_distr::Distribution;
 use stormguard::backoff::{seeded, JitterRng};
 use stormguard::classify::AttemptResult;
-use stormguard::deadline::Deadline;
 use stormguard::instance::EjectionConfig;
 use stormguard::policy::RetryState;
 
@@ -103,9 +102,6 @@ pub(crate) struct CallRun {
     pub(crate) job_deadline: Option<u64>,
     /// The current repetition's deadline: the job's, cut by the call's `request_timeout`.
     pub(crate) deadline: Option<u64>,
-    /// `deadline` as the policy core reads it, converted once per repetition rather than at
-    /// every attempt and every decision.
-    pub(crate) deadline_at: Option<Deadline>,
     /// The attempt in flight, with its hedge.
     pub(crate) unit: Unit,
 }

@@ -324,6 +324,7 @@ impl Classifier {
     /// A plain success (no rule, a status below 400 or gRPC OK: nearly every attempt) is
     /// answered here, inline, without building the classification's closures and match; the
     /// rest go to [`classify`](Self::classify).
+    #[cfg(any(feature = "tower", test))]
     #[inline]
     pub(crate) fn is_success(&self, result: AttemptResult, idempotent: bool) -> bool {
         if self.rule.is_none() {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 mod wire;
 
+#[cfg(feature = "tower")]
 pub(crate) use wire::insert_budget_value;
 pub use wire::{
     budget_from_headers, budget_of, budget_value, format_grpc_timeout, parse_grpc_timeout,

@@ -58,6 +58,13 @@ impl Sim<'_> {
             self.answer_at_once(key, half_rtt, Answer::Unavailable);
             return;
         }
+        self.loads[k] += 1;
+        // The instance's condition, read on arrival, holds: the work starts now.
+        let work = if has_worker {
+            self.work(s, k, i, self.now, Some(condition.slowdown))
+        } else {
+            0
+        };
         let job = self.jobs.insert(Job {
             service: s,
             slot: k,
@@ -66,15 +73,14 @@ impl Sim<'_> {
             parent: key,
             deadline,
             queued_at: self.now,
-            work: 0,
+            work,
             step: 0,
             outstanding: 0,
             failed: false,
         });
-        self.loads[k] += 1;
         if has_worker {
-            // The instance's condition, read on arrival, holds: the work starts now.
-            self.start(job, Some(condition.slowdown));
+            self.agenda
+                .schedule(self.now.saturating_add(work), Event::WorkDone(job));
         } else {
             let instance = &mut self.instances[k];
             if instance.queue.is_empty() {
@@ -102,18 +108,25 @@ impl Sim<'_> {
             .schedule(self.now + half_rtt, Event::Response(key, answer));
     }
 
-    /// A worker takes the request: its own work begins, slowed down by the instance's faults
+    /// A worker takes the queued request `key`: its own work begins (see [`work`](Self::work)).
+    fn start(&mut self, key: Key) {
+        let job = self.jobs.get(key).expect("a job being started is alive");
+        let (s, k, i, queued_at) = (job.service, job.slot, job.instance, job.queued_at);
+        let work = self.work(s, k, i, queued_at, None);
+        self.jobs.get_mut(key).expect("alive").work = work;
+        self.agenda
+            .schedule(self.now.saturating_add(work), Event::WorkDone(key));
+    }
+
+    /// A worker of instance `i` of service `s` (slot `k`) takes a request queued since
+    /// `queued_at`: how long its own work takes, slowed down by the instance's faults
     /// (`slowdown`, when the caller has just read the instance's condition, else read here:
-    /// the faults are scanned once per arrival, not twice).
+    /// the faults are scanned once per arrival, not twice). Apart from the job, so that an
+    /// arrival that starts at once stores its job whole, once.
     #[inline(always)]
-    fn start(&mut self, key: Key, slowdown: Option<f64>) {
-        let job = self
-            .jobs
-            .get_mut(key)
-            .expect("a job being started is alive");
-        let (s, i, queued_at) = (job.service, job.instance, job.queued_at);
+    fn work(&mut self, s: usize, k: usize, i: usize, queued_at: u64, slowdown: Option<f64>) -> u64 {
         let service = &self.model.services[s];
-        let instance = &mut self.instances[job.slot];
+        let instance = &mut self.instances[k];
         let others = u64::from(instance.busy);
         instance.busy += 1;
         let slowdown = slowdown.unwrap_or_else(|| service.condition(i, self.now).slowdown);
@@ -124,9 +137,7 @@ impl Sim<'_> {
         tally.started += 1;
         tally.queue_wait_ns += u128::from(self.now - queued_at);
         tally.work_ns += u128::from(work);
-        job.work = work;
-        self.agenda
-            .schedule(self.now.saturating_add(work), Event::WorkDone(key));
+        work
     }
 
     /// Own work is done: count it as wasted if someone above gave up, then make the calls.
@@ -239,7 +250,7 @@ impl Sim<'_> {
                 self.drop_stale(s, k, next);
                 continue;
             }
-            self.start(next, None);
+            self.start(next);
             return;
         }
     }

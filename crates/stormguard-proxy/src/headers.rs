@@ -2,10 +2,15 @@
 //!
 //! ## Hop-by-hop headers
 //! `Connection` and the headers it names, `Keep-Alive`, `Proxy-*`, `TE` (except `trailers`,
-//! which gRPC needs), `Trailer`, `Transfer-Encoding` and `Upgrade` describe one connection, not
-//! the request (RFC 9110 §7.6.1). Passed on, they make the next hop frame a body wrongly or
-//! upgrade a connection the proxy cannot follow, so they are removed both ways; hyper frames each
+//! which gRPC needs), `Transfer-Encoding` and `Upgrade` describe one connection, not the request
+//! (RFC 9110 §7.6.1). Passed on, they make the next hop frame a body wrongly or upgrade a
+//! connection the proxy cannot follow, so they are removed both ways; the proxy frames each
 //! side's body itself.
+//!
+//! `Trailer` stays: it announces the trailer fields that follow the body, end to end (RFC 9110
+//! §6.6.2; RFC 2616 had listed it among the hop-by-hop fields), and an HTTP/1.1 sender, hyper's
+//! server and both of the proxy's clients, sends over a chunked body only the trailers announced
+//! there. Removed, every trailer of an HTTP/1.1 request or response was dropped on the way.
 //!
 //! `Connection` cannot remove what the message needs end to end (RFC 9110 §7.6.1 forbids
 //! sending such a field as a connection option, and it is ignored here): `Host`,
@@ -36,8 +41,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, TE, TRAILER, TRANSFER_ENCODING,
-    UPGRADE,
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, TE, TRANSFER_ENCODING, UPGRADE,
 };
 use http::uri::Authority;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Version};
@@ -90,7 +94,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !other {
         return;
     }
-    for name in [KEEP_ALIVE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+    for name in [KEEP_ALIVE, TRANSFER_ENCODING, UPGRADE] {
         headers.remove(name);
     }
     if headers
@@ -126,7 +130,6 @@ fn is_end_to_end(name: &HeaderName) -> bool {
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     *name == TRANSFER_ENCODING
         || *name == TE
-        || *name == TRAILER
         || *name == UPGRADE
         || *name == KEEP_ALIVE
         || name.as_str().starts_with("proxy-")
@@ -302,7 +305,7 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         left.sort();
-        assert_eq!(left, ["content-type", "x-request-id"]);
+        assert_eq!(left, ["content-type", "trailer", "x-request-id"]);
     }
 
     #[test]

@@ -198,6 +198,13 @@ where
     fn size_hint(&self) -> SizeHint {
         let read: u64 = self.read.iter().map(|b| b.len() as u64).sum();
         let Some(rest) = &self.rest else {
+            if self.trailers.is_some() {
+                // Trailers follow the data: an exact length would have the body framed by its
+                // length (`Content-Length`), which cannot carry them.
+                let mut hint = SizeHint::new();
+                hint.set_lower(read);
+                return hint;
+            }
             return SizeHint::with_exact(read);
         };
         let rest = rest.size_hint();
@@ -266,7 +273,9 @@ mod tests {
         let body = fed(&["ab", "cd"], ms(100), true);
         let read = read_first(body, 10, LONG, LONG).await.unwrap();
         assert!(read.rest.is_none());
-        assert_eq!(read.size_hint().exact(), Some(4));
+        // Four bytes, then trailers: not framed by a length, which could not carry them.
+        assert_eq!(read.size_hint().exact(), None);
+        assert_eq!(read.size_hint().lower(), 4);
         let collected = read.collect().await.unwrap();
         assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
         assert_eq!(collected.to_bytes(), "abcd");

@@ -79,3 +79,108 @@ async fn a_chunked_answer_arrives_whole() {
         assert_eq!(&reply.body[..], b"hello, world");
     }
 }
+
+/// An upstream that keeps what it read of one request, until the end of a chunked body (its
+/// last chunk and trailers), and answers 200.
+async fn keeping_one_chunked_request() -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Receiver<Vec<u8>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let mut read = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The head, then a body that ends with the last chunk's "0\r\n" and an empty line; or
+        // whatever came before the request stalled for a second (a body framed otherwise).
+        while !(read.windows(5).any(|w| w == b"\r\n0\r\n") && read.ends_with(b"\r\n\r\n")) {
+            let next = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf));
+            let Ok(Ok(n @ 1..)) = next.await else {
+                break;
+            };
+            read.extend_from_slice(&buf[..n]);
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+        let _ = tx.send(read);
+    });
+    (addr, rx)
+}
+
+/// A chunked request's trailers reach the upstream when its head announced them (`Trailer`),
+/// as hyper's client sends them; one the head did not announce, or one that may never be a
+/// trailer, does not.
+#[tokio::test]
+async fn announced_request_trailers_reach_the_upstream() {
+    let (upstream, seen) = keeping_one_chunked_request().await;
+    let proxy = start(single(&[upstream])).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nhost: api\r\ntransfer-encoding: chunked\r\n\
+              trailer: x-checksum, content-length\r\n\r\n\
+              5\r\nhello\r\n0\r\nx-checksum: 42\r\nx-other: 1\r\ncontent-length: 9\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while !answer.ends_with(b"ok") {
+            let Ok(n @ 1..) = client.read(&mut buf).await else {
+                break;
+            };
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer within 5 s: {answer:?}");
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    let seen = tokio::time::timeout(Duration::from_secs(5), seen)
+        .await
+        .expect("the upstream read the request")
+        .expect("the upstream kept it");
+    let seen = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    let body = &seen[seen.find("\r\n\r\n").expect("a head") + 4..];
+    assert!(body.contains("hello"), "{seen}");
+    assert!(body.ends_with("0\r\nx-checksum: 42\r\n\r\n"), "{seen}");
+}
+
+/// A response's trailers come back to an HTTP/1.1 client when the upstream announced them
+/// (`Trailer`), the announcement with them.
+#[tokio::test]
+async fn announced_response_trailers_reach_the_client() {
+    let upstream = answering_at_once(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n\
+          5\r\nhello\r\n0\r\nx-checksum: 7\r\n\r\n",
+    )
+    .await;
+    let proxy = start(single(&[upstream])).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: api\r\nte: trailers\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while !answer.ends_with(b"0\r\nx-checksum: 7\r\n\r\n") {
+            let Ok(n @ 1..) = client.read(&mut buf).await else {
+                break;
+            };
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(read.is_ok(), "no trailers within 5 s: {answer:?}");
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(answer.contains("\r\ntrailer: x-checksum\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n0\r\nx-checksum: 7\r\n\r\n"), "{answer}");
+}

@@ -51,7 +51,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response};
+use http::{HeaderMap, HeaderName, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use stormguard::layer::{BoxError, NotSent};
 use tokio::io::AsyncWrite;
@@ -182,6 +182,10 @@ struct Active {
     /// The request body still to send; `None` once it has all gone.
     body: Option<UpstreamBody>,
     framing: BodyFraming,
+    /// The trailer fields the head announced, which alone go out after a chunked body.
+    announced: Option<Box<[HeaderName]>>,
+    /// The body's trailers, once its trailers frame came: written with its last chunk.
+    trailers: Option<HeaderMap>,
     /// Body bytes framed so far.
     sent: u64,
     /// Bytes to write, from `written` on.
@@ -211,11 +215,15 @@ impl Exchange {
         };
         let framing = request::encode_head(&req, &mut out);
         let (parts, body) = req.into_parts();
+        let announced = match framing {
+            BodyFraming::Chunked => request::announced_trailers(&parts.headers),
+            BodyFraming::Length(_) => None,
+        };
         // An empty body is done with at once, unless its head promised bytes: then it is polled
         // like any other and refused at its end.
         let mut out_end = out;
         let empty = http_body::Body::is_end_stream(&body)
-            && request::encode_end(framing, 0, &mut out_end).is_ok();
+            && request::encode_end(framing, 0, None, &mut out_end).is_ok();
         let reused = conn.is_some();
         let connecting = conn.is_none().then(|| pool.connect_direct());
         let active = Box::new(Active {
@@ -225,6 +233,8 @@ impl Exchange {
             method: parts.method,
             body: (!empty).then_some(body),
             framing,
+            announced,
+            trailers: None,
             sent: 0,
             out: out_end,
             written: 0,
@@ -356,8 +366,8 @@ impl Active {
             // Gather the frames that are ready, up to a write's worth.
             while self.out.len() < WRITE_CHUNK {
                 match Pin::new(&mut *body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Ok(data) = frame.into_data() {
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => {
                             request::encode_data(
                                 self.framing,
                                 &mut self.sent,
@@ -365,12 +375,23 @@ impl Active {
                                 &mut self.out,
                             )?;
                         }
-                    }
+                        // Kept only when the head announced trailers: others are dropped.
+                        Err(frame) if self.announced.is_some() => {
+                            if let Ok(trailers) = frame.into_trailers() {
+                                match &mut self.trailers {
+                                    Some(kept) => kept.extend(trailers),
+                                    None => self.trailers = Some(trailers),
+                                }
+                            }
+                        }
+                        Err(_) => {}
+                    },
                     Poll::Ready(Some(Err(error))) => {
                         return Poll::Ready(Err(ExchangeError::Body(error)))
                     }
                     Poll::Ready(None) => {
-                        request::encode_end(self.framing, self.sent, &mut self.out)?;
+                        let trailers = self.trailers.as_ref().zip(self.announced.as_deref());
+                        request::encode_end(self.framing, self.sent, trailers, &mut self.out)?;
                         self.body = None;
                         break;
                     }

@@ -9,9 +9,16 @@
 //! - A body of known length gets its `Content-Length`, any other is chunked.
 //! - A `Transfer-Encoding` the request carries is not written (the proxy removes it with the
 //!   other hop-by-hop fields before; this module frames the body itself).
+//! - Trailers go out after a chunked body's last chunk when the head announced them in its
+//!   `Trailer` field, as hyper's client sends them: only the fields named there, and never one
+//!   that must not be a trailer (framing, routing, authentication; RFC 9110 section 6.5.1).
+//!   Unannounced trailers, and any on a body framed by its length, are dropped.
 
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{Method, Request};
+use http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    HOST, MAX_FORWARDS, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING,
+};
+use http::{HeaderMap, HeaderName, Method, Request};
 use http_body::Body;
 
 /// How a request's body is delimited on the wire.
@@ -113,20 +120,68 @@ pub(crate) fn encode_data(
     Ok(())
 }
 
-/// Appends the body's end to `out`: the last chunk, or nothing.
+/// The trailer fields a chunked request announced in its `Trailer` field (names separated by
+/// commas, in any number of fields), which alone [`encode_end`] writes; `None` when it announced
+/// none. Read only for a chunked body: a body framed by its length has no trailers.
+pub(crate) fn announced_trailers(headers: &HeaderMap) -> Option<Box<[HeaderName]>> {
+    let names: Vec<HeaderName> = headers
+        .get_all(TRAILER)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(may_be_trailer)
+        .collect();
+    (!names.is_empty()).then(|| names.into_boxed_slice())
+}
+
+/// Whether a field may be sent as a trailer: not one that frames, routes or authenticates the
+/// message, which a recipient must have before the body (hyper's client leaves out the same).
+fn may_be_trailer(name: &HeaderName) -> bool {
+    !matches!(
+        *name,
+        AUTHORIZATION
+            | CACHE_CONTROL
+            | CONTENT_ENCODING
+            | CONTENT_LENGTH
+            | CONTENT_RANGE
+            | CONTENT_TYPE
+            | HOST
+            | MAX_FORWARDS
+            | SET_COOKIE
+            | TRAILER
+            | TRANSFER_ENCODING
+            | TE
+    )
+}
+
+/// Appends the body's end to `out`: the last chunk, with the `trailers` among those `announced`
+/// ([`announced_trailers`]), or nothing.
 ///
 /// # Errors
 /// Fewer bytes than the `Content-Length`.
 pub(crate) fn encode_end(
     framing: BodyFraming,
     sent: u64,
+    trailers: Option<(&HeaderMap, &[HeaderName])>,
     out: &mut Vec<u8>,
 ) -> Result<(), LengthMismatch> {
     match framing {
         BodyFraming::Length(length) if sent != length => Err(LengthMismatch),
         BodyFraming::Length(_) => Ok(()),
         BodyFraming::Chunked => {
-            out.extend_from_slice(b"0\r\n\r\n");
+            out.extend_from_slice(b"0\r\n");
+            if let Some((trailers, announced)) = trailers {
+                for (name, value) in trailers {
+                    if announced.contains(name) {
+                        out.extend_from_slice(name.as_str().as_bytes());
+                        out.extend_from_slice(b": ");
+                        out.extend_from_slice(value.as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+            }
+            out.extend_from_slice(b"\r\n");
             Ok(())
         }
     }
@@ -214,7 +269,7 @@ mod tests {
         let mut sent = 0;
         encode_data(BodyFraming::Chunked, &mut sent, b"hello", &mut out).unwrap();
         encode_data(BodyFraming::Chunked, &mut sent, b"", &mut out).unwrap();
-        encode_end(BodyFraming::Chunked, sent, &mut out).unwrap();
+        encode_end(BodyFraming::Chunked, sent, None, &mut out).unwrap();
         assert_eq!(out, b"5\r\nhello\r\n0\r\n\r\n");
         let (mut out, mut sent) = (Vec::new(), 0);
         let framing = BodyFraming::Length(3);
@@ -224,6 +279,46 @@ mod tests {
         );
         let mut sent = 0;
         encode_data(framing, &mut sent, b"ab", &mut out).unwrap();
-        assert_eq!(encode_end(framing, sent, &mut out), Err(LengthMismatch));
+        assert_eq!(
+            encode_end(framing, sent, None, &mut out),
+            Err(LengthMismatch)
+        );
+    }
+
+    #[test]
+    fn trailers_go_out_only_when_announced_and_allowed() {
+        let mut head = HeaderMap::new();
+        assert_eq!(announced_trailers(&head), None);
+        head.append(TRAILER, "x-checksum, Content-Length".parse().unwrap());
+        head.append(TRAILER, " x-sig ,".parse().unwrap());
+        let announced = announced_trailers(&head).unwrap();
+        // Content-Length may never be a trailer; names are read without case or spaces.
+        assert_eq!(
+            &announced[..],
+            ["x-checksum", "x-sig"].map(HeaderName::from_static)
+        );
+        let mut trailers = HeaderMap::new();
+        trailers.append("x-checksum", "1".parse().unwrap());
+        trailers.append("x-checksum", "2".parse().unwrap());
+        trailers.append("x-unannounced", "3".parse().unwrap());
+        trailers.append(CONTENT_LENGTH, "4".parse().unwrap());
+        let mut out = Vec::new();
+        let sent = 0;
+        encode_end(
+            BodyFraming::Chunked,
+            sent,
+            Some((&trailers, &announced)),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "0\r\nx-checksum: 1\r\nx-checksum: 2\r\n\r\n"
+        );
+        // A body framed by its length ends with its last byte, trailers or not.
+        let mut out = Vec::new();
+        let framing = BodyFraming::Length(0);
+        encode_end(framing, 0, Some((&trailers, &announced)), &mut out).unwrap();
+        assert!(out.is_empty());
     }
 }

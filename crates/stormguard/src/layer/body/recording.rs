@@ -467,6 +467,9 @@ where
         let rest = match &state.rest {
             Some(rest) if owner => rest.size_hint(),
             Some(_) => SizeHint::default(),
+            // Trailers follow the data: a hint of an exact length would have the body framed
+            // by its length (`Content-Length`), which cannot carry them.
+            None if state.trailers.is_some() => SizeHint::new(),
             None => SizeHint::with_exact(0),
         };
         // A fresh hint: raising the rest's lower bound first could put it above the rest's

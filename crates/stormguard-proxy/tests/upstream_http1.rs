@@ -182,5 +182,8 @@ async fn announced_response_trailers_reach_the_client() {
     assert!(read.is_ok(), "no trailers within 5 s: {answer:?}");
     assert_eq!(status_of(&answer), 200, "{answer}");
     assert!(answer.contains("\r\ntrailer: x-checksum\r\n"), "{answer}");
-    assert!(answer.ends_with("\r\n0\r\nx-checksum: 7\r\n\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n0\r\nx-checksum: 7\r\n\r\n"),
+        "{answer}"
+    );
 }

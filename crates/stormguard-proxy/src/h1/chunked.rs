@@ -90,6 +90,9 @@ pub(crate) struct Chunked {
     size: u64,
     digits: u8,
     extensions: usize,
+    /// How much of the trailer block was searched for its end without finding it: the next
+    /// read searches only what is new, so trailers sent a byte at a time cost linear work.
+    searched: usize,
 }
 
 impl Chunked {
@@ -100,6 +103,7 @@ impl Chunked {
             size: 0,
             digits: 0,
             extensions: 0,
+            searched: 0,
         }
     }
 
@@ -192,14 +196,17 @@ impl Chunked {
             self.state = State::Done;
             return Ok(Decoded::End);
         }
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        // The last three bytes searched may begin the blank line: searched again.
+        let from = self.searched.saturating_sub(3).min(buf.len());
+        let Some(end) = buf[from..].windows(4).position(|w| w == b"\r\n\r\n") else {
+            self.searched = buf.len();
             return if buf.len() > MAX_TRAILERS {
                 Err(ChunkedError::Trailers)
             } else {
                 Ok(Decoded::More)
             };
         };
-        let length = end + 4;
+        let length = from + end + 4;
         if length > MAX_TRAILERS {
             return Err(ChunkedError::Trailers);
         }
@@ -256,6 +263,19 @@ mod tests {
         assert!(ended);
         let (data, trailers, ended) = decode_in_pieces(b"A\r\n0123456789\r\n0\r\n\r\n", 1).unwrap();
         assert_eq!((data.len(), trailers, ended), (10, None, true));
+        // Trailers a byte at a time, every cut of the blank line among them: each read
+        // searches only the new bytes, and the end is found wherever it was cut.
+        let body = b"1\r\nx\r\n0\r\nx-a: 1\r\nx-b: 22\r\n\r\n";
+        for piece in 1..=body.len() {
+            let (data, trailers, ended) = decode_in_pieces(body, piece).unwrap();
+            let trailers = trailers.unwrap();
+            assert_eq!((&data[..], ended), (&b"x"[..], true), "{piece}");
+            assert_eq!(
+                (trailers["x-a"].as_bytes(), trailers["x-b"].as_bytes()),
+                (&b"1"[..], &b"22"[..]),
+                "{piece}"
+            );
+        }
     }
 
     #[test]

@@ -38,10 +38,10 @@
 //!   the edge's budgets, and fed as the proxy's retry layer feeds its route's: one latency per
 //!   attempt that got a response, from its send to its answer, a hedge included; errors and
 //!   timeouts teach it nothing. The retry policy reads its p50 as the expected latency of an
-//!   attempt, through the
-//!   same core functions as the proxy (`RetryPolicy::should_start_estimated`,
-//!   `RetryPolicy::decide_estimated`): with a deadline, no attempt starts with less time left
-//!   than an attempt is expected to take. Until the estimator holds 100 samples, the expected
+//!   attempt, through the same core functions as the proxy (`RetryPolicy::should_start_within`
+//!   and `RetryPolicy::decide_within`, which the proxy's `_estimated` forms call with the time
+//!   left of its deadline, and `attempt_timeout_within`): with a deadline, no attempt starts with
+//!   less time left than an attempt is expected to take. Until the estimator holds 100 samples, the expected
 //!   latency is the policy's, zero. An edge whose estimator nothing can read (no quantile hedge
 //!   delay, and no deadline: neither its `request_timeout` nor one propagated to its caller)
 //!   is not fed, which changes nothing but the work.

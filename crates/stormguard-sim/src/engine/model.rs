@@ -429,8 +429,8 @@ pub(crate) fn build(
 }
 
 /// `edges` with [`EdgeModel::latency_read`] set: an edge's estimator is read only by a quantile
-/// hedge delay, or by the retry policy's checks against a deadline (`should_start_estimated`
-/// and the deadline step of `decide_estimated`, which look at no estimate without one). A
+/// hedge delay, or by the retry policy's checks against a deadline (`should_start_within`
+/// and the deadline step of `decide_within`, which look at no estimate without one). A
 /// call's repetitions have a deadline only from its `request_timeout` or from the calling
 /// request's, which only a call into the caller with `propagate_deadline` gives (users give
 /// none).

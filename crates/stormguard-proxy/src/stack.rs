@@ -27,7 +27,7 @@ use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use prometheus_client::metrics::histogram::Histogram;
-use stormguard::layer::{Balance, BoxError, Hedge, ReplayBody, Retry};
+use stormguard::layer::{Balance, BoxError, Hedge, ReplayBody, Retry, TriedInstances};
 use stormguard::metrics::TargetMetrics;
 use tower_service::Service;
 
@@ -257,10 +257,20 @@ pub(crate) enum RouteService {
 
 impl RouteService {
     /// Sends `req` through the stack.
-    pub(crate) fn call(&self, req: Request<RequestBody>) -> RouteFuture {
+    ///
+    /// A request on a hedged route carries a list of the instances it went to from the start:
+    /// the retry layer cannot see the hedge below it, and with a policy that sends once it
+    /// attaches no list of its own, so a hedge's copy that the attempt's timeout dropped would
+    /// go uncounted in `stormguard-attempts`. The retry layer uses the list as it is (and, on a
+    /// route that resends, would have attached one anyway). A route that never hedges needs
+    /// none from here: its retry layer attaches one exactly when it may resend.
+    pub(crate) fn call(&self, mut req: Request<RequestBody>) -> RouteFuture {
         match self.clone() {
             RouteService::Plain(service) => ready_and_call(service, req),
-            RouteService::Hedged(service) => ready_and_call(service, req),
+            RouteService::Hedged(service) => {
+                req.extensions_mut().insert(TriedInstances::default());
+                ready_and_call(service, req)
+            }
         }
     }
 }

@@ -30,11 +30,12 @@ impl<O: Observer> Attempting<O> {
         }
     }
 
-    /// The instances list the attempts share: the one the request came with, else a new one for
-    /// a request whose retry may follow a timeout (the only outcome that does not say which
-    /// instance it came from), once a balancer below has shown itself, and for every request
-    /// when the layer was told of one ([`RetryLayer::balanced`](super::RetryLayer::balanced)). Other requests learn the
-    /// instance from the response or error, for free; without a balancer, nothing is attached.
+    /// The instances list the attempts share: the one the request came with, used as it is;
+    /// else, when the policy may send the request more than once, a new one from the first
+    /// attempt on. A balancer below records each choice in it, so a retry goes elsewhere even
+    /// after a per-try timeout (the one outcome that names no instance), and the attempts it
+    /// sent are counted, a hedge's copy dropped by the per-try timeout included. A policy that
+    /// sends once attaches nothing: no retry needs the list, and no request pays for it.
     ///
     /// The list is taken out of the head the attempts are cloned from, as each attempt gets it
     /// anyway; a map left empty (the list and an outer deadline taken out of it) is dropped, so
@@ -45,12 +46,8 @@ impl<O: Observer> Attempting<O> {
         if self.parts.extensions.is_empty() {
             self.parts.extensions = http::Extensions::new();
         }
-        let shared = &self.shared;
-        let needed = shared.track
-            || (self.idempotent
-                && shared.policy.max_attempts > 1
-                && shared.balanced.load(Ordering::Relaxed));
-        carried.or_else(|| needed.then(TriedInstances::default))
+        let resends = self.shared.policy.max_attempts > 1;
+        carried.or_else(|| resends.then(TriedInstances::default))
     }
 
     /// The timeout of an attempt starting at `now`; `None` when no time is left.
@@ -148,17 +145,14 @@ where
     settle(shared, outcome, sent)
 }
 
-/// [`settle`] for an attempt that came back with a response: notes a balancer below, records
-/// the latency, and classifies the response. Apart, so that the first attempt's future can
+/// [`settle`] for an attempt that came back with a response: records the latency and
+/// classifies the response. Apart, so that the first attempt's future can
 /// settle a response without moving it in and out of an [`Outcome`].
 pub(crate) fn settle_response<RB, O>(
     shared: &Shared<O>,
     response: &Response<RB>,
     sent: Instant,
 ) -> AttemptResult {
-    if response.extensions().get::<Instance>().is_some() {
-        shared.balanced.store(true, Ordering::Relaxed);
-    }
     if let Some(estimator) = &shared.estimator {
         let now = clock::now();
         estimator.record(now, now.saturating_duration_since(sent));
@@ -175,9 +169,6 @@ pub(crate) fn settle<RB, O: Observer>(
     match outcome {
         Some(Ok(response)) => (settle_response(shared, &response, sent), Ok(response)),
         Some(Err(e)) => {
-            if instance_of(&*e).is_some() {
-                shared.balanced.store(true, Ordering::Relaxed);
-            }
             let result = classify_error(&*e);
             if result == AttemptResult::ConnectTimeout {
                 shared

@@ -480,7 +480,12 @@ fn stack(
                 .observer(observer)
                 .body_limit(body_limit)
                 .estimator(estimator);
-            RouteService::Hedged(retry.layer(hedge.layer(balance)))
+            // The retry layer knows whether its policy may resend; the proxy knows the hedge.
+            if retry.policy().max_attempts > 1 {
+                RouteService::Hedged(retry.layer(hedge.layer(balance)))
+            } else {
+                RouteService::HedgedOnce(retry.layer(hedge.layer(balance)))
+            }
         }
     };
     Ok((service, route_metrics, instances))

@@ -41,7 +41,14 @@ impl<O: Observer> Attempting<O> {
     /// anyway; a map left empty (the list and an outer deadline taken out of it) is dropped, so
     /// that cloning the head allocates no map, where it cloned the map and then replaced the
     /// list in it, per attempt.
+    ///
+    /// With a policy that sends once, the one attempt takes the head itself
+    /// ([`first_request`](Attempting::first_request)): a list that came with the request stays
+    /// in it, and the clone returned here only counts the attempts a balancer sent with it.
     pub(super) fn take_tried_instances(&mut self) -> Option<TriedInstances> {
+        if self.shared.policy.max_attempts <= 1 {
+            return self.parts.extensions.get::<TriedInstances>().cloned();
+        }
         let carried = self.parts.extensions.remove::<TriedInstances>();
         if self.parts.extensions.is_empty() {
             self.parts.extensions = http::Extensions::new();
@@ -88,6 +95,25 @@ impl<O: Observer> Attempting<O> {
         self.written_budget = Some(timeout);
     }
 
+    /// The request of the first attempt. With a policy that sends once, the head itself, moved
+    /// out rather than cloned: no attempt follows to need it (the policy decides no retry once
+    /// `max_attempts` were sent), and the clone of its headers, URI and extensions was most of
+    /// what the layer cost such a route. Otherwise as [`request`](Attempting::request).
+    pub(super) fn first_request<B>(
+        &mut self,
+        body: ReplayBody<B>,
+        timeout: Duration,
+        now: Instant,
+        tried: Option<&TriedInstances>,
+    ) -> Request<ReplayBody<B>> {
+        if self.shared.policy.max_attempts > 1 {
+            return self.request(body, timeout, now, tried);
+        }
+        let head = std::mem::replace(&mut self.parts, Request::new(()).into_parts().0);
+        // A list that came with the request is in the head already (`take_tried_instances`).
+        self.finish(Request::from_parts(head, body), timeout, now, None)
+    }
+
     /// The request of one attempt: the head again, the body (replayed), the budget downstream.
     pub(super) fn request<B>(
         &self,
@@ -96,7 +122,22 @@ impl<O: Observer> Attempting<O> {
         now: Instant,
         tried: Option<&TriedInstances>,
     ) -> Request<ReplayBody<B>> {
-        let mut attempt = Request::from_parts(self.parts.clone(), body);
+        self.finish(
+            Request::from_parts(self.parts.clone(), body),
+            timeout,
+            now,
+            tried,
+        )
+    }
+
+    /// An attempt's request made from the head: its budget (or deadline) and its list.
+    fn finish<B>(
+        &self,
+        mut attempt: Request<ReplayBody<B>>,
+        timeout: Duration,
+        now: Instant,
+        tried: Option<&TriedInstances>,
+    ) -> Request<ReplayBody<B>> {
         if self.shared.policy.propagate_deadline {
             if self.written_budget != Some(timeout) {
                 write_budget(attempt.headers_mut(), timeout, self.grpc);

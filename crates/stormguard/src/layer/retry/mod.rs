@@ -196,7 +196,9 @@ where
         } else {
             with_body(body, &shared, &mut rest.resend)
         };
-        let request = rest.at.request(body, timeout, start, rest.tried.as_ref());
+        let request = rest
+            .at
+            .first_request(body, timeout, start, rest.tried.as_ref());
         shared.observer.observe(&shared.target, Event::Attempt);
         let call = rest.inner.call(request);
         ResponseFuture::first(call, until(start, timeout), rest, start)

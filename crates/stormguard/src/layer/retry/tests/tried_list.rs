@@ -169,3 +169,44 @@ async fn a_list_that_comes_with_the_request_is_used_as_it_is() {
         assert_eq!(hits[went[1]].get(), 1);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_that_sends_once_hands_the_request_on_whole() {
+    // Its one attempt takes the head itself, not a copy: every header and extension arrives,
+    // the caller's list the same list, and the attempt's budget is written.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Tag(&'static str);
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let record = seen.clone();
+    let svc = RetryLayer::new(unlimited().with_max_attempts(1)).layer(tower::service_fn(
+        move |req: Request<ReplayBody<Body>>| {
+            let tried = req.extensions().get::<TriedInstances>().cloned();
+            *record.lock().unwrap() = Some((
+                req.method().clone(),
+                req.uri().clone(),
+                req.headers().get("x-caller").cloned(),
+                req.headers().contains_key(crate::deadline::BUDGET_HEADER),
+                req.extensions().get::<Tag>().cloned(),
+                tried,
+            ));
+            async { Ok::<_, Infallible>(status(200)) }
+        },
+    ));
+    let tried = TriedInstances::default();
+    let mut req = request(Method::PUT);
+    req.headers_mut()
+        .insert("x-caller", http::HeaderValue::from_static("web-1"));
+    req.extensions_mut().insert(Tag("caller"));
+    req.extensions_mut().insert(tried.clone());
+    svc.oneshot(req).await.unwrap();
+    let (method, uri, header, budget, tag, carried) = seen.lock().unwrap().take().unwrap();
+    assert_eq!(
+        (method, uri.to_string()),
+        (Method::PUT, "http://api.test/items".into())
+    );
+    assert_eq!(header.unwrap(), "web-1");
+    assert!(budget, "the attempt's budget is written");
+    assert_eq!(tag, Some(Tag("caller")));
+    carried.unwrap().record(7);
+    assert_eq!(tried.to_vec(), vec![7], "the caller's own list");
+}

@@ -422,17 +422,13 @@ fn stack(
     // Outlier ejection is the balancer's default: an instance that refuses connections gets no
     // first attempts for a second, doubling while it stays dead, so it costs a retry a second
     // rather than most first attempts (a refusing instance has nothing in flight and looks idle).
-    // Responses go without an `Instance` extension: on a route that resends, every request
-    // carries the list the balancer records its choice in (`balanced` below), which is where the
-    // retry layer looks; on the others, nothing reads it. The extension was a map per response.
     let instances = Arc::new(RouteInstances::new(
         &set.current(),
         Box::new(make),
         |named| {
             let balance = Balance::named(named)
                 .observer(route_metrics.balancer_observer(metrics))
-                .target(name)
-                .without_instance_extension();
+                .target(name);
             match previous {
                 Some(previous) => balance.carry(previous),
                 None => balance,
@@ -469,12 +465,6 @@ fn stack(
         .observer(observer.clone())
         .body_limit(body_limit)
         .estimator(estimator.clone());
-    // On a route that can send a request more than once, every request carries the list of the
-    // instances it went to from its first attempt: a retry after a timeout goes to another
-    // instance from the very first request, and `stormguard-attempts` counts every attempt sent,
-    // a hedge's copy that an outer timeout dropped included.
-    let resends = route.call.max_attempts > 1 || route.call.hedge.is_some();
-    let retry = if resends { retry.balanced() } else { retry };
     // No deadline layer above the retry layer: the retry layer takes the request's deadline
     // itself (the earliest of what came with the request, in its budget headers or from the
     // body's read, and the route's `request_timeout`, the policy's overall timeout), keeps the
@@ -490,7 +480,12 @@ fn stack(
                 .observer(observer)
                 .body_limit(body_limit)
                 .estimator(estimator);
-            RouteService::Hedged(retry.layer(hedge.layer(balance)))
+            // The retry layer knows whether its policy may resend; the proxy knows the hedge.
+            if retry.policy().max_attempts > 1 {
+                RouteService::Hedged(retry.layer(hedge.layer(balance)))
+            } else {
+                RouteService::HedgedOnce(retry.layer(hedge.layer(balance)))
+            }
         }
     };
     Ok((service, route_metrics, instances))

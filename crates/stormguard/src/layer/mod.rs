@@ -34,11 +34,13 @@
 //! service sees a [`ReplayBody`].
 //!
 //! ## Instances
-//! A retry goes to an instance the request has not tried. A [`Balance`] below says which instance
-//! answered (an [`Instance`] response extension, an [`InstanceError`]); once the retry layer has
-//! seen that, it gives each request a [`TriedInstances`] list from its first attempt, so that even
-//! a retry after a per-try timeout, which says nothing of where it went, goes elsewhere. Without a
-//! balancer below, nothing is attached and nothing is paid.
+//! A retry goes to an instance the request has not tried. A retry layer whose policy may send a
+//! request more than once gives each request a [`TriedInstances`] list from its first attempt
+//! (or uses the one the request came with), and a [`Balance`] below records each choice in it,
+//! so that even a retry after a per-try timeout, which says nothing of where it went, goes
+//! elsewhere. A layer that sends once attaches nothing and pays nothing; the balancer then marks
+//! the response with an [`Instance`] extension instead, and an error always names its instance
+//! (an [`InstanceError`]).
 //!
 //! The balancer also records what each attempt came to: an instance that refuses a connection,
 //! or answers five 5xx in a row, is ejected (left out of the choice) for 1 s, doubling while it

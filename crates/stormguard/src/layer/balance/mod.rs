@@ -28,15 +28,18 @@ use crate::metrics::{NoMetrics, Observer};
 /// Request extension: the instances this request already went to, oldest first, and how many
 /// attempts a balancer sent with it.
 ///
-/// The retry layer adds it from the second attempt on, and the hedge layer to both copies of a
-/// hedged request; a balancer reads it to send the attempt elsewhere and records where it sent
-/// it. Clones share one list, so an inner balancer's choice is seen by the outer layers.
+/// A retry layer whose policy may send a request more than once adds it from the first
+/// attempt on, and the hedge layer to both copies of a hedged request that came without one; a
+/// balancer reads it to send the attempt elsewhere and records where it sent it (in place of
+/// an [`Instance`] response extension). Clones share one list, so an inner balancer's choice is
+/// seen by the outer layers.
 ///
 /// The count is what makes `stormguard-attempts` exact: every attempt a [`Balance`] sends with
 /// the list counts, a hedge's copy included, and the count survives an outer layer's timeout
 /// that drops the attempts in flight. Attach one to a request before the outermost layer (as
-/// `stormguard proxy` does for every route that can send a request more than once) and every
-/// layer reports the same figure.
+/// `stormguard proxy` does on a hedged route, whose retry layer cannot see the hedge below it)
+/// and every layer reports the same figure; a list that comes with the request is used as it
+/// is. Read it afterwards to learn where the request went.
 ///
 /// ```
 /// use stormguard::layer::TriedInstances;
@@ -92,8 +95,12 @@ impl TriedInstances {
     }
 }
 
-/// Response extension set by [`Balance`]: which instance answered (unless built
-/// [`without_instance_extension`](Balance::without_instance_extension)).
+/// Response extension set by [`Balance`]: which instance answered a request that came without
+/// a [`TriedInstances`] list.
+///
+/// A request with a list has the balancer's choice recorded in the list instead, where the
+/// retry layer reads it: an extension on every response would cost a map allocated and filled
+/// for nothing. To learn where such a request went, attach the list and read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Instance(pub usize);
 
@@ -134,9 +141,11 @@ pub(crate) fn instance_of(err: &(dyn StdError + Send + Sync + 'static)) -> Optio
 /// instances not yet tried by this request and not ejected, through
 /// [`crate::instance::choose_healthy`].
 ///
-/// Each instance is a service (for example a hyper-util client bound to one address). Responses
-/// carry an [`Instance`] extension and errors an [`InstanceError`], so that a retry avoids the
-/// instance that failed.
+/// Each instance is a service (for example a hyper-util client bound to one address). A
+/// request's choice is recorded in its [`TriedInstances`] list when it carries one (as every
+/// attempt of a retry layer that may resend does), its response is marked with an [`Instance`]
+/// extension when it does not, and an error always carries an [`InstanceError`]: so a retry
+/// avoids the instance that failed, and an answer says where it came from.
 ///
 /// ## Passive health checking
 /// An instance that refuses connections never has a request in flight, so load alone would keep
@@ -213,8 +222,6 @@ struct Settings {
     ejection: Option<EjectionConfig>,
     observer: Arc<dyn Observer>,
     target: Arc<str>,
-    /// Whether responses carry an [`Instance`] extension.
-    mark: bool,
 }
 
 impl State {
@@ -323,7 +330,6 @@ impl<S> Balance<S> {
             ejection: Some(EjectionConfig::default()),
             observer: Arc::new(NoMetrics),
             target: Arc::from("default"),
-            mark: true,
         };
         Balance {
             current: Arc::new(RwLock::new(Members {
@@ -425,26 +431,6 @@ impl<S> Balance<S> {
         self.map(|s| s.ejection = None)
     }
 
-    /// Responses carry no [`Instance`] extension (errors still carry their [`InstanceError`]).
-    ///
-    /// For a balancer whose requests all carry a [`TriedInstances`] list, as under a
-    /// [`RetryLayer::balanced`](super::RetryLayer::balanced): the balancer records each choice in
-    /// the list, where the retry layer reads it, so the extension only costs a map allocated and
-    /// filled on every response.
-    ///
-    /// ```
-    /// use stormguard::layer::Balance;
-    ///
-    /// let instance = tower::service_fn(|_req: http::Request<()>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
-    /// });
-    /// let balance = Balance::new(vec![instance]).without_instance_extension();
-    /// assert_eq!(balance.len(), 1);
-    /// ```
-    pub fn without_instance_extension(self) -> Self {
-        self.map(|s| s.mark = false)
-    }
-
     /// Reports ejections to `observer`, as [`Event::Ejected`](crate::metrics::Event::Ejected).
     /// Share it with the [`RetryLayer`](super::RetryLayer) of the same target.
     pub fn observer(self, observer: impl Observer) -> Self {
@@ -502,6 +488,9 @@ const FEW_INSTANCES: usize = 16;
 struct InFlight {
     state: Arc<State>,
     index: usize,
+    /// Whether the request came without a [`TriedInstances`] list, so that its response is
+    /// marked with an [`Instance`] instead (see [`answered`]).
+    mark: bool,
 }
 
 impl Drop for InFlight {
@@ -593,6 +582,7 @@ where
         let guard = InFlight {
             state: state.clone(),
             index,
+            mark: tried.is_none(),
         };
         let mut service = members.instances[index].clone();
         drop(members);
@@ -620,7 +610,11 @@ where
     }
 }
 
-/// What an instance answered, recorded in its health and marked with the instance.
+/// What an instance answered, recorded in its health and marked with the instance: an error
+/// always (an [`InstanceError`]), a response with an [`Instance`] extension when its request came
+/// without a [`TriedInstances`] list. A request with a list has the choice recorded there
+/// already, which is where the retry layer reads it; the extension would only cost a map
+/// allocated and filled on every response.
 fn answered<RB>(
     guard: InFlight,
     answer: Result<Response<RB>, BoxError>,
@@ -633,7 +627,7 @@ fn answered<RB>(
             if let Some(health) = health {
                 health.record(index, id, Outcome::of(response_result(&response)));
             }
-            if guard.state.settings.mark {
+            if guard.mark {
                 response.extensions_mut().insert(Instance(id));
             }
             Ok(response)

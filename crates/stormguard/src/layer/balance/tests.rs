@@ -37,11 +37,9 @@ async fn requests_avoid_tried_instances() {
         let response = balance.call(req).await.unwrap();
         let went = *response.body();
         assert_ne!(went, 1);
-        assert_eq!(
-            response.extensions().get::<Instance>(),
-            Some(&Instance(went))
-        );
+        // The choice is in the list, where the retry layer reads it: no extension is paid for.
         assert_eq!(tried.to_vec(), vec![1, went]);
+        assert!(response.extensions().get::<Instance>().is_none());
     }
     assert_eq!(balance.in_flight(), vec![0, 0, 0]);
 }
@@ -277,9 +275,9 @@ async fn without_outlier_detection_nothing_is_ejected() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_the_extension_the_choice_is_recorded_in_the_list_only() {
+async fn with_a_list_the_choice_is_recorded_in_the_list_only() {
     let (services, _, calls) = instances(&[HEALTHY, HEALTHY]);
-    let mut balance = Balance::new(services).seed(6).without_instance_extension();
+    let mut balance = Balance::new(services).seed(6);
     let tried = TriedInstances::default();
     let mut req = Request::new(());
     req.extensions_mut().insert(tried.clone());
@@ -289,33 +287,47 @@ async fn without_the_extension_the_choice_is_recorded_in_the_list_only() {
     assert_eq!(went.len(), 1);
     assert_eq!(calls[went[0]].get(), 1);
     assert_eq!(tried.attempts(), 1);
-    // An error still names its instance: the retry layer learns of the balancer from it.
+    // An error still names its instance, list or not.
     let (services, _, _) = instances(&[REFUSING]);
-    let mut balance = Balance::new(services).without_instance_extension();
-    let err = balance.call(Request::new(())).await.unwrap_err();
+    let mut balance = Balance::new(services);
+    let mut req = Request::new(());
+    req.extensions_mut().insert(TriedInstances::default());
+    let err = balance.call(req).await.unwrap_err();
     assert_eq!(instance_of(&*err), Some(0));
 }
 
-/// One GET through a retry layer (told of the balancer or not) over a balancer that marks no
-/// response, to two instances of which the first answers 503: its status, the attempts the
+#[tokio::test(start_paused = true)]
+async fn a_request_without_a_list_gets_the_instance_extension() {
+    let (services, _, calls) = instances(&[HEALTHY, HEALTHY, HEALTHY]);
+    let mut balance = Balance::new(services).seed(8);
+    for _ in 0..10 {
+        let before: Vec<u32> = calls.iter().map(Calls::get).collect();
+        let response = balance.call(Request::new(())).await.unwrap();
+        let went = response.extensions().get::<Instance>().unwrap().0;
+        assert_eq!(calls[went].get(), before[went] + 1, "the instance called");
+    }
+}
+
+/// One GET through a retry layer allowing `max_attempts` (its own list from 2 on) over a
+/// balancer, to two instances of which the first answers 503: its status, the attempts the
 /// response reports, and the attempts the failing instance received.
-async fn one_get_without_the_extension(seed: u64, balanced: bool) -> (StatusCode, u32, u32) {
+async fn one_get_through_a_list(seed: u64, max_attempts: u32) -> (StatusCode, u32, u32) {
     let (services, _, calls) = instances(&[UNAVAILABLE, HEALTHY]);
-    let balance = Balance::new(services)
-        .seed(seed)
-        .without_instance_extension();
-    let retry = RetryLayer::new(RetryPolicy::recommended()).seed(seed);
-    let retry = if balanced { retry.balanced() } else { retry };
+    let balance = Balance::new(services).seed(seed);
+    let policy = RetryPolicy::recommended().with_max_attempts(max_attempts);
+    let retry = RetryLayer::new(policy).seed(seed);
     let response = retry.layer(balance).oneshot(get()).await.unwrap();
-    assert!(response.extensions().get::<Instance>().is_none());
+    // The choices went into the retry layer's list: no response is marked.
+    let marked = response.extensions().get::<Instance>().is_some();
+    assert_eq!(marked, max_attempts == 1, "seed {seed}");
     (response.status(), Attempts::of(&response), calls[0].get())
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_the_extension_a_balanced_retry_still_goes_to_another_instance() {
+async fn a_retry_through_the_list_goes_to_another_instance() {
     let mut retried = 0;
     for seed in 0..20 {
-        let (status, attempts, failed) = one_get_without_the_extension(seed, true).await;
+        let (status, attempts, failed) = one_get_through_a_list(seed, 2).await;
         assert_eq!(status, StatusCode::OK, "seed {seed}");
         assert!(
             failed <= 1,
@@ -331,19 +343,18 @@ async fn without_the_extension_a_balanced_retry_still_goes_to_another_instance()
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_the_extension_an_unbalanced_retry_may_go_back() {
-    // Why the option goes with `RetryLayer::balanced`: a retry layer not told of the balancer
-    // learns nothing from a response that names no instance, and sends the retry anywhere.
-    let mut went_back = 0;
+async fn a_layer_that_sends_once_leaves_the_503_marked() {
+    // No list and no retry: the one answer, marked with the instance it came from.
+    let mut failed = 0;
     for seed in 0..20 {
-        let (status, attempts, failed) = one_get_without_the_extension(seed, false).await;
-        if failed == 2 {
-            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(attempts, 2);
-            went_back += 1;
+        let (status, attempts, hit) = one_get_through_a_list(seed, 1).await;
+        assert_eq!(attempts, 1, "seed {seed}");
+        if hit == 1 {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "seed {seed}");
+            failed += 1;
         }
     }
-    assert!(went_back > 0, "no seed of 20 sent the retry back");
+    assert!(failed > 0, "no seed of 20 reached the failing instance");
 }
 
 /// A mock instance answering its name.

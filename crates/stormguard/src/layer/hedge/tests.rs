@@ -10,7 +10,7 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 
 use super::super::test_support::{Calls, Recorder};
-use super::super::{Balance, Instance, ReplayBody};
+use super::super::{Balance, ReplayBody, TriedInstances};
 use super::HedgeLayer;
 use crate::hedge::{HedgeDelay, HedgePolicy};
 use crate::metrics::Event;
@@ -56,7 +56,11 @@ async fn hedging_cuts_a_one_second_tail_to_the_hedge_delay() {
         .observer(recorder.clone())
         .layer(balance);
     let start = tokio::time::Instant::now();
-    let response = svc.oneshot(get()).await.unwrap();
+    // The caller's list, to read where the copies went.
+    let tried = TriedInstances::default();
+    let mut req = get();
+    req.extensions_mut().insert(tried.clone());
+    svc.oneshot(req).await.unwrap();
     assert_eq!(
         start.elapsed(),
         Duration::from_millis(60),
@@ -66,8 +70,10 @@ async fn hedging_cuts_a_one_second_tail_to_the_hedge_delay() {
     assert_eq!(recorder.count(|e| *e == Event::HedgeSent), 1);
     assert_eq!(recorder.count(|e| *e == Event::HedgeWon), 1);
     // The hedge went to the other instance.
-    let first = response.extensions().get::<Instance>().unwrap().0;
-    assert!(first < 2);
+    let went = tried.to_vec();
+    assert_eq!(went.len(), 2);
+    assert_ne!(went[0], went[1]);
+    assert_eq!(tried.attempts(), 2);
 }
 
 #[tokio::test(start_paused = true)]

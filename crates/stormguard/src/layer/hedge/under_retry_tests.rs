@@ -50,7 +50,7 @@ fn instances(answer: fn(u32) -> (u16, u64)) -> (Balance<Mock>, Calls) {
             }))
         })
         .collect();
-    let balance = Balance::new(instances).seed(3).without_instance_extension();
+    let balance = Balance::new(instances).seed(3);
     (balance, calls)
 }
 
@@ -58,7 +58,7 @@ fn instances(answer: fn(u32) -> (u16, u64)) -> (Balance<Mock>, Calls) {
 type Stack = Retry<Hedge<Balance<Mock>, Recorder>, Recorder>;
 
 /// Sends ten GETs, one after the other, through the proxy's stack for a hedged route over
-/// instances answering as `answer` says: the retry layer, balanced, over the hedge layer
+/// instances answering as `answer` says: the retry layer over the hedge layer
 /// (hedges after 50 ms within `max_extra`), one estimator for both. Each gets a 200. Returns
 /// the hedge layer, for its budget.
 async fn ten_requests(
@@ -75,8 +75,7 @@ async fn ten_requests(
     let retry = RetryLayer::new(policy)
         .seed(1)
         .observer(recorder.clone())
-        .estimator(estimator.clone())
-        .balanced();
+        .estimator(estimator.clone());
     let delay = HedgeDelay::Fixed(Duration::from_millis(50));
     let hedge = HedgeLayer::new(HedgePolicy::new(delay, max_extra).unwrap())
         .observer(recorder.clone())

@@ -30,27 +30,31 @@ impl<O: Observer> Attempting<O> {
         }
     }
 
-    /// The instances list the attempts share: the one the request came with, else a new one for
-    /// a request whose retry may follow a timeout (the only outcome that does not say which
-    /// instance it came from), once a balancer below has shown itself, and for every request
-    /// when the layer was told of one ([`RetryLayer::balanced`](super::RetryLayer::balanced)). Other requests learn the
-    /// instance from the response or error, for free; without a balancer, nothing is attached.
+    /// The instances list the attempts share: the one the request came with, used as it is;
+    /// else, when the policy may send the request more than once, a new one from the first
+    /// attempt on. A balancer below records each choice in it, so a retry goes elsewhere even
+    /// after a per-try timeout (the one outcome that names no instance), and the attempts it
+    /// sent are counted, a hedge's copy dropped by the per-try timeout included. A policy that
+    /// sends once attaches nothing: no retry needs the list, and no request pays for it.
     ///
     /// The list is taken out of the head the attempts are cloned from, as each attempt gets it
     /// anyway; a map left empty (the list and an outer deadline taken out of it) is dropped, so
     /// that cloning the head allocates no map, where it cloned the map and then replaced the
     /// list in it, per attempt.
+    ///
+    /// With a policy that sends once, the one attempt takes the head itself
+    /// ([`first_request`](Attempting::first_request)): a list that came with the request stays
+    /// in it, and the clone returned here only counts the attempts a balancer sent with it.
     pub(super) fn take_tried_instances(&mut self) -> Option<TriedInstances> {
+        if self.shared.policy.max_attempts <= 1 {
+            return self.parts.extensions.get::<TriedInstances>().cloned();
+        }
         let carried = self.parts.extensions.remove::<TriedInstances>();
         if self.parts.extensions.is_empty() {
             self.parts.extensions = http::Extensions::new();
         }
-        let shared = &self.shared;
-        let needed = shared.track
-            || (self.idempotent
-                && shared.policy.max_attempts > 1
-                && shared.balanced.load(Ordering::Relaxed));
-        carried.or_else(|| needed.then(TriedInstances::default))
+        let resends = self.shared.policy.max_attempts > 1;
+        carried.or_else(|| resends.then(TriedInstances::default))
     }
 
     /// The timeout of an attempt starting at `now`; `None` when no time is left.
@@ -91,6 +95,25 @@ impl<O: Observer> Attempting<O> {
         self.written_budget = Some(timeout);
     }
 
+    /// The request of the first attempt. With a policy that sends once, the head itself, moved
+    /// out rather than cloned: no attempt follows to need it (the policy decides no retry once
+    /// `max_attempts` were sent), and the clone of its headers, URI and extensions was most of
+    /// what the layer cost such a route. Otherwise as [`request`](Attempting::request).
+    pub(super) fn first_request<B>(
+        &mut self,
+        body: ReplayBody<B>,
+        timeout: Duration,
+        now: Instant,
+        tried: Option<&TriedInstances>,
+    ) -> Request<ReplayBody<B>> {
+        if self.shared.policy.max_attempts > 1 {
+            return self.request(body, timeout, now, tried);
+        }
+        let head = std::mem::replace(&mut self.parts, Request::new(()).into_parts().0);
+        // A list that came with the request is in the head already (`take_tried_instances`).
+        self.finish(Request::from_parts(head, body), timeout, now, None)
+    }
+
     /// The request of one attempt: the head again, the body (replayed), the budget downstream.
     pub(super) fn request<B>(
         &self,
@@ -99,7 +122,22 @@ impl<O: Observer> Attempting<O> {
         now: Instant,
         tried: Option<&TriedInstances>,
     ) -> Request<ReplayBody<B>> {
-        let mut attempt = Request::from_parts(self.parts.clone(), body);
+        self.finish(
+            Request::from_parts(self.parts.clone(), body),
+            timeout,
+            now,
+            tried,
+        )
+    }
+
+    /// An attempt's request made from the head: its budget (or deadline) and its list.
+    fn finish<B>(
+        &self,
+        mut attempt: Request<ReplayBody<B>>,
+        timeout: Duration,
+        now: Instant,
+        tried: Option<&TriedInstances>,
+    ) -> Request<ReplayBody<B>> {
         if self.shared.policy.propagate_deadline {
             if self.written_budget != Some(timeout) {
                 write_budget(attempt.headers_mut(), timeout, self.grpc);
@@ -148,17 +186,14 @@ where
     settle(shared, outcome, sent)
 }
 
-/// [`settle`] for an attempt that came back with a response: notes a balancer below, records
-/// the latency, and classifies the response. Apart, so that the first attempt's future can
+/// [`settle`] for an attempt that came back with a response: records the latency and
+/// classifies the response. Apart, so that the first attempt's future can
 /// settle a response without moving it in and out of an [`Outcome`].
 pub(crate) fn settle_response<RB, O>(
     shared: &Shared<O>,
     response: &Response<RB>,
     sent: Instant,
 ) -> AttemptResult {
-    if response.extensions().get::<Instance>().is_some() {
-        shared.balanced.store(true, Ordering::Relaxed);
-    }
     if let Some(estimator) = &shared.estimator {
         let now = clock::now();
         estimator.record(now, now.saturating_duration_since(sent));
@@ -175,9 +210,6 @@ pub(crate) fn settle<RB, O: Observer>(
     match outcome {
         Some(Ok(response)) => (settle_response(shared, &response, sent), Ok(response)),
         Some(Err(e)) => {
-            if instance_of(&*e).is_some() {
-                shared.balanced.store(true, Ordering::Relaxed);
-            }
             let result = classify_error(&*e);
             if result == AttemptResult::ConnectTimeout {
                 shared

@@ -1,6 +1,6 @@
 //! [`RetryLayer`]: the settings of a [`Retry`] service, applied to any inner service.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tower_layer::Layer;
@@ -15,6 +15,15 @@ use crate::policy::RetryPolicy;
 ///
 /// The layer holds the policy's shared state (its retry budget or token bucket, the latency
 /// estimator), so every service it makes shares them: build one layer per dependency.
+///
+/// The stack takes one shape whatever is below: a policy that may send a request more than once
+/// (`max_attempts` above 1) gives every request a [`TriedInstances`](super::super::TriedInstances)
+/// list from its first attempt, whatever its method, so that a [`Balance`](super::super::Balance)
+/// below records where each attempt went, a retry after a timeout goes elsewhere, and the copies
+/// a [`HedgeLayer`](super::super::HedgeLayer) below sends are counted even when a timeout drops
+/// them. A policy that sends once attaches nothing and pays nothing; it cannot see a hedge below
+/// it, so to count a hedge's copy dropped by its timeout, attach the list to the request (a list
+/// that comes with the request is used as it is).
 ///
 /// ```
 /// use std::time::Duration;
@@ -49,8 +58,6 @@ impl RetryLayer<NoMetrics> {
                 body_limit: super::super::DEFAULT_BODY_LIMIT,
                 seed: backoff::process_entropy_seed(),
                 counter: Arc::new(AtomicU64::new(0)),
-                balanced: Default::default(),
-                track: false,
             }),
         }
     }
@@ -82,9 +89,6 @@ impl<O: Observer + Clone> RetryLayer<O> {
                 body_limit: s.body_limit,
                 seed: s.seed,
                 counter: Arc::new(AtomicU64::new(0)),
-                // What `balanced` said holds whatever the observer.
-                balanced: std::sync::atomic::AtomicBool::new(s.track),
-                track: s.track,
                 per_try_budget: s.per_try_budget,
             }),
         }
@@ -119,30 +123,6 @@ impl<O: Observer + Clone> RetryLayer<O> {
     /// attempt's send to its answer (a hedged attempt's two copies are one attempt here).
     pub fn estimator(self, estimator: Arc<LatencyEstimator>) -> Self {
         self.map(|s| s.estimator = Some(estimator))
-    }
-
-    /// Says that a [`Balance`](super::super::Balance) is below (under any
-    /// [`HedgeLayer`](super::super::HedgeLayer)): every request then carries a
-    /// [`TriedInstances`](super::super::TriedInstances) list from its first attempt, whatever its
-    /// method. A retry after a timeout (the one outcome that names no instance) goes to another
-    /// instance from the very first request, where the layer would otherwise learn of the
-    /// balancer from the first answer that names an instance; and the attempts the balancer sends
-    /// are counted exactly, a hedge's copy dropped by a per-try timeout included, without the
-    /// caller attaching a list to every request (an extension inserted and cloned, per request).
-    /// A list that comes with the request is used as it is.
-    ///
-    /// ```
-    /// use stormguard::layer::RetryLayer;
-    /// use stormguard::policy::RetryPolicy;
-    ///
-    /// let layer = RetryLayer::new(RetryPolicy::recommended()).balanced();
-    /// let _ = layer;
-    /// ```
-    pub fn balanced(self) -> Self {
-        self.map(|s| {
-            s.track = true;
-            s.balanced.store(true, Ordering::Relaxed);
-        })
     }
 
     /// A copy of up to `limit` bytes of each body is kept, as the first attempt streams it, so

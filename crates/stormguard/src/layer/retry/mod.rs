@@ -101,6 +101,7 @@ impl AttemptNumber {
 }
 
 /// The state a [`RetryLayer`] shares with every service it makes.
+#[derive(Clone)]
 pub(crate) struct Shared<O> {
     pub(crate) policy: RetryPolicy,
     pub(crate) observer: O,
@@ -110,33 +111,8 @@ pub(crate) struct Shared<O> {
     pub(crate) seed: u64,
     /// Shared by every layer derived from one another, so they draw different jitter.
     pub(crate) counter: Arc<AtomicU64>,
-    /// Set once a response or error said which instance it came from (a [`Balance`] is below):
-    /// from then on, requests carry [`TriedInstances`] from their first attempt.
-    ///
-    /// [`Balance`]: super::Balance
-    pub(crate) balanced: std::sync::atomic::AtomicBool,
-    /// Set by [`RetryLayer::balanced`]: every request carries a [`TriedInstances`] from its first
-    /// attempt, whatever its method and whatever answers have said so far.
-    pub(crate) track: bool,
     /// The budget header value of the per-try timeout, made once.
     pub(crate) per_try_budget: http::HeaderValue,
-}
-
-impl<O: Clone> Clone for Shared<O> {
-    fn clone(&self) -> Self {
-        Shared {
-            policy: self.policy.clone(),
-            observer: self.observer.clone(),
-            target: self.target.clone(),
-            estimator: self.estimator.clone(),
-            body_limit: self.body_limit,
-            seed: self.seed,
-            counter: self.counter.clone(),
-            balanced: std::sync::atomic::AtomicBool::new(self.balanced.load(Ordering::Relaxed)),
-            track: self.track,
-            per_try_budget: self.per_try_budget.clone(),
-        }
-    }
 }
 
 impl<O> Shared<O> {
@@ -157,8 +133,10 @@ impl<O> Shared<O> {
 /// 2. streams the body to the first attempt as it arrives, keeping a copy (up to the body limit)
 ///    so that it can be sent again, unless the policy allows one attempt only;
 /// 3. sends each attempt with a per-try timeout cut to the deadline, the decremented budget in
-///    `stormguard-budget-ms` when propagation is on, and, from the second attempt on, a
-///    [`TriedInstances`] extension so a balancer sends it to another instance;
+///    `stormguard-budget-ms` when propagation is on, and, when the policy may send it more
+///    than once, a [`TriedInstances`] extension from the first attempt on (the request's own, if
+///    it came with one), so a balancer records where each attempt went and sends a retry to
+///    another instance;
 /// 4. asks [`RetryPolicy::decide`] what to do with the outcome, sleeps the backoff, and goes on.
 ///
 /// The final response (success, or the last failure status) carries an [`Attempts`] extension.
@@ -218,7 +196,9 @@ where
         } else {
             with_body(body, &shared, &mut rest.resend)
         };
-        let request = rest.at.request(body, timeout, start, rest.tried.as_ref());
+        let request = rest
+            .at
+            .first_request(body, timeout, start, rest.tried.as_ref());
         shared.observer.observe(&shared.target, Event::Attempt);
         let call = rest.inner.call(request);
         ResponseFuture::first(call, until(start, timeout), rest, start)

@@ -102,21 +102,40 @@ async fn a_first_attempt_that_answered_carries_no_count() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn balanced_counts_a_hedged_copy_cut_by_the_per_try_timeout_without_a_callers_list() {
+async fn a_layer_that_may_resend_counts_hedged_copies_cut_by_the_per_try_timeout_without_a_callers_list(
+) {
     // The proxy's stack: the retry layer makes the list, the balancer records in it and marks
-    // no response with its instance.
+    // no response with its instance. Two attempts, each cut by the per-try timeout: the first
+    // hedged (the retry earns no hedge budget), three copies sent, three counted where the
+    // outcomes alone say two.
+    let policy = unlimited()
+        .with_max_attempts(2)
+        .with_backoff(Backoff::None)
+        .with_per_try_timeout(Duration::from_millis(200));
+    let calls = Calls::default();
+    let balance = instances(calls.clone(), |_| 1000);
+    let svc = RetryLayer::new(policy).layer(hedge_after_50ms().layer(balance));
+    let err = svc.oneshot(get_with(None)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(calls.get(), 3, "the first attempt was hedged");
+    assert_eq!(err.attempts(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_that_sends_once_counts_a_hedged_copy_cut_by_its_timeout_only_with_a_callers_list()
+{
+    // The layer cannot see the hedge below it, and a policy that sends once attaches no list:
+    // the copy the hedge sent is lost with the attempt the timeout dropped. A caller's list
+    // (as `stormguard proxy` attaches on a hedged route) counts it:
+    // `a_hedged_attempt_cut_by_the_per_try_timeout_counts_both_copies`.
     let policy = unlimited()
         .with_max_attempts(1)
         .with_per_try_timeout(Duration::from_millis(200));
-    for (balanced, counted) in [(true, 2), (false, 1)] {
-        let calls = Calls::default();
-        let balance = instances(calls.clone(), |_| 1000).without_instance_extension();
-        let retry = RetryLayer::new(policy.clone());
-        let retry = if balanced { retry.balanced() } else { retry };
-        let svc = retry.layer(hedge_after_50ms().layer(balance));
-        let err = svc.oneshot(get_with(None)).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Timeout);
-        assert_eq!(calls.get(), 2, "both copies were sent");
-        assert_eq!(err.attempts(), counted, "balanced: {balanced}");
-    }
+    let calls = Calls::default();
+    let balance = instances(calls.clone(), |_| 1000);
+    let svc = RetryLayer::new(policy).layer(hedge_after_50ms().layer(balance));
+    let err = svc.oneshot(get_with(None)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(calls.get(), 2, "both copies were sent");
+    assert_eq!(err.attempts(), 1, "the one attempt the layer saw");
 }

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 
 use super::super::test_support::{Calls, Recorder};
-use super::super::{Balance, ErrorKind, Instance, ReplayBody};
+use super::super::{Balance, ErrorKind, Instance, ReplayBody, TriedInstances};
 use super::{Attempts, RetryLayer};
 use crate::backoff::Backoff;
 use crate::budget::RetryBudget;
@@ -19,11 +19,11 @@ use crate::deadline::BUDGET_HEADER;
 use crate::metrics::Event;
 use crate::policy::{Denied, Limiter, RetryPolicy};
 
-mod balanced;
 mod counting;
 mod expected;
 mod once_body;
 mod streamed_body;
+mod tried_list;
 
 type Body = Full<Bytes>;
 
@@ -173,14 +173,21 @@ async fn a_retry_lands_on_a_different_instance() {
             .collect();
         let balance = Balance::new(instances).seed(seed);
         let svc = RetryLayer::new(unlimited()).seed(seed).layer(balance);
-        let response = svc.oneshot(request(Method::GET)).await.unwrap();
+        // The caller's list, to read where the attempts went: the balancer records its choices
+        // there, and marks no response with an `Instance`.
+        let tried = TriedInstances::default();
+        let mut req = request(Method::GET);
+        req.extensions_mut().insert(tried.clone());
+        let response = svc.oneshot(req).await.unwrap();
         // The broken instance failed; the retry went to another one, which succeeded.
         assert_eq!(response.status(), StatusCode::OK, "seed {seed}");
         let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
         assert_eq!(counts.iter().sum::<u32>(), 2, "seed {seed}");
         assert!(counts.iter().all(|&c| c <= 1), "seed {seed}: {counts:?}");
-        let answered = response.extensions().get::<Instance>().unwrap().0;
-        assert_eq!(counts[answered], 1);
+        let went = tried.to_vec();
+        assert_eq!(went, vec![*broken.get().unwrap(), went[1]], "seed {seed}");
+        assert_eq!(counts[went[1]], 1);
+        assert!(response.extensions().get::<Instance>().is_none());
     }
 }
 

@@ -1,0 +1,212 @@
+//! A retry layer whose policy may resend gives every request a [`TriedInstances`] from its first
+//! attempt, so the caller need not attach one; a layer that sends once attaches none; a list that
+//! comes with the request is used as it is.
+
+use super::*;
+use tower_service::Service;
+
+use crate::layer::TriedInstances;
+
+/// A mock instance that answers `()`.
+type Mock = tower::util::BoxCloneSyncService<Request<ReplayBody<Body>>, Response<()>, Infallible>;
+
+/// Two instances behind a balancer: whichever one a request first reaches hangs for a minute,
+/// the other answers at once. Returns the balancer and the attempts each instance received.
+fn first_reached_hangs(seed: u64) -> (Balance<Mock>, Vec<Calls>) {
+    let hits: Vec<Calls> = (0..2).map(|_| Calls::default()).collect();
+    let hanging = Arc::new(std::sync::OnceLock::<usize>::new());
+    let instances = hits
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, calls)| {
+            let hanging = hanging.clone();
+            Mock::new(tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
+                calls.next();
+                let hangs = *hanging.get_or_init(|| i) == i;
+                async move {
+                    if hangs {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    Ok::<_, Infallible>(status(200))
+                }
+            }))
+        })
+        .collect();
+    (Balance::new(instances).seed(seed), hits)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_a_timeout_goes_elsewhere_from_the_first_request() {
+    for seed in 0..20 {
+        let (balance, hits) = first_reached_hangs(seed);
+        // No request before this one went through the layer, and none carries a list: the
+        // policy allows a retry, so the first attempt already carries the layer's own.
+        let svc = RetryLayer::new(unlimited()).seed(seed).layer(balance);
+        let response = svc.oneshot(request(Method::GET)).await.unwrap();
+        // One attempt each: the retry avoided the instance that hung, and both are counted.
+        let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
+        let outcome = (response.status(), counts, Attempts::of(&response));
+        assert_eq!(outcome, (StatusCode::OK, vec![1, 1], 2), "seed {seed}");
+        // The balancer recorded its choices in the list: no response is marked.
+        assert!(
+            response.extensions().get::<Instance>().is_none(),
+            "seed {seed}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_list_from_the_first_attempt_a_retry_after_a_timeout_may_go_back() {
+    // Why the layer attaches its list from the first attempt: a retry whose list starts only
+    // with it knows nothing of where a timed-out attempt went, and the balancer may choose the
+    // instance that just hung. Shown by sending the second attempt alone, as a retry that
+    // starts a fresh list would: a request with an empty list to the same balancer.
+    let mut went_back = 0;
+    for seed in 0..20 {
+        let (mut balance, hits) = first_reached_hangs(seed);
+        let first = balance.call(list_request(&TriedInstances::default()));
+        tokio::time::timeout(Duration::from_millis(100), first)
+            .await
+            .unwrap_err();
+        let retry = balance.call(list_request(&TriedInstances::default()));
+        if tokio::time::timeout(Duration::from_millis(100), retry)
+            .await
+            .is_err()
+        {
+            assert_eq!(hits.iter().map(Calls::get).sum::<u32>(), 2);
+            went_back += 1;
+        }
+    }
+    assert!(went_back > 0, "no seed of 20 sent the retry back");
+}
+
+/// A GET for an instance directly, carrying `tried`.
+fn list_request(tried: &TriedInstances) -> Request<ReplayBody<Body>> {
+    let mut req = Request::get("http://api.test/items")
+        .body(ReplayBody::empty())
+        .unwrap();
+    req.extensions_mut().insert(tried.clone());
+    req
+}
+
+/// Whether the first attempt of a `method` request through `layer` carried a list.
+async fn first_attempt_carries_a_list<O: crate::metrics::Observer>(
+    layer: &RetryLayer<O>,
+    method: Method,
+) -> bool {
+    let carried = Arc::new(std::sync::Mutex::new(None));
+    let record = carried.clone();
+    let svc = layer.layer(tower::service_fn(move |req: Request<ReplayBody<Body>>| {
+        record
+            .lock()
+            .unwrap()
+            .get_or_insert(req.extensions().get::<TriedInstances>().is_some());
+        async { Ok::<_, Infallible>(status(200)) }
+    }));
+    svc.oneshot(request(method)).await.unwrap();
+    let carried = carried.lock().unwrap().take();
+    carried.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_that_may_resend_gives_every_first_attempt_a_list_whatever_its_method() {
+    // A POST too: a refused connection is retried whatever the method, and must go elsewhere.
+    let resends = RetryLayer::new(unlimited());
+    assert!(first_attempt_carries_a_list(&resends, Method::GET).await);
+    assert!(first_attempt_carries_a_list(&resends, Method::POST).await);
+    // Whatever the builder methods that come after it.
+    let observed = resends.clone().observer(Recorder::default()).target("api");
+    assert!(first_attempt_carries_a_list(&observed, Method::POST).await);
+    // A layer that sends once attaches none: no retry needs it, no request pays for it.
+    let once = RetryLayer::new(unlimited().with_max_attempts(1));
+    assert!(!first_attempt_carries_a_list(&once, Method::GET).await);
+    assert!(!first_attempt_carries_a_list(&once, Method::POST).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_that_sends_once_leaves_the_response_marked_with_its_instance() {
+    let (balance, hits) = first_reached_hangs(5);
+    let svc = RetryLayer::new(
+        unlimited()
+            .with_max_attempts(1)
+            .with_per_try_timeout(Duration::from_secs(120)),
+    )
+    .layer(balance);
+    let response = svc.oneshot(request(Method::GET)).await.unwrap();
+    let answered = response.extensions().get::<Instance>().unwrap().0;
+    assert_eq!(hits[answered].get(), 1);
+    assert_eq!(hits.iter().map(Calls::get).sum::<u32>(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_list_that_comes_with_the_request_is_used_as_it_is() {
+    for policy in [unlimited(), unlimited().with_max_attempts(1)] {
+        let sends_once = policy.max_attempts == 1;
+        let (balance, hits) = first_reached_hangs(3);
+        let svc = RetryLayer::new(policy).layer(balance);
+        let tried = TriedInstances::default();
+        let mut req = request(Method::GET);
+        req.extensions_mut().insert(tried.clone());
+        let outcome = svc.oneshot(req).await;
+        let went = tried.to_vec();
+        if sends_once {
+            // The one attempt hung and was cut: the caller's list says where it went.
+            assert_eq!(outcome.unwrap_err().attempts(), 1);
+            assert_eq!(tried.attempts(), 1);
+            assert_eq!(went.len(), 1);
+            assert_eq!(hits[went[0]].get(), 1);
+            continue;
+        }
+        let response = outcome.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.extensions().get::<Instance>().is_none());
+        // Both attempts went through the caller's list: both counted, both recorded.
+        assert_eq!(tried.attempts(), 2);
+        assert_eq!(went.len(), 2);
+        assert_ne!(went[0], went[1]);
+        assert_eq!(hits[went[0]].get(), 1);
+        assert_eq!(hits[went[1]].get(), 1);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_that_sends_once_hands_the_request_on_whole() {
+    // Its one attempt takes the head itself, not a copy: every header and extension arrives,
+    // the caller's list the same list, and the attempt's budget is written.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Tag(&'static str);
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let record = seen.clone();
+    let svc = RetryLayer::new(unlimited().with_max_attempts(1)).layer(tower::service_fn(
+        move |req: Request<ReplayBody<Body>>| {
+            let tried = req.extensions().get::<TriedInstances>().cloned();
+            *record.lock().unwrap() = Some((
+                req.method().clone(),
+                req.uri().clone(),
+                req.headers().get("x-caller").cloned(),
+                req.headers().contains_key(crate::deadline::BUDGET_HEADER),
+                req.extensions().get::<Tag>().cloned(),
+                tried,
+            ));
+            async { Ok::<_, Infallible>(status(200)) }
+        },
+    ));
+    let tried = TriedInstances::default();
+    let mut req = request(Method::PUT);
+    req.headers_mut()
+        .insert("x-caller", http::HeaderValue::from_static("web-1"));
+    req.extensions_mut().insert(Tag("caller"));
+    req.extensions_mut().insert(tried.clone());
+    svc.oneshot(req).await.unwrap();
+    let (method, uri, header, budget, tag, carried) = seen.lock().unwrap().take().unwrap();
+    assert_eq!(
+        (method, uri.to_string()),
+        (Method::PUT, "http://api.test/items".into())
+    );
+    assert_eq!(header.unwrap(), "web-1");
+    assert!(budget, "the attempt's budget is written");
+    assert_eq!(tag, Some(Tag("caller")));
+    carried.unwrap().record(7);
+    assert_eq!(tried.to_vec(), vec![7], "the caller's own list");
+}

@@ -106,6 +106,9 @@ impl Source {
 pub(crate) struct RouteInstances {
     pub(crate) balance: Balance<Timed>,
     make: Box<dyn Fn(&Member) -> Timed + Send + Sync>,
+    /// The members the balancer was last given, so that being given the same again (when the
+    /// route starts following its set, [`InstanceSet::follow`]) rebuilds nothing.
+    given: Mutex<Vec<Member>>,
 }
 
 impl RouteInstances {
@@ -116,15 +119,20 @@ impl RouteInstances {
         balance: impl FnOnce(Vec<(Arc<str>, Timed)>) -> Balance<Timed>,
     ) -> Self {
         let balance = balance(services(members, &make));
-        RouteInstances { balance, make }
+        RouteInstances {
+            balance,
+            make,
+            given: Mutex::new(members.to_vec()),
+        }
     }
 
-    /// The service of the instance `member`.
-    pub(crate) fn make(&self, member: &Member) -> Timed {
-        (self.make)(member)
-    }
-
-    fn follow(&self, members: &[Member]) {
+    /// Gives the balancer `members`, unless they are the ones it was last given.
+    pub(crate) fn follow(&self, members: &[Member]) {
+        let mut given = self.given.lock().unwrap_or_else(|e| e.into_inner());
+        if *given == members {
+            return;
+        }
+        *given = members.to_vec();
         self.balance.update(services(members, &self.make));
     }
 }
@@ -238,7 +246,16 @@ impl InstanceSet {
             .clone()
     }
 
-    /// Keeps `route`'s balancer in step with the set from now on, for as long as it lives.
+    /// Keeps `route`'s balancer in step with the set from now on, for as long as it lives, and
+    /// brings it in step now.
+    ///
+    /// A route is built from [`current`](Self::current) and follows the set a moment later: a
+    /// resolution that changed the set in between told the followers without it, and every
+    /// later one finds nothing new to tell. The route then kept the instances it was built
+    /// with until the records changed again (a name first resolved while its route was being
+    /// built stayed out of the balance). So the route is given the set's members here, under
+    /// the lock that [`resolved`](Self::resolved) tells the followers under, each time the
+    /// members as they are then: whichever tells a route last tells it the newest.
     pub(crate) fn follow(&self, route: &Arc<RouteInstances>) {
         let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
         followers.retain(|f| f.strong_count() > 0);
@@ -248,6 +265,7 @@ impl InstanceSet {
         {
             followers.push(Arc::downgrade(route));
         }
+        route.follow(&self.current());
     }
 
     fn lock_resolved(&self) -> std::sync::MutexGuard<'_, Vec<Option<Vec<IpAddr>>>> {
@@ -316,12 +334,11 @@ impl InstanceSet {
             left = %left.join(", "),
             "upstream instances changed"
         );
-        let followers: Vec<Arc<RouteInstances>> = {
-            let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
-            followers.retain(|f| f.strong_count() > 0);
-            followers.iter().filter_map(Weak::upgrade).collect()
-        };
-        for route in followers {
+        // Told under the followers' lock, with the members as they are then (see `follow`).
+        let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+        followers.retain(|f| f.strong_count() > 0);
+        let members = self.current();
+        for route in followers.iter().filter_map(Weak::upgrade) {
             route.follow(&members);
         }
     }

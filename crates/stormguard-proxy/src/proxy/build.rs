@@ -314,23 +314,10 @@ pub(crate) fn routes(
             let reused = same_name.filter(|old| old.built_from == built_from);
             let (service, route_metrics, instances) = match reused {
                 Some(old) => {
-                    // The upstream is the same; `[dns]` may not be, and the set with it.
-                    let members = set.current();
-                    let names: Vec<String> =
-                        members.iter().map(|m| m.address.to_string()).collect();
-                    let running = old.instances.balance.names();
-                    if running
-                        .iter()
-                        .map(|n| &**n)
-                        .ne(names.iter().map(String::as_str))
-                    {
-                        old.instances.balance.update(
-                            members
-                                .iter()
-                                .map(|m| (m.address.to_string(), old.instances.make(m)))
-                                .collect(),
-                        );
-                    }
+                    // The upstream is the same; `[dns]` may not be, and the set with it: the
+                    // balancer is given the set's members (nothing is rebuilt when they are
+                    // the ones it has), as `set.follow` below gives them again.
+                    old.instances.follow(&set.current());
                     (
                         old.service.clone(),
                         old.metrics.clone(),

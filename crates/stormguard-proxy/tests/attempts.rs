@@ -107,40 +107,30 @@ async fn a_hedge_that_answered_first_is_counted_as_an_attempt() {
 /// hedged route (both copies, whether the route may resend or not) and after a retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_in_flight_when_the_deadline_ran_out_are_counted() {
-    let hanging = [
-        slow_upstream(Duration::from_secs(2)).await,
-        slow_upstream(Duration::from_secs(2)).await,
-    ];
-    let mut config = single(&[hanging[0].addr, hanging[1].addr]);
-    config.routes[0].call.timeout = Some(ms(300));
-    config.routes[0].call.request_timeout = Some(ms(300));
-    hedged_after(&mut config, ms(30));
-    let proxy = start(config).await;
-    let replies = send_ids(&proxy, 10).await;
-    assert!(replies.iter().all(|r| r.status == 504), "{replies:?}");
-    assert_counted(&replies, &[&hanging[0], &hanging[1]]).await;
-    assert!(replies
-        .iter()
-        .all(|r| r.header("stormguard-attempts") == Some("2")));
-
-    // A route that sends once: its retry layer attaches no list, and cannot see the hedge below
-    // it; the list the proxy attaches on a hedged route counts the copy the timeout dropped.
-    let hanging = [
-        slow_upstream(Duration::from_secs(2)).await,
-        slow_upstream(Duration::from_secs(2)).await,
-    ];
-    let mut config = single(&[hanging[0].addr, hanging[1].addr]);
-    config.routes[0].call.max_attempts = 1;
-    config.routes[0].call.timeout = Some(ms(300));
-    config.routes[0].call.request_timeout = Some(ms(300));
-    hedged_after(&mut config, ms(30));
-    let proxy = start(config).await;
-    let replies = send_ids(&proxy, 10).await;
-    assert!(replies.iter().all(|r| r.status == 504), "{replies:?}");
-    assert_counted(&replies, &[&hanging[0], &hanging[1]]).await;
-    assert!(replies
-        .iter()
-        .all(|r| r.header("stormguard-attempts") == Some("2")));
+    // A route that may resend, whose retry layer attaches its list; and one that sends once,
+    // whose retry layer attaches none and cannot see the hedge below it: there the list the
+    // proxy attaches on a hedged route counts the copy the timeout dropped.
+    for max_attempts in [2, 1] {
+        let hanging = [
+            slow_upstream(Duration::from_secs(2)).await,
+            slow_upstream(Duration::from_secs(2)).await,
+        ];
+        let mut config = single(&[hanging[0].addr, hanging[1].addr]);
+        config.routes[0].call.max_attempts = max_attempts;
+        config.routes[0].call.timeout = Some(ms(300));
+        config.routes[0].call.request_timeout = Some(ms(300));
+        hedged_after(&mut config, ms(30));
+        let proxy = start(config).await;
+        let replies = send_ids(&proxy, 10).await;
+        assert!(replies.iter().all(|r| r.status == 504), "{replies:?}");
+        assert_counted(&replies, &[&hanging[0], &hanging[1]]).await;
+        assert!(
+            replies
+                .iter()
+                .all(|r| r.header("stormguard-attempts") == Some("2")),
+            "max_attempts = {max_attempts}: {replies:?}"
+        );
+    }
 
     let failing = status_upstream(503).await;
     let hanging = slow_upstream(Duration::from_secs(2)).await;

@@ -38,6 +38,24 @@ async fn answering_at_once(answer: &'static [u8]) -> std::net::SocketAddr {
     addr
 }
 
+/// Reads from `client` until what came ends with `end`, the connection closes, or 5 s pass;
+/// what came, and whether it ended with `end`.
+async fn read_until(client: &mut TcpStream, end: &[u8]) -> (String, bool) {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while !answer.ends_with(end) {
+            let Ok(n @ 1..) = client.read(&mut buf).await else {
+                break;
+            };
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let ended = answer.ends_with(end);
+    (String::from_utf8_lossy(&answer).into_owned(), ended)
+}
+
 #[tokio::test]
 async fn an_answer_before_the_request_body_ends_is_passed_on() {
     let upstream =
@@ -49,18 +67,8 @@ async fn an_answer_before_the_request_body_ends_is_passed_on() {
     let head = "POST / HTTP/1.1\r\nhost: api\r\ncontent-length: 1048576\r\n\r\n";
     client.write_all(head.as_bytes()).await.unwrap();
     client.write_all(&vec![b'x'; 200 * 1024]).await.unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        while !answer.ends_with(b"big!") {
-            let n = client.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&answer));
-            answer.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await;
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(read.is_ok(), "no answer within 5 s: {answer:?}");
+    let (answer, ended) = read_until(&mut client, b"big!").await;
+    assert!(ended, "no answer within 5 s: {answer:?}");
     assert_eq!(status_of(&answer), 413, "{answer}");
 }
 
@@ -128,19 +136,8 @@ async fn announced_request_trailers_reach_the_upstream() {
         )
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        while !answer.ends_with(b"ok") {
-            let Ok(n @ 1..) = client.read(&mut buf).await else {
-                break;
-            };
-            answer.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await;
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(read.is_ok(), "no answer within 5 s: {answer:?}");
+    let (answer, ended) = read_until(&mut client, b"ok").await;
+    assert!(ended, "no answer within 5 s: {answer:?}");
     assert_eq!(status_of(&answer), 200, "{answer}");
     let seen = tokio::time::timeout(Duration::from_secs(5), seen)
         .await
@@ -167,19 +164,9 @@ async fn announced_response_trailers_reach_the_client() {
         .write_all(b"GET / HTTP/1.1\r\nhost: api\r\nte: trailers\r\n\r\n")
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        while !answer.ends_with(b"0\r\nx-checksum: 7\r\n\r\n") {
-            let Ok(n @ 1..) = client.read(&mut buf).await else {
-                break;
-            };
-            answer.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await;
-    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
-    assert!(read.is_ok(), "no trailers within 5 s: {answer:?}");
+    let (answer, ended) = read_until(&mut client, b"0\r\nx-checksum: 7\r\n\r\n").await;
+    let answer = answer.to_ascii_lowercase();
+    assert!(ended, "no trailers within 5 s: {answer:?}");
     assert_eq!(status_of(&answer), 200, "{answer}");
     assert!(answer.contains("\r\ntrailer: x-checksum\r\n"), "{answer}");
     assert!(

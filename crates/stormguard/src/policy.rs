@@ -424,8 +424,9 @@ impl RetryPolicy {
     /// none) is expected to finish within it, and has any time at all.
     ///
     /// The checks of [`DeadlinePolicy::attempt_timeout`], [`DeadlinePolicy::downstream_budget`]
-    /// and [`DeadlinePolicy::should_attempt`], on one reading of the time remaining: each read
-    /// subtracts two `Instant`s, and the simulator asks this once or twice per attempt.
+    /// and [`DeadlinePolicy::should_attempt`], on one reading of the time remaining, which the
+    /// caller made (the proxy from its `Instant`s, the simulator from its virtual nanoseconds)
+    /// rather than each check subtracting two `Instant`s again.
     fn fits(&self, remaining: Option<Duration>, expected: Expected<'_>) -> bool {
         // No deadline: the per-try timeout bounds the attempt, and any figure fits.
         let Some(remaining) = remaining else {

@@ -108,8 +108,17 @@ async fn a_layer_that_may_resend_counts_hedged_copies_cut_by_the_per_try_timeout
     // no response with its instance. Two attempts, each cut by the per-try timeout: the first
     // hedged (the retry earns no hedge budget), three copies sent, three counted where the
     // outcomes alone say two.
+    let (sent, err) = every_copy_cut_by_the_per_try_timeout(2).await;
+    assert_eq!(sent, 3, "the first attempt was hedged");
+    assert_eq!(err.attempts(), 3);
+}
+
+/// One GET, with no caller's list, through a retry layer allowing `max_attempts` (no backoff,
+/// a per-try timeout of 200 ms) over a hedge after 50 ms over instances that take a second:
+/// the copies the instances received, and the layer's timeout error.
+async fn every_copy_cut_by_the_per_try_timeout(max_attempts: u32) -> (u32, Error) {
     let policy = unlimited()
-        .with_max_attempts(2)
+        .with_max_attempts(max_attempts)
         .with_backoff(Backoff::None)
         .with_per_try_timeout(Duration::from_millis(200));
     let calls = Calls::default();
@@ -117,8 +126,7 @@ async fn a_layer_that_may_resend_counts_hedged_copies_cut_by_the_per_try_timeout
     let svc = RetryLayer::new(policy).layer(hedge_after_50ms().layer(balance));
     let err = svc.oneshot(get_with(None)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert_eq!(calls.get(), 3, "the first attempt was hedged");
-    assert_eq!(err.attempts(), 3);
+    (calls.get(), err)
 }
 
 #[tokio::test(start_paused = true)]
@@ -128,14 +136,7 @@ async fn a_layer_that_sends_once_counts_a_hedged_copy_cut_by_its_timeout_only_wi
     // the copy the hedge sent is lost with the attempt the timeout dropped. A caller's list
     // (as `stormguard proxy` attaches on a hedged route) counts it:
     // `a_hedged_attempt_cut_by_the_per_try_timeout_counts_both_copies`.
-    let policy = unlimited()
-        .with_max_attempts(1)
-        .with_per_try_timeout(Duration::from_millis(200));
-    let calls = Calls::default();
-    let balance = instances(calls.clone(), |_| 1000);
-    let svc = RetryLayer::new(policy).layer(hedge_after_50ms().layer(balance));
-    let err = svc.oneshot(get_with(None)).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert_eq!(calls.get(), 2, "both copies were sent");
+    let (sent, err) = every_copy_cut_by_the_per_try_timeout(1).await;
+    assert_eq!(sent, 2, "both copies were sent");
     assert_eq!(err.attempts(), 1, "the one attempt the layer saw");
 }

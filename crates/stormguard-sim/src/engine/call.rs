@@ -18,7 +18,7 @@ impl Sim<'_> {
     /// Starts the job's current run of calls, or answers when none is left.
     pub(crate) fn run_calls(&mut self, key: Key) {
         let model = self.model;
-        let job = self.jobs.get_mut(key).expect("a calling job is alive");
+        let job = &mut self.jobs[key.slot()];
         match next_run(model, job) {
             Some(run) => {
                 let (deadline, caller) = (job.deadline, job.instance);
@@ -238,10 +238,7 @@ impl Sim<'_> {
         run.tried.clear();
         let (edge, job_key) = (run.edge, run.job);
         let required = self.model.edges[edge].required;
-        let job = self
-            .jobs
-            .get_mut(job_key)
-            .expect("a job waits for its calls");
+        let job = &mut self.jobs[job_key.slot()];
         job.failed |= !success && required;
         job.outstanding -= 1;
         if job.outstanding > 0 {

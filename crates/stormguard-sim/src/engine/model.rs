@@ -39,7 +39,10 @@ pub(crate) struct ServiceModel {
     pub(crate) concurrency: u32,
     pub(crate) queue: usize,
     pub(crate) work: LogNormal,
-    pub(crate) contention: u64,
+    /// Nanoseconds each other request holding a worker adds to a request's work, as a float:
+    /// it multiplies a count and adds to the sampled work, both floats, on every start. Exact
+    /// for any contention under 104 days, as the integer product it replaced.
+    pub(crate) contention: f64,
     /// Its queue's discipline and timeout.
     pub(crate) queue_policy: QueuePolicy,
     /// Its endpoints, in file order (one, unnamed, for a service without endpoints).
@@ -379,7 +382,7 @@ pub(crate) fn build(
             concurrency: service.concurrency.max(1),
             queue: service.queue as usize,
             work,
-            contention: nanos(service.contention),
+            contention: nanos(service.contention) as f64,
             queue_policy: QueuePolicy::of(service),
             endpoints,
             faults: Vec::new(),

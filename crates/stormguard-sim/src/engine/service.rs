@@ -65,19 +65,22 @@ impl Sim<'_> {
         } else {
             0
         };
-        let job = self.jobs.insert(Job {
+        let job = key;
+        if job.slot() >= self.jobs.len() {
+            self.grow_jobs(job);
+        }
+        self.jobs[job.slot()] = Job {
             service: s,
             slot: k,
             endpoint,
             instance: i,
-            parent: key,
             deadline,
             queued_at: self.now,
             work,
             step: 0,
             outstanding: 0,
             failed: false,
-        });
+        };
         if has_worker {
             self.agenda
                 .schedule(self.now.saturating_add(work), Event::WorkDone(job));
@@ -95,6 +98,13 @@ impl Sim<'_> {
         }
     }
 
+    /// Makes room for the job of attempt `key`, in a slot past any used before.
+    #[cold]
+    #[inline(never)]
+    fn grow_jobs(&mut self, key: Key) {
+        self.jobs.resize(key.slot() + 1, Job::default());
+    }
+
     /// An answer without work: an injected error or a full queue (503).
     fn answer_at_once(&mut self, key: Key, half_rtt: u64, answer: Answer) {
         if let Some(attempt) = self.attempts.get_mut(key) {
@@ -110,10 +120,10 @@ impl Sim<'_> {
 
     /// A worker takes the queued request `key`: its own work begins (see [`work`](Self::work)).
     fn start(&mut self, key: Key) {
-        let job = self.jobs.get(key).expect("a job being started is alive");
+        let job = &self.jobs[key.slot()];
         let (s, k, i, queued_at) = (job.service, job.slot, job.instance, job.queued_at);
         let work = self.work(s, k, i, queued_at, None);
-        self.jobs.get_mut(key).expect("alive").work = work;
+        self.jobs[key.slot()].work = work;
         self.agenda
             .schedule(self.now.saturating_add(work), Event::WorkDone(key));
     }
@@ -127,12 +137,13 @@ impl Sim<'_> {
     fn work(&mut self, s: usize, k: usize, i: usize, queued_at: u64, slowdown: Option<f64>) -> u64 {
         let service = &self.model.services[s];
         let instance = &mut self.instances[k];
-        let others = u64::from(instance.busy);
+        let others = f64::from(instance.busy);
         instance.busy += 1;
         let slowdown = slowdown.unwrap_or_else(|| service.condition(i, self.now).slowdown);
         let own = service.work.sample_nanos(&mut self.work_rng);
-        let contended = own + (service.contention * others) as f64;
-        let work = (contended * slowdown).min(u64::MAX as f64) as u64;
+        let contended = own + service.contention * others;
+        // `as` saturates: a work time past u64 nanoseconds (585 years) is the longest there is.
+        let work = (contended * slowdown) as u64;
         let tally = &mut self.tallies[s];
         tally.started += 1;
         tally.queue_wait_ns += u128::from(self.now - queued_at);
@@ -142,7 +153,7 @@ impl Sim<'_> {
 
     /// Own work is done: count it as wasted if someone above gave up, then make the calls.
     pub(crate) fn work_done(&mut self, key: Key) {
-        let job = self.jobs.get(key).expect("a working job is alive");
+        let job = &self.jobs[key.slot()];
         let (s, work) = (job.service, job.work);
         if self.abandoned_above(key) {
             self.tallies[s].wasted_ns += u128::from(work);
@@ -161,8 +172,7 @@ impl Sim<'_> {
             return false;
         }
         loop {
-            let parent = self.jobs.get(job).expect("walk meets live jobs").parent;
-            let attempt = self.attempts.get(parent).expect("a job's attempt is alive");
+            let attempt = self.attempts.get(job).expect("a job's attempt is alive");
             if attempt.abandoned {
                 return true;
             }
@@ -175,7 +185,7 @@ impl Sim<'_> {
 
     /// The request answers its caller and frees its worker for the next in the queue.
     pub(crate) fn respond(&mut self, key: Key, success: bool) {
-        let job = *self.jobs.remove(key).expect("a job answers once");
+        let job = self.jobs[key.slot()];
         let (s, k) = (job.service, job.slot);
         let tally = &mut self.tallies[s];
         if success {
@@ -186,7 +196,7 @@ impl Sim<'_> {
         self.instances[k].busy -= 1;
         self.loads[k] -= 1;
         self.finish_for_callee(
-            job.parent,
+            key,
             Some(if success {
                 Answer::Ok
             } else {
@@ -238,12 +248,11 @@ impl Sim<'_> {
             let Some(next) = popped else {
                 return;
             };
-            let job = self.jobs.get(next).expect("queued jobs are alive");
+            let job = &self.jobs[next.slot()];
             if job.deadline.is_some_and(|d| self.now >= d) {
-                let job = *self.jobs.remove(next).expect("alive");
                 self.tallies[s].dropped += 1;
                 self.loads[k] -= 1;
-                self.finish_for_callee(job.parent, None);
+                self.finish_for_callee(next, None);
                 continue;
             }
             if take.stale(self.now, job.queued_at) {
@@ -264,11 +273,7 @@ impl Sim<'_> {
             .queue_policy
             .take(self.now, instance.nonempty_since);
         while let Some(&oldest) = self.instances[k].queue.front() {
-            let queued_at = self
-                .jobs
-                .get(oldest)
-                .expect("queued jobs are alive")
-                .queued_at;
+            let queued_at = self.jobs[oldest.slot()].queued_at;
             if !take.stale(self.now, queued_at) {
                 return;
             }
@@ -279,9 +284,8 @@ impl Sim<'_> {
 
     /// A queued request, out of the queue, waited too long: its caller gets a fast 503.
     fn drop_stale(&mut self, s: usize, k: usize, key: Key) {
-        let job = *self.jobs.remove(key).expect("a queued job is alive");
         self.tallies[s].queue_dropped += 1;
         self.loads[k] -= 1;
-        self.finish_for_callee(job.parent, Some(Answer::Unavailable));
+        self.finish_for_callee(key, Some(Answer::Unavailable));
     }
 }

@@ -31,6 +31,13 @@ pub(crate) struct Slab<T> {
 }
 
 impl Key {
+    /// The slot the value lives in: a place in storage kept beside the slab (the jobs beside
+    /// the attempts they serve), which lives no longer than the value, needs no key of its own.
+    #[inline]
+    pub(crate) fn slot(self) -> usize {
+        self.index as usize
+    }
+
     /// A key that names nothing: its generation, even, matches no stored value.
     pub(crate) const NONE: Key = Key {
         index: u32::MAX,

@@ -67,7 +67,11 @@ pub(crate) struct Attempt {
 }
 
 /// A request an instance accepted: queued, working, or waiting for its calls.
-#[derive(Clone, Copy)]
+///
+/// Named by the key of the attempt it serves, and stored beside it ([`Sim::jobs`]): an attempt
+/// has at most one job, which ends before the attempt is freed (the attempt is the callee's
+/// until the job answers or is dropped), so the job needs no key, slot or free list of its own.
+#[derive(Clone, Copy, Default)]
 pub(crate) struct Job {
     pub(crate) service: usize,
     /// Its instance's place in [`Sim::instances`] and [`Sim::loads`].
@@ -75,7 +79,6 @@ pub(crate) struct Job {
     /// The endpoint whose calls it makes.
     pub(crate) endpoint: usize,
     pub(crate) instance: usize,
-    pub(crate) parent: Key,
     pub(crate) deadline: Option<u64>,
     pub(crate) queued_at: u64,
     pub(crate) work: u64,
@@ -208,7 +211,12 @@ pub(crate) struct Sim<'m> {
     /// Attempts stored whose caller gave up on them: while there are none, no work can be
     /// wasted, and finished work need not walk up its callers to find out.
     pub(crate) abandoned_stored: usize,
-    pub(crate) jobs: Slab<Job>,
+    /// The job of each attempt an instance accepted, at the attempt's slot ([`Key::slot`]):
+    /// valid from the acceptance until the job answers or is dropped, and named by the
+    /// attempt's key in events, queues and calls. A `Vec` beside the attempts' slab rather
+    /// than a slab of its own: one store and no free list per job, and no generation to check
+    /// on each of the half-dozen lookups a job takes.
+    pub(crate) jobs: Vec<Job>,
     pub(crate) runs: Slab<CallRun>,
     pub(crate) tallies: Vec<Tally>,
     pub(crate) calls: Vec<CallStats>,
@@ -249,7 +257,7 @@ impl<'m> Sim<'m> {
             balancers: Balancers::new(model, origin, Some(EjectionConfig::default())),
             attempts: Slab::new(),
             abandoned_stored: 0,
-            jobs: Slab::new(),
+            jobs: Vec::new(),
             runs: Slab::new(),
             tallies: model
                 .services

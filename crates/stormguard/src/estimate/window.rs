@@ -141,7 +141,7 @@ struct Ring {
     /// Slot `i % SUB_WINDOWS` holds sub-window `i`; `holds` says which `i` it last held.
     slots: Vec<Slot>,
     /// The sum of the slots still inside the window, so a quantile needs no merge.
-    live: Histogram<u64>,
+    live: Live,
     /// Records since the kept quantiles were last made stale.
     since_refresh: u64,
     /// Quantiles computed since then, by `q`.
@@ -151,6 +151,24 @@ struct Ring {
 struct Slot {
     holds: u64,
     histogram: Histogram<u64>,
+}
+
+/// The live window: its count and maximum always, and the sum of its slots as one histogram
+/// from the first quantile asked on.
+///
+/// Why not the histogram from the start: most estimators are only asked whether the longest
+/// latency fits in the time left ([`max`](LatencyQuantiles::max)), which the count and the
+/// maximum answer; a second histogram record on every latency was the largest cost of
+/// recording one. The first quantile sums the slots once (what the live histogram would hold
+/// by then), and from then on each record goes to both, as before. The answers are the same
+/// either way: the maximum is kept as the histogram keeps it (the top of the largest recorded
+/// value's bucket), and recomputed from the slots when one expires, as the histogram's is when
+/// a subtraction removes it.
+enum Live {
+    /// No quantile asked yet: the samples in the live slots, and the largest, in microseconds.
+    Summary { count: u64, max: u64 },
+    /// The sum of the live slots.
+    Kept(Histogram<u64>),
 }
 
 fn empty_histogram() -> Histogram<u64> {
@@ -346,7 +364,7 @@ impl Ring {
                     histogram: empty_histogram(),
                 })
                 .collect(),
-            live: empty_histogram(),
+            live: Live::Summary { count: 0, max: 0 },
             since_refresh: 0,
             quantiles: QuantileCache::new(),
         }
@@ -360,7 +378,13 @@ impl Ring {
         let slot = &mut self.slots[(current % SUB_WINDOWS) as usize];
         slot.holds = current;
         slot.histogram.saturating_record(micros);
-        self.live.saturating_record(micros);
+        match &mut self.live {
+            Live::Summary { count, max } => {
+                *count += 1;
+                *max = (*max).max(micros);
+            }
+            Live::Kept(live) => live.saturating_record(micros),
+        }
         self.since_refresh += 1;
         if self.since_refresh >= shape.refresh {
             self.since_refresh = 0;
@@ -371,29 +395,58 @@ impl Ring {
     fn quantile(&mut self, shape: &Shape, now: Instant, q: f64) -> Option<Duration> {
         let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
         self.advance(shape, now);
-        if self.live.len() < shape.min_samples.max(1) {
+        if self.count_live() < shape.min_samples.max(1) {
             return None;
         }
         let key = q.to_bits();
         if let Some(micros) = self.quantiles.get(key) {
             return Some(Duration::from_micros(micros));
         }
-        let micros = self.live.value_at_quantile(q).min(HIGHEST_MICROS);
+        let micros = self.kept_live().value_at_quantile(q).min(HIGHEST_MICROS);
         self.quantiles.put(key, micros);
         Some(Duration::from_micros(micros))
     }
 
     fn max(&mut self, shape: &Shape, now: Instant) -> Option<Duration> {
         self.advance(shape, now);
-        if self.live.len() < shape.min_samples.max(1) {
+        if self.count_live() < shape.min_samples.max(1) {
             return None;
         }
-        Some(Duration::from_micros(self.live.max().min(HIGHEST_MICROS)))
+        let longest = match &self.live {
+            // The top of the largest value's bucket, as `Histogram::max` reads it.
+            Live::Summary { max, .. } => self.slots[0].histogram.highest_equivalent(*max),
+            Live::Kept(live) => live.max(),
+        };
+        Some(Duration::from_micros(longest.min(HIGHEST_MICROS)))
     }
 
     fn count(&mut self, shape: &Shape, now: Instant) -> u64 {
         self.advance(shape, now);
-        self.live.len()
+        self.count_live()
+    }
+
+    /// Samples in the live window.
+    fn count_live(&self) -> u64 {
+        match &self.live {
+            Live::Summary { count, .. } => *count,
+            Live::Kept(live) => live.len(),
+        }
+    }
+
+    /// The live histogram, summed from the slots if no quantile was asked before.
+    fn kept_live(&mut self) -> &Histogram<u64> {
+        if let Live::Summary { .. } = self.live {
+            let mut live = empty_histogram();
+            for slot in &self.slots {
+                // Equal bounds: adding cannot fail.
+                let _ = live.add(&slot.histogram);
+            }
+            self.live = Live::Kept(live);
+        }
+        match &self.live {
+            Live::Kept(live) => live,
+            Live::Summary { .. } => unreachable!("kept above"),
+        }
     }
 
     /// Moves the ring to the sub-window of `now`, emptying the slots that fell out of the
@@ -424,19 +477,37 @@ impl Ring {
         }
         let Ring { slots, live, .. } = self;
         let mut consistent = true;
+        let mut expired = false;
         for slot in slots.iter_mut() {
             if slot.holds.saturating_add(SUB_WINDOWS) <= index && !slot.histogram.is_empty() {
-                consistent &= live.subtract(&slot.histogram).is_ok();
+                if let Live::Kept(live) = live {
+                    consistent &= live.subtract(&slot.histogram).is_ok();
+                }
                 slot.histogram.reset();
+                expired = true;
             }
         }
-        if !consistent {
-            // Unreachable with equal bounds and exact counts; rebuilding keeps `live` the sum
-            // of the slots even so.
-            live.reset();
-            for slot in slots.iter() {
-                let _ = live.add(&slot.histogram);
+        match live {
+            Live::Kept(live) if !consistent => {
+                // Unreachable with equal bounds and exact counts; rebuilding keeps `live` the
+                // sum of the slots even so.
+                live.reset();
+                for slot in slots.iter() {
+                    let _ = live.add(&slot.histogram);
+                }
             }
+            Live::Summary { count, max } if expired => {
+                // What is left: the slots' counts, and the largest of their maxima (each the
+                // top of its bucket, whose top is itself).
+                *count = slots.iter().map(|slot| slot.histogram.len()).sum();
+                *max = slots
+                    .iter()
+                    .filter(|slot| !slot.histogram.is_empty())
+                    .map(|slot| slot.histogram.max())
+                    .max()
+                    .unwrap_or(0);
+            }
+            _ => {}
         }
         self.current = index;
         self.next_start = sub_window_start(epoch, index + 1, sub_window);
@@ -459,7 +530,7 @@ impl fmt::Debug for LatencyEstimator {
             .field("window", &self.shape.window)
             .field("min_samples", &self.shape.min_samples)
             .field("quantile_refresh", &self.shape.refresh)
-            .field("live_samples", &ring.live.len())
+            .field("live_samples", &ring.count_live())
             .finish()
     }
 }
@@ -469,7 +540,7 @@ impl fmt::Debug for LocalLatencyEstimator {
         f.debug_struct("LocalLatencyEstimator")
             .field("window", &self.shape.window)
             .field("min_samples", &self.shape.min_samples)
-            .field("live_samples", &self.ring.borrow().live.len())
+            .field("live_samples", &self.ring.borrow().count_live())
             .finish()
     }
 }
@@ -727,6 +798,38 @@ mod tests {
     }
 
     proptest! {
+        /// An estimator read only for its count and maximum keeps no live histogram; one
+        /// asked for a quantile does, from then on. Both answer alike at every step, across
+        /// sub-windows expiring (steps of up to 3 s in a 4 s window), and the first quantile
+        /// asked late agrees with the one kept all along.
+        #[test]
+        fn the_live_summary_answers_as_the_live_histogram(
+            records in prop::collection::vec((1u64..5_000_000, 0u64..3_000), 1..100),
+        ) {
+            let window = Duration::from_secs(4);
+            let kept = LocalLatencyEstimator::new(window).with_min_samples(1);
+            let summary = LocalLatencyEstimator::new(window).with_min_samples(1);
+            // One sample at the start: both count sub-windows from it, and the quantile asked
+            // of `kept` makes it keep its live histogram from there on.
+            let t0 = Instant::now();
+            kept.record(t0, MS);
+            summary.record(t0, MS);
+            prop_assert!(kept.quantile(t0, 0.5).is_some());
+            let mut now = t0;
+            for &(micros, step_ms) in &records {
+                now += Duration::from_millis(step_ms);
+                kept.record(now, Duration::from_micros(micros));
+                summary.record(now, Duration::from_micros(micros));
+                let later = now + Duration::from_millis(step_ms);
+                prop_assert_eq!(kept.count(later), summary.count(later));
+                prop_assert_eq!(kept.max(later), summary.max(later));
+                prop_assert_eq!(kept.max(now), summary.max(now));
+            }
+            for q in [0.0, 0.5, 0.99, 1.0] {
+                prop_assert_eq!(kept.quantile(now, q), summary.quantile(now, q));
+            }
+        }
+
         #[test]
         fn quantiles_are_ordered_and_bounded(
             latencies in prop::collection::vec(1u64..10_000_000, 1..300),

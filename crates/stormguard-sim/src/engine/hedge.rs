@@ -163,19 +163,20 @@ impl Sim<'_> {
     /// the per-attempt timeout ended it. The retry policy hears of the unit once its race is
     /// decided, and the copy still out, if any, is abandoned as the race says.
     ///
-    /// `copy` is the attempt as the caller last saw it.
+    /// `edge` and `sent_at` are the copy's.
     pub(crate) fn copy_done(
         &mut self,
         run: Key,
-        copy: &Attempt,
+        edge: u32,
+        sent_at: u64,
         key: Key,
         result: AttemptResult,
         timeout: bool,
     ) {
         // An edge without a hedge never races: its unit is this one copy, sent with the unit,
         // and the call need not be looked up here.
-        if self.model.edges[copy.edge as usize].hedge.is_none() {
-            self.attempt_done(run, copy.edge as usize, copy.sent_at, result);
+        if self.model.edges[edge as usize].hedge.is_none() {
+            self.attempt_done(run, edge as usize, sent_at, result);
             return;
         }
         let call = self

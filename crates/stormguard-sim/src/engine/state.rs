@@ -421,7 +421,7 @@ impl<'m> Sim<'m> {
                 // timeout drops the attempt before it ends, and the balancer records nothing.
                 self.record(&a, result);
             }
-            self.copy_done(run, &a, key, result, !connect);
+            self.copy_done(run, a.edge, a.sent_at, key, result, !connect);
         }
         true
     }
@@ -435,21 +435,31 @@ impl<'m> Sim<'m> {
             return false;
         }
         attempt.caller_done = true;
-        let a = *attempt;
-        self.agenda.cancel(a.timeout, Event::AttemptTimeout(key));
-        self.release(key, &a);
-        match a.caller {
+        // The fields read below, rather than a copy of the whole attempt: this runs for nearly
+        // every attempt. The caller had not given up on it, so it is not abandoned, and it is
+        // freed here if the callee is done with it too (see `release`).
+        debug_assert!(!attempt.abandoned, "abandoned only with caller_done");
+        let (caller, timeout, sent_at) = (attempt.caller, attempt.timeout, attempt.sent_at);
+        let (edge, balancer, instance) = (attempt.edge, attempt.balancer, attempt.instance);
+        if attempt.callee_done {
+            self.attempts.remove(key);
+        }
+        self.agenda.cancel(timeout, Event::AttemptTimeout(key));
+        match caller {
             Caller::User => {
                 if matches!(result, AttemptResult::Response { status, .. } if status < 400) {
-                    let latency = self.now - a.sent_at;
+                    let latency = self.now - sent_at;
                     self.users.succeeded += 1;
-                    self.timeline.user_succeeded(a.sent_at, latency);
+                    self.timeline.user_succeeded(sent_at, latency);
                 }
             }
             Caller::Run(run) => {
-                self.caller_done(&a);
-                self.record(&a, result);
-                self.copy_done(run, &a, key, result, false);
+                let balancer = balancer as usize;
+                self.balancers.done(balancer, instance);
+                if self.balancers.heeds(balancer, result) {
+                    self.balancers.record(balancer, instance, result, self.now);
+                }
+                self.copy_done(run, edge, sent_at, key, result, false);
             }
         }
         true

@@ -131,7 +131,11 @@ impl Sim<'_> {
         // heap for the whole run.
         let ends = (timeout < nanos(NO_TIMEOUT)).then(|| t.saturating_add(timeout));
         let timeout_handle = match ends {
-            Some(end) => self.agenda.schedule(end, Event::AttemptTimeout(attempt)),
+            // The edge's lane: its attempts' timeouts, in the order they were sent.
+            Some(end) => {
+                self.agenda
+                    .schedule_in_lane(edge_index, end, Event::AttemptTimeout(attempt))
+            }
             None => Handle::NONE,
         };
         // The unit this attempt starts (see [`Sim::start_race`]).

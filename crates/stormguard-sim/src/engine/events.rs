@@ -22,15 +22,24 @@
 //! a heap, and joins when its bucket is the next. Each event moves once into its bucket and
 //! once out of it.
 //!
-//! The order is exact, so the wheel changes how fast the next event is found, never which. A
-//! bucket is sorted by time with a stable sort, its events put in the order they were
-//! scheduled first: the far heap's (an event goes to the heap only while its bucket is out of
-//! the wheel's reach, so before any event of that bucket goes to the wheel), in the heap's
-//! order by time and a sequence number, then the slot's list reversed (it is pushed at its
-//! head, so holds its events latest first). An event scheduled into the bucket being popped is
-//! the latest of all, and goes after the events of its time.
-//! Only the heap's events carry a sequence number: the wheel's nodes and the bucket being
-//! popped hold a time and an event, and compare one integer.
+//! ## Lanes of timeouts
+//! Nearly every attempt's timeout is taken back: the answer comes first. In the wheel, each
+//! cost a node written, found again (cold) to be cancelled, and walked past (cold again) when
+//! its bucket opened: a third of the wheel's traffic, for events that never fire. A timeout
+//! scheduled with [`Agenda::schedule_in_lane`] goes instead to its lane (one per edge, one for
+//! the users), a queue in the order of scheduling whose times only grow, as a call's timeouts
+//! do: pushing is an append, cancelling marks an entry written a moment ago, and the dead ones
+//! are dropped in a row. The wheel holds one marker per lane, in the bucket of its first live
+//! entry; when that bucket opens, the lane's live entries of the bucket join it. A timeout
+//! earlier than its lane's last (one cut short by a deadline) goes to the wheel as any event.
+//!
+//! The order is exact, so the wheel and the lanes change how fast the next event is found,
+//! never which. Every event takes a sequence number when it is scheduled, and a bucket is
+//! sorted by time, then by that number: the order of scheduling among equal times, wherever
+//! the events waited (the far heap, the wheel or a lane). An event scheduled into the bucket
+//! being popped has the latest number of all, and goes after the events of its time. A node
+//! and a lane entry keep the number's low 32 bits, enough to tell it among the fewer than 2^32
+//! events a run schedules ([`super::limits::MAX_ATTEMPTS`] attempts, a handful each).
 
 use std::cmp::Ordering;
 use std::collections::binary_heap::PeekMut;
@@ -98,6 +107,9 @@ pub(crate) enum Event {
     Retry(Key),
     /// An attempt's hedge delay is over: a copy may go to another instance.
     Hedge(Key),
+    /// The agenda's own: the marker of a lane of timeouts (see the module's doc), never
+    /// popped.
+    Lane(u32),
 }
 
 /// `at` in the high 64 bits and the scheduling order in the low ones: one integer comparison
@@ -216,18 +228,28 @@ impl Occupied {
     }
 }
 
-/// An event due in the bucket being popped.
+/// An event due in the bucket being popped: its time in the high 64 bits of `order` and its
+/// sequence number in the low ones, so that one comparison orders by time, then scheduling.
 #[derive(Clone, Copy)]
 struct Due {
-    at: u64,
+    order: Order,
     event: Event,
+}
+
+impl Due {
+    fn at(&self) -> u64 {
+        (self.order >> 64) as u64
+    }
 }
 
 /// An event in a slot's list.
 #[derive(Clone, Copy)]
 struct Node {
-    at: u64,
     event: Event,
+    /// The event's time within its bucket (the bucket is the slot's: the time's high bits).
+    at_low: u32,
+    /// The low 32 bits of the event's sequence number.
+    seq: u32,
     /// The next node of the list: of the same slot while it waits, of the free ones after.
     next: u32,
     /// Whether the event still waits in its slot: false once it was cancelled, or moved out
@@ -235,16 +257,43 @@ struct Node {
     waiting: bool,
 }
 
-/// Where an event waits, to cancel it with [`Agenda::cancel`]: its node in the wheel, or
-/// [`Handle::NONE`] for an event not in the wheel (in the bucket being popped, or in the far
-/// heap), which is never cancelled and fires, as any event may, after its subject is gone.
+/// A timeout waiting in its lane.
+#[derive(Clone, Copy)]
+struct Entry {
+    at: u64,
+    event: Event,
+    /// The low 32 bits of its sequence number.
+    seq: u32,
+    /// False once cancelled: dropped when the lane gets to it.
+    live: bool,
+}
+
+/// The timeouts of one edge (or of the users), in the order they were scheduled, their times
+/// never decreasing.
+#[derive(Default)]
+struct Lane {
+    entries: std::collections::VecDeque<Entry>,
+    /// How many entries were ever taken off the front: `entries[i]` is entry `front + i` of
+    /// the lane, the number a handle names.
+    front: u64,
+}
+
+/// Where an event waits, to cancel it with [`Agenda::cancel`]: its node in the wheel, its
+/// entry in a lane ([`LANE`] set, the lane above bit [`LANE_SHIFT`], the entry's number
+/// below), or [`Handle::NONE`] for an event in the bucket being popped or in the far heap,
+/// which is never cancelled and fires, as any event may, after its subject is gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Handle(u32);
+pub(crate) struct Handle(u64);
 
 impl Handle {
     /// An event that cannot be cancelled.
-    pub(crate) const NONE: Handle = Handle(NIL);
+    pub(crate) const NONE: Handle = Handle(u64::MAX);
 }
+
+/// A handle's bit for a lane's entry.
+const LANE: u64 = 1 << 63;
+/// Where a lane handle's lane starts: 2^40 entries a lane, 2^23 lanes.
+const LANE_SHIFT: u32 = 40;
 
 /// The end of a list of nodes.
 const NIL: u32 = u32::MAX;
@@ -279,8 +328,12 @@ pub(crate) struct Agenda {
     occupied: Occupied,
     /// Events [`SLOTS`] buckets or more after the cursor when they were scheduled.
     far: BinaryHeap<Scheduled>,
-    /// Events sent to the far heap so far: their order among equal times.
+    /// The sequence number of the next event scheduled: its order among equal times.
     seq: u64,
+    /// The lanes of timeouts, by the number the engine gives each ([`Agenda::schedule_in_lane`]).
+    lanes: Vec<Lane>,
+    /// Live entries in the lanes.
+    in_lanes: usize,
     /// The time of the last event popped: no event may be scheduled before it.
     now: u64,
     /// Events waiting in the wheel's slots, not cancelled: with those of the bucket being
@@ -318,6 +371,8 @@ impl Agenda {
             occupied: Occupied::new(),
             far: BinaryHeap::new(),
             seq: 0,
+            lanes: Vec::new(),
+            in_lanes: 0,
             now: 0,
             in_wheel: 0,
         }
@@ -325,7 +380,7 @@ impl Agenda {
 
     /// How many events wait: what bounds a run's memory.
     pub(crate) fn len(&self) -> usize {
-        (self.current.len() - self.head) + self.in_wheel + self.far.len()
+        (self.current.len() - self.head) + self.in_wheel + self.far.len() + self.in_lanes
     }
 
     /// Schedules `event` at `at`, which must not be before the last event popped: virtual time
@@ -337,6 +392,8 @@ impl Agenda {
         if at < self.now {
             in_the_past(at, event, self.now);
         }
+        let seq = self.seq;
+        self.seq += 1;
         let bucket = at >> self.bits;
         let ahead = bucket - self.cursor;
         if ahead == 0 {
@@ -344,11 +401,14 @@ impl Agenda {
             // those of its time, which pop first.
             // Shifted into place from the end, usually by none or a few: cheaper than a
             // search and `Vec::insert`, whose move of the rest is a call to `memmove`.
-            let due = Due { at, event };
+            let due = Due {
+                order: (Order::from(at) << 64) | Order::from(seq),
+                event,
+            };
             let current = &mut self.current;
             let mut place = current.len();
             current.push(due);
-            while place > self.head && current[place - 1].at > at {
+            while place > self.head && current[place - 1].at() > at {
                 current[place] = current[place - 1];
                 place -= 1;
             }
@@ -357,8 +417,9 @@ impl Agenda {
         } else if ahead < SLOTS as u64 {
             let slot = bucket as usize % SLOTS;
             let node = Node {
-                at,
                 event,
+                at_low: (at & self.low_mask()) as u32,
+                seq: seq as u32,
                 next: self.heads[slot],
                 waiting: true,
             };
@@ -366,15 +427,84 @@ impl Agenda {
             self.heads[slot] = index;
             self.occupied.set(slot);
             self.in_wheel += 1;
-            Handle(index)
+            Handle(u64::from(index))
         } else {
-            self.seq += 1;
             self.far.push(Scheduled {
-                order: (Order::from(at) << 64) | Order::from(self.seq),
+                order: (Order::from(at) << 64) | Order::from(seq),
                 event,
             });
             Handle::NONE
         }
+    }
+
+    /// Schedules timeout `event` at `at` in lane `lane` (see the module's doc), unless its
+    /// time is in the bucket being popped, beyond the wheel, or before the lane's last: then as
+    /// [`schedule`](Self::schedule) does. The order of events is the same either way.
+    #[inline(always)]
+    pub(crate) fn schedule_in_lane(&mut self, lane: usize, at: u64, event: Event) -> Handle {
+        let bucket = at >> self.bits;
+        let ahead = bucket.wrapping_sub(self.cursor);
+        if at < self.now || ahead == 0 || ahead >= SLOTS as u64 {
+            return self.schedule(at, event);
+        }
+        if lane >= self.lanes.len() {
+            self.add_lanes(lane);
+        }
+        let entries = &self.lanes[lane].entries;
+        if entries.back().is_some_and(|last| last.at > at) {
+            return self.schedule(at, event);
+        }
+        let seq = self.seq;
+        self.seq += 1;
+        let first = entries.is_empty();
+        let the_lane = &mut self.lanes[lane];
+        let number = the_lane.front + the_lane.entries.len() as u64;
+        the_lane.entries.push_back(Entry {
+            at,
+            event,
+            seq: seq as u32,
+            live: true,
+        });
+        self.in_lanes += 1;
+        if first {
+            self.mark(lane, bucket);
+        }
+        Handle(LANE | ((lane as u64) << LANE_SHIFT) | number)
+    }
+
+    /// Lanes up to `lane`, none having had an entry yet.
+    #[cold]
+    #[inline(never)]
+    fn add_lanes(&mut self, lane: usize) {
+        assert!(lane < 1 << (63 - LANE_SHIFT), "fewer than 2^23 lanes");
+        self.lanes.resize_with(lane + 1, Lane::default);
+    }
+
+    /// Puts lane `lane`'s marker in the wheel, in `bucket` (after the cursor, within the
+    /// wheel): the bucket of its first live entry.
+    fn mark(&mut self, lane: usize, bucket: u64) {
+        let slot = bucket as usize % SLOTS;
+        let node = Node {
+            event: Event::Lane(lane as u32),
+            at_low: 0,
+            seq: 0,
+            next: self.heads[slot],
+            waiting: true,
+        };
+        let index = self.store(node);
+        self.heads[slot] = index;
+        self.occupied.set(slot);
+    }
+
+    /// The bits of a time below its bucket's.
+    fn low_mask(&self) -> u64 {
+        (1 << self.bits) - 1
+    }
+
+    /// The whole sequence number whose low 32 bits are `low`: of an event scheduled fewer than
+    /// 2^32 events ago.
+    fn full_seq(&self, low: u32) -> u64 {
+        self.seq - u64::from((self.seq as u32).wrapping_sub(low))
     }
 
     /// Takes back `event`, scheduled at `handle`, if it still waits in the wheel: an attempt
@@ -385,6 +515,21 @@ impl Agenda {
     #[inline(always)]
     pub(crate) fn cancel(&mut self, handle: Handle, event: Event) {
         if handle == Handle::NONE {
+            return;
+        }
+        if handle.0 & LANE != 0 {
+            let lane = &mut self.lanes[((handle.0 & !LANE) >> LANE_SHIFT) as usize];
+            let number = handle.0 & ((1 << LANE_SHIFT) - 1);
+            let Some(entry) = number
+                .checked_sub(lane.front)
+                .and_then(|i| lane.entries.get_mut(i as usize))
+            else {
+                return;
+            };
+            if entry.live && entry.event == event {
+                entry.live = false;
+                self.in_lanes -= 1;
+            }
             return;
         }
         let node = &mut self.nodes[handle.0 as usize];
@@ -401,7 +546,7 @@ impl Agenda {
         }
         let next = self.current[self.head];
         self.head += 1;
-        self.now = next.at;
+        self.now = next.at();
         Some((self.now, next.event))
     }
 
@@ -465,35 +610,73 @@ impl Agenda {
             }
             let scheduled = PeekMut::pop(top);
             self.current.push(Due {
-                at: scheduled.at(),
+                order: scheduled.order,
                 event: scheduled.event,
             });
         }
         if wheel == Some(bucket) {
-            let from_wheel = self.current.len();
             let slot = bucket as usize % SLOTS;
+            let base = bucket << self.bits;
             let mut index = std::mem::replace(&mut self.heads[slot], NIL);
             while index != NIL {
                 let node = &mut self.nodes[index as usize];
-                if node.waiting {
-                    self.current.push(Due {
-                        at: node.at,
-                        event: node.event,
-                    });
-                    node.waiting = false;
-                }
+                let (waiting, event, at_low, seq) =
+                    (node.waiting, node.event, node.at_low, node.seq);
+                node.waiting = false;
                 let next = node.next;
                 node.next = self.free;
                 self.free = index;
                 index = next;
+                if !waiting {
+                    continue;
+                }
+                if let Event::Lane(lane) = event {
+                    self.open_lane(lane as usize, bucket);
+                    continue;
+                }
+                self.in_wheel -= 1;
+                let at = base | u64::from(at_low);
+                self.current.push(Due {
+                    order: (Order::from(at) << 64) | Order::from(self.full_seq(seq)),
+                    event,
+                });
             }
             self.occupied.clear(slot);
-            self.in_wheel -= self.current.len() - from_wheel;
-            // A slot's list holds its events latest scheduled first.
-            self.current[from_wheel..].reverse();
         }
         sort_earliest_first(&mut self.current);
         Some(())
+    }
+
+    /// Lane `lane`'s marker came up with `bucket`: its live entries of the bucket join it, the
+    /// dead ones before its first live entry after it are dropped, and the marker moves to
+    /// that entry's bucket.
+    fn open_lane(&mut self, lane: usize, bucket: u64) {
+        let bits = self.bits;
+        loop {
+            let Some(&entry) = self.lanes[lane].entries.front() else {
+                return;
+            };
+            let of = entry.at >> bits;
+            if entry.live && of > bucket {
+                // Within the wheel: it was when scheduled, and the cursor has only moved on.
+                self.mark(lane, of);
+                return;
+            }
+            let the_lane = &mut self.lanes[lane];
+            the_lane.entries.pop_front();
+            the_lane.front += 1;
+            if entry.live {
+                debug_assert_eq!(
+                    of, bucket,
+                    "a marker waits in its first live entry's bucket"
+                );
+                self.in_lanes -= 1;
+                self.current.push(Due {
+                    order: (Order::from(entry.at) << 64) | Order::from(self.full_seq(entry.seq)),
+                    event: entry.event,
+                });
+            }
+        }
     }
 }
 
@@ -503,18 +686,18 @@ fn in_the_past(at: u64, event: Event, now: u64) -> ! {
     panic!("event {event:?} scheduled at {at} ns, before the current time {now} ns")
 }
 
-/// Sorts a bucket's events earliest first, keeping the order of events of equal times
-/// (stable). A bucket holds a few events, which an insertion sort puts in place in a few
+/// Sorts a bucket's events earliest first, and of equal times in the order they were
+/// scheduled. A bucket holds a few events, which an insertion sort puts in place in a few
 /// comparisons each, where the general sort's setup cost more than the sorting.
 fn sort_earliest_first(events: &mut [Due]) {
     if events.len() > 16 {
-        events.sort_by_key(|e| e.at);
+        events.sort_unstable_by_key(|e| e.order);
         return;
     }
     for i in 1..events.len() {
         let next = events[i];
         let mut j = i;
-        while j > 0 && events[j - 1].at > next.at {
+        while j > 0 && events[j - 1].order > next.order {
             events[j] = events[j - 1];
             j -= 1;
         }
@@ -615,9 +798,9 @@ mod tests {
 
     /// Schedules and pops at random, in the engine's pattern (every event at or after the last
     /// popped), and checks every pop against the reference. Delays mix the `fixed` ones (many
-    /// events a fixed delay apart), zero (many events at one nanosecond, in the bucket being
-    /// popped), a few nanoseconds, random milliseconds of work, a year's `NO_TIMEOUT` (beyond
-    /// the wheel) and a saturated `u64::MAX`.
+    /// events a fixed delay apart, half of them through lanes), zero (many events at one
+    /// nanosecond, in the bucket being popped), a few nanoseconds, random milliseconds of work,
+    /// a year's `NO_TIMEOUT` (beyond the wheel) and a saturated `u64::MAX`.
     fn agrees_with_the_reference(seed: u64, steps: usize, fixed: &[u64]) {
         agrees_on(Agenda::new(), seed, steps, fixed);
     }
@@ -650,17 +833,34 @@ mod tests {
                 }
                 continue;
             }
+            // A fixed delay goes to its own lane half the time, as a call's timeouts do: its
+            // times grow, except a shorter one (a deadline's) now and then, which the lane
+            // refuses.
+            let mut lane = None;
             let delay = match rng.random_range(0..12) {
-                0..=4 => fixed[rng.random_range(0..fixed.len())],
+                0..=4 => {
+                    let which = rng.random_range(0..fixed.len());
+                    if rng.random_bool(0.5) {
+                        lane = Some(which);
+                    }
+                    fixed[which]
+                }
                 5 => 0,
                 6 => rng.random_range(1..4),
                 7..=9 => rng.random_range(0..2_000_000_000),
                 10 => year + rng.random_range(0..3),
                 _ => u64::MAX,
             };
+            let delay = match lane {
+                Some(_) if rng.random_bool(0.05) => delay / 2,
+                _ => delay,
+            };
             let at = now.saturating_add(delay);
             let key = keys.insert(());
-            let handle = agenda.schedule(at, Event::Retry(key));
+            let handle = match lane {
+                Some(lane) => agenda.schedule_in_lane(lane, at, Event::Retry(key)),
+                None => agenda.schedule(at, Event::Retry(key)),
+            };
             handles.push((handle, reference.keys.len(), key));
             reference.schedule(at, key);
             assert_eq!(agenda.len(), reference.live, "seed {seed}");
@@ -696,11 +896,38 @@ mod tests {
     }
 
     #[test]
+    fn lane_entries_pop_in_order_among_the_wheel_s_and_cancelled_ones_never() {
+        let mut agenda = Agenda::new();
+        let mut slab = Slab::new();
+        let keys: Vec<Key> = (0..5).map(|_| slab.insert(())).collect();
+        let at = 5 * BUCKET_NANOS + 7;
+        agenda.schedule(at, Event::Retry(keys[0]));
+        let lane = agenda.schedule_in_lane(0, at, Event::Retry(keys[1]));
+        agenda.schedule(at, Event::Retry(keys[2]));
+        let cancelled = agenda.schedule_in_lane(0, at + 1, Event::Retry(keys[3]));
+        agenda.schedule_in_lane(0, at + 3 * BUCKET_NANOS, Event::Retry(keys[4]));
+        assert_ne!(
+            lane,
+            Handle::NONE,
+            "a timeout in the wheel's reach waits in its lane"
+        );
+        agenda.cancel(cancelled, Event::Retry(keys[3]));
+        assert_eq!(agenda.len(), 4);
+        let popped: Vec<(u64, Event)> = std::iter::from_fn(|| agenda.pop()).collect();
+        let expected = [(at, 0), (at, 1), (at, 2), (at + 3 * BUCKET_NANOS, 4)];
+        assert_eq!(
+            popped,
+            expected.map(|(at, k)| (at, Event::Retry(keys[k]))).to_vec()
+        );
+        assert_eq!(agenda.len(), 0);
+    }
+
+    #[test]
     fn an_event_and_a_node_stay_small() {
         // A node is what every schedule writes and every pop reads.
         assert_eq!(std::mem::size_of::<Event>(), 16);
         assert_eq!(std::mem::size_of::<Node>(), 32);
-        assert_eq!(std::mem::size_of::<Due>(), 24);
+        assert_eq!(std::mem::size_of::<Due>(), 32);
     }
 
     #[test]

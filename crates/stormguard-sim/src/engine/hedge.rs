@@ -153,7 +153,9 @@ impl Sim<'_> {
         self.agenda
             .schedule(self.now + first.half_rtt, Event::Arrive(key));
         if let Some(end) = ends {
-            let timeout = self.agenda.schedule(end, Event::AttemptTimeout(key));
+            let timeout = self
+                .agenda
+                .schedule_in_lane(edge_index, end, Event::AttemptTimeout(key));
             self.attempts.get_mut(key).expect("just inserted").timeout = timeout;
         }
         true

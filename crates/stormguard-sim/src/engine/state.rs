@@ -322,6 +322,7 @@ impl<'m> Sim<'m> {
                     true
                 }
                 Event::Hedge(a) => self.hedge(a),
+                Event::Lane(_) => unreachable!("the agenda opens its lanes itself"),
             };
             if acted {
                 self.settled_at = at;
@@ -354,7 +355,9 @@ impl<'m> Sim<'m> {
         let instance = stormguard::instance::choose(loads, &[], &mut self.policy_rng)
             .expect("every service has an instance");
         let attempt = self.attempts.next_key();
-        let timeout = self.agenda.schedule(
+        // Lanes of timeouts: one per edge, by its number, and the users' after them.
+        let timeout = self.agenda.schedule_in_lane(
+            self.model.edges.len(),
             self.now.saturating_add(self.model.user_timeout),
             Event::AttemptTimeout(attempt),
         );

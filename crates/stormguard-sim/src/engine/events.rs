@@ -34,12 +34,16 @@
 //! earlier than its lane's last (one cut short by a deadline) goes to the wheel as any event.
 //!
 //! The order is exact, so the wheel and the lanes change how fast the next event is found,
-//! never which. Every event takes a sequence number when it is scheduled, and a bucket is
-//! sorted by time, then by that number: the order of scheduling among equal times, wherever
-//! the events waited (the far heap, the wheel or a lane). An event scheduled into the bucket
-//! being popped has the latest number of all, and goes after the events of its time. A node
-//! and a lane entry keep the number's low 32 bits, enough to tell it among the fewer than 2^32
-//! events a run schedules ([`super::limits::MAX_ATTEMPTS`] attempts, a handful each).
+//! never which. A bucket is sorted by time with a stable sort, its events put in the order
+//! they were scheduled first: the far heap's (an event goes to the heap only while its bucket
+//! is out of the wheel's reach, so before any event of that bucket goes to the wheel or a
+//! lane), in the heap's order by time and a sequence number, then the slot's list reversed (it
+//! is pushed at its head, so holds its events latest first), merged with the lanes' entries of
+//! the bucket, if any, by their sequence numbers. Every event takes one when it is scheduled; a
+//! node and a lane entry keep its low 32 bits, enough to tell it among the fewer than 2^32
+//! events a run schedules ([`super::limits::MAX_ATTEMPTS`] attempts, a handful each). An event
+//! scheduled into the bucket being popped is the latest of all, and goes after the events of
+//! its time.
 
 use std::cmp::Ordering;
 use std::collections::binary_heap::PeekMut;
@@ -228,18 +232,11 @@ impl Occupied {
     }
 }
 
-/// An event due in the bucket being popped: its time in the high 64 bits of `order` and its
-/// sequence number in the low ones, so that one comparison orders by time, then scheduling.
+/// An event due in the bucket being popped.
 #[derive(Clone, Copy)]
 struct Due {
-    order: Order,
+    at: u64,
     event: Event,
-}
-
-impl Due {
-    fn at(&self) -> u64 {
-        (self.order >> 64) as u64
-    }
 }
 
 /// An event in a slot's list.
@@ -269,13 +266,46 @@ struct Entry {
 }
 
 /// The timeouts of one edge (or of the users), in the order they were scheduled, their times
-/// never decreasing.
+/// never decreasing: `entries[head..]`.
+///
+/// A `Vec` read from `head` rather than a `VecDeque`: no wrapping index on every push, read and
+/// cancel; the entries taken are dropped from the buffer once they are most of it.
 #[derive(Default)]
 struct Lane {
-    entries: std::collections::VecDeque<Entry>,
-    /// How many entries were ever taken off the front: `entries[i]` is entry `front + i` of
-    /// the lane, the number a handle names.
-    front: u64,
+    entries: Vec<Entry>,
+    head: usize,
+    /// Entries dropped from the buffer so far: `entries[i]` is entry `dropped + i` of the lane,
+    /// the number a handle names.
+    dropped: u64,
+}
+
+impl Lane {
+    fn first(&self) -> Option<&Entry> {
+        self.entries.get(self.head)
+    }
+
+    /// Takes the first entry off.
+    fn take_first(&mut self) {
+        self.head += 1;
+        if self.head == self.entries.len() {
+            self.dropped += self.head as u64;
+            self.entries.clear();
+            self.head = 0;
+        } else if self.head >= 1024 && self.head * 2 >= self.entries.len() {
+            self.dropped += self.head as u64;
+            self.entries.drain(..self.head);
+            self.head = 0;
+        }
+    }
+
+    /// Entry `number` of the lane, if it still waits in it.
+    fn entry_mut(&mut self, number: u64) -> Option<&mut Entry> {
+        let index = usize::try_from(number.checked_sub(self.dropped)?).ok()?;
+        if index < self.head {
+            return None;
+        }
+        self.entries.get_mut(index)
+    }
 }
 
 /// Where an event waits, to cancel it with [`Agenda::cancel`]: its node in the wheel, its
@@ -334,6 +364,13 @@ pub(crate) struct Agenda {
     lanes: Vec<Lane>,
     /// Live entries in the lanes.
     in_lanes: usize,
+    /// While a bucket opens: the low bits of the sequence numbers of the wheel's events, and
+    /// the lanes whose markers came up. Kept to reuse their buffers.
+    seqs: Vec<u32>,
+    opened: Vec<u32>,
+    /// While lanes open: their entries joining the bucket, then all its events from the wheel
+    /// and the lanes, with their sequence numbers.
+    joining: Vec<(u64, Due)>,
     /// The time of the last event popped: no event may be scheduled before it.
     now: u64,
     /// Events waiting in the wheel's slots, not cancelled: with those of the bucket being
@@ -373,6 +410,9 @@ impl Agenda {
             seq: 0,
             lanes: Vec::new(),
             in_lanes: 0,
+            seqs: Vec::new(),
+            opened: Vec::new(),
+            joining: Vec::new(),
             now: 0,
             in_wheel: 0,
         }
@@ -401,14 +441,11 @@ impl Agenda {
             // those of its time, which pop first.
             // Shifted into place from the end, usually by none or a few: cheaper than a
             // search and `Vec::insert`, whose move of the rest is a call to `memmove`.
-            let due = Due {
-                order: (Order::from(at) << 64) | Order::from(seq),
-                event,
-            };
+            let due = Due { at, event };
             let current = &mut self.current;
             let mut place = current.len();
             current.push(due);
-            while place > self.head && current[place - 1].at() > at {
+            while place > self.head && current[place - 1].at > at {
                 current[place] = current[place - 1];
                 place -= 1;
             }
@@ -450,16 +487,16 @@ impl Agenda {
         if lane >= self.lanes.len() {
             self.add_lanes(lane);
         }
-        let entries = &self.lanes[lane].entries;
-        if entries.back().is_some_and(|last| last.at > at) {
-            return self.schedule(at, event);
-        }
+        let the_lane = &mut self.lanes[lane];
+        let first = match the_lane.entries[the_lane.head..].last() {
+            Some(last) if last.at > at => return self.schedule(at, event),
+            Some(_) => false,
+            None => true,
+        };
         let seq = self.seq;
         self.seq += 1;
-        let first = entries.is_empty();
-        let the_lane = &mut self.lanes[lane];
-        let number = the_lane.front + the_lane.entries.len() as u64;
-        the_lane.entries.push_back(Entry {
+        let number = the_lane.dropped + the_lane.entries.len() as u64;
+        the_lane.entries.push(Entry {
             at,
             event,
             seq: seq as u32,
@@ -519,11 +556,7 @@ impl Agenda {
         }
         if handle.0 & LANE != 0 {
             let lane = &mut self.lanes[((handle.0 & !LANE) >> LANE_SHIFT) as usize];
-            let number = handle.0 & ((1 << LANE_SHIFT) - 1);
-            let Some(entry) = number
-                .checked_sub(lane.front)
-                .and_then(|i| lane.entries.get_mut(i as usize))
-            else {
+            let Some(entry) = lane.entry_mut(handle.0 & ((1 << LANE_SHIFT) - 1)) else {
                 return;
             };
             if entry.live && entry.event == event {
@@ -546,7 +579,7 @@ impl Agenda {
         }
         let next = self.current[self.head];
         self.head += 1;
-        self.now = next.at();
+        self.now = next.at;
         Some((self.now, next.event))
     }
 
@@ -610,50 +643,78 @@ impl Agenda {
             }
             let scheduled = PeekMut::pop(top);
             self.current.push(Due {
-                order: scheduled.order,
+                at: scheduled.at(),
                 event: scheduled.event,
             });
         }
         if wheel == Some(bucket) {
+            let from_wheel = self.current.len();
             let slot = bucket as usize % SLOTS;
             let base = bucket << self.bits;
+            self.seqs.clear();
             let mut index = std::mem::replace(&mut self.heads[slot], NIL);
             while index != NIL {
                 let node = &mut self.nodes[index as usize];
-                let (waiting, event, at_low, seq) =
-                    (node.waiting, node.event, node.at_low, node.seq);
-                node.waiting = false;
+                if node.waiting {
+                    node.waiting = false;
+                    if let Event::Lane(lane) = node.event {
+                        self.opened.push(lane);
+                    } else {
+                        self.current.push(Due {
+                            at: base | u64::from(node.at_low),
+                            event: node.event,
+                        });
+                        self.seqs.push(node.seq);
+                    }
+                }
                 let next = node.next;
                 node.next = self.free;
                 self.free = index;
                 index = next;
-                if !waiting {
-                    continue;
-                }
-                if let Event::Lane(lane) = event {
-                    self.open_lane(lane as usize, bucket);
-                    continue;
-                }
-                self.in_wheel -= 1;
-                let at = base | u64::from(at_low);
-                self.current.push(Due {
-                    order: (Order::from(at) << 64) | Order::from(self.full_seq(seq)),
-                    event,
-                });
             }
             self.occupied.clear(slot);
+            self.in_wheel -= self.current.len() - from_wheel;
+            // A slot's list holds its events latest scheduled first.
+            self.current[from_wheel..].reverse();
+            if !self.opened.is_empty() {
+                self.seqs.reverse();
+                self.open_lanes(bucket, from_wheel);
+            }
         }
         sort_earliest_first(&mut self.current);
         Some(())
     }
 
-    /// Lane `lane`'s marker came up with `bucket`: its live entries of the bucket join it, the
-    /// dead ones before its first live entry after it are dropped, and the marker moves to
-    /// that entry's bucket.
-    fn open_lane(&mut self, lane: usize, bucket: u64) {
+    /// The lanes whose markers came up with `bucket` (in `opened`): their live entries of the
+    /// bucket join the wheel's, `current[from_wheel..]` (their sequence numbers in `seqs`), in
+    /// the order all were scheduled; each marker moves to its lane's next live entry. Rare: a
+    /// marker waits for a live entry, and nearly every entry is cancelled before its time.
+    #[cold]
+    #[inline(never)]
+    fn open_lanes(&mut self, bucket: u64, from_wheel: usize) {
+        let mut joining = std::mem::take(&mut self.joining);
+        for i in 0..self.opened.len() {
+            self.open_lane(self.opened[i] as usize, bucket, &mut joining);
+        }
+        self.opened.clear();
+        if !joining.is_empty() {
+            for (&seq, &due) in self.seqs.iter().zip(&self.current[from_wheel..]) {
+                joining.push((self.full_seq(seq), due));
+            }
+            joining.sort_unstable_by_key(|&(seq, _)| seq);
+            self.current.truncate(from_wheel);
+            self.current.extend(joining.drain(..).map(|(_, due)| due));
+        }
+        self.joining = joining;
+    }
+
+    /// Lane `lane`'s marker came up with `bucket`: its live entries of the bucket go to
+    /// `joining` with their sequence numbers, the dead ones before its first live entry after
+    /// it are dropped, and the marker moves to that entry's bucket.
+    fn open_lane(&mut self, lane: usize, bucket: u64, joining: &mut Vec<(u64, Due)>) {
         let bits = self.bits;
         loop {
-            let Some(&entry) = self.lanes[lane].entries.front() else {
+            let Some(&entry) = self.lanes[lane].first() else {
                 return;
             };
             let of = entry.at >> bits;
@@ -662,19 +723,18 @@ impl Agenda {
                 self.mark(lane, of);
                 return;
             }
-            let the_lane = &mut self.lanes[lane];
-            the_lane.entries.pop_front();
-            the_lane.front += 1;
+            self.lanes[lane].take_first();
             if entry.live {
                 debug_assert_eq!(
                     of, bucket,
                     "a marker waits in its first live entry's bucket"
                 );
                 self.in_lanes -= 1;
-                self.current.push(Due {
-                    order: (Order::from(entry.at) << 64) | Order::from(self.full_seq(entry.seq)),
+                let due = Due {
+                    at: entry.at,
                     event: entry.event,
-                });
+                };
+                joining.push((self.full_seq(entry.seq), due));
             }
         }
     }
@@ -686,18 +746,18 @@ fn in_the_past(at: u64, event: Event, now: u64) -> ! {
     panic!("event {event:?} scheduled at {at} ns, before the current time {now} ns")
 }
 
-/// Sorts a bucket's events earliest first, and of equal times in the order they were
-/// scheduled. A bucket holds a few events, which an insertion sort puts in place in a few
+/// Sorts a bucket's events earliest first, keeping the order of events of equal times
+/// (stable). A bucket holds a few events, which an insertion sort puts in place in a few
 /// comparisons each, where the general sort's setup cost more than the sorting.
 fn sort_earliest_first(events: &mut [Due]) {
     if events.len() > 16 {
-        events.sort_unstable_by_key(|e| e.order);
+        events.sort_by_key(|e| e.at);
         return;
     }
     for i in 1..events.len() {
         let next = events[i];
         let mut j = i;
-        while j > 0 && events[j - 1].order > next.order {
+        while j > 0 && events[j - 1].at > next.at {
             events[j] = events[j - 1];
             j -= 1;
         }
@@ -927,7 +987,7 @@ mod tests {
         // A node is what every schedule writes and every pop reads.
         assert_eq!(std::mem::size_of::<Event>(), 16);
         assert_eq!(std::mem::size_of::<Node>(), 32);
-        assert_eq!(std::mem::size_of::<Due>(), 32);
+        assert_eq!(std::mem::size_of::<Due>(), 24);
     }
 
     #[test]

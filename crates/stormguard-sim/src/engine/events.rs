@@ -277,6 +277,12 @@ struct Lane {
     /// Entries dropped from the buffer so far: `entries[i]` is entry `dropped + i` of the lane,
     /// the number a handle names.
     dropped: u64,
+    /// Whether its marker waits in the wheel: from the push into an empty lane until the
+    /// marker comes up and finds no entry left. One at most, however often the lane empties.
+    marked: bool,
+    /// The time of the last entry pushed: the marker waits in the bucket of an entry no later
+    /// (whose entries may all be gone, cancelled), so no later entry may be earlier.
+    last_at: u64,
 }
 
 impl Lane {
@@ -291,7 +297,7 @@ impl Lane {
             self.dropped += self.head as u64;
             self.entries.clear();
             self.head = 0;
-        } else if self.head >= 1024 && self.head * 2 >= self.entries.len() {
+        } else if self.head >= 64 && self.head * 2 >= self.entries.len() {
             self.dropped += self.head as u64;
             self.entries.drain(..self.head);
             self.head = 0;
@@ -488,11 +494,13 @@ impl Agenda {
             self.add_lanes(lane);
         }
         let the_lane = &mut self.lanes[lane];
-        let first = match the_lane.entries[the_lane.head..].last() {
-            Some(last) if last.at > at => return self.schedule(at, event),
-            Some(_) => false,
-            None => true,
-        };
+        // Behind its marker's bucket, an entry would be found late: while the lane is marked,
+        // its times may only grow.
+        if the_lane.marked && the_lane.last_at > at {
+            return self.schedule(at, event);
+        }
+        the_lane.last_at = at;
+        let first = !the_lane.marked;
         let seq = self.seq;
         self.seq += 1;
         let number = the_lane.dropped + the_lane.entries.len() as u64;
@@ -520,6 +528,7 @@ impl Agenda {
     /// Puts lane `lane`'s marker in the wheel, in `bucket` (after the cursor, within the
     /// wheel): the bucket of its first live entry.
     fn mark(&mut self, lane: usize, bucket: u64) {
+        self.lanes[lane].marked = true;
         let slot = bucket as usize % SLOTS;
         let node = Node {
             event: Event::Lane(lane as u32),
@@ -562,6 +571,12 @@ impl Agenda {
             if entry.live && entry.event == event {
                 entry.live = false;
                 self.in_lanes -= 1;
+                // The oldest goes with the dead behind it, so that the lane holds no more than
+                // from its oldest live entry on, and stays in cache. Its marker, in an earlier
+                // bucket or the same, moves on when it comes up.
+                while lane.first().is_some_and(|first| !first.live) {
+                    lane.take_first();
+                }
             }
             return;
         }
@@ -713,6 +728,7 @@ impl Agenda {
     /// it are dropped, and the marker moves to that entry's bucket.
     fn open_lane(&mut self, lane: usize, bucket: u64, joining: &mut Vec<(u64, Due)>) {
         let bits = self.bits;
+        self.lanes[lane].marked = false;
         loop {
             let Some(&entry) = self.lanes[lane].first() else {
                 return;
@@ -980,6 +996,32 @@ mod tests {
             expected.map(|(at, k)| (at, Event::Retry(keys[k]))).to_vec()
         );
         assert_eq!(agenda.len(), 0);
+    }
+
+    #[test]
+    fn a_lane_emptied_by_cancelling_takes_no_timeout_before_its_marker() {
+        let mut agenda = Agenda::new();
+        let mut slab = Slab::new();
+        let (late, early) = (slab.insert(()), slab.insert(()));
+        let far = 40 * BUCKET_NANOS;
+        let handle = agenda.schedule_in_lane(0, far, Event::Retry(late));
+        agenda.cancel(handle, Event::Retry(late));
+        // The lane is empty, its marker waits at `far`: an earlier timeout goes to the wheel.
+        agenda.schedule_in_lane(0, 3 * BUCKET_NANOS, Event::Retry(early));
+        agenda.schedule_in_lane(0, far + 1, Event::Retry(late));
+        assert_eq!(agenda.pop(), Some((3 * BUCKET_NANOS, Event::Retry(early))));
+        assert_eq!(agenda.pop(), Some((far + 1, Event::Retry(late))));
+        assert_eq!(agenda.pop(), None);
+        // One marker at most: a lane emptied and filled again a thousand times holds none
+        // of the old ones.
+        for round in 0..1_000u64 {
+            let at = far + 10 * BUCKET_NANOS + round;
+            let handle = agenda.schedule_in_lane(0, at, Event::Retry(late));
+            assert_ne!(handle, Handle::NONE, "in the lane");
+            agenda.cancel(handle, Event::Retry(late));
+        }
+        assert!(agenda.nodes.len() < 4, "{} nodes", agenda.nodes.len());
+        assert_eq!((agenda.len(), agenda.pop()), (0, None));
     }
 
     #[test]

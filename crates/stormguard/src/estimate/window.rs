@@ -165,7 +165,8 @@ struct Slot {
 /// value's bucket), and recomputed from the slots when one expires, as the histogram's is when
 /// a subtraction removes it.
 enum Live {
-    /// No quantile asked yet: the samples in the live slots, and the largest, in microseconds.
+    /// No quantile asked yet: the samples in the live slots, and the largest, in microseconds,
+    /// as the histogram reads it (the top of its bucket).
     Summary { count: u64, max: u64 },
     /// The sum of the live slots.
     Kept(Histogram<u64>),
@@ -381,7 +382,10 @@ impl Ring {
         match &mut self.live {
             Live::Summary { count, max } => {
                 *count += 1;
-                *max = (*max).max(micros);
+                if micros > *max {
+                    // Rare once the window has seen its range: the bucket's top, once.
+                    *max = slot.histogram.highest_equivalent(micros);
+                }
             }
             Live::Kept(live) => live.saturating_record(micros),
         }
@@ -413,8 +417,7 @@ impl Ring {
             return None;
         }
         let longest = match &self.live {
-            // The top of the largest value's bucket, as `Histogram::max` reads it.
-            Live::Summary { max, .. } => self.slots[0].histogram.highest_equivalent(*max),
+            Live::Summary { max, .. } => *max,
             Live::Kept(live) => live.max(),
         };
         Some(Duration::from_micros(longest.min(HIGHEST_MICROS)))
@@ -451,6 +454,10 @@ impl Ring {
 
     /// Moves the ring to the sub-window of `now`, emptying the slots that fell out of the
     /// window, and returns the current sub-window.
+    ///
+    /// Inlined, with the move to a new sub-window out of line: nearly every call is answered by
+    /// the two comparisons here.
+    #[inline]
     fn advance(&mut self, shape: &Shape, now: Instant) -> u64 {
         // The same instant finds the same sub-window, and the ring has not moved since.
         if self.last_now == Some(now) {
@@ -460,6 +467,12 @@ impl Ring {
         if self.next_start.is_some_and(|next| now < next) {
             return self.current;
         }
+        self.advance_to(shape, now)
+    }
+
+    /// [`advance`](Self::advance) past the current sub-window's known end.
+    #[inline(never)]
+    fn advance_to(&mut self, shape: &Shape, now: Instant) -> u64 {
         let epoch = *self.epoch.get_or_insert(now);
         // u64 nanoseconds (585 years) and a u64 division: a u128 one costs far more, per record.
         let elapsed = now.saturating_duration_since(epoch);

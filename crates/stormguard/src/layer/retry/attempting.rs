@@ -54,7 +54,7 @@ impl<O: Observer> Attempting<O> {
             self.parts.extensions = http::Extensions::new();
         }
         let resends = self.shared.policy.max_attempts > 1;
-        carried.or_else(|| resends.then(TriedInstances::default))
+        carried.or_else(|| resends.then(TriedInstances::pooled))
     }
 
     /// The timeout of an attempt starting at `now`; `None` when no time is left.

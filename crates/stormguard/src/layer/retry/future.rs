@@ -163,7 +163,7 @@ where
                         Poll::Pending if timer.poll_expired(had_budget, cx) => None,
                         Poll::Pending => return Poll::Pending,
                     };
-                    let rest = rest.take().expect("polled after completion");
+                    let mut rest = rest.take().expect("polled after completion");
                     let shared = &rest.at.shared;
                     // A response (nearly always a success) is settled by reference and handed
                     // on as it is; only a failure becomes an `Outcome` for the retry loop.
@@ -171,6 +171,9 @@ where
                         Some(Ok(response)) => {
                             let result = settle_response(shared, &response, *sent);
                             if first_succeeded(shared, result, rest.at.idempotent) {
+                                if let Some(tried) = rest.tried.take() {
+                                    tried.recycle();
+                                }
                                 return Poll::Ready(Ok(response));
                             }
                             (result, Ok(response))

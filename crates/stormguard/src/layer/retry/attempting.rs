@@ -109,9 +109,10 @@ impl<O: Observer> Attempting<O> {
         if self.shared.policy.max_attempts > 1 {
             return self.request(body, timeout, now, tried);
         }
-        let head = std::mem::replace(&mut self.parts, Request::new(()).into_parts().0);
+        let mut head = std::mem::replace(&mut self.parts, Request::new(()).into_parts().0);
         // A list that came with the request is in the head already (`take_tried_instances`).
-        self.finish(Request::from_parts(head, body), timeout, now, None)
+        self.finish(&mut head, timeout, now, None);
+        Request::from_parts(head, body)
     }
 
     /// The request of one attempt: the head again, the body (replayed), the budget downstream.
@@ -122,36 +123,32 @@ impl<O: Observer> Attempting<O> {
         now: Instant,
         tried: Option<&TriedInstances>,
     ) -> Request<ReplayBody<B>> {
-        self.finish(
-            Request::from_parts(self.parts.clone(), body),
-            timeout,
-            now,
-            tried,
-        )
+        let mut head = self.parts.clone();
+        self.finish(&mut head, timeout, now, tried);
+        Request::from_parts(head, body)
     }
 
-    /// An attempt's request made from the head: its budget (or deadline) and its list.
-    fn finish<B>(
+    /// An attempt's head made from the one kept: its budget (or deadline) and its list. On the
+    /// head, before the body joins it, so that the request is put together once and not moved
+    /// in and out of here.
+    fn finish(
         &self,
-        mut attempt: Request<ReplayBody<B>>,
+        head: &mut http::request::Parts,
         timeout: Duration,
         now: Instant,
         tried: Option<&TriedInstances>,
-    ) -> Request<ReplayBody<B>> {
+    ) {
         if self.shared.policy.propagate_deadline {
             if self.written_budget != Some(timeout) {
-                write_budget(attempt.headers_mut(), timeout, self.grpc);
+                write_budget(&mut head.headers, timeout, self.grpc);
             }
         } else if self.deadline.is_some() {
             // Without the header, an inner layer learns the deadline from the extension.
-            attempt
-                .extensions_mut()
-                .insert(Deadline::after(now, timeout));
+            head.extensions.insert(Deadline::after(now, timeout));
         }
         if let Some(tried) = tried {
-            attempt.extensions_mut().insert(tried.clone());
+            head.extensions.insert(tried.clone());
         }
-        attempt
     }
 }
 

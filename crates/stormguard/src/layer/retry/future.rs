@@ -16,7 +16,6 @@ use crate::layer::balance::TriedInstances;
 use crate::layer::body::ReplayBody;
 use crate::layer::error::{BoxError, Error};
 use crate::metrics::Observer;
-use crate::policy::RetryState;
 
 type Boxed<RB> = Pin<Box<dyn Future<Output = Result<Response<RB>, Error>> + Send>>;
 
@@ -24,7 +23,6 @@ type Boxed<RB> = Pin<Box<dyn Future<Output = Result<Response<RB>, Error>> + Send
 pub(crate) struct Rest<S, O, B> {
     pub(crate) inner: S,
     pub(crate) at: Attempting<O>,
-    pub(crate) state: Option<RetryState>,
     pub(crate) tried: Option<TriedInstances>,
     /// Where a later attempt's body comes from.
     pub(crate) resend: Resend<B>,
@@ -183,12 +181,11 @@ where
                     let Rest {
                         inner,
                         at,
-                        state,
                         tried,
                         resend,
                     } = *rest;
                     let first = Tried {
-                        state: state.expect("set before the first attempt"),
+                        state: at.shared.policy.first_attempt_state(),
                         tried,
                         result,
                         outcome,

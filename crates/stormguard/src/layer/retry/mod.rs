@@ -180,11 +180,10 @@ where
         let mut rest = Box::new(future::Rest {
             inner,
             at: Attempting::new(shared.clone(), parts),
-            state: None,
             tried: None,
             resend: Resend::Empty,
         });
-        let timeout = match prologue(&mut rest.at, &mut rest.state, start) {
+        let timeout = match prologue(&mut rest.at, start) {
             Ok(timeout) => timeout,
             Err(e) => return ResponseFuture::ready(Err(e)),
         };
@@ -225,13 +224,9 @@ where
 
 /// The start of a request, before any body is read: the deadline, idempotency, whether there is
 /// time for an attempt at all (if not: [`ErrorKind::Deadline`] at once), the budget header, and
-/// the limiter's count. Fills `at` and `state` in place (moving them out and back cost more
+/// the limiter's count. Fills `at` in place (moving it out and back cost more
 /// than the rest of the work here); returns the first attempt's timeout.
-fn prologue<O: Observer>(
-    at: &mut Attempting<O>,
-    state: &mut Option<RetryState>,
-    start: Instant,
-) -> Result<Duration, Error> {
+fn prologue<O: Observer>(at: &mut Attempting<O>, start: Instant) -> Result<Duration, Error> {
     let shared = &*at.shared;
     let policy = &shared.policy;
     shared.observer.observe(&shared.target, Event::Request);
@@ -267,7 +262,9 @@ fn prologue<O: Observer>(
                     shared.estimator.as_deref().map(as_quantiles),
                 ) =>
         {
-            *state = Some(policy.begin(start));
+            // The request is counted now; its retry state is made only if the first attempt
+            // fails (`RetryPolicy::begin` split in two).
+            policy.limiter.on_request(start);
             at.write_budget(timeout);
             Ok(timeout)
         }

@@ -314,7 +314,7 @@ impl<B> Recording<B> {
         (state.ended() && !state.dropped && state.failed.is_none()).then(|| ReplayBody {
             inner: Inner::Replay {
                 chunks: state.chunks.clone(),
-                trailers: state.trailers.clone(),
+                trailers: state.trailers.clone().map(Box::new),
             },
         })
     }

@@ -10,6 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::error::BoxError;
 
+mod chunks;
 mod recording;
 
 pub(crate) use self::recording::Recording;

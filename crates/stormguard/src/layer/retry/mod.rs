@@ -176,8 +176,9 @@ where
         let shared = &*self.shared;
         // The first attempt is sent from here, and its future is polled without a generator.
         // Nearly every request ends with it. The request head is moved once, into the boxed
-        // retry context, and everything else is filled in place: moving that context (some 500
-        // bytes) through a few functions cost more than the box.
+        // retry context, and everything else is filled in place: moving that context (some 300
+        // bytes) through a few functions, or holding it in the future, which is moved on its way
+        // to the caller, cost more than the box.
         let start = clock::now();
         let (parts, body) = req.into_parts();
         let mut rest = Box::new(future::Rest {
@@ -226,9 +227,10 @@ where
 }
 
 /// The start of a request, before any body is read: the deadline, idempotency, whether there is
-/// time for an attempt at all (if not: [`ErrorKind::Deadline`] at once), the budget header, and
-/// the limiter's count. Fills `at` in place (moving it out and back cost more
-/// than the rest of the work here); returns the first attempt's timeout.
+/// time for an attempt at all (if not: [`ErrorKind::Deadline`] at once), and the limiter's
+/// count (the budget header is written into the first attempt's head, by `first_request`).
+/// Fills `at` in place (moving it out and back cost more than the rest of the work here);
+/// returns the first attempt's timeout.
 fn prologue<O: Observer>(at: &mut Attempting<O>, start: Instant) -> Result<Duration, Error> {
     let shared = &*at.shared;
     let policy = &shared.policy;

@@ -312,6 +312,13 @@ impl RetryPolicy {
     /// Starts a request: counts it toward the limiter and returns its state.
     pub fn begin(&self, now: Instant) -> RetryState {
         self.limiter.on_request(now);
+        self.first_attempt_state()
+    }
+
+    /// What [`begin`](RetryPolicy::begin) returns, without counting the request: for a caller
+    /// that counted it when the request began and needs the state only once the first attempt
+    /// failed (the retry layer, whose requests nearly all end with their first attempt).
+    pub(crate) fn first_attempt_state(&self) -> RetryState {
         RetryState {
             attempts: 1,
             schedule: self.backoff.schedule(),

@@ -93,7 +93,56 @@ impl TriedInstances {
     pub fn to_vec(&self) -> Vec<usize> {
         self.lock().clone()
     }
+
+    /// A new, empty list, from this thread's pool of lists that nobody held any more when
+    /// their request ended ([`recycle`](TriedInstances::recycle)), else allocated.
+    ///
+    /// Why: a retry layer that may resend gives every request a list, and nearly every
+    /// request ends with its first attempt answered and the list held by the layer alone. A
+    /// list taken from the pool costs no allocation (nor does the record of its first choice:
+    /// the instances it had keep their room).
+    pub(crate) fn pooled() -> Self {
+        POOL.try_with(|pool| pool.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .map_or_else(Self::default, TriedInstances)
+    }
+
+    /// Gives the list back to this thread's pool, emptied, if no clone of it is left (nobody
+    /// can see it any more) and the pool has room; else drops it.
+    pub(crate) fn recycle(mut self) {
+        let Some(tried) = Arc::get_mut(&mut self.0) else {
+            return;
+        };
+        let Ok(instances) = tried.instances.get_mut() else {
+            return;
+        };
+        if instances.capacity() > POOLED_INSTANCES {
+            return;
+        }
+        instances.clear();
+        *tried.sent.get_mut() = 0;
+        let _ = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOLED_LISTS {
+                pool.push(self.0);
+            }
+        });
+    }
 }
+
+thread_local! {
+    /// Lists recycled on this thread, for [`TriedInstances::pooled`].
+    static POOL: std::cell::RefCell<Vec<Arc<Tried>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// At most this many lists wait in a thread's pool: enough for the requests a thread has in
+/// flight at once on a busy proxy, few enough that an idle thread holds little.
+const POOLED_LISTS: usize = 64;
+
+/// A list that grew past this many instances is dropped rather than pooled, so that one
+/// request that went to many instances does not keep its room for ever.
+const POOLED_INSTANCES: usize = 16;
 
 /// Response extension set by [`Balance`]: which instance answered a request that came without
 /// a [`TriedInstances`] list.

@@ -437,3 +437,23 @@ async fn an_empty_set_answers_no_instance() {
         Some(ErrorKind::NoInstance)
     );
 }
+
+#[test]
+fn a_pooled_list_comes_back_empty_and_a_list_still_held_is_never_pooled() {
+    let tried = TriedInstances::pooled();
+    assert_eq!(tried.choose_and_record(|_| Some(3)), Some(3));
+    tried.record(5);
+    let first = Arc::as_ptr(&tried.0);
+    // Nobody else holds it: it goes back to this thread's pool, emptied.
+    tried.recycle();
+    let again = TriedInstances::pooled();
+    assert_eq!(Arc::as_ptr(&again.0), first, "the same allocation, reused");
+    assert_eq!((again.to_vec(), again.attempts()), (vec![], 0));
+    // A clone is still out (an attempt's request, a caller's list): it stays with its holders.
+    let held = again.clone();
+    again.recycle();
+    let other = TriedInstances::pooled();
+    assert!(!Arc::ptr_eq(&other.0, &held.0));
+    held.record(7);
+    assert_eq!((held.to_vec(), other.to_vec()), (vec![7], vec![]));
+}

@@ -27,7 +27,6 @@
 //! - Dropping the [`Recording`] says that no attempt will follow: the copy is freed as soon as
 //!   the attempt reading is past it.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -36,6 +35,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
+use super::chunks::Chunks;
 use super::{BoxError, Inner, ReplayBody};
 
 /// What every attempt of one request shares: the client's body and the copy of what was read.
@@ -43,7 +43,7 @@ use super::{BoxError, Inner, ReplayBody};
 struct State<B> {
     /// The data frames read from `base` on: all of them while the copy is kept; once it is
     /// dropped, those read ahead that the owner has yet to send.
-    chunks: VecDeque<Bytes>,
+    chunks: Chunks,
     /// The number (from the body's start) of the first frame in `chunks`.
     base: usize,
     /// Data frames read from the client's body so far.
@@ -246,7 +246,7 @@ impl<B: Body> Recording<B> {
         let over = body.size_hint().lower() > limit as u64;
         let ended = body.is_end_stream();
         let state = State {
-            chunks: VecDeque::new(),
+            chunks: Chunks::default(),
             base: 0,
             read_frames: 0,
             read_bytes: 0,
@@ -313,8 +313,8 @@ impl<B> Recording<B> {
         let state = lock(&self.shared);
         (state.ended() && !state.dropped && state.failed.is_none()).then(|| ReplayBody {
             inner: Inner::Replay {
-                chunks: state.chunks.clone(),
-                trailers: state.trailers.clone(),
+                chunks: state.chunks.to_deque(),
+                trailers: state.trailers.clone().map(Box::new),
             },
         })
     }
@@ -461,7 +461,7 @@ where
         }
         let copied: u64 = state
             .chunks
-            .range(self.next - state.base..)
+            .iter_from(self.next - state.base)
             .map(|b| b.len() as u64)
             .sum();
         let rest = match &state.rest {

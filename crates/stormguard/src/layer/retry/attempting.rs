@@ -9,8 +9,6 @@ pub(crate) struct Attempting<O> {
     pub(super) deadline: Option<Deadline>,
     pub(super) idempotent: bool,
     pub(super) grpc: bool,
-    /// The budget already in `parts.headers`, if any.
-    pub(super) written_budget: Option<Duration>,
     /// Whether a deadline header came with the request, so that writing the budget need look
     /// for stale ones to remove only then (the prologue has read every header already).
     pub(super) deadline_headers: bool,
@@ -25,7 +23,6 @@ impl<O: Observer> Attempting<O> {
             deadline: None,
             idempotent: false,
             grpc: false,
-            written_budget: None,
             deadline_headers: true,
         }
     }
@@ -49,12 +46,16 @@ impl<O: Observer> Attempting<O> {
         if self.shared.policy.max_attempts <= 1 {
             return self.parts.extensions.get::<TriedInstances>().cloned();
         }
+        if self.parts.extensions.is_empty() {
+            // Nearly every request: no list came with it, and nothing is to be taken out.
+            self.parts.extensions = http::Extensions::new();
+            return Some(TriedInstances::pooled());
+        }
         let carried = self.parts.extensions.remove::<TriedInstances>();
         if self.parts.extensions.is_empty() {
             self.parts.extensions = http::Extensions::new();
         }
-        let resends = self.shared.policy.max_attempts > 1;
-        carried.or_else(|| resends.then(TriedInstances::default))
+        Some(carried.unwrap_or_else(TriedInstances::pooled))
     }
 
     /// The timeout of an attempt starting at `now`; `None` when no time is left.
@@ -72,33 +73,17 @@ impl<O: Observer> Attempting<O> {
         policy.attempt_timeout(self.deadline, now, adaptive)
     }
 
-    /// Writes the budget of an attempt of `timeout` into the head every attempt is cloned from,
-    /// so that an attempt with that timeout (nearly always the first) needs no header work.
-    pub(super) fn write_budget(&mut self, timeout: Duration) {
-        let shared = &self.shared;
-        if !shared.policy.propagate_deadline {
-            return;
-        }
-        let value = if timeout == shared.policy.deadline.per_try_timeout {
-            // The common case: the per-try timeout, whose header value is made once.
-            shared.per_try_budget.clone()
-        } else {
-            budget_value(timeout)
-        };
-        insert_budget_value(
-            &mut self.parts.headers,
-            timeout,
-            value,
-            self.grpc,
-            self.deadline_headers,
-        );
-        self.written_budget = Some(timeout);
-    }
-
-    /// The request of the first attempt. With a policy that sends once, the head itself, moved
-    /// out rather than cloned: no attempt follows to need it (the policy decides no retry once
-    /// `max_attempts` were sent), and the clone of its headers, URI and extensions was most of
-    /// what the layer cost such a route. Otherwise as [`request`](Attempting::request).
+    /// The request of the first attempt.
+    ///
+    /// With a policy that sends once, the head itself, moved out rather than cloned: no attempt
+    /// follows to need it (the policy decides no retry once `max_attempts` were sent), and the
+    /// clone of its headers, URI and extensions was most of what the layer cost such a route.
+    ///
+    /// Otherwise a copy of the head, made before the attempt's budget and list are written, but
+    /// with the caller's header map, which the kept head exchanges for the copy of it: the
+    /// budget header then goes into a map with room for it (a cloned map has none, and grew to
+    /// take it), and the head kept for a retry carries one header less to clone and to drop
+    /// (a retry writes its own budget).
     pub(super) fn first_request<B>(
         &mut self,
         body: ReplayBody<B>,
@@ -106,12 +91,19 @@ impl<O: Observer> Attempting<O> {
         now: Instant,
         tried: Option<&TriedInstances>,
     ) -> Request<ReplayBody<B>> {
-        if self.shared.policy.max_attempts > 1 {
-            return self.request(body, timeout, now, tried);
+        if self.shared.policy.max_attempts <= 1 {
+            let mut head = std::mem::replace(&mut self.parts, Request::new(()).into_parts().0);
+            // A list that came with the request is in the head already
+            // (`take_tried_instances`).
+            self.finish(&mut head, timeout, now, None);
+            return Request::from_parts(head, body);
         }
-        let head = std::mem::replace(&mut self.parts, Request::new(()).into_parts().0);
-        // A list that came with the request is in the head already (`take_tried_instances`).
-        self.finish(Request::from_parts(head, body), timeout, now, None)
+        let mut head = self.parts.clone();
+        if self.shared.policy.propagate_deadline {
+            std::mem::swap(&mut head.headers, &mut self.parts.headers);
+        }
+        self.finish(&mut head, timeout, now, tried);
+        Request::from_parts(head, body)
     }
 
     /// The request of one attempt: the head again, the body (replayed), the budget downstream.
@@ -122,36 +114,45 @@ impl<O: Observer> Attempting<O> {
         now: Instant,
         tried: Option<&TriedInstances>,
     ) -> Request<ReplayBody<B>> {
-        self.finish(
-            Request::from_parts(self.parts.clone(), body),
-            timeout,
-            now,
-            tried,
-        )
+        let mut head = self.parts.clone();
+        self.finish(&mut head, timeout, now, tried);
+        Request::from_parts(head, body)
     }
 
-    /// An attempt's request made from the head: its budget (or deadline) and its list.
-    fn finish<B>(
+    /// An attempt's head made from the one kept: its budget (or deadline) and its list. On the
+    /// head, before the body joins it, so that the request is put together once and not moved
+    /// in and out of here.
+    fn finish(
         &self,
-        mut attempt: Request<ReplayBody<B>>,
+        head: &mut http::request::Parts,
         timeout: Duration,
         now: Instant,
         tried: Option<&TriedInstances>,
-    ) -> Request<ReplayBody<B>> {
-        if self.shared.policy.propagate_deadline {
-            if self.written_budget != Some(timeout) {
-                write_budget(attempt.headers_mut(), timeout, self.grpc);
-            }
+    ) {
+        let shared = &self.shared;
+        if shared.policy.propagate_deadline {
+            let value = if timeout == shared.policy.deadline.per_try_timeout {
+                // The common case: the per-try timeout, whose header value is made once.
+                shared.per_try_budget.clone()
+            } else {
+                budget_value(timeout)
+            };
+            // The kept head has every header the request came with (none of the attempts'),
+            // so stale deadline headers are looked for only if the prologue saw one.
+            insert_budget_value(
+                &mut head.headers,
+                timeout,
+                value,
+                self.grpc,
+                self.deadline_headers,
+            );
         } else if self.deadline.is_some() {
             // Without the header, an inner layer learns the deadline from the extension.
-            attempt
-                .extensions_mut()
-                .insert(Deadline::after(now, timeout));
+            head.extensions.insert(Deadline::after(now, timeout));
         }
         if let Some(tried) = tried {
-            attempt.extensions_mut().insert(tried.clone());
+            head.extensions.insert(tried.clone());
         }
-        attempt
     }
 }
 

@@ -16,7 +16,6 @@ use crate::layer::balance::TriedInstances;
 use crate::layer::body::ReplayBody;
 use crate::layer::error::{BoxError, Error};
 use crate::metrics::Observer;
-use crate::policy::RetryState;
 
 type Boxed<RB> = Pin<Box<dyn Future<Output = Result<Response<RB>, Error>> + Send>>;
 
@@ -24,7 +23,6 @@ type Boxed<RB> = Pin<Box<dyn Future<Output = Result<Response<RB>, Error>> + Send
 pub(crate) struct Rest<S, O, B> {
     pub(crate) inner: S,
     pub(crate) at: Attempting<O>,
-    pub(crate) state: Option<RetryState>,
     pub(crate) tried: Option<TriedInstances>,
     /// Where a later attempt's body comes from.
     pub(crate) resend: Resend<B>,
@@ -163,7 +161,7 @@ where
                         Poll::Pending if timer.poll_expired(had_budget, cx) => None,
                         Poll::Pending => return Poll::Pending,
                     };
-                    let rest = rest.take().expect("polled after completion");
+                    let mut rest = rest.take().expect("polled after completion");
                     let shared = &rest.at.shared;
                     // A response (nearly always a success) is settled by reference and handed
                     // on as it is; only a failure becomes an `Outcome` for the retry loop.
@@ -171,6 +169,9 @@ where
                         Some(Ok(response)) => {
                             let result = settle_response(shared, &response, *sent);
                             if first_succeeded(shared, result, rest.at.idempotent) {
+                                if let Some(tried) = rest.tried.take() {
+                                    tried.recycle();
+                                }
                                 return Poll::Ready(Ok(response));
                             }
                             (result, Ok(response))
@@ -180,12 +181,11 @@ where
                     let Rest {
                         inner,
                         at,
-                        state,
                         tried,
                         resend,
                     } = *rest;
                     let first = Tried {
-                        state: state.expect("set before the first attempt"),
+                        state: at.shared.policy.first_attempt_state(),
                         tried,
                         result,
                         outcome,

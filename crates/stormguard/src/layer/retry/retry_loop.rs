@@ -122,7 +122,7 @@ where
         match decision {
             Decision::Success => {
                 observer.observe(target, Event::Succeeded);
-                return finish(outcome, total(sent, tried.as_ref()), result, None);
+                return finish(outcome, total(sent, tried), result, None);
             }
             Decision::GiveUp(give_up) => {
                 match give_up {
@@ -131,7 +131,7 @@ where
                     _ => {}
                 }
                 observer.observe(target, Event::Failed(give_up));
-                return finish(outcome, total(sent, tried.as_ref()), result, Some(give_up));
+                return finish(outcome, total(sent, tried), result, Some(give_up));
             }
             Decision::Retry { after, kind } => {
                 let went_to = match &outcome {
@@ -139,7 +139,7 @@ where
                     Err(Some(e)) => instance_of(&**e),
                     Err(None) => None,
                 };
-                let tried = tried.get_or_insert_with(TriedInstances::default);
+                let tried = tried.get_or_insert_with(TriedInstances::pooled);
                 if let Some(instance) = went_to {
                     tried.record(instance);
                 }
@@ -155,11 +155,8 @@ where
                 let Some(timeout) = at.timeout(now) else {
                     observer.observe(target, Event::DeadlineGiveUp);
                     observer.observe(target, Event::Failed(GiveUp::Deadline));
-                    return Err(Error::new(
-                        ErrorKind::Deadline,
-                        total(sent, Some(&*tried)),
-                        None,
-                    ));
+                    let attempts = total(sent, Some(tried.clone()));
+                    return Err(Error::new(ErrorKind::Deadline, attempts, None));
                 };
                 // Counted when sent, so that the retries metric is retries sent.
                 observer.observe(target, Event::Retry(kind));
@@ -183,9 +180,14 @@ fn sent_by<RB>(outcome: &Outcome<RB>) -> u32 {
 
 /// Attempts sent for the request: what the outcomes said, or what a balancer counted in its
 /// [`TriedInstances`] if more. The count survives what outcomes cannot tell: a hedge's copy in
-/// flight when the per-try timeout dropped both.
-fn total(sent: u32, tried: Option<&TriedInstances>) -> u32 {
-    tried.map_or(sent, |tried| sent.max(tried.attempts()))
+/// flight when the per-try timeout dropped both. The list, read for the last time, goes back
+/// to the pool if nobody else holds it.
+fn total(sent: u32, tried: Option<TriedInstances>) -> u32 {
+    tried.map_or(sent, |tried| {
+        let attempts = sent.max(tried.attempts());
+        tried.recycle();
+        attempts
+    })
 }
 
 pub(super) fn finish<RB>(

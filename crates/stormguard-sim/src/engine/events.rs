@@ -608,25 +608,36 @@ impl Agenda {
     /// of a run needs, out of line.
     #[inline(always)]
     fn store(&mut self, node: Node) -> u32 {
-        if self.free == NIL {
-            return self.grow(node);
-        }
-        let index = self.free;
-        let slot = &mut self.nodes[index as usize];
-        self.free = slot.next;
-        *slot = node;
+        let index = if self.free == NIL {
+            self.grow()
+        } else {
+            let index = self.free;
+            self.free = self.nodes[index as usize].next;
+            index
+        };
+        self.nodes[index as usize] = node;
         index
     }
 
-    /// Adds `node` to the pool, none being free, and returns its index.
+    /// Adds a node to the pool, none being free, and returns its index.
+    ///
+    /// Not given the node: a value passed to a call, even a cold one, lives in memory on the
+    /// path every schedule takes, written a field at a time and read back whole, a load that
+    /// waits for those stores to land (see [`in_the_past`]).
     #[cold]
     #[inline(never)]
-    fn grow(&mut self, node: Node) -> u32 {
+    fn grow(&mut self) -> u32 {
         let index = u32::try_from(self.nodes.len())
             .ok()
             .filter(|&index| index != NIL)
             .expect("fewer than 2^32 - 1 events wait at once");
-        self.nodes.push(node);
+        self.nodes.push(Node {
+            event: Event::UserArrival,
+            at_low: 0,
+            seq: 0,
+            next: NIL,
+            waiting: false,
+        });
         index
     }
 

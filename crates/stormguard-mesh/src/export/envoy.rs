@@ -226,6 +226,10 @@ impl Writer for Envoy {
         &["bootstrap", "config_dump"]
     }
 
+    fn names_port(&self, _plan: &DestinationPlan) -> Option<&'static str> {
+        Some("Envoy cluster endpoint")
+    }
+
     /// The route entry (`...routes[2]`), also when the reader pointed at its action.
     fn route_prefix(&self, resource: &Resource) -> Path {
         let mut path = parse_path(&resource.path);
@@ -322,7 +326,10 @@ fn bootstrap(caller: &str, plans: &[&DestinationPlan]) -> NewFile {
                         "lb_endpoints".into(),
                         Val::List(vec![Val::Map(vec![(
                             "endpoint".into(),
-                            Val::Map(vec![("address".into(), socket(&plan.to, 80))]),
+                            Val::Map(vec![(
+                                "address".into(),
+                                socket(&plan.to, plan.port_or_default()),
+                            )]),
                         )])]),
                     )])]),
                 ),

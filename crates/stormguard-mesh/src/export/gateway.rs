@@ -161,6 +161,10 @@ impl Writer for GatewayApi {
         &[]
     }
 
+    fn names_port(&self, plan: &DestinationPlan) -> Option<&'static str> {
+        (!plan.routes.is_empty()).then_some("HTTPRoute backendRef")
+    }
+
     fn new_files(&self, plans: &[DestinationPlan]) -> Vec<NewFile> {
         let mut docs = Vec::new();
         let mut resources = Vec::new();
@@ -173,7 +177,7 @@ impl Writer for GatewayApi {
                     if let Some(ep) = &route.endpoint {
                         rule.set(&["name"], Val::str(ep));
                     }
-                    rule.set(&["backendRefs"], backend_ref(&plan.to));
+                    rule.set(&["backendRefs"], backend_ref(plan));
                     for assign in &route.fields {
                         rule.put(&assign.path, assign.value.clone());
                     }
@@ -191,12 +195,12 @@ impl Writer for GatewayApi {
     }
 }
 
-/// A backend reference to the Service itself. Gateway API requires a port for a Service: 80
-/// is written, to be checked against the Service's.
-pub(super) fn backend_ref(to: &str) -> Val {
+/// A backend reference to the Service itself. Gateway API requires a port for a Service: the
+/// Service's when it was read, else 80, which [`export`](super::export) notes to be checked.
+pub(super) fn backend_ref(plan: &DestinationPlan) -> Val {
     Val::List(vec![Val::Map(vec![
-        ("name".into(), Val::str(to)),
-        ("port".into(), Val::Int(80)),
+        ("name".into(), Val::str(&plan.to)),
+        ("port".into(), Val::Int(plan.port_or_default())),
     ])])
 }
 

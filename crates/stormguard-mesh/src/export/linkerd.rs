@@ -154,6 +154,10 @@ impl Writer for Linkerd {
         &[]
     }
 
+    fn names_port(&self, plan: &DestinationPlan) -> Option<&'static str> {
+        (!plan.routes.is_empty()).then_some("HTTPRoute backendRef")
+    }
+
     /// Annotations are the resource's, whichever rule the reader pointed at.
     fn route_prefix(&self, resource: &Resource) -> Path {
         let _ = resource;
@@ -173,7 +177,7 @@ impl Writer for Linkerd {
             }
             let rules = Val::List(vec![Val::Map(vec![(
                 "backendRefs".into(),
-                backend_ref(&plan.to),
+                backend_ref(plan),
             )])]);
             docs.push(http_route(&plan.to, rules, Some(annotations)).to_yaml(0));
             resources.push(format!("HTTPRoute {}", plan.to));

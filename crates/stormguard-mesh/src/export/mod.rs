@@ -207,6 +207,13 @@ trait Writer: Sync {
     }
     /// New resources for destinations that have none in the user's files.
     fn new_files(&self, plans: &[DestinationPlan]) -> Vec<NewFile>;
+    /// The kind of new resource that names its destination by port, if the target writes one
+    /// (a backend reference or a cluster's endpoint): a port that the files read do not give
+    /// is guessed, and the guess is said.
+    fn names_port(&self, plan: &DestinationPlan) -> Option<&'static str> {
+        let _ = plan;
+        None
+    }
     /// What, in an existing route's part, overrides the values written there (an Envoy
     /// request header such as `x-envoy-max-retries`).
     fn overridden(&self, route: &crate::doc::Node) -> Vec<String> {
@@ -261,6 +268,18 @@ pub struct DestinationPlan {
     pub routes: Vec<RoutePlan>,
     /// Its destination resource's values.
     pub destination: Vec<Assign>,
+    /// The port of its Kubernetes Service, when the files read hold that Service with one
+    /// port (or one named `http`): what a new resource that names the Service by port uses,
+    /// 80 when unknown ([`DestinationPlan::port_or_default`]).
+    pub port: Option<u16>,
+}
+
+impl DestinationPlan {
+    /// The Service port a new resource names: the one read, else 80 (with a note from
+    /// [`export`] to check it).
+    pub fn port_or_default(&self) -> i64 {
+        self.port.map_or(80, i64::from)
+    }
 }
 
 /// A setting of a call that the target cannot express: not written, or written approximately.
@@ -513,6 +532,16 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
         plan.destination.retain(|a| !a.only_to_replace);
     }
     if !new_plans.is_empty() {
+        for plan in &mut new_plans {
+            plan.port = service_port(existing, &plan.to);
+            if let (None, Some(kind)) = (plan.port, writer.names_port(plan)) {
+                out.notes.push(format!(
+                    "{kind} for {}: port 80 written, since no Service {} with one port (or \
+                     one named http) was among the files read: check it against the Service's",
+                    plan.to, plan.to
+                ));
+            }
+        }
         for file in writer.new_files(&new_plans) {
             out.files.push(OutFile {
                 path: PathBuf::from(file.name),
@@ -523,6 +552,59 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
         }
     }
     out
+}
+
+/// The port of the Kubernetes Service that is graph service `to` among the files read: its
+/// only port, or the one named `http` (or `http-` something, `grpc` for gRPC) of several.
+/// `None` when no such Service was read, or its ports leave the choice open.
+fn service_port(existing: &Existing, to: &str) -> Option<u16> {
+    let mut found = None;
+    for doc in &existing.documents {
+        let root = &doc.root;
+        if root.get("kind").and_then(crate::doc::Node::as_str) != Some("Service") {
+            continue;
+        }
+        let name = root
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(crate::doc::Node::as_str);
+        if name.map(names::graph_name).as_deref() != Some(to) {
+            continue;
+        }
+        let ports = root
+            .get("spec")
+            .and_then(|s| s.get("ports"))
+            .map(crate::doc::Node::items)
+            .unwrap_or_default();
+        let port_of = |p: &crate::doc::Node| {
+            p.get("port")
+                .and_then(crate::doc::Node::as_u64)
+                .and_then(|n| u16::try_from(n).ok())
+        };
+        let named = |p: &&crate::doc::Node| {
+            p.get("name")
+                .and_then(crate::doc::Node::as_str)
+                .is_some_and(|n| n == "http" || n.starts_with("http-") || n == "grpc")
+        };
+        let port = match ports {
+            [only] => port_of(only),
+            several => {
+                let mut web = several.iter().filter(named);
+                match (web.next(), web.next()) {
+                    (Some(one), None) => port_of(one),
+                    _ => None,
+                }
+            }
+        };
+        // Two Services of the same graph name (in two namespaces) with different ports: no
+        // guess between them.
+        match (found, port) {
+            (_, None) => return None,
+            (Some(seen), Some(p)) if seen != p => return None,
+            _ => found = port,
+        }
+    }
+    found
 }
 
 /// Whether `host` (as a resource names it) is the graph service `to`.

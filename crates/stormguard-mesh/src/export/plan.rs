@@ -246,6 +246,7 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
             caller,
             routes,
             destination: groups.into_iter().next().map(|g| g.1).unwrap_or_default(),
+            port: None,
         });
     }
     result

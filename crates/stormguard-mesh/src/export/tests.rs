@@ -333,3 +333,56 @@ timeout = "1s"
         plan.unexpressed
     );
 }
+
+/// A Service manifest with `ports`, as `import` reads it.
+fn services(ports: &str) -> Existing {
+    let text = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n  selector:\n    app: reviews\n  ports:\n{ports}"
+    );
+    let documents = parse_documents("k8s/reviews-svc.yaml", &text).unwrap();
+    let inventory = crate::inventory(&documents).unwrap();
+    Existing {
+        documents,
+        inventory,
+    }
+}
+
+/// The ports the new resources of `out` name for `reviews`, read from their text.
+fn ports_written(out: &Export) -> Vec<String> {
+    out.files
+        .iter()
+        .flat_map(|f| f.text.lines())
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("port: ").or(l.strip_prefix("port_value: ")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn new_resources_name_the_service_s_port_when_it_was_read_and_say_when_they_guess() {
+    let one = services("  - port: 8080\n    targetPort: 9080\n");
+    let named = services("  - name: metrics\n    port: 9100\n  - name: http\n    port: 8080\n");
+    let open = services("  - name: a\n    port: 8080\n  - name: b\n    port: 8081\n");
+    for target in [Target::GatewayApi, Target::Linkerd, Target::Envoy] {
+        for existing in [&one, &named] {
+            let out = export(&graph(), target, existing);
+            let ports = ports_written(&out);
+            assert!(ports.contains(&"8080".to_string()), "{target}: {ports:?}");
+            assert!(
+                !out.notes.iter().any(|n| n.contains("reviews: port 80")),
+                "{target}: {:?}",
+                out.notes
+            );
+        }
+        for existing in [&open, &Existing::default()] {
+            let out = export(&graph(), target, existing);
+            assert!(ports_written(&out).contains(&"80".to_string()), "{target}");
+            let note = out
+                .notes
+                .iter()
+                .find(|n| n.contains("for reviews: port 80 written"))
+                .unwrap_or_else(|| panic!("{target}: {:?}", out.notes));
+            assert!(note.contains("check it against the Service's"), "{note}");
+        }
+    }
+}

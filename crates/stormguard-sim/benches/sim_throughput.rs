@@ -24,7 +24,8 @@
 //! `wide4 30`) runs one row once and prints its attempts and a digest of its outcome (which a
 //! change made for speed must leave alone), for a profiler (`valgrind --tool=callgrind` on the
 //! bench binary counts instructions per attempt, a figure that other work on the machine does
-//! not disturb).
+//! not disturb). `bench/sim_ab.sh BASE` compares this tree's build with commit `BASE`'s, run in
+//! alternation: the only comparison of wall time that the machine's drift does not swamp.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};

@@ -269,7 +269,7 @@ pub struct DestinationPlan {
     /// Its destination resource's values.
     pub destination: Vec<Assign>,
     /// The port of its Kubernetes Service, when the files read hold that Service with one
-    /// port (or one named `http`): what a new resource that names the Service by port uses,
+    /// port (or one named `http`, `http-...` or `grpc`): what a new resource that names the Service by port uses,
     /// 80 when unknown ([`DestinationPlan::port_or_default`]).
     pub port: Option<u16>,
 }
@@ -537,7 +537,8 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
             if let (None, Some(kind)) = (plan.port, writer.names_port(plan)) {
                 out.notes.push(format!(
                     "{kind} for {}: port 80 written, since no Service {} with one port (or \
-                     one named http) was among the files read: check it against the Service's",
+                     one named http, http-... or grpc) was among the files read: check it \
+                     against the Service's",
                     plan.to, plan.to
                 ));
             }
@@ -561,7 +562,10 @@ fn service_port(existing: &Existing, to: &str) -> Option<u16> {
     let mut found = None;
     for doc in &existing.documents {
         let root = &doc.root;
-        if root.get("kind").and_then(crate::doc::Node::as_str) != Some("Service") {
+        // The core Service only (`apiVersion: v1`): a Knative Service is also of kind
+        // `Service`, and has no ports.
+        let core = root.get("apiVersion").and_then(crate::doc::Node::as_str) == Some("v1");
+        if !core || root.get("kind").and_then(crate::doc::Node::as_str) != Some("Service") {
             continue;
         }
         let name = root

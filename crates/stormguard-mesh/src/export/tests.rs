@@ -363,6 +363,15 @@ fn new_resources_name_the_service_s_port_when_it_was_read_and_say_when_they_gues
     let one = services("  - port: 8080\n    targetPort: 9080\n");
     let named = services("  - name: metrics\n    port: 9100\n  - name: http\n    port: 8080\n");
     let open = services("  - name: a\n    port: 8080\n  - name: b\n    port: 8081\n");
+    // A Knative Service is of kind Service too, but not the one that names the port.
+    let knative = {
+        let text = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n  ports:\n  - port: 8080\n";
+        let documents = parse_documents("k8s/knative.yaml", text).unwrap();
+        Existing {
+            inventory: crate::inventory(&documents).unwrap_or_default(),
+            documents,
+        }
+    };
     for target in [Target::GatewayApi, Target::Linkerd, Target::Envoy] {
         for existing in [&one, &named] {
             let out = export(&graph(), target, existing);
@@ -374,7 +383,7 @@ fn new_resources_name_the_service_s_port_when_it_was_read_and_say_when_they_gues
                 out.notes
             );
         }
-        for existing in [&open, &Existing::default()] {
+        for existing in [&open, &knative, &Existing::default()] {
             let out = export(&graph(), target, existing);
             assert!(ports_written(&out).contains(&"80".to_string()), "{target}");
             let note = out

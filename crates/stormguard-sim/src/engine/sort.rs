@@ -23,46 +23,101 @@ pub(crate) fn sort_nanos(values: &mut Vec<u64>) {
     sort_above(values, 0);
 }
 
-/// Sorts `latencies` (each with its step, `counts.len()` or more for none) into one sorted
-/// list of all of them and one per step, `counts[k]` long for step `k`.
-pub(crate) fn sort_by_step(latencies: &[(u64, u32)], counts: &[u64]) -> (Vec<u64>, Vec<Vec<u64>>) {
-    let steps = counts.len();
-    let mut per_step: Vec<Vec<u64>> = counts
-        .iter()
-        .map(|&n| Vec::with_capacity(usize::try_from(n).unwrap_or(0)))
-        .collect();
-    // Bits that hold every step number, and `steps` for none.
-    let step_bits = u64::BITS - (steps as u64).leading_zeros();
-    let largest = latencies.iter().map(|&(l, _)| l).max().unwrap_or(0);
-    let fits = step_bits < u64::BITS && largest.leading_zeros() >= step_bits;
-    if !fits {
-        // Too long a latency or too many steps to pack: sort each list on its own.
-        let mut all: Vec<u64> = latencies.iter().map(|&(l, _)| l).collect();
-        for &(latency, step) in latencies {
-            if let Some(list) = per_step.get_mut(step as usize) {
+/// Every successful user request's latency with its step, kept as they come: packed into one
+/// `u64` each (the latency above, the step in the low bits), as [`sort`](Self::sort) sorts
+/// them, so that a run holds 8 bytes a request rather than 16 and the end of the run neither
+/// packs them nor allocates the sorted list anew. A latency too long to pack beside the step
+/// (over 2^47 ns, some 39 hours, with a day of steps) turns the whole list into pairs, sorted
+/// each on their own.
+pub(crate) struct StepLatencies {
+    /// Bits that hold every step number, and `steps` for none.
+    bits: u32,
+    /// The step number that stands for none.
+    none: u64,
+    packed: Vec<u64>,
+    /// The list as pairs, once a latency did not fit.
+    pairs: Option<Vec<(u64, u32)>>,
+}
+
+impl StepLatencies {
+    /// An empty list for a timeline of `steps` steps.
+    pub(crate) fn new(steps: usize) -> Self {
+        let none = steps as u64;
+        StepLatencies {
+            bits: u64::BITS - none.leading_zeros(),
+            none,
+            packed: Vec::new(),
+            pairs: None,
+        }
+    }
+
+    /// One latency, of a request that arrived in `step` (the step count or more: none).
+    pub(crate) fn push(&mut self, latency: u64, step: u32) {
+        let step = u64::from(step).min(self.none);
+        if self.pairs.is_none() && self.bits < u64::BITS && latency.leading_zeros() >= self.bits {
+            self.packed.push((latency << self.bits) | step);
+        } else {
+            self.push_pair(latency, step);
+        }
+    }
+
+    /// A latency too long to pack, or one after it: the list goes on as pairs.
+    #[cold]
+    #[inline(never)]
+    fn push_pair(&mut self, latency: u64, step: u64) {
+        let (bits, packed) = (self.bits, &mut self.packed);
+        let pairs = self.pairs.get_or_insert_with(|| {
+            let mask = 1u64.checked_shl(bits).map_or(u64::MAX, |b| b - 1);
+            let pairs = packed.iter().map(|&v| (v >> bits, (v & mask) as u32));
+            let pairs = pairs.collect();
+            *packed = Vec::new();
+            pairs
+        });
+        pairs.push((latency, step as u32));
+    }
+
+    /// One sorted list of all the latencies and one per step, `counts[k]` long for step `k`
+    /// (`counts.len()` is the step count given to [`new`](Self::new)).
+    pub(crate) fn sort(self, counts: &[u64]) -> (Vec<u64>, Vec<Vec<u64>>) {
+        if let Some(pairs) = &self.pairs {
+            return sort_pairs(pairs, counts);
+        }
+        let mut per_step = per_step_lists(counts);
+        let (bits, mut values) = (self.bits, self.packed);
+        sort_above(&mut values, bits);
+        let mask = (1u64 << bits) - 1;
+        for v in &mut values {
+            let latency = *v >> bits;
+            if let Some(list) = per_step.get_mut((*v & mask) as usize) {
                 list.push(latency);
             }
+            *v = latency;
         }
-        sort_nanos(&mut all);
-        for list in &mut per_step {
-            sort_nanos(list);
-        }
-        return (all, per_step);
+        (values, per_step)
     }
-    let none = steps as u64;
-    let mut packed: Vec<u64> = latencies
+}
+
+/// An empty list for each step, with room for its `counts[k]` latencies.
+fn per_step_lists(counts: &[u64]) -> Vec<Vec<u64>> {
+    counts
         .iter()
-        .map(|&(l, step)| (l << step_bits) | u64::from(step).min(none))
-        .collect();
-    sort_above(&mut packed, step_bits);
-    let mask = (1u64 << step_bits) - 1;
-    let mut all = Vec::with_capacity(packed.len());
-    for v in packed {
-        let latency = v >> step_bits;
-        all.push(latency);
-        if let Some(list) = per_step.get_mut((v & mask) as usize) {
+        .map(|&n| Vec::with_capacity(usize::try_from(n).unwrap_or(0)))
+        .collect()
+}
+
+/// [`StepLatencies::sort`] for a list that could not be packed: every list sorted on its own.
+fn sort_pairs(latencies: &[(u64, u32)], counts: &[u64]) -> (Vec<u64>, Vec<Vec<u64>>) {
+    // Too long a latency or too many steps to pack: sort each list on its own.
+    let mut per_step = per_step_lists(counts);
+    let mut all: Vec<u64> = latencies.iter().map(|&(l, _)| l).collect();
+    for &(latency, step) in latencies {
+        if let Some(list) = per_step.get_mut(step as usize) {
             list.push(latency);
         }
+    }
+    sort_nanos(&mut all);
+    for list in &mut per_step {
+        sort_nanos(list);
     }
     (all, per_step)
 }
@@ -131,7 +186,7 @@ mod tests {
         assert_eq!(zeros, vec![0; 1_000]);
     }
 
-    /// What [`sort_by_step`] must give: each list gathered, then sorted on its own.
+    /// What [`StepLatencies::sort`] must give: each list gathered, then sorted on its own.
     fn by_step_reference(latencies: &[(u64, u32)], steps: usize) -> (Vec<u64>, Vec<Vec<u64>>) {
         let mut all: Vec<u64> = latencies.iter().map(|&(l, _)| l).collect();
         all.sort_unstable();
@@ -145,6 +200,29 @@ mod tests {
             list.sort_unstable();
         }
         (all, per_step)
+    }
+
+    #[test]
+    fn a_latency_too_long_to_pack_turns_the_list_into_pairs_and_loses_nothing() {
+        let steps = 86_400;
+        let latencies = [
+            (5, 3),
+            (1 << 40, 86_400),
+            (7, 3),
+            (u64::MAX, 2),
+            (2, 2),
+            (9, 0),
+        ];
+        let mut list = StepLatencies::new(steps);
+        let mut counts = vec![0u64; steps];
+        for &(latency, step) in &latencies {
+            list.push(latency, step);
+            if let Some(n) = counts.get_mut(step as usize) {
+                *n += 1;
+            }
+        }
+        assert!(list.pairs.is_some(), "spilled at u64::MAX");
+        assert_eq!(list.sort(&counts), by_step_reference(&latencies, steps));
     }
 
     #[test]
@@ -172,8 +250,12 @@ mod tests {
                     *n += 1;
                 }
             }
+            let mut list = StepLatencies::new(steps);
+            for &(latency, step) in &latencies {
+                list.push(latency, step);
+            }
             assert_eq!(
-                sort_by_step(&latencies, &counts),
+                list.sort(&counts),
                 by_step_reference(&latencies, steps),
                 "{len} latencies below {top} in {steps} steps"
             );

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::outcome::Step;
+use super::sort::StepLatencies;
 use super::state::InstanceState;
 
 /// One step of the timeline, in virtual nanoseconds.
@@ -22,9 +23,8 @@ pub(crate) struct Timeline {
     users: Vec<u64>,
     succeeded: Vec<u64>,
     /// Every successful user request's latency with the step it arrived in (`steps` when in
-    /// none): one list, sorted once at the end into the run's and each step's (see
-    /// [`super::sort::sort_by_step`]).
-    latencies: Vec<(u64, u32)>,
+    /// none): one list, sorted once at the end into the run's and each step's.
+    latencies: StepLatencies,
     /// `attempts[step * services + service]`.
     attempts: Vec<u64>,
     /// `max_queue[step * services + service]`.
@@ -42,7 +42,7 @@ impl Timeline {
             current: 0,
             users: vec![0; steps],
             succeeded: vec![0; steps],
-            latencies: Vec::new(),
+            latencies: StepLatencies::new(steps),
             attempts: vec![0; steps * services],
             max_queue: vec![0; steps * services],
         }
@@ -116,14 +116,14 @@ impl Timeline {
             self.steps
         };
         let in_step = u32::try_from(in_step).unwrap_or(u32::MAX);
-        self.latencies.push((latency_ns, in_step));
+        self.latencies.push(latency_ns, in_step);
     }
 
     /// Every successful user request's latency, sorted, and the steps, with each service present
     /// by name in every step, even at zero, so a plot needs no gaps filled.
     pub(crate) fn into_steps(self, names: &[&str]) -> (Vec<u64>, Vec<Step>) {
         let services = self.services;
-        let (all, per_step) = super::sort::sort_by_step(&self.latencies, &self.succeeded);
+        let (all, per_step) = self.latencies.sort(&self.succeeded);
         let mut latencies = per_step.into_iter();
         let steps = (0..self.steps)
             .map(|k| {

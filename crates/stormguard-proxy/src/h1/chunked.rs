@@ -12,7 +12,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 
-use super::response::{header_map, spans_of, Facts, HeadError, MAX_HEADERS};
+use super::response::{header_map, spans_of, Facts, HeadError, Names, MAX_HEADERS};
 
 /// The most bytes of chunk extensions (`;name=value`) in one body, all chunks together. They
 /// are read and dropped: HTTP gives them no meaning a proxy could use.
@@ -220,8 +220,14 @@ impl Chunked {
             }
             _ => return Err(ChunkedError::Trailers),
         };
-        let trailers = header_map(&block, &spans, &mut Facts::default(), false)
-            .map_err(|_: HeadError| ChunkedError::Trailers)?;
+        let trailers = header_map(
+            &block,
+            &spans,
+            &mut Names::default(),
+            &mut Facts::default(),
+            false,
+        )
+        .map_err(|_: HeadError| ChunkedError::Trailers)?;
         self.state = State::Done;
         Ok(Decoded::Trailers(trailers))
     }

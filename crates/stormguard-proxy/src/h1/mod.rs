@@ -89,10 +89,10 @@ pub(crate) struct Conn {
     read: BytesMut,
     /// What the read buffer grows by next ([`READ_CHUNK`] to [`MAX_READ_CHUNK`]).
     grow: usize,
-    /// The last request's write buffer and response head's field spans, kept so that the next
-    /// request allocates neither.
+    /// The last request's write buffer, and what the last response head leaves for the next
+    /// (its fields' spans and names), kept so that the next request allocates and parses less.
     write: Vec<u8>,
-    spans: Vec<response::Span>,
+    kept: response::Kept,
 }
 
 impl Conn {
@@ -103,7 +103,7 @@ impl Conn {
             read: BytesMut::new(),
             grow: READ_CHUNK,
             write: Vec::new(),
-            spans: Vec::new(),
+            kept: response::Kept::default(),
         })
     }
 
@@ -422,7 +422,7 @@ impl Active {
             };
             if complete {
                 let before = conn.read.len();
-                match response::parse(&mut conn.read, &self.method, &mut conn.spans) {
+                match response::parse(&mut conn.read, &self.method, &mut conn.kept) {
                     Ok(Some(head)) => return Poll::Ready(Ok(head)),
                     // An informational response was taken off: what follows is parsed anew.
                     Ok(None) if conn.read.len() < before => {
@@ -703,8 +703,8 @@ pub fn decode_response(
     let mut pieces = input.chunks(piece.max(1));
     let mut buf = BytesMut::new();
     let head = loop {
-        if let Some(head) =
-            response::parse(&mut buf, &method, &mut Vec::new()).map_err(|e| e.to_string())?
+        if let Some(head) = response::parse(&mut buf, &method, &mut response::Kept::default())
+            .map_err(|e| e.to_string())?
         {
             break head;
         }

@@ -81,13 +81,13 @@ pub(crate) enum HeadError {
 pub(crate) fn parse(
     buf: &mut BytesMut,
     request: &Method,
-    spans: &mut Vec<Span>,
+    kept: &mut Kept,
 ) -> Result<Option<Head>, HeadError> {
     loop {
         // Where each field lies in the head, so that the head can be cut off the buffer (which
         // the parser's fields borrow) and its values sliced from it. The parser's slots are
         // left uninitialised (zeroing 100 of them cost more than the parse), and the spans go
-        // in the caller's vector (the connection keeps one).
+        // in the caller's vector (the connection keeps one, in `kept`).
         let (length, code, version) = {
             let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
             let mut parsed = httparse::Response::new(&mut []);
@@ -101,7 +101,7 @@ pub(crate) fn parse(
                     Ok(httparse::Status::Partial) => return Ok(None),
                     Err(error) => return Err(HeadError::Parse(error)),
                 };
-            spans_of(buf.as_ptr(), parsed.headers, spans);
+            spans_of(buf.as_ptr(), parsed.headers, &mut kept.spans);
             (length, parsed.code.unwrap_or_default(), parsed.version)
         };
         let status = StatusCode::from_u16(code).map_err(|_| HeadError::Status)?;
@@ -117,7 +117,7 @@ pub(crate) fn parse(
         };
         let head = buf.split_to(length).freeze();
         let mut facts = Facts::default();
-        let headers = header_map(&head, spans, &mut facts, true)?;
+        let headers = header_map(&head, &kept.spans, &mut kept.names, &mut facts, true)?;
         let (framing, framed_cleanly) = framing(request, status, &facts)?;
         // After a 101 the connection speaks another protocol: never used again.
         let keep_alive = framed_cleanly
@@ -145,6 +145,56 @@ pub(crate) fn has_end(bytes: &[u8]) -> bool {
     bytes.windows(2).enumerate().any(|(i, w)| {
         w[0] == b'\n' && (w[1] == b'\n' || (w[1] == b'\r' && bytes.get(i + 2) == Some(&b'\n')))
     })
+}
+
+/// What a connection keeps from one response head to the next, so that the next allocates and
+/// parses less: where the fields lie, and the names they had.
+#[derive(Default)]
+pub(crate) struct Kept {
+    spans: Vec<Span>,
+    names: Names,
+}
+
+/// The field names of the last heads parsed, by position, each with the bytes it was parsed
+/// from. An upstream sends the same names in the same order in every response (a server's
+/// headers come from one piece of code), and a name compared byte for byte costs a tenth of its
+/// parse into a [`HeaderName`] (folding its case, matching it against the standard names, and
+/// for any other allocating its copy). The result is the same: the same bytes give the same
+/// name.
+///
+/// Bounded: the first [`NAMES_KEPT`] positions, names of at most [`NAME_KEPT`] bytes.
+#[derive(Default)]
+pub(crate) struct Names {
+    seen: Vec<(Vec<u8>, HeaderName)>,
+}
+
+/// Positions of [`Names`] kept: more than a response usually has.
+const NAMES_KEPT: usize = 32;
+
+/// The longest name [`Names`] keeps, in bytes.
+const NAME_KEPT: usize = 64;
+
+impl Names {
+    /// The name at position `at` of a head, whose bytes are `raw`.
+    fn name(&mut self, at: usize, raw: &[u8]) -> Result<HeaderName, HeadError> {
+        if let Some((bytes, name)) = self.seen.get(at) {
+            if bytes.as_slice() == raw {
+                return Ok(name.clone());
+            }
+        }
+        let name = HeaderName::from_bytes(raw).map_err(|_| HeadError::Field)?;
+        if at < NAMES_KEPT && raw.len() <= NAME_KEPT {
+            if let Some((bytes, kept)) = self.seen.get_mut(at) {
+                bytes.clear();
+                bytes.extend_from_slice(raw);
+                *kept = name.clone();
+            } else if at == self.seen.len() {
+                // Positions fill in order: a name just past the end is the next one.
+                self.seen.push((raw.to_vec(), name.clone()));
+            }
+        }
+        Ok(name)
+    }
 }
 
 /// Where a field's name and value lie in the block of bytes it was parsed from.
@@ -241,19 +291,19 @@ impl Facts {
     }
 }
 
-/// The fields at `spans` of `block`, as a map whose values are slices of it (no copy); what
+/// The fields at `spans` of `block` (their names looked up in `names` first), as a map whose values are slices of it (no copy); what
 /// its framing fields say is noted in `facts`. A response head (`hop_by_hop_dropped`) leaves
 /// out the hop-by-hop fields that name no other ([`Facts::note`]).
 pub(crate) fn header_map(
     block: &Bytes,
     spans: &[Span],
+    names: &mut Names,
     facts: &mut Facts,
     hop_by_hop_dropped: bool,
 ) -> Result<HeaderMap, HeadError> {
     let mut headers = HeaderMap::with_capacity(spans.len());
-    for span in spans {
-        let name = HeaderName::from_bytes(&block[span.name.0..span.name.1])
-            .map_err(|_| HeadError::Field)?;
+    for (at, span) in spans.iter().enumerate() {
+        let name = names.name(at, &block[span.name.0..span.name.1])?;
         let value = block.slice(span.value.0..span.value.1);
         // SAFETY: `httparse` accepted these bytes as a field value, and it accepts HTAB, SP,
         // VCHAR and obs-text only (RFC 9110 5.5; no CR, LF, NUL or DEL, and no line folding,
@@ -308,19 +358,55 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> Result<Option<Head>, HeadError> {
-        parse(&mut BytesMut::from(text), &Method::GET, &mut Vec::new())
+        parse(
+            &mut BytesMut::from(text),
+            &Method::GET,
+            &mut Kept::default(),
+        )
     }
 
     #[test]
     fn a_head_is_parsed_and_taken_off_the_buffer() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok");
-        let head = parse(&mut buf, &Method::GET, &mut Vec::new())
+        let head = parse(&mut buf, &Method::GET, &mut Kept::default())
             .unwrap()
             .unwrap();
         assert_eq!(head.response.status(), 200);
         assert_eq!(head.response.headers()["x-a"], "b");
         assert_eq!((head.framing, head.keep_alive), (Framing::Length(2), true));
         assert_eq!(&buf[..], b"ok");
+    }
+
+    #[test]
+    fn names_kept_from_the_last_head_give_the_same_map_as_a_fresh_parse() {
+        let long = format!("X-{}", "n".repeat(NAME_KEPT));
+        let heads = [
+            format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n{long}: 1\r\n\r\nok"),
+            // The same names: every one taken from what was kept but the long one.
+            format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: c\r\n{long}: 2\r\n\r\nok"),
+            // Other names at the same places, in another case, and one more.
+            "HTTP/1.1 200 OK\r\nX-A: d\r\ncontent-length: 2\r\nX-B: e\r\nX-C: f\r\n\r\nok"
+                .to_string(),
+            "HTTP/1.1 200 OK\r\nX-Bad Name: d\r\n\r\n".to_string(),
+        ];
+        let mut kept = Kept::default();
+        for text in &heads {
+            let kept_parse = parse(&mut BytesMut::from(text.as_str()), &Method::GET, &mut kept);
+            let fresh = parse(
+                &mut BytesMut::from(text.as_str()),
+                &Method::GET,
+                &mut Kept::default(),
+            );
+            match (kept_parse, fresh) {
+                (Ok(Some(a)), Ok(Some(b))) => {
+                    assert_eq!(a.response.headers(), b.response.headers(), "{text}");
+                    assert_eq!((a.framing, a.keep_alive), (b.framing, b.keep_alive));
+                }
+                (a, b) => assert_eq!(a.err(), b.err(), "{text}"),
+            }
+        }
+        let names: Vec<&str> = kept.names.seen.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, ["x-a", "content-length", "x-b", "x-c"]);
     }
 
     #[test]
@@ -343,7 +429,7 @@ mod tests {
     #[test]
     fn framing_follows_rfc_9112() {
         let framing = |text: &str, method: Method| {
-            let head = parse(&mut BytesMut::from(text), &method, &mut Vec::new())
+            let head = parse(&mut BytesMut::from(text), &method, &mut Kept::default())
                 .unwrap()
                 .unwrap();
             (head.framing, head.keep_alive)
@@ -424,9 +510,13 @@ mod tests {
     }
 
     fn head_of(text: &str) -> Head {
-        parse(&mut BytesMut::from(text), &Method::GET, &mut Vec::new())
-            .unwrap()
-            .unwrap()
+        parse(
+            &mut BytesMut::from(text),
+            &Method::GET,
+            &mut Kept::default(),
+        )
+        .unwrap()
+        .unwrap()
     }
 
     #[test]

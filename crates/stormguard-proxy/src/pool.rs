@@ -17,7 +17,11 @@
 //! connection, the origin-form target and a default `Host`, and its retry of a request that a
 //! reused connection closed before sending (an upstream may close an idle connection at any
 //! moment; that request was never sent, so it goes out on another connection). An idle
-//! connection is dropped after the idle timeout, or as soon as its upstream closes it.
+//! connection is dropped after the idle timeout, or once its upstream closes it: hyper's at
+//! once (its connection task sees the close), the direct client's within [`SWEEP_EVERY`]
+//! (no task reads an idle connection of its own, so a sweeper looks at them while any are
+//! idle; without it, a connection the upstream closed stayed open, in `CLOSE_WAIT`, until the
+//! next request to the instance, however long that was).
 //!
 //! ## Cancelled requests
 //! A request is dropped before its answer when its client goes away (an HTTP/2 stream reset),
@@ -62,6 +66,9 @@ use crate::tls::connect::{Connector, TlsError};
 pub(crate) const ORPHAN_WAIT: Duration = Duration::from_millis(500);
 /// Orphaned requests finished in the background at once, per instance.
 pub(crate) const MAX_ORPHANS: usize = 128;
+/// How often the direct client's idle connections are looked at, while there are any: those
+/// past the idle timeout or closed by their upstream are dropped.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// The kept-alive connections to one instance, shared by every route that sends to it with the
 /// same connect timeout, across generations of settings.
@@ -78,6 +85,9 @@ pub(crate) struct InstancePool {
     /// Ready connections of the direct client (`http1_client = "direct"`, [`crate::h1`]),
     /// kept as [`idle`](Self::idle) keeps hyper's.
     direct_idle: Mutex<Vec<(Box<Conn>, tokio::time::Instant)>>,
+    /// Whether a task sweeps [`direct_idle`](Self::direct_idle) (see [`sweep_direct`]); set
+    /// and cleared under its lock.
+    sweeping: std::sync::atomic::AtomicBool,
     /// Orphaned requests being finished in the background.
     orphans: AtomicUsize,
 }
@@ -111,6 +121,7 @@ impl InstancePool {
             idle_timeout,
             idle: Mutex::new(Vec::new()),
             direct_idle: Mutex::new(Vec::new()),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
             orphans: AtomicUsize::new(0),
         }
     }
@@ -244,17 +255,28 @@ impl InstancePool {
         None
     }
 
-    /// Keeps a direct client's connection for the next request.
-    pub(crate) fn keep_direct(&self, conn: Box<Conn>) {
+    /// Keeps a direct client's connection for the next request, and starts the sweeper if
+    /// none runs.
+    pub(crate) fn keep_direct(self: &Arc<Self>, conn: Box<Conn>) {
         let now = tokio::time::Instant::now();
         let mut idle = self.direct_idle();
-        // The oldest go first. One closed by its upstream is found when it is next taken.
+        // The oldest go first. One closed by its upstream is found when it is next taken, or
+        // by the sweeper.
         let stale = idle
             .iter()
             .take_while(|(_, since)| now - *since >= self.idle_timeout)
             .count();
         idle.drain(..stale);
         idle.push((conn, now));
+        // Read and written under the lock, as the sweeper does: no locked operation a request.
+        let start = !self.sweeping.load(Ordering::Relaxed);
+        if start {
+            self.sweeping.store(true, Ordering::Relaxed);
+        }
+        drop(idle);
+        if start {
+            tokio::spawn(sweep_direct(Arc::downgrade(self)));
+        }
     }
 
     /// A new connection for the direct client, made in a task of its own: if the request that
@@ -437,6 +459,42 @@ impl Drop for Sending {
                 }
             }
             State::Sent { sender: None, .. } | State::Done => {}
+        }
+    }
+}
+
+/// The direct client's sweeper: every [`SWEEP_EVERY`], drops the idle connections of `pool`
+/// that are past its idle timeout or that their upstream closed (a read that is ready finds
+/// the end, or bytes nobody asked for: either way the connection cannot carry a request). It
+/// ends when none is left idle, or when the pool is gone (a reload dropped the instance), and
+/// [`InstancePool::keep_direct`] starts it again.
+async fn sweep_direct(pool: std::sync::Weak<InstancePool>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        let mut idle = pool.direct_idle();
+        let mut dropped = Vec::new();
+        let mut kept = Vec::with_capacity(idle.len());
+        for (mut conn, since) in idle.drain(..) {
+            if now - since < pool.idle_timeout && conn.is_usable() {
+                kept.push((conn, since));
+            } else {
+                dropped.push(conn);
+            }
+        }
+        *idle = kept;
+        let done = idle.is_empty();
+        if done {
+            pool.sweeping.store(false, Ordering::Relaxed);
+        }
+        drop(idle);
+        // Closed outside the lock.
+        drop(dropped);
+        if done {
+            return;
         }
     }
 }
@@ -745,6 +803,68 @@ mod tests {
         assert!(send_via(&pool, Via::Direct, get()).await.is_err());
         assert_eq!(pool.direct_idle().len(), 0);
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Waits (in paused time) until `pool` keeps no idle direct connection and no sweeper
+    /// runs; false if that took longer than `within`.
+    async fn swept(pool: &InstancePool, within: Duration) -> bool {
+        let until = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < until {
+            if pool.direct_idle().is_empty()
+                && !pool.sweeping.load(std::sync::atomic::Ordering::Acquire)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_direct_connection_goes_when_its_upstream_closes_it_or_it_idles_too_long() {
+        // Closed by the upstream after one answer: gone within a sweep, long before the hour.
+        let (authority, _) = upstream(1).await;
+        let pool = Arc::new(InstancePool::new(
+            authority,
+            plain(),
+            Duration::from_secs(3600),
+        ));
+        let answered = send_via(&pool, Via::Direct, get()).await.unwrap();
+        assert_eq!(answered.0, 200);
+        assert_eq!(pool.direct_idle().len(), 1, "kept for the next request");
+        assert!(
+            swept(&pool, SWEEP_EVERY * 3).await,
+            "the upstream's close was not seen"
+        );
+        // Held open by the upstream: gone once idle for longer than the idle timeout, with no
+        // request to find it; and a connection kept later starts the sweeper again.
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let (authority, accepted) = scripted_upstream(ok, 2, Duration::ZERO, true).await;
+        let pool = Arc::new(InstancePool::new(
+            authority,
+            plain(),
+            Duration::from_secs(5),
+        ));
+        send_via(&pool, Via::Direct, get()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(pool.direct_idle().len(), 1, "still within its idle timeout");
+        assert!(
+            swept(&pool, Duration::from_secs(10)).await,
+            "idle too long, and kept"
+        );
+        send_via(&pool, Via::Direct, get()).await.unwrap();
+        assert_eq!(pool.direct_idle().len(), 1);
+        assert!(pool.sweeping.load(std::sync::atomic::Ordering::Acquire));
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "a new connection"
+        );
+        // A pool dropped (a reload removed the instance) ends its sweeper.
+        let weak = Arc::downgrade(&pool);
+        drop(pool);
+        tokio::time::sleep(SWEEP_EVERY * 2).await;
+        assert!(weak.upgrade().is_none());
     }
 
     /// Runs `futures` concurrently; their outputs in order.

@@ -8,9 +8,16 @@
 //! Promises checked: nothing panics; the body decoded is never longer than what was sent; and
 //! the outcome does not depend on how the bytes were cut (in one piece and in small pieces, the
 //! same status, body, end and keep-alive, or a refusal both ways), since a socket may cut them
-//! anywhere.
+//! anywhere. And a connection's field names kept from its earlier heads change nothing: the
+//! head parsed after the same head, or after a typical one (some names kept at their places,
+//! others not), is the head parsed on a new connection.
 
-use stormguard_proxy::decode_response;
+use stormguard_proxy::{decode_head_after, decode_response};
+
+/// A typical upstream's head, parsed before the input's on the same connection.
+const TYPICAL: &[u8] =
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 06 Dec 2026 22:00:00 GMT\r\n\
+Content-Type: text/plain\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n";
 
 /// Runs one input.
 pub fn run(data: &[u8]) {
@@ -28,6 +35,11 @@ pub fn run(data: &[u8]) {
             decoded.body.len(),
             answer.len()
         );
+    }
+    let fresh = decode_head_after(b"", answer, head_request);
+    for before in [answer, TYPICAL] {
+        let after = decode_head_after(before, answer, head_request);
+        assert_eq!(fresh, after, "after {:?}", String::from_utf8_lossy(before));
     }
     match (&whole, &cut) {
         (Ok(whole), Ok(cut)) => assert_eq!(whole, cut, "cut in pieces of {piece}"),

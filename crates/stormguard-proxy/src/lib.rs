@@ -58,7 +58,7 @@ pub use access_log::{write_as_text as access_log_as_text, ACCESS_LOG_TARGET};
 pub use answer::{ATTEMPTS_HEADER, REASON_HEADER};
 pub use fault::{ABORT_HEADER as FAULT_ABORT_HEADER, DELAY_HEADER as FAULT_DELAY_HEADER};
 #[doc(hidden)]
-pub use h1::{decode_response, DecodedResponse};
+pub use h1::{decode_head_after, decode_response, DecodedResponse};
 pub use proxy::{BuildError, InstanceStatus, Proxy};
 pub use server::serve;
 #[doc(hidden)]

@@ -672,6 +672,38 @@ impl Drop for DirectBody {
     }
 }
 
+/// Parses the response head at the front of `input` (the answer to a `HEAD` if
+/// `head_request`) on a connection that parsed `before` first (its heads one after another,
+/// as far as they parse), so that the field names kept from those heads are used: for the
+/// fuzz target that checks that a name kept gives what a fresh parse gives. The head as text
+/// (status, fields, framing, keep-alive); `None`: not complete; `Err`: refused, with why.
+#[doc(hidden)]
+pub fn decode_head_after(
+    before: &[u8],
+    input: &[u8],
+    head_request: bool,
+) -> Result<Option<String>, String> {
+    let method = if head_request {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
+    let mut kept = response::Kept::default();
+    let mut earlier = BytesMut::from(before);
+    while let Ok(Some(_)) = response::parse(&mut earlier, &method, &mut kept) {}
+    let head = response::parse(&mut BytesMut::from(input), &method, &mut kept)
+        .map_err(|e| e.to_string())?;
+    Ok(head.map(|head| {
+        format!(
+            "{} {:?} {:?} {}",
+            head.response.status(),
+            head.response.headers(),
+            head.framing,
+            head.keep_alive
+        )
+    }))
+}
+
 /// What [`decode_response`] read: for the fuzz target that checks the direct client's parsing.
 #[doc(hidden)]
 #[derive(Debug, PartialEq, Eq)]

@@ -269,13 +269,19 @@ impl InstancePool {
         idle.drain(..stale);
         idle.push((conn, now));
         // Read and written under the lock, as the sweeper does: no locked operation a request.
-        let start = !self.sweeping.load(Ordering::Relaxed);
-        if start {
+        // Outside a runtime (a connection kept as one shuts down) no sweeper can start, and
+        // none is needed.
+        let runtime = if self.sweeping.load(Ordering::Relaxed) {
+            None
+        } else {
+            tokio::runtime::Handle::try_current().ok()
+        };
+        if runtime.is_some() {
             self.sweeping.store(true, Ordering::Relaxed);
         }
         drop(idle);
-        if start {
-            tokio::spawn(sweep_direct(Arc::downgrade(self)));
+        if let Some(runtime) = runtime {
+            runtime.spawn(sweep_direct(Arc::downgrade(self)));
         }
     }
 

@@ -291,9 +291,10 @@ impl Facts {
     }
 }
 
-/// The fields at `spans` of `block` (their names looked up in `names` first), as a map whose values are slices of it (no copy); what
-/// its framing fields say is noted in `facts`. A response head (`hop_by_hop_dropped`) leaves
-/// out the hop-by-hop fields that name no other ([`Facts::note`]).
+/// The fields at `spans` of `block` (their names looked up in `names` first), as a map whose
+/// values are slices of it (no copy); what its framing fields say is noted in `facts`. A
+/// response head (`hop_by_hop_dropped`) leaves out the hop-by-hop fields that name no other
+/// ([`Facts::note`]).
 pub(crate) fn header_map(
     block: &Bytes,
     spans: &[Span],

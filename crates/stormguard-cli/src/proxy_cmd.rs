@@ -58,7 +58,10 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let filter = logging::filter(std::env::var(logging::LOG_VARIABLE).ok().as_deref())?;
     logging::install(filter, args.log_format);
     // Text lines need no fields: the access log makes its line itself, for half the work.
-    stormguard_proxy::access_log_as_text(args.log_format == LogFormat::Text);
+    stormguard_proxy::access_log_format(match args.log_format {
+        LogFormat::Text => stormguard_proxy::AccessLineFormat::Text,
+        LogFormat::Json => stormguard_proxy::AccessLineFormat::Json,
+    });
     let runtime = runtime_builder(std::env::var("TOKIO_WORKER_THREADS").ok().as_deref())
         .enable_all()
         .build()

@@ -22,8 +22,10 @@
 //! Off (`listen.access_log = false`, or `stormguard::access=off` in `STORMGUARD_LOG`), a
 //! request makes no record, and an attempt checks one task-local that is not set. On, the
 //! record holds what the request already has (reference-counted route name, instance address
-//! and path, a method that is a constant for the standard ones): no allocation, and the line is
-//! formatted by the subscriber into its own buffer. Measured with `bench/proxy.sh` (README).
+//! and path, a method that is a constant for the standard ones): no allocation until the line
+//! is written. `stormguard proxy` has the line made here, as text or as JSON members, and its
+//! subscriber writes it as it is ([`AccessLineFormat`]); any other subscriber gets ten fields.
+//! Measured with `bench/proxy.sh` and `bench/proxy_instructions.sh` (README).
 //!
 //! ## Instance addresses
 //! The instance is the address the latest attempt was sent to, as the upstream's instance
@@ -31,7 +33,7 @@
 //! the metrics. With a hedge, the latest attempt is the hedge's copy.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use http::uri::PathAndQuery;
@@ -45,26 +47,85 @@ use crate::server::BodyWatch;
 /// elsewhere by a subscriber.
 pub const ACCESS_LOG_TARGET: &str = "stormguard::access";
 
-/// Whether lines carry their values as one message already in text (see [`write_as_text`]).
-static AS_TEXT: AtomicBool = AtomicBool::new(false);
+/// How lines carry their values (see [`AccessLineFormat`]): its discriminant.
+static FORMAT: AtomicU8 = AtomicU8::new(AccessLineFormat::Fields as u8);
 
-/// Writes each access line as one field, `line`, of `key=value` text instead of as ten fields.
+/// How the access log's lines carry their values to the process's subscriber.
 ///
-/// For a process whose subscriber prints text and writes that field as it is
-/// (`stormguard proxy --log-format text`, the default): `tracing-subscriber` formats each
-/// field through `core::fmt`, a visitor and an escaping writer that looks at every character,
-/// about 8.5k instructions a line counted with callgrind, which is a fifth of a proxied request.
-/// The line made here needs no escaping: route names and instance addresses come from the
-/// settings, a method is a token, and a path has no control characters (the HTTP parser
-/// refuses them). A subscriber that keeps fields (JSON, or one that sends them elsewhere)
-/// needs them as fields: the default.
+/// `tracing-subscriber` formats each of ten fields through `core::fmt`, a visitor and, for
+/// text, an escaping writer that looks at every character, or, for JSON, `serde_json`: about
+/// 8.5k instructions a line counted with callgrind, a fifth of a proxied request or more. A
+/// subscriber that writes lines as `stormguard proxy` does can take them made already: one
+/// field, `line` (`key=value` text, [`Text`](Self::Text)) or `json` (the members of the JSON
+/// object, [`Json`](Self::Json)), written as it is, as the ten fields would have read.
 ///
 /// ```
-/// stormguard_proxy::access_log_as_text(true);
-/// # stormguard_proxy::access_log_as_text(false);
+/// use stormguard_proxy::{access_log_format, AccessLineFormat};
+///
+/// access_log_format(AccessLineFormat::Json);
+/// # access_log_format(AccessLineFormat::Fields);
 /// ```
-pub fn write_as_text(on: bool) {
-    AS_TEXT.store(on, Ordering::Relaxed);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AccessLineFormat {
+    /// Ten fields, for any subscriber (one that sends them elsewhere, say): the default.
+    Fields = 0,
+    /// One field, `line`: `route=api method=GET ...` as the text format writes the ten. Needs
+    /// no escaping: route names and instance addresses come from the settings, a method is a
+    /// token, and a path has no spaces or control characters (the HTTP parser refuses them).
+    Text = 1,
+    /// One field, `json`: `"route":"api","method":"GET",...` as `tracing-subscriber`'s JSON
+    /// format writes the ten in its flattened object, strings escaped as `serde_json` escapes
+    /// them.
+    Json = 2,
+}
+
+/// Sets how the access log's lines carry their values (see [`AccessLineFormat`]), for the
+/// whole process.
+pub fn set_format(format: AccessLineFormat) {
+    FORMAT.store(format as u8, Ordering::Relaxed);
+}
+
+/// The format [`set_format`] set.
+fn format() -> AccessLineFormat {
+    match FORMAT.load(Ordering::Relaxed) {
+        1 => AccessLineFormat::Text,
+        2 => AccessLineFormat::Json,
+        _ => AccessLineFormat::Fields,
+    }
+}
+
+/// Appends `value` as a JSON string, quotes included, escaped as `serde_json` escapes it: `"`,
+/// `\` and the control characters (`\n`, `\t` and the like, else `\u00XX`); the rest as it
+/// is, UTF-8 included.
+fn push_json_string(line: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    line.push('"');
+    let mut start = 0;
+    for (at, byte) in value.bytes().enumerate() {
+        let escaped = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        line.push_str(&value[start..at]);
+        if escaped.is_empty() {
+            line.push_str("\\u00");
+            line.push(char::from(HEX[usize::from(byte >> 4)]));
+            line.push(char::from(HEX[usize::from(byte & 0xf)]));
+        } else {
+            line.push_str(escaped);
+        }
+        start = at + 1;
+    }
+    line.push_str(&value[start..]);
+    line.push('"');
 }
 
 /// Appends `n` in decimal: `core::fmt`'s integer formatting goes through a formatter and its
@@ -208,13 +269,13 @@ impl Access {
 
 impl Drop for Access {
     fn drop(&mut self) {
-        self.write(AS_TEXT.load(Ordering::Relaxed));
+        self.write(format());
     }
 }
 
 impl Access {
-    /// Writes the line: as one field of text (`as_text`) or as fields.
-    fn write(&self, as_text: bool) {
+    /// Writes the line, its values carried as `format` says.
+    fn write(&self, format: AccessLineFormat) {
         let duration = self.start.elapsed();
         let status = if self.answered { self.status } else { 499 };
         // Text as Display, not Debug (which escapes each character), and the duration as a whole
@@ -226,32 +287,62 @@ impl Access {
         let path = self.path.as_ref().map_or("-", PathAndQuery::path);
         let duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         let instance = self.instance.as_deref().unwrap_or("-");
-        if as_text {
-            let mut line = String::with_capacity(160 + path.len());
-            for (key, value) in [
-                ("route=", route),
-                (" method=", self.method.as_str()),
-                (" path=", path),
-            ] {
-                line.push_str(key);
-                line.push_str(value);
+        // Each format's pushes written out in full: a loop over the ten as (key, value) pairs
+        // cost some 500 instructions a line more (counted with callgrind).
+        match format {
+            AccessLineFormat::Text => {
+                let mut line = String::with_capacity(160 + path.len());
+                for (key, value) in [
+                    ("route=", route),
+                    (" method=", self.method.as_str()),
+                    (" path=", path),
+                ] {
+                    line.push_str(key);
+                    line.push_str(value);
+                }
+                line.push_str(" status=");
+                push_number(&mut line, u64::from(status));
+                line.push_str(" attempts=");
+                push_number(&mut line, u64::from(self.attempts));
+                line.push_str(" reason=");
+                line.push_str(self.reason());
+                line.push_str(" duration_us=");
+                push_number(&mut line, duration_us);
+                line.push_str(" instance=");
+                line.push_str(instance);
+                line.push_str(" request_bytes=");
+                push_number(&mut line, self.watch.received());
+                line.push_str(" response_bytes=");
+                push_number(&mut line, self.response_bytes);
+                tracing::info!(target: ACCESS_LOG_TARGET, line = line.as_str());
+                return;
             }
-            line.push_str(" status=");
-            push_number(&mut line, u64::from(status));
-            line.push_str(" attempts=");
-            push_number(&mut line, u64::from(self.attempts));
-            line.push_str(" reason=");
-            line.push_str(self.reason());
-            line.push_str(" duration_us=");
-            push_number(&mut line, duration_us);
-            line.push_str(" instance=");
-            line.push_str(instance);
-            line.push_str(" request_bytes=");
-            push_number(&mut line, self.watch.received());
-            line.push_str(" response_bytes=");
-            push_number(&mut line, self.response_bytes);
-            tracing::info!(target: ACCESS_LOG_TARGET, line = line.as_str());
-            return;
+            AccessLineFormat::Json => {
+                let mut json = String::with_capacity(200 + path.len());
+                json.push_str("\"route\":");
+                push_json_string(&mut json, route);
+                json.push_str(",\"method\":");
+                push_json_string(&mut json, self.method.as_str());
+                json.push_str(",\"path\":");
+                push_json_string(&mut json, path);
+                json.push_str(",\"status\":");
+                push_number(&mut json, u64::from(status));
+                json.push_str(",\"attempts\":");
+                push_number(&mut json, u64::from(self.attempts));
+                json.push_str(",\"reason\":");
+                push_json_string(&mut json, self.reason());
+                json.push_str(",\"duration_us\":");
+                push_number(&mut json, duration_us);
+                json.push_str(",\"instance\":");
+                push_json_string(&mut json, instance);
+                json.push_str(",\"request_bytes\":");
+                push_number(&mut json, self.watch.received());
+                json.push_str(",\"response_bytes\":");
+                push_number(&mut json, self.response_bytes);
+                tracing::info!(target: ACCESS_LOG_TARGET, json = json.as_str());
+                return;
+            }
+            AccessLineFormat::Fields => {}
         }
         tracing::info!(
             target: ACCESS_LOG_TARGET,
@@ -316,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn a_line_as_text_reads_as_the_fields_would() {
+    fn a_line_made_as_text_or_json_reads_as_the_fields_would() {
         use std::sync::Mutex;
         #[derive(Clone, Default)]
         struct Caught(Arc<Mutex<Vec<u8>>>);
@@ -335,7 +426,7 @@ mod tests {
         (access.status, access.attempts, access.reason) = (503, 2, "retry-budget");
         access.answered = true;
         access.response_bytes = 1_234_567;
-        let line = |as_text: bool| {
+        let caught_line = |access: &Access, format: AccessLineFormat, json: bool| {
             // tracing caches each callsite's interest for the whole process, and another test
             // setting its own subscriber at the same moment can leave this one's event unseen
             // (CI caught an empty capture once): the cache is rebuilt under this subscriber,
@@ -344,33 +435,55 @@ mod tests {
             for _ in 0..5 {
                 let caught = Caught::default();
                 let writer = caught.clone();
-                let subscriber = tracing_subscriber::fmt()
+                let builder = tracing_subscriber::fmt()
                     .with_writer(move || writer.clone())
                     .with_ansi(false)
-                    .without_time()
-                    .finish();
-                tracing::subscriber::with_default(subscriber, || {
+                    .without_time();
+                let capture = || {
                     tracing::callsite::rebuild_interest_cache();
-                    access.write(as_text)
-                });
+                    access.write(format)
+                };
+                if json {
+                    let subscriber = builder
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(false)
+                        .with_span_list(false)
+                        .finish();
+                    tracing::subscriber::with_default(subscriber, capture);
+                } else {
+                    tracing::subscriber::with_default(builder.finish(), capture);
+                }
                 text = String::from_utf8(caught.0.lock().unwrap().clone()).unwrap();
                 if !text.is_empty() {
                     break;
                 }
             }
-            // The duration differs between the two calls.
-            let at = text.find(" duration_us=").unwrap();
-            let end = at + 1 + text[at + 1..].find(' ').unwrap();
-            format!("{}{}", &text[..at], &text[end..])
+            text
         };
-        let fields = line(false);
+        // The duration differs between two calls: taken out.
+        let timeless = |text: &str, key: &str, end: char| {
+            let at = text.find(key).unwrap();
+            let to = at + key.len() + text[at + key.len()..].find(end).unwrap();
+            format!("{}{}", &text[..at], &text[to..])
+        };
+        // The text formats without the duration.
+        let line = |access: &Access, format: AccessLineFormat, json: bool| {
+            let text = caught_line(access, format, json);
+            if json {
+                text
+            } else {
+                timeless(&text, " duration_us=", ' ')
+            }
+        };
+        let fields = line(&access, AccessLineFormat::Fields, false);
         assert_eq!(
             fields,
             " INFO stormguard::access: route=api method=GET path=/a/b status=503 attempts=2 \
              reason=incomplete instance=127.0.0.1:9001 request_bytes=0 response_bytes=1234567\n"
         );
         // As text, the same characters in one field, which `stormguard proxy` writes as they are.
-        let text = line(true);
+        let text = line(&access, AccessLineFormat::Text, false);
         let prefix = " INFO stormguard::access: ";
         assert_eq!(
             text,
@@ -378,6 +491,24 @@ mod tests {
                 "{prefix}line={:?}\n",
                 &fields[prefix.len()..fields.len() - 1]
             )
+        );
+        // As JSON, the members `tracing-subscriber` writes for the ten fields, in their order,
+        // strings escaped as `serde_json` escapes them (a route name can hold anything).
+        access.route = Some(Arc::from("a\"b\\c\n\t\u{1}\u{7f}/é"));
+        let fields = line(&access, AccessLineFormat::Fields, true);
+        let made = line(&access, AccessLineFormat::Json, true);
+        let members = made
+            .strip_prefix("{\"level\":\"INFO\",\"json\":")
+            .and_then(|rest| rest.strip_suffix(",\"target\":\"stormguard::access\"}\n"))
+            .unwrap_or_else(|| panic!("one field, json: {made}"));
+        let members: String = serde_json::from_str(members).unwrap();
+        let (fields, members) = (
+            timeless(&fields, ",\"duration_us\":", ','),
+            timeless(&members, ",\"duration_us\":", ','),
+        );
+        assert_eq!(
+            fields,
+            format!("{{\"level\":\"INFO\",{members},\"target\":\"stormguard::access\"}}\n")
         );
         let mut number = String::new();
         for n in [0, 7, 10, u64::MAX] {

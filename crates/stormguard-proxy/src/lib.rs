@@ -54,7 +54,7 @@ mod stack;
 mod timer;
 mod tls;
 
-pub use access_log::{write_as_text as access_log_as_text, ACCESS_LOG_TARGET};
+pub use access_log::{set_format as access_log_format, AccessLineFormat, ACCESS_LOG_TARGET};
 pub use answer::{ATTEMPTS_HEADER, REASON_HEADER};
 pub use fault::{ABORT_HEADER as FAULT_ABORT_HEADER, DELAY_HEADER as FAULT_DELAY_HEADER};
 #[doc(hidden)]

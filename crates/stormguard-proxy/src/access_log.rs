@@ -95,37 +95,11 @@ fn format() -> AccessLineFormat {
     }
 }
 
-/// Appends `value` as a JSON string, quotes included, escaped as `serde_json` escapes it: `"`,
-/// `\` and the control characters (`\n`, `\t` and the like, else `\u00XX`); the rest as it
-/// is, UTF-8 included.
-fn push_json_string(line: &mut String, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    line.push('"');
-    let mut start = 0;
-    for (at, byte) in value.bytes().enumerate() {
-        let escaped = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        line.push_str(&value[start..at]);
-        if escaped.is_empty() {
-            line.push_str("\\u00");
-            line.push(char::from(HEX[usize::from(byte >> 4)]));
-            line.push(char::from(HEX[usize::from(byte & 0xf)]));
-        } else {
-            line.push_str(escaped);
-        }
-        start = at + 1;
-    }
-    line.push_str(&value[start..]);
-    line.push('"');
+/// Appends `value` as JSON, through `serde_json` (strings escaped as `tracing-subscriber`'s
+/// JSON format escapes them, since it uses the same serializer).
+fn push_json<T: serde::Serialize + ?Sized>(json: &mut Vec<u8>, value: &T) {
+    // Into a `Vec`, a string or a whole number cannot fail to serialize.
+    let _ = serde_json::to_writer(json, value);
 }
 
 /// Appends `n` in decimal: `core::fmt`'s integer formatting goes through a formatter and its
@@ -318,28 +292,30 @@ impl Access {
                 return;
             }
             AccessLineFormat::Json => {
-                let mut json = String::with_capacity(200 + path.len());
-                json.push_str("\"route\":");
-                push_json_string(&mut json, route);
-                json.push_str(",\"method\":");
-                push_json_string(&mut json, self.method.as_str());
-                json.push_str(",\"path\":");
-                push_json_string(&mut json, path);
-                json.push_str(",\"status\":");
-                push_number(&mut json, u64::from(status));
-                json.push_str(",\"attempts\":");
-                push_number(&mut json, u64::from(self.attempts));
-                json.push_str(",\"reason\":");
-                push_json_string(&mut json, self.reason());
-                json.push_str(",\"duration_us\":");
-                push_number(&mut json, duration_us);
-                json.push_str(",\"instance\":");
-                push_json_string(&mut json, instance);
-                json.push_str(",\"request_bytes\":");
-                push_number(&mut json, self.watch.received());
-                json.push_str(",\"response_bytes\":");
-                push_number(&mut json, self.response_bytes);
-                tracing::info!(target: ACCESS_LOG_TARGET, json = json.as_str());
+                let mut json = Vec::with_capacity(200 + path.len());
+                json.extend_from_slice(b"\"route\":");
+                push_json(&mut json, route);
+                json.extend_from_slice(b",\"method\":");
+                push_json(&mut json, self.method.as_str());
+                json.extend_from_slice(b",\"path\":");
+                push_json(&mut json, path);
+                json.extend_from_slice(b",\"status\":");
+                push_json(&mut json, &status);
+                json.extend_from_slice(b",\"attempts\":");
+                push_json(&mut json, &self.attempts);
+                json.extend_from_slice(b",\"reason\":");
+                push_json(&mut json, self.reason());
+                json.extend_from_slice(b",\"duration_us\":");
+                push_json(&mut json, &duration_us);
+                json.extend_from_slice(b",\"instance\":");
+                push_json(&mut json, instance);
+                json.extend_from_slice(b",\"request_bytes\":");
+                push_json(&mut json, &self.watch.received());
+                json.extend_from_slice(b",\"response_bytes\":");
+                push_json(&mut json, &self.response_bytes);
+                // `serde_json` writes UTF-8: the check finds nothing to refuse.
+                let json = std::str::from_utf8(&json).unwrap_or_default();
+                tracing::info!(target: ACCESS_LOG_TARGET, json);
                 return;
             }
             AccessLineFormat::Fields => {}

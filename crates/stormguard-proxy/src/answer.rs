@@ -80,10 +80,14 @@ pub const REASON_HEADER: &str = "stormguard-reason";
 /// byte is sent, so that shedding counts requests whose answers are still streaming, and the
 /// request's access-log record, which it counts the bytes of and writes at its end (or when
 /// dropped before it).
+///
+/// The record is boxed: hyper moves the body a dozen times a request on its way to the
+/// connection, and inline it made the body 232 bytes, where boxed it is 88, with the access
+/// log off too.
 pub(crate) struct ResponseBody {
     inner: Either<UpstreamResponse, Full<Bytes>>,
     _in_flight: Option<InFlight>,
-    access: Option<Access>,
+    access: Option<Box<Access>>,
 }
 
 impl ResponseBody {
@@ -99,7 +103,7 @@ impl ResponseBody {
     pub(crate) fn logged(mut self, access: Option<Access>) -> Self {
         self.access = access.map(|mut access| {
             access.sending(self.inner.is_end_stream());
-            access
+            Box::new(access)
         });
         self
     }

@@ -24,7 +24,15 @@
 # request compares how efficiently each proxy spreads over two cores (wrk and the upstream share
 # the cores with the two-worker proxies, as in a pod). SCALE=0 skips it.
 #
-# Environment: DURATION (wrk run, default 10s), WARMUP (default 2s, 0 for none), CONNECTIONS
+# Interleaved: each table's time per proxy (DURATION) is cut into ROUNDS slices, and every round
+# gives each proxy one slice in turn, so that a minute when a neighbour takes the machine slows
+# every proxy alike rather than the one whose turn it was (this machine moves by 10-20% from one
+# minute to the next). A row sums its slices' requests, time and CPU; its p50 and p99 are the
+# medians of its slices'.
+#
+# Environment: DURATION (wrk time per proxy and table, whole seconds, default 10s), ROUNDS
+# (default 5; 1 runs each proxy's DURATION at once, as this script did before), WARMUP (before
+# a proxy's first slice of a table, default 2s, 0 for none), CONNECTIONS
 # (default 50), BACKOFF (stormguard's backoff between attempts: "none" by default, as nginx and
 # HAProxy retry at once; "recommended" for the library's default; or any backoff text),
 # STORMGUARD_BIN (use this binary instead of building), KEEP_TMP=1 (keep configs and logs).
@@ -35,6 +43,7 @@ repo=$PWD
 here=$repo/bench/proxy
 
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-50}
 BACKOFF=${BACKOFF:-none}
@@ -291,19 +300,30 @@ for name in "${names[@]}"; do
 done
 
 # --- load --------------------------------------------------------------------------------------
-wrk_args=(-t1 "-c$CONNECTIONS" "-d$DURATION" --latency --timeout 11s -s "$here/report.lua")
+# Each slice of DURATION: whole seconds, at least one.
+duration_s=${DURATION%s}
+[[ $duration_s =~ ^[0-9]+$ ]] || { say "DURATION must be whole seconds (10 or 10s), not $DURATION"; exit 2; }
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { say "ROUNDS must be a positive count, not $ROUNDS"; exit 2; }
+slice="$(( duration_s / ROUNDS > 0 ? duration_s / ROUNDS : 1 ))s"
+wrk_args=(-t1 "-c$CONNECTIONS" "-d$slice" --latency --timeout 11s -s "$here/report.lua")
 say "upstream: 2 x nginx 'return 200' on 127.0.0.1:${up_ports[0]} and :${up_ports[1]}, core $load_core"
 say "proxies:  $(for n in "${names[@]}"; do [ -n "${proxy_pid[$n]:-}" ] && printf '%s ' "$n"; done)on core $proxy_core, one worker each"
-say "load:     taskset -c $load_core wrk ${wrk_args[*]} (warm-up $WARMUP first)"
+say "load:     taskset -c $load_core wrk ${wrk_args[*]}, $ROUNDS rounds, the proxies in turn (warm-up $WARMUP before each one's first)"
 say "machine:  $cores cores, $(uname -r), $("$nginx_bin" -v 2>&1 | sed 's/.*: //'), haproxy $("$haproxy_bin" -v | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p'), stormguard backoff: $BACKOFF, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on these cores skews every row)"
 
 declare -A rps p50 p99 cpu ok
+# Each row's sums over its slices so far, and its slices' p50 and p99 (microseconds).
+declare -A req_sum dur_sum tick_sum bad_sum err_sum p50_list p99_list
 # What measure runs wrk with, and on which cores: the tables set them before their runs.
 load_cpus=$load_core
 warm_args=(-t1 "-c$CONNECTIONS" "-d$WARMUP")
-measure() { # name phase
+median() { # numbers...
+  printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+measure() { # name phase: one slice of wrk against the proxy, added to its row of the phase
   local name=$1 phase=$2 url="http://127.0.0.1:${proxy_port[$1]}/" before after line
-  if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
+  local key=$name/$phase
+  if [ -z "${req_sum[$key]:-}" ] && [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
     taskset -c "$load_cpus" "$wrk_bin" "${warm_args[@]}" "$url" >/dev/null 2>&1 || true
   fi
   before=$(cpu_ticks "${proxy_pid[$name]}")
@@ -321,31 +341,49 @@ measure() { # name phase
   }
   local requests duration_us p50_us p99_us status connect read write timeout
   eval "${line#RESULT }" # wrk's own counts, written by report.lua as key=number pairs
-  local key=$name/$phase
-  rps[$key]=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
-  p50[$key]=$(awk -v u="$p50_us" 'BEGIN { printf "%.2f", u / 1000 }')
-  p99[$key]=$(awk -v u="$p99_us" 'BEGIN { printf "%.2f", u / 1000 }')
-  cpu[$key]=$(awk -v t="$((after - before))" -v hz="$hz" -v r="$requests" \
+  req_sum[$key]=$(( ${req_sum[$key]:-0} + requests ))
+  dur_sum[$key]=$(( ${dur_sum[$key]:-0} + duration_us ))
+  tick_sum[$key]=$(( ${tick_sum[$key]:-0} + after - before ))
+  bad_sum[$key]=$(( ${bad_sum[$key]:-0} + status + timeout ))
+  err_sum[$key]=$(( ${err_sum[$key]:-0} + connect + read + write ))
+  p50_list[$key]="${p50_list[$key]:-} $p50_us"
+  p99_list[$key]="${p99_list[$key]:-} $p99_us"
+  local r=${req_sum[$key]} d=${dur_sum[$key]} t=${tick_sum[$key]}
+  rps[$key]=$(awk -v r="$r" -v d="$d" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
+  # shellcheck disable=SC2086 # the lists are numbers separated by spaces
+  p50[$key]=$(awk -v u="$(median ${p50_list[$key]})" 'BEGIN { printf "%.2f", u / 1000 }')
+  # shellcheck disable=SC2086
+  p99[$key]=$(awk -v u="$(median ${p99_list[$key]})" 'BEGIN { printf "%.2f", u / 1000 }')
+  cpu[$key]=$(awk -v t="$t" -v hz="$hz" -v r="$r" \
     'BEGIN { printf "%.2f %.1f", t / hz, r ? t / hz / r * 1e6 : 0 }')
   # A success is a completed 2xx/3xx answer within wrk's timeout; connections wrk could not
   # make, or that broke mid-request, are failed requests that wrk does not count as requests.
-  ok[$key]=$(awk -v r="$requests" -v s="$status" -v t="$timeout" -v e="$((connect + read + write))" \
-    'BEGIN { n = r + e; printf "%.3f", n ? (r - s - t) / n * 100 : 0 }')
+  ok[$key]=$(awk -v r="$r" -v b="${bad_sum[$key]}" -v e="${err_sum[$key]}" \
+    'BEGIN { n = r + e; printf "%.3f", n ? (r - b) / n * 100 : 0 }')
 }
 ratio() { # value stormguard-value
   if [ -z "$2" ]; then echo "-"; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b ? a / b : 0 }'; fi
 }
 
-run_phase() { # phase
-  local name
-  for name in "${names[@]}"; do
-    [ -n "${proxy_pid[$name]:-}" ] || continue
-    say "running: $name ($1)"
-    if ! measure "$name" "$1"; then
-      say "$name: ${not_runnable[$name]}"
-      unset "proxy_pid[$name]"
-    fi
+# ROUNDS rounds of one slice for each proxy named (after the phase) that still runs, in turn; a
+# proxy that dies or gives no result leaves the table's later rounds.
+run_rounds() { # phase name...
+  local phase=$1 round name
+  shift
+  for round in $(seq "$ROUNDS"); do
+    for name in "$@"; do
+      [ -n "${proxy_pid[$name]:-}" ] || continue
+      say "running: $name ($phase, round $round of $ROUNDS)"
+      if ! measure "$name" "$phase"; then
+        say "$name: ${not_runnable[$name]}"
+        unset "proxy_pid[$name]"
+      fi
+    done
   done
+}
+
+run_phase() { # phase
+  run_rounds "$1" "${names[@]}"
 }
 
 run_phase up
@@ -356,13 +394,12 @@ if [ "$SCALE" != 0 ] && [ "$cores" -ge 2 ]; then
   # report.lua, and a pause of 1 ms before every request of every connection.
   { cat "$here/report.lua"; echo 'delay = function() return 1 end'; } >"$tmp/paced.lua"
   saved_args=("${wrk_args[@]}")
-  wrk_args=(-t1 "-c$SCALE_CONNECTIONS" "-d$DURATION" --latency --timeout 11s -s "$tmp/paced.lua")
+  wrk_args=(-t1 "-c$SCALE_CONNECTIONS" "-d$slice" --latency --timeout 11s -s "$tmp/paced.lua")
   warm_args=(-t1 "-c$SCALE_CONNECTIONS" "-d$WARMUP" -s "$tmp/paced.lua")
   say "scale:    taskset -c $load_core wrk ${wrk_args[*]} against one worker on core $proxy_core"
+  run_rounds paced1 sg-nolog nginx haproxy
   for name in sg-nolog nginx haproxy; do
-    [ -n "${proxy_pid[$name]:-}" ] || continue
-    say "running: $name (one worker, paced)"
-    measure "$name" paced1 && scale_rows+=("$name/paced1")
+    [ -n "${proxy_pid[$name]:-}" ] && [ -n "${rps[$name/paced1]:-}" ] && scale_rows+=("$name/paced1")
   done
   # Two workers on both cores, sharing them with wrk and the upstream.
   proxy_cpus=0,1
@@ -378,12 +415,11 @@ if [ "$SCALE" != 0 ] && [ "$cores" -ge 2 ]; then
   names=("${kept[@]}")
   say "scale:    taskset -c $load_cpus wrk ${wrk_args[*]} against two workers on cores $proxy_cpus"
   for name in sg-nolog-2w nginx-2w haproxy-2w; do
-    if [ -z "${proxy_pid[$name]:-}" ]; then
-      say "$name: not runnable: ${not_runnable[$name]:-not started}"
-      continue
-    fi
-    say "running: $name (two workers, paced)"
-    measure "$name" paced2 && scale_rows+=("$name/paced2")
+    [ -n "${proxy_pid[$name]:-}" ] || say "$name: not runnable: ${not_runnable[$name]:-not started}"
+  done
+  run_rounds paced2 sg-nolog-2w nginx-2w haproxy-2w
+  for name in sg-nolog-2w nginx-2w haproxy-2w; do
+    [ -n "${proxy_pid[$name]:-}" ] && [ -n "${rps[$name/paced2]:-}" ] && scale_rows+=("$name/paced2")
   done
   proxy_cpus=$proxy_core
   load_cpus=$load_core
@@ -401,7 +437,7 @@ if [ -f "$tmp/stormguard.out" ]; then
 fi
 
 echo
-echo "All instances up: wrk -t1 -c$CONNECTIONS -d$DURATION, proxy on core $proxy_core, wrk + upstream on core $load_core"
+echo "All instances up: wrk -t1 -c$CONNECTIONS, $ROUNDS rounds of $slice for each proxy in turn, proxy on core $proxy_core, wrk + upstream on core $load_core"
 printf '%-11s %10s %8s %8s %7s %9s %8s %8s\n' proxy "req/s" "p50 ms" "p99 ms" "cpu s" "cpu us/rq" "rps/sg" "p99/sg"
 for name in "${names[@]}"; do
   k=$name/up
@@ -432,7 +468,7 @@ if [ ${#scale_rows[@]} -gt 0 ]; then
   done
 fi
 echo
-echo "One of two instances down (connections to it refused), same load"
+echo "One of two instances down (connections to it refused), same load and rounds"
 printf '%-11s %10s %10s %8s %8s %8s\n' proxy "success %" "req/s" "p99 ms" "rps/sg" "p99/sg"
 for name in "${names[@]}"; do
   k=$name/down

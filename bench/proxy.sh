@@ -399,7 +399,9 @@ if [ "$SCALE" != 0 ] && [ "$cores" -ge 2 ]; then
   say "scale:    taskset -c $load_core wrk ${wrk_args[*]} against one worker on core $proxy_core"
   run_rounds paced1 sg-nolog nginx haproxy
   for name in sg-nolog nginx haproxy; do
-    [ -n "${proxy_pid[$name]:-}" ] && [ -n "${rps[$name/paced1]:-}" ] && scale_rows+=("$name/paced1")
+    if [ -n "${proxy_pid[$name]:-}" ] && [ -n "${rps[$name/paced1]:-}" ]; then
+      scale_rows+=("$name/paced1")
+    fi
   done
   # Two workers on both cores, sharing them with wrk and the upstream.
   proxy_cpus=0,1
@@ -419,7 +421,9 @@ if [ "$SCALE" != 0 ] && [ "$cores" -ge 2 ]; then
   done
   run_rounds paced2 sg-nolog-2w nginx-2w haproxy-2w
   for name in sg-nolog-2w nginx-2w haproxy-2w; do
-    [ -n "${proxy_pid[$name]:-}" ] && [ -n "${rps[$name/paced2]:-}" ] && scale_rows+=("$name/paced2")
+    if [ -n "${proxy_pid[$name]:-}" ] && [ -n "${rps[$name/paced2]:-}" ]; then
+      scale_rows+=("$name/paced2")
+    fi
   done
   proxy_cpus=$proxy_core
   load_cpus=$load_core

@@ -75,6 +75,9 @@ pub(crate) fn attempts_value(attempts: u32) -> HeaderValue {
 /// 408 `body-timeout`, 403 `forbidden-target`, 400 `bad-host`.
 pub const REASON_HEADER: &str = "stormguard-reason";
 
+/// [`REASON_HEADER`] as a name, made once.
+pub(crate) const REASON_NAME: HeaderName = HeaderName::from_static(REASON_HEADER);
+
 /// The body of every response the proxy sends: the upstream's, streamed, or a short text of the
 /// proxy's own. It holds the request's place in its upstream's in-flight count until the last
 /// byte is sent, so that shedding counts requests whose answers are still streaming, and the
@@ -345,7 +348,7 @@ impl Reason {
         let mut response = Response::new(ResponseBody::text(self.body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(REASON_HEADER, HeaderValue::from_static(self.name));
+        headers.insert(REASON_NAME, HeaderValue::from_static(self.name));
         headers.insert(ATTEMPTS_NAME, attempts_value(attempts));
         headers.insert(
             http::header::CONTENT_TYPE,

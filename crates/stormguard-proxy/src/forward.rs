@@ -20,7 +20,7 @@ use stormguard::deadline::{budget_of, Deadline};
 use stormguard::layer::Attempts;
 
 use crate::access_log::{self, Access};
-use crate::answer::{attempts_value, Reason, ResponseBody, ATTEMPTS_NAME, REASON_HEADER};
+use crate::answer::{attempts_value, Reason, ResponseBody, ATTEMPTS_NAME, REASON_NAME};
 use crate::fault;
 use crate::headers::{host_is_valid, request_host, strip_hop_by_hop, target_allowed};
 use crate::proxy::{Generation, Proxy, RouteEntry};
@@ -200,7 +200,12 @@ fn prepare_head(parts: &mut request::Parts) {
 /// version in its head.
 fn prepare_response_head(parts: &mut response::Parts, attempts: u32) {
     strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(REASON_HEADER);
+    // Looked for before it is removed: the scan compares each name by its kind first (a
+    // standard name is never this one), where `remove` parsed and hashed this name on every
+    // response, and nearly no upstream sends it.
+    if parts.headers.keys().any(|name| *name == REASON_NAME) {
+        parts.headers.remove(REASON_NAME);
+    }
     parts
         .headers
         .insert(ATTEMPTS_NAME, attempts_value(attempts));
@@ -228,6 +233,7 @@ fn keep_arrival_deadline(parts: &mut request::Parts, arrival: tokio::time::Insta
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::REASON_HEADER;
 
     #[test]
     fn the_upstream_gets_http_1_1_and_the_clients_host() {

@@ -96,8 +96,7 @@ pub(crate) fn response_result<RB>(response: &Response<RB>) -> AttemptResult {
         // A gRPC failure before any message is a "trailers-only" response: HTTP 200 with the
         // grpc-status in its headers, classified by its gRPC code (`retry_on` names them).
         // A code past 16 is UNKNOWN (2), as gRPC's own clients read it.
-        if let Some(code) = headers
-            .get(GRPC_STATUS)
+        if let Some(code) = find(headers, &GRPC_STATUS)
             .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
             .filter(|code| *code != 0)
         {
@@ -121,6 +120,25 @@ pub(crate) fn response_result<RB>(response: &Response<RB>) -> AttemptResult {
 }
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+/// Up to this many fields, [`find`] scans rather than looks up.
+const SCANNED: usize = 16;
+
+/// The first value of `name` in `headers`, as [`HeaderMap::get`] gives it.
+///
+/// Why: `grpc-status` is looked for in every 200 (by the retry layer, and again by the
+/// balancer's health record), and is nearly never there. A lookup hashes the name byte by byte
+/// first (some 150 instructions, callgrind); a scan of a response's few fields compares each
+/// name by its kind first, and a standard name (most of a response's) is never a custom one.
+/// A response with more fields is looked up, so a long head costs no more than before.
+fn find<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Option<&'h http::HeaderValue> {
+    if headers.len() > SCANNED {
+        return headers.get(name);
+    }
+    headers
+        .iter()
+        .find_map(|(field, value)| (field == name).then_some(value))
+}
 const GRPC_RETRY_PUSHBACK: http::HeaderName =
     http::HeaderName::from_static("grpc-retry-pushback-ms");
 
@@ -131,4 +149,42 @@ fn wall_offset() -> Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `find` answers as `HeaderMap::get` does, scanned or looked up: absent, once, after
+    /// other custom names, the first of several values, and past `SCANNED` fields.
+    #[test]
+    fn find_gives_what_get_gives() {
+        let mut maps = Vec::new();
+        let mut map = HeaderMap::new();
+        map.insert("server", "nginx".parse().unwrap());
+        map.insert("content-length", "3".parse().unwrap());
+        maps.push(map.clone());
+        map.insert("grpc-message", "x".parse().unwrap());
+        map.insert("grpc-statu", "9".parse().unwrap());
+        maps.push(map.clone());
+        map.append("grpc-status", "14".parse().unwrap());
+        map.append("grpc-status", "0".parse().unwrap());
+        maps.push(map.clone());
+        for n in 0..SCANNED {
+            map.insert(
+                http::HeaderName::try_from(format!("x-field-{n}")).unwrap(),
+                "v".parse().unwrap(),
+            );
+        }
+        assert!(map.len() > SCANNED);
+        maps.push(map.clone());
+        map.remove("grpc-status");
+        maps.push(map);
+        for map in &maps {
+            for name in [&GRPC_STATUS, &GRPC_RETRY_PUSHBACK, &http::header::SERVER] {
+                assert_eq!(find(map, name), map.get(name), "{name} in {map:?}");
+            }
+        }
+        assert_eq!(find(&maps[2], &GRPC_STATUS).unwrap(), "14");
+    }
 }

@@ -120,6 +120,8 @@ pub(crate) fn response_result<RB>(response: &Response<RB>) -> AttemptResult {
 }
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+const GRPC_RETRY_PUSHBACK: http::HeaderName =
+    http::HeaderName::from_static("grpc-retry-pushback-ms");
 
 /// Up to this many fields, [`find`] scans rather than looks up.
 const SCANNED: usize = 16;
@@ -139,8 +141,6 @@ fn find<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Option<&'h http:
         .iter()
         .find_map(|(field, value)| (field == name).then_some(value))
 }
-const GRPC_RETRY_PUSHBACK: http::HeaderName =
-    http::HeaderName::from_static("grpc-retry-pushback-ms");
 
 /// Wall-clock time for HTTP dates in `Retry-After`. The one place the layers read the wall
 /// clock: an HTTP date cannot be read against anything else.

@@ -4,7 +4,7 @@
 # keep-alive to the upstream, an instance whose connection fails taken out for about a second,
 # one worker thread or process each), driven by wrk on loopback.
 # Prints one table with all instances up (requests/s, p50, p99, CPU seconds of the proxy, ratios
-# to stormguard) and one with one of the two instances down (success rate, requests/s, p99).
+# to stormguard) and one with one of the two instances down (success rate, requests/s, p99, CPU).
 # stormguard runs three times: `stormguard` with its access log on (the default; one line per request
 # on stderr, which the script sends to a file, $tmp/stormguard.out, as a container runtime or
 # journald would take it) and `sg-nolog` with `listen.access_log = false`. nginx and HAProxy log
@@ -473,14 +473,16 @@ if [ ${#scale_rows[@]} -gt 0 ]; then
 fi
 echo
 echo "One of two instances down (connections to it refused), same load and rounds"
-printf '%-11s %10s %10s %8s %8s %8s\n' proxy "success %" "req/s" "p99 ms" "rps/sg" "p99/sg"
+printf '%-11s %10s %10s %8s %7s %9s %8s %8s\n' proxy "success %" "req/s" "p99 ms" "cpu s" "cpu us/rq" \
+  "rps/sg" "p99/sg"
 for name in "${names[@]}"; do
   k=$name/down
   if [ -z "${rps[$k]:-}" ]; then
     printf '%-11s not runnable: %s\n' "$name" "${not_runnable[$name]}"
     continue
   fi
-  printf '%-11s %10s %10s %8s %8s %8s\n' "$name" "${ok[$k]}" "${rps[$k]}" "${p99[$k]}" \
-    "$(ratio "${rps[$k]}" "${rps[stormguard/down]:-}")" \
+  read -r cpu_s cpu_us <<<"${cpu[$k]}"
+  printf '%-11s %10s %10s %8s %7s %9s %8s %8s\n' "$name" "${ok[$k]}" "${rps[$k]}" "${p99[$k]}" \
+    "$cpu_s" "$cpu_us" "$(ratio "${rps[$k]}" "${rps[stormguard/down]:-}")" \
     "$(ratio "${p99[$k]}" "${p99[stormguard/down]:-}")"
 done

@@ -331,6 +331,12 @@ fn decorrelated_ceiling(base: Duration, cap: Duration, retry: u32) -> Duration {
 
 fn saturating_duration(nanos: u128) -> Duration {
     const NANOS_PER_SEC: u128 = 1_000_000_000;
+    // Every delay a policy gives fits u64 nanoseconds (585 years): made as `Duration` makes
+    // one, by a division by a constant that compiles to a multiplication, where a u128
+    // division is a call to a routine of tens of cycles, once a retry.
+    if let Ok(nanos) = u64::try_from(nanos) {
+        return Duration::from_nanos(nanos);
+    }
     match u64::try_from(nanos / NANOS_PER_SEC) {
         // The remainder is below 10^9, so it fits in a u32.
         Ok(secs) => Duration::new(secs, (nanos % NANOS_PER_SEC) as u32),

@@ -292,6 +292,17 @@ mod tests {
         }
     }
 
+    /// What `events` log, through the subscriber the proxy builds for `STORMGUARD_LOG` set to
+    /// `directives` and `format`, as text.
+    fn written_as(directives: Option<&str>, format: LogFormat, events: impl FnOnce()) -> String {
+        let caught = Caught::default();
+        let writer = caught.clone();
+        let log = subscriber(filter(directives).unwrap(), format, move || writer.clone());
+        tracing::subscriber::with_default(log, events);
+        let bytes = caught.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
     #[test]
     fn levels_and_targets_are_taken() {
         for good in [
@@ -326,16 +337,10 @@ mod tests {
     /// a JSON line is one object with the event's fields at the top.
     #[test]
     fn lines_have_a_timestamp_and_json_lines_parse() {
-        let text = Caught::default();
-        let writer = text.clone();
-        let log = subscriber(filter(Some("info")).unwrap(), LogFormat::Text, move || {
-            writer.clone()
-        });
-        tracing::subscriber::with_default(log, || {
+        let line = written_as(Some("info"), LogFormat::Text, || {
             tracing::info!(generation = 2, trigger = "SIGHUP", "settings reloaded");
             tracing::debug!("below the level: not written");
         });
-        let line = String::from_utf8(text.0.lock().unwrap().clone()).unwrap();
         // 2026-12-06T08:00:00.123456Z  INFO ...
         assert_eq!(line.lines().count(), 1, "{line}");
         assert_eq!(&line[4..5], "-", "{line}");
@@ -349,15 +354,9 @@ mod tests {
             "{line}"
         );
 
-        let json = Caught::default();
-        let writer = json.clone();
-        let log = subscriber(filter(None).unwrap(), LogFormat::Json, move || {
-            writer.clone()
-        });
-        tracing::subscriber::with_default(log, || {
+        let line = written_as(None, LogFormat::Json, || {
             tracing::info!(target: "stormguard::access", status = 200, route = "api");
         });
-        let line = String::from_utf8(json.0.lock().unwrap().clone()).unwrap();
         let value: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
         assert_eq!(value["status"], 200);
         assert_eq!(value["route"], "api");
@@ -394,17 +393,11 @@ mod tests {
 
     #[test]
     fn an_access_line_made_as_text_is_written_as_it_is() {
-        let caught = Caught::default();
-        let writer = caught.clone();
-        let log = subscriber(filter(None).unwrap(), LogFormat::Text, move || {
-            writer.clone()
-        });
-        tracing::subscriber::with_default(log, || {
+        let text = written_as(None, LogFormat::Text, || {
             tracing::info!(target: "stormguard::access", line = "route=api status=200");
             tracing::info!(target: "stormguard::access", status = 200u16, route = %"api");
             tracing::info!(target: "stormguard::reload", line = "not the access log");
         });
-        let text = String::from_utf8(caught.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = text.lines().map(|l| &l[27..]).collect();
         assert_eq!(
             lines,
@@ -419,12 +412,7 @@ mod tests {
 
     #[test]
     fn an_access_line_made_as_json_reads_as_its_fields_would() {
-        let caught = Caught::default();
-        let writer = caught.clone();
-        let log = subscriber(filter(None).unwrap(), LogFormat::Json, move || {
-            writer.clone()
-        });
-        tracing::subscriber::with_default(log, || {
+        let text = written_as(None, LogFormat::Json, || {
             tracing::callsite::rebuild_interest_cache();
             tracing::info!(
                 target: "stormguard::access",
@@ -438,7 +426,6 @@ mod tests {
             );
             tracing::info!(target: "stormguard::reload", json = "not the access log");
         });
-        let text = String::from_utf8(caught.0.lock().unwrap().clone()).unwrap();
         // The stamps differ by a few microseconds: each taken out.
         let lines: Vec<String> = text
             .lines()

@@ -4,7 +4,8 @@
 # keep-alive to the upstream, an instance whose connection fails taken out for about a second,
 # one worker thread or process each), driven by wrk on loopback.
 # Prints one table with all instances up (requests/s, p50, p99, CPU seconds of the proxy, ratios
-# to stormguard) and one with one of the two instances down (success rate, requests/s, p99, CPU).
+# to stormguard) and one with one of the two instances down (success rate, requests/s, p99, CPU),
+# then `sg-nolog`'s ratios to HAProxy in both and whether the issue's target is met in each.
 # stormguard runs three times: `stormguard` with its access log on (the default; one line per request
 # on stderr, which the script sends to a file, $tmp/stormguard.out, as a container runtime or
 # journald would take it) and `sg-nolog` with `listen.access_log = false`. nginx and HAProxy log
@@ -485,4 +486,28 @@ for name in "${names[@]}"; do
   printf '%-11s %10s %10s %8s %7s %9s %8s %8s\n' "$name" "${ok[$k]}" "${rps[$k]}" "${p99[$k]}" \
     "$cpu_s" "$cpu_us" "$(ratio "${rps[$k]}" "${rps[stormguard/down]:-}")" \
     "$(ratio "${p99[$k]}" "${p99[stormguard/down]:-}")"
+done
+
+# The issue's target, read off the tables: stormguard without its access log against HAProxy
+# (which logs no requests either), at least its requests, at most its p99 and CPU a request.
+echo
+echo "Target (sg-nolog against haproxy: req/s >= 1, p99 <= 1, CPU a request <= 1)"
+printf '%-8s %8s %8s %10s %s\n' phase "req/s" "p99" "cpu us/rq" verdict
+for phase in up down; do
+  a=sg-nolog/$phase
+  b=haproxy/$phase
+  if [ -z "${rps[$a]:-}" ] || [ -z "${rps[$b]:-}" ]; then
+    printf '%-8s not measured\n' "$phase"
+    continue
+  fi
+  read -r _ us_a <<<"${cpu[$a]}"
+  read -r _ us_b <<<"${cpu[$b]}"
+  r_rps=$(ratio "${rps[$a]}" "${rps[$b]}")
+  r_p99=$(ratio "${p99[$a]}" "${p99[$b]}")
+  r_cpu=$(ratio "$us_a" "$us_b")
+  # From the figures themselves, not the rounded ratios.
+  verdict=$(awk -v ra="${rps[$a]}" -v rb="${rps[$b]}" -v pa="${p99[$a]}" -v pb="${p99[$b]}" \
+    -v ca="$us_a" -v cb="$us_b" \
+    'BEGIN { print (ra >= rb && pa <= pb && ca <= cb) ? "met" : "not met" }')
+  printf '%-8s %8s %8s %10s %s\n' "$phase" "$r_rps" "$r_p99" "$r_cpu" "$verdict"
 done

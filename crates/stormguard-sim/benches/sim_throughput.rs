@@ -15,10 +15,12 @@
 //! Two graphs: `examples/graphs/healthy.toml` at 1,000 users a second (about 240,000 attempts
 //! per simulated minute, a retry budget, a connect timeout on every call), and a storm held
 //! steady for the whole run: three layers of three attempts over a database that fails one
-//! attempt in five and is slow enough to time some out, with no budget. Every run is repeated
-//! and the fastest kept, since other work on the machine only ever slows a run down; the rows of
-//! one table are measured in the same process, interleaved, so their ratios compare like with
-//! like. `harness = false`: the table is the output, not a statistical estimate of one number.
+//! attempt in five and is slow enough to time some out, with no `retry_budget` set (so the
+//! default one, 20% of requests and 10 a second of reserve, which every call deposits into and
+//! every retry draws on). Every run is repeated and the fastest kept, since other work on the
+//! machine only ever slows a run down; the rows of one table are measured in the same process,
+//! interleaved, so their ratios compare like with like. `harness = false`: the table is the
+//! output, not a statistical estimate of one number.
 //!
 //! `cargo bench -p stormguard-sim --bench sim_throughput -- once storm 60` (or `healthy 60`,
 //! `wide4 30`) runs one row once and prints its attempts and a digest of its outcome (which a

@@ -306,3 +306,26 @@ proptest! {
         prop_assert_eq!(backoff.worst_case_total(retries), saturating_duration(sum));
     }
 }
+
+/// A delay in u128 nanoseconds becomes the `Duration` of exactly that many nanoseconds on both
+/// sides of u64's range (the short path and the long one), and the longest one past it.
+#[test]
+fn saturating_duration_is_exact_across_u64_s_range() {
+    let max = u128::from(u64::MAX);
+    for nanos in [
+        0,
+        1,
+        999_999_999,
+        1_000_000_000,
+        1_500_000_001,
+        max - 1,
+        max,
+    ] {
+        let secs = u64::try_from(nanos / 1_000_000_000).unwrap();
+        let expected = Duration::new(secs, (nanos % 1_000_000_000) as u32);
+        assert_eq!(saturating_duration(nanos), expected, "{nanos}");
+    }
+    let past = saturating_duration(max + 1);
+    assert_eq!(past.as_nanos(), max + 1);
+    assert_eq!(saturating_duration(u128::MAX), Duration::MAX);
+}

@@ -129,6 +129,27 @@ fn now_earlier_than_seen_counts_in_the_current_slot() {
     assert_eq!(budget.balance(t0 + 30 * SECOND), 0.0);
 }
 
+/// The slot a time goes to is told without a division while it is the current one: the same
+/// slot as the division gives, at and around every boundary, and never an older one.
+#[test]
+fn the_slot_of_a_time_is_the_division_s_at_every_boundary() {
+    let budget = RetryBudget::new(SECOND, 0, 1.0).unwrap();
+    let slot = budget.slot_nanos();
+    let t0 = Instant::now();
+    assert_eq!(budget.advance_to(t0), 0);
+    let mut seen = 0;
+    for boundary in [1, 2, 3, 7, 10, 11, 25, 1_000] {
+        for nanos in [boundary * slot - 1, boundary * slot, boundary * slot + 1] {
+            let index = budget.advance_to(t0 + Duration::from_nanos(nanos));
+            seen = seen.max(nanos / slot);
+            assert_eq!(index, seen, "{nanos} ns");
+        }
+        // An earlier time, back in an older slot, counts in the current one.
+        let earlier = budget.advance_to(t0 + Duration::from_nanos(slot / 2));
+        assert_eq!(earlier, seen);
+    }
+}
+
 #[test]
 fn new_rejects_out_of_range_parameters_and_says_what_is_valid() {
     let too_short = RetryBudget::new(Duration::from_millis(999), 1, 0.2).unwrap_err();

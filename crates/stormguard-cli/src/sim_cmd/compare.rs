@@ -17,6 +17,41 @@ pub(crate) enum Better {
     Higher,
     Lower,
     Neither,
+    /// Lower, but only above a level, A's and B's: a service's or call's attempts against the
+    /// attempts its users bring when nothing fails (its normal load). What exceeds that level is
+    /// amplification, retries and hedges; below it are requests that never got there because
+    /// something above failed, which is no improvement. So the word goes by the excess: a fix
+    /// that lets more requests through to a service is not worse for it.
+    LowerAbove(f64, f64),
+}
+
+impl Better {
+    /// How attempts read: [`Better::LowerAbove`] each run's normal load (`normal`, per user
+    /// request) times `per` (the run's user requests for a count, 1 for a figure per user),
+    /// where both are known; `Lower` otherwise.
+    fn attempts(normal: (Option<f64>, Option<f64>), per: (f64, f64)) -> Better {
+        match normal {
+            (Some(a), Some(b)) => Better::LowerAbove(a * per.0, b * per.1),
+            _ => Better::Lower,
+        }
+    }
+}
+
+/// What `x` exceeds `level` by; none within 1% of it, the noise of a run's last users (whose
+/// requests the end of the run cuts short) and of rounding.
+fn excess(x: f64, level: f64) -> f64 {
+    if x > level * 1.01 {
+        x - level
+    } else {
+        0.0
+    }
+}
+
+/// Which run exceeds its level less: `Less` when B does.
+fn by_excess(a: f64, b: f64, (level_a, level_b): (f64, f64)) -> std::cmp::Ordering {
+    excess(b, level_b)
+        .partial_cmp(&excess(a, level_a))
+        .unwrap_or(std::cmp::Ordering::Equal)
 }
 
 /// The change from `a` to `b` in words: `-35% better`, `+12.0 pts worse`, `same`.
@@ -49,6 +84,11 @@ fn change(a: Option<f64>, b: Option<f64>, better: Better, points: bool) -> Strin
     }
     let word = match (better, b > a) {
         (Better::Neither, _) => "",
+        (Better::LowerAbove(x, y), _) => match by_excess(a, b, (x, y)) {
+            std::cmp::Ordering::Less => " better",
+            std::cmp::Ordering::Greater => " worse",
+            std::cmp::Ordering::Equal => "",
+        },
         (Better::Higher, true) | (Better::Lower, false) => " better",
         _ => " worse",
     };
@@ -82,6 +122,11 @@ impl Table {
 fn one_seed_word(a: Option<f64>, b: Option<f64>, better: Better) -> &'static str {
     match (a, b, better) {
         (Some(a), Some(b), _) if (b - a).abs() <= a.abs() * 0.01 => "about the same",
+        (Some(a), Some(b), Better::LowerAbove(x, y)) => match by_excess(a, b, (x, y)) {
+            std::cmp::Ordering::Less => "better with B",
+            std::cmp::Ordering::Greater => "better with A",
+            std::cmp::Ordering::Equal => "about the same",
+        },
         (Some(a), Some(b), Better::Higher) if b > a => "better with B",
         (Some(a), Some(b), Better::Lower) if b < a => "better with B",
         (Some(_), Some(_), _) => "better with A",
@@ -427,11 +472,22 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
         sb.cell("recovered_at_s", recovery(sb.recovered_at_s), Unit::At),
         String::new(),
     );
+    // What a count of attempts is judged against: each run's users times the normal load.
+    let users = (sa.user.requests as f64, sb.user.requests as f64);
     let names: BTreeSet<&String> = sa.services.keys().chain(sb.services.keys()).collect();
     for name in names {
         let (x, y) = (sa.services.get(name), sb.services.get(name));
         t.heading(&format!("service {name}"));
+        let normal = (
+            x.and_then(|s| s.normal_per_user),
+            y.and_then(|s| s.normal_per_user),
+        );
         for (label, key, value, better, unit) in SERVICE_ROWS {
+            let better = match key {
+                "attempts" => Better::attempts(normal, users),
+                "amplification" => Better::attempts(normal, (1.0, 1.0)),
+                _ => better,
+            };
             let key = format!("services.{name}.{key}");
             let pair = (x.and_then(value), y.and_then(value));
             figure(&mut t, label, &key, pair, (number, unit), better, false);
@@ -467,7 +523,15 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     for edge in edges {
         let (x, y) = (sa.calls.get(edge), sb.calls.get(edge));
         t.heading(&format!("call {edge}"));
+        let normal = (
+            x.and_then(|c| c.normal_per_user),
+            y.and_then(|c| c.normal_per_user),
+        );
         for (label, key, value, better) in CALL_ROWS {
+            let better = match key {
+                "attempts" => Better::attempts(normal, users),
+                _ => better,
+            };
             let key = format!("calls.{edge}.{key}");
             let pair = (x.map(value), y.map(value));
             figure(&mut t, label, &key, pair, counted, better, false);
@@ -553,6 +617,10 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     let _ = writeln!(out, "  {:<width$} {recovered}", "recovery");
     if let Some((name, x)) = peak {
         let y = sb.services.get(name).and_then(|s| s.amplification);
+        let normal = (
+            x.normal_per_user,
+            sb.services.get(name).and_then(|s| s.normal_per_user),
+        );
         let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
         let figure = format!("load on {name}");
         let key = format!("services.{name}.amplification");
@@ -563,7 +631,7 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
             both,
             &key,
             (x.amplification, y),
-            Better::Lower,
+            Better::attempts(normal, (1.0, 1.0)),
             (show, Unit::Decimal),
         );
     }
@@ -682,6 +750,69 @@ mod tests {
         assert!(after.contains(" 99.0% "), "{after}");
         assert!(
             text.contains("    in the fault better with B: B 100.0%, A 39.6%"),
+            "{text}"
+        );
+    }
+
+    /// `outcome` with db receiving `per_user` attempts a user request, its summary judged
+    /// against the graph's normal load (api -> db once a request: 1 each).
+    fn with_db_load(file: &str, per_user: f64) -> Run {
+        let mut o = outcome();
+        let attempts = (o.users.requests as f64 * per_user).round() as u64;
+        o.services.get_mut("db").unwrap().attempts = attempts;
+        o.calls[0].attempts = attempts;
+        let graph = stormguard_graph::parse(
+            "g.toml",
+            "[entry]\nservice = \"api\"\n[services.api]\n[[services.api.calls]]\n\
+             to = \"db\"\ntimeout = \"100ms\"\nmax_attempts = 2\n[services.db]\n",
+        )
+        .unwrap();
+        let mut run = run(file, o);
+        run.summary = run.summary.with_normal_load(&graph);
+        run
+    }
+
+    #[test]
+    fn attempts_are_judged_by_what_exceeds_the_normal_load() {
+        let row = |text: &str, heading: &str, label: &str| -> String {
+            let mut lines = text.lines().skip_while(|l| *l != heading).skip(1);
+            lines.find(|l| l.starts_with(label)).unwrap().to_string()
+        };
+        // A's failures above kept half the requests from db; B lets every one through: more
+        // attempts, none of them beyond the normal load, so no word.
+        let text = side_by_side(&with_db_load("a.toml", 0.5), &with_db_load("b.toml", 1.0));
+        for (heading, label) in [
+            ("service db", "  attempts"),
+            ("service db", "  per user"),
+            ("call api->db", "  attempts"),
+        ] {
+            let line = row(&text, heading, label);
+            assert!(line.ends_with(" +100%"), "{heading}: {line}");
+        }
+        // Above the normal load is amplification: worse, and the verdict says so.
+        let text = side_by_side(&with_db_load("a.toml", 1.0), &with_db_load("b.toml", 1.5));
+        assert!(
+            row(&text, "service db", "  attempts").ends_with(" +50% worse"),
+            "{text}"
+        );
+        assert!(
+            row(&text, "call api->db", "  attempts").ends_with(" +50% worse"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  load on db     better with A: B 1.50, A 1.00"),
+            "{text}"
+        );
+        // Less of it is better, down to the normal load and no further.
+        let text = side_by_side(&with_db_load("a.toml", 3.0), &with_db_load("b.toml", 0.8));
+        assert!(
+            row(&text, "service db", "  per user").ends_with(" -73% better"),
+            "{text}"
+        );
+        // Both within 1% of it: neither amplifies.
+        let text = side_by_side(&with_db_load("a.toml", 1.005), &with_db_load("b.toml", 0.9));
+        assert!(
+            text.contains("  load on db     about the same: B 0.90, A 1.00"),
             "{text}"
         );
     }

@@ -272,18 +272,19 @@ pub(crate) fn simulate_seeds(
         .unwrap_or(DEFAULT_DURATION);
     let known_scenarios: Vec<String> = first.1.scenarios.keys().cloned().collect();
     let files: Vec<&(String, Graph)> = std::iter::once(first).chain(second).collect();
-    let run_of = |name: &String, outcome: Outcome| Run {
-        summary: Summary::new(name, scenario_name, &outcome),
+    let run_of = |(name, graph): &(String, Graph), outcome: Outcome| Run {
+        summary: Summary::new(name, scenario_name, &outcome).with_normal_load(graph),
         outcome,
         known_scenarios: known_scenarios.clone(),
     };
     if seeds.count <= 1 {
         let mut runs = Vec::new();
-        for (name, graph) in files {
+        for file in files {
+            let (name, graph) = file;
             let mut bar = Progress::new(name, total);
             let outcome = run_one(name, graph, &setup(seeds.first), &mut |t| bar.update(t))?;
             bar.finish();
-            runs.push(run_of(name, outcome));
+            runs.push(run_of(file, outcome));
         }
         return Ok(runs);
     }
@@ -292,9 +293,14 @@ pub(crate) fn simulate_seeds(
     let label = format!("{} seeds of {} file(s)", seeds.count, files.len());
     let bar = std::sync::Mutex::new((Progress::new(&label, Duration::from_secs(tasks as u64)), 0));
     let done = seeds::in_parallel(tasks, |task| {
-        let (k, (name, graph)) = (task / files.len(), files[task % files.len()]);
-        let outcome = run_one(name, graph, &setup(seeds.first + k as u64), &mut |_| {})?;
-        let run = run_of(name, outcome);
+        let (k, file) = (task / files.len(), files[task % files.len()]);
+        let outcome = run_one(
+            &file.0,
+            &file.1,
+            &setup(seeds.first + k as u64),
+            &mut |_| {},
+        )?;
+        let run = run_of(file, outcome);
         let figures = compare::figures(&run);
         if let Ok(mut bar) = bar.lock() {
             bar.1 += 1;

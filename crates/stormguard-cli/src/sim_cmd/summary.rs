@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use stormguard_graph::Graph;
 use stormguard_sim::engine::{Outcome, Step};
 
 use super::seeds::{Interval, SeedRange, Unit};
@@ -57,6 +58,12 @@ pub(crate) struct ServiceSummary {
     pub(crate) attempts: u64,
     /// Attempts per user request; `None` without users.
     pub(crate) amplification: Option<f64>,
+    /// Attempts per user request when nothing fails (`check`'s fan-out: one attempt on every
+    /// call, its `count` and endpoint shares), what `amplification` is judged against: above
+    /// it, retries and hedges; below it, requests that never got here. Not in the JSON, whose
+    /// keys are fixed (`tests/sim_cli.rs`).
+    #[serde(skip)]
+    pub(crate) normal_per_user: Option<f64>,
     pub(crate) succeeded: u64,
     pub(crate) rejected: u64,
     pub(crate) timed_out: u64,
@@ -77,6 +84,9 @@ pub(crate) struct ServiceSummary {
 #[derive(Serialize, Debug, Clone, PartialEq, Default)]
 pub(crate) struct CallSummary {
     pub(crate) attempts: u64,
+    /// Attempts per user request on this edge when nothing fails, as for a service's.
+    #[serde(skip)]
+    pub(crate) normal_per_user: Option<f64>,
     pub(crate) retries: u64,
     pub(crate) retries_denied: u64,
     pub(crate) hedges: u64,
@@ -127,6 +137,20 @@ pub(crate) fn step_goodput(step: &Step) -> Option<f64> {
 }
 
 impl Summary {
+    /// This summary with every service's and call's normal load from `graph`, the file run:
+    /// what a user request brings each when nothing fails, for the comparison to judge
+    /// attempts by what exceeds it.
+    pub(crate) fn with_normal_load(mut self, graph: &Graph) -> Summary {
+        let normal = stormguard_graph::check::normal_load(graph);
+        for (name, service) in &mut self.services {
+            service.normal_per_user = normal.services.get(name).copied().map(round);
+        }
+        for (edge, call) in &mut self.calls {
+            call.normal_per_user = normal.calls.get(edge).copied().map(round);
+        }
+        self
+    }
+
     /// The summary of `outcome`, a run of `file` under `scenario`.
     pub(crate) fn new(file: &str, scenario: Option<&str>, outcome: &Outcome) -> Summary {
         let users = &outcome.users;
@@ -138,6 +162,7 @@ impl Summary {
                 let summary = ServiceSummary {
                     attempts: s.attempts,
                     amplification: outcome.amplification(name).map(round),
+                    normal_per_user: None,
                     succeeded: s.succeeded,
                     rejected: s.rejected,
                     timed_out: s.timed_out,

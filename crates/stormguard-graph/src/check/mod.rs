@@ -7,6 +7,8 @@
 //! messages and fixes is not. [`RULES`] says what each rule computes, why it matters and how to
 //! fix it, for `stormguard explain`.
 
+use std::collections::BTreeMap;
+
 use crate::model::Graph;
 use crate::report::{Report, ServiceFigures, Severity, Summary};
 use figure::Figure;
@@ -61,6 +63,75 @@ pub fn check(graph: &Graph) -> Report {
         endpoints,
         summary,
     }
+}
+
+/// The attempts one user request brings each service and each call when nothing fails: one
+/// attempt on every call, times its `count`, in each endpoint's share (the model's fan-out).
+///
+/// Why: a run's attempts read only against this. Above it is amplification, retries and hedges
+/// that cost the service work; below it, requests that never got there because something above
+/// failed, which is no improvement. `sim` judges "attempts" and "per user" by what exceeds it,
+/// so that a fix that lets more requests through is not called worse for it.
+///
+/// # Example
+///
+/// ```
+/// let graph = stormguard_graph::parse(
+///     "g.toml",
+///     r#"
+/// [entry]
+/// service = "web"
+/// [services.web]
+/// [[services.web.calls]]
+/// to = "db"
+/// timeout = "100ms"
+/// count = 2
+/// max_attempts = 3
+/// [services.db]
+/// "#,
+/// )
+/// .unwrap();
+/// let normal = stormguard_graph::check::normal_load(&graph);
+/// assert_eq!(normal.services["db"], 2.0);
+/// assert_eq!(normal.calls["web->db"], 2.0);
+/// ```
+pub fn normal_load(graph: &Graph) -> NormalLoad {
+    let model = figures::Model::new(graph);
+    let mut load = NormalLoad::default();
+    for s in 0..model.services.len() {
+        if model.service_nodes[s].clone().any(|n| model.reachable[n]) {
+            let name = model.services[s].name.clone();
+            load.services
+                .insert(name, model.service_sum(s, &model.fan_out));
+        }
+    }
+    for (n, node) in model.nodes.iter().enumerate() {
+        if !model.reachable[n] {
+            continue;
+        }
+        for (i, call) in node.calls.iter().enumerate() {
+            if model.in_cycle[n][i] {
+                continue;
+            }
+            let from = &model.services[node.service].name;
+            *load
+                .calls
+                .entry(format!("{from}->{}", call.to))
+                .or_default() += model.fan_out[n] * f64::from(call.count);
+        }
+    }
+    load
+}
+
+/// What [`normal_load`] returns: attempts per user request when nothing fails.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NormalLoad {
+    /// By service name, every endpoint of the service together; services the entry does not
+    /// reach are absent.
+    pub services: BTreeMap<String, f64>,
+    /// By call edge, `FROM->TO`, the calls of one service to another summed (as `sim` counts
+    /// them).
+    pub calls: BTreeMap<String, f64>,
 }
 
 /// The figures of service `s` as a whole, `None` when the entry reaches none of its endpoints:

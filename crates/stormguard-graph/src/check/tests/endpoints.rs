@@ -151,3 +151,29 @@ fn retry_amplification_counts_every_endpoint_of_a_service() {
     assert!(approx(report.endpoints["api/read"].amplification, 2.25));
     assert!(approx(report.endpoints["api/write"].amplification, 0.75));
 }
+
+/// The normal load: each endpoint's share, each call's `count`, and none of the retries, so a
+/// run with retries reads against it.
+#[test]
+fn the_normal_load_is_the_fan_out_without_retries() {
+    let graph = Builder::new("gateway")
+        .endpoint_call(("gateway", "browse", 9.0), "catalog", retrying(300))
+        .endpoint_call(("gateway", "checkout", 1.0), "orders", |c| {
+            timed(1500)(c);
+            c.count = 3;
+        })
+        .call("catalog", "db", retrying(100))
+        .call("orders", "db", timed(500))
+        .build();
+    let normal = crate::check::normal_load(&graph);
+    assert!(approx(normal.services["gateway"], 1.0));
+    assert!(approx(normal.services["catalog"], 0.9));
+    assert!(approx(normal.services["orders"], 0.3));
+    // 0.9 from the catalog, 0.3 from the orders' three calls.
+    assert!(approx(normal.services["db"], 1.2));
+    assert!(approx(normal.calls["gateway->catalog"], 0.9));
+    assert!(approx(normal.calls["gateway->orders"], 0.3));
+    assert!(approx(normal.calls["catalog->db"], 0.9));
+    assert!(approx(normal.calls["orders->db"], 0.3));
+    assert_eq!(normal.calls.len(), 4);
+}

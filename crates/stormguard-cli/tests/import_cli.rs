@@ -256,6 +256,35 @@ fn sim_runs_the_imported_graph() {
     assert!(err.starts_with("imported "), "{err}");
 }
 
+/// The scenarios of a `--base` graph go with it into the imported graph: `sim` runs the only
+/// one when none is named, and a name it does not define is refused with the ones it does.
+#[test]
+fn sim_on_manifests_runs_the_base_graphs_scenario() {
+    let dir =
+        std::env::temp_dir().join(format!("stormguard-import-scenario-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut base = std::fs::read_to_string(root.join(data("base.toml"))).unwrap();
+    base.push_str(
+        "\n[scenarios.reviews-slow]\nduration = \"3s\"\n\n[[scenarios.reviews-slow.faults]]\n\
+         service = \"reviews\"\nfrom = \"1s\"\nto = \"2s\"\nslowdown = 5\n",
+    );
+    let path = dir.join("base.toml");
+    std::fs::write(&path, base).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    let (code, out, err) = stormguard(&["sim", &data("mesh"), "--base", &path, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["scenario"], "reviews-slow", "{out}");
+    assert_eq!(summary["duration_s"], 3.0, "{out}");
+    let (code, _, err) = stormguard(&["sim", &data("mesh"), "--base", &path, "--scenario", "nope"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no scenario named \"nope\""), "{err}");
+    assert!(err.contains("reviews-slow"), "{err}");
+}
+
 #[test]
 fn a_malformed_field_exits_2_at_file_line_column_and_field() {
     let dir = std::env::temp_dir().join(format!("stormguard-import-field-{}", std::process::id()));

@@ -285,6 +285,31 @@ fn sim_on_manifests_runs_the_base_graphs_scenario() {
     assert!(err.contains("reviews-slow"), "{err}");
 }
 
+/// A path with no manifest in it (an empty directory, a directory of other files, a YAML
+/// file of `null`) once passed `check` with "no findings" and exit 0: a CI job pointed at the
+/// wrong path must fail.
+#[test]
+fn a_path_without_a_manifest_exits_2() {
+    let dir = std::env::temp_dir().join(format!("stormguard-import-empty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    std::fs::create_dir_all(dir.join("other")).unwrap();
+    std::fs::write(dir.join("other/notes.txt"), "not a manifest\n").unwrap();
+    std::fs::write(dir.join("null.yaml"), "null\n").unwrap();
+    for path in ["empty", "other", "null.yaml"] {
+        let path = dir.join(path).to_str().unwrap().to_string();
+        for command in ["import", "check", "sim"] {
+            let (code, out, err) = stormguard(&[command, &path]);
+            assert_eq!(code, 2, "{command} {path}: {out}{err}");
+            assert!(
+                err.contains(&format!("{path}: no manifest to read")),
+                "{command} {path}: {err}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_malformed_field_exits_2_at_file_line_column_and_field() {
     let dir = std::env::temp_dir().join(format!("stormguard-import-field-{}", std::process::id()));

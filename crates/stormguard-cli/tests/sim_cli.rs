@@ -311,6 +311,15 @@ fn bad_input_exits_2_and_says_where() {
     );
     let (code, _, err) = stormguard(&["sim", &file, "--clients", "10"]);
     assert_eq!(code, 2, "{err}");
+    // A run that ends before its scenario's first fault would report the fault and "never
+    // recovered" from it, though nothing happened.
+    let (code, _, err) = stormguard(&["sim", &file, "--scenario", "db-slow", "--duration", "1s"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--duration 1s: ends before scenario db-slow of ")
+            && err.contains("give a longer --duration"),
+        "{err}"
+    );
     let (code, _, err) = stormguard(&["sim", "no-such-graph.toml"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no-such-graph.toml: cannot read"), "{err}");

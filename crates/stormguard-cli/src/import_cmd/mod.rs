@@ -227,12 +227,24 @@ pub(crate) struct Detail {
 /// Reads `paths` and assembles the graph, its calls from `calls`.
 ///
 /// # Errors
-/// An input error (exit 2) for a path that cannot be read, a malformed manifest (file:line:
-/// column and field) or a base graph that does not parse; Prometheus's own errors as it
-/// reports them.
+/// An input error (exit 2) for a path that cannot be read or holds no document, a malformed
+/// manifest (file:line:column and field) or a base graph that does not parse; Prometheus's own
+/// errors as it reports them.
 pub(crate) fn load(paths: &[PathBuf], calls: &Calls) -> anyhow::Result<Loaded> {
     let input = |e: stormguard_mesh::ImportError| InputError(e.to_string());
     let documents = stormguard_mesh::read_paths(paths).map_err(input)?;
+    if documents.is_empty() && !calls.given() {
+        // A wrong path (an empty directory, one of other files, an empty manifest) must not
+        // pass a CI job as a mesh with nothing wrong in it. With --base or --prometheus, the
+        // calls come from there, and no manifest may be wanted: none of their policies set.
+        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(InputError(format!(
+            "{}: no manifest to read: no YAML or JSON document in it (directories are searched \
+             for .yaml, .yml and .json files)",
+            paths.join(" ")
+        ))
+        .into());
+    }
     let inventory = stormguard_mesh::inventory(&documents).map_err(input)?;
     let base = match (&calls.base, &calls.prometheus) {
         (Some(path), _) => {

@@ -153,7 +153,7 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 .into()),
             }
         };
-    let (scenario, note) = chosen_scenario(&first, args.scenario.as_deref());
+    let (scenario, note) = chosen_scenario(&first, args.scenario.as_deref(), args.duration);
     if let Some(note) = note {
         eprintln!("{note}");
     }
@@ -175,6 +175,13 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// When `scenario` first does something: the earliest start of its faults and load steps.
+fn first_trigger(scenario: &stormguard_graph::model::Scenario) -> Option<Duration> {
+    (scenario.faults.iter().map(|f| f.from))
+        .chain(scenario.load.iter().map(|l| l.from))
+        .min()
+}
+
 /// The scenario of `first` to run, and what to tell the user about the choice on stderr: the
 /// one asked for; else the file's only one (a file written for one experiment should not need
 /// `--scenario` to run it, but the user should know a fault ran); else none, saying which the
@@ -183,12 +190,24 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
 fn chosen_scenario<'a>(
     first: &'a (String, Graph),
     asked: Option<&'a str>,
+    duration: Option<Duration>,
 ) -> (Option<&'a str>, Option<String>) {
     if asked.is_some() {
         return (asked, None);
     }
     let file = &first.0;
-    if let Some((name, _)) = engine::only_scenario(&first.1) {
+    if let Some((name, scenario)) = engine::only_scenario(&first.1) {
+        // A --duration that ends before the scenario does anything: not its run, which would
+        // report a fault that never happened (asked for by name, that is an error).
+        if let Some(start) = first_trigger(scenario).filter(|&s| duration.is_some_and(|d| s >= d)) {
+            let note = format!(
+                "sim: {file}: no --scenario given, and its only scenario, {name}, starts at {}, \
+                 after --duration {}: running without it",
+                stormguard::duration::format(start),
+                stormguard::duration::format(duration.unwrap_or_default())
+            );
+            return (None, Some(note));
+        }
         let note = format!("sim: {file}: no --scenario given; running its only scenario, {name}");
         return (Some(name), Some(note));
     }
@@ -243,6 +262,23 @@ pub(crate) fn simulate_seeds(
         .map(|name| engine::find_scenario(&first.1, name))
         .transpose()
         .map_err(|e| InputError(format!("{}: {e}", first.0)))?;
+    if let (Some(scenario), Some(run)) = (scenario, duration) {
+        // A run that ends before the scenario does anything would report a fault it never
+        // had, and "never recovered" from it.
+        if let Some(start) = first_trigger(scenario).filter(|&start| start >= run) {
+            return Err(InputError(format!(
+                "--duration {}: ends before scenario {} of {} does anything (its first fault or \
+                 load step starts at {}); give a longer --duration, or leave it out to run the \
+                 scenario's {}",
+                stormguard::duration::format(run),
+                scenario_name.unwrap_or_default(),
+                first.0,
+                stormguard::duration::format(start),
+                stormguard::duration::format(scenario.duration)
+            ))
+            .into());
+        }
+    }
     if let (Some(scenario), Some((name2, graph2))) = (scenario, second) {
         if let Some(fault) = scenario
             .faults

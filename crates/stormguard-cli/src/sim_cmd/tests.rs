@@ -180,15 +180,30 @@ fn the_choice_of_scenario_is_said_on_stderr() {
     };
     let one = graph(GRAPH);
     assert_eq!(
-        chosen_scenario(&one, None),
+        chosen_scenario(&one, None, None),
         (
             Some("db-errors"),
             Some("sim: g.toml: no --scenario given; running its only scenario, db-errors".into())
         )
     );
-    assert_eq!(chosen_scenario(&one, Some("x")), (Some("x"), None));
+    assert_eq!(chosen_scenario(&one, Some("x"), None), (Some("x"), None));
+    // A --duration that ends before the only scenario starts: run without it, and say so.
+    let short = Some(std::time::Duration::from_secs(1));
+    assert_eq!(
+        chosen_scenario(&one, None, short),
+        (
+            None,
+            Some(
+                "sim: g.toml: no --scenario given, and its only scenario, db-errors, starts at \
+                 1s, after --duration 1s: running without it"
+                    .into()
+            )
+        )
+    );
+    let long = Some(std::time::Duration::from_secs(2));
+    assert_eq!(chosen_scenario(&one, None, long).0, Some("db-errors"));
     let two = graph(&format!("{GRAPH}\n[scenarios.calm]\nduration = \"2s\"\n"));
-    let (name, note) = chosen_scenario(&two, None);
+    let (name, note) = chosen_scenario(&two, None, None);
     assert_eq!(name, None);
     assert_eq!(
         note.unwrap(),
@@ -196,7 +211,7 @@ fn the_choice_of_scenario_is_said_on_stderr() {
          steps): pick one with --scenario"
     );
     let none = graph(&GRAPH[..GRAPH.find("[scenarios").unwrap()]);
-    assert_eq!(chosen_scenario(&none, None), (None, None));
+    assert_eq!(chosen_scenario(&none, None, None), (None, None));
 }
 
 #[test]

@@ -296,6 +296,36 @@ fn a_fix_never_writes_a_value_out_of_its_range() {
     );
 }
 
+/// A call whose timeout is under three round trips once got a connect timeout of three round
+/// trips, above its timeout, which the parser refuses (`check --fix` exited 3 on a third of
+/// random graphs): every fix of every such call reads back, and its connect timeout is within
+/// the attempt's.
+#[test]
+fn a_connect_timeout_fix_stays_within_the_attempt_s_timeout() {
+    for timeout in ["2ms", "5ms", "50ms", "200ms"] {
+        for rtt in ["1ms", "2ms", "30ms", "100ms"] {
+            for attempts in [1, 2, 3] {
+                let text = format!(
+                    "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\n\
+                     to = \"db\"\ntimeout = \"{timeout}\"\nrtt = \"{rtt}\"\n\
+                     max_attempts = {attempts}\n[services.db]\ninstances = 2\n"
+                );
+                if crate::parse("g.toml", &text).is_err() {
+                    continue;
+                }
+                let fixed = fix("g.toml", &text)
+                    .unwrap_or_else(|e| panic!("timeout {timeout}, rtt {rtt}: {e}"));
+                let call = call(&fixed, "web", 0);
+                let connect = call.connect_timeout.expect("the fix sets one");
+                assert!(
+                    connect <= call.timeout.unwrap(),
+                    "timeout {timeout}, rtt {rtt}, {attempts} attempts: {connect:?}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_fixed_file_is_its_own_fix() {
     for name in [

@@ -76,6 +76,7 @@ impl<'a> Converter<'a> {
             .into_iter()
             .map(|(name, scenario)| {
                 let path = KeyPath::default().key("scenarios").key(&name);
+                self.printable_name(&name, scenario.span().start, &path)?;
                 Ok((name, self.scenario(scenario, &path, &services)?))
             })
             .collect::<Result<BTreeMap<_, _>, ParseError>>()?;
@@ -85,6 +86,27 @@ impl<'a> Converter<'a> {
             check,
             scenarios,
         })
+    }
+
+    /// Refuses a name (of a service, an endpoint or a scenario) holding a control character:
+    /// every report prints names as they are, and an escape sequence or a line break in one
+    /// would recolour or rewrite the reader's terminal, or forge a line of the report. The key
+    /// in the error is quoted with its control characters escaped.
+    pub(super) fn printable_name(
+        &self,
+        name: &str,
+        offset: usize,
+        path: &KeyPath,
+    ) -> Result<(), ParseError> {
+        if !name.chars().any(char::is_control) {
+            return Ok(());
+        }
+        Err(self.error(
+            offset,
+            path,
+            "a name may not hold control characters (escape sequences, line breaks, tabs): \
+             every report prints it as it is",
+        ))
     }
 
     fn entry(&self, raw: Option<Spanned<RawEntry>>) -> Result<Entry, ParseError> {
@@ -121,6 +143,7 @@ impl<'a> Converter<'a> {
     fn service(&self, name: String, raw: Spanned<RawService>) -> Result<Service, ParseError> {
         let path = &KeyPath::default().key("services").key(&name);
         let offset = raw.span().start;
+        self.printable_name(&name, offset, path)?;
         let raw = raw.into_inner();
         let instances = self.whole_or(raw.instances.as_ref(), path, "instances", &INSTANCES, 1)?;
         let concurrency = self.whole_or(

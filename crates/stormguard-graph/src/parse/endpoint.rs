@@ -73,6 +73,7 @@ impl Converter<'_> {
     ) -> Result<Endpoint, ParseError> {
         let path = service.key("endpoints").key(&name);
         let offset = raw.span().start;
+        self.printable_name(&name, offset, &path)?;
         let raw = raw.into_inner();
         let weight = self.number_or(raw.weight.as_ref(), &path, "weight", &WEIGHT, 1.0)?;
         Ok(Endpoint {

@@ -40,14 +40,14 @@ impl Converter<'_> {
             .faults
             .into_iter()
             .enumerate()
-            .map(|(i, fault)| self.fault(fault, &faults_path.index(i), services))
+            .map(|(i, fault)| self.fault(fault, &faults_path.index(i), services, duration))
             .collect::<Result<Vec<_>, _>>()?;
         let load_path = path.key("load");
         let load = raw
             .load
             .into_iter()
             .enumerate()
-            .map(|(i, step)| self.load_step(step, &load_path.index(i)))
+            .map(|(i, step)| self.load_step(step, &load_path.index(i), duration))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Scenario {
             duration,
@@ -63,6 +63,7 @@ impl Converter<'_> {
         raw: Spanned<RawFault>,
         path: &KeyPath,
         services: &BTreeMap<String, Service>,
+        run: Duration,
     ) -> Result<Fault, ParseError> {
         let offset = raw.span().start;
         let raw = raw.into_inner();
@@ -73,7 +74,7 @@ impl Converter<'_> {
             "service",
             "the fault hits",
         )?;
-        let (from, to) = self.window(offset, &raw.from, &raw.to, path, "a fault")?;
+        let (from, to) = self.window(offset, (&raw.from, &raw.to), run, path, "a fault")?;
         let slowdown = self.number_or(raw.slowdown.as_ref(), path, "slowdown", &SLOWDOWN, 1.0)?;
         let error_rate =
             self.number_or(raw.error_rate.as_ref(), path, "error_rate", &SHARE, 0.0)?;
@@ -116,10 +117,15 @@ impl Converter<'_> {
         })
     }
 
-    fn load_step(&self, raw: Spanned<RawLoad>, path: &KeyPath) -> Result<LoadStep, ParseError> {
+    fn load_step(
+        &self,
+        raw: Spanned<RawLoad>,
+        path: &KeyPath,
+        run: Duration,
+    ) -> Result<LoadStep, ParseError> {
         let offset = raw.span().start;
         let raw = raw.into_inner();
-        let (from, to) = self.window(offset, &raw.from, &raw.to, path, "a load step")?;
+        let (from, to) = self.window(offset, (&raw.from, &raw.to), run, path, "a load step")?;
         let Some(rate) = &raw.rate else {
             return Err(self.error(
                 offset,
@@ -134,12 +140,17 @@ impl Converter<'_> {
         })
     }
 
-    /// `from` and `to` of a fault or load step: both required, `from < to`.
+    /// `from` and `to` of a fault or load step: both required, `from < to`, and `from` before
+    /// `run`, the scenario's duration: a fault that starts after the users stop arriving never
+    /// happens, and a run that reported it as a fault never recovered from was a contradiction.
     fn window(
         &self,
         offset: usize,
-        from: &Option<Spanned<DurationText>>,
-        to: &Option<Spanned<DurationText>>,
+        (from, to): (
+            &Option<Spanned<DurationText>>,
+            &Option<Spanned<DurationText>>,
+        ),
+        run: Duration,
         path: &KeyPath,
         what: &str,
     ) -> Result<(Duration, Duration), ParseError> {
@@ -156,8 +167,20 @@ impl Converter<'_> {
                 ),
             )),
         };
-        let (from, _) = required(from, "from")?;
+        let (from, from_offset) = required(from, "from")?;
         let (to, to_offset) = required(to, "to")?;
+        if from >= run {
+            return Err(self.error(
+                from_offset,
+                &path.key("from"),
+                format!(
+                    "{} is not before the scenario's duration {}: {what} that starts after the \
+                     users stop arriving never happens; use from < duration",
+                    stormguard::duration::format(from),
+                    stormguard::duration::format(run)
+                ),
+            ));
+        }
         if from >= to {
             return Err(self.error(
                 to_offset,

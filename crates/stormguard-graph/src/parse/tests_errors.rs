@@ -422,3 +422,52 @@ fn queue_keys_are_strict_and_point_at_their_value() {
         error(&text)
     );
 }
+
+/// A name with an escape sequence or a line break would reach the reader's terminal as it is
+/// (found by a review: a service named `"\u001b[31mred"` recoloured `check`'s report): refused,
+/// with the key escaped in the error.
+#[test]
+fn names_with_control_characters_are_refused() {
+    let (line, _, key, message) =
+        error("[entry]\nservice = \"web\"\n[services.web]\n[services.\"\\u001b[31mred\"]\n");
+    assert_eq!(line, 4);
+    assert_eq!(key, "services.\"\\u{1b}[31mred\"");
+    assert!(message.contains("control characters"), "{message}");
+    let (_, _, key, _) =
+        error("[entry]\nservice = \"web\"\n[services.web]\n[services.web.endpoints.\"a\\nb\"]\n");
+    assert_eq!(key, "services.web.endpoints.\"a\\nb\"");
+    let (_, _, key, _) =
+        error("[entry]\nservice = \"web\"\n[services.web]\n[scenarios.\"t\\tab\"]\n");
+    assert_eq!(key, "scenarios.\"t\\tab\"");
+    // Unicode that prints is a name like any other.
+    assert!(parse(
+        "g.toml",
+        "[entry]\nservice = \"wéb🚀\"\n[services.\"wéb🚀\"]\n"
+    )
+    .is_ok());
+}
+
+/// A fault or load step that starts at or after the scenario's end never happens; `sim` once
+/// ran it and reported the run as never recovered from it.
+#[test]
+fn a_fault_after_the_scenario_s_end_is_refused() {
+    assert_error(
+        "[entry]\nservice = \"web\"\n[services.web]\n[scenarios.s]\nduration = \"10s\"\n\
+         [[scenarios.s.faults]]\nservice = \"web\"\nfrom = \"20s\"\nto = \"30s\"\nslowdown = 2\n",
+        8,
+        8,
+        "scenarios.s.faults[0].from",
+        &[
+            "20s is not before the scenario's duration 10s",
+            "use from < duration",
+        ],
+    );
+    assert_error(
+        "[entry]\nservice = \"web\"\n[services.web]\n[scenarios.s]\nduration = \"10s\"\n\
+         [[scenarios.s.load]]\nfrom = \"10s\"\nto = \"12s\"\nrate = 5\n",
+        7,
+        8,
+        "scenarios.s.load[0].from",
+        &["a load step that starts after the users stop arriving"],
+    );
+}

@@ -249,7 +249,9 @@ fn scenario(services: Vec<Service>) -> impl Strategy<Value = Scenario> {
         );
     let load = (window(), quarter(1000)).prop_map(|((from, to), rate)| LoadStep { from, to, rate });
     (
-        1_000u64..1_000_000,
+        // After every window's start (`ms()`, below 5 s): a fault or load step must start
+        // before the scenario ends.
+        5_000u64..1_000_000,
         prop::option::of(quarter(1000)),
         prop::collection::vec(fault, 0..3),
         prop::collection::vec(load, 0..3),

@@ -289,6 +289,14 @@ fn connect_timeout_fix(at: &CallAt<'_, '_>) -> String {
             at.edge(),
             format(SYN_RETRANSMIT)
         ),
+        _ if capped_by_timeout(at, short_connect_timeout(at)) < short_connect_timeout(at) => {
+            format!(
+                "connect_timeout = {value}: the attempt's own timeout, which is under a few round \
+                 trips from {}, so connecting may take the whole attempt; a connect that times \
+                 out is retried, with a new SYN",
+                rtt_words(at)
+            )
+        }
         _ => format!(
             "connect_timeout = {value}: a few round trips, from {}; a connect that times out is \
              retried, with a new SYN",
@@ -305,13 +313,23 @@ fn connect_timeout_edit(at: &CallAt<'_, '_>) -> crate::report::Edit {
     )
 }
 
-/// The connect timeout of [`connect_timeout_fix`].
+/// The connect timeout of [`connect_timeout_fix`], never above the attempt's timeout: an
+/// attempt's timeout includes connecting, so the file refuses a longer connect timeout, and a
+/// fix of one made `check --fix` fail on a call whose timeout is under three round trips.
 fn suggested_connect_timeout(at: &CallAt<'_, '_>) -> Duration {
     let short = short_connect_timeout(at);
-    match lone_connect_timeout(at) {
+    let suggested = match lone_connect_timeout(at) {
         Some(lone) => short.max(lone),
         None => short,
-    }
+    };
+    capped_by_timeout(at, suggested)
+}
+
+/// `connect` cut to the call's timeout, if it has one and `connect` is longer.
+fn capped_by_timeout(at: &CallAt<'_, '_>, connect: Duration) -> Duration {
+    at.call
+        .timeout
+        .map_or(connect, |timeout| connect.min(timeout))
 }
 
 /// Three round trips, or the longest the configured multiple allows when that is less (two

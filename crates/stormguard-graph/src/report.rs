@@ -187,7 +187,8 @@ pub struct ServiceFigures {
     pub worst_case_ms: f64,
     /// Worst-case attempts it receives per user request when everything below the entry fails.
     pub amplification: f64,
-    /// The same with retry budgets holding (`1 + ratio` per budgeted edge).
+    /// The same with retry budgets holding: `1 + ratio + min_per_sec / requests a second` per
+    /// budgeted edge at the entry's rate (at most its attempts), and token buckets drained.
     pub sustained_amplification: f64,
     /// Calls from the entry on the longest path to it (the entry is 0).
     pub depth: u32,

@@ -217,8 +217,11 @@ pub const RULES: &[RuleDoc] = &[
                    count along each path from the entry, summed over the paths (by dynamic \
                    programming over the graph, never path by path). Fires when that exceeds \
                    max_amplification. The sustained figure, with retry budgets and token buckets \
-                   holding, is quoted beside it, but a budget does not lower this worst case: it \
-                   caps retries once it has drained, not the burst before.",
+                   holding, is quoted beside it (a budget lets ratio of a call's requests and \
+                   min_per_sec a second be retried, so 1 + ratio + min_per_sec / the call's \
+                   requests a second at entry.rate; a drained bucket none, unless a retry costs \
+                   0 tokens), but a budget does not lower this worst case: it caps retries once \
+                   it has drained, not the burst before.",
         thresholds: &[Threshold::MaxAmplification],
         why: "Retries multiply at every layer: three attempts at each of five layers is 3^5 = 243 \
               attempts at the bottom for one user request, so a struggling service gets a \

@@ -182,14 +182,15 @@ fn retries_that_hold_a_service_over_capacity_without_a_budget_are_an_error() {
 
 #[test]
 fn retries_a_budget_caps_within_capacity_are_a_warning() {
-    // Every attempt is still 3,000/s, but with the budget 1,100/s once drained.
+    // Every attempt is still 3,000/s, but with the budget 1,110/s once drained: 1,000 requests
+    // a second, a tenth of them retried, and the reserve's 10 retries a second.
     let finding = {
         let report = retried(3, Some(budget(0.1)));
         only(&report, "retries-over-capacity").clone()
     };
     assert_eq!(finding.severity, Severity::Warning);
     assert!(
-        finding.message.contains("1100/s once drained"),
+        finding.message.contains("1110/s once drained"),
         "{}",
         finding.message
     );

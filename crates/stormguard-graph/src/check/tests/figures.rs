@@ -132,10 +132,27 @@ fn five_layers_of_three_attempts_give_243_at_the_bottom() {
 
 #[test]
 fn budgets_bring_the_sustained_figure_down_and_buckets_to_one() {
+    // Without a reserve, each layer lets a tenth of its requests be retried: 1.1^5.
+    let ratio_only = brooker(|_, c| {
+        c.limiter = Some(LimiterSpec::Budget {
+            ratio: 0.1,
+            min_per_sec: 0,
+        })
+    });
+    assert!(approx(
+        ratio_only.services["l5"].sustained_amplification,
+        1.1f64.powi(5)
+    ));
+    // With the reserve of 10 retries a second, shared by the requests each call makes at 100
+    // users a second (100, then 120, 142, ...): 1.1 + 10 / requests a second, layer on layer.
     let budgeted = brooker(|_, c| c.limiter = Some(budget(0.1)));
     let bottom = budgeted.services["l5"];
     assert_eq!(bottom.amplification, 243.0);
-    assert!(approx(bottom.sustained_amplification, 1.1f64.powi(5)));
+    let mut sustained = 1.0;
+    for _ in 0..5 {
+        sustained *= 1.1 + 10.0 / (100.0 * sustained);
+    }
+    assert!(approx(bottom.sustained_amplification, sustained));
     let at_bottom = budgeted
         .findings
         .iter()
@@ -145,7 +162,7 @@ fn budgets_bring_the_sustained_figure_down_and_buckets_to_one() {
     assert!(
         at_bottom
             .message
-            .contains("1.61 sustained while the retry budgets hold"),
+            .contains("2.22 sustained while the retry budgets hold"),
         "{}",
         at_bottom.message
     );
@@ -158,8 +175,17 @@ fn budgets_bring_the_sustained_figure_down_and_buckets_to_one() {
         })
     });
     assert_eq!(bucketed.services["l5"].sustained_amplification, 1.0);
+    // A bucket whose retries cost nothing never drains: every attempt is made.
+    let free = brooker(|_, c| {
+        c.limiter = Some(LimiterSpec::TokenBucket {
+            capacity: 500,
+            retry_cost: 0,
+            timeout_cost: 10,
+        })
+    });
+    assert_eq!(free.services["l5"].sustained_amplification, 243.0);
 
-    // Budgets on the top two layers only: 1.1^2 * 3^3.
+    // Budgets on the top two layers only: 1.2 (100 requests a second), 1.1 + 10 / 120, 3^3.
     let mixed = brooker(|k, c| {
         if k < 2 {
             c.limiter = Some(budget(0.1));
@@ -167,7 +193,7 @@ fn budgets_bring_the_sustained_figure_down_and_buckets_to_one() {
     });
     assert!(approx(
         mixed.services["l5"].sustained_amplification,
-        1.21 * 27.0
+        1.2 * (1.1 + 10.0 / 120.0) * 27.0
     ));
 }
 
@@ -255,7 +281,8 @@ fn findings_are_ordered_by_service_then_call_then_severity_and_counted() {
 
 #[test]
 fn figures_are_reported_without_float_noise() {
-    // 1.1 * 3 is 3.3000000000000003 in floats; the report says 3.3.
+    // 1.2 (a tenth retried, and the reserve's 10 a second over 100 requests) * 3 is
+    // 3.5999999999999996 in floats; the report says 3.6.
     let report = Builder::new("a")
         .service("a", |s| s.latency = fixed_latency(1))
         .call("a", "b", |c| {
@@ -268,19 +295,20 @@ fn figures_are_reported_without_float_noise() {
         })
         .service("b", |s| s.latency = fixed_latency(1))
         .check();
-    assert_eq!(report.services["c"].sustained_amplification, 3.3);
+    assert_eq!(report.services["c"].sustained_amplification, 3.6);
     assert_eq!(report.services["c"].amplification, 9.0);
     // b: 1 ms + 3 * 212.991407 ms = 639.974221 ms, to the µs.
     assert_eq!(report.services["b"].worst_case_ms, 639.974);
     let json = serde_json::to_string(&report.services["c"]).unwrap();
-    assert!(json.contains("\"sustained_amplification\":3.3,"), "{json}");
+    assert!(json.contains("\"sustained_amplification\":3.6,"), "{json}");
 }
 
 #[test]
 fn a_hedged_call_adds_at_most_its_max_extra_per_request() {
     // Two attempts, hedged with at most 10% extra: a request earns a tenth of a copy when it
     // begins, whichever attempt spends it, so b gets at most 2.1 per request to a, and c, one
-    // attempt below b, 2.1 as well; with a retry budget of 0.2 holding, 1.2 + 0.1.
+    // attempt below b, 2.1 as well; with a retry budget of 0.2 holding (and its reserve of 10
+    // retries a second over the call's 100 requests a second), 1.3 + 0.1.
     let report = Builder::new("a")
         .call("a", "b", |c| {
             timed(100)(c);
@@ -298,7 +326,7 @@ fn a_hedged_call_adds_at_most_its_max_extra_per_request() {
         .check();
     assert!(approx(report.services["b"].amplification, 2.1));
     assert!(approx(report.services["c"].amplification, 2.1));
-    assert!(approx(report.services["b"].sustained_amplification, 1.3));
+    assert!(approx(report.services["b"].sustained_amplification, 1.4));
 }
 
 #[test]

@@ -143,7 +143,8 @@ pub const POLICY_KEYS: &[KeyDoc] = &[
         key: "hedge",
         unit: "`{ delay, max_extra }`",
         default: "none: no hedge",
-        meaning: "a second copy after `delay` (a duration or `\"p95\"`), at most `max_extra` more",
+        meaning: "a second copy after `delay` (a duration below `timeout`, or `\"p95\"`), at most \
+                  `max_extra` more",
     },
     KeyDoc {
         key: "propagate_deadline",
@@ -329,10 +330,28 @@ impl ValueReader<'_> {
             },
             None => Idempotent::ByMethod,
         };
+        let hedge_at = keys.hedge.as_ref().map(|hedge| hedge.span().start);
         let hedge = keys
             .hedge
             .map(|hedge| self.hedge(hedge, path))
             .transpose()?;
+        if let (Some(offset), Some(spec), Some(timeout)) = (hedge_at, &hedge, timeout) {
+            if let stormguard::hedge::HedgeDelay::Fixed(delay) = spec.delay {
+                if delay >= timeout {
+                    return Err(self.error(
+                        offset,
+                        &path.key("hedge").key("delay"),
+                        format!(
+                            "{} is not below timeout {}: the attempt times out before a copy \
+                             is sent, so the hedge would never fire; use a delay below the \
+                             timeout (the callee's p95, say), or remove hedge",
+                            stormguard::duration::format(delay),
+                            stormguard::duration::format(timeout),
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(Policy {
             timeout,
             request_timeout,

@@ -471,3 +471,34 @@ fn a_fault_after_the_scenario_s_end_is_refused() {
         &["a load step that starts after the users stop arriving"],
     );
 }
+
+/// A hedge that waits as long as the attempt's timeout never sends its copy (the attempt times
+/// out first), though `check` counted its copies in the amplification: refused, as a connect
+/// timeout above the timeout is.
+#[test]
+fn a_hedge_delay_at_or_above_the_timeout_is_refused() {
+    assert_error(
+        &format!("{CALL}timeout = \"100ms\"\nhedge = {{ delay = \"3s\" }}\n"),
+        8,
+        9,
+        "services.web.calls[0].hedge.delay",
+        &["3s is not below timeout 100ms", "would never fire"],
+    );
+    assert_error(
+        &format!("{CALL}timeout = \"100ms\"\nhedge = {{ delay = \"100ms\" }}\n"),
+        8,
+        9,
+        "services.web.calls[0].hedge.delay",
+        &["100ms is not below timeout 100ms"],
+    );
+    assert!(parse(
+        "g.toml",
+        &format!("{CALL}timeout = \"100ms\"\nhedge = {{ delay = \"99ms\" }}\n")
+    )
+    .is_ok());
+    assert!(parse(
+        "g.toml",
+        &format!("{CALL}timeout = \"100ms\"\nhedge = {{ delay = \"p99\" }}\n")
+    )
+    .is_ok());
+}

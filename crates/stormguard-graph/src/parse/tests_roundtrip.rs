@@ -148,7 +148,11 @@ fn call(services: usize) -> impl Strategy<Value = Call> {
             count: b.4,
             parallel: c.0,
             required: c.1,
-            hedge: c.2,
+            // Nor a fixed hedge delay at or above it: the attempt times out first.
+            hedge: c.2.filter(|hedge| match (hedge.delay, a.1) {
+                (HedgeDelay::Fixed(delay), Some(timeout)) => delay < timeout,
+                _ => true,
+            }),
             propagate_deadline: c.3,
             span: Span::default(),
         })

@@ -71,6 +71,15 @@ fn timeouts_are_nonzero_and_connecting_fits_in_an_attempt() {
         "routes[0].connect_timeout",
         &["connect_timeout 2s is above timeout 1s", "use at most 1s"],
     );
+    // A hedge that waits out the attempt's timeout never sends its copy: the same reader
+    // refuses it here as in a graph file.
+    assert_error(
+        &format!("{UNTIMED}timeout = \"1s\"\nhedge = {{ delay = \"2s\" }}\n"),
+        7,
+        9,
+        "routes[0].hedge.delay",
+        &["2s is not below timeout 1s", "would never fire"],
+    );
     assert_error(
         &format!("{MINIMAL}deadline_reserve = 5\n"),
         7,

@@ -149,18 +149,35 @@ impl<'a> Converter<'a> {
                 .and_then(|faults| faults.into_inner().enabled)
                 .unwrap_or(false),
         };
-        if listen.address == admin.address && listen.address.port() != 0 {
+        if same_socket(listen.address, admin.address) {
             let (offset, key) = match admin_offset {
                 Some(offset) => (offset, "admin"),
                 None => (listen_offset, "listen"),
+            };
+            // A port of its own: the default admin port, unless that is the one in conflict.
+            let default: SocketAddr = parse_default(ADMIN_ADDRESS);
+            let free = if listen.address.port() == default.port() {
+                SocketAddr::new(default.ip(), default.port() + 1).to_string()
+            } else {
+                default.to_string()
+            };
+            let both = if listen.address == admin.address {
+                format!("are both {}", listen.address)
+            } else {
+                format!(
+                    "({} and {}) share port {}, and an address of all interfaces takes the \
+                     port on every one",
+                    listen.address,
+                    admin.address,
+                    listen.address.port()
+                )
             };
             return Err(self.error(
                 offset,
                 &root.key(key).key("address"),
                 format!(
-                    "listen.address and admin.address are both {}: one socket cannot serve \
-                     both; give the admin server its own port, e.g. {ADMIN_ADDRESS}",
-                    listen.address
+                    "listen.address and admin.address {both}: one socket cannot serve both; give \
+                     the admin server its own port, e.g. {free}"
                 ),
             ));
         }
@@ -450,6 +467,16 @@ impl<'a> Converter<'a> {
         };
         self.size(value.span().start, parent, key, range, bytes)
     }
+}
+
+/// Whether two listening addresses take the same socket: one port (not 0, which the system
+/// picks apart for each) on the same address, or on any address when either is an address of
+/// all interfaces (`0.0.0.0`, `[::]`), which takes the port on every one: the second bind fails
+/// with "address in use", and `--validate` said the file was fine.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// A default address, which is valid by construction.

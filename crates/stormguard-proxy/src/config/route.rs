@@ -112,7 +112,8 @@ impl Converter<'_> {
                 at,
                 &path.key("idempotent"),
                 "a route with idempotent = false takes no hedge: both copies of a hedged request \
-                 may run; remove hedge, or idempotent = false",
+                 may run; remove hedge, or remove idempotent = false if running a request twice \
+                 is safe",
             ));
         }
         let adaptive_timeout = raw

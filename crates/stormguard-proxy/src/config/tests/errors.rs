@@ -288,14 +288,39 @@ fn listen_and_admin_cannot_share_an_address() {
         2,
         11,
         "listen.address",
-        &["listen.address and admin.address are both 127.0.0.1:9901"],
+        // Not the conflicting default as the way out.
+        &[
+            "listen.address and admin.address are both 127.0.0.1:9901",
+            "its own port, e.g. 127.0.0.1:9902",
+        ],
     );
     assert_error(
         &format!("[admin]\naddress = \"127.0.0.1:8080\"\n{MINIMAL}"),
         2,
         11,
         "admin.address",
-        &["both 127.0.0.1:8080", "its own port"],
+        &["both 127.0.0.1:8080", "its own port, e.g. 127.0.0.1:9901"],
+    );
+    // An address of all interfaces takes the port on loopback too: the second bind fails.
+    assert_error(
+        &format!("[listen]\naddress = \"0.0.0.0:9901\"\n{MINIMAL}"),
+        2,
+        11,
+        "listen.address",
+        &[
+            "(0.0.0.0:9901 and 127.0.0.1:9901) share port 9901",
+            "127.0.0.1:9902",
+        ],
+    );
+    assert_error(
+        &format!(
+            "[listen]\naddress = \"127.0.0.1:7000\"\n[admin]\naddress = \"[::]:7000\"\n\
+             token = \"t\"\n{MINIMAL}"
+        ),
+        4,
+        11,
+        "admin.address",
+        &["share port 7000"],
     );
     // With no address given, the error points at the table that brought the collision.
     assert_error(

@@ -189,7 +189,10 @@ fn hedges_use_the_core_rules() {
         7,
         14,
         "routes[0].idempotent",
-        &["a route with idempotent = false takes no hedge"],
+        &[
+            "a route with idempotent = false takes no hedge",
+            "remove hedge, or remove idempotent = false if running a request twice is safe",
+        ],
     );
 }
 

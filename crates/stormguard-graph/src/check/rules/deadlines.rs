@@ -12,6 +12,7 @@ use super::timeouts::{latency_floor, suggested_timeout};
 use super::{call_name, ceil_ms, duration_value, listed, ms_text, CallAt, Findings, Said};
 use crate::check::figure::Figure;
 use crate::check::figures::{ms, Model, Target};
+use crate::parse::ranges::{Bounds, TIMEOUT};
 use crate::report::Severity;
 
 /// Every per-call deadline rule.
@@ -218,22 +219,46 @@ fn entry_budget(model: &Model<'_>, s: usize, out: &mut Findings) {
     );
 }
 
+/// The other way out, `entry.timeout = "WORST"`, when a file may say so (an entry timeout is
+/// at most an hour); `None` when no entry timeout covers `worst`, so that a fix never proposes
+/// a value the file refuses.
+fn raise_entry_timeout(worst: Duration) -> Option<String> {
+    (worst <= longest_timeout()).then(|| format!("entry.timeout = \"{}\"", format(worst)))
+}
+
+/// The longest timeout a file may hold.
+fn longest_timeout() -> Duration {
+    let Bounds::Duration(_, longest) = TIMEOUT.bounds else {
+        unreachable!("a timeout's range is of durations")
+    };
+    longest
+}
+
+/// `raise` after `joint`, or that no entry timeout covers the worst case.
+fn or(raise: &Option<String>, joint: &str) -> String {
+    match raise {
+        Some(raise) => format!("{joint}{raise}"),
+        None => format!(
+            " (no entry.timeout covers it: a file may make users wait at most {})",
+            format(longest_timeout())
+        ),
+    }
+}
+
 /// The fix when no one call or run can absorb the excess: the total to cut and the costliest
 /// places, or, when the service's own work alone is over the budget, that.
 fn spread_fix(model: &Model<'_>, s: usize, groups: &[(Vec<usize>, f64)], excess: f64) -> String {
     let name = &model.nodes[s].name;
     let budget = model.graph.entry.timeout;
-    let raise = format!(
-        "entry.timeout = \"{}\"",
-        format(ceil_ms(model.worst_case_ms[s]))
-    );
+    let raise = raise_entry_timeout(ceil_ms(model.worst_case_ms[s]));
     let own = model.own_worst_ms(s);
     if own >= ms(budget) || groups.is_empty() {
         return format!(
             "{name}'s own work alone may take {} (its p99.9), against the {} a user waits: make \
-             it faster, or {raise}",
+             it faster{}",
             ms_text(own),
-            format(budget)
+            format(budget),
+            or(&raise, ", or ")
         );
     }
     let places: Vec<String> = groups
@@ -251,8 +276,9 @@ fn spread_fix(model: &Model<'_>, s: usize, groups: &[(Vec<usize>, f64)], excess:
         .collect();
     format!(
         "no one call can absorb it: cut {} in total from the timeouts or attempts of {name}'s \
-         calls, costliest first: {}; or {raise}",
+         calls, costliest first: {}{}",
         ms_text(excess),
-        places.join(", ")
+        places.join(", "),
+        or(&raise, "; or ")
     )
 }

@@ -456,6 +456,23 @@ fn entry_budget_says_how_much_to_cut_when_no_timeout_can() {
         "{:?}",
         own.findings
     );
+    // Own work whose p99.9 is past an hour: no entry.timeout a file may hold covers it, so the
+    // fix says so rather than propose one the parser refuses (it proposed "4945724077ms").
+    let slow = Builder::new("web")
+        .service("web", |s| {
+            s.latency = Latency {
+                p50: Duration::from_micros(1),
+                p99: Duration::from_secs(3600),
+            }
+        })
+        .check();
+    let fix = &only(&slow, "entry-budget").fix;
+    assert!(
+        fix.ends_with(
+            "make it faster (no entry.timeout covers it: a file may make users wait at most 1h)"
+        ),
+        "{fix}"
+    );
 }
 
 fn below_latency(timeout: u64) -> Report {

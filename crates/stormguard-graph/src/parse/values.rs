@@ -71,12 +71,22 @@ pub trait DurationValue {
 /// use stormguard_graph::parse::values::bare_number_message;
 ///
 /// assert!(bare_number_message(5).contains("\"5s\" or \"5ms\""));
+/// // A negative number is told that too, with fixes a file may hold.
+/// assert!(bare_number_message(-5).contains("never negative; write a string with a unit, e.g. \"5s\""));
 /// ```
 pub fn bare_number_message(number: impl fmt::Display) -> String {
-    format!(
-        "the bare number {number} is not a duration: it has no unit; write a string with a \
-         unit, e.g. \"{number}s\" or \"{number}ms\""
-    )
+    let number = number.to_string();
+    match number.strip_prefix('-') {
+        Some(magnitude) => format!(
+            "the bare number {number} is not a duration: it has no unit, and a duration is \
+             never negative; write a string with a unit, e.g. \"{magnitude}s\" or \
+             \"{magnitude}ms\""
+        ),
+        None => format!(
+            "the bare number {number} is not a duration: it has no unit; write a string with a \
+             unit, e.g. \"{number}s\" or \"{number}ms\""
+        ),
+    }
 }
 
 impl<'a> ValueReader<'a> {

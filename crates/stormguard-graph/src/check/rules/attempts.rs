@@ -88,16 +88,22 @@ fn attempts_cannot_fit(at: &CallAt<'_, '_>, out: &mut Findings) {
     };
     let first_out = starts[fit as usize];
     let plural = if fit == 1 { "" } else { "s" };
-    // A timeout that lets every attempt run whole, if one of at least 1 ms does.
+    // A timeout that lets every attempt run whole, whatever the backoff draws (its longest
+    // waits: with the shortest, a full-jitter wait of more than nothing cut the last attempt
+    // short), if one of at least 1 ms does.
+    let longest_waits: Duration = (1..call.max_attempts)
+        .map(|retry| call.backoff.max_delay(retry))
+        .fold(Duration::ZERO, Duration::saturating_add);
     let whole = request
-        .checked_sub(waits)
+        .checked_sub(longest_waits)
         .map(|left| left / call.max_attempts)
         .map(|each| Duration::from_millis(each.as_millis() as u64))
         .filter(|each| *each >= Duration::from_millis(1));
     let mut fix = format!("max_attempts = {fit}");
     if let Some(each) = whole {
         fix.push_str(&format!(
-            ", or timeout = \"{}\" so that all {} attempts run whole",
+            ", or timeout = \"{}\" so that all {} attempts run whole, whatever the backoff \
+             waits",
             format(each),
             call.max_attempts
         ));

@@ -429,7 +429,8 @@ pub const RULES: &[RuleDoc] = &[
               timeouts are set in different places.",
         fix: "max_attempts = k, the attempts that can start, which check --fix writes; or a \
               timeout short enough for every attempt to run whole (the request_timeout less \
-              the backoff's shortest waits, divided by max_attempts), which the finding names.",
+              the backoff's longest waits, divided by max_attempts, so that no jitter cuts the last \
+              attempt short), which the finding names.",
     },
     RuleDoc {
         id: "over-capacity",

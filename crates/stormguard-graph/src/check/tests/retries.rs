@@ -244,9 +244,11 @@ fn attempts_cannot_fit_fires_when_an_attempt_would_start_after_the_request_timeo
          time out, attempt 4 would start at 12s, after the request has ended, so attempts after \
          the 3rd never run (only 3 attempts can start)"
     );
+    // 10 s less the backoff's longest waits (25, 50 and 100 ms), over 4: 2456 ms.
     assert_eq!(
         finding.fix,
-        "max_attempts = 3, or timeout = \"2500ms\" so that all 4 attempts run whole"
+        "max_attempts = 3, or timeout = \"2456ms\" so that all 4 attempts run whole, whatever \
+         the backoff waits"
     );
     assert_eq!(
         (finding.value, finding.limit),

@@ -272,6 +272,7 @@ pub const LATENCY: ValueRange = ValueRange {
         at("latency", "p50"),
         at("latency", "p99"),
         at("[[services.NAME.calls]]", "rtt"),
+        at("[[routes]]", "rtt"),
         at("[[routes]]", "latency_buckets"),
     ],
 };

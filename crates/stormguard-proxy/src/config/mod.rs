@@ -47,7 +47,7 @@
 //! timeout = "2s"                  # required: each attempt, connecting included
 //! # request_timeout, connect_timeout, max_attempts, backoff, retry_budget | token_bucket,
 //! # retry_on, hedge, adaptive_timeout, propagate_deadline, deadline_reserve, retry_body_limit,
-//! # latency_buckets, idempotent, fault: see below
+//! # latency_buckets, idempotent, fault, rtt (for check): see below
 //!
 //! [faults]
 //! enabled = false                 # default

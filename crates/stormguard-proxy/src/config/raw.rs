@@ -115,6 +115,7 @@ pub(super) struct RawRoute {
     pub timeout: Option<Spanned<Scalar>>,
     pub request_timeout: Option<Spanned<Scalar>>,
     pub connect_timeout: Option<Spanned<Scalar>>,
+    pub rtt: Option<Spanned<Scalar>>,
     pub max_attempts: Option<Spanned<u32>>,
     pub backoff: Option<Spanned<String>>,
     pub retry_budget: Option<Spanned<RawLimiter>>,

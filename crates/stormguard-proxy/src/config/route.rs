@@ -131,9 +131,17 @@ impl Converter<'_> {
             timeout: Some(timeout),
             request_timeout: policy.request_timeout,
             connect_timeout: policy.connect_timeout,
-            // The graph's default: `check` reads it as an assumed round trip, which its
-            // connect-timeout findings name; a proxy does not measure it.
-            rtt: Duration::from_millis(1),
+            // For `check` alone, which reads it as the network's round trip to the upstream
+            // (its connect-timeout findings name it); the proxy neither reads nor measures it.
+            // The graph's key and default, so that the finding's "set the call's rtt" can be
+            // followed in a settings file too.
+            rtt: self.duration_or(
+                raw.rtt.as_ref(),
+                path,
+                "rtt",
+                &LATENCY,
+                Duration::from_millis(1),
+            )?,
             max_attempts: policy.max_attempts,
             backoff: policy.backoff,
             limiter: policy.limiter,

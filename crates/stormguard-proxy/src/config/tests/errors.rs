@@ -22,7 +22,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
         "routes[0].timout",
         &[
             "unknown key `timout`; valid keys here: `name`, `match`, `upstream`, `timeout`, \
-           `request_timeout`, `connect_timeout`, `max_attempts`, `backoff`, `retry_budget`, \
+           `request_timeout`, `connect_timeout`, `rtt`, `max_attempts`, `backoff`, `retry_budget`, \
            `token_bucket`, `retry_on`, `hedge`, `adaptive_timeout`, `propagate_deadline`, \
            `deadline_reserve`, `retry_body_limit`, `latency_buckets`, `idempotent`, `fault`",
         ],

@@ -264,3 +264,30 @@ fn adaptive_bounds_default_to_10ms_and_the_route_timeout() {
     let adaptive = route.adaptive_timeout.unwrap();
     assert_eq!((adaptive.min, adaptive.max), (ms(4), ms(4)));
 }
+
+/// `check` on a settings file tells a route without a connect timeout to set one from the
+/// route's round trip, "set the call's rtt if yours is longer": a route takes `rtt` as a graph's
+/// call does (the settings refused it as an unknown key), and the fix follows it.
+#[test]
+fn a_route_s_rtt_is_the_round_trip_check_reads() {
+    let config = config(&format!(
+        "{MINIMAL}rtt = \"20ms\"\nmax_attempts = 2\nrequest_timeout = \"10s\"\n"
+    ));
+    assert_eq!(config.routes[0].call.rtt, Duration::from_millis(20));
+    let report = stormguard_graph::check::check(&crate::config::to_graph(&config));
+    let fix = &report
+        .findings
+        .iter()
+        .find(|f| f.rule == "missing-connect-timeout")
+        .expect("the route has no connect timeout")
+        .fix;
+    assert!(
+        fix.contains("from the call's round trip (rtt) of 20ms"),
+        "{fix}"
+    );
+    // Unset, the graph's default: 1 ms, which the finding says is assumed.
+    assert_eq!(
+        super::config(MINIMAL).routes[0].call.rtt,
+        Duration::from_millis(1)
+    );
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::seeds::{Interval, Unit};
 use super::summary::{CallSummary, ServiceSummary, Summary};
-use super::text::{ms, number, percent, recovery, scenario_line};
+use super::text::{ms, no_recovery_figure, number, percent, recovery_cell, scenario_line};
 use super::Run;
 
 /// Which way a figure should move for the change to be an improvement.
@@ -468,8 +468,8 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     }
     t.row(
         "recovered",
-        sa.cell("recovered_at_s", recovery(sa.recovered_at_s), Unit::At),
-        sb.cell("recovered_at_s", recovery(sb.recovered_at_s), Unit::At),
+        sa.cell("recovered_at_s", recovery_cell(a), Unit::At),
+        sb.cell("recovered_at_s", recovery_cell(b), Unit::At),
         String::new(),
     );
     // What a count of attempts is judged against: each run's users times the normal load.
@@ -598,8 +598,8 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
             (ms, Unit::Ms),
         );
     }
-    let recovered = if a.outcome.triggers.is_empty() {
-        "nothing to recover from".to_string()
+    let recovered = if let Some(why) = no_recovery_figure(a) {
+        why
     } else if sa.seeds.is_some() {
         recovery_over_seeds(sa, sb)
     } else {

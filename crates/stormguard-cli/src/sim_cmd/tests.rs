@@ -412,3 +412,47 @@ fn with_several_seeds_the_timeline_and_charts_are_the_first_seed_s_and_say_so() 
     std::fs::remove_dir_all(dir).unwrap();
     std::fs::remove_file(file).unwrap();
 }
+
+/// A run whose recovery cannot be told (a fault from its first second, or too few seconds after
+/// the last one for goodput to hold five) says "not measured" and why, where it said "never",
+/// as if the system had stayed down; a comparison shows `-` for it.
+#[test]
+fn a_recovery_that_cannot_be_measured_is_not_called_never() {
+    // GRAPH's fault ends at 3 s of a 5 s run: two seconds after it.
+    let short = graph_file("recovery-short", GRAPH);
+    let path = short.display().to_string();
+    let text = run_args(&[&path]).unwrap();
+    assert!(
+        text.contains(
+            "recovery  not measured: the run ends less than 5s after the last fault or load \
+             step, too soon to see goodput hold"
+        ),
+        "{text}"
+    );
+    let text = run_args(&[&path, &path]).unwrap();
+    let row = text.lines().find(|l| l.starts_with("recovered")).unwrap();
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["recovered", "-", "-"]
+    );
+    assert!(
+        text.contains("recovery       not measured: the run ends less than 5s"),
+        "{text}"
+    );
+    // A fault from the first second: no level before it.
+    let from_start = graph_file(
+        "recovery-from-start",
+        &GRAPH
+            .replace("from = \"1s\"", "from = \"0s\"")
+            .replace("duration = \"5s\"", "duration = \"20s\""),
+    );
+    let text = run_args(&[&from_start.display().to_string()]).unwrap();
+    assert!(
+        text.contains(
+            "recovery  not measured: the first fault or load step starts before a whole second"
+        ),
+        "{text}"
+    );
+    std::fs::remove_file(short).unwrap();
+    std::fs::remove_file(from_start).unwrap();
+}

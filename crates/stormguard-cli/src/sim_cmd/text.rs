@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use stormguard_sim::engine;
+
 use super::seeds::Unit;
 use super::Run;
 
@@ -36,6 +38,25 @@ pub(crate) fn recovery(value: Option<f64>) -> String {
     value.map_or("never".to_string(), |s| format!("at {s}s"))
 }
 
+/// Why `run`'s recovery is not a figure, if it is not: nothing to recover from, or what
+/// [`engine::unmeasured`] finds. Then a missing `recovered_at_s` is not "never".
+pub(crate) fn no_recovery_figure(run: &Run) -> Option<String> {
+    let outcome = &run.outcome;
+    if outcome.triggers.is_empty() {
+        return Some("nothing to recover from: no fault or load step".to_string());
+    }
+    engine::unmeasured(&outcome.timeline, &outcome.triggers)
+        .map(|why| format!("not measured: {}", why.words()))
+}
+
+/// [`recovery`] in a table: `-` where the run has no recovery figure.
+pub(crate) fn recovery_cell(run: &Run) -> String {
+    match no_recovery_figure(run) {
+        Some(_) => "-".to_string(),
+        None => recovery(run.summary.recovered_at_s),
+    }
+}
+
 pub(crate) fn scenario_line(run: &Run) -> String {
     match (&run.summary.scenario, run.known_scenarios.is_empty()) {
         (Some(name), _) => format!("scenario {name}"),
@@ -49,16 +70,16 @@ pub(crate) fn scenario_line(run: &Run) -> String {
 
 /// What the recovery figure means for this run, in words.
 fn recovery_words(run: &Run) -> String {
+    if let Some(why) = no_recovery_figure(run) {
+        return why;
+    }
     let last_end = run.outcome.triggers.iter().map(|t| t.to).max();
     match (last_end, run.summary.recovered_at_s) {
-        (None, _) => "nothing to recover from: no fault or load step".to_string(),
         (Some(end), Some(at)) => format!(
             "at {at}s, {}s after the last fault or load step ended",
             at - end.as_secs_f64()
         ),
-        (Some(_), None) => {
-            "never: goodput did not return to 95% of its level before the faults".to_string()
-        }
+        _ => "never: goodput did not return to 95% of its level before the faults".to_string(),
     }
 }
 

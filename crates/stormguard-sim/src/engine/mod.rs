@@ -123,6 +123,7 @@ use stormguard::hedge::HedgeError;
 use stormguard_graph::model::{Graph, Scenario, Span};
 
 pub use outcome::{CallStats, Outcome, ServiceStats, Step, Trigger, UserStats};
+pub use recovery::{unmeasured, Unmeasured};
 
 /// Why a graph cannot be simulated.
 #[derive(Debug, thiserror::Error)]

@@ -24,8 +24,68 @@ const HOLD_STEPS: usize = 5;
 /// without triggers, without a second with arrivals before them, or when the run ends before
 /// goodput held for [`HOLD_STEPS`] seconds.
 pub(crate) fn recovered_at(timeline: &[Step], triggers: &[Trigger]) -> Option<Duration> {
+    let (first_start, last_end) = window(triggers)?;
+    let (sum, count) = goodput_before(timeline, first_start)?;
+    let threshold = RECOVERED_SHARE * sum / f64::from(count);
+    let recovered = |step: &Step| step.goodput().is_none_or(|g| g >= threshold);
+    let from = usize::try_from(first_second_after(last_end)).ok()?;
+    (from..timeline.len())
+        .take_while(|s| s + HOLD_STEPS <= timeline.len())
+        .find(|&s| timeline[s..s + HOLD_STEPS].iter().all(recovered))
+        .map(|s| Duration::from_secs(timeline[s].at_s))
+}
+
+/// Why [`recovered_at`] cannot say whether a run recovered, when it cannot: then its `None` is
+/// not "never", and a report must not say that a system stayed down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmeasured {
+    /// No second with arrivals before the first trigger: no level to return to (a fault from
+    /// the start of the run).
+    NoLevelBefore,
+    /// The run ends fewer than [`HOLD_STEPS`] whole seconds after the last trigger: too soon
+    /// to see a recovery hold.
+    EndsTooSoon,
+}
+
+impl Unmeasured {
+    /// The reason in words, after "not measured: ".
+    pub fn words(self) -> String {
+        match self {
+            Unmeasured::NoLevelBefore => {
+                "the first fault or load step starts before a whole second of arrivals, so \
+                 there is no level before it to return to"
+                    .to_string()
+            }
+            Unmeasured::EndsTooSoon => format!(
+                "the run ends less than {HOLD_STEPS}s after the last fault or load step, too \
+                 soon to see goodput hold"
+            ),
+        }
+    }
+}
+
+/// Whether [`recovered_at`] can tell, on this timeline and these triggers (some), whether the
+/// run recovered; `None` when it can (its `None` is then "never").
+pub fn unmeasured(timeline: &[Step], triggers: &[Trigger]) -> Option<Unmeasured> {
+    let (first_start, last_end) = window(triggers)?;
+    if goodput_before(timeline, first_start).is_none() {
+        return Some(Unmeasured::NoLevelBefore);
+    }
+    let seconds_after = (timeline.len() as u64).saturating_sub(first_second_after(last_end));
+    (seconds_after < HOLD_STEPS as u64).then_some(Unmeasured::EndsTooSoon)
+}
+
+/// The start of the first trigger and the end of the last; `None` without triggers.
+fn window(triggers: &[Trigger]) -> Option<(Duration, Duration)> {
     let first_start = triggers.iter().map(|t| t.from).min()?;
     let last_end = triggers.iter().map(|t| t.to).max()?;
+    Some((first_start, last_end))
+}
+
+/// The sum and the count of the goodputs of the whole seconds before `first_start` (whose mean
+/// is the level), second 0 left out when there are others (queues start empty, so it flatters
+/// the system); `None` without a second with arrivals among them.
+fn goodput_before(timeline: &[Step], first_start: Duration) -> Option<(f64, u32)> {
     let whole_before = usize::try_from(first_start.as_secs())
         .unwrap_or(usize::MAX)
         .min(timeline.len());
@@ -35,17 +95,12 @@ pub(crate) fn recovered_at(timeline: &[Step], triggers: &[Trigger]) -> Option<Du
         .iter()
         .filter_map(Step::goodput)
         .fold((0.0, 0u32), |(sum, n), g| (sum + g, n + 1));
-    if count == 0 {
-        return None;
-    }
-    let threshold = RECOVERED_SHARE * sum / f64::from(count);
-    let recovered = |step: &Step| step.goodput().is_none_or(|g| g >= threshold);
-    let from = last_end.as_secs() + u64::from(last_end.subsec_nanos() > 0);
-    let from = usize::try_from(from).ok()?;
-    (from..timeline.len())
-        .take_while(|s| s + HOLD_STEPS <= timeline.len())
-        .find(|&s| timeline[s..s + HOLD_STEPS].iter().all(recovered))
-        .map(|s| Duration::from_secs(timeline[s].at_s))
+    (count > 0).then_some((sum, count))
+}
+
+/// The first whole second at or after `end`.
+fn first_second_after(end: Duration) -> u64 {
+    end.as_secs() + u64::from(end.subsec_nanos() > 0)
 }
 
 #[cfg(test)]
@@ -115,6 +170,27 @@ mod tests {
             Some(Duration::from_secs(3)),
             "seconds 3..7 are the last five"
         );
+    }
+
+    /// Each `None` of the test above but the first is one `unmeasured` names, so that a report
+    /// says "not measured" there and "never" only where goodput did not come back.
+    #[test]
+    fn unmeasured_tells_a_missing_baseline_or_too_short_a_run_from_never() {
+        let steps = timeline(&[99, 99, 0, 99, 99, 99, 99, 99]);
+        assert_eq!(unmeasured(&steps, &[]), None);
+        assert_eq!(
+            unmeasured(&steps, &[trigger(500, 1_000)]),
+            Some(Unmeasured::NoLevelBefore)
+        );
+        assert_eq!(
+            unmeasured(&steps, &[trigger(2_000, 3_500)]),
+            Some(Unmeasured::EndsTooSoon)
+        );
+        assert_eq!(unmeasured(&steps, &[trigger(2_000, 2_500)]), None);
+        // Measurable and never back: `None` from both, and the report says "never".
+        let down = timeline(&[99, 99, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(unmeasured(&down, &[trigger(2_000, 3_000)]), None);
+        assert_eq!(recovered_at(&down, &[trigger(2_000, 3_000)]), None);
     }
 
     #[test]

@@ -209,6 +209,16 @@ fn load_graph(path: &std::path::Path) -> anyhow::Result<GraphInput> {
     })
 }
 
+/// The longest timeout a graph file may hold (an hour).
+pub(super) fn longest_timeout() -> std::time::Duration {
+    let stormguard_graph::parse::ranges::Bounds::Duration(_, longest) =
+        stormguard_graph::parse::ranges::TIMEOUT.bounds
+    else {
+        unreachable!("a timeout's range is of durations")
+    };
+    longest
+}
+
 /// Writes each call's suggested timeout into the graph (where it differs from the current
 /// one) and checks the result against the graph as given.
 fn apply(
@@ -224,7 +234,9 @@ fn apply(
         let Ok(suggestion) = &plan.suggestion else {
             continue;
         };
-        if plan.current == Some(suggestion.timeout) {
+        // A tail past the longest timeout a graph may hold is said, not written: the graph
+        // would not read back, and the whole table was lost for one call.
+        if plan.current == Some(suggestion.timeout) || suggestion.timeout > longest_timeout() {
             continue;
         }
         let was = plan

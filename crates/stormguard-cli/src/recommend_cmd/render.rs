@@ -90,10 +90,18 @@ fn calls_text(out: &mut String, outcome: &Outcome, applied: &Applied) {
             Some((&first, rest)) => format!("{} +{}", outcome.series[first].0, rest.len()),
         };
         let (suggested, notes) = match &plan.suggestion {
-            Ok(s) => (
-                stormguard::duration::format(s.timeout),
-                s.warnings.iter().map(|w| format!("  ! {w}")).collect(),
-            ),
+            Ok(s) => {
+                let mut notes: Vec<String> =
+                    s.warnings.iter().map(|w| format!("  ! {w}")).collect();
+                if s.timeout > super::longest_timeout() {
+                    notes.push(format!(
+                        "  ! not written: above {}, the longest timeout a graph may hold; a tail \
+                         this long is a job's, not a request's",
+                        stormguard::duration::format(super::longest_timeout())
+                    ));
+                }
+                (stormguard::duration::format(s.timeout), notes)
+            }
             Err(why) => ("-".to_string(), vec![format!("  - {why}")]),
         };
         let row = vec![

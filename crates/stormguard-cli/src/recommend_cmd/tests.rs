@@ -273,3 +273,32 @@ fn bad_input_is_an_input_error_that_says_the_fix() {
     );
     assert!(run_args(&[]).is_err(), "a source is required");
 }
+
+/// A histogram whose tail is past an hour (a bucket at 100,000 s) once ended the command with
+/// exit 3 and no table: the graph with the suggestion did not read back. The suggestion is
+/// shown, marked, and left out of the graph.
+#[test]
+fn a_suggestion_past_the_longest_timeout_is_said_and_not_written() {
+    let page = temp(
+        "long.prom",
+        "x_seconds_bucket{upstream=\"db\",le=\"0.1\"} 10\n\
+         x_seconds_bucket{upstream=\"db\",le=\"100000\"} 20\n\
+         x_seconds_bucket{upstream=\"db\",le=\"+Inf\"} 20\n",
+    );
+    let graph = temp(
+        "long.toml",
+        "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"db\"\n\
+         timeout = \"300ms\"\nconnect_timeout = \"5ms\"\n[services.db]\n",
+    );
+    let (_, out, _) = run_args(&["--metrics", &page, "--graph", &graph]).unwrap();
+    assert!(
+        out.contains(
+            "  ! not written: above 1h, the longest timeout a graph may hold; a tail this long \
+             is a job's, not a request's"
+        ),
+        "{out}"
+    );
+    let (_, toml, _) =
+        run_args(&["--metrics", &page, "--graph", &graph, "--format", "toml"]).unwrap();
+    assert!(toml.contains("timeout = \"300ms\""), "{toml}");
+}

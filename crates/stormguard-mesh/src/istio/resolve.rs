@@ -182,7 +182,10 @@ fn clamp_connect(route: &mut crate::inventory::Route) -> Option<String> {
         timeout.value.trim_matches('"'),
         timeout.value.trim_matches('"'),
     );
-    let (text, origin) = (timeout.value.clone(), connect.origin.clone());
+    // The written value is the timeout's, so its source is the timeout's too: the connect
+    // timeout's own ("Istio default", for the 10 s Istio uses when none is set) said a value
+    // that was not written.
+    let (text, origin) = (timeout.value.clone(), timeout.origin.clone());
     route.policy.set("connect_timeout", text, origin);
     Some(note)
 }

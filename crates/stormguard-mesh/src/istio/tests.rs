@@ -148,8 +148,9 @@ fn per_try_timeout_above_the_route_timeout_is_clamped_and_listed() {
         setting(ratings, "retry_budget"),
         ("{ ratio = 0.2, min_per_sec = 3 }".into(), 43)
     );
-    // Istio's 10 s connect timeout cannot outlive the 1 s attempt.
-    assert_eq!(setting(ratings, "connect_timeout"), ("\"1s\"".into(), 0));
+    // Istio's 10 s connect timeout cannot outlive the 1 s attempt: written as it, from its
+    // line (not "Istio default", which said 10 s).
+    assert_eq!(setting(ratings, "connect_timeout"), ("\"1s\"".into(), 84));
     assert_eq!(ratings.caller.as_deref(), Some("reviews"));
     assert!(findings_at(&inv, "ratings.bookinfo.svc.cluster.local").is_empty());
     for what in [
@@ -400,7 +401,8 @@ fn example_shows_the_findings_its_readme_lists() {
     assert_eq!(setting(order, "timeout"), ("\"2s\"".into(), 23));
     assert_eq!(setting(order, "request_timeout"), ("\"3s\"".into(), 20));
     assert_eq!(setting(order, "max_attempts"), ("4".into(), 22));
-    assert_eq!(setting(order, "connect_timeout"), ("\"2s\"".into(), 0));
+    // Istio's 10 s connect timeout, written as the attempt's timeout: from its line.
+    assert_eq!(setting(order, "connect_timeout"), ("\"2s\"".into(), 23));
     let browse = route(&inv, "checkout", Some("browse"));
     assert_eq!(setting(browse, "timeout"), ("\"5s\"".into(), 29));
     assert_eq!(setting(browse, "max_attempts"), ("3".into(), 0));

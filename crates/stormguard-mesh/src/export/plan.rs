@@ -24,6 +24,10 @@ pub struct Plan {
 /// One call, from where.
 struct CallRef<'g> {
     caller: &'g str,
+    /// The caller as a conflict names it: with the caller's endpoint when it has named ones
+    /// (`frontend (checkout-browse)`), since two endpoints of one caller may hold different
+    /// policies for one destination, and "wrote frontend's; not frontend's" said nothing.
+    label: String,
     to: &'g str,
     endpoint: Option<&'g str>,
     call: &'g Call,
@@ -46,6 +50,10 @@ fn calls(graph: &Graph) -> Vec<CallRef<'_>> {
                 }
                 out.push(CallRef {
                     caller,
+                    label: match endpoint.name {
+                        Some(name) => format!("{caller} ({name})"),
+                        None => caller.to_string(),
+                    },
                     to: &call.to,
                     endpoint: call.endpoint.as_deref(),
                     call,
@@ -149,8 +157,8 @@ pub(super) fn path_text(path: &[Seg]) -> String {
 pub fn plan(graph: &Graph, target: Target) -> Plan {
     let writer = target.writer();
     let mut result = Plan::default();
-    // (to, caller for Envoy) → endpoint → [(caller, fields)]
-    type ByEndpoint = BTreeMap<Option<String>, Vec<(String, Fields)>>;
+    // (to, caller for Envoy) → endpoint → [(caller, its label, fields)]
+    type ByEndpoint = BTreeMap<Option<String>, Vec<(String, String, Fields)>>;
     let mut by_destination: BTreeMap<(String, Option<String>), ByEndpoint> = BTreeMap::new();
     for c in calls(graph) {
         let fields = writer.fields(c.call);
@@ -173,23 +181,26 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
             .or_default()
             .entry(endpoint)
             .or_default()
-            .push((c.caller.to_string(), fields));
+            .push((c.caller.to_string(), c.label.clone(), fields));
     }
     // Values a resource holds once for every destination (a gRPC retryThrottling).
     let shared: Vec<(String, Vec<Assign>)> = by_destination
         .iter()
         .flat_map(|((to, _), endpoints)| {
-            endpoints.values().flatten().map(move |(caller, f)| {
+            endpoints.values().flatten().map(move |(_, label, f)| {
                 let root: Vec<Assign> = f.route.iter().filter(|a| a.from_root).cloned().collect();
-                (format!("{caller} -> {to}"), root)
+                (format!("{label} -> {to}"), root)
             })
         })
         .collect();
     let groups = partition(&shared);
     if groups.len() > 1 {
-        result
-            .conflicts
-            .push(conflict("every destination", "shared", &groups));
+        result.conflicts.push(conflict(
+            "every destination",
+            "shared",
+            &groups[0].1,
+            &shared,
+        ));
     }
     for ((to, caller), endpoints) in by_destination {
         let mut routes = Vec::new();
@@ -204,12 +215,16 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
             };
             let route_values: Vec<(String, Vec<Assign>)> = calls
                 .iter()
-                .map(|(caller, f)| (caller.clone(), f.route.clone()))
+                .map(|(caller, _, f)| (caller.clone(), f.route.clone()))
+                .collect();
+            let labeled: Vec<(String, Vec<Assign>)> = calls
+                .iter()
+                .map(|(_, label, f)| (label.clone(), f.route.clone()))
                 .collect();
             destination_values.extend(
-                calls
-                    .iter()
-                    .map(|(caller, f)| (caller.clone(), f.destination.clone())),
+                calls.iter().map(|(caller, label, f)| {
+                    (caller.clone(), label.clone(), f.destination.clone())
+                }),
             );
             let groups = partition(&route_values);
             if groups.len() > 1 && writer.per_caller() == PerCaller::Routes {
@@ -229,7 +244,9 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
                 continue;
             }
             if groups.len() > 1 {
-                result.conflicts.push(conflict(&label, "route", &groups));
+                result
+                    .conflicts
+                    .push(conflict(&label, "route", &groups[0].1, &labeled));
             }
             routes.push(RoutePlan {
                 endpoint,
@@ -237,9 +254,19 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
                 fields: groups[0].1.clone(),
             });
         }
-        let groups = partition(&destination_values);
+        let by_caller: Vec<(String, Vec<Assign>)> = destination_values
+            .iter()
+            .map(|(caller, _, values)| (caller.clone(), values.clone()))
+            .collect();
+        let groups = partition(&by_caller);
         if groups.len() > 1 {
-            result.conflicts.push(conflict(&to, "destination", &groups));
+            let labeled: Vec<(String, Vec<Assign>)> = destination_values
+                .into_iter()
+                .map(|(_, label, values)| (label, values))
+                .collect();
+            result
+                .conflicts
+                .push(conflict(&to, "destination", &groups[0].1, &labeled));
         }
         result.destinations.push(DestinationPlan {
             to,
@@ -252,17 +279,32 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
     result
 }
 
-fn conflict(label: &str, part: &'static str, groups: &[(Vec<String>, Vec<Assign>)]) -> Conflict {
-    Conflict {
+/// The conflict at `label`: `written` is the policy chosen (by caller, [`partition`]'s first
+/// group), and each call is named by its label in `labeled`, with its values: those holding
+/// `written` are the written, the others the not written, with how theirs differ.
+fn conflict(
+    label: &str,
+    part: &'static str,
+    written: &[Assign],
+    labeled: &[(String, Vec<Assign>)],
+) -> Conflict {
+    let mut conflict = Conflict {
         to: label.to_string(),
         part,
-        written: groups[0].0.clone(),
-        not_written: groups[1..]
-            .iter()
-            .flat_map(|(callers, fields)| {
-                let diff = difference(&groups[0].1, fields);
-                callers.iter().map(move |c| (c.clone(), diff.clone()))
-            })
-            .collect(),
+        written: Vec::new(),
+        not_written: Vec::new(),
+    };
+    for (name, values) in labeled {
+        if values.as_slice() == written {
+            if !conflict.written.contains(name) {
+                conflict.written.push(name.clone());
+            }
+        } else {
+            let item = (name.clone(), difference(written, values));
+            if !conflict.not_written.contains(&item) {
+                conflict.not_written.push(item);
+            }
+        }
     }
+    conflict
 }

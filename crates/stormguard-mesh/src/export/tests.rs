@@ -395,3 +395,35 @@ fn new_resources_name_the_service_s_port_when_it_was_read_and_say_when_they_gues
         }
     }
 }
+
+/// Two endpoints of one caller with different policies for one destination: the conflict names
+/// each by its endpoint, where it said "wrote frontend's; not frontend's" (a review's find on
+/// the Istio example's sidecar).
+#[test]
+fn a_conflict_between_endpoints_of_one_caller_names_the_endpoints() {
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"frontend\"\n[services.frontend.endpoints.browse]\n\
+         [[services.frontend.endpoints.browse.calls]]\nto = \"checkout\"\ntimeout = \"1s\"\n\
+         retry_budget = { ratio = 0.1, min_per_sec = 5 }\n\
+         [services.frontend.endpoints.order]\n[[services.frontend.endpoints.order.calls]]\n\
+         to = \"checkout\"\ntimeout = \"1s\"\n[services.checkout]\n",
+    )
+    .unwrap();
+    let plan = plan(&graph, Target::Istio);
+    let conflict = plan
+        .conflicts
+        .iter()
+        .find(|c| c.part == "destination")
+        .unwrap_or_else(|| panic!("{:?}", plan.conflicts));
+    let text = conflict.to_string();
+    assert!(
+        text.contains("wrote frontend (browse)'s") || text.contains("wrote frontend (order)'s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not frontend (order)'s") || text.contains("not frontend (browse)'s"),
+        "{text}"
+    );
+    assert_eq!(conflict.written.len() + conflict.not_written.len(), 2);
+}

@@ -97,7 +97,9 @@ pub(super) fn chosen(findings: &[Finding]) -> Vec<(&Edit, &'static str)> {
 /// `edits` with, for each that sets a call's `timeout` below the call's `connect_timeout`, the
 /// connect timeout lowered to it, under the same rule: an attempt's timeout covers connecting,
 /// so the file refuses a connect timeout above it, and a connect timeout sized to survive a
-/// lost SYN (1100ms on a call of one attempt) must follow a timeout cut below it.
+/// lost SYN (1100ms on a call of one attempt) must follow a timeout cut below it. Likewise a
+/// fixed hedge delay at or above the new timeout, which the file refuses (the copy would never
+/// be sent): halved from the timeout, its `max_extra` kept, so the hedge can still fire.
 pub(super) fn with_connect_caps(
     graph: &Graph,
     edits: Vec<(&Edit, &'static str)>,
@@ -121,6 +123,9 @@ pub(super) fn with_connect_caps(
         let Some(call) = call_of(graph, edit) else {
             continue;
         };
+        if let Some(cap) = hedge_cap(call, edit, timeout, &out) {
+            out.push((cap, rule));
+        }
         if sets_connect || call.connect_timeout.is_none_or(|c| c <= timeout) {
             continue;
         }
@@ -129,6 +134,37 @@ pub(super) fn with_connect_caps(
         out.push((cap, rule));
     }
     out
+}
+
+/// The edit of `call`'s hedge for timeout `edit` setting `timeout`: a fixed delay at or above it
+/// becomes half of it; `None` when the hedge has no such delay or another edit sets or removes
+/// it already.
+fn hedge_cap(
+    call: &Call,
+    edit: &Edit,
+    timeout: Duration,
+    others: &[(Edit, &'static str)],
+) -> Option<Edit> {
+    let hedge = call.hedge?;
+    let stormguard::hedge::HedgeDelay::Fixed(delay) = hedge.delay else {
+        return None;
+    };
+    let touched = others.iter().any(|(other, _)| {
+        other.key == "hedge"
+            && (&other.from, &other.endpoint, other.index)
+                == (&edit.from, &edit.endpoint, edit.index)
+    });
+    if delay < timeout || touched {
+        return None;
+    }
+    let mut cap = edit.clone();
+    cap.key = "hedge";
+    cap.value = Some(format!(
+        "{{ delay = \"{}\", max_extra = {} }}",
+        stormguard::duration::format(timeout / 2),
+        hedge.max_extra
+    ));
+    Some(cap)
 }
 
 /// A duration written as TOML text (`"39ms"`), as edits hold it.

@@ -326,6 +326,32 @@ fn a_connect_timeout_fix_stays_within_the_attempt_s_timeout() {
     }
 }
 
+/// A timeout cut below a call's fixed hedge delay once made a file the parser refuses (the copy
+/// would never be sent, `check --fix` exited 3): the delay follows the cut, halved from the new
+/// timeout, its `max_extra` kept.
+#[test]
+fn a_timeout_cut_below_the_hedge_delay_takes_the_delay_down_with_it() {
+    let text = "[entry]\nservice = \"web\"\ntimeout = \"50ms\"\n[services.web]\n\
+                [[services.web.calls]]\nto = \"db\"\ntimeout = \"1s\"\nconnect_timeout = \"5ms\"\n\
+                hedge = { delay = \"100ms\", max_extra = 0.05 }\n[services.db]\ninstances = 2\n\
+                latency = { p50 = \"1ms\", p99 = \"5ms\" }\n";
+    let fixed = fixed(text);
+    let call = call(&fixed, "web", 0);
+    let timeout = call.timeout.unwrap();
+    assert!(
+        timeout < std::time::Duration::from_millis(50),
+        "{timeout:?}"
+    );
+    let hedge = call.hedge.expect("the hedge is kept");
+    assert_eq!(
+        hedge.delay,
+        stormguard::hedge::HedgeDelay::Fixed(timeout / 2),
+        "{}",
+        fixed.text
+    );
+    assert_eq!(hedge.max_extra, 0.05);
+}
+
 #[test]
 fn a_fixed_file_is_its_own_fix() {
     for name in [

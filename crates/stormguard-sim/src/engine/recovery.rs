@@ -35,15 +35,15 @@ pub(crate) fn recovered_at(timeline: &[Step], triggers: &[Trigger]) -> Option<Du
         .map(|s| Duration::from_secs(timeline[s].at_s))
 }
 
-/// Why [`recovered_at`] cannot say whether a run recovered, when it cannot: then its `None` is
-/// not "never", and a report must not say that a system stayed down.
+/// Why the recovery figure (`Outcome::recovered_at`) cannot say whether a run recovered, when it
+/// cannot: then its `None` is not "never", and a report must not say that a system stayed down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unmeasured {
     /// No second with arrivals before the first trigger: no level to return to (a fault from
     /// the start of the run).
     NoLevelBefore,
-    /// The run ends fewer than [`HOLD_STEPS`] whole seconds after the last trigger: too soon
-    /// to see a recovery hold.
+    /// The run ends fewer than 5 whole seconds after the last trigger (the seconds goodput must
+    /// hold to count as recovered): too soon to see a recovery hold.
     EndsTooSoon,
 }
 
@@ -64,8 +64,8 @@ impl Unmeasured {
     }
 }
 
-/// Whether [`recovered_at`] can tell, on this timeline and these triggers (some), whether the
-/// run recovered; `None` when it can (its `None` is then "never").
+/// Whether the recovery figure (`Outcome::recovered_at`) can tell, on this timeline and these
+/// triggers (some), whether the run recovered; `None` when it can (its `None` is then "never").
 pub fn unmeasured(timeline: &[Step], triggers: &[Trigger]) -> Option<Unmeasured> {
     let (first_start, last_end) = window(triggers)?;
     if goodput_before(timeline, first_start).is_none() {

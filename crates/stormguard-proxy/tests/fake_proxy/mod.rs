@@ -116,6 +116,22 @@ pub async fn generation_after(proxy: &FakeProxy, from: u64) -> Option<(u64, Dura
     None
 }
 
+/// The metrics of `registry` once they show every one of `lines`, polled every 10 ms for at
+/// most 5 s (the text as it then is, for the assertion that follows). A reload the watcher
+/// applies publishes its metrics just after the swap that [`generation_after`] sees, so reading
+/// them at once raced it (CI failed once on it: generation 4 running, `ok` still 2).
+pub async fn metrics_showing(registry: &Registry, lines: &[&str]) -> String {
+    let mut text = metrics_text(registry);
+    for _ in 0..500 {
+        if lines.iter().all(|line| text.contains(line)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        text = metrics_text(registry);
+    }
+    text
+}
+
 /// The metrics of `registry` as `/metrics` shows them.
 pub fn metrics_text(registry: &Registry) -> String {
     let mut text = String::new();

@@ -1,14 +1,13 @@
 //! One call: the edge of the graph where nearly every setting lives, so nearly every check.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use toml::Spanned;
 
 use super::convert::Converter;
 use super::locate::KeyPath;
 use super::policy_keys::DEFAULT_METHOD;
-use super::ranges::{COUNT, LATENCY};
+use super::ranges::COUNT;
 use super::raw::RawCall;
 use super::ParseError;
 use crate::model::Call;
@@ -29,13 +28,7 @@ impl Converter<'_> {
             timeout: policy.timeout,
             request_timeout: policy.request_timeout,
             connect_timeout: policy.connect_timeout,
-            rtt: self.duration_or(
-                raw.rtt.as_ref(),
-                path,
-                "rtt",
-                &LATENCY,
-                Duration::from_millis(1),
-            )?,
+            rtt: self.rtt(raw.rtt.as_ref(), path)?,
             max_attempts: policy.max_attempts,
             backoff: policy.backoff,
             limiter: policy.limiter,

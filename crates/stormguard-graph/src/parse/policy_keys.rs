@@ -236,7 +236,22 @@ pub struct Policy {
 /// (`max_attempts = 1000`) should be an error, not a policy.
 pub const MAX_ATTEMPTS: u32 = 100;
 
+/// The round trip `check` assumes for a call or route that gives no `rtt`: 1 ms, a network
+/// within one data centre. The connect-timeout findings say when it was assumed.
+pub const DEFAULT_RTT: Duration = Duration::from_millis(1);
+
 impl ValueReader<'_> {
+    /// `rtt` of the table at `path`: a graph call's and a proxy route's, with one range and one
+    /// default ([`DEFAULT_RTT`]), so that the key means the same in both files. Read by `check`
+    /// alone; the proxy neither reads nor measures it.
+    pub fn rtt<D: DurationValue>(
+        &self,
+        value: Option<&Spanned<D>>,
+        path: &KeyPath,
+    ) -> Result<Duration, ParseError> {
+        self.duration_or(value, path, "rtt", &super::ranges::LATENCY, DEFAULT_RTT)
+    }
+
     /// Reads the policy keys of the table at `path` with the one set of defaults.
     pub fn policy<D: DurationValue>(
         &self,

@@ -135,13 +135,7 @@ impl Converter<'_> {
             // (its connect-timeout findings name it); the proxy neither reads nor measures it.
             // The graph's key and default, so that the finding's "set the call's rtt" can be
             // followed in a settings file too.
-            rtt: self.duration_or(
-                raw.rtt.as_ref(),
-                path,
-                "rtt",
-                &LATENCY,
-                Duration::from_millis(1),
-            )?,
+            rtt: self.rtt(raw.rtt.as_ref(), path)?,
             max_attempts: policy.max_attempts,
             backoff: policy.backoff,
             limiter: policy.limiter,

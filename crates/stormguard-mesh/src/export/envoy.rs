@@ -218,6 +218,10 @@ impl Writer for Envoy {
         PerCaller::Everything
     }
 
+    fn writes_limiter(&self, limiter: &LimiterSpec) -> bool {
+        matches!(limiter, LimiterSpec::Budget { .. })
+    }
+
     fn route_kinds(&self) -> &'static [&'static str] {
         &["bootstrap", "config_dump"]
     }

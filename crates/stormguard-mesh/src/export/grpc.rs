@@ -240,6 +240,10 @@ impl Writer for Grpc {
         f
     }
 
+    fn writes_limiter(&self, limiter: &LimiterSpec) -> bool {
+        matches!(limiter, LimiterSpec::TokenBucket { .. })
+    }
+
     fn route_kinds(&self) -> &'static [&'static str] {
         &["ServiceConfig"]
     }

@@ -165,6 +165,10 @@ impl Writer for Istio {
         PerCaller::Routes
     }
 
+    fn writes_limiter(&self, limiter: &LimiterSpec) -> bool {
+        matches!(limiter, LimiterSpec::Budget { .. })
+    }
+
     fn route_kinds(&self) -> &'static [&'static str] {
         &["VirtualService"]
     }

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use stormguard_graph::model::Call;
+use stormguard_graph::model::{Call, LimiterSpec};
 use stormguard_graph::Graph;
 
 use crate::doc::Document;
@@ -192,6 +192,12 @@ trait Writer: Sync {
     fn routes_by_endpoint(&self) -> bool {
         true
     }
+    /// Whether it writes `limiter` (Istio and Envoy a retry budget, gRPC a token bucket): a
+    /// resource shared by several callers takes its limiter from those it can write.
+    fn writes_limiter(&self, limiter: &LimiterSpec) -> bool {
+        let _ = limiter;
+        true
+    }
     /// Kinds of existing resources whose routes it writes into.
     fn route_kinds(&self) -> &'static [&'static str];
     /// Kinds of existing resources whose destination policies it writes into.
@@ -324,11 +330,16 @@ impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: one {} policy for every caller: wrote {}'s",
-            self.to,
-            self.part,
-            self.written.join(", ")
+            "{}: one {} policy for every caller: ",
+            self.to, self.part
         )?;
+        if self.written.is_empty() {
+            // Merged from several callers' (the longest connect timeout, the strictest
+            // limiter of those that retry): no caller's values all round.
+            write!(f, "wrote a merge of theirs")?;
+        } else {
+            write!(f, "wrote {}'s", self.written.join(", "))?;
+        }
         for (caller, diff) in &self.not_written {
             write!(f, "; not {caller}'s ({diff})")?;
         }

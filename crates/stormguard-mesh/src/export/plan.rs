@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use stormguard_graph::model::Call;
+use stormguard_graph::model::{Call, LimiterSpec};
 use stormguard_graph::Graph;
 
 use super::{
     Assign, Conflict, DestinationPlan, Fields, PerCaller, RoutePlan, Seg, Target, Unexpressed,
+    Writer,
 };
 
 /// The graph's calls, with their policies, as the target writes them.
@@ -152,14 +153,110 @@ pub(super) fn path_text(path: &[Seg]) -> String {
     out
 }
 
+/// One call as the plan holds it: who makes it and what the target writes for it.
+struct Member<'g> {
+    caller: String,
+    label: String,
+    call: &'g Call,
+    fields: Fields,
+}
+
+/// (to, caller for Envoy) → endpoint → the calls.
+type ByDestination<'g> =
+    BTreeMap<(String, Option<String>), BTreeMap<Option<String>, Vec<Member<'g>>>>;
+
+/// Whether a call can send more than one attempt: only such a call is held back by a retry
+/// budget or a token bucket, so only such calls have a say in a limiter that a resource holds
+/// for several callers.
+fn retries(call: &Call) -> bool {
+    call.max_attempts > 1 || call.hedge.is_some()
+}
+
+/// The limiter a resource that several calls share holds (an Istio `DestinationRule`, an
+/// Envoy cluster, a gRPC `retryThrottling`).
+///
+/// A call that never retries is not limited by it, so only the calls that retry choose; a
+/// limiter the target cannot write is no choice. Among retry budgets the strictest (the
+/// lowest ratio, then the smallest reserve), among token buckets the one with the fewest
+/// retries in a full bucket: each caller then retries at most as its own policy allows, where
+/// the largest group of callers chose before, and a caller that does not retry at all could
+/// outvote the budget of one that does (the Istio example's `DestinationRule` lost
+/// place-order's budget to browse, which makes one attempt).
+fn shared_limiter(writer: &dyn Writer, calls: &[&Call]) -> Option<LimiterSpec> {
+    let retrying: Vec<&Call> = calls.iter().copied().filter(|c| retries(c)).collect();
+    let written: Vec<LimiterSpec> = retrying
+        .iter()
+        .filter_map(|c| c.limiter)
+        .filter(|l| writer.writes_limiter(l))
+        .collect();
+    let budget = written
+        .iter()
+        .filter_map(|l| match *l {
+            LimiterSpec::Budget { ratio, min_per_sec } => Some((ratio, min_per_sec, *l)),
+            LimiterSpec::TokenBucket { .. } => None,
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+        .map(|(_, _, l)| l);
+    let bucket = || {
+        written
+            .iter()
+            .filter_map(|l| match *l {
+                LimiterSpec::TokenBucket {
+                    capacity,
+                    retry_cost,
+                    ..
+                } => Some((f64::from(capacity) / f64::from(retry_cost.max(1)), *l)),
+                LimiterSpec::Budget { .. } => None,
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, l)| l)
+    };
+    budget
+        .or_else(bucket)
+        .or_else(|| retrying.first().and_then(|c| c.limiter))
+        .or_else(|| calls.first().and_then(|c| c.limiter))
+}
+
+/// The connect timeout a resource that several calls share holds: the longest that any sets.
+/// A connection given up too early fails a caller that cannot retry it (one lost SYN waits a
+/// second for its retransmission); one given up late only delays a caller that retries on
+/// another instance.
+fn shared_connect_timeout(calls: &[&Call]) -> Option<std::time::Duration> {
+    calls.iter().filter_map(|c| c.connect_timeout).max()
+}
+
+/// `member`'s values of a shared part (`part` of its fields) as they would be with the
+/// `limiter` the part holds: a call that does not retry is indifferent to the limiter, so it
+/// conflicts with the written values only on what it does care about.
+fn as_shared(
+    writer: &dyn Writer,
+    member: &Member<'_>,
+    limiter: Option<LimiterSpec>,
+    part: fn(Fields) -> Vec<Assign>,
+) -> Vec<Assign> {
+    if retries(member.call) || member.call.limiter == limiter {
+        return part(member.fields.clone());
+    }
+    part(writer.fields(&Call {
+        limiter,
+        ..member.call.clone()
+    }))
+}
+
+fn root_values(fields: Fields) -> Vec<Assign> {
+    fields.route.into_iter().filter(|a| a.from_root).collect()
+}
+
+fn destination_values(fields: Fields) -> Vec<Assign> {
+    fields.destination
+}
+
 /// Groups the graph's calls by destination and writes each call's fields for `target`,
 /// choosing one policy where a resource can hold only one.
 pub fn plan(graph: &Graph, target: Target) -> Plan {
     let writer = target.writer();
     let mut result = Plan::default();
-    // (to, caller for Envoy) → endpoint → [(caller, its label, fields)]
-    type ByEndpoint = BTreeMap<Option<String>, Vec<(String, String, Fields)>>;
-    let mut by_destination: BTreeMap<(String, Option<String>), ByEndpoint> = BTreeMap::new();
+    let mut by_destination: ByDestination<'_> = BTreeMap::new();
     for c in calls(graph) {
         let fields = writer.fields(c.call);
         for (key, why) in &fields.unexpressed {
@@ -181,30 +278,17 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
             .or_default()
             .entry(endpoint)
             .or_default()
-            .push((c.caller.to_string(), c.label.clone(), fields));
+            .push(Member {
+                caller: c.caller.to_string(),
+                label: c.label.clone(),
+                call: c.call,
+                fields,
+            });
     }
-    // Values a resource holds once for every destination (a gRPC retryThrottling).
-    let shared: Vec<(String, Vec<Assign>)> = by_destination
-        .iter()
-        .flat_map(|((to, _), endpoints)| {
-            endpoints.values().flatten().map(move |(_, label, f)| {
-                let root: Vec<Assign> = f.route.iter().filter(|a| a.from_root).cloned().collect();
-                (format!("{label} -> {to}"), root)
-            })
-        })
-        .collect();
-    let groups = partition(&shared);
-    if groups.len() > 1 {
-        result.conflicts.push(conflict(
-            "every destination",
-            "shared",
-            &groups[0].1,
-            &shared,
-        ));
-    }
+    let shared = shared_root_values(writer, &by_destination, &mut result);
     for ((to, caller), endpoints) in by_destination {
         let mut routes = Vec::new();
-        let mut destination_values = Vec::new();
+        let mut members: Vec<Member<'_>> = Vec::new();
         // Named endpoints first: an unnamed route matches every request.
         let mut ordered: Vec<_> = endpoints.into_iter().collect();
         ordered.sort_by_key(|(ep, _)| ep.is_none());
@@ -213,19 +297,22 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
                 Some(ep) => format!("{to} ({ep})"),
                 None => to.clone(),
             };
+            // The values held once for every destination are the ones chosen for all.
+            let route_of = |f: &Fields| -> Vec<Assign> {
+                let mut route: Vec<Assign> =
+                    f.route.iter().filter(|a| !a.from_root).cloned().collect();
+                route.extend(shared.iter().cloned());
+                route
+            };
             let route_values: Vec<(String, Vec<Assign>)> = calls
                 .iter()
-                .map(|(caller, _, f)| (caller.clone(), f.route.clone()))
+                .map(|m| (m.caller.clone(), route_of(&m.fields)))
                 .collect();
             let labeled: Vec<(String, Vec<Assign>)> = calls
                 .iter()
-                .map(|(_, label, f)| (label.clone(), f.route.clone()))
+                .map(|m| (m.label.clone(), route_of(&m.fields)))
                 .collect();
-            destination_values.extend(
-                calls.iter().map(|(caller, label, f)| {
-                    (caller.clone(), label.clone(), f.destination.clone())
-                }),
-            );
+            members.extend(calls);
             let groups = partition(&route_values);
             if groups.len() > 1 && writer.per_caller() == PerCaller::Routes {
                 // Caller-specific routes first, the most common policy as the catch-all.
@@ -254,29 +341,96 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
                 fields: groups[0].1.clone(),
             });
         }
-        let by_caller: Vec<(String, Vec<Assign>)> = destination_values
+        let destination = shared_destination(writer, &members);
+        let labeled: Vec<(String, Vec<Assign>)> = members
             .iter()
-            .map(|(caller, _, values)| (caller.clone(), values.clone()))
+            .map(|m| {
+                let values = as_shared(writer, m, destination.1, destination_values);
+                (m.label.clone(), values)
+            })
             .collect();
-        let groups = partition(&by_caller);
-        if groups.len() > 1 {
-            let labeled: Vec<(String, Vec<Assign>)> = destination_values
-                .into_iter()
-                .map(|(_, label, values)| (label, values))
-                .collect();
+        if labeled.iter().any(|(_, values)| *values != destination.0) {
             result
                 .conflicts
-                .push(conflict(&to, "destination", &groups[0].1, &labeled));
+                .push(conflict(&to, "destination", &destination.0, &labeled));
         }
         result.destinations.push(DestinationPlan {
             to,
             caller,
             routes,
-            destination: groups.into_iter().next().map(|g| g.1).unwrap_or_default(),
+            destination: destination.0,
             port: None,
         });
     }
     result
+}
+
+/// The values a destination's own resource holds for all of `members`, and the limiter they
+/// were written from: the most common caller's policy (ties: the first seen), with the
+/// longest connect timeout ([`shared_connect_timeout`]) and the limiter of the callers that
+/// retry ([`shared_limiter`]).
+fn shared_destination(
+    writer: &dyn Writer,
+    members: &[Member<'_>],
+) -> (Vec<Assign>, Option<LimiterSpec>) {
+    let by_caller: Vec<(String, Vec<Assign>)> = members
+        .iter()
+        .map(|m| (m.caller.clone(), m.fields.destination.clone()))
+        .collect();
+    let groups = partition(&by_caller);
+    let Some(most) = groups.first() else {
+        return (Vec::new(), None);
+    };
+    let base = members
+        .iter()
+        .find(|m| m.fields.destination == most.1)
+        .expect("a group's values are a member's");
+    let calls: Vec<&Call> = members.iter().map(|m| m.call).collect();
+    let limiter = shared_limiter(writer, &calls);
+    let merged = Call {
+        connect_timeout: shared_connect_timeout(&calls),
+        limiter,
+        ..base.call.clone()
+    };
+    (writer.fields(&merged).destination, limiter)
+}
+
+/// The values held once for every destination (a gRPC `retryThrottling`), chosen from every
+/// call's as [`shared_limiter`] says, with a conflict where callers that care disagree.
+fn shared_root_values(
+    writer: &dyn Writer,
+    by_destination: &ByDestination<'_>,
+    result: &mut Plan,
+) -> Vec<Assign> {
+    let members: Vec<(&str, &Member<'_>)> = by_destination
+        .iter()
+        .flat_map(|((to, _), endpoints)| endpoints.values().flatten().map(|m| (to.as_str(), m)))
+        .collect();
+    if members
+        .iter()
+        .all(|(_, m)| m.fields.route.iter().all(|a| !a.from_root))
+    {
+        return Vec::new();
+    }
+    let calls: Vec<&Call> = members.iter().map(|(_, m)| m.call).collect();
+    let limiter = shared_limiter(writer, &calls);
+    let written = root_values(writer.fields(&Call {
+        limiter,
+        ..calls[0].clone()
+    }));
+    let labeled: Vec<(String, Vec<Assign>)> = members
+        .iter()
+        .map(|(to, m)| {
+            let values = as_shared(writer, m, limiter, root_values);
+            (format!("{} -> {to}", m.label), values)
+        })
+        .collect();
+    if labeled.iter().any(|(_, values)| *values != written) {
+        result
+            .conflicts
+            .push(conflict("every destination", "shared", &written, &labeled));
+    }
+    written
 }
 
 /// The conflict at `label`: `written` is the policy chosen (by caller, [`partition`]'s first

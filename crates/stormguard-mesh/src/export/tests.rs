@@ -268,31 +268,141 @@ fn a_header_names_the_inputs() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Two callers that retry with different budgets: the `DestinationRule` holds one, the
+/// strictest, so that neither retries more than its own policy allows (the larger group, or
+/// the first seen, chose before: batch's 20%).
 #[test]
-fn a_destination_rule_holds_one_budget_for_every_caller() {
+fn a_destination_rule_holds_the_strictest_budget_of_the_callers_that_retry() {
     let graph = stormguard_graph::parse(
         "g.toml",
         "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"reviews\"\n\
-         timeout = \"1s\"\nretry_budget = { ratio = 0.1, min_per_sec = 5 }\n\
+         timeout = \"1s\"\nmax_attempts = 2\nretry_budget = { ratio = 0.1, min_per_sec = 5 }\n\
          [services.batch]\n[[services.batch.calls]]\nto = \"reviews\"\ntimeout = \"1s\"\n\
-         [services.reviews]\n",
+         max_attempts = 2\n[services.reviews]\n",
     )
     .unwrap();
     let plan = plan(&graph, Target::Istio);
     // The routes agree (same timeout and attempts): one catch-all route, no route conflict.
     assert_eq!(plan.destinations[0].routes.len(), 1);
+    assert_eq!(
+        assign(
+            &plan.destinations[0].destination,
+            "spec.trafficPolicy.retryBudget.percent"
+        ),
+        Some(&Val::Float(10.0))
+    );
     let conflict = plan
         .conflicts
         .iter()
         .find(|c| c.part == "destination")
         .unwrap();
-    assert_eq!(conflict.written, ["batch"]);
-    assert_eq!(conflict.not_written[0].0, "web");
+    assert_eq!(conflict.written, ["web"]);
+    assert_eq!(conflict.not_written[0].0, "batch");
     assert!(
         conflict.not_written[0]
             .1
-            .contains("percent 10 instead of 20"),
+            .contains("percent 20 instead of 10"),
         "{conflict}"
+    );
+}
+
+/// The Istio example's shape: one caller retries with a budget and a short connect timeout
+/// (it retries a refused connection elsewhere), another makes one attempt with a connect
+/// timeout that rides out a lost SYN. The `DestinationRule` keeps the budget (the caller that
+/// never retries is not limited by it) and the longer connect timeout (a short one would fail
+/// the caller that cannot retry); the larger group chose before, and a tie dropped the budget.
+#[test]
+fn a_caller_that_never_retries_does_not_outvote_a_budget_and_the_longer_connect_timeout_is_kept() {
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"browse\"\n\
+         [services.browse]\n[[services.browse.calls]]\nto = \"checkout\"\ntimeout = \"2s\"\n\
+         connect_timeout = \"1100ms\"\nretry_budget = \"none\"\n\
+         [services.order]\n[[services.order.calls]]\nto = \"checkout\"\ntimeout = \"2s\"\n\
+         max_attempts = 2\nconnect_timeout = \"3ms\"\n\
+         retry_budget = { ratio = 0.1, min_per_sec = 10 }\n[services.checkout]\n",
+    )
+    .unwrap();
+    for (target, budget_path, connect_path) in [
+        (
+            Target::Istio,
+            "spec.trafficPolicy.retryBudget.percent",
+            "spec.trafficPolicy.connectionPool.tcp.connectTimeout",
+        ),
+        // An Envoy cluster is one caller's: each keeps its own, no conflict.
+        (Target::Envoy, "", ""),
+    ] {
+        let plan = plan(&graph, target);
+        if target == Target::Envoy {
+            assert!(plan.conflicts.is_empty(), "{:?}", plan.conflicts);
+            continue;
+        }
+        let destination = &plan.destinations[0].destination;
+        assert_eq!(assign(destination, budget_path), Some(&Val::Float(10.0)));
+        assert_eq!(assign(destination, connect_path), Some(&Val::str("1100ms")));
+        // Only the connect timeout is order's loss; browse is indifferent to the budget.
+        let conflict = plan
+            .conflicts
+            .iter()
+            .find(|c| c.part == "destination")
+            .unwrap_or_else(|| panic!("{:?}", plan.conflicts));
+        assert_eq!(conflict.written, ["browse"], "{conflict}");
+        assert_eq!(conflict.not_written.len(), 1, "{conflict}");
+        assert_eq!(
+            conflict.not_written[0],
+            (
+                "order".to_string(),
+                format!("{connect_path} 3ms instead of 1100ms")
+            ),
+            "{conflict}"
+        );
+    }
+}
+
+/// A gRPC service config holds one `retryThrottling` for every method: the methods that never
+/// retry do not outvote the one that does (the largest group chose before, and three methods
+/// without retries removed the throttling), and the file written holds the throttling the plan
+/// reports, where it took the first destination's whatever the plan said.
+#[test]
+fn a_grpc_throttling_is_chosen_by_the_methods_that_retry_and_written_as_reported() {
+    let mut text = String::from("[entry]\nservice = \"web\"\n[services.web]\n");
+    for to in ["a", "b", "c"] {
+        text.push_str(&format!(
+            "[[services.web.calls]]\nto = \"{to}\"\ntimeout = \"1s\"\n\
+             token_bucket = {{ capacity = 50, retry_cost = 5, timeout_cost = 5 }}\n"
+        ));
+    }
+    text.push_str(
+        "[[services.web.calls]]\nto = \"z\"\ntimeout = \"1s\"\nmax_attempts = 2\n\
+         retry_on = [\"unavailable\"]\n\
+         token_bucket = { capacity = 100, retry_cost = 10, timeout_cost = 10 }\n",
+    );
+    for to in ["a", "b", "c", "z"] {
+        text.push_str(&format!("[services.{to}]\n"));
+    }
+    let graph = stormguard_graph::parse("g.toml", &text).unwrap();
+    let plan = plan(&graph, Target::Grpc);
+    // Only z retries: its bucket is the only one that counts, so nothing conflicts.
+    assert!(
+        plan.conflicts.iter().all(|c| c.part != "shared"),
+        "{:?}",
+        plan.conflicts
+    );
+    for destination in &plan.destinations {
+        for route in &destination.routes {
+            assert_eq!(
+                assign(&route.fields, "retryThrottling.tokenRatio"),
+                Some(&Val::Float(0.1)),
+                "{}",
+                destination.to
+            );
+        }
+    }
+    let files = Target::Grpc.writer().new_files(&plan.destinations);
+    assert!(
+        files[0].text.contains("\"tokenRatio\": 0.1"),
+        "{}",
+        files[0].text
     );
 }
 
@@ -405,9 +515,9 @@ fn a_conflict_between_endpoints_of_one_caller_names_the_endpoints() {
         "g.toml",
         "[entry]\nservice = \"frontend\"\n[services.frontend.endpoints.browse]\n\
          [[services.frontend.endpoints.browse.calls]]\nto = \"checkout\"\ntimeout = \"1s\"\n\
-         retry_budget = { ratio = 0.1, min_per_sec = 5 }\n\
+         max_attempts = 2\nretry_budget = { ratio = 0.1, min_per_sec = 5 }\n\
          [services.frontend.endpoints.order]\n[[services.frontend.endpoints.order.calls]]\n\
-         to = \"checkout\"\ntimeout = \"1s\"\n[services.checkout]\n",
+         to = \"checkout\"\ntimeout = \"1s\"\nmax_attempts = 2\n[services.checkout]\n",
     )
     .unwrap();
     let plan = plan(&graph, Target::Istio);

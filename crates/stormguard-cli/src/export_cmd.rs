@@ -64,6 +64,19 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let result = export::export(&graph, args.to, &existing);
     write_files(&args, &result, err)?;
     report(&args, &from, &result, err)?;
+    let application = export::application_calls(&graph, &text);
+    if !application.is_empty() {
+        writeln!(
+            err,
+            "the application's own calls, which no {} resource holds: change them in its \
+             client ({}):",
+            args.to,
+            application.len()
+        )?;
+        for call in &application {
+            writeln!(err, "  {call}")?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -32,6 +32,7 @@ use crate::doc::Document;
 use crate::inventory::{Inventory, Resource};
 use crate::names;
 
+mod application;
 pub mod edit;
 mod envoy;
 mod gateway;
@@ -44,6 +45,7 @@ mod plan;
 mod retry_names;
 pub mod val;
 
+pub use application::{application_calls, ApplicationCall};
 pub use header::inputs_from_header;
 use notes::{backoff_base, envoy_growth_note, proxy_notes};
 pub use plan::{plan, Plan};

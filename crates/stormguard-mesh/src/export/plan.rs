@@ -67,7 +67,7 @@ fn calls(graph: &Graph) -> Vec<CallRef<'_>> {
 
 /// The explicit sidecars of a graph, with the caller each stands for: a service named
 /// `CALLER-sidecar` (or `CALLER-sidecar-N`) that CALLER alone calls.
-fn sidecars(graph: &Graph) -> std::collections::BTreeMap<&str, &str> {
+pub(super) fn sidecars(graph: &Graph) -> std::collections::BTreeMap<&str, &str> {
     let mut callers: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
         std::collections::BTreeMap::new();
     for (name, service) in &graph.services {

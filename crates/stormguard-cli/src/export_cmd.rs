@@ -50,7 +50,7 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let name = args.graph.display().to_string();
     let text = stormguard_graph::input::read_text(&args.graph)
         .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
-    let (graph, _) = graph_file::parse(&name, &text)?;
+    let (graph, kind) = graph_file::parse(&name, &text)?;
     let from = if args.from.is_empty() {
         export::inputs_from_header(&text, &args.graph)
     } else {
@@ -61,6 +61,10 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     } else {
         Existing::read(&from).map_err(|e| InputError(e.to_string()))?
     };
+    let mut existing = existing;
+    if kind == graph_file::Kind::ProxySettings {
+        existing.instances = upstream_instances(&name, &text)?;
+    }
     let result = export::export(&graph, args.to, &existing);
     write_files(&args, &result, err)?;
     report(&args, &from, &result, err)?;
@@ -78,6 +82,28 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each upstream's instances in a proxy settings file, as `host:port`: its listed `instances`,
+/// or its `discovery` name at its port (which the exported system then resolves).
+fn upstream_instances(
+    name: &str,
+    text: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, InputError> {
+    let settings =
+        stormguard_proxy::config::parse(name, text).map_err(|e| InputError(e.to_string()))?;
+    Ok(settings
+        .upstreams
+        .iter()
+        .map(|(upstream, u)| {
+            let instances = match &u.discovery {
+                Some(d) if d.host.contains(':') => vec![format!("[{}]:{}", d.host, d.port)],
+                Some(d) => vec![format!("{}:{}", d.host, d.port)],
+                None => u.instances.clone(),
+            };
+            (upstream.clone(), instances)
+        })
+        .collect())
 }
 
 /// Where an edited file goes under `--out`: its path relative to the current directory, with

@@ -153,3 +153,40 @@ fn the_files_named_in_the_graphs_header_are_edited_in_place() {
         "{out}{err}"
     );
 }
+
+/// A proxy settings file lists its upstreams' instances: the Envoy bootstrap's cluster holds
+/// them (STATIC for addresses, STRICT_DNS for a discovery name), where it named the upstream
+/// at a guessed port 80 and said to check it.
+#[test]
+fn a_proxy_settings_file_s_instances_are_the_envoy_cluster_s_endpoints() {
+    let dir = scratch("proxy-instances");
+    std::fs::write(
+        dir.join("p.toml"),
+        "[upstreams.api]\ninstances = [\"10.0.0.1:9001\", \"[::1]:9002\"]\n\
+         [upstreams.users]\ndiscovery = { dns = \"users.svc.local:8080\" }\n\
+         [[routes]]\nname = \"api\"\nupstream = \"api\"\ntimeout = \"1s\"\n\
+         [[routes]]\nname = \"users\"\nupstream = \"users\"\ntimeout = \"1s\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = stormguard(&dir, &["export", "p.toml", "--to", "envoy", "--out", "o"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("port 80 written"), "{err}");
+    let written = std::fs::read_to_string(dir.join("o/stormguard-envoy-app.yaml")).unwrap();
+    let written = &written[written.find("clusters:").unwrap()..];
+    let api = &written[written.find("- name: api").unwrap()..];
+    let api = &api[..api.find("- name: users").unwrap_or(api.len())];
+    assert!(api.contains("type: STATIC"), "{api}");
+    for (address, port) in [("10.0.0.1", 9001), ("::1", 9002)] {
+        assert!(
+            api.contains(&format!("address: {address}\n"))
+                || api.contains(&format!("address: \"{address}\"\n"))
+                || api.contains(&format!("address: '{address}'\n")),
+            "{api}"
+        );
+        assert!(api.contains(&format!("port_value: {port}")), "{api}");
+    }
+    let users = &written[written.find("- name: users").unwrap()..];
+    assert!(users.contains("type: STRICT_DNS"), "{users}");
+    assert!(users.contains("address: users.svc.local"), "{users}");
+    assert!(users.contains("port_value: 8080"), "{users}");
+}

@@ -230,8 +230,10 @@ impl Writer for Envoy {
         &["bootstrap", "config_dump"]
     }
 
-    fn names_port(&self, _plan: &DestinationPlan) -> Option<&'static str> {
-        Some("Envoy cluster endpoint")
+    fn names_port(&self, plan: &DestinationPlan) -> Option<&'static str> {
+        plan.instances
+            .is_empty()
+            .then_some("Envoy cluster endpoint")
     }
 
     /// The route entry (`...routes[2]`), also when the reader pointed at its action.
@@ -275,6 +277,17 @@ impl Writer for Envoy {
     }
 }
 
+/// `host:port` (`[v6]:port` for an IPv6 address) as Envoy's socket address takes it: the host
+/// without brackets, and the port.
+fn host_port(instance: &str) -> Option<(String, i64)> {
+    let (host, port) = instance.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    Some((host.to_string(), i64::from(port.parse::<u16>().ok()?)))
+}
+
 fn socket(address: &str, port: i64) -> Val {
     Val::Map(vec![(
         "socket_address".into(),
@@ -313,9 +326,22 @@ fn bootstrap(caller: &str, plans: &[&DestinationPlan]) -> NewFile {
             ]));
             resources.push(format!("route {caller} -> {}", plan.to));
         }
+        let endpoints: Vec<(String, i64)> = if plan.instances.is_empty() {
+            vec![(plan.to.clone(), plan.port_or_default())]
+        } else {
+            plan.instances.iter().filter_map(|i| host_port(i)).collect()
+        };
+        // Addresses alone need no resolving: a STATIC cluster (Envoy refuses a host name in
+        // one); any name makes it STRICT_DNS, which resolves each.
+        let static_only = endpoints
+            .iter()
+            .all(|(host, _)| host.parse::<std::net::IpAddr>().is_ok());
         let mut cluster = Val::Map(vec![
             ("name".into(), Val::str(&plan.to)),
-            ("type".into(), Val::str("STRICT_DNS")),
+            (
+                "type".into(),
+                Val::str(if static_only { "STATIC" } else { "STRICT_DNS" }),
+            ),
         ]);
         for assign in &plan.destination {
             cluster.put(&assign.path, assign.value.clone());
@@ -328,13 +354,17 @@ fn bootstrap(caller: &str, plans: &[&DestinationPlan]) -> NewFile {
                     "endpoints".into(),
                     Val::List(vec![Val::Map(vec![(
                         "lb_endpoints".into(),
-                        Val::List(vec![Val::Map(vec![(
-                            "endpoint".into(),
-                            Val::Map(vec![(
-                                "address".into(),
-                                socket(&plan.to, plan.port_or_default()),
-                            )]),
-                        )])]),
+                        Val::List(
+                            endpoints
+                                .iter()
+                                .map(|(host, port)| {
+                                    Val::Map(vec![(
+                                        "endpoint".into(),
+                                        Val::Map(vec![("address".into(), socket(host, *port))]),
+                                    )])
+                                })
+                                .collect(),
+                        ),
                     )])]),
                 ),
             ]),

@@ -280,6 +280,9 @@ pub struct DestinationPlan {
     /// port (or one named `http`, `http-...` or `grpc`): what a new resource that names the Service by port uses,
     /// 80 when unknown ([`DestinationPlan::port_or_default`]).
     pub port: Option<u16>,
+    /// Its instances as `host:port`, when the file the graph came from lists them
+    /// ([`Existing::instances`]); empty otherwise.
+    pub instances: Vec<String>,
 }
 
 impl DestinationPlan {
@@ -356,6 +359,11 @@ pub struct Existing {
     pub documents: Vec<Document>,
     /// What the readers found in them.
     pub inventory: Inventory,
+    /// The instances of each destination (graph service name) as `host:port`, where the graph
+    /// came from a file that lists them (a proxy settings file's `instances`, or its
+    /// `discovery` name): a new Envoy cluster takes them as its endpoints, where it would name
+    /// the destination at a guessed port.
+    pub instances: BTreeMap<String, Vec<String>>,
 }
 
 impl Existing {
@@ -369,6 +377,7 @@ impl Existing {
         Ok(Existing {
             documents,
             inventory,
+            instances: BTreeMap::new(),
         })
     }
 }
@@ -547,6 +556,11 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     if !new_plans.is_empty() {
         for plan in &mut new_plans {
             plan.port = service_port(existing, &plan.to);
+            plan.instances = existing
+                .instances
+                .get(&plan.to)
+                .cloned()
+                .unwrap_or_default();
             if let (None, Some(kind)) = (plan.port, writer.names_port(plan)) {
                 out.notes.push(format!(
                     "{kind} for {}: port 80 written, since no Service {} with one port (or \

@@ -360,6 +360,7 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
             routes,
             destination: destination.0,
             port: None,
+            instances: Vec::new(),
         });
     }
     result

@@ -229,6 +229,7 @@ fn an_existing_virtual_service_is_edited_in_place_and_the_rest_is_new() {
     let existing = Existing {
         documents,
         inventory,
+        ..Existing::default()
     };
     let out = export(&graph, Target::Istio, &existing);
     assert_eq!(out.files.len(), 2, "{:#?}", out.files);
@@ -454,6 +455,7 @@ fn services(ports: &str) -> Existing {
     Existing {
         documents,
         inventory,
+        ..Existing::default()
     }
 }
 
@@ -480,6 +482,7 @@ fn new_resources_name_the_service_s_port_when_it_was_read_and_say_when_they_gues
         Existing {
             inventory: crate::inventory(&documents).unwrap_or_default(),
             documents,
+            ..Existing::default()
         }
     };
     for target in [Target::GatewayApi, Target::Linkerd, Target::Envoy] {

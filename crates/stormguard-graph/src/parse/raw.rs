@@ -182,7 +182,7 @@ impl DurationTextVisitor {
     }
 }
 
-impl Visitor<'_> for DurationTextVisitor {
+impl<'de> Visitor<'de> for DurationTextVisitor {
     type Value = DurationText;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -203,5 +203,9 @@ impl Visitor<'_> for DurationTextVisitor {
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
         Err(Self::bare_number(v))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Err(super::values::map_message(map, "a duration"))
     }
 }

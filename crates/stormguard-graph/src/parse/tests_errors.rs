@@ -265,6 +265,25 @@ fn wrong_types_say_what_was_expected() {
         "services.web.calls[0].timeout",
         &["the bare number 5 is not a duration", "\"5s\" or \"5ms\""],
     );
+    // An unquoted time of day or date is TOML's, not a duration: said so, not "invalid
+    // type: map" (how the toml crate hands a date to a visitor).
+    assert_error(
+        &format!("{CALL}timeout = 07:32:00\n"),
+        7,
+        11,
+        "services.web.calls[0].timeout",
+        &[
+            "the unquoted 07:32:00 is a TOML date or time, not a duration",
+            "\"2s\" or \"250ms\"",
+        ],
+    );
+    assert_error(
+        &format!("{CALL}timeout = {{ s = 2 }}\n"),
+        7,
+        11,
+        "services.web.calls[0].timeout",
+        &["a table is not a duration"],
+    );
     assert_error(
         &format!("{CALL}rtt = 0.5\n"),
         7,

@@ -89,6 +89,41 @@ pub fn bare_number_message(number: impl fmt::Display) -> String {
     }
 }
 
+/// What a duration (`what`: "a duration", or "a duration or a size") written as a table, or as
+/// an unquoted TOML date or time (`timeout = 07:32:00`, which TOML reads as a time of day), gets
+/// told, where serde said "invalid type: map": the toml crate hands a date or time to a
+/// visitor as a map of one private key.
+///
+/// ```
+/// use serde::de::IntoDeserializer;
+/// use stormguard_graph::parse::values::map_message;
+///
+/// let map = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(
+///     [("$__toml_private_datetime", "07:32:00")].into_iter(),
+/// );
+/// let error: serde::de::value::Error = map_message(map, "a duration");
+/// assert!(error.to_string().contains("07:32:00 is a TOML date or time, not a duration"));
+/// ```
+pub fn map_message<'de, A: serde::de::MapAccess<'de>>(mut map: A, what: &str) -> A::Error {
+    use serde::de::Error;
+    const DATETIME: &str = "$__toml_private_datetime";
+    let fix = if what.contains("size") {
+        "write a string with a unit, e.g. \"250ms\" for a duration or \"64KiB\" for a size"
+    } else {
+        "write a string with a unit, e.g. \"2s\" or \"250ms\""
+    };
+    match map.next_key::<String>() {
+        Ok(Some(key)) if key == DATETIME => match map.next_value::<String>() {
+            Ok(when) => A::Error::custom(format!(
+                "the unquoted {when} is a TOML date or time, not {what}: {fix}"
+            )),
+            Err(error) => error,
+        },
+        Ok(_) => A::Error::custom(format!("a table is not {what}: {fix}")),
+        Err(error) => error,
+    }
+}
+
 impl<'a> ValueReader<'a> {
     /// Reads the values of `file`, whose text `lines` indexes.
     pub fn new(file: &'a str, lines: &'a Lines<'a>) -> Self {

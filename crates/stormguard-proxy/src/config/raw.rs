@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use stormguard_graph::parse::keys::{RawBucket, RawHedge};
 use stormguard_graph::parse::policy_keys::{RawIdempotent, RawLimiter};
-use stormguard_graph::parse::values::{bare_number_message, DurationValue};
+use stormguard_graph::parse::values::{bare_number_message, map_message, DurationValue};
 use toml::Spanned;
 
 /// The whole file.
@@ -195,7 +195,7 @@ impl<'de> Deserialize<'de> for Scalar {
 
 struct ScalarVisitor;
 
-impl Visitor<'_> for ScalarVisitor {
+impl<'de> Visitor<'de> for ScalarVisitor {
     type Value = Scalar;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -217,5 +217,9 @@ impl Visitor<'_> for ScalarVisitor {
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
         Ok(Scalar::Float(v))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Err(map_message(map, "a duration or a size"))
     }
 }

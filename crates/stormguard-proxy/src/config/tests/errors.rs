@@ -67,6 +67,16 @@ fn wrong_types_say_what_the_key_takes() {
         &["the bare number 2 is not a duration", "\"2s\" or \"2ms\""],
     );
     assert_error(
+        &format!("{UNTIMED}timeout = 1979-05-27\n"),
+        6,
+        11,
+        "routes[0].timeout",
+        &[
+            "the unquoted 1979-05-27 is a TOML date or time, not a duration or a size",
+            "\"64KiB\" for a size",
+        ],
+    );
+    assert_error(
         &format!("{UNTIMED}timeout = true\n"),
         6,
         11,

@@ -68,6 +68,10 @@ pub enum Skip {
     /// It counted no request (in the window).
     #[error("no requests counted")]
     NoRequests,
+    /// A quantile falls where no duration is: below zero, or past what a timeout can be (a
+    /// bucket bound of `1e308`), so its bounds are not those of a latency.
+    #[error("a quantile falls below zero or past any duration (a bucket bound that is negative or as far as le=\"1e308\"): not a latency histogram's bounds; give it finite buckets from 0 up to the slowest requests")]
+    NotADuration,
 }
 
 /// What makes a suggestion a guess, and the bucket that would make it a measurement.
@@ -207,7 +211,13 @@ pub fn suggest(latency: &Latency, false_timeout_rate: f64) -> Result<Suggestion,
     }
     let requests = histogram.total();
     let quantile = 1.0 - false_timeout_rate;
-    let at = |q: f64| latency.quantile(q).ok_or(Skip::NoRequests);
+    if requests <= 0.0 {
+        return Err(Skip::NoRequests);
+    }
+    let at = |q: f64| match latency.histogram.quantile(q) {
+        None => Err(Skip::NoRequests),
+        Some(value) => latency.unit.duration(value).ok_or(Skip::NotADuration),
+    };
     let (p50, p99, p999, estimate) = (at(0.5)?, at(0.99)?, at(0.999)?, at(quantile)?);
     let timeout = round_up(estimate);
     let (lower, upper) = histogram

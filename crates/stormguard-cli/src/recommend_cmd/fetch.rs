@@ -103,7 +103,15 @@ pub(super) fn series(source: &Source, unit: Option<Unit>) -> anyhow::Result<Vec<
         Source::Page(page) => {
             // A saved page is bounded like a fetched one, and never read from a FIFO or device.
             let text = stormguard_graph::input::read_text_at_most(page.as_ref(), BODY_LIMIT as u64)
-                .map_err(|e| InputError(format!("{page}: cannot read: {e}")))?;
+                .map_err(|e| {
+                    // A page piped in is read with `--metrics -`: say that, not "save the
+                    // text to a file first" as the other commands' inputs are told.
+                    let e = e.to_string().replace(
+                        "save the text to a file first",
+                        "pass `--metrics -` to read standard input",
+                    );
+                    InputError(format!("{page}: cannot read: {e}"))
+                })?;
             page_series(page, &text, unit)
         }
         Source::Prometheus { url, window } => block_on(prometheus(url, *window, unit)),

@@ -44,7 +44,7 @@ pub(super) fn text(outcome: &Outcome) -> String {
         let Ok(s) = suggestion else { continue };
         let mut row = vec![
             series.to_string(),
-            format!("{:.0}", s.requests),
+            count_text(s.requests),
             show(s.p50),
             show(s.p99),
             show(s.p999),
@@ -319,4 +319,14 @@ fn call_json(outcome: &Outcome, plan: &CallPlan) -> Value {
         "suggestion": suggestion,
         "reason": reason,
     })
+}
+
+/// A count of requests as the table shows it: whole, or in scientific notation past 10^15,
+/// where `{:.0}` printed a 1e30 count as 31 digits of float noise.
+pub(super) fn count_text(requests: f64) -> String {
+    if requests.abs() < 1e15 {
+        format!("{requests:.0}")
+    } else {
+        format!("{requests:e}")
+    }
 }

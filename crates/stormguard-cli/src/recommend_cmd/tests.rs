@@ -302,3 +302,26 @@ fn a_suggestion_past_the_longest_timeout_is_said_and_not_written() {
         run_args(&["--metrics", &page, "--graph", &graph, "--format", "toml"]).unwrap();
     assert!(toml.contains("timeout = \"300ms\""), "{toml}");
 }
+
+/// A count past 10^15 is shown in scientific notation, where it printed 31 digits of float
+/// noise for 1e30; counts of a rate over a window stay whole numbers.
+#[test]
+fn huge_counts_are_shown_in_scientific_notation() {
+    assert_eq!(render::count_text(1e30), "1e30");
+    assert_eq!(render::count_text(1.5e16), "1.5e16");
+    assert_eq!(render::count_text(10_000.0), "10000");
+    assert_eq!(render::count_text(1234.6), "1235");
+}
+
+/// A device or pipe given to `--metrics` is told of `--metrics -`, which reads standard
+/// input, where it was told to save the text to a file first.
+#[cfg(unix)]
+#[test]
+fn a_device_given_as_a_page_is_told_of_standard_input() {
+    let error = input_error(&["--metrics", "/dev/null"]);
+    assert!(
+        error.contains("pass `--metrics -` to read standard input"),
+        "{error}"
+    );
+    assert!(!error.contains("save the text"), "{error}");
+}

@@ -186,6 +186,15 @@ fn what_cannot_be_suggested_says_why() {
     assert_eq!(suggest(&latency(no_inf), 0.001), Err(Skip::NoInfBucket));
     let empty = "a_seconds_bucket{le=\"0.1\"} 0\na_seconds_bucket{le=\"+Inf\"} 0\n";
     assert_eq!(suggest(&latency(empty), 0.001), Err(Skip::NoRequests));
+    // A quantile in a bucket up to 1e308 s, or below zero, is no duration: said so, where
+    // both were skipped as "no requests counted" with a hundred requests counted.
+    let endless = "a_seconds_bucket{le=\"0.1\"} 50\na_seconds_bucket{le=\"1e308\"} 99\n\
+                   a_seconds_bucket{le=\"+Inf\"} 100\n";
+    assert_eq!(suggest(&latency(endless), 0.001), Err(Skip::NotADuration));
+    let negative = "a_seconds_bucket{le=\"-5\"} 60\na_seconds_bucket{le=\"0.1\"} 90\n\
+                    a_seconds_bucket{le=\"+Inf\"} 100\n";
+    assert_eq!(suggest(&latency(negative), 0.001), Err(Skip::NotADuration));
+    assert!(Skip::NotADuration.to_string().contains("le=\"1e308\""));
     let bytes = parse("s_bytes_bucket{le=\"1\"} 1\ns_bytes_bucket{le=\"+Inf\"} 1\n").unwrap();
     assert_eq!(Latency::of(&bytes[0], None), None);
     let stated = Latency::of(&bytes[0], Some(Unit::Milliseconds)).unwrap();

@@ -283,6 +283,14 @@ fn sim_on_manifests_runs_the_base_graphs_scenario() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no scenario named \"nope\""), "{err}");
     assert!(err.contains("reviews-slow"), "{err}");
+    // It names the --base file the scenarios come from, not the file `import --out` writes.
+    assert!(
+        err.contains(&format!(
+            "its --base graph's, and {path} defines: reviews-slow"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("stormguard-imported.toml"), "{err}");
 }
 
 /// A path with no manifest in it (an empty directory, a directory of other files, a YAML

@@ -137,8 +137,9 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     if let Some(Experiment::BrookerJitter) = args.experiment {
         return brooker::run(args.clients, args.runs, args.seed, args.format, out);
     }
+    let importing = crate::import_cmd::wants_import(&args.paths, &args.calls)?;
     let (first, second) =
-        if crate::import_cmd::wants_import(&args.paths, &args.calls)? {
+        if importing {
             (imported(&args.paths, &args.calls)?, None)
         } else {
             match args.paths.as_slice() {
@@ -153,6 +154,9 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 .into()),
             }
         };
+    if let (Some(name), true) = (args.scenario.as_deref(), importing) {
+        unknown_imported_scenario(&first.1, name, args.calls.base.as_deref())?;
+    }
     let (scenario, note) = chosen_scenario(&first, args.scenario.as_deref(), args.duration);
     if let Some(note) = note {
         eprintln!("{note}");
@@ -391,6 +395,35 @@ fn run_one(
         };
         InputError(format!("{at}: {e}")).into()
     })
+}
+
+/// An imported graph's scenarios are its `--base` graph's: a scenario it does not have is
+/// told so, naming that file (or its absence), where the error named the file `import --out`
+/// would write, which the user never gave.
+fn unknown_imported_scenario(graph: &Graph, name: &str, base: Option<&Path>) -> anyhow::Result<()> {
+    if graph.scenarios.contains_key(name) {
+        return Ok(());
+    }
+    let known: Vec<&str> = graph.scenarios.keys().map(String::as_str).collect();
+    let message = match (base, known.is_empty()) {
+        (Some(base), true) => format!(
+            "no scenario named {name:?}: an imported graph's scenarios are its --base graph's, \
+             and {} defines none; add a [scenarios.NAME] table to it, or run without --scenario",
+            base.display()
+        ),
+        (Some(base), false) => format!(
+            "no scenario named {name:?}: an imported graph's scenarios are its --base graph's, \
+             and {} defines: {}",
+            base.display(),
+            known.join(", ")
+        ),
+        (None, _) => format!(
+            "no scenario named {name:?}: an imported graph has the scenarios of its --base \
+             graph, and none was given; pass --base with a graph that defines [scenarios.NAME], \
+             or run without --scenario"
+        ),
+    };
+    Err(InputError(message).into())
 }
 
 /// The file's name as given and its graph (a proxy settings file's read as the graph of its

@@ -126,7 +126,10 @@ const TABLES: &[Table] = &[
         heading: "[[scenarios.NAME.faults]]",
         base: concat!(
             "[entry]\nservice = \"a\"\n[services.a]\n[scenarios.s]\nduration = \"60s\"\n",
-            "[[scenarios.s.faults]]\nservice = \"a\"\nfrom = \"1s\"\nto = \"2s\"\n"
+            // Two effects, so that leaving either out (to check its default) leaves a fault
+            // that changes something, which the parser requires.
+            "[[scenarios.s.faults]]\nservice = \"a\"\nfrom = \"1s\"\nto = \"2s\"\n",
+            "slowdown = 2.0\nerror_rate = 0.5\n"
         ),
         path: &["scenarios", "s", "faults", "0"],
         policy: false,

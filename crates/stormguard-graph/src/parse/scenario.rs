@@ -104,6 +104,17 @@ impl Converter<'_> {
             }
             None => None,
         };
+        let (down, blackhole) = (raw.down.unwrap_or(false), raw.blackhole.unwrap_or(false));
+        if slowdown == 1.0 && error_rate == 0.0 && !down && !blackhole {
+            // A fault that changes nothing would be simulated as one, and its recovery
+            // reported: a placeholder or a typo (`error-rate`) is told.
+            return Err(self.error(
+                offset,
+                path,
+                "this fault changes nothing: give it slowdown (above 1), error_rate (above 0), \
+                 down = true or blackhole = true",
+            ));
+        }
         Ok(Fault {
             service,
             from,
@@ -111,8 +122,8 @@ impl Converter<'_> {
             slowdown,
             error_rate,
             error_status,
-            down: raw.down.unwrap_or(false),
-            blackhole: raw.blackhole.unwrap_or(false),
+            down,
+            blackhole,
             instances,
         })
     }

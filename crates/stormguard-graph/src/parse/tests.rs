@@ -174,11 +174,41 @@ fn the_issue_example_reads_every_field_as_written() {
     );
 }
 
+/// A fault that changes nothing (no slowdown, error rate, down or blackhole) is refused at its
+/// place: simulated, it reported a recovery from nothing.
+#[test]
+fn a_fault_that_changes_nothing_is_refused() {
+    let text = "[entry]\nservice = \"a\"\n[services.a]\n[scenarios.s]\nduration = \"1m\"\n\
+                [[scenarios.s.faults]]\nservice = \"a\"\nfrom = \"1s\"\nto = \"2s\"\n\
+                slowdown = 1\nerror_rate = 0\n";
+    let error = parse("d.toml", text).unwrap_err();
+    assert_eq!(
+        (error.line, error.key.as_deref()),
+        (6, Some("scenarios.s.faults[0]"))
+    );
+    assert!(
+        error
+            .message
+            .contains("this fault changes nothing: give it slowdown (above 1)"),
+        "{error}"
+    );
+    for effect in [
+        "slowdown = 2",
+        "error_rate = 0.1",
+        "down = true",
+        "blackhole = true",
+    ] {
+        let base = text.replace("slowdown = 1\nerror_rate = 0\n", "");
+        parse("d.toml", &format!("{base}{effect}\n")).unwrap_or_else(|e| panic!("{effect}: {e}"));
+    }
+}
+
 #[test]
 fn every_default_is_applied() {
     let text = "[entry]\nservice = \"a\"\n[services.a]\n[[services.a.calls]]\nto = \"b\"\n\
                 [services.b]\n[scenarios.s]\nduration = \"1m\"\n\
-                [[scenarios.s.faults]]\nservice = \"b\"\nfrom = \"1s\"\nto = \"2s\"\n";
+                [[scenarios.s.faults]]\nservice = \"b\"\nfrom = \"1s\"\nto = \"2s\"\n\
+                error_rate = 0.5\n";
     let graph = parse("d.toml", text).unwrap();
     assert_eq!(graph.entry.timeout, ms(10_000));
     assert_eq!(graph.entry.rate, 100.0);
@@ -227,7 +257,7 @@ fn every_default_is_applied() {
     let scenario = &graph.scenarios["s"];
     assert_eq!((scenario.rate, scenario.load.len()), (None, 0));
     let fault = &scenario.faults[0];
-    assert_eq!((fault.slowdown, fault.error_rate), (1.0, 0.0));
+    assert_eq!((fault.slowdown, fault.error_status), (1.0, 503));
     assert_eq!(
         (fault.down, fault.blackhole, fault.instances),
         (false, false, None)

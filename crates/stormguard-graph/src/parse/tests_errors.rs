@@ -373,7 +373,7 @@ fn the_error_display_examples_of_the_report() {
 fn an_injected_error_status_is_a_failure() {
     let text = "[entry]\nservice = \"a\"\n[services.a]\n[scenarios.s]\nduration = \"1s\"\n\
                 [[scenarios.s.faults]]\nservice = \"a\"\nfrom = \"0s\"\nto = \"1s\"\n\
-                error_status = 200\n";
+                error_status = 200\nerror_rate = 0.5\n";
     let error = crate::parse("g.toml", text).unwrap_err();
     assert_eq!((error.line, error.column), (10, 16));
     assert_eq!(

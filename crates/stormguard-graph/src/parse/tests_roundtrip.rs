@@ -246,7 +246,8 @@ fn scenario(services: Vec<Service>) -> impl Strategy<Value = Scenario> {
                 slowdown,
                 error_rate,
                 error_status,
-                down,
+                // A fault must change something: the parser refuses one that does not.
+                down: down || (slowdown == 1.0 && error_rate == 0.0 && !blackhole),
                 blackhole,
                 instances: instances.map(|n| 1 + n % services[i].instances),
             },

@@ -109,7 +109,15 @@ impl Table {
     }
 
     fn render(&self, out: &mut String) {
-        let width = |i: usize| self.rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
+        // In characters, as `format!` pads: a byte count put every row holding a "±" (the
+        // intervals of --seeds) or a name with an accent out of line.
+        let width = |i: usize| {
+            self.rows
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        };
         let (w0, w1, w2) = (width(0), width(1).max(6), width(2).max(6));
         for r in &self.rows {
             let line = format!("{:<w0$}  {:>w1$}  {:>w2$}  {}", r[0], r[1], r[2], r[3]);
@@ -700,6 +708,23 @@ fn recovery_over_seeds(sa: &Summary, sb: &Summary) -> String {
 mod tests {
     use super::super::summary::tests::{outcome, run};
     use super::*;
+
+    /// Columns are as wide as their widest cell in characters, as `format!` pads: a byte
+    /// count made every column holding a "±" (the intervals of --seeds) or an accented name
+    /// wider than its cells.
+    #[test]
+    fn a_table_is_as_wide_as_its_cells_in_characters() {
+        let mut table = Table { rows: Vec::new() };
+        table.row("café", "1.0 ± 0.1".into(), "2.0".into(), "+100%".into());
+        table.row("web", "10.0".into(), "2.0 ± 0.3".into(), "x".into());
+        let mut out = String::new();
+        table.render(&mut out);
+        assert_eq!(
+            out,
+            "café  1.0 ± 0.1        2.0  +100%\n\
+             web        10.0  2.0 ± 0.3  x\n"
+        );
+    }
 
     #[test]
     fn two_runs_show_the_change_and_a_verdict_per_key_figure() {

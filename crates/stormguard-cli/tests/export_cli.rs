@@ -189,4 +189,19 @@ fn a_proxy_settings_file_s_instances_are_the_envoy_cluster_s_endpoints() {
     assert!(users.contains("type: STRICT_DNS"), "{users}");
     assert!(users.contains("address: users.svc.local"), "{users}");
     assert!(users.contains("port_value: 8080"), "{users}");
+    // Read back, the static cluster's endpoints are api's instances; the DNS name says nothing
+    // of how many users has.
+    let (code, _, err) = stormguard(&dir, &["import", "o", "--out", "back.toml"]);
+    assert_eq!(code, 0, "{err}");
+    let back = std::fs::read_to_string(dir.join("back.toml")).unwrap();
+    let api = &back[back.find("[services.api]").unwrap()..];
+    let api = &api[..api[1..].find("\n[").map_or(api.len(), |i| i + 1)];
+    assert!(
+        api.contains("instances = 2 # o/stormguard-envoy-app.yaml:"),
+        "{back}"
+    );
+    assert!(api.contains("load_assignment.endpoints"), "{api}");
+    let users = &back[back.find("[services.users]").unwrap()..];
+    let users = &users[..users[1..].find("\n[").map_or(users.len(), |i| i + 1)];
+    assert!(!users.contains("instances ="), "{users}");
 }

@@ -258,7 +258,8 @@ pub struct DestinationPolicy {
 /// A Kubernetes workload or Service: a graph service's name and instances.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Workload {
-    /// `Deployment`, `StatefulSet` or `Service`.
+    /// `Deployment`, `StatefulSet`, `Service`, or an Envoy static cluster (`Envoy cluster`,
+    /// whose endpoints are its instances).
     pub kind: &'static str,
     /// Its name.
     pub name: String,

@@ -205,9 +205,11 @@ impl Workloads {
                 return Some((total, origin.clone()));
             }
         }
+        // A Kubernetes workload's replicas before an Envoy static cluster's endpoints.
         named
             .iter()
-            .find(|w| w.kind != "Service")
+            .filter(|w| w.kind != "Service")
+            .min_by_key(|w| w.kind == crate::envoy::ENVOY_CLUSTER)
             .and_then(|w| w.instances.clone())
     }
 

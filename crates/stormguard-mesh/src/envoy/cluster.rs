@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::{not_a_service, Reader};
 use crate::doc::Node;
 use crate::error::ImportError;
-use crate::inventory::{DestinationPolicy, Host, Inventory, Policy, System};
+use crate::inventory::{DestinationPolicy, Host, Inventory, Policy, System, Workload};
 use crate::source::Origin;
 use crate::toml_text::{duration, duration_in_range, number};
 
@@ -65,6 +65,7 @@ pub(super) fn read(
         ),
     }
     circuit_breakers(reader, inv, cluster, path, &mut policy)?;
+    static_instances(reader, inv, cluster, path, name);
     if let Some(node) = cluster.get("outlier_detection") {
         inv.unread(
             reader.at(node, &format!("{path}.outlier_detection")),
@@ -82,6 +83,56 @@ pub(super) fn read(
         resource: reader.resource(name, path),
     });
     Ok(())
+}
+
+/// The kind of the [`Workload`] a static cluster's endpoints make: a service's instances when
+/// no Kubernetes workload of its name gives them.
+pub(crate) const ENVOY_CLUSTER: &str = "Envoy cluster";
+
+/// A static cluster's endpoints are its service's instances (a STATIC cluster, Envoy's default
+/// `type`, lists each; a DNS cluster's names may each be many, so it says nothing): what a
+/// bootstrap that `export` wrote from a proxy's `instances` holds, read back.
+fn static_instances(
+    reader: &Reader<'_>,
+    inv: &mut Inventory,
+    cluster: &Node,
+    path: &str,
+    name: &str,
+) {
+    let kind = cluster
+        .get("type")
+        .and_then(Node::as_str)
+        .unwrap_or("STATIC");
+    if kind != "STATIC" {
+        return;
+    }
+    let Some(endpoints) = cluster
+        .get("load_assignment")
+        .and_then(|a| a.get("endpoints"))
+    else {
+        return;
+    };
+    let count: usize = endpoints
+        .items()
+        .iter()
+        .map(|locality| locality.get("lb_endpoints").map_or(0, |e| e.items().len()))
+        .sum();
+    let Ok(count) = u32::try_from(count) else {
+        return;
+    };
+    if count == 0 {
+        return;
+    }
+    let field = format!("{path}.load_assignment.endpoints");
+    inv.workloads.push(Workload {
+        kind: ENVOY_CLUSTER,
+        name: name.to_string(),
+        namespace: "default".to_string(),
+        instances: Some((count, reader.at(endpoints, &field))),
+        labels: Default::default(),
+        mesh: None,
+        origin: reader.at(cluster, path),
+    });
 }
 
 fn circuit_breakers(

@@ -16,6 +16,7 @@
 //! listed as unread, never silently dropped.
 
 mod cluster;
+pub(crate) use cluster::ENVOY_CLUSTER;
 mod hedge;
 mod retry;
 mod route;

@@ -190,10 +190,17 @@ impl Writer for Grpc {
             );
         }
         match call.limiter {
-            Some(LimiterSpec::Budget { .. }) if call.max_attempts > 1 => f.cannot(
-                "retry_budget",
-                "gRPC has no retry budget (retryThrottling is a token bucket): not written",
-            ),
+            Some(LimiterSpec::Budget { .. }) if call.max_attempts > 1 => {
+                f.cannot(
+                    "retry_budget",
+                    "gRPC has no retry budget (retryThrottling is a token bucket): not written",
+                );
+                // A throttling already in the user's file is no part of this policy.
+                f.route.push(Assign {
+                    from_root: true,
+                    ..Assign::remove(&["retryThrottling"])
+                });
+            }
             Some(LimiterSpec::TokenBucket {
                 capacity,
                 retry_cost,

@@ -182,8 +182,16 @@ fn retries(call: &Call) -> bool {
 /// the largest group of callers chose before, and a caller that does not retry at all could
 /// outvote the budget of one that does (the Istio example's `DestinationRule` lost
 /// place-order's budget to browse, which makes one attempt).
-fn shared_limiter(writer: &dyn Writer, calls: &[&Call]) -> Option<LimiterSpec> {
+fn shared_limiter(
+    writer: &dyn Writer,
+    calls: &[&Call],
+    fallback: Option<LimiterSpec>,
+) -> Option<LimiterSpec> {
     let retrying: Vec<&Call> = calls.iter().copied().filter(|c| retries(c)).collect();
+    if retrying.is_empty() {
+        // No caller is limited by it: the most common policy's, as for any other value.
+        return fallback;
+    }
     let written: Vec<LimiterSpec> = retrying
         .iter()
         .filter_map(|c| c.limiter)
@@ -211,10 +219,11 @@ fn shared_limiter(writer: &dyn Writer, calls: &[&Call]) -> Option<LimiterSpec> {
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, l)| l)
     };
+    // None that the target can write: the first retrying caller's, which it writes as it
+    // would for that caller alone.
     budget
         .or_else(bucket)
         .or_else(|| retrying.first().and_then(|c| c.limiter))
-        .or_else(|| calls.first().and_then(|c| c.limiter))
 }
 
 /// The connect timeout a resource that several calls share holds: the longest that any sets.
@@ -387,7 +396,7 @@ fn shared_destination(
         .find(|m| m.fields.destination == most.1)
         .expect("a group's values are a member's");
     let calls: Vec<&Call> = members.iter().map(|m| m.call).collect();
-    let limiter = shared_limiter(writer, &calls);
+    let limiter = shared_limiter(writer, &calls, base.call.limiter);
     let merged = Call {
         connect_timeout: shared_connect_timeout(&calls),
         limiter,
@@ -414,7 +423,7 @@ fn shared_root_values(
         return Vec::new();
     }
     let calls: Vec<&Call> = members.iter().map(|(_, m)| m.call).collect();
-    let limiter = shared_limiter(writer, &calls);
+    let limiter = shared_limiter(writer, &calls, calls[0].limiter);
     let written = root_values(writer.fields(&Call {
         limiter,
         ..calls[0].clone()

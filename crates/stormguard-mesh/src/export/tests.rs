@@ -540,3 +540,30 @@ fn a_conflict_between_endpoints_of_one_caller_names_the_endpoints() {
     );
     assert_eq!(conflict.written.len() + conflict.not_written.len(), 2);
 }
+
+/// A gRPC call that retries under a retry budget, which gRPC cannot say: the service config's
+/// `retryThrottling` is removed (a bucket left in the user's file is no part of the policy),
+/// as for a call with no limiter, so the two agree and nothing conflicts.
+#[test]
+fn a_grpc_call_with_a_budget_removes_the_throttling_as_one_without_a_limiter_does() {
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"a\"\n\
+         timeout = \"1s\"\nmax_attempts = 2\nretry_on = [\"unavailable\"]\n\
+         [[services.web.calls]]\nto = \"b\"\ntimeout = \"1s\"\nmax_attempts = 2\n\
+         retry_on = [\"unavailable\"]\nretry_budget = \"none\"\n[services.a]\n[services.b]\n",
+    )
+    .unwrap();
+    let plan = plan(&graph, Target::Grpc);
+    assert!(plan.conflicts.is_empty(), "{:?}", plan.conflicts);
+    for destination in &plan.destinations {
+        let root: Vec<&Assign> = destination.routes[0]
+            .fields
+            .iter()
+            .filter(|a| a.from_root)
+            .collect();
+        assert_eq!(root.len(), 1, "{}: {root:?}", destination.to);
+        assert_eq!(path_text(&root[0].path), "retryThrottling");
+        assert_eq!(root[0].value, Val::Remove);
+    }
+}

@@ -205,3 +205,56 @@ fn a_proxy_settings_file_s_instances_are_the_envoy_cluster_s_endpoints() {
     let users = &users[..users[1..].find("\n[").map_or(users.len(), |i| i + 1)];
     assert!(!users.contains("instances ="), "{users}");
 }
+
+/// Imported without `--base` and exported as it is, each example's named routes are edited in
+/// place (their matches kept), and the placeholder caller of the import (`mesh-callers`, which
+/// stands for every client) is in no output: it was written as a `sourceLabels` match, an
+/// Envoy bootstrap's node, and new resources without the routes' matches beside the user's.
+#[test]
+fn an_example_imported_without_a_base_is_exported_into_its_own_resources() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh");
+    for (system, edited_only) in [
+        ("istio", false),
+        ("envoy", true),
+        ("gateway-api", true),
+        ("grpc", true),
+    ] {
+        let dir = scratch(&format!("no-base-{system}"));
+        let manifests = examples.join(system);
+        let manifests = manifests.to_str().unwrap();
+        let (code, _, err) = stormguard(&dir, &["import", manifests, "--out", "g.toml"]);
+        assert_eq!(code, 0, "{system}: {err}");
+        let (code, _, err) = stormguard(&dir, &["export", "g.toml", "--to", system, "--out", "o"]);
+        assert_eq!(code, 0, "{system}: {err}");
+        let wrote: Vec<&str> = err.lines().filter(|l| l.starts_with("wrote ")).collect();
+        assert!(
+            wrote.iter().any(|l| l.contains("(edited ")),
+            "{system}: {err}"
+        );
+        if edited_only {
+            assert!(
+                wrote.iter().all(|l| l.contains("(edited ")),
+                "{system}: {err}"
+            );
+        }
+        // Istio: the named routes of checkout are edited, not written anew.
+        assert!(!err.contains("(new): VirtualService checkout"), "{err}");
+        for file in walk(&dir.join("o")) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(!text.contains("mesh-callers"), "{}: {text}", file.display());
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -38,12 +38,12 @@ pub use resolve::resolve;
 pub const UNBOUNDED_RETRIES: &str = "istio-unbounded-retries";
 
 /// Istio's retries when a route says nothing (`retry.go` `DefaultPolicy`: `NumRetries: 2`).
-const DEFAULT_RETRIES: u64 = 2;
+pub(crate) const DEFAULT_RETRIES: u64 = 2;
 
 /// Istio's default `retryOn` (`retry.go`: `connect-failure,refused-stream,unavailable,
 /// cancelled,retriable-status-codes`; the last retries nothing without codes, and 503 is no
 /// longer added since `EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY` defaults to true).
-const DEFAULT_RETRY_ON: [&str; 4] = [
+pub(crate) const DEFAULT_RETRY_ON: [&str; 4] = [
     "connect-failure",
     "refused-stream",
     "unavailable",
@@ -51,7 +51,7 @@ const DEFAULT_RETRY_ON: [&str; 4] = [
 ];
 
 /// Envoy's backoff base when Istio sets none (Istio writes no `retry_back_off`).
-const DEFAULT_BACKOFF_BASE_MS: u64 = 25;
+pub(crate) const DEFAULT_BACKOFF_BASE_MS: u64 = 25;
 
 /// MeshConfig `connectTimeout`'s default, which every cluster gets unless a `DestinationRule`
 /// sets `connectionPool.tcp.connectTimeout` (destination_rule.proto: "Default is 10s").

@@ -26,12 +26,14 @@ struct Endpoint {
     call: Planned,
 }
 
-/// The endpoints written so far, their names, and each callee's destinations.
+/// The endpoints written so far, their names, each callee's destinations, and the endpoints
+/// of each callee that named routes call.
 #[derive(Default)]
 struct Endpoints {
     list: Vec<Endpoint>,
     names: BTreeSet<String>,
     callees: BTreeMap<String, Vec<Key>>,
+    callee_endpoints: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The placeholder graph's body, and how its calls were made (for the header).
@@ -106,13 +108,24 @@ fn of_route(cx: &mut Context<'_>, route: &Route, endpoints: &mut Endpoints) {
             .entry(to.clone())
             .or_default()
             .extend(keys);
+        // A named route is the callee's endpoint of that name: `export` finds the route again
+        // by it and edits it in place (its matches kept), where a call to the whole service
+        // matched no named route and a new resource without the matches was written.
+        let endpoint = route.name.as_deref().map(graph_name);
+        if let Some(endpoint) = &endpoint {
+            endpoints
+                .callee_endpoints
+                .entry(to.clone())
+                .or_default()
+                .insert(endpoint.clone());
+        }
         endpoints.list.push(Endpoint {
             name,
             share,
             weight_origin,
             call: Planned {
                 to,
-                endpoint: None,
+                endpoint,
                 method,
                 rtt: None,
                 chosen,
@@ -204,6 +217,12 @@ fn render(cx: &mut Context<'_>, endpoints: &Endpoints) -> String {
             cx.write_instances(&mut out, to, instances, &origin);
         }
         out.push('\n');
+        for endpoint in endpoints.callee_endpoints.get(to).into_iter().flatten() {
+            out.push_str(&format!(
+                "# the route named {endpoint}; its own calls are in no manifest\n\
+                 [services.{to}.endpoints.{endpoint}]\n\n"
+            ));
+        }
     }
     out
 }

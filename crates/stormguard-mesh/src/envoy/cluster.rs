@@ -18,7 +18,7 @@ use crate::source::Origin;
 use crate::toml_text::{duration, duration_in_range, number};
 
 /// Envoy's connect timeout when `connect_timeout` is unset.
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envoy's `retry_budget.budget_percent` default.
 const DEFAULT_BUDGET_PERCENT: f64 = 20.0;
 /// Envoy's `retry_budget.min_retry_concurrency` default.

@@ -16,7 +16,8 @@
 //! listed as unread, never silently dropped.
 
 mod cluster;
-pub(crate) use cluster::ENVOY_CLUSTER;
+pub(crate) use cluster::{DEFAULT_CONNECT_TIMEOUT, ENVOY_CLUSTER};
+pub(crate) use route::{DEFAULT_BASE_INTERVAL, DEFAULT_ROUTE_TIMEOUT};
 mod hedge;
 mod retry;
 mod route;

@@ -24,9 +24,9 @@ use crate::source::Origin;
 use crate::toml_text::{bare_duration, duration, duration_in_range, string_list};
 
 /// Envoy's route timeout when `timeout` is unset.
-const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Envoy's backoff base when `retry_back_off` is unset (runtime `upstream.base_retry_backoff_ms`).
-pub(super) const DEFAULT_BASE_INTERVAL: Duration = Duration::from_millis(25);
+pub(crate) const DEFAULT_BASE_INTERVAL: Duration = Duration::from_millis(25);
 
 /// Reads every route of a `RouteConfiguration` at `path`.
 pub(super) fn read_route_config(

@@ -38,11 +38,15 @@ fn remove(path: &str) -> Assign {
 impl Writer for Envoy {
     fn fields(&self, call: &Call) -> Fields {
         let mut f = Fields::default();
-        // Envoy's default route timeout is 15 s: "none" is written as 0s.
-        f.route.push(at(
-            "route.timeout",
-            Val::str(call.request_timeout.map_or("0s".into(), proto_duration)),
-        ));
+        // Envoy's default route timeout is 15 s: "none" is written as 0s, and 15 s only over
+        // a timeout the file sets (a route without one already says it).
+        f.route.push(Assign {
+            only_to_replace: call.request_timeout == Some(crate::envoy::DEFAULT_ROUTE_TIMEOUT),
+            ..at(
+                "route.timeout",
+                Val::str(call.request_timeout.map_or("0s".into(), proto_duration)),
+            )
+        });
         if call.max_attempts > 1 {
             let names = retry_names::envoy(&call.retry_on, call.timeout.is_some());
             for why in names.unexpressed {
@@ -65,6 +69,22 @@ impl Writer for Envoy {
                 Val::Int(i64::from(call.max_attempts - 1)),
             ));
             match call.timeout {
+                // A per-try timeout of the whole route timeout is none: each attempt is then
+                // bounded by the route timeout, which the import reads as its timeout.
+                Some(t)
+                    if Some(t)
+                        == call
+                            .request_timeout
+                            .or(Some(crate::envoy::DEFAULT_ROUTE_TIMEOUT)) =>
+                {
+                    f.route.push(Assign {
+                        only_to_replace: true,
+                        ..at(
+                            "route.retry_policy.per_try_timeout",
+                            Val::str(proto_duration(t)),
+                        )
+                    })
+                }
                 Some(t) => f.route.push(at(
                     "route.retry_policy.per_try_timeout",
                     Val::str(proto_duration(t)),
@@ -98,14 +118,22 @@ impl Writer for Envoy {
                 }
             };
             if let Some((base, cap)) = backoff {
-                f.route.push(at(
-                    "route.retry_policy.retry_back_off.base_interval",
-                    Val::str(proto_duration(base)),
-                ));
-                f.route.push(at(
-                    "route.retry_policy.retry_back_off.max_interval",
-                    Val::str(proto_duration(cap)),
-                ));
+                // Envoy's defaults (25 ms, 10 × base) only over a backoff the file sets.
+                let default = base == crate::envoy::DEFAULT_BASE_INTERVAL && cap == base * 10;
+                f.route.push(Assign {
+                    only_to_replace: default,
+                    ..at(
+                        "route.retry_policy.retry_back_off.base_interval",
+                        Val::str(proto_duration(base)),
+                    )
+                });
+                f.route.push(Assign {
+                    only_to_replace: default,
+                    ..at(
+                        "route.retry_policy.retry_back_off.max_interval",
+                        Val::str(proto_duration(cap)),
+                    )
+                });
             }
             envoy_growth_note(call, "Envoy", &mut f);
             if names.statuses.is_empty() {
@@ -171,6 +199,20 @@ impl Writer for Envoy {
         }
         proxy_notes(call, "Envoy", &mut f);
         match call.connect_timeout {
+            // Envoy's default 5 s, or it as the import clamps it to the attempt's timeout:
+            // only over a connect timeout the file sets.
+            Some(d)
+                if d == crate::envoy::DEFAULT_CONNECT_TIMEOUT
+                    || Some(d)
+                        == call
+                            .timeout
+                            .map(|t| t.min(crate::envoy::DEFAULT_CONNECT_TIMEOUT)) =>
+            {
+                f.destination.push(Assign {
+                    only_to_replace: true,
+                    ..at("connect_timeout", Val::str(proto_duration(d)))
+                })
+            }
             Some(d) => f
                 .destination
                 .push(at("connect_timeout", Val::str(proto_duration(d)))),

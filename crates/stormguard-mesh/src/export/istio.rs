@@ -2,6 +2,8 @@
 //! `DestinationRule` (connect timeout, retry budget). Routes can match on the caller
 //! (`sourceLabels: {app: CALLER}`), so callers with different policies each get theirs.
 
+use std::time::Duration;
+
 use stormguard_graph::model::{Call, LimiterSpec};
 
 use crate::doc::Node;
@@ -34,6 +36,7 @@ impl Writer for Istio {
                 .route
                 .push(Assign::replacing(&["timeout"], Val::str("0s"))),
         }
+        let retries_start = f.route.len();
         if call.max_attempts <= 1 {
             // Without `retries`, Istio's default two retries apply: say zero.
             f.route
@@ -73,12 +76,21 @@ impl Writer for Istio {
                 ));
             }
             if let Some(base) = backoff_base(&call.backoff, "Istio", Some(10), &mut f) {
-                f.route.push(Assign::new(
-                    &["retries", "backoff"],
-                    Val::str(go_duration(base)),
-                ));
+                // Istio's default base: written only over a base the file sets.
+                let default = base == Duration::from_millis(crate::istio::DEFAULT_BACKOFF_BASE_MS);
+                f.route.push(Assign {
+                    only_to_replace: default,
+                    ..Assign::new(&["retries", "backoff"], Val::str(go_duration(base)))
+                });
             }
             envoy_growth_note(call, "Istio", &mut f);
+            if is_default_retry_policy(call, whole) {
+                // Istio's own policy for a route without `retries`: a file without them
+                // already says it, so they are written only over what the file has.
+                for assign in &mut f.route[retries_start..] {
+                    assign.only_to_replace = true;
+                }
+            }
         }
         if let Some(hedge) = call.hedge {
             f.cannot(
@@ -88,6 +100,21 @@ impl Writer for Istio {
         }
         proxy_notes(call, "Istio", &mut f);
         match call.connect_timeout {
+            // Istio's default 10s as the import clamps it to the attempt's timeout: a file
+            // without a connect timeout says it already, and writing it would set it for every
+            // route and port to the destination (TCP too).
+            Some(d) if Some(d) == call.timeout.map(|t| t.min(Duration::from_secs(10))) => {
+                f.destination.push(Assign::replacing(
+                    &[
+                        "spec",
+                        "trafficPolicy",
+                        "connectionPool",
+                        "tcp",
+                        "connectTimeout",
+                    ],
+                    Val::str(go_duration(d)),
+                ))
+            }
             Some(d) => f.destination.push(Assign::new(
                 &[
                     "spec",
@@ -283,4 +310,28 @@ impl Writer for Istio {
             resources,
         }]
     }
+}
+
+/// Whether `call`'s retries are Istio's own for a route without `retries` (`retry.go`'s
+/// `DefaultPolicy`): two retries on its default conditions, each attempt bounded by the route
+/// timeout (`whole`) alone, after its default backoff.
+fn is_default_retry_policy(call: &Call, whole: Option<Duration>) -> bool {
+    let names = retry_names::envoy(&call.retry_on, call.timeout.is_some());
+    let mut words = names.names.clone();
+    words.sort();
+    let mut default: Vec<String> = crate::istio::DEFAULT_RETRY_ON
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    default.sort();
+    u64::from(call.max_attempts) == crate::istio::DEFAULT_RETRIES + 1
+        && names.statuses.is_empty()
+        && words == default
+        && (call.timeout.is_none() || call.timeout == whole)
+        && matches!(
+            call.backoff,
+            stormguard::backoff::Backoff::FullJitter { base, cap }
+                if base == Duration::from_millis(crate::istio::DEFAULT_BACKOFF_BASE_MS)
+                    && cap == base * 10
+        )
 }

@@ -263,6 +263,10 @@ pub struct RoutePlan {
     pub callers: Option<Vec<String>>,
     /// Its values.
     pub fields: Vec<Assign>,
+    /// Whether its policy is the import's placeholder caller's alone (a graph imported without
+    /// `--base`): the placeholder stands for every client, so the route it was read from is
+    /// edited whoever that route is for (a Gateway's edge route, one sidecar's).
+    pub placeholder: bool,
 }
 
 /// Everything written for one destination (and, for Envoy, one caller).
@@ -445,6 +449,11 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                             resource.kind, resource.name, resource.path, resource.file
                         ));
                     }
+                    let root = existing
+                        .documents
+                        .iter()
+                        .find(|d| d.file == resource.file && d.index == resource.document)
+                        .map(|d| &d.root);
                     let entry = values
                         .entry((resource.file.to_string(), resource.document))
                         .or_default();
@@ -454,6 +463,13 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                         } else {
                             prefix.clone()
                         };
+                        // Written only over a value the file has: a key the file leaves out
+                        // already says it (the system's default), and adding it is noise.
+                        let mut full = path.clone();
+                        full.extend(assign.path.iter().cloned());
+                        if assign.only_to_replace && root.and_then(|r| walk(r, &full)).is_none() {
+                            continue;
+                        }
                         path.extend(assign.path.iter().cloned());
                         entry.push((path, assign.value.clone()));
                     }
@@ -502,9 +518,17 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                 let entry = values
                     .entry((resource.file.to_string(), resource.document))
                     .or_default();
+                let root = existing
+                    .documents
+                    .iter()
+                    .find(|d| d.file == resource.file && d.index == resource.document)
+                    .map(|d| &d.root);
                 for assign in &dest.destination {
                     let mut path = prefix.clone();
                     path.extend(assign.path.iter().cloned());
+                    if assign.only_to_replace && root.and_then(|r| walk(r, &path)).is_none() {
+                        continue;
+                    }
                     entry.push((path, assign.value.clone()));
                 }
                 written
@@ -655,11 +679,18 @@ fn find_route<'e>(
         .iter()
         .filter(|r| writer.route_kinds().contains(&r.resource.kind.as_str()))
         .filter(|r| is_service(&r.host, &dest.to))
-        .filter(|r| !writer.routes_by_endpoint() || r.name == route.endpoint)
+        .filter(|r| {
+            // The name as written, or as the import makes a graph name of it.
+            !writer.routes_by_endpoint()
+                || r.name == route.endpoint
+                || r.name.as_deref().map(names::graph_name) == route.endpoint
+        })
         .find(|r| match (&dest.caller, &r.caller) {
+            // The import's placeholder stands for every client: the route of any caller.
+            (Some(caller), _) if caller == crate::assemble::PLACEHOLDER => true,
             (Some(caller), Some(route_caller)) => *caller == names::graph_name(route_caller),
             (Some(_), None) => false,
-            (None, route_caller) => route_caller.is_none(),
+            (None, route_caller) => route_caller.is_none() || route.placeholder,
         })
         .map(|r| &r.resource)
 }
@@ -679,7 +710,10 @@ fn find_destination<'e>(
                 .contains(&d.resource.kind.as_str())
         })
         .filter(|d| is_service(&d.host, &dest.to))
-        .find(|d| d.caller.as_deref().map(names::graph_name) == dest.caller)
+        .find(|d| {
+            dest.caller.as_deref() == Some(crate::assemble::PLACEHOLDER)
+                || d.caller.as_deref().map(names::graph_name) == dest.caller
+        })
         .map(|d| &d.resource)
 }
 

@@ -323,22 +323,35 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
                 .collect();
             members.extend(calls);
             let groups = partition(&route_values);
-            if groups.len() > 1 && writer.per_caller() == PerCaller::Routes {
+            // The import's placeholder caller stands for every client: no route matches it
+            // by its labels (a `sourceLabels: {app: mesh-callers}` route matches no pod).
+            let by_caller = groups
+                .iter()
+                .skip(1)
+                .all(|(callers, _)| !callers.iter().any(|c| c == crate::assemble::PLACEHOLDER));
+            if groups.len() > 1 && writer.per_caller() == PerCaller::Routes && by_caller {
                 // Caller-specific routes first, the most common policy as the catch-all.
                 for (callers, fields) in groups.iter().skip(1) {
                     routes.push(RoutePlan {
                         endpoint: endpoint.clone(),
                         callers: Some(callers.clone()),
                         fields: fields.clone(),
+                        placeholder: false,
                     });
                 }
                 routes.push(RoutePlan {
                     endpoint: endpoint.clone(),
                     callers: None,
                     fields: groups[0].1.clone(),
+                    placeholder: false,
                 });
                 continue;
             }
+            let placeholder = groups.len() == 1
+                && groups[0]
+                    .0
+                    .iter()
+                    .all(|c| c == crate::assemble::PLACEHOLDER);
             if groups.len() > 1 {
                 result
                     .conflicts
@@ -348,6 +361,7 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
                 endpoint,
                 callers: None,
                 fields: groups[0].1.clone(),
+                placeholder,
             });
         }
         let destination = shared_destination(writer, &members);

@@ -236,12 +236,12 @@ fn an_existing_virtual_service_is_edited_in_place_and_the_rest_is_new() {
     let edited = &out.files[0];
     assert!(edited.edited);
     assert_eq!(edited.path, PathBuf::from("k8s/reviews.yaml"));
+    // Istio's default backoff (25ms) is not added: the file, which sets none, says it.
     let expected = USER_VS
         .replace("timeout: 10s       # from", "timeout: 2s       # from")
         .replace(
             "      attempts: 5\n",
-            "      attempts: 2\n      perTryTimeout: 500ms\n      retryOn: connect-failure,503\n      \
-             backoff: 25ms\n",
+            "      attempts: 2\n      perTryTimeout: 500ms\n      retryOn: connect-failure,503\n",
         );
     assert_eq!(edited.text, expected);
     let new = &out.files[1];

@@ -99,40 +99,23 @@ impl Writer for Istio {
             );
         }
         proxy_notes(call, "Istio", &mut f);
+        const CONNECT_TIMEOUT: [&str; 5] = [
+            "spec",
+            "trafficPolicy",
+            "connectionPool",
+            "tcp",
+            "connectTimeout",
+        ];
         match call.connect_timeout {
             // Istio's default 10s as the import clamps it to the attempt's timeout: a file
             // without a connect timeout says it already, and writing it would set it for every
             // route and port to the destination (TCP too).
-            Some(d) if Some(d) == call.timeout.map(|t| t.min(Duration::from_secs(10))) => {
-                f.destination.push(Assign::replacing(
-                    &[
-                        "spec",
-                        "trafficPolicy",
-                        "connectionPool",
-                        "tcp",
-                        "connectTimeout",
-                    ],
-                    Val::str(go_duration(d)),
-                ))
-            }
-            Some(d) => f.destination.push(Assign::new(
-                &[
-                    "spec",
-                    "trafficPolicy",
-                    "connectionPool",
-                    "tcp",
-                    "connectTimeout",
-                ],
-                Val::str(go_duration(d)),
-            )),
+            Some(d) => f.destination.push(Assign {
+                only_to_replace: Some(d) == call.timeout.map(|t| t.min(Duration::from_secs(10))),
+                ..Assign::new(&CONNECT_TIMEOUT, Val::str(go_duration(d)))
+            }),
             None => {
-                f.destination.push(Assign::remove(&[
-                    "spec",
-                    "trafficPolicy",
-                    "connectionPool",
-                    "tcp",
-                    "connectTimeout",
-                ]));
+                f.destination.push(Assign::remove(&CONNECT_TIMEOUT));
                 f.cannot(
                     "connect_timeout",
                     "none in the graph: Istio's default 10s applies",

@@ -333,17 +333,34 @@ fn plain_is_safe(s: &str) -> bool {
 /// assert_eq!(go_duration(Duration::from_secs(90)), "90s");
 /// assert_eq!(go_duration(Duration::from_secs(3600)), "1h");
 /// assert_eq!(go_duration(Duration::from_micros(1200)), "2ms");
+/// // Past five digits of milliseconds, in parts: Gateway API refuses "123456ms".
+/// assert_eq!(go_duration(Duration::from_millis(123_456)), "2m3s456ms");
+/// assert_eq!(go_duration(Duration::from_millis(3_723_004)), "1h2m3s4ms");
 /// ```
 pub fn go_duration(d: Duration) -> String {
     let ms = d.as_nanos().div_ceil(1_000_000);
     if ms == 0 {
         "0s".to_string()
-    } else if ms % 3_600_000 == 0 {
+    } else if ms % 3_600_000 == 0 && ms / 3_600_000 < 100_000 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 1000 == 0 {
+    } else if ms % 1000 == 0 && ms / 1000 < 100_000 {
         format!("{}s", ms / 1000)
-    } else {
+    } else if ms < 100_000 {
         format!("{ms}ms")
+    } else {
+        // Hours, minutes, seconds and milliseconds, each at most five digits below 10^5 h
+        // (a graph's durations stop at 24 h); a zero part is left out.
+        let parts = [
+            (ms / 3_600_000, "h"),
+            (ms / 60_000 % 60, "m"),
+            (ms / 1000 % 60, "s"),
+            (ms % 1000, "ms"),
+        ];
+        parts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, unit)| format!("{n}{unit}"))
+            .collect()
     }
 }
 
@@ -372,6 +389,39 @@ pub fn proto_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every duration a graph holds (1 ms to 24 h) is written in Gateway API's pattern,
+    /// `^([0-9]{1,5}(h|m|s|ms)){1,4}$`, and its parts add up to the same milliseconds.
+    #[test]
+    fn go_durations_fit_gateway_api_s_pattern() {
+        // The milliseconds of `text` if it fits the pattern.
+        let read = |text: &str| -> Option<u64> {
+            let (mut parts, mut total, mut rest) = (0, 0u64, text);
+            while !rest.is_empty() {
+                let digits = rest.chars().take_while(char::is_ascii_digit).count();
+                if !(1..=5).contains(&digits) {
+                    return None;
+                }
+                let n: u64 = rest[..digits].parse().ok()?;
+                rest = &rest[digits..];
+                let (unit, scale) = [("ms", 1), ("h", 3_600_000), ("m", 60_000), ("s", 1000)]
+                    .into_iter()
+                    .find(|(u, _)| rest.starts_with(u))?;
+                rest = &rest[unit.len()..];
+                total += n * scale;
+                parts += 1;
+            }
+            (1..=4).contains(&parts).then_some(total)
+        };
+        let mut ms: u64 = 1;
+        while ms <= 86_400_000 {
+            for d in [ms, ms + 1, ms * 7 + 3] {
+                let text = go_duration(Duration::from_millis(d));
+                assert_eq!(read(&text), Some(d), "{d} ms -> {text}");
+            }
+            ms = ms * 3 + 1;
+        }
+    }
 
     fn sample() -> Val {
         Val::Map(vec![

@@ -323,7 +323,23 @@ impl ValueReader<'_> {
             },
         };
         let retry_on = match keys.retry_on {
-            Some(list) => self.retry_on(list, &path.key("retry_on"))?,
+            Some(list) => {
+                let retry_on = self.retry_on(list, &path.key("retry_on"))?;
+                // Attempts that nothing retries: `check` would count them, while the proxy and
+                // `sim` send one. (A hedge's copies go whatever fails: it may have none.)
+                if retry_on.is_empty() && max_attempts > 1 && keys.hedge.is_none() {
+                    return Err(self.error(
+                        list.span().start,
+                        &path.key("retry_on"),
+                        format!(
+                            "an empty list retries nothing, so max_attempts = {max_attempts} \
+                             sends one attempt: write max_attempts = 1, or list the failures to \
+                             retry (e.g. [\"default\"])"
+                        ),
+                    ));
+                }
+                retry_on
+            }
             None => RetryOn::default(),
         };
         let idempotent = match keys.idempotent {

@@ -521,3 +521,27 @@ fn a_hedge_delay_at_or_above_the_timeout_is_refused() {
     )
     .is_ok());
 }
+
+/// `retry_on = []` with more than one attempt is refused at the list: `check` counted the
+/// attempts (amplification, a non-idempotent retry) that the proxy and `sim` never send.
+#[test]
+fn an_empty_retry_on_with_attempts_to_spare_is_refused() {
+    assert_error(
+        &format!("{CALL}max_attempts = 3\nretry_on = []\n"),
+        8,
+        12,
+        "services.web.calls[0].retry_on",
+        &["an empty list retries nothing, so max_attempts = 3 sends one attempt"],
+    );
+    // One attempt, or a hedge (its copies go whatever fails), may list nothing.
+    crate::parse(
+        "g.toml",
+        &format!("{CALL}max_attempts = 1\nretry_on = []\n"),
+    )
+    .unwrap();
+    crate::parse(
+        "g.toml",
+        &format!("{CALL}max_attempts = 3\nretry_on = []\nhedge = {{ delay = \"5ms\" }}\n"),
+    )
+    .unwrap();
+}

@@ -126,35 +126,43 @@ fn call(services: usize) -> impl Strategy<Value = Call> {
             ]),
         ),
     )
-        .prop_map(move |(a, b, c, d)| Call {
-            to: NAMES[a.0].to_string(),
-            endpoint: None,
-            timeout: a.1,
-            request_timeout: d
-                .0
-                .map(|extra| (a.1.unwrap_or_default() + extra).max(Duration::from_millis(1))),
-            method: d.1.to_string(),
-            retry_on: d.2,
-            // The parser refuses a connect timeout above the attempt's.
-            connect_timeout: match (a.2, a.1) {
-                (Some(connect), Some(timeout)) => Some(connect.min(timeout)),
-                (connect, _) => connect,
-            },
-            rtt: a.3,
-            max_attempts: b.0,
-            backoff: b.1,
-            limiter: b.2,
-            idempotent: b.3,
-            count: b.4,
-            parallel: c.0,
-            required: c.1,
+        .prop_map(move |(a, b, c, d)| {
             // Nor a fixed hedge delay at or above it: the attempt times out first.
-            hedge: c.2.filter(|hedge| match (hedge.delay, a.1) {
+            let hedge = c.2.filter(|hedge| match (hedge.delay, a.1) {
                 (HedgeDelay::Fixed(delay), Some(timeout)) => delay < timeout,
                 _ => true,
-            }),
-            propagate_deadline: c.3,
-            span: Span::default(),
+            });
+            Call {
+                to: NAMES[a.0].to_string(),
+                endpoint: None,
+                timeout: a.1,
+                request_timeout: d
+                    .0
+                    .map(|extra| (a.1.unwrap_or_default() + extra).max(Duration::from_millis(1))),
+                method: d.1.to_string(),
+                retry_on: d.2,
+                // The parser refuses a connect timeout above the attempt's.
+                connect_timeout: match (a.2, a.1) {
+                    (Some(connect), Some(timeout)) => Some(connect.min(timeout)),
+                    (connect, _) => connect,
+                },
+                rtt: a.3,
+                // Nor attempts to spare that nothing retries (`retry_on = []`) without a hedge.
+                max_attempts: if d.2.is_empty() && hedge.is_none() {
+                    1
+                } else {
+                    b.0
+                },
+                backoff: b.1,
+                limiter: b.2,
+                idempotent: b.3,
+                count: b.4,
+                parallel: c.0,
+                required: c.1,
+                hedge,
+                propagate_deadline: c.3,
+                span: Span::default(),
+            }
         })
 }
 

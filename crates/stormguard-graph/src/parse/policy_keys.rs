@@ -131,7 +131,8 @@ pub const POLICY_KEYS: &[KeyDoc] = &[
                   \"gateway-error\", \"408\", \"429\", \"deadline-exceeded\", \
                   \"resource-exhausted\", \"unavailable\"]`",
         meaning: "the failures that may be retried; `\"default\"` in the list stands for the \
-                  default",
+                  default; an empty list with `max_attempts` above 1 and no `hedge` is refused \
+                  (nothing would be retried)",
     },
     KeyDoc {
         key: "idempotent",

@@ -476,8 +476,8 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     }
     t.row(
         "recovered",
-        sa.cell("recovered_at_s", recovery_cell(a), Unit::At),
-        sb.cell("recovered_at_s", recovery_cell(b), Unit::At),
+        recovery_cell(a),
+        recovery_cell(b),
         String::new(),
     );
     // What a count of attempts is judged against: each run's users times the normal load.

@@ -266,12 +266,7 @@ fn tables(out: &mut String, name: &str, run: &Run) {
         latency("user.latency_ms.p50", l.p50),
         latency("user.latency_ms.p99", l.p99),
         latency("user.latency_ms.p999", l.p999),
-        s.cell(
-            "recovered_at_s",
-            s.recovered_at_s
-                .map_or("never".to_string(), |t| format!("at {t}s")),
-            Unit::At
-        )
+        super::text::recovery_cell(run)
     );
     out.push_str(
         "<table><tr><th>service</th><th>attempts</th><th>per user</th><th>rejected</th>\

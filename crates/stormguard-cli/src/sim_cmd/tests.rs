@@ -439,6 +439,13 @@ fn a_recovery_that_cannot_be_measured_is_not_called_never() {
         text.contains("recovery       not measured: the run ends less than 5s"),
         "{text}"
     );
+    // With several seeds too, where a figure no seed had said "never".
+    let text = run_args(&[&path, &path, "--seeds", "2"]).unwrap();
+    let row = text.lines().find(|l| l.starts_with("recovered")).unwrap();
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["recovered", "-", "-"]
+    );
     // A fault from the first second: no level before it.
     let from_start = graph_file(
         "recovery-from-start",

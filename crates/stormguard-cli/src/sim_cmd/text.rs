@@ -49,11 +49,17 @@ pub(crate) fn no_recovery_figure(run: &Run) -> Option<String> {
         .map(|why| format!("not measured: {}", why.words()))
 }
 
-/// [`recovery`] in a table: `-` where the run has no recovery figure.
+/// [`recovery`] in a table: `-` where the run has no recovery figure, with every seed's
+/// interval when several ran (where a missing interval said `never` even when recovery was
+/// not measured at all).
 pub(crate) fn recovery_cell(run: &Run) -> String {
     match no_recovery_figure(run) {
         Some(_) => "-".to_string(),
-        None => recovery(run.summary.recovered_at_s),
+        None => run.summary.cell(
+            "recovered_at_s",
+            recovery(run.summary.recovered_at_s),
+            super::seeds::Unit::At,
+        ),
     }
 }
 

@@ -251,6 +251,7 @@ mod tests {
             from: Duration::from_secs(1),
             to: Duration::from_secs(2),
             label: "db".to_string(),
+            service: Some("db".to_string()),
         };
         let svg = render(&chart, 3.0, &[trigger]).unwrap();
         assert!(svg.starts_with("<svg "), "{svg}");

@@ -340,6 +340,7 @@ pub(crate) mod tests {
                 from: Duration::from_secs(3),
                 to: Duration::from_secs(6),
                 label: "db: slowdown x10 <all>".to_string(),
+                service: Some("db".to_string()),
             }],
             recovered_at: Some(Duration::from_secs(8)),
         }

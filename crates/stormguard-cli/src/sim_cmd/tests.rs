@@ -463,3 +463,23 @@ fn a_recovery_that_cannot_be_measured_is_not_called_never() {
     std::fs::remove_file(short).unwrap();
     std::fs::remove_file(from_start).unwrap();
 }
+
+/// Faults only on a service no request reaches disturb nothing: no recovery is reported from
+/// them, where the run said "recovery at 20s, 0s after the last fault".
+#[test]
+fn faults_on_a_service_no_request_reaches_have_nothing_to_recover_from() {
+    let file = graph_file(
+        "recovery-unreached",
+        "[entry]\nservice = \"web\"\ntimeout = \"1s\"\nrate = 20\n[services.web]\n\
+         [services.reports]\n[scenarios.s]\nduration = \"30s\"\n[[scenarios.s.faults]]\n\
+         service = \"reports\"\nfrom = \"10s\"\nto = \"20s\"\ndown = true\n",
+    );
+    let text = run_args(&[&file.display().to_string()]).unwrap();
+    assert!(
+        text.contains(
+            "recovery  nothing to recover from: no request reached reports, which the faults hit"
+        ),
+        "{text}"
+    );
+    std::fs::remove_file(file).unwrap();
+}

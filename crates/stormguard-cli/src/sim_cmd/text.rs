@@ -45,6 +45,31 @@ pub(crate) fn no_recovery_figure(run: &Run) -> Option<String> {
     if outcome.triggers.is_empty() {
         return Some("nothing to recover from: no fault or load step".to_string());
     }
+    // Faults alone, on services no request reached: nothing was disturbed, so a recovery
+    // would be one from nothing.
+    let unreached: Vec<&str> = outcome
+        .triggers
+        .iter()
+        .map(|t| t.service.as_deref())
+        .collect::<Option<Vec<&str>>>()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| {
+            outcome
+                .services
+                .get(*s)
+                .is_none_or(|stats| stats.attempts == 0)
+        })
+        .collect();
+    if !unreached.is_empty() && unreached.len() == outcome.triggers.len() {
+        let mut names = unreached;
+        names.sort_unstable();
+        names.dedup();
+        return Some(format!(
+            "nothing to recover from: no request reached {}, which the faults hit",
+            names.join(", ")
+        ));
+    }
     engine::unmeasured(&outcome.timeline, &outcome.triggers)
         .map(|why| format!("not measured: {}", why.words()))
 }

@@ -151,4 +151,6 @@ pub struct Trigger {
     pub to: Duration,
     /// What it is, for a legend: `db: slowdown x10 on 1 instance`, `load: 600/s`.
     pub label: String,
+    /// The service a fault hits; `None` for a load step.
+    pub service: Option<String>,
 }

@@ -126,6 +126,7 @@ mod tests {
             from: Duration::from_millis(from_ms),
             to: Duration::from_millis(to_ms),
             label: "db: down".into(),
+            service: Some("db".to_string()),
         }
     }
 

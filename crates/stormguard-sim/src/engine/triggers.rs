@@ -39,6 +39,7 @@ pub(crate) fn fault(fault: &Fault, instances: usize) -> Trigger {
         from: fault.from,
         to: fault.to,
         label,
+        service: Some(fault.service.clone()),
     }
 }
 
@@ -48,6 +49,7 @@ pub(crate) fn load(step: &LoadStep) -> Trigger {
         from: step.from,
         to: step.to,
         label: format!("load: {}/s", step.rate),
+        service: None,
     }
 }
 

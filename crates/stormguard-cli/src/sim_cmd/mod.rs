@@ -55,10 +55,14 @@ pub(crate) struct Args {
     paths: Vec<PathBuf>,
     #[command(flatten)]
     calls: crate::import_cmd::Calls,
-    /// The scenario of FILE to run: its faults, load steps, rate and duration. Without it, the
-    /// graph runs as it is.
+    /// The scenario of FILE to run: its faults, load steps, rate and duration. Without it, a
+    /// file that defines one scenario runs that one (and says so), one that defines several
+    /// runs none.
     #[arg(long)]
     scenario: Option<String>,
+    /// Run the graph as it is, without any scenario, even where the file defines only one.
+    #[arg(long, conflicts_with = "scenario")]
+    no_scenario: bool,
     /// How long users arrive (e.g. `120s`, `5m`), 1s to 24h; default the scenario's, else 60s.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
@@ -157,7 +161,11 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     if let (Some(name), true) = (args.scenario.as_deref(), importing) {
         unknown_imported_scenario(&first.1, name, args.calls.base.as_deref())?;
     }
-    let (scenario, note) = chosen_scenario(&first, args.scenario.as_deref(), args.duration);
+    let (scenario, note) = if args.no_scenario {
+        (None, None)
+    } else {
+        chosen_scenario(&first, args.scenario.as_deref(), args.duration)
+    };
     if let Some(note) = note {
         eprintln!("{note}");
     }

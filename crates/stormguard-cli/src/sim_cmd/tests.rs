@@ -483,3 +483,19 @@ fn faults_on_a_service_no_request_reaches_have_nothing_to_recover_from() {
     );
     std::fs::remove_file(file).unwrap();
 }
+
+/// `--no-scenario` runs a file that defines one scenario as it is, where the only scenario ran
+/// by default and nothing could run the graph without it; with --scenario it is refused.
+#[test]
+fn no_scenario_runs_the_graph_as_it_is() {
+    let file = graph_file("no-scenario", GRAPH);
+    let path = file.display().to_string();
+    let text = run_args(&[&path, "--no-scenario", "--format", "json"]).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(summary["scenario"], serde_json::Value::Null, "{text}");
+    let text = run_args(&[&path, "--format", "json"]).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(summary["scenario"], "db-errors", "{text}");
+    assert!(run_args(&[&path, "--no-scenario", "--scenario", "db-errors"]).is_err());
+    std::fs::remove_file(file).unwrap();
+}

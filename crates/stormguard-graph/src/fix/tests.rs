@@ -352,6 +352,41 @@ fn a_timeout_cut_below_the_hedge_delay_takes_the_delay_down_with_it() {
     assert_eq!(hedge.max_extra, 0.05);
 }
 
+/// A connect timeout sized to ride out a lost SYN (added by one round, or set by the user)
+/// does not stop a later round from cutting the attempt's timeout below it: the connect timeout
+/// follows the cut. It made `entry-budget` say that no value fixed a one-call graph (a review's
+/// find).
+#[test]
+fn a_connect_timeout_does_not_stop_a_timeout_cut_below_it() {
+    let text = "[entry]\nservice = \"web\"\ntimeout = \"1s\"\n[services.web]\ninstances = 2\n\
+                [[services.web.calls]]\nto = \"api\"\ntimeout = \"2s\"\n[services.api]\n\
+                instances = 2\n";
+    let fixed = fixed(text);
+    let call = call(&fixed, "web", 0);
+    let timeout = call.timeout.unwrap();
+    assert!(
+        timeout < std::time::Duration::from_secs(1),
+        "{}",
+        fixed.text
+    );
+    assert_eq!(call.connect_timeout, Some(timeout), "{}", fixed.text);
+    let report = crate::check::check(&crate::parse("f.toml", &fixed.text).unwrap());
+    assert_eq!(report.summary.errors, 0, "{:#?}", report.findings);
+    // Set by the user, the same.
+    let user = text.replace(
+        "timeout = \"2s\"\n",
+        "timeout = \"2s\"\nconnect_timeout = \"1500ms\"\n",
+    );
+    let fixed = self::fixed(&user);
+    let call = self::call(&fixed, "web", 0);
+    assert!(
+        call.timeout.unwrap() < std::time::Duration::from_secs(1),
+        "{}",
+        fixed.text
+    );
+    assert_eq!(call.connect_timeout, call.timeout, "{}", fixed.text);
+}
+
 #[test]
 fn a_fixed_file_is_its_own_fix() {
     for name in [

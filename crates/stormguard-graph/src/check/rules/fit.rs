@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{call_name, duration_value, set};
-use crate::check::figures::{backoff_ms, ms, Model};
+use crate::check::figures::{backoff_ms, Model};
 use crate::model::Call;
 use crate::report::Edit;
 
@@ -43,8 +43,16 @@ impl Fit {
         self.cuts
             .iter()
             .map(|&(i, timeout)| {
+                let call = &model.nodes[s].calls[i];
+                // The connect timeout is inside the attempt's: it follows a cut below it.
+                let connect = match call.connect_timeout {
+                    Some(connect) if connect > timeout => {
+                        format!(" (and connect_timeout = {})", duration_value(timeout))
+                    }
+                    _ => String::new(),
+                };
                 format!(
-                    "timeout = {} on {}",
+                    "timeout = {}{connect} on {}",
                     duration_value(timeout),
                     call_name(model, s, i)
                 )
@@ -175,14 +183,13 @@ fn settled(
 }
 
 /// The longest timeout, a whole ms (or µs below 1 ms), with which `call` costs at most
-/// `target` ms; `None` when even a µs is too long, or when it would be below the call's
-/// connect timeout (which is inside it, so the file would be refused).
+/// `target` ms; `None` when even a µs is too long. One below the call's connect timeout takes
+/// the connect timeout down with it ([`Fit::settings`] says so, and `check --fix` writes both):
+/// a connect timeout sized to ride out a lost SYN once made the cut impossible, and the fix
+/// said no value fixed the graph.
 fn timeout_within(call: &Call, target: f64) -> Option<Duration> {
     let attempts = f64::from(call.max_attempts.max(1));
     let waited = (target / f64::from(call.count) - backoff_ms(call)) / attempts;
-    if waited < call.connect_timeout.map_or(0.0, ms) {
-        return None;
-    }
     // A whole value computed as 74.99999999999999 is still 75.
     let whole_ms = (waited + 1e-9).floor();
     if whole_ms >= 1.0 {

@@ -455,8 +455,15 @@ impl ByteOffsets {
         if self.ascii {
             return index.min(self.text.len());
         }
-        if index < self.chars {
-            (self.chars, self.bytes) = (0, 0);
+        // Back a little (yaml-rust2 marks some events before the last one), not from the start
+        // of the text: restarting made a file of thousands of documents quadratic.
+        while index < self.chars {
+            let c = self.text[..self.bytes]
+                .chars()
+                .next_back()
+                .expect("a character before a count above 0");
+            self.chars -= 1;
+            self.bytes -= c.len_utf8();
         }
         for c in self.text[self.bytes..].chars() {
             if self.chars >= index {
@@ -487,10 +494,25 @@ struct LinesWalked {
 impl LinesWalked {
     fn at(&mut self, text: &str, offset: usize) -> (u32, u32) {
         let offset = offset.min(text.len());
-        if offset < self.offset || self.line == 0 {
-            (self.offset, self.line, self.column) = (0, 1, 1);
-        }
         let bytes = text.as_bytes();
+        let ends_line = |at: usize| {
+            bytes[at] == b'\n' || (bytes[at] == b'\r' && bytes.get(at + 1) != Some(&b'\n'))
+        };
+        if self.line == 0 {
+            (self.offset, self.line, self.column) = (0, 1, 1);
+        } else if offset < self.offset {
+            // Back a little (yaml-rust2 marks some events before the last one), not from the
+            // start of the text: restarting made a file of thousands of documents quadratic.
+            let breaks = (offset..self.offset).filter(|&at| ends_line(at)).count();
+            self.line -= breaks as u32;
+            let start = (0..offset)
+                .rev()
+                .find(|&at| ends_line(at))
+                .map_or(0, |at| at + 1);
+            self.column = text[start..offset].chars().count() as u32 + 1;
+            self.offset = offset;
+            return (self.line, self.column);
+        }
         for (i, c) in text[self.offset..offset].char_indices() {
             let at = self.offset + i;
             let ends = c == '\n' || (c == '\r' && bytes.get(at + 1) != Some(&b'\n'));
@@ -624,6 +646,49 @@ fn is_string_tag(tag: Option<&Tag>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walked forward and back a little (as yaml-rust2's markers come), byte offsets and lines
+    /// agree with counting from the start each time, in ASCII and beyond, across `\n`, `\r\n`
+    /// and lone `\r` line ends: stepping back no longer restarts from the start of the text.
+    #[test]
+    fn walking_back_a_little_agrees_with_counting_from_the_start() {
+        let pieces = ["a", "é", "\n", "\r\n", "\r", "  ", "日本", "x: 1"];
+        let mut seed: u64 = 7;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        for _ in 0..200 {
+            let text: String = (0..60).map(|_| pieces[next(pieces.len())]).collect();
+            let shared: Arc<str> = Arc::from(text.as_str());
+            let (mut offsets, mut lines) = (ByteOffsets::new(shared), LinesWalked::default());
+            let chars = text.chars().count();
+            let mut index = 0usize;
+            for _ in 0..80 {
+                // Mostly forward, now and then a few characters back.
+                index = if next(4) == 0 {
+                    index.saturating_sub(next(5))
+                } else {
+                    (index + next(4)).min(chars)
+                };
+                let offset = offsets.of(index);
+                let expected_offset = text
+                    .char_indices()
+                    .nth(index)
+                    .map_or(text.len(), |(b, _)| b);
+                assert_eq!(offset, expected_offset, "{text:?} at char {index}");
+                let split_crlf = offset > 0
+                    && text.as_bytes()[offset - 1] == b'\r'
+                    && text.as_bytes().get(offset) == Some(&b'\n');
+                let walked = lines.at(&text, offset);
+                if !split_crlf {
+                    assert_eq!(walked, line_column(&text[..offset]), "{text:?} at {offset}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn positions_and_camel_case() {

@@ -419,14 +419,23 @@ fn within(text: &str, line: u32, column: u32) -> (u32, u32) {
 /// Builds nodes from events; remembers the first error (the receiver cannot return one).
 #[derive(Default)]
 struct Builder {
-    /// Open sequences and mappings; a mapping's pending key rides along.
-    stack: Vec<(Node, Option<Node>, usize)>,
+    /// The open sequences and mappings, innermost last.
+    stack: Vec<Open>,
     anchors: std::collections::HashMap<usize, Node>,
     documents: Vec<Node>,
     nodes: usize,
     error: Option<(Pos, String)>,
     offsets: ByteOffsets,
     lines: LinesWalked,
+}
+
+/// A collection being read: its node so far, a map's pending key, its anchor, and a map's keys
+/// with the line of each.
+struct Open {
+    node: Node,
+    key: Option<Node>,
+    anchor: usize,
+    keys: std::collections::HashMap<String, u32>,
 }
 
 /// Byte offsets from yaml-rust2's markers, whose index counts characters (its docs say bytes:
@@ -560,16 +569,40 @@ impl Builder {
         if anchor > 0 {
             self.anchors.insert(anchor, node.clone());
         }
+        let mut duplicate = None;
         match self.stack.last_mut() {
             None => self.documents.push(node),
-            Some((parent, key, _)) => match &mut parent.value {
+            Some(open) => match &mut open.node.value {
                 Value::Seq(items) => items.push(node),
-                Value::Map(entries) => match key.take() {
-                    None => *key = Some(node),
+                Value::Map(entries) => match open.key.take() {
+                    None => {
+                        // A key given twice: YAML says keys are unique, and tools disagree on
+                        // which value wins (kubectl's strict decoding refuses it). `<<`, the
+                        // merge key, may repeat.
+                        if let Value::Scalar { text, .. } = &node.value {
+                            if text != "<<" {
+                                if let Some(&first) = open.keys.get(text.as_str()) {
+                                    duplicate = Some((node.pos, text.clone(), first));
+                                } else {
+                                    open.keys.insert(text.clone(), node.pos.line);
+                                }
+                            }
+                        }
+                        open.key = Some(node);
+                    }
                     Some(k) => entries.push((k, node)),
                 },
                 Value::Scalar { .. } => unreachable!("scalars are never open"),
             },
+        }
+        if let Some((pos, key, first)) = duplicate {
+            self.fail(
+                pos,
+                format!(
+                    "duplicate key {key:?} (first at line {first}): a mapping holds each key once, \
+                     and tools differ on which value they take; remove one"
+                ),
+            );
         }
     }
 
@@ -578,12 +611,17 @@ impl Builder {
             self.fail(pos, format!("nested deeper than {MAX_DEPTH} levels"));
             return;
         }
-        self.stack.push((Node { value, pos }, None, anchor));
+        self.stack.push(Open {
+            node: Node { value, pos },
+            key: None,
+            anchor,
+            keys: std::collections::HashMap::new(),
+        });
     }
 
     fn close(&mut self) {
-        if let Some((node, _, anchor)) = self.stack.pop() {
-            self.add(node, anchor);
+        if let Some(open) = self.stack.pop() {
+            self.add(open.node, open.anchor);
         }
     }
 }
@@ -646,6 +684,25 @@ fn is_string_tag(tag: Option<&Tag>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key given twice in one mapping is refused at the second, naming the first's line,
+    /// where the first value was read silently; the merge key and equal keys in different
+    /// mappings are not duplicates.
+    #[test]
+    fn a_key_given_twice_is_refused_at_its_second() {
+        let text = "a: 1\nb:\n  timeout: 5s\n  timeout: 1s\n";
+        let error = parse_documents("vs.yaml", text).unwrap_err();
+        let shown = error.to_string();
+        assert!(shown.contains("vs.yaml:4:"), "{shown}");
+        assert!(
+            shown.contains("duplicate key \"timeout\" (first at line 3)"),
+            "{shown}"
+        );
+        let fine = "a: {timeout: 1s}\nb: {timeout: 2s}\nbase: &b {x: 1}\nc:\n  <<: *b\n  y: 2\n";
+        parse_documents("ok.yaml", fine).unwrap();
+        let json = "{\"methodConfig\": [], \"methodConfig\": []}";
+        assert!(parse_documents("sc.json", json).is_err());
+    }
 
     /// Walked forward and back a little (as yaml-rust2's markers come), byte offsets and lines
     /// agree with counting from the start each time, in ASCII and beyond, across `\n`, `\r\n`

@@ -112,6 +112,15 @@ pub fn serde_error(
 ) -> ParseError {
     let offset = error.span().map_or(0, |span| span.start);
     let position = lines.position(offset);
+    if let Some(message) = duplicate_message(text, error) {
+        return ParseError {
+            file: file.to_string(),
+            line: position.line,
+            column: position.column,
+            message,
+            key: None,
+        };
+    }
     let key = locate::key_at(text, offset);
     ParseError {
         file: file.to_string(),
@@ -123,6 +132,37 @@ pub fn serde_error(
         ),
         key: key.map(|path| path.to_string()),
     }
+}
+
+/// The toml crate's bare "duplicate key", with the key (or the table) named and where it was
+/// first given, for a person to find the two.
+fn duplicate_message(text: &str, error: &toml::de::Error) -> Option<String> {
+    if error.message() != "duplicate key" {
+        return None;
+    }
+    let span = error.span()?;
+    let key = text.get(span.clone())?.trim();
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[span.start..]
+        .find('\n')
+        .map_or(text.len(), |i| span.start + i);
+    let line = text[line_start..line_end].trim();
+    if line.starts_with('[') {
+        // A table header given twice: the first one like it.
+        let header = line.split('#').next().unwrap_or(line).trim();
+        let first = text[..line_start]
+            .lines()
+            .position(|l| l.split('#').next().unwrap_or(l).trim() == header)
+            .map(|i| format!(" (first at line {})", i + 1))
+            .unwrap_or_default();
+        return Some(format!(
+            "the table {header} is given twice{first}: TOML holds each table once; put its keys \
+             in one"
+        ));
+    }
+    Some(format!(
+        "duplicate key `{key}`: a table holds each key once; remove one of them"
+    ))
 }
 
 #[cfg(test)]

@@ -545,3 +545,30 @@ fn an_empty_retry_on_with_attempts_to_spare_is_refused() {
     )
     .unwrap();
 }
+
+/// A key or a table given twice is named, with where the table was first given, where the
+/// message was a bare "duplicate key".
+#[test]
+fn a_key_or_table_given_twice_is_named() {
+    let error = crate::parse(
+        "d.toml",
+        "[entry]\nservice = \"web\"\n[services.web]\ninstances = 2\ninstances = 3\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "d.toml:5:1: duplicate key `instances`: a table holds each key once; remove one of them"
+    );
+    let error = crate::parse(
+        "d.toml",
+        "[entry]\nservice = \"web\"\n[services.web]\n[services.api]\n[services.web]  # again\n",
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "the table [services.web] is given twice (first at line 3): TOML holds each table \
+             once"
+        ),
+        "{error}"
+    );
+}

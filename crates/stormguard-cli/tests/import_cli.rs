@@ -304,7 +304,9 @@ fn a_path_without_a_manifest_exits_2() {
     std::fs::create_dir_all(dir.join("other")).unwrap();
     std::fs::write(dir.join("other/notes.txt"), "not a manifest\n").unwrap();
     std::fs::write(dir.join("null.yaml"), "null\n").unwrap();
-    for path in ["empty", "other", "null.yaml"] {
+    // A directory named like a graph file is a directory (it was told to be given as --base).
+    std::fs::create_dir_all(dir.join("dir.toml")).unwrap();
+    for path in ["empty", "other", "null.yaml", "dir.toml"] {
         let path = dir.join(path).to_str().unwrap().to_string();
         for command in ["import", "check", "sim"] {
             let (code, out, err) = stormguard(&[command, &path]);

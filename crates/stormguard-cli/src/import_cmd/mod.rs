@@ -161,9 +161,10 @@ fn run_with(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `path` names a graph file (TOML) rather than a manifest.
+/// Whether `path` names a graph file (TOML) rather than a manifest: a directory named
+/// `x.toml` is a directory, read as one.
 fn is_graph_file(path: &Path) -> bool {
-    extension_is(path, &["toml"])
+    extension_is(path, &["toml"]) && !path.is_dir()
 }
 
 /// Whether `path` is something only the import reads: a directory, or a YAML or JSON file.

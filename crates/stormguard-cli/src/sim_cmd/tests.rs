@@ -456,7 +456,7 @@ fn a_recovery_that_cannot_be_measured_is_not_called_never() {
     let text = run_args(&[&from_start.display().to_string()]).unwrap();
     assert!(
         text.contains(
-            "recovery  not measured: the first fault or load step starts before a whole second"
+            "recovery  not measured: no whole second with user arrivals comes before the first fault"
         ),
         "{text}"
     );

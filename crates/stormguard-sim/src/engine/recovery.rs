@@ -52,8 +52,9 @@ impl Unmeasured {
     pub fn words(self) -> String {
         match self {
             Unmeasured::NoLevelBefore => {
-                "the first fault or load step starts before a whole second of arrivals, so \
-                 there is no level before it to return to"
+                "no whole second with user arrivals comes before the first fault or load step \
+                 (it starts in the first second, or no users arrive), so there is no level \
+                 before it to return to"
                     .to_string()
             }
             Unmeasured::EndsTooSoon => format!(

@@ -236,7 +236,12 @@ pub fn fix(file: &str, text: &str) -> Result<Fixed, FixError> {
         }
     }
     let changes = apply::changes(file, text, &current.text, &touched, &rules_of)?;
-    let annotated = apply::annotate(file, &current.text, &changes)?;
+    let mut annotated = apply::annotate(file, &current.text, &changes)?;
+    // toml_edit writes `\n`: a file written with `\r\n` keeps them, so that a diff shows the
+    // changed lines and not every line.
+    if text.contains("\r\n") {
+        annotated = annotated.replace("\r\n", "\n").replace('\n', "\r\n");
+    }
     Ok(Fixed {
         text: annotated,
         graph: current.graph,

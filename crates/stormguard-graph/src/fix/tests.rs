@@ -387,6 +387,18 @@ fn a_connect_timeout_does_not_stop_a_timeout_cut_below_it() {
     assert_eq!(call.connect_timeout, call.timeout, "{}", fixed.text);
 }
 
+/// A file with `\r\n` line ends keeps them: only the changed lines differ, where every line
+/// lost its `\r`.
+#[test]
+fn crlf_line_ends_are_kept() {
+    let lf = example("retry-storm.toml");
+    let crlf = lf.replace('\n', "\r\n");
+    let from_lf = fixed(&lf);
+    let from_crlf = fixed(&crlf);
+    assert_eq!(from_crlf.text, from_lf.text.replace('\n', "\r\n"));
+    assert!(!from_crlf.text.replace("\r\n", "").contains('\n'));
+}
+
 #[test]
 fn a_fixed_file_is_its_own_fix() {
     for name in [

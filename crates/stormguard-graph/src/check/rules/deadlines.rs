@@ -40,20 +40,43 @@ pub(super) fn on_node(model: &Model<'_>, s: usize, out: &mut Findings) {
 /// false_timeout_rate`), which stops the rule. Propagating the deadline is the other way out.
 /// The edits are the first of these that applies.
 fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
-    let (Some(timeout), Some(callee)) = (at.call.timeout, at.callee) else {
+    let (Some(own), Some(callee)) = (at.call.timeout, at.callee) else {
         return;
     };
+    // The caller gives up at the earlier of the attempt's timeout and the whole call's: a
+    // request_timeout below the timeout ends the attempt first.
+    let timeout = at.call.request_timeout.map_or(own, |whole| whole.min(own));
     let worst = at.model.target_worst_ms(callee);
     if at.closes_cycle() || worst <= ms(timeout) {
         return;
     }
     let model = at.model;
     let (to, from) = (&at.call.to, at.from());
-    let covering_value = duration_value(suggested_timeout(at, callee));
-    let covering = format!(
-        "timeout = {covering_value} on {}, which covers {to}'s worst case",
-        at.edge()
-    );
+    let covering_timeout = suggested_timeout(at, callee);
+    let covering_value = duration_value(covering_timeout);
+    // Raising the timeout alone would leave a shorter request_timeout ending the attempt.
+    let raise_whole = at
+        .call
+        .request_timeout
+        .filter(|&whole| whole < covering_timeout);
+    let covering = match raise_whole {
+        Some(_) => format!(
+            "timeout = {covering_value} and request_timeout = {covering_value} on {}, which \
+             cover {to}'s worst case",
+            at.edge()
+        ),
+        None => format!(
+            "timeout = {covering_value} on {}, which covers {to}'s worst case",
+            at.edge()
+        ),
+    };
+    let covering_edits = || {
+        let mut edits = vec![at.set("timeout", &covering_value)];
+        if raise_whole.is_some() {
+            edits.push(at.set("request_timeout", &covering_value));
+        }
+        edits
+    };
     let has_calls = callee
         .nodes()
         .any(|c| (0..model.nodes[c].calls.len()).any(|i| !model.in_cycle[c][i]));
@@ -102,9 +125,9 @@ fn timeout_inversion(at: &CallAt<'_, '_>, out: &mut Findings) {
             ),
             None if has_calls => (
                 format!("{covering}; or {cut}; or {propagate}"),
-                vec![at.set("timeout", &covering_value)],
+                covering_edits(),
             ),
-            None => (covering, vec![at.set("timeout", &covering_value)]),
+            None => (covering, covering_edits()),
         };
         (
             Severity::Error,

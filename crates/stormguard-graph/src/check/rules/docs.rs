@@ -172,7 +172,8 @@ pub const RULES: &[RuleDoc] = &[
         summary: "The callee may keep working longer than the caller waits for it: the edge gives up while the back end still retries.",
         computes: concat!(
             "For each call with a timeout, compares the callee's worst case with the call's \
-             timeout, and fires when the worst case is longer: an error, or only an info when the \
+             timeout (its request_timeout when that is shorter: it ends the attempt first), and \
+             fires when the worst case is longer: an error, or only an info when the \
              call has propagate_deadline = true, since the callee can then stop when the caller \
              gives up, if it honours the deadline. A call that closes a cycle is left to \
              call-cycle. ",

@@ -281,6 +281,39 @@ fn timeout_inversion_on_a_callee_without_calls_names_only_the_timeout() {
     assert!(fired(&fixed, "timeout-below-latency").is_empty());
 }
 
+/// A request_timeout below the timeout ends the attempt first: the inversion is judged at it,
+/// where it was judged at the timeout alone and missed, and covering raises both (raising only
+/// the timeout left the shorter request_timeout in force).
+#[test]
+fn timeout_inversion_is_judged_at_a_shorter_request_timeout() {
+    let report = |timeout: u64, whole: u64| {
+        Builder::new("a")
+            .service("b", |s| s.latency = fixed_latency(200))
+            .call("a", "b", |c| {
+                timed(timeout)(c);
+                c.request_timeout = Some(Duration::from_millis(whole));
+            })
+            .check()
+    };
+    let finding = only(&report(1000, 100), "timeout-inversion").clone();
+    assert_eq!(finding.limit, Some(100.0));
+    assert_eq!(
+        finding.fix,
+        "timeout = \"201ms\" and request_timeout = \"201ms\" on a -> b, which cover b's worst \
+         case"
+    );
+    assert_eq!(
+        finding.edits,
+        [
+            crate::report::Edit::set("a", "b", 0, "timeout", "\"201ms\""),
+            crate::report::Edit::set("a", "b", 0, "request_timeout", "\"201ms\""),
+        ]
+    );
+    assert!(fired(&report(201, 201), "timeout-inversion").is_empty());
+    // A request_timeout above the timeout changes nothing.
+    assert!(fired(&report(201, 5000), "timeout-inversion").is_empty());
+}
+
 #[test]
 fn timeout_inversion_is_info_when_the_deadline_is_propagated() {
     let report = inversion(50, true);

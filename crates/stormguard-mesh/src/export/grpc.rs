@@ -7,7 +7,7 @@ use stormguard::hedge::HedgeDelay;
 use stormguard_graph::model::{Call, LimiterSpec};
 
 use super::val::{float_text, proto_duration, Val};
-use super::{retry_names, Assign, DestinationPlan, Fields, NewFile, Writer};
+use super::{retry_names, Assign, DestinationPlan, Fields, NewFile, Seg, Writer};
 
 /// The gRPC writer.
 pub(super) struct Grpc;
@@ -251,6 +251,42 @@ impl Writer for Grpc {
         matches!(limiter, LimiterSpec::TokenBucket { .. })
     }
 
+    /// A `backoffMultiplier` other than 1 is read as stormguard's doubling: where the graph
+    /// writes 2 (waits that grow), the file's own 1.5 or 3 is kept.
+    ///
+    /// Likewise a `maxAttempts` above 5, which gRPC treats as 5 (and the import reads so), and
+    /// a status list holding the same statuses, by name or number, in any order.
+    fn keeps(&self, path: &[Seg], value: &Val, existing: &crate::doc::Node) -> bool {
+        let Some(Seg::Key(key)) = path.last() else {
+            return false;
+        };
+        match key.as_str() {
+            "backoffMultiplier" => {
+                *value == Val::Int(2) && existing.as_f64().is_some_and(|m| m > 0.0 && m != 1.0)
+            }
+            "maxAttempts" => *value == Val::Int(5) && existing.as_f64().is_some_and(|n| n > 5.0),
+            "retryableStatusCodes" | "nonFatalStatusCodes" => {
+                let Val::List(items) = value else {
+                    return false;
+                };
+                let written: std::collections::BTreeSet<String> = items
+                    .iter()
+                    .filter_map(|v| match v {
+                        Val::Str(s) => Some(status_name(s)),
+                        _ => None,
+                    })
+                    .collect();
+                let theirs: std::collections::BTreeSet<String> = existing
+                    .items()
+                    .iter()
+                    .filter_map(|n| n.as_str().map(status_name))
+                    .collect();
+                !written.is_empty() && written == theirs
+            }
+            _ => false,
+        }
+    }
+
     fn route_kinds(&self) -> &'static [&'static str] {
         &["ServiceConfig"]
     }
@@ -304,5 +340,17 @@ impl Writer for Grpc {
             text: doc.to_json(0) + "\n",
             resources,
         }]
+    }
+}
+
+/// A gRPC status as the import names it (`unavailable`), from a name (`UNAVAILABLE`) or a
+/// number (`14`); itself, lowercased, when it is neither.
+fn status_name(text: &str) -> String {
+    let text = text.trim();
+    match text.parse::<u32>() {
+        Ok(number) => {
+            stormguard::classify::grpc_name(number).map_or_else(|| text.to_string(), str::to_string)
+        }
+        Err(_) => text.to_ascii_lowercase().replace('_', "-"),
     }
 }

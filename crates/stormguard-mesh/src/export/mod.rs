@@ -200,6 +200,14 @@ trait Writer: Sync {
         let _ = limiter;
         true
     }
+    /// Whether the file's own value `existing` at `path` stays where the graph's `value` would
+    /// go: a value the import reads as the graph's (a gRPC `backoffMultiplier` of 1.5, which it
+    /// reads as stormguard's doubling) is the user's to keep, not one to overwrite with the
+    /// graph's approximation of it.
+    fn keeps(&self, path: &[Seg], value: &Val, existing: &crate::doc::Node) -> bool {
+        let _ = (path, value, existing);
+        false
+    }
     /// Kinds of existing resources whose routes it writes into.
     fn route_kinds(&self) -> &'static [&'static str];
     /// Kinds of existing resources whose destination policies it writes into.
@@ -467,7 +475,11 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                         // already says it (the system's default), and adding it is noise.
                         let mut full = path.clone();
                         full.extend(assign.path.iter().cloned());
-                        if assign.only_to_replace && root.and_then(|r| walk(r, &full)).is_none() {
+                        let there = root.and_then(|r| walk(r, &full));
+                        if assign.only_to_replace && there.is_none() {
+                            continue;
+                        }
+                        if there.is_some_and(|n| writer.keeps(&assign.path, &assign.value, n)) {
                             continue;
                         }
                         path.extend(assign.path.iter().cloned());

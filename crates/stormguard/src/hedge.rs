@@ -96,6 +96,13 @@ impl FromStr for HedgeDelay {
             given: s.to_string(),
         };
         if let Some(p) = s.strip_prefix('p') {
+            // Digits and one point, as percentiles are written (`p95`, `p99.9`): f64's parser
+            // also takes `1e1`, `inf` and `+5`, which no one means by a percentile.
+            let digits = p.chars().filter(char::is_ascii_digit).count();
+            let points = p.chars().filter(|&c| c == '.').count();
+            if digits == 0 || points > 1 || digits + points != p.len() {
+                return Err(err());
+            }
             let percent: f64 = p.parse().map_err(|_| err())?;
             if !(percent > 0.0 && percent < 100.0) {
                 return Err(err());
@@ -220,7 +227,9 @@ mod tests {
             let delay: HedgeDelay = text.parse().unwrap();
             assert_eq!(delay.to_string(), text);
         }
-        for bad in ["", "p", "p100", "p0", "fast", "-5ms", "50"] {
+        for bad in [
+            "", "p", "p100", "p0", "fast", "-5ms", "50", "p1e1", "pinf", "p+5", "p9.9.9", "p.",
+        ] {
             assert!(bad.parse::<HedgeDelay>().is_err(), "{bad} should not parse");
         }
     }

@@ -105,7 +105,10 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     )?;
     sim_cmd::write_views(&runs, Format::Text, Some(dir), out)?;
     say(out, &in_short(&runs, &faulty))?;
-    say(out, &next_steps(dir, &as_found_name, &with_name, args.live))?;
+    say(
+        out,
+        &next_steps(dir, &as_found_name, &with_name, args.live, args.seed),
+    )?;
 
     if args.live {
         live::run(args.live_duration, dir, out)?;
@@ -243,16 +246,24 @@ fn round_tenths(seconds: f64) -> f64 {
 
 /// Where the files are and what to run next, with the program as the user invoked it (so
 /// `cargo run` users get a path that works from where they are).
-fn next_steps(dir: &Path, as_found: &str, with: &str, live: bool) -> String {
+fn next_steps(dir: &Path, as_found: &str, with: &str, live: bool, seed: u64) -> String {
     let program = std::env::args()
         .next()
         .filter(|p| p.contains(std::path::MAIN_SEPARATOR))
         .unwrap_or_else(|| "stormguard".to_string());
+    // Pasted into a shell as they are: paths with spaces quoted, and the demo's own seed, so
+    // that the run gives the figures shown.
+    let (program, as_found_arg, with_arg) = (shell(&program), shell(as_found), shell(with));
+    let seed = if seed == 0 {
+        String::new()
+    } else {
+        format!(" --seed {seed}")
+    };
     let mut text = format!(
         "\nThe two graphs are {as_found} and {with}: edit them, or write your own. Open \
          {}/report.html for both runs' charts. Next:\n  \
-         {program} check {as_found}\n  \
-         {program} sim {as_found} {with} --scenario {SCENARIO}\n",
+         {program} check {as_found_arg}\n  \
+         {program} sim {as_found_arg} {with_arg} --scenario {SCENARIO}{seed}\n",
         dir.display()
     );
     if !live {
@@ -262,6 +273,20 @@ fn next_steps(dir: &Path, as_found: &str, with: &str, live: bool) -> String {
         );
     }
     text
+}
+
+/// `text` as one shell word: as it is when it holds only characters no shell treats apart,
+/// else in single quotes (a quote inside closed, escaped and reopened).
+fn shell(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 #[cfg(test)]

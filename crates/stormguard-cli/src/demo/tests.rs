@@ -35,14 +35,33 @@ fn the_scenario_is_said_in_words() {
 #[test]
 fn the_next_steps_offer_live_only_when_it_did_not_run() {
     let dir = Path::new("d");
-    let without = next_steps(dir, "d/a.toml", "d/b.toml", false);
+    let without = next_steps(dir, "d/a.toml", "d/b.toml", false, 0);
     assert!(without.contains(" check d/a.toml\n"), "{without}");
     assert!(
         without.contains(" sim d/a.toml d/b.toml --scenario db-slow\n"),
         "{without}"
     );
     assert!(without.contains(" demo --live "), "{without}");
-    assert!(!next_steps(dir, "d/a.toml", "d/b.toml", true).contains("--live"));
+    assert!(!next_steps(dir, "d/a.toml", "d/b.toml", true, 0).contains("--live"));
+}
+
+/// The commands paste into a shell as they are: a path with a space is quoted, and a seed other
+/// than the default is given, so that they show the demo's figures.
+#[test]
+fn the_next_steps_quote_paths_and_keep_the_seed() {
+    let text = next_steps(
+        Path::new("my demo"),
+        "my demo/a.toml",
+        "my demo/b.toml",
+        true,
+        7,
+    );
+    assert!(
+        text.contains(" sim 'my demo/a.toml' 'my demo/b.toml' --scenario db-slow --seed 7\n"),
+        "{text}"
+    );
+    assert!(text.contains(" check 'my demo/a.toml'\n"), "{text}");
+    assert_eq!(shell("it's"), "'it'\\''s'");
 }
 
 #[test]

@@ -149,6 +149,10 @@ pub(crate) fn stop(model: &Model, attempts: u64, pending: usize, at: u64) -> Res
 
 /// `n` rounded, with thousands separated: `10,000,000`.
 fn whole(n: f64) -> String {
+    // Past 10^15 a float's digits are noise: 1.2e300, not three hundred of them.
+    if n >= 1e15 {
+        return format!("{:.3e}", n).replace(".000e", "e");
+    }
     let digits = format!("{:.0}", n.max(0.0));
     let mut out = String::new();
     for (i, digit) in digits.chars().enumerate() {
@@ -294,5 +298,8 @@ mod tests {
         assert_eq!(whole(999.4), "999");
         assert_eq!(whole(1000.0), "1,000");
         assert_eq!(whole(10_000_000.0), "10,000,000");
+        // Past 10^15, no digits of float noise.
+        assert_eq!(whole(1e300), "1e300");
+        assert_eq!(whole(1.2345e20), "1.234e20");
     }
 }

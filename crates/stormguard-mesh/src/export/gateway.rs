@@ -184,7 +184,7 @@ impl Writer for GatewayApi {
                     rule
                 })
                 .collect();
-            docs.push(http_route(&plan.to, Val::List(rules), None).to_yaml(0));
+            docs.push(http_route(plan, Val::List(rules), None).to_yaml(0));
             resources.push(format!("HTTPRoute {}", plan.to));
         }
         vec![NewFile {
@@ -204,9 +204,14 @@ pub(super) fn backend_ref(plan: &DestinationPlan) -> Val {
     ])])
 }
 
-/// An `HTTPRoute` attached to Service `to` (GAMMA), with `rules` and optional annotations.
-pub(super) fn http_route(to: &str, rules: Val, annotations: Option<Val>) -> Val {
+/// An `HTTPRoute` attached to `plan`'s Service (GAMMA), in its namespace when read, with
+/// `rules` and optional annotations.
+pub(super) fn http_route(plan: &DestinationPlan, rules: Val, annotations: Option<Val>) -> Val {
+    let to = plan.to.as_str();
     let mut metadata = Val::Map(vec![("name".into(), Val::str(to))]);
+    if let Some(namespace) = &plan.namespace {
+        metadata.set(&["namespace"], Val::str(namespace));
+    }
     if let Some(a) = annotations {
         metadata.set(&["annotations"], a);
     }

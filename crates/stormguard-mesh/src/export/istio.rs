@@ -252,10 +252,7 @@ impl Writer for Istio {
                 let doc = Val::Map(vec![
                     ("apiVersion".into(), Val::str("networking.istio.io/v1")),
                     ("kind".into(), Val::str("VirtualService")),
-                    (
-                        "metadata".into(),
-                        Val::Map(vec![("name".into(), Val::str(&plan.to))]),
-                    ),
+                    ("metadata".into(), metadata(plan)),
                     (
                         "spec".into(),
                         Val::Map(vec![
@@ -271,10 +268,7 @@ impl Writer for Istio {
                 let mut doc = Val::Map(vec![
                     ("apiVersion".into(), Val::str("networking.istio.io/v1")),
                     ("kind".into(), Val::str("DestinationRule")),
-                    (
-                        "metadata".into(),
-                        Val::Map(vec![("name".into(), Val::str(&plan.to))]),
-                    ),
+                    ("metadata".into(), metadata(plan)),
                     (
                         "spec".into(),
                         Val::Map(vec![("host".into(), Val::str(&plan.to))]),
@@ -317,4 +311,13 @@ fn is_default_retry_policy(call: &Call, whole: Option<Duration>) -> bool {
                 if base == Duration::from_millis(crate::istio::DEFAULT_BACKOFF_BASE_MS)
                     && cap == base * 10
         )
+}
+
+/// A new resource's `metadata`: its destination's name, in its Service's namespace when read.
+fn metadata(plan: &DestinationPlan) -> Val {
+    let mut metadata = Val::Map(vec![("name".into(), Val::str(&plan.to))]);
+    if let Some(namespace) = &plan.namespace {
+        metadata.set(&["namespace"], Val::str(namespace));
+    }
+    metadata
 }

@@ -179,7 +179,7 @@ impl Writer for Linkerd {
                 "backendRefs".into(),
                 backend_ref(plan),
             )])]);
-            docs.push(http_route(&plan.to, rules, Some(annotations)).to_yaml(0));
+            docs.push(http_route(plan, rules, Some(annotations)).to_yaml(0));
             resources.push(format!("HTTPRoute {}", plan.to));
         }
         vec![NewFile {

@@ -295,6 +295,10 @@ pub struct DestinationPlan {
     /// Its instances as `host:port`, when the file the graph came from lists them
     /// ([`Existing::instances`]); empty otherwise.
     pub instances: Vec<String>,
+    /// The namespace of its Kubernetes Service among the files read, when one namespace holds
+    /// it: a new resource goes there, where a short host names the Service of the resource's
+    /// own namespace.
+    pub namespace: Option<String>,
 }
 
 impl DestinationPlan {
@@ -597,6 +601,7 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                 .get(&plan.to)
                 .cloned()
                 .unwrap_or_default();
+            plan.namespace = service_namespace(existing, &plan.to);
             if let (None, Some(kind)) = (plan.port, writer.names_port(plan)) {
                 out.notes.push(format!(
                     "{kind} for {}: port 80 written, since no Service {} with one port (or \
@@ -669,6 +674,34 @@ fn service_port(existing: &Existing, to: &str) -> Option<u16> {
             (_, None) => return None,
             (Some(seen), Some(p)) if seen != p => return None,
             _ => found = port,
+        }
+    }
+    found
+}
+
+/// The namespace of the core Service that is graph service `to` among the files read, when
+/// exactly one namespace holds one (a Service without a namespace says none).
+fn service_namespace(existing: &Existing, to: &str) -> Option<String> {
+    let mut found: Option<String> = None;
+    for doc in &existing.documents {
+        let root = &doc.root;
+        let core = root.get("apiVersion").and_then(crate::doc::Node::as_str) == Some("v1");
+        if !core || root.get("kind").and_then(crate::doc::Node::as_str) != Some("Service") {
+            continue;
+        }
+        let metadata = root.get("metadata");
+        let name = metadata
+            .and_then(|m| m.get("name"))
+            .and_then(crate::doc::Node::as_str);
+        if name.map(names::graph_name).as_deref() != Some(to) {
+            continue;
+        }
+        let namespace = metadata
+            .and_then(|m| m.get("namespace"))
+            .and_then(crate::doc::Node::as_str)?;
+        match &found {
+            Some(seen) if seen != namespace => return None,
+            _ => found = Some(namespace.to_string()),
         }
     }
     found

@@ -384,6 +384,7 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
             destination: destination.0,
             port: None,
             instances: Vec::new(),
+            namespace: None,
         });
     }
     result

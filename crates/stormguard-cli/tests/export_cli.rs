@@ -276,3 +276,26 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A new HTTPRoute for a Service that has a ServiceProfile changes nothing while the profile
+/// exists (Linkerd's HTTPRoute reference): the export says so, where it wrote the route as if it
+/// took effect.
+#[test]
+fn a_linkerd_route_beside_a_service_profile_is_said_to_be_inert() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh/linkerd");
+    let dir = scratch("linkerd-profile");
+    let (code, _, err) = stormguard(
+        &dir,
+        &["import", examples.to_str().unwrap(), "--out", "g.toml"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = stormguard(&dir, &["export", "g.toml", "--to", "linkerd", "--out", "o"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "note: HTTPRoute emoji-svc: Linkerd's proxies use emoji-svc's ServiceProfile, not \
+             this HTTPRoute, as long as the profile exists"
+        ),
+        "{err}"
+    );
+}

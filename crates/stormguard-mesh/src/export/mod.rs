@@ -611,6 +611,26 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                 ));
             }
         }
+        if target == Target::Linkerd {
+            // "If the ParentReference of an HTTPRoute is a Service, and a ServiceProfile is also
+            // defined for that Service, proxies will use the ServiceProfile configuration ... as
+            // long as the ServiceProfile exists" (linkerd.io, HTTPRoute reference): an HTTPRoute
+            // written beside a profile changes nothing until the profile goes.
+            for plan in new_plans.iter().filter(|p| !p.routes.is_empty()) {
+                let profiled =
+                    existing.inventory.routes.iter().any(|r| {
+                        r.resource.kind == "ServiceProfile" && is_service(&r.host, &plan.to)
+                    });
+                if profiled {
+                    out.notes.push(format!(
+                        "HTTPRoute {0}: Linkerd's proxies use {0}'s ServiceProfile, not this \
+                         HTTPRoute, as long as the profile exists: delete the profile for the \
+                         HTTPRoute to take effect (or set the policy in the profile instead)",
+                        plan.to
+                    ));
+                }
+            }
+        }
         for file in writer.new_files(&new_plans) {
             out.files.push(OutFile {
                 path: PathBuf::from(file.name),

@@ -359,7 +359,9 @@ pub const RULES: &[RuleDoc] = &[
         computes: "For a call with a timeout, the share of attempts that would succeed but time \
                    out: the chance that the callee's own work (a lognormal fitted to its latency \
                    p50 and p99, without its calls) takes longer than the timeout less the round \
-                   trip. Fires when that share is above false_timeout_rate. The callee's calls \
+                   trip. Fires when that share is above false_timeout_rate: a warning, an error \
+                   when it is half or more (most healthy requests fail with no fault at all, as \
+                   over a service's capacity). The callee's calls \
                    make it slower than its own work, so the rule understates the share and fires \
                    only when even the callee's own work is cut. A call that closes a cycle is \
                    left to call-cycle.",

@@ -380,7 +380,13 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
         at,
         Said {
             rule: "timeout-below-latency",
-            severity: Severity::Warning,
+            // Half the healthy attempts or more failing with no fault at all is a graph that
+            // fails most of its requests, as an over-capacity service does: an error.
+            severity: if rate >= MOSTLY {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
             message: format!(
                 "{} timeout {} leaves {} for {}'s work after the {} round trip, which cuts into \
                  its latency (p50 {}, p99 {}): about {} of attempts that would succeed time out \
@@ -402,6 +408,9 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
         },
     );
 }
+
+/// The share of healthy attempts timing out past which `timeout-below-latency` is an error.
+const MOSTLY: f64 = 0.5;
 
 /// How many depths the fix of `same-timeout-everywhere` spells out before it says "and so on".
 const DEPTHS_SPELLED: usize = 4;

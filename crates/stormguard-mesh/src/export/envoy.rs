@@ -69,22 +69,6 @@ impl Writer for Envoy {
                 Val::Int(i64::from(call.max_attempts - 1)),
             ));
             match call.timeout {
-                // A per-try timeout of the whole route timeout is none: each attempt is then
-                // bounded by the route timeout, which the import reads as its timeout.
-                Some(t)
-                    if Some(t)
-                        == call
-                            .request_timeout
-                            .or(Some(crate::envoy::DEFAULT_ROUTE_TIMEOUT)) =>
-                {
-                    f.route.push(Assign {
-                        only_to_replace: true,
-                        ..at(
-                            "route.retry_policy.per_try_timeout",
-                            Val::str(proto_duration(t)),
-                        )
-                    })
-                }
                 Some(t) => f.route.push(at(
                     "route.retry_policy.per_try_timeout",
                     Val::str(proto_duration(t)),

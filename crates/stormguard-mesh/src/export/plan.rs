@@ -417,7 +417,25 @@ fn shared_destination(
         limiter,
         ..base.call.clone()
     };
-    (writer.fields(&merged).destination, limiter)
+    let mut written = writer.fields(&merged).destination;
+    // A value left to the system's default (written only over a file's own) is so for the
+    // resource only when it is so for every caller sharing it: a connect timeout that is one
+    // caller's timeout-clamped default is another's explicit setting, which the default would
+    // not give it.
+    for assign in written
+        .iter_mut()
+        .filter(|a| a.only_to_replace && a.value != super::val::Val::Remove)
+    {
+        let everyone = members.iter().all(|m| {
+            m.fields.destination.iter().any(|own| {
+                own.path == assign.path && own.value == assign.value && own.only_to_replace
+            })
+        });
+        if !everyone {
+            assign.only_to_replace = false;
+        }
+    }
+    (written, limiter)
 }
 
 /// The values held once for every destination (a gRPC `retryThrottling`), chosen from every

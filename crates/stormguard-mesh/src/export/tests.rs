@@ -567,3 +567,40 @@ fn a_grpc_call_with_a_budget_removes_the_throttling_as_one_without_a_limiter_doe
         assert_eq!(root[0].value, Val::Remove);
     }
 }
+
+/// A connect timeout that is one caller's clamped default (its own timeout) but another's
+/// explicit setting is written into the shared `DestinationRule`: left to Istio's default, the
+/// second caller would read back its own timeout (a round-trip case proptest found).
+#[test]
+fn a_default_for_one_caller_is_written_when_another_shares_the_resource() {
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"d\"\n\
+         timeout = \"85ms\"\nconnect_timeout = \"68ms\"\n[services.batch]\n\
+         [[services.batch.calls]]\nto = \"d\"\ntimeout = \"68ms\"\nconnect_timeout = \"68ms\"\n\
+         [services.d]\n",
+    )
+    .unwrap();
+    let plan = plan(&graph, Target::Istio);
+    let connect = plan.destinations[0]
+        .destination
+        .iter()
+        .find(|a| path_text(&a.path) == "spec.trafficPolicy.connectionPool.tcp.connectTimeout")
+        .expect("a connect timeout");
+    assert_eq!(connect.value, Val::str("68ms"));
+    assert!(!connect.only_to_replace, "{connect:?}");
+    // Each caller's clamped default alone: left to Istio.
+    let alone = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"batch\"\n[services.batch]\n[[services.batch.calls]]\nto = \"d\"\n\
+         timeout = \"68ms\"\nconnect_timeout = \"68ms\"\n[services.d]\n",
+    )
+    .unwrap();
+    let plan = super::plan(&alone, Target::Istio);
+    let connect = plan.destinations[0]
+        .destination
+        .iter()
+        .find(|a| path_text(&a.path) == "spec.trafficPolicy.connectionPool.tcp.connectTimeout")
+        .expect("a connect timeout");
+    assert!(connect.only_to_replace, "{connect:?}");
+}

@@ -27,7 +27,7 @@ use crate::source::Origin;
 
 mod destination_rule;
 mod resolve;
-mod retry_on;
+pub(crate) mod retry_on;
 mod route_policy;
 mod values;
 mod virtual_service;

@@ -271,6 +271,15 @@ impl Writer for Envoy {
         path
     }
 
+    /// A `retry_on` that reads as the same conditions keeps the file's spelling.
+    fn keeps(&self, path: &[Seg], value: &Val, existing: &crate::doc::Node) -> bool {
+        let retry_on = matches!(path.last(), Some(Seg::Key(k)) if k == "retry_on");
+        match (retry_on, value, existing.as_str()) {
+            (true, Val::Str(written), Some(file)) => retry_names::same_retry_on(file, written),
+            _ => false,
+        }
+    }
+
     fn destination_prefix(&self, resource: &Resource) -> Path {
         parse_path(&resource.path)
     }

@@ -11,7 +11,7 @@ use crate::doc::Node;
 use super::val::{float_text, go_duration, Val};
 use super::{
     backoff_base, envoy_growth_note, proxy_notes, retry_names, Assign, DestinationPlan, Fields,
-    NewFile, PerCaller, Writer,
+    NewFile, PerCaller, Seg, Writer,
 };
 
 /// The Istio writer.
@@ -177,6 +177,15 @@ impl Writer for Istio {
 
     fn writes_limiter(&self, limiter: &LimiterSpec) -> bool {
         matches!(limiter, LimiterSpec::Budget { .. })
+    }
+
+    /// A `retryOn` that reads as the same conditions keeps the file's spelling.
+    fn keeps(&self, path: &[Seg], value: &Val, existing: &Node) -> bool {
+        let retry_on = matches!(path.last(), Some(Seg::Key(k)) if k == "retryOn");
+        match (retry_on, value, existing.as_str()) {
+            (true, Val::Str(written), Some(file)) => retry_names::same_retry_on(file, written),
+            _ => false,
+        }
     }
 
     fn route_kinds(&self) -> &'static [&'static str] {

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use stormguard_graph::model::{Call, LimiterSpec};
 use stormguard_graph::Graph;
 
+use super::val::Val;
+
 use super::{
     Assign, Conflict, DestinationPlan, Fields, PerCaller, RoutePlan, Seg, Target, Unexpressed,
     Writer,
@@ -252,6 +254,23 @@ fn as_shared(
     }))
 }
 
+/// A caller's own values of a shared part, with those the written part holds for it too taken
+/// as written: the same value (whether written or left to the default), or a default of its
+/// own where the part leaves the setting to the system (each caller then reads back its own).
+/// So a conflict names only what differs for the caller.
+fn as_written(own: Vec<Assign>, written: &[Assign]) -> Vec<Assign> {
+    own.into_iter()
+        .map(|mine| {
+            let same = written.iter().find(|w| {
+                w.path == mine.path
+                    && (w.value == mine.value
+                        || (w.only_to_replace && mine.only_to_replace && w.value != Val::Remove))
+            });
+            same.cloned().unwrap_or(mine)
+        })
+        .collect()
+}
+
 fn root_values(fields: Fields) -> Vec<Assign> {
     fields.route.into_iter().filter(|a| a.from_root).collect()
 }
@@ -369,7 +388,7 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
             .iter()
             .map(|m| {
                 let values = as_shared(writer, m, destination.1, destination_values);
-                (m.label.clone(), values)
+                (m.label.clone(), as_written(values, &destination.0))
             })
             .collect();
         if labeled.iter().any(|(_, values)| *values != destination.0) {
@@ -424,12 +443,15 @@ fn shared_destination(
     // not give it.
     for assign in written
         .iter_mut()
-        .filter(|a| a.only_to_replace && a.value != super::val::Val::Remove)
+        .filter(|a| a.only_to_replace && a.value != Val::Remove)
     {
+        // Each its own default (even a different one, as a connect timeout clamped to each
+        // caller's timeout): left out, each reads back its own.
         let everyone = members.iter().all(|m| {
-            m.fields.destination.iter().any(|own| {
-                own.path == assign.path && own.value == assign.value && own.only_to_replace
-            })
+            m.fields
+                .destination
+                .iter()
+                .any(|own| own.path == assign.path && own.only_to_replace)
         });
         if !everyone {
             assign.only_to_replace = false;

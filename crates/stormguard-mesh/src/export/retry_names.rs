@@ -134,6 +134,23 @@ pub fn non_grpc(retry_on: &RetryOn) -> Vec<String> {
         .collect()
 }
 
+/// Whether two Envoy `retry_on` texts (Istio's `retryOn` is handed to Envoy as it is) mean the
+/// same graph conditions, as the import reads them: an edit keeps the file's own spelling
+/// (`5xx`) where the graph's (`connect-failure,refused-stream,reset,5xx`) says the same.
+pub(super) fn same_retry_on(file: &str, written: &str) -> bool {
+    let read = |text: &str| {
+        crate::istio::retry_on::map(text, true).ok().map(|m| {
+            let mut conditions = m.conditions;
+            conditions.sort();
+            (conditions, m.unread.is_empty())
+        })
+    };
+    match (read(file), read(written)) {
+        (Some((a, true)), Some((b, true))) => a == b,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

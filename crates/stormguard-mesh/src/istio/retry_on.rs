@@ -10,7 +10,7 @@ use crate::envoy_names::{meaning, Meaning, NAMES};
 
 /// What a `retryOn` text means in graph conditions.
 #[derive(Debug, Default, PartialEq)]
-pub(super) struct Mapped {
+pub(crate) struct Mapped {
     /// The conditions, in first-mention order, without repeats.
     pub conditions: Vec<String>,
     /// Names read but not mapped, with why.
@@ -32,7 +32,7 @@ impl Mapped {
 ///
 /// # Errors
 /// The first name Istio refuses, with the names it accepts.
-pub(super) fn map(text: &str, per_try_timeout: bool) -> Result<Mapped, String> {
+pub(crate) fn map(text: &str, per_try_timeout: bool) -> Result<Mapped, String> {
     let mut out = Mapped::default();
     let mut wide = false;
     let mut codes_listed = false;

@@ -31,6 +31,9 @@ use crate::calls::MetricsKeys;
 #[derive(Clone, Debug)]
 pub struct GraphFile {
     document: DocumentMut,
+    /// Whether the file was written with `\r\n` line ends, which toml_edit writes as `\n`: kept,
+    /// so that a diff shows the changed lines, not every line.
+    crlf: bool,
 }
 
 impl GraphFile {
@@ -39,6 +42,7 @@ impl GraphFile {
     pub fn parse(text: &str) -> Result<GraphFile, toml_edit::TomlError> {
         Ok(GraphFile {
             document: text.parse()?,
+            crlf: text.contains("\r\n"),
         })
     }
 
@@ -122,6 +126,10 @@ impl GraphFile {
 impl std::fmt::Display for GraphFile {
     /// The whole file, as written with the new timeouts.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.crlf {
+            let text = self.document.to_string();
+            return f.write_str(&text.replace("\r\n", "\n").replace('\n', "\r\n"));
+        }
         self.document.fmt(f)
     }
 }
@@ -163,6 +171,21 @@ fn call_mut(calls: &mut Item, index: usize) -> Option<(bool, &mut dyn TableLike)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file with `\r\n` line ends is written back with them.
+    #[test]
+    fn crlf_line_ends_are_kept() {
+        let text = "[entry]\r\nservice = \"web\"\r\n[services.web]\r\n[[services.web.calls]]\r\n\
+                    to = \"api\"\r\ntimeout = \"1s\"\r\n[services.api]\r\n";
+        let mut file = GraphFile::parse(text).unwrap();
+        // As toml_edit writes it: every line end a bare `\n`.
+        assert!(!file.document.to_string().contains('\r'));
+        assert_eq!(file.to_string(), text);
+        file.set_timeout("web", 0, Duration::from_millis(300), "recommended");
+        let written = file.to_string();
+        assert!(written.contains("timeout = \"300ms\""), "{written:?}");
+        assert!(!written.replace("\r\n", "").contains('\n'), "{written:?}");
+    }
 
     const FILE: &str = r#"# The storefront.
 [entry]

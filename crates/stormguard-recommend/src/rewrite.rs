@@ -126,11 +126,9 @@ impl GraphFile {
 impl std::fmt::Display for GraphFile {
     /// The whole file, as written with the new timeouts.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.crlf {
-            let text = self.document.to_string();
-            return f.write_str(&text.replace("\r\n", "\n").replace('\n', "\r\n"));
-        }
-        self.document.fmt(f)
+        let original = if self.crlf { "\r\n" } else { "\n" };
+        let text = stormguard_graph::fix::with_line_ends_of(original, self.document.to_string());
+        f.write_str(&text)
     }
 }
 

@@ -156,6 +156,94 @@ pub(super) fn annotate(file: &str, fixed: &str, changes: &[Change]) -> Result<St
     Ok(doc.to_string())
 }
 
+/// A call of a fixed graph file: its caller, the caller's endpoint, its index there, and the
+/// service it calls (which the file's call must name).
+pub type CallPlace<'a> = (&'a str, Option<&'a str>, usize, &'a str);
+
+/// The settings of each call at `places` in the fixed graph `text` that `check --fix` changed,
+/// read from the notes the fix writes after them (`max_attempts = 2  # was 3 (check --fix:
+/// retry-amplification)`), as `key = value (was 3; check --fix: retry-amplification)`; a removed
+/// key as its note on `to`. One reader beside the writer of the notes, so that both change
+/// together; `export` lists an imported application's own fixed calls with it. A call not found
+/// (or not calling its `to`), or a file that is not TOML, has none.
+///
+/// ```
+/// let text = "[services.web]\n[[services.web.calls]]\nto = \"api\"\n\
+///             max_attempts = 1  # was 3 (check --fix: retry-amplification)\n";
+/// let changes = stormguard_graph::fix::noted_changes(text, &[("web", None, 0, "api")]);
+/// assert_eq!(changes, [["max_attempts = 1 (was 3; check --fix: retry-amplification)"]]);
+/// ```
+pub fn noted_changes(text: &str, places: &[CallPlace<'_>]) -> Vec<Vec<String>> {
+    let Ok(mut doc) = text.parse::<DocumentMut>() else {
+        return vec![Vec::new(); places.len()];
+    };
+    places
+        .iter()
+        .map(|&(from, endpoint, index, to)| {
+            let place = Place {
+                from,
+                endpoint,
+                index: Some(index),
+                to,
+            };
+            match call_table(&mut doc, &place) {
+                Ok((table, _)) => noted(table),
+                Err(_) => Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// The settings of a call table that carry a `check --fix` note, as `key = value (note)`.
+fn noted(table: &dyn TableLike) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, item) in table.iter() {
+        let Some(note) = item.as_value().and_then(fix_note) else {
+            continue;
+        };
+        if key == "to" {
+            out.push(note);
+            continue;
+        }
+        let note = note
+            .trim_end_matches(')')
+            .replacen(" (check --fix: ", "; check --fix: ", 1)
+            .replacen("check --fix (", "check --fix: ", 1);
+        out.push(format!("{key} = {} ({note})", value_text(item)));
+    }
+    out
+}
+
+/// What `check --fix` noted after a value (`# was 3 (check --fix: rule)`, `# added by check
+/// --fix (rule)`), without a user's comment that follows it.
+fn fix_note(value: &Value) -> Option<String> {
+    let comment = value.decor().suffix()?.as_str()?.trim();
+    let comment = comment.strip_prefix('#')?.trim();
+    // The note ends at the parenthesis that closes its rules (a value before it may hold
+    // parentheses of its own: `full-jitter(base=25ms, cap=250ms)`); a user's comment follows.
+    let rules = comment.find("check --fix")?;
+    let end = comment[rules..]
+        .find(')')
+        .map_or(comment.len(), |i| rules + i + 1);
+    Some(comment[..end].to_string())
+}
+
+/// `written` with the line ends of `original`: toml_edit writes `\n`, and a file written with
+/// `\r\n` keeps them, so that a diff shows the changed lines rather than every line. `check
+/// --fix` and `recommend --format toml` both write through it.
+///
+/// ```
+/// let written = stormguard_graph::fix::with_line_ends_of("a = 1\r\n", "a = 2\n".to_string());
+/// assert_eq!(written, "a = 2\r\n");
+/// ```
+pub fn with_line_ends_of(original: &str, written: String) -> String {
+    if original.contains("\r\n") {
+        written.replace("\r\n", "\n").replace('\n', "\r\n")
+    } else {
+        written
+    }
+}
+
 /// The TOML text of a value, without the spacing and comment around it (a table as an inline
 /// table, so that it fits on one line): what a fix compares before and after, and what an
 /// import (stormguard-mesh) quotes in "the base had ..." when it replaces a value. One

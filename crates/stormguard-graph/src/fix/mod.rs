@@ -58,7 +58,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 
-pub use apply::{apply, value_text};
+pub use apply::{apply, noted_changes, value_text, with_line_ends_of, CallPlace};
 
 use crate::check::check;
 use crate::model::Graph;
@@ -236,14 +236,9 @@ pub fn fix(file: &str, text: &str) -> Result<Fixed, FixError> {
         }
     }
     let changes = apply::changes(file, text, &current.text, &touched, &rules_of)?;
-    let mut annotated = apply::annotate(file, &current.text, &changes)?;
-    // toml_edit writes `\n`: a file written with `\r\n` keeps them, so that a diff shows the
-    // changed lines and not every line.
-    if text.contains("\r\n") {
-        annotated = annotated.replace("\r\n", "\n").replace('\n', "\r\n");
-    }
+    let annotated = apply::annotate(file, &current.text, &changes)?;
     Ok(Fixed {
-        text: annotated,
+        text: with_line_ends_of(text, annotated),
         graph: current.graph,
         report: current.report,
         changes,

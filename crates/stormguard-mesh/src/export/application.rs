@@ -11,7 +11,6 @@
 use std::fmt;
 
 use stormguard_graph::Graph;
-use toml_edit::{DocumentMut, Item, TableLike, Value};
 
 use super::plan::sidecars;
 
@@ -61,125 +60,58 @@ pub fn application_calls(graph: &Graph, text: &str) -> Vec<ApplicationCall> {
     if sidecars.is_empty() {
         return Vec::new();
     }
-    let Ok(doc) = text.parse::<DocumentMut>() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
+    // (caller, its endpoint, the call's index there, the call)
+    let mut calls = Vec::new();
     for (name, service) in &graph.services {
         for endpoint in service.each_endpoint() {
             for (index, call) in endpoint.calls.iter().enumerate() {
-                if sidecars.get(call.to.as_str()) != Some(&name.as_str()) {
-                    continue;
+                if sidecars.get(call.to.as_str()) == Some(&name.as_str()) {
+                    calls.push((name.as_str(), endpoint.name, index, call));
                 }
-                let Some(table) = call_table(&doc, name, endpoint.name, index) else {
-                    continue;
-                };
-                let changes = changes(table);
-                if changes.is_empty() {
-                    continue;
-                }
-                let to = graph
-                    .services
-                    .get(&call.to)
-                    .into_iter()
-                    .flat_map(|sidecar| sidecar.each_endpoint())
-                    .filter(|e| e.name == call.endpoint.as_deref() || call.endpoint.is_none())
-                    .flat_map(|e| e.calls.iter())
-                    .map(|c| match &c.endpoint {
-                        Some(ep) => format!("{} ({ep})", c.to),
-                        None => c.to.clone(),
-                    })
-                    .fold(Vec::new(), |mut all, to| {
-                        if !all.contains(&to) {
-                            all.push(to);
-                        }
-                        all
-                    });
-                out.push(ApplicationCall {
-                    caller: match endpoint.name {
-                        Some(ep) => format!("{name} ({ep})"),
-                        None => name.clone(),
-                    },
-                    to,
-                    sidecar: call.to.clone(),
-                    changes,
-                });
             }
         }
     }
-    out
+    let places: Vec<stormguard_graph::fix::CallPlace<'_>> = calls
+        .iter()
+        .map(|&(name, endpoint, index, call)| (name, endpoint, index, call.to.as_str()))
+        .collect();
+    let noted = stormguard_graph::fix::noted_changes(text, &places);
+    calls
+        .into_iter()
+        .zip(noted)
+        .filter(|(_, changes)| !changes.is_empty())
+        .map(|((name, endpoint, _, call), changes)| ApplicationCall {
+            caller: match endpoint {
+                Some(ep) => format!("{name} ({ep})"),
+                None => name.to_string(),
+            },
+            to: through(graph, call),
+            sidecar: call.to.clone(),
+            changes,
+        })
+        .collect()
 }
 
-/// The table of call `index` of service `from` (of its endpoint, if named) in the document.
-fn call_table<'d>(
-    doc: &'d DocumentMut,
-    from: &str,
-    endpoint: Option<&str>,
-    index: usize,
-) -> Option<&'d dyn TableLike> {
-    let service = doc
-        .get("services")
-        .and_then(Item::as_table_like)
-        .and_then(|services| services.get(from))
-        .and_then(Item::as_table_like)?;
-    let holder = match endpoint {
-        Some(endpoint) => service
-            .get("endpoints")
-            .and_then(Item::as_table_like)
-            .and_then(|endpoints| endpoints.get(endpoint))
-            .and_then(Item::as_table_like)?,
-        None => service,
-    };
-    match holder.get("calls")? {
-        Item::ArrayOfTables(tables) => tables.get(index).map(|t| t as &dyn TableLike),
-        Item::Value(Value::Array(array)) => array
-            .get(index)
-            .and_then(Value::as_inline_table)
-            .map(|t| t as &dyn TableLike),
-        _ => None,
-    }
-}
-
-/// The settings of a call table that carry a `check --fix` note, as `key = value (note)`; a
-/// removed key is noted on `to` (`max_attempts = 3 removed (check --fix: ...)`).
-fn changes(table: &dyn TableLike) -> Vec<String> {
-    let mut out = Vec::new();
-    for (key, item) in table.iter() {
-        let Some(value) = item.as_value() else {
-            continue;
-        };
-        let Some(note) = fix_note(value) else {
-            continue;
-        };
-        if key == "to" {
-            out.push(note);
+/// Where `call` (to a sidecar) goes on: the destinations of the sidecar's endpoint it names,
+/// each once.
+fn through(graph: &Graph, call: &stormguard_graph::model::Call) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    let sidecar = graph.services.get(&call.to).into_iter();
+    for endpoint in sidecar.flat_map(|s| s.each_endpoint()) {
+        if call.endpoint.is_some() && endpoint.name != call.endpoint.as_deref() {
             continue;
         }
-        let text = stormguard_graph::fix::value_text(item);
-        let note = note
-            .trim_end_matches(')')
-            .replacen(" (check --fix: ", "; check --fix: ", 1)
-            .replacen("check --fix (", "check --fix: ", 1);
-        out.push(format!("{key} = {text} ({note})"));
+        for c in endpoint.calls {
+            let to = match &c.endpoint {
+                Some(ep) => format!("{} ({ep})", c.to),
+                None => c.to.clone(),
+            };
+            if !all.contains(&to) {
+                all.push(to);
+            }
+        }
     }
-    out
-}
-
-/// What `check --fix` noted after a value (`# was 3 (check --fix: rule)`, `# added by check
-/// --fix (rule)`), without a user's comment that follows it.
-fn fix_note(value: &Value) -> Option<String> {
-    let comment = value.decor().suffix()?.as_str()?.trim();
-    let comment = comment.strip_prefix('#')?.trim();
-    if !comment.contains("check --fix") {
-        return None;
-    }
-    // The note ends at the parenthesis that closes its rules (a value before it may hold
-    // parentheses of its own: `full-jitter(base=25ms, cap=250ms)`); a user's comment follows.
-    let rules = comment.find("check --fix")?;
-    let end = comment[rules..]
-        .find(')')
-        .map_or(comment.len(), |i| rules + i + 1);
-    Some(comment[..end].to_string())
+    all
 }
 
 #[cfg(test)]

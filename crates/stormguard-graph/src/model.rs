@@ -320,6 +320,20 @@ impl Call {
             Idempotent::ByMethod => http_method_is_idempotent(&self.method),
         }
     }
+
+    /// The failures this call retries: its `retry_on` for an idempotent call; for one that is
+    /// not, only the part the policy core retries for any method
+    /// ([`RetryOn::for_any_method`]: failures before the request was sent, and answers that say
+    /// the work was not done). The proxy and the simulator classify attempts with that core,
+    /// so a `timeout` listed on a POST is never retried by either, and `check` counts what
+    /// they do.
+    pub fn retried_on(&self) -> RetryOn {
+        if self.is_idempotent() {
+            self.retry_on
+        } else {
+            self.retry_on.for_any_method()
+        }
+    }
 }
 
 /// Whether `method` is idempotent by RFC 9110 (the policy core's list, by name).

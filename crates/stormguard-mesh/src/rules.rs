@@ -76,10 +76,14 @@ pub const RULES: &[ImportRule] = &[
         why: "Mesh proxies retry any method: a POST whose connection was reset, or that timed out \
               or got a 5xx after it reached the server, is sent again by the sidecar, which can \
               apply it twice (a double charge, a duplicate order). Only connect failures and \
-              refused streams are sure not to have reached the server.",
-        fix: "retry_on restricted to connect-failure, refused-stream and reset-before-request on \
-              the route (Envoy/Istio retryOn connect-failure,refused-stream,reset-before-request), \
-              or make the request idempotent with an idempotency key the callee honours.",
+              refused streams are sure not to have reached the server, and only answers such \
+              as 503 and 429 say it did no work: what stormguard itself retries of such a \
+              request (the same line as check's non-idempotent-retry).",
+        fix: "retry_on restricted to connect-failure, refused-stream and reset-before-request, \
+              and of the route's own conditions those that decline the work (503, 429, 408, \
+              resource-exhausted, unavailable), on the route (Envoy/Istio retryOn \
+              connect-failure,refused-stream,reset-before-request,503); or make the request \
+              idempotent with an idempotency key the callee honours.",
     },
 ];
 

@@ -554,13 +554,19 @@ pub(super) fn cost_with_wait_ms(call: &Call, attempt_ms: f64) -> f64 {
 pub(super) fn backoff_ms(call: &Call) -> f64 {
     ms(call
         .backoff
-        .worst_case_total(call.max_attempts.saturating_sub(1)))
+        .worst_case_total(attempts(call).saturating_sub(1)))
 }
 
 /// Attempts of a call; zero attempts (which the parser refuses) count as one, since the call is
-/// still in the file and a caller that makes it sends at least one request.
+/// still in the file and a caller that makes it sends at least one request, and so does a call
+/// that retries nothing (one not idempotent whose `retry_on` lists only what such a call is
+/// never retried on: [`Call::retried_on`]).
 pub(super) fn attempts(call: &Call) -> u32 {
-    call.max_attempts.max(1)
+    if retries(call) {
+        call.max_attempts
+    } else {
+        1
+    }
 }
 
 /// Hedge copies a call may add per request: at most `max_extra`, since a request earns
@@ -575,9 +581,11 @@ pub(super) fn hedges(call: &Call) -> f64 {
     }
 }
 
-/// Whether a call retries at all.
+/// Whether a call retries at all: attempts to spare, and a failure it may retry
+/// ([`Call::retried_on`]: for a call that is not idempotent, only the failures before the
+/// request was sent and the answers that decline it).
 pub(super) fn retries(call: &Call) -> bool {
-    call.max_attempts > 1
+    call.max_attempts > 1 && !call.retried_on().is_empty()
 }
 
 /// Attempts per request while the call's limiter holds, at `per_sec` requests a second on the

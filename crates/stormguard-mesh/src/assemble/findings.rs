@@ -1,9 +1,7 @@
 //! The findings only the assembled calls make possible: a mesh that replays a request that is
 //! not idempotent, and a mesh's retries on top of the application's.
 
-use std::str::FromStr;
-
-use stormguard::classify::Condition;
+use stormguard::classify::RetryOn;
 use stormguard_graph::model::http_method_is_idempotent;
 use stormguard_graph::Severity;
 
@@ -19,20 +17,22 @@ pub(super) const BEFORE_SEND: [&str; 3] =
 
 /// Whether retry condition `text` may fire after the server received the request (a reset or
 /// a timeout after it was sent, a 5xx other than 503, a gRPC status of a call that ran): then a
-/// retry may apply the request twice. `default` stands for the default list, which has them.
+/// retry may apply the request twice. The policy core's own line
+/// ([`RetryOn::for_any_method`]: what it retries of a request that is not idempotent), so the
+/// import and `check` agree on which retries are safe. `default` stands for the default list,
+/// which has such conditions.
 fn fires_after_send(text: &str) -> bool {
-    if text == "default" {
-        return true;
-    }
-    match Condition::from_str(text) {
-        Ok(
-            Condition::Reset | Condition::Timeout | Condition::Status5xx | Condition::GatewayError,
-        ) => true,
-        Ok(Condition::Status(status)) => (500..=599).contains(&status) && status != 503,
-        // cancelled, unknown, deadline-exceeded, aborted, internal, data-loss.
-        Ok(Condition::Grpc(code)) => matches!(code, 1 | 2 | 4 | 10 | 13 | 15),
-        _ => false,
-    }
+    RetryOn::parse_list([text]).is_ok_and(|alone| alone.for_any_method() != alone)
+}
+
+/// The conditions of `items` (a TOML list's, as the import wrote them) that are retried for any
+/// method, as the policy core retries them: `5xx` as 503, `reset` before the request only.
+fn safe_part(items: &[String]) -> RetryOn {
+    items
+        .iter()
+        .filter_map(|item| RetryOn::parse_list([item.as_str()]).ok())
+        .fold(RetryOn::none(), RetryOn::union)
+        .for_any_method()
 }
 
 /// The items of a TOML list of strings.
@@ -84,11 +84,11 @@ pub(super) fn non_idempotent(
         return None;
     }
     let mut safe: Vec<String> = BEFORE_SEND.iter().map(|s| quoted(s)).collect();
-    for kept in conditions
-        .iter()
-        .filter(|c| !fires_after_send(c) && !BEFORE_SEND.contains(&c.as_str()))
-    {
-        safe.push(quoted(kept));
+    for kept in safe_part(&conditions).conditions() {
+        let name = kept.to_string();
+        if !BEFORE_SEND.contains(&name.as_str()) {
+            safe.push(quoted(&name));
+        }
     }
     let after: Vec<&str> = after.iter().map(|s| s.as_str()).collect();
     Some(ImportFinding {

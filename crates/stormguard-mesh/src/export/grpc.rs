@@ -178,8 +178,10 @@ impl Writer for Grpc {
             f.cannot(
                 "idempotent",
                 format!(
-                    "gRPC retries any RPC: this call's requests (idempotent = {}) are retried too",
-                    call.idempotent
+                    "gRPC retries any RPC: this call's requests (idempotent = {}) are written to \
+                     be retried only on {}, the answers that decline them, as stormguard \
+                     retries them",
+                    call.idempotent, call.retry_on
                 ),
             );
         }

@@ -13,8 +13,9 @@ pub(super) fn proxy_notes(call: &Call, system: &str, f: &mut Fields) {
             "idempotent",
             format!(
                 "{system} retries any method: this call's requests ({}, idempotent = {}) are \
-                 retried too",
-                call.method, call.idempotent
+                 written to be retried only on {}, the failures before the request was sent and \
+                 the answers that decline it, as stormguard retries them",
+                call.method, call.idempotent, call.retry_on
             ),
         );
     }

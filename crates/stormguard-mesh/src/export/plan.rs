@@ -279,11 +279,100 @@ fn destination_values(fields: Fields) -> Vec<Assign> {
     fields.destination
 }
 
+/// The graph as stormguard runs it, for a mesh that retries and hedges any method: a call that
+/// is not idempotent retries only the part of its `retry_on` safe for any method
+/// ([`Call::retried_on`]: failures before the request was sent, answers that decline it), makes
+/// one attempt when that part is empty, and is never hedged. Written as listed, a `timeout` or
+/// `5xx` on a POST would have the mesh replay a request that may have been applied, which
+/// neither the proxy nor `sim` does (`proxy_notes` says what was written instead).
+fn as_run(graph: &Graph) -> std::borrow::Cow<'_, Graph> {
+    fn run(call: &mut Call) {
+        if call.is_idempotent() {
+            return;
+        }
+        call.hedge = None;
+        let kept = call.retried_on();
+        if kept.is_empty() {
+            call.max_attempts = 1;
+        } else {
+            call.retry_on = kept;
+        }
+    }
+    let changes = |call: &Call| {
+        !call.is_idempotent()
+            && (call.hedge.is_some()
+                || (call.max_attempts > 1 && call.retried_on() != call.retry_on))
+    };
+    let any = graph.services.values().any(|service| {
+        service.calls.iter().any(changes)
+            || service
+                .endpoints
+                .iter()
+                .any(|endpoint| endpoint.calls.iter().any(changes))
+    });
+    if !any {
+        return std::borrow::Cow::Borrowed(graph);
+    }
+    let mut graph = graph.clone();
+    for service in graph.services.values_mut() {
+        service.calls.iter_mut().for_each(run);
+        for endpoint in &mut service.endpoints {
+            endpoint.calls.iter_mut().for_each(run);
+        }
+    }
+    std::borrow::Cow::Owned(graph)
+}
+
+/// What [`as_run`] leaves out of a call that is not idempotent, as notes: retries of which
+/// none is ever sent, and a hedge.
+fn never_run(graph: &Graph) -> Vec<Unexpressed> {
+    let mut out = Vec::new();
+    for c in calls(graph) {
+        let call = c.call;
+        if call.is_idempotent() {
+            continue;
+        }
+        let mut note = |key, why: String| {
+            out.push(Unexpressed {
+                caller: c.caller.to_string(),
+                to: c.to.to_string(),
+                endpoint: c.endpoint.map(str::to_string),
+                key,
+                why,
+            })
+        };
+        if call.max_attempts > 1 && call.retried_on().is_empty() {
+            note(
+                "retry_on",
+                format!(
+                    "{}: none of it is retried for requests that are not idempotent ({}), so \
+                     no retry is written",
+                    call.retry_on, call.method
+                ),
+            );
+        }
+        if call.hedge.is_some() {
+            note(
+                "hedge",
+                format!(
+                    "requests that are not idempotent ({}) are never hedged: not written",
+                    call.method
+                ),
+            );
+        }
+    }
+    out
+}
+
 /// Groups the graph's calls by destination and writes each call's fields for `target`,
 /// choosing one policy where a resource can hold only one.
 pub fn plan(graph: &Graph, target: Target) -> Plan {
     let writer = target.writer();
-    let mut result = Plan::default();
+    let mut result = Plan {
+        unexpressed: never_run(graph),
+        ..Plan::default()
+    };
+    let graph = &as_run(graph);
     let mut by_destination: ByDestination<'_> = BTreeMap::new();
     for c in calls(graph) {
         let fields = writer.fields(c.call);

@@ -604,3 +604,61 @@ fn a_default_for_one_caller_is_written_when_another_shares_the_resource() {
         .expect("a connect timeout");
     assert!(connect.only_to_replace, "{connect:?}");
 }
+
+/// A mesh retries and hedges any method; stormguard retries a request that is not idempotent
+/// only where it was never sent or was declined, and never hedges it. The export writes what
+/// stormguard does: a POST's `timeout` and 502 are not handed to Istio to replay, its `5xx`
+/// becomes 503, a list of which nothing is retried writes no retry, and a hedge is dropped;
+/// each is said.
+#[test]
+fn a_call_that_is_not_idempotent_is_written_as_stormguard_retries_it() {
+    let text = r#"
+[entry]
+service = "web"
+[services.web]
+[[services.web.calls]]
+to = "orders"
+method = "POST"
+timeout = "500ms"
+max_attempts = 2
+retry_on = ["connect-failure", "timeout", "5xx"]
+[[services.web.calls]]
+to = "payments"
+method = "POST"
+timeout = "500ms"
+max_attempts = 3
+retry_on = ["timeout", "502"]
+hedge = { delay = "50ms", max_extra = 0.05 }
+[services.orders]
+[services.payments]
+"#;
+    let graph = stormguard_graph::parse("g.toml", text).unwrap();
+    let plan = plan(&graph, Target::Istio);
+    let fields = |to: &str| {
+        let dest = plan.destinations.iter().find(|d| d.to == to).unwrap();
+        dest.routes[0].fields.clone()
+    };
+    let orders = fields("orders");
+    assert_eq!(
+        assign(&orders, "retries.retryOn"),
+        Some(&Val::str("connect-failure,503"))
+    );
+    assert_eq!(assign(&orders, "retries.attempts"), Some(&Val::Int(1)));
+    let payments = fields("payments");
+    assert_eq!(
+        assign(&payments, "retries.attempts"),
+        Some(&Val::Int(0)),
+        "{payments:#?}"
+    );
+    assert_eq!(assign(&payments, "retries.retryOn"), None);
+    let said = |to: &str, key: &str| {
+        plan.unexpressed
+            .iter()
+            .find(|u| u.to == to && u.key == key)
+            .map(|u| u.why.clone())
+            .unwrap_or_else(|| panic!("{to} {key}: {:#?}", plan.unexpressed))
+    };
+    assert!(said("orders", "idempotent").contains("retried only on connect-failure, 503"));
+    assert!(said("payments", "retry_on").contains("no retry is written"));
+    assert!(said("payments", "hedge").contains("never hedged"));
+}

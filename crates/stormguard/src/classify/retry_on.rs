@@ -321,6 +321,43 @@ impl RetryOn {
         self.named & TIMEOUT != 0
     }
 
+    /// The part of this set that a request which must not be applied twice is still retried
+    /// on: the failures before it was sent (`connect-failure`, `refused-stream`, and a `reset`
+    /// only before the request, as `reset-before-request`), and the answers that say the server
+    /// did not do the work (408, 429, 503 and the other 4xx, gRPC `resource-exhausted`,
+    /// `aborted` and `unavailable`; `5xx` and `gateway-error` count as 503 alone).
+    ///
+    /// The classifier retries nothing else of a request that is not idempotent, whatever the
+    /// set lists ([`super::Classifier::classify`]), so this is what such a call's `retry_on`
+    /// comes to: `check` reads a call through it (a call left with nothing here never
+    /// retries), and a fix writes it so that a file says what happens.
+    ///
+    /// ```
+    /// use stormguard::classify::RetryOn;
+    ///
+    /// let listed = RetryOn::parse_list(["timeout", "5xx", "connect-failure", "409"]).unwrap();
+    /// assert_eq!(listed.for_any_method().to_string(), "connect-failure, 409, 503");
+    /// assert!(RetryOn::parse_list(["timeout", "502"]).unwrap().for_any_method().is_empty());
+    /// ```
+    pub fn for_any_method(&self) -> RetryOn {
+        use super::RetryKind;
+        self.conditions()
+            .into_iter()
+            .filter_map(|condition| match condition {
+                Condition::ConnectFailure
+                | Condition::RefusedStream
+                | Condition::ResetBeforeRequest => Some(condition),
+                Condition::Reset => Some(Condition::ResetBeforeRequest),
+                Condition::Timeout => None,
+                Condition::Status5xx | Condition::GatewayError => Some(Condition::Status(503)),
+                Condition::Status(status) => {
+                    RetryKind::Status(status).declined().then_some(condition)
+                }
+                Condition::Grpc(code) => RetryKind::Grpc(code).declined().then_some(condition),
+            })
+            .fold(RetryOn::none(), RetryOn::with)
+    }
+
     /// Whether nothing at all is retried.
     pub fn is_empty(&self) -> bool {
         *self == RetryOn::none()
@@ -384,7 +421,7 @@ impl fmt::Debug for RetryOn {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -469,7 +506,8 @@ mod tests {
         assert_eq!(RetryOn::none().to_string(), "none");
     }
 
-    fn any_condition() -> impl Strategy<Value = Condition> {
+    /// Any condition a file may list (also `super::tests`').
+    pub(in crate::classify) fn any_condition() -> impl Strategy<Value = Condition> {
         prop_oneof![
             Just(Condition::ConnectFailure),
             Just(Condition::RefusedStream),

@@ -228,6 +228,30 @@ proptest! {
     }
 }
 
+fn any_retry_on() -> impl Strategy<Value = RetryOn> {
+    proptest::collection::vec(retry_on::tests::any_condition(), 0..8)
+        .prop_map(|conditions| conditions.into_iter().fold(RetryOn::none(), RetryOn::with))
+}
+
+proptest! {
+    /// `RetryOn::for_any_method` is what the classifier makes of a set for a request that is
+    /// not idempotent: each outcome is retried under the set for such a request exactly when it
+    /// is under the reduced set for any request. `check` reads a call's retries through it.
+    #[test]
+    fn for_any_method_is_what_a_non_idempotent_request_is_retried_on(
+        retry_on in any_retry_on(), result in any_result(),
+    ) {
+        let retried = |on: RetryOn, idempotent| {
+            let classifier = Classifier { retry_on: on, max_retry_after: secs(3600), rule: None };
+            matches!(classifier.classify(result, idempotent, None), Retryable { .. })
+        };
+        let reduced = retry_on.for_any_method();
+        prop_assert_eq!(retried(retry_on, false), retried(reduced, true));
+        prop_assert_eq!(retried(reduced, false), retried(reduced, true));
+        prop_assert_eq!(reduced.for_any_method(), reduced);
+    }
+}
+
 #[test]
 fn grpc_unavailable_retries_like_503_and_invalid_argument_is_final() {
     let c = Classifier::default();

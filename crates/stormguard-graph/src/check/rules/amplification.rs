@@ -164,8 +164,7 @@ impl Walker {
 ///
 /// The fix names the calls to change, the least change the model's figures show is enough:
 /// one attempt on every retrying call with another retrying layer above it (the
-/// `layered-retries` findings) or that is not idempotent (as `non-idempotent-retry` asks), and
-/// at most two on the topmost; else one attempt on every
+/// `layered-retries` findings), and at most two on the topmost; else one attempt on every
 /// retrying call; else that, and the fan-out from `count` too. When no call on any path retries,
 /// the figure is all fan-out (`count`, and paths that meet), and so is the fix: fewer calls per
 /// request, or a `max_amplification` that allows the fan-out if it is meant.
@@ -283,14 +282,14 @@ fn retried(
     let fan_out = model.service_sum(s, &model.fan_out);
     let mut edits = Vec::new();
     let fix = if one_layer <= limit {
-        // A call that must not be repeated gets one attempt wherever it is, as
-        // `non-idempotent-retry` asks: two fixes of one call that disagree leave the user to
-        // guess which to trust, and a second attempt there may apply the request twice.
+        // A call that is not idempotent is judged as any other: it retries only what never
+        // reached its callee (`retries` and `attempts` count that), which is as safe at the
+        // topmost layer as on an idempotent call.
         let layered = walker.calls_above(model, s, |u, i| {
-            retries(call(u, i)) && (model.retry_layers[u] >= 1 || !call(u, i).is_idempotent())
+            retries(call(u, i)) && model.retry_layers[u] >= 1
         });
         let topmost = walker.calls_above(model, s, |u, i| {
-            attempts(call(u, i)) > 2 && model.retry_layers[u] == 0 && call(u, i).is_idempotent()
+            attempts(call(u, i)) > 2 && model.retry_layers[u] == 0
         });
         edits.extend(layered.attempts_edits(model, "1"));
         edits.extend(topmost.attempts_edits(model, "2"));
@@ -300,7 +299,7 @@ fn retried(
                 "max_attempts = 1 on {}",
                 layered.text(
                     model,
-                    &format!("calls layered-retries or non-idempotent-retry flag above {name}"),
+                    &format!("calls layered-retries flags above {name}"),
                     plain
                 )
             ));

@@ -252,7 +252,8 @@ pub const RULES: &[RuleDoc] = &[
         id: "too-many-attempts",
         severity: Severity::Warning,
         summary: "More than two attempts on a call: zero or one retry is enough.",
-        computes: "Fires on a call with max_attempts above 2.",
+        computes: "Fires on a call with max_attempts above 2 that retries anything (a call that is \
+                   not idempotent retries only some failures: non-idempotent-retry).",
         thresholds: &[],
         why: "One retry rides out a one-off failure. When the retry fails too, the callee is most \
               likely down or overloaded, and each further attempt adds load exactly then.",
@@ -300,14 +301,24 @@ pub const RULES: &[RuleDoc] = &[
     },
     RuleDoc {
         id: "non-idempotent-retry",
-        severity: Severity::Error,
-        summary: "A call that is not idempotent is retried or hedged: the request may be applied twice.",
-        computes: "Fires on a call with idempotent = false that retries (max_attempts above 1) \
-                   or has a hedge.",
+        severity: Severity::Warning,
+        summary: "A call that is not idempotent lists retries or a hedge that are never made for it.",
+        computes: "Fires on a call with idempotent = false that has a hedge, or max_attempts above \
+                   1 and a retry_on that lists what such a call is never retried on: timeout, a \
+                   reset after the request was written, 5xx and gateway-error beyond 503, a \
+                   status such as 500 or 502, a gRPC status other than resource-exhausted, \
+                   aborted and unavailable. The default retry_on is not judged, nor the default \
+                   part of a list that extends it.",
         thresholds: &[],
-        why: "An attempt that timed out may still have been applied, so a second attempt can \
-              apply the request twice: a double charge, a duplicate order.",
-        fix: "max_attempts = 1 and no hedge, which check --fix writes; or make the call \
+        why: "An attempt that timed out or failed after the request was written may still have \
+              been applied, so sending it again could apply the request twice: a double charge, \
+              a duplicate order. stormguard (the library, the proxy and sim alike) therefore \
+              retries such a call only where the request was never sent (a refused or timed-out \
+              connection, a refused stream) or was declined (408, 429, 503), and never hedges \
+              it; a file that lists more misleads its reader. Retrying a refused connection, on \
+              another instance, is safe for any call.",
+        fix: "retry_on = the conditions that are retried (max_attempts = 1 when none is) and no \
+              hedge, which say what happens and which check --fix writes; or make the call \
               idempotent (an idempotency key the callee honours) and set idempotent = true.",
     },
     RuleDoc {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{call_name, duration_value, set};
-use crate::check::figures::{backoff_ms, Model};
+use crate::check::figures::{attempts, backoff_ms, Model};
 use crate::model::Call;
 use crate::report::Edit;
 
@@ -188,8 +188,8 @@ fn settled(
 /// a connect timeout sized to ride out a lost SYN once made the cut impossible, and the fix
 /// said no value fixed the graph.
 fn timeout_within(call: &Call, target: f64) -> Option<Duration> {
-    let attempts = f64::from(call.max_attempts.max(1));
-    let waited = (target / f64::from(call.count) - backoff_ms(call)) / attempts;
+    let tries = f64::from(attempts(call));
+    let waited = (target / f64::from(call.count) - backoff_ms(call)) / tries;
     // A whole value computed as 74.99999999999999 is still 75.
     let whole_ms = (waited + 1e-9).floor();
     if whole_ms >= 1.0 {

@@ -3,6 +3,7 @@
 //! and hurts against overload; these rules keep retries on the helpful side.
 
 use stormguard::backoff::Backoff;
+use stormguard::classify::{Condition, RetryOn};
 
 use super::{CallAt, Findings, Said, BUDGET_VALUE};
 use crate::check::figure::Figure;
@@ -60,7 +61,8 @@ fn layered_retries(at: &CallAt<'_, '_>, out: &mut Findings) {
 /// when it fails too, the callee is most likely down or overloaded, and more attempts add load
 /// exactly then.
 fn too_many_attempts(at: &CallAt<'_, '_>, out: &mut Findings) {
-    if at.call.max_attempts <= 2 {
+    // A call that retries nothing (`non-idempotent-retry` says so) makes one attempt.
+    if !retries(at.call) || at.call.max_attempts <= 2 {
         return;
     }
     out.on_call(
@@ -194,46 +196,134 @@ fn retry_without_budget(at: &CallAt<'_, '_>, out: &mut Findings) {
     );
 }
 
-/// `non-idempotent-retry` (error): `max_attempts > 1` or a hedge on a call with
-/// `idempotent = false`. An attempt that timed out may still have been applied, so a second one
-/// can apply the request twice (a double charge).
+/// `non-idempotent-retry` (warning): a call with `idempotent = false` whose file says more than
+/// happens. The policy core never sends such a request again once it may have been applied: it
+/// retries only the failures before the request was sent and the answers that decline it
+/// ([`Call::retried_on`]), and never hedges it. A `retry_on` that lists `timeout` or `500` on
+/// such a call, or a hedge, is a setting the proxy and the simulator ignore, and a reader of the
+/// file is misled. The default `retry_on` is not judged (its timeouts and errors after sending
+/// are documented as for idempotent calls), nor the default part of a list that extends it.
+///
+/// A call that is not idempotent and retries a refused connection is the safe setting this
+/// rule once called an error: the request never reached the callee.
 fn non_idempotent_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
-    let hedged = at.call.hedge.is_some();
-    if at.call.is_idempotent() || !(retries(at.call) || hedged) {
+    let call = at.call;
+    if call.is_idempotent() {
         return;
     }
-    let how = match (retries(at.call), hedged) {
-        (true, true) => format!("retried ({} attempts) and hedged", at.call.max_attempts),
-        (true, false) => format!("retried ({} attempts)", at.call.max_attempts),
-        _ => "hedged".to_string(),
+    let hedged = call.hedge.is_some();
+    let (dropped, narrowed) = if call.max_attempts > 1 {
+        retry_on_not_kept(call.retry_on)
+    } else {
+        (Vec::new(), Vec::new())
     };
-    // The edits take the fix's first branch: no second attempt. Making the call idempotent is a
-    // change to the service, which no setting makes.
+    if dropped.is_empty() && narrowed.is_empty() && !hedged {
+        return;
+    }
+    let mut what = Vec::new();
+    if !dropped.is_empty() {
+        what.push(format!(
+            "its retry_on's {} {} never retried",
+            sentence(&dropped.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
+            if dropped.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    if !narrowed.is_empty() {
+        let parts: Vec<String> = narrowed
+            .iter()
+            .map(|(condition, how)| format!("{condition} only {how}"))
+            .collect();
+        what.push(format!("its retry_on's {}", sentence(&parts)));
+    }
+    if hedged {
+        what.push("its hedge is never sent".to_string());
+    }
+    let kept = call.retried_on();
     let mut edits = Vec::new();
-    if retries(at.call) {
-        edits.push(at.set("max_attempts", "1"));
+    let mut fixes = Vec::new();
+    if !dropped.is_empty() || !narrowed.is_empty() {
+        if kept.is_empty() {
+            edits.push(at.set("max_attempts", "1"));
+            fixes.push("max_attempts = 1, since nothing it lists is retried".to_string());
+        } else {
+            let list = kept
+                .conditions()
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            edits.push(at.set("retry_on", &format!("[{list}]")));
+            fixes.push(format!("retry_on = [{list}], what it retries"));
+        }
     }
     if hedged {
         edits.push(at.remove("hedge"));
+        fixes.push("no hedge".to_string());
     }
     out.on_call(
         at,
         Said {
             rule: "non-idempotent-retry",
-            severity: Severity::Error,
+            severity: Severity::Warning,
             message: format!(
-                "{} is not idempotent but is {how}: an attempt that timed out may still have \
-                 been applied, so the request can be applied twice (a double charge)",
-                at.edge()
+                "{} is not idempotent, so an attempt that may have been applied is never sent \
+                 again (only failures before the request was sent, and answers that decline it, \
+                 such as 503 or 429, are retried): {}",
+                at.edge(),
+                what.join("; ")
             ),
-            fix: "max_attempts = 1 and no hedge; or make the call idempotent (e.g. with an \
-                  idempotency key) and set idempotent = true"
-                .to_string(),
+            fix: format!(
+                "{}, which says what happens; or make the call idempotent (an idempotency key \
+                 the callee honours) and set idempotent = true",
+                fixes.join(" and ")
+            ),
             value: None,
             limit: None,
             edits,
         },
     );
+}
+
+/// The conditions of a non-idempotent call's `retry_on` that the policy core does not retry as
+/// listed: those it never retries for such a call, and those it retries only in part, with
+/// that part in words. Of a list that includes the whole default list, only what it adds is
+/// judged.
+fn retry_on_not_kept(listed: RetryOn) -> (Vec<Condition>, Vec<(Condition, &'static str)>) {
+    let default = RetryOn::default();
+    if listed == default {
+        return (Vec::new(), Vec::new());
+    }
+    let extends_default = listed.union(default) == listed;
+    let mut dropped = Vec::new();
+    let mut narrowed = Vec::new();
+    for condition in listed.conditions() {
+        if extends_default && default.has(condition) {
+            continue;
+        }
+        let alone = RetryOn::none().with(condition);
+        let kept = alone.for_any_method();
+        if kept.is_empty() {
+            dropped.push(condition);
+        } else if kept != alone {
+            narrowed.push((
+                condition,
+                match condition {
+                    Condition::Reset => "before the request is written",
+                    _ => "as 503",
+                },
+            ));
+        }
+    }
+    (dropped, narrowed)
+}
+
+/// Items as a sentence lists them: `timeout`, `timeout and 502`, `a, b and c`.
+fn sentence(names: &[String]) -> String {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => last.clone(),
+        None => String::new(),
+    }
 }
 
 /// `single-instance-retry` (warning): the call retries to a service with one instance, so the

@@ -1,6 +1,7 @@
 //! Each retry and hedge rule, firing and not.
 
 use stormguard::backoff::Backoff;
+use stormguard::classify::RetryOn;
 use stormguard::hedge::HedgeDelay;
 
 use super::*;
@@ -162,12 +163,60 @@ fn retry_without_budget_fires_without_a_budget_or_a_bucket() {
 }
 
 #[test]
-fn non_idempotent_retry_fires_on_retries_and_hedges_of_non_idempotent_calls() {
-    let retried = one_call(|c| c.idempotent = Idempotent::No);
-    assert_eq!(
-        only(&retried, "non-idempotent-retry").severity,
-        Severity::Error
+fn non_idempotent_retry_fires_where_the_file_lists_what_is_never_done() {
+    // The default retry_on on a call that is not idempotent: refused connections and declined
+    // answers are retried (safe), timeouts are not (documented); nothing to say.
+    let safe = one_call(|c| c.idempotent = Idempotent::No);
+    assert!(safe.findings.is_empty(), "{:#?}", safe.findings);
+    let listed = |items: &[&str]| {
+        let on = RetryOn::parse_list(items.iter().copied()).unwrap();
+        one_call(move |c| {
+            c.idempotent = Idempotent::No;
+            c.retry_on = on;
+        })
+    };
+    let some = listed(&["timeout", "5xx", "connect-failure", "409"]);
+    let finding = only(&some, "non-idempotent-retry");
+    assert_eq!(finding.severity, Severity::Warning);
+    assert!(
+        finding
+            .message
+            .contains("its retry_on's timeout is never retried; its retry_on's 5xx only as 503"),
+        "{}",
+        finding.message
     );
+    assert!(finding
+        .fix
+        .starts_with(r#"retry_on = ["connect-failure", "409", "503"], what it retries"#));
+    assert_eq!(
+        finding.edits,
+        [crate::report::Edit::set(
+            "a",
+            "b",
+            0,
+            "retry_on",
+            r#"["connect-failure", "409", "503"]"#
+        )]
+    );
+    // Nothing listed is ever retried: one attempt, as the proxy and sim make.
+    let none = listed(&["timeout", "502"]);
+    let finding = only(&none, "non-idempotent-retry");
+    assert!(finding
+        .message
+        .contains("timeout and 502 are never retried"));
+    assert_eq!(
+        finding.edits,
+        [crate::report::Edit::set("a", "b", 0, "max_attempts", "1")]
+    );
+    // A list that extends the default is judged on what it adds.
+    assert!(listed(&["default", "409"]).findings.is_empty());
+    let extended = listed(&["default", "500"]);
+    assert!(only(&extended, "non-idempotent-retry")
+        .message
+        .contains("its retry_on's 500 is never retried"));
+    // The same lists on an idempotent call are retried as listed.
+    let idempotent = one_call(|c| c.retry_on = RetryOn::parse_list(["timeout"]).unwrap());
+    assert!(idempotent.findings.is_empty());
     let hedged = one_call(|c| {
         c.idempotent = Idempotent::No;
         c.max_attempts = 1;
@@ -176,14 +225,38 @@ fn non_idempotent_retry_fires_on_retries_and_hedges_of_non_idempotent_calls() {
             max_extra: 0.05,
         });
     });
-    assert!(only(&hedged, "non-idempotent-retry")
-        .message
-        .contains("hedged"));
+    let finding = only(&hedged, "non-idempotent-retry");
+    assert!(finding.message.contains("its hedge is never sent"));
+    assert!(finding.fix.starts_with("no hedge"));
     let once = one_call(|c| {
         c.idempotent = Idempotent::No;
         c.max_attempts = 1;
     });
     assert!(once.findings.is_empty());
+}
+
+/// A call that retries nothing (not idempotent, and only `timeout` listed) makes one attempt in
+/// the proxy and the simulator, so check counts one: no amplification, no `too-many-attempts`
+/// whose fix (2) would disagree with `non-idempotent-retry`'s (1).
+#[test]
+fn a_call_that_retries_nothing_counts_one_attempt() {
+    let report = Builder::new("a")
+        .call("a", "b", |c| {
+            c.timeout = Some(ms(100));
+            c.connect_timeout = Some(ms(3));
+            c.max_attempts = 4;
+            c.idempotent = Idempotent::No;
+            c.retry_on = RetryOn::parse_list(["timeout"]).unwrap();
+        })
+        .service("b", |s| s.instances = 2)
+        .check();
+    assert_eq!(fired(&report, "too-many-attempts"), Vec::<String>::new());
+    assert_eq!(report.services["b"].amplification, 1.0);
+    let finding = only(&report, "non-idempotent-retry");
+    assert_eq!(
+        finding.edits,
+        [crate::report::Edit::set("a", "b", 0, "max_attempts", "1")]
+    );
 }
 
 #[test]

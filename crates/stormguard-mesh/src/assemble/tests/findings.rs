@@ -55,6 +55,33 @@ fn a_mesh_that_retries_a_post_after_it_was_sent_is_an_error_at_the_route() {
     );
 }
 
+/// The import draws the line where the policy core does (`RetryOn::for_any_method`): `5xx`
+/// fires after the request was sent but its 503 does not, and gRPC `aborted` is an answer that
+/// declines the work, retried for any method.
+#[test]
+fn the_safe_part_of_a_mesh_list_is_what_the_policy_core_retries_of_a_post() {
+    let route = post_route().set("retry_on", "[\"5xx\", \"aborted\", \"timeout\"]", 23);
+    let inv = Inventory {
+        routes: vec![route],
+        ..Inventory::default()
+    };
+    let found = non_idempotent(&inv);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].message.contains("on 5xx, timeout (envoy.yaml:23)"),
+        "{}",
+        found[0].message
+    );
+    assert!(
+        found[0].fix.starts_with(
+            "retry_on = [\"connect-failure\", \"refused-stream\", \"reset-before-request\", \
+             \"503\", \"aborted\"]"
+        ),
+        "{}",
+        found[0].fix
+    );
+}
+
 #[test]
 fn no_finding_when_the_user_said_idempotent_or_only_before_send_conditions_or_a_get() {
     let said = post_route().set("idempotent", "true", 24);

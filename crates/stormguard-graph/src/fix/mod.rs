@@ -179,20 +179,29 @@ pub fn fix(file: &str, text: &str) -> Result<Fixed, FixError> {
     let mut rules_of: BTreeMap<Setting, Vec<&'static str>> = BTreeMap::new();
     let mut touched: BTreeMap<Setting, String> = BTreeMap::new();
     let mut rounds = 0;
+    // The first stage whose edits may still change the file: past a stage whose edits are all
+    // written already, which stopped the fixer while a later stage had real work (a timeout
+    // below the round trip, whose connect timeout can only follow it up once it is raised).
+    let mut from = 0;
     let stop = loop {
-        let chosen =
-            stages::with_connect_caps(&current.graph, stages::chosen(&current.report.findings));
-        if chosen.is_empty() {
-            break Stop::Done;
-        }
+        let Some((stage, picked)) = stages::chosen(&current.report.findings, from) else {
+            break if from == 0 {
+                Stop::Done
+            } else {
+                Stop::Fixpoint
+            };
+        };
+        let chosen = stages::with_connect_caps(&current.graph, picked);
         if rounds == MAX_ROUNDS {
             break Stop::Rounds;
         }
         let edits: Vec<Edit> = chosen.iter().map(|(edit, _)| edit.clone()).collect();
         let next = apply(file, &current.text, &edits)?;
         if next == current.text {
-            break Stop::Fixpoint;
+            from = stage + 1;
+            continue;
         }
+        from = 0;
         let graph = parse(file, &next).map_err(|error| FixError::Broken {
             rules: rule_names(&chosen),
             error: Box::new(error),

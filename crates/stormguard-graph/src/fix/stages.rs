@@ -62,13 +62,20 @@ fn rank(rule: &str) -> (usize, usize) {
 }
 
 /// The edits to write this round, each with the rule that proposed it, in a stable order (by
-/// call and key): those of the earliest stage with any, one per setting. Empty when no
-/// finding has an edit.
-pub(super) fn chosen(findings: &[Finding]) -> Vec<(&Edit, &'static str)> {
-    let with_edits = findings.iter().filter(|f| !f.edits.is_empty());
-    let Some(stage) = with_edits.clone().map(|f| rank(f.rule).0).min() else {
-        return Vec::new();
-    };
+/// call and key): those of the earliest stage from `from` on with any, one per setting, with
+/// that stage. `None` when no finding of those stages has an edit.
+///
+/// `from` is past 0 when the earlier stages' edits are written already (values that a later
+/// stage's change will move: a connect timeout that can be no longer until the timeout above
+/// it is raised), so that they do not stop the fixer while a later stage still has work.
+pub(super) fn chosen(
+    findings: &[Finding],
+    from: usize,
+) -> Option<(usize, Vec<(&Edit, &'static str)>)> {
+    let with_edits = findings
+        .iter()
+        .filter(|f| !f.edits.is_empty() && rank(f.rule).0 >= from);
+    let stage = with_edits.clone().map(|f| rank(f.rule).0).min()?;
     type Setting<'a> = (&'a str, Option<&'a str>, Option<usize>, &'a str);
     let mut by_setting: BTreeMap<Setting<'_>, (&Finding, &Edit)> = BTreeMap::new();
     for finding in with_edits.filter(|f| rank(f.rule).0 == stage) {
@@ -88,10 +95,11 @@ pub(super) fn chosen(findings: &[Finding]) -> Vec<(&Edit, &'static str)> {
             }
         }
     }
-    by_setting
+    let edits = by_setting
         .into_values()
         .map(|(finding, edit)| (edit, finding.rule))
-        .collect()
+        .collect();
+    Some((stage, edits))
 }
 
 /// `edits` with, for each that sets a call's `timeout` below the call's `connect_timeout`, the

@@ -75,15 +75,18 @@ pub const RULES: &[ImportRule] = &[
         summary: "The mesh retries a request that is not idempotent after it may have been applied.",
         why: "Mesh proxies retry any method: a POST whose connection was reset, or that timed out \
               or got a 5xx after it reached the server, is sent again by the sidecar, which can \
-              apply it twice (a double charge, a duplicate order). Only connect failures and \
-              refused streams are sure not to have reached the server, and only answers such \
-              as 503 and 429 say it did no work: what stormguard itself retries of such a \
-              request (the same line as check's non-idempotent-retry).",
+              apply it twice (a double charge, a duplicate order). Only connect failures, \
+              refused streams and resets before the request was written are sure not to have \
+              reached the server, and only answers that decline the work (408, 429, 503 and \
+              the other 4xx; gRPC resource-exhausted, aborted, unavailable) say it did none: \
+              what stormguard itself retries of such a request (the same line as check's \
+              non-idempotent-retry).",
         fix: "retry_on restricted to connect-failure, refused-stream and reset-before-request, \
-              and of the route's own conditions those that decline the work (503, 429, 408, \
-              resource-exhausted, unavailable), on the route (Envoy/Istio retryOn \
-              connect-failure,refused-stream,reset-before-request,503); or make the request \
-              idempotent with an idempotency key the callee honours.",
+              and of the route's own conditions those that decline the work, on the route \
+              (Envoy/Istio retryOn connect-failure,refused-stream,reset-before-request,503); on \
+              a Gateway API route, which retries resets and timeouts whenever it retries, no \
+              retry (attempts: 0); or make the request idempotent with an idempotency key the \
+              callee honours.",
     },
 ];
 

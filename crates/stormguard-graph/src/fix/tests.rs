@@ -741,3 +741,35 @@ latency = { p50 = \"10ms\", p99 = \"50ms\" }
     assert!(call.timeout.unwrap() > call.rtt, "{}", fixed.text);
     assert!(call.connect_timeout.unwrap() > call.rtt, "{}", fixed.text);
 }
+
+/// A call that is not idempotent, with attempts to spare, an empty `retry_on` and a hedge (the
+/// file takes an empty list only beside a hedge): the hedge is never sent, and removing it alone
+/// made a file the parser refuses (`check --fix` exited 2). Both go: one attempt, no hedge.
+#[test]
+fn a_hedge_removed_from_a_call_that_retries_nothing_takes_its_spare_attempts_too() {
+    let text = "\
+[entry]
+service = \"a\"
+[services.a]
+instances = 2
+[[services.a.calls]]
+to = \"b\"
+method = \"POST\"
+timeout = \"300ms\"
+connect_timeout = \"3ms\"
+max_attempts = 2
+retry_on = []
+hedge = { delay = \"50ms\", max_extra = 0.05 }
+[services.b]
+instances = 2
+";
+    let fixed = crate::fix::fix("g.toml", text).unwrap();
+    let call = &fixed.graph.services["a"].calls[0];
+    assert_eq!(call.max_attempts, 1, "{}", fixed.text);
+    assert!(call.hedge.is_none(), "{}", fixed.text);
+    assert_eq!(
+        fixed.report.summary.errors, 0,
+        "{:#?}",
+        fixed.report.findings
+    );
+}

@@ -6,7 +6,7 @@ use stormguard_graph::model::http_method_is_idempotent;
 use stormguard_graph::Severity;
 
 use super::placement::Chosen;
-use crate::inventory::{Host, ImportFinding, Remedy};
+use crate::inventory::{Host, ImportFinding, Remedy, System};
 use crate::source::Origin;
 use crate::toml_text::quoted;
 
@@ -91,6 +91,31 @@ pub(super) fn non_idempotent(
         }
     }
     let after: Vec<&str> = after.iter().map(|s| s.as_str()).collect();
+    // A Gateway API route retries connection errors, resets and timeouts after sending
+    // included, whenever it retries at all: no list of conditions is safe there, only none.
+    let (fix, key, value) = if chosen.system == System::GatewayApi {
+        (
+            format!(
+                "max_attempts = 1 (retry.attempts: 0) on the route ({}): Gateway API \
+                 implementations retry resets and timeouts whenever a retry is set; or make the \
+                 request idempotent (an idempotency key the callee honours)",
+                chosen.origin.short()
+            ),
+            "max_attempts",
+            "1".to_string(),
+        )
+    } else {
+        (
+            format!(
+                "retry_on = [{}] on the route ({}), or make the request idempotent (an \
+                 idempotency key the callee honours)",
+                safe.join(", "),
+                chosen.origin.short()
+            ),
+            "retry_on",
+            format!("[{}]", safe.join(", ")),
+        )
+    };
     Some(ImportFinding {
         rule: "mesh-retries-non-idempotent",
         severity: Severity::Error,
@@ -103,18 +128,13 @@ pub(super) fn non_idempotent(
             retry_on.origin.short(),
             idempotent.origin,
         ),
-        fix: format!(
-            "retry_on = [{}] on the route ({}), or make the request idempotent (an idempotency \
-             key the callee honours)",
-            safe.join(", "),
-            chosen.origin.short()
-        ),
+        fix,
         origin: chosen.origin.clone(),
         remedy: Some(Remedy {
             caller: caller.to_string(),
             to: to.to_string(),
-            key: "retry_on",
-            value: format!("[{}]", safe.join(", ")),
+            key,
+            value,
         }),
     })
 }

@@ -248,6 +248,8 @@ pub(super) struct Chosen {
     pub method: Option<String>,
     /// A comment for the call: where the policy comes from when no route does.
     pub note: Option<String>,
+    /// The system that applies the policy: what a finding's fix can write depends on it.
+    pub system: System,
 }
 
 /// The policy of a call from `caller` to the destinations `keys`, naming the callee's endpoint
@@ -298,6 +300,7 @@ pub(super) fn choose(
             Chosen {
                 policy,
                 origin: system.default_origin(),
+                system,
                 method: None,
                 note: Some(format!(
                     "no route: the defaults of {} sidecars (mesh: {said})",
@@ -317,6 +320,7 @@ pub(super) fn from_route(route: &Route) -> Chosen {
         origin: route.origin.clone(),
         method: route.method.clone(),
         note: None,
+        system: route.system,
     }
 }
 

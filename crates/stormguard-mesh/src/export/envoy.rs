@@ -181,7 +181,7 @@ impl Writer for Envoy {
                 ),
             }
         }
-        proxy_notes(call, "Envoy", &mut f);
+        proxy_notes(call, "Envoy", true, &mut f);
         match call.connect_timeout {
             // Envoy's default 5 s, or it as the import clamps it to the attempt's timeout:
             // only over a connect timeout the file sets.

@@ -50,7 +50,23 @@ impl Writer for GatewayApi {
             f.route
                 .push(Assign::remove(&["timeouts", "backendRequest"]));
         }
-        if call.max_attempts <= 1 {
+        // Implementations retry connection errors, resets and timeouts after the request was
+        // sent included, whenever a retry is set: the only safe retry of a request that is not
+        // idempotent an HTTPRoute can say is none.
+        let unsafe_retry = call.max_attempts > 1 && !call.is_idempotent();
+        if unsafe_retry {
+            f.cannot(
+                "max_attempts",
+                format!(
+                    "Gateway API implementations retry connection errors, resets and timeouts \
+                     after the request was sent included, whenever a retry is set, and this \
+                     call's requests ({}, idempotent = {}) may not be sent twice: no retry \
+                     written",
+                    call.method, call.idempotent
+                ),
+            );
+        }
+        if call.max_attempts <= 1 || unsafe_retry {
             f.route.push(Assign::remove(&["retry"]));
         } else {
             f.route.push(Assign::new(
@@ -149,7 +165,7 @@ impl Writer for GatewayApi {
         if call.hedge.is_some() {
             f.cannot("hedge", "an HTTPRoute cannot hedge: not written");
         }
-        proxy_notes(call, "the mesh", &mut f);
+        proxy_notes(call, "the mesh", !unsafe_retry, &mut f);
         f
     }
 

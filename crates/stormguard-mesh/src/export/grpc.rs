@@ -46,7 +46,21 @@ impl Writer for Grpc {
             ),
             (None, None) => {}
         }
-        let codes = retry_names::grpc_upper(&call.retry_on);
+        let mut codes = retry_names::grpc_upper(&call.retry_on);
+        // A gRPC client reports a connection lost after the request was written as UNAVAILABLE
+        // too (gRPC's status codes doc), which stormguard never retries for a request that is
+        // not idempotent; a server's UNAVAILABLE it does, but the client cannot tell them apart.
+        if !call.is_idempotent()
+            && call.max_attempts > 1
+            && codes.iter().any(|c| c == "UNAVAILABLE")
+        {
+            codes.retain(|c| c != "UNAVAILABLE");
+            f.cannot(
+                "retry_on",
+                "unavailable: a gRPC client also reports a connection lost after the request was \
+                 written as UNAVAILABLE, and this call is not idempotent: not written",
+            );
+        }
         let attempts = if call.max_attempts > MAX_ATTEMPTS {
             f.cannot(
                 "max_attempts",
@@ -174,14 +188,14 @@ impl Writer for Grpc {
             }
             None => {}
         }
-        if call.max_attempts > 1 && !call.is_idempotent() {
+        if call.max_attempts > 1 && !call.is_idempotent() && !codes.is_empty() {
             f.cannot(
                 "idempotent",
                 format!(
                     "gRPC retries any RPC: this call's requests (idempotent = {}) are written to \
-                     be retried only on {}, the answers that decline them, as stormguard \
-                     retries them",
-                    call.idempotent, call.retry_on
+                     be retried only on {}, statuses with which the server declines the work",
+                    call.idempotent,
+                    codes.join(", ")
                 ),
             );
         }

@@ -98,7 +98,7 @@ impl Writer for Istio {
                 format!("Istio cannot hedge (delay {}): not written", hedge.delay),
             );
         }
-        proxy_notes(call, "Istio", &mut f);
+        proxy_notes(call, "Istio", true, &mut f);
         const CONNECT_TIMEOUT: [&str; 5] = [
             "spec",
             "trafficPolicy",

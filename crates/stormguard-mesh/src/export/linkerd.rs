@@ -138,7 +138,7 @@ impl Writer for Linkerd {
         if call.hedge.is_some() {
             f.cannot("hedge", "Linkerd cannot hedge: not written");
         }
-        proxy_notes(call, "Linkerd", &mut f);
+        proxy_notes(call, "Linkerd", true, &mut f);
         f
     }
 

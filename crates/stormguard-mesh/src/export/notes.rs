@@ -6,16 +6,16 @@ use stormguard_graph::model::Call;
 use super::Fields;
 
 /// Notes every mesh proxy shares: it retries any method, and it does not pass the remaining
-/// budget downstream.
-pub(super) fn proxy_notes(call: &Call, system: &str, f: &mut Fields) {
-    if call.max_attempts > 1 && !call.is_idempotent() {
+/// budget downstream. `retries_written`: whether the call's retries were written at all.
+pub(super) fn proxy_notes(call: &Call, system: &str, retries_written: bool, f: &mut Fields) {
+    if retries_written && call.max_attempts > 1 && !call.is_idempotent() {
         f.cannot(
             "idempotent",
             format!(
                 "{system} retries any method: this call's requests ({}, idempotent = {}) are \
-                 written to be retried only on {}, the failures before the request was sent and \
-                 the answers that decline it, as stormguard retries them",
-                call.method, call.idempotent, call.retry_on
+                 written to be retried only on what stormguard retries of them, the failures \
+                 before the request was sent and the answers that decline it",
+                call.method, call.idempotent
             ),
         );
     }

@@ -658,7 +658,49 @@ hedge = { delay = "50ms", max_extra = 0.05 }
             .map(|u| u.why.clone())
             .unwrap_or_else(|| panic!("{to} {key}: {:#?}", plan.unexpressed))
     };
-    assert!(said("orders", "idempotent").contains("retried only on connect-failure, 503"));
+    assert!(said("orders", "idempotent").contains("only on what stormguard retries of them"));
     assert!(said("payments", "retry_on").contains("no retry is written"));
     assert!(said("payments", "hedge").contains("never hedged"));
+    // An HTTPRoute that retries at all retries resets and timeouts: no retry for a POST.
+    let gateway = super::plan(&graph, Target::GatewayApi);
+    let orders = gateway
+        .destinations
+        .iter()
+        .find(|d| d.to == "orders")
+        .unwrap();
+    assert_eq!(assign(&orders.routes[0].fields, "retry.attempts"), None);
+    assert!(gateway.unexpressed.iter().any(|u| u.to == "orders"
+        && u.key == "max_attempts"
+        && u.why.contains("no retry written")));
+    assert!(!gateway.unexpressed.iter().any(|u| u.key == "idempotent"));
+}
+
+/// A gRPC client reports a connection lost after the request was written as UNAVAILABLE, so a
+/// service config retries a method that is not idempotent only on the statuses with which a
+/// server declines the work and the client cannot make up.
+#[test]
+fn a_grpc_method_that_is_not_idempotent_is_not_retried_on_unavailable() {
+    let text = r#"
+[entry]
+service = "web"
+[services.web]
+[[services.web.calls]]
+to = "orders"
+idempotent = false
+request_timeout = "1s"
+max_attempts = 3
+retry_on = ["unavailable", "resource-exhausted"]
+[services.orders]
+"#;
+    let graph = stormguard_graph::parse("g.toml", text).unwrap();
+    let plan = plan(&graph, Target::Grpc);
+    let route = &plan.destinations[0].routes[0];
+    assert_eq!(
+        assign(&route.fields, "retryPolicy.retryableStatusCodes"),
+        Some(&Val::List(vec![Val::str("RESOURCE_EXHAUSTED")]))
+    );
+    assert!(plan
+        .unexpressed
+        .iter()
+        .any(|u| u.key == "retry_on" && u.why.starts_with("unavailable: a gRPC client")));
 }

@@ -15,7 +15,7 @@ use stormguard::duration::format;
 
 use super::{CallAt, Findings, Said};
 use crate::check::figure::Figure;
-use crate::check::figures::ms;
+use crate::check::figures::{ms, retries};
 use crate::report::Severity;
 
 /// Every per-call rule on attempts against the request timeout.
@@ -67,7 +67,9 @@ fn attempts_cannot_fit(at: &CallAt<'_, '_>, out: &mut Findings) {
     // follow fast failures (a refused connection, a 503), which still fit, and a timeout ends
     // the call by design ("a request that times out will not be retried", Envoy's docs). Only
     // a per-attempt timeout shorter than the call promises retries after timeouts.
-    if call.max_attempts <= 1 || timeout >= request {
+    // A call that retries nothing (not idempotent, nothing it lists retried for it:
+    // `non-idempotent-retry`) makes one attempt, which fits.
+    if !retries(call) || timeout >= request {
         return;
     }
     let starts = starts(timeout, &call.backoff, call.max_attempts);

@@ -303,8 +303,10 @@ pub const RULES: &[RuleDoc] = &[
         id: "non-idempotent-retry",
         severity: Severity::Warning,
         summary: "A call that is not idempotent lists retries or a hedge that are never made for it.",
-        computes: "Fires on a call with idempotent = false that has a hedge, or max_attempts above \
-                   1 and a retry_on that lists what such a call is never retried on: timeout, a \
+        computes: "Fires on a call that is not idempotent (idempotent = false, or a method such \
+                   as POST under the default \"by-method\") that has a hedge, or max_attempts \
+                   above 1 and nothing it could retry, or a retry_on that lists what such a call \
+                   is never retried on: timeout, a \
                    reset after the request was written, 5xx and gateway-error beyond 503, a \
                    status such as 500 or 502, a gRPC status other than resource-exhausted, \
                    aborted and unavailable. The default retry_on is not judged, nor the default \
@@ -400,8 +402,9 @@ pub const RULES: &[RuleDoc] = &[
         severity: Severity::Warning,
         summary: "A hedge budget of half the requests or more can nearly double the load when the \
                   callee slows down.",
-        computes: "Fires on a call whose hedge has max_extra of 0.5 or more (a hedge without \
-                   max_extra gets 0.05).",
+        computes: "Fires on an idempotent call whose hedge has max_extra of 0.5 or more (a \
+                   hedge without max_extra gets 0.05; a call that is not idempotent is never \
+                   hedged: non-idempotent-retry).",
         thresholds: &[],
         why: "When the callee slows down for everyone, every request passes the hedge delay and \
               is sent twice, doubling its load exactly when it is slow.",
@@ -428,7 +431,8 @@ pub const RULES: &[RuleDoc] = &[
         summary: "More attempts than the request timeout leaves room for: the later attempts never run.",
         computes: "For a call with a request_timeout, a shorter timeout (one as long as the \
                    request_timeout means each attempt takes what is left, and promises no retry \
-                   after a timeout) and max_attempts above 1, when \
+                   after a timeout) and max_attempts above 1 that retries anything (see \
+                   non-idempotent-retry), when \
                    each attempt starts if every attempt before it runs its whole timeout and \
                    each wait between them is the backoff's shortest (none for full jitter, half \
                    the ceiling for equal jitter, the base for decorrelated jitter, the delay \

@@ -212,69 +212,83 @@ fn non_idempotent_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
         return;
     }
     let hedged = call.hedge.is_some();
-    let (dropped, narrowed) = if call.max_attempts > 1 {
+    let listed = if call.max_attempts > 1 {
         retry_on_not_kept(call.retry_on)
     } else {
-        (Vec::new(), Vec::new())
+        NotKept::default()
     };
-    if dropped.is_empty() && narrowed.is_empty() && !hedged {
+    // Attempts to spare and nothing to retry them on (an empty list, which the file takes only
+    // beside a hedge, or one of which nothing is kept): one attempt is what is sent.
+    let retries_nothing = call.max_attempts > 1 && call.retried_on().is_empty();
+    if listed.dropped.is_empty() && listed.narrowed.is_empty() && !hedged && !retries_nothing {
         return;
     }
     let mut what = Vec::new();
-    if !dropped.is_empty() {
+    if !listed.dropped.is_empty() {
         what.push(format!(
             "its retry_on's {} {} never retried",
-            sentence(&dropped.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
-            if dropped.len() == 1 { "is" } else { "are" }
+            sentence(
+                &listed
+                    .dropped
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+            ),
+            if listed.dropped.len() == 1 {
+                "is"
+            } else {
+                "are"
+            }
         ));
     }
-    if !narrowed.is_empty() {
-        let parts: Vec<String> = narrowed
+    if !listed.narrowed.is_empty() {
+        let parts: Vec<String> = listed
+            .narrowed
             .iter()
-            .map(|(condition, how)| format!("{condition} only {how}"))
+            .enumerate()
+            .map(|(i, (condition, how))| match i {
+                0 => format!("{condition} is retried only {how}"),
+                _ => format!("{condition} only {how}"),
+            })
             .collect();
         what.push(format!("its retry_on's {}", sentence(&parts)));
     }
     if hedged {
         what.push("its hedge is never sent".to_string());
     }
-    let kept = call.retried_on();
     let mut edits = Vec::new();
     let mut fixes = Vec::new();
-    if !dropped.is_empty() || !narrowed.is_empty() {
-        if kept.is_empty() {
-            edits.push(at.set("max_attempts", "1"));
-            fixes.push("max_attempts = 1, since nothing it lists is retried".to_string());
-        } else {
-            let list = kept
-                .conditions()
-                .iter()
-                .map(|c| format!("\"{c}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
-            edits.push(at.set("retry_on", &format!("[{list}]")));
-            fixes.push(format!("retry_on = [{list}], what it retries"));
-        }
+    if retries_nothing {
+        edits.push(at.set("max_attempts", "1"));
+        fixes.push("max_attempts = 1 (nothing it could retry is listed)".to_string());
+    } else if !listed.dropped.is_empty() || !listed.narrowed.is_empty() {
+        let list = listed.kept_text();
+        edits.push(at.set("retry_on", &list));
+        fixes.push(format!("retry_on = {list} (what is retried)"));
     }
     if hedged {
         edits.push(at.remove("hedge"));
         fixes.push("no hedge".to_string());
     }
+    let why = match call.idempotent {
+        crate::model::Idempotent::ByMethod => format!(" ({} requests)", call.method),
+        _ => String::new(),
+    };
     out.on_call(
         at,
         Said {
             rule: "non-idempotent-retry",
             severity: Severity::Warning,
             message: format!(
-                "{} is not idempotent, so an attempt that may have been applied is never sent \
-                 again (only failures before the request was sent, and answers that decline it, \
-                 such as 503 or 429, are retried): {}",
+                "{} is not idempotent{why}, so an attempt that may have been applied is never \
+                 sent again (only failures before the request was sent, and answers that \
+                 decline it, such as 503 or 429, are retried): {}",
                 at.edge(),
                 what.join("; ")
             ),
             fix: format!(
-                "{}, which says what happens; or make the call idempotent (an idempotency key \
-                 the callee honours) and set idempotent = true",
+                "{}: settings that say what happens; or make the call idempotent (an \
+                 idempotency key the callee honours) and set idempotent = true",
                 fixes.join(" and ")
             ),
             value: None,
@@ -284,28 +298,64 @@ fn non_idempotent_retry(at: &CallAt<'_, '_>, out: &mut Findings) {
     );
 }
 
-/// The conditions of a non-idempotent call's `retry_on` that the policy core does not retry as
-/// listed: those it never retries for such a call, and those it retries only in part, with
-/// that part in words. Of a list that includes the whole default list, only what it adds is
-/// judged.
-fn retry_on_not_kept(listed: RetryOn) -> (Vec<Condition>, Vec<(Condition, &'static str)>) {
-    let default = RetryOn::default();
-    if listed == default {
-        return (Vec::new(), Vec::new());
+/// What a non-idempotent call's `retry_on` lists that the policy core does not retry as listed.
+struct NotKept {
+    /// Conditions never retried for such a call.
+    dropped: Vec<Condition>,
+    /// Conditions retried only in part, with that part in words.
+    narrowed: Vec<(Condition, &'static str)>,
+    /// Whether the list includes the whole default list (`"default"`), which is not judged.
+    extends_default: bool,
+    /// The conditions judged that are kept, in part or whole, as the policy core retries them.
+    kept: RetryOn,
+}
+
+impl Default for NotKept {
+    /// Nothing judged: `kept` is the empty set, not [`RetryOn::default`].
+    fn default() -> Self {
+        NotKept {
+            dropped: Vec::new(),
+            narrowed: Vec::new(),
+            extends_default: false,
+            kept: RetryOn::none(),
+        }
     }
-    let extends_default = listed.union(default) == listed;
-    let mut dropped = Vec::new();
-    let mut narrowed = Vec::new();
+}
+
+impl NotKept {
+    /// The list that says what is retried: `"default"` and the kept part of what a list that
+    /// extends the default adds to it; else the kept part of the whole list.
+    fn kept_text(&self) -> String {
+        let mut items: Vec<String> = Vec::new();
+        if self.extends_default {
+            items.push("\"default\"".to_string());
+        }
+        items.extend(self.kept.conditions().iter().map(|c| format!("\"{c}\"")));
+        format!("[{}]", items.join(", "))
+    }
+}
+
+/// The conditions of a non-idempotent call's `retry_on` that the policy core does not retry as
+/// listed: those it never retries for such a call, and those it retries only in part. Of a
+/// list that includes the whole default list, only what it adds is judged.
+fn retry_on_not_kept(listed: RetryOn) -> NotKept {
+    let default = RetryOn::default();
+    let mut out = NotKept::default();
+    if listed == default {
+        return out;
+    }
+    out.extends_default = listed.union(default) == listed;
     for condition in listed.conditions() {
-        if extends_default && default.has(condition) {
+        if out.extends_default && default.has(condition) {
             continue;
         }
         let alone = RetryOn::none().with(condition);
         let kept = alone.for_any_method();
+        out.kept = out.kept.union(kept);
         if kept.is_empty() {
-            dropped.push(condition);
+            out.dropped.push(condition);
         } else if kept != alone {
-            narrowed.push((
+            out.narrowed.push((
                 condition,
                 match condition {
                     Condition::Reset => "before the request is written",
@@ -314,7 +364,7 @@ fn retry_on_not_kept(listed: RetryOn) -> (Vec<Condition>, Vec<(Condition, &'stat
             ));
         }
     }
-    (dropped, narrowed)
+    out
 }
 
 /// Items as a sentence lists them: `timeout`, `timeout and 502`, `a, b and c`.
@@ -373,7 +423,8 @@ fn hedge_without_budget(at: &CallAt<'_, '_>, out: &mut Findings) {
     let Some(hedge) = at.call.hedge else {
         return;
     };
-    if hedge.max_extra < HEDGE_BUDGET_LIMIT {
+    // A call that is not idempotent is never hedged (`non-idempotent-retry` says so).
+    if hedge.max_extra < HEDGE_BUDGET_LIMIT || !at.call.is_idempotent() {
         return;
     }
     let budgeted = format!("{{ delay = \"{}\", max_extra = 0.05 }}", hedge.delay);

@@ -179,15 +179,15 @@ fn non_idempotent_retry_fires_where_the_file_lists_what_is_never_done() {
     let finding = only(&some, "non-idempotent-retry");
     assert_eq!(finding.severity, Severity::Warning);
     assert!(
-        finding
-            .message
-            .contains("its retry_on's timeout is never retried; its retry_on's 5xx only as 503"),
+        finding.message.contains(
+            "its retry_on's timeout is never retried; its retry_on's 5xx is retried only as 503"
+        ),
         "{}",
         finding.message
     );
     assert!(finding
         .fix
-        .starts_with(r#"retry_on = ["connect-failure", "409", "503"], what it retries"#));
+        .starts_with(r#"retry_on = ["connect-failure", "409", "503"] (what is retried)"#));
     assert_eq!(
         finding.edits,
         [crate::report::Edit::set(
@@ -211,9 +211,29 @@ fn non_idempotent_retry_fires_where_the_file_lists_what_is_never_done() {
     // A list that extends the default is judged on what it adds.
     assert!(listed(&["default", "409"]).findings.is_empty());
     let extended = listed(&["default", "500"]);
-    assert!(only(&extended, "non-idempotent-retry")
+    let finding = only(&extended, "non-idempotent-retry");
+    assert!(finding
         .message
         .contains("its retry_on's 500 is never retried"));
+    // The default part is not judged, and stays as the file says it.
+    assert_eq!(
+        finding.edits,
+        [crate::report::Edit::set(
+            "a",
+            "b",
+            0,
+            "retry_on",
+            r#"["default"]"#
+        )]
+    );
+    // A POST under the default "by-method" says why it is not idempotent.
+    let post = one_call(|c| {
+        c.method = "POST".to_string();
+        c.retry_on = RetryOn::parse_list(["timeout", "503"]).unwrap();
+    });
+    assert!(only(&post, "non-idempotent-retry")
+        .message
+        .contains("a -> b is not idempotent (POST requests)"));
     // The same lists on an idempotent call are retried as listed.
     let idempotent = one_call(|c| c.retry_on = RetryOn::parse_list(["timeout"]).unwrap());
     assert!(idempotent.findings.is_empty());
@@ -245,17 +265,32 @@ fn a_call_that_retries_nothing_counts_one_attempt() {
             c.timeout = Some(ms(100));
             c.connect_timeout = Some(ms(3));
             c.max_attempts = 4;
+            c.request_timeout = Some(ms(150));
             c.idempotent = Idempotent::No;
             c.retry_on = RetryOn::parse_list(["timeout"]).unwrap();
+            c.hedge = Some(HedgeSpec {
+                delay: HedgeDelay::Fixed(ms(50)),
+                max_extra: 0.8,
+            });
         })
         .service("b", |s| s.instances = 2)
         .check();
-    assert_eq!(fired(&report, "too-many-attempts"), Vec::<String>::new());
+    // Neither the retries nor the hedge are sent: no rule weighs them.
+    for rule in [
+        "too-many-attempts",
+        "attempts-cannot-fit",
+        "hedge-without-budget",
+    ] {
+        assert_eq!(fired(&report, rule), Vec::<String>::new(), "{rule}");
+    }
     assert_eq!(report.services["b"].amplification, 1.0);
     let finding = only(&report, "non-idempotent-retry");
     assert_eq!(
         finding.edits,
-        [crate::report::Edit::set("a", "b", 0, "max_attempts", "1")]
+        [
+            crate::report::Edit::set("a", "b", 0, "max_attempts", "1"),
+            crate::report::Edit::remove("a", "b", 0, "hedge")
+        ]
     );
 }
 

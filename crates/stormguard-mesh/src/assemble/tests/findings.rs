@@ -82,6 +82,36 @@ fn the_safe_part_of_a_mesh_list_is_what_the_policy_core_retries_of_a_post() {
     );
 }
 
+/// A Gateway API route retries resets and timeouts whenever it retries: the fix for a POST is
+/// no retry, not a list of conditions an HTTPRoute cannot say.
+#[test]
+fn a_gateway_api_route_that_retries_a_post_is_fixed_with_no_retry() {
+    let route = route(System::GatewayApi, "orders", "prod", "routes.yaml", 20)
+        .method("POST")
+        .set("max_attempts", "2", 22)
+        .set(
+            "retry_on",
+            "[\"503\", \"connect-failure\", \"reset\", \"timeout\"]",
+            23,
+        )
+        .default("idempotent", "true", "Gateway API: retries any method");
+    let inv = Inventory {
+        routes: vec![route],
+        ..Inventory::default()
+    };
+    let found = non_idempotent(&inv);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0]
+            .fix
+            .starts_with("max_attempts = 1 (retry.attempts: 0)"),
+        "{}",
+        found[0].fix
+    );
+    let remedy = found[0].remedy.as_ref().unwrap();
+    assert_eq!((remedy.key, remedy.value.as_str()), ("max_attempts", "1"));
+}
+
 #[test]
 fn no_finding_when_the_user_said_idempotent_or_only_before_send_conditions_or_a_get() {
     let said = post_route().set("idempotent", "true", 24);

@@ -167,11 +167,17 @@ fn hedge_cap(
     }
     let mut cap = edit.clone();
     cap.key = "hedge";
-    cap.value = Some(format!(
-        "{{ delay = \"{}\", max_extra = {} }}",
-        stormguard::duration::format(timeout / 2),
-        hedge.max_extra
-    ));
+    // Half the timeout, but never below the shortest fixed delay a file takes (a timeout cut
+    // to 1ms once halved the delay to 500us, a file the parser refuses); a timeout with no room
+    // for a copy before it fires keeps no hedge.
+    let delay = (timeout / 2).max(stormguard::hedge::MIN_DELAY);
+    cap.value = (delay < timeout).then(|| {
+        format!(
+            "{{ delay = \"{}\", max_extra = {} }}",
+            stormguard::duration::format(delay),
+            hedge.max_extra
+        )
+    });
     Some(cap)
 }
 

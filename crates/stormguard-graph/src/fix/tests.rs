@@ -773,3 +773,41 @@ instances = 2
         fixed.report.findings
     );
 }
+
+/// A timeout cut below a fixed hedge delay takes the delay to half of it, but never below the
+/// shortest delay a file takes: a timeout cut to 1ms once wrote a 500us delay, a file the
+/// parser refuses (`check --fix` exited 3); with no room for a copy, the hedge goes. Found by
+/// the property test of `parse::tests_fix`.
+#[test]
+fn a_hedge_delay_that_follows_a_cut_timeout_stays_within_its_range() {
+    let text = "\
+[entry]
+service = \"a\"
+[services.a]
+instances = 2
+[[services.a.calls]]
+to = \"b\"
+timeout = \"1s\"
+hedge = { delay = \"800ms\", max_extra = 0.05 }
+[services.b]
+instances = 2
+";
+    let graph = parse("g.toml", text).unwrap();
+    let hedge_for = |timeout: &str| {
+        let edit = crate::report::Edit::set("a", "b", 0, "timeout", timeout);
+        super::stages::with_connect_caps(&graph, vec![(&edit, "entry-budget")])
+            .into_iter()
+            .find(|(e, _)| e.key == "hedge")
+            .map(|(e, _)| e.value)
+    };
+    assert_eq!(
+        hedge_for("\"3ms\""),
+        Some(Some("{ delay = \"1500us\", max_extra = 0.05 }".to_string()))
+    );
+    assert_eq!(
+        hedge_for("\"1500us\""),
+        Some(Some("{ delay = \"1ms\", max_extra = 0.05 }".to_string()))
+    );
+    assert_eq!(hedge_for("\"1ms\""), Some(None));
+    assert_eq!(hedge_for("\"900ms\""), None);
+}

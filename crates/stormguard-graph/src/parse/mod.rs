@@ -170,6 +170,8 @@ mod tests;
 #[cfg(test)]
 mod tests_errors;
 #[cfg(test)]
+mod tests_fix;
+#[cfg(test)]
 mod tests_ranges;
 #[cfg(test)]
 mod tests_roundtrip;

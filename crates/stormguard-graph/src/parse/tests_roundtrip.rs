@@ -278,7 +278,8 @@ fn scenario(services: Vec<Service>) -> impl Strategy<Value = Scenario> {
         })
 }
 
-fn graph() -> impl Strategy<Value = Graph> {
+/// A valid graph of one to eight services (also `tests_fix`'s).
+pub(super) fn graph() -> impl Strategy<Value = Graph> {
     (1..=NAMES.len())
         .prop_flat_map(|count| {
             let services: Vec<_> = (0..count).map(|i| service(i, count)).collect();

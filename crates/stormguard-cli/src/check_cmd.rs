@@ -174,14 +174,15 @@ fn check_loaded(
         let mut said = String::new();
         if !remedy_lines.is_empty() {
             said.push_str(&format!(
-                "the import's findings: {} settings changed\n{remedy_lines}",
-                remedied.len()
+                "the import's findings: {} setting{} changed\n{remedy_lines}",
+                remedied.len(),
+                plural(remedied.len())
             ));
         }
         said.push_str(&fix_summary(&fixed));
         said.push_str(&format!(
             "the manifests are unchanged: `stormguard export FILE --to SYSTEM` writes the fixed \
-             graph's policies as {}'s resources\n",
+             graph's policies as resources of {}\n",
             loaded.paths_text()
         ));
         return write_fixed(&fixed, &said, args, out, err);

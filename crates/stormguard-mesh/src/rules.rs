@@ -80,13 +80,15 @@ pub const RULES: &[ImportRule] = &[
               reached the server, and only answers that decline the work (408, 429, 503 and \
               the other 4xx; gRPC resource-exhausted, aborted, unavailable) say it did none: \
               what stormguard itself retries of such a request (the same line as check's \
-              non-idempotent-retry).",
+              non-idempotent-retry). Through Envoy and Istio, 503 and unavailable do not say \
+              so: the server's own sidecar answers them when its application's connection \
+              drops after the request was forwarded.",
         fix: "retry_on restricted to connect-failure, refused-stream and reset-before-request, \
-              and of the route's own conditions those that decline the work, on the route \
-              (Envoy/Istio retryOn connect-failure,refused-stream,reset-before-request,503); on \
-              a Gateway API route, which retries resets and timeouts whenever it retries, no \
-              retry (attempts: 0); or make the request idempotent with an idempotency key the \
-              callee honours.",
+              and of the route's own conditions those that decline the work (not 503 nor \
+              unavailable through Envoy or Istio: retryOn \
+              connect-failure,refused-stream,reset-before-request); on a Gateway API route, \
+              which retries resets and timeouts whenever it retries, no retry (attempts: 0); \
+              or make the request idempotent with an idempotency key the callee honours.",
     },
 ];
 

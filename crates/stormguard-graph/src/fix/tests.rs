@@ -811,3 +811,49 @@ instances = 2
     assert_eq!(hedge_for("\"1ms\""), Some(None));
     assert_eq!(hedge_for("\"900ms\""), None);
 }
+
+/// A `request_timeout` below the callee's latency fails every attempt however long `timeout`
+/// is: `timeout-below-latency` judges the shorter of the two (it was a warning that judged the
+/// 2s timeout, and `--fix` raised nothing), and raises it.
+#[test]
+fn a_request_timeout_below_the_latency_is_judged_and_raised() {
+    let text = "\
+[entry]
+service = \"a\"
+[services.a]
+instances = 2
+[[services.a.calls]]
+to = \"b\"
+timeout = \"2s\"
+request_timeout = \"5ms\"
+connect_timeout = \"3ms\"
+[services.b]
+instances = 2
+latency = { p50 = \"100ms\", p99 = \"300ms\" }
+";
+    let report = check(&parse("g.toml", text).unwrap());
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "timeout-below-latency")
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert_eq!(finding.severity, crate::report::Severity::Error);
+    assert!(
+        finding.message.contains("a -> b request_timeout 5ms"),
+        "{}",
+        finding.message
+    );
+    assert_eq!(finding.edits[0].key, "request_timeout");
+    let fixed = fixed(text);
+    let call = call(&fixed, "a", 0);
+    assert!(
+        call.request_timeout.unwrap() > std::time::Duration::from_millis(300),
+        "{}",
+        fixed.text
+    );
+    assert!(!fixed
+        .report
+        .findings
+        .iter()
+        .any(|f| f.rule == "timeout-below-latency"));
+}

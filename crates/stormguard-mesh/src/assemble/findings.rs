@@ -1,7 +1,7 @@
 //! The findings only the assembled calls make possible: a mesh that replays a request that is
 //! not idempotent, and a mesh's retries on top of the application's.
 
-use stormguard::classify::RetryOn;
+use stormguard::classify::{Condition, RetryOn};
 use stormguard_graph::model::http_method_is_idempotent;
 use stormguard_graph::Severity;
 
@@ -21,18 +21,34 @@ pub(super) const BEFORE_SEND: [&str; 3] =
 /// ([`RetryOn::for_any_method`]: what it retries of a request that is not idempotent), so the
 /// import and `check` agree on which retries are safe. `default` stands for the default list,
 /// which has such conditions.
-fn fires_after_send(text: &str) -> bool {
-    RetryOn::parse_list([text]).is_ok_and(|alone| alone.for_any_method() != alone)
+///
+/// Through an Envoy-based mesh (Envoy, Istio) 503 and gRPC `unavailable` fire after sending
+/// too: the server's own sidecar answers them when the connection to its application drops
+/// after the request was forwarded (the export's `envoy_safe` says the same).
+fn fires_after_send(text: &str, system: System) -> bool {
+    RetryOn::parse_list([text]).is_ok_and(|alone| safe_for(alone.for_any_method(), system) != alone)
 }
 
 /// The conditions of `items` (a TOML list's, as the import wrote them) that are retried for any
-/// method, as the policy core retries them: `5xx` as 503, `reset` before the request only.
-fn safe_part(items: &[String]) -> RetryOn {
-    items
+/// method, as the policy core retries them (`5xx` as 503, `reset` before the request only),
+/// and as `system` can retry them safely.
+fn safe_part(items: &[String], system: System) -> RetryOn {
+    let listed = items
         .iter()
         .filter_map(|item| RetryOn::parse_list([item.as_str()]).ok())
-        .fold(RetryOn::none(), RetryOn::union)
-        .for_any_method()
+        .fold(RetryOn::none(), RetryOn::union);
+    safe_for(listed.for_any_method(), system)
+}
+
+/// `kept` without what `system`'s proxies answer themselves after a request was forwarded.
+fn safe_for(kept: RetryOn, system: System) -> RetryOn {
+    if !matches!(system, System::Envoy | System::Istio) {
+        return kept;
+    }
+    kept.conditions()
+        .into_iter()
+        .filter(|c| !matches!(c, Condition::Status(503) | Condition::Grpc(14)))
+        .fold(RetryOn::none(), RetryOn::with)
 }
 
 /// The items of a TOML list of strings.
@@ -79,12 +95,15 @@ pub(super) fn non_idempotent(
     }
     let retry_on = policy.get("retry_on")?;
     let conditions = items(&retry_on.value);
-    let after: Vec<&String> = conditions.iter().filter(|c| fires_after_send(c)).collect();
+    let after: Vec<&String> = conditions
+        .iter()
+        .filter(|c| fires_after_send(c, chosen.system))
+        .collect();
     if after.is_empty() {
         return None;
     }
     let mut safe: Vec<String> = BEFORE_SEND.iter().map(|s| quoted(s)).collect();
-    for kept in safe_part(&conditions).conditions() {
+    for kept in safe_part(&conditions, chosen.system).conditions() {
         let name = kept.to_string();
         if !BEFORE_SEND.contains(&name.as_str()) {
             safe.push(quoted(&name));
@@ -123,7 +142,8 @@ pub(super) fn non_idempotent(
         message: format!(
             "{edge} sends {method} requests, which are not idempotent, and the mesh retries them \
              on {} ({}), conditions that fire after the request was sent: the mesh replays a \
-             {method} that may have been applied (idempotent = true: {})",
+             {method} that may have been applied (the graph says idempotent = true for what the \
+             mesh does, {})",
             after.join(", "),
             retry_on.origin.short(),
             idempotent.origin,
@@ -189,18 +209,27 @@ mod tests {
             "cancelled",
             "default",
         ] {
-            assert!(fires_after_send(after), "{after}");
+            for system in [System::Linkerd, System::Istio] {
+                assert!(fires_after_send(after, system), "{after}");
+            }
         }
         for before in [
             "connect-failure",
             "refused-stream",
             "reset-before-request",
-            "503",
-            "unavailable",
             "409",
             "retriable-4xx",
         ] {
-            assert!(!fires_after_send(before), "{before}");
+            for system in [System::Linkerd, System::Istio] {
+                assert!(!fires_after_send(before, system), "{before}");
+            }
+        }
+        // An Envoy-based sidecar answers 503 itself after forwarding a request whose
+        // connection then dropped: safe to retry elsewhere, not through Envoy.
+        for declined in ["503", "unavailable"] {
+            assert!(!fires_after_send(declined, System::Linkerd), "{declined}");
+            assert!(fires_after_send(declined, System::Istio), "{declined}");
+            assert!(fires_after_send(declined, System::Envoy), "{declined}");
         }
     }
 }

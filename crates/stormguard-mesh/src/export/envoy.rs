@@ -10,8 +10,8 @@ use stormguard_graph::model::{Call, LimiterSpec};
 use super::edit::{parse_path, Seg};
 use super::val::{float_text, proto_duration, Val};
 use super::{
-    envoy_growth_note, proxy_notes, retry_names, Assign, DestinationPlan, Fields, NewFile, Path,
-    PerCaller, Writer,
+    envoy_growth_note, envoy_safe, proxy_notes, retry_names, Assign, DestinationPlan, Fields,
+    NewFile, Path, PerCaller, Writer,
 };
 use crate::inventory::Resource;
 
@@ -38,6 +38,8 @@ fn remove(path: &str) -> Assign {
 impl Writer for Envoy {
     fn fields(&self, call: &Call) -> Fields {
         let mut f = Fields::default();
+        let safe = envoy_safe(call, "Envoy", &mut f);
+        let call = &*safe;
         // Envoy's default route timeout is 15 s: "none" is written as 0s, and 15 s only over
         // a timeout the file sets (a route without one already says it).
         f.route.push(Assign {

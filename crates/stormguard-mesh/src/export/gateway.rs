@@ -53,8 +53,8 @@ impl Writer for GatewayApi {
         // Implementations retry connection errors, resets and timeouts after the request was
         // sent included, whenever a retry is set: the only safe retry of a request that is not
         // idempotent an HTTPRoute can say is none.
-        let unsafe_retry = call.max_attempts > 1 && !call.is_idempotent();
-        if unsafe_retry {
+        let unsafe_retry = !call.is_idempotent();
+        if unsafe_retry && call.max_attempts > 1 {
             f.cannot(
                 "max_attempts",
                 format!(
@@ -66,7 +66,14 @@ impl Writer for GatewayApi {
                 ),
             );
         }
-        if call.max_attempts <= 1 || unsafe_retry {
+        if unsafe_retry {
+            // Said, not left out: without a stanza the implementation's own retries apply
+            // (Istio's sidecars retry twice), and `attempts: 0` is no retry (the import reads it
+            // so).
+            f.route.push(Assign::remove(&["retry"]));
+            f.route
+                .push(Assign::new(&["retry", "attempts"], Val::Int(0)));
+        } else if call.max_attempts <= 1 {
             f.route.push(Assign::remove(&["retry"]));
         } else {
             f.route.push(Assign::new(

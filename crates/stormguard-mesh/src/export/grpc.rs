@@ -18,34 +18,6 @@ pub const MAX_ATTEMPTS: u32 = 5;
 impl Writer for Grpc {
     fn fields(&self, call: &Call) -> Fields {
         let mut f = Fields::default();
-        match (call.request_timeout, call.timeout) {
-            (Some(r), t) => {
-                f.route
-                    .push(Assign::new(&["timeout"], Val::str(proto_duration(r))));
-                if t.is_some_and(|t| t != r) {
-                    f.cannot(
-                        "timeout",
-                        "gRPC has no per-attempt timeout: only the deadline (request_timeout) \
-                         is written",
-                    );
-                }
-            }
-            (None, Some(t)) if call.max_attempts <= 1 => {
-                f.route
-                    .push(Assign::new(&["timeout"], Val::str(proto_duration(t))));
-                f.cannot(
-                    "timeout",
-                    "gRPC has no per-attempt timeout: the one attempt's timeout is written as the \
-                     call's deadline",
-                );
-            }
-            (None, Some(_)) => f.cannot(
-                "timeout",
-                "gRPC has no per-attempt timeout and the graph gives no request_timeout: not \
-                 written",
-            ),
-            (None, None) => {}
-        }
         let mut codes = retry_names::grpc_upper(&call.retry_on);
         // A gRPC client reports a connection lost after the request was written as UNAVAILABLE
         // too (gRPC's status codes doc), which stormguard never retries for a request that is
@@ -60,6 +32,36 @@ impl Writer for Grpc {
                 "unavailable: a gRPC client also reports a connection lost after the request was \
                  written as UNAVAILABLE, and this call is not idempotent: not written",
             );
+        }
+        // One attempt when nothing is left to retry on: its timeout is the call's deadline.
+        let one_attempt = call.max_attempts <= 1 || codes.is_empty();
+        match (call.request_timeout, call.timeout) {
+            (Some(r), t) => {
+                f.route
+                    .push(Assign::new(&["timeout"], Val::str(proto_duration(r))));
+                if t.is_some_and(|t| t != r) {
+                    f.cannot(
+                        "timeout",
+                        "gRPC has no per-attempt timeout: only the deadline (request_timeout) \
+                         is written",
+                    );
+                }
+            }
+            (None, Some(t)) if one_attempt => {
+                f.route
+                    .push(Assign::new(&["timeout"], Val::str(proto_duration(t))));
+                f.cannot(
+                    "timeout",
+                    "gRPC has no per-attempt timeout: the one attempt's timeout is written as the \
+                     call's deadline",
+                );
+            }
+            (None, Some(_)) => f.cannot(
+                "timeout",
+                "gRPC has no per-attempt timeout and the graph gives no request_timeout: not \
+                 written",
+            ),
+            (None, None) => {}
         }
         let attempts = if call.max_attempts > MAX_ATTEMPTS {
             f.cannot(

@@ -10,8 +10,8 @@ use crate::doc::Node;
 
 use super::val::{float_text, go_duration, Val};
 use super::{
-    backoff_base, envoy_growth_note, proxy_notes, retry_names, Assign, DestinationPlan, Fields,
-    NewFile, PerCaller, Seg, Writer,
+    backoff_base, envoy_growth_note, envoy_safe, proxy_notes, retry_names, Assign, DestinationPlan,
+    Fields, NewFile, PerCaller, Seg, Writer,
 };
 
 /// The Istio writer.
@@ -20,6 +20,8 @@ pub(super) struct Istio;
 impl Writer for Istio {
     fn fields(&self, call: &Call) -> Fields {
         let mut f = Fields::default();
+        let safe = envoy_safe(call, "Istio", &mut f);
+        let call = &*safe;
         // The route timeout bounds the whole call. A call of one attempt is bounded by the
         // earlier of its two timeouts, so that one is the route's: a fix that gives a call its
         // first timeout reaches Istio even though Istio has a per-try timeout only with retries.

@@ -47,7 +47,7 @@ pub mod val;
 
 pub use application::{application_calls, ApplicationCall};
 pub use header::inputs_from_header;
-use notes::{backoff_base, envoy_growth_note, proxy_notes};
+use notes::{backoff_base, envoy_growth_note, envoy_safe, proxy_notes};
 pub use plan::{plan, Plan};
 
 use edit::{Path, Seg};
@@ -343,6 +343,8 @@ pub struct Conflict {
     pub part: &'static str,
     /// The callers whose policy was written.
     pub written: Vec<String>,
+    /// Why theirs, when not because most callers have it.
+    pub why: Option<&'static str>,
     /// The callers whose policy was not, with how theirs differs.
     pub not_written: Vec<(String, String)>,
 }
@@ -360,6 +362,9 @@ impl fmt::Display for Conflict {
             write!(f, "wrote a merge of theirs")?;
         } else {
             write!(f, "wrote {}'s", self.written.join(", "))?;
+        }
+        if let Some(why) = self.why {
+            write!(f, " ({why})")?;
         }
         for (caller, diff) in &self.not_written {
             write!(f, "; not {caller}'s ({diff})")?;

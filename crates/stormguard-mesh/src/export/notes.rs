@@ -1,6 +1,9 @@
 //! What every mesh target shares about what it cannot express: proxies retry any method and
 //! pass no deadline downstream, and Envoy-based backoffs take a base only.
 
+use std::borrow::Cow;
+
+use stormguard::classify::{Condition, RetryOn};
 use stormguard_graph::model::Call;
 
 use super::Fields;
@@ -96,4 +99,47 @@ pub(super) fn envoy_growth_note(call: &Call, system: &str, f: &mut Fields) {
             );
         }
     }
+}
+
+/// `call` as an Envoy-based mesh (Envoy, Istio) may retry it. Such a proxy answers 503 itself
+/// (UNAVAILABLE to a gRPC client) when the connection to the application drops after the
+/// request was forwarded (response flags UC, UR), and in a mesh the server's own sidecar does
+/// so for a request its application may have applied before it failed. stormguard's proxy
+/// answers such a reset 502, so 503 is a declined request there; through Envoy it is not, and a
+/// request that is not idempotent is not retried on it: it goes, with a note, and a call left
+/// with nothing to retry makes one attempt.
+pub(super) fn envoy_safe<'c>(call: &'c Call, system: &str, f: &mut Fields) -> Cow<'c, Call> {
+    if call.is_idempotent() || call.max_attempts <= 1 {
+        return Cow::Borrowed(call);
+    }
+    let unsafe_here = |c: &Condition| matches!(c, Condition::Status(503) | Condition::Grpc(14));
+    let conditions = call.retry_on.conditions();
+    if !conditions.iter().any(unsafe_here) {
+        return Cow::Borrowed(call);
+    }
+    let kept = conditions
+        .iter()
+        .filter(|c| !unsafe_here(c))
+        .fold(RetryOn::none(), |set, c| set.with(*c));
+    f.cannot(
+        "retry_on",
+        format!(
+            "503 and unavailable: {system} answers them itself when the connection to the \
+             application drops after the request was forwarded, and this call's requests ({}, \
+             idempotent = {}) may have been applied: not retried{}",
+            call.method,
+            call.idempotent,
+            if kept.is_empty() {
+                ", so no retry is written"
+            } else {
+                ""
+            }
+        ),
+    );
+    let mut safe = call.clone();
+    safe.retry_on = kept;
+    if kept.is_empty() {
+        safe.max_attempts = 1;
+    }
+    Cow::Owned(safe)
 }

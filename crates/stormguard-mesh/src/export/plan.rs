@@ -429,6 +429,14 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
                 .iter()
                 .map(|m| (m.label.clone(), route_of(&m.fields)))
                 .collect();
+            // Callers whose requests are not idempotent: a resource that holds one policy for
+            // every caller must hold theirs (written as stormguard runs them, `as_run`), or a
+            // retry meant for the others would replay their requests.
+            let not_idempotent: Vec<String> = calls
+                .iter()
+                .filter(|m| !m.call.is_idempotent())
+                .map(|m| m.caller.clone())
+                .collect();
             members.extend(calls);
             let groups = partition(&route_values);
             // The import's placeholder caller stands for every client: no route matches it
@@ -460,15 +468,24 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
                     .0
                     .iter()
                     .all(|c| c == crate::assemble::PLACEHOLDER);
+            let chosen = groups
+                .iter()
+                .position(|(callers, _)| callers.iter().any(|c| not_idempotent.contains(c)))
+                .unwrap_or(0);
             if groups.len() > 1 {
-                result
-                    .conflicts
-                    .push(conflict(&label, "route", &groups[0].1, &labeled));
+                let mut conflict = conflict(&label, "route", &groups[chosen].1, &labeled);
+                if groups[chosen].0.iter().any(|c| not_idempotent.contains(c)) {
+                    conflict.why = Some(
+                        "the policy of requests that are not idempotent, the one that replays \
+                         no caller's",
+                    );
+                }
+                result.conflicts.push(conflict);
             }
             routes.push(RoutePlan {
                 endpoint,
                 callers: None,
-                fields: groups[0].1.clone(),
+                fields: groups[chosen].1.clone(),
                 placeholder,
             });
         }
@@ -495,6 +512,10 @@ pub fn plan(graph: &Graph, target: Target) -> Plan {
             namespace: None,
         });
     }
+    // One note per caller, callee and key: two endpoints of a caller that call one service
+    // said the same thing twice.
+    let mut seen = std::collections::BTreeSet::new();
+    result.unexpressed.retain(|u| seen.insert(u.to_string()));
     result
 }
 
@@ -600,6 +621,7 @@ fn conflict(
         to: label.to_string(),
         part,
         written: Vec::new(),
+        why: None,
         not_written: Vec::new(),
     };
     for (name, values) in labeled {

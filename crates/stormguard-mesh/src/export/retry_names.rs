@@ -73,7 +73,9 @@ pub fn envoy(retry_on: &RetryOn, per_try_timeout: bool) -> EnvoyRetryOn {
         );
     } else if retry_on.has(Condition::ResetBeforeRequest) && !retry_on.connect_failure() {
         out.unexpressed.push(
-            "reset-before-request: Envoy's (and Istio's) also retries connect failures".into(),
+            "reset-before-request: Envoy's (and Istio's) reset-before-request also retries \
+             connect failures"
+                .into(),
         );
     }
     let covers_timeout = retry_on.reset_after_request();

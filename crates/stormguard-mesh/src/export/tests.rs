@@ -639,9 +639,11 @@ hedge = { delay = "50ms", max_extra = 0.05 }
         dest.routes[0].fields.clone()
     };
     let orders = fields("orders");
+    // 5xx is 503 for a POST, and 503 through Envoy may follow an applied request: only the
+    // connect failure is left.
     assert_eq!(
         assign(&orders, "retries.retryOn"),
-        Some(&Val::str("connect-failure,503"))
+        Some(&Val::str("connect-failure"))
     );
     assert_eq!(assign(&orders, "retries.attempts"), Some(&Val::Int(1)));
     let payments = fields("payments");
@@ -659,6 +661,7 @@ hedge = { delay = "50ms", max_extra = 0.05 }
             .unwrap_or_else(|| panic!("{to} {key}: {:#?}", plan.unexpressed))
     };
     assert!(said("orders", "idempotent").contains("only on what stormguard retries of them"));
+    assert!(said("orders", "retry_on").starts_with("503 and unavailable: Istio answers them"));
     assert!(said("payments", "retry_on").contains("no retry is written"));
     assert!(said("payments", "hedge").contains("never hedged"));
     // An HTTPRoute that retries at all retries resets and timeouts: no retry for a POST.
@@ -668,7 +671,11 @@ hedge = { delay = "50ms", max_extra = 0.05 }
         .iter()
         .find(|d| d.to == "orders")
         .unwrap();
-    assert_eq!(assign(&orders.routes[0].fields, "retry.attempts"), None);
+    assert_eq!(
+        assign(&orders.routes[0].fields, "retry.attempts"),
+        Some(&Val::Int(0))
+    );
+    assert_eq!(assign(&orders.routes[0].fields, "retry.codes"), None);
     assert!(gateway.unexpressed.iter().any(|u| u.to == "orders"
         && u.key == "max_attempts"
         && u.why.contains("no retry written")));
@@ -703,4 +710,61 @@ retry_on = ["unavailable", "resource-exhausted"]
         .unexpressed
         .iter()
         .any(|u| u.key == "retry_on" && u.why.starts_with("unavailable: a gRPC client")));
+}
+
+/// A resource that holds one policy for every caller (a Linkerd or Gateway API route, a gRPC
+/// method config) holds the policy of the callers whose requests are not idempotent, and says
+/// why: the most common policy (two GET callers' retries) would replay the POST caller's
+/// requests after a timeout or a 502.
+#[test]
+fn a_shared_route_holds_the_policy_that_replays_no_callers_request() {
+    let text = r#"
+[entry]
+service = "x"
+[services.x]
+[[services.x.calls]]
+to = "orders"
+timeout = "200ms"
+max_attempts = 2
+[services.y]
+[[services.y.calls]]
+to = "orders"
+timeout = "200ms"
+max_attempts = 2
+[services.z]
+[[services.z.calls]]
+to = "orders"
+method = "POST"
+timeout = "200ms"
+[services.orders]
+"#;
+    let graph = stormguard_graph::parse("g.toml", text).unwrap();
+    for (target, retry) in [
+        (Target::Linkerd, "retry.linkerd.io/http"),
+        (Target::GatewayApi, "retry.codes"),
+        (Target::Grpc, "retryPolicy.retryableStatusCodes"),
+    ] {
+        let plan = plan(&graph, target);
+        let route = &plan.destinations[0].routes[0];
+        let written = assign(&route.fields, retry);
+        assert!(
+            written.is_none(),
+            "{target}: {retry} = {written:?}\n{:#?}",
+            route.fields
+        );
+        let conflict = plan.conflicts.iter().find(|c| c.part == "route").unwrap();
+        assert_eq!(conflict.written, ["z"], "{target}");
+        assert!(
+            conflict
+                .to_string()
+                .contains("wrote z's (the policy of requests that are not idempotent"),
+            "{conflict}"
+        );
+    }
+    // Gateway API says "no retry" rather than leaving the implementation's own.
+    let gateway = plan(&graph, Target::GatewayApi);
+    assert_eq!(
+        assign(&gateway.destinations[0].routes[0].fields, "retry.attempts"),
+        Some(&Val::Int(0))
+    );
 }

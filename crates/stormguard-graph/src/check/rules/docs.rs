@@ -372,7 +372,8 @@ pub const RULES: &[RuleDoc] = &[
         computes: "For a call with a timeout, the share of attempts that would succeed but time \
                    out: the chance that the callee's own work (a lognormal fitted to its latency \
                    p50 and p99, without its calls) takes longer than the timeout less the round \
-                   trip. Fires when that share is above false_timeout_rate: a warning, an error \
+                   trip (its request_timeout when that is shorter: it cuts the first attempt \
+                   as surely). Fires when that share is above false_timeout_rate: a warning, an error \
                    when it is half or more (most healthy requests fail with no fault at all, as \
                    over a service's capacity). The callee's calls \
                    make it slower than its own work, so the rule understates the share and fires \
@@ -381,7 +382,8 @@ pub const RULES: &[RuleDoc] = &[
         thresholds: &[Threshold::FalseTimeoutRate],
         why: "Requests that would have succeeded time out, and are retried or failed for \
               nothing; under load, those retries add to the load that slows the callee.",
-        fix: "timeout = the callee's latency at the quantile false_timeout_rate leaves (the \
+        fix: "timeout (or the shorter request_timeout) = the callee's latency at the quantile \
+              false_timeout_rate leaves (the \
               p99.9 by default) plus the round trip, rounded up to a whole ms; check --fix writes \
               it.",
     },

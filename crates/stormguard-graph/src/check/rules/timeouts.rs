@@ -362,6 +362,13 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
     let (Some(timeout), Some(callee)) = (at.call.timeout, at.callee) else {
         return;
     };
+    // A `request_timeout` below the attempt's `timeout` cuts the first attempt as surely: it
+    // is the bound judged, and the one the fix raises (a call of `timeout = "2s"` under
+    // `request_timeout = "5ms"` failed every attempt and was only a warning).
+    let (timeout, key) = match at.call.request_timeout {
+        Some(request) if request < timeout => (request, "request_timeout"),
+        _ => (timeout, "timeout"),
+    };
     let Some(fit) = at.model.fits[callee.service] else {
         return;
     };
@@ -388,7 +395,7 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
                 Severity::Warning
             },
             message: format!(
-                "{} timeout {} leaves {} for {}'s work after the {} round trip, which cuts into \
+                "{} {key} {} leaves {} for {}'s work after the {} round trip, which cuts into \
                  its latency (p50 {}, p99 {}): about {} of attempts that would succeed time out \
                  (limit {}), each one retried or failed for nothing",
                 at.edge(),
@@ -401,10 +408,10 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
                 percent_text(rate),
                 percent_text(allowed)
             ),
-            fix: format!("timeout = {fixed}"),
+            fix: format!("{key} = {fixed}"),
             value: Some(Figure::Number(rate)),
             limit: Some(Figure::Number(allowed)),
-            edits: vec![at.set("timeout", &fixed)],
+            edits: vec![at.set(key, &fixed)],
         },
     );
 }

@@ -36,13 +36,13 @@ fn a_mesh_that_retries_a_post_after_it_was_sent_is_an_error_at_the_route() {
         finding.message
     );
     assert!(
-        finding.message.contains("on reset (envoy.yaml:23)"),
+        finding.message.contains("on reset, 503 (envoy.yaml:23)"),
         "{}",
         finding.message
     );
     assert!(
         finding.fix.starts_with(
-            "retry_on = [\"connect-failure\", \"refused-stream\", \"reset-before-request\", \"503\"]"
+            "retry_on = [\"connect-failure\", \"refused-stream\", \"reset-before-request\"]"
         ),
         "{}",
         finding.fix
@@ -57,29 +57,39 @@ fn a_mesh_that_retries_a_post_after_it_was_sent_is_an_error_at_the_route() {
 
 /// The import draws the line where the policy core does (`RetryOn::for_any_method`): `5xx`
 /// fires after the request was sent but its 503 does not, and gRPC `aborted` is an answer that
-/// declines the work, retried for any method.
+/// declines the work, retried for any method. Through an Envoy-based mesh 503 fires after
+/// sending too: the server's sidecar answers it when its application's connection drops.
 #[test]
 fn the_safe_part_of_a_mesh_list_is_what_the_policy_core_retries_of_a_post() {
-    let route = post_route().set("retry_on", "[\"5xx\", \"aborted\", \"timeout\"]", 23);
-    let inv = Inventory {
-        routes: vec![route],
-        ..Inventory::default()
-    };
-    let found = non_idempotent(&inv);
-    assert_eq!(found.len(), 1, "{found:#?}");
-    assert!(
-        found[0].message.contains("on 5xx, timeout (envoy.yaml:23)"),
-        "{}",
-        found[0].message
-    );
-    assert!(
-        found[0].fix.starts_with(
-            "retry_on = [\"connect-failure\", \"refused-stream\", \"reset-before-request\", \
-             \"503\", \"aborted\"]"
-        ),
-        "{}",
-        found[0].fix
-    );
+    let list = "[\"5xx\", \"aborted\", \"timeout\"]";
+    let linkerd = route(System::Linkerd, "orders", "prod", "profile.yaml", 20)
+        .method("POST")
+        .set("max_attempts", "3", 22)
+        .set("retry_on", list, 23)
+        .default("idempotent", "true", "Linkerd default: retries any method");
+    let envoy = post_route().set("retry_on", list, 23);
+    for (route, file, safe) in [
+        (linkerd, "profile.yaml", "\"503\", \"aborted\""),
+        (envoy, "envoy.yaml", "\"aborted\""),
+    ] {
+        let inv = Inventory {
+            routes: vec![route],
+            ..Inventory::default()
+        };
+        let found = non_idempotent(&inv);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0]
+                .message
+                .contains(&format!("on 5xx, timeout ({file}:23)")),
+            "{}",
+            found[0].message
+        );
+        let fix = format!(
+            "retry_on = [\"connect-failure\", \"refused-stream\", \"reset-before-request\", {safe}]"
+        );
+        assert!(found[0].fix.starts_with(&fix), "{}", found[0].fix);
+    }
 }
 
 /// A Gateway API route retries resets and timeouts whenever it retries: the fix for a POST is

@@ -11,6 +11,17 @@ fn post_route() -> Route {
         .default("idempotent", "true", "Envoy default: retries any method")
 }
 
+/// The one `mesh-retries-non-idempotent` finding of an inventory of `route` alone.
+fn only_finding(route: Route) -> ImportFinding {
+    let inv = Inventory {
+        routes: vec![route],
+        ..Inventory::default()
+    };
+    let mut found = non_idempotent(&inv);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    found.remove(0)
+}
+
 fn non_idempotent(inv: &Inventory) -> Vec<ImportFinding> {
     import(inv)
         .findings
@@ -72,23 +83,18 @@ fn the_safe_part_of_a_mesh_list_is_what_the_policy_core_retries_of_a_post() {
         (linkerd, "profile.yaml", "\"503\", \"aborted\""),
         (envoy, "envoy.yaml", "\"aborted\""),
     ] {
-        let inv = Inventory {
-            routes: vec![route],
-            ..Inventory::default()
-        };
-        let found = non_idempotent(&inv);
-        assert_eq!(found.len(), 1, "{found:#?}");
+        let found = only_finding(route);
         assert!(
-            found[0]
+            found
                 .message
                 .contains(&format!("on 5xx, timeout ({file}:23)")),
             "{}",
-            found[0].message
+            found.message
         );
         let fix = format!(
             "retry_on = [\"connect-failure\", \"refused-stream\", \"reset-before-request\", {safe}]"
         );
-        assert!(found[0].fix.starts_with(&fix), "{}", found[0].fix);
+        assert!(found.fix.starts_with(&fix), "{}", found.fix);
     }
 }
 
@@ -105,20 +111,15 @@ fn a_gateway_api_route_that_retries_a_post_is_fixed_with_no_retry() {
             23,
         )
         .default("idempotent", "true", "Gateway API: retries any method");
-    let inv = Inventory {
-        routes: vec![route],
-        ..Inventory::default()
-    };
-    let found = non_idempotent(&inv);
-    assert_eq!(found.len(), 1, "{found:#?}");
+    let found = only_finding(route);
     assert!(
-        found[0]
+        found
             .fix
             .starts_with("max_attempts = 1 (retry.attempts: 0)"),
         "{}",
-        found[0].fix
+        found.fix
     );
-    let remedy = found[0].remedy.as_ref().unwrap();
+    let remedy = found.remedy.as_ref().unwrap();
     assert_eq!((remedy.key, remedy.value.as_str()), ("max_attempts", "1"));
 }
 

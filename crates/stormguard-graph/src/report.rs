@@ -185,7 +185,9 @@ impl std::fmt::Display for Edit {
 pub struct ServiceFigures {
     /// The longest it may keep working on one request, in ms.
     pub worst_case_ms: f64,
-    /// Worst-case attempts it receives per user request when everything below the entry fails.
+    /// Worst-case attempts it receives per user request when calls below the entry fail: each
+    /// retried to its last attempt, and each repetition and sequential call still made (when
+    /// all fail at once, a service stops at its first failed call, and fewer arrive).
     pub amplification: f64,
     /// The same with retry budgets holding: `1 + ratio + min_per_sec / requests a second` per
     /// budgeted edge at the entry's rate (at most its attempts), and token buckets drained.

@@ -184,6 +184,17 @@ pub struct Suggestion {
     pub warnings: Vec<Warning>,
 }
 
+impl Suggestion {
+    /// Whether the quantile lies past the highest finite bucket, so the timeout is only a floor
+    /// of it ([`Warning::AboveHighestBucket`]): a timeout set there cuts more than the
+    /// false-timeout rate of requests that would succeed, by an amount the buckets cannot say.
+    pub fn only_a_floor(&self) -> bool {
+        self.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::AboveHighestBucket { .. }))
+    }
+}
+
 /// The suggestion for `latency` at `false_timeout_rate` (0.001: the p99.9).
 ///
 /// ```

@@ -1,5 +1,5 @@
 //! One model: the attempts per user request that `check` reports as a service's worst case
-//! (`amplification`, "when everything below the entry fails") are the attempts the simulator
+//! (`amplification`, "when calls below the entry fail") are the attempts the simulator
 //! sends when the graph's bottom fails, on random layered graphs with every retry setting
 //! that decides a count: attempts, fan-out, idempotency and the `retry_on` that a request that
 //! is not idempotent is retried on (a POST listing only `timeout` is never retried; one listing

@@ -239,6 +239,14 @@ fn apply(
         if plan.current == Some(suggestion.timeout) || suggestion.timeout > longest_timeout() {
             continue;
         }
+        // A floor below the current timeout is not written: the quantile lies somewhere above
+        // the highest bucket, so cutting to the floor fails more healthy requests than the
+        // false-timeout rate, by how much the buckets cannot say (a 1s timeout was cut to the
+        // 100ms floor with 1% of requests above it, and "no new findings"). The table's warning
+        // says which bucket to add.
+        if suggestion.only_a_floor() && plan.current.is_some_and(|t| t > suggestion.timeout) {
+            continue;
+        }
         let was = plan
             .current
             .map_or("none".to_string(), stormguard::duration::format);

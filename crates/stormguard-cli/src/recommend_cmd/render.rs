@@ -99,6 +99,12 @@ fn calls_text(out: &mut String, outcome: &Outcome, applied: &Applied) {
                          this long is a job's, not a request's",
                         stormguard::duration::format(super::longest_timeout())
                     ));
+                } else if s.only_a_floor() && plan.current.is_some_and(|t| t > s.timeout) {
+                    notes.push(
+                        "  ! not written: only a floor, below the current timeout, which it \
+                         would cut to fail more requests than the false-timeout rate"
+                            .to_string(),
+                    );
                 }
                 (stormguard::duration::format(s.timeout), notes)
             }
@@ -233,6 +239,7 @@ fn suggestion_json(s: &Suggestion) -> Value {
         "estimate_ms": ms(s.estimate),
         "suggested_timeout": stormguard::duration::format(s.timeout),
         "suggested_timeout_ms": ms(s.timeout),
+        "only_a_floor": s.only_a_floor(),
         "bucket": { "lower_ms": ms(s.bucket.0), "upper_ms": s.bucket.1.map(ms) },
         "warnings": s.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
     })

@@ -303,6 +303,42 @@ fn a_suggestion_past_the_longest_timeout_is_said_and_not_written() {
     assert!(toml.contains("timeout = \"300ms\""), "{toml}");
 }
 
+/// A quantile past the highest bucket is only a floor: written over a longer timeout it would
+/// cut more healthy requests than the false-timeout rate (a 1s timeout became the 100ms floor
+/// with 1% of requests above it). It is not written; JSON says so; a call without a timeout,
+/// or with a shorter one, still gets the floor, which is closer than what it has.
+#[test]
+fn a_floor_is_not_written_over_a_longer_timeout() {
+    let page = temp(
+        "floor.prom",
+        "x_seconds_bucket{upstream=\"db\",le=\"0.05\"} 980000\n\
+         x_seconds_bucket{upstream=\"db\",le=\"0.1\"} 990000\n\
+         x_seconds_bucket{upstream=\"db\",le=\"+Inf\"} 1000000\n",
+    );
+    let graph = |timeout: &str| {
+        temp(
+            &format!("floor-{timeout}.toml"),
+            &format!(
+                "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"db\"\n\
+                 timeout = \"{timeout}\"\nconnect_timeout = \"5ms\"\n[services.db]\n"
+            ),
+        )
+    };
+    let longer = graph("1s");
+    let (_, toml, _) =
+        run_args(&["--metrics", &page, "--graph", &longer, "--format", "toml"]).unwrap();
+    assert!(toml.contains("timeout = \"1s\""), "{toml}");
+    let (_, out, _) = run_args(&["--metrics", &page, "--graph", &longer]).unwrap();
+    assert!(out.contains("  ! not written: only a floor"), "{out}");
+    let shorter = graph("20ms");
+    let (_, toml, _) =
+        run_args(&["--metrics", &page, "--graph", &shorter, "--format", "toml"]).unwrap();
+    assert!(toml.contains("timeout = \"100ms\""), "{toml}");
+    let (_, json, _) = run_args(&["--metrics", &page, "--format", "json"]).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["series"][0]["only_a_floor"], true, "{json}");
+}
+
 /// A count past 10^15 is shown in scientific notation, where it printed 31 digits of float
 /// noise for 1e30; counts of a rate over a window stay whole numbers.
 #[test]

@@ -661,12 +661,13 @@ pub(crate) fn seeds_note(s: &Summary) -> Option<String> {
     let seeds = s.seeds.as_ref()?;
     Some(format!(
         "{} seeds (--seed {} and the {} after it): each figure is a mean ± the half-width of \
-         its 95% confidence interval (Student's t, {} degrees of freedom); the timeline and \
+         its 95% confidence interval (Student's t, {} degree{} of freedom); the timeline and \
          charts are seed {}'s",
         seeds.count,
         seeds.first,
         seeds.count - 1,
         seeds.count - 1,
+        if seeds.count == 2 { "" } else { "s" },
         seeds.first
     ))
 }

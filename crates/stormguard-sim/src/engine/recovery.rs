@@ -25,14 +25,37 @@ const HOLD_STEPS: usize = 5;
 /// goodput held for [`HOLD_STEPS`] seconds.
 pub(crate) fn recovered_at(timeline: &[Step], triggers: &[Trigger]) -> Option<Duration> {
     let (first_start, last_end) = window(triggers)?;
-    let (sum, count) = goodput_before(timeline, first_start)?;
-    let threshold = RECOVERED_SHARE * sum / f64::from(count);
+    let threshold = threshold(timeline, first_start)?;
     let recovered = |step: &Step| step.goodput().is_none_or(|g| g >= threshold);
     let from = usize::try_from(first_second_after(last_end)).ok()?;
     (from..timeline.len())
         .take_while(|s| s + HOLD_STEPS <= timeline.len())
         .find(|&s| timeline[s..s + HOLD_STEPS].iter().all(recovered))
         .map(|s| Duration::from_secs(timeline[s].at_s))
+}
+
+/// The goodput a second must reach to count as recovered; `None` without a level before the
+/// first trigger, or with a level of nothing (no request succeeded before it: every second
+/// would count as recovered, and a run that never answered anyone "recovered" at once).
+fn threshold(timeline: &[Step], first_start: Duration) -> Option<f64> {
+    let (sum, count) = goodput_before(timeline, first_start)?;
+    (sum > 0.0).then(|| RECOVERED_SHARE * sum / f64::from(count))
+}
+
+/// The first second of the run's last seconds, from the end of the last trigger on, that all
+/// count as recovered, when fewer than [`HOLD_STEPS`] of them do: goodput came back, and the
+/// run ended before it could hold. `None` when the last second is not recovered.
+fn back_at_the_end(timeline: &[Step], triggers: &[Trigger]) -> Option<u64> {
+    let (first_start, last_end) = window(triggers)?;
+    let threshold = threshold(timeline, first_start)?;
+    let from = usize::try_from(first_second_after(last_end)).ok()?;
+    let tail = timeline.get(from..)?;
+    let recovered = tail
+        .iter()
+        .rev()
+        .take_while(|step| step.goodput().is_none_or(|g| g >= threshold))
+        .count();
+    (recovered > 0 && recovered < HOLD_STEPS).then(|| tail[tail.len() - recovered].at_s)
 }
 
 /// Why the recovery figure (`Outcome::recovered_at`) cannot say whether a run recovered, when it
@@ -45,6 +68,12 @@ pub enum Unmeasured {
     /// The run ends fewer than 5 whole seconds after the last trigger (the seconds goodput must
     /// hold to count as recovered): too soon to see a recovery hold.
     EndsTooSoon,
+    /// No user request succeeded before the first trigger: a level of nothing, which every
+    /// second reaches.
+    NothingBefore,
+    /// Goodput came back at this second and held to the end of the run, which ended before it
+    /// held for 5 seconds: not "never".
+    BackAtTheEnd(u64),
 }
 
 impl Unmeasured {
@@ -61,6 +90,13 @@ impl Unmeasured {
                 "the run ends less than {HOLD_STEPS}s after the last fault or load step, too \
                  soon to see goodput hold"
             ),
+            Unmeasured::NothingBefore => "no user request succeeded before the first fault or \
+                 load step, so there is no level to return to"
+                .to_string(),
+            Unmeasured::BackAtTheEnd(at) => format!(
+                "goodput came back at {at}s and held to the end of the run, which ends before \
+                 it held for {HOLD_STEPS}s"
+            ),
         }
     }
 }
@@ -72,8 +108,17 @@ pub fn unmeasured(timeline: &[Step], triggers: &[Trigger]) -> Option<Unmeasured>
     if goodput_before(timeline, first_start).is_none() {
         return Some(Unmeasured::NoLevelBefore);
     }
+    if threshold(timeline, first_start).is_none() {
+        return Some(Unmeasured::NothingBefore);
+    }
     let seconds_after = (timeline.len() as u64).saturating_sub(first_second_after(last_end));
-    (seconds_after < HOLD_STEPS as u64).then_some(Unmeasured::EndsTooSoon)
+    if seconds_after < HOLD_STEPS as u64 {
+        return Some(Unmeasured::EndsTooSoon);
+    }
+    if recovered_at(timeline, triggers).is_some() {
+        return None;
+    }
+    back_at_the_end(timeline, triggers).map(Unmeasured::BackAtTheEnd)
 }
 
 /// The start of the first trigger and the end of the last; `None` without triggers.
@@ -193,6 +238,37 @@ mod tests {
         let down = timeline(&[99, 99, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(unmeasured(&down, &[trigger(2_000, 3_000)]), None);
         assert_eq!(recovered_at(&down, &[trigger(2_000, 3_000)]), None);
+    }
+
+    /// A run that answered no one before the fault has no level to return to: "recovered" at
+    /// once was said of a graph whose entry timed out every request.
+    #[test]
+    fn a_level_of_nothing_is_not_recovered_from() {
+        let steps = timeline(&[0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(recovered_at(&steps, &[trigger(2_000, 3_000)]), None);
+        assert_eq!(
+            unmeasured(&steps, &[trigger(2_000, 3_000)]),
+            Some(Unmeasured::NothingBefore)
+        );
+    }
+
+    /// Goodput back for the last three seconds of the run is not "never": it came back, and
+    /// the run ended before it held for five.
+    #[test]
+    fn goodput_back_for_the_last_seconds_is_not_never() {
+        let steps = timeline(&[99, 99, 0, 0, 0, 0, 0, 0, 99, 99, 99]);
+        let fault = [trigger(2_000, 3_000)];
+        assert_eq!(recovered_at(&steps, &fault), None);
+        assert_eq!(
+            unmeasured(&steps, &fault),
+            Some(Unmeasured::BackAtTheEnd(8))
+        );
+        assert!(Unmeasured::BackAtTheEnd(8)
+            .words()
+            .starts_with("goodput came back at 8s"));
+        // Down to the end: never, as before.
+        let down = timeline(&[99, 99, 0, 0, 0, 0, 0, 0, 99, 99, 0]);
+        assert_eq!(unmeasured(&down, &fault), None);
     }
 
     #[test]

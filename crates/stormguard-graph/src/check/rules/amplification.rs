@@ -156,7 +156,7 @@ impl Walker {
 }
 
 /// `retry-amplification` (error): the worst-case attempts a service receives per user request
-/// when everything below the entry fails exceed `max_amplification`. The figure is the product
+/// when calls below the entry fail exceed `max_amplification`. The figure is the product
 /// of `max_attempts * count` along every path, summed over paths (243 at the bottom of five
 /// layers of three attempts). Retry budgets do not change it (they cap retries once they have
 /// drained, not the attempts a burst of failures makes first), so the sustained figure is quoted
@@ -271,7 +271,7 @@ fn retried(
         String::new()
     };
     let message = format!(
-        "{name} receives up to {} attempts per user request when everything below {} fails, \
+        "{name} receives up to {} attempts per user request when calls below {} fail, \
          limit {}{with_budgets}: retries multiply at every layer, so a struggling service gets a \
          multiple of its load exactly when it can least take it (Brooker)",
         num_text(amplification),

@@ -65,8 +65,8 @@ impl Threshold {
     pub fn meaning(self) -> &'static str {
         match self {
             Threshold::MaxAmplification => {
-                "the most attempts a service may receive per user request when everything below \
-                 the entry fails"
+                "the most attempts a service may receive per user request when calls below the \
+                 entry fail"
             }
             Threshold::ConnectTimeoutRttMultiple => {
                 "the longest connect timeout, in round trips of the call"
@@ -214,10 +214,12 @@ pub const RULES: &[RuleDoc] = &[
         severity: Severity::Error,
         summary: "Worst-case attempts at a service per user request exceed the limit: retries multiply down the stack.",
         computes: "For every service the entry reaches, the attempts it receives per user \
-                   request when everything below the entry fails: the product of max_attempts x \
+                   request when calls below the entry fail: the product of max_attempts x \
                    count along each path from the entry, summed over the paths (by dynamic \
-                   programming over the graph, never path by path). Fires when that exceeds \
-                   max_amplification. The sustained figure, with retry budgets and token buckets \
+                   programming over the graph, never path by path): each call retried to its \
+                   last attempt and each repetition and sequential call still made (when all \
+                   fail at once, a service stops at its first failed call, so sim then shows \
+                   fewer). Fires when that exceeds max_amplification. The sustained figure, with retry budgets and token buckets \
                    holding, is quoted beside it (a budget lets ratio of a call's requests and \
                    min_per_sec a second be retried, so 1 + ratio + min_per_sec / the call's \
                    requests a second at entry.rate; a drained bucket none, unless a retry costs \

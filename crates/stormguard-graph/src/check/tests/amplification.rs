@@ -67,7 +67,7 @@ fn budgets_are_quoted_as_the_sustained_figure_and_never_offered_as_the_fix() {
     // 120) = 1.42, s3 1.42 x (1.1 + 10 / 142) = 1.66.
     assert!(
         finding.message.contains(
-            "27 attempts per user request when everything below s0 fails, limit 10; \
+            "27 attempts per user request when calls below s0 fail, limit 10; \
                        1.66 sustained while the retry budgets hold, but a budget does not lower \
                        this worst case"
         ),

@@ -177,7 +177,7 @@ pub(super) fn three_services_report() -> Report {
         ),
         said(
             finding("retry-amplification", Severity::Error, Place::Service("db", Some(20))),
-            "db receives up to 6 attempts per user request when everything below web fails (limit 5).",
+            "db receives up to 6 attempts per user request when calls below web fail (limit 5).",
             "max_attempts = 1 on api -> db, so only web -> api retries",
             Some((6.0, 5.0)),
         ),

@@ -14,7 +14,7 @@ api
     fix: backoff = "full-jitter(base=25ms, cap=250ms)"
 
 db
-  error[retry-amplification] db: db receives up to 6 attempts per user request when everything below web fails (limit 5).
+  error[retry-amplification] db: db receives up to 6 attempts per user request when calls below web fail (limit 5).
     fix: max_attempts = 1 on api -> db, so only web -> api retries
 
 service      depth  worst case  amplification  sustained

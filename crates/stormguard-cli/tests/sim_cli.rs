@@ -159,8 +159,12 @@ fn a_graph_s_json_has_exactly_the_issue_s_keys_and_the_same_bytes_every_run() {
     );
     assert_eq!(keys(&json["services"]), ["api", "db"]);
     for service in json["services"].as_object().unwrap().values() {
+        // Counts shown only where there are any (deadline drops here, under the slowdown).
+        let optional = ["dropped", "unreachable", "queue_dropped", "endpoints"];
+        let mut present = sorted(keys(service));
+        present.retain(|k| !optional.contains(k));
         assert_eq!(
-            sorted(keys(service)),
+            present,
             [
                 "amplification",
                 "attempts",

@@ -68,6 +68,12 @@ pub enum Skip {
     /// It counted no request (in the window).
     #[error("no requests counted")]
     NoRequests,
+    /// Its only bucket is `+Inf`: requests counted, but no bound to place a quantile at.
+    #[error("only a +Inf bucket: the requests are counted, but no bound says how long they took; give it finite buckets from 0 up to the slowest requests")]
+    OnlyInfBucket,
+    /// A bucket's count is negative, NaN or infinite: not a count of requests.
+    #[error("a bucket's count is negative, NaN or infinite: not a count of requests")]
+    NotACount,
     /// A quantile falls where no duration is: below zero, or past what a timeout can be (a
     /// bucket bound of `1e308`), so its bounds are not those of a latency.
     #[error("a quantile falls below zero or past any duration (a bucket bound that is negative or as far as le=\"1e308\"): not a latency histogram's bounds; give it finite buckets from 0 up to the slowest requests")]
@@ -217,8 +223,18 @@ impl Suggestion {
 /// ```
 pub fn suggest(latency: &Latency, false_timeout_rate: f64) -> Result<Suggestion, Skip> {
     let histogram = &latency.histogram;
+    if histogram
+        .buckets()
+        .iter()
+        .any(|b| !b.count.is_finite() || b.count < 0.0)
+    {
+        return Err(Skip::NotACount);
+    }
     if !histogram.has_inf() {
         return Err(Skip::NoInfBucket);
+    }
+    if histogram.buckets().len() < 2 && histogram.total() > 0.0 {
+        return Err(Skip::OnlyInfBucket);
     }
     let requests = histogram.total();
     let quantile = 1.0 - false_timeout_rate;

@@ -45,8 +45,9 @@ const UNDER: f64 = 0.45;
 
 /// The services drawn by name, each with its colour, and the rest (drawn as "others", in grey):
 /// the same for every run and every chart, so a service has one colour throughout the page.
-/// With more than [`MAX_SERIES`] services, the seven with the most attempts over all runs are
-/// kept.
+/// With more than [`MAX_SERIES`] services, the services a fault hits are kept first, then those
+/// with the most attempts over all runs: the service a scenario is about was folded into
+/// "others" when it had few attempts (the bottom of a chain of ten).
 pub(crate) struct Services {
     pub(crate) kept: Vec<(String, RGBColor)>,
     pub(crate) others: Vec<String>,
@@ -60,11 +61,18 @@ impl Services {
                 *total.entry(name).or_default() += s.attempts;
             }
         }
+        let faulted: std::collections::BTreeSet<&str> = runs
+            .iter()
+            .flat_map(|run| &run.outcome.triggers)
+            .filter_map(|t| t.service.as_deref())
+            .collect();
         let mut names: Vec<&String> = total.keys().copied().collect();
         let mut others = Vec::new();
         if names.len() > MAX_SERIES {
-            // Most attempts first, ties by name, so the choice is the same every run.
-            names.sort_by(|a, b| total[b].cmp(&total[a]).then(a.cmp(b)));
+            // Faulted first, then most attempts, ties by name, so the choice is the same every
+            // run.
+            let rank = |n: &String| (!faulted.contains(n.as_str()), std::cmp::Reverse(total[n]));
+            names.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
             others = names.split_off(MAX_SERIES - 1);
             names.sort();
             others.sort();
@@ -303,6 +311,9 @@ fn tables(out: &mut String, name: &str, run: &Run) {
         );
     }
     out.push_str("</table>\n");
+    for line in super::text::service_notes(s) {
+        let _ = writeln!(out, "<p>{}</p>", escape(&line));
+    }
     if s.calls.is_empty() {
         return;
     }
@@ -450,15 +461,31 @@ mod tests {
         run("wide.toml", o)
     }
 
+    /// The service a fault hits is drawn by name however few its attempts.
+    #[test]
+    fn a_faulted_service_is_kept_among_many() {
+        let (mut a, b) = (wide(9), wide(9));
+        a.outcome.triggers.push(stormguard_sim::engine::Trigger {
+            from: std::time::Duration::from_secs(1),
+            to: std::time::Duration::from_secs(2),
+            label: "s0: down".into(),
+            service: Some("s0".to_string()),
+        });
+        let services = Services::of(&[&a, &b]);
+        let kept: Vec<&str> = services.kept.iter().map(|(n, _)| n.as_str()).collect();
+        // db (the fault of every run here) and s0, then the five largest.
+        assert_eq!(kept, ["db", "s0", "s4", "s5", "s6", "s7", "s8"]);
+    }
+
     #[test]
     fn many_services_keep_the_largest_and_sum_the_rest_into_others() {
         let (a, b) = (wide(9), wide(9));
         let services = Services::of(&[&a, &b]);
         // 11 services: s0..s8, api and db; api and db have 1212 and 1812 attempts, s{k}
-        // (k+1)*1000: s8..s2 are the seven largest.
+        // (k+1)*1000: db, which the runs' fault hits, and s8..s3, the six largest.
         let kept: Vec<&str> = services.kept.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(kept, ["s2", "s3", "s4", "s5", "s6", "s7", "s8"]);
-        assert_eq!(services.others, ["api", "db", "s0", "s1"]);
+        assert_eq!(kept, ["db", "s3", "s4", "s5", "s6", "s7", "s8"]);
+        assert_eq!(services.others, ["api", "s0", "s1", "s2"]);
         let colours: std::collections::BTreeSet<String> =
             services.kept.iter().map(|(_, c)| hex(*c)).collect();
         assert_eq!(colours.len(), 7, "a colour each");
@@ -482,16 +509,16 @@ mod tests {
             .iter()
             .find(|s| s.label == "attempts at 4 others")
             .unwrap();
-        // Per second: api 100..102 users, db 100..306, s0 100 and s1 200.
-        assert_eq!(others.points[0], (0.0, 100.0 + 100.0 + 100.0 + 200.0));
+        // Per second: api 100..102 users, s0 100, s1 200 and s2 300.
+        assert_eq!(others.points[0], (0.0, 100.0 + 100.0 + 200.0 + 300.0));
         let queue = charts[3]
             .series
             .iter()
             .find(|s| s.label == "longest of 4 others")
             .unwrap();
         assert_eq!(
-            queue.points[4].1, 30.0,
-            "db's queue in the fault, the longest"
+            queue.points[4].1, 12.0,
+            "api's queue in the fault, the longest of the others"
         );
     }
 

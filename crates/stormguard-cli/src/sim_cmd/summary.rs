@@ -73,6 +73,15 @@ pub(crate) struct ServiceSummary {
     /// CoDel's); left out when none was, so a plain queue's summary is as before.
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) queue_dropped: u64,
+    /// Attempts that found their instance down (refused) or blackholed (no answer); left out
+    /// when none did. They are in `attempts` and nowhere else: a service down for 5 s showed
+    /// thousands of attempts, none rejected, none timed out.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) unreachable: u64,
+    /// Queued requests dropped unanswered because their propagated deadline passed (the caller
+    /// had given up); left out when none were.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) dropped: u64,
     pub(crate) utilization: f64,
     /// Attempts per named endpoint, for a service with endpoints (left out otherwise): how its
     /// requests split between the kinds of request it serves.
@@ -169,6 +178,8 @@ impl Summary {
                     wasted_work_s: round(s.wasted_work_s),
                     max_queue: s.max_queue,
                     queue_dropped: s.queue_dropped,
+                    unreachable: s.unreachable,
+                    dropped: s.dropped,
                     utilization: round(s.utilization),
                     endpoints: s.endpoints.clone(),
                 };

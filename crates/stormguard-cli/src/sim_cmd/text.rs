@@ -7,7 +7,42 @@ use std::fmt::Write as _;
 use stormguard_sim::engine;
 
 use super::seeds::Unit;
+use super::summary::ServiceSummary;
 use super::Run;
+
+/// The lines under the services table, each only where a service has any: requests a queue
+/// answered 503 for waiting too long, attempts that found their instance down or blackholed,
+/// and queued requests dropped for a passed deadline (the text and the HTML report both).
+pub(crate) fn service_notes(s: &super::summary::Summary) -> Vec<String> {
+    type Kind = (&'static str, fn(&ServiceSummary) -> u64, &'static str);
+    let kinds: [Kind; 3] = [
+        (
+            "queue drops",
+            |v| v.queue_dropped,
+            "answered 503 for waiting past the queue's limit",
+        ),
+        (
+            "unreachable",
+            |v| v.unreachable,
+            "attempts that found their instance down or blackholed",
+        ),
+        (
+            "deadline drops",
+            |v| v.dropped,
+            "queued requests dropped unanswered: their caller's deadline had passed",
+        ),
+    ];
+    kinds
+        .into_iter()
+        .filter_map(|(what, of, why)| {
+            let counts: Vec<String> = (s.services.iter())
+                .filter(|(_, v)| of(v) > 0)
+                .map(|(name, v)| format!("{name} {}", of(v)))
+                .collect();
+            (!counts.is_empty()).then(|| format!("{what}: {} ({why})", counts.join(", ")))
+        })
+        .collect()
+}
 
 /// `12.3ms`, `1.94s`, `-` when there is no figure.
 pub(crate) fn ms(value: Option<f64>) -> String {
@@ -205,16 +240,8 @@ pub(crate) fn single(run: &Run) -> String {
         ]);
     }
     services.render(&mut out);
-    let dropped: Vec<String> = (s.services.iter())
-        .filter(|(_, v)| v.queue_dropped > 0)
-        .map(|(name, v)| format!("{name} {}", v.queue_dropped))
-        .collect();
-    if !dropped.is_empty() {
-        let _ = writeln!(
-            out,
-            "queue drops: {} (answered 503 for waiting past the queue's limit)",
-            dropped.join(", ")
-        );
+    for line in service_notes(s) {
+        let _ = writeln!(out, "{line}");
     }
     if !s.calls.is_empty() {
         out.push('\n');
@@ -326,5 +353,35 @@ mod tests {
         assert!(text.contains("queue drops: db 12 (answered 503"), "{text}");
         let json = serde_json::to_string(&Summary::new("t.toml", None, &outcome)).unwrap();
         assert!(json.contains("\"queue_dropped\":12"), "{json}");
+    }
+
+    /// Refused and unanswered attempts, and requests dropped for a passed deadline, were in
+    /// `attempts` and nowhere else: a service down for 5 s showed thousands of attempts, none
+    /// rejected, none timed out. Said where there are any, and in the JSON.
+    #[test]
+    fn unreachable_and_deadline_drops_show_only_where_there_are_any() {
+        let mut outcome = outcome();
+        let plain = single(&run("today.toml", outcome.clone()));
+        assert!(
+            !plain.contains("unreachable:") && !plain.contains("deadline drops:"),
+            "{plain}"
+        );
+        let db = outcome.services.get_mut("db").unwrap();
+        db.unreachable = 2400;
+        db.dropped = 7;
+        let text = single(&run("today.toml", outcome.clone()));
+        assert!(
+            text.contains("unreachable: db 2400 (attempts that found"),
+            "{text}"
+        );
+        assert!(
+            text.contains("deadline drops: db 7 (queued requests"),
+            "{text}"
+        );
+        let json = serde_json::to_string(&Summary::new("t.toml", None, &outcome)).unwrap();
+        assert!(
+            json.contains("\"unreachable\":2400") && json.contains("\"dropped\":7"),
+            "{json}"
+        );
     }
 }

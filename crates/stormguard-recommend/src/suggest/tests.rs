@@ -195,6 +195,22 @@ fn what_cannot_be_suggested_says_why() {
                     a_seconds_bucket{le=\"+Inf\"} 100\n";
     assert_eq!(suggest(&latency(negative), 0.001), Err(Skip::NotADuration));
     assert!(Skip::NotADuration.to_string().contains("le=\"1e308\""));
+    // 500 requests in a lone +Inf bucket are counted, with no bound to place them: said so,
+    // where it was skipped as "no requests counted".
+    let only_inf = "a_seconds_bucket{le=\"+Inf\"} 500\n";
+    assert_eq!(suggest(&latency(only_inf), 0.001), Err(Skip::OnlyInfBucket));
+    // A count that is no count of requests is said to be that, where NaN was blamed on the
+    // bounds and a negative count went through.
+    for count in ["NaN", "-3", "+Inf"] {
+        let bad = format!(
+            "a_seconds_bucket{{le=\"0.1\"}} {count}\na_seconds_bucket{{le=\"+Inf\"}} 100\n"
+        );
+        assert_eq!(
+            suggest(&latency(&bad), 0.001),
+            Err(Skip::NotACount),
+            "{count}"
+        );
+    }
     let bytes = parse("s_bytes_bucket{le=\"1\"} 1\ns_bytes_bucket{le=\"+Inf\"} 1\n").unwrap();
     assert_eq!(Latency::of(&bytes[0], None), None);
     let stated = Latency::of(&bytes[0], Some(Unit::Milliseconds)).unwrap();

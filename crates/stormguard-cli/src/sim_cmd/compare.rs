@@ -369,21 +369,58 @@ pub(crate) fn goodput_between(run: &Run, from: Duration, to: Duration) -> Option
     (users > 0).then(|| succeeded as f64 / users as f64)
 }
 
-/// Goodput during the fault window and after it (to the end of arrivals), for one run;
-/// `None`s when the scenario has no fault or load step.
-pub(crate) fn goodput_around_fault(run: &Run) -> (Option<f64>, Option<f64>) {
-    match fault_window(run) {
-        Some((from, to)) => (
-            goodput_between(run, from, to),
-            goodput_between(run, to, run.outcome.duration),
-        ),
-        None => (None, None),
+/// The windows the scenario acted in: its faults' and load steps', those that overlap or touch
+/// merged, in time order. Goodput "during the fault" is over these, not over the span from the
+/// first to the last: two 1 s faults at 5 s and 30 s read "during 5s-31s", 24 calm seconds in
+/// it.
+pub(crate) fn fault_windows(run: &Run) -> Vec<(Duration, Duration)> {
+    let mut windows: Vec<(Duration, Duration)> = run
+        .outcome
+        .triggers
+        .iter()
+        .map(|t| (t.from, t.to))
+        .collect();
+    windows.sort();
+    let mut merged: Vec<(Duration, Duration)> = Vec::with_capacity(windows.len());
+    for (from, to) in windows {
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
     }
+    merged
 }
 
-/// `15s-30s`.
-fn window_text((from, to): (Duration, Duration)) -> String {
-    format!("{}s-{}s", from.as_secs_f64(), to.as_secs_f64())
+/// Goodput during the fault windows ([`fault_windows`]) and after the last (to the end of
+/// arrivals), for one run; `None`s when the scenario has no fault or load step.
+pub(crate) fn goodput_around_fault(run: &Run) -> (Option<f64>, Option<f64>) {
+    let Some((_, end)) = fault_window(run) else {
+        return (None, None);
+    };
+    let windows = fault_windows(run);
+    let (mut users, mut succeeded) = (0u64, 0u64);
+    for step in &run.outcome.timeline {
+        let at = Duration::from_secs(step.at_s);
+        if windows.iter().any(|&(from, to)| at >= from && at < to) {
+            users += step.users;
+            succeeded += step.succeeded;
+        }
+    }
+    let during = (users > 0).then(|| succeeded as f64 / users as f64);
+    (during, goodput_between(run, end, run.outcome.duration))
+}
+
+/// `15s-30s`; several windows joined, `5s-6s, 30s-31s` (past three, how many more).
+fn windows_text(windows: &[(Duration, Duration)]) -> String {
+    let mut parts: Vec<String> = windows
+        .iter()
+        .take(3)
+        .map(|(from, to)| format!("{}s-{}s", from.as_secs_f64(), to.as_secs_f64()))
+        .collect();
+    if windows.len() > 3 {
+        parts.push(format!("{} more", windows.len() - 3));
+    }
+    parts.join(", ")
 }
 
 /// Two runs of the same arrivals and faults, side by side: A is FILE, B is FILE2. With several
@@ -445,10 +482,10 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     let window = fault_window(a);
     let (during_a, after_a) = goodput_around_fault(a);
     let (during_b, after_b) = goodput_around_fault(b);
-    if let Some((from, to)) = window {
+    if let Some((_, to)) = window {
         for (label, key, x, y) in [
             (
-                format!("  during {}", window_text((from, to))),
+                format!("  during {}", windows_text(&fault_windows(a))),
                 "user.goodput_during_fault",
                 during_a,
                 during_b,
@@ -945,6 +982,31 @@ mod tests {
         let (during, after) = goodput_around_fault(&run);
         assert_eq!(during, between(3, 6));
         assert_eq!(after, between(6, 12));
+        // Two faults apart: "during" is their seconds, not the calm between them.
+        let mut two = outcome();
+        let mut second = two.triggers[0].clone();
+        second.from = Duration::from_secs(9);
+        second.to = Duration::from_secs(10);
+        two.triggers[0].to = Duration::from_secs(4);
+        two.triggers.push(second);
+        let apart = super::super::summary::tests::run("g.toml", two);
+        assert_eq!(
+            fault_windows(&apart),
+            [
+                (Duration::from_secs(3), Duration::from_secs(4)),
+                (Duration::from_secs(9), Duration::from_secs(10))
+            ]
+        );
+        let seconds = |at: &[usize]| {
+            let steps = &apart.outcome.timeline;
+            let users: u64 = at.iter().map(|&s| steps[s].users).sum();
+            let ok: u64 = at.iter().map(|&s| steps[s].succeeded).sum();
+            Some(ok as f64 / users as f64)
+        };
+        let (during, after) = goodput_around_fault(&apart);
+        assert_eq!(during, seconds(&[3, 9]));
+        assert_eq!(after, between(10, 12));
+        assert_eq!(windows_text(&fault_windows(&apart)), "3s-4s, 9s-10s");
     }
 
     #[test]

@@ -648,7 +648,19 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
             (ms, Unit::Ms),
         );
     }
-    let recovered = if let Some(why) = no_recovery_figure(a) {
+    let recovered = match (no_recovery_figure(a), no_recovery_figure(b)) {
+        // The same reason for both (the scenario's: no level before it, too short a run).
+        (Some(x), Some(y)) if x == y => Some(x),
+        (None, None) => None,
+        // One run's own (it answered no one before the fault, or its goodput came back too
+        // near the end to hold): each run in its words, where A's reason stood for both.
+        _ => Some(format!(
+            "B {}; A {}",
+            super::text::recovery_words(b),
+            super::text::recovery_words(a)
+        )),
+    };
+    let recovered = if let Some(why) = recovered {
         why
     } else if sa.seeds.is_some() {
         recovery_over_seeds(sa, sb)
@@ -1007,6 +1019,28 @@ mod tests {
         assert_eq!(during, seconds(&[3, 9]));
         assert_eq!(after, between(10, 12));
         assert_eq!(windows_text(&fault_windows(&apart)), "3s-4s, 9s-10s");
+    }
+
+    /// A reason only one run has for no recovery figure (its goodput came back too near the
+    /// end to hold) is said of that run, beside the other's recovery, where A's reason stood
+    /// for both.
+    #[test]
+    fn a_recovery_one_run_cannot_measure_is_said_of_that_run_only() {
+        let mut late = outcome();
+        for step in &mut late.timeline[3..9] {
+            step.succeeded = 0;
+        }
+        late.recovered_at = None;
+        let (a, b) = (run("a.toml", late), run("b.toml", outcome()));
+        let text = side_by_side(&a, &b);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("  recovery"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            line.contains("B at 8s, 2s after the last fault or load step ended; A not measured: goodput came back at 9s"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub(crate) fn scenario_line(run: &Run) -> String {
 }
 
 /// What the recovery figure means for this run, in words.
-fn recovery_words(run: &Run) -> String {
+pub(crate) fn recovery_words(run: &Run) -> String {
     if let Some(why) = no_recovery_figure(run) {
         return why;
     }

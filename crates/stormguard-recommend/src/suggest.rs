@@ -318,14 +318,26 @@ fn bucket_to_add(lower: Duration, upper: Duration, timeout: Duration) -> Duratio
 
 /// `p99.9` for 0.999, `p50` for 0.5, `p99.95` for 0.9995.
 pub fn quantile_name(q: f64) -> String {
-    let text = format!("{:.4}", q * 100.0);
-    format!("p{}", text.trim_end_matches('0').trim_end_matches('.'))
+    format!("p{}", hundredths(q * 100.0, q < 1.0))
 }
 
 /// `0.1%` for 0.001.
 fn percent(share: f64) -> String {
-    let text = format!("{:.4}", share * 100.0);
-    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+    format!("{}%", hundredths(share * 100.0, share > 0.0))
+}
+
+/// `value` with up to four decimals, trailing zeros dropped; more where four would round it to
+/// a whole 0 or 100 that it is not (`exact` false): a false-timeout rate of 1e-9 read "p100 (a
+/// false-timeout rate of 0%)".
+fn hundredths(value: f64, inexact_ends: bool) -> String {
+    let text = |decimals: usize| {
+        let text = format!("{value:.decimals$}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    (4..=12)
+        .map(text)
+        .find(|t| !inexact_ends || (t != "100" && t != "0"))
+        .unwrap_or_else(|| text(12))
 }
 
 #[cfg(test)]

@@ -235,6 +235,11 @@ fn quantile_names() {
     assert_eq!(quantile_name(0.5), "p50");
     assert_eq!(quantile_name(0.9995), "p99.95");
     assert_eq!(percent(0.001), "0.1%");
+    // A rate of 1e-9 read "p100 (a false-timeout rate of 0%)": the digits it needs.
+    assert_eq!(quantile_name(1.0 - 1e-9), "p99.9999999");
+    assert_eq!(percent(1e-9), "0.0000001%");
+    assert_eq!(quantile_name(1.0), "p100");
+    assert_eq!(percent(0.0), "0%");
 }
 
 #[test]

@@ -95,6 +95,18 @@ pub(crate) fn meaning(name: &str) -> Meaning {
     }
 }
 
+/// Whether `condition` is an answer an Envoy sidecar (Envoy's, Istio's) may give itself after a
+/// request was forwarded: 503 (UNAVAILABLE to gRPC), when the connection to the application
+/// drops before its answer (response flags UC, UR). Through such a mesh it does not say the
+/// work was declined, so a request that is not idempotent is not retried on it: the export's
+/// writers and the import's `mesh-retries-non-idempotent` both ask here.
+pub(crate) fn answered_by_sidecar_after_forward(
+    condition: &stormguard::classify::Condition,
+) -> bool {
+    use stormguard::classify::Condition;
+    matches!(condition, Condition::Status(503) | Condition::Grpc(14))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! The findings only the assembled calls make possible: a mesh that replays a request that is
 //! not idempotent, and a mesh's retries on top of the application's.
 
-use stormguard::classify::{Condition, RetryOn};
+use stormguard::classify::RetryOn;
 use stormguard_graph::model::http_method_is_idempotent;
 use stormguard_graph::Severity;
 
@@ -47,7 +47,7 @@ fn safe_for(kept: RetryOn, system: System) -> RetryOn {
     }
     kept.conditions()
         .into_iter()
-        .filter(|c| !matches!(c, Condition::Status(503) | Condition::Grpc(14)))
+        .filter(|c| !crate::envoy_names::answered_by_sidecar_after_forward(c))
         .fold(RetryOn::none(), RetryOn::with)
 }
 

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use stormguard::classify::{Condition, RetryOn};
+use stormguard::classify::RetryOn;
 use stormguard_graph::model::Call;
 
 use super::Fields;
@@ -112,7 +112,7 @@ pub(super) fn envoy_safe<'c>(call: &'c Call, system: &str, f: &mut Fields) -> Co
     if call.is_idempotent() || call.max_attempts <= 1 {
         return Cow::Borrowed(call);
     }
-    let unsafe_here = |c: &Condition| matches!(c, Condition::Status(503) | Condition::Grpc(14));
+    let unsafe_here = crate::envoy_names::answered_by_sidecar_after_forward;
     let conditions = call.retry_on.conditions();
     if !conditions.iter().any(unsafe_here) {
         return Cow::Borrowed(call);

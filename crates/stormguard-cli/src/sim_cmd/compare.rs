@@ -157,6 +157,20 @@ fn seeds_word(a: Option<&Interval>, b: Option<&Interval>, better: Better) -> &'s
     }
 }
 
+/// Which run does better on `key`: over one seed by the figures, over several by their
+/// intervals.
+fn word_of(
+    (sa, sb): (&Summary, &Summary),
+    key: &str,
+    (a, b): (Option<f64>, Option<f64>),
+    better: Better,
+) -> &'static str {
+    match sa.seeds {
+        None => one_seed_word(a, b, better),
+        Some(_) => seeds_word(sa.intervals.get(key), sb.intervals.get(key), better),
+    }
+}
+
 /// The verdict on one key figure, `key` of [`figures`] (with a `suffix` after the values), its
 /// name padded to `width`: which run does better, with both values (means ± half-widths with
 /// several seeds).
@@ -169,10 +183,7 @@ fn verdict(
     better: Better,
     (show, unit): (fn(Option<f64>) -> String, Unit),
 ) {
-    let word = match sa.seeds {
-        None => one_seed_word(a, b, better),
-        Some(_) => seeds_word(sa.intervals.get(key), sb.intervals.get(key), better),
-    };
+    let word = word_of((sa, sb), key, (a, b), better);
     let _ = writeln!(
         out,
         "  {figure:<width$} {word}: B {}, A {}{suffix}",
@@ -589,6 +600,12 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
     }
     out.push('\n');
     t.render(&mut out);
+    let _ = writeln!(
+        out,
+        "latency is of the requests answered in time: {} of A's, {} of B's",
+        sa.cell("user.goodput", percent(sa.user.goodput), Unit::Percent),
+        sb.cell("user.goodput", percent(sb.user.goodput), Unit::Percent)
+    );
     out.push_str("\nverdict:\n");
     // The bottom of a storm is where the load per user request is highest in either run: name
     // it (a fix that adds load, such as hedging, must show where it lands too).
@@ -634,10 +651,38 @@ pub(crate) fn side_by_side(a: &Run, b: &Run) -> String {
             );
         }
     }
+    // Latency is of the answered requests: a run that fails most of its users keeps only its
+    // fast answers, and its tail looks short. Where the other run answered more, the faster
+    // tail is not called better (the demo's as-found graph, answering a quarter of its users,
+    // read "latency p99 better with A").
+    let goodput_word = word_of(
+        both,
+        "user.goodput",
+        (sa.user.goodput, sb.user.goodput),
+        Better::Higher,
+    );
     for (figure, key, pair) in [
         ("latency p99", "user.latency_ms.p99", (la.p99, lb.p99)),
         ("latency p99.9", "user.latency_ms.p999", (la.p999, lb.p999)),
     ] {
+        let word = word_of(both, key, pair, Better::Lower);
+        let fewer = match (word, goodput_word) {
+            ("better with A", "better with B") => Some("A"),
+            ("better with B", "better with A") => Some("B"),
+            _ => None,
+        };
+        if let Some(side) = fewer {
+            let _ = writeln!(
+                out,
+                "  {figure:<width$} not compared ({side} answered fewer in time: B {}, A {}): \
+                 B {}, A {}",
+                sb.cell("user.goodput", percent(sb.user.goodput), Unit::Percent),
+                sa.cell("user.goodput", percent(sa.user.goodput), Unit::Percent),
+                sb.cell(key, ms(pair.1), Unit::Ms),
+                sa.cell(key, ms(pair.0), Unit::Ms)
+            );
+            continue;
+        }
         verdict(
             &mut out,
             (figure, "", width),
@@ -832,6 +877,58 @@ mod tests {
             text.contains("    in the fault better with B: B 100.0%, A 39.6%"),
             "{text}"
         );
+    }
+
+    /// Latency is of the requests answered in time: a run that answered fewer is not called
+    /// better for the shorter tail of what it did answer (the demo's as-found graph answered a
+    /// quarter of its users and read "latency p99 better with A"). Where the run that answered
+    /// more is the faster one too, it is better as before.
+    #[test]
+    fn a_faster_tail_over_fewer_answers_is_not_called_better() {
+        let today = outcome();
+        let mut fixed = outcome();
+        fixed.users.succeeded = fixed.users.requests;
+        for step in &mut fixed.timeline {
+            step.succeeded = step.users;
+        }
+        // B answers everyone, each 1 s slower than A's answers.
+        let slower = |o: &mut stormguard_sim::engine::Outcome| {
+            for step in &mut o.timeline {
+                for l in &mut step.latency_ns {
+                    *l += 1_000_000_000;
+                }
+            }
+            for l in &mut o.users.latency_ns {
+                *l += 1_000_000_000;
+            }
+        };
+        let mut slow_fixed = fixed.clone();
+        slower(&mut slow_fixed);
+        let text = side_by_side(
+            &run("today.toml", today.clone()),
+            &run("fixed.toml", slow_fixed),
+        );
+        assert!(
+            text.contains("latency is of the requests answered in time: "),
+            "{text}"
+        );
+        let p99 = text
+            .lines()
+            .find(|l| l.starts_with("  latency p99 "))
+            .unwrap();
+        assert!(
+            p99.contains("not compared (A answered fewer in time: B 100.0%, A "),
+            "{p99}"
+        );
+        // A slower A that answered fewer: B is better on both counts.
+        let mut slow_today = today;
+        slower(&mut slow_today);
+        let text = side_by_side(&run("today.toml", slow_today), &run("fixed.toml", fixed));
+        let p99 = text
+            .lines()
+            .find(|l| l.starts_with("  latency p99 "))
+            .unwrap();
+        assert!(p99.contains("better with B: "), "{p99}");
     }
 
     /// `outcome` with db receiving `per_user` attempts a user request, its summary judged

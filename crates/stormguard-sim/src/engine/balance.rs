@@ -132,8 +132,8 @@ impl Balancers {
             Some(health) if t < health.ejected_until => {
                 let now = self.origin + Duration::from_nanos(t);
                 self.ejected.clear();
-                self.ejected
-                    .extend((0..loads.len()).map(|i| health.detector.is_ejected(i, now)));
+                self.ejected.resize(loads.len(), false);
+                health.detector.ejected_into(now, &mut self.ejected);
                 &self.ejected
             }
             _ => &[],

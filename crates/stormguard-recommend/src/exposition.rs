@@ -52,6 +52,9 @@ pub fn parse(text: &str) -> Result<Vec<Series>, ExpositionError> {
     let mut units: HashMap<String, String> = HashMap::new();
     let mut grouper = Grouper::default();
     let mut seen: HashMap<(String, Vec<(String, String)>), usize> = HashMap::new();
+    // Each series' buckets so far: by bound (its bits), count and line.
+    type Seen = BTreeMap<u64, (f64, usize)>;
+    let mut buckets_seen: HashMap<(String, BTreeMap<String, String>), Seen> = HashMap::new();
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let trimmed = raw.trim_start_matches([' ', '\t']);
@@ -118,30 +121,103 @@ pub fn parse(text: &str) -> Result<Vec<Series>, ExpositionError> {
             }
             continue;
         };
-        let upper = parse_float(le).ok_or_else(|| {
-            error(
+        let upper = parse_float(le)
+            .filter(|upper| !upper.is_nan())
+            .ok_or_else(|| {
+                error(
+                    at,
+                    format!(
+                        "le=\"{le}\" is not a bound: use a number such as \"0.25\", or \"+Inf\""
+                    ),
+                )
+            })?;
+        if upper < 0.0 {
+            return Err(error(
                 at,
-                format!("le=\"{le}\" is not a bound: use a number such as \"0.25\", or \"+Inf\""),
-            )
-        })?;
+                format!(
+                    "le=\"{le}\" is below zero: a latency bucket's bound is a duration, 0 or more"
+                ),
+            ));
+        }
+        if !(sample.value >= 0.0 && sample.value.is_finite()) {
+            return Err(error(
+                sample.value_at,
+                format!(
+                    "{} is not a count of requests: a bucket's value is a number 0 or more",
+                    sample.value
+                ),
+            ));
+        }
+        // A bucket is known by its bound's value, not its text: "0.1" and "0.10" are one
+        // bucket written twice, whose counts would be added into one of twice the requests.
         let mut identity: Vec<(String, String)> = sample
             .labels
             .iter()
-            .map(|(n, v, _)| (n.clone(), v.clone()))
+            .map(|(n, v, _)| {
+                let v = if n == "le" {
+                    format!("{upper:?}")
+                } else {
+                    v.clone()
+                };
+                (n.clone(), v)
+            })
             .collect();
         identity.sort();
         if let Some(first) = seen.insert((base.to_string(), identity), line) {
             return Err(error(
                 0,
-                format!("the same sample again (first on line {first}): a page exposes each series once"),
+                format!(
+                    "the same bucket again (first on line {first}, with the same labels and a bound \
+                     of the same value): a page exposes each series once"
+                ),
             ));
         }
+        // Cumulative counts never fall with a rising bound on one page: a page where they do
+        // is not one scrape of a histogram, and any quantile read from it is wrong.
+        // The series' buckets so far are in order (each was checked against its neighbours),
+        // so the new one need only be checked against its own: a page of a million buckets
+        // costs a million lookups, not a million squared.
+        let lines = buckets_seen
+            .entry((base.to_string(), labels.clone()))
+            .or_default();
+        // Non-negative floats order as their bits do (+0.0 for -0.0).
+        let key = (upper + 0.0).to_bits();
+        let below = lines
+            .range(..key)
+            .next_back()
+            .filter(|(_, (count, _))| *count > sample.value);
+        let above = lines
+            .range(key + 1..)
+            .next()
+            .filter(|(_, (count, _))| *count < sample.value);
+        if let Some((other, (other_count, other_line))) = below.or(above) {
+            return Err(error(
+                sample.value_at,
+                format!(
+                    "{} requests at or below le=\"{le}\", but {other_count} at or below {} \
+                     (line {other_line}): a histogram's buckets count cumulatively, so a higher \
+                     bound never counts fewer",
+                    sample.value,
+                    show_bound(f64::from_bits(*other))
+                ),
+            ));
+        }
+        lines.insert(key, (sample.value, line));
         grouper.add(base, labels, upper, sample.value);
     }
     Ok(grouper.finish(|metric| {
         Unit::from_metric_name(metric)
             .or_else(|| units.get(metric).and_then(|u| Unit::from_stated(u)))
     }))
+}
+
+/// A bound as an `le` label writes it.
+fn show_bound(upper: f64) -> String {
+    if upper == f64::INFINITY {
+        "le=\"+Inf\"".to_string()
+    } else {
+        format!("le=\"{upper}\"")
+    }
 }
 
 /// A float as the exposition formats write them: Go's syntax, with `+Inf`, `-Inf` and `NaN`.
@@ -166,6 +242,8 @@ struct Sample<'a> {
     name: &'a str,
     labels: Vec<(String, String, usize)>,
     value: f64,
+    /// The byte offset of the value, for errors about it.
+    value_at: usize,
 }
 
 /// Reads a sample line left to right; an error is the byte offset where it went wrong.
@@ -241,11 +319,36 @@ impl<'a> Cursor<'a> {
             format!("`{token}` is not a number: a value is a float such as 12, 0.5, 1e3 or +Inf"),
         ))?;
         // What follows is a timestamp and, in OpenMetrics, `# {exemplar labels} value`: neither
-        // matters to a quantile.
+        // matters to a quantile, but anything else means the line is not what it seems.
+        self.blanks();
+        if !matches!(self.peek(), None | Some('#')) {
+            let at = self.at;
+            while let Some(c) = self.peek().filter(|&c| c != ' ' && c != '\t') {
+                self.at += c.len_utf8();
+            }
+            let token = &self.text[at..self.at];
+            if parse_float(token).is_none_or(|t| !t.is_finite()) {
+                return Err((
+                    at,
+                    format!(
+                        "`{token}` after the value of `{name}` is not a timestamp: a sample is a \
+                         name, labels, a value and an optional timestamp (a number)"
+                    ),
+                ));
+            }
+            self.blanks();
+            if !matches!(self.peek(), None | Some('#')) {
+                return self.fail(format!(
+                    "more after the timestamp of `{name}`: only an OpenMetrics exemplar (`# ...`) \
+                     may follow it"
+                ));
+            }
+        }
         Ok(Sample {
             name,
             labels,
             value,
+            value_at: start,
         })
     }
 

@@ -12,7 +12,9 @@
 //! ## Exit codes
 //! 0; 1 when `check` finds an error in the graph with the suggested timeouts that it does not
 //! find in the graph as given (the suggestion breaks something; errors already there are
-//! `check`'s to report); 2 on bad input; 3 when the server or page cannot be read.
+//! `check`'s to report); 2 on bad input, and when no series gives a timeout (none is a
+//! histogram, or each was skipped for the reason printed: a script must not read "no
+//! suggestion" as success); 3 when the server or page cannot be read.
 
 pub(crate) mod fetch;
 mod render;
@@ -181,7 +183,10 @@ fn run_with(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         .applied
         .as_ref()
         .is_some_and(Applied::breaks_something);
-    Ok(if breaks {
+    let none = outcome.series.iter().all(|(_, s)| s.is_err());
+    Ok(if none {
+        ExitCode::from(2)
+    } else if breaks {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

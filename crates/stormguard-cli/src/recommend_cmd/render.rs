@@ -56,7 +56,13 @@ pub(super) fn text(outcome: &Outcome) -> String {
         let warnings = s.warnings.iter().map(|w| format!("  ! {w}")).collect();
         rows.push((row, warnings));
     }
-    if rows.len() == 1 {
+    if outcome.series.is_empty() {
+        out.push_str(
+            "no histogram found: no `_bucket` samples of a histogram family (summaries, gauges \
+             and counters are read past, as a summary's quantiles cannot be combined or \
+             re-cut at another rate)\n",
+        );
+    } else if rows.len() == 1 {
         out.push_str("no latency histogram with requests found\n");
     } else {
         table(&mut out, &rows);

@@ -361,3 +361,25 @@ fn a_device_given_as_a_page_is_told_of_standard_input() {
     );
     assert!(!error.contains("save the text"), "{error}");
 }
+
+/// Nothing to suggest a timeout from is exit 2, with what was found said: a script read exit 0
+/// and no timeout as success, and a page of summaries said only "no latency histogram with
+/// requests found".
+#[test]
+fn no_timeout_to_suggest_is_exit_2_and_says_why() {
+    let summary = temp(
+        "summary.prom",
+        "# TYPE rpc_seconds summary\nrpc_seconds{quantile=\"0.99\"} 0.2\nrpc_seconds_count 10\n",
+    );
+    let (code, out, _) = run_args(&["--metrics", &summary]).unwrap();
+    assert_eq!(code, ExitCode::from(2), "{out}");
+    assert!(out.contains("no histogram found: no `_bucket` samples"), "{out}");
+    let idle = temp(
+        "idle.prom",
+        "rpc_seconds_bucket{le=\"0.1\"} 0\nrpc_seconds_bucket{le=\"+Inf\"} 0\n",
+    );
+    let (code, out, _) = run_args(&["--metrics", &idle]).unwrap();
+    assert_eq!(code, ExitCode::from(2), "{out}");
+    assert!(out.contains("no latency histogram with requests found"), "{out}");
+    assert!(out.contains("rpc_seconds: no requests counted"), "{out}");
+}

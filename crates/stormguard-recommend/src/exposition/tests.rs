@@ -161,8 +161,57 @@ fn errors_say_line_column_and_what_would_be_valid() {
     );
     assert_eq!(
         error("a_bucket{le=\"1\",x=\"y\"} 1\na_bucket{x=\"y\",le=\"1\"} 2\n"),
-        "2:1: the same sample again (first on line 1): a page exposes each series once"
+        "2:1: the same bucket again (first on line 1, with the same labels and a bound of the \
+         same value): a page exposes each series once"
     );
+    // One bound written two ways is one bucket twice: its counts were added into a bucket of
+    // twice the requests, and the timeout came out ten times too short.
+    assert_eq!(
+        error("a_bucket{le=\"0.1\"} 50\na_bucket{le=\"0.10\"} 50\n"),
+        "2:1: the same bucket again (first on line 1, with the same labels and a bound of the \
+         same value): a page exposes each series once"
+    );
+    // NaN and negative bounds were dropped or skipped without a line.
+    assert_eq!(
+        error("a_bucket{le=\"0.1\"} 10\na_bucket{le=\"NaN\"} 90\n"),
+        "2:13: le=\"NaN\" is not a bound: use a number such as \"0.25\", or \"+Inf\""
+    );
+    assert_eq!(
+        error("a_bucket{le=\"-0.1\"} 10\n"),
+        "1:13: le=\"-0.1\" is below zero: a latency bucket's bound is a duration, 0 or more"
+    );
+    for count in ["NaN", "-5", "+Inf"] {
+        assert_eq!(
+            error(&format!("a_bucket{{le=\"0.1\"}} {count}\n")),
+            format!(
+                "1:20: {} is not a count of requests: a bucket's value is a number 0 or more",
+                parse_float(count).unwrap()
+            )
+        );
+    }
+    // Counts that fall with a rising bound, either way round on the page.
+    assert_eq!(
+        error("a_bucket{le=\"0.1\"} 50\na_bucket{le=\"0.2\"} 40\n"),
+        "2:20: 40 requests at or below le=\"0.2\", but 50 at or below le=\"0.1\" (line 1): a \
+         histogram's buckets count cumulatively, so a higher bound never counts fewer"
+    );
+    assert_eq!(
+        error("a_bucket{le=\"+Inf\"} 40\na_bucket{le=\"0.2\"} 50\n"),
+        "2:20: 50 requests at or below le=\"0.2\", but 40 at or below le=\"+Inf\" (line 1): a \
+         histogram's buckets count cumulatively, so a higher bound never counts fewer"
+    );
+    // Junk after the value, where a timestamp or an exemplar may be.
+    assert_eq!(
+        error("a_bucket{le=\"0.1\"} 50 abc\n"),
+        "1:23: `abc` after the value of `a_bucket` is not a timestamp: a sample is a name, \
+         labels, a value and an optional timestamp (a number)"
+    );
+    assert_eq!(
+        error("a_bucket{le=\"0.1\"} 50 1712345678000 x\n"),
+        "1:37: more after the timestamp of `a_bucket`: only an OpenMetrics exemplar (`# ...`) \
+         may follow it"
+    );
+    assert!(parse("a_bucket{le=\"0.1\"} 50 1712345678000 # {trace_id=\"x\"} 0.05\n").is_ok());
     assert_eq!(
         error("a_bucket{le=\"1\",le=\"2\"} 1\n"),
         "1:17: label `le` given twice in one sample"

@@ -373,13 +373,19 @@ fn no_timeout_to_suggest_is_exit_2_and_says_why() {
     );
     let (code, out, _) = run_args(&["--metrics", &summary]).unwrap();
     assert_eq!(code, ExitCode::from(2), "{out}");
-    assert!(out.contains("no histogram found: no `_bucket` samples"), "{out}");
+    assert!(
+        out.contains("no histogram found: no `_bucket` samples"),
+        "{out}"
+    );
     let idle = temp(
         "idle.prom",
         "rpc_seconds_bucket{le=\"0.1\"} 0\nrpc_seconds_bucket{le=\"+Inf\"} 0\n",
     );
     let (code, out, _) = run_args(&["--metrics", &idle]).unwrap();
     assert_eq!(code, ExitCode::from(2), "{out}");
-    assert!(out.contains("no latency histogram with requests found"), "{out}");
+    assert!(
+        out.contains("no latency histogram with requests found"),
+        "{out}"
+    );
     assert!(out.contains("rpc_seconds: no requests counted"), "{out}");
 }

@@ -120,6 +120,40 @@ fn a_call_that_does_not_retry_a_connect_failure_gets_a_connect_timeout_above_one
     );
 }
 
+/// A call with neither timeout gets two fixes printed side by side: the connect timeout one
+/// lost SYN needs is capped by the timeout `missing-timeout` proposes, so that both written
+/// make a file the parser takes (1.1 s beside 160 ms was refused: a connect timeout above the
+/// timeout).
+#[test]
+fn the_connect_timeout_fix_of_a_call_without_a_timeout_fits_the_proposed_timeout() {
+    let text = "[entry]\nservice = \"a\"\n[services.a]\n[[services.a.calls]]\nto = \"b\"\n\
+                [services.b]\nlatency = { p50 = \"20ms\", p99 = \"100ms\" }\n";
+    let report = check(&crate::parse("g.toml", text).unwrap());
+    let timeout = only(&report, "missing-timeout").fix.clone();
+    let connect = only(&report, "missing-connect-timeout").fix.clone();
+    let value = |fix: &str, key: &str| {
+        let rest = fix.strip_prefix(&format!("{key} = \"")).unwrap();
+        let text = &rest[..rest.find('"').unwrap()];
+        stormguard::duration::parse(text).unwrap()
+    };
+    let (timeout, connect) = (
+        value(&timeout, "timeout"),
+        value(&connect, "connect_timeout"),
+    );
+    assert!(timeout < ms(1100), "{timeout:?}");
+    assert_eq!(connect, timeout);
+    let fixed = text.replace(
+        "to = \"b\"\n",
+        &format!(
+            "to = \"b\"\ntimeout = \"{}\"\nconnect_timeout = \"{}\"\n",
+            stormguard::duration::format(timeout),
+            stormguard::duration::format(connect)
+        ),
+    );
+    let fixed = check(&crate::parse("g.toml", &fixed).unwrap());
+    assert!(fired(&fixed, "missing-connect-timeout").is_empty());
+}
+
 #[test]
 fn connect_timeout_below_rtt_fires_at_or_below_one_round_trip() {
     let report = Builder::new("a")

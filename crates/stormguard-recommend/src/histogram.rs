@@ -171,6 +171,11 @@ impl Histogram {
         let i = finite.partition_point(|bucket| bucket.upper < value);
         let Some(bucket) = finite.get(i) else {
             let below = finite.last().map_or(0.0, |b| b.count);
+            // With nothing in the `+Inf` bucket past the highest bound, every request is under
+            // the value: exactly all, where ">=100%" was printed.
+            if below >= total {
+                return Some(Share::Exact(1.0));
+            }
             return Some(Share::AtLeast(below / total));
         };
         if bucket.upper == value {
@@ -309,6 +314,9 @@ mod tests {
         };
         assert!((low - 0.05).abs() < 1e-12);
         assert_eq!(l.share_at_or_below(5.0), Some(Share::AtLeast(0.99)));
+        // Nothing past the highest bound: all of them, exactly.
+        let all_under = h(&[(0.05, 100.0), (INF, 100.0)]);
+        assert_eq!(all_under.share_at_or_below(1.0), Some(Share::Exact(1.0)));
         assert_eq!(l.share_at_or_below(0.0), Some(Share::Exact(0.0)));
         for q in [0.03, 0.3, 0.5, 0.93, 0.97] {
             let x = l.quantile(q).unwrap();

@@ -101,7 +101,7 @@ fn a_metrics_key_picks_its_series_by_every_pair() {
     let s = users.suggestion.as_ref().unwrap();
     assert!((s.estimate.as_secs_f64() - 0.199).abs() < 1e-9);
     assert_eq!(s.timeout, ms(200));
-    assert_eq!(users.share_within_current, Some(Share::AtLeast(1.0)));
+    assert_eq!(users.share_within_current, Some(Share::Exact(1.0)));
 }
 
 #[test]

@@ -237,7 +237,7 @@ fn the_share_within_the_current_timeout() {
         panic!("inside (250, 500]");
     };
     assert!((share - (9980.0 + 18.0 * 0.2) / 10000.0).abs() < 1e-12);
-    assert_eq!(l.share_within(ms(5000)), Some(Share::AtLeast(1.0)));
+    assert_eq!(l.share_within(ms(5000)), Some(Share::Exact(1.0)));
 }
 
 #[test]

@@ -215,6 +215,39 @@ fn load_graph(path: &std::path::Path) -> anyhow::Result<GraphInput> {
 }
 
 /// The longest timeout a graph file may hold (an hour).
+/// Why a call's suggestion is said but not written into the graph, if it is not; the one
+/// answer the graph written, the text table and the JSON give.
+///
+/// A tail past the longest timeout a graph may hold: the graph would not read back, and the
+/// whole table was lost for one call. A floor below the current timeout: the quantile lies
+/// somewhere above the highest bucket, so cutting to the floor fails more healthy requests
+/// than the false-timeout rate, by how much the buckets cannot say (a 1s timeout was cut to the
+/// 100ms floor with 1% of requests above it, and "no new findings"); the table's warning says
+/// which bucket to add.
+pub(super) fn not_written(plan: &CallPlan) -> Option<String> {
+    let suggestion = plan.suggestion.as_ref().ok()?;
+    if suggestion.timeout > longest_timeout() {
+        Some(too_long())
+    } else if suggestion.only_a_floor() && plan.current.is_some_and(|t| t > suggestion.timeout) {
+        Some(
+            "only a floor, below the current timeout, which it would cut to fail more requests \
+             than the false-timeout rate"
+                .to_string(),
+        )
+    } else {
+        None
+    }
+}
+
+/// What a suggestion past the longest timeout a graph may hold is.
+pub(super) fn too_long() -> String {
+    format!(
+        "above {}, the longest timeout a graph may hold; a tail this long is a job's, not a \
+         request's",
+        stormguard::duration::format(longest_timeout())
+    )
+}
+
 pub(super) fn longest_timeout() -> std::time::Duration {
     let stormguard_graph::parse::ranges::Bounds::Duration(_, longest) =
         stormguard_graph::parse::ranges::TIMEOUT.bounds
@@ -239,17 +272,7 @@ fn apply(
         let Ok(suggestion) = &plan.suggestion else {
             continue;
         };
-        // A tail past the longest timeout a graph may hold is said, not written: the graph
-        // would not read back, and the whole table was lost for one call.
-        if plan.current == Some(suggestion.timeout) || suggestion.timeout > longest_timeout() {
-            continue;
-        }
-        // A floor below the current timeout is not written: the quantile lies somewhere above
-        // the highest bucket, so cutting to the floor fails more healthy requests than the
-        // false-timeout rate, by how much the buckets cannot say (a 1s timeout was cut to the
-        // 100ms floor with 1% of requests above it, and "no new findings"). The table's warning
-        // says which bucket to add.
-        if suggestion.only_a_floor() && plan.current.is_some_and(|t| t > suggestion.timeout) {
+        if plan.current == Some(suggestion.timeout) || not_written(plan).is_some() {
             continue;
         }
         let was = plan

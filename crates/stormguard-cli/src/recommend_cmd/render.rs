@@ -53,7 +53,10 @@ pub(super) fn text(outcome: &Outcome) -> String {
             row.push(show(s.estimate));
         }
         row.push(stormguard::duration::format(s.timeout));
-        let warnings = s.warnings.iter().map(|w| format!("  ! {w}")).collect();
+        let mut warnings: Vec<String> = s.warnings.iter().map(|w| format!("  ! {w}")).collect();
+        if s.timeout > super::longest_timeout() {
+            warnings.push(format!("  ! {}", super::too_long()));
+        }
         rows.push((row, warnings));
     }
     if outcome.series.is_empty() {
@@ -99,18 +102,8 @@ fn calls_text(out: &mut String, outcome: &Outcome, applied: &Applied) {
             Ok(s) => {
                 let mut notes: Vec<String> =
                     s.warnings.iter().map(|w| format!("  ! {w}")).collect();
-                if s.timeout > super::longest_timeout() {
-                    notes.push(format!(
-                        "  ! not written: above {}, the longest timeout a graph may hold; a tail \
-                         this long is a job's, not a request's",
-                        stormguard::duration::format(super::longest_timeout())
-                    ));
-                } else if s.only_a_floor() && plan.current.is_some_and(|t| t > s.timeout) {
-                    notes.push(
-                        "  ! not written: only a floor, below the current timeout, which it \
-                         would cut to fail more requests than the false-timeout rate"
-                            .to_string(),
-                    );
+                if let Some(why) = super::not_written(plan) {
+                    notes.push(format!("  ! not written: {why}"));
                 }
                 (stormguard::duration::format(s.timeout), notes)
             }
@@ -331,6 +324,7 @@ fn call_json(outcome: &Outcome, plan: &CallPlan) -> Value {
         "share_within_current_kind": share_kind,
         "suggestion": suggestion,
         "reason": reason,
+        "not_written": super::not_written(plan),
     })
 }
 

@@ -302,6 +302,22 @@ fn a_suggestion_past_the_longest_timeout_is_said_and_not_written() {
     let (_, toml, _) =
         run_args(&["--metrics", &page, "--graph", &graph, "--format", "toml"]).unwrap();
     assert!(toml.contains("timeout = \"300ms\""), "{toml}");
+    // JSON says it of the call (its reason was null, as if it were written), and the table of
+    // series without a graph says it too (a 27-hour TIMEOUT stood there unremarked).
+    let (_, json, _) =
+        run_args(&["--metrics", &page, "--graph", &graph, "--format", "json"]).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        json["calls"][0]["not_written"]
+            .as_str()
+            .is_some_and(|why| why.starts_with("above 1h")),
+        "{json}"
+    );
+    let (_, out, _) = run_args(&["--metrics", &page]).unwrap();
+    assert!(
+        out.contains("  ! above 1h, the longest timeout a graph may hold"),
+        "{out}"
+    );
 }
 
 /// A quantile past the highest bucket is only a floor: written over a longer timeout it would
@@ -338,6 +354,19 @@ fn a_floor_is_not_written_over_a_longer_timeout() {
     let (_, json, _) = run_args(&["--metrics", &page, "--format", "json"]).unwrap();
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["series"][0]["only_a_floor"], true, "{json}");
+    let (_, json, _) =
+        run_args(&["--metrics", &page, "--graph", &longer, "--format", "json"]).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        json["calls"][0]["not_written"]
+            .as_str()
+            .is_some_and(|why| why.starts_with("only a floor")),
+        "{json}"
+    );
+    let (_, json, _) =
+        run_args(&["--metrics", &page, "--graph", &shorter, "--format", "json"]).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(json["calls"][0]["not_written"].is_null(), "{json}");
 }
 
 /// A count past 10^15 is shown in scientific notation, where it printed 31 digits of float

@@ -102,6 +102,11 @@ struct Applied {
     new_findings: Vec<Finding>,
     /// Findings of the result that the graph as given has too.
     old_findings: usize,
+    /// Of those, the ones whose words changed (a figure moved: a timeout-inversion that the
+    /// suggestion made worse is not "as before"), as the result has them.
+    changed_findings: Vec<Finding>,
+    /// Findings of the graph as given that the result no longer has.
+    resolved_findings: Vec<Finding>,
 }
 
 impl Applied {
@@ -294,15 +299,27 @@ fn apply(
     let same = |a: &Finding, b: &Finding| {
         a.rule == b.rule && a.from == b.from && a.to == b.to && a.service == b.service
     };
+    let resolved = before
+        .iter()
+        .filter(|b| !after.iter().any(|f| same(f, b)))
+        .cloned()
+        .collect();
     let (old, new): (Vec<Finding>, Vec<Finding>) = after
         .into_iter()
         .partition(|f| before.iter().any(|b| same(f, b)));
+    let changed = old
+        .iter()
+        .filter(|f| !before.iter().any(|b| same(f, b) && b.message == f.message))
+        .cloned()
+        .collect();
     Ok(Applied {
         file: input.path.clone(),
         plans,
         text,
         new_findings: new,
         old_findings: old.len(),
+        changed_findings: changed,
+        resolved_findings: resolved,
     })
 }
 

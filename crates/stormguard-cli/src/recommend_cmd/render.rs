@@ -146,25 +146,45 @@ fn call_name(plan: &CallPlan, plans: &[CallPlan]) -> String {
 pub(super) fn check_text(applied: &Applied) -> String {
     let mut out = format!("check on {} with the suggested timeouts: ", applied.file);
     let new = applied.new_findings.len();
-    if new == 0 {
-        let _ = writeln!(out, "no new findings ({} as before)", applied.old_findings);
-        return out;
+    // What else moved: findings resolved, and findings still there whose figures changed.
+    let mut also = vec![format!("{} as before", applied.old_findings)];
+    if !applied.changed_findings.is_empty() {
+        also.push(format!(
+            "{} of them changed",
+            applied.changed_findings.len()
+        ));
     }
-    let _ = writeln!(
-        out,
-        "{new} new finding{} ({} as before):",
-        if new == 1 { "" } else { "s" },
-        applied.old_findings
-    );
-    for finding in &applied.new_findings {
-        let severity = match finding.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        };
+    if !applied.resolved_findings.is_empty() {
+        also.push(format!("{} resolved", applied.resolved_findings.len()));
+    }
+    let also = also.join(", ");
+    if new == 0 {
+        let _ = writeln!(out, "no new findings ({also})");
+    } else {
         let _ = writeln!(
             out,
-            "  {severity} {} {}: {}\n    fix: {}",
+            "{new} new finding{} ({also}):",
+            if new == 1 { "" } else { "s" },
+        );
+    }
+    for finding in &applied.resolved_findings {
+        let _ = writeln!(out, "  resolved {} {}", finding.rule, place(finding));
+    }
+    for finding in &applied.changed_findings {
+        let _ = writeln!(
+            out,
+            "  changed {} {} {}: {}",
+            severity_word(finding.severity),
+            finding.rule,
+            place(finding),
+            finding.message
+        );
+    }
+    for finding in &applied.new_findings {
+        let _ = writeln!(
+            out,
+            "  {} {} {}: {}\n    fix: {}",
+            severity_word(finding.severity),
             finding.rule,
             place(finding),
             finding.message,
@@ -172,6 +192,14 @@ pub(super) fn check_text(applied: &Applied) -> String {
         );
     }
     out
+}
+
+fn severity_word(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    }
 }
 
 fn place(finding: &Finding) -> String {
@@ -281,6 +309,8 @@ pub(super) fn json(outcome: &Outcome) -> String {
             json!({
                 "new_findings": applied.new_findings,
                 "unchanged_findings": applied.old_findings,
+                "changed_findings": applied.changed_findings,
+                "resolved_findings": applied.resolved_findings,
             }),
         ),
     };

@@ -419,3 +419,48 @@ fn no_timeout_to_suggest_is_exit_2_and_says_why() {
     );
     assert!(out.contains("rpc_seconds: no requests counted"), "{out}");
 }
+
+/// Besides the findings a suggestion brings, the check says those it resolves and those still
+/// there whose figures it moved: "no new findings (28 as before)" hid three resolved and one
+/// timeout-inversion made worse.
+#[test]
+fn the_check_says_what_the_suggestions_resolve_and_change() {
+    let page = temp("moved.prom", PAGE);
+    // api gives db 150 ms, under its p99 of 300 ms: the 2 s suggested for it resolves that.
+    let graph = temp(
+        "moved.toml",
+        &GRAPH
+            .replace("timeout = \"500ms\"", "timeout = \"150ms\"")
+            .replace("p99 = \"900ms\"", "p99 = \"300ms\""),
+    );
+    let (_, _, err) =
+        run_args(&["--metrics", &page, "--graph", &graph, "--format", "toml"]).unwrap();
+    assert!(err.contains(" resolved)"), "{err}");
+    assert!(
+        err.contains("  resolved timeout-below-latency api -> db\n"),
+        "{err}"
+    );
+    let (_, json, _) =
+        run_args(&["--metrics", &page, "--graph", &graph, "--format", "json"]).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["check"]["resolved_findings"][1]["rule"], "timeout-below-latency",
+        "{json}"
+    );
+    // In the graph as found, db's 2 s moves the figures of findings that stay.
+    let graph = temp("moved-as-found.toml", GRAPH);
+    let (_, _, err) =
+        run_args(&["--metrics", &page, "--graph", &graph, "--format", "toml"]).unwrap();
+    assert!(err.contains("2 as before, 2 of them changed"), "{err}");
+    assert!(
+        err.contains("  changed error timeout-inversion api -> db: db may keep working "),
+        "{err}"
+    );
+    let (_, json, _) =
+        run_args(&["--metrics", &page, "--graph", &graph, "--format", "json"]).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["check"]["changed_findings"][0]["rule"], "timeout-inversion",
+        "{json}"
+    );
+}

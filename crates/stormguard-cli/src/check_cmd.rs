@@ -461,7 +461,7 @@ fn write_report(
 ) -> anyhow::Result<ExitCode> {
     let rendered = match args.format {
         Format::Text => render::text(graph, report, colour),
-        Format::Json => render::json(report),
+        Format::Json => render::json_in(report, file),
         Format::Sarif => render::sarif(report, file),
         Format::Mermaid => render::mermaid(graph, report),
     };

@@ -41,6 +41,16 @@ fn json_sarif_and_mermaid_are_what_their_readers_expect() {
     let location = &results[2]["locations"][0]["physicalLocation"];
     assert_eq!(location["artifactLocation"]["uri"], file);
     assert!(location["region"]["startLine"].as_u64().unwrap() > 1);
+    // JSON places each finding where SARIF does (only SARIF had a line).
+    for (finding, result) in json["findings"].as_array().unwrap().iter().zip(results) {
+        let region = &result["locations"][0]["physicalLocation"]["region"];
+        assert_eq!(finding["source"]["file"], file);
+        assert_eq!(finding["source"]["line"], region["startLine"], "{finding}");
+        assert_eq!(
+            finding["source"]["column"], region["startColumn"],
+            "{finding}"
+        );
+    }
 
     let (_, mermaid, _) = stormguard(&["check", file, "--format", "mermaid"]);
     assert!(mermaid.starts_with("flowchart"), "{mermaid}");

@@ -15,7 +15,7 @@ mod text;
 #[cfg(test)]
 mod tests;
 
-pub use json::json;
+pub use json::{json, json_in};
 pub use mermaid::mermaid;
 pub use sarif::{sarif, sarif_located, ExtraRule, Location};
 pub use text::text;

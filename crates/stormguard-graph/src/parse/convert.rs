@@ -302,6 +302,52 @@ impl<'a> Converter<'a> {
     }
 }
 
+/// The valid key (of serde's list, "`a`, `b`") a typo most likely meant: the nearest by edit
+/// distance, if within a third of its length (at least one edit), and the only one that near.
+fn closest_key<'v>(typed: &str, valid: &'v str) -> Option<&'v str> {
+    let mut best: Option<(usize, &str)> = None;
+    let mut tie = false;
+    for key in valid.split(", ").map(|k| k.trim_matches('`')) {
+        let distance = edit_distance(typed, key);
+        if distance > (key.chars().count() / 3).max(1) {
+            continue;
+        }
+        match best {
+            Some((d, _)) if d < distance => {}
+            Some((d, _)) if d == distance => tie = true,
+            _ => {
+                best = Some((distance, key));
+                tie = false;
+            }
+        }
+    }
+    best.filter(|_| !tie).map(|(_, key)| key)
+}
+
+/// Edit distance in characters, a swap of two neighbours counting one edit as a typo does
+/// (optimal string alignment); keys are short, so three rows of a table do.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut row = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        row[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (previous[j] + 1)
+                .min(row[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut row);
+    }
+    previous[b.len()]
+}
+
 /// Rewords serde's messages in the file's terms: "key" and "table" instead of "field" and
 /// "struct RawCall", and number types as a person would say them; `key` is the last key of
 /// the path at fault, if known, for the range a whole number takes there (its range of
@@ -314,7 +360,14 @@ pub(super) fn serde_message(message: &str, key: Option<&str>) -> String {
                 let valid = valid
                     .trim_start_matches("one of ")
                     .replace("` or `", "`, `");
-                format!("unknown key {key}; valid keys here: {valid}")
+                match closest_key(key.trim_matches('`'), &valid) {
+                    Some(near) => {
+                        format!(
+                            "unknown key {key}; did you mean `{near}`? valid keys here: {valid}"
+                        )
+                    }
+                    None => format!("unknown key {key}; valid keys here: {valid}"),
+                }
             }
             None => format!("unknown key {rest}"),
         };

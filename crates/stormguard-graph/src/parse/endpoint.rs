@@ -242,8 +242,8 @@ endpoint = \"place\"
         let text = gateway("").replace("weight = 9", "wieght = 9");
         assert_eq!(
             error(&text),
-            "g.toml:4:1: `services.gateway.endpoints.browse.wieght`: unknown key `wieght`; valid \
-             keys here: `weight`, `calls`"
+            "g.toml:4:1: `services.gateway.endpoints.browse.wieght`: unknown key `wieght`; did \
+             you mean `weight`? valid keys here: `weight`, `calls`"
         );
     }
 

@@ -102,7 +102,7 @@ pub fn parse(file: &str, text: &str) -> Result<Graph, ParseError> {
 /// let text = "adress = \"x\"\n";
 /// let error = toml::from_str::<RawListen>(text).err().unwrap();
 /// let error = serde_error("p.toml", text, &Lines::new(text), &error);
-/// assert_eq!(error.to_string(), "p.toml:1:1: `adress`: unknown key `adress`; valid keys here: `address`");
+/// assert_eq!(error.to_string(), "p.toml:1:1: `adress`: unknown key `adress`; did you mean `address`? valid keys here: `address`");
 /// ```
 pub fn serde_error(
     file: &str,

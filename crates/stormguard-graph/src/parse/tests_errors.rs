@@ -50,7 +50,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
     );
     assert_eq!(
         message,
-        "unknown key `timout`; valid keys here: `to`, `endpoint`, `timeout`, `request_timeout`, \
+        "unknown key `timout`; did you mean `timeout`? valid keys here: `to`, `endpoint`, `timeout`, `request_timeout`, \
          `connect_timeout`, `rtt`, `max_attempts`, `backoff`, `retry_budget`, `token_bucket`, \
          `retry_on`, `idempotent`, `method`, `count`, `parallel`, `required`, `hedge`, \
          `propagate_deadline`, `metrics`"
@@ -60,7 +60,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
         1,
         2,
         "entyr",
-        &["unknown key `entyr`; valid keys here: `entry`, `services`, `check`, `scenarios`"],
+        &["unknown key `entyr`; did you mean `entry`? valid keys here: `entry`, `services`, `check`, `scenarios`"],
     );
     assert_error(
         &format!("{SERVICE}latency = {{ p50 = \"1ms\", p98 = \"2ms\" }}\n"),
@@ -571,4 +571,24 @@ fn a_key_or_table_given_twice_is_named() {
         ),
         "{error}"
     );
+}
+
+/// A typo is answered with the key it most likely meant: one edit (a letter missing, extra,
+/// wrong, or two swapped) per three letters, and only when one key is that near.
+#[test]
+fn a_typo_names_the_key_it_most_likely_meant() {
+    use super::convert::serde_message;
+    let said = |typed: &str, valid: &str| {
+        serde_message(
+            &format!("unknown field `{typed}`, expected one of {valid}"),
+            None,
+        )
+    };
+    let keys = "`timeout`, `request_timeout`, `connect_timeout`, `rtt`, `to`";
+    assert!(said("timout", keys).contains("did you mean `timeout`?"));
+    assert!(said("tiemout", keys).contains("did you mean `timeout`?"));
+    assert!(said("rt", keys).contains("did you mean `rtt`?"));
+    // Nothing near, or two as near: no guess.
+    assert!(!said("deadline", keys).contains("did you mean"));
+    assert!(!said("tx", "`to`, `tz`").contains("did you mean"));
 }

@@ -11,7 +11,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
         2,
         "lisen",
         &[
-            "unknown key `lisen`; valid keys here: `listen`, `admin`, `upstreams`, `routes`, \
+            "unknown key `lisen`; did you mean `listen`? valid keys here: `listen`, `admin`, `upstreams`, `routes`, \
            `faults`",
         ],
     );
@@ -21,7 +21,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
         1,
         "routes[0].timout",
         &[
-            "unknown key `timout`; valid keys here: `name`, `match`, `upstream`, `timeout`, \
+            "unknown key `timout`; did you mean `timeout`? valid keys here: `name`, `match`, `upstream`, `timeout`, \
            `request_timeout`, `connect_timeout`, `rtt`, `max_attempts`, `backoff`, `retry_budget`, \
            `token_bucket`, `retry_on`, `hedge`, `adaptive_timeout`, `propagate_deadline`, \
            `deadline_reserve`, `retry_body_limit`, `latency_buckets`, `idempotent`, `fault`",

@@ -317,8 +317,11 @@ impl RetryPolicy {
 
     /// What [`begin`](RetryPolicy::begin) returns, without counting the request: for a caller
     /// that counted it when the request began and needs the state only once the first attempt
-    /// failed (the retry layer, whose requests nearly all end with their first attempt).
-    pub(crate) fn first_attempt_state(&self) -> RetryState {
+    /// failed (the retry layer, whose requests nearly all end with their first attempt), or
+    /// that counts it in the limiter itself (the simulator, with
+    /// [`RetryBudget::deposit_after_epoch`](crate::budget::RetryBudget::deposit_after_epoch)).
+    /// A request begun this way and not counted earns no retries.
+    pub fn first_attempt_state(&self) -> RetryState {
         RetryState {
             attempts: 1,
             schedule: self.backoff.schedule(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use stormguard::classify::AttemptResult;
-use stormguard::policy::{Decision, GiveUp};
+use stormguard::policy::{Decision, GiveUp, Limiter};
 
 use super::events::{Event, Handle};
 use super::hedge::Unit;
@@ -91,7 +91,22 @@ impl Sim<'_> {
                 return;
             }
         }
-        let state = policy.begin(now);
+        // `policy.begin(now)`: the request counted in the limiter, a fresh state. A budget
+        // with an epoch takes the deposit in virtual nanoseconds, at the same slot.
+        let state = match (&policy.limiter, self.budget_epochs[run.edge]) {
+            (Limiter::Budget(budget), Some(epoch)) => {
+                budget.deposit_after_epoch(t - epoch);
+                policy.first_attempt_state()
+            }
+            (Limiter::Budget(budget), None) => {
+                let state = policy.begin(now);
+                self.budget_epochs[run.edge] = budget
+                    .epoch()
+                    .map(|epoch| nanos(epoch.duration_since(self.clock.origin)));
+                state
+            }
+            _ => policy.begin(now),
+        };
         let endpoint = match edge.to_endpoint {
             Some(endpoint) => endpoint,
             None => {

@@ -822,8 +822,12 @@ fn sort_by_rank<const N: usize>(events: &mut Vec<Due>, base: u64, scratch: &mut 
         debug_assert!(event.at - base < 1 << *BITS.end());
         *key = (((event.at - base) as i32) << PLACE_BITS) | i as i32;
     }
-    scratch.clear();
-    scratch.extend_from_slice(events);
+    // Every place is written below (the ranks are a permutation of the events), so the
+    // scratch is only sized, not filled: a copy per bucket cost a `memcpy` call.
+    scratch.truncate(events.len());
+    if let Some(&first) = events.first() {
+        scratch.resize(events.len(), first);
+    }
     for (i, event) in events.iter().enumerate() {
         let key = keys[i];
         let rank = keys.iter().map(|&k| usize::from(k < key)).sum::<usize>();

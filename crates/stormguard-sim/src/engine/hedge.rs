@@ -166,6 +166,11 @@ impl Sim<'_> {
     /// decided, and the copy still out, if any, is abandoned as the race says.
     ///
     /// `edge` and `sent_at` are the copy's.
+    ///
+    /// Inlined where answers and timeouts arrive, with the hedged case out of line: nearly
+    /// every edge has no hedge, and the call's prologue and epilogue were most of what this
+    /// cost such an edge.
+    #[inline(always)]
     pub(crate) fn copy_done(
         &mut self,
         run: Key,
@@ -181,6 +186,12 @@ impl Sim<'_> {
             self.attempt_done(run, edge as usize, sent_at, result);
             return;
         }
+        self.hedged_copy_done(run, key, result, timeout);
+    }
+
+    /// [`copy_done`](Self::copy_done) on a hedged edge.
+    #[inline(never)]
+    fn hedged_copy_done(&mut self, run: Key, key: Key, result: AttemptResult, timeout: bool) {
         let call = self
             .runs
             .get_mut(run)

@@ -142,8 +142,7 @@ impl Sim<'_> {
         let slowdown = slowdown.unwrap_or_else(|| service.condition(i, self.now).slowdown);
         let own = service.work.sample_nanos(&mut self.work_rng);
         let contended = own + service.contention * others;
-        // `as` saturates: a work time past u64 nanoseconds (585 years) is the longest there is.
-        let work = (contended * slowdown) as u64;
+        let work = saturating_nanos(contended * slowdown);
         let tally = &mut self.tallies[s];
         tally.started += 1;
         tally.queue_wait_ns += u128::from(self.now - queued_at);
@@ -287,5 +286,45 @@ impl Sim<'_> {
         self.tallies[s].queue_dropped += 1;
         self.loads[k] -= 1;
         self.finish_for_callee(key, Some(Answer::Unavailable));
+    }
+}
+
+/// `x` nanoseconds as a whole number, as `x as u64` converts it: saturating (a work time past
+/// u64 nanoseconds, 585 years, is the longest there is), NaN as 0. Through `i64` where that
+/// holds it exactly: one instruction on x86-64, where the conversion to `u64` is a dozen with
+/// branches, on every request's work.
+#[inline(always)]
+fn saturating_nanos(x: f64) -> u64 {
+    if (0.0..9.0e18).contains(&x) {
+        x as i64 as u64
+    } else {
+        x as u64
+    }
+}
+
+#[cfg(test)]
+mod saturating_nanos_tests {
+    use super::saturating_nanos;
+
+    #[test]
+    fn converts_as_a_cast_does() {
+        for x in [
+            0.0,
+            -0.0,
+            0.4,
+            0.9999,
+            1.5,
+            123_456_789.987,
+            8.999_999_999e18,
+            9.0e18,
+            1.8e19,
+            1e300,
+            f64::INFINITY,
+            -1.0,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ] {
+            assert_eq!(saturating_nanos(x), x as u64, "{x}");
+        }
     }
 }

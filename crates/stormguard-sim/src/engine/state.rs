@@ -224,6 +224,10 @@ pub(crate) struct Sim<'m> {
     pub(crate) timeline: Timeline,
     /// Per edge: its quantile hedge delay as last read.
     pub(crate) hedge_delays: Vec<CachedDelay>,
+    /// Per edge: its retry budget's epoch in virtual nanoseconds, once the budget has one, so
+    /// that a call's deposit is made in nanoseconds (`RetryBudget::deposit_after_epoch`)
+    /// rather than through an `Instant` made and subtracted again.
+    pub(crate) budget_epochs: Vec<Option<u64>>,
 }
 
 impl<'m> Sim<'m> {
@@ -271,6 +275,7 @@ impl<'m> Sim<'m> {
             users: UserStats::default(),
             timeline: Timeline::new(model.services.len(), nanos(model.duration)),
             hedge_delays: vec![CachedDelay::default(); model.edges.len()],
+            budget_epochs: vec![None; model.edges.len()],
         }
     }
 

@@ -15,7 +15,7 @@
 //! |---|---|---|
 //! | `connect-refused`, `connect-timeout`, `reset` | 502 | the upstream could not be reached or broke the exchange |
 //! | `tls` | 502 | the TLS handshake with the upstream's instances failed: a certificate that does not verify, or none the upstream takes |
-//! | `bad-upstream-response` | 502 | the upstream answered 101 Switching Protocols, though the proxy asks for no upgrade |
+//! | `bad-upstream-response` | 502 | the upstream's response was not valid HTTP, or a 101 Switching Protocols, though the proxy asks for no upgrade |
 //! | `timeout`, `deadline` | 504 | no answer in the time the route or the caller allowed |
 //! | `retry-budget` | 503 | a retry was needed but the route's budget is spent: the upstream is failing broadly, back off |
 //! | `overloaded` | 503 + `Retry-After: 1` | the upstream has `max_in_flight` requests in flight: shed at once |
@@ -68,7 +68,7 @@ pub(crate) fn attempts_value(attempts: u32) -> HeaderValue {
 /// `stormguard-reason`: why the proxy answered itself (absent when the upstream answered).
 ///
 /// 502 `connect-refused`, `connect-timeout`, `tls`, `reset` (the upstream could not be reached,
-/// could not be verified, or broke the exchange), `bad-upstream-response` (a 101 the proxy did not ask for); 504 `timeout`,
+/// could not be verified, or broke the exchange), `bad-upstream-response` (a head that is not HTTP, or a 101 the proxy did not ask for); 504 `timeout`,
 /// `deadline` (no answer in the time the route or the caller allowed); 503 `retry-budget`,
 /// `overloaded` (with `Retry-After: 1`), `no-instance`; 404 `no-route`; the injected status with
 /// `fault`; and for requests refused before any attempt, 413 `body-too-large`, 400 `bad-body`,
@@ -214,7 +214,7 @@ impl Reason {
         BAD_UPSTREAM_RESPONSE,
         "bad-upstream-response",
         BAD_GATEWAY,
-        "the upstream answered 101 Switching Protocols to a request that asked for no upgrade"
+        "the upstream's response was not valid HTTP (a malformed or oversized head), or a 101 Switching Protocols to a request that asked for no upgrade"
     );
     reason!(
         TIMEOUT,
@@ -286,7 +286,7 @@ impl Reason {
 
     /// Every reason, as the module docs and docs/reference.md list them.
     #[cfg(test)]
-    const ALL: [Reason; 16] = [
+    const ALL: [Reason; 17] = [
         Reason::CONNECT_REFUSED,
         Reason::CONNECT_TIMEOUT,
         Reason::TLS,
@@ -300,6 +300,7 @@ impl Reason {
         Reason::NO_ROUTE,
         Reason::BODY_TOO_LARGE,
         Reason::BAD_BODY,
+        Reason::BODY_TIMEOUT,
         Reason::FORBIDDEN_TARGET,
         Reason::BAD_HOST,
         Reason::FAULT,
@@ -328,6 +329,11 @@ impl Reason {
             Some(ErrorKind::Overloaded) => Reason::OVERLOADED,
             Some(ErrorKind::NoInstance) => Reason::NO_INSTANCE,
             Some(ErrorKind::Body) => Reason::BAD_BODY,
+            // An upstream that answered with something that is not HTTP is named so, not
+            // as a network failure: whoever debugs it looks at the upstream, not the network.
+            Some(ErrorKind::Reset) | None if is_bad_response(&**error) => {
+                Reason::BAD_UPSTREAM_RESPONSE
+            }
             Some(ErrorKind::Reset) | None => Reason::RESET,
         };
         (reason, attempts)
@@ -359,6 +365,27 @@ impl Reason {
         }
         response
     }
+}
+
+/// Whether the upstream's response head was not HTTP/1.x or broke a bound, somewhere below
+/// this error: the proxy's HTTP/1 client's refusal of the head, or hyper's (HTTP/2, and the
+/// hyper client) parse errors.
+fn is_bad_response(error: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(crate::h1::ExchangeError::Head(_)) =
+            e.downcast_ref::<crate::h1::ExchangeError>()
+        {
+            return true;
+        }
+        if let Some(e) = e.downcast_ref::<hyper::Error>() {
+            if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Whether the client's body passed `max_request_body` somewhere below this error: read by the

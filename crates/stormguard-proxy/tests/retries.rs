@@ -214,6 +214,23 @@ async fn a_connection_closed_before_the_answer_is_retried_for_a_get_not_a_post()
     assert_eq!(closing.hits() - before, 1);
 }
 
+/// An upstream that answers with something that is not HTTP is named as such, not as a
+/// network reset (which sends whoever debugs it to the network).
+#[tokio::test]
+async fn an_upstream_answering_what_is_not_http_is_a_bad_upstream_response() {
+    let bad = misbehaving_upstream(Misbehave::BadHead).await;
+    let proxy = start(single(&[bad.addr])).await;
+    let post = Request::post(proxy.url("/"))
+        .body(Full::new(Bytes::from_static(b"x")))
+        .unwrap();
+    let reply = send(&client(), post).await.unwrap();
+    assert_eq!(reply.status, 502);
+    assert_eq!(
+        reply.header("stormguard-reason"),
+        Some("bad-upstream-response")
+    );
+}
+
 /// A body above `retry_body_limit` is sent once, never twice; but a refused connection sent
 /// none of it, so it goes to another instance.
 #[tokio::test]

@@ -296,6 +296,41 @@ async fn faults_act_only_when_enabled() {
     );
 }
 
+/// An injected delay is spent from the request's deadline: one longer than the route's
+/// `request_timeout`, or than the caller's budget, ends there with the deadline's 504. (A 5 s
+/// delay on a route of 3 s answered 200 after 5 s, and a caller that gave 800 ms waited the
+/// 5 s for its 504.)
+#[tokio::test]
+async fn an_injected_delay_ends_at_the_deadline() {
+    let up = ok_upstream().await;
+    let mut config = single(&[up.addr]);
+    config.faults.enabled = true;
+    config.routes[0].call.request_timeout = Some(ms(3000));
+    let proxy = start(config).await;
+    let client = client();
+    let delayed = |budget: Option<&str>| {
+        let mut req = Request::get(proxy.url("/")).header("stormguard-fault-delay-ms", "5000");
+        if let Some(budget) = budget {
+            req = req.header("stormguard-budget-ms", budget);
+        }
+        req.body(Full::default()).unwrap()
+    };
+    // Bounds far apart, so that a loaded machine cannot blur them: the route's 3 s, the
+    // caller's 100 ms, the delay's 5 s.
+    for (budget, at_least, below) in [(None, 3000, 4800), (Some("100"), 100, 2800)] {
+        let started = tokio::time::Instant::now();
+        let reply = send(&client, delayed(budget)).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(reply.status, 504, "{budget:?}");
+        assert_eq!(reply.header("stormguard-reason"), Some("deadline"));
+        assert!(
+            took >= ms(at_least) && took < ms(below),
+            "{budget:?}: {took:?}"
+        );
+    }
+    assert!(up.heads().is_empty(), "nothing forwarded");
+}
+
 #[tokio::test]
 async fn http2_with_prior_knowledge_is_served() {
     let up = ok_upstream().await;

@@ -344,6 +344,7 @@ pub(crate) fn routes(
                 upstream_name: route.upstream.clone(),
                 service,
                 fault: route.fault,
+                request_timeout: route.call.request_timeout,
                 body_limit: usize::try_from(route.retry_body_limit).unwrap_or(usize::MAX),
                 metrics: route_metrics,
                 built_from,

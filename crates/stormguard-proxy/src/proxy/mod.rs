@@ -119,6 +119,9 @@ pub(crate) struct RouteEntry {
     upstream_name: String,
     pub(crate) service: RouteService,
     pub(crate) fault: Option<FaultSpec>,
+    /// `request_timeout`, which an injected delay spends from, as the route's deadline layer
+    /// would.
+    pub(crate) request_timeout: Option<std::time::Duration>,
     /// `retry_body_limit`: the body read before forwarding, as the retry layer keeps it.
     pub(crate) body_limit: usize,
     /// Answers that were the upstream's 2xx: counted without a lookup.

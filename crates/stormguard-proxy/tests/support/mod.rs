@@ -178,6 +178,8 @@ pub enum Misbehave {
     Close,
     /// Sends a response head announcing 100 bytes, 10 of them, and closes.
     TruncateBody,
+    /// Sends a head that is not HTTP (a status of letters, a length of letters).
+    BadHead,
 }
 
 /// An instance that reads each request head and then misbehaves.
@@ -197,8 +199,14 @@ pub async fn misbehaving_upstream(how: Misbehave) -> Instance {
                     return;
                 }
                 hits.fetch_add(1, Ordering::SeqCst);
-                if let Misbehave::TruncateBody = how {
-                    let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
+                let head = match how {
+                    Misbehave::Close => None,
+                    Misbehave::TruncateBody => {
+                        Some("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+                    }
+                    Misbehave::BadHead => Some("HTTP/1.1 2OO OK\r\ncontent-length: abc\r\n\r\n"),
+                };
+                if let Some(head) = head {
                     let _ = stream.write_all(head.as_bytes()).await;
                     tokio::time::sleep(ms(20)).await;
                 }

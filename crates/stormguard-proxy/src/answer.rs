@@ -27,6 +27,7 @@
 //! | `body-timeout` | 408 | the body read before forwarding took longer than `request_body_timeout`, or paused longer than `stream_idle_timeout` |
 //! | `forbidden-target` | 403 | CONNECT, or an absolute-form target for a host no route names |
 //! | `bad-host` | 400 | two `Host` headers, none in HTTP/1.1, or a user name in the host (RFC 9112 §3.2) |
+//! | `transfer-coding` | 501 | a `Transfer-Encoding` other than `chunked`, which the proxy does not decode (RFC 9112 §6.1) |
 
 use std::error::Error as StdError;
 use std::pin::Pin;
@@ -278,6 +279,12 @@ impl Reason {
         "send one Host (HTTP/1.1: exactly one) naming a host and port, without user@"
     );
     reason!(
+        TRANSFER_CODING,
+        "transfer-coding",
+        NOT_IMPLEMENTED,
+        "the request's Transfer-Encoding names a coding other than chunked, which this proxy does not decode"
+    );
+    reason!(
         FAULT,
         "fault",
         SERVICE_UNAVAILABLE,
@@ -286,7 +293,7 @@ impl Reason {
 
     /// Every reason, as the module docs and docs/reference.md list them.
     #[cfg(test)]
-    const ALL: [Reason; 17] = [
+    const ALL: [Reason; 18] = [
         Reason::CONNECT_REFUSED,
         Reason::CONNECT_TIMEOUT,
         Reason::TLS,
@@ -303,6 +310,7 @@ impl Reason {
         Reason::BODY_TIMEOUT,
         Reason::FORBIDDEN_TARGET,
         Reason::BAD_HOST,
+        Reason::TRANSFER_CODING,
         Reason::FAULT,
     ];
 

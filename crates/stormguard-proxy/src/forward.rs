@@ -22,7 +22,9 @@ use stormguard::layer::Attempts;
 use crate::access_log::{self, Access};
 use crate::answer::{attempts_value, Reason, ResponseBody, ATTEMPTS_NAME, REASON_NAME};
 use crate::fault;
-use crate::headers::{host_is_valid, request_host, strip_hop_by_hop, target_allowed};
+use crate::headers::{
+    host_is_valid, request_host, strip_hop_by_hop, target_allowed, transfer_coding_is_supported,
+};
 use crate::proxy::{Generation, Proxy, RouteEntry};
 use crate::request_body::{read_first, streams_at_once, ReadFailed, RequestBody};
 use crate::server::BodyWatch;
@@ -61,6 +63,8 @@ async fn answer(
     let metrics = proxy.metrics();
     let refused = if !host_is_valid(&req) {
         Reason::BAD_HOST
+    } else if !transfer_coding_is_supported(&req) {
+        Reason::TRANSFER_CODING
     } else if !target_allowed(&req, generation, local) {
         Reason::FORBIDDEN_TARGET
     } else {

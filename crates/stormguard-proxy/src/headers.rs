@@ -135,6 +135,25 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name.as_str().starts_with("proxy-")
 }
 
+/// Whether the request's body comes in no transfer coding but `chunked`, which the server
+/// decodes: a body in any other (`Transfer-Encoding: gzip, chunked`) would reach the upstream
+/// still coded with the coding's name dropped (the header is hop-by-hop), to be read as plain
+/// bytes. RFC 9112 §6.1: a server answers 501 to a transfer coding it does not understand.
+pub(crate) fn transfer_coding_is_supported<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .all(|value| {
+            value.to_str().is_ok_and(|codings| {
+                codings
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|coding| !coding.is_empty())
+                    .all(|coding| coding.eq_ignore_ascii_case("chunked"))
+            })
+        })
+}
+
 /// Whether the request names its host as the module docs require: at most one `Host` (exactly
 /// one in HTTP/1.1), a host and port in it, and no user name there or in the target.
 pub(crate) fn host_is_valid<B>(req: &Request<B>) -> bool {

@@ -100,6 +100,14 @@ async fn malformed_requests_each_get_a_4xx_and_the_proxy_still_serves() {
             "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into(),
             403,
         ),
+        // A coding the proxy does not decode: it went on still gzipped, its name dropped.
+        (
+            "a transfer coding but chunked",
+            "POST / HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+             5\r\nhello\r\n0\r\n\r\n"
+                .into(),
+            501,
+        ),
     ];
     for (what, request, expected) in batch {
         let answer = raw(proxy.addr, request.as_bytes(), Duration::from_secs(3)).await;

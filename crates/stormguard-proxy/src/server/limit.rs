@@ -65,6 +65,10 @@ const GONE: u8 = 2;
 pub(super) struct Admitted {
     limit: Arc<ConnectionLimit>,
     first_byte: Arc<FirstByte>,
+    /// Whether its connection was accepted, and so counted in the open connections' gauge: the
+    /// accept loop takes a place before a client arrives, which the gauge counted as a
+    /// connection (1 with none open).
+    counted: bool,
 }
 
 /// What the oldest silent connection came to.
@@ -99,13 +103,13 @@ impl ConnectionLimit {
             return None;
         }
         self.open.fetch_add(1, Ordering::AcqRel);
-        self.metrics.connections.inc();
         Some(Admitted {
             limit: self.clone(),
             first_byte: Arc::new(FirstByte {
                 state: AtomicU8::new(SILENT),
                 evicted: Notify::new(),
             }),
+            counted: false,
         })
     }
 
@@ -179,7 +183,11 @@ impl FirstByte {
 impl Admitted {
     /// Says that the place's connection was accepted now: from here it may be closed for room
     /// until it speaks. Called by the accept loop only.
-    pub(super) fn accepted(&self, max: usize) {
+    pub(super) fn accepted(&mut self, max: usize) {
+        if !self.counted {
+            self.counted = true;
+            self.limit.metrics.connections.inc();
+        }
         let mut silent = self.limit.silent();
         while silent.front().is_some_and(|(_, f)| !f.is_silent()) {
             silent.pop_front();
@@ -213,7 +221,9 @@ impl Drop for Admitted {
         self.first_byte.state.store(GONE, Ordering::Release);
         let limit = &self.limit;
         limit.open.fetch_sub(1, Ordering::AcqRel);
-        limit.metrics.connections.dec();
+        if self.counted {
+            limit.metrics.connections.dec();
+        }
         // Stored when no accept waits, so an accept that checks just before is not missed.
         limit.ended.notify_one();
     }
@@ -230,7 +240,7 @@ mod tests {
 
     /// A place for an accepted connection that has spoken.
     async fn spoken(limit: &Arc<ConnectionLimit>, max: usize) -> Admitted {
-        let admitted = limit.admit(max).await;
+        let mut admitted = limit.admit(max).await;
         admitted.accepted(max);
         assert!(admitted.spoke());
         admitted
@@ -253,7 +263,8 @@ mod tests {
         );
         assert_eq!(limit.metrics.connections_limited.get(), 1);
         drop(first);
-        let _third = waiting.await.unwrap();
+        let mut third = waiting.await.unwrap();
+        third.accepted(2);
         assert_eq!(limit.metrics.connections.get(), 2);
         // A raised limit admits at once.
         let _fourth = limit.admit(3).await;
@@ -266,7 +277,7 @@ mod tests {
         let limit = limit();
         let _spoken = spoken(&limit, 3).await;
         // Two silent connections, a second apart, each ending when evicted.
-        let silent = |admitted: Admitted| {
+        let silent = |mut admitted: Admitted| {
             admitted.accepted(3);
             tokio::spawn(async move {
                 admitted.evicted().await;
@@ -277,7 +288,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let newer = silent(limit.admit(3).await);
         let start = Instant::now();
-        let fourth = limit.admit(3).await;
+        let mut fourth = limit.admit(3).await;
         // The oldest had been silent for a second already: closed at once.
         assert_eq!(start.elapsed(), Duration::ZERO);
         assert!(oldest.is_finished() && !newer.is_finished());
@@ -285,7 +296,7 @@ mod tests {
         assert!(fourth.spoke());
         assert_eq!(limit.metrics.connections_closed.silent_at_limit.get(), 1);
         // The newer one is taken for silent only a second after it was accepted.
-        let fifth = limit.admit(3).await;
+        let mut fifth = limit.admit(3).await;
         assert_eq!(start.elapsed(), SILENT_AFTER);
         assert!(newer.is_finished());
         fifth.accepted(3);
@@ -300,11 +311,28 @@ mod tests {
         assert_eq!(limit.metrics.connections_closed.silent_at_limit.get(), 2);
     }
 
+    /// The gauge counts connections accepted, not the place the accept loop takes before a
+    /// client arrives (it read 1 with no client, 4 with three).
+    #[tokio::test]
+    async fn the_gauge_counts_accepted_connections_only() {
+        let limit = limit();
+        let mut waiting = limit.try_admit(4).unwrap();
+        assert_eq!(limit.metrics.connections.get(), 0);
+        waiting.accepted(4);
+        assert_eq!(limit.metrics.connections.get(), 1);
+        let never = limit.try_admit(4).unwrap();
+        assert_eq!(limit.metrics.connections.get(), 1);
+        drop(never);
+        assert_eq!(limit.metrics.connections.get(), 1);
+        drop(waiting);
+        assert_eq!(limit.metrics.connections.get(), 0);
+    }
+
     #[tokio::test]
     async fn the_queue_of_silent_connections_stays_small() {
         let limit = limit();
         // One connection stays silent at the front while thousands come and go behind it.
-        let held = limit.admit(10).await;
+        let mut held = limit.admit(10).await;
         held.accepted(10);
         for _ in 0..5_000 {
             spoken(&limit, 10).await;

@@ -216,7 +216,7 @@ async fn accept(
     held: &mut Option<TcpStream>,
 ) -> io::Result<(TcpStream, Admitted)> {
     if held.is_none() {
-        if let Some(admitted) = limit.try_admit(max) {
+        if let Some(mut admitted) = limit.try_admit(max) {
             let (stream, _peer) = listener.accept().await?;
             admitted.accepted(max);
             return Ok((stream, admitted));
@@ -224,7 +224,7 @@ async fn accept(
         let (stream, _peer) = listener.accept().await?;
         *held = Some(stream);
     }
-    let admitted = limit.admit(max).await;
+    let mut admitted = limit.admit(max).await;
     let stream = held.take().expect("a client is held");
     admitted.accepted(max);
     Ok((stream, admitted))

@@ -170,6 +170,18 @@ pub(crate) fn attempt_to(instance: &Arc<str>) {
     let _ = CURRENT.try_with(|current| {
         if let Some(access) = current.borrow_mut().as_mut() {
             access.instance = Some(instance.clone());
+            access.sent = access.sent.saturating_add(1);
+        }
+    });
+}
+
+/// Notes that the client of the request being answered went away before its body ended: the
+/// line says 499 `client-closed`, as for a client that left before the answer, not the 400
+/// `bad-body` that the proxy answers into a closed connection.
+pub(crate) fn client_left() {
+    let _ = CURRENT.try_with(|current| {
+        if let Some(access) = current.borrow_mut().as_mut() {
+            access.client_left = true;
         }
     });
 }
@@ -181,7 +193,14 @@ pub(crate) struct Access {
     path: Option<PathAndQuery>,
     route: Option<Arc<str>>,
     status: u16,
+    /// The attempts the answer counted (`stormguard-attempts`).
     attempts: u32,
+    /// The attempts sent so far, one per instance an attempt went to: what the line says of a
+    /// request whose client left before its answer counted them (it said 0 of one the
+    /// upstream had received).
+    sent: u32,
+    /// The client went away before its request's body ended.
+    client_left: bool,
     /// `stormguard-reason`, "" when the upstream answered.
     reason: &'static str,
     instance: Option<Arc<str>>,
@@ -205,6 +224,8 @@ impl Access {
             route: None,
             status: 499,
             attempts: 0,
+            sent: 0,
+            client_left: false,
             reason: "",
             instance: None,
             watch: watch.clone(),
@@ -232,7 +253,11 @@ impl Access {
 
     /// The `reason` field: the proxy's reason, or why the exchange ended early.
     fn reason(&self) -> &'static str {
-        match (self.answered, self.complete, self.reason) {
+        match (
+            self.answered && !self.client_left,
+            self.complete,
+            self.reason,
+        ) {
             (false, _, _) => "client-closed",
             (true, false, _) => "incomplete",
             (true, true, "") => "-",
@@ -251,7 +276,11 @@ impl Access {
     /// Writes the line, its values carried as `format` says.
     fn write(&self, format: AccessLineFormat) {
         let duration = self.start.elapsed();
-        let status = if self.answered { self.status } else { 499 };
+        let (status, attempts) = if self.answered && !self.client_left {
+            (self.status, self.attempts)
+        } else {
+            (499, self.attempts.max(self.sent))
+        };
         // Text as Display, not Debug (which escapes each character), and the duration as a whole
         // number: counted with callgrind, Debug strings and an f64 made the line cost half again
         // as much. Nothing here needs escaping in text: route names and addresses come from the
@@ -277,7 +306,7 @@ impl Access {
                 line.push_str(" status=");
                 push_number(&mut line, u64::from(status));
                 line.push_str(" attempts=");
-                push_number(&mut line, u64::from(self.attempts));
+                push_number(&mut line, u64::from(attempts));
                 line.push_str(" reason=");
                 line.push_str(self.reason());
                 line.push_str(" duration_us=");
@@ -302,7 +331,7 @@ impl Access {
                 json.extend_from_slice(b",\"status\":");
                 push_json(&mut json, &status);
                 json.extend_from_slice(b",\"attempts\":");
-                push_json(&mut json, &self.attempts);
+                push_json(&mut json, &attempts);
                 json.extend_from_slice(b",\"reason\":");
                 push_json(&mut json, self.reason());
                 json.extend_from_slice(b",\"duration_us\":");
@@ -326,7 +355,7 @@ impl Access {
             method = %self.method.as_str(),
             path = %path,
             status,
-            attempts = self.attempts,
+            attempts,
             reason = %self.reason(),
             duration_us,
             instance = %instance,

@@ -118,7 +118,12 @@ async fn forward(
                 body.watched_by(watch)
             }
             Err(ReadFailed::Timeout) => return own(Reason::BODY_TIMEOUT, 0),
-            Err(ReadFailed::Body(error)) => return own(Reason::of_body_error(&*error), 0),
+            Err(ReadFailed::Body(error)) => {
+                if client_went_away(&*error) {
+                    access_log::client_left();
+                }
+                return own(Reason::of_body_error(&*error), 0);
+            }
         }
     };
     let Some(in_flight) = route.upstream.try_acquire() else {
@@ -180,6 +185,32 @@ async fn forward(
             own(reason, attempts)
         }
     }
+}
+
+/// Whether a client body's error is the client's connection ending before the body did (the
+/// client left), as opposed to a body that broke its framing.
+fn client_went_away(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(e) = e.downcast_ref::<hyper::Error>() {
+            if e.is_incomplete_message() || e.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(e) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 fn own(reason: Reason, attempts: u32) -> (Response<ResponseBody>, &'static str, u32) {

@@ -230,12 +230,31 @@ async fn each_request_is_one_line_with_every_field_and_none_when_off() {
         (Some(499), Some("client-closed"))
     );
     assert_eq!(line["instance"], slow.addr.to_string());
+    // Its attempt reached the upstream: counted (the line said 0).
+    assert_eq!(line["attempts"], 1);
+
+    // 6. The client goes away in the middle of its body: 499 client-closed too, not the
+    // 400 bad-body answered into a closed connection.
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST /ok HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\nabc")
+        .await
+        .unwrap();
+    tokio::time::sleep(ms(100)).await;
+    drop(stream);
+    let line = &caught.wait_for(6).await[5];
+    assert_eq!(
+        (line["status"].as_u64(), line["reason"].as_str()),
+        (Some(499), Some("client-closed")),
+        "{line}"
+    );
+    assert_eq!(line["attempts"], 0);
 
     // Exactly one line per request, and still so a moment later.
     tokio::time::sleep(ms(200)).await;
     assert_eq!(
         caught.access_lines().len(),
-        5,
+        6,
         "{:?}",
         caught.access_lines()
     );
@@ -250,7 +269,7 @@ async fn each_request_is_one_line_with_every_field_and_none_when_off() {
     tokio::time::sleep(ms(100)).await;
     assert_eq!(
         caught.access_lines().len(),
-        5,
+        6,
         "{:?}",
         caught.access_lines()
     );

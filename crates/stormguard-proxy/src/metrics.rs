@@ -86,6 +86,12 @@ pub(crate) struct ConnectionsClosed {
     pub(crate) header_budget: Counter,
     /// A client's TLS handshake failed or took longer than `header_read_timeout`.
     pub(crate) tls_handshake: Counter,
+    /// A request head or header block took longer than `header_read_timeout` (slowloris).
+    pub(crate) header_timeout: Counter,
+    /// A request head that is not HTTP or breaks a bound (`max_headers`, `max_header_bytes`),
+    /// answered 400 or 431 by the HTTP layer before it was a request: no route, no access-log
+    /// line, counted only here.
+    pub(crate) bad_request: Counter,
 }
 
 impl ConnectionsClosed {
@@ -97,6 +103,8 @@ impl ConnectionsClosed {
             stream_resets: counter("stream-resets"),
             header_budget: counter("header-budget"),
             tls_handshake: counter("tls-handshake"),
+            header_timeout: counter("header-timeout"),
+            bad_request: counter("bad-request"),
         }
     }
 }
@@ -234,7 +242,7 @@ impl ProxyMetrics {
         );
         registry.register(
             "stormguard_proxy_connections_closed",
-            "Client connections the proxy closed to protect the others, by reason: first-byte-timeout (a connection sent nothing within listen.first_byte_timeout), silent-at-limit (one that had sent nothing was closed to admit a new one at listen.max_connections), stream-resets (an HTTP/2 client reset most streams it opened before their answer and was sent GOAWAY), header-budget (an unfinished request head would have taken all of them past listen.max_unfinished_header_bytes), tls-handshake (with listen.tls, a client's handshake failed or took longer than listen.header_read_timeout: a client that does not trust the certificate, or speaks plain text to the TLS port). A steady rate of any is a client that misbehaves or an attack: find the clients in the logs; header-budget under normal traffic means the budget is too small for the clients' heads",
+            "Client connections the proxy closed to protect the others, by reason: first-byte-timeout (a connection sent nothing within listen.first_byte_timeout), silent-at-limit (one that had sent nothing was closed to admit a new one at listen.max_connections), stream-resets (an HTTP/2 client reset most streams it opened before their answer and was sent GOAWAY), header-budget (an unfinished request head would have taken all of them past listen.max_unfinished_header_bytes), tls-handshake (with listen.tls, a client's handshake failed or took longer than listen.header_read_timeout: a client that does not trust the certificate, or speaks plain text to the TLS port), header-timeout (a request head or HTTP/2 header block took longer than listen.header_read_timeout: slowloris), bad-request (a request head that is not HTTP or has too many or too large headers, answered 400 or 431 before it was a request, so with no access-log line). A steady rate of any is a client that misbehaves or an attack: find the clients in the logs (at debug); header-budget under normal traffic means the budget is too small for the clients' heads",
             closed,
         );
         registry.register(

@@ -59,6 +59,12 @@ async fn a_client_sending_headers_one_byte_a_second_is_cut_off() {
         trickle(proxy.addr, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await < Duration::from_secs(3)
     );
     assert_eq!(up.hits(), 0);
+    // Counted by why (they left no other trace: no request, so no access-log line).
+    let metrics = proxy.metrics();
+    assert!(
+        metrics.contains("stormguard_proxy_connections_closed_total{reason=\"header-timeout\"} 2"),
+        "{metrics}"
+    );
     assert_eq!(get(&client(), &proxy.url("/")).await.status, 200);
 }
 
@@ -114,6 +120,13 @@ async fn malformed_requests_each_get_a_4xx_and_the_proxy_still_serves() {
         assert_eq!(status_of(&answer), expected, "{what}: {answer}");
     }
     assert_eq!(up.hits(), 0, "none of them reached the upstream");
+    // The five the HTTP layer refused before they were requests (no access-log line, no
+    // `stormguard-attempts`) are counted.
+    let metrics = proxy.metrics();
+    assert!(
+        metrics.contains("stormguard_proxy_connections_closed_total{reason=\"bad-request\"} 5"),
+        "{metrics}"
+    );
     let own = format!(
         "GET http://{}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         proxy.addr

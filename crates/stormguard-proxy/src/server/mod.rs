@@ -230,6 +230,21 @@ async fn accept(
     Ok((stream, admitted))
 }
 
+/// Whether a connection ended because a request head (or HTTP/2 header block) did not arrive
+/// within `header_read_timeout`: the clocks end the read with a `TimedOut` error.
+fn is_header_timeout(error: &hyper::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    error.is_timeout()
+}
+
 /// The HTTP/1.1 and HTTP/2 connection builders of one generation's listener settings.
 ///
 /// hyper's own builders rather than hyper-util's `auto` one: the protocol is already known from
@@ -412,16 +427,30 @@ impl Serving {
         );
         let (http2, read) = match sniffed.await {
             Ok(Ok(sniffed)) => sniffed,
-            // Closed, failed, or too slow to say even which protocol it speaks.
-            Ok(Err(_)) | Err(_) => return,
+            // Closed or failed before saying which protocol it speaks.
+            Ok(Err(_)) => return,
+            // Too slow to say even that: a head that took too long.
+            Err(_) => {
+                self.proxy.metrics().connections_closed.header_timeout.inc();
+                return;
+            }
         };
         let io = Rewind::new(io, &prefix[..read]);
+        let closed = self.proxy.metrics().connections_closed.clone();
         let ended = if http2 {
             self.http2(io).await
         } else {
             self.http1(io, first_byte).await
         };
         if let Err(error) = ended {
+            // Counted by why, not logged above debug: a client can make as many of these as
+            // it likes, and a log line each would be its way to flood the log.
+
+            if is_header_timeout(&error) {
+                closed.header_timeout.inc();
+            } else if error.is_parse() || error.is_parse_too_large() {
+                closed.bad_request.inc();
+            }
             tracing::debug!(%error, "connection ended with an error");
         }
     }

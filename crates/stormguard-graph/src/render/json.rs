@@ -17,7 +17,7 @@ pub fn json(report: &Report) -> String {
     out
 }
 
-/// [`json`] with each finding's place in `file`: a `source` of `file`, `line` and `column` (the
+/// [`json()`] with each finding's place in `file`: a `source` of `file`, `line` and `column` (the
 /// call's or service's table), as SARIF places it and as `check` on imported manifests gives
 /// it. Why: in a graph of a hundred calls, a script (or an editor's problem list) needs the
 /// line, and only SARIF had it.

@@ -66,15 +66,14 @@ impl Writer for GatewayApi {
                 ),
             );
         }
-        if unsafe_retry {
+        if unsafe_retry || call.max_attempts <= 1 {
             // Said, not left out: without a stanza the implementation's own retries apply
-            // (Istio's sidecars retry twice), and `attempts: 0` is no retry (the import reads it
-            // so).
+            // (Istio's conversion of a rule without one gives Envoy's sidecar default, two
+            // retries), so a call fixed to one attempt made three; `attempts: 0` is no retry
+            // (the import reads it so).
             f.route.push(Assign::remove(&["retry"]));
             f.route
                 .push(Assign::new(&["retry", "attempts"], Val::Int(0)));
-        } else if call.max_attempts <= 1 {
-            f.route.push(Assign::remove(&["retry"]));
         } else {
             f.route.push(Assign::new(
                 &["retry", "attempts"],

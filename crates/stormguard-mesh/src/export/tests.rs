@@ -768,3 +768,26 @@ timeout = "200ms"
         Some(&Val::Int(0))
     );
 }
+
+/// A call fixed to one attempt is written to an HTTPRoute as `retry.attempts: 0`, not as no
+/// stanza: without one the implementation's own retries apply (Istio's conversion of a rule
+/// without one gives the sidecar's two retries), and the fix made three attempts.
+#[test]
+fn gateway_api_writes_one_attempt_as_no_retry() {
+    let text = r#"
+[entry]
+service = "x"
+[services.x]
+[[services.x.calls]]
+to = "orders"
+timeout = "200ms"
+max_attempts = 1
+[services.orders]
+"#;
+    let graph = stormguard_graph::parse("g.toml", text).unwrap();
+    let gateway = plan(&graph, Target::GatewayApi);
+    assert_eq!(
+        assign(&gateway.destinations[0].routes[0].fields, "retry.attempts"),
+        Some(&Val::Int(0))
+    );
+}

@@ -349,6 +349,9 @@ pub(crate) fn fix_summary(fixed: &Fixed) -> String {
             let _ = writeln!(out, "  {}", finding_line(f));
         }
     }
+    if let Some(said) = assumptions(fixed) {
+        let _ = writeln!(out, "{said}");
+    }
     let summary = fixed.report.summary;
     let _ = writeln!(
         out,
@@ -361,6 +364,65 @@ pub(crate) fn fix_summary(fixed: &Fixed) -> String {
         plural(summary.infos)
     );
     out
+}
+
+/// The defaults no file gave that the changes rest on, as one line, if any: a connect timeout
+/// cut to a few round trips of the default 1 ms, a timeout fitted to the default latency of its
+/// callee, an attempt taken off a call to what the default makes one instance, a capacity
+/// fix from the default latency. Why: an imported mesh says none of these, and a 3 ms connect
+/// timeout or a 23 ms timeout exported to production as if measured is an outage waiting.
+fn assumptions(fixed: &Fixed) -> Option<String> {
+    use std::collections::BTreeSet;
+    let assumed = &fixed.graph.assumed;
+    let (mut rtt, mut latency, mut instances) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for change in &fixed.changes {
+        let call = format!("{} -> {}", change.from, change.to);
+        let by = |rule: &str| change.rules.contains(&rule);
+        if change.key == "connect_timeout" && assumed.rtt.contains(&call) {
+            rtt.insert(call);
+        }
+        let timing = ["timeout", "request_timeout", "hedge", "queue_timeout"];
+        if timing.contains(&change.key) && assumed.latency.contains(&change.to) {
+            latency.insert(change.to.clone());
+        }
+        if by("single-instance-retry") && assumed.instances.contains(&change.to) {
+            instances.insert(change.to.clone());
+        }
+        let capacity = by("retries-over-capacity") || by("over-capacity");
+        let service = if change.to.is_empty() {
+            &change.from
+        } else {
+            &change.to
+        };
+        if (capacity || by("queue-outlives-caller")) && assumed.latency.contains(service) {
+            latency.insert(service.clone());
+        }
+    }
+    let names = |set: &BTreeSet<String>| {
+        let shown: Vec<&str> = set.iter().take(4).map(String::as_str).collect();
+        match set.len() {
+            n if n > 4 => format!("{} and {} more", shown.join(", "), n - 4),
+            _ => shown.join(", "),
+        }
+    };
+    let mut parts = Vec::new();
+    if !rtt.is_empty() {
+        parts.push(format!("a round trip (rtt) of 1ms on {}", names(&rtt)));
+    }
+    if !latency.is_empty() {
+        parts.push(format!("latency p50 1ms, p99 10ms of {}", names(&latency)));
+    }
+    if !instances.is_empty() {
+        parts.push(format!("1 instance of {}", names(&instances)));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "these changes rest on defaults no file gave, taken as measured: {}: give them (in \
+             the graph, or with --base for manifests) and fix again before the values go to \
+             production",
+            parts.join("; ")
+        )
+    })
 }
 
 /// `warning[rule] place: fix`, one line.
@@ -532,6 +594,7 @@ mod tests {
             services: BTreeMap::from([("web".to_string(), web)]),
             check: CheckConfig::default(),
             scenarios: BTreeMap::new(),
+            assumed: Default::default(),
         }
     }
 

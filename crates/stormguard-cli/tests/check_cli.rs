@@ -104,6 +104,15 @@ fn fix_prints_the_fixed_graph_and_says_what_changed_on_stderr() {
         err.ends_with("the fixed graph: 0 errors, 0 warnings, 0 infos\n"),
         "{err}"
     );
+    // The connect timeouts it wrote rest on the default round trip, which the file never
+    // gives: said, with the calls.
+    assert!(
+        err.contains(
+            "these changes rest on defaults no file gave, taken as measured: a round trip (rtt) \
+             of 1ms on "
+        ),
+        "{err}"
+    );
 }
 
 #[test]

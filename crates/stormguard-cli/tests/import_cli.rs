@@ -112,7 +112,7 @@ fn graph_files_are_checked_as_before_byte_for_byte() {
                 "text",
                 stormguard_graph::render::text(&graph, &report, false),
             ),
-            ("json", stormguard_graph::render::json(&report)),
+            ("json", stormguard_graph::render::json_in(&report, &file)),
             ("sarif", stormguard_graph::render::sarif(&report, &file)),
             (
                 "mermaid",

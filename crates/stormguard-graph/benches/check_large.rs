@@ -68,6 +68,7 @@ fn empty_graph(entry: &str) -> Graph {
         services: BTreeMap::new(),
         check: CheckConfig::default(),
         scenarios: BTreeMap::new(),
+        assumed: Default::default(),
     }
 }
 

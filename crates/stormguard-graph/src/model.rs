@@ -30,6 +30,44 @@ pub struct Graph {
     pub check: CheckConfig,
     /// Fault scenarios for the simulator, by name.
     pub scenarios: BTreeMap<String, Scenario>,
+    /// The inputs the file left to their defaults that `check`'s figures and fixes rest on.
+    pub assumed: Assumed,
+}
+
+/// What a graph file did not say, and the defaults that stood in: services without `latency`
+/// (p50 1 ms, p99 10 ms) or `instances` (1), calls without `rtt` (1 ms).
+///
+/// Why: a timeout cut to cover a latency nobody measured, or a connect timeout of three round
+/// trips of 1 ms, is a guess, and an imported mesh says none of these: `check --fix` and
+/// `export` say which of the values they write rest on them, so that no one applies them to
+/// production as if measured.
+///
+/// ```
+/// let graph = stormguard_graph::parse(
+///     "g.toml",
+///     "[entry]\nservice = \"a\"\n[services.a]\nlatency = { p50 = \"5ms\", p99 = \"50ms\" }\n\
+///      [[services.a.calls]]\nto = \"b\"\n[services.b]\ninstances = 3\n",
+/// )
+/// .unwrap();
+/// assert_eq!(graph.assumed.latency, ["b"]);
+/// assert_eq!(graph.assumed.instances, ["a"]);
+/// assert_eq!(graph.assumed.rtt, ["a -> b"]);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Assumed {
+    /// Services whose `latency` no file gave.
+    pub latency: Vec<String>,
+    /// Services whose `instances` no file gave.
+    pub instances: Vec<String>,
+    /// Calls (`from -> to`) whose `rtt` no file gave.
+    pub rtt: Vec<String>,
+}
+
+impl Assumed {
+    /// Whether the file gave every one of them.
+    pub fn is_empty(&self) -> bool {
+        self.latency.is_empty() && self.instances.is_empty() && self.rtt.is_empty()
+    }
 }
 
 /// Where users come in, and how long they wait.

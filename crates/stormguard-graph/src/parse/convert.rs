@@ -61,6 +61,7 @@ impl<'a> Converter<'a> {
             .iter()
             .map(|(name, service)| (name.clone(), super::endpoint::names(service.get_ref())))
             .collect();
+        let assumed = assumed(&raw.services);
         let entry = self.entry(raw.entry)?;
         let services = raw
             .services
@@ -85,6 +86,7 @@ impl<'a> Converter<'a> {
             services,
             check,
             scenarios,
+            assumed,
         })
     }
 
@@ -391,4 +393,35 @@ pub(super) fn serde_message(message: &str, key: Option<&str>) -> String {
         message.replace_range(start..end, "a table");
     }
     message
+}
+
+/// What the file left to the defaults (see [`crate::model::Assumed`]).
+fn assumed(services: &BTreeMap<String, Spanned<super::raw::RawService>>) -> crate::model::Assumed {
+    let mut assumed = crate::model::Assumed::default();
+    for (name, service) in services {
+        let service = service.get_ref();
+        if service.latency.is_none() {
+            assumed.latency.push(name.clone());
+        }
+        if service.instances.is_none() {
+            assumed.instances.push(name.clone());
+        }
+        let calls = service.calls.iter().chain(
+            service
+                .endpoints
+                .values()
+                .flat_map(|e| e.get_ref().calls.iter()),
+        );
+        for call in calls {
+            let call = call.get_ref();
+            if call.rtt.is_none() {
+                let to = call.to.as_ref().map_or("?", |to| to.get_ref().as_str());
+                let edge = format!("{name} -> {to}");
+                if !assumed.rtt.contains(&edge) {
+                    assumed.rtt.push(edge);
+                }
+            }
+        }
+    }
+    assumed
 }

@@ -318,6 +318,7 @@ pub(super) fn graph() -> impl Strategy<Value = Graph> {
                     false_timeout_rate: f64::from(c) / 1000.0,
                 }),
                 scenarios,
+                assumed: Default::default(),
             },
         )
 }

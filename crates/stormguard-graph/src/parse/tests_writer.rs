@@ -230,5 +230,8 @@ pub(super) fn without_spans(mut graph: Graph) -> Graph {
     for scenario in graph.scenarios.values_mut() {
         scenario.span = Span::default();
     }
+    // What the text left to the defaults, as the spans, is of the text, not of the model: a
+    // writer may spell a default out or leave it.
+    graph.assumed = Default::default();
     graph
 }

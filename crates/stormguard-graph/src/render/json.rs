@@ -1,8 +1,10 @@
 //! The report as JSON, for scripts and CI: the shape of the issue, stable across versions.
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
-use crate::report::Report;
+use serde::Serialize;
+
+use crate::report::{Finding, Report, ServiceFigures, Summary};
 
 /// The report as pretty-printed JSON: `{"findings": [...], "services": {...}, "summary": {...}}`,
 /// fields a finding does not have left out, so scripts can test for presence instead of `null`.
@@ -29,25 +31,54 @@ pub fn json(report: &Report) -> String {
 /// )
 /// .unwrap();
 /// let report = stormguard_graph::check::check(&graph);
-/// let json: serde_json::Value =
-///     serde_json::from_str(&stormguard_graph::render::json_in(&report, "g.toml")).unwrap();
+/// let located = stormguard_graph::render::json_in(&report, "g.toml");
+/// let json: serde_json::Value = serde_json::from_str(&located).unwrap();
 /// assert_eq!(json["findings"][0]["source"]["file"], "g.toml");
 /// assert_eq!(json["findings"][0]["source"]["line"], 4);
 /// ```
 pub fn json_in(report: &Report, file: &str) -> String {
-    let mut value = serde_json::to_value(report)
-        .expect("a Report always serializes: string keys and plain fields only");
-    if let Some(Value::Array(findings)) = value.get_mut("findings") {
-        for (finding, of) in findings.iter_mut().zip(&report.findings) {
-            if let (Value::Object(finding), Some(span)) = (finding, of.span) {
-                finding.insert(
-                    "source".to_string(),
-                    json!({ "file": file, "line": span.line, "column": span.column }),
-                );
-            }
-        }
+    // The report's own shape, field for field and in its order, with a `source` in each
+    // finding: a `serde_json::Value` would have sorted every object's keys.
+    #[derive(Serialize)]
+    struct Placed<'a> {
+        #[serde(flatten)]
+        finding: &'a Finding,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<Source<'a>>,
     }
-    let mut out = serde_json::to_string_pretty(&value).expect("a JSON value always serializes");
+    #[derive(Serialize)]
+    struct Source<'a> {
+        file: &'a str,
+        line: usize,
+        column: usize,
+    }
+    #[derive(Serialize)]
+    struct Located<'a> {
+        findings: Vec<Placed<'a>>,
+        services: &'a BTreeMap<String, ServiceFigures>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        endpoints: &'a BTreeMap<String, ServiceFigures>,
+        summary: &'a Summary,
+    }
+    let located = Located {
+        findings: report
+            .findings
+            .iter()
+            .map(|finding| Placed {
+                finding,
+                source: finding.span.map(|span| Source {
+                    file,
+                    line: span.line,
+                    column: span.column,
+                }),
+            })
+            .collect(),
+        services: &report.services,
+        endpoints: &report.endpoints,
+        summary: &report.summary,
+    };
+    let mut out = serde_json::to_string_pretty(&located)
+        .expect("a Report always serializes: string keys and plain fields only");
     out.push('\n');
     out
 }

@@ -570,6 +570,11 @@ fn without_spans(debug: &str) -> String {
         rest = &rest[rest.find('}').map_or(rest.len(), |end| end + 1)..];
     }
     out.push_str(rest);
+    // What the text left to its defaults is of the text, as a span is: cut it off (it is the
+    // last field of the graph).
+    if let Some(at) = out.find(", assumed: Assumed {") {
+        out.truncate(at);
+    }
     out
 }
 

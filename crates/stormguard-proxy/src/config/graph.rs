@@ -104,6 +104,7 @@ pub fn to_graph(config: &Config) -> Graph {
         services,
         check: CheckConfig::default(),
         scenarios: BTreeMap::new(),
+        assumed: Default::default(),
     }
 }
 

@@ -46,6 +46,7 @@ impl Builder {
                 services: Default::default(),
                 check: CheckConfig::default(),
                 scenarios: Default::default(),
+                assumed: Default::default(),
             },
         };
         builder.service_mut(entry);

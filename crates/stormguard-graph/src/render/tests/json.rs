@@ -49,3 +49,40 @@ fn an_unbounded_figure_is_null_rather_than_invalid_json() {
     let v: Value = serde_json::from_str(&json(&report)).unwrap();
     assert!(v["services"]["web"]["worst_case_ms"].is_null());
 }
+
+/// `json_in` is `json` with a `source` in each finding that has a place, and nothing else:
+/// the same keys in the same order (a `serde_json::Value` had sorted them, so the JSON of a
+/// file without findings changed byte for byte).
+#[test]
+fn json_in_adds_the_sources_and_changes_nothing_else() {
+    let report = three_services_report();
+    let plain = json(&report);
+    let located = crate::render::json_in(&report, "g.toml");
+    let strip = |text: &str| -> String {
+        let mut v: Value = serde_json::from_str(text).unwrap();
+        for finding in v["findings"].as_array_mut().unwrap() {
+            finding.as_object_mut().unwrap().remove("source");
+        }
+        serde_json::to_string(&v).unwrap()
+    };
+    assert_eq!(strip(&located), strip(&plain));
+    let v: Value = serde_json::from_str(&located).unwrap();
+    for (finding, of) in v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&report.findings)
+    {
+        match of.span {
+            Some(span) => {
+                assert_eq!(finding["source"]["file"], "g.toml");
+                assert_eq!(finding["source"]["line"], span.line);
+            }
+            None => assert!(finding.get("source").is_none()),
+        }
+    }
+    // Without findings, byte for byte the same.
+    let mut empty = report.clone();
+    empty.findings.clear();
+    assert_eq!(crate::render::json_in(&empty, "g.toml"), json(&empty));
+}

@@ -68,6 +68,7 @@ pub(super) fn graph_of(entry: &str, services: Vec<Service>) -> Graph {
         services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
         check: CheckConfig::default(),
         scenarios: BTreeMap::new(),
+        assumed: Default::default(),
     }
 }
 

@@ -38,6 +38,30 @@ pub mod linkerd;
 pub mod names;
 pub mod rules;
 pub mod source;
+/// The versions of `group` whose resources stormguard reads, as a list for a message, when
+/// `api_version` is not one of them; `None` for a known version, or a group it does not read.
+fn unknown_version(group: &str, api_version: &str) -> Option<&'static str> {
+    let version = api_version.rsplit('/').next().unwrap_or_default();
+    let known: &[&str] = match group {
+        "networking.istio.io" => &["v1", "v1beta1", "v1alpha3"],
+        "gateway.networking.k8s.io" => &["v1", "v1beta1", "v1alpha2", "v1alpha3"],
+        "policy.linkerd.io" => &["v1beta1", "v1beta2", "v1beta3", "v1alpha1"],
+        "linkerd.io" => &["v1alpha1", "v1alpha2"],
+        "apps" | "" => &["v1"],
+        _ => return None,
+    };
+    if known.contains(&version) {
+        return None;
+    }
+    Some(match group {
+        "networking.istio.io" => "v1, v1beta1, v1alpha3",
+        "gateway.networking.k8s.io" => "v1, v1beta1, v1alpha2, v1alpha3",
+        "policy.linkerd.io" => "v1beta1, v1beta2, v1beta3, v1alpha1",
+        "linkerd.io" => "v1alpha1, v1alpha2",
+        _ => "v1",
+    })
+}
+
 #[cfg(test)]
 mod testing;
 pub mod toml_text;
@@ -187,6 +211,23 @@ fn read_document(
         (Some(api_version), Some(kind)) => {
             let group = api_version.split('/').next().unwrap_or_default();
             let group = if api_version.contains('/') { group } else { "" };
+            if let Some(versions) = unknown_version(group, api_version) {
+                let at = node.get("apiVersion").unwrap_or(node);
+                return Err(doc.error(
+                    at,
+                    "apiVersion",
+                    format!(
+                        "{api_version} is not a version of {} that stormguard knows ({versions}): \
+                         the API server refuses an unknown version, and its fields may not mean \
+                         what this version's do",
+                        if group.is_empty() {
+                            "the core API"
+                        } else {
+                            group
+                        }
+                    ),
+                ));
+            }
             match (group, kind) {
                 (_, "List") | (_, "ConfigMapList") if depth == 0 => {
                     for item in node.get("items").map(Node::items).unwrap_or_default() {
@@ -230,6 +271,36 @@ fn read_document(
 #[cfg(test)]
 mod read_tests {
     use super::*;
+
+    /// A version of a group stormguard reads that is none of the group's is refused at its
+    /// line, as the API server refuses it: `networking.istio.io/v9` was read as v1.
+    #[test]
+    fn an_unknown_version_of_a_known_group_is_refused_at_its_line() {
+        let text = "apiVersion: networking.istio.io/v9\nkind: VirtualService\nmetadata:\n  \
+                    name: r\nspec:\n  hosts: [r]\n";
+        let err = crate::testing::inventory_of("vs.yaml", text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("vs.yaml:1:"), "{err}");
+        assert!(
+            err.contains("networking.istio.io/v9 is not a version of networking.istio.io"),
+            "{err}"
+        );
+        for known in [
+            "networking.istio.io/v1",
+            "networking.istio.io/v1beta1",
+            "networking.istio.io/v1alpha3",
+        ] {
+            let text = text.replace("networking.istio.io/v9", known);
+            assert!(
+                crate::testing::inventory_of("vs.yaml", &text).is_ok(),
+                "{known}"
+            );
+        }
+        // A group it does not read is listed as before, whatever its version.
+        let other = "apiVersion: example.com/v42\nkind: Widget\nmetadata:\n  name: w\n";
+        assert!(crate::testing::inventory_of("w.yaml", other).is_ok());
+    }
 
     #[test]
     fn the_files_together_are_bounded_as_well_as_each_one() {

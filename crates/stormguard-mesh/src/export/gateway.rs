@@ -66,14 +66,21 @@ impl Writer for GatewayApi {
                 ),
             );
         }
-        if unsafe_retry || call.max_attempts <= 1 {
+        if unsafe_retry {
             // Said, not left out: without a stanza the implementation's own retries apply
-            // (Istio's conversion of a rule without one gives Envoy's sidecar default, two
-            // retries), so a call fixed to one attempt made three; `attempts: 0` is no retry
-            // (the import reads it so).
+            // (Istio's sidecars retry twice), and `attempts: 0` is no retry (the import reads it
+            // so).
             f.route.push(Assign::remove(&["retry"]));
             f.route
                 .push(Assign::new(&["retry", "attempts"], Val::Int(0)));
+        } else if call.max_attempts <= 1 {
+            // A rule that retried is turned off with `attempts: 0`, not by deleting its stanza:
+            // without one the implementation's own retries apply (Istio's conversion gives the
+            // sidecar's two), so a call fixed to one attempt made three. A rule without a stanza
+            // is left so: the import reads it as no retry, and the file stays as it was.
+            f.route.push(Assign::remove(&["retry"]));
+            f.route
+                .push(Assign::replacing(&["retry", "attempts"], Val::Int(0)));
         } else {
             f.route.push(Assign::new(
                 &["retry", "attempts"],

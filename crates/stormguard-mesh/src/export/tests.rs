@@ -769,9 +769,10 @@ timeout = "200ms"
     );
 }
 
-/// A call fixed to one attempt is written to an HTTPRoute as `retry.attempts: 0`, not as no
-/// stanza: without one the implementation's own retries apply (Istio's conversion of a rule
-/// without one gives the sidecar's two retries), and the fix made three attempts.
+/// A call fixed to one attempt is written to an HTTPRoute that retried as `retry.attempts: 0`,
+/// not by deleting the stanza: without one the implementation's own retries apply (Istio's
+/// conversion of a rule without one gives the sidecar's two retries), and the fix made three
+/// attempts.
 #[test]
 fn gateway_api_writes_one_attempt_as_no_retry() {
     let text = r#"
@@ -786,8 +787,12 @@ max_attempts = 1
 "#;
     let graph = stormguard_graph::parse("g.toml", text).unwrap();
     let gateway = plan(&graph, Target::GatewayApi);
-    assert_eq!(
-        assign(&gateway.destinations[0].routes[0].fields, "retry.attempts"),
-        Some(&Val::Int(0))
-    );
+    let fields = &gateway.destinations[0].routes[0].fields;
+    assert_eq!(assign(fields, "retry.attempts"), Some(&Val::Int(0)));
+    // Over a rule that has attempts only: one without a stanza is left as it is.
+    let attempts = fields
+        .iter()
+        .find(|a| a.path == crate::export::edit::keys(&["retry", "attempts"]))
+        .unwrap();
+    assert!(attempts.only_to_replace);
 }

@@ -68,6 +68,18 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let result = export::export(&graph, args.to, &existing);
     write_files(&args, &result, err)?;
     report(&args, &from, &result, err)?;
+    let guessed = from_defaults(&graph, &text);
+    if !guessed.is_empty() {
+        writeln!(
+            err,
+            "written from defaults no file gave, as if measured: set them in the graph (--base \
+             for manifests), fix again, and check these before applying ({}):",
+            guessed.len()
+        )?;
+        for line in &guessed {
+            writeln!(err, "  {line}")?;
+        }
+    }
     let application = export::application_calls(&graph, &text);
     if !application.is_empty() {
         writeln!(
@@ -82,6 +94,58 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The settings `check --fix` wrote (read from its notes in the graph's `text`) that rest on a
+/// default the file never gave (`Graph::assumed`): a connect timeout from the default round
+/// trip of 1 ms, a timeout from the default latency (p50 1 ms, p99 10 ms) of its callee, an
+/// attempt taken off a call to what the default makes one instance. An imported mesh says none
+/// of these; written into its manifests they read as measured (a 3 ms connect timeout in a
+/// DestinationRule).
+fn from_defaults(graph: &stormguard_graph::Graph, text: &str) -> Vec<String> {
+    let assumed = &graph.assumed;
+    if assumed.is_empty() {
+        return Vec::new();
+    }
+    let mut calls = Vec::new();
+    for (name, service) in &graph.services {
+        for endpoint in service.each_endpoint() {
+            for (index, call) in endpoint.calls.iter().enumerate() {
+                calls.push((name.as_str(), endpoint.name, index, call.to.as_str()));
+            }
+        }
+    }
+    let noted = stormguard_graph::fix::noted_changes(text, &calls);
+    let mut out = Vec::new();
+    for ((from, endpoint, _, to), changes) in calls.iter().zip(noted) {
+        let edge = format!("{from} -> {to}");
+        let shown = match endpoint {
+            Some(endpoint) => format!("{from} ({endpoint}) -> {to}"),
+            None => edge.clone(),
+        };
+        for change in changes {
+            let key = change.split(" = ").next().unwrap_or_default();
+            let why = match key {
+                "connect_timeout" if assumed.rtt.contains(&edge) => {
+                    "by a connect rule that took the default round trip (rtt) of 1ms"
+                }
+                "timeout" | "request_timeout" | "hedge"
+                    if assumed.latency.iter().any(|s| s == to) =>
+                {
+                    "from the default latency of the callee (p50 1ms, p99 10ms)"
+                }
+                "max_attempts"
+                    if change.contains("single-instance-retry")
+                        && assumed.instances.iter().any(|s| s == to) =>
+                {
+                    "from the default of one instance"
+                }
+                _ => continue,
+            };
+            out.push(format!("{shown}: {change}, {why}"));
+        }
+    }
+    out
 }
 
 /// Each upstream's instances in a proxy settings file, as `host:port`: its listed `instances`,

@@ -309,3 +309,26 @@ fn a_linkerd_route_beside_a_service_profile_is_said_to_be_inert() {
         "{err}"
     );
 }
+
+/// What `check --fix` wrote from defaults no file gave (no manifest says a round trip or a
+/// latency) is listed when it is exported, with the default it came from: a 3 ms connect
+/// timeout in a DestinationRule read as measured.
+#[test]
+fn values_fixed_from_defaults_are_listed_when_exported() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh");
+    let dir = scratch("from-defaults");
+    let manifests = examples.join("istio");
+    let manifests = manifests.to_str().unwrap();
+    let (code, _, err) = stormguard(&dir, &["check", manifests, "--fix", "--out", "f.toml"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = stormguard(&dir, &["export", "f.toml", "--to", "istio", "--out", "o"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("written from defaults no file gave, as if measured: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("connect_timeout = \"3ms\" (was \"10s\"; check --fix: connect-timeout-too-long), by a connect rule that took the default round trip (rtt) of 1ms"),
+        "{err}"
+    );
+}

@@ -109,5 +109,32 @@ pub(super) fn method(text: &str) -> Option<String> {
 
 /// Text made safe for one comment line.
 pub(super) fn comment(text: &str) -> String {
-    text.replace(['\n', '\r'], " ")
+    // TOML allows no control character but tab in a comment: a line break ends it early, and
+    // any other (a carriage return, an escape, a NUL from a manifest's key) made a graph the
+    // parser refuses (found by fuzzing). Shown escaped, as a quoted string shows it.
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod comment_tests {
+    use super::comment;
+
+    /// Every control character but tab is kept out of a comment line, which TOML refuses.
+    #[test]
+    fn a_comment_holds_no_control_character_but_tab() {
+        let text = "a\nb\rc\td\u{1b}e\u{0}f\u{7f}g";
+        let said = comment(text);
+        assert_eq!(said, "a b c\td\\u001Be\\u0000f\\u007Fg");
+        let doc = format!("x = 1 # {said}\n");
+        assert!(doc.parse::<toml::Table>().is_ok(), "{doc}");
+    }
 }

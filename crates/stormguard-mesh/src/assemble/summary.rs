@@ -58,7 +58,7 @@ fn wrapped(text: &str) -> String {
             line = String::from("#  ");
         }
         line.push(' ');
-        line.push_str(word);
+        line.push_str(&comment(word));
     }
     out.push_str(&line);
     out.push('\n');

@@ -373,29 +373,22 @@ pub(crate) fn fix_summary(fixed: &Fixed) -> String {
 /// timeout or a 23 ms timeout exported to production as if measured is an outage waiting.
 fn assumptions(fixed: &Fixed) -> Option<String> {
     use std::collections::BTreeSet;
+    use stormguard_graph::model::RestsOn;
     let assumed = &fixed.graph.assumed;
     let (mut rtt, mut latency, mut instances) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for change in &fixed.changes {
         let call = format!("{} -> {}", change.from, change.to);
-        let by = |rule: &str| change.rules.contains(&rule);
-        if change.key == "connect_timeout" && assumed.rtt.contains(&call) {
-            rtt.insert(call);
-        }
-        let timing = ["timeout", "request_timeout", "hedge", "queue_timeout"];
-        if timing.contains(&change.key) && assumed.latency.contains(&change.to) {
-            latency.insert(change.to.clone());
-        }
-        if by("single-instance-retry") && assumed.instances.contains(&change.to) {
-            instances.insert(change.to.clone());
-        }
-        let capacity = by("retries-over-capacity") || by("over-capacity");
-        let service = if change.to.is_empty() {
-            &change.from
-        } else {
-            &change.to
-        };
-        if (capacity || by("queue-outlives-caller")) && assumed.latency.contains(service) {
-            latency.insert(service.clone());
+        match assumed.behind(&change.from, &change.to, change.key, &change.rules) {
+            Some(RestsOn::Rtt) => {
+                rtt.insert(call);
+            }
+            Some(RestsOn::Latency(service)) => {
+                latency.insert(service);
+            }
+            Some(RestsOn::Instances(service)) => {
+                instances.insert(service);
+            }
+            None => {}
         }
     }
     let names = |set: &BTreeSet<String>| {

@@ -103,6 +103,7 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
 /// of these; written into its manifests they read as measured (a 3 ms connect timeout in a
 /// DestinationRule).
 fn from_defaults(graph: &stormguard_graph::Graph, text: &str) -> Vec<String> {
+    use stormguard_graph::model::RestsOn;
     let assumed = &graph.assumed;
     if assumed.is_empty() {
         return Vec::new();
@@ -125,22 +126,18 @@ fn from_defaults(graph: &stormguard_graph::Graph, text: &str) -> Vec<String> {
         };
         for change in changes {
             let key = change.split(" = ").next().unwrap_or_default();
-            let why = match key {
-                "connect_timeout" if assumed.rtt.contains(&edge) => {
+            // The rules are in the note: `(was 3; check --fix: a, b)`.
+            let rules: Vec<&str> = change
+                .rsplit_once("check --fix: ")
+                .map(|(_, rules)| rules.trim_end_matches(')').split(", ").collect())
+                .unwrap_or_default();
+            let why = match assumed.behind(from, to, key, &rules) {
+                Some(RestsOn::Rtt) => {
                     "by a connect rule that took the default round trip (rtt) of 1ms"
                 }
-                "timeout" | "request_timeout" | "hedge"
-                    if assumed.latency.iter().any(|s| s == to) =>
-                {
-                    "from the default latency of the callee (p50 1ms, p99 10ms)"
-                }
-                "max_attempts"
-                    if change.contains("single-instance-retry")
-                        && assumed.instances.iter().any(|s| s == to) =>
-                {
-                    "from the default of one instance"
-                }
-                _ => continue,
+                Some(RestsOn::Latency(_)) => "from the default latency (p50 1ms, p99 10ms)",
+                Some(RestsOn::Instances(_)) => "from the default of one instance",
+                None => continue,
             };
             out.push(format!("{shown}: {change}, {why}"));
         }

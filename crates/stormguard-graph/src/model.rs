@@ -68,6 +68,50 @@ impl Assumed {
     pub fn is_empty(&self) -> bool {
         self.latency.is_empty() && self.instances.is_empty() && self.rtt.is_empty()
     }
+
+    /// The default that a change of `key` rests on, if one does: on the call `from -> to`, or
+    /// on service `from`'s own table when `to` is empty, written by the fixes of `rules`. A
+    /// connect timeout rests on the call's round trip; a timeout or hedge on its callee's
+    /// latency; an attempt taken off by `single-instance-retry` on the callee's instances; a
+    /// capacity or queue fix on the service's latency. The one answer `check --fix` and
+    /// `export` give.
+    ///
+    /// ```
+    /// use stormguard_graph::model::{Assumed, RestsOn};
+    ///
+    /// let assumed = Assumed { rtt: vec!["a -> b".into()], ..Assumed::default() };
+    /// assert_eq!(assumed.behind("a", "b", "connect_timeout", &[]), Some(RestsOn::Rtt));
+    /// assert_eq!(assumed.behind("a", "b", "max_attempts", &["retry-amplification"]), None);
+    /// ```
+    pub fn behind(&self, from: &str, to: &str, key: &str, rules: &[&str]) -> Option<RestsOn> {
+        let by = |rule: &str| rules.contains(&rule);
+        let latency_of = |service: &str| self.latency.iter().any(|s| s == service);
+        if key == "connect_timeout" && self.rtt.iter().any(|c| *c == format!("{from} -> {to}")) {
+            return Some(RestsOn::Rtt);
+        }
+        if ["timeout", "request_timeout", "hedge", "queue_timeout"].contains(&key) && latency_of(to)
+        {
+            return Some(RestsOn::Latency(to.to_string()));
+        }
+        if by("single-instance-retry") && self.instances.iter().any(|s| s == to) {
+            return Some(RestsOn::Instances(to.to_string()));
+        }
+        let service = if to.is_empty() { from } else { to };
+        let capacity =
+            by("retries-over-capacity") || by("over-capacity") || by("queue-outlives-caller");
+        (capacity && latency_of(service)).then(|| RestsOn::Latency(service.to_string()))
+    }
+}
+
+/// The default a change rests on ([`Assumed::behind`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestsOn {
+    /// The call's round trip, 1 ms.
+    Rtt,
+    /// The service's latency, p50 1 ms and p99 10 ms.
+    Latency(String),
+    /// The service's instances, 1.
+    Instances(String),
 }
 
 /// Where users come in, and how long they wait.

@@ -27,7 +27,7 @@ use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use prometheus_client::metrics::histogram::Histogram;
-use stormguard::layer::{Balance, BoxError, Hedge, ReplayBody, Retry, TriedInstances};
+use stormguard::layer::{Balance, BoxError, Hedge, ReplayBody, Retry};
 use stormguard::metrics::TargetMetrics;
 use tower_service::Service;
 
@@ -251,13 +251,10 @@ pub(crate) type RouteFuture =
 pub(crate) enum RouteService {
     /// Retry (with the request's deadline), balance.
     Plain(Plain),
-    /// Retry (with the request's deadline), hedge, balance; a policy that may resend, whose
-    /// retry layer gives every request its list of the instances it went to.
+    /// Retry (with the request's deadline), hedge, balance. The retry layer counts a hedge's
+    /// copies from the answer, or, when its per-try timeout drops them, from the balancer
+    /// below, which reports the attempts dropped unanswered to the list watching the drop.
     Hedged(Hedged),
-    /// As [`RouteService::Hedged`], with a policy that sends once: its retry layer attaches no
-    /// list, and cannot see the hedge below it, so the request is given one here (see
-    /// [`call_hedged_once`]).
-    HedgedOnce(Hedged),
 }
 
 impl RouteService {
@@ -266,23 +263,8 @@ impl RouteService {
         match self.clone() {
             RouteService::Plain(service) => ready_and_call(service, req),
             RouteService::Hedged(service) => ready_and_call(service, req),
-            RouteService::HedgedOnce(service) => call_hedged_once(service, req),
         }
     }
-}
-
-/// [`RouteService::call`] on a hedged route whose policy sends once: the request carries a list
-/// of the instances it went to, which the retry layer uses as it is, so that a hedge's copy the
-/// attempt's timeout dropped is counted in `stormguard-attempts`. Only here: a route that may
-/// resend has its retry layer's own list (one from the proxy cost some 800 instructions a
-/// request more, callgrind: the request's extension map made and emptied again), and a route
-/// that never hedges needs none. Out of line, so that the other routes' path moves the request
-/// as it did (inline, the insertion copied the request once more for every route: 52
-/// instructions a request).
-#[inline(never)]
-fn call_hedged_once(service: Hedged, mut req: Request<RequestBody>) -> RouteFuture {
-    req.extensions_mut().insert(TriedInstances::default());
-    ready_and_call(service, req)
 }
 
 fn ready_and_call<S>(mut service: S, req: Request<RequestBody>) -> RouteFuture

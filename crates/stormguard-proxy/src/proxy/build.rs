@@ -468,12 +468,7 @@ fn stack(
                 .observer(observer)
                 .body_limit(body_limit)
                 .estimator(estimator);
-            // The retry layer knows whether its policy may resend; the proxy knows the hedge.
-            if retry.policy().max_attempts > 1 {
-                RouteService::Hedged(retry.layer(hedge.layer(balance)))
-            } else {
-                RouteService::HedgedOnce(retry.layer(hedge.layer(balance)))
-            }
+            RouteService::Hedged(retry.layer(hedge.layer(balance)))
         }
     };
     Ok((service, route_metrics, instances))

@@ -28,18 +28,20 @@ use crate::metrics::{NoMetrics, Observer};
 /// Request extension: the instances this request already went to, oldest first, and how many
 /// attempts a balancer sent with it.
 ///
-/// A retry layer whose policy may send a request more than once adds it from the first
-/// attempt on, and the hedge layer to both copies of a hedged request that came without one; a
-/// balancer reads it to send the attempt elsewhere and records where it sent it (in place of
-/// an [`Instance`] response extension). Clones share one list, so an inner balancer's choice is
-/// seen by the outer layers.
+/// A retry layer adds it to its retries (with the instance each earlier attempt went to), and
+/// the hedge layer to both copies of a hedged request that came without one; a balancer reads
+/// it to send the attempt elsewhere and records where it sent it (in place of an [`Instance`]
+/// response extension). Clones share one list, so an inner balancer's choice is seen by the
+/// outer layers.
 ///
 /// The count is what makes `stormguard-attempts` exact: every attempt a [`Balance`] sends with
-/// the list counts, a hedge's copy included, and the count survives an outer layer's timeout
-/// that drops the attempts in flight. Attach one to a request before the outermost layer (as
-/// `stormguard proxy` does on a hedged route, whose retry layer cannot see the hedge below it)
-/// and every layer reports the same figure; a list that comes with the request is used as it
-/// is. Read it afterwards to learn where the request went.
+/// the list counts, a hedge's copy included. The retry layer's first attempt carries none
+/// (nearly every request ends with it); when its per-try timeout drops that attempt, the
+/// balancer below reports the attempts dropped unanswered, a hedge's copies included, to a
+/// list the layer watches the drop with. A timeout of another layer above (a caller's, the
+/// deadline layer's) is seen only through a list the request carries: attach one before the
+/// outermost layer and every layer reports the same figure; a list that comes with the request
+/// is used as it is. Read it afterwards to learn where the request went.
 ///
 /// ```
 /// use stormguard::layer::TriedInstances;
@@ -97,10 +99,10 @@ impl TriedInstances {
     /// A new, empty list, from this thread's pool of lists that nobody held any more when
     /// their request ended ([`recycle`](TriedInstances::recycle)), else allocated.
     ///
-    /// Why: a retry layer that may resend gives every request a list, and nearly every
-    /// request ends with its first attempt answered and the list held by the layer alone. A
-    /// list taken from the pool costs no allocation (nor does the record of its first choice:
-    /// the instances it had keep their room).
+    /// Why: a retry layer makes a list for every request it retries, and when a dependency
+    /// fails that is most of its requests, each ending with the list held by the layer alone.
+    /// A list taken from the pool costs no allocation (nor does the record of its first
+    /// choices: the instances it had keep their room).
     pub(crate) fn pooled() -> Self {
         POOL.try_with(|pool| pool.borrow_mut().pop())
             .ok()
@@ -131,9 +133,57 @@ impl TriedInstances {
     }
 }
 
+impl TriedInstances {
+    /// Runs `drop_attempts` (which drops futures of attempts in flight) with this list
+    /// watching: every attempt that a [`Balance`] below had sent to an instance and that is
+    /// dropped unanswered meanwhile, on this thread, is recorded here with its instance and
+    /// counted, whether its request carried a list of its own (a hedge's) or none.
+    ///
+    /// Why: a retry layer gives its first attempt no list (nearly every request ends with that
+    /// attempt answered, and a list in the request's extensions cost a map made and freed per
+    /// request, a fifth of what the layer cost, callgrind). An answer names its instance (an
+    /// [`Instance`] or an [`InstanceError`]), but an attempt the per-try timeout drops names
+    /// none, and a retry must still go elsewhere, and the copies of a hedge below, dropped
+    /// with it, must still be counted. The futures are dropped synchronously, inside this
+    /// call, so their guards report here; watches nest (an inner layer's watch is restored
+    /// when it ends), and no list watches outside such a call.
+    pub(crate) fn watching<R>(&self, drop_attempts: impl FnOnce() -> R) -> R {
+        /// Puts back the watch that was there before, even if a drop panics.
+        struct Restore(Option<TriedInstances>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                let _ = WATCH.try_with(|watch| watch.set(previous));
+            }
+        }
+        let previous = WATCH
+            .try_with(|watch| watch.replace(Some(self.clone())))
+            .ok()
+            .flatten();
+        let _restore = Restore(previous);
+        drop_attempts()
+    }
+}
+
+/// An attempt sent to `instance` was dropped unanswered: the watching list, if any, records
+/// and counts it ([`TriedInstances::watching`]).
+fn abandoned(instance: usize) {
+    let _ = WATCH.try_with(|watch| {
+        let list = watch.take();
+        if let Some(list) = &list {
+            list.record(instance);
+            list.0.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        watch.set(list);
+    });
+}
+
 thread_local! {
     /// Lists recycled on this thread, for [`TriedInstances::pooled`].
     static POOL: std::cell::RefCell<Vec<Arc<Tried>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The list watching attempts being dropped on this thread, if any
+    /// ([`TriedInstances::watching`]).
+    static WATCH: std::cell::Cell<Option<TriedInstances>> = const { std::cell::Cell::new(None) };
 }
 
 /// At most this many lists wait in a thread's pool: enough for the requests a thread has in
@@ -160,6 +210,14 @@ pub struct InstanceError {
     /// The instance the error came from.
     pub instance: usize,
     source: BoxError,
+}
+
+#[cfg(test)]
+impl InstanceError {
+    /// `source`, as instance `instance` of a balancer gave it.
+    pub(crate) fn new(instance: usize, source: BoxError) -> Self {
+        InstanceError { instance, source }
+    }
 }
 
 impl fmt::Display for InstanceError {
@@ -191,10 +249,11 @@ pub(crate) fn instance_of(err: &(dyn StdError + Send + Sync + 'static)) -> Optio
 /// [`crate::instance::choose_healthy`].
 ///
 /// Each instance is a service (for example a hyper-util client bound to one address). A
-/// request's choice is recorded in its [`TriedInstances`] list when it carries one (as every
-/// attempt of a retry layer that may resend does), its response is marked with an [`Instance`]
-/// extension when it does not, and an error always carries an [`InstanceError`]: so a retry
-/// avoids the instance that failed, and an answer says where it came from.
+/// request's choice is recorded in its [`TriedInstances`] list when it carries one (as a retry
+/// layer's retries do), its response is marked with an [`Instance`] extension when it does
+/// not, an error always carries an [`InstanceError`], and an attempt dropped unanswered is
+/// reported to the list watching its drop, if any: so a retry avoids the instance that failed
+/// or hung, and an answer says where it came from.
 ///
 /// ## Passive health checking
 /// An instance that refuses connections never has a request in flight, so load alone would keep
@@ -540,11 +599,17 @@ struct InFlight {
     /// Whether the request came without a [`TriedInstances`] list, so that its response is
     /// marked with an [`Instance`] instead (see [`answered`]).
     mark: bool,
+    /// Whether the instance answered (see [`answered`]); a guard dropped before that is an
+    /// attempt given up on, which a watching list hears of ([`TriedInstances::watching`]).
+    answered: bool,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.state.in_flight[self.index].fetch_sub(1, Ordering::Relaxed);
+        if !self.answered {
+            abandoned(self.state.ids[self.index]);
+        }
     }
 }
 
@@ -632,6 +697,7 @@ where
             state: state.clone(),
             index,
             mark: tried.is_none(),
+            answered: false,
         };
         let mut service = members.instances[index].clone();
         drop(members);
@@ -665,9 +731,10 @@ where
 /// already, which is where the retry layer reads it; the extension would only cost a map
 /// allocated and filled on every response.
 fn answered<RB>(
-    guard: InFlight,
+    mut guard: InFlight,
     answer: Result<Response<RB>, BoxError>,
 ) -> Result<Response<RB>, BoxError> {
+    guard.answered = true;
     let index = guard.index;
     let id = guard.state.ids[index];
     let health = guard.state.health.as_ref();

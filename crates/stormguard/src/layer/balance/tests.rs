@@ -308,18 +308,19 @@ async fn a_request_without_a_list_gets_the_instance_extension() {
     }
 }
 
-/// One GET through a retry layer allowing `max_attempts` (its own list from 2 on) over a
-/// balancer, to two instances of which the first answers 503: its status, the attempts the
-/// response reports, and the attempts the failing instance received.
+/// One GET through a retry layer allowing `max_attempts` (its own list from the first retry
+/// on) over a balancer, to two instances of which the first answers 503: its status, the
+/// attempts the response reports, and the attempts the failing instance received.
 async fn one_get_through_a_list(seed: u64, max_attempts: u32) -> (StatusCode, u32, u32) {
     let (services, _, calls) = instances(&[UNAVAILABLE, HEALTHY]);
     let balance = Balance::new(services).seed(seed);
     let policy = RetryPolicy::recommended().with_max_attempts(max_attempts);
     let retry = RetryLayer::new(policy).seed(seed);
     let response = retry.layer(balance).oneshot(get()).await.unwrap();
-    // The choices went into the retry layer's list: no response is marked.
+    // The first attempt carries no list, so its answer is marked with its instance; a retry's
+    // choice goes into the retry layer's list, and its answer is not marked.
     let marked = response.extensions().get::<Instance>().is_some();
-    assert_eq!(marked, max_attempts == 1, "seed {seed}");
+    assert_eq!(marked, Attempts::of(&response) == 1, "seed {seed}");
     (response.status(), Attempts::of(&response), calls[0].get())
 }
 
@@ -456,4 +457,47 @@ fn a_pooled_list_comes_back_empty_and_a_list_still_held_is_never_pooled() {
     assert!(!Arc::ptr_eq(&other.0, &held.0));
     held.record(7);
     assert_eq!((held.to_vec(), other.to_vec()), (vec![7], vec![]));
+}
+
+#[test]
+fn an_attempt_dropped_unanswered_is_told_to_the_list_watching_its_drop_only() {
+    let pending = tower::service_fn(|_req: Request<()>| {
+        std::future::pending::<Result<Response<()>, Infallible>>()
+    });
+    let answering =
+        tower::service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let mut hangs = Balance::new(vec![pending]);
+    let mut answers = Balance::new(vec![answering]);
+    let watch = TriedInstances::default();
+    // Dropped with no list watching: nobody hears of it, nor does a later watch.
+    drop(hangs.call(Request::new(())));
+    watch.watching(|| ());
+    assert_eq!((watch.to_vec(), watch.attempts()), (vec![], 0));
+    // Answered, then dropped under a watch: not given up on, not told.
+    let mut answered = Box::pin(answers.call(Request::new(())));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(answered.as_mut().poll(&mut cx).is_ready());
+    watch.watching(|| drop(answered));
+    assert_eq!(watch.attempts(), 0);
+    // Two dropped unanswered under the watch, one of them carrying a list of its own (a
+    // hedge's): both are told, and the other list keeps its own count.
+    let own = TriedInstances::default();
+    let mut with_list = Request::new(());
+    with_list.extensions_mut().insert(own.clone());
+    let calls = (hangs.call(Request::new(())), hangs.call(with_list));
+    watch.watching(|| drop(calls));
+    assert_eq!((watch.to_vec(), watch.attempts()), (vec![0], 2));
+    assert_eq!(own.attempts(), 1);
+    // Watches nest: the inner one hears of what is dropped inside it; the outer is back after.
+    let inner = TriedInstances::default();
+    let call = hangs.call(Request::new(()));
+    watch.watching(|| inner.watching(|| drop(call)));
+    assert_eq!((inner.attempts(), watch.attempts()), (1, 2));
+    let call = hangs.call(Request::new(()));
+    watch.watching(|| {
+        inner.watching(|| ());
+        drop(call)
+    });
+    assert_eq!((inner.attempts(), watch.attempts()), (1, 3));
+    assert_eq!(hangs.in_flight(), vec![0]);
 }

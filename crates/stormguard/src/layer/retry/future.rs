@@ -181,9 +181,15 @@ where
                     let Rest {
                         inner,
                         at,
-                        tried,
+                        mut tried,
                         resend,
                     } = *rest;
+                    // An attempt the per-try timeout ended names no instance: its call, dropped
+                    // with this state, tells a list that watches, which the retries carry.
+                    let watch = match (&outcome, &tried) {
+                        (Err(None), None) => Some(tried.insert(TriedInstances::pooled()).clone()),
+                        _ => None,
+                    };
                     let first = Tried {
                         state: at.shared.policy.first_attempt_state(),
                         tried,
@@ -192,6 +198,10 @@ where
                     };
                     let future: Boxed<RB> =
                         Box::pin(retry_loop::<S, B, RB, O>(inner, at, first, resend));
+                    if let Some(watch) = watch {
+                        watch.watching(|| this.state.set(State::Boxed { future }));
+                        continue;
+                    }
                     State::Boxed { future }
                 }
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),

@@ -133,10 +133,10 @@ impl<O> Shared<O> {
 /// 2. streams the body to the first attempt as it arrives, keeping a copy (up to the body limit)
 ///    so that it can be sent again, unless the policy allows one attempt only;
 /// 3. sends each attempt with a per-try timeout cut to the deadline, the decremented budget in
-///    `stormguard-budget-ms` when propagation is on, and, when the policy may send it more
-///    than once, a [`TriedInstances`] extension from the first attempt on (the request's own, if
-///    it came with one), so a balancer records where each attempt went and sends a retry to
-///    another instance;
+///    `stormguard-budget-ms` when propagation is on, and, from the first retry on, a
+///    [`TriedInstances`] extension with the instances the earlier attempts went to (the
+///    request's own list on every attempt, if it came with one), so a balancer sends a retry to
+///    another instance, even after an attempt the per-try timeout dropped unanswered;
 /// 4. asks [`RetryPolicy::decide`] what to do with the outcome, sleeps the backoff, and goes on.
 ///
 /// The final response (success, or the last failure status) carries an [`Attempts`] extension.

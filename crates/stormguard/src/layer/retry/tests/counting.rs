@@ -1,5 +1,6 @@
 //! Attempts counted as sent: a hedge's copy is one, and attempts dropped by a timeout above them
-//! still count when the request carries a [`TriedInstances`].
+//! still count: the retry layer's own per-try timeout watches the drop
+//! ([`TriedInstances::watching`]), another layer's counts when the request carries a list.
 
 use super::*;
 use crate::hedge::{HedgeDelay, HedgePolicy};
@@ -130,13 +131,10 @@ async fn every_copy_cut_by_the_per_try_timeout(max_attempts: u32) -> (u32, Error
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_layer_that_sends_once_counts_a_hedged_copy_cut_by_its_timeout_only_with_a_callers_list()
-{
-    // The layer cannot see the hedge below it, and a policy that sends once attaches no list:
-    // the copy the hedge sent is lost with the attempt the timeout dropped. A caller's list
-    // (as `stormguard proxy` attaches on a hedged route) counts it:
-    // `a_hedged_attempt_cut_by_the_per_try_timeout_counts_both_copies`.
+async fn a_layer_that_sends_once_counts_a_hedged_copy_cut_by_its_timeout_without_a_callers_list() {
+    // The layer cannot see the hedge below it and attaches no list, but the copies its timeout
+    // dropped unanswered are told to the list it watches the drop with: both are counted.
     let (sent, err) = every_copy_cut_by_the_per_try_timeout(1).await;
     assert_eq!(sent, 2, "both copies were sent");
-    assert_eq!(err.attempts(), 1, "the one attempt the layer saw");
+    assert_eq!(err.attempts(), 2, "both copies are counted");
 }

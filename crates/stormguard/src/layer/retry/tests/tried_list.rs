@@ -1,6 +1,7 @@
-//! A retry layer whose policy may resend gives every request a [`TriedInstances`] from its first
-//! attempt, so the caller need not attach one; a layer that sends once attaches none; a list that
-//! comes with the request is used as it is.
+//! The layer's [`TriedInstances`]: none on a first attempt (nearly every request ends with it),
+//! made when a retry is decided, with the instance the first attempt went to, even one the
+//! per-try timeout dropped unanswered (the balancer reports it to the list watching the drop);
+//! a list that comes with the request is used as it is.
 
 use super::*;
 use tower_service::Service;
@@ -41,14 +42,16 @@ async fn a_retry_after_a_timeout_goes_elsewhere_from_the_first_request() {
     for seed in 0..20 {
         let (balance, hits) = first_reached_hangs(seed);
         // No request before this one went through the layer, and none carries a list: the
-        // policy allows a retry, so the first attempt already carries the layer's own.
+        // first attempt goes without one, and its call, dropped by the per-try timeout, tells
+        // the balancer's choice to the list the layer watches the drop with.
         let svc = RetryLayer::new(unlimited()).seed(seed).layer(balance);
         let response = svc.oneshot(request(Method::GET)).await.unwrap();
         // One attempt each: the retry avoided the instance that hung, and both are counted.
         let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
         let outcome = (response.status(), counts, Attempts::of(&response));
         assert_eq!(outcome, (StatusCode::OK, vec![1, 1], 2), "seed {seed}");
-        // The balancer recorded its choices in the list: no response is marked.
+        // The retry carried the list, where the balancer recorded its choice: its answer is
+        // not marked.
         assert!(
             response.extensions().get::<Instance>().is_none(),
             "seed {seed}"
@@ -58,10 +61,11 @@ async fn a_retry_after_a_timeout_goes_elsewhere_from_the_first_request() {
 
 #[tokio::test(start_paused = true)]
 async fn without_a_list_from_the_first_attempt_a_retry_after_a_timeout_may_go_back() {
-    // Why the layer attaches its list from the first attempt: a retry whose list starts only
-    // with it knows nothing of where a timed-out attempt went, and the balancer may choose the
-    // instance that just hung. Shown by sending the second attempt alone, as a retry that
-    // starts a fresh list would: a request with an empty list to the same balancer.
+    // Why the layer watches the drop of an attempt its per-try timeout ended: a retry whose
+    // list starts empty knows nothing of where the timed-out attempt went, and the balancer
+    // may choose the instance that just hung. Shown by sending the second attempt alone, as
+    // a retry that starts a fresh list would: a request with an empty list to the same
+    // balancer.
     let mut went_back = 0;
     for seed in 0..20 {
         let (mut balance, hits) = first_reached_hangs(seed);
@@ -110,18 +114,47 @@ async fn first_attempt_carries_a_list<O: crate::metrics::Observer>(
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_layer_that_may_resend_gives_every_first_attempt_a_list_whatever_its_method() {
-    // A POST too: a refused connection is retried whatever the method, and must go elsewhere.
+async fn no_first_attempt_carries_a_list_of_the_layers_own() {
     let resends = RetryLayer::new(unlimited());
-    assert!(first_attempt_carries_a_list(&resends, Method::GET).await);
-    assert!(first_attempt_carries_a_list(&resends, Method::POST).await);
-    // Whatever the builder methods that come after it.
+    assert!(!first_attempt_carries_a_list(&resends, Method::GET).await);
+    assert!(!first_attempt_carries_a_list(&resends, Method::POST).await);
     let observed = resends.clone().observer(Recorder::default()).target("api");
-    assert!(first_attempt_carries_a_list(&observed, Method::POST).await);
-    // A layer that sends once attaches none: no retry needs it, no request pays for it.
+    assert!(!first_attempt_carries_a_list(&observed, Method::POST).await);
     let once = RetryLayer::new(unlimited().with_max_attempts(1));
     assert!(!first_attempt_carries_a_list(&once, Method::GET).await);
-    assert!(!first_attempt_carries_a_list(&once, Method::POST).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_carries_the_list_with_the_instance_the_first_attempt_named() {
+    // The first attempt fails with an error that names instance 3, as a balancer's does; the
+    // retry carries a list that has it, for a POST too (a refused connection is retried
+    // whatever the method, and must go elsewhere).
+    for method in [Method::GET, Method::POST] {
+        let carried = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = carried.clone();
+        let svc = RetryLayer::new(unlimited()).layer(tower::service_fn(
+            move |req: Request<ReplayBody<Body>>| {
+                let list = req.extensions().get::<TriedInstances>().map(|t| t.to_vec());
+                let first = list.is_none();
+                record.lock().unwrap().push(list);
+                async move {
+                    if first {
+                        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+                        Err(crate::layer::balance::InstanceError::new(3, refused.into()))
+                    } else {
+                        Ok(status(200))
+                    }
+                }
+            },
+        ));
+        let response = svc.oneshot(request(method.clone())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{method}");
+        assert_eq!(
+            *carried.lock().unwrap(),
+            vec![None, Some(vec![3])],
+            "{method}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -31,6 +31,12 @@ pub(crate) struct Args {
     /// Edit the files given to --from where they are (new resources still go to --out).
     #[arg(long)]
     in_place: bool,
+    /// Write also the values `check --fix` derived from a default no file gave (a connect
+    /// timeout from the assumed 1 ms round trip, a timeout from the default latency, an attempt
+    /// taken off a call to a service of one assumed instance). Without it they are left as the
+    /// files had them, and listed.
+    #[arg(long)]
+    write_assumed: bool,
 }
 
 fn parse_target(text: &str) -> Result<Target, String> {
@@ -65,22 +71,88 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     if kind == graph_file::Kind::ProxySettings {
         existing.instances = upstream_instances(&name, &text)?;
     }
-    let result = export::export(&graph, args.to, &existing);
-    write_files(&args, &result, err)?;
-    report(&args, &from, &result, err)?;
     let guessed = from_defaults(&graph, &text);
-    if !guessed.is_empty() {
-        writeln!(
-            err,
-            "written from defaults no file gave, as if measured: set them in the graph (--base \
-             for manifests), fix again, and check these before applying ({}):",
-            guessed.len()
-        )?;
-        for line in &guessed {
-            writeln!(err, "  {line}")?;
+    // What rests on a default is exported as the files had it, unless asked for: the graph is
+    // read again with those changes undone, one at a time, each kept only if the graph is
+    // still valid, in rounds until none more can be (a connect timeout put back to 10 s is
+    // valid only once the 23 ms timeout fitted to a default latency is gone, and never above
+    // a timeout the fixes set from the graph's own figures: that one is written).
+    let mut undone = vec![false; guessed.len()];
+    let mut kept_text = None::<String>;
+    let mut progress = !args.write_assumed && !guessed.is_empty();
+    if progress {
+        // All at once first: nearly always valid, and one parse where rounds take one a change.
+        let places: Vec<_> = guessed.iter().map(|g| (g.call(), g.key.as_str())).collect();
+        let reverted = stormguard_graph::fix::revert_fixes(&text, &places);
+        if graph_file::parse(&name, &reverted).is_ok() {
+            kept_text = Some(reverted);
+            undone.fill(true);
+            progress = false;
         }
     }
-    let application = export::application_calls(&graph, &text);
+    while progress {
+        progress = false;
+        for (g, undone) in guessed.iter().zip(undone.iter_mut()) {
+            if *undone {
+                continue;
+            }
+            let current = kept_text.as_deref().unwrap_or(&text);
+            let reverted = stormguard_graph::fix::revert_fixes(current, &[(g.call(), &g.key)]);
+            if reverted != current && graph_file::parse(&name, &reverted).is_ok() {
+                kept_text = Some(reverted);
+                *undone = true;
+                progress = true;
+            }
+        }
+    }
+    let (left_out, written): (Vec<_>, Vec<_>) = guessed
+        .iter()
+        .zip(&undone)
+        .partition(|(_, undone)| **undone);
+    let left_out: Vec<&Guessed> = left_out.into_iter().map(|(g, _)| g).collect();
+    let written: Vec<&Guessed> = written.into_iter().map(|(g, _)| g).collect();
+    let kept;
+    let exported = match &kept_text {
+        Some(reverted) => {
+            kept = graph_file::parse(&name, reverted)?.0;
+            &kept
+        }
+        None => &graph,
+    };
+    let result = export::export(exported, args.to, &existing);
+    write_files(&args, &result, err)?;
+    report(&args, &from, &result, err)?;
+    if !left_out.is_empty() {
+        writeln!(
+            err,
+            "not written, as each rests on a default no file gave (the files keep what they \
+             had): set it in the graph (--base for manifests) and fix again, or pass \
+             --write-assumed to write them as they are ({}):",
+            left_out.len()
+        )?;
+        for g in &left_out {
+            writeln!(err, "  {}", g.line)?;
+        }
+    }
+    if !written.is_empty() {
+        let why = if args.write_assumed {
+            "(--write-assumed)"
+        } else {
+            "(what the files had conflicts with the other fixes)"
+        };
+        writeln!(
+            err,
+            "written from defaults no file gave, as if measured {why}: set them in the graph \
+             (--base for manifests), fix again, and check these before applying ({}):",
+            written.len()
+        )?;
+        for g in &written {
+            writeln!(err, "  {}", g.line)?;
+        }
+    }
+    // The application's own calls as exported: a change left out above is not one to make in
+    // its client either.
+    let application = export::application_calls(exported, kept_text.as_deref().unwrap_or(&text));
     if !application.is_empty() {
         writeln!(
             err,
@@ -96,13 +168,30 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A setting `check --fix` wrote that rests on a default ([`from_defaults`]).
+struct Guessed {
+    from: String,
+    endpoint: Option<String>,
+    index: usize,
+    to: String,
+    key: String,
+    /// As listed: the call, the change and its note, and the default it came from.
+    line: String,
+}
+
+impl Guessed {
+    fn call(&self) -> stormguard_graph::fix::CallPlace<'_> {
+        (&self.from, self.endpoint.as_deref(), self.index, &self.to)
+    }
+}
+
 /// The settings `check --fix` wrote (read from its notes in the graph's `text`) that rest on a
 /// default the file never gave (`Graph::assumed`): a connect timeout from the default round
 /// trip of 1 ms, a timeout from the default latency (p50 1 ms, p99 10 ms) of its callee, an
 /// attempt taken off a call to what the default makes one instance. An imported mesh says none
-/// of these; written into its manifests they read as measured (a 3 ms connect timeout in a
-/// DestinationRule).
-fn from_defaults(graph: &stormguard_graph::Graph, text: &str) -> Vec<String> {
+/// of these; written into its manifests they would read as measured (a 3 ms connect timeout in
+/// a DestinationRule), so `export` leaves them out unless `--write-assumed` asks.
+fn from_defaults(graph: &stormguard_graph::Graph, text: &str) -> Vec<Guessed> {
     use stormguard_graph::model::RestsOn;
     let assumed = &graph.assumed;
     if assumed.is_empty() {
@@ -118,11 +207,10 @@ fn from_defaults(graph: &stormguard_graph::Graph, text: &str) -> Vec<String> {
     }
     let noted = stormguard_graph::fix::noted_changes(text, &calls);
     let mut out = Vec::new();
-    for ((from, endpoint, _, to), changes) in calls.iter().zip(noted) {
-        let edge = format!("{from} -> {to}");
+    for ((from, endpoint, index, to), changes) in calls.iter().zip(noted) {
         let shown = match endpoint {
             Some(endpoint) => format!("{from} ({endpoint}) -> {to}"),
-            None => edge.clone(),
+            None => format!("{from} -> {to}"),
         };
         for change in changes {
             let key = change.split(" = ").next().unwrap_or_default();
@@ -139,7 +227,14 @@ fn from_defaults(graph: &stormguard_graph::Graph, text: &str) -> Vec<String> {
                 Some(RestsOn::Instances(_)) => "from the default of one instance",
                 None => continue,
             };
-            out.push(format!("{shown}: {change}, {why}"));
+            out.push(Guessed {
+                from: from.to_string(),
+                endpoint: endpoint.map(str::to_string),
+                index: *index,
+                to: to.to_string(),
+                key: key.to_string(),
+                line: format!("{shown}: {change}, {why}"),
+            });
         }
     }
     out

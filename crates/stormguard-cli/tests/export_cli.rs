@@ -310,25 +310,63 @@ fn a_linkerd_route_beside_a_service_profile_is_said_to_be_inert() {
     );
 }
 
-/// What `check --fix` wrote from defaults no file gave (no manifest says a round trip or a
-/// latency) is listed when it is exported, with the default it came from: a 3 ms connect
-/// timeout in a DestinationRule read as measured.
+/// What `check --fix` derived from defaults no file gave (no manifest says a round trip or a
+/// latency) is not exported but listed, with the default it came from, and the manifest keeps
+/// what it had; `--write-assumed` writes it: a 3 ms connect timeout in a DestinationRule would
+/// read as measured.
 #[test]
-fn values_fixed_from_defaults_are_listed_when_exported() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh");
+fn values_fixed_from_defaults_are_left_out_unless_asked_for() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/mesh")
+        .canonicalize()
+        .unwrap();
     let dir = scratch("from-defaults");
     let manifests = examples.join("istio");
     let manifests = manifests.to_str().unwrap();
     let (code, _, err) = stormguard(&dir, &["check", manifests, "--fix", "--out", "f.toml"]);
     assert_eq!(code, 0, "{err}");
+    let rules = |out: &str| {
+        let edited = dir.join(out).join(
+            Path::new(manifests)
+                .join("destination-rules.yaml")
+                .strip_prefix("/")
+                .unwrap(),
+        );
+        std::fs::read_to_string(&edited).unwrap_or_else(|e| panic!("{}: {e}", edited.display()))
+    };
     let (code, _, err) = stormguard(&dir, &["export", "f.toml", "--to", "istio", "--out", "o"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("written from defaults no file gave, as if measured: "),
+        err.contains(
+            "not written, as each rests on a default no file gave (the files keep what they had)"
+        ),
         "{err}"
     );
+    let line = "connect_timeout = \"3ms\" (was \"500ms\"; check --fix: connect-timeout-too-long), by a connect rule that took the default round trip (rtt) of 1ms";
+    assert!(err.contains(line), "{err}");
+    assert!(!err.contains("written from defaults"), "{err}");
     assert!(
-        err.contains("connect_timeout = \"3ms\" (was \"10s\"; check --fix: connect-timeout-too-long), by a connect rule that took the default round trip (rtt) of 1ms"),
+        rules("o").contains("connectTimeout: 500ms"),
+        "{}",
+        rules("o")
+    );
+    let (code, _, err) = stormguard(
+        &dir,
+        &[
+            "export",
+            "f.toml",
+            "--to",
+            "istio",
+            "--out",
+            "w",
+            "--write-assumed",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("written from defaults no file gave, as if measured (--write-assumed)"),
         "{err}"
     );
+    assert!(err.contains(line), "{err}");
+    assert!(rules("w").contains("connectTimeout: 3ms"), "{}", rules("w"));
 }

@@ -194,6 +194,85 @@ pub fn noted_changes(text: &str, places: &[CallPlace<'_>]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `text` with what `check --fix` changed at each `(call, key)` of `reverts` put back: the
+/// value its note says was there (`# was "10s" (check --fix: ...)`), or no key at all where the
+/// fix added it (`# added by check --fix (...)`); what followed the note (an import's source)
+/// stays as the comment. A key without a note, a call not found, or a note whose old value is
+/// not a TOML value is left as it is.
+///
+/// Why: `stormguard export` writes a fixed graph's values into a system's resources, but not
+/// those that rest on a default no file gave (a connect timeout from an assumed 1 ms round
+/// trip): it exports the graph with those changes undone, unless asked to write them.
+///
+/// ```
+/// let text = "[services.web]\n[[services.web.calls]]\nto = \"api\"\n\
+///             connect_timeout = \"3ms\"  # was \"10s\" (check --fix: connect-timeout-too-long); a.yaml:3\n\
+///             timeout = \"23ms\"  # added by check --fix (missing-timeout)\n";
+/// let call = ("web", None, 0, "api");
+/// let back = stormguard_graph::fix::revert_fixes(text, &[(call, "connect_timeout"), (call, "timeout")]);
+/// assert!(back.contains("connect_timeout = \"10s\"  # a.yaml:3\n"), "{back}");
+/// assert!(!back.contains("timeout = \"23ms\""), "{back}");
+/// ```
+pub fn revert_fixes(text: &str, reverts: &[(CallPlace<'_>, &str)]) -> String {
+    let Ok(mut doc) = text.parse::<DocumentMut>() else {
+        return text.to_string();
+    };
+    for &((from, endpoint, index, to), key) in reverts {
+        let place = Place {
+            from,
+            endpoint,
+            index: Some(index),
+            to,
+        };
+        let Ok((table, _)) = call_table(&mut doc, &place) else {
+            continue;
+        };
+        let Some(value) = table.get(key).and_then(Item::as_value) else {
+            continue;
+        };
+        let Some(note) = fix_note(value) else {
+            continue;
+        };
+        // What followed the note: `; ` and an import's source, or a user's comment.
+        let comment = value
+            .decor()
+            .suffix()
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .trim()
+            .trim_start_matches('#')
+            .trim();
+        let rest = comment
+            .strip_prefix(note.as_str())
+            .unwrap_or_default()
+            .trim_start_matches(';')
+            .trim()
+            .to_string();
+        if note.starts_with("added by check --fix") {
+            table.remove(key);
+            continue;
+        }
+        let Some(was) = note
+            .strip_prefix("was ")
+            .and_then(|n| n.split_once(" (check --fix"))
+            .map(|(was, _)| was)
+        else {
+            continue;
+        };
+        let Ok(mut old) = was.parse::<Value>() else {
+            continue;
+        };
+        if rest.is_empty() {
+            old.decor_mut().clear();
+        } else {
+            old.decor_mut().set_suffix(format!("  # {rest}"));
+        }
+        old.decor_mut().set_prefix(" ");
+        table.insert(key, Item::Value(old));
+    }
+    doc.to_string()
+}
+
 /// The settings of a call table that carry a `check --fix` note, as `key = value (note)`.
 fn noted(table: &dyn TableLike) -> Vec<String> {
     let mut out = Vec::new();

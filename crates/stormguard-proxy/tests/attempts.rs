@@ -107,9 +107,8 @@ async fn a_hedge_that_answered_first_is_counted_as_an_attempt() {
 /// hedged route (both copies, whether the route may resend or not) and after a retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_in_flight_when_the_deadline_ran_out_are_counted() {
-    // A route that may resend, whose retry layer attaches its list; and one that sends once,
-    // whose retry layer attaches none and cannot see the hedge below it: there the list the
-    // proxy attaches on a hedged route counts the copy the timeout dropped.
+    // A route that may resend, and one that sends once: either way the balancer reports the
+    // copies the timeout dropped to the list the retry layer watches the drop with.
     for max_attempts in [2, 1] {
         let hanging = [
             slow_upstream(Duration::from_secs(2)).await,

@@ -34,13 +34,14 @@
 //! service sees a [`ReplayBody`].
 //!
 //! ## Instances
-//! A retry goes to an instance the request has not tried. A retry layer whose policy may send a
-//! request more than once gives each request a [`TriedInstances`] list from its first attempt
-//! (or uses the one the request came with), and a [`Balance`] below records each choice in it,
-//! so that even a retry after a per-try timeout, which says nothing of where it went, goes
-//! elsewhere. A layer that sends once attaches nothing and pays nothing; the balancer then marks
-//! the response with an [`Instance`] extension instead, and an error always names its instance
-//! (an [`InstanceError`]).
+//! A retry goes to an instance the request has not tried. A [`Balance`] marks the answer to a
+//! request that came without a [`TriedInstances`] list with an [`Instance`] extension, and an
+//! error always names its instance (an [`InstanceError`]); a retry layer's first attempt
+//! carries no list, and its retries carry one with every instance the earlier attempts went
+//! to, where the balancer records each choice. Even an attempt the per-try timeout ended,
+//! which says nothing of where it went, is named: the balancer reports an attempt dropped
+//! unanswered to the list the retry layer watches the drop with. A list that comes with the
+//! request is used as it is, on every attempt.
 //!
 //! The balancer also records what each attempt came to: an instance that refuses a connection,
 //! or answers five 5xx in a row, is ejected (left out of the choice) for 1 s, doubling while it

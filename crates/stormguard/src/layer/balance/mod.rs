@@ -134,48 +134,156 @@ impl TriedInstances {
 }
 
 impl TriedInstances {
-    /// Runs `drop_attempts` (which drops futures of attempts in flight) with this list
-    /// watching: every attempt that a [`Balance`] below had sent to an instance and that is
-    /// dropped unanswered meanwhile, on this thread, is recorded here with its instance and
-    /// counted, whether its request carried a list of its own (a hedge's) or none.
+    /// Runs `drop_attempts` (which drops or polls futures of attempts in flight) with this
+    /// list watching: what is dropped meanwhile, on this thread, is recorded here with its
+    /// instances and counted: an attempt that a [`Balance`] below had sent with no list and
+    /// that had no answer, and the list of a layer below that made one for its own attempts
+    /// (a hedge's for its copies, answered or not; an inner retry layer's: [`HeldList`]).
     ///
     /// Why: a retry layer gives its first attempt no list (nearly every request ends with that
     /// attempt answered, and a list in the request's extensions cost a map made and freed per
     /// request, a fifth of what the layer cost, callgrind). An answer names its instance (an
-    /// [`Instance`] or an [`InstanceError`]), but an attempt the per-try timeout drops names
-    /// none, and a retry must still go elsewhere, and the copies of a hedge below, dropped
-    /// with it, must still be counted. The futures are dropped synchronously, inside this
-    /// call, so their guards report here; watches nest (an inner layer's watch is restored
-    /// when it ends), and no list watches outside such a call.
+    /// [`Instance`], a hedge's list on its response, or an [`InstanceError`]), but an attempt
+    /// the per-try timeout ends names none, nor does one a timeout layer below ends (which
+    /// drops the call as it answers), and a retry must still go elsewhere, and the copies of a
+    /// hedge below, dropped with it, must still be counted. So the layer drops its first
+    /// attempt under a watch, and polls it under one once it has waited. The futures are
+    /// dropped synchronously, inside this call, so their guards report here; watches nest (an
+    /// inner layer's watch is restored when it ends), and no list watches outside such a call.
+    /// What a layer runs on another task (`tower::buffer`'s worker, a spawned call) is dropped
+    /// elsewhere and not heard of: a retry after such an attempt may go back to its instance.
     pub(crate) fn watching<R>(&self, drop_attempts: impl FnOnce() -> R) -> R {
-        /// Puts back the watch that was there before, even if a drop panics.
-        struct Restore(Option<TriedInstances>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let previous = self.0.take();
-                let _ = WATCH.try_with(|watch| watch.set(previous));
-            }
-        }
+        let _scope = self.watch();
+        drop_attempts()
+    }
+
+    /// [`watching`](Self::watching) as a guard: this list watches until the guard is dropped,
+    /// when the watch that was there before is put back (even if a drop panics meanwhile).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn watch(&self) -> Watch {
         let previous = WATCH
             .try_with(|watch| watch.replace(Some(self.clone())))
             .ok()
             .flatten();
-        let _restore = Restore(previous);
-        drop_attempts()
+        Watch(previous)
     }
 }
 
-/// An attempt sent to `instance` was dropped unanswered: the watching list, if any, records
-/// and counts it ([`TriedInstances::watching`]).
+/// A [`HeldList`]'s list lent to the thread's watch ([`HeldList::lend`]).
+pub(crate) struct Lent<'a> {
+    held: &'a mut HeldList,
+    previous: Option<TriedInstances>,
+}
+
+impl Drop for Lent<'_> {
+    #[inline(never)]
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        if let Ok(list) = WATCH.try_with(|watch| watch.replace(previous)) {
+            self.held.0 = list;
+        }
+    }
+}
+
+/// While it lives, a list watches ([`TriedInstances::watch`]); it holds the one it replaced.
+pub(crate) struct Watch(Option<TriedInstances>);
+
+impl Drop for Watch {
+    #[inline(never)]
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        let _ = WATCH.try_with(|watch| watch.set(previous));
+    }
+}
+
+/// An attempt sent to `instance` with no list was dropped unanswered: the watching list, if
+/// any, records and counts it ([`TriedInstances::watching`]).
 fn abandoned(instance: usize) {
+    with_watch(|watch| {
+        watch.record(instance);
+        watch.add_sent(1);
+    });
+}
+
+/// Runs `report` on the list watching a drop on this thread, if any.
+fn with_watch(report: impl FnOnce(&TriedInstances)) {
     let _ = WATCH.try_with(|watch| {
         let list = watch.take();
         if let Some(list) = &list {
-            list.record(instance);
-            list.0.sent.fetch_add(1, Ordering::Relaxed);
+            report(list);
         }
         watch.set(list);
     });
+}
+
+impl TriedInstances {
+    /// Adds `n` attempts to the count: those sent before the list existed.
+    pub(crate) fn add_sent(&self, n: u32) {
+        self.0.sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Tells the list watching a drop, if any, of this one's instances and attempts: a layer
+    /// that made the list (a hedge for its copies, a retry layer for its retries) and is
+    /// dropped before it ends. The attempts below that carry this list are counted in it, not
+    /// reported one by one ([`InFlight`] reports only attempts that came without a list).
+    fn report_unfinished(&self) {
+        with_watch(|watch| {
+            if Arc::ptr_eq(&watch.0, &self.0) {
+                return;
+            }
+            for instance in self.to_vec() {
+                watch.record(instance);
+            }
+            watch.add_sent(self.attempts());
+        });
+    }
+}
+
+/// A list a layer made for its own attempts, held while they may be in flight: if the layer's
+/// future is dropped before it ends (a per-try timeout above it), the list is reported to the
+/// list watching that drop ([`TriedInstances::watching`]), so that its instances and attempts
+/// are not lost with it. Taken out (`.0.take()`) when the layer ends.
+pub(crate) struct HeldList(pub(crate) Option<TriedInstances>);
+
+impl Drop for HeldList {
+    #[inline]
+    fn drop(&mut self) {
+        // Inline, the list out of line: nearly every one is dropped empty.
+        if self.0.is_some() {
+            self.report();
+        }
+    }
+}
+
+impl HeldList {
+    /// Lends the list to this thread's watch until the returned guard is dropped, when it
+    /// comes back here and the watch that was there before is put back (a drop that panics
+    /// meanwhile included). Moved rather than cloned: no count is taken on it, for a watch
+    /// that nearly never hears of anything (see [`TriedInstances::watching`]). `None` when
+    /// there is no list to lend.
+    pub(crate) fn lend(&mut self) -> Option<Lent<'_>> {
+        self.0.as_ref()?;
+        Some(self.lend_list())
+    }
+
+    #[inline(never)]
+    fn lend_list(&mut self) -> Lent<'_> {
+        let list = self.0.take();
+        let previous = WATCH.try_with(|watch| watch.replace(list)).ok().flatten();
+        Lent {
+            held: self,
+            previous,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn report(&mut self) {
+        if let Some(list) = self.0.take() {
+            list.report_unfinished();
+        }
+    }
 }
 
 thread_local! {
@@ -600,14 +708,16 @@ struct InFlight {
     /// marked with an [`Instance`] instead (see [`answered`]).
     mark: bool,
     /// Whether the instance answered (see [`answered`]); a guard dropped before that is an
-    /// attempt given up on, which a watching list hears of ([`TriedInstances::watching`]).
+    /// attempt given up on, which a watching list hears of ([`TriedInstances::watching`]) when
+    /// its request came without a list (one with a list counted it there, and the layer that
+    /// made that list reports it: [`HeldList`]).
     answered: bool,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.state.in_flight[self.index].fetch_sub(1, Ordering::Relaxed);
-        if !self.answered {
+        if !self.answered && self.mark {
             abandoned(self.state.ids[self.index]);
         }
     }

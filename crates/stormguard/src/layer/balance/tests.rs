@@ -480,14 +480,24 @@ fn an_attempt_dropped_unanswered_is_told_to_the_list_watching_its_drop_only() {
     watch.watching(|| drop(answered));
     assert_eq!(watch.attempts(), 0);
     // Two dropped unanswered under the watch, one of them carrying a list of its own (a
-    // hedge's): both are told, and the other list keeps its own count.
+    // hedge's): the one without is told; the other is counted in its list, which the layer
+    // that made it reports when it is dropped too (a `HeldList`).
     let own = TriedInstances::default();
     let mut with_list = Request::new(());
     with_list.extensions_mut().insert(own.clone());
     let calls = (hangs.call(Request::new(())), hangs.call(with_list));
     watch.watching(|| drop(calls));
-    assert_eq!((watch.to_vec(), watch.attempts()), (vec![0], 2));
+    assert_eq!((watch.to_vec(), watch.attempts()), (vec![0], 1));
     assert_eq!(own.attempts(), 1);
+    let held = HeldList(Some(own.clone()));
+    watch.watching(|| drop(held));
+    assert_eq!((watch.to_vec(), watch.attempts()), (vec![0], 2));
+    // A list held and dropped with no watch, or taken out first, is told to nobody.
+    drop(HeldList(Some(own.clone())));
+    let mut held = HeldList(Some(own));
+    let _ = held.0.take();
+    watch.watching(|| drop(held));
+    assert_eq!(watch.attempts(), 2);
     // Watches nest: the inner one hears of what is dropped inside it; the outer is back after.
     let inner = TriedInstances::default();
     let call = hangs.call(Request::new(()));

@@ -15,7 +15,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::balance::TriedInstances;
+use super::balance::{HeldList, TriedInstances};
 use super::body::{Recording, ReplayBody};
 use super::clock;
 use super::error::BoxError;
@@ -177,8 +177,14 @@ where
     }
     // The original streams the body as it arrives; a copy is kept for the hedge.
     let (first_body, recording) = Recording::start(body, shared.body_limit);
+    // A request that came without a list gets the hedge's own, so that the copies go to
+    // different instances; it goes up with the answer, or to a watching list if the race is
+    // dropped (`HeldList`).
+    let mut own = HeldList(None);
     if parts.extensions.get::<TriedInstances>().is_none() {
-        parts.extensions.insert(TriedInstances::default());
+        let list = TriedInstances::pooled();
+        parts.extensions.insert(list.clone());
+        own.0 = Some(list);
     }
     let carries_budget = parts
         .headers
@@ -245,11 +251,30 @@ where
         shared.observer.observe(&shared.target, Event::HedgeWon);
     }
     record(start, &won.answer);
+    let answer = hand_up(own, won.answer);
     if won.hedged {
-        two_attempts(won.answer)
+        two_attempts(answer)
     } else {
-        won.answer
+        answer
     }
+}
+
+/// The answer of a request that came without a list carries the hedge's own list of the
+/// instances its copies went to and of the copies sent: a balancer marks no response of a
+/// request with a list, so this is how a retry layer above learns where the answer (a 503 it
+/// retries) came from, both copies' instances included. Only a response: an error names its
+/// instance ([`InstanceError`](crate::layer::InstanceError)).
+fn hand_up<RB>(
+    mut own: HeldList,
+    answer: Result<Response<RB>, BoxError>,
+) -> Result<Response<RB>, BoxError> {
+    let list = own.0.take();
+    answer.map(|mut response| {
+        if let Some(list) = list {
+            response.extensions_mut().insert(list);
+        }
+        response
+    })
 }
 
 /// Polls both copies, telling `race` of each answer, until it says which answer to return.

@@ -12,9 +12,10 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{first_succeeded, retry_loop, settle, settle_response, Attempting, Resend, Tried};
-use crate::layer::balance::TriedInstances;
+use crate::layer::balance::{HeldList, TriedInstances};
 use crate::layer::body::ReplayBody;
 use crate::layer::error::{BoxError, Error};
+use crate::layer::retry::Attempts;
 use crate::metrics::Observer;
 
 type Boxed<RB> = Pin<Box<dyn Future<Output = Result<Response<RB>, Error>> + Send>>;
@@ -26,6 +27,9 @@ pub(crate) struct Rest<S, O, B> {
     pub(crate) tried: Option<TriedInstances>,
     /// Where a later attempt's body comes from.
     pub(crate) resend: Resend<B>,
+    /// The list the first attempt is polled under once it has waited (see
+    /// [`ResponseFuture`]'s `poll`); reported to an outer watch if dropped with it.
+    pub(crate) watch: HeldList,
 }
 
 pin_project! {
@@ -150,18 +154,34 @@ where
             let mut this = self.as_mut().project();
             let next = match this.state.as_mut().project() {
                 StateProj::First {
-                    call,
+                    mut call,
                     timer,
                     rest,
                     sent,
                 } => {
                     let had_budget = tokio::task::coop::has_budget_remaining();
-                    let output = match call.poll(cx) {
+                    // Once the attempt has waited, it is polled under a watch: a layer below
+                    // that ends it with its own error (a timeout layer) drops the balancer's
+                    // call as it answers, and that call names its instance only to a watch.
+                    // An attempt answered at once (nearly every one) pays for none.
+                    let scope = rest.as_mut().and_then(|r| r.watch.lend());
+                    let polled = call.as_mut().poll(cx);
+                    let output = match polled {
                         Poll::Ready(output) => Some(output),
                         Poll::Pending if timer.poll_expired(had_budget, cx) => None,
-                        Poll::Pending => return Poll::Pending,
+                        Poll::Pending => {
+                            drop(scope);
+                            if let Some(rest) = rest.as_mut() {
+                                if rest.watch.0.is_none() && rest.tried.is_none() {
+                                    rest.watch.0 = Some(TriedInstances::pooled());
+                                }
+                            }
+                            return Poll::Pending;
+                        }
                     };
+                    drop(scope);
                     let mut rest = rest.take().expect("polled after completion");
+                    let watched = rest.watch.0.take();
                     let shared = &rest.at.shared;
                     // A response (nearly always a success) is settled by reference and handed
                     // on as it is; only a failure becomes an `Outcome` for the retry loop.
@@ -171,6 +191,9 @@ where
                             if first_succeeded(shared, result, rest.at.idempotent) {
                                 if let Some(tried) = rest.tried.take() {
                                     tried.recycle();
+                                }
+                                if let Some(watched) = watched {
+                                    watched.recycle();
                                 }
                                 return Poll::Ready(Ok(response));
                             }
@@ -183,13 +206,21 @@ where
                         at,
                         mut tried,
                         resend,
+                        watch: _,
                     } = *rest;
-                    // An attempt the per-try timeout ended names no instance: its call, dropped
-                    // with this state, tells a list that watches, which the retries carry.
-                    let watch = match (&outcome, &tried) {
-                        (Err(None), None) => Some(tried.insert(TriedInstances::pooled()).clone()),
-                        _ => None,
+                    // An attempt the per-try timeout ended names no instance, nor does one a
+                    // layer below ended with its own error while the call went on inside it:
+                    // the call, dropped with this state, tells a list that watches, which the
+                    // retries carry (the one it was polled under, if it waited).
+                    let watch = match (watched, &outcome) {
+                        (Some(list), _) => Some(list),
+                        (None, Err(_)) if tried.is_none() => Some(TriedInstances::pooled()),
+                        (None, _) => None,
                     };
+                    if let Some(list) = &watch {
+                        tried = Some(list.clone());
+                    }
+                    let copies = outcome.as_ref().map_or(1, Attempts::of);
                     let first = Tried {
                         state: at.shared.policy.first_attempt_state(),
                         tried,
@@ -198,8 +229,13 @@ where
                     };
                     let future: Boxed<RB> =
                         Box::pin(retry_loop::<S, B, RB, O>(inner, at, first, resend));
-                    if let Some(watch) = watch {
-                        watch.watching(|| this.state.set(State::Boxed { future }));
+                    if let Some(list) = watch {
+                        list.watching(|| this.state.set(State::Boxed { future }));
+                        // What was reported counts the attempt's copies; nothing was if no
+                        // balancer was below, or if it answered: then its answer says.
+                        if list.attempts() == 0 {
+                            list.add_sent(copies);
+                        }
                         continue;
                     }
                     State::Boxed { future }

@@ -16,14 +16,14 @@ use crate::policy::RetryPolicy;
 /// The layer holds the policy's shared state (its retry budget or token bucket, the latency
 /// estimator), so every service it makes shares them: build one layer per dependency.
 ///
-/// The stack takes one shape whatever is below: a policy that may send a request more than once
-/// (`max_attempts` above 1) gives every request a [`TriedInstances`](super::super::TriedInstances)
-/// list from its first attempt, whatever its method, so that a [`Balance`](super::super::Balance)
-/// below records where each attempt went, a retry after a timeout goes elsewhere, and the copies
-/// a [`HedgeLayer`](super::super::HedgeLayer) below sends are counted even when a timeout drops
-/// them. A policy that sends once attaches nothing and pays nothing; it cannot see a hedge below
-/// it, so to count a hedge's copy dropped by its timeout, attach the list to the request (a list
-/// that comes with the request is used as it is).
+/// The stack takes one shape whatever is below: the first attempt carries no list of the
+/// instances it went to (nearly every request ends with it answered); a retry carries a
+/// [`TriedInstances`](super::super::TriedInstances) list with the instances the earlier attempts
+/// went to, so that a [`Balance`](super::super::Balance) below sends it elsewhere. An answer
+/// names its instance; an attempt the per-try timeout ends, or a timeout layer below, is named
+/// by the balancer to the list the layer watches its drop with, and the copies a
+/// [`HedgeLayer`](super::super::HedgeLayer) below sent are counted with it, whatever
+/// `max_attempts` (a list that comes with the request is used as it is, on every attempt).
 ///
 /// ```
 /// use std::time::Duration;

@@ -28,7 +28,7 @@ use http_body::Body;
 use rand::SeedableRng;
 use tower_service::Service;
 
-use super::balance::{instance_of, Instance, TriedInstances};
+use super::balance::{instance_of, HeldList, Instance, TriedInstances};
 use super::body::{Recording, ReplayBody};
 use super::clock;
 use super::error::{classify_error, BoxError, Error, ErrorKind, NotSent};
@@ -186,6 +186,7 @@ where
             at: Attempting::new(self.shared.clone(), parts),
             tried: None,
             resend: Resend::Empty,
+            watch: HeldList(None),
         });
         let timeout = match prologue(&mut rest.at, start) {
             Ok(timeout) => timeout,

@@ -82,10 +82,13 @@ where
     let target = &*shared.target;
     let Tried {
         mut state,
-        mut tried,
+        tried,
         mut result,
         mut outcome,
     } = first;
+    // Reported to a list watching the drop if the loop is dropped before it ends (an outer
+    // layer's timeout): its instances and attempts would be lost with it.
+    let mut tried = HeldList(tried);
     let mut rng = shared.rng();
     // Attempts sent, as each outcome tells them: a hedged attempt's answer says two.
     let mut sent = sent_by(&outcome);
@@ -122,7 +125,7 @@ where
         match decision {
             Decision::Success => {
                 observer.observe(target, Event::Succeeded);
-                return finish(outcome, total(sent, tried), result, None);
+                return finish(outcome, total(sent, tried.0.take()), result, None);
             }
             Decision::GiveUp(give_up) => {
                 match give_up {
@@ -131,7 +134,7 @@ where
                     _ => {}
                 }
                 observer.observe(target, Event::Failed(give_up));
-                return finish(outcome, total(sent, tried), result, Some(give_up));
+                return finish(outcome, total(sent, tried.0.take()), result, Some(give_up));
             }
             Decision::Retry { after, kind } => {
                 let went_to = match &outcome {
@@ -139,7 +142,24 @@ where
                     Err(Some(e)) => instance_of(&**e),
                     Err(None) => None,
                 };
-                let tried = tried.get_or_insert_with(TriedInstances::pooled);
+                // A list made now starts with the attempts the outcomes counted, so that the
+                // balancer's counts that follow add to them.
+                let tried = tried.0.get_or_insert_with(|| {
+                    let list = TriedInstances::pooled();
+                    list.add_sent(sent);
+                    list
+                });
+                // A hedge below that made its own list hands it up with its answer: both
+                // copies' instances (the answer names none, its request having a list).
+                if let Some(hedged) = outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|response| response.extensions().get::<TriedInstances>())
+                {
+                    for instance in hedged.to_vec() {
+                        tried.record(instance);
+                    }
+                }
                 if let Some(instance) = went_to {
                     tried.record(instance);
                 }

@@ -105,9 +105,9 @@ async fn a_first_attempt_that_answered_carries_no_count() {
 #[tokio::test(start_paused = true)]
 async fn a_layer_that_may_resend_counts_hedged_copies_cut_by_the_per_try_timeout_without_a_callers_list(
 ) {
-    // The proxy's stack: the retry layer makes the list, the balancer records in it and marks
-    // no response with its instance. Two attempts, each cut by the per-try timeout: the first
-    // hedged (the retry earns no hedge budget), three copies sent, three counted where the
+    // The proxy's stack. Two attempts, each cut by the per-try timeout: the first hedged (its
+    // copies told to the list the retry layer watches the drop with), the retry not (it earns
+    // no hedge budget) and carrying that list: three copies sent, three counted where the
     // outcomes alone say two.
     let (sent, err) = every_copy_cut_by_the_per_try_timeout(2).await;
     assert_eq!(sent, 3, "the first attempt was hedged");

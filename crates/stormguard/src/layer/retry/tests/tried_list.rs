@@ -243,3 +243,117 @@ async fn a_layer_that_sends_once_hands_the_request_on_whole() {
     carried.unwrap().record(7);
     assert_eq!(tried.to_vec(), vec![7], "the caller's own list");
 }
+
+/// What an instance of [`by_order_reached`] does with every request.
+#[derive(Clone, Copy, Debug)]
+enum Does {
+    Answer(u16),
+    Hang,
+}
+
+/// Instances behind a balancer, each doing what `does` says for the order in which requests
+/// first reached it (the first instance reached does `does[0]`, whichever it is). Returns the
+/// balancer and the requests each instance received.
+#[allow(clippy::type_complexity)]
+fn by_order_reached<B: Send + 'static>(
+    seed: u64,
+    does: &[Does],
+) -> (
+    Balance<tower::util::BoxCloneSyncService<Request<B>, Response<()>, Infallible>>,
+    Vec<Calls>,
+) {
+    let hits: Vec<Calls> = does.iter().map(|_| Calls::default()).collect();
+    let order = Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
+    let does = does.to_vec();
+    let instances = hits
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, calls)| {
+            let order = order.clone();
+            let does = does.clone();
+            tower::util::BoxCloneSyncService::new(tower::service_fn(move |_req: Request<B>| {
+                calls.next();
+                let mut order = order.lock().unwrap();
+                if !order.contains(&i) {
+                    order.push(i);
+                }
+                let what = does[order.iter().position(|&o| o == i).unwrap()];
+                async move {
+                    match what {
+                        Does::Answer(code) => Ok::<_, Infallible>(status(code)),
+                        Does::Hang => {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            Ok(status(200))
+                        }
+                    }
+                }
+            }))
+        })
+        .collect();
+    (Balance::new(instances).seed(seed), hits)
+}
+
+fn hedge_after_50ms() -> crate::layer::HedgeLayer {
+    use crate::hedge::{HedgeDelay, HedgePolicy};
+    crate::layer::HedgeLayer::new(
+        HedgePolicy::new(HedgeDelay::Fixed(Duration::from_millis(50)), 1.0).unwrap(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn through_a_hedge_a_retry_after_a_503_goes_elsewhere() {
+    // The hedge gives the request a list of its own, so the balancer marks no answer with its
+    // instance: the hedge hands its list up with the 503, and the retry avoids that instance.
+    for seed in 0..20 {
+        let (balance, hits) = by_order_reached(seed, &[Does::Answer(503), Does::Answer(200)]);
+        let svc = RetryLayer::new(unlimited())
+            .seed(seed)
+            .layer(hedge_after_50ms().layer(balance));
+        let response = svc.oneshot(request(Method::GET)).await.unwrap();
+        let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
+        let outcome = (response.status(), counts, Attempts::of(&response));
+        assert_eq!(outcome, (StatusCode::OK, vec![1, 1], 2), "seed {seed}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_cut_by_the_per_try_timeout_tells_both_copies_also_the_one_that_answered() {
+    // The original hangs; the hedge after 50 ms gets a 503, and the race waits for the
+    // original; the per-try timeout (100 ms) drops both. The retry avoids both instances, and
+    // the three attempts are counted.
+    for seed in 0..20 {
+        let (balance, hits) =
+            by_order_reached(seed, &[Does::Hang, Does::Answer(503), Does::Answer(200)]);
+        let svc = RetryLayer::new(unlimited())
+            .seed(seed)
+            .layer(hedge_after_50ms().layer(balance));
+        let response = svc.oneshot(request(Method::GET)).await.unwrap();
+        let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
+        let outcome = (response.status(), counts, Attempts::of(&response));
+        assert_eq!(outcome, (StatusCode::OK, vec![1, 1, 1], 3), "seed {seed}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_a_timeout_layer_below_goes_elsewhere() {
+    // tower's timeout between the layer and the balancer ends the attempt with its own error
+    // while the call goes on inside it: dropped under the layer's watch, it is still heard of.
+    for seed in 0..20 {
+        let (balance, hits) = first_reached_hangs(seed);
+        let policy = unlimited().with_per_try_timeout(Duration::from_secs(10));
+        let svc = RetryLayer::new(policy).seed(seed).layer(
+            tower::ServiceBuilder::new()
+                .map_err(|e: tower::BoxError| e)
+                .timeout(Duration::from_millis(100))
+                .service(balance),
+        );
+        let response = svc.oneshot(request(Method::GET)).await.unwrap();
+        let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
+        assert_eq!(
+            (response.status(), counts, Attempts::of(&response)),
+            (StatusCode::OK, vec![1, 1], 2),
+            "seed {seed}"
+        );
+    }
+}

@@ -14,27 +14,7 @@ type Mock = tower::util::BoxCloneSyncService<Request<ReplayBody<Body>>, Response
 /// Two instances behind a balancer: whichever one a request first reaches hangs for a minute,
 /// the other answers at once. Returns the balancer and the attempts each instance received.
 fn first_reached_hangs(seed: u64) -> (Balance<Mock>, Vec<Calls>) {
-    let hits: Vec<Calls> = (0..2).map(|_| Calls::default()).collect();
-    let hanging = Arc::new(std::sync::OnceLock::<usize>::new());
-    let instances = hits
-        .iter()
-        .cloned()
-        .enumerate()
-        .map(|(i, calls)| {
-            let hanging = hanging.clone();
-            Mock::new(tower::service_fn(move |_req: Request<ReplayBody<Body>>| {
-                calls.next();
-                let hangs = *hanging.get_or_init(|| i) == i;
-                async move {
-                    if hangs {
-                        tokio::time::sleep(Duration::from_secs(60)).await;
-                    }
-                    Ok::<_, Infallible>(status(200))
-                }
-            }))
-        })
-        .collect();
-    (Balance::new(instances).seed(seed), hits)
+    by_order_reached(seed, &[Does::Hang, Does::Answer(200)])
 }
 
 #[tokio::test(start_paused = true)]
@@ -305,16 +285,24 @@ fn hedge_after_50ms() -> crate::layer::HedgeLayer {
 async fn through_a_hedge_a_retry_after_a_503_goes_elsewhere() {
     // The hedge gives the request a list of its own, so the balancer marks no answer with its
     // instance: the hedge hands its list up with the 503, and the retry avoids that instance.
+    let does = [Does::Answer(503), Does::Answer(200)];
     for seed in 0..20 {
-        let (balance, hits) = by_order_reached(seed, &[Does::Answer(503), Does::Answer(200)]);
-        let svc = RetryLayer::new(unlimited())
-            .seed(seed)
-            .layer(hedge_after_50ms().layer(balance));
-        let response = svc.oneshot(request(Method::GET)).await.unwrap();
-        let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
-        let outcome = (response.status(), counts, Attempts::of(&response));
+        let outcome = one_get_through_a_hedge(seed, &does).await;
         assert_eq!(outcome, (StatusCode::OK, vec![1, 1], 2), "seed {seed}");
     }
+}
+
+/// One GET through a retry layer (per-try timeout 100 ms) over a hedge after 50 ms over the
+/// instances of [`by_order_reached`]: the status, the requests each instance received, and the
+/// attempts the response reports.
+async fn one_get_through_a_hedge(seed: u64, does: &[Does]) -> (StatusCode, Vec<u32>, u32) {
+    let (balance, hits) = by_order_reached(seed, does);
+    let svc = RetryLayer::new(unlimited())
+        .seed(seed)
+        .layer(hedge_after_50ms().layer(balance));
+    let response = svc.oneshot(request(Method::GET)).await.unwrap();
+    let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
+    (response.status(), counts, Attempts::of(&response))
 }
 
 #[tokio::test(start_paused = true)]
@@ -322,15 +310,9 @@ async fn a_hedge_cut_by_the_per_try_timeout_tells_both_copies_also_the_one_that_
     // The original hangs; the hedge after 50 ms gets a 503, and the race waits for the
     // original; the per-try timeout (100 ms) drops both. The retry avoids both instances, and
     // the three attempts are counted.
+    let does = [Does::Hang, Does::Answer(503), Does::Answer(200)];
     for seed in 0..20 {
-        let (balance, hits) =
-            by_order_reached(seed, &[Does::Hang, Does::Answer(503), Does::Answer(200)]);
-        let svc = RetryLayer::new(unlimited())
-            .seed(seed)
-            .layer(hedge_after_50ms().layer(balance));
-        let response = svc.oneshot(request(Method::GET)).await.unwrap();
-        let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
-        let outcome = (response.status(), counts, Attempts::of(&response));
+        let outcome = one_get_through_a_hedge(seed, &does).await;
         assert_eq!(outcome, (StatusCode::OK, vec![1, 1, 1], 3), "seed {seed}");
     }
 }

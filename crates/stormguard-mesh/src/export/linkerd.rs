@@ -20,6 +20,57 @@ use crate::inventory::Resource;
 /// most 250 ms), as the import reads it.
 const LINKERD_BACKOFF: &str = "equal-jitter(base=50ms, cap=250ms)";
 
+/// Routes of `dest` made to send once (their retry annotations removed, see
+/// [`Linkerd::fields`]) while its Service, among the files read, sets retries by annotation:
+/// such a route would take the Service's retries, since Linkerd's policy controller reads a
+/// route with no retry annotation as having none of its own (and `retry.linkerd.io/limit: "0"`
+/// as no limit given). The closest it reads is `limit: "1"` with no conditions: no status and
+/// no timeout is retried, only a request refused before it was sent (a refused stream, no
+/// endpoint ready), at most once. Written so, and said in `notes`.
+///
+/// Why: the import reads such a route as the Service's retries, `check --fix` cuts it to one
+/// attempt, and an export that only removed the route's annotations left the retries in force.
+pub(super) fn under_service_retries(
+    dest: &mut DestinationPlan,
+    existing: &super::Existing,
+    notes: &mut Vec<String>,
+) {
+    let service_retries = super::core_services(existing, &dest.to).any(|root| {
+        root.get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .is_some_and(|a| {
+                a.entries().iter().any(|(k, _)| {
+                    k.as_str()
+                        .is_some_and(|k| k.starts_with("retry.linkerd.io/"))
+                })
+            })
+    });
+    if !service_retries {
+        return;
+    }
+    let limit = ["metadata", "annotations", "retry.linkerd.io/limit"];
+    let limit_path = super::edit::keys(&limit);
+    let mut changed = false;
+    for route in &mut dest.routes {
+        for assign in &mut route.fields {
+            if assign.path == limit_path && assign.value == Val::Remove {
+                *assign = annotation("retry.linkerd.io/limit", "1".to_string());
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        notes.push(format!(
+            "HTTPRoute {0}: one attempt, under Service {0}'s retry annotations, is written as \
+             retry.linkerd.io/limit \"1\" with no conditions (Linkerd reads a route without \
+             retry annotations as taking the Service's, and limit \"0\" as none given): no \
+             status or timeout is retried, only a request refused before it was sent, once; \
+             for one attempt exactly, move the Service's retry annotations to its other routes",
+            dest.to
+        ));
+    }
+}
+
 /// The Linkerd writer.
 pub(super) struct Linkerd;
 

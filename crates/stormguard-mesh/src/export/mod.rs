@@ -445,7 +445,10 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     let mut values: BTreeMap<(String, usize), Vec<(Path, Val)>> = BTreeMap::new();
     let mut written: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut new_plans = Vec::new();
-    for dest in plan.destinations {
+    for mut dest in plan.destinations {
+        if target == Target::Linkerd {
+            linkerd::under_service_retries(&mut dest, existing, &mut out.notes);
+        }
         let mut left = DestinationPlan {
             routes: Vec::new(),
             destination: Vec::new(),
@@ -651,23 +654,31 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
 /// The port of the Kubernetes Service that is graph service `to` among the files read: its
 /// only port, or the one named `http` (or `http-` something, `grpc` for gRPC) of several.
 /// `None` when no such Service was read, or its ports leave the choice open.
+/// The core Services (`apiVersion: v1`) among the files read that are graph service `to`, in
+/// any namespace. The core Service only: a Knative Service is also of kind `Service`, and has
+/// no ports.
+fn core_services<'e>(
+    existing: &'e Existing,
+    to: &'e str,
+) -> impl Iterator<Item = &'e crate::doc::Node> + 'e {
+    existing
+        .documents
+        .iter()
+        .map(|doc| &doc.root)
+        .filter(move |root| {
+            let core = root.get("apiVersion").and_then(crate::doc::Node::as_str) == Some("v1");
+            let name = root
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(crate::doc::Node::as_str);
+            core && root.get("kind").and_then(crate::doc::Node::as_str) == Some("Service")
+                && name.map(names::graph_name).as_deref() == Some(to)
+        })
+}
+
 fn service_port(existing: &Existing, to: &str) -> Option<u16> {
     let mut found = None;
-    for doc in &existing.documents {
-        let root = &doc.root;
-        // The core Service only (`apiVersion: v1`): a Knative Service is also of kind
-        // `Service`, and has no ports.
-        let core = root.get("apiVersion").and_then(crate::doc::Node::as_str) == Some("v1");
-        if !core || root.get("kind").and_then(crate::doc::Node::as_str) != Some("Service") {
-            continue;
-        }
-        let name = root
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(crate::doc::Node::as_str);
-        if name.map(names::graph_name).as_deref() != Some(to) {
-            continue;
-        }
+    for root in core_services(existing, to) {
         let ports = root
             .get("spec")
             .and_then(|s| s.get("ports"))

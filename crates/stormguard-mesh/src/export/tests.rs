@@ -796,3 +796,59 @@ max_attempts = 1
         .unwrap();
     assert!(attempts.only_to_replace);
 }
+
+/// A route made to send once under a Service whose annotations retry: Linkerd's controller
+/// reads a route without retry annotations as taking the Service's, and `limit: "0"` as none
+/// given, so the route is written `limit: "1"` with no conditions, and the note says what that
+/// still retries. Without Service retries, the route's retry annotations are only removed.
+#[test]
+fn a_linkerd_route_sending_once_under_service_retries_is_written_limit_1() {
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"reviews\"\n\
+         timeout = \"500ms\"\nmax_attempts = 1\n[services.reviews]\n",
+    )
+    .unwrap();
+    let service = |annotations: &str| {
+        let text = format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n{annotations}spec:\n  ports:\n  - port: 8080\n"
+        );
+        let documents = parse_documents("k8s/reviews-svc.yaml", &text).unwrap();
+        Existing {
+            inventory: crate::inventory(&documents).unwrap(),
+            documents,
+            ..Existing::default()
+        }
+    };
+    let retrying = service(
+        "  annotations:\n    retry.linkerd.io/http: 5xx\n    retry.linkerd.io/limit: \"2\"\n",
+    );
+    let out = export(&graph, Target::Linkerd, &retrying);
+    let text: String = out.files.iter().map(|f| f.text.as_str()).collect();
+    assert!(text.contains("retry.linkerd.io/limit: \"1\""), "{text}");
+    assert!(!text.contains("retry.linkerd.io/http"), "{text}");
+    let note = out
+        .notes
+        .iter()
+        .find(|n| n.contains("one attempt, under Service reviews's retry annotations"))
+        .unwrap_or_else(|| panic!("{:?}", out.notes));
+    assert!(
+        note.contains("only a request refused before it was sent, once"),
+        "{note}"
+    );
+    // Read back, the route retries only what was never sent.
+    let documents = parse_documents("stormguard-linkerd.yaml", &text).unwrap();
+    let inv = crate::inventory(&documents).unwrap();
+    let route = &inv.routes[0];
+    assert_eq!(route.policy.get("max_attempts").unwrap().value, "2");
+    assert_eq!(
+        route.policy.get("retry_on").unwrap().value,
+        "[\"refused-stream\"]"
+    );
+    // No Service retries: nothing to turn off, nothing written.
+    let quiet = service("");
+    let out = export(&graph, Target::Linkerd, &quiet);
+    let text: String = out.files.iter().map(|f| f.text.as_str()).collect();
+    assert!(!text.contains("retry.linkerd.io/limit"), "{text}");
+    assert!(!out.notes.iter().any(|n| n.contains("one attempt, under")));
+}

@@ -109,11 +109,14 @@ impl Writer for Istio {
             "connectTimeout",
         ];
         match call.connect_timeout {
-            // Istio's default 10s as the import clamps it to the attempt's timeout: a file
-            // without a connect timeout says it already, and writing it would set it for every
-            // route and port to the destination (TCP too).
+            // Istio's default 10s (as the import clamps it to the attempt's timeout, if any): a
+            // file without a connect timeout says it already, and writing it would set it for
+            // every route and port to the destination (TCP too).
             Some(d) => f.destination.push(Assign {
-                only_to_replace: Some(d) == call.timeout.map(|t| t.min(Duration::from_secs(10))),
+                only_to_replace: d
+                    == call
+                        .timeout
+                        .map_or(Duration::from_secs(10), |t| t.min(Duration::from_secs(10))),
                 ..Assign::new(&CONNECT_TIMEOUT, Val::str(go_duration(d)))
             }),
             None => {

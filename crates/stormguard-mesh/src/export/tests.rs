@@ -852,3 +852,24 @@ fn a_linkerd_route_sending_once_under_service_retries_is_written_limit_1() {
     assert!(!text.contains("retry.linkerd.io/limit"), "{text}");
     assert!(!out.notes.iter().any(|n| n.contains("one attempt, under")));
 }
+
+/// Istio's default connect timeout, 10 s, is written only over a value a file has, with an
+/// attempt's timeout (which the import clamps it to) or without one: a new DestinationRule that
+/// says only the default is noise (export leaves a connect timeout fixed from the default round
+/// trip as the files had it, often that default).
+#[test]
+fn istio_s_default_connect_timeout_makes_no_new_destination_rule() {
+    for timeout in ["", "timeout = \"20s\"\n"] {
+        let graph = stormguard_graph::parse(
+            "g.toml",
+            &format!(
+                "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\n\
+                 to = \"reviews\"\nconnect_timeout = \"10s\"\n{timeout}[services.reviews]\n"
+            ),
+        )
+        .unwrap();
+        let out = export(&graph, Target::Istio, &Existing::default());
+        let text: String = out.files.iter().map(|f| f.text.as_str()).collect();
+        assert!(!text.contains("connectTimeout"), "{timeout:?}: {text}");
+    }
+}

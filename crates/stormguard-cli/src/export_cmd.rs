@@ -73,35 +73,41 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     }
     let guessed = from_defaults(&graph, &text);
     // What rests on a default is exported as the files had it, unless asked for: the graph is
-    // read again with those changes undone, one at a time, each kept only if the graph is
-    // still valid, in rounds until none more can be (a connect timeout put back to 10 s is
-    // valid only once the 23 ms timeout fitted to a default latency is gone, and never above
-    // a timeout the fixes set from the graph's own figures: that one is written).
+    // read again with those changes undone, all at once (nearly always valid); else one at a
+    // time, each kept only if the graph is still valid, in rounds until none more can be (a
+    // connect timeout put back to 10 s is valid only once the 23 ms timeout fitted to a default
+    // latency is gone, and never above a timeout the fixes set from the graph's own figures:
+    // that one is written), within TRIES readings of the whole graph.
     let mut undone = vec![false; guessed.len()];
     let mut kept_text = None::<String>;
-    let mut progress = !args.write_assumed && !guessed.is_empty();
-    if progress {
-        // All at once first: nearly always valid, and one parse where rounds take one a change.
+    if !args.write_assumed && !guessed.is_empty() {
         let places: Vec<_> = guessed.iter().map(|g| (g.call(), g.key.as_str())).collect();
-        let reverted = stormguard_graph::fix::revert_fixes(&text, &places);
+        let (reverted, each) = stormguard_graph::fix::revert_fixes(&text, &places);
         if graph_file::parse(&name, &reverted).is_ok() {
             kept_text = Some(reverted);
-            undone.fill(true);
-            progress = false;
-        }
-    }
-    while progress {
-        progress = false;
-        for (g, undone) in guessed.iter().zip(undone.iter_mut()) {
-            if *undone {
-                continue;
-            }
-            let current = kept_text.as_deref().unwrap_or(&text);
-            let reverted = stormguard_graph::fix::revert_fixes(current, &[(g.call(), &g.key)]);
-            if reverted != current && graph_file::parse(&name, &reverted).is_ok() {
-                kept_text = Some(reverted);
-                *undone = true;
-                progress = true;
+            undone = each;
+        } else {
+            let mut tries = 0;
+            let mut progress = true;
+            while progress && tries < TRIES {
+                progress = false;
+                for (g, undone) in guessed.iter().zip(undone.iter_mut()) {
+                    if *undone || tries == TRIES {
+                        continue;
+                    }
+                    let current = kept_text.as_deref().unwrap_or(&text);
+                    let (reverted, each) =
+                        stormguard_graph::fix::revert_fixes(current, &[(g.call(), &g.key)]);
+                    if !each[0] {
+                        continue;
+                    }
+                    tries += 1;
+                    if graph_file::parse(&name, &reverted).is_ok() {
+                        kept_text = Some(reverted);
+                        *undone = true;
+                        progress = true;
+                    }
+                }
             }
         }
     }
@@ -138,7 +144,8 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
         let why = if args.write_assumed {
             "(--write-assumed)"
         } else {
-            "(what the files had conflicts with the other fixes)"
+            "(what the files had could not be put back: it conflicts with the other fixes, \
+             or the note does not say it)"
         };
         writeln!(
             err,
@@ -167,6 +174,12 @@ fn run_to(args: Args, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// At most this many readings of the whole graph go into finding which changes resting on a
+/// default can be undone one by one, when undoing them all at once leaves the graph invalid:
+/// each is a parse of the whole graph, and a graph of thousands of calls must not take minutes
+/// (what is not tried is written, and listed).
+const TRIES: usize = 48;
 
 /// A setting `check --fix` wrote that rests on a default ([`from_defaults`]).
 struct Guessed {
@@ -206,7 +219,23 @@ fn from_defaults(graph: &stormguard_graph::Graph, text: &str) -> Vec<Guessed> {
         }
     }
     let noted = stormguard_graph::fix::noted_changes(text, &calls);
+    let inline = stormguard_graph::fix::inline_calls(text, &calls);
     let mut out = Vec::new();
+    if inline > 0 {
+        // Not one of the changes: said once, and written as it is.
+        out.push(Guessed {
+            from: String::new(),
+            endpoint: None,
+            index: usize::MAX,
+            to: String::new(),
+            key: String::new(),
+            line: format!(
+                "{inline} call(s) written inline (calls = [{{ ... }}]) carry no check --fix \
+                 notes, so what the fix derived there from defaults cannot be told: write them \
+                 as [[...calls]] tables and fix again"
+            ),
+        });
+    }
     for ((from, endpoint, index, to), changes) in calls.iter().zip(noted) {
         let shown = match endpoint {
             Some(endpoint) => format!("{from} ({endpoint}) -> {to}"),

@@ -370,3 +370,53 @@ fn values_fixed_from_defaults_are_left_out_unless_asked_for() {
     assert!(err.contains(line), "{err}");
     assert!(rules("w").contains("connectTimeout: 3ms"), "{}", rules("w"));
 }
+
+/// A change made by a rule that stands on the graph's own figures is written, whatever the
+/// graph left to defaults: a timeout cut to fit the entry's 2 s budget on a call to a service
+/// with the default latency (a review's find: it was undone, as if fitted to that latency).
+#[test]
+fn a_fix_from_the_graph_s_own_figures_is_written_beside_defaults() {
+    let dir = scratch("own-figures");
+    std::fs::write(
+        dir.join("g.toml"),
+        "[entry]\nservice = \"a\"\ntimeout = \"2s\"\n[services.a]\n\
+         latency = { p50 = \"5ms\", p99 = \"40ms\" }\ninstances = 3\n[[services.a.calls]]\n\
+         to = \"b\"\ntimeout = \"20s\"\nrtt = \"2ms\"\nconnect_timeout = \"10ms\"\n\
+         [services.b]\ninstances = 3\n",
+    )
+    .unwrap();
+    let (code, _, err) = stormguard(&dir, &["check", "g.toml", "--fix", "--out", "f.toml"]);
+    assert_eq!(code, 0, "{err}");
+    let fixed = std::fs::read_to_string(dir.join("f.toml")).unwrap();
+    assert!(fixed.contains("check --fix: entry-budget"), "{fixed}");
+    let (code, _, err) = stormguard(&dir, &["export", "f.toml", "--to", "istio", "--out", "o"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("not written, as each rests on a default"),
+        "{err}"
+    );
+    let written = std::fs::read_to_string(dir.join("o/stormguard-istio.yaml")).unwrap();
+    assert!(written.contains("timeout: 1920ms"), "{written}");
+}
+
+/// Calls written inline carry no `check --fix` notes (a comment cannot sit in an inline
+/// table): export cannot tell what the fix derived there from defaults, and says so rather than
+/// write it unremarked (a review's find).
+#[test]
+fn inline_calls_are_said_to_be_unchecked() {
+    let dir = scratch("inline");
+    std::fs::write(
+        dir.join("g.toml"),
+        "[entry]\nservice = \"a\"\ntimeout = \"2s\"\n[services.a]\ninstances = 3\n\
+         calls = [{ to = \"b\", max_attempts = 3 }]\n[services.b]\n",
+    )
+    .unwrap();
+    let (code, _, err) = stormguard(&dir, &["check", "g.toml", "--fix", "--out", "f.toml"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = stormguard(&dir, &["export", "f.toml", "--to", "istio", "--out", "o"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("1 call(s) written inline (calls = [{ ... }]) carry no check --fix notes"),
+        "{err}"
+    );
+}

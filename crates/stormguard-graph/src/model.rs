@@ -71,10 +71,12 @@ impl Assumed {
 
     /// The default that a change of `key` rests on, if one does: on the call `from -> to`, or
     /// on service `from`'s own table when `to` is empty, written by the fixes of `rules`. A
-    /// connect timeout rests on the call's round trip; a timeout or hedge on its callee's
-    /// latency; an attempt taken off by `single-instance-retry` on the callee's instances; a
-    /// capacity or queue fix on the service's latency. The one answer `check --fix` and
-    /// `export` give.
+    /// connect timeout rests on the call's round trip (the connect rules); a timeout on its
+    /// callee's latency (`missing-timeout`, `timeout-below-latency`); an attempt taken off by
+    /// `single-instance-retry` on the callee's instances; a capacity or queue fix on the
+    /// service's latency. Only when every rule of the change rests on that default: a timeout
+    /// cut to fit the entry's budget, or an attempt taken off by `retry-amplification` as well,
+    /// stands on the graph's own figures. The one answer `check --fix` and `export` give.
     ///
     /// ```
     /// use stormguard_graph::model::{Assumed, RestsOn};
@@ -82,23 +84,45 @@ impl Assumed {
     /// let assumed = Assumed { rtt: vec!["a -> b".into()], ..Assumed::default() };
     /// assert_eq!(assumed.behind("a", "b", "connect_timeout", &[]), Some(RestsOn::Rtt));
     /// assert_eq!(assumed.behind("a", "b", "max_attempts", &["retry-amplification"]), None);
+    /// let assumed = Assumed { latency: vec!["b".into()], ..Assumed::default() };
+    /// assert!(assumed.behind("a", "b", "timeout", &["missing-timeout"]).is_some());
+    /// assert_eq!(assumed.behind("a", "b", "timeout", &["entry-budget"]), None);
     /// ```
     pub fn behind(&self, from: &str, to: &str, key: &str, rules: &[&str]) -> Option<RestsOn> {
-        let by = |rule: &str| rules.contains(&rule);
+        // Every rule of the change among `set`: no rules said (a caller that has none) counts
+        // as all.
+        let only = |set: &[&str]| rules.iter().all(|rule| set.contains(rule));
         let latency_of = |service: &str| self.latency.iter().any(|s| s == service);
-        if key == "connect_timeout" && self.rtt.iter().any(|c| *c == format!("{from} -> {to}")) {
+        const CONNECT: [&str; 3] = [
+            "missing-connect-timeout",
+            "connect-timeout-too-long",
+            "connect-timeout-below-rtt",
+        ];
+        if key == "connect_timeout"
+            && only(&CONNECT)
+            && self.rtt.iter().any(|c| *c == format!("{from} -> {to}"))
+        {
             return Some(RestsOn::Rtt);
         }
-        if ["timeout", "request_timeout", "hedge", "queue_timeout"].contains(&key) && latency_of(to)
+        if ["timeout", "request_timeout", "hedge", "queue_timeout"].contains(&key)
+            && only(&["missing-timeout", "timeout-below-latency"])
+            && latency_of(to)
         {
             return Some(RestsOn::Latency(to.to_string()));
         }
-        if by("single-instance-retry") && self.instances.iter().any(|s| s == to) {
+        if !rules.is_empty()
+            && only(&["single-instance-retry"])
+            && self.instances.iter().any(|s| s == to)
+        {
             return Some(RestsOn::Instances(to.to_string()));
         }
         let service = if to.is_empty() { from } else { to };
-        let capacity =
-            by("retries-over-capacity") || by("over-capacity") || by("queue-outlives-caller");
+        let capacity = !rules.is_empty()
+            && only(&[
+                "retries-over-capacity",
+                "over-capacity",
+                "queue-outlives-caller",
+            ]);
         (capacity && latency_of(service)).then(|| RestsOn::Latency(service.to_string()))
     }
 }

@@ -198,7 +198,8 @@ pub fn noted_changes(text: &str, places: &[CallPlace<'_>]) -> Vec<Vec<String>> {
 /// value its note says was there (`# was "10s" (check --fix: ...)`), or no key at all where the
 /// fix added it (`# added by check --fix (...)`); what followed the note (an import's source)
 /// stays as the comment. A key without a note, a call not found, or a note whose old value is
-/// not a TOML value is left as it is.
+/// not a TOML value is left as it is. Returns the text and, for each of `reverts`, whether it
+/// was undone.
 ///
 /// Why: `stormguard export` writes a fixed graph's values into a system's resources, but not
 /// those that rest on a default no file gave (a connect timeout from an assumed 1 ms round
@@ -209,15 +210,18 @@ pub fn noted_changes(text: &str, places: &[CallPlace<'_>]) -> Vec<Vec<String>> {
 ///             connect_timeout = \"3ms\"  # was \"10s\" (check --fix: connect-timeout-too-long); a.yaml:3\n\
 ///             timeout = \"23ms\"  # added by check --fix (missing-timeout)\n";
 /// let call = ("web", None, 0, "api");
-/// let back = stormguard_graph::fix::revert_fixes(text, &[(call, "connect_timeout"), (call, "timeout")]);
+/// let reverts = [(call, "connect_timeout"), (call, "timeout"), (call, "max_attempts")];
+/// let (back, undone) = stormguard_graph::fix::revert_fixes(text, &reverts);
 /// assert!(back.contains("connect_timeout = \"10s\"  # a.yaml:3\n"), "{back}");
 /// assert!(!back.contains("timeout = \"23ms\""), "{back}");
+/// assert_eq!(undone, [true, true, false]);
 /// ```
-pub fn revert_fixes(text: &str, reverts: &[(CallPlace<'_>, &str)]) -> String {
+pub fn revert_fixes(text: &str, reverts: &[(CallPlace<'_>, &str)]) -> (String, Vec<bool>) {
+    let mut undone = vec![false; reverts.len()];
     let Ok(mut doc) = text.parse::<DocumentMut>() else {
-        return text.to_string();
+        return (text.to_string(), undone);
     };
-    for &((from, endpoint, index, to), key) in reverts {
+    for (&((from, endpoint, index, to), key), undone) in reverts.iter().zip(&mut undone) {
         let place = Place {
             from,
             endpoint,
@@ -250,6 +254,7 @@ pub fn revert_fixes(text: &str, reverts: &[(CallPlace<'_>, &str)]) -> String {
             .to_string();
         if note.starts_with("added by check --fix") {
             table.remove(key);
+            *undone = true;
             continue;
         }
         let Some(was) = note
@@ -269,8 +274,35 @@ pub fn revert_fixes(text: &str, reverts: &[(CallPlace<'_>, &str)]) -> String {
         }
         old.decor_mut().set_prefix(" ");
         table.insert(key, Item::Value(old));
+        *undone = true;
     }
-    doc.to_string()
+    (doc.to_string(), undone)
+}
+
+/// How many of the calls at `places` in `text` are inline tables (`calls = [{ ... }]`), where
+/// `check --fix` can write no note (a comment cannot sit inside one), so that what it changed
+/// there cannot be read back: `export` says so rather than let them pass unchecked.
+///
+/// ```
+/// let text = "[services.web]\ncalls = [{ to = \"api\", max_attempts = 1 }]\n";
+/// assert_eq!(stormguard_graph::fix::inline_calls(text, &[("web", None, 0, "api")]), 1);
+/// ```
+pub fn inline_calls(text: &str, places: &[CallPlace<'_>]) -> usize {
+    let Ok(mut doc) = text.parse::<DocumentMut>() else {
+        return 0;
+    };
+    places
+        .iter()
+        .filter(|&&(from, endpoint, index, to)| {
+            let place = Place {
+                from,
+                endpoint,
+                index: Some(index),
+                to,
+            };
+            matches!(call_table(&mut doc, &place), Ok((_, true)))
+        })
+        .count()
 }
 
 /// The settings of a call table that carry a `check --fix` note, as `key = value (note)`.

@@ -58,7 +58,9 @@ mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 
-pub use apply::{apply, noted_changes, revert_fixes, value_text, with_line_ends_of, CallPlace};
+pub use apply::{
+    apply, inline_calls, noted_changes, revert_fixes, value_text, with_line_ends_of, CallPlace,
+};
 
 use crate::check::check;
 use crate::model::Graph;

@@ -651,9 +651,6 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     out
 }
 
-/// The port of the Kubernetes Service that is graph service `to` among the files read: its
-/// only port, or the one named `http` (or `http-` something, `grpc` for gRPC) of several.
-/// `None` when no such Service was read, or its ports leave the choice open.
 /// The core Services (`apiVersion: v1`) among the files read that are graph service `to`, in
 /// any namespace. The core Service only: a Knative Service is also of kind `Service`, and has
 /// no ports.
@@ -676,6 +673,9 @@ fn core_services<'e>(
         })
 }
 
+/// The port of the Kubernetes Service that is graph service `to` among the files read: its
+/// only port, or the one named `http` (or `http-` something, `grpc` for gRPC) of several.
+/// `None` when no such Service was read, or its ports leave the choice open.
 fn service_port(existing: &Existing, to: &str) -> Option<u16> {
     let mut found = None;
     for root in core_services(existing, to) {

@@ -65,7 +65,8 @@ pub(super) fn under_service_retries(
              retry.linkerd.io/limit \"1\" with no conditions (Linkerd reads a route without \
              retry annotations as taking the Service's, and limit \"0\" as none given): no \
              status or timeout is retried, only a request refused before it was sent, once; \
-             for one attempt exactly, move the Service's retry annotations to its other routes",
+             for one attempt exactly, take the retry annotations off the Service (and put them \
+             on the routes that should retry)",
             dest.to
         ));
     }

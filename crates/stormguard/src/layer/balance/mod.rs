@@ -37,8 +37,10 @@ use crate::metrics::{NoMetrics, Observer};
 /// The count is what makes `stormguard-attempts` exact: every attempt a [`Balance`] sends with
 /// the list counts, a hedge's copy included. The retry layer's first attempt carries none
 /// (nearly every request ends with it); when its per-try timeout drops that attempt, the
-/// balancer below reports the attempts dropped unanswered, a hedge's copies included, to a
-/// list the layer watches the drop with. A timeout of another layer above (a caller's, the
+/// balancer below reports an attempt that came without a list and is dropped unanswered, and a
+/// hedge below its own list of both copies, to a list the layer watches the drop with. A hedge
+/// that made its own list hands it up on its response, which may so carry one. A timeout of
+/// another layer above (a caller's, the
 /// deadline layer's) is seen only through a list the request carries: attach one before the
 /// outermost layer and every layer reports the same figure; a list that comes with the request
 /// is used as it is. Read it afterwards to learn where the request went.
@@ -150,8 +152,10 @@ impl TriedInstances {
     /// attempt under a watch, and polls it under one once it has waited. The futures are
     /// dropped synchronously, inside this call, so their guards report here; watches nest (an
     /// inner layer's watch is restored when it ends), and no list watches outside such a call.
-    /// What a layer runs on another task (`tower::buffer`'s worker, a spawned call) is dropped
-    /// elsewhere and not heard of: a retry after such an attempt may go back to its instance.
+    /// What a layer runs and drops on another task (a spawned call) is not heard of, nor is an
+    /// attempt a layer below gives up on in the first poll (a timer already run out): a retry
+    /// after such an attempt may go back to its instance. (`tower::buffer`'s worker only makes
+    /// the call; its future is polled and dropped on the caller's task, and is heard of.)
     pub(crate) fn watching<R>(&self, drop_attempts: impl FnOnce() -> R) -> R {
         let _scope = self.watch();
         drop_attempts()
@@ -359,8 +363,9 @@ pub(crate) fn instance_of(err: &(dyn StdError + Send + Sync + 'static)) -> Optio
 /// Each instance is a service (for example a hyper-util client bound to one address). A
 /// request's choice is recorded in its [`TriedInstances`] list when it carries one (as a retry
 /// layer's retries do), its response is marked with an [`Instance`] extension when it does
-/// not, an error always carries an [`InstanceError`], and an attempt dropped unanswered is
-/// reported to the list watching its drop, if any: so a retry avoids the instance that failed
+/// not, an error always carries an [`InstanceError`], and an attempt that came without a list
+/// and is dropped unanswered is reported to the list watching its drop, if any: so a retry
+/// avoids the instance that failed
 /// or hung, and an answer says where it came from.
 ///
 /// ## Passive health checking

@@ -262,19 +262,23 @@ where
 /// The answer of a request that came without a list carries the hedge's own list of the
 /// instances its copies went to and of the copies sent: a balancer marks no response of a
 /// request with a list, so this is how a retry layer above learns where the answer (a 503 it
-/// retries) came from, both copies' instances included. Only a response: an error names its
-/// instance ([`InstanceError`](crate::layer::InstanceError)).
+/// retries) came from, both copies' instances included. An error names one instance (an
+/// [`InstanceError`](crate::layer::InstanceError)), so with an error the list is reported to
+/// the list watching (the retry layer above polls a first attempt that waited under one) as
+/// `own` is dropped: both copies' instances and their count.
 fn hand_up<RB>(
     mut own: HeldList,
     answer: Result<Response<RB>, BoxError>,
 ) -> Result<Response<RB>, BoxError> {
-    let list = own.0.take();
-    answer.map(|mut response| {
-        if let Some(list) = list {
-            response.extensions_mut().insert(list);
+    match answer {
+        Ok(mut response) => {
+            if let Some(list) = own.0.take() {
+                response.extensions_mut().insert(list);
+            }
+            Ok(response)
         }
-        response
-    })
+        Err(e) => Err(e),
+    }
 }
 
 /// Polls both copies, telling `race` of each answer, until it says which answer to return.
@@ -311,8 +315,9 @@ where
 }
 
 /// The answer of a hedged request says that two attempts were sent, so that a caller with no
-/// [`TriedInstances`] to count them (or no retry layer above) still learns it. Only hedged
-/// requests pay for the extension; a [`TriedInstances`] passed down counts the same two.
+/// [`TriedInstances`] to count them (or no retry layer above) still learns it; a
+/// [`TriedInstances`] passed down counts the same two. (A request that may be hedged and came
+/// without a list gets the hedge's own on its response as well: [`hand_up`].)
 fn two_attempts<RB>(outcome: Result<Response<RB>, BoxError>) -> Result<Response<RB>, BoxError> {
     outcome.map(|mut response| {
         response.extensions_mut().insert(Attempts(2));

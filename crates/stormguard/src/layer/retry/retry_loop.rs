@@ -144,7 +144,7 @@ where
                 };
                 // A list made now starts with the attempts the outcomes counted, so that the
                 // balancer's counts that follow add to them.
-                let tried = tried.0.get_or_insert_with(|| {
+                let list = tried.0.get_or_insert_with(|| {
                     let list = TriedInstances::pooled();
                     list.add_sent(sent);
                     list
@@ -157,11 +157,11 @@ where
                     .and_then(|response| response.extensions().get::<TriedInstances>())
                 {
                     for instance in hedged.to_vec() {
-                        tried.record(instance);
+                        list.record(instance);
                     }
                 }
                 if let Some(instance) = went_to {
-                    tried.record(instance);
+                    list.record(instance);
                 }
                 // The failed response goes now, not after the backoff: holding it would hold its
                 // connection through every backoff. The decision already checked that the retry
@@ -175,13 +175,13 @@ where
                 let Some(timeout) = at.timeout(now) else {
                     observer.observe(target, Event::DeadlineGiveUp);
                     observer.observe(target, Event::Failed(GiveUp::Deadline));
-                    let attempts = total(sent, Some(tried.clone()));
+                    let attempts = total(sent, tried.0.take());
                     return Err(Error::new(ErrorKind::Deadline, attempts, None));
                 };
                 // Counted when sent, so that the retries metric is retries sent.
                 observer.observe(target, Event::Retry(kind));
                 let body = next_body.take().expect("decided on with a body to send");
-                let mut request = at.request(body, timeout, now, Some(tried));
+                let mut request = at.request(body, timeout, now, Some(list));
                 request
                     .extensions_mut()
                     .insert(AttemptNumber(state.attempts()));

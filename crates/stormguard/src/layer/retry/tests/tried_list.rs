@@ -8,12 +8,13 @@ use tower_service::Service;
 
 use crate::layer::TriedInstances;
 
-/// A mock instance that answers `()`.
-type Mock = tower::util::BoxCloneSyncService<Request<ReplayBody<Body>>, Response<()>, Infallible>;
+/// A mock instance: it answers `()`, or fails as a connection does.
+type IoMock =
+    tower::util::BoxCloneSyncService<Request<ReplayBody<Body>>, Response<()>, std::io::Error>;
 
 /// Two instances behind a balancer: whichever one a request first reaches hangs for a minute,
 /// the other answers at once. Returns the balancer and the attempts each instance received.
-fn first_reached_hangs(seed: u64) -> (Balance<Mock>, Vec<Calls>) {
+fn first_reached_hangs(seed: u64) -> (Balance<IoMock>, Vec<Calls>) {
     by_order_reached(seed, &[Does::Hang, Does::Answer(200)])
 }
 
@@ -229,6 +230,8 @@ async fn a_layer_that_sends_once_hands_the_request_on_whole() {
 enum Does {
     Answer(u16),
     Hang,
+    /// A connection reset after this many milliseconds.
+    Reset(u64),
 }
 
 /// Instances behind a balancer, each doing what `does` says for the order in which requests
@@ -239,7 +242,7 @@ fn by_order_reached<B: Send + 'static>(
     seed: u64,
     does: &[Does],
 ) -> (
-    Balance<tower::util::BoxCloneSyncService<Request<B>, Response<()>, Infallible>>,
+    Balance<tower::util::BoxCloneSyncService<Request<B>, Response<()>, std::io::Error>>,
     Vec<Calls>,
 ) {
     let hits: Vec<Calls> = does.iter().map(|_| Calls::default()).collect();
@@ -261,10 +264,14 @@ fn by_order_reached<B: Send + 'static>(
                 let what = does[order.iter().position(|&o| o == i).unwrap()];
                 async move {
                     match what {
-                        Does::Answer(code) => Ok::<_, Infallible>(status(code)),
+                        Does::Answer(code) => Ok(status(code)),
                         Does::Hang => {
                             tokio::time::sleep(Duration::from_secs(60)).await;
                             Ok(status(200))
+                        }
+                        Does::Reset(ms) => {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                            Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
                         }
                     }
                 }
@@ -303,6 +310,19 @@ async fn one_get_through_a_hedge(seed: u64, does: &[Does]) -> (StatusCode, Vec<u
     let response = svc.oneshot(request(Method::GET)).await.unwrap();
     let counts: Vec<u32> = hits.iter().map(Calls::get).collect();
     (response.status(), counts, Attempts::of(&response))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_whose_copies_both_failed_tells_both_instances() {
+    // The original is reset at 60 ms, the hedge sent at 50 ms at once: the race answers with
+    // the original's error, which names one instance; the hedge's list, dropped with the
+    // error, tells both to the list the retry layer polled the attempt under. The retry goes
+    // to the third, and three attempts are counted.
+    let does = [Does::Reset(60), Does::Reset(0), Does::Answer(200)];
+    for seed in 0..20 {
+        let outcome = one_get_through_a_hedge(seed, &does).await;
+        assert_eq!(outcome, (StatusCode::OK, vec![1, 1, 1], 3), "seed {seed}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -35,15 +35,12 @@ pub(super) fn under_service_retries(
     existing: &super::Existing,
     notes: &mut Vec<String>,
 ) {
-    let service_retries = super::core_services(existing, &dest.to).any(|root| {
-        root.get("metadata")
-            .and_then(|m| m.get("annotations"))
-            .is_some_and(|a| {
-                a.entries().iter().any(|(k, _)| {
-                    k.as_str()
-                        .is_some_and(|k| k.starts_with("retry.linkerd.io/"))
-                })
-            })
+    // As Linkerd decides it (a limit above 0, a timeout or conditions), read as the import
+    // reads it; what the reading lists is the import's to say, not the export's.
+    let service_retries = super::core_services(existing, &dest.to).any(|doc| {
+        let mut scratch = crate::inventory::Inventory::default();
+        crate::linkerd::annotations::read(doc, &doc.root, "Service", &dest.to, &mut scratch)
+            .is_ok_and(|a| a.retry_for(false).is_some() || a.retry_for(true).is_some())
     });
     if !service_retries {
         return;

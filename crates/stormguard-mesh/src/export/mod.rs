@@ -657,20 +657,17 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
 fn core_services<'e>(
     existing: &'e Existing,
     to: &'e str,
-) -> impl Iterator<Item = &'e crate::doc::Node> + 'e {
-    existing
-        .documents
-        .iter()
-        .map(|doc| &doc.root)
-        .filter(move |root| {
-            let core = root.get("apiVersion").and_then(crate::doc::Node::as_str) == Some("v1");
-            let name = root
-                .get("metadata")
-                .and_then(|m| m.get("name"))
-                .and_then(crate::doc::Node::as_str);
-            core && root.get("kind").and_then(crate::doc::Node::as_str) == Some("Service")
-                && name.map(names::graph_name).as_deref() == Some(to)
-        })
+) -> impl Iterator<Item = &'e crate::doc::Document> + 'e {
+    existing.documents.iter().filter(move |doc| {
+        let root = &doc.root;
+        let core = root.get("apiVersion").and_then(crate::doc::Node::as_str) == Some("v1");
+        let name = root
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(crate::doc::Node::as_str);
+        core && root.get("kind").and_then(crate::doc::Node::as_str) == Some("Service")
+            && name.map(names::graph_name).as_deref() == Some(to)
+    })
 }
 
 /// The port of the Kubernetes Service that is graph service `to` among the files read: its
@@ -678,8 +675,9 @@ fn core_services<'e>(
 /// `None` when no such Service was read, or its ports leave the choice open.
 fn service_port(existing: &Existing, to: &str) -> Option<u16> {
     let mut found = None;
-    for root in core_services(existing, to) {
-        let ports = root
+    for doc in core_services(existing, to) {
+        let ports = doc
+            .root
             .get("spec")
             .and_then(|s| s.get("ports"))
             .map(crate::doc::Node::items)

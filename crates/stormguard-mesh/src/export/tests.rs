@@ -845,12 +845,17 @@ fn a_linkerd_route_sending_once_under_service_retries_is_written_limit_1() {
         route.policy.get("retry_on").unwrap().value,
         "[\"refused-stream\"]"
     );
-    // No Service retries: nothing to turn off, nothing written.
-    let quiet = service("");
-    let out = export(&graph, Target::Linkerd, &quiet);
-    let text: String = out.files.iter().map(|f| f.text.as_str()).collect();
-    assert!(!text.contains("retry.linkerd.io/limit"), "{text}");
-    assert!(!out.notes.iter().any(|n| n.contains("one attempt, under")));
+    // No Service retries (none, or a limit of 0, which Linkerd reads as none): nothing to turn
+    // off, nothing written.
+    for quiet in ["", "  annotations:\n    retry.linkerd.io/limit: \"0\"\n"] {
+        let out = export(&graph, Target::Linkerd, &service(quiet));
+        let text: String = out.files.iter().map(|f| f.text.as_str()).collect();
+        assert!(
+            !text.contains("retry.linkerd.io/limit"),
+            "{quiet:?}: {text}"
+        );
+        assert!(!out.notes.iter().any(|n| n.contains("one attempt, under")));
+    }
 }
 
 /// Istio's default connect timeout, 10 s, is written only over a value a file has, with an

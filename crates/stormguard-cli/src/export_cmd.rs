@@ -210,14 +210,10 @@ fn from_defaults(graph: &stormguard_graph::Graph, text: &str) -> Vec<Guessed> {
     if assumed.is_empty() {
         return Vec::new();
     }
-    let mut calls = Vec::new();
-    for (name, service) in &graph.services {
-        for endpoint in service.each_endpoint() {
-            for (index, call) in endpoint.calls.iter().enumerate() {
-                calls.push((name.as_str(), endpoint.name, index, call.to.as_str()));
-            }
-        }
-    }
+    let calls: Vec<_> = graph
+        .each_call()
+        .map(|(from, endpoint, index, call)| (from, endpoint, index, call.to.as_str()))
+        .collect();
     let noted = stormguard_graph::fix::noted_changes(text, &calls);
     let inline = stormguard_graph::fix::inline_calls(text, &calls);
     let mut out = Vec::new();

@@ -34,6 +34,38 @@ pub struct Graph {
     pub assumed: Assumed,
 }
 
+impl Graph {
+    /// Every call of the graph with where it is: the calling service, its endpoint (`None`
+    /// for a service without named endpoints), the call's index among that endpoint's calls,
+    /// and the call; services in name order, endpoints and calls in file order.
+    ///
+    /// Why: the places of calls are what a fixed file's notes and an export's edits are
+    /// keyed by ([`crate::fix::CallPlace`]), and each walk of services, endpoints and calls
+    /// wrote the same three loops.
+    ///
+    /// ```
+    /// let graph = stormguard_graph::parse(
+    ///     "g.toml",
+    ///     "[entry]\nservice = \"a\"\n[services.a]\n[[services.a.calls]]\nto = \"b\"\n\
+    ///      [[services.a.calls]]\nto = \"c\"\n[services.b]\n[services.c]\n",
+    /// )
+    /// .unwrap();
+    /// let places: Vec<_> = graph.each_call().map(|(from, ep, i, call)| (from, ep, i, call.to.as_str())).collect();
+    /// assert_eq!(places, [("a", None, 0, "b"), ("a", None, 1, "c")]);
+    /// ```
+    pub fn each_call(&self) -> impl Iterator<Item = (&str, Option<&str>, usize, &Call)> + '_ {
+        self.services.iter().flat_map(|(name, service)| {
+            service.each_endpoint().flat_map(move |endpoint| {
+                endpoint
+                    .calls
+                    .iter()
+                    .enumerate()
+                    .map(move |(index, call)| (name.as_str(), endpoint.name, index, call))
+            })
+        })
+    }
+}
+
 /// What a graph file did not say, and the defaults that stood in: services without `latency`
 /// (p50 1 ms, p99 10 ms) or `instances` (1), calls without `rtt` (1 ms).
 ///

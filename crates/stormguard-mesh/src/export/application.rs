@@ -61,16 +61,10 @@ pub fn application_calls(graph: &Graph, text: &str) -> Vec<ApplicationCall> {
         return Vec::new();
     }
     // (caller, its endpoint, the call's index there, the call)
-    let mut calls = Vec::new();
-    for (name, service) in &graph.services {
-        for endpoint in service.each_endpoint() {
-            for (index, call) in endpoint.calls.iter().enumerate() {
-                if sidecars.get(call.to.as_str()) == Some(&name.as_str()) {
-                    calls.push((name.as_str(), endpoint.name, index, call));
-                }
-            }
-        }
-    }
+    let calls: Vec<_> = graph
+        .each_call()
+        .filter(|(name, _, _, call)| sidecars.get(call.to.as_str()) == Some(name))
+        .collect();
     let places: Vec<stormguard_graph::fix::CallPlace<'_>> = calls
         .iter()
         .map(|&(name, endpoint, index, call)| (name, endpoint, index, call.to.as_str()))

@@ -284,3 +284,49 @@ fn queue_overload_warns_of_the_fifo_queue_its_scenario_collapses() {
         assert!(check(&graph).findings.is_empty(), "{cure}");
     }
 }
+
+/// Issue 14, item 8: fixes must agree. Brooker's five layers once said `max_attempts = 2` on a
+/// call (`too-many-attempts`) beside `max_attempts = 1` on the same call (`layered-retries`,
+/// `retry-amplification`): every finding that sets a call's attempts now gives the least value
+/// asked, which satisfies each of them, in every example.
+#[test]
+fn findings_on_one_calls_attempts_agree_on_one_value() {
+    let dir = format!("{}/../../examples/graphs", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "{files:?}");
+    for file in &files {
+        let report = run(file);
+        let mut values = std::collections::BTreeMap::new();
+        for finding in &report.findings {
+            for edit in finding.edits.iter().filter(|e| e.key == "max_attempts") {
+                let setting = (edit.from.clone(), edit.endpoint.clone(), edit.index);
+                let value = edit.value.clone();
+                let held = values.entry(setting).or_insert_with(|| value.clone());
+                assert_eq!(*held, value, "{file}: {}: {}", finding.rule, finding.fix);
+            }
+        }
+    }
+    let report = run("brooker-five-layers.toml");
+    let too_many = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "too-many-attempts" && f.from.as_deref() == Some("gateway"))
+        .unwrap();
+    assert_eq!(
+        too_many.fix,
+        "max_attempts = 1 (retry-amplification asks for 1, which does for both)"
+    );
+    assert_eq!(too_many.edits[0].value.as_deref(), Some("1"));
+    // The topmost call keeps the one retry every rule leaves it.
+    let top = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "too-many-attempts" && f.from.as_deref() == Some("web"))
+        .unwrap();
+    assert_eq!(top.fix, "max_attempts = 2");
+}

@@ -33,7 +33,8 @@ mod tests;
 /// services and 50,000 calls is checked in milliseconds.
 pub fn check(graph: &Graph) -> Report {
     let model = figures::Model::new(graph);
-    let findings = rules::run(&model);
+    let mut findings = rules::run(&model);
+    agree_on_attempts(&mut findings);
     let services = (0..model.services.len())
         .filter_map(|s| Some((model.services[s].name.clone(), service_figures(&model, s)?)))
         .collect();
@@ -62,6 +63,69 @@ pub fn check(graph: &Graph) -> Report {
         services,
         endpoints,
         summary,
+    }
+}
+
+/// Findings that ask different values of one call's `max_attempts` (`too-many-attempts` 2
+/// where `layered-retries` or `retry-amplification` asks 1) are told the smallest, and say so:
+/// a reader given two values for one setting does not know which to write. Every rule that sets
+/// attempts asks for at most so many, so the smallest satisfies each of them, and it is what
+/// `check --fix` writes (its edits are these).
+fn agree_on_attempts(findings: &mut [crate::report::Finding]) {
+    type Setting = (String, Option<String>, Option<usize>);
+    // The least value asked for each setting, and the rule asking it: of several, the one
+    // `check --fix` takes (the more severe).
+    let mut least: BTreeMap<Setting, (u32, &'static str, Severity)> = BTreeMap::new();
+    for finding in findings.iter() {
+        for edit in finding.edits.iter().filter(|e| e.key == "max_attempts") {
+            let Some(value) = edit.value.as_deref().and_then(|v| v.parse::<u32>().ok()) else {
+                continue;
+            };
+            let setting = (edit.from.clone(), edit.endpoint.clone(), edit.index);
+            let held = least
+                .entry(setting)
+                .or_insert((value, finding.rule, finding.severity));
+            if value < held.0 || (value == held.0 && finding.severity > held.2) {
+                *held = (value, finding.rule, finding.severity);
+            }
+        }
+    }
+    for finding in findings.iter_mut() {
+        let mut told = Vec::new();
+        for edit in finding.edits.iter_mut().filter(|e| e.key == "max_attempts") {
+            let setting = (edit.from.clone(), edit.endpoint.clone(), edit.index);
+            let (Some(&(value, rule, _)), Some(asked)) = (
+                least.get(&setting),
+                edit.value.as_deref().and_then(|v| v.parse::<u32>().ok()),
+            ) else {
+                continue;
+            };
+            if value < asked {
+                edit.value = Some(value.to_string());
+                told.push((edit.from.clone(), edit.to.clone(), value, rule, asked));
+            }
+        }
+        match told.as_slice() {
+            [] => {}
+            // A fix that begins with this one setting: the value agreed replaces the one asked,
+            // and whatever alternative follows it is kept.
+            [(_, _, value, rule, asked)]
+                if finding.edits.len() == 1
+                    && finding.fix.starts_with(&format!("max_attempts = {asked}")) =>
+            {
+                let rest = &finding.fix[format!("max_attempts = {asked}").len()..];
+                finding.fix = format!(
+                    "max_attempts = {value} ({rule} asks for {value}, which does for both){rest}"
+                );
+            }
+            _ => {
+                for (from, to, value, rule, _) in told {
+                    finding.fix.push_str(&format!(
+                        "; on {from} -> {to}, max_attempts = {value}, as {rule} asks"
+                    ));
+                }
+            }
+        }
     }
 }
 

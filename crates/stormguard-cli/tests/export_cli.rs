@@ -214,7 +214,7 @@ fn a_proxy_settings_file_s_instances_are_the_envoy_cluster_s_endpoints() {
 fn an_example_imported_without_a_base_is_exported_into_its_own_resources() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh");
     for (system, edited_only) in [
-        ("istio", false),
+        ("istio", true),
         ("envoy", true),
         ("gateway-api", true),
         ("grpc", true),
@@ -237,12 +237,28 @@ fn an_example_imported_without_a_base_is_exported_into_its_own_resources() {
                 "{system}: {err}"
             );
         }
-        // Istio: the named routes of checkout are edited, not written anew; the new ones go to
-        // their Service's namespace (a short host names the Service of the resource's own).
+        // Istio: the named routes of checkout are edited, not written anew; frontend and
+        // inventory, which no file routes, get no VirtualService that would only say Istio's
+        // defaults.
         assert!(!err.contains("(new): VirtualService checkout"), "{err}");
         if system == "istio" {
-            let new = std::fs::read_to_string(dir.join("o/stormguard-istio.yaml")).unwrap();
+            assert!(!dir.join("o/stormguard-istio.yaml").exists(), "{err}");
+            // With a change, frontend's is new, in its Service's namespace (a short host names
+            // the Service of the resource's own).
+            let graph = std::fs::read_to_string(dir.join("g.toml")).unwrap();
+            let at = graph.find("to = \"frontend\"").unwrap();
+            let changed = format!(
+                "{}{}",
+                &graph[..at],
+                graph[at..].replacen("max_attempts = 3", "max_attempts = 2", 1)
+            );
+            std::fs::write(dir.join("g2.toml"), changed).unwrap();
+            let (code, _, err) =
+                stormguard(&dir, &["export", "g2.toml", "--to", system, "--out", "o2"]);
+            assert_eq!(code, 0, "{err}");
+            let new = std::fs::read_to_string(dir.join("o2/stormguard-istio.yaml")).unwrap();
             assert!(new.contains("name: frontend\n  namespace: shop\n"), "{new}");
+            assert!(!new.contains("name: inventory"), "{new}");
         }
         // Nothing changed in between: the gRPC, Gateway API and Istio files come back byte for
         // byte (gRPC's backoffMultiplier 1.5 was written as 2, its maxAttempts 6 as 5 and its

@@ -71,6 +71,17 @@ impl Writer for Envoy {
                 Val::Int(i64::from(call.max_attempts - 1)),
             ));
             match call.timeout {
+                // A per-try timeout of the route's whole timeout is what Envoy does without
+                // one (each attempt may use what is left of the route's): written only over a
+                // value the file has, so that a graph read from a route without one and sent
+                // back unchanged adds nothing.
+                Some(t) if call.request_timeout == Some(t) => f.route.push(Assign {
+                    only_to_replace: true,
+                    ..at(
+                        "route.retry_policy.per_try_timeout",
+                        Val::str(proto_duration(t)),
+                    )
+                }),
                 Some(t) => f.route.push(at(
                     "route.retry_policy.per_try_timeout",
                     Val::str(proto_duration(t)),

@@ -1,6 +1,9 @@
 //! Linkerd: an `HTTPRoute` per destination (attached to its Service), whose
 //! `retry.linkerd.io/*` and `timeout.linkerd.io/*` annotations carry the policy. Annotations
-//! are per route resource, so a destination's endpoints share one policy.
+//! are per route resource, so a destination's endpoints share one policy. A destination whose
+//! policy the files give as its Service's annotations, with no route of its own, is written in
+//! those annotations; a route that inherits a family of them unchanged is given none of it
+//! ([`inherited`]).
 //!
 //! No `ServiceProfile` is written, although it is where Linkerd keeps a retry budget: Linkerd
 //! turns a Service's annotation retries and timeouts off once a profile exists for it, so a
@@ -67,6 +70,80 @@ pub(super) fn under_service_retries(
             dest.to
         ));
     }
+}
+
+/// Which of `fields`, for a route the file has (`route`, the route resource's root), the route
+/// has already by inheritance: Linkerd gives a route its Service's annotations of a family
+/// (`timeout.linkerd.io/*`, or `retry.linkerd.io/*`) when the route sets none of that family.
+/// A family the route sets none of, whose every value the graph asks is the Service's (a key
+/// removed where the Service has none), is left as it is: written on the route it would say
+/// again what the Service says, and would stop following the Service's when that changes. The
+/// import reads such a route's values from its Service, so a graph sent back unchanged adds
+/// nothing.
+pub(super) fn inherited(
+    existing: &super::Existing,
+    to: &str,
+    route: &crate::doc::Node,
+    fields: &[Assign],
+) -> Vec<bool> {
+    let annotation_key = |assign: &Assign| -> Option<String> {
+        let path: Vec<&str> = assign.path.iter().filter_map(key_of).collect();
+        match path.as_slice() {
+            ["metadata", "annotations", key] if assign.path.len() == 3 => Some(key.to_string()),
+            _ => None,
+        }
+    };
+    let annotations = |root: &crate::doc::Node| -> Vec<(String, String)> {
+        root.get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .map(|a| {
+                a.entries()
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let own = annotations(route);
+    let service = super::core_services(existing, to)
+        .next()
+        .map(|doc| annotations(&doc.root))
+        .unwrap_or_default();
+    let mut skip = vec![false; fields.len()];
+    for family in ["timeout.linkerd.io/", "retry.linkerd.io/"] {
+        if own.iter().any(|(k, _)| k.starts_with(family)) {
+            continue;
+        }
+        let members: Vec<(usize, String)> = fields
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| Some((i, annotation_key(a)?)))
+            .filter(|(_, key)| key.starts_with(family))
+            .collect();
+        let theirs = |key: &str| {
+            service
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let same = members.iter().all(|(i, key)| match &fields[*i].value {
+            Val::Str(value) => theirs(key) == Some(value.as_str()),
+            Val::Remove => theirs(key).is_none(),
+            _ => false,
+        });
+        // The family's keys the Service sets that the graph does not write would be
+        // inherited too: the graph's values are the Service's only if it writes each of them.
+        let covered = service
+            .iter()
+            .filter(|(k, _)| k.starts_with(family))
+            .all(|(k, _)| members.iter().any(|(_, key)| key == k));
+        if same && covered {
+            for (i, _) in members {
+                skip[i] = true;
+            }
+        }
+    }
+    skip
 }
 
 /// The Linkerd writer.
@@ -195,8 +272,11 @@ impl Writer for Linkerd {
         false
     }
 
+    /// A Service last: its annotations are a destination's policy when no route of its own is
+    /// in the files (the import reads them so), and are edited there rather than copied into a
+    /// new HTTPRoute.
     fn route_kinds(&self) -> &'static [&'static str] {
-        &["HTTPRoute", "GRPCRoute"]
+        &["HTTPRoute", "GRPCRoute", "Service"]
     }
 
     fn destination_kinds(&self) -> &'static [&'static str] {

@@ -446,7 +446,14 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     let mut written: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut new_plans = Vec::new();
     for mut dest in plan.destinations {
-        if target == Target::Linkerd {
+        // A destination whose policy is its Service's annotations (no route of its own in
+        // the files) is written into them, where a route inheriting them is not needed.
+        let onto_service = dest
+            .routes
+            .first()
+            .and_then(|r| find_route(writer, existing, &dest, r))
+            .is_some_and(|r| r.kind == "Service");
+        if target == Target::Linkerd && !onto_service {
             linkerd::under_service_retries(&mut dest, existing, &mut out.notes);
         }
         let mut left = DestinationPlan {
@@ -477,7 +484,13 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                     let entry = values
                         .entry((resource.file.to_string(), resource.document))
                         .or_default();
-                    for assign in &route.fields {
+                    let inherited = match (target, node) {
+                        (Target::Linkerd, Some(node)) if resource.kind != "Service" => {
+                            linkerd::inherited(existing, &dest.to, node, &route.fields)
+                        }
+                        _ => vec![false; route.fields.len()],
+                    };
+                    for (assign, _) in route.fields.iter().zip(&inherited).filter(|(_, i)| !**i) {
                         let mut path = if assign.from_root {
                             Vec::new()
                         } else {
@@ -594,13 +607,20 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
             written: written.remove(&file).unwrap_or_default(),
         });
     }
-    // Values only to replace stay out of new resources (the system's default says them).
+    // Values only to replace stay out of new resources (the system's default says them). A
+    // route left with nothing to say is not written at all, nor a resource left with no route
+    // and no value: a graph read from files and sent back unchanged would otherwise add a
+    // resource per destination the files had none for (an Istio VirtualService that only
+    // routes to its host, an HTTPRoute with no timeout or retry), each a new routing object in
+    // the cluster for nothing.
     for plan in &mut new_plans {
         for route in &mut plan.routes {
             route.fields.retain(|a| !a.only_to_replace);
         }
+        plan.routes.retain(|r| !r.fields.is_empty());
         plan.destination.retain(|a| !a.only_to_replace);
     }
+    new_plans.retain(|p| !p.routes.is_empty() || !p.destination.is_empty());
     if !new_plans.is_empty() {
         for plan in &mut new_plans {
             plan.port = service_port(existing, &plan.to);
@@ -764,12 +784,20 @@ fn find_route<'e>(
                 || r.name == route.endpoint
                 || r.name.as_deref().map(names::graph_name) == route.endpoint
         })
-        .find(|r| match (&dest.caller, &r.caller) {
+        .filter(|r| match (&dest.caller, &r.caller) {
             // The import's placeholder stands for every client: the route of any caller.
             (Some(caller), _) if caller == crate::assemble::PLACEHOLDER => true,
             (Some(caller), Some(route_caller)) => *caller == names::graph_name(route_caller),
             (Some(_), None) => false,
             (None, route_caller) => route_caller.is_none() || route.placeholder,
+        })
+        // Of several, the kind the writer lists first (a Linkerd route before its Service's
+        // annotations), then the first read.
+        .min_by_key(|r| {
+            writer
+                .route_kinds()
+                .iter()
+                .position(|k| *k == r.resource.kind)
         })
         .map(|r| &r.resource)
 }

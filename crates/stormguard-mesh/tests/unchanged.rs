@@ -1,0 +1,145 @@
+//! A graph read from a mesh's files and sent back unchanged changes nothing: `import` then
+//! `export` of every example under `examples/mesh/` leaves each file it edits as it was, and
+//! adds no resource.
+//!
+//! Why: `import | check --fix | export` is reviewed as a diff of the user's files. Values the
+//! import read from a system's defaults (Envoy's per-try timeout that is the route's, a
+//! Linkerd route's timeouts that are its Service's) or from a resource that holds them (a
+//! Service's annotations) written back elsewhere, or new resources that say nothing the
+//! defaults do not, bury the fix in noise, and the copies stop following the originals.
+
+use std::path::PathBuf;
+
+use stormguard_mesh::export::{self, Existing, Target};
+
+fn example(dir: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "{}/../../examples/mesh/{dir}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+}
+
+/// The example imported (with the calls file beside it as the base, as its README runs it)
+/// and exported back to `target` with its own files as the existing ones.
+fn round_trip(dir: &str, target: Target) -> export::Export {
+    round_trip_edited(dir, target, |toml| toml)
+}
+
+/// [`round_trip`] with the imported graph's text changed by `edit` before the export (what
+/// `check --fix` would change).
+fn round_trip_edited(
+    dir: &str,
+    target: Target,
+    edit: impl FnOnce(String) -> String,
+) -> export::Export {
+    let path = example(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let base = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| (p.display().to_string(), std::fs::read_to_string(p).unwrap()));
+    let manifests: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e != "toml" && e != "md"))
+        .collect();
+    let documents = stormguard_mesh::read_paths(&manifests).unwrap();
+    let inventory = stormguard_mesh::inventory(&documents).unwrap();
+    let imported = stormguard_mesh::assemble(
+        &inventory,
+        &stormguard_mesh::Options {
+            base,
+            inputs: vec![path.display().to_string()],
+        },
+    )
+    .unwrap();
+    let toml = edit(imported.toml);
+    let graph =
+        stormguard_graph::parse("imported.toml", &toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    export::export(&graph, target, &Existing::read(&manifests).unwrap())
+}
+
+fn assert_unchanged(dir: &str, target: Target, new_allowed: &[&str]) {
+    let out = round_trip(dir, target);
+    for file in &out.files {
+        if file.edited {
+            let before = std::fs::read_to_string(&file.path).unwrap();
+            assert_eq!(file.text, before, "{dir}: {} changed", file.path.display());
+        } else {
+            for resource in &file.written {
+                assert!(
+                    new_allowed.contains(&resource.as_str()),
+                    "{dir}: new {resource} in {}:\n{}",
+                    file.path.display(),
+                    file.text
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn envoy_adds_no_per_try_timeout_that_is_the_routes() {
+    assert_unchanged("envoy", Target::Envoy, &[]);
+}
+
+#[test]
+fn istio_adds_no_virtual_service_that_only_routes() {
+    assert_unchanged("istio", Target::Istio, &[]);
+}
+
+#[test]
+fn gateway_api_and_grpc_are_unchanged() {
+    assert_unchanged("gateway-api", Target::GatewayApi, &[]);
+    assert_unchanged("grpc", Target::Grpc, &[]);
+}
+
+/// A route keeps inheriting its Service's timeouts, and a Service whose annotations are the
+/// policy is edited there, not copied into a new HTTPRoute. emoji-svc's policy is its
+/// ServiceProfile's, which the export does not write (see the Linkerd writer): its HTTPRoute
+/// is still new.
+#[test]
+fn linkerd_writes_no_inherited_annotation_and_no_route_for_a_services_own() {
+    assert_unchanged("linkerd", Target::Linkerd, &["HTTPRoute emoji-svc"]);
+    let out = round_trip("linkerd", Target::Linkerd);
+    assert!(out.files.iter().any(|f| f.edited
+        && f.written
+            .iter()
+            .any(|w| w.starts_with("Service voting-svc"))));
+}
+
+/// What changed is written where it was read: a Service's annotation in the Service, and a
+/// route's timeout, no longer its Service's, on the route.
+#[test]
+fn linkerd_writes_a_change_where_the_value_was_read() {
+    let out = round_trip_edited("linkerd", Target::Linkerd, |toml| {
+        toml.replace("request_timeout = \"3s\"", "request_timeout = \"2s\"")
+            .replace("request_timeout = \"5s\"", "request_timeout = \"4s\"")
+    });
+    let text = |name: &str| {
+        out.files
+            .iter()
+            .find(|f| f.edited && f.path.ends_with(name))
+            .map(|f| f.text.clone())
+            .unwrap_or_else(|| panic!("{name} not edited"))
+    };
+    let services = text("emojivoto-services.yaml");
+    assert!(
+        services.contains("timeout.linkerd.io/request: 4s"),
+        "{services}"
+    );
+    // web-svc's own annotation stays: its route now says its own.
+    assert!(
+        services.contains("timeout.linkerd.io/request: 3s"),
+        "{services}"
+    );
+    let route = text("web-route.yaml");
+    assert!(route.contains("timeout.linkerd.io/request: 2s"), "{route}");
+    assert!(out
+        .files
+        .iter()
+        .all(|f| f.edited || f.written == ["HTTPRoute emoji-svc"]));
+}

@@ -8,7 +8,9 @@
 //! body, and written once, when it is dropped: at the body's end, or earlier when the client
 //! goes away. Every request gives exactly one line, whatever happens to it:
 //!
-//! - answered in full: the status, the `stormguard-reason` (`-` when the upstream answered);
+//! - answered in full: the status, the `stormguard-reason` (`-` when the upstream answered;
+//!   `retry-budget` or `token-bucket` when the upstream's failed answer was passed on because
+//!   the route's limiter refused its retry);
 //! - the client went away (or was cut off) before its answer was ready: status 499 (nginx's
 //!   "client closed request") and reason `client-closed`;
 //! - the answer's body did not reach its end (the client left, `stream_idle_timeout` cut it,
@@ -164,6 +166,19 @@ pub(crate) fn answered(status: u16, attempts: u32, reason: &'static str) {
     });
 }
 
+/// Notes that a retry of the request being answered was refused by its route's limiter (`why`:
+/// `retry-budget` or `token-bucket`), if it is being recorded. The upstream's last answer then
+/// goes to the client as it came (its 503 is the upstream's, with no `stormguard-reason`), and
+/// without this the line read as an answer no retry was ever wanted for: the line's `reason`
+/// says why it was not retried instead of `-`.
+pub(crate) fn retry_refused(why: &'static str) {
+    let _ = CURRENT.try_with(|current| {
+        if let Some(access) = current.borrow_mut().as_mut() {
+            access.refused = why;
+        }
+    });
+}
+
 /// Notes that an attempt of the request being answered goes to `instance`, if it is being
 /// recorded. Without a record: one look at a task-local.
 pub(crate) fn attempt_to(instance: &Arc<str>) {
@@ -203,6 +218,8 @@ pub(crate) struct Access {
     client_left: bool,
     /// `stormguard-reason`, "" when the upstream answered.
     reason: &'static str,
+    /// Why a retry was refused ([`retry_refused`]), "" when none was.
+    refused: &'static str,
     instance: Option<Arc<str>>,
     /// The client's body as it arrived (counted by the stream's watch).
     watch: Arc<BodyWatch>,
@@ -227,6 +244,7 @@ impl Access {
             sent: 0,
             client_left: false,
             reason: "",
+            refused: "",
             instance: None,
             watch: watch.clone(),
             response_bytes: 0,
@@ -251,7 +269,8 @@ impl Access {
         self.complete = true;
     }
 
-    /// The `reason` field: the proxy's reason, or why the exchange ended early.
+    /// The `reason` field: the proxy's reason, or why the exchange ended early; for the
+    /// upstream's answer, why it was not retried when a limiter refused the retry, else `-`.
     fn reason(&self) -> &'static str {
         match (
             self.answered && !self.client_left,
@@ -260,6 +279,7 @@ impl Access {
         ) {
             (false, _, _) => "client-closed",
             (true, false, _) => "incomplete",
+            (true, true, "") if !self.refused.is_empty() => self.refused,
             (true, true, "") => "-",
             (true, true, reason) => reason,
         }
@@ -385,6 +405,12 @@ mod tests {
         assert_eq!(access.reason(), "timeout");
         access.reason = "";
         assert_eq!(access.reason(), "-");
+        // The upstream's answer, whose retry the budget refused.
+        access.refused = "retry-budget";
+        assert_eq!(access.reason(), "retry-budget");
+        // The proxy's own answer says its own reason.
+        access.reason = "overloaded";
+        assert_eq!(access.reason(), "overloaded");
         // An empty body is complete as soon as it is sent.
         let mut empty = record();
         empty.sending(true);

@@ -368,6 +368,31 @@ fn key(route: &str, upstream: &str, addr: &str) -> InstanceKey {
     }
 }
 
+/// A route's retry and hedge observer: the library's counters of the route, and, for the
+/// access log, a retry its limiter refused ([`crate::access_log::retry_refused`]): counted
+/// alone, a refusal left the line of the request it happened to as that of an upstream's 503
+/// that no retry was wanted for.
+#[derive(Clone, Debug)]
+pub(crate) struct RouteObserver(pub(crate) stormguard::metrics::TargetMetrics);
+
+impl stormguard::metrics::Observer for RouteObserver {
+    fn observe(&self, target: &str, event: stormguard::metrics::Event) {
+        use stormguard::metrics::Event;
+        use stormguard::policy::Denied;
+        if let Event::RetryDenied(by) = event {
+            crate::access_log::retry_refused(match by {
+                Denied::Budget => "retry-budget",
+                Denied::TokenBucket => "token-bucket",
+            });
+        }
+        self.0.observe(target, event);
+    }
+
+    fn instance_ejected(&self, target: &str, instance: &str, duration: Duration) {
+        self.0.instance_ejected(target, instance, duration);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

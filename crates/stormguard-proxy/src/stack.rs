@@ -28,13 +28,12 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use prometheus_client::metrics::histogram::Histogram;
 use stormguard::layer::{Balance, BoxError, Hedge, ReplayBody, Retry};
-use stormguard::metrics::TargetMetrics;
 use tower_service::Service;
 
 use crate::config::Protocol;
 use crate::h1::{DirectBody, Exchange};
 use crate::h2_pool::{H2Instance, H2Sending};
-use crate::metrics::InstanceMetrics;
+use crate::metrics::{InstanceMetrics, RouteObserver};
 use crate::pool::{InstancePool, Sending};
 
 /// A client's request body as the stack takes it: what was read before forwarding, then the
@@ -238,8 +237,8 @@ pub(crate) type Instances = Balance<Timed>;
 
 // Each layer reports to the route's own counters, found when the stack is built: no lookup by
 // name per event (`PrometheusMetrics::for_target`).
-type Plain = Retry<Instances, TargetMetrics>;
-type Hedged = Retry<Hedge<Instances, TargetMetrics>, TargetMetrics>;
+type Plain = Retry<Instances, RouteObserver>;
+type Hedged = Retry<Hedge<Instances, RouteObserver>, RouteObserver>;
 
 /// What a route's stack answers: the upstream's response, or the library's error.
 pub(crate) type RouteFuture =

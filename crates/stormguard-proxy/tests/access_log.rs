@@ -304,3 +304,45 @@ async fn a_response_cut_before_its_end_says_incomplete() {
     assert!(line["response_bytes"].as_u64().unwrap() < 4 << 20, "{line}");
     assert_eq!(line["instance"], big.addr.to_string());
 }
+
+/// An upstream's 503 whose retry the route's budget refused is passed on as it came, and its
+/// line says why it was not retried: `reason=retry-budget`, not the `-` of an answer no retry
+/// was wanted for (the denial was counted only in `stormguard_retries_denied_total`).
+#[tokio::test]
+async fn an_upstream_failure_whose_retry_the_budget_refused_says_so() {
+    let (caught, _guard) = catch();
+    let failing = || upstream(|_req| async { reply(503, "no") });
+    let (a, b) = (failing().await, failing().await);
+    let mut config = single(&[a.addr, b.addr]);
+    config.listen.access_log = true;
+    config.routes[0].call.max_attempts = 2;
+    // No retry at all: no share of requests, no reserve.
+    config.routes[0].call.limiter = Some(stormguard_graph::model::LimiterSpec::Budget {
+        ratio: 0.0,
+        min_per_sec: 0,
+    });
+    let proxy = start(config).await;
+    let answer = get(&client(), &proxy.url("/")).await;
+    assert_eq!(
+        (answer.status, answer.header("stormguard-attempts")),
+        (503, Some("1"))
+    );
+    assert_eq!(
+        answer.header("stormguard-reason"),
+        None,
+        "the upstream's 503"
+    );
+    let line = &caught.wait_for(1).await[0];
+    assert_eq!(line["status"], 503);
+    assert_eq!(line["attempts"], 1);
+    assert_eq!(line["reason"], "retry-budget", "{line}");
+    assert_eq!(a.hits() + b.hits(), 1);
+    // A request that needs no retry still says `-`.
+    let ok = upstream(|_req| async { reply(200, "ok") }).await;
+    let mut config = single(&[ok.addr]);
+    config.listen.access_log = true;
+    let proxy = start(config).await;
+    assert_eq!(get(&client(), &proxy.url("/")).await.status, 200);
+    let line = &caught.wait_for(2).await[1];
+    assert_eq!(line["reason"], "-", "{line}");
+}

@@ -447,7 +447,7 @@ fn stack(
         Arc::new(LatencyEstimator::new(ESTIMATOR_WINDOW).with_quantile_refresh(ESTIMATOR_REFRESH));
     // The route's counters, found once here: its layers report three or more events per
     // request, each of which looked its counters up by the route's name.
-    let observer = metrics.observer.for_target(name);
+    let observer = crate::metrics::RouteObserver(metrics.observer.for_target(name));
     let retry = RetryLayer::new(policy)
         .target(name)
         .observer(observer.clone())

@@ -67,14 +67,20 @@ pub fn check(graph: &Graph) -> Report {
 }
 
 /// Findings that ask different values of one call's `max_attempts` (`too-many-attempts` 2
-/// where `layered-retries` or `retry-amplification` asks 1) are told the smallest, and say so:
-/// a reader given two values for one setting does not know which to write. Every rule that sets
+/// where `layered-retries` or `retry-amplification` asks 1) say the smallest in their `fix`: a
+/// reader given two values for one setting does not know which to write. Every rule that sets
 /// attempts asks for at most so many, so the smallest satisfies each of them, and it is what
-/// `check --fix` writes (its edits are these).
+/// `check --fix` ends with (it writes the value of the finding it ranks first, and the others
+/// fire again until the smallest is written).
+///
+/// Only the text: the edits stay as each rule asks, so that `--fix` names, for each value it
+/// writes, the rule that asked for it (an attempt taken off because a service was assumed to
+/// have one instance is not one the graph's own figures asked for, and `export` tells the two
+/// apart by that name).
 fn agree_on_attempts(findings: &mut [crate::report::Finding]) {
     type Setting = (String, Option<String>, Option<usize>);
-    // The least value asked for each setting, and the rule asking it: of several, the one
-    // `check --fix` takes (the more severe).
+    // The least value asked for each setting, and the rule asking it: of several, the more
+    // severe.
     let mut least: BTreeMap<Setting, (u32, &'static str, Severity)> = BTreeMap::new();
     for finding in findings.iter() {
         for edit in finding.edits.iter().filter(|e| e.key == "max_attempts") {
@@ -92,7 +98,7 @@ fn agree_on_attempts(findings: &mut [crate::report::Finding]) {
     }
     for finding in findings.iter_mut() {
         let mut told = Vec::new();
-        for edit in finding.edits.iter_mut().filter(|e| e.key == "max_attempts") {
+        for edit in finding.edits.iter().filter(|e| e.key == "max_attempts") {
             let setting = (edit.from.clone(), edit.endpoint.clone(), edit.index);
             let (Some(&(value, rule, _)), Some(asked)) = (
                 least.get(&setting),
@@ -101,27 +107,28 @@ fn agree_on_attempts(findings: &mut [crate::report::Finding]) {
                 continue;
             };
             if value < asked {
-                edit.value = Some(value.to_string());
                 told.push((edit.from.clone(), edit.to.clone(), value, rule, asked));
             }
         }
         match told.as_slice() {
             [] => {}
-            // A fix that begins with this one setting: the value agreed replaces the one asked,
-            // and whatever alternative follows it is kept.
+            // A fix that is this one setting (with, at most, another way out, which the value
+            // agreed makes moot): the value agreed in its place.
             [(_, _, value, rule, asked)]
-                if finding.edits.len() == 1
-                    && finding.fix.starts_with(&format!("max_attempts = {asked}")) =>
+                if finding.edits.len() == 1 && {
+                    let asked = format!("max_attempts = {asked}");
+                    finding.fix == asked || finding.fix.starts_with(&format!("{asked}, or "))
+                } =>
             {
-                let rest = &finding.fix[format!("max_attempts = {asked}").len()..];
                 finding.fix = format!(
-                    "max_attempts = {value} ({rule} asks for {value}, which does for both){rest}"
+                    "max_attempts = {value}, as {rule} asks (which does for this rule too)"
                 );
             }
             _ => {
                 for (from, to, value, rule, _) in told {
                     finding.fix.push_str(&format!(
-                        "; on {from} -> {to}, max_attempts = {value}, as {rule} asks"
+                        "; max_attempts = {value} on {from} -> {to}, as {rule} asks (which does \
+                         for this rule too)"
                     ));
                 }
             }

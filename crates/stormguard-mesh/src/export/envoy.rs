@@ -36,6 +36,12 @@ fn remove(path: &str) -> Assign {
 }
 
 impl Writer for Envoy {
+    /// A bootstrap's virtual host and cluster are what route to a destination at all: one
+    /// written with Envoy's defaults only is still written.
+    fn omits_what_says_only_defaults(&self) -> bool {
+        false
+    }
+
     fn fields(&self, call: &Call) -> Fields {
         let mut f = Fields::default();
         let safe = envoy_safe(call, "Envoy", &mut f);

@@ -105,13 +105,34 @@ pub(super) fn inherited(
             .unwrap_or_default()
     };
     let own = annotations(route);
+    // The route's Service: of its name, in the route's namespace.
+    let namespace = |root: &crate::doc::Node| {
+        root.get("metadata")
+            .and_then(|m| m.get("namespace"))
+            .and_then(crate::doc::Node::as_str)
+            .unwrap_or("default")
+            .to_string()
+    };
     let service = super::core_services(existing, to)
-        .next()
+        .find(|doc| namespace(&doc.root) == namespace(route))
         .map(|doc| annotations(&doc.root))
         .unwrap_or_default();
+    // A `policy.linkerd.io` HTTPRoute's own `timeouts` are the route's timeout family, as the
+    // import reads them: its Service's timeout annotations do not apply.
+    let spec_timeouts = route
+        .get("spec")
+        .and_then(|s| s.get("rules"))
+        .is_some_and(|rules| {
+            rules
+                .items()
+                .iter()
+                .any(|rule| rule.get("timeouts").is_some())
+        });
     let mut skip = vec![false; fields.len()];
     for family in ["timeout.linkerd.io/", "retry.linkerd.io/"] {
-        if own.iter().any(|(k, _)| k.starts_with(family)) {
+        if own.iter().any(|(k, _)| k.starts_with(family))
+            || (family == "timeout.linkerd.io/" && spec_timeouts)
+        {
             continue;
         }
         let members: Vec<(usize, String)> = fields

@@ -208,6 +208,12 @@ trait Writer: Sync {
         let _ = (path, value, existing);
         false
     }
+    /// Whether a new resource that would say nothing but the system's defaults is left out:
+    /// where no resource means those defaults (a mesh's route), not where the resource is what
+    /// makes the destination reachable at all (an Envoy bootstrap's virtual host and cluster).
+    fn omits_what_says_only_defaults(&self) -> bool {
+        true
+    }
     /// Kinds of existing resources whose routes it writes into.
     fn route_kinds(&self) -> &'static [&'static str];
     /// Kinds of existing resources whose destination policies it writes into.
@@ -488,6 +494,22 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                         (Target::Linkerd, Some(node)) if resource.kind != "Service" => {
                             linkerd::inherited(existing, &dest.to, node, &route.fields)
                         }
+                        // A Service's annotations are its GRPCRoutes' too: its gRPC retry
+                        // conditions, which a call's policy never writes (the graph does not
+                        // say a call is gRPC), stay.
+                        (Target::Linkerd, _) => route
+                            .fields
+                            .iter()
+                            .map(|a| {
+                                a.value == Val::Remove
+                                    && a.path
+                                        == edit::keys(&[
+                                            "metadata",
+                                            "annotations",
+                                            "retry.linkerd.io/grpc",
+                                        ])
+                            })
+                            .collect(),
                         _ => vec![false; route.fields.len()],
                     };
                     for (assign, _) in route.fields.iter().zip(&inherited).filter(|(_, i)| !**i) {
@@ -617,10 +639,14 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
         for route in &mut plan.routes {
             route.fields.retain(|a| !a.only_to_replace);
         }
-        plan.routes.retain(|r| !r.fields.is_empty());
+        if writer.omits_what_says_only_defaults() {
+            plan.routes.retain(|r| !r.fields.is_empty());
+        }
         plan.destination.retain(|a| !a.only_to_replace);
     }
-    new_plans.retain(|p| !p.routes.is_empty() || !p.destination.is_empty());
+    if writer.omits_what_says_only_defaults() {
+        new_plans.retain(|p| !p.routes.is_empty() || !p.destination.is_empty());
+    }
     if !new_plans.is_empty() {
         for plan in &mut new_plans {
             plan.port = service_port(existing, &plan.to);

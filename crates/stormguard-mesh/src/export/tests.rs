@@ -799,8 +799,10 @@ max_attempts = 1
 
 /// A route made to send once under a Service whose annotations retry: Linkerd's controller
 /// reads a route without retry annotations as taking the Service's, and `limit: "0"` as none
-/// given, so the route is written `limit: "1"` with no conditions, and the note says what that
-/// still retries. Without Service retries, the route's retry annotations are only removed.
+/// given, so a new route is written `limit: "1"` with no conditions, and the note says what
+/// that still retries. Without Service retries, the route's retry annotations are only
+/// removed. A Service whose annotations are the destination's policy (no route of its own among
+/// the files) is edited instead: its retry annotations go, for one attempt exactly.
 #[test]
 fn a_linkerd_route_sending_once_under_service_retries_is_written_limit_1() {
     let graph = stormguard_graph::parse(
@@ -809,22 +811,45 @@ fn a_linkerd_route_sending_once_under_service_retries_is_written_limit_1() {
          timeout = \"500ms\"\nmax_attempts = 1\n[services.reviews]\n",
     )
     .unwrap();
-    let service = |annotations: &str| {
+    // The Service's documents, and whether the inventory holds its annotations as the
+    // destination's route (as the import reads a Service with no route of its own), or not
+    // (its routes are in files not read).
+    let service = |annotations: &str, routed: bool| {
         let text = format!(
             "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n{annotations}spec:\n  ports:\n  - port: 8080\n"
         );
         let documents = parse_documents("k8s/reviews-svc.yaml", &text).unwrap();
+        let mut inventory = crate::inventory(&documents).unwrap();
+        if !routed {
+            inventory.routes.clear();
+        }
         Existing {
-            inventory: crate::inventory(&documents).unwrap(),
+            inventory,
             documents,
             ..Existing::default()
         }
     };
-    let retrying = service(
-        "  annotations:\n    retry.linkerd.io/http: 5xx\n    retry.linkerd.io/limit: \"2\"\n",
+    let retries =
+        "  annotations:\n    retry.linkerd.io/http: 5xx\n    retry.linkerd.io/limit: \"2\"\n";
+    // Routed by the Service's annotations: edited there, no new route, no note.
+    let out = export(&graph, Target::Linkerd, &service(retries, true));
+    assert_eq!(out.files.len(), 1);
+    assert!(out.files[0].edited, "{:?}", out.files[0].written);
+    let text = &out.files[0].text;
+    assert!(!text.contains("retry.linkerd.io/"), "{text}");
+    assert!(
+        text.contains("timeout.linkerd.io/response: 500ms"),
+        "{text}"
     );
-    let out = export(&graph, Target::Linkerd, &retrying);
-    let text: String = out.files.iter().map(|f| f.text.as_str()).collect();
+    assert!(!out.notes.iter().any(|n| n.contains("one attempt, under")));
+    // Routed elsewhere: a new route, limit 1.
+    let out = export(&graph, Target::Linkerd, &service(retries, false));
+    let text: String = out
+        .files
+        .iter()
+        .filter(|f| !f.edited)
+        .map(|f| f.text.as_str())
+        .collect();
     assert!(text.contains("retry.linkerd.io/limit: \"1\""), "{text}");
     assert!(!text.contains("retry.linkerd.io/http"), "{text}");
     let note = out
@@ -848,13 +873,15 @@ fn a_linkerd_route_sending_once_under_service_retries_is_written_limit_1() {
     // No Service retries (none, or a limit of 0, which Linkerd reads as none): nothing to turn
     // off, nothing written.
     for quiet in ["", "  annotations:\n    retry.linkerd.io/limit: \"0\"\n"] {
-        let out = export(&graph, Target::Linkerd, &service(quiet));
-        let text: String = out.files.iter().map(|f| f.text.as_str()).collect();
-        assert!(
-            !text.contains("retry.linkerd.io/limit"),
-            "{quiet:?}: {text}"
-        );
-        assert!(!out.notes.iter().any(|n| n.contains("one attempt, under")));
+        for routed in [true, false] {
+            let out = export(&graph, Target::Linkerd, &service(quiet, routed));
+            let text: String = out.files.iter().map(|f| f.text.as_str()).collect();
+            assert!(
+                !text.contains("retry.linkerd.io/limit"),
+                "{quiet:?}: {text}"
+            );
+            assert!(!out.notes.iter().any(|n| n.contains("one attempt, under")));
+        }
     }
 }
 

@@ -215,3 +215,45 @@ fn envoy_writes_a_destination_that_has_only_defaults() {
     assert!(text.contains("cluster: b"), "{text}");
     assert!(text.contains("cluster: c"), "{text}");
 }
+
+/// A GRPCRoute with no annotations of its own takes its Service's gRPC retries: sent back
+/// unchanged, it is left so (it gained `retry.linkerd.io/limit` with no conditions, a retry
+/// family of its own that retried nothing: found by review); with `unavailable` taken off its
+/// retry_on, it gets a family of its own without it; with another code, that one.
+#[test]
+fn linkerd_a_grpc_route_keeps_its_services_grpc_retries() {
+    let dir = data("linkerd-grpc-route");
+    let out = round_trip_at(dir.clone(), Target::Linkerd, |toml| toml);
+    for file in &out.files {
+        assert!(file.edited, "new: {:?}", file.written);
+        assert_eq!(file.text, std::fs::read_to_string(&file.path).unwrap());
+    }
+    let route_of = |out: &export::Export| {
+        let text = &out.files.iter().find(|f| f.edited).unwrap().text;
+        text[text.find("kind: GRPCRoute").unwrap()..].to_string()
+    };
+    let out = round_trip_at(dir.clone(), Target::Linkerd, |toml| {
+        toml.replace(", \"unavailable\"", "")
+            .replace("\"unavailable\", ", "")
+    });
+    let route = route_of(&out);
+    assert!(route.contains("retry.linkerd.io/limit: \"2\""), "{route}");
+    assert!(!route.contains("retry.linkerd.io/grpc"), "{route}");
+    let out = round_trip_at(dir, Target::Linkerd, |toml| {
+        toml.replace("\"unavailable\"", "\"internal\"")
+    });
+    let route = route_of(&out);
+    assert!(route.contains("retry.linkerd.io/grpc: internal"), "{route}");
+}
+
+/// An HTTPRoute under a Service that retries both HTTP statuses and gRPC codes takes the
+/// HTTP ones: sent back unchanged, it is left so (the gRPC codes, which it does not read, are
+/// no reason to copy the family onto it).
+#[test]
+fn linkerd_an_http_route_ignores_its_services_grpc_codes() {
+    let out = round_trip_at(data("linkerd-http-route-both"), Target::Linkerd, |toml| toml);
+    for file in &out.files {
+        assert!(file.edited, "new: {:?}", file.written);
+        assert_eq!(file.text, std::fs::read_to_string(&file.path).unwrap());
+    }
+}

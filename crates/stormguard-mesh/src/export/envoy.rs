@@ -24,6 +24,7 @@ fn at(path: &str, value: Val) -> Assign {
         value,
         from_root: false,
         only_to_replace: false,
+        only_on: None,
     }
 }
 

@@ -19,6 +19,16 @@ use super::val::{go_duration, Val};
 use super::{proxy_notes, Assign, DestinationPlan, Fields, NewFile, Path, Writer};
 use crate::inventory::Resource;
 
+/// The gRPC statuses Linkerd retries by `retry.linkerd.io/grpc` (its policy controller refuses
+/// any other), as the import names them.
+const LINKERD_GRPC: [&str; 5] = [
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
 /// The backoff Linkerd's proxy applies to annotation retries (25 ms doubling, jittered, at
 /// most 250 ms), as the import reads it.
 const LINKERD_BACKOFF: &str = "equal-jitter(base=50ms, cap=250ms)";
@@ -128,6 +138,12 @@ pub(super) fn inherited(
                 .iter()
                 .any(|rule| rule.get("timeouts").is_some())
         });
+    // The other protocol's retry conditions, which Linkerd does not read for this kind of route
+    // (`retry.linkerd.io/grpc` on an HTTPRoute, `http` on a GRPCRoute): no part of what it takes.
+    let other_protocol = match route.get("kind").and_then(crate::doc::Node::as_str) {
+        Some("GRPCRoute") => "retry.linkerd.io/http",
+        _ => "retry.linkerd.io/grpc",
+    };
     let mut skip = vec![false; fields.len()];
     for family in ["timeout.linkerd.io/", "retry.linkerd.io/"] {
         if own.iter().any(|(k, _)| k.starts_with(family))
@@ -147,16 +163,19 @@ pub(super) fn inherited(
                 .find(|(k, _)| k == key)
                 .map(|(_, v)| v.as_str())
         };
-        let same = members.iter().all(|(i, key)| match &fields[*i].value {
-            Val::Str(value) => theirs(key) == Some(value.as_str()),
-            Val::Remove => theirs(key).is_none(),
-            _ => false,
-        });
+        let same = members
+            .iter()
+            .filter(|(_, key)| key != other_protocol)
+            .all(|(i, key)| match &fields[*i].value {
+                Val::Str(value) => theirs(key) == Some(value.as_str()),
+                Val::Remove => theirs(key).is_none(),
+                _ => false,
+            });
         // The family's keys the Service sets that the graph does not write would be
         // inherited too: the graph's values are the Service's only if it writes each of them.
         let covered = service
             .iter()
-            .filter(|(k, _)| k.starts_with(family))
+            .filter(|(k, _)| k.starts_with(family) && k != other_protocol)
             .all(|(k, _)| members.iter().any(|(_, key)| key == k));
         if same && covered {
             for (i, _) in members {
@@ -215,17 +234,29 @@ impl Writer for Linkerd {
         }
         if retries {
             let mut http = Vec::new();
+            let mut grpc = Vec::new();
             for c in call.retry_on.conditions() {
                 match c {
                     Condition::Status5xx => http.push("5xx".to_string()),
                     Condition::GatewayError => http.push("gateway-error".to_string()),
                     Condition::Status(s) => http.push(s.to_string()),
                     Condition::Timeout | Condition::RefusedStream => {}
+                    Condition::Grpc(_) if LINKERD_GRPC.contains(&c.to_string().as_str()) => {
+                        grpc.push(c.to_string());
+                        f.cannot(
+                            "retry_on",
+                            format!(
+                                "{c}: written only into a GRPCRoute the files have (Linkerd \
+                                 reads retry.linkerd.io/grpc there alone, and the graph does not \
+                                 say the call is gRPC)"
+                            ),
+                        );
+                    }
                     Condition::Grpc(_) => f.cannot(
                         "retry_on",
                         format!(
-                            "{c}: Linkerd reads retry.linkerd.io/grpc on a GRPCRoute only, and \
-                             the graph does not say the call is gRPC: not written"
+                            "{c}: Linkerd retries only cancelled, deadline-exceeded, internal, \
+                             resource-exhausted and unavailable: not written"
                         ),
                     ),
                     other => f.cannot(
@@ -249,7 +280,14 @@ impl Writer for Linkerd {
                 f.route
                     .push(annotation("retry.linkerd.io/http", http.join(",")));
             }
-            f.route.push(remove("retry.linkerd.io/grpc"));
+            if grpc.is_empty() {
+                f.route.push(remove("retry.linkerd.io/grpc"));
+            } else {
+                f.route.push(Assign {
+                    only_on: Some("GRPCRoute"),
+                    ..annotation("retry.linkerd.io/grpc", grpc.join(","))
+                });
+            }
             f.route.push(annotation(
                 "retry.linkerd.io/limit",
                 (call.max_attempts - 1).to_string(),

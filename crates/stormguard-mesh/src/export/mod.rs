@@ -125,6 +125,10 @@ pub struct Assign {
     /// Written only over a value the file already has (to turn it off, e.g. Istio's
     /// `timeout: 0s`); a new resource leaves it out, where the system's default already says it.
     pub only_to_replace: bool,
+    /// Written only into an existing resource of this kind, `None` for any: Linkerd reads
+    /// `retry.linkerd.io/grpc` on a `GRPCRoute` only, and a call's policy does not say whether
+    /// the call is gRPC, so its gRPC conditions go where the route they were read from is one.
+    pub only_on: Option<&'static str>,
 }
 
 impl Assign {
@@ -134,6 +138,7 @@ impl Assign {
             value,
             from_root: false,
             only_to_replace: false,
+            only_on: None,
         }
     }
 
@@ -512,7 +517,12 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                             .collect(),
                         _ => vec![false; route.fields.len()],
                     };
-                    for (assign, _) in route.fields.iter().zip(&inherited).filter(|(_, i)| !**i) {
+                    let fields = route
+                        .fields
+                        .iter()
+                        .zip(&inherited)
+                        .filter(|(a, i)| !**i && a.only_on.is_none_or(|k| k == resource.kind));
+                    for (assign, _) in fields {
                         let mut path = if assign.from_root {
                             Vec::new()
                         } else {
@@ -637,7 +647,9 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     // the cluster for nothing.
     for plan in &mut new_plans {
         for route in &mut plan.routes {
-            route.fields.retain(|a| !a.only_to_replace);
+            route
+                .fields
+                .retain(|a| !a.only_to_replace && a.only_on.is_none());
         }
         if writer.omits_what_says_only_defaults() {
             plan.routes.retain(|r| !r.fields.is_empty());

@@ -251,7 +251,9 @@ fn linkerd_a_grpc_route_keeps_its_services_grpc_retries() {
 /// no reason to copy the family onto it).
 #[test]
 fn linkerd_an_http_route_ignores_its_services_grpc_codes() {
-    let out = round_trip_at(data("linkerd-http-route-both"), Target::Linkerd, |toml| toml);
+    let out = round_trip_at(data("linkerd-http-route-both"), Target::Linkerd, |toml| {
+        toml
+    });
     for file in &out.files {
         assert!(file.edited, "new: {:?}", file.written);
         assert_eq!(file.text, std::fs::read_to_string(&file.path).unwrap());

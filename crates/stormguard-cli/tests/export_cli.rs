@@ -324,6 +324,15 @@ fn a_linkerd_route_beside_a_service_profile_is_said_to_be_inert() {
         ),
         "{err}"
     );
+    // The profile's retries, read as 100 attempts, are bounded by its budget alone: the route
+    // says 99 retries, and the note says what deleting the profile would let loose.
+    assert!(
+        err.contains(
+            "its retry.linkerd.io/limit \"99\" is the profile's retries, which only the \
+             profile's retryBudget bounds and no annotation can"
+        ),
+        "{err}"
+    );
 }
 
 /// What `check --fix` derived from defaults no file gave (no manifest says a round trip or a

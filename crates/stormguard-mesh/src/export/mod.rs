@@ -688,10 +688,40 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                         r.resource.kind == "ServiceProfile" && is_service(&r.host, &plan.to)
                     });
                 if profiled {
+                    // A profile's retries have no count, only its budget (the import reads
+                    // them as the graph's most attempts), and annotations have no budget: the
+                    // route, once in force, would retry that often with nothing to stop it.
+                    let limit = plan
+                        .routes
+                        .iter()
+                        .flat_map(|r| &r.fields)
+                        .filter(|a| {
+                            a.path
+                                == edit::keys(&[
+                                    "metadata",
+                                    "annotations",
+                                    "retry.linkerd.io/limit",
+                                ])
+                        })
+                        .filter_map(|a| match &a.value {
+                            Val::Str(text) => text.parse::<u32>().ok(),
+                            _ => None,
+                        })
+                        .max()
+                        .filter(|limit| *limit >= UNBUDGETED_LIMIT);
+                    let unbudgeted = limit.map_or(String::new(), |limit| {
+                        format!(
+                            "; its retry.linkerd.io/limit \"{limit}\" is the profile's retries, \
+                             which only the profile's retryBudget bounds and no annotation can: \
+                             lower it (or fix the graph's max_attempts) before deleting the \
+                             profile, or each request may be retried {limit} times"
+                        )
+                    });
                     out.notes.push(format!(
                         "HTTPRoute {0}: Linkerd's proxies use {0}'s ServiceProfile, not this \
                          HTTPRoute, as long as the profile exists: delete the profile for the \
-                         HTTPRoute to take effect (or set the policy in the profile instead)",
+                         HTTPRoute to take effect (or set the policy in the profile \
+                         instead){unbudgeted}",
                         plan.to
                     ));
                 }
@@ -708,6 +738,10 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     }
     out
 }
+
+/// The retry limit from which a new Linkerd route beside a ServiceProfile is said to retry
+/// without bound: annotation retries have no budget, and ten retries a request is a storm.
+const UNBUDGETED_LIMIT: u32 = 10;
 
 /// The core Services (`apiVersion: v1`) among the files read that are graph service `to`, in
 /// any namespace. The core Service only: a Knative Service is also of kind `Service`, and has

@@ -121,6 +121,15 @@ fn gateway_api_and_grpc_are_unchanged() {
 fn linkerd_writes_no_inherited_annotation_and_no_route_for_a_services_own() {
     assert_unchanged("linkerd", Target::Linkerd, &["HTTPRoute emoji-svc"]);
     let out = round_trip("linkerd", Target::Linkerd);
+    // In the profile's namespace, where its Service is (it was written without one, into the
+    // default namespace, and read back as another service).
+    let new = out.files.iter().find(|f| !f.edited).unwrap();
+    assert!(
+        new.text
+            .contains("name: emoji-svc\n  namespace: emojivoto\n"),
+        "{}",
+        new.text
+    );
     assert!(out.files.iter().any(|f| f.edited
         && f.written
             .iter()

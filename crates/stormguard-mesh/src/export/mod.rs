@@ -806,7 +806,8 @@ fn service_port(existing: &Existing, to: &str) -> Option<u16> {
 }
 
 /// The namespace of the core Service that is graph service `to` among the files read, when
-/// exactly one namespace holds one (a Service without a namespace says none).
+/// exactly one namespace holds one (a Service without a namespace says none); with no such
+/// Service, the one its routes among the files name, when they agree.
 fn service_namespace(existing: &Existing, to: &str) -> Option<String> {
     let mut found: Option<String> = None;
     for doc in &existing.documents {
@@ -828,6 +829,25 @@ fn service_namespace(existing: &Existing, to: &str) -> Option<String> {
         match &found {
             Some(seen) if seen != namespace => return None,
             _ => found = Some(namespace.to_string()),
+        }
+    }
+    if found.is_some() {
+        return found;
+    }
+    // No Service among the files: the namespace the routes read for it name, when they agree
+    // (a Linkerd ServiceProfile's `emoji-svc.emojivoto.svc.cluster.local`), so that a new
+    // resource does not land in the default namespace, where it names another Service.
+    for route in existing
+        .inventory
+        .routes
+        .iter()
+        .filter(|r| is_service(&r.host, to))
+    {
+        let (_, namespace) = names::service_of(&route.host);
+        match (&found, namespace) {
+            (Some(seen), Some(namespace)) if *seen != namespace => return None,
+            (None, Some(namespace)) => found = Some(namespace),
+            _ => {}
         }
     }
     found

@@ -247,9 +247,11 @@ fn an_existing_virtual_service_is_edited_in_place_and_the_rest_is_new() {
     let new = &out.files[1];
     assert!(!new.edited);
     assert!(new.text.contains("host: ratings"), "{}", new.text);
-    // The DestinationRule of reviews (its budget) had no resource: it is new.
+    // The DestinationRule of reviews (its budget) had no resource: it is new, in the namespace
+    // of the VirtualService that routes reviews (no Service of it among the files).
     assert!(
-        new.text.contains("name: reviews\nspec:\n  host: reviews"),
+        new.text
+            .contains("name: reviews\n  namespace: default\nspec:\n  host: reviews"),
         "{}",
         new.text
     );

@@ -268,3 +268,48 @@ fn linkerd_an_http_route_ignores_its_services_grpc_codes() {
         assert_eq!(file.text, std::fs::read_to_string(&file.path).unwrap());
     }
 }
+
+/// Sent back unchanged, a `policy.linkerd.io` route whose spec gives its request timeout gets
+/// no annotation repeating it (a second review: it gained `timeout.linkerd.io/request: 10s`).
+#[test]
+fn linkerd_a_route_with_spec_timeouts_is_unchanged() {
+    let out = round_trip_at(data("linkerd-spec-timeouts"), Target::Linkerd, |toml| toml);
+    for file in &out.files {
+        assert!(file.edited, "new: {:?}", file.written);
+        assert_eq!(file.text, std::fs::read_to_string(&file.path).unwrap());
+    }
+}
+
+/// A destination whose policy is a ServiceProfile's, cut by the graph to one attempt (as
+/// `check --fix` does to emoji-svc), leaves a new route nothing to write: the export says
+/// where to set it, where it said nothing and the profile kept retrying (a second review).
+#[test]
+fn linkerd_a_profiles_destination_cut_to_one_attempt_is_said_to_need_the_profile() {
+    let out = round_trip_edited("linkerd", Target::Linkerd, |toml| {
+        toml.replace("max_attempts = 100", "max_attempts = 1")
+    });
+    assert!(
+        out.files.iter().all(|f| f.edited),
+        "{:?}",
+        out.files.iter().map(|f| &f.written).collect::<Vec<_>>()
+    );
+    let note = out
+        .notes
+        .iter()
+        .find(|n| n.starts_with("emoji-svc: its policy is the ServiceProfile"))
+        .unwrap_or_else(|| panic!("{:#?}", out.notes));
+    assert!(note.contains("set isRetryable: false"), "{note}");
+    assert!(note.contains("emoji-profile.yaml"), "{note}");
+}
+
+/// A Service written back with no retry loses its gRPC conditions with its limit: kept alone,
+/// Linkerd would read them with a limit of 1, and its GRPCRoutes would still retry (a second
+/// review).
+#[test]
+fn linkerd_a_service_cut_to_one_attempt_keeps_no_grpc_conditions() {
+    let out = round_trip_at(data("linkerd-grpc-service"), Target::Linkerd, |toml| {
+        toml.replace("max_attempts = 3", "max_attempts = 1")
+    });
+    let file = out.files.iter().find(|f| f.edited).unwrap();
+    assert!(!file.text.contains("retry.linkerd.io/"), "{}", file.text);
+}

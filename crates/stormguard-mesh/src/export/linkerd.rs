@@ -129,15 +129,39 @@ pub(super) fn inherited(
         .unwrap_or_default();
     // A `policy.linkerd.io` HTTPRoute's own `timeouts` are the route's timeout family, as the
     // import reads them: its Service's timeout annotations do not apply.
-    let spec_timeouts = route
+    // Only a `policy.linkerd.io` HTTPRoute's `timeouts.request` is read (other kinds' and keys'
+    // are not applied); with rules that differ, none is taken as the route's.
+    let policy_route = route
+        .get("apiVersion")
+        .and_then(crate::doc::Node::as_str)
+        .is_some_and(|v| v.starts_with("policy.linkerd.io/"))
+        && route.get("kind").and_then(crate::doc::Node::as_str) == Some("HTTPRoute");
+    let spec_requests: Vec<Option<String>> = route
         .get("spec")
         .and_then(|s| s.get("rules"))
-        .is_some_and(|rules| {
+        .map(|rules| {
             rules
                 .items()
                 .iter()
-                .any(|rule| rule.get("timeouts").is_some())
-        });
+                .map(|rule| {
+                    rule.get("timeouts")
+                        .and_then(|t| t.get("request"))
+                        .and_then(crate::doc::Node::as_str)
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let spec_timeouts = policy_route && spec_requests.iter().any(Option::is_some);
+    // What the route's spec says of the timeout family, as annotations would: its request
+    // timeout, when every rule gives the same.
+    let spec_family: Option<Vec<(String, String)>> =
+        match spec_requests.first() {
+            Some(Some(first)) if spec_requests.iter().all(|r| r.as_ref() == Some(first)) => Some(
+                vec![("timeout.linkerd.io/request".to_string(), first.clone())],
+            ),
+            _ => None,
+        };
     // The other protocol's retry conditions, which Linkerd does not read for this kind of route
     // (`retry.linkerd.io/grpc` on an HTTPRoute, `http` on a GRPCRoute): no part of what it takes.
     let other_protocol = match route.get("kind").and_then(crate::doc::Node::as_str) {
@@ -146,11 +170,19 @@ pub(super) fn inherited(
     };
     let mut skip = vec![false; fields.len()];
     for family in ["timeout.linkerd.io/", "retry.linkerd.io/"] {
-        if own.iter().any(|(k, _)| k.starts_with(family))
-            || (family == "timeout.linkerd.io/" && spec_timeouts)
-        {
+        if own.iter().any(|(k, _)| k.starts_with(family)) {
             continue;
         }
+        // A route whose spec sets its timeouts takes none of its Service's: the graph's values
+        // are compared with what its spec says (a round trip adds no annotation repeating it).
+        let source = if family == "timeout.linkerd.io/" && spec_timeouts {
+            match &spec_family {
+                Some(spec) => spec,
+                None => continue,
+            }
+        } else {
+            &service
+        };
         let members: Vec<(usize, String)> = fields
             .iter()
             .enumerate()
@@ -158,7 +190,7 @@ pub(super) fn inherited(
             .filter(|(_, key)| key.starts_with(family))
             .collect();
         let theirs = |key: &str| {
-            service
+            source
                 .iter()
                 .find(|(k, _)| k == key)
                 .map(|(_, v)| v.as_str())
@@ -173,7 +205,7 @@ pub(super) fn inherited(
             });
         // The family's keys the Service sets that the graph does not write would be
         // inherited too: the graph's values are the Service's only if it writes each of them.
-        let covered = service
+        let covered = source
             .iter()
             .filter(|(k, _)| k.starts_with(family) && k != other_protocol)
             .all(|(k, _)| members.iter().any(|(_, key)| key == k));
@@ -184,6 +216,56 @@ pub(super) fn inherited(
         }
     }
     skip
+}
+
+/// The note for a destination whose policy is a `ServiceProfile`'s among the files read, when
+/// the graph's policy leaves a new route nothing to write (one attempt and no timeout, say,
+/// after `check --fix`): the profile, which export does not write, keeps retrying, and the
+/// export said nothing of it. `None` when the destination has no profile, or when a route is
+/// written for it (its own note says the profile takes precedence).
+///
+/// Why a note and not an edit: a profile holds a policy per route (`isRetryable`, `timeout`),
+/// and the export plans one per Linkerd destination.
+pub(super) fn profile_left_alone(
+    existing: &super::Existing,
+    plan: &DestinationPlan,
+) -> Option<String> {
+    let profile =
+        existing.inventory.routes.iter().find(|r| {
+            r.resource.kind == "ServiceProfile" && super::is_service(&r.host, &plan.to)
+        })?;
+    let fields: Vec<&Assign> = plan.routes.iter().flat_map(|r| &r.fields).collect();
+    if fields
+        .iter()
+        .any(|a| !a.only_to_replace && a.only_on.is_none())
+    {
+        return None;
+    }
+    let removes = |key: &str| {
+        let path = super::edit::keys(&["metadata", "annotations", key]);
+        fields
+            .iter()
+            .any(|a| a.path == path && a.value == Val::Remove)
+    };
+    let mut set = Vec::new();
+    if removes("retry.linkerd.io/limit") {
+        set.push("isRetryable: false");
+    }
+    if removes("timeout.linkerd.io/request") {
+        set.push("no timeout");
+    }
+    if set.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}: its policy is the ServiceProfile {} in {} (Linkerd applies a profile, not route \
+         annotations, while it exists), which export does not write: set {} on its routes \
+         there, or delete it, as Linkerd's defaults without it are the graph's policy",
+        plan.to,
+        profile.resource.name,
+        profile.resource.file,
+        set.join(" and ")
+    ))
 }
 
 /// The Linkerd writer.

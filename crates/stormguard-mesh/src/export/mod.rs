@@ -499,22 +499,36 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                         (Target::Linkerd, Some(node)) if resource.kind != "Service" => {
                             linkerd::inherited(existing, &dest.to, node, &route.fields)
                         }
-                        // A Service's annotations are its GRPCRoutes' too: its gRPC retry
-                        // conditions, which a call's policy never writes (the graph does not
-                        // say a call is gRPC), stay.
-                        (Target::Linkerd, _) => route
-                            .fields
-                            .iter()
-                            .map(|a| {
-                                a.value == Val::Remove
+                        // A Service's annotations are its GRPCRoutes' too: while the policy
+                        // retries, its gRPC retry conditions, which a call's policy never
+                        // writes on a Service (the graph does not say a call is gRPC), stay;
+                        // with no retry, they go with the limit (kept alone, Linkerd would
+                        // read them with a limit of 1).
+                        (Target::Linkerd, _) => {
+                            let retries = route.fields.iter().any(|a| {
+                                matches!(a.value, Val::Str(_))
                                     && a.path
                                         == edit::keys(&[
                                             "metadata",
                                             "annotations",
-                                            "retry.linkerd.io/grpc",
+                                            "retry.linkerd.io/limit",
                                         ])
-                            })
-                            .collect(),
+                            });
+                            route
+                                .fields
+                                .iter()
+                                .map(|a| {
+                                    retries
+                                        && a.value == Val::Remove
+                                        && a.path
+                                            == edit::keys(&[
+                                                "metadata",
+                                                "annotations",
+                                                "retry.linkerd.io/grpc",
+                                            ])
+                                })
+                                .collect()
+                        }
                         _ => vec![false; route.fields.len()],
                     };
                     let fields = route
@@ -645,6 +659,13 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     // resource per destination the files had none for (an Istio VirtualService that only
     // routes to its host, an HTTPRoute with no timeout or retry), each a new routing object in
     // the cluster for nothing.
+    if target == Target::Linkerd {
+        for plan in &new_plans {
+            if let Some(note) = linkerd::profile_left_alone(existing, plan) {
+                out.notes.push(note);
+            }
+        }
+    }
     for plan in &mut new_plans {
         for route in &mut plan.routes {
             route

@@ -386,4 +386,18 @@ fn a_fix_of_more_than_the_setting_adds_the_value_agreed() {
         fix("single-instance-retry"),
         "max_attempts = 1, or instances = 2 or more on b"
     );
+    // The edits stay each rule's own, which is how `--fix` names the rule of each value it
+    // writes.
+    let asked = |rule: &str| {
+        report
+            .findings
+            .iter()
+            .find(|f| f.rule == rule)
+            .and_then(|f| f.edits.iter().find(|e| e.key == "max_attempts"))
+            .and_then(|e| e.value.clone())
+            .unwrap()
+    };
+    assert_eq!(asked("retry-amplification"), "2");
+    assert_eq!(asked("too-many-attempts"), "2");
+    assert_eq!(asked("single-instance-retry"), "1");
 }

@@ -377,13 +377,8 @@ pub(crate) struct RouteObserver(pub(crate) stormguard::metrics::TargetMetrics);
 
 impl stormguard::metrics::Observer for RouteObserver {
     fn observe(&self, target: &str, event: stormguard::metrics::Event) {
-        use stormguard::metrics::Event;
-        use stormguard::policy::Denied;
-        if let Event::RetryDenied(by) = event {
-            crate::access_log::retry_refused(match by {
-                Denied::Budget => "retry-budget",
-                Denied::TokenBucket => "token-bucket",
-            });
+        if let stormguard::metrics::Event::RetryDenied(by) = event {
+            crate::access_log::retry_refused(by.name());
         }
         self.0.observe(target, event);
     }

@@ -104,6 +104,22 @@ pub enum Denied {
     TokenBucket,
 }
 
+impl Denied {
+    /// A short, stable name of the limiter (`retry-budget`, `token-bucket`): the one a metrics
+    /// label, the proxy's `stormguard-reason` and its access log all say, written here once.
+    ///
+    /// ```
+    /// use stormguard::policy::Denied;
+    /// assert_eq!(Denied::TokenBucket.name(), "token-bucket");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Denied::Budget => "retry-budget",
+            Denied::TokenBucket => "token-bucket",
+        }
+    }
+}
+
 /// Why a request ended without success.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GiveUp {
@@ -123,8 +139,7 @@ impl GiveUp {
         match self {
             GiveUp::Final(_) => "final",
             GiveUp::AttemptsExhausted(_) => "attempts",
-            GiveUp::Denied(Denied::Budget, _) => "retry-budget",
-            GiveUp::Denied(Denied::TokenBucket, _) => "token-bucket",
+            GiveUp::Denied(by, _) => by.name(),
             GiveUp::Deadline => "deadline",
         }
     }

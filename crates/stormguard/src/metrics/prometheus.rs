@@ -10,7 +10,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use super::{retry_kind_label, Event, Observer, TimeoutKind};
-use crate::policy::Denied;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabels {
@@ -263,13 +262,9 @@ impl PrometheusMetrics {
                     .inc();
             }
             Event::RetryDenied(by) => {
-                let label = match by {
-                    Denied::Budget => "retry-budget",
-                    Denied::TokenBucket => "token-bucket",
-                };
                 self.inner
                     .retries_denied
-                    .get_or_create(&reason(t, label))
+                    .get_or_create(&reason(t, by.name()))
                     .inc();
             }
             Event::HedgeSent => by_target(|c| {
@@ -382,7 +377,7 @@ impl Observer for PrometheusMetrics {
 mod tests {
     use super::*;
     use crate::classify::RetryKind;
-    use crate::policy::GiveUp;
+    use crate::policy::{Denied, GiveUp};
 
     #[test]
     fn every_event_lands_in_its_counter_with_help() {

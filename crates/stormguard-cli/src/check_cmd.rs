@@ -515,7 +515,7 @@ fn write_report(
     colour: bool,
 ) -> anyhow::Result<ExitCode> {
     let rendered = match args.format {
-        Format::Text => render::text(graph, report, colour),
+        Format::Text => render::text_in(graph, report, file, colour),
         Format::Json => render::json_in(report, file),
         Format::Sarif => render::sarif(report, file),
         Format::Mermaid => render::mermaid(graph, report),

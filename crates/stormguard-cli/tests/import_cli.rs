@@ -110,7 +110,7 @@ fn graph_files_are_checked_as_before_byte_for_byte() {
         let expected = [
             (
                 "text",
-                stormguard_graph::render::text(&graph, &report, false),
+                stormguard_graph::render::text_in(&graph, &report, &file, false),
             ),
             ("json", stormguard_graph::render::json_in(&report, &file)),
             ("sarif", stormguard_graph::render::sarif(&report, &file)),

@@ -76,7 +76,12 @@ pub(crate) fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
 
     let mut text = intro(&as_found, &as_found_name);
     let report = check::check(&as_found);
-    text.push_str(&render::text(&as_found, &report, colour_wanted()));
+    text.push_str(&render::text_in(
+        &as_found,
+        &report,
+        &as_found_name,
+        colour_wanted(),
+    ));
     let _ = write!(
         text,
         "\n== 2. stormguard check --fix: {with_name} is the same graph with every value the \

@@ -18,7 +18,32 @@ const RESET: &str = "\x1b[0m";
 ///
 /// `color` adds ANSI colour (red errors, yellow warnings, dim infos); the caller decides, because
 /// only it knows whether the text goes to a terminal.
+///
+/// No finding says where in a file it is: for a graph that came from a file, [`text_in`] says.
 pub fn text(graph: &Graph, report: &Report, color: bool) -> String {
+    render(graph, report, None, color)
+}
+
+/// [`text`] for a graph read from `file` (the path as the user gave it): each finding with a
+/// place in the file says where, `--> FILE:LINE:COLUMN` under its message (the line of its call
+/// or service table, as SARIF places it), so that a person at a terminal goes to the line to
+/// change, where a terminal or an editor opens it with a click.
+///
+/// ```
+/// let graph = stormguard_graph::parse(
+///     "g.toml",
+///     "[entry]\nservice = \"a\"\n[services.a]\n[[services.a.calls]]\nto = \"b\"\n[services.b]\n",
+/// )
+/// .unwrap();
+/// let report = stormguard_graph::check::check(&graph);
+/// let text = stormguard_graph::render::text_in(&graph, &report, "g.toml", false);
+/// assert!(text.contains("\n    --> g.toml:4:1\n"), "{text}");
+/// ```
+pub fn text_in(graph: &Graph, report: &Report, file: &str, color: bool) -> String {
+    render(graph, report, Some(file), color)
+}
+
+fn render(graph: &Graph, report: &Report, file: Option<&str>, color: bool) -> String {
     let paint = Paint(color);
     let mut out = String::new();
     if report.findings.is_empty() {
@@ -32,7 +57,7 @@ pub fn text(graph: &Graph, report: &Report, color: bool) -> String {
         };
         let _ = writeln!(out, "{}", paint.apply(BOLD, &header));
         for finding in findings {
-            write_finding(&mut out, finding, paint);
+            write_finding(&mut out, finding, file, paint);
         }
         out.push('\n');
     }
@@ -95,7 +120,7 @@ fn grouped<'a>(
     groups
 }
 
-fn write_finding(out: &mut String, finding: &Finding, paint: Paint) {
+fn write_finding(out: &mut String, finding: &Finding, file: Option<&str>, paint: Paint) {
     let (label, code) = match finding.severity {
         Severity::Error => ("error", RED),
         Severity::Warning => ("warning", YELLOW),
@@ -109,10 +134,17 @@ fn write_finding(out: &mut String, finding: &Finding, paint: Paint) {
     };
     let head = format!("{label}[{}]", finding.rule);
     let fix = format!("fix: {}", finding.fix);
+    // A finding with no place in the file (the graph as a whole) says none; line 0 is no place.
+    let at = file
+        .zip(finding.span.filter(|span| span.line > 0))
+        .map(|(file, span)| format!("--> {file}:{}:{}", span.line, span.column.max(1)));
     if finding.severity == Severity::Info {
         // An info is context, not a problem: the whole of it recedes.
         let line = format!("{head}{subject}: {}", finding.message);
         let _ = writeln!(out, "  {}", paint.apply(DIM, &line));
+        if let Some(at) = &at {
+            let _ = writeln!(out, "    {}", paint.apply(DIM, at));
+        }
         let _ = writeln!(out, "    {}", paint.apply(DIM, &fix));
     } else {
         let _ = writeln!(
@@ -121,6 +153,9 @@ fn write_finding(out: &mut String, finding: &Finding, paint: Paint) {
             paint.apply(code, &head),
             finding.message
         );
+        if let Some(at) = &at {
+            let _ = writeln!(out, "    {at}");
+        }
         let _ = writeln!(out, "    {fix}");
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::render::text;
+use crate::render::{text, text_in};
 
 #[test]
 fn three_services_read_as_documented() {
@@ -172,5 +172,45 @@ fn no_findings_says_so() {
     assert!(
         out.contains("not reached from the entry: api, db, web"),
         "{out}"
+    );
+}
+
+/// A graph read from a file: each finding with a place says where, under its message, and
+/// one on the graph as a whole (no place) says nothing; without a file, nothing changes.
+#[test]
+fn a_graph_from_a_file_says_where_each_finding_is() {
+    let graph = three_services();
+    let mut report = three_services_report();
+    report
+        .findings
+        .push(finding("unreachable-service", Severity::Info, Place::Graph));
+    report.summary = summary_of(&report.findings);
+    let out = text_in(&graph, &report, "graphs/shop.toml", false);
+    assert!(
+        out.contains("still retries.\n    --> graphs/shop.toml:8:1\n    fix: timeout = \"1.7s\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("(limit 5).\n    --> graphs/shop.toml:20:1\n    fix: max_attempts = 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  info[unreachable-service]: unreachable-service fired.\n    fix: "),
+        "{out}"
+    );
+    assert_eq!(out.matches("-->").count(), 4, "{out}");
+    let coloured = text_in(&graph, &report, "graphs/shop.toml", true);
+    assert!(
+        coloured.contains("retries.\n    --> graphs/shop.toml:8:1\n"),
+        "{coloured}"
+    );
+    let without = text(&graph, &report, false);
+    assert!(!without.contains("-->"), "{without}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| !l.contains("-->"))
+            .collect::<Vec<_>>(),
+        without.lines().collect::<Vec<_>>(),
+        "the file adds its lines and changes no other"
     );
 }

@@ -18,6 +18,7 @@
 //! | `bad-upstream-response` | 502 | the upstream's response was not valid HTTP, or a 101 Switching Protocols, though the proxy asks for no upgrade |
 //! | `timeout`, `deadline` | 504 | no answer in the time the route or the caller allowed |
 //! | `retry-budget` | 503 | a retry was needed but the route's budget is spent: the upstream is failing broadly, back off |
+//! | `token-bucket` | 503 | a retry was needed but the route's token bucket is empty: the same, for a route limited by a bucket |
 //! | `overloaded` | 503 + `Retry-After: 1` | the upstream has `max_in_flight` requests in flight: shed at once |
 //! | `no-instance` | 503 | no instance to send to |
 //! | `no-route` | 404 | no route takes this host and path |
@@ -71,7 +72,7 @@ pub(crate) fn attempts_value(attempts: u32) -> HeaderValue {
 /// 502 `connect-refused`, `connect-timeout`, `tls`, `reset` (the upstream could not be reached,
 /// could not be verified, or broke the exchange), `bad-upstream-response` (a head that is not HTTP, or a 101 the proxy did not ask for); 504 `timeout`,
 /// `deadline` (no answer in the time the route or the caller allowed); 503 `retry-budget`,
-/// `overloaded` (with `Retry-After: 1`), `no-instance`; 404 `no-route`; the injected status with
+/// `token-bucket`, `overloaded` (with `Retry-After: 1`), `no-instance`; 404 `no-route`; the injected status with
 /// `fault`; and for requests refused before any attempt, 413 `body-too-large`, 400 `bad-body`,
 /// 408 `body-timeout`, 403 `forbidden-target`, 400 `bad-host`.
 pub const REASON_HEADER: &str = "stormguard-reason";
@@ -236,6 +237,12 @@ impl Reason {
         "a retry was needed but the route's retry budget is spent"
     );
     reason!(
+        TOKEN_BUCKET,
+        "token-bucket",
+        SERVICE_UNAVAILABLE,
+        "a retry was needed but the route's token bucket is empty"
+    );
+    reason!(
         OVERLOADED,
         "overloaded",
         SERVICE_UNAVAILABLE,
@@ -293,7 +300,7 @@ impl Reason {
 
     /// Every reason, as the module docs and docs/reference.md list them.
     #[cfg(test)]
-    const ALL: [Reason; 18] = [
+    const ALL: [Reason; 19] = [
         Reason::CONNECT_REFUSED,
         Reason::CONNECT_TIMEOUT,
         Reason::TLS,
@@ -302,6 +309,7 @@ impl Reason {
         Reason::TIMEOUT,
         Reason::DEADLINE,
         Reason::RETRY_BUDGET,
+        Reason::TOKEN_BUCKET,
         Reason::OVERLOADED,
         Reason::NO_INSTANCE,
         Reason::NO_ROUTE,
@@ -334,6 +342,7 @@ impl Reason {
             Some(ErrorKind::Timeout) => Reason::TIMEOUT,
             Some(ErrorKind::Deadline) => Reason::DEADLINE,
             Some(ErrorKind::RetryBudget) => Reason::RETRY_BUDGET,
+            Some(ErrorKind::TokenBucket) => Reason::TOKEN_BUCKET,
             Some(ErrorKind::Overloaded) => Reason::OVERLOADED,
             Some(ErrorKind::NoInstance) => Reason::NO_INSTANCE,
             Some(ErrorKind::Body) => Reason::BAD_BODY,

@@ -212,7 +212,7 @@ impl ProxyMetrics {
         };
         registry.register(
             "stormguard_proxy_requests",
-            "Requests answered, by route, status class and stormguard-reason (empty when the upstream answered). A rising reason says where to look: connect-refused/connect-timeout at dead instances, timeout/deadline at slow upstreams or short caller budgets, retry-budget/overloaded at capacity, no-route at the routes",
+            "Requests answered, by route, status class and stormguard-reason (empty when the upstream answered). A rising reason says where to look: connect-refused/connect-timeout at dead instances, timeout/deadline at slow upstreams or short caller budgets, retry-budget/token-bucket/overloaded at capacity, no-route at the routes",
             metrics.requests.clone(),
         );
         registry.register(

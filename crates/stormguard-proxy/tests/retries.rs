@@ -166,6 +166,43 @@ async fn under_a_full_outage_retries_stay_within_the_budget() {
     );
 }
 
+/// A route limited by a token bucket that is empty answers, when a refused connection needs a
+/// retry, with the bucket's own reason: `token-bucket`, where it said `retry-budget` (the
+/// library had one error kind for both limiters), sending whoever reads it to the wrong setting.
+#[tokio::test]
+async fn an_empty_token_bucket_says_so_in_the_answer() {
+    let (a, b) = (refusing_address().await, refusing_address().await);
+    let mut config = single(&[a, b]);
+    config.routes[0].call.max_attempts = 3;
+    config.routes[0].call.limiter = Some(LimiterSpec::TokenBucket {
+        capacity: 5,
+        retry_cost: 5,
+        timeout_cost: 5,
+    });
+    let proxy = start(config).await;
+    let client = client();
+    let mut reasons = Vec::new();
+    for _ in 0..3 {
+        let get = Request::get(proxy.url("/")).body(Full::default()).unwrap();
+        let reply = send(&client, get).await.unwrap();
+        assert_eq!(reply.status, 503, "{reply:?}");
+        reasons.push(reply.header("stormguard-reason").unwrap_or("").to_string());
+    }
+    assert!(
+        reasons.iter().all(|r| r == "token-bucket"),
+        "every request's retry met the bucket spent by the first: {reasons:?}"
+    );
+    let metrics = proxy.metrics();
+    assert!(
+        metrics.contains("stormguard_retries_denied_total{target=\"api\",reason=\"token-bucket\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("reason=\"token-bucket\""),
+        "the proxy's answers are counted by their reason: {metrics}"
+    );
+}
+
 #[tokio::test]
 async fn a_slow_instance_is_hedged_to_a_fast_one() {
     let slow = slow_upstream(ms(600)).await;

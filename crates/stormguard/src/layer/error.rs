@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use crate::classify::AttemptResult;
-use crate::policy::GiveUp;
+use crate::policy::{Denied, GiveUp};
 
 /// A boxed error, as tower and hyper use.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -22,8 +22,12 @@ pub enum ErrorKind {
     Timeout,
     /// The connection was reset or failed while sending or receiving.
     Reset,
-    /// A retry was called for but the retry budget or token bucket refused it.
+    /// A retry was called for but the retry budget refused it.
     RetryBudget,
+    /// A retry was called for but the token bucket was empty: the budget's kind for a route
+    /// limited by a bucket, named apart so that whoever reads the answer looks at the right
+    /// setting.
+    TokenBucket,
     /// Too little of the deadline was left to start (another) attempt.
     Deadline,
     /// The instance or balancer refused the request to shed load.
@@ -36,14 +40,15 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// A short, stable name: `connect-timeout`, `connect-refused`, `timeout`, `reset`,
-    /// `retry-budget`, `deadline`, `overloaded`, `no-instance`, `body`.
+    /// `retry-budget`, `token-bucket`, `deadline`, `overloaded`, `no-instance`, `body`.
     pub fn reason(&self) -> &'static str {
         match self {
             ErrorKind::ConnectTimeout => "connect-timeout",
             ErrorKind::ConnectRefused => "connect-refused",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Reset => "reset",
-            ErrorKind::RetryBudget => "retry-budget",
+            ErrorKind::RetryBudget => Denied::Budget.name(),
+            ErrorKind::TokenBucket => Denied::TokenBucket.name(),
             ErrorKind::Deadline => "deadline",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::NoInstance => "no-instance",
@@ -80,7 +85,8 @@ impl Error {
     ) -> Self {
         let kind = match give_up {
             GiveUp::Deadline => ErrorKind::Deadline,
-            GiveUp::Denied(..) => ErrorKind::RetryBudget,
+            GiveUp::Denied(Denied::Budget, _) => ErrorKind::RetryBudget,
+            GiveUp::Denied(Denied::TokenBucket, _) => ErrorKind::TokenBucket,
             GiveUp::Final(_) | GiveUp::AttemptsExhausted(_) => kind_of(last, source.as_deref()),
         };
         Error::new(kind, attempts, source)
@@ -123,6 +129,7 @@ impl fmt::Display for Error {
             ErrorKind::Timeout => "request timed out",
             ErrorKind::Reset => "connection failed",
             ErrorKind::RetryBudget => "retry refused by the retry budget",
+            ErrorKind::TokenBucket => "retry refused by the token bucket",
             ErrorKind::Deadline => "too little of the deadline left",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::NoInstance => "no instance available",
@@ -293,9 +300,27 @@ mod tests {
         assert_eq!(classify_error(&*err), AttemptResult::ErrorAfterWritten);
     }
 
+    /// A refused retry names the limiter that refused it, as the metrics' label does.
+    #[test]
+    fn a_refused_retry_names_its_limiter() {
+        for (by, kind) in [
+            (Denied::Budget, ErrorKind::RetryBudget),
+            (Denied::TokenBucket, ErrorKind::TokenBucket),
+        ] {
+            let e = Error::gave_up(GiveUp::Denied(by), AttemptResult::ConnectRefused, 1, None);
+            assert_eq!(e.kind(), kind);
+            assert_eq!(e.kind().reason(), by.name());
+        }
+        assert_eq!(
+            Error::new(ErrorKind::TokenBucket, 2, None).to_string(),
+            "retry refused by the token bucket after 2 attempt(s)"
+        );
+    }
+
     #[test]
     fn reasons_are_stable() {
         assert_eq!(ErrorKind::RetryBudget.reason(), "retry-budget");
+        assert_eq!(ErrorKind::TokenBucket.reason(), "token-bucket");
         let e = Error::new(ErrorKind::Deadline, 1, None);
         assert_eq!(
             e.to_string(),

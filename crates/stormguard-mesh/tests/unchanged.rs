@@ -313,3 +313,38 @@ fn linkerd_a_service_cut_to_one_attempt_keeps_no_grpc_conditions() {
     let file = out.files.iter().find(|f| f.edited).unwrap();
     assert!(!file.text.contains("retry.linkerd.io/"), "{}", file.text);
 }
+
+/// A Service name in two namespaces is imported as two services, `api-shop` and `api-other`,
+/// and each is found again in its own namespace: sent back unchanged, nothing is written (a
+/// new HTTPRoute `api-shop` in the default namespace, for a Service of that name that does
+/// not exist, was), and a change lands on its own Service only.
+#[test]
+fn linkerd_a_service_name_in_two_namespaces_is_each_its_own() {
+    let out = round_trip_at(data("linkerd-two-namespaces"), Target::Linkerd, |toml| toml);
+    for file in &out.files {
+        assert!(file.edited, "new: {:?}\n{}", file.written, file.text);
+        assert_eq!(file.text, std::fs::read_to_string(&file.path).unwrap());
+    }
+    assert!(
+        !out.notes.iter().any(|n| n.contains("port 80 written")),
+        "{:#?}",
+        out.notes
+    );
+    let out = round_trip_at(data("linkerd-two-namespaces"), Target::Linkerd, |toml| {
+        toml.replace("request_timeout = \"3s\"", "request_timeout = \"2s\"")
+    });
+    let [file] = out.files.as_slice() else {
+        panic!("{:#?}", out.files);
+    };
+    assert!(file.edited, "{:?}", file.written);
+    let before = std::fs::read_to_string(&file.path).unwrap();
+    assert_eq!(
+        file.text,
+        before.replacen(
+            "timeout.linkerd.io/request: 3s",
+            "timeout.linkerd.io/request: 2s",
+            1
+        ),
+        "the shop namespace's Service only"
+    );
+}

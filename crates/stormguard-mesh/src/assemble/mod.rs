@@ -29,6 +29,8 @@ mod findings;
 mod json;
 mod placeholder;
 mod placement;
+
+pub(crate) use placement::{Key as DestinationKey, Names};
 mod sources;
 mod stack;
 mod summary;

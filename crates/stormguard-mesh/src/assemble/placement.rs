@@ -16,12 +16,15 @@ use crate::source::Origin;
 use crate::{istio, linkerd};
 
 /// A destination as names.rs reads it: the service name and its namespace, if known.
-pub(super) type Key = (String, Option<String>);
+pub(crate) type Key = (String, Option<String>);
 
 /// The graph name of every destination of the inventory.
-#[derive(Debug, Default)]
-pub(super) struct Names {
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Names {
     by_key: BTreeMap<Key, String>,
+    /// Every graph name given: a name given to none is matched by the service name alone
+    /// (see [`keys_of`](Self::keys_of)).
+    given: BTreeSet<String>,
     /// The graph name of each route's host, by the route's index.
     routes: Vec<String>,
     /// The graph name of each destination policy's host, by its index.
@@ -35,7 +38,7 @@ impl Names {
     /// policies' hosts, and Kubernetes Services. A name in one namespace is the name; a name in
     /// several is `NAME-NAMESPACE` for each; a destination of no namespace takes the name of the
     /// one namespaced destination of that name, if there is one.
-    pub(super) fn new(inv: &Inventory) -> Names {
+    pub(crate) fn new(inv: &Inventory) -> Names {
         let mut keys: BTreeSet<Key> = BTreeSet::new();
         for route in &inv.routes {
             keys.insert(service_of(&route.host));
@@ -78,6 +81,7 @@ impl Names {
             by_key.insert(key.clone(), chosen);
         }
         let mut names = Names {
+            given: used,
             by_key,
             routes: Vec::new(),
             destinations: Vec::new(),
@@ -117,6 +121,18 @@ impl Names {
             .collect()
     }
 
+    /// Whether the destination `key` is graph service `to`: one of [`keys_of`](Self::keys_of)
+    /// `to`, without making the list. What export matches the files' resources by, so that a
+    /// Service name of two namespaces, imported as `api-shop` and `api-other`, is found again
+    /// in its own namespace (its service name alone, `api`, matches neither).
+    pub(crate) fn is(&self, key: &Key, to: &str) -> bool {
+        if self.given.contains(to) {
+            self.by_key.get(key).is_some_and(|name| name == to)
+        } else {
+            graph_name(&key.0) == to
+        }
+    }
+
     /// The graph names of `keys`.
     pub(super) fn graph_names(&self, keys: &[Key]) -> Vec<&str> {
         keys.iter()
@@ -127,8 +143,8 @@ impl Names {
 
 /// The workloads of the inventory by name and by pod label, so that a thousand Services each
 /// find theirs without reading every workload.
-#[derive(Debug, Default)]
-pub(super) struct Workloads {
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Workloads {
     by_name: BTreeMap<String, Vec<usize>>,
     by_label: BTreeMap<(String, String, String), Vec<usize>>,
 }

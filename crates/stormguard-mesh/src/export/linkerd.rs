@@ -232,7 +232,7 @@ pub(super) fn profile_left_alone(
 ) -> Option<String> {
     let profile =
         existing.inventory.routes.iter().find(|r| {
-            r.resource.kind == "ServiceProfile" && super::is_service(&r.host, &plan.to)
+            r.resource.kind == "ServiceProfile" && existing.is_service(&r.host, &plan.to)
         })?;
     let fields: Vec<&Assign> = plan.routes.iter().flat_map(|r| &r.fields).collect();
     if fields

@@ -396,6 +396,9 @@ pub struct Existing {
     /// `discovery` name): a new Envoy cluster takes them as its endpoints, where it would name
     /// the destination at a guessed port.
     pub instances: BTreeMap<String, Vec<String>>,
+    /// The graph name of each destination of `inventory`, as the import gives it: made at the
+    /// first lookup, once for the whole export.
+    names: std::sync::OnceLock<crate::assemble::Names>,
 }
 
 impl Existing {
@@ -410,7 +413,23 @@ impl Existing {
             documents,
             inventory,
             instances: BTreeMap::new(),
+            names: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Whether the destination `host` names is graph service `to`, as the import names it: a
+    /// service name of two namespaces is two services (`api-shop`, `api-other`), each found in
+    /// its own namespace only; a graph that names the service alone (`api`, written before an
+    /// import) finds it in every namespace, as before.
+    fn is_service(&self, host: &crate::inventory::Host, to: &str) -> bool {
+        self.is_destination(&names::service_of(host), to)
+    }
+
+    /// [`is_service`](Self::is_service) of a destination's name and namespace.
+    fn is_destination(&self, key: &crate::assemble::DestinationKey, to: &str) -> bool {
+        self.names
+            .get_or_init(|| crate::assemble::Names::new(&self.inventory))
+            .is(key, to)
     }
 }
 
@@ -704,10 +723,9 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
             // long as the ServiceProfile exists" (linkerd.io, HTTPRoute reference): an HTTPRoute
             // written beside a profile changes nothing until the profile goes.
             for plan in new_plans.iter().filter(|p| !p.routes.is_empty()) {
-                let profiled =
-                    existing.inventory.routes.iter().any(|r| {
-                        r.resource.kind == "ServiceProfile" && is_service(&r.host, &plan.to)
-                    });
+                let profiled = existing.inventory.routes.iter().any(|r| {
+                    r.resource.kind == "ServiceProfile" && existing.is_service(&r.host, &plan.to)
+                });
                 if profiled {
                     // A profile's retries have no count, only its budget (the import reads
                     // them as the graph's most attempts), and annotations have no budget: the
@@ -779,7 +797,10 @@ fn core_services<'e>(
             .and_then(|m| m.get("name"))
             .and_then(crate::doc::Node::as_str);
         core && root.get("kind").and_then(crate::doc::Node::as_str) == Some("Service")
-            && name.map(names::graph_name).as_deref() == Some(to)
+            && name.is_some_and(|name| {
+                let namespace = crate::kubernetes::namespace_of(root);
+                existing.is_destination(&(name.to_string(), Some(namespace)), to)
+            })
     })
 }
 
@@ -841,7 +862,13 @@ fn service_namespace(existing: &Existing, to: &str) -> Option<String> {
         let name = metadata
             .and_then(|m| m.get("name"))
             .and_then(crate::doc::Node::as_str);
-        if name.map(names::graph_name).as_deref() != Some(to) {
+        let key = |name: &str| {
+            (
+                name.to_string(),
+                Some(crate::kubernetes::namespace_of(root)),
+            )
+        };
+        if !name.is_some_and(|name| existing.is_destination(&key(name), to)) {
             continue;
         }
         let namespace = metadata
@@ -862,7 +889,7 @@ fn service_namespace(existing: &Existing, to: &str) -> Option<String> {
         .inventory
         .routes
         .iter()
-        .filter(|r| is_service(&r.host, to))
+        .filter(|r| existing.is_service(&r.host, to))
     {
         let (_, namespace) = names::service_of(&route.host);
         match (&found, namespace) {
@@ -872,11 +899,6 @@ fn service_namespace(existing: &Existing, to: &str) -> Option<String> {
         }
     }
     found
-}
-
-/// Whether `host` (as a resource names it) is the graph service `to`.
-fn is_service(host: &crate::inventory::Host, to: &str) -> bool {
-    names::graph_name(&names::service_of(host).0) == to
 }
 
 fn find_route<'e>(
@@ -890,7 +912,7 @@ fn find_route<'e>(
         .routes
         .iter()
         .filter(|r| writer.route_kinds().contains(&r.resource.kind.as_str()))
-        .filter(|r| is_service(&r.host, &dest.to))
+        .filter(|r| existing.is_service(&r.host, &dest.to))
         .filter(|r| {
             // The name as written, or as the import makes a graph name of it.
             !writer.routes_by_endpoint()
@@ -929,7 +951,7 @@ fn find_destination<'e>(
                 .destination_kinds()
                 .contains(&d.resource.kind.as_str())
         })
-        .filter(|d| is_service(&d.host, &dest.to))
+        .filter(|d| existing.is_service(&d.host, &dest.to))
         .find(|d| {
             dest.caller.as_deref() == Some(crate::assemble::PLACEHOLDER)
                 || d.caller.as_deref().map(names::graph_name) == dest.caller

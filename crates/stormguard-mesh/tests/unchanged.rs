@@ -253,6 +253,34 @@ fn linkerd_a_grpc_route_keeps_its_services_grpc_retries() {
     });
     let route = route_of(&out);
     assert!(route.contains("retry.linkerd.io/grpc: internal"), "{route}");
+    // Written, so not among what Linkerd cannot express (it was, beside the route that had
+    // it: a third review), and the summary names the route, not a part of it that the
+    // annotations are not in (`spec.rules[0]`).
+    assert!(
+        !out.unexpressed.iter().any(|u| u.why.contains("GRPCRoute")),
+        "{:#?}",
+        out.unexpressed
+    );
+    let written: Vec<&String> = out.files.iter().flat_map(|f| &f.written).collect();
+    assert_eq!(written, ["GRPCRoute rpc-route"]);
+}
+
+/// A GRPCRoute under a Service that retries, cut to one attempt, is written with a limit of
+/// one, and the note says so of the GRPCRoute, by its name (it said `HTTPRoute rpc`).
+#[test]
+fn linkerd_a_grpc_route_cut_to_one_attempt_is_named_in_the_note() {
+    let out = round_trip_at(data("linkerd-grpc-route"), Target::Linkerd, |toml| {
+        toml.replace("max_attempts = 3", "max_attempts = 1")
+    });
+    let note = out
+        .notes
+        .iter()
+        .find(|n| n.contains("one attempt, under Service rpc's retry annotations"))
+        .unwrap_or_else(|| panic!("{:#?}", out.notes));
+    assert!(note.starts_with("GRPCRoute rpc-route: "), "{note}");
+    let text = &out.files.iter().find(|f| f.edited).unwrap().text;
+    let route = &text[text.find("kind: GRPCRoute").unwrap()..];
+    assert!(route.contains("retry.linkerd.io/limit: \"1\""), "{route}");
 }
 
 /// An HTTPRoute under a Service that retries both HTTP statuses and gRPC codes takes the

@@ -29,6 +29,13 @@ const LINKERD_GRPC: [&str; 5] = [
     "unavailable",
 ];
 
+/// What an export says of a call's gRPC retry conditions until a `GRPCRoute` among the files
+/// takes them (`retry.linkerd.io/grpc`, an [`Assign::only_on`]): the export takes the saying
+/// back for a destination whose route is one.
+pub(super) const GRPC_ONLY_ON_ROUTE: &str = "written only into a GRPCRoute the files have \
+     (Linkerd reads retry.linkerd.io/grpc there alone, and the graph does not say the call is \
+     gRPC)";
+
 /// The backoff Linkerd's proxy applies to annotation retries (25 ms doubling, jittered, at
 /// most 250 ms), as the import reads it.
 const LINKERD_BACKOFF: &str = "equal-jitter(base=50ms, cap=250ms)";
@@ -46,6 +53,7 @@ const LINKERD_BACKOFF: &str = "equal-jitter(base=50ms, cap=250ms)";
 pub(super) fn under_service_retries(
     dest: &mut DestinationPlan,
     existing: &super::Existing,
+    route_name: &str,
     notes: &mut Vec<String>,
 ) {
     // As Linkerd decides it (a limit above 0, a timeout or conditions), read as the import
@@ -71,7 +79,7 @@ pub(super) fn under_service_retries(
     }
     if changed {
         notes.push(format!(
-            "HTTPRoute {0}: one attempt, under Service {0}'s retry annotations, is written as \
+            "{route_name}: one attempt, under Service {0}'s retry annotations, is written as \
              retry.linkerd.io/limit \"1\" with no conditions (Linkerd reads a route without \
              retry annotations as taking the Service's, and limit \"0\" as none given): no \
              status or timeout is retried, only a request refused before it was sent, once; \
@@ -325,14 +333,8 @@ impl Writer for Linkerd {
                     Condition::Timeout | Condition::RefusedStream => {}
                     Condition::Grpc(_) if LINKERD_GRPC.contains(&c.to_string().as_str()) => {
                         grpc.push(c.to_string());
-                        f.cannot(
-                            "retry_on",
-                            format!(
-                                "{c}: written only into a GRPCRoute the files have (Linkerd \
-                                 reads retry.linkerd.io/grpc there alone, and the graph does not \
-                                 say the call is gRPC)"
-                            ),
-                        );
+                        // Taken back by the export once a GRPCRoute among the files takes it.
+                        f.cannot("retry_on", format!("{c}: {GRPC_ONLY_ON_ROUTE}"));
                     }
                     Condition::Grpc(_) => f.cannot(
                         "retry_on",

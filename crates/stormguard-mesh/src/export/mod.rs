@@ -478,13 +478,18 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     for mut dest in plan.destinations {
         // A destination whose policy is its Service's annotations (no route of its own in
         // the files) is written into them, where a route inheriting them is not needed.
-        let onto_service = dest
+        let first_route = dest
             .routes
             .first()
-            .and_then(|r| find_route(writer, existing, &dest, r))
-            .is_some_and(|r| r.kind == "Service");
+            .and_then(|r| find_route(writer, existing, &dest, r));
+        let onto_service = first_route.is_some_and(|r| r.kind == "Service");
         if target == Target::Linkerd && !onto_service {
-            linkerd::under_service_retries(&mut dest, existing, &mut out.notes);
+            // The route as the note names it: the one among the files, else the new HTTPRoute.
+            let route = match first_route {
+                Some(r) => format!("{} {}", r.kind, r.name),
+                None => format!("HTTPRoute {}", dest.to),
+            };
+            linkerd::under_service_retries(&mut dest, existing, &route, &mut out.notes);
         }
         let mut left = DestinationPlan {
             routes: Vec::new(),
@@ -555,6 +560,20 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                         .iter()
                         .zip(&inherited)
                         .filter(|(a, i)| !**i && a.only_on.is_none_or(|k| k == resource.kind));
+                    if target == Target::Linkerd
+                        && route
+                            .fields
+                            .iter()
+                            .any(|a| a.only_on == Some(resource.kind.as_str()))
+                    {
+                        // The route is a GRPCRoute: the call's gRPC conditions are written
+                        // (or there already), not beyond the export.
+                        out.unexpressed.retain(|u| {
+                            !(u.to == dest.to
+                                && u.key == "retry_on"
+                                && u.why.ends_with(linkerd::GRPC_ONLY_ON_ROUTE))
+                        });
+                    }
                     for (assign, _) in fields {
                         let mut path = if assign.from_root {
                             Vec::new()
@@ -575,13 +594,17 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                         path.extend(assign.path.iter().cloned());
                         entry.push((path, assign.value.clone()));
                     }
+                    // The route's part as the file has it (`spec.http[0]`), unless the writer's
+                    // route is the whole resource (Linkerd's annotations).
+                    let part = if prefix.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", resource.path)
+                    };
                     written
                         .entry(resource.file.to_string())
                         .or_default()
-                        .push(format!(
-                            "{} {} {}",
-                            resource.kind, resource.name, resource.path
-                        ));
+                        .push(format!("{} {}{part}", resource.kind, resource.name));
                 }
                 Some(resource) => {
                     out.notes.push(format!(

@@ -43,6 +43,14 @@ fn round_trip_edited(
     round_trip_at(example(dir), target, edit)
 }
 
+/// The note of `out` that starts with `start`; fails listing them all when none does.
+fn note<'o>(out: &'o export::Export, start: &str) -> &'o String {
+    out.notes
+        .iter()
+        .find(|n| n.starts_with(start))
+        .unwrap_or_else(|| panic!("no note starting {start:?}: {:#?}", out.notes))
+}
+
 /// [`round_trip_edited`] of the files in `path`.
 fn round_trip_at(
     path: PathBuf,
@@ -191,6 +199,42 @@ fn linkerd_a_route_with_its_own_spec_timeouts_inherits_none() {
                 .contains("name: api-route\n  namespace: shop\n  annotations:"),
         "{}",
         file.text
+    );
+    // The annotation is what Linkerd applies; the rule's own value, left as it was, is said.
+    let note = note(&out, "HTTPRoute api-route in ");
+    assert!(
+        note.contains(
+            "timeout.linkerd.io/request: 3s is written, which Linkerd applies over the rules' \
+             timeouts.request (10s)"
+        ),
+        "{note}"
+    );
+}
+
+/// A graph that takes the request timeout off a `policy.linkerd.io` route whose rules give
+/// one cannot say it with annotations (Linkerd takes the rule's when the route has none): the
+/// export says to remove it.
+#[test]
+fn linkerd_a_request_timeout_taken_off_a_spec_timeout_route_is_said_to_remain() {
+    let out = round_trip_at(data("linkerd-spec-timeouts"), Target::Linkerd, |toml| {
+        toml.lines()
+            .filter(|l| !l.starts_with("request_timeout = \"10s\""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let note = note(&out, "HTTPRoute api-route in ");
+    assert!(
+        note.contains("the rules' timeouts.request (10s) still applies"),
+        "{note}"
+    );
+    let unchanged = round_trip_at(data("linkerd-spec-timeouts"), Target::Linkerd, |toml| toml);
+    assert!(
+        !unchanged
+            .notes
+            .iter()
+            .any(|n| n.contains("timeouts.request")),
+        "{:#?}",
+        unchanged.notes
     );
 }
 

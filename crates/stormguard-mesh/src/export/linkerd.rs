@@ -90,6 +90,74 @@ pub(super) fn under_service_retries(
     }
 }
 
+/// Each rule's `timeouts.request` of `route`, a `policy.linkerd.io` HTTPRoute; `None` for any
+/// other kind, whose rules' timeouts Linkerd does not read (a Gateway API HTTPRoute's).
+fn spec_requests(route: &crate::doc::Node) -> Option<Vec<Option<String>>> {
+    let policy_route = route
+        .get("apiVersion")
+        .and_then(crate::doc::Node::as_str)
+        .is_some_and(|v| v.starts_with("policy.linkerd.io/"))
+        && route.get("kind").and_then(crate::doc::Node::as_str) == Some("HTTPRoute");
+    if !policy_route {
+        return None;
+    }
+    let rules = route.get("spec").and_then(|s| s.get("rules"));
+    Some(
+        rules
+            .map(|rules| {
+                rules
+                    .items()
+                    .iter()
+                    .map(|rule| {
+                        rule.get("timeouts")
+                            .and_then(|t| t.get("request"))
+                            .and_then(crate::doc::Node::as_str)
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// What to say of a `policy.linkerd.io` HTTPRoute whose rules give `timeouts.request` when the
+/// graph's request timeout, written as `fields` (`skipped`: those left as the route has them),
+/// is not what they say. Linkerd's policy controller takes the route's
+/// `timeout.linkerd.io/request` annotation first and a rule's `timeouts.request` only without
+/// one (`convert_linkerd_rule` in linkerd2's `policy-controller/k8s/index/src/outbound/index/
+/// http.rs`), so the annotation written is what runs; the rules' values, left as they were,
+/// would say otherwise to whoever reads the file, and with no annotation they still apply.
+pub(super) fn spec_timeout_note(
+    route: &crate::doc::Node,
+    fields: &[Assign],
+    skipped: &[bool],
+) -> Option<String> {
+    let spec: Vec<String> = spec_requests(route)?.into_iter().flatten().collect();
+    if spec.is_empty() {
+        return None;
+    }
+    let path = super::edit::keys(&["metadata", "annotations", "timeout.linkerd.io/request"]);
+    let (assign, _) = fields
+        .iter()
+        .zip(skipped)
+        .find(|(a, skipped)| !**skipped && a.path == path)?;
+    let listed = spec.join(", ");
+    match &assign.value {
+        Val::Str(value) if spec.iter().all(|s| s == value) => None,
+        Val::Str(value) => Some(format!(
+            "timeout.linkerd.io/request: {value} is written, which Linkerd applies over the \
+             rules' timeouts.request ({listed}): change those to {value}, or remove them, so \
+             that the file says what runs"
+        )),
+        Val::Remove => Some(format!(
+            "the graph gives no request timeout, but the rules' timeouts.request ({listed}) \
+             still applies (Linkerd takes them when the route has no timeout.linkerd.io/request \
+             annotation): remove them for none"
+        )),
+        _ => None,
+    }
+}
+
 /// Which of `fields`, for a route the file has (`route`, the route resource's root), the route
 /// has already by inheritance: Linkerd gives a route its Service's annotations of a family
 /// (`timeout.linkerd.io/*`, or `retry.linkerd.io/*`) when the route sets none of that family.
@@ -139,28 +207,8 @@ pub(super) fn inherited(
     // import reads them: its Service's timeout annotations do not apply.
     // Only a `policy.linkerd.io` HTTPRoute's `timeouts.request` is read (other kinds' and keys'
     // are not applied); with rules that differ, none is taken as the route's.
-    let policy_route = route
-        .get("apiVersion")
-        .and_then(crate::doc::Node::as_str)
-        .is_some_and(|v| v.starts_with("policy.linkerd.io/"))
-        && route.get("kind").and_then(crate::doc::Node::as_str) == Some("HTTPRoute");
-    let spec_requests: Vec<Option<String>> = route
-        .get("spec")
-        .and_then(|s| s.get("rules"))
-        .map(|rules| {
-            rules
-                .items()
-                .iter()
-                .map(|rule| {
-                    rule.get("timeouts")
-                        .and_then(|t| t.get("request"))
-                        .and_then(crate::doc::Node::as_str)
-                        .map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let spec_timeouts = policy_route && spec_requests.iter().any(Option::is_some);
+    let spec_requests = spec_requests(route).unwrap_or_default();
+    let spec_timeouts = spec_requests.iter().any(Option::is_some);
     // What the route's spec says of the timeout family, as annotations would: its request
     // timeout, when every rule gives the same.
     let spec_family: Option<Vec<(String, String)>> =

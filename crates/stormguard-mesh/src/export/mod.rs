@@ -555,6 +555,16 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                         }
                         _ => vec![false; route.fields.len()],
                     };
+                    if let (Target::Linkerd, Some(node)) = (target, node) {
+                        if let Some(why) =
+                            linkerd::spec_timeout_note(node, &route.fields, &inherited)
+                        {
+                            out.notes.push(format!(
+                                "{} {} in {}: {why}",
+                                resource.kind, resource.name, resource.file
+                            ));
+                        }
+                    }
                     let fields = route
                         .fields
                         .iter()

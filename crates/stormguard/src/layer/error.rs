@@ -277,6 +277,7 @@ mod refused_stream_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::RetryKind;
 
     #[test]
     fn refused_connections_are_not_sent() {
@@ -307,7 +308,12 @@ mod tests {
             (Denied::Budget, ErrorKind::RetryBudget),
             (Denied::TokenBucket, ErrorKind::TokenBucket),
         ] {
-            let e = Error::gave_up(GiveUp::Denied(by), AttemptResult::ConnectRefused, 1, None);
+            let e = Error::gave_up(
+                GiveUp::Denied(by, RetryKind::Refused),
+                AttemptResult::ConnectRefused,
+                1,
+                None,
+            );
             assert_eq!(e.kind(), kind);
             assert_eq!(e.kind().reason(), by.name());
         }

@@ -224,7 +224,11 @@ fn linkerd_a_request_timeout_taken_off_a_spec_timeout_route_is_said_to_remain() 
     });
     let note = note(&out, "HTTPRoute api-route in ");
     assert!(
-        note.contains("the rules' timeouts.request (10s) still applies"),
+        note.contains(
+            "the rules' timeouts.request (10s) still apply (Linkerd takes them when the route \
+             has no timeout.linkerd.io/request annotation); with them removed, its Service's \
+             timeout.linkerd.io/request (3s) applies: remove that too"
+        ),
         "{note}"
     );
     let unchanged = round_trip_at(data("linkerd-spec-timeouts"), Target::Linkerd, |toml| toml);
@@ -418,5 +422,49 @@ fn linkerd_a_service_name_in_two_namespaces_is_each_its_own() {
             1
         ),
         "the shop namespace's Service only"
+    );
+}
+
+/// A `policy.linkerd.io` route whose rules give different request timeouts (20s and 10s, or
+/// 10s and none) is imported as an endpoint per rule, and sent back unchanged is left as it
+/// is: one annotation, which Linkerd would apply to every rule, was added with the first
+/// rule's value (a third review). A value none of its rules has is written, and the note says
+/// it applies to every rule.
+#[test]
+fn linkerd_a_route_whose_rules_differ_in_timeouts_is_left_alone_unchanged() {
+    for case in [
+        "linkerd-spec-timeouts-differ",
+        "linkerd-spec-timeouts-partial",
+    ] {
+        let out = round_trip_at(data(case), Target::Linkerd, |toml| toml);
+        for file in &out.files {
+            assert!(file.edited, "{case}: new {:?}", file.written);
+            assert_eq!(
+                file.text,
+                std::fs::read_to_string(&file.path).unwrap(),
+                "{case}"
+            );
+        }
+        assert!(
+            !out.notes.iter().any(|n| n.contains("timeouts.request")),
+            "{case}: {:#?}",
+            out.notes
+        );
+    }
+    let out = round_trip_at(
+        data("linkerd-spec-timeouts-differ"),
+        Target::Linkerd,
+        |toml| {
+            toml.replace("request_timeout = \"20s\"", "request_timeout = \"4s\"")
+                .replace("request_timeout = \"10s\"", "request_timeout = \"4s\"")
+        },
+    );
+    let note = note(&out, "HTTPRoute split in ");
+    assert!(
+        note.contains(
+            "timeout.linkerd.io/request: 4s is written, which Linkerd applies to every rule, over \
+             their own timeouts.request (20s, 10s)"
+        ),
+        "{note}"
     );
 }

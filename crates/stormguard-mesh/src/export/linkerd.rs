@@ -90,6 +90,39 @@ pub(super) fn under_service_retries(
     }
 }
 
+/// The annotations of the resource `root`, as (key, value) pairs.
+fn annotations(root: &crate::doc::Node) -> Vec<(String, String)> {
+    root.get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .map(|a| {
+            a.entries()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The annotations of `route`'s Service, graph service `to`: of its name, in the route's
+/// namespace.
+fn service_annotations(
+    existing: &super::Existing,
+    to: &str,
+    route: &crate::doc::Node,
+) -> Vec<(String, String)> {
+    let namespace = |root: &crate::doc::Node| {
+        root.get("metadata")
+            .and_then(|m| m.get("namespace"))
+            .and_then(crate::doc::Node::as_str)
+            .unwrap_or("default")
+            .to_string()
+    };
+    super::core_services(existing, to)
+        .find(|doc| namespace(&doc.root) == namespace(route))
+        .map(|doc| annotations(&doc.root))
+        .unwrap_or_default()
+}
+
 /// Each rule's `timeouts.request` of `route`, a `policy.linkerd.io` HTTPRoute; `None` for any
 /// other kind, whose rules' timeouts Linkerd does not read (a Gateway API HTTPRoute's).
 fn spec_requests(route: &crate::doc::Node) -> Option<Vec<Option<String>>> {
@@ -128,32 +161,53 @@ fn spec_requests(route: &crate::doc::Node) -> Option<Vec<Option<String>>> {
 /// http.rs`), so the annotation written is what runs; the rules' values, left as they were,
 /// would say otherwise to whoever reads the file, and with no annotation they still apply.
 pub(super) fn spec_timeout_note(
+    existing: &super::Existing,
+    to: &str,
     route: &crate::doc::Node,
     fields: &[Assign],
     skipped: &[bool],
 ) -> Option<String> {
-    let spec: Vec<String> = spec_requests(route)?.into_iter().flatten().collect();
+    let mut spec: Vec<String> = spec_requests(route)?.into_iter().flatten().collect();
     if spec.is_empty() {
         return None;
     }
-    let path = super::edit::keys(&["metadata", "annotations", "timeout.linkerd.io/request"]);
+    let key = "timeout.linkerd.io/request";
+    let path = super::edit::keys(&["metadata", "annotations", key]);
     let (assign, _) = fields
         .iter()
         .zip(skipped)
         .find(|(a, skipped)| !**skipped && a.path == path)?;
+    let own = annotations(route);
+    let had = own.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let differ = spec.iter().any(|s| *s != spec[0]);
+    spec.dedup();
     let listed = spec.join(", ");
     match &assign.value {
+        // As the file has it: nothing is written.
+        Val::Str(value) if had == Some(value.as_str()) => None,
         Val::Str(value) if spec.iter().all(|s| s == value) => None,
+        Val::Str(value) if differ => Some(format!(
+            "{key}: {value} is written, which Linkerd applies to every rule, over their own \
+             timeouts.request ({listed}): one value for the route is all the graph gives it"
+        )),
         Val::Str(value) => Some(format!(
-            "timeout.linkerd.io/request: {value} is written, which Linkerd applies over the \
-             rules' timeouts.request ({listed}): change those to {value}, or remove them, so \
-             that the file says what runs"
+            "{key}: {value} is written, which Linkerd applies over the rules' timeouts.request \
+             ({listed}): change them to {value}, or remove them, so that the file says what runs"
         )),
-        Val::Remove => Some(format!(
-            "the graph gives no request timeout, but the rules' timeouts.request ({listed}) \
-             still applies (Linkerd takes them when the route has no timeout.linkerd.io/request \
-             annotation): remove them for none"
-        )),
+        Val::Remove => {
+            let service = service_annotations(existing, to, route);
+            let instead = match service.iter().find(|(k, _)| k == key) {
+                Some((_, v)) => format!(
+                    "; with them removed, its Service's {key} ({v}) applies: remove that too"
+                ),
+                None => ": remove them for none".to_string(),
+            };
+            Some(format!(
+                "the graph gives no request timeout, but the rules' timeouts.request \
+                 ({listed}) still apply (Linkerd takes them when the route has no {key} \
+                 annotation){instead}"
+            ))
+        }
         _ => None,
     }
 }
@@ -179,30 +233,8 @@ pub(super) fn inherited(
             _ => None,
         }
     };
-    let annotations = |root: &crate::doc::Node| -> Vec<(String, String)> {
-        root.get("metadata")
-            .and_then(|m| m.get("annotations"))
-            .map(|a| {
-                a.entries()
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let own = annotations(route);
-    // The route's Service: of its name, in the route's namespace.
-    let namespace = |root: &crate::doc::Node| {
-        root.get("metadata")
-            .and_then(|m| m.get("namespace"))
-            .and_then(crate::doc::Node::as_str)
-            .unwrap_or("default")
-            .to_string()
-    };
-    let service = super::core_services(existing, to)
-        .find(|doc| namespace(&doc.root) == namespace(route))
-        .map(|doc| annotations(&doc.root))
-        .unwrap_or_default();
+    let service = service_annotations(existing, to, route);
     // A `policy.linkerd.io` HTTPRoute's own `timeouts` are the route's timeout family, as the
     // import reads them: its Service's timeout annotations do not apply.
     // Only a `policy.linkerd.io` HTTPRoute's `timeouts.request` is read (other kinds' and keys'
@@ -218,6 +250,17 @@ pub(super) fn inherited(
             ),
             _ => None,
         };
+    // A rule's own request timeout, when its rules differ: an annotation would give every rule
+    // one, so the graph's value (one per route) leaves them as they are when it is one of
+    // theirs (what the import read for one of the route's endpoints).
+    let one_of_the_rules = |key: &str, value: &Val| match (key, value) {
+        ("timeout.linkerd.io/request", Val::Str(v)) => spec_requests
+            .iter()
+            .any(|r| r.as_deref() == Some(v.as_str())),
+        ("timeout.linkerd.io/request", Val::Remove) => spec_requests.iter().any(Option::is_none),
+        (_, Val::Remove) => true,
+        _ => false,
+    };
     // The other protocol's retry conditions, which Linkerd does not read for this kind of route
     // (`retry.linkerd.io/grpc` on an HTTPRoute, `http` on a GRPCRoute): no part of what it takes.
     let other_protocol = match route.get("kind").and_then(crate::doc::Node::as_str) {
@@ -234,7 +277,23 @@ pub(super) fn inherited(
         let source = if family == "timeout.linkerd.io/" && spec_timeouts {
             match &spec_family {
                 Some(spec) => spec,
-                None => continue,
+                None => {
+                    let members = fields
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, a)| annotation_key(a).is_some_and(|k| k.starts_with(family)));
+                    let members: Vec<usize> = members.map(|(i, _)| i).collect();
+                    let theirs = members.iter().all(|&i| {
+                        let key = annotation_key(&fields[i]).unwrap_or_default();
+                        one_of_the_rules(&key, &fields[i].value)
+                    });
+                    if theirs {
+                        for i in members {
+                            skip[i] = true;
+                        }
+                    }
+                    continue;
+                }
             }
         } else {
             &service

@@ -556,9 +556,14 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                         _ => vec![false; route.fields.len()],
                     };
                     if let (Target::Linkerd, Some(node)) = (target, node) {
-                        if let Some(why) =
-                            linkerd::spec_timeout_note(node, &route.fields, &inherited)
-                        {
+                        let note = linkerd::spec_timeout_note(
+                            existing,
+                            &dest.to,
+                            node,
+                            &route.fields,
+                            &inherited,
+                        );
+                        if let Some(why) = note {
                             out.notes.push(format!(
                                 "{} {} in {}: {why}",
                                 resource.kind, resource.name, resource.file

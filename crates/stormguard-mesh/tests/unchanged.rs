@@ -323,7 +323,7 @@ fn linkerd_a_grpc_route_cut_to_one_attempt_is_named_in_the_note() {
     let note = out
         .notes
         .iter()
-        .find(|n| n.contains("one attempt, under Service rpc's retry annotations"))
+        .find(|n| n.contains("one attempt, under the retry annotations of Service rpc,"))
         .unwrap_or_else(|| panic!("{:#?}", out.notes));
     assert!(note.starts_with("GRPCRoute rpc-route: "), "{note}");
     let text = &out.files.iter().find(|f| f.edited).unwrap().text;
@@ -467,4 +467,51 @@ fn linkerd_a_route_whose_rules_differ_in_timeouts_is_left_alone_unchanged() {
         ),
         "{note}"
     );
+}
+
+/// A new resource for a service the import named apart (`api-shop`, of `api` in `shop` beside
+/// an `api` in `other`) names the Service as Kubernetes does: `api`, in `shop` (it was
+/// `api-shop`, a Service that does not exist: a third review).
+#[test]
+fn a_new_resource_names_a_service_of_two_namespaces_as_kubernetes_does() {
+    let out = round_trip_at(data("linkerd-two-namespaces"), Target::GatewayApi, |toml| {
+        toml.replace("request_timeout = \"3s\"", "request_timeout = \"2s\"")
+    });
+    let new: Vec<&export::OutFile> = out.files.iter().filter(|f| !f.edited).collect();
+    let [file] = new.as_slice() else {
+        panic!("{:#?}", out.files);
+    };
+    let shop = file
+        .text
+        .split("---")
+        .find(|doc| doc.contains("request: 2s"))
+        .unwrap_or_else(|| panic!("{}", file.text));
+    assert!(shop.contains("  name: api\n  namespace: shop\n"), "{shop}");
+    assert!(!file.text.contains("api-shop"), "{}", file.text);
+    assert!(!file.text.contains("api-other"), "{}", file.text);
+}
+
+/// A graph that names a Service by a name two namespaces use (`api`, written before an import)
+/// does not say which it calls: nothing is written for it, and a note says how to name it (the
+/// first found was edited, and the other namespace's values erased: a third review).
+#[test]
+fn a_name_two_namespaces_use_is_not_written_and_is_said_to_be_ambiguous() {
+    let graph = stormguard_graph::parse(
+        "g.toml",
+        "[entry]\nservice = \"web\"\n[services.web]\n[[services.web.calls]]\nto = \"api\"\n\
+         request_timeout = \"2s\"\nmax_attempts = 1\n[services.api]\n",
+    )
+    .unwrap();
+    let manifests = vec![data("linkerd-two-namespaces").join("services.yaml")];
+    let existing = Existing::read(&manifests).unwrap();
+    for target in [Target::Linkerd, Target::Istio, Target::GatewayApi] {
+        let out = export::export(&graph, target, &existing);
+        assert!(out.files.is_empty(), "{target}: {:#?}", out.files);
+        let note = note(&out, "api: not written: ");
+        assert!(
+            note.contains("a Service api in namespaces other, shop")
+                && note.contains("(api-other, api-shop)"),
+            "{note}"
+        );
+    }
 }

@@ -104,7 +104,7 @@ impl Names {
     /// The destinations a base graph's call `to` names: those whose graph name is `to`, else
     /// those whose service name, as a graph name, is `to` (a base graph written before the
     /// import knows `reviews`, not `reviews-prod`).
-    pub(super) fn keys_of(&self, to: &str) -> Vec<Key> {
+    pub(crate) fn keys_of(&self, to: &str) -> Vec<Key> {
         let exact: Vec<Key> = self
             .by_key
             .iter()

@@ -79,13 +79,13 @@ pub(super) fn under_service_retries(
     }
     if changed {
         notes.push(format!(
-            "{route_name}: one attempt, under Service {0}'s retry annotations, is written as \
+            "{route_name}: one attempt, under the retry annotations of Service {0}, is written as \
              retry.linkerd.io/limit \"1\" with no conditions (Linkerd reads a route without \
              retry annotations as taking the Service's, and limit \"0\" as none given): no \
              status or timeout is retried, only a request refused before it was sent, once; \
              for one attempt exactly, take the retry annotations off the Service (and put them \
              on the routes that should retry)",
-            dest.to
+            existing.service_label(&dest.to)
         ));
     }
 }

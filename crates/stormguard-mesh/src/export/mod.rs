@@ -425,6 +425,47 @@ impl Existing {
         self.is_destination(&names::service_of(host), to)
     }
 
+    /// The Kubernetes name and namespace of graph service `to` when the import named it apart
+    /// from its service name (`api-shop`, for `api` in `shop` beside an `api` elsewhere); `None`
+    /// for a graph name that is the service's own.
+    fn kubernetes_name(&self, to: &str) -> Option<(String, Option<String>)> {
+        let names = self
+            .names
+            .get_or_init(|| crate::assemble::Names::new(&self.inventory));
+        match names.keys_of(to).as_slice() {
+            [(name, namespace)] if names::graph_name(name) != to => {
+                Some((name.clone(), namespace.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The namespaces of the destinations graph service `to` names among the files, each once,
+    /// sorted: more than one when the graph names a service by a name several namespaces use.
+    fn namespaces_of(&self, to: &str) -> Vec<String> {
+        let names = self
+            .names
+            .get_or_init(|| crate::assemble::Names::new(&self.inventory));
+        let mut namespaces: Vec<String> = names
+            .keys_of(to)
+            .into_iter()
+            .filter_map(|(_, namespace)| namespace)
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        namespaces
+    }
+
+    /// Graph service `to` as a person finds it among the files: `api (namespace shop)` for a
+    /// name the import made apart (see [`kubernetes_name`](Self::kubernetes_name)), else `to`.
+    fn service_label(&self, to: &str) -> String {
+        match self.kubernetes_name(to) {
+            Some((name, Some(namespace))) => format!("{name} (namespace {namespace})"),
+            Some((name, None)) => name,
+            None => to.to_string(),
+        }
+    }
+
     /// [`is_service`](Self::is_service) of a destination's name and namespace.
     fn is_destination(&self, key: &crate::assemble::DestinationKey, to: &str) -> bool {
         self.names
@@ -476,6 +517,25 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     let mut written: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut new_plans = Vec::new();
     for mut dest in plan.destinations {
+        // A graph name that is a Service's in several namespaces (a graph written before an
+        // import, which names `api` where the files have `api` in `shop` and in `other`) says
+        // not which: editing the first found erased the other's values.
+        let namespaces = existing.namespaces_of(&dest.to);
+        if namespaces.len() > 1 {
+            out.notes.push(format!(
+                "{}: not written: the files have a Service {} in namespaces {}, and the graph \
+                 does not say which it calls; name the calls as the import does ({})",
+                dest.to,
+                dest.to,
+                namespaces.join(", "),
+                namespaces
+                    .iter()
+                    .map(|ns| names::graph_name(&format!("{}-{ns}", dest.to)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+            continue;
+        }
         // A destination whose policy is its Service's annotations (no route of its own in
         // the files) is written into them, where a route inheriting them is not needed.
         let first_route = dest
@@ -801,6 +861,16 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                          instead){unbudgeted}",
                         plan.to
                     ));
+                }
+            }
+        }
+        if matches!(target, Target::Istio | Target::GatewayApi | Target::Linkerd) {
+            // A Kubernetes resource names the Service as Kubernetes does: a graph name the
+            // import made of a name in two namespaces (`api-shop`) is `api` in `shop`.
+            for plan in &mut new_plans {
+                if let Some((name, namespace)) = existing.kubernetes_name(&plan.to) {
+                    plan.to = name;
+                    plan.namespace = plan.namespace.take().or(namespace);
                 }
             }
         }

@@ -857,7 +857,7 @@ fn a_linkerd_route_sending_once_under_service_retries_is_written_limit_1() {
     let note = out
         .notes
         .iter()
-        .find(|n| n.contains("one attempt, under Service reviews's retry annotations"))
+        .find(|n| n.contains("one attempt, under the retry annotations of Service reviews,"))
         .unwrap_or_else(|| panic!("{:?}", out.notes));
     assert!(
         note.contains("only a request refused before it was sent, once"),

@@ -219,7 +219,7 @@ fn check_on_a_directory_reports_at_the_yaml_and_json_lines() {
     }
     let (code, text, _) = stormguard(&["check", &data("mesh"), "--fail-on", "never"]);
     assert_eq!(code, 0);
-    assert!(text.contains(&format!("(from {yaml}:")), "{text}");
+    assert!(text.contains(&format!("\n    --> {yaml}:")), "{text}");
     let (_, json, _) = stormguard(&["check", &data("mesh"), "--format", "json"]);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(

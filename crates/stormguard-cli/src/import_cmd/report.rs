@@ -128,16 +128,27 @@ impl Located {
         render::sarif_located(&self.report, &locations, &self.extra)
     }
 
-    /// The text report, each finding placed in a manifest saying where (`(from
-    /// k8s/reviews.yaml:14: VirtualService reviews http[0].retries.attempts)`).
+    /// The text report, each finding placed in a manifest saying what set its value (`(from
+    /// VirtualService reviews http[0].retries.attempts)`) and where, as a graph file's findings
+    /// do (`--> k8s/reviews.yaml:14:7`). One on the generated graph, which is not among the
+    /// user's files, says no place.
     pub(crate) fn text(&self, graph: &Graph, colour: bool) -> String {
         let mut report = self.report.clone();
-        for (finding, place) in report.findings.iter_mut().zip(&self.places) {
-            if let Place::Manifest(origin) = place {
-                finding.message = format!("{} (from {})", finding.message, from(origin));
+        let mut locations = Vec::with_capacity(self.places.len());
+        for (i, (finding, place)) in report.findings.iter_mut().zip(&self.places).enumerate() {
+            match place {
+                Place::Manifest(origin) => {
+                    if let Origin::File { what, .. } = origin {
+                        if !what.is_empty() {
+                            finding.message = format!("{} (from {what})", finding.message);
+                        }
+                    }
+                    locations.push(Some(self.location(i)));
+                }
+                Place::Graph(_) => locations.push(None),
             }
         }
-        render::text(graph, &report, colour)
+        render::text_located(graph, &report, &locations, colour)
     }
 
     /// `check`'s JSON with a `source` per finding (`file`, `line`, `column`, as SARIF places it)
@@ -274,14 +285,6 @@ impl<'a> Table<'a> {
             .or_else(|| graph.services.get(name.split('/').next()?))?;
         self.table(service.span.line)
             .find_map(|n| sources.locate(n).filter(|o| o.file_line().is_some()))
-    }
-}
-
-/// `file:line: what`, or `file:line`.
-fn from(origin: &Origin) -> String {
-    match origin {
-        Origin::File { what, .. } if !what.is_empty() => format!("{}: {what}", origin.short()),
-        _ => origin.short(),
     }
 }
 

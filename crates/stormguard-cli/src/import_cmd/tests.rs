@@ -280,14 +280,14 @@ fn json_gives_each_finding_its_source_and_text_says_where() {
         text.contains(
             "makes up to 4 attempts: when a retry fails too, reviews is most likely down or \
              overloaded, and each further attempt adds load exactly then (from \
-             k8s/reviews.yaml:14: VirtualService reviews http[0].retries.attempts)\n"
+             VirtualService reviews http[0].retries.attempts)\n    --> k8s/reviews.yaml:14:"
         ),
         "{text}"
     );
     assert!(
         text.contains(
-            "Istio retries with no budget. (from k8s/deploy.yaml:6: Deployment reviews \
-             spec.replicas)\n"
+            "Istio retries with no budget. (from Deployment reviews spec.replicas)\n    --> \
+             k8s/deploy.yaml:6:"
         ),
         "{text}"
     );

@@ -18,7 +18,7 @@ mod tests;
 pub use json::{json, json_in};
 pub use mermaid::mermaid;
 pub use sarif::{sarif, sarif_located, ExtraRule, Location};
-pub use text::{text, text_in};
+pub use text::{text, text_in, text_located};
 
 /// Every rule id, for tests that must cover them all.
 #[cfg(test)]

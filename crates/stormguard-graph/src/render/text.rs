@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{figure, millis, place};
+use super::{figure, millis, place, Location};
 use crate::model::Graph;
 use crate::report::{Finding, Report, ServiceFigures, Severity};
 
@@ -21,7 +21,7 @@ const RESET: &str = "\x1b[0m";
 ///
 /// No finding says where in a file it is: for a graph that came from a file, [`text_in`] says.
 pub fn text(graph: &Graph, report: &Report, color: bool) -> String {
-    render(graph, report, None, color)
+    render(graph, report, &|_, _| None, color)
 }
 
 /// [`text`] for a graph read from `file` (the path as the user gave it): each finding with a
@@ -40,10 +40,38 @@ pub fn text(graph: &Graph, report: &Report, color: bool) -> String {
 /// assert!(text.contains("\n    --> g.toml:4:1\n"), "{text}");
 /// ```
 pub fn text_in(graph: &Graph, report: &Report, file: &str, color: bool) -> String {
-    render(graph, report, Some(file), color)
+    // Line 0 is no place: a finding on the graph as a whole.
+    let at = |_: usize, finding: &Finding| {
+        let span = finding.span.filter(|span| span.line > 0)?;
+        Some(Location {
+            file: file.to_string(),
+            line: span.line,
+            column: span.column,
+        })
+    };
+    render(graph, report, &at, color)
 }
 
-fn render(graph: &Graph, report: &Report, file: Option<&str>, color: bool) -> String {
+/// [`text`] with the `i`th finding at `locations[i]`, if any: a graph whose findings are in
+/// other files than its own (an imported graph's, each in the manifest that set its value).
+pub fn text_located(
+    graph: &Graph,
+    report: &Report,
+    locations: &[Option<Location>],
+    color: bool,
+) -> String {
+    render(
+        graph,
+        report,
+        &|i, _| locations.get(i).cloned().flatten(),
+        color,
+    )
+}
+
+/// Where the `i`th finding of the report is, if anywhere.
+type At<'a> = dyn Fn(usize, &Finding) -> Option<Location> + 'a;
+
+fn render(graph: &Graph, report: &Report, at: &At<'_>, color: bool) -> String {
     let paint = Paint(color);
     let mut out = String::new();
     if report.findings.is_empty() {
@@ -56,8 +84,8 @@ fn render(graph: &Graph, report: &Report, file: Option<&str>, color: bool) -> St
             None => "the graph".to_string(),
         };
         let _ = writeln!(out, "{}", paint.apply(BOLD, &header));
-        for finding in findings {
-            write_finding(&mut out, finding, file, paint);
+        for (i, finding) in findings {
+            write_finding(&mut out, finding, at(i, finding), paint);
         }
         out.push('\n');
     }
@@ -96,19 +124,19 @@ impl Paint {
     }
 }
 
+/// A service's findings (`None`: the graph's as a whole), each with its place in the report.
+type Group<'a> = (Option<&'a str>, Vec<(usize, &'a Finding)>);
+
 /// Findings by service, in the order a reader walks the graph: by depth from the entry (the entry
 /// first, as in the figures table), then by name; services the entry does not reach, and findings
 /// on the graph as a whole, last.
-fn grouped<'a>(
-    findings: &'a [Finding],
-    report: &Report,
-) -> Vec<(Option<&'a str>, Vec<&'a Finding>)> {
-    let mut groups: Vec<(Option<&str>, Vec<&Finding>)> = Vec::new();
-    for finding in findings {
+fn grouped<'a>(findings: &'a [Finding], report: &Report) -> Vec<Group<'a>> {
+    let mut groups: Vec<Group<'a>> = Vec::new();
+    for (i, finding) in findings.iter().enumerate() {
         let key = place(finding);
         match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, members)) => members.push(finding),
-            None => groups.push((key, vec![finding])),
+            Some((_, members)) => members.push((i, finding)),
+            None => groups.push((key, vec![(i, finding)])),
         }
     }
     groups.sort_by_key(|(key, _)| {
@@ -120,7 +148,7 @@ fn grouped<'a>(
     groups
 }
 
-fn write_finding(out: &mut String, finding: &Finding, file: Option<&str>, paint: Paint) {
+fn write_finding(out: &mut String, finding: &Finding, location: Option<Location>, paint: Paint) {
     let (label, code) = match finding.severity {
         Severity::Error => ("error", RED),
         Severity::Warning => ("warning", YELLOW),
@@ -134,10 +162,7 @@ fn write_finding(out: &mut String, finding: &Finding, file: Option<&str>, paint:
     };
     let head = format!("{label}[{}]", finding.rule);
     let fix = format!("fix: {}", finding.fix);
-    // A finding with no place in the file (the graph as a whole) says none; line 0 is no place.
-    let at = file
-        .zip(finding.span.filter(|span| span.line > 0))
-        .map(|(file, span)| format!("--> {file}:{}:{}", span.line, span.column.max(1)));
+    let at = location.map(|l| format!("--> {}:{}:{}", l.file, l.line.max(1), l.column.max(1)));
     if finding.severity == Severity::Info {
         // An info is context, not a problem: the whole of it recedes.
         let line = format!("{head}{subject}: {}", finding.message);

@@ -1,5 +1,5 @@
 use super::*;
-use crate::render::{text, text_in};
+use crate::render::{text, text_in, text_located, Location};
 
 #[test]
 fn three_services_read_as_documented() {
@@ -213,4 +213,29 @@ fn a_graph_from_a_file_says_where_each_finding_is() {
         without.lines().collect::<Vec<_>>(),
         "the file adds its lines and changes no other"
     );
+}
+
+/// Findings placed one by one (an imported graph's, each in its manifest): a place where one is
+/// given, none where none is, whatever order the report groups them in.
+#[test]
+fn each_finding_at_its_own_location() {
+    let graph = three_services();
+    let report = three_services_report();
+    let mut locations: Vec<Option<Location>> = vec![None; report.findings.len()];
+    let db = report
+        .findings
+        .iter()
+        .position(|f| f.rule == "retry-amplification")
+        .unwrap();
+    locations[db] = Some(Location {
+        file: "k8s/db.yaml".to_string(),
+        line: 7,
+        column: 3,
+    });
+    let out = text_located(&graph, &report, &locations, false);
+    assert!(
+        out.contains("(limit 5).\n    --> k8s/db.yaml:7:3\n    fix: max_attempts = 1"),
+        "{out}"
+    );
+    assert_eq!(out.matches("-->").count(), 1, "{out}");
 }

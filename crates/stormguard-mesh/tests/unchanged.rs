@@ -515,3 +515,17 @@ fn a_name_two_namespaces_use_is_not_written_and_is_said_to_be_ambiguous() {
         );
     }
 }
+
+/// A route in one namespace attached to a Service in another (`parentRefs: {name: api,
+/// namespace: other}`) takes that Service's annotations: sent back unchanged it is left so
+/// (they were looked for in the route's own namespace, and copied onto it: a third review).
+#[test]
+fn linkerd_a_route_attached_across_namespaces_inherits_its_parents_annotations() {
+    let out = round_trip_at(data("linkerd-cross-namespace"), Target::Linkerd, |toml| {
+        toml
+    });
+    for file in &out.files {
+        assert!(file.edited, "new: {:?}\n{}", file.written, file.text);
+        assert_eq!(file.text, std::fs::read_to_string(&file.path).unwrap());
+    }
+}

@@ -103,8 +103,8 @@ fn annotations(root: &crate::doc::Node) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// The annotations of `route`'s Service, graph service `to`: of its name, in the route's
-/// namespace.
+/// The annotations of `route`'s Service, graph service `to`: of its name, in the namespace its
+/// parentRef names (a route in `front` may attach to a Service in `other`), else the route's.
 fn service_annotations(
     existing: &super::Existing,
     to: &str,
@@ -117,8 +117,16 @@ fn service_annotations(
             .unwrap_or("default")
             .to_string()
     };
+    let parent = route
+        .get("spec")
+        .and_then(|s| s.get("parentRefs"))
+        .map(crate::doc::Node::items)
+        .unwrap_or_default()
+        .iter()
+        .find_map(|r| r.get("namespace").and_then(crate::doc::Node::as_str))
+        .map_or_else(|| namespace(route), str::to_string);
     super::core_services(existing, to)
-        .find(|doc| namespace(&doc.root) == namespace(route))
+        .find(|doc| namespace(&doc.root) == parent)
         .map(|doc| annotations(&doc.root))
         .unwrap_or_default()
 }

@@ -324,6 +324,13 @@ fn write_files(args: &Args, result: &Export, out: &mut dyn Write) -> anyhow::Res
             file.written.join(", ")
         )?;
     }
+    for path in &result.unchanged {
+        writeln!(
+            out,
+            "unchanged {}: its resources already say what the graph asks (not written)",
+            path.display()
+        )?;
+    }
     Ok(())
 }
 

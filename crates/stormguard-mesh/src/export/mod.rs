@@ -493,6 +493,9 @@ pub struct OutFile {
 pub struct Export {
     /// Files: the user's, edited, then new ones.
     pub files: Vec<OutFile>,
+    /// The user's files that hold the graph's policies already, as they are: nothing to write
+    /// (their resources were found, and every value the graph asks is there).
+    pub unchanged: Vec<PathBuf>,
     /// Settings the target cannot express, per call.
     pub unexpressed: Vec<Unexpressed>,
     /// Destinations whose callers' policies one resource could not all hold.
@@ -763,9 +766,15 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
         }
     }
     for (file, (text, edits)) in edited {
+        let new = edit::apply(&text, edits);
+        if new == text {
+            // Every value was there: it was not written, whatever its resources' plan said.
+            out.unchanged.push(PathBuf::from(&file));
+            continue;
+        }
         out.files.push(OutFile {
             path: PathBuf::from(&file),
-            text: edit::apply(&text, edits),
+            text: new,
             edited: true,
             written: written.remove(&file).unwrap_or_default(),
         });

@@ -117,7 +117,12 @@ fn partition<T: PartialEq + Clone>(items: &[(String, T)]) -> Vec<(Vec<String>, T
 
 /// How `other`'s values differ from `written`'s, for a person.
 fn difference(written: &[Assign], other: &[Assign]) -> String {
-    let text = |a: &Assign| format!("{} {}", path_text(&a.path), a.value.to_yaml_inline());
+    // A value removed reads as none, not as YAML's `~`.
+    let shown = |v: &Val| match v {
+        Val::Remove => "none".to_string(),
+        v => v.to_yaml_inline(),
+    };
+    let text = |a: &Assign| format!("{} {}", path_text(&a.path), shown(&a.value));
     let mut parts = Vec::new();
     for a in other {
         match written.iter().find(|w| w.path == a.path) {
@@ -125,8 +130,8 @@ fn difference(written: &[Assign], other: &[Assign]) -> String {
             Some(w) => parts.push(format!(
                 "{} {} instead of {}",
                 path_text(&a.path),
-                a.value.to_yaml_inline(),
-                w.value.to_yaml_inline()
+                shown(&a.value),
+                shown(&w.value)
             )),
             None => parts.push(text(a)),
         }
@@ -637,4 +642,26 @@ fn conflict(
         }
     }
     conflict
+}
+
+#[cfg(test)]
+mod difference_tests {
+    use super::*;
+
+    /// A value one caller's policy removes reads as none, where it read as YAML's `~`
+    /// ("10s instead of ~": a third review).
+    #[test]
+    fn a_removed_value_reads_as_none() {
+        let path = ["metadata", "annotations", "timeout.linkerd.io/request"];
+        let written = [Assign::remove(&path)];
+        let other = [Assign::new(&path, Val::Str("10s".into()))];
+        assert_eq!(
+            difference(&written, &other),
+            "metadata.annotations.timeout.linkerd.io/request 10s instead of none"
+        );
+        assert_eq!(
+            difference(&other, &written),
+            "metadata.annotations.timeout.linkerd.io/request none instead of 10s"
+        );
+    }
 }

@@ -532,3 +532,29 @@ fn linkerd_a_route_attached_across_namespaces_inherits_its_parents_annotations()
         assert_eq!(file.text, std::fs::read_to_string(&file.path).unwrap());
     }
 }
+
+/// An Istio `retries` stanza with no `retryOn` retries Istio's own conditions, as the import
+/// reads it: sent back unchanged it stays without one (they were spelled out: a third review),
+/// and another set of conditions is written.
+#[test]
+fn istio_retries_without_retry_on_stay_so() {
+    let out = round_trip_at(
+        data("istio-retries-without-retry-on"),
+        Target::Istio,
+        |toml| toml,
+    );
+    assert!(out.files.is_empty(), "{:#?}", out.files);
+    assert_eq!(out.unchanged.len(), 1, "{out:#?}");
+    let out = round_trip_at(
+        data("istio-retries-without-retry-on"),
+        Target::Istio,
+        |toml| {
+            toml.replace(
+            "retry_on = [\"connect-failure\", \"refused-stream\", \"unavailable\", \"cancelled\"]",
+            "retry_on = [\"connect-failure\", \"reset\"]",
+        )
+        },
+    );
+    let text = &out.files[0].text;
+    assert!(text.contains("retryOn: connect-failure,reset"), "{text}");
+}

@@ -72,10 +72,17 @@ impl Writer for Istio {
                      refused-stream, unavailable, cancelled) when retryOn is empty",
                 );
             } else {
-                f.route.push(Assign::new(
-                    &["retries", "retryOn"],
-                    Val::str(words.join(",")),
-                ));
+                // Istio's own conditions, which a `retries` without `retryOn` already says:
+                // written only over a `retryOn` the file has (an unchanged export spelled them
+                // out in a stanza that had none: a third review).
+                let mut sorted = words.clone();
+                sorted.sort();
+                let mut default = crate::istio::DEFAULT_RETRY_ON.map(str::to_string);
+                default.sort();
+                f.route.push(Assign {
+                    only_to_replace: sorted == default,
+                    ..Assign::new(&["retries", "retryOn"], Val::str(words.join(",")))
+                });
             }
             if let Some(base) = backoff_base(&call.backoff, "Istio", Some(10), &mut f) {
                 // Istio's default base: written only over a base the file sets.

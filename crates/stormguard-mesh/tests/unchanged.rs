@@ -558,3 +558,52 @@ fn istio_retries_without_retry_on_stay_so() {
     let text = &out.files[0].text;
     assert!(text.contains("retryOn: connect-failure,reset"), "{text}");
 }
+
+/// A graph imported from two namespaces' files, exported with only one of them read again
+/// (`--from shop.yaml`), finds `api-shop` there: the names are made from the files read again,
+/// where `api` is in one namespace only, and `api-shop` is what the import calls `api` of
+/// `shop` beside another (it matched nothing, and new routes were written: a third review).
+#[test]
+fn a_service_named_apart_is_found_when_only_its_files_are_read_again() {
+    let dir = data("linkerd-two-files");
+    let both = vec![dir.join("other.yaml"), dir.join("shop.yaml")];
+    let documents = stormguard_mesh::read_paths(&both).unwrap();
+    let inventory = stormguard_mesh::inventory(&documents).unwrap();
+    let imported = stormguard_mesh::assemble(
+        &inventory,
+        &stormguard_mesh::Options {
+            base: None,
+            inputs: vec![dir.display().to_string()],
+        },
+    )
+    .unwrap();
+    assert!(
+        imported.toml.contains("to = \"api-shop\""),
+        "{}",
+        imported.toml
+    );
+    let toml = imported
+        .toml
+        .replace("request_timeout = \"3s\"", "request_timeout = \"2s\"");
+    let graph = stormguard_graph::parse("imported.toml", &toml).unwrap();
+    let shop = vec![dir.join("shop.yaml")];
+    let out = export::export(&graph, Target::Linkerd, &Existing::read(&shop).unwrap());
+    let file = out
+        .files
+        .iter()
+        .find(|f| f.edited)
+        .unwrap_or_else(|| panic!("{:#?}", out.files));
+    assert!(
+        file.text.contains("timeout.linkerd.io/request: 2s"),
+        "{}",
+        file.text
+    );
+    // api-other, whose files were not read again, is the only new one.
+    let new: Vec<&String> = out
+        .files
+        .iter()
+        .filter(|f| !f.edited)
+        .flat_map(|f| &f.written)
+        .collect();
+    assert_eq!(new, ["HTTPRoute api-other"], "{:#?}", out.files);
+}

@@ -25,6 +25,8 @@ pub(crate) struct Names {
     /// Every graph name given: a name given to none is matched by the service name alone
     /// (see [`keys_of`](Self::keys_of)).
     given: BTreeSet<String>,
+    /// Every destination's service name as a graph name, for the same.
+    service_names: BTreeSet<String>,
     /// The graph name of each route's host, by the route's index.
     routes: Vec<String>,
     /// The graph name of each destination policy's host, by its index.
@@ -80,8 +82,10 @@ impl Names {
             used.insert(chosen.clone());
             by_key.insert(key.clone(), chosen);
         }
+        let service_names = by_key.keys().map(|(name, _)| graph_name(name)).collect();
         let mut names = Names {
             given: used,
+            service_names,
             by_key,
             routes: Vec::new(),
             destinations: Vec::new(),
@@ -103,7 +107,8 @@ impl Names {
 
     /// The destinations a base graph's call `to` names: those whose graph name is `to`, else
     /// those whose service name, as a graph name, is `to` (a base graph written before the
-    /// import knows `reviews`, not `reviews-prod`).
+    /// import knows `reviews`, not `reviews-prod`), else those it names as the import names a
+    /// service of several namespaces (`reviews-prod`, when only prod's files are read again).
     pub(crate) fn keys_of(&self, to: &str) -> Vec<Key> {
         let exact: Vec<Key> = self
             .by_key
@@ -114,9 +119,18 @@ impl Names {
         if !exact.is_empty() {
             return exact;
         }
-        self.by_key
+        let by_name: Vec<Key> = self
+            .by_key
             .keys()
             .filter(|(name, _)| graph_name(name) == to)
+            .cloned()
+            .collect();
+        if !by_name.is_empty() {
+            return by_name;
+        }
+        self.by_key
+            .keys()
+            .filter(|key| named_apart(key, to))
             .cloned()
             .collect()
     }
@@ -128,8 +142,10 @@ impl Names {
     pub(crate) fn is(&self, key: &Key, to: &str) -> bool {
         if self.given.contains(to) {
             self.by_key.get(key).is_some_and(|name| name == to)
-        } else {
+        } else if self.service_names.contains(to) {
             graph_name(&key.0) == to
+        } else {
+            named_apart(key, to)
         }
     }
 
@@ -139,6 +155,15 @@ impl Names {
             .filter_map(|k| self.by_key.get(k).map(String::as_str))
             .collect()
     }
+}
+
+/// Whether `to` is the graph name the import gives destination `key` when its service name is
+/// in several namespaces (`NAME-NAMESPACE`): what a graph imported from more files than are
+/// read again calls it.
+fn named_apart((name, namespace): &Key, to: &str) -> bool {
+    namespace
+        .as_deref()
+        .is_some_and(|namespace| graph_name(&format!("{name}-{namespace}")) == to)
 }
 
 /// The workloads of the inventory by name and by pod label, so that a thousand Services each

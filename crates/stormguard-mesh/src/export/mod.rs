@@ -517,7 +517,8 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     };
     // Edits per document: (file, document index) → values by absolute path.
     let mut values: BTreeMap<(String, usize), Vec<(Path, Val)>> = BTreeMap::new();
-    let mut written: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Per file, each resource written as the summary names it, with its namespace.
+    let mut written: BTreeMap<String, Vec<(String, Option<String>)>> = BTreeMap::new();
     let mut new_plans = Vec::new();
     for mut dest in plan.destinations {
         // A graph name that is a Service's in several namespaces (a graph written before an
@@ -679,10 +680,10 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                     } else {
                         format!(" {}", resource.path)
                     };
-                    written
-                        .entry(resource.file.to_string())
-                        .or_default()
-                        .push(format!("{} {}{part}", resource.kind, resource.name));
+                    written.entry(resource.file.to_string()).or_default().push((
+                        format!("{} {}{part}", resource.kind, resource.name),
+                        resource.namespace.clone(),
+                    ));
                 }
                 Some(resource) => {
                     out.notes.push(format!(
@@ -734,10 +735,10 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                     }
                     entry.push((path, assign.value.clone()));
                 }
-                written
-                    .entry(resource.file.to_string())
-                    .or_default()
-                    .push(format!("{} {}", resource.kind, resource.name));
+                written.entry(resource.file.to_string()).or_default().push((
+                    format!("{} {}", resource.kind, resource.name),
+                    resource.namespace.clone(),
+                ));
             }
             _ => left.destination = dest.destination.clone(),
         }
@@ -776,7 +777,7 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
             path: PathBuf::from(&file),
             text: new,
             edited: true,
-            written: written.remove(&file).unwrap_or_default(),
+            written: summary_names(written.remove(&file).unwrap_or_default()),
         });
     }
     // Values only to replace stay out of new resources (the system's default says them). A
@@ -893,6 +894,26 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
         }
     }
     out
+}
+
+/// The summary's names of the resources written in one file: each as `Kind name`, with `(in
+/// NAMESPACE)` where two of the same kind and name are in different namespaces (it said
+/// `Service api, Service api`: a third review), each once.
+fn summary_names(written: Vec<(String, Option<String>)>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::with_capacity(written.len());
+    for (label, namespace) in &written {
+        let twins = written
+            .iter()
+            .any(|(other, ns)| other == label && ns != namespace);
+        let name = match namespace {
+            Some(namespace) if twins => format!("{label} (in {namespace})"),
+            _ => label.clone(),
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// The retry limit from which a new Linkerd route beside a ServiceProfile is said to retry

@@ -907,3 +907,25 @@ fn istio_s_default_connect_timeout_makes_no_new_destination_rule() {
         assert!(!text.contains("connectTimeout"), "{timeout:?}: {text}");
     }
 }
+
+/// The summary tells apart two resources of one kind and name in two namespaces, and names a
+/// resource once however many of its parts were written.
+#[test]
+fn the_summary_names_twins_by_namespace_and_each_resource_once() {
+    let names = super::summary_names(vec![
+        ("Service api".into(), Some("shop".into())),
+        ("Service api".into(), Some("other".into())),
+        ("Service web".into(), Some("shop".into())),
+        ("Service web".into(), Some("shop".into())),
+        ("HTTPRoute api spec.rules[0]".into(), None),
+    ]);
+    assert_eq!(
+        names,
+        [
+            "Service api (in shop)",
+            "Service api (in other)",
+            "Service web",
+            "HTTPRoute api spec.rules[0]"
+        ]
+    );
+}

@@ -327,7 +327,7 @@ fn write_files(args: &Args, result: &Export, out: &mut dyn Write) -> anyhow::Res
     for path in &result.unchanged {
         writeln!(
             out,
-            "unchanged {}: its resources already say what the graph asks (not written)",
+            "unchanged {}: no value in it changes (not written)",
             path.display()
         )?;
     }

@@ -454,22 +454,39 @@ fn linkerd_a_route_whose_rules_differ_in_timeouts_is_left_alone_unchanged() {
             out.notes
         );
     }
-    let out = round_trip_at(
-        data("linkerd-spec-timeouts-differ"),
-        Target::Linkerd,
-        |toml| {
-            toml.replace("request_timeout = \"20s\"", "request_timeout = \"4s\"")
-                .replace("request_timeout = \"10s\"", "request_timeout = \"4s\"")
-        },
-    );
-    let note = note(&out, "HTTPRoute split in ");
-    assert!(
-        note.contains(
-            "timeout.linkerd.io/request: 4s is written, which Linkerd applies to every rule, over \
-             their own timeouts.request (20s, 10s)"
-        ),
-        "{note}"
-    );
+    // A change of one rule's, or of both, or the two swapped: one annotation would give every
+    // rule one value, so none is written, and the note says what to set in the rules (the
+    // change was dropped and the file called unchanged: a fourth review).
+    let edits: [(&str, &str); 3] = [
+        ("request_timeout = \"10s\"", "request_timeout = \"5s\""),
+        ("request_timeout = \"20s\"", "request_timeout = \"10s\""),
+        ("request_timeout = \"20s\"", "request_timeout = \"x\""),
+    ];
+    for (i, (from, to)) in edits.into_iter().enumerate() {
+        let out = round_trip_at(
+            data("linkerd-spec-timeouts-differ"),
+            Target::Linkerd,
+            |toml| {
+                let toml = toml.replace(from, to);
+                // The third: the two swapped.
+                if i == 2 {
+                    toml.replace("request_timeout = \"10s\"", "request_timeout = \"20s\"")
+                        .replace("request_timeout = \"x\"", "request_timeout = \"10s\"")
+                } else {
+                    toml
+                }
+            },
+        );
+        assert!(out.files.is_empty(), "{i}: {:#?}", out.files);
+        let note = note(&out, "HTTPRoute split in ");
+        assert!(
+            note.contains(
+                "its rules give their own timeouts.request (20s, 10s), which one \
+                 timeout.linkerd.io/request would override for every rule: the graph's (rule-0 "
+            ) && note.ends_with("are not written; set them in the rules"),
+            "{i}: {note}"
+        );
+    }
 }
 
 /// A new resource for a service the import named apart (`api-shop`, of `api` in `shop` beside
@@ -606,4 +623,21 @@ fn a_service_named_apart_is_found_when_only_its_files_are_read_again() {
         .flat_map(|f| &f.written)
         .collect();
     assert_eq!(new, ["HTTPRoute api-other"], "{:#?}", out.files);
+}
+
+/// An Istio route with a timeout and `retries` without `perTryTimeout` bounds each attempt by
+/// the route's timeout, as the import reads it: sent back unchanged it stays without one (it
+/// gained `perTryTimeout` equal to the timeout: a fourth review); a per-try timeout of its own
+/// is written.
+#[test]
+fn istio_retries_without_a_per_try_timeout_stay_so() {
+    let dir = data("istio-retries-without-per-try-timeout");
+    let out = round_trip_at(dir.clone(), Target::Istio, |toml| toml);
+    assert!(out.files.is_empty(), "{:#?}", out.files);
+    let out = round_trip_at(dir, Target::Istio, |toml| {
+        toml.replacen("\ntimeout = \"5s\"", "\ntimeout = \"2s\"", 1)
+            .replacen("connect_timeout = \"5s\"", "connect_timeout = \"2s\"", 1)
+    });
+    let text = &out.files[0].text;
+    assert!(text.contains("perTryTimeout: 2s"), "{text}");
 }

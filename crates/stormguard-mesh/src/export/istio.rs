@@ -49,10 +49,13 @@ impl Writer for Istio {
                 Val::Int(i64::from(call.max_attempts - 1)),
             ));
             match (call.timeout, call.request_timeout) {
-                (Some(t), _) => f.route.push(Assign::new(
-                    &["retries", "perTryTimeout"],
-                    Val::str(go_duration(t)),
-                )),
+                // Equal to the route timeout: what Istio does without one (each attempt bounded
+                // by the route's), so written only over a value the file has (an unchanged
+                // export added it: a fourth review).
+                (Some(t), r) => f.route.push(Assign {
+                    only_to_replace: r == Some(t),
+                    ..Assign::new(&["retries", "perTryTimeout"], Val::str(go_duration(t)))
+                }),
                 (None, Some(_)) => f.cannot(
                     "timeout",
                     "none in the graph: Istio's per-try timeout is the route timeout",

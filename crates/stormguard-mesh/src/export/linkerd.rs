@@ -10,6 +10,9 @@
 //! profile written for the budget would silently drop the counts and timeouts. The budget is
 //! listed as not expressible instead.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use stormguard::classify::Condition;
 use stormguard_graph::model::{Call, LimiterSpec};
 
@@ -131,6 +134,47 @@ fn service_annotations(
         .unwrap_or_default()
 }
 
+/// Each callee endpoint of graph service `to` with the request timeout the graph's calls give
+/// it: a `policy.linkerd.io` route's rules, once imported, are its endpoints (`rule-N`, or the
+/// rule's name), each with its rule's `timeouts.request`.
+pub(super) fn rule_timeouts(
+    graph: &stormguard_graph::Graph,
+    to: &str,
+) -> BTreeMap<String, Option<Duration>> {
+    let mut out = BTreeMap::new();
+    for (_, _, _, call) in graph.each_call() {
+        if let (true, Some(endpoint)) = (call.to == to, &call.endpoint) {
+            out.entry(endpoint.clone()).or_insert(call.request_timeout);
+        }
+    }
+    out
+}
+
+/// Whether the graph's calls give each rule of `route` the request timeout it has (a rule's
+/// `0s`, as none), by the endpoint the import makes of each rule.
+fn rules_as_the_graph_says(
+    route: &crate::doc::Node,
+    per_rule: &BTreeMap<String, Option<Duration>>,
+) -> bool {
+    let rules = route
+        .get("spec")
+        .and_then(|s| s.get("rules"))
+        .map(crate::doc::Node::items)
+        .unwrap_or_default();
+    rules.iter().enumerate().all(|(i, rule)| {
+        let name = rule
+            .get("name")
+            .and_then(crate::doc::Node::as_str)
+            .map_or_else(|| format!("rule-{i}"), str::to_string);
+        let spec = rule
+            .get("timeouts")
+            .and_then(|t| t.get("request"))
+            .and_then(crate::doc::Node::as_duration)
+            .filter(|d| !d.is_zero());
+        per_rule.get(&name).is_some_and(|graph| *graph == spec)
+    })
+}
+
 /// Each rule's `timeouts.request` of `route`, a `policy.linkerd.io` HTTPRoute; `None` for any
 /// other kind, whose rules' timeouts Linkerd does not read (a Gateway API HTTPRoute's).
 fn spec_requests(route: &crate::doc::Node) -> Option<Vec<Option<String>>> {
@@ -174,10 +218,33 @@ pub(super) fn spec_timeout_note(
     route: &crate::doc::Node,
     fields: &[Assign],
     skipped: &[bool],
+    per_rule: &BTreeMap<String, Option<Duration>>,
 ) -> Option<String> {
-    let mut spec: Vec<String> = spec_requests(route)?.into_iter().flatten().collect();
+    let requests = spec_requests(route)?;
+    let mut spec: Vec<String> = requests.iter().flatten().cloned().collect();
     if spec.is_empty() {
         return None;
+    }
+    if requests.iter().any(|r| *r != requests[0]) {
+        // Rules that differ: their timeouts are not written (see `inherited`); said when the
+        // graph's are not theirs, rule by rule.
+        return (!rules_as_the_graph_says(route, per_rule)).then(|| {
+            let mut listed = spec.clone();
+            listed.dedup();
+            let graph: Vec<String> = per_rule
+                .iter()
+                .map(|(endpoint, d)| {
+                    format!("{endpoint} {}", d.map_or("none".to_string(), go_duration))
+                })
+                .collect();
+            format!(
+                "its rules give their own timeouts.request ({}), which one \
+                 timeout.linkerd.io/request would override for every rule: the graph's \
+                 ({}) are not written; set them in the rules",
+                listed.join(", "),
+                graph.join(", ")
+            )
+        });
     }
     let key = "timeout.linkerd.io/request";
     let path = super::edit::keys(&["metadata", "annotations", key]);
@@ -258,17 +325,6 @@ pub(super) fn inherited(
             ),
             _ => None,
         };
-    // A rule's own request timeout, when its rules differ: an annotation would give every rule
-    // one, so the graph's value (one per route) leaves them as they are when it is one of
-    // theirs (what the import read for one of the route's endpoints).
-    let one_of_the_rules = |key: &str, value: &Val| match (key, value) {
-        ("timeout.linkerd.io/request", Val::Str(v)) => spec_requests
-            .iter()
-            .any(|r| r.as_deref() == Some(v.as_str())),
-        ("timeout.linkerd.io/request", Val::Remove) => spec_requests.iter().any(Option::is_none),
-        (_, Val::Remove) => true,
-        _ => false,
-    };
     // The other protocol's retry conditions, which Linkerd does not read for this kind of route
     // (`retry.linkerd.io/grpc` on an HTTPRoute, `http` on a GRPCRoute): no part of what it takes.
     let other_protocol = match route.get("kind").and_then(crate::doc::Node::as_str) {
@@ -286,17 +342,13 @@ pub(super) fn inherited(
             match &spec_family {
                 Some(spec) => spec,
                 None => {
-                    let members = fields
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, a)| annotation_key(a).is_some_and(|k| k.starts_with(family)));
-                    let members: Vec<usize> = members.map(|(i, _)| i).collect();
-                    let theirs = members.iter().all(|&i| {
-                        let key = annotation_key(&fields[i]).unwrap_or_default();
-                        one_of_the_rules(&key, &fields[i].value)
-                    });
-                    if theirs {
-                        for i in members {
+                    // Rules with request timeouts of their own that differ: one annotation would
+                    // give every rule one, so the request timeout is not written (the graph's
+                    // route has one value for all its rules; `spec_timeout_note` says when the
+                    // graph's per-rule values are not the rules'). The family's other keys are
+                    // written as the graph says.
+                    for (i, a) in fields.iter().enumerate() {
+                        if annotation_key(a).as_deref() == Some("timeout.linkerd.io/request") {
                             skip[i] = true;
                         }
                     }

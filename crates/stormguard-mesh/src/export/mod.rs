@@ -493,8 +493,8 @@ pub struct OutFile {
 pub struct Export {
     /// Files: the user's, edited, then new ones.
     pub files: Vec<OutFile>,
-    /// The user's files that hold the graph's policies already, as they are: nothing to write
-    /// (their resources were found, and every value the graph asks is there).
+    /// The user's files whose resources were found, where no value changes: not written (every
+    /// value the graph asks is there, or could not be written, as the notes say).
     pub unchanged: Vec<PathBuf>,
     /// Settings the target cannot express, per call.
     pub unexpressed: Vec<Unexpressed>,
@@ -626,6 +626,7 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                             node,
                             &route.fields,
                             &inherited,
+                            &linkerd::rule_timeouts(graph, &dest.to),
                         );
                         if let Some(why) = note {
                             out.notes.push(format!(

@@ -426,6 +426,8 @@ fn linkerd_a_service_name_in_two_namespaces_is_each_its_own() {
         ),
         "the shop namespace's Service only"
     );
+    // The summary names it, told from the other namespace's, and not the one unchanged.
+    assert_eq!(file.written, ["Service api (in shop)"]);
 }
 
 /// A `policy.linkerd.io` route whose rules give different request timeouts (20s and 10s, or

@@ -518,7 +518,7 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     // Edits per document: (file, document index) → values by absolute path.
     let mut values: BTreeMap<(String, usize), Vec<(Path, Val)>> = BTreeMap::new();
     // Per file, each resource written as the summary names it, with its namespace.
-    let mut written: BTreeMap<String, Vec<(String, Option<String>)>> = BTreeMap::new();
+    let mut written: BTreeMap<String, Vec<Written>> = BTreeMap::new();
     let mut new_plans = Vec::new();
     for mut dest in plan.destinations {
         // A graph name that is a Service's in several namespaces (a graph written before an
@@ -684,6 +684,7 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                     written.entry(resource.file.to_string()).or_default().push((
                         format!("{} {}{part}", resource.kind, resource.name),
                         resource.namespace.clone(),
+                        resource.document,
                     ));
                 }
                 Some(resource) => {
@@ -739,6 +740,7 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                 written.entry(resource.file.to_string()).or_default().push((
                     format!("{} {}", resource.kind, resource.name),
                     resource.namespace.clone(),
+                    resource.document,
                 ));
             }
             _ => left.destination = dest.destination.clone(),
@@ -748,6 +750,7 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
         }
     }
     let mut edited: BTreeMap<String, (String, Vec<edit::TextEdit>)> = BTreeMap::new();
+    let mut changed_documents: std::collections::BTreeSet<(String, usize)> = Default::default();
     for ((file, index), values) in values {
         let Some(doc) = existing
             .documents
@@ -759,11 +762,21 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
             continue;
         };
         match edit::edits(doc, &values) {
-            Ok(edits) => edited
-                .entry(file.clone())
-                .or_insert_with(|| (doc.text.to_string(), Vec::new()))
-                .1
-                .extend(edits),
+            Ok(edits) => {
+                // A document whose edits all write what is there already is not changed,
+                // and the summary does not name its resources.
+                if edits
+                    .iter()
+                    .any(|e| doc.text.get(e.start..e.end) != Some(e.text.as_str()))
+                {
+                    changed_documents.insert((file.clone(), index));
+                }
+                edited
+                    .entry(file.clone())
+                    .or_insert_with(|| (doc.text.to_string(), Vec::new()))
+                    .1
+                    .extend(edits)
+            }
             Err(error) => out.notes.push(error.to_string()),
         }
     }
@@ -778,7 +791,9 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
             path: PathBuf::from(&file),
             text: new,
             edited: true,
-            written: summary_names(written.remove(&file).unwrap_or_default()),
+            written: summary_names(&written.remove(&file).unwrap_or_default(), |document| {
+                changed_documents.contains(&(file.clone(), document))
+            }),
         });
     }
     // Values only to replace stay out of new resources (the system's default says them). A
@@ -897,15 +912,25 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     out
 }
 
-/// The summary's names of the resources written in one file: each as `Kind name`, with `(in
-/// NAMESPACE)` where two of the same kind and name are in different namespaces (it said
-/// `Service api, Service api`: a third review), each once.
-fn summary_names(written: Vec<(String, Option<String>)>) -> Vec<String> {
+/// A resource written, as the summary names it (`Kind name`, and the part of it for a route),
+/// with its namespace and its document's place in the file.
+type Written = (String, Option<String>, usize);
+
+/// The summary's names of the resources of one file whose document `changed` (a resource
+/// whose values were all there already is not named: a fourth review): each as `Kind name`,
+/// with `(in NAMESPACE)` where two of the same kind and name are in different namespaces (it
+/// said `Service api, Service api`: a third review), each once.
+fn summary_names(written: &[Written], changed: impl Fn(usize) -> bool) -> Vec<String> {
     let mut names: Vec<String> = Vec::with_capacity(written.len());
-    for (label, namespace) in &written {
+    for (label, namespace, document) in written {
+        if !changed(*document) {
+            continue;
+        }
+        // Twins among all the file's resources planned, changed or not: the one changed is
+        // told from the other by its namespace.
         let twins = written
             .iter()
-            .any(|(other, ns)| other == label && ns != namespace);
+            .any(|(other, ns, _)| other == label && ns != namespace);
         let name = match namespace {
             Some(namespace) if twins => format!("{label} (in {namespace})"),
             _ => label.clone(),

@@ -912,20 +912,25 @@ fn istio_s_default_connect_timeout_makes_no_new_destination_rule() {
 /// resource once however many of its parts were written.
 #[test]
 fn the_summary_names_twins_by_namespace_and_each_resource_once() {
-    let names = super::summary_names(vec![
-        ("Service api".into(), Some("shop".into())),
-        ("Service api".into(), Some("other".into())),
-        ("Service web".into(), Some("shop".into())),
-        ("Service web".into(), Some("shop".into())),
-        ("HTTPRoute api spec.rules[0]".into(), None),
-    ]);
+    let written = vec![
+        ("Service api".into(), Some("shop".into()), 0),
+        ("Service api".into(), Some("other".into()), 1),
+        ("Service web".into(), Some("shop".into()), 2),
+        ("Service web".into(), Some("shop".into()), 2),
+        ("HTTPRoute api spec.rules[0]".into(), None, 3),
+    ];
     assert_eq!(
-        names,
+        super::summary_names(&written, |_| true),
         [
             "Service api (in shop)",
             "Service api (in other)",
             "Service web",
             "HTTPRoute api spec.rules[0]"
         ]
+    );
+    // Only the documents changed are named; a twin unchanged still tells the other apart.
+    assert_eq!(
+        super::summary_names(&written, |document| document == 0),
+        ["Service api (in shop)"]
     );
 }

@@ -535,6 +535,12 @@ fn a_name_two_namespaces_use_is_not_written_and_is_said_to_be_ambiguous() {
                 && note.contains("(api-other, api-shop)"),
             "{note}"
         );
+        // Not written, so nothing of it is listed as what the target cannot express.
+        assert!(
+            out.unexpressed.iter().all(|u| u.to != "api"),
+            "{target}: {:#?}",
+            out.unexpressed
+        );
     }
 }
 

@@ -417,10 +417,18 @@ impl Existing {
         })
     }
 
+    /// The graph name of every destination of the files, as the import gives it: made at the
+    /// first lookup.
+    fn names(&self) -> &crate::assemble::Names {
+        self.names
+            .get_or_init(|| crate::assemble::Names::new(&self.inventory))
+    }
+
     /// Whether the destination `host` names is graph service `to`, as the import names it: a
     /// service name of two namespaces is two services (`api-shop`, `api-other`), each found in
     /// its own namespace only; a graph that names the service alone (`api`, written before an
-    /// import) finds it in every namespace, as before.
+    /// import) matches it in every namespace, which `export` then refuses to choose between
+    /// ([`namespaces_of`](Self::namespaces_of)).
     fn is_service(&self, host: &crate::inventory::Host, to: &str) -> bool {
         self.is_destination(&names::service_of(host), to)
     }
@@ -429,9 +437,7 @@ impl Existing {
     /// from its service name (`api-shop`, for `api` in `shop` beside an `api` elsewhere); `None`
     /// for a graph name that is the service's own.
     fn kubernetes_name(&self, to: &str) -> Option<(String, Option<String>)> {
-        let names = self
-            .names
-            .get_or_init(|| crate::assemble::Names::new(&self.inventory));
+        let names = self.names();
         match names.keys_of(to).as_slice() {
             [(name, namespace)] if names::graph_name(name) != to => {
                 Some((name.clone(), namespace.clone()))
@@ -443,10 +449,8 @@ impl Existing {
     /// The namespaces of the destinations graph service `to` names among the files, each once,
     /// sorted: more than one when the graph names a service by a name several namespaces use.
     fn namespaces_of(&self, to: &str) -> Vec<String> {
-        let names = self
-            .names
-            .get_or_init(|| crate::assemble::Names::new(&self.inventory));
-        let mut namespaces: Vec<String> = names
+        let mut namespaces: Vec<String> = self
+            .names()
             .keys_of(to)
             .into_iter()
             .filter_map(|(_, namespace)| namespace)
@@ -468,9 +472,7 @@ impl Existing {
 
     /// [`is_service`](Self::is_service) of a destination's name and namespace.
     fn is_destination(&self, key: &crate::assemble::DestinationKey, to: &str) -> bool {
-        self.names
-            .get_or_init(|| crate::assemble::Names::new(&self.inventory))
-            .is(key, to)
+        self.names().is(key, to)
     }
 }
 
@@ -538,6 +540,8 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                     .collect::<Vec<_>>()
                     .join(", "),
             ));
+            // Nothing is written for it: what the target could not have expressed is moot.
+            out.unexpressed.retain(|u| u.to != dest.to);
             continue;
         }
         // A destination whose policy is its Service's annotations (no route of its own in
@@ -837,7 +841,8 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                     "{kind} for {}: port 80 written, since no Service {} with one port (or \
                      one named http, http-... or grpc) was among the files read: check it \
                      against the Service's",
-                    plan.to, plan.to
+                    plan.to,
+                    existing.service_label(&plan.to)
                 ));
             }
         }

@@ -141,7 +141,15 @@ fn difference(written: &[Assign], other: &[Assign]) -> String {
             parts.push(format!("no {}", path_text(&w.path)));
         }
     }
-    parts.join(", ")
+    // A key two of the policy's parts both set (an Istio route's and its destination's) is
+    // said once.
+    let mut said = Vec::with_capacity(parts.len());
+    for part in parts {
+        if !said.contains(&part) {
+            said.push(part);
+        }
+    }
+    said.join(", ")
 }
 
 pub(super) fn path_text(path: &[Seg]) -> String {
@@ -662,6 +670,12 @@ mod difference_tests {
         assert_eq!(
             difference(&other, &written),
             "metadata.annotations.timeout.linkerd.io/request none instead of 10s"
+        );
+        // The same difference twice (two parts of a policy set the key) is said once.
+        let twice = [other[0].clone(), other[0].clone()];
+        assert_eq!(
+            difference(&written, &twice),
+            "metadata.annotations.timeout.linkerd.io/request 10s instead of none"
         );
     }
 }

@@ -649,3 +649,19 @@ fn istio_retries_without_a_per_try_timeout_stay_so() {
     let text = &out.files[0].text;
     assert!(text.contains("perTryTimeout: 2s"), "{text}");
 }
+
+/// A DestinationRule's connect timeout longer than a route's per-try timeout is read as the
+/// per-try timeout (the attempt ends first); sent back unchanged, the file keeps its own (it
+/// was shortened, for every route and port of the destination: a fourth review), and a
+/// shorter one the graph asks is written.
+#[test]
+fn istio_a_connect_timeout_the_import_clamped_is_kept() {
+    let dir = data("istio-clamped-connect-timeout");
+    let out = round_trip_at(dir.clone(), Target::Istio, |toml| toml);
+    assert!(out.files.is_empty(), "{:#?}", out.files);
+    let out = round_trip_at(dir, Target::Istio, |toml| {
+        toml.replacen("connect_timeout = \"1s\"", "connect_timeout = \"100ms\"", 1)
+    });
+    let text = &out.files[0].text;
+    assert!(text.contains("connectTimeout: 100ms"), "{text}");
+}

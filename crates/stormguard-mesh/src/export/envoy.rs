@@ -25,6 +25,7 @@ fn at(path: &str, value: Val) -> Assign {
         from_root: false,
         only_to_replace: false,
         only_on: None,
+        keep_at_least: None,
     }
 }
 

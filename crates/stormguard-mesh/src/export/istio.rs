@@ -127,6 +127,10 @@ impl Writer for Istio {
                     == call
                         .timeout
                         .map_or(Duration::from_secs(10), |t| t.min(Duration::from_secs(10))),
+                // Equal to the attempt's timeout: perhaps the import's clamp of a longer one,
+                // which the file keeps (an unchanged export shortened a DestinationRule's
+                // connect timeout for every route: a fourth review).
+                keep_at_least: (call.timeout == Some(d)).then_some(d),
                 ..Assign::new(&CONNECT_TIMEOUT, Val::str(go_duration(d)))
             }),
             None => {

@@ -129,6 +129,11 @@ pub struct Assign {
     /// `retry.linkerd.io/grpc` on a `GRPCRoute` only, and a call's policy does not say whether
     /// the call is gRPC, so its gRPC conditions go where the route they were read from is one.
     pub only_on: Option<&'static str>,
+    /// A duration the file's value is kept over when it is at least this long: a connect
+    /// timeout the import read longer than the attempt's timeout and clamped to it (the attempt
+    /// ends first either way), which written back would shorten it for every other route and
+    /// port of the destination.
+    pub keep_at_least: Option<std::time::Duration>,
 }
 
 impl Assign {
@@ -139,6 +144,7 @@ impl Assign {
             from_root: false,
             only_to_replace: false,
             only_on: None,
+            keep_at_least: None,
         }
     }
 
@@ -736,7 +742,15 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                 for assign in &dest.destination {
                     let mut path = prefix.clone();
                     path.extend(assign.path.iter().cloned());
-                    if assign.only_to_replace && root.and_then(|r| walk(r, &path)).is_none() {
+                    let there = root.and_then(|r| walk(r, &path));
+                    if assign.only_to_replace && there.is_none() {
+                        continue;
+                    }
+                    let longer = there.and_then(crate::doc::Node::as_duration);
+                    if assign
+                        .keep_at_least
+                        .is_some_and(|d| longer.is_some_and(|l| l >= d))
+                    {
                         continue;
                     }
                     entry.push((path, assign.value.clone()));

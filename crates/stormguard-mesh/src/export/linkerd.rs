@@ -137,10 +137,7 @@ fn service_annotations(
 /// Each callee endpoint of graph service `to` with the request timeout the graph's calls give
 /// it: a `policy.linkerd.io` route's rules, once imported, are its endpoints (`rule-N`, or the
 /// rule's name), each with its rule's `timeouts.request`.
-pub(super) fn rule_timeouts(
-    graph: &stormguard_graph::Graph,
-    to: &str,
-) -> BTreeMap<String, Option<Duration>> {
+fn rule_timeouts(graph: &stormguard_graph::Graph, to: &str) -> BTreeMap<String, Option<Duration>> {
     let mut out = BTreeMap::new();
     for (_, _, _, call) in graph.each_call() {
         if let (true, Some(endpoint)) = (call.to == to, &call.endpoint) {
@@ -218,7 +215,7 @@ pub(super) fn spec_timeout_note(
     route: &crate::doc::Node,
     fields: &[Assign],
     skipped: &[bool],
-    per_rule: &BTreeMap<String, Option<Duration>>,
+    graph: &stormguard_graph::Graph,
 ) -> Option<String> {
     let requests = spec_requests(route)?;
     let mut spec: Vec<String> = requests.iter().flatten().cloned().collect();
@@ -227,8 +224,10 @@ pub(super) fn spec_timeout_note(
     }
     if requests.iter().any(|r| *r != requests[0]) {
         // Rules that differ: their timeouts are not written (see `inherited`); said when the
-        // graph's are not theirs, rule by rule.
-        return (!rules_as_the_graph_says(route, per_rule)).then(|| {
+        // graph's are not theirs, rule by rule (the graph's calls read only here: a route whose
+        // rules agree, nearly every one, costs no walk over them).
+        let per_rule = rule_timeouts(graph, to);
+        return (!rules_as_the_graph_says(route, &per_rule)).then(|| {
             let mut listed = spec.clone();
             listed.dedup();
             let graph: Vec<String> = per_rule

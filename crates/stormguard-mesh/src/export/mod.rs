@@ -636,7 +636,7 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                             node,
                             &route.fields,
                             &inherited,
-                            &linkerd::rule_timeouts(graph, &dest.to),
+                            graph,
                         );
                         if let Some(why) = note {
                             out.notes.push(format!(

@@ -133,21 +133,32 @@ struct Context<'i> {
     pub accepted: std::collections::HashSet<String>,
 }
 
+/// The graph names of the services some call of the written graph goes to; `None` for a body
+/// that does not parse (reported later).
+fn called_services(body: &str) -> Option<std::collections::HashSet<String>> {
+    let graph = stormguard_graph::parse("imported graph", body).ok()?;
+    Some(
+        graph
+            .services
+            .values()
+            .flat_map(|service| service.each_endpoint())
+            .flat_map(|endpoint| endpoint.calls.iter().map(|call| call.to.clone()))
+            .collect(),
+    )
+}
+
 /// The readers' findings about destinations that some call of the graph reaches: a base graph
 /// says who calls whom, and a finding on a destination no call goes to (Istio's default
 /// retries on calls to the entry service, which only users call) is about calls that do not
-/// happen. A finding on no destination, or a body that does not parse (reported later), keeps
-/// them all.
-fn called_only(cx: &Context<'_>, body: &str, findings: Vec<ImportFinding>) -> Vec<ImportFinding> {
-    let Ok(graph) = stormguard_graph::parse("imported graph", body) else {
+/// happen. A finding on no destination, or a body that does not parse, keeps them all.
+fn called_only(
+    cx: &Context<'_>,
+    called: Option<&std::collections::HashSet<String>>,
+    findings: Vec<ImportFinding>,
+) -> Vec<ImportFinding> {
+    let Some(called) = called else {
         return findings;
     };
-    let called: std::collections::HashSet<&str> = graph
-        .services
-        .values()
-        .flat_map(|service| service.each_endpoint())
-        .flat_map(|endpoint| endpoint.calls.iter().map(|call| call.to.as_str()))
-        .collect();
     findings
         .into_iter()
         .filter(|finding| {
@@ -155,6 +166,55 @@ fn called_only(cx: &Context<'_>, body: &str, findings: Vec<ImportFinding>) -> Ve
                 .host
                 .as_ref()
                 .is_none_or(|host| called.contains(cx.names.of(host).as_str()))
+        })
+        .collect()
+}
+
+/// A note for each destination policy read from a file (a `DestinationRule`, an Envoy
+/// cluster's settings) that no call of the graph goes to: its values are on no call, and were
+/// dropped without a word (a rule for a host no route, Service or base call names; a host
+/// misspelt).
+fn unused_destinations(
+    cx: &Context<'_>,
+    called: Option<&std::collections::HashSet<String>>,
+) -> Vec<Unread> {
+    let Some(called) = called else {
+        return Vec::new();
+    };
+    cx.inv
+        .destinations
+        .iter()
+        .zip(&cx.names.destinations)
+        .filter(|(destination, name)| {
+            !called.contains(name.as_str())
+                && destination
+                    .policy
+                    .settings
+                    .iter()
+                    .any(|s| matches!(s.origin, Origin::File { .. }))
+        })
+        .map(|(destination, _)| {
+            let resource = &destination.resource;
+            let keys: Vec<&str> = destination
+                .policy
+                .settings
+                .iter()
+                .filter(|s| matches!(s.origin, Origin::File { .. }))
+                .map(|s| s.key)
+                .collect();
+            let verb = if keys.len() == 1 { "is" } else { "are" };
+            Unread {
+                origin: destination.origin.clone(),
+                what: format!(
+                    "{} {} host {}",
+                    resource.kind, resource.name, destination.host.name
+                ),
+                why: format!(
+                    "no call of the graph goes to this host: no route, Service or base graph \
+                     call among what was read names it, so its {} {verb} on no call",
+                    keys.join(" and ")
+                ),
+            }
         })
         .collect()
 }
@@ -177,9 +237,11 @@ pub fn assemble(inv: &Inventory, options: &Options) -> Result<Imported, ImportEr
         None => placeholder::write(&mut cx),
         Some((file, text)) => base::write(&mut cx, file, text)?,
     };
+    let called = called_services(&body);
     let mut unread = inv.unread.clone();
     unread.append(&mut cx.notes);
-    let mut findings = called_only(&cx, &body, inv.findings.clone());
+    unread.extend(unused_destinations(&cx, called.as_ref()));
+    let mut findings = called_only(&cx, called.as_ref(), inv.findings.clone());
     findings.append(&mut cx.findings);
     let mut toml = summary::header(inv, options, &how, unread.len(), findings.len());
     toml.push_str(&body);

@@ -30,7 +30,7 @@ pub(crate) struct Names {
     /// The graph name of each route's host, by the route's index.
     routes: Vec<String>,
     /// The graph name of each destination policy's host, by its index.
-    destinations: Vec<String>,
+    pub(super) destinations: Vec<String>,
     /// The workloads, indexed.
     pub workloads: Workloads,
 }

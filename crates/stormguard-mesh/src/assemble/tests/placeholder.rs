@@ -300,3 +300,63 @@ fn a_thousand_routes_and_services_are_a_thousand_calls_that_parse() {
     assert_eq!(graph.services["svc999"].instances, 2);
     assert_eq!(imported.sources.lines.len(), 1000 * 5);
 }
+
+#[test]
+fn a_destination_rule_no_call_goes_to_is_listed_as_applied_to_none() {
+    // payments has a Service (its calls get Istio's defaults, with the rule's values); ghost is
+    // named by no route, Service or base call: its rule's values were dropped without a word.
+    let text = "apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: payments, namespace: shop}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: payments, namespace: shop}
+spec:
+  host: payments
+  trafficPolicy: {connectionPool: {tcp: {connectTimeout: 250ms}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ghost, namespace: shop}
+spec:
+  host: ghost.other.svc.cluster.local
+  trafficPolicy: {connectionPool: {tcp: {connectTimeout: 250ms}}}
+";
+    let inv = crate::testing::inventory_of("dr.yaml", text).unwrap();
+    let imported = import(&inv);
+    let unused: Vec<_> = imported
+        .unread
+        .iter()
+        .filter(|u| u.why.contains("no call of the graph goes to this host"))
+        .collect();
+    assert_eq!(unused.len(), 1, "{:#?}", imported.unread);
+    assert_eq!(
+        unused[0].what,
+        "DestinationRule ghost host ghost.other.svc.cluster.local"
+    );
+    assert!(
+        unused[0]
+            .why
+            .ends_with("so its connect_timeout is on no call"),
+        "{}",
+        unused[0].why
+    );
+    // At the rule's document.
+    assert_eq!(
+        unused[0].origin.file_line().map(|(_, line, _)| line),
+        Some(17)
+    );
+    assert!(
+        imported
+            .toml
+            .contains("connect_timeout = \"250ms\" # dr.yaml:"),
+        "{}",
+        imported.toml
+    );
+}

@@ -241,6 +241,9 @@ impl Editor<'_> {
                     }
                 }
                 Seg::Key(key) => match find_entry(node, key) {
+                    Some((k, v)) if empties_a_string_map(path, v, want) => {
+                        self.delete(node, k, v, path)?
+                    }
                     Some((k, v)) if v.is_null() => self.fill_null(k, v, want, camel)?,
                     Some((_, v)) => self.write(v, want, path)?,
                     None if want.only_removals() => {}
@@ -536,6 +539,29 @@ impl Editor<'_> {
 }
 
 /// The entry of `key` in mapping `node`: the key as given, or its lowerCamelCase spelling.
+/// Whether `want` removes every entry of `map`, the `metadata.annotations` or
+/// `metadata.labels` at `path`: a Kubernetes map of strings, for which an empty value and none
+/// are the same, so the key goes with its last entry (an `annotations:` left behind with nothing
+/// under it reads as null).
+fn empties_a_string_map(path: &[Seg], map: &Node, want: &Want) -> bool {
+    let [.., Seg::Key(parent), Seg::Key(key)] = path else {
+        return false;
+    };
+    let Want::Branch(children) = want else {
+        return false;
+    };
+    parent == "metadata"
+        && (key == "annotations" || key == "labels")
+        && map.is_map()
+        && !map.entries().is_empty()
+        && want.only_removals()
+        && map.entries().iter().all(|(k, _)| {
+            children
+                .iter()
+                .any(|(seg, _)| matches!(seg, Seg::Key(name) if k.as_str() == Some(name)))
+        })
+}
+
 fn find_entry<'n>(node: &'n Node, key: &str) -> Option<(&'n Node, &'n Node)> {
     let entries = node.entries();
     entries

@@ -229,3 +229,47 @@ fn keys_are_removed_with_their_lines_or_commas() {
         "{\n  \"a\": 1,\n  \"hedgingPolicy\": {\"maxAttempts\": 2}\n}\n"
     );
 }
+
+#[test]
+fn the_last_annotation_removed_takes_its_key_along() {
+    let text = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+  annotations:
+    retry.linkerd.io/http: 5xx
+    retry.linkerd.io/limit: \"2\"
+  labels:
+    app: api
+spec: {}
+";
+    let docs = parse_documents("f.yaml", text).unwrap();
+    let remove = |key: &str| (keys(&["metadata", "annotations", key]), Val::Remove);
+    let both = [
+        remove("retry.linkerd.io/http"),
+        remove("retry.linkerd.io/limit"),
+    ];
+    let out = apply(text, edits(&docs[0], &both).unwrap());
+    // `annotations:` with nothing under it would read as null.
+    assert_eq!(
+        out,
+        text.replace(
+            "  annotations:\n    retry.linkerd.io/http: 5xx\n    retry.linkerd.io/limit: \"2\"\n",
+            ""
+        )
+    );
+    // One of two: the other stays under its key.
+    let one = [remove("retry.linkerd.io/http")];
+    let out = apply(text, edits(&docs[0], &one).unwrap());
+    assert_eq!(out, text.replace("    retry.linkerd.io/http: 5xx\n", ""));
+    // In flow style too; and a map elsewhere named `annotations` keeps its key.
+    let text = "metadata: {name: api, annotations: {a: b}}\nspec:\n  annotations:\n    a: b\n";
+    let docs = parse_documents("f.yaml", text).unwrap();
+    let values = [
+        (keys(&["metadata", "annotations", "a"]), Val::Remove),
+        (keys(&["spec", "annotations", "a"]), Val::Remove),
+    ];
+    let out = apply(text, edits(&docs[0], &values).unwrap());
+    assert_eq!(out, "metadata: {name: api}\nspec:\n  annotations:\n");
+}

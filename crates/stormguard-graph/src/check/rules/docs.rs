@@ -142,7 +142,8 @@ pub const RULES: &[RuleDoc] = &[
         computes: concat!(
             "Fires on every call without a timeout. The caller then waits as long as the callee \
              works: the model counts each attempt as the round trip plus the callee's worst case, \
-             which the finding quotes, and a callee that hangs is waited for forever. ",
+             which the finding quotes, and a callee that hangs is waited for forever (or, where the \
+             call has a request_timeout, for all of it, with no time left for a retry). ",
             worst_case!()
         ),
         thresholds: &[Threshold::FalseTimeoutRate],

@@ -52,18 +52,36 @@ fn missing_timeout(at: &CallAt<'_, '_>, out: &mut Findings) {
         || "unbounded".to_string(),
         |callee| ms_text(at.model.target_worst_ms(callee)),
     );
+    // A request_timeout bounds a hung attempt; it was said to be waited for forever.
+    let message = match at.call.request_timeout {
+        None => format!(
+            "{} has no timeout, so {} waits as long as {} works ({waits} at worst, forever if \
+             it hangs): one stuck dependency holds every request of its callers",
+            at.edge(),
+            at.from(),
+            at.call.to
+        ),
+        Some(whole) => format!(
+            "{} has no timeout, only a request_timeout of {}, so each attempt waits as long as \
+             {} works ({waits} at worst), and one that hangs spends the whole {}{}: one stuck \
+             dependency holds every request of its callers that long",
+            at.edge(),
+            format(whole),
+            at.call.to,
+            format(whole),
+            if retries(at.call) {
+                ", leaving no time for a retry"
+            } else {
+                ""
+            }
+        ),
+    };
     out.on_call(
         at,
         Said {
             rule: "missing-timeout",
             severity: Severity::Error,
-            message: format!(
-                "{} has no timeout, so {} waits as long as {} works ({waits} at worst, forever if \
-                 it hangs): one stuck dependency holds every request of its callers",
-                at.edge(),
-                at.from(),
-                at.call.to
-            ),
+            message,
             fix,
             value: None,
             limit: None,

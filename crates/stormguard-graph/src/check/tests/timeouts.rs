@@ -33,6 +33,39 @@ fn missing_timeout_fires_without_one_and_names_a_timeout_covering_the_callee() {
 }
 
 #[test]
+fn missing_timeout_under_a_request_timeout_says_a_hang_lasts_that_long() {
+    // A request_timeout bounds a hung attempt: the finding said it was waited for forever.
+    let message = |attempts: u32| {
+        let report = Builder::new("a")
+            .service("b", |s| s.latency = fixed_latency(7))
+            .call("a", "b", |c| {
+                c.connect_timeout = Some(ms(5));
+                c.request_timeout = Some(ms(2000));
+                c.max_attempts = attempts;
+            })
+            .check();
+        let finding = only(&report, "missing-timeout");
+        assert_eq!(finding.severity, Severity::Error);
+        assert_eq!(finding.fix, "timeout = \"8ms\"");
+        finding.message.clone()
+    };
+    let once = message(1);
+    assert!(!once.contains("forever"), "{once}");
+    assert!(
+        once.contains(
+            "only a request_timeout of 2s, so each attempt waits as long as b works \
+                       (7ms at worst), and one that hangs spends the whole 2s: "
+        ),
+        "{once}"
+    );
+    let twice = message(2);
+    assert!(
+        twice.contains("spends the whole 2s, leaving no time for a retry: "),
+        "{twice}"
+    );
+}
+
+#[test]
 fn missing_connect_timeout_fires_without_one_only() {
     let report = Builder::new("a")
         .call("a", "b", |c| c.timeout = Some(ms(100)))

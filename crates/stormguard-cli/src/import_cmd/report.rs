@@ -259,7 +259,10 @@ impl<'a> Table<'a> {
                 None => &service.calls,
             };
             let call = calls.get(edit.index?).filter(|c| c.to == edit.to)?;
+            // A key the files leave to a default (a budget Linkerd's annotations cannot
+            // express) is placed at what makes it matter there: the retries it would bound.
             from_file(self.key_line(call.span.line, edit.key)?)
+                .or_else(|| from_file(self.key_line(call.span.line, related_key(edit.key)?)?))
         });
         let span = finding.span;
         let callee = finding.to.as_deref().or(finding.service.as_deref());
@@ -285,6 +288,15 @@ impl<'a> Table<'a> {
             .or_else(|| graph.services.get(name.split('/').next()?))?;
         self.table(service.span.line)
             .find_map(|n| sources.locate(n).filter(|o| o.file_line().is_some()))
+    }
+}
+
+/// The key whose line places a finding whose fix sets `key`, when `key`'s own value is no
+/// file's: the retries that a limiter or a backoff would govern.
+fn related_key(key: &str) -> Option<&'static str> {
+    match key {
+        "retry_budget" | "token_bucket" | "backoff" => Some("max_attempts"),
+        _ => None,
     }
 }
 

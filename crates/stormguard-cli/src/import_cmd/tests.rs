@@ -187,6 +187,12 @@ fn a_graph_finding_lands_on_the_manifest_line_of_the_key_its_fix_edits() {
         place_of(&places, "missing-connect-timeout"),
         ("k8s/reviews.yaml", 12)
     );
+    // Its fix's key (retry_budget) is a default: the retries it would bound are the place
+    // (it was the call's first value from a file, its timeout).
+    assert_eq!(
+        place_of(&places, "retry-without-budget"),
+        ("k8s/reviews.yaml", 14)
+    );
 }
 
 #[test]

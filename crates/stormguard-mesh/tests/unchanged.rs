@@ -123,27 +123,57 @@ fn gateway_api_and_grpc_are_unchanged() {
 
 /// A route keeps inheriting its Service's timeouts, and a Service whose annotations are the
 /// policy is edited there, not copied into a new HTTPRoute. emoji-svc's policy is its
-/// ServiceProfile's, which the export does not write (see the Linkerd writer): its HTTPRoute
-/// is still new.
+/// ServiceProfile's, which the export does not write (see the Linkerd writer) and the graph
+/// leaves as it is: no HTTPRoute for it either (one was written, with no matches, so once the
+/// profile went it retried every path and method of the Service 99 times, where the profile
+/// retried only `GET /api/list`: a review).
 #[test]
 fn linkerd_writes_no_inherited_annotation_and_no_route_for_a_services_own() {
-    assert_unchanged("linkerd", Target::Linkerd, &["HTTPRoute emoji-svc"]);
+    assert_unchanged("linkerd", Target::Linkerd, &[]);
     let out = round_trip("linkerd", Target::Linkerd);
+    assert!(out.files.is_empty(), "{:#?}", out.files);
+    // voting-svc's Service was found, and holds the graph's policy already: said unchanged.
+    assert!(
+        !out.unchanged.is_empty(),
+        "the files with resources found: {:#?}",
+        out
+    );
+}
+
+/// A profile's destination whose policy the graph changes gets a new HTTPRoute, in the
+/// profile's namespace, and a note that the profile stays in force and that the route, without
+/// matches, covers more than the profile's routes did.
+#[test]
+fn linkerd_a_profiles_destination_changed_gets_a_route_and_says_what_it_covers() {
+    let out = round_trip_edited("linkerd", Target::Linkerd, |toml| {
+        toml.replace("max_attempts = 100", "max_attempts = 3")
+    });
+    let new = out.files.iter().find(|f| !f.edited).unwrap();
+    assert_eq!(new.written, ["HTTPRoute emoji-svc"]);
     // In the profile's namespace, where its Service is (it was written without one, into the
     // default namespace, and read back as another service).
-    let new = out.files.iter().find(|f| !f.edited).unwrap();
     assert!(
         new.text
             .contains("name: emoji-svc\n  namespace: emojivoto\n"),
         "{}",
         new.text
     );
-    // voting-svc's Service was found, and holds the graph's policy already: said unchanged.
-    assert!(out.files.iter().all(|f| !f.edited), "{:#?}", out.files);
     assert!(
-        !out.unchanged.is_empty(),
-        "the files with resources found: {:#?}",
-        out
+        new.text.contains("retry.linkerd.io/limit: \"2\""),
+        "{}",
+        new.text
+    );
+    let note = note(
+        &out,
+        "HTTPRoute emoji-svc: Linkerd's proxies use emoji-svc's ServiceProfile",
+    );
+    assert!(
+        note.ends_with(
+            "it has no matches, so it applies to every request to emoji-svc, where the \
+             profile's routes apply each to its own condition (GET /api/list): add those \
+             matches before deleting the profile"
+        ),
+        "{note}"
     );
 }
 

@@ -392,6 +392,16 @@ pub(super) fn inherited(
     skip
 }
 
+/// Whether graph destination `to` has a `ServiceProfile` among the files read: Linkerd applies
+/// its routes, not route annotations, while it exists.
+pub(super) fn profiled(existing: &super::Existing, to: &str) -> bool {
+    existing
+        .inventory
+        .routes
+        .iter()
+        .any(|r| r.resource.kind == "ServiceProfile" && existing.is_service(&r.host, to))
+}
+
 /// The note for a destination whose policy is a `ServiceProfile`'s among the files read, when
 /// the graph's policy leaves a new route nothing to write (one attempt and no timeout, say,
 /// after `check --fix`): the profile, which export does not write, keeps retrying, and the

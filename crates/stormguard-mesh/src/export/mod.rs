@@ -408,6 +408,16 @@ pub struct Existing {
 }
 
 impl Existing {
+    /// The graph `import` makes of these files, with no base: what the files say of each
+    /// destination, to tell whether a graph changed it. `None` if the import fails (its error
+    /// was the import's to report).
+    fn imported_graph(&self) -> Option<Graph> {
+        let imported =
+            crate::assemble::assemble(&self.inventory, &crate::assemble::Options::default())
+                .ok()?;
+        stormguard_graph::parse("imported graph", &imported.toml).ok()
+    }
+
     /// Reads `paths` as `import` does.
     ///
     /// # Errors
@@ -841,6 +851,28 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
     if writer.omits_what_says_only_defaults() {
         new_plans.retain(|p| !p.routes.is_empty() || !p.destination.is_empty());
     }
+    if target == Target::Linkerd {
+        // A destination whose policy is a ServiceProfile's, which export does not write, and
+        // which the graph leaves as the import read it: a new route would say the same again,
+        // and (with no matches) for every path and method of the Service, where the profile's
+        // routes each have their own condition. An unchanged export wrote one.
+        let profiled: Vec<&str> = new_plans
+            .iter()
+            .filter(|p| linkerd::profiled(existing, &p.to))
+            .map(|p| p.to.as_str())
+            .collect();
+        if !profiled.is_empty() {
+            let unchanged: Vec<String> = match existing.imported_graph() {
+                Some(imported) => profiled
+                    .into_iter()
+                    .filter(|to| same_policies(graph, &imported, to))
+                    .map(str::to_string)
+                    .collect(),
+                None => Vec::new(),
+            };
+            new_plans.retain(|p| !unchanged.contains(&p.to));
+        }
+    }
     if !new_plans.is_empty() {
         for plan in &mut new_plans {
             plan.port = service_port(existing, &plan.to);
@@ -866,10 +898,7 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
             // long as the ServiceProfile exists" (linkerd.io, HTTPRoute reference): an HTTPRoute
             // written beside a profile changes nothing until the profile goes.
             for plan in new_plans.iter().filter(|p| !p.routes.is_empty()) {
-                let profiled = existing.inventory.routes.iter().any(|r| {
-                    r.resource.kind == "ServiceProfile" && existing.is_service(&r.host, &plan.to)
-                });
-                if profiled {
+                if linkerd::profiled(existing, &plan.to) {
                     // A profile's retries have no count, only its budget (the import reads
                     // them as the graph's most attempts), and annotations have no budget: the
                     // route, once in force, would retry that often with nothing to stop it.
@@ -899,11 +928,34 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
                              profile, or each request may be retried {limit} times"
                         )
                     });
+                    // The profile's routes each have a condition; the new route has no
+                    // matches, so once in force it applies to every request to the Service.
+                    let conditions: Vec<&str> = existing
+                        .inventory
+                        .routes
+                        .iter()
+                        .filter(|r| {
+                            r.resource.kind == "ServiceProfile"
+                                && existing.is_service(&r.host, &plan.to)
+                        })
+                        .filter_map(|r| r.name.as_deref())
+                        .collect();
+                    let widened = if conditions.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; it has no matches, so it applies to every request to {}, where \
+                             the profile's routes apply each to its own condition ({}): add \
+                             those matches before deleting the profile",
+                            plan.to,
+                            conditions.join(", ")
+                        )
+                    };
                     out.notes.push(format!(
                         "HTTPRoute {0}: Linkerd's proxies use {0}'s ServiceProfile, not this \
                          HTTPRoute, as long as the profile exists: delete the profile for the \
                          HTTPRoute to take effect (or set the policy in the profile \
-                         instead){unbudgeted}",
+                         instead){unbudgeted}{widened}",
                         plan.to
                     ));
                 }
@@ -929,6 +981,45 @@ pub fn export(graph: &Graph, target: Target, existing: &Existing) -> Export {
         }
     }
     out
+}
+
+/// Whether every call to `to` in `graph` has a policy some call to it has in `imported`, and
+/// the other way round: the graph leaves `to` as the files give it.
+fn same_policies(graph: &Graph, imported: &Graph, to: &str) -> bool {
+    let policies = |g: &Graph| -> Vec<Call> {
+        let mut out: Vec<Call> = Vec::new();
+        for call in g
+            .services
+            .values()
+            .flat_map(|service| service.each_endpoint())
+            .flat_map(|endpoint| endpoint.calls.iter())
+            .filter(|call| call.to == to)
+        {
+            let policy = policy_of(call);
+            if !out.contains(&policy) {
+                out.push(policy);
+            }
+        }
+        out
+    };
+    let (now, then) = (policies(graph), policies(imported));
+    !now.is_empty() && now.iter().all(|p| then.contains(p)) && then.iter().all(|p| now.contains(p))
+}
+
+/// `call` with only its policy keys (`timeout` to `propagate_deadline`) as they are, the rest
+/// (where it is, its callee's endpoint, how often it is made) made equal.
+fn policy_of(call: &Call) -> Call {
+    Call {
+        to: String::new(),
+        endpoint: None,
+        rtt: std::time::Duration::ZERO,
+        method: String::new(),
+        count: 1,
+        parallel: false,
+        required: true,
+        span: stormguard_graph::model::Span::default(),
+        ..call.clone()
+    }
 }
 
 /// A resource written, as the summary names it (`Kind name`, and the part of it for a route),

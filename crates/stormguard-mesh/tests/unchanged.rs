@@ -695,3 +695,33 @@ fn istio_a_connect_timeout_the_import_clamped_is_kept() {
     let text = &out.files[0].text;
     assert!(text.contains("connectTimeout: 100ms"), "{text}");
 }
+
+/// A route timeout cut below a per-try timeout the file does not have changes the route
+/// timeout alone: Istio without `perTryTimeout` ends each attempt at the route timeout, which
+/// is what the graph's longer per-try timeout comes to (a review: the export added
+/// `retries: {attempts: 2, perTryTimeout: 5s}`, Istio's default attempts spelt out and a per-try
+/// timeout longer than the route's).
+#[test]
+fn istio_a_route_timeout_cut_below_the_per_try_one_is_all_that_changes() {
+    let out = round_trip_edited("istio", Target::Istio, |toml| {
+        assert_eq!(
+            toml.matches("\nrequest_timeout = \"5s\"").count(),
+            1,
+            "{toml}"
+        );
+        toml.replacen(
+            "\nrequest_timeout = \"5s\"",
+            "\nrequest_timeout = \"4s\"",
+            1,
+        )
+    });
+    assert_eq!(out.files.len(), 1, "{:#?}", out.files);
+    let file = &out.files[0];
+    let before = std::fs::read_to_string(&file.path).unwrap();
+    assert_eq!(
+        file.text,
+        before.replacen("    timeout: 5s\n", "    timeout: 4s\n", 1),
+        "{}",
+        file.text
+    );
+}

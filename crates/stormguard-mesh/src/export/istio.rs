@@ -49,11 +49,12 @@ impl Writer for Istio {
                 Val::Int(i64::from(call.max_attempts - 1)),
             ));
             match (call.timeout, call.request_timeout) {
-                // Equal to the route timeout: what Istio does without one (each attempt bounded
-                // by the route's), so written only over a value the file has (an unchanged
-                // export added it: a fourth review).
+                // At or above the route timeout: what Istio does without one (each attempt
+                // bounded by the route's), so written only over a value the file has (an
+                // unchanged export added it: a fourth review; a route timeout cut below the
+                // per-try one added a stale perTryTimeout and the default attempts: a fifth).
                 (Some(t), r) => f.route.push(Assign {
-                    only_to_replace: r == Some(t),
+                    only_to_replace: r.is_some_and(|r| t >= r),
                     ..Assign::new(&["retries", "perTryTimeout"], Val::str(go_duration(t)))
                 }),
                 (None, Some(_)) => f.cannot(
@@ -332,7 +333,7 @@ fn is_default_retry_policy(call: &Call, whole: Option<Duration>) -> bool {
     u64::from(call.max_attempts) == crate::istio::DEFAULT_RETRIES + 1
         && names.statuses.is_empty()
         && words == default
-        && (call.timeout.is_none() || call.timeout == whole)
+        && (call.timeout.is_none() || whole.is_some_and(|w| call.timeout >= Some(w)))
         && matches!(
             call.backoff,
             stormguard::backoff::Backoff::FullJitter { base, cap }

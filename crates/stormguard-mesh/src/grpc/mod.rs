@@ -42,7 +42,8 @@ pub fn detect(root: &Node) -> bool {
 /// # Errors
 /// A malformed field, at its line: a duration that is not one, a `maxAttempts` below 2, a
 /// status code gRPC does not know, both a retry and a hedging policy, a `methodConfig` name
-/// with a method but no service, or a required field missing (gRPC refuses such a config).
+/// with a method but no service, a service and method named twice, or a required field missing
+/// (gRPC refuses such a config).
 pub fn read(doc: &Document, inv: &mut Inventory) -> Result<(), ImportError> {
     inv.saw("gRPC service config");
     let root = &doc.root;
@@ -67,6 +68,11 @@ pub fn read(doc: &Document, inv: &mut Inventory) -> Result<(), ImportError> {
         .get("methodConfig")
         .map(Node::items)
         .unwrap_or_default();
+    // Each name's service and method, with the methodConfig that named it first: gRPC refuses
+    // a config that names one twice ("duplicated name", grpc-go's `parseServiceConfig`), which
+    // was read as two endpoints with different policies.
+    let mut named: std::collections::HashMap<(String, String), usize> =
+        std::collections::HashMap::new();
     for (i, config) in configs.iter().enumerate() {
         let path = format!("methodConfig[{i}]");
         let names = config.get("name").map(Node::items).unwrap_or_default();
@@ -80,7 +86,26 @@ pub fn read(doc: &Document, inv: &mut Inventory) -> Result<(), ImportError> {
         }
         let mut targets = Vec::new();
         for (j, name) in names.iter().enumerate() {
-            targets.push(target(doc, inv, name, &format!("{path}.name[{j}]"))?);
+            let here = format!("{path}.name[{j}]");
+            let text = |key| name.get(key).and_then(Node::as_str).unwrap_or_default();
+            let key = (text("service").to_string(), text("method").to_string());
+            if let Some(first) = named.insert(key.clone(), i) {
+                let what = match (key.0.as_str(), key.1.as_str()) {
+                    ("", _) => "the default config (no service)".to_string(),
+                    (service, "") => format!("service {service}"),
+                    (service, method) => format!("service {service} method {method}"),
+                };
+                return Err(doc.error(
+                    name,
+                    &here,
+                    &format!(
+                        "duplicated name: {what} is named by methodConfig[{first}] too, and gRPC \
+                         refuses the whole service config (\"duplicated name\"): name each \
+                         service and method once"
+                    ),
+                ));
+            }
+            targets.push(target(doc, inv, name, &here)?);
         }
         let read = policy::read(doc, inv, config, &path, throttle.as_ref())?;
         if let Some(capped) = &read.capped {

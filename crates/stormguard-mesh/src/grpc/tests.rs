@@ -204,6 +204,19 @@ fn malformed_configs_are_errors_at_their_line_column_and_field() {
             "{\"retryThrottling\": {\"maxTokens\": 0,\n \"tokenRatio\": 0.1}}",
             "f.json:1:35: `retryThrottling.maxTokens`: not a number above zero",
         ),
+        // A name twice, in two configs or in one: gRPC refuses the config (it was read as two
+        // endpoints, with different timeouts).
+        (
+            "{\"methodConfig\": [{\"name\": [{\"service\": \"a.A\"}], \"timeout\": \"2s\"},\n\
+             {\"name\": [{\"service\": \"a.A\"}], \"timeout\": \"9s\"}]}",
+            "f.json:2:11: `methodConfig[1].name[0]`: duplicated name: service a.A is named by \
+             methodConfig[0] too",
+        ),
+        (
+            "{\"methodConfig\": [{\"name\": [{\"service\": \"a.A\", \"method\": \"M\"},\n\
+             {\"service\": \"a.A\", \"method\": \"M\"}]}]}",
+            "f.json:2:1: `methodConfig[0].name[1]`: duplicated name: service a.A method M",
+        ),
     ];
     for (text, expected) in cases {
         let error = inventory_of("f.json", text).unwrap_err().to_string();

@@ -98,7 +98,7 @@ pub fn read(doc: &Document, inv: &mut Inventory) -> Result<(), ImportError> {
                 return Err(doc.error(
                     name,
                     &here,
-                    &format!(
+                    format!(
                         "duplicated name: {what} is named by methodConfig[{first}] too, and gRPC \
                          refuses the whole service config (\"duplicated name\"): name each \
                          service and method once"

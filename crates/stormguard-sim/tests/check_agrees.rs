@@ -178,3 +178,51 @@ proptest! {
         }
     }
 }
+
+/// `timeout-below-latency` and the simulator agree where the callee waits on its calls: a
+/// 10 ms timeout on a service whose own work takes 1-2 ms but which waits 50-100 ms on a
+/// database is an error in `check` (it weighed the own work alone, and passed the graph the
+/// simulator answered no user of: a review), and the timeout `check --fix` writes there
+/// answers nearly every user.
+#[test]
+fn a_timeout_below_what_the_callee_waits_on_fails_in_both_and_the_fix_in_neither() {
+    let text = |timeout: &str| {
+        format!(
+            "[entry]\nservice = \"web\"\ntimeout = \"5s\"\nrate = 50\n\n\
+             [services.web]\ninstances = 2\n\
+             calls = [{{ to = \"api\", timeout = \"{timeout}\", connect_timeout = \"5ms\" }}]\n\n\
+             [services.api]\ninstances = 2\nlatency = {{ p50 = \"1ms\", p99 = \"2ms\" }}\n\
+             calls = [{{ to = \"db\", timeout = \"500ms\", connect_timeout = \"5ms\" }}]\n\n\
+             [services.db]\ninstances = 2\nlatency = {{ p50 = \"50ms\", p99 = \"100ms\" }}\n\n\
+             [scenarios.bottom]\nduration = \"20s\"\n"
+        )
+    };
+    let (report, outcome) = both(&text("10ms"), 20);
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "timeout-below-latency")
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert_eq!(finding.severity, stormguard_graph::Severity::Error);
+    let answered = outcome.users.succeeded as f64 / outcome.users.requests as f64;
+    assert!(
+        outcome.users.requests > 500 && answered < 0.01,
+        "{answered}"
+    );
+    let fixed = finding
+        .fix
+        .strip_prefix("timeout = \"")
+        .and_then(|f| f.strip_suffix('"'))
+        .unwrap();
+    let (report, outcome) = both(&text(fixed), 20);
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.rule != "timeout-below-latency"),
+        "{:#?}",
+        report.findings
+    );
+    let answered = outcome.users.succeeded as f64 / outcome.users.requests as f64;
+    assert!(answered > 0.995, "{fixed}: {answered}");
+}

@@ -27,6 +27,19 @@ use crate::model::{Call, Graph, LimiterSpec, Service, Span};
 /// timeout is usually set to cover (Brooker), since a lognormal's p100 is unbounded.
 const OWN_WORST_QUANTILE: f64 = 0.999;
 
+/// How deep [`Model::slower_than`] follows calls below the node asked about.
+const MAX_DEPTH: u8 = 8;
+
+/// A lower bound on the share of a node's requests slower than some time
+/// ([`Model::slower_than`]), and the service whose own latency gives it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Slower {
+    /// The share, in `[0, 1]`.
+    pub share: f64,
+    /// The service (index) whose own work bounds it: the node's own, or one it waits on.
+    pub because: usize,
+}
+
 /// A call that closes a cycle: reported as `call-cycle`, and left out of every figure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct CycleCall {
@@ -132,6 +145,11 @@ pub(super) struct Model<'g> {
     /// Per node: the same with one attempt on every call, i.e. the fan-out from `count` and
     /// from paths that meet; no retry setting brings a service below it.
     pub fan_out: Vec<f64>,
+    /// Per (node, call): the latency floor of `timeout-below-latency`, once asked (a fix's
+    /// search asks the same call's many times; each answer is a search of its own).
+    pub floors: std::cell::RefCell<std::collections::HashMap<(usize, usize), std::time::Duration>>,
+    /// [`Model::slower_than`]'s answers, by node, time (its bits) and depth left.
+    slower: std::cell::RefCell<std::collections::HashMap<(usize, u64, u8), Slower>>,
 }
 
 impl<'g> Model<'g> {
@@ -216,6 +234,8 @@ impl<'g> Model<'g> {
             callers: vec![Vec::new(); n],
             one_layer_amplification: vec![0.0; n],
             fan_out: vec![0.0; n],
+            floors: std::cell::RefCell::new(std::collections::HashMap::new()),
+            slower: std::cell::RefCell::new(std::collections::HashMap::new()),
         };
         let postorder = model.search();
         model.compute_worst_cases(&postorder);
@@ -238,6 +258,80 @@ impl<'g> Model<'g> {
             t.nodes()
                 .map(move |n| (n, if single { 1.0 } else { self.nodes[n].share }))
         })
+    }
+
+    /// A lower bound on the share of node `n`'s requests, nothing failing, that it answers later
+    /// than `t_ms` after they arrive, and the service whose own latency gives that bound.
+    ///
+    /// Why a bound and not the distribution: a request's time is its own work plus its calls',
+    /// and a sum of random times is slower than each of them, so the share slower than `t_ms` is
+    /// at least its own work's and at least each required call's (a call that returns by its
+    /// timeout, or its `request_timeout`, within `t_ms` adds nothing; a call to a service with
+    /// endpoints is their mix). `timeout-below-latency` weighed the callee's own work alone and
+    /// passed a 10 ms timeout on a callee that waits 50 ms on a database for every request,
+    /// which the simulator then failed whole. Retries, queues and waits add more; leaving them
+    /// out keeps it a bound, so a finding on it is never a false alarm.
+    ///
+    /// Bounded work: a node whose worst case fits in the time gets its own work's share alone,
+    /// and calls are followed [`MAX_DEPTH`] deep, each node past that its own work's alone
+    /// (either way still a lower bound); answers are kept for the model's life, so that a graph
+    /// of 50,000 calls, each asking, is checked in seconds.
+    pub fn slower_than(&self, n: usize, t_ms: f64) -> Slower {
+        self.slower_than_in(n, t_ms, MAX_DEPTH)
+    }
+
+    fn slower_than_in(&self, n: usize, t_ms: f64, depth: u8) -> Slower {
+        let service = self.nodes[n].service;
+        if t_ms <= 0.0 {
+            return Slower {
+                share: 1.0,
+                because: service,
+            };
+        }
+        let key = (n, t_ms.to_bits(), depth);
+        if let Some(known) = self.slower.borrow().get(&key) {
+            return *known;
+        }
+        let mut best = Slower {
+            share: self.fits[service].map_or(0.0, |fit| {
+                fit.exceedance(std::time::Duration::from_secs_f64(t_ms / 1000.0))
+            }),
+            because: service,
+        };
+        // What it waits on can make it slower than `t_ms` only if its worst case can.
+        if depth > 0 && t_ms < self.worst_case_ms[n] {
+            for (i, call) in self.nodes[n].calls.iter().enumerate() {
+                if self.in_cycle[n][i] || !call.required {
+                    continue;
+                }
+                let cap = match (call.timeout, call.request_timeout) {
+                    (Some(t), Some(r)) => ms(t.min(r)),
+                    (Some(t), None) | (None, Some(t)) => ms(t),
+                    (None, None) => f64::INFINITY,
+                };
+                if cap <= t_ms {
+                    continue;
+                }
+                let budget = t_ms - ms(call.rtt);
+                let mut share = 0.0;
+                let mut because = (0.0, service);
+                for (m, weight) in self.targets(n, i) {
+                    let below = self.slower_than_in(m, budget, depth - 1);
+                    share += weight * below.share;
+                    if weight * below.share > because.0 {
+                        because = (weight * below.share, below.because);
+                    }
+                }
+                if share > best.share {
+                    best = Slower {
+                        share: share.min(1.0),
+                        because: because.1,
+                    };
+                }
+            }
+        }
+        self.slower.borrow_mut().insert(key, best);
+        best
     }
 
     /// The longest a call to `target` may wait for it: the worst case of the endpoint it names,

@@ -373,22 +373,24 @@ pub const RULES: &[RuleDoc] = &[
         severity: Severity::Warning,
         summary: "The per-attempt timeout is below the callee's tail latency: healthy requests time out.",
         computes: "For a call with a timeout, the share of attempts that would succeed but time \
-                   out: the chance that the callee's own work (a lognormal fitted to its latency \
-                   p50 and p99, without its calls) takes longer than the timeout less the round \
-                   trip (its request_timeout when that is shorter: it cuts the first attempt \
-                   as surely). Fires when that share is above false_timeout_rate: a warning, an error \
-                   when it is half or more (most healthy requests fail with no fault at all, as \
-                   over a service's capacity). The callee's calls \
-                   make it slower than its own work, so the rule understates the share and fires \
-                   only when even the callee's own work is cut. A call that closes a cycle is \
-                   left to call-cycle.",
+                   out: the chance that the callee answers later than the timeout less the round \
+                   trip (its request_timeout when that is shorter: it cuts the first attempt as \
+                   surely). The callee's answer takes its own work (a lognormal fitted to its \
+                   latency p50 and p99) and its required calls' (each down the graph, as far as \
+                   eight calls deep, a call ending by its own timeout adding nothing past it); a \
+                   sum is slower than each of its parts, so the share is taken as the largest \
+                   of theirs: a lower bound, never a false alarm, which catches a callee whose own \
+                   work is fast but whose database is not. Fires when that share is above \
+                   false_timeout_rate: a warning, an error when it is half or more (most healthy \
+                   requests fail with no fault at all, as over a service's capacity). A call \
+                   that closes a cycle is left to call-cycle.",
         thresholds: &[Threshold::FalseTimeoutRate],
         why: "Requests that would have succeeded time out, and are retried or failed for \
               nothing; under load, those retries add to the load that slows the callee.",
-        fix: "timeout (or the shorter request_timeout) = the callee's latency at the quantile \
-              false_timeout_rate leaves (the \
-              p99.9 by default) plus the round trip, rounded up to a whole ms; check --fix writes \
-              it.",
+        fix: "timeout (or the shorter request_timeout) = the least whole ms whose share is \
+              within false_timeout_rate: the callee's latency at the quantile it leaves (the \
+              p99.9 by default) plus the round trip, or more where the callee waits on its \
+              calls; check --fix writes it, and cuts no other timeout below it.",
     },
     RuleDoc {
         id: "single-instance-retry",

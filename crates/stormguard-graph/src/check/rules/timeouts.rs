@@ -10,7 +10,7 @@ use crate::parse::ranges::{Bounds, TIMEOUT};
 
 use super::{ceil_ms, duration_value, ms_text, percent_text, set, CallAt, Findings, Said};
 use crate::check::figure::Figure;
-use crate::check::figures::{ms, retries, Model, Target};
+use crate::check::figures::{ms, retries, Model, Slower, Target};
 use crate::report::Severity;
 
 /// Every per-call timeout rule.
@@ -100,17 +100,79 @@ pub(super) fn suggested_timeout(at: &CallAt<'_, '_>, callee: Target) -> Duration
     ceil_ms(worst.max(tail))
 }
 
-/// The shortest timeout call `i` of node `s` can have without `timeout-below-latency`: its
-/// callee's own latency at `1 - false_timeout_rate` plus the round trip, rounded up to a whole
-/// ms; zero when the callee is not in the graph or its latency cannot be fitted. A fix that cuts
-/// timeouts keeps above it, so that it never trades one finding for another.
+/// The shortest timeout call `i` of node `s` can have without `timeout-below-latency`: the
+/// least whole ms whose share of healthy attempts cut ([`below_latency_share`]) is within
+/// `false_timeout_rate`; at least the callee's own latency at `1 - false_timeout_rate` plus the
+/// round trip, more where the callee waits on its own calls. Zero when the callee is not in the
+/// graph. A fix that cuts timeouts keeps above it, so that it never trades one finding for
+/// another (`entry-budget`'s fix cut a call below its callee's time with its database, and the
+/// fixed graph, said to be clean, answered half its users with no fault).
 pub(super) fn latency_floor(model: &Model<'_>, s: usize, i: usize) -> Duration {
+    if let Some(known) = model.floors.borrow().get(&(s, i)) {
+        return *known;
+    }
+    let floor = search_latency_floor(model, s, i);
+    model.floors.borrow_mut().insert((s, i), floor);
+    floor
+}
+
+/// [`latency_floor`], searched.
+fn search_latency_floor(model: &Model<'_>, s: usize, i: usize) -> Duration {
     let call = &model.nodes[s].calls[i];
-    let Some(fit) = model.callee[s][i].and_then(|c| model.fits[c.service]) else {
+    if model.callee[s][i].is_none() {
         return Duration::ZERO;
-    };
-    let quantile = fit.quantile(1.0 - model.graph.check.false_timeout_rate);
-    ceil_ms(ms(quantile) + ms(call.rtt))
+    }
+    let allowed = model.graph.check.false_timeout_rate;
+    let cut = |t_ms: f64| below_latency_share(model, s, i, t_ms).share;
+    // The own latency's floor, as before: the share there is the own work's at most.
+    let own = model.callee[s][i]
+        .and_then(|c| model.fits[c.service])
+        .map_or(0.0, |fit| ms(fit.quantile(1.0 - allowed)) + ms(call.rtt));
+    let mut low = own.ceil().max(1.0);
+    if cut(low) <= allowed {
+        return ceil_ms(low);
+    }
+    // Doubling to a bound that holds (every share falls to zero with time), then halving.
+    let mut high = low * 2.0;
+    let mut steps = 0;
+    while cut(high) > allowed {
+        low = high;
+        high *= 2.0;
+        steps += 1;
+        if steps > 60 {
+            return ceil_ms(high);
+        }
+    }
+    while high - low > 1.0 {
+        let mid = ((low + high) / 2.0).floor();
+        if cut(mid) <= allowed {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    ceil_ms(high)
+}
+
+/// The share of call `i` of node `s`'s healthy attempts that a timeout of `t_ms` cuts: its
+/// callee's endpoints', each in its share of the call, slower than `t_ms` less the round trip
+/// ([`Model::slower_than`], a lower bound), with the service whose latency bounds it.
+fn below_latency_share(model: &Model<'_>, s: usize, i: usize, t_ms: f64) -> Slower {
+    let call = &model.nodes[s].calls[i];
+    let left = t_ms - ms(call.rtt);
+    let mut share = 0.0;
+    let mut because = (0.0, model.callee[s][i].map_or(0, |c| c.service));
+    for (m, weight) in model.targets(s, i) {
+        let below = model.slower_than(m, left);
+        share += weight * below.share;
+        if weight * below.share > because.0 {
+            because = (weight * below.share, below.because);
+        }
+    }
+    Slower {
+        share: share.min(1.0),
+        because: because.1,
+    }
 }
 
 /// The callee's own latency at `1 - false_timeout_rate`, in ms.
@@ -373,13 +435,13 @@ fn short_connect_timeout(at: &CallAt<'_, '_>) -> Duration {
 
 /// `timeout-below-latency` (warning): the share of attempts that would have succeeded but time
 /// out exceeds `false_timeout_rate`. The timeout runs from sending the request, so it covers the
-/// round trip too: an attempt leaves `timeout - rtt` for the callee's work, and that is what is
-/// weighed against the callee's latency. The latency is approximated by the lognormal fit of
-/// the callee's own work, without its calls: a callee that calls others is slower than that, so
-/// the rule understates the rate and fires only when even the callee's own work is cut. The fix
-/// is the fit's quantile at `1 - false_timeout_rate` plus the round trip, rounded up to a whole
-/// ms, so that the fixed timeout no longer fires the rule. A call that closes a cycle is
-/// `call-cycle`'s alone.
+/// round trip too: an attempt leaves `timeout - rtt` for the callee's answer, and that is what
+/// is weighed against the callee's latency: the lognormal fit of its own work, and of what it
+/// waits on (its required calls, each bounded by its timeout, down the graph): a lower bound of
+/// the share ([`Model::slower_than`]), so the rule never fires on a share that is not there,
+/// and fires where the callee's own work is fast but its database is not. The fix is the least
+/// whole ms that leaves the share within the limit ([`latency_floor`]), so that the fixed timeout
+/// no longer fires the rule. A call that closes a cycle is `call-cycle`'s alone.
 fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
     let (Some(timeout), Some(callee)) = (at.call.timeout, at.callee) else {
         return;
@@ -391,20 +453,39 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
         Some(request) if request < timeout => (request, "request_timeout"),
         _ => (timeout, "timeout"),
     };
-    let Some(fit) = at.model.fits[callee.service] else {
-        return;
-    };
     if at.closes_cycle() {
         return;
     }
     let allowed = at.config().false_timeout_rate;
     let left = timeout.saturating_sub(at.call.rtt);
-    let rate = fit.exceedance(left);
+    let Slower {
+        share: rate,
+        because,
+    } = below_latency_share(at.model, at.service, at.index, ms(timeout));
     if rate <= allowed {
         return;
     }
     let latency = at.model.services[callee.service].latency;
     let fixed = duration_value(latency_floor(at.model, at.service, at.index));
+    // Where the time goes: the callee's own work, or a service it waits on.
+    let cut = if because == callee.service {
+        format!(
+            "which cuts into its latency (p50 {}, p99 {})",
+            format(latency.p50),
+            format(latency.p99)
+        )
+    } else {
+        let below = at.model.services[because];
+        format!(
+            "which cuts into its latency with what it waits on ({} p50 {}, p99 {}; its own \
+             p50 {}, p99 {})",
+            below.name,
+            format(below.latency.p50),
+            format(below.latency.p99),
+            format(latency.p50),
+            format(latency.p99)
+        )
+    };
     out.on_call(
         at,
         Said {
@@ -417,16 +498,14 @@ fn timeout_below_latency(at: &CallAt<'_, '_>, out: &mut Findings) {
                 Severity::Warning
             },
             message: format!(
-                "{} {key} {} leaves {} for {}'s work after the {} round trip, which cuts into \
-                 its latency (p50 {}, p99 {}): about {} of attempts that would succeed time out \
-                 (limit {}), each one retried or failed for nothing",
+                "{} {key} {} leaves {} for {}'s work after the {} round trip, {cut}: about {} of \
+                 attempts that would succeed time out (limit {}), each one retried or failed \
+                 for nothing",
                 at.edge(),
                 format(timeout),
                 format(left),
                 at.call.to,
                 format(at.call.rtt),
-                format(latency.p50),
-                format(latency.p99),
                 percent_text(rate),
                 percent_text(allowed)
             ),

@@ -615,6 +615,80 @@ fn timeout_below_latency_reports_the_false_timeout_rate_and_a_timeout_that_keeps
     );
 }
 
+/// a -> b (timeout `t`) -> c (timeout 500 ms): b's own work takes 1-2 ms, c's 50-100 ms.
+fn waits_on_a_database(t: u64) -> Report {
+    Builder::new("a")
+        .service("b", |s| {
+            s.latency = Latency {
+                p50: ms(1),
+                p99: ms(2),
+            }
+        })
+        .service("c", |s| {
+            s.latency = Latency {
+                p50: ms(50),
+                p99: ms(100),
+            }
+        })
+        .call("a", "b", timed(t))
+        .call("b", "c", timed(500))
+        .check()
+}
+
+#[test]
+fn timeout_below_latency_weighs_what_the_callee_waits_on() {
+    // A review's graph: b's own work fits in 10 ms, but every request of b waits on c, and
+    // the simulator answered none of a's requests. The rule weighed b's own work alone.
+    let report = waits_on_a_database(10);
+    let finding = only(&report, "timeout-below-latency");
+    assert_eq!(place(finding), "a->b");
+    assert_eq!(finding.severity, Severity::Error);
+    assert!(finding.value.unwrap() > 0.99, "{:?}", finding.value);
+    assert!(
+        finding.message.contains(
+            "which cuts into its latency with what it waits on (c p50 50ms, p99 100ms; its own \
+             p50 1ms, p99 2ms)"
+        ),
+        "{}",
+        finding.message
+    );
+    // The fix is the least timeout whose cut share is within the limit: past c's p99.9 and
+    // the round trips, and set, it stops the rule; a millisecond less does not.
+    let fixed: u64 = finding
+        .fix
+        .strip_prefix("timeout = \"")
+        .and_then(|f| f.strip_suffix("ms\""))
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("{}", finding.fix));
+    let c = LogNormal::fit(ms(50), ms(100)).unwrap();
+    assert!(fixed as f64 >= ms_f(c.quantile(0.999)) + 2.0, "{fixed}");
+    assert!(fired(&waits_on_a_database(fixed), "timeout-below-latency").is_empty());
+    assert_eq!(
+        fired(&waits_on_a_database(fixed - 1), "timeout-below-latency"),
+        ["a->b"]
+    );
+    // A call from b that returns by its own timeout within a's cannot make b slower than it.
+    let bounded = Builder::new("a")
+        .service("c", |s| {
+            s.latency = Latency {
+                p50: ms(50),
+                p99: ms(100),
+            }
+        })
+        .call("a", "b", timed(300))
+        .call("b", "c", timed(20))
+        .check();
+    assert!(
+        fired(&bounded, "timeout-below-latency") == ["b->c"],
+        "{:#?}",
+        bounded.findings
+    );
+}
+
+fn ms_f(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 #[test]
 fn same_timeout_everywhere_fires_once_per_value_shared_across_depths() {
     let report = Builder::new("a")

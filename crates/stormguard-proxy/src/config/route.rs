@@ -151,19 +151,40 @@ impl Converter<'_> {
             propagate_deadline: policy.propagate_deadline,
             span: self.span(offset),
         };
+        let deadline_reserve = self.duration_or(
+            raw.deadline_reserve.as_ref(),
+            path,
+            "deadline_reserve",
+            &ADDED,
+            recommended.deadline.reserve,
+        )?;
+        // Every attempt gets at most what is left less the reserve: a reserve of the whole
+        // request_timeout leaves none, and every request would be answered 504 without an
+        // attempt (a review: "3s" for "3ms" reloaded into a route that failed every request).
+        if let (Some(whole), Some(reserve)) = (call.request_timeout, &raw.deadline_reserve) {
+            if deadline_reserve >= whole {
+                return Err(self.error(
+                    reserve.span().start,
+                    &path.key("deadline_reserve"),
+                    format!(
+                        "{} is all of the route's request_timeout ({}) or more: the reserve is \
+                         kept back from every request's time, so no attempt would ever start \
+                         and every request would be answered 504; a reserve is a few ms \
+                         (default {})",
+                        stormguard::duration::format(deadline_reserve),
+                        stormguard::duration::format(whole),
+                        stormguard::duration::format(recommended.deadline.reserve),
+                    ),
+                ));
+            }
+        }
         Ok(Route {
             name,
             matcher,
             upstream,
             call,
             adaptive_timeout,
-            deadline_reserve: self.duration_or(
-                raw.deadline_reserve.as_ref(),
-                path,
-                "deadline_reserve",
-                &ADDED,
-                recommended.deadline.reserve,
-            )?,
+            deadline_reserve,
             retry_body_limit: self.size_or(
                 raw.retry_body_limit.as_ref(),
                 path,

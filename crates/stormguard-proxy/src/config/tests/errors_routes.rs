@@ -197,6 +197,28 @@ fn hedges_use_the_core_rules() {
 }
 
 #[test]
+fn a_deadline_reserve_of_the_whole_request_timeout_is_refused() {
+    // A review: "3s" for "3ms" validated and reloaded into a route that answered every request
+    // 504 without an attempt.
+    assert_error(
+        &format!("{MINIMAL}request_timeout = \"3s\"\ndeadline_reserve = \"3s\"\n"),
+        8,
+        20,
+        "routes[0].deadline_reserve",
+        &[
+            "3s is all of the route's request_timeout (3s) or more",
+            "no attempt would ever start",
+        ],
+    );
+    // Less than all of it is a reserve, however large; without a request_timeout the deadline
+    // comes with each request.
+    config(&format!(
+        "{MINIMAL}request_timeout = \"3s\"\ndeadline_reserve = \"2s\"\n"
+    ));
+    config(&format!("{MINIMAL}deadline_reserve = \"3s\"\n"));
+}
+
+#[test]
 fn adaptive_timeouts_use_the_core_rules_within_the_timeout() {
     assert_error(
         &format!("{MINIMAL}adaptive_timeout = {{ false_timeout_rate = 0.9 }}\n"),

@@ -86,6 +86,7 @@ impl Converter<'_> {
             ));
         }
         let mut seen = Vec::with_capacity(instances.len());
+        let mut normals: Vec<String> = Vec::with_capacity(instances.len());
         let mut schemes = Vec::with_capacity(instances.len());
         for (i, instance) in instances.iter().enumerate() {
             let key = path.key("instances").index(i);
@@ -103,7 +104,10 @@ impl Converter<'_> {
                     ),
                 ));
             }
-            if let Some(first) = seen.iter().position(|s| *s == address) {
+            // The same address written two ways (`127.0.0.1:041001`, `[::1]` in full, a host
+            // in capitals) is the same instance: a review's got two shares of the traffic.
+            let normal = same_instance_form(&address);
+            if let Some(first) = normals.iter().position(|s| *s == normal) {
                 return Err(self.error(
                     instance.span().start,
                     &key,
@@ -124,6 +128,7 @@ impl Converter<'_> {
                 https: https.is_some(),
             });
             seen.push(address);
+            normals.push(normal);
         }
         Ok(Upstream {
             tls: self.upstream_tls(&raw, &schemes, path)?,
@@ -292,5 +297,28 @@ mod tests {
             let error = check_instance(bad).expect_err(bad);
             assert!(error.contains(problem), "{bad}: {error}");
         }
+    }
+}
+
+/// `address` (`host:port`, checked) in one form per instance: a socket address as Rust writes
+/// it (`127.0.0.1:41001` for `127.0.0.1:041001`, `[::1]:9001` for `[0:0:0:0:0:0:0:1]:9001`), a
+/// name in lower case with its port as a number.
+fn same_instance_form(address: &str) -> String {
+    if let Ok(socket) = address.parse::<std::net::SocketAddr>() {
+        return socket.to_string();
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            // An address with a port in leading zeros, which `SocketAddr` does not take.
+            if let (Ok(ip), Ok(port)) = (host.parse::<std::net::IpAddr>(), port.parse::<u16>()) {
+                return std::net::SocketAddr::new(ip, port).to_string();
+            }
+            match port.parse::<u16>() {
+                Ok(port) => format!("{}:{port}", host.to_ascii_lowercase()),
+                Err(_) => address.to_ascii_lowercase(),
+            }
+        }
+        None => address.to_ascii_lowercase(),
     }
 }

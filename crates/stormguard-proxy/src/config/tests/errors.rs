@@ -376,6 +376,20 @@ fn upstreams_need_valid_distinct_instances() {
         "upstreams.api.instances[2]",
         &["\"a:1\" is listed twice (also at index 0)"],
     );
+    // The same instance written two ways (a review: each got a share of the traffic).
+    for (first, second) in [
+        ("127.0.0.1:41001", "127.0.0.1:041001"),
+        ("[::1]:9001", "[0:0:0:0:0:0:0:1]:9001"),
+        ("api.internal:80", "API.internal:080"),
+    ] {
+        assert_error(
+            &format!("[upstreams.api]\ninstances = [\"{first}\", \"{second}\"]\n{ROUTE}"),
+            2,
+            15 + first.len() + 3,
+            "upstreams.api.instances[1]",
+            &[&format!("\"{second}\" is listed twice (also at index 0)")],
+        );
+    }
     assert_error(
         &format!("[upstreams.api]\ninstances = [\"a:1\"]\nmax_in_flight = 0\n{ROUTE}"),
         3,

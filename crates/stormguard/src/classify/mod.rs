@@ -490,7 +490,28 @@ pub fn is_idempotent_method(method: &Method) -> bool {
 /// assert!(is_idempotent(&Method::POST, &headers));
 /// ```
 pub fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
-    is_idempotent_method(method) || headers.contains_key(IDEMPOTENCY_KEY)
+    is_idempotent_method(method)
+        || headers
+            .get_all(IDEMPOTENCY_KEY)
+            .iter()
+            .any(is_idempotency_key)
+}
+
+/// Whether `value`, an [`IDEMPOTENCY_KEY`] header's, is a key: an empty one (or blanks) gives
+/// the server nothing to deduplicate on, so the request is as if it had none (a review: an empty
+/// key let a POST be retried).
+///
+/// ```rust
+/// use stormguard::classify::is_idempotency_key;
+///
+/// assert!(is_idempotency_key(&http::HeaderValue::from_static("8e03978e")));
+/// assert!(!is_idempotency_key(&http::HeaderValue::from_static("")));
+/// assert!(!is_idempotency_key(&http::HeaderValue::from_static("\"\"")));
+/// ```
+pub fn is_idempotency_key(value: &http::HeaderValue) -> bool {
+    let key = value.as_bytes().trim_ascii();
+    // The draft's value is a structured-field string: `""` is an empty key too.
+    !key.is_empty() && key != b"\"\""
 }
 
 /// Parses a `Retry-After` value: delta-seconds (`"120"`) or an HTTP-date, measured from `now`.

@@ -25,7 +25,7 @@ impl RequestFacts {
             if *name == http::header::CONTENT_TYPE {
                 grpc = value.as_bytes().starts_with(b"application/grpc");
             } else if *name == IDEMPOTENCY_KEY {
-                keyed = true;
+                keyed |= is_idempotency_key(value);
             } else if outer.is_some() {
                 budget_headers |= is_budget_header(name);
             } else if let Some(parsed) = budget_of(name, value) {

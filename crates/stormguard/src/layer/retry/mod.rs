@@ -34,8 +34,8 @@ use super::clock;
 use super::error::{classify_error, BoxError, Error, ErrorKind, NotSent};
 use crate::backoff::JitterRng;
 use crate::classify::{
-    is_idempotent_method, parse_grpc_pushback, parse_retry_after, AttemptResult, Class,
-    IDEMPOTENCY_KEY,
+    is_idempotency_key, is_idempotent_method, parse_grpc_pushback, parse_retry_after,
+    AttemptResult, Class, IDEMPOTENCY_KEY,
 };
 use crate::deadline::{
     budget_of, budget_value, insert_budget_value, Deadline, BUDGET_HEADER,

@@ -120,6 +120,22 @@ async fn a_written_post_is_not_retried_after_a_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_post_with_an_idempotency_key_is_retried_and_with_an_empty_one_is_not() {
+    for (key, sent) in [("8e03978e", 2), ("", 1), ("  ", 1), ("\"\"", 1)] {
+        let calls = Calls::default();
+        let svc = RetryLayer::new(unlimited()).layer(hanging(calls.clone()));
+        let mut req = request(Method::POST);
+        req.headers_mut()
+            .insert("idempotency-key", http::HeaderValue::from_static(key));
+        let err = svc.oneshot(req).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        // An empty key gives the server nothing to deduplicate on (a review: it let a POST
+        // be sent twice).
+        assert_eq!(calls.get(), sent, "key {key:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_get_is_retried_after_a_timeout() {
     let calls = Calls::default();
     let svc = RetryLayer::new(unlimited()).layer(hanging(calls.clone()));

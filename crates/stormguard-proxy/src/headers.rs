@@ -94,6 +94,14 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !other {
         return;
     }
+    // A message with both a `Transfer-Encoding` and a `Content-Length` is framed by the
+    // former, and "an intermediary that chooses to forward the message MUST first remove the
+    // received Content-Length field" (RFC 9112 §6.3): kept, it told the client to wait for a
+    // length the body, sent in the proxy's own framing, did not have (a review: an empty reply,
+    // or a truncated body, logged as a complete 200).
+    if headers.contains_key(TRANSFER_ENCODING) {
+        headers.remove(CONTENT_LENGTH);
+    }
     for name in [KEEP_ALIVE, TRANSFER_ENCODING, UPGRADE] {
         headers.remove(name);
     }

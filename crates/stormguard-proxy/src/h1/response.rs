@@ -117,8 +117,14 @@ pub(crate) fn parse(
         };
         let head = buf.split_to(length).freeze();
         let mut facts = Facts::default();
-        let headers = header_map(&head, &kept.spans, &mut kept.names, &mut facts, true)?;
+        let mut headers = header_map(&head, &kept.spans, &mut kept.names, &mut facts, true)?;
         let (framing, framed_cleanly) = framing(request, status, &facts)?;
+        if facts.chunked.is_some() && (facts.length.is_some() || facts.bad_length) {
+            // Framed by its Transfer-Encoding (dropped from the map above), so its
+            // Content-Length is the upstream's error and must not reach the client (RFC 9112
+            // §6.3: an intermediary removes it): the client waited for that length.
+            headers.remove(CONTENT_LENGTH);
+        }
         // After a 101 the connection speaks another protocol: never used again.
         let keep_alive = framed_cleanly
             && status != StatusCode::SWITCHING_PROTOCOLS

@@ -265,6 +265,29 @@ fn check_instance(instance: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// `address` (`host:port`, checked) in one form per instance: a socket address as Rust writes
+/// it (`127.0.0.1:41001` for `127.0.0.1:041001`, `[::1]:9001` for `[0:0:0:0:0:0:0:1]:9001`), a
+/// name in lower case with its port as a number.
+fn same_instance_form(address: &str) -> String {
+    if let Ok(socket) = address.parse::<std::net::SocketAddr>() {
+        return socket.to_string();
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            // An address with a port in leading zeros, which `SocketAddr` does not take.
+            if let (Ok(ip), Ok(port)) = (host.parse::<std::net::IpAddr>(), port.parse::<u16>()) {
+                return std::net::SocketAddr::new(ip, port).to_string();
+            }
+            match port.parse::<u16>() {
+                Ok(port) => format!("{}:{port}", host.to_ascii_lowercase()),
+                Err(_) => address.to_ascii_lowercase(),
+            }
+        }
+        None => address.to_ascii_lowercase(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_instance;
@@ -297,28 +320,5 @@ mod tests {
             let error = check_instance(bad).expect_err(bad);
             assert!(error.contains(problem), "{bad}: {error}");
         }
-    }
-}
-
-/// `address` (`host:port`, checked) in one form per instance: a socket address as Rust writes
-/// it (`127.0.0.1:41001` for `127.0.0.1:041001`, `[::1]:9001` for `[0:0:0:0:0:0:0:1]:9001`), a
-/// name in lower case with its port as a number.
-fn same_instance_form(address: &str) -> String {
-    if let Ok(socket) = address.parse::<std::net::SocketAddr>() {
-        return socket.to_string();
-    }
-    match address.rsplit_once(':') {
-        Some((host, port)) => {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            // An address with a port in leading zeros, which `SocketAddr` does not take.
-            if let (Ok(ip), Ok(port)) = (host.parse::<std::net::IpAddr>(), port.parse::<u16>()) {
-                return std::net::SocketAddr::new(ip, port).to_string();
-            }
-            match port.parse::<u16>() {
-                Ok(port) => format!("{}:{port}", host.to_ascii_lowercase()),
-                Err(_) => address.to_ascii_lowercase(),
-            }
-        }
-        None => address.to_ascii_lowercase(),
     }
 }

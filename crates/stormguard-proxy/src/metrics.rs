@@ -197,7 +197,7 @@ impl ProxyMetrics {
             connect_failures: Family::default(),
             latency: Arc::new(RouteHistograms::new(
                 "stormguard_proxy_upstream_latency",
-                "Time from sending an attempt upstream to its response head, by route; attempts cut off by a timeout count at the time they were abandoned. One bucket is the route's timeout: the share below it is the share that timeout lets through. Many attempts near the timeout: the timeout is below the upstream's tail (run stormguard recommend).",
+                "Time from sending an attempt upstream to its response head, by route; attempts cut off by the route's timeout count at the time they were abandoned, and attempts dropped earlier (a hedge's losing copy, a shorter deadline) not at all: their latency is unknown. One bucket is the route's timeout: the share below it is the share that timeout lets through. Many attempts near the timeout: the timeout is below the upstream's tail (run stormguard recommend).",
             )),
             duration: Arc::new(RouteHistograms::new(
                 "stormguard_proxy_request_duration",

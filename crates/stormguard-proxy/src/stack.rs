@@ -22,6 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use http_body_util::Either;
@@ -70,9 +71,14 @@ pub(crate) type UpstreamResponse = Either<Incoming, DirectBody>;
 
 /// Sends attempts to one instance through its HTTP/1.1 pool or its HTTP/2 connection (see
 /// the module docs) and records each one's latency in its route's histogram: a response at
-/// its arrival, an attempt abandoned (a per-try timeout, a losing hedge) at the moment it was
-/// dropped. Errors are not recorded: a refused connection's microseconds say nothing of the
-/// upstream's latency. Every attempt's outcome is counted on its instance's series.
+/// its arrival, an attempt abandoned at the route's timeout at that moment (in the bucket past
+/// the timeout, where it belongs). An attempt abandoned earlier (a hedge's losing copy, one a
+/// shorter deadline or an adaptive timeout cut) is not recorded: all that is known is that it
+/// would have taken longer, and the moment it was dropped, recorded as its latency, pulled the
+/// quantiles `recommend` reads down (a review: half of a hedged route's observations were its
+/// losers', under the upstream's least latency). Errors are not recorded: a refused
+/// connection's microseconds say nothing of the upstream's latency. Every attempt's outcome is
+/// counted on its instance's series.
 #[derive(Clone)]
 pub(crate) struct Timed {
     pool: Arc<InstancePool>,
@@ -82,6 +88,8 @@ pub(crate) struct Timed {
     /// HTTP/1.1 by the direct client (`http1_client = "direct"`), not hyper's.
     direct: bool,
     latency: Histogram,
+    /// The route's timeout: an attempt abandoned before it is not recorded.
+    timeout: Duration,
     /// The instance's address, as the access log names it.
     address: Arc<str>,
     instance: InstanceMetrics,
@@ -94,6 +102,7 @@ impl Timed {
         protocol: Protocol,
         direct: bool,
         latency: Histogram,
+        timeout: Duration,
         address: Arc<str>,
         instance: InstanceMetrics,
     ) -> Self {
@@ -103,6 +112,7 @@ impl Timed {
             all_h2: protocol == Protocol::Http2,
             direct,
             latency,
+            timeout,
             address,
             instance,
         }
@@ -124,6 +134,7 @@ fn is_grpc(headers: &http::HeaderMap) -> bool {
 /// finished (abandoned).
 struct Timing {
     latency: Histogram,
+    timeout: Duration,
     instance: InstanceMetrics,
     start: tokio::time::Instant,
     armed: bool,
@@ -134,6 +145,19 @@ impl Timing {
         let armed = std::mem::take(&mut self.armed);
         if armed {
             self.latency.observe(self.start.elapsed().as_secs_f64());
+        }
+        armed
+    }
+
+    /// On drop, unanswered: recorded only if it ran to the route's timeout (see [`Timed`]),
+    /// less a slack ([`ABANDON_SLACK`]).
+    fn abandoned(&mut self) -> bool {
+        let armed = std::mem::take(&mut self.armed);
+        if armed {
+            let elapsed = self.start.elapsed();
+            if elapsed + (self.timeout / 20).max(ABANDON_SLACK) >= self.timeout {
+                self.latency.observe(elapsed.as_secs_f64());
+            }
         }
         armed
     }
@@ -153,11 +177,16 @@ impl Timing {
 
 impl Drop for Timing {
     fn drop(&mut self) {
-        if self.record() {
+        if self.abandoned() {
             self.instance.abandoned();
         }
     }
 }
+
+/// How much earlier than the route's timeout an abandoned attempt may have been dropped and
+/// still count as cut by it (or a twentieth of the timeout, if more): the retry layer's timer
+/// starts before the attempt's clock here, by more on a loaded machine.
+const ABANDON_SLACK: Duration = Duration::from_millis(1);
 
 /// An attempt in flight: the pool's or the HTTP/2 connection's future, and its timing.
 pub(crate) struct TimedFuture {
@@ -221,6 +250,7 @@ impl<B: IntoUpstream> Service<Request<B>> for Timed {
             sent,
             timing: Timing {
                 latency: self.latency.clone(),
+                timeout: self.timeout,
                 instance: self.instance.clone(),
                 start: tokio::time::Instant::now(),
                 armed: true,

@@ -132,3 +132,39 @@ async fn instance_series_follow_the_instances_through_a_reload() {
     assert!(!text.contains(&failing.addr.to_string()), "{text}");
     assert_eq!(sample(&text, &series(good.addr, "ok")), answered);
 }
+
+/// A hedge's losing copy is not an observation of the attempts' histogram: the upstream always
+/// takes 300 ms, and the copy dropped when the other answered was recorded at the moment it was
+/// dropped (about 200 ms), pulling the quantiles `recommend` reads under the upstream's least
+/// latency (a review). Only the answers are recorded.
+#[tokio::test]
+async fn a_hedges_losing_copy_is_not_recorded_as_a_latency() {
+    let slow = [slow_upstream(ms(300)).await, slow_upstream(ms(300)).await];
+    let mut settings = single(&[slow[0].addr, slow[1].addr]);
+    settings.routes[0].call.timeout = Some(ms(2000));
+    settings.routes[0].call.hedge = Some(stormguard_graph::model::HedgeSpec {
+        delay: stormguard::hedge::HedgeDelay::Fixed(ms(100)),
+        max_extra: 1.0,
+    });
+    let proxy = start(settings).await;
+    let mut hedged = 0;
+    for _ in 0..4 {
+        let reply = get(&client(), &proxy.url("/")).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        hedged += usize::from(reply.header("stormguard-attempts") == Some("2"));
+    }
+    assert!(hedged > 0, "no request was hedged");
+    let text = proxy.metrics();
+    let attempt = |suffix: &str| {
+        sample(
+            &text,
+            &format!("stormguard_proxy_upstream_latency_seconds_{suffix}"),
+        )
+    };
+    assert_eq!(
+        attempt("bucket{le=\"0.25\",route=\"api\"}"),
+        0.0,
+        "no answer came under 300 ms: {text}"
+    );
+    assert_eq!(attempt("count{route=\"api\"}"), 4.0, "{text}");
+}

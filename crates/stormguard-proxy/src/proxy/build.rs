@@ -389,6 +389,7 @@ fn stack(
         let protocol = upstream.protocol;
         let direct = upstream.http1_client == Http1Client::Direct;
         let histogram = route_metrics.attempt_latency.histogram().clone();
+        let timeout = route.call.timeout.unwrap_or(Duration::MAX);
         let series = route_metrics.clone();
         let upstream_name = route.upstream.clone();
         move |member: &Member| {
@@ -402,6 +403,7 @@ fn stack(
                 protocol,
                 direct,
                 histogram.clone(),
+                timeout,
                 Arc::from(address),
                 instance,
             )

@@ -101,8 +101,7 @@ impl Timed {
         h2: Arc<H2Instance>,
         protocol: Protocol,
         direct: bool,
-        latency: Histogram,
-        timeout: Duration,
+        (latency, timeout): (Histogram, Duration),
         address: Arc<str>,
         instance: InstanceMetrics,
     ) -> Self {

@@ -402,8 +402,8 @@ fn stack(
                 http2,
                 protocol,
                 direct,
-                histogram.clone(),
-                timeout,
+                // The route's histogram, and the timeout an abandoned attempt is recorded at.
+                (histogram.clone(), timeout),
                 Arc::from(address),
                 instance,
             )

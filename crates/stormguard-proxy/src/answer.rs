@@ -29,6 +29,7 @@
 //! | `forbidden-target` | 403 | CONNECT, or an absolute-form target for a host no route names |
 //! | `bad-host` | 400 | two `Host` headers, none in HTTP/1.1, or a user name in the host (RFC 9112 §3.2) |
 //! | `transfer-coding` | 501 | a `Transfer-Encoding` other than `chunked`, which the proxy does not decode (RFC 9112 §6.1) |
+//! | `too-many-headers` | 431 | an HTTP/2 request with more headers than `listen.max_headers` (HTTP/1.1's gets 431 from the HTTP layer) |
 
 use std::error::Error as StdError;
 use std::pin::Pin;
@@ -292,6 +293,12 @@ impl Reason {
         "the request's Transfer-Encoding names a coding other than chunked, which this proxy does not decode"
     );
     reason!(
+        TOO_MANY_HEADERS,
+        "too-many-headers",
+        REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "the request has more headers than listen.max_headers"
+    );
+    reason!(
         FAULT,
         "fault",
         SERVICE_UNAVAILABLE,
@@ -300,7 +307,7 @@ impl Reason {
 
     /// Every reason, as the module docs and docs/reference.md list them.
     #[cfg(test)]
-    const ALL: [Reason; 19] = [
+    const ALL: [Reason; 20] = [
         Reason::CONNECT_REFUSED,
         Reason::CONNECT_TIMEOUT,
         Reason::TLS,
@@ -319,6 +326,7 @@ impl Reason {
         Reason::FORBIDDEN_TARGET,
         Reason::BAD_HOST,
         Reason::TRANSFER_CODING,
+        Reason::TOO_MANY_HEADERS,
         Reason::FAULT,
     ];
 

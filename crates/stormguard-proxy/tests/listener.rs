@@ -272,3 +272,28 @@ async fn an_http1_head_pipelined_behind_a_request_and_left_unfinished_is_cut_off
         "held until idle_timeout (1s), not header_read_timeout (200ms): {cut:?}"
     );
 }
+
+/// `listen.max_headers` bounds an HTTP/2 request's headers too (HTTP/2 bounds only the header
+/// block's bytes): one over it is answered 431 `too-many-headers` and never reaches the
+/// upstream, where 110 went upstream past a bound of 50 (a review).
+#[tokio::test]
+async fn an_http2_request_with_more_headers_than_max_headers_gets_431() {
+    let upstream = ok_upstream().await;
+    let mut config = single(&[upstream.addr]);
+    config.listen.max_headers = 50;
+    let proxy = start(config).await;
+    let (mut sender, _connection) = h2_client(proxy.addr).await;
+    let mut send = |headers: usize| {
+        let mut req = Request::get(format!("http://{}/items", proxy.addr));
+        for i in 0..headers {
+            req = req.header(format!("x-h{i}"), "v");
+        }
+        sender.send_request(req.body(Empty::new()).unwrap())
+    };
+    let within = timeout(BOUND, send(49)).await.unwrap().unwrap();
+    assert_eq!(within.status(), 200);
+    let over = timeout(BOUND, send(60)).await.unwrap().unwrap();
+    assert_eq!(over.status(), 431);
+    assert_eq!(over.headers()["stormguard-reason"], "too-many-headers");
+    assert_eq!(upstream.hits(), 1);
+}

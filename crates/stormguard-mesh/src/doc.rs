@@ -67,6 +67,9 @@ pub struct Node {
     pub value: Value,
     /// Where it starts.
     pub pos: Pos,
+    /// A mapping's key that a merge key (`<<: *defaults`) brought in: it stands in its anchor,
+    /// and a writer that changed it there would change every mapping that merges it.
+    pub merged: bool,
 }
 
 /// One document of a file (a YAML stream holds several, separated by `---`).
@@ -612,7 +615,11 @@ impl Builder {
             return;
         }
         self.stack.push(Open {
-            node: Node { value, pos },
+            node: Node {
+                value,
+                pos,
+                merged: false,
+            },
             key: None,
             anchor,
             keys: std::collections::HashMap::new(),
@@ -620,10 +627,60 @@ impl Builder {
     }
 
     fn close(&mut self) {
-        if let Some(open) = self.stack.pop() {
+        if let Some(mut open) = self.stack.pop() {
+            if let Value::Map(entries) = &mut open.node.value {
+                if let Err(message) = merge_keys(entries) {
+                    self.fail(open.node.pos, message);
+                }
+            }
             self.add(open.node, open.anchor);
         }
     }
+}
+
+/// Whether `key` is YAML's merge key: `<<`, unquoted.
+fn is_merge_key(key: &Node) -> bool {
+    matches!(&key.value, Value::Scalar { text, plain: true } if text == "<<")
+}
+
+/// Expands YAML's merge key (`<<: *defaults`, or a list of such mappings) in a mapping's
+/// `entries`: each merged mapping's keys the mapping lacks are added, the first merged mapping
+/// taking precedence over later ones, and the mapping's own keys over all (as Kubernetes'
+/// YAML decoder does). Left as a key named `<<`, a route written `- <<: *route` plus its own
+/// name was read with no destination and dropped (a review). A merge of something other than
+/// mappings is an error, as in go-yaml ("map merge requires map or sequence of maps").
+fn merge_keys(entries: &mut Vec<(Node, Node)>) -> Result<(), String> {
+    if !entries.iter().any(|(key, _)| is_merge_key(key)) {
+        return Ok(());
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = std::mem::take(entries)
+        .into_iter()
+        .partition(|(key, _)| is_merge_key(key));
+    for (_, value) in merges {
+        let sources = match value.value {
+            Value::Map(_) => vec![value],
+            Value::Seq(items) => items,
+            Value::Scalar { .. } => {
+                return Err("a merge key (<<) takes a mapping or a list of mappings".to_string())
+            }
+        };
+        for source in sources {
+            let Value::Map(from) = source.value else {
+                return Err("a merge key (<<) takes a mapping or a list of mappings".to_string());
+            };
+            for (mut key, value) in from {
+                key.merged = true;
+                let taken = key
+                    .as_str()
+                    .is_some_and(|name| own.iter().any(|(k, _)| k.as_str() == Some(name)));
+                if !taken {
+                    own.push((key, value));
+                }
+            }
+        }
+    }
+    *entries = own;
+    Ok(())
 }
 
 impl MarkedEventReceiver for Builder {
@@ -644,6 +701,7 @@ impl MarkedEventReceiver for Builder {
                     Node {
                         value: Value::Scalar { text, plain },
                         pos,
+                        merged: false,
                     },
                     anchor,
                 );
@@ -702,6 +760,39 @@ mod tests {
         parse_documents("ok.yaml", fine).unwrap();
         let json = "{\"methodConfig\": [], \"methodConfig\": []}";
         assert!(parse_documents("sc.json", json).is_err());
+    }
+
+    /// YAML's merge key brings in the mapping it names (or each of a list), under the
+    /// mapping's own keys and the first merged before later ones, as Kubernetes' decoder reads
+    /// it; a merge of a scalar is an error at the mapping (a review: a route written
+    /// `- <<: *r` plus its own name was read with no destination).
+    #[test]
+    fn a_merge_key_brings_in_its_mappings_keys_under_the_own_ones() {
+        let text = "http:\n- &r\n  name: one\n  timeout: 2s\n  route: [{host: a}]\n\
+                    - <<: *r\n  name: two\n- <<: [{retries: 1, name: x}, {retries: 2, y: 3}]\n";
+        let docs = parse_documents("vs.yaml", text).unwrap();
+        let http = docs[0].root.get("http").unwrap().items();
+        let two = &http[1];
+        assert_eq!(two.get("name").and_then(Node::as_str), Some("two"));
+        assert_eq!(two.get("timeout").and_then(Node::as_str), Some("2s"));
+        assert!(two.get("route").is_some());
+        assert!(two.get("<<").is_none());
+        // The merged value keeps the place it is written at: the anchor's line.
+        assert_eq!(two.get("timeout").unwrap().pos.line, 4);
+        let third = &http[2];
+        assert_eq!(third.get("retries").and_then(Node::as_str), Some("1"));
+        assert_eq!(third.get("name").and_then(Node::as_str), Some("x"));
+        assert_eq!(third.get("y").and_then(Node::as_str), Some("3"));
+        // Quoted, it is a key like any other.
+        let quoted = parse_documents("q.yaml", "a:\n  \"<<\": 1\n").unwrap();
+        assert!(quoted[0].root.get("a").unwrap().get("<<").is_some());
+        let error = parse_documents("s.yaml", "a:\n  <<: 5\n").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("a merge key (<<) takes a mapping"),
+            "{error}"
+        );
     }
 
     /// Walked forward and back a little (as yaml-rust2's markers come), byte offsets and lines

@@ -480,7 +480,7 @@ impl Editor<'_> {
             let Val::Map(entries) = value else {
                 unreachable!()
             };
-            let pad = match node.entries().first() {
+            let pad = match node.entries().iter().find(|(k, _)| !k.merged) {
                 Some((k, _)) if multiline => " ".repeat(k.pos.column as usize - 1),
                 _ if multiline => " ".repeat(line_indent(self.text, node.pos.offset) + 2),
                 _ => String::new(),
@@ -522,7 +522,7 @@ impl Editor<'_> {
             });
             return Ok(());
         }
-        let Some((first_key, _)) = node.entries().first() else {
+        let Some((first_key, _)) = node.entries().iter().find(|(k, _)| !k.merged) else {
             return Err(self.error(node, path, "an empty block mapping"));
         };
         let indent = first_key.pos.column as usize - 1;
@@ -538,7 +538,6 @@ impl Editor<'_> {
     }
 }
 
-/// The entry of `key` in mapping `node`: the key as given, or its lowerCamelCase spelling.
 /// Whether `want` removes every entry of `map`, the `metadata.annotations` or
 /// `metadata.labels` at `path`: a Kubernetes map of strings, for which an empty value and none
 /// are the same, so the key goes with its last entry (an `annotations:` left behind with nothing
@@ -562,8 +561,13 @@ fn empties_a_string_map(path: &[Seg], map: &Node, want: &Want) -> bool {
         })
 }
 
+/// The entry of `key` in mapping `node`: the key as given, or its lowerCamelCase spelling,
+/// written in it: one a merge key (`<<: *defaults`) brought
+/// in ([`Node::merged`]) stands in its anchor, and an edit there would change every mapping
+/// that merges it; such a key is missing here, and a value for it is written into this
+/// mapping, where it overrides the merged one.
 fn find_entry<'n>(node: &'n Node, key: &str) -> Option<(&'n Node, &'n Node)> {
-    let entries = node.entries();
+    let entries: Vec<&(Node, Node)> = node.entries().iter().filter(|(k, _)| !k.merged).collect();
     entries
         .iter()
         .find(|(k, _)| k.as_str() == Some(key))

@@ -92,7 +92,9 @@ impl Editor<'_> {
                 Some(last) => self.end_of(last, flow, path),
                 None => Ok(node.pos.offset),
             },
-            Value::Map(entries) => match entries.last() {
+            // A merge key's entries stand in their anchor, elsewhere: the mapping ends with its
+            // own last entry.
+            Value::Map(entries) => match entries.iter().rfind(|(key, _)| !key.merged) {
                 Some((key, value)) if value.is_null() => {
                     let key_end = self.end_of(key, flow, path)?;
                     // `key: ~` or `key: null` ends after its value.

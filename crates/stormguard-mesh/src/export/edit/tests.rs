@@ -273,3 +273,29 @@ spec: {}
     let out = apply(text, edits(&docs[0], &values).unwrap());
     assert_eq!(out, "metadata: {name: api}\nspec:\n  annotations:\n");
 }
+
+#[test]
+fn a_merged_key_is_written_into_the_mapping_that_merges_it_not_its_anchor() {
+    // The anchor's `timeout` is route one's too: an edit there would change both routes.
+    let text = "\
+spec:
+  http:
+  - &r
+    name: one
+    timeout: 2s
+  - <<: *r
+    name: two
+";
+    let out = edit(text, 0, &[("spec.http[1].timeout", Val::Str("5s".into()))]);
+    assert!(out.contains("    name: one\n    timeout: 2s\n"), "{out}");
+    let docs = parse_documents("out.yaml", &out).unwrap();
+    let http = docs[0]
+        .root
+        .get("spec")
+        .unwrap()
+        .get("http")
+        .unwrap()
+        .items();
+    assert_eq!(http[0].get("timeout").unwrap().as_str(), Some("2s"));
+    assert_eq!(http[1].get("timeout").unwrap().as_str(), Some("5s"));
+}

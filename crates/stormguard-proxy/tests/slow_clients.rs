@@ -163,6 +163,20 @@ async fn http1_clients_that_never_read_lose_their_slots_after_stream_idle_timeou
     }
     // At least the first max_in_flight (more, if one was cut before the last reader came).
     assert!(closed >= 10, "{closed} readers held a slot");
+    // And counted: such an answer went down as a plain 2xx, in no series (a review).
+    let cut = cut_for_stream_idle(&proxy);
+    assert!(cut >= 10.0, "{cut} connections closed for stream-idle");
+}
+
+/// `stormguard_proxy_connections_closed_total{reason="stream-idle"}`.
+fn cut_for_stream_idle(proxy: &Running) -> f64 {
+    proxy
+        .metrics()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("stormguard_proxy_connections_closed_total{reason=\"stream-idle\"} ")
+        })
+        .map_or(0.0, |value| value.parse().unwrap())
 }
 
 #[tokio::test]
@@ -212,6 +226,11 @@ async fn http2_streams_with_a_shut_window_lose_their_slots_after_stream_idle_tim
         }
     }
     assert!(!connection.is_finished());
+    let cut = cut_for_stream_idle(&proxy);
+    assert!(
+        cut >= held as f64,
+        "{cut} streams reset for stream-idle, {held} held"
+    );
 }
 
 /// Sends a POST announcing `length` bytes, then one byte every `every`; returns the proxy's

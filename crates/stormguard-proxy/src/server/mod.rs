@@ -523,7 +523,7 @@ impl Serving {
             Ok(why) = told => why,
         };
         match why {
-            Closing::Stalled => return cut_off(),
+            Closing::Stalled => return cut_off(&self.proxy),
             Closing::Idle => {
                 tracing::debug!(
                     "closing an HTTP/1.1 connection with no request in flight (idle_timeout)"
@@ -535,7 +535,7 @@ impl Serving {
         served.as_mut().graceful_shutdown();
         tokio::select! {
             ended = served => ended,
-            () = stalled(&bodies, builders.stream_idle_timeout) => cut_off(),
+            () = stalled(&bodies, builders.stream_idle_timeout) => cut_off(&self.proxy),
         }
     }
 
@@ -571,6 +571,7 @@ impl Serving {
         let io = HeaderClock::new(stream, builders.header_read_timeout, self.head_charge());
         let served = builders.http2.serve_connection(TokioIo::new(io), service);
         let stream_idle = builders.stream_idle_timeout;
+        let cut = self.proxy.metrics().connections_closed.stream_idle.clone();
         // Stalled streams are reset for as long as the connection lives, its drain included.
         let serving = async {
             let mut served = pin!(served);
@@ -588,7 +589,7 @@ impl Serving {
                     );
                     Some(RESETS_GRACE)
                 }
-                never = watched.cut_stalled(stream_idle) => match never {},
+                never = watched.cut_stalled(stream_idle, &cut) => match never {},
             };
             // GOAWAY: streams already open finish, the client opens new ones on a new connection.
             served.as_mut().graceful_shutdown();
@@ -600,7 +601,7 @@ impl Serving {
             };
             tokio::select! {
                 ended = finished => ended,
-                never = watched.cut_stalled(stream_idle) => match never {},
+                never = watched.cut_stalled(stream_idle, &cut) => match never {},
             }
         };
         watched.clone().serve(serving).await
@@ -628,8 +629,9 @@ impl Drop for AbortOnDrop {
 
 /// Ends an HTTP/1.1 connection whose bodies stalled, as its task returns: dropping the
 /// connection drops the response body, and with it what the request held upstream.
-fn cut_off() -> hyper::Result<()> {
+fn cut_off(proxy: &Proxy) -> hyper::Result<()> {
     tracing::debug!("closing an HTTP/1.1 connection whose bodies stalled (stream_idle_timeout)");
+    proxy.metrics().connections_closed.stream_idle.inc();
     Ok(())
 }
 

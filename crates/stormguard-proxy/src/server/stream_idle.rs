@@ -225,7 +225,11 @@ impl H2Streams {
 
     /// Aborts, for as long as it is polled, every stream that had a body under way that did
     /// not move for `limit`. Never resolves; cancel safe.
-    pub(super) async fn cut_stalled(&self, limit: Duration) -> Infallible {
+    pub(super) async fn cut_stalled(
+        &self,
+        limit: Duration,
+        cut: &prometheus_client::metrics::counter::Counter,
+    ) -> Infallible {
         let period = period(limit);
         loop {
             tokio::time::sleep(period).await;
@@ -241,6 +245,7 @@ impl H2Streams {
                         "resetting an HTTP/2 stream whose bodies stalled (stream_idle_timeout)"
                     );
                     stream.task.abort();
+                    cut.inc();
                     return false;
                 }
                 true
@@ -343,7 +348,12 @@ mod tests {
         let watchdog = tokio::spawn({
             let streams = streams.clone();
             async move {
-                streams.cut_stalled(ms(400)).await;
+                streams
+                    .cut_stalled(
+                        ms(400),
+                        &prometheus_client::metrics::counter::Counter::default(),
+                    )
+                    .await;
             }
         });
         let start = Instant::now();

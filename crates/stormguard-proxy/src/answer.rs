@@ -141,6 +141,11 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Err(_))), Some(in_flight)) = (&polled, &self._in_flight) {
+            // Only the upstream's body fails (the proxy's own text cannot): counted, where it
+            // went down as a plain 2xx (a review).
+            in_flight.broken();
+        }
         if let Some(access) = &mut self.access {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {

@@ -123,6 +123,7 @@ pub(crate) struct ProxyMetrics {
     requests: Family<RequestLabels, Counter>,
     in_flight: Family<UpstreamLabels, Gauge>,
     shed: Family<UpstreamLabels, Counter>,
+    broken_bodies: Family<UpstreamLabels, Counter>,
     connect_failures: Family<ConnectFailureLabels, Counter>,
     /// Per attempt, by route.
     latency: Arc<RouteHistograms>,
@@ -200,6 +201,7 @@ impl ProxyMetrics {
             requests: Family::default(),
             in_flight: Family::default(),
             shed: Family::default(),
+            broken_bodies: Family::default(),
             connect_failures: Family::default(),
             latency: Arc::new(RouteHistograms::new(
                 "stormguard_proxy_upstream_latency",
@@ -230,6 +232,11 @@ impl ProxyMetrics {
             "stormguard_proxy_shed",
             "Requests answered 503 overloaded at once because their upstream had max_in_flight requests in flight. Any rate is a capacity problem: add instances; raise max_in_flight only if the upstream has headroom",
             metrics.shed.clone(),
+        );
+        registry.register(
+            "stormguard_proxy_upstream_bodies_broken",
+            "Response bodies an upstream broke off after its head was passed on (a connection closed or reset mid-body, a chunk that is not HTTP, fewer bytes than its Content-Length), by upstream: the client got the status and part of the body, and the request counts under that status. Too late to retry; any steady rate is an upstream that fails while streaming, or a connection cut between the proxy and it",
+            metrics.broken_bodies.clone(),
         );
         registry.register(
             "stormguard_proxy_connect_failures",
@@ -301,6 +308,13 @@ impl ProxyMetrics {
     /// started under old settings still count against the new limit.
     pub(crate) fn in_flight(&self, upstream: &str) -> Gauge {
         self.in_flight.get_or_create_owned(&UpstreamLabels {
+            upstream: upstream.to_string(),
+        })
+    }
+
+    /// The counter of `upstream`'s response bodies broken off mid-way.
+    pub(crate) fn broken_bodies(&self, upstream: &str) -> Counter {
+        self.broken_bodies.get_or_create_owned(&UpstreamLabels {
             upstream: upstream.to_string(),
         })
     }

@@ -203,3 +203,62 @@ async fn announced_response_trailers_reach_the_client() {
         "{answer}"
     );
 }
+
+/// An upstream that answers a head and part of the body it announces, then closes.
+async fn breaking_off() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut read = Vec::new();
+                while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let Ok(n @ 1..) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    read.extend_from_slice(&buf[..n]);
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b")
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A body the upstream breaks off after its head went to the client is too late to retry, and
+/// was counted nowhere (the request a plain 2xx): it is counted by upstream (a review).
+#[tokio::test]
+async fn a_body_the_upstream_breaks_off_is_counted() {
+    let upstream = breaking_off().await;
+    let proxy = start(single(&[upstream])).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: api\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, _) = read_until(&mut client, b"never comes").await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(answer.ends_with("only ten b"), "{answer}");
+    let broken = |text: &str| {
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(
+                    "stormguard_proxy_upstream_bodies_broken_total{upstream=\"api\"} ",
+                )
+            })
+            .map(str::to_string)
+    };
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = proxy.metrics();
+        match broken(&text).as_deref() {
+            Some("1") => break,
+            other if tokio::time::Instant::now() >= until => panic!("{other:?}\n{text}"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}

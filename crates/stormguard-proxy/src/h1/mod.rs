@@ -559,6 +559,8 @@ pub(crate) struct DirectBody {
     left: Left,
     /// Whether the connection may carry another request after this body.
     keep: bool,
+    /// A failure found, reported at the next poll: see [`DirectBody::fail`].
+    failed: Option<ExchangeError>,
 }
 
 impl DirectBody {
@@ -569,6 +571,7 @@ impl DirectBody {
             conn: Some(conn),
             left,
             keep,
+            failed: None,
         };
         if matches!(body.left, Left::Done) {
             body.finish();
@@ -585,6 +588,23 @@ impl DirectBody {
                 self.pool.keep_direct(conn);
             }
         }
+    }
+
+    /// The body broke: the connection is dropped, and the failure is reported at the next
+    /// poll, after one `Pending` (the task woken at once). Why: the server writes the head and
+    /// the frames before the failure only when a poll of the body leaves it time to, and a
+    /// failure found in the same poll as the data (a body cut short, read with its head) had it
+    /// drop the response unsent: the client got an empty reply, where hyper's client, which
+    /// reports such a failure on a later read, let the head and the data through (a review).
+    fn fail(
+        &mut self,
+        error: ExchangeError,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        self.conn = None;
+        self.failed = Some(error);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// The next piece of the body from what was read.
@@ -616,15 +636,15 @@ impl Body for DirectBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        if let Some(error) = self.failed.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
         loop {
             match self.next() {
                 Ok(Next::Frame(frame)) => return Poll::Ready(Some(Ok(frame))),
                 Ok(Next::End) => return Poll::Ready(None),
                 Ok(Next::More) => {}
-                Err(error) => {
-                    self.conn = None;
-                    return Poll::Ready(Some(Err(error)));
-                }
+                Err(error) => return self.fail(error, cx),
             }
             let conn = self.conn.as_mut().expect("more is read from a connection");
             match ready!(conn.poll_read_more(cx)) {
@@ -633,15 +653,9 @@ impl Body for DirectBody {
                     self.finish();
                     return Poll::Ready(None);
                 }
-                Ok(0) => {
-                    self.conn = None;
-                    return Poll::Ready(Some(Err(ExchangeError::IncompleteBody)));
-                }
+                Ok(0) => return self.fail(ExchangeError::IncompleteBody, cx),
                 Ok(_) => {}
-                Err(error) => {
-                    self.conn = None;
-                    return Poll::Ready(Some(Err(ExchangeError::Io(error))));
-                }
+                Err(error) => return self.fail(ExchangeError::Io(error), cx),
             }
         }
     }

@@ -185,6 +185,8 @@ pub(crate) fn strip_port(host: &str) -> &str {
 pub(crate) struct UpstreamSlot {
     in_flight: Gauge,
     shed: Counter,
+    /// Handed to each place in flight, for its response body to count a break with.
+    broken: Counter,
     max: i64,
 }
 
@@ -193,6 +195,7 @@ impl UpstreamSlot {
         UpstreamSlot {
             in_flight: metrics.in_flight(name),
             shed: metrics.shed(name),
+            broken: metrics.broken_bodies(name),
             max: i64::from(max_in_flight),
         }
     }
@@ -205,13 +208,20 @@ impl UpstreamSlot {
             self.shed.inc();
             return None;
         }
-        Some(InFlight(self.in_flight.clone()))
+        Some(InFlight(self.in_flight.clone(), self.broken.clone()))
     }
 }
 
 /// A request's place in its upstream's in-flight count, given back when dropped (when the
 /// response body has been sent, or the request abandoned).
-pub(crate) struct InFlight(Gauge);
+pub(crate) struct InFlight(Gauge, Counter);
+
+impl InFlight {
+    /// The upstream broke off the response body this place was held for.
+    pub(crate) fn broken(&self) {
+        self.1.inc();
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

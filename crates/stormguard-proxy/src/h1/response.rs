@@ -94,6 +94,11 @@ pub(crate) fn parse(
             let config = httparse::ParserConfig::default();
             let length =
                 match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
+                    // A whole head past the bound, read in one go with its end, is as large
+                    // as one that has no end in sight (a review: 100 KB heads passed).
+                    Ok(httparse::Status::Complete(length)) if length > MAX_HEAD => {
+                        return Err(HeadError::TooLarge)
+                    }
                     Ok(httparse::Status::Complete(length)) => length,
                     Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
                         return Err(HeadError::TooLarge)
@@ -578,5 +583,16 @@ mod tests {
         );
         let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
         assert_eq!(head(&huge).unwrap_err(), HeadError::TooLarge);
+        // Whole, with its end in the same read: as large (it was taken).
+        let whole = format!(
+            "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+            "a".repeat(MAX_HEAD + 10)
+        );
+        assert_eq!(head(&whole).unwrap_err(), HeadError::TooLarge);
+        let within = format!(
+            "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+            "a".repeat(MAX_HEAD - 100)
+        );
+        assert!(head(&within).unwrap().is_some());
     }
 }

@@ -122,7 +122,10 @@ async fn forward(
                 keep_arrival_deadline(&mut parts, arrival);
                 body.watched_by(watch)
             }
-            Err(ReadFailed::Timeout) => return own(Reason::BODY_TIMEOUT, 0),
+            Err(ReadFailed::Timeout(read)) => {
+                watch.received_more(usize::try_from(read).unwrap_or(usize::MAX));
+                return own(Reason::BODY_TIMEOUT, 0);
+            }
             Err(ReadFailed::Body(error)) => {
                 if client_went_away(&*error) {
                     access_log::client_left();

@@ -50,8 +50,9 @@ pub(crate) struct RequestBody<B = Limited<Incoming>> {
 #[derive(Debug)]
 pub(crate) enum ReadFailed {
     /// The body did not arrive within `request_body_timeout`, or paused longer than
-    /// `stream_idle_timeout`.
-    Timeout,
+    /// `stream_idle_timeout`, after this many bytes (which the access log's `request_bytes`
+    /// says: it said 0).
+    Timeout(u64),
     /// The body could not be read, or passed `max_request_body`.
     Body(BoxError),
 }
@@ -109,7 +110,7 @@ where
         // A frame that is ready costs no timer: tokio registers one only when it must wait.
         let next = tokio::time::timeout_at(give_up.min(later(last, pause)), body.frame()).await;
         let frame = match next {
-            Err(_) => return Err(ReadFailed::Timeout),
+            Err(_) => return Err(ReadFailed::Timeout(len as u64)),
             Ok(None) => break,
             Ok(Some(frame)) => frame.map_err(ReadFailed::Body)?,
         };
@@ -307,7 +308,12 @@ mod tests {
         let start = Instant::now();
         let body = fed(&["a"; 10], ms(100), false);
         let read = read_first(body, 64, ms(250), LONG).await;
-        assert!(matches!(read, Err(ReadFailed::Timeout)));
+        // The bytes that came before count as received (the access log said 0).
+        assert!(
+            matches!(read, Err(ReadFailed::Timeout(2))),
+            "{:?}",
+            read.err()
+        );
         assert_eq!(start.elapsed(), ms(250));
     }
 
@@ -316,7 +322,7 @@ mod tests {
         let start = Instant::now();
         let body = fed(&["a", "b"], ms(500), false);
         let read = read_first(body, 64, LONG, ms(300)).await;
-        assert!(matches!(read, Err(ReadFailed::Timeout)));
+        assert!(matches!(read, Err(ReadFailed::Timeout(_))));
         assert_eq!(start.elapsed(), ms(300));
     }
 

@@ -30,6 +30,9 @@ const OWN_WORST_QUANTILE: f64 = 0.999;
 /// How deep [`Model::slower_than`] follows calls below the node asked about.
 const MAX_DEPTH: u8 = 8;
 
+/// How many answers [`Model::slower_than`] keeps (and so works out in full) per check.
+const MAX_STATES: usize = 200_000;
+
 /// A lower bound on the share of a node's requests slower than some time
 /// ([`Model::slower_than`]), and the service whose own latency gives it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -148,7 +151,7 @@ pub(super) struct Model<'g> {
     /// Per (node, call): the latency floor of `timeout-below-latency`, once asked (a fix's
     /// search asks the same call's many times; each answer is a search of its own).
     pub floors: std::cell::RefCell<std::collections::HashMap<(usize, usize), std::time::Duration>>,
-    /// [`Model::slower_than`]'s answers, by node, time (its bits) and depth left.
+    /// [`Model::slower_than`]'s answers, by node, time (whole ms) and depth left.
     slower: std::cell::RefCell<std::collections::HashMap<(usize, u64, u8), Slower>>,
 }
 
@@ -280,6 +283,12 @@ impl<'g> Model<'g> {
         self.slower_than_in(n, t_ms, MAX_DEPTH)
     }
 
+    /// How many answers [`Model::slower_than`] keeps.
+    #[cfg(test)]
+    pub fn slower_states(&self) -> usize {
+        self.slower.borrow().len()
+    }
+
     fn slower_than_in(&self, n: usize, t_ms: f64, depth: u8) -> Slower {
         let service = self.nodes[n].service;
         if t_ms <= 0.0 {
@@ -288,7 +297,12 @@ impl<'g> Model<'g> {
                 because: service,
             };
         }
-        let key = (n, t_ms.to_bits(), depth);
+        // Up to a whole ms: the share slower than that is at most the share slower than
+        // `t_ms`, so still a lower bound, and calls whose round trips differ by microseconds
+        // share one answer (keyed by the exact time, a graph of 500 services whose calls each
+        // had their own rtt took 27 s and 2 GB: a review).
+        let t_ms = t_ms.ceil();
+        let key = (n, t_ms as u64, depth);
         if let Some(known) = self.slower.borrow().get(&key) {
             return *known;
         }
@@ -298,10 +312,16 @@ impl<'g> Model<'g> {
             }),
             because: service,
         };
-        // What it waits on can make it slower than `t_ms` only if its worst case can.
-        if depth > 0 && t_ms < self.worst_case_ms[n] {
+        // What it waits on can make it slower than `t_ms` only if its worst case can; past
+        // [`MAX_STATES`] answers kept, nodes are weighed by their own work alone (still a
+        // bound), so that no graph's check runs away.
+        let room = self.slower.borrow().len() < MAX_STATES;
+        if depth > 0 && room && t_ms < self.worst_case_ms[n] {
             for (i, call) in self.nodes[n].calls.iter().enumerate() {
-                if self.in_cycle[n][i] || !call.required {
+                // A hedged call answers with the faster of its copies, sooner than its callee
+                // may: it is left out, which keeps the bound (a review's hedged database call
+                // was taken for its callee's tail, a false alarm).
+                if self.in_cycle[n][i] || !call.required || call.hedge.is_some() {
                     continue;
                 }
                 let cap = match (call.timeout, call.request_timeout) {

@@ -377,7 +377,8 @@ pub const RULES: &[RuleDoc] = &[
                    trip (its request_timeout when that is shorter: it cuts the first attempt as \
                    surely). The callee's answer takes its own work (a lognormal fitted to its \
                    latency p50 and p99) and its required calls' (each down the graph, as far as \
-                   eight calls deep, a call ending by its own timeout adding nothing past it); a \
+                   eight calls deep, a call ending by its own timeout adding nothing past it, a \
+                   hedged one, which answers with its faster copy, left out); a \
                    sum is slower than each of its parts, so the share is taken as the largest \
                    of theirs: a lower bound, never a false alarm, which catches a callee whose own \
                    work is fast but whose database is not. Fires when that share is above \

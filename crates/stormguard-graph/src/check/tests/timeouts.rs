@@ -685,6 +685,74 @@ fn timeout_below_latency_weighs_what_the_callee_waits_on() {
     );
 }
 
+#[test]
+fn timeout_below_latency_leaves_out_a_hedged_call_below() {
+    // b's call to c is hedged: b answers with the faster copy, sooner than c's tail, so c's
+    // latency is no bound of b's (a review: a false alarm, and a fix of 919 ms).
+    let report = Builder::new("a")
+        .service("b", |s| {
+            s.latency = Latency {
+                p50: ms(1),
+                p99: ms(2),
+            }
+        })
+        .service("c", |s| {
+            s.latency = Latency {
+                p50: ms(10),
+                p99: ms(300),
+            }
+        })
+        .call("a", "b", timed(200))
+        .call("b", "c", |c| {
+            timed(2000)(c);
+            c.hedge = Some(crate::model::HedgeSpec {
+                delay: stormguard::hedge::HedgeDelay::Fixed(ms(40)),
+                max_extra: 0.2,
+            });
+        })
+        .check();
+    assert!(
+        fired(&report, "timeout-below-latency").is_empty(),
+        "{:#?}",
+        report.findings
+    );
+}
+
+#[test]
+fn the_latency_bound_keeps_bounded_work_on_a_deep_wide_graph() {
+    // Ten layers of ten services, each calling every service of the next, every call with a
+    // round trip of its own in microseconds: keyed by the exact time left, the answers kept
+    // grew as the fan-out to the eighth power (a review: killed at 60 s and 4 GB).
+    let mut builder = Builder::new("s0x0");
+    let mut rtt = 0;
+    for layer in 0..9 {
+        for i in 0..10 {
+            for j in 0..10 {
+                rtt += 1;
+                let micros = rtt;
+                builder = builder.call(
+                    &format!("s{layer}x{i}"),
+                    &format!("s{}x{j}", layer + 1),
+                    move |c| {
+                        timed(5)(c);
+                        c.rtt = Duration::from_micros(micros);
+                    },
+                );
+            }
+        }
+    }
+    let graph = builder.build();
+    let model = crate::check::figures::Model::new(&graph);
+    for n in 0..model.nodes.len() {
+        model.slower_than(n, 3.0);
+    }
+    assert!(
+        model.slower_states() <= 200_000,
+        "{}",
+        model.slower_states()
+    );
+}
+
 fn ms_f(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -820,5 +888,48 @@ fn connect_timeout_too_long_compares_durations_at_the_exact_limit() {
             "connect-timeout-too-long"
         ),
         ["a->b"]
+    );
+}
+
+#[test]
+fn entry_budget_cuts_no_call_below_what_its_callee_waits_on() {
+    // A review's graph: users wait 100 ms; web -> api (80 ms, two attempts) and api waits on
+    // db (30-90 ms). The entry-budget fix cut web -> api to 36 ms, below api's time with db,
+    // and `--fix` wrote a graph that answered half its users; it now says no value fits.
+    let report = Builder::new("web")
+        .entry(|e| e.timeout = ms(100))
+        .service("web", |s| {
+            s.latency = Latency {
+                p50: ms(1),
+                p99: ms(2),
+            }
+        })
+        .service("api", |s| {
+            s.latency = Latency {
+                p50: ms(1),
+                p99: ms(2),
+            }
+        })
+        .service("db", |s| {
+            s.latency = Latency {
+                p50: ms(30),
+                p99: ms(90),
+            }
+        })
+        .call("web", "api", |c| {
+            timed(80)(c);
+            c.connect_timeout = Some(ms(3));
+            c.max_attempts = 2;
+            c.limiter = Some(budget(0.1));
+        })
+        .call("api", "db", timed(131))
+        .check();
+    let finding = only(&report, "entry-budget");
+    let floor = fired(&report, "timeout-below-latency");
+    assert_eq!(floor, ["web->api"], "{:#?}", report.findings);
+    let wanted = only(&report, "timeout-below-latency").fix.clone();
+    assert!(
+        finding.edits.iter().all(|edit| edit.key != "timeout"),
+        "entry-budget cuts a timeout below {wanted}: {finding:#?}"
     );
 }

@@ -83,6 +83,10 @@ pub struct Document {
     pub text: Arc<str>,
     /// The root node.
     pub root: Node,
+    /// Where the nodes an alias (`*name`, or a merge key's) copies start, by byte offset in
+    /// the file: a writer that changed one would change every copy too, which the files read
+    /// as parts of their own.
+    pub shared: Arc<[usize]>,
 }
 
 impl Document {
@@ -366,6 +370,7 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, ImportEr
             message: format!("not YAML or JSON: {}", error.info()),
         });
     }
+    let shared: Arc<[usize]> = builder.shared.into();
     Ok(builder
         .documents
         .into_iter()
@@ -376,6 +381,7 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, ImportEr
             index,
             text: shared_text.clone(),
             root,
+            shared: shared.clone(),
         })
         .collect())
 }
@@ -425,6 +431,8 @@ struct Builder {
     /// The open sequences and mappings, innermost last.
     stack: Vec<Open>,
     anchors: std::collections::HashMap<usize, Node>,
+    /// Where each node an alias copied starts ([`Document::shared`]).
+    shared: Vec<usize>,
     documents: Vec<Node>,
     nodes: usize,
     error: Option<(Pos, String)>,
@@ -711,6 +719,7 @@ impl MarkedEventReceiver for Builder {
             Event::SequenceEnd | Event::MappingEnd => self.close(),
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
                 Some(mut node) => {
+                    self.shared.push(node.pos.offset);
                     self.nodes += count(&node);
                     if self.nodes > MAX_NODES {
                         self.fail(

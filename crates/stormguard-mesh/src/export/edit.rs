@@ -173,7 +173,24 @@ pub fn edits(doc: &Document, values: &[(Path, Val)]) -> Result<Vec<TextEdit>, Ed
         unreachable!()
     };
     editor.under(&doc.root, children, &mut Vec::new())?;
+    editor.outside_what_aliases_copy()?;
     Ok(editor.edits)
+}
+
+/// The node of `root`'s tree (itself or below) that starts at `offset`, the first in file
+/// order: an anchor's own node comes before any copy of it.
+fn node_at(root: &Node, offset: usize) -> Option<&Node> {
+    if root.pos.offset == offset && !matches!(root.value, Value::Scalar { .. }) {
+        return Some(root);
+    }
+    match &root.value {
+        Value::Scalar { .. } => (root.pos.offset == offset).then_some(root),
+        Value::Seq(items) => items.iter().find_map(|item| node_at(item, offset)),
+        Value::Map(entries) => entries
+            .iter()
+            .filter(|(key, _)| !key.merged)
+            .find_map(|(key, value)| node_at(key, offset).or_else(|| node_at(value, offset))),
+    }
 }
 
 /// `text` with `edits` applied (edits must not overlap; insertions at one offset keep their
@@ -209,6 +226,45 @@ struct Editor<'a> {
 }
 
 impl Editor<'_> {
+    /// Refuses edits that change text an alias (`*name`) or a merge key (`<<: *name`) copies
+    /// elsewhere in the file: what the files read as another route's value would change with
+    /// it (a review: a route's timeout written into a mapping another route merged moved that
+    /// route too).
+    fn outside_what_aliases_copy(&self) -> Result<(), EditError> {
+        let changes: Vec<&TextEdit> = self
+            .edits
+            .iter()
+            .filter(|e| self.text.get(e.start..e.end) != Some(e.text.as_str()))
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        for &offset in self.doc.shared.iter() {
+            let Some(node) = node_at(&self.doc.root, offset) else {
+                continue;
+            };
+            let end = self.end_of(node, false, &[])?;
+            if let Some(edit) = changes.iter().find(|e| e.start <= end && e.end >= offset) {
+                let line = self.text[..edit.start.min(self.text.len())]
+                    .matches('\n')
+                    .count() as u32
+                    + 1;
+                return Err(EditError {
+                    file: self.doc.file.to_string(),
+                    line,
+                    path: "a part an alias copies".to_string(),
+                    why: format!(
+                        "the part of the file that starts at line {} is copied elsewhere by an \
+                         alias (*name) or a merge key (<<): changed there, it would change every \
+                         copy too; make the change by hand",
+                        node.pos.line
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn error(&self, node: &Node, path: &[Seg], why: impl Into<String>) -> EditError {
         EditError {
             file: self.doc.file.to_string(),
@@ -238,20 +294,58 @@ impl Editor<'_> {
                 Seg::Key(key) if *want == Want::Leaf(Val::Remove) => {
                     if let Some((k, v)) = find_entry(node, key) {
                         self.delete(node, k, v, path)?;
+                    } else if find_merged(node, key).is_some() {
+                        return Err(self.error(
+                            node,
+                            path,
+                            "brought in by a merge key (<<), and so in its anchor, which other \
+                             mappings may merge too: remove it there, or override it here, by \
+                             hand",
+                        ));
                     }
                 }
-                Seg::Key(key) => match find_entry(node, key) {
-                    Some((k, v)) if empties_a_string_map(path, v, want) => {
-                        self.delete(node, k, v, path)?
+                Seg::Key(key) => {
+                    match find_entry(node, key) {
+                        Some((k, v)) if empties_a_string_map(path, v, want) => {
+                            self.delete(node, k, v, path)?
+                        }
+                        Some((k, v)) if v.is_null() => self.fill_null(k, v, want, camel)?,
+                        Some((_, v)) => self.write(v, want, path)?,
+                        // Brought in by a merge key: nothing is written where the merged value says
+                        // it already (an unchanged export wrote every merged key out: a review); a
+                        // value is written here, over the merged one, as YAML's merge lets a
+                        // mapping's own keys do; a part of a merged mapping is not, as a mapping
+                        // written here replaces the merged one whole, and the rest of it would be
+                        // lost.
+                        None if find_merged(node, key).is_some() => {
+                            let (_, merged) = find_merged(node, key).expect("found just above");
+                            let before = self.edits.len();
+                            let tried = self.write(merged, want, path);
+                            let changes = self.edits[before..]
+                                .iter()
+                                .any(|e| self.text.get(e.start..e.end) != Some(e.text.as_str()));
+                            self.edits.truncate(before);
+                            match (tried, changes, want) {
+                                (Ok(()), false, _) => {}
+                                (_, _, Want::Leaf(_)) => {
+                                    missing.push((seg_name(seg, camel), want.to_val(camel)))
+                                }
+                                _ => return Err(self.error(
+                                    node,
+                                    path,
+                                    "part of a mapping brought in by a merge key (<<): written \
+                                     here it would replace the merged mapping whole; spell the \
+                                     mapping out here, or change its anchor, by hand",
+                                )),
+                            }
+                        }
+                        None if want.only_removals() => {}
+                        None if node.is_map() || node.is_null() => {
+                            missing.push((seg_name(seg, camel), want.to_val(camel)))
+                        }
+                        None => return Err(self.error(node, path, "not a mapping")),
                     }
-                    Some((k, v)) if v.is_null() => self.fill_null(k, v, want, camel)?,
-                    Some((_, v)) => self.write(v, want, path)?,
-                    None if want.only_removals() => {}
-                    None if node.is_map() || node.is_null() => {
-                        missing.push((seg_name(seg, camel), want.to_val(camel)))
-                    }
-                    None => return Err(self.error(node, path, "not a mapping")),
-                },
+                }
                 Seg::Index(i) => match node.items().get(*i) {
                     Some(item) => self.write(item, want, path)?,
                     None => {
@@ -559,6 +653,16 @@ fn empties_a_string_map(path: &[Seg], map: &Node, want: &Want) -> bool {
                 .iter()
                 .any(|(seg, _)| matches!(seg, Seg::Key(name) if k.as_str() == Some(name)))
         })
+}
+
+/// The entry of `key` in mapping `node` that a merge key brought in ([`Node::merged`]).
+fn find_merged<'n>(node: &'n Node, key: &str) -> Option<(&'n Node, &'n Node)> {
+    let camel = lower_camel(key);
+    node.entries()
+        .iter()
+        .filter(|(k, _)| k.merged)
+        .find(|(k, _)| k.as_str() == Some(key) || k.as_str() == Some(camel.as_str()))
+        .map(|(k, v)| (k, v))
 }
 
 /// The entry of `key` in mapping `node`: the key as given, or its lowerCamelCase spelling,

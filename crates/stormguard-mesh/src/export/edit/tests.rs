@@ -299,3 +299,67 @@ spec:
     assert_eq!(http[0].get("timeout").unwrap().as_str(), Some("2s"));
     assert_eq!(http[1].get("timeout").unwrap().as_str(), Some("5s"));
 }
+
+#[test]
+fn a_merged_value_already_there_is_not_written_and_a_merged_mapping_is_not_patched() {
+    let text = "\
+spec:
+  http:
+  - &r
+    name: one
+    timeout: 2s
+    retries: {attempts: 2, retryOn: 5xx}
+  - <<: *r
+    name: two
+";
+    let docs = parse_documents("f.yaml", text).unwrap();
+    // The value the merge gives already: nothing written (an unchanged export wrote it out).
+    let same = [(parse_path("spec.http[1].timeout"), Val::Str("2s".into()))];
+    let out = apply(text, edits(&docs[0], &same).unwrap());
+    assert_eq!(out, text);
+    let nested_same = [(parse_path("spec.http[1].retries.attempts"), Val::Int(2))];
+    assert_eq!(apply(text, edits(&docs[0], &nested_same).unwrap()), text);
+    // A part of a merged mapping: written here, `retries` would replace the merged one whole
+    // and lose its retryOn; refused, at the mapping, for a person to do.
+    let nested = [(parse_path("spec.http[1].retries.attempts"), Val::Int(3))];
+    let error = edits(&docs[0], &nested).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("part of a mapping brought in by a merge key"),
+        "{error}"
+    );
+    // Nor is a merged key removed from its anchor.
+    let removed = [(parse_path("spec.http[1].timeout"), Val::Remove)];
+    assert!(edits(&docs[0], &removed).is_err());
+}
+
+#[test]
+fn a_change_inside_what_an_alias_copies_is_refused() {
+    // Route two's mapping is an anchor route three merges: a timeout written into two would
+    // move three's too (a review).
+    let text = "\
+spec:
+  http:
+  - &mid
+    name: two
+    timeout: 2s
+  - <<: *mid
+    name: three
+";
+    let docs = parse_documents("f.yaml", text).unwrap();
+    let two = [(parse_path("spec.http[0].timeout"), Val::Str("6s".into()))];
+    let error = edits(&docs[0], &two).unwrap_err();
+    assert!(
+        error.to_string().contains("copied elsewhere by an alias"),
+        "{error}"
+    );
+    assert_eq!(error.line, 5);
+    // The same value: nothing changes, nothing refused.
+    let same = [(parse_path("spec.http[0].timeout"), Val::Str("2s".into()))];
+    assert_eq!(apply(text, edits(&docs[0], &same).unwrap()), text);
+    // Outside the anchor: written.
+    let three = [(parse_path("spec.http[1].timeout"), Val::Str("6s".into()))];
+    let out = apply(text, edits(&docs[0], &three).unwrap());
+    assert!(out.ends_with("    name: three\n    timeout: 6s\n"), "{out}");
+}

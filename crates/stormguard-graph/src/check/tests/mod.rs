@@ -192,6 +192,14 @@ pub(super) fn budget(ratio: f64) -> LimiterSpec {
     }
 }
 
+/// A latency of `p50` and `p99` ms.
+pub(super) fn latency_ms(p50: u64, p99: u64) -> Latency {
+    Latency {
+        p50: ms(p50),
+        p99: ms(p99),
+    }
+}
+
 /// A latency without spread, so the p99.9 is exactly `n` ms.
 pub(super) fn fixed_latency(n: u64) -> Latency {
     Latency {

@@ -618,18 +618,8 @@ fn timeout_below_latency_reports_the_false_timeout_rate_and_a_timeout_that_keeps
 /// a -> b (timeout `t`) -> c (timeout 500 ms): b's own work takes 1-2 ms, c's 50-100 ms.
 fn waits_on_a_database(t: u64) -> Report {
     Builder::new("a")
-        .service("b", |s| {
-            s.latency = Latency {
-                p50: ms(1),
-                p99: ms(2),
-            }
-        })
-        .service("c", |s| {
-            s.latency = Latency {
-                p50: ms(50),
-                p99: ms(100),
-            }
-        })
+        .service("b", |s| s.latency = latency_ms(1, 2))
+        .service("c", |s| s.latency = latency_ms(50, 100))
         .call("a", "b", timed(t))
         .call("b", "c", timed(500))
         .check()
@@ -669,12 +659,7 @@ fn timeout_below_latency_weighs_what_the_callee_waits_on() {
     );
     // A call from b that returns by its own timeout within a's cannot make b slower than it.
     let bounded = Builder::new("a")
-        .service("c", |s| {
-            s.latency = Latency {
-                p50: ms(50),
-                p99: ms(100),
-            }
-        })
+        .service("c", |s| s.latency = latency_ms(50, 100))
         .call("a", "b", timed(300))
         .call("b", "c", timed(20))
         .check();
@@ -690,18 +675,8 @@ fn timeout_below_latency_leaves_out_a_hedged_call_below() {
     // b's call to c is hedged: b answers with the faster copy, sooner than c's tail, so c's
     // latency is no bound of b's (a review: a false alarm, and a fix of 919 ms).
     let report = Builder::new("a")
-        .service("b", |s| {
-            s.latency = Latency {
-                p50: ms(1),
-                p99: ms(2),
-            }
-        })
-        .service("c", |s| {
-            s.latency = Latency {
-                p50: ms(10),
-                p99: ms(300),
-            }
-        })
+        .service("b", |s| s.latency = latency_ms(1, 2))
+        .service("c", |s| s.latency = latency_ms(10, 300))
         .call("a", "b", timed(200))
         .call("b", "c", |c| {
             timed(2000)(c);
@@ -898,24 +873,9 @@ fn entry_budget_cuts_no_call_below_what_its_callee_waits_on() {
     // and `--fix` wrote a graph that answered half its users; it now says no value fits.
     let report = Builder::new("web")
         .entry(|e| e.timeout = ms(100))
-        .service("web", |s| {
-            s.latency = Latency {
-                p50: ms(1),
-                p99: ms(2),
-            }
-        })
-        .service("api", |s| {
-            s.latency = Latency {
-                p50: ms(1),
-                p99: ms(2),
-            }
-        })
-        .service("db", |s| {
-            s.latency = Latency {
-                p50: ms(30),
-                p99: ms(90),
-            }
-        })
+        .service("web", |s| s.latency = latency_ms(1, 2))
+        .service("api", |s| s.latency = latency_ms(1, 2))
+        .service("db", |s| s.latency = latency_ms(30, 90))
         .call("web", "api", |c| {
             timed(80)(c);
             c.connect_timeout = Some(ms(3));

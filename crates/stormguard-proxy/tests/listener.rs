@@ -316,3 +316,26 @@ async fn an_http2_request_with_more_headers_than_max_headers_gets_431() {
     let expected: Vec<String> = (0..60).map(|i| format!("c{i}=v")).collect();
     assert_eq!(cookies[0], expected.join("; ").as_str());
 }
+
+/// An HTTP/2 client idle past `idle_timeout` that never answers the GOAWAY's PING is closed a
+/// second later, not when the keep-alive gives up (a review: with a long keep-alive interval,
+/// such a client kept its connection, and its place under max_connections, for an hour).
+#[tokio::test]
+async fn an_idle_http2_client_deaf_to_goaway_is_closed_all_the_same() {
+    let upstream = ok_upstream().await;
+    let mut config = single(&[upstream.addr]);
+    config.listen.idle_timeout = ms(300);
+    config.listen.http2_keep_alive_interval = Duration::from_secs(3600);
+    let proxy = start(config).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, then nothing at all
+    stream.write_all(&bytes).await.unwrap();
+    let closed = until_closed(&mut stream, Duration::from_secs(10)).await;
+    println!("closed {closed:?} after its preface (idle_timeout 300ms)");
+    assert!(
+        closed >= ms(250),
+        "closed before the idle timeout: {closed:?}"
+    );
+    assert!(closed < Duration::from_secs(5), "held {closed:?}");
+}

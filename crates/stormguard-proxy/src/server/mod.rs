@@ -129,6 +129,9 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// has open: a client that cancels most of what it asks for has little in flight worth waiting
 /// for, and one that ignores the GOAWAY should not keep its place.
 const RESETS_GRACE: Duration = Duration::from_secs(1);
+/// How long an HTTP/2 connection closed for `idle_timeout` may take to end once told (GOAWAY):
+/// no stream is open, so a client that has not closed by then is not listening.
+const IDLE_GOAWAY_GRACE: Duration = Duration::from_secs(1);
 /// The most of one response the proxy keeps in hyper's buffers for a client that reads slower
 /// than the upstream sends, and reads ahead from an HTTP/1.1 upstream: hyper's default is some
 /// 400 KB each way, and a body chunk read from the upstream pins the whole read buffer it was
@@ -580,7 +583,11 @@ impl Serving {
                 _ = self.draining.wait_for(|draining| *draining) => None,
                 () = streams.idle_for(builders.idle_timeout) => {
                     tracing::debug!("closing an HTTP/2 connection with no stream open (idle_timeout)");
-                    None
+                    // No stream is open: the GOAWAY's PING is all hyper waits for, and a client
+                    // that never answers it held the connection (and its place under
+                    // max_connections) until the keep-alive gave up, an hour with a long
+                    // keep-alive interval (a review).
+                    Some(IDLE_GOAWAY_GRACE)
                 }
                 () = resets.exceeded() => {
                     self.proxy.metrics().connections_closed.stream_resets.inc();

@@ -97,6 +97,10 @@ pub(crate) struct ConnectionsClosed {
     /// HTTP/2 stream reset (its connection kept). Counted nowhere before: such a response went
     /// down as a plain 2xx (a review).
     pub(crate) stream_idle: Counter,
+    /// The client broke HTTP/2's rules or its bounds (a frame where none may be, a flood of
+    /// resets, CONTINUATION frames or header table updates): the connection library's own
+    /// guards sent GOAWAY and closed it, counted nowhere before (a review).
+    pub(crate) http2_protocol: Counter,
 }
 
 impl ConnectionsClosed {
@@ -111,6 +115,7 @@ impl ConnectionsClosed {
             header_timeout: counter("header-timeout"),
             bad_request: counter("bad-request"),
             stream_idle: counter("stream-idle"),
+            http2_protocol: counter("http2-protocol"),
         }
     }
 }
@@ -255,7 +260,7 @@ impl ProxyMetrics {
         );
         registry.register(
             "stormguard_proxy_connections_closed",
-            "Client connections the proxy closed to protect the others, by reason: first-byte-timeout (a connection sent nothing within listen.first_byte_timeout), silent-at-limit (one that had sent nothing was closed to admit a new one at listen.max_connections), stream-resets (an HTTP/2 client reset most streams it opened before their answer and was sent GOAWAY), header-budget (an unfinished request head would have taken all of them past listen.max_unfinished_header_bytes), tls-handshake (with listen.tls, a client's handshake failed or took longer than listen.header_read_timeout: a client that does not trust the certificate, or speaks plain text to the TLS port), header-timeout (a request head or HTTP/2 header block took longer than listen.header_read_timeout: slowloris), bad-request (a request head that is not HTTP or has too many or too large headers, answered 400 or 431 before it was a request, so with no access-log line), stream-idle (a body did not move for listen.stream_idle_timeout: an HTTP/1.1 connection closed, or an HTTP/2 stream reset with its connection kept; the response had its status counted already, its body cut). A steady rate of any is a client that misbehaves or an attack: find the clients in the logs (at debug); header-budget under normal traffic means the budget is too small for the clients' heads",
+            "Client connections the proxy closed to protect the others, by reason: first-byte-timeout (a connection sent nothing within listen.first_byte_timeout), silent-at-limit (one that had sent nothing was closed to admit a new one at listen.max_connections), stream-resets (an HTTP/2 client reset most streams it opened before their answer and was sent GOAWAY), header-budget (an unfinished request head would have taken all of them past listen.max_unfinished_header_bytes), tls-handshake (with listen.tls, a client's handshake failed or took longer than listen.header_read_timeout: a client that does not trust the certificate, or speaks plain text to the TLS port), header-timeout (a request head or HTTP/2 header block took longer than listen.header_read_timeout: slowloris), bad-request (a request head that is not HTTP or has too many or too large headers, answered 400 or 431 before it was a request, so with no access-log line), stream-idle (a body did not move for listen.stream_idle_timeout: an HTTP/1.1 connection closed, or an HTTP/2 stream reset with its connection kept; the response had its status counted already, its body cut), http2-protocol (an HTTP/2 client broke the protocol or flooded it, with resets, CONTINUATION frames or header table updates, and the HTTP/2 layer closed the connection with GOAWAY). A steady rate of any is a client that misbehaves or an attack: find the clients in the logs (at debug); header-budget under normal traffic means the budget is too small for the clients' heads",
             closed,
         );
         registry.register(

@@ -339,3 +339,36 @@ async fn an_idle_http2_client_deaf_to_goaway_is_closed_all_the_same() {
     );
     assert!(closed < Duration::from_secs(5), "held {closed:?}");
 }
+
+/// An HTTP/2 client that breaks the protocol is closed by the HTTP/2 layer with GOAWAY, and
+/// counted (`connections_closed_total{reason="http2-protocol"}`): it was counted nowhere, as
+/// were the floods that layer's own guards stop (a review).
+#[tokio::test]
+async fn an_http2_client_that_breaks_the_protocol_is_counted() {
+    let upstream = ok_upstream().await;
+    let proxy = start(single(&[upstream.addr])).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS
+    bytes.extend_from_slice(&[0, 0, 1, 0x0, 0, 0, 0, 0, 0, b'x']); // DATA on stream 0
+    stream.write_all(&bytes).await.unwrap();
+    until_closed(&mut stream, BOUND).await;
+    let counted = || {
+        proxy
+            .metrics()
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(
+                    "stormguard_proxy_connections_closed_total{reason=\"http2-protocol\"} ",
+                )
+                .map(str::to_string)
+            })
+            .unwrap_or_default()
+    };
+    let until = tokio::time::Instant::now() + BOUND;
+    while counted() != "1" && tokio::time::Instant::now() < until {
+        tokio::time::sleep(ms(10)).await;
+    }
+    assert_eq!(counted(), "1", "{}", proxy.metrics());
+    assert_eq!(upstream.hits(), 0);
+}

@@ -453,6 +453,8 @@ impl Serving {
                 closed.header_timeout.inc();
             } else if error.is_parse() || error.is_parse_too_large() {
                 closed.bad_request.inc();
+            } else if is_http2_violation(&error) {
+                closed.http2_protocol.inc();
             }
             tracing::debug!(%error, "connection ended with an error");
         }
@@ -623,6 +625,23 @@ enum Closing {
     Idle,
     /// A body under way did not move for `stream_idle_timeout`.
     Stalled,
+}
+
+/// Whether a connection ended because the HTTP/2 layer closed it for the client's breach of
+/// the protocol or of its bounds: a GOAWAY it sent (not the client's) with an error.
+fn is_http2_violation(error: &hyper::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.is_go_away()
+                && !h2.is_remote()
+                && h2
+                    .reason()
+                    .is_some_and(|reason| reason != h2::Reason::NO_ERROR);
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Aborts a task when dropped: a connection's watchdog ends with its connection.

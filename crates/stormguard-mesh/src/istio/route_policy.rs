@@ -86,14 +86,24 @@ pub(super) fn read_policy(
     clamp_to_request_timeout(&mut policy, what, inv);
     policy.set("connect_timeout", DEFAULT_CONNECT_TIMEOUT, ISTIO_DEFAULT);
     let (tries, origin) = retries.max_attempts;
+    // Where the backoff note points: the backoff, else the attempts it is between, else the
+    // route whose default retries they are (it pointed at the document's first line).
+    let retried_at = match &origin {
+        Origin::File { .. } => origin.clone(),
+        _ => Origin::at(doc, http, what.to_string()),
+    };
     policy.set("max_attempts", tries.to_string(), origin);
     if tries > 1 {
         if let Some((value, origin)) = retries.retry_on {
             policy.set("retry_on", value, origin);
         }
         if let Some((value, origin)) = retries.backoff {
+            let at = match &origin {
+                Origin::File { .. } => origin.clone(),
+                _ => retried_at,
+            };
             policy.set("backoff", value, origin);
-            note_backoff_once(doc, inv);
+            note_backoff_once(inv, &doc.file, at);
         }
         policy.set("retry_budget", "\"none\"", ISTIO_DEFAULT);
         policy.set("idempotent", "true", RETRIES_ANY_METHOD);
@@ -253,14 +263,15 @@ fn clamp_to_request_timeout(policy: &mut Policy, what: &str, inv: &mut Inventory
     policy.set("timeout", value, origin);
 }
 
-/// Lists once per file that Envoy's backoff grows faster than the graph's.
-fn note_backoff_once(doc: &Document, inv: &mut Inventory) {
-    if inv.istio.backoff_noted.contains(&doc.file) {
+/// Lists once per file, at the first retries it applies to (`at`), that Envoy's backoff grows
+/// faster than the graph's.
+fn note_backoff_once(inv: &mut Inventory, file: &std::sync::Arc<str>, at: Origin) {
+    if inv.istio.backoff_noted.contains(file) {
         return;
     }
-    inv.istio.backoff_noted.push(doc.file.clone());
+    inv.istio.backoff_noted.push(file.clone());
     inv.unread(
-        Origin::at(doc, &doc.root, "retries backoff"),
+        at,
         "retries backoff (Envoy's formula)",
         "approximate: Envoy waits up to (2^N−1)·base before retry N, the graph's full-jitter \
          up to 2^(N−1)·base, both capped at 10 × base",

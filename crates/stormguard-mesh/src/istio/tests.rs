@@ -448,3 +448,49 @@ fn kubectl_list_of_istio_resources() {
     ));
     assert_eq!(setting(productpage, "retry_budget"), ("\"none\"".into(), 0));
 }
+
+/// The note that Envoy's backoff grows faster than the graph's points at the first retries of
+/// the file (where a backoff is written, else its attempts, else the route whose default
+/// retries they are), where it pointed at the document's first line (a review).
+#[test]
+fn the_backoff_note_points_at_the_retries_it_is_about() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: a, namespace: shop}
+spec:
+  hosts: [a]
+  http:
+  - route: [{destination: {host: a}}]
+    retries:
+      attempts: 2
+";
+    let inv = crate::testing::inventory_of("vs.yaml", text).unwrap();
+    let notes: Vec<_> = inv
+        .unread
+        .iter()
+        .filter(|u| u.what.starts_with("retries backoff"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{:#?}", inv.unread);
+    assert_eq!(
+        notes[0].origin.file_line().map(|(_, line, _)| line),
+        Some(9)
+    );
+    // No retries stanza: the route's default retries, at the route.
+    let bare = "\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: a, namespace: shop}
+spec:
+  hosts: [a]
+  http:
+  - route: [{destination: {host: a}}]
+";
+    let inv = crate::testing::inventory_of("vs.yaml", bare).unwrap();
+    let note = inv
+        .unread
+        .iter()
+        .find(|u| u.what.starts_with("retries backoff"))
+        .unwrap();
+    assert_eq!(note.origin.file_line().map(|(_, line, _)| line), Some(7));
+}

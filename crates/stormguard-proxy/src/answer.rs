@@ -75,7 +75,8 @@ pub(crate) fn attempts_value(attempts: u32) -> HeaderValue {
 /// `deadline` (no answer in the time the route or the caller allowed); 503 `retry-budget`,
 /// `token-bucket`, `overloaded` (with `Retry-After: 1`), `no-instance`; 404 `no-route`; the injected status with
 /// `fault`; and for requests refused before any attempt, 413 `body-too-large`, 400 `bad-body`,
-/// 408 `body-timeout`, 403 `forbidden-target`, 400 `bad-host`.
+/// 408 `body-timeout`, 403 `forbidden-target`, 400 `bad-host`, 501 `transfer-coding`, 431
+/// `too-many-headers` (HTTP/2).
 pub const REASON_HEADER: &str = "stormguard-reason";
 
 /// [`REASON_HEADER`] as a name, made once.

@@ -64,7 +64,10 @@ async fn answer(
     // HTTP/1.1's head is bounded by the HTTP layer (`max_headers`); HTTP/2 has only a bound on
     // the header block's bytes, so a request's count is checked here (a review: 110 headers went
     // upstream past a bound of 50).
-    let refused = if header_count(&req) > generation.config.listen.max_headers {
+    // The cookies are counted only past the bound: no lookup on the path nearly every request
+    // takes.
+    let max_headers = generation.config.listen.max_headers;
+    let refused = if req.headers().len() > max_headers && header_count(&req) > max_headers {
         Reason::TOO_MANY_HEADERS
     } else if !host_is_valid(&req) {
         Reason::BAD_HOST

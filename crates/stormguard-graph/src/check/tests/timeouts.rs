@@ -721,11 +721,10 @@ fn the_latency_bound_keeps_bounded_work_on_a_deep_wide_graph() {
     for n in 0..model.nodes.len() {
         model.slower_than(n, 3.0);
     }
-    assert!(
-        model.slower_states() <= 200_000,
-        "{}",
-        model.slower_states()
-    );
+    // Keyed by whole ms, the round trips' microseconds share answers: a few per node and depth
+    // (540 when written), where keyed by the exact time they filled the 200,000 allowed.
+    let kept = model.slower_states();
+    assert!(kept <= model.nodes.len() * 9 * 8, "{kept} answers kept");
 }
 
 fn ms_f(d: Duration) -> f64 {
